@@ -1,0 +1,53 @@
+import type { FastifyInstance } from 'fastify';
+import { errorResponses } from '../http/common.js';
+import type { Core, ModuleParts } from '../runtime.js';
+import { DecisionStore } from './decisions.js';
+import { AllocationBody, AllocationResponse } from './schema.js';
+import { AllocationService, type AllocationRequest, type Router, type ShadowHook } from './service.js';
+
+export interface AllocationModule extends ModuleParts {
+  readonly service: AllocationService;
+  readonly decisions: DecisionStore;
+}
+
+/** The data plane's hot path: POST /v1/allocations. */
+export function allocationModule(core: Core, all: () => readonly ModuleParts[]): AllocationModule {
+  const decisions = new DecisionStore(core.redis, core.keys, core.config.rewardWindowSeconds);
+  let routers: readonly Router[] | undefined;
+  let shadows: readonly ShadowHook[] | undefined;
+  const service = new AllocationService({
+    view: core.view,
+    kinds: core.kinds,
+    decisions,
+    routers: () => (routers ??= all().flatMap((m) => m.routers ?? [])),
+    shadows: () => (shadows ??= all().flatMap((m) => m.shadows ?? [])),
+    observer: {
+      onAllocation: (r) => core.metrics.allocations.inc({ strategy: r.strategy, reason: r.reason }),
+      onStrategyError: (id, err) => {
+        core.metrics.strategyErrors.inc({ strategy: id });
+        core.log.warn({ err, strategy: id }, 'strategy failed; falling back');
+      },
+      onRecordError: (err) => core.log.error({ err }, 'decision record not written'),
+    },
+  });
+  return {
+    name: 'allocation',
+    service,
+    decisions,
+    routes(app: FastifyInstance) {
+      app.post(
+        '/v1/allocations',
+        {
+          config: { access: 'client' },
+          schema: {
+            tags: ['allocations'],
+            summary: 'Recommended per-agent budgets for one request',
+            body: AllocationBody,
+            response: { 200: AllocationResponse, ...errorResponses },
+          },
+        },
+        async (req) => service.allocate(req.body as AllocationRequest),
+      );
+    },
+  };
+}

@@ -1,0 +1,36 @@
+import { Type } from '@sinclair/typebox';
+import { Id } from '../pipelines/schema.js';
+
+export const FeatureValue = Type.Union([Type.String({ maxLength: 1_000_000 }), Type.Number(), Type.Boolean(), Type.Null()]);
+
+export const AllocationBody = Type.Object(
+  {
+    pipeline: Id,
+    unitKey: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Sticky bucketing key (user, tenant, conversation…).' })),
+    features: Type.Optional(
+      Type.Record(Type.String({ maxLength: 128 }), FeatureValue, {
+        description: 'Request features. A string feature named <x>Text is tokenized (o200k_base) into <x>Tokens.',
+      }),
+    ),
+    totalTokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),
+    strategy: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Force a strategy (skips experiments).' })),
+  },
+  { additionalProperties: false },
+);
+
+export const AllocationResponse = Type.Object({
+  decisionId: Type.String(),
+  pipeline: Type.String(),
+  pipelineVersion: Type.Integer(),
+  strategy: Type.String(),
+  strategyVersion: Type.Integer(),
+  budgets: Type.Record(Type.String(), Type.Object({ tokens: Type.Integer() })),
+  totalTokens: Type.Integer(),
+  unallocatedTokens: Type.Integer(),
+  reason: Type.String({ description: 'requested | experiment | holdout | default | fallback' }),
+  fallback: Type.Optional(Type.Object({ from: Type.String(), error: Type.String() })),
+  recorded: Type.Boolean(),
+  experiment: Type.Optional(Type.String()),
+  variant: Type.Optional(Type.String()),
+  route: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+});

@@ -1,0 +1,109 @@
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig } from '../config/env.js';
+import { createLogger } from '../logger.js';
+import { ApportionClient } from '../sdk/client.js';
+import { applyRequests, readApplyFile } from '../seed.js';
+import { closeOnSignals, start } from '../server.js';
+import { registerCommands } from './commands.js';
+
+function bootConfig() {
+  try {
+    return loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+
+async function run(api: boolean, workers: boolean): Promise<void> {
+  const config = bootConfig();
+  const log = createLogger(config);
+  const running = await start(config, log, { api, workers, defaultMetrics: true });
+  closeOnSignals(running, log);
+  log.info({ url: running.url, api, workers, prefix: config.keyPrefix }, 'apportion started');
+}
+
+export function clientFrom(opts: { url: string; key?: string }): ApportionClient {
+  return new ApportionClient({ url: opts.url, ...(opts.key ? { key: opts.key } : {}) });
+}
+
+export const urlOption = () => new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000');
+export const keyOption = () => new Option('--key <key>', 'bearer key').env('APPORTION_KEY');
+
+export function print(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+const program = new Command('apportion').description('Token budget allocation for multi-agent LLM pipelines');
+
+program.command('serve').description('run the API and the workers in one process (the main job)').action(() => run(true, true));
+program.command('api').description('run the HTTP API only').action(() => run(true, false));
+program.command('worker').description('run the BullMQ workers only').action(() => run(false, true));
+
+async function apply(file: string, only: 'pipelines' | 'strategies', opts: { url: string; key?: string }): Promise<void> {
+  const doc = readApplyFile(file);
+  const client = clientFrom(opts);
+  const subset = only === 'pipelines' ? { pipelines: doc.pipelines ?? [] } : { strategies: doc.strategies ?? [] };
+  for (const r of applyRequests(subset)) {
+    const res = await client.request<{ id: string; version: number }>(r.method, r.url, r.body);
+    process.stdout.write(`${r.method} ${r.url} → version ${res.version}\n`);
+  }
+}
+
+program
+  .command('pipelines')
+  .description('manage pipelines')
+  .command('apply <file>')
+  .description('create or replace the pipelines of a JSON file ({ "pipelines": [{ "id", …body }] })')
+  .addOption(urlOption())
+  .addOption(keyOption())
+  .action((file: string, opts: { url: string; key?: string }) => apply(file, 'pipelines', opts));
+
+program
+  .command('strategies')
+  .description('manage strategies')
+  .command('apply <file>')
+  .description('create or replace the strategies of a JSON file ({ "strategies": [{ "id", …body }] })')
+  .addOption(urlOption())
+  .addOption(keyOption())
+  .action((file: string, opts: { url: string; key?: string }) => apply(file, 'strategies', opts));
+
+program
+  .command('allocate <pipeline>')
+  .description('ask for a per-agent allocation')
+  .option('--features <json>', 'request features as JSON', '{}')
+  .option('--total <tokens>', 'total token budget', (v) => Number.parseInt(v, 10))
+  .option('--unit <key>', 'unit key for sticky bucketing')
+  .option('--strategy <id>', 'force a strategy')
+  .addOption(urlOption())
+  .addOption(keyOption())
+  .action(async (pipeline: string, o: { features: string; total?: number; unit?: string; strategy?: string; url: string; key?: string }) => {
+    const res = await clientFrom(o).allocate({
+      pipeline,
+      features: JSON.parse(o.features) as Record<string, string | number | boolean | null>,
+      ...(o.total !== undefined ? { totalTokens: o.total } : {}),
+      ...(o.unit ? { unitKey: o.unit } : {}),
+      ...(o.strategy ? { strategy: o.strategy } : {}),
+    });
+    print(res);
+  });
+
+program
+  .command('stats <strategy>')
+  .description("a strategy's outcome statistics")
+  .option('--pipeline <id>', 'pipeline (needed for the built-in @uniform)')
+  .addOption(urlOption())
+  .addOption(keyOption())
+  .action(async (strategy: string, o: { pipeline?: string; url: string; key?: string }) => {
+    print(await clientFrom(o).strategyStats(strategy, o.pipeline));
+  });
+
+registerCommands(program);
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

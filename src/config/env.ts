@@ -1,0 +1,143 @@
+/**
+ * Process configuration: read from the environment once at start, validated, then frozen.
+ * A bad value stops start-up with a message that names the variable.
+ */
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  /** HTTP port. Default 3000. */
+  readonly port: number;
+  /** Interface to bind. Default 127.0.0.1; forced to loopback when no API keys are configured. */
+  readonly host: string;
+  /** Redis connection URL. Default redis://127.0.0.1:6379. */
+  readonly redisUrl: string;
+  /** Prefix of every Redis key and BullMQ queue name. Default `apportion`. */
+  readonly keyPrefix: string;
+  /** Bearer key allowed to do everything. Unset: no admin key. */
+  readonly adminKey: string | undefined;
+  /** Bearer key allowed to allocate and report outcomes only. Unset: no client key. */
+  readonly clientKey: string | undefined;
+  /** pino log level. Default info. */
+  readonly logLevel: LogLevel;
+  /** How long a decision waits for its outcome, in seconds (decision record TTL). Default 86400. */
+  readonly rewardWindowSeconds: number;
+  /** Largest accepted request body, in bytes. Default 1 MiB. */
+  readonly bodyLimitBytes: number;
+  /** Concurrency of the outcome worker. Default 16. */
+  readonly outcomeConcurrency: number;
+  /** BullMQ job lock duration in ms; a job whose worker died is retried after about this long. Default 30000. */
+  readonly jobLockMs: number;
+  /** Load example pipelines from experiments/ when the store is empty. Default true. */
+  readonly seedExamples: boolean;
+  /** Directory that holds trained model versions. Default ./models. */
+  readonly modelsDir: string;
+  /** Whether any API key is configured (auth is on). */
+  readonly authEnabled: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`Invalid configuration: ${variable} ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function intVar(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be an integer, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function boolVar(env: Env, name: string, def: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+function keyVar(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (raw.length < 16) throw new ConfigError(name, 'must be at least 16 characters long');
+  return raw;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith('127.');
+}
+
+/** Validates the environment and returns a frozen Config, or throws ConfigError naming the variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const redisUrl = env.REDIS_URL?.trim() || 'redis://127.0.0.1:6379';
+  try {
+    const u = new URL(redisUrl);
+    if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('protocol');
+  } catch {
+    throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL, got "${redisUrl}"`);
+  }
+  const keyPrefix = env.APPORTION_KEY_PREFIX?.trim() || 'apportion';
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(keyPrefix)) {
+    throw new ConfigError('APPORTION_KEY_PREFIX', 'must be 1-64 characters of letters, digits, _ . -');
+  }
+  const logLevel = (env.LOG_LEVEL?.trim() || 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
+  }
+  const adminKey = keyVar(env, 'APPORTION_ADMIN_KEY');
+  const clientKey = keyVar(env, 'APPORTION_CLIENT_KEY');
+  if (adminKey !== undefined && adminKey === clientKey) {
+    throw new ConfigError('APPORTION_CLIENT_KEY', 'must differ from APPORTION_ADMIN_KEY');
+  }
+  const authEnabled = adminKey !== undefined || clientKey !== undefined;
+  let host = env.HOST?.trim() || '127.0.0.1';
+  if (!authEnabled && !isLoopback(host)) host = '127.0.0.1';
+
+  return Object.freeze({
+    port: intVar(env, 'PORT', 3000, 0, 65535),
+    host,
+    redisUrl,
+    keyPrefix,
+    adminKey,
+    clientKey,
+    logLevel,
+    rewardWindowSeconds: intVar(env, 'APPORTION_REWARD_WINDOW_SECONDS', 86_400, 1, 30 * 86_400),
+    bodyLimitBytes: intVar(env, 'APPORTION_BODY_LIMIT_BYTES', 1_048_576, 1024, 64 * 1_048_576),
+    outcomeConcurrency: intVar(env, 'APPORTION_OUTCOME_CONCURRENCY', 16, 1, 1024),
+    jobLockMs: intVar(env, 'APPORTION_JOB_LOCK_MS', 30_000, 500, 600_000),
+    seedExamples: boolVar(env, 'APPORTION_SEED_EXAMPLES', true),
+    modelsDir: env.APPORTION_MODELS_DIR?.trim() || 'models',
+    authEnabled,
+  });
+}
+
+/** Documented variables, kept here so the README table and a test can agree with the code. */
+export const CONFIG_VARIABLES = [
+  'PORT',
+  'HOST',
+  'REDIS_URL',
+  'APPORTION_KEY_PREFIX',
+  'APPORTION_ADMIN_KEY',
+  'APPORTION_CLIENT_KEY',
+  'LOG_LEVEL',
+  'APPORTION_REWARD_WINDOW_SECONDS',
+  'APPORTION_BODY_LIMIT_BYTES',
+  'APPORTION_OUTCOME_CONCURRENCY',
+  'APPORTION_JOB_LOCK_MS',
+  'APPORTION_SEED_EXAMPLES',
+  'APPORTION_MODELS_DIR',
+] as const;

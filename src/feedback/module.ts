@@ -1,0 +1,83 @@
+import { Worker, type Job } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import type { AllocationModule } from '../allocation/module.js';
+import { errorResponses } from '../http/common.js';
+import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import { strategyArms } from './arms.js';
+import { OutcomeIntake } from './intake.js';
+import { applyOutcome } from './processor.js';
+import { createOutcomesQueue, OUTCOMES_QUEUE, type OutcomeJob } from './queue.js';
+import { OutcomeAccepted, OutcomeBody } from './schema.js';
+
+/** Applied-outcome markers outlive the reward window by a week, longer than any job is retained. */
+const MARKER_EXTRA_SECONDS = 7 * 86_400;
+
+/** Outcomes: intake (POST /v1/outcomes → BullMQ) and the worker that applies them to statistics. */
+export function feedbackModule(core: Core, all: () => readonly ModuleParts[], allocation: AllocationModule): ModuleParts {
+  const queue = createOutcomesQueue(core.bullRedis, core.keys.bullPrefix());
+  const intake = new OutcomeIntake(allocation.decisions, queue);
+  return {
+    name: 'feedback',
+    queues: [queue],
+    routes(app: FastifyInstance) {
+      app.post(
+        '/v1/outcomes',
+        {
+          config: { access: 'client' },
+          schema: {
+            tags: ['outcomes'],
+            summary: 'Report the outcome of a decision (answers once the job is durably queued)',
+            body: OutcomeBody,
+            response: { 202: OutcomeAccepted, ...errorResponses },
+          },
+        },
+        async (req, reply) => {
+          const body = req.body as OutcomeBody;
+          await intake.accept(body);
+          core.metrics.outcomesAccepted.inc();
+          return reply.status(202).send({ accepted: true, decisionId: body.decisionId });
+        },
+      );
+    },
+    async startWorkers(): Promise<readonly Closeable[]> {
+      const modules = all();
+      const deps = {
+        redis: core.redis,
+        keys: core.keys,
+        view: core.view,
+        arms: [strategyArms(core.keys), ...modules.flatMap((m) => m.arms ?? [])],
+        sinks: modules.flatMap((m) => m.sinks ?? []),
+        markerTtlSeconds: core.config.rewardWindowSeconds + MARKER_EXTRA_SECONDS,
+        onApplied: async (job: OutcomeJob) => {
+          for (const m of modules) await m.onOutcomeApplied?.(job);
+        },
+      };
+      const worker = new Worker<OutcomeJob>(
+        OUTCOMES_QUEUE,
+        async (job: Job<OutcomeJob>) => {
+          const result = await applyOutcome(deps, job.data);
+          core.metrics.outcomesProcessed.inc({ result });
+          return result;
+        },
+        {
+          connection: core.bullRedis,
+          prefix: core.keys.bullPrefix(),
+          concurrency: core.config.outcomeConcurrency,
+          lockDuration: core.config.jobLockMs,
+          stalledInterval: core.config.jobLockMs,
+          maxStalledCount: 5,
+        },
+      );
+      worker.on('failed', (job, err) => {
+        core.metrics.outcomeFailures.inc();
+        core.log.warn({ err, jobId: job?.id, attempts: job?.attemptsMade }, 'outcome job failed; it will be retried');
+      });
+      worker.on('error', (err) => core.log.error({ err }, 'outcome worker error'));
+      await worker.waitUntilReady();
+      return [worker];
+    },
+    async close() {
+      await queue.close();
+    },
+  };
+}

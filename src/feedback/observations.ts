@@ -1,0 +1,49 @@
+import type { DecisionRecord } from '../allocation/decisions.js';
+import type { Pipeline } from '../pipelines/schema.js';
+import type { OutcomeBody } from './schema.js';
+
+/** A budget counts as hit when the agent consumed at least this share of it (or reported truncation). */
+export const CEILING_HIT_SHARE = 0.95;
+
+export interface AgentObservation {
+  readonly a: string;
+  /** Utilization: consumed ÷ allocated. */
+  readonly u: number;
+  /** Ceiling hit (≥ 95 % used, or truncated). */
+  readonly h: 0 | 1;
+  /** Reported truncation. */
+  readonly t: 0 | 1;
+  readonly c: number;
+  readonly b: number;
+}
+
+/** Per-agent observations for the agents the outcome reports usage for (pure). Consumed = input + output. */
+export function observe(decision: DecisionRecord, outcome: OutcomeBody): AgentObservation[] {
+  const out: AgentObservation[] = [];
+  for (const [agent, u] of Object.entries(outcome.usage ?? {})) {
+    const allocated = decision.budgets[agent];
+    if (allocated === undefined) continue;
+    const consumed = (u.inputTokens ?? 0) + (u.outputTokens ?? 0);
+    const truncated = u.truncated === true;
+    const util = allocated > 0 ? consumed / allocated : consumed > 0 ? 1 : 0;
+    const hit = truncated || (allocated > 0 && consumed >= CEILING_HIT_SHARE * allocated);
+    out.push({ a: agent, u: util, h: hit ? 1 : 0, t: truncated ? 1 : 0, c: consumed, b: allocated });
+  }
+  return out;
+}
+
+/**
+ * The outcome's cost in USD: as reported, else priced from usage when every agent that reported usage
+ * has a price in the pipeline. Undefined means unknown — never counted as zero.
+ */
+export function outcomeCost(outcome: OutcomeBody, pipeline: Pipeline | undefined): number | undefined {
+  if (outcome.costUsd !== undefined) return outcome.costUsd;
+  if (!pipeline || !outcome.usage) return undefined;
+  let usd = 0;
+  for (const [agent, u] of Object.entries(outcome.usage)) {
+    const price = pipeline.agents.find((a) => a.name === agent)?.price;
+    if (!price) return undefined;
+    usd += ((u.inputTokens ?? 0) * price.inputPerMTokUsd + (u.outputTokens ?? 0) * price.outputPerMTokUsd) / 1e6;
+  }
+  return usd;
+}

@@ -1,0 +1,63 @@
+import type { Redis } from 'ioredis';
+import { fromWelford, type Moments } from '../stats/moments.js';
+import type { Arm } from './arms.js';
+
+export interface AgentStats {
+  readonly n: number;
+  /** Mean of consumed ÷ allocated. */
+  readonly utilization: number;
+  /** Share of outcomes where the agent used ≥ 95 % of its budget or reported truncation. */
+  readonly ceilingHitRate: number;
+  readonly truncationRate: number;
+  /** Mean quality when the agent hit its ceiling (null when it never did). */
+  readonly qualityWhenHit: number | null;
+  readonly meanConsumed: number;
+  readonly meanAllocated: number;
+}
+
+export interface ArmStats {
+  readonly count: number;
+  readonly quality: Moments;
+  readonly cost: Moments & { readonly total: number };
+  readonly agents: Record<string, AgentStats>;
+}
+
+const f = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
+
+export function parseArmStats(summary: Record<string, string>, agentHash: Record<string, string>): ArmStats {
+  const n = f(summary.n);
+  const byAgent = new Map<string, Record<string, number>>();
+  for (const [field, value] of Object.entries(agentHash)) {
+    const cut = field.lastIndexOf('|');
+    const agent = field.slice(0, cut);
+    const metric = field.slice(cut + 1);
+    const m = byAgent.get(agent) ?? {};
+    m[metric] = Number(value);
+    byAgent.set(agent, m);
+  }
+  const agents: Record<string, AgentStats> = {};
+  for (const [agent, m] of [...byAgent.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    const an = m.n ?? 0;
+    const hits = m.hits ?? 0;
+    agents[agent] = {
+      n: an,
+      utilization: an ? (m.util ?? 0) / an : 0,
+      ceilingHitRate: an ? hits / an : 0,
+      truncationRate: an ? (m.trunc ?? 0) / an : 0,
+      qualityWhenHit: hits ? (m.hit_q ?? 0) / hits : null,
+      meanConsumed: an ? (m.consumed ?? 0) / an : 0,
+      meanAllocated: an ? (m.allocated ?? 0) / an : 0,
+    };
+  }
+  return {
+    count: n,
+    quality: fromWelford(n, f(summary.q_mean), f(summary.q_m2)),
+    cost: { ...fromWelford(f(summary.c_n), f(summary.c_mean), f(summary.c_m2)), total: f(summary.c_sum) },
+    agents,
+  };
+}
+
+export async function readArmStats(redis: Redis, arm: Arm): Promise<ArmStats> {
+  const [summary, agents] = await Promise.all([redis.hgetall(arm.summary), redis.hgetall(arm.agents)]);
+  return parseArmStats(summary, agents);
+}

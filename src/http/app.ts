@@ -1,0 +1,89 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { AppError } from '../errors/app-error.js';
+import type { Core, ModuleParts } from '../runtime.js';
+import { authorize } from './auth.js';
+import { ErrorBody } from './common.js';
+import { errorHandler } from './errors.js';
+
+export interface AppOptions {
+  readonly core: Core;
+  readonly modules: readonly ModuleParts[];
+  /** Reports whether the workers this deployment expects are attached (for /readyz). */
+  readonly workersReady?: () => Promise<boolean>;
+  /** Mount the queue dashboard at /admin/queues. Default true. */
+  readonly dashboard?: boolean;
+}
+
+/** Builds the Fastify app: auth, the one error handler, OpenAPI, metrics, health, and every module's routes. */
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  const { core } = opts;
+  const app = Fastify({
+    loggerInstance: core.log as FastifyBaseLogger,
+    bodyLimit: core.config.bodyLimitBytes,
+    logController: new LogController({ disableRequestLogging: true }),
+    // No type coercion: a number feature must stay a number, and "40" must not pass as 40.
+    ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addSchema(ErrorBody);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) => {
+    errorHandler(new AppError('ROUTE_NOT_FOUND', `${req.method} ${req.url.split('?')[0]}: no such route`), req, reply);
+  });
+  app.addHook('onRequest', async (req) => authorize(core.config, req));
+  app.addHook('onResponse', async (req, reply) => {
+    core.metrics.httpDuration.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Apportion', version: '0.1.0', description: 'Token budget allocation for multi-agent LLM pipelines.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), access: 'public' };
+  });
+
+  app.get('/healthz', { config: { access: 'public' }, schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
+    const redis = await core.redis.ping().then(
+      () => true,
+      () => false,
+    );
+    const workers = opts.workersReady ? await opts.workersReady().catch(() => false) : true;
+    const ready = redis && workers;
+    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', redis, workers });
+  });
+  const queues = opts.modules.flatMap((m) => m.queues ?? []);
+  app.get('/metrics', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
+    await Promise.all(
+      queues.map(async (q) => {
+        const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized');
+        for (const [state, n] of Object.entries(counts)) core.metrics.queueDepth.set({ queue: q.name, state }, n);
+      }),
+    ).catch((err: unknown) => core.log.warn({ err }, 'queue depth sampling failed'));
+    return reply.type(core.metrics.registry.contentType).send(await core.metrics.registry.metrics());
+  });
+
+  if (opts.dashboard !== false && queues.length > 0) {
+    const serverAdapter = new FastifyAdapter();
+    serverAdapter.setBasePath('/admin/queues');
+    createBullBoard({ queues: queues.map((q) => new BullMQAdapter(q)), serverAdapter });
+    await app.register(serverAdapter.registerPlugin(), { prefix: '/admin/queues' });
+  }
+
+  for (const m of opts.modules) if (m.routes) await app.register(async (scope) => m.routes!(scope));
+  return app;
+}

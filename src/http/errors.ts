@@ -1,0 +1,75 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../errors/app-error.js';
+import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.js';
+
+interface ValidationItem {
+  instancePath?: string;
+  keyword?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+/** Turns an ajv validation error into a message that names the offending field, e.g. `body/quality must be <= 1`. */
+export function describeValidation(context: string | undefined, items: readonly ValidationItem[]): string {
+  const v = items[0];
+  if (!v) return ERROR_CATALOG.VALIDATION_FAILED.message;
+  let field = `${context ?? 'body'}${v.instancePath ?? ''}`;
+  const p = v.params ?? {};
+  if (v.keyword === 'required' && typeof p.missingProperty === 'string') field += `/${p.missingProperty}`;
+  if (v.keyword === 'additionalProperties' && typeof p.additionalProperty === 'string') {
+    return `${field}/${p.additionalProperty} is not an allowed property`;
+  }
+  if (v.keyword === 'required') return `${field} is required`;
+  return `${field} ${v.message ?? 'is invalid'}`;
+}
+
+/** Maps any error to the stable body `{ statusCode, code, error, message }`. */
+export function toErrorBody(err: unknown): { statusCode: number; code: ErrorCode; error: string; message: string; details?: Record<string, unknown> } {
+  const body = (code: ErrorCode, message: string, details?: Readonly<Record<string, unknown>>) => {
+    const statusCode = ERROR_CATALOG[code].status;
+    return { statusCode, code, error: httpReason(statusCode), message, ...(details ? { details: { ...details } } : {}) };
+  };
+  if (err instanceof AppError) return body(err.code, err.message, err.details);
+  const fe = err as FastifyError & { validation?: ValidationItem[]; validationContext?: string };
+  if (fe.validation) return body('VALIDATION_FAILED', describeValidation(fe.validationContext, fe.validation));
+  switch (fe.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return body('INVALID_JSON', `body: ${fe.message}`);
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return body('BODY_TOO_LARGE', `body: ${fe.message}`);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return body('UNSUPPORTED_MEDIA_TYPE', `headers/content-type: ${fe.message}`);
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return body('VALIDATION_FAILED', `headers/content-length: ${fe.message}`);
+  }
+  if (err instanceof SyntaxError) return body('INVALID_JSON', `body: ${err.message}`);
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return { statusCode: fe.statusCode, code: 'VALIDATION_FAILED', error: httpReason(fe.statusCode), message: fe.message };
+  }
+  return body('INTERNAL', ERROR_CATALOG.INTERNAL.message);
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Entity',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+export function httpReason(status: number): string {
+  return REASONS[status] ?? 'Error';
+}
+
+export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): void {
+  const body = toErrorBody(err);
+  if (body.statusCode >= 500) req.log.error({ err }, 'request failed');
+  void reply.status(body.statusCode).send(body);
+}

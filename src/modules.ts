@@ -1,0 +1,18 @@
+import { allocationModule } from './allocation/module.js';
+import { feedbackModule } from './feedback/module.js';
+import { pipelinesModule } from './pipelines/routes.js';
+import type { Core, ModuleParts } from './runtime.js';
+import { strategiesModule } from './strategies/routes.js';
+
+/**
+ * Wires every domain module in one place. Order matters only for routers (consulted in order) and for
+ * modules that take another module's service.
+ */
+export async function createModules(core: Core): Promise<ModuleParts[]> {
+  const modules: ModuleParts[] = [];
+  const all = () => modules;
+  const allocation = allocationModule(core, all);
+  modules.push(pipelinesModule(core), strategiesModule(core), allocation, feedbackModule(core, all, allocation));
+  for (const m of modules) for (const k of m.strategyKinds ?? []) core.kinds.register(k);
+  return modules;
+}

@@ -1,0 +1,62 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of one process. One registry per runtime (tests run several in one process). */
+export interface Metrics {
+  readonly registry: Registry;
+  readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly allocations: Counter<'strategy' | 'reason'>;
+  readonly strategyErrors: Counter<'strategy'>;
+  readonly outcomesAccepted: Counter;
+  readonly outcomesProcessed: Counter<'result'>;
+  readonly outcomeFailures: Counter;
+  readonly queueDepth: Gauge<'queue' | 'state'>;
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'apportion_' });
+  return {
+    registry,
+    httpDuration: new Histogram({
+      name: 'apportion_http_request_duration_seconds',
+      help: 'HTTP request latency by route and status.',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    allocations: new Counter({
+      name: 'apportion_allocations_total',
+      help: 'Allocations served, by strategy and reason.',
+      labelNames: ['strategy', 'reason'],
+      registers: [registry],
+    }),
+    strategyErrors: new Counter({
+      name: 'apportion_strategy_errors_total',
+      help: 'Strategies (or routers) that threw while allocating; the request fell back.',
+      labelNames: ['strategy'],
+      registers: [registry],
+    }),
+    outcomesAccepted: new Counter({
+      name: 'apportion_outcomes_accepted_total',
+      help: 'Outcomes accepted at intake (202).',
+      registers: [registry],
+    }),
+    outcomesProcessed: new Counter({
+      name: 'apportion_outcomes_processed_total',
+      help: 'Outcome jobs processed by this worker, by result (applied, duplicate).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    outcomeFailures: new Counter({
+      name: 'apportion_outcome_failures_total',
+      help: 'Outcome job attempts that failed (they are retried with backoff).',
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'apportion_queue_jobs',
+      help: 'Jobs per BullMQ queue and state, sampled at scrape time.',
+      labelNames: ['queue', 'state'],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,70 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+export const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$', description: 'Identifier: letters, digits, _ . - (max 128).' });
+export const AgentName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' });
+export const Priority = Type.Union([Type.Literal('critical'), Type.Literal('standard'), Type.Literal('background')]);
+export type Priority = Static<typeof Priority>;
+
+const Tokens = Type.Integer({ minimum: 0, maximum: 100_000_000 });
+
+export const AgentSchema = Type.Object(
+  {
+    name: AgentName,
+    model: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    priority: Type.Optional(Priority),
+    minTokens: Type.Optional(Tokens),
+    maxTokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),
+    price: Type.Optional(
+      Type.Object(
+        {
+          inputPerMTokUsd: Type.Number({ minimum: 0 }),
+          outputPerMTokUsd: Type.Number({ minimum: 0 }),
+        },
+        { additionalProperties: false, description: 'USD per million tokens, used when an outcome carries no cost.' },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type AgentInput = Static<typeof AgentSchema>;
+
+export const PipelineBody = Type.Object(
+  {
+    agents: Type.Array(AgentSchema, { minItems: 1, maxItems: 64 }),
+    defaultTotalTokens: Type.Integer({ minimum: 1, maximum: 100_000_000 }),
+    defaultStrategy: Type.Optional(Id),
+    description: Type.Optional(Type.String({ maxLength: 2000 })),
+  },
+  { additionalProperties: false },
+);
+export type PipelineBody = Static<typeof PipelineBody>;
+
+/** An agent with defaults applied. */
+export interface Agent {
+  readonly name: string;
+  readonly model?: string;
+  readonly priority: Priority;
+  readonly minTokens: number;
+  readonly maxTokens: number | undefined;
+  readonly price?: { readonly inputPerMTokUsd: number; readonly outputPerMTokUsd: number };
+}
+
+export interface Pipeline {
+  readonly id: string;
+  readonly version: number;
+  readonly agents: readonly Agent[];
+  readonly defaultTotalTokens: number;
+  readonly defaultStrategy: string | undefined;
+  readonly description?: string;
+}
+
+export const PipelineResponse = Type.Object({
+  id: Type.String(),
+  version: Type.Integer(),
+  agents: Type.Array(AgentSchema),
+  defaultTotalTokens: Type.Integer(),
+  defaultStrategy: Type.Optional(Type.String()),
+  description: Type.Optional(Type.String()),
+});
+
+export const PipelineParams = Type.Object({ id: Id });

@@ -1,0 +1,67 @@
+-- Applies one outcome to the statistics of one or more arms (a strategy; later also experiment variants),
+-- exactly once per decision: the marker key makes a replay (retry, killed worker, duplicate report) a no-op.
+-- NUMKEYS: dynamic
+-- KEYS[1]       applied-marker key of the decision (in the pipeline's slot)
+-- KEYS[2k]      (k = 1..A) arm summary hash: n, q_mean, q_m2, c_n, c_mean, c_m2, c_sum (Welford moments)
+-- KEYS[2k+1]    (k = 1..A) arm per-agent hash: <agent>|n, |util, |hits, |consumed, |allocated, |hit_q, |trunc
+-- KEYS[2A+1+j]  (j = 1..L) lists that receive one entry each (e.g. the learner's training buffer), capped
+-- ARGV[1]       marker TTL in seconds
+-- ARGV[2]       quality (0..1)
+-- ARGV[3]       cost in USD, or "" when unknown
+-- ARGV[4]       JSON array of per-agent observations [{ "a": name, "u": utilization, "h": 0|1, "t": 0|1,
+--               "c": consumed, "b": allocated }]
+-- ARGV[5]       A, the number of arms
+-- ARGV[6]       cap of every list (LTRIM keeps the newest entries)
+-- ARGV[6+j]     entry pushed to the j-th list
+-- Returns: 1 when applied, 0 when this decision's outcome was already applied.
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) == false then
+  return 0
+end
+
+local function num(v) if v then return tonumber(v) end return 0 end
+local function fmt(x) return string.format('%.17g', x) end
+
+local q = tonumber(ARGV[2])
+local cost = ARGV[3]
+local agents = cjson.decode(ARGV[4])
+
+local arms = tonumber(ARGV[5])
+for k = 1, arms do
+  local summary = KEYS[2 * k]
+  local per_agent = KEYS[2 * k + 1]
+  local s = redis.call('HMGET', summary, 'n', 'q_mean', 'q_m2', 'c_n', 'c_mean', 'c_m2', 'c_sum')
+  local n = num(s[1]) + 1
+  local mean = num(s[2])
+  local d = q - mean
+  mean = mean + d / n
+  local m2 = num(s[3]) + d * (q - mean)
+  redis.call('HSET', summary, 'n', n, 'q_mean', fmt(mean), 'q_m2', fmt(m2))
+  if cost ~= '' then
+    local c = tonumber(cost)
+    local cn = num(s[4]) + 1
+    local cmean = num(s[5])
+    local cd = c - cmean
+    cmean = cmean + cd / cn
+    local cm2 = num(s[6]) + cd * (c - cmean)
+    redis.call('HSET', summary, 'c_n', cn, 'c_mean', fmt(cmean), 'c_m2', fmt(cm2), 'c_sum', fmt(num(s[7]) + c))
+  end
+  for _, o in ipairs(agents) do
+    local a = o['a']
+    redis.call('HINCRBY', per_agent, a .. '|n', 1)
+    redis.call('HINCRBYFLOAT', per_agent, a .. '|util', o['u'])
+    redis.call('HINCRBY', per_agent, a .. '|consumed', o['c'])
+    redis.call('HINCRBY', per_agent, a .. '|allocated', o['b'])
+    if o['t'] == 1 then redis.call('HINCRBY', per_agent, a .. '|trunc', 1) end
+    if o['h'] == 1 then
+      redis.call('HINCRBY', per_agent, a .. '|hits', 1)
+      redis.call('HINCRBYFLOAT', per_agent, a .. '|hit_q', q)
+    end
+  end
+end
+local cap = tonumber(ARGV[6])
+for j = 1, #KEYS - 1 - 2 * arms do
+  local key = KEYS[1 + 2 * arms + j]
+  redis.call('LPUSH', key, ARGV[6 + j])
+  redis.call('LTRIM', key, 0, cap - 1)
+end
+return 1

@@ -1,0 +1,91 @@
+/** Options of the HTTP client. */
+export interface ClientOptions {
+  /** Base URL of the Apportion API. Default http://127.0.0.1:3000. */
+  readonly url?: string;
+  /** Bearer key (admin for control-plane calls, client for allocations and outcomes). */
+  readonly key?: string;
+  /** Per-request timeout in ms. Default 5000. */
+  readonly timeoutMs?: number;
+}
+
+export class ApportionHttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly body: unknown,
+  ) {
+    super(`${statusCode} ${code}: ${message}`);
+    this.name = 'ApportionHttpError';
+  }
+}
+
+export interface Allocation {
+  readonly decisionId: string;
+  readonly pipeline: string;
+  readonly pipelineVersion: number;
+  readonly strategy: string;
+  readonly strategyVersion: number;
+  readonly budgets: Readonly<Record<string, { readonly tokens: number }>>;
+  readonly totalTokens: number;
+  readonly unallocatedTokens: number;
+  readonly reason: string;
+  readonly recorded: boolean;
+  readonly route?: Readonly<Record<string, unknown>>;
+  readonly [extra: string]: unknown;
+}
+
+export interface AllocateParams {
+  readonly pipeline: string;
+  readonly unitKey?: string;
+  readonly features?: Readonly<Record<string, string | number | boolean | null>>;
+  readonly totalTokens?: number;
+  readonly strategy?: string;
+}
+
+export interface OutcomeReport {
+  readonly decisionId: string;
+  readonly quality: number;
+  readonly usage?: Readonly<Record<string, { inputTokens?: number; outputTokens?: number; truncated?: boolean }>>;
+  readonly costUsd?: number;
+}
+
+/** A small fetch-based client for orchestrators and the CLI. */
+export class ApportionClient {
+  private readonly base: string;
+  constructor(private readonly opts: ClientOptions = {}) {
+    this.base = (opts.url ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (this.opts.key) headers.authorization = `Bearer ${this.opts.key}`;
+    const res = await fetch(this.base + path, {
+      method,
+      headers,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      signal: AbortSignal.timeout(this.opts.timeoutMs ?? 5000),
+    });
+    const text = await res.text();
+    const parsed: unknown = text ? JSON.parse(text) : undefined;
+    if (!res.ok) {
+      const e = (parsed ?? {}) as { code?: string; message?: string };
+      throw new ApportionHttpError(res.status, e.code ?? 'HTTP_ERROR', e.message ?? res.statusText, parsed);
+    }
+    return parsed as T;
+  }
+
+  allocate(params: AllocateParams): Promise<Allocation> {
+    return this.request('POST', '/v1/allocations', params);
+  }
+
+  reportOutcome(report: OutcomeReport): Promise<{ accepted: true; decisionId: string }> {
+    return this.request('POST', '/v1/outcomes', report);
+  }
+
+  strategyStats(id: string, pipeline?: string): Promise<unknown> {
+    const q = pipeline ? `?pipeline=${encodeURIComponent(pipeline)}` : '';
+    return this.request('GET', `/v1/strategies/${encodeURIComponent(id)}/stats${q}`);
+  }
+}

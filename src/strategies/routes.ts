@@ -1,0 +1,165 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../errors/app-error.js';
+import { strategyArm } from '../feedback/arms.js';
+import { readArmStats } from '../feedback/stats-reader.js';
+import { errorResponses } from '../http/common.js';
+import { Id } from '../pipelines/schema.js';
+import { RequirementMissingError } from '../control/store.js';
+import type { Core, ModuleParts } from '../runtime.js';
+import { BUILTIN_UNIFORM_ID, StrategyBody, StrategyResponse, type StrategyDef } from './schema.js';
+import { validateStrategy } from './service.js';
+
+const Params = Type.Object({ id: Id });
+const StatsParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+const StatsQuery = Type.Object({ pipeline: Type.Optional(Id) });
+
+const view = (s: StrategyDef) => ({
+  id: s.id,
+  version: s.version,
+  pipeline: s.pipeline,
+  kind: s.kind,
+  params: { ...s.params },
+  ...(s.description !== undefined ? { description: s.description } : {}),
+});
+
+const Moments = Type.Object({ n: Type.Number(), mean: Type.Number(), variance: Type.Number(), stddev: Type.Number(), stderr: Type.Number() });
+export const StatsResponse = Type.Object({
+  strategy: Type.String(),
+  pipeline: Type.String(),
+  count: Type.Integer(),
+  quality: Moments,
+  cost: Type.Intersect([Moments, Type.Object({ total: Type.Number() })]),
+  agents: Type.Record(
+    Type.String(),
+    Type.Object({
+      n: Type.Integer(),
+      utilization: Type.Number(),
+      ceilingHitRate: Type.Number(),
+      truncationRate: Type.Number(),
+      qualityWhenHit: Type.Union([Type.Number(), Type.Null()]),
+      meanConsumed: Type.Number(),
+      meanAllocated: Type.Number(),
+    }),
+  ),
+});
+
+/** Control plane for strategies, and their outcome statistics. */
+export function strategiesModule(core: Core): ModuleParts {
+  return {
+    name: 'strategies',
+    routes(app: FastifyInstance) {
+      app.put(
+        '/v1/strategies/:id',
+        {
+          schema: {
+            tags: ['strategies'],
+            summary: 'Create or replace a strategy',
+            params: Params,
+            body: StrategyBody,
+            response: { 200: StrategyResponse, ...errorResponses },
+          },
+        },
+        async (req) => {
+          const { id } = req.params as { id: string };
+          const body = req.body as StrategyBody;
+          const current = core.view();
+          const pipeline = current.pipelines.get(body.pipeline);
+          if (!pipeline) throw new AppError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${body.pipeline}"`);
+          const existing = current.strategies.get(id);
+          if (existing && existing.pipeline !== body.pipeline) {
+            throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/pipeline: strategy "${id}" belongs to pipeline "${existing.pipeline}"`);
+          }
+          validateStrategy(core.kinds, body, pipeline);
+          try {
+            await core.store.put('strategies', id, body, { kind: 'pipelines', id: body.pipeline });
+          } catch (e) {
+            if (e instanceof RequirementMissingError) throw new AppError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${body.pipeline}"`);
+            throw e;
+          }
+          await core.snapshot.refresh();
+          return view(core.view().strategies.get(id)!);
+        },
+      );
+
+      app.get(
+        '/v1/strategies/:id',
+        { schema: { tags: ['strategies'], summary: 'Get a strategy', params: Params, response: { 200: StrategyResponse, ...errorResponses } } },
+        async (req) => {
+          const { id } = req.params as { id: string };
+          const s = core.view().strategies.get(id);
+          if (!s) throw new AppError('STRATEGY_NOT_FOUND', `params/id: no strategy "${id}"`);
+          return view(s);
+        },
+      );
+
+      app.get(
+        '/v1/strategies',
+        {
+          schema: {
+            tags: ['strategies'],
+            summary: 'List strategies, optionally of one pipeline',
+            querystring: StatsQuery,
+            response: { 200: Type.Object({ items: Type.Array(StrategyResponse) }) },
+          },
+        },
+        async (req) => {
+          const { pipeline } = req.query as { pipeline?: string };
+          const items = [...core.view().strategies.values()]
+            .filter((s) => pipeline === undefined || s.pipeline === pipeline)
+            .sort((a, b) => a.id.localeCompare(b.id))
+            .map(view);
+          return { items };
+        },
+      );
+
+      app.delete(
+        '/v1/strategies/:id',
+        { schema: { tags: ['strategies'], summary: 'Delete a strategy', params: Params, response: { 204: Type.Null(), ...errorResponses } } },
+        async (req, reply) => {
+          const { id } = req.params as { id: string };
+          const current = core.view();
+          const s = current.strategies.get(id);
+          if (!s) throw new AppError('STRATEGY_NOT_FOUND', `params/id: no strategy "${id}"`);
+          const p = current.pipelines.get(s.pipeline);
+          if (p?.defaultStrategy === id) {
+            throw new AppError('STRATEGY_IN_USE', `params/id: strategy "${id}" is the default of pipeline "${p.id}"`);
+          }
+          await core.store.delete([{ kind: 'strategies', id }]);
+          await core.snapshot.refresh();
+          return reply.status(204).send();
+        },
+      );
+
+      app.get(
+        '/v1/strategies/:id/stats',
+        {
+          schema: {
+            tags: ['strategies'],
+            summary: 'Outcome statistics of a strategy (quality, cost, per-agent utilization and ceiling hits)',
+            description: `Use id ${BUILTIN_UNIFORM_ID} with ?pipeline= for a pipeline's built-in uniform fallback.`,
+            params: StatsParams,
+            querystring: StatsQuery,
+            response: { 200: StatsResponse, ...errorResponses },
+          },
+        },
+        async (req) => {
+          const { id } = req.params as { id: string };
+          const { pipeline: pq } = req.query as { pipeline?: string };
+          let pipeline: string;
+          if (id === BUILTIN_UNIFORM_ID) {
+            if (!pq) throw new AppError('VALIDATION_FAILED', `querystring/pipeline is required for ${BUILTIN_UNIFORM_ID}`);
+            if (!core.view().pipelines.has(pq)) throw new AppError('PIPELINE_NOT_FOUND', `querystring/pipeline: no pipeline "${pq}"`);
+            pipeline = pq;
+          } else {
+            const s = core.view().strategies.get(id);
+            if (!s) throw new AppError('STRATEGY_NOT_FOUND', `params/id: no strategy "${id}"`);
+            pipeline = s.pipeline;
+          }
+          const stats = await readArmStats(core.redis, strategyArm(core.keys, pipeline, id));
+          return { strategy: id, pipeline, ...stats };
+        },
+      );
+    },
+  };
+}

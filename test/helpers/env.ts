@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { loadConfig, type Config } from '../../src/config/env.js';
+import { start, type Running, type StartOptions } from '../../src/server.js';
+
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A key prefix of its own for one test file (every key and queue lives under it). */
+export function testPrefix(name: string): string {
+  return `t-${name}-${randomBytes(4).toString('hex')}`;
+}
+
+export function testConfig(prefix: string, env: Record<string, string> = {}): Config {
+  return loadConfig({
+    REDIS_URL,
+    APPORTION_KEY_PREFIX: prefix,
+    LOG_LEVEL: 'silent',
+    APPORTION_SEED_EXAMPLES: 'false',
+    PORT: '0',
+    ...env,
+  });
+}
+
+export const silentLog = pino({ level: 'silent' });
+
+/** Starts an in-process Apportion (no socket by default) under its own prefix. */
+export async function startTest(prefix: string, opts: Partial<StartOptions> = {}, env: Record<string, string> = {}): Promise<Running> {
+  return start(testConfig(prefix, env), silentLog, { api: true, workers: true, listen: false, ...opts });
+}
+
+/** Deletes every key under the prefix. */
+export async function dropPrefix(prefix: string): Promise<void> {
+  const r = new Redis(REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Polls until `check` returns a truthy value or the deadline passes (no timing assertions: only a bound). */
+export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export const FIVE_AGENTS = {
+  defaultTotalTokens: 16000,
+  agents: [
+    { name: 'orchestrator', priority: 'critical', minTokens: 500, maxTokens: 6000 },
+    { name: 'retriever', priority: 'standard', minTokens: 300, maxTokens: 6000 },
+    { name: 'reasoner', priority: 'critical', minTokens: 1000, maxTokens: 12000 },
+    { name: 'validator', priority: 'standard', minTokens: 200, maxTokens: 3000 },
+    { name: 'formatter', priority: 'background', minTokens: 100, maxTokens: 1500 },
+  ],
+};
