@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keys } from '../redis/keys.js';
 import type { Features } from '../strategies/types.js';
@@ -25,8 +25,9 @@ export interface DecisionRecord {
   readonly shadow?: Readonly<Record<string, unknown>>;
 }
 
+/** 122 random bits. randomUUID draws from a cached entropy pool: far cheaper per call than randomBytes(16). */
 export function newDecisionId(): string {
-  return randomBytes(16).toString('base64url');
+  return randomUUID();
 }
 
 export const DECISION_ID_PATTERN = '^[A-Za-z0-9_-]{16,64}$';

@@ -32,6 +32,8 @@ export interface Config {
   readonly seedExamples: boolean;
   /** Directory that holds trained model versions. Default ./models. */
   readonly modelsDir: string;
+  /** Expose the hidden `POST /bench/noop` route that benchmarks use as their baseline. Default false. */
+  readonly benchRoutes: boolean;
   /** Whether any API key is configured (auth is on). */
   readonly authEnabled: boolean;
 }
@@ -121,6 +123,7 @@ export function loadConfig(env: Env = process.env): Config {
     jobLockMs: intVar(env, 'APPORTION_JOB_LOCK_MS', 30_000, 500, 600_000),
     seedExamples: boolVar(env, 'APPORTION_SEED_EXAMPLES', true),
     modelsDir: env.APPORTION_MODELS_DIR?.trim() || 'models',
+    benchRoutes: boolVar(env, 'APPORTION_BENCH_ROUTES', false),
     authEnabled,
   });
 }
@@ -140,4 +143,5 @@ export const CONFIG_VARIABLES = [
   'APPORTION_JOB_LOCK_MS',
   'APPORTION_SEED_EXAMPLES',
   'APPORTION_MODELS_DIR',
+  'APPORTION_BENCH_ROUTES',
 ] as const;

@@ -66,6 +66,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const ready = redis && workers;
     return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', redis, workers });
   });
+  if (core.config.benchRoutes) {
+    // Baseline for benchmarks: same server, same hooks (auth, metrics), same JSON body parsing, no work.
+    app.post('/bench/noop', { config: { access: 'client' }, schema: { hide: true } }, async () => ({ ok: true }));
+  }
   const queues = opts.modules.flatMap((m) => m.queues ?? []);
   app.get('/metrics', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
     await Promise.all(

@@ -1,0 +1,156 @@
+/**
+ * Shared benchmark plumbing. The server runs in a child process (`apportion serve`) so the load generator
+ * does not share its event loop; every run uses a fresh key prefix, dropped at the end.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export interface BenchServer {
+  readonly url: string;
+  readonly adminKey: string;
+  readonly clientKey: string;
+  readonly prefix: string;
+  readonly child: ChildProcess;
+  close(): Promise<void>;
+}
+
+/** Starts `apportion serve` (API + workers) on a free port with auth on and the bench no-op route. */
+export async function spawnServer(env: Record<string, string> = {}, nodeArgs: readonly string[] = []): Promise<BenchServer> {
+  const prefix = `bench-${randomBytes(4).toString('hex')}`;
+  const adminKey = `admin-${randomBytes(12).toString('hex')}`;
+  const clientKey = `client-${randomBytes(12).toString('hex')}`;
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      PORT: '0',
+      REDIS_URL,
+      APPORTION_KEY_PREFIX: prefix,
+      APPORTION_ADMIN_KEY: adminKey,
+      APPORTION_CLIENT_KEY: clientKey,
+      APPORTION_BENCH_ROUTES: 'true',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = '';
+    const onData = (chunk: Buffer) => {
+      buf += chunk.toString();
+      for (const line of buf.split('\n')) {
+        if (!line.includes('apportion started')) continue;
+        try {
+          const u = (JSON.parse(line) as { url?: string }).url;
+          if (u) {
+            child.stdout!.off('data', onData);
+            child.stdout!.resume();
+            resolve(u);
+            return;
+          }
+        } catch {
+          /* partial line */
+        }
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`server exited early with code ${code}`)));
+    setTimeout(() => reject(new Error('server did not start within 60 s')), 60_000).unref();
+  });
+  return {
+    url,
+    adminKey,
+    clientKey,
+    prefix,
+    child,
+    async close() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await dropPrefix(prefix);
+    },
+  };
+}
+
+export async function dropPrefix(prefix: string): Promise<void> {
+  const r = new Redis(REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+}
+
+export interface CannonOptions {
+  readonly url: string;
+  readonly method?: 'GET' | 'POST' | 'PUT';
+  readonly path: string;
+  /** One body for every request, or many cycled through. */
+  readonly body?: unknown;
+  readonly bodies?: readonly unknown[];
+  readonly key?: string;
+  readonly connections?: number;
+  readonly pipelining?: number;
+  readonly durationSec?: number;
+}
+
+export interface CannonResult {
+  readonly rps: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly errors: number;
+  readonly non2xx: number;
+  readonly total: number;
+}
+
+/** Runs autocannon against one route; latencies in ms. */
+export async function cannon(o: CannonOptions): Promise<CannonResult> {
+  const bodies = (o.bodies ?? (o.body !== undefined ? [o.body] : [])).map((b) => JSON.stringify(b));
+  let i = 0;
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (o.key) headers.authorization = `Bearer ${o.key}`;
+  const result = await autocannon({
+    url: o.url,
+    connections: o.connections ?? 64,
+    pipelining: o.pipelining ?? 1,
+    duration: o.durationSec ?? 10,
+    requests: [
+      {
+        method: o.method ?? 'POST',
+        path: o.path,
+        headers,
+        ...(bodies.length ? { setupRequest: (req: autocannon.Request) => ({ ...req, body: bodies[i++ % bodies.length] }) } : {}),
+      },
+    ],
+  });
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors,
+    non2xx: result.non2xx,
+    total: result.requests.total,
+  };
+}
+
+export function fmt(r: CannonResult): string {
+  return `${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}  non-2xx ${r.non2xx}`;
+}
+
+/** Parses `--name value` flags. */
+export function flag(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : def;
+}
