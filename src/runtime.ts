@@ -23,8 +23,13 @@ export interface Core {
   readonly log: Logger;
   /** Request-path connection: auto-pipelined, fails fast when Redis is unreachable. */
   readonly redis: Redis;
-  /** Connection for BullMQ queues and workers (BullMQ duplicates it for blocking calls). */
+  /** Connection for BullMQ workers (BullMQ duplicates it for blocking calls); waits out Redis outages. */
   readonly bullRedis: Redis;
+  /**
+   * Connection for BullMQ producers on the request path (Queue.add): no offline queue, so an add fails at
+   * once when Redis is unreachable and the caller can answer 503 instead of hanging.
+   */
+  readonly queueRedis: Redis;
   readonly keys: Keys;
   readonly store: ControlStore;
   readonly snapshot: SnapshotSource;
@@ -63,11 +68,13 @@ export type ModuleFactory = (core: Core, all: () => readonly ModuleParts[]) => M
 export async function createCore(config: Config, log: Logger, opts: { defaultMetrics?: boolean } = {}): Promise<Core> {
   const redis = await connectRedis(config.redisUrl, { name: 'apportion-api' });
   const bullRedis = await connectRedis(config.redisUrl, { name: 'apportion-bull', forBullmq: true });
+  const queueRedis = await connectRedis(config.redisUrl, { name: 'apportion-queue', forQueue: true });
   const subscriber = await connectRedis(config.redisUrl, { name: 'apportion-sub', forBullmq: true });
   defineScripts(redis);
   const keys = createKeys(config.keyPrefix);
   const store = new ControlStore(redis, keys);
   const snapshot = new SnapshotSource(store, subscriber, keys, {
+    pollMs: config.configPollMs,
     onError: (e) => log.warn({ err: e }, 'control-plane refresh failed; serving the last good state'),
   });
   await snapshot.start();
@@ -76,6 +83,7 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
     log,
     redis,
     bullRedis,
+    queueRedis,
     keys,
     store,
     snapshot,
@@ -87,7 +95,7 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
 
 export async function closeCore(core: Core): Promise<void> {
   await core.snapshot.stop();
-  await Promise.allSettled([core.redis.quit(), core.bullRedis.quit()]);
-  core.redis.disconnect();
-  core.bullRedis.disconnect();
+  const conns = [core.redis, core.bullRedis, core.queueRedis];
+  await Promise.allSettled(conns.map((c) => c.quit()));
+  for (const c of conns) c.disconnect();
 }

@@ -32,8 +32,20 @@ export interface Config {
   readonly seedExamples: boolean;
   /** Directory that holds trained model versions. Default ./models. */
   readonly modelsDir: string;
+  /** Safety-net poll of the control-plane version in ms (changes normally arrive by pub/sub). Default 1000. */
+  readonly configPollMs: number;
   /** Expose the hidden `POST /bench/noop` route that benchmarks use as their baseline. Default false. */
   readonly benchRoutes: boolean;
+  /** URL that receives budget threshold alerts (50/80/100 %) as JSON POSTs. Unset: alerts are only counted and streamed. */
+  readonly budgetAlertWebhook: string | undefined;
+  /** How long idempotency records and finished reservations are kept, in seconds. Default 86400. */
+  readonly idempotencyTtlSeconds: number;
+  /** How often the sweeper expires overdue reservations, in ms. Default 1000. */
+  readonly reservationSweepMs: number;
+  /** How long spans are kept after a trace's last write, in days. Default 30. */
+  readonly spanRetentionDays: number;
+  /** Most spans one trace may hold; further spans are rejected. Default 20000. */
+  readonly maxSpansPerTrace: number;
   /** Whether any API key is configured (auth is on). */
   readonly authEnabled: boolean;
 }
@@ -75,6 +87,18 @@ function keyVar(env: Env, name: string): string | undefined {
   if (raw === undefined || raw === '') return undefined;
   if (raw.length < 16) throw new ConfigError(name, 'must be at least 16 characters long');
   return raw;
+}
+
+function urlVar(env: Env, name: string): string | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) return undefined;
+  try {
+    const u = new URL(raw);
+    if (u.protocol === 'http:' || u.protocol === 'https:') return raw;
+  } catch {
+    /* reported below */
+  }
+  throw new ConfigError(name, `must be an http:// or https:// URL, got "${raw}"`);
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
@@ -123,7 +147,13 @@ export function loadConfig(env: Env = process.env): Config {
     jobLockMs: intVar(env, 'APPORTION_JOB_LOCK_MS', 30_000, 500, 600_000),
     seedExamples: boolVar(env, 'APPORTION_SEED_EXAMPLES', true),
     modelsDir: env.APPORTION_MODELS_DIR?.trim() || 'models',
+    configPollMs: intVar(env, 'APPORTION_CONFIG_POLL_MS', 1000, 50, 3_600_000),
     benchRoutes: boolVar(env, 'APPORTION_BENCH_ROUTES', false),
+    budgetAlertWebhook: urlVar(env, 'APPORTION_BUDGET_ALERT_WEBHOOK'),
+    idempotencyTtlSeconds: intVar(env, 'APPORTION_IDEMPOTENCY_TTL_SECONDS', 86_400, 1, 30 * 86_400),
+    reservationSweepMs: intVar(env, 'APPORTION_RESERVATION_SWEEP_MS', 1000, 50, 3_600_000),
+    spanRetentionDays: intVar(env, 'APPORTION_SPAN_RETENTION_DAYS', 30, 1, 3650),
+    maxSpansPerTrace: intVar(env, 'APPORTION_MAX_SPANS_PER_TRACE', 20_000, 10, 1_000_000),
     authEnabled,
   });
 }
@@ -143,5 +173,11 @@ export const CONFIG_VARIABLES = [
   'APPORTION_JOB_LOCK_MS',
   'APPORTION_SEED_EXAMPLES',
   'APPORTION_MODELS_DIR',
+  'APPORTION_CONFIG_POLL_MS',
   'APPORTION_BENCH_ROUTES',
+  'APPORTION_BUDGET_ALERT_WEBHOOK',
+  'APPORTION_IDEMPOTENCY_TTL_SECONDS',
+  'APPORTION_RESERVATION_SWEEP_MS',
+  'APPORTION_SPAN_RETENTION_DAYS',
+  'APPORTION_MAX_SPANS_PER_TRACE',
 ] as const;

@@ -14,7 +14,7 @@ const MARKER_EXTRA_SECONDS = 7 * 86_400;
 
 /** Outcomes: intake (POST /v1/outcomes → BullMQ) and the worker that applies them to statistics. */
 export function feedbackModule(core: Core, all: () => readonly ModuleParts[], allocation: AllocationModule): ModuleParts {
-  const queue = createOutcomesQueue(core.bullRedis, core.keys.bullPrefix());
+  const queue = createOutcomesQueue(core.queueRedis, core.keys.bullPrefix());
   const intake = new OutcomeIntake(allocation.decisions, queue);
   return {
     name: 'feedback',

@@ -3,6 +3,8 @@ import { Redis, type RedisOptions } from 'ioredis';
 export interface RedisConnectionOptions {
   /** BullMQ workers need `maxRetriesPerRequest: null`; request-path connections fail fast instead. */
   readonly forBullmq?: boolean;
+  /** BullMQ producers: no offline queue, plain (non auto-pipelined) commands, as BullMQ recommends for Queue. */
+  readonly forQueue?: boolean;
   /** Connection name shown by CLIENT LIST. */
   readonly name?: string;
 }
@@ -20,7 +22,9 @@ export async function connectRedis(url: string, opts: RedisConnectionOptions = {
   };
   const options: RedisOptions = opts.forBullmq
     ? { ...base, maxRetriesPerRequest: null, enableOfflineQueue: true }
-    : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false, enableAutoPipelining: true };
+    : opts.forQueue
+      ? { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false }
+      : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false, enableAutoPipelining: true };
   const redis = new Redis(url, options);
   // An error event without a listener crashes the process; reconnection is handled by retryStrategy.
   redis.on('error', () => undefined);

@@ -1,0 +1,115 @@
+/**
+ * Outcomes per second from HTTP intake through the BullMQ worker into statistics, against raw BullMQ
+ * add-and-process of no-op jobs on the same Redis, measured in the same run.
+ *
+ *   node --import tsx bench/outcomes.ts [--n 20000] [--connections 64]
+ *
+ * Baseline: one process adds N no-op jobs (64 adds in flight) while a Worker with the same concurrency as
+ * Apportion's outcome worker processes them; rate = N ÷ time until the last completes.
+ * Apportion: N decisions are made first (POST /v1/allocations); then N outcomes are POSTed (64 connections)
+ * to a server running API + workers; rate = N ÷ time until the strategy's statistics count all N.
+ */
+import { randomBytes } from 'node:crypto';
+import autocannon from 'autocannon';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { ApportionClient } from '../src/sdk/client.js';
+import { dropPrefix, flag, REDIS_URL, spawnServer } from './lib.js';
+
+const N = Number(flag('n', '20000'));
+const connections = Number(flag('connections', '64'));
+const CONCURRENCY = 16; // APPORTION_OUTCOME_CONCURRENCY default
+
+async function rawBullmq(): Promise<number> {
+  const prefix = `bench-raw-${randomBytes(4).toString('hex')}`;
+  const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const queue = new Queue('noop', { connection: conn, prefix });
+  let done = 0;
+  let resolveDone!: () => void;
+  const finished = new Promise<void>((r) => (resolveDone = r));
+  const worker = new Worker(
+    'noop',
+    async () => {
+      if (++done === N) resolveDone();
+    },
+    { connection: conn, prefix, concurrency: CONCURRENCY },
+  );
+  await worker.waitUntilReady();
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (next < N) {
+        const i = next++;
+        await queue.add('noop', { i, quality: 0.5 }, { jobId: `j${i}`, removeOnComplete: { age: 3600 } });
+      }
+    }),
+  );
+  await finished;
+  const rate = N / ((performance.now() - t0) / 1000);
+  await worker.close();
+  await queue.close();
+  conn.disconnect();
+  await dropPrefix(prefix);
+  return rate;
+}
+
+async function apportion(): Promise<{ rate: number; intakeRate: number; non2xx: number }> {
+  const server = await spawnServer();
+  try {
+    const client = new ApportionClient({ url: server.url, key: server.clientKey });
+    const ids: string[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: connections }, async () => {
+        while (next < N) {
+          const i = next++;
+          const a = await client.allocate({ pipeline: 'support-triage', features: { messageCount: i % 50 } });
+          ids.push(a.decisionId);
+        }
+      }),
+    );
+    const bodies = ids.map((decisionId, i) =>
+      JSON.stringify({
+        decisionId,
+        quality: (i % 100) / 100,
+        costUsd: 0.001 * (i % 7),
+        usage: { reasoner: { inputTokens: 1000 + (i % 900), outputTokens: 400 }, formatter: { outputTokens: 50, truncated: i % 10 === 0 } },
+      }),
+    );
+    let k = 0;
+    const stats = new ApportionClient({ url: server.url, key: server.adminKey });
+    const t0 = performance.now();
+    const res = await autocannon({
+      url: server.url,
+      connections,
+      amount: N,
+      requests: [
+        {
+          method: 'POST',
+          path: '/v1/outcomes',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${server.clientKey}` },
+          setupRequest: (req) => ({ ...req, body: bodies[k++]! }),
+        },
+      ],
+    });
+    const intakeRate = N / ((performance.now() - t0) / 1000);
+    for (;;) {
+      const s = (await stats.strategyStats('support-estimate')) as { count: number };
+      if (s.count >= N) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const rate = N / ((performance.now() - t0) / 1000);
+    return { rate, intakeRate, non2xx: res.non2xx };
+  } finally {
+    await server.close();
+  }
+}
+
+console.log(`bench/outcomes: N=${N}, ${connections} in flight, worker concurrency ${CONCURRENCY}`);
+const raw = await rawBullmq();
+console.log(`raw BullMQ add+process (no-op)     ${raw.toFixed(0).padStart(7)} jobs/s`);
+const ours = await apportion();
+console.log(`outcomes intake (202s)             ${ours.intakeRate.toFixed(0).padStart(7)} outcomes/s  (non-2xx ${ours.non2xx})`);
+console.log(`outcomes intake → worker → stats   ${ours.rate.toFixed(0).padStart(7)} outcomes/s`);
+console.log(`ratio apportion/raw = ${(ours.rate / raw).toFixed(3)}  (target ≥ 0.5)`);

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, eventually, FIVE_AGENTS, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const prefix = testPrefix('crash');
+// A short job lock, so a job whose worker was killed is taken up again after about a second.
+const ENV = { APPORTION_KEY_PREFIX: prefix, REDIS_URL, LOG_LEVEL: 'silent', APPORTION_JOB_LOCK_MS: '1000', APPORTION_SEED_EXAMPLES: 'false' };
+let api: Running;
+const children: ChildProcess[] = [];
+
+function worker(hang: 'before' | 'after' | 'none'): { child: ChildProcess; line: (re: RegExp) => Promise<string> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/outcome-worker.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, ...ENV, FIXTURE_HANG: hang },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const line = (re: RegExp) => eventually(() => out.split('\n').find((l) => re.test(l)), 30_000);
+  return { child, line };
+}
+
+async function killed(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+const count = async () => (await api.app!.inject({ method: 'GET', url: '/v1/strategies/@uniform/stats?pipeline=p' })).json().count as number;
+
+before(async () => {
+  api = await startTest(prefix, { workers: false }, { APPORTION_JOB_LOCK_MS: '1000' });
+  assert.equal((await api.app!.inject({ method: 'PUT', url: '/v1/pipelines/p', payload: FIVE_AGENTS })).statusCode, 200);
+});
+after(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  await api.close();
+  await dropPrefix(prefix);
+});
+
+async function decide(): Promise<string> {
+  const a = (await api.app!.inject({ method: 'POST', url: '/v1/allocations', payload: { pipeline: 'p' } })).json();
+  const r = await api.app!.inject({ method: 'POST', url: '/v1/outcomes', payload: { decisionId: a.decisionId, quality: 0.7 } });
+  assert.equal(r.statusCode, 202);
+  return a.decisionId as string;
+}
+
+describe('a worker SIGKILLed mid-job', () => {
+  it('killed after applying but before completing: applied exactly once after restart', async () => {
+    const id = await decide();
+    const w1 = worker('after');
+    assert.match(await w1.line(/^HANG-AFTER /), new RegExp(id));
+    assert.equal(await count(), 1);
+    await killed(w1.child);
+
+    const w2 = worker('none');
+    await w2.line(/^READY/);
+    const queue = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    await eventually(async () => (await queue.getJobState(id)) === 'completed', 30_000);
+    assert.equal(await count(), 1, 'the redelivered job found the applied-marker and counted nothing');
+    await killed(w2.child);
+  });
+
+  it('killed just before applying: applied exactly once after restart', async () => {
+    const before = await count();
+    const id = await decide();
+    const w1 = worker('before');
+    assert.match(await w1.line(/^HANG-BEFORE /), new RegExp(id));
+    await killed(w1.child);
+    assert.equal(await count(), before, 'nothing applied yet');
+
+    const w2 = worker('none');
+    await w2.line(/^READY/);
+    const queue = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    await eventually(async () => (await queue.getJobState(id)) === 'completed', 30_000);
+    assert.equal(await count(), before + 1);
+    await killed(w2.child);
+  });
+});
