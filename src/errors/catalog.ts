@@ -25,6 +25,30 @@ export const ERROR_CATALOG = {
   INVALID_STRATEGY_PARAMS: { status: 400, message: 'The strategy parameters are not valid for its kind.' },
   // --- allocation and outcomes ---------------------------------------------------------------
   DECISION_NOT_FOUND: { status: 404, message: 'No decision with this id, or its reward window has passed.' },
+  // --- rollout experiments -------------------------------------------------------------------
+  EXPERIMENT_NOT_FOUND: { status: 404, message: 'No experiment with this id.' },
+  INVALID_EXPERIMENT: { status: 400, message: 'The experiment definition is not valid.' },
+  EXPERIMENT_STATE_CONFLICT: { status: 409, message: 'The experiment’s lifecycle state does not allow this change.' },
+  LAYER_OVERLAP: { status: 409, message: 'The layer range overlaps another experiment of the same layer.' },
+  UNKNOWN_VARIANT: { status: 400, message: 'The experiment has no variant with this name.' },
+  CONCURRENT_MODIFICATION: { status: 409, message: 'The experiment changed concurrently too often; retry.' },
+  // --- budgets and reservations -------------------------------------------------------------
+  INVALID_SCOPE: { status: 400, message: 'The scope is not a valid tenant/workspace/workflow/agent path.' },
+  BUDGET_NOT_FOUND: { status: 404, message: 'No budget exists at this scope or any of its ancestors for this unit.' },
+  BUDGET_EXCEEDED: { status: 409, message: 'A scope has not enough remaining budget.' },
+  BUDGET_FROZEN: { status: 409, message: 'A scope is frozen.' },
+  OVERDRAFT_LIMIT_EXCEEDED: { status: 409, message: 'The overage would take a scope’s debt past its overdraft limit.' },
+  ALLOCATION_BELOW_USAGE: { status: 409, message: 'The new allocation is below what the scope has already reserved and spent.' },
+  RESERVATION_NOT_FOUND: { status: 404, message: 'No reservation with this id (or it finished longer ago than the retention).' },
+  RESERVATION_FINALIZED: { status: 409, message: 'The reservation is already committed, released or expired.' },
+  RESERVATION_EXPIRED: { status: 409, message: 'The reservation expired; its amount went back to the budgets.' },
+  EXTEND_LIMIT_REACHED: { status: 409, message: 'The reservation was extended the maximum number of times.' },
+  IDEMPOTENCY_KEY_REUSED: { status: 409, message: 'The idempotency key was already used for a different request.' },
+  // --- learner -------------------------------------------------------------------------------
+  INVALID_FEATURES: { status: 400, message: 'The feature declaration is not valid.' },
+  MODEL_NOT_FOUND: { status: 404, message: 'The pipeline has no trained model yet.' },
+  MODEL_VERSION_NOT_FOUND: { status: 404, message: 'No model version with this number for the pipeline.' },
+  MODEL_INCOMPATIBLE: { status: 409, message: 'The model version was trained for another feature declaration or agent list.' },
   // --- infrastructure ------------------------------------------------------------------------
   QUEUE_UNAVAILABLE: { status: 503, message: 'The outcome could not be queued; nothing was accepted. Retry.' },
   REDIS_UNAVAILABLE: { status: 503, message: 'The store is unreachable. Retry.' },

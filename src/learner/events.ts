@@ -1,0 +1,70 @@
+import type { Features } from '../strategies/types.js';
+import type { FeatureEncoder } from './features.js';
+import type { TrainingData } from './trainer.js';
+
+/**
+ * One logged decision with its outcome: an entry of the pipeline's training buffer, the rows of
+ * off-policy evaluation, and a line of `export-logs`. Short keys: a buffer holds up to 100k of them.
+ */
+export interface LoggedEvent {
+  /** Decision id (or the learner's ticket for a default-reward event). */
+  readonly id: string;
+  /** Decision time, epoch ms. */
+  readonly t: number;
+  /** Strategy that served. */
+  readonly s: string;
+  readonly f: Features;
+  /** Total tokens of the request. */
+  readonly T: number;
+  /** Budgets served, by agent (pipeline order). */
+  readonly b: Readonly<Record<string, number>>;
+  /** Observed quality (the default reward for a decision that got no outcome within the wait window). */
+  readonly q: number;
+  /** Cost in USD, null when unknown. */
+  readonly c: number | null;
+  /** Candidate budget vectors (agent order of `b`), their probabilities, and the chosen index: set by the
+   * learned strategy; absent for deterministic strategies (the served action had probability 1). */
+  readonly C?: readonly (readonly number[])[];
+  readonly P?: readonly number[];
+  readonly k?: number;
+  /** Model version that decided (0 = cold start). */
+  readonly m?: number;
+  /** 1 when q is the default reward. */
+  readonly d?: 1;
+  /** Shadow strategies' budgets for this request, by strategy id (agent order of `b`). */
+  readonly sh?: Readonly<Record<string, readonly number[]>>;
+}
+
+/** Reward = quality − λ·cost (unknown cost counts as 0: the learner cannot charge what it was not told). */
+export function rewardOf(e: Pick<LoggedEvent, 'q' | 'c'>, costWeight: number): number {
+  return e.q - costWeight * (e.c ?? 0);
+}
+
+export interface DatasetOptions {
+  readonly costWeight: number;
+  /** Recency half-life in events: the newest event weighs 1, one `halfLife` older weighs ½. Default 4000. */
+  readonly halfLife?: number;
+}
+
+/**
+ * Turns events (newest first, as LRANGE returns the buffer) into training rows for a pipeline's agents.
+ * Events whose budgets do not name every agent (an older pipeline version) are skipped.
+ */
+export function buildTrainingData(events: readonly LoggedEvent[], encoder: FeatureEncoder, agents: readonly string[], opts: DatasetOptions): TrainingData {
+  const d = encoder.dim;
+  const n = agents.length;
+  const keep = events.filter((e) => agents.every((a) => typeof e.b[a] === 'number'));
+  const rows = keep.length;
+  const x = new Float32Array(rows * d);
+  const b = new Float32Array(rows * n);
+  const r = new Float32Array(rows);
+  const w = new Float32Array(rows);
+  const decay = Math.LN2 / (opts.halfLife ?? 4000);
+  keep.forEach((e, i) => {
+    encoder.encode(e.f, x.subarray(i * d, (i + 1) * d));
+    agents.forEach((a, j) => (b[i * n + j] = e.b[a]!));
+    r[i] = rewardOf(e, opts.costWeight);
+    w[i] = Math.exp(-decay * i);
+  });
+  return { rows, x, b, r, w };
+}

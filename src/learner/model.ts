@@ -1,0 +1,185 @@
+/**
+ * The learner's reward model, evaluated in plain TypeScript on the serving path (pure: no tfjs, no I/O).
+ *
+ * A small network maps the encoded context x to two numbers per agent:
+ *   o = W2·relu(W1·x + b1) + W3·x + b2          (a 1-hidden-layer MLP with a linear skip)
+ *   need_i(x) = NEED_SCALE · exp(o_i)            tokens at which agent i's response has mostly saturated
+ *   weight_i(x) = σ(o_{n+i})                     how much agent i matters for this request (critical path)
+ * and predicts the reward of budgets b as a product of per-agent saturating responses:
+ *   r̂(x, b) = Π_i (1 − weight_i · exp(−b_i / need_i))
+ * The structure is the product's prior: more tokens never hurt an agent, returns diminish, and an agent
+ * that is off the critical path costs little when starved. It is what makes the greedy split a convex
+ * problem solved exactly (see `greedySplit`) and lets the model extrapolate to totals it was not trained on.
+ */
+export const NEED_SCALE = 1000;
+
+export interface ModelWeights {
+  readonly inputDim: number;
+  readonly hidden: number;
+  readonly agents: number;
+  /** hidden × inputDim, row-major. */
+  readonly w1: Float32Array;
+  readonly b1: Float32Array;
+  /** (2·agents) × hidden. */
+  readonly w2: Float32Array;
+  /** (2·agents) × inputDim: the linear skip. */
+  readonly w3: Float32Array;
+  readonly b2: Float32Array;
+}
+
+/** JSON form: Float32 arrays as base64 (little-endian), about 1.4 bytes per weight. */
+export interface SerializedWeights {
+  readonly inputDim: number;
+  readonly hidden: number;
+  readonly agents: number;
+  readonly w1: string;
+  readonly b1: string;
+  readonly w2: string;
+  readonly w3: string;
+  readonly b2: string;
+}
+
+const ARRAYS = ['w1', 'b1', 'w2', 'w3', 'b2'] as const;
+
+export function serializeWeights(w: ModelWeights): SerializedWeights {
+  const enc = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
+  return { inputDim: w.inputDim, hidden: w.hidden, agents: w.agents, w1: enc(w.w1), b1: enc(w.b1), w2: enc(w.w2), w3: enc(w.w3), b2: enc(w.b2) };
+}
+
+export function deserializeWeights(s: SerializedWeights): ModelWeights {
+  const dec = (b64: string) => {
+    const buf = Buffer.from(b64, 'base64');
+    const out = new Float32Array(buf.byteLength / 4);
+    new Uint8Array(out.buffer).set(buf);
+    return out;
+  };
+  const w: ModelWeights = { inputDim: s.inputDim, hidden: s.hidden, agents: s.agents, w1: dec(s.w1), b1: dec(s.b1), w2: dec(s.w2), w3: dec(s.w3), b2: dec(s.b2) };
+  checkShapes(w);
+  return w;
+}
+
+export function checkShapes(w: ModelWeights): void {
+  const out = 2 * w.agents;
+  const want: Record<(typeof ARRAYS)[number], number> = {
+    w1: w.hidden * w.inputDim,
+    b1: w.hidden,
+    w2: out * w.hidden,
+    w3: out * w.inputDim,
+    b2: out,
+  };
+  for (const k of ARRAYS) {
+    if (w[k].length !== want[k]) throw new Error(`model weights ${k}: expected ${want[k]} values, got ${w[k].length}`);
+    for (const v of w[k]) if (!Number.isFinite(v)) throw new Error(`model weights ${k}: non-finite value`);
+  }
+}
+
+/** Fresh weights: every agent needs an equal share of `total` and matters halfway. Seeded. */
+export function initialWeights(inputDim: number, agents: number, total: number, rng: () => number, hidden = 16): ModelWeights {
+  const scale = (fanIn: number) => Math.sqrt(2 / fanIn) * 0.5;
+  const rand = (n: number, s: number) => Float32Array.from({ length: n }, () => (rng() * 2 - 1) * s);
+  const b2 = new Float32Array(2 * agents);
+  const need0 = Math.log(Math.max(1, total / agents / 2) / NEED_SCALE);
+  for (let i = 0; i < agents; i++) b2[i] = need0;
+  return {
+    inputDim,
+    hidden,
+    agents,
+    w1: rand(hidden * inputDim, scale(inputDim)),
+    b1: new Float32Array(hidden),
+    w2: rand(2 * agents * hidden, scale(hidden) * 0.1),
+    w3: new Float32Array(2 * agents * inputDim),
+    b2,
+  };
+}
+
+/** Per-agent response parameters for one context. */
+export interface Heads {
+  readonly need: Float64Array;
+  readonly weight: Float64Array;
+}
+
+const clamp = (v: number, lo: number, hi: number) => (v < lo ? lo : v > hi ? hi : v);
+
+export function forward(w: ModelWeights, x: Float32Array): Heads {
+  const { inputDim: d, hidden: h, agents: n } = w;
+  const hid = new Float64Array(h);
+  for (let j = 0; j < h; j++) {
+    let s = w.b1[j]!;
+    const row = j * d;
+    for (let i = 0; i < d; i++) s += w.w1[row + i]! * x[i]!;
+    hid[j] = s > 0 ? s : 0;
+  }
+  const need = new Float64Array(n);
+  const weight = new Float64Array(n);
+  for (let k = 0; k < 2 * n; k++) {
+    let s = w.b2[k]!;
+    const r2 = k * h;
+    for (let j = 0; j < h; j++) s += w.w2[r2 + j]! * hid[j]!;
+    const r3 = k * d;
+    for (let i = 0; i < d; i++) s += w.w3[r3 + i]! * x[i]!;
+    if (k < n) need[k] = NEED_SCALE * Math.exp(clamp(s, -12, 12));
+    else weight[k - n] = 1 / (1 + Math.exp(-s));
+  }
+  return { need, weight };
+}
+
+/** Predicted reward of a budget vector (agents in pipeline order). */
+export function predict(heads: Heads, budgets: ArrayLike<number>): number {
+  let q = 1;
+  for (let i = 0; i < heads.need.length; i++) q *= 1 - heads.weight[i]! * Math.exp(-budgets[i]! / heads.need[i]!);
+  return q;
+}
+
+/**
+ * The budgets that maximise r̂ (real-valued) with Σ b = min(total, Σ cap) and min ≤ b ≤ cap. log r̂ is
+ * separable and concave, so the optimum satisfies KKT: b_i(μ) = clamp(need_i · ln(w_i · (1 + 1/(μ·need_i)))),
+ * with Σ b_i(μ) decreasing in μ; μ is found by bisection on log μ.
+ */
+export function greedySplit(heads: Heads, mins: readonly number[], caps: readonly number[], total: number): number[] {
+  const n = mins.length;
+  let capSum = 0;
+  let minSum = 0;
+  for (let i = 0; i < n; i++) {
+    capSum += caps[i]!;
+    minSum += mins[i]!;
+  }
+  const target = Math.min(total, capSum);
+  const at = (mu: number, out: number[]) => {
+    let s = 0;
+    for (let i = 0; i < n; i++) {
+      const N = heads.need[i]!;
+      const b = N * Math.log(heads.weight[i]! * (1 + 1 / (mu * N)));
+      const v = clamp(Number.isFinite(b) ? b : 0, mins[i]!, caps[i]!);
+      out[i] = v;
+      s += v;
+    }
+    return s;
+  };
+  const out = new Array<number>(n).fill(0);
+  if (target <= minSum) return mins.slice();
+  let lo = -40;
+  let hi = 10;
+  for (let it = 0; it < 64; it++) {
+    const mid = (lo + hi) / 2;
+    if (at(Math.exp(mid), out) > target) lo = mid;
+    else hi = mid;
+  }
+  let s = at(Math.exp(hi), out);
+  // Hand what is left (all agents past their optimum, or rounding) to agents in proportion to their room.
+  let rest = target - s;
+  if (rest > 1e-9) {
+    let room = 0;
+    for (let i = 0; i < n; i++) room += caps[i]! - out[i]!;
+    if (room > 0 && Number.isFinite(room)) {
+      for (let i = 0; i < n; i++) out[i]! += (rest * (caps[i]! - out[i]!)) / room;
+    } else {
+      // Unbounded caps: split the rest in proportion to need.
+      let needSum = 0;
+      for (let i = 0; i < n; i++) if (!Number.isFinite(caps[i]!)) needSum += heads.need[i]!;
+      for (let i = 0; i < n; i++) if (!Number.isFinite(caps[i]!)) out[i]! += (rest * heads.need[i]!) / needSum;
+    }
+    s = target;
+    rest = 0;
+  }
+  return out;
+}

@@ -1,0 +1,105 @@
+import { roundToTarget, waterFill } from '../strategies/fit.js';
+import { greedySplit, predict, type Heads } from './model.js';
+
+/**
+ * The exploring policy (pure). Actions form a small discrete set per request, so every decision logs an
+ * exact probability for every candidate (they sum to 1), which makes off-policy evaluation exact:
+ *
+ *   k = 0        the greedy split (argmax of the reward model, see model.ts greedySplit)
+ *   k = 1..2n    the greedy split with agent i's weight scaled by e^{+δ} or e^{−δ} (local exploration: it
+ *                shows the model what one agent more or less buys, which is what the structure needs)
+ *   k = last     the uniform split (an anchor: keeps support for the usual baseline)
+ *
+ * Identical budget vectors are merged (their probabilities add). Exploration over that set is either
+ * epsilon-greedy (ε spread evenly) or SquareCB (Foster & Rakhlin 2020: p_k = 1/(K + γ·(ŷ_best − ŷ_k)),
+ * so candidates the model thinks are bad are tried less). See docs/learner.md for the measurement.
+ */
+export type Explorer = 'epsilon' | 'squarecb';
+
+export interface ExploreOptions {
+  readonly explorer: Explorer;
+  /** Epsilon-greedy: share of traffic spread over all candidates. */
+  readonly epsilon: number;
+  /** SquareCB: how sharply predicted regret suppresses a candidate. */
+  readonly gamma: number;
+  /** δ: log-scale of the per-agent perturbations. */
+  readonly perturbation: number;
+}
+
+export interface PolicyAgent {
+  readonly min: number;
+  readonly cap: number;
+}
+
+export interface Decision {
+  /** Integer budgets of the chosen candidate (pipeline agent order). */
+  readonly budgets: number[];
+  readonly candidates: number[][];
+  readonly probs: number[];
+  readonly chosen: number;
+  /** Index of the greedy candidate (always 0). */
+  readonly greedy: 0;
+}
+
+/** The integer greedy split: what the policy serves when it does not explore. */
+export function greedyBudgets(heads: Heads, agents: readonly PolicyAgent[], total: number): number[] {
+  const mins = agents.map((a) => a.min);
+  const caps = agents.map((a) => Math.max(a.min, a.cap));
+  const real = greedySplit(heads, mins, caps, total);
+  const target = Math.floor(Math.min(total, caps.reduce((s, v) => s + v, 0)));
+  return roundToTarget(real, mins, caps, target);
+}
+
+export function candidateSet(heads: Heads, agents: readonly PolicyAgent[], total: number, perturbation: number): number[][] {
+  const g = greedyBudgets(heads, agents, total);
+  const out: number[][] = [g];
+  const seen = new Set<string>([g.join(',')]);
+  const push = (b: number[]) => {
+    const key = b.join(',');
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.push(b);
+  };
+  const up = Math.exp(perturbation);
+  const down = Math.exp(-perturbation);
+  for (let i = 0; i < agents.length; i++) {
+    for (const f of [up, down]) {
+      push(waterFill(agents.map((a, j) => ({ min: a.min, cap: a.cap, weight: Math.max(g[j]!, 1) * (j === i ? f : 1) })), total));
+    }
+  }
+  push(waterFill(agents.map((a) => ({ min: a.min, cap: a.cap, weight: 1 })), total));
+  return out;
+}
+
+/** Probabilities over the candidates (index 0 is greedy). Always positive and summing to 1. */
+export function explorationProbs(heads: Heads, candidates: readonly number[][], opts: ExploreOptions): number[] {
+  const K = candidates.length;
+  if (K === 1) return [1];
+  if (opts.explorer === 'epsilon') {
+    const e = Math.min(1, Math.max(0, opts.epsilon));
+    return candidates.map((_, k) => e / K + (k === 0 ? 1 - e : 0));
+  }
+  const y = candidates.map((c) => predict(heads, c));
+  let best = 0;
+  for (let k = 1; k < K; k++) if (y[k]! > y[best]!) best = k;
+  const p = y.map((v, k) => (k === best ? 0 : 1 / (K + opts.gamma * Math.max(0, y[best]! - v))));
+  const rest = p.reduce((s, v) => s + v, 0);
+  p[best] = 1 - rest;
+  return p;
+}
+
+export function decide(heads: Heads, agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number): Decision {
+  const candidates = candidateSet(heads, agents, total, opts.perturbation);
+  const probs = explorationProbs(heads, candidates, opts);
+  const u = rng();
+  let chosen = probs.length - 1;
+  let acc = 0;
+  for (let k = 0; k < probs.length; k++) {
+    acc += probs[k]!;
+    if (u < acc) {
+      chosen = k;
+      break;
+    }
+  }
+  return { budgets: candidates[chosen]!, candidates, probs, chosen, greedy: 0 };
+}

@@ -1,0 +1,146 @@
+import type { Tf } from './backend.js';
+import { forward, NEED_SCALE, predict, type ModelWeights } from './model.js';
+import { mulberry32 } from './rng.js';
+
+/** Training rows, flattened: N contexts of width d, N budget vectors of n agents (tokens), rewards, weights. */
+export interface TrainingData {
+  readonly rows: number;
+  readonly x: Float32Array;
+  readonly b: Float32Array;
+  readonly r: Float32Array;
+  /** Per-row weight (recency). */
+  readonly w: Float32Array;
+}
+
+export interface TrainOptions {
+  /** Passes over the data. Default 4. */
+  readonly epochs?: number;
+  /** Default 256. */
+  readonly batchSize?: number;
+  /** Adam learning rate. Default 0.01. */
+  readonly learningRate?: number;
+  /** L2 penalty on the weight matrices. Default 1e-5. */
+  readonly l2?: number;
+  /** Upper bound on gradient steps (keeps a retrain bounded on huge buffers). Default 3000. */
+  readonly maxSteps?: number;
+  /** Share of rows held out for the metrics. Default 0.1. */
+  readonly holdout?: number;
+  readonly seed?: number;
+  /** Yield to the event loop between steps so a co-located API keeps serving. Default true. */
+  readonly yieldToEventLoop?: boolean;
+}
+
+export interface TrainMetrics {
+  readonly rows: number;
+  readonly steps: number;
+  readonly ms: number;
+  /** Weighted mean squared error on the training rows, and on the held-out rows. */
+  readonly trainMse: number;
+  readonly holdoutMse: number;
+  /** Variance of the held-out rewards: holdoutMse below it means the model explains something. */
+  readonly holdoutVariance: number;
+  readonly backend: string;
+}
+
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+/**
+ * Fits the reward model of model.ts to (context, budgets, reward) rows with Adam, starting from `init`
+ * (warm start: a retrain refines the serving model rather than starting over). Returns plain weights.
+ */
+export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights, opts: TrainOptions = {}): Promise<{ weights: ModelWeights; metrics: TrainMetrics }> {
+  const t0 = Date.now();
+  const { inputDim: d, hidden: h, agents: n } = init;
+  const rng = mulberry32(opts.seed ?? 1);
+  const N = data.rows;
+  const order = Array.from({ length: N }, (_, i) => i);
+  for (let i = N - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const nHold = N >= 50 ? Math.floor(N * (opts.holdout ?? 0.1)) : 0;
+  const hold = order.slice(0, nHold);
+  const trainIdx = order.slice(nHold);
+
+  const w1 = tf.variable(tf.tensor2d(init.w1, [h, d]));
+  const b1 = tf.variable(tf.tensor1d(init.b1));
+  const w2 = tf.variable(tf.tensor2d(init.w2, [2 * n, h]));
+  const w3 = tf.variable(tf.tensor2d(init.w3, [2 * n, d]));
+  const b2 = tf.variable(tf.tensor1d(init.b2));
+  const X = tf.tensor2d(data.x, [N, d]);
+  const B = tf.tidy(() => tf.div(tf.tensor2d(data.b, [N, n]), NEED_SCALE));
+  const R = tf.tensor1d(data.r);
+  const W = tf.tensor1d(data.w);
+  const optimizer = tf.train.adam(opts.learningRate ?? 0.01);
+  const l2 = opts.l2 ?? 1e-5;
+  const batch = Math.max(1, Math.min(opts.batchSize ?? 256, trainIdx.length));
+  const epochs = opts.epochs ?? 4;
+  const maxSteps = opts.maxSteps ?? 3000;
+  let steps = 0;
+  try {
+    outer: for (let e = 0; e < epochs; e++) {
+      for (let i = trainIdx.length - 1; i > 0; i--) {
+        const j = Math.floor(rng() * (i + 1));
+        [trainIdx[i], trainIdx[j]] = [trainIdx[j]!, trainIdx[i]!];
+      }
+      for (let s = 0; s + batch <= trainIdx.length || (s === 0 && trainIdx.length > 0); s += batch) {
+        if (steps >= maxSteps) break outer;
+        const idx = tf.tensor1d(Int32Array.from(trainIdx.slice(s, s + batch)), 'int32');
+        tf.tidy(() => {
+          const xb = tf.gather(X, idx);
+          const bb = tf.gather(B, idx);
+          const rb = tf.gather(R, idx);
+          const wb = tf.gather(W, idx);
+          optimizer.minimize(() => {
+            const hid = tf.relu(tf.add(tf.matMul(xb, w1, false, true), b1));
+            const o = tf.add(tf.add(tf.matMul(hid, w2, false, true), tf.matMul(xb, w3, false, true)), b2);
+            const [ol, ow] = tf.split(o, 2, 1) as [import('@tensorflow/tfjs').Tensor2D, import('@tensorflow/tfjs').Tensor2D];
+            const ratio = tf.mul(bb, tf.exp(tf.neg(tf.clipByValue(ol, -12, 12))));
+            const c = tf.sub(1, tf.mul(tf.sigmoid(ow), tf.exp(tf.neg(ratio))));
+            const q = tf.prod(c, 1);
+            const mse = tf.div(tf.sum(tf.mul(tf.squaredDifference(q, rb), wb)), tf.sum(wb));
+            const pen = tf.mul(l2, tf.addN([tf.sum(tf.square(w1)), tf.sum(tf.square(w2)), tf.sum(tf.square(w3))]));
+            return tf.add(mse, pen) as import('@tensorflow/tfjs').Scalar;
+          }, false, [w1, b1, w2, w3, b2]);
+        });
+        idx.dispose();
+        steps++;
+        if (opts.yieldToEventLoop !== false) await tick();
+        if (trainIdx.length < batch) break;
+      }
+    }
+    const weights: ModelWeights = {
+      inputDim: d,
+      hidden: h,
+      agents: n,
+      w1: Float32Array.from(await w1.data()),
+      b1: Float32Array.from(await b1.data()),
+      w2: Float32Array.from(await w2.data()),
+      w3: Float32Array.from(await w3.data()),
+      b2: Float32Array.from(await b2.data()),
+    };
+    const mse = (rows: readonly number[]) => {
+      let se = 0;
+      let ws = 0;
+      for (const i of rows) {
+        const heads = forward(weights, data.x.subarray(i * d, (i + 1) * d));
+        const err = predict(heads, data.b.subarray(i * n, (i + 1) * n)) - data.r[i]!;
+        se += data.w[i]! * err * err;
+        ws += data.w[i]!;
+      }
+      return ws > 0 ? se / ws : 0;
+    };
+    let mean = 0;
+    for (const i of hold) mean += data.r[i]! / hold.length;
+    let variance = 0;
+    for (const i of hold) variance += (data.r[i]! - mean) ** 2 / hold.length;
+    const sample = trainIdx.slice(0, 5000);
+    return {
+      weights,
+      metrics: { rows: N, steps, ms: Date.now() - t0, trainMse: mse(sample), holdoutMse: mse(hold), holdoutVariance: variance, backend: tf.getBackend() },
+    };
+  } finally {
+    tf.dispose([w1, b1, w2, w3, b2, X, B, R, W]);
+    optimizer.dispose();
+  }
+}
