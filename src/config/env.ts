@@ -46,6 +46,8 @@ export interface Config {
   readonly spanRetentionDays: number;
   /** Most spans one trace may hold; further spans are rejected. Default 20000. */
   readonly maxSpansPerTrace: number;
+  /** How often the rollout job evaluates running experiments (guardrails, SRM, ramps), in ms. Default 10000. */
+  readonly rolloutIntervalMs: number;
   /** Whether any API key is configured (auth is on). */
   readonly authEnabled: boolean;
 }
@@ -154,6 +156,7 @@ export function loadConfig(env: Env = process.env): Config {
     reservationSweepMs: intVar(env, 'APPORTION_RESERVATION_SWEEP_MS', 1000, 50, 3_600_000),
     spanRetentionDays: intVar(env, 'APPORTION_SPAN_RETENTION_DAYS', 30, 1, 3650),
     maxSpansPerTrace: intVar(env, 'APPORTION_MAX_SPANS_PER_TRACE', 20_000, 10, 1_000_000),
+    rolloutIntervalMs: intVar(env, 'APPORTION_ROLLOUT_INTERVAL_MS', 10_000, 100, 3_600_000),
     authEnabled,
   });
 }
@@ -168,6 +171,7 @@ export const CONFIG_VARIABLES = [
   'APPORTION_CLIENT_KEY',
   'LOG_LEVEL',
   'APPORTION_REWARD_WINDOW_SECONDS',
+  'APPORTION_ROLLOUT_INTERVAL_MS',
   'APPORTION_BODY_LIMIT_BYTES',
   'APPORTION_OUTCOME_CONCURRENCY',
   'APPORTION_JOB_LOCK_MS',

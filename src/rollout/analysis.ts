@@ -1,0 +1,269 @@
+import type { ArmStats } from '../feedback/stats-reader.js';
+import { fromWelford, type Moments } from '../stats/moments.js';
+import { holm } from '../stats/multiple.js';
+import { DEFAULT_TUNING_N, sequentialDiff } from '../stats/sequential.js';
+import { srm, type SrmResult } from '../stats/srm.js';
+import { welch, type DiffResult, type WelchResult } from '../stats/welch.js';
+import { bernoulliMoments, momentsOf, winsorizedMoments } from '../stats/winsorize.js';
+import type { Guardrail } from './schema.js';
+
+/** One raw observation: [quality, cost or null, truncated agents, ceiling-hit agents]. */
+export type Observation = readonly [number, number | null, readonly string[], readonly string[]];
+
+export interface AgentResult {
+  readonly n: number;
+  readonly utilization: number;
+  readonly ceilingHitRate: number;
+  readonly meanAllocated: number;
+  /** Quality when this agent truncated or hit its ceiling vs when it did not (from raw observations). */
+  readonly truncation?: {
+    readonly nHit: number;
+    readonly qualityHit: number | null;
+    readonly qualityNotHit: number | null;
+    /** qualityNotHit − qualityHit: how much quality is lost when the agent runs out of budget. */
+    readonly drop: number | null;
+    readonly ci: readonly [number, number] | null;
+  };
+}
+
+export interface VariantResult {
+  readonly variant: string;
+  readonly strategy: string;
+  readonly n: number;
+  readonly quality: { readonly mean: number; readonly stddev: number };
+  readonly cost: { readonly n: number; readonly mean: number; readonly stddev: number; readonly winsorizedMean?: number; readonly cap?: number };
+  /** Mean quality per dollar of mean cost (null when cost is unknown or zero). */
+  readonly qualityPerDollar: number | null;
+  readonly agents: Record<string, AgentResult>;
+}
+
+export interface Comparison {
+  readonly variant: string;
+  readonly metric: 'quality' | 'cost';
+  readonly welch: WelchResult | null;
+  readonly sequential: DiffResult | null;
+  /** Holm-adjusted fixed-horizon p-value across every goal comparison of the phase. */
+  readonly pHolm: number | null;
+}
+
+export interface PhaseResult {
+  readonly phase: number;
+  readonly variants: VariantResult[];
+  readonly comparisons: Comparison[];
+  readonly srm: SrmResult | null;
+}
+
+export interface AnalysisInput {
+  readonly phase: number;
+  readonly variants: readonly { readonly name: string; readonly strategy: string; readonly weight: number }[];
+  readonly control: string;
+  readonly alpha: number;
+  readonly arms: ReadonlyMap<string, ArmStats>;
+  readonly obs?: ReadonlyMap<string, readonly Observation[]>;
+  /** Cap cost at this quantile of each arm's observations before comparing. Off when undefined. */
+  readonly winsorize?: number;
+  readonly tuningN?: number;
+}
+
+const EMPTY: ArmStats = {
+  count: 0,
+  quality: fromWelford(0, 0, 0),
+  cost: { ...fromWelford(0, 0, 0), total: 0 },
+  agents: {},
+};
+
+function truncationOf(agent: string, obs: readonly Observation[], alpha: number): AgentResult['truncation'] {
+  const hit: number[] = [];
+  const not: number[] = [];
+  for (const o of obs) (o[3].includes(agent) ? hit : not).push(o[0]);
+  const mh = momentsOf(hit);
+  const mn = momentsOf(not);
+  const w = welch(mn, mh, alpha);
+  return {
+    nHit: hit.length,
+    qualityHit: hit.length ? mh.mean : null,
+    qualityNotHit: not.length ? mn.mean : null,
+    drop: hit.length && not.length ? mn.mean - mh.mean : null,
+    ci: w ? w.ci : null,
+  };
+}
+
+function costMoments(arm: ArmStats, obs: readonly Observation[] | undefined, q: number | undefined): (Moments & { cap?: number }) | undefined {
+  if (q === undefined || !obs) return undefined;
+  const costs = obs.flatMap((o) => (o[1] === null ? [] : [o[1]]));
+  if (costs.length === 0 || arm.cost.n === 0) return undefined;
+  return winsorizedMoments(costs, q);
+}
+
+/**
+ * Results of one phase (pure): per variant n, quality, cost, quality per dollar, per-agent utilization,
+ * ceiling-hit rate and truncation-correlated quality drop; each non-control variant against control
+ * on the goal metrics (quality, cost) with fixed-horizon Welch CIs, always-valid sequential CIs and
+ * Holm-adjusted p-values; and the SRM check of outcome counts against the weights.
+ */
+export function analyzePhase(input: AnalysisInput): PhaseResult {
+  const alpha = input.alpha;
+  const tuningN = input.tuningN ?? DEFAULT_TUNING_N;
+  const variants: VariantResult[] = input.variants.map((v) => {
+    const arm = input.arms.get(v.name) ?? EMPTY;
+    const obs = input.obs?.get(v.name);
+    const w = costMoments(arm, obs, input.winsorize);
+    const agents: Record<string, AgentResult> = {};
+    for (const [name, a] of Object.entries(arm.agents)) {
+      agents[name] = {
+        n: a.n,
+        utilization: a.utilization,
+        ceilingHitRate: a.ceilingHitRate,
+        meanAllocated: a.meanAllocated,
+        ...(obs && obs.length ? { truncation: truncationOf(name, obs, alpha) } : {}),
+      };
+    }
+    return {
+      variant: v.name,
+      strategy: v.strategy,
+      n: arm.count,
+      quality: { mean: arm.quality.mean, stddev: arm.quality.stddev },
+      cost: {
+        n: arm.cost.n,
+        mean: arm.cost.mean,
+        stddev: arm.cost.stddev,
+        ...(w ? { winsorizedMean: w.mean, cap: w.cap } : {}),
+      },
+      qualityPerDollar: arm.cost.n > 0 && arm.cost.mean > 0 ? arm.quality.mean / arm.cost.mean : null,
+      agents,
+    };
+  });
+
+  const control = input.arms.get(input.control) ?? EMPTY;
+  const controlCost = costMoments(control, input.obs?.get(input.control), input.winsorize) ?? control.cost;
+  const raw: Omit<Comparison, 'pHolm'>[] = [];
+  for (const v of input.variants) {
+    if (v.name === input.control) continue;
+    const arm = input.arms.get(v.name) ?? EMPTY;
+    raw.push({ variant: v.name, metric: 'quality', welch: welch(arm.quality, control.quality, alpha), sequential: sequentialDiff(arm.quality, control.quality, alpha, tuningN) });
+    const cost = costMoments(arm, input.obs?.get(v.name), input.winsorize) ?? arm.cost;
+    raw.push({ variant: v.name, metric: 'cost', welch: welch(cost, controlCost, alpha), sequential: sequentialDiff(cost, controlCost, alpha, tuningN) });
+  }
+  const tested = raw.map((c, i) => ({ i, p: c.welch?.pValue })).filter((x): x is { i: number; p: number } => x.p !== undefined);
+  const adj = holm(tested.map((x) => x.p));
+  const pHolm = new Map(tested.map((x, k) => [x.i, adj[k]!]));
+  const comparisons = raw.map((c, i) => ({ ...c, pHolm: pHolm.get(i) ?? null }));
+
+  const counts = input.variants.map((v) => (input.arms.get(v.name) ?? EMPTY).count);
+  return { phase: input.phase, variants, comparisons, srm: srm(counts, input.variants.map((v) => v.weight)) };
+}
+
+/** Default per-arm sample size before a guardrail is judged. */
+export const GUARDRAIL_MIN_SAMPLES = 50;
+
+export interface GuardrailCheck {
+  readonly guardrail: Guardrail;
+  readonly variant: string;
+  readonly judged: boolean;
+  readonly breached: boolean;
+  /** Regression (positive = worse than control), its always-valid interval, and the tolerance. */
+  readonly regression?: number;
+  readonly ci?: readonly [number, number];
+  readonly tolerance?: number;
+  readonly n?: readonly [number, number];
+}
+
+function metricMoments(arm: ArmStats, g: Guardrail): Moments {
+  if (g.metric === 'quality') return arm.quality;
+  if (g.metric === 'cost') return arm.cost;
+  const a = arm.agents[g.agent ?? ''];
+  if (!a) return fromWelford(0, 0, 0);
+  return bernoulliMoments(Math.round(a.ceilingHitRate * a.n), a.n);
+}
+
+/**
+ * Judges every guardrail for every non-control variant with the always-valid sequential interval
+ * (pure). The regression is oriented so positive is worse (quality: control − variant; cost and
+ * ceiling-hit rate: variant − control). A guardrail is breached when the whole interval lies above
+ * the tolerance: under "regression ≤ tolerance" that happens with probability ≤ α however often the
+ * job looks.
+ */
+export function checkGuardrails(
+  guardrails: readonly Guardrail[],
+  variants: readonly { readonly name: string }[],
+  control: string,
+  arms: ReadonlyMap<string, ArmStats>,
+  alpha: number,
+  tuningN = DEFAULT_TUNING_N,
+): GuardrailCheck[] {
+  const out: GuardrailCheck[] = [];
+  const c = arms.get(control) ?? EMPTY;
+  for (const g of guardrails) {
+    const cm = metricMoments(c, g);
+    for (const v of variants) {
+      if (v.name === control) continue;
+      const tm = metricMoments(arms.get(v.name) ?? EMPTY, g);
+      const min = g.minSamples ?? GUARDRAIL_MIN_SAMPLES;
+      if (tm.n < min || cm.n < min) {
+        out.push({ guardrail: g, variant: v.name, judged: false, breached: false, n: [tm.n, cm.n] });
+        continue;
+      }
+      const s = sequentialDiff(tm, cm, alpha, tuningN);
+      if (!s) continue;
+      const sign = g.metric === 'quality' ? -1 : 1;
+      const lo = sign * (sign > 0 ? s.ci[0] : s.ci[1]);
+      const hi = sign * (sign > 0 ? s.ci[1] : s.ci[0]);
+      const tolerance = (g.maxRegression ?? 0) * (g.relative ? Math.abs(cm.mean) : 1);
+      out.push({
+        guardrail: g,
+        variant: v.name,
+        judged: true,
+        breached: lo > tolerance,
+        regression: sign * s.diff,
+        ci: [lo, hi],
+        tolerance,
+        n: [tm.n, cm.n],
+      });
+    }
+  }
+  return out;
+}
+
+/** One agent's quality elasticity from a probe: relative quality change per relative budget change. */
+export interface Elasticity {
+  readonly agent: string;
+  readonly variant: string;
+  /** Mean budget the cut arm gave the agent ÷ the control's. */
+  readonly budgetRatio: number | null;
+  readonly qualityDiff: number | null;
+  /** (Δq / q_control) ÷ (Δb / b_control): 1 means quality falls in proportion to the cut. */
+  readonly elasticity: number | null;
+  readonly ci: readonly [number, number] | null;
+  readonly critical: boolean;
+  readonly rank?: number;
+}
+
+/** Elasticity above which (lower CI bound) an agent is marked on the critical path. */
+export const CRITICAL_ELASTICITY = 0.05;
+
+/**
+ * Critical-path estimate from a probe (pure): for each cut agent, quality elasticity with a Welch
+ * interval scaled by the (fixed) relative budget cut; agents ranked by elasticity; an agent is critical
+ * when its interval's lower bound exceeds CRITICAL_ELASTICITY.
+ */
+export function elasticities(cuts: readonly { agent: string; variant: string }[], control: string, arms: ReadonlyMap<string, ArmStats>, alpha: number): Elasticity[] {
+  const c = arms.get(control) ?? EMPTY;
+  const out: Elasticity[] = cuts.map(({ agent, variant }) => {
+    const t = arms.get(variant) ?? EMPTY;
+    const bc = c.agents[agent]?.meanAllocated;
+    const bt = t.agents[agent]?.meanAllocated;
+    const ratio = bc && bt !== undefined ? bt / bc : null;
+    const w = welch(t.quality, c.quality, alpha);
+    if (!w || ratio === null || ratio >= 1 || c.quality.mean === 0) {
+      return { agent, variant, budgetRatio: ratio, qualityDiff: w ? w.diff : null, elasticity: null, ci: null, critical: false };
+    }
+    const scale = c.quality.mean * (ratio - 1);
+    const e = w.diff / scale;
+    const a = w.ci[0] / scale;
+    const b = w.ci[1] / scale;
+    const ci: [number, number] = [Math.min(a, b), Math.max(a, b)];
+    return { agent, variant, budgetRatio: ratio, qualityDiff: w.diff, elasticity: e, ci, critical: ci[0] > CRITICAL_ELASTICITY };
+  });
+  const ranked = out.filter((e) => e.elasticity !== null).sort((x, y) => y.elasticity! - x.elasticity!);
+  return out.map((e) => ({ ...e, ...(e.elasticity !== null ? { rank: ranked.indexOf(e) + 1 } : {}) }));
+}

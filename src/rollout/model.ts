@@ -1,0 +1,215 @@
+import { AppError } from '../errors/app-error.js';
+import type { Versioned } from '../control/store.js';
+import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
+import { HASH_VERSION } from './bucketing.js';
+import type { ExperimentBody, ExperimentDoc, ExperimentState, Variant } from './schema.js';
+import { targetingProblems } from './targeting.js';
+
+export const DEFAULT_ALPHA = 0.05;
+
+/** What validation needs to know about the rest of the control plane (a fresh read, not the snapshot). */
+export interface ModelContext {
+  readonly pipelines: ReadonlyMap<string, Versioned<Record<string, unknown>>>;
+  readonly strategies: ReadonlyMap<string, Versioned<Record<string, unknown>>>;
+  readonly experiments: ReadonlyMap<string, Versioned<ExperimentDoc>>;
+}
+
+export const isEnded = (s: ExperimentState): boolean => s.status === 'stopped' || s.status === 'rolled_back';
+
+/** Id of the strategy that cuts `agent` in probe experiment `id`. */
+export const probeStrategyId = (id: string, agent: string): string => `probe.${id}.${agent}`;
+export const probeVariantName = (agent: string): string => `cut.${agent}`;
+
+function pipelineAgents(p: Versioned<Record<string, unknown>>): string[] {
+  return ((p.doc.agents as { name: string }[] | undefined) ?? []).map((a) => a.name);
+}
+
+export function pipelineDefault(p: Versioned<Record<string, unknown>>): string {
+  return typeof p.doc.defaultStrategy === 'string' ? p.doc.defaultStrategy : BUILTIN_UNIFORM_ID;
+}
+
+const bad = (msg: string): AppError => new AppError('INVALID_EXPERIMENT', msg);
+
+/** Share of the coverage exposed now: the current ramp step, or everything without a ramp. */
+export function rampShare(doc: Pick<ExperimentDoc, 'ramp' | 'state'>): number {
+  const steps = doc.ramp?.steps;
+  if (!steps || steps.length === 0) return 1;
+  return steps[Math.min(doc.state.rampStep ?? 0, steps.length - 1)]!.share;
+}
+
+/** Coverage actually routed: 0 unless running (rolled-back experiments keep their last coverage for control). */
+export function effectiveCoverage(doc: ExperimentDoc): number {
+  if (doc.state.status !== 'running' && doc.state.status !== 'rolled_back') return 0;
+  return doc.coverage * rampShare(doc);
+}
+
+function sameAssignment(a: ExperimentDoc, b: { variants: readonly Variant[]; seed: string; control: string }): boolean {
+  if (a.seed !== b.seed || a.control !== b.control || a.variants.length !== b.variants.length) return false;
+  return a.variants.every((v, i) => {
+    const w = b.variants[i]!;
+    return v.name === w.name && v.strategy === w.strategy && v.weight === w.weight;
+  });
+}
+
+export interface Normalized {
+  readonly doc: ExperimentDoc;
+  /** Strategies to create with the experiment (probe cuts). */
+  readonly strategies: readonly { id: string; doc: Record<string, unknown> }[];
+  /** True when this change starts a new phase. */
+  readonly newPhase: boolean;
+}
+
+/**
+ * Validates a PUT body against the control plane and returns the document to store (pure). Throws
+ * AppError naming the field. Keeps the existing state; starts a new phase when a started experiment's
+ * assignment (variants, weights, seed, control) changes, so results of the two configurations never mix.
+ */
+export function normalizeExperiment(id: string, body: ExperimentBody, ctx: ModelContext, now: number): Normalized {
+  const pipeline = ctx.pipelines.get(body.pipeline);
+  if (!pipeline) throw new AppError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${body.pipeline}"`);
+  const existing = ctx.experiments.get(id)?.doc;
+  const type = body.type ?? 'ab';
+  if (existing) {
+    if (existing.pipeline !== body.pipeline) throw bad(`body/pipeline: experiment "${id}" belongs to pipeline "${existing.pipeline}"; create a new experiment`);
+    if (existing.type !== type) throw bad(`body/type: experiment "${id}" is of type "${existing.type}"`);
+    if (isEnded(existing.state)) throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: experiment "${id}" has ended (${existing.state.status}); create a new one`);
+  }
+  const agents = pipelineAgents(pipeline);
+  const dflt = pipelineDefault(pipeline);
+  const strategies: { id: string; doc: Record<string, unknown> }[] = [];
+  let variants: Variant[];
+  let control: string;
+
+  if (type === 'ab') {
+    if (!body.variants) throw bad('body/variants: an ab experiment needs at least two variants');
+    if (body.probe) throw bad('body/probe: only probe experiments take probe settings');
+    variants = body.variants.map((v) => ({ ...v }));
+    const names = new Set<string>();
+    variants.forEach((v, i) => {
+      if (names.has(v.name)) throw bad(`body/variants/${i}/name: variant "${v.name}" appears twice`);
+      names.add(v.name);
+      if (v.strategy !== BUILTIN_UNIFORM_ID) {
+        const s = ctx.strategies.get(v.strategy);
+        if (!s) throw new AppError('STRATEGY_NOT_FOUND', `body/variants/${i}/strategy: no strategy "${v.strategy}"`);
+        if (s.doc.pipeline !== body.pipeline) {
+          throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/variants/${i}/strategy: strategy "${v.strategy}" belongs to pipeline "${String(s.doc.pipeline)}"`);
+        }
+      }
+    });
+    if (!variants.some((v) => v.weight > 0)) throw bad('body/variants: at least one weight must be positive');
+    control = body.control ?? variants[0]!.name;
+    if (!names.has(control)) throw bad(`body/control: no variant named "${control}"`);
+  } else if (type === 'holdout') {
+    if (body.variants) throw bad('body/variants: a holdout has no variants (its units get the pipeline default)');
+    if (body.probe) throw bad('body/probe: only probe experiments take probe settings');
+    if (body.layer) throw bad('body/layer: a holdout applies before layers and cannot be in one');
+    if (body.ramp) throw bad('body/ramp: a holdout is not ramped');
+    variants = [
+      { name: 'holdout', strategy: dflt, weight: 1 },
+      { name: 'exposed', strategy: dflt, weight: 0 },
+    ];
+    control = 'holdout';
+    for (const [oid, e] of ctx.experiments) {
+      if (oid !== id && e.doc.type === 'holdout' && e.doc.pipeline === body.pipeline && e.doc.state.status !== 'stopped') {
+        throw new AppError('EXPERIMENT_STATE_CONFLICT', `body/pipeline: pipeline "${body.pipeline}" already has holdout "${oid}"`);
+      }
+    }
+  } else {
+    if (body.variants) throw bad('body/variants: a probe generates its variants (one cut per agent)');
+    if (!body.probe) throw bad('body/probe: a probe experiment needs { fraction, agents? }');
+    const cut = body.probe.agents ?? agents;
+    cut.forEach((a, i) => {
+      if (!agents.includes(a)) throw new AppError('UNKNOWN_AGENT', `body/probe/agents/${i}: pipeline "${body.pipeline}" has no agent "${a}"`);
+    });
+    const base = dflt === BUILTIN_UNIFORM_ID ? { id: dflt, kind: 'uniform', params: {} } : ctx.strategies.get(dflt);
+    if (!base) throw new AppError('STRATEGY_NOT_FOUND', `body/pipeline: the default strategy "${dflt}" of pipeline "${body.pipeline}" is missing`);
+    const baseDef = 'doc' in base ? { id: dflt, kind: String(base.doc.kind), params: (base.doc.params as Record<string, unknown> | undefined) ?? {} } : base;
+    // A running probe keeps the cuts it started with (same base, same fraction): results stay comparable.
+    variants = existing && existing.state.status !== 'draft' ? existing.variants : [{ name: 'control', strategy: dflt, weight: 1 }];
+    if (!(existing && existing.state.status !== 'draft')) {
+      for (const a of cut) {
+        const sid = probeStrategyId(id, a);
+        variants.push({ name: probeVariantName(a), strategy: sid, weight: 1 });
+        strategies.push({
+          id: sid,
+          doc: {
+            pipeline: body.pipeline,
+            kind: 'probe-cut',
+            params: { agent: a, fraction: body.probe.fraction, base: baseDef },
+            description: `critical-path probe ${id}: ${a} at ${body.probe.fraction} of its budget under ${dflt}`,
+          },
+        });
+      }
+    } else if (body.probe.fraction !== existing.probe?.fraction || JSON.stringify(body.probe.agents ?? null) !== JSON.stringify(existing.probe?.agents ?? null)) {
+      throw new AppError('EXPERIMENT_STATE_CONFLICT', 'body/probe: a started probe cannot change its cuts; stop it and create a new one');
+    }
+    control = 'control';
+  }
+
+  if (body.layer && !(body.layer.range[0] < body.layer.range[1])) throw bad('body/layer/range: from must be below to');
+  if (body.layer) {
+    for (const [oid, e] of ctx.experiments) {
+      const l = e.doc.layer;
+      // Drafts reserve their slot; a rolled-back experiment still routes its units to control until stopped.
+      if (oid === id || !l || l.id !== body.layer.id || e.doc.state.status === 'stopped') continue;
+      if (body.layer.range[0] < l.range[1] && l.range[0] < body.layer.range[1]) {
+        throw new AppError('LAYER_OVERLAP', `body/layer/range: [${body.layer.range.join(', ')}) overlaps experiment "${oid}" [${l.range.join(', ')}) in layer "${l.id}"`);
+      }
+    }
+  }
+  const tp = body.targeting ? targetingProblems(body.targeting, 'body/targeting') : [];
+  if (tp.length) throw bad(tp[0]!);
+  (body.guardrails ?? []).forEach((g, i) => {
+    if (g.metric === 'ceilingHitRate') {
+      if (!g.agent) throw bad(`body/guardrails/${i}/agent: ceilingHitRate needs an agent`);
+      if (!agents.includes(g.agent)) throw new AppError('UNKNOWN_AGENT', `body/guardrails/${i}/agent: pipeline "${body.pipeline}" has no agent "${g.agent}"`);
+    } else if (g.agent) throw bad(`body/guardrails/${i}/agent: only ceilingHitRate takes an agent`);
+  });
+  const steps = body.ramp?.steps ?? [];
+  steps.forEach((s, i) => {
+    if (i > 0 && s.share < steps[i - 1]!.share) throw bad(`body/ramp/steps/${i}/share: steps must not decrease`);
+  });
+
+  const seed = body.seed ?? id;
+  const base = { variants, seed, control };
+  const newPhase = !!existing && existing.state.status !== 'draft' && !sameAssignment(existing, base);
+  const prev = existing?.state;
+  const state: ExperimentState = prev
+    ? newPhase
+      ? { ...prev, phase: prev.phase + 1, phaseStartedAt: now, stepStartSamples: 0 }
+      : prev
+    : { status: 'draft', phase: 0 };
+  const rampStep = state.rampStep;
+  const fixedState = rampStep !== undefined && steps.length > 0 && rampStep >= steps.length ? { ...state, rampStep: steps.length - 1 } : state;
+  const doc: ExperimentDoc = {
+    pipeline: body.pipeline,
+    type,
+    ...(body.description !== undefined ? { description: body.description } : {}),
+    variants,
+    control,
+    coverage: body.coverage ?? 1,
+    ...(body.targeting ? { targeting: body.targeting } : {}),
+    ...(body.layer ? { layer: body.layer } : {}),
+    seed,
+    hashVersion: existing?.hashVersion ?? HASH_VERSION,
+    guardrails: body.guardrails ?? [],
+    ...(body.ramp ? { ramp: body.ramp } : {}),
+    alpha: body.alpha ?? DEFAULT_ALPHA,
+    ...(body.probe ? { probe: body.probe } : {}),
+    state: fixedState,
+  };
+  return { doc, strategies, newPhase };
+}
+
+/** The API's view of a stored experiment. */
+export function experimentView(v: Versioned<ExperimentDoc>): Record<string, unknown> {
+  const d = v.doc;
+  return {
+    id: v.id,
+    version: v.version,
+    ...d,
+    effectiveCoverage: effectiveCoverage(d),
+    guardrails: d.guardrails ?? [],
+    alpha: d.alpha ?? DEFAULT_ALPHA,
+  };
+}

@@ -1,0 +1,164 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Id } from '../pipelines/schema.js';
+
+const Share = Type.Number({ minimum: 0, maximum: 1 });
+const VariantName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$' });
+
+export const Variant = Type.Object(
+  {
+    name: VariantName,
+    strategy: Type.String({ minLength: 1, maxLength: 128, description: 'Strategy id (or @uniform).' }),
+    weight: Type.Number({ minimum: 0, maximum: 1_000_000, description: 'Relative weight among variants.' }),
+  },
+  { additionalProperties: false },
+);
+export type Variant = Static<typeof Variant>;
+
+export const CONDITION_OPS = ['in', 'not_in', 'eq', 'neq', 'gt', 'gte', 'lt', 'lte', 'prefix', 'contains', 'exists'] as const;
+
+export const Condition = Type.Object(
+  {
+    attribute: Type.String({ minLength: 1, maxLength: 128, description: 'A feature name, or "unitKey".' }),
+    op: Type.Union(CONDITION_OPS.map((o) => Type.Literal(o))),
+    value: Type.Optional(Type.Union([Type.String({ maxLength: 1000 }), Type.Number(), Type.Boolean()])),
+    values: Type.Optional(Type.Array(Type.Union([Type.String({ maxLength: 1000 }), Type.Number(), Type.Boolean()]), { maxItems: 1000 })),
+    not: Type.Optional(Type.Boolean({ description: 'Invert this condition.' })),
+  },
+  { additionalProperties: false },
+);
+export type Condition = Static<typeof Condition>;
+
+export const Targeting = Type.Object(
+  {
+    all: Type.Optional(Type.Array(Condition, { maxItems: 50, description: 'Every condition must hold (AND).' })),
+    any: Type.Optional(Type.Array(Condition, { maxItems: 50, description: 'At least one must hold (OR), when given.' })),
+    invert: Type.Optional(Type.Boolean({ description: 'Target the complement of the rule.' })),
+  },
+  { additionalProperties: false },
+);
+export type Targeting = Static<typeof Targeting>;
+
+export const Layer = Type.Object(
+  {
+    id: Id,
+    range: Type.Tuple([Share, Share], { description: '[from, to) of the layer hash space this experiment owns.' }),
+  },
+  { additionalProperties: false },
+);
+export type Layer = Static<typeof Layer>;
+
+export const GUARDRAIL_METRICS = ['quality', 'cost', 'ceilingHitRate'] as const;
+export type GuardrailMetric = (typeof GUARDRAIL_METRICS)[number];
+
+export const Guardrail = Type.Object(
+  {
+    metric: Type.Union(GUARDRAIL_METRICS.map((m) => Type.Literal(m))),
+    agent: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Required for ceilingHitRate.' })),
+    maxRegression: Type.Optional(
+      Type.Number({ minimum: 0, description: 'Tolerated regression vs control (worse direction). Default 0.' }),
+    ),
+    relative: Type.Optional(Type.Boolean({ description: 'maxRegression is a share of the control mean. Default false.' })),
+    minSamples: Type.Optional(Type.Integer({ minimum: 2, maximum: 10_000_000, description: 'Per arm before judging. Default 50.' })),
+  },
+  { additionalProperties: false },
+);
+export type Guardrail = Static<typeof Guardrail>;
+
+export const RampStep = Type.Object(
+  {
+    share: Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Share of the coverage exposed at this step.' }),
+    minDurationSec: Type.Optional(Type.Integer({ minimum: 0, maximum: 90 * 86_400 })),
+    minSamples: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000_000, description: 'Outcomes during this step.' })),
+  },
+  { additionalProperties: false },
+);
+export type RampStep = Static<typeof RampStep>;
+
+export const EXPERIMENT_TYPES = ['ab', 'holdout', 'probe'] as const;
+export type ExperimentType = (typeof EXPERIMENT_TYPES)[number];
+
+export const ExperimentBody = Type.Object(
+  {
+    pipeline: Id,
+    type: Type.Optional(Type.Union(EXPERIMENT_TYPES.map((t) => Type.Literal(t)), { description: 'ab (default) | holdout | probe.' })),
+    description: Type.Optional(Type.String({ maxLength: 2000 })),
+    variants: Type.Optional(Type.Array(Variant, { minItems: 2, maxItems: 20 })),
+    control: Type.Optional(VariantName),
+    coverage: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Share of eligible units included. Default 1.' })),
+    targeting: Type.Optional(Targeting),
+    layer: Type.Optional(Layer),
+    seed: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Hash seed. Default: the experiment id.' })),
+    guardrails: Type.Optional(Type.Array(Guardrail, { maxItems: 20 })),
+    ramp: Type.Optional(Type.Object({ steps: Type.Array(RampStep, { minItems: 1, maxItems: 20 }) }, { additionalProperties: false })),
+    alpha: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 0.5, description: 'Error rate of every interval. Default 0.05.' })),
+    probe: Type.Optional(
+      Type.Object(
+        {
+          fraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'Share of its usual budget a cut agent keeps.' }),
+          agents: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 64 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ExperimentBody = Static<typeof ExperimentBody>;
+
+export const STATUSES = ['draft', 'running', 'paused', 'stopped', 'rolled_back'] as const;
+export type Status = (typeof STATUSES)[number];
+
+/** Lifecycle state, kept in the document so every process routes from the same snapshot. */
+export interface ExperimentState {
+  readonly status: Status;
+  /** Bumped when variants, weights or seed change on a started experiment: results are kept apart. */
+  readonly phase: number;
+  readonly phaseStartedAt?: number;
+  readonly startedAt?: number;
+  readonly endedAt?: number;
+  /** Index into ramp.steps (absent: no ramp, full coverage). */
+  readonly rampStep?: number;
+  readonly stepStartedAt?: number;
+  /** Outcomes of the current phase when the current ramp step began (minSamples counts from here). */
+  readonly stepStartSamples?: number;
+  readonly rollback?: { readonly reason: string; readonly at: number; readonly by: string; readonly details?: unknown };
+  readonly srm?: { readonly pValue: number; readonly flaggedAt: number; readonly phase: number };
+  readonly promoted?: { readonly variant: string; readonly strategy: string; readonly at: number };
+}
+
+/** The stored document: the body as given (normalised) plus its state. */
+export interface ExperimentDoc extends ExperimentBody {
+  readonly type: ExperimentType;
+  readonly variants: Variant[];
+  readonly control: string;
+  readonly coverage: number;
+  readonly seed: string;
+  readonly hashVersion: number;
+  readonly state: ExperimentState;
+}
+
+export const ExperimentParams = Type.Object({ id: Id });
+
+export const ExperimentResponse = Type.Object({
+  id: Type.String(),
+  version: Type.Integer(),
+  pipeline: Type.String(),
+  type: Type.String(),
+  description: Type.Optional(Type.String()),
+  variants: Type.Array(Variant),
+  control: Type.String(),
+  coverage: Type.Number(),
+  effectiveCoverage: Type.Number({ description: 'coverage × the current ramp step share, 0 unless running.' }),
+  targeting: Type.Optional(Targeting),
+  layer: Type.Optional(Layer),
+  seed: Type.String(),
+  hashVersion: Type.Integer(),
+  guardrails: Type.Array(Guardrail),
+  ramp: Type.Optional(Type.Object({ steps: Type.Array(RampStep) })),
+  alpha: Type.Number(),
+  probe: Type.Optional(Type.Unknown()),
+  state: Type.Record(Type.String(), Type.Unknown()),
+});
+
+export const PromoteBody = Type.Object({ variant: VariantName }, { additionalProperties: false });
+export const ReasonBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 1000 })) }, { additionalProperties: false });

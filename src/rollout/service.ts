@@ -1,0 +1,380 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { ControlView } from '../control/view.js';
+import type { Versioned } from '../control/store.js';
+import { AppError } from '../errors/app-error.js';
+import { parseArmStats, type ArmStats } from '../feedback/stats-reader.js';
+import type { Keys } from '../redis/keys.js';
+import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
+import { analyzePhase, checkGuardrails, elasticities, type Elasticity, type GuardrailCheck, type Observation, type PhaseResult } from './analysis.js';
+import { experimentArm } from './arms.js';
+import { effectiveCoverage, experimentView, normalizeExperiment, probeVariantName } from './model.js';
+import type { ExperimentBody, ExperimentDoc, ExperimentState, Status, Variant } from './schema.js';
+import { WriteConflict, type AuditEntry, type DocWrite, type ExperimentsState, type ExperimentStore } from './store.js';
+
+const MAX_ATTEMPTS = 10;
+
+export type Transition = 'start' | 'pause' | 'resume' | 'stop';
+
+/** Which statuses each transition leaves from, and where it goes. */
+const TRANSITIONS: Record<Transition, { from: readonly Status[]; to: Status }> = {
+  start: { from: ['draft'], to: 'running' },
+  pause: { from: ['running'], to: 'paused' },
+  resume: { from: ['paused'], to: 'running' },
+  stop: { from: ['draft', 'running', 'paused', 'rolled_back'], to: 'stopped' },
+};
+
+export interface ResultsOptions {
+  /** Cap cost at this quantile before comparing (e.g. 0.99). */
+  readonly winsorize?: number;
+}
+
+export interface ExperimentResults {
+  readonly experiment: string;
+  readonly pipeline: string;
+  readonly type: string;
+  readonly status: Status;
+  readonly phase: number;
+  readonly effectiveCoverage: number;
+  readonly alpha: number;
+  readonly control: string;
+  readonly phases: PhaseResult[];
+  /** Guardrails judged on the current phase, as the evaluation job sees them. */
+  readonly guardrails: GuardrailCheck[];
+  /** Probe experiments: per-agent quality elasticity and the critical path (current phase). */
+  readonly criticalPath?: Elasticity[];
+  readonly state: ExperimentState;
+}
+
+export interface EvaluationOutcome {
+  readonly experiment: string;
+  readonly action: 'none' | 'rolled_back' | 'ramped' | 'srm_flagged' | 'skipped';
+  readonly detail?: string;
+}
+
+function variantWeights(doc: ExperimentDoc): Variant[] {
+  // A holdout's two populations: units in the holdout vs the exposed rest of the eligible units.
+  if (doc.type === 'holdout') {
+    return [
+      { name: 'holdout', strategy: doc.variants[0]!.strategy, weight: doc.coverage },
+      { name: 'exposed', strategy: doc.variants[0]!.strategy, weight: 1 - doc.coverage },
+    ];
+  }
+  return doc.variants;
+}
+
+/**
+ * Experiments: definition, lifecycle (draft → running → paused → stopped; rollback; promote), results
+ * and the periodic evaluation (guardrails, SRM, ramps). Every change is one optimistic, audited write of
+ * the control plane, followed by a snapshot refresh (read-your-writes).
+ */
+export class ExperimentService {
+  constructor(
+    private readonly deps: {
+      readonly store: ExperimentStore;
+      readonly redis: Redis;
+      readonly keys: Keys;
+      readonly view: () => ControlView;
+      readonly refresh: () => Promise<void>;
+      readonly log: Logger;
+      readonly now?: () => number;
+    },
+  ) {}
+
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  /** Read-modify-write with retries; `fn` returns the writes (or null for "nothing to do"). */
+  private async mutate(
+    id: string,
+    action: string,
+    by: string,
+    fn: (st: ExperimentsState, cur: Versioned<ExperimentDoc> | undefined, now: number) => { docs: DocWrite[]; details?: unknown } | null,
+  ): Promise<number | undefined> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const st = await this.deps.store.read();
+      const now = this.now();
+      const w = fn(st, st.experiments.get(id), now);
+      if (!w) return undefined;
+      const audit: AuditEntry = { at: now, by, action, ...(w.details !== undefined ? { details: w.details } : {}) };
+      try {
+        const v = await this.deps.store.write(st.seq, id, w.docs, audit);
+        await this.deps.refresh();
+        return v;
+      } catch (e) {
+        if (!(e instanceof WriteConflict)) throw e;
+      }
+    }
+    throw new AppError('CONCURRENT_MODIFICATION', `params/id: experiment "${id}" kept changing; retry`);
+  }
+
+  private found(id: string, cur: Versioned<ExperimentDoc> | undefined): Versioned<ExperimentDoc> {
+    if (!cur) throw new AppError('EXPERIMENT_NOT_FOUND', `params/id: no experiment "${id}"`);
+    return cur;
+  }
+
+  private expWrite(id: string, cur: Versioned<ExperimentDoc> | undefined, doc: ExperimentDoc | null): DocWrite {
+    return { kind: 'experiments', id, doc, expectedVersion: cur?.version ?? 0 };
+  }
+
+  async put(id: string, body: ExperimentBody, by: string): Promise<Record<string, unknown>> {
+    await this.mutate(id, 'put', by, (st, cur, now) => {
+      const n = normalizeExperiment(id, body, st, now);
+      const docs: DocWrite[] = [this.expWrite(id, cur, n.doc)];
+      for (const s of n.strategies) docs.push({ kind: 'strategies', id: s.id, doc: s.doc, expectedVersion: -1 });
+      return { docs, details: { body, ...(n.newPhase ? { newPhase: n.doc.state.phase } : {}) } };
+    });
+    return this.get(id);
+  }
+
+  get(id: string): Record<string, unknown> {
+    const v = this.doc(id);
+    return experimentView(v);
+  }
+
+  doc(id: string): Versioned<ExperimentDoc> {
+    const v = this.deps.view().raw.kinds.experiments.get(id) as Versioned<ExperimentDoc> | undefined;
+    if (!v) throw new AppError('EXPERIMENT_NOT_FOUND', `params/id: no experiment "${id}"`);
+    return v;
+  }
+
+  list(pipeline?: string): Record<string, unknown>[] {
+    const all = [...(this.deps.view().raw.kinds.experiments as ReadonlyMap<string, Versioned<ExperimentDoc>>).values()];
+    return all
+      .filter((v) => pipeline === undefined || v.doc.pipeline === pipeline)
+      .sort((a, b) => a.id.localeCompare(b.id))
+      .map(experimentView);
+  }
+
+  async transition(id: string, t: Transition, by: string, reason?: string): Promise<Record<string, unknown>> {
+    await this.mutate(id, t, by, (_st, cur, now) => {
+      const v = this.found(id, cur);
+      const s = v.doc.state;
+      const rule = TRANSITIONS[t];
+      if (!rule.from.includes(s.status)) {
+        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: cannot ${t} experiment "${id}" while it is ${s.status}`);
+      }
+      let state: ExperimentState = { ...s, status: rule.to };
+      if (t === 'start') {
+        state = {
+          ...state,
+          startedAt: now,
+          phaseStartedAt: now,
+          ...(v.doc.ramp ? { rampStep: 0, stepStartedAt: now, stepStartSamples: 0 } : {}),
+        };
+      }
+      if (t === 'stop') state = { ...state, endedAt: now };
+      return { docs: [this.expWrite(id, v, { ...v.doc, state })], details: { from: s.status, to: rule.to, ...(reason ? { reason } : {}) } };
+    });
+    return this.get(id);
+  }
+
+  /** The kill switch: every unit of the experiment goes to control at once. */
+  async rollback(id: string, by: string, reason: string, details?: unknown, expectedVersion?: number): Promise<Record<string, unknown>> {
+    await this.mutate(id, 'rollback', by, (_st, cur, now) => {
+      const v = this.found(id, cur);
+      if (expectedVersion !== undefined && v.version !== expectedVersion) return null;
+      const s = v.doc.state;
+      if (s.status !== 'running' && s.status !== 'paused') {
+        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: cannot roll back experiment "${id}" while it is ${s.status}`);
+      }
+      const state: ExperimentState = { ...s, status: 'rolled_back', endedAt: now, rollback: { reason, at: now, by, ...(details !== undefined ? { details } : {}) } };
+      return { docs: [this.expWrite(id, v, { ...v.doc, state })], details: { from: s.status, reason, ...(details !== undefined ? { evidence: details } : {}) } };
+    });
+    return this.get(id);
+  }
+
+  /** Makes the variant's strategy the pipeline default and ends the experiment, in one change. */
+  async promote(id: string, variant: string, by: string): Promise<Record<string, unknown>> {
+    await this.mutate(id, 'promote', by, (st, cur, now) => {
+      const v = this.found(id, cur);
+      if (v.doc.type !== 'ab') throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: a ${v.doc.type} experiment has nothing to promote`);
+      const s = v.doc.state;
+      if (s.status !== 'running' && s.status !== 'paused') {
+        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: cannot promote experiment "${id}" while it is ${s.status}`);
+      }
+      const chosen = v.doc.variants.find((x) => x.name === variant);
+      if (!chosen) throw new AppError('UNKNOWN_VARIANT', `body/variant: experiment "${id}" has no variant "${variant}"`);
+      const p = st.pipelines.get(v.doc.pipeline);
+      if (!p) throw new AppError('PIPELINE_NOT_FOUND', `params/id: pipeline "${v.doc.pipeline}" of experiment "${id}" no longer exists`);
+      const { defaultStrategy: _old, ...rest } = p.doc;
+      const pipelineDoc = chosen.strategy === BUILTIN_UNIFORM_ID ? rest : { ...rest, defaultStrategy: chosen.strategy };
+      const state: ExperimentState = { ...s, status: 'stopped', endedAt: now, promoted: { variant, strategy: chosen.strategy, at: now } };
+      return {
+        docs: [this.expWrite(id, v, { ...v.doc, state }), { kind: 'pipelines', id: p.id, doc: pipelineDoc, expectedVersion: p.version }],
+        details: { variant, strategy: chosen.strategy, previousDefault: p.doc.defaultStrategy ?? BUILTIN_UNIFORM_ID },
+      };
+    });
+    return this.get(id);
+  }
+
+  /** Deletes a draft or ended experiment (its statistics stay until the prefix is dropped). */
+  async delete(id: string, by: string): Promise<void> {
+    await this.mutate(id, 'delete', by, (_st, cur) => {
+      const v = this.found(id, cur);
+      if (v.doc.state.status === 'running' || v.doc.state.status === 'paused' || v.doc.state.status === 'rolled_back') {
+        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: stop experiment "${id}" before deleting it`);
+      }
+      const docs: DocWrite[] = [this.expWrite(id, v, null)];
+      if (v.doc.type === 'probe') for (const x of v.doc.variants.slice(1)) docs.push({ kind: 'strategies', id: x.strategy, doc: null, expectedVersion: -1 });
+      return { docs };
+    });
+  }
+
+  audit(id: string, limit?: number): Promise<AuditEntry[]> {
+    this.doc(id);
+    return this.deps.store.auditTrail(id, limit);
+  }
+
+  private async readArms(id: string, doc: ExperimentDoc, phase: number, withObs: boolean): Promise<{ arms: Map<string, ArmStats>; obs: Map<string, Observation[]> }> {
+    const variants = variantWeights(doc);
+    const m = this.deps.redis.multi();
+    for (const v of variants) {
+      const arm = experimentArm(this.deps.keys, doc.pipeline, id, phase, v.name);
+      m.hgetall(arm.summary);
+      m.hgetall(arm.agents);
+      if (withObs) m.lrange(arm.obs, 0, -1);
+    }
+    const res = (await m.exec()) ?? [];
+    const arms = new Map<string, ArmStats>();
+    const obs = new Map<string, Observation[]>();
+    const per = withObs ? 3 : 2;
+    variants.forEach((v, i) => {
+      const get = (k: number): unknown => {
+        const r = res[i * per + k];
+        if (!r || r[0]) throw r?.[0] ?? new Error('stats read: missing reply');
+        return r[1];
+      };
+      arms.set(v.name, parseArmStats(get(0) as Record<string, string>, get(1) as Record<string, string>));
+      if (withObs) obs.set(v.name, (get(2) as string[]).map((s) => JSON.parse(s) as Observation));
+    });
+    return { arms, obs };
+  }
+
+  async results(id: string, opts: ResultsOptions = {}): Promise<ExperimentResults> {
+    const v = this.doc(id);
+    const doc = v.doc;
+    const alpha = doc.alpha ?? 0.05;
+    const variants = variantWeights(doc);
+    const phases: PhaseResult[] = [];
+    let current: Map<string, ArmStats> | undefined;
+    for (let phase = 0; phase <= doc.state.phase; phase++) {
+      const { arms, obs } = await this.readArms(id, doc, phase, true);
+      if (phase === doc.state.phase) current = arms;
+      phases.push(analyzePhase({ phase, variants, control: doc.control, alpha, arms, obs, ...(opts.winsorize !== undefined ? { winsorize: opts.winsorize } : {}) }));
+    }
+    const arms = current ?? new Map<string, ArmStats>();
+    const out: ExperimentResults = {
+      experiment: id,
+      pipeline: doc.pipeline,
+      type: doc.type,
+      status: doc.state.status,
+      phase: doc.state.phase,
+      effectiveCoverage: effectiveCoverage(doc),
+      alpha,
+      control: doc.control,
+      phases,
+      guardrails: checkGuardrails(doc.guardrails ?? [], variants, doc.control, arms, alpha),
+      ...(doc.type === 'probe'
+        ? {
+            criticalPath: elasticities(
+              doc.variants.slice(1).map((x) => ({ agent: x.name.slice(probeVariantName('').length), variant: x.name })),
+              doc.control,
+              arms,
+              alpha,
+            ),
+          }
+        : {}),
+      state: doc.state,
+    };
+    return out;
+  }
+
+  /**
+   * One evaluation of a running experiment: guardrails (breach → automatic rollback, with the evidence),
+   * the SRM check (flag once per phase), then the ramp (advance one step when its minimum time and
+   * sample have passed and no SRM is flagged). Writes only when something changes, and only if the
+   * experiment did not change since it was read (else the next cycle sees the new state).
+   */
+  async evaluate(id: string): Promise<EvaluationOutcome> {
+    const v = this.doc(id);
+    const doc = v.doc;
+    if (doc.state.status !== 'running' || doc.type === 'holdout') return { experiment: id, action: 'skipped' };
+    const alpha = doc.alpha ?? 0.05;
+    const variants = variantWeights(doc);
+    const { arms } = await this.readArms(id, doc, doc.state.phase, false);
+    const checks = checkGuardrails(doc.guardrails ?? [], variants, doc.control, arms, alpha);
+    const breach = checks.find((c) => c.breached);
+    if (breach) {
+      const g = breach.guardrail;
+      const reason =
+        `guardrail ${g.metric}${g.agent ? `:${g.agent}` : ''} breached by variant ${breach.variant}: ` +
+        `regression ${fmt(breach.regression)} (always-valid ${Math.round((1 - alpha) * 100)}% CI [${fmt(breach.ci?.[0])}, ${fmt(breach.ci?.[1])}]) exceeds tolerance ${fmt(breach.tolerance)}`;
+      try {
+        await this.rollback(id, 'system:guardrail', reason, breach, v.version);
+      } catch (e) {
+        if (e instanceof AppError && e.code === 'EXPERIMENT_STATE_CONFLICT') return { experiment: id, action: 'skipped', detail: e.message };
+        throw e;
+      }
+      this.deps.log.warn({ experiment: id, reason }, 'experiment rolled back by a guardrail');
+      return { experiment: id, action: 'rolled_back', detail: reason };
+    }
+    const counts = variants.map((x) => arms.get(x.name)?.count ?? 0);
+    const phaseTotal = counts.reduce((s, c) => s + c, 0);
+    const { srm } = analyzePhase({ phase: doc.state.phase, variants, control: doc.control, alpha, arms });
+    if (srm?.mismatch && doc.state.srm?.phase !== doc.state.phase) {
+      const written = await this.patchState(id, v.version, 'system:srm', 'srm_flagged', (s, now) => ({ ...s, srm: { pValue: srm.pValue, flaggedAt: now, phase: s.phase } }), { counts, pValue: srm.pValue });
+      return { experiment: id, action: written ? 'srm_flagged' : 'skipped', detail: `p = ${srm.pValue.toExponential(2)}` };
+    }
+    const steps = doc.ramp?.steps;
+    const step = doc.state.rampStep ?? 0;
+    if (steps && step < steps.length - 1 && doc.state.srm?.phase !== doc.state.phase) {
+      const cur = steps[step]!;
+      const now = this.now();
+      const since = now - (doc.state.stepStartedAt ?? doc.state.startedAt ?? now);
+      const samples = phaseTotal - (doc.state.stepStartSamples ?? 0);
+      if (since >= (cur.minDurationSec ?? 0) * 1000 && samples >= (cur.minSamples ?? 0)) {
+        const written = await this.patchState(
+          id,
+          v.version,
+          'system:ramp',
+          'ramp',
+          (s, at) => ({ ...s, rampStep: step + 1, stepStartedAt: at, stepStartSamples: phaseTotal }),
+          { from: cur.share, to: steps[step + 1]!.share, samples, elapsedMs: since },
+        );
+        return { experiment: id, action: written ? 'ramped' : 'skipped', detail: `step ${step + 1}: ${steps[step + 1]!.share}` };
+      }
+    }
+    return { experiment: id, action: 'none' };
+  }
+
+  private async patchState(id: string, version: number, by: string, action: string, f: (s: ExperimentState, now: number) => ExperimentState, details: unknown): Promise<boolean> {
+    const v = await this.mutate(id, action, by, (_st, cur, now) => {
+      if (!cur || cur.version !== version || cur.doc.state.status !== 'running') return null;
+      return { docs: [this.expWrite(id, cur, { ...cur.doc, state: f(cur.doc.state, now) })], details };
+    });
+    return v !== undefined;
+  }
+
+  /** Evaluates every running experiment; one failing never stops the others. */
+  async evaluateAll(): Promise<EvaluationOutcome[]> {
+    const ids = [...(this.deps.view().raw.kinds.experiments as ReadonlyMap<string, Versioned<ExperimentDoc>>).values()]
+      .filter((v) => v.doc.state.status === 'running')
+      .map((v) => v.id);
+    const out: EvaluationOutcome[] = [];
+    for (const id of ids) {
+      try {
+        out.push(await this.evaluate(id));
+      } catch (e) {
+        this.deps.log.error({ err: e, experiment: id }, 'experiment evaluation failed');
+      }
+    }
+    return out;
+  }
+}
+
+function fmt(x: number | undefined): string {
+  if (x === undefined) return '?';
+  return Math.abs(x) >= 1e-3 || x === 0 ? x.toFixed(4) : x.toExponential(2);
+}

@@ -1,0 +1,125 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import type { ControlKind } from '../control/kinds.js';
+import type { Versioned } from '../control/store.js';
+import type { Keys } from '../redis/keys.js';
+import type { ExperimentDoc } from './schema.js';
+
+const WRITE_LUA = readFileSync(fileURLToPath(new URL('./lua/rollout-write.lua', import.meta.url)), 'utf8');
+
+/** One entry of an experiment's audit trail. */
+export interface AuditEntry {
+  readonly at: number;
+  /** Who: `key:<fingerprint>` of the admin key, `anonymous` without auth, or `system:<job>`. */
+  readonly by: string;
+  readonly action: string;
+  readonly version?: number;
+  readonly details?: unknown;
+}
+
+/** A fresh, consistent read of what experiment writes depend on. */
+export interface ExperimentsState {
+  readonly seq: number;
+  readonly experiments: ReadonlyMap<string, Versioned<ExperimentDoc>>;
+  readonly pipelines: ReadonlyMap<string, Versioned<Record<string, unknown>>>;
+  readonly strategies: ReadonlyMap<string, Versioned<Record<string, unknown>>>;
+}
+
+export interface DocWrite {
+  readonly kind: ControlKind;
+  readonly id: string;
+  /** The new document, or null to delete it. */
+  readonly doc: unknown;
+  /** Version read (0 = absent), or -1 to skip the check. */
+  readonly expectedVersion: number;
+}
+
+export class WriteConflict extends Error {
+  constructor(readonly which: string) {
+    super(`concurrent change to ${which}`);
+  }
+}
+
+const AUDIT_CAP = 1000;
+
+/**
+ * Experiments in the control plane. Reads go straight to Redis (not the snapshot) so that a lifecycle
+ * change is computed from the latest state; writes are optimistic (a sequence over all experiments
+ * plus each document's version) so two admins, or an admin and the guardrail job, never interleave.
+ */
+export class ExperimentStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {
+    if (typeof (redis as unknown as Record<string, unknown>).rolloutWrite !== 'function') {
+      redis.defineCommand('rolloutWrite', { lua: WRITE_LUA });
+    }
+  }
+
+  seqKey(): string {
+    return `${this.keys.configKind('experiments')}:seq`;
+  }
+
+  auditKey(id: string): string {
+    return `${this.keys.configKind('experiments')}:audit:${id}`;
+  }
+
+  async read(): Promise<ExperimentsState> {
+    const m = this.redis.multi();
+    m.get(this.seqKey());
+    for (const kind of ['experiments', 'pipelines', 'strategies'] as const) {
+      m.hgetall(this.keys.configKind(kind));
+      m.hgetall(this.keys.configVersions(kind));
+    }
+    const res = await m.exec();
+    if (!res) throw new Error('experiments read aborted');
+    const val = (i: number): unknown => {
+      const e = res[i];
+      if (!e) throw new Error('experiments read: missing reply');
+      if (e[0]) throw e[0];
+      return e[1];
+    };
+    const parse = <T>(i: number): Map<string, Versioned<T>> => {
+      const docs = val(i) as Record<string, string>;
+      const versions = val(i + 1) as Record<string, string>;
+      const out = new Map<string, Versioned<T>>();
+      for (const [id, json] of Object.entries(docs)) out.set(id, { id, version: Number(versions[id] ?? 1), doc: JSON.parse(json) as T });
+      return out;
+    };
+    return {
+      seq: Number(val(0) ?? 0),
+      experiments: parse<ExperimentDoc>(1),
+      pipelines: parse<Record<string, unknown>>(3),
+      strategies: parse<Record<string, unknown>>(5),
+    };
+  }
+
+  /** Writes documents as one change; returns the first document's new version. Throws WriteConflict. */
+  async write(seq: number, experimentId: string, docs: readonly DocWrite[], audit: AuditEntry | undefined): Promise<number> {
+    const keys = [this.keys.configVersion(), this.seqKey(), this.auditKey(experimentId)];
+    const args: (string | number)[] = [this.keys.configChannel(), seq, audit ? JSON.stringify(audit) : '', AUDIT_CAP, docs.length];
+    for (const d of docs) {
+      keys.push(this.keys.configKind(d.kind), this.keys.configVersions(d.kind));
+      args.push(d.id, d.doc === null ? '' : JSON.stringify(d.doc), d.expectedVersion);
+    }
+    const fn = (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<number>>).rolloutWrite!;
+    const v = await fn.call(this.redis, keys.length, ...keys, ...args);
+    if (v === -1) throw new WriteConflict('experiments');
+    if (v < -1) {
+      const d = docs[-v - 2]!;
+      throw new WriteConflict(`${d.kind}/${d.id}`);
+    }
+    return v;
+  }
+
+  async auditTrail(id: string, limit = 100): Promise<AuditEntry[]> {
+    const rows = await this.redis.lrange(this.auditKey(id), 0, limit - 1);
+    return rows.map((r) => JSON.parse(r) as AuditEntry);
+  }
+
+  async deleteAudit(id: string): Promise<void> {
+    await this.redis.del(this.auditKey(id));
+  }
+}
