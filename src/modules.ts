@@ -1,4 +1,5 @@
 import { allocationModule } from './allocation/module.js';
+import { budgetsModule } from './budgets/module.js';
 import { feedbackModule } from './feedback/module.js';
 import { pipelinesModule } from './pipelines/routes.js';
 import type { Core, ModuleParts } from './runtime.js';
@@ -13,6 +14,7 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
   const all = () => modules;
   const allocation = allocationModule(core, all);
   modules.push(pipelinesModule(core), strategiesModule(core), allocation, feedbackModule(core, all, allocation));
+  modules.push(budgetsModule(core));
   for (const m of modules) for (const k of m.strategyKinds ?? []) core.kinds.register(k);
   return modules;
 }

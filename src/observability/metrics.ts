@@ -10,6 +10,10 @@ export interface Metrics {
   readonly outcomesProcessed: Counter<'result'>;
   readonly outcomeFailures: Counter;
   readonly queueDepth: Gauge<'queue' | 'state'>;
+  readonly reservations: Counter<'op' | 'result'>;
+  readonly reservationsExpired: Counter;
+  readonly budgetAlerts: Counter<'threshold'>;
+  readonly budgetAlertDeliveries: Counter<'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -56,6 +60,29 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'apportion_queue_jobs',
       help: 'Jobs per BullMQ queue and state, sampled at scrape time.',
       labelNames: ['queue', 'state'],
+      registers: [registry],
+    }),
+    reservations: new Counter({
+      name: 'apportion_reservation_ops_total',
+      help: 'Reservation operations by op (reserve, commit, release, extend) and result (ok, replay, or the denial code).',
+      labelNames: ['op', 'result'],
+      registers: [registry],
+    }),
+    reservationsExpired: new Counter({
+      name: 'apportion_reservations_expired_total',
+      help: 'Reservations expired by the sweeper (their amounts went back to the budgets).',
+      registers: [registry],
+    }),
+    budgetAlerts: new Counter({
+      name: 'apportion_budget_alerts_total',
+      help: 'Budget scopes that crossed a share of their allocation, by threshold (50, 80, 100).',
+      labelNames: ['threshold'],
+      registers: [registry],
+    }),
+    budgetAlertDeliveries: new Counter({
+      name: 'apportion_budget_alert_deliveries_total',
+      help: 'Alert webhook POST attempts by result (ok, failed).',
+      labelNames: ['result'],
       registers: [registry],
     }),
   };

@@ -1,0 +1,136 @@
+import type { Redis } from 'ioredis';
+import { AppError } from '../errors/app-error.js';
+import type { ErrorCode } from '../errors/catalog.js';
+import { parseAlerts, type AlertHandler } from './alerts.js';
+import { periodKeys } from './clock.js';
+import type { BudgetKeys } from './keys.js';
+import type { Balance, BudgetOp, BudgetOpBody, BudgetPutBody, OveragePolicy, Unit } from './schema.js';
+import { resolveScope } from './reservations.js';
+import { run, storeFailure } from './store.js';
+
+const POLICY_CODE: Record<OveragePolicy, string> = { REJECT: 'R', ALLOW_IF_AVAILABLE: 'A', ALLOW_WITH_OVERDRAFT: 'O' };
+const POLICY_NAME: Record<string, OveragePolicy> = { R: 'REJECT', A: 'ALLOW_IF_AVAILABLE', O: 'ALLOW_WITH_OVERDRAFT' };
+
+export interface LedgerOptions {
+  readonly redis: Redis;
+  readonly keys: BudgetKeys;
+  readonly idempotencyTtlMs: number;
+  readonly now?: () => number;
+  readonly onAlerts?: AlertHandler;
+}
+
+/** Budget documents and administrative ledger operations (create/update, fund, debit, reset, freeze). */
+export class BudgetLedger {
+  private readonly now: () => number;
+  constructor(private readonly o: LedgerOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  async put(body: BudgetPutBody): Promise<Balance & { created: boolean }> {
+    const scope = resolveScope({ scope: body.scope });
+    const policy = body.overagePolicy ?? 'REJECT';
+    if (body.overdraftLimit !== undefined && policy !== 'ALLOW_WITH_OVERDRAFT') {
+      throw new AppError('VALIDATION_FAILED', 'body/overdraftLimit: only allowed with overagePolicy ALLOW_WITH_OVERDRAFT');
+    }
+    const t = scope.tenant;
+    const pk = periodKeys(this.now());
+    const r = await run<number[]>(
+      this.o.redis,
+      'budgetPut',
+      [this.o.keys.budget(t, body.unit, scope.path), this.o.keys.index(t)],
+      [`${body.unit}:${scope.path}`, body.allocated, POLICY_CODE[policy], body.overdraftLimit ?? 0, body.period ?? '', pk.day, pk.month],
+      false,
+    );
+    if (r[0] === -1) {
+      throw new AppError('ALLOCATION_BELOW_USAGE', `body/allocated: ${body.allocated} is below the ${r[1]} already reserved and spent at "${scope.path}"`, {
+        scope: scope.path,
+        used: r[1],
+      });
+    }
+    await this.o.redis.sadd(this.o.keys.tenants(), t).catch(storeFailure);
+    return {
+      created: r[0] === 1,
+      scope: scope.path,
+      unit: body.unit,
+      allocated: r[1]!,
+      remaining: r[2]!,
+      reserved: r[3]!,
+      spent: r[4]!,
+      debt: r[5]!,
+      frozen: r[6] === 1,
+      overagePolicy: policy,
+      overdraftLimit: body.overdraftLimit ?? 0,
+      ...(body.period ? { period: body.period } : {}),
+    };
+  }
+
+  async op(op: BudgetOp, body: BudgetOpBody): Promise<{ op: BudgetOp; scopes: string[]; replayed?: boolean }> {
+    const scope = resolveScope({ scope: body.scope });
+    if ((op === 'fund' || op === 'debit') && body.amount === undefined) throw new AppError('VALIDATION_FAILED', `body/amount is required for ${op}`);
+    if (op !== 'fund' && op !== 'debit' && body.amount !== undefined) throw new AppError('VALIDATION_FAILED', `body/amount is not allowed for ${op}`);
+    const t = scope.tenant;
+    const { keys } = this.o;
+    const now = this.now();
+    const pk = periodKeys(now);
+    const targets = op === 'debit' ? scope.chain : [scope.path];
+    const ks = [keys.idempotency(t, body.idempotencyKey), keys.alerts(t), ...targets.map((s) => keys.budget(t, body.unit, s))];
+    const fp = `B|${op}|${scope.path}|${body.unit}|${body.amount ?? ''}`;
+    const out = await run<string[]>(this.o.redis, 'budgetOp', ks, [op, fp, this.o.idempotencyTtlMs, body.amount ?? 0, pk.day, pk.month, now], true);
+    if (out.length > 1 && this.o.onAlerts) this.o.onAlerts(parseAlerts(out, 1, keys.budgetPrefix(t), t, now));
+    const answer = out[0]!;
+    const replayed = answer.startsWith('ROK');
+    const parts = (replayed ? answer.slice(1) : answer).split('|');
+    if (parts[0] === 'OK') {
+      const mask = parts[1]!;
+      const scopes = targets.filter((_, i) => mask[i] === '1');
+      return replayed ? { op, scopes, replayed } : { op, scopes };
+    }
+    if (parts[0] === 'M') throw new AppError('IDEMPOTENCY_KEY_REUSED', `body/idempotencyKey: "${body.idempotencyKey}" was used for a different request`);
+    const code = parts[1] as ErrorCode;
+    if (code === 'BUDGET_NOT_FOUND') {
+      throw new AppError(code, `body/scope: no ${body.unit} budget at "${scope.path}"${op === 'debit' ? ' or any of its ancestors' : ''}`, { scope: scope.path });
+    }
+    const at = targets[Number(parts[2])]!;
+    const remaining = Number(parts[3]);
+    throw new AppError(code, code === 'BUDGET_FROZEN' ? `body/scope: scope "${at}" is frozen` : `body/amount: ${body.amount} exceeds the remaining ${remaining} at scope "${at}"`, {
+      scope: at,
+      requested: body.amount,
+      remaining,
+    });
+  }
+
+  /** Balances of a scope and every budgeted scope below it (calendar resets applied first). */
+  async balances(scopeText: string, unit?: Unit): Promise<Balance[]> {
+    const scope = resolveScope({ scope: scopeText });
+    const t = scope.tenant;
+    const pk = periodKeys(this.now());
+    const flat = await run<string[]>(
+      this.o.redis,
+      'budgetBalances',
+      [this.o.keys.index(t)],
+      [this.o.keys.budgetPrefix(t), scope.path, unit ?? '', pk.day, pk.month],
+      false,
+    );
+    const out: Balance[] = [];
+    for (let i = 0; i < flat.length; i += 10) {
+      const m = flat[i]!;
+      const c = m.indexOf(':');
+      const per = flat[i + 9];
+      out.push({
+        scope: m.slice(c + 1),
+        unit: m.slice(0, c) as Unit,
+        allocated: Number(flat[i + 1]),
+        remaining: Number(flat[i + 2]),
+        reserved: Number(flat[i + 3]),
+        spent: Number(flat[i + 4]),
+        debt: Number(flat[i + 5] || 0),
+        frozen: flat[i + 6] === '1',
+        overagePolicy: POLICY_NAME[flat[i + 7]!] ?? 'REJECT',
+        overdraftLimit: Number(flat[i + 8] || 0),
+        ...(per === 'day' || per === 'month' ? { period: per } : {}),
+      });
+    }
+    out.sort((a, b) => (a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : a.unit < b.unit ? -1 : 1));
+    return out;
+  }
+}

@@ -1,0 +1,206 @@
+import type { FastifyInstance } from 'fastify';
+import { errorResponses, ErrorBody } from '../http/common.js';
+import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { BudgetAlert } from './alerts.js';
+import { createBudgetsQueue, startBudgetWorker } from './jobs.js';
+import { budgetKeys } from './keys.js';
+import { BudgetLedger } from './ledger.js';
+import { ReservationService } from './reservations.js';
+import {
+  Balance,
+  BalancesQuery,
+  BalancesResponse,
+  BudgetOpBody,
+  BudgetOpParams,
+  BudgetOpResponse,
+  BudgetPutBody,
+  CommitBody,
+  Committed,
+  DryRunAnswer,
+  ExtendBody,
+  Extended,
+  Released,
+  ReleaseBody,
+  ReservationGranted,
+  ReservationParams,
+  ReservationView,
+  ReserveBody,
+  type Unit,
+} from './schema.js';
+
+export interface BudgetsModule extends ModuleParts {
+  readonly ledger: BudgetLedger;
+  readonly reservations: ReservationService;
+}
+
+const conflict = { 409: ErrorBody, 503: ErrorBody } as const;
+
+/** Scoped budgets, atomic reservations, the expiry sweeper and threshold alerts. */
+export function budgetsModule(core: Core): BudgetsModule {
+  const keys = budgetKeys(core.keys.prefix);
+  const queue = createBudgetsQueue(core.bullRedis, core.keys.bullPrefix());
+  const retentionMs = core.config.idempotencyTtlSeconds * 1000;
+  const onAlerts = (alerts: readonly BudgetAlert[]) => {
+    for (const a of alerts) {
+      core.metrics.budgetAlerts.inc({ threshold: String(a.threshold) });
+      core.log.info({ alert: a }, 'budget threshold crossed');
+      if (core.config.budgetAlertWebhook) {
+        queue
+          .add('alert', { kind: 'alert', alert: a }, { attempts: 8, backoff: { type: 'exponential', delay: 1000 } })
+          .catch((err: unknown) => core.log.warn({ err, alert: a }, 'budget alert not queued (it stays in the tenant alert stream)'));
+      }
+    }
+  };
+  const reservations = new ReservationService({
+    redis: core.redis,
+    keys,
+    retentionMs,
+    onAlerts,
+    onResult: (op, result) => core.metrics.reservations.inc({ op, result }),
+  });
+  const ledger = new BudgetLedger({ redis: core.redis, keys, idempotencyTtlMs: retentionMs, onAlerts });
+
+  return {
+    name: 'budgets',
+    ledger,
+    reservations,
+    queues: [queue],
+    routes(app: FastifyInstance) {
+      app.put(
+        '/v1/budgets',
+        {
+          schema: {
+            tags: ['budgets'],
+            summary: 'Create a scope’s budget, or change its allocation, overage policy or period',
+            body: BudgetPutBody,
+            response: { 200: Balance, 201: Balance, ...errorResponses, ...conflict },
+          },
+        },
+        async (req, reply) => {
+          const { created, ...balance } = await ledger.put(req.body as BudgetPutBody);
+          return reply.status(created ? 201 : 200).send(balance);
+        },
+      );
+      app.post(
+        '/v1/budgets/:op',
+        {
+          schema: {
+            tags: ['budgets'],
+            summary: 'Ledger operation on a scope: fund, debit (the scope and its budgeted ancestors), reset, freeze, unfreeze',
+            params: BudgetOpParams,
+            body: BudgetOpBody,
+            response: { 200: BudgetOpResponse, ...errorResponses, ...conflict },
+          },
+        },
+        async (req) => ledger.op((req.params as BudgetOpParams).op, req.body as BudgetOpBody),
+      );
+      app.get(
+        '/v1/balances',
+        {
+          config: { access: 'client' },
+          schema: {
+            tags: ['budgets'],
+            summary: 'Balances of a scope and the budgeted scopes below it (informational: reserve, don’t read)',
+            querystring: BalancesQuery,
+            response: { 200: BalancesResponse, ...errorResponses, 503: ErrorBody },
+          },
+        },
+        async (req) => {
+          const q = req.query as { scope: string; unit?: Unit };
+          return { scope: q.scope, balances: await ledger.balances(q.scope, q.unit) };
+        },
+      );
+      app.post(
+        '/v1/reservations',
+        {
+          config: { access: 'client' },
+          schema: {
+            tags: ['reservations'],
+            summary: 'Reserve an amount at every budgeted scope of the chain, atomically (or 409 naming the scope)',
+            body: ReserveBody,
+            response: { 201: ReservationGranted, 200: DryRunAnswer, ...errorResponses, ...conflict },
+          },
+        },
+        async (req, reply) => {
+          const r = await reservations.reserve(req.body as ReserveBody);
+          return reply.status('dryRun' in r ? 200 : 201).send(r);
+        },
+      );
+      app.get(
+        '/v1/reservations/:id',
+        {
+          config: { access: 'client' },
+          schema: { tags: ['reservations'], summary: 'One reservation', params: ReservationParams, response: { 200: ReservationView, ...errorResponses, 503: ErrorBody } },
+        },
+        async (req) => reservations.get((req.params as { id: string }).id),
+      );
+      app.post(
+        '/v1/reservations/:id/commit',
+        {
+          config: { access: 'client' },
+          schema: {
+            tags: ['reservations'],
+            summary: 'Charge the actual amount (overage per the scopes’ policies); the rest goes back',
+            params: ReservationParams,
+            body: CommitBody,
+            response: { 200: Committed, ...errorResponses, ...conflict },
+          },
+        },
+        async (req) => {
+          const b = req.body as CommitBody;
+          return reservations.commit((req.params as { id: string }).id, b.amount, b.idempotencyKey);
+        },
+      );
+      app.post(
+        '/v1/reservations/:id/release',
+        {
+          config: { access: 'client' },
+          schema: {
+            tags: ['reservations'],
+            summary: 'Give the whole reserved amount back',
+            params: ReservationParams,
+            body: ReleaseBody,
+            response: { 200: Released, ...errorResponses, ...conflict },
+          },
+        },
+        async (req) => reservations.release((req.params as { id: string }).id, (req.body as ReleaseBody | undefined)?.idempotencyKey),
+      );
+      app.post(
+        '/v1/reservations/:id/extend',
+        {
+          config: { access: 'client' },
+          schema: {
+            tags: ['reservations'],
+            summary: 'Move the deadline to now + ttlMs (at most 10 times)',
+            params: ReservationParams,
+            body: ExtendBody,
+            response: { 200: Extended, ...errorResponses, ...conflict },
+          },
+        },
+        async (req) => {
+          const b = (req.body ?? {}) as ExtendBody;
+          return reservations.extend((req.params as { id: string }).id, b.ttlMs, b.idempotencyKey);
+        },
+      );
+    },
+    async startWorkers(): Promise<readonly Closeable[]> {
+      const worker = startBudgetWorker({
+        connection: core.bullRedis,
+        prefix: core.keys.bullPrefix(),
+        redis: core.redis,
+        keys,
+        reservations,
+        webhook: core.config.budgetAlertWebhook,
+        log: core.log,
+        onExpired: (n) => core.metrics.reservationsExpired.inc(n),
+        onDelivery: (ok) => core.metrics.budgetAlertDeliveries.inc({ result: ok ? 'ok' : 'failed' }),
+      });
+      await queue.upsertJobScheduler('sweep-reservations', { every: core.config.reservationSweepMs }, { name: 'sweep', data: { kind: 'sweep' } });
+      await worker.waitUntilReady();
+      return [worker];
+    },
+    async close() {
+      await queue.close();
+    },
+  };
+}

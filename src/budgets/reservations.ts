@@ -1,0 +1,319 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { AppError } from '../errors/app-error.js';
+import type { ErrorCode } from '../errors/catalog.js';
+import { parseAlerts, splitBudgetKey, type AlertHandler } from './alerts.js';
+import { periodKeys } from './clock.js';
+import type { BudgetKeys } from './keys.js';
+import type { ReserveBody, State, Unit } from './schema.js';
+import { parseScope, scopeOf, ScopeError, type Scope } from './scope.js';
+import { run, storeFailure } from './store.js';
+
+/** Options of the reservation service. */
+export interface ReservationOptions {
+  readonly redis: Redis;
+  readonly keys: BudgetKeys;
+  /** Retention of idempotency records and finished reservations, ms. */
+  readonly retentionMs: number;
+  /** TTL of a reservation when the request gives none, ms. Default 60000. */
+  readonly defaultTtlMs?: number;
+  /** How many times one reservation may be extended. Default 10. */
+  readonly maxExtends?: number;
+  /** Clock (tests move it across day boundaries). Default Date.now. */
+  readonly now?: () => number;
+  readonly onAlerts?: AlertHandler;
+  /** Called once per operation with its result label (ok, replay, or the denial code). */
+  readonly onResult?: (op: 'reserve' | 'commit' | 'release' | 'extend', result: string) => void;
+}
+
+export interface Granted {
+  readonly id: string;
+  readonly state: 'ACTIVE';
+  readonly scope: string;
+  readonly unit: Unit;
+  readonly amount: number;
+  readonly scopes: string[];
+  readonly expiresAt: number;
+  readonly replayed?: boolean;
+}
+export interface DryRun {
+  readonly dryRun: true;
+  readonly allowed: true;
+  readonly scope: string;
+  readonly unit: Unit;
+  readonly amount: number;
+  readonly scopes: string[];
+}
+export interface Committed {
+  readonly id: string;
+  readonly state: 'COMMITTED';
+  readonly reserved: number;
+  readonly charged: number;
+  readonly released: number;
+  readonly debt: number;
+  readonly replayed?: boolean;
+}
+export interface Released {
+  readonly id: string;
+  readonly state: 'RELEASED';
+  readonly released: number;
+  readonly replayed?: boolean;
+}
+export interface Extended {
+  readonly id: string;
+  readonly state: 'ACTIVE';
+  readonly expiresAt: number;
+  readonly extensions: number;
+  readonly replayed?: boolean;
+}
+export interface ReservationRecord {
+  readonly id: string;
+  readonly state: State;
+  readonly scope: string;
+  readonly unit: Unit;
+  readonly amount: number;
+  readonly expiresAt: number;
+  readonly extensions: number;
+  readonly charged?: number;
+}
+
+const STATES: Record<string, State> = { A: 'ACTIVE', C: 'COMMITTED', R: 'RELEASED', E: 'EXPIRED' };
+// Reservation ids: `<tenant>~<process tag><counter>`; unique across processes without a random call per request.
+const PROCESS_TAG = BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36);
+let counter = 0;
+
+export function tenantOf(id: string): string {
+  const t = id.indexOf('~');
+  if (t <= 0) throw new AppError('RESERVATION_NOT_FOUND', `params/id: "${id}" is not a reservation id`);
+  return id.slice(0, t);
+}
+
+export function resolveScope(body: { scope?: string | undefined; subject?: Parameters<typeof scopeOf>[0] | undefined }): Scope {
+  try {
+    if (body.scope !== undefined && body.subject !== undefined) throw new ScopeError('give either scope or subject, not both');
+    if (body.scope !== undefined) return parseScope(body.scope);
+    if (body.subject !== undefined) return scopeOf(body.subject);
+    throw new ScopeError('scope (or subject) is required');
+  } catch (e) {
+    if (e instanceof ScopeError) throw new AppError('INVALID_SCOPE', `body/${body.subject && !body.scope ? 'subject' : 'scope'}: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
+ * Reservations against hierarchical budgets: reserve / commit / release / extend, each one Lua call (one
+ * round trip, one slot). See docs/budgets.md for the protocol.
+ */
+export class ReservationService {
+  private readonly defaultTtlMs: number;
+  private readonly maxExtends: number;
+  private readonly now: () => number;
+
+  constructor(private readonly o: ReservationOptions) {
+    this.defaultTtlMs = o.defaultTtlMs ?? 60_000;
+    this.maxExtends = o.maxExtends ?? 10;
+    this.now = o.now ?? Date.now;
+  }
+
+  async reserve(body: ReserveBody): Promise<Granted | DryRun> {
+    const scope = resolveScope(body);
+    const { keys } = this.o;
+    const t = scope.tenant;
+    const ttl = body.ttlMs ?? this.defaultTtlMs;
+    const dry = body.dryRun === true;
+    const now = this.now();
+    const pk = periodKeys(now);
+    const id = `${t}~${PROCESS_TAG}${(counter++).toString(36)}`;
+    const chain = scope.chain;
+    const ks: string[] = [
+      // A dry run never stores: it checks a key no real request uses, so it never replays or conflicts.
+      keys.idempotency(t, dry ? `\u0000dry` : body.idempotencyKey),
+      keys.reservation(t, id),
+      keys.deadlines(t),
+    ];
+    for (const s of chain) ks.push(keys.budget(t, body.unit, s));
+    const fp = `R|${scope.path}|${body.unit}|${body.amount}|${ttl}`;
+    const answer = await run<string>(
+      this.o.redis,
+      'reservationReserve',
+      ks,
+      [fp, this.o.retentionMs, id, body.amount, ttl, now, dry ? '1' : '0', pk.day, pk.month, scope.path, body.unit],
+      true,
+    );
+    const replayed = answer.charCodeAt(0) === 82; /* R */
+    const a = replayed ? answer.slice(1) : answer;
+    const parts = a.split('|');
+    switch (parts[0]) {
+      case 'G': {
+        const mask = parts[3]!;
+        const scopes: string[] = [];
+        for (let i = 0; i < mask.length; i++) if (mask.charCodeAt(i) === 49) scopes.push(chain[i]!);
+        this.o.onResult?.('reserve', replayed ? 'replay' : 'ok');
+        if (dry) return { dryRun: true, allowed: true, scope: scope.path, unit: body.unit, amount: body.amount, scopes };
+        const granted: Granted = { id: parts[1]!, state: 'ACTIVE', scope: scope.path, unit: body.unit, amount: body.amount, scopes, expiresAt: Number(parts[2]) };
+        return replayed ? { ...granted, replayed: true } : granted;
+      }
+      case 'D': {
+        const code = parts[1] as ErrorCode;
+        this.o.onResult?.('reserve', code);
+        const idx = Number(parts[2]);
+        if (code === 'BUDGET_NOT_FOUND') {
+          throw new AppError(code, `body/scope: no ${body.unit} budget at "${scope.path}" or any of its ancestors`, { scope: scope.path, unit: body.unit });
+        }
+        const at = chain[idx]!;
+        const remaining = Number(parts[3]);
+        throw new AppError(code, denialMessage(code, at, body.amount, remaining), {
+          scope: at,
+          unit: body.unit,
+          requested: body.amount,
+          remaining,
+          ...(replayed ? { replayed: true } : {}),
+        });
+      }
+      default:
+        this.o.onResult?.('reserve', 'IDEMPOTENCY_KEY_REUSED');
+        throw new AppError('IDEMPOTENCY_KEY_REUSED', `body/idempotencyKey: "${body.idempotencyKey}" was used for a different reservation request`);
+    }
+  }
+
+  async commit(id: string, amount: number, idempotencyKey?: string): Promise<Committed> {
+    const t = tenantOf(id);
+    const { keys } = this.o;
+    const now = this.now();
+    const pk = periodKeys(now);
+    const ks = [keys.reservation(t, id), keys.deadlines(t), keys.alerts(t)];
+    if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
+    const out = await run<string[]>(this.o.redis, 'reservationCommit', ks, [`C|${id}|${amount}`, this.o.retentionMs, amount, now, pk.day, pk.month], true);
+    const answer = out[0]!;
+    const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 67; /* RC */
+    const parts = (replayed ? answer.slice(1) : answer).split('|');
+    if (out.length > 1 && this.o.onAlerts) this.o.onAlerts(parseAlerts(out, 1, keys.budgetPrefix(t), t, now));
+    switch (parts[0]) {
+      case 'C': {
+        this.o.onResult?.('commit', replayed ? 'replay' : 'ok');
+        const reserved = Number(parts[1]);
+        const charged = Number(parts[2]);
+        const r: Committed = { id, state: 'COMMITTED', reserved, charged, released: Math.max(0, reserved - charged), debt: Number(parts[3]) };
+        return replayed ? { ...r, replayed: true } : r;
+      }
+      case 'D': {
+        const code = parts[1] as ErrorCode;
+        this.o.onResult?.('commit', code);
+        const { unit, scope } = splitBudgetKey(parts[2]!, keys.budgetPrefix(t));
+        const remaining = Number(parts[3]);
+        throw new AppError(code, `body/amount: ${amount} is more than reserved and ${overageReason(code, scope, remaining)}; the reservation is still ACTIVE`, {
+          scope,
+          unit,
+          requested: amount,
+          remaining,
+        });
+      }
+      default:
+        return this.finishedOrMissing('commit', id, parts[0]!, parts[1], idempotencyKey);
+    }
+  }
+
+  async release(id: string, idempotencyKey?: string): Promise<Released> {
+    const t = tenantOf(id);
+    const { keys } = this.o;
+    const ks = [keys.reservation(t, id), keys.deadlines(t)];
+    if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
+    const answer = await run<string>(this.o.redis, 'reservationRelease', ks, [`L|${id}`, this.o.retentionMs, this.now()], true);
+    const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 76; /* RL */
+    const parts = (replayed ? answer.slice(1) : answer).split('|');
+    if (parts[0] === 'L') {
+      this.o.onResult?.('release', replayed ? 'replay' : 'ok');
+      const r: Released = { id, state: 'RELEASED', released: Number(parts[1]) };
+      return replayed ? { ...r, replayed: true } : r;
+    }
+    return this.finishedOrMissing('release', id, parts[0]!, parts[1], idempotencyKey);
+  }
+
+  async extend(id: string, ttlMs?: number, idempotencyKey?: string): Promise<Extended> {
+    const t = tenantOf(id);
+    const { keys } = this.o;
+    const ttl = ttlMs ?? this.defaultTtlMs;
+    const ks = [keys.reservation(t, id), keys.deadlines(t)];
+    if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
+    const answer = await run<string>(this.o.redis, 'reservationExtend', ks, [`X|${id}|${ttl}`, this.o.retentionMs, this.now(), ttl, this.maxExtends], true);
+    const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 88; /* RX */
+    const parts = (replayed ? answer.slice(1) : answer).split('|');
+    if (parts[0] === 'X') {
+      this.o.onResult?.('extend', replayed ? 'replay' : 'ok');
+      const r: Extended = { id, state: 'ACTIVE', expiresAt: Number(parts[1]), extensions: Number(parts[2]) };
+      return replayed ? { ...r, replayed: true } : r;
+    }
+    if (parts[0] === 'L') {
+      this.o.onResult?.('extend', 'EXTEND_LIMIT_REACHED');
+      throw new AppError('EXTEND_LIMIT_REACHED', `params/id: reservation "${id}" was already extended ${this.maxExtends} times`, { id });
+    }
+    return this.finishedOrMissing('extend', id, parts[0]!, parts[1], idempotencyKey);
+  }
+
+  async get(id: string): Promise<ReservationRecord> {
+    const t = tenantOf(id);
+    let h: Record<string, string>;
+    try {
+      h = await this.o.redis.hgetall(this.o.keys.reservation(t, id));
+    } catch (e) {
+      return storeFailure(e);
+    }
+    if (!h.st) throw new AppError('RESERVATION_NOT_FOUND', `params/id: no reservation "${id}"`);
+    let state = STATES[h.st]!;
+    // An overdue reservation the sweeper has not reached yet is already EXPIRED for every purpose.
+    if (state === 'ACTIVE' && Number(h.exp) <= this.now()) state = 'EXPIRED';
+    const charged = h.ca ? Number(h.ca.split('|')[2]) : undefined;
+    return {
+      id,
+      state,
+      scope: h.sc ?? '',
+      unit: (h.u ?? 'TOKENS') as Unit,
+      amount: Number(h.amt),
+      expiresAt: Number(h.exp),
+      extensions: Number(h.x ?? 0),
+      ...(charged !== undefined ? { charged } : {}),
+    };
+  }
+
+  /** Expires the overdue reservations of one tenant; returns how many. */
+  async expireDue(tenant: string, batch = 500): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const n = await run<number>(this.o.redis, 'reservationExpire', [this.o.keys.deadlines(tenant)], [this.now(), batch, this.o.retentionMs], false);
+      total += n;
+      if (n < batch) return total;
+    }
+  }
+
+  private finishedOrMissing(op: 'commit' | 'release' | 'extend', id: string, tag: string, state: string | undefined, key?: string): never {
+    if (tag === 'N') {
+      this.o.onResult?.(op, 'RESERVATION_NOT_FOUND');
+      throw new AppError('RESERVATION_NOT_FOUND', `params/id: no reservation "${id}" (unknown, or finished longer ago than the retention)`, { id });
+    }
+    if (tag === 'M') {
+      this.o.onResult?.(op, 'IDEMPOTENCY_KEY_REUSED');
+      throw new AppError('IDEMPOTENCY_KEY_REUSED', `body/idempotencyKey: "${key}" was used for a different request`, { id });
+    }
+    const s = STATES[state ?? ''] ?? 'EXPIRED';
+    if (s === 'EXPIRED' && op !== 'release') {
+      this.o.onResult?.(op, 'RESERVATION_EXPIRED');
+      throw new AppError('RESERVATION_EXPIRED', `params/id: reservation "${id}" expired; its amount went back to the budgets`, { id, state: s });
+    }
+    this.o.onResult?.(op, 'RESERVATION_FINALIZED');
+    throw new AppError(
+      'RESERVATION_FINALIZED',
+      `params/id: reservation "${id}" is already ${s}${op === 'commit' && s === 'COMMITTED' ? ' with a different amount' : ''}`,
+      { id, state: s },
+    );
+  }
+}
+
+function denialMessage(code: ErrorCode, scope: string, amount: number, remaining: number): string {
+  if (code === 'BUDGET_FROZEN') return `body/scope: scope "${scope}" is frozen`;
+  return `body/amount: ${amount} exceeds the remaining ${remaining} at scope "${scope}"`;
+}
+
+function overageReason(code: ErrorCode, scope: string, remaining: number): string {
+  if (code === 'OVERDRAFT_LIMIT_EXCEEDED') return `the overage would take scope "${scope}" past its overdraft limit (remaining ${remaining})`;
+  return `scope "${scope}" does not allow the overage (remaining ${remaining}, policy REJECT or not enough for ALLOW_IF_AVAILABLE)`;
+}

@@ -1,0 +1,88 @@
+-- Administrative ledger operations on one scope (fund, reset, freeze, unfreeze) or a chain (debit).
+-- NUMKEYS: dynamic
+-- KEYS[1]      idempotency record ("<fingerprint>\n<answer>")
+-- KEYS[2]      alerts stream of the tenant
+-- KEYS[3..]    budget hashes: the target scope (fund/reset/freeze/unfreeze), or the candidate chain root
+--              first (debit; missing hashes are unbudgeted levels)
+-- ARGV[1]      op: fund | debit | reset | freeze | unfreeze
+-- ARGV[2]      fingerprint   ARGV[3] idempotency TTL ms   ARGV[4] amount (fund, debit)
+-- ARGV[5]      day key   ARGV[6] month key   ARGV[7] now ms
+-- Returns { answer, alerts... }: answer "OK|<mask>" applied (prefixed "R" on replay), "M" key reused for
+--   another payload, "D|<code>|<index>|<remaining>" denied (BUDGET_NOT_FOUND, BUDGET_FROZEN,
+--   BUDGET_EXCEEDED, OVERDRAFT_LIMIT_EXCEEDED); alerts as in reservation-commit.lua.
+local function i(x) return string.format('%d', x) end
+local prior = redis.call('GET', KEYS[1])
+if prior then
+  local nl = string.find(prior, '\n', 1, true)
+  if string.sub(prior, 1, nl - 1) == ARGV[2] then return { 'R' .. string.sub(prior, nl + 1) } end
+  return { 'M' }
+end
+local op = ARGV[1]
+local amount = tonumber(ARGV[4])
+local rows = {}
+local mask = {}
+local any = false
+for j = 3, #KEYS do
+  local k = KEYS[j]
+  local b = redis.call('HMGET', k, 'a', 'r', 'v', 's', 'd', 'p', 'o', 'per', 'pk', 'al', 'f')
+  if b[1] then
+    any = true
+    mask[j - 2] = '1'
+    local row = { k = k, a = tonumber(b[1]), r = tonumber(b[2]), v = tonumber(b[3]), s = tonumber(b[4]),
+      d = tonumber(b[5] or '0'), p = b[6], o = tonumber(b[7] or '0'), al = tonumber(b[10] or '0'), f = b[11] }
+    if b[8] and b[8] ~= '' then
+      local cur = ARGV[5]
+      if b[8] == 'month' then cur = ARGV[6] end
+      if b[9] ~= cur then
+        row.s = 0; row.d = 0; row.al = 0; row.r = row.a - row.v
+        redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(row.r), 'al', '0', 'pk', cur)
+      end
+    end
+    rows[#rows + 1] = row
+    if op == 'debit' then
+      if row.f == '1' then return { 'D|BUDGET_FROZEN|' .. (j - 3) .. '|' .. i(row.r) } end
+      if row.r < amount then
+        if row.p ~= 'O' then return { 'D|BUDGET_EXCEEDED|' .. (j - 3) .. '|' .. i(row.r) } end
+        if row.d + amount - row.r > row.o then return { 'D|OVERDRAFT_LIMIT_EXCEEDED|' .. (j - 3) .. '|' .. i(row.r) } end
+      end
+    end
+  else
+    mask[j - 2] = '0'
+  end
+end
+if not any then return { 'D|BUDGET_NOT_FOUND|-1|0' } end
+
+local out = { '' }
+for _, row in ipairs(rows) do
+  local k = row.k
+  if op == 'fund' then
+    local r = row.r + amount
+    local pay = math.min(r, row.d)
+    redis.call('HSET', k, 'a', i(row.a + amount), 'r', i(r - pay), 'd', i(row.d - pay), 's', i(row.s + pay))
+  elseif op == 'reset' then
+    redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(row.a - row.v), 'al', '0')
+  elseif op == 'freeze' then
+    redis.call('HSET', k, 'f', '1')
+  elseif op == 'unfreeze' then
+    redis.call('HSET', k, 'f', '0')
+  elseif op == 'debit' then
+    local covered = math.min(amount, row.r)
+    local s = row.s + covered
+    local d = row.d + amount - covered
+    local used = s + d
+    local level = 0
+    if used > 0 and used >= row.a then level = 100
+    elseif used * 100 >= row.a * 80 then level = 80
+    elseif used * 100 >= row.a * 50 then level = 50 end
+    redis.call('HSET', k, 'r', i(row.r - covered), 's', i(s), 'd', i(d))
+    if level > row.al then
+      redis.call('HSET', k, 'al', level)
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'key', k, 'level', level, 'used', i(used), 'allocated', i(row.a), 'at', ARGV[7])
+      out[#out + 1] = k .. '|' .. level .. '|' .. i(used) .. '|' .. i(row.a)
+    end
+  end
+end
+local answer = 'OK|' .. table.concat(mask)
+redis.call('SET', KEYS[1], ARGV[2] .. '\n' .. answer, 'PX', tonumber(ARGV[3]))
+out[1] = answer
+return out

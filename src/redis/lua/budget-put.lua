@@ -1,0 +1,35 @@
+-- Creates a scope's budget, or changes its allocation and settings (used amounts are kept).
+-- NUMKEYS: 2
+-- KEYS[1]      budget hash (fields as in reservation-reserve.lua)
+-- KEYS[2]      the tenant's budget index (set of "<unit>:<scope>" members)
+-- ARGV[1]      index member   ARGV[2] allocated   ARGV[3] policy R|A|O   ARGV[4] overdraft limit
+-- ARGV[5]      period "" | day | month   ARGV[6] day key   ARGV[7] month key
+-- Returns { created 0|1, a, r, v, s, d, f } or { -1, reserved + spent } when the new allocation is below
+-- what is already reserved and spent.
+local function i(x) return string.format('%d', x) end
+local alloc = tonumber(ARGV[2])
+local per = ARGV[5]
+local cur = ''
+if per == 'day' then cur = ARGV[6] elseif per == 'month' then cur = ARGV[7] end
+local b = redis.call('HMGET', KEYS[1], 'a', 'r', 'v', 's', 'd', 'f', 'per', 'pk')
+if not b[1] then
+  redis.call('HSET', KEYS[1], 'a', i(alloc), 'r', i(alloc), 'v', '0', 's', '0', 'd', '0', 'f', '0',
+    'p', ARGV[3], 'o', ARGV[4], 'per', per, 'pk', cur, 'al', '0')
+  redis.call('SADD', KEYS[2], ARGV[1])
+  return { 1, alloc, alloc, 0, 0, 0, 0 }
+end
+local v = tonumber(b[3])
+local s = tonumber(b[4])
+local d = tonumber(b[5])
+if b[7] and b[7] ~= '' and b[8] ~= cur then s = 0; d = 0 end
+if per ~= '' and b[8] ~= cur then s = 0; d = 0 end
+if alloc < v + s then return { -1, v + s } end
+local r = alloc - v - s
+local pay = math.min(r, d)
+r = r - pay; d = d - pay; s = s + pay
+local al = redis.call('HGET', KEYS[1], 'al')
+if per ~= b[7] or b[8] ~= cur or alloc ~= tonumber(b[1]) then al = '0' end
+redis.call('HSET', KEYS[1], 'a', i(alloc), 'r', i(r), 's', i(s), 'd', i(d), 'p', ARGV[3], 'o', ARGV[4],
+  'per', per, 'pk', cur, 'al', al)
+redis.call('SADD', KEYS[2], ARGV[1])
+return { 0, alloc, r, v, s, d, tonumber(b[6]) }

@@ -1,0 +1,125 @@
+-- Commits an ACTIVE reservation with the actual amount, applying each held scope's overage policy, or
+-- answers why not. Exactly one of commit / release / expiry wins: the state field is the arbiter.
+-- NUMKEYS: dynamic
+-- KEYS[1]      reservation hash (st A|C|R|E, amt, ks space-separated budget keys, exp, x, cf, ca)
+-- KEYS[2]      deadlines sorted set of the tenant
+-- KEYS[3]      alerts stream of the tenant
+-- KEYS[4]      optional explicit idempotency record ("<fingerprint>\n<answer>")
+-- ARGV[1]      fingerprint of this commit (id + amount)
+-- ARGV[2]      idempotency / finished-reservation retention in ms
+-- ARGV[3]      actual amount (integer >= 0)
+-- ARGV[4]      now in ms
+-- ARGV[5]      day key  ARGV[6] month key
+-- Budget fields as in reservation-reserve.lua. Policies: R reject any overage; A allow overage covered by
+-- remaining; O allow overage, the uncovered part becomes debt up to the overdraft limit o.
+-- Returns { answer, alerts... } where answer is
+--   "C|<reserved>|<charged>|<debtAdded>"   committed (prefixed "R" on replay)
+--   "D|<code>|<budget key>|<remaining>"   overage refused, the reservation stays ACTIVE
+--   "F|<state>"  already finished (C, R or E);  "N" no such reservation;  "M" idempotency key reused
+-- and each alert is "<budget key>|<level>|<used>|<allocated>" for a scope that crossed 50/80/100 %.
+local function i(x) return string.format('%d', x) end
+
+if KEYS[4] then
+  local prior = redis.call('GET', KEYS[4])
+  if prior then
+    local nl = string.find(prior, '\n', 1, true)
+    if string.sub(prior, 1, nl - 1) == ARGV[1] then return { 'R' .. string.sub(prior, nl + 1) } end
+    return { 'M' }
+  end
+end
+
+local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'cf', 'ca')
+if not rv[1] then return { 'N' } end
+local st = rv[1]
+local amt = tonumber(rv[2])
+local now = tonumber(ARGV[4])
+local keys = {}
+for k in string.gmatch(rv[3], '%S+') do keys[#keys + 1] = k end
+
+local function give_back(state)
+  for _, k in ipairs(keys) do
+    local b = redis.call('HMGET', k, 'r', 'd')
+    if b[1] then
+      local r = tonumber(b[1]) + amt
+      local d = tonumber(b[2] or '0')
+      -- Debt is repaid from remaining as soon as there is any: debt > 0 implies remaining = 0.
+      local pay = math.min(r, d)
+      redis.call('HINCRBY', k, 'v', -amt)
+      redis.call('HSET', k, 'r', i(r - pay), 'd', i(d - pay))
+      if pay > 0 then redis.call('HINCRBY', k, 's', pay) end
+    end
+  end
+  redis.call('HSET', KEYS[1], 'st', state)
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+
+if st == 'A' and tonumber(rv[4]) <= now then
+  give_back('E')
+  st = 'E'
+end
+if st == 'C' and rv[5] == ARGV[1] then return { 'R' .. rv[6] } end
+if st ~= 'A' then return { 'F|' .. st } end
+
+local actual = tonumber(ARGV[3])
+local extra = actual - amt
+local rows = {}
+for j, k in ipairs(keys) do
+  local b = redis.call('HMGET', k, 'a', 'r', 'v', 's', 'd', 'p', 'o', 'per', 'pk', 'al')
+  local row = { a = tonumber(b[1]), r = tonumber(b[2]), v = tonumber(b[3]), s = tonumber(b[4]), d = tonumber(b[5] or '0'),
+    p = b[6], o = tonumber(b[7] or '0'), al = tonumber(b[10] or '0') }
+  if b[8] and b[8] ~= '' then
+    local cur = ARGV[5]
+    if b[8] == 'month' then cur = ARGV[6] end
+    if b[9] ~= cur then
+      row.s = 0; row.d = 0; row.al = 0; row.r = row.a - row.v
+      redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(row.r), 'al', '0', 'pk', cur)
+    end
+  end
+  if extra > 0 then
+    if row.p == 'O' then
+      local short = extra - row.r
+      if short > 0 and row.d + short > row.o then
+        return { 'D|OVERDRAFT_LIMIT_EXCEEDED|' .. k .. '|' .. i(row.r) }
+      end
+    elseif row.p == 'A' then
+      if row.r < extra then return { 'D|BUDGET_EXCEEDED|' .. k .. '|' .. i(row.r) } end
+    else
+      return { 'D|BUDGET_EXCEEDED|' .. k .. '|' .. i(row.r) }
+    end
+  end
+  rows[j] = row
+end
+
+local out = { '' }
+local debt_added = 0
+for j, k in ipairs(keys) do
+  local row = rows[j]
+  local r = row.r + amt
+  local covered = math.min(actual, r)
+  local short = actual - covered
+  r = r - covered
+  local s = row.s + covered
+  local d = row.d + short
+  if short > debt_added then debt_added = short end
+  local used = s + d
+  local level = 0
+  if used > 0 and used >= row.a then level = 100
+  elseif used * 100 >= row.a * 80 then level = 80
+  elseif used * 100 >= row.a * 50 then level = 50 end
+  if level > row.al then
+    redis.call('HSET', k, 'r', i(r), 'v', i(row.v - amt), 's', i(s), 'd', i(d), 'al', level)
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'key', k, 'level', level, 'used', i(used), 'allocated', i(row.a), 'at', ARGV[4])
+    out[#out + 1] = k .. '|' .. level .. '|' .. i(used) .. '|' .. i(row.a)
+  else
+    redis.call('HSET', k, 'r', i(r), 'v', i(row.v - amt), 's', i(s), 'd', i(d))
+  end
+end
+
+local answer = 'C|' .. i(amt) .. '|' .. i(actual) .. '|' .. i(debt_added)
+redis.call('HSET', KEYS[1], 'st', 'C', 'cf', ARGV[1], 'ca', answer)
+redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[1] .. '\n' .. answer, 'PX', tonumber(ARGV[2])) end
+out[1] = answer
+return out

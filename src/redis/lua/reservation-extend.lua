@@ -1,0 +1,55 @@
+-- Extends an ACTIVE reservation's deadline to now + ttl, at most `max` times.
+-- NUMKEYS: dynamic
+-- KEYS[1]      reservation hash
+-- KEYS[2]      deadlines sorted set of the tenant
+-- KEYS[3]      optional explicit idempotency record ("<fingerprint>\n<answer>")
+-- ARGV[1]      fingerprint (id + ttl)
+-- ARGV[2]      retention of finished reservations / idempotency records in ms
+-- ARGV[3]      now in ms
+-- ARGV[4]      ttl in ms
+-- ARGV[5]      maximum number of extensions
+-- Returns "X|<expiresAt>|<extensions>" (prefixed "R" on replay), "F|<state>" finished (an overdue ACTIVE
+--   reservation is expired here first), "L" the extension limit is reached, "N" no such reservation,
+--   "M" idempotency key reused for another payload.
+local function i(x) return string.format('%d', x) end
+
+if KEYS[3] then
+  local prior = redis.call('GET', KEYS[3])
+  if prior then
+    local nl = string.find(prior, '\n', 1, true)
+    if string.sub(prior, 1, nl - 1) == ARGV[1] then return 'R' .. string.sub(prior, nl + 1) end
+    return 'M'
+  end
+end
+
+local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'x')
+if not rv[1] then return 'N' end
+local st = rv[1]
+local now = tonumber(ARGV[3])
+if st == 'A' and tonumber(rv[4]) <= now then
+  local amt = tonumber(rv[2])
+  for k in string.gmatch(rv[3], '%S+') do
+    local b = redis.call('HMGET', k, 'r', 'd')
+    if b[1] then
+      local r = tonumber(b[1]) + amt
+      local d = tonumber(b[2] or '0')
+      local pay = math.min(r, d)
+      redis.call('HINCRBY', k, 'v', -amt)
+      redis.call('HSET', k, 'r', i(r - pay), 'd', i(d - pay))
+      if pay > 0 then redis.call('HINCRBY', k, 's', pay) end
+    end
+  end
+  redis.call('HSET', KEYS[1], 'st', 'E')
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+  st = 'E'
+end
+if st ~= 'A' then return 'F|' .. st end
+local x = tonumber(rv[5] or '0')
+if x >= tonumber(ARGV[5]) then return 'L' end
+local exp = now + tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'exp', i(exp), 'x', x + 1)
+redis.call('ZADD', KEYS[2], exp, KEYS[1])
+local answer = 'X|' .. i(exp) .. '|' .. (x + 1)
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1] .. '\n' .. answer, 'PX', tonumber(ARGV[2])) end
+return answer

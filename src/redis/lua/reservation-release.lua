@@ -1,0 +1,50 @@
+-- Releases an ACTIVE reservation (its amount goes back to every held scope), or expires it when called
+-- by the sweeper / after its deadline. Exactly one of commit / release / expiry wins.
+-- NUMKEYS: dynamic
+-- KEYS[1]      reservation hash
+-- KEYS[2]      deadlines sorted set of the tenant
+-- KEYS[3]      optional explicit idempotency record ("<fingerprint>\n<answer>")
+-- ARGV[1]      fingerprint of this release (id)
+-- ARGV[2]      retention of finished reservations / idempotency records in ms
+-- ARGV[3]      now in ms
+-- Returns "L|<amount>" released (prefixed "R" on replay), "F|<state>" already finished (C or E),
+--   "N" no such reservation, "M" idempotency key reused for another payload.
+local function i(x) return string.format('%d', x) end
+
+if KEYS[3] then
+  local prior = redis.call('GET', KEYS[3])
+  if prior then
+    local nl = string.find(prior, '\n', 1, true)
+    if string.sub(prior, 1, nl - 1) == ARGV[1] then return 'R' .. string.sub(prior, nl + 1) end
+    return 'M'
+  end
+end
+
+local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp')
+if not rv[1] then return 'N' end
+local st = rv[1]
+local amt = tonumber(rv[2])
+if st == 'R' then return 'RL|' .. i(amt) end
+if st ~= 'A' then return 'F|' .. st end
+
+local expired = tonumber(rv[4]) <= tonumber(ARGV[3])
+for k in string.gmatch(rv[3], '%S+') do
+  local b = redis.call('HMGET', k, 'r', 'd')
+  if b[1] then
+    local r = tonumber(b[1]) + amt
+    local d = tonumber(b[2] or '0')
+    local pay = math.min(r, d)
+    redis.call('HINCRBY', k, 'v', -amt)
+    redis.call('HSET', k, 'r', i(r - pay), 'd', i(d - pay))
+    if pay > 0 then redis.call('HINCRBY', k, 's', pay) end
+  end
+end
+local state = 'R'
+if expired then state = 'E' end
+redis.call('HSET', KEYS[1], 'st', state)
+redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+if expired then return 'F|E' end
+local answer = 'L|' .. i(amt)
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1] .. '\n' .. answer, 'PX', tonumber(ARGV[2])) end
+return answer

@@ -1,0 +1,84 @@
+-- Reserves `amount` at every budgeted scope of a chain (tenant → workspace → workflow → agent) in one
+-- atomic step, or denies naming the first scope that cannot cover it. All keys live in one tenant slot.
+-- NUMKEYS: dynamic
+-- KEYS[1]      idempotency record (string "<fingerprint>\n<answer>", PX = idempotency TTL)
+-- KEYS[2]      reservation hash (st, amt, ks, exp, x, sc, u)
+-- KEYS[3]      deadlines sorted set of the tenant (member = reservation key, score = expiry ms)
+-- KEYS[4..]    candidate budget hashes, root first; a missing hash is an unbudgeted level (skipped)
+-- ARGV[1]      request fingerprint (op, scope, unit, amount, ttl)
+-- ARGV[2]      idempotency TTL in ms
+-- ARGV[3]      reservation id
+-- ARGV[4]      amount (integer > 0)
+-- ARGV[5]      ttl in ms
+-- ARGV[6]      now in ms
+-- ARGV[7]      "1" for a dry run (nothing is held or stored)
+-- ARGV[8]      current day key (YYYY-MM-DD, UTC) ARGV[9] current month key (YYYY-MM)
+-- ARGV[10]     canonical scope  ARGV[11] unit (kept on the reservation for reads)
+-- Budget hash fields: a allocated, r remaining, v reserved, s spent, d debt, f frozen 0|1, p policy R|A|O,
+--   o overdraft limit, per period ""|day|month, pk period key, al alert level reached (0|50|80|100).
+-- Returns the answer string (also stored under KEYS[1]):
+--   "G|<id>|<expiresAt>|<mask>"            granted; mask has one 0/1 per candidate (1 = budgeted, held)
+--   "D|<code>|<candidate index>|<remaining>" denied (BUDGET_EXCEEDED, BUDGET_FROZEN, BUDGET_NOT_FOUND)
+--   prefixed with "R" when it is a replay of an earlier answer; "M" when the key was used for another payload.
+local prior = redis.call('GET', KEYS[1])
+if prior then
+  local nl = string.find(prior, '\n', 1, true)
+  if string.sub(prior, 1, nl - 1) == ARGV[1] then return 'R' .. string.sub(prior, nl + 1) end
+  return 'M'
+end
+
+local amount = tonumber(ARGV[4])
+local now = tonumber(ARGV[6])
+local dry = ARGV[7] == '1'
+local n = #KEYS - 3
+local mask = {}
+local held = {}
+local answer
+
+for i = 1, n do
+  local k = KEYS[i + 3]
+  local b = redis.call('HMGET', k, 'r', 'f', 'per', 'pk', 'a', 'v')
+  if not b[1] then
+    mask[i] = '0'
+  else
+    mask[i] = '1'
+    local r = tonumber(b[1])
+    -- Lazy calendar reset: a new day/month starts with nothing spent (active reservations stay held).
+    if b[3] and b[3] ~= '' then
+      local cur = ARGV[8]
+      if b[3] == 'month' then cur = ARGV[9] end
+      if b[4] ~= cur then
+        r = tonumber(b[5]) - tonumber(b[6])
+        redis.call('HSET', k, 's', '0', 'd', '0', 'r', string.format('%d', r), 'al', '0', 'pk', cur)
+      end
+    end
+    if b[2] == '1' then
+      answer = 'D|BUDGET_FROZEN|' .. (i - 1) .. '|' .. string.format('%d', r)
+      break
+    end
+    if r < amount then
+      answer = 'D|BUDGET_EXCEEDED|' .. (i - 1) .. '|' .. string.format('%d', r)
+      break
+    end
+    held[#held + 1] = k
+  end
+end
+
+if not answer and #held == 0 then answer = 'D|BUDGET_NOT_FOUND|-1|0' end
+
+if not answer then
+  local exp = now + tonumber(ARGV[5])
+  answer = 'G|' .. ARGV[3] .. '|' .. string.format('%d', exp) .. '|' .. table.concat(mask)
+  if dry then return answer end
+  for j = 1, #held do
+    redis.call('HINCRBY', held[j], 'r', -amount)
+    redis.call('HINCRBY', held[j], 'v', amount)
+  end
+  redis.call('HSET', KEYS[2], 'st', 'A', 'amt', ARGV[4], 'ks', table.concat(held, ' '), 'exp', string.format('%d', exp), 'x', '0',
+    'sc', ARGV[10], 'u', ARGV[11])
+  redis.call('ZADD', KEYS[3], exp, KEYS[2])
+elseif dry then
+  return answer
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. answer, 'PX', tonumber(ARGV[2]))
+return answer

@@ -1,0 +1,227 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+
+const prefix = testPrefix('reservations');
+let rt: Running;
+
+const call = (method: 'GET' | 'PUT' | 'POST', url: string, payload?: unknown): Promise<LightMyRequestResponse> =>
+  rt.app!.inject({ method, url, ...(payload !== undefined ? { payload: payload as object } : {}) });
+
+async function put(scope: string, allocated: number, extra: Record<string, unknown> = {}): Promise<void> {
+  const r = await call('PUT', '/v1/budgets', { scope, unit: 'TOKENS', allocated, ...extra });
+  assert.ok(r.statusCode === 200 || r.statusCode === 201, r.body);
+}
+
+async function balance(scope: string): Promise<Record<string, number>> {
+  const r = await call('GET', `/v1/balances?scope=${encodeURIComponent(scope)}&unit=TOKENS`);
+  assert.equal(r.statusCode, 200, r.body);
+  const b = r.json().balances.find((x: { scope: string }) => x.scope === scope);
+  assert.ok(b, `no balance for ${scope}`);
+  return b;
+}
+
+let n = 0;
+const key = () => `k-${n++}`;
+
+before(async () => {
+  // The background sweeper is slowed down so the test can drive expiry itself.
+  rt = await startTest(prefix, {}, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+});
+
+describe('reservations over HTTP', () => {
+  it('reserves at every budgeted level, commits, and returns the unused part', async () => {
+    await put('tenant:t1', 1000);
+    await put('tenant:t1/workspace:w', 600);
+    await put('tenant:t1/workspace:w/workflow:f/agent:a', 300);
+    const r = await call('POST', '/v1/reservations', { subject: { tenant: 't1', workspace: 'w', workflow: 'f', agent: 'a' }, unit: 'TOKENS', amount: 200, idempotencyKey: key() });
+    assert.equal(r.statusCode, 201, r.body);
+    const g = r.json();
+    assert.equal(g.state, 'ACTIVE');
+    assert.equal(g.scope, 'tenant:t1/workspace:w/workflow:f/agent:a');
+    assert.deepEqual(g.scopes, ['tenant:t1', 'tenant:t1/workspace:w', 'tenant:t1/workspace:w/workflow:f/agent:a'], 'the unbudgeted workflow level is skipped');
+    assert.deepEqual(await balance('tenant:t1/workspace:w'), { ...(await balance('tenant:t1/workspace:w')), remaining: 400, reserved: 200, spent: 0 });
+    const c = await call('POST', `/v1/reservations/${g.id}/commit`, { amount: 150 });
+    assert.equal(c.statusCode, 200, c.body);
+    assert.deepEqual(c.json(), { id: g.id, state: 'COMMITTED', reserved: 200, charged: 150, released: 50, debt: 0 });
+    for (const [s, alloc] of [['tenant:t1', 1000], ['tenant:t1/workspace:w', 600], ['tenant:t1/workspace:w/workflow:f/agent:a', 300]] as const) {
+      const b = await balance(s);
+      assert.equal(b.allocated, alloc);
+      assert.equal(b.spent, 150);
+      assert.equal(b.reserved, 0);
+      assert.equal(b.remaining, alloc - 150);
+    }
+    const view = await call('GET', `/v1/reservations/${g.id}`);
+    assert.equal(view.json().state, 'COMMITTED');
+    assert.equal(view.json().charged, 150);
+  });
+
+  it('denies with 409 naming the scope, and the parent caps children that sum to more', async () => {
+    // The worked example's shape: children sum to 60 > 50.
+    await put('tenant:t2/workspace:ws', 50);
+    await put('tenant:t2/workspace:ws/agent:planner', 20);
+    await put('tenant:t2/workspace:ws/agent:executor', 30);
+    await put('tenant:t2/workspace:ws/agent:reviewer', 10);
+    const res = async (agent: string, amount: number) =>
+      call('POST', '/v1/reservations', { scope: `tenant:t2/workspace:ws/agent:${agent}`, unit: 'TOKENS', amount, idempotencyKey: key() });
+    assert.equal((await res('planner', 20)).statusCode, 201);
+    assert.equal((await res('executor', 25)).statusCode, 201);
+    const denied = await res('reviewer', 10);
+    assert.equal(denied.statusCode, 409);
+    assert.equal(denied.json().code, 'BUDGET_EXCEEDED');
+    assert.equal(denied.json().details.scope, 'tenant:t2/workspace:ws', 'the workspace cap denies although the reviewer has 10 left');
+    assert.equal(denied.json().details.remaining, 5);
+    const own = await res('planner', 1);
+    assert.equal(own.json().details.scope, 'tenant:t2/workspace:ws/agent:planner');
+    assert.equal((await balance('tenant:t2/workspace:ws/agent:reviewer')).reserved, 0, 'a denial holds nothing anywhere');
+  });
+
+  it('answers a replay with the original answer and charges once; another payload with the same key is 409', async () => {
+    await put('tenant:t3', 100);
+    const body = { scope: 'tenant:t3/agent:x', unit: 'TOKENS', amount: 30, idempotencyKey: 'same' };
+    const [a, b] = await Promise.all([call('POST', '/v1/reservations', body), call('POST', '/v1/reservations', body)]);
+    assert.equal(a.statusCode, 201);
+    assert.equal(b.statusCode, 201);
+    assert.equal(a.json().id, b.json().id);
+    assert.equal((await balance('tenant:t3')).reserved, 30, 'held once');
+    const other = await call('POST', '/v1/reservations', { ...body, amount: 31 });
+    assert.equal(other.statusCode, 409);
+    assert.equal(other.json().code, 'IDEMPOTENCY_KEY_REUSED');
+    const id = a.json().id;
+    const c1 = await call('POST', `/v1/reservations/${id}/commit`, { amount: 25 });
+    const c2 = await call('POST', `/v1/reservations/${id}/commit`, { amount: 25 });
+    assert.equal(c2.statusCode, 200);
+    assert.equal(c2.json().replayed, true);
+    assert.equal(c1.json().charged, c2.json().charged);
+    assert.equal((await balance('tenant:t3')).spent, 25, 'the lost response replayed: charged once');
+    const c3 = await call('POST', `/v1/reservations/${id}/commit`, { amount: 26 });
+    assert.equal(c3.statusCode, 409);
+    assert.equal(c3.json().code, 'RESERVATION_FINALIZED');
+    const rel = await call('POST', `/v1/reservations/${id}/release`, {});
+    assert.equal(rel.json().code, 'RESERVATION_FINALIZED');
+    // A denial is replayed as a denial, even after the budget grows.
+    const big = { scope: 'tenant:t3', unit: 'TOKENS', amount: 1000, idempotencyKey: 'too-big' };
+    assert.equal((await call('POST', '/v1/reservations', big)).statusCode, 409);
+    await put('tenant:t3', 5000);
+    const again = await call('POST', '/v1/reservations', big);
+    assert.equal(again.statusCode, 409);
+    assert.equal(again.json().details.replayed, true);
+  });
+
+  it('lets exactly one of a racing commit and release win', async () => {
+    await put('tenant:t4', 1_000_000);
+    for (let i = 0; i < 40; i++) {
+      const g = (await call('POST', '/v1/reservations', { scope: 'tenant:t4', unit: 'TOKENS', amount: 10, idempotencyKey: key() })).json();
+      const [c, r] = await Promise.all([call('POST', `/v1/reservations/${g.id}/commit`, { amount: 7 }), call('POST', `/v1/reservations/${g.id}/release`, {})]);
+      const wins = [c.statusCode, r.statusCode].filter((s) => s === 200).length;
+      assert.equal(wins, 1, `${c.body} / ${r.body}`);
+      const loser = c.statusCode === 200 ? r : c;
+      assert.equal(loser.statusCode, 409);
+      assert.equal(loser.json().code, 'RESERVATION_FINALIZED');
+    }
+    const b = await balance('tenant:t4');
+    assert.equal(b.reserved, 0);
+    assert.equal(b.allocated, b.remaining + b.reserved + b.spent);
+    assert.equal(b.spent % 7, 0);
+  });
+
+  it('applies overage policies at commit', async () => {
+    await put('tenant:t5/workspace:rej', 100);
+    await put('tenant:t5/workspace:avail', 100, { overagePolicy: 'ALLOW_IF_AVAILABLE' });
+    await put('tenant:t5/workspace:od', 100, { overagePolicy: 'ALLOW_WITH_OVERDRAFT', overdraftLimit: 20 });
+    const reserve = async (ws: string, amount: number) =>
+      (await call('POST', '/v1/reservations', { scope: `tenant:t5/workspace:${ws}`, unit: 'TOKENS', amount, idempotencyKey: key() })).json().id as string;
+
+    const r1 = await reserve('rej', 50);
+    const over = await call('POST', `/v1/reservations/${r1}/commit`, { amount: 51 });
+    assert.equal(over.statusCode, 409);
+    assert.equal(over.json().code, 'BUDGET_EXCEEDED');
+    assert.equal((await call('GET', `/v1/reservations/${r1}`)).json().state, 'ACTIVE', 'a refused overage leaves it active');
+    assert.equal((await call('POST', `/v1/reservations/${r1}/commit`, { amount: 50 })).statusCode, 200);
+
+    const r2 = await reserve('avail', 50);
+    assert.equal((await call('POST', `/v1/reservations/${r2}/commit`, { amount: 90 })).json().charged, 90);
+    const r3 = await reserve('avail', 5);
+    assert.equal((await call('POST', `/v1/reservations/${r3}/commit`, { amount: 20 })).json().code, 'BUDGET_EXCEEDED');
+
+    const r4 = await reserve('od', 90);
+    const c4 = await call('POST', `/v1/reservations/${r4}/commit`, { amount: 105 });
+    assert.equal(c4.statusCode, 200, c4.body);
+    assert.equal(c4.json().debt, 5);
+    let b = await balance('tenant:t5/workspace:od');
+    assert.deepEqual([b.remaining, b.reserved, b.spent, b.debt], [0, 0, 100, 5]);
+    assert.equal((await call('POST', '/v1/reservations', { scope: 'tenant:t5/workspace:od', unit: 'TOKENS', amount: 1, idempotencyKey: key() })).statusCode, 409, 'in debt: nothing left to reserve');
+    const debit = await call('POST', '/v1/budgets/debit', { scope: 'tenant:t5/workspace:od', unit: 'TOKENS', amount: 16, idempotencyKey: key() });
+    assert.equal(debit.json().code, 'OVERDRAFT_LIMIT_EXCEEDED');
+    assert.equal((await call('POST', '/v1/budgets/fund', { scope: 'tenant:t5/workspace:od', unit: 'TOKENS', amount: 50, idempotencyKey: key() })).statusCode, 200);
+    b = await balance('tenant:t5/workspace:od');
+    assert.deepEqual([b.allocated, b.remaining, b.spent, b.debt], [150, 45, 105, 0], 'funding repays the debt first');
+  });
+
+  it('expires reservations lazily and through the sweeper, returning their amounts', async () => {
+    await put('tenant:t6', 100);
+    const g = (await call('POST', '/v1/reservations', { scope: 'tenant:t6', unit: 'TOKENS', amount: 40, ttlMs: 1, idempotencyKey: key() })).json();
+    await new Promise((r) => setTimeout(r, 5));
+    const c = await call('POST', `/v1/reservations/${g.id}/commit`, { amount: 10 });
+    assert.equal(c.json().code, 'RESERVATION_EXPIRED');
+    assert.equal((await balance('tenant:t6')).remaining, 100);
+    const g2 = (await call('POST', '/v1/reservations', { scope: 'tenant:t6', unit: 'TOKENS', amount: 40, ttlMs: 1, idempotencyKey: key() })).json();
+    await new Promise((r) => setTimeout(r, 5));
+    const mod = rt.modules.find((m) => m.name === 'budgets') as unknown as { reservations: { expireDue(t: string): Promise<number> } };
+    assert.equal(await mod.reservations.expireDue('t6'), 1);
+    assert.equal((await call('GET', `/v1/reservations/${g2.id}`)).json().state, 'EXPIRED');
+    assert.equal((await balance('tenant:t6')).reserved, 0);
+    assert.equal((await call('POST', `/v1/reservations/${g2.id}/extend`, {})).json().code, 'RESERVATION_EXPIRED');
+  });
+
+  it('extends a bounded number of times, freezes, dry-runs and validates scopes', async () => {
+    await put('tenant:t7', 100);
+    const g = (await call('POST', '/v1/reservations', { scope: 'tenant:t7', unit: 'TOKENS', amount: 10, idempotencyKey: key() })).json();
+    for (let i = 1; i <= 10; i++) assert.equal((await call('POST', `/v1/reservations/${g.id}/extend`, { ttlMs: 60_000 })).json().extensions, i);
+    assert.equal((await call('POST', `/v1/reservations/${g.id}/extend`, {})).json().code, 'EXTEND_LIMIT_REACHED');
+
+    const dry = await call('POST', '/v1/reservations', { scope: 'tenant:t7', unit: 'TOKENS', amount: 90, idempotencyKey: key(), dryRun: true });
+    assert.equal(dry.statusCode, 200, dry.body);
+    assert.equal(dry.json().allowed, true);
+    assert.equal((await balance('tenant:t7')).reserved, 10, 'a dry run holds nothing');
+    const dryNo = await call('POST', '/v1/reservations', { scope: 'tenant:t7', unit: 'TOKENS', amount: 91, idempotencyKey: key(), dryRun: true });
+    assert.equal(dryNo.statusCode, 409);
+
+    assert.equal((await call('POST', '/v1/budgets/freeze', { scope: 'tenant:t7', unit: 'TOKENS', idempotencyKey: key() })).statusCode, 200);
+    const frozen = await call('POST', '/v1/reservations', { scope: 'tenant:t7', unit: 'TOKENS', amount: 1, idempotencyKey: key() });
+    assert.equal(frozen.json().code, 'BUDGET_FROZEN');
+    assert.equal((await call('POST', `/v1/reservations/${g.id}/commit`, { amount: 10 })).statusCode, 200, 'work already reserved may still be committed');
+    await call('POST', '/v1/budgets/unfreeze', { scope: 'tenant:t7', unit: 'TOKENS', idempotencyKey: key() });
+
+    for (const scope of ['workspace:w', 'tenant:a/agent:x/workspace:y', 'tenant:a b', 'tenant:x/team:y']) {
+      const r = await call('POST', '/v1/reservations', { scope, unit: 'TOKENS', amount: 1, idempotencyKey: key() });
+      assert.equal(r.statusCode, 400, scope);
+      assert.equal(r.json().code, 'INVALID_SCOPE');
+      assert.match(r.json().message, /^body\/scope/);
+    }
+    const none = await call('POST', '/v1/reservations', { scope: 'tenant:nobody', unit: 'TOKENS', amount: 1, idempotencyKey: key() });
+    assert.equal(none.statusCode, 404);
+    assert.equal(none.json().code, 'BUDGET_NOT_FOUND');
+    assert.equal((await call('PUT', '/v1/budgets', { scope: 'tenant:t7', unit: 'TOKENS', allocated: 5 })).json().code, 'ALLOCATION_BELOW_USAGE');
+  });
+
+  it('lists a scope with its children and resets', async () => {
+    await put('tenant:t8', 100);
+    await put('tenant:t8/workspace:a', 10);
+    await put('tenant:t8/workspace:ab', 10);
+    const list = (await call('GET', '/v1/balances?scope=tenant:t8/workspace:a')).json().balances.map((b: { scope: string }) => b.scope);
+    assert.deepEqual(list, ['tenant:t8/workspace:a'], 'workspace:ab is not a child of workspace:a');
+    assert.equal((await call('GET', '/v1/balances?scope=tenant:t8')).json().balances.length, 3);
+    await call('POST', '/v1/budgets/debit', { scope: 'tenant:t8/workspace:a', unit: 'TOKENS', amount: 7, idempotencyKey: key() });
+    assert.equal((await balance('tenant:t8')).spent, 7);
+    await call('POST', '/v1/budgets/reset', { scope: 'tenant:t8', unit: 'TOKENS', idempotencyKey: key() });
+    assert.equal((await balance('tenant:t8')).spent, 0);
+    assert.equal((await balance('tenant:t8/workspace:a')).spent, 7, 'reset touches only its scope');
+  });
+});
