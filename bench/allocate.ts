@@ -1,19 +1,23 @@
 /**
  * POST /v1/allocations throughput and latency against the same server's no-op route.
  *
- *   node --import tsx bench/allocate.ts [--duration 10] [--connections 64] [--scenarios experiments,learned]
+ *   node --import tsx bench/allocate.ts [--duration 10] [--connections 64] [--scenarios experiments,learned|none]
  *
  * Always measures, on one freshly started server: the no-op route (baseline), then allocations with the
  * example pipeline's `estimate` strategy (its default). Each extra scenario (bench/scenarios/<name>.ts, exporting
  * `setup(client) → { path, bodies }`) gets its own fresh server, where the no-op route and `estimate` are measured
  * again before the scenario, so every ratio compares numbers from the same run.
  */
+import { readdirSync } from 'node:fs';
 import { ApportionClient } from '../src/sdk/client.js';
 import { cannon, flag, fmt, spawnServer, type BenchServer, type CannonResult } from './lib.js';
 
 const duration = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '64'));
-const scenarios = flag('scenarios', '').split(',').filter(Boolean);
+/** Default: every scenario in bench/scenarios/; `--scenarios none` for the baseline only. */
+const scenarios = flag('scenarios', readdirSync(new URL('./scenarios/', import.meta.url)).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)).join(','))
+  .split(',')
+  .filter((s) => s && s !== 'none');
 
 const TASKS = ['refund', 'technical', 'billing', 'other'];
 /** Varied, realistic requests: features differ per request, so no cache can hide the work. */

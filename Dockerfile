@@ -1,0 +1,21 @@
+# Apportion: one image for the API and the workers (choose with the command: serve | api | worker).
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY experiments ./experiments
+RUN mkdir -p models && chown node:node models
+USER node
+EXPOSE 3000
+ENTRYPOINT ["node", "dist/cli/main.js"]
+CMD ["serve"]
