@@ -2,6 +2,7 @@ import { allocationModule } from './allocation/module.js';
 import { budgetsModule } from './budgets/module.js';
 import { feedbackModule } from './feedback/module.js';
 import { pipelinesModule } from './pipelines/routes.js';
+import { rolloutModule } from './rollout/module.js';
 import type { Core, ModuleParts } from './runtime.js';
 import { strategiesModule } from './strategies/routes.js';
 
@@ -15,6 +16,7 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
   const allocation = allocationModule(core, all);
   modules.push(pipelinesModule(core), strategiesModule(core), allocation, feedbackModule(core, all, allocation));
   modules.push(budgetsModule(core));
+  modules.push(rolloutModule(core));
   for (const m of modules) for (const k of m.strategyKinds ?? []) core.kinds.register(k);
   return modules;
 }

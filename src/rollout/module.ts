@@ -1,0 +1,68 @@
+import { Queue, Worker } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { StrategyKind } from '../strategies/types.js';
+import { experimentArms, experimentSinks } from './arms.js';
+import { probeCutKind } from './probe.js';
+import { experimentRouter } from './router.js';
+import { experimentRoutes } from './routes.js';
+import { ExperimentService } from './service.js';
+import { ExperimentStore } from './store.js';
+
+export const ROLLOUT_QUEUE = 'rollout';
+
+export interface RolloutModule extends ModuleParts {
+  readonly service: ExperimentService;
+}
+
+/**
+ * Rollout experiments: routes strategies to units (router), counts outcomes per variant and phase
+ * (arms + observation sinks, in the outcome's Lua call), and evaluates guardrails, SRM and ramps in a
+ * BullMQ repeatable job on the `rollout` queue.
+ */
+export function rolloutModule(core: Core): RolloutModule {
+  const store = new ExperimentStore(core.redis, core.keys);
+  const service = new ExperimentService({
+    store,
+    redis: core.redis,
+    keys: core.keys,
+    view: core.view,
+    refresh: () => core.snapshot.refresh(),
+    log: core.log,
+  });
+  const queue = new Queue(ROLLOUT_QUEUE, {
+    connection: core.bullRedis,
+    prefix: core.keys.bullPrefix(),
+    defaultJobOptions: { removeOnComplete: 100, removeOnFail: 500 },
+  });
+  return {
+    name: 'rollout',
+    service,
+    routers: [experimentRouter],
+    arms: [experimentArms(core.keys)],
+    sinks: experimentSinks(core.keys),
+    strategyKinds: [probeCutKind(core.kinds) as unknown as StrategyKind<never>],
+    queues: [queue],
+    routes(app: FastifyInstance) {
+      experimentRoutes(app, service);
+    },
+    async startWorkers(): Promise<readonly Closeable[]> {
+      const worker = new Worker(
+        ROLLOUT_QUEUE,
+        async () => {
+          const out = await service.evaluateAll();
+          return out.filter((o) => o.action !== 'none' && o.action !== 'skipped');
+        },
+        { connection: core.bullRedis, prefix: core.keys.bullPrefix(), concurrency: 1 },
+      );
+      worker.on('error', (err) => core.log.error({ err }, 'rollout worker error'));
+      // One scheduler id: however many worker processes upsert it, the job runs once per interval.
+      await queue.upsertJobScheduler('rollout-evaluate', { every: core.config.rolloutIntervalMs }, { name: 'evaluate', data: {} });
+      await worker.waitUntilReady();
+      return [worker];
+    },
+    async close() {
+      await queue.close();
+    },
+  };
+}

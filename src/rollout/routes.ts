@@ -1,0 +1,167 @@
+import { createHash } from 'node:crypto';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AppError } from '../errors/app-error.js';
+import { errorResponses } from '../http/common.js';
+import { Id } from '../pipelines/schema.js';
+import { ExperimentBody, ExperimentParams, ExperimentResponse, PromoteBody, ReasonBody } from './schema.js';
+import type { ExperimentService, Transition } from './service.js';
+
+const conflict = { 409: errorResponses[404] };
+const Any = Type.Record(Type.String(), Type.Unknown());
+const ListQuery = Type.Object({ pipeline: Type.Optional(Id) }, { additionalProperties: false });
+const ResultsQuery = Type.Object(
+  { winsorize: Type.Optional(Type.String({ pattern: '^0?\\.[0-9]+$', description: 'Cap cost at this quantile, e.g. 0.99.' })) },
+  { additionalProperties: false },
+);
+const AuditQuery = Type.Object({ limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })) }, { additionalProperties: false });
+
+/** Who made a change, for the audit trail: a fingerprint of the bearer key (never the key itself). */
+export function actorOf(req: FastifyRequest): string {
+  const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+  if (!m) return 'anonymous';
+  return `key:${createHash('sha256').update(m[1]!.trim()).digest('hex').slice(0, 12)}`;
+}
+
+export function experimentRoutes(app: FastifyInstance, svc: ExperimentService): void {
+  const tags = ['experiments'];
+  app.put(
+    '/v1/experiments/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Create or replace an experiment (a started one keeps its state; changed weights start a new phase)',
+        params: ExperimentParams,
+        body: ExperimentBody,
+        response: { 200: ExperimentResponse, ...errorResponses, ...conflict },
+      },
+    },
+    async (req) => svc.put((req.params as { id: string }).id, req.body as ExperimentBody, actorOf(req)),
+  );
+
+  app.get(
+    '/v1/experiments/:id',
+    { schema: { tags, summary: 'Get an experiment and its state', params: ExperimentParams, response: { 200: ExperimentResponse, ...errorResponses } } },
+    async (req) => svc.get((req.params as { id: string }).id),
+  );
+
+  app.get(
+    '/v1/experiments',
+    { schema: { tags, summary: 'List experiments', querystring: ListQuery, response: { 200: Type.Object({ items: Type.Array(ExperimentResponse) }) } } },
+    async (req) => ({ items: svc.list((req.query as { pipeline?: string }).pipeline) }),
+  );
+
+  app.delete(
+    '/v1/experiments/:id',
+    { schema: { tags, summary: 'Delete a draft or ended experiment', params: ExperimentParams, response: { 204: Type.Null(), ...errorResponses, ...conflict } } },
+    async (req, reply) => {
+      await svc.delete((req.params as { id: string }).id, actorOf(req));
+      return reply.status(204).send();
+    },
+  );
+
+  for (const t of ['start', 'pause', 'resume', 'stop'] as const satisfies readonly Transition[]) {
+    app.post(
+      `/v1/experiments/:id/${t}`,
+      {
+        schema: {
+          tags,
+          summary: `${t[0]!.toUpperCase()}${t.slice(1)} the experiment`,
+          params: ExperimentParams,
+          response: { 200: ExperimentResponse, ...errorResponses, ...conflict },
+        },
+      },
+      async (req) => svc.transition((req.params as { id: string }).id, t, actorOf(req), reasonOf(req.body)),
+    );
+  }
+
+  app.post(
+    '/v1/experiments/:id/rollback',
+    {
+      schema: {
+        tags,
+        summary: 'Kill switch: every unit of the experiment goes to control at once (body: { reason? })',
+        params: ExperimentParams,
+        response: { 200: ExperimentResponse, ...errorResponses, ...conflict },
+      },
+    },
+    async (req) => svc.rollback((req.params as { id: string }).id, actorOf(req), reasonOf(req.body) ?? 'manual rollback'),
+  );
+
+  app.post(
+    '/v1/experiments/:id/promote',
+    {
+      schema: {
+        tags,
+        summary: "Make a variant's strategy the pipeline default and end the experiment",
+        params: ExperimentParams,
+        body: PromoteBody,
+        response: { 200: ExperimentResponse, ...errorResponses, ...conflict },
+      },
+    },
+    async (req) => svc.promote((req.params as { id: string }).id, (req.body as { variant: string }).variant, actorOf(req)),
+  );
+
+  app.get(
+    '/v1/experiments/:id/results',
+    {
+      schema: {
+        tags,
+        summary: 'Per variant and phase: n, quality, cost, quality per dollar, per-agent metrics; differences vs control (Welch, sequential, Holm), SRM',
+        params: ExperimentParams,
+        querystring: ResultsQuery,
+        response: { 200: Any, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const q = (req.query as { winsorize?: string }).winsorize;
+      const w = q === undefined ? undefined : Number(q);
+      if (w !== undefined && !(w > 0.5 && w < 1)) throw new AppError('VALIDATION_FAILED', `querystring/winsorize: must be a quantile in (0.5, 1), got ${q}`);
+      return svc.results((req.params as { id: string }).id, w !== undefined ? { winsorize: w } : {});
+    },
+  );
+
+  app.get(
+    '/v1/experiments/:id/audit',
+    {
+      schema: {
+        tags,
+        summary: 'Audit trail: every change (what, when, which key), newest first',
+        params: ExperimentParams,
+        querystring: AuditQuery,
+        response: { 200: Type.Object({ items: Type.Array(Any) }), ...errorResponses },
+      },
+    },
+    async (req) => {
+      const l = (req.query as { limit?: string }).limit;
+      return { items: await svc.audit((req.params as { id: string }).id, l ? Math.max(1, Number(l)) : 100) };
+    },
+  );
+
+  app.post(
+    '/v1/experiments/:id/evaluate',
+    {
+      schema: {
+        tags,
+        summary: 'Run one guardrail/SRM/ramp evaluation now (the rollout job does this every APPORTION_ROLLOUT_INTERVAL_MS)',
+        params: ExperimentParams,
+        response: { 200: Any, ...errorResponses },
+      },
+    },
+    async (req) => svc.evaluate((req.params as { id: string }).id),
+  );
+}
+
+/** Lifecycle routes take an optional JSON body { reason }; it is validated here because it may be absent. */
+function reasonOf(body: unknown): string | undefined {
+  if (body === undefined || body === null) return undefined;
+  if (typeof body !== 'object' || Array.isArray(body)) throw new AppError('VALIDATION_FAILED', 'body: must be an object { reason? }');
+  const extra = Object.keys(body).filter((k) => k !== 'reason');
+  if (extra.length) throw new AppError('VALIDATION_FAILED', `body/${extra[0]}: unknown field (only reason is accepted)`);
+  const r = (body as { reason?: unknown }).reason;
+  if (r === undefined) return undefined;
+  if (typeof r !== 'string' || r.length > 1000) throw new AppError('VALIDATION_FAILED', 'body/reason: must be a string of at most 1000 characters');
+  return r;
+}
+
+export { ReasonBody };

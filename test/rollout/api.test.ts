@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
+
+const prefix = testPrefix('rollout-api');
+let rt: Running;
+
+const call = (method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, payload?: unknown): Promise<LightMyRequestResponse> =>
+  rt.app!.inject({ method, url, ...(payload !== undefined ? { payload: payload as object } : {}) });
+
+async function ok(method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, payload?: unknown) {
+  const r = await call(method, url, payload);
+  assert.ok(r.statusCode < 300, `${method} ${url} → ${r.statusCode} ${r.body}`);
+  return r.statusCode === 204 ? undefined : r.json();
+}
+
+before(async () => {
+  // A long interval: these tests drive evaluation through POST …/evaluate.
+  rt = await startTest(prefix, {}, { APPORTION_ROLLOUT_INTERVAL_MS: '3600000' });
+  await ok('PUT', '/v1/pipelines/support', FIVE_AGENTS);
+  await ok('PUT', '/v1/strategies/even', { pipeline: 'support', kind: 'uniform' });
+  await ok('PUT', '/v1/strategies/lean', { pipeline: 'support', kind: 'static', params: { shares: { orchestrator: 1, retriever: 1, reasoner: 3, validator: 1, formatter: 1 } } });
+  await ok('PUT', '/v1/pipelines/support', { ...FIVE_AGENTS, defaultStrategy: 'even' });
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+});
+
+const AB = { pipeline: 'support', variants: [{ name: 'control', strategy: 'even', weight: 1 }, { name: 'lean', strategy: 'lean', weight: 1 }], control: 'control' };
+
+describe('experiment lifecycle', () => {
+  it('rejects bad definitions with 4xx naming the field, and writes nothing', async () => {
+    const dup = await call('PUT', '/v1/experiments/bad', { ...AB, variants: [AB.variants[0], AB.variants[0]] });
+    assert.equal(dup.statusCode, 400);
+    assert.match(dup.json().message, /body\/variants\/1\/name/);
+    const ctl = await call('PUT', '/v1/experiments/bad', { ...AB, control: 'nope' });
+    assert.equal(ctl.json().code, 'INVALID_EXPERIMENT');
+    const strat = await call('PUT', '/v1/experiments/bad', { ...AB, variants: [AB.variants[0], { name: 'x', strategy: 'missing', weight: 1 }] });
+    assert.equal(strat.statusCode, 404);
+    const num = await call('PUT', '/v1/experiments/bad', { ...AB, targeting: { all: [{ attribute: 'tier', op: 'gt', value: 'x' }] } });
+    assert.match(num.json().message, /body\/targeting\/all\/0\/value/);
+    assert.equal((await call('GET', '/v1/experiments/bad')).statusCode, 404);
+  });
+
+  it('draft → running → paused → running → stopped, each audited', async () => {
+    const e = await ok('PUT', '/v1/experiments/life', { ...AB, coverage: 0.5 });
+    assert.equal(e.state.status, 'draft');
+    assert.equal(e.effectiveCoverage, 0);
+    assert.equal((await call('POST', '/v1/experiments/life/pause')).statusCode, 409);
+    assert.equal((await ok('POST', '/v1/experiments/life/start')).state.status, 'running');
+    assert.equal((await ok('POST', '/v1/experiments/life/pause', { reason: 'lunch' })).state.status, 'paused');
+    assert.equal((await ok('POST', '/v1/experiments/life/resume')).state.status, 'running');
+    assert.equal((await ok('POST', '/v1/experiments/life/stop')).state.status, 'stopped');
+    const changed = await call('PUT', '/v1/experiments/life', AB);
+    assert.equal(changed.statusCode, 409, 'an ended experiment cannot be edited');
+    const audit = (await ok('GET', '/v1/experiments/life/audit')).items as { action: string; by: string }[];
+    assert.deepEqual(audit.map((a) => a.action).reverse(), ['put', 'start', 'pause', 'resume', 'stop']);
+    assert.ok(audit.every((a) => a.by === 'anonymous'));
+  });
+
+  it('routes units stickily, returns experiment and variant, and counts outcomes per variant', async () => {
+    await ok('PUT', '/v1/experiments/split', AB);
+    await ok('POST', '/v1/experiments/split/start');
+    const seen = new Map<string, string>();
+    for (let i = 0; i < 60; i++) {
+      const a = await ok('POST', '/v1/allocations', { pipeline: 'support', unitKey: `u${i}` });
+      assert.equal(a.reason, 'experiment');
+      assert.equal(a.experiment, 'split');
+      assert.equal(a.strategy, a.variant === 'lean' ? 'lean' : 'even');
+      seen.set(`u${i}`, a.variant);
+      await ok('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: a.variant === 'lean' ? 0.9 : 0.7, costUsd: 0.01, usage: { reasoner: { outputTokens: 100 } } });
+    }
+    for (let i = 0; i < 10; i++) {
+      const again = await ok('POST', '/v1/allocations', { pipeline: 'support', unitKey: `u${i}` });
+      assert.equal(again.variant, seen.get(`u${i}`), 'sticky');
+    }
+    const noUnit = await ok('POST', '/v1/allocations', { pipeline: 'support' });
+    assert.equal(noUnit.reason, 'default');
+    assert.equal(noUnit.experiment, undefined);
+    const res = await eventually(async () => {
+      const r = await ok('GET', '/v1/experiments/split/results');
+      return r.phases[0].variants.reduce((s: number, v: { n: number }) => s + v.n, 0) === 60 ? r : undefined;
+    });
+    const lean = res.phases[0].variants.find((v: { variant: string }) => v.variant === 'lean');
+    assert.equal(lean.quality.mean, 0.9);
+    const cmp = res.phases[0].comparisons.find((c: { metric: string }) => c.metric === 'quality');
+    assert.ok(Math.abs(cmp.welch.diff - 0.2) < 1e-9);
+    assert.ok(res.phases[0].srm.pValue > 0);
+    await ok('POST', '/v1/experiments/split/stop');
+  });
+});
