@@ -24,17 +24,20 @@ export interface ArmStats {
 
 const f = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
 
+/** Field order of the packed per-agent sums written by apply-outcome.lua. */
+export const AGENT_SUM_FIELDS = ['n', 'util', 'consumed', 'allocated', 'trunc', 'hits', 'hit_q'] as const;
+
+export function unpackAgentSums(packed: string): Record<(typeof AGENT_SUM_FIELDS)[number], number> {
+  const parts = packed.split(' ');
+  const out = {} as Record<(typeof AGENT_SUM_FIELDS)[number], number>;
+  AGENT_SUM_FIELDS.forEach((name, i) => (out[name] = Number(parts[i] ?? 0)));
+  return out;
+}
+
 export function parseArmStats(summary: Record<string, string>, agentHash: Record<string, string>): ArmStats {
   const n = f(summary.n);
   const byAgent = new Map<string, Record<string, number>>();
-  for (const [field, value] of Object.entries(agentHash)) {
-    const cut = field.lastIndexOf('|');
-    const agent = field.slice(0, cut);
-    const metric = field.slice(cut + 1);
-    const m = byAgent.get(agent) ?? {};
-    m[metric] = Number(value);
-    byAgent.set(agent, m);
-  }
+  for (const [agent, packed] of Object.entries(agentHash)) byAgent.set(agent, unpackAgentSums(packed));
   const agents: Record<string, AgentStats> = {};
   for (const [agent, m] of [...byAgent.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     const an = m.n ?? 0;
