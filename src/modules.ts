@@ -1,5 +1,6 @@
 import { allocationModule } from './allocation/module.js';
 import { budgetsModule } from './budgets/module.js';
+import { costsModule } from './costs/module.js';
 import { feedbackModule } from './feedback/module.js';
 import { pipelinesModule } from './pipelines/routes.js';
 import { rolloutModule } from './rollout/module.js';
@@ -17,6 +18,7 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
   modules.push(pipelinesModule(core), strategiesModule(core), allocation, feedbackModule(core, all, allocation));
   modules.push(budgetsModule(core));
   modules.push(rolloutModule(core));
+  modules.push(costsModule(core));
   for (const m of modules) for (const k of m.strategyKinds ?? []) core.kinds.register(k);
   return modules;
 }

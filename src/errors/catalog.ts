@@ -49,6 +49,11 @@ export const ERROR_CATALOG = {
   MODEL_NOT_FOUND: { status: 404, message: 'The pipeline has no trained model yet.' },
   MODEL_VERSION_NOT_FOUND: { status: 404, message: 'No model version with this number for the pipeline.' },
   MODEL_INCOMPATIBLE: { status: 409, message: 'The model version was trained for another feature declaration or agent list.' },
+  // --- costs -----------------------------------------------------------------------------------
+  SESSION_NOT_FOUND: { status: 404, message: 'No spans are stored for this session.' },
+  PRICE_OVERRIDE_NOT_FOUND: { status: 404, message: 'No price override for this tenant.' },
+  UNSUPPORTED_CONTENT_ENCODING: { status: 415, message: 'The body must be sent uncompressed or with Content-Encoding: gzip.' },
+  INVALID_CONTENT_ENCODING: { status: 400, message: 'The gzip body could not be decompressed.' },
   // --- infrastructure ------------------------------------------------------------------------
   QUEUE_UNAVAILABLE: { status: 503, message: 'The outcome could not be queued; nothing was accepted. Retry.' },
   REDIS_UNAVAILABLE: { status: 503, message: 'The store is unreachable. Retry.' },

@@ -14,6 +14,8 @@ export interface Metrics {
   readonly reservationsExpired: Counter;
   readonly budgetAlerts: Counter<'threshold'>;
   readonly budgetAlertDeliveries: Counter<'result'>;
+  /** Spans received by the cost domain, by result (stored, duplicate, rejected). */
+  readonly spans: Counter<'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -82,6 +84,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     budgetAlertDeliveries: new Counter({
       name: 'apportion_budget_alert_deliveries_total',
       help: 'Alert webhook POST attempts by result (ok, failed).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    spans: new Counter({
+      name: 'apportion_spans_total',
+      help: 'Spans received (POST /v1/spans and /v1/traces), by result (stored, duplicate, rejected).',
       labelNames: ['result'],
       registers: [registry],
     }),

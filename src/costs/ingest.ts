@@ -1,0 +1,186 @@
+import type { Redis } from 'ioredis';
+import type { ControlView } from '../control/view.js';
+import type { Keys } from '../redis/keys.js';
+import { runScript } from '../redis/scripts.js';
+import type { CostKeys } from './keys.js';
+import type { ModelOverride, Pricer } from './pricing.js';
+import { contribution, encodeContribution, rollupNames } from './rollup-vector.js';
+import { decodeSpan, encodeSpan, type Span } from './span.js';
+import { resolveTrace, type ResolvedTrace } from './tree.js';
+
+export interface IngestResult {
+  accepted: number;
+  duplicates: number;
+  /** Index into the input array and why the span was refused. */
+  refused: { index: number; reason: string }[];
+}
+
+export interface SpanStoreDeps {
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly costKeys: CostKeys;
+  readonly pricer: Pricer;
+  readonly view: () => ControlView;
+  readonly retentionSeconds: number;
+  readonly maxSpansPerTrace: number;
+}
+
+interface DecisionInfo {
+  readonly pipeline: string;
+  readonly budgets: string;
+}
+
+/** Bounded memo: cleared whole when full (cheap, and a miss only costs an idempotent write). */
+class Memo<V> {
+  private readonly m = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  get(k: string): V | undefined {
+    return this.m.get(k);
+  }
+  has(k: string): boolean {
+    return this.m.has(k);
+  }
+  set(k: string, v: V): void {
+    if (this.m.size >= this.max) this.m.clear();
+    this.m.set(k, v);
+  }
+}
+
+/** Per-tenant overrides from the control plane (`priceOverrides` documents; id = customer or `*`). */
+export function overridesOf(view: ControlView): (customer: string | undefined) => readonly ModelOverride[] | undefined {
+  return view.memo('costs:overrides', () => {
+    const byTenant = new Map<string, readonly ModelOverride[]>();
+    for (const v of view.raw.kinds.priceOverrides.values()) byTenant.set(v.id, (v.doc as { models: ModelOverride[] }).models);
+    const all = byTenant.get('*');
+    return (customer: string | undefined) => (customer !== undefined ? byTenant.get(customer) : undefined) ?? all;
+  });
+}
+
+/**
+ * Stores spans and keeps the rollups equal to the trees. Per request: one Lua call per trace stores its new
+ * spans once and returns the trace (compact lines); the trees are rebuilt in memory; one Lua call in the rollup
+ * slot replaces each trace's previous contribution by the new one; then the session and pipeline indexes are
+ * written (idempotent set/zset adds). All calls go through the auto-pipelined connection.
+ */
+export class SpanStore {
+  private readonly decisions = new Memo<DecisionInfo | null>(50_000);
+  private readonly indexed = new Memo<true>(200_000);
+
+  constructor(private readonly d: SpanStoreDeps) {}
+
+  resolve(traceId: string, spans: readonly Span[]): ResolvedTrace {
+    return resolveTrace(traceId, spans, { pricer: this.d.pricer, overridesFor: overridesOf(this.d.view()) });
+  }
+
+  async ingest(spans: readonly Span[]): Promise<IngestResult> {
+    const byTrace = new Map<string, number[]>();
+    spans.forEach((s, i) => {
+      let l = byTrace.get(s.traceId);
+      if (!l) byTrace.set(s.traceId, (l = []));
+      l.push(i);
+    });
+    const result: IngestResult = { accepted: 0, duplicates: 0, refused: [] };
+    const traces = await Promise.all(
+      [...byTrace].map(async ([traceId, idx]) => {
+        const args: (string | number)[] = [this.d.retentionSeconds, this.d.maxSpansPerTrace];
+        // A span repeated inside one batch is stored once: the first occurrence wins, like across batches.
+        for (const i of idx) args.push(spans[i]!.spanId, encodeSpan(spans[i]!));
+        const res = await runScript<[number, string, ...string[]]>(
+          this.d.redis,
+          'spanIngest',
+          [this.d.costKeys.traceSpans(traceId), this.d.costKeys.traceVersion(traceId)],
+          args,
+        );
+        const [version, statuses, ...lines] = res;
+        idx.forEach((i, k) => {
+          const st = statuses[k];
+          if (st === '1') result.accepted++;
+          else if (st === '0') result.duplicates++;
+          else result.refused.push({ index: i, reason: `trace ${traceId} already holds ${this.d.maxSpansPerTrace} spans (APPORTION_MAX_SPANS_PER_TRACE)` });
+        });
+        const trace = this.resolve(
+          traceId,
+          lines.map((l) => decodeSpan(traceId, l)),
+        );
+        return { traceId, version: Number(version), trace };
+      }),
+    );
+    await this.applyRollups(traces);
+    await this.index(traces);
+    return result;
+  }
+
+  /** Replaces each trace's contribution in the rollups (idempotent; see cost-rollup.lua). */
+  async applyRollups(traces: readonly { traceId: string; version: number; trace: ResolvedTrace }[]): Promise<void> {
+    if (traces.length === 0) return;
+    const names = new Set<string>();
+    for (const t of traces) for (const n of rollupNames(t.trace)) names.add(n);
+    const nameList = [...names];
+    const keys = [...traces.map((t) => this.d.costKeys.applied(t.traceId)), ...nameList.map((n) => this.d.costKeys.rollup(n))];
+    const args: (string | number)[] = [traces.length, this.d.retentionSeconds, ...nameList];
+    for (const t of traces) args.push(t.version, encodeContribution(contribution(t.trace)));
+    await runScript(this.d.redis, 'costRollup', keys, args, true);
+  }
+
+  /** Session → traces and pipeline → decisions/traces indexes; each pair written once per process. */
+  private async index(traces: readonly { traceId: string; trace: ResolvedTrace }[]): Promise<void> {
+    const r = this.d.redis;
+    const ck = this.d.costKeys;
+    const ttl = this.d.retentionSeconds;
+    const writes: Promise<unknown>[] = [];
+    for (const { traceId, trace } of traces) {
+      const sessions = new Set<string>();
+      const decisions = new Set<string>();
+      for (const n of trace.nodes) {
+        sessions.add(n.sessionId);
+        if (n.decisionId) decisions.add(n.decisionId);
+      }
+      for (const s of sessions) {
+        const k = `s\x1f${s}\x1f${traceId}`;
+        if (this.indexed.has(k)) continue;
+        this.indexed.set(k, true);
+        writes.push(r.sadd(ck.sessionTraces(s), traceId), r.expire(ck.sessionTraces(s), ttl));
+      }
+      for (const d of decisions) {
+        const k = `d\x1f${d}\x1f${traceId}`;
+        if (this.indexed.has(k)) continue;
+        writes.push(
+          this.decision(d).then(async (info) => {
+            if (!info) return;
+            this.indexed.set(k, true);
+            const z = ck.pipelineTraces(info.pipeline);
+            await Promise.all([
+              r.zadd(z, 'NX', Date.now(), `${d}/${traceId}`),
+              r.expire(z, ttl),
+              r.set(ck.pipelineBudget(info.pipeline, d), info.budgets, 'EX', ttl, 'NX'),
+            ]);
+          }),
+        );
+      }
+    }
+    await Promise.all(writes);
+  }
+
+  private async decision(id: string): Promise<DecisionInfo | null> {
+    const hit = this.decisions.get(id);
+    if (hit !== undefined) return hit;
+    const json = await this.d.redis.get(this.d.keys.decision(id));
+    let info: DecisionInfo | null = null;
+    if (json) {
+      const rec = JSON.parse(json) as { pipeline: string; budgets: Record<string, number> };
+      info = { pipeline: rec.pipeline, budgets: JSON.stringify(rec.budgets) };
+    }
+    // An unknown decision is not remembered: its record may simply not be written yet.
+    if (info) this.decisions.set(id, info);
+    return info;
+  }
+
+  /** Reads and resolves whole traces. */
+  async readTraces(traceIds: readonly string[]): Promise<ResolvedTrace[]> {
+    const all = await Promise.all(traceIds.map((t) => this.d.redis.hvals(this.d.costKeys.traceSpans(t))));
+    return traceIds.flatMap((t, i) => {
+      const lines = all[i]!;
+      return lines.length ? [this.resolve(t, lines.map((l) => decodeSpan(t, l)))] : [];
+    });
+  }
+}

@@ -1,0 +1,314 @@
+import { createGunzip } from 'node:zlib';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { PassThrough, type Readable } from 'node:stream';
+import { AppError } from '../errors/app-error.js';
+import { errorResponses } from '../http/common.js';
+import type { Core, ModuleParts } from '../runtime.js';
+import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './envelopes.js';
+import { SpanStore } from './ingest.js';
+import { costKeys } from './keys.js';
+import { mapOtlp, type OtlpRequest } from './otlp.js';
+import { Pricer } from './pricing.js';
+import { costReport, reportCsv } from './reports.js';
+import { DIMENSIONS, type Dimension } from './rollup-vector.js';
+import { checkSpan, PriceOverrideBody, SpansBody, SpansResult, TenantParams, type Rejected } from './schema.js';
+import { sessionCosts } from './session.js';
+import type { Span } from './span.js';
+
+/** Accepts `Content-Encoding: gzip` (OTLP exporters compress); the body limit applies to the inflated bytes. */
+async function gunzipIfNeeded(req: FastifyRequest, _reply: unknown, payload: Readable): Promise<Readable> {
+  const enc = String(req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
+  if (enc === 'identity' || enc === '') return payload;
+  if (enc !== 'gzip') throw new AppError('UNSUPPORTED_CONTENT_ENCODING', `headers/content-encoding: "${enc}" is not supported (gzip or identity)`);
+  const gunzip = createGunzip();
+  const out = new PassThrough() as PassThrough & { receivedEncodedLength?: number };
+  let encoded = 0;
+  out.receivedEncodedLength = 0;
+  payload.on('data', (c: Buffer) => {
+    encoded += c.length;
+    // Fastify compares Content-Length with the bytes received on the wire, not the inflated ones.
+    out.receivedEncodedLength = encoded;
+  });
+  payload.on('error', (e) => out.destroy(e));
+  gunzip.on('error', (e) => out.destroy(new AppError('INVALID_CONTENT_ENCODING', `body: not valid gzip (${e.message})`)));
+  payload.pipe(gunzip).pipe(out);
+  return out;
+}
+
+const SessionParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 300 }) });
+const ReportQuery = Type.Object(
+  {
+    groupBy: Type.Union(DIMENSIONS.map((d) => Type.Literal(d))),
+    from: Type.Optional(Type.String({ description: 'First day, YYYY-MM-DD (UTC). Default: 29 days before `to`.' })),
+    to: Type.Optional(Type.String({ description: 'Last day, YYYY-MM-DD (UTC). Default: today.' })),
+    format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('csv')])),
+  },
+  { additionalProperties: false },
+);
+const EnvelopeQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$', description: 'Sessions sampled (newest first). Default 500.' })),
+    includeFailed: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])),
+  },
+  { additionalProperties: false },
+);
+const PipelineIdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }) });
+const OtlpBody = Type.Object({ resourceSpans: Type.Optional(Type.Array(Type.Unknown())) }, { description: 'OTLP ExportTraceServiceRequest (JSON).' });
+const OtlpResponse = Type.Object({
+  partialSuccess: Type.Object({ rejectedSpans: Type.Integer(), errorMessage: Type.String() }),
+});
+const Loose = Type.Object({}, { additionalProperties: true });
+
+export interface CostsModule extends ModuleParts {
+  readonly spans: SpanStore;
+}
+
+/** Cost attribution: span and OTLP ingest, prices, cost trees, rollups and showback, envelopes. */
+export function costsModule(core: Core): CostsModule {
+  const ck = costKeys(core.keys);
+  const retentionSeconds = core.config.spanRetentionDays * 86_400;
+  const spans = new SpanStore({
+    redis: core.redis,
+    keys: core.keys,
+    costKeys: ck,
+    pricer: new Pricer(),
+    view: core.view,
+    retentionSeconds,
+    maxSpansPerTrace: core.config.maxSpansPerTrace,
+  });
+
+  const store = async (list: Span[]) => {
+    try {
+      return await spans.ingest(list);
+    } catch (e) {
+      throw new AppError('REDIS_UNAVAILABLE', `span store unreachable: ${(e as Error).message}`);
+    }
+  };
+
+  return {
+    name: 'costs',
+    spans,
+    routes(app: FastifyInstance) {
+      app.post(
+        '/v1/spans',
+        {
+          config: { access: 'client' },
+          preParsing: gunzipIfNeeded,
+          schema: {
+            tags: ['costs'],
+            summary: 'Ingest canonical spans (idempotent on traceId + spanId; bad spans rejected one by one)',
+            body: SpansBody,
+            response: { 200: SpansResult, ...errorResponses },
+          },
+        },
+        async (req) => {
+          const body = req.body as SpansBody;
+          const good: Span[] = [];
+          const goodIndex: number[] = [];
+          const rejected: Rejected[] = [];
+          body.spans.forEach((raw, i) => {
+            const c = checkSpan(raw, i);
+            if (c.ok) {
+              good.push(c.span);
+              goodIndex.push(i);
+            } else {
+              const r = raw as { traceId?: unknown; spanId?: unknown } | null;
+              rejected.push({
+                index: i,
+                ...(typeof r?.traceId === 'string' ? { traceId: r.traceId } : {}),
+                ...(typeof r?.spanId === 'string' ? { spanId: r.spanId } : {}),
+                reason: c.reason,
+              });
+            }
+          });
+          const res = await store(good);
+          for (const f of res.refused) {
+            const s = good[f.index]!;
+            rejected.push({ index: goodIndex[f.index]!, traceId: s.traceId, spanId: s.spanId, reason: f.reason });
+          }
+          rejected.sort((a, b) => a.index - b.index);
+          core.metrics.spans.inc({ result: 'stored' }, res.accepted);
+          core.metrics.spans.inc({ result: 'duplicate' }, res.duplicates);
+          core.metrics.spans.inc({ result: 'rejected' }, rejected.length);
+          return { accepted: res.accepted, duplicates: res.duplicates, rejected };
+        },
+      );
+
+      app.post(
+        '/v1/traces',
+        {
+          config: { access: 'client' },
+          preParsing: gunzipIfNeeded,
+          schema: {
+            tags: ['costs'],
+            summary: 'OTLP/HTTP JSON trace export (GenAI semantic conventions); gzip accepted',
+            body: OtlpBody,
+            response: { 200: OtlpResponse, ...errorResponses },
+          },
+        },
+        async (req) => {
+          const mapped = mapOtlp(req.body as OtlpRequest);
+          const res = await store(mapped.spans);
+          const reasons = [...mapped.rejected.map((r) => r.reason), ...res.refused.map((r) => r.reason)];
+          core.metrics.spans.inc({ result: 'stored' }, res.accepted);
+          core.metrics.spans.inc({ result: 'duplicate' }, res.duplicates);
+          core.metrics.spans.inc({ result: 'rejected' }, reasons.length);
+          const distinct = [...new Set(reasons)];
+          return {
+            partialSuccess: {
+              rejectedSpans: reasons.length,
+              errorMessage: distinct.length ? `${reasons.length} span(s) rejected: ${distinct.slice(0, 5).join('; ')}` : '',
+            },
+          };
+        },
+      );
+
+      app.get(
+        '/v1/sessions/:id/cost-tree',
+        {
+          schema: {
+            tags: ['costs'],
+            summary: 'A session’s cost tree: self and subtree cost per span, claims, breakdowns, retries, coordinator overhead',
+            params: SessionParams,
+            response: { 200: Loose, ...errorResponses },
+          },
+        },
+        async (req) => {
+          const { id } = req.params as { id: string };
+          const traceIds = await core.redis.smembers(ck.sessionTraces(id));
+          const traces = await spans.readTraces(traceIds.sort());
+          const view = sessionCosts(id, traces);
+          if (view.nodes.length === 0) throw new AppError('SESSION_NOT_FOUND', `params/id: no spans stored for session "${id}"`);
+          return view;
+        },
+      );
+
+      app.get(
+        '/v1/reports/costs',
+        {
+          schema: {
+            tags: ['costs'],
+            summary: 'Showback: cost and tokens grouped by customer, team, agent, model or day',
+            querystring: ReportQuery,
+            response: { 200: Loose, ...errorResponses },
+          },
+        },
+        async (req, reply) => {
+          const q = req.query as { groupBy: Dimension; from?: string; to?: string; format?: 'json' | 'csv' };
+          const report = await costReport(core.redis, ck, q.groupBy, q.from, q.to);
+          if (q.format === 'csv') return reply.type('text/csv; charset=utf-8').send(reportCsv(report));
+          return report;
+        },
+      );
+
+      app.get(
+        '/v1/pipelines/:id/envelopes',
+        {
+          schema: {
+            tags: ['costs'],
+            summary: 'Per-role budget envelopes from traces: P50/P95/P99 tokens and cost, 1.5 × P95, flags',
+            params: PipelineIdParams,
+            querystring: EnvelopeQuery,
+            response: { 200: Loose, ...errorResponses },
+          },
+        },
+        async (req) => {
+          const { id } = req.params as { id: string };
+          const q = req.query as { limit?: string; includeFailed?: 'true' | 'false' };
+          const pipeline = core.view().pipelines.get(id);
+          if (!pipeline) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
+          const limit = Math.min(Math.max(Number(q.limit ?? 500), 1), 10_000);
+          const includeFailed = q.includeFailed === 'true';
+          return envelopes(id, pipeline.agents, limit, includeFailed);
+        },
+      );
+
+      app.put(
+        '/v1/price-overrides/:tenant',
+        {
+          schema: {
+            tags: ['costs'],
+            summary: 'Set a tenant’s negotiated prices (USD per million tokens); `*` applies to tenants without their own',
+            params: TenantParams,
+            body: PriceOverrideBody,
+            response: { 200: Loose, ...errorResponses },
+          },
+        },
+        async (req) => {
+          const { tenant } = req.params as { tenant: string };
+          const body = req.body as PriceOverrideBody;
+          const version = await core.store.put('priceOverrides', tenant, body);
+          await core.snapshot.refresh();
+          return { tenant, version, ...body };
+        },
+      );
+      app.get(
+        '/v1/price-overrides/:tenant',
+        { schema: { tags: ['costs'], summary: 'A tenant’s price override', params: TenantParams, response: { 200: Loose, ...errorResponses } } },
+        async (req) => {
+          const { tenant } = req.params as { tenant: string };
+          const v = core.view().raw.kinds.priceOverrides.get(tenant);
+          if (!v) throw new AppError('PRICE_OVERRIDE_NOT_FOUND', `params/tenant: no price override for "${tenant}"`);
+          return { tenant, version: v.version, ...(v.doc as object) };
+        },
+      );
+      app.delete(
+        '/v1/price-overrides/:tenant',
+        { schema: { tags: ['costs'], summary: 'Remove a tenant’s price override', params: TenantParams, response: { 200: Loose, ...errorResponses } } },
+        async (req) => {
+          const { tenant } = req.params as { tenant: string };
+          const n = await core.store.delete([{ kind: 'priceOverrides', id: tenant }]);
+          if (n === 0) throw new AppError('PRICE_OVERRIDE_NOT_FOUND', `params/tenant: no price override for "${tenant}"`);
+          await core.snapshot.refresh();
+          return { tenant, deleted: true };
+        },
+      );
+    },
+  };
+
+  async function envelopes(pipelineId: string, agents: readonly { name: string; maxTokens?: number | undefined }[], limit: number, includeFailed: boolean) {
+    // Newest first; a decision may span several traces, so read more members than sessions wanted.
+    const members = await core.redis.zrevrange(ck.pipelineTraces(pipelineId), 0, limit * 4 - 1);
+    const tracesOf = new Map<string, string[]>();
+    for (const m of members) {
+      const cut = m.indexOf('/');
+      const d = m.slice(0, cut);
+      if (!tracesOf.has(d) && tracesOf.size >= limit) continue;
+      let l = tracesOf.get(d);
+      if (!l) tracesOf.set(d, (l = []));
+      l.push(m.slice(cut + 1));
+    }
+    const decisionIds = [...tracesOf.keys()];
+    const allTraces = [...new Set([...tracesOf.values()].flat())];
+    const [resolved, budgets] = await Promise.all([
+      spans.readTraces(allTraces),
+      decisionIds.length ? core.redis.mget(decisionIds.map((d) => ck.pipelineBudget(pipelineId, d))) : Promise.resolve([] as (string | null)[]),
+    ]);
+    const byId = new Map(resolved.map((t) => [t.traceId, t]));
+    const uses = new Map<string, RoleUse[]>();
+    let sessions = 0;
+    let skippedFailed = 0;
+    decisionIds.forEach((d, i) => {
+      const traces = tracesOf.get(d)!.flatMap((t) => (byId.has(t) ? [byId.get(t)!] : []));
+      const u = decisionUses(d, traces);
+      if (u.failed && !includeFailed) {
+        skippedFailed++;
+        return;
+      }
+      sessions++;
+      const b = budgets[i] ? (JSON.parse(budgets[i]!) as Record<string, number>) : undefined;
+      for (const [agent, x] of u.byAgent) {
+        let l = uses.get(agent);
+        if (!l) uses.set(agent, (l = []));
+        const budget = b?.[agent];
+        l.push({ tokens: x.tokens, costNano: x.costNano, ...(budget !== undefined ? { budget } : {}) });
+      }
+    });
+    const known = new Map(agents.map((a) => [a.name, a]));
+    const roles: RoleEnvelope[] = [];
+    for (const a of agents) roles.push(roleEnvelope(a.name, uses.get(a.name) ?? [], a.maxTokens, true));
+    for (const [agent, l] of uses) if (!known.has(agent)) roles.push(roleEnvelope(agent, l, undefined, false));
+    return { pipeline: pipelineId, sessions, skippedFailed, sample: { limit, includeFailed }, roles };
+  }
+}

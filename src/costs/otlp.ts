@@ -1,0 +1,317 @@
+import { clean, usdToNano, type Span, type SpanKind, type SpanStatus } from './span.js';
+import { parseTime } from './schema.js';
+
+/**
+ * OTLP/HTTP JSON (ExportTraceServiceRequest) → canonical spans, reading the OpenTelemetry GenAI semantic
+ * conventions, their deprecated names and OpenInference's `llm.*` attributes. Each attribute list is walked
+ * once per span (a switch on the key), never re-serialised.
+ */
+
+interface AnyValue {
+  stringValue?: string;
+  intValue?: string | number;
+  doubleValue?: number | string;
+  boolValue?: boolean;
+}
+interface KeyValue {
+  key?: string;
+  value?: AnyValue;
+}
+interface OtlpSpan {
+  traceId?: string;
+  spanId?: string;
+  parentSpanId?: string;
+  name?: string;
+  startTimeUnixNano?: string | number;
+  endTimeUnixNano?: string | number;
+  attributes?: KeyValue[];
+  status?: { code?: number | string };
+}
+interface ScopeSpans {
+  spans?: OtlpSpan[];
+}
+interface ResourceSpans {
+  resource?: { attributes?: KeyValue[] };
+  scopeSpans?: ScopeSpans[];
+  /** Pre-1.0 name of scopeSpans, still sent by some exporters. */
+  instrumentationLibrarySpans?: ScopeSpans[];
+}
+export interface OtlpRequest {
+  resourceSpans?: ResourceSpans[];
+}
+
+export interface OtlpMapped {
+  readonly spans: Span[];
+  readonly rejected: { traceId?: string; spanId?: string; reason: string }[];
+}
+
+/** What we read from attributes (span attributes win over resource attributes). */
+interface Attrs {
+  input?: number;
+  output?: number;
+  cacheRead?: number;
+  cacheWrite?: number;
+  reasoning?: number;
+  requestModel?: string;
+  responseModel?: string;
+  provider?: string;
+  agent?: string;
+  operation?: string;
+  session?: string;
+  conversation?: string;
+  user?: string;
+  customer?: string;
+  team?: string;
+  task?: string;
+  decisionId?: string;
+  attempt?: number;
+  costUsd?: number;
+  oiKind?: string;
+}
+
+function str(v: AnyValue | undefined): string | undefined {
+  if (!v) return undefined;
+  if (v.stringValue !== undefined) return v.stringValue === '' ? undefined : v.stringValue;
+  if (v.intValue !== undefined) return String(v.intValue);
+  if (v.doubleValue !== undefined) return String(v.doubleValue);
+  if (v.boolValue !== undefined) return String(v.boolValue);
+  return undefined;
+}
+
+/** Integers may come as strings or numbers (OTLP JSON int64); anything else is ignored. */
+function int(v: AnyValue | undefined): number | undefined {
+  if (!v) return undefined;
+  const raw = v.intValue ?? v.doubleValue ?? v.stringValue;
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  return Number.isFinite(n) && n >= 0 ? Math.round(n) : undefined;
+}
+
+function num(v: AnyValue | undefined): number | undefined {
+  if (!v) return undefined;
+  const raw = v.doubleValue ?? v.intValue ?? v.stringValue;
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
+function read(list: KeyValue[] | undefined, into: Attrs): void {
+  if (!Array.isArray(list)) return;
+  for (const kv of list) {
+    const v = kv?.value;
+    switch (kv?.key) {
+      case 'gen_ai.usage.input_tokens':
+        into.input = int(v);
+        break;
+      case 'gen_ai.usage.prompt_tokens':
+      case 'llm.token_count.prompt':
+        into.input ??= int(v);
+        break;
+      case 'gen_ai.usage.output_tokens':
+        into.output = int(v);
+        break;
+      case 'gen_ai.usage.completion_tokens':
+      case 'llm.token_count.completion':
+        into.output ??= int(v);
+        break;
+      case 'gen_ai.usage.cache_read.input_tokens':
+        into.cacheRead = int(v);
+        break;
+      case 'gen_ai.usage.cache_read_input_tokens':
+      case 'llm.token_count.prompt_details.cache_read':
+        into.cacheRead ??= int(v);
+        break;
+      case 'gen_ai.usage.cache_creation.input_tokens':
+        into.cacheWrite = int(v);
+        break;
+      case 'gen_ai.usage.cache_creation_input_tokens':
+      case 'llm.token_count.prompt_details.cache_write':
+        into.cacheWrite ??= int(v);
+        break;
+      case 'gen_ai.usage.reasoning.output_tokens':
+        into.reasoning = int(v);
+        break;
+      case 'llm.token_count.completion_details.reasoning':
+        into.reasoning ??= int(v);
+        break;
+      case 'gen_ai.request.model':
+        into.requestModel = str(v);
+        break;
+      case 'gen_ai.response.model':
+        into.responseModel = str(v);
+        break;
+      case 'llm.model_name':
+        into.requestModel ??= str(v);
+        break;
+      case 'gen_ai.provider.name':
+        into.provider = str(v);
+        break;
+      case 'gen_ai.system':
+      case 'llm.provider':
+      case 'llm.system':
+        into.provider ??= str(v);
+        break;
+      case 'gen_ai.agent.name':
+      case 'apportion.agent':
+        into.agent = str(v);
+        break;
+      case 'gen_ai.agent.id':
+      case 'agent.name':
+        into.agent ??= str(v);
+        break;
+      case 'gen_ai.operation.name':
+        into.operation = str(v);
+        break;
+      case 'openinference.span.kind':
+        into.oiKind = str(v);
+        break;
+      case 'session.id':
+      case 'apportion.session_id':
+        into.session = str(v);
+        break;
+      case 'gen_ai.conversation.id':
+        into.conversation = str(v);
+        break;
+      case 'user.id':
+        into.user = str(v);
+        break;
+      case 'apportion.customer':
+      case 'customer.id':
+        into.customer = str(v);
+        break;
+      case 'apportion.team':
+      case 'team.id':
+        into.team = str(v);
+        break;
+      case 'apportion.task':
+        into.task = str(v);
+        break;
+      case 'apportion.decision_id':
+        into.decisionId = str(v);
+        break;
+      case 'apportion.attempt':
+        into.attempt = int(v);
+        break;
+      case 'apportion.cost_usd':
+      case 'gen_ai.usage.cost':
+        into.costUsd = num(v);
+        break;
+    }
+  }
+}
+
+const LLM_OPS = new Set(['chat', 'text_completion', 'generate_content', 'embeddings', 'completion', 'responses']);
+const AGENT_OPS = new Set(['invoke_agent', 'create_agent']);
+
+function kindOf(a: Attrs, hasUsage: boolean): SpanKind {
+  const op = a.operation;
+  if (op && LLM_OPS.has(op)) return 'llm';
+  if (op && AGENT_OPS.has(op)) return 'agent';
+  if (op === 'execute_tool') return 'tool';
+  switch (a.oiKind?.toUpperCase()) {
+    case 'LLM':
+    case 'EMBEDDING':
+      return 'llm';
+    case 'AGENT':
+      return 'agent';
+    case 'TOOL':
+      return 'tool';
+  }
+  return hasUsage || a.requestModel || a.responseModel ? 'llm' : 'other';
+}
+
+/** OTLP JSON ids are hex; the protobuf JSON mapping's base64 is accepted too. */
+function hexId(id: string | undefined, bytes: number): string | undefined {
+  if (typeof id !== 'string' || id === '') return undefined;
+  if (id.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(id)) return id.toLowerCase();
+  const b = Buffer.from(id, 'base64');
+  return b.length === bytes ? b.toString('hex') : undefined;
+}
+
+function nanosToMs(v: string | number | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'number') return Math.floor(v / 1e6);
+  if (!/^\d{1,20}$/.test(v)) return undefined;
+  return v.length <= 6 ? 0 : Number(v.slice(0, -6));
+}
+
+function statusOf(code: number | string | undefined): SpanStatus {
+  if (code === 2 || code === 'STATUS_CODE_ERROR') return 'error';
+  if (code === 1 || code === 'STATUS_CODE_OK') return 'ok';
+  return 'unset';
+}
+
+const MAX_LABEL = 256;
+const label = (s: string | undefined) => (s === undefined ? undefined : clean(s.slice(0, MAX_LABEL)));
+
+export function mapOtlp(body: OtlpRequest): OtlpMapped {
+  const spans: Span[] = [];
+  const rejected: OtlpMapped['rejected'] = [];
+  for (const rs of Array.isArray(body?.resourceSpans) ? body.resourceSpans : []) {
+    const res: Attrs = {};
+    read(rs?.resource?.attributes, res);
+    const scopes = rs?.scopeSpans ?? rs?.instrumentationLibrarySpans ?? [];
+    for (const ss of Array.isArray(scopes) ? scopes : []) {
+      for (const os of Array.isArray(ss?.spans) ? ss.spans : []) {
+        const traceId = hexId(os?.traceId, 16);
+        const spanId = hexId(os?.spanId, 8);
+        if (!traceId || !spanId) {
+          rejected.push({ reason: 'traceId/spanId must be 16/8 bytes, hex or base64' });
+          continue;
+        }
+        const start = nanosToMs(os.startTimeUnixNano);
+        const end = nanosToMs(os.endTimeUnixNano);
+        const startMs = start === undefined ? undefined : parseTime(start);
+        const endMs = end === undefined ? undefined : parseTime(end);
+        if (startMs === undefined || endMs === undefined || endMs < startMs) {
+          rejected.push({ traceId, spanId, reason: `span ${spanId}: startTimeUnixNano/endTimeUnixNano missing, out of range or reversed` });
+          continue;
+        }
+        const a: Attrs = {};
+        read(os.attributes, a);
+        const hasUsage = a.input !== undefined || a.output !== undefined;
+        let usage: Span['usage'];
+        if (hasUsage) {
+          const cr = a.cacheRead ?? 0;
+          const cw = a.cacheWrite ?? 0;
+          let input = a.input ?? 0;
+          // Semantic conventions count cached tokens inside input_tokens; instrumentations that follow
+          // Anthropic's API report them apart (input < cache). Then input is the uncached part: add them.
+          if (cr + cw > input) input += cr + cw;
+          const output = a.output ?? 0;
+          usage = { input, output, cacheRead: cr, cacheWrite: cw, reasoning: Math.min(a.reasoning ?? 0, output) };
+        }
+        const parent = hexId(os.parentSpanId, 8);
+        const model = a.responseModel ?? a.requestModel;
+        const provider = a.provider ?? res.provider;
+        const session = a.session ?? a.conversation ?? res.session ?? res.conversation;
+        const customer = a.customer ?? a.user ?? res.customer ?? res.user;
+        const team = a.team ?? res.team;
+        const agent = a.agent;
+        const task = a.task ?? res.task;
+        const decisionId = a.decisionId ?? res.decisionId;
+        const costUsd = a.costUsd;
+        spans.push({
+          traceId,
+          spanId,
+          kind: kindOf(a, hasUsage),
+          status: statusOf(os.status?.code),
+          start: startMs,
+          end: endMs,
+          ...(parent ? { parentSpanId: parent } : {}),
+          ...(session !== undefined ? { sessionId: label(session)! } : {}),
+          ...(agent !== undefined ? { agent: label(agent)! } : {}),
+          ...(task !== undefined ? { task: label(task)! } : {}),
+          ...(customer !== undefined ? { customer: label(customer)! } : {}),
+          ...(team !== undefined ? { team: label(team)! } : {}),
+          ...(provider !== undefined ? { provider: label(provider)! } : {}),
+          ...(model !== undefined ? { model: label(model)! } : {}),
+          ...(typeof os.name === 'string' && os.name !== '' ? { name: label(os.name)! } : {}),
+          ...(a.attempt !== undefined && a.attempt >= 1 ? { attempt: a.attempt } : {}),
+          ...(decisionId !== undefined && /^[A-Za-z0-9_-]{16,64}$/.test(decisionId) ? { decisionId } : {}),
+          ...(usage ? { usage } : {}),
+          ...(costUsd !== undefined && costUsd <= 1_000_000 ? { providedNano: usdToNano(costUsd) } : {}),
+        });
+      }
+    }
+  }
+  return { spans, rejected };
+}

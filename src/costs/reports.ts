@@ -1,0 +1,97 @@
+import type { Redis } from 'ioredis';
+import { AppError } from '../errors/app-error.js';
+import type { CostKeys } from './keys.js';
+import { DIMENSIONS, FIELD_SEP, dayOf, type Dimension } from './rollup-vector.js';
+import { TOTAL_FIELDS, zeroTotals, type Totals } from './tree.js';
+import { totalsView, type TotalsView } from './views.js';
+
+export interface ReportRow extends TotalsView {
+  key: string;
+}
+
+export interface CostReport {
+  groupBy: Dimension;
+  from: string;
+  to: string;
+  rows: ReportRow[];
+  total: TotalsView;
+}
+
+const DAY_MS = 86_400_000;
+const MAX_DAYS = 400;
+
+function parseDay(v: string, field: string): number {
+  const m = /^(\d{4}-\d{2}-\d{2})/.exec(v);
+  const ms = m ? Date.parse(`${m[1]}T00:00:00Z`) : Number.NaN;
+  if (!Number.isFinite(ms)) throw new AppError('VALIDATION_FAILED', `querystring/${field} must be a date (YYYY-MM-DD), got "${v}"`);
+  return ms;
+}
+
+/** Days covered by [from, to] (inclusive, UTC). Default: the last 30 days. */
+export function dayRange(from: string | undefined, to: string | undefined, now = Date.now()): string[] {
+  const end = to !== undefined ? parseDay(to, 'to') : Date.parse(`${dayOf(now)}T00:00:00Z`);
+  const start = from !== undefined ? parseDay(from, 'from') : end - 29 * DAY_MS;
+  if (start > end) throw new AppError('VALIDATION_FAILED', 'querystring/from is after to');
+  if ((end - start) / DAY_MS >= MAX_DAYS) throw new AppError('VALIDATION_FAILED', `querystring/from..to spans more than ${MAX_DAYS} days`);
+  const days: string[] = [];
+  for (let d = start; d <= end; d += DAY_MS) days.push(dayOf(d));
+  return days;
+}
+
+/** Showback: rollups of one dimension over a day range. Every dimension sums the same counted spans. */
+export async function costReport(redis: Redis, ck: CostKeys, groupBy: Dimension, from?: string, to?: string): Promise<CostReport> {
+  if (!DIMENSIONS.includes(groupBy)) throw new AppError('VALIDATION_FAILED', `querystring/groupBy must be one of ${DIMENSIONS.join(', ')}`);
+  const days = dayRange(from, to);
+  const hashes = await Promise.all(days.map((d) => redis.hgetall(ck.rollup(`${groupBy}:${d}`))));
+  const groups = new Map<string, Totals>();
+  const total = zeroTotals();
+  const fields = new Set<string>(TOTAL_FIELDS);
+  for (const h of hashes) {
+    for (const [f, v] of Object.entries(h)) {
+      const cut = f.lastIndexOf(FIELD_SEP);
+      const key = f.slice(0, cut);
+      const metric = f.slice(cut + 1) as keyof Totals;
+      if (!fields.has(metric)) continue;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = zeroTotals()));
+      const n = Number(v);
+      g[metric] += n;
+      total[metric] += n;
+    }
+  }
+  const rows = [...groups]
+    .map(([key, t]) => ({ key, ...totalsView(t) }))
+    .filter((r) => r.calls !== 0 || r.unmeteredCalls !== 0)
+    .sort((a, b) => b.costNano - a.costNano || (a.key < b.key ? -1 : 1));
+  return { groupBy, from: days[0]!, to: days[days.length - 1]!, rows, total: totalsView(total) };
+}
+
+const CSV_HEADER = ['key', 'calls', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'cost_usd', 'provided_usd', 'computed_usd', 'unpriced_calls', 'unpriced_tokens', 'unmetered_calls'];
+
+function csvCell(v: string | number): string {
+  const s = String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** CSV for showback (USD with 9 decimals: exact nano-USD). */
+export function reportCsv(r: CostReport): string {
+  const usd = (nano: number) => (nano / 1e9).toFixed(9);
+  const line = (row: ReportRow | (TotalsView & { key: string })) =>
+    [
+      row.key,
+      row.calls,
+      row.tokens.input,
+      row.tokens.output,
+      row.tokens.cacheRead,
+      row.tokens.cacheWrite,
+      usd(row.costNano),
+      usd(row.providedNano),
+      usd(row.computedNano),
+      row.unpricedCalls,
+      row.unpricedTokens,
+      row.unmeteredCalls,
+    ]
+      .map(csvCell)
+      .join(',');
+  return [CSV_HEADER.join(','), ...r.rows.map(line), line({ key: 'TOTAL', ...r.total })].join('\n') + '\n';
+}

@@ -1,0 +1,55 @@
+import { TOTAL_FIELDS, counted, type ResolvedTrace, type Totals } from './tree.js';
+
+/** Dimensions a cost report can group by. Every one is summed from the same counted spans. */
+export const DIMENSIONS = ['customer', 'team', 'agent', 'model', 'day'] as const;
+export type Dimension = (typeof DIMENSIONS)[number];
+
+export const NONE = '(none)';
+export const FIELD_SEP = '\x1f';
+
+export function dayOf(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** The rollup hash names (`<dim>:<day>`) any span of the trace could touch. */
+export function rollupNames(trace: ResolvedTrace): string[] {
+  const days = new Set<string>();
+  for (const n of trace.nodes) days.add(dayOf(n.span.start));
+  return [...days].flatMap((d) => DIMENSIONS.map((dim) => `${dim}:${d}`));
+}
+
+/**
+ * A trace's whole contribution to the cross-session rollups: rollup name → field (`<value>\x1f<metric>`) → integer.
+ * The rollup step replaces the trace's previous contribution with this one, so it is idempotent and picks up
+ * re-attribution (a root that arrives late with the customer) and claims (a parent whose children arrived).
+ */
+export function contribution(trace: ResolvedTrace): Map<string, Map<string, number>> {
+  const out = new Map<string, Map<string, number>>();
+  const add = (name: string, value: string, t: Totals) => {
+    let h = out.get(name);
+    if (!h) out.set(name, (h = new Map()));
+    for (const f of TOTAL_FIELDS) {
+      const v = t[f];
+      if (v === 0) continue;
+      const k = `${value}${FIELD_SEP}${f}`;
+      h.set(k, (h.get(k) ?? 0) + v);
+    }
+  };
+  for (const n of trace.nodes) {
+    if (!counted(n)) continue;
+    const day = dayOf(n.span.start);
+    add(`customer:${day}`, n.customer ?? NONE, n.self);
+    add(`team:${day}`, n.team ?? NONE, n.self);
+    add(`agent:${day}`, n.agent, n.self);
+    add(`model:${day}`, n.span.model ?? NONE, n.self);
+    add(`day:${day}`, day, n.self);
+  }
+  return out;
+}
+
+/** Serialises a contribution for the rollup script: lines of `name \x1e field \x1e value`. */
+export function encodeContribution(c: Map<string, Map<string, number>>): string {
+  const lines: string[] = [];
+  for (const [name, h] of c) for (const [f, v] of h) lines.push(`${name}\x1e${f}\x1e${v}`);
+  return lines.join('\n');
+}

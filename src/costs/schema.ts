@@ -1,0 +1,157 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { DECISION_ID_PATTERN } from '../allocation/decisions.js';
+import { clean, usdToNano, type Span, type SpanKind, type SpanStatus } from './span.js';
+
+const Count = Type.Integer({ minimum: 0, maximum: 1_000_000_000 });
+const SpanIdent = Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,128}$', description: 'Letters, digits, _ . : - (max 128).' });
+const Label = Type.String({ minLength: 1, maxLength: 256 });
+const Time = Type.Union([Type.Integer({ minimum: 0, description: 'epoch milliseconds' }), Type.String({ maxLength: 40, description: 'ISO 8601' })]);
+
+export const UsageInput = Type.Object(
+  {
+    input: Type.Intersect([Count], { description: 'All input tokens, including cache reads and writes.' }),
+    output: Type.Intersect([Count], { description: 'All output tokens, including reasoning.' }),
+    cacheRead: Type.Optional(Count),
+    cacheWrite: Type.Optional(Count),
+    reasoning: Type.Optional(Count),
+  },
+  { additionalProperties: false },
+);
+
+export const SpanInput = Type.Object(
+  {
+    traceId: SpanIdent,
+    spanId: SpanIdent,
+    parentSpanId: Type.Optional(Type.Union([SpanIdent, Type.Null()])),
+    sessionId: Type.Optional(Label),
+    agent: Type.String({ minLength: 1, maxLength: 128, description: 'Agent role that made the call.' }),
+    task: Type.Optional(Label),
+    customer: Type.Optional(Label),
+    team: Type.Optional(Label),
+    provider: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    model: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Required for a computed price.' })),
+    kind: Type.Optional(Type.Union([Type.Literal('llm'), Type.Literal('agent'), Type.Literal('tool'), Type.Literal('other')])),
+    name: Type.Optional(Label),
+    usage: Type.Optional(UsageInput),
+    costUsd: Type.Optional(Type.Number({ minimum: 0, maximum: 1_000_000, description: 'Cost the caller measured; kept apart from the computed one.' })),
+    attempt: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    status: Type.Optional(Type.Union([Type.Literal('ok'), Type.Literal('error'), Type.Literal('unset')])),
+    start: Time,
+    end: Time,
+    decisionId: Type.Optional(Type.String({ pattern: DECISION_ID_PATTERN })),
+  },
+  { additionalProperties: false },
+);
+export type SpanInput = Static<typeof SpanInput>;
+
+/** Spans are validated one by one (a bad span is rejected with its reason; the rest are kept). */
+export const SpansBody = Type.Object(
+  { spans: Type.Array(Type.Unknown(), { maxItems: 10_000, description: 'Canonical spans (see SpanInput).' }) },
+  { additionalProperties: false },
+);
+export type SpansBody = Static<typeof SpansBody>;
+
+export const Rejected = Type.Object({
+  index: Type.Integer(),
+  traceId: Type.Optional(Type.String()),
+  spanId: Type.Optional(Type.String()),
+  reason: Type.String(),
+});
+export type Rejected = Static<typeof Rejected>;
+
+export const SpansResult = Type.Object({
+  accepted: Type.Integer({ description: 'Spans newly stored.' }),
+  duplicates: Type.Integer({ description: 'Spans already stored (same traceId and spanId); not counted again.' }),
+  rejected: Type.Array(Rejected),
+});
+export type SpansResult = Static<typeof SpansResult>;
+
+const checker = TypeCompiler.Compile(SpanInput);
+
+/** Earliest and latest accepted span times (a span from 1970 or next year is a unit bug). */
+const MIN_TIME = Date.UTC(2000, 0, 1);
+const FUTURE_SLACK_MS = 86_400_000;
+
+export function parseTime(v: number | string): number | undefined {
+  const ms = typeof v === 'number' ? v : Date.parse(v);
+  if (!Number.isFinite(ms) || ms < MIN_TIME || ms > Date.now() + FUTURE_SLACK_MS) return undefined;
+  return ms;
+}
+
+export type Checked = { ok: true; span: Span } | { ok: false; reason: string };
+
+/** Checks one canonical span and turns it into a Span; the reason names the field. */
+export function checkSpan(raw: unknown, index: number): Checked {
+  const at = `body/spans/${index}`;
+  if (!checker.Check(raw)) {
+    const e = checker.Errors(raw).First();
+    return { ok: false, reason: e ? `${at}${e.path} ${e.message}` : `${at} is not a valid span` };
+  }
+  const s = raw;
+  const start = parseTime(s.start);
+  if (start === undefined) return { ok: false, reason: `${at}/start must be epoch ms or an ISO date between 2000 and tomorrow` };
+  const end = parseTime(s.end);
+  if (end === undefined) return { ok: false, reason: `${at}/end must be epoch ms or an ISO date between 2000 and tomorrow` };
+  if (end < start) return { ok: false, reason: `${at}/end is before start` };
+  const u = s.usage;
+  if (u) {
+    const cr = u.cacheRead ?? 0;
+    const cw = u.cacheWrite ?? 0;
+    if (cr + cw > u.input) return { ok: false, reason: `${at}/usage/cacheRead + cacheWrite (${cr + cw}) exceed input (${u.input}): input counts every input token, cached ones included` };
+    if ((u.reasoning ?? 0) > u.output) return { ok: false, reason: `${at}/usage/reasoning exceeds output: output counts reasoning tokens` };
+  }
+  const kind: SpanKind = s.kind ?? (u || s.model ? 'llm' : 'agent');
+  const status: SpanStatus = s.status ?? 'ok';
+  const span: Span = {
+    traceId: s.traceId,
+    spanId: s.spanId,
+    kind,
+    status,
+    start,
+    end,
+    agent: clean(s.agent),
+    ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
+    ...(s.sessionId !== undefined ? { sessionId: clean(s.sessionId) } : {}),
+    ...(s.task !== undefined ? { task: clean(s.task) } : {}),
+    ...(s.customer !== undefined ? { customer: clean(s.customer) } : {}),
+    ...(s.team !== undefined ? { team: clean(s.team) } : {}),
+    ...(s.provider !== undefined ? { provider: clean(s.provider) } : {}),
+    ...(s.model !== undefined ? { model: clean(s.model) } : {}),
+    ...(s.name !== undefined ? { name: clean(s.name) } : {}),
+    ...(s.attempt !== undefined ? { attempt: s.attempt } : {}),
+    ...(s.decisionId !== undefined ? { decisionId: s.decisionId } : {}),
+    ...(u ? { usage: { input: u.input, output: u.output, cacheRead: u.cacheRead ?? 0, cacheWrite: u.cacheWrite ?? 0, reasoning: u.reasoning ?? 0 } } : {}),
+    ...(s.costUsd !== undefined ? { providedNano: usdToNano(s.costUsd) } : {}),
+  };
+  return { ok: true, span };
+}
+
+// --- price overrides ---------------------------------------------------------------------------
+const PerMTok = Type.Number({ minimum: 0, maximum: 100_000, description: 'USD per million tokens.' });
+
+export const PriceOverrideBody = Type.Object(
+  {
+    description: Type.Optional(Type.String({ maxLength: 1000 })),
+    models: Type.Array(
+      Type.Object(
+        {
+          model: Type.String({ minLength: 1, maxLength: 256 }),
+          provider: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+          inputMTok: PerMTok,
+          outputMTok: PerMTok,
+          cacheReadMTok: Type.Optional(PerMTok),
+          cacheWriteMTok: Type.Optional(PerMTok),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 1000 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type PriceOverrideBody = Static<typeof PriceOverrideBody>;
+
+export const TenantParams = Type.Object({
+  tenant: Type.String({ pattern: '^(\\*|[A-Za-z0-9][A-Za-z0-9_.:@-]{0,255})$', description: 'A customer id, or * for every tenant without its own.' }),
+});

@@ -1,0 +1,223 @@
+import type { ModelOverride, PriceSource, Pricer } from './pricing.js';
+import type { Span } from './span.js';
+
+/** Integer totals over counted spans. Money in nano-USD. */
+export interface Totals {
+  calls: number;
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+  reasoning: number;
+  /** Cost the callers provided. */
+  providedNano: number;
+  /** Cost computed from usage, for counted spans that carried no provided cost. */
+  computedNano: number;
+  /** Counted spans with usage but neither a price nor a provided cost (never shown as $0). */
+  unpricedCalls: number;
+  unpricedTokens: number;
+  /** LLM calls that reported no usage at all (e.g. streams without a usage chunk). */
+  unmeteredCalls: number;
+}
+
+export const TOTAL_FIELDS = [
+  'calls',
+  'input',
+  'output',
+  'cacheRead',
+  'cacheWrite',
+  'reasoning',
+  'providedNano',
+  'computedNano',
+  'unpricedCalls',
+  'unpricedTokens',
+  'unmeteredCalls',
+] as const satisfies readonly (keyof Totals)[];
+
+export function zeroTotals(): Totals {
+  return { calls: 0, input: 0, output: 0, cacheRead: 0, cacheWrite: 0, reasoning: 0, providedNano: 0, computedNano: 0, unpricedCalls: 0, unpricedTokens: 0, unmeteredCalls: 0 };
+}
+
+export function addTotals(into: Totals, t: Totals): void {
+  for (const f of TOTAL_FIELDS) into[f] += t[f];
+}
+
+export function costNano(t: Totals): number {
+  return t.providedNano + t.computedNano;
+}
+
+/**
+ * How a span counts. `leaf`: its usage is counted. `claimed`: it carries aggregate usage but descendants carry
+ * their own, so its numbers are reconciled against theirs and never added on top. `unmetered`: an LLM call
+ * without usage. `structural`: nothing to count (an agent or tool span without usage).
+ */
+export type Role = 'leaf' | 'claimed' | 'unmetered' | 'structural';
+
+export interface Node {
+  readonly span: Span;
+  /** Index of the parent in `ResolvedTrace.nodes`, -1 for roots. */
+  parent: number;
+  readonly children: number[];
+  depth: number;
+  /** Routing level: 0 for the root agent, +1 each time the attributed agent changes going down. */
+  level: number;
+  /** Attribution, inherited from the nearest ancestor that names it (then from the trace). */
+  agent: string;
+  task: string | undefined;
+  customer: string | undefined;
+  team: string | undefined;
+  sessionId: string;
+  decisionId: string | undefined;
+  /** The span or an ancestor failed: its cost belongs to a failed attempt. */
+  failed: boolean;
+  /** The span names a parent that has not arrived (yet): held as a root until it comes. */
+  orphan: boolean;
+  role: Role;
+  /** The span's own numbers when it is counted (zero otherwise). */
+  readonly self: Totals;
+  /** Sum of `self` over the subtree. */
+  readonly subtree: Totals;
+  /** Pricing of the span's own usage, whether counted or not. */
+  source: PriceSource;
+  ownNano: number | undefined;
+  claim?: { tokens: number; costNano: number | undefined; childTokens: number; childCostNano: number; disagrees: boolean };
+}
+
+export interface ResolvedTrace {
+  readonly traceId: string;
+  /** Pre-order: every parent before its children. */
+  readonly nodes: Node[];
+  readonly roots: number[];
+}
+
+export const UNATTRIBUTED = '(unattributed)';
+
+export interface ResolveOptions {
+  readonly pricer: Pricer;
+  /** Per-tenant price overrides for a customer (undefined customer: the global ones). */
+  readonly overridesFor?: (customer: string | undefined) => readonly ModelOverride[] | undefined;
+}
+
+function carries(s: Span): boolean {
+  return s.usage !== undefined || s.providedNano !== undefined;
+}
+
+/** Relative tolerance when reconciling a claimed aggregate against its children. */
+const CLAIM_TOLERANCE = 0.01;
+
+/**
+ * Builds one trace's tree iteratively (no recursion: deep trees do not overflow the stack), resolves inherited
+ * attribution, decides which spans are counted, prices them and sums self/subtree totals.
+ */
+export function resolveTrace(traceId: string, spans: readonly Span[], opts: ResolveOptions): ResolvedTrace {
+  const sorted = [...spans].sort((a, b) => a.start - b.start || (a.spanId < b.spanId ? -1 : 1));
+  const byId = new Map<string, Span>();
+  for (const s of sorted) byId.set(s.spanId, s);
+  const kids = new Map<string, Span[]>();
+  const rootSpans: Span[] = [];
+  for (const s of sorted) {
+    if (s.parentSpanId !== undefined && s.parentSpanId !== s.spanId && byId.has(s.parentSpanId)) {
+      let l = kids.get(s.parentSpanId);
+      if (!l) kids.set(s.parentSpanId, (l = []));
+      l.push(s);
+    } else rootSpans.push(s);
+  }
+  const first = <K extends 'customer' | 'team' | 'sessionId' | 'decisionId'>(k: K) => sorted.find((s) => s[k] !== undefined)?.[k];
+  const trace = { customer: first('customer'), team: first('team'), sessionId: first('sessionId') ?? `trace-${traceId}`, decisionId: first('decisionId') };
+
+  const nodes: Node[] = [];
+  const roots: number[] = [];
+  const visited = new Set<string>();
+  const visit = (start: Span) => {
+    // Explicit stack: [span, parent index].
+    const stack: [Span, number][] = [[start, -1]];
+    while (stack.length) {
+      const [s, pi] = stack.pop()!;
+      if (visited.has(s.spanId)) continue;
+      visited.add(s.spanId);
+      const p = pi >= 0 ? nodes[pi]! : undefined;
+      const agent = s.agent ?? p?.agent ?? UNATTRIBUTED;
+      const n: Node = {
+        span: s,
+        parent: pi,
+        children: [],
+        depth: p ? p.depth + 1 : 0,
+        level: p ? p.level + (agent !== p.agent ? 1 : 0) : 0,
+        agent,
+        task: s.task ?? p?.task,
+        customer: s.customer ?? (p ? p.customer : trace.customer),
+        team: s.team ?? (p ? p.team : trace.team),
+        sessionId: s.sessionId ?? p?.sessionId ?? trace.sessionId,
+        decisionId: s.decisionId ?? (p ? p.decisionId : trace.decisionId),
+        failed: s.status === 'error' || (p?.failed ?? false),
+        orphan: !p && s.parentSpanId !== undefined,
+        role: 'structural',
+        self: zeroTotals(),
+        subtree: zeroTotals(),
+        source: 'none',
+        ownNano: undefined,
+      };
+      const idx = nodes.push(n) - 1;
+      if (p) p.children.push(idx);
+      else roots.push(idx);
+      const c = kids.get(s.spanId);
+      if (c) for (let i = c.length - 1; i >= 0; i--) stack.push([c[i]!, idx]);
+    }
+  };
+  for (const r of rootSpans) visit(r);
+  // Spans caught in a parent cycle are unreachable from any root: break the cycle at the earliest one.
+  for (const s of sorted) if (!visited.has(s.spanId)) visit(s);
+
+  // Post-order (reverse pre-order): a span carrying usage is counted only if no descendant carries any.
+  const carryingBelow = new Array<boolean>(nodes.length).fill(false);
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const n = nodes[i]!;
+    const s = n.span;
+    const priced = opts.pricer.price(s, opts.overridesFor?.(n.customer));
+    n.source = priced.source;
+    n.ownNano = s.providedNano ?? priced.computedNano;
+    if (carries(s)) {
+      if (carryingBelow[i]) {
+        n.role = 'claimed';
+        const u = s.usage;
+        const tokens = u ? u.input + u.output : 0;
+        const childTokens = n.subtree.input + n.subtree.output;
+        const childCost = costNano(n.subtree);
+        const tokenOff = u !== undefined && Math.abs(tokens - childTokens) > Math.max(1, CLAIM_TOLERANCE * tokens);
+        const costOff = n.ownNano !== undefined && n.subtree.unpricedCalls === 0 && Math.abs(n.ownNano - childCost) > Math.max(1, CLAIM_TOLERANCE * n.ownNano);
+        n.claim = { tokens, costNano: n.ownNano, childTokens, childCostNano: childCost, disagrees: tokenOff || costOff };
+      } else {
+        n.role = 'leaf';
+        const t = n.self;
+        t.calls = 1;
+        if (s.usage) {
+          t.input = s.usage.input;
+          t.output = s.usage.output;
+          t.cacheRead = s.usage.cacheRead;
+          t.cacheWrite = s.usage.cacheWrite;
+          t.reasoning = s.usage.reasoning;
+        }
+        if (s.providedNano !== undefined) t.providedNano = s.providedNano;
+        else if (priced.computedNano !== undefined) t.computedNano = priced.computedNano;
+        else {
+          t.unpricedCalls = 1;
+          t.unpricedTokens = t.input + t.output;
+        }
+      }
+    } else if (s.kind === 'llm' && !carryingBelow[i]) {
+      n.role = 'unmetered';
+      n.self.unmeteredCalls = 1;
+    }
+    addTotals(n.subtree, n.self);
+    if (n.parent >= 0) {
+      addTotals(nodes[n.parent]!.subtree, n.subtree);
+      if (carryingBelow[i] || carries(s)) carryingBelow[n.parent] = true;
+    }
+  }
+  return { traceId, nodes, roots };
+}
+
+/** A counted node (its `self` holds its numbers). */
+export function counted(n: Node): boolean {
+  return n.role === 'leaf' || n.role === 'unmetered';
+}
