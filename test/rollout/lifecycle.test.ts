@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
+import { client, drive, unitKeys } from './helpers.js';
+
+const prefix = testPrefix('rollout-life');
+let rt: Running;
+const api = client(() => rt);
+const { call, ok } = api;
+
+before(async () => {
+  // The job is effectively off: each test runs one evaluation cycle through POST …/evaluate.
+  rt = await startTest(prefix, {}, { APPORTION_ROLLOUT_INTERVAL_MS: '3600000' });
+  await ok('PUT', '/v1/pipelines/p', FIVE_AGENTS);
+  await ok('PUT', '/v1/strategies/even', { pipeline: 'p', kind: 'uniform' });
+  await ok('PUT', '/v1/strategies/heavy', { pipeline: 'p', kind: 'static', params: { shares: { orchestrator: 1, retriever: 1, reasoner: 4, validator: 1, formatter: 1 } } });
+  await ok('PUT', '/v1/pipelines/p', { ...FIVE_AGENTS, defaultStrategy: 'even' });
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+});
+
+const AB = {
+  pipeline: 'p',
+  variants: [
+    { name: 'control', strategy: 'even', weight: 1 },
+    { name: 'heavy', strategy: 'heavy', weight: 1 },
+  ],
+  control: 'control',
+};
+
+describe('ramps', () => {
+  it('advance one step per evaluation once the step has its minimum sample, keeping every unit already in', async () => {
+    await ok('PUT', '/v1/experiments/ramp', {
+      ...AB,
+      coverage: 1,
+      ramp: { steps: [{ share: 0.1, minSamples: 10 }, { share: 0.5, minSamples: 10, minDurationSec: 0 }, { share: 1 }] },
+    });
+    const started = await ok('POST', '/v1/experiments/ramp/start');
+    assert.equal(started.state.rampStep, 0);
+    assert.equal(started.effectiveCoverage, 0.1);
+    const units = unitKeys(300, 'ramp');
+    const step0 = new Map<string, string>();
+    for (const u of units) {
+      const a = await ok('POST', '/v1/allocations', { pipeline: 'p', unitKey: u });
+      if (a.experiment === 'ramp') step0.set(u, a.variant);
+    }
+    assert.ok(step0.size > 10 && step0.size < 60, `≈10 % of 300 included, got ${step0.size}`);
+
+    assert.equal((await ok('POST', '/v1/experiments/ramp/evaluate')).action, 'none', 'no samples yet: stays');
+    await drive(api, { pipeline: 'p', experiment: 'ramp', units: [...step0.keys()], outcome: () => ({ quality: 0.8, costUsd: 0.01 }) });
+    const ev = await ok('POST', '/v1/experiments/ramp/evaluate');
+    assert.equal(ev.action, 'ramped', JSON.stringify(ev));
+    const after1 = await ok('GET', '/v1/experiments/ramp');
+    assert.equal(after1.state.rampStep, 1);
+    assert.equal(after1.effectiveCoverage, 0.5);
+    assert.equal((await ok('POST', '/v1/experiments/ramp/evaluate')).action, 'none', 'the new step counts its own samples');
+
+    let included = 0;
+    for (const u of units) {
+      const a = await ok('POST', '/v1/allocations', { pipeline: 'p', unitKey: u });
+      if (step0.has(u)) assert.equal(a.variant, step0.get(u), `unit ${u} kept its variant`);
+      if (a.experiment === 'ramp') included++;
+    }
+    assert.ok(included > 110 && included < 190, `≈50 % of 300 included, got ${included}`);
+    const audit = (await ok('GET', '/v1/experiments/ramp/audit')).items;
+    assert.equal(audit[0].action, 'ramp');
+    assert.equal(audit[0].by, 'system:ramp');
+    assert.deepEqual([audit[0].details.from, audit[0].details.to], [0.1, 0.5]);
+    await ok('POST', '/v1/experiments/ramp/stop');
+  });
+});
+
+describe('guardrails', () => {
+  it('a breached guardrail rolls the experiment back in one evaluation and records why', async () => {
+    await ok('PUT', '/v1/experiments/guard', {
+      ...AB,
+      guardrails: [
+        { metric: 'cost', maxRegression: 0.5, relative: true, minSamples: 20 },
+        { metric: 'quality', maxRegression: 0.02, minSamples: 20 },
+      ],
+    });
+    await ok('POST', '/v1/experiments/guard/start');
+    await drive(api, {
+      pipeline: 'p',
+      experiment: 'guard',
+      units: unitKeys(120, 'guard'),
+      outcome: (a, i) => ({ quality: (a.variant === 'heavy' ? 0.4 : 0.8) + (i % 2 ? 0.05 : -0.05), costUsd: 0.01 }),
+    });
+    const res = await ok('GET', '/v1/experiments/guard/results');
+    const q = res.guardrails.find((g: { guardrail: { metric: string } }) => g.guardrail.metric === 'quality');
+    assert.equal(q.breached, true);
+    assert.equal(res.guardrails.find((g: { guardrail: { metric: string } }) => g.guardrail.metric === 'cost').breached, false, 'equal cost passes');
+
+    const ev = await ok('POST', '/v1/experiments/guard/evaluate');
+    assert.equal(ev.action, 'rolled_back');
+    const e = await ok('GET', '/v1/experiments/guard');
+    assert.equal(e.state.status, 'rolled_back');
+    assert.match(e.state.rollback.reason, /guardrail quality breached by variant heavy/);
+    assert.equal(e.state.rollback.by, 'system:guardrail');
+    // Kill switch semantics: every unit of the experiment now gets control, without a variant.
+    for (const u of unitKeys(30, 'guard')) {
+      const a = await ok('POST', '/v1/allocations', { pipeline: 'p', unitKey: u });
+      assert.equal(a.strategy, 'even');
+      assert.equal(a.variant, undefined);
+    }
+    assert.equal((await call('POST', '/v1/experiments/guard/start')).statusCode, 409);
+    assert.equal((await ok('GET', '/v1/experiments/guard/audit')).items[0].action, 'rollback');
+    // A rolled-back experiment holds its units (on control) until it is stopped.
+    await ok('POST', '/v1/experiments/guard/stop');
+    assert.equal((await ok('POST', '/v1/allocations', { pipeline: 'p', unitKey: 'guard-1' })).experiment, undefined);
+  });
+
+  it('a manual rollback is the kill switch', async () => {
+    await ok('PUT', '/v1/experiments/kill', AB);
+    await ok('POST', '/v1/experiments/kill/start');
+    const r = await ok('POST', '/v1/experiments/kill/rollback', { reason: 'pager' });
+    assert.equal(r.state.status, 'rolled_back');
+    assert.equal(r.state.rollback.reason, 'pager');
+    assert.equal((await call('POST', '/v1/experiments/kill/rollback')).statusCode, 409);
+    await ok('POST', '/v1/experiments/kill/stop');
+  });
+});
+
+describe('SRM', () => {
+  it('flags a sample-ratio mismatch once per phase', async () => {
+    await ok('PUT', '/v1/experiments/srm', AB);
+    await ok('POST', '/v1/experiments/srm/start');
+    // Outcomes are lost for most of one variant: the counts no longer follow the 1:1 weights.
+    await drive(api, {
+      pipeline: 'p',
+      experiment: 'srm',
+      units: unitKeys(160, 'srm'),
+      outcome: (a, i) => (a.variant === 'heavy' && i % 5 !== 0 ? undefined : { quality: 0.7 }),
+    });
+    const ev = await ok('POST', '/v1/experiments/srm/evaluate');
+    assert.equal(ev.action, 'srm_flagged', JSON.stringify(ev));
+    const e = await ok('GET', '/v1/experiments/srm');
+    assert.ok(e.state.srm.pValue < 0.001);
+    assert.equal(e.state.status, 'running', 'SRM flags, it does not roll back');
+    assert.equal((await ok('POST', '/v1/experiments/srm/evaluate')).action, 'none');
+    await ok('POST', '/v1/experiments/srm/stop');
+  });
+});
+
+describe('phases and promote', () => {
+  it('changing weights starts a new phase whose results are kept apart', async () => {
+    await ok('PUT', '/v1/experiments/phases', AB);
+    await ok('POST', '/v1/experiments/phases/start');
+    await drive(api, { pipeline: 'p', experiment: 'phases', units: unitKeys(40, 'ph'), outcome: () => ({ quality: 0.5 }) });
+    const same = await ok('PUT', '/v1/experiments/phases', { ...AB, description: 'text only' });
+    assert.equal(same.state.phase, 0, 'a description change keeps the phase');
+    const moved = await ok('PUT', '/v1/experiments/phases', { ...AB, variants: [AB.variants[0], { ...AB.variants[1], weight: 3 }] });
+    assert.equal(moved.state.phase, 1);
+    await drive(api, { pipeline: 'p', experiment: 'phases', units: unitKeys(40, 'ph'), outcome: () => ({ quality: 0.9 }) });
+    const res = await ok('GET', '/v1/experiments/phases/results');
+    assert.equal(res.phases.length, 2);
+    const n = (p: number) => res.phases[p].variants.reduce((s: number, v: { n: number }) => s + v.n, 0);
+    assert.equal(n(0), 40);
+    assert.equal(n(1), 40);
+    for (const v of res.phases[1].variants) if (v.n) assert.equal(v.quality.mean, 0.9);
+    await ok('POST', '/v1/experiments/phases/stop');
+  });
+
+  it('promote makes the variant the pipeline default and ends the experiment in one change', async () => {
+    await ok('PUT', '/v1/experiments/promo', AB);
+    assert.equal((await call('POST', '/v1/experiments/promo/promote', { variant: 'heavy' })).statusCode, 409, 'drafts cannot be promoted');
+    await ok('POST', '/v1/experiments/promo/start');
+    const unknown = await call('POST', '/v1/experiments/promo/promote', { variant: 'nope' });
+    assert.equal(unknown.json().code, 'UNKNOWN_VARIANT');
+    const before = (await ok('GET', '/v1/pipelines/p')).version;
+    const e = await ok('POST', '/v1/experiments/promo/promote', { variant: 'heavy' });
+    assert.equal(e.state.status, 'stopped');
+    assert.equal(e.state.promoted.strategy, 'heavy');
+    const p = await ok('GET', '/v1/pipelines/p');
+    assert.equal(p.defaultStrategy, 'heavy');
+    assert.equal(p.version, before + 1);
+    const a = await ok('POST', '/v1/allocations', { pipeline: 'p', unitKey: 'anyone' });
+    assert.equal(a.strategy, 'heavy');
+    assert.equal(a.reason, 'default');
+    const audit = (await ok('GET', '/v1/experiments/promo/audit')).items;
+    assert.equal(audit[0].action, 'promote');
+    assert.equal(audit[0].details.previousDefault, 'even');
+    await ok('PUT', '/v1/pipelines/p', { ...FIVE_AGENTS, defaultStrategy: 'even' });
+  });
+});
