@@ -2,6 +2,7 @@ import { allocationModule } from './allocation/module.js';
 import { budgetsModule } from './budgets/module.js';
 import { costsModule } from './costs/module.js';
 import { feedbackModule } from './feedback/module.js';
+import { learnerModule } from './learner/module.js';
 import { pipelinesModule } from './pipelines/routes.js';
 import { rolloutModule } from './rollout/module.js';
 import type { Core, ModuleParts } from './runtime.js';
@@ -19,6 +20,7 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
   modules.push(budgetsModule(core));
   modules.push(rolloutModule(core));
   modules.push(costsModule(core));
+  modules.push(learnerModule(core));
   for (const m of modules) for (const k of m.strategyKinds ?? []) core.kinds.register(k);
   return modules;
 }

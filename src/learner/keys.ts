@@ -1,0 +1,25 @@
+import type { Keys } from '../redis/keys.js';
+
+/** The learner's keys: all in the pipeline's slot, so ingest and training bookkeeping are one-slot Lua calls. */
+export function learnerKeys(keys: Keys, pipeline: string) {
+  const k = (...parts: string[]) => keys.pipeline(pipeline, 'learner', ...parts);
+  return {
+    /** list: outcomes joined by the outcome worker (`<ticket>|<event JSON>`), newest first, drained by ingest. */
+    incoming: k('incoming'),
+    /** list: the training buffer (event JSON), newest first, capped. */
+    buffer: k('buffer'),
+    /** zset: learned decisions awaiting their outcome, scored by their wait-window deadline (epoch ms). */
+    pending: k('pending'),
+    /** hash: ticket → the event with the default reward, pushed to the buffer if the deadline passes. */
+    pendingData: k('pending-data'),
+    /** zset: tickets that got the default reward (late outcomes for them are dropped), scored by time. */
+    defaulted: k('defaulted'),
+    /** hash: model version → model JSON (weights + metrics); the registry's durable copy. */
+    models: k('models'),
+    /** string: last model version number. */
+    modelSeq: k('model-seq'),
+    /** hash: outcomes (applied count), trainedAt (count at the last training start), trainedTs (epoch ms). */
+    counters: k('counters'),
+  };
+}
+export type LearnerKeys = ReturnType<typeof learnerKeys>;

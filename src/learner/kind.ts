@@ -1,0 +1,161 @@
+import { randomUUID } from 'node:crypto';
+import { Type, type Static } from '@sinclair/typebox';
+import type { ControlView } from '../control/view.js';
+import type { Pipeline } from '../pipelines/schema.js';
+import type { Redis } from 'ioredis';
+import type { Keys } from '../redis/keys.js';
+import type { AllocationInput, CompiledStrategy, StrategyKind } from '../strategies/types.js';
+import { toBudgets } from '../strategies/util.js';
+import type { LoggedEvent } from './events.js';
+import { compileFeatures, type FeatureEncoder, type FeaturesBody } from './features.js';
+import { learnerKeys } from './keys.js';
+import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights } from './model.js';
+import { decide, greedyBudgets, type ExploreOptions } from './policy.js';
+import type { ModelDoc } from './registry.js';
+import { mulberry32 } from './rng.js';
+
+export const LearnedParams = Type.Object(
+  {
+    explorer: Type.Optional(Type.Union([Type.Literal('squarecb'), Type.Literal('epsilon')], { description: 'Default squarecb.' })),
+    epsilon: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Epsilon-greedy exploration rate. Default 0.1.' })),
+    gamma: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6, description: 'SquareCB learning-rate γ. Default 400.' })),
+    perturbation: Type.Optional(Type.Number({ minimum: 0.05, maximum: 3, description: 'Log-scale δ of the explored per-agent perturbations. Default 0.5.' })),
+    costWeight: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6, description: 'λ in reward = quality − λ·costUsd. Default 0.' })),
+    shadow: Type.Optional(Type.Boolean({ description: 'Compute and log this strategy’s split beside every allocation of the pipeline. Default false.' })),
+    rewardWaitSeconds: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 30 * 86_400, description: 'Wait this long for an outcome, then use defaultReward (0 = wait forever). Default 600.' }),
+    ),
+    defaultReward: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Quality assumed for a decision without an outcome. Default 0.' })),
+    trainEvery: Type.Optional(Type.Integer({ minimum: 10, maximum: 1_000_000, description: 'Retrain after this many new outcomes. Default 500.' })),
+    trainIntervalSeconds: Type.Optional(Type.Integer({ minimum: 5, maximum: 86_400, description: 'Or after this long when there are new outcomes. Default 60.' })),
+    halfLife: Type.Optional(Type.Integer({ minimum: 100, maximum: 10_000_000, description: 'Recency half-life of training rows, in events. Default 4000.' })),
+    window: Type.Optional(Type.Integer({ minimum: 100, maximum: 100_000, description: 'Newest events trained on. Default 20000.' })),
+  },
+  { additionalProperties: false },
+);
+export type LearnedParams = Static<typeof LearnedParams>;
+
+/** Grace beyond the wait window before a pending decision is defaulted (outcome jobs in flight). */
+export const DEFAULT_GRACE_MS = 30_000;
+
+export function exploreOptions(p: LearnedParams): ExploreOptions {
+  return { explorer: p.explorer ?? 'squarecb', epsilon: p.epsilon ?? 0.1, gamma: p.gamma ?? 400, perturbation: p.perturbation ?? 0.5 };
+}
+
+/** The pipeline's encoder and serving model as of one control view (memoised in the view). */
+export interface ServingModel {
+  readonly encoder: FeatureEncoder;
+  readonly weights: ModelWeights;
+  /** Model version, 0 for the cold-start prior. */
+  readonly version: number;
+}
+
+export function servingModel(view: ControlView, pipeline: Pipeline): ServingModel {
+  return view.memo(`learner:model:${pipeline.id}:${pipeline.version}`, () => {
+    const decl = view.raw.kinds.features.get(pipeline.id)?.doc as FeaturesBody | undefined;
+    const encoder = compileFeatures(decl?.features ?? []);
+    const doc = view.raw.kinds.models.get(pipeline.id)?.doc as ModelDoc | undefined;
+    const agents = pipeline.agents.map((a) => a.name);
+    if (doc && doc.active && doc.signature === encoder.signature && doc.agents.join(',') === agents.join(',')) {
+      try {
+        return { encoder, weights: deserializeWeights(doc.weights), version: doc.active };
+      } catch {
+        // Corrupt weights: serve the prior rather than fail (the registry refuses to activate such a model).
+      }
+    }
+    return { encoder, weights: initialWeights(encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), version: 0 };
+  });
+}
+
+export const policyAgentsOf = (pipeline: Pipeline) => pipeline.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens ?? Infinity }));
+
+/** A compiled learned strategy also exposes its greedy split and reward model (shadow mode, OPE). */
+export interface LearnedCompiled extends CompiledStrategy {
+  readonly learned: true;
+  greedy(input: AllocationInput): number[];
+  heads(input: AllocationInput): Heads;
+  predict(input: AllocationInput, budgets: readonly number[]): number;
+}
+
+export function isLearned(c: CompiledStrategy): c is LearnedCompiled {
+  return (c as Partial<LearnedCompiled>).learned === true;
+}
+
+/**
+ * The `learned` strategy kind. Serving never calls tfjs: it evaluates the active model's exported weights
+ * (model.ts) and explores over a small candidate set with exact logged probabilities (policy.ts).
+ * Each decision registers a ticket in the pipeline's pending set (fire-and-forget, auto-pipelined) so a
+ * decision without an outcome gets the default reward after the wait window.
+ */
+export function learnedKind(deps: { readonly view: () => ControlView; readonly redis: Redis; readonly keys: Keys }): StrategyKind<LearnedParams> {
+  return {
+    kind: 'learned',
+    paramsSchema: LearnedParams,
+    compile(params, { pipeline, strategyId }): LearnedCompiled {
+      const explore = exploreOptions(params);
+      const agents = policyAgentsOf(pipeline);
+      const lk = learnerKeys(deps.keys, pipeline.id);
+      const waitMs = (params.rewardWaitSeconds ?? 600) * 1000;
+      const dflt = params.defaultReward ?? 0;
+      const model = () => servingModel(deps.view(), pipeline);
+      const heads = (input: AllocationInput) => {
+        const m = model();
+        return forward(m.weights, m.encoder.encode(input.features));
+      };
+      return {
+        learned: true,
+        heads,
+        greedy: (input) => greedyBudgets(heads(input), agents, input.totalTokens),
+        predict: (input, budgets) => predict(heads(input), budgets),
+        allocate(input) {
+          const m = model();
+          const h = forward(m.weights, m.encoder.encode(input.features));
+          const dec = decide(h, agents, input.totalTokens, explore, Math.random);
+          const budgets = toBudgets(pipeline, dec.budgets);
+          let ticket = '';
+          if (waitMs > 0) {
+            ticket = randomUUID();
+            const now = Date.now();
+            const event: LoggedEvent = {
+              id: ticket,
+              t: now,
+              s: strategyId,
+              f: input.features,
+              T: input.totalTokens,
+              b: budgets,
+              q: dflt,
+              c: null,
+              C: dec.candidates,
+              P: dec.probs,
+              k: dec.chosen,
+              m: m.version,
+              d: 1,
+            };
+            deps.redis.zadd(lk.pending, now + waitMs + DEFAULT_GRACE_MS, ticket).catch(() => undefined);
+            deps.redis.hset(lk.pendingData, ticket, JSON.stringify(event)).catch(() => undefined);
+          }
+          return {
+            budgets,
+            meta: { learner: { m: m.version, k: dec.chosen, p: dec.probs[dec.chosen], C: dec.candidates, P: dec.probs, ...(ticket ? { tk: ticket } : {}) } },
+          };
+        },
+      };
+    },
+  };
+}
+
+/** Logging metadata the learned strategy puts in the decision record's meta. */
+export interface LearnerMeta {
+  readonly m: number;
+  readonly k: number;
+  readonly p: number;
+  readonly C: number[][];
+  readonly P: number[];
+  readonly tk?: string;
+}
+
+export function learnerMetaOf(meta: Readonly<Record<string, unknown>> | undefined): LearnerMeta | undefined {
+  const m = meta?.learner as LearnerMeta | undefined;
+  return m && Array.isArray(m.C) && Array.isArray(m.P) ? m : undefined;
+}
+

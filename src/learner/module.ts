@@ -1,0 +1,102 @@
+import { Queue, Worker, type Job } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { StrategyKind } from '../strategies/types.js';
+import { shadowHook, trainingSink } from './hooks.js';
+import { learnedKind, type LearnedParams } from './kind.js';
+import { learnerRoutes } from './routes.js';
+import { learnedStrategies, trainingParams, TrainingService } from './training.js';
+
+export const TRAIN_QUEUE = 'learner-train';
+export const TICK_QUEUE = 'learner-tick';
+/** How often the tick job ingests buffers, defaults expired decisions and checks time-based retraining. */
+const TICK_MS = 5000;
+
+export interface LearnerModule extends ModuleParts {
+  readonly training: TrainingService;
+  enqueueTrain(pipeline: string): Promise<void>;
+}
+
+/**
+ * The learned strategy and its loop: the `learned` kind (serving from exported weights), the training
+ * sink and shadow hook, `learner-train` (one job per pipeline at a time: jobId = `train-<pipeline>`) and
+ * `learner-tick` (a job scheduler every 5 s) queues, and the feature / model / OPE routes.
+ */
+export function learnerModule(core: Core): LearnerModule {
+  const training = new TrainingService(core);
+  const prefix = core.keys.bullPrefix();
+  const trainQueue = new Queue<{ pipeline: string }>(TRAIN_QUEUE, {
+    connection: core.bullRedis,
+    prefix,
+    defaultJobOptions: { removeOnComplete: { count: 100 }, removeOnFail: { count: 100 }, attempts: 2, backoff: { type: 'fixed', delay: 2000 } },
+  });
+  const tickQueue = new Queue(TICK_QUEUE, { connection: core.bullRedis, prefix, defaultJobOptions: { removeOnComplete: true, removeOnFail: { count: 10 } } });
+
+  const enqueueTrain = async (pipeline: string): Promise<void> => {
+    // A waiting or active job with the same id absorbs the request: at most one queued retrain per pipeline.
+    const id = `train-${pipeline}`;
+    const existing = await trainQueue.getJob(id);
+    if (existing) {
+      const state = await existing.getState();
+      if (state === 'waiting' || state === 'active' || state === 'delayed' || state === 'prioritized') return;
+      await existing.remove().catch(() => undefined);
+    }
+    await trainQueue.add('train', { pipeline }, { jobId: id });
+  };
+
+  const tick = async () => {
+    const view = core.view();
+    for (const p of view.pipelines.values()) {
+      const params = trainingParams(view, p);
+      if (!params) continue;
+      await training.ingest(p.id);
+      if (await training.due(p.id, params)) await enqueueTrain(p.id);
+    }
+  };
+
+  return {
+    name: 'learner',
+    training,
+    enqueueTrain,
+    queues: [trainQueue, tickQueue],
+    strategyKinds: [learnedKind({ view: core.view, redis: core.redis, keys: core.keys }) as unknown as StrategyKind<never>],
+    sinks: [trainingSink({ view: core.view, keys: core.keys })],
+    shadows: [shadowHook({ kinds: core.kinds })],
+    async onOutcomeApplied(job) {
+      const view = core.view();
+      const p = view.pipelines.get(job.decision.pipeline);
+      if (!p) return;
+      const s = learnedStrategies(view, p)[0];
+      if (!s) return;
+      if (await training.countOutcome(p.id, (s.params as LearnedParams).trainEvery ?? 500)) await enqueueTrain(p.id);
+    },
+    routes(app: FastifyInstance) {
+      learnerRoutes(app, core, training, enqueueTrain);
+    },
+    async startWorkers(): Promise<readonly Closeable[]> {
+      const trainWorker = new Worker<{ pipeline: string }>(
+        TRAIN_QUEUE,
+        async (job: Job<{ pipeline: string }>) => {
+          const res = await training.train(job.data.pipeline);
+          return { trained: res.trained, reason: res.reason, version: res.model?.version };
+        },
+        // Training is CPU-bound: one at a time per process; the lock outlives a long retrain.
+        { connection: core.bullRedis, prefix, concurrency: 1, lockDuration: Math.max(core.config.jobLockMs, 120_000) },
+      );
+      const tickWorker = new Worker(TICK_QUEUE, tick, { connection: core.bullRedis, prefix, concurrency: 1 });
+      for (const [w, what] of [
+        [trainWorker, 'train'],
+        [tickWorker, 'tick'],
+      ] as const) {
+        w.on('failed', (job, err) => core.log.warn({ err, jobId: job?.id }, `learner ${what} job failed`));
+        w.on('error', (err) => core.log.error({ err }, `learner ${what} worker error`));
+      }
+      await tickQueue.upsertJobScheduler('learner-tick', { every: TICK_MS }, { name: 'tick' });
+      await Promise.all([trainWorker.waitUntilReady(), tickWorker.waitUntilReady()]);
+      return [trainWorker, tickWorker];
+    },
+    async close() {
+      await Promise.allSettled([trainQueue.close(), tickQueue.close()]);
+    },
+  };
+}

@@ -1,0 +1,289 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { RequirementMissingError } from '../control/store.js';
+import { AppError } from '../errors/app-error.js';
+import { errorResponses } from '../http/common.js';
+import { Id } from '../pipelines/schema.js';
+import type { Core } from '../runtime.js';
+import { rewardOf } from './events.js';
+import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
+import { servingModel, type LearnedParams } from './kind.js';
+import { learnerKeys } from './keys.js';
+import { evaluateOffPolicy } from './ope-service.js';
+import type { ModelDoc } from './registry.js';
+import type { TrainingService } from './training.js';
+import { learnedStrategies } from './training.js';
+
+const PipelineParams = Type.Object({ id: Id });
+const ModelParams = Type.Object({ pipeline: Id });
+const Interval = Type.Object({ value: Type.Number(), lo: Type.Number(), hi: Type.Number() });
+const Metrics = Type.Record(Type.String(), Type.Union([Type.Number(), Type.String()]));
+const Summary = Type.Object({
+  version: Type.Integer(),
+  createdAt: Type.Number(),
+  signature: Type.String(),
+  agents: Type.Array(Type.String()),
+  metrics: Metrics,
+});
+const FeaturesResponse = Type.Object({
+  pipeline: Type.String(),
+  version: Type.Integer(),
+  inputDim: Type.Integer(),
+  signature: Type.String(),
+  features: FeaturesBody.properties.features,
+});
+const ModelsResponse = Type.Object({
+  pipeline: Type.String(),
+  active: Type.Union([Type.Integer(), Type.Null()]),
+  compatible: Type.Boolean({ description: 'Whether the active model fits the current feature declaration and agents (else the prior serves).' }),
+  versions: Type.Array(Summary),
+  weights: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+});
+const OpeQuery = Type.Object({
+  strategy: Type.String({ minLength: 1, maxLength: 128 }),
+  limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$', description: 'Newest logged events used. Default 20000.' })),
+  tolerance: Type.Optional(Type.String({ pattern: '^0?\\.[0-9]+$|^0$', description: 'Action match tolerance (share of the total). Default 0.02.' })),
+  resamples: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$', description: 'Bootstrap resamples. Default 500.' })),
+});
+const OpeResponse = Type.Object({
+  pipeline: Type.String(),
+  strategy: Type.String(),
+  events: Type.Integer(),
+  support: Type.Number(),
+  tolerance: Type.Number(),
+  ess: Type.Number(),
+  ips: Interval,
+  snips: Interval,
+  dr: Interval,
+  dm: Type.Number(),
+  logged: Type.Number(),
+  modelVersion: Type.Integer(),
+});
+
+const num = (s: string | undefined, def: number) => (s === undefined ? def : Number(s));
+/** JSON cannot carry NaN: intervals without data come back as null-free zeros with events = 0. */
+const finite = <T>(o: T): T => JSON.parse(JSON.stringify(o, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? 0 : v))) as T;
+
+export function learnerRoutes(app: FastifyInstance, core: Core, training: TrainingService, enqueueTrain: (pipeline: string) => Promise<void>): void {
+  const pipelineOr404 = (id: string, field: string) => {
+    const p = core.view().pipelines.get(id);
+    if (!p) throw new AppError('PIPELINE_NOT_FOUND', `${field}: no pipeline "${id}"`);
+    return p;
+  };
+
+  app.put(
+    '/v1/pipelines/:id/features',
+    {
+      schema: {
+        tags: ['learner'],
+        summary: 'Declare (or replace) the features the learner reads for a pipeline; versioned',
+        params: PipelineParams,
+        body: FeaturesBody,
+        response: { 200: FeaturesResponse, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const body = req.body as FeaturesBody;
+      validateFeatures(body);
+      pipelineOr404(id, 'params/id');
+      try {
+        await core.store.put('features', id, body, { kind: 'pipelines', id });
+      } catch (e) {
+        if (e instanceof RequirementMissingError) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
+        throw e;
+      }
+      await core.snapshot.refresh();
+      const v = core.view().raw.kinds.features.get(id)!;
+      const enc = compileFeatures(body.features);
+      return { pipeline: id, version: v.version, inputDim: enc.dim, signature: enc.signature, features: body.features };
+    },
+  );
+
+  app.get(
+    '/v1/pipelines/:id/features',
+    { schema: { tags: ['learner'], summary: "A pipeline's feature declaration", params: PipelineParams, response: { 200: FeaturesResponse, ...errorResponses } } },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      pipelineOr404(id, 'params/id');
+      const v = core.view().raw.kinds.features.get(id);
+      const features = (v?.doc as FeaturesBody | undefined)?.features ?? [];
+      const enc = compileFeatures(features);
+      return { pipeline: id, version: v?.version ?? 0, inputDim: enc.dim, signature: enc.signature, features };
+    },
+  );
+
+  app.get(
+    '/v1/models/:pipeline',
+    {
+      schema: {
+        tags: ['learner'],
+        summary: "A pipeline's model versions (newest first) and the active one",
+        params: ModelParams,
+        querystring: Type.Object({ weights: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) }),
+        response: { 200: ModelsResponse, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { pipeline } = req.params as { pipeline: string };
+      const p = pipelineOr404(pipeline, 'params/pipeline');
+      const view = core.view();
+      const doc = view.raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined;
+      const serving = servingModel(view, p);
+      const withWeights = (req.query as { weights?: string }).weights === 'true';
+      return {
+        pipeline,
+        active: doc?.active ?? null,
+        compatible: doc !== undefined && serving.version === doc.active,
+        versions: (doc?.versions ?? []).map((v) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics } })),
+        ...(withWeights && doc ? { weights: { ...doc.weights } } : {}),
+      };
+    },
+  );
+
+  app.post(
+    '/v1/models/:pipeline/rollback',
+    {
+      schema: {
+        tags: ['learner'],
+        summary: 'Serve an earlier (or any saved) model version; every process switches within about a second',
+        params: ModelParams,
+        body: Type.Object({ version: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }),
+        response: { 200: ModelsResponse, ...errorResponses, 409: errorResponses[400] },
+      },
+    },
+    async (req) => {
+      const { pipeline } = req.params as { pipeline: string };
+      const { version } = req.body as { version: number };
+      const p = pipelineOr404(pipeline, 'params/pipeline');
+      const mv = await training.registry.get(pipeline, version);
+      if (!mv) throw new AppError('MODEL_VERSION_NOT_FOUND', `body/version: pipeline "${pipeline}" has no model version ${version}`);
+      const enc = servingModel(core.view(), p).encoder;
+      const agents = p.agents.map((a) => a.name);
+      if (mv.signature !== enc.signature || mv.agents.join(',') !== agents.join(',')) {
+        throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${version} was trained for features ${mv.signature} and agents [${mv.agents.join(', ')}]; the pipeline now has ${enc.signature} and [${agents.join(', ')}]`);
+      }
+      const doc = await training.registry.activate(mv);
+      return { pipeline, active: doc.active, compatible: true, versions: doc.versions.map((v) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics } })) };
+    },
+  );
+
+  app.post(
+    '/v1/models/:pipeline/train',
+    {
+      schema: {
+        tags: ['learner'],
+        summary: 'Queue a retrain now (one at a time per pipeline)',
+        params: ModelParams,
+        response: { 202: Type.Object({ queued: Type.Boolean() }), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const { pipeline } = req.params as { pipeline: string };
+      const p = pipelineOr404(pipeline, 'params/pipeline');
+      if (learnedStrategies(core.view(), p).length === 0) {
+        throw new AppError('STRATEGY_NOT_FOUND', `params/pipeline: pipeline "${pipeline}" has no learned strategy to train for`);
+      }
+      await enqueueTrain(pipeline);
+      return reply.status(202).send({ queued: true });
+    },
+  );
+
+  app.get(
+    '/v1/pipelines/:id/ope',
+    {
+      schema: {
+        tags: ['learner'],
+        summary: "Estimate a strategy's value from the pipeline's logged decisions (IPS, SNIPS, DR; bootstrap 95 % CIs; ESS)",
+        params: PipelineParams,
+        querystring: OpeQuery,
+        response: { 200: OpeResponse, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const q = req.query as { strategy: string; limit?: string; tolerance?: string; resamples?: string };
+      const p = pipelineOr404(id, 'params/id');
+      await training.ingest(id);
+      const events = await training.events(id, Math.min(100_000, Math.max(1, num(q.limit, 20_000))));
+      const res = evaluateOffPolicy({ view: core.view(), kinds: core.kinds }, p, q.strategy, events, {
+        tolerance: num(q.tolerance, 0.02),
+        resamples: Math.min(5000, num(q.resamples, 500)),
+      });
+      return finite(res);
+    },
+  );
+
+  app.get(
+    '/v1/pipelines/:id/shadow',
+    {
+      schema: {
+        tags: ['learner'],
+        summary: "How a shadow learned strategy compares with what was served: agreement and estimated value",
+        params: PipelineParams,
+        querystring: Type.Object({ strategy: Type.String({ minLength: 1, maxLength: 128 }) }),
+        response: {
+          200: Type.Object({
+            pipeline: Type.String(),
+            strategy: Type.String(),
+            observed: Type.Integer({ description: 'Logged decisions with an outcome where the strategy ran in shadow.' }),
+            agreement: Type.Number({ description: 'Mean 1 − (share of the total the two splits place differently).' }),
+            servedReward: Type.Number({ description: 'Mean reward of what was served on those decisions.' }),
+            ope: OpeResponse,
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const { strategy } = req.query as { strategy: string };
+      const p = pipelineOr404(id, 'params/id');
+      const def = core.view().strategies.get(strategy);
+      if (!def || def.pipeline !== id || def.kind !== 'learned') {
+        throw new AppError('STRATEGY_NOT_FOUND', `query/strategy: pipeline "${id}" has no learned strategy "${strategy}"`);
+      }
+      await training.ingest(id);
+      const events = await training.events(id, 20_000);
+      const agents = p.agents.map((a) => a.name);
+      const costWeight = (def.params as LearnedParams).costWeight ?? 0;
+      let n = 0;
+      let agree = 0;
+      let served = 0;
+      for (const e of events) {
+        const b = e.sh?.[strategy];
+        if (!b) continue;
+        n++;
+        let d = 0;
+        agents.forEach((a, i) => (d += Math.abs((e.b[a] ?? 0) - b[i]!)));
+        agree += 1 - d / (2 * Math.max(1, e.T));
+        served += rewardOf(e, costWeight);
+      }
+      const ope = evaluateOffPolicy({ view: core.view(), kinds: core.kinds }, p, strategy, events, {});
+      return finite({ pipeline: id, strategy, observed: n, agreement: n ? agree / n : 0, servedReward: n ? served / n : 0, ope });
+    },
+  );
+
+  app.get(
+    '/v1/pipelines/:id/logs',
+    {
+      schema: {
+        tags: ['learner'],
+        summary: 'Logged decisions with outcomes (newest first): the training buffer, for export-logs',
+        params: PipelineParams,
+        querystring: Type.Object({ limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })), offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })) }),
+        response: { 200: Type.Object({ pipeline: Type.String(), agents: Type.Array(Type.String()), items: Type.Array(Type.Unknown()) }), ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const q = req.query as { limit?: string; offset?: string };
+      const p = pipelineOr404(id, 'params/id');
+      await training.ingest(id);
+      const offset = num(q.offset, 0);
+      const limit = Math.min(10_000, Math.max(1, num(q.limit, 1000)));
+      const raw = await core.redis.lrange(learnerKeys(core.keys, id).buffer, offset, offset + limit - 1);
+      return { pipeline: id, agents: p.agents.map((a) => a.name), items: raw.map((r) => JSON.parse(r) as unknown) };
+    },
+  );
+}

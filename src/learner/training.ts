@@ -1,0 +1,125 @@
+import type { ControlView } from '../control/view.js';
+import type { Pipeline } from '../pipelines/schema.js';
+import { runScript } from '../redis/scripts.js';
+import type { Core } from '../runtime.js';
+import type { StrategyDef } from '../strategies/schema.js';
+import { loadTf } from './backend.js';
+import { buildTrainingData, type LoggedEvent } from './events.js';
+import { servingModel, type LearnedParams } from './kind.js';
+import { learnerKeys } from './keys.js';
+import { initialWeights } from './model.js';
+import { ModelRegistry, type ModelVersion } from './registry.js';
+import { mulberry32 } from './rng.js';
+import { trainModel, type TrainOptions } from './trainer.js';
+
+/** Cap of the training buffer (newest events kept). */
+export const BUFFER_CAP = 100_000;
+const INGEST_BATCH = 5000;
+const DEFAULTED_MEMORY_MS = 7 * 86_400_000;
+
+/** The learned strategies of a pipeline; the first is the one whose parameters drive training. */
+export function learnedStrategies(view: ControlView, pipeline: Pipeline): StrategyDef[] {
+  const all = [...view.strategies.values()].filter((s) => s.pipeline === pipeline.id && s.kind === 'learned').sort((a, b) => a.id.localeCompare(b.id));
+  const dflt = all.findIndex((s) => s.id === pipeline.defaultStrategy);
+  if (dflt > 0) all.unshift(...all.splice(dflt, 1));
+  return all;
+}
+
+export function trainingParams(view: ControlView, pipeline: Pipeline): LearnedParams | undefined {
+  const s = learnedStrategies(view, pipeline)[0];
+  return s ? (s.params as LearnedParams) : undefined;
+}
+
+export interface IngestResult {
+  readonly moved: number;
+  readonly dropped: number;
+  readonly defaulted: number;
+  readonly left: number;
+}
+
+export interface TrainResult {
+  readonly trained: boolean;
+  readonly reason?: string;
+  readonly model?: ModelVersion;
+}
+
+/** Buffer ingest, counters and training of one pipeline's model (runs in the worker). */
+export class TrainingService {
+  readonly registry: ModelRegistry;
+
+  constructor(
+    private readonly core: Core,
+    private readonly trainOptions: TrainOptions = {},
+  ) {
+    this.registry = new ModelRegistry(core);
+  }
+
+  async ingest(pipeline: string, now = Date.now()): Promise<IngestResult> {
+    const lk = learnerKeys(this.core.keys, pipeline);
+    let total = { moved: 0, dropped: 0, defaulted: 0, left: 0 };
+    for (let round = 0; round < 100; round++) {
+      const [moved, dropped, defaulted, left] = await runScript<number[]>(
+        this.core.redis,
+        'learnerIngest',
+        [lk.incoming, lk.buffer, lk.pending, lk.pendingData, lk.defaulted],
+        [now, BUFFER_CAP, INGEST_BATCH, DEFAULTED_MEMORY_MS],
+      );
+      total = { moved: total.moved + moved!, dropped: total.dropped + dropped!, defaulted: total.defaulted + defaulted!, left: left! };
+      if (left === 0 && moved! + dropped! < INGEST_BATCH && defaulted! < INGEST_BATCH) break;
+    }
+    return total;
+  }
+
+  /** Newest first. */
+  async events(pipeline: string, limit: number): Promise<LoggedEvent[]> {
+    const raw = await this.core.redis.lrange(learnerKeys(this.core.keys, pipeline).buffer, 0, limit - 1);
+    return raw.map((r) => JSON.parse(r) as LoggedEvent);
+  }
+
+  /** Counts an applied outcome; true when enough arrived since the last training to train again. */
+  async countOutcome(pipeline: string, trainEvery: number): Promise<boolean> {
+    const lk = learnerKeys(this.core.keys, pipeline);
+    const res = await this.core.redis.multi().hincrby(lk.counters, 'outcomes', 1).hget(lk.counters, 'trainedAt').exec();
+    const outcomes = Number(res?.[0]?.[1] ?? 0);
+    const trainedAt = Number(res?.[1]?.[1] ?? 0);
+    return outcomes - trainedAt >= trainEvery;
+  }
+
+  /** Whether a retrain is due by count or by time. */
+  async due(pipeline: string, params: LearnedParams, now = Date.now()): Promise<boolean> {
+    const c = await this.core.redis.hgetall(learnerKeys(this.core.keys, pipeline).counters);
+    const fresh = Number(c.outcomes ?? 0) - Number(c.trainedAt ?? 0);
+    if (fresh >= (params.trainEvery ?? 500)) return true;
+    return fresh > 0 && now - Number(c.trainedTs ?? 0) >= (params.trainIntervalSeconds ?? 60) * 1000;
+  }
+
+  async train(pipelineId: string): Promise<TrainResult> {
+    const view = this.core.view();
+    const pipeline = view.pipelines.get(pipelineId);
+    if (!pipeline) return { trained: false, reason: 'no such pipeline' };
+    const params = trainingParams(view, pipeline);
+    if (!params) return { trained: false, reason: 'no learned strategy' };
+    const lk = learnerKeys(this.core.keys, pipelineId);
+    await this.ingest(pipelineId);
+    const outcomes = Number((await this.core.redis.hget(lk.counters, 'outcomes')) ?? 0);
+    await this.core.redis.hset(lk.counters, 'trainedAt', outcomes, 'trainedTs', Date.now());
+    const events = await this.events(pipelineId, params.window ?? 20_000);
+    if (events.length < 20) return { trained: false, reason: `only ${events.length} logged events` };
+    const serving = servingModel(view, pipeline);
+    const agents = pipeline.agents.map((a) => a.name);
+    const costWeight = params.costWeight ?? 0;
+    const data = buildTrainingData(events, serving.encoder, agents, { costWeight, ...(params.halfLife !== undefined ? { halfLife: params.halfLife } : {}) });
+    if (data.rows < 20) return { trained: false, reason: `only ${data.rows} events match the pipeline's agents` };
+    const init = serving.version > 0 ? serving.weights : initialWeights(serving.encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1));
+    const { tf } = await loadTf((msg, backend) => this.core.log.info({ backend }, msg));
+    const { weights, metrics } = await trainModel(tf, data, init, { seed: outcomes, ...this.trainOptions });
+    const saved = await this.registry.save(pipelineId, weights, {
+      signature: serving.encoder.signature,
+      agents,
+      metrics: { ...metrics, costWeight, buffer: events.length },
+    });
+    await this.registry.activate(saved);
+    this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained');
+    return { trained: true, model: saved };
+  }
+}

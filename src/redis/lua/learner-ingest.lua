@@ -1,0 +1,54 @@
+-- Moves joined outcomes into a pipeline's training buffer and gives the default reward to learned decisions
+-- whose wait window passed without an outcome (Personalizer's semantics: a late outcome is then dropped).
+-- NUMKEYS: 5
+-- KEYS[1]  incoming list (`<ticket>|<event JSON>`, newest first; ticket empty when none was registered)
+-- KEYS[2]  training buffer list (event JSON, newest first)
+-- KEYS[3]  pending zset (ticket → deadline, epoch ms)
+-- KEYS[4]  pending-data hash (ticket → event JSON carrying the default reward)
+-- KEYS[5]  defaulted zset (ticket → time it was defaulted, epoch ms)
+-- ARGV[1]  now, epoch ms
+-- ARGV[2]  buffer cap (LTRIM keeps the newest)
+-- ARGV[3]  most incoming entries and due tickets handled per call
+-- ARGV[4]  how long defaulted tickets are remembered, ms
+-- Returns: { moved, dropped (late), defaulted, incoming left }
+local now = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local batch = tonumber(ARGV[3])
+local moved, dropped, defaulted = 0, 0, 0
+
+-- Oldest entries sit at the tail: take up to `batch` of them, oldest first.
+local items = redis.call('LRANGE', KEYS[1], -batch, -1)
+if #items > 0 then
+  redis.call('LTRIM', KEYS[1], 0, -(#items + 1))
+end
+for i = #items, 1, -1 do
+  local v = items[i]
+  local bar = string.find(v, '|', 1, true)
+  local ticket = string.sub(v, 1, bar - 1)
+  local json = string.sub(v, bar + 1)
+  if ticket ~= '' and redis.call('ZSCORE', KEYS[5], ticket) then
+    dropped = dropped + 1
+  else
+    if ticket ~= '' then
+      redis.call('ZREM', KEYS[3], ticket)
+      redis.call('HDEL', KEYS[4], ticket)
+    end
+    redis.call('LPUSH', KEYS[2], json)
+    moved = moved + 1
+  end
+end
+
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, batch)
+for _, ticket in ipairs(due) do
+  local data = redis.call('HGET', KEYS[4], ticket)
+  if data then
+    redis.call('LPUSH', KEYS[2], data)
+    defaulted = defaulted + 1
+  end
+  redis.call('ZREM', KEYS[3], ticket)
+  redis.call('HDEL', KEYS[4], ticket)
+  redis.call('ZADD', KEYS[5], now, ticket)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[4]))
+redis.call('LTRIM', KEYS[2], 0, cap - 1)
+return { moved, dropped, defaulted, redis.call('LLEN', KEYS[1]) }

@@ -1,0 +1,109 @@
+/**
+ * Off-policy estimators (pure). Each logged decision i contributes its reward r_i, the importance weight
+ * w_i = π_target(a_i | x_i) / π_log(a_i | x_i), and a reward model's predictions for the target's action
+ * (dmTarget_i = Σ_a π_target(a|x_i) q̂(x_i, a)) and for the logged action (dmLogged_i = q̂(x_i, a_i)).
+ *
+ *   IPS   = (1/n) Σ w_i r_i                                   unbiased, high variance
+ *   SNIPS = Σ w_i r_i / Σ w_i                                 self-normalised: small bias, lower variance
+ *   DR    = (1/n) Σ [dmTarget_i + w_i (r_i − dmLogged_i)]     unbiased if either the weights or the model is right
+ *   DM    = (1/n) Σ dmTarget_i                                the model alone (biased when it is wrong)
+ *   ESS   = (Σ w)² / Σ w²                                     how many on-policy samples the log is worth
+ * Confidence intervals are percentile bootstrap intervals (resampling decisions, seeded).
+ */
+export interface OpeSample {
+  readonly r: number;
+  readonly w: number;
+  readonly dmTarget: number;
+  readonly dmLogged: number;
+}
+
+export type Estimator = (s: readonly OpeSample[], idx?: ArrayLike<number>) => number;
+
+const each = (s: readonly OpeSample[], idx: ArrayLike<number> | undefined, f: (x: OpeSample) => void) => {
+  if (idx) for (let i = 0; i < idx.length; i++) f(s[idx[i]!]!);
+  else for (const x of s) f(x);
+};
+const count = (s: readonly OpeSample[], idx?: ArrayLike<number>) => (idx ? idx.length : s.length);
+
+export const ips: Estimator = (s, idx) => {
+  let t = 0;
+  each(s, idx, (x) => (t += x.w * x.r));
+  return t / count(s, idx);
+};
+
+export const snips: Estimator = (s, idx) => {
+  let num = 0;
+  let den = 0;
+  each(s, idx, (x) => {
+    num += x.w * x.r;
+    den += x.w;
+  });
+  return den > 0 ? num / den : NaN;
+};
+
+export const dr: Estimator = (s, idx) => {
+  let t = 0;
+  each(s, idx, (x) => (t += x.dmTarget + x.w * (x.r - x.dmLogged)));
+  return t / count(s, idx);
+};
+
+export const dm: Estimator = (s, idx) => {
+  let t = 0;
+  each(s, idx, (x) => (t += x.dmTarget));
+  return t / count(s, idx);
+};
+
+export function ess(weights: readonly number[]): number {
+  let s = 0;
+  let s2 = 0;
+  for (const w of weights) {
+    s += w;
+    s2 += w * w;
+  }
+  return s2 > 0 ? (s * s) / s2 : 0;
+}
+
+export interface Interval {
+  readonly value: number;
+  readonly lo: number;
+  readonly hi: number;
+}
+
+/** Percentile bootstrap interval of an estimator (level 1 − alpha). */
+export function bootstrap(s: readonly OpeSample[], est: Estimator, opts: { readonly resamples: number; readonly rng: () => number; readonly alpha?: number }): Interval {
+  const n = s.length;
+  const value = est(s);
+  if (n < 2) return { value, lo: NaN, hi: NaN };
+  const idx = new Uint32Array(n);
+  const vals: number[] = [];
+  for (let b = 0; b < opts.resamples; b++) {
+    for (let i = 0; i < n; i++) idx[i] = Math.floor(opts.rng() * n);
+    const v = est(s, idx);
+    if (Number.isFinite(v)) vals.push(v);
+  }
+  vals.sort((a, b) => a - b);
+  const a = opts.alpha ?? 0.05;
+  const q = (p: number) => vals[Math.min(vals.length - 1, Math.max(0, Math.floor(p * (vals.length - 1))))]!;
+  return { value, lo: vals.length ? q(a / 2) : NaN, hi: vals.length ? q(1 - a / 2) : NaN };
+}
+
+export interface OpeReport {
+  readonly n: number;
+  readonly ess: number;
+  readonly ips: Interval;
+  readonly snips: Interval;
+  readonly dr: Interval;
+  readonly dm: number;
+}
+
+export function offPolicyReport(s: readonly OpeSample[], opts: { readonly resamples?: number; readonly rng: () => number; readonly alpha?: number }): OpeReport {
+  const o = { resamples: opts.resamples ?? 500, rng: opts.rng, ...(opts.alpha !== undefined ? { alpha: opts.alpha } : {}) };
+  return {
+    n: s.length,
+    ess: ess(s.map((x) => x.w)),
+    ips: bootstrap(s, ips, o),
+    snips: bootstrap(s, snips, o),
+    dr: bootstrap(s, dr, o),
+    dm: s.length ? dm(s) : NaN,
+  };
+}

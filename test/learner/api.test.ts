@@ -1,0 +1,227 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import type { DecisionRecord } from '../../src/allocation/decisions.js';
+import type { LearnerModule } from '../../src/learner/module.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+import { contextFeatures, loadWorld, sampleContext, simulateOutcome, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+
+const prefix = testPrefix('learner-api');
+const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-models-'));
+const world = loadWorld('support-basic');
+let rt: Running;
+let learner: LearnerModule;
+
+const call = (method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, payload?: unknown): Promise<LightMyRequestResponse> =>
+  rt.app!.inject({ method, url, ...(payload !== undefined ? { payload: payload as object } : {}) });
+
+const rng = mulberry32(42);
+
+/** Allocates with `strategy` and reports the simulated outcome; returns the decision id. */
+async function round(pipeline: string, strategy: string, report = true): Promise<string> {
+  const x = sampleContext(world, rng);
+  const r = await call('POST', '/v1/allocations', { pipeline, strategy, features: contextFeatures(x) });
+  assert.equal(r.statusCode, 200, r.body);
+  const a = r.json() as { decisionId: string; budgets: Record<string, { tokens: number }>; reason: string };
+  assert.equal(a.reason, 'requested');
+  if (report) {
+    const out = simulateOutcome(world, 0, x, world.agents.map((ag) => a.budgets[ag.name]!.tokens), rng);
+    const o = await call('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: out.quality, usage: out.usage });
+    assert.equal(o.statusCode, 202, o.body);
+  }
+  return a.decisionId;
+}
+
+/** Waits until the outcome worker applied the decision's outcome (its sink entry is then in Redis). */
+async function applied(pipeline: string, id: string): Promise<void> {
+  await eventually(async () => (await rt.core.redis.exists(rt.core.keys.pipeline(pipeline, 'applied', id))) === 1);
+}
+
+async function decision(id: string): Promise<DecisionRecord> {
+  return JSON.parse((await rt.core.redis.get(rt.core.keys.decision(id)))!) as DecisionRecord;
+}
+
+before(async () => {
+  rt = await startTest(prefix, {}, { APPORTION_MODELS_DIR: modelsDir });
+  learner = rt.modules.find((m) => m.name === 'learner') as LearnerModule;
+  assert.equal((await call('PUT', '/v1/pipelines/sim', worldPipeline(world))).statusCode, 200);
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+  rmSync(modelsDir, { recursive: true, force: true });
+});
+
+describe('feature declarations', () => {
+  it('accepts a valid declaration, versions it, and reports its encoded width', async () => {
+    const r1 = await call('PUT', '/v1/pipelines/sim/features', worldFeatures(world));
+    assert.equal(r1.statusCode, 200, r1.body);
+    const r2 = await call('PUT', '/v1/pipelines/sim/features', worldFeatures(world));
+    assert.equal(r2.json().version, r1.json().version + 1);
+    assert.equal(r1.json().inputDim, 1 + 5 + 2 + 2 + 4 + 2);
+    assert.equal((await call('GET', '/v1/pipelines/sim/features')).json().signature, r1.json().signature);
+  });
+
+  it('rejects bad declarations with 4xx naming the field, and stores nothing', async () => {
+    const before = (await call('GET', '/v1/pipelines/sim/features')).json();
+    const bad: [unknown, number, string, RegExp][] = [
+      [{ features: [{ name: 'a', type: 'numeric' }, { name: 'a', type: 'numeric' }] }, 400, 'INVALID_FEATURES', /features\/1\/name/],
+      [{ features: [{ name: 'c', type: 'categorical' }] }, 400, 'INVALID_FEATURES', /exactly one of values or hashBuckets/],
+      [{ features: [{ name: 'c', type: 'categorical', values: ['x', 'x'] }] }, 400, 'INVALID_FEATURES', /unique/],
+      [{ features: [{ name: 'n', type: 'numeric', std: 0 }] }, 400, 'INVALID_FEATURES', /std/],
+      [{ features: [{ name: 'n', type: 'weird' }] }, 400, 'VALIDATION_FAILED', /features/],
+      [{ features: Array.from({ length: 3 }, (_, i) => ({ name: `h${i}`, type: 'categorical', hashBuckets: 1000 })) }, 400, 'INVALID_FEATURES', /limit/],
+    ];
+    for (const [body, status, code, msg] of bad) {
+      const r = await call('PUT', '/v1/pipelines/sim/features', body);
+      assert.equal(r.statusCode, status, r.body);
+      assert.equal(r.json().code, code);
+      assert.match(r.json().message, msg);
+    }
+    assert.equal((await call('PUT', '/v1/pipelines/nope/features', { features: [] })).statusCode, 404);
+    assert.equal((await call('GET', '/v1/pipelines/sim/features')).json().version, before.version);
+  });
+
+  it('rejects bad learned-strategy parameters', async () => {
+    const r = await call('PUT', '/v1/strategies/bad-learn', { pipeline: 'sim', kind: 'learned', params: { epsilon: 2 } });
+    assert.equal(r.statusCode, 400);
+    assert.equal(r.json().code, 'INVALID_STRATEGY_PARAMS');
+  });
+});
+
+describe('learning loop through the API', () => {
+  it('logs valid propensities, trains from outcomes, lists and rolls back versions', async () => {
+    const put = await call('PUT', '/v1/strategies/learn', { pipeline: 'sim', kind: 'learned', params: { explorer: 'epsilon', epsilon: 0.3, trainEvery: 150 } });
+    assert.equal(put.statusCode, 200, put.body);
+    const ids: string[] = [];
+    for (let i = 0; i < 160; i++) ids.push(await round('sim', 'learn'));
+    for (const id of ids.slice(0, 20)) {
+      const d = await decision(id);
+      const m = d.meta!.learner as { C: number[][]; P: number[]; k: number; p: number; m: number };
+      assert.ok(Math.abs(m.P.reduce((s, v) => s + v, 0) - 1) < 1e-9, 'candidate probabilities sum to 1');
+      assert.ok(m.P.every((p) => p > 0));
+      assert.equal(m.p, m.P[m.k]);
+      assert.deepEqual(m.C[m.k], world.agents.map((a) => d.budgets[a.name]));
+      for (const c of m.C) {
+        assert.ok(c.reduce((s, v) => s + v, 0) <= d.totalTokens);
+        c.forEach((v, i) => assert.ok(v >= world.agents[i]!.minTokens && v <= world.agents[i]!.maxTokens));
+      }
+    }
+    const v1 = await eventually(async () => {
+      const m = (await call('GET', '/v1/models/sim')).json();
+      return m.active ? m : undefined;
+    }, 60_000);
+    assert.equal(v1.compatible, true);
+    assert.ok(v1.versions[0].metrics.rows >= 100);
+    // A second version, then roll back to the first: served decisions name the active version.
+    assert.equal((await call('POST', '/v1/models/sim/train')).statusCode, 202);
+    const v2 = await eventually(async () => {
+      const m = (await call('GET', '/v1/models/sim')).json();
+      return m.active > v1.active ? m : undefined;
+    }, 60_000);
+    const rb = await call('POST', '/v1/models/sim/rollback', { version: v1.active });
+    assert.equal(rb.statusCode, 200, rb.body);
+    assert.equal(rb.json().active, v1.active);
+    const id = await round('sim', 'learn', false);
+    assert.equal((await decision(id)).meta!.learner && ((await decision(id)).meta!.learner as { m: number }).m, v1.active);
+    assert.ok(v2.versions.length >= 2);
+
+    const missing = await call('POST', '/v1/models/sim/rollback', { version: 9999 });
+    assert.equal(missing.statusCode, 404);
+    assert.equal(missing.json().code, 'MODEL_VERSION_NOT_FOUND');
+    assert.equal((await call('POST', '/v1/models/sim/rollback', { version: 0 })).statusCode, 400);
+    assert.equal((await call('POST', '/v1/models/nope/rollback', { version: 1 })).statusCode, 404);
+  });
+
+  it('hot-swaps model versions under load without failing or falling back on any request', async () => {
+    const versions = (await call('GET', '/v1/models/sim')).json().versions.map((v: { version: number }) => v.version);
+    assert.ok(versions.length >= 2);
+    const seen = new Set<number>();
+    for (let wave = 0; wave < 6; wave++) {
+      // Each wave: 80 allocations in flight while the active version changes under them.
+      const allocs = Array.from({ length: 80 }, () =>
+        call('POST', '/v1/allocations', { pipeline: 'sim', strategy: 'learn', features: contextFeatures(sampleContext(world, rng)) }),
+      );
+      const swap = call('POST', '/v1/models/sim/rollback', { version: versions[wave % 2] });
+      const [results, sw] = await Promise.all([Promise.all(allocs), swap]);
+      assert.equal(sw.statusCode, 200, sw.body);
+      for (const r of results) {
+        assert.equal(r.statusCode, 200, r.body);
+        assert.equal(r.json().strategy, 'learn');
+        assert.equal(r.json().reason, 'requested');
+      }
+      for (const r of results.slice(-5)) seen.add(((await decision(r.json().decisionId)).meta!.learner as { m: number }).m);
+    }
+    assert.ok(seen.size >= 2, `decisions were served by versions ${[...seen].join(', ')}`);
+  });
+
+  it('estimates registered strategies off-policy from the logs', async () => {
+    const uni = await call('GET', '/v1/pipelines/sim/ope?strategy=@uniform&resamples=200');
+    assert.equal(uni.statusCode, 200, uni.body);
+    const u = uni.json();
+    assert.ok(u.events >= 150);
+    assert.equal(u.support, 1, 'the uniform split is always a candidate');
+    assert.ok(u.ess > 0 && u.ess <= u.events);
+    for (const e of [u.ips, u.snips, u.dr]) assert.ok(e.lo <= e.value && e.value <= e.hi);
+    const self = (await call('GET', '/v1/pipelines/sim/ope?strategy=learn&resamples=100')).json();
+    assert.ok(self.events >= 150);
+    assert.equal((await call('GET', '/v1/pipelines/sim/ope?strategy=nope')).statusCode, 404);
+    assert.equal((await call('GET', '/v1/pipelines/sim/ope')).statusCode, 400);
+    const logs = (await call('GET', '/v1/pipelines/sim/logs?limit=5')).json();
+    assert.equal(logs.items.length, 5);
+  });
+
+  it('refuses a rollback to a model trained for another feature declaration (409)', async () => {
+    const active = (await call('GET', '/v1/models/sim')).json().active;
+    const decl = worldFeatures(world);
+    assert.equal((await call('PUT', '/v1/pipelines/sim/features', { features: decl.features.slice(0, 3) })).statusCode, 200);
+    const r = await call('POST', '/v1/models/sim/rollback', { version: active });
+    assert.equal(r.statusCode, 409);
+    assert.equal(r.json().code, 'MODEL_INCOMPATIBLE');
+    // Serving continues on the prior (model 0) rather than failing.
+    const id = await round('sim', 'learn', false);
+    assert.equal(((await decision(id)).meta!.learner as { m: number }).m, 0);
+    assert.equal((await call('GET', '/v1/models/sim')).json().compatible, false);
+    assert.equal((await call('PUT', '/v1/pipelines/sim/features', decl)).statusCode, 200);
+  });
+});
+
+describe('reward wait window', () => {
+  it('gives the default reward to decisions without an outcome and drops a late outcome', async () => {
+    await call('PUT', '/v1/pipelines/wait', worldPipeline(world));
+    const put = await call('PUT', '/v1/strategies/wait-learn', { pipeline: 'wait', kind: 'learned', params: { rewardWaitSeconds: 1, defaultReward: 0.25, trainEvery: 100000 } });
+    assert.equal(put.statusCode, 200, put.body);
+    const ids = [await round('wait', 'wait-learn', false), await round('wait', 'wait-learn', false), await round('wait', 'wait-learn', false)];
+    const far = Date.now() + 3_600_000;
+    await eventually(async () => (await rt.core.redis.zcard(rt.core.keys.pipeline('wait', 'learner', 'pending'))) === 3);
+    const swept = await learner.training.ingest('wait', far);
+    assert.equal(swept.defaulted, 3);
+    const events = await learner.training.events('wait', 10);
+    assert.equal(events.length, 3);
+    assert.ok(events.every((e) => e.q === 0.25 && e.d === 1));
+    // The outcome of a defaulted decision arrives (within the window by its clock, but after the sweep): dropped.
+    assert.equal((await call('POST', '/v1/outcomes', { decisionId: ids[0], quality: 0.9 })).statusCode, 202);
+    await applied('wait', ids[0]!);
+    await learner.training.ingest('wait', far);
+    const after = await learner.training.events('wait', 10);
+    assert.equal(after.length, 3);
+    assert.ok(after.every((e) => e.q === 0.25));
+  });
+
+  it('uses a real outcome that arrives in time', async () => {
+    const id = await round('wait', 'wait-learn', false);
+    assert.equal((await call('POST', '/v1/outcomes', { decisionId: id, quality: 0.75 })).statusCode, 202);
+    await applied('wait', id);
+    await learner.training.ingest('wait', Date.now() + 3_600_000);
+    const all = await learner.training.events('wait', 10);
+    assert.equal(all.length, 4, 'logged once, not also defaulted');
+    const newest = all[0]!;
+    assert.equal(newest.id, id);
+    assert.equal(newest.q, 0.75);
+  });
+});
