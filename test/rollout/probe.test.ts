@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
+import { client, drive, unitKeys } from './helpers.js';
+
+const prefix = testPrefix('rollout-probe');
+let rt: Running;
+const api = client(() => rt);
+const { call, ok } = api;
+
+before(async () => {
+  rt = await startTest(prefix, {}, { APPORTION_ROLLOUT_INTERVAL_MS: '3600000' });
+  await ok('PUT', '/v1/pipelines/p', FIVE_AGENTS);
+  await ok('PUT', '/v1/strategies/even', { pipeline: 'p', kind: 'uniform' });
+  await ok('PUT', '/v1/pipelines/p', { ...FIVE_AGENTS, defaultStrategy: 'even' });
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+});
+
+describe('critical-path probe', () => {
+  it('cuts one agent at a time and ranks agents by quality elasticity', async () => {
+    const bad = await call('PUT', '/v1/experiments/probe', { pipeline: 'p', type: 'probe', probe: { fraction: 0.5, agents: ['ghost'] } });
+    assert.equal(bad.json().code, 'UNKNOWN_AGENT');
+    const e = await ok('PUT', '/v1/experiments/probe', { pipeline: 'p', type: 'probe', coverage: 1, probe: { fraction: 0.5, agents: ['reasoner', 'retriever', 'formatter'] } });
+    assert.deepEqual(e.variants.map((v: { name: string }) => v.name), ['control', 'cut.reasoner', 'cut.retriever', 'cut.formatter']);
+    await ok('POST', '/v1/experiments/probe/start');
+
+    const full = (await ok('POST', '/v1/allocations', { pipeline: 'p', strategy: 'even' })).budgets;
+    // A simulated pipeline: quality depends strongly on the reasoner's budget, a little on the
+    // retriever's, not at all on the formatter's.
+    const quality = (b: Record<string, { tokens: number }>, i: number) =>
+      Math.min(1, Math.max(0, 0.3 + 0.5 * (b.reasoner!.tokens / full.reasoner.tokens) + 0.1 * (b.retriever!.tokens / full.retriever.tokens) + ((i % 7) - 3) * 0.01));
+    const seen = new Set<string>();
+    await drive(api, {
+      pipeline: 'p',
+      experiment: 'probe',
+      units: unitKeys(400, 'pr'),
+      outcome: (a, i) => {
+        seen.add(a.variant);
+        if (a.variant === 'cut.reasoner') assert.equal(a.budgets.reasoner.tokens, Math.floor(full.reasoner.tokens / 2));
+        if (a.variant === 'cut.formatter') assert.equal(a.budgets.reasoner.tokens, full.reasoner.tokens, 'only the cut agent changes');
+        return { quality: quality(a.budgets, i), costUsd: 0.01, usage: Object.fromEntries(Object.entries(a.budgets).map(([k, v]) => [k, { outputTokens: Math.floor((v as { tokens: number }).tokens / 2) }])) };
+      },
+    });
+    assert.equal(seen.size, 4);
+    const res = await ok('GET', '/v1/experiments/probe/results');
+    const cp = new Map(res.criticalPath.map((x: { agent: string }) => [x.agent, x]));
+    const r = cp.get('reasoner') as { elasticity: number; critical: boolean; rank: number; budgetRatio: number };
+    assert.ok(Math.abs(r.budgetRatio - 0.5) < 0.01);
+    assert.ok(r.elasticity > 0.5, `reasoner elasticity ${r.elasticity}`);
+    assert.equal(r.critical, true);
+    assert.equal(r.rank, 1);
+    assert.equal((cp.get('formatter') as { critical: boolean }).critical, false);
+    assert.equal((cp.get('retriever') as { rank: number }).rank, 2);
+    assert.equal((await call('POST', '/v1/experiments/probe/promote', { variant: 'cut.reasoner' })).statusCode, 409, 'a probe has nothing to promote');
+    await ok('POST', '/v1/experiments/probe/stop');
+    await ok('DELETE', '/v1/experiments/probe');
+    assert.equal((await call('GET', '/v1/strategies/probe.probe.reasoner')).statusCode, 404, 'its generated strategies go with it');
+  });
+});
