@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
+import { registerExperiments } from '../rollout/cli.js';
 
 /**
  * Commands contributed by domain modules (experiments, simulate, report, …). Each domain adds one
  * `register…(program)` call here so the entry point stays small.
  */
-export function registerCommands(_program: Command): void {}
+export function registerCommands(program: Command): void {
+  registerExperiments(program);
+}

@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { ApportionClient } from '../sdk/client.js';
+import { formatResults } from './format.js';
+import type { ExperimentResults } from './service.js';
+
+interface Conn {
+  url: string;
+  key?: string;
+}
+
+const urlOption = () => new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000');
+const keyOption = () => new Option('--key <key>', 'admin bearer key').env('APPORTION_KEY');
+const clientOf = (o: Conn) => new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}) });
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+/** An experiments file: `{ "experiments": [{ "id": "…", …PUT body }] }` (see experiments/rollouts/). */
+export function readExperimentsFile(file: string): { id: string; body: Record<string, unknown> }[] {
+  const doc = JSON.parse(readFileSync(file, 'utf8')) as { experiments?: unknown };
+  if (!Array.isArray(doc.experiments)) throw new Error(`${file}: expected { "experiments": [ … ] }`);
+  return doc.experiments.map((e: unknown, i: number) => {
+    if (typeof e !== 'object' || e === null || typeof (e as { id?: unknown }).id !== 'string') throw new Error(`${file}: experiments/${i}/id is missing`);
+    const { id, ...body } = e as { id: string } & Record<string, unknown>;
+    return { id, body };
+  });
+}
+
+const state = (e: { id: string; version: number; state: { status: string; phase: number; rampStep?: number }; effectiveCoverage: number }) =>
+  `${e.id} v${e.version}: ${e.state.status}, phase ${e.state.phase}${e.state.rampStep !== undefined ? `, ramp step ${e.state.rampStep}` : ''}, coverage ${(e.effectiveCoverage * 100).toFixed(1)} %`;
+
+type Exp = Parameters<typeof state>[0];
+
+/** `apportion experiments apply|list|get|start|pause|resume|stop|rollback|promote|results|audit`. */
+export function registerExperiments(program: Command): void {
+  const cmd = program.command('experiments').description('rollout experiments: define, start, watch, roll back, promote');
+  const withConn = (c: Command) => c.addOption(urlOption()).addOption(keyOption());
+
+  withConn(cmd.command('apply <file>').description('create or replace the experiments of a JSON file').option('--start', 'start drafts after applying'))
+    .action(async (file: string, o: Conn & { start?: boolean }) => {
+      const c = clientOf(o);
+      for (const { id, body } of readExperimentsFile(file)) {
+        let e = await c.request<Exp>('PUT', `/v1/experiments/${encodeURIComponent(id)}`, body);
+        if (o.start && e.state.status === 'draft') e = await c.request<Exp>('POST', `/v1/experiments/${encodeURIComponent(id)}/start`);
+        out(state(e));
+      }
+    });
+
+  withConn(cmd.command('list').description('list experiments').option('--pipeline <id>', 'only this pipeline')).action(async (o: Conn & { pipeline?: string }) => {
+    const q = o.pipeline ? `?pipeline=${encodeURIComponent(o.pipeline)}` : '';
+    const { items } = await clientOf(o).request<{ items: Exp[] }>('GET', `/v1/experiments${q}`);
+    for (const e of items) out(state(e));
+  });
+
+  withConn(cmd.command('get <id>').description('an experiment as JSON')).action(async (id: string, o: Conn) => {
+    out(JSON.stringify(await clientOf(o).request('GET', `/v1/experiments/${encodeURIComponent(id)}`), null, 2));
+  });
+
+  for (const t of ['start', 'pause', 'resume', 'stop', 'rollback'] as const) {
+    withConn(cmd.command(`${t} <id>`).description(t === 'rollback' ? 'kill switch: all traffic of the experiment to control' : `${t} the experiment`).option('--reason <text>', 'recorded in the audit trail'))
+      .action(async (id: string, o: Conn & { reason?: string }) => {
+        const e = await clientOf(o).request<Exp>('POST', `/v1/experiments/${encodeURIComponent(id)}/${t}`, o.reason ? { reason: o.reason } : undefined);
+        out(state(e));
+      });
+  }
+
+  withConn(cmd.command('promote <id> <variant>').description("make the variant's strategy the pipeline default and end the experiment")).action(
+    async (id: string, variant: string, o: Conn) => {
+      out(state(await clientOf(o).request<Exp>('POST', `/v1/experiments/${encodeURIComponent(id)}/promote`, { variant })));
+    },
+  );
+
+  withConn(
+    cmd
+      .command('results <id>')
+      .description('results per variant and phase as readable tables')
+      .option('--winsorize <q>', 'cap cost at this quantile (e.g. 0.99)')
+      .option('--json', 'print the raw JSON'),
+  ).action(async (id: string, o: Conn & { winsorize?: string; json?: boolean }) => {
+    const q = o.winsorize ? `?winsorize=${encodeURIComponent(o.winsorize)}` : '';
+    const r = await clientOf(o).request<ExperimentResults>('GET', `/v1/experiments/${encodeURIComponent(id)}/results${q}`);
+    out(o.json ? JSON.stringify(r, null, 2) : formatResults(r));
+  });
+
+  withConn(cmd.command('audit <id>').description('the audit trail, newest first')).action(async (id: string, o: Conn) => {
+    const { items } = await clientOf(o).request<{ items: { at: number; by: string; action: string; details?: unknown }[] }>('GET', `/v1/experiments/${encodeURIComponent(id)}/audit`);
+    for (const a of items) out(`${new Date(a.at).toISOString()}  ${a.action.padEnd(12)} ${a.by.padEnd(20)} ${a.details === undefined ? '' : JSON.stringify(a.details)}`);
+  });
+}

@@ -1,0 +1,96 @@
+import type { ExperimentResults } from './service.js';
+
+/** Plain-text tables for `apportion experiments results` (pure). */
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+const num = (x: number | null | undefined, digits = 4): string => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits));
+const p = (x: number | null | undefined): string => (x === null || x === undefined ? '–' : x < 1e-4 ? x.toExponential(1) : x.toFixed(4));
+const ci = (c: readonly [number, number] | null | undefined, d = 4): string => (c ? `[${num(c[0], d)}, ${num(c[1], d)}]` : '–');
+
+export function formatResults(r: ExperimentResults): string {
+  const out: string[] = [];
+  out.push(`experiment ${r.experiment} (${r.type}) on ${r.pipeline}: ${r.status}, phase ${r.phase}, coverage now ${(r.effectiveCoverage * 100).toFixed(1)} %, α = ${r.alpha}`);
+  if (r.state.rollback) out.push(`rolled back by ${r.state.rollback.by}: ${r.state.rollback.reason}`);
+  if (r.state.promoted) out.push(`promoted variant ${r.state.promoted.variant} (${r.state.promoted.strategy})`);
+  if (r.state.srm) out.push(`⚠ sample-ratio mismatch flagged in phase ${r.state.srm.phase} (p = ${p(r.state.srm.pValue)}): do not trust these results`);
+  for (const ph of r.phases) {
+    out.push('', `phase ${ph.phase}${ph.srm ? `  (SRM p = ${p(ph.srm.pValue)}${ph.srm.mismatch ? ' MISMATCH' : ''})` : ''}`);
+    out.push(
+      table(
+        ['variant', 'n', 'quality', 'cost $', 'cost (winsorized)', 'quality/$'],
+        ph.variants.map((v) => [
+          v.variant + (v.variant === r.control ? ' (control)' : ''),
+          String(v.n),
+          num(v.quality.mean),
+          num(v.cost.mean, 6),
+          v.cost.winsorizedMean !== undefined ? num(v.cost.winsorizedMean, 6) : '–',
+          num(v.qualityPerDollar, 1),
+        ]),
+      ),
+    );
+    if (ph.comparisons.length) {
+      out.push('');
+      out.push(
+        table(
+          ['vs control', 'metric', 'diff', 'relative', 'Welch 95 % CI', 'p', 'p (Holm)', 'sequential CI', 'seq p'],
+          ph.comparisons.map((c) => [
+            c.variant,
+            c.metric,
+            num(c.welch?.diff ?? c.sequential?.diff, c.metric === 'cost' ? 6 : 4),
+            c.welch?.relative !== null && c.welch?.relative !== undefined ? `${(c.welch.relative * 100).toFixed(1)} %` : '–',
+            ci(c.welch?.ci, c.metric === 'cost' ? 6 : 4),
+            p(c.welch?.pValue),
+            p(c.pHolm),
+            ci(c.sequential?.ci, c.metric === 'cost' ? 6 : 4),
+            p(c.sequential?.pValue),
+          ]),
+        ),
+      );
+    }
+    const agents = [...new Set(ph.variants.flatMap((v) => Object.keys(v.agents)))].sort();
+    if (agents.length) {
+      out.push('');
+      const rows: string[][] = [];
+      for (const a of agents)
+        for (const v of ph.variants) {
+          const s = v.agents[a];
+          if (!s) continue;
+          rows.push([`${a} / ${v.variant}`, String(s.n), num(s.utilization, 3), num(s.ceilingHitRate, 3), num(s.meanAllocated, 0), s.truncation?.drop !== undefined ? num(s.truncation.drop, 4) : '–']);
+        }
+      out.push(table(['agent / variant', 'n', 'utilization', 'ceiling hits', 'mean budget', 'quality drop at ceiling'], rows));
+    }
+  }
+  if (r.guardrails.length) {
+    out.push('', 'guardrails (always-valid, current phase)');
+    out.push(
+      table(
+        ['guardrail', 'variant', 'regression', 'CI', 'tolerance', 'status'],
+        r.guardrails.map((g) => [
+          `${g.guardrail.metric}${g.guardrail.agent ? `:${g.guardrail.agent}` : ''}`,
+          g.variant,
+          num(g.regression),
+          ci(g.ci),
+          num(g.tolerance),
+          !g.judged ? `waiting (n ${g.n?.join('/')})` : g.breached ? 'BREACHED' : 'ok',
+        ]),
+      ),
+    );
+  }
+  if (r.criticalPath?.length) {
+    out.push('', 'critical path (quality elasticity per agent: 1 = quality falls in proportion to the budget cut)');
+    out.push(
+      table(
+        ['rank', 'agent', 'budget ratio', 'quality diff', 'elasticity', '95 % CI', 'critical'],
+        [...r.criticalPath]
+          .sort((a, b) => (a.rank ?? 99) - (b.rank ?? 99))
+          .map((e) => [String(e.rank ?? '–'), e.agent, num(e.budgetRatio, 2), num(e.qualityDiff), num(e.elasticity, 3), ci(e.ci, 3), e.critical ? 'yes' : 'no']),
+      ),
+    );
+  }
+  return out.join('\n');
+}

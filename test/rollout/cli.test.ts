@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { ApportionClient } from '../../src/sdk/client.js';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const prefix = testPrefix('rollout-cli');
+const ADMIN = 'rollout-admin-key-0123456789';
+let rt: Running;
+let env: NodeJS.ProcessEnv;
+const cli = async (...args: string[]) => (await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'experiments', ...args], { cwd: ROOT, env })).stdout;
+
+before(async () => {
+  rt = await startTest(prefix, { listen: true }, { APPORTION_ADMIN_KEY: ADMIN, APPORTION_SEED_EXAMPLES: 'true', APPORTION_ROLLOUT_INTERVAL_MS: '3600000' });
+  env = { ...process.env, APPORTION_URL: rt.url!, APPORTION_KEY: ADMIN };
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+});
+
+describe('experiments CLI with the example files', () => {
+  it('applies and starts every example, routes traffic, prints results as a table, promotes, audits with the key fingerprint', async () => {
+    const applied = [
+      await cli('apply', 'experiments/rollouts/support-static-rollout.json', '--start'),
+      await cli('apply', 'experiments/rollouts/support-holdout.json', '--start'),
+      await cli('apply', 'experiments/rollouts/support-critical-path.json', '--start'),
+    ].join('');
+    assert.match(applied, /support-static-vs-estimate v\d+: running, phase 0, ramp step 0, coverage 0\.5 %/);
+    assert.match(applied, /support-holdout-2026q4 v\d+: running/);
+    assert.match(applied, /support-critical-path v\d+: running/);
+
+    const client = new ApportionClient({ url: rt.url!, key: ADMIN });
+    const reasons = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const a = await client.allocate({ pipeline: 'support-triage', unitKey: `cli-${i}`, features: { messageCount: 12, taskType: 'billing' } });
+      reasons.add(a.experiment ? String(a.experiment) : a.reason);
+      await client.reportOutcome({ decisionId: a.decisionId, quality: 0.8, costUsd: 0.02, usage: { reasoner: { outputTokens: 500 } } });
+    }
+    assert.ok(reasons.has('support-pool-vs-estimate') && reasons.has('support-holdout-2026q4'), [...reasons].join(', '));
+
+    const table = await eventually(async () => {
+      const t = await cli('results', 'support-pool-vs-estimate', '--winsorize', '0.99');
+      return /control \(control\)\s+\d+/.test(t) && !/control \(control\)\s+0 /.test(t) ? t : undefined;
+    });
+    assert.match(table, /phase 0/);
+    assert.match(table, /vs control\s+metric\s+diff/);
+    assert.match(table, /guardrails \(always-valid, current phase\)/);
+    assert.match(await cli('results', 'support-critical-path'), /critical path/);
+
+    assert.match(await cli('promote', 'support-pool-vs-estimate', 'pool'), /stopped/);
+    assert.equal((await client.request<{ defaultStrategy: string }>('GET', '/v1/pipelines/support-triage')).defaultStrategy, 'support-priority-pool');
+    assert.match(await cli('rollback', 'support-static-vs-estimate', '--reason', 'cli test'), /rolled_back/);
+    const audit = await cli('audit', 'support-static-vs-estimate');
+    assert.match(audit, /rollback\s+key:[0-9a-f]{12}\s+.*cli test/);
+    assert.ok(!audit.includes(ADMIN), 'the audit never holds the key itself');
+    const bad = await cli('pause', 'nope').catch((e: { code: number; stderr: string }) => e);
+    assert.match((bad as { stderr: string }).stderr, /404 EXPERIMENT_NOT_FOUND/);
+  });
+});
