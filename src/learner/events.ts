@@ -42,7 +42,7 @@ export function rewardOf(e: Pick<LoggedEvent, 'q' | 'c'>, costWeight: number): n
 
 export interface DatasetOptions {
   readonly costWeight: number;
-  /** Recency half-life in events: the newest event weighs 1, one `halfLife` older weighs ½. Default 4000. */
+  /** Recency half-life in events: the newest event weighs 1, one `halfLife` older weighs ½. Default 1000. */
   readonly halfLife?: number;
 }
 
@@ -59,7 +59,7 @@ export function buildTrainingData(events: readonly LoggedEvent[], encoder: Featu
   const b = new Float32Array(rows * n);
   const r = new Float32Array(rows);
   const w = new Float32Array(rows);
-  const decay = Math.LN2 / (opts.halfLife ?? 4000);
+  const decay = Math.LN2 / (opts.halfLife ?? 1000);
   keep.forEach((e, i) => {
     encoder.encode(e.f, x.subarray(i * d, (i + 1) * d));
     agents.forEach((a, j) => (b[i * n + j] = e.b[a]!));

@@ -28,8 +28,8 @@ export const LearnedParams = Type.Object(
     defaultReward: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Quality assumed for a decision without an outcome. Default 0.' })),
     trainEvery: Type.Optional(Type.Integer({ minimum: 10, maximum: 1_000_000, description: 'Retrain after this many new outcomes. Default 500.' })),
     trainIntervalSeconds: Type.Optional(Type.Integer({ minimum: 5, maximum: 86_400, description: 'Or after this long when there are new outcomes. Default 60.' })),
-    halfLife: Type.Optional(Type.Integer({ minimum: 100, maximum: 10_000_000, description: 'Recency half-life of training rows, in events. Default 4000.' })),
-    window: Type.Optional(Type.Integer({ minimum: 100, maximum: 100_000, description: 'Newest events trained on. Default 20000.' })),
+    halfLife: Type.Optional(Type.Integer({ minimum: 100, maximum: 10_000_000, description: 'Recency half-life of training rows, in events. Default 1000.' })),
+    window: Type.Optional(Type.Integer({ minimum: 100, maximum: 100_000, description: 'Newest events trained on. Default 8000.' })),
   },
   { additionalProperties: false },
 );

@@ -17,7 +17,7 @@ export interface TrainOptions {
   readonly epochs?: number;
   /** Default 256. */
   readonly batchSize?: number;
-  /** Adam learning rate. Default 0.01. */
+  /** Adam learning rate. Default 0.02. */
   readonly learningRate?: number;
   /** L2 penalty on the weight matrices. Default 1e-5. */
   readonly l2?: number;
@@ -71,7 +71,7 @@ export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights,
   const B = tf.tidy(() => tf.div(tf.tensor2d(data.b, [N, n]), NEED_SCALE));
   const R = tf.tensor1d(data.r);
   const W = tf.tensor1d(data.w);
-  const optimizer = tf.train.adam(opts.learningRate ?? 0.01);
+  const optimizer = tf.train.adam(opts.learningRate ?? 0.02);
   const l2 = opts.l2 ?? 1e-5;
   const batch = Math.max(1, Math.min(opts.batchSize ?? 256, trainIdx.length));
   const epochs = opts.epochs ?? 4;

@@ -103,7 +103,7 @@ export class TrainingService {
     await this.ingest(pipelineId);
     const outcomes = Number((await this.core.redis.hget(lk.counters, 'outcomes')) ?? 0);
     await this.core.redis.hset(lk.counters, 'trainedAt', outcomes, 'trainedTs', Date.now());
-    const events = await this.events(pipelineId, params.window ?? 20_000);
+    const events = await this.events(pipelineId, params.window ?? 8000);
     if (events.length < 20) return { trained: false, reason: `only ${events.length} logged events` };
     const serving = servingModel(view, pipeline);
     const agents = pipeline.agents.map((a) => a.name);

@@ -31,7 +31,7 @@ export interface LoopOptions {
   readonly explore: ExploreOptions;
   /** Retrain every this many outcomes. Default 500. */
   readonly trainEvery?: number;
-  /** Train on at most this many newest events. Default 20000. */
+  /** Train on at most this many newest events. Default 8000. */
   readonly window?: number;
   readonly halfLife?: number;
   readonly train?: TrainOptions;
@@ -140,7 +140,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     names.forEach((a, i) => (b[a] = dec.budgets[i]!));
     events.push({ id: String(t), t, s: 'learned', f, T: world.totalTokens, b, q: out.quality, c: null, C: dec.candidates, P: dec.probs, k: dec.chosen });
     if ((t + 1) % every === 0) {
-      const recent = events.slice(-(opts.window ?? 20000)).reverse();
+      const recent = events.slice(-(opts.window ?? 8000)).reverse();
       const data = buildTrainingData(recent, encoder, names, { costWeight: 0, ...(opts.halfLife !== undefined ? { halfLife: opts.halfLife } : {}) });
       const res = await trainModel(tf, data, weights, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       weights = res.weights;
