@@ -82,26 +82,27 @@ export class SpanStore {
     const result: IngestResult = { accepted: 0, duplicates: 0, refused: [] };
     const traces = await Promise.all(
       [...byTrace].map(async ([traceId, idx]) => {
-        const args: (string | number)[] = [this.d.retentionSeconds, this.d.maxSpansPerTrace];
-        // A span repeated inside one batch is stored once: the first occurrence wins, like across batches.
-        for (const i of idx) args.push(spans[i]!.spanId, encodeSpan(spans[i]!));
+        // One argument for the whole batch (its lines joined), not two per span: fewer buffers to write.
+        const lines = idx.map((i) => encodeSpan(spans[i]!));
         const res = await runScript<[number, string, ...string[]]>(
           this.d.redis,
           'spanIngest',
           [this.d.costKeys.traceSpans(traceId), this.d.costKeys.traceVersion(traceId)],
-          args,
+          [this.d.retentionSeconds, this.d.maxSpansPerTrace, lines.join('\n')],
         );
-        const [version, statuses, ...lines] = res;
+        const [version, statuses, ...others] = res;
+        // The trace = the spans this call stored (already decoded) + the others the script returned.
+        const all: Span[] = [];
         idx.forEach((i, k) => {
           const st = statuses[k];
-          if (st === '1') result.accepted++;
-          else if (st === '0') result.duplicates++;
+          if (st === '1') {
+            result.accepted++;
+            all.push(spans[i]!);
+          } else if (st === '0') result.duplicates++;
           else result.refused.push({ index: i, reason: `trace ${traceId} already holds ${this.d.maxSpansPerTrace} spans (APPORTION_MAX_SPANS_PER_TRACE)` });
         });
-        const trace = this.resolve(
-          traceId,
-          lines.map((l) => decodeSpan(traceId, l)),
-        );
+        for (const l of others) all.push(decodeSpan(traceId, l));
+        const trace = this.resolve(traceId, all);
         return { traceId, version: Number(version), trace };
       }),
     );

@@ -1,4 +1,4 @@
-import { TOTAL_FIELDS, counted, type ResolvedTrace, type Totals } from './tree.js';
+import { TOTAL_FIELDS, addTotals, counted, zeroTotals, type ResolvedTrace, type Totals } from './tree.js';
 
 /** Dimensions a cost report can group by. Every one is summed from the same counted spans. */
 export const DIMENSIONS = ['customer', 'team', 'agent', 'model', 'day'] as const;
@@ -7,8 +7,19 @@ export type Dimension = (typeof DIMENSIONS)[number];
 export const NONE = '(none)';
 export const FIELD_SEP = '\x1f';
 
+const DAY_MS = 86_400_000;
+const days = new Map<number, string>();
+
+/** UTC day of an epoch-ms time, `YYYY-MM-DD` (memoised: called for every counted span). */
 export function dayOf(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  const d = Math.floor(ms / DAY_MS);
+  let s = days.get(d);
+  if (s === undefined) {
+    if (days.size > 10_000) days.clear();
+    s = new Date(d * DAY_MS).toISOString().slice(0, 10);
+    days.set(d, s);
+  }
+  return s;
 }
 
 /** The rollup hash names (`<dim>:<day>`) any span of the trace could touch. */
@@ -24,16 +35,13 @@ export function rollupNames(trace: ResolvedTrace): string[] {
  * re-attribution (a root that arrives late with the customer) and claims (a parent whose children arrived).
  */
 export function contribution(trace: ResolvedTrace): Map<string, Map<string, number>> {
-  const out = new Map<string, Map<string, number>>();
+  // Sum per (rollup, value) first, then spell out the fields once per group.
+  const groups = new Map<string, { name: string; value: string; t: Totals }>();
   const add = (name: string, value: string, t: Totals) => {
-    let h = out.get(name);
-    if (!h) out.set(name, (h = new Map()));
-    for (const f of TOTAL_FIELDS) {
-      const v = t[f];
-      if (v === 0) continue;
-      const k = `${value}${FIELD_SEP}${f}`;
-      h.set(k, (h.get(k) ?? 0) + v);
-    }
+    const k = `${name}\x1e${value}`;
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = { name, value, t: zeroTotals() }));
+    addTotals(g.t, t);
   };
   for (const n of trace.nodes) {
     if (!counted(n)) continue;
@@ -43,6 +51,15 @@ export function contribution(trace: ResolvedTrace): Map<string, Map<string, numb
     add(`agent:${day}`, n.agent, n.self);
     add(`model:${day}`, n.span.model ?? NONE, n.self);
     add(`day:${day}`, day, n.self);
+  }
+  const out = new Map<string, Map<string, number>>();
+  for (const { name, value, t } of groups.values()) {
+    let h = out.get(name);
+    if (!h) out.set(name, (h = new Map()));
+    for (const f of TOTAL_FIELDS) {
+      const v = t[f];
+      if (v !== 0) h.set(`${value}${FIELD_SEP}${f}`, v);
+    }
   }
   return out;
 }

@@ -1,0 +1,123 @@
+/**
+ * Span ingest throughput: OTLP/HTTP JSON batches of 100 spans into trees and rollups, against the same server's
+ * no-op route.
+ *
+ *   node --import tsx bench/spans.ts [--duration 10] [--connections 32]
+ *
+ * One freshly spawned server (`apportion serve` in a child process, auth on). Every batch is 5 fresh traces of
+ * 20 spans (a coordinator, three sub-agents with four GenAI chat calls each, the coordinator's own three calls
+ * and a tool call; every sub-agent also carries its aggregate usage, so claims are reconciled), with new trace
+ * ids per request, so nothing is a duplicate. After the run the `day` rollup is checked: it must count exactly
+ * the leaf calls of the accepted batches (15 per trace: the tool span carries no usage, the sub-agent aggregates are claimed), i.e. the rollups kept up with ingest.
+ */
+import { readFileSync } from 'node:fs';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import { cannon, flag, fmt, REDIS_URL, spawnServer } from './lib.js';
+
+const duration = Number(flag('duration', '10'));
+const connections = Number(flag('connections', '32'));
+const TRACES_PER_BATCH = 5;
+const LEAVES_PER_TRACE = 15;
+
+const kv = (key: string, v: string | number) => ({ key, value: typeof v === 'number' ? { intValue: v } : { stringValue: v } });
+
+/** One batch as a string template; `@T<k>@` is replaced by the k-th trace id of the request. */
+function template(): string {
+  const spans: object[] = [];
+  const now = BigInt(Date.now()) * 1_000_000n;
+  const t = (ms: number) => String(now + BigInt(ms) * 1_000_000n);
+  for (let k = 0; k < TRACES_PER_BATCH; k++) {
+    const traceId = `@T${k}@`;
+    let n = 0;
+    const id = () => `${k.toString(16)}${(n++).toString(16).padStart(15, '0')}`;
+    const span = (spanId: string, parent: string | undefined, name: string, attrs: object[]) =>
+      spans.push({ traceId, spanId, ...(parent ? { parentSpanId: parent } : {}), name, kind: 1, startTimeUnixNano: t(n), endTimeUnixNano: t(n + 50), attributes: attrs, status: { code: 0 } });
+    const root = id();
+    span(root, undefined, 'invoke_agent coordinator', [kv('gen_ai.operation.name', 'invoke_agent'), kv('gen_ai.agent.name', 'coordinator'), kv('session.id', `${traceId}-session`), kv('user.id', `customer-${k}`)]);
+    for (const agent of ['researcher', 'writer', 'critic']) {
+      const a = id();
+      span(a, root, `invoke_agent ${agent}`, [kv('gen_ai.operation.name', 'invoke_agent'), kv('gen_ai.agent.name', agent), kv('gen_ai.request.model', 'gpt-4o-mini'), kv('gen_ai.usage.input_tokens', 4 * 1200), kv('gen_ai.usage.output_tokens', 4 * 150)]);
+      for (let c = 0; c < 4; c++) {
+        span(id(), a, 'chat gpt-4o-mini', [kv('gen_ai.operation.name', 'chat'), kv('gen_ai.provider.name', 'openai'), kv('gen_ai.request.model', 'gpt-4o-mini'), kv('gen_ai.usage.input_tokens', 1200), kv('gen_ai.usage.output_tokens', 150), kv('gen_ai.usage.cache_read.input_tokens', 400)]);
+      }
+    }
+    for (let c = 0; c < 3; c++) {
+      span(id(), root, 'chat gpt-4o', [kv('gen_ai.operation.name', 'chat'), kv('gen_ai.provider.name', 'openai'), kv('gen_ai.request.model', 'gpt-4o'), kv('gen_ai.usage.input_tokens', 3000 + c), kv('gen_ai.usage.output_tokens', 500)]);
+    }
+    span(id(), root, 'execute_tool search', [kv('gen_ai.operation.name', 'execute_tool')]);
+  }
+  return JSON.stringify({ resourceSpans: [{ resource: { attributes: [kv('service.name', 'bench')] }, scopeSpans: [{ scope: { name: 'bench' }, spans }] }] });
+}
+
+function childCpuSec(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const parts = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(parts[11]) + Number(parts[12])) / 100;
+}
+
+async function redisCpuSec(r: Redis): Promise<number> {
+  const info = await r.info('cpu');
+  const v = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  return v('used_cpu_user') + v('used_cpu_sys');
+}
+
+async function ingest(url: string, key: string, seconds: number, run: string): Promise<{ ok: number; rps: number; p50: number; p99: number; non2xx: number; errors: number }> {
+  const parts = template().split(/@T(\d)@/);
+  let seq = 0;
+  const body = () => {
+    const base = `${run}${(seq++).toString(16).padStart(8, '0')}`;
+    let s = '';
+    for (let i = 0; i < parts.length; i++) s += i % 2 === 0 ? parts[i] : `${base}${parts[i]!.padStart(4, '0')}`.padStart(32, '0').slice(-32);
+    return s;
+  };
+  const result = await autocannon({
+    url,
+    connections,
+    duration: seconds,
+    requests: [
+      {
+        method: 'POST',
+        path: '/v1/traces',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        setupRequest: (req: autocannon.Request) => ({ ...req, body: body() }),
+      },
+    ],
+  });
+  return { ok: result['2xx'], rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+}
+
+async function main(): Promise<void> {
+  console.log(`bench/spans: ${connections} connections, ${duration} s per measurement, batches of ${TRACES_PER_BATCH * 20} spans`);
+  const server = await spawnServer({}, process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/spans-prof'] : []);
+  const redis = new Redis(REDIS_URL);
+  try {
+    await cannon({ url: server.url, path: '/bench/noop', body: {}, key: server.clientKey, connections, durationSec: 2 });
+    const noop = await cannon({ url: server.url, path: '/bench/noop', body: {}, key: server.clientKey, connections, durationSec: duration });
+    console.log(`noop route        ${fmt(noop)}`);
+    await ingest(server.url, server.clientKey, 2, 'a'); // warm-up: JIT, price cache, connection pools
+    const s0 = childCpuSec(server.child.pid!);
+    const r0 = await redisCpuSec(redis);
+    const g0 = process.cpuUsage();
+    const res = await ingest(server.url, server.clientKey, duration, 'b');
+    const g = process.cpuUsage(g0);
+    const serverCpu = childCpuSec(server.child.pid!) - s0;
+    const redisCpu = (await redisCpuSec(redis)) - r0;
+    const spansPerSec = (res.ok * TRACES_PER_BATCH * 20) / duration;
+    console.log(`OTLP ingest       ${res.rps.toFixed(0).padStart(7)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms  errors ${res.errors}  non-2xx ${res.non2xx}`);
+    console.log(`spans ingested    ${spansPerSec.toFixed(0)} spans/s  (target ≥ 20000)`);
+    console.log(`ratio ingest req/s ÷ noop req/s = ${(res.rps / noop.rps).toFixed(3)}  (each ingest request carries 100 spans)`);
+    console.log(`CPU during ingest: server ${serverCpu.toFixed(1)} s, redis ${redisCpu.toFixed(1)} s, load generator ${((g.user + g.system) / 1e6).toFixed(1)} s over ${duration} s`);
+    // Rollups kept up: the day rollup counts every leaf call of every accepted batch (warm-up included).
+    const day = new Date().toISOString().slice(0, 10);
+    const rep = (await (await fetch(`${server.url}/v1/reports/costs?groupBy=day&from=${day}&to=${day}`, { headers: { authorization: `Bearer ${server.adminKey}` } })).json()) as { total: { calls: number; costUsd: number } };
+    const stored = Number(await redis.eval(`return #redis.call('KEYS', ARGV[1])`, 0, `${server.prefix}:{trace:*}:spans`));
+    const expectedCalls = stored * LEAVES_PER_TRACE;
+    console.log(`rollup check: ${stored} traces stored, day rollup counts ${rep.total.calls} calls (expected ${expectedCalls}) → ${rep.total.calls === expectedCalls ? 'OK' : 'MISMATCH'}; $${rep.total.costUsd.toFixed(2)}`);
+  } finally {
+    redis.disconnect();
+    await server.close();
+  }
+}
+
+await main();
