@@ -312,7 +312,9 @@ export class ExperimentService {
         `guardrail ${g.metric}${g.agent ? `:${g.agent}` : ''} breached by variant ${breach.variant}: ` +
         `regression ${fmt(breach.regression)} (always-valid ${Math.round((1 - alpha) * 100)}% CI [${fmt(breach.ci?.[0])}, ${fmt(breach.ci?.[1])}]) exceeds tolerance ${fmt(breach.tolerance)}`;
       try {
-        await this.rollback(id, 'system:guardrail', reason, breach, v.version);
+        const after = await this.rollback(id, 'system:guardrail', reason, breach, v.version);
+        // Not written when the experiment changed since it was read: the next cycle judges the new state.
+        if ((after.state as ExperimentState).status !== 'rolled_back') return { experiment: id, action: 'skipped', detail: 'changed concurrently' };
       } catch (e) {
         if (e instanceof AppError && e.code === 'EXPERIMENT_STATE_CONFLICT') return { experiment: id, action: 'skipped', detail: e.message };
         throw e;
