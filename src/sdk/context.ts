@@ -1,0 +1,278 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
+import { ApportionClient, type ClientOptions } from './client.js';
+
+/**
+ * Span context for orchestrators: `withAgent("researcher", fn)` opens an agent span and every `recordCall`
+ * made inside fn — across awaits, timers and parallel branches — becomes its child, attributed to that agent.
+ * Parallel sub-agents (`Promise.all([withAgent("a", …), withAgent("b", …)])`) each get their own context, so
+ * their calls are attributed to themselves, never to the coordinator that spawned them. Spans carry the
+ * allocation's decisionId, so the outcome's per-agent usage can be filled from them (`usageFor`).
+ */
+
+export interface CallUsage {
+  /** All input tokens, cache reads and writes included. */
+  readonly input: number;
+  readonly output: number;
+  readonly cacheRead?: number;
+  readonly cacheWrite?: number;
+  readonly reasoning?: number;
+}
+
+/** One canonical span as POST /v1/spans takes it. */
+export interface SpanRecord {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly parentSpanId?: string;
+  readonly sessionId?: string;
+  readonly agent: string;
+  readonly task?: string;
+  readonly customer?: string;
+  readonly team?: string;
+  readonly provider?: string;
+  readonly model?: string;
+  readonly kind: 'llm' | 'agent' | 'tool' | 'other';
+  readonly name?: string;
+  readonly usage?: CallUsage;
+  readonly costUsd?: number;
+  readonly attempt?: number;
+  readonly status: 'ok' | 'error' | 'unset';
+  readonly start: number;
+  readonly end: number;
+  readonly decisionId?: string;
+}
+
+export interface SessionInfo {
+  readonly sessionId?: string;
+  readonly customer?: string;
+  readonly team?: string;
+  readonly task?: string;
+  /** The allocation's decisionId: every span of the session carries it. */
+  readonly decisionId?: string;
+  /** Join an existing trace (e.g. propagated from an upstream service). Default: a new trace. */
+  readonly traceId?: string;
+  readonly parentSpanId?: string;
+}
+
+export interface CallInfo {
+  readonly model: string;
+  readonly provider?: string;
+  /** Omit for a streamed call that reported no usage (it is kept as an unmetered call, never $0). */
+  readonly usage?: CallUsage;
+  readonly costUsd?: number;
+  readonly status?: 'ok' | 'error';
+  readonly name?: string;
+  readonly attempt?: number;
+  /** Epoch ms; default now (start defaults to end). */
+  readonly start?: number;
+  readonly end?: number;
+}
+
+export interface AgentOptions {
+  readonly task?: string;
+  readonly attempt?: number;
+  readonly name?: string;
+}
+
+export interface SpanRecorderOptions extends ClientOptions {
+  /** Spans buffered before an automatic flush. Default 100. */
+  readonly batchSize?: number;
+  /** Automatic flush interval in ms (0: only on batchSize and flush()). Default 1000. */
+  readonly flushIntervalMs?: number;
+  /** Most spans kept while the API is unreachable; the oldest are dropped beyond it. Default 10000. */
+  readonly maxBuffered?: number;
+}
+
+interface Frame {
+  readonly traceId: string;
+  readonly spanId: string | undefined;
+  readonly agent: string;
+  readonly session: SessionInfo;
+  readonly task: string | undefined;
+}
+
+const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+
+export interface FlushResult {
+  readonly sent: number;
+  readonly accepted: number;
+  readonly duplicates: number;
+  readonly rejected: readonly { index: number; reason: string }[];
+}
+
+export class SpanRecorder {
+  private readonly als = new AsyncLocalStorage<Frame>();
+  private readonly client: ApportionClient;
+  private buffer: SpanRecord[] = [];
+  private readonly usage = new Map<string, Map<string, { inputTokens: number; outputTokens: number }>>();
+  private timer: NodeJS.Timeout | undefined;
+  private inflight: Promise<unknown> = Promise.resolve();
+  /** Spans dropped because the buffer overflowed while the API was unreachable. */
+  dropped = 0;
+
+  constructor(private readonly opts: SpanRecorderOptions = {}) {
+    this.client = new ApportionClient(opts);
+    const every = opts.flushIntervalMs ?? 1000;
+    if (every > 0) {
+      this.timer = setInterval(() => void this.flush().catch(() => undefined), every);
+      this.timer.unref();
+    }
+  }
+
+  /** Runs fn as one session (one trace): the identifiers are stamped on every span inside. */
+  withSession<T>(info: SessionInfo, fn: () => T): T {
+    const frame: Frame = { traceId: info.traceId ?? hex(16), spanId: info.parentSpanId, agent: '(unattributed)', session: info, task: info.task };
+    return this.als.run(frame, fn);
+  }
+
+  /** Runs fn inside an agent span; calls recorded inside are its children, even across awaits. */
+  async withAgent<T>(agent: string, fn: () => Promise<T> | T, opts: AgentOptions = {}): Promise<T> {
+    const parent = this.als.getStore();
+    const session = parent?.session ?? {};
+    const traceId = parent?.traceId ?? hex(16);
+    const spanId = hex(8);
+    const task = opts.task ?? parent?.task;
+    const start = Date.now();
+    let status: 'ok' | 'error' = 'ok';
+    try {
+      return await this.als.run({ traceId, spanId, agent, session, task }, fn);
+    } catch (e) {
+      status = 'error';
+      throw e;
+    } finally {
+      this.push({
+        ...this.base(traceId, parent?.spanId, agent, session, task),
+        spanId,
+        kind: 'agent',
+        name: opts.name ?? `invoke_agent ${agent}`,
+        status,
+        start,
+        end: Date.now(),
+        ...(opts.attempt !== undefined ? { attempt: opts.attempt } : {}),
+      });
+    }
+  }
+
+  /** Records one LLM call made by the current agent. Returns the span. */
+  recordCall(call: CallInfo): SpanRecord {
+    const f = this.als.getStore();
+    const end = call.end ?? Date.now();
+    const span: SpanRecord = {
+      ...this.base(f?.traceId ?? hex(16), f?.spanId, f?.agent ?? '(unattributed)', f?.session ?? {}, f?.task),
+      spanId: hex(8),
+      kind: 'llm',
+      model: call.model,
+      ...(call.provider !== undefined ? { provider: call.provider } : {}),
+      ...(call.usage !== undefined ? { usage: call.usage } : {}),
+      ...(call.costUsd !== undefined ? { costUsd: call.costUsd } : {}),
+      ...(call.attempt !== undefined ? { attempt: call.attempt } : {}),
+      name: call.name ?? `chat ${call.model}`,
+      status: call.status ?? 'ok',
+      start: call.start ?? end,
+      end,
+    };
+    if (span.decisionId && call.usage) {
+      let m = this.usage.get(span.decisionId);
+      if (!m) this.usage.set(span.decisionId, (m = new Map()));
+      const u = m.get(span.agent) ?? { inputTokens: 0, outputTokens: 0 };
+      m.set(span.agent, { inputTokens: u.inputTokens + call.usage.input, outputTokens: u.outputTokens + call.usage.output });
+    }
+    this.push(span);
+    return span;
+  }
+
+  /** The agent, trace and span ids of the current context (e.g. to propagate to another service). */
+  current(): { traceId: string; spanId: string | undefined; agent: string } | undefined {
+    const f = this.als.getStore();
+    return f ? { traceId: f.traceId, spanId: f.spanId, agent: f.agent } : undefined;
+  }
+
+  /**
+   * Per-agent usage of a decision's calls, shaped for the outcome report (`usage` of POST /v1/outcomes),
+   * and forgotten afterwards. Agents not in the decision's pipeline should be left out by the caller.
+   */
+  usageFor(decisionId: string): Record<string, { inputTokens: number; outputTokens: number }> {
+    const m = this.usage.get(decisionId);
+    this.usage.delete(decisionId);
+    return m ? Object.fromEntries(m) : {};
+  }
+
+  /** Sends every buffered span (in batches of batchSize). Spans are kept for the next flush if the API fails. */
+  async flush(): Promise<FlushResult> {
+    const run = this.inflight.then(() => this.send());
+    this.inflight = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Flushes and stops the timer. */
+  async close(): Promise<FlushResult> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    return this.flush();
+  }
+
+  private async send(): Promise<FlushResult> {
+    const size = this.opts.batchSize ?? 100;
+    const total = { sent: 0, accepted: 0, duplicates: 0, rejected: [] as { index: number; reason: string }[] };
+    while (this.buffer.length) {
+      const batch = this.buffer.slice(0, size);
+      const res = await this.client.request<FlushResult>('POST', '/v1/spans', { spans: batch });
+      this.buffer = this.buffer.slice(batch.length);
+      total.sent += batch.length;
+      total.accepted += res.accepted;
+      total.duplicates += res.duplicates;
+      total.rejected.push(...res.rejected);
+    }
+    return total;
+  }
+
+  private base(traceId: string, parentSpanId: string | undefined, agent: string, s: SessionInfo, task: string | undefined) {
+    return {
+      traceId,
+      ...(parentSpanId !== undefined ? { parentSpanId } : {}),
+      agent,
+      ...(s.sessionId !== undefined ? { sessionId: s.sessionId } : {}),
+      ...(s.customer !== undefined ? { customer: s.customer } : {}),
+      ...(s.team !== undefined ? { team: s.team } : {}),
+      ...(task !== undefined ? { task } : {}),
+      ...(s.decisionId !== undefined ? { decisionId: s.decisionId } : {}),
+    };
+  }
+
+  private push(span: SpanRecord): void {
+    this.buffer.push(span);
+    const max = this.opts.maxBuffered ?? 10_000;
+    if (this.buffer.length > max) {
+      this.dropped += this.buffer.length - max;
+      this.buffer = this.buffer.slice(this.buffer.length - max);
+    }
+    if (this.buffer.length >= (this.opts.batchSize ?? 100)) void this.flush().catch(() => undefined);
+  }
+}
+
+let defaultRecorder: SpanRecorder | undefined;
+
+/** Sets up the process-wide recorder the free functions below use. */
+export function configureSpans(opts: SpanRecorderOptions = {}): SpanRecorder {
+  defaultRecorder = new SpanRecorder(opts);
+  return defaultRecorder;
+}
+
+function recorder(): SpanRecorder {
+  return (defaultRecorder ??= new SpanRecorder());
+}
+
+/** `withAgent` of the process-wide recorder (see SpanRecorder.withAgent). */
+export function withAgent<T>(agent: string, fn: () => Promise<T> | T, opts?: AgentOptions): Promise<T> {
+  return recorder().withAgent(agent, fn, opts);
+}
+
+/** `withSession` of the process-wide recorder. */
+export function withSession<T>(info: SessionInfo, fn: () => T): T {
+  return recorder().withSession(info, fn);
+}
+
+/** `recordCall` of the process-wide recorder. */
+export function recordCall(call: CallInfo): SpanRecord {
+  return recorder().recordCall(call);
+}
