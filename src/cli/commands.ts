@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerCosts } from '../costs/cli.js';
 import { registerExperiments } from '../rollout/cli.js';
 
 /**
@@ -7,4 +8,5 @@ import { registerExperiments } from '../rollout/cli.js';
  */
 export function registerCommands(program: Command): void {
   registerExperiments(program);
+  registerCosts(program);
 }

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { ApportionClient } from '../../src/sdk/client.js';
@@ -121,5 +124,17 @@ describe('SDK span context and envelopes', () => {
     // Budgets come from each decision: utilization is tokens ÷ allocated tokens.
     assert.ok(coord.utilization.sessions === 21);
     assert.equal((await client.request<any>('GET', '/v1/pipelines/nope/envelopes').catch((x) => x)).statusCode, 404);
+  });
+
+  it('apportion report costs --by customer --csv prints the showback from the same rollups', async () => {
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'report', 'costs', '--by', 'customer', '--csv', '--url', rt.url!], { cwd: root });
+    const lines = stdout.trim().split('\n');
+    assert.match(lines[0]!, /^key,calls,input_tokens/);
+    const row = lines.find((l) => l.startsWith('sdk-customer,'))!.split(',');
+    const json = await client.request<any>('GET', '/v1/reports/costs?groupBy=customer');
+    const j = json.rows.find((r: any) => r.key === 'sdk-customer');
+    assert.equal(Number(row[1]), j.calls);
+    assert.equal(row[6], (j.costNano / 1e9).toFixed(9));
   });
 });
