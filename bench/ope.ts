@@ -27,12 +27,12 @@ const world = loadWorld(flag('world', 'support-basic'));
 
 const { tf } = await loadTf();
 const t0 = Date.now();
-const trained = await runLoop(tf, { world, outcomes: 3000, seed: 11, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 400, perturbation: 0.5 }, evalContexts: 200, checkpointEvery: 3000 });
+const trained = await runLoop(tf, { world, outcomes: 3000, seed: 11, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, evalContexts: 200, checkpointEvery: 3000 });
 const { weights, encoder } = trained;
 const agents = policyAgents(world);
 const names = world.agents.map((a) => a.name);
 const T = world.totalTokens;
-const explore = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 400, perturbation: 0.5 };
+const explore = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5 };
 
 const targets: Record<string, (x: ReturnType<typeof sampleContext>) => number[]> = {
   uniform: () => uniformBudgets(world, T),

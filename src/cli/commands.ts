@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerCosts } from '../costs/cli.js';
+import { registerLearnerCommands } from '../learner/cli.js';
 import { registerExperiments } from '../rollout/cli.js';
 
 /**
@@ -9,4 +10,5 @@ import { registerExperiments } from '../rollout/cli.js';
 export function registerCommands(program: Command): void {
   registerExperiments(program);
   registerCosts(program);
+  registerLearnerCommands(program);
 }

@@ -18,7 +18,7 @@ export const LearnedParams = Type.Object(
   {
     explorer: Type.Optional(Type.Union([Type.Literal('squarecb'), Type.Literal('epsilon')], { description: 'Default squarecb.' })),
     epsilon: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Epsilon-greedy exploration rate. Default 0.1.' })),
-    gamma: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6, description: 'SquareCB learning-rate γ. Default 400.' })),
+    gamma: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6, description: 'SquareCB learning-rate γ. Default 200.' })),
     perturbation: Type.Optional(Type.Number({ minimum: 0.05, maximum: 3, description: 'Log-scale δ of the explored per-agent perturbations. Default 0.5.' })),
     costWeight: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6, description: 'λ in reward = quality − λ·costUsd. Default 0.' })),
     shadow: Type.Optional(Type.Boolean({ description: 'Compute and log this strategy’s split beside every allocation of the pipeline. Default false.' })),
@@ -39,7 +39,7 @@ export type LearnedParams = Static<typeof LearnedParams>;
 export const DEFAULT_GRACE_MS = 30_000;
 
 export function exploreOptions(p: LearnedParams): ExploreOptions {
-  return { explorer: p.explorer ?? 'squarecb', epsilon: p.epsilon ?? 0.1, gamma: p.gamma ?? 400, perturbation: p.perturbation ?? 0.5 };
+  return { explorer: p.explorer ?? 'squarecb', epsilon: p.epsilon ?? 0.1, gamma: p.gamma ?? 200, perturbation: p.perturbation ?? 0.5 };
 }
 
 /** The pipeline's encoder and serving model as of one control view (memoised in the view). */

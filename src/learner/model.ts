@@ -1,17 +1,21 @@
 /**
  * The learner's reward model, evaluated in plain TypeScript on the serving path (pure: no tfjs, no I/O).
  *
- * A small network maps the encoded context x to two numbers per agent:
+ * A small network maps the encoded context x to three numbers per agent:
  *   o = W2·relu(W1·x + b1) + W3·x + b2          (a 1-hidden-layer MLP with a linear skip)
- *   need_i(x) = NEED_SCALE · exp(o_i)            tokens at which agent i's response has mostly saturated
+ *   need_i(x)  = NEED_SCALE · exp(o_i)           the agent's token scale (where its response bends)
  *   weight_i(x) = σ(o_{n+i})                     how much agent i matters for this request (critical path)
+ *   shape_i(x) = 1 + exp(o_{2n+i})               tail shape κ ∈ (1, ∞)
  * and predicts the reward of budgets b as a product of per-agent saturating responses:
- *   r̂(x, b) = Π_i (1 − weight_i · exp(−b_i / need_i))
- * The structure is the product's prior: more tokens never hurt an agent, returns diminish, and an agent
- * that is off the critical path costs little when starved. It is what makes the greedy split a convex
- * problem solved exactly (see `greedySplit`) and lets the model extrapolate to totals it was not trained on.
+ *   r̂(x, b) = Π_i (1 − weight_i · (1 + b_i / (κ_i·need_i))^(−κ_i))
+ * The response family runs from hyperbolic (κ = 1: slow, Michaelis–Menten-like saturation) to exponential
+ * (κ → ∞: 1 − w·exp(−b/need)). The structure is the product's prior: more tokens never hurt an agent,
+ * returns diminish, and an agent off the critical path costs little when starved. It makes the greedy split
+ * a concave problem (see `greedySplit`) and lets the model extrapolate to totals it was not trained on.
  */
 export const NEED_SCALE = 1000;
+/** Outputs per agent: need, weight, shape. */
+export const OUTPUTS = 3;
 
 export interface ModelWeights {
   readonly inputDim: number;
@@ -20,9 +24,9 @@ export interface ModelWeights {
   /** hidden × inputDim, row-major. */
   readonly w1: Float32Array;
   readonly b1: Float32Array;
-  /** (2·agents) × hidden. */
+  /** (3·agents) × hidden. */
   readonly w2: Float32Array;
-  /** (2·agents) × inputDim: the linear skip. */
+  /** (3·agents) × inputDim: the linear skip. */
   readonly w3: Float32Array;
   readonly b2: Float32Array;
 }
@@ -59,7 +63,7 @@ export function deserializeWeights(s: SerializedWeights): ModelWeights {
 }
 
 export function checkShapes(w: ModelWeights): void {
-  const out = 2 * w.agents;
+  const out = OUTPUTS * w.agents;
   const want: Record<(typeof ARRAYS)[number], number> = {
     w1: w.hidden * w.inputDim,
     b1: w.hidden,
@@ -77,17 +81,20 @@ export function checkShapes(w: ModelWeights): void {
 export function initialWeights(inputDim: number, agents: number, total: number, rng: () => number, hidden = 16): ModelWeights {
   const scale = (fanIn: number) => Math.sqrt(2 / fanIn) * 0.5;
   const rand = (n: number, s: number) => Float32Array.from({ length: n }, () => (rng() * 2 - 1) * s);
-  const b2 = new Float32Array(2 * agents);
+  const b2 = new Float32Array(OUTPUTS * agents);
   const need0 = Math.log(Math.max(1, total / agents / 2) / NEED_SCALE);
-  for (let i = 0; i < agents; i++) b2[i] = need0;
+  for (let i = 0; i < agents; i++) {
+    b2[i] = need0;
+    b2[2 * agents + i] = 1; // κ ≈ 3.7: between the hyperbolic and exponential ends
+  }
   return {
     inputDim,
     hidden,
     agents,
     w1: rand(hidden * inputDim, scale(inputDim)),
     b1: new Float32Array(hidden),
-    w2: rand(2 * agents * hidden, scale(hidden) * 0.1),
-    w3: new Float32Array(2 * agents * inputDim),
+    w2: rand(OUTPUTS * agents * hidden, scale(hidden) * 0.1),
+    w3: new Float32Array(OUTPUTS * agents * inputDim),
     b2,
   };
 }
@@ -96,6 +103,7 @@ export function initialWeights(inputDim: number, agents: number, total: number, 
 export interface Heads {
   readonly need: Float64Array;
   readonly weight: Float64Array;
+  readonly shape: Float64Array;
 }
 
 const clamp = (v: number, lo: number, hi: number) => (v < lo ? lo : v > hi ? hi : v);
@@ -111,29 +119,40 @@ export function forward(w: ModelWeights, x: Float32Array): Heads {
   }
   const need = new Float64Array(n);
   const weight = new Float64Array(n);
-  for (let k = 0; k < 2 * n; k++) {
+  const shape = new Float64Array(n);
+  for (let k = 0; k < OUTPUTS * n; k++) {
     let s = w.b2[k]!;
     const r2 = k * h;
     for (let j = 0; j < h; j++) s += w.w2[r2 + j]! * hid[j]!;
     const r3 = k * d;
     for (let i = 0; i < d; i++) s += w.w3[r3 + i]! * x[i]!;
     if (k < n) need[k] = NEED_SCALE * Math.exp(clamp(s, -12, 12));
-    else weight[k - n] = 1 / (1 + Math.exp(-s));
+    else if (k < 2 * n) weight[k - n] = 1 / (1 + Math.exp(-s));
+    else shape[k - 2 * n] = 1 + Math.exp(clamp(s, -8, 8));
   }
-  return { need, weight };
+  return { need, weight, shape };
+}
+
+/** log c_i(b): agent i's log response at budget b. */
+export function logResponse(heads: Heads, i: number, b: number): number {
+  const k = heads.shape[i]!;
+  return Math.log(1 - heads.weight[i]! * Math.exp(-k * Math.log1p(b / (k * heads.need[i]!))));
 }
 
 /** Predicted reward of a budget vector (agents in pipeline order). */
 export function predict(heads: Heads, budgets: ArrayLike<number>): number {
-  let q = 1;
-  for (let i = 0; i < heads.need.length; i++) q *= 1 - heads.weight[i]! * Math.exp(-budgets[i]! / heads.need[i]!);
-  return q;
+  let l = 0;
+  for (let i = 0; i < heads.need.length; i++) l += logResponse(heads, i, budgets[i]!);
+  return Math.exp(l);
 }
+
+/** Steps of the greedy split: its resolution is (total − Σ min) / GREEDY_STEPS. */
+export const GREEDY_STEPS = 256;
 
 /**
  * The budgets that maximise r̂ (real-valued) with Σ b = min(total, Σ cap) and min ≤ b ≤ cap. log r̂ is
- * separable and concave, so the optimum satisfies KKT: b_i(μ) = clamp(need_i · ln(w_i · (1 + 1/(μ·need_i)))),
- * with Σ b_i(μ) decreasing in μ; μ is found by bisection on log μ.
+ * separable and each log c_i is concave, so handing out the free tokens in equal chunks, each to the agent
+ * whose log response gains most, reaches the optimum up to one chunk (marginal allocation).
  */
 export function greedySplit(heads: Heads, mins: readonly number[], caps: readonly number[], total: number): number[] {
   const n = mins.length;
@@ -144,42 +163,27 @@ export function greedySplit(heads: Heads, mins: readonly number[], caps: readonl
     minSum += mins[i]!;
   }
   const target = Math.min(total, capSum);
-  const at = (mu: number, out: number[]) => {
-    let s = 0;
-    for (let i = 0; i < n; i++) {
-      const N = heads.need[i]!;
-      const b = N * Math.log(heads.weight[i]! * (1 + 1 / (mu * N)));
-      const v = clamp(Number.isFinite(b) ? b : 0, mins[i]!, caps[i]!);
-      out[i] = v;
-      s += v;
-    }
-    return s;
-  };
-  const out = new Array<number>(n).fill(0);
-  if (target <= minSum) return mins.slice();
-  let lo = -40;
-  let hi = 10;
-  for (let it = 0; it < 64; it++) {
-    const mid = (lo + hi) / 2;
-    if (at(Math.exp(mid), out) > target) lo = mid;
-    else hi = mid;
+  const out = mins.slice();
+  if (target <= minSum) return out;
+  const chunk = (target - minSum) / GREEDY_STEPS;
+  const cur = new Float64Array(n);
+  const gain = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    cur[i] = logResponse(heads, i, out[i]!);
+    const next = Math.min(caps[i]!, out[i]! + chunk);
+    gain[i] = next > out[i]! ? (logResponse(heads, i, next) - cur[i]!) / (next - out[i]!) : -Infinity;
   }
-  let s = at(Math.exp(hi), out);
-  // Hand what is left (all agents past their optimum, or rounding) to agents in proportion to their room.
-  let rest = target - s;
-  if (rest > 1e-9) {
-    let room = 0;
-    for (let i = 0; i < n; i++) room += caps[i]! - out[i]!;
-    if (room > 0 && Number.isFinite(room)) {
-      for (let i = 0; i < n; i++) out[i]! += (rest * (caps[i]! - out[i]!)) / room;
-    } else {
-      // Unbounded caps: split the rest in proportion to need.
-      let needSum = 0;
-      for (let i = 0; i < n; i++) if (!Number.isFinite(caps[i]!)) needSum += heads.need[i]!;
-      for (let i = 0; i < n; i++) if (!Number.isFinite(caps[i]!)) out[i]! += (rest * heads.need[i]!) / needSum;
-    }
-    s = target;
-    rest = 0;
+  let rest = target - minSum;
+  while (rest > 1e-9) {
+    let best = -1;
+    for (let i = 0; i < n; i++) if (gain[i]! > -Infinity && (best < 0 || gain[i]! > gain[best]!)) best = i;
+    if (best < 0) break;
+    const step = Math.min(chunk, rest, caps[best]! - out[best]!);
+    out[best]! += step;
+    rest -= step;
+    cur[best] = logResponse(heads, best, out[best]!);
+    const next = Math.min(caps[best]!, out[best]! + chunk);
+    gain[best] = next > out[best]! + 1e-9 ? (logResponse(heads, best, next) - cur[best]!) / (next - out[best]!) : -Infinity;
   }
   return out;
 }

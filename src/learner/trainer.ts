@@ -1,5 +1,5 @@
 import type { Tf } from './backend.js';
-import { forward, NEED_SCALE, predict, type ModelWeights } from './model.js';
+import { forward, NEED_SCALE, OUTPUTS, predict, type ModelWeights } from './model.js';
 import { mulberry32 } from './rng.js';
 
 /** Training rows, flattened: N contexts of width d, N budget vectors of n agents (tokens), rewards, weights. */
@@ -42,6 +42,13 @@ export interface TrainMetrics {
   readonly backend: string;
 }
 
+/** The shape rows are zero: copy the trained rows into a full-size array. */
+function padRows(trained: ArrayLike<number>, size: number): Float32Array {
+  const out = new Float32Array(size);
+  out.set(Array.from(trained));
+  return out;
+}
+
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
 /**
@@ -64,9 +71,12 @@ export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights,
 
   const w1 = tf.variable(tf.tensor2d(init.w1, [h, d]));
   const b1 = tf.variable(tf.tensor1d(init.b1));
-  const w2 = tf.variable(tf.tensor2d(init.w2, [2 * n, h]));
-  const w3 = tf.variable(tf.tensor2d(init.w3, [2 * n, d]));
-  const b2 = tf.variable(tf.tensor1d(init.b2));
+  // need and weight heads depend on the context; the shape κ is one learned constant per agent (its rows
+  // of W2 and W3 stay zero): a context-dependent shape fitted no better on the worlds and learned slower.
+  const w2 = tf.variable(tf.tensor2d(init.w2.subarray(0, 2 * n * h), [2 * n, h]));
+  const w3 = tf.variable(tf.tensor2d(init.w3.subarray(0, 2 * n * d), [2 * n, d]));
+  const b2 = tf.variable(tf.tensor1d(init.b2.subarray(0, 2 * n)));
+  const bk = tf.variable(tf.tensor1d(init.b2.subarray(2 * n, OUTPUTS * n)));
   const X = tf.tensor2d(data.x, [N, d]);
   const B = tf.tidy(() => tf.div(tf.tensor2d(data.b, [N, n]), NEED_SCALE));
   const R = tf.tensor1d(data.r);
@@ -94,14 +104,16 @@ export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights,
           optimizer.minimize(() => {
             const hid = tf.relu(tf.add(tf.matMul(xb, w1, false, true), b1));
             const o = tf.add(tf.add(tf.matMul(hid, w2, false, true), tf.matMul(xb, w3, false, true)), b2);
-            const [ol, ow] = tf.split(o, 2, 1) as [import('@tensorflow/tfjs').Tensor2D, import('@tensorflow/tfjs').Tensor2D];
-            const ratio = tf.mul(bb, tf.exp(tf.neg(tf.clipByValue(ol, -12, 12))));
-            const c = tf.sub(1, tf.mul(tf.sigmoid(ow), tf.exp(tf.neg(ratio))));
+            const [ol, ow] = tf.split(o, 2, 1) as import('@tensorflow/tfjs').Tensor2D[];
+            // c = 1 − w·(1 + b/(κ·need))^(−κ), κ = 1 + exp(bk), need = NEED_SCALE·exp(ol) (b is pre-scaled).
+            const kappa = tf.add(1, tf.exp(tf.clipByValue(bk, -8, 8)));
+            const ratio = tf.div(tf.mul(bb, tf.exp(tf.neg(tf.clipByValue(ol!, -12, 12)))), kappa);
+            const c = tf.sub(1, tf.mul(tf.sigmoid(ow!), tf.exp(tf.neg(tf.mul(kappa, tf.log1p(ratio))))));
             const q = tf.prod(c, 1);
             const mse = tf.div(tf.sum(tf.mul(tf.squaredDifference(q, rb), wb)), tf.sum(wb));
             const pen = tf.mul(l2, tf.addN([tf.sum(tf.square(w1)), tf.sum(tf.square(w2)), tf.sum(tf.square(w3))]));
             return tf.add(mse, pen) as import('@tensorflow/tfjs').Scalar;
-          }, false, [w1, b1, w2, w3, b2]);
+          }, false, [w1, b1, w2, w3, b2, bk]);
         });
         idx.dispose();
         steps++;
@@ -115,9 +127,9 @@ export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights,
       agents: n,
       w1: Float32Array.from(await w1.data()),
       b1: Float32Array.from(await b1.data()),
-      w2: Float32Array.from(await w2.data()),
-      w3: Float32Array.from(await w3.data()),
-      b2: Float32Array.from(await b2.data()),
+      w2: padRows(await w2.data(), OUTPUTS * n * h),
+      w3: padRows(await w3.data(), OUTPUTS * n * d),
+      b2: Float32Array.from([...(await b2.data()), ...(await bk.data())]),
     };
     const mse = (rows: readonly number[]) => {
       let se = 0;
@@ -140,7 +152,7 @@ export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights,
       metrics: { rows: N, steps, ms: Date.now() - t0, trainMse: mse(sample), holdoutMse: mse(hold), holdoutVariance: variance, backend: tf.getBackend() },
     };
   } finally {
-    tf.dispose([w1, b1, w2, w3, b2, X, B, R, W]);
+    tf.dispose([w1, b1, w2, w3, b2, bk, X, B, R, W]);
     optimizer.dispose();
   }
 }

@@ -1,0 +1,211 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import cliProgress from 'cli-progress';
+import { Option, type Command } from 'commander';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../config/env.js';
+import { createLogger } from '../logger.js';
+import { ApportionClient } from '../sdk/client.js';
+import { start } from '../server.js';
+import { renderChart } from './chart.js';
+import { toDsjson } from './dsjson.js';
+import type { LoggedEvent } from './events.js';
+import { compileFeatures } from './features.js';
+import { deserializeWeights, type SerializedWeights } from './model.js';
+import { mulberry32 } from './rng.js';
+import { learnedValues, prepareEvaluation, type Evaluation } from './sim/loop.js';
+import { contextFeatures, loadWorld, phaseAt, sampleContext, simulateOutcome, worldFeatures, worldPipeline, WORLD_NAMES } from './sim/world.js';
+
+const urlOption = () => new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000');
+const keyOption = () => new Option('--key <key>', 'bearer key (admin)').env('APPORTION_KEY');
+const int = (v: string) => Number.parseInt(v, 10);
+const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / Math.max(1, xs.length);
+
+interface SimulateOptions {
+  url: string;
+  key?: string;
+  outcomes: number;
+  concurrency: number;
+  checkpoint: number;
+  trainEvery: number;
+  seed: number;
+  out?: string;
+  local: boolean;
+  quiet: boolean;
+}
+
+/** Drives the real API with a simulated world: allocate → simulated outcome → report, then compares. */
+export async function simulate(worldName: string, o: SimulateOptions): Promise<{ learned: number; oracle: number; uniform: number; bestStatic: number; chart: string }> {
+  const world = loadWorld(worldName);
+  let client = new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}), timeoutMs: 30_000 });
+  let stopLocal: (() => Promise<void>) | undefined;
+  if (o.local) {
+    // A private in-process server under a fresh key prefix (dropped afterwards) and a temporary models dir.
+    const prefix = `sim-${randomBytes(4).toString('hex')}`;
+    const config = loadConfig({ ...process.env, APPORTION_KEY_PREFIX: prefix, PORT: '0', APPORTION_SEED_EXAMPLES: 'false', LOG_LEVEL: 'warn', APPORTION_ADMIN_KEY: '', APPORTION_CLIENT_KEY: '', APPORTION_MODELS_DIR: process.env.APPORTION_MODELS_DIR ?? mkdtempSync(path.join(tmpdir(), 'apportion-sim-models-')) });
+    const running = await start(config, createLogger(config), { api: true, workers: true });
+    client = new ApportionClient({ url: running.url!, timeoutMs: 30_000 });
+    stopLocal = async () => {
+      await running.close();
+      const r = new Redis(config.redisUrl);
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await r.unlink(...keys);
+      } while (cursor !== '0');
+      r.disconnect();
+    };
+  }
+  try {
+    const pipeline = `sim-${world.name}`;
+    const strategy = `learned-${world.name}`;
+    await client.request('PUT', `/v1/pipelines/${pipeline}`, worldPipeline(world));
+    await client.request('PUT', `/v1/pipelines/${pipeline}/features`, worldFeatures(world));
+    await client.request('PUT', `/v1/strategies/${strategy}`, { pipeline, kind: 'learned', params: { trainEvery: o.trainEvery, trainIntervalSeconds: 10 } });
+
+    const rng = mulberry32(o.seed);
+    const evalRng = mulberry32(o.seed ^ 0x5bd1e995);
+    const contexts = Array.from({ length: 400 }, () => sampleContext(world, evalRng));
+    const evals: (Evaluation | undefined)[] = [prepareEvaluation(world, 0, contexts), world.drift ? prepareEvaluation(world, 1, contexts) : undefined];
+    const encoder = compileFeatures(worldFeatures(world).features);
+    const curve: { n: number; learned: number; oracle: number; uniform: number; bestStatic: number; model: number }[] = [];
+    const measure = async (n: number) => {
+      const phase = phaseAt(world, n);
+      const ev = evals[phase]!;
+      const m = await client.request<{ active: number | null; compatible: boolean; weights?: SerializedWeights }>('GET', `/v1/models/${pipeline}?weights=true`);
+      const learned = m.active && m.compatible && m.weights ? mean(learnedValues(world, phase, deserializeWeights(m.weights), encoder, contexts)) : mean(ev.uniform);
+      curve.push({ n, learned, oracle: mean(ev.oracle), uniform: mean(ev.uniform), bestStatic: mean(ev.bestStatic), model: m.active ?? 0 });
+    };
+    await measure(0);
+    const bar = o.quiet ? undefined : new cliProgress.SingleBar({ format: `${world.name} [{bar}] {value}/{total} outcomes | learned/oracle {ratio} | model v{model}` }, cliProgress.Presets.shades_classic);
+    bar?.start(o.outcomes, 0, { ratio: '-', model: 0 });
+    let next = 0;
+    let done = 0;
+    let served = 0;
+    const worker = async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= o.outcomes) return;
+        const phase = phaseAt(world, i);
+        const x = sampleContext(world, rng);
+        const a = await client.allocate({ pipeline, strategy, features: contextFeatures(x) });
+        const out = simulateOutcome(world, phase, x, world.agents.map((ag) => a.budgets[ag.name]!.tokens), rng);
+        served += out.quality;
+        await client.reportOutcome({ decisionId: a.decisionId, quality: out.quality, usage: out.usage });
+        done++;
+        bar?.increment(1);
+      }
+    };
+    let cp = o.checkpoint;
+    const workers = Array.from({ length: o.concurrency }, () => worker());
+    const all = Promise.all(workers);
+    let finished = false;
+    void all.then(() => (finished = true));
+    while (!finished) {
+      await Promise.race([all, new Promise((r) => setTimeout(r, 200))]);
+      if (done >= cp || finished) {
+        await measure(Math.min(done, o.outcomes));
+        const c = curve.at(-1)!;
+        bar?.update(done, { ratio: (c.learned / c.oracle).toFixed(3), model: c.model });
+        cp += o.checkpoint;
+      }
+    }
+    await all;
+    bar?.stop();
+    // Let the last outcomes reach the buffer and train once more, so the report reflects all of them.
+    await new Promise((r) => setTimeout(r, 1500));
+    await client.request('POST', `/v1/models/${pipeline}/train`);
+    const before = curve.at(-1)!.model;
+    for (let t = 0; t < 150; t++) {
+      const m = await client.request<{ active: number | null }>('GET', `/v1/models/${pipeline}`);
+      if ((m.active ?? 0) > before) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await measure(o.outcomes);
+    const last = curve.at(-1)!;
+    const chartPath = o.out ?? `sim-${world.name}.html`;
+    const series = [
+      { name: 'learned (greedy)', color: '#d62728', points: curve.map((c) => [c.n, c.learned] as const) },
+      { name: 'oracle', color: '#2ca02c', dashed: true, points: curve.map((c) => [c.n, c.oracle] as const) },
+      { name: 'best static split', color: '#1f77b4', dashed: true, points: curve.map((c) => [c.n, c.bestStatic] as const) },
+      { name: 'uniform', color: '#7f7f7f', dashed: true, points: curve.map((c) => [c.n, c.uniform] as const) },
+    ];
+    writeFileSync(
+      chartPath,
+      renderChart({
+        title: `Apportion learned allocation — world "${world.name}"`,
+        subtitle: world.description,
+        xLabel: 'outcomes reported',
+        yLabel: 'expected quality (400 held-out contexts)',
+        series,
+        notes: [
+          `final: learned ${last.learned.toFixed(4)} (${((100 * last.learned) / last.oracle).toFixed(1)} % of oracle), best static ${last.bestStatic.toFixed(4)}, uniform ${last.uniform.toFixed(4)}, oracle ${last.oracle.toFixed(4)}`,
+          `mean observed quality of served (exploring) decisions: ${(served / o.outcomes).toFixed(4)}; model version ${last.model}`,
+          ...(world.drift ? [`the world drifts at outcome ${world.drift.at}`] : []),
+        ],
+      }),
+    );
+    const row = (name: string, v: number) => process.stdout.write(`  ${name.padEnd(18)} ${v.toFixed(4)}  (${((100 * v) / last.oracle).toFixed(1)} % of oracle)\n`);
+    process.stdout.write(`\nworld ${world.name}: ${o.outcomes} outcomes through ${o.local ? 'an in-process server' : o.url}, model v${last.model}\n`);
+    row('learned', last.learned);
+    row('best static split', last.bestStatic);
+    row('uniform', last.uniform);
+    row('oracle', last.oracle);
+    process.stdout.write(`  served (exploring) mean observed quality ${(served / o.outcomes).toFixed(4)}\n  learning curve: ${chartPath}\n`);
+    return { learned: last.learned, oracle: last.oracle, uniform: last.uniform, bestStatic: last.bestStatic, chart: chartPath };
+  } finally {
+    await stopLocal?.();
+  }
+}
+
+/** Writes a pipeline's logged decisions (newest first) as DSJSON lines. */
+async function exportLogs(pipeline: string, o: { url: string; key?: string; out?: string; limit: number; costWeight: number }): Promise<void> {
+  const client = new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}), timeoutMs: 60_000 });
+  const sink = o.out ? createWriteStream(o.out) : process.stdout;
+  let offset = 0;
+  let written = 0;
+  while (written < o.limit) {
+    const page = Math.min(10_000, o.limit - written);
+    const res = await client.request<{ agents: string[]; items: LoggedEvent[] }>('GET', `/v1/pipelines/${encodeURIComponent(pipeline)}/logs?limit=${page}&offset=${offset}`);
+    for (const e of res.items) sink.write(`${toDsjson(e, res.agents, o.costWeight)}\n`);
+    written += res.items.length;
+    offset += res.items.length;
+    if (res.items.length < page) break;
+  }
+  if (o.out) {
+    await new Promise<void>((r) => (sink as NodeJS.WritableStream).end(r));
+    process.stderr.write(`${written} decisions written to ${o.out} (DSJSON)\n`);
+  }
+}
+
+export function registerLearnerCommands(program: Command): void {
+  program
+    .command('simulate <world>')
+    .description(`drive the API with a simulated world (${WORLD_NAMES.join(', ')} or a path to a world JSON) and compare learned vs uniform vs best static vs oracle`)
+    .addOption(urlOption())
+    .addOption(keyOption())
+    .option('--outcomes <n>', 'outcomes to report', int, 3000)
+    .option('--concurrency <n>', 'requests in flight', int, 8)
+    .option('--checkpoint <n>', 'evaluate the served model every n outcomes', int, 250)
+    .option('--train-every <n>', 'learned strategy retrains after n outcomes', int, 250)
+    .option('--seed <n>', 'random seed', int, 7)
+    .option('--out <file>', 'learning-curve chart (HTML); default sim-<world>.html')
+    .option('--local', 'start a private in-process server (own key prefix, dropped afterwards) instead of using --url', false)
+    .option('--quiet', 'no progress bar', false)
+    .action(async (world: string, o: SimulateOptions) => {
+      await simulate(world, o);
+    });
+
+  program
+    .command('export-logs <pipeline>')
+    .description("write a pipeline's logged decisions with outcomes as Vowpal Wabbit DSJSON lines")
+    .addOption(urlOption())
+    .addOption(keyOption())
+    .option('--out <file>', 'output file (default stdout)')
+    .option('--limit <n>', 'most decisions (newest first)', int, 100_000)
+    .option('--cost-weight <λ>', 'λ in reward = quality − λ·cost (cost = −reward)', Number, 0)
+    .action((pipeline: string, o: { url: string; key?: string; out?: string; limit: number; costWeight: number }) => exportLogs(pipeline, o));
+}
