@@ -139,8 +139,7 @@ export class SpanStore {
       for (const s of sessions) {
         const k = `s\x1f${s}\x1f${traceId}`;
         if (this.indexed.has(k)) continue;
-        this.indexed.set(k, true);
-        writes.push(r.sadd(ck.sessionTraces(s), traceId), r.expire(ck.sessionTraces(s), ttl));
+        writes.push(Promise.all([r.sadd(ck.sessionTraces(s), traceId), r.expire(ck.sessionTraces(s), ttl)]).then(() => this.indexed.set(k, true)));
       }
       for (const d of decisions) {
         const k = `d\x1f${d}\x1f${traceId}`;
@@ -148,13 +147,13 @@ export class SpanStore {
         writes.push(
           this.decision(d).then(async (info) => {
             if (!info) return;
-            this.indexed.set(k, true);
             const z = ck.pipelineTraces(info.pipeline);
             await Promise.all([
               r.zadd(z, 'NX', Date.now(), `${d}/${traceId}`),
               r.expire(z, ttl),
               r.set(ck.pipelineBudget(info.pipeline, d), info.budgets, 'EX', ttl, 'NX'),
             ]);
+            this.indexed.set(k, true);
           }),
         );
       }

@@ -50,6 +50,7 @@ export interface SessionCosts {
   byAgent: Breakdown[];
   /** Routing level: 0 = the root agent, +1 each time work passes to another agent. */
   byLevel: Breakdown[];
+  /** Task branch: the explicit task, else the subtree under the root (`agent#spanId`); `(root)` for the root's own calls. */
   byTask: Breakdown[];
   attempts: { failed: TotalsView; successful: TotalsView; failedSpans: number; retriedSpans: number; maxAttempt: number };
   /** Cost spent inside failed attempts (a failed span or anything under one). */
@@ -111,7 +112,7 @@ export function sessionCosts(sessionId: string, traces: readonly ResolvedTrace[]
         addTotals(total, n.self);
         bump(byAgent, n.agent, n.self);
         bump(byLevel, String(n.level), n.self);
-        bump(byTask, n.task ?? '(none)', n.self);
+        bump(byTask, n.branch ?? '(root)', n.self);
         addTotals(n.failed ? failed : ok, n.self);
       }
       // Claimed and structural spans add nothing of their own; unpriced and unmetered calls have an unknown cost.

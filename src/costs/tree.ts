@@ -64,6 +64,8 @@ export interface Node {
   /** Attribution, inherited from the nearest ancestor that names it (then from the trace). */
   agent: string;
   task: string | undefined;
+  /** The task branch: the explicit task, else the subtree under the root it belongs to (`agent#spanId`); undefined for the root's own spans. */
+  branch: string | undefined;
   customer: string | undefined;
   team: string | undefined;
   sessionId: string;
@@ -145,6 +147,7 @@ export function resolveTrace(traceId: string, spans: readonly Span[], opts: Reso
         level: p ? p.level + (agent !== p.agent ? 1 : 0) : 0,
         agent,
         task: s.task ?? p?.task,
+        branch: s.task ?? p?.task ?? (p ? (p.parent < 0 ? `${agent}#${s.spanId}` : p.branch) : undefined),
         customer: s.customer ?? (p ? p.customer : trace.customer),
         team: s.team ?? (p ? p.team : trace.team),
         sessionId: s.sessionId ?? p?.sessionId ?? trace.sessionId,

@@ -41,7 +41,7 @@ async function tree(session: string) {
   return res.json();
 }
 
-async function report(groupBy: string, day = '2026-11-20') {
+async function report(groupBy: string, day = '2025-06-20') {
   const res = await call('GET', `/v1/reports/costs?groupBy=${groupBy}&from=${day}&to=${day}`);
   assert.equal(res.statusCode, 200, res.body);
   return res.json() as { rows: { key: string; costNano: number; calls: number; tokens: { total: number }; unpricedCalls: number }[] };
@@ -62,7 +62,7 @@ describe('cost fixtures', () => {
     const r = await ingest(fixture('double-count').spans!);
     assert.deepEqual(r, { accepted: 7, duplicates: 0, rejected: [] });
     const t = await tree('dc-session');
-    const at = '2026-11-20T10:00:00Z';
+    const at = '2025-06-20T10:00:00Z';
     const expected =
       nano('gpt-4o', 'openai', at, { input: 1000, output: 200 }) +
       nano('gpt-4o', 'openai', at, { input: 2000, output: 400 }) +
@@ -94,6 +94,9 @@ describe('cost fixtures', () => {
       t.byLevel.map((b: { key: string }) => b.key),
       ['0', '1'],
     );
+    // Task branches: each subtree under the root; the root's own calls apart.
+    const branches = Object.fromEntries(t.byTask.map((b: { key: string; tokens: { total: number } }) => [b.key, b.tokens.total]));
+    assert.deepEqual(branches, { 'researcher#researcher': 3600, 'writer#writer': 3000, 'coordinator#synth': 4800 });
     // Rollups: the same leaves, whichever dimension.
     assert.equal(row(await report('customer'), 'dc-customer')!.costNano, expected);
     assert.equal(row(await report('team'), 'dc-team')!.tokens.total, 11_400);
@@ -113,7 +116,7 @@ describe('cost fixtures', () => {
     assert.equal(r.rejected[0]!.index, 2);
     assert.match(r.rejected[0]!.reason, /body\/spans\/2\/usage\/cacheRead \+ cacheWrite \(500\) exceed input \(100\)/);
     const t = await tree('ct-session');
-    const at = '2026-11-20T11:00:00Z';
+    const at = '2025-06-20T11:00:00Z';
     const a = nano('gpt-4o', 'openai', at, { input: 10000, output: 100, cacheRead: 8000 });
     const b = nano('claude-sonnet-4-20250514', 'anthropic', at, { input: 6000, output: 300, cacheRead: 1000, cacheWrite: 4000 });
     // a is a parent carrying its own usage with a child carrying usage: claimed (never both).
@@ -154,7 +157,7 @@ describe('cost fixtures', () => {
     const r = await ingest(fixture('retry-storm').spans!);
     assert.equal(r.accepted, 10);
     const t = await tree('rs-session');
-    const at = '2026-11-20T13:00:00Z';
+    const at = '2025-06-20T13:00:00Z';
     const mini = nano('gpt-4o-mini', 'openai', at, { input: 10000, output: 1000 });
     const miniNoOut = nano('gpt-4o-mini', 'openai', at, { input: 10000, output: 0 });
     const coord = nano('gpt-4o', 'openai', at, { input: 2000, output: 200 }) + nano('gpt-4o', 'openai', at, { input: 3000, output: 500 });
@@ -182,7 +185,7 @@ describe('cost fixtures', () => {
     await ingest(b3!);
     const t = await tree('cf-session');
     assert.deepEqual(t.pending, []);
-    const at = '2026-11-20T14:00:00Z';
+    const at = '2025-06-20T14:00:00Z';
     const expected = nano('gpt-4o', 'openai', at, { input: 1200, output: 300 }) + nano('gpt-4o', 'openai', at, { input: 800, output: 100 });
     assert.equal(t.total.costNano, expected);
     assert.equal(t.nodes.find((n: { spanId: string }) => n.spanId === 'agent').role, 'claimed');
@@ -198,7 +201,7 @@ describe('cost fixtures', () => {
     const put = await call('PUT', '/v1/price-overrides/ov-customer', { models: [{ model: 'gpt-4o', inputMTok: 1, outputMTok: 2, cacheReadMTok: 0.5 }] });
     assert.equal(put.statusCode, 200, put.body);
     await ingest([
-      { traceId: 'ov-trace', spanId: 'x', sessionId: 'ov-session', customer: 'ov-customer', agent: 'a', model: 'gpt-4o', usage: { input: 1_000_000, output: 1_000_000, cacheRead: 500_000 }, start: '2026-11-20T15:00:00Z', end: '2026-11-20T15:00:01Z' },
+      { traceId: 'ov-trace', spanId: 'x', sessionId: 'ov-session', customer: 'ov-customer', agent: 'a', model: 'gpt-4o', usage: { input: 1_000_000, output: 1_000_000, cacheRead: 500_000 }, start: '2025-06-20T15:00:00Z', end: '2025-06-20T15:00:01Z' },
     ]);
     const t = await tree('ov-session');
     assert.equal(t.nodes[0].priceSource, 'override');
@@ -209,9 +212,9 @@ describe('cost fixtures', () => {
 
   it('rejects bad spans one by one with the field named, keeps the rest', async () => {
     const r = await ingest([
-      { traceId: 'bad-trace', spanId: 'ok', agent: 'a', start: '2026-11-20T16:00:00Z', end: '2026-11-20T16:00:01Z' },
-      { traceId: 'bad-trace', spanId: 'no-agent', start: '2026-11-20T16:00:00Z', end: '2026-11-20T16:00:01Z' },
-      { traceId: 'bad-trace', spanId: 'reversed', agent: 'a', start: '2026-11-20T16:00:05Z', end: '2026-11-20T16:00:01Z' },
+      { traceId: 'bad-trace', spanId: 'ok', agent: 'a', start: '2025-06-20T16:00:00Z', end: '2025-06-20T16:00:01Z' },
+      { traceId: 'bad-trace', spanId: 'no-agent', start: '2025-06-20T16:00:00Z', end: '2025-06-20T16:00:01Z' },
+      { traceId: 'bad-trace', spanId: 'reversed', agent: 'a', start: '2025-06-20T16:00:05Z', end: '2025-06-20T16:00:01Z' },
       { traceId: 'bad-trace', spanId: 'neg', agent: 'a', usage: { input: -1, output: 0 }, start: 0, end: 0 },
       'not a span',
     ]);
@@ -230,7 +233,7 @@ describe('cost fixtures', () => {
   });
 
   it('CSV showback lists every customer with the same totals as JSON', async () => {
-    const res = await call('GET', '/v1/reports/costs?groupBy=customer&from=2026-11-20&to=2026-11-20&format=csv');
+    const res = await call('GET', '/v1/reports/costs?groupBy=customer&from=2025-06-20&to=2025-06-20&format=csv');
     assert.equal(res.statusCode, 200);
     assert.match(res.headers['content-type'] as string, /text\/csv/);
     const lines = res.body.trim().split('\n');

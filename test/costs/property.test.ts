@@ -56,7 +56,7 @@ const genTree = fc
   );
 
 const DIMS = ['customer', 'team', 'agent', 'model', 'day'] as const;
-const DAY = '2026-11-21';
+const DAY = '2025-06-21';
 
 async function totals(): Promise<Record<string, { costNano: number; tokens: number; calls: number }>> {
   const out: Record<string, { costNano: number; tokens: number; calls: number }> = {};

@@ -7,7 +7,7 @@ import { Pricer } from '../../src/costs/pricing.js';
 import { decodeSpan, encodeSpan, type Span } from '../../src/costs/span.js';
 import { resolveTrace } from '../../src/costs/tree.js';
 
-const T0 = Date.parse('2026-11-20T00:00:00Z');
+const T0 = Date.parse('2025-06-20T00:00:00Z');
 
 describe('pricing', () => {
   it('cached linear rates equal the catalog for flat-priced models, at the span’s time', () => {
