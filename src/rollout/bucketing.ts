@@ -19,10 +19,18 @@ export function seedOf(seed: string, purpose: HashPurpose): number {
   return murmurhash.v3(enc.encode(`${seed}|${purpose}`), 0);
 }
 
-/** The unit's position in [0, 1) for a precomputed 32-bit seed. */
-export function hashUnit(unitKey: string, seed32: number, version = HASH_VERSION): number {
+/**
+ * UTF-8 bytes of a unit key. The router encodes a key once per request and hashes the bytes for every
+ * purpose: murmurhash's string path re-encodes on each call (~0.5 µs), the byte path takes ~30 ns.
+ */
+export function unitBytes(unitKey: string): Uint8Array {
+  return Buffer.from(unitKey, 'utf8');
+}
+
+/** The unit's position in [0, 1) for a precomputed 32-bit seed (key as a string or its UTF-8 bytes). */
+export function hashUnit(unitKey: string | Uint8Array, seed32: number, version = HASH_VERSION): number {
   if (version !== 1) throw new Error(`unknown hash version ${version}`);
-  return murmurhash.v3(enc.encode(unitKey), seed32) / 4294967296;
+  return murmurhash.v3(typeof unitKey === 'string' ? unitBytes(unitKey) : unitKey, seed32) / 4294967296;
 }
 
 /** Convenience: hash for a (seed, purpose) pair. */

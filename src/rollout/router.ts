@@ -3,7 +3,7 @@ import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
 import type { Versioned } from '../control/store.js';
-import { cumulative, chooseVariant, hashUnit, seedOf } from './bucketing.js';
+import { cumulative, chooseVariant, hashUnit, seedOf, unitBytes } from './bucketing.js';
 import { effectiveCoverage } from './model.js';
 import type { ExperimentDoc } from './schema.js';
 import { compileTargeting, type Predicate } from './targeting.js';
@@ -83,10 +83,11 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
   const table = routingTables(view).get(pipeline.id);
   if (!table) return undefined;
   const dflt = pipeline.defaultStrategy ?? BUILTIN_UNIFORM_ID;
+  const key = unitBytes(unitKey);
   const h = table.holdout;
   let holdout: Record<string, unknown> | undefined;
   if (h && h.eligible(features, unitKey)) {
-    if (hashUnit(unitKey, h.inclusionSeed, h.hashVersion) < h.coverage) {
+    if (hashUnit(key, h.inclusionSeed, h.hashVersion) < h.coverage) {
       return { strategyId: dflt, reason: 'holdout', details: { experiment: h.id, variant: 'holdout', phase: h.phase, type: 'holdout' } };
     }
     holdout = { holdout: h.id, holdoutPhase: h.phase };
@@ -98,16 +99,16 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
       layerHashes ??= new Map();
       let lh = layerHashes.get(e.layer.id);
       if (lh === undefined) {
-        lh = hashUnit(unitKey, e.layer.seed, e.hashVersion);
+        lh = hashUnit(key, e.layer.seed, e.hashVersion);
         layerHashes.set(e.layer.id, lh);
       }
       if (lh < e.layer.range[0] || lh >= e.layer.range[1]) continue;
     }
-    if (hashUnit(unitKey, e.inclusionSeed, e.hashVersion) >= e.coverage) continue;
+    if (hashUnit(key, e.inclusionSeed, e.hashVersion) >= e.coverage) continue;
     if (e.rolledBack) {
       return { strategyId: e.controlStrategy, reason: 'experiment', details: { experiment: e.id, rolledBack: true, phase: e.phase, ...holdout } };
     }
-    const v = e.variants[chooseVariant(e.cum, hashUnit(unitKey, e.variantSeed, e.hashVersion))]!;
+    const v = e.variants[chooseVariant(e.cum, hashUnit(key, e.variantSeed, e.hashVersion))]!;
     return {
       strategyId: v.strategy,
       reason: 'experiment',
