@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { toDsjson } from '../../src/learner/dsjson.js';
+import type { LoggedEvent } from '../../src/learner/events.js';
+import { compileFeatures } from '../../src/learner/features.js';
+import { deserializeWeights, forward, greedySplit, initialWeights, predict, serializeWeights, type Heads } from '../../src/learner/model.js';
+import { candidateSet, decide, explorationProbs, greedyBudgets, type ExploreOptions } from '../../src/learner/policy.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+import { expectedQuality, loadWorld, oracleBudgets, sampleContext, truthOf } from '../../src/learner/sim/world.js';
+
+const heads = (need: number[], weight: number[], shape = need.map(() => 1e6)): Heads => ({
+  need: Float64Array.from(need),
+  weight: Float64Array.from(weight),
+  shape: Float64Array.from(shape),
+});
+
+describe('feature encoding', () => {
+  const enc = compileFeatures([
+    { name: 'task', type: 'categorical', values: ['qa', 'code'] },
+    { name: 'user', type: 'categorical', hashBuckets: 4 },
+    { name: 'messages', type: 'numeric', transform: 'log', mean: 1, std: 2 },
+    { name: 'flag', type: 'numeric' },
+    { name: 'document', type: 'tokens' },
+  ]);
+
+  it('one-hot, unknown slot, hashing, log + standardisation, missing indicators, token counts', () => {
+    assert.equal(enc.dim, 1 + 3 + 4 + 2 + 2 + 2);
+    const v = enc.encode({ task: 'code', user: 'alice', messages: Math.E - 1, flag: true, documentTokens: 99 });
+    assert.equal(v[0], 1, 'bias');
+    assert.deepEqual([...v.slice(1, 4)], [0, 1, 0]);
+    assert.equal(v.slice(4, 8).reduce((s, x) => s + x, 0), 1, 'one hashed bucket');
+    assert.ok(Math.abs(v[8]! - 0) < 1e-6, '(ln(e) − 1) / 2 = 0');
+    assert.equal(v[9], 0);
+    assert.equal(v[10], 1, 'boolean → 1');
+    assert.ok(Math.abs(v[12]! - Math.log(100)) < 1e-5, 'tokens are log1p-transformed');
+    const missing = enc.encode({ task: 'unknown-task', messages: 'not a number' });
+    assert.deepEqual([...missing.slice(1, 4)], [0, 0, 1], 'unknown value → the unknown slot');
+    assert.equal(missing.slice(4, 8).reduce((s, x) => s + x, 0), 0, 'missing hashed feature → all zero');
+    assert.equal(missing[9], 1, 'missing indicator');
+    assert.equal(missing[13], 1);
+  });
+
+  it('has a signature that changes with the declaration', () => {
+    assert.notEqual(compileFeatures([{ name: 'a', type: 'numeric' }]).signature, compileFeatures([{ name: 'b', type: 'numeric' }]).signature);
+    assert.equal(compileFeatures([]).dim, 1);
+  });
+});
+
+describe('reward model', () => {
+  it('round-trips weights through base64', () => {
+    const w = initialWeights(7, 3, 9000, mulberry32(5));
+    const back = deserializeWeights(serializeWeights(w));
+    assert.deepEqual([...back.w1], [...w.w1]);
+    assert.deepEqual([...back.b2], [...w.b2]);
+    assert.throws(() => deserializeWeights({ ...serializeWeights(w), b1: Buffer.from(new Float32Array(2).buffer).toString('base64') }), /b1/);
+  });
+
+  it('greedy split matches the exact optimum of an exponential world (within one chunk)', () => {
+    const world = loadWorld('support-basic');
+    const rng = mulberry32(9);
+    const mins = world.agents.map((a) => a.minTokens);
+    const caps = world.agents.map((a) => a.maxTokens);
+    for (let i = 0; i < 50; i++) {
+      const x = sampleContext(world, rng);
+      const t = truthOf(world, 0, x);
+      const g = greedySplit(heads(t.need, t.weight), mins, caps, world.totalTokens);
+      const sum = g.reduce((s, v) => s + v, 0);
+      assert.ok(Math.abs(sum - world.totalTokens) < 1e-6);
+      g.forEach((v, j) => assert.ok(v >= mins[j]! - 1e-9 && v <= caps[j]! + 1e-9));
+      const qg = expectedQuality(world, 0, x, g);
+      const qo = expectedQuality(world, 0, x, oracleBudgets(world, 0, x, world.totalTokens));
+      assert.ok(qg >= qo * 0.999, `greedy ${qg} vs oracle ${qo}`);
+    }
+  });
+
+  it('predicts a product of saturating responses', () => {
+    const h = heads([1000, 500], [1, 0.5]);
+    const q = predict(h, [1000, 500]);
+    assert.ok(Math.abs(q - (1 - Math.exp(-1)) * (1 - 0.5 * Math.exp(-1))) < 1e-5);
+    const hyper = heads([1000], [1], [1]);
+    assert.ok(Math.abs(predict(hyper, [1000]) - 0.5) < 1e-12, 'κ = 1: 1 − need/(b + need)');
+  });
+});
+
+describe('exploration', () => {
+  const agents = [
+    { min: 100, cap: 4000 },
+    { min: 200, cap: 8000 },
+    { min: 0, cap: 1500 },
+  ];
+  const h = heads([2000, 3000, 300], [0.9, 0.8, 0.2]);
+
+  for (const explorer of ['squarecb', 'epsilon'] as const) {
+    it(`${explorer}: valid candidates, positive probabilities that sum to 1, sampled at those rates`, () => {
+      const opts: ExploreOptions = { explorer, epsilon: 0.2, gamma: 200, perturbation: 0.5 };
+      const cands = candidateSet(h, agents, 9000, 0.5);
+      assert.deepEqual(cands[0], greedyBudgets(h, agents, 9000));
+      assert.equal(new Set(cands.map((c) => c.join(','))).size, cands.length, 'no duplicate actions');
+      const p = explorationProbs(h, cands, opts);
+      assert.ok(Math.abs(p.reduce((s, v) => s + v, 0) - 1) < 1e-12);
+      assert.ok(p.every((v) => v > 0));
+      const rng = mulberry32(1);
+      const counts = new Array<number>(cands.length).fill(0);
+      const N = 20_000;
+      for (let i = 0; i < N; i++) {
+        const d = decide(h, agents, 9000, opts, rng);
+        counts[d.chosen]!++;
+        assert.deepEqual(d.budgets, d.candidates[d.chosen]);
+      }
+      counts.forEach((c, k) => {
+        const sd = Math.sqrt(N * p[k]! * (1 - p[k]!));
+        assert.ok(Math.abs(c - N * p[k]!) <= 5 * sd + 1, `candidate ${k}: ${c} draws for p=${p[k]}`);
+      });
+    });
+  }
+
+  it('property: any heads and bounds give valid budgets and a distribution (fast-check)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ min: fc.integer({ min: 0, max: 2000 }), extra: fc.integer({ min: 0, max: 10000 }), need: fc.double({ min: 1, max: 50000, noNaN: true }), w: fc.double({ min: 0.001, max: 0.999, noNaN: true }), k: fc.double({ min: 1, max: 1000, noNaN: true }) }), { minLength: 1, maxLength: 8 }),
+        fc.integer({ min: 0, max: 40000 }),
+        (rows, extraTotal) => {
+          const ag = rows.map((r) => ({ min: r.min, cap: r.min + r.extra }));
+          const total = rows.reduce((s, r) => s + r.min, 0) + extraTotal;
+          const hh = heads(rows.map((r) => r.need), rows.map((r) => r.w), rows.map((r) => r.k));
+          const d = decide(hh, ag, total, { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, mulberry32(2));
+          assert.ok(Math.abs(d.probs.reduce((s, v) => s + v, 0) - 1) < 1e-9);
+          for (const c of d.candidates) {
+            assert.ok(c.reduce((s, v) => s + v, 0) <= total);
+            c.forEach((v, i) => assert.ok(Number.isInteger(v) && v >= ag[i]!.min && v <= ag[i]!.cap));
+          }
+        },
+      ),
+      { seed: 42, numRuns: 200 },
+    );
+  });
+});
+
+describe('DSJSON export', () => {
+  it('writes the chosen action first with its probability and the cost as −reward', () => {
+    const ev: LoggedEvent = { id: 'd1', t: 0, s: 'learn', f: { task: 'qa', n: null }, T: 100, b: { a: 60, b: 40 }, q: 0.8, c: 0.1, C: [[50, 50], [60, 40]], P: [0.7, 0.3], k: 1, m: 4 };
+    const line = JSON.parse(toDsjson(ev, ['a', 'b'], 1)) as Record<string, unknown>;
+    assert.equal(line._label_Action, 2);
+    assert.equal(line._label_probability, 0.3);
+    assert.ok(Math.abs((line._label_cost as number) + 0.7) < 1e-12);
+    assert.deepEqual(line.a, [2, 1]);
+    assert.deepEqual(line.p, [0.3, 0.7]);
+    assert.deepEqual((line.c as { _multi: unknown[] })._multi[1], { share: { a: 0.6, b: 0.4 } });
+    assert.equal((line.c as Record<string, unknown>).n, undefined);
+    const det = JSON.parse(toDsjson({ ...ev, C: undefined, P: undefined, k: undefined } as LoggedEvent, ['a', 'b'])) as { p: number[]; a: number[] };
+    assert.deepEqual(det.p, [1]);
+    assert.deepEqual(det.a, [1]);
+  });
+});
