@@ -15,7 +15,7 @@ async function put(scope: string, allocated: number, extra: Record<string, unkno
   assert.ok(r.statusCode === 200 || r.statusCode === 201, r.body);
 }
 
-async function balance(scope: string): Promise<Record<string, number>> {
+async function balance(scope: string): Promise<{ allocated: number; remaining: number; reserved: number; spent: number; debt: number }> {
   const r = await call('GET', `/v1/balances?scope=${encodeURIComponent(scope)}&unit=TOKENS`);
   assert.equal(r.statusCode, 200, r.body);
   const b = r.json().balances.find((x: { scope: string }) => x.scope === scope);

@@ -1,0 +1,155 @@
+/**
+ * Reservation throughput and latency over HTTP against the same server's no-op route.
+ *
+ *   node --import tsx bench/reservations.ts [--duration 10] [--connections 64] [--pipelining 1]
+ *
+ * One freshly spawned server (`apportion serve` in a child process, auth on). Budgets at all four levels
+ * (tenant → workspace → workflow → agent, 16 agents), so every reservation holds at four scopes in one Lua call.
+ * Measures, each after a warm-up: the no-op route (baseline), reserve alone, and the reserve+commit lifecycle
+ * (each autocannon connection reserves, then commits the id it got back). Prints CPU seconds used by the load
+ * generator (this process), the server (child) and Redis during each measurement.
+ */
+import { readFileSync } from 'node:fs';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import { ApportionClient } from '../src/sdk/client.js';
+import { cannon, flag, fmt, REDIS_URL, spawnServer, type BenchServer } from './lib.js';
+
+const duration = Number(flag('duration', '10'));
+const connections = Number(flag('connections', '64'));
+const pipelining = Number(flag('pipelining', '1'));
+const AGENTS = 16;
+const TENANT = 'bench';
+const BIG = 1_000_000_000_000_000;
+
+interface Cpu {
+  gen: number;
+  server: number;
+  redis: number;
+}
+
+function childCpuSec(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const parts = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(parts[11]) + Number(parts[12])) / 100; // utime + stime in clock ticks (100 Hz)
+}
+
+async function redisCpuSec(r: Redis): Promise<number> {
+  const info = await r.info('cpu');
+  const v = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  return v('used_cpu_user') + v('used_cpu_sys');
+}
+
+async function withCpu<T>(server: BenchServer, redis: Redis, fn: () => Promise<T>): Promise<{ r: T; cpu: Cpu; wall: number }> {
+  const g0 = process.cpuUsage();
+  const s0 = childCpuSec(server.child.pid!);
+  const r0 = await redisCpuSec(redis);
+  const t0 = performance.now();
+  const r = await fn();
+  const wall = (performance.now() - t0) / 1000;
+  const g = process.cpuUsage(g0);
+  return { r, wall, cpu: { gen: (g.user + g.system) / 1e6, server: childCpuSec(server.child.pid!) - s0, redis: (await redisCpuSec(redis)) - r0 } };
+}
+
+const cpuLine = (c: Cpu, wall: number) =>
+  `cpu (cores busy): load generator ${(c.gen / wall).toFixed(2)}  server ${(c.server / wall).toFixed(2)}  redis ${(c.redis / wall).toFixed(2)}`;
+
+const scopeOf = (i: number) => `tenant:${TENANT}/workspace:w/workflow:f/agent:a${i % AGENTS}`;
+let seq = 0;
+const reserveBody = () => `{"scope":"${scopeOf(seq)}","unit":"TOKENS","amount":1000,"ttlMs":600000,"idempotencyKey":"k${seq++}"}`;
+
+async function reserveOnly(server: BenchServer, sec: number): Promise<autocannon.Result> {
+  return autocannon({
+    url: server.url,
+    connections,
+    pipelining,
+    duration: sec,
+    requests: [
+      {
+        method: 'POST',
+        path: '/v1/reservations',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${server.clientKey}` },
+        setupRequest: (req) => ({ ...req, body: reserveBody() }),
+      },
+    ],
+  });
+}
+
+/** Each connection loops reserve → commit(the id it got). Pipelining must be 1 (the commit needs the id). */
+async function lifecycle(server: BenchServer, sec: number): Promise<autocannon.Result> {
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${server.clientKey}` };
+  return autocannon({
+    url: server.url,
+    connections,
+    pipelining: 1,
+    duration: sec,
+    requests: [
+      {
+        method: 'POST',
+        path: '/v1/reservations',
+        headers,
+        setupRequest: (req) => ({ ...req, body: reserveBody() }),
+        onResponse: (status, body, context) => {
+          (context as { id?: string }).id = status === 201 ? (JSON.parse(body) as { id: string }).id : undefined;
+        },
+      },
+      {
+        method: 'POST',
+        headers,
+        setupRequest: (req, context) => ({ ...req, path: `/v1/reservations/${(context as { id?: string }).id ?? 'missing~x'}/commit`, body: '{"amount":700}' }),
+      },
+    ],
+  });
+}
+
+async function main(): Promise<void> {
+  console.log(`bench/reservations: ${connections} connections, pipelining ${pipelining}, ${duration} s per measurement, 4-level scope`);
+  const server = await spawnServer();
+  const redis = new Redis(REDIS_URL);
+  try {
+    const admin = new ApportionClient({ url: server.url, key: server.adminKey });
+    await admin.request('PUT', '/v1/budgets', { scope: `tenant:${TENANT}`, unit: 'TOKENS', allocated: BIG });
+    await admin.request('PUT', '/v1/budgets', { scope: `tenant:${TENANT}/workspace:w`, unit: 'TOKENS', allocated: BIG });
+    await admin.request('PUT', '/v1/budgets', { scope: `tenant:${TENANT}/workspace:w/workflow:f`, unit: 'TOKENS', allocated: BIG });
+    for (let i = 0; i < AGENTS; i++) await admin.request('PUT', '/v1/budgets', { scope: scopeOf(i), unit: 'TOKENS', allocated: BIG });
+
+    const noopOpts = { url: server.url, path: '/bench/noop', body: { scope: scopeOf(0), unit: 'TOKENS', amount: 1000 }, key: server.clientKey, connections, pipelining };
+    await cannon({ ...noopOpts, durationSec: 2 });
+    const noop = await withCpu(server, redis, () => cannon({ ...noopOpts, durationSec: duration }));
+    console.log(`noop route              ${fmt(noop.r)}`);
+    console.log(`  ${cpuLine(noop.cpu, noop.wall)}`);
+
+    await reserveOnly(server, 2);
+    const res = await withCpu(server, redis, () => reserveOnly(server, duration));
+    const rr = res.r;
+    console.log(
+      `reserve                 ${rr.requests.average.toFixed(0).padStart(7)} req/s  p50 ${rr.latency.p50.toFixed(2)} ms  p99 ${rr.latency.p99.toFixed(2)} ms  errors ${rr.errors}  non-2xx ${rr.non2xx}`,
+    );
+    console.log(`  ${cpuLine(res.cpu, res.wall)}`);
+
+    await lifecycle(server, 2);
+    const life = await withCpu(server, redis, () => lifecycle(server, duration));
+    const lr = life.r;
+    const lifecycles = lr.requests.total / 2 / duration;
+    console.log(
+      `reserve+commit requests ${lr.requests.average.toFixed(0).padStart(7)} req/s  p50 ${lr.latency.p50.toFixed(2)} ms  p99 ${lr.latency.p99.toFixed(2)} ms  errors ${lr.errors}  non-2xx ${lr.non2xx}`,
+    );
+    console.log(`  ${cpuLine(life.cpu, life.wall)}`);
+    console.log(`lifecycles/s = ${lifecycles.toFixed(0)}  (target ≥ 10000)`);
+    console.log(`reserve p50 = ${rr.latency.p50.toFixed(2)} ms, p99 = ${rr.latency.p99.toFixed(2)} ms  (target p50 ≤ 1 ms)`);
+    console.log(`ratio reserve/noop = ${(rr.requests.average / noop.r.rps).toFixed(3)}   ratio lifecycle requests/noop = ${(lr.requests.average / noop.r.rps).toFixed(3)}`);
+
+    // Ledger check after the run: nothing overspent, identity holds at every scope.
+    const bal = await admin.request<{ balances: { scope: string; allocated: number; remaining: number; reserved: number; spent: number }[] }>(
+      'GET',
+      `/v1/balances?scope=tenant:${TENANT}&unit=TOKENS`,
+    );
+    const bad = bal.balances.filter((b) => b.allocated !== b.remaining + b.reserved + b.spent);
+    console.log(`ledger identity holds at ${bal.balances.length - bad.length}/${bal.balances.length} scopes`);
+  } finally {
+    redis.disconnect();
+    await server.close();
+  }
+}
+
+await main();
