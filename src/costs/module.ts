@@ -55,8 +55,9 @@ const EnvelopeQuery = Type.Object(
 );
 const PipelineIdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }) });
 const OtlpBody = Type.Object({ resourceSpans: Type.Optional(Type.Array(Type.Unknown())) }, { description: 'OTLP ExportTraceServiceRequest (JSON).' });
+/** Fully accepted: `{}` (the spec forbids an empty partialSuccess; exporters warn on any partialSuccess). */
 const OtlpResponse = Type.Object({
-  partialSuccess: Type.Object({ rejectedSpans: Type.Integer(), errorMessage: Type.String() }),
+  partialSuccess: Type.Optional(Type.Object({ rejectedSpans: Type.Integer(), errorMessage: Type.String() })),
 });
 const Loose = Type.Object({}, { additionalProperties: true });
 
@@ -155,10 +156,11 @@ export function costsModule(core: Core): CostsModule {
           core.metrics.spans.inc({ result: 'duplicate' }, res.duplicates);
           core.metrics.spans.inc({ result: 'rejected' }, reasons.length);
           const distinct = [...new Set(reasons)];
+          if (reasons.length === 0) return {};
           return {
             partialSuccess: {
               rejectedSpans: reasons.length,
-              errorMessage: distinct.length ? `${reasons.length} span(s) rejected: ${distinct.slice(0, 5).join('; ')}` : '',
+              errorMessage: `${reasons.length} span(s) rejected: ${distinct.slice(0, 5).join('; ')}`,
             },
           };
         },

@@ -123,8 +123,10 @@ describe('OpenTelemetry end to end (real SDK and OTLP/HTTP JSON exporter over a 
     const out = (await res.json()) as { partialSuccess: { rejectedSpans: number; errorMessage: string } };
     assert.equal(out.partialSuccess.rejectedSpans, 2);
     assert.match(out.partialSuccess.errorMessage, /2 span\(s\) rejected/);
+    const again = await post(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [span('dd'.repeat(8))] }] }] }), {});
+    assert.deepEqual(await again.json(), {});
     const t = await get('/v1/sessions/otel-raw/cost-tree');
-    assert.equal(t.body.total.tokens.total, 15);
+    assert.equal(t.body.total.tokens.total, 30);
     const bad = await post('not gzip at all', { 'content-encoding': 'gzip' });
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as { code: string }).code, 'INVALID_CONTENT_ENCODING');
