@@ -10,7 +10,7 @@ import type { LoggedEvent } from './events.js';
 import { compileFeatures, type FeatureEncoder, type FeaturesBody } from './features.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights } from './model.js';
-import { decide, greedyBudgets, type ExploreOptions } from './policy.js';
+import { decide, greedyBudgets, uniformSplit, type ExploreOptions } from './policy.js';
 import type { ModelDoc } from './registry.js';
 import { mulberry32 } from './rng.js';
 
@@ -98,6 +98,17 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly r
       const waitMs = (params.rewardWaitSeconds ?? 600) * 1000;
       const dflt = params.defaultReward ?? 0;
       const model = () => servingModel(deps.view(), pipeline);
+      // The uniform anchor depends only on the total: cache it (bounded) instead of water-filling per request.
+      const uniforms = new Map<number, number[]>();
+      const uniformFor = (total: number) => {
+        let u = uniforms.get(total);
+        if (!u) {
+          if (uniforms.size >= 256) uniforms.clear();
+          u = uniformSplit(agents, total);
+          uniforms.set(total, u);
+        }
+        return u;
+      };
       const heads = (input: AllocationInput) => {
         const m = model();
         return forward(m.weights, m.encoder.encode(input.features));
@@ -110,7 +121,7 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly r
         allocate(input) {
           const m = model();
           const h = forward(m.weights, m.encoder.encode(input.features));
-          const dec = decide(h, agents, input.totalTokens, explore, Math.random);
+          const dec = decide(h, agents, input.totalTokens, explore, Math.random, uniformFor(input.totalTokens));
           const budgets = toBudgets(pipeline, dec.budgets);
           let ticket = '';
           if (waitMs > 0) {

@@ -133,26 +133,31 @@ export function forward(w: ModelWeights, x: Float32Array): Heads {
   return { need, weight, shape };
 }
 
-/** log c_i(b): agent i's log response at budget b. */
-export function logResponse(heads: Heads, i: number, b: number): number {
+/** c_i(b): agent i's response at budget b, in (0, 1]. */
+export function response(heads: Heads, i: number, b: number): number {
   const k = heads.shape[i]!;
-  return Math.log(1 - heads.weight[i]! * Math.exp(-k * Math.log1p(b / (k * heads.need[i]!))));
+  return 1 - heads.weight[i]! * Math.pow(1 + b / (k * heads.need[i]!), -k);
+}
+
+/** log c_i(b). */
+export function logResponse(heads: Heads, i: number, b: number): number {
+  return Math.log(response(heads, i, b));
 }
 
 /** Predicted reward of a budget vector (agents in pipeline order). */
 export function predict(heads: Heads, budgets: ArrayLike<number>): number {
-  let l = 0;
-  for (let i = 0; i < heads.need.length; i++) l += logResponse(heads, i, budgets[i]!);
-  return Math.exp(l);
+  let q = 1;
+  for (let i = 0; i < heads.need.length; i++) q *= response(heads, i, budgets[i]!);
+  return q;
 }
 
-/** Steps of the greedy split: its resolution is (total − Σ min) / GREEDY_STEPS. */
-export const GREEDY_STEPS = 256;
+/** Steps of the greedy split: its resolution is (total − Σ min) / GREEDY_STEPS (≈ 1 % of the free tokens). */
+export const GREEDY_STEPS = 96;
 
 /**
  * The budgets that maximise r̂ (real-valued) with Σ b = min(total, Σ cap) and min ≤ b ≤ cap. log r̂ is
  * separable and each log c_i is concave, so handing out the free tokens in equal chunks, each to the agent
- * whose log response gains most, reaches the optimum up to one chunk (marginal allocation).
+ * whose response grows by the largest factor, reaches the optimum up to one chunk (marginal allocation).
  */
 export function greedySplit(heads: Heads, mins: readonly number[], caps: readonly number[], total: number): number[] {
   const n = mins.length;
@@ -167,11 +172,15 @@ export function greedySplit(heads: Heads, mins: readonly number[], caps: readonl
   if (target <= minSum) return out;
   const chunk = (target - minSum) / GREEDY_STEPS;
   const cur = new Float64Array(n);
+  // gain[i]: log-response gained per token by agent i's next chunk (−∞ when it is at its cap).
   const gain = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    cur[i] = logResponse(heads, i, out[i]!);
+  const update = (i: number) => {
     const next = Math.min(caps[i]!, out[i]! + chunk);
-    gain[i] = next > out[i]! ? (logResponse(heads, i, next) - cur[i]!) / (next - out[i]!) : -Infinity;
+    gain[i] = next > out[i]! + 1e-9 ? Math.log(response(heads, i, next) / cur[i]!) / (next - out[i]!) : -Infinity;
+  };
+  for (let i = 0; i < n; i++) {
+    cur[i] = response(heads, i, out[i]!);
+    update(i);
   }
   let rest = target - minSum;
   while (rest > 1e-9) {
@@ -181,9 +190,8 @@ export function greedySplit(heads: Heads, mins: readonly number[], caps: readonl
     const step = Math.min(chunk, rest, caps[best]! - out[best]!);
     out[best]! += step;
     rest -= step;
-    cur[best] = logResponse(heads, best, out[best]!);
-    const next = Math.min(caps[best]!, out[best]! + chunk);
-    gain[best] = next > out[best]! + 1e-9 ? (logResponse(heads, best, next) - cur[best]!) / (next - out[best]!) : -Infinity;
+    cur[best] = response(heads, best, out[best]!);
+    update(best);
   }
   return out;
 }

@@ -6,8 +6,9 @@ import { greedySplit, predict, type Heads } from './model.js';
  * exact probability for every candidate (they sum to 1), which makes off-policy evaluation exact:
  *
  *   k = 0        the greedy split (argmax of the reward model, see model.ts greedySplit)
- *   k = 1..2n    the greedy split with agent i's weight scaled by e^{+δ} or e^{−δ} (local exploration: it
- *                shows the model what one agent more or less buys, which is what the structure needs)
+ *   k = 1..2n    the greedy split with agent i's budget scaled by e^{+δ} or e^{−δ}, the difference taken from
+ *                or given to the others in proportion to their room (local exploration: it shows the model
+ *                what one agent more or less buys, which is what the structure needs)
  *   k = last     the uniform split (an anchor: keeps support for the usual baseline)
  *
  * Identical budget vectors are merged (their probabilities add). Exploration over that set is either
@@ -50,7 +51,45 @@ export function greedyBudgets(heads: Heads, agents: readonly PolicyAgent[], tota
   return roundToTarget(real, mins, caps, target);
 }
 
-export function candidateSet(heads: Heads, agents: readonly PolicyAgent[], total: number, perturbation: number): number[][] {
+/**
+ * Moves agent i from g_i to `to` (clamped to its bounds) and takes the difference from, or gives it to, the
+ * other agents in proportion to their room (above their minimum, below their cap). Integer, O(n).
+ */
+function shifted(g: readonly number[], agents: readonly PolicyAgent[], i: number, to: number): number[] {
+  const out = g.slice();
+  const target = Math.max(agents[i]!.min, Math.min(agents[i]!.cap, Math.round(to)));
+  let delta = target - g[i]!; // > 0: others give; < 0: others take
+  if (delta === 0) return out;
+  const room = g.map((v, j) => (j === i ? 0 : delta > 0 ? v - agents[j]!.min : agents[j]!.cap - v));
+  const roomSum = room.reduce((s, v) => s + (Number.isFinite(v) ? v : 0), 0);
+  const anyInfinite = room.some((v) => !Number.isFinite(v));
+  const budget = Math.min(Math.abs(delta), anyInfinite ? Infinity : roomSum);
+  delta = Math.sign(delta) * budget;
+  out[i] = g[i]! + delta;
+  let moved = 0;
+  for (let j = 0; j < g.length; j++) {
+    if (j === i || room[j]! <= 0) continue;
+    const share = anyInfinite ? (Number.isFinite(room[j]!) ? 0 : 1 / room.filter((v) => !Number.isFinite(v)).length) : room[j]! / roomSum;
+    const d = Math.min(room[j]!, Math.floor(budget * share));
+    out[j] = g[j]! - Math.sign(delta) * d;
+    moved += d;
+  }
+  // Hand out the rounding remainder one token at a time to agents with room left.
+  for (let j = 0, left = budget - moved; left > 0 && j < g.length * 2; j++) {
+    const a = j % g.length;
+    if (a === i) continue;
+    const can = delta > 0 ? out[a]! - agents[a]!.min : agents[a]!.cap - out[a]!;
+    const d = Math.min(can, left);
+    if (d > 0) {
+      out[a] = out[a]! - Math.sign(delta) * d;
+      left -= d;
+    }
+  }
+  return out;
+}
+
+/** The candidate actions for one request (index 0 greedy; see the module comment). `uniform` may be cached by the caller. */
+export function candidateSet(heads: Heads, agents: readonly PolicyAgent[], total: number, perturbation: number, uniform?: number[]): number[][] {
   const g = greedyBudgets(heads, agents, total);
   const out: number[][] = [g];
   const seen = new Set<string>([g.join(',')]);
@@ -63,12 +102,15 @@ export function candidateSet(heads: Heads, agents: readonly PolicyAgent[], total
   const up = Math.exp(perturbation);
   const down = Math.exp(-perturbation);
   for (let i = 0; i < agents.length; i++) {
-    for (const f of [up, down]) {
-      push(waterFill(agents.map((a, j) => ({ min: a.min, cap: a.cap, weight: Math.max(g[j]!, 1) * (j === i ? f : 1) })), total));
-    }
+    push(shifted(g, agents, i, Math.max(g[i]!, 1) * up));
+    push(shifted(g, agents, i, g[i]! * down));
   }
-  push(waterFill(agents.map((a) => ({ min: a.min, cap: a.cap, weight: 1 })), total));
+  push(uniform ?? uniformSplit(agents, total));
   return out;
+}
+
+export function uniformSplit(agents: readonly PolicyAgent[], total: number): number[] {
+  return waterFill(agents.map((a) => ({ min: a.min, cap: a.cap, weight: 1 })), total);
 }
 
 /** Probabilities over the candidates (index 0 is greedy). Always positive and summing to 1. */
@@ -88,8 +130,8 @@ export function explorationProbs(heads: Heads, candidates: readonly number[][], 
   return p;
 }
 
-export function decide(heads: Heads, agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number): Decision {
-  const candidates = candidateSet(heads, agents, total, opts.perturbation);
+export function decide(heads: Heads, agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, uniform?: number[]): Decision {
+  const candidates = candidateSet(heads, agents, total, opts.perturbation, uniform);
   const probs = explorationProbs(heads, candidates, opts);
   const u = rng();
   let chosen = probs.length - 1;

@@ -1,0 +1,83 @@
+/**
+ * Serving while retraining: allocate throughput and p99 with the learned strategy, first idle, then while
+ * the same `apportion serve` process retrains on 100,000 logged events (the buffer's cap).
+ *
+ *   node --import tsx bench/learner-serving.ts [--duration 10] [--connections 32]
+ *
+ * The buffer is filled directly in Redis with simulated events (support-basic world), then one retrain
+ * warms up the model. Baseline = the idle measurement of the same server in the same run.
+ */
+import { Redis } from 'ioredis';
+import type { LoggedEvent } from '../src/learner/events.js';
+import { learnerKeys } from '../src/learner/keys.js';
+import { candidateSet } from '../src/learner/policy.js';
+import { mulberry32 } from '../src/learner/rng.js';
+import { policyAgents } from '../src/learner/sim/loop.js';
+import { contextFeatures, expectedQuality, loadWorld, sampleContext, worldFeatures, worldPipeline } from '../src/learner/sim/world.js';
+import { createKeys } from '../src/redis/keys.js';
+import { ApportionClient } from '../src/sdk/client.js';
+import { cannon, flag, fmt, REDIS_URL, spawnServer } from './lib.js';
+
+const duration = Number(flag('duration', '10'));
+const connections = Number(flag('connections', '32'));
+const PIPELINE = 'learned-serving';
+
+const server = await spawnServer();
+try {
+  const world = loadWorld('support-basic');
+  const admin = new ApportionClient({ url: server.url, key: server.adminKey, timeoutMs: 120_000 });
+  await admin.request('PUT', `/v1/pipelines/${PIPELINE}`, worldPipeline(world));
+  await admin.request('PUT', `/v1/pipelines/${PIPELINE}/features`, worldFeatures(world));
+  await admin.request('PUT', `/v1/strategies/${PIPELINE}`, { pipeline: PIPELINE, kind: 'learned', params: { trainEvery: 1_000_000, trainIntervalSeconds: 86_400, window: 100_000, halfLife: 1_000_000 } });
+
+  const rng = mulberry32(1);
+  const names = world.agents.map((a) => a.name);
+  const agents = policyAgents(world);
+  const redis = new Redis(REDIS_URL);
+  const buffer = learnerKeys(createKeys(server.prefix), PIPELINE).buffer;
+  const t0 = Date.now();
+  for (let chunk = 0; chunk < 100; chunk++) {
+    const items: string[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const x = sampleContext(world, rng);
+      const cands = candidateSet({ need: new Float64Array(5).fill(1500), weight: new Float64Array(5).fill(0.6), shape: new Float64Array(5).fill(3) }, agents, world.totalTokens, 0.6);
+      const k = Math.floor(rng() * cands.length);
+      const b: Record<string, number> = {};
+      names.forEach((a, j) => (b[a] = cands[k]![j]!));
+      const ev: LoggedEvent = { id: `${chunk}-${i}`, t: Date.now(), s: PIPELINE, f: contextFeatures(x), T: world.totalTokens, b, q: expectedQuality(world, 0, x, cands[k]!), c: null, C: cands, P: cands.map(() => 1 / cands.length), k };
+      items.push(JSON.stringify(ev));
+    }
+    await redis.lpush(buffer, ...items);
+  }
+  console.log(`bench/learner-serving: buffer filled with ${await redis.llen(buffer)} events in ${Date.now() - t0} ms`);
+  redis.disconnect();
+
+  const models = async () => admin.request<{ active: number | null; versions: { version: number; metrics: Record<string, number> }[] }>('GET', `/v1/models/${PIPELINE}`);
+  const trainOnce = async (): Promise<{ version: number; ms: number; wall: number }> => {
+    const before = (await models()).active ?? 0;
+    const start = Date.now();
+    await admin.request('POST', `/v1/models/${PIPELINE}/train`);
+    for (;;) {
+      const m = await models();
+      if ((m.active ?? 0) > before) return { version: m.active!, ms: m.versions[0]!.metrics.ms!, wall: Date.now() - start };
+      if (Date.now() - start > 120_000) throw new Error('retrain did not finish within 120 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const warm = await trainOnce();
+  console.log(`warm-up retrain on 100k events: model v${warm.version}, training ${(warm.ms / 1000).toFixed(1)} s, request → serving ${(warm.wall / 1000).toFixed(1)} s (target ≤ 60 s)`);
+
+  const bodies = Array.from({ length: 512 }, () => ({ pipeline: PIPELINE, strategy: PIPELINE, features: contextFeatures(sampleContext(world, rng)) }));
+  const o = { url: server.url, path: '/v1/allocations', bodies, key: server.clientKey, connections };
+  await cannon({ ...o, durationSec: 2 });
+  const idle = await cannon({ ...o, durationSec: duration });
+  console.log(`allocate (learned), idle       ${fmt(idle)}`);
+  const training = trainOnce();
+  const busy = await cannon({ ...o, durationSec: duration });
+  const t = await training;
+  console.log(`allocate (learned), retraining ${fmt(busy)}`);
+  console.log(`retrain during the measurement: training ${(t.ms / 1000).toFixed(1)} s, request → serving ${(t.wall / 1000).toFixed(1)} s`);
+  console.log(`ratio p99 retraining/idle = ${(busy.p99 / idle.p99).toFixed(2)}, throughput retraining/idle = ${(busy.rps / idle.rps).toFixed(2)}`);
+} finally {
+  await server.close();
+}
