@@ -3,14 +3,15 @@ import type { Pipeline } from '../pipelines/schema.js';
 import { runScript } from '../redis/scripts.js';
 import type { Core } from '../runtime.js';
 import type { StrategyDef } from '../strategies/schema.js';
-import { loadTf } from './backend.js';
-import { buildTrainingData, type LoggedEvent } from './events.js';
+import type { LoggedEvent } from './events.js';
+import type { FeaturesBody } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
-import { initialWeights } from './model.js';
+import { deserializeWeights, initialWeights, serializeWeights } from './model.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
 import { mulberry32 } from './rng.js';
-import { trainModel, type TrainOptions } from './trainer.js';
+import { runTrainJob, trainJob, type TrainJobInput } from './train-thread.js';
+import type { TrainOptions } from './trainer.js';
 
 /** Cap of the training buffer (newest events kept). */
 export const BUFFER_CAP = 100_000;
@@ -50,6 +51,8 @@ export class TrainingService {
   constructor(
     private readonly core: Core,
     private readonly trainOptions: TrainOptions = {},
+    /** Train in a worker thread (default) so serving in the same process is not blocked. */
+    private readonly inThread = true,
   ) {
     this.registry = new ModelRegistry(core);
   }
@@ -103,16 +106,30 @@ export class TrainingService {
     await this.ingest(pipelineId);
     const outcomes = Number((await this.core.redis.hget(lk.counters, 'outcomes')) ?? 0);
     await this.core.redis.hset(lk.counters, 'trainedAt', outcomes, 'trainedTs', Date.now());
-    const events = await this.events(pipelineId, params.window ?? 8000);
-    if (events.length < 20) return { trained: false, reason: `only ${events.length} logged events` };
     const serving = servingModel(view, pipeline);
     const agents = pipeline.agents.map((a) => a.name);
     const costWeight = params.costWeight ?? 0;
-    const data = buildTrainingData(events, serving.encoder, agents, { costWeight, ...(params.halfLife !== undefined ? { halfLife: params.halfLife } : {}) });
-    if (data.rows < 20) return { trained: false, reason: `only ${data.rows} events match the pipeline's agents` };
     const init = serving.version > 0 ? serving.weights : initialWeights(serving.encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1));
-    const { tf } = await loadTf((msg, backend) => this.core.log.info({ backend }, msg));
-    const { weights, metrics } = await trainModel(tf, data, init, { seed: outcomes, ...this.trainOptions });
+    const decl = view.raw.kinds.features.get(pipelineId)?.doc as FeaturesBody | undefined;
+    const input: TrainJobInput = {
+      redisUrl: this.core.config.redisUrl,
+      bufferKey: lk.buffer,
+      window: params.window ?? 8000,
+      features: decl?.features ?? [],
+      agents,
+      costWeight,
+      ...(params.halfLife !== undefined ? { halfLife: params.halfLife } : {}),
+      init: serializeWeights(init),
+      seed: outcomes,
+      train: this.trainOptions,
+    };
+    const out = this.inThread
+      ? await runTrainJob(input, (err) => this.core.log.warn({ err }, 'training thread unavailable; training on the main thread'))
+      : await trainJob({ ...input, train: { ...this.trainOptions, yieldToEventLoop: true } });
+    if (!out.trained || !out.weights || !out.metrics) return { trained: false, reason: out.reason ?? 'not trained' };
+    const weights = deserializeWeights(out.weights);
+    const metrics = out.metrics;
+    const events = { length: out.events };
     const saved = await this.registry.save(pipelineId, weights, {
       signature: serving.encoder.signature,
       agents,
