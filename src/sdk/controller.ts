@@ -1,0 +1,354 @@
+/**
+ * Per-request budget controller (in-process, no I/O of its own): sits between an orchestrator and its
+ * model calls. It tracks the request's ceiling, each agent's allocation and consumption; reclaims what a
+ * finished agent left and redistributes it to agents still to run (priority class first, critical path
+ * first within a class, in proportion to their allocations, never above maxTokens); lets an agent extend
+ * from the pool; warns at a share of the ceiling; signals agents near their limit to wrap up; throws
+ * BudgetExceededError past a limit; and under pressure skips background agents or downgrades their model.
+ *
+ * Every method that changes state is synchronous, so parallel sub-agents (Promise.all in one process)
+ * share one controller safely: no await can interleave between a check and its update. Server backing
+ * (attach/settle) is the only async part and is optional.
+ */
+import { waterFill } from '../strategies/fit.js';
+
+export type Priority = 'critical' | 'standard' | 'background';
+
+export interface ControllerAgent {
+  readonly name: string;
+  /** Default `standard`. */
+  readonly priority?: Priority;
+  /** On the critical path: served first within its priority class. Default: priority === 'critical'. */
+  readonly criticalPath?: boolean;
+  /** Redistribution never raises the agent above this. Default unbounded. */
+  readonly maxTokens?: number;
+  readonly model?: string;
+  /** Cheaper model to switch to under pressure (degradation). */
+  readonly fallbackModel?: string;
+}
+
+/** What POST /v1/allocations answers (the fields the controller uses). */
+export interface AllocationBudgets {
+  readonly budgets: Readonly<Record<string, { readonly tokens: number }>>;
+  readonly unallocatedTokens?: number;
+}
+
+/** Backs the ceiling with a server reservation (see reservations-client.ts). */
+export interface ReservationBacking {
+  reserve(amount: number): Promise<{ id: string }>;
+  commit(id: string, amount: number): Promise<unknown>;
+  release(id: string): Promise<unknown>;
+}
+
+export interface ControllerOptions {
+  readonly agents: readonly ControllerAgent[];
+  /** Share of the ceiling at which `onWarning` fires (once). Default 0.8. */
+  readonly warnAt?: number;
+  /** Share of an agent's allocation at which it is told to wrap up. Default 0.9. */
+  readonly wrapUpAt?: number;
+  /** Share of the ceiling consumed from which agents are degraded when they start. Default 0.9. */
+  readonly degradeAt?: number;
+  /** `priority` (default) pushes reclaimed tokens to agents still to run; `pool` keeps them for extend(). */
+  readonly redistribute?: 'priority' | 'pool';
+  readonly onWarning?: (e: { readonly consumed: number; readonly ceiling: number; readonly share: number }) => void;
+  readonly onWrapUp?: (agent: string, e: { readonly consumed: number; readonly allocated: number }) => void;
+  readonly onDegrade?: (e: { readonly agent: string; readonly action: 'skip' | 'downgrade'; readonly model?: string }) => void;
+  readonly backing?: ReservationBacking;
+}
+
+export type AgentStatus = 'pending' | 'running' | 'finished' | 'skipped';
+
+export interface AgentState {
+  readonly name: string;
+  readonly priority: Priority;
+  readonly criticalPath: boolean;
+  readonly allocated: number;
+  readonly consumed: number;
+  readonly status: AgentStatus;
+  readonly model?: string;
+}
+
+export interface AgentPlan {
+  readonly run: boolean;
+  readonly tokens: number;
+  readonly model?: string;
+  readonly degraded?: 'skip' | 'downgrade';
+}
+
+export class BudgetExceededError extends Error {
+  constructor(
+    readonly scope: 'request' | 'agent' | 'server',
+    readonly agent: string | undefined,
+    readonly consumed: number,
+    readonly limit: number,
+  ) {
+    super(
+      scope === 'request'
+        ? `request budget exceeded: ${consumed} of ${limit} tokens consumed`
+        : scope === 'agent'
+          ? `agent "${agent}" exceeded its budget (${consumed} of ${limit} tokens) and the pool cannot cover it`
+          : `the server refused to reserve the request ceiling of ${limit} tokens`,
+    );
+    this.name = 'BudgetExceededError';
+  }
+}
+
+const RANK: Record<Priority, number> = { critical: 0, standard: 1, background: 2 };
+
+interface Slot {
+  readonly agent: ControllerAgent;
+  readonly priority: Priority;
+  readonly criticalPath: boolean;
+  readonly order: number;
+  allocated: number;
+  consumed: number;
+  status: AgentStatus;
+  model: string | undefined;
+  wrapped: boolean;
+}
+
+export class BudgetController {
+  readonly ceiling: number;
+  private readonly slots = new Map<string, Slot>();
+  private poolTokens: number;
+  private consumedTotal = 0;
+  private warned = false;
+  private pressure = false;
+  private reservationId: string | undefined;
+  private readonly warnAt: number;
+  private readonly wrapUpAt: number;
+  private readonly degradeAt: number;
+
+  constructor(
+    allocation: AllocationBudgets,
+    private readonly o: ControllerOptions,
+  ) {
+    this.warnAt = o.warnAt ?? 0.8;
+    this.wrapUpAt = o.wrapUpAt ?? 0.9;
+    this.degradeAt = o.degradeAt ?? 0.9;
+    let sum = 0;
+    o.agents.forEach((agent, order) => {
+      const tokens = allocation.budgets[agent.name]?.tokens;
+      if (tokens === undefined) throw new Error(`allocation has no budget for agent "${agent.name}"`);
+      const priority = agent.priority ?? 'standard';
+      this.slots.set(agent.name, {
+        agent,
+        priority,
+        criticalPath: agent.criticalPath ?? priority === 'critical',
+        order,
+        allocated: tokens,
+        consumed: 0,
+        status: 'pending',
+        model: agent.model,
+        wrapped: false,
+      });
+      sum += tokens;
+    });
+    for (const name of Object.keys(allocation.budgets)) {
+      if (!this.slots.has(name)) throw new Error(`allocation names agent "${name}" that the controller was not given`);
+    }
+    this.poolTokens = Math.max(0, allocation.unallocatedTokens ?? 0);
+    this.ceiling = sum + this.poolTokens;
+  }
+
+  /** Tokens not assigned to any agent: what extend() draws from. */
+  get pool(): number {
+    return this.poolTokens;
+  }
+  get consumed(): number {
+    return this.consumedTotal;
+  }
+  get underPressure(): boolean {
+    return this.pressure || this.consumedTotal >= this.degradeAt * this.ceiling;
+  }
+
+  state(agent: string): AgentState {
+    const s = this.slot(agent);
+    return {
+      name: agent,
+      priority: s.priority,
+      criticalPath: s.criticalPath,
+      allocated: s.allocated,
+      consumed: s.consumed,
+      status: s.status,
+      ...(s.model !== undefined ? { model: s.model } : {}),
+    };
+  }
+
+  snapshot(): { ceiling: number; consumed: number; pool: number; agents: AgentState[] } {
+    return { ceiling: this.ceiling, consumed: this.consumedTotal, pool: this.poolTokens, agents: [...this.slots.keys()].map((n) => this.state(n)) };
+  }
+
+  /** Tokens the agent may still use (allocation − consumption). */
+  available(agent: string): number {
+    const s = this.slot(agent);
+    return Math.max(0, s.allocated - s.consumed);
+  }
+
+  /**
+   * Call before running an agent. Under pressure a background agent is skipped (its allocation goes back
+   * to the pool) and an agent with a fallbackModel is downgraded; `onDegrade` says which.
+   */
+  start(agent: string): AgentPlan {
+    const s = this.slot(agent);
+    if (s.status !== 'pending') throw new Error(`agent "${agent}" was already ${s.status}`);
+    if (this.underPressure) {
+      if (s.priority === 'background') {
+        s.status = 'skipped';
+        this.poolTokens += s.allocated - s.consumed;
+        s.allocated = s.consumed;
+        this.o.onDegrade?.({ agent, action: 'skip' });
+        return { run: false, tokens: 0, degraded: 'skip' };
+      }
+      if (s.agent.fallbackModel && s.model !== s.agent.fallbackModel) {
+        s.model = s.agent.fallbackModel;
+        s.status = 'running';
+        this.o.onDegrade?.({ agent, action: 'downgrade', model: s.model });
+        return { run: true, tokens: this.available(agent), model: s.model, degraded: 'downgrade' };
+      }
+    }
+    s.status = 'running';
+    return { run: true, tokens: this.available(agent), ...(s.model !== undefined ? { model: s.model } : {}) };
+  }
+
+  /**
+   * Records tokens an agent consumed (call after every model call; parallel calls are fine). Past its
+   * allocation the agent draws the overage from the pool; when the pool cannot cover it, or the request
+   * passes its ceiling, the usage is still recorded and BudgetExceededError is thrown.
+   */
+  record(agent: string, tokens: number): void {
+    if (!Number.isInteger(tokens) || tokens < 0) throw new RangeError(`tokens must be a non-negative integer, got ${tokens}`);
+    const s = this.slot(agent);
+    if (s.status === 'pending') s.status = 'running';
+    s.consumed += tokens;
+    this.consumedTotal += tokens;
+    let over: BudgetExceededError | undefined;
+    if (s.consumed > s.allocated) {
+      const need = s.consumed - s.allocated;
+      const take = Math.min(need, this.poolTokens);
+      this.poolTokens -= take;
+      s.allocated += take;
+      if (take < need) {
+        this.pressure = true;
+        over = new BudgetExceededError('agent', agent, s.consumed, s.allocated);
+      }
+    }
+    if (!this.warned && this.consumedTotal >= this.warnAt * this.ceiling) {
+      this.warned = true;
+      this.o.onWarning?.({ consumed: this.consumedTotal, ceiling: this.ceiling, share: this.consumedTotal / this.ceiling });
+    }
+    if (!s.wrapped && s.allocated > 0 && s.consumed >= this.wrapUpAt * s.allocated) {
+      s.wrapped = true;
+      this.o.onWrapUp?.(agent, { consumed: s.consumed, allocated: s.allocated });
+    }
+    if (this.consumedTotal > this.ceiling) throw new BudgetExceededError('request', agent, this.consumedTotal, this.ceiling);
+    if (over) throw over;
+  }
+
+  /** Whether the agent should finish its reasoning now (it passed wrapUpAt of its allocation). */
+  shouldWrapUp(agent: string): boolean {
+    const s = this.slot(agent);
+    return s.allocated === 0 || s.consumed >= this.wrapUpAt * s.allocated;
+  }
+
+  /**
+   * Asks for more tokens from the pool. Grants all or nothing, or as much as there is with `partial`.
+   * Returns the tokens granted; a refusal marks the request as under pressure.
+   */
+  extend(agent: string, tokens: number, opts: { partial?: boolean } = {}): number {
+    const s = this.slot(agent);
+    const grant = this.poolTokens >= tokens ? tokens : opts.partial ? this.poolTokens : 0;
+    this.poolTokens -= grant;
+    s.allocated += grant;
+    if (grant < tokens) this.pressure = true;
+    if (grant > 0) s.wrapped = s.consumed >= this.wrapUpAt * s.allocated;
+    return grant;
+  }
+
+  /**
+   * Marks the agent finished, reclaims what it left and (policy `priority`) redistributes it to agents
+   * still to run. Returns the reclaimed amount and what each agent received.
+   */
+  finish(agent: string): { reclaimed: number; redistributed: Record<string, number> } {
+    const s = this.slot(agent);
+    if (s.status === 'finished' || s.status === 'skipped') return { reclaimed: 0, redistributed: {} };
+    s.status = 'finished';
+    const left = Math.max(0, s.allocated - s.consumed);
+    s.allocated -= left;
+    this.poolTokens += left;
+    const redistributed = this.o.redistribute === 'pool' ? {} : this.redistribute();
+    return { reclaimed: left, redistributed };
+  }
+
+  /** Skips an agent without running it: its whole allocation goes back to the pool and is redistributed. */
+  skip(agent: string): { reclaimed: number; redistributed: Record<string, number> } {
+    const s = this.slot(agent);
+    if (s.status !== 'pending') throw new Error(`agent "${agent}" was already ${s.status}`);
+    const r = this.finish(agent);
+    s.status = 'skipped';
+    return r;
+  }
+
+  /**
+   * Pushes the pool to pending agents: tiers in order (critical+critical path, critical, standard+critical
+   * path, standard, background…), within a tier in proportion to current allocations, capped by maxTokens;
+   * what a tier cannot absorb flows to the next; what nobody can absorb stays in the pool.
+   */
+  private redistribute(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const pending = [...this.slots.values()].filter((s) => s.status === 'pending');
+    const tierOf = (s: Slot) => RANK[s.priority] * 2 + (s.criticalPath ? 0 : 1);
+    const tiers = [...new Set(pending.map(tierOf))].sort((a, b) => a - b);
+    for (const tier of tiers) {
+      if (this.poolTokens <= 0) break;
+      const members = pending.filter((s) => tierOf(s) === tier).sort((a, b) => a.order - b.order);
+      const fit = waterFill(
+        members.map((m) => ({
+          min: 0,
+          cap: m.agent.maxTokens === undefined ? Infinity : Math.max(0, m.agent.maxTokens - m.allocated),
+          weight: Math.max(1, m.allocated),
+        })),
+        this.poolTokens,
+      );
+      members.forEach((m, i) => {
+        const add = fit[i]!;
+        if (add <= 0) return;
+        m.allocated += add;
+        this.poolTokens -= add;
+        out[m.agent.name] = add;
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Reserves the ceiling on the server, so other requests of the tenant cannot take it while this one
+   * runs. Throws BudgetExceededError('server') when the server denies it.
+   */
+  async attach(): Promise<string> {
+    if (!this.o.backing) throw new Error('no reservation backing configured');
+    try {
+      this.reservationId = (await this.o.backing.reserve(this.ceiling)).id;
+    } catch (e) {
+      const status = (e as { statusCode?: number }).statusCode;
+      if (status === 409 || status === 404) throw new BudgetExceededError('server', undefined, 0, this.ceiling);
+      throw e;
+    }
+    return this.reservationId;
+  }
+
+  /** Commits what the request consumed to the server reservation (the rest goes back), or releases it if nothing was used. */
+  async settle(): Promise<void> {
+    if (!this.o.backing || this.reservationId === undefined) return;
+    const id = this.reservationId;
+    this.reservationId = undefined;
+    if (this.consumedTotal === 0) await this.o.backing.release(id);
+    else await this.o.backing.commit(id, this.consumedTotal);
+  }
+
+  private slot(agent: string): Slot {
+    const s = this.slots.get(agent);
+    if (!s) throw new Error(`unknown agent "${agent}"`);
+    return s;
+  }
+}

@@ -1,0 +1,90 @@
+import { randomUUID } from 'node:crypto';
+import type { ApportionClient } from './client.js';
+import type { ReservationBacking } from './controller.js';
+
+export type BudgetUnit = 'TOKENS' | 'USD_MICROCENTS';
+
+export interface ReserveParams {
+  /** `tenant:<t>/workspace:<w>/workflow:<f>/agent:<a>` (levels may be skipped, tenant required). */
+  readonly scope: string;
+  readonly unit?: BudgetUnit;
+  readonly amount: number;
+  readonly ttlMs?: number;
+  /** Default: a fresh UUID. Pass your own to make retries after a lost response safe. */
+  readonly idempotencyKey?: string;
+  readonly dryRun?: boolean;
+}
+
+export interface Reservation {
+  readonly id: string;
+  readonly state: 'ACTIVE';
+  readonly scope: string;
+  readonly unit: BudgetUnit;
+  readonly amount: number;
+  readonly scopes: readonly string[];
+  readonly expiresAt: number;
+  readonly replayed?: boolean;
+}
+
+export interface Commit {
+  readonly id: string;
+  readonly state: 'COMMITTED';
+  readonly reserved: number;
+  readonly charged: number;
+  readonly released: number;
+  readonly debt: number;
+  readonly replayed?: boolean;
+}
+
+export interface BalanceRow {
+  readonly scope: string;
+  readonly unit: BudgetUnit;
+  readonly allocated: number;
+  readonly remaining: number;
+  readonly reserved: number;
+  readonly spent: number;
+  readonly debt: number;
+  readonly frozen: boolean;
+}
+
+/** Reservation calls for orchestrators and sub-agents (any process): reserve, then commit or release. */
+export class ReservationsClient {
+  constructor(private readonly client: ApportionClient) {}
+
+  reserve(p: ReserveParams): Promise<Reservation> {
+    return this.client.request('POST', '/v1/reservations', {
+      scope: p.scope,
+      unit: p.unit ?? 'TOKENS',
+      amount: p.amount,
+      idempotencyKey: p.idempotencyKey ?? randomUUID(),
+      ...(p.ttlMs !== undefined ? { ttlMs: p.ttlMs } : {}),
+      ...(p.dryRun ? { dryRun: true } : {}),
+    });
+  }
+
+  commit(id: string, amount: number, idempotencyKey?: string): Promise<Commit> {
+    return this.client.request('POST', `/v1/reservations/${encodeURIComponent(id)}/commit`, { amount, ...(idempotencyKey ? { idempotencyKey } : {}) });
+  }
+
+  release(id: string): Promise<{ id: string; state: 'RELEASED'; released: number }> {
+    return this.client.request('POST', `/v1/reservations/${encodeURIComponent(id)}/release`, {});
+  }
+
+  extend(id: string, ttlMs?: number): Promise<{ id: string; state: 'ACTIVE'; expiresAt: number; extensions: number }> {
+    return this.client.request('POST', `/v1/reservations/${encodeURIComponent(id)}/extend`, ttlMs !== undefined ? { ttlMs } : {});
+  }
+
+  async balances(scope: string, unit?: BudgetUnit): Promise<readonly BalanceRow[]> {
+    const q = `scope=${encodeURIComponent(scope)}${unit ? `&unit=${unit}` : ''}`;
+    return (await this.client.request<{ balances: BalanceRow[] }>('GET', `/v1/balances?${q}`)).balances;
+  }
+
+  /** A BudgetController backing that reserves the request ceiling at `scope` (TOKENS). */
+  backing(scope: string, opts: { ttlMs?: number } = {}): ReservationBacking {
+    return {
+      reserve: (amount) => this.reserve({ scope, amount, ...(opts.ttlMs !== undefined ? { ttlMs: opts.ttlMs } : {}) }),
+      commit: (id, amount) => this.commit(id, amount),
+      release: (id) => this.release(id),
+    };
+  }
+}

@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { BudgetController, BudgetExceededError, type ControllerAgent } from '../../src/sdk/controller.js';
+import { ApportionClient } from '../../src/sdk/client.js';
+import { ReservationsClient } from '../../src/sdk/reservations-client.js';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+
+const AGENTS: ControllerAgent[] = [
+  { name: 'orchestrator', priority: 'critical' },
+  { name: 'retriever', priority: 'standard' },
+  { name: 'reasoner', priority: 'critical', maxTokens: 5000 },
+  { name: 'validator', priority: 'standard', criticalPath: true },
+  { name: 'formatter', priority: 'background', model: 'big', fallbackModel: 'small' },
+  { name: 'summarizer', priority: 'standard' },
+];
+const ALLOCATION = {
+  budgets: { orchestrator: { tokens: 1000 }, retriever: { tokens: 2000 }, reasoner: { tokens: 4000 }, validator: { tokens: 500 }, formatter: { tokens: 500 }, summarizer: { tokens: 1000 } },
+  unallocatedTokens: 1000,
+};
+
+describe('BudgetController', () => {
+  it('starts from the allocation: ceiling = budgets + unallocated', () => {
+    const c = new BudgetController(ALLOCATION, { agents: AGENTS });
+    assert.equal(c.ceiling, 10_000);
+    assert.equal(c.pool, 1000);
+    assert.equal(c.available('reasoner'), 4000);
+    assert.throws(() => new BudgetController({ budgets: { x: { tokens: 1 } } }, { agents: AGENTS }), /no budget for agent "orchestrator"/);
+  });
+
+  it('redistributes a remainder by priority class, critical path first, capped by maxTokens', () => {
+    const c = new BudgetController({ ...ALLOCATION, unallocatedTokens: 0 }, { agents: AGENTS });
+    c.start('orchestrator');
+    c.record('orchestrator', 400);
+    c.start('retriever');
+    c.record('retriever', 200);
+    // Retriever leaves 1800: the only pending critical agent, reasoner, takes up to its cap (5000 - 4000 = 1000)…
+    const r = c.finish('retriever');
+    assert.equal(r.reclaimed, 1800);
+    // …then the standard critical-path validator takes the rest before the plain standard agents.
+    assert.deepEqual(r.redistributed, { reasoner: 1000, validator: 800 });
+    assert.equal(c.state('reasoner').allocated, 5000);
+    assert.equal(c.state('summarizer').allocated, 1000, 'lower tiers wait until higher ones are full');
+    assert.equal(c.state('orchestrator').allocated, 1000, 'running agents are not topped up');
+    // Orchestrator leaves 600: reasoner is capped, validator (critical path) absorbs it all.
+    assert.deepEqual(c.finish('orchestrator').redistributed, { validator: 600 });
+    assert.equal(c.snapshot().agents.reduce((s, a) => s + a.allocated, 0) + c.pool, c.ceiling, 'tokens are conserved');
+  });
+
+  it('splits within a tier in proportion to allocations, and leaves what nobody can take in the pool', () => {
+    const agents: ControllerAgent[] = [
+      { name: 'a', priority: 'standard' },
+      { name: 'b', priority: 'standard', maxTokens: 1100 },
+      { name: 'c', priority: 'standard', maxTokens: 3000 },
+    ];
+    const c = new BudgetController({ budgets: { a: { tokens: 1000 }, b: { tokens: 1000 }, c: { tokens: 2000 } } }, { agents });
+    c.record('a', 100);
+    const r = c.finish('a');
+    // 900 between b (1000) and c (2000): 1:2 would give 300/600, but b caps at +100, so c gets 800.
+    assert.deepEqual(r.redistributed, { b: 100, c: 800 });
+    c.record('b', 0);
+    assert.deepEqual(c.finish('b').redistributed, { c: 200 }, 'c takes up to its cap of 3000');
+    c.record('c', 10);
+    c.finish('c');
+    assert.equal(c.pool, c.ceiling - 110, 'with nobody left, reclaimed tokens stay in the pool');
+  });
+
+  it('keeps reclaimed tokens in the pool with redistribute: "pool", for extend()', () => {
+    const c = new BudgetController(ALLOCATION, { agents: AGENTS, redistribute: 'pool' });
+    c.record('retriever', 500);
+    c.finish('retriever');
+    assert.equal(c.pool, 2500);
+    assert.equal(c.extend('reasoner', 3000), 0, 'all or nothing by default');
+    assert.equal(c.extend('reasoner', 3000, { partial: true }), 2500);
+    assert.equal(c.pool, 0);
+    assert.equal(c.state('reasoner').allocated, 6500);
+  });
+
+  it('fires the warning once at 80 % of the ceiling, and wrap-up per agent', () => {
+    const warnings: number[] = [];
+    const wraps: string[] = [];
+    const c = new BudgetController(ALLOCATION, { agents: AGENTS, onWarning: (e) => warnings.push(e.consumed), onWrapUp: (a) => wraps.push(a) });
+    c.record('reasoner', 3500);
+    assert.equal(c.shouldWrapUp('reasoner'), false);
+    c.record('reasoner', 100);
+    assert.deepEqual(wraps, ['reasoner'], 'at 90 % of its allocation');
+    assert.equal(c.shouldWrapUp('reasoner'), true);
+    c.record('retriever', 1900);
+    c.record('orchestrator', 1500); // 500 drawn from the pool
+    c.record('summarizer', 999);
+    assert.deepEqual(warnings, [], 'below 8000');
+    c.record('validator', 2);
+    assert.deepEqual(warnings, [8001]);
+    c.record('validator', 100);
+    assert.deepEqual(warnings, [8001], 'once');
+  });
+
+  it('throws BudgetExceededError at the ceiling and when an agent overruns an empty pool', () => {
+    const c = new BudgetController({ budgets: { a: { tokens: 100 }, b: { tokens: 100 } }, unallocatedTokens: 50 }, { agents: [{ name: 'a' }, { name: 'b' }] });
+    c.record('a', 140); // 40 drawn from the pool
+    assert.equal(c.pool, 10);
+    assert.throws(
+      () => c.record('a', 20),
+      (e: unknown) => e instanceof BudgetExceededError && e.scope === 'agent' && e.agent === 'a' && e.consumed === 160,
+    );
+    assert.equal(c.consumed, 160, 'usage is recorded even when it throws');
+    assert.throws(() => c.record('b', 100), (e: unknown) => e instanceof BudgetExceededError && e.scope === 'request' && e.limit === 250);
+  });
+
+  it('is safe for parallel sub-agents: no tokens lost or double-granted', async () => {
+    const agents = Array.from({ length: 20 }, (_, i) => ({ name: `s${i}` }));
+    const budgets = Object.fromEntries(agents.map((a) => [a.name, { tokens: 100 }]));
+    const c = new BudgetController({ budgets, unallocatedTokens: 500 }, { agents, redistribute: 'pool' });
+    let granted = 0;
+    let reclaimed = 0;
+    await Promise.all(
+      agents.map(async (a, i) => {
+        for (let k = 0; k < 10; k++) {
+          await new Promise((r) => setImmediate(r));
+          granted += c.extend(a.name, 7);
+          c.record(a.name, (i + k) % 3);
+        }
+        reclaimed += c.finish(a.name).reclaimed;
+      }),
+    );
+    assert.equal(granted, 500 + reclaimed - c.pool, 'every granted token came out of the pool exactly once');
+    assert.ok(granted > 0);
+    const snap = c.snapshot();
+    assert.equal(snap.agents.reduce((s, a) => s + a.allocated, 0) + snap.pool, c.ceiling);
+    assert.equal(snap.agents.reduce((s, a) => s + a.consumed, 0), c.consumed);
+  });
+
+  it('degrades under pressure: skips background agents, downgrades to the fallback model', () => {
+    const events: string[] = [];
+    const c = new BudgetController(ALLOCATION, { agents: AGENTS, degradeAt: 0.5, onDegrade: (e) => events.push(`${e.action}:${e.agent}`) });
+    assert.deepEqual(c.start('formatter'), { run: true, tokens: 500, model: 'big' }, 'no pressure yet');
+    const d = new BudgetController(ALLOCATION, { agents: [...AGENTS.slice(0, 4), { name: 'formatter', priority: 'standard', model: 'big', fallbackModel: 'small' }, { name: 'summarizer', priority: 'background' }], degradeAt: 0.5, onDegrade: (e) => events.push(`${e.action}:${e.agent}`) });
+    d.record('reasoner', 4000);
+    d.record('retriever', 1000);
+    assert.equal(d.underPressure, true);
+    assert.deepEqual(d.start('summarizer'), { run: false, tokens: 0, degraded: 'skip' });
+    assert.deepEqual(d.start('formatter'), { run: true, tokens: 500, model: 'small', degraded: 'downgrade' });
+    assert.deepEqual(events, ['skip:summarizer', 'downgrade:formatter']);
+    assert.equal(d.pool, 2000, 'the skipped agent’s allocation went back to the pool');
+    // A refused extension also counts as pressure.
+    const e = new BudgetController(ALLOCATION, { agents: AGENTS });
+    assert.equal(e.extend('reasoner', 5000), 0);
+    assert.equal(e.underPressure, true);
+  });
+});
+
+describe('BudgetController backed by a server reservation', () => {
+  const prefix = testPrefix('sdk-controller');
+  let rt: Running;
+  before(async () => {
+    rt = await startTest(prefix, { listen: true }, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });
+  });
+  after(async () => {
+    await rt.close();
+    await dropPrefix(prefix);
+  });
+
+  it('reserves the ceiling, commits what was consumed, and is refused when the scope cannot cover it', async () => {
+    const client = new ApportionClient({ url: rt.url! });
+    await client.request('PUT', '/v1/budgets', { scope: 'tenant:sdk/workspace:w', unit: 'TOKENS', allocated: 15_000 });
+    const res = new ReservationsClient(client);
+    const backing = res.backing('tenant:sdk/workspace:w/workflow:req-1');
+    const c = new BudgetController(ALLOCATION, { agents: AGENTS, backing });
+    await c.attach();
+    assert.equal((await res.balances('tenant:sdk/workspace:w'))[0]!.reserved, 10_000);
+    // Another request of the same workspace cannot take the held ceiling.
+    const other = new BudgetController(ALLOCATION, { agents: AGENTS, backing: res.backing('tenant:sdk/workspace:w/workflow:req-2') });
+    await assert.rejects(other.attach(), (e: unknown) => e instanceof BudgetExceededError && e.scope === 'server');
+    c.record('reasoner', 3000);
+    c.record('orchestrator', 700);
+    await c.settle();
+    const b = (await res.balances('tenant:sdk/workspace:w'))[0]!;
+    assert.deepEqual([b.reserved, b.spent, b.remaining], [0, 3700, 11_300]);
+  });
+});
