@@ -53,15 +53,23 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
 
 const SELF = new URL(import.meta.url);
 
+/** Under tsx (running the TypeScript sources) a worker needs tsx's loader registered before importing this file. */
+function startWorker(input: TrainJobInput): Worker {
+  if (!SELF.pathname.endsWith('.ts')) return new Worker(SELF, { workerData: input });
+  const api = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(SELF.href)}); })`;
+  return new Worker(boot, { eval: true, workerData: input });
+}
+
 /**
- * Runs trainJob in a worker thread (the thread keeps tfjs loaded between jobs is not needed: one job per
- * thread keeps memory bounded). Falls back to the calling thread when a worker cannot start (e.g. a
+ * Runs trainJob in a fresh worker thread (one job per thread keeps memory bounded; loading tfjs there
+ * costs well under a second). Falls back to the calling thread when a worker cannot start (e.g. a
  * loader that does not propagate to workers), yielding between steps there.
  */
 export async function runTrainJob(input: TrainJobInput, onFallback?: (err: unknown) => void): Promise<TrainJobOutput> {
   try {
     return await new Promise<TrainJobOutput>((resolve, reject) => {
-      const w = new Worker(SELF, { workerData: input });
+      const w = startWorker(input);
       let done = false;
       w.once('message', (m: { ok: true; out: TrainJobOutput } | { ok: false; error: string }) => {
         done = true;
