@@ -209,10 +209,15 @@ export class ExperimentService {
     return this.get(id);
   }
 
-  /** Deletes a draft or ended experiment (its statistics stay until the prefix is dropped). */
+  /**
+   * Deletes a draft or ended experiment and its statistics (so an experiment created later under the same
+   * id starts from nothing). The audit trail is kept, ending with the delete.
+   */
   async delete(id: string, by: string): Promise<void> {
+    let deleted: ExperimentDoc | undefined;
     await this.mutate(id, 'delete', by, (_st, cur) => {
       const v = this.found(id, cur);
+      deleted = v.doc;
       if (v.doc.state.status === 'running' || v.doc.state.status === 'paused' || v.doc.state.status === 'rolled_back') {
         throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: stop experiment "${id}" before deleting it`);
       }
@@ -220,6 +225,17 @@ export class ExperimentService {
       if (v.doc.type === 'probe') for (const x of v.doc.variants.slice(1)) docs.push({ kind: 'strategies', id: x.strategy, doc: null, expectedVersion: -1 });
       return { docs };
     });
+    if (deleted) {
+      const d = deleted;
+      const keys: string[] = [];
+      for (let phase = 0; phase <= d.state.phase; phase++) {
+        for (const x of variantWeights(d)) {
+          const arm = experimentArm(this.deps.keys, d.pipeline, id, phase, x.name);
+          keys.push(arm.summary, arm.agents, arm.obs);
+        }
+      }
+      await this.deps.redis.del(...keys); // all in the pipeline's slot
+    }
   }
 
   audit(id: string, limit?: number): Promise<AuditEntry[]> {

@@ -89,6 +89,13 @@ describe('experiment lifecycle', () => {
     const cmp = res.phases[0].comparisons.find((c: { metric: string }) => c.metric === 'quality');
     assert.ok(Math.abs(cmp.welch.diff - 0.2) < 1e-9);
     assert.ok(res.phases[0].srm.pValue > 0);
+    assert.equal((await call('DELETE', '/v1/experiments/split')).statusCode, 409, 'running experiments cannot be deleted');
     await ok('POST', '/v1/experiments/split/stop');
+    await ok('DELETE', '/v1/experiments/split');
+    await ok('PUT', '/v1/experiments/split', AB);
+    const fresh = await ok('GET', '/v1/experiments/split/results');
+    assert.equal(fresh.phases[0].variants.reduce((s: number, v: { n: number }) => s + v.n, 0), 0, 'a re-created id starts from nothing');
+    assert.deepEqual((await ok('GET', '/v1/experiments/split/audit')).items.slice(0, 3).map((a: { action: string }) => a.action), ['put', 'delete', 'stop']);
+    await ok('DELETE', '/v1/experiments/split');
   });
 });

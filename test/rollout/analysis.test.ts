@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ArmStats } from '../../src/feedback/stats-reader.js';
+import { analyzePhase, checkGuardrails, elasticities, type Observation } from '../../src/rollout/analysis.js';
+import { fromWelford } from '../../src/stats/moments.js';
+
+/** An arm from summary numbers (as parseArmStats would return it). */
+function arm(n: number, q: number, qsd: number, cost: number, csd: number, agents: Record<string, { hits: number; allocated: number }> = {}): ArmStats {
+  return {
+    count: n,
+    quality: fromWelford(n, q, qsd * qsd * (n - 1)),
+    cost: { ...fromWelford(n, cost, csd * csd * (n - 1)), total: n * cost },
+    agents: Object.fromEntries(
+      Object.entries(agents).map(([k, a]) => [k, { n, utilization: 0.5, ceilingHitRate: a.hits / n, truncationRate: 0, qualityWhenHit: null, meanConsumed: 0, meanAllocated: a.allocated }]),
+    ),
+  };
+}
+
+const variants = [
+  { name: 'control', strategy: 'a', weight: 1 },
+  { name: 'b', strategy: 'b', weight: 1 },
+];
+
+describe('guardrail orientation (pure)', () => {
+  it('quality: lower is worse; cost and ceiling hits: higher is worse', () => {
+    const arms = new Map([
+      ['control', arm(2000, 0.8, 0.1, 0.010, 0.002, { reasoner: { hits: 200, allocated: 1000 } })],
+      ['b', arm(2000, 0.7, 0.1, 0.008, 0.002, { reasoner: { hits: 900, allocated: 1000 } })],
+    ]);
+    const checks = checkGuardrails(
+      [
+        { metric: 'quality', maxRegression: 0.05 },
+        { metric: 'cost', maxRegression: 0 },
+        { metric: 'ceilingHitRate', agent: 'reasoner', maxRegression: 0.1 },
+        { metric: 'quality', maxRegression: 0.2, relative: true },
+      ],
+      variants,
+      'control',
+      arms,
+      0.05,
+    );
+    const [q, c, h, qRel] = checks;
+    assert.equal(q!.breached, true, 'quality fell by 0.1 > 0.05');
+    assert.ok(Math.abs(q!.regression! - 0.1) < 1e-12);
+    assert.equal(c!.breached, false, 'cheaper is not a cost regression');
+    assert.ok(c!.regression! < 0);
+    assert.equal(h!.breached, true, 'ceiling hits rose from 10 % to 45 %');
+    assert.equal(qRel!.breached, false, 'a 12.5 % quality drop is within a 20 % relative tolerance');
+    assert.ok(Math.abs(qRel!.tolerance! - 0.16) < 1e-12);
+  });
+  it('waits for minSamples per arm', () => {
+    const arms = new Map([
+      ['control', arm(20, 0.8, 0.1, 0.01, 0.001)],
+      ['b', arm(20, 0.1, 0.1, 0.01, 0.001)],
+    ]);
+    const [g] = checkGuardrails([{ metric: 'quality' }], variants, 'control', arms, 0.05);
+    assert.equal(g!.judged, false);
+    assert.equal(g!.breached, false);
+  });
+});
+
+describe('phase analysis (pure)', () => {
+  it('Holm across goal metrics, SRM, winsorized cost and truncation drop from observations', () => {
+    const obs = (q: number, hitEvery: number, n: number, bigCost = false): Observation[] =>
+      Array.from({ length: n }, (_, i) => [q - (i % hitEvery === 0 ? 0.2 : 0) + ((i % 5) - 2) * 0.01, bigCost && i === 0 ? 1000 : 0.01 + (i % 3) * 0.001, [], i % hitEvery === 0 ? ['reasoner'] : []] as const);
+    const arms = new Map([
+      ['control', arm(500, 0.8, 0.1, 0.011, 0.001, { reasoner: { hits: 50, allocated: 1000 } })],
+      ['b', arm(520, 0.82, 0.1, 2.0, 40, { reasoner: { hits: 52, allocated: 1200 } })],
+    ]);
+    const r = analyzePhase({ phase: 0, variants, control: 'control', alpha: 0.05, arms, obs: new Map([['control', obs(0.8, 10, 500)], ['b', obs(0.82, 10, 520, true)]]), winsorize: 0.99 });
+    assert.equal(r.comparisons.length, 2);
+    const [q, c] = r.comparisons;
+    assert.ok(q!.pHolm! >= q!.welch!.pValue && c!.pHolm! >= c!.welch!.pValue);
+    assert.ok(Math.min(q!.pHolm!, c!.pHolm!) === Math.min(1, 2 * Math.min(q!.welch!.pValue, c!.welch!.pValue)));
+    const b = r.variants.find((v) => v.variant === 'b')!;
+    assert.ok(b.cost.winsorizedMean! < 0.02, `the 1000 $ outlier is capped: ${b.cost.winsorizedMean}`);
+    assert.ok(Math.abs(c!.welch!.diff) < 0.01, 'cost comparison uses winsorized moments');
+    const t = b.agents.reasoner!.truncation!;
+    assert.equal(t.nHit, 52);
+    assert.ok(Math.abs(t.drop! - 0.2) < 0.03, `drop ${t.drop}`); // 0.2 plus the noise pattern's share
+    assert.ok(r.srm && r.srm.pValue > 0.5);
+  });
+  it('elasticity: a 50 % cut costing 25 % of quality is 0.5, and ranks first', () => {
+    const arms = new Map([
+      ['control', arm(4000, 0.8, 0.1, 0.01, 0.001, { reasoner: { hits: 0, allocated: 4000 }, formatter: { hits: 0, allocated: 400 } })],
+      ['cut.reasoner', arm(4000, 0.6, 0.1, 0.01, 0.001, { reasoner: { hits: 0, allocated: 2000 }, formatter: { hits: 0, allocated: 400 } })],
+      ['cut.formatter', arm(4000, 0.8, 0.1, 0.01, 0.001, { reasoner: { hits: 0, allocated: 4000 }, formatter: { hits: 0, allocated: 200 } })],
+    ]);
+    const e = elasticities(
+      [
+        { agent: 'reasoner', variant: 'cut.reasoner' },
+        { agent: 'formatter', variant: 'cut.formatter' },
+      ],
+      'control',
+      arms,
+      0.05,
+    );
+    assert.ok(Math.abs(e[0]!.elasticity! - 0.5) < 1e-9);
+    assert.equal(e[0]!.rank, 1);
+    assert.equal(e[0]!.critical, true);
+    assert.equal(e[1]!.critical, false);
+    assert.ok(e[1]!.ci![0] < 0 && e[1]!.ci![1] > 0);
+  });
+});
