@@ -108,12 +108,24 @@ async function main(): Promise<void> {
     console.log(`spans ingested    ${spansPerSec.toFixed(0)} spans/s  (target ≥ 20000)`);
     console.log(`ratio ingest req/s ÷ noop req/s = ${(res.rps / noop.rps).toFixed(3)}  (each ingest request carries 100 spans)`);
     console.log(`CPU during ingest: server ${serverCpu.toFixed(1)} s, redis ${redisCpu.toFixed(1)} s, load generator ${((g.user + g.system) / 1e6).toFixed(1)} s over ${duration} s`);
-    // Rollups kept up: the day rollup counts every leaf call of every accepted batch (warm-up included).
+    // Rollups kept up: the day rollup counts every leaf call of every stored trace (warm-up included). Requests
+    // still in flight when the load generator stopped are let finish first (both numbers stop moving).
     const day = new Date().toISOString().slice(0, 10);
-    const rep = (await (await fetch(`${server.url}/v1/reports/costs?groupBy=day&from=${day}&to=${day}`, { headers: { authorization: `Bearer ${server.adminKey}` } })).json()) as { total: { calls: number; costUsd: number } };
-    const stored = Number(await redis.eval(`return #redis.call('KEYS', ARGV[1])`, 0, `${server.prefix}:{trace:*}:spans`));
-    const expectedCalls = stored * LEAVES_PER_TRACE;
-    console.log(`rollup check: ${stored} traces stored, day rollup counts ${rep.total.calls} calls (expected ${expectedCalls}) → ${rep.total.calls === expectedCalls ? 'OK' : 'MISMATCH'}; $${rep.total.costUsd.toFixed(2)}`);
+    const read = async () => {
+      const rep = (await (await fetch(`${server.url}/v1/reports/costs?groupBy=day&from=${day}&to=${day}`, { headers: { authorization: `Bearer ${server.adminKey}` } })).json()) as { total: { calls: number; costUsd: number } };
+      const stored = Number(await redis.eval(`return #redis.call('KEYS', ARGV[1])`, 0, `${server.prefix}:{trace:*}:spans`));
+      return { calls: rep.total.calls, costUsd: rep.total.costUsd, stored };
+    };
+    let last = await read();
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      const next = await read();
+      const same = next.calls === last.calls && next.stored === last.stored;
+      last = next;
+      if (same) break;
+    }
+    const expectedCalls = last.stored * LEAVES_PER_TRACE;
+    console.log(`rollup check: ${last.stored} traces stored, day rollup counts ${last.calls} calls (expected ${expectedCalls}) → ${last.calls === expectedCalls ? 'OK' : 'MISMATCH'}; $${last.costUsd.toFixed(2)}`);
   } finally {
     redis.disconnect();
     await server.close();
