@@ -3,6 +3,9 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { calcPrice } from '@pydantic/genai-prices';
 import type { LightMyRequestResponse } from 'fastify';
+import { costKeys } from '../../src/costs/keys.js';
+import { encodeSpan } from '../../src/costs/span.js';
+import { runScript } from '../../src/redis/scripts.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
 
@@ -243,5 +246,60 @@ describe('cost fixtures', () => {
     assert.equal(dc.split(',')[6], (json.costNano / 1e9).toFixed(9));
     const total = lines[lines.length - 1]!;
     assert.ok(total.startsWith('TOTAL,'));
+  });
+
+  it('concurrent batches of one trace leave the rollups equal to the tree', async () => {
+    const spans = Array.from({ length: 40 }, (_, i) => ({
+      traceId: 'cc-trace',
+      spanId: `c${i}`,
+      ...(i > 0 ? { parentSpanId: `c${Math.floor((i - 1) / 3)}` } : { sessionId: 'cc-session', customer: 'cc-customer' }),
+      agent: `agent-${i % 4}`,
+      model: 'gpt-4o-mini',
+      usage: { input: 100 + i, output: 10 + i },
+      start: Date.parse('2025-06-22T10:00:00Z') + i,
+      end: Date.parse('2025-06-22T10:00:00Z') + i + 1,
+    }));
+    // Eight requests at once, overlapping (each span sent twice), children and parents mixed.
+    const batches = Array.from({ length: 8 }, (_, b) => spans.filter((_, i) => i % 4 === b % 4));
+    await Promise.all(batches.map((b) => ingest(b)));
+    const t = await tree('cc-session');
+    assert.equal(t.nodes.length, 40);
+    const r = await report('customer', '2025-06-22');
+    assert.equal(row(r, 'cc-customer')!.costNano, t.total.costNano);
+    assert.equal(row(r, 'cc-customer')!.calls, t.total.calls);
+    assert.equal(r.rows.length, 1);
+  });
+
+  it('spans stored without their rollup step (a crash in between) are rolled up when the batch is retried', async () => {
+    const span = (id: string, parent?: string) => ({
+      traceId: 'cr-trace',
+      spanId: id,
+      ...(parent ? { parentSpanId: parent } : { sessionId: 'cr-session', customer: 'cr-customer' }),
+      agent: 'a',
+      kind: parent ? ('llm' as const) : ('agent' as const),
+      status: 'ok' as const,
+      ...(parent ? { model: 'gpt-4o', usage: { input: 1000, output: 100, cacheRead: 0, cacheWrite: 0, reasoning: 0 } } : {}),
+      start: Date.parse('2025-06-23T10:00:00Z'),
+      end: Date.parse('2025-06-23T10:00:01Z'),
+    });
+    const stored = [span('r'), span('x', 'r')];
+    // Only the first step of an ingest: the spans are stored, the process "dies" before the rollup.
+    const ck = costKeys(rt.core.keys);
+    await runScript(rt.core.redis, 'spanIngest', [ck.traceSpans('cr-trace'), ck.traceVersion('cr-trace')], [3600, 100, stored.map(encodeSpan).join('\n')]);
+    assert.equal(row(await report('customer', '2025-06-23'), 'cr-customer'), undefined);
+    // The client retries the same batch: all duplicates, and the rollup catches up.
+    const { usage: _u, ...plain } = stored[1]!;
+    const retry = await ingest([{ ...stored[0]! }, { ...plain, usage: { input: 1000, output: 100 } }]);
+    assert.deepEqual(retry, { accepted: 0, duplicates: 2, rejected: [] });
+    const t = await tree('cr-session');
+    assert.equal(row(await report('customer', '2025-06-23'), 'cr-customer')!.costNano, t.total.costNano);
+    assert.ok(t.total.costNano > 0);
+  });
+
+  it('a gzip body is limited by its inflated size', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const big = gzipSync(JSON.stringify({ spans: [], pad: 'x'.repeat(3_000_000) }));
+    const res = await rt.app!.inject({ method: 'POST', url: '/v1/spans', payload: big, headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+    assert.equal(res.statusCode, 413, res.body);
   });
 });
