@@ -8,8 +8,12 @@
  * Measures, each after a warm-up: the no-op route (baseline), reserve alone, and the reserve+commit lifecycle
  * (each autocannon connection reserves, then commits the id it got back). Prints CPU seconds used by the load
  * generator (this process), the server (child) and Redis during each measurement.
+ * With `--own-redis true` it starts a private `redis-server` on a free loopback port for the run, so other
+ * clients of the shared Redis (blocking KEYS / long LRANGE from other work) cannot stall it.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { ApportionClient } from '../src/sdk/client.js';
@@ -18,6 +22,8 @@ import { cannon, flag, fmt, REDIS_URL, spawnServer, type BenchServer } from './l
 const duration = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '64'));
 const pipelining = Number(flag('pipelining', '1'));
+/** `--own-redis true`: run against a private redis-server (other work on the shared Redis skews latency). */
+const ownRedis = flag('own-redis', 'false') === 'true';
 const AGENTS = 16;
 const TENANT = 'bench';
 const BIG = 1_000_000_000_000_000;
@@ -102,10 +108,41 @@ async function lifecycle(server: BenchServer, sec: number): Promise<autocannon.R
   });
 }
 
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startOwnRedis(): Promise<{ url: string; proc: ChildProcess }> {
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const url = `redis://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null });
+    r.on('error', () => undefined);
+    const ok = await r.connect().then(() => r.ping()).then(() => true, () => false);
+    r.disconnect();
+    if (ok) return { url, proc };
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  proc.kill();
+  throw new Error('private redis-server did not start');
+}
+
 async function main(): Promise<void> {
-  console.log(`bench/reservations: ${connections} connections, pipelining ${pipelining}, ${duration} s per measurement, 4-level scope`);
-  const server = await spawnServer();
-  const redis = new Redis(REDIS_URL);
+  console.log(
+    `bench/reservations: ${connections} connections, pipelining ${pipelining}, ${duration} s per measurement, 4-level scope, ${ownRedis ? 'private' : 'shared'} Redis`,
+  );
+  const own = ownRedis ? await startOwnRedis() : undefined;
+  const redisUrl = own?.url ?? REDIS_URL;
+  const server = await spawnServer(own ? { REDIS_URL: redisUrl } : {});
+  const redis = new Redis(redisUrl);
   try {
     const admin = new ApportionClient({ url: server.url, key: server.adminKey });
     await admin.request('PUT', '/v1/budgets', { scope: `tenant:${TENANT}`, unit: 'TOKENS', allocated: BIG });
@@ -149,6 +186,7 @@ async function main(): Promise<void> {
   } finally {
     redis.disconnect();
     await server.close();
+    own?.proc.kill();
   }
 }
 

@@ -33,6 +33,8 @@ local dry = ARGV[7] == '1'
 local n = #KEYS - 3
 local mask = {}
 local held = {}
+local held_r = {}
+local held_v = {}
 local answer
 
 for i = 1, n do
@@ -61,6 +63,8 @@ for i = 1, n do
       break
     end
     held[#held + 1] = k
+    held_r[#held_r + 1] = r
+    held_v[#held_v + 1] = tonumber(b[6])
   end
 end
 
@@ -71,8 +75,7 @@ if not answer then
   answer = 'G|' .. ARGV[3] .. '|' .. string.format('%d', exp) .. '|' .. table.concat(mask)
   if dry then return answer end
   for j = 1, #held do
-    redis.call('HINCRBY', held[j], 'r', -amount)
-    redis.call('HINCRBY', held[j], 'v', amount)
+    redis.call('HSET', held[j], 'r', string.format('%d', held_r[j] - amount), 'v', string.format('%d', held_v[j] + amount))
   end
   redis.call('HSET', KEYS[2], 'st', 'A', 'amt', ARGV[4], 'ks', table.concat(held, ' '), 'exp', string.format('%d', exp), 'x', '0',
     'sc', ARGV[10], 'u', ARGV[11])
