@@ -13,6 +13,7 @@ import { Pricer } from './pricing.js';
 import { costReport, reportCsv } from './reports.js';
 import { DIMENSIONS, type Dimension } from './rollup-vector.js';
 import { checkSpan, PriceOverrideBody, SpansBody, SpansResult, TenantParams, type Rejected } from './schema.js';
+import { CostReportResponse, EnvelopesResponse, SessionCostsResponse } from './responses.js';
 import { sessionCosts } from './session.js';
 import type { Span } from './span.js';
 
@@ -173,7 +174,7 @@ export function costsModule(core: Core): CostsModule {
             tags: ['costs'],
             summary: 'A session’s cost tree: self and subtree cost per span, claims, breakdowns, retries, coordinator overhead',
             params: SessionParams,
-            response: { 200: Loose, ...errorResponses },
+            response: { 200: SessionCostsResponse, ...errorResponses },
           },
         },
         async (req) => {
@@ -193,7 +194,7 @@ export function costsModule(core: Core): CostsModule {
             tags: ['costs'],
             summary: 'Showback: cost and tokens grouped by customer, team, agent, model or day',
             querystring: ReportQuery,
-            response: { 200: Loose, ...errorResponses },
+            response: { 200: Type.Union([CostReportResponse, Type.String({ description: 'CSV when format=csv' })]), ...errorResponses },
           },
         },
         async (req, reply) => {
@@ -212,7 +213,7 @@ export function costsModule(core: Core): CostsModule {
             summary: 'Per-role budget envelopes from traces: P50/P95/P99 tokens and cost, 1.5 × P95, flags',
             params: PipelineIdParams,
             querystring: EnvelopeQuery,
-            response: { 200: Loose, ...errorResponses },
+            response: { 200: EnvelopesResponse, ...errorResponses },
           },
         },
         async (req) => {
