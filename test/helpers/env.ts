@@ -45,7 +45,7 @@ export async function dropPrefix(prefix: string): Promise<void> {
 }
 
 /** Polls until `check` returns a truthy value or the deadline passes (no timing assertions: only a bound). */
-export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 25): Promise<T> {
+export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, everyMs = 25): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
