@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerBudgets } from '../budgets/cli.js';
 import { registerCosts } from '../costs/cli.js';
 import { registerLearnerCommands } from '../learner/cli.js';
 import { registerExperiments } from '../rollout/cli.js';
@@ -11,4 +12,5 @@ export function registerCommands(program: Command): void {
   registerExperiments(program);
   registerCosts(program);
   registerLearnerCommands(program);
+  registerBudgets(program);
 }

@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+
+const run = promisify(execFile);
+const prefix = testPrefix('budget-cli');
+let rt: Running;
+before(async () => {
+  rt = await startTest(prefix, { listen: true }, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+});
+
+const cli = async (...args: string[]) =>
+  (await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args, '--url', rt.url!], { cwd: new URL('../..', import.meta.url).pathname })).stdout;
+
+describe('apportion budgets', () => {
+  it('sets, debits and lists budgets from the shell', async () => {
+    const set = JSON.parse(await cli('budgets', 'set', 'tenant:cli/workspace:w', '1000', '--policy', 'ALLOW_WITH_OVERDRAFT', '--overdraft', '50'));
+    assert.equal(set.allocated, 1000);
+    assert.equal(set.overagePolicy, 'ALLOW_WITH_OVERDRAFT');
+    const debit = JSON.parse(await cli('budgets', 'debit', 'tenant:cli/workspace:w/agent:a', '1030'));
+    assert.deepEqual(debit.scopes, ['tenant:cli/workspace:w']);
+    const table = await cli('budgets', 'balances', 'tenant:cli');
+    assert.match(table, /tenant:cli\/workspace:w\s+1000\s+0\s+0\s+1000\s+30/);
+  });
+});
