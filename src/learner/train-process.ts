@@ -1,4 +1,6 @@
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { fork, type ChildProcess } from 'node:child_process';
+import { setPriority } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { loadTf } from './backend.js';
 import { buildTrainingData, type LoggedEvent } from './events.js';
@@ -37,7 +39,13 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
   let raw: string[];
   try {
     await redis.connect();
-    raw = await redis.lrange(input.bufferKey, 0, input.window - 1);
+    // Page the read: one LRANGE of 100k entries (~50 MB) would hold Redis, and every allocation, for a while.
+    raw = [];
+    for (let from = 0; from < input.window; from += 2000) {
+      const page = await redis.lrange(input.bufferKey, from, Math.min(input.window, from + 2000) - 1);
+      raw.push(...page);
+      if (page.length < 2000) break;
+    }
   } finally {
     redis.disconnect();
   }
@@ -52,49 +60,53 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
 }
 
 const SELF = new URL(import.meta.url);
-
-/** Under tsx (running the TypeScript sources) a worker needs tsx's loader registered before importing this file. */
-function startWorker(input: TrainJobInput): Worker {
-  if (!SELF.pathname.endsWith('.ts')) return new Worker(SELF, { workerData: input });
-  const api = import.meta.resolve('tsx/esm/api');
-  const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(SELF.href)}); })`;
-  return new Worker(boot, { eval: true, workerData: input });
-}
+const CHILD_FLAG = 'APPORTION_TRAIN_CHILD';
 
 /**
- * Runs trainJob in a fresh worker thread (one job per thread keeps memory bounded; loading tfjs there
- * costs well under a second). Falls back to the calling thread when a worker cannot start (e.g. a
- * loader that does not propagate to workers), yielding between steps there.
+ * Runs trainJob in a child process at the lowest CPU priority (nice 19), one process per job: parsing 100k
+ * events and the tfjs steps then neither block the serving event loop nor compete with it for a core
+ * (a worker thread avoided the blocking but, on a 2-core machine, still halved serving throughput).
+ * Falls back to the calling thread, yielding between steps, when the child cannot start.
  */
 export async function runTrainJob(input: TrainJobInput, onFallback?: (err: unknown) => void): Promise<TrainJobOutput> {
+  let child: ChildProcess;
   try {
-    return await new Promise<TrainJobOutput>((resolve, reject) => {
-      const w = startWorker(input);
-      let done = false;
-      w.once('message', (m: { ok: true; out: TrainJobOutput } | { ok: false; error: string }) => {
-        done = true;
-        if (m.ok) resolve(m.out);
-        else reject(new Error(m.error));
-        void w.terminate();
-      });
-      w.once('error', reject);
-      w.once('exit', (code) => {
-        if (!done) reject(new Error(`training thread exited with code ${code}`));
-      });
-    });
+    child = fork(fileURLToPath(SELF), [], { env: { ...process.env, [CHILD_FLAG]: '1' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'advanced' });
   } catch (err) {
-    if (err instanceof Error && /training thread|Cannot find module|ERR_UNKNOWN_FILE_EXTENSION|Unknown file extension/.test(err.message)) {
-      onFallback?.(err);
-      return trainJob({ ...input, train: { ...input.train, yieldToEventLoop: true } });
-    }
-    throw err;
+    onFallback?.(err);
+    return trainJob({ ...input, train: { ...input.train, yieldToEventLoop: true } });
   }
+  try {
+    if (child.pid !== undefined) setPriority(child.pid, 19);
+  } catch {
+    // Not permitted here: the job still runs, at normal priority.
+  }
+  return new Promise<TrainJobOutput>((resolve, reject) => {
+    let done = false;
+    child.once('message', (m: { ok: true; out: TrainJobOutput } | { ok: false; error: string }) => {
+      done = true;
+      if (m.ok) resolve(m.out);
+      else reject(new Error(m.error));
+      child.kill();
+    });
+    child.once('error', (err) => {
+      if (done) return;
+      done = true;
+      onFallback?.(err);
+      trainJob({ ...input, train: { ...input.train, yieldToEventLoop: true } }).then(resolve, reject);
+    });
+    child.once('exit', (code) => {
+      if (!done) reject(new Error(`training process exited with code ${code}`));
+    });
+    child.send(input);
+  });
 }
 
-if (!isMainThread && parentPort && (workerData as Partial<TrainJobInput> | undefined)?.bufferKey) {
-  const port = parentPort;
-  trainJob(workerData as TrainJobInput).then(
-    (out) => port.postMessage({ ok: true, out }),
-    (e: unknown) => port.postMessage({ ok: false, error: e instanceof Error ? e.message : String(e) }),
-  );
+if (process.env[CHILD_FLAG] === '1' && process.send) {
+  process.once('message', (input: TrainJobInput) => {
+    trainJob(input).then(
+      (out) => process.send!({ ok: true, out }, () => process.exit(0)),
+      (e: unknown) => process.send!({ ok: false, error: e instanceof Error ? e.message : String(e) }, () => process.exit(1)),
+    );
+  });
 }

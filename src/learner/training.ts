@@ -10,7 +10,7 @@ import { learnerKeys } from './keys.js';
 import { deserializeWeights, initialWeights, serializeWeights } from './model.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
 import { mulberry32 } from './rng.js';
-import { runTrainJob, trainJob, type TrainJobInput } from './train-thread.js';
+import { runTrainJob, trainJob, type TrainJobInput } from './train-process.js';
 import type { TrainOptions } from './trainer.js';
 
 /** Cap of the training buffer (newest events kept). */
@@ -51,7 +51,7 @@ export class TrainingService {
   constructor(
     private readonly core: Core,
     private readonly trainOptions: TrainOptions = {},
-    /** Train in a worker thread (default) so serving in the same process is not blocked. */
+    /** Train in a low-priority child process (default) so serving in this process is neither blocked nor starved. */
     private readonly inThread = true,
   ) {
     this.registry = new ModelRegistry(core);
@@ -124,7 +124,7 @@ export class TrainingService {
       train: this.trainOptions,
     };
     const out = this.inThread
-      ? await runTrainJob(input, (err) => this.core.log.warn({ err }, 'training thread unavailable; training on the main thread'))
+      ? await runTrainJob(input, (err) => this.core.log.warn({ err }, 'training process unavailable; training in this process'))
       : await trainJob({ ...input, train: { ...this.trainOptions, yieldToEventLoop: true } });
     if (!out.trained || !out.weights || !out.metrics) return { trained: false, reason: out.reason ?? 'not trained' };
     const weights = deserializeWeights(out.weights);
