@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { harness, type Harness } from './harness.js';
+
+describe('threshold alerts', () => {
+  const prefix = testPrefix('budget-alerts');
+  let rt: Running;
+  let hook: Server;
+  const received: Record<string, unknown>[] = [];
+  before(async () => {
+    hook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push(JSON.parse(body) as Record<string, unknown>);
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+    const port = (hook.address() as { port: number }).port;
+    rt = await startTest(prefix, {}, { APPORTION_BUDGET_ALERT_WEBHOOK: `http://127.0.0.1:${port}/alerts`, APPORTION_RESERVATION_SWEEP_MS: '3600000' });
+  });
+  after(async () => {
+    await rt.close();
+    hook.close();
+    await dropPrefix(prefix);
+  });
+
+  it('emits 50/80/100 % crossings once each: counted in /metrics and posted to the webhook', async () => {
+    const call = (method: 'PUT' | 'POST' | 'GET', url: string, payload?: object) => rt.app!.inject({ method, url, ...(payload ? { payload } : {}) });
+    await call('PUT', '/v1/budgets', { scope: 'tenant:al/workspace:w', unit: 'TOKENS', allocated: 100 });
+    const g = (await call('POST', '/v1/reservations', { scope: 'tenant:al/workspace:w', unit: 'TOKENS', amount: 60, idempotencyKey: 'a1' })).json();
+    assert.equal((await call('POST', `/v1/reservations/${g.id}/commit`, { amount: 55 })).statusCode, 200);
+    assert.equal((await call('POST', '/v1/budgets/debit', { scope: 'tenant:al/workspace:w', unit: 'TOKENS', amount: 2, idempotencyKey: 'd1' })).statusCode, 200);
+    assert.equal((await call('POST', '/v1/budgets/debit', { scope: 'tenant:al/workspace:w', unit: 'TOKENS', amount: 30, idempotencyKey: 'd2' })).statusCode, 200);
+    assert.equal((await call('POST', '/v1/budgets/debit', { scope: 'tenant:al/workspace:w', unit: 'TOKENS', amount: 13, idempotencyKey: 'd3' })).statusCode, 200);
+    // A replayed debit does not alert again.
+    await call('POST', '/v1/budgets/debit', { scope: 'tenant:al/workspace:w', unit: 'TOKENS', amount: 13, idempotencyKey: 'd3' });
+    await eventually(() => received.length >= 3);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(
+      // Deliveries run concurrently: compare in threshold order.
+      received.map((a) => [a.type, a.scope, a.threshold, a.used]).sort((x, y) => Number(x[2]) - Number(y[2])),
+      [
+        ['budget.threshold', 'tenant:al/workspace:w', 50, 55],
+        ['budget.threshold', 'tenant:al/workspace:w', 80, 87],
+        ['budget.threshold', 'tenant:al/workspace:w', 100, 100],
+      ],
+    );
+    const metrics = (await call('GET', '/metrics')).body;
+    for (const t of ['50', '80', '100']) assert.match(metrics, new RegExp(`apportion_budget_alerts_total\\{threshold="${t}"\\} 1\\b`));
+    assert.match(metrics, /apportion_budget_alert_deliveries_total\{result="ok"\} 3\b/);
+  });
+});
+
+describe('calendar periods', () => {
+  const prefix = testPrefix('budget-period');
+  let h: Harness;
+  before(async () => {
+    h = await harness(prefix, Date.UTC(2026, 10, 30, 23, 0));
+  });
+  after(async () => {
+    await h.close();
+    await dropPrefix(prefix);
+  });
+
+  it('starts a new day or month with nothing spent, keeping active reservations held', async () => {
+    await h.ledger.put({ scope: 'tenant:pd/agent:d', unit: 'TOKENS', allocated: 100, period: 'day' });
+    await h.ledger.put({ scope: 'tenant:pd', unit: 'TOKENS', allocated: 1000, period: 'month' });
+    const a = await h.reservations.reserve({ scope: 'tenant:pd/agent:d', unit: 'TOKENS', amount: 80, ttlMs: 86_400_000, idempotencyKey: 'a' });
+    const b = await h.reservations.reserve({ scope: 'tenant:pd/agent:d', unit: 'TOKENS', amount: 20, ttlMs: 86_400_000, idempotencyKey: 'b' });
+    await h.reservations.commit('id' in a ? a.id : '', 80);
+    await assert.rejects(h.reservations.reserve({ scope: 'tenant:pd/agent:d', unit: 'TOKENS', amount: 1, idempotencyKey: 'c' }), /BUDGET_EXCEEDED|exceeds/);
+    h.clock.now = Date.UTC(2026, 11, 1, 0, 30); // next day, next month
+    const [day, month] = [await h.ledger.balances('tenant:pd/agent:d'), await h.ledger.balances('tenant:pd')];
+    assert.deepEqual([day[0]!.spent, day[0]!.reserved, day[0]!.remaining], [0, 20, 80], 'b stays held across the reset');
+    const monthRow = month.find((x) => x.scope === 'tenant:pd')!;
+    assert.deepEqual([monthRow.spent, monthRow.reserved, monthRow.remaining], [0, 20, 980]);
+    await h.reservations.commit('id' in b ? b.id : '', 20);
+    const after1 = (await h.ledger.balances('tenant:pd/agent:d'))[0]!;
+    assert.deepEqual([after1.spent, after1.reserved, after1.remaining], [20, 0, 80], 'charged to the new period');
+    h.clock.now = Date.UTC(2026, 11, 2, 0, 30); // next day, same month
+    assert.equal((await h.ledger.balances('tenant:pd/agent:d'))[0]!.spent, 0);
+    assert.equal((await h.ledger.balances('tenant:pd')).find((x) => x.scope === 'tenant:pd')!.spent, 20);
+  });
+});
