@@ -88,7 +88,7 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
   let holdout: Record<string, unknown> | undefined;
   if (h && h.eligible(features, unitKey)) {
     if (hashUnit(key, h.inclusionSeed, h.hashVersion) < h.coverage) {
-      return { strategyId: dflt, reason: 'holdout', details: { experiment: h.id, variant: 'holdout', phase: h.phase, type: 'holdout' } };
+      return { strategyId: dflt, reason: 'holdout', details: { experiment: h.id, variant: 'holdout', phase: h.phase } };
     }
     holdout = { holdout: h.id, holdoutPhase: h.phase };
   }
@@ -112,7 +112,8 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
     return {
       strategyId: v.strategy,
       reason: 'experiment',
-      details: { experiment: e.id, variant: v.name, phase: e.phase, type: e.type, ...(e.layer ? { layer: e.layer.id } : {}), ...holdout },
+      // Kept small: the response echoes it (schema-less values serialize slowly); type and layer follow from the id.
+      details: holdout ? { experiment: e.id, variant: v.name, phase: e.phase, ...holdout } : { experiment: e.id, variant: v.name, phase: e.phase },
     };
   }
   return holdout ? { strategyId: dflt, reason: 'default', details: holdout } : undefined;
