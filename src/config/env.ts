@@ -38,7 +38,7 @@ export interface Config {
   readonly benchRoutes: boolean;
   /** URL that receives budget threshold alerts (50/80/100 %) as JSON POSTs. Unset: alerts are only counted and streamed. */
   readonly budgetAlertWebhook: string | undefined;
-  /** How long idempotency records and finished reservations are kept, in seconds. Default 86400. */
+  /** How long idempotency records and finished reservations are kept, in seconds (a replay after that is a new request). Default 3600. */
   readonly idempotencyTtlSeconds: number;
   /** How often the sweeper expires overdue reservations, in ms. Default 1000. */
   readonly reservationSweepMs: number;
@@ -152,7 +152,7 @@ export function loadConfig(env: Env = process.env): Config {
     configPollMs: intVar(env, 'APPORTION_CONFIG_POLL_MS', 1000, 50, 3_600_000),
     benchRoutes: boolVar(env, 'APPORTION_BENCH_ROUTES', false),
     budgetAlertWebhook: urlVar(env, 'APPORTION_BUDGET_ALERT_WEBHOOK'),
-    idempotencyTtlSeconds: intVar(env, 'APPORTION_IDEMPOTENCY_TTL_SECONDS', 86_400, 1, 30 * 86_400),
+    idempotencyTtlSeconds: intVar(env, 'APPORTION_IDEMPOTENCY_TTL_SECONDS', 3600, 1, 30 * 86_400),
     reservationSweepMs: intVar(env, 'APPORTION_RESERVATION_SWEEP_MS', 1000, 50, 3_600_000),
     spanRetentionDays: intVar(env, 'APPORTION_SPAN_RETENTION_DAYS', 30, 1, 3650),
     maxSpansPerTrace: intVar(env, 'APPORTION_MAX_SPANS_PER_TRACE', 20_000, 10, 1_000_000),
