@@ -51,8 +51,15 @@ describe('experiment lifecycle', () => {
     assert.equal(e.effectiveCoverage, 0);
     assert.equal((await call('POST', '/v1/experiments/life/pause')).statusCode, 409);
     assert.equal((await ok('POST', '/v1/experiments/life/start')).state.status, 'running');
+    const units = Array.from({ length: 40 }, (_, i) => `life-${i}`);
+    const variantOf = async (u: string) => (await ok('POST', '/v1/allocations', { pipeline: 'support', unitKey: u })).variant as string | undefined;
+    const before = await Promise.all(units.map(variantOf));
+    assert.ok(before.some((v) => v) && before.some((v) => !v), 'coverage 0.5: some in, some out');
     assert.equal((await ok('POST', '/v1/experiments/life/pause', { reason: 'lunch' })).state.status, 'paused');
+    assert.deepEqual(await Promise.all(units.map(variantOf)), units.map(() => undefined), 'paused: everyone gets the default');
+    assert.equal((await call('POST', '/v1/experiments/life/pause', { reason: 7 })).statusCode, 400);
     assert.equal((await ok('POST', '/v1/experiments/life/resume')).state.status, 'running');
+    assert.deepEqual(await Promise.all(units.map(variantOf)), before, 'resumed: the same assignment');
     assert.equal((await ok('POST', '/v1/experiments/life/stop')).state.status, 'stopped');
     const changed = await call('PUT', '/v1/experiments/life', AB);
     assert.equal(changed.statusCode, 409, 'an ended experiment cannot be edited');
