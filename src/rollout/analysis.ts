@@ -15,15 +15,20 @@ export interface AgentResult {
   readonly utilization: number;
   readonly ceilingHitRate: number;
   readonly meanAllocated: number;
-  /** Quality when this agent truncated or hit its ceiling vs when it did not (from raw observations). */
-  readonly truncation?: {
-    readonly nHit: number;
-    readonly qualityHit: number | null;
-    readonly qualityNotHit: number | null;
-    /** qualityNotHit − qualityHit: how much quality is lost when the agent runs out of budget. */
-    readonly drop: number | null;
-    readonly ci: readonly [number, number] | null;
-  };
+  /** Quality when this agent reported truncation vs when it did not (from raw observations). */
+  readonly truncation?: QualityDrop;
+  /** Same split on ceiling hits (truncated, or ≥ 95 % of the budget used). */
+  readonly atCeiling?: QualityDrop;
+}
+
+export interface QualityDrop {
+  readonly nHit: number;
+  readonly qualityHit: number | null;
+  readonly qualityNotHit: number | null;
+  /** qualityNotHit − qualityHit: how much quality is lost when the agent runs out of budget. */
+  readonly drop: number | null;
+  /** Welch CI of the drop. */
+  readonly ci: readonly [number, number] | null;
 }
 
 export interface VariantResult {
@@ -72,10 +77,10 @@ const EMPTY: ArmStats = {
   agents: {},
 };
 
-function truncationOf(agent: string, obs: readonly Observation[], alpha: number): AgentResult['truncation'] {
+function qualityDrop(agent: string, obs: readonly Observation[], field: 2 | 3, alpha: number): QualityDrop {
   const hit: number[] = [];
   const not: number[] = [];
-  for (const o of obs) (o[3].includes(agent) ? hit : not).push(o[0]);
+  for (const o of obs) (o[field].includes(agent) ? hit : not).push(o[0]);
   const mh = momentsOf(hit);
   const mn = momentsOf(not);
   const w = welch(mn, mh, alpha);
@@ -115,7 +120,7 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
         utilization: a.utilization,
         ceilingHitRate: a.ceilingHitRate,
         meanAllocated: a.meanAllocated,
-        ...(obs && obs.length ? { truncation: truncationOf(name, obs, alpha) } : {}),
+        ...(obs && obs.length ? { truncation: qualityDrop(name, obs, 2, alpha), atCeiling: qualityDrop(name, obs, 3, alpha) } : {}),
       };
     }
     return {

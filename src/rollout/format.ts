@@ -60,9 +60,17 @@ export function formatResults(r: ExperimentResults): string {
         for (const v of ph.variants) {
           const s = v.agents[a];
           if (!s) continue;
-          rows.push([`${a} / ${v.variant}`, String(s.n), num(s.utilization, 3), num(s.ceilingHitRate, 3), num(s.meanAllocated, 0), s.truncation?.drop !== undefined ? num(s.truncation.drop, 4) : '–']);
+          rows.push([
+            `${a} / ${v.variant}`,
+            String(s.n),
+            num(s.utilization, 3),
+            num(s.ceilingHitRate, 3),
+            num(s.meanAllocated, 0),
+            s.truncation ? `${num(s.truncation.drop, 4)} (n ${s.truncation.nHit})` : '–',
+            s.atCeiling ? `${num(s.atCeiling.drop, 4)} (n ${s.atCeiling.nHit})` : '–',
+          ]);
         }
-      out.push(table(['agent / variant', 'n', 'utilization', 'ceiling hits', 'mean budget', 'quality drop at ceiling'], rows));
+      out.push(table(['agent / variant', 'n', 'utilization', 'ceiling hits', 'mean budget', 'quality drop when truncated', 'quality drop at ceiling'], rows));
     }
   }
   if (r.guardrails.length) {

@@ -62,7 +62,7 @@ describe('guardrail orientation (pure)', () => {
 describe('phase analysis (pure)', () => {
   it('Holm across goal metrics, SRM, winsorized cost and truncation drop from observations', () => {
     const obs = (q: number, hitEvery: number, n: number, bigCost = false): Observation[] =>
-      Array.from({ length: n }, (_, i) => [q - (i % hitEvery === 0 ? 0.2 : 0) + ((i % 5) - 2) * 0.01, bigCost && i === 0 ? 1000 : 0.01 + (i % 3) * 0.001, [], i % hitEvery === 0 ? ['reasoner'] : []] as const);
+      Array.from({ length: n }, (_, i) => [q - (i % hitEvery === 0 ? 0.2 : 0) + ((i % 5) - 2) * 0.01, bigCost && i === 0 ? 1000 : 0.01 + (i % 3) * 0.001, i % (2 * hitEvery) === 0 ? ['reasoner'] : [], i % hitEvery === 0 ? ['reasoner'] : []] as const);
     const arms = new Map([
       ['control', arm(500, 0.8, 0.1, 0.011, 0.001, { reasoner: { hits: 50, allocated: 1000 } })],
       ['b', arm(520, 0.82, 0.1, 2.0, 40, { reasoner: { hits: 52, allocated: 1200 } })],
@@ -75,7 +75,8 @@ describe('phase analysis (pure)', () => {
     const b = r.variants.find((v) => v.variant === 'b')!;
     assert.ok(b.cost.winsorizedMean! < 0.02, `the 1000 $ outlier is capped: ${b.cost.winsorizedMean}`);
     assert.ok(Math.abs(c!.welch!.diff) < 0.01, 'cost comparison uses winsorized moments');
-    const t = b.agents.reasoner!.truncation!;
+    assert.equal(b.agents.reasoner!.truncation!.nHit, 26, 'truncations are a subset of the ceiling hits');
+    const t = b.agents.reasoner!.atCeiling!;
     assert.equal(t.nHit, 52);
     assert.ok(Math.abs(t.drop! - 0.2) < 0.03, `drop ${t.drop}`); // 0.2 plus the noise pattern's share
     assert.ok(r.srm && r.srm.pValue > 0.5);
