@@ -103,3 +103,53 @@ describe('phase analysis (pure)', () => {
     assert.ok(e[1]!.ci![0] < 0 && e[1]!.ci![1] > 0);
   });
 });
+
+describe('guardrails watched continuously (simulation through checkGuardrails)', () => {
+  /** Bernoulli-ish quality around 0.7 for control and 0.7 − shift for the variant; checks every 10 outcomes per arm. */
+  function falseRollbacks(shift: number, tolerance: number, seed: number): number {
+    let s = seed >>> 0;
+    const u = () => {
+      s = (s + 0x6d2b79f5) | 0;
+      let t = Math.imul(s ^ (s >>> 15), 1 | s);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const sims = 300;
+    let rolled = 0;
+    for (let k = 0; k < sims; k++) {
+      const m = [
+        { n: 0, mean: 0, m2: 0 },
+        { n: 0, mean: 0, m2: 0 },
+      ];
+      for (let i = 1; i <= 1500; i++) {
+        for (const [j, p] of [[0, 0.7], [1, 0.7 - shift]] as const) {
+          const x = u() < p ? 1 : 0;
+          const a = m[j]!;
+          a.n++;
+          const d = x - a.mean;
+          a.mean += d / a.n;
+          a.m2 += d * (x - a.mean);
+        }
+        if (i % 10) continue;
+        const arms = new Map([
+          ['control', arm(m[0]!.n, m[0]!.mean, Math.sqrt(m[0]!.m2 / (m[0]!.n - 1)), 0, 0)],
+          ['b', arm(m[1]!.n, m[1]!.mean, Math.sqrt(m[1]!.m2 / (m[1]!.n - 1)), 0, 0)],
+        ]);
+        if (checkGuardrails([{ metric: 'quality', maxRegression: tolerance }], variants, 'control', arms, 0.05)[0]!.breached) {
+          rolled++;
+          break;
+        }
+      }
+    }
+    return rolled / sims;
+  }
+
+  it('A/A: rollbacks ≤ α however often the job looks', () => {
+    const r = falseRollbacks(0, 0, 31);
+    assert.ok(r <= 0.05, `false rollbacks ${r}`);
+  });
+  it('a regression exactly at the tolerance: rollbacks ≤ α; far beyond it: rolled back', () => {
+    assert.ok(falseRollbacks(0.03, 0.03, 32) <= 0.05);
+    assert.ok(falseRollbacks(0.15, 0.03, 33) >= 0.95);
+  });
+});
