@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
-import type { Redis } from 'ioredis';
 import type { Keys } from '../redis/keys.js';
 import type { AllocationInput, CompiledStrategy, StrategyKind } from '../strategies/types.js';
 import { toBudgets } from '../strategies/util.js';
@@ -11,6 +10,7 @@ import { compileFeatures, type FeatureEncoder, type FeaturesBody } from './featu
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights } from './model.js';
 import { decide, greedyBudgets, uniformSplit, type ExploreOptions } from './policy.js';
+import type { PendingBatcher } from './pending.js';
 import type { ModelDoc } from './registry.js';
 import { mulberry32 } from './rng.js';
 
@@ -84,10 +84,10 @@ export function isLearned(c: CompiledStrategy): c is LearnedCompiled {
 /**
  * The `learned` strategy kind. Serving never calls tfjs: it evaluates the active model's exported weights
  * (model.ts) and explores over a small candidate set with exact logged probabilities (policy.ts).
- * Each decision registers a ticket in the pipeline's pending set (fire-and-forget, auto-pipelined) so a
- * decision without an outcome gets the default reward after the wait window.
+ * Each decision registers a ticket in the pipeline's pending set (batched, see pending.ts) so a decision
+ * without an outcome gets the default reward after the wait window.
  */
-export function learnedKind(deps: { readonly view: () => ControlView; readonly redis: Redis; readonly keys: Keys }): StrategyKind<LearnedParams> {
+export function learnedKind(deps: { readonly view: () => ControlView; readonly pending: PendingBatcher; readonly keys: Keys }): StrategyKind<LearnedParams> {
   return {
     kind: 'learned',
     paramsSchema: LearnedParams,
@@ -142,8 +142,7 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly r
               m: m.version,
               d: 1,
             };
-            deps.redis.zadd(lk.pending, now + waitMs + DEFAULT_GRACE_MS, ticket).catch(() => undefined);
-            deps.redis.hset(lk.pendingData, ticket, JSON.stringify(event)).catch(() => undefined);
+            deps.pending.add(lk.pending, lk.pendingData, ticket, now + waitMs + DEFAULT_GRACE_MS, JSON.stringify(event));
           }
           return {
             budgets,

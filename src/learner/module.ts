@@ -4,6 +4,7 @@ import type { Closeable, Core, ModuleParts } from '../runtime.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { shadowHook, trainingSink } from './hooks.js';
 import { learnedKind, type LearnedParams } from './kind.js';
+import { PendingBatcher } from './pending.js';
 import { learnerRoutes } from './routes.js';
 import { learnedStrategies, trainingParams, TrainingService } from './training.js';
 
@@ -14,6 +15,7 @@ const TICK_MS = 5000;
 
 export interface LearnerModule extends ModuleParts {
   readonly training: TrainingService;
+  readonly pending: PendingBatcher;
   enqueueTrain(pipeline: string): Promise<void>;
 }
 
@@ -24,6 +26,7 @@ export interface LearnerModule extends ModuleParts {
  */
 export function learnerModule(core: Core): LearnerModule {
   const training = new TrainingService(core);
+  const pending = new PendingBatcher(core.redis, { onError: (err) => core.log.warn({ err }, 'pending learned decisions not registered') });
   const prefix = core.keys.bullPrefix();
   const trainQueue = new Queue<{ pipeline: string }>(TRAIN_QUEUE, {
     connection: core.bullRedis,
@@ -57,9 +60,10 @@ export function learnerModule(core: Core): LearnerModule {
   return {
     name: 'learner',
     training,
+    pending,
     enqueueTrain,
     queues: [trainQueue, tickQueue],
-    strategyKinds: [learnedKind({ view: core.view, redis: core.redis, keys: core.keys }) as unknown as StrategyKind<never>],
+    strategyKinds: [learnedKind({ view: core.view, pending, keys: core.keys }) as unknown as StrategyKind<never>],
     sinks: [trainingSink({ view: core.view, keys: core.keys })],
     shadows: [shadowHook({ kinds: core.kinds })],
     async onOutcomeApplied(job) {
@@ -96,6 +100,7 @@ export function learnerModule(core: Core): LearnerModule {
       return [trainWorker, tickWorker];
     },
     async close() {
+      await pending.flush();
       await Promise.allSettled([trainQueue.close(), tickQueue.close()]);
     },
   };
