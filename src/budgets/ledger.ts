@@ -101,7 +101,7 @@ export class BudgetLedger {
 
   /** Balances of a scope and every budgeted scope below it (calendar resets applied first). */
   async balances(scopeText: string, unit?: Unit): Promise<Balance[]> {
-    const scope = resolveScope({ scope: scopeText });
+    const scope = resolveScope({ scope: scopeText }, 'query');
     const t = scope.tenant;
     const pk = periodKeys(this.now());
     const flat = await run<string[]>(

@@ -88,14 +88,14 @@ export function tenantOf(id: string): string {
   return id.slice(0, t);
 }
 
-export function resolveScope(body: { scope?: string | undefined; subject?: Parameters<typeof scopeOf>[0] | undefined }): Scope {
+export function resolveScope(body: { scope?: string | undefined; subject?: Parameters<typeof scopeOf>[0] | undefined }, where = 'body'): Scope {
   try {
     if (body.scope !== undefined && body.subject !== undefined) throw new ScopeError('give either scope or subject, not both');
     if (body.scope !== undefined) return parseScope(body.scope);
     if (body.subject !== undefined) return scopeOf(body.subject);
     throw new ScopeError('scope (or subject) is required');
   } catch (e) {
-    if (e instanceof ScopeError) throw new AppError('INVALID_SCOPE', `body/${body.subject && !body.scope ? 'subject' : 'scope'}: ${e.message}`);
+    if (e instanceof ScopeError) throw new AppError('INVALID_SCOPE', `${where}/${body.subject && !body.scope ? 'subject' : 'scope'}: ${e.message}`);
     throw e;
   }
 }

@@ -225,3 +225,12 @@ describe('reservations over HTTP', () => {
     assert.equal((await balance('tenant:t8/workspace:a')).spent, 7, 'reset touches only its scope');
   });
 });
+
+describe('balances query validation', () => {
+  it('names the query field of a bad scope', async () => {
+    const r = await call('GET', '/v1/balances?scope=workspace:x');
+    assert.equal(r.statusCode, 400);
+    assert.equal(r.json().code, 'INVALID_SCOPE');
+    assert.match(r.json().message, /^query\/scope: must start with "tenant:<name>"/);
+  });
+});
