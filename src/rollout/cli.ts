@@ -35,10 +35,10 @@ export function registerExperiments(program: Command): void {
   const cmd = program.command('experiments').description('rollout experiments: define, start, watch, roll back, promote');
   const withConn = (c: Command) => c.addOption(urlOption()).addOption(keyOption());
 
-  withConn(cmd.command('apply <file>').description('create or replace the experiments of a JSON file').option('--start', 'start drafts after applying'))
-    .action(async (file: string, o: Conn & { start?: boolean }) => {
+  withConn(cmd.command('apply <files...>').description('create or replace the experiments of JSON files').option('--start', 'start drafts after applying'))
+    .action(async (files: string[], o: Conn & { start?: boolean }) => {
       const c = clientOf(o);
-      for (const { id, body } of readExperimentsFile(file)) {
+      for (const { id, body } of files.flatMap(readExperimentsFile)) {
         let e = await c.request<Exp>('PUT', `/v1/experiments/${encodeURIComponent(id)}`, body);
         if (o.start && e.state.status === 'draft') e = await c.request<Exp>('POST', `/v1/experiments/${encodeURIComponent(id)}/start`);
         out(state(e));

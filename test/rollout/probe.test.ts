@@ -37,7 +37,7 @@ describe('critical-path probe', () => {
     await drive(api, {
       pipeline: 'p',
       experiment: 'probe',
-      units: unitKeys(400, 'pr'),
+      units: unitKeys(240, 'pr'),
       outcome: (a, i) => {
         seen.add(a.variant);
         if (a.variant === 'cut.reasoner') assert.equal(a.budgets.reasoner.tokens, Math.floor(full.reasoner.tokens / 2));
