@@ -51,10 +51,22 @@ export interface Comparison {
   readonly pHolm: number | null;
 }
 
+/** Per-agent budget metrics of a variant against control (secondary: not in the Holm family). */
+export interface AgentComparison {
+  readonly variant: string;
+  readonly agent: string;
+  /** Difference in mean allocated budget (tokens) and in mean utilization (consumed ÷ allocated). */
+  readonly budgetDiff: number;
+  readonly utilizationDiff: number;
+  /** Difference in ceiling-hit rate with fixed-horizon and always-valid intervals (Bernoulli moments). */
+  readonly ceilingHit: { readonly welch: WelchResult | null; readonly sequential: DiffResult | null };
+}
+
 export interface PhaseResult {
   readonly phase: number;
   readonly variants: VariantResult[];
   readonly comparisons: Comparison[];
+  readonly agentComparisons: AgentComparison[];
   readonly srm: SrmResult | null;
 }
 
@@ -154,8 +166,27 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
   const pHolm = new Map(tested.map((x, k) => [x.i, adj[k]!]));
   const comparisons = raw.map((c, i) => ({ ...c, pHolm: pHolm.get(i) ?? null }));
 
+  const agentComparisons: AgentComparison[] = [];
+  for (const v of input.variants) {
+    if (v.name === input.control) continue;
+    const arm = input.arms.get(v.name) ?? EMPTY;
+    for (const [agent, a] of Object.entries(arm.agents)) {
+      const c = control.agents[agent];
+      if (!c) continue;
+      const mt = bernoulliMoments(Math.round(a.ceilingHitRate * a.n), a.n);
+      const mc = bernoulliMoments(Math.round(c.ceilingHitRate * c.n), c.n);
+      agentComparisons.push({
+        variant: v.name,
+        agent,
+        budgetDiff: a.meanAllocated - c.meanAllocated,
+        utilizationDiff: a.utilization - c.utilization,
+        ceilingHit: { welch: welch(mt, mc, alpha), sequential: sequentialDiff(mt, mc, alpha, tuningN) },
+      });
+    }
+  }
+
   const counts = input.variants.map((v) => (input.arms.get(v.name) ?? EMPTY).count);
-  return { phase: input.phase, variants, comparisons, srm: srm(counts, input.variants.map((v) => v.weight)) };
+  return { phase: input.phase, variants, comparisons, agentComparisons, srm: srm(counts, input.variants.map((v) => v.weight)) };
 }
 
 /** Default per-arm sample size before a guardrail is judged. */

@@ -52,6 +52,23 @@ export function formatResults(r: ExperimentResults): string {
         ),
       );
     }
+    if (ph.agentComparisons.length) {
+      out.push('');
+      out.push(
+        table(
+          ['agent vs control', 'budget diff', 'utilization diff', 'ceiling-hit diff', 'Welch 95 % CI', 'p', 'sequential CI'],
+          ph.agentComparisons.map((c) => [
+            `${c.agent} / ${c.variant}`,
+            num(c.budgetDiff, 0),
+            num(c.utilizationDiff, 3),
+            num(c.ceilingHit.welch?.diff ?? c.ceilingHit.sequential?.diff, 3),
+            ci(c.ceilingHit.welch?.ci, 3),
+            p(c.ceilingHit.welch?.pValue),
+            ci(c.ceilingHit.sequential?.ci, 3),
+          ]),
+        ),
+      );
+    }
     const agents = [...new Set(ph.variants.flatMap((v) => Object.keys(v.agents)))].sort();
     if (agents.length) {
       out.push('');

@@ -80,6 +80,10 @@ describe('phase analysis (pure)', () => {
     assert.equal(t.nHit, 52);
     assert.ok(Math.abs(t.drop! - 0.2) < 0.03, `drop ${t.drop}`); // 0.2 plus the noise pattern's share
     assert.ok(r.srm && r.srm.pValue > 0.5);
+    const ac = r.agentComparisons.find((x) => x.agent === 'reasoner' && x.variant === 'b')!;
+    assert.equal(ac.budgetDiff, 200);
+    assert.ok(Math.abs(ac.ceilingHit.welch!.diff) < 1e-12, '10 % vs 10 % ceiling hits');
+    assert.ok(ac.ceilingHit.sequential!.ci[0] < 0 && ac.ceilingHit.sequential!.ci[1] > 0);
   });
   it('elasticity: a 50 % cut costing 25 % of quality is 0.5, and ranks first', () => {
     const arms = new Map([
