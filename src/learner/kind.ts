@@ -123,30 +123,25 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly p
           const h = forward(m.weights, m.encoder.encode(input.features));
           const dec = decide(h, agents, input.totalTokens, explore, Math.random, uniformFor(input.totalTokens));
           const budgets = toBudgets(pipeline, dec.budgets);
+          // Logged probabilities are rounded to 1e-7 (the record stays small); the logged values are the
+          // ones off-policy evaluation uses; the largest absorbs the rounding so they sum to 1.
+          const probs = dec.probs.map((p) => Math.round(p * 1e7) / 1e7);
+          let top = 0;
+          for (let k = 1; k < probs.length; k++) if (probs[k]! > probs[top]!) top = k;
+          probs[top] = 0;
+          probs[top] = 1 - probs.reduce((a, b) => a + b, 0);
           let ticket = '';
           if (waitMs > 0) {
             ticket = randomUUID();
             const now = Date.now();
-            const event: LoggedEvent = {
-              id: ticket,
-              t: now,
-              s: strategyId,
-              f: input.features,
-              T: input.totalTokens,
-              b: budgets,
-              q: dflt,
-              c: null,
-              C: dec.candidates,
-              P: dec.probs,
-              k: dec.chosen,
-              m: m.version,
-              d: 1,
-            };
+            // The default-reward event carries no candidate set: it trains the model, but off-policy
+            // evaluation leaves default-reward events out (their reward was not observed).
+            const event: LoggedEvent = { id: ticket, t: now, s: strategyId, f: input.features, T: input.totalTokens, b: budgets, q: dflt, c: null, m: m.version, d: 1 };
             deps.pending.add(lk.pending, lk.pendingData, ticket, now + waitMs + DEFAULT_GRACE_MS, JSON.stringify(event));
           }
           return {
             budgets,
-            meta: { learner: { m: m.version, k: dec.chosen, p: dec.probs[dec.chosen], C: dec.candidates, P: dec.probs, ...(ticket ? { tk: ticket } : {}) } },
+            meta: { learner: { m: m.version, k: dec.chosen, p: probs[dec.chosen], C: dec.candidates, P: probs, ...(ticket ? { tk: ticket } : {}) } },
           };
         },
       };

