@@ -104,6 +104,8 @@ export class ExperimentService {
         return v;
       } catch (e) {
         if (!(e instanceof WriteConflict)) throw e;
+        // Jittered backoff so that writers racing for the same sequence spread out.
+        await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)));
       }
     }
     throw new AppError('CONCURRENT_MODIFICATION', `params/id: experiment "${id}" kept changing; retry`);
