@@ -41,6 +41,13 @@ describe('layers', () => {
     assert.ok(res.filter((r) => r.statusCode === 409).every((r) => r.json().code === 'LAYER_OVERLAP'));
   });
 
+  it('twenty concurrent writes of different experiments all land (optimistic retries), each audited once', async () => {
+    const res = await Promise.all(Array.from({ length: 20 }, (_, i) => call('PUT', `/v1/experiments/many-${i}`, ab('layered', { coverage: 0 }))));
+    assert.deepEqual(res.map((r) => r.statusCode), res.map(() => 200), res.map((r) => r.body).join('\n'));
+    for (let i = 0; i < 20; i++) assert.equal((await ok('GET', `/v1/experiments/many-${i}/audit`)).items.length, 1);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => ok('DELETE', `/v1/experiments/many-${i}`)));
+  });
+
   it('experiments of one layer never share a unit, under concurrent allocations and config changes', async () => {
     const ranges: [number, number][] = [[0, 0.3], [0.3, 0.6], [0.6, 1]];
     for (const [i, range] of ranges.entries()) {
