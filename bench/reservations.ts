@@ -35,7 +35,12 @@ interface Cpu {
 }
 
 function childCpuSec(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  let f: string;
+  try {
+    f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return Number.NaN; // the server exited (its log says why)
+  }
   const parts = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(parts[11]) + Number(parts[12])) / 100; // utime + stime in clock ticks (100 Hz)
 }
@@ -57,8 +62,10 @@ async function withCpu<T>(server: BenchServer, redis: Redis, fn: () => Promise<T
   return { r, wall, cpu: { gen: (g.user + g.system) / 1e6, server: childCpuSec(server.child.pid!) - s0, redis: (await redisCpuSec(redis)) - r0 } };
 }
 
-const cpuLine = (c: Cpu, wall: number) =>
-  `cpu (cores busy): load generator ${(c.gen / wall).toFixed(2)}  server ${(c.server / wall).toFixed(2)}  redis ${(c.redis / wall).toFixed(2)}`;
+/** Cores kept busy, and CPU µs per HTTP request (robust-ish to a shared machine: it counts work, not waiting). */
+const cpuLine = (c: Cpu, wall: number, requests: number) =>
+  `cpu (cores busy): load generator ${(c.gen / wall).toFixed(2)}  server ${(c.server / wall).toFixed(2)}  redis ${(c.redis / wall).toFixed(2)}` +
+  `   µs/request: generator ${((c.gen / requests) * 1e6).toFixed(0)}  server ${((c.server / requests) * 1e6).toFixed(0)}  redis ${((c.redis / requests) * 1e6).toFixed(0)}`;
 
 const scopeOf = (i: number) => `tenant:${TENANT}/workspace:w/workflow:f/agent:a${i % AGENTS}`;
 let seq = 0;
@@ -154,7 +161,7 @@ async function main(): Promise<void> {
     await cannon({ ...noopOpts, durationSec: 2 });
     const noop = await withCpu(server, redis, () => cannon({ ...noopOpts, durationSec: duration }));
     console.log(`noop route              ${fmt(noop.r)}`);
-    console.log(`  ${cpuLine(noop.cpu, noop.wall)}`);
+    console.log(`  ${cpuLine(noop.cpu, noop.wall, noop.r.total)}`);
 
     await reserveOnly(server, 2);
     const res = await withCpu(server, redis, () => reserveOnly(server, duration));
@@ -162,7 +169,7 @@ async function main(): Promise<void> {
     console.log(
       `reserve                 ${rr.requests.average.toFixed(0).padStart(7)} req/s  p50 ${rr.latency.p50.toFixed(2)} ms  p99 ${rr.latency.p99.toFixed(2)} ms  errors ${rr.errors}  non-2xx ${rr.non2xx}`,
     );
-    console.log(`  ${cpuLine(res.cpu, res.wall)}`);
+    console.log(`  ${cpuLine(res.cpu, res.wall, rr.requests.total)}`);
 
     await lifecycle(server, 2);
     const life = await withCpu(server, redis, () => lifecycle(server, duration));
@@ -171,7 +178,7 @@ async function main(): Promise<void> {
     console.log(
       `reserve+commit requests ${lr.requests.average.toFixed(0).padStart(7)} req/s  p50 ${lr.latency.p50.toFixed(2)} ms  p99 ${lr.latency.p99.toFixed(2)} ms  errors ${lr.errors}  non-2xx ${lr.non2xx}`,
     );
-    console.log(`  ${cpuLine(life.cpu, life.wall)}`);
+    console.log(`  ${cpuLine(life.cpu, life.wall, lr.requests.total)}`);
     console.log(`lifecycles/s = ${lifecycles.toFixed(0)}  (target ≥ 10000)`);
     console.log(`reserve p50 = ${rr.latency.p50.toFixed(2)} ms, p99 = ${rr.latency.p99.toFixed(2)} ms  (target p50 ≤ 1 ms)`);
     console.log(`ratio reserve/noop = ${(rr.requests.average / noop.r.rps).toFixed(3)}   ratio lifecycle requests/noop = ${(lr.requests.average / noop.r.rps).toFixed(3)}`);
