@@ -19,11 +19,14 @@ const INGEST_BATCH = 5000;
 const DEFAULTED_MEMORY_MS = 7 * 86_400_000;
 
 /** The learned strategies of a pipeline; the first is the one whose parameters drive training. */
-export function learnedStrategies(view: ControlView, pipeline: Pipeline): StrategyDef[] {
-  const all = [...view.strategies.values()].filter((s) => s.pipeline === pipeline.id && s.kind === 'learned').sort((a, b) => a.id.localeCompare(b.id));
-  const dflt = all.findIndex((s) => s.id === pipeline.defaultStrategy);
-  if (dflt > 0) all.unshift(...all.splice(dflt, 1));
-  return all;
+export function learnedStrategies(view: ControlView, pipeline: Pipeline): readonly StrategyDef[] {
+  // Memoised per control view: the shadow hook asks on every allocation of every pipeline.
+  return view.memo(`learner:strategies:${pipeline.id}:${pipeline.version}`, () => {
+    const all = [...view.strategies.values()].filter((s) => s.pipeline === pipeline.id && s.kind === 'learned').sort((a, b) => a.id.localeCompare(b.id));
+    const dflt = all.findIndex((s) => s.id === pipeline.defaultStrategy);
+    if (dflt > 0) all.unshift(...all.splice(dflt, 1));
+    return all;
+  });
 }
 
 export function trainingParams(view: ControlView, pipeline: Pipeline): LearnedParams | undefined {
@@ -90,10 +93,17 @@ export class TrainingService {
 
   /** Whether a retrain is due by count or by time. */
   async due(pipeline: string, params: LearnedParams, now = Date.now()): Promise<boolean> {
-    const c = await this.core.redis.hgetall(learnerKeys(this.core.keys, pipeline).counters);
+    const key = learnerKeys(this.core.keys, pipeline).counters;
+    const c = await this.core.redis.hgetall(key);
     const fresh = Number(c.outcomes ?? 0) - Number(c.trainedAt ?? 0);
     if (fresh >= (params.trainEvery ?? 500)) return true;
-    return fresh > 0 && now - Number(c.trainedTs ?? 0) >= (params.trainIntervalSeconds ?? 60) * 1000;
+    if (c.trainedTs === undefined) {
+      // Never trained: the interval starts now (not at the epoch), so a handful of first outcomes does not
+      // trigger a retrain on almost no data.
+      await this.core.redis.hsetnx(key, 'trainedTs', now);
+      return false;
+    }
+    return fresh > 0 && now - Number(c.trainedTs) >= (params.trainIntervalSeconds ?? 60) * 1000;
   }
 
   async train(pipelineId: string): Promise<TrainResult> {

@@ -176,6 +176,29 @@ describe('learning loop through the API', () => {
     assert.equal(logs.items.length, 5);
   });
 
+  it('runs a learned strategy in shadow beside the served one and reports agreement and value', async () => {
+    const put = await call('PUT', '/v1/strategies/shadowed', { pipeline: 'sim', kind: 'learned', params: { shadow: true } });
+    assert.equal(put.statusCode, 200, put.body);
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push(await round('sim', '@uniform'));
+    const d = await decision(ids[0]!);
+    assert.equal(d.strategy, '@uniform');
+    const sh = (d.shadow!.learner as Record<string, { b: number[]; agreement: number; predicted: number; servedPredicted: number }>).shadowed!;
+    assert.equal(sh.b.length, world.agents.length);
+    assert.ok(sh.b.reduce((s, v) => s + v, 0) <= d.totalTokens);
+    assert.ok(sh.agreement >= 0 && sh.agreement <= 1);
+    assert.ok(!('learn' in (d.shadow!.learner as object)), 'only strategies with shadow: true run in shadow');
+    await applied('sim', ids.at(-1)!);
+    const rep = await eventually(async () => {
+      const r = (await call('GET', '/v1/pipelines/sim/shadow?strategy=shadowed')).json();
+      return r.observed >= 30 ? r : undefined;
+    });
+    assert.ok(rep.agreement > 0 && rep.agreement <= 1);
+    assert.ok(rep.ope.events > 0);
+    assert.equal((await call('GET', '/v1/pipelines/sim/shadow?strategy=est-none')).statusCode, 404);
+    assert.equal((await call('DELETE', '/v1/strategies/shadowed')).statusCode, 204);
+  });
+
   it('refuses a rollback to a model trained for another feature declaration (409)', async () => {
     const active = (await call('GET', '/v1/models/sim')).json().active;
     const decl = worldFeatures(world);
