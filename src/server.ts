@@ -53,10 +53,14 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      const t0 = Date.now();
       if (app) await app.close();
+      log.info({ ms: Date.now() - t0 }, 'HTTP drained');
       await Promise.allSettled(workers.map((w) => w.close()));
+      log.info({ ms: Date.now() - t0 }, 'workers closed');
       await Promise.allSettled(modules.map((m) => m.close?.()));
       await closeCore(core);
+      log.info({ ms: Date.now() - t0 }, 'connections closed');
     })());
   return { core, modules, app, url, close };
 }

@@ -38,6 +38,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => {
     errorHandler(new AppError('ROUTE_NOT_FOUND', `${req.method} ${req.url.split('?')[0]}: no such route`), req, reply);
   });
+  // Draining: requests in flight finish, new ones get 503, and keep-alive connections are closed as soon as
+  // they go idle — without this, close() would wait out the keep-alive timeout of every client connection.
+  app.addHook('preClose', (done) => {
+    const timer = setInterval(() => app.server.closeIdleConnections(), 50);
+    app.server.once('close', () => clearInterval(timer));
+    done();
+  });
   app.addHook('onRequest', async (req) => authorize(core.config, req));
   app.addHook('onResponse', async (req, reply) => {
     core.metrics.httpDuration.observe(
