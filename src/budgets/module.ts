@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { errorResponses, ErrorBody } from '../http/common.js';
 import type { Closeable, Core, ModuleParts } from '../runtime.js';
 import type { BudgetAlert } from './alerts.js';
@@ -34,6 +34,11 @@ export interface BudgetsModule extends ModuleParts {
 }
 
 const conflict = { 409: ErrorBody, 503: ErrorBody } as const;
+
+/** Release and extend need no body: a bare POST validates as `{}`. */
+const emptyBodyIsObject = async (req: FastifyRequest) => {
+  if (req.body === undefined || req.body === null) req.body = {};
+};
 
 /** Scoped budgets, atomic reservations, the expiry sweeper and threshold alerts. */
 export function budgetsModule(core: Core): BudgetsModule {
@@ -155,6 +160,7 @@ export function budgetsModule(core: Core): BudgetsModule {
         '/v1/reservations/:id/release',
         {
           config: { access: 'client' },
+          preValidation: emptyBodyIsObject,
           schema: {
             tags: ['reservations'],
             summary: 'Give the whole reserved amount back',
@@ -169,6 +175,7 @@ export function budgetsModule(core: Core): BudgetsModule {
         '/v1/reservations/:id/extend',
         {
           config: { access: 'client' },
+          preValidation: emptyBodyIsObject,
           schema: {
             tags: ['reservations'],
             summary: 'Move the deadline to now + ttlMs (at most 10 times)',

@@ -170,6 +170,9 @@ describe('reservations over HTTP', () => {
     await new Promise((r) => setTimeout(r, 5));
     const c = await call('POST', `/v1/reservations/${g.id}/commit`, { amount: 10 });
     assert.equal(c.json().code, 'RESERVATION_EXPIRED');
+    const bare = await call('POST', `/v1/reservations/${g.id}/release`);
+    assert.equal(bare.json().code, 'RESERVATION_FINALIZED', 'a bare POST (no body) is accepted by release');
+    assert.equal(bare.json().details.state, 'EXPIRED');
     assert.equal((await balance('tenant:t6')).remaining, 100);
     const g2 = (await call('POST', '/v1/reservations', { scope: 'tenant:t6', unit: 'TOKENS', amount: 40, ttlMs: 1, idempotencyKey: key() })).json();
     await new Promise((r) => setTimeout(r, 5));
