@@ -71,10 +71,10 @@ const scopeOf = (i: number) => `tenant:${TENANT}/workspace:w/workflow:f/agent:a$
 let seq = 0;
 const reserveBody = () => `{"scope":"${scopeOf(seq)}","unit":"TOKENS","amount":1000,"ttlMs":600000,"idempotencyKey":"k${seq++}"}`;
 
-async function reserveOnly(server: BenchServer, sec: number): Promise<autocannon.Result> {
+async function reserveOnly(server: BenchServer, sec: number, conns = connections): Promise<autocannon.Result> {
   return autocannon({
     url: server.url,
-    connections,
+    connections: conns,
     pipelining,
     duration: sec,
     requests: [
@@ -170,6 +170,12 @@ async function main(): Promise<void> {
       `reserve                 ${rr.requests.average.toFixed(0).padStart(7)} req/s  p50 ${rr.latency.p50.toFixed(2)} ms  p99 ${rr.latency.p99.toFixed(2)} ms  errors ${rr.errors}  non-2xx ${rr.non2xx}`,
     );
     console.log(`  ${cpuLine(res.cpu, res.wall, rr.requests.total)}`);
+    // Latency of one reservation when the server is not queueing 64 requests deep (p50 at 64 connections is
+    // mostly queueing: 64 / throughput).
+    const light = await reserveOnly(server, Math.max(2, Math.round(duration / 2)), 4);
+    console.log(
+      `reserve @ 4 connections ${light.requests.average.toFixed(0).padStart(7)} req/s  p50 ${light.latency.p50.toFixed(2)} ms  p99 ${light.latency.p99.toFixed(2)} ms  errors ${light.errors}  non-2xx ${light.non2xx}`,
+    );
 
     await lifecycle(server, 2);
     const life = await withCpu(server, redis, () => lifecycle(server, duration));
