@@ -4,7 +4,7 @@ import { BudgetController, BudgetExceededError, type ControllerAgent } from '../
 import { ApportionClient } from '../../src/sdk/client.js';
 import { ReservationsClient } from '../../src/sdk/reservations-client.js';
 import type { Running } from '../../src/server.js';
-import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 
 const AGENTS: ControllerAgent[] = [
   { name: 'orchestrator', priority: 'critical' },
@@ -158,6 +158,17 @@ describe('BudgetController backed by a server reservation', () => {
   after(async () => {
     await rt.close();
     await dropPrefix(prefix);
+  });
+
+  it('is created straight from a POST /v1/allocations answer and the pipeline’s agents', async () => {
+    const client = new ApportionClient({ url: rt.url! });
+    await client.request('PUT', '/v1/pipelines/ctl', FIVE_AGENTS);
+    const pipeline = await client.request<{ agents: ControllerAgent[] }>('GET', '/v1/pipelines/ctl');
+    const allocation = await client.allocate({ pipeline: 'ctl', totalTokens: 12_000 });
+    const c = new BudgetController(allocation, { agents: pipeline.agents });
+    assert.equal(c.ceiling, allocation.totalTokens);
+    assert.equal(c.state('reasoner').priority, 'critical');
+    assert.equal(c.state('formatter').priority, 'background');
   });
 
   it('reserves the ceiling, commits what was consumed, and is refused when the scope cannot cover it', async () => {
