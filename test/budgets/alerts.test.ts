@@ -85,5 +85,13 @@ describe('calendar periods', () => {
     h.clock.now = Date.UTC(2026, 11, 2, 0, 30); // next day, same month
     assert.equal((await h.ledger.balances('tenant:pd/agent:d'))[0]!.spent, 0);
     assert.equal((await h.ledger.balances('tenant:pd')).find((x) => x.scope === 'tenant:pd')!.spent, 20);
+    // Changing the period setting (month → day, then none) keeps what this period spent.
+    await h.ledger.op('debit', { scope: 'tenant:pd', unit: 'TOKENS', amount: 5, idempotencyKey: 'p1' });
+    const toDay = await h.ledger.put({ scope: 'tenant:pd', unit: 'TOKENS', allocated: 1000, period: 'day' });
+    assert.equal(toDay.spent, 25);
+    const toNone = await h.ledger.put({ scope: 'tenant:pd', unit: 'TOKENS', allocated: 1000 });
+    assert.equal(toNone.spent, 25);
+    h.clock.now = Date.UTC(2026, 11, 9, 0, 30);
+    assert.equal((await h.ledger.balances('tenant:pd')).find((x) => x.scope === 'tenant:pd')!.spent, 25, 'no period: never reset');
   });
 });

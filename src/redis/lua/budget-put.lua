@@ -21,14 +21,19 @@ end
 local v = tonumber(b[3])
 local s = tonumber(b[4])
 local d = tonumber(b[5])
-if b[7] and b[7] ~= '' and b[8] ~= cur then s = 0; d = 0 end
-if per ~= '' and b[8] ~= cur then s = 0; d = 0 end
+-- A period of the OLD settings that has ended is rolled first (as any script would); changing the period
+-- setting itself does not reset what was spent.
+local old_per = b[7] or ''
+local old_cur = ''
+if old_per == 'day' then old_cur = ARGV[6] elseif old_per == 'month' then old_cur = ARGV[7] end
+local rolled = old_per ~= '' and b[8] ~= old_cur
+if rolled then s = 0; d = 0 end
 if alloc < v + s then return { -1, v + s } end
 local r = alloc - v - s
 local pay = math.min(r, d)
 r = r - pay; d = d - pay; s = s + pay
 local al = redis.call('HGET', KEYS[1], 'al')
-if per ~= b[7] or b[8] ~= cur or alloc ~= tonumber(b[1]) then al = '0' end
+if rolled or per ~= old_per or alloc ~= tonumber(b[1]) then al = '0' end
 redis.call('HSET', KEYS[1], 'a', i(alloc), 'r', i(r), 's', i(s), 'd', i(d), 'p', ARGV[3], 'o', ARGV[4],
   'per', per, 'pk', cur, 'al', al)
 redis.call('SADD', KEYS[2], ARGV[1])
