@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses } from '../http/common.js';
@@ -152,16 +153,13 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService): 
   );
 }
 
-/** Lifecycle routes take an optional JSON body { reason }; it is validated here because it may be absent. */
+/**
+ * Lifecycle routes take an optional JSON body `ReasonBody` ({ reason? }). It is checked here rather than
+ * by a route body schema, which would reject a request without a body.
+ */
 function reasonOf(body: unknown): string | undefined {
   if (body === undefined || body === null) return undefined;
-  if (typeof body !== 'object' || Array.isArray(body)) throw new AppError('VALIDATION_FAILED', 'body: must be an object { reason? }');
-  const extra = Object.keys(body).filter((k) => k !== 'reason');
-  if (extra.length) throw new AppError('VALIDATION_FAILED', `body/${extra[0]}: unknown field (only reason is accepted)`);
-  const r = (body as { reason?: unknown }).reason;
-  if (r === undefined) return undefined;
-  if (typeof r !== 'string' || r.length > 1000) throw new AppError('VALIDATION_FAILED', 'body/reason: must be a string of at most 1000 characters');
-  return r;
+  const err = Value.Errors(ReasonBody, body).First();
+  if (err) throw new AppError('VALIDATION_FAILED', `body${err.path}: ${err.message}`);
+  return (body as { reason?: string }).reason;
 }
-
-export { ReasonBody };
