@@ -71,9 +71,11 @@ for _, row in ipairs(rows) do
     local d = row.d + amount - covered
     local used = s + d
     local level = 0
-    if used > 0 and used >= row.a then level = 100
-    elseif used * 100 >= row.a * 80 then level = 80
-    elseif used * 100 >= row.a * 50 then level = 50 end
+    if used > 0 then
+      if used >= row.a then level = 100
+      elseif used * 100 >= row.a * 80 then level = 80
+      elseif used * 100 >= row.a * 50 then level = 50 end
+    end
     redis.call('HSET', k, 'r', i(row.r - covered), 's', i(s), 'd', i(d))
     if level > row.al then
       redis.call('HSET', k, 'al', level)

@@ -104,9 +104,11 @@ for j, k in ipairs(keys) do
   if short > debt_added then debt_added = short end
   local used = s + d
   local level = 0
-  if used > 0 and used >= row.a then level = 100
-  elseif used * 100 >= row.a * 80 then level = 80
-  elseif used * 100 >= row.a * 50 then level = 50 end
+  if used > 0 then
+    if used >= row.a then level = 100
+    elseif used * 100 >= row.a * 80 then level = 80
+    elseif used * 100 >= row.a * 50 then level = 50 end
+  end
   if level > row.al then
     redis.call('HSET', k, 'r', i(r), 'v', i(row.v - amt), 's', i(s), 'd', i(d), 'al', level)
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'key', k, 'level', level, 'used', i(used), 'allocated', i(row.a), 'at', ARGV[4])
