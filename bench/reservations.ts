@@ -13,6 +13,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
@@ -70,6 +71,35 @@ const cpuLine = (c: Cpu, wall: number, requests: number) =>
 const scopeOf = (i: number) => `tenant:${TENANT}/workspace:w/workflow:f/agent:a${i % AGENTS}`;
 let seq = 0;
 const reserveBody = () => `{"scope":"${scopeOf(seq)}","unit":"TOKENS","amount":1000,"ttlMs":600000,"idempotencyKey":"k${seq++}"}`;
+
+/** One client, one keep-alive connection, sequential reserves: the latency of a single call, timed to the µs. */
+async function sequentialLatency(server: BenchServer, n: number): Promise<{ p50: number; p99: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const u = new URL('/v1/reservations', server.url);
+  const one = (body: string) =>
+    new Promise<void>((resolve, reject) => {
+      const req = request(
+        u,
+        { method: 'POST', agent, headers: { 'content-type': 'application/json', authorization: `Bearer ${server.clientKey}` } },
+        (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const body = reserveBody();
+    const t0 = performance.now();
+    await one(body);
+    times.push(performance.now() - t0);
+  }
+  agent.destroy();
+  times.sort((a, b) => a - b);
+  return { p50: times[Math.floor(n * 0.5)]!, p99: times[Math.floor(n * 0.99)]! };
+}
 
 async function reserveOnly(server: BenchServer, sec: number, conns = connections): Promise<autocannon.Result> {
   return autocannon({
@@ -172,6 +202,8 @@ async function main(): Promise<void> {
     console.log(`  ${cpuLine(res.cpu, res.wall, rr.requests.total)}`);
     // Latency of one reservation when the server is not queueing 64 requests deep (p50 at 64 connections is
     // mostly queueing: 64 / throughput).
+    const seq = await sequentialLatency(server, 2000);
+    console.log(`reserve, 1 client (sequential, µs timer): p50 ${seq.p50.toFixed(3)} ms  p99 ${seq.p99.toFixed(3)} ms`);
     const light = await reserveOnly(server, Math.max(2, Math.round(duration / 2)), 4);
     console.log(
       `reserve @ 4 connections ${light.requests.average.toFixed(0).padStart(7)} req/s  p50 ${light.latency.p50.toFixed(2)} ms  p99 ${light.latency.p99.toFixed(2)} ms  errors ${light.errors}  non-2xx ${light.non2xx}`,
