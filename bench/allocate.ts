@@ -1,21 +1,31 @@
 /**
  * POST /v1/allocations throughput and latency against the same server's no-op route.
  *
- *   node --import tsx bench/allocate.ts [--duration 10] [--connections 64] [--scenarios experiments,learned|none]
+ *   node --import tsx bench/allocate.ts [--duration 5] [--rounds 3] [--connections 64] [--scenarios experiments,learned|none]
  *
- * Always measures, on one freshly started server: the no-op route (baseline), then allocations with the
- * example pipeline's `estimate` strategy (its default). Each extra scenario (bench/scenarios/<name>.ts, exporting
- * `setup(client) → { path, bodies }`) gets its own fresh server, where the no-op route and `estimate` are measured
- * again before the scenario, so every ratio compares numbers from the same run.
+ * Baseline (one fresh server): the no-op route, then allocations with the example pipeline's `estimate`
+ * strategy (its default), in alternating rounds; the ratio is the median of the per-round ratios.
+ *
+ * Each scenario (bench/scenarios/<name>.ts exporting `setup(client) → { path, bodies }` and optionally
+ * `toggle(client, on)`) gets its own fresh server and is compared with `estimate` on that server, again in
+ * alternating rounds (with `toggle(false)` before each baseline round and `toggle(true)` before each scenario
+ * round when the scenario has it). Alternating rounds keep the comparison fair on a machine whose load moves.
  */
 import { readdirSync } from 'node:fs';
 import { ApportionClient } from '../src/sdk/client.js';
 import { cannon, flag, fmt, spawnServer, type BenchServer, type CannonResult } from './lib.js';
 
-const duration = Number(flag('duration', '10'));
+const duration = Number(flag('duration', '5'));
+const rounds = Number(flag('rounds', '3'));
 const connections = Number(flag('connections', '64'));
 /** Default: every scenario in bench/scenarios/; `--scenarios none` for the baseline only. */
-const scenarios = flag('scenarios', readdirSync(new URL('./scenarios/', import.meta.url)).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)).join(','))
+const scenarios = flag(
+  'scenarios',
+  readdirSync(new URL('./scenarios/', import.meta.url))
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => f.slice(0, -3))
+    .join(','),
+)
   .split(',')
   .filter((s) => s && s !== 'none');
 
@@ -29,27 +39,51 @@ export function estimateBodies(n = 512): object[] {
   }));
 }
 
-async function measure(server: BenchServer, path: string, bodies: readonly object[]): Promise<CannonResult> {
-  const o = { url: server.url, path, bodies, key: server.clientKey, connections };
-  await cannon({ ...o, durationSec: 2 }); // warm-up: JIT, connection pools
-  return cannon({ ...o, durationSec: duration });
+interface Arm {
+  readonly label: string;
+  readonly path: string;
+  readonly bodies: readonly object[];
+  readonly before?: () => Promise<void>;
 }
 
-async function baseline(server: BenchServer): Promise<{ noop: CannonResult; estimate: CannonResult }> {
-  const noop = await measure(server, '/bench/noop', [{ pipeline: 'support-triage' }]);
-  console.log(`noop route          ${fmt(noop)}`);
-  const estimate = await measure(server, '/v1/allocations', estimateBodies());
-  console.log(`allocate (estimate) ${fmt(estimate)}`);
-  console.log(`ratio estimate/noop = ${(estimate.rps / noop.rps).toFixed(3)}  (target ≥ 0.6)`);
-  return { noop, estimate };
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/** Alternates baseline and candidate for `rounds` rounds; prints each and returns the median ratio. */
+async function compare(server: BenchServer, base: Arm, cand: Arm, target: string): Promise<void> {
+  const run = async (arm: Arm, sec: number): Promise<CannonResult> => {
+    await arm.before?.();
+    return cannon({ url: server.url, path: arm.path, bodies: arm.bodies, key: server.clientKey, connections, durationSec: sec });
+  };
+  await run(base, 2); // warm-up: JIT, connection pools, compiled strategies
+  await run(cand, 2);
+  const ratios: number[] = [];
+  const all: { base: CannonResult[]; cand: CannonResult[] } = { base: [], cand: [] };
+  for (let r = 0; r < rounds; r++) {
+    const b = await run(base, duration);
+    const c = await run(cand, duration);
+    all.base.push(b);
+    all.cand.push(c);
+    ratios.push(c.rps / b.rps);
+    console.log(`  round ${r + 1}: ${base.label.padEnd(22)} ${fmt(b)}`);
+    console.log(`  round ${r + 1}: ${cand.label.padEnd(22)} ${fmt(c)}`);
+  }
+  const med = (k: 'p50' | 'p99', xs: CannonResult[]) => median(xs.map((x) => x[k])).toFixed(2);
+  console.log(
+    `${cand.label}: median ${median(all.cand.map((x) => x.rps)).toFixed(0)} req/s (p50 ${med('p50', all.cand)} ms, p99 ${med('p99', all.cand)} ms) vs ${base.label} ${median(all.base.map((x) => x.rps)).toFixed(0)} req/s (p50 ${med('p50', all.base)} ms, p99 ${med('p99', all.base)} ms)`,
+  );
+  console.log(`ratio ${cand.label}/${base.label} = ${median(ratios).toFixed(3)} (median of ${rounds} alternating rounds; ${target})`);
 }
 
 async function main(): Promise<void> {
-  console.log(`bench/allocate: ${connections} connections, ${duration} s per measurement`);
+  console.log(`bench/allocate: ${connections} connections, ${rounds} alternating rounds of ${duration} s`);
+  const estimate: Arm = { label: 'estimate', path: '/v1/allocations', bodies: estimateBodies() };
   {
     const server = await spawnServer();
     try {
-      await baseline(server);
+      await compare(server, { label: 'noop', path: '/bench/noop', bodies: [{ pipeline: 'support-triage' }] }, estimate, 'target ≥ 0.6');
     } finally {
       await server.close();
     }
@@ -58,14 +92,19 @@ async function main(): Promise<void> {
     console.log(`\n--- scenario ${name} (fresh server) ---`);
     const server = await spawnServer();
     try {
-      const { estimate } = await baseline(server);
       const mod = (await import(`./scenarios/${name}.ts`)) as {
         setup(client: ApportionClient): Promise<{ path: string; bodies: object[] }>;
+        toggle?(client: ApportionClient, on: boolean): Promise<void>;
       };
-      const { path, bodies } = await mod.setup(new ApportionClient({ url: server.url, key: server.adminKey }));
-      const r = await measure(server, path, bodies);
-      console.log(`allocate (${name}) ${fmt(r)}`);
-      console.log(`ratio ${name}/estimate = ${(r.rps / estimate.rps).toFixed(3)}`);
+      const admin = new ApportionClient({ url: server.url, key: server.adminKey });
+      const { path, bodies } = await mod.setup(admin);
+      const toggle = mod.toggle;
+      await compare(
+        server,
+        { ...estimate, ...(toggle ? { before: () => toggle(admin, false) } : {}) },
+        { label: name, path, bodies, ...(toggle ? { before: () => toggle(admin, true) } : {}) },
+        name === 'learned' ? 'target ≥ 0.8' : name === 'experiments' ? 'target ≥ 0.9' : 'no target',
+      );
     } finally {
       await server.close();
     }

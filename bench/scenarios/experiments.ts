@@ -50,6 +50,11 @@ const experiments: [string, Record<string, unknown>][] = [
   ['bench-holdout', { pipeline: P, type: 'holdout', coverage: 0.05 }],
 ];
 
+/** Pauses or resumes every experiment of the scenario, so bench/allocate can alternate with and without them. */
+export async function toggle(client: ApportionClient, on: boolean): Promise<void> {
+  for (const [id] of experiments) await client.request('POST', `/v1/experiments/${id}/${on ? 'resume' : 'pause'}`);
+}
+
 export async function setup(client: ApportionClient): Promise<{ path: string; bodies: object[] }> {
   for (const [id, body] of experiments) {
     await client.request('PUT', `/v1/experiments/${id}`, body);

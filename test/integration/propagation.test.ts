@@ -23,7 +23,7 @@ describe('config changed in one process is served by another', () => {
     assert.equal((await a.app!.inject({ method: 'PUT', url: '/v1/pipelines/p', payload: { defaultTotalTokens: 1000, agents: [{ name: 'x' }, { name: 'y' }] } })).statusCode, 200);
     const first = await eventually(async () => {
       const r = await b.app!.inject({ method: 'POST', url: '/v1/allocations', payload: { pipeline: 'p' } });
-      return r.statusCode === 200 ? r.json() : undefined;
+      return r.statusCode === 200 ? (r.json() as { budgets: unknown }) : undefined;
     }, 5000);
     assert.deepEqual(first.budgets, { x: { tokens: 500 }, y: { tokens: 500 } });
 
