@@ -34,6 +34,7 @@ interface SimulateOptions {
   out?: string;
   local: boolean;
   quiet: boolean;
+  lockstep: boolean;
 }
 
 /** Drives the real API with a simulated world: allocate → simulated outcome → report, then compares. */
@@ -44,7 +45,7 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
   if (o.local) {
     // A private in-process server under a fresh key prefix (dropped afterwards) and a temporary models dir.
     const prefix = `sim-${randomBytes(4).toString('hex')}`;
-    const config = loadConfig({ ...process.env, APPORTION_KEY_PREFIX: prefix, PORT: '0', APPORTION_SEED_EXAMPLES: 'false', LOG_LEVEL: 'warn', APPORTION_ADMIN_KEY: '', APPORTION_CLIENT_KEY: '', APPORTION_MODELS_DIR: process.env.APPORTION_MODELS_DIR ?? mkdtempSync(path.join(tmpdir(), 'apportion-sim-models-')) });
+    const config = loadConfig({ ...process.env, APPORTION_KEY_PREFIX: prefix, PORT: '0', APPORTION_SEED_EXAMPLES: 'false', LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', APPORTION_ADMIN_KEY: '', APPORTION_CLIENT_KEY: '', APPORTION_MODELS_DIR: process.env.APPORTION_MODELS_DIR ?? mkdtempSync(path.join(tmpdir(), 'apportion-sim-models-')) });
     const running = await start(config, createLogger(config), { api: true, workers: true });
     client = new ApportionClient({ url: running.url!, timeoutMs: 30_000 });
     stopLocal = async () => {
@@ -82,38 +83,42 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
     await measure(0);
     const bar = o.quiet ? undefined : new cliProgress.SingleBar({ format: `${world.name} [{bar}] {value}/{total} outcomes | learned/oracle {ratio} | model v{model}` }, cliProgress.Presets.shades_classic);
     bar?.start(o.outcomes, 0, { ratio: '-', model: 0 });
-    let next = 0;
     let done = 0;
     let served = 0;
-    const worker = async () => {
-      for (;;) {
-        const i = next++;
-        if (i >= o.outcomes) return;
-        const phase = phaseAt(world, i);
-        const x = sampleContext(world, rng);
-        const a = await client.allocate({ pipeline, strategy, features: contextFeatures(x) });
-        const out = simulateOutcome(world, phase, x, world.agents.map((ag) => a.budgets[ag.name]!.tokens), rng);
-        served += out.quality;
-        await client.reportOutcome({ decisionId: a.decisionId, quality: out.quality, usage: out.usage });
-        done++;
-        bar?.increment(1);
-      }
+    const one = async (i: number) => {
+      const phase = phaseAt(world, i);
+      const x = sampleContext(world, rng);
+      const a = await client.allocate({ pipeline, strategy, features: contextFeatures(x) });
+      const out = simulateOutcome(world, phase, x, world.agents.map((ag) => a.budgets[ag.name]!.tokens), rng);
+      served += out.quality;
+      await client.reportOutcome({ decisionId: a.decisionId, quality: out.quality, usage: out.usage });
+      done++;
+      bar?.increment(1);
     };
-    let cp = o.checkpoint;
-    const workers = Array.from({ length: o.concurrency }, () => worker());
-    const all = Promise.all(workers);
-    let finished = false;
-    void all.then(() => (finished = true));
-    while (!finished) {
-      await Promise.race([all, new Promise((r) => setTimeout(r, 200))]);
-      if (done >= cp || finished) {
-        await measure(Math.min(done, o.outcomes));
-        const c = curve.at(-1)!;
-        bar?.update(done, { ratio: (c.learned / c.oracle).toFixed(3), model: c.model });
-        cp += o.checkpoint;
+    let lastModel = 0;
+    for (let from = 0; from < o.outcomes; from += o.checkpoint) {
+      const to = Math.min(o.outcomes, from + o.checkpoint);
+      let next = from;
+      await Promise.all(
+        Array.from({ length: o.concurrency }, async () => {
+          for (let i = next++; i < to; i = next++) await one(i);
+        }),
+      );
+      if (o.lockstep) {
+        // Outcomes arrive faster here than in production: give the trainer the chance to catch up, so the
+        // curve shows learning per outcome rather than this machine's training latency (bounded wait).
+        const deadline = Date.now() + 15_000;
+        for (;;) {
+          const m = await client.request<{ active: number | null }>('GET', `/v1/models/${pipeline}`);
+          if ((m.active ?? 0) > lastModel || Date.now() > deadline) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
       }
+      await measure(done);
+      const c = curve.at(-1)!;
+      lastModel = c.model;
+      bar?.update(done, { ratio: (c.learned / c.oracle).toFixed(3), model: c.model });
     }
-    await all;
     bar?.stop();
     // Let the last outcomes reach the buffer and train once more, so the report reflects all of them.
     await new Promise((r) => setTimeout(r, 1500));
@@ -126,7 +131,7 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
     }
     await measure(o.outcomes);
     const last = curve.at(-1)!;
-    const chartPath = o.out ?? `sim-${world.name}.html`;
+    const chartPath = o.out ?? path.join(tmpdir(), `apportion-sim-${world.name}.html`);
     const series = [
       { name: 'learned (greedy)', color: '#d62728', points: curve.map((c) => [c.n, c.learned] as const) },
       { name: 'oracle', color: '#2ca02c', dashed: true, points: curve.map((c) => [c.n, c.oracle] as const) },
@@ -192,9 +197,10 @@ export function registerLearnerCommands(program: Command): void {
     .option('--checkpoint <n>', 'evaluate the served model every n outcomes', int, 250)
     .option('--train-every <n>', 'learned strategy retrains after n outcomes', int, 250)
     .option('--seed <n>', 'random seed', int, 7)
-    .option('--out <file>', 'learning-curve chart (HTML); default sim-<world>.html')
+    .option('--out <file>', 'learning-curve chart (HTML); default <tmpdir>/apportion-sim-<world>.html')
     .option('--local', 'start a private in-process server (own key prefix, dropped afterwards) instead of using --url', false)
     .option('--quiet', 'no progress bar', false)
+    .option('--no-lockstep', 'do not wait for a retrain at each checkpoint (outcomes then outpace training on a fast loop)')
     .action(async (world: string, o: SimulateOptions) => {
       await simulate(world, o);
     });

@@ -14,6 +14,8 @@ export function learnerKeys(keys: Keys, pipeline: string) {
     pendingData: k('pending-data'),
     /** zset: tickets that got the default reward (late outcomes for them are dropped), scored by time. */
     defaulted: k('defaulted'),
+    /** zset: tickets whose outcome was ingested before their (batched) registration arrived, → time. */
+    resolved: k('resolved'),
     /** hash: model version → model JSON (weights + metrics); the registry's durable copy. */
     models: k('models'),
     /** string: last model version number. */

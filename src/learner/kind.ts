@@ -137,7 +137,7 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly p
             // The default-reward event carries no candidate set: it trains the model, but off-policy
             // evaluation leaves default-reward events out (their reward was not observed).
             const event: LoggedEvent = { id: ticket, t: now, s: strategyId, f: input.features, T: input.totalTokens, b: budgets, q: dflt, c: null, m: m.version, d: 1 };
-            deps.pending.add(lk.pending, lk.pendingData, ticket, now + waitMs + DEFAULT_GRACE_MS, JSON.stringify(event));
+            deps.pending.add([lk.pending, lk.pendingData, lk.resolved], ticket, now + waitMs + DEFAULT_GRACE_MS, JSON.stringify(event));
           }
           return {
             budgets,

@@ -5,6 +5,7 @@ import type { StrategyKind } from '../strategies/types.js';
 import { shadowHook, trainingSink } from './hooks.js';
 import { learnedKind, type LearnedParams } from './kind.js';
 import { PendingBatcher } from './pending.js';
+import { stopTrainer } from './train-process.js';
 import { learnerRoutes } from './routes.js';
 import { learnedStrategies, trainingParams, TrainingService } from './training.js';
 
@@ -21,7 +22,7 @@ export interface LearnerModule extends ModuleParts {
 
 /**
  * The learned strategy and its loop: the `learned` kind (serving from exported weights), the training
- * sink and shadow hook, `learner-train` (one job per pipeline at a time: jobId = `train-<pipeline>`) and
+ * sink and shadow hook, `learner-train` (one job per pipeline at a time: deduplication id `train-<pipeline>`) and
  * `learner-tick` (a job scheduler every 5 s) queues, and the feature / model / OPE routes.
  */
 export function learnerModule(core: Core): LearnerModule {
@@ -36,15 +37,8 @@ export function learnerModule(core: Core): LearnerModule {
   const tickQueue = new Queue(TICK_QUEUE, { connection: core.bullRedis, prefix, defaultJobOptions: { removeOnComplete: true, removeOnFail: { count: 10 } } });
 
   const enqueueTrain = async (pipeline: string): Promise<void> => {
-    // A waiting or active job with the same id absorbs the request: at most one queued retrain per pipeline.
-    const id = `train-${pipeline}`;
-    const existing = await trainQueue.getJob(id);
-    if (existing) {
-      const state = await existing.getState();
-      if (state === 'waiting' || state === 'active' || state === 'delayed' || state === 'prioritized') return;
-      await existing.remove().catch(() => undefined);
-    }
-    await trainQueue.add('train', { pipeline }, { jobId: id });
+    // Deduplicated while a retrain of the pipeline is waiting or running: at most one at a time.
+    await trainQueue.add('train', { pipeline }, { deduplication: { id: `train-${pipeline}` } });
   };
 
   const tick = async () => {
@@ -82,6 +76,7 @@ export function learnerModule(core: Core): LearnerModule {
         TRAIN_QUEUE,
         async (job: Job<{ pipeline: string }>) => {
           const res = await training.train(job.data.pipeline);
+          if (!res.trained) core.log.info({ pipeline: job.data.pipeline, reason: res.reason }, 'learner retrain skipped');
           return { trained: res.trained, reason: res.reason, version: res.model?.version };
         },
         // Training is CPU-bound: one at a time per process; the lock outlives a long retrain.
@@ -101,6 +96,7 @@ export function learnerModule(core: Core): LearnerModule {
     },
     async close() {
       await pending.flush();
+      stopTrainer();
       await Promise.allSettled([trainQueue.close(), tickQueue.close()]);
     },
   };

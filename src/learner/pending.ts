@@ -1,13 +1,15 @@
 import type { Redis } from 'ioredis';
+import { runScript } from '../redis/scripts.js';
 
 /**
  * Registers learned decisions in their pipeline's pending set (ticket → wait-window deadline, and the
- * default-reward event) in batches: one ZADD and one HSET per pipeline every `flushMs` (or `maxBatch`
- * entries) instead of two Redis commands per allocation. A process that dies loses at most one batch of
+ * default-reward event) in batches: one learner-pending.lua call per pipeline every `flushMs` (or
+ * `maxBatch` entries) instead of Redis commands per allocation. A ticket whose outcome was already
+ * ingested (it can overtake its batched registration) is not registered. A process that dies loses at most one batch of
  * registrations; those decisions then simply never get the default reward (an outcome for them still counts).
  */
 export class PendingBatcher {
-  private readonly batches = new Map<string, { zset: string; hash: string; z: (string | number)[]; h: string[] }>();
+  private readonly batches = new Map<string, { keys: readonly [string, string, string]; args: (string | number)[] }>();
   private size = 0;
   private timer: NodeJS.Timeout | undefined;
 
@@ -16,14 +18,14 @@ export class PendingBatcher {
     private readonly opts: { readonly flushMs?: number; readonly maxBatch?: number; readonly onError?: (err: unknown) => void } = {},
   ) {}
 
-  add(zset: string, hash: string, ticket: string, deadline: number, event: string): void {
-    let b = this.batches.get(zset);
+  /** `keys`: the pipeline's pending zset, pending-data hash and resolved zset (learnerKeys). */
+  add(keys: readonly [string, string, string], ticket: string, deadline: number, event: string): void {
+    let b = this.batches.get(keys[0]);
     if (!b) {
-      b = { zset, hash, z: [], h: [] };
-      this.batches.set(zset, b);
+      b = { keys, args: [] };
+      this.batches.set(keys[0], b);
     }
-    b.z.push(deadline, ticket);
-    b.h.push(ticket, event);
+    b.args.push(ticket, deadline, event);
     if (++this.size >= (this.opts.maxBatch ?? 500)) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.opts.flushMs ?? 50).unref();
   }
@@ -37,9 +39,7 @@ export class PendingBatcher {
     await Promise.all(
       batches.map(async (b) => {
         try {
-          // The hash first: a ticket in the zset always has its event (the sweep skips ones without).
-          await this.redis.hset(b.hash, ...b.h);
-          await this.redis.zadd(b.zset, ...b.z);
+          await runScript(this.redis, 'learnerPending', b.keys, [Date.now(), ...b.args]);
         } catch (err) {
           this.opts.onError?.(err);
         }

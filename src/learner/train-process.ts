@@ -62,51 +62,98 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
 const SELF = new URL(import.meta.url);
 const CHILD_FLAG = 'APPORTION_TRAIN_CHILD';
 
-/**
- * Runs trainJob in a child process at the lowest CPU priority (nice 19), one process per job: parsing 100k
- * events and the tfjs steps then neither block the serving event loop nor compete with it for a core
- * (a worker thread avoided the blocking but, on a 2-core machine, still halved serving throughput).
- * Falls back to the calling thread, yielding between steps, when the child cannot start.
- */
-export async function runTrainJob(input: TrainJobInput, onFallback?: (err: unknown) => void): Promise<TrainJobOutput> {
-  let child: ChildProcess;
-  try {
-    child = fork(fileURLToPath(SELF), [], { env: { ...process.env, [CHILD_FLAG]: '1' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'advanced' });
-  } catch (err) {
-    onFallback?.(err);
-    return trainJob({ ...input, train: { ...input.train, yieldToEventLoop: true } });
-  }
+type Reply = { id: number; ok: true; out: TrainJobOutput } | { id: number; ok: false; error: string };
+
+/** The trainer child of this process: started on first use, kept (tfjs stays loaded), restarted if it dies. */
+let trainer: { child: ChildProcess; waiting: Map<number, { resolve: (o: TrainJobOutput) => void; reject: (e: Error) => void }> } | undefined;
+let seq = 0;
+let chain: Promise<unknown> = Promise.resolve();
+
+function trainerProcess(): NonNullable<typeof trainer> {
+  if (trainer) return trainer;
+  const child = fork(fileURLToPath(SELF), [], { env: { ...process.env, [CHILD_FLAG]: '1' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'advanced' });
   try {
     if (child.pid !== undefined) setPriority(child.pid, 19);
   } catch {
-    // Not permitted here: the job still runs, at normal priority.
+    // Not permitted here: training still runs, at normal priority.
   }
-  return new Promise<TrainJobOutput>((resolve, reject) => {
-    let done = false;
-    child.once('message', (m: { ok: true; out: TrainJobOutput } | { ok: false; error: string }) => {
-      done = true;
-      if (m.ok) resolve(m.out);
-      else reject(new Error(m.error));
-      child.kill();
-    });
-    child.once('error', (err) => {
-      if (done) return;
-      done = true;
-      onFallback?.(err);
-      trainJob({ ...input, train: { ...input.train, yieldToEventLoop: true } }).then(resolve, reject);
-    });
-    child.once('exit', (code) => {
-      if (!done) reject(new Error(`training process exited with code ${code}`));
-    });
-    child.send(input);
+  const t = { child, waiting: new Map<number, { resolve: (o: TrainJobOutput) => void; reject: (e: Error) => void }>() };
+  child.on('message', (m: Reply) => {
+    const w = t.waiting.get(m.id);
+    if (!w) return;
+    t.waiting.delete(m.id);
+    if (m.ok) w.resolve(m.out);
+    else w.reject(new Error(m.error));
+    if (t.waiting.size === 0) idle(t.child);
   });
+  const fail = (err: Error) => {
+    if (trainer === t) trainer = undefined;
+    for (const w of t.waiting.values()) w.reject(err);
+    t.waiting.clear();
+  };
+  child.on('error', fail);
+  child.on('exit', (code) => fail(new Error(`training process exited with code ${code}`)));
+  trainer = t;
+  return t;
+}
+
+/** An idle trainer must not keep its parent alive. */
+function idle(child: ChildProcess): void {
+  child.unref();
+  (child.channel as { unref?: () => void } | undefined)?.unref?.();
+}
+
+function busy(child: ChildProcess): void {
+  child.ref();
+  (child.channel as { ref?: () => void } | undefined)?.ref?.();
+}
+
+/** Stops this process's trainer child (on shutdown). */
+export function stopTrainer(): void {
+  trainer?.child.kill();
+  trainer = undefined;
+}
+
+/**
+ * Runs trainJob in this process's trainer child, one job at a time, at the lowest CPU priority (nice 19):
+ * parsing 100k events and the tfjs steps then neither block the serving event loop nor compete with it for
+ * a core (a worker thread avoided the blocking but, on a 2-core machine, still halved serving throughput).
+ * The child is kept between jobs (starting it and loading tfjs costs seconds). Falls back to the calling
+ * thread, yielding between steps, when the child cannot start.
+ */
+export function runTrainJob(input: TrainJobInput, onFallback?: (err: unknown) => void): Promise<TrainJobOutput> {
+  const run = async (): Promise<TrainJobOutput> => {
+    let t: NonNullable<typeof trainer>;
+    try {
+      t = trainerProcess();
+    } catch (err) {
+      onFallback?.(err);
+      return trainJob({ ...input, train: { ...input.train, yieldToEventLoop: true } });
+    }
+    const id = ++seq;
+    return new Promise<TrainJobOutput>((resolve, reject) => {
+      t.waiting.set(id, { resolve, reject });
+      busy(t.child);
+      t.child.send({ id, input }, (err) => {
+        if (!err) return;
+        t.waiting.delete(id);
+        onFallback?.(err);
+        trainJob({ ...input, train: { ...input.train, yieldToEventLoop: true } }).then(resolve, reject);
+      });
+    });
+  };
+  const p = chain.then(run, run);
+  chain = p.catch(() => undefined);
+  return p;
 }
 
 if (process.env[CHILD_FLAG] === '1' && process.send) {
-  process.once('message', (input: TrainJobInput) => {
+  process.on('message', ({ id, input }: { id: number; input: TrainJobInput }) => {
     trainJob(input).then(
-      (out) => process.send!({ ok: true, out }, () => process.exit(0)),
-      (e: unknown) => process.send!({ ok: false, error: e instanceof Error ? e.message : String(e) }, () => process.exit(1)),
+      (out) => process.send!({ id, ok: true, out }),
+      (e: unknown) => process.send!({ id, ok: false, error: e instanceof Error ? e.message : String(e) }),
     );
   });
+  // The parent is gone: so is the reason to exist.
+  process.on('disconnect', () => process.exit(0));
 }

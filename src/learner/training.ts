@@ -67,7 +67,7 @@ export class TrainingService {
       const [moved, dropped, defaulted, left] = await runScript<number[]>(
         this.core.redis,
         'learnerIngest',
-        [lk.incoming, lk.buffer, lk.pending, lk.pendingData, lk.defaulted],
+        [lk.incoming, lk.buffer, lk.pending, lk.pendingData, lk.defaulted, lk.resolved],
         [now, BUFFER_CAP, INGEST_BATCH, DEFAULTED_MEMORY_MS],
       );
       total = { moved: total.moved + moved!, dropped: total.dropped + dropped!, defaulted: total.defaulted + defaulted!, left: left! };

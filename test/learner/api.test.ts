@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import type { DecisionRecord } from '../../src/allocation/decisions.js';
+import { learnerKeys } from '../../src/learner/keys.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { contextFeatures, loadWorld, sampleContext, simulateOutcome, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
@@ -246,5 +247,19 @@ describe('reward wait window', () => {
     const newest = all[0]!;
     assert.equal(newest.id, id);
     assert.equal(newest.q, 0.75);
+  });
+  it('does not default a decision whose outcome overtook its batched registration', async () => {
+    const lk = learnerKeys(rt.core.keys, 'wait');
+    const ev = { id: 'early', t: Date.now(), s: 'wait-learn', f: {}, T: 10000, b: {}, q: 0.6, c: null };
+    await rt.core.redis.lpush(lk.incoming, `tk-early|${JSON.stringify(ev)}`);
+    await learner.training.ingest('wait');
+    learner.pending.add([lk.pending, lk.pendingData, lk.resolved], 'tk-early', Date.now() + 1000, JSON.stringify({ ...ev, q: 0.25, d: 1 }));
+    await learner.pending.flush();
+    assert.equal(await rt.core.redis.zscore(lk.pending, 'tk-early'), null, 'not registered');
+    const before = (await learner.training.events('wait', 100)).length;
+    await learner.training.ingest('wait', Date.now() + 3_600_000);
+    const after = await learner.training.events('wait', 100);
+    assert.equal(after.length, before, 'and never defaulted');
+    assert.ok(after.some((e) => e.id === 'early' && e.q === 0.6));
   });
 });

@@ -1,11 +1,12 @@
 -- Moves joined outcomes into a pipeline's training buffer and gives the default reward to learned decisions
 -- whose wait window passed without an outcome (Personalizer's semantics: a late outcome is then dropped).
--- NUMKEYS: 5
+-- NUMKEYS: 6
 -- KEYS[1]  incoming list (`<ticket>|<event JSON>`, newest first; ticket empty when none was registered)
 -- KEYS[2]  training buffer list (event JSON, newest first)
 -- KEYS[3]  pending zset (ticket → deadline, epoch ms)
 -- KEYS[4]  pending-data hash (ticket → event JSON carrying the default reward)
 -- KEYS[5]  defaulted zset (ticket → time it was defaulted, epoch ms)
+-- KEYS[6]  resolved zset (tickets ingested before their batched registration arrived → time)
 -- ARGV[1]  now, epoch ms
 -- ARGV[2]  buffer cap (LTRIM keeps the newest)
 -- ARGV[3]  most incoming entries and due tickets handled per call
@@ -30,7 +31,10 @@ for i = #items, 1, -1 do
     dropped = dropped + 1
   else
     if ticket ~= '' then
-      redis.call('ZREM', KEYS[3], ticket)
+      if redis.call('ZREM', KEYS[3], ticket) == 0 then
+        -- Its registration has not arrived yet: remember, so it is not registered (and defaulted) later.
+        redis.call('ZADD', KEYS[6], now, ticket)
+      end
       redis.call('HDEL', KEYS[4], ticket)
     end
     redis.call('LPUSH', KEYS[2], json)
