@@ -28,8 +28,10 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
       const view = deps.view();
       const pipeline = view.pipelines.get(d.pipeline);
       if (!pipeline || !logsPipeline(view, pipeline)) return undefined;
-      const meta = learnerMetaOf(d.meta);
-      if (meta?.tk) {
+      const meta = learnerMetaOf(d, pipeline);
+      const ticket = (d.meta?.learner as { tk?: unknown } | undefined)?.tk;
+      const tk = typeof ticket === 'string' ? ticket : '';
+      if (tk) {
         const params = (view.strategies.get(d.strategy)?.params ?? {}) as LearnedParams;
         const waitMs = (params.rewardWaitSeconds ?? 600) * 1000;
         if (waitMs > 0 && job.receivedAt > d.ts + waitMs) return undefined;
@@ -49,7 +51,7 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
         ...(meta ? { C: meta.C, P: meta.P, k: meta.k, m: meta.m } : {}),
         ...(sh ? { sh } : {}),
       };
-      return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${meta?.tk ?? ''}|${JSON.stringify(ev)}` };
+      return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|${JSON.stringify(ev)}` };
     },
   };
 }

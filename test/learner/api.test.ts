@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import type { DecisionRecord } from '../../src/allocation/decisions.js';
+import { learnerMetaOf } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { mulberry32 } from '../../src/learner/rng.js';
@@ -103,7 +104,8 @@ describe('learning loop through the API', () => {
     for (let i = 0; i < 160; i++) ids.push(await round('sim', 'learn'));
     for (const id of ids.slice(0, 20)) {
       const d = await decision(id);
-      const m = d.meta!.learner as { C: number[][]; P: number[]; k: number; p: number; m: number };
+      const m = learnerMetaOf(d, rt.core.view().pipelines.get('sim'))!;
+      assert.ok(m, 'the candidate set is reproducible from the logged greedy split');
       assert.ok(Math.abs(m.P.reduce((s, v) => s + v, 0) - 1) < 1e-9, 'candidate probabilities sum to 1');
       assert.ok(m.P.every((p) => p > 0));
       assert.equal(m.p, m.P[m.k]);
