@@ -22,6 +22,8 @@ export interface ReservationOptions {
   /** Clock (tests move it across day boundaries). Default Date.now. */
   readonly now?: () => number;
   readonly onAlerts?: AlertHandler;
+  /** A script that takes longer is answered 503 REDIS_UNAVAILABLE (fail closed). Default 2000 ms. */
+  readonly timeoutMs?: number;
   /** Called once per operation with its result label (ok, replay, or the denial code). */
   readonly onResult?: (op: 'reserve' | 'commit' | 'release' | 'extend', result: string) => void;
 }
@@ -139,6 +141,7 @@ export class ReservationService {
       ks,
       [fp, this.o.retentionMs, id, body.amount, ttl, now, dry ? '1' : '0', pk.day, pk.month, scope.path, body.unit],
       true,
+      this.o.timeoutMs,
     );
     const replayed = answer.charCodeAt(0) === 82; /* R */
     const a = replayed ? answer.slice(1) : answer;
@@ -183,7 +186,7 @@ export class ReservationService {
     const pk = periodKeys(now);
     const ks = [keys.reservation(t, id), keys.deadlines(t), keys.alerts(t)];
     if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
-    const out = await run<string[]>(this.o.redis, 'reservationCommit', ks, [`C|${id}|${amount}`, this.o.retentionMs, amount, now, pk.day, pk.month], true);
+    const out = await run<string[]>(this.o.redis, 'reservationCommit', ks, [`C|${id}|${amount}`, this.o.retentionMs, amount, now, pk.day, pk.month], true, this.o.timeoutMs);
     const answer = out[0]!;
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 67; /* RC */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
@@ -218,7 +221,7 @@ export class ReservationService {
     const { keys } = this.o;
     const ks = [keys.reservation(t, id), keys.deadlines(t)];
     if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
-    const answer = await run<string>(this.o.redis, 'reservationRelease', ks, [`L|${id}`, this.o.retentionMs, this.now()], true);
+    const answer = await run<string>(this.o.redis, 'reservationRelease', ks, [`L|${id}`, this.o.retentionMs, this.now()], true, this.o.timeoutMs);
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 76; /* RL */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
     if (parts[0] === 'L') {
@@ -235,7 +238,7 @@ export class ReservationService {
     const ttl = ttlMs ?? this.defaultTtlMs;
     const ks = [keys.reservation(t, id), keys.deadlines(t)];
     if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
-    const answer = await run<string>(this.o.redis, 'reservationExtend', ks, [`X|${id}|${ttl}`, this.o.retentionMs, this.now(), ttl, this.maxExtends], true);
+    const answer = await run<string>(this.o.redis, 'reservationExtend', ks, [`X|${id}|${ttl}`, this.o.retentionMs, this.now(), ttl, this.maxExtends], true, this.o.timeoutMs);
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 88; /* RX */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
     if (parts[0] === 'X') {
@@ -279,7 +282,7 @@ export class ReservationService {
   async expireDue(tenant: string, batch = 500): Promise<number> {
     let total = 0;
     for (;;) {
-      const n = await run<number>(this.o.redis, 'reservationExpire', [this.o.keys.deadlines(tenant)], [this.now(), batch, this.o.retentionMs], false);
+      const n = await run<number>(this.o.redis, 'reservationExpire', [this.o.keys.deadlines(tenant)], [this.now(), batch, this.o.retentionMs], false, this.o.timeoutMs);
       total += n;
       if (n < batch) return total;
     }

@@ -15,13 +15,46 @@ export function storeFailure(e: unknown): never {
   throw new AppError('REDIS_UNAVAILABLE', `budget store unreachable: ${msg}`);
 }
 
-/** Runs a budgets script, mapping store failures to 503. */
-export function run<T>(redis: Redis, name: string, keys: readonly string[], args: readonly (string | number)[], dynamic: boolean): Promise<T> {
+/** How long a budgets script may take before the request is answered 503. Default 2000 ms. */
+export const STORE_TIMEOUT_MS = 2000;
+
+/**
+ * Runs a budgets script, mapping store failures to 503. A store that is connected but does not answer (blocked
+ * by a slow command, failing over) also fails closed after `timeoutMs`: the caller gets 503 and may retry with
+ * the same idempotency key — if the script did run late, the retry replays its answer instead of acting twice.
+ */
+export function run<T>(
+  redis: Redis,
+  name: string,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+  dynamic: boolean,
+  timeoutMs = STORE_TIMEOUT_MS,
+): Promise<T> {
   let p: Promise<T>;
   try {
     p = runScript<T>(redis, name, keys, args, dynamic);
   } catch (e) {
     return Promise.reject(storeFailure(e));
   }
-  return p.catch(storeFailure);
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new AppError('REDIS_UNAVAILABLE', `budget store did not answer within ${timeoutMs} ms; retry with the same idempotency key`)),
+      timeoutMs,
+    );
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        try {
+          storeFailure(e);
+        } catch (x) {
+          reject(x);
+        }
+      },
+    );
+  });
 }

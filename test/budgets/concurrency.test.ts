@@ -150,3 +150,16 @@ describe('fail closed', () => {
     dead.disconnect();
   });
 });
+
+describe('fail closed when the store stops answering', () => {
+  it('answers 503 after the timeout instead of hanging', async () => {
+    // A store that accepted the command and never answers (blocked by a slow command, failing over). A fake
+    // of the script boundary: a real Redis cannot be made to hang here without stalling every other test.
+    const stuck = { reservationReserve: () => new Promise<never>(() => undefined) } as unknown as Redis;
+    const svc = new ReservationService({ redis: stuck, keys: budgetKeys('never'), retentionMs: 1000, timeoutMs: 50 });
+    await assert.rejects(
+      svc.reserve({ scope: 'tenant:x', unit: 'TOKENS', amount: 1, idempotencyKey: 'z' }),
+      (e: unknown) => e instanceof AppError && e.code === 'REDIS_UNAVAILABLE' && e.statusCode === 503 && /did not answer within 50 ms/.test(e.message),
+    );
+  });
+});
