@@ -108,9 +108,13 @@ export interface Heads {
 
 const clamp = (v: number, lo: number, hi: number) => (v < lo ? lo : v > hi ? hi : v);
 
+/** Hidden activations of the last forward pass (synchronous, so one buffer per process is safe). */
+let scratch = new Float64Array(64);
+
 export function forward(w: ModelWeights, x: Float32Array): Heads {
   const { inputDim: d, hidden: h, agents: n } = w;
-  const hid = new Float64Array(h);
+  if (scratch.length < h) scratch = new Float64Array(h);
+  const hid = scratch;
   for (let j = 0; j < h; j++) {
     let s = w.b1[j]!;
     const row = j * d;
@@ -136,7 +140,7 @@ export function forward(w: ModelWeights, x: Float32Array): Heads {
 /** c_i(b): agent i's response at budget b, in (0, 1]. */
 export function response(heads: Heads, i: number, b: number): number {
   const k = heads.shape[i]!;
-  return 1 - heads.weight[i]! * Math.pow(1 + b / (k * heads.need[i]!), -k);
+  return 1 - heads.weight[i]! * Math.exp(-k * Math.log1p(b / (k * heads.need[i]!)));
 }
 
 /** log c_i(b). */
@@ -155,7 +159,7 @@ export function predict(heads: Heads, budgets: ArrayLike<number>): number {
 export const GREEDY_STEPS = 64;
 
 /**
- * The budgets that maximise r̂ (real-valued) with Σ b = min(total, Σ cap) and min ≤ b ≤ cap. log r̂ is
+ * The budgets that maximise r̂ with Σ b = ⌊min(total, Σ cap)⌋ and min ≤ b ≤ cap (integers when the bounds are). log r̂ is
  * separable and each log c_i is concave, so handing out the free tokens in equal chunks, each to the agent
  * whose response grows by the largest factor, reaches the optimum up to one chunk (marginal allocation).
  */
@@ -167,10 +171,11 @@ export function greedySplit(heads: Heads, mins: readonly number[], caps: readonl
     capSum += caps[i]!;
     minSum += mins[i]!;
   }
-  const target = Math.min(total, capSum);
+  // Integer chunks (the last step takes the remainder): with integer bounds the result is integer too.
+  const target = Math.floor(Math.min(total, capSum));
   const out = mins.slice();
   if (target <= minSum) return out;
-  const chunk = (target - minSum) / GREEDY_STEPS;
+  const chunk = Math.max(1, Math.floor((target - minSum) / GREEDY_STEPS));
   const cur = new Float64Array(n);
   // gain[i]: log-response gained per token by agent i's next chunk (−∞ when it is at its cap).
   const gain = new Float64Array(n);

@@ -46,9 +46,11 @@ export interface Decision {
 export function greedyBudgets(heads: Heads, agents: readonly PolicyAgent[], total: number): number[] {
   const mins = agents.map((a) => a.min);
   const caps = agents.map((a) => Math.max(a.min, a.cap));
-  const real = greedySplit(heads, mins, caps, total);
+  // Integer bounds give integer chunks; rounding only matters for (hypothetical) fractional bounds.
+  const b = greedySplit(heads, mins, caps, total);
+  if (b.every((v) => Number.isInteger(v))) return b;
   const target = Math.floor(Math.min(total, caps.reduce((s, v) => s + v, 0)));
-  return roundToTarget(real, mins, caps, target);
+  return roundToTarget(b, mins, caps, target);
 }
 
 /**
