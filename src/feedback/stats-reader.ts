@@ -1,3 +1,4 @@
+import { unpack } from 'msgpackr';
 import type { Redis } from 'ioredis';
 import { fromWelford, type Moments } from '../stats/moments.js';
 import type { Arm } from './arms.js';
@@ -27,14 +28,16 @@ const f = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
 /** Field order of the packed per-agent sums written by apply-outcome.lua. */
 export const AGENT_SUM_FIELDS = ['n', 'util', 'consumed', 'allocated', 'trunc', 'hits', 'hit_q'] as const;
 
-export function unpackAgentSums(packed: string): Record<(typeof AGENT_SUM_FIELDS)[number], number> {
-  const parts = packed.split(' ');
+/** Decodes one agent's sums, a MessagePack array written by apply-outcome.lua. */
+export function unpackAgentSums(packed: Buffer): Record<(typeof AGENT_SUM_FIELDS)[number], number> {
+  const raw: unknown = unpack(packed);
+  const parts = Array.isArray(raw) ? (raw as unknown[]) : [];
   const out = {} as Record<(typeof AGENT_SUM_FIELDS)[number], number>;
   AGENT_SUM_FIELDS.forEach((name, i) => (out[name] = Number(parts[i] ?? 0)));
   return out;
 }
 
-export function parseArmStats(summary: Record<string, string>, agentHash: Record<string, string>): ArmStats {
+export function parseArmStats(summary: Record<string, string>, agentHash: Record<string, Buffer>): ArmStats {
   const n = f(summary.n);
   const byAgent = new Map<string, Record<string, number>>();
   for (const [agent, packed] of Object.entries(agentHash)) byAgent.set(agent, unpackAgentSums(packed));
@@ -61,6 +64,6 @@ export function parseArmStats(summary: Record<string, string>, agentHash: Record
 }
 
 export async function readArmStats(redis: Redis, arm: Arm): Promise<ArmStats> {
-  const [summary, agents] = await Promise.all([redis.hgetall(arm.summary), redis.hgetall(arm.agents)]);
+  const [summary, agents] = await Promise.all([redis.hgetall(arm.summary), redis.hgetallBuffer(arm.agents)]);
   return parseArmStats(summary, agents);
 }

@@ -251,7 +251,7 @@ export class ExperimentService {
     for (const v of variants) {
       const arm = experimentArm(this.deps.keys, doc.pipeline, id, phase, v.name);
       m.hgetall(arm.summary);
-      m.hgetall(arm.agents);
+      m.hgetallBuffer(arm.agents);
       if (withObs) m.lrange(arm.obs, 0, -1);
     }
     const res = (await m.exec()) ?? [];
@@ -264,7 +264,7 @@ export class ExperimentService {
         if (!r || r[0]) throw r?.[0] ?? new Error('stats read: missing reply');
         return r[1];
       };
-      arms.set(v.name, parseArmStats(get(0) as Record<string, string>, get(1) as Record<string, string>));
+      arms.set(v.name, parseArmStats(get(0) as Record<string, string>, get(1) as Record<string, Buffer>));
       if (withObs) obs.set(v.name, (get(2) as string[]).map((s) => JSON.parse(s) as Observation));
     });
     return { arms, obs };
