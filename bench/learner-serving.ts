@@ -7,6 +7,9 @@
  * The buffer is filled directly in Redis with simulated events (support-basic world), then one retrain
  * warms up the model. Baseline = the idle measurement of the same server in the same run.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { LoggedEvent } from '../src/learner/events.js';
 import { learnerKeys } from '../src/learner/keys.js';
@@ -22,7 +25,7 @@ const duration = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '32'));
 const PIPELINE = 'learned-serving';
 
-const server = await spawnServer();
+const server = await spawnServer({ APPORTION_MODELS_DIR: mkdtempSync(path.join(tmpdir(), 'apportion-bench-models-')) });
 try {
   const world = loadWorld('support-basic');
   const admin = new ApportionClient({ url: server.url, key: server.adminKey, timeoutMs: 120_000 });
