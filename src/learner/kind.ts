@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import type { DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
@@ -35,6 +35,11 @@ export const LearnedParams = Type.Object(
   { additionalProperties: false },
 );
 export type LearnedParams = Static<typeof LearnedParams>;
+
+/** Tickets: a random per-process prefix and a counter (unique without a random draw per request). */
+const TICKET_PREFIX = randomBytes(6).toString('base64url');
+let ticketSeq = 0;
+const nextTicket = () => `${TICKET_PREFIX}${(++ticketSeq).toString(36)}`;
 
 /** Grace beyond the wait window before a pending decision is defaulted (outcome jobs in flight). */
 export const DEFAULT_GRACE_MS = 30_000;
@@ -133,7 +138,7 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly p
           probs[top] = 1 - probs.reduce((a, b) => a + b, 0);
           let ticket = '';
           if (waitMs > 0) {
-            ticket = randomUUID();
+            ticket = nextTicket();
             const now = Date.now();
             // The default-reward event carries no candidate set: it trains the model, but off-policy
             // evaluation leaves default-reward events out (their reward was not observed).

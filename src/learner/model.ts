@@ -177,11 +177,19 @@ export function greedySplit(heads: Heads, mins: readonly number[], caps: readonl
   if (target <= minSum) return out;
   const chunk = Math.max(1, Math.floor((target - minSum) / GREEDY_STEPS));
   const cur = new Float64Array(n);
-  // gain[i]: log-response gained per token by agent i's next chunk (−∞ when it is at its cap).
+  // gain[i]: the factor by which agent i's next chunk multiplies r̂, per chunk (0 when it is at its cap).
+  // Comparing factors instead of log-gains saves a log per step; a partial last chunk (at the cap) is
+  // rescaled to a full chunk's exponent.
   const gain = new Float64Array(n);
   const update = (i: number) => {
     const next = Math.min(caps[i]!, out[i]! + chunk);
-    gain[i] = next > out[i]! + 1e-9 ? Math.log(response(heads, i, next) / cur[i]!) / (next - out[i]!) : -Infinity;
+    const step = next - out[i]!;
+    if (step <= 1e-9) {
+      gain[i] = 0;
+      return;
+    }
+    const ratio = response(heads, i, next) / cur[i]!;
+    gain[i] = step === chunk ? ratio : Math.pow(ratio, chunk / step);
   };
   for (let i = 0; i < n; i++) {
     cur[i] = response(heads, i, out[i]!);
@@ -190,7 +198,7 @@ export function greedySplit(heads: Heads, mins: readonly number[], caps: readonl
   let rest = target - minSum;
   while (rest > 1e-9) {
     let best = -1;
-    for (let i = 0; i < n; i++) if (gain[i]! > -Infinity && (best < 0 || gain[i]! > gain[best]!)) best = i;
+    for (let i = 0; i < n; i++) if (gain[i]! > 0 && (best < 0 || gain[i]! > gain[best]!)) best = i;
     if (best < 0) break;
     const step = Math.min(chunk, rest, caps[best]! - out[best]!);
     out[best]! += step;

@@ -58,32 +58,41 @@ export function greedyBudgets(heads: Heads, agents: readonly PolicyAgent[], tota
  * other agents in proportion to their room (above their minimum, below their cap). Integer, O(n).
  */
 function shifted(g: readonly number[], agents: readonly PolicyAgent[], i: number, to: number): number[] {
+  const n = g.length;
   const out = g.slice();
   const target = Math.max(agents[i]!.min, Math.min(agents[i]!.cap, Math.round(to)));
-  let delta = target - g[i]!; // > 0: others give; < 0: others take
-  if (delta === 0) return out;
-  const room = g.map((v, j) => (j === i ? 0 : delta > 0 ? v - agents[j]!.min : agents[j]!.cap - v));
-  const roomSum = room.reduce((s, v) => s + (Number.isFinite(v) ? v : 0), 0);
-  const anyInfinite = room.some((v) => !Number.isFinite(v));
-  const budget = Math.min(Math.abs(delta), anyInfinite ? Infinity : roomSum);
-  delta = Math.sign(delta) * budget;
-  out[i] = g[i]! + delta;
+  const want = target - g[i]!; // > 0: the others give; < 0: the others take
+  if (want === 0) return out;
+  const sign = want > 0 ? 1 : -1;
+  const roomOf = (j: number) => (sign > 0 ? g[j]! - agents[j]!.min : agents[j]!.cap - g[j]!);
+  let roomSum = 0;
+  let unbounded = 0;
+  for (let j = 0; j < n; j++) {
+    if (j === i) continue;
+    const r = roomOf(j);
+    if (Number.isFinite(r)) roomSum += r;
+    else unbounded++;
+  }
+  const budget = unbounded > 0 ? Math.abs(want) : Math.min(Math.abs(want), roomSum);
+  out[i] = g[i]! + sign * budget;
   let moved = 0;
-  for (let j = 0; j < g.length; j++) {
-    if (j === i || room[j]! <= 0) continue;
-    const share = anyInfinite ? (Number.isFinite(room[j]!) ? 0 : 1 / room.filter((v) => !Number.isFinite(v)).length) : room[j]! / roomSum;
-    const d = Math.min(room[j]!, Math.floor(budget * share));
-    out[j] = g[j]! - Math.sign(delta) * d;
+  for (let j = 0; j < n; j++) {
+    if (j === i) continue;
+    const r = roomOf(j);
+    if (r <= 0) continue;
+    const share = unbounded > 0 ? (Number.isFinite(r) ? 0 : 1 / unbounded) : r / roomSum;
+    const d = Math.min(r, Math.floor(budget * share));
+    out[j] = g[j]! - sign * d;
     moved += d;
   }
   // Hand out the rounding remainder one token at a time to agents with room left.
-  for (let j = 0, left = budget - moved; left > 0 && j < g.length * 2; j++) {
-    const a = j % g.length;
+  for (let j = 0, left = budget - moved; left > 0 && j < n * 2; j++) {
+    const a = j % n;
     if (a === i) continue;
-    const can = delta > 0 ? out[a]! - agents[a]!.min : agents[a]!.cap - out[a]!;
+    const can = sign > 0 ? out[a]! - agents[a]!.min : agents[a]!.cap - out[a]!;
     const d = Math.min(can, left);
     if (d > 0) {
-      out[a] = out[a]! - Math.sign(delta) * d;
+      out[a] = out[a]! - sign * d;
       left -= d;
     }
   }
