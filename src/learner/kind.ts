@@ -10,7 +10,7 @@ import type { LoggedEvent } from './events.js';
 import { compileFeatures, type FeatureEncoder, type FeaturesBody } from './features.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights } from './model.js';
-import { candidatesAround, decide, greedyBudgets, uniformSplit, type ExploreOptions } from './policy.js';
+import { candidatesAround, decide, greedyBudgets, signedPerturbation, uniformSplit, type ExploreOptions } from './policy.js';
 import type { PendingBatcher } from './pending.js';
 import type { ModelDoc } from './registry.js';
 import { mulberry32 } from './rng.js';
@@ -21,6 +21,9 @@ export const LearnedParams = Type.Object(
     epsilon: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Epsilon-greedy exploration rate. Default 0.1.' })),
     gamma: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6, description: 'SquareCB learning-rate γ. Default 200.' })),
     perturbation: Type.Optional(Type.Number({ minimum: 0.05, maximum: 3, description: 'Log-scale δ of the explored per-agent perturbations. Default 0.5.' })),
+    upOnly: Type.Optional(
+      Type.Boolean({ description: 'Explore only the e^{+δ} perturbations (n + 2 candidates): cheaper decisions, slower learning. Default false.' }),
+    ),
     costWeight: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6, description: 'λ in reward = quality − λ·costUsd. Default 0.' })),
     shadow: Type.Optional(Type.Boolean({ description: 'Compute and log this strategy’s split beside every allocation of the pipeline. Default false.' })),
     rewardWaitSeconds: Type.Optional(
@@ -45,7 +48,7 @@ const nextTicket = () => `${TICKET_PREFIX}${(++ticketSeq).toString(36)}`;
 export const DEFAULT_GRACE_MS = 30_000;
 
 export function exploreOptions(p: LearnedParams): ExploreOptions {
-  return { explorer: p.explorer ?? 'squarecb', epsilon: p.epsilon ?? 0.1, gamma: p.gamma ?? 200, perturbation: p.perturbation ?? 0.5 };
+  return { explorer: p.explorer ?? 'squarecb', epsilon: p.epsilon ?? 0.1, gamma: p.gamma ?? 200, perturbation: p.perturbation ?? 0.5, upOnly: p.upOnly ?? false };
 }
 
 /** The pipeline's encoder and serving model as of one control view (memoised in the view). */
@@ -148,7 +151,7 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly p
           return {
             budgets,
             // Candidates are not logged: the greedy split, δ and the bounds reproduce them (learnerMetaOf).
-            meta: { learner: { m: m.version, k: dec.chosen, p: probs[dec.chosen], g: dec.candidates[0], d: explore.perturbation, P: probs, ...(ticket ? { tk: ticket } : {}) } },
+            meta: { learner: { m: m.version, k: dec.chosen, p: probs[dec.chosen], g: dec.candidates[0], d: signedPerturbation(explore), P: probs, ...(ticket ? { tk: ticket } : {}) } },
           };
         },
       };

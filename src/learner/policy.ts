@@ -25,6 +25,8 @@ export interface ExploreOptions {
   readonly gamma: number;
   /** δ: log-scale of the per-agent perturbations. */
   readonly perturbation: number;
+  /** Only the e^{+δ} perturbations (n + 2 candidates instead of 2n + 2). Default false. */
+  readonly upOnly?: boolean;
 }
 
 export interface PolicyAgent {
@@ -119,11 +121,12 @@ export function candidatesAround(g: number[], agents: readonly PolicyAgent[], to
     }
     out.push(b);
   };
-  const up = Math.exp(perturbation);
-  const down = Math.exp(-perturbation);
+  // A negative δ encodes "up-only" (it is logged as is, so the worker rebuilds the same set).
+  const up = Math.exp(Math.abs(perturbation));
+  const down = Math.exp(-Math.abs(perturbation));
   for (let i = 0; i < agents.length; i++) {
     push(shifted(g, agents, i, Math.max(g[i]!, 1) * up));
-    push(shifted(g, agents, i, g[i]! * down));
+    if (perturbation > 0) push(shifted(g, agents, i, g[i]! * down));
   }
   push(uniform ?? uniformSplit(agents, total));
   return out;
@@ -150,8 +153,13 @@ export function explorationProbs(heads: Heads, candidates: readonly number[][], 
   return p;
 }
 
+/** δ as logged: negative for up-only perturbations. */
+export function signedPerturbation(opts: ExploreOptions): number {
+  return opts.upOnly ? -opts.perturbation : opts.perturbation;
+}
+
 export function decide(heads: Heads, agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, uniform?: number[]): Decision {
-  const candidates = candidateSet(heads, agents, total, opts.perturbation, uniform);
+  const candidates = candidateSet(heads, agents, total, signedPerturbation(opts), uniform);
   const probs = explorationProbs(heads, candidates, opts);
   const u = rng();
   let chosen = probs.length - 1;
