@@ -5,7 +5,7 @@ import { toDsjson } from '../../src/learner/dsjson.js';
 import type { LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import { deserializeWeights, forward, greedySplit, initialWeights, predict, serializeWeights, type Heads } from '../../src/learner/model.js';
-import { candidateSet, decide, explorationProbs, greedyBudgets, type ExploreOptions } from '../../src/learner/policy.js';
+import { candidateSet, candidatesAround, decide, explorationProbs, greedyBudgets, signedPerturbation, type ExploreOptions } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { expectedQuality, loadWorld, oracleBudgets, sampleContext, truthOf } from '../../src/learner/sim/world.js';
 
@@ -114,6 +114,14 @@ describe('exploration', () => {
       });
     });
   }
+
+  it('up-only exploration: n + 2 candidates, rebuilt from the greedy split and the signed δ', () => {
+    const opts: ExploreOptions = { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5, upOnly: true };
+    const d = decide(h, agents, 9000, opts, mulberry32(5));
+    assert.ok(d.candidates.length <= agents.length + 2);
+    assert.ok(d.candidates.length < candidateSet(h, agents, 9000, 0.5).length);
+    assert.deepEqual(candidatesAround(d.candidates[0]!, agents, 9000, signedPerturbation(opts)), d.candidates);
+  });
 
   it('property: any heads and bounds give valid budgets and a distribution (fast-check)', () => {
     fc.assert(
