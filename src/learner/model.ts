@@ -177,23 +177,12 @@ export function greedySplit(heads: Heads, mins: readonly number[], caps: readonl
   if (target <= minSum) return out;
   const chunk = Math.max(1, Math.floor((target - minSum) / GREEDY_STEPS));
   const cur = new Float64Array(n);
-  // gain[i]: the factor by which agent i's next chunk multiplies r̂, per chunk (0 when it is at its cap).
-  // Comparing factors instead of log-gains saves a log per step; a partial last chunk (at the cap) is
-  // rescaled to a full chunk's exponent.
+  // gain[i]: the factor by which agent i's next chunk multiplies r̂ (comparing factors instead of log-gains
+  // saves a log per step).
   const gain = new Float64Array(n);
-  const update = (i: number) => {
-    const next = Math.min(caps[i]!, out[i]! + chunk);
-    const step = next - out[i]!;
-    if (step <= 1e-9) {
-      gain[i] = 0;
-      return;
-    }
-    const ratio = response(heads, i, next) / cur[i]!;
-    gain[i] = step === chunk ? ratio : Math.pow(ratio, chunk / step);
-  };
   for (let i = 0; i < n; i++) {
     cur[i] = response(heads, i, out[i]!);
-    update(i);
+    gain[i] = chunkGain(heads, i, out[i]!, cur[i]!, caps[i]!, chunk);
   }
   let rest = target - minSum;
   while (rest > 1e-9) {
@@ -204,7 +193,20 @@ export function greedySplit(heads: Heads, mins: readonly number[], caps: readonl
     out[best]! += step;
     rest -= step;
     cur[best] = response(heads, best, out[best]!);
-    update(best);
+    gain[best] = chunkGain(heads, best, out[best]!, cur[best]!, caps[best]!, chunk);
   }
   return out;
+}
+
+/**
+ * The factor by which agent i's next chunk multiplies r̂ (0 at its cap); a partial last chunk is rescaled to
+ * a full chunk's exponent. A top-level function, not a closure: the hot path runs under tsx, whose
+ * keep-names helper would otherwise run on every call.
+ */
+function chunkGain(heads: Heads, i: number, at: number, cur: number, cap: number, chunk: number): number {
+  const next = Math.min(cap, at + chunk);
+  const step = next - at;
+  if (step <= 1e-9) return 0;
+  const ratio = response(heads, i, next) / cur;
+  return step === chunk ? ratio : Math.pow(ratio, chunk / step);
 }

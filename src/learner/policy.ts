@@ -66,12 +66,11 @@ function shifted(g: readonly number[], agents: readonly PolicyAgent[], i: number
   const want = target - g[i]!; // > 0: the others give; < 0: the others take
   if (want === 0) return out;
   const sign = want > 0 ? 1 : -1;
-  const roomOf = (j: number) => (sign > 0 ? g[j]! - agents[j]!.min : agents[j]!.cap - g[j]!);
   let roomSum = 0;
   let unbounded = 0;
   for (let j = 0; j < n; j++) {
     if (j === i) continue;
-    const r = roomOf(j);
+    const r = sign > 0 ? g[j]! - agents[j]!.min : agents[j]!.cap - g[j]!;
     if (Number.isFinite(r)) roomSum += r;
     else unbounded++;
   }
@@ -80,7 +79,7 @@ function shifted(g: readonly number[], agents: readonly PolicyAgent[], i: number
   let moved = 0;
   for (let j = 0; j < n; j++) {
     if (j === i) continue;
-    const r = roomOf(j);
+    const r = sign > 0 ? g[j]! - agents[j]!.min : agents[j]!.cap - g[j]!;
     if (r <= 0) continue;
     const share = unbounded > 0 ? (Number.isFinite(r) ? 0 : 1 / unbounded) : r / roomSum;
     const d = Math.min(r, Math.floor(budget * share));
@@ -112,24 +111,26 @@ export function candidateSet(heads: Heads, agents: readonly PolicyAgent[], total
  */
 export function candidatesAround(g: number[], agents: readonly PolicyAgent[], total: number, perturbation: number, uniform?: number[]): number[][] {
   const out: number[][] = [g];
-  const n = agents.length;
-  const push = (b: number[]) => {
-    for (const c of out) {
-      let same = true;
-      for (let i = 0; i < n && same; i++) same = c[i] === b[i];
-      if (same) return;
-    }
-    out.push(b);
-  };
   // A negative δ encodes "up-only" (it is logged as is, so the worker rebuilds the same set).
   const up = Math.exp(Math.abs(perturbation));
   const down = Math.exp(-Math.abs(perturbation));
   for (let i = 0; i < agents.length; i++) {
-    push(shifted(g, agents, i, Math.max(g[i]!, 1) * up));
-    if (perturbation > 0) push(shifted(g, agents, i, g[i]! * down));
+    pushNew(out, shifted(g, agents, i, Math.max(g[i]!, 1) * up));
+    if (perturbation > 0) pushNew(out, shifted(g, agents, i, g[i]! * down));
   }
-  push(uniform ?? uniformSplit(agents, total));
+  pushNew(out, uniform ?? uniformSplit(agents, total));
   return out;
+}
+
+/** Appends b unless an identical vector is already there (top-level: no per-call closure on the hot path). */
+function pushNew(out: number[][], b: number[]): void {
+  const n = b.length;
+  for (const c of out) {
+    let same = true;
+    for (let i = 0; i < n && same; i++) same = c[i] === b[i];
+    if (same) return;
+  }
+  out.push(b);
 }
 
 export function uniformSplit(agents: readonly PolicyAgent[], total: number): number[] {
