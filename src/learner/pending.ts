@@ -9,7 +9,7 @@ import { runScript } from '../redis/scripts.js';
  * registrations; those decisions then simply never get the default reward (an outcome for them still counts).
  */
 export class PendingBatcher {
-  private readonly batches = new Map<string, { keys: readonly [string, string, string]; args: (string | number)[] }>();
+  private readonly batches = new Map<string, { keys: readonly [string, string, string]; records: string[] }>();
   private size = 0;
   private timer: NodeJS.Timeout | undefined;
 
@@ -22,10 +22,11 @@ export class PendingBatcher {
   add(keys: readonly [string, string, string], ticket: string, deadline: number, event: string): void {
     let b = this.batches.get(keys[0]);
     if (!b) {
-      b = { keys, args: [] };
+      b = { keys, records: [] };
       this.batches.set(keys[0], b);
     }
-    b.args.push(ticket, deadline, event);
+    // JSON escapes control characters, so \x1e / \x1f cannot occur inside the event.
+    b.records.push(`${ticket}\x1f${deadline}\x1f${event}`);
     if (++this.size >= (this.opts.maxBatch ?? 500)) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.opts.flushMs ?? 50).unref();
   }
@@ -39,7 +40,7 @@ export class PendingBatcher {
     await Promise.all(
       batches.map(async (b) => {
         try {
-          await runScript(this.redis, 'learnerPending', b.keys, [Date.now(), ...b.args]);
+          await runScript(this.redis, 'learnerPending', b.keys, [Date.now(), b.records.join('\x1e')]);
         } catch (err) {
           this.opts.onError?.(err);
         }

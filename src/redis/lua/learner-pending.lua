@@ -5,17 +5,20 @@
 -- KEYS[2]  pending-data hash (ticket → default-reward event JSON)
 -- KEYS[3]  resolved zset (tickets whose outcome was ingested before their registration, → time)
 -- ARGV[1]  now, epoch ms
--- ARGV[2+3i], ARGV[3+3i], ARGV[4+3i]  (i = 0..) ticket, deadline, event JSON
+-- ARGV[2]  the batch: records `<ticket>\31<deadline>\31<event JSON>` joined by \30 (one argument: cheaper to
+--          send than three per decision; JSON never contains the raw control characters \30 or \31)
 -- Returns: number of tickets registered.
 local now = tonumber(ARGV[1])
 local added = 0
-for i = 2, #ARGV, 3 do
-  local ticket = ARGV[i]
+for rec in string.gmatch(ARGV[2], '[^\30]+') do
+  local a = string.find(rec, '\31', 1, true)
+  local b = string.find(rec, '\31', a + 1, true)
+  local ticket = string.sub(rec, 1, a - 1)
   if redis.call('ZSCORE', KEYS[3], ticket) then
     redis.call('ZREM', KEYS[3], ticket)
   else
-    redis.call('HSET', KEYS[2], ticket, ARGV[i + 2])
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[i + 1]), ticket)
+    redis.call('HSET', KEYS[2], ticket, string.sub(rec, b + 1))
+    redis.call('ZADD', KEYS[1], tonumber(string.sub(rec, a + 1, b - 1)), ticket)
     added = added + 1
   end
 end
