@@ -1,24 +1,31 @@
 /**
  * bench/allocate scenario: the `learned` strategy with a trained model, on the support-basic world's pipeline.
- * Setup goes through the HTTP API only: pipeline, feature declaration, learned strategy, 600 simulated
+ * Setup goes through the HTTP API only: pipeline, feature declaration (3 features), learned strategy, 600 simulated
  * allocate → outcome rounds, a retrain, then waits until the model serves.
  */
 import { mulberry32 } from '../../src/learner/rng.js';
-import { contextFeatures, loadWorld, sampleContext, simulateOutcome, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
+import { contextFeatures, loadWorld, sampleContext, simulateOutcome, worldFeatures, worldPipeline, type SimContext } from '../../src/learner/sim/world.js';
 import type { ApportionClient } from '../../src/sdk/client.js';
 
 const PIPELINE = 'learned-bench';
+
+const threeFeatures = (x: SimContext) => {
+  const { taskType, messageCount, documentTokens } = contextFeatures(x);
+  return { taskType: taskType!, messageCount: messageCount!, documentTokens: documentTokens! };
+};
 const STRATEGY = 'learned-bench';
 
 export async function setup(client: ApportionClient): Promise<{ path: string; bodies: object[] }> {
   const world = loadWorld('support-basic');
   const rng = mulberry32(3);
   await client.request('PUT', `/v1/pipelines/${PIPELINE}`, worldPipeline(world));
-  await client.request('PUT', `/v1/pipelines/${PIPELINE}/features`, worldFeatures(world));
+  // The three request features that matter (task, messages, document tokens): the same request shape as
+  // bench/allocate's estimate bodies, so the comparison is about the strategy, not the payload.
+  await client.request('PUT', `/v1/pipelines/${PIPELINE}/features`, { features: worldFeatures(world).features.slice(0, 3) });
   await client.request('PUT', `/v1/strategies/${STRATEGY}`, { pipeline: PIPELINE, kind: 'learned', params: { trainEvery: 100_000 } });
   for (let i = 0; i < 600; i++) {
     const x = sampleContext(world, rng);
-    const a = await client.allocate({ pipeline: PIPELINE, strategy: STRATEGY, features: contextFeatures(x) });
+    const a = await client.allocate({ pipeline: PIPELINE, strategy: STRATEGY, features: threeFeatures(x) });
     const out = simulateOutcome(world, 0, x, world.agents.map((ag) => a.budgets[ag.name]!.tokens), rng);
     await client.reportOutcome({ decisionId: a.decisionId, quality: out.quality, usage: out.usage });
   }
@@ -36,6 +43,6 @@ export async function setup(client: ApportionClient): Promise<{ path: string; bo
     if (Date.now() > deadline) throw new Error('no model was trained within 90 s');
     await new Promise((r) => setTimeout(r, 250));
   }
-  const bodies = Array.from({ length: 512 }, () => ({ pipeline: PIPELINE, strategy: STRATEGY, features: contextFeatures(sampleContext(world, rng)) }));
+  const bodies = Array.from({ length: 512 }, () => ({ pipeline: PIPELINE, strategy: STRATEGY, features: threeFeatures(sampleContext(world, rng)) }));
   return { path: '/v1/allocations', bodies };
 }
