@@ -46,7 +46,6 @@ export const ERROR_CATALOG = {
   IDEMPOTENCY_KEY_REUSED: { status: 409, message: 'The idempotency key was already used for a different request.' },
   // --- learner -------------------------------------------------------------------------------
   INVALID_FEATURES: { status: 400, message: 'The feature declaration is not valid.' },
-  MODEL_NOT_FOUND: { status: 404, message: 'The pipeline has no trained model yet.' },
   MODEL_VERSION_NOT_FOUND: { status: 404, message: 'No model version with this number for the pipeline.' },
   MODEL_INCOMPATIBLE: { status: 409, message: 'The model version was trained for another feature declaration or agent list.' },
   // --- costs -----------------------------------------------------------------------------------
