@@ -4,6 +4,7 @@ import type { Closeable, Core, ModuleParts } from '../runtime.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { shadowHook, trainingSink } from './hooks.js';
 import { learnedKind, type LearnedParams } from './kind.js';
+import { loadTf } from './backend.js';
 import { PendingBatcher } from './pending.js';
 import { stopTrainer } from './train-process.js';
 import { learnerRoutes } from './routes.js';
@@ -72,6 +73,12 @@ export function learnerModule(core: Core): LearnerModule {
       learnerRoutes(app, core, training, enqueueTrain);
     },
     async startWorkers(): Promise<readonly Closeable[]> {
+      // Say at start-up which TensorFlow.js backend this worker trains with (tfjs-node, wasm or cpu).
+      // Loaded in the background: a worker that never trains pays nothing on its critical path.
+      void loadTf().then(
+        ({ backend }) => core.log.info({ backend }, `learner: TensorFlow.js backend "${backend}"`),
+        (err: unknown) => core.log.warn({ err }, 'learner: TensorFlow.js could not be loaded; training will fail'),
+      );
       const trainWorker = new Worker<{ pipeline: string }>(
         TRAIN_QUEUE,
         async (job: Job<{ pipeline: string }>) => {
