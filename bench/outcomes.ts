@@ -2,7 +2,7 @@
  * Outcomes per second from HTTP intake through the BullMQ worker into statistics, against raw BullMQ
  * add-and-process of no-op jobs on the same Redis, measured in the same run.
  *
- *   node --import tsx bench/outcomes.ts [--n 20000] [--connections 64]
+ *   node --import tsx bench/outcomes.ts [--n 20000] [--connections 64] [--concurrency 16]
  *
  * Baseline: one process adds N no-op jobs (64 adds in flight) while a Worker with the same concurrency as
  * Apportion's outcome worker processes them; rate = N ÷ time until the last completes.
@@ -18,7 +18,8 @@ import { dropPrefix, flag, REDIS_URL, spawnServer } from './lib.js';
 
 const N = Number(flag('n', '20000'));
 const connections = Number(flag('connections', '64'));
-const CONCURRENCY = 16; // APPORTION_OUTCOME_CONCURRENCY default
+/** Worker concurrency, the same for the raw baseline and Apportion's outcome worker (APPORTION_OUTCOME_CONCURRENCY). */
+const CONCURRENCY = Number(flag('concurrency', '16'));
 
 async function rawBullmq(): Promise<number> {
   const prefix = `bench-raw-${randomBytes(4).toString('hex')}`;
@@ -55,7 +56,7 @@ async function rawBullmq(): Promise<number> {
 }
 
 async function apportion(): Promise<{ rate: number; intakeRate: number; non2xx: number }> {
-  const server = await spawnServer();
+  const server = await spawnServer({ APPORTION_OUTCOME_CONCURRENCY: String(CONCURRENCY) });
   try {
     const client = new ApportionClient({ url: server.url, key: server.clientKey });
     const ids: string[] = [];
