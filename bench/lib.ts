@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { Redis } from 'ioredis';
+import { dropPrefix as dropPrefixAt } from '../src/redis/prefix.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -79,18 +79,8 @@ export async function spawnServer(env: Record<string, string> = {}, nodeArgs: re
   };
 }
 
-export async function dropPrefix(prefix: string): Promise<void> {
-  const r = new Redis(REDIS_URL);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await r.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    r.disconnect();
-  }
+export function dropPrefix(prefix: string): Promise<void> {
+  return dropPrefixAt(REDIS_URL, prefix);
 }
 
 export interface CannonOptions {

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
-import { Redis } from 'ioredis';
 import { loadConfig } from '../config/env.js';
 import { createLogger } from '../logger.js';
+import { dropPrefix } from '../redis/prefix.js';
 import { ApportionClient } from '../sdk/client.js';
 import { start } from '../server.js';
 import { renderChart } from './chart.js';
@@ -50,14 +50,7 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
     client = new ApportionClient({ url: running.url!, timeoutMs: 30_000 });
     stopLocal = async () => {
       await running.close();
-      const r = new Redis(config.redisUrl);
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await r.unlink(...keys);
-      } while (cursor !== '0');
-      r.disconnect();
+      await dropPrefix(config.redisUrl, prefix);
     };
   }
   try {

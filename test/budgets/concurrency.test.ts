@@ -7,20 +7,12 @@ import { AppError } from '../../src/errors/app-error.js';
 import { connectRedis } from '../../src/redis/connection.js';
 import { defineScripts } from '../../src/redis/scripts.js';
 import type { Running } from '../../src/server.js';
+import { mulberry32 } from '../../src/learner/rng.js';
 import { dropPrefix, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
 import { harness, ledgerViolation, readLedger, type Harness } from './harness.js';
 
-/** Small seeded PRNG (mulberry32): the run is reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG: the run is reproducible. */
+const rng = mulberry32;
 
 const CLIENTS = 200;
 const OPERATIONS = 100_000;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config/env.js';
+import { dropPrefix as dropPrefixAt } from '../../src/redis/prefix.js';
 import { start, type Running, type StartOptions } from '../../src/server.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -30,18 +30,8 @@ export async function startTest(prefix: string, opts: Partial<StartOptions> = {}
 }
 
 /** Deletes every key under the prefix. */
-export async function dropPrefix(prefix: string): Promise<void> {
-  const r = new Redis(REDIS_URL);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await r.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    r.disconnect();
-  }
+export function dropPrefix(prefix: string): Promise<void> {
+  return dropPrefixAt(REDIS_URL, prefix);
 }
 
 /** Polls until `check` returns a truthy value or the deadline passes (no timing assertions: only a bound). */
