@@ -20,12 +20,20 @@ export interface BenchServer {
   close(): Promise<void>;
 }
 
-/** Starts `apportion serve` (API + workers) on a free port with auth on and the bench no-op route. */
-export async function spawnServer(env: Record<string, string> = {}, nodeArgs: readonly string[] = []): Promise<BenchServer> {
-  const prefix = `bench-${randomBytes(4).toString('hex')}`;
+/**
+ * Starts `apportion serve` (API + workers; or `api` / `worker` alone) on a free port with auth on and the bench
+ * no-op route. A worker started for an api server passes that server's prefix (and keys are irrelevant to it).
+ */
+export async function spawnServer(
+  env: Record<string, string> = {},
+  nodeArgs: readonly string[] = [],
+  command: 'serve' | 'api' | 'worker' = 'serve',
+  prefixOverride?: string,
+): Promise<BenchServer> {
+  const prefix = prefixOverride ?? `bench-${randomBytes(4).toString('hex')}`;
   const adminKey = `admin-${randomBytes(12).toString('hex')}`;
   const clientKey = `client-${randomBytes(12).toString('hex')}`;
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/cli/main.ts', command], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -47,7 +55,7 @@ export async function spawnServer(env: Record<string, string> = {}, nodeArgs: re
       for (const line of buf.split('\n')) {
         if (!line.includes('apportion started')) continue;
         try {
-          const u = (JSON.parse(line) as { url?: string }).url;
+          const u = (JSON.parse(line) as { url?: string }).url ?? (command === 'worker' ? '(worker)' : undefined);
           if (u) {
             child.stdout!.off('data', onData);
             child.stdout!.resume();

@@ -14,12 +14,15 @@ import autocannon from 'autocannon';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ApportionClient } from '../src/sdk/client.js';
-import { dropPrefix, flag, REDIS_URL, spawnServer } from './lib.js';
+import { spawn } from 'node:child_process';
+import { dropPrefix, flag, REDIS_URL, ROOT, spawnServer } from './lib.js';
 
 const N = Number(flag('n', '20000'));
 const connections = Number(flag('connections', '64'));
 /** Worker concurrency, the same for the raw baseline and Apportion's outcome worker (APPORTION_OUTCOME_CONCURRENCY). */
 const CONCURRENCY = Number(flag('concurrency', '16'));
+/** `--split true`: producer and worker in separate processes for both sides (Apportion: `api` + `worker`). */
+const SPLIT = flag('split', 'false') === 'true';
 
 async function rawBullmq(): Promise<number> {
   const prefix = `bench-raw-${randomBytes(4).toString('hex')}`;
@@ -28,14 +31,26 @@ async function rawBullmq(): Promise<number> {
   let done = 0;
   let resolveDone!: () => void;
   const finished = new Promise<void>((r) => (resolveDone = r));
-  const worker = new Worker(
-    'noop',
-    async () => {
-      if (++done === N) resolveDone();
-    },
-    { connection: conn, prefix, concurrency: CONCURRENCY },
-  );
-  await worker.waitUntilReady();
+  let worker: { close(): Promise<void> };
+  if (SPLIT) {
+    // The no-op worker in a process of its own; it reports each completion over IPC.
+    const src = `import { Worker } from 'bullmq'; import { Redis } from 'ioredis';
+      const w = new Worker('noop', async () => { process.send('d'); }, { connection: new Redis(process.env.REDIS_URL, { maxRetriesPerRequest: null }), prefix: process.env.P, concurrency: Number(process.env.C) });
+      await w.waitUntilReady(); process.send('ready'); process.on('message', async () => { await w.close(); process.exit(0); });`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', src], { cwd: ROOT, env: { ...process.env, REDIS_URL, P: prefix, C: String(CONCURRENCY) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    await new Promise<void>((r) => child.on('message', (m) => (m === 'ready' ? r() : ++done === N && resolveDone())));
+    worker = { close: async () => { child.send('close'); await new Promise((r) => child.once('exit', r)); } };
+  } else {
+    const w = new Worker(
+      'noop',
+      async () => {
+        if (++done === N) resolveDone();
+      },
+      { connection: conn, prefix, concurrency: CONCURRENCY },
+    );
+    await w.waitUntilReady();
+    worker = w;
+  }
   const t0 = performance.now();
   let next = 0;
   await Promise.all(
@@ -56,7 +71,9 @@ async function rawBullmq(): Promise<number> {
 }
 
 async function apportion(): Promise<{ rate: number; intakeRate: number; non2xx: number }> {
-  const server = await spawnServer({ APPORTION_OUTCOME_CONCURRENCY: String(CONCURRENCY) });
+  const env = { APPORTION_OUTCOME_CONCURRENCY: String(CONCURRENCY) };
+  const server = await spawnServer(env, [], SPLIT ? 'api' : 'serve');
+  const worker = SPLIT ? await spawnServer(env, [], 'worker', server.prefix) : undefined;
   try {
     const client = new ApportionClient({ url: server.url, key: server.clientKey });
     const ids: string[] = [];
@@ -103,11 +120,12 @@ async function apportion(): Promise<{ rate: number; intakeRate: number; non2xx: 
     const rate = N / ((performance.now() - t0) / 1000);
     return { rate, intakeRate, non2xx: res.non2xx };
   } finally {
+    worker?.child.kill('SIGTERM');
     await server.close();
   }
 }
 
-console.log(`bench/outcomes: N=${N}, ${connections} in flight, worker concurrency ${CONCURRENCY}`);
+console.log(`bench/outcomes: N=${N}, ${connections} in flight, worker concurrency ${CONCURRENCY}, ${SPLIT ? 'producer and worker in separate processes' : 'producer and worker in one process'}`);
 const raw = await rawBullmq();
 console.log(`raw BullMQ add+process (no-op)     ${raw.toFixed(0).padStart(7)} jobs/s`);
 const ours = await apportion();
