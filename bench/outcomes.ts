@@ -2,12 +2,14 @@
  * Outcomes per second from HTTP intake through the BullMQ worker into statistics, against raw BullMQ
  * add-and-process of no-op jobs on the same Redis, measured in the same run.
  *
- *   node --import tsx bench/outcomes.ts [--n 20000] [--connections 64] [--concurrency 16]
+ *   node --import tsx bench/outcomes.ts [--n 10000] [--rounds 3] [--connections 64] [--concurrency 16] [--split true]
  *
  * Baseline: one process adds N no-op jobs (64 adds in flight) while a Worker with the same concurrency as
  * Apportion's outcome worker processes them; rate = N ÷ time until the last completes.
  * Apportion: N decisions are made first (POST /v1/allocations); then N outcomes are POSTed (64 connections)
  * to a server running API + workers; rate = N ÷ time until the strategy's statistics count all N.
+ * Rounds alternate baseline and Apportion (one Apportion server for all rounds); the ratio is the median of the
+ * per-round ratios, so a machine whose load moves does not bias it.
  */
 import { randomBytes } from 'node:crypto';
 import autocannon from 'autocannon';
@@ -15,9 +17,10 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ApportionClient } from '../src/sdk/client.js';
 import { spawn } from 'node:child_process';
-import { dropPrefix, flag, REDIS_URL, ROOT, spawnServer } from './lib.js';
+import { dropPrefix, flag, REDIS_URL, ROOT, spawnServer, type BenchServer } from './lib.js';
 
-const N = Number(flag('n', '20000'));
+const N = Number(flag('n', '10000'));
+const ROUNDS = Number(flag('rounds', '3'));
 const connections = Number(flag('connections', '64'));
 /** Worker concurrency, the same for the raw baseline and Apportion's outcome worker (APPORTION_OUTCOME_CONCURRENCY). */
 const CONCURRENCY = Number(flag('concurrency', '16'));
@@ -70,65 +73,91 @@ async function rawBullmq(): Promise<number> {
   return rate;
 }
 
-async function apportion(): Promise<{ rate: number; intakeRate: number; non2xx: number }> {
+interface Ours {
+  readonly server: BenchServer;
+  readonly worker: BenchServer | undefined;
+  counted: number;
+}
+
+async function startOurs(): Promise<Ours> {
   const env = { APPORTION_OUTCOME_CONCURRENCY: String(CONCURRENCY) };
   const server = await spawnServer(env, [], SPLIT ? 'api' : 'serve');
   const worker = SPLIT ? await spawnServer(env, [], 'worker', server.prefix) : undefined;
-  try {
-    const client = new ApportionClient({ url: server.url, key: server.clientKey });
-    const ids: string[] = [];
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: connections }, async () => {
-        while (next < N) {
-          const i = next++;
-          const a = await client.allocate({ pipeline: 'support-triage', features: { messageCount: i % 50 } });
-          ids.push(a.decisionId);
-        }
-      }),
-    );
-    const bodies = ids.map((decisionId, i) =>
-      JSON.stringify({
-        decisionId,
-        quality: (i % 100) / 100,
-        costUsd: 0.001 * (i % 7),
-        usage: { reasoner: { inputTokens: 1000 + (i % 900), outputTokens: 400 }, formatter: { outputTokens: 50, truncated: i % 10 === 0 } },
-      }),
-    );
-    let k = 0;
-    const stats = new ApportionClient({ url: server.url, key: server.adminKey });
-    const t0 = performance.now();
-    const res = await autocannon({
-      url: server.url,
-      connections,
-      amount: N,
-      requests: [
-        {
-          method: 'POST',
-          path: '/v1/outcomes',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${server.clientKey}` },
-          setupRequest: (req) => ({ ...req, body: bodies[k++]! }),
-        },
-      ],
-    });
-    const intakeRate = N / ((performance.now() - t0) / 1000);
-    for (;;) {
-      const s = (await stats.strategyStats('support-estimate')) as { count: number };
-      if (s.count >= N) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const rate = N / ((performance.now() - t0) / 1000);
-    return { rate, intakeRate, non2xx: res.non2xx };
-  } finally {
-    worker?.child.kill('SIGTERM');
-    await server.close();
-  }
+  return { server, worker, counted: 0 };
 }
 
-console.log(`bench/outcomes: N=${N}, ${connections} in flight, worker concurrency ${CONCURRENCY}, ${SPLIT ? 'producer and worker in separate processes' : 'producer and worker in one process'}`);
-const raw = await rawBullmq();
-console.log(`raw BullMQ add+process (no-op)     ${raw.toFixed(0).padStart(7)} jobs/s`);
-const ours = await apportion();
-console.log(`outcomes intake (202s)             ${ours.intakeRate.toFixed(0).padStart(7)} outcomes/s  (non-2xx ${ours.non2xx})`);
-console.log(`outcomes intake → worker → stats   ${ours.rate.toFixed(0).padStart(7)} outcomes/s`);
-console.log(`ratio apportion/raw = ${(ours.rate / raw).toFixed(3)}  (target ≥ 0.5)`);
+/** One round on the running server: N decisions first, then N outcomes; timed until the stats count them all. */
+async function apportion(ours: Ours): Promise<{ rate: number; intakeRate: number; non2xx: number }> {
+  const { server } = ours;
+  const client = new ApportionClient({ url: server.url, key: server.clientKey });
+  const ids: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (next < N) {
+        const i = next++;
+        const a = await client.allocate({ pipeline: 'support-triage', features: { messageCount: i % 50 } });
+        ids.push(a.decisionId);
+      }
+    }),
+  );
+  const bodies = ids.map((decisionId, i) =>
+    JSON.stringify({
+      decisionId,
+      quality: (i % 100) / 100,
+      costUsd: 0.001 * (i % 7),
+      usage: { reasoner: { inputTokens: 1000 + (i % 900), outputTokens: 400 }, formatter: { outputTokens: 50, truncated: i % 10 === 0 } },
+    }),
+  );
+  let k = 0;
+  const stats = new ApportionClient({ url: server.url, key: server.adminKey });
+  const target = ours.counted + N;
+  const t0 = performance.now();
+  const res = await autocannon({
+    url: server.url,
+    connections,
+    amount: N,
+    requests: [
+      {
+        method: 'POST',
+        path: '/v1/outcomes',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${server.clientKey}` },
+        setupRequest: (req) => ({ ...req, body: bodies[k++]! }),
+      },
+    ],
+  });
+  const intakeRate = N / ((performance.now() - t0) / 1000);
+  for (;;) {
+    const s = (await stats.strategyStats('support-estimate')) as { count: number };
+    if (s.count >= target) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const rate = N / ((performance.now() - t0) / 1000);
+  ours.counted = target;
+  return { rate, intakeRate, non2xx: res.non2xx };
+}
+
+const median = (xs: number[]): number => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+};
+
+console.log(
+  `bench/outcomes: N=${N} per round, ${ROUNDS} alternating rounds, ${connections} in flight, worker concurrency ${CONCURRENCY}, ${SPLIT ? 'producer and worker in separate processes' : 'producer and worker in one process'}`,
+);
+const ours = await startOurs();
+const ratios: number[] = [];
+try {
+  for (let r = 1; r <= ROUNDS; r++) {
+    const raw = await rawBullmq();
+    console.log(`  round ${r}: raw BullMQ add+process (no-op)     ${raw.toFixed(0).padStart(7)} jobs/s`);
+    const o = await apportion(ours);
+    console.log(`  round ${r}: outcomes intake (202s)             ${o.intakeRate.toFixed(0).padStart(7)} outcomes/s  (non-2xx ${o.non2xx})`);
+    console.log(`  round ${r}: outcomes intake → worker → stats   ${o.rate.toFixed(0).padStart(7)} outcomes/s   ratio ${(o.rate / raw).toFixed(3)}`);
+    ratios.push(o.rate / raw);
+  }
+} finally {
+  ours.worker?.child.kill('SIGTERM');
+  await ours.server.close();
+}
+console.log(`ratio apportion/raw = ${median(ratios).toFixed(3)} (median of ${ROUNDS} alternating rounds; target ≥ 0.5)`);
