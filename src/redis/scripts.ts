@@ -12,6 +12,15 @@ function keyCount(source: string, name: string): number {
 }
 
 /**
+ * Redis Lua has no modules: a script that says `-- INCLUDE: name` gets src/redis/lua/lib/<name>.lua prepended,
+ * so helpers shared by several scripts (e.g. returning a reservation's hold) are written once.
+ */
+export function withIncludes(source: string): string {
+  const libs = [...source.matchAll(/^--\s*INCLUDE:\s*([a-z0-9-]+)\s*$/gm)].map((m) => readFileSync(`${LUA_DIR}lib/${m[1]}.lua`, 'utf8'));
+  return libs.length ? `${libs.join('\n')}\n${source}` : source;
+}
+
+/**
  * Defines every src/redis/lua/*.lua script as an ioredis command (EVALSHA, falling back to EVAL on
  * NOSCRIPT). Scripts with `NUMKEYS: dynamic` take the key count as their first argument.
  */
@@ -20,7 +29,7 @@ export function defineScripts(redis: Redis): void {
     if (!file.endsWith('.lua')) continue;
     const name = file.slice(0, -4).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
     if (typeof (redis as unknown as Record<string, unknown>)[name] === 'function') continue;
-    const lua = readFileSync(LUA_DIR + file, 'utf8');
+    const lua = withIncludes(readFileSync(LUA_DIR + file, 'utf8'));
     const n = keyCount(lua, file);
     redis.defineCommand(name, n >= 0 ? { lua, numberOfKeys: n } : { lua });
   }

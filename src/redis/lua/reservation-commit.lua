@@ -1,6 +1,7 @@
 -- Commits an ACTIVE reservation with the actual amount, applying each held scope's overage policy, or
 -- answers why not. Exactly one of commit / release / expiry wins: the state field is the arbiter.
 -- NUMKEYS: dynamic
+-- INCLUDE: ledger
 -- KEYS[1]      reservation hash (st A|C|R|E, amt, ks space-separated budget keys, exp, x, cf, ca)
 -- KEYS[2]      deadlines sorted set of the tenant
 -- KEYS[3]      alerts stream of the tenant
@@ -17,7 +18,6 @@
 --   "D|<code>|<budget key>|<remaining>"   overage refused, the reservation stays ACTIVE
 --   "F|<state>"  already finished (C, R or E);  "N" no such reservation;  "M" idempotency key reused
 -- and each alert is "<budget key>|<level>|<used>|<allocated>" for a scope that crossed 50/80/100 %.
-local function i(x) return string.format('%d', x) end
 
 if KEYS[4] then
   local prior = redis.call('GET', KEYS[4])
@@ -38,16 +38,7 @@ for k in string.gmatch(rv[3], '%S+') do keys[#keys + 1] = k end
 
 local function give_back(state)
   for _, k in ipairs(keys) do
-    local b = redis.call('HMGET', k, 'r', 'd')
-    if b[1] then
-      local r = tonumber(b[1]) + amt
-      local d = tonumber(b[2] or '0')
-      -- Debt is repaid from remaining as soon as there is any: debt > 0 implies remaining = 0.
-      local pay = math.min(r, d)
-      redis.call('HINCRBY', k, 'v', -amt)
-      redis.call('HSET', k, 'r', i(r - pay), 'd', i(d - pay))
-      if pay > 0 then redis.call('HINCRBY', k, 's', pay) end
-    end
+    return_hold(k, amt)
   end
   redis.call('HSET', KEYS[1], 'st', state)
   redis.call('ZREM', KEYS[2], KEYS[1])

@@ -1,5 +1,6 @@
 -- Extends an ACTIVE reservation's deadline to now + ttl, at most `max` times.
 -- NUMKEYS: dynamic
+-- INCLUDE: ledger
 -- KEYS[1]      reservation hash
 -- KEYS[2]      deadlines sorted set of the tenant
 -- KEYS[3]      optional explicit idempotency record ("<fingerprint>\n<answer>")
@@ -11,7 +12,6 @@
 -- Returns "X|<expiresAt>|<extensions>" (prefixed "R" on replay), "F|<state>" finished (an overdue ACTIVE
 --   reservation is expired here first), "L" the extension limit is reached, "N" no such reservation,
 --   "M" idempotency key reused for another payload.
-local function i(x) return string.format('%d', x) end
 
 if KEYS[3] then
   local prior = redis.call('GET', KEYS[3])
@@ -29,15 +29,7 @@ local now = tonumber(ARGV[3])
 if st == 'A' and tonumber(rv[4]) <= now then
   local amt = tonumber(rv[2])
   for k in string.gmatch(rv[3], '%S+') do
-    local b = redis.call('HMGET', k, 'r', 'd')
-    if b[1] then
-      local r = tonumber(b[1]) + amt
-      local d = tonumber(b[2] or '0')
-      local pay = math.min(r, d)
-      redis.call('HINCRBY', k, 'v', -amt)
-      redis.call('HSET', k, 'r', i(r - pay), 'd', i(d - pay))
-      if pay > 0 then redis.call('HINCRBY', k, 's', pay) end
-    end
+    return_hold(k, amt)
   end
   redis.call('HSET', KEYS[1], 'st', 'E')
   redis.call('ZREM', KEYS[2], KEYS[1])

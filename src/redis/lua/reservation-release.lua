@@ -1,6 +1,7 @@
 -- Releases an ACTIVE reservation (its amount goes back to every held scope), or expires it when called
 -- by the sweeper / after its deadline. Exactly one of commit / release / expiry wins.
 -- NUMKEYS: dynamic
+-- INCLUDE: ledger
 -- KEYS[1]      reservation hash
 -- KEYS[2]      deadlines sorted set of the tenant
 -- KEYS[3]      optional explicit idempotency record ("<fingerprint>\n<answer>")
@@ -9,7 +10,6 @@
 -- ARGV[3]      now in ms
 -- Returns "L|<amount>" released (prefixed "R" on replay), "F|<state>" already finished (C or E),
 --   "N" no such reservation, "M" idempotency key reused for another payload.
-local function i(x) return string.format('%d', x) end
 
 if KEYS[3] then
   local prior = redis.call('GET', KEYS[3])
@@ -29,15 +29,7 @@ if st ~= 'A' then return 'F|' .. st end
 
 local expired = tonumber(rv[4]) <= tonumber(ARGV[3])
 for k in string.gmatch(rv[3], '%S+') do
-  local b = redis.call('HMGET', k, 'r', 'd')
-  if b[1] then
-    local r = tonumber(b[1]) + amt
-    local d = tonumber(b[2] or '0')
-    local pay = math.min(r, d)
-    redis.call('HINCRBY', k, 'v', -amt)
-    redis.call('HSET', k, 'r', i(r - pay), 'd', i(d - pay))
-    if pay > 0 then redis.call('HINCRBY', k, 's', pay) end
-  end
+  return_hold(k, amt)
 end
 local state = 'R'
 if expired then state = 'E' end
