@@ -26,6 +26,8 @@ export interface Config {
   readonly bodyLimitBytes: number;
   /** Concurrency of the outcome worker. Default 16. */
   readonly outcomeConcurrency: number;
+  /** Most outcomes one outcomes-queue job carries (intake's group commit). Default 64; 1 = a job per outcome. */
+  readonly outcomeBatchMax: number;
   /** BullMQ job lock duration in ms; a job whose worker died is retried after about this long. Default 30000. */
   readonly jobLockMs: number;
   /** Load example pipelines from experiments/ when the store is empty. Default true. */
@@ -146,6 +148,7 @@ export function loadConfig(env: Env = process.env): Config {
     rewardWindowSeconds: intVar(env, 'APPORTION_REWARD_WINDOW_SECONDS', 86_400, 1, 30 * 86_400),
     bodyLimitBytes: intVar(env, 'APPORTION_BODY_LIMIT_BYTES', 1_048_576, 1024, 64 * 1_048_576),
     outcomeConcurrency: intVar(env, 'APPORTION_OUTCOME_CONCURRENCY', 16, 1, 1024),
+    outcomeBatchMax: intVar(env, 'APPORTION_OUTCOME_BATCH_MAX', 64, 1, 1000),
     jobLockMs: intVar(env, 'APPORTION_JOB_LOCK_MS', 30_000, 500, 600_000),
     seedExamples: boolVar(env, 'APPORTION_SEED_EXAMPLES', true),
     modelsDir: env.APPORTION_MODELS_DIR?.trim() || 'models',
@@ -174,6 +177,7 @@ export const CONFIG_VARIABLES = [
   'APPORTION_ROLLOUT_INTERVAL_MS',
   'APPORTION_BODY_LIMIT_BYTES',
   'APPORTION_OUTCOME_CONCURRENCY',
+  'APPORTION_OUTCOME_BATCH_MAX',
   'APPORTION_JOB_LOCK_MS',
   'APPORTION_SEED_EXAMPLES',
   'APPORTION_MODELS_DIR',

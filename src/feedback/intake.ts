@@ -1,19 +1,41 @@
 import type { Queue } from 'bullmq';
 import type { DecisionRecord, DecisionStore } from '../allocation/decisions.js';
 import { AppError } from '../errors/app-error.js';
-import type { OutcomeJob } from './queue.js';
+import { GroupCommitter } from './group-commit.js';
+import type { OutcomeJob, OutcomeJobData } from './queue.js';
 import type { OutcomeBody } from './schema.js';
 
 /**
- * Outcome intake: checks the decision exists and the usage names its agents, then puts the job on the
- * `outcomes` queue with the decision id as job id. Answers only after BullMQ has the job in Redis, so a
- * 202 is never lost; a failure to enqueue is a 503 and nothing is accepted.
+ * Outcome intake: checks the decision exists and the usage names its agents, then puts the outcome on the
+ * `outcomes` queue. Answers only after BullMQ has the job in Redis, so a 202 is never lost; a failure to
+ * enqueue is a 503 and nothing is accepted.
+ *
+ * Outcomes accepted while earlier enqueues are in flight share one job (group commit, up to `batchMax`
+ * outcomes a job): a BullMQ add costs far more than the outcome it carries, so under load this is what
+ * lets intake keep up. Each outcome is still applied exactly once: the worker's applied-marker per
+ * decision, not the job id, is what absorbs duplicates and redeliveries.
  */
 export class OutcomeIntake {
+  private readonly committer: GroupCommitter<OutcomeJob>;
+
   constructor(
     private readonly decisions: DecisionStore,
-    private readonly queue: Queue<OutcomeJob>,
-  ) {}
+    queue: Queue<OutcomeJobData>,
+    opts: { readonly batchMax: number; readonly maxInFlight?: number; readonly onBatch?: (size: number) => void },
+  ) {
+    this.committer = new GroupCommitter<OutcomeJob>(
+      async (outcomes) => {
+        await queue.add('outcomes', { outcomes });
+        opts.onBatch?.(outcomes.length);
+      },
+      { maxBatch: opts.batchMax, maxInFlight: opts.maxInFlight ?? 4 },
+    );
+  }
+
+  /** Jobs written and outcomes they carried, since start. */
+  get batches(): { readonly jobs: number; readonly outcomes: number } {
+    return { jobs: this.committer.writes, outcomes: this.committer.items };
+  }
 
   async accept(outcome: OutcomeBody): Promise<{ decision: DecisionRecord }> {
     let decision: DecisionRecord | undefined;
@@ -29,7 +51,7 @@ export class OutcomeIntake {
       }
     }
     try {
-      await this.queue.add('outcome', { decision, outcome, receivedAt: Date.now() }, { jobId: outcome.decisionId });
+      await this.committer.submit({ decision, outcome, receivedAt: Date.now() });
     } catch (e) {
       throw new AppError('QUEUE_UNAVAILABLE', `outcome queue unreachable: ${(e as Error).message}`);
     }

@@ -6,7 +6,7 @@ import type { Closeable, Core, ModuleParts } from '../runtime.js';
 import { strategyArms } from './arms.js';
 import { OutcomeIntake } from './intake.js';
 import { applyOutcome } from './processor.js';
-import { createOutcomesQueue, OUTCOMES_QUEUE, type OutcomeJob } from './queue.js';
+import { createOutcomesQueue, OUTCOMES_QUEUE, outcomesOf, type OutcomeJob, type OutcomeJobData } from './queue.js';
 import { OutcomeAccepted, OutcomeBody } from './schema.js';
 
 /** Applied-outcome markers outlive the reward window by a week, longer than any job is retained. */
@@ -15,7 +15,10 @@ const MARKER_EXTRA_SECONDS = 7 * 86_400;
 /** Outcomes: intake (POST /v1/outcomes → BullMQ) and the worker that applies them to statistics. */
 export function feedbackModule(core: Core, all: () => readonly ModuleParts[], allocation: AllocationModule): ModuleParts {
   const queue = createOutcomesQueue(core.queueRedis, core.keys.bullPrefix());
-  const intake = new OutcomeIntake(allocation.decisions, queue);
+  const intake = new OutcomeIntake(allocation.decisions, queue, {
+    batchMax: core.config.outcomeBatchMax,
+    onBatch: (n) => core.metrics.outcomeBatchSize.observe(n),
+  });
   return {
     name: 'feedback',
     queues: [queue],
@@ -52,12 +55,17 @@ export function feedbackModule(core: Core, all: () => readonly ModuleParts[], al
           for (const m of modules) await m.onOutcomeApplied?.(job);
         },
       };
-      const worker = new Worker<OutcomeJob>(
+      const worker = new Worker<OutcomeJobData>(
         OUTCOMES_QUEUE,
-        async (job: Job<OutcomeJob>) => {
-          const result = await applyOutcome(deps, job.data);
-          core.metrics.outcomesProcessed.inc({ result });
-          return result;
+        // The outcomes of one job are applied concurrently (their Lua calls share a pipeline). If any fails the
+        // job is retried; those already applied find their marker and count nothing.
+        async (job: Job<OutcomeJobData>) => {
+          const results = await Promise.all(outcomesOf(job.data).map((o) => applyOutcome(deps, o)));
+          let applied = 0;
+          for (const r of results) if (r === 'applied') applied++;
+          if (applied > 0) core.metrics.outcomesProcessed.inc({ result: 'applied' }, applied);
+          if (applied < results.length) core.metrics.outcomesProcessed.inc({ result: 'duplicate' }, results.length - applied);
+          return { applied, duplicate: results.length - applied };
         },
         {
           connection: core.bullRedis,

@@ -9,6 +9,7 @@ export interface Metrics {
   readonly outcomesAccepted: Counter;
   readonly outcomesProcessed: Counter<'result'>;
   readonly outcomeFailures: Counter;
+  readonly outcomeBatchSize: Histogram;
   readonly queueDepth: Gauge<'queue' | 'state'>;
   readonly reservations: Counter<'op' | 'result'>;
   readonly reservationsExpired: Counter;
@@ -49,13 +50,19 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     outcomesProcessed: new Counter({
       name: 'apportion_outcomes_processed_total',
-      help: 'Outcome jobs processed by this worker, by result (applied, duplicate).',
+      help: 'Outcomes processed by this worker, by result (applied, duplicate).',
       labelNames: ['result'],
       registers: [registry],
     }),
     outcomeFailures: new Counter({
       name: 'apportion_outcome_failures_total',
       help: 'Outcome job attempts that failed (they are retried with backoff).',
+      registers: [registry],
+    }),
+    outcomeBatchSize: new Histogram({
+      name: 'apportion_outcome_batch_size',
+      help: 'Outcomes per outcomes-queue job written by intake (group commit).',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
       registers: [registry],
     }),
     queueDepth: new Gauge({

@@ -67,10 +67,46 @@ describe('allocate → outcome → stats', () => {
     await eventually(async () => (await call('GET', '/v1/strategies/@uniform/stats?pipeline=support')).json().count === 1);
     // A third report after the first was applied is absorbed too.
     assert.equal((await call('POST', '/v1/outcomes', body)).statusCode, 202);
-    await new Promise((r) => setTimeout(r, 300));
-    const counts = await rt.modules.find((m) => m.name === 'feedback')!.queues![0]!.getJobCounts('waiting', 'active');
-    await eventually(async () => (counts.waiting ?? 0) + (counts.active ?? 0) === 0);
+    const queue = rt.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    await eventually(async () => {
+      const counts = await queue.getJobCounts('waiting', 'active', 'delayed');
+      return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) === 0;
+    });
     assert.equal((await call('GET', '/v1/strategies/@uniform/stats?pipeline=support')).json().count, 1);
+  });
+
+  it('a burst of outcomes shares jobs (group commit) and each is counted exactly once', async () => {
+    assert.equal((await call('PUT', '/v1/strategies/burst', { pipeline: 'support', kind: 'uniform' })).statusCode, 200);
+    const ids: string[] = [];
+    for (let i = 0; i < 300; i++) ids.push((await call('POST', '/v1/allocations', { pipeline: 'support', strategy: 'burst' })).json().decisionId);
+    const batchMetric = async () => {
+      const text = (await call('GET', '/metrics')).body;
+      const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+      return { jobs: read('apportion_outcome_batch_size_count'), outcomes: read('apportion_outcome_batch_size_sum') };
+    };
+    const before = await batchMetric();
+    // Every outcome once with quality i/300, plus a duplicate report of the first 60.
+    const bodies = ids.map((id, i) => ({ decisionId: id, quality: i / 300 }));
+    bodies.push(...bodies.slice(0, 60));
+    const answers = await Promise.all(bodies.map((b) => call('POST', '/v1/outcomes', b)));
+    assert.deepEqual([...new Set(answers.map((r) => r.statusCode))], [202]);
+    const after = await batchMetric();
+    assert.equal(after.outcomes - before.outcomes, 360, 'every accepted outcome was written to a job');
+    assert.ok(after.jobs - before.jobs < 360, `outcomes shared jobs (${after.jobs - before.jobs} jobs for 360 outcomes)`);
+    const stats = await eventually(async () => {
+      const st = (await call('GET', '/v1/strategies/burst/stats')).json();
+      return st.count >= 300 ? st : undefined;
+    });
+    const queue = rt.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    await eventually(async () => {
+      const counts = await queue.getJobCounts('waiting', 'active', 'delayed');
+      return (counts.waiting ?? 0) + (counts.active ?? 0) + (counts.delayed ?? 0) === 0;
+    });
+    const final = (await call('GET', '/v1/strategies/burst/stats')).json();
+    assert.equal(final.count, 300);
+    assert.equal(stats.count, 300);
+    const mean = ids.reduce((acc, _, i) => acc + i / 300, 0) / 300;
+    assert.ok(Math.abs(final.quality.mean - mean) < 1e-12, 'each decision counted once, duplicates ignored');
   });
 
   it('averages many outcomes exactly (Welford moments in Lua)', async () => {
