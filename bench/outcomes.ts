@@ -7,7 +7,8 @@
  * Baseline: one process adds N no-op jobs (64 adds in flight) while a Worker with the same concurrency as
  * Apportion's outcome worker processes them; rate = N ÷ time until the last completes.
  * Apportion: N decisions are made first (POST /v1/allocations); then N outcomes are POSTed (64 connections)
- * to a server running API + workers; rate = N ÷ time until the strategy's statistics count all N.
+ * to a server running API + workers; rate = N ÷ time until the strategy's statistics count all N. Intake
+ * group-commits outcomes into shared jobs (APPORTION_OUTCOME_BATCH_MAX); the mean batch size is printed.
  * Rounds alternate baseline and Apportion (one Apportion server for all rounds); the ratio is the median of the
  * per-round ratios, so a machine whose load moves does not bias it.
  */
@@ -87,7 +88,13 @@ async function startOurs(): Promise<Ours> {
 }
 
 /** One round on the running server: N decisions first, then N outcomes; timed until the stats count them all. */
-async function apportion(ours: Ours): Promise<{ rate: number; intakeRate: number; non2xx: number }> {
+async function batchSizes(server: BenchServer): Promise<{ jobs: number; outcomes: number }> {
+  const text = await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${server.adminKey}` } })).text();
+  const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return { jobs: read('apportion_outcome_batch_size_count'), outcomes: read('apportion_outcome_batch_size_sum') };
+}
+
+async function apportion(ours: Ours): Promise<{ rate: number; intakeRate: number; non2xx: number; meanBatch: number }> {
   const { server } = ours;
   const client = new ApportionClient({ url: server.url, key: server.clientKey });
   const ids: string[] = [];
@@ -112,6 +119,7 @@ async function apportion(ours: Ours): Promise<{ rate: number; intakeRate: number
   let k = 0;
   const stats = new ApportionClient({ url: server.url, key: server.adminKey });
   const target = ours.counted + N;
+  const b0 = await batchSizes(server);
   const t0 = performance.now();
   const res = await autocannon({
     url: server.url,
@@ -134,7 +142,8 @@ async function apportion(ours: Ours): Promise<{ rate: number; intakeRate: number
   }
   const rate = N / ((performance.now() - t0) / 1000);
   ours.counted = target;
-  return { rate, intakeRate, non2xx: res.non2xx };
+  const b1 = await batchSizes(server);
+  return { rate, intakeRate, non2xx: res.non2xx, meanBatch: (b1.outcomes - b0.outcomes) / Math.max(1, b1.jobs - b0.jobs) };
 }
 
 const median = (xs: number[]): number => {
@@ -152,7 +161,7 @@ try {
     const raw = await rawBullmq();
     console.log(`  round ${r}: raw BullMQ add+process (no-op)     ${raw.toFixed(0).padStart(7)} jobs/s`);
     const o = await apportion(ours);
-    console.log(`  round ${r}: outcomes intake (202s)             ${o.intakeRate.toFixed(0).padStart(7)} outcomes/s  (non-2xx ${o.non2xx})`);
+    console.log(`  round ${r}: outcomes intake (202s)             ${o.intakeRate.toFixed(0).padStart(7)} outcomes/s  (non-2xx ${o.non2xx}, ${o.meanBatch.toFixed(1)} outcomes per job)`);
     console.log(`  round ${r}: outcomes intake → worker → stats   ${o.rate.toFixed(0).padStart(7)} outcomes/s   ratio ${(o.rate / raw).toFixed(3)}`);
     ratios.push(o.rate / raw);
   }

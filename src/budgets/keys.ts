@@ -4,7 +4,8 @@
  *
  *   <p>:{tenant:<t>}:b:<unit>:<scope>   hash    one budget ledger (a, r, v, s, d, f, p, o, per, pk, al)
  *   <p>:{tenant:<t>}:bidx               set     "<unit>:<scope>" of every budget of the tenant
- *   <p>:{tenant:<t>}:r:<id>             hash    one reservation (st, amt, ks, exp, x, sc, u, cf, ca)
+ *   <p>:{tenant:<t>}:r:<id>             hash    one reservation (st, amt, ks, exp, x, sc, u, cf, ca; ch = held by
+ *                                               its active draws; a draw has par = its parent's key, no ks)
  *   <p>:{tenant:<t>}:dl                 zset    ACTIVE reservation keys by deadline (the sweeper's work list)
  *   <p>:{tenant:<t>}:i:<key>            string  idempotency record "<fingerprint>\n<answer>"
  *   <p>:{tenant:<t>}:alerts             stream  threshold crossings (capped)

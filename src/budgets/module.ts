@@ -25,6 +25,9 @@ import {
   ReservationParams,
   ReservationView,
   ReserveBody,
+  DrawBody,
+  DrawDryRun,
+  DrawGranted,
   type Unit,
 } from './schema.js';
 
@@ -138,6 +141,23 @@ export function budgetsModule(core: Core): BudgetsModule {
           schema: { tags: ['reservations'], summary: 'One reservation', params: ReservationParams, response: { 200: ReservationView, ...errorResponses, 503: ErrorBody } },
         },
         async (req) => reservations.get((req.params as { id: string }).id),
+      );
+      app.post(
+        '/v1/reservations/:id/draws',
+        {
+          config: { access: 'client' },
+          schema: {
+            tags: ['reservations'],
+            summary: 'Draw part of an ACTIVE reservation’s hold for a sub-agent (a child reservation; commit/release/extend it by its id)',
+            params: ReservationParams,
+            body: DrawBody,
+            response: { 201: DrawGranted, 200: DrawDryRun, ...errorResponses, ...conflict },
+          },
+        },
+        async (req, reply) => {
+          const r = await reservations.draw((req.params as { id: string }).id, req.body as DrawBody);
+          return reply.status('dryRun' in r ? 200 : 201).send(r);
+        },
       );
       app.post(
         '/v1/reservations/:id/commit',

@@ -5,7 +5,7 @@ import type { ErrorCode } from '../errors/catalog.js';
 import { parseAlerts, splitBudgetKey, type AlertHandler } from './alerts.js';
 import { periodKeys } from './clock.js';
 import type { BudgetKeys } from './keys.js';
-import type { ReserveBody, State, Unit } from './schema.js';
+import type { DrawBody, ReserveBody, State, Unit } from './schema.js';
 import { parseScope, scopeOf, ScopeError, type Scope } from './scope.js';
 import { run, storeFailure } from './store.js';
 
@@ -25,7 +25,7 @@ export interface ReservationOptions {
   /** A script that takes longer is answered 503 REDIS_UNAVAILABLE (fail closed). Default 2000 ms. */
   readonly timeoutMs?: number;
   /** Called once per operation with its result label (ok, replay, or the denial code). */
-  readonly onResult?: (op: 'reserve' | 'commit' | 'release' | 'extend', result: string) => void;
+  readonly onResult?: (op: 'reserve' | 'draw' | 'commit' | 'release' | 'extend', result: string) => void;
 }
 
 export interface Granted {
@@ -37,6 +37,22 @@ export interface Granted {
   readonly scopes: string[];
   readonly expiresAt: number;
   readonly replayed?: boolean;
+}
+export interface DrawGranted {
+  readonly id: string;
+  readonly state: 'ACTIVE';
+  readonly parent: string;
+  readonly scope: string;
+  readonly unit: Unit;
+  readonly amount: number;
+  readonly expiresAt: number;
+  readonly replayed?: boolean;
+}
+export interface DrawDryRun {
+  readonly dryRun: true;
+  readonly allowed: true;
+  readonly parent: string;
+  readonly amount: number;
 }
 export interface DryRun {
   readonly dryRun: true;
@@ -77,6 +93,8 @@ export interface ReservationRecord {
   readonly expiresAt: number;
   readonly extensions: number;
   readonly charged?: number;
+  readonly parent?: string;
+  readonly drawn?: number;
 }
 
 const STATES: Record<string, State> = { A: 'ACTIVE', C: 'COMMITTED', R: 'RELEASED', E: 'EXPIRED' };
@@ -179,6 +197,51 @@ export class ReservationService {
     }
   }
 
+  /**
+   * Draws `amount` from an ACTIVE reservation's free hold: a child reservation for a sub-agent (possibly in
+   * another process) that shares the parent's request budget. Commit, release and extend take the draw's id.
+   */
+  async draw(parentId: string, body: DrawBody): Promise<DrawGranted | DrawDryRun> {
+    const t = tenantOf(parentId);
+    const { keys } = this.o;
+    const ttl = body.ttlMs ?? this.defaultTtlMs;
+    const dry = body.dryRun === true;
+    const id = `${t}~${PROCESS_TAG}${(counter++).toString(36)}`;
+    const ks = [keys.idempotency(t, dry ? `\u0000dry` : body.idempotencyKey), keys.reservation(t, id), keys.deadlines(t), keys.reservation(t, parentId)];
+    const answer = await run<string>(
+      this.o.redis,
+      'reservationDraw',
+      ks,
+      [`W|${parentId}|${body.amount}|${ttl}`, this.o.retentionMs, id, body.amount, ttl, this.now(), dry ? '1' : '0'],
+      true,
+      this.o.timeoutMs,
+    );
+    const replayed = answer.charCodeAt(0) === 82; /* R */
+    const parts = (replayed ? answer.slice(1) : answer).split('|');
+    switch (parts[0]) {
+      case 'G': {
+        this.o.onResult?.('draw', replayed ? 'replay' : 'ok');
+        if (dry) return { dryRun: true, allowed: true, parent: parentId, amount: body.amount };
+        const g: DrawGranted = { id: parts[1]!, state: 'ACTIVE', parent: parentId, scope: parts[3]!, unit: parts[4] as Unit, amount: body.amount, expiresAt: Number(parts[2]) };
+        return replayed ? { ...g, replayed: true } : g;
+      }
+      case 'D': {
+        this.o.onResult?.('draw', 'RESERVATION_EXHAUSTED');
+        const available = Number(parts[2]);
+        throw new AppError('RESERVATION_EXHAUSTED', `body/amount: ${body.amount} exceeds the ${available} reservation "${parentId}" still holds free`, {
+          id: parentId,
+          requested: body.amount,
+          available,
+        });
+      }
+      case 'P':
+        this.o.onResult?.('draw', 'NESTED_DRAW');
+        throw new AppError('NESTED_DRAW', `params/id: "${parentId}" is itself a draw; draw from its parent`, { id: parentId });
+      default:
+        return this.finishedOrMissing('draw', parentId, parts[0]!, parts[1], body.idempotencyKey);
+    }
+  }
+
   async commit(id: string, amount: number, idempotencyKey?: string): Promise<Committed> {
     const t = tenantOf(id);
     const { keys } = this.o;
@@ -202,6 +265,15 @@ export class ReservationService {
       case 'D': {
         const code = parts[1] as ErrorCode;
         this.o.onResult?.('commit', code);
+        if (code === 'RESERVATION_HAS_ACTIVE_DRAWS') throw activeDraws(id, Number(parts[3]));
+        if (code === 'RESERVATION_EXHAUSTED') {
+          const available = Number(parts[3]);
+          throw new AppError(code, `body/amount: ${amount} is more than this draw's hold and its parent's free hold together (${available}); the draw is still ACTIVE`, {
+            id,
+            requested: amount,
+            available,
+          });
+        }
         const { unit, scope } = splitBudgetKey(parts[2]!, keys.budgetPrefix(t));
         const remaining = Number(parts[3]);
         throw new AppError(code, `body/amount: ${amount} is more than reserved and ${overageReason(code, scope, remaining)}; the reservation is still ACTIVE`, {
@@ -228,6 +300,10 @@ export class ReservationService {
       this.o.onResult?.('release', replayed ? 'replay' : 'ok');
       const r: Released = { id, state: 'RELEASED', released: Number(parts[1]) };
       return replayed ? { ...r, replayed: true } : r;
+    }
+    if (parts[0] === 'D') {
+      this.o.onResult?.('release', 'RESERVATION_HAS_ACTIVE_DRAWS');
+      throw activeDraws(id, Number(parts[1]));
     }
     return this.finishedOrMissing('release', id, parts[0]!, parts[1], idempotencyKey);
   }
@@ -275,6 +351,8 @@ export class ReservationService {
       expiresAt: Number(h.exp),
       extensions: Number(h.x ?? 0),
       ...(charged !== undefined ? { charged } : {}),
+      ...(h.par ? { parent: h.par.slice(h.par.lastIndexOf(':') + 1) } : {}),
+      ...(h.ch && Number(h.ch) > 0 ? { drawn: Number(h.ch) } : {}),
     };
   }
 
@@ -288,7 +366,7 @@ export class ReservationService {
     }
   }
 
-  private finishedOrMissing(op: 'commit' | 'release' | 'extend', id: string, tag: string, state: string | undefined, key?: string): never {
+  private finishedOrMissing(op: 'draw' | 'commit' | 'release' | 'extend', id: string, tag: string, state: string | undefined, key?: string): never {
     if (tag === 'N') {
       this.o.onResult?.(op, 'RESERVATION_NOT_FOUND');
       throw new AppError('RESERVATION_NOT_FOUND', `params/id: no reservation "${id}" (unknown, or finished longer ago than the retention)`, { id });
@@ -309,6 +387,10 @@ export class ReservationService {
       { id, state: s },
     );
   }
+}
+
+function activeDraws(id: string, drawn: number): AppError {
+  return new AppError('RESERVATION_HAS_ACTIVE_DRAWS', `params/id: reservation "${id}" has active draws holding ${drawn}; commit or release them first`, { id, drawn });
 }
 
 function denialMessage(code: ErrorCode, scope: string, amount: number, remaining: number): string {

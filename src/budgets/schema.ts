@@ -94,6 +94,17 @@ export const ReserveBody = Type.Object(
 );
 export type ReserveBody = Static<typeof ReserveBody>;
 
+export const DrawBody = Type.Object(
+  {
+    amount: Amount,
+    ttlMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000, description: 'Default 60000; never past the parent’s deadline.' })),
+    idempotencyKey: IdempotencyKey,
+    dryRun: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+export type DrawBody = Static<typeof DrawBody>;
+
 export const State = Type.Union([Type.Literal('ACTIVE'), Type.Literal('COMMITTED'), Type.Literal('RELEASED'), Type.Literal('EXPIRED')]);
 export type State = Static<typeof State>;
 
@@ -107,6 +118,17 @@ export const ReservationGranted = Type.Object({
   expiresAt: Type.Integer({ description: 'Deadline, ms since the epoch.' }),
   replayed: Type.Optional(Type.Boolean()),
 });
+export const DrawGranted = Type.Object({
+  id: Type.String(),
+  state: Type.Literal('ACTIVE'),
+  parent: Type.String({ description: 'The reservation this draw takes its amount from.' }),
+  scope: Type.String(),
+  unit: Unit,
+  amount: Type.Integer(),
+  expiresAt: Type.Integer({ description: 'Deadline, ms since the epoch; never after the parent’s.' }),
+  replayed: Type.Optional(Type.Boolean()),
+});
+export const DrawDryRun = Type.Object({ dryRun: Type.Literal(true), allowed: Type.Literal(true), parent: Type.String(), amount: Type.Integer() });
 export const DryRunAnswer = Type.Object({
   dryRun: Type.Literal(true),
   allowed: Type.Literal(true),
@@ -158,6 +180,8 @@ export const ReservationView = Type.Object({
   expiresAt: Type.Integer(),
   extensions: Type.Integer(),
   charged: Type.Optional(Type.Integer()),
+  parent: Type.Optional(Type.String({ description: 'Set on a draw: the reservation it draws from.' })),
+  drawn: Type.Optional(Type.Integer({ description: 'On a parent: the amount its active draws hold.' })),
 });
 export type BudgetOpParams = Static<typeof BudgetOpParams>;
 export type CommitBody = Static<typeof CommitBody>;

@@ -43,6 +43,9 @@ export const ERROR_CATALOG = {
   RESERVATION_FINALIZED: { status: 409, message: 'The reservation is already committed, released or expired.' },
   RESERVATION_EXPIRED: { status: 409, message: 'The reservation expired; its amount went back to the budgets.' },
   EXTEND_LIMIT_REACHED: { status: 409, message: 'The reservation was extended the maximum number of times.' },
+  RESERVATION_EXHAUSTED: { status: 409, message: 'The parent reservation’s free hold cannot cover the draw.' },
+  RESERVATION_HAS_ACTIVE_DRAWS: { status: 409, message: 'The reservation has active draws; commit or release them first.' },
+  NESTED_DRAW: { status: 400, message: 'A draw cannot be drawn from; draw from its parent.' },
   IDEMPOTENCY_KEY_REUSED: { status: 409, message: 'The idempotency key was already used for a different request.' },
   // --- learner -------------------------------------------------------------------------------
   INVALID_FEATURES: { status: 400, message: 'The feature declaration is not valid.' },

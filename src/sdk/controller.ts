@@ -112,6 +112,8 @@ export class BudgetController {
   private readonly slots = new Map<string, Slot>();
   private poolTokens: number;
   private consumedTotal = 0;
+  /** Consumption that sub-agents in other processes already committed to their draws (see delegate()). */
+  private remoteCharged = 0;
   private warned = false;
   private pressure = false;
   private reservationId: string | undefined;
@@ -216,9 +218,10 @@ export class BudgetController {
    * allocation the agent draws the overage from the pool; when the pool cannot cover it, or the request
    * passes its ceiling, the usage is still recorded and BudgetExceededError is thrown.
    */
-  record(agent: string, tokens: number): void {
+  record(agent: string, tokens: number, opts: { readonly chargedRemotely?: boolean } = {}): void {
     if (!Number.isInteger(tokens) || tokens < 0) throw new RangeError(`tokens must be a non-negative integer, got ${tokens}`);
     const s = this.slot(agent);
+    if (opts.chargedRemotely) this.remoteCharged += tokens;
     if (s.status === 'pending') s.status = 'running';
     s.consumed += tokens;
     this.consumedTotal += tokens;
@@ -337,13 +340,37 @@ export class BudgetController {
     return this.reservationId;
   }
 
-  /** Commits what the request consumed to the server reservation (the rest goes back), or releases it if nothing was used. */
+  /**
+   * Hands an agent to a sub-agent in another process: marks it running and returns what that process needs to
+   * draw the agent's budget from this request's server reservation (ReservationsClient.drawBacking(parent),
+   * typically as the backing of its own BudgetController). When it reports back, record its usage with
+   * `{ chargedRemotely: true }`: its draw already charged it, so settle() does not charge it again.
+   * Requires attach().
+   */
+  delegate(agent: string): { readonly parent: string; readonly agent: string; readonly tokens: number; readonly model?: string } {
+    if (this.reservationId === undefined) throw new Error('delegate() needs a server reservation: call attach() first');
+    const plan = this.start(agent);
+    if (!plan.run) return { parent: this.reservationId, agent, tokens: 0 };
+    return { parent: this.reservationId, agent, tokens: plan.tokens, ...(plan.model !== undefined ? { model: plan.model } : {}) };
+  }
+
+  /** The server reservation backing this request, once attached. */
+  get reservation(): string | undefined {
+    return this.reservationId;
+  }
+
+  /**
+   * Commits what this process consumed to the server reservation (the rest goes back), or releases it if
+   * nothing was used. Usage recorded with `chargedRemotely` was committed by the sub-agents' draws and is not
+   * charged again. The server refuses (409 RESERVATION_HAS_ACTIVE_DRAWS) while a draw is still active.
+   */
   async settle(): Promise<void> {
     if (!this.o.backing || this.reservationId === undefined) return;
     const id = this.reservationId;
+    const own = this.consumedTotal - this.remoteCharged;
+    if (own === 0) await this.o.backing.release(id);
+    else await this.o.backing.commit(id, own);
     this.reservationId = undefined;
-    if (this.consumedTotal === 0) await this.o.backing.release(id);
-    else await this.o.backing.commit(id, this.consumedTotal);
   }
 
   private slot(agent: string): Slot {

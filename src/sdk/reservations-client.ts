@@ -26,6 +26,17 @@ export interface Reservation {
   readonly replayed?: boolean;
 }
 
+export interface Draw {
+  readonly id: string;
+  readonly state: 'ACTIVE';
+  readonly parent: string;
+  readonly scope: string;
+  readonly unit: BudgetUnit;
+  readonly amount: number;
+  readonly expiresAt: number;
+  readonly replayed?: boolean;
+}
+
 export interface Commit {
   readonly id: string;
   readonly state: 'COMMITTED';
@@ -62,6 +73,16 @@ export class ReservationsClient {
     });
   }
 
+  /** Draws `amount` from an ACTIVE reservation's free hold (a sub-agent's share of its request's reservation). */
+  draw(parent: string, amount: number, opts: { ttlMs?: number; idempotencyKey?: string; dryRun?: boolean } = {}): Promise<Draw> {
+    return this.client.request('POST', `/v1/reservations/${encodeURIComponent(parent)}/draws`, {
+      amount,
+      idempotencyKey: opts.idempotencyKey ?? randomUUID(),
+      ...(opts.ttlMs !== undefined ? { ttlMs: opts.ttlMs } : {}),
+      ...(opts.dryRun ? { dryRun: true } : {}),
+    });
+  }
+
   commit(id: string, amount: number, idempotencyKey?: string): Promise<Commit> {
     return this.client.request('POST', `/v1/reservations/${encodeURIComponent(id)}/commit`, { amount, ...(idempotencyKey ? { idempotencyKey } : {}) });
   }
@@ -77,6 +98,18 @@ export class ReservationsClient {
   async balances(scope: string, unit?: BudgetUnit): Promise<readonly BalanceRow[]> {
     const q = `scope=${encodeURIComponent(scope)}${unit ? `&unit=${unit}` : ''}`;
     return (await this.client.request<{ balances: BalanceRow[] }>('GET', `/v1/balances?${q}`)).balances;
+  }
+
+  /**
+   * A BudgetController backing for a sub-agent in another process: its ceiling is drawn from the parent
+   * request's reservation (BudgetController.delegate() gives the parent id) instead of the budgets.
+   */
+  drawBacking(parent: string, opts: { ttlMs?: number } = {}): ReservationBacking {
+    return {
+      reserve: (amount) => this.draw(parent, amount, opts),
+      commit: (id, amount) => this.commit(id, amount),
+      release: (id) => this.release(id),
+    };
   }
 
   /** A BudgetController backing that reserves the request ceiling at `scope` (TOKENS). */

@@ -21,6 +21,7 @@ type Op =
   | { kind: 'release'; res: number }
   | { kind: 'extend'; res: number }
   | { kind: 'replay'; res: number }
+  | { kind: 'draw'; res: number; amount: number }
   | { kind: 'debit'; scope: number; amount: number }
   | { kind: 'advance'; ms: number }
   | { kind: 'sweep' };
@@ -31,12 +32,15 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('release' as const), res: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('extend' as const), res: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('replay' as const), res: fc.nat() }) },
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('draw' as const), res: fc.nat(), amount: fc.integer({ min: 1, max: 120 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('debit' as const), scope: fc.nat(4), amount: fc.integer({ min: 1, max: 200 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 3000 }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'sweep' as const }) },
 );
 
 const TERMINAL = new Set(['COMMITTED', 'RELEASED', 'EXPIRED']);
+/** Draws committed over all runs: the property must have exercised them. */
+let drawCommits = 0;
 
 describe('reservations: property test against the real Redis', () => {
   it('keeps every scope’s ledger whole under random concurrent interleavings', async () => {
@@ -52,7 +56,8 @@ describe('reservations: property test against the real Redis', () => {
         await h.ledger.put({ scope: scopes[3]!, unit: 'TOKENS', allocated: 500 });
         // scopes[4] (tenant/agent:c) has no budget of its own: held at the tenant only.
         const budgetKeys = scopes.slice(0, 4).map((s) => h.keys.budget(t, 'TOKENS', s));
-        const made: { id: string; key: string; body: Parameters<Harness['reservations']['reserve']>[0] }[] = [];
+        // Draws (child reservations of a sub-agent) have `parent`; their body.scope is the parent's scope.
+        const made: { id: string; key: string; body: Parameters<Harness['reservations']['reserve']>[0]; parent?: string }[] = [];
         const finished = new Map<string, string>();
         const charged = new Map<string, number>(); // scope → Σ charged (commits + debits)
         let seq = 0;
@@ -72,8 +77,19 @@ describe('reservations: property test against the real Redis', () => {
               }
               return;
             }
-            case 'replay': {
+            case 'draw': {
               const m = made[op.res % Math.max(1, made.length)];
+              if (!m) return;
+              try {
+                const g = await h.reservations.draw(m.id, { amount: op.amount, ttlMs: 3000, idempotencyKey: `w${seq++}` });
+                if ('id' in g) made.push({ id: g.id, key: '', body: { ...m.body, amount: op.amount }, parent: m.id });
+              } catch (e) {
+                expectOnly(e, ['RESERVATION_EXHAUSTED', 'RESERVATION_FINALIZED', 'RESERVATION_EXPIRED', 'NESTED_DRAW']);
+              }
+              return;
+            }
+            case 'replay': {
+              const m = made.filter((x) => !x.parent)[op.res % Math.max(1, made.length)];
               if (!m) return;
               const g = await h.reservations.reserve(m.body);
               assert.ok('id' in g && g.id === m.id && g.replayed === true, 'a replay answers with the original reservation');
@@ -96,7 +112,10 @@ describe('reservations: property test against the real Redis', () => {
               return;
             default:
           }
-          const m = made[op.res % Math.max(1, made.length)];
+          // Half the time the target is a draw (when there are any), so draws are exercised as much as parents.
+          const draws = made.filter((x) => x.parent);
+          const pool = op.res % 2 === 1 && draws.length > 0 ? draws : made;
+          const m = pool[Math.floor(op.res / 2) % Math.max(1, pool.length)];
           if (!m) return;
           try {
             if (op.kind === 'commit') {
@@ -106,6 +125,7 @@ describe('reservations: property test against the real Redis', () => {
                 const prev = finished.get(m.id);
                 assert.ok(prev === undefined, `${m.id} committed after it was ${prev}`);
                 finished.set(m.id, 'COMMITTED');
+                if (m.parent) drawCommits++;
                 for (const s of scopes.slice(0, 4)) if (m.body.scope === s || m.body.scope!.startsWith(`${s}/`)) charged.set(s, (charged.get(s) ?? 0) + c.charged);
               }
             } else if (op.kind === 'release') {
@@ -119,7 +139,15 @@ describe('reservations: property test against the real Redis', () => {
               await h.reservations.extend(m.id, 2000);
             }
           } catch (e) {
-            expectOnly(e, ['RESERVATION_FINALIZED', 'RESERVATION_EXPIRED', 'EXTEND_LIMIT_REACHED', 'BUDGET_EXCEEDED', 'OVERDRAFT_LIMIT_EXCEEDED']);
+            expectOnly(e, [
+              'RESERVATION_FINALIZED',
+              'RESERVATION_EXPIRED',
+              'EXTEND_LIMIT_REACHED',
+              'BUDGET_EXCEEDED',
+              'OVERDRAFT_LIMIT_EXCEEDED',
+              'RESERVATION_EXHAUSTED',
+              'RESERVATION_HAS_ACTIVE_DRAWS',
+            ]);
           }
         };
 
@@ -130,23 +158,27 @@ describe('reservations: property test against the real Redis', () => {
           ledgers.forEach((l, i) => assert.equal(ledgerViolation(l), undefined, `${scopes[i]}: ${ledgerViolation(l)}`));
           // …each reservation in exactly one state, terminal states final, reserved = Σ ACTIVE amounts.
           const views = await Promise.all(made.map((m) => h.reservations.get(m.id)));
-          const active = new Map<string, number>();
           views.forEach((v, i) => {
             const m = made[i]!;
             const prev = finished.get(m.id);
             if (prev) assert.equal(v.state, prev, `${m.id} left terminal state ${prev}`);
             else if (TERMINAL.has(v.state)) finished.set(m.id, v.state);
-            if (v.state === 'ACTIVE') {
-              for (const s of scopes.slice(0, 4)) if (m.body.scope === s || m.body.scope!.startsWith(`${s}/`)) active.set(s, (active.get(s) ?? 0) + m.body.amount);
-            }
           });
-          // An overdue reservation reads EXPIRED before the sweeper returns its amount: count it as held until then.
-          const raw = await Promise.all(made.map((m) => h.redis.hget(h.keys.reservation(t, m.id), 'st')));
-          raw.forEach((st, i) => {
+          // Reserved at a scope = the current holds of the top-level reservations still holding there: ACTIVE, or
+          // overdue but not yet swept (they read EXPIRED and are returned by the sweeper). A parent's hold shrinks
+          // by what its draws commit; draws hold nothing at the budgets themselves.
+          const raw = await Promise.all(made.map((m) => h.redis.hmget(h.keys.reservation(t, m.id), 'st', 'amt')));
+          const active = new Map<string, number>();
+          raw.forEach(([st, amt], i) => {
             const m = made[i]!;
-            if (st === 'A' && views[i]!.state === 'EXPIRED') {
-              for (const s of scopes.slice(0, 4)) if (m.body.scope === s || m.body.scope!.startsWith(`${s}/`)) active.set(s, (active.get(s) ?? 0) + m.body.amount);
-            }
+            if (m.parent || st !== 'A') return;
+            for (const s of scopes.slice(0, 4)) if (m.body.scope === s || m.body.scope!.startsWith(`${s}/`)) active.set(s, (active.get(s) ?? 0) + Number(amt));
+          });
+          // A draw never holds more than its parent can cover: Σ active draws ≤ the parent's hold.
+          made.forEach((m, i) => {
+            if (m.parent || raw[i]![0] !== 'A') return;
+            const drawn = made.reduce((acc, d, j) => acc + (d.parent === m.id && raw[j]![0] === 'A' ? d.body.amount : 0), 0);
+            assert.ok(drawn <= Number(raw[i]![1]), `${m.id}: draws hold ${drawn} > its hold ${raw[i]![1]}`);
           });
           ledgers.forEach((l, i) => {
             assert.equal(l.v, active.get(scopes[i]!) ?? 0, `${scopes[i]}: reserved equals the held amounts`);
@@ -160,5 +192,6 @@ describe('reservations: property test against the real Redis', () => {
       }),
       { numRuns: 40, seed: 20261123, endOnFailure: true },
     );
+    assert.ok(drawCommits >= 10, `draws were committed in the runs (${drawCommits})`);
   });
 });

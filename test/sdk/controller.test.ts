@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { BudgetController, BudgetExceededError, type ControllerAgent } from '../../src/sdk/controller.js';
 import { ApportionClient } from '../../src/sdk/client.js';
 import { ReservationsClient } from '../../src/sdk/reservations-client.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 const AGENTS: ControllerAgent[] = [
   { name: 'orchestrator', priority: 'critical' },
@@ -187,5 +191,35 @@ describe('BudgetController backed by a server reservation', () => {
     await c.settle();
     const b = (await res.balances('tenant:sdk/workspace:w'))[0]!;
     assert.deepEqual([b.reserved, b.spent, b.remaining], [0, 3700, 11_300]);
+  });
+
+  it('sub-agents in other processes draw from the request’s reservation; each token is charged once', async () => {
+    const client = new ApportionClient({ url: rt.url! });
+    await client.request('PUT', '/v1/budgets', { scope: 'tenant:sdk2/workspace:w', unit: 'TOKENS', allocated: 12_000 });
+    const res = new ReservationsClient(client);
+    const c = new BudgetController(ALLOCATION, { agents: AGENTS, backing: res.backing('tenant:sdk2/workspace:w/workflow:req') });
+    await c.attach();
+    const handle = c.delegate('reasoner');
+    assert.equal(handle.parent, c.reservation);
+    assert.equal(handle.tokens, 4000);
+    const sub = (args: (string | number)[]) =>
+      new Promise<{ ok: boolean; server?: boolean; draw?: string }>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/sub-agent.ts', ...args.map(String)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!)) : reject(new Error(`sub-agent exited ${code}`))));
+      });
+    // The sub-agent process draws its 4,000 and uses 3,100 (the request's hold is now 6,900); a second one asking
+    // for more than that is refused by the server.
+    const done = await sub([rt.url!, handle.parent, 'reasoner', handle.tokens, 3100]);
+    assert.equal(done.ok, true);
+    const greedy = await sub([rt.url!, handle.parent, 'other', 7000, 1]);
+    assert.deepEqual(greedy, { ...greedy, ok: false, server: true });
+    assert.equal((await res.balances('tenant:sdk2/workspace:w'))[0]!.reserved, 6900);
+    c.record('reasoner', 3100, { chargedRemotely: true });
+    c.record('orchestrator', 900);
+    await c.settle();
+    const b = (await res.balances('tenant:sdk2/workspace:w'))[0]!;
+    assert.deepEqual([b.reserved, b.spent, b.remaining], [0, 4000, 8000], 'sub-agent 3,100 + orchestrator 900, each charged once');
   });
 });

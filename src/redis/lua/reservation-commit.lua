@@ -2,7 +2,8 @@
 -- answers why not. Exactly one of commit / release / expiry wins: the state field is the arbiter.
 -- NUMKEYS: dynamic
 -- INCLUDE: ledger
--- KEYS[1]      reservation hash (st A|C|R|E, amt, ks space-separated budget keys, exp, x, cf, ca)
+-- KEYS[1]      reservation hash (st A|C|R|E, amt, ks space-separated budget keys, exp, x, cf, ca; a draw has
+--              par = its parent reservation's key and no ks; a parent has ch = amount held by its active draws)
 -- KEYS[2]      deadlines sorted set of the tenant
 -- KEYS[3]      alerts stream of the tenant
 -- KEYS[4]      optional explicit idempotency record ("<fingerprint>\n<answer>")
@@ -16,6 +17,8 @@
 -- Returns { answer, alerts... } where answer is
 --   "C|<reserved>|<charged>|<debtAdded>"   committed (prefixed "R" on replay)
 --   "D|<code>|<budget key>|<remaining>"   overage refused, the reservation stays ACTIVE
+--   "D|RESERVATION_EXHAUSTED|<parent key>|<covered>"   a draw's amount exceeds its hold plus the parent's free hold
+--   "D|RESERVATION_HAS_ACTIVE_DRAWS|<key>|<held by draws>"   a parent with active draws (commit them first)
 --   "F|<state>"  already finished (C, R or E);  "N" no such reservation;  "M" idempotency key reused
 -- and each alert is "<budget key>|<level>|<used>|<allocated>" for a scope that crossed 50/80/100 %.
 
@@ -28,18 +31,16 @@ if KEYS[4] then
   end
 end
 
-local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'cf', 'ca')
+local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'cf', 'ca', 'par', 'ch')
 if not rv[1] then return { 'N' } end
 local st = rv[1]
 local amt = tonumber(rv[2])
 local now = tonumber(ARGV[4])
-local keys = {}
-for k in string.gmatch(rv[3], '%S+') do keys[#keys + 1] = k end
+local par = rv[7]
+if par == '' then par = nil end
 
 local function give_back(state)
-  for _, k in ipairs(keys) do
-    return_hold(k, amt)
-  end
+  drop_hold(amt, rv[3], par)
   redis.call('HSET', KEYS[1], 'st', state)
   redis.call('ZREM', KEYS[2], KEYS[1])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
@@ -53,7 +54,29 @@ if st == 'C' and rv[5] == ARGV[1] then return { 'R' .. rv[6] } end
 if st ~= 'A' then return { 'F|' .. st } end
 
 local actual = tonumber(ARGV[3])
-local extra = actual - amt
+-- What the commit turns into spend at the budgets: `hold` comes out of reserved, `actual` goes into spent.
+local hold = amt
+local ks = rv[3]
+local pv
+if par then
+  pv = redis.call('HMGET', par, 'st', 'amt', 'ks', 'ch')
+  if pv[1] ~= 'A' then
+    -- The parent finished (it can only expire while it has active draws): this draw's hold went with it.
+    give_back('E')
+    return { 'F|E' }
+  end
+  local cover = amt + tonumber(pv[2]) - tonumber(pv[4] or '0')
+  if actual > cover then return { 'D|RESERVATION_EXHAUSTED|' .. par .. '|' .. i(cover) } end
+  -- The parent's hold shrinks by what was used; the draw's own hold goes back to the parent's free hold.
+  hold = actual
+  ks = pv[3]
+else
+  local ch = tonumber(rv[8] or '0')
+  if ch > 0 then return { 'D|RESERVATION_HAS_ACTIVE_DRAWS|' .. KEYS[1] .. '|' .. i(ch) } end
+end
+local keys = {}
+for k in string.gmatch(ks, '%S+') do keys[#keys + 1] = k end
+local extra = actual - hold
 local rows = {}
 for j, k in ipairs(keys) do
   local b = redis.call('HMGET', k, 'a', 'r', 'v', 's', 'd', 'p', 'o', 'per', 'pk', 'al')
@@ -86,7 +109,7 @@ local out = { '' }
 local debt_added = 0
 for j, k in ipairs(keys) do
   local row = rows[j]
-  local r = row.r + amt
+  local r = row.r + hold
   local covered = math.min(actual, r)
   local short = actual - covered
   r = r - covered
@@ -101,14 +124,17 @@ for j, k in ipairs(keys) do
     elseif used * 100 >= row.a * 50 then level = 50 end
   end
   if level > row.al then
-    redis.call('HSET', k, 'r', i(r), 'v', i(row.v - amt), 's', i(s), 'd', i(d), 'al', level)
+    redis.call('HSET', k, 'r', i(r), 'v', i(row.v - hold), 's', i(s), 'd', i(d), 'al', level)
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'key', k, 'level', level, 'used', i(used), 'allocated', i(row.a), 'at', ARGV[4])
     out[#out + 1] = k .. '|' .. level .. '|' .. i(used) .. '|' .. i(row.a)
   else
-    redis.call('HSET', k, 'r', i(r), 'v', i(row.v - amt), 's', i(s), 'd', i(d))
+    redis.call('HSET', k, 'r', i(r), 'v', i(row.v - hold), 's', i(s), 'd', i(d))
   end
 end
 
+if par then
+  redis.call('HSET', par, 'amt', i(tonumber(pv[2]) - actual), 'ch', i(tonumber(pv[4] or '0') - amt))
+end
 local answer = 'C|' .. i(amt) .. '|' .. i(actual) .. '|' .. i(debt_added)
 redis.call('HSET', KEYS[1], 'st', 'C', 'cf', ARGV[1], 'ca', answer)
 redis.call('ZREM', KEYS[2], KEYS[1])

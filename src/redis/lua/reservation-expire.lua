@@ -10,12 +10,10 @@
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local n = 0
 for _, rk in ipairs(due) do
-  local rv = redis.call('HMGET', rk, 'st', 'amt', 'ks')
+  local rv = redis.call('HMGET', rk, 'st', 'amt', 'ks', 'par')
   if rv[1] == 'A' then
-    local amt = tonumber(rv[2])
-    for k in string.gmatch(rv[3], '%S+') do
-      return_hold(k, amt)
-    end
+    -- A parent returns its whole hold (its draws' part included); a draw returns its amount to a live parent.
+    drop_hold(tonumber(rv[2]), rv[3], rv[4])
     redis.call('HSET', rk, 'st', 'E')
     redis.call('PEXPIRE', rk, tonumber(ARGV[3]))
     n = n + 1

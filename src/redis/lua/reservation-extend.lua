@@ -1,4 +1,4 @@
--- Extends an ACTIVE reservation's deadline to now + ttl, at most `max` times.
+-- Extends an ACTIVE reservation's deadline to now + ttl (a draw: never past its parent's), at most `max` times.
 -- NUMKEYS: dynamic
 -- INCLUDE: ledger
 -- KEYS[1]      reservation hash
@@ -22,15 +22,12 @@ if KEYS[3] then
   end
 end
 
-local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'x')
+local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'x', 'par')
 if not rv[1] then return 'N' end
 local st = rv[1]
 local now = tonumber(ARGV[3])
 if st == 'A' and tonumber(rv[4]) <= now then
-  local amt = tonumber(rv[2])
-  for k in string.gmatch(rv[3], '%S+') do
-    return_hold(k, amt)
-  end
+  drop_hold(tonumber(rv[2]), rv[3], rv[6])
   redis.call('HSET', KEYS[1], 'st', 'E')
   redis.call('ZREM', KEYS[2], KEYS[1])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
@@ -40,6 +37,11 @@ if st ~= 'A' then return 'F|' .. st end
 local x = tonumber(rv[5] or '0')
 if x >= tonumber(ARGV[5]) then return 'L' end
 local exp = now + tonumber(ARGV[4])
+-- A draw never outlives its parent: extend the parent first.
+if rv[6] and rv[6] ~= '' then
+  local pexp = tonumber(redis.call('HGET', rv[6], 'exp') or '0')
+  if pexp < exp then exp = pexp end
+end
 redis.call('HSET', KEYS[1], 'exp', i(exp), 'x', x + 1)
 redis.call('ZADD', KEYS[2], exp, KEYS[1])
 local answer = 'X|' .. i(exp) .. '|' .. (x + 1)

@@ -8,7 +8,9 @@
 -- ARGV[1]      fingerprint of this release (id)
 -- ARGV[2]      retention of finished reservations / idempotency records in ms
 -- ARGV[3]      now in ms
+-- A draw's amount goes back to its parent's free hold; a parent with active draws is not released.
 -- Returns "L|<amount>" released (prefixed "R" on replay), "F|<state>" already finished (C or E),
+--   "D|<held by draws>" a parent with active draws (release or commit them first),
 --   "N" no such reservation, "M" idempotency key reused for another payload.
 
 if KEYS[3] then
@@ -20,7 +22,7 @@ if KEYS[3] then
   end
 end
 
-local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp')
+local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'par', 'ch')
 if not rv[1] then return 'N' end
 local st = rv[1]
 local amt = tonumber(rv[2])
@@ -28,9 +30,8 @@ if st == 'R' then return 'RL|' .. i(amt) end
 if st ~= 'A' then return 'F|' .. st end
 
 local expired = tonumber(rv[4]) <= tonumber(ARGV[3])
-for k in string.gmatch(rv[3], '%S+') do
-  return_hold(k, amt)
-end
+if not expired and tonumber(rv[6] or '0') > 0 then return 'D|' .. rv[6] end
+drop_hold(amt, rv[3], rv[5])
 local state = 'R'
 if expired then state = 'E' end
 redis.call('HSET', KEYS[1], 'st', state)

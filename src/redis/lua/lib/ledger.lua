@@ -15,3 +15,14 @@ local function return_hold(k, amt)
     if pay > 0 then redis.call('HINCRBY', k, 's', pay) end
   end
 end
+
+-- Gives back the hold of reservation hash `rk` (amount `amt`, budget keys `ks`, parent key `par`):
+-- a top-level reservation returns `amt` to every budget in `ks`; a draw (par set) returns it to its parent
+-- reservation's free hold, or nowhere when the parent already finished (its hold went back with it).
+local function drop_hold(amt, ks, par)
+  if par and par ~= '' then
+    if redis.call('HGET', par, 'st') == 'A' then redis.call('HINCRBY', par, 'ch', -amt) end
+  else
+    for k in string.gmatch(ks, '%S+') do return_hold(k, amt) end
+  end
+end
