@@ -148,13 +148,19 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
 
   if (body.layer && !(body.layer.range[0] < body.layer.range[1])) throw bad('body/layer/range: from must be below to');
   if (body.layer) {
-    for (const [oid, e] of ctx.experiments) {
-      const l = e.doc.layer;
-      // Drafts reserve their slot; a rolled-back experiment still routes its units to control until stopped.
-      if (oid === id || !l || l.id !== body.layer.id || e.doc.state.status === 'stopped') continue;
-      if (body.layer.range[0] < l.range[1] && l.range[0] < body.layer.range[1]) {
-        throw new AppError('LAYER_OVERLAP', `body/layer/range: [${body.layer.range.join(', ')}) overlaps experiment "${oid}" [${l.range.join(', ')}) in layer "${l.id}"`);
-      }
+    // The first overlapping experiment by range start is named, so the answer does not depend on store order.
+    const overlapping = [...ctx.experiments]
+      .filter(([oid, e]) => {
+        const l = e.doc.layer;
+        // Drafts reserve their slot; a rolled-back experiment still routes its units to control until stopped.
+        if (oid === id || !l || l.id !== body.layer!.id || e.doc.state.status === 'stopped') return false;
+        return body.layer!.range[0] < l.range[1] && l.range[0] < body.layer!.range[1];
+      })
+      .sort(([a, x], [b, y]) => x.doc.layer!.range[0] - y.doc.layer!.range[0] || (a < b ? -1 : 1));
+    if (overlapping.length > 0) {
+      const [oid, e] = overlapping[0]!;
+      const l = e.doc.layer!;
+      throw new AppError('LAYER_OVERLAP', `body/layer/range: [${body.layer.range.join(', ')}) overlaps experiment "${oid}" [${l.range.join(', ')}) in layer "${l.id}"`);
     }
   }
   const tp = body.targeting ? targetingProblems(body.targeting, 'body/targeting') : [];
