@@ -1,7 +1,7 @@
 /**
  * Reservation throughput and latency over HTTP against the same server's no-op route.
  *
- *   node --import tsx bench/reservations.ts [--duration 10] [--connections 64] [--pipelining 1]
+ *   node --import tsx bench/reservations.ts [--duration 10] [--connections 64] [--pipelining 1] [--own-redis true] [--server-prof DIR]
  *
  * One freshly spawned server (`apportion serve` in a child process, auth on). Budgets at all four levels
  * (tenant → workspace → workflow → agent, 16 agents), so every reservation holds at four scopes in one Lua call.
@@ -25,6 +25,8 @@ const connections = Number(flag('connections', '64'));
 const pipelining = Number(flag('pipelining', '1'));
 /** `--own-redis true`: run against a private redis-server (other work on the shared Redis skews latency). */
 const ownRedis = flag('own-redis', 'false') === 'true';
+/** `--server-prof DIR`: the server writes a V8 CPU profile to DIR when the run ends (where its time goes). */
+const serverProf = flag('server-prof', '');
 const AGENTS = 16;
 const TENANT = 'bench';
 const BIG = 1_000_000_000_000_000;
@@ -178,7 +180,7 @@ async function main(): Promise<void> {
   );
   const own = ownRedis ? await startOwnRedis() : undefined;
   const redisUrl = own?.url ?? REDIS_URL;
-  const server = await spawnServer(own ? { REDIS_URL: redisUrl } : {});
+  const server = await spawnServer(own ? { REDIS_URL: redisUrl } : {}, serverProf ? ['--cpu-prof', `--cpu-prof-dir=${serverProf}`] : []);
   const redis = new Redis(redisUrl);
   try {
     const admin = new ApportionClient({ url: server.url, key: server.adminKey });
