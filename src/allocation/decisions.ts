@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { GroupCommitter } from '../redis/group-commit.js';
 import type { Keys } from '../redis/keys.js';
+import { runScript } from '../redis/scripts.js';
 import type { Features } from '../strategies/types.js';
-
 /** What was decided for one request: joined with its outcome later, and the log off-policy evaluation reads. */
 export interface DecisionRecord {
   readonly id: string;
@@ -25,26 +26,71 @@ export interface DecisionRecord {
   readonly shadow?: Readonly<Record<string, unknown>>;
 }
 
-/** 122 random bits. randomUUID draws from a cached entropy pool: far cheaper per call than randomBytes(16). */
-export function newDecisionId(): string {
-  return randomUUID();
+/**
+ * `<epoch second, base 36>-<UUID>`: 122 random bits, and the second the decision was made, which names the
+ * time bucket its record is stored in (so reading it needs no index). randomUUID draws from a cached entropy
+ * pool: far cheaper per call than randomBytes(16).
+ */
+export function newDecisionId(now = Date.now()): string {
+  return `${Math.floor(now / 1000).toString(36)}-${randomUUID()}`;
 }
 
 export const DECISION_ID_PATTERN = '^[A-Za-z0-9_-]{16,64}$';
 
+/** The epoch second a decision id was made in, or undefined for ids without a time prefix (older versions). */
+export function decisionSecond(id: string): number | undefined {
+  const dash = id.indexOf('-');
+  // A time prefix is 6–7 base-36 digits; a bare UUID's first group is 8 hex digits.
+  if (dash < 6 || dash > 7) return undefined;
+  const sec = parseInt(id.slice(0, dash), 36);
+  // Plausible: after 2017 and not in the future (beyond a day of clock skew).
+  return sec > 1_500_000_000 && sec < Date.now() / 1000 + 86_400 ? sec : undefined;
+}
+
+/** Reads one decision record's JSON, wherever its version stored it. */
+export function readDecisionJson(redis: Redis, keys: Keys, id: string): Promise<string | null> {
+  const sec = decisionSecond(id);
+  return sec === undefined ? redis.get(keys.decision(id)) : redis.hget(keys.decisionBucket(sec), id);
+}
+
+/**
+ * Decision records, in one hash per second of decisions (`<p>:{decisions:<second>}`, field = decision id).
+ * Writes are group-committed: the records of one event-loop turn go to Redis as one script call per bucket,
+ * not one SET each — a Redis command costs the client ~10 µs of CPU, several times the rest of an allocation.
+ * The bucket expires one second after its second's reward window, so a record lives between the reward window
+ * and one second more. A bucket holds one second of decisions, so expiring it frees a bounded amount at once.
+ */
 export class DecisionStore {
+  private readonly committer: GroupCommitter<DecisionRecord>;
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly ttlSeconds: number,
-  ) {}
+  ) {
+    this.committer = new GroupCommitter<DecisionRecord>((records) => this.flush(records), { maxBatch: 400, maxInFlight: 4 });
+  }
 
-  async write(record: DecisionRecord): Promise<void> {
-    await this.redis.set(this.keys.decision(record.id), JSON.stringify(record), 'EX', this.ttlSeconds);
+  /** Resolves once the record is in Redis. */
+  write(record: DecisionRecord): Promise<void> {
+    return this.committer.submit(record);
   }
 
   async read(id: string): Promise<DecisionRecord | undefined> {
-    const json = await this.redis.get(this.keys.decision(id));
+    const json = await readDecisionJson(this.redis, this.keys, id);
     return json ? (JSON.parse(json) as DecisionRecord) : undefined;
+  }
+
+  private async flush(records: readonly DecisionRecord[]): Promise<void> {
+    const buckets = new Map<number, string[]>();
+    for (const r of records) {
+      const sec = decisionSecond(r.id) ?? Math.floor(r.ts / 1000);
+      let parts = buckets.get(sec);
+      if (!parts) buckets.set(sec, (parts = []));
+      parts.push(`${r.id}\x1f${JSON.stringify(r)}`);
+    }
+    await Promise.all(
+      [...buckets].map(([sec, parts]) => runScript(this.redis, 'decisionsPut', [this.keys.decisionBucket(sec)], [sec + this.ttlSeconds + 1, parts.join('\x1e')])),
+    );
   }
 }

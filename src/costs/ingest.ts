@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { readDecisionJson } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript } from '../redis/scripts.js';
@@ -164,7 +165,7 @@ export class SpanStore {
   private async decision(id: string): Promise<DecisionInfo | null> {
     const hit = this.decisions.get(id);
     if (hit !== undefined) return hit;
-    const json = await this.d.redis.get(this.d.keys.decision(id));
+    const json = await readDecisionJson(this.d.redis, this.d.keys, id);
     let info: DecisionInfo | null = null;
     if (json) {
       const rec = JSON.parse(json) as { pipeline: string; budgets: Record<string, number> };

@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { DecisionRecord, DecisionStore } from '../allocation/decisions.js';
 import { AppError } from '../errors/app-error.js';
-import { GroupCommitter } from './group-commit.js';
+import { GroupCommitter } from '../redis/group-commit.js';
 import type { OutcomeJob, OutcomeJobData } from './queue.js';
 import type { OutcomeBody } from './schema.js';
 

@@ -6,7 +6,9 @@
  *   <p>:{config}:<kind>:versions     hash  id → version (bumped on every change)
  *   <p>:{config}:version             string global control-plane version
  *   <p>:config-changed               pub/sub channel announcing a new global version
- *   <p>:{decision:<id>}              string decision record JSON, expires after the reward window
+ *   <p>:{decisions:<epoch second>}  hash   decision id → record JSON, for the decisions made in that second;
+ *                                           expires one second after its second's reward window ends
+ *   <p>:{decision:<id>}              string one decision record (ids without a time prefix, written by older versions)
  *   <p>:{pipeline:<id>}:…            statistics, applied-outcome markers, buffers of one pipeline
  */
 export interface Keys {
@@ -16,6 +18,7 @@ export interface Keys {
   configVersion(): string;
   configChannel(): string;
   decision(decisionId: string): string;
+  decisionBucket(epochSecond: number): string;
   /** Any key in a pipeline's slot: `<p>:{pipeline:<id>}:<parts…>`. */
   pipeline(pipelineId: string, ...parts: string[]): string;
   /** BullMQ prefix; queue names are appended by BullMQ. */
@@ -30,6 +33,7 @@ export function createKeys(prefix: string): Keys {
     configVersion: () => `${prefix}:{config}:version`,
     configChannel: () => `${prefix}:config-changed`,
     decision: (id) => `${prefix}:{decision:${id}}`,
+    decisionBucket: (sec) => `${prefix}:{decisions:${sec}}`,
     pipeline: (id, ...parts) => [`${prefix}:{pipeline:${id}}`, ...parts].join(':'),
     bullPrefix: () => `${prefix}:bull`,
   };

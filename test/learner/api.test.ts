@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import type { DecisionRecord } from '../../src/allocation/decisions.js';
+import { readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { learnerMetaOf } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import type { LearnerModule } from '../../src/learner/module.js';
@@ -45,7 +45,7 @@ async function applied(pipeline: string, id: string): Promise<void> {
 }
 
 async function decision(id: string): Promise<DecisionRecord> {
-  return JSON.parse((await rt.core.redis.get(rt.core.keys.decision(id)))!) as DecisionRecord;
+  return JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
 }
 
 before(async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { GroupCommitter } from '../../src/feedback/group-commit.js';
+import { GroupCommitter } from '../../src/redis/group-commit.js';
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 

@@ -1,0 +1,13 @@
+import { ApportionClient } from '../src/sdk/client.js';
+import { cannon, spawnServer } from './lib.js';
+import { setup } from './scenarios/learned.js';
+const TASKS = ['refund', 'technical', 'billing', 'other'];
+const estimateBodies = (n = 512) => Array.from({ length: n }, (_, i) => ({ pipeline: 'support-triage', unitKey: `user-${i}`, features: { messageCount: 1 + ((i * 7) % 60), documentTokens: (i * 997) % 40_000, taskType: TASKS[i % TASKS.length]! } }));
+const which = process.argv[2] ?? 'learned';
+const server = await spawnServer({}, ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'], 'serve');
+const client = new ApportionClient({ url: server.url, key: server.adminKey });
+let s: { path: string; bodies: object[] };
+if (which === 'learned') s = await setup(client); else s = { path: '/v1/allocations', bodies: estimateBodies() };
+const r = await cannon({ url: server.url, path: s.path, key: server.clientKey, bodies: s.bodies, durationSec: 8 });
+console.log(which, r);
+await server.close();

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { decisionSecond, DecisionStore, newDecisionId, type DecisionRecord } from '../../src/allocation/decisions.js';
+import { createKeys } from '../../src/redis/keys.js';
+import { defineScripts } from '../../src/redis/scripts.js';
+import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
+
+const prefix = testPrefix('decisions');
+const keys = createKeys(prefix);
+let redis: Redis;
+before(() => {
+  redis = new Redis(REDIS_URL, { enableAutoPipelining: true });
+  defineScripts(redis);
+});
+after(async () => {
+  redis.disconnect();
+  await dropPrefix(prefix);
+});
+
+const record = (id: string, i = 0): DecisionRecord => ({
+  id,
+  pipeline: 'p',
+  pipelineVersion: 1,
+  strategy: 's',
+  strategyVersion: 1,
+  strategyKind: 'uniform',
+  reason: 'default',
+  budgets: { a: 100 + i, b: 200 },
+  totalTokens: 300 + i,
+  features: { note: 'quotes " and \\u001e\\u001f control characters survive', i },
+  ts: Date.now(),
+});
+
+describe('decision records', () => {
+  it('ids carry the second they were made in; bare UUIDs (older ids) carry none', () => {
+    const now = Date.UTC(2026, 10, 23, 4, 0, 0);
+    const id = newDecisionId(now);
+    assert.match(id, /^[0-9a-z]{6}-[0-9a-f-]{36}$/);
+    assert.equal(decisionSecond(id), now / 1000);
+    assert.match(id, new RegExp('^[A-Za-z0-9_-]{16,64}$'));
+    assert.equal(decisionSecond(randomUUID()), undefined);
+    assert.equal(decisionSecond('zzzzzz-nonsense-but-long-enough'), undefined, 'a prefix outside plausible seconds is not a time');
+  });
+
+  it('writes every record of a burst, in the bucket of its second, expiring after the reward window', async () => {
+    const store = new DecisionStore(redis, keys, 3600);
+    const ids = Array.from({ length: 300 }, () => newDecisionId());
+    await Promise.all(ids.map((id, i) => store.write(record(id, i))));
+    for (const [i, id] of ids.entries()) {
+      const r = await store.read(id);
+      assert.deepEqual({ ...r, ts: 0 }, { ...record(id, i), ts: 0 });
+    }
+    const sec = decisionSecond(ids[0]!)!;
+    const ttl = await redis.ttl(keys.decisionBucket(sec));
+    assert.ok(ttl > 3590 && ttl <= 3602, `bucket TTL ${ttl}`);
+    assert.equal(await store.read(newDecisionId()), undefined, 'an unknown id in an existing bucket is not found');
+  });
+
+  it('reads records written one key per decision by older versions', async () => {
+    const store = new DecisionStore(redis, keys, 3600);
+    const id = randomUUID();
+    await redis.set(keys.decision(id), JSON.stringify(record(id)), 'EX', 60);
+    assert.equal((await store.read(id))!.id, id);
+  });
+});
