@@ -29,7 +29,7 @@ const record = (id: string, i = 0): DecisionRecord => ({
   reason: 'default',
   budgets: { a: 100 + i, b: 200 },
   totalTokens: 300 + i,
-  features: { note: 'quotes " and \\u001e\\u001f control characters survive', i },
+  features: { note: 'quotes " and raw \u001e\u001f control characters survive', i },
   ts: Date.now(),
 });
 
