@@ -94,15 +94,8 @@ export const ReserveBody = Type.Object(
 );
 export type ReserveBody = Static<typeof ReserveBody>;
 
-export const DrawBody = Type.Object(
-  {
-    amount: Amount,
-    ttlMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000, description: 'Default 60000; never past the parent’s deadline.' })),
-    idempotencyKey: IdempotencyKey,
-    dryRun: Type.Optional(Type.Boolean()),
-  },
-  { additionalProperties: false },
-);
+/** A draw takes its scope and unit from the parent reservation. */
+export const DrawBody = Type.Omit(ReserveBody, ['scope', 'subject', 'unit'], { additionalProperties: false });
 export type DrawBody = Static<typeof DrawBody>;
 
 export const State = Type.Union([Type.Literal('ACTIVE'), Type.Literal('COMMITTED'), Type.Literal('RELEASED'), Type.Literal('EXPIRED')]);

@@ -1,5 +1,6 @@
 -- Administrative ledger operations on one scope (fund, reset, freeze, unfreeze) or a chain (debit).
 -- NUMKEYS: dynamic
+-- INCLUDE: ledger
 -- KEYS[1]      idempotency record ("<fingerprint>\n<answer>")
 -- KEYS[2]      alerts stream of the tenant
 -- KEYS[3..]    budget hashes: the target scope (fund/reset/freeze/unfreeze), or the candidate chain root
@@ -10,13 +11,8 @@
 -- Returns { answer, alerts... }: answer "OK|<mask>" applied (prefixed "R" on replay), "M" key reused for
 --   another payload, "D|<code>|<index>|<remaining>" denied (BUDGET_NOT_FOUND, BUDGET_FROZEN,
 --   BUDGET_EXCEEDED, OVERDRAFT_LIMIT_EXCEEDED); alerts as in reservation-commit.lua.
-local function i(x) return string.format('%d', x) end
-local prior = redis.call('GET', KEYS[1])
-if prior then
-  local nl = string.find(prior, '\n', 1, true)
-  if string.sub(prior, 1, nl - 1) == ARGV[2] then return { 'R' .. string.sub(prior, nl + 1) } end
-  return { 'M' }
-end
+local prior = idem_prior(KEYS[1], ARGV[2])
+if prior then return { prior } end
 local op = ARGV[1]
 local amount = tonumber(ARGV[4])
 local rows = {}

@@ -23,12 +23,8 @@
 -- and each alert is "<budget key>|<level>|<used>|<allocated>" for a scope that crossed 50/80/100 %.
 
 if KEYS[4] then
-  local prior = redis.call('GET', KEYS[4])
-  if prior then
-    local nl = string.find(prior, '\n', 1, true)
-    if string.sub(prior, 1, nl - 1) == ARGV[1] then return { 'R' .. string.sub(prior, nl + 1) } end
-    return { 'M' }
-  end
+  local prior = idem_prior(KEYS[4], ARGV[1])
+  if prior then return { prior } end
 end
 
 local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'cf', 'ca', 'par', 'ch')

@@ -3,6 +3,7 @@
 -- amount there; the draw earmarks `amount` of the parent's free hold (amt − ch). Committing the draw turns what
 -- it used into spend at the parent's scopes; releasing or expiring it gives the amount back to the parent.
 -- NUMKEYS: dynamic
+-- INCLUDE: ledger
 -- KEYS[1]      idempotency record (string "<fingerprint>\n<answer>", PX = idempotency TTL)
 -- KEYS[2]      the draw's reservation hash (st, amt, ks "", par, exp, x, sc, u)
 -- KEYS[3]      deadlines sorted set of the tenant
@@ -14,12 +15,8 @@
 --   "D|RESERVATION_EXHAUSTED|<free>"     the parent's free hold cannot cover the amount
 --   "F|<state>"  the parent is finished (C, R or E);  "N" no such parent;  "P" the parent is itself a draw
 --   prefixed with "R" when it is a replay; "M" when the key was used for another payload.
-local prior = redis.call('GET', KEYS[1])
-if prior then
-  local nl = string.find(prior, '\n', 1, true)
-  if string.sub(prior, 1, nl - 1) == ARGV[1] then return 'R' .. string.sub(prior, nl + 1) end
-  return 'M'
-end
+local prior = idem_prior(KEYS[1], ARGV[1])
+if prior then return prior end
 local pv = redis.call('HMGET', KEYS[4], 'st', 'amt', 'exp', 'ch', 'par', 'sc', 'u')
 if not pv[1] then return 'N' end
 if pv[5] and pv[5] ~= '' then return 'P' end

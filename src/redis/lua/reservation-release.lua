@@ -14,12 +14,8 @@
 --   "N" no such reservation, "M" idempotency key reused for another payload.
 
 if KEYS[3] then
-  local prior = redis.call('GET', KEYS[3])
-  if prior then
-    local nl = string.find(prior, '\n', 1, true)
-    if string.sub(prior, 1, nl - 1) == ARGV[1] then return 'R' .. string.sub(prior, nl + 1) end
-    return 'M'
-  end
+  local prior = idem_prior(KEYS[3], ARGV[1])
+  if prior then return prior end
 end
 
 local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'par', 'ch')

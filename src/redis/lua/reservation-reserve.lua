@@ -1,6 +1,7 @@
 -- Reserves `amount` at every budgeted scope of a chain (tenant → workspace → workflow → agent) in one
 -- atomic step, or denies naming the first scope that cannot cover it. All keys live in one tenant slot.
 -- NUMKEYS: dynamic
+-- INCLUDE: ledger
 -- KEYS[1]      idempotency record (string "<fingerprint>\n<answer>", PX = idempotency TTL)
 -- KEYS[2]      reservation hash (st, amt, ks, exp, x, sc, u)
 -- KEYS[3]      deadlines sorted set of the tenant (member = reservation key, score = expiry ms)
@@ -20,12 +21,8 @@
 --   "G|<id>|<expiresAt>|<mask>"            granted; mask has one 0/1 per candidate (1 = budgeted, held)
 --   "D|<code>|<candidate index>|<remaining>" denied (BUDGET_EXCEEDED, BUDGET_FROZEN, BUDGET_NOT_FOUND)
 --   prefixed with "R" when it is a replay of an earlier answer; "M" when the key was used for another payload.
-local prior = redis.call('GET', KEYS[1])
-if prior then
-  local nl = string.find(prior, '\n', 1, true)
-  if string.sub(prior, 1, nl - 1) == ARGV[1] then return 'R' .. string.sub(prior, nl + 1) end
-  return 'M'
-end
+local prior = idem_prior(KEYS[1], ARGV[1])
+if prior then return prior end
 
 local amount = tonumber(ARGV[4])
 local now = tonumber(ARGV[6])

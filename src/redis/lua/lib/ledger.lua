@@ -26,3 +26,13 @@ local function drop_hold(amt, ks, par)
     for k in string.gmatch(ks, '%S+') do return_hold(k, amt) end
   end
 end
+
+-- Looks up idempotency record `k` ("<fingerprint>\n<answer>"): 'R' .. answer when it holds this fingerprint (a
+-- replay), 'M' when the key was used for another payload, nil when the key is new.
+local function idem_prior(k, fp)
+  local prior = redis.call('GET', k)
+  if not prior then return nil end
+  local nl = string.find(prior, '\n', 1, true)
+  if string.sub(prior, 1, nl - 1) == fp then return 'R' .. string.sub(prior, nl + 1) end
+  return 'M'
+end
