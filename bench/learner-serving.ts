@@ -2,7 +2,7 @@
  * Serving while retraining: allocate throughput and p99 with the learned strategy, first idle, then while
  * the same `apportion serve` process retrains on 100,000 logged events (the buffer's cap).
  *
- *   node --import tsx bench/learner-serving.ts [--duration 10] [--connections 32]
+ *   node --import tsx bench/learner-serving.ts [--duration 10] [--connections 32] [--rounds 3]
  *
  * The buffer is filled directly in Redis with simulated events (support-basic world), then one retrain
  * warms up the model. Baseline = the idle measurement of the same server in the same run.
@@ -23,6 +23,7 @@ import { cannon, flag, fmt, REDIS_URL, spawnServer } from './lib.js';
 
 const duration = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '32'));
+const rounds = Number(flag('rounds', '3'));
 const PIPELINE = 'learned-serving';
 
 const server = await spawnServer({ APPORTION_MODELS_DIR: mkdtempSync(path.join(tmpdir(), 'apportion-bench-models-')) });
@@ -73,14 +74,22 @@ try {
   const bodies = Array.from({ length: 512 }, () => ({ pipeline: PIPELINE, strategy: PIPELINE, features: contextFeatures(sampleContext(world, rng)) }));
   const o = { url: server.url, path: '/v1/allocations', bodies, key: server.clientKey, connections };
   await cannon({ ...o, durationSec: 2 });
-  const idle = await cannon({ ...o, durationSec: duration });
-  console.log(`allocate (learned), idle       ${fmt(idle)}`);
-  const training = trainOnce();
-  const busy = await cannon({ ...o, durationSec: duration });
-  const t = await training;
-  console.log(`allocate (learned), retraining ${fmt(busy)}`);
-  console.log(`retrain during the measurement: training ${(t.ms / 1000).toFixed(1)} s, request → serving ${(t.wall / 1000).toFixed(1)} s`);
-  console.log(`ratio p99 retraining/idle = ${(busy.p99 / idle.p99).toFixed(2)}, throughput retraining/idle = ${(busy.rps / idle.rps).toFixed(2)}`);
+  // Alternating rounds (idle window, then a window during a retrain) on the same server; the ratios are the
+  // medians over rounds, because a single pair of windows on a shared 2-core machine is mostly noise.
+  const p99s: number[] = [];
+  const rpss: number[] = [];
+  for (let r = 1; r <= rounds; r++) {
+    const idle = await cannon({ ...o, durationSec: duration });
+    console.log(`round ${r}: allocate (learned), idle       ${fmt(idle)}`);
+    const training = trainOnce();
+    const busy = await cannon({ ...o, durationSec: duration });
+    const t = await training;
+    console.log(`round ${r}: allocate (learned), retraining ${fmt(busy)}  (retrain: training ${(t.ms / 1000).toFixed(1)} s, request → serving ${(t.wall / 1000).toFixed(1)} s)`);
+    p99s.push(busy.p99 / idle.p99);
+    rpss.push(busy.rps / idle.rps);
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  console.log(`ratio p99 retraining/idle = ${median(p99s).toFixed(2)} (rounds: ${p99s.map((x) => x.toFixed(2)).join(', ')}), throughput retraining/idle = ${median(rpss).toFixed(2)}`);
 } finally {
   await server.close();
 }
