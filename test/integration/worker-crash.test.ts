@@ -75,6 +75,30 @@ describe('a worker SIGKILLed mid-job', () => {
     await killed(w2.child);
   });
 
+  it('a job carrying several outcomes, killed after applying some: each applied exactly once after restart', async () => {
+    const before = await count();
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push((await api.app!.inject({ method: 'POST', url: '/v1/allocations', payload: { pipeline: 'p' } })).json().decisionId);
+    // Reported in one turn of the event loop: intake group-commits them into one job.
+    const answers = await Promise.all(ids.map((id) => api.app!.inject({ method: 'POST', url: '/v1/outcomes', payload: { decisionId: id, quality: 0.5 } })));
+    assert.deepEqual(answers.map((r) => r.statusCode), ids.map(() => 202));
+    const queue = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    const jobs = (await queue.getJobs(['waiting'])).filter((j) => (j.data as { outcomes: { decision: { id: string } }[] }).outcomes.some((o) => ids.includes(o.decision.id)));
+    assert.equal(jobs.length, 1, 'the six outcomes share one job');
+
+    const w1 = worker('after');
+    await w1.line(/^HANG-AFTER /);
+    const applied = await count();
+    assert.ok(applied > before && applied <= before + 6, 'the job was (at least partly) applied before the kill');
+    await killed(w1.child);
+
+    const w2 = worker('none');
+    await w2.line(/^READY/);
+    for (const id of ids) await eventually(async () => (await stateOf(id)) === 'completed', 30_000);
+    assert.equal(await count(), before + 6, 'the redelivered job applied what was left and counted nothing twice');
+    await killed(w2.child);
+  });
+
   it('killed just before applying: applied exactly once after restart', async () => {
     const before = await count();
     const id = await decide();
