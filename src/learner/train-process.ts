@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -78,7 +78,7 @@ function trainerProcess(): NonNullable<typeof trainer> {
   // On Linux the child runs under SCHED_IDLE (util-linux `chrt -i 0`, inherited by every thread it starts): it
   // only gets a core no serving thread wants, and a waking serving thread preempts it at once. nice 19 alone
   // still hands the trainer time slices that a request then waits behind.
-  const idleSched = process.platform === 'linux' && existsSync(CHRT);
+  const idleSched = canRunIdle();
   const child = fork(fileURLToPath(SELF), [], {
     env: { ...process.env, [CHILD_FLAG]: '1' },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -108,6 +108,13 @@ function trainerProcess(): NonNullable<typeof trainer> {
   child.on('exit', (code) => fail(new Error(`training process exited with code ${code}`)));
   trainer = t;
   return t;
+}
+
+/** Whether `chrt -i 0` works here (it exists, and this container lets a process lower its own scheduling class). */
+let idleOk: boolean | undefined;
+function canRunIdle(): boolean {
+  idleOk ??= process.platform === 'linux' && existsSync(CHRT) && spawnSync(CHRT, ['-i', '0', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0;
+  return idleOk;
 }
 
 /** An idle trainer must not keep its parent alive. */
