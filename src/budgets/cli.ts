@@ -21,7 +21,7 @@ const int = (v: string) => {
 const out = (v: unknown) => process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
 
 /**
- * `apportion budgets set|balances|fund|debit|reset|freeze|unfreeze`: the budget ledger from the shell.
+ * `apportion budgets set|balances|fund|debit|reset|freeze|unfreeze|delete`: the budget ledger from the shell.
  */
 export function registerBudgets(program: Command): void {
   const budgets = program.command('budgets').description('scoped budgets (tenant/workspace/workflow/agent)');
@@ -54,6 +54,11 @@ export function registerBudgets(program: Command): void {
         const cells = [r.allocated, r.remaining, r.reserved, r.spent, r.debt].map((n) => String(n).padStart(14)).join('');
         process.stdout.write(`${r.scope.padEnd(w)}  ${cells}${r.frozen ? '  FROZEN' : ''}\n`);
       }
+    },
+  );
+  conn(budgets.command('delete <scope>').description('delete a scope’s budget (refused while reservations hold amounts at it)').addOption(unitOption())).action(
+    async (scope: string, o: Conn & { unit: BudgetUnit }) => {
+      out(await client(o).request('DELETE', `/v1/budgets?scope=${encodeURIComponent(scope)}&unit=${o.unit}`));
     },
   );
   for (const op of ['fund', 'debit', 'reset', 'freeze', 'unfreeze'] as const) {

@@ -4,7 +4,7 @@ import type { ErrorCode } from '../errors/catalog.js';
 import { parseAlerts, type AlertHandler } from './alerts.js';
 import { periodKeys } from './clock.js';
 import type { BudgetKeys } from './keys.js';
-import type { Balance, BudgetOp, BudgetOpBody, BudgetPutBody, OveragePolicy, Unit } from './schema.js';
+import type { Balance, BudgetDeleteQuery, BudgetOp, DeletedBalance, BudgetOpBody, BudgetPutBody, OveragePolicy, Unit } from './schema.js';
 import { resolveScope } from './reservations.js';
 import { run, storeFailure } from './store.js';
 
@@ -24,6 +24,25 @@ export class BudgetLedger {
   private readonly now: () => number;
   constructor(private readonly o: LedgerOptions) {
     this.now = o.now ?? Date.now;
+  }
+
+  /**
+   * Deletes a scope's budget, refused while active reservations hold amounts at it. Its children keep their
+   * own budgets; reservations made afterwards skip the level. Answers the last balance.
+   */
+  async delete(q: BudgetDeleteQuery): Promise<DeletedBalance> {
+    const scope = resolveScope({ scope: q.scope }, 'querystring');
+    const t = scope.tenant;
+    const r = await run<number[]>(this.o.redis, 'budgetDelete', [this.o.keys.budget(t, q.unit, scope.path), this.o.keys.index(t)], [`${q.unit}:${scope.path}`], false);
+    if (r[0] === 0) throw new AppError('BUDGET_NOT_FOUND', `querystring/scope: no ${q.unit} budget at "${scope.path}"`, { scope: scope.path, unit: q.unit });
+    if (r[0] === -1) {
+      throw new AppError('BUDGET_HAS_RESERVATIONS', `querystring/scope: active reservations hold ${r[1]} at "${scope.path}"; commit, release or let them expire first`, {
+        scope: scope.path,
+        unit: q.unit,
+        reserved: r[1],
+      });
+    }
+    return { scope: scope.path, unit: q.unit, allocated: r[1]!, remaining: r[2]!, reserved: r[3]!, spent: r[4]!, debt: r[5]! };
   }
 
   async put(body: BudgetPutBody): Promise<Balance & { created: boolean }> {

@@ -25,6 +25,8 @@ import {
   ReservationParams,
   ReservationView,
   ReserveBody,
+  BudgetDeleteQuery,
+  DeletedBalance,
   DrawBody,
   DrawDryRun,
   DrawGranted,
@@ -88,6 +90,18 @@ export function budgetsModule(core: Core): BudgetsModule {
           const { created, ...balance } = await ledger.put(req.body as BudgetPutBody);
           return reply.status(created ? 201 : 200).send(balance);
         },
+      );
+      app.delete(
+        '/v1/budgets',
+        {
+          schema: {
+            tags: ['budgets'],
+            summary: 'Delete a scope’s budget (409 while reservations hold amounts at it); answers its last balance',
+            querystring: BudgetDeleteQuery,
+            response: { 200: DeletedBalance, ...errorResponses, ...conflict },
+          },
+        },
+        async (req) => ledger.delete(req.query as BudgetDeleteQuery),
       );
       app.post(
         '/v1/budgets/:op',

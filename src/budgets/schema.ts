@@ -74,6 +74,12 @@ export const BudgetOpResponse = Type.Object({
   replayed: Type.Optional(Type.Boolean()),
 });
 
+export const BudgetDeleteQuery = Type.Object({ scope: ScopeText, unit: Unit }, { additionalProperties: false });
+export type BudgetDeleteQuery = Static<typeof BudgetDeleteQuery>;
+/** A deleted budget's last amounts. */
+export const DeletedBalance = Type.Pick(Balance, ['scope', 'unit', 'allocated', 'remaining', 'reserved', 'spent', 'debt']);
+export type DeletedBalance = Static<typeof DeletedBalance>;
+
 export const BalancesQuery = Type.Object(
   { scope: ScopeText, unit: Type.Optional(Unit) },
   { additionalProperties: false },

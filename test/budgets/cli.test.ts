@@ -28,5 +28,8 @@ describe('apportion budgets', () => {
     assert.deepEqual(debit.scopes, ['tenant:cli/workspace:w']);
     const table = await cli('budgets', 'balances', 'tenant:cli');
     assert.match(table, /tenant:cli\/workspace:w\s+1000\s+0\s+0\s+1000\s+30/);
+    const gone = JSON.parse(await cli('budgets', 'delete', 'tenant:cli/workspace:w'));
+    assert.deepEqual([gone.scope, gone.spent, gone.debt], ['tenant:cli/workspace:w', 1000, 30]);
+    assert.doesNotMatch(await cli('budgets', 'balances', 'tenant:cli'), /workspace:w/);
   });
 });

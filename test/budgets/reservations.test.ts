@@ -229,6 +229,33 @@ describe('reservations over HTTP', () => {
   });
 });
 
+describe('deleting a budget', () => {
+  it('is refused while reservations hold amounts at it, then removes the level for later reservations', async () => {
+    await put('tenant:del', 1000);
+    await put('tenant:del/workspace:w', 500);
+    const g = (await call('POST', '/v1/reservations', { scope: 'tenant:del/workspace:w', unit: 'TOKENS', amount: 100, idempotencyKey: key() })).json();
+    const busy = await rt.app!.inject({ method: 'DELETE', url: '/v1/budgets?scope=tenant:del&unit=TOKENS' });
+    assert.equal(busy.statusCode, 409);
+    assert.equal(busy.json().code, 'BUDGET_HAS_RESERVATIONS');
+    assert.equal(busy.json().details.reserved, 100);
+    assert.equal((await balance('tenant:del')).reserved, 100, 'nothing was deleted');
+    assert.equal((await call('POST', `/v1/reservations/${g.id}/commit`, { amount: 60 })).statusCode, 200);
+    const del = await rt.app!.inject({ method: 'DELETE', url: '/v1/budgets?scope=tenant:del&unit=TOKENS' });
+    assert.equal(del.statusCode, 200, del.body);
+    assert.deepEqual(del.json(), { scope: 'tenant:del', unit: 'TOKENS', allocated: 1000, remaining: 940, reserved: 0, spent: 60, debt: 0 });
+    const rows = (await call('GET', '/v1/balances?scope=tenant:del&unit=TOKENS')).json().balances.map((b: { scope: string }) => b.scope);
+    assert.deepEqual(rows, ['tenant:del/workspace:w'], 'the child keeps its budget');
+    const next = (await call('POST', '/v1/reservations', { scope: 'tenant:del/workspace:w', unit: 'TOKENS', amount: 10, idempotencyKey: key() })).json();
+    assert.deepEqual(next.scopes, ['tenant:del/workspace:w'], 'the deleted level is skipped');
+    const again = await rt.app!.inject({ method: 'DELETE', url: '/v1/budgets?scope=tenant:del&unit=TOKENS' });
+    assert.equal(again.statusCode, 404);
+    assert.equal(again.json().code, 'BUDGET_NOT_FOUND');
+    const bad = await rt.app!.inject({ method: 'DELETE', url: '/v1/budgets?scope=tenant:del' });
+    assert.equal(bad.statusCode, 400);
+    assert.match(bad.json().message, /unit/);
+  });
+});
+
 describe('balances query validation', () => {
   it('names the query field of a bad scope', async () => {
     const r = await call('GET', '/v1/balances?scope=workspace:x');
