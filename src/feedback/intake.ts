@@ -32,11 +32,6 @@ export class OutcomeIntake {
     );
   }
 
-  /** Jobs written and outcomes they carried, since start. */
-  get batches(): { readonly jobs: number; readonly outcomes: number } {
-    return { jobs: this.committer.writes, outcomes: this.committer.items };
-  }
-
   async accept(outcome: OutcomeBody): Promise<{ decision: DecisionRecord }> {
     let decision: DecisionRecord | undefined;
     try {
