@@ -125,10 +125,14 @@ describe('infrastructure failures answer 503 and accept nothing', () => {
     try {
       await down.app!.inject(put('/v1/pipelines/p', FIVE_AGENTS));
       const a = (await down.app!.inject(post('/v1/allocations', { pipeline: 'p' }))).json();
+      const outcomes = down.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+      const q = `${down.core.keys.bullPrefix()}:${outcomes.name}`;
+      const jobsBefore = await down.core.bullRedis.get(`${q}:id`);
       down.core.queueRedis.disconnect();
       await expectError(post('/v1/outcomes', { decisionId: a.decisionId, quality: 0.5 }), 'QUEUE_UNAVAILABLE', /queue/, down.app!);
-      const outcomes = down.modules.find((m) => m.name === 'feedback')!.queues![0]!;
-      assert.equal(await down.core.bullRedis.exists(`${down.core.keys.bullPrefix()}:${outcomes.name}:${a.decisionId}`), 0, 'no job was written');
+      // BullMQ numbers every job it adds from this counter: unchanged, and nothing waiting, means no job was written.
+      assert.equal(await down.core.bullRedis.get(`${q}:id`), jobsBefore, 'no job was written');
+      assert.equal(await down.core.bullRedis.llen(`${q}:wait`), 0);
 
       down.core.redis.disconnect();
       await expectError(post('/v1/outcomes', { decisionId: a.decisionId, quality: 0.5 }), 'REDIS_UNAVAILABLE', /unreachable/, down.app!);
