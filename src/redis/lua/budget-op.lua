@@ -20,20 +20,11 @@ local mask = {}
 local any = false
 for j = 3, #KEYS do
   local k = KEYS[j]
-  local b = redis.call('HMGET', k, 'a', 'r', 'v', 's', 'd', 'p', 'o', 'per', 'pk', 'al', 'f')
-  if b[1] then
+  local row = read_budget(k, ARGV[5], ARGV[6])
+  if row then
     any = true
     mask[j - 2] = '1'
-    local row = { k = k, a = tonumber(b[1]), r = tonumber(b[2]), v = tonumber(b[3]), s = tonumber(b[4]),
-      d = tonumber(b[5] or '0'), p = b[6], o = tonumber(b[7] or '0'), al = tonumber(b[10] or '0'), f = b[11] }
-    if b[8] and b[8] ~= '' then
-      local cur = ARGV[5]
-      if b[8] == 'month' then cur = ARGV[6] end
-      if b[9] ~= cur then
-        row.s = 0; row.d = 0; row.al = 0; row.r = row.a - row.v
-        redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(row.r), 'al', '0', 'pk', cur)
-      end
-    end
+    row.k = k
     rows[#rows + 1] = row
     if op == 'debit' then
       if row.f == '1' then return { 'D|BUDGET_FROZEN|' .. (j - 3) .. '|' .. i(row.r) } end
@@ -65,19 +56,8 @@ for _, row in ipairs(rows) do
     local covered = math.min(amount, row.r)
     local s = row.s + covered
     local d = row.d + amount - covered
-    local used = s + d
-    local level = 0
-    if used > 0 then
-      if used >= row.a then level = 100
-      elseif used * 100 >= row.a * 80 then level = 80
-      elseif used * 100 >= row.a * 50 then level = 50 end
-    end
     redis.call('HSET', k, 'r', i(row.r - covered), 's', i(s), 'd', i(d))
-    if level > row.al then
-      redis.call('HSET', k, 'al', level)
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'key', k, 'level', level, 'used', i(used), 'allocated', i(row.a), 'at', ARGV[7])
-      out[#out + 1] = k .. '|' .. level .. '|' .. i(used) .. '|' .. i(row.a)
-    end
+    raise_alert(k, row, s + d, KEYS[2], ARGV[7], out)
   end
 end
 local answer = 'OK|' .. table.concat(mask)

@@ -75,17 +75,7 @@ for k in string.gmatch(ks, '%S+') do keys[#keys + 1] = k end
 local extra = actual - hold
 local rows = {}
 for j, k in ipairs(keys) do
-  local b = redis.call('HMGET', k, 'a', 'r', 'v', 's', 'd', 'p', 'o', 'per', 'pk', 'al')
-  local row = { a = tonumber(b[1]), r = tonumber(b[2]), v = tonumber(b[3]), s = tonumber(b[4]), d = tonumber(b[5] or '0'),
-    p = b[6], o = tonumber(b[7] or '0'), al = tonumber(b[10] or '0') }
-  if b[8] and b[8] ~= '' then
-    local cur = ARGV[5]
-    if b[8] == 'month' then cur = ARGV[6] end
-    if b[9] ~= cur then
-      row.s = 0; row.d = 0; row.al = 0; row.r = row.a - row.v
-      redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(row.r), 'al', '0', 'pk', cur)
-    end
-  end
+  local row = read_budget(k, ARGV[5], ARGV[6])
   if extra > 0 then
     if row.p == 'O' then
       local short = extra - row.r
@@ -112,20 +102,8 @@ for j, k in ipairs(keys) do
   local s = row.s + covered
   local d = row.d + short
   if short > debt_added then debt_added = short end
-  local used = s + d
-  local level = 0
-  if used > 0 then
-    if used >= row.a then level = 100
-    elseif used * 100 >= row.a * 80 then level = 80
-    elseif used * 100 >= row.a * 50 then level = 50 end
-  end
-  if level > row.al then
-    redis.call('HSET', k, 'r', i(r), 'v', i(row.v - hold), 's', i(s), 'd', i(d), 'al', level)
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'key', k, 'level', level, 'used', i(used), 'allocated', i(row.a), 'at', ARGV[4])
-    out[#out + 1] = k .. '|' .. level .. '|' .. i(used) .. '|' .. i(row.a)
-  else
-    redis.call('HSET', k, 'r', i(r), 'v', i(row.v - hold), 's', i(s), 'd', i(d))
-  end
+  redis.call('HSET', k, 'r', i(r), 'v', i(row.v - hold), 's', i(s), 'd', i(d))
+  raise_alert(k, row, s + d, KEYS[3], ARGV[4], out)
 end
 
 if par then

@@ -36,3 +36,40 @@ local function idem_prior(k, fp)
   if string.sub(prior, 1, nl - 1) == fp then return 'R' .. string.sub(prior, nl + 1) end
   return 'M'
 end
+
+-- Reads budget hash `k` as a row { a, r, v, s, d, p, o, al, f, per } (nil when there is no budget), applying the
+-- lazy calendar reset first: a scope whose period (day / month) has moved on starts it with nothing spent.
+local function read_budget(k, day, month)
+  local b = redis.call('HMGET', k, 'a', 'r', 'v', 's', 'd', 'p', 'o', 'per', 'pk', 'al', 'f')
+  if not b[1] then return nil end
+  local row = { a = tonumber(b[1]), r = tonumber(b[2]), v = tonumber(b[3]), s = tonumber(b[4]), d = tonumber(b[5] or '0'),
+    p = b[6], o = tonumber(b[7] or '0'), al = tonumber(b[10] or '0'), f = b[11], per = b[8] }
+  if b[8] and b[8] ~= '' then
+    local cur = day
+    if b[8] == 'month' then cur = month end
+    if b[9] ~= cur then
+      row.s = 0; row.d = 0; row.al = 0; row.r = row.a - row.v
+      redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(row.r), 'al', '0', 'pk', cur)
+    end
+  end
+  return row
+end
+
+-- The threshold (0, 50, 80 or 100 %) that `used` of `allocated` has reached.
+local function alert_level(used, allocated)
+  if used <= 0 then return 0 end
+  if used >= allocated then return 100 end
+  if used * 100 >= allocated * 80 then return 80 end
+  if used * 100 >= allocated * 50 then return 50 end
+  return 0
+end
+
+-- When `used` takes budget `k` (row) past a threshold it had not reached: records the level, appends the event
+-- to the tenant's alerts stream and to `out` ("<key>|<level>|<used>|<allocated>").
+local function raise_alert(k, row, used, stream, now, out)
+  local level = alert_level(used, row.a)
+  if level <= row.al then return end
+  redis.call('HSET', k, 'al', level)
+  redis.call('XADD', stream, 'MAXLEN', '~', 1000, '*', 'key', k, 'level', level, 'used', i(used), 'allocated', i(row.a), 'at', now)
+  out[#out + 1] = k .. '|' .. level .. '|' .. i(used) .. '|' .. i(row.a)
+end
