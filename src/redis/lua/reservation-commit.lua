@@ -36,10 +36,7 @@ local par = rv[7]
 if par == '' then par = nil end
 
 local function give_back(state)
-  drop_hold(amt, rv[3], par)
-  redis.call('HSET', KEYS[1], 'st', state)
-  redis.call('ZREM', KEYS[2], KEYS[1])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+  end_hold(KEYS[1], state, amt, rv[3], par, KEYS[2], tonumber(ARGV[2]))
 end
 
 if st == 'A' and tonumber(rv[4]) <= now then

@@ -13,11 +13,10 @@ for _, rk in ipairs(due) do
   local rv = redis.call('HMGET', rk, 'st', 'amt', 'ks', 'par')
   if rv[1] == 'A' then
     -- A parent returns its whole hold (its draws' part included); a draw returns its amount to a live parent.
-    drop_hold(tonumber(rv[2]), rv[3], rv[4])
-    redis.call('HSET', rk, 'st', 'E')
-    redis.call('PEXPIRE', rk, tonumber(ARGV[3]))
+    end_hold(rk, 'E', tonumber(rv[2]), rv[3], rv[4], KEYS[1], tonumber(ARGV[3]))
     n = n + 1
+  else
+    redis.call('ZREM', KEYS[1], rk)
   end
-  redis.call('ZREM', KEYS[1], rk)
 end
 return n

@@ -23,10 +23,7 @@ if not rv[1] then return 'N' end
 local st = rv[1]
 local now = tonumber(ARGV[3])
 if st == 'A' and tonumber(rv[4]) <= now then
-  drop_hold(tonumber(rv[2]), rv[3], rv[6])
-  redis.call('HSET', KEYS[1], 'st', 'E')
-  redis.call('ZREM', KEYS[2], KEYS[1])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+  end_hold(KEYS[1], 'E', tonumber(rv[2]), rv[3], rv[6], KEYS[2], tonumber(ARGV[2]))
   st = 'E'
 end
 if st ~= 'A' then return 'F|' .. st end

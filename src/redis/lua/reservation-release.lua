@@ -27,12 +27,9 @@ if st ~= 'A' then return 'F|' .. st end
 
 local expired = tonumber(rv[4]) <= tonumber(ARGV[3])
 if not expired and tonumber(rv[6] or '0') > 0 then return 'D|' .. rv[6] end
-drop_hold(amt, rv[3], rv[5])
 local state = 'R'
 if expired then state = 'E' end
-redis.call('HSET', KEYS[1], 'st', state)
-redis.call('ZREM', KEYS[2], KEYS[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end_hold(KEYS[1], state, amt, rv[3], rv[5], KEYS[2], tonumber(ARGV[2]))
 if expired then return 'F|E' end
 local answer = 'L|' .. i(amt)
 if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1] .. '\n' .. answer, 'PX', tonumber(ARGV[2])) end

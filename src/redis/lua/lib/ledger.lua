@@ -27,6 +27,15 @@ local function drop_hold(amt, ks, par)
   end
 end
 
+-- Ends an ACTIVE reservation `rk` without a charge (released or expired): gives its hold back (drop_hold), sets
+-- its final state, takes it off the tenant's deadlines and keeps the finished record for `retention_ms`.
+local function end_hold(rk, state, amt, ks, par, deadlines, retention_ms)
+  drop_hold(amt, ks, par)
+  redis.call('HSET', rk, 'st', state)
+  redis.call('ZREM', deadlines, rk)
+  redis.call('PEXPIRE', rk, retention_ms)
+end
+
 -- Looks up idempotency record `k` ("<fingerprint>\n<answer>"): 'R' .. answer when it holds this fingerprint (a
 -- replay), 'M' when the key was used for another payload, nil when the key is new.
 local function idem_prior(k, fp)
