@@ -5,7 +5,20 @@ import type { ErrorCode } from '../errors/catalog.js';
 import { parseAlerts, splitBudgetKey, type AlertHandler } from './alerts.js';
 import { periodKeys } from './clock.js';
 import type { BudgetKeys } from './keys.js';
-import type { DrawBody, ReserveBody, State, Unit } from './schema.js';
+import type {
+  Committed,
+  DrawBody,
+  DrawDryRun,
+  DrawGranted,
+  DryRunAnswer as DryRun,
+  Extended,
+  Released,
+  ReservationGranted as Granted,
+  ReservationView as ReservationRecord,
+  ReserveBody,
+  State,
+  Unit,
+} from './schema.js';
 import { parseScope, scopeOf, ScopeError, type Scope } from './scope.js';
 import { run, storeFailure } from './store.js';
 
@@ -26,75 +39,6 @@ export interface ReservationOptions {
   readonly timeoutMs?: number;
   /** Called once per operation with its result label (ok, replay, or the denial code). */
   readonly onResult?: (op: 'reserve' | 'draw' | 'commit' | 'release' | 'extend', result: string) => void;
-}
-
-export interface Granted {
-  readonly id: string;
-  readonly state: 'ACTIVE';
-  readonly scope: string;
-  readonly unit: Unit;
-  readonly amount: number;
-  readonly scopes: string[];
-  readonly expiresAt: number;
-  readonly replayed?: boolean;
-}
-export interface DrawGranted {
-  readonly id: string;
-  readonly state: 'ACTIVE';
-  readonly parent: string;
-  readonly scope: string;
-  readonly unit: Unit;
-  readonly amount: number;
-  readonly expiresAt: number;
-  readonly replayed?: boolean;
-}
-export interface DrawDryRun {
-  readonly dryRun: true;
-  readonly allowed: true;
-  readonly parent: string;
-  readonly amount: number;
-}
-export interface DryRun {
-  readonly dryRun: true;
-  readonly allowed: true;
-  readonly scope: string;
-  readonly unit: Unit;
-  readonly amount: number;
-  readonly scopes: string[];
-}
-export interface Committed {
-  readonly id: string;
-  readonly state: 'COMMITTED';
-  readonly reserved: number;
-  readonly charged: number;
-  readonly released: number;
-  readonly debt: number;
-  readonly replayed?: boolean;
-}
-export interface Released {
-  readonly id: string;
-  readonly state: 'RELEASED';
-  readonly released: number;
-  readonly replayed?: boolean;
-}
-export interface Extended {
-  readonly id: string;
-  readonly state: 'ACTIVE';
-  readonly expiresAt: number;
-  readonly extensions: number;
-  readonly replayed?: boolean;
-}
-export interface ReservationRecord {
-  readonly id: string;
-  readonly state: State;
-  readonly scope: string;
-  readonly unit: Unit;
-  readonly amount: number;
-  readonly expiresAt: number;
-  readonly extensions: number;
-  readonly charged?: number;
-  readonly parent?: string;
-  readonly drawn?: number;
 }
 
 const STATES: Record<string, State> = { A: 'ACTIVE', C: 'COMMITTED', R: 'RELEASED', E: 'EXPIRED' };

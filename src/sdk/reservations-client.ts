@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
+import type { Balance, Committed, DrawGranted, ReservationGranted, Unit } from '../budgets/schema.js';
 import type { ApportionClient } from './client.js';
 import type { ReservationBacking } from './controller.js';
 
-export type BudgetUnit = 'TOKENS' | 'USD_MICROCENTS';
+/** What the reservation routes answer (their TypeBox response schemas). */
+export type Reservation = ReservationGranted;
+export type Draw = DrawGranted;
+export type Commit = Committed;
+export type BalanceRow = Balance;
+
+export type BudgetUnit = Unit;
 
 export interface ReserveParams {
   /** `tenant:<t>/workspace:<w>/workflow:<f>/agent:<a>` (levels may be skipped, tenant required). */
@@ -13,49 +20,6 @@ export interface ReserveParams {
   /** Default: a fresh UUID. Pass your own to make retries after a lost response safe. */
   readonly idempotencyKey?: string;
   readonly dryRun?: boolean;
-}
-
-export interface Reservation {
-  readonly id: string;
-  readonly state: 'ACTIVE';
-  readonly scope: string;
-  readonly unit: BudgetUnit;
-  readonly amount: number;
-  readonly scopes: readonly string[];
-  readonly expiresAt: number;
-  readonly replayed?: boolean;
-}
-
-export interface Draw {
-  readonly id: string;
-  readonly state: 'ACTIVE';
-  readonly parent: string;
-  readonly scope: string;
-  readonly unit: BudgetUnit;
-  readonly amount: number;
-  readonly expiresAt: number;
-  readonly replayed?: boolean;
-}
-
-export interface Commit {
-  readonly id: string;
-  readonly state: 'COMMITTED';
-  readonly reserved: number;
-  readonly charged: number;
-  readonly released: number;
-  readonly debt: number;
-  readonly replayed?: boolean;
-}
-
-export interface BalanceRow {
-  readonly scope: string;
-  readonly unit: BudgetUnit;
-  readonly allocated: number;
-  readonly remaining: number;
-  readonly reserved: number;
-  readonly spent: number;
-  readonly debt: number;
-  readonly frozen: boolean;
 }
 
 /** Reservation calls for orchestrators and sub-agents (any process): reserve, then commit or release. */
