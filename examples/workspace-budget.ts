@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { loadConfig } from '../src/config/env.js';
+import { dropPrefix } from '../src/redis/prefix.js';
 import { ApportionClient, ApportionHttpError } from '../src/sdk/client.js';
 import { ReservationsClient } from '../src/sdk/reservations-client.js';
 import { start, type Running } from '../src/server.js';
@@ -75,14 +76,8 @@ async function main(): Promise<void> {
   } finally {
     if (running) {
       // Throwaway prefix: delete what the example wrote.
-      const redis = running.core.redis;
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await redis.unlink(...keys);
-      } while (cursor !== '0');
       await running.close();
+      await dropPrefix(running.core.config.redisUrl, prefix);
     }
   }
 }
