@@ -45,6 +45,9 @@ const STATES: Record<string, State> = { A: 'ACTIVE', C: 'COMMITTED', R: 'RELEASE
 // Reservation ids: `<tenant>~<process tag><counter>`; unique across processes without a random call per request.
 const PROCESS_TAG = BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36);
 let counter = 0;
+const newReservationId = (tenant: string): string => `${tenant}~${PROCESS_TAG}${(counter++).toString(36)}`;
+// A dry run never stores: it checks an idempotency key no real request uses, so it never replays or conflicts.
+const DRY_RUN_KEY = '\u0000dry';
 
 export function tenantOf(id: string): string {
   const t = id.indexOf('~');
@@ -87,11 +90,10 @@ export class ReservationService {
     const dry = body.dryRun === true;
     const now = this.now();
     const pk = periodKeys(now);
-    const id = `${t}~${PROCESS_TAG}${(counter++).toString(36)}`;
+    const id = newReservationId(t);
     const chain = scope.chain;
     const ks: string[] = [
-      // A dry run never stores: it checks a key no real request uses, so it never replays or conflicts.
-      keys.idempotency(t, dry ? `\u0000dry` : body.idempotencyKey),
+      keys.idempotency(t, dry ? DRY_RUN_KEY : body.idempotencyKey),
       keys.reservation(t, id),
       keys.deadlines(t),
     ];
@@ -150,8 +152,8 @@ export class ReservationService {
     const { keys } = this.o;
     const ttl = body.ttlMs ?? this.defaultTtlMs;
     const dry = body.dryRun === true;
-    const id = `${t}~${PROCESS_TAG}${(counter++).toString(36)}`;
-    const ks = [keys.idempotency(t, dry ? `\u0000dry` : body.idempotencyKey), keys.reservation(t, id), keys.deadlines(t), keys.reservation(t, parentId)];
+    const id = newReservationId(t);
+    const ks = [keys.idempotency(t, dry ? DRY_RUN_KEY : body.idempotencyKey), keys.reservation(t, id), keys.deadlines(t), keys.reservation(t, parentId)];
     const answer = await run<string>(
       this.o.redis,
       'reservationDraw',
