@@ -1,7 +1,7 @@
 /**
  * POST /v1/allocations throughput and latency against the same server's no-op route.
  *
- *   node --import tsx bench/allocate.ts [--duration 5] [--rounds 3] [--connections 64] [--scenarios experiments,learned|none]
+ *   node --import tsx bench/allocate.ts [--duration 5] [--rounds 3] [--connections 64] [--scenarios experiments,learned|none] [--server-prof DIR]
  *
  * Baseline (one fresh server): the no-op route (same request bodies), then allocations with the example pipeline's `estimate`
  * strategy (its default), in alternating rounds; the ratio is the median of the per-round ratios.
@@ -13,11 +13,15 @@
  */
 import { readdirSync } from 'node:fs';
 import { ApportionClient } from '../src/sdk/client.js';
-import { cannon, flag, fmt, spawnServer, type BenchServer, type CannonResult } from './lib.js';
+import { Redis } from 'ioredis';
+import { cannon, flag, fmt, REDIS_URL, spawnServer, withCpu, type BenchServer, type CannonResult, type Cpu } from './lib.js';
 
 const duration = Number(flag('duration', '5'));
 const rounds = Number(flag('rounds', '3'));
 const connections = Number(flag('connections', '64'));
+/** `--server-prof DIR`: each server writes a V8 CPU profile to DIR when it stops (where its time goes). */
+const serverProf = flag('server-prof', '');
+const profArgs = serverProf ? ['--cpu-prof', `--cpu-prof-dir=${serverProf}`] : [];
 /** Default: every scenario in bench/scenarios/; `--scenarios none` for the baseline only. */
 const scenarios = flag(
   'scenarios',
@@ -53,35 +57,57 @@ const median = (xs: number[]): number => {
 
 /** Alternates baseline and candidate for `rounds` rounds; prints each and returns the median ratio. */
 async function compare(server: BenchServer, base: Arm, cand: Arm, target: string): Promise<void> {
-  const run = async (arm: Arm, sec: number): Promise<CannonResult> => {
+  const redis = new Redis(REDIS_URL);
+  const run = async (arm: Arm, sec: number): Promise<CannonResult & { cpu: Cpu }> => {
     await arm.before?.();
-    return cannon({ url: server.url, path: arm.path, bodies: arm.bodies, key: server.clientKey, connections, durationSec: sec });
+    const m = await withCpu(server, redis, () =>
+      cannon({ url: server.url, path: arm.path, bodies: arm.bodies, key: server.clientKey, connections, durationSec: sec }),
+    );
+    return { ...m.r, cpu: m.cpu };
   };
-  await run(base, 2); // warm-up: JIT, connection pools, compiled strategies
-  await run(cand, 2);
-  const ratios: number[] = [];
-  const all: { base: CannonResult[]; cand: CannonResult[] } = { base: [], cand: [] };
-  for (let r = 0; r < rounds; r++) {
-    const b = await run(base, duration);
-    const c = await run(cand, duration);
-    all.base.push(b);
-    all.cand.push(c);
-    ratios.push(c.rps / b.rps);
-    console.log(`  round ${r + 1}: ${base.label.padEnd(22)} ${fmt(b)}`);
-    console.log(`  round ${r + 1}: ${cand.label.padEnd(22)} ${fmt(c)}`);
+  /** CPU µs per request: counts work rather than waiting, so it moves less than req/s on a shared machine. */
+  const perReq = (x: CannonResult & { cpu: Cpu }) => {
+    const n = x.rps * duration;
+    return { server: (x.cpu.server / n) * 1e6, redis: (x.cpu.redis / n) * 1e6, gen: (x.cpu.gen / n) * 1e6 };
+  };
+  const cpuFmt = (x: CannonResult & { cpu: Cpu }) => {
+    const c = perReq(x);
+    return `cpu µs/req: server ${c.server.toFixed(0)} redis ${c.redis.toFixed(0)} generator ${c.gen.toFixed(0)}`;
+  };
+  try {
+    await run(base, 2); // warm-up: JIT, connection pools, compiled strategies
+    await run(cand, 2);
+    const ratios: number[] = [];
+    const all: { base: (CannonResult & { cpu: Cpu })[]; cand: (CannonResult & { cpu: Cpu })[] } = { base: [], cand: [] };
+    for (let r = 0; r < rounds; r++) {
+      const b = await run(base, duration);
+      const c = await run(cand, duration);
+      all.base.push(b);
+      all.cand.push(c);
+      ratios.push(c.rps / b.rps);
+      console.log(`  round ${r + 1}: ${base.label.padEnd(22)} ${fmt(b)}  ${cpuFmt(b)}`);
+      console.log(`  round ${r + 1}: ${cand.label.padEnd(22)} ${fmt(c)}  ${cpuFmt(c)}`);
+    }
+    const med = (k: 'p50' | 'p99', xs: CannonResult[]) => median(xs.map((x) => x[k])).toFixed(2);
+    const medCpu = (xs: (CannonResult & { cpu: Cpu })[]) => {
+      const s = median(xs.map((x) => perReq(x).server));
+      const r = median(xs.map((x) => perReq(x).redis));
+      return `server ${s.toFixed(0)} + redis ${r.toFixed(0)} µs/req`;
+    };
+    console.log(
+      `${cand.label}: median ${median(all.cand.map((x) => x.rps)).toFixed(0)} req/s (p50 ${med('p50', all.cand)} ms, p99 ${med('p99', all.cand)} ms, ${medCpu(all.cand)}) vs ${base.label} ${median(all.base.map((x) => x.rps)).toFixed(0)} req/s (p50 ${med('p50', all.base)} ms, p99 ${med('p99', all.base)} ms, ${medCpu(all.base)})`,
+    );
+    console.log(`ratio ${cand.label}/${base.label} = ${median(ratios).toFixed(3)} (median of ${rounds} alternating rounds; ${target})`);
+  } finally {
+    redis.disconnect();
   }
-  const med = (k: 'p50' | 'p99', xs: CannonResult[]) => median(xs.map((x) => x[k])).toFixed(2);
-  console.log(
-    `${cand.label}: median ${median(all.cand.map((x) => x.rps)).toFixed(0)} req/s (p50 ${med('p50', all.cand)} ms, p99 ${med('p99', all.cand)} ms) vs ${base.label} ${median(all.base.map((x) => x.rps)).toFixed(0)} req/s (p50 ${med('p50', all.base)} ms, p99 ${med('p99', all.base)} ms)`,
-  );
-  console.log(`ratio ${cand.label}/${base.label} = ${median(ratios).toFixed(3)} (median of ${rounds} alternating rounds; ${target})`);
 }
 
 async function main(): Promise<void> {
   console.log(`bench/allocate: ${connections} connections, ${rounds} alternating rounds of ${duration} s`);
   const estimate: Arm = { label: 'estimate', path: '/v1/allocations', bodies: estimateBodies() };
   {
-    const server = await spawnServer();
+    const server = await spawnServer({}, profArgs);
     try {
       // The no-op route gets the very same request bodies: the ratio is what allocating costs on top of
       // receiving, authenticating and parsing the same request.
@@ -92,7 +118,7 @@ async function main(): Promise<void> {
   }
   for (const name of scenarios) {
     console.log(`\n--- scenario ${name} (fresh server) ---`);
-    const server = await spawnServer();
+    const server = await spawnServer({}, profArgs);
     try {
       const mod = (await import(`./scenarios/${name}.ts`)) as {
         setup(client: ApportionClient): Promise<{ path: string; bodies: object[] }>;

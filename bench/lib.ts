@@ -4,8 +4,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import type { Redis } from 'ioredis';
 import { dropPrefix as dropPrefixAt } from '../src/redis/prefix.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -152,3 +154,43 @@ export function flag(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : def;
 }
+
+/** CPU seconds used by the load generator (this process), the server process and Redis while `fn` runs. */
+export interface Cpu {
+  gen: number;
+  server: number;
+  redis: number;
+}
+
+export function childCpuSec(pid: number): number {
+  let f: string;
+  try {
+    f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return Number.NaN; // the server exited (its log says why)
+  }
+  const parts = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(parts[11]) + Number(parts[12])) / 100; // utime + stime in clock ticks (100 Hz)
+}
+
+export async function redisCpuSec(r: Redis): Promise<number> {
+  const info = await r.info('cpu');
+  const v = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+  return v('used_cpu_user') + v('used_cpu_sys');
+}
+
+export async function withCpu<T>(server: BenchServer, redis: Redis, fn: () => Promise<T>): Promise<{ r: T; cpu: Cpu; wall: number }> {
+  const g0 = process.cpuUsage();
+  const s0 = childCpuSec(server.child.pid!);
+  const r0 = await redisCpuSec(redis);
+  const t0 = performance.now();
+  const r = await fn();
+  const wall = (performance.now() - t0) / 1000;
+  const g = process.cpuUsage(g0);
+  return { r, wall, cpu: { gen: (g.user + g.system) / 1e6, server: childCpuSec(server.child.pid!) - s0, redis: (await redisCpuSec(redis)) - r0 } };
+}
+
+/** Cores kept busy, and CPU µs per HTTP request (robust-ish to a shared machine: it counts work, not waiting). */
+export const cpuLine = (c: Cpu, wall: number, requests: number) =>
+  `cpu (cores busy): load generator ${(c.gen / wall).toFixed(2)}  server ${(c.server / wall).toFixed(2)}  redis ${(c.redis / wall).toFixed(2)}` +
+  `   µs/request: generator ${((c.gen / requests) * 1e6).toFixed(0)}  server ${((c.server / requests) * 1e6).toFixed(0)}  redis ${((c.redis / requests) * 1e6).toFixed(0)}`;

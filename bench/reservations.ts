@@ -12,13 +12,12 @@
  * clients of the shared Redis (blocking KEYS / long LRANGE from other work) cannot stall it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { ApportionClient } from '../src/sdk/client.js';
-import { cannon, flag, fmt, REDIS_URL, spawnServer, type BenchServer } from './lib.js';
+import { cannon, cpuLine, flag, fmt, REDIS_URL, spawnServer, withCpu, type BenchServer } from './lib.js';
 
 const duration = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '64'));
@@ -30,45 +29,6 @@ const serverProf = flag('server-prof', '');
 const AGENTS = 16;
 const TENANT = 'bench';
 const BIG = 1_000_000_000_000_000;
-
-interface Cpu {
-  gen: number;
-  server: number;
-  redis: number;
-}
-
-function childCpuSec(pid: number): number {
-  let f: string;
-  try {
-    f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return Number.NaN; // the server exited (its log says why)
-  }
-  const parts = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(parts[11]) + Number(parts[12])) / 100; // utime + stime in clock ticks (100 Hz)
-}
-
-async function redisCpuSec(r: Redis): Promise<number> {
-  const info = await r.info('cpu');
-  const v = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
-  return v('used_cpu_user') + v('used_cpu_sys');
-}
-
-async function withCpu<T>(server: BenchServer, redis: Redis, fn: () => Promise<T>): Promise<{ r: T; cpu: Cpu; wall: number }> {
-  const g0 = process.cpuUsage();
-  const s0 = childCpuSec(server.child.pid!);
-  const r0 = await redisCpuSec(redis);
-  const t0 = performance.now();
-  const r = await fn();
-  const wall = (performance.now() - t0) / 1000;
-  const g = process.cpuUsage(g0);
-  return { r, wall, cpu: { gen: (g.user + g.system) / 1e6, server: childCpuSec(server.child.pid!) - s0, redis: (await redisCpuSec(redis)) - r0 } };
-}
-
-/** Cores kept busy, and CPU µs per HTTP request (robust-ish to a shared machine: it counts work, not waiting). */
-const cpuLine = (c: Cpu, wall: number, requests: number) =>
-  `cpu (cores busy): load generator ${(c.gen / wall).toFixed(2)}  server ${(c.server / wall).toFixed(2)}  redis ${(c.redis / wall).toFixed(2)}` +
-  `   µs/request: generator ${((c.gen / requests) * 1e6).toFixed(0)}  server ${((c.server / requests) * 1e6).toFixed(0)}  redis ${((c.redis / requests) * 1e6).toFixed(0)}`;
 
 const scopeOf = (i: number) => `tenant:${TENANT}/workspace:w/workflow:f/agent:a${i % AGENTS}`;
 let seq = 0;

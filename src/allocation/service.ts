@@ -104,7 +104,8 @@ export class AllocationService {
       throw new AppError('INFEASIBLE_TOTAL', `body/totalTokens (${total}) is below the sum of the agents' minTokens (${minSum})`);
     }
     const features = deriveTokenFeatures(req.features ?? {});
-    const input = { features, totalTokens: total, ...(req.unitKey !== undefined ? { unitKey: req.unitKey } : {}) };
+    const id = newDecisionId();
+    const input = { features, totalTokens: total, decisionId: id, ...(req.unitKey !== undefined ? { unitKey: req.unitKey } : {}) };
 
     const route = this.resolveRoute(view, pipeline, { ...req, features });
     const chain: { def: StrategyDef; reason: AllocationReason }[] = [];
@@ -120,7 +121,7 @@ export class AllocationService {
       try {
         const out = compiledStrategy(this.deps.kinds, view, def, pipeline).allocate(input);
         const budgets = checkBudgets(pipeline, out.budgets, total);
-        return await this.finish(pipeline, def, failure ? 'fallback' : reason, failure, budgets, total, input.features, req, route, out.meta);
+        return await this.finish(id, pipeline, def, failure ? 'fallback' : reason, failure, budgets, total, input.features, req, route, out.meta);
       } catch (e) {
         this.deps.observer?.onStrategyError?.(def.id, e);
         failure ??= { from: def.id, error: e instanceof Error ? e.message : String(e) };
@@ -153,6 +154,7 @@ export class AllocationService {
   }
 
   private async finish(
+    id: string,
     pipeline: Pipeline,
     def: StrategyDef,
     reason: AllocationReason,
@@ -164,7 +166,6 @@ export class AllocationService {
     route: Route,
     meta: Readonly<Record<string, unknown>> | undefined,
   ): Promise<AllocationResult> {
-    const id = newDecisionId();
     let shadow: Record<string, unknown> | undefined;
     for (const hook of this.deps.shadows?.() ?? []) {
       try {

@@ -7,7 +7,7 @@ import type { TrainingData } from './trainer.js';
  * off-policy evaluation, and a line of `export-logs`. Short keys: a buffer holds up to 100k of them.
  */
 export interface LoggedEvent {
-  /** Decision id (or the learner's ticket for a default-reward event). */
+  /** Decision id (a default-reward event logged by an earlier version carries the learner's ticket instead). */
   readonly id: string;
   /** Decision time, epoch ms. */
   readonly t: number;

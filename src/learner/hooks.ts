@@ -6,7 +6,7 @@ import type { Keys } from '../redis/keys.js';
 import type { StrategyKinds } from '../strategies/registry.js';
 import { compiledStrategy } from '../strategies/service.js';
 import type { LoggedEvent } from './events.js';
-import { isLearned, learnerMetaOf, type LearnedParams } from './kind.js';
+import { isLearned, learnerMetaOf, pendingTicketOf, waitWindowMs, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { shareDistance } from './ope-service.js';
 import { learnedStrategies } from './training.js';
@@ -21,7 +21,7 @@ export function logsPipeline(view: ControlView, pipeline: Pipeline): boolean {
  * the pipeline's incoming list in the same Lua call that applies the outcome, so it is logged exactly once.
  * An outcome received after its decision's wait window is left out (the default reward stands in for it).
  */
-export function trainingSink(deps: { readonly view: () => ControlView; readonly keys: Keys }): OutcomeSink {
+export function trainingSink(deps: { readonly view: () => ControlView; readonly keys: Keys; readonly retentionSeconds: number }): OutcomeSink {
   return {
     entry(job, { costUsd }) {
       const d = job.decision;
@@ -29,11 +29,10 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
       const pipeline = view.pipelines.get(d.pipeline);
       if (!pipeline || !logsPipeline(view, pipeline)) return undefined;
       const meta = learnerMetaOf(d, pipeline);
-      const ticket = (d.meta?.learner as { tk?: unknown } | undefined)?.tk;
-      const tk = typeof ticket === 'string' ? ticket : '';
+      const tk = pendingTicketOf(d.meta, d.id);
       if (tk) {
         const params = (view.strategies.get(d.strategy)?.params ?? {}) as LearnedParams;
-        const waitMs = (params.rewardWaitSeconds ?? 600) * 1000;
+        const waitMs = waitWindowMs(params, deps.retentionSeconds);
         if (waitMs > 0 && job.receivedAt > d.ts + waitMs) return undefined;
       }
       const shadow = d.shadow?.learner as Record<string, { b?: number[] }> | undefined;

@@ -8,9 +8,9 @@ export function learnerKeys(keys: Keys, pipeline: string) {
     incoming: k('incoming'),
     /** list: the training buffer (event JSON), newest first, capped. */
     buffer: k('buffer'),
-    /** zset: learned decisions awaiting their outcome, scored by their wait-window deadline (epoch ms). */
+    /** zset: learned decisions (ticket = decision id) awaiting their outcome, scored by their wait-window deadline (epoch ms). */
     pending: k('pending'),
-    /** hash: ticket → the event with the default reward, pushed to the buffer if the deadline passes. */
+    /** hash: ticket → the event with the default reward; only written by earlier versions (now built from the decision record). */
     pendingData: k('pending-data'),
     /** zset: tickets that got the default reward (late outcomes for them are dropped), scored by time. */
     defaulted: k('defaulted'),

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import type { DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
@@ -6,7 +5,6 @@ import type { Pipeline } from '../pipelines/schema.js';
 import type { Keys } from '../redis/keys.js';
 import type { AllocationInput, CompiledStrategy, StrategyKind } from '../strategies/types.js';
 import { toBudgets } from '../strategies/util.js';
-import type { LoggedEvent } from './events.js';
 import { compileFeatures, type FeatureEncoder, type FeaturesBody } from './features.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights } from './model.js';
@@ -39,13 +37,18 @@ export const LearnedParams = Type.Object(
 );
 export type LearnedParams = Static<typeof LearnedParams>;
 
-/** Tickets: a random per-process prefix and a counter (unique without a random draw per request). */
-const TICKET_PREFIX = randomBytes(6).toString('base64url');
-let ticketSeq = 0;
-const nextTicket = () => `${TICKET_PREFIX}${(++ticketSeq).toString(36)}`;
-
 /** Grace beyond the wait window before a pending decision is defaulted (outcome jobs in flight). */
 export const DEFAULT_GRACE_MS = 30_000;
+
+/**
+ * The reward wait window in ms (0 = wait forever). It is capped so that its deadline (window + grace) falls
+ * within the decision retention (APPORTION_REWARD_WINDOW_SECONDS): the default reward is built from the
+ * decision record, and a decision whose record expired can get neither an outcome nor a default.
+ */
+export function waitWindowMs(params: LearnedParams, retentionSeconds: number): number {
+  const wait = (params.rewardWaitSeconds ?? 600) * 1000;
+  return wait === 0 ? 0 : Math.max(1000, Math.min(wait, retentionSeconds * 1000 - DEFAULT_GRACE_MS));
+}
 
 export function exploreOptions(p: LearnedParams): ExploreOptions {
   return { explorer: p.explorer ?? 'squarecb', epsilon: p.epsilon ?? 0.1, gamma: p.gamma ?? 200, perturbation: p.perturbation ?? 0.5, upOnly: p.upOnly ?? false };
@@ -93,10 +96,16 @@ export function isLearned(c: CompiledStrategy): c is LearnedCompiled {
 /**
  * The `learned` strategy kind. Serving never calls tfjs: it evaluates the active model's exported weights
  * (model.ts) and explores over a small candidate set with exact logged probabilities (policy.ts).
- * Each decision registers a ticket in the pipeline's pending set (batched, see pending.ts) so a decision
+ * Each decision registers its id in the pipeline's pending set (batched, see pending.ts) so a decision
  * without an outcome gets the default reward after the wait window.
  */
-export function learnedKind(deps: { readonly view: () => ControlView; readonly pending: PendingBatcher; readonly keys: Keys }): StrategyKind<LearnedParams> {
+export function learnedKind(deps: {
+  readonly view: () => ControlView;
+  readonly pending: PendingBatcher;
+  readonly keys: Keys;
+  /** How long decision records are kept (APPORTION_REWARD_WINDOW_SECONDS). */
+  readonly retentionSeconds: number;
+}): StrategyKind<LearnedParams> {
   return {
     kind: 'learned',
     paramsSchema: LearnedParams,
@@ -104,8 +113,7 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly p
       const explore = exploreOptions(params);
       const agents = policyAgentsOf(pipeline);
       const lk = learnerKeys(deps.keys, pipeline.id);
-      const waitMs = (params.rewardWaitSeconds ?? 600) * 1000;
-      const dflt = params.defaultReward ?? 0;
+      const waitMs = waitWindowMs(params, deps.retentionSeconds);
       const model = () => servingModel(deps.view(), pipeline);
       // The uniform anchor depends only on the total: cache it (bounded) instead of water-filling per request.
       const uniforms = new Map<number, number[]>();
@@ -139,19 +147,15 @@ export function learnedKind(deps: { readonly view: () => ControlView; readonly p
           for (let k = 1; k < probs.length; k++) if (probs[k]! > probs[top]!) top = k;
           probs[top] = 0;
           probs[top] = 1 - probs.reduce((a, b) => a + b, 0);
-          let ticket = '';
-          if (waitMs > 0) {
-            ticket = nextTicket();
-            const now = Date.now();
-            // The default-reward event carries no candidate set: it trains the model, but off-policy
-            // evaluation leaves default-reward events out (their reward was not observed).
-            const event: LoggedEvent = { id: ticket, t: now, s: strategyId, f: input.features, T: input.totalTokens, b: budgets, q: dflt, c: null, m: m.version, d: 1 };
-            deps.pending.add([lk.pending, lk.pendingData, lk.resolved], ticket, now + waitMs + DEFAULT_GRACE_MS, JSON.stringify(event));
-          }
+          // Registered for the default reward under its decision id (the worker builds that event from the
+          // decision record if no outcome arrives in time).
+          const registered = waitMs > 0 && input.decisionId !== undefined;
+          if (registered) deps.pending.add(lk.pending, input.decisionId!, Date.now() + waitMs + DEFAULT_GRACE_MS);
+          const meta: LearnerMeta = { m: m.version, k: dec.chosen, p: probs[dec.chosen]!, g: dec.candidates[0]!, d: signedPerturbation(explore), P: probs, ...(registered ? { w: 1 as const } : {}) };
           return {
             budgets,
             // Candidates are not logged: the greedy split, δ and the bounds reproduce them (learnerMetaOf).
-            meta: { learner: { m: m.version, k: dec.chosen, p: probs[dec.chosen], g: dec.candidates[0], d: signedPerturbation(explore), P: probs, ...(ticket ? { tk: ticket } : {}) } },
+            meta: { learner: meta },
           };
         },
       };
@@ -170,7 +174,18 @@ export interface LearnerMeta {
   readonly g: number[];
   readonly d: number;
   readonly P: number[];
+  /** 1: registered for the default reward under the decision id. */
+  readonly w?: 1;
+  /** Written by earlier versions: the separate ticket the decision was registered under. */
   readonly tk?: string;
+}
+
+/** The id a decision was registered under for the default reward, or '' when it was not registered. */
+export function pendingTicketOf(meta: Readonly<Record<string, unknown>> | undefined, decisionId: string): string {
+  const m = meta?.learner as Partial<LearnerMeta> | undefined;
+  if (!m) return '';
+  if (typeof m.tk === 'string') return m.tk;
+  return m.w === 1 ? decisionId : '';
 }
 
 /**

@@ -58,8 +58,8 @@ export function learnerModule(core: Core): LearnerModule {
     pending,
     enqueueTrain,
     queues: [trainQueue, tickQueue],
-    strategyKinds: [learnedKind({ view: core.view, pending, keys: core.keys }) as unknown as StrategyKind<never>],
-    sinks: [trainingSink({ view: core.view, keys: core.keys })],
+    strategyKinds: [learnedKind({ view: core.view, pending, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds }) as unknown as StrategyKind<never>],
+    sinks: [trainingSink({ view: core.view, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds })],
     shadows: [shadowHook({ kinds: core.kinds })],
     async onOutcomeApplied(job) {
       const view = core.view();

@@ -1,3 +1,4 @@
+import { readDecisionJson, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { runScript } from '../redis/scripts.js';
@@ -5,7 +6,7 @@ import type { Core } from '../runtime.js';
 import type { StrategyDef } from '../strategies/schema.js';
 import type { LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
-import { servingModel, type LearnedParams } from './kind.js';
+import { DEFAULT_GRACE_MS, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, initialWeights, serializeWeights } from './model.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
@@ -17,6 +18,8 @@ import type { TrainOptions } from './trainer.js';
 export const BUFFER_CAP = 100_000;
 const INGEST_BATCH = 5000;
 const DEFAULTED_MEMORY_MS = 7 * 86_400_000;
+/** Resolved tickets (an outcome overtook its registration) are kept past the longest wait window. */
+const RESOLVED_MEMORY_MS = 31 * 86_400_000 + DEFAULT_GRACE_MS;
 
 /** The learned strategies of a pipeline; the first is the one whose parameters drive training. */
 export function learnedStrategies(view: ControlView, pipeline: Pipeline): readonly StrategyDef[] {
@@ -38,6 +41,8 @@ export interface IngestResult {
   readonly moved: number;
   readonly dropped: number;
   readonly defaulted: number;
+  /** Due decisions whose record had expired (or was not a learned decision): no default-reward event. */
+  readonly lost: number;
   readonly left: number;
 }
 
@@ -45,6 +50,22 @@ export interface TrainResult {
   readonly trained: boolean;
   readonly reason?: string;
   readonly model?: ModelVersion;
+}
+
+/**
+ * The default-reward event of a learned decision (JSON), or '' when its record is gone or it was not a learned
+ * decision of this pipeline. It carries no candidate set: it trains the model, but off-policy evaluation
+ * leaves default-reward events out (their reward was not observed). The default reward is the deciding
+ * strategy's current `defaultReward` (0 once the strategy is deleted).
+ */
+export function defaultEvent(view: ControlView, pipeline: string, recordJson: string | null): string {
+  if (!recordJson) return '';
+  const d = JSON.parse(recordJson) as DecisionRecord;
+  const m = d.meta?.learner as LearnerMeta | undefined;
+  if (d.pipeline !== pipeline || !m) return '';
+  const params = view.strategies.get(d.strategy)?.params as LearnedParams | undefined;
+  const ev: LoggedEvent = { id: d.id, t: d.ts, s: d.strategy, f: d.features, T: d.totalTokens, b: d.budgets, q: params?.defaultReward ?? 0, c: null, m: m.m, d: 1 };
+  return JSON.stringify(ev);
 }
 
 /** Buffer ingest, counters and training of one pipeline's model (runs in the worker). */
@@ -62,18 +83,42 @@ export class TrainingService {
 
   async ingest(pipeline: string, now = Date.now()): Promise<IngestResult> {
     const lk = learnerKeys(this.core.keys, pipeline);
-    let total = { moved: 0, dropped: 0, defaulted: 0, left: 0 };
+    let total = { moved: 0, dropped: 0, defaulted: 0, lost: 0, left: 0 };
     for (let round = 0; round < 100; round++) {
-      const [moved, dropped, defaulted, left] = await runScript<number[]>(
+      const [moved, dropped, defaulted, left, due] = await runScript<[number, number, number, number, string[]]>(
         this.core.redis,
         'learnerIngest',
         [lk.incoming, lk.buffer, lk.pending, lk.pendingData, lk.defaulted, lk.resolved],
-        [now, BUFFER_CAP, INGEST_BATCH, DEFAULTED_MEMORY_MS],
+        [now, BUFFER_CAP, INGEST_BATCH, DEFAULTED_MEMORY_MS, RESOLVED_MEMORY_MS],
       );
-      total = { moved: total.moved + moved!, dropped: total.dropped + dropped!, defaulted: total.defaulted + defaulted!, left: left! };
-      if (left === 0 && moved! + dropped! < INGEST_BATCH && defaulted! < INGEST_BATCH) break;
+      const built = due.length > 0 ? await this.defaultDue(pipeline, due, now) : { defaulted: 0, lost: 0 };
+      total = {
+        moved: total.moved + moved,
+        dropped: total.dropped + dropped,
+        defaulted: total.defaulted + defaulted + built.defaulted,
+        lost: total.lost + built.lost,
+        left,
+      };
+      if (left === 0 && moved + dropped < INGEST_BATCH && defaulted + due.length < INGEST_BATCH) break;
     }
     return total;
+  }
+
+  /**
+   * Default-reward events for due decisions, built from their decision records (the allocation path only
+   * registered their ids), committed by learner-default.lua: only tickets still pending get one.
+   */
+  private async defaultDue(pipeline: string, tickets: readonly string[], now: number): Promise<{ defaulted: number; lost: number }> {
+    const lk = learnerKeys(this.core.keys, pipeline);
+    const view = this.core.view();
+    const records = await Promise.all(tickets.map((t) => readDecisionJson(this.core.redis, this.core.keys, t)));
+    const args: string[] = [];
+    tickets.forEach((ticket, i) => {
+      args.push(ticket, defaultEvent(view, pipeline, records[i] ?? null));
+    });
+    const [defaulted, lost] = await runScript<[number, number]>(this.core.redis, 'learnerDefault', [lk.pending, lk.buffer, lk.defaulted], [now, BUFFER_CAP, ...args]);
+    if (lost > 0) this.core.log.warn({ pipeline, lost }, 'learned decisions past their wait window had no decision record: no default reward');
+    return { defaulted, lost };
   }
 
   /** Newest first. */

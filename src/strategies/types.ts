@@ -8,6 +8,8 @@ export interface AllocationInput {
   readonly features: Features;
   readonly totalTokens: number;
   readonly unitKey?: string;
+  /** The id the decision will be recorded under (set by the allocation service; absent in offline evaluation). */
+  readonly decisionId?: string;
 }
 
 export interface AllocationOutput {

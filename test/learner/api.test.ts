@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import { readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
-import { learnerMetaOf } from '../../src/learner/kind.js';
+import { decisionSecond, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
+import { DEFAULT_GRACE_MS, learnerMetaOf, waitWindowMs } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { mulberry32 } from '../../src/learner/rng.js';
@@ -230,6 +230,13 @@ describe('reward wait window', () => {
     const events = await learner.training.events('wait', 10);
     assert.equal(events.length, 3);
     assert.ok(events.every((e) => e.q === 0.25 && e.d === 1));
+    // Built from the decision records: the decision's id, context and served budgets.
+    assert.deepEqual(events.map((e) => e.id).sort(), [...ids].sort());
+    for (const e of events) {
+      const d = await decision(e.id);
+      assert.deepEqual([e.b, e.f, e.T, e.s, e.t], [d.budgets, d.features, d.totalTokens, d.strategy, d.ts]);
+    }
+    assert.equal((await learner.training.ingest('wait', far)).defaulted, 0, 'a second sweep defaults nothing');
     // The outcome of a defaulted decision arrives (within the window by its clock, but after the sweep): dropped.
     assert.equal((await call('POST', '/v1/outcomes', { decisionId: ids[0], quality: 0.9 })).statusCode, 202);
     await applied('wait', ids[0]!);
@@ -252,16 +259,60 @@ describe('reward wait window', () => {
   });
   it('does not default a decision whose outcome overtook its batched registration', async () => {
     const lk = learnerKeys(rt.core.keys, 'wait');
-    const ev = { id: 'early', t: Date.now(), s: 'wait-learn', f: {}, T: 10000, b: {}, q: 0.6, c: null };
-    await rt.core.redis.lpush(lk.incoming, `tk-early|${JSON.stringify(ev)}`);
-    await learner.training.ingest('wait');
-    learner.pending.add([lk.pending, lk.pendingData, lk.resolved], 'tk-early', Date.now() + 1000, JSON.stringify({ ...ev, q: 0.25, d: 1 }));
+    const id = await round('wait', 'wait-learn', false);
     await learner.pending.flush();
-    assert.equal(await rt.core.redis.zscore(lk.pending, 'tk-early'), null, 'not registered');
+    // Simulate the overtaking order: the registration is not there yet when the outcome is ingested.
+    const deadline = Number(await rt.core.redis.zscore(lk.pending, id));
+    assert.ok(deadline > Date.now());
+    await rt.core.redis.zrem(lk.pending, id);
+    const ev = { id, t: Date.now(), s: 'wait-learn', f: {}, T: 10000, b: {}, q: 0.6, c: null };
+    await rt.core.redis.lpush(lk.incoming, `${id}|${JSON.stringify(ev)}`);
+    await learner.training.ingest('wait');
+    assert.notEqual(await rt.core.redis.zscore(lk.resolved, id), null, 'remembered as resolved');
+    // The registration arrives late; when its deadline passes it is dropped, not defaulted.
+    learner.pending.add(lk.pending, id, deadline);
+    await learner.pending.flush();
     const before = (await learner.training.events('wait', 100)).length;
-    await learner.training.ingest('wait', Date.now() + 3_600_000);
+    const swept = await learner.training.ingest('wait', Date.now() + 3_600_000);
+    assert.equal(swept.defaulted, 0);
     const after = await learner.training.events('wait', 100);
-    assert.equal(after.length, before, 'and never defaulted');
-    assert.ok(after.some((e) => e.id === 'early' && e.q === 0.6));
+    assert.equal(after.length, before, 'never defaulted');
+    assert.ok(after.some((e) => e.id === id && e.q === 0.6));
+    assert.equal(await rt.core.redis.zscore(lk.pending, id), null);
+    assert.equal(await rt.core.redis.zscore(lk.resolved, id), null);
+  });
+
+  it('still defaults registrations written by earlier versions (event stored with the ticket)', async () => {
+    const lk = learnerKeys(rt.core.keys, 'wait');
+    const ev = { id: 'old-ticket', t: Date.now(), s: 'wait-learn', f: {}, T: 10000, b: {}, q: 0.25, c: null, d: 1 };
+    await rt.core.redis.hset(lk.pendingData, 'old-ticket', JSON.stringify(ev));
+    await rt.core.redis.zadd(lk.pending, Date.now() + 1000, 'old-ticket');
+    const swept = await learner.training.ingest('wait', Date.now() + 3_600_000);
+    assert.equal(swept.defaulted, 1);
+    assert.equal((await learner.training.events('wait', 1))[0]!.id, 'old-ticket');
+    assert.equal(await rt.core.redis.hlen(lk.pendingData), 0);
+    // Its late outcome (the old format carried the ticket in the decision meta) is dropped.
+    assert.notEqual(await rt.core.redis.zscore(lk.defaulted, 'old-ticket'), null);
+  });
+
+  it('gives no default to a due decision whose record is gone, and counts it', async () => {
+    const lk = learnerKeys(rt.core.keys, 'wait');
+    const id = await round('wait', 'wait-learn', false);
+    await learner.pending.flush();
+    await eventually(async () => (await rt.core.redis.zscore(lk.pending, id)) !== null);
+    const sec = rt.core.keys.decisionBucket(decisionSecond(id)!);
+    assert.equal(await rt.core.redis.hdel(sec, id), 1);
+    const before = (await learner.training.events('wait', 100)).length;
+    const swept = await learner.training.ingest('wait', Date.now() + 3_600_000);
+    assert.deepEqual([swept.defaulted, swept.lost], [0, 1]);
+    assert.equal((await learner.training.events('wait', 100)).length, before);
+    assert.equal(await rt.core.redis.zscore(lk.pending, id), null, 'taken off the pending set');
+  });
+
+  it('caps the wait window at the decision retention', () => {
+    assert.equal(waitWindowMs({ rewardWaitSeconds: 600 }, 86_400), 600_000);
+    assert.equal(waitWindowMs({}, 86_400), 600_000);
+    assert.equal(waitWindowMs({ rewardWaitSeconds: 0 }, 86_400), 0);
+    assert.equal(waitWindowMs({ rewardWaitSeconds: 2 * 86_400 }, 86_400), 86_400_000 - DEFAULT_GRACE_MS);
   });
 });

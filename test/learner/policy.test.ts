@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { toDsjson } from '../../src/learner/dsjson.js';
 import type { LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures } from '../../src/learner/features.js';
-import { deserializeWeights, forward, greedySplit, initialWeights, predict, serializeWeights, type Heads } from '../../src/learner/model.js';
+import { deserializeWeights, forward, GREEDY_STEPS, greedySplit, initialWeights, marginal, predict, serializeWeights, type Heads } from '../../src/learner/model.js';
 import { candidateSet, candidatesAround, decide, explorationProbs, greedyBudgets, signedPerturbation, type ExploreOptions } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { expectedQuality, loadWorld, oracleBudgets, sampleContext, truthOf } from '../../src/learner/sim/world.js';
@@ -72,6 +72,34 @@ describe('reward model', () => {
       const qo = expectedQuality(world, 0, x, oracleBudgets(world, 0, x, world.totalTokens));
       assert.ok(qg >= qo * 0.995, `greedy ${qg} vs oracle ${qo}`);
     }
+  });
+
+  it('proximity-scaled greedy split: within bounds, sums to the target, as good as one fine pass (fast-check)', () => {
+    const agent = fc.record({
+      need: fc.double({ min: 20, max: 8000, noNaN: true }),
+      weight: fc.double({ min: 0.01, max: 0.99, noNaN: true }),
+      shape: fc.double({ min: 1, max: 12, noNaN: true }),
+      min: fc.integer({ min: 0, max: 800 }),
+      room: fc.integer({ min: 0, max: 12_000 }),
+    });
+    fc.assert(
+      fc.property(fc.array(agent, { minLength: 1, maxLength: 9 }), fc.integer({ min: 0, max: 60_000 }), (as, total) => {
+        const h: Heads = { need: Float64Array.from(as, (a) => a.need), weight: Float64Array.from(as, (a) => a.weight), shape: Float64Array.from(as, (a) => a.shape) };
+        const mins = as.map((a) => a.min);
+        const caps = as.map((a) => a.min + a.room);
+        const g = greedySplit(h, mins, caps, total);
+        const minSum = mins.reduce((s, v) => s + v, 0);
+        const target = Math.floor(Math.min(total, caps.reduce((s, v) => s + v, 0)));
+        const sum = g.reduce((s, v) => s + v, 0);
+        assert.equal(sum, Math.max(target, minSum));
+        g.forEach((v, j) => assert.ok(Number.isInteger(v) && v >= mins[j]! && v <= Math.max(mins[j]!, caps[j]!)));
+        if (target <= minSum) return;
+        // The reference: one fine pass of marginal allocation from the minimums.
+        const fine = marginal(h, mins.slice(), caps, target, Math.max(1, Math.floor((target - minSum) / GREEDY_STEPS)));
+        assert.ok(predict(h, g) >= predict(h, fine) * (1 - 2e-3), `scaled ${predict(h, g)} vs fine ${predict(h, fine)}`);
+      }),
+      { numRuns: 400, seed: 11 },
+    );
   });
 
   it('predicts a product of saturating responses', () => {

@@ -1,17 +1,21 @@
--- Moves joined outcomes into a pipeline's training buffer and gives the default reward to learned decisions
--- whose wait window passed without an outcome (Personalizer's semantics: a late outcome is then dropped).
+-- Moves joined outcomes into a pipeline's training buffer, and finds the learned decisions whose wait window
+-- passed without an outcome (Personalizer's semantics: they get the default reward, a late outcome is dropped).
 -- NUMKEYS: 6
 -- KEYS[1]  incoming list (`<ticket>|<event JSON>`, newest first; ticket empty when none was registered)
 -- KEYS[2]  training buffer list (event JSON, newest first)
--- KEYS[3]  pending zset (ticket → deadline, epoch ms)
--- KEYS[4]  pending-data hash (ticket → event JSON carrying the default reward)
+-- KEYS[3]  pending zset (ticket → deadline, epoch ms; the ticket is the decision id)
+-- KEYS[4]  pending-data hash (ticket → default-reward event JSON; only registrations by earlier versions)
 -- KEYS[5]  defaulted zset (ticket → time it was defaulted, epoch ms)
 -- KEYS[6]  resolved zset (tickets ingested before their batched registration arrived → time)
 -- ARGV[1]  now, epoch ms
 -- ARGV[2]  buffer cap (LTRIM keeps the newest)
 -- ARGV[3]  most incoming entries and due tickets handled per call
 -- ARGV[4]  how long defaulted tickets are remembered, ms
--- Returns: { moved, dropped (late), defaulted, incoming left }
+-- ARGV[5]  how long resolved tickets are remembered, ms
+-- Due tickets registered by earlier versions carry their event and are defaulted here. The others are returned:
+-- the caller builds their events from the decision records and commits them with learner-default.lua (which
+-- defaults a ticket only if it is still pending, so concurrent or repeated sweeps default it once).
+-- Returns: { moved, dropped (late), defaulted, incoming left, { due tickets without an event } }
 local now = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local batch = tonumber(ARGV[3])
@@ -43,16 +47,23 @@ for i = #items, 1, -1 do
 end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, batch)
+local build = {}
 for _, ticket in ipairs(due) do
   local data = redis.call('HGET', KEYS[4], ticket)
   if data then
     redis.call('LPUSH', KEYS[2], data)
     defaulted = defaulted + 1
+    redis.call('ZREM', KEYS[3], ticket)
+    redis.call('HDEL', KEYS[4], ticket)
+    redis.call('ZADD', KEYS[5], now, ticket)
+  elseif redis.call('ZREM', KEYS[6], ticket) == 1 then
+    -- Its outcome was ingested before this registration arrived: nothing to default.
+    redis.call('ZREM', KEYS[3], ticket)
+  else
+    build[#build + 1] = ticket
   end
-  redis.call('ZREM', KEYS[3], ticket)
-  redis.call('HDEL', KEYS[4], ticket)
-  redis.call('ZADD', KEYS[5], now, ticket)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[4]))
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[5]))
 redis.call('LTRIM', KEYS[2], 0, cap - 1)
-return { moved, dropped, defaulted, redis.call('LLEN', KEYS[1]) }
+return { moved, dropped, defaulted, redis.call('LLEN', KEYS[1]), build }

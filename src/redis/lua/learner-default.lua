@@ -1,0 +1,29 @@
+-- Gives the default reward to due learned decisions whose events the caller built from their decision records
+-- (learner-ingest.lua returned their tickets). A ticket is defaulted only if it is still pending, so a sweep
+-- that runs twice, or two workers sweeping at once, default each decision exactly once.
+-- NUMKEYS: 3
+-- KEYS[1]  pending zset (ticket → deadline)
+-- KEYS[2]  training buffer list (event JSON, newest first)
+-- KEYS[3]  defaulted zset (ticket → time it was defaulted; a late outcome for it is dropped)
+-- ARGV[1]  now, epoch ms
+-- ARGV[2]  buffer cap (LTRIM keeps the newest)
+-- ARGV[3..] pairs: ticket, default-reward event JSON ('' when the decision record is gone or was not a
+--           learned decision: the ticket is then only taken off the pending set)
+-- Returns: { defaulted, without a record }
+local now = tonumber(ARGV[1])
+local defaulted, lost = 0, 0
+for i = 3, #ARGV, 2 do
+  local ticket = ARGV[i]
+  if redis.call('ZREM', KEYS[1], ticket) == 1 then
+    local ev = ARGV[i + 1]
+    if ev ~= '' then
+      redis.call('LPUSH', KEYS[2], ev)
+      defaulted = defaulted + 1
+    else
+      lost = lost + 1
+    end
+    redis.call('ZADD', KEYS[3], now, ticket)
+  end
+end
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+return { defaulted, lost }
