@@ -2,10 +2,16 @@
  * Serving while retraining: allocate throughput and p99 with the learned strategy, first idle, then while
  * the same `apportion serve` process retrains on 100,000 logged events (the buffer's cap).
  *
- *   node --import tsx bench/learner-serving.ts [--duration 10] [--connections 32] [--rounds 3]
+ *   node --import tsx bench/learner-serving.ts [--duration 10] [--connections 32] [--rounds 3] [--load 0.5] [--only-fixed true]
  *
  * The buffer is filled directly in Redis with simulated events (support-basic world), then one retrain
  * warms up the model. Baseline = the idle measurement of the same server in the same run.
+ *
+ * Two measurements, each in alternating idle / retraining rounds:
+ * - saturated: autocannon, as many requests as the server answers (the machine's 2 cores are then fully used
+ *   by the load generator, the server and Redis, so any extra work shows up in throughput and latency);
+ * - at a fixed load: an open-loop generator sending `--load` × the saturated idle throughput, latency from each
+ *   request's scheduled send time with a microsecond timer (what a service running below capacity sees).
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,11 +25,14 @@ import { policyAgents } from '../src/learner/sim/loop.js';
 import { contextFeatures, expectedQuality, loadWorld, sampleContext, worldFeatures, worldPipeline } from '../src/learner/sim/world.js';
 import { createKeys } from '../src/redis/keys.js';
 import { ApportionClient } from '../src/sdk/client.js';
-import { cannon, flag, fmt, REDIS_URL, spawnServer } from './lib.js';
+import { cannon, flag, fmt, fmtPaced, paced, REDIS_URL, spawnServer } from './lib.js';
 
 const duration = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '32'));
 const rounds = Number(flag('rounds', '3'));
+const load = Number(flag('load', '0.5'));
+/** `--only-fixed true`: skip the saturated rounds (one idle autocannon run still calibrates the rate). */
+const onlyFixed = flag('only-fixed', 'false') === 'true';
 const PIPELINE = 'learned-serving';
 
 const server = await spawnServer({ APPORTION_MODELS_DIR: mkdtempSync(path.join(tmpdir(), 'apportion-bench-models-')) });
@@ -78,8 +87,10 @@ try {
   // medians over rounds, because a single pair of windows on a shared 2-core machine is mostly noise.
   const p99s: number[] = [];
   const rpss: number[] = [];
-  for (let r = 1; r <= rounds; r++) {
+  const idleRps: number[] = [];
+  for (let r = 1; r <= (onlyFixed ? 0 : rounds); r++) {
     const idle = await cannon({ ...o, durationSec: duration });
+    idleRps.push(idle.rps);
     console.log(`round ${r}: allocate (learned), idle       ${fmt(idle)}`);
     const training = trainOnce();
     const busy = await cannon({ ...o, durationSec: duration });
@@ -89,7 +100,27 @@ try {
     rpss.push(busy.rps / idle.rps);
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  console.log(`ratio p99 retraining/idle = ${median(p99s).toFixed(2)} (rounds: ${p99s.map((x) => x.toFixed(2)).join(', ')}), throughput retraining/idle = ${median(rpss).toFixed(2)}`);
+  if (onlyFixed) idleRps.push((await cannon({ ...o, durationSec: duration })).rps);
+  else console.log(`saturated: ratio p99 retraining/idle = ${median(p99s).toFixed(2)} (rounds: ${p99s.map((x) => x.toFixed(2)).join(', ')}), throughput retraining/idle = ${median(rpss).toFixed(2)}`);
+
+  const rate = Math.round(load * median(idleRps));
+  console.log(`\nfixed load: ${rate} req/s (${load} × the saturated idle throughput), open loop`);
+  const po = { url: server.url, path: '/v1/allocations', bodies, key: server.clientKey, rate, durationSec: duration };
+  const fixedP99: number[] = [];
+  const fixedP999: number[] = [];
+  for (let r = 1; r <= rounds; r++) {
+    const idle = await paced(po);
+    console.log(`round ${r}: idle        ${fmtPaced(idle)}`);
+    const training = trainOnce();
+    const busy = await paced(po);
+    const t = await training;
+    console.log(`round ${r}: retraining  ${fmtPaced(busy)}  (retrain: training ${(t.ms / 1000).toFixed(1)} s)`);
+    fixedP99.push(busy.p99 / idle.p99);
+    fixedP999.push(busy.p999 / idle.p999);
+  }
+  console.log(
+    `fixed load: ratio p99 retraining/idle = ${median(fixedP99).toFixed(2)} (rounds: ${fixedP99.map((x) => x.toFixed(2)).join(', ')}), p99.9 = ${median(fixedP999).toFixed(2)}`,
+  );
 } finally {
   await server.close();
 }

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import type { Redis } from 'ioredis';
@@ -194,3 +195,87 @@ export async function withCpu<T>(server: BenchServer, redis: Redis, fn: () => Pr
 export const cpuLine = (c: Cpu, wall: number, requests: number) =>
   `cpu (cores busy): load generator ${(c.gen / wall).toFixed(2)}  server ${(c.server / wall).toFixed(2)}  redis ${(c.redis / wall).toFixed(2)}` +
   `   µs/request: generator ${((c.gen / requests) * 1e6).toFixed(0)}  server ${((c.server / requests) * 1e6).toFixed(0)}  redis ${((c.redis / requests) * 1e6).toFixed(0)}`;
+
+export interface PacedOptions {
+  readonly url: string;
+  readonly path: string;
+  readonly bodies: readonly unknown[];
+  readonly key?: string;
+  /** Requests per second, sent on a fixed schedule whatever the responses do (open loop). */
+  readonly rate: number;
+  readonly durationSec: number;
+  /** Sockets to spread the requests over (keep-alive). */
+  readonly sockets?: number;
+}
+
+export interface PacedResult {
+  readonly sent: number;
+  readonly ok: number;
+  readonly errors: number;
+  /** Latencies in ms, measured from each request's scheduled send time (so queueing behind a stall counts:
+   * no coordinated omission), with a microsecond timer. */
+  readonly p50: number;
+  readonly p99: number;
+  readonly p999: number;
+  readonly max: number;
+}
+
+/**
+ * An open-loop load generator at a fixed request rate: for comparing latency at a load the server can carry
+ * (autocannon drives a closed loop as fast as it can, and reports whole milliseconds).
+ */
+export async function paced(o: PacedOptions): Promise<PacedResult> {
+  const u = new URL(o.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: o.sockets ?? 32 });
+  const bodies = o.bodies.map((b) => JSON.stringify(b));
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (o.key) headers.authorization = `Bearer ${o.key}`;
+  const lat: number[] = [];
+  let sent = 0;
+  let errors = 0;
+  const total = Math.round(o.rate * o.durationSec);
+  const start = performance.now();
+  const interval = 1000 / o.rate;
+  const inflight = new Set<Promise<void>>();
+  const fire = (due: number, body: string) => {
+    const p = new Promise<void>((resolve) => {
+      const req = request(
+        { agent, host: u.hostname, port: u.port, path: o.path, method: 'POST', headers: { ...headers, 'content-length': Buffer.byteLength(body) } },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode && res.statusCode < 300) lat.push(performance.now() - due);
+            else errors++;
+            resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end(body);
+    });
+    inflight.add(p);
+    void p.then(() => inflight.delete(p));
+  };
+  while (sent < total) {
+    const now = performance.now();
+    // Send everything that is due (a late timer catches up at once, keeping the schedule).
+    while (sent < total && start + sent * interval <= now) {
+      fire(start + sent * interval, bodies[sent % bodies.length]!);
+      sent++;
+    }
+    const next = start + sent * interval - performance.now();
+    await new Promise((r) => (next > 1 ? setTimeout(r, Math.floor(next)) : setImmediate(r)));
+  }
+  await Promise.all(inflight);
+  agent.destroy();
+  lat.sort((a, b) => a - b);
+  const q = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! : Number.NaN);
+  return { sent, ok: lat.length, errors, p50: q(0.5), p99: q(0.99), p999: q(0.999), max: lat.length ? lat[lat.length - 1]! : Number.NaN };
+}
+
+export function fmtPaced(r: PacedResult): string {
+  return `${r.sent} sent  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  p99.9 ${r.p999.toFixed(2)} ms  max ${r.max.toFixed(1)} ms  errors ${r.errors}`;
+}
