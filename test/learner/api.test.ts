@@ -309,6 +309,26 @@ describe('reward wait window', () => {
     assert.equal(await rt.core.redis.zscore(lk.pending, id), null, 'taken off the pending set');
   });
 
+  it('concurrent sweeps default each due decision exactly once', async () => {
+    const lk = learnerKeys(rt.core.keys, 'wait');
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i++) ids.push(await round('wait', 'wait-learn', false));
+    await learner.pending.flush();
+    assert.equal((await rt.core.redis.zmscore(lk.pending, ...ids)).filter((v) => v !== null).length, 40, 'every learned decision registered');
+    const before = await learner.training.events('wait', 1000);
+    const far = Date.now() + 3_600_000;
+    const sweeps = await Promise.all([learner.training.ingest('wait', far), learner.training.ingest('wait', far), learner.training.ingest('wait', far)]);
+    assert.equal(
+      sweeps.reduce((s, r) => s + r.defaulted, 0),
+      40,
+    );
+    const after = await learner.training.events('wait', 1000);
+    const fresh = after.slice(0, after.length - before.length);
+    assert.equal(fresh.length, 40);
+    assert.deepEqual(fresh.map((e) => e.id).sort(), [...ids].sort(), 'one default event per decision, none twice');
+    assert.equal(await rt.core.redis.zcard(lk.pending), 0);
+  });
+
   it('caps the wait window at the decision retention', () => {
     assert.equal(waitWindowMs({ rewardWaitSeconds: 600 }, 86_400), 600_000);
     assert.equal(waitWindowMs({}, 86_400), 600_000);
