@@ -12,10 +12,21 @@ declare module 'fastify' {
   }
 }
 
-function same(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+/** The configured keys as bytes, computed once per config object (not twice per request). */
+const keyBytes = new WeakMap<object, { admin?: Buffer; client?: Buffer }>();
+
+function keysOf(config: Pick<Config, 'adminKey' | 'clientKey'>): { admin?: Buffer; client?: Buffer } {
+  let k = keyBytes.get(config);
+  if (!k) {
+    k = { ...(config.adminKey ? { admin: Buffer.from(config.adminKey) } : {}), ...(config.clientKey ? { client: Buffer.from(config.clientKey) } : {}) };
+    keyBytes.set(config, k);
+  }
+  return k;
+}
+
+/** Constant-time comparison (for keys of the same length; the length itself is not secret). */
+function same(x: Buffer, y: Buffer | undefined): boolean {
+  return y !== undefined && x.length === y.length && timingSafeEqual(x, y);
 }
 
 /**
@@ -28,9 +39,10 @@ export function authorize(config: Pick<Config, 'adminKey' | 'clientKey' | 'authE
   const header = req.headers.authorization;
   const m = header ? /^Bearer\s+(.+)$/i.exec(header) : null;
   if (!m) throw new AppError('UNAUTHORIZED', 'headers/authorization: missing "Bearer <key>"');
-  const key = m[1]!.trim();
-  if (config.adminKey && same(key, config.adminKey)) return;
-  if (config.clientKey && same(key, config.clientKey)) {
+  const key = Buffer.from(m[1]!.trim());
+  const known = keysOf(config);
+  if (same(key, known.admin)) return;
+  if (same(key, known.client)) {
     if (access === 'client') return;
     throw new AppError('FORBIDDEN', `headers/authorization: the client key may not call ${req.method} ${req.routeOptions.url}`);
   }
