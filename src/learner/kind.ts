@@ -109,7 +109,7 @@ export function learnedKind(deps: {
   return {
     kind: 'learned',
     paramsSchema: LearnedParams,
-    compile(params, { pipeline, strategyId }): LearnedCompiled {
+    compile(params, { pipeline }): LearnedCompiled {
       const explore = exploreOptions(params);
       const agents = policyAgentsOf(pipeline);
       const lk = learnerKeys(deps.keys, pipeline.id);
