@@ -5,7 +5,8 @@
  *
  * One freshly spawned server (`apportion serve` in a child process, auth on). Budgets at all four levels
  * (tenant → workspace → workflow → agent, 16 agents), so every reservation holds at four scopes in one Lua call.
- * Measures, each after a warm-up: the no-op route (baseline), reserve alone, and the reserve+commit lifecycle
+ * Measures, each after a warm-up: the no-op route (baseline), the no-op route plus one Redis PING (the hop to
+ * Redis alone), reserve alone, and the reserve+commit lifecycle
  * (each autocannon connection reserves, then commits the id it got back). Prints CPU seconds used by the load
  * generator (this process), the server (child) and Redis during each measurement.
  * With `--own-redis true` it starts a private `redis-server` on a free loopback port for the run, so other
@@ -155,6 +156,13 @@ async function main(): Promise<void> {
     console.log(`noop route              ${fmt(noop.r)}`);
     console.log(`  ${cpuLine(noop.cpu, noop.wall, noop.r.total)}`);
 
+    // Second baseline: the no-op route plus one Redis round trip (PING): what the hop to Redis alone costs.
+    const hopOpts = { ...noopOpts, path: '/bench/redis' };
+    await cannon({ ...hopOpts, durationSec: 2 });
+    const hop = await withCpu(server, redis, () => cannon({ ...hopOpts, durationSec: duration }));
+    console.log(`noop + Redis PING        ${fmt(hop.r)}`);
+    console.log(`  ${cpuLine(hop.cpu, hop.wall, hop.r.total)}`);
+
     await reserveOnly(server, 2);
     const res = await withCpu(server, redis, () => reserveOnly(server, duration));
     const rr = res.r;
@@ -182,6 +190,9 @@ async function main(): Promise<void> {
     console.log(`lifecycles/s = ${lifecycles.toFixed(0)}  (target ≥ 10000)`);
     console.log(`reserve p50 = ${rr.latency.p50.toFixed(2)} ms, p99 = ${rr.latency.p99.toFixed(2)} ms  (target p50 ≤ 1 ms)`);
     console.log(`ratio reserve/noop = ${(rr.requests.average / noop.r.rps).toFixed(3)}   ratio lifecycle requests/noop = ${(lr.requests.average / noop.r.rps).toFixed(3)}`);
+    console.log(
+      `ratio lifecycle requests/(noop + Redis PING) = ${(lr.requests.average / hop.r.rps).toFixed(3)}   (noop + PING)/noop = ${(hop.r.rps / noop.r.rps).toFixed(3)}`,
+    );
 
     // Ledger check after the run: nothing overspent, identity holds at every scope.
     const bal = await admin.request<{ balances: { scope: string; allocated: number; remaining: number; reserved: number; spent: number }[] }>(

@@ -36,7 +36,7 @@ export interface Config {
   readonly modelsDir: string;
   /** Safety-net poll of the control-plane version in ms (changes normally arrive by pub/sub). Default 1000. */
   readonly configPollMs: number;
-  /** Expose the hidden `POST /bench/noop` route that benchmarks use as their baseline. Default false. */
+  /** Expose the hidden `POST /bench/noop` and `POST /bench/redis` routes that benchmarks use as baselines. Default false. */
   readonly benchRoutes: boolean;
   /** URL that receives budget threshold alerts (50/80/100 %) as JSON POSTs. Unset: alerts are only counted and streamed. */
   readonly budgetAlertWebhook: string | undefined;

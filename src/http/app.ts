@@ -78,6 +78,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   if (core.config.benchRoutes) {
     // Baseline for benchmarks: same server, same hooks (auth, metrics), same JSON body parsing, no work.
     app.post('/bench/noop', { config: { access: 'client' }, schema: { hide: true } }, async () => ({ ok: true }));
+    // The same plus one Redis round trip (PING on the request-path connection): separates what the hop to
+    // Redis costs from what a route's own scripts cost.
+    app.post('/bench/redis', { config: { access: 'client' }, schema: { hide: true } }, async () => ({ ok: (await core.redis.ping()) === 'PONG' }));
   }
   const queues = opts.modules.flatMap((m) => m.queues ?? []);
   app.get('/metrics', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
