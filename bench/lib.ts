@@ -161,6 +161,28 @@ export interface Cpu {
   gen: number;
   server: number;
   redis: number;
+  /** Share of the machine's CPU time that was idle (from /proc/stat; NaN where there is none). */
+  idle: number;
+  /** Seconds the server's main thread was runnable but not running (/proc/<pid>/schedstat). */
+  serverWait: number;
+}
+
+/** The machine's CPU counters (user … steal, in ticks), or undefined where /proc/stat does not exist. */
+function machineTicks(): number[] | undefined {
+  try {
+    return readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Seconds a thread has waited on a run queue (second field of schedstat, ns); NaN where unavailable. */
+function runQueueWaitSec(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 export function childCpuSec(pid: number): number {
@@ -184,17 +206,33 @@ export async function withCpu<T>(server: BenchServer, redis: Redis, fn: () => Pr
   const g0 = process.cpuUsage();
   const s0 = childCpuSec(server.child.pid!);
   const r0 = await redisCpuSec(redis);
+  const m0 = machineTicks();
+  const w0 = runQueueWaitSec(server.child.pid!);
   const t0 = performance.now();
   const r = await fn();
   const wall = (performance.now() - t0) / 1000;
   const g = process.cpuUsage(g0);
-  return { r, wall, cpu: { gen: (g.user + g.system) / 1e6, server: childCpuSec(server.child.pid!) - s0, redis: (await redisCpuSec(redis)) - r0 } };
+  const m1 = machineTicks();
+  const d = m0 && m1 ? m1.map((v, i) => v - m0[i]!) : undefined;
+  const idle = d ? d[3]! / d.reduce((a, b) => a + b, 0) : Number.NaN;
+  return {
+    r,
+    wall,
+    cpu: {
+      gen: (g.user + g.system) / 1e6,
+      server: childCpuSec(server.child.pid!) - s0,
+      redis: (await redisCpuSec(redis)) - r0,
+      idle,
+      serverWait: runQueueWaitSec(server.child.pid!) - w0,
+    },
+  };
 }
 
 /** Cores kept busy, and CPU µs per HTTP request (robust-ish to a shared machine: it counts work, not waiting). */
 export const cpuLine = (c: Cpu, wall: number, requests: number) =>
   `cpu (cores busy): load generator ${(c.gen / wall).toFixed(2)}  server ${(c.server / wall).toFixed(2)}  redis ${(c.redis / wall).toFixed(2)}` +
-  `   µs/request: generator ${((c.gen / requests) * 1e6).toFixed(0)}  server ${((c.server / requests) * 1e6).toFixed(0)}  redis ${((c.redis / requests) * 1e6).toFixed(0)}`;
+  `   µs/request: generator ${((c.gen / requests) * 1e6).toFixed(0)}  server ${((c.server / requests) * 1e6).toFixed(0)}  redis ${((c.redis / requests) * 1e6).toFixed(0)}` +
+  `   machine idle ${c.idle.toFixed(2)}, server main thread runnable-but-waiting ${(c.serverWait / wall).toFixed(2)}`;
 
 export interface PacedOptions {
   readonly url: string;

@@ -2,6 +2,7 @@
  * Reservation throughput and latency over HTTP against the same server's no-op route.
  *
  *   node --import tsx bench/reservations.ts [--duration 10] [--connections 64] [--pipelining 1] [--own-redis true] [--server-prof DIR]
+ *                                           [--pin SERVER_CPUS,REDIS_CPUS,GENERATOR_CPUS]
  *
  * One freshly spawned server (`apportion serve` in a child process, auth on). Budgets at all four levels
  * (tenant → workspace → workflow → agent, 16 agents), so every reservation holds at four scopes in one Lua call.
@@ -12,7 +13,7 @@
  * With `--own-redis true` it starts a private `redis-server` on a free loopback port for the run, so other
  * clients of the shared Redis (blocking KEYS / long LRANGE from other work) cannot stall it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import autocannon from 'autocannon';
@@ -25,6 +26,11 @@ const connections = Number(flag('connections', '64'));
 const pipelining = Number(flag('pipelining', '1'));
 /** `--own-redis true`: run against a private redis-server (other work on the shared Redis skews latency). */
 const ownRedis = flag('own-redis', 'false') === 'true';
+/**
+ * `--pin 0,1,1`: CPU lists (taskset syntax, `;` inside a list for several CPUs) for the server, Redis and this load
+ * generator. Redis is pinned only with `--own-redis true` (a shared Redis is not ours to move). Default: no pinning.
+ */
+const pin = flag('pin', '');
 /** `--server-prof DIR`: the server writes a V8 CPU profile to DIR when the run ends (where its time goes). */
 const serverProf = flag('server-prof', '');
 const AGENTS = 16;
@@ -143,6 +149,18 @@ async function main(): Promise<void> {
   const redisUrl = own?.url ?? REDIS_URL;
   const server = await spawnServer(own ? { REDIS_URL: redisUrl } : {}, serverProf ? ['--cpu-prof', `--cpu-prof-dir=${serverProf}`] : []);
   const redis = new Redis(redisUrl);
+  if (pin) {
+    const [srv, red, gen] = pin.split(',').map((c) => c.replaceAll(';', ','));
+    const taskset = (cpus: string | undefined, pid: number | undefined, what: string) => {
+      if (!cpus || pid === undefined) return;
+      execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+      console.log(`pinned ${what} (pid ${pid}) to CPUs ${cpus}`);
+    };
+    taskset(srv, server.child.pid, 'the server');
+    if (own) taskset(red, own.proc.pid, 'Redis');
+    else if (red) console.log('Redis not pinned: --pin pins Redis only with --own-redis true');
+    taskset(gen, process.pid, 'the load generator');
+  }
   try {
     const admin = new ApportionClient({ url: server.url, key: server.adminKey });
     await admin.request('PUT', '/v1/budgets', { scope: `tenant:${TENANT}`, unit: 'TOKENS', allocated: BIG });
