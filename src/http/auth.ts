@@ -43,7 +43,8 @@ export function authorize(config: Pick<Config, 'adminKey' | 'clientKey' | 'authE
   const known = keysOf(config);
   if (same(key, known.admin)) return;
   if (same(key, known.client)) {
-    if (access === 'client') return;
+    // An unknown route answers 404 to any valid key (it has no access level to enforce).
+    if (access === 'client' || req.is404) return;
     throw new AppError('FORBIDDEN', `headers/authorization: the client key may not call ${req.method} ${req.routeOptions.url}`);
   }
   throw new AppError('UNAUTHORIZED', 'headers/authorization: unknown key');

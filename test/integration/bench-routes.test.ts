@@ -28,7 +28,9 @@ describe('benchmark baseline routes', () => {
       assert.equal(r.statusCode, 200, r.body);
       assert.deepEqual(r.json(), { ok: true }, `${url}: /bench/redis answers ok only after a real PING`);
       assert.equal((await post(on, url, 'not-a-key-0123456789')).statusCode, 401);
+      assert.equal((await post(off, url)).statusCode, 404, 'a valid client key gets 404 for an unknown route, not 403');
       assert.equal((await post(off, url, 'bench-routes-admin-key-0123')).statusCode, 404);
+      assert.equal((await post(off, url, 'not-a-key-0123456789')).statusCode, 401);
     }
   });
 });
