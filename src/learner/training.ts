@@ -101,6 +101,11 @@ export class TrainingService {
       };
       if (left === 0 && moved + dropped < INGEST_BATCH && defaulted + due.length < INGEST_BATCH) break;
     }
+    const m = this.core.metrics.learnerEvents;
+    if (total.moved) m.inc({ result: 'outcome' }, total.moved);
+    if (total.dropped) m.inc({ result: 'late' }, total.dropped);
+    if (total.defaulted) m.inc({ result: 'defaulted' }, total.defaulted);
+    if (total.lost) m.inc({ result: 'lost' }, total.lost);
     return total;
   }
 

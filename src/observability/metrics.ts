@@ -17,6 +17,9 @@ export interface Metrics {
   readonly budgetAlertDeliveries: Counter<'result'>;
   /** Spans received by the cost domain, by result (stored, duplicate, rejected). */
   readonly spans: Counter<'result'>;
+  /** Learner buffer ingest, by result: outcome (moved to the buffer), late (outcome after its wait window,
+   * dropped), defaulted (default reward given), lost (due decision without a record: no default). */
+  readonly learnerEvents: Counter<'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -97,6 +100,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     spans: new Counter({
       name: 'apportion_spans_total',
       help: 'Spans received (POST /v1/spans and /v1/traces), by result (stored, duplicate, rejected).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    learnerEvents: new Counter({
+      name: 'apportion_learner_events_total',
+      help: 'Learner buffer ingest by result: outcome, late (dropped after the wait window), defaulted, lost (no decision record).',
       labelNames: ['result'],
       registers: [registry],
     }),

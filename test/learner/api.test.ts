@@ -39,6 +39,12 @@ async function round(pipeline: string, strategy: string, report = true): Promise
   return a.decisionId;
 }
 
+/** apportion_learner_events_total{result="lost"} of this process. */
+async function lostCount(): Promise<number> {
+  const m = await rt.core.metrics.learnerEvents.get();
+  return m.values.find((v) => v.labels.result === 'lost')?.value ?? 0;
+}
+
 /** Waits until the outcome worker applied the decision's outcome (its sink entry is then in Redis). */
 async function applied(pipeline: string, id: string): Promise<void> {
   await eventually(async () => (await rt.core.redis.exists(rt.core.keys.pipeline(pipeline, 'applied', id))) === 1);
@@ -303,8 +309,10 @@ describe('reward wait window', () => {
     const sec = rt.core.keys.decisionBucket(decisionSecond(id)!);
     assert.equal(await rt.core.redis.hdel(sec, id), 1);
     const before = (await learner.training.events('wait', 100)).length;
+    const lostBefore = await lostCount();
     const swept = await learner.training.ingest('wait', Date.now() + 3_600_000);
     assert.deepEqual([swept.defaulted, swept.lost], [0, 1]);
+    assert.equal((await lostCount()) - lostBefore, 1, 'counted in apportion_learner_events_total{result="lost"}');
     assert.equal((await learner.training.events('wait', 100)).length, before);
     assert.equal(await rt.core.redis.zscore(lk.pending, id), null, 'taken off the pending set');
   });
