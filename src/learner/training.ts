@@ -60,7 +60,12 @@ export interface TrainResult {
  */
 export function defaultEvent(view: ControlView, pipeline: string, recordJson: string | null): string {
   if (!recordJson) return '';
-  const d = JSON.parse(recordJson) as DecisionRecord;
+  let d: DecisionRecord;
+  try {
+    d = JSON.parse(recordJson) as DecisionRecord;
+  } catch {
+    return ''; // an unreadable record must not stall the sweep: the decision counts as lost
+  }
   const m = d.meta?.learner as LearnerMeta | undefined;
   if (d.pipeline !== pipeline || !m) return '';
   const params = view.strategies.get(d.strategy)?.params as LearnedParams | undefined;

@@ -7,6 +7,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { decisionSecond, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { DEFAULT_GRACE_MS, learnerMetaOf, waitWindowMs } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
+import { defaultEvent } from '../../src/learner/training.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { contextFeatures, loadWorld, sampleContext, simulateOutcome, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
@@ -335,6 +336,19 @@ describe('reward wait window', () => {
     assert.equal(fresh.length, 40);
     assert.deepEqual(fresh.map((e) => e.id).sort(), [...ids].sort(), 'one default event per decision, none twice');
     assert.equal(await rt.core.redis.zcard(lk.pending), 0);
+  });
+
+  it('builds a default-reward event only from a readable learned record of the same pipeline', async () => {
+    const id = await round('wait', 'wait-learn', false);
+    const json = (await readDecisionJson(rt.core.redis, rt.core.keys, id))!;
+    const view = rt.core.view();
+    const ev = JSON.parse(defaultEvent(view, 'wait', json)) as { id: string; q: number; d: number; C?: unknown };
+    assert.deepEqual([ev.id, ev.q, ev.d, ev.C], [id, 0.25, 1, undefined], 'the strategy’s defaultReward, no candidate set');
+    assert.equal(defaultEvent(view, 'other-pipeline', json), '');
+    assert.equal(defaultEvent(view, 'wait', '{not json'), '', 'an unreadable record does not stall the sweep');
+    const rec = JSON.parse(json) as DecisionRecord;
+    assert.equal(defaultEvent(view, 'wait', JSON.stringify({ ...rec, meta: {} })), '', 'not a learned decision');
+    assert.equal(defaultEvent(view, 'wait', null), '');
   });
 
   it('caps the wait window at the decision retention', () => {
