@@ -67,7 +67,7 @@ async function compare(server: BenchServer, base: Arm, cand: Arm, target: string
   };
   /** CPU µs per request: counts work rather than waiting, so it moves less than req/s on a shared machine. */
   const perReq = (x: CannonResult & { cpu: Cpu }) => {
-    const n = x.rps * duration;
+    const n = x.total;
     return { server: (x.cpu.server / n) * 1e6, redis: (x.cpu.redis / n) * 1e6, gen: (x.cpu.gen / n) * 1e6 };
   };
   const cpuFmt = (x: CannonResult & { cpu: Cpu }) => {

@@ -24,7 +24,7 @@ export class GroupCommitter<T> {
   private pending: Waiting<T>[] = [];
   private inFlight = 0;
   private scheduled = false;
-  /** Writes done and items written, for the batch-size metric. */
+  /** Writes done and items written (how well batching works; callers report batch sizes through their write function). */
   writes = 0;
   items = 0;
 

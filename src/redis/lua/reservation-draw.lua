@@ -27,13 +27,13 @@ local amount = tonumber(ARGV[4])
 local free = tonumber(pv[2]) - tonumber(pv[4] or '0')
 local answer
 if free < amount then
-  answer = 'D|RESERVATION_EXHAUSTED|' .. string.format('%d', free)
+  answer = 'D|RESERVATION_EXHAUSTED|' .. i(free)
 else
   local exp = math.min(now + tonumber(ARGV[5]), tonumber(pv[3]))
-  answer = 'G|' .. ARGV[3] .. '|' .. string.format('%d', exp) .. '|' .. pv[6] .. '|' .. pv[7]
+  answer = 'G|' .. ARGV[3] .. '|' .. i(exp) .. '|' .. pv[6] .. '|' .. pv[7]
   if ARGV[7] == '1' then return answer end
   redis.call('HINCRBY', KEYS[4], 'ch', amount)
-  redis.call('HSET', KEYS[2], 'st', 'A', 'amt', ARGV[4], 'ks', '', 'par', KEYS[4], 'exp', string.format('%d', exp), 'x', '0',
+  redis.call('HSET', KEYS[2], 'st', 'A', 'amt', ARGV[4], 'ks', '', 'par', KEYS[4], 'exp', i(exp), 'x', '0',
     'sc', pv[6], 'u', pv[7])
   redis.call('ZADD', KEYS[3], exp, KEYS[2])
 end

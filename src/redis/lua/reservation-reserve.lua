@@ -34,29 +34,21 @@ local held_r = {}
 local held_v = {}
 local answer
 
-for i = 1, n do
-  local k = KEYS[i + 3]
+-- Reads only the fields a reservation needs (read_budget reads the whole row): this is the hot path.
+for c = 1, n do
+  local k = KEYS[c + 3]
   local b = redis.call('HMGET', k, 'r', 'f', 'per', 'pk', 'a', 'v')
   if not b[1] then
-    mask[i] = '0'
+    mask[c] = '0'
   else
-    mask[i] = '1'
-    local r = tonumber(b[1])
-    -- Lazy calendar reset: a new day/month starts with nothing spent (active reservations stay held).
-    if b[3] and b[3] ~= '' then
-      local cur = ARGV[8]
-      if b[3] == 'month' then cur = ARGV[9] end
-      if b[4] ~= cur then
-        r = tonumber(b[5]) - tonumber(b[6])
-        redis.call('HSET', k, 's', '0', 'd', '0', 'r', string.format('%d', r), 'al', '0', 'pk', cur)
-      end
-    end
+    mask[c] = '1'
+    local r = period_reset(k, b[3], b[4], tonumber(b[5]), tonumber(b[6]), ARGV[8], ARGV[9]) or tonumber(b[1])
     if b[2] == '1' then
-      answer = 'D|BUDGET_FROZEN|' .. (i - 1) .. '|' .. string.format('%d', r)
+      answer = 'D|BUDGET_FROZEN|' .. (c - 1) .. '|' .. i(r)
       break
     end
     if r < amount then
-      answer = 'D|BUDGET_EXCEEDED|' .. (i - 1) .. '|' .. string.format('%d', r)
+      answer = 'D|BUDGET_EXCEEDED|' .. (c - 1) .. '|' .. i(r)
       break
     end
     held[#held + 1] = k
@@ -69,12 +61,12 @@ if not answer and #held == 0 then answer = 'D|BUDGET_NOT_FOUND|-1|0' end
 
 if not answer then
   local exp = now + tonumber(ARGV[5])
-  answer = 'G|' .. ARGV[3] .. '|' .. string.format('%d', exp) .. '|' .. table.concat(mask)
+  answer = 'G|' .. ARGV[3] .. '|' .. i(exp) .. '|' .. table.concat(mask)
   if dry then return answer end
   for j = 1, #held do
-    redis.call('HSET', held[j], 'r', string.format('%d', held_r[j] - amount), 'v', string.format('%d', held_v[j] + amount))
+    redis.call('HSET', held[j], 'r', i(held_r[j] - amount), 'v', i(held_v[j] + amount))
   end
-  redis.call('HSET', KEYS[2], 'st', 'A', 'amt', ARGV[4], 'ks', table.concat(held, ' '), 'exp', string.format('%d', exp), 'x', '0',
+  redis.call('HSET', KEYS[2], 'st', 'A', 'amt', ARGV[4], 'ks', table.concat(held, ' '), 'exp', i(exp), 'x', '0',
     'sc', ARGV[10], 'u', ARGV[11])
   redis.call('ZADD', KEYS[3], exp, KEYS[2])
 elseif dry then

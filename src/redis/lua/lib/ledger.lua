@@ -46,6 +46,19 @@ local function idem_prior(k, fp)
   return 'M'
 end
 
+-- The lazy calendar reset of budget `k` (period `per` = ""|day|month, period key `pk`, allocated `a`, reserved `v`):
+-- when its period has moved on, it starts the new one with nothing spent (active reservations stay held).
+-- Returns the new remaining, or nil when no reset was due.
+local function period_reset(k, per, pk, a, v, day, month)
+  if not per or per == '' then return nil end
+  local cur = day
+  if per == 'month' then cur = month end
+  if pk == cur then return nil end
+  local r = a - v
+  redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(r), 'al', '0', 'pk', cur)
+  return r
+end
+
 -- Reads budget hash `k` as a row { a, r, v, s, d, p, o, al, f, per } (nil when there is no budget), applying the
 -- lazy calendar reset first: a scope whose period (day / month) has moved on starts it with nothing spent.
 local function read_budget(k, day, month)
@@ -53,13 +66,9 @@ local function read_budget(k, day, month)
   if not b[1] then return nil end
   local row = { a = tonumber(b[1]), r = tonumber(b[2]), v = tonumber(b[3]), s = tonumber(b[4]), d = tonumber(b[5] or '0'),
     p = b[6], o = tonumber(b[7] or '0'), al = tonumber(b[10] or '0'), f = b[11], per = b[8] }
-  if b[8] and b[8] ~= '' then
-    local cur = day
-    if b[8] == 'month' then cur = month end
-    if b[9] ~= cur then
-      row.s = 0; row.d = 0; row.al = 0; row.r = row.a - row.v
-      redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(row.r), 'al', '0', 'pk', cur)
-    end
+  local reset = period_reset(k, b[8], b[9], row.a, row.v, day, month)
+  if reset then
+    row.s = 0; row.d = 0; row.al = 0; row.r = reset
   end
   return row
 end
