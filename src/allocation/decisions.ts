@@ -54,6 +54,35 @@ export function readDecisionJson(redis: Redis, keys: Keys, id: string): Promise<
 }
 
 /**
+ * Reads many decision records' JSON (null where gone), in the order of `ids`: one HMGET per time bucket rather
+ * than a command per record (the default-reward sweep reads thousands at a time).
+ */
+export async function readDecisionJsons(redis: Redis, keys: Keys, ids: readonly string[]): Promise<(string | null)[]> {
+  const out: (string | null)[] = new Array<string | null>(ids.length).fill(null);
+  const buckets = new Map<number, number[]>();
+  const legacy: number[] = [];
+  ids.forEach((id, i) => {
+    const sec = decisionSecond(id);
+    if (sec === undefined) legacy.push(i);
+    else {
+      let at = buckets.get(sec);
+      if (!at) buckets.set(sec, (at = []));
+      at.push(i);
+    }
+  });
+  await Promise.all([
+    ...[...buckets].map(async ([sec, at]) => {
+      const got = await redis.hmget(keys.decisionBucket(sec), ...at.map((i) => ids[i]!));
+      at.forEach((i, j) => (out[i] = got[j] ?? null));
+    }),
+    ...legacy.map(async (i) => {
+      out[i] = await redis.get(keys.decision(ids[i]!));
+    }),
+  ]);
+  return out;
+}
+
+/**
  * Decision records, in one hash per second of decisions (`<p>:{decisions:<second>}`, field = decision id).
  * Writes are group-committed: the records of one event-loop turn go to Redis as one script call per bucket,
  * not one SET each — a Redis command costs the client ~10 µs of CPU, several times the rest of an allocation.

@@ -1,4 +1,4 @@
-import { readDecisionJson, type DecisionRecord } from '../allocation/decisions.js';
+import { readDecisionJsons, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { runScript } from '../redis/scripts.js';
@@ -16,7 +16,12 @@ import type { TrainOptions } from './trainer.js';
 
 /** Cap of the training buffer (newest events kept). */
 export const BUFFER_CAP = 100_000;
-const INGEST_BATCH = 5000;
+/**
+ * Most incoming outcomes and due decisions one ingest script call handles. Small enough that one call holds Redis
+ * (and one round of building default events holds this process's event loop) for about a millisecond: with 5,000 a
+ * sweep of defaulted decisions stalled serving on the same Redis and process for tens of milliseconds.
+ */
+const INGEST_BATCH = 500;
 const DEFAULTED_MEMORY_MS = 7 * 86_400_000;
 /** Resolved tickets (an outcome overtook its registration) are kept past the longest wait window. */
 const RESOLVED_MEMORY_MS = 31 * 86_400_000 + DEFAULT_GRACE_MS;
@@ -89,7 +94,7 @@ export class TrainingService {
   async ingest(pipeline: string, now = Date.now()): Promise<IngestResult> {
     const lk = learnerKeys(this.core.keys, pipeline);
     let total = { moved: 0, dropped: 0, defaulted: 0, lost: 0, left: 0 };
-    for (let round = 0; round < 100; round++) {
+    for (let round = 0; round < 400; round++) {
       const [moved, dropped, defaulted, left, due] = await runScript<[number, number, number, number, string[]]>(
         this.core.redis,
         'learnerIngest',
@@ -121,7 +126,7 @@ export class TrainingService {
   private async defaultDue(pipeline: string, tickets: readonly string[], now: number): Promise<{ defaulted: number; lost: number }> {
     const lk = learnerKeys(this.core.keys, pipeline);
     const view = this.core.view();
-    const records = await Promise.all(tickets.map((t) => readDecisionJson(this.core.redis, this.core.keys, t)));
+    const records = await readDecisionJsons(this.core.redis, this.core.keys, tickets);
     const args: string[] = [];
     tickets.forEach((ticket, i) => {
       args.push(ticket, defaultEvent(view, pipeline, records[i] ?? null));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { decisionSecond, DecisionStore, newDecisionId, type DecisionRecord } from '../../src/allocation/decisions.js';
+import { decisionSecond, DecisionStore, newDecisionId, readDecisionJsons, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { createKeys } from '../../src/redis/keys.js';
 import { defineScripts } from '../../src/redis/scripts.js';
 import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
@@ -63,5 +63,24 @@ describe('decision records', () => {
     const id = randomUUID();
     await redis.set(keys.decision(id), JSON.stringify(record(id)), 'EX', 60);
     assert.equal((await store.read(id))!.id, id);
+  });
+
+  it('reads many records at once, in the order asked, across buckets, older keys and missing ids', async () => {
+    const store = new DecisionStore(redis, keys, 3600);
+    const now = Date.now();
+    const fresh = [newDecisionId(now), newDecisionId(now - 5000), newDecisionId(now), newDecisionId(now - 5000)];
+    await Promise.all(fresh.map((id, i) => store.write(record(id, i))));
+    const legacy = randomUUID();
+    await redis.set(keys.decision(legacy), JSON.stringify(record(legacy, 9)), 'EX', 60);
+    const missing = [newDecisionId(now), randomUUID()];
+    const ids = [fresh[0]!, missing[0]!, legacy, fresh[1]!, fresh[2]!, missing[1]!, fresh[3]!];
+    const got = await readDecisionJsons(redis, keys, ids);
+    assert.equal(got.length, ids.length);
+    assert.deepEqual(
+      got.map((j) => (j ? (JSON.parse(j) as DecisionRecord).id : null)),
+      ids.map((id) => (missing.includes(id) ? null : id)),
+    );
+    assert.equal((JSON.parse(got[2]!) as DecisionRecord).totalTokens, 309);
+    assert.deepEqual(await readDecisionJsons(redis, keys, []), []);
   });
 });
