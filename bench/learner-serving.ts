@@ -25,7 +25,7 @@ import { policyAgents } from '../src/learner/sim/loop.js';
 import { contextFeatures, expectedQuality, loadWorld, sampleContext, worldFeatures, worldPipeline } from '../src/learner/sim/world.js';
 import { createKeys } from '../src/redis/keys.js';
 import { ApportionClient } from '../src/sdk/client.js';
-import { cannon, flag, fmt, fmtPaced, paced, REDIS_URL, spawnServer } from './lib.js';
+import { cannon, flag, fmt, fmtLoop, fmtPaced, paced, REDIS_URL, serverLoopDelay, spawnServer } from './lib.js';
 
 const duration = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '32'));
@@ -109,12 +109,13 @@ try {
   const fixedP99: number[] = [];
   const fixedP999: number[] = [];
   for (let r = 1; r <= rounds; r++) {
+    await serverLoopDelay(server);
     const idle = await paced(po);
-    console.log(`round ${r}: idle        ${fmtPaced(idle)}`);
+    console.log(`round ${r}: idle        ${fmtPaced(idle)}; ${fmtLoop(await serverLoopDelay(server))}`);
     const training = trainOnce();
     const busy = await paced(po);
     const t = await training;
-    console.log(`round ${r}: retraining  ${fmtPaced(busy)}  (retrain: training ${(t.ms / 1000).toFixed(1)} s)`);
+    console.log(`round ${r}: retraining  ${fmtPaced(busy)}; ${fmtLoop(await serverLoopDelay(server))}  (retrain: training ${(t.ms / 1000).toFixed(1)} s)`);
     fixedP99.push(busy.p99 / idle.p99);
     fixedP999.push(busy.p999 / idle.p999);
   }
