@@ -16,10 +16,11 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { ApportionClient } from '../src/sdk/client.js';
-import { cannon, cpuLine, flag, fmt, REDIS_URL, spawnServer, withCpu, type BenchServer } from './lib.js';
+import { cannon, cpuLine, flag, fmt, REDIS_URL, spawnServer, withCpu, type BenchServer, type Cpu } from './lib.js';
 
 const duration = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '64'));
@@ -207,6 +208,19 @@ async function main(): Promise<void> {
     console.log(`  ${cpuLine(life.cpu, life.wall, lr.requests.total)}`);
     console.log(`lifecycles/s = ${lifecycles.toFixed(0)}  (target ≥ 10000)`);
     console.log(`reserve p50 = ${rr.latency.p50.toFixed(2)} ms, p99 = ${rr.latency.p99.toFixed(2)} ms  (target p50 ≤ 1 ms)`);
+    // What the targets ask of this machine, in the same run's units: CPU µs per HTTP request for the load
+    // generator, the server and Redis together (they share the machine's cores), and Little's law for p50.
+    const cores = availableParallelism();
+    const perReq = (c: Cpu, n: number) => ((c.gen + c.server + c.redis) / n) * 1e6;
+    console.log(
+      `cpu budget: 10,000 lifecycles/s = 20,000 requests/s leaves ${((cores / 20_000) * 1e6).toFixed(0)} µs of CPU per request on ${cores} cores (generator + server + Redis);` +
+        ` measured per request: noop ${perReq(noop.cpu, noop.r.total).toFixed(0)}, noop + PING ${perReq(hop.cpu, hop.r.total).toFixed(0)},` +
+        ` reserve ${perReq(res.cpu, rr.requests.total).toFixed(0)}, lifecycle ${perReq(life.cpu, lr.requests.total).toFixed(0)} µs`,
+    );
+    console.log(
+      `little's law: ${connections} connections at ${rr.requests.average.toFixed(0)} reserves/s keep a mean of ${((connections / rr.requests.average) * 1000).toFixed(1)} ms in flight;` +
+        ` the noop route itself shows p50 ${noop.r.p50.toFixed(2)} ms at ${connections} connections (mean ${((connections / noop.r.rps) * 1000).toFixed(1)} ms)`,
+    );
     console.log(`ratio reserve/noop = ${(rr.requests.average / noop.r.rps).toFixed(3)}   ratio lifecycle requests/noop = ${(lr.requests.average / noop.r.rps).toFixed(3)}`);
     console.log(
       `ratio lifecycle requests/(noop + Redis PING) = ${(lr.requests.average / hop.r.rps).toFixed(3)}   (noop + PING)/noop = ${(hop.r.rps / noop.r.rps).toFixed(3)}`,
