@@ -16,7 +16,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
-import { availableParallelism } from 'node:os';
+import { cpus } from 'node:os';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { ApportionClient } from '../src/sdk/client.js';
@@ -210,7 +210,7 @@ async function main(): Promise<void> {
     console.log(`reserve p50 = ${rr.latency.p50.toFixed(2)} ms, p99 = ${rr.latency.p99.toFixed(2)} ms  (target p50 ≤ 1 ms)`);
     // What the targets ask of this machine, in the same run's units: CPU µs per HTTP request for the load
     // generator, the server and Redis together (they share the machine's cores), and Little's law for p50.
-    const cores = availableParallelism();
+    const cores = cpus().length; // the machine's, not this process's affinity (--pin narrows that)
     const perReq = (c: Cpu, n: number) => ((c.gen + c.server + c.redis) / n) * 1e6;
     console.log(
       `cpu budget: 10,000 lifecycles/s = 20,000 requests/s leaves ${((cores / 20_000) * 1e6).toFixed(0)} µs of CPU per request on ${cores} cores (generator + server + Redis);` +
