@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import { decisionSecond, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
+import { decisionSecond, newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { DEFAULT_GRACE_MS, learnerMetaOf, waitWindowMs } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { defaultEvent } from '../../src/learner/training.js';
@@ -336,6 +336,25 @@ describe('reward wait window', () => {
     assert.equal(fresh.length, 40);
     assert.deepEqual(fresh.map((e) => e.id).sort(), [...ids].sort(), 'one default event per decision, none twice');
     assert.equal(await rt.core.redis.zcard(lk.pending), 0);
+  });
+
+  it('a sweep larger than one round (500) defaults every due decision once, across rounds and buckets', async () => {
+    const lk = learnerKeys(rt.core.keys, 'wait');
+    const template = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, await round('wait', 'wait-learn', false)))!) as DecisionRecord;
+    await learner.pending.flush();
+    await rt.core.redis.del(lk.pending);
+    const ids = Array.from({ length: 1_150 }, (_, i) => newDecisionId(Date.now() - (i % 3) * 1000));
+    for (const id of ids) {
+      await rt.core.redis.hset(rt.core.keys.decisionBucket(decisionSecond(id)!), id, JSON.stringify({ ...template, id }));
+    }
+    await rt.core.redis.zadd(lk.pending, ...ids.flatMap((id) => [Date.now() + 1000, id]));
+    const before = (await learner.training.events('wait', 100_000)).length;
+    const swept = await learner.training.ingest('wait', Date.now() + 3_600_000);
+    assert.deepEqual([swept.defaulted, swept.lost], [1_150, 0]);
+    const after = await learner.training.events('wait', 100_000);
+    const fresh = after.slice(0, after.length - before);
+    assert.deepEqual(fresh.map((e) => e.id).sort(), [...ids].sort(), 'one default event per decision, none twice');
+    assert.equal((await learner.training.ingest('wait', Date.now() + 3_600_000)).defaulted, 0, 'a second sweep finds nothing');
   });
 
   it('builds a default-reward event only from a readable learned record of the same pipeline', async () => {
