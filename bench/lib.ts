@@ -333,14 +333,23 @@ export function fmtPaced(r: PacedResult): string {
   return `${r.sent} sent  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  p99.9 ${r.p999.toFixed(2)} ms  max ${r.max.toFixed(1)} ms  errors ${r.errors}  (generator send lag p99 ${r.sendLagP99.toFixed(2)} ms)`;
 }
 
+/** Scrapes the server's /metrics once; the returned reader gives an unlabelled sample's value (undefined when absent). */
+export async function scrapeMetrics(server: BenchServer): Promise<(name: string) => number | undefined> {
+  const text = await (await fetch(new URL('/metrics', server.url), { headers: { authorization: `Bearer ${server.adminKey}` } })).text();
+  return (name) => {
+    const v = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1];
+    return v === undefined ? undefined : Number(v);
+  };
+}
+
 /**
  * The server's event-loop delay since the previous call (prom-client's monitor, reset at every /metrics scrape):
  * max and p99 in ms. Tells a stall inside the server's process (GC, a long synchronous turn) from one elsewhere.
  */
 export async function serverLoopDelay(server: BenchServer): Promise<{ max: number; p99: number }> {
-  const text = await (await fetch(new URL('/metrics', server.url))).text();
-  const read = (name: string) => Number(new RegExp(`^apportion_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN) * 1000;
-  return { max: read('max'), p99: read('p99') };
+  const read = await scrapeMetrics(server);
+  const ms = (stat: string) => (read(`apportion_nodejs_eventloop_lag_${stat}_seconds`) ?? Number.NaN) * 1000;
+  return { max: ms('max'), p99: ms('p99') };
 }
 
 export const fmtLoop = (d: { max: number; p99: number }) => `server loop delay p99 ${d.p99.toFixed(1)} ms, max ${d.max.toFixed(1)} ms`;

@@ -18,7 +18,7 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ApportionClient } from '../src/sdk/client.js';
 import { spawn } from 'node:child_process';
-import { dropPrefix, flag, REDIS_URL, ROOT, spawnServer, type BenchServer } from './lib.js';
+import { dropPrefix, flag, REDIS_URL, ROOT, scrapeMetrics, spawnServer, type BenchServer } from './lib.js';
 
 const N = Number(flag('n', '10000'));
 const ROUNDS = Number(flag('rounds', '3'));
@@ -89,9 +89,8 @@ async function startOurs(): Promise<Ours> {
 
 /** One round on the running server: N decisions first, then N outcomes; timed until the stats count them all. */
 async function batchSizes(server: BenchServer): Promise<{ jobs: number; outcomes: number }> {
-  const text = await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${server.adminKey}` } })).text();
-  const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-  return { jobs: read('apportion_outcome_batch_size_count'), outcomes: read('apportion_outcome_batch_size_sum') };
+  const read = await scrapeMetrics(server);
+  return { jobs: read('apportion_outcome_batch_size_count') ?? 0, outcomes: read('apportion_outcome_batch_size_sum') ?? 0 };
 }
 
 async function apportion(ours: Ours): Promise<{ rate: number; intakeRate: number; non2xx: number; meanBatch: number }> {
