@@ -21,7 +21,7 @@ import { trainModel } from '../src/learner/trainer.js';
 import { flag } from './lib.js';
 
 const outcomes = Number(flag('outcomes', '20000'));
-const worlds = flag('worlds', 'support-basic,doc-heavy,drift,generous-caps').split(',');
+const worlds = flag('worlds', 'support-basic,doc-heavy,drift,generous-caps,uneven-needs').split(',');
 const explorers = flag('explorers', 'squarecb,epsilon').split(',') as ('squarecb' | 'epsilon')[];
 const seed = Number(flag('seed', '7'));
 

@@ -47,7 +47,7 @@ export interface SimContext {
 }
 
 export const WORLDS_DIR = fileURLToPath(new URL('../../../experiments/worlds/', import.meta.url));
-export const WORLD_NAMES = ['support-basic', 'doc-heavy', 'drift', 'generous-caps'] as const;
+export const WORLD_NAMES = ['support-basic', 'doc-heavy', 'drift', 'generous-caps', 'uneven-needs'] as const;
 
 export function loadWorld(nameOrPath: string): World {
   const file = nameOrPath.endsWith('.json') ? nameOrPath : `${WORLDS_DIR}${nameOrPath}.json`;
