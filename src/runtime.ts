@@ -13,7 +13,6 @@ import type { Router, ShadowHook } from './allocation/service.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { connectRedis } from './redis/connection.js';
 import { createKeys, type Keys } from './redis/keys.js';
-import { defineScripts } from './redis/scripts.js';
 import { StrategyKinds } from './strategies/registry.js';
 import type { StrategyKind } from './strategies/types.js';
 
@@ -70,7 +69,6 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
   const bullRedis = await connectRedis(config.redisUrl, { name: 'apportion-bull', forBullmq: true });
   const queueRedis = await connectRedis(config.redisUrl, { name: 'apportion-queue', forQueue: true });
   const subscriber = await connectRedis(config.redisUrl, { name: 'apportion-sub', forBullmq: true });
-  defineScripts(redis);
   const keys = createKeys(config.keyPrefix);
   const store = new ControlStore(redis, keys);
   const snapshot = new SnapshotSource(store, subscriber, keys, {

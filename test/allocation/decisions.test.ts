@@ -4,7 +4,6 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { decisionSecond, DecisionStore, newDecisionId, readDecisionJsons, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { createKeys } from '../../src/redis/keys.js';
-import { defineScripts } from '../../src/redis/scripts.js';
 import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
 
 const prefix = testPrefix('decisions');
@@ -12,7 +11,6 @@ const keys = createKeys(prefix);
 let redis: Redis;
 before(() => {
   redis = new Redis(REDIS_URL, { enableAutoPipelining: true });
-  defineScripts(redis);
 });
 after(async () => {
   redis.disconnect();

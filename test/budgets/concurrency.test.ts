@@ -5,7 +5,6 @@ import { budgetKeys } from '../../src/budgets/keys.js';
 import { ReservationService } from '../../src/budgets/reservations.js';
 import { AppError } from '../../src/errors/app-error.js';
 import { connectRedis } from '../../src/redis/connection.js';
-import { defineScripts } from '../../src/redis/scripts.js';
 import type { Running } from '../../src/server.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { dropPrefix, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
@@ -39,7 +38,6 @@ describe('200 concurrent clients, 100k operations, one budget', () => {
     const services: ReservationService[] = [h.reservations];
     for (let i = 1; i < CONNECTIONS; i++) {
       const r = await connectRedis(REDIS_URL, { name: 'budgets-load' });
-      defineScripts(r);
       extra.push(r);
       services.push(new ReservationService({ redis: r, keys: budgetKeys(prefix), retentionMs: 600_000 }));
     }
@@ -136,7 +134,6 @@ describe('fail closed', () => {
   it('maps a store that was never reachable to 503 as well', async () => {
     const dead = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
     dead.on('error', () => undefined);
-    defineScripts(dead);
     const svc = new ReservationService({ redis: dead, keys: budgetKeys(prefix), retentionMs: 1000 });
     await assert.rejects(svc.reserve({ scope: 'tenant:x', unit: 'TOKENS', amount: 1, idempotencyKey: 'z' }), (e: unknown) => e instanceof AppError && e.code === 'REDIS_UNAVAILABLE' && e.statusCode === 503);
     dead.disconnect();
@@ -147,7 +144,7 @@ describe('fail closed when the store stops answering', () => {
   it('answers 503 after the timeout instead of hanging', async () => {
     // A store that accepted the command and never answers (blocked by a slow command, failing over). A fake
     // of the script boundary: a real Redis cannot be made to hang here without stalling every other test.
-    const stuck = { reservationReserve: () => new Promise<never>(() => undefined) } as unknown as Redis;
+    const stuck = { evalsha: () => new Promise<never>(() => undefined) } as unknown as Redis;
     const svc = new ReservationService({ redis: stuck, keys: budgetKeys('never'), retentionMs: 1000, timeoutMs: 50 });
     await assert.rejects(
       svc.reserve({ scope: 'tenant:x', unit: 'TOKENS', amount: 1, idempotencyKey: 'z' }),
