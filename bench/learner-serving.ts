@@ -2,7 +2,7 @@
  * Serving while retraining: allocate throughput and p99 with the learned strategy, first idle, then while
  * the same `apportion serve` process retrains on 100,000 logged events (the buffer's cap).
  *
- *   node --import tsx bench/learner-serving.ts [--duration 10] [--connections 32] [--rounds 3] [--load 0.5] [--only-fixed true]
+ *   node --import tsx bench/learner-serving.ts [--duration 10] [--connections 32] [--rounds 3] [--load 0.5] [--windows 8] [--only-fixed true]
  *
  * The buffer is filled directly in Redis with simulated events (support-basic world), then one retrain
  * warms up the model. Baseline = the idle measurement of the same server in the same run.
@@ -11,7 +11,12 @@
  * - saturated: autocannon, as many requests as the server answers (the machine's 2 cores are then fully used
  *   by the load generator, the server and Redis, so any extra work shows up in throughput and latency);
  * - at a fixed load: an open-loop generator sending `--load` × the saturated idle throughput, latency from each
- *   request's scheduled send time with a microsecond timer (what a service running below capacity sees).
+ *   request's scheduled send time with a microsecond timer (what a service running below capacity sees), in
+ *   `--windows` idle and as many retraining windows (in pairs of one each, seeded random order within a pair; retrains
+ *   back to back through a retraining window).
+ *   The windows of each kind are pooled; the ratio of the pooled quantiles (retraining ÷ idle) comes with a 95 %
+ *   bootstrap interval that resamples whole windows, because on a shared 2-core machine the tail moves more from
+ *   window to window than within one.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,12 +30,14 @@ import { policyAgents } from '../src/learner/sim/loop.js';
 import { contextFeatures, expectedQuality, loadWorld, sampleContext, worldFeatures, worldPipeline } from '../src/learner/sim/world.js';
 import { createKeys } from '../src/redis/keys.js';
 import { ApportionClient } from '../src/sdk/client.js';
-import { cannon, flag, fmt, fmtLoop, fmtPaced, paced, REDIS_URL, serverLoopDelay, spawnServer } from './lib.js';
+import { cannon, flag, fmt, fmtLoop, fmtPaced, LatencyHistogram, median, medianRatio, paced, pooledQuantileRatio, REDIS_URL, serverLoopDelay, spawnServer } from './lib.js';
 
 const duration = Number(flag('duration', '10'));
 const connections = Number(flag('connections', '32'));
 const rounds = Number(flag('rounds', '3'));
 const load = Number(flag('load', '0.5'));
+const windows = Number(flag('windows', '8'));
+const seed = Number(flag('seed', '7'));
 /** `--only-fixed true`: skip the saturated rounds (one idle autocannon run still calibrates the rate). */
 const onlyFixed = flag('only-fixed', 'false') === 'true';
 const PIPELINE = 'learned-serving';
@@ -99,29 +106,71 @@ try {
     p99s.push(busy.p99 / idle.p99);
     rpss.push(busy.rps / idle.rps);
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   if (onlyFixed) idleRps.push((await cannon({ ...o, durationSec: duration })).rps);
   else console.log(`saturated: ratio p99 retraining/idle = ${median(p99s).toFixed(2)} (rounds: ${p99s.map((x) => x.toFixed(2)).join(', ')}), throughput retraining/idle = ${median(rpss).toFixed(2)}`);
 
   const rate = Math.round(load * median(idleRps));
-  console.log(`\nfixed load: ${rate} req/s (${load} × the saturated idle throughput), open loop`);
+  console.log(`\nfixed load: ${rate} req/s (${load} × the saturated idle throughput), open loop, ${windows} idle and ${windows} retraining windows of ${duration} s`);
   const po = { url: server.url, path: '/v1/allocations', bodies, key: server.clientKey, rate, durationSec: duration };
-  const fixedP99: number[] = [];
-  const fixedP999: number[] = [];
-  for (let r = 1; r <= rounds; r++) {
-    await serverLoopDelay(server);
-    const idle = await paced(po);
-    console.log(`round ${r}: idle        ${fmtPaced(idle)}; ${fmtLoop(await serverLoopDelay(server))}`);
-    const training = trainOnce();
-    const busy = await paced(po);
-    const t = await training;
-    console.log(`round ${r}: retraining  ${fmtPaced(busy)}; ${fmtLoop(await serverLoopDelay(server))}  (retrain: training ${(t.ms / 1000).toFixed(1)} s)`);
-    fixedP99.push(busy.p99 / idle.p99);
-    fixedP999.push(busy.p999 / idle.p999);
+  await paced(po); // warm-up at the measured rate: the first window after a change of load has a longer tail
+  const idleH: LatencyHistogram[] = [];
+  const busyH: LatencyHistogram[] = [];
+  // The same windows split by whether the serving process ran a major (Mark-Compact) collection during the window.
+  const idleGc: LatencyHistogram[] = [];
+  const idleNoGc: LatencyHistogram[] = [];
+  const busyGc: LatencyHistogram[] = [];
+  const busyNoGc: LatencyHistogram[] = [];
+  // Windows in pairs, one of each kind, in a seeded random order per pair: a slow drift of the machine's speed falls
+  // on both kinds alike, and so does a periodic stall (the serving process's old-generation collections come every
+  // few windows; a fixed ABBA order let them fall mostly on one kind).
+  const orderRng = mulberry32(seed + 1);
+  const kinds = Array.from({ length: windows }, () => (orderRng() < 0.5 ? [false, true] : [true, false])).flat();
+  for (let w = 0; w < kinds.length; w++) {
+    const retraining = kinds[w]!;
+    const before = await serverLoopDelay(server);
+    if (!retraining) {
+      const r = await paced(po);
+      const h = LatencyHistogram.of(r.latencies);
+      idleH.push(h);
+      const loop = await serverLoopDelay(server);
+      const major = loop.majorGcs - before.majorGcs;
+      (major ? idleGc : idleNoGc).push(h);
+      console.log(`window ${String(w + 1).padStart(2)}: idle        ${fmtPaced(r)}; ${fmtLoop(loop)}, ${major} major GC`);
+      continue;
+    }
+    // Retrains back to back for the whole window (each ends in a hot swap); the next window starts after the
+    // last one has finished, so no idle window overlaps training.
+    let done = false;
+    const measured = paced(po).finally(() => (done = true));
+    const runs: number[] = [];
+    while (!done) runs.push((await trainOnce()).ms);
+    const r = await measured;
+    const h = LatencyHistogram.of(r.latencies);
+    busyH.push(h);
+    const loop = await serverLoopDelay(server);
+    const major = loop.majorGcs - before.majorGcs;
+    (major ? busyGc : busyNoGc).push(h);
+    console.log(
+      `window ${String(w + 1).padStart(2)}: retraining  ${fmtPaced(r)}; ${fmtLoop(loop)}, ${major} major GC  (${runs.length} retrains: ${runs.map((ms) => (ms / 1000).toFixed(1)).join(', ')} s)`,
+    );
   }
-  console.log(
-    `fixed load: ratio p99 retraining/idle = ${median(fixedP99).toFixed(2)} (rounds: ${fixedP99.map((x) => x.toFixed(2)).join(', ')}), p99.9 = ${median(fixedP999).toFixed(2)}`,
-  );
+  const ciRng = mulberry32(seed);
+  const pooled = (hs: LatencyHistogram[]) => hs.reduce((acc, h) => acc.add(h), new LatencyHistogram());
+  for (const [name, q] of [['p50', 0.5], ['p99', 0.99], ['p99.9', 0.999]] as const) {
+    const c = pooledQuantileRatio(idleH, busyH, q, ciRng);
+    console.log(
+      `fixed load: pooled ${name} idle ${pooled(idleH).quantile(q).toFixed(2)} ms, retraining ${pooled(busyH).quantile(q).toFixed(2)} ms: ratio ${c.ratio.toFixed(2)}, 95 % CI [${c.lo.toFixed(2)}, ${c.hi.toFixed(2)}] (windows resampled)`,
+    );
+  }
+  const wp99 = (hs: LatencyHistogram[]) => hs.map((h) => h.quantile(0.99));
+  const m = medianRatio(wp99(idleH), wp99(busyH), ciRng);
+  console.log(`fixed load: median of the windows' p99 idle ${median(wp99(idleH)).toFixed(2)} ms, retraining ${median(wp99(busyH)).toFixed(2)} ms: ratio of medians ${m.ratio.toFixed(2)}, 95 % CI [${m.lo.toFixed(2)}, ${m.hi.toFixed(2)}]`);
+  console.log(`windows with a major GC in the serving process: idle ${idleGc.length} of ${idleH.length}, retraining ${busyGc.length} of ${busyH.length}`);
+  for (const [label, a, b] of [['with a major GC', idleGc, busyGc], ['without one', idleNoGc, busyNoGc]] as const) {
+    if (a.length < 2 || b.length < 2) continue;
+    const c = pooledQuantileRatio(a, b, 0.99, ciRng);
+    console.log(`  windows ${label}: pooled p99 idle ${pooled(a).quantile(0.99).toFixed(2)} ms, retraining ${pooled(b).quantile(0.99).toFixed(2)} ms: ratio ${c.ratio.toFixed(2)}, 95 % CI [${c.lo.toFixed(2)}, ${c.hi.toFixed(2)}]`);
+  }
 } finally {
   await server.close();
 }

@@ -259,6 +259,8 @@ export interface PacedResult {
   /** p99 of how late the generator itself sent requests (timer and GC delays in this process): when it is close
    * to p99, the tail is the generator's, not the server's. */
   readonly sendLagP99: number;
+  /** Every successful request's latency (ms, ascending), for pooling windows (LatencyHistogram). */
+  readonly latencies: readonly number[];
 }
 
 /**
@@ -326,30 +328,108 @@ export async function paced(o: PacedOptions): Promise<PacedResult> {
     p999: q(lat, 0.999),
     max: lat.length ? lat[lat.length - 1]! : Number.NaN,
     sendLagP99: q(lag, 0.99),
+    latencies: lat,
   };
+}
+
+/**
+ * Latencies binned on a log scale (1 % wide bins from 10 µs to ~100 s): windows of a run are pooled by adding
+ * their bins, which makes resampling whole windows (cluster bootstrap) cheap.
+ */
+export class LatencyHistogram {
+  static readonly MIN_MS = 0.01;
+  static readonly GROWTH = 1.01;
+  static readonly BINS = Math.ceil(Math.log(1e7) / Math.log(LatencyHistogram.GROWTH)) + 1;
+  readonly counts = new Float64Array(LatencyHistogram.BINS);
+  total = 0;
+
+  static of(latencies: readonly number[]): LatencyHistogram {
+    const h = new LatencyHistogram();
+    for (const ms of latencies) {
+      const b = ms <= LatencyHistogram.MIN_MS ? 0 : Math.floor(Math.log(ms / LatencyHistogram.MIN_MS) / Math.log(LatencyHistogram.GROWTH));
+      h.counts[Math.min(LatencyHistogram.BINS - 1, b)]! += 1;
+      h.total++;
+    }
+    return h;
+  }
+
+  add(o: LatencyHistogram): this {
+    for (let i = 0; i < this.counts.length; i++) this.counts[i]! += o.counts[i]!;
+    this.total += o.total;
+    return this;
+  }
+
+  /** The q-quantile (upper edge of its bin, so within 1 % above the exact value). */
+  quantile(q: number): number {
+    const rank = q * this.total;
+    let seen = 0;
+    for (let i = 0; i < this.counts.length; i++) {
+      seen += this.counts[i]!;
+      if (seen > rank) return LatencyHistogram.MIN_MS * LatencyHistogram.GROWTH ** (i + 1);
+    }
+    return Number.NaN;
+  }
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * The ratio of the medians of per-window values (B ÷ A, e.g. each window's p99), with a 95 % percentile-bootstrap
+ * interval resampling windows within each group: the typical window, robust to one window wrecked by a stall of
+ * the machine (the pooled quantile is not).
+ */
+export function medianRatio(a: readonly number[], b: readonly number[], rng: () => number, resamples = 2000): { ratio: number; lo: number; hi: number } {
+  const draw = (xs: readonly number[]) => median(xs.map(() => xs[Math.floor(rng() * xs.length)]!));
+  const ratios = Array.from({ length: resamples }, () => draw(b) / draw(a)).sort((x, y) => x - y);
+  return { ratio: median(b) / median(a), lo: ratios[Math.floor(0.025 * resamples)]!, hi: ratios[Math.floor(0.975 * resamples) - 1]! };
+}
+
+/**
+ * The ratio of the pooled q-quantile of windows B to that of windows A, with a 95 % percentile-bootstrap interval
+ * that resamples whole windows within each group (a window is the unit that varies: latencies inside one window
+ * are correlated, so resampling single requests would understate the spread).
+ */
+export function pooledQuantileRatio(
+  a: readonly LatencyHistogram[],
+  b: readonly LatencyHistogram[],
+  q: number,
+  rng: () => number,
+  resamples = 2000,
+): { ratio: number; lo: number; hi: number } {
+  const pool = (hs: readonly LatencyHistogram[]) => hs.reduce((acc, h) => acc.add(h), new LatencyHistogram());
+  const draw = (hs: readonly LatencyHistogram[]) => pool(hs.map(() => hs[Math.floor(rng() * hs.length)]!));
+  const ratios: number[] = [];
+  for (let r = 0; r < resamples; r++) ratios.push(draw(b).quantile(q) / draw(a).quantile(q));
+  ratios.sort((x, y) => x - y);
+  return { ratio: pool(b).quantile(q) / pool(a).quantile(q), lo: ratios[Math.floor(0.025 * resamples)]!, hi: ratios[Math.floor(0.975 * resamples) - 1]! };
 }
 
 export function fmtPaced(r: PacedResult): string {
   return `${r.sent} sent  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  p99.9 ${r.p999.toFixed(2)} ms  max ${r.max.toFixed(1)} ms  errors ${r.errors}  (generator send lag p99 ${r.sendLagP99.toFixed(2)} ms)`;
 }
 
-/** Scrapes the server's /metrics once; the returned reader gives an unlabelled sample's value (undefined when absent). */
+/** Scrapes the server's /metrics once; the returned reader gives a sample's value by its name with labels as exposed,
+ * e.g. `x_total` or `x_count{kind="major"}` (undefined when absent). */
 export async function scrapeMetrics(server: BenchServer): Promise<(name: string) => number | undefined> {
   const text = await (await fetch(new URL('/metrics', server.url), { headers: { authorization: `Bearer ${server.adminKey}` } })).text();
   return (name) => {
-    const v = new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1];
+    const v = new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1];
     return v === undefined ? undefined : Number(v);
   };
 }
 
 /**
  * The server's event-loop delay since the previous call (prom-client's monitor, reset at every /metrics scrape):
- * max and p99 in ms. Tells a stall inside the server's process (GC, a long synchronous turn) from one elsewhere.
+ * max and p99 in ms; and the major (Mark-Compact) collections it has run so far. Tells a stall inside the server's process (GC, a long synchronous turn) from one elsewhere.
  */
-export async function serverLoopDelay(server: BenchServer): Promise<{ max: number; p99: number }> {
+export async function serverLoopDelay(server: BenchServer): Promise<{ max: number; p99: number; majorGcs: number }> {
   const read = await scrapeMetrics(server);
   const ms = (stat: string) => (read(`apportion_nodejs_eventloop_lag_${stat}_seconds`) ?? Number.NaN) * 1000;
-  return { max: ms('max'), p99: ms('p99') };
+  return { max: ms('max'), p99: ms('p99'), majorGcs: read('apportion_nodejs_gc_duration_seconds_count{kind="major"}') ?? Number.NaN };
 }
 
 export const fmtLoop = (d: { max: number; p99: number }) => `server loop delay p99 ${d.p99.toFixed(1)} ms, max ${d.max.toFixed(1)} ms`;
