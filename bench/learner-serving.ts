@@ -141,13 +141,14 @@ try {
     // Retrains back to back for the whole window (each ends in a hot swap); the next window starts after the
     // last one has finished, so no idle window overlaps training.
     let done = false;
-    const measured = paced(po).finally(() => (done = true));
+    // The server's loop delay and GC count are read as the window ends, not after the last retrain.
+    const measured = paced(po).then(async (r) => ({ r, loop: await serverLoopDelay(server) }));
+    void measured.finally(() => (done = true));
     const runs: number[] = [];
     while (!done) runs.push((await trainOnce()).ms);
-    const r = await measured;
+    const { r, loop } = await measured;
     const h = LatencyHistogram.of(r.latencies);
     busyH.push(h);
-    const loop = await serverLoopDelay(server);
     const major = loop.majorGcs - before.majorGcs;
     (major ? busyGc : busyNoGc).push(h);
     console.log(
