@@ -26,39 +26,82 @@ export interface TrainJobInput {
 export interface TrainJobOutput {
   readonly trained: boolean;
   readonly reason?: string;
+  /** Events trained on (the window). */
   readonly events: number;
+  /** Of those, how many this retrain fetched from Redis (the rest were kept from the previous read). */
+  readonly fetched: number;
   readonly weights?: SerializedWeights;
   readonly metrics?: TrainMetrics;
 }
 
 /**
- * Reads the newest `window` buffered events, builds the rows and trains. Pure CPU after the one LRANGE:
- * run it in a worker thread (runTrainJob) so parsing 100k events and the tfjs steps never block serving.
+ * Reads the newest `window` buffered events, builds the rows and trains. Pure CPU after the reads: run it in
+ * the trainer child (runTrainJob) so parsing the events and the tfjs steps never block serving.
  */
 export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
   const redis = new Redis(input.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
-  let raw: string[];
+  let read: { events: LoggedEvent[]; fetched: number };
   try {
     await redis.connect();
-    // Page the read: one LRANGE of 100k entries (~50 MB) would hold Redis, and every allocation, for a while;
-    // a page of 500 (~250 KB) holds it for a fraction of a millisecond.
-    raw = [];
-    for (let from = 0; from < input.window; from += TRAIN_READ_PAGE) {
-      const page = await redis.lrange(input.bufferKey, from, Math.min(input.window, from + TRAIN_READ_PAGE) - 1);
-      raw.push(...page);
-      if (page.length < TRAIN_READ_PAGE) break;
-    }
+    read = await readWindow(redis, input.redisUrl, input.bufferKey, input.window);
   } finally {
     redis.disconnect();
   }
-  const events = raw.map((r) => JSON.parse(r) as LoggedEvent);
-  if (events.length < 20) return { trained: false, reason: `only ${events.length} logged events`, events: events.length };
+  const { events, fetched } = read;
+  if (events.length < 20) return { trained: false, reason: `only ${events.length} logged events`, events: events.length, fetched };
   const encoder = compileFeatures(input.features);
   const data = buildTrainingData(events, encoder, input.agents, { costWeight: input.costWeight, ...(input.halfLife !== undefined ? { halfLife: input.halfLife } : {}) });
-  if (data.rows < 20) return { trained: false, reason: `only ${data.rows} events match the pipeline's agents`, events: events.length };
+  if (data.rows < 20) return { trained: false, reason: `only ${data.rows} events match the pipeline's agents`, events: events.length, fetched };
   const { tf } = await loadTf();
   const { weights, metrics } = await trainModel(tf, data, deserializeWeights(input.init), { seed: input.seed, yieldToEventLoop: false, ...input.train });
-  return { trained: true, events: events.length, weights: serializeWeights(weights), metrics };
+  return { trained: true, events: events.length, fetched, weights: serializeWeights(weights), metrics };
+}
+
+/**
+ * What this process read from each buffer at its last retrain: the newest `window` events, parsed, newest first,
+ * and the raw newest entry as a marker. The trainer child is kept between jobs, so a retrain fetches and parses
+ * only the events pushed since (the buffer only grows at its head, LPUSH, and is trimmed at its tail).
+ */
+const windows = new Map<string, { readonly window: number; readonly newest: string; readonly events: readonly LoggedEvent[] }>();
+
+/**
+ * The newest `window` events of a buffer. Pages from the head (500 entries a page: one LRANGE of 100k entries,
+ * ~50 MB, would hold Redis, and so every allocation, for tens of milliseconds) until it meets the newest entry of
+ * the previous read, then reuses the rest of that read. A full read when there is no previous read of the same
+ * window, when the marker is not within the window (more new events than the window), or when the buffer is
+ * shorter than the previous read implies (it was deleted or rewritten).
+ *
+ * Why: a retrain used to fetch and parse the whole window every time, and Redis serves those reads at normal
+ * priority (the trainer child's low priority does not reach it): fetching 100k events held serving back for the
+ * several seconds the reads took.
+ */
+export async function readWindow(redis: Redis, redisUrl: string, key: string, window: number): Promise<{ events: LoggedEvent[]; fetched: number }> {
+  const cacheKey = `${redisUrl}\n${key}`;
+  const prev = windows.get(cacheKey);
+  const marker = prev && prev.window === window ? prev.newest : undefined;
+  const fresh: string[] = [];
+  let found = false;
+  for (let from = 0; from < window; from += TRAIN_READ_PAGE) {
+    const page = await redis.lrange(key, from, Math.min(window, from + TRAIN_READ_PAGE) - 1);
+    const at = marker === undefined ? -1 : page.indexOf(marker);
+    for (let i = 0; i < (at >= 0 ? at : page.length); i++) fresh.push(page[i]!);
+    if (at >= 0) {
+      found = true;
+      break;
+    }
+    if (page.length < TRAIN_READ_PAGE) break;
+  }
+  // After the marker the previous read's events must still be there: a shorter buffer was deleted or rewritten.
+  if (found && (await redis.llen(key)) < Math.min(window, fresh.length + prev!.events.length)) {
+    windows.delete(cacheKey);
+    return readWindow(redis, redisUrl, key, window);
+  }
+  const parsed = fresh.map((r) => JSON.parse(r) as LoggedEvent);
+  const events = found ? parsed.concat(prev!.events.slice(0, window - parsed.length)) : parsed;
+  const newest = fresh[0] ?? (found ? marker : undefined);
+  if (newest !== undefined) windows.set(cacheKey, { window, newest, events });
+  else windows.delete(cacheKey);
+  return { events, fetched: fresh.length };
 }
 
 const SELF = new URL(import.meta.url);

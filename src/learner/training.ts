@@ -206,7 +206,7 @@ export class TrainingService {
       metrics: { ...metrics, costWeight, buffer: events.length },
     });
     await this.registry.activate(saved);
-    this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained');
+    this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, fetched: out.fetched, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained');
     return { trained: true, model: saved };
   }
 }
