@@ -2,10 +2,12 @@
  * Serving while retraining: allocate throughput and p99 with the learned strategy, first idle, then while
  * the same `apportion serve` process retrains on 100,000 logged events (the buffer's cap).
  *
- *   node --import tsx bench/learner-serving.ts [--duration 10] [--connections 32] [--rounds 3] [--load 0.5] [--windows 8] [--only-fixed true]
+ *   node --import tsx bench/learner-serving.ts [--duration 10] [--connections 32] [--rounds 3] [--load 0.5] [--windows 8] [--fresh 500] [--only-fixed true]
  *
  * The buffer is filled directly in Redis with simulated events (support-basic world), then one retrain
- * warms up the model. Baseline = the idle measurement of the same server in the same run.
+ * warms up the model (the trainer process's first retrain, which fetches the whole window). Before each later
+ * retrain `--fresh` (500) new events are logged, as the outcomes that make a retrain due would be; the kept
+ * trainer fetches only those. Baseline = the idle measurement of the same server in the same run.
  *
  * Two measurements, each in alternating idle / retraining rounds:
  * - saturated: autocannon, as many requests as the server answers (the machine's 2 cores are then fully used
@@ -38,6 +40,8 @@ const rounds = Number(flag('rounds', '3'));
 const load = Number(flag('load', '0.5'));
 const windows = Number(flag('windows', '8'));
 const seed = Number(flag('seed', '7'));
+/** New events logged before each retrain in a retraining window (the default `trainEvery`). */
+const freshPerRetrain = Number(flag('fresh', '500'));
 /** `--only-fixed true`: skip the saturated rounds (one idle autocannon run still calibrates the rate). */
 const onlyFixed = flag('only-fixed', 'false') === 'true';
 const PIPELINE = 'learned-serving';
@@ -55,25 +59,32 @@ try {
   const agents = policyAgents(world);
   const redis = new Redis(REDIS_URL);
   const buffer = learnerKeys(createKeys(server.prefix), PIPELINE).buffer;
-  const t0 = Date.now();
-  for (let chunk = 0; chunk < 100; chunk++) {
-    const items: string[] = [];
-    for (let i = 0; i < 1000; i++) {
-      const x = sampleContext(world, rng);
-      const cands = candidateSet({ need: new Float64Array(5).fill(1500), weight: new Float64Array(5).fill(0.6), shape: new Float64Array(5).fill(3) }, agents, world.totalTokens, 0.6);
-      const k = Math.floor(rng() * cands.length);
-      const b: Record<string, number> = {};
-      names.forEach((a, j) => (b[a] = cands[k]![j]!));
-      const ev: LoggedEvent = { id: `${chunk}-${i}`, t: Date.now(), s: PIPELINE, f: contextFeatures(x), T: world.totalTokens, b, q: expectedQuality(world, 0, x, cands[k]!), c: null, C: cands, P: cands.map(() => 1 / cands.length), k };
-      items.push(JSON.stringify(ev));
+  let seq = 0;
+  /** Simulated logged events, as the outcome worker's ingest pushes them (LPUSH: newest first). */
+  const pushEvents = async (n: number) => {
+    for (let done = 0; done < n; done += 1000) {
+      const items: string[] = [];
+      for (let i = 0; i < Math.min(1000, n - done); i++) {
+        const x = sampleContext(world, rng);
+        const cands = candidateSet({ need: new Float64Array(5).fill(1500), weight: new Float64Array(5).fill(0.6), shape: new Float64Array(5).fill(3) }, agents, world.totalTokens, 0.6);
+        const k = Math.floor(rng() * cands.length);
+        const b: Record<string, number> = {};
+        names.forEach((a, j) => (b[a] = cands[k]![j]!));
+        const ev: LoggedEvent = { id: `ev-${++seq}`, t: Date.now(), s: PIPELINE, f: contextFeatures(x), T: world.totalTokens, b, q: expectedQuality(world, 0, x, cands[k]!), c: null, C: cands, P: cands.map(() => 1 / cands.length), k };
+        items.push(JSON.stringify(ev));
+      }
+      await redis.lpush(buffer, ...items);
     }
-    await redis.lpush(buffer, ...items);
-  }
+    await redis.ltrim(buffer, 0, 99_999);
+  };
+  const t0 = Date.now();
+  await pushEvents(100_000);
   console.log(`bench/learner-serving: buffer filled with ${await redis.llen(buffer)} events in ${Date.now() - t0} ms`);
-  redis.disconnect();
 
   const models = async () => admin.request<{ active: number | null; versions: { version: number; metrics: Record<string, number> }[] }>('GET', `/v1/models/${PIPELINE}`);
-  const trainOnce = async (): Promise<{ version: number; ms: number; wall: number }> => {
+  /** One retrain; `fresh` new events are logged first, as the outcomes that make a retrain due would be. */
+  const trainOnce = async (fresh = 0): Promise<{ version: number; ms: number; wall: number }> => {
+    if (fresh > 0) await pushEvents(fresh);
     const before = (await models()).active ?? 0;
     const start = Date.now();
     await admin.request('POST', `/v1/models/${PIPELINE}/train`);
@@ -145,7 +156,7 @@ try {
     const measured = paced(po).then(async (r) => ({ r, loop: await serverLoopDelay(server) }));
     void measured.finally(() => (done = true));
     const runs: number[] = [];
-    while (!done) runs.push((await trainOnce()).ms);
+    while (!done) runs.push((await trainOnce(freshPerRetrain)).ms);
     const { r, loop } = await measured;
     const h = LatencyHistogram.of(r.latencies);
     busyH.push(h);
@@ -172,6 +183,7 @@ try {
     const c = pooledQuantileRatio(a, b, 0.99, ciRng);
     console.log(`  windows ${label}: pooled p99 idle ${pooled(a).quantile(0.99).toFixed(2)} ms, retraining ${pooled(b).quantile(0.99).toFixed(2)} ms: ratio ${c.ratio.toFixed(2)}, 95 % CI [${c.lo.toFixed(2)}, ${c.hi.toFixed(2)}]`);
   }
+  redis.disconnect();
 } finally {
   await server.close();
 }

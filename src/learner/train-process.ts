@@ -58,6 +58,16 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
 }
 
 /**
+ * An event with only what training reads (buildTrainingData: features, budgets, quality, cost; the position gives
+ * the recency weight). The candidate set and its probabilities (C, P, k) are for off-policy evaluation and are most
+ * of an event's objects (a dozen small arrays each): the cached window keeps without them.
+ */
+function trainingFields(raw: string): LoggedEvent {
+  const e = JSON.parse(raw) as LoggedEvent;
+  return { id: e.id, t: e.t, s: e.s, f: e.f, T: e.T, b: e.b, q: e.q, c: e.c, ...(e.m !== undefined ? { m: e.m } : {}) };
+}
+
+/**
  * What this process read from each buffer at its last retrain: the newest `window` events, parsed, newest first,
  * and the raw newest entry as a marker. The trainer child is kept between jobs, so a retrain fetches and parses
  * only the events pushed since (the buffer only grows at its head, LPUSH, and is trimmed at its tail).
@@ -96,7 +106,7 @@ export async function readWindow(redis: Redis, redisUrl: string, key: string, wi
     windows.delete(cacheKey);
     return readWindow(redis, redisUrl, key, window);
   }
-  const parsed = fresh.map((r) => JSON.parse(r) as LoggedEvent);
+  const parsed = fresh.map(trainingFields);
   const events = found ? parsed.concat(prev!.events.slice(0, window - parsed.length)) : parsed;
   const newest = fresh[0] ?? (found ? marker : undefined);
   if (newest !== undefined) windows.set(cacheKey, { window, newest, events });
