@@ -139,39 +139,30 @@ try {
   for (let w = 0; w < kinds.length; w++) {
     const retraining = kinds[w]!;
     const before = await serverLoopDelay(server);
-    if (!retraining) {
-      const r = await paced(po);
-      const h = LatencyHistogram.of(r.latencies);
-      idleH.push(h);
-      const loop = await serverLoopDelay(server);
-      const major = loop.majorGcs - before.majorGcs;
-      (major ? idleGc : idleNoGc).push(h);
-      console.log(`window ${String(w + 1).padStart(2)}: idle        ${fmtPaced(r)}; ${fmtLoop(loop)}, ${major} major GC`);
-      continue;
-    }
-    // Retrains back to back for the whole window (each ends in a hot swap); the next window starts after the
-    // last one has finished, so no idle window overlaps training.
-    let done = false;
-    // The server's loop delay and GC count are read as the window ends, not after the last retrain.
+    // The server's loop delay and GC count are read as the window ends (for a retraining window, not after its
+    // last retrain).
     const measured = paced(po).then(async (r) => ({ r, loop: await serverLoopDelay(server) }));
-    void measured.finally(() => (done = true));
+    // Retrains back to back for the whole of a retraining window (each ends in a hot swap); the next window starts
+    // after the last one has finished, so no idle window overlaps training.
     const runs: number[] = [];
-    while (!done) runs.push((await trainOnce(freshPerRetrain)).ms);
+    if (retraining) {
+      let done = false;
+      void measured.finally(() => (done = true));
+      while (!done) runs.push((await trainOnce(freshPerRetrain)).ms);
+    }
     const { r, loop } = await measured;
     const h = LatencyHistogram.of(r.latencies);
-    busyH.push(h);
     const major = loop.majorGcs - before.majorGcs;
-    (major ? busyGc : busyNoGc).push(h);
-    console.log(
-      `window ${String(w + 1).padStart(2)}: retraining  ${fmtPaced(r)}; ${fmtLoop(loop)}, ${major} major GC  (${runs.length} retrains: ${runs.map((ms) => (ms / 1000).toFixed(1)).join(', ')} s)`,
-    );
+    (retraining ? busyH : idleH).push(h);
+    (retraining ? (major ? busyGc : busyNoGc) : major ? idleGc : idleNoGc).push(h);
+    const trained = retraining ? `  (${runs.length} retrains: ${runs.map((ms) => (ms / 1000).toFixed(1)).join(', ')} s)` : '';
+    console.log(`window ${String(w + 1).padStart(2)}: ${retraining ? 'retraining ' : 'idle       '} ${fmtPaced(r)}; ${fmtLoop(loop)}, ${major} major GC${trained}`);
   }
   const ciRng = mulberry32(seed);
-  const pooled = (hs: LatencyHistogram[]) => hs.reduce((acc, h) => acc.add(h), new LatencyHistogram());
   for (const [name, q] of [['p50', 0.5], ['p99', 0.99], ['p99.9', 0.999]] as const) {
     const c = pooledQuantileRatio(idleH, busyH, q, ciRng);
     console.log(
-      `fixed load: pooled ${name} idle ${pooled(idleH).quantile(q).toFixed(2)} ms, retraining ${pooled(busyH).quantile(q).toFixed(2)} ms: ratio ${c.ratio.toFixed(2)}, 95 % CI [${c.lo.toFixed(2)}, ${c.hi.toFixed(2)}] (windows resampled)`,
+      `fixed load: pooled ${name} idle ${LatencyHistogram.pool(idleH).quantile(q).toFixed(2)} ms, retraining ${LatencyHistogram.pool(busyH).quantile(q).toFixed(2)} ms: ratio ${c.ratio.toFixed(2)}, 95 % CI [${c.lo.toFixed(2)}, ${c.hi.toFixed(2)}] (windows resampled)`,
     );
   }
   const wp99 = (hs: LatencyHistogram[]) => hs.map((h) => h.quantile(0.99));
@@ -181,7 +172,7 @@ try {
   for (const [label, a, b] of [['with a major GC', idleGc, busyGc], ['without one', idleNoGc, busyNoGc]] as const) {
     if (a.length < 2 || b.length < 2) continue;
     const c = pooledQuantileRatio(a, b, 0.99, ciRng);
-    console.log(`  windows ${label}: pooled p99 idle ${pooled(a).quantile(0.99).toFixed(2)} ms, retraining ${pooled(b).quantile(0.99).toFixed(2)} ms: ratio ${c.ratio.toFixed(2)}, 95 % CI [${c.lo.toFixed(2)}, ${c.hi.toFixed(2)}]`);
+    console.log(`  windows ${label}: pooled p99 idle ${LatencyHistogram.pool(a).quantile(0.99).toFixed(2)} ms, retraining ${LatencyHistogram.pool(b).quantile(0.99).toFixed(2)} ms: ratio ${c.ratio.toFixed(2)}, 95 % CI [${c.lo.toFixed(2)}, ${c.hi.toFixed(2)}]`);
   }
   redis.disconnect();
 } finally {

@@ -353,6 +353,11 @@ export class LatencyHistogram {
     return h;
   }
 
+  /** The windows' latencies together. */
+  static pool(hs: readonly LatencyHistogram[]): LatencyHistogram {
+    return hs.reduce((acc, h) => acc.add(h), new LatencyHistogram());
+  }
+
   add(o: LatencyHistogram): this {
     for (let i = 0; i < this.counts.length; i++) this.counts[i]! += o.counts[i]!;
     this.total += o.total;
@@ -400,7 +405,7 @@ export function pooledQuantileRatio(
   rng: () => number,
   resamples = 2000,
 ): { ratio: number; lo: number; hi: number } {
-  const pool = (hs: readonly LatencyHistogram[]) => hs.reduce((acc, h) => acc.add(h), new LatencyHistogram());
+  const pool = LatencyHistogram.pool;
   const draw = (hs: readonly LatencyHistogram[]) => pool(hs.map(() => hs[Math.floor(rng() * hs.length)]!));
   const ratios: number[] = [];
   for (let r = 0; r < resamples; r++) ratios.push(draw(b).quantile(q) / draw(a).quantile(q));

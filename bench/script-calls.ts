@@ -10,11 +10,9 @@
  * is a new ioredis Pipeline, which copies every defined command onto itself: with defineCommand's 18 scripts
  * that object is ~4 KB, the garbage the scavenge count shows.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { runScript, withIncludes } from '../src/redis/scripts.js';
+import { luaScripts, runScript } from '../src/redis/scripts.js';
 import { flag, REDIS_URL } from './lib.js';
 
 const batches = Number(flag('batches', '20000'));
@@ -23,12 +21,7 @@ const KEY = `bench-scripts-${process.pid}:{d}`;
 
 const defined = new Redis(REDIS_URL, { enableAutoPipelining: true });
 const plain = new Redis(REDIS_URL, { enableAutoPipelining: true });
-const LUA = fileURLToPath(new URL('../src/redis/lua/', import.meta.url));
-for (const f of readdirSync(LUA).filter((x) => x.endsWith('.lua'))) {
-  const lua = withIncludes(readFileSync(LUA + f, 'utf8'));
-  const n = /NUMKEYS:\s*(\d+|dynamic)/.exec(lua)![1]!;
-  defined.defineCommand(f.slice(0, -4).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), n === 'dynamic' ? { lua } : { lua, numberOfKeys: Number(n) });
-}
+for (const [name, { lua, numberOfKeys }] of luaScripts()) defined.defineCommand(name, numberOfKeys >= 0 ? { lua, numberOfKeys } : { lua });
 const viaDefine = (i: number) => (defined as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>).decisionsPut!.call(defined, KEY, 2e9, `x${i % 1000}\x1f{}`);
 const viaRunScript = (i: number) => runScript(plain, 'decisionsPut', [KEY], [2e9, `x${i % 1000}\x1f{}`]);
 

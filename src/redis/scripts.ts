@@ -21,7 +21,7 @@ export function withIncludes(source: string): string {
   return libs.length ? `${libs.join('\n')}\n${source}` : source;
 }
 
-interface LuaScript {
+export interface LuaScript {
   readonly lua: string;
   readonly sha: string;
   /** Declared key count; -1 for `NUMKEYS: dynamic`. */
@@ -31,7 +31,7 @@ interface LuaScript {
 let loaded: ReadonlyMap<string, LuaScript> | undefined;
 
 /** Every src/redis/lua/*.lua script (includes resolved), by camel-cased name; read once per process. */
-function scripts(): ReadonlyMap<string, LuaScript> {
+export function luaScripts(): ReadonlyMap<string, LuaScript> {
   if (loaded) return loaded;
   const all = new Map<string, LuaScript>();
   for (const file of readdirSync(LUA_DIR)) {
@@ -61,7 +61,7 @@ export async function runScript<T = unknown>(
   args: readonly (string | number)[],
   dynamicKeys = false,
 ): Promise<T> {
-  const script = scripts().get(name);
+  const script = luaScripts().get(name);
   if (!script) throw new Error(`Lua script ${name} is not defined`);
   if (dynamicKeys !== (script.numberOfKeys < 0) || (!dynamicKeys && keys.length !== script.numberOfKeys)) {
     throw new Error(`Lua script ${name} takes ${script.numberOfKeys < 0 ? 'dynamic keys' : `${script.numberOfKeys} keys`}, called with ${keys.length}${dynamicKeys ? ' (dynamic)' : ''}`);
