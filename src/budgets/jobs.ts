@@ -41,7 +41,7 @@ async function deliver(url: string, alert: BudgetAlert): Promise<void> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ type: 'budget.threshold', ...alert }),
+    body: JSON.stringify(alert),
     signal: AbortSignal.timeout(5000),
   });
   if (!res.ok) throw new Error(`webhook answered ${res.status}`);

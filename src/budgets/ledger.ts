@@ -131,7 +131,7 @@ export class BudgetLedger {
       false,
     );
     const out: Balance[] = [];
-    for (let i = 0; i < flat.length; i += 10) {
+    for (let i = 0; i < flat.length; i += 11) {
       const m = flat[i]!;
       const c = m.indexOf(':');
       const per = flat[i + 9];
@@ -147,6 +147,7 @@ export class BudgetLedger {
         overagePolicy: POLICY_NAME[flat[i + 7]!] ?? 'REJECT',
         overdraftLimit: Number(flat[i + 8] || 0),
         ...(per === 'day' || per === 'month' ? { period: per } : {}),
+        overrun: Number(flat[i + 10] || 0),
       });
     }
     out.sort((a, b) => (a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : a.unit < b.unit ? -1 : 1));

@@ -52,8 +52,9 @@ export function budgetsModule(core: Core): BudgetsModule {
   const retentionMs = core.config.idempotencyTtlSeconds * 1000;
   const onAlerts = (alerts: readonly BudgetAlert[]) => {
     for (const a of alerts) {
-      core.metrics.budgetAlerts.inc({ threshold: String(a.threshold) });
-      core.log.info({ alert: a }, 'budget threshold crossed');
+      core.metrics.budgetAlerts.inc({ threshold: a.type === 'budget.overrun' ? 'overrun' : String(a.threshold) });
+      if (a.type === 'budget.overrun') core.log.warn({ alert: a }, 'budget overrun: spend charged beyond what the overage policy allows');
+      else core.log.info({ alert: a }, 'budget threshold crossed');
       if (core.config.budgetAlertWebhook) {
         queue
           .add('alert', { kind: 'alert', alert: a }, { attempts: 8, backoff: { type: 'exponential', delay: 1000 } })

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { AppError } from '../errors/app-error.js';
 import type { ErrorCode } from '../errors/catalog.js';
-import { parseAlerts, splitBudgetKey, type AlertHandler } from './alerts.js';
+import { parseAlerts, type AlertHandler } from './alerts.js';
 import { periodKeys } from './clock.js';
 import type { BudgetKeys } from './keys.js';
 import type {
@@ -20,7 +20,7 @@ import type {
   Unit,
 } from './schema.js';
 import { parseScope, scopeOf, ScopeError, type Scope } from './scope.js';
-import { run, storeFailure } from './store.js';
+import { run, STORE_TIMEOUT_MS, storeFailure } from './store.js';
 
 /** Options of the reservation service. */
 export interface ReservationOptions {
@@ -37,6 +37,17 @@ export interface ReservationOptions {
   readonly onAlerts?: AlertHandler;
   /** A script that takes longer is answered 503 REDIS_UNAVAILABLE (fail closed). Default 2000 ms. */
   readonly timeoutMs?: number;
+  /**
+   * Wall clock for request deadlines, compared in the scripts with the Redis server's clock (`TIME`): a reserve or
+   * draw that reaches Redis after its caller was answered 503 does nothing. Default Date.now. (`now` is the
+   * clock of the ledger, which tests move; this one must stay real.)
+   */
+  readonly wallClock?: () => number;
+  /**
+   * How long before the caller's 503 the scripts stop granting: absorbs clock skew between this host and Redis.
+   * Default min(250, timeoutMs / 4) ms.
+   */
+  readonly deadlineMarginMs?: number;
   /** Called once per operation with its result label (ok, replay, or the denial code). */
   readonly onResult?: (op: 'reserve' | 'draw' | 'commit' | 'release' | 'extend', result: string) => void;
 }
@@ -75,11 +86,22 @@ export class ReservationService {
   private readonly defaultTtlMs: number;
   private readonly maxExtends: number;
   private readonly now: () => number;
+  private readonly wall: () => number;
+  private readonly timeoutMs: number;
+  private readonly marginMs: number;
 
   constructor(private readonly o: ReservationOptions) {
     this.defaultTtlMs = o.defaultTtlMs ?? 60_000;
     this.maxExtends = o.maxExtends ?? 10;
     this.now = o.now ?? Date.now;
+    this.wall = o.wallClock ?? Date.now;
+    this.timeoutMs = o.timeoutMs ?? STORE_TIMEOUT_MS;
+    this.marginMs = o.deadlineMarginMs ?? Math.min(250, Math.floor(this.timeoutMs / 4));
+  }
+
+  /** The instant after which a grant must not happen: the caller is answered 503 at `timeoutMs`. */
+  private deadline(): number {
+    return this.wall() + this.timeoutMs - this.marginMs;
   }
 
   async reserve(body: ReserveBody): Promise<Granted | DryRun> {
@@ -103,10 +125,11 @@ export class ReservationService {
       this.o.redis,
       'reservationReserve',
       ks,
-      [fp, this.o.retentionMs, id, body.amount, ttl, now, dry ? '1' : '0', pk.day, pk.month, scope.path, body.unit],
+      [fp, this.o.retentionMs, id, body.amount, ttl, now, dry ? '1' : '0', pk.day, pk.month, scope.path, body.unit, this.deadline()],
       true,
-      this.o.timeoutMs,
+      this.timeoutMs,
     );
+    if (answer === 'T') throw lateForDeadline('reserve', this.o.onResult);
     const replayed = answer.charCodeAt(0) === 82; /* R */
     const a = replayed ? answer.slice(1) : answer;
     const parts = a.split('|');
@@ -158,10 +181,11 @@ export class ReservationService {
       this.o.redis,
       'reservationDraw',
       ks,
-      [`W|${parentId}|${body.amount}|${ttl}`, this.o.retentionMs, id, body.amount, ttl, this.now(), dry ? '1' : '0'],
+      [`W|${parentId}|${body.amount}|${ttl}`, this.o.retentionMs, id, body.amount, ttl, this.now(), dry ? '1' : '0', this.deadline()],
       true,
-      this.o.timeoutMs,
+      this.timeoutMs,
     );
+    if (answer === 'T') throw lateForDeadline('draw', this.o.onResult);
     const replayed = answer.charCodeAt(0) === 82; /* R */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
     switch (parts[0]) {
@@ -188,6 +212,12 @@ export class ReservationService {
     }
   }
 
+  /**
+   * Charges what the reservation's holder actually used. Always recorded exactly once: above the hold the overage
+   * is charged too (`overrun` > 0 when no policy allowed it, with an alert), and after expiry the use is charged
+   * as late spend (`late: true`). Refused only for a RELEASED reservation, a COMMITTED one with another amount,
+   * or a parent whose draws are still ACTIVE.
+   */
   async commit(id: string, amount: number, idempotencyKey?: string): Promise<Committed> {
     const t = tenantOf(id);
     const { keys } = this.o;
@@ -195,40 +225,20 @@ export class ReservationService {
     const pk = periodKeys(now);
     const ks = [keys.reservation(t, id), keys.deadlines(t), keys.alerts(t)];
     if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
-    const out = await run<string[]>(this.o.redis, 'reservationCommit', ks, [`C|${id}|${amount}`, this.o.retentionMs, amount, now, pk.day, pk.month], true, this.o.timeoutMs);
+    const out = await run<string[]>(this.o.redis, 'reservationCommit', ks, [`C|${id}|${amount}`, this.o.retentionMs, amount, now, pk.day, pk.month], true, this.timeoutMs);
     const answer = out[0]!;
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 67; /* RC */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
-    if (out.length > 1 && this.o.onAlerts) this.o.onAlerts(parseAlerts(out, 1, keys.budgetPrefix(t), t, now));
+    if (out.length > 1 && this.o.onAlerts) this.o.onAlerts(parseAlerts(out, 1, keys.budgetPrefix(t), t, now, id));
     switch (parts[0]) {
       case 'C': {
-        this.o.onResult?.('commit', replayed ? 'replay' : 'ok');
-        const reserved = Number(parts[1]);
-        const charged = Number(parts[2]);
-        const r: Committed = { id, state: 'COMMITTED', reserved, charged, released: Math.max(0, reserved - charged), debt: Number(parts[3]) };
+        this.o.onResult?.('commit', replayed ? 'replay' : parts[4] !== undefined && parts[4] !== '0' ? 'overrun' : 'ok');
+        const r = committedView(id, parts);
         return replayed ? { ...r, replayed: true } : r;
       }
-      case 'D': {
-        const code = parts[1] as ErrorCode;
-        this.o.onResult?.('commit', code);
-        if (code === 'RESERVATION_HAS_ACTIVE_DRAWS') throw activeDraws(id, Number(parts[3]));
-        if (code === 'RESERVATION_EXHAUSTED') {
-          const available = Number(parts[3]);
-          throw new AppError(code, `body/amount: ${amount} is more than this draw's hold and its parent's free hold together (${available}); the draw is still ACTIVE`, {
-            id,
-            requested: amount,
-            available,
-          });
-        }
-        const { unit, scope } = splitBudgetKey(parts[2]!, keys.budgetPrefix(t));
-        const remaining = Number(parts[3]);
-        throw new AppError(code, `body/amount: ${amount} is more than reserved and ${overageReason(code, scope, remaining)}; the reservation is still ACTIVE`, {
-          scope,
-          unit,
-          requested: amount,
-          remaining,
-        });
-      }
+      case 'D':
+        this.o.onResult?.('commit', 'RESERVATION_HAS_ACTIVE_DRAWS');
+        throw activeDraws(id, Number(parts[3]));
       default:
         return this.finishedOrMissing('commit', id, parts[0]!, parts[1], idempotencyKey);
     }
@@ -239,7 +249,7 @@ export class ReservationService {
     const { keys } = this.o;
     const ks = [keys.reservation(t, id), keys.deadlines(t)];
     if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
-    const answer = await run<string>(this.o.redis, 'reservationRelease', ks, [`L|${id}`, this.o.retentionMs, this.now()], true, this.o.timeoutMs);
+    const answer = await run<string>(this.o.redis, 'reservationRelease', ks, [`L|${id}`, this.o.retentionMs, this.now()], true, this.timeoutMs);
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 76; /* RL */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
     if (parts[0] === 'L') {
@@ -260,7 +270,7 @@ export class ReservationService {
     const ttl = ttlMs ?? this.defaultTtlMs;
     const ks = [keys.reservation(t, id), keys.deadlines(t)];
     if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
-    const answer = await run<string>(this.o.redis, 'reservationExtend', ks, [`X|${id}|${ttl}`, this.o.retentionMs, this.now(), ttl, this.maxExtends], true, this.o.timeoutMs);
+    const answer = await run<string>(this.o.redis, 'reservationExtend', ks, [`X|${id}|${ttl}`, this.o.retentionMs, this.now(), ttl, this.maxExtends], true, this.timeoutMs);
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 88; /* RX */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
     if (parts[0] === 'X') {
@@ -306,7 +316,7 @@ export class ReservationService {
   async expireDue(tenant: string, batch = 500): Promise<number> {
     let total = 0;
     for (;;) {
-      const n = await run<number>(this.o.redis, 'reservationExpire', [this.o.keys.deadlines(tenant)], [this.now(), batch, this.o.retentionMs], false, this.o.timeoutMs);
+      const n = await run<number>(this.o.redis, 'reservationExpire', [this.o.keys.deadlines(tenant)], [this.now(), batch, this.o.retentionMs], false, this.timeoutMs);
       total += n;
       if (n < batch) return total;
     }
@@ -335,6 +345,28 @@ export class ReservationService {
   }
 }
 
+/** A committed answer "C|reserved|charged|debt|overrun|released|late" (records written before overruns: 4 fields). */
+function committedView(id: string, parts: readonly string[]): Committed {
+  const reserved = Number(parts[1]);
+  const charged = Number(parts[2]);
+  return {
+    id,
+    state: 'COMMITTED',
+    reserved,
+    charged,
+    released: parts[5] !== undefined ? Number(parts[5]) : Math.max(0, reserved - charged),
+    debt: Number(parts[3]),
+    overrun: Number(parts[4] ?? 0),
+    ...(parts[6] === '1' ? { late: true } : {}),
+  };
+}
+
+/** The script ran after the request's deadline (the store had stalled): it did nothing; the caller may retry. */
+function lateForDeadline(op: 'reserve' | 'draw', onResult: ReservationOptions['onResult']): AppError {
+  onResult?.(op, 'REDIS_UNAVAILABLE');
+  return new AppError('REDIS_UNAVAILABLE', `budget store answered after the request's deadline; nothing was ${op === 'reserve' ? 'reserved' : 'drawn'}; retry with the same idempotency key`);
+}
+
 function activeDraws(id: string, drawn: number): AppError {
   return new AppError('RESERVATION_HAS_ACTIVE_DRAWS', `params/id: reservation "${id}" has active draws holding ${drawn}; commit or release them first`, { id, drawn });
 }
@@ -344,7 +376,4 @@ function denialMessage(code: ErrorCode, scope: string, amount: number, remaining
   return `body/amount: ${amount} exceeds the remaining ${remaining} at scope "${scope}"`;
 }
 
-function overageReason(code: ErrorCode, scope: string, remaining: number): string {
-  if (code === 'OVERDRAFT_LIMIT_EXCEEDED') return `the overage would take scope "${scope}" past its overdraft limit (remaining ${remaining})`;
-  return `scope "${scope}" does not allow the overage (remaining ${remaining}, policy REJECT or not enough for ALLOW_IF_AVAILABLE)`;
-}
+

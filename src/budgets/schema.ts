@@ -65,6 +65,7 @@ export const Balance = Type.Object({
   overagePolicy: OveragePolicy,
   overdraftLimit: Type.Integer(),
   period: Type.Optional(Period),
+  overrun: Type.Optional(Type.Integer({ description: 'Charged this period beyond what the overage policy allowed (commits are never refused for an overage).' })),
 });
 export type Balance = Static<typeof Balance>;
 
@@ -155,6 +156,8 @@ export const Committed = Type.Object({
   charged: Type.Integer(),
   released: Type.Integer({ description: 'Reserved but not charged: returned to the scopes.' }),
   debt: Type.Integer({ description: 'Largest overdraft this commit added at any scope.' }),
+  overrun: Type.Integer({ description: 'Largest part of the charge that a held scope’s overage policy did not allow (charged all the same, and alerted); 0 when none.' }),
+  late: Type.Optional(Type.Literal(true, { description: 'The reservation had expired: its hold had gone back, so the whole amount was charged as new spend.' })),
   replayed: Type.Optional(Type.Boolean()),
 });
 export const Released = Type.Object({

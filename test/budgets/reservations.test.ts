@@ -49,7 +49,7 @@ describe('reservations over HTTP', () => {
     assert.deepEqual(await balance('tenant:t1/workspace:w'), { ...(await balance('tenant:t1/workspace:w')), remaining: 400, reserved: 200, spent: 0 });
     const c = await call('POST', `/v1/reservations/${g.id}/commit`, { amount: 150 });
     assert.equal(c.statusCode, 200, c.body);
-    assert.deepEqual(c.json(), { id: g.id, state: 'COMMITTED', reserved: 200, charged: 150, released: 50, debt: 0 });
+    assert.deepEqual(c.json(), { id: g.id, state: 'COMMITTED', reserved: 200, charged: 150, released: 50, debt: 0, overrun: 0 });
     for (const [s, alloc] of [['tenant:t1', 1000], ['tenant:t1/workspace:w', 600], ['tenant:t1/workspace:w/workflow:f/agent:a', 300]] as const) {
       const b = await balance(s);
       assert.equal(b.allocated, alloc);
@@ -131,30 +131,46 @@ describe('reservations over HTTP', () => {
     assert.equal(b.spent % 7, 0);
   });
 
-  it('applies overage policies at commit', async () => {
+  it('charges every overage; the policy decides what is an overrun (marked, alerted), never whether spend is recorded', async () => {
     await put('tenant:t5/workspace:rej', 100);
     await put('tenant:t5/workspace:avail', 100, { overagePolicy: 'ALLOW_IF_AVAILABLE' });
     await put('tenant:t5/workspace:od', 100, { overagePolicy: 'ALLOW_WITH_OVERDRAFT', overdraftLimit: 20 });
     const reserve = async (ws: string, amount: number) =>
       (await call('POST', '/v1/reservations', { scope: `tenant:t5/workspace:${ws}`, unit: 'TOKENS', amount, idempotencyKey: key() })).json().id as string;
+    const commit = async (id: string, amount: number) => {
+      const r = await call('POST', `/v1/reservations/${id}/commit`, { amount });
+      assert.equal(r.statusCode, 200, r.body);
+      return r.json();
+    };
 
+    // REJECT: the whole overage is an overrun. It is paid from remaining while there is some, then becomes debt.
     const r1 = await reserve('rej', 50);
-    const over = await call('POST', `/v1/reservations/${r1}/commit`, { amount: 51 });
-    assert.equal(over.statusCode, 409);
-    assert.equal(over.json().code, 'BUDGET_EXCEEDED');
-    assert.equal((await call('GET', `/v1/reservations/${r1}`)).json().state, 'ACTIVE', 'a refused overage leaves it active');
-    assert.equal((await call('POST', `/v1/reservations/${r1}/commit`, { amount: 50 })).statusCode, 200);
+    assert.deepEqual(await commit(r1, 51), { id: r1, state: 'COMMITTED', reserved: 50, charged: 51, released: 0, debt: 0, overrun: 1 });
+    assert.equal((await call('GET', `/v1/reservations/${r1}`)).json().charged, 51);
+    const r1b = await reserve('rej', 49);
+    assert.deepEqual(await commit(r1b, 60), { id: r1b, state: 'COMMITTED', reserved: 49, charged: 60, released: 0, debt: 11, overrun: 11 });
+    let b = await balance('tenant:t5/workspace:rej');
+    assert.deepEqual([b.remaining, b.reserved, b.spent, b.debt, (b as { overrun?: number }).overrun], [0, 0, 100, 11, 12]);
+    const refused = await call('POST', '/v1/reservations', { scope: 'tenant:t5/workspace:rej', unit: 'TOKENS', amount: 1, idempotencyKey: key() });
+    assert.equal(refused.json().code, 'BUDGET_EXCEEDED', 'an overrun into debt refuses further reservations');
+    // A later commit smaller than its hold repays debt with what it leaves (the fund comes first here).
+    assert.equal((await call('POST', '/v1/budgets/fund', { scope: 'tenant:t5/workspace:rej', unit: 'TOKENS', amount: 20, idempotencyKey: key() })).statusCode, 200);
+    b = await balance('tenant:t5/workspace:rej');
+    assert.deepEqual([b.allocated, b.remaining, b.spent, b.debt], [120, 9, 111, 0]);
 
+    // ALLOW_IF_AVAILABLE: an overage the remaining covers is allowed; beyond it, the rest is debt and an overrun.
     const r2 = await reserve('avail', 50);
-    assert.equal((await call('POST', `/v1/reservations/${r2}/commit`, { amount: 90 })).json().charged, 90);
+    assert.equal((await commit(r2, 90)).overrun, 0);
     const r3 = await reserve('avail', 5);
-    assert.equal((await call('POST', `/v1/reservations/${r3}/commit`, { amount: 20 })).json().code, 'BUDGET_EXCEEDED');
+    assert.deepEqual(await commit(r3, 20), { id: r3, state: 'COMMITTED', reserved: 5, charged: 20, released: 0, debt: 10, overrun: 10 });
+    b = await balance('tenant:t5/workspace:avail');
+    assert.deepEqual([b.remaining, b.spent, b.debt], [0, 100, 10]);
 
+    // ALLOW_WITH_OVERDRAFT: debt within the limit is allowed; past it, an overrun.
     const r4 = await reserve('od', 90);
-    const c4 = await call('POST', `/v1/reservations/${r4}/commit`, { amount: 105 });
-    assert.equal(c4.statusCode, 200, c4.body);
-    assert.equal(c4.json().debt, 5);
-    let b = await balance('tenant:t5/workspace:od');
+    const c4 = await commit(r4, 105);
+    assert.deepEqual([c4.debt, c4.overrun], [5, 0]);
+    b = await balance('tenant:t5/workspace:od');
     assert.deepEqual([b.remaining, b.reserved, b.spent, b.debt], [0, 0, 100, 5]);
     assert.equal((await call('POST', '/v1/reservations', { scope: 'tenant:t5/workspace:od', unit: 'TOKENS', amount: 1, idempotencyKey: key() })).statusCode, 409, 'in debt: nothing left to reserve');
     const debit = await call('POST', '/v1/budgets/debit', { scope: 'tenant:t5/workspace:od', unit: 'TOKENS', amount: 16, idempotencyKey: key() });
@@ -162,18 +178,39 @@ describe('reservations over HTTP', () => {
     assert.equal((await call('POST', '/v1/budgets/fund', { scope: 'tenant:t5/workspace:od', unit: 'TOKENS', amount: 50, idempotencyKey: key() })).statusCode, 200);
     b = await balance('tenant:t5/workspace:od');
     assert.deepEqual([b.allocated, b.remaining, b.spent, b.debt], [150, 45, 105, 0], 'funding repays the debt first');
+    const r5 = await reserve('od', 45);
+    const c5 = await commit(r5, 80);
+    assert.deepEqual([c5.debt, c5.overrun], [35, 15], '20 of the 35 of debt are within the overdraft limit');
+  });
+
+  it('repays debt from what a commit leaves of its hold', async () => {
+    await put('tenant:t5b', 100, { overagePolicy: 'ALLOW_WITH_OVERDRAFT', overdraftLimit: 50 });
+    const reserve = async (amount: number) => (await call('POST', '/v1/reservations', { scope: 'tenant:t5b', unit: 'TOKENS', amount, idempotencyKey: key() })).json().id as string;
+    const a = await reserve(60);
+    const b0 = await reserve(40);
+    assert.equal((await call('POST', `/v1/reservations/${a}/commit`, { amount: 90 })).json().debt, 30);
+    let b = await balance('tenant:t5b');
+    assert.deepEqual([b.remaining, b.reserved, b.spent, b.debt], [0, 40, 60, 30]);
+    // 40 held, 5 used: the 35 left repay the 30 of debt first; only 5 go back to remaining.
+    assert.equal((await call('POST', `/v1/reservations/${b0}/commit`, { amount: 5 })).statusCode, 200);
+    b = await balance('tenant:t5b');
+    assert.deepEqual([b.remaining, b.reserved, b.spent, b.debt], [5, 0, 95, 0]);
+    assert.equal(b.allocated, b.remaining + b.reserved + b.spent);
   });
 
   it('expires reservations lazily and through the sweeper, returning their amounts', async () => {
     await put('tenant:t6', 100);
     const g = (await call('POST', '/v1/reservations', { scope: 'tenant:t6', unit: 'TOKENS', amount: 40, ttlMs: 1, idempotencyKey: key() })).json();
     await new Promise((r) => setTimeout(r, 5));
+    // The use reported after expiry is still charged, once: the hold went back, the spend is new.
     const c = await call('POST', `/v1/reservations/${g.id}/commit`, { amount: 10 });
-    assert.equal(c.json().code, 'RESERVATION_EXPIRED');
+    assert.equal(c.statusCode, 200, c.body);
+    assert.deepEqual(c.json(), { id: g.id, state: 'COMMITTED', reserved: 40, charged: 10, released: 0, debt: 0, overrun: 10, late: true });
+    assert.equal((await call('POST', `/v1/reservations/${g.id}/commit`, { amount: 10 })).json().replayed, true);
     const bare = await call('POST', `/v1/reservations/${g.id}/release`);
     assert.equal(bare.json().code, 'RESERVATION_FINALIZED', 'a bare POST (no body) is accepted by release');
-    assert.equal(bare.json().details.state, 'EXPIRED');
-    assert.equal((await balance('tenant:t6')).remaining, 100);
+    assert.equal(bare.json().details.state, 'COMMITTED');
+    assert.deepEqual([(await balance('tenant:t6')).remaining, (await balance('tenant:t6')).spent], [90, 10]);
     const g2 = (await call('POST', '/v1/reservations', { scope: 'tenant:t6', unit: 'TOKENS', amount: 40, ttlMs: 1, idempotencyKey: key() })).json();
     await new Promise((r) => setTimeout(r, 5));
     const mod = rt.modules.find((m) => m.name === 'budgets') as unknown as { reservations: { expireDue(t: string): Promise<number> } };
@@ -186,7 +223,10 @@ describe('reservations over HTTP', () => {
   it('extends a bounded number of times, freezes, dry-runs and validates scopes', async () => {
     await put('tenant:t7', 100);
     const g = (await call('POST', '/v1/reservations', { scope: 'tenant:t7', unit: 'TOKENS', amount: 10, idempotencyKey: key() })).json();
-    for (let i = 1; i <= 10; i++) assert.equal((await call('POST', `/v1/reservations/${g.id}/extend`, { ttlMs: 60_000 })).json().extensions, i);
+    // Extending never shortens: a 1 s extension of a 60 s reservation keeps its deadline and does not count.
+    const short = (await call('POST', `/v1/reservations/${g.id}/extend`, { ttlMs: 1000 })).json();
+    assert.deepEqual([short.expiresAt, short.extensions], [g.expiresAt, 0]);
+    for (let i = 1; i <= 10; i++) assert.equal((await call('POST', `/v1/reservations/${g.id}/extend`, { ttlMs: 60_000 + i * 1000 })).json().extensions, i);
     assert.equal((await call('POST', `/v1/reservations/${g.id}/extend`, {})).json().code, 'EXTEND_LIMIT_REACHED');
 
     const dry = await call('POST', '/v1/reservations', { scope: 'tenant:t7', unit: 'TOKENS', amount: 90, idempotencyKey: key(), dryRun: true });

@@ -6,7 +6,7 @@
 -- ARGV[2]      scope; members whose scope equals it or starts with "<scope>/" are returned
 -- ARGV[3]      unit filter, or "" for every unit
 -- ARGV[4]      day key   ARGV[5] month key
--- Returns a flat array: per budget member, a, r, v, s, d, f, p, o, per.
+-- Returns a flat array: per budget member, a, r, v, s, d, f, p, o, per, ov (overrun this period).
 local members = redis.call('SMEMBERS', KEYS[1])
 local scope = ARGV[2]
 local child = scope .. '/'
@@ -20,7 +20,7 @@ for _, m in ipairs(members) do
     local row = read_budget(k, ARGV[4], ARGV[5])
     if row then
       out[#out + 1] = m
-      for _, v in ipairs({ i(row.a), i(row.r), i(row.v), i(row.s), i(row.d), row.f or '', row.p or '', i(row.o), row.per or '' }) do
+      for _, v in ipairs({ i(row.a), i(row.r), i(row.v), i(row.s), i(row.d), row.f or '', row.p or '', i(row.o), row.per or '', i(row.ov) }) do
         out[#out + 1] = v
       end
     end

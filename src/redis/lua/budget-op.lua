@@ -47,7 +47,7 @@ for _, row in ipairs(rows) do
     local pay = math.min(r, row.d)
     redis.call('HSET', k, 'a', i(row.a + amount), 'r', i(r - pay), 'd', i(row.d - pay), 's', i(row.s + pay))
   elseif op == 'reset' then
-    redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(row.a - row.v), 'al', '0')
+    redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(row.a - row.v), 'al', '0', 'ov', '0')
   elseif op == 'freeze' then
     redis.call('HSET', k, 'f', '1')
   elseif op == 'unfreeze' then

@@ -1,4 +1,6 @@
 -- Extends an ACTIVE reservation's deadline to now + ttl (a draw: never past its parent's), at most `max` times.
+-- An extension never shortens a reservation: a deadline already later than now + ttl is kept (and the call is
+-- not counted as an extension).
 -- NUMKEYS: dynamic
 -- INCLUDE: ledger
 -- KEYS[1]      reservation hash
@@ -29,14 +31,20 @@ end
 if st ~= 'A' then return 'F|' .. st end
 local x = tonumber(rv[5] or '0')
 if x >= tonumber(ARGV[5]) then return 'L' end
+local cur = tonumber(rv[4])
 local exp = now + tonumber(ARGV[4])
 -- A draw never outlives its parent: extend the parent first.
 if rv[6] and rv[6] ~= '' then
   local pexp = tonumber(redis.call('HGET', rv[6], 'exp') or '0')
   if pexp < exp then exp = pexp end
 end
-redis.call('HSET', KEYS[1], 'exp', i(exp), 'x', x + 1)
-redis.call('ZADD', KEYS[2], exp, KEYS[1])
-local answer = 'X|' .. i(exp) .. '|' .. (x + 1)
+if exp > cur then
+  x = x + 1
+  redis.call('HSET', KEYS[1], 'exp', i(exp), 'x', x)
+  redis.call('ZADD', KEYS[2], exp, KEYS[1])
+else
+  exp = cur
+end
+local answer = 'X|' .. i(exp) .. '|' .. x
 if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1] .. '\n' .. answer, 'PX', tonumber(ARGV[2])) end
 return answer

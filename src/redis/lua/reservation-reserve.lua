@@ -15,14 +15,18 @@
 -- ARGV[7]      "1" for a dry run (nothing is held or stored)
 -- ARGV[8]      current day key (YYYY-MM-DD, UTC) ARGV[9] current month key (YYYY-MM)
 -- ARGV[10]     canonical scope  ARGV[11] unit (kept on the reservation for reads)
+-- ARGV[12]     the request's deadline, ms since the epoch ("0": none): past it the script does nothing
 -- Budget hash fields: a allocated, r remaining, v reserved, s spent, d debt, f frozen 0|1, p policy R|A|O,
 --   o overdraft limit, per period ""|day|month, pk period key, al alert level reached (0|50|80|100).
 -- Returns the answer string (also stored under KEYS[1]):
 --   "G|<id>|<expiresAt>|<mask>"            granted; mask has one 0/1 per candidate (1 = budgeted, held)
 --   "D|<code>|<candidate index>|<remaining>" denied (BUDGET_EXCEEDED, BUDGET_FROZEN, BUDGET_NOT_FOUND)
---   prefixed with "R" when it is a replay of an earlier answer; "M" when the key was used for another payload.
+--   prefixed with "R" when it is a replay of an earlier answer; "M" when the key was used for another payload;
+--   "T" the deadline had passed when the script ran: nothing held, nothing stored (a retry with the same key
+--   is a new request).
 local prior = idem_prior(KEYS[1], ARGV[1])
 if prior then return prior end
+if past_deadline(ARGV[12]) then return 'T' end
 
 local amount = tonumber(ARGV[4])
 local now = tonumber(ARGV[6])

@@ -55,20 +55,20 @@ local function period_reset(k, per, pk, a, v, day, month)
   if per == 'month' then cur = month end
   if pk == cur then return nil end
   local r = a - v
-  redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(r), 'al', '0', 'pk', cur)
+  redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(r), 'al', '0', 'ov', '0', 'pk', cur)
   return r
 end
 
--- Reads budget hash `k` as a row { a, r, v, s, d, p, o, al, f, per } (nil when there is no budget), applying the
+-- Reads budget hash `k` as a row { a, r, v, s, d, p, o, al, f, per, ov } (nil when there is no budget), applying the
 -- lazy calendar reset first: a scope whose period (day / month) has moved on starts it with nothing spent.
 local function read_budget(k, day, month)
-  local b = redis.call('HMGET', k, 'a', 'r', 'v', 's', 'd', 'p', 'o', 'per', 'pk', 'al', 'f')
+  local b = redis.call('HMGET', k, 'a', 'r', 'v', 's', 'd', 'p', 'o', 'per', 'pk', 'al', 'f', 'ov')
   if not b[1] then return nil end
   local row = { a = tonumber(b[1]), r = tonumber(b[2]), v = tonumber(b[3]), s = tonumber(b[4]), d = tonumber(b[5] or '0'),
-    p = b[6], o = tonumber(b[7] or '0'), al = tonumber(b[10] or '0'), f = b[11], per = b[8] }
+    p = b[6], o = tonumber(b[7] or '0'), al = tonumber(b[10] or '0'), f = b[11], per = b[8], ov = tonumber(b[12] or '0') }
   local reset = period_reset(k, b[8], b[9], row.a, row.v, day, month)
   if reset then
-    row.s = 0; row.d = 0; row.al = 0; row.r = reset
+    row.s = 0; row.d = 0; row.al = 0; row.r = reset; row.ov = 0
   end
   return row
 end
@@ -90,4 +90,14 @@ local function raise_alert(k, row, used, stream, now, out)
   redis.call('HSET', k, 'al', level)
   redis.call('XADD', stream, 'MAXLEN', '~', 1000, '*', 'key', k, 'level', level, 'used', i(used), 'allocated', i(row.a), 'at', now)
   out[#out + 1] = k .. '|' .. level .. '|' .. i(used) .. '|' .. i(row.a)
+end
+
+-- Whether the request's deadline `deadline` (ms since the epoch, Redis server clock; "0" or "" for none) has
+-- passed: a store that stalled may run a script after its caller was already answered 503, and a grant made then
+-- would hold its amount until its TTL with nobody to commit or release it.
+local function past_deadline(deadline)
+  local dl = tonumber(deadline or '0') or 0
+  if dl <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > dl
 end
