@@ -10,7 +10,7 @@ local function return_hold(k, amt)
     local r = tonumber(b[1]) + amt
     local d = tonumber(b[2] or '0')
     local pay = math.min(r, d)
-    redis.call('HINCRBY', k, 'v', -amt)
+    redis.call('HINCRBY', k, 'v', i(-amt))
     redis.call('HSET', k, 'r', i(r - pay), 'd', i(d - pay))
     if pay > 0 then redis.call('HINCRBY', k, 's', pay) end
   end
@@ -21,7 +21,7 @@ end
 -- reservation's free hold, or nowhere when the parent already finished (its hold went back with it).
 local function drop_hold(amt, ks, par)
   if par and par ~= '' then
-    if redis.call('HGET', par, 'st') == 'A' then redis.call('HINCRBY', par, 'ch', -amt) end
+    if redis.call('HGET', par, 'st') == 'A' then redis.call('HINCRBY', par, 'ch', i(-amt)) end
   else
     for k in string.gmatch(ks, '%S+') do return_hold(k, amt) end
   end
