@@ -39,11 +39,13 @@ export interface Ledger {
   s: number;
   d: number;
   o: number;
+  /** Charged this period beyond what the overage policy allowed (recorded overrun). */
+  ov: number;
 }
 
 export async function readLedger(redis: Redis, key: string): Promise<Ledger> {
-  const [a, r, v, s, d, o] = await redis.hmget(key, 'a', 'r', 'v', 's', 'd', 'o');
-  return { a: Number(a), r: Number(r), v: Number(v), s: Number(s), d: Number(d ?? 0), o: Number(o ?? 0) };
+  const [a, r, v, s, d, o, ov] = await redis.hmget(key, 'a', 'r', 'v', 's', 'd', 'o', 'ov');
+  return { a: Number(a), r: Number(r), v: Number(v), s: Number(s), d: Number(d ?? 0), o: Number(o ?? 0), ov: Number(ov ?? 0) };
 }
 
 /** The invariants every scope keeps at all times. Returns a description of the first violation. */
@@ -51,7 +53,8 @@ export function ledgerViolation(l: Ledger): string | undefined {
   if (l.a !== l.r + l.v + l.s) return `identity: allocated ${l.a} != remaining ${l.r} + reserved ${l.v} + spent ${l.s}`;
   if (l.r < 0 || l.v < 0 || l.s < 0 || l.d < 0) return `negative field ${JSON.stringify(l)}`;
   if (l.s > l.a) return `spent ${l.s} exceeds allocated ${l.a}`;
-  if (l.d > l.o) return `debt ${l.d} exceeds overdraft limit ${l.o}`;
+  // Debt beyond the overdraft limit only as recorded overrun: a use that exceeded its reservation, charged anyway.
+  if (l.d > l.o + l.ov) return `debt ${l.d} exceeds overdraft limit ${l.o} + recorded overrun ${l.ov}`;
   if (l.d > 0 && l.r > 0) return `debt ${l.d} outstanding while ${l.r} remains`;
   return undefined;
 }
