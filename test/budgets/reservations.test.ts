@@ -183,6 +183,33 @@ describe('reservations over HTTP', () => {
     assert.deepEqual([c5.debt, c5.overrun], [35, 15], '20 of the 35 of debt are within the overdraft limit');
   });
 
+  it('the README planner example: an ALLOW_IF_AVAILABLE agent under a REJECT $50 workspace may overrun its reservation', async () => {
+    // The most specific held scope's policy decides whether an overage is allowed; every level pays it from its
+    // remaining; a level that cannot is charged the rest as debt, an overrun there.
+    await put('tenant:acme/workspace:alpha', 5_000_000_000);
+    await put('tenant:acme/workspace:alpha/agent:planner', 2_000_000_000, { overagePolicy: 'ALLOW_IF_AVAILABLE' });
+    const reserve = async (amount: number) => {
+      const r = await call('POST', '/v1/reservations', { scope: 'tenant:acme/workspace:alpha/agent:planner', unit: 'TOKENS', amount, idempotencyKey: key() });
+      assert.equal(r.statusCode, 201, r.body);
+      return r.json().id as string;
+    };
+    const id = await reserve(300_000_000);
+    const c = await call('POST', `/v1/reservations/${id}/commit`, { amount: 350_000_000 });
+    assert.equal(c.statusCode, 200, c.body);
+    assert.deepEqual([c.json().charged, c.json().overrun, c.json().debt], [350_000_000, 0, 0]);
+    for (const s of ['tenant:acme/workspace:alpha', 'tenant:acme/workspace:alpha/agent:planner']) assert.equal((await balance(s)).spent, 350_000_000, s);
+    // The workspace is the hard cap: once it runs short, the rest of an overage is debt and an overrun there.
+    const other = await call('POST', '/v1/reservations', { scope: 'tenant:acme/workspace:alpha/agent:executor', unit: 'TOKENS', amount: 4_600_000_000, idempotencyKey: key() });
+    assert.equal(other.statusCode, 201, other.body);
+    const id2 = await reserve(50_000_000);
+    const c2 = await call('POST', `/v1/reservations/${id2}/commit`, { amount: 150_000_000 });
+    assert.deepEqual([c2.json().charged, c2.json().overrun, c2.json().debt], [150_000_000, 100_000_000, 100_000_000]);
+    const ws = await balance('tenant:acme/workspace:alpha');
+    assert.deepEqual([ws.remaining, ws.spent, ws.debt, (ws as { overrun?: number }).overrun], [0, 400_000_000, 100_000_000, 100_000_000]);
+    const planner = await balance('tenant:acme/workspace:alpha/agent:planner');
+    assert.deepEqual([planner.spent, planner.debt], [500_000_000, 0], 'the planner itself had room: no overrun there');
+  });
+
   it('repays debt from what a commit leaves of its hold', async () => {
     await put('tenant:t5b', 100, { overagePolicy: 'ALLOW_WITH_OVERDRAFT', overdraftLimit: 50 });
     const reserve = async (amount: number) => (await call('POST', '/v1/reservations', { scope: 'tenant:t5b', unit: 'TOKENS', amount, idempotencyKey: key() })).json().id as string;
