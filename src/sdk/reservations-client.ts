@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Balance, Committed, DrawGranted, ReservationGranted, Unit } from '../budgets/schema.js';
-import type { ApportionClient } from './client.js';
+import { ApportionHttpError, type ApportionClient } from './client.js';
 import type { ReservationBacking } from './controller.js';
 
 /** What the reservation routes answer (their TypeBox response schemas). */
@@ -17,17 +17,63 @@ export interface ReserveParams {
   readonly unit?: BudgetUnit;
   readonly amount: number;
   readonly ttlMs?: number;
-  /** Default: a fresh UUID. Pass your own to make retries after a lost response safe. */
+  /** Default: a fresh UUID, chosen once per call and reused by its retries. Pass your own to retry across calls. */
   readonly idempotencyKey?: string;
   readonly dryRun?: boolean;
 }
 
-/** Reservation calls for orchestrators and sub-agents (any process): reserve, then commit or release. */
+/** Retries of calls the server could not answer (503, connection errors, timeouts). */
+export interface RetryOptions {
+  /** Attempts in all, the first included. Default 4. */
+  readonly attempts?: number;
+  /** Delay before the first retry, doubled each time (with ±50 % jitter). Default 100 ms. */
+  readonly baseDelayMs?: number;
+}
+
+/**
+ * Whether a failed call may have been lost rather than refused: a 503 (the budget store was unreachable or answered
+ * too late), or no HTTP answer at all. A 4xx is the server's decision and is never retried.
+ */
+export function retryable(e: unknown): boolean {
+  if (e instanceof ApportionHttpError) return e.statusCode === 503;
+  const name = (e as { name?: string } | undefined)?.name;
+  return e instanceof TypeError || name === 'TimeoutError' || name === 'AbortError';
+}
+
+/**
+ * Reservation calls for orchestrators and sub-agents (any process): reserve, then commit or release.
+ *
+ * Every call is retried on 503 and on a lost answer, with the same idempotency key, so a retry never acts twice:
+ * a reserve or draw the server refused past its deadline (a stalled store) held nothing and the retry is a fresh
+ * request; one that did go through is replayed. Commit and release are idempotent by the reservation's state,
+ * and extend gets a key of its own.
+ */
 export class ReservationsClient {
-  constructor(private readonly client: ApportionClient) {}
+  private readonly attempts: number;
+  private readonly baseDelayMs: number;
+
+  constructor(
+    private readonly client: ApportionClient,
+    retry: RetryOptions = {},
+  ) {
+    this.attempts = Math.max(1, retry.attempts ?? 4);
+    this.baseDelayMs = retry.baseDelayMs ?? 100;
+  }
+
+  private async send<T>(method: string, path: string, body?: unknown): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.client.request<T>(method, path, body);
+      } catch (e) {
+        if (attempt >= this.attempts || !retryable(e)) throw e;
+        const delay = this.baseDelayMs * 2 ** (attempt - 1);
+        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
+      }
+    }
+  }
 
   reserve(p: ReserveParams): Promise<Reservation> {
-    return this.client.request('POST', '/v1/reservations', {
+    return this.send('POST', '/v1/reservations', {
       scope: p.scope,
       unit: p.unit ?? 'TOKENS',
       amount: p.amount,
@@ -39,7 +85,7 @@ export class ReservationsClient {
 
   /** Draws `amount` from an ACTIVE reservation's free hold (a sub-agent's share of its request's reservation). */
   draw(parent: string, amount: number, opts: { ttlMs?: number; idempotencyKey?: string; dryRun?: boolean } = {}): Promise<Draw> {
-    return this.client.request('POST', `/v1/reservations/${encodeURIComponent(parent)}/draws`, {
+    return this.send('POST', `/v1/reservations/${encodeURIComponent(parent)}/draws`, {
       amount,
       idempotencyKey: opts.idempotencyKey ?? randomUUID(),
       ...(opts.ttlMs !== undefined ? { ttlMs: opts.ttlMs } : {}),
@@ -47,21 +93,22 @@ export class ReservationsClient {
     });
   }
 
+  /** Charges what was used: always recorded (an overage as `overrun`, after expiry as `late`), exactly once. */
   commit(id: string, amount: number, idempotencyKey?: string): Promise<Commit> {
-    return this.client.request('POST', `/v1/reservations/${encodeURIComponent(id)}/commit`, { amount, ...(idempotencyKey ? { idempotencyKey } : {}) });
+    return this.send('POST', `/v1/reservations/${encodeURIComponent(id)}/commit`, { amount, ...(idempotencyKey ? { idempotencyKey } : {}) });
   }
 
   release(id: string): Promise<{ id: string; state: 'RELEASED'; released: number }> {
-    return this.client.request('POST', `/v1/reservations/${encodeURIComponent(id)}/release`, {});
+    return this.send('POST', `/v1/reservations/${encodeURIComponent(id)}/release`, {});
   }
 
-  extend(id: string, ttlMs?: number): Promise<{ id: string; state: 'ACTIVE'; expiresAt: number; extensions: number }> {
-    return this.client.request('POST', `/v1/reservations/${encodeURIComponent(id)}/extend`, ttlMs !== undefined ? { ttlMs } : {});
+  extend(id: string, ttlMs?: number, idempotencyKey: string = randomUUID()): Promise<{ id: string; state: 'ACTIVE'; expiresAt: number; extensions: number }> {
+    return this.send('POST', `/v1/reservations/${encodeURIComponent(id)}/extend`, { idempotencyKey, ...(ttlMs !== undefined ? { ttlMs } : {}) });
   }
 
   async balances(scope: string, unit?: BudgetUnit): Promise<readonly BalanceRow[]> {
     const q = `scope=${encodeURIComponent(scope)}${unit ? `&unit=${unit}` : ''}`;
-    return (await this.client.request<{ balances: BalanceRow[] }>('GET', `/v1/balances?${q}`)).balances;
+    return (await this.send<{ balances: BalanceRow[] }>('GET', `/v1/balances?${q}`)).balances;
   }
 
   /**
