@@ -2,9 +2,10 @@
  * Per-request budget controller (in-process, no I/O of its own): sits between an orchestrator and its
  * model calls. It tracks the request's ceiling, each agent's allocation and consumption; reclaims what a
  * finished agent left and redistributes it to agents still to run (priority class first, critical path
- * first within a class, in proportion to their allocations, never above maxTokens); lets an agent extend
- * from the pool; warns at a share of the ceiling; signals agents near their limit to wrap up; throws
- * BudgetExceededError past a limit; and under pressure skips background agents or downgrades their model.
+ * first within a class, in proportion to their allocations, never above maxTokens); keeps the allocation's
+ * unallocated tokens as the pool agents extend from; warns at a share of the ceiling; signals agents near
+ * their limit to wrap up; throws BudgetExceededError past a limit; stops starting agents once the ceiling is
+ * reached; and under pressure skips background agents or downgrades their model.
  *
  * Every method that changes state is synchronous, so parallel sub-agents (Promise.all in one process)
  * share one controller safely: no await can interleave between a check and its update. Server backing
@@ -48,11 +49,15 @@ export interface ControllerOptions {
   readonly wrapUpAt?: number;
   /** Share of the ceiling consumed from which agents are degraded when they start. Default 0.9. */
   readonly degradeAt?: number;
-  /** `priority` (default) pushes reclaimed tokens to agents still to run; `pool` keeps them for extend(). */
+  /**
+   * `priority` (default) pushes what a finished or skipped agent left to agents still to run (what they cannot
+   * absorb joins the pool); `pool` keeps it for extend(). Either way the allocation's `unallocatedTokens` are the
+   * pool: they are never pushed to agents, only granted by extend() or taken by an agent that overruns.
+   */
   readonly redistribute?: 'priority' | 'pool';
   readonly onWarning?: (e: { readonly consumed: number; readonly ceiling: number; readonly share: number }) => void;
   readonly onWrapUp?: (agent: string, e: { readonly consumed: number; readonly allocated: number }) => void;
-  readonly onDegrade?: (e: { readonly agent: string; readonly action: 'skip' | 'downgrade'; readonly model?: string }) => void;
+  readonly onDegrade?: (e: { readonly agent: string; readonly action: 'skip' | 'downgrade'; readonly model?: string; readonly reason: DegradeReason }) => void;
   readonly backing?: ReservationBacking;
 }
 
@@ -68,11 +73,15 @@ export interface AgentState {
   readonly model?: string;
 }
 
+/** Why an agent was degraded: the request is under pressure, or its ceiling is already consumed. */
+export type DegradeReason = 'pressure' | 'ceiling';
+
 export interface AgentPlan {
   readonly run: boolean;
   readonly tokens: number;
   readonly model?: string;
   readonly degraded?: 'skip' | 'downgrade';
+  readonly reason?: DegradeReason;
 }
 
 export class BudgetExceededError extends Error {
@@ -188,29 +197,33 @@ export class BudgetController {
   }
 
   /**
-   * Call before running an agent. Under pressure a background agent is skipped (its allocation goes back
-   * to the pool) and an agent with a fallbackModel is downgraded; `onDegrade` says which.
+   * Call before running an agent. Once the request has consumed its ceiling no agent starts (`run: false`,
+   * reason `ceiling`): nothing is left to run it on. Under pressure a background agent is skipped (its allocation
+   * goes back to the pool) and an agent with a fallbackModel is downgraded; `onDegrade` says which.
    */
   start(agent: string): AgentPlan {
     const s = this.slot(agent);
     if (s.status !== 'pending') throw new Error(`agent "${agent}" was already ${s.status}`);
+    if (this.consumedTotal >= this.ceiling) return this.skipUnderPressure(s, 'ceiling');
     if (this.underPressure) {
-      if (s.priority === 'background') {
-        s.status = 'skipped';
-        this.poolTokens += s.allocated - s.consumed;
-        s.allocated = s.consumed;
-        this.o.onDegrade?.({ agent, action: 'skip' });
-        return { run: false, tokens: 0, degraded: 'skip' };
-      }
+      if (s.priority === 'background') return this.skipUnderPressure(s, 'pressure');
       if (s.agent.fallbackModel && s.model !== s.agent.fallbackModel) {
         s.model = s.agent.fallbackModel;
         s.status = 'running';
-        this.o.onDegrade?.({ agent, action: 'downgrade', model: s.model });
-        return { run: true, tokens: this.available(agent), model: s.model, degraded: 'downgrade' };
+        this.o.onDegrade?.({ agent, action: 'downgrade', model: s.model, reason: 'pressure' });
+        return { run: true, tokens: this.available(agent), model: s.model, degraded: 'downgrade', reason: 'pressure' };
       }
     }
     s.status = 'running';
     return { run: true, tokens: this.available(agent), ...(s.model !== undefined ? { model: s.model } : {}) };
+  }
+
+  private skipUnderPressure(s: Slot, reason: DegradeReason): AgentPlan {
+    s.status = 'skipped';
+    this.poolTokens += s.allocated - s.consumed;
+    s.allocated = s.consumed;
+    this.o.onDegrade?.({ agent: s.agent.name, action: 'skip', reason });
+    return { run: false, tokens: 0, degraded: 'skip', reason };
   }
 
   /**
@@ -269,8 +282,8 @@ export class BudgetController {
   }
 
   /**
-   * Marks the agent finished, reclaims what it left and (policy `priority`) redistributes it to agents
-   * still to run. Returns the reclaimed amount and what each agent received.
+   * Marks the agent finished, reclaims what it left and (policy `priority`) redistributes that to agents
+   * still to run; the pool itself stays for extensions. Returns the reclaimed amount and what each agent received.
    */
   finish(agent: string): { reclaimed: number; redistributed: Record<string, number> } {
     const s = this.slot(agent);
@@ -279,7 +292,7 @@ export class BudgetController {
     const left = Math.max(0, s.allocated - s.consumed);
     s.allocated -= left;
     this.poolTokens += left;
-    const redistributed = this.o.redistribute === 'pool' ? {} : this.redistribute();
+    const redistributed = this.o.redistribute === 'pool' ? {} : this.redistribute(left);
     return { reclaimed: left, redistributed };
   }
 
@@ -293,17 +306,19 @@ export class BudgetController {
   }
 
   /**
-   * Pushes the pool to pending agents: tiers in order (critical+critical path, critical, standard+critical
-   * path, standard, background…), within a tier in proportion to current allocations, capped by maxTokens;
-   * what a tier cannot absorb flows to the next; what nobody can absorb stays in the pool.
+   * Pushes `amount` (what an agent left, already in the pool) to pending agents: tiers in order (critical +
+   * critical path, critical, standard + critical path, standard, background…), within a tier in proportion to
+   * current allocations, capped by maxTokens; what a tier cannot absorb flows to the next; what nobody can absorb
+   * stays in the pool. The rest of the pool is not touched: it is the reserve for extend().
    */
-  private redistribute(): Record<string, number> {
+  private redistribute(amount: number): Record<string, number> {
     const out: Record<string, number> = {};
+    let left = Math.min(amount, this.poolTokens);
     const pending = [...this.slots.values()].filter((s) => s.status === 'pending');
     const tierOf = (s: Slot) => RANK[s.priority] * 2 + (s.criticalPath ? 0 : 1);
     const tiers = [...new Set(pending.map(tierOf))].sort((a, b) => a - b);
     for (const tier of tiers) {
-      if (this.poolTokens <= 0) break;
+      if (left <= 0) break;
       const members = pending.filter((s) => tierOf(s) === tier).sort((a, b) => a.order - b.order);
       const fit = waterFill(
         members.map((m) => ({
@@ -311,13 +326,14 @@ export class BudgetController {
           cap: m.agent.maxTokens === undefined ? Infinity : Math.max(0, m.agent.maxTokens - m.allocated),
           weight: Math.max(1, m.allocated),
         })),
-        this.poolTokens,
+        left,
       );
       members.forEach((m, i) => {
         const add = fit[i]!;
         if (add <= 0) return;
         m.allocated += add;
         this.poolTokens -= add;
+        left -= add;
         out[m.agent.name] = add;
       });
     }

@@ -10,6 +10,15 @@ import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.j
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+/** Runs test/fixtures/sub-agent.ts in a process of its own; resolves with the JSON line it prints. */
+const sub = (args: (string | number)[]) =>
+  new Promise<{ ok: boolean; server?: boolean; draw?: string; error?: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/sub-agent.ts', ...args.map(String)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!)) : reject(new Error(`sub-agent exited ${code}`))));
+  });
+
 const AGENTS: ControllerAgent[] = [
   { name: 'orchestrator', priority: 'critical' },
   { name: 'retriever', priority: 'standard' },
@@ -142,14 +151,56 @@ describe('BudgetController', () => {
     d.record('reasoner', 4000);
     d.record('retriever', 1000);
     assert.equal(d.underPressure, true);
-    assert.deepEqual(d.start('summarizer'), { run: false, tokens: 0, degraded: 'skip' });
-    assert.deepEqual(d.start('formatter'), { run: true, tokens: 500, model: 'small', degraded: 'downgrade' });
+    assert.deepEqual(d.start('summarizer'), { run: false, tokens: 0, degraded: 'skip', reason: 'pressure' });
+    assert.deepEqual(d.start('formatter'), { run: true, tokens: 500, model: 'small', degraded: 'downgrade', reason: 'pressure' });
     assert.deepEqual(events, ['skip:summarizer', 'downgrade:formatter']);
     assert.equal(d.pool, 2000, 'the skipped agent’s allocation went back to the pool');
     // A refused extension also counts as pressure.
     const e = new BudgetController(ALLOCATION, { agents: AGENTS });
     assert.equal(e.extend('reasoner', 5000), 0);
     assert.equal(e.underPressure, true);
+  });
+});
+
+describe('BudgetController: reclaim to agents still to run, keep the pool for extensions (seed 000)', () => {
+  it('finish() never hands the allocation’s unallocated reserve to an agent', () => {
+    // The first finish() used to push the whole reserve (unallocated + reclaimed) to the one pending critical agent.
+    const c = new BudgetController(ALLOCATION, { agents: AGENTS });
+    c.start('orchestrator');
+    c.record('orchestrator', 600);
+    const r = c.finish('orchestrator');
+    assert.equal(r.reclaimed, 400);
+    assert.deepEqual(r.redistributed, { reasoner: 400 }, 'only what the orchestrator left, to the critical agent still to run');
+    assert.equal(c.pool, 1000, 'the unallocated 1,000 stay in the pool');
+    assert.equal(c.extend('retriever', 800), 800);
+    assert.equal(c.underPressure, false);
+    assert.equal(c.snapshot().agents.reduce((s, a) => s + a.allocated, 0) + c.pool, c.ceiling, 'tokens are conserved');
+  });
+
+  it('what agents still to run cannot absorb (maxTokens) joins the pool', () => {
+    const agents: ControllerAgent[] = [{ name: 'a' }, { name: 'b', maxTokens: 1100 }];
+    const c = new BudgetController({ budgets: { a: { tokens: 1000 }, b: { tokens: 1000 } }, unallocatedTokens: 300 }, { agents });
+    c.record('a', 200);
+    assert.deepEqual(c.finish('a').redistributed, { b: 100 });
+    assert.equal(c.pool, 300 + 700);
+  });
+
+  it('start() answers run: false once the request ceiling is consumed, and the agent’s allocation goes to the pool', () => {
+    const events: string[] = [];
+    const c = new BudgetController({ budgets: { a: { tokens: 100 }, b: { tokens: 100 }, x: { tokens: 50 } }, unallocatedTokens: 0 }, {
+      agents: [{ name: 'a' }, { name: 'b' }, { name: 'x', priority: 'critical' }],
+      onDegrade: (e) => events.push(`${e.action}:${e.agent}:${e.reason}`),
+    });
+    c.start('a');
+    assert.throws(() => c.record('a', 260), (e: unknown) => e instanceof BudgetExceededError && e.scope === 'request');
+    assert.deepEqual(c.start('x'), { run: false, tokens: 0, degraded: 'skip', reason: 'ceiling' }, 'even a critical agent');
+    assert.deepEqual(c.start('b'), { run: false, tokens: 0, degraded: 'skip', reason: 'ceiling' });
+    assert.deepEqual(events, ['skip:x:ceiling', 'skip:b:ceiling']);
+    assert.equal(c.state('b').status, 'skipped');
+    // At exactly the ceiling nothing is left either.
+    const d = new BudgetController({ budgets: { a: { tokens: 100 }, b: { tokens: 100 } } }, { agents: [{ name: 'a' }, { name: 'b' }] });
+    assert.throws(() => d.record('a', 200), BudgetExceededError);
+    assert.equal(d.start('b').run, false);
   });
 });
 
@@ -173,6 +224,31 @@ describe('BudgetController backed by a server reservation', () => {
     assert.equal(c.ceiling, allocation.totalTokens);
     assert.equal(c.state('reasoner').priority, 'critical');
     assert.equal(c.state('formatter').priority, 'background');
+  });
+
+  it('with a priority-pool allocation from the server: reclaim goes to agents still to run, the pool stays for extend()', async () => {
+    const client = new ApportionClient({ url: rt.url! });
+    await client.request('PUT', '/v1/pipelines/pp', FIVE_AGENTS);
+    await client.request('PUT', '/v1/strategies/pp-pool', {
+      pipeline: 'pp',
+      kind: 'priority-pool',
+      params: { needs: { orchestrator: 1500, retriever: 2000, reasoner: 4000, validator: 800, formatter: 700 } },
+    });
+    const pipeline = await client.request<{ agents: ControllerAgent[] }>('GET', '/v1/pipelines/pp');
+    const allocation = await client.allocate({ pipeline: 'pp', strategy: 'pp-pool', totalTokens: 12_000 });
+    assert.equal(allocation.unallocatedTokens, 3000, 'what no class needs is the request’s reserve');
+    const c = new BudgetController(allocation, { agents: pipeline.agents });
+    c.start('orchestrator');
+    c.record('orchestrator', 900);
+    const r = c.finish('orchestrator');
+    assert.equal(r.reclaimed, 600);
+    assert.deepEqual(r.redistributed, { reasoner: 600 });
+    assert.equal(c.pool, 3000, 'the reserve is kept for extensions');
+    c.start('reasoner');
+    c.record('reasoner', 2600);
+    assert.equal(c.extend('reasoner', 2000), 2000, 'an extension is granted from the pool');
+    assert.ok(c.consumed / c.ceiling < 0.3);
+    assert.deepEqual(c.start('formatter'), { run: true, tokens: 700 }, 'the background agent runs: no pressure at 29 %');
   });
 
   it('reserves the ceiling, commits what was consumed, and is refused when the scope cannot cover it', async () => {
@@ -202,13 +278,6 @@ describe('BudgetController backed by a server reservation', () => {
     const handle = c.delegate('reasoner');
     assert.equal(handle.parent, c.reservation);
     assert.equal(handle.tokens, 4000);
-    const sub = (args: (string | number)[]) =>
-      new Promise<{ ok: boolean; server?: boolean; draw?: string }>((resolve, reject) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/sub-agent.ts', ...args.map(String)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-        let out = '';
-        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-        child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!)) : reject(new Error(`sub-agent exited ${code}`))));
-      });
     // The sub-agent process draws its 4,000 and uses 3,100 (the request's hold is now 6,900); a second one asking
     // for more than that is refused by the server.
     const done = await sub([rt.url!, handle.parent, 'reasoner', handle.tokens, 3100]);
@@ -221,5 +290,24 @@ describe('BudgetController backed by a server reservation', () => {
     await c.settle();
     const b = (await res.balances('tenant:sdk2/workspace:w'))[0]!;
     assert.deepEqual([b.reserved, b.spent, b.remaining], [0, 4000, 8000], 'sub-agent 3,100 + orchestrator 900, each charged once');
+  });
+
+  it('a sub-agent that overruns its draw and its parent’s hold is charged in full, and the parent still settles', async () => {
+    const client = new ApportionClient({ url: rt.url! });
+    await client.request('PUT', '/v1/budgets', { scope: 'tenant:sdk3/workspace:w', unit: 'TOKENS', allocated: 12_000 });
+    const res = new ReservationsClient(client);
+    const c = new BudgetController(ALLOCATION, { agents: AGENTS, backing: res.backing('tenant:sdk3/workspace:w/workflow:req') });
+    await c.attach();
+    const handle = c.delegate('reasoner');
+    // 4,000 drawn, 10,500 used: the parent's whole 10,000 hold covers 10,000 of it, the workspace the other 500.
+    const done = await sub([rt.url!, handle.parent, 'reasoner', handle.tokens, 10_500]);
+    assert.equal(done.ok, false, 'the sub-agent was told it exceeded its budget…');
+    assert.match(done.error ?? '', /budget exceeded/);
+    assert.throws(() => c.record('reasoner', 10_500, { chargedRemotely: true }), BudgetExceededError);
+    assert.throws(() => c.record('orchestrator', 700), BudgetExceededError, 'recorded, past the ceiling');
+    assert.equal(c.start('validator').run, false, 'nothing more starts');
+    await c.settle(); // …and its use was charged all the same, so nothing blocks the parent
+    const b = (await res.balances('tenant:sdk3/workspace:w'))[0]!;
+    assert.deepEqual([b.reserved, b.spent, b.remaining], [0, 11_200, 800], 'each token used charged once, none dropped');
   });
 });
