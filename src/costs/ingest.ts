@@ -5,7 +5,7 @@ import type { Keys } from '../redis/keys.js';
 import { runScript } from '../redis/scripts.js';
 import type { CostKeys } from './keys.js';
 import type { ModelOverride, Pricer } from './pricing.js';
-import { contribution, encodeContribution, rollupNames } from './rollup-vector.js';
+import { contribution, encodeContribution, priceStamp, rollupNames, STAMP_MARK, stampedOverrides, stampOfApplied, type OverridesFor } from './rollup-vector.js';
 import { decodeSpan, encodeSpan, type Span } from './span.js';
 import { resolveTrace, type ResolvedTrace } from './tree.js';
 
@@ -69,8 +69,9 @@ export class SpanStore {
 
   constructor(private readonly d: SpanStoreDeps) {}
 
-  resolve(traceId: string, spans: readonly Span[]): ResolvedTrace {
-    return resolveTrace(traceId, spans, { pricer: this.d.pricer, overridesFor: overridesOf(this.d.view()) });
+  /** Builds and prices a trace with the given overrides (default: the current ones). */
+  resolve(traceId: string, spans: readonly Span[], overridesFor: OverridesFor = overridesOf(this.d.view())): ResolvedTrace {
+    return resolveTrace(traceId, spans, { pricer: this.d.pricer, overridesFor });
   }
 
   async ingest(spans: readonly Span[]): Promise<IngestResult> {
@@ -81,6 +82,8 @@ export class SpanStore {
       l.push(i);
     });
     const result: IngestResult = { accepted: 0, duplicates: 0, refused: [] };
+    // One set of overrides for the whole request: the rollups and the price stamp must agree.
+    const overridesFor = overridesOf(this.d.view());
     const traces = await Promise.all(
       [...byTrace].map(async ([traceId, idx]) => {
         // One argument for the whole batch (its lines joined), not two per span: fewer buffers to write.
@@ -103,8 +106,8 @@ export class SpanStore {
           else result.refused.push({ index: i, reason: `trace ${traceId} already holds ${this.d.maxSpansPerTrace} spans (APPORTION_MAX_SPANS_PER_TRACE)` });
         });
         for (const l of others) all.push(decodeSpan(traceId, l));
-        const trace = this.resolve(traceId, all);
-        return { traceId, version: Number(version), trace };
+        const trace = this.resolve(traceId, all, overridesFor);
+        return { traceId, version: Number(version), trace, stamp: priceStamp(trace, overridesFor) };
       }),
     );
     await this.applyRollups(traces);
@@ -112,15 +115,18 @@ export class SpanStore {
     return result;
   }
 
-  /** Replaces each trace's contribution in the rollups (idempotent; see cost-rollup.lua). */
-  async applyRollups(traces: readonly { traceId: string; version: number; trace: ResolvedTrace }[]): Promise<void> {
+  /**
+   * Replaces each trace's contribution in the rollups (idempotent; see cost-rollup.lua), with the price stamp its
+   * cost tree is read with (see priceStamp).
+   */
+  async applyRollups(traces: readonly { traceId: string; version: number; trace: ResolvedTrace; stamp: string }[]): Promise<void> {
     if (traces.length === 0) return;
     const names = new Set<string>();
     for (const t of traces) for (const n of rollupNames(t.trace)) names.add(n);
     const nameList = [...names];
     const keys = [...traces.map((t) => this.d.costKeys.applied(t.traceId)), ...nameList.map((n) => this.d.costKeys.rollup(n))];
     const args: (string | number)[] = [traces.length, this.d.retentionSeconds, ...nameList];
-    for (const t of traces) args.push(t.version, encodeContribution(contribution(t.trace)));
+    for (const t of traces) args.push(t.version, encodeContribution(contribution(t.trace)) + STAMP_MARK + t.stamp);
     await runScript(this.d.redis, 'costRollup', keys, args, true);
   }
 
@@ -176,12 +182,20 @@ export class SpanStore {
     return info;
   }
 
-  /** Reads and resolves whole traces. */
+  /**
+   * Reads and resolves whole traces, priced with the overrides their rollup contribution was summed with (the
+   * current ones for a trace never rolled up), so trees and showback agree after an override changes.
+   */
   async readTraces(traceIds: readonly string[]): Promise<ResolvedTrace[]> {
-    const all = await Promise.all(traceIds.map((t) => this.d.redis.hvals(this.d.costKeys.traceSpans(t))));
+    const [all, applied] = await Promise.all([
+      Promise.all(traceIds.map((t) => this.d.redis.hvals(this.d.costKeys.traceSpans(t)))),
+      Promise.all(traceIds.map((t) => this.d.redis.get(this.d.costKeys.applied(t)))),
+    ]);
     return traceIds.flatMap((t, i) => {
       const lines = all[i]!;
-      return lines.length ? [this.resolve(t, lines.map((l) => decodeSpan(t, l)))] : [];
+      if (!lines.length) return [];
+      const stamp = stampOfApplied(applied[i]!);
+      return [this.resolve(t, lines.map((l) => decodeSpan(t, l)), stamp !== undefined ? stampedOverrides(stamp) : undefined)];
     });
   }
 }

@@ -61,7 +61,8 @@ export async function costReport(redis: Redis, ck: CostKeys, groupBy: Dimension,
   }
   const rows = [...groups]
     .map(([key, t]) => ({ key, ...totalsView(t) }))
-    .filter((r) => r.calls !== 0 || r.unmeteredCalls !== 0)
+    // A group may have only the unreported part of a claimed aggregate (no calls of its own): it still shows.
+    .filter((r) => r.calls !== 0 || r.unmeteredCalls !== 0 || r.costNano !== 0 || r.tokens.total !== 0 || r.unpricedTokens !== 0)
     .sort((a, b) => b.costNano - a.costNano || (a.key < b.key ? -1 : 1));
   return { groupBy, from: days[0]!, to: days[days.length - 1]!, rows, total: totalsView(total) };
 }

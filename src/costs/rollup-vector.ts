@@ -1,3 +1,4 @@
+import type { ModelOverride } from './pricing.js';
 import { TOTAL_FIELDS, addTotals, counted, zeroTotals, type ResolvedTrace, type Totals } from './tree.js';
 
 /** Dimensions a cost report can group by. Every one is summed from the same counted spans. */
@@ -69,4 +70,47 @@ export function encodeContribution(c: Map<string, Map<string, number>>): string 
   const lines: string[] = [];
   for (const [name, h] of c) for (const [f, v] of h) lines.push(`${name}\x1e${f}\x1e${v}`);
   return lines.join('\n');
+}
+
+/** Per-customer price overrides as the pricing of a trace sees them. */
+export type OverridesFor = (customer: string | undefined) => readonly ModelOverride[] | undefined;
+
+/**
+ * Separates a trace's applied contribution from its price stamp in the stored "applied" string. The rollup script
+ * parses only lines of `name \x1e field \x1e value`, so the stamp line (JSON, in which \x1e never appears raw) is
+ * carried along, compared and replaced with the contribution, never summed.
+ */
+export const STAMP_MARK = '\n\x1d';
+
+/**
+ * The price overrides a trace was priced with, for the models it uses, per customer it names: stored with its
+ * rollup contribution, so that its cost tree is priced exactly as the rollups were (an override changed later
+ * applies to both once the trace is written or re-sent again, never to one of them only).
+ */
+export function priceStamp(trace: ResolvedTrace, overridesFor: OverridesFor): string {
+  const models = new Set<string>();
+  const customers = new Set<string | undefined>();
+  for (const n of trace.nodes) {
+    if (n.span.model !== undefined) models.add(n.span.model.toLowerCase());
+    customers.add(n.customer);
+  }
+  const entries: [string | null, ModelOverride[]][] = [];
+  for (const c of customers) {
+    const used = (overridesFor(c) ?? []).filter((o) => models.has(o.model.toLowerCase()));
+    if (used.length) entries.push([c ?? null, used]);
+  }
+  return JSON.stringify(entries);
+}
+
+/** The overrides a stamp recorded (see priceStamp); customers it does not name had none. */
+export function stampedOverrides(stamp: string): OverridesFor {
+  const byCustomer = new Map<string | null, readonly ModelOverride[]>(JSON.parse(stamp) as [string | null, ModelOverride[]][]);
+  return (customer) => byCustomer.get(customer ?? null);
+}
+
+/** The price stamp inside a stored "applied" string (`<version>\n<contribution>` + STAMP_MARK + stamp), if any. */
+export function stampOfApplied(applied: string | null): string | undefined {
+  if (!applied) return undefined;
+  const at = applied.lastIndexOf(STAMP_MARK);
+  return at < 0 ? undefined : applied.slice(at + STAMP_MARK.length);
 }

@@ -115,8 +115,9 @@ export function sessionCosts(sessionId: string, traces: readonly ResolvedTrace[]
         bump(byTask, n.branch ?? '(root)', n.self);
         addTotals(n.failed ? failed : ok, n.self);
       }
-      // Claimed and structural spans add nothing of their own; unpriced and unmetered calls have an unknown cost.
-      const own = n.role === 'leaf' ? (n.self.unpricedCalls > 0 ? null : costNano(n.self)) : n.role === 'unmetered' ? null : 0;
+      // Structural spans add nothing of their own; unpriced and unmetered calls have an unknown cost.
+      // A claimed span's own cost is what its aggregate holds beyond its descendants (often 0).
+      const own = n.role === 'leaf' || n.role === 'claimed' ? (n.self.unpricedCalls > 0 ? null : costNano(n.self)) : n.role === 'unmetered' ? null : 0;
       nodes.push({
         traceId: tr.traceId,
         spanId: s.spanId,

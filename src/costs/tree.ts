@@ -1,5 +1,5 @@
 import type { ModelOverride, PriceSource, Pricer } from './pricing.js';
-import type { Span } from './span.js';
+import type { Span, Usage } from './span.js';
 
 /** Integer totals over counted spans. Money in nano-USD. */
 export interface Totals {
@@ -48,8 +48,10 @@ export function costNano(t: Totals): number {
 
 /**
  * How a span counts. `leaf`: its usage is counted. `claimed`: it carries aggregate usage but descendants carry
- * their own, so its numbers are reconciled against theirs and never added on top. `unmetered`: an LLM call
- * without usage. `structural`: nothing to count (an agent or tool span without usage).
+ * their own, so its numbers are reconciled against theirs and never added on top; only the part of the aggregate
+ * its descendants have not reported (yet) counts as its own (`self`), so a partial set of children never makes the
+ * total smaller than the aggregate. `unmetered`: an LLM call without usage. `structural`: nothing to count (an
+ * agent or tool span without usage).
  */
 export type Role = 'leaf' | 'claimed' | 'unmetered' | 'structural';
 
@@ -82,7 +84,7 @@ export interface Node {
   /** Pricing of the span's own usage, whether counted or not. */
   source: PriceSource;
   ownNano: number | undefined;
-  claim?: { tokens: number; costNano: number | undefined; childTokens: number; childCostNano: number; disagrees: boolean };
+  claim?: { tokens: number; costNano: number | undefined; childTokens: number; childCostNano: number; disagrees: boolean; unreportedTokens: number };
 }
 
 export interface ResolvedTrace {
@@ -188,7 +190,9 @@ export function resolveTrace(traceId: string, spans: readonly Span[], opts: Reso
         const childCost = costNano(n.subtree);
         const tokenOff = u !== undefined && Math.abs(tokens - childTokens) > Math.max(1, CLAIM_TOLERANCE * tokens);
         const costOff = n.ownNano !== undefined && n.subtree.unpricedCalls === 0 && Math.abs(n.ownNano - childCost) > Math.max(1, CLAIM_TOLERANCE * n.ownNano);
-        n.claim = { tokens, costNano: n.ownNano, childTokens, childCostNano: childCost, disagrees: tokenOff || costOff };
+        const overrides = opts.overridesFor?.(n.customer);
+        const unreported = claimResidual(n, tokens, childCost, (usage) => opts.pricer.price({ model: s.model, provider: s.provider, start: s.start, usage }, overrides).computedNano);
+        n.claim = { tokens, costNano: n.ownNano, childTokens, childCostNano: childCost, disagrees: tokenOff || costOff, unreportedTokens: unreported };
       } else {
         n.role = 'leaf';
         const t = n.self;
@@ -220,7 +224,49 @@ export function resolveTrace(traceId: string, spans: readonly Span[], opts: Reso
   return { traceId, nodes, roots };
 }
 
-/** A counted node (its `self` holds its numbers). */
+/**
+ * What a claimed span's aggregate holds beyond what its descendants reported (`n.subtree`, before its own numbers
+ * are added): per token field max(0, aggregate − descendants), priced like the span itself (`priceOf`; a provided
+ * aggregate cost is split in the proportion of the computed prices, else of the tokens). A fully reported aggregate
+ * leaves exactly 0. An aggregate that reports only a cost counts what exceeds its descendants' cost. Written into
+ * `n.self`; returns the unreported tokens.
+ */
+function claimResidual(n: Node, tokens: number, childCost: number, priceOf: (u: Usage) => number | undefined): number {
+  const s = n.span;
+  const t = n.self;
+  const u = s.usage;
+  if (u) {
+    t.input = Math.max(0, u.input - n.subtree.input);
+    t.output = Math.max(0, u.output - n.subtree.output);
+    // Input includes cache tokens and output reasoning tokens: the unreported parts keep that shape.
+    t.cacheRead = Math.min(t.input, Math.max(0, u.cacheRead - n.subtree.cacheRead));
+    t.cacheWrite = Math.min(t.input - t.cacheRead, Math.max(0, u.cacheWrite - n.subtree.cacheWrite));
+    t.reasoning = Math.min(t.output, Math.max(0, u.reasoning - n.subtree.reasoning));
+  }
+  const unreported = t.input + t.output;
+  const rest: Usage = { input: t.input, output: t.output, cacheRead: t.cacheRead, cacheWrite: t.cacheWrite, reasoning: t.reasoning };
+  const anyRest = unreported + rest.cacheRead + rest.cacheWrite + rest.reasoning > 0;
+  if (n.ownNano !== undefined) {
+    let cost = 0;
+    if (u && anyRest) {
+      const restPrice = priceOf(rest);
+      if (s.providedNano === undefined && restPrice !== undefined) cost = restPrice;
+      else {
+        const whole = priceOf(u);
+        cost = whole !== undefined && whole > 0 && restPrice !== undefined ? Math.round((n.ownNano * restPrice) / whole) : tokens > 0 ? Math.round((n.ownNano * unreported) / tokens) : 0;
+      }
+    } else if (!u && n.subtree.unpricedCalls === 0) cost = Math.max(0, n.ownNano - childCost);
+    if (s.providedNano !== undefined) t.providedNano = cost;
+    else t.computedNano = cost;
+  } else if (anyRest) {
+    // An unpriced aggregate: its unreported part is of unknown cost, never $0.
+    t.unpricedCalls = 1;
+    t.unpricedTokens = unreported;
+  }
+  return unreported;
+}
+
+/** A counted node (its `self` holds its numbers; a claimed span's is what its descendants have not reported). */
 export function counted(n: Node): boolean {
-  return n.role === 'leaf' || n.role === 'unmetered';
+  return n.role === 'leaf' || n.role === 'unmetered' || n.role === 'claimed';
 }

@@ -66,13 +66,17 @@ describe('cost fixtures', () => {
     assert.deepEqual(r, { accepted: 7, duplicates: 0, rejected: [] });
     const t = await tree('dc-session');
     const at = '2025-06-20T10:00:00Z';
+    // The writer's aggregate (6,000 tokens) is more than its one arrived call (3,000): the unreported half of it
+    // stays counted, as the writer's own, instead of the smaller sum replacing the aggregate.
+    const writerUnreported = nano('gpt-4o-mini', 'openai', at, { input: 2500, output: 500 });
     const expected =
       nano('gpt-4o', 'openai', at, { input: 1000, output: 200 }) +
       nano('gpt-4o', 'openai', at, { input: 2000, output: 400 }) +
       nano('gpt-4o-mini', 'openai', at, { input: 2500, output: 500 }) +
+      writerUnreported +
       nano('gpt-4o', 'openai', at, { input: 4000, output: 800 });
     assert.equal(t.total.costNano, expected);
-    assert.equal(t.total.tokens.total, 1200 + 2400 + 3000 + 4800);
+    assert.equal(t.total.tokens.total, 1200 + 2400 + 3000 + 3000 + 4800);
     assert.equal(t.total.calls, 4);
     const researcher = t.nodes.find((n: { spanId: string }) => n.spanId === 'researcher');
     assert.equal(researcher.role, 'claimed');
@@ -81,10 +85,12 @@ describe('cost fixtures', () => {
     assert.equal(researcher.claim.childTokens, 3600);
     assert.equal(researcher.claim.disagrees, false);
     assert.equal(researcher.subtree.costNano, nano('gpt-4o', 'openai', at, { input: 1000, output: 200 }) + nano('gpt-4o', 'openai', at, { input: 2000, output: 400 }));
-    // The writer claims 6000 tokens but its one call shows 3000: kept as the call, flagged.
+    // The writer claims 6000 tokens but its one call shows 3000: flagged, and the other 3000 count as its own.
     const writer = t.nodes.find((n: { spanId: string }) => n.spanId === 'writer');
     assert.equal(writer.role, 'claimed');
     assert.equal(writer.claim.disagrees, true);
+    assert.equal(writer.selfCostNano, writerUnreported);
+    assert.equal(writer.subtree.tokens.total, 6000);
     assert.deepEqual(t.claims, { count: 2, disagreeing: 1 });
     const root = t.nodes.find((n: { spanId: string }) => n.spanId === 'root');
     assert.equal(root.subtree.costNano, expected);
@@ -99,10 +105,10 @@ describe('cost fixtures', () => {
     );
     // Task branches: each subtree under the root; the root's own calls apart.
     const branches = Object.fromEntries(t.byTask.map((b: { key: string; tokens: { total: number } }) => [b.key, b.tokens.total]));
-    assert.deepEqual(branches, { 'researcher#researcher': 3600, 'writer#writer': 3000, 'coordinator#synth': 4800 });
+    assert.deepEqual(branches, { 'researcher#researcher': 3600, 'writer#writer': 6000, 'coordinator#synth': 4800 });
     // Rollups: the same leaves, whichever dimension.
     assert.equal(row(await report('customer'), 'dc-customer')!.costNano, expected);
-    assert.equal(row(await report('team'), 'dc-team')!.tokens.total, 11_400);
+    assert.equal(row(await report('team'), 'dc-team')!.tokens.total, 14_400);
   });
 
   it('a replayed batch changes nothing (idempotent on traceId + spanId)', async () => {
@@ -122,11 +128,14 @@ describe('cost fixtures', () => {
     const at = '2025-06-20T11:00:00Z';
     const a = nano('gpt-4o', 'openai', at, { input: 10000, output: 100, cacheRead: 8000 });
     const b = nano('claude-sonnet-4-20250514', 'anthropic', at, { input: 6000, output: 300, cacheRead: 1000, cacheWrite: 4000 });
-    // a is a parent carrying its own usage with a child carrying usage: claimed (never both).
+    // a is a parent carrying its own usage with a child carrying usage: claimed (never both); what its aggregate
+    // holds beyond the child, field by field (4,000 input tokens, cache reads within them), counts as its own.
     const na = t.nodes.find((n: { spanId: string }) => n.spanId === 'a');
     assert.equal(na.role, 'claimed');
-    assert.equal(t.total.costNano, b);
-    assert.equal(t.total.tokens.cacheRead, 1000);
+    const aUnreported = nano('gpt-4o', 'openai', at, { input: 4000, output: 0, cacheRead: 4000 });
+    assert.equal(na.selfCostNano, aUnreported);
+    assert.equal(t.total.costNano, b + aUnreported);
+    assert.equal(t.total.tokens.cacheRead, 1000 + 4000, 'of 7,000 unreported cache reads, at most the 4,000 unreported input');
     assert.equal(t.total.tokens.cacheWrite, 4000);
     // Cache reads are cheaper than fresh input: 8000 cached tokens of gpt-4o cost half the fresh price.
     assert.equal(a, nano('gpt-4o', 'openai', at, { input: 2000, output: 100 }) + Math.round(8000 * 1.25e-6 * 1e9));

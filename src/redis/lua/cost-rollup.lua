@@ -8,7 +8,8 @@
 -- ARGV[1]          T, the number of traces
 -- ARGV[2]          TTL of the applied strings, in seconds
 -- ARGV[3..2+R]     the rollup names `<dim>:<day>` of KEYS[T+1..T+R], in order
--- ARGV[3+R..]      pairs per trace: version, contribution (lines "name \x1e field \x1e value")
+-- ARGV[3+R..]      pairs per trace: version, contribution (lines "name \x1e field \x1e value", then the price stamp
+--                  line "\x1d<json>" that its cost tree is read with: never summed, but stored and compared with it)
 -- Returns: the number of traces whose contribution was applied.
 local T = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
