@@ -38,16 +38,20 @@ async function main(): Promise<void> {
     // 1. The hierarchy: workspace hard cap, per-agent budgets below it.
     await admin.request('PUT', '/v1/budgets', { scope: WORKSPACE, unit: 'USD_MICROCENTS', allocated: 50 * USD });
     for (const [agent, dollars] of [['planner', 20], ['executor', 30], ['reviewer', 10]] as const) {
-      await admin.request('PUT', '/v1/budgets', { scope: `${WORKSPACE}/agent:${agent}`, unit: 'USD_MICROCENTS', allocated: dollars * USD });
+      // The planner may commit above its reservation while the budgets have money left (README example).
+      const policy = agent === 'planner' ? { overagePolicy: 'ALLOW_IF_AVAILABLE' } : {};
+      await admin.request('PUT', '/v1/budgets', { scope: `${WORKSPACE}/agent:${agent}`, unit: 'USD_MICROCENTS', allocated: dollars * USD, ...policy });
     }
-    console.log('budgets: workspace $50; planner $20, executor $30, reviewer $10 (sum $60 > $50: the workspace caps them)');
+    console.log('budgets: workspace $50; planner $20 (ALLOW_IF_AVAILABLE), executor $30, reviewer $10 (sum $60 > $50: the workspace caps them)');
 
     // 2. Every call reserves its estimate first ("reserve, don't read"), then commits what it really cost.
     const call = async (agent: string, estimate: number, actual: number): Promise<string> => {
       try {
         const r = await budgets.reserve({ scope: `${WORKSPACE}/agent:${agent}`, unit: 'USD_MICROCENTS', amount: estimate });
         const c = await budgets.commit(r.id, actual);
-        return `${agent.padEnd(8)} reserved ${usd(estimate)} → charged ${usd(c.charged)}, ${usd(c.released)} back`;
+        // A commit is never refused: what was used is charged; an overage the policy did not allow is an overrun.
+        const over = c.charged > estimate ? ` (over the reservation; overrun ${usd(c.overrun)})` : `, ${usd(c.released)} back`;
+        return `${agent.padEnd(8)} reserved ${usd(estimate)} → charged ${usd(c.charged)}${over}`;
       } catch (e) {
         if (e instanceof ApportionHttpError && e.statusCode === 409) {
           const d = (e.body as { details?: { scope?: string; remaining?: number } }).details ?? {};
@@ -64,6 +68,8 @@ async function main(): Promise<void> {
     // The reviewer has all of its $10, but the workspace has only $9 left: the workspace denies.
     console.log(await call('reviewer', 10 * USD, 9 * USD));
     console.log(await call('reviewer', 8 * USD, 8 * USD));
+    // The planner's call costs more than it estimated: allowed, the workspace still has $1.
+    console.log(await call('planner', 0.5 * USD, 0.9 * USD));
 
     // 3. Balances (informational only).
     console.log(`\n${'scope'.padEnd(58)} allocated  remaining   reserved      spent`);
