@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import type { BudgetAlert } from '../../src/budgets/alerts.js';
+import { ReservationService } from '../../src/budgets/reservations.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
 import { harness, type Harness } from './harness.js';
@@ -93,5 +95,43 @@ describe('calendar periods', () => {
     assert.equal(toNone.spent, 25);
     h.clock.now = Date.UTC(2026, 11, 9, 0, 30);
     assert.equal((await h.ledger.balances('tenant:pd')).find((x) => x.scope === 'tenant:pd')!.spent, 25, 'no period: never reset');
+  });
+});
+
+describe('overrun alerts', () => {
+  const prefix = testPrefix('budget-overrun');
+  let h: Harness;
+  before(async () => {
+    h = await harness(prefix);
+  });
+  after(async () => {
+    await h.close();
+    await dropPrefix(prefix);
+  });
+
+  it('a commit above what the policy allows is charged, and each overrun scope raises one budget.overrun alert', async () => {
+    const alerts: BudgetAlert[] = [];
+    const svc = new ReservationService({ redis: h.redis, keys: h.keys, retentionMs: 3_600_000, now: () => h.clock.now, onAlerts: (a) => alerts.push(...a) });
+    await h.ledger.put({ scope: 'tenant:ov', unit: 'TOKENS', allocated: 1000, overagePolicy: 'ALLOW_WITH_OVERDRAFT', overdraftLimit: 100 });
+    await h.ledger.put({ scope: 'tenant:ov/agent:a', unit: 'TOKENS', allocated: 100 }); // REJECT
+    const g = await svc.reserve({ scope: 'tenant:ov/agent:a', unit: 'TOKENS', amount: 40, idempotencyKey: 'o1' });
+    assert.ok('id' in g);
+    const c = await svc.commit(g.id, 70);
+    assert.deepEqual([c.charged, c.overrun, c.debt], [70, 30, 0]);
+    const overruns = alerts.filter((a) => a.type === 'budget.overrun');
+    assert.deepEqual(
+      overruns.map((a) => (a.type === 'budget.overrun' ? [a.scope, a.overrun, a.used, a.reservation] : [])).sort(),
+      [
+        ['tenant:ov', 30, 70, g.id],
+        ['tenant:ov/agent:a', 30, 70, g.id],
+      ],
+      'REJECT at the agent: none of the overage was allowed, at any level',
+    );
+    const stream = await h.redis.xrange(h.keys.alerts('ov'), '-', '+');
+    assert.equal(stream.filter(([, f]) => f.includes('overrun')).length, 2, 'in the tenant alert stream too');
+    // The agent crossed 50 % as well: threshold alerts are unchanged.
+    assert.ok(alerts.some((a) => a.type === 'budget.threshold' && a.scope === 'tenant:ov/agent:a' && a.threshold === 50));
+    const bal = (await h.ledger.balances('tenant:ov/agent:a'))[0]!;
+    assert.deepEqual([bal.spent, bal.overrun], [70, 30]);
   });
 });
