@@ -74,6 +74,8 @@ try {
   const killFrom = Date.now();
   await redis.restart({ empty: false });
   const killTo = Date.now();
+  // Certainly down from the kill to the new process's start (killTo also covers the time it took to answer a PING).
+  const downTo = redis.startedAt;
   await sleep(5000);
   await load.stop();
 
@@ -104,7 +106,7 @@ try {
   // after Redis came back was decided by Redis in working order; those are shown beside it.
   const answeredIn = (s: { at: number; ms: number }, from: number, to: number) => s.at + s.ms >= from && s.at + s.ms < to;
   const all = load.samples.filter((s) => s.kind === 'reserve');
-  const granted = all.filter((s) => s.status === 201 && (answeredIn(s, stallFrom, stallTo) || answeredIn(s, killFrom, killTo))).length;
+  const granted = all.filter((s) => s.status === 201 && (answeredIn(s, stallFrom, stallTo) || answeredIn(s, killFrom, downTo))).length;
   const asked = reservesStall.length + reservesKill.length;
   const refused = [...reservesStall, ...reservesKill].filter((s) => s.status === 503).length;
   line('reservations granted during the outages (stall, restart)', `${granted} (${asked} asked: ${refused} answered 503)`, granted === 0, '0');

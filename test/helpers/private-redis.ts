@@ -50,7 +50,11 @@ export class PrivateRedis {
     return this.proc?.pid;
   }
 
+  /** Epoch ms the current redis-server process was started: before it, Redis was certainly down. */
+  startedAt = 0;
+
   private async spawn(): Promise<void> {
+    this.startedAt = Date.now();
     const aof = this.opts.aof ?? true;
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', aof ? 'yes' : 'no', '--appendfsync', 'everysec'];
     const proc = spawn('redis-server', args, { stdio: 'ignore' });
