@@ -66,8 +66,12 @@ test('apportion serve through the bin: a retrain runs in the trainer child and p
     // The outcomes reach the training buffer through the outcome worker and the learner tick; then retrain.
     await eventually(async () => (await call<{ items: unknown[] }>('GET', '/v1/pipelines/w/logs?limit=100')).items.length >= 40, 120_000, 500);
     await call('POST', '/v1/models/w/train');
-    const model = await eventually(async () => (await call<{ active: number | null }>('GET', '/v1/models/w')).active, 240_000, 500);
-    assert.ok(Number(model) >= 1);
+    // A failed retrain fails the test at once (it used to: "Unknown file extension .ts" in the trainer child).
+    const model = await eventually(async () => {
+      if (/apportion_learner_retrains_total\{result="failed"\} [1-9]/.test(await call<string>('GET', '/metrics'))) return -1;
+      return (await call<{ active: number | null }>('GET', '/v1/models/w')).active;
+    }, 240_000, 500);
+    assert.ok(Number(model) >= 1, 'the retrain failed: see apportion_learner_retrains_total{result="failed"} and the log above');
     const metrics = await call<string>('GET', '/metrics');
     assert.match(metrics, /apportion_learner_retrains_total\{result="trained"\} [1-9]/);
     assert.doesNotMatch(metrics, /apportion_learner_retrains_total\{result="failed"\}/);
