@@ -33,7 +33,7 @@ import {
   tenantBalance,
   TENANT_SCOPE,
   timeUntil,
-} from './faults-lib.js';
+} from './_faults-lib.js';
 import { flag } from './lib.js';
 
 const stallSeconds = Number(flag('stall', '10'));

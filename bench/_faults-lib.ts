@@ -1,5 +1,5 @@
 /**
- * Fault-injection harness shared by bench/faults.ts and test/integration/faults.test.ts: a private redis-server,
+ * Fault-injection harness of bench/faults.ts (the `_` keeps bench/run-all.ts from running it as a benchmark): a private redis-server,
  * `apportion serve` started through the real bin (bin/apportion.mjs), and a steady load of allocations, outcomes
  * and reservations whose every answer is recorded with the time it was sent, so figures can be taken per fault
  * window afterwards. The load behaves like a careful client: a 503 (or a network error) on an outcome or a commit
