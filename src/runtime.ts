@@ -12,6 +12,7 @@ import type { OutcomeSink } from './feedback/processor.js';
 import type { Router, ShadowHook } from './allocation/service.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { connectRedis } from './redis/connection.js';
+import { generationKey, RedisGeneration, type RedisReset } from './redis/generation.js';
 import { createKeys, type Keys } from './redis/keys.js';
 import { StrategyKinds } from './strategies/registry.js';
 import type { StrategyKind } from './strategies/types.js';
@@ -35,6 +36,13 @@ export interface Core {
   readonly view: () => ControlView;
   readonly kinds: StrategyKinds;
   readonly metrics: Metrics;
+  /** Detects that Redis lost its data (src/redis/generation.ts). */
+  readonly generation: RedisGeneration;
+  /**
+   * Adds work to run after Redis lost its data, once the control plane has been reloaded (re-create job
+   * schedulers, re-seed). Handlers run in the order added; a failing one is logged and the rest still run.
+   */
+  onRedisReset(fn: (reset: RedisReset) => void | Promise<void>): void;
 }
 
 export interface Closeable {
@@ -59,39 +67,85 @@ export interface ModuleParts {
   routes?(app: FastifyInstance): void | Promise<void>;
   /** Starts this module's BullMQ workers and repeatable jobs. */
   startWorkers?(): Promise<readonly Closeable[]>;
+  /**
+   * (Re)creates this module's BullMQ job schedulers (idempotent upserts). Called by startWorkers, and again by a
+   * worker process after Redis lost its data, which deletes the schedulers with everything else.
+   */
+  schedulers?(): Promise<void>;
   close?(): Promise<void>;
 }
 
 export type ModuleFactory = (core: Core, all: () => readonly ModuleParts[]) => ModuleParts | Promise<ModuleParts>;
 
 export async function createCore(config: Config, log: Logger, opts: { defaultMetrics?: boolean } = {}): Promise<Core> {
-  const redis = await connectRedis(config.redisUrl, { name: 'apportion-api' });
-  const bullRedis = await connectRedis(config.redisUrl, { name: 'apportion-bull', forBullmq: true });
-  const queueRedis = await connectRedis(config.redisUrl, { name: 'apportion-queue', forQueue: true });
-  const subscriber = await connectRedis(config.redisUrl, { name: 'apportion-sub', forBullmq: true });
-  const keys = createKeys(config.keyPrefix);
-  const store = new ControlStore(redis, keys);
-  const snapshot = new SnapshotSource(store, subscriber, keys, {
-    pollMs: config.configPollMs,
-    onError: (e) => log.warn({ err: e }, 'control-plane refresh failed; serving the last good state'),
-  });
-  await snapshot.start();
-  return {
-    config,
-    log,
-    redis,
-    bullRedis,
-    queueRedis,
-    keys,
-    store,
-    snapshot,
-    view: () => viewOf(snapshot.current()),
-    kinds: new StrategyKinds(),
-    metrics: createMetrics(opts),
+  const opened: Redis[] = [];
+  const open = async (name: string, o: { forBullmq?: boolean; forQueue?: boolean } = {}) => {
+    const r = await connectRedis(config.redisUrl, { name, commandTimeoutMs: config.redisCommandTimeoutMs, ...o });
+    opened.push(r);
+    return r;
   };
+  let snapshot: SnapshotSource | undefined;
+  try {
+    const redis = await open('apportion-api');
+    const bullRedis = await open('apportion-bull', { forBullmq: true });
+    const queueRedis = await open('apportion-queue', { forQueue: true });
+    const subscriber = await open('apportion-sub', { forBullmq: true });
+    const keys = createKeys(config.keyPrefix);
+    const store = new ControlStore(redis, keys);
+    const metrics = createMetrics(opts);
+    snapshot = new SnapshotSource(store, subscriber, keys, {
+      pollMs: config.configPollMs,
+      onError: (e) => log.warn({ err: e }, 'control-plane refresh failed; serving the last good state'),
+    });
+    await snapshot.start();
+    const loaded = snapshot;
+    const resetHandlers: ((reset: RedisReset) => void | Promise<void>)[] = [];
+    const generation = new RedisGeneration(redis, generationKey(config.keyPrefix), {
+      pollMs: config.configPollMs,
+      onReset: async (reset) => {
+        metrics.redisDataLoss.inc();
+        log.error(
+          { ...reset, prefix: config.keyPrefix },
+          'REDIS LOST ITS DATA (generation marker missing or changed): reloading the control plane from Redis and re-creating job schedulers. ' +
+            'Whatever was only in Redis since its last persistence point is gone (docs/architecture.md, "When Redis loses its data").',
+        );
+        await loaded.reload();
+        for (const fn of resetHandlers) {
+          try {
+            await fn(reset);
+          } catch (err) {
+            log.error({ err }, 'recovery step after Redis data loss failed');
+          }
+        }
+        log.warn({ version: loaded.current().version }, 'recovered from Redis data loss');
+      },
+    });
+    await generation.start();
+    return {
+      config,
+      log,
+      redis,
+      bullRedis,
+      queueRedis,
+      keys,
+      store,
+      snapshot,
+      view: () => viewOf(loaded.current()),
+      kinds: new StrategyKinds(),
+      metrics,
+      generation,
+      onRedisReset: (fn) => void resetHandlers.push(fn),
+    };
+  } catch (e) {
+    // A failed start leaves nothing behind: no connection keeps the process (or a test runner) alive.
+    await snapshot?.stop().catch(() => undefined);
+    for (const r of opened) r.disconnect();
+    throw e;
+  }
 }
 
 export async function closeCore(core: Core): Promise<void> {
+  core.generation.stop();
   await core.snapshot.stop();
   const conns = [core.redis, core.bullRedis, core.queueRedis];
   await Promise.allSettled(conns.map((c) => c.quit()));

@@ -26,42 +26,66 @@ export interface Running {
   close(): Promise<void>;
 }
 
-/** Starts the API, the workers, or both in one process (`apportion serve`). */
+/**
+ * Starts the API, the workers, or both in one process (`apportion serve`). A start that fails half-way closes
+ * what it had opened (HTTP server, BullMQ workers, queues, connections) before it rethrows.
+ */
 export async function start(config: Config, log: Logger, opts: StartOptions): Promise<Running> {
   const core = await createCore(config, log, { defaultMetrics: opts.defaultMetrics ?? false });
-  const modules = await createModules(core);
   const workers: Closeable[] = [];
-  if (opts.workers) {
-    for (const m of modules) if (m.startWorkers) workers.push(...(await m.startWorkers()));
-  }
+  let modules: readonly ModuleParts[] = [];
   let app: FastifyInstance | undefined;
+  const shutdown = async () => {
+    const t0 = Date.now();
+    if (app) await app.close();
+    log.info({ ms: Date.now() - t0 }, 'HTTP drained');
+    await Promise.allSettled(workers.map((w) => w.close()));
+    log.info({ ms: Date.now() - t0 }, 'workers closed');
+    await Promise.allSettled(modules.map((m) => m.close?.()));
+    await closeCore(core);
+    log.info({ ms: Date.now() - t0 }, 'connections closed');
+  };
   let url: string | undefined;
-  if (opts.api) {
-    const outcomes = modules.flatMap((m) => m.queues ?? []).find((q) => q.name === 'outcomes');
-    app = await buildApp({
-      core,
-      modules,
-      workersReady: async () => (outcomes ? (await outcomes.getWorkers()).length > 0 : true),
-    });
-    await app.ready();
-    if (config.seedExamples) await seedExamples(core, app);
-    if (opts.listen !== false) {
-      url = await app.listen({ port: config.port, host: config.host });
-      if (!config.authEnabled) log.warn({ host: config.host }, 'auth is OFF (no APPORTION_ADMIN_KEY / APPORTION_CLIENT_KEY): listening on loopback only');
+  try {
+    modules = await createModules(core);
+    // A queue without an 'error' listener prints every failed reconnect to stderr (BullMQ's fallback): log them.
+    for (const q of modules.flatMap((m) => m.queues ?? [])) {
+      q.on('error', (err: Error) => log.warn({ err: { message: err.message }, queue: q.name }, 'queue connection error (Redis unreachable?)'));
     }
+    if (opts.workers) {
+      for (const m of modules) if (m.startWorkers) workers.push(...(await m.startWorkers()));
+      // Redis lost its data: the schedulers (sweeper, rollout, learner ticks) went with it.
+      core.onRedisReset(async () => {
+        for (const m of modules) await m.schedulers?.();
+        log.warn({ modules: modules.filter((m) => m.schedulers).map((m) => m.name) }, 'job schedulers re-created');
+      });
+    }
+    if (opts.api) {
+      const outcomes = modules.flatMap((m) => m.queues ?? []).find((q) => q.name === 'outcomes');
+      const built = await buildApp({
+        core,
+        modules,
+        workersReady: async () => (outcomes ? (await outcomes.getWorkers()).length > 0 : true),
+      });
+      app = built;
+      await built.ready();
+      if (config.seedExamples) {
+        await seedExamples(core, built);
+        // The documented rule, again: the example pipeline is loaded on the first start of an (empty) dataset.
+        core.onRedisReset(async () => void (await seedExamples(core, built)));
+      }
+      if (opts.listen !== false) {
+        url = await built.listen({ port: config.port, host: config.host });
+        if (!config.authEnabled) log.warn({ host: config.host }, 'auth is OFF (no APPORTION_ADMIN_KEY / APPORTION_CLIENT_KEY): listening on loopback only');
+      }
+    }
+  } catch (e) {
+    log.error({ err: e }, 'start-up failed; closing what was opened');
+    await shutdown().catch((err: unknown) => log.error({ err }, 'clean-up after a failed start-up failed'));
+    throw e;
   }
   let closing: Promise<void> | undefined;
-  const close = () =>
-    (closing ??= (async () => {
-      const t0 = Date.now();
-      if (app) await app.close();
-      log.info({ ms: Date.now() - t0 }, 'HTTP drained');
-      await Promise.allSettled(workers.map((w) => w.close()));
-      log.info({ ms: Date.now() - t0 }, 'workers closed');
-      await Promise.allSettled(modules.map((m) => m.close?.()));
-      await closeCore(core);
-      log.info({ ms: Date.now() - t0 }, 'connections closed');
-    })());
+  const close = () => (closing ??= shutdown());
   return { core, modules, app, url, close };
 }
 

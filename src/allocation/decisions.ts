@@ -96,11 +96,17 @@ export class DecisionStore {
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly ttlSeconds: number,
+    /** Longest an allocation waits for its record, in ms (then it answers `recorded: false`). Default: no bound of its own. */
+    writeWaitMs?: number,
   ) {
-    this.committer = new GroupCommitter<DecisionRecord>((records) => this.flush(records), { maxBatch: 400, maxInFlight: 4 });
+    this.committer = new GroupCommitter<DecisionRecord>((records) => this.flush(records), {
+      maxBatch: 400,
+      maxInFlight: 4,
+      ...(writeWaitMs !== undefined ? { itemTimeoutMs: writeWaitMs } : {}),
+    });
   }
 
-  /** Resolves once the record is in Redis. */
+  /** Resolves once the record is in Redis; rejects when it is not there within the write wait. */
   write(record: DecisionRecord): Promise<void> {
     return this.committer.submit(record);
   }

@@ -12,7 +12,9 @@ export interface AllocationModule extends ModuleParts {
 
 /** The data plane's hot path: POST /v1/allocations. */
 export function allocationModule(core: Core, all: () => readonly ModuleParts[]): AllocationModule {
-  const decisions = new DecisionStore(core.redis, core.keys, core.config.rewardWindowSeconds);
+  // Half the command bound: with Redis stalled, an allocation still answers (from the in-memory control plane,
+  // `recorded: false`) well within a second; the record's write may still land when Redis answers again.
+  const decisions = new DecisionStore(core.redis, core.keys, core.config.rewardWindowSeconds, Math.ceil(core.config.redisCommandTimeoutMs / 2));
   let routers: readonly Router[] | undefined;
   let shadows: readonly ShadowHook[] | undefined;
   const service = new AllocationService({

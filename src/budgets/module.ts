@@ -237,9 +237,12 @@ export function budgetsModule(core: Core): BudgetsModule {
         onExpired: (n) => core.metrics.reservationsExpired.inc(n),
         onDelivery: (ok) => core.metrics.budgetAlertDeliveries.inc({ result: ok ? 'ok' : 'failed' }),
       });
-      await queue.upsertJobScheduler('sweep-reservations', { every: core.config.reservationSweepMs }, { name: 'sweep', data: { kind: 'sweep' } });
+      await this.schedulers!();
       await worker.waitUntilReady();
       return [worker];
+    },
+    async schedulers() {
+      await queue.upsertJobScheduler('sweep-reservations', { every: core.config.reservationSweepMs }, { name: 'sweep', data: { kind: 'sweep' } });
     },
     async close() {
       await queue.close();

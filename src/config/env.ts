@@ -50,6 +50,8 @@ export interface Config {
   readonly maxSpansPerTrace: number;
   /** How often the rollout job evaluates running experiments (guardrails, SRM, ramps), in ms. Default 10000. */
   readonly rolloutIntervalMs: number;
+  /** Bound on one request-path Redis command, in ms; a stalled Redis then fails a request instead of hanging it. Default 1000. */
+  readonly redisCommandTimeoutMs: number;
   /** Whether any API key is configured (auth is on). */
   readonly authEnabled: boolean;
 }
@@ -160,6 +162,7 @@ export function loadConfig(env: Env = process.env): Config {
     spanRetentionDays: intVar(env, 'APPORTION_SPAN_RETENTION_DAYS', 30, 1, 3650),
     maxSpansPerTrace: intVar(env, 'APPORTION_MAX_SPANS_PER_TRACE', 20_000, 10, 1_000_000),
     rolloutIntervalMs: intVar(env, 'APPORTION_ROLLOUT_INTERVAL_MS', 10_000, 100, 3_600_000),
+    redisCommandTimeoutMs: intVar(env, 'APPORTION_REDIS_COMMAND_TIMEOUT_MS', 1000, 50, 600_000),
     authEnabled,
   });
 }
@@ -188,4 +191,5 @@ export const CONFIG_VARIABLES = [
   'APPORTION_RESERVATION_SWEEP_MS',
   'APPORTION_SPAN_RETENTION_DAYS',
   'APPORTION_MAX_SPANS_PER_TRACE',
+  'APPORTION_REDIS_COMMAND_TIMEOUT_MS',
 ] as const;

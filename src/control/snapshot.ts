@@ -18,6 +18,8 @@ export class SnapshotSource {
   private inflight: Promise<void> | undefined;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Set by reload(): the next load replaces the state even if its version is lower. */
+  private replace = false;
   private readonly listeners = new Set<(s: RawControlState) => void>();
 
   constructor(
@@ -68,8 +70,10 @@ export class SnapshotSource {
       try {
         do {
           this.again = false;
+          const replace = this.replace;
           const next = await this.store.loadAll();
-          if (!this.state || next.version >= this.state.version) {
+          if (!this.state || replace || next.version >= this.state.version) {
+            if (replace) this.replace = false;
             this.state = next;
             for (const fn of this.listeners) fn(next);
           }
@@ -82,6 +86,21 @@ export class SnapshotSource {
       }
     })();
     return this.inflight;
+  }
+
+  /**
+   * Replaces the state with what Redis holds now, whatever its version: after Redis lost its data the versions
+   * start again from 0, and refresh() would keep serving documents that exist only in this process's memory.
+   */
+  async reload(): Promise<void> {
+    this.replace = true;
+    if (this.inflight) {
+      // A load in flight may have read the old data: load once more after it.
+      this.again = true;
+      await this.inflight;
+      if (!this.replace) return;
+    }
+    await this.refresh();
   }
 
   async stop(): Promise<void> {

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { DecisionRecord, DecisionStore } from '../allocation/decisions.js';
 import { AppError } from '../errors/app-error.js';
+import { withDeadline } from '../redis/deadline.js';
 import { GroupCommitter } from '../redis/group-commit.js';
 import type { OutcomeJob, OutcomeJobData } from './queue.js';
 import type { OutcomeBody } from './schema.js';
@@ -21,21 +22,32 @@ export class OutcomeIntake {
   constructor(
     private readonly decisions: DecisionStore,
     queue: Queue<OutcomeJobData>,
-    opts: { readonly batchMax: number; readonly maxInFlight?: number; readonly onBatch?: (size: number) => void },
+    private readonly opts: {
+      readonly batchMax: number;
+      readonly maxInFlight?: number;
+      readonly onBatch?: (size: number) => void;
+      /**
+       * Longest an outcome waits for its decision record, and then for its job to be queued, in ms; past either it is
+       * answered 503 (not accepted). With Redis stalled the add may still land later: a retry by the client is then
+       * absorbed by the decision's applied-marker. Default: no bound of its own (the connections' command timeout).
+       */
+      readonly enqueueTimeoutMs?: number;
+    },
   ) {
     this.committer = new GroupCommitter<OutcomeJob>(
       async (outcomes) => {
         await queue.add('outcomes', { outcomes });
         opts.onBatch?.(outcomes.length);
       },
-      { maxBatch: opts.batchMax, maxInFlight: opts.maxInFlight ?? 4 },
+      { maxBatch: opts.batchMax, maxInFlight: opts.maxInFlight ?? 4, ...(opts.enqueueTimeoutMs !== undefined ? { itemTimeoutMs: opts.enqueueTimeoutMs } : {}) },
     );
   }
 
   async accept(outcome: OutcomeBody): Promise<{ decision: DecisionRecord }> {
     let decision: DecisionRecord | undefined;
     try {
-      decision = await this.decisions.read(outcome.decisionId);
+      const read = this.decisions.read(outcome.decisionId);
+      decision = await (this.opts.enqueueTimeoutMs === undefined ? read : withDeadline(read, this.opts.enqueueTimeoutMs, 'decision read'));
     } catch (e) {
       throw new AppError('REDIS_UNAVAILABLE', `decision store unreachable: ${(e as Error).message}`);
     }

@@ -17,6 +17,7 @@ export function feedbackModule(core: Core, all: () => readonly ModuleParts[], al
   const queue = createOutcomesQueue(core.queueRedis, core.keys.bullPrefix());
   const intake = new OutcomeIntake(allocation.decisions, queue, {
     batchMax: core.config.outcomeBatchMax,
+    enqueueTimeoutMs: core.config.redisCommandTimeoutMs,
     onBatch: (n) => core.metrics.outcomeBatchSize.observe(n),
   });
   return {

@@ -6,6 +6,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AppError } from '../errors/app-error.js';
+import { withDeadline } from '../redis/deadline.js';
 import type { Core, ModuleParts } from '../runtime.js';
 import { authorize } from './auth.js';
 import { ErrorBody } from './common.js';
@@ -27,6 +28,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     loggerInstance: core.log as FastifyBaseLogger,
     bodyLimit: core.config.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
+    // No per-plugin start timer (Fastify's default is 10 s). Every plugin here is an async function, so none can
+    // forget to call done() — the case the timer exists for; on a busy machine it only fails a healthy start
+    // (@fastify/swagger-ui reading its static files took longer than 10 s under CPU load). Start-up is bounded by
+    // whoever runs the process: the orchestrator's start-up probe, the test runner's per-file limit.
+    pluginTimeout: 0,
     // No type coercion: a number feature must stay a number, and "40" must not pass as 40.
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -66,12 +72,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', { config: { access: 'public' }, schema: { hide: true } }, async () => ({ status: 'ok' }));
+  // Bounded, both checks at once: a stalled Redis is a 503 within the command timeout, not a hang.
   app.get('/readyz', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
-    const redis = await core.redis.ping().then(
-      () => true,
-      () => false,
-    );
-    const workers = opts.workersReady ? await opts.workersReady().catch(() => false) : true;
+    const bound = core.config.redisCommandTimeoutMs;
+    const [redis, workers] = await Promise.all([
+      withDeadline(core.redis.ping(), bound, 'ping').then(
+        () => true,
+        () => false,
+      ),
+      opts.workersReady ? withDeadline(opts.workersReady(), bound, 'worker check').catch(() => false) : true,
+    ]);
     const ready = redis && workers;
     return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', redis, workers });
   });

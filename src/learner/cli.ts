@@ -42,12 +42,14 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
   const world = loadWorld(worldName);
   let client = new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}), timeoutMs: 30_000 });
   let stopLocal: (() => Promise<void>) | undefined;
+  let baseUrl = o.url;
   if (o.local) {
     // A private in-process server under a fresh key prefix (dropped afterwards) and a temporary models dir.
     const prefix = `sim-${randomBytes(4).toString('hex')}`;
     const config = loadConfig({ ...process.env, APPORTION_KEY_PREFIX: prefix, PORT: '0', APPORTION_SEED_EXAMPLES: 'false', LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', APPORTION_ADMIN_KEY: '', APPORTION_CLIENT_KEY: '', APPORTION_MODELS_DIR: process.env.APPORTION_MODELS_DIR ?? mkdtempSync(path.join(tmpdir(), 'apportion-sim-models-')) });
     const running = await start(config, createLogger(config), { api: true, workers: true });
     client = new ApportionClient({ url: running.url!, timeoutMs: 30_000 });
+    baseUrl = running.url!;
     stopLocal = async () => {
       await running.close();
       await dropPrefix(config.redisUrl, prefix);
@@ -124,6 +126,7 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
     }
     await measure(o.outcomes);
     const last = curve.at(-1)!;
+    const failedRetrains = await retrainFailures(baseUrl);
     const chartPath = o.out ?? path.join(tmpdir(), `apportion-sim-${world.name}.html`);
     const series = [
       { name: 'learned (greedy)', color: '#d62728', points: curve.map((c) => [c.n, c.learned] as const) },
@@ -153,9 +156,28 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
     row('uniform', last.uniform);
     row('oracle', last.oracle);
     process.stdout.write(`  served (exploring) mean observed quality ${(served / o.outcomes).toFixed(4)}\n  learning curve: ${chartPath}\n`);
+    if (last.model === 0 || (failedRetrains ?? 0) > 0) {
+      // Loud, and a failing exit status: "model v0" after thousands of outcomes is a broken learner, not a result.
+      const what = last.model === 0 ? `no model was trained after ${o.outcomes} outcomes (model v0): "learned" above is the untrained prior` : `the model reached v${last.model}`;
+      const failures = failedRetrains === undefined ? 'the server did not report apportion_learner_retrains_total' : `${failedRetrains} retrain attempt(s) failed`;
+      process.stderr.write(`\nWARNING: ${what}; ${failures}. See the worker's log ("learner retrain FAILED") and /metrics.\n`);
+      process.exitCode = 1;
+    }
     return { learned: last.learned, oracle: last.oracle, uniform: last.uniform, bestStatic: last.bestStatic, chart: chartPath };
   } finally {
     await stopLocal?.();
+  }
+}
+
+/** Failed retrain attempts the server counted (`apportion_learner_retrains_total{result="failed"}`), if it reports them. */
+async function retrainFailures(baseUrl: string): Promise<number | undefined> {
+  try {
+    const res = await fetch(`${baseUrl.replace(/\/$/, '')}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    const text = await res.text();
+    const m = /^apportion_learner_retrains_total\{result="failed"\} (\d+)/m.exec(text);
+    return m ? Number(m[1]) : /^# TYPE apportion_learner_retrains_total /m.test(text) ? 0 : undefined;
+  } catch {
+    return undefined;
   }
 }
 

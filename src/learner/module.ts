@@ -52,6 +52,10 @@ export function learnerModule(core: Core): LearnerModule {
     }
   };
 
+  const schedulers = async () => {
+    await tickQueue.upsertJobScheduler('learner-tick', { every: TICK_MS }, { name: 'tick' });
+  };
+
   return {
     name: 'learner',
     training,
@@ -82,7 +86,16 @@ export function learnerModule(core: Core): LearnerModule {
       const trainWorker = new Worker<{ pipeline: string }>(
         TRAIN_QUEUE,
         async (job: Job<{ pipeline: string }>) => {
-          const res = await training.train(job.data.pipeline);
+          let res: Awaited<ReturnType<typeof training.train>>;
+          try {
+            res = await training.train(job.data.pipeline);
+          } catch (err) {
+            // Loud: a retrain that fails leaves the pipeline on its old model, silently, for as long as it keeps failing.
+            core.metrics.learnerRetrains.inc({ result: 'failed' });
+            core.log.error({ err, pipeline: job.data.pipeline, attempt: job.attemptsMade + 1 }, 'learner retrain FAILED');
+            throw err;
+          }
+          core.metrics.learnerRetrains.inc({ result: res.trained ? 'trained' : 'skipped' });
           if (!res.trained) core.log.info({ pipeline: job.data.pipeline, reason: res.reason }, 'learner retrain skipped');
           return { trained: res.trained, reason: res.reason, version: res.model?.version };
         },
@@ -97,10 +110,11 @@ export function learnerModule(core: Core): LearnerModule {
         w.on('failed', (job, err) => core.log.warn({ err, jobId: job?.id }, `learner ${what} job failed`));
         w.on('error', (err) => core.log.error({ err }, `learner ${what} worker error`));
       }
-      await tickQueue.upsertJobScheduler('learner-tick', { every: TICK_MS }, { name: 'tick' });
+      await schedulers();
       await Promise.all([trainWorker.waitUntilReady(), tickWorker.waitUntilReady()]);
       return [trainWorker, tickWorker];
     },
+    schedulers,
     async close() {
       await pending.flush();
       stopTrainer();

@@ -136,7 +136,15 @@ function trainerProcess(): NonNullable<typeof trainer> {
     env: { ...process.env, [CHILD_FLAG]: '1' },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     serialization: 'advanced',
-    ...(idleSched ? { execPath: CHRT, execArgv: ['-i', '0', process.execPath, ...process.execArgv] } : {}),
+    // Run from source this file is TypeScript, and the child needs tsx's loader whether the parent got it on its
+    // command line (`node --import tsx`, in execArgv) or registered it in-process (bin/apportion.mjs through
+    // tsx/esm/api, which execArgv does not show; without it every retrain failed: "Unknown file extension .ts").
+    // Built (dist/*.js) it needs none.
+    ...((execArgv: string[]) => (idleSched ? { execPath: CHRT, execArgv: ['-i', '0', process.execPath, ...execArgv] } : { execArgv }))(
+      SELF.pathname.endsWith('.ts') && !process.execArgv.some((a) => /(^|[/=])tsx($|\/)/.test(a) || a.includes('/tsx/'))
+        ? ['--import', import.meta.resolve('tsx'), ...process.execArgv]
+        : process.execArgv,
+    ),
   });
   try {
     if (child.pid !== undefined) setPriority(child.pid, 19);

@@ -20,6 +20,10 @@ export interface Metrics {
   /** Learner buffer ingest, by result: outcome (moved to the buffer), late (outcome after its wait window,
    * dropped), defaulted (default reward given), lost (due decision without a record: no default). */
   readonly learnerEvents: Counter<'result'>;
+  /** Times this process found that Redis had lost its data (generation marker gone or changed). */
+  readonly redisDataLoss: Counter;
+  /** Learner retrains by result: trained, skipped (not enough data), failed (the trainer threw or died). */
+  readonly learnerRetrains: Counter<'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -106,6 +110,17 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     learnerEvents: new Counter({
       name: 'apportion_learner_events_total',
       help: 'Learner buffer ingest by result: outcome, late (dropped after the wait window), defaulted, lost (no decision record).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    redisDataLoss: new Counter({
+      name: 'apportion_redis_data_loss_total',
+      help: 'Times this process found Redis had lost its data (generation marker missing or changed) and reloaded state and job schedulers.',
+      registers: [registry],
+    }),
+    learnerRetrains: new Counter({
+      name: 'apportion_learner_retrains_total',
+      help: 'Learner retrains by result: trained, skipped (not enough data), failed (the trainer threw or its process died).',
       labelNames: ['result'],
       registers: [registry],
     }),

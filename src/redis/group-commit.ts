@@ -12,6 +12,20 @@ export interface GroupCommitOptions {
   readonly maxBatch: number;
   /** Most writes in flight at once. */
   readonly maxInFlight: number;
+  /**
+   * Longest a caller waits for its item, in ms: then its promise rejects with CommitTimeoutError. An item still
+   * waiting for a write slot is dropped (never written); one already sent may still be written — callers must treat
+   * a timeout as "not acknowledged", never as "not written". Default: no bound (the write function's own).
+   */
+  readonly itemTimeoutMs?: number;
+}
+
+/** A group-committed item was not acknowledged within `itemTimeoutMs`. */
+export class CommitTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`not written within ${ms} ms`);
+    this.name = 'CommitTimeoutError';
+  }
 }
 
 interface Waiting<T> {
@@ -19,6 +33,25 @@ interface Waiting<T> {
   readonly resolve: () => void;
   readonly reject: (e: unknown) => void;
 }
+
+const settledOnce = <T>(w: Waiting<T>, onSettle: () => void): Waiting<T> => {
+  let done = false;
+  return {
+    item: w.item,
+    resolve: () => {
+      if (done) return;
+      done = true;
+      onSettle();
+      w.resolve();
+    },
+    reject: (e) => {
+      if (done) return;
+      done = true;
+      onSettle();
+      w.reject(e);
+    },
+  };
+};
 
 export class GroupCommitter<T> {
   private pending: Waiting<T>[] = [];
@@ -37,7 +70,24 @@ export class GroupCommitter<T> {
 
   submit(item: T): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ item, resolve, reject });
+      const ms = this.opts.itemTimeoutMs;
+      if (ms === undefined) this.pending.push({ item, resolve, reject });
+      else {
+        let timer: NodeJS.Timeout | undefined;
+        const w = settledOnce({ item, resolve, reject }, () => clearTimeout(timer));
+        // The timer fires in the timers phase; the check (setImmediate) runs after the poll phase, so an answer that
+        // arrived while the event loop was busy is taken first and a slow loop is not mistaken for a slow Redis.
+        timer = setTimeout(
+          () =>
+            setImmediate(() => {
+              const at = this.pending.indexOf(w);
+              if (at >= 0) this.pending.splice(at, 1);
+              w.reject(new CommitTimeoutError(ms));
+            }),
+          ms,
+        );
+        this.pending.push(w);
+      }
       if (!this.scheduled) {
         this.scheduled = true;
         // After the current poll phase, so every request read in this turn joins the same write.

@@ -35,6 +35,10 @@ export function rolloutModule(core: Core): RolloutModule {
     prefix: core.keys.bullPrefix(),
     defaultJobOptions: { removeOnComplete: 100, removeOnFail: 500 },
   });
+  // One scheduler id: however many worker processes upsert it, the job runs once per interval.
+  const schedulers = async () => {
+    await queue.upsertJobScheduler('rollout-evaluate', { every: core.config.rolloutIntervalMs }, { name: 'evaluate', data: {} });
+  };
   return {
     name: 'rollout',
     service,
@@ -56,11 +60,11 @@ export function rolloutModule(core: Core): RolloutModule {
         { connection: core.bullRedis, prefix: core.keys.bullPrefix(), concurrency: 1 },
       );
       worker.on('error', (err) => core.log.error({ err }, 'rollout worker error'));
-      // One scheduler id: however many worker processes upsert it, the job runs once per interval.
-      await queue.upsertJobScheduler('rollout-evaluate', { every: core.config.rolloutIntervalMs }, { name: 'evaluate', data: {} });
+      await schedulers();
       await worker.waitUntilReady();
       return [worker];
     },
+    schedulers,
     async close() {
       await queue.close();
     },

@@ -51,7 +51,8 @@ describe('graceful shutdown', () => {
     const stats = await eventually(async () => {
       const s = (await rt!.app!.inject({ method: 'GET', url: '/v1/strategies/@uniform/stats?pipeline=p' })).json();
       return s.count >= accepted ? s : undefined;
-    }, 30_000);
+      // A bound, not a target: on a machine kept busy by other work a fresh worker took longer than 30 s to start.
+    }, 180_000);
     assert.equal(stats.count, accepted);
   });
 });

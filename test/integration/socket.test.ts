@@ -25,14 +25,16 @@ after(async () => {
 
 describe('over a real socket', () => {
   it('allocates with the seeded example, reports an outcome and reads stats with the SDK client', async () => {
-    const client = new ApportionClient({ url: rt.url!, key: CLIENT });
+    // A generous client timeout: the SDK's 5 s default is a timing assertion on a machine kept busy by other work
+    // (the first allocation loads the tokenizer).
+    const client = new ApportionClient({ url: rt.url!, key: CLIENT, timeoutMs: 120_000 });
     const a = await client.allocate({ pipeline: 'support-triage', features: { messageCount: 12, documentText: 'The invoice total is wrong. '.repeat(50), taskType: 'billing' } });
     assert.equal(a.strategy, 'support-estimate');
     assert.equal(a.reason, 'default');
     const sum = Object.values(a.budgets).reduce((s, b) => s + b.tokens, 0);
     assert.equal(sum + a.unallocatedTokens, a.totalTokens);
     await client.reportOutcome({ decisionId: a.decisionId, quality: 0.9, usage: { reasoner: { inputTokens: 900, outputTokens: 300 } } });
-    const admin = new ApportionClient({ url: rt.url!, key: ADMIN });
+    const admin = new ApportionClient({ url: rt.url!, key: ADMIN, timeoutMs: 120_000 });
     const stats = await eventually(async () => {
       const s = (await admin.strategyStats('support-estimate')) as { count: number; cost: { n: number; mean: number } };
       return s.count === 1 ? s : undefined;

@@ -1,0 +1,114 @@
+/**
+ * `npm test`: runs every test file in a child process of its own (`node --import tsx --test <file>`), a few at a
+ * time, each under a time limit. A file that outlives its limit is killed with everything it started (its own
+ * process group: servers, workers, redis-servers) and reported as TIMED OUT — the suite never hangs.
+ *
+ * Why not `node --test <all files>`: `--test-timeout` bounds each test, not a file, and a file whose hooks or
+ * open handles never finish (a BullMQ worker left running by a failed start, a connection nobody closes) kept
+ * the whole run waiting for half an hour on a busy machine.
+ *
+ * Usage: node --import tsx test/run.ts [file …]      (default: every test/**\/*.test.ts, sorted)
+ *   APPORTION_TEST_CONCURRENCY   files at once (default 2)
+ *   APPORTION_TEST_FILE_TIMEOUT_MS   limit per file (default 900000: 15 min)
+ *   APPORTION_TEST_TIMEOUT_MS    limit per test, passed as --test-timeout (default 300000)
+ * Each file's output is printed whole when it ends; the exit status is 1 if any file failed or timed out.
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+const intEnv = (name: string, def: number): number => {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return n;
+};
+
+const concurrency = intEnv('APPORTION_TEST_CONCURRENCY', 2);
+const fileTimeoutMs = intEnv('APPORTION_TEST_FILE_TIMEOUT_MS', 900_000);
+const testTimeoutMs = intEnv('APPORTION_TEST_TIMEOUT_MS', 300_000);
+const KILL_GRACE_MS = 5000;
+
+function findTests(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = path.join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...findTests(p));
+    else if (name.endsWith('.test.ts')) out.push(p);
+  }
+  return out;
+}
+
+type Result = { file: string; status: 'passed' | 'failed' | 'timed out'; ms: number };
+
+/** Process groups of the files running now: interrupting the runner stops them (detached, they miss the terminal's ^C). */
+const running = new Set<number>();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    for (const pid of running) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    process.exit(130);
+  });
+}
+
+function runFile(file: string): Promise<Result> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--test', `--test-timeout=${testTimeoutMs}`, '--test-reporter=spec', file], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group, so a timeout kills the file's children too.
+      detached: true,
+      env: process.env,
+    });
+    if (child.pid !== undefined) running.add(child.pid);
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => chunks.push(b));
+    child.stderr.on('data', (b: Buffer) => chunks.push(b));
+    let timedOut = false;
+    const killGroup = (signal: NodeJS.Signals) => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, signal);
+      } catch {
+        // Already gone.
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup('SIGTERM');
+      setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS).unref();
+    }, fileTimeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (child.pid !== undefined) running.delete(child.pid);
+      // Whatever the file left behind (a server that ignored SIGTERM, a grandchild) goes with it.
+      killGroup('SIGKILL');
+      const ms = Date.now() - t0;
+      const status = timedOut ? 'timed out' : code === 0 ? 'passed' : 'failed';
+      process.stdout.write(`\n━━ ${file} (${(ms / 1000).toFixed(1)} s) ━━\n${Buffer.concat(chunks).toString('utf8')}`);
+      if (timedOut) process.stdout.write(`✖ ${file}: TIMED OUT after ${fileTimeoutMs / 1000} s (APPORTION_TEST_FILE_TIMEOUT_MS); killed with its process group\n`);
+      resolve({ file, status, ms });
+    });
+  });
+}
+
+const files = process.argv.length > 2 ? process.argv.slice(2) : findTests('test').sort();
+const results: Result[] = [];
+let next = 0;
+await Promise.all(
+  Array.from({ length: Math.min(concurrency, files.length) }, async () => {
+    for (let i = next++; i < files.length; i = next++) results.push(await runFile(files[i]!));
+  }),
+);
+
+const bad = results.filter((r) => r.status !== 'passed');
+process.stdout.write(`\n━━ ${results.length} test files: ${results.length - bad.length} passed, ${bad.filter((r) => r.status === 'failed').length} failed, ${bad.filter((r) => r.status === 'timed out').length} timed out ━━\n`);
+for (const r of bad) process.stdout.write(`  ${r.status.toUpperCase()}: ${r.file} (${(r.ms / 1000).toFixed(1)} s)\n`);
+const slowest = [...results].sort((a, b) => b.ms - a.ms).slice(0, 5);
+process.stdout.write(`  slowest: ${slowest.map((r) => `${r.file} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
+process.exitCode = bad.length > 0 ? 1 : 0;
