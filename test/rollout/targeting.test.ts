@@ -42,7 +42,7 @@ describe('targeting (pure)', () => {
     const scalar = fc.oneof(fc.string({ maxLength: 8 }), fc.double({ noNaN: true }), fc.boolean());
     fc.assert(
       fc.property(fc.constantFrom(...CONDITION_OPS), scalar, fc.boolean(), (op, value, asNull) => {
-        const features = asNull ? { x: null } : {};
+        const features: Record<string, null> = asNull ? { x: null } : {};
         const numeric = ['gt', 'gte', 'lt', 'lte'].includes(op);
         const cond = { attribute: 'x', op, ...(op === 'in' || op === 'not_in' ? { values: [value] } : { value: numeric && typeof value !== 'number' ? 1 : value }) };
         assert.equal(t({ all: [cond as never] }, features), op === 'not_in', `${op} ${JSON.stringify(value)}`);
