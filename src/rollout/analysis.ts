@@ -2,13 +2,16 @@ import type { ArmStats } from '../feedback/stats-reader.js';
 import { fromWelford, type Moments } from '../stats/moments.js';
 import { holm } from '../stats/multiple.js';
 import { DEFAULT_TUNING_N, sequentialDiff } from '../stats/sequential.js';
-import { srm, type SrmResult } from '../stats/srm.js';
+import { srmSequential, type SequentialSrmResult } from '../stats/srm.js';
 import { welch, type DiffResult, type WelchResult } from '../stats/welch.js';
 import { bernoulliMoments, momentsOf, winsorizedMoments } from '../stats/winsorize.js';
 import type { Guardrail } from './schema.js';
 
-/** One raw observation: [quality, cost or null, truncated agents, ceiling-hit agents]. */
-export type Observation = readonly [number, number | null, readonly string[], readonly string[]];
+/**
+ * One raw observation: [quality, cost or null, truncated agents, ceiling-hit agents, and for a probe's cut
+ * arm the cut agent's budget and the base strategy's budget for it, from the decision record].
+ */
+export type Observation = readonly [number, number | null, readonly string[], readonly string[], (readonly [number, number])?];
 
 export interface AgentResult {
   readonly n: number;
@@ -67,7 +70,8 @@ export interface PhaseResult {
   readonly variants: VariantResult[];
   readonly comparisons: Comparison[];
   readonly agentComparisons: AgentComparison[];
-  readonly srm: SrmResult | null;
+  /** The sequential SRM test on the phase's outcome counts (always valid; see src/stats/srm.ts). */
+  readonly srm: SequentialSrmResult | null;
 }
 
 export interface AnalysisInput {
@@ -116,7 +120,7 @@ function costMoments(arm: ArmStats, obs: readonly Observation[] | undefined, q: 
  * Results of one phase (pure): per variant n, quality, cost, quality per dollar, per-agent utilization,
  * ceiling-hit rate and truncation-correlated quality drop; each non-control variant against control
  * on the goal metrics (quality, cost) with fixed-horizon Welch CIs, always-valid sequential CIs and
- * Holm-adjusted p-values; and the SRM check of outcome counts against the weights.
+ * Holm-adjusted p-values; and the sequential SRM test of outcome counts against the weights.
  */
 export function analyzePhase(input: AnalysisInput): PhaseResult {
   const alpha = input.alpha;
@@ -186,7 +190,7 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
   }
 
   const counts = input.variants.map((v) => (input.arms.get(v.name) ?? EMPTY).count);
-  return { phase: input.phase, variants, comparisons, agentComparisons, srm: srm(counts, input.variants.map((v) => v.weight)) };
+  return { phase: input.phase, variants, comparisons, agentComparisons, srm: srmSequential(counts, input.variants.map((v) => v.weight)) };
 }
 
 /** Default per-arm sample size before a guardrail is judged. */
@@ -264,41 +268,73 @@ export function checkGuardrails(
 export interface Elasticity {
   readonly agent: string;
   readonly variant: string;
-  /** Mean budget the cut arm gave the agent ÷ the control's. */
+  /** Mean budget the cut arm gave the agent ÷ what the base strategy would have given it. */
   readonly budgetRatio: number | null;
+  /** Where the budget ratio comes from: the decision records (the cut as allocated) or usage reports. */
+  readonly budgetSource?: 'decisions' | 'usage';
   readonly qualityDiff: number | null;
   /** (Δq / q_control) ÷ (Δb / b_control): 1 means quality falls in proportion to the cut. */
   readonly elasticity: number | null;
   readonly ci: readonly [number, number] | null;
-  readonly critical: boolean;
+  /** null when the elasticity cannot be measured yet: `unavailable` says why. Never "not critical" by default. */
+  readonly critical: boolean | null;
+  readonly unavailable?: string;
   readonly rank?: number;
 }
 
 /** Elasticity above which (lower CI bound) an agent is marked on the critical path. */
 export const CRITICAL_ELASTICITY = 0.05;
 
+/** Σ cut ÷ Σ base over the cut arm's observations that carry the decision's budgets (null without any). */
+function decisionBudgetRatio(obs: readonly Observation[] | undefined): number | null {
+  let cut = 0;
+  let base = 0;
+  for (const o of obs ?? []) {
+    const b = o[4];
+    if (!b) continue;
+    cut += b[0];
+    base += b[1];
+  }
+  return base > 0 ? cut / base : null;
+}
+
 /**
  * Critical-path estimate from a probe (pure): for each cut agent, quality elasticity with a Welch
  * interval scaled by the (fixed) relative budget cut; agents ranked by elasticity; an agent is critical
- * when its interval's lower bound exceeds CRITICAL_ELASTICITY.
+ * when its interval's lower bound exceeds CRITICAL_ELASTICITY. The budget cut is read from the decision
+ * records (each cut decision records the agent's budget and what the base strategy would have given it),
+ * so it needs no usage reports; usage-reported budgets are the fallback for observations without it.
+ * When a measure is missing the agent is `critical: null` with the reason, not "not critical".
  */
-export function elasticities(cuts: readonly { agent: string; variant: string }[], control: string, arms: ReadonlyMap<string, ArmStats>, alpha: number): Elasticity[] {
+export function elasticities(
+  cuts: readonly { agent: string; variant: string }[],
+  control: string,
+  arms: ReadonlyMap<string, ArmStats>,
+  alpha: number,
+  obs?: ReadonlyMap<string, readonly Observation[]>,
+): Elasticity[] {
   const c = arms.get(control) ?? EMPTY;
   const out: Elasticity[] = cuts.map(({ agent, variant }) => {
     const t = arms.get(variant) ?? EMPTY;
+    const fromDecisions = decisionBudgetRatio(obs?.get(variant));
     const bc = c.agents[agent]?.meanAllocated;
     const bt = t.agents[agent]?.meanAllocated;
-    const ratio = bc && bt !== undefined ? bt / bc : null;
+    const fromUsage = bc && bt !== undefined ? bt / bc : null;
+    const ratio = fromDecisions ?? fromUsage;
+    const source = fromDecisions !== null ? { budgetSource: 'decisions' as const } : fromUsage !== null ? { budgetSource: 'usage' as const } : {};
     const w = welch(t.quality, c.quality, alpha);
-    if (!w || ratio === null || ratio >= 1 || c.quality.mean === 0) {
-      return { agent, variant, budgetRatio: ratio, qualityDiff: w ? w.diff : null, elasticity: null, ci: null, critical: false };
-    }
+    const none = (why: string): Elasticity => ({ agent, variant, budgetRatio: ratio, ...source, qualityDiff: w ? w.diff : null, elasticity: null, ci: null, critical: null, unavailable: why });
+    if (t.count < 2 || c.count < 2) return none(`needs at least 2 outcomes in ${control} and in ${variant} (has ${c.count} and ${t.count})`);
+    if (ratio === null) return none(`no budget for ${agent} in ${variant}'s decision records or usage reports`);
+    if (ratio >= 1) return none(`the cut did not reduce ${agent}'s budget (budget ratio ${ratio.toFixed(3)}: already at its minTokens?)`);
+    if (!w) return none(`quality of ${control} and ${variant} has no variance yet`);
+    if (c.quality.mean === 0) return none(`${control}'s mean quality is 0: a relative change is undefined`);
     const scale = c.quality.mean * (ratio - 1);
     const e = w.diff / scale;
     const a = w.ci[0] / scale;
     const b = w.ci[1] / scale;
     const ci: [number, number] = [Math.min(a, b), Math.max(a, b)];
-    return { agent, variant, budgetRatio: ratio, qualityDiff: w.diff, elasticity: e, ci, critical: ci[0] > CRITICAL_ELASTICITY };
+    return { agent, variant, budgetRatio: ratio, ...source, qualityDiff: w.diff, elasticity: e, ci, critical: ci[0] > CRITICAL_ELASTICITY };
   });
   const ranked = out.filter((e) => e.elasticity !== null).sort((x, y) => y.elasticity! - x.elasticity!);
   return out.map((e) => ({ ...e, ...(e.elasticity !== null ? { rank: ranked.indexOf(e) + 1 } : {}) }));

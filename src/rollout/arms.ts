@@ -43,7 +43,8 @@ export const experimentArms =
 
 /**
  * One compact observation per outcome and experiment arm: [quality, cost|null, truncated agents,
- * ceiling-hit agents]. Written in the same atomic step as the moments.
+ * ceiling-hit agents, and on a probe's cut arm [cut budget, base budget]]. Written in the same atomic
+ * step as the moments.
  */
 export function experimentSinks(keys: Keys): OutcomeSink[] {
   // The processor asks each sink for one entry; an outcome can count toward two arms (variant and
@@ -62,7 +63,13 @@ export function experimentSinks(keys: Keys): OutcomeSink[] {
           if (u.truncated) trunc.push(agent);
           if (u.truncated || (b > 0 && used >= CEILING_HIT_SHARE * b)) hits.push(agent);
         }
-        const value = JSON.stringify([job.outcome.quality, ctx.costUsd ?? null, trunc, hits]);
+        // A probe's cut decision records the cut agent's budget and what the base strategy gave it: the
+        // critical-path analysis reads the cut from here, so it needs no usage reports.
+        const probe = job.decision.meta?.probe as { agent?: unknown; baseTokens?: unknown } | undefined;
+        const cut = probe && typeof probe.agent === 'string' && typeof probe.baseTokens === 'number' ? job.decision.budgets[probe.agent] : undefined;
+        const entry: unknown[] = [job.outcome.quality, ctx.costUsd ?? null, trunc, hits];
+        if (cut !== undefined) entry.push([cut, probe!.baseTokens]);
+        const value = JSON.stringify(entry);
         return { key: experimentArm(keys, job.decision.pipeline, ref.experiment, ref.phase, ref.variant).obs, value };
       },
     }),

@@ -30,7 +30,7 @@ const state = (e: { id: string; version: number; state: { status: string; phase:
 
 type Exp = Parameters<typeof state>[0];
 
-/** `apportion experiments apply|list|get|start|pause|resume|stop|rollback|promote|results|audit`. */
+/** `apportion experiments apply|list|get|start|pause|resume|stop|rollback|promote|acknowledge-srm|results|audit`. */
 export function registerExperiments(program: Command): void {
   const cmd = program.command('experiments').description('rollout experiments: define, start, watch, roll back, promote');
   const withConn = (c: Command) => c.addOption(urlOption()).addOption(keyOption());
@@ -63,11 +63,23 @@ export function registerExperiments(program: Command): void {
       });
   }
 
-  withConn(cmd.command('promote <id> <variant>').description("make the variant's strategy the pipeline default and end the experiment")).action(
-    async (id: string, variant: string, o: Conn) => {
-      out(state(await clientOf(o).request<Exp>('POST', `/v1/experiments/${encodeURIComponent(id)}/promote`, { variant })));
-    },
-  );
+  withConn(
+    cmd
+      .command('promote <id> <variant>')
+      .description("make the variant's strategy the pipeline default and end the experiment (also after a rollback)")
+      .option('--force', 'promote even though a guardrail rolled the experiment back'),
+  ).action(async (id: string, variant: string, o: Conn & { force?: boolean }) => {
+    out(state(await clientOf(o).request<Exp>('POST', `/v1/experiments/${encodeURIComponent(id)}/promote`, { variant, ...(o.force ? { force: true } : {}) })));
+  });
+
+  withConn(
+    cmd
+      .command('acknowledge-srm <id>')
+      .description("acknowledge the current phase's sample-ratio-mismatch flag: the ramp resumes, the SRM test restarts")
+      .requiredOption('--reason <text>', 'why the mismatch is understood or harmless (kept in the audit trail)'),
+  ).action(async (id: string, o: Conn & { reason: string }) => {
+    out(state(await clientOf(o).request<Exp>('POST', `/v1/experiments/${encodeURIComponent(id)}/srm/acknowledge`, { reason: o.reason })));
+  });
 
   withConn(
     cmd

@@ -17,9 +17,11 @@ export function formatResults(r: ExperimentResults): string {
   out.push(`experiment ${r.experiment} (${r.type}) on ${r.pipeline}: ${r.status}, phase ${r.phase}, coverage now ${(r.effectiveCoverage * 100).toFixed(1)} %, α = ${r.alpha}`);
   if (r.state.rollback) out.push(`rolled back by ${r.state.rollback.by}: ${r.state.rollback.reason}`);
   if (r.state.promoted) out.push(`promoted variant ${r.state.promoted.variant} (${r.state.promoted.strategy})`);
-  if (r.state.srm) out.push(`⚠ sample-ratio mismatch flagged in phase ${r.state.srm.phase} (p = ${p(r.state.srm.pValue)}): do not trust these results`);
+  const f = r.state.srm;
+  if (f && f.acknowledged) out.push(`sample-ratio mismatch flagged in phase ${f.phase} (p = ${p(f.pValue)}), acknowledged by ${f.acknowledged.by}: ${f.acknowledged.reason}`);
+  else if (f) out.push(`⚠ sample-ratio mismatch flagged in phase ${f.phase} (p = ${p(f.pValue)}): do not trust these results; the ramp holds until acknowledged (experiments acknowledge-srm)`);
   for (const ph of r.phases) {
-    out.push('', `phase ${ph.phase}${ph.srm ? `  (SRM p = ${p(ph.srm.pValue)}${ph.srm.mismatch ? ' MISMATCH' : ''})` : ''}`);
+    out.push('', `phase ${ph.phase}${ph.srm ? `  (sequential SRM p = ${p(ph.srm.pValue)}${ph.srm.mismatch ? ' MISMATCH' : ''})` : ''}`);
     out.push(
       table(
         ['variant', 'n', 'quality', 'cost $', 'cost (winsorized)', 'quality/$'],
@@ -113,9 +115,10 @@ export function formatResults(r: ExperimentResults): string {
         ['rank', 'agent', 'budget ratio', 'quality diff', 'elasticity', '95 % CI', 'critical'],
         [...r.criticalPath]
           .sort((a, b) => (a.rank ?? 99) - (b.rank ?? 99))
-          .map((e) => [String(e.rank ?? '–'), e.agent, num(e.budgetRatio, 2), num(e.qualityDiff), num(e.elasticity, 3), ci(e.ci, 3), e.critical ? 'yes' : 'no']),
+          .map((e) => [String(e.rank ?? '–'), e.agent, num(e.budgetRatio, 2), num(e.qualityDiff), num(e.elasticity, 3), ci(e.ci, 3), e.critical === null ? 'n/a' : e.critical ? 'yes' : 'no']),
       ),
     );
+    for (const e of r.criticalPath) if (e.unavailable) out.push(`  ${e.agent}: not measured yet: ${e.unavailable}`);
   }
   return out.join('\n');
 }

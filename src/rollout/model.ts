@@ -104,10 +104,15 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
     if (body.probe) throw bad('body/probe: only probe experiments take probe settings');
     if (body.layer) throw bad('body/layer: a holdout applies before layers and cannot be in one');
     if (body.ramp) throw bad('body/ramp: a holdout is not ramped');
-    variants = [
-      { name: 'holdout', strategy: dflt, weight: 1 },
-      { name: 'exposed', strategy: dflt, weight: 0 },
-    ];
+    // A started holdout keeps the strategy it froze at start (what it holds out) until it ends: a later
+    // promote changes the pipeline default for everyone else, never for the held-out units.
+    variants =
+      existing && existing.state.status !== 'draft'
+        ? existing.variants
+        : [
+            { name: 'holdout', strategy: dflt, weight: 1 },
+            { name: 'exposed', strategy: dflt, weight: 0 },
+          ];
     control = 'holdout';
     for (const [oid, e] of ctx.experiments) {
       if (oid !== id && e.doc.type === 'holdout' && e.doc.pipeline === body.pipeline && e.doc.state.status !== 'stopped') {
@@ -205,6 +210,11 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
     state: fixedState,
   };
   return { doc, strategies, newPhase };
+}
+
+/** The strategy a holdout's units get: the pipeline default when it started, frozen until it ends. */
+export function heldStrategy(doc: ExperimentDoc): string {
+  return doc.variants[0]?.strategy ?? BUILTIN_UNIFORM_ID;
 }
 
 /** The API's view of a stored experiment. */

@@ -23,6 +23,8 @@ interface CompiledExperiment {
   readonly variants: readonly { readonly name: string; readonly strategy: string }[];
   readonly rolledBack: boolean;
   readonly controlStrategy: string;
+  /** Holdouts: the pipeline default the current phase compares against (absent: not recorded). */
+  readonly exposedDefault?: string;
 }
 
 interface PipelineTable {
@@ -46,6 +48,7 @@ function compile(id: string, d: ExperimentDoc): CompiledExperiment {
     variants: d.variants.map((v) => ({ name: v.name, strategy: v.strategy })),
     rolledBack: d.state.status === 'rolled_back',
     controlStrategy: d.variants.find((v) => v.name === d.control)?.strategy ?? BUILTIN_UNIFORM_ID,
+    ...(d.state.exposedDefault !== undefined ? { exposedDefault: d.state.exposedDefault } : {}),
   };
 }
 
@@ -72,7 +75,7 @@ export function routingTables(view: ControlView): ReadonlyMap<string, PipelineTa
 /**
  * Routes a request through the pipeline's running experiments (pure, snapshot-only):
  *   no unitKey → pass (not eligible: the pipeline default serves, reason `default`);
- *   in the holdout → pipeline default, reason `holdout`;
+ *   in the holdout → the strategy the holdout froze when it started (the default then), reason `holdout`;
  *   first experiment (by id) whose targeting matches, whose layer slot holds the unit and whose
  *   coverage includes it → its variant, reason `experiment` (a rolled-back experiment sends its units
  *   to control, without a variant, so they no longer count in its results);
@@ -87,10 +90,14 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
   const h = table.holdout;
   let holdout: Record<string, unknown> | undefined;
   if (h && h.eligible(features, unitKey)) {
+    // The default changed since this phase began (outside a promote, which starts the new phase in the
+    // same write): until the rollout job starts the next phase, neither population is counted, so no
+    // phase mixes two defaults. Held-out units keep their frozen strategy either way.
+    const current = h.exposedDefault === undefined || h.exposedDefault === dflt;
     if (hashUnit(key, h.inclusionSeed, h.hashVersion) < h.coverage) {
-      return { strategyId: dflt, reason: 'holdout', details: { experiment: h.id, variant: 'holdout', phase: h.phase } };
+      return { strategyId: h.controlStrategy, reason: 'holdout', details: current ? { experiment: h.id, variant: 'holdout', phase: h.phase } : { experiment: h.id, variant: 'holdout' } };
     }
-    holdout = { holdout: h.id, holdoutPhase: h.phase };
+    if (current) holdout = { holdout: h.id, holdoutPhase: h.phase };
   }
   let layerHashes: Map<string, number> | undefined;
   for (const e of table.experiments) {

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses } from '../http/common.js';
 import { Id } from '../pipelines/schema.js';
-import { ExperimentBody, ExperimentParams, ExperimentResponse, PromoteBody, ReasonBody } from './schema.js';
+import { AcknowledgeBody, ExperimentBody, ExperimentParams, ExperimentResponse, PromoteBody, ReasonBody } from './schema.js';
 import type { ExperimentService, Transition } from './service.js';
 
 const conflict = { 409: errorResponses[404] };
@@ -94,13 +94,30 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService): 
     {
       schema: {
         tags,
-        summary: "Make a variant's strategy the pipeline default and end the experiment",
+        summary: "Make a variant's strategy the pipeline default and end the experiment (also after a rollback; after a guardrail's, with force)",
         params: ExperimentParams,
         body: PromoteBody,
         response: { 200: ExperimentResponse, ...errorResponses, ...conflict },
       },
     },
-    async (req) => svc.promote((req.params as { id: string }).id, (req.body as { variant: string }).variant, actorOf(req)),
+    async (req) => {
+      const b = req.body as { variant: string; force?: boolean };
+      return svc.promote((req.params as { id: string }).id, b.variant, actorOf(req), b.force ?? false);
+    },
+  );
+
+  app.post(
+    '/v1/experiments/:id/srm/acknowledge',
+    {
+      schema: {
+        tags,
+        summary: "Acknowledge the current phase's sample-ratio-mismatch flag with a reason (audited): the ramp resumes and the SRM test restarts",
+        params: ExperimentParams,
+        body: AcknowledgeBody,
+        response: { 200: ExperimentResponse, ...errorResponses, ...conflict },
+      },
+    },
+    async (req) => svc.acknowledgeSrm((req.params as { id: string }).id, actorOf(req), (req.body as { reason: string }).reason),
   );
 
   app.get(

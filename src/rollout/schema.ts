@@ -108,6 +108,25 @@ export type ExperimentBody = Static<typeof ExperimentBody>;
 export const STATUSES = ['draft', 'running', 'paused', 'stopped', 'rolled_back'] as const;
 export type Status = (typeof STATUSES)[number];
 
+export interface SrmFlag {
+  readonly phase: number;
+  /** Always-valid p-value of the sequential test when it flagged. */
+  readonly pValue: number;
+  readonly flaggedAt: number;
+  /** Outcome counts per variant (in `variants` order) when it flagged. */
+  readonly counts?: readonly number[];
+  readonly acknowledged?: { readonly by: string; readonly at: number; readonly reason: string; readonly counts: readonly number[] };
+}
+
+export interface HoldoutPhase {
+  readonly phase: number;
+  readonly startedAt: number;
+  /** What the held-out units get (frozen) and what the exposed units' default is in this phase. */
+  readonly held: string;
+  readonly exposedDefault: string;
+  readonly cause: string;
+}
+
 /** Lifecycle state, kept in the document so every process routes from the same snapshot. */
 export interface ExperimentState {
   readonly status: Status;
@@ -122,7 +141,15 @@ export interface ExperimentState {
   /** Outcomes of the current phase when the current ramp step began (minSamples counts from here). */
   readonly stepStartSamples?: number;
   readonly rollback?: { readonly reason: string; readonly at: number; readonly by: string; readonly details?: unknown };
-  readonly srm?: { readonly pValue: number; readonly flaggedAt: number; readonly phase: number };
+  /**
+   * The latest sample-ratio-mismatch flag: it holds the ramp until an operator acknowledges it (with a
+   * reason); the sequential test then starts afresh on the counts after the acknowledgement.
+   */
+  readonly srm?: SrmFlag;
+  /** Holdouts: the pipeline default the exposed population gets in the current phase. */
+  readonly exposedDefault?: string;
+  /** Holdouts: why each phase began (a promote, a default changed elsewhere), oldest first. */
+  readonly holdoutPhases?: readonly HoldoutPhase[];
   readonly promoted?: { readonly variant: string; readonly strategy: string; readonly at: number };
 }
 
@@ -160,5 +187,15 @@ export const ExperimentResponse = Type.Object({
   state: Type.Record(Type.String(), Type.Unknown()),
 });
 
-export const PromoteBody = Type.Object({ variant: VariantName }, { additionalProperties: false });
+export const PromoteBody = Type.Object(
+  {
+    variant: VariantName,
+    force: Type.Optional(Type.Boolean({ description: 'Promote even though a guardrail rolled the experiment back. Default false.' })),
+  },
+  { additionalProperties: false },
+);
+export const AcknowledgeBody = Type.Object(
+  { reason: Type.String({ minLength: 1, maxLength: 1000, description: 'Why the mismatch is understood or harmless; kept in the audit trail.' }) },
+  { additionalProperties: false },
+);
 export const ReasonBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 1000 })) }, { additionalProperties: false });

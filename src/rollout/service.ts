@@ -8,11 +8,16 @@ import type { Keys } from '../redis/keys.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
 import { analyzePhase, checkGuardrails, elasticities, type Elasticity, type GuardrailCheck, type Observation, type PhaseResult } from './analysis.js';
 import { experimentArm } from './arms.js';
-import { effectiveCoverage, experimentView, normalizeExperiment, probeVariantName } from './model.js';
-import type { ExperimentBody, ExperimentDoc, ExperimentState, Status, Variant } from './schema.js';
+import { effectiveCoverage, experimentView, heldStrategy, normalizeExperiment, pipelineDefault, probeVariantName } from './model.js';
+import { srmSequential } from '../stats/srm.js';
+import type { ExperimentBody, ExperimentDoc, ExperimentState, SrmFlag, Status, Variant } from './schema.js';
 import { WriteConflict, type AuditEntry, type DocWrite, type ExperimentsState, type ExperimentStore } from './store.js';
 
-const MAX_ATTEMPTS = 10;
+/**
+ * Every experiment write compares one global sequence, so N concurrent writers need up to N rounds: enough
+ * attempts for dozens of simultaneous admins and evaluations, with a backoff that spreads them out.
+ */
+const MAX_ATTEMPTS = 30;
 
 export type Transition = 'start' | 'pause' | 'resume' | 'stop';
 
@@ -48,7 +53,7 @@ export interface ExperimentResults {
 
 export interface EvaluationOutcome {
   readonly experiment: string;
-  readonly action: 'none' | 'rolled_back' | 'ramped' | 'srm_flagged' | 'skipped';
+  readonly action: 'none' | 'rolled_back' | 'ramped' | 'srm_flagged' | 'new_phase' | 'skipped';
   readonly detail?: string;
 }
 
@@ -61,6 +66,27 @@ function variantWeights(doc: ExperimentDoc): Variant[] {
     ];
   }
   return doc.variants;
+}
+
+/** A holdout's next phase: the exposed population now gets `exposedDefault` (the held-out units keep theirs). */
+function nextHoldoutPhase(doc: ExperimentDoc, exposedDefault: string, now: number, cause: string): ExperimentDoc {
+  const s = doc.state;
+  const phase = s.phase + 1;
+  return {
+    ...doc,
+    state: {
+      ...s,
+      phase,
+      phaseStartedAt: now,
+      exposedDefault,
+      holdoutPhases: [...(s.holdoutPhases ?? []), { phase, startedAt: now, held: heldStrategy(doc), exposedDefault, cause }],
+    },
+  };
+}
+
+/** The current phase's SRM flag when it still holds the ramp (not acknowledged). */
+export function pendingSrm(s: ExperimentState): SrmFlag | undefined {
+  return s.srm && s.srm.phase === s.phase && !s.srm.acknowledged ? s.srm : undefined;
 }
 
 /**
@@ -104,9 +130,8 @@ export class ExperimentService {
         return v;
       } catch (e) {
         if (!(e instanceof WriteConflict)) throw e;
-        // Jittered exponential backoff so that writers racing for the same sequence spread out (linear steps of a
-        // few ms left 20 concurrent writers colliding round after round on a busy machine: CONCURRENT_MODIFICATION).
-        await new Promise((r) => setTimeout(r, Math.random() * 5 * 2 ** attempt));
+        // Jittered backoff so that writers racing for the same sequence spread out.
+        await new Promise((r) => setTimeout(r, Math.random() * Math.min(100, 5 * 2 ** attempt)));
       }
     }
     throw new AppError('CONCURRENT_MODIFICATION', `params/id: experiment "${id}" kept changing; retry`);
@@ -151,7 +176,7 @@ export class ExperimentService {
   }
 
   async transition(id: string, t: Transition, by: string, reason?: string): Promise<Record<string, unknown>> {
-    await this.mutate(id, t, by, (_st, cur, now) => {
+    await this.mutate(id, t, by, (st, cur, now) => {
       const v = this.found(id, cur);
       const s = v.doc.state;
       const rule = TRANSITIONS[t];
@@ -168,7 +193,19 @@ export class ExperimentService {
         };
       }
       if (t === 'stop') state = { ...state, endedAt: now };
-      return { docs: [this.expWrite(id, v, { ...v.doc, state })], details: { from: s.status, to: rule.to, ...(reason ? { reason } : {}) } };
+      let doc: ExperimentDoc = { ...v.doc, state };
+      if (t === 'start' && v.doc.type === 'holdout') {
+        // What the holdout holds out is the default at start, frozen until it ends.
+        const p = st.pipelines.get(v.doc.pipeline);
+        if (!p) throw new AppError('PIPELINE_NOT_FOUND', `params/id: pipeline "${v.doc.pipeline}" of experiment "${id}" no longer exists`);
+        const d = pipelineDefault(p);
+        doc = {
+          ...doc,
+          variants: v.doc.variants.map((x) => ({ ...x, strategy: d })),
+          state: { ...state, exposedDefault: d, holdoutPhases: [{ phase: state.phase, startedAt: now, held: d, exposedDefault: d, cause: 'start' }] },
+        };
+      }
+      return { docs: [this.expWrite(id, v, doc)], details: { from: s.status, to: rule.to, ...(reason ? { reason } : {}) } };
     });
     return this.get(id);
   }
@@ -188,14 +225,27 @@ export class ExperimentService {
     return this.get(id);
   }
 
-  /** Makes the variant's strategy the pipeline default and ends the experiment, in one change. */
-  async promote(id: string, variant: string, by: string): Promise<Record<string, unknown>> {
+  /**
+   * Makes the variant's strategy the pipeline default and ends the experiment, in one change. Allowed while
+   * running or paused, and after a rollback (the operator may still ship a variant, e.g. once the page that
+   * triggered a manual rollback proved unrelated); after a rollback by a guardrail only with `force`, since
+   * the data said the variant is worse. The pipeline's holdout, if any, starts a new phase in the same
+   * write: its held-out units keep what they had, the exposed ones get the new default.
+   */
+  async promote(id: string, variant: string, by: string, force = false): Promise<Record<string, unknown>> {
     await this.mutate(id, 'promote', by, (st, cur, now) => {
       const v = this.found(id, cur);
       if (v.doc.type !== 'ab') throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: a ${v.doc.type} experiment has nothing to promote`);
       const s = v.doc.state;
-      if (s.status !== 'running' && s.status !== 'paused') {
-        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: cannot promote experiment "${id}" while it is ${s.status}`);
+      if (s.status !== 'running' && s.status !== 'paused' && s.status !== 'rolled_back') {
+        const hint = s.promoted ? ` (variant "${s.promoted.variant}" was promoted)` : `; set the pipeline's defaultStrategy with PUT /v1/pipelines/${v.doc.pipeline}, or start a new experiment`;
+        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: experiment "${id}" has ended (${s.status})${hint}`);
+      }
+      if (s.status === 'rolled_back' && s.rollback?.by.startsWith('system:') && !force) {
+        throw new AppError(
+          'EXPERIMENT_STATE_CONFLICT',
+          `params/id: experiment "${id}" was rolled back by ${s.rollback.by} (${s.rollback.reason}); to promote "${variant}" anyway send { "variant": "${variant}", "force": true } (CLI: --force)`,
+        );
       }
       const chosen = v.doc.variants.find((x) => x.name === variant);
       if (!chosen) throw new AppError('UNKNOWN_VARIANT', `body/variant: experiment "${id}" has no variant "${variant}"`);
@@ -204,10 +254,55 @@ export class ExperimentService {
       const { defaultStrategy: _old, ...rest } = p.doc;
       const pipelineDoc = chosen.strategy === BUILTIN_UNIFORM_ID ? rest : { ...rest, defaultStrategy: chosen.strategy };
       const state: ExperimentState = { ...s, status: 'stopped', endedAt: now, promoted: { variant, strategy: chosen.strategy, at: now } };
+      const docs: DocWrite[] = [this.expWrite(id, v, { ...v.doc, state }), { kind: 'pipelines', id: p.id, doc: pipelineDoc, expectedVersion: p.version }];
+      const previous = pipelineDefault(p);
+      const holdout = [...st.experiments.values()].find(
+        (e) => e.doc.type === 'holdout' && e.doc.pipeline === v.doc.pipeline && (e.doc.state.status === 'running' || e.doc.state.status === 'paused'),
+      );
+      let holdoutPhase: { id: string; phase: number } | undefined;
+      if (holdout && (holdout.doc.state.exposedDefault ?? previous) !== chosen.strategy) {
+        const next = nextHoldoutPhase(holdout.doc, chosen.strategy, now, `promote of ${id}/${variant}`);
+        docs.push(this.expWrite(holdout.id, holdout, next));
+        holdoutPhase = { id: holdout.id, phase: next.state.phase };
+      }
       return {
-        docs: [this.expWrite(id, v, { ...v.doc, state }), { kind: 'pipelines', id: p.id, doc: pipelineDoc, expectedVersion: p.version }],
-        details: { variant, strategy: chosen.strategy, previousDefault: p.doc.defaultStrategy ?? BUILTIN_UNIFORM_ID },
+        docs,
+        details: {
+          variant,
+          strategy: chosen.strategy,
+          previousDefault: previous,
+          ...(s.status === 'rolled_back' ? { afterRollback: s.rollback, ...(force ? { force } : {}) } : {}),
+          ...(holdoutPhase ? { holdoutNewPhase: holdoutPhase } : {}),
+        },
       };
+    });
+    return this.get(id);
+  }
+
+  /**
+   * An operator's acknowledgement of the current phase's SRM flag, with the reason (audited): the ramp may
+   * continue, and the sequential test starts afresh on the outcomes after this point, so a mismatch that
+   * persists is flagged again.
+   */
+  async acknowledgeSrm(id: string, by: string, reason: string): Promise<Record<string, unknown>> {
+    const snap = this.doc(id).doc;
+    const { arms } = await this.readArms(id, snap, snap.state.phase, false);
+    await this.mutate(id, 'srm_acknowledged', by, (_st, cur, now) => {
+      const v = this.found(id, cur);
+      const s = v.doc.state;
+      if (s.status !== 'running' && s.status !== 'paused') {
+        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: experiment "${id}" is ${s.status}; only a running or paused experiment's SRM flag can be acknowledged`);
+      }
+      if (!s.srm || s.srm.phase !== s.phase) {
+        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: experiment "${id}" has no sample-ratio-mismatch flag in its current phase (${s.phase})`);
+      }
+      if (s.srm.acknowledged) {
+        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: the SRM flag of experiment "${id}" was already acknowledged by ${s.srm.acknowledged.by} at ${new Date(s.srm.acknowledged.at).toISOString()}`);
+      }
+      // Counts were read for the snapshot's phase; a phase change since then fails the check above.
+      const counts = variantWeights(v.doc).map((x) => arms.get(x.name)?.count ?? 0);
+      const srm: SrmFlag = { ...s.srm, acknowledged: { by, at: now, reason, counts } };
+      return { docs: [this.expWrite(id, v, { ...v.doc, state: { ...s, srm } })], details: { reason, phase: s.phase, pValue: s.srm.pValue, flaggedCounts: s.srm.counts, counts } };
     });
     return this.get(id);
   }
@@ -278,9 +373,13 @@ export class ExperimentService {
     const variants = variantWeights(doc);
     const phases: PhaseResult[] = [];
     let current: Map<string, ArmStats> | undefined;
+    let currentObs: Map<string, Observation[]> | undefined;
     for (let phase = 0; phase <= doc.state.phase; phase++) {
       const { arms, obs } = await this.readArms(id, doc, phase, true);
-      if (phase === doc.state.phase) current = arms;
+      if (phase === doc.state.phase) {
+        current = arms;
+        currentObs = obs;
+      }
       phases.push(analyzePhase({ phase, variants, control: doc.control, alpha, arms, obs, ...(opts.winsorize !== undefined ? { winsorize: opts.winsorize } : {}) }));
     }
     const arms = current ?? new Map<string, ArmStats>();
@@ -302,6 +401,7 @@ export class ExperimentService {
               doc.control,
               arms,
               alpha,
+              currentObs,
             ),
           }
         : {}),
@@ -319,7 +419,8 @@ export class ExperimentService {
   async evaluate(id: string): Promise<EvaluationOutcome> {
     const v = this.doc(id);
     const doc = v.doc;
-    if (doc.state.status !== 'running' || doc.type === 'holdout') return { experiment: id, action: 'skipped' };
+    if (doc.state.status !== 'running') return { experiment: id, action: 'skipped' };
+    if (doc.type === 'holdout') return this.evaluateHoldout(v);
     const alpha = doc.alpha ?? 0.05;
     const variants = variantWeights(doc);
     const { arms } = await this.readArms(id, doc, doc.state.phase, false);
@@ -343,14 +444,11 @@ export class ExperimentService {
     }
     const counts = variants.map((x) => arms.get(x.name)?.count ?? 0);
     const phaseTotal = counts.reduce((s, c) => s + c, 0);
-    const { srm } = analyzePhase({ phase: doc.state.phase, variants, control: doc.control, alpha, arms });
-    if (srm?.mismatch && doc.state.srm?.phase !== doc.state.phase) {
-      const written = await this.patchState(id, v.version, 'system:srm', 'srm_flagged', (s, now) => ({ ...s, srm: { pValue: srm.pValue, flaggedAt: now, phase: s.phase } }), { counts, pValue: srm.pValue });
-      return { experiment: id, action: written ? 'srm_flagged' : 'skipped', detail: `p = ${srm.pValue.toExponential(2)}` };
-    }
+    const flagged = await this.checkSrm(v, variants, counts);
+    if (flagged) return flagged;
     const steps = doc.ramp?.steps;
     const step = doc.state.rampStep ?? 0;
-    if (steps && step < steps.length - 1 && doc.state.srm?.phase !== doc.state.phase) {
+    if (steps && step < steps.length - 1 && !pendingSrm(doc.state)) {
       const cur = steps[step]!;
       const now = this.now();
       const since = now - (doc.state.stepStartedAt ?? doc.state.startedAt ?? now);
@@ -368,6 +466,51 @@ export class ExperimentService {
       }
     }
     return { experiment: id, action: 'none' };
+  }
+
+  /**
+   * The SRM check of one evaluation: the sequential test (valid however often the job looks) on the
+   * current phase's outcome counts — since the last acknowledgement, when the flag was acknowledged. An
+   * unacknowledged flag is not re-tested: it holds until an operator acknowledges it.
+   */
+  private async checkSrm(v: Versioned<ExperimentDoc>, variants: readonly Variant[], counts: readonly number[]): Promise<EvaluationOutcome | undefined> {
+    const s = v.doc.state;
+    if (pendingSrm(s)) return undefined;
+    const base = s.srm && s.srm.phase === s.phase ? s.srm.acknowledged?.counts : undefined;
+    const since = counts.map((c, i) => Math.max(0, c - (base?.[i] ?? 0)));
+    const r = srmSequential(since, variants.map((x) => x.weight));
+    if (!r?.mismatch) return undefined;
+    const written = await this.patchState(v.id, v.version, 'system:srm', 'srm_flagged', (st, now) => ({ ...st, srm: { phase: st.phase, pValue: r.pValue, flaggedAt: now, counts } }), {
+      counts,
+      ...(base ? { sinceAcknowledged: since } : {}),
+      pValue: r.pValue,
+      logBayesFactor: r.logBayesFactor,
+      alpha: r.alpha,
+    });
+    return { experiment: v.id, action: written ? 'srm_flagged' : 'skipped', detail: `sequential p = ${r.pValue.toExponential(2)} < ${r.alpha}` };
+  }
+
+  /**
+   * A running holdout: a new phase when the pipeline default changed outside a promote (meanwhile the
+   * router counts neither population), then the SRM check of held-out vs exposed counts.
+   */
+  private async evaluateHoldout(v: Versioned<ExperimentDoc>): Promise<EvaluationOutcome> {
+    const id = v.id;
+    const doc = v.doc;
+    const p = this.deps.view().pipelines.get(doc.pipeline);
+    const dflt = p?.defaultStrategy ?? BUILTIN_UNIFORM_ID;
+    if (p && doc.state.exposedDefault !== undefined && doc.state.exposedDefault !== dflt) {
+      const from = doc.state.exposedDefault;
+      const written = await this.mutate(id, 'new_phase', 'system:holdout', (_st, cur, now) => {
+        if (!cur || cur.version !== v.version || cur.doc.state.status !== 'running') return null;
+        return { docs: [this.expWrite(id, cur, nextHoldoutPhase(cur.doc, dflt, now, `pipeline default changed from ${from} to ${dflt}`))], details: { from, to: dflt, phase: cur.doc.state.phase + 1 } };
+      });
+      return { experiment: id, action: written !== undefined ? 'new_phase' : 'skipped', detail: `exposed default ${from} → ${dflt}` };
+    }
+    const variants = variantWeights(doc);
+    const { arms } = await this.readArms(id, doc, doc.state.phase, false);
+    const counts = variants.map((x) => arms.get(x.name)?.count ?? 0);
+    return (await this.checkSrm(v, variants, counts)) ?? { experiment: id, action: 'none' };
   }
 
   private async patchState(id: string, version: number, by: string, action: string, f: (s: ExperimentState, now: number) => ExperimentState, details: unknown): Promise<boolean> {

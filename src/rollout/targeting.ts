@@ -27,7 +27,8 @@ function compileCondition(c: Condition): Predicate {
       test = (x) => x === v;
       break;
     case 'neq':
-      test = (x) => x !== v;
+      // A missing attribute is not "a different value": like every comparison, it fails (docs/rollout.md).
+      test = (x) => x !== undefined && x !== null && x !== v;
       break;
     case 'gt':
       test = (x) => typeof x === 'number' && x > num;

@@ -61,5 +61,12 @@ describe('experiments CLI with the example files', () => {
     assert.ok(!audit.includes(ADMIN), 'the audit never holds the key itself');
     const bad = await cli('pause', 'nope').catch((e: { code: number; stderr: string }) => e);
     assert.match((bad as { stderr: string }).stderr, /404 EXPERIMENT_NOT_FOUND/);
+    // The promote started a new holdout phase; its held-out units keep the default of the day it started.
+    const hold = await client.request<{ state: { phase: number; exposedDefault: string }; variants: { strategy: string }[] }>('GET', '/v1/experiments/support-holdout-2026q4');
+    assert.equal(hold.state.phase, 1);
+    assert.equal(hold.state.exposedDefault, 'support-priority-pool');
+    assert.equal(hold.variants[0]!.strategy, 'support-estimate');
+    const ack = await cli('acknowledge-srm', 'support-holdout-2026q4', '--reason', 'checked').catch((e: { stderr: string }) => e);
+    assert.match((ack as { stderr: string }).stderr, /409 EXPERIMENT_STATE_CONFLICT: .*no sample-ratio-mismatch flag in its current phase \(1\)/);
   });
 });

@@ -138,10 +138,47 @@ describe('SRM', () => {
     const ev = await ok('POST', '/v1/experiments/srm/evaluate');
     assert.equal(ev.action, 'srm_flagged', JSON.stringify(ev));
     const e = await ok('GET', '/v1/experiments/srm');
-    assert.ok(e.state.srm.pValue < 0.001);
+    assert.ok(e.state.srm.pValue < 0.02);
     assert.equal(e.state.status, 'running', 'SRM flags, it does not roll back');
     assert.equal((await ok('POST', '/v1/experiments/srm/evaluate')).action, 'none');
     await ok('POST', '/v1/experiments/srm/stop');
+  });
+
+  it('a flag holds the ramp until an operator acknowledges it with a reason; the test then restarts on later outcomes', async () => {
+    await ok('PUT', '/v1/experiments/srm-ack', { ...AB, ramp: { steps: [{ share: 1, minSamples: 1 }, { share: 1 }] } });
+    await ok('POST', '/v1/experiments/srm-ack/start');
+    const lossy = (a: { variant?: string }, i: number) => (a.variant === 'heavy' && i % 5 !== 0 ? undefined : { quality: 0.7 });
+    const noFlag = await call('POST', '/v1/experiments/srm-ack/srm/acknowledge', { reason: 'nothing to acknowledge' });
+    assert.equal(noFlag.statusCode, 409);
+    assert.match(noFlag.json().message, /no sample-ratio-mismatch flag/);
+    await drive(api, { pipeline: 'p', experiment: 'srm-ack', units: unitKeys(160, 'srm-ack'), outcome: lossy });
+    assert.equal((await ok('POST', '/v1/experiments/srm-ack/evaluate')).action, 'srm_flagged');
+    assert.equal((await ok('POST', '/v1/experiments/srm-ack/evaluate')).action, 'none', 'the flag holds the ramp');
+    assert.equal((await ok('GET', '/v1/experiments/srm-ack')).state.rampStep, 0);
+
+    const noReason = await call('POST', '/v1/experiments/srm-ack/srm/acknowledge', {});
+    assert.equal(noReason.statusCode, 400);
+    assert.match(noReason.json().message, /reason/);
+    const acked = await ok('POST', '/v1/experiments/srm-ack/srm/acknowledge', { reason: 'heavy outcomes were dropped by a logging bug, fixed in #123' });
+    assert.equal(acked.state.srm.acknowledged.reason, 'heavy outcomes were dropped by a logging bug, fixed in #123');
+    assert.equal(acked.state.srm.acknowledged.by, 'anonymous');
+    const audit = (await ok('GET', '/v1/experiments/srm-ack/audit')).items;
+    assert.equal(audit[0].action, 'srm_acknowledged');
+    assert.equal(audit[0].details.reason, 'heavy outcomes were dropped by a logging bug, fixed in #123');
+    assert.equal((await call('POST', '/v1/experiments/srm-ack/srm/acknowledge', { reason: 'again' })).statusCode, 409, 'acknowledged once');
+
+    assert.equal((await ok('POST', '/v1/experiments/srm-ack/evaluate')).action, 'ramped', 'the ramp resumes');
+    // Balanced outcomes after the acknowledgement: the restarted test does not flag the old imbalance again.
+    await drive(api, { pipeline: 'p', experiment: 'srm-ack', units: unitKeys(40, 'srm-ack-ok'), outcome: () => ({ quality: 0.7 }) });
+    assert.equal((await ok('POST', '/v1/experiments/srm-ack/evaluate')).action, 'none');
+    // A mismatch that persists is flagged again, on the outcomes since the acknowledgement.
+    await drive(api, { pipeline: 'p', experiment: 'srm-ack', units: unitKeys(200, 'srm-ack-2'), outcome: lossy });
+    const again = await ok('POST', '/v1/experiments/srm-ack/evaluate');
+    assert.equal(again.action, 'srm_flagged', JSON.stringify(again));
+    const flagged = await ok('GET', '/v1/experiments/srm-ack');
+    assert.equal(flagged.state.srm.acknowledged, undefined, 'a new flag, not yet acknowledged');
+    assert.ok((await ok('GET', '/v1/experiments/srm-ack/audit')).items[0].details.sinceAcknowledged);
+    await ok('POST', '/v1/experiments/srm-ack/stop');
   });
 });
 
@@ -183,6 +220,37 @@ describe('phases and promote', () => {
     const audit = (await ok('GET', '/v1/experiments/promo/audit')).items;
     assert.equal(audit[0].action, 'promote');
     assert.equal(audit[0].details.previousDefault, 'even');
+    await ok('PUT', '/v1/pipelines/p', { ...FIVE_AGENTS, defaultStrategy: 'even' });
+  });
+
+  it('promote after a manual rollback ships the variant; after a guardrail rollback it needs force', async () => {
+    await ok('PUT', '/v1/experiments/promo-rb', AB);
+    await ok('POST', '/v1/experiments/promo-rb/start');
+    await ok('POST', '/v1/experiments/promo-rb/rollback', { reason: 'pager' });
+    const e = await ok('POST', '/v1/experiments/promo-rb/promote', { variant: 'heavy' });
+    assert.equal(e.state.status, 'stopped');
+    assert.equal(e.state.promoted.strategy, 'heavy');
+    assert.equal((await ok('GET', '/v1/pipelines/p')).defaultStrategy, 'heavy');
+    const audit = (await ok('GET', '/v1/experiments/promo-rb/audit')).items;
+    assert.equal(audit[0].action, 'promote');
+    assert.equal(audit[0].details.afterRollback.reason, 'pager');
+    const again = await call('POST', '/v1/experiments/promo-rb/promote', { variant: 'heavy' });
+    assert.equal(again.statusCode, 409);
+    assert.match(again.json().message, /has ended \(stopped\) \(variant "heavy" was promoted\)/);
+    await ok('PUT', '/v1/pipelines/p', { ...FIVE_AGENTS, defaultStrategy: 'even' });
+
+    await ok('PUT', '/v1/experiments/promo-guard', { ...AB, guardrails: [{ metric: 'quality', maxRegression: 0, minSamples: 20 }] });
+    await ok('POST', '/v1/experiments/promo-guard/start');
+    await drive(api, { pipeline: 'p', experiment: 'promo-guard', units: unitKeys(200, 'pg'), outcome: (a, i) => ({ quality: (a.variant === 'heavy' ? 0.3 : 0.9) + ((i % 5) - 2) * 0.01 }) });
+    assert.equal((await ok('POST', '/v1/experiments/promo-guard/evaluate')).action, 'rolled_back');
+    const refused = await call('POST', '/v1/experiments/promo-guard/promote', { variant: 'heavy' });
+    assert.equal(refused.statusCode, 409);
+    assert.equal(refused.json().code, 'EXPERIMENT_STATE_CONFLICT');
+    assert.match(refused.json().message, /rolled back by system:guardrail .*"force": true/);
+    assert.equal((await ok('GET', '/v1/pipelines/p')).defaultStrategy, 'even', 'nothing written');
+    const forced = await ok('POST', '/v1/experiments/promo-guard/promote', { variant: 'heavy', force: true });
+    assert.equal(forced.state.promoted.variant, 'heavy');
+    assert.equal((await ok('GET', '/v1/experiments/promo-guard/audit')).items[0].details.force, true);
     await ok('PUT', '/v1/pipelines/p', { ...FIVE_AGENTS, defaultStrategy: 'even' });
   });
 });

@@ -60,4 +60,31 @@ describe('critical-path probe', () => {
     await ok('DELETE', '/v1/experiments/probe');
     assert.equal((await call('GET', '/v1/strategies/probe.probe.reasoner')).statusCode, 404, 'its generated strategies go with it');
   });
+
+  it('reads the cut from the decision records, so it works without usage reports, and says when a measure is unavailable', async () => {
+    await ok('PUT', '/v1/experiments/bare', { pipeline: 'p', type: 'probe', coverage: 1, probe: { fraction: 0.5, agents: ['reasoner', 'formatter', 'validator'] } });
+    await ok('POST', '/v1/experiments/bare/start');
+    const full = (await ok('POST', '/v1/allocations', { pipeline: 'p', strategy: 'even' })).budgets;
+    await drive(api, {
+      pipeline: 'p',
+      experiment: 'bare',
+      units: unitKeys(240, 'bare'),
+      // No usage at all; the validator's arm never reports an outcome.
+      outcome: (a, i) =>
+        a.variant === 'cut.validator' ? undefined : { quality: Math.min(1, 0.3 + 0.6 * (a.budgets.reasoner.tokens / full.reasoner.tokens) + ((i % 7) - 3) * 0.01) },
+    });
+    const res = await ok('GET', '/v1/experiments/bare/results');
+    const cp = new Map<string, any>(res.criticalPath.map((x: { agent: string }) => [x.agent, x]));
+    const r = cp.get('reasoner');
+    assert.equal(r.budgetSource, 'decisions');
+    assert.ok(Math.abs(r.budgetRatio - 0.5) < 0.01, `budget ratio ${r.budgetRatio}`);
+    assert.equal(r.critical, true);
+    assert.equal(r.rank, 1);
+    assert.equal(cp.get('formatter').critical, false, 'measured, and not critical');
+    const v = cp.get('validator');
+    assert.equal(v.critical, null, 'not measured is not "not critical"');
+    assert.equal(v.elasticity, null);
+    assert.match(v.unavailable, /needs at least 2 outcomes in control and in cut\.validator \(has \d+ and 0\)/);
+    await ok('POST', '/v1/experiments/bare/stop');
+  });
 });

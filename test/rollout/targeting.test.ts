@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { CONDITION_OPS } from '../../src/rollout/schema.js';
 import { compileTargeting, targetingProblems } from '../../src/rollout/targeting.js';
 
 describe('targeting (pure)', () => {
@@ -15,6 +17,9 @@ describe('targeting (pure)', () => {
       ['not_in missing', { attribute: 'nope', op: 'not_in', values: ['x'] }, true],
       ['eq', { attribute: 'beta', op: 'eq', value: true }, true],
       ['neq', { attribute: 'tier', op: 'neq', value: 'pro' }, false],
+      ['neq other', { attribute: 'tier', op: 'neq', value: 'free' }, true],
+      ['neq missing', { attribute: 'nope', op: 'neq', value: 'pro' }, false],
+      ['neq null', { attribute: 'empty', op: 'neq', value: 'pro' }, false],
       ['gt', { attribute: 'messageCount', op: 'gt', value: 12 }, false],
       ['gte', { attribute: 'messageCount', op: 'gte', value: 12 }, true],
       ['lt', { attribute: 'messageCount', op: 'lt', value: 13 }, true],
@@ -31,6 +36,19 @@ describe('targeting (pure)', () => {
       assert.equal(t({ all: [cond as never] }), want, name);
       assert.equal(t({ all: [{ ...(cond as object), not: true } as never] }), !want, `not ${name}`);
     }
+  });
+
+  it('a missing (or null) attribute fails every operator but not_in, whatever the value', () => {
+    const scalar = fc.oneof(fc.string({ maxLength: 8 }), fc.double({ noNaN: true }), fc.boolean());
+    fc.assert(
+      fc.property(fc.constantFrom(...CONDITION_OPS), scalar, fc.boolean(), (op, value, asNull) => {
+        const features: Record<string, null> = asNull ? { x: null } : {};
+        const numeric = ['gt', 'gte', 'lt', 'lte'].includes(op);
+        const cond = { attribute: 'x', op, ...(op === 'in' || op === 'not_in' ? { values: [value] } : { value: numeric && typeof value !== 'number' ? 1 : value }) };
+        assert.equal(t({ all: [cond as never] }, features), op === 'not_in', `${op} ${JSON.stringify(value)}`);
+      }),
+      { seed: 20, numRuns: 300 },
+    );
   });
 
   it('all AND any, then invert; no rule matches everyone', () => {
