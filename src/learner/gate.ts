@@ -21,7 +21,7 @@ import { importanceWeight } from './ope-service.js';
  * cannot buy its way through with its own predictions.
  */
 export interface GateRule {
-  /** Tolerated loss δ on the reward scale. Default 0.01. */
+  /** Tolerated loss δ on the reward scale. Default 0.02. */
   readonly delta: number;
   /** z of the one-sided lower bound. Default 1.645 (95 %). */
   readonly z: number;
@@ -29,7 +29,7 @@ export interface GateRule {
   readonly minEvents: number;
 }
 
-export const DEFAULT_GATE: GateRule = { delta: 0.01, z: 1.645, minEvents: 200 };
+export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200 };
 
 export function describeRule(rule: GateRule): string {
   return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained, the lower ${(100 * normalCdf(rule.z)).toFixed(0)} % bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy`;

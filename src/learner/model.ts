@@ -247,7 +247,7 @@ function lookAhead(heads: Heads, i: number, at: number, cur: number, cap: number
  */
 export function rescaleInputs(
   w: ModelWeights,
-  from: readonly { readonly at: number; readonly center: number; readonly scale: number }[],
+  from: readonly { readonly at: number; readonly center: number; readonly scale: number; readonly clipped?: boolean }[],
   to: readonly { readonly at: number; readonly center: number; readonly scale: number }[],
 ): ModelWeights {
   const w1 = Float32Array.from(w.w1);
@@ -256,7 +256,9 @@ export function rescaleInputs(
   for (let s = 0; s < Math.min(from.length, to.length); s++) {
     const o = from[s]!;
     const n = to[s]!;
-    if (o.at !== n.at || o.at >= d || (o.center === n.center && o.scale === n.scale)) continue;
+    // An input the old weights read raw (no scaling: the untrained prior, or a version from before scaling) is not
+    // carried over: multiplying its weights by a scale of up to 1e7 would wreck the warm start.
+    if (o.clipped === false || o.at !== n.at || o.at >= d || (o.center === n.center && o.scale === n.scale)) continue;
     const a = n.scale / o.scale;
     const c = (n.center - o.center) / o.scale;
     if (!Number.isFinite(a) || !Number.isFinite(c)) continue;
@@ -264,6 +266,8 @@ export function rescaleInputs(
       for (let r = 0; r < m.length / d; r++) {
         const v = m[r * d + o.at]!;
         m[r * d] = m[r * d]! + v * c;
+        // A missing value encodes as 0 with its indicator (the next input) set: the indicator takes the shift back.
+        if (o.at + 1 < d) m[r * d + o.at + 1] = m[r * d + o.at + 1]! - v * c;
         m[r * d + o.at] = v * a;
       }
     }

@@ -5,7 +5,7 @@ import { DEFAULT_GATE, gateVerdict, type GateRule, type GateVerdict } from '../g
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
 import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, withCandidate, type ExploreOptions } from '../policy.js';
 import { mulberry32 } from '../rng.js';
-import { trainModel, type TrainOptions } from '../trainer.js';
+import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
 import { bestStatic, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from './family.js';
 import { bestStaticShares, contextFeatures, expectedQuality, oracleBudgets, sampleContext, staticBudgets, uniformBudgets, type SimContext, type World } from './world.js';
 
@@ -140,6 +140,7 @@ export interface LoopVersion {
   readonly encoder: FeatureEncoder;
   readonly gate?: GateVerdict;
   readonly active: boolean;
+  readonly metrics?: TrainMetrics;
 }
 
 export interface LoopResult {
@@ -257,7 +258,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const data = buildTrainingData(recent, encoder, names, { costWeight: world.costWeight, ...(opts.halfLife !== undefined ? { halfLife: opts.halfLife } : {}) });
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       trainMs.push(res.metrics.ms);
-      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: res.weights, encoder, active: !gateRule };
+      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: res.weights, encoder, active: !gateRule, metrics: res.metrics };
       versions.push(mv);
       latest = mv;
       if (gateRule) candidate = mv;
