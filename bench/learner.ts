@@ -3,8 +3,8 @@
  * `test` seeds, picked once at random) and the five hand-written worlds, all declared WITHOUT mean/std, run
  * in-process by the same loop the service runs (auto scaling, activation gate, safe start; sim/loop.ts).
  *
- *   node --import tsx bench/learner.ts [--quick] [--seeds test|dev|<n,n,…>] [--named all|none|<a,b>] [--outcomes 8000]
- *                                      [--drift-outcomes 12000] [--explorer squarecb] [--scaling robust|meanstd]
+ *   node --import tsx bench/learner.ts [--quick] [--seeds test|dev|<n,n,…>] [--named all|none|<a,b>] [--outcomes 5000]
+ *                                      [--drift-outcomes 9000] [--explorer squarecb] [--scaling robust|meanstd]
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
  * requests of that quarter, against baselines computed in the same run on the same requests: the oracle (best
@@ -12,7 +12,10 @@
  * served ÷ oracle (and the greedy split's, beside it), served − best static with a paired 95 % CI, the tokens the
  * served policy needs to match uniform at the world's total (against the oracle's need), and, for drift worlds,
  * the outcomes after the change until a 500-outcome window is back at ≥ 0.95 of the new oracle. Then the
- * distributions over the family. `--quick`: 10 test seeds, no named worlds, 6,000 outcomes.
+ * distributions over the family. `--quick`: 10 test seeds, no named worlds, 4,000 outcomes (8,000 with drift).
+ *
+ * On a shared machine the run can be split: `--shard 1/3` runs every third world (worlds i with i % 3 = 0), and
+ * `--merge out1.txt,out2.txt,out3.txt` prints the distributions from the shards' outputs (their `ROW` lines).
  */
 import { readFileSync } from 'node:fs';
 import { loadTf } from '../src/learner/backend.js';
@@ -30,12 +33,12 @@ let seeds = seedArg === 'test' ? seedsFile.test : seedArg === 'dev' ? seedsFile.
 if (quick && seedArg === 'test') seeds = seeds.slice(0, 10);
 const namedArg = flag('named', quick ? 'none' : 'all');
 const named = namedArg === 'none' ? [] : namedArg === 'all' ? [...WORLD_NAMES] : namedArg.split(',');
-const outcomes = Number(flag('outcomes', quick ? '6000' : '8000'));
-const driftOutcomes = Number(flag('drift-outcomes', quick ? '9000' : '12000'));
+const outcomes = Number(flag('outcomes', quick ? '4000' : '5000'));
+const driftOutcomes = Number(flag('drift-outcomes', quick ? '8000' : '9000'));
 const explorer = flag('explorer', 'squarecb') as 'squarecb' | 'epsilon';
 const scaling = flag('scaling', 'robust') as 'robust' | 'meanstd';
 const hidden = Number(flag('hidden', '16'));
-const explore = { explorer, epsilon: 0.1, gamma: 200, perturbation: 0.5 };
+const explore = { explorer, epsilon: 0.1, gamma: Number(flag('gamma', '200')), perturbation: 0.5 };
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;
@@ -69,6 +72,14 @@ interface Row {
   readonly versions: number;
 }
 
+const merge = flag('merge', '');
+if (merge) {
+  const rows = merge.split(',').flatMap((f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.startsWith('ROW ')).map((l) => JSON.parse(l.slice(4)) as Row & { kind: string }));
+  summarise('generated family', rows.filter((r) => r.kind === 'family'));
+  summarise('named worlds', rows.filter((r) => r.kind === 'named'));
+  process.exit(0);
+}
+const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number, number];
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
 console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer}; scaling ${scaling}; every declaration without mean/std`);
@@ -88,7 +99,8 @@ function tokensToMatch(value: (total: number) => number, total: number, goal: nu
 
 async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const w0 = Date.now();
-  const N = world.driftAt !== undefined ? driftOutcomes : outcomes;
+  // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
+  const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
   const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
@@ -157,12 +169,21 @@ function summarise(label: string, rows: readonly Row[]): void {
 }
 
 const family: Row[] = [];
-for (const [i, seed] of seeds.entries()) {
-  const drift = seedArg === 'test' || seedArg === 'dev' ? i % 4 === 3 : false;
-  family.push(await runWorld(generateWorld(seed, drift ? { driftAt: Math.round(driftOutcomes / 2) } : {}), seed));
-}
 const namedRows: Row[] = [];
-for (const name of named) namedRows.push(await runWorld(namedWorld(loadWorld(name)) as SimWorld, 7));
+const jobs: (() => Promise<void>)[] = [
+  ...seeds.map((seed, i) => async () => {
+    const drift = seedArg === 'test' || seedArg === 'dev' ? i % 4 === 3 : false;
+    const row = await runWorld(generateWorld(seed, drift ? { driftAt: Math.round(driftOutcomes / 2) } : {}), seed);
+    family.push(row);
+    console.log(`ROW ${JSON.stringify({ ...row, kind: 'family' })}`);
+  }),
+  ...named.map((name) => async () => {
+    const row = await runWorld(namedWorld(loadWorld(name)) as SimWorld, 7);
+    namedRows.push(row);
+    console.log(`ROW ${JSON.stringify({ ...row, kind: 'named' })}`);
+  }),
+];
+for (const [i, job] of jobs.entries()) if (i % shardN === shardK - 1) await job();
 summarise('generated family', family);
 summarise('named worlds', namedRows);
 console.log(`\nbench/learner took ${((Date.now() - t0) / 60000).toFixed(1)} min`);
