@@ -88,7 +88,7 @@ describe('safe start and activation gate (HTTP)', () => {
   it('trains a candidate (mixed into decisions), then the gate decides and the models listing says why', async () => {
     const training = new TrainingService(rt.core, {}, false);
     for (let i = 0; i < 160; i++) await round();
-    await eventually(async () => (await training.ingest('safe')) && (await training.events('safe', 1000)).length >= 160);
+    await eventually(async () => (await training.ingest('safe')) && (await training.events('safe', 1000)).length >= 160, 300_000, 250);
     const first = await training.train('safe');
     assert.equal(first.trained, true, first.reason);
     const cand = (await http('GET', '/v1/models/safe')).json;
@@ -105,7 +105,7 @@ describe('safe start and activation gate (HTTP)', () => {
     assert.equal(early.trained, false);
     assert.match(early.reason!, /awaits the gate: only \d+ decisions/);
     for (let i = 0; i < 230; i++) await round();
-    await eventually(async () => (await training.ingest('safe')) && (await training.events('safe', 1000)).length >= 160 + 1 + 230);
+    await eventually(async () => (await training.ingest('safe')) && (await training.events('safe', 1000)).length >= 160 + 230, 300_000, 250);
     const second = await training.train('safe');
     assert.equal(second.trained, true, second.reason);
     const list = (await http('GET', '/v1/models/safe')).json;
