@@ -1,31 +1,56 @@
 /**
- * The learner against the simulated worlds (in-process: the service's policy, dataset and trainer code, no
- * HTTP), 20k outcomes per world, and retraining time on 100k logged events.
+ * The learner against simulated worlds it was never tuned on: the generated family (experiments/family/seeds.json,
+ * `test` seeds, picked once at random) and the five hand-written worlds, all declared WITHOUT mean/std, run
+ * in-process by the same loop the service runs (auto scaling, activation gate, safe start; sim/loop.ts).
  *
- *   node --import tsx bench/learner.ts [--outcomes 20000] [--worlds support-basic,doc-heavy,drift] [--explorers squarecb,epsilon] [--seed 7]
+ *   node --import tsx bench/learner.ts [--quick] [--seeds test|dev|<n,n,…>] [--named all|none|<a,b>] [--outcomes 5000]
+ *                                      [--drift-outcomes 9000] [--explorer squarecb] [--scaling robust|meanstd]
  *
- * Prints, per world and explorer: learned ÷ oracle expected quality, the difference to the best static split
- * with its 95 % CI (paired over 1,000 held-out contexts), the share of uniform's tokens the learned policy
- * needs to match uniform's quality, the drift recovery time, and the regret of the served (exploring) decisions.
- * The baseline of every ratio (oracle, uniform, best static) is computed in the same run on the same contexts.
+ * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
+ * requests of that quarter, against baselines computed in the same run on the same requests: the oracle (best
+ * split per request), uniform, and the best static split (fitted on those requests). Per world it prints
+ * served ÷ oracle (and the greedy split's, beside it), served − best static with a paired 95 % CI, the tokens the
+ * served policy needs to match uniform at the world's total (against the oracle's need), and, for drift worlds,
+ * the outcomes after the change until a 500-outcome window is back at ≥ 0.95 of the new oracle. Then the
+ * distributions over the family. `--quick`: 10 test seeds, no named worlds, 4,000 outcomes (8,000 with drift).
+ *
+ * On a shared machine the run can be split: `--shard 1/3` runs every third world (worlds i with i % 3 = 0), and
+ * `--merge out1.txt,out2.txt,out3.txt` prints the distributions from the shards' outputs (their `ROW` lines).
  */
+import { readFileSync } from 'node:fs';
 import { loadTf } from '../src/learner/backend.js';
-import { buildTrainingData, type LoggedEvent } from '../src/learner/events.js';
-import { compileFeatures } from '../src/learner/features.js';
-import { initialWeights } from '../src/learner/model.js';
-import { candidateSet } from '../src/learner/policy.js';
-import { mulberry32 } from '../src/learner/rng.js';
-import { learnedValues, policyAgents, runLoop } from '../src/learner/sim/loop.js';
-import { contextFeatures, expectedQuality, loadWorld, oracleBudgets, sampleContext, uniformBudgets, worldFeatures, type SimContext, type World } from '../src/learner/sim/world.js';
-import { trainModel } from '../src/learner/trainer.js';
+import { forward } from '../src/learner/model.js';
+import { greedyBudgets } from '../src/learner/policy.js';
+import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
+import { policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
+import { loadWorld, WORLD_NAMES } from '../src/learner/sim/world.js';
 import { flag } from './lib.js';
 
-const outcomes = Number(flag('outcomes', '20000'));
-const worlds = flag('worlds', 'support-basic,doc-heavy,drift,generous-caps,uneven-needs').split(',');
-const explorers = flag('explorers', 'squarecb,epsilon').split(',') as ('squarecb' | 'epsilon')[];
-const seed = Number(flag('seed', '7'));
+const quick = process.argv.includes('--quick');
+const seedsFile = JSON.parse(readFileSync(new URL('../experiments/family/seeds.json', import.meta.url), 'utf8')) as { test: number[]; dev: number[] };
+const seedArg = flag('seeds', 'test');
+let seeds = seedArg === 'test' ? seedsFile.test : seedArg === 'dev' ? seedsFile.dev : seedArg === 'none' ? [] : seedArg.split(',').map(Number);
+if (quick && seedArg === 'test') seeds = seeds.slice(0, 10);
+const namedArg = flag('named', quick ? 'none' : 'all');
+const named = namedArg === 'none' ? [] : namedArg === 'all' ? [...WORLD_NAMES] : namedArg.split(',');
+const outcomes = Number(flag('outcomes', quick ? '4000' : '5000'));
+const driftOutcomes = Number(flag('drift-outcomes', quick ? '8000' : '9000'));
+const explorer = flag('explorer', 'squarecb') as 'squarecb' | 'epsilon';
+const scaling = flag('scaling', 'robust') as 'robust' | 'meanstd';
+const hidden = Number(flag('hidden', '16'));
+const explore = { explorer, epsilon: 0.1, gamma: Number(flag('gamma', '200')), perturbation: 0.5 };
 
-const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / xs.length;
+const mean = (xs: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < xs.length; i++) s += xs[i]!;
+  return s / xs.length;
+};
+const quantile = (xs: readonly number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const i = p * (s.length - 1);
+  const lo = Math.floor(i);
+  return s[lo]! + (s[Math.min(s.length - 1, lo + 1)]! - s[lo]!) * (i - lo);
+};
 function pairedCi(a: readonly number[], b: readonly number[]): { diff: number; lo: number; hi: number } {
   const d = a.map((v, i) => v - b[i]!);
   const m = mean(d);
@@ -34,119 +59,131 @@ function pairedCi(a: readonly number[], b: readonly number[]): { diff: number; l
   return { diff: m, lo: m - h, hi: m + h };
 }
 
+interface Row {
+  readonly name: string;
+  readonly ratio: number;
+  readonly greedy: number;
+  readonly diff: { diff: number; lo: number; hi: number };
+  readonly oracleNeed: number;
+  readonly learnedNeed: number;
+  readonly recovery?: number | null;
+  readonly firstActive: number | null;
+  readonly refused: number;
+  readonly versions: number;
+}
+
+const merge = flag('merge', '');
+if (merge) {
+  const rows = merge.split(',').flatMap((f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.startsWith('ROW ')).map((l) => JSON.parse(l.slice(4)) as Row & { kind: string }));
+  summarise('generated family', rows.filter((r) => r.kind === 'family'));
+  summarise('named worlds', rows.filter((r) => r.kind === 'named'));
+  process.exit(0);
+}
+const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number, number];
 const { tf, backend } = await loadTf();
-console.log(`bench/learner: backend ${backend}, ${outcomes} outcomes per world, seed ${seed}`);
+const t0 = Date.now();
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer}; scaling ${scaling}; every declaration without mean/std`);
 
-/**
- * The least mean tokens (as a share of the total) at which the oracle matches uniform's mean quality when it may
- * also pick each request's total: per request it maximises quality − μ·tokens over 40 totals (oracle split at
- * each), with μ found by bisection. A bound on what choosing the total per request could add to this measure.
- */
-function adaptiveOracleShare(world: World, phase: 0 | 1, contexts: readonly SimContext[], uniformMean: number): number {
-  const minSum = world.agents.reduce((s, a) => s + a.minTokens, 0);
-  const totals = Array.from({ length: 40 }, (_, k) => Math.round(minSum + ((k + 1) / 40) * (world.totalTokens - minSum)));
-  const table = contexts.map((x) => totals.map((t) => expectedQuality(world, phase, x, oracleBudgets(world, phase, x, t))));
-  let lo = 0;
-  let hi = 1e-2;
-  let best = 1;
-  for (let it = 0; it < 50; it++) {
-    const mu = (lo + hi) / 2;
-    let q = 0;
-    let tokens = 0;
-    for (const row of table) {
-      let k = 0;
-      for (let j = 1; j < row.length; j++) if (row[j]! - mu * totals[j]! > row[k]! - mu * totals[k]!) k = j;
-      q += row[k]!;
-      tokens += totals[k]!;
-    }
-    if (q / table.length >= uniformMean) {
-      best = tokens / table.length / world.totalTokens;
-      lo = mu;
-    } else hi = mu;
+/** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
+function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
+  if (value(total) < goal) return 1;
+  let lo = 0.05;
+  let hi = 1;
+  for (let it = 0; it < 8 && hi - lo > 0.005; it++) {
+    const mid = (lo + hi) / 2;
+    if (value(Math.round(total * mid)) >= goal) hi = mid;
+    else lo = mid;
   }
-  return best;
+  return hi;
 }
 
-for (const name of worlds) {
-  const world = loadWorld(name);
-  for (const explorer of explorers) {
-    const t0 = Date.now();
-    const res = await runLoop(tf, {
-      world,
-      outcomes,
-      seed,
-      explore: { explorer, epsilon: 0.1, gamma: 200, perturbation: 0.5 },
-      checkpointEvery: 500,
-    });
-    const last = res.checkpoints.at(-1)!;
-    const phase = last.phase;
-    const ev = res.evaluations[phase]!;
-    const learned = learnedValues(world, phase, res.weights, res.encoder, ev.contexts);
-    const ci = pairedCi(learned, ev.bestStatic);
-    // Tokens to match uniform: smallest share f of the total at which the learned split's mean quality
-    // reaches uniform's at the full total (bisection; quality grows with the total).
-    const uni = mean(ev.uniform);
-    let lo = 0.1;
-    let hi = 1;
-    if (mean(learnedValues(world, phase, res.weights, res.encoder, ev.contexts, world.totalTokens)) < uni) lo = hi = 1;
-    for (let it = 0; it < 12 && hi - lo > 0.005; it++) {
-      const mid = (lo + hi) / 2;
-      if (mean(learnedValues(world, phase, res.weights, res.encoder, ev.contexts, Math.round(world.totalTokens * mid))) >= uni) hi = mid;
-      else lo = mid;
-    }
-    // The same measure for the oracle: how far below uniform's tokens any split can go in this world.
-    let olo = 0.1;
-    let ohi = 1;
-    for (let it = 0; it < 12 && ohi - olo > 0.005; it++) {
-      const mid = (olo + ohi) / 2;
-      const q = mean(ev.contexts.map((x) => expectedQuality(world, phase, x, oracleBudgets(world, phase, x, Math.round(world.totalTokens * mid)))));
-      if (q >= uni) ohi = mid;
-      else olo = mid;
-    }
-    const adaptive = adaptiveOracleShare(world, phase, ev.contexts, uni);
-    const servedRegret = 1 - mean(res.checkpoints.slice(1).filter((c) => c.phase === phase).map((c) => c.served / c.oracle));
-    console.log(`\n[${name} · ${explorer}] ${((Date.now() - t0) / 1000).toFixed(1)} s, ${res.trainMs.length} retrains (mean ${mean(res.trainMs).toFixed(0)} ms)`);
-    console.log(
-      `  oracle ${last.oracle.toFixed(4)}  learned ${mean(learned).toFixed(4)}  best static ${last.bestStatic.toFixed(4)}  uniform ${last.uniform.toFixed(4)}`,
-    );
-    console.log(`  learned/oracle = ${(mean(learned) / last.oracle).toFixed(3)}  (target ≥ 0.95)`);
-    console.log(`  learned − best static = ${ci.diff.toFixed(4)}  95% CI [${ci.lo.toFixed(4)}, ${ci.hi.toFixed(4)}]  (target: CI above 0)`);
-    console.log(
-      `  tokens to match uniform = ${hi.toFixed(3)}× uniform's  (target ≤ 0.6; the oracle needs ${ohi.toFixed(3)}×, or ${adaptive.toFixed(3)}× when it may also choose each request's total)`,
-    );
-    console.log(`  served (exploring) decisions: ${(100 * servedRegret).toFixed(1)} % below the oracle over the run`);
-    if (world.drift) {
-      const after = res.checkpoints.filter((c) => c.outcomes > world.drift!.at);
-      const back = after.find((c) => c.learned / c.oracle >= 0.9);
-      const dip = Math.min(...after.map((c) => c.learned / c.oracle));
-      console.log(
-        `  drift at ${world.drift.at}: dipped to ${dip.toFixed(3)} of the new oracle; back ≥ 0.90 after ${back ? back.outcomes - world.drift.at : 'never'} outcomes (target ≤ 5000, checkpoints every 500)`,
-      );
-    }
-    console.log(`  curve (outcomes: learned/oracle) ${res.checkpoints.filter((c) => c.outcomes % 2000 === 0).map((c) => `${c.outcomes}:${(c.learned / c.oracle).toFixed(3)}`).join(' ')}`);
-  }
-}
-
-// Retraining cost on 100k logged events (the buffer's cap), with the service's trainer settings.
-{
-  const world = loadWorld('support-basic');
-  const rng = mulberry32(seed);
-  const encoder = compileFeatures(worldFeatures(world).features);
+async function runWorld(world: SimWorld, seed: number): Promise<Row> {
+  const w0 = Date.now();
+  // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
+  const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden });
+  const from = Math.floor(N * 0.75);
+  const phase = phaseOf(world, from);
+  // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
+  const keep = (_: unknown, i: number) => i % 2 === 0;
+  const ctx = res.contexts.slice(from).filter(keep);
+  const served = Array.from(res.served.subarray(from)).filter(keep);
+  const oracle = ctx.map((x) => world.expected(phase, x, world.oracle(phase, x, world.totalTokens)));
+  const shares = bestStatic(world, phase, ctx.filter((_, i) => i % Math.ceil(ctx.length / 300) === 0), world.totalTokens);
+  const st = staticSplit(world, shares, world.totalTokens);
+  const stat = ctx.map((x) => world.expected(phase, x, st));
+  const uni = uniformSplitOf(world, world.totalTokens);
+  const uniV = ctx.map((x) => world.expected(phase, x, uni));
   const agents = policyAgents(world);
-  const names = world.agents.map((a) => a.name);
-  const prior = initialWeights(encoder.dim, names.length, world.totalTokens, mulberry32(1));
-  const events: LoggedEvent[] = [];
-  for (let i = 0; i < 100_000; i++) {
-    const x = sampleContext(world, rng);
-    const cands = candidateSet({ need: new Float64Array(names.length).fill(1000), weight: new Float64Array(names.length).fill(0.5), shape: new Float64Array(names.length).fill(3) }, agents, world.totalTokens, 0.5);
-    const b = cands[Math.floor(rng() * cands.length)] ?? uniformBudgets(world, world.totalTokens);
-    const rec: Record<string, number> = {};
-    names.forEach((a, j) => (rec[a] = b[j]!));
-    events.push({ id: String(i), t: i, s: 'x', f: contextFeatures(x), T: world.totalTokens, b: rec, q: expectedQuality(world, 0, x, b), c: null });
+  const model = res.serving;
+  const greedy = ctx.map((x) => world.expected(phase, x, model ? greedyBudgets(forward(model.weights, model.encoder.encode(world.features(x))), agents, world.totalTokens) : uni));
+  const ratio = mean(served) / mean(oracle);
+  const diff = pairedCi(served, stat);
+  // Tokens to match uniform at the world's total, on 200 of the quarter's requests.
+  const sub = ctx.filter((_, i) => i % Math.ceil(ctx.length / 60) === 0);
+  const goal = mean(sub.map((x) => world.expected(phase, x, uni)));
+  const oracleNeed = tokensToMatch((T) => mean(sub.map((x) => world.expected(phase, x, world.oracle(phase, x, T)))), world.totalTokens, goal);
+  const learnedNeed = tokensToMatch((T) => mean(servedValues(world, phase, model, explore, sub, T)), world.totalTokens, goal);
+  let recovery: number | null | undefined;
+  if (world.driftAt !== undefined) {
+    recovery = null;
+    for (let s = world.driftAt; s + 500 <= N; s += 500) {
+      const win = res.contexts.slice(s, s + 500).filter((_, i) => i % 4 === 0);
+      const o = mean(win.map((x) => world.expected(1, x, world.oracle(1, x, world.totalTokens))));
+      const v = mean(Array.from(res.served.subarray(s, s + 500)).filter((_, i) => i % 4 === 0));
+      if (v / o >= 0.95) {
+        recovery = s + 500 - world.driftAt;
+        break;
+      }
+    }
   }
-  const t0 = Date.now();
-  const data = buildTrainingData(events, encoder, names, { costWeight: 0, halfLife: 1_000_000 });
-  const prep = Date.now() - t0;
-  const { metrics } = await trainModel(tf, data, prior, { epochs: 4, maxSteps: 1_000_000 });
-  console.log(`\nretrain on 100,000 events: ${((prep + metrics.ms) / 1000).toFixed(1)} s (encode ${prep} ms, ${metrics.steps} steps, holdout MSE ${metrics.holdoutMse.toFixed(5)} vs variance ${metrics.holdoutVariance.toFixed(5)}) (target ≤ 60 s)`);
+  const firstActive = res.versions.find((v) => v.active)?.at ?? null;
+  const refused = res.versions.filter((v) => !v.active).length;
+  const row: Row = { name: world.name, ratio, greedy: mean(greedy) / mean(oracle), diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery } : {}), firstActive, refused, versions: res.versions.length };
+  console.log(
+    `${world.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
+      `  served−static ${diff.diff >= 0 ? '+' : ''}${diff.diff.toFixed(4)} [${diff.lo.toFixed(4)}, ${diff.hi.toFixed(4)}]` +
+      `  tokens-to-match ${learnedNeed.toFixed(2)} (oracle ${oracleNeed.toFixed(2)})` +
+      (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'}` : '') +
+      `  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
+  );
+  return row;
 }
+
+function summarise(label: string, rows: readonly Row[]): void {
+  if (rows.length === 0) return;
+  const r = rows.map((x) => x.ratio);
+  const d = rows.map((x) => x.diff.diff);
+  const below = rows.filter((x) => x.diff.hi < 0);
+  console.log(`\n${label}: ${rows.length} worlds`);
+  console.log(`  served ÷ oracle   median ${quantile(r, 0.5).toFixed(3)}  p10 ${quantile(r, 0.1).toFixed(3)}  min ${Math.min(...r).toFixed(3)}   (targets: median ≥ 0.97, p10 ≥ 0.93)`);
+  console.log(`  greedy ÷ oracle   median ${quantile(rows.map((x) => x.greedy), 0.5).toFixed(3)}  p10 ${quantile(rows.map((x) => x.greedy), 0.1).toFixed(3)}`);
+  console.log(`  served − static   median ${quantile(d, 0.5).toFixed(4)}  p10 ${quantile(d, 0.1).toFixed(4)}  min ${Math.min(...d).toFixed(4)}; significantly below static (CI under 0) on ${below.length}: ${below.map((x) => x.name).join(', ') || 'none'}`);
+  const tm = rows.filter((x) => x.oracleNeed <= 0.7);
+  const tmFail = tm.filter((x) => x.learnedNeed > x.oracleNeed + 0.05);
+  console.log(`  tokens-to-match   ${tm.length} worlds where the oracle needs ≤ 0.7× (${tm.map((x) => x.name).join(', ') || 'none'}); within 0.05 of the oracle on ${tm.length - tmFail.length}${tmFail.length ? `; not on ${tmFail.map((x) => `${x.name} (${x.learnedNeed.toFixed(2)} vs ${x.oracleNeed.toFixed(2)})`).join(', ')}` : ''}`);
+  const dr = rows.filter((x) => x.recovery !== undefined);
+  if (dr.length) console.log(`  drift             back to ≥ 0.95 of the oracle within 5,000 outcomes on ${dr.filter((x) => x.recovery !== null && x.recovery! <= 5000).length} of ${dr.length} (${dr.map((x) => `${x.name}: ${x.recovery ?? 'never'}`).join(', ')})`);
+  const fa = rows.map((x) => x.firstActive);
+  console.log(`  gate              first version served at outcome median ${quantile(fa.map((v) => v ?? Infinity), 0.5)}; never on ${fa.filter((v) => v === null).length}; refused ${rows.reduce((s, x) => s + x.refused, 0)} of ${rows.reduce((s, x) => s + x.versions, 0)} versions`);
+}
+
+const family: Row[] = [];
+const namedRows: Row[] = [];
+const jobs: (() => Promise<void>)[] = [
+  ...seeds.map((seed, i) => async () => {
+    const drift = seedArg === 'test' || seedArg === 'dev' ? i % 4 === 3 : false;
+    const row = await runWorld(generateWorld(seed, drift ? { driftAt: Math.round(driftOutcomes / 2) } : {}), seed);
+    family.push(row);
+    console.log(`ROW ${JSON.stringify({ ...row, kind: 'family' })}`);
+  }),
+  ...named.map((name) => async () => {
+    const row = await runWorld(namedWorld(loadWorld(name)) as SimWorld, 7);
+    namedRows.push(row);
+    console.log(`ROW ${JSON.stringify({ ...row, kind: 'named' })}`);
+  }),
+];
+for (const [i, job] of jobs.entries()) if (i % shardN === shardK - 1) await job();
+summarise('generated family', family);
+summarise('named worlds', namedRows);
+console.log(`\nbench/learner took ${((Date.now() - t0) / 60000).toFixed(1)} min`);

@@ -7,7 +7,9 @@ import type { Features } from '../strategies/types.js';
  * Per-pipeline feature declarations (pure: no I/O). A declaration turns a request's raw features into a
  * fixed-length numeric vector the learner's model reads:
  *
- * - `numeric`: x → transform (`log` = ln(1+max(x,0)), `none`) → (x − mean) / std, plus a missing indicator;
+ * - `numeric`: x → transform (`log` = ln(1+max(x,0)), `none`) → (x − center) / scale clipped to ±CLIP, plus a missing
+ *   indicator. center and scale are fitted from the training buffer at each retrain (fitScaling: median and
+ *   IQR/1.349, robust to heavy tails) and stored with the model version; a declared `mean`/`std` overrides them;
  * - `categorical` with `values`: one-hot over the listed values plus one slot for unknown or missing;
  * - `categorical` with `hashBuckets`: murmurhash of the value modulo the bucket count (open vocabularies);
  * - `tokens`: the token count of a raw text field `<field>Text` (the allocation service tokenizes it with
@@ -23,8 +25,8 @@ export const FeatureSpec = Type.Union([
       name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' }),
       type: Type.Literal('numeric'),
       transform: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('log')], { description: 'Default none.' })),
-      mean: Type.Optional(Type.Number({ description: 'Subtracted after the transform. Default 0.' })),
-      std: Type.Optional(Type.Number({ description: 'Divides after the transform; must be > 0. Default 1.' })),
+      mean: Type.Optional(Type.Number({ description: 'Subtracted after the transform. Default: fitted from the logged data at each retrain (median).' })),
+      std: Type.Optional(Type.Number({ description: 'Divides after the transform; must be > 0. Default: fitted from the logged data at each retrain (IQR / 1.349).' })),
     },
     { additionalProperties: false },
   ),
@@ -41,8 +43,8 @@ export const FeatureSpec = Type.Union([
     {
       name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$', description: 'Reads <name>Tokens (derived from <name>Text).' }),
       type: Type.Literal('tokens'),
-      mean: Type.Optional(Type.Number()),
-      std: Type.Optional(Type.Number()),
+      mean: Type.Optional(Type.Number({ description: 'Default: fitted from the logged data (see numeric).' })),
+      std: Type.Optional(Type.Number({ description: 'Default: fitted from the logged data (see numeric).' })),
     },
     { additionalProperties: false },
   ),
@@ -93,20 +95,117 @@ export function inputDim(specs: readonly FeatureSpec[]): number {
   return 1 + specs.reduce((s, f) => s + width(f), 0);
 }
 
+/** Scaled numeric inputs are clipped to ±CLIP (after centring and scaling): one outlier cannot dominate a layer. */
+export const CLIP = 5;
+
+/**
+ * How each numeric (and tokens) feature is centred and scaled after its transform, by declared name. Fitted
+ * from logged requests at each retrain (fitScaling) and stored with the model version, so training and serving
+ * apply the same numbers. A feature absent from it (and without a declared mean/std) goes in raw.
+ */
+export type FeatureScaling = Readonly<Record<string, { readonly center: number; readonly scale: number }>>;
+
+/** One numeric input of an encoder: where its value sits in the vector and how it is scaled. */
+export interface NumericSlot {
+  readonly name: string;
+  readonly at: number;
+  readonly center: number;
+  readonly scale: number;
+  /** Whether the value is clipped to ±CLIP (true once it is centred and scaled, by fit or declaration). */
+  readonly clipped: boolean;
+}
+
 /** A compiled declaration: encodes features into a preallocated-size Float32Array. */
 export interface FeatureEncoder {
   readonly dim: number;
   /** Identifies the encoding; a model trained with another signature cannot read this encoder's vectors. */
   readonly signature: string;
+  readonly numeric: readonly NumericSlot[];
   encode(features: Features, out?: Float32Array): Float32Array;
 }
 
-/** Compiles a declaration (an empty one yields just the bias input: a context-free learner). */
-export function compileFeatures(specs: readonly FeatureSpec[]): FeatureEncoder {
+/** The transformed value of a numeric/tokens feature, or undefined when missing (pure; shared by fit and encode). */
+function transformed(f: Exclude<FeatureSpec, { type: 'categorical' }>, x: Features): number | undefined {
+  const raw = x[f.type === 'tokens' ? `${f.name}Tokens` : f.name];
+  const v = typeof raw === 'boolean' ? (raw ? 1 : 0) : raw;
+  if (typeof v !== 'number' || !Number.isFinite(v)) return undefined;
+  return f.type === 'tokens' || f.transform === 'log' ? Math.log1p(Math.max(v, 0)) : v;
+}
+
+/** Scaling statistic: `robust` = median and IQR/1.349 (MAD, then std as fallbacks); `meanstd` = mean and std of the values clipped to their 1st–99th percentiles. */
+export type ScalingMethod = 'robust' | 'meanstd';
+
+function quantile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  const i = p * (sorted.length - 1);
+  const lo = Math.floor(i);
+  const hi = Math.min(sorted.length - 1, lo + 1);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (i - lo);
+}
+
+/**
+ * Fits center and scale of every numeric/tokens feature from logged requests (pure). Missing values are left
+ * out; a feature never present gets center 0 and scale 1 (clipped, so a later raw value cannot blow up the
+ * model); a constant feature gets scale 1 (it encodes to 0). Scales below 1e-9·(1+|center|) count as constant.
+ */
+export function fitScaling(specs: readonly FeatureSpec[], rows: Iterable<Features>, method: ScalingMethod = 'robust'): FeatureScaling {
+  const numeric = specs.filter((f): f is Exclude<FeatureSpec, { type: 'categorical' }> => f.type !== 'categorical');
+  const values = numeric.map(() => [] as number[]);
+  for (const x of rows) {
+    numeric.forEach((f, i) => {
+      const t = transformed(f, x);
+      if (t !== undefined) values[i]!.push(t);
+    });
+  }
+  const out: Record<string, { center: number; scale: number }> = {};
+  numeric.forEach((f, i) => {
+    const v = Float64Array.from(values[i]!).sort();
+    if (v.length === 0) {
+      out[f.name] = { center: 0, scale: 1 };
+      return;
+    }
+    let center: number;
+    let scale: number;
+    if (method === 'robust') {
+      center = quantile(v, 0.5);
+      scale = (quantile(v, 0.75) - quantile(v, 0.25)) / 1.349;
+      if (!(scale > 1e-9 * (1 + Math.abs(center)))) {
+        const dev = Float64Array.from(v, (x) => Math.abs(x - center)).sort();
+        scale = quantile(dev, 0.5) * 1.4826;
+      }
+      if (!(scale > 1e-9 * (1 + Math.abs(center)))) {
+        let m = 0;
+        for (const x of v) m += x / v.length;
+        let s2 = 0;
+        for (const x of v) s2 += (x - m) ** 2 / v.length;
+        scale = Math.sqrt(s2);
+      }
+    } else {
+      const lo = quantile(v, 0.01);
+      const hi = quantile(v, 0.99);
+      let m = 0;
+      for (const x of v) m += Math.min(hi, Math.max(lo, x)) / v.length;
+      let s2 = 0;
+      for (const x of v) s2 += (Math.min(hi, Math.max(lo, x)) - m) ** 2 / v.length;
+      center = m;
+      scale = Math.sqrt(s2);
+    }
+    if (!(scale > 1e-9 * (1 + Math.abs(center))) || !Number.isFinite(scale)) scale = 1;
+    out[f.name] = { center, scale };
+  });
+  return out;
+}
+
+/**
+ * Compiles a declaration (an empty one yields just the bias input: a context-free learner). `scaling` (fitted,
+ * stored with a model version) centres and scales numeric features the declaration gives no mean/std for.
+ */
+export function compileFeatures(specs: readonly FeatureSpec[], scaling?: FeatureScaling): FeatureEncoder {
   const dim = inputDim(specs);
   const signature = `${dim}:${murmurhash.v3(JSON.stringify(specs)).toString(16)}`;
   const steps: ((features: Features, out: Float32Array, at: number) => void)[] = [];
   const offsets: number[] = [];
+  const numeric: NumericSlot[] = [];
   let at = 1;
   for (const f of specs) {
     offsets.push(at);
@@ -128,19 +227,19 @@ export function compileFeatures(specs: readonly FeatureSpec[]): FeatureEncoder {
         });
       }
     } else {
-      const key = f.type === 'tokens' ? `${f.name}Tokens` : f.name;
-      const log = f.type === 'tokens' || f.transform === 'log';
-      const mean = f.mean ?? 0;
-      const std = f.std ?? 1;
+      const fitted = scaling?.[f.name];
+      const center = f.mean ?? fitted?.center ?? 0;
+      const scale = f.std ?? fitted?.scale ?? 1;
+      const clipped = f.mean !== undefined || f.std !== undefined || fitted !== undefined;
+      numeric.push({ name: f.name, at, center, scale, clipped });
       steps.push((x, out, o) => {
-        const raw = x[key];
-        const v = typeof raw === 'boolean' ? (raw ? 1 : 0) : raw;
-        if (typeof v !== 'number' || !Number.isFinite(v)) {
+        const t = transformed(f, x);
+        if (t === undefined) {
           out[o + 1] = 1;
           return;
         }
-        const t = log ? Math.log1p(Math.max(v, 0)) : v;
-        out[o] = (t - mean) / std;
+        const z = (t - center) / scale;
+        out[o] = clipped ? (z > CLIP ? CLIP : z < -CLIP ? -CLIP : z) : z;
       });
     }
     at += width(f);
@@ -148,6 +247,7 @@ export function compileFeatures(specs: readonly FeatureSpec[]): FeatureEncoder {
   return {
     dim,
     signature,
+    numeric,
     encode(features, out = new Float32Array(dim)) {
       out.fill(0);
       out[0] = 1;

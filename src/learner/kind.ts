@@ -5,10 +5,13 @@ import type { Pipeline } from '../pipelines/schema.js';
 import type { Keys } from '../redis/keys.js';
 import type { AllocationInput, CompiledStrategy, StrategyKind } from '../strategies/types.js';
 import { toBudgets } from '../strategies/util.js';
+import type { StrategyKinds } from '../strategies/registry.js';
+import type { StrategyDef } from '../strategies/schema.js';
+import { builtinUniform, compiledStrategy } from '../strategies/service.js';
 import { compileFeatures, type FeatureEncoder, type FeaturesBody } from './features.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights } from './model.js';
-import { candidatesAround, decide, greedyBudgets, signedPerturbation, uniformSplit, type ExploreOptions } from './policy.js';
+import { CANDIDATE_SHARE, candidatesAround, candidatesWith, decide, decideAround, greedyBudgets, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './policy.js';
 import type { PendingBatcher } from './pending.js';
 import type { ModelDoc } from './registry.js';
 import { mulberry32 } from './rng.js';
@@ -32,6 +35,12 @@ export const LearnedParams = Type.Object(
     trainIntervalSeconds: Type.Optional(Type.Integer({ minimum: 5, maximum: 86_400, description: 'Or after this long when there are new outcomes. Default 60.' })),
     halfLife: Type.Optional(Type.Integer({ minimum: 100, maximum: 10_000_000, description: 'Recency half-life of training rows, in events. Default 1000.' })),
     window: Type.Optional(Type.Integer({ minimum: 100, maximum: 100_000, description: 'Newest events trained on. Default 8000.' })),
+    gate: Type.Optional(
+      Type.Boolean({ description: 'Put every new version to the activation gate before it serves. false: each version serves as soon as it is trained (the safe start still serves until the first). Default true.' }),
+    ),
+    gateDelta: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 1, description: 'Activation gate: a new version serves only if the lower 95 % bound of its estimated value minus the serving version’s and the default strategy’s is ≥ −gateDelta. Default 0.02.' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -58,25 +67,64 @@ export function exploreOptions(p: LearnedParams): ExploreOptions {
 export interface ServingModel {
   readonly encoder: FeatureEncoder;
   readonly weights: ModelWeights;
-  /** Model version, 0 for the cold-start prior. */
+  /** Model version; 0 when none serves (the safe start: the default strategy serves; `weights` are the untrained prior, never served). */
   readonly version: number;
+  /** The version awaiting the activation gate, if it fits the declaration and agents. */
+  readonly candidate?: { readonly version: number; readonly weights: ModelWeights; readonly encoder: FeatureEncoder };
 }
 
 export function servingModel(view: ControlView, pipeline: Pipeline): ServingModel {
   return view.memo(`learner:model:${pipeline.id}:${pipeline.version}`, () => {
     const decl = view.raw.kinds.features.get(pipeline.id)?.doc as FeaturesBody | undefined;
-    const encoder = compileFeatures(decl?.features ?? []);
+    const specs = decl?.features ?? [];
+    const encoder = compileFeatures(specs);
     const doc = view.raw.kinds.models.get(pipeline.id)?.doc as ModelDoc | undefined;
     const agents = pipeline.agents.map((a) => a.name);
-    if (doc && doc.active && doc.signature === encoder.signature && doc.agents.join(',') === agents.join(',')) {
+    const fits = (m: { signature: string; agents: readonly string[] }) => m.signature === encoder.signature && m.agents.join(',') === agents.join(',');
+    let candidate: ServingModel['candidate'];
+    if (doc?.candidate && fits(doc.candidate)) {
       try {
-        return { encoder, weights: deserializeWeights(doc.weights), version: doc.active };
+        candidate = { version: doc.candidate.version, weights: deserializeWeights(doc.candidate.weights), encoder: compileFeatures(specs, doc.candidate.scaling) };
       } catch {
-        // Corrupt weights: serve the prior rather than fail (the registry refuses to activate such a model).
+        // Unusable candidate weights: no candidate is mixed in.
       }
     }
-    return { encoder, weights: initialWeights(encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), version: 0 };
+    if (doc && doc.active && doc.weights && fits(doc)) {
+      try {
+        // The version's fitted scaling: serving encodes exactly as its training did.
+        return { encoder: compileFeatures(specs, doc.scaling), weights: deserializeWeights(doc.weights), version: doc.active, ...(candidate ? { candidate } : {}) };
+      } catch {
+        // Corrupt weights: the safe start serves rather than fail (the registry refuses to activate such a model).
+      }
+    }
+    return { encoder, weights: initialWeights(encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), version: 0, ...(candidate ? { candidate } : {}) };
   });
+}
+
+/**
+ * The pipeline's default strategy: its `defaultStrategy` unless that is a learned strategy (or missing or not
+ * compilable), else the built-in uniform strategy. It is what the safe start serves and what every new version
+ * must not be worse than.
+ */
+export function baselineStrategy(view: ControlView, pipeline: Pipeline): StrategyDef {
+  const def = pipeline.defaultStrategy ? view.strategies.get(pipeline.defaultStrategy) : undefined;
+  return def && def.kind !== 'learned' && def.pipeline === pipeline.id ? def : builtinUniform(pipeline);
+}
+
+/** The default strategy's split for a request, in pipeline agent order (uniform when it cannot allocate). */
+export function defaultSplitOf(core: { readonly view: () => ControlView; readonly kinds: StrategyKinds }): (pipeline: Pipeline, input: AllocationInput) => number[] {
+  return (pipeline, input) => {
+    const view = core.view();
+    const agents = pipeline.agents.map((a) => a.name);
+    try {
+      const out = compiledStrategy(core.kinds, view, baselineStrategy(view, pipeline), pipeline).allocate({ features: input.features, totalTokens: input.totalTokens });
+      const b = agents.map((a) => out.budgets[a]);
+      if (b.every((v) => typeof v === 'number' && Number.isFinite(v))) return b as number[];
+    } catch {
+      // The decision path never throws: uniform below.
+    }
+    return uniformSplit(policyAgentsOf(pipeline), input.totalTokens);
+  };
 }
 
 export const policyAgentsOf = (pipeline: Pipeline) => pipeline.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens ?? Infinity }));
@@ -101,6 +149,11 @@ export function isLearned(c: CompiledStrategy): c is LearnedCompiled {
  */
 export function learnedKind(deps: {
   readonly view: () => ControlView;
+  /**
+   * The pipeline's default strategy's split for a request (the safe start serves it; it is every decision's anchor
+   * candidate). Default: uniform.
+   */
+  readonly defaultSplit?: (pipeline: Pipeline, input: AllocationInput) => number[];
   readonly pending: PendingBatcher;
   readonly keys: Keys;
   /** How long decision records are kept (APPORTION_REWARD_WINDOW_SECONDS). */
@@ -133,12 +186,12 @@ export function learnedKind(deps: {
       return {
         learned: true,
         heads,
-        greedy: (input) => greedyBudgets(heads(input), agents, input.totalTokens),
+        // What it serves without exploring: the default strategy's split during the safe start.
+        greedy: (input) => (model().version === 0 ? deps.defaultSplit?.(pipeline, input) ?? uniformFor(input.totalTokens) : greedyBudgets(heads(input), agents, input.totalTokens)),
         predict: (input, budgets) => predict(heads(input), budgets),
         allocate(input) {
           const m = model();
-          const h = forward(m.weights, m.encoder.encode(input.features));
-          const dec = decide(h, agents, input.totalTokens, explore, Math.random, uniformFor(input.totalTokens));
+          const { dec, anchor } = learnedDecision(m, agents, input, explore, uniformFor(input.totalTokens), deps.defaultSplit ? (i) => deps.defaultSplit!(pipeline, i) : undefined);
           const budgets = toBudgets(pipeline, dec.budgets);
           // Logged probabilities are rounded to 1e-7 (the record stays small); the logged values are the
           // ones off-policy evaluation uses; the largest absorbs the rounding so they sum to 1.
@@ -151,7 +204,17 @@ export function learnedKind(deps: {
           // decision record if no outcome arrives in time).
           const registered = waitMs > 0 && input.decisionId !== undefined;
           if (registered) deps.pending.add(lk.pending, input.decisionId!, Date.now() + waitMs + DEFAULT_GRACE_MS);
-          const meta: LearnerMeta = { m: m.version, k: dec.chosen, p: probs[dec.chosen]!, g: dec.candidates[0]!, d: signedPerturbation(explore), P: probs, ...(registered ? { w: 1 as const } : {}) };
+          const meta: LearnerMeta = {
+            m: m.version,
+            k: dec.chosen,
+            p: probs[dec.chosen]!,
+            g: dec.candidates[0]!,
+            d: signedPerturbation(explore),
+            P: probs,
+            ...(registered ? { w: 1 as const } : {}),
+            ...(anchor ? { a: anchor } : {}),
+            ...(dec.candidateSplit ? { c: dec.candidateSplit, cv: m.candidate!.version } : {}),
+          };
           return {
             budgets,
             // Candidates are not logged: the greedy split, δ and the bounds reproduce them (learnerMetaOf).
@@ -178,6 +241,42 @@ export interface LearnerMeta {
   readonly w?: 1;
   /** Written by earlier versions: the separate ticket the decision was registered under. */
   readonly tk?: string;
+  /** The anchor candidate when it is not the uniform split (the default strategy's split while a model serves). */
+  readonly a?: number[];
+  /** The candidate version's split mixed into the decision, and that version. */
+  readonly c?: number[];
+  readonly cv?: number;
+}
+
+/**
+ * One learned decision (pure but for `rng`). While no version serves (version 0), the safe start: the default
+ * strategy's split explored around (decideAround, uniform anchor). Once one serves: its exploring policy with the
+ * default strategy's split as the anchor (returned as `anchor` when it is not uniform: the log must carry it).
+ * The pending candidate version's split is mixed in (CANDIDATE_SHARE) so the activation gate can judge it.
+ */
+export function learnedDecision(
+  m: ServingModel,
+  agents: readonly { min: number; cap: number }[],
+  input: AllocationInput,
+  explore: ExploreOptions,
+  uniform: number[],
+  defaultSplit?: (input: AllocationInput) => number[],
+  rng: () => number = Math.random,
+): { dec: ReturnType<typeof decide> & { candidateSplit?: number[] }; anchor?: number[] } {
+  const dflt = defaultSplit?.(input) ?? uniform;
+  const isUniform = dflt.length === uniform.length && dflt.every((v, i) => v === uniform[i]);
+  let dec: ReturnType<typeof decide> & { candidateSplit?: number[] };
+  let anchor: number[] | undefined;
+  if (m.version === 0) dec = decideAround(dflt, agents, input.totalTokens, explore, rng, uniform);
+  else {
+    dec = decide(forward(m.weights, m.encoder.encode(input.features)), agents, input.totalTokens, explore, rng, dflt);
+    if (!isUniform) anchor = dflt;
+  }
+  if (m.candidate) {
+    const split = greedyBudgets(forward(m.candidate.weights, m.candidate.encoder.encode(input.features)), agents, input.totalTokens);
+    dec = { ...withCandidate(dec, split, CANDIDATE_SHARE, rng), candidateSplit: split };
+  }
+  return { dec, ...(anchor ? { anchor } : {}) };
 }
 
 /** The id a decision was registered under for the default reward, or '' when it was not registered. */
@@ -196,7 +295,8 @@ export function pendingTicketOf(meta: Readonly<Record<string, unknown>> | undefi
 export function learnerMetaOf(decision: Pick<DecisionRecord, 'meta' | 'budgets' | 'totalTokens'>, pipeline: Pipeline | undefined): (LearnerMeta & { readonly C: number[][] }) | undefined {
   const m = decision.meta?.learner as LearnerMeta | undefined;
   if (!m || !Array.isArray(m.g) || !Array.isArray(m.P) || !pipeline || m.g.length !== pipeline.agents.length) return undefined;
-  const C = candidatesAround(m.g, policyAgentsOf(pipeline), decision.totalTokens, m.d);
+  const around = candidatesAround(m.g, policyAgentsOf(pipeline), decision.totalTokens, m.d, Array.isArray(m.a) ? m.a : undefined);
+  const C = Array.isArray(m.c) ? candidatesWith(around, m.c) : around;
   const served = pipeline.agents.map((a) => decision.budgets[a.name]);
   if (C.length !== m.P.length || !C[m.k] || C[m.k]!.some((v, i) => v !== served[i])) return undefined;
   return { ...m, C };

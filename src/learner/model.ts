@@ -238,3 +238,39 @@ function lookAhead(heads: Heads, i: number, at: number, cur: number, cap: number
   const ratio = r / cur;
   return step === chunk ? ratio : Math.pow(ratio, chunk / step);
 }
+
+/**
+ * Re-expresses weights trained on inputs scaled one way for inputs scaled another (a retrain refits the scaling and
+ * warm-starts from the previous version): with x_old = a·x_new + c per numeric input (a = s_new/s_old,
+ * c = (c_new − c_old)/s_old), the input's columns of W1 and W3 are multiplied by a and c times them moves into the
+ * bias input's column (input 0). Exact away from the clipping bounds. Returns new arrays; `w` is unchanged.
+ */
+export function rescaleInputs(
+  w: ModelWeights,
+  from: readonly { readonly at: number; readonly center: number; readonly scale: number; readonly clipped?: boolean }[],
+  to: readonly { readonly at: number; readonly center: number; readonly scale: number }[],
+): ModelWeights {
+  const w1 = Float32Array.from(w.w1);
+  const w3 = Float32Array.from(w.w3);
+  const d = w.inputDim;
+  for (let s = 0; s < Math.min(from.length, to.length); s++) {
+    const o = from[s]!;
+    const n = to[s]!;
+    // An input the old weights read raw (no scaling: the untrained prior, or a version from before scaling) is not
+    // carried over: multiplying its weights by a scale of up to 1e7 would wreck the warm start.
+    if (o.clipped === false || o.at !== n.at || o.at >= d || (o.center === n.center && o.scale === n.scale)) continue;
+    const a = n.scale / o.scale;
+    const c = (n.center - o.center) / o.scale;
+    if (!Number.isFinite(a) || !Number.isFinite(c)) continue;
+    for (const m of [w1, w3]) {
+      for (let r = 0; r < m.length / d; r++) {
+        const v = m[r * d + o.at]!;
+        m[r * d] = m[r * d]! + v * c;
+        // A missing value encodes as 0 with its indicator (the next input) set: the indicator takes the shift back.
+        if (o.at + 1 < d) m[r * d + o.at + 1] = m[r * d + o.at + 1]! - v * c;
+        m[r * d + o.at] = v * a;
+      }
+    }
+  }
+  return { ...w, w1, w3 };
+}

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Closeable, Core, ModuleParts } from '../runtime.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { shadowHook, trainingSink } from './hooks.js';
-import { learnedKind, type LearnedParams } from './kind.js';
+import { defaultSplitOf, learnedKind, type LearnedParams } from './kind.js';
 import { loadTf } from './backend.js';
 import { PendingBatcher } from './pending.js';
 import { stopTrainer } from './train-process.js';
@@ -62,7 +62,9 @@ export function learnerModule(core: Core): LearnerModule {
     pending,
     enqueueTrain,
     queues: [trainQueue, tickQueue],
-    strategyKinds: [learnedKind({ view: core.view, pending, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds }) as unknown as StrategyKind<never>],
+    strategyKinds: [
+      learnedKind({ view: core.view, pending, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds, defaultSplit: defaultSplitOf(core) }) as unknown as StrategyKind<never>,
+    ],
     sinks: [trainingSink({ view: core.view, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds })],
     shadows: [shadowHook({ kinds: core.kinds })],
     async onOutcomeApplied(job) {

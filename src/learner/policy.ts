@@ -9,7 +9,9 @@ import { greedySplit, predict, type Heads } from './model.js';
  *   k = 1..2n    the greedy split with agent i's budget scaled by e^{+δ} or e^{−δ}, the difference taken from
  *                or given to the others in proportion to their room (local exploration: it shows the model
  *                what one agent more or less buys, which is what the structure needs)
- *   k = last     the uniform split (an anchor: keeps support for the usual baseline)
+ *   k = last     the anchor: the pipeline's default strategy's split (uniform when the default is the built-in
+ *                uniform strategy): it keeps support for the baseline, so the activation gate and off-policy
+ *                evaluation can always value the default strategy
  *
  * Identical budget vectors are merged (their probabilities add). Exploration over that set is either
  * epsilon-greedy (ε spread evenly) or SquareCB (Foster & Rakhlin 2020: p_k = 1/(K + γ·(ŷ_best − ŷ_k)),
@@ -157,6 +159,59 @@ export function explorationProbs(heads: Heads, candidates: readonly number[][], 
 /** δ as logged: negative for up-only perturbations. */
 export function signedPerturbation(opts: ExploreOptions): number {
   return opts.upOnly ? -opts.perturbation : opts.perturbation;
+}
+
+/** Share of decisions that serve the candidate version's split while it awaits the activation gate (see gate.ts). */
+export const CANDIDATE_SHARE = 0.1;
+
+/**
+ * Mixes a candidate version's split into a decision: it joins the candidate set (merged if already there) and
+ * gets probability `share` on top of the policy's (1 − share)-scaled probabilities; the choice is redrawn from
+ * the mixture. `extra` is appended exactly as candidatesWith rebuilds it from a logged decision.
+ */
+export function withCandidate(dec: Decision, extra: readonly number[], share: number, rng: () => number): Decision {
+  const candidates = candidatesWith(dec.candidates, extra);
+  const at = indexOf(candidates, extra);
+  const probs = candidates.map((_, k) => (k < dec.probs.length ? dec.probs[k]! * (1 - share) : 0) + (k === at ? share : 0));
+  const chosen = rng() < share ? at : dec.chosen;
+  return { budgets: candidates[chosen]!, candidates, probs, chosen, greedy: 0 };
+}
+
+/** The candidate set with `extra` appended unless already in it (a copy). */
+export function candidatesWith(candidates: readonly number[][], extra: readonly number[]): number[][] {
+  const out = candidates.slice();
+  pushNew(out, extra.slice());
+  return out;
+}
+
+function indexOf(candidates: readonly number[][], b: readonly number[]): number {
+  return candidates.findIndex((c) => c.length === b.length && c.every((v, i) => v === b[i]));
+}
+
+/** Exploration rate of the safe start (see decideAround). */
+export const SAFE_START_EPSILON = 0.2;
+
+/**
+ * The safe start: until a model version clears the activation gate, the learned strategy serves `base` (the
+ * default strategy's split) and explores around it, epsilon-greedy over the same kind of candidate set as a
+ * model's greedy split (index 0 = base, its per-agent perturbations, the anchor).
+ */
+export function decideAround(base: number[], agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, anchor?: number[]): Decision {
+  const candidates = candidatesAround(base, agents, total, signedPerturbation(opts), anchor);
+  const K = candidates.length;
+  const e = K === 1 ? 0 : SAFE_START_EPSILON;
+  const probs = candidates.map((_, k) => e / K + (k === 0 ? 1 - e : 0));
+  const chosen = pickIndex(probs, rng());
+  return { budgets: candidates[chosen]!, candidates, probs, chosen, greedy: 0 };
+}
+
+function pickIndex(probs: readonly number[], u: number): number {
+  let acc = 0;
+  for (let k = 0; k < probs.length; k++) {
+    acc += probs[k]!;
+    if (u < acc) return k;
+  }
+  return probs.length - 1;
 }
 
 export function decide(heads: Heads, agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, uniform?: number[]): Decision {

@@ -9,6 +9,7 @@ import { rewardOf } from './events.js';
 import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
+import { DEFAULT_GATE, describeRule } from './gate.js';
 import { evaluateOffPolicy } from './ope-service.js';
 import type { ModelDoc } from './registry.js';
 import type { TrainingService } from './training.js';
@@ -18,12 +19,27 @@ const PipelineParams = Type.Object({ id: Id });
 const ModelParams = Type.Object({ pipeline: Id });
 const Interval = Type.Object({ value: Type.Number(), lo: Type.Number(), hi: Type.Number() });
 const Metrics = Type.Record(Type.String(), Type.Union([Type.Number(), Type.String()]));
+const GateComparisonSchema = Type.Object({
+  against: Type.String({ description: 'serving or default' }),
+  diff: Type.Number({ description: 'Mean paired DR difference, candidate − reference.' }),
+  lo: Type.Number({ description: 'Its one-sided lower confidence bound.' }),
+  reference: Type.Number(),
+  candidate: Type.Number(),
+});
+const GateSchema = Type.Object({
+  status: Type.String({ description: 'candidate (awaiting the gate), passed or refused' }),
+  reason: Type.String(),
+  events: Type.Integer(),
+  comparisons: Type.Array(GateComparisonSchema),
+  decidedAt: Type.Number(),
+});
 const Summary = Type.Object({
   version: Type.Integer(),
   createdAt: Type.Number(),
   signature: Type.String(),
   agents: Type.Array(Type.String()),
   metrics: Metrics,
+  gate: Type.Optional(GateSchema),
 });
 const FeaturesResponse = Type.Object({
   pipeline: Type.String(),
@@ -32,12 +48,23 @@ const FeaturesResponse = Type.Object({
   signature: Type.String(),
   features: FeaturesBody.properties.features,
 });
+/** The activation gate and safe start as GET /v1/models shows them (see gateFields). */
+const ModelsGateFields = {
+  serving: Type.Optional(
+    Type.String({ description: 'model: a version serves; default-strategy: the safe start (no version has cleared the gate yet; the default strategy serves, explored around)' }),
+  ),
+  candidate: Type.Optional(Type.Union([Type.Integer(), Type.Null()], { description: 'The version awaiting the activation gate (its split is mixed into 10 % of decisions).' })),
+  gateRule: Type.Optional(Type.String()),
+  scaling: Type.Optional(Type.Record(Type.String(), Type.Object({ center: Type.Number(), scale: Type.Number() }), { description: 'The serving version’s fitted feature scaling.' })),
+};
+
 const ModelsResponse = Type.Object({
   pipeline: Type.String(),
   active: Type.Union([Type.Integer(), Type.Null()]),
   compatible: Type.Boolean({ description: 'Whether the active model fits the current feature declaration and agents (else the prior serves).' }),
   versions: Type.Array(Summary),
   weights: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  ...ModelsGateFields,
 });
 const OpeQuery = Type.Object({
   strategy: Type.String({ minLength: 1, maxLength: 128 }),
@@ -63,6 +90,16 @@ const OpeResponse = Type.Object({
 const num = (s: string | undefined, def: number) => (s === undefined ? def : Number(s));
 /** JSON cannot carry NaN: intervals without data come back as null-free zeros with events = 0. */
 const finite = <T>(o: T): T => JSON.parse(JSON.stringify(o, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? 0 : v))) as T;
+
+/** Safe start, candidate, gate rule and fitted scaling for the models listing. */
+function gateFields(doc: ModelDoc | undefined, servingVersion: number, gateDelta: number | undefined) {
+  return {
+    serving: servingVersion > 0 ? 'model' : 'default-strategy',
+    candidate: doc?.candidate?.version ?? null,
+    gateRule: describeRule({ ...DEFAULT_GATE, ...(gateDelta !== undefined ? { delta: gateDelta } : {}) }),
+    ...(servingVersion > 0 && doc?.scaling ? { scaling: doc.scaling } : {}),
+  };
+}
 
 export function learnerRoutes(app: FastifyInstance, core: Core, training: TrainingService, enqueueTrain: (pipeline: string) => Promise<void>): void {
   const pipelineOr404 = (id: string, field: string) => {
@@ -133,10 +170,11 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
       const withWeights = (req.query as { weights?: string }).weights === 'true';
       return {
         pipeline,
-        active: doc?.active ?? null,
+        active: doc?.active || null,
         compatible: doc !== undefined && serving.version === doc.active,
         versions: (doc?.versions ?? []).map((v) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics } })),
-        ...(withWeights && doc ? { weights: { ...doc.weights } } : {}),
+        ...(withWeights && doc?.weights ? { weights: { ...doc.weights } } : {}),
+        ...gateFields(doc, serving.version, (learnedStrategies(view, p)[0]?.params as LearnedParams | undefined)?.gateDelta),
       };
     },
   );

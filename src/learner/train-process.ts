@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { loadTf } from './backend.js';
 import { buildTrainingData, type LoggedEvent } from './events.js';
-import { compileFeatures, type FeatureSpec } from './features.js';
-import { deserializeWeights, serializeWeights, type SerializedWeights } from './model.js';
+import { compileFeatures, fitScaling, type FeatureScaling, type FeatureSpec } from './features.js';
+import { deserializeWeights, rescaleInputs, serializeWeights, type SerializedWeights } from './model.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from './trainer.js';
 
 /** Everything a retrain needs, as plain data (it crosses a thread boundary). */
@@ -19,6 +19,8 @@ export interface TrainJobInput {
   readonly costWeight: number;
   readonly halfLife?: number;
   readonly init: SerializedWeights;
+  /** The scaling `init` was trained with (its inputs are re-expressed in the newly fitted scaling). */
+  readonly initScaling?: FeatureScaling;
   readonly seed: number;
   readonly train?: TrainOptions;
 }
@@ -32,6 +34,8 @@ export interface TrainJobOutput {
   readonly fetched: number;
   readonly weights?: SerializedWeights;
   readonly metrics?: TrainMetrics;
+  /** Numeric feature scaling fitted on the window (stored with the version). */
+  readonly scaling?: FeatureScaling;
 }
 
 /**
@@ -49,12 +53,15 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
   }
   const { events, fetched } = read;
   if (events.length < 20) return { trained: false, reason: `only ${events.length} logged events`, events: events.length, fetched };
-  const encoder = compileFeatures(input.features);
+  // Scaling refitted on this window at every retrain; the warm start's inputs are re-expressed in it.
+  const scaling = fitScaling(input.features, events.map((e) => e.f));
+  const encoder = compileFeatures(input.features, scaling);
   const data = buildTrainingData(events, encoder, input.agents, { costWeight: input.costWeight, ...(input.halfLife !== undefined ? { halfLife: input.halfLife } : {}) });
   if (data.rows < 20) return { trained: false, reason: `only ${data.rows} events match the pipeline's agents`, events: events.length, fetched };
   const { tf } = await loadTf();
-  const { weights, metrics } = await trainModel(tf, data, deserializeWeights(input.init), { seed: input.seed, yieldToEventLoop: false, ...input.train });
-  return { trained: true, events: events.length, fetched, weights: serializeWeights(weights), metrics };
+  const init = rescaleInputs(deserializeWeights(input.init), compileFeatures(input.features, input.initScaling).numeric, encoder.numeric);
+  const { weights, metrics } = await trainModel(tf, data, init, { seed: input.seed, yieldToEventLoop: false, ...input.train });
+  return { trained: true, events: events.length, fetched, weights: serializeWeights(weights), metrics, scaling };
 }
 
 /**

@@ -6,9 +6,11 @@ import type { Core } from '../runtime.js';
 import type { StrategyDef } from '../strategies/schema.js';
 import type { LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
-import { DEFAULT_GRACE_MS, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
+import { DEFAULT_GATE, gateVerdict, type GateVerdict } from './gate.js';
+import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
 import { learnerKeys } from './keys.js';
-import { deserializeWeights, initialWeights, serializeWeights } from './model.js';
+import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
+import { greedyBudgets } from './policy.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
 import { mulberry32 } from './rng.js';
 import { runTrainJob, trainJob, type TrainJobInput } from './train-process.js';
@@ -176,10 +178,18 @@ export class TrainingService {
     await this.ingest(pipelineId);
     const outcomes = Number((await this.core.redis.hget(lk.counters, 'outcomes')) ?? 0);
     await this.core.redis.hset(lk.counters, 'trainedAt', outcomes, 'trainedTs', Date.now());
-    const serving = servingModel(view, pipeline);
+    // The newest trained version (the pending candidate) is the warm start, whatever the gate says about it.
+    const before = servingModel(this.core.view(), pipeline);
+    const warm = before.candidate ? { ...before.candidate, scaling: this.registry.doc(pipelineId)?.candidate?.scaling } : undefined;
+    if (params.gate !== false) {
+      const gate = await this.gateCandidate(pipeline, params);
+      if (gate.waiting) return { trained: false, reason: gate.reason };
+    }
+    const serving = servingModel(this.core.view(), pipeline);
     const agents = pipeline.agents.map((a) => a.name);
     const costWeight = params.costWeight ?? 0;
-    const init = serving.version > 0 ? serving.weights : initialWeights(serving.encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1));
+    const doc = this.registry.doc(pipelineId);
+    const init = warm ?? (serving.version > 0 ? { weights: serving.weights, scaling: doc?.scaling } : { weights: initialWeights(serving.encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), scaling: undefined });
     const decl = view.raw.kinds.features.get(pipelineId)?.doc as FeaturesBody | undefined;
     const input: TrainJobInput = {
       redisUrl: this.core.config.redisUrl,
@@ -189,7 +199,8 @@ export class TrainingService {
       agents,
       costWeight,
       ...(params.halfLife !== undefined ? { halfLife: params.halfLife } : {}),
-      init: serializeWeights(init),
+      init: serializeWeights(init.weights),
+      ...(init.scaling ? { initScaling: init.scaling } : {}),
       seed: outcomes,
       train: this.trainOptions,
     };
@@ -199,14 +210,82 @@ export class TrainingService {
     if (!out.trained || !out.weights || !out.metrics) return { trained: false, reason: out.reason ?? 'not trained' };
     const weights = deserializeWeights(out.weights);
     const metrics = out.metrics;
-    const events = { length: out.events };
     const saved = await this.registry.save(pipelineId, weights, {
       signature: serving.encoder.signature,
       agents,
-      metrics: { ...metrics, costWeight, buffer: events.length },
+      metrics: { ...metrics, costWeight, buffer: out.events },
+      ...(out.scaling ? { scaling: out.scaling } : {}),
     });
-    await this.registry.activate(saved);
-    this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, fetched: out.fetched, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained');
+    // A new version serves only once it clears the activation gate (at the next retrain): until then it is the
+    // candidate, its split mixed into a share of decisions so the gate has support for it.
+    if (params.gate === false) {
+      const gate = { status: 'passed' as const, reason: 'the activation gate is off for this strategy (gate: false)', events: 0, comparisons: [], decidedAt: Date.now() };
+      await this.registry.recordGate(pipelineId, saved.version, gate);
+      await this.registry.activate({ ...saved, gate });
+    } else await this.registry.propose(saved);
+    this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, fetched: out.fetched, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained (candidate)');
     return { trained: true, model: saved };
+  }
+
+  /**
+   * Puts the pending candidate version to the activation gate (gate.ts) on the decisions logged since it was
+   * proposed. Too few of them: it keeps waiting (and no new version is trained over it). Otherwise the verdict is
+   * recorded on the version and, if it passed, the version serves.
+   */
+  async gateCandidate(pipeline: Pipeline, params: LearnedParams): Promise<{ waiting: boolean; reason?: string; verdict?: GateVerdict }> {
+    const doc = this.registry.doc(pipeline.id);
+    const pending = doc?.candidate;
+    if (!pending) return { waiting: false };
+    const serving = servingModel(this.core.view(), pipeline);
+    const c = serving.candidate;
+    const now = Date.now();
+    if (!c || c.version !== pending.version) {
+      await this.registry.recordGate(pipeline.id, pending.version, { status: 'refused', reason: 'trained for another feature declaration or agent list than the pipeline now has', events: 0, comparisons: [], decidedAt: now });
+      return { waiting: false };
+    }
+    const rule = { ...DEFAULT_GATE, ...(params.gateDelta !== undefined ? { delta: params.gateDelta } : {}) };
+    const events = await this.eventsSince(pipeline.id, pending.proposedAt ?? pending.createdAt, Math.max(params.window ?? 8000, rule.minEvents));
+    const pa = policyAgentsOf(pipeline);
+    const dflt = defaultSplitOf(this.core);
+    const verdict = gateVerdict(
+      {
+        events,
+        agents: pipeline.agents.map((a) => a.name),
+        costWeight: params.costWeight ?? 0,
+        candidate: c,
+        candidateSplit: (e) => greedyBudgets(forward(c.weights, c.encoder.encode(e.f)), pa, e.T),
+        ...(serving.version > 0 ? { serving: { version: serving.version, split: (e: LoggedEvent) => greedyBudgets(forward(serving.weights, serving.encoder.encode(e.f)), pa, e.T) } } : {}),
+        defaultSplit: (e) => dflt(pipeline, { features: e.f, totalTokens: e.T }),
+      },
+      rule,
+    );
+    if (verdict.events < rule.minEvents) return { waiting: true, reason: `candidate version ${c.version} awaits the gate: ${verdict.reason}`, verdict };
+    const record = { status: verdict.pass ? ('passed' as const) : ('refused' as const), reason: verdict.reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now };
+    await this.registry.recordGate(pipeline.id, c.version, record);
+    this.core.log.info({ pipeline: pipeline.id, version: c.version, pass: verdict.pass, reason: verdict.reason }, 'learner activation gate');
+    if (verdict.pass) {
+      const mv = await this.registry.get(pipeline.id, c.version);
+      if (mv) await this.registry.activate({ ...mv, gate: record });
+    }
+    return { waiting: false, verdict };
+  }
+
+  /** Logged events of decisions made at or after `since` (epoch ms), newest first, from the newest `limit`; read in chunks of 1,000 (stops at a chunk older than `since`). */
+  private async eventsSince(pipeline: string, since: number, limit: number): Promise<LoggedEvent[]> {
+    const key = learnerKeys(this.core.keys, pipeline).buffer;
+    const out: LoggedEvent[] = [];
+    for (let at = 0; at < limit; at += 1000) {
+      const raw = await this.core.redis.lrange(key, at, Math.min(limit, at + 1000) - 1);
+      let older = 0;
+      for (const r of raw) {
+        const e = JSON.parse(r) as LoggedEvent;
+        // The buffer is in outcome order: a late outcome of an older decision may sit among newer ones.
+        if (e.t < since) older++;
+        else out.push(e);
+      }
+      if (raw.length < 1000 || older === raw.length) break;
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    return out;
   }
 }

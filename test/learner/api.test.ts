@@ -105,7 +105,7 @@ describe('feature declarations', () => {
 
 describe('learning loop through the API', () => {
   it('logs valid propensities, trains from outcomes, lists and rolls back versions', async () => {
-    const put = await call('PUT', '/v1/strategies/learn', { pipeline: 'sim', kind: 'learned', params: { explorer: 'epsilon', epsilon: 0.3, trainEvery: 150 } });
+    const put = await call('PUT', '/v1/strategies/learn', { pipeline: 'sim', kind: 'learned', params: { explorer: 'epsilon', epsilon: 0.3, trainEvery: 150, gate: false } });
     assert.equal(put.statusCode, 200, put.body);
     const ids: string[] = [];
     for (let i = 0; i < 160; i++) ids.push(await round('sim', 'learn'));

@@ -5,7 +5,7 @@ import { toDsjson } from '../../src/learner/dsjson.js';
 import type { LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import { deserializeWeights, forward, GREEDY_STEPS, greedySplit, initialWeights, marginal, predict, serializeWeights, type Heads } from '../../src/learner/model.js';
-import { candidateSet, candidatesAround, decide, explorationProbs, greedyBudgets, signedPerturbation, type ExploreOptions } from '../../src/learner/policy.js';
+import { candidateSet, candidatesAround, candidatesWith, decide, decideAround, explorationProbs, greedyBudgets, SAFE_START_EPSILON, signedPerturbation, withCandidate, type ExploreOptions } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { expectedQuality, loadWorld, oracleBudgets, sampleContext, truthOf } from '../../src/learner/sim/world.js';
 
@@ -187,5 +187,53 @@ describe('DSJSON export', () => {
     const det = JSON.parse(toDsjson({ ...ev, C: undefined, P: undefined, k: undefined } as LoggedEvent, ['a', 'b'])) as { p: number[]; a: number[] };
     assert.deepEqual(det.p, [1]);
     assert.deepEqual(det.a, [1]);
+  });
+});
+
+describe('candidate mixing and the safe start', () => {
+  const agents = [
+    { min: 100, cap: 5000 },
+    { min: 50, cap: 8000 },
+    { min: 0, cap: 3000 },
+  ];
+  const opts: ExploreOptions = { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 };
+
+  it('mixes a split in with probability `share`, rebuildable from the log, with frequencies matching the logged probabilities', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1e6 }), fc.integer({ min: 2000, max: 12000 }), fc.double({ min: 0.01, max: 0.5, noNaN: true }), (seed, total, share) => {
+        const rng = mulberry32(seed);
+        const h = heads([800 + rng() * 2000, 300 + rng() * 3000, 100 + rng() * 900], [0.3 + rng() * 0.6, 0.3 + rng() * 0.6, 0.1 + rng() * 0.5]);
+        const base = decide(h, agents, total, opts, rng);
+        const extra = greedyBudgets(heads([3000, 100, 100], [0.9, 0.1, 0.1]), agents, total);
+        const mixed = withCandidate(base, extra, share, rng);
+        assert.ok(Math.abs(mixed.probs.reduce((s, p) => s + p, 0) - 1) < 1e-9);
+        const at = mixed.candidates.findIndex((c) => c.every((v, i) => v === extra[i]));
+        assert.ok(at >= 0 && mixed.probs[at]! >= share - 1e-12);
+        assert.deepEqual(mixed.candidates, candidatesWith(candidatesAround(base.candidates[0]!, agents, total, signedPerturbation(opts)), extra));
+        assert.deepEqual(mixed.budgets, mixed.candidates[mixed.chosen]);
+      }),
+      { numRuns: 100 },
+    );
+    // Frequencies: one fixed decision drawn many times.
+    const rng = mulberry32(5);
+    const h = heads([1500, 2000, 400], [0.8, 0.6, 0.3]);
+    const extra = [4000, 5000, 1000];
+    const counts = new Map<number, number>();
+    let probs: number[] = [];
+    const N = 20000;
+    for (let i = 0; i < N; i++) {
+      const d = withCandidate(decide(h, agents, 10000, opts, rng), extra, 0.1, rng);
+      probs = d.probs;
+      counts.set(d.chosen, (counts.get(d.chosen) ?? 0) + 1);
+    }
+    probs.forEach((p, k) => assert.ok(Math.abs((counts.get(k) ?? 0) / N - p) < 4 * Math.sqrt((p * (1 - p)) / N) + 1e-3, `candidate ${k}: ${(counts.get(k) ?? 0) / N} vs ${p}`));
+  });
+
+  it('the safe start serves the given split as candidate 0 with probability 1 − SAFE_START_EPSILON + its share', () => {
+    const base = [3000, 5000, 2000];
+    const d = decideAround(base, agents, 10000, opts, mulberry32(1));
+    assert.deepEqual(d.candidates[0], base);
+    assert.ok(Math.abs(d.probs[0]! - (1 - SAFE_START_EPSILON + SAFE_START_EPSILON / d.candidates.length)) < 1e-12);
+    assert.ok(Math.abs(d.probs.reduce((s, p) => s + p, 0) - 1) < 1e-12);
   });
 });

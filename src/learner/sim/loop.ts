@@ -1,31 +1,26 @@
 import type { Tf } from '../backend.js';
 import { buildTrainingData, type LoggedEvent } from '../events.js';
-import { compileFeatures, type FeatureEncoder } from '../features.js';
-import { forward, initialWeights, type ModelWeights } from '../model.js';
-import { decide, greedyBudgets, type ExploreOptions } from '../policy.js';
+import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
+import { DEFAULT_GATE, gateVerdict, type GateRule, type GateVerdict } from '../gate.js';
+import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
+import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, withCandidate, type ExploreOptions } from '../policy.js';
 import { mulberry32 } from '../rng.js';
-import { trainModel, type TrainOptions } from '../trainer.js';
-import {
-  bestStaticShares,
-  contextFeatures,
-  expectedQuality,
-  oracleBudgets,
-  phaseAt,
-  sampleContext,
-  simulateOutcome,
-  staticBudgets,
-  uniformBudgets,
-  worldFeatures,
-  type SimContext,
-  type World,
-} from './world.js';
+import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
+import { bestStatic, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from './family.js';
+import { bestStaticShares, contextFeatures, expectedQuality, oracleBudgets, sampleContext, staticBudgets, uniformBudgets, type SimContext, type World } from './world.js';
 
 /**
- * The learning loop in-process (same policy, dataset and trainer code as the service, no HTTP): for
- * benches and tests that need tens of thousands of outcomes quickly.
+ * The learning loop in-process: the service's policy, scaling, dataset, trainer, activation gate and safe start
+ * (no HTTP, no Redis), for benches and tests that need tens of thousands of outcomes quickly. What it serves is
+ * what the service would serve: the default strategy (uniform here) explored around until a version clears the
+ * gate, then the serving version's exploring policy, with the pending candidate version's split mixed in
+ * (CANDIDATE_SHARE). Every retrain first puts the pending candidate to the gate (on the decisions logged since it
+ * was trained), then refits the feature scaling on its window, warm-starts from the newest trained version (its
+ * inputs re-expressed in the new scaling) and makes the result the new candidate.
  */
 export interface LoopOptions {
-  readonly world: World;
+  /** A hand-written world (experiments/worlds) or any SimWorld (the generated family). */
+  readonly world: World | SimWorld;
   readonly outcomes: number;
   readonly seed: number;
   readonly explore: ExploreOptions;
@@ -37,31 +32,47 @@ export interface LoopOptions {
   readonly train?: TrainOptions;
   /** Evaluate the greedy policy every this many outcomes. Default 1000. */
   readonly checkpointEvery?: number;
-  /** Held-out contexts for evaluation. Default 1000. */
+  /** Held-out contexts for the greedy evaluation at checkpoints. Default 1000 (0: no checkpoint evaluation). */
   readonly evalContexts?: number;
+  /** Fit feature scaling at each retrain (the service does). Default true. */
+  readonly autoScale?: boolean;
+  readonly scalingMethod?: ScalingMethod;
+  /** The activation gate; null: every trained version serves at once (the behaviour before the gate). */
+  readonly gate?: GateRule | null;
+  /** Serve the default strategy until a version clears the gate (the service does). Default true. */
+  readonly safeStart?: boolean;
+  /** Hidden units of the model. Default 16 (the service's). */
+  readonly hidden?: number;
 }
 
 export interface Checkpoint {
   readonly outcomes: number;
   readonly phase: 0 | 1;
-  /** Mean expected (noise-free) quality of the greedy learned policy, the oracle, uniform and best static. */
+  /** Mean expected (noise-free) reward of the greedy serving policy, the oracle, uniform and best static. */
   readonly learned: number;
   readonly oracle: number;
   readonly uniform: number;
   readonly bestStatic: number;
-  /** Mean quality of the served (exploring) decisions since the previous checkpoint. */
+  /** Mean expected reward of the served (exploring) decisions since the previous checkpoint. */
   readonly served: number;
+  /** Serving model version (0: the safe start serves the default strategy). */
+  readonly version: number;
 }
 
 export interface Evaluation {
-  readonly contexts: readonly SimContext[];
+  readonly contexts: readonly unknown[];
   readonly oracle: number[];
   readonly uniform: number[];
   readonly bestStatic: number[];
   readonly staticShares: number[];
 }
 
-export function prepareEvaluation(world: World, phase: 0 | 1, contexts: readonly SimContext[], total = world.totalTokens): Evaluation {
+export function asSimWorld(world: World | SimWorld): SimWorld {
+  return 'truth' in world ? (namedWorld(world) as SimWorld) : world;
+}
+
+/** Evaluation of a hand-written world (kept for the CLI): oracle, uniform and best static per context. */
+export function prepareEvaluation(world: World, phase: 0 | 1, contexts: readonly SimContext[], total = world.totalTokens): Evaluation & { readonly contexts: readonly SimContext[] } {
   const staticShares = bestStaticShares(world, phase, contexts.slice(0, 400), total);
   return {
     contexts,
@@ -72,55 +83,128 @@ export function prepareEvaluation(world: World, phase: 0 | 1, contexts: readonly
   };
 }
 
-export function policyAgents(world: World) {
+/** The same for any SimWorld. */
+export function evaluateWorld(world: SimWorld, phase: 0 | 1, contexts: readonly unknown[], total = world.totalTokens): Evaluation {
+  const staticShares = bestStatic(world, phase, contexts.slice(0, 300), total);
+  const uni = uniformSplitOf(world, total);
+  const st = staticSplit(world, staticShares, total);
+  return {
+    contexts,
+    oracle: contexts.map((x) => world.expected(phase, x, world.oracle(phase, x, total))),
+    uniform: contexts.map((x) => world.expected(phase, x, uni)),
+    bestStatic: contexts.map((x) => world.expected(phase, x, st)),
+    staticShares,
+  };
+}
+
+export function policyAgents(world: Pick<SimWorld, 'agents'>) {
   return world.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens }));
 }
 
-/** Expected quality of the greedy learned split per evaluation context, at `total`. */
+/** Expected quality of the greedy learned split per evaluation context of a hand-written world, at `total`. */
 export function learnedValues(world: World, phase: 0 | 1, weights: ModelWeights, encoder: FeatureEncoder, contexts: readonly SimContext[], total = world.totalTokens): number[] {
   const agents = policyAgents(world);
   return contexts.map((x) => expectedQuality(world, phase, x, greedyBudgets(forward(weights, encoder.encode(contextFeatures(x))), agents, total)));
 }
 
+/** The same for any SimWorld (a missing model: the default strategy, uniform). */
+export function greedyValues(world: SimWorld, phase: 0 | 1, model: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder } | undefined, contexts: readonly unknown[], total = world.totalTokens): number[] {
+  const agents = policyAgents(world);
+  const uni = uniformSplitOf(world, total);
+  return contexts.map((x) => world.expected(phase, x, model ? greedyBudgets(forward(model.weights, model.encoder.encode(world.features(x))), agents, total) : uni));
+}
+
+/**
+ * Expected reward of the exploring policy (Σ_k p_k · value of candidate k, exactly) per context at `total`: what
+ * users get, exploration included. A missing model: the safe start around the default strategy.
+ */
+export function servedValues(world: SimWorld, phase: 0 | 1, model: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder } | undefined, explore: ExploreOptions, contexts: readonly unknown[], total = world.totalTokens): number[] {
+  const agents = policyAgents(world);
+  const uni = uniformSplitOf(world, total);
+  const rng = mulberry32(1);
+  return contexts.map((x) => {
+    const dec = model ? decide(forward(model.weights, model.encoder.encode(world.features(x))), agents, total, explore, rng, uni) : decideAround(uni, agents, total, explore, rng, uni);
+    let v = 0;
+    dec.candidates.forEach((c, k) => (v += dec.probs[k]! * world.expected(phase, x, c)));
+    return v;
+  });
+}
+
 const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / xs.length;
+
+/** A trained model version in the loop. */
+export interface LoopVersion {
+  readonly version: number;
+  readonly at: number;
+  readonly weights: ModelWeights;
+  readonly encoder: FeatureEncoder;
+  readonly gate?: GateVerdict;
+  readonly active: boolean;
+  readonly metrics?: TrainMetrics;
+}
 
 export interface LoopResult {
   readonly checkpoints: Checkpoint[];
+  /** The serving model at the end (undefined: still on the safe start). */
+  readonly serving: LoopVersion | undefined;
+  /** Kept for older callers: the serving weights and encoder (the newest trained version when none serves). */
   readonly weights: ModelWeights;
   readonly encoder: FeatureEncoder;
   readonly events: LoggedEvent[];
-  readonly evaluations: readonly [Evaluation, Evaluation | undefined];
+  readonly evaluations: readonly [Evaluation | undefined, Evaluation | undefined];
   readonly trainMs: number[];
+  readonly versions: readonly LoopVersion[];
+  /** Per outcome: the request's context and the expected reward of what was served. */
+  readonly contexts: readonly unknown[];
+  readonly served: Float64Array;
+  /** Per outcome: the serving version (0 = safe start). */
+  readonly servingVersion: Int32Array;
 }
 
 export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Checkpoint) => void): Promise<LoopResult> {
-  const { world } = opts;
+  const world = asSimWorld(opts.world);
   const rng = mulberry32(opts.seed);
   const evalRng = mulberry32(opts.seed ^ 0x9e3779b9);
-  const encoder = compileFeatures(worldFeatures(world).features);
+  const specs = world.declaration.features;
+  const autoScale = opts.autoScale ?? true;
+  const gateRule = opts.gate === undefined ? DEFAULT_GATE : opts.gate;
+  const safeStart = opts.safeStart ?? true;
   const agents = policyAgents(world);
   const names = world.agents.map((a) => a.name);
-  const contexts = Array.from({ length: opts.evalContexts ?? 1000 }, () => sampleContext(world, evalRng));
-  const evaluations: [Evaluation, Evaluation | undefined] = [prepareEvaluation(world, 0, contexts), world.drift ? prepareEvaluation(world, 1, contexts) : undefined];
-  let weights = initialWeights(encoder.dim, names.length, world.totalTokens, mulberry32(opts.seed + 1));
+  const uniform = uniformSplitOf(world, world.totalTokens);
+  const nEval = opts.evalContexts ?? 1000;
+  const contexts = Array.from({ length: nEval }, () => world.sample(evalRng));
+  const evaluations: [Evaluation | undefined, Evaluation | undefined] = nEval > 0 ? [evaluateWorld(world, 0, contexts), world.driftAt !== undefined ? evaluateWorld(world, 1, contexts) : undefined] : [undefined, undefined];
+  let encoder = compileFeatures(specs);
+  const prior: LoopVersion = { version: 0, at: 0, weights: initialWeights(encoder.dim, names.length, world.totalTokens, mulberry32(opts.seed + 1), opts.hidden), encoder, active: !safeStart };
+  let serving: LoopVersion | undefined = safeStart ? undefined : prior;
+  let latest = prior;
+  let candidate: LoopVersion | undefined;
+  const greedyOf = (m: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder }, f: LoggedEvent['f'], total: number) =>
+    greedyBudgets(forward(m.weights, m.encoder.encode(f)), agents, total);
+  const versions: LoopVersion[] = [];
   const events: LoggedEvent[] = [];
   const checkpoints: Checkpoint[] = [];
   const trainMs: number[] = [];
   const every = opts.trainEvery ?? 500;
   const cpEvery = opts.checkpointEvery ?? 1000;
+  const servedAll = new Float64Array(opts.outcomes);
+  const servingVersion = new Int32Array(opts.outcomes);
+  const seen: unknown[] = [];
   let servedSum = 0;
   let servedN = 0;
   const checkpoint = (t: number) => {
-    const phase = phaseAt(world, t);
-    const ev = evaluations[phase]!;
+    const phase = phaseOf(world, t);
+    const ev = evaluations[phase];
     const c: Checkpoint = {
       outcomes: t,
       phase,
-      learned: mean(learnedValues(world, phase, weights, encoder, contexts)),
-      oracle: mean(ev.oracle),
-      uniform: mean(ev.uniform),
-      bestStatic: mean(ev.bestStatic),
+      learned: ev ? mean(greedyValues(world, phase, serving, contexts)) : NaN,
+      oracle: ev ? mean(ev.oracle) : NaN,
+      uniform: ev ? mean(ev.uniform) : NaN,
+      bestStatic: ev ? mean(ev.bestStatic) : NaN,
       served: servedN ? servedSum / servedN : NaN,
+      version: serving?.version ?? 0,
     };
     servedSum = 0;
     servedN = 0;
@@ -129,24 +213,59 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   };
   checkpoint(0);
   for (let t = 0; t < opts.outcomes; t++) {
-    const phase = phaseAt(world, t);
-    const x = sampleContext(world, rng);
-    const f = contextFeatures(x);
-    const dec = decide(forward(weights, encoder.encode(f)), agents, world.totalTokens, opts.explore, rng);
-    const out = simulateOutcome(world, phase, x, dec.budgets, rng);
-    servedSum += expectedQuality(world, phase, x, dec.budgets);
+    const phase = phaseOf(world, t);
+    const x = world.sample(rng);
+    seen.push(x);
+    const f = world.features(x);
+    let dec = serving
+      ? decide(forward(serving.weights, serving.encoder.encode(f)), agents, world.totalTokens, opts.explore, rng, uniform)
+      : decideAround(uniform, agents, world.totalTokens, opts.explore, rng, uniform);
+    if (candidate) dec = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), CANDIDATE_SHARE, rng);
+    const out = world.outcome(phase, x, dec.budgets, rng);
+    const v = world.expected(phase, x, dec.budgets);
+    servedAll[t] = v;
+    servingVersion[t] = serving?.version ?? 0;
+    servedSum += v;
     servedN++;
     const b: Record<string, number> = {};
     names.forEach((a, i) => (b[a] = dec.budgets[i]!));
-    events.push({ id: String(t), t, s: 'learned', f, T: world.totalTokens, b, q: out.quality, c: null, C: dec.candidates, P: dec.probs, k: dec.chosen });
+    events.push({ id: `${opts.seed}-${t}`, t, s: 'learned', f, T: world.totalTokens, b, q: out.quality, c: out.cost, C: dec.candidates, P: dec.probs, k: dec.chosen, m: serving?.version ?? 0 });
     if ((t + 1) % every === 0) {
+      if (candidate && gateRule) {
+        const c = candidate;
+        const s = serving;
+        const gate = gateVerdict(
+          {
+            events: events.slice(c.at),
+            agents: names,
+            costWeight: world.costWeight,
+            candidate: c,
+            candidateSplit: (e) => greedyOf(c, e.f, e.T),
+            ...(s ? { serving: { version: s.version, split: (e: LoggedEvent) => greedyOf(s, e.f, e.T) } } : {}),
+            defaultSplit: () => uniform,
+          },
+          gateRule,
+        );
+        const judged: LoopVersion = { ...c, gate, active: gate.pass };
+        versions[c.version - 1] = judged;
+        if (gate.pass) serving = judged;
+        candidate = undefined;
+      }
       const recent = events.slice(-(opts.window ?? 8000)).reverse();
-      const data = buildTrainingData(recent, encoder, names, { costWeight: 0, ...(opts.halfLife !== undefined ? { halfLife: opts.halfLife } : {}) });
-      const res = await trainModel(tf, data, weights, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
-      weights = res.weights;
+      const scaling = autoScale ? fitScaling(specs, recent.map((e) => e.f), opts.scalingMethod) : undefined;
+      encoder = compileFeatures(specs, scaling);
+      const init = rescaleInputs(latest.weights, latest.encoder.numeric, encoder.numeric);
+      const data = buildTrainingData(recent, encoder, names, { costWeight: world.costWeight, ...(opts.halfLife !== undefined ? { halfLife: opts.halfLife } : {}) });
+      const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       trainMs.push(res.metrics.ms);
+      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: res.weights, encoder, active: !gateRule, metrics: res.metrics };
+      versions.push(mv);
+      latest = mv;
+      if (gateRule) candidate = mv;
+      else serving = mv;
     }
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
-  return { checkpoints, weights, encoder, events, evaluations, trainMs };
+  const final = serving ?? latest;
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion };
 }
