@@ -5,6 +5,7 @@ import type { Core } from '../runtime.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, serializeWeights, type ModelWeights, type SerializedWeights } from './model.js';
 import type { TrainMetrics } from './trainer.js';
+import type { GuardRevert } from './guard.js';
 
 /** One model version: its weights and what it was trained on. */
 export interface ModelVersion {
@@ -18,7 +19,24 @@ export interface ModelVersion {
   readonly weights: SerializedWeights;
 }
 
-export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline'>;
+export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline'> & {
+  /** When this version last became the serving one (absent: it never served). */
+  readonly activatedAt?: number;
+  /** Set when the runtime guard took this version out of service (guard.ts). */
+  readonly reverted?: GuardRevert;
+  /** Set when the version was saved but not activated, and why. */
+  readonly held?: string;
+};
+
+/** The runtime guard's state of a pipeline, kept in its `models` document. */
+export interface GuardState {
+  /** Every model was taken out of service: the control strategy serves all of the learned strategy's traffic. */
+  readonly toControl?: boolean;
+  /** Newly trained versions are not activated automatically before the pipeline has this many outcomes. */
+  readonly holdUntil?: number;
+  /** The newest reverts, newest first (at most 20). */
+  readonly reverts: readonly GuardRevert[];
+}
 
 /**
  * The `models` control document of a pipeline (id = pipeline id): the active version's weights ride along,
@@ -33,6 +51,7 @@ export interface ModelDoc {
   readonly activatedAt: number;
   /** Newest first, at most MAX_LISTED. */
   readonly versions: readonly ModelSummary[];
+  readonly guard?: GuardState;
 }
 
 const MAX_LISTED = 100;
@@ -76,16 +95,22 @@ export class ModelRegistry {
     }
   }
 
-  /** Makes `mv` the serving version (validated first) and waits until this process serves it. */
-  async activate(mv: ModelVersion): Promise<ModelDoc> {
+  /**
+   * Makes `mv` the serving version (validated first) and waits until this process serves it. An automatic
+   * activation (a retrain; not `manual`, as a rollback is) during the runtime guard's hold only lists the
+   * version, `held`.
+   */
+  async activate(mv: ModelVersion, opts: { readonly manual?: boolean } = {}): Promise<ModelDoc> {
     try {
       deserializeWeights(mv.weights);
     } catch (e) {
       throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${mv.version} has unusable weights (${(e as Error).message})`);
     }
     const prev = this.doc(mv.pipeline);
+    if (!opts.manual && prev && (await this.guardHolds(prev))) return this.listHeld(prev, mv);
     const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
-    listed.set(mv.version, summary(mv));
+    // A manual activation of a reverted version clears its mark: the operator decided.
+    listed.set(mv.version, { ...summary(mv), activatedAt: Date.now() });
     const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
     const doc: ModelDoc = {
       pipeline: mv.pipeline,
@@ -95,8 +120,50 @@ export class ModelRegistry {
       weights: mv.weights,
       activatedAt: Date.now(),
       versions,
+      // Serving a model again ends a revert to control; the revert history stays.
+      ...(prev?.guard ? { guard: { reverts: prev.guard.reverts, ...(prev.guard.holdUntil !== undefined ? { holdUntil: prev.guard.holdUntil } : {}) } } : {}),
     };
     await this.core.store.put('models', mv.pipeline, doc);
+    await this.core.snapshot.refresh();
+    return doc;
+  }
+
+  /** Whether the runtime guard's hold after a revert is still on (the pipeline has fewer outcomes than holdUntil). */
+  private async guardHolds(doc: ModelDoc): Promise<boolean> {
+    const until = doc.guard?.holdUntil;
+    if (until === undefined) return false;
+    const outcomes = Number((await this.core.redis.hget(learnerKeys(this.core.keys, doc.pipeline).counters, 'outcomes')) ?? 0);
+    return outcomes < until;
+  }
+
+  private async listHeld(prev: ModelDoc, mv: ModelVersion): Promise<ModelDoc> {
+    const versions = [{ ...summary(mv), held: 'not activated: the runtime guard holds activations after a revert' }, ...prev.versions.filter((v) => v.version !== mv.version)]
+      .sort((a, b) => b.version - a.version)
+      .slice(0, MAX_LISTED);
+    const doc: ModelDoc = { ...prev, versions };
+    await this.core.store.put('models', mv.pipeline, doc);
+    await this.core.snapshot.refresh();
+    return doc;
+  }
+
+  /**
+   * The runtime guard's revert (guard-monitor.ts): marks `record.from` reverted, serves version `to` (or, with
+   * `to` = 0, the control strategy for all of the learned strategy's traffic), and holds automatic
+   * activations until the pipeline has `holdUntil` outcomes. Returns undefined (and changes nothing) when the
+   * serving version is no longer `record.from` (a concurrent change won).
+   */
+  async revert(pipeline: string, record: GuardRevert, holdUntil: number): Promise<ModelDoc | undefined> {
+    const prev = this.doc(pipeline);
+    if (!prev || prev.active !== record.from) return undefined;
+    const target = record.to > 0 ? await this.get(pipeline, record.to) : undefined;
+    const versions = prev.versions.map((v) =>
+      v.version === record.from ? { ...v, reverted: record } : v.version === record.to ? { ...v, activatedAt: record.at } : v,
+    );
+    const guard: GuardState = { reverts: [record, ...(prev.guard?.reverts ?? [])].slice(0, 20), holdUntil, ...(target ? {} : { toControl: true }) };
+    const doc: ModelDoc = target
+      ? { ...prev, active: target.version, signature: target.signature, agents: target.agents, weights: target.weights, activatedAt: record.at, versions, guard }
+      : { ...prev, active: 0, activatedAt: record.at, versions, guard };
+    await this.core.store.put('models', pipeline, doc);
     await this.core.snapshot.refresh();
     return doc;
   }

@@ -20,6 +20,8 @@ export interface Metrics {
   /** Learner buffer ingest, by result: outcome (moved to the buffer), late (outcome after its wait window,
    * dropped), defaulted (default reward given), lost (due decision without a record: no default). */
   readonly learnerEvents: Counter<'result'>;
+  /** Model versions the learner's runtime guard took out of service, by what serves instead (version, control). */
+  readonly learnerGuardReverts: Counter<'to'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -107,6 +109,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'apportion_learner_events_total',
       help: 'Learner buffer ingest by result: outcome, late (dropped after the wait window), defaulted, lost (no decision record).',
       labelNames: ['result'],
+      registers: [registry],
+    }),
+    learnerGuardReverts: new Counter({
+      name: 'apportion_learner_guard_reverts_total',
+      help: 'Model versions the learner guard reverted (worse than the control strategy), by what serves instead: version (an earlier one) or control.',
+      labelNames: ['to'],
       registers: [registry],
     }),
   };
