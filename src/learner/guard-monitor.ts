@@ -1,7 +1,7 @@
 import type { Core } from '../runtime.js';
 import { controlStrategyDef } from './control-arm.js';
 import { rewardOf, type LoggedEvent } from './events.js';
-import { addReward, EMPTY_ARM, GUARD_DEFAULTS, guardVerdict, lastGoodVersion, type ArmSums, type GuardRevert, type GuardVerdict } from './guard.js';
+import { accumulate, EMPTY_EVIDENCE, GUARD_DEFAULTS, judge, revertTarget, type GuardEvidence, type GuardRevert, type GuardRun, type GuardVerdict } from './guard.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import type { ModelRegistry } from './registry.js';
@@ -20,19 +20,19 @@ export interface GuardCheck {
 }
 
 interface State {
-  readonly v: number;
   readonly since: number;
   readonly marker: string;
-  readonly learned: ArmSums;
-  readonly control: ArmSums;
+  /** Sub-segment index (1-based) within the segment, and its evidence. */
+  readonly j: number;
+  readonly evidence: GuardEvidence;
 }
 
 /**
- * The runtime guard's loop (runs in the worker's learner tick, after ingest): for the serving model version,
- * sums the realised rewards of the learned and control arms of its decisions made since it (last) became the
- * serving version, from the training buffer's new entries (outcomes and default rewards alike), and reverts
- * it when guard.ts says it is worse. State per pipeline in a hash of its slot; a new serving version starts
- * from zero. Checks of one pipeline must not run concurrently (the tick job runs one at a time).
+ * The runtime guard's loop (runs in the worker's learner tick, after ingest): sums the realised rewards of
+ * the learned and control arms of the learned strategies' decisions made since the guard's segment began
+ * (guard.ts GuardEvidence), from the training buffer's new entries (outcomes and default rewards alike), and
+ * reverts the serving version when guard.ts says the learned arm is worse. State per pipeline in one key of
+ * its slot. Checks of one pipeline must not run concurrently (the tick job runs one at a time).
  */
 export class GuardMonitor {
   constructor(
@@ -59,35 +59,44 @@ export class GuardMonitor {
     const learnedIds = new Set(strategies.map((s) => s.id));
     const costWeight = params.costWeight ?? 0;
 
+    const since = doc.guard?.since ?? 0;
     let st = await this.load(pipelineId);
-    if (st.v !== active || st.since !== doc.activatedAt) st = { v: active, since: doc.activatedAt, marker: '', learned: EMPTY_ARM, control: EMPTY_ARM };
+    if (st.since !== since) st = { since, marker: '', j: 1, evidence: EMPTY_EVIDENCE };
     const buffer = learnerKeys(this.core.keys, pipelineId).buffer;
-    let newest = '';
-    let { learned, control } = st;
+    const fresh: LoggedEvent[] = [];
     scan: for (let off = 0; off < MAX_SCAN; off += PAGE) {
       const page = await this.core.redis.lrange(buffer, off, off + PAGE - 1);
       for (const raw of page) {
         const e = JSON.parse(raw) as LoggedEvent;
-        if (!newest) newest = e.id;
         if (e.id === st.marker) break scan;
-        if (e.m !== active || e.a === undefined || e.t < doc.activatedAt || !learnedIds.has(e.s)) continue;
-        const r = rewardOf(e, costWeight);
-        if (e.a === 1) control = addReward(control, r);
-        else learned = addReward(learned, r);
+        fresh.push(e);
       }
       if (page.length < PAGE) break;
     }
-    const verdict = guardVerdict(learned, control, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });
-    await this.save(pipelineId, { ...st, marker: newest || st.marker, learned, control });
+    const newest = fresh[0]?.id ?? st.marker;
+    let run: GuardRun = { j: st.j, evidence: st.evidence };
+    const segment = params.guardSegmentOutcomes ?? GUARD_DEFAULTS.segmentOutcomes;
+    // Oldest first (the buffer is newest first).
+    for (let i = fresh.length - 1; i >= 0; i--) {
+      const e = fresh[i]!;
+      // Decisions of trained versions, made since the segment began, by a learned strategy with a control arm.
+      if (!e.m || e.a === undefined || e.t < since || !learnedIds.has(e.s)) continue;
+      run = accumulate(run, e.m, e.a, rewardOf(e, costWeight), segment);
+    }
+    const { evidence } = run;
+    const verdict = judge(run, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });
+    await this.save(pipelineId, { since, marker: newest, ...run });
     if (verdict.status !== 'worse') return { pipeline: pipelineId, version: active, verdict };
 
-    // Revert: to the newest earlier version that served and was never reverted, if it fits the current
-    // features and agents; else to the control strategy.
+    // Revert (guard.ts revertTarget): one step back to an earlier version that fits the current features and
+    // agents and did not do worse itself, else (and always on a second revert) to the control strategy.
     const signature = servingModel(view, pipeline).encoder.signature;
     const agents = pipeline.agents.map((a) => a.name).join(',');
-    const to = lastGoodVersion(
+    const to = revertTarget(
       doc.versions.filter((v) => v.signature === signature && v.agents.join(',') === agents),
       active,
+      evidence,
+      doc.guard?.steppedBack === true,
     );
     const record: GuardRevert = {
       from: active,
@@ -108,28 +117,17 @@ export class GuardMonitor {
   }
 
   private async load(pipeline: string): Promise<State> {
-    const h = await this.core.redis.hgetall(this.key(pipeline));
-    const n = (k: string) => Number(h[k] ?? 0);
-    return {
-      v: n('v'),
-      since: n('since'),
-      marker: h.marker ?? '',
-      learned: { n: n('ln'), sum: n('ls'), sumSq: n('lss') },
-      control: { n: n('cn'), sum: n('cs'), sumSq: n('css') },
-    };
+    const json = await this.core.redis.get(this.key(pipeline));
+    const none: State = { since: -1, marker: '', j: 1, evidence: EMPTY_EVIDENCE };
+    if (!json) return none;
+    try {
+      return JSON.parse(json) as State;
+    } catch {
+      return none;
+    }
   }
 
   private async save(pipeline: string, s: State): Promise<void> {
-    await this.core.redis.hset(this.key(pipeline), {
-      v: s.v,
-      since: s.since,
-      marker: s.marker,
-      ln: s.learned.n,
-      ls: s.learned.sum,
-      lss: s.learned.sumSq,
-      cn: s.control.n,
-      cs: s.control.sum,
-      css: s.control.sumSq,
-    });
+    await this.core.redis.set(this.key(pipeline), JSON.stringify(s));
   }
 }

@@ -23,7 +23,17 @@ export interface GuardOptions {
   readonly tuningN?: number;
 }
 
-export const GUARD_DEFAULTS = { alpha: 0.05, minPerArm: 30, margin: 0, tuningN: 2000, controlShare: 0.05, holdOutcomes: 1000 } as const;
+export const GUARD_DEFAULTS = { alpha: 0.05, minPerArm: 30, margin: 0, tuningN: 2000, controlShare: 0.05, holdOutcomes: 1000, segmentOutcomes: 2000 } as const;
+
+/**
+ * Level of the j-th sub-segment (j = 1, 2, …). Evidence is pooled over at most `segmentOutcomes` decisions,
+ * then the test restarts, so a model that did well for a long time and then turns bad is not protected by its
+ * old record. Each restart is a new test: sub-segment j runs at α/(j(j+1)), and Σ_j α/(j(j+1)) = α, so the
+ * probability of any false revert in a segment (until the next revert or manual activation) stays ≤ α.
+ */
+export function subSegmentAlpha(alpha: number, j: number): number {
+  return alpha / (j * (j + 1));
+}
 
 /** Running sums of one arm's rewards. */
 export interface ArmSums {
@@ -82,14 +92,69 @@ export interface GuardRevert {
 }
 
 /**
- * Where to revert to (pure): the newest version older than `failing` that served before and was never
- * reverted, or 0 (the control strategy) when there is none. Versions are only ever walked backwards and a
- * reverted version is never chosen again, so a chain of reverts ends at the control strategy.
+ * The guard's evidence since its segment began (the guard's start, its last revert, or a manual activation):
+ * both arms pooled over every model version that served (the learner is judged as a whole, so retrains every
+ * few hundred outcomes do not restart the test), and per version (to choose where to revert to).
  */
-export function lastGoodVersion(versions: readonly { readonly version: number; readonly activatedAt?: number; readonly reverted?: unknown }[], failing: number): number {
-  let best = 0;
-  for (const v of versions) {
-    if (v.version < failing && v.version > best && v.activatedAt !== undefined && v.reverted === undefined) best = v.version;
+export interface GuardEvidence {
+  readonly learned: ArmSums;
+  readonly control: ArmSums;
+  readonly byVersion: Readonly<Record<string, { readonly learned: ArmSums; readonly control: ArmSums }>>;
+}
+
+export const EMPTY_EVIDENCE: GuardEvidence = { learned: EMPTY_ARM, control: EMPTY_ARM, byVersion: {} };
+
+/** Adds one realised reward of a decision made while `version` served (arm 1 = control). */
+export function addEvidence(e: GuardEvidence, version: number, arm: 0 | 1, r: number): GuardEvidence {
+  const v = e.byVersion[version] ?? { learned: EMPTY_ARM, control: EMPTY_ARM };
+  const nv = arm === 1 ? { ...v, control: addReward(v.control, r) } : { ...v, learned: addReward(v.learned, r) };
+  return {
+    learned: arm === 1 ? e.learned : addReward(e.learned, r),
+    control: arm === 1 ? addReward(e.control, r) : e.control,
+    byVersion: { ...e.byVersion, [version]: nv },
+  };
+}
+
+/** The guard's running test within one segment: the sub-segment index j (from 1) and its evidence. */
+export interface GuardRun {
+  readonly j: number;
+  readonly evidence: GuardEvidence;
+}
+
+export const NEW_RUN: GuardRun = { j: 1, evidence: EMPTY_EVIDENCE };
+
+/** Adds one decision's realised reward, starting the next sub-segment once this one holds `segmentOutcomes`. */
+export function accumulate(run: GuardRun, version: number, arm: 0 | 1, r: number, segmentOutcomes: number = GUARD_DEFAULTS.segmentOutcomes): GuardRun {
+  const full = run.evidence.learned.n + run.evidence.control.n >= segmentOutcomes;
+  const j = full ? run.j + 1 : run.j;
+  return { j, evidence: addEvidence(full ? EMPTY_EVIDENCE : run.evidence, version, arm, r) };
+}
+
+/** The verdict on a run, at its sub-segment's level. */
+export function judge(run: GuardRun, opts: GuardOptions = {}): GuardVerdict {
+  return guardVerdict(run.evidence.learned, run.evidence.control, { ...opts, alpha: subSegmentAlpha(opts.alpha ?? GUARD_DEFAULTS.alpha, run.j) });
+}
+
+/**
+ * Where to revert to (pure). Walking back from the failing version: the newest earlier version that served
+ * before (`activatedAt`), was never reverted, and did not do worse than the control on its own decisions in
+ * this segment (point estimate; a version without decisions in the segment counts as not worse). 0 (the
+ * control strategy) when there is none, and always when the segment began with a revert to a version
+ * (`steppedBack`): the guard steps back one version at most, then goes to the control. So a chain of reverts
+ * is at most two long, and never returns to a reverted version.
+ */
+export function revertTarget(
+  versions: readonly { readonly version: number; readonly activatedAt?: number; readonly reverted?: unknown }[],
+  failing: number,
+  evidence: GuardEvidence,
+  steppedBack: boolean,
+): number {
+  if (steppedBack) return 0;
+  const older = versions.filter((v) => v.version < failing && v.activatedAt !== undefined && v.reverted === undefined).sort((a, b) => b.version - a.version);
+  for (const v of older) {
+    const ev = evidence.byVersion[v.version];
+    if (!ev || ev.learned.n === 0 || ev.control.n === 0) return v.version;
+    if (momentsOf(ev.learned).mean >= momentsOf(ev.control).mean) return v.version;
   }
-  return best;
+  return 0;
 }

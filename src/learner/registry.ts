@@ -36,6 +36,10 @@ export interface GuardState {
   readonly holdUntil?: number;
   /** The newest reverts, newest first (at most 20). */
   readonly reverts: readonly GuardRevert[];
+  /** Start of the guard's current segment of evidence (its last revert or a manual activation; absent: its start). */
+  readonly since?: number;
+  /** The segment began with a revert to an earlier version: the next revert goes to the control strategy. */
+  readonly steppedBack?: boolean;
 }
 
 /**
@@ -55,6 +59,14 @@ export interface ModelDoc {
 }
 
 const MAX_LISTED = 100;
+
+function guardAfterActivation(g: GuardState | undefined, manual: boolean): { guard?: GuardState } {
+  if (!g && !manual) return {};
+  const reverts = g?.reverts ?? [];
+  const hold = g?.holdUntil !== undefined ? { holdUntil: g.holdUntil } : {};
+  if (manual) return { guard: { reverts, ...hold, since: Date.now() } };
+  return { guard: { reverts, ...hold, ...(g?.since !== undefined ? { since: g.since } : {}), ...(g?.steppedBack ? { steppedBack: true } : {}) } };
+}
 
 const summary = (v: ModelVersion): ModelSummary => ({ version: v.version, createdAt: v.createdAt, signature: v.signature, agents: v.agents, metrics: v.metrics });
 
@@ -120,8 +132,9 @@ export class ModelRegistry {
       weights: mv.weights,
       activatedAt: Date.now(),
       versions,
-      // Serving a model again ends a revert to control; the revert history stays.
-      ...(prev?.guard ? { guard: { reverts: prev.guard.reverts, ...(prev.guard.holdUntil !== undefined ? { holdUntil: prev.guard.holdUntil } : {}) } } : {}),
+      // Serving a model again ends a revert to control; the revert history stays. A manual activation (a
+      // rollback) starts a new segment of the guard's evidence.
+      ...guardAfterActivation(prev?.guard, opts.manual === true),
     };
     await this.core.store.put('models', mv.pipeline, doc);
     await this.core.snapshot.refresh();
@@ -159,7 +172,12 @@ export class ModelRegistry {
     const versions = prev.versions.map((v) =>
       v.version === record.from ? { ...v, reverted: record } : v.version === record.to ? { ...v, activatedAt: record.at } : v,
     );
-    const guard: GuardState = { reverts: [record, ...(prev.guard?.reverts ?? [])].slice(0, 20), holdUntil, ...(target ? {} : { toControl: true }) };
+    const guard: GuardState = {
+      reverts: [record, ...(prev.guard?.reverts ?? [])].slice(0, 20),
+      holdUntil,
+      since: record.at,
+      ...(target ? { steppedBack: true } : { toControl: true }),
+    };
     const doc: ModelDoc = target
       ? { ...prev, active: target.version, signature: target.signature, agents: target.agents, weights: target.weights, activatedAt: record.at, versions, guard }
       : { ...prev, active: 0, activatedAt: record.at, versions, guard };
