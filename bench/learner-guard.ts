@@ -24,6 +24,7 @@ import { mulberry32 } from '../src/learner/rng.js';
 import { policyAgents, runLoop } from '../src/learner/sim/loop.js';
 import { contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOutcome, uniformBudgets, WORLD_NAMES, type World } from '../src/learner/sim/world.js';
 import type { FeatureEncoder } from '../src/learner/features.js';
+import { degradeWorld, mostStarved } from '../src/learner/sim/degrade.js';
 import { flag } from './lib.js';
 
 const worldNames = flag('worlds', 'all') === 'all' ? [...WORLD_NAMES] : flag('worlds', '').split(',');
@@ -37,13 +38,6 @@ const SHARE = GUARD_DEFAULTS.controlShare;
 const explore = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5 };
 
 const { tf } = await loadTf();
-
-/** The world with its most-starved agent made critical. */
-function degrade(world: World, starved: string): World {
-  const t = world.truth[starved]!;
-  const { weightByTask: _drop, ...rest } = t;
-  return { ...world, drift: undefined, truth: { ...world.truth, [starved]: { ...rest, base: t.base * 4, perMessage: (t.perMessage ?? 0) * 4, perDocToken: (t.perDocToken ?? 0) * 4, weight: 0.9 } } } as World;
-}
 
 interface Served {
   readonly weights: ModelWeights;
@@ -105,16 +99,13 @@ for (const name of worldNames) {
   const m: Served = { weights: trained.weights, encoder: trained.encoder };
   // The agent the model starves most, relative to uniform.
   const agents = policyAgents(world);
-  const uniform = uniformBudgets(world, world.totalTokens);
   const rng = mulberry32(5);
-  const ratio = world.agents.map(() => 0);
-  for (let i = 0; i < 400; i++) {
+  const served = Array.from({ length: 400 }, () => {
     const x = sampleContext(world, rng);
-    const b = decide(forward(m.weights, m.encoder.encode(contextFeatures(x))), agents, world.totalTokens, explore, rng).budgets;
-    b.forEach((v, j) => (ratio[j]! += v / uniform[j]! / 400));
-  }
-  const starved = world.agents[ratio.indexOf(Math.min(...ratio))]!.name;
-  const degraded = degrade(world, starved);
+    return decide(forward(m.weights, m.encoder.encode(contextFeatures(x))), agents, world.totalTokens, explore, rng).budgets;
+  });
+  const starved = mostStarved(world, served, uniformBudgets(world, world.totalTokens));
+  const degraded = degradeWorld(world, starved);
   const v0 = values(world, m, 11);
   const v1 = values(degraded, m, 11);
   const detect: number[] = [];

@@ -1,7 +1,7 @@
 import type { Core } from '../runtime.js';
 import { controlStrategyDef } from './control-arm.js';
 import { rewardOf, type LoggedEvent } from './events.js';
-import { accumulate, EMPTY_EVIDENCE, GUARD_DEFAULTS, judge, revertTarget, type GuardEvidence, type GuardRevert, type GuardRun, type GuardVerdict } from './guard.js';
+import { accumulate, EMPTY_EVIDENCE, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardEvidence, type GuardRevert, type GuardRun, type GuardVerdict } from './guard.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import type { ModelRegistry } from './registry.js';
@@ -22,9 +22,10 @@ export interface GuardCheck {
 interface State {
   readonly since: number;
   readonly marker: string;
-  /** Sub-segment index (1-based) within the segment, and its evidence. */
+  /** Sub-segment index (1-based) within the segment, its evidence and the segment's (guard.ts GuardRun). */
   readonly j: number;
   readonly evidence: GuardEvidence;
+  readonly total: GuardEvidence;
 }
 
 /**
@@ -61,7 +62,7 @@ export class GuardMonitor {
 
     const since = doc.guard?.since ?? 0;
     let st = await this.load(pipelineId);
-    if (st.since !== since) st = { since, marker: '', j: 1, evidence: EMPTY_EVIDENCE };
+    if (st.since !== since) st = { since, marker: '', ...NEW_RUN };
     const buffer = learnerKeys(this.core.keys, pipelineId).buffer;
     const fresh: LoggedEvent[] = [];
     scan: for (let off = 0; off < MAX_SCAN; off += PAGE) {
@@ -74,7 +75,7 @@ export class GuardMonitor {
       if (page.length < PAGE) break;
     }
     const newest = fresh[0]?.id ?? st.marker;
-    let run: GuardRun = { j: st.j, evidence: st.evidence };
+    let run: GuardRun = { j: st.j, evidence: st.evidence, total: st.total ?? EMPTY_EVIDENCE };
     const segment = params.guardSegmentOutcomes ?? GUARD_DEFAULTS.segmentOutcomes;
     // Oldest first (the buffer is newest first).
     for (let i = fresh.length - 1; i >= 0; i--) {
@@ -83,7 +84,7 @@ export class GuardMonitor {
       if (!e.m || e.a === undefined || e.t < since || !learnedIds.has(e.s)) continue;
       run = accumulate(run, e.m, e.a, rewardOf(e, costWeight), segment);
     }
-    const { evidence } = run;
+    const evidence = run.total;
     const verdict = judge(run, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });
     await this.save(pipelineId, { since, marker: newest, ...run });
     if (verdict.status !== 'worse') return { pipeline: pipelineId, version: active, verdict };
@@ -118,7 +119,7 @@ export class GuardMonitor {
 
   private async load(pipeline: string): Promise<State> {
     const json = await this.core.redis.get(this.key(pipeline));
-    const none: State = { since: -1, marker: '', j: 1, evidence: EMPTY_EVIDENCE };
+    const none: State = { since: -1, marker: '', ...NEW_RUN };
     if (!json) return none;
     try {
       return JSON.parse(json) as State;

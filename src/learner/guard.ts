@@ -26,13 +26,16 @@ export interface GuardOptions {
 export const GUARD_DEFAULTS = { alpha: 0.05, minPerArm: 30, margin: 0, tuningN: 2000, controlShare: 0.05, holdOutcomes: 1000, segmentOutcomes: 2000 } as const;
 
 /**
- * Level of the j-th sub-segment (j = 1, 2, …). Evidence is pooled over at most `segmentOutcomes` decisions,
- * then the test restarts, so a model that did well for a long time and then turns bad is not protected by its
- * old record. Each restart is a new test: sub-segment j runs at α/(j(j+1)), and Σ_j α/(j(j+1)) = α, so the
- * probability of any false revert in a segment (until the next revert or manual activation) stays ≤ α.
+ * Two tests run side by side on a segment (from the guard's start, its last revert or a manual activation to
+ * the next), each at half the level:
+ *   - the cumulative test, on all the segment's decisions, at α/2: it finds small persistent shortfalls;
+ *   - the sub-segment tests: evidence is pooled over at most `segmentOutcomes` decisions, then the test
+ *     restarts, so a model that did well for a long time and then turns bad is not protected by its old
+ *     record. Sub-segment j runs at (α/2)/(j(j+1)); Σ_j 1/(j(j+1)) = 1.
+ * By the union bound the probability of any false revert in a segment stays ≤ α.
  */
 export function subSegmentAlpha(alpha: number, j: number): number {
-  return alpha / (j * (j + 1));
+  return alpha / 2 / (j * (j + 1));
 }
 
 /** Running sums of one arm's rewards. */
@@ -115,24 +118,28 @@ export function addEvidence(e: GuardEvidence, version: number, arm: 0 | 1, r: nu
   };
 }
 
-/** The guard's running test within one segment: the sub-segment index j (from 1) and its evidence. */
+/** The guard's running tests within one segment: the sub-segment index j (from 1), its evidence, and the whole segment's. */
 export interface GuardRun {
   readonly j: number;
   readonly evidence: GuardEvidence;
+  readonly total: GuardEvidence;
 }
 
-export const NEW_RUN: GuardRun = { j: 1, evidence: EMPTY_EVIDENCE };
+export const NEW_RUN: GuardRun = { j: 1, evidence: EMPTY_EVIDENCE, total: EMPTY_EVIDENCE };
 
 /** Adds one decision's realised reward, starting the next sub-segment once this one holds `segmentOutcomes`. */
 export function accumulate(run: GuardRun, version: number, arm: 0 | 1, r: number, segmentOutcomes: number = GUARD_DEFAULTS.segmentOutcomes): GuardRun {
   const full = run.evidence.learned.n + run.evidence.control.n >= segmentOutcomes;
   const j = full ? run.j + 1 : run.j;
-  return { j, evidence: addEvidence(full ? EMPTY_EVIDENCE : run.evidence, version, arm, r) };
+  return { j, evidence: addEvidence(full ? EMPTY_EVIDENCE : run.evidence, version, arm, r), total: addEvidence(run.total, version, arm, r) };
 }
 
-/** The verdict on a run, at its sub-segment's level. */
+/** The verdict on a run: `worse` when either test says so (that test's verdict is returned), else the cumulative one. */
 export function judge(run: GuardRun, opts: GuardOptions = {}): GuardVerdict {
-  return guardVerdict(run.evidence.learned, run.evidence.control, { ...opts, alpha: subSegmentAlpha(opts.alpha ?? GUARD_DEFAULTS.alpha, run.j) });
+  const alpha = opts.alpha ?? GUARD_DEFAULTS.alpha;
+  const sub = guardVerdict(run.evidence.learned, run.evidence.control, { ...opts, alpha: subSegmentAlpha(alpha, run.j) });
+  if (sub.status === 'worse') return sub;
+  return guardVerdict(run.total.learned, run.total.control, { ...opts, alpha: alpha / 2 });
 }
 
 /**

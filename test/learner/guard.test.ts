@@ -51,15 +51,29 @@ describe('guard verdict (always-valid test of learned − control)', () => {
     assert.ok(reverted / runs <= GUARD_DEFAULTS.alpha, `${reverted} of ${runs} runs reverted`);
   });
 
-  it('sub-segment levels sum to α, and a segment restarts after segmentOutcomes decisions', () => {
+  it('sub-segment levels sum to α/2 (the cumulative test has the other half), and a sub-segment restarts after segmentOutcomes decisions', () => {
     let s = 0;
     for (let j = 1; j <= 100_000; j++) s += subSegmentAlpha(0.05, j);
-    assert.ok(Math.abs(s - 0.05) < 1e-5);
+    assert.ok(Math.abs(s - 0.025) < 1e-5);
     let run: GuardRun = NEW_RUN;
     for (let i = 0; i < 250; i++) run = accumulate(run, 3, i % 5 === 0 ? 1 : 0, 0.5, 100);
     assert.equal(run.j, 3);
     assert.equal(run.evidence.learned.n + run.evidence.control.n, 50);
     assert.equal(run.evidence.byVersion[3]!.control.n, 10);
+    assert.equal(run.total.learned.n + run.total.control.n, 250, 'the cumulative evidence keeps everything');
+  });
+
+  it('a small persistent shortfall is found by the cumulative test after the sub-segments alone missed it', () => {
+    const rng = mulberry32(9);
+    let run: GuardRun = NEW_RUN;
+    let at = 0;
+    for (let t = 0; t < 200_000 && !at; t++) {
+      const a: 0 | 1 = rng() < 0.05 ? 1 : 0;
+      run = accumulate(run, 1, a, Math.min(1, Math.max(0, (a ? 0.7 : 0.66) + 0.15 * normal(rng))));
+      if ((t + 1) % 500 === 0 && judge(run).status === 'worse') at = t + 1;
+    }
+    assert.ok(at > 0, 'found');
+    assert.ok(run.j > 1, `found after ${at} decisions, in sub-segment ${run.j}`);
   });
 });
 
