@@ -7,10 +7,10 @@
  * Per named world (experiments/worlds/): a model is trained in-process (4,000 outcomes, the service's trainer
  * and policy), then frozen and served as the service serves it (SquareCB exploration; a 5 % control arm with the
  * pipeline default, uniform) at `rps` requests per second, one outcome per request, the guard checked every
- * 5 s of simulated time (the learner tick) with the service's guard code (guard.ts: sub-segments of 2,000
- * decisions, α = 0.05). After `before` outcomes the world degrades: the agent the model starves most (its
- * served budget ÷ the uniform budget, lowest) becomes critical (weight 0.9, need × 4) — a change the frozen
- * model cannot follow, so it is now worse than uniform. Detection time = outcomes (and simulated seconds)
+ * 5 s of simulated time (the learner tick) with the service's guard code (guard.ts: cumulative and sub-segment
+ * tests, α = 0.05). After `before` outcomes the world degrades: the agent the model starves most (its
+ * served budget ÷ the uniform budget, lowest) becomes critical (weight 0.9, need × 4, doubled until the model
+ * is worse than uniform by ≥ 0.03) — a change the frozen model cannot follow. Detection time = outcomes (and simulated seconds)
  * from the degradation to the revert. False reverts: `runs` runs of `null-outcomes` outcomes per world without
  * degradation, where the model is better than the control throughout.
  * The model is frozen: the worst case (in the service it keeps retraining, and every retrain can follow the
@@ -85,7 +85,7 @@ const pct = (xs: readonly number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))]!;
 };
 
-console.log(`bench/learner-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s, control share ${SHARE}, α ${GUARD_DEFAULTS.alpha}, sub-segments of ${GUARD_DEFAULTS.segmentOutcomes}`);
+console.log(`bench/learner-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s, control share ${SHARE}, α ${GUARD_DEFAULTS.alpha} (cumulative test α/2, sub-segments of ${GUARD_DEFAULTS.segmentOutcomes} decisions at (α/2)/(j(j+1)))`);
 console.log(`degradation after ${before} outcomes (detection runs) · ${nullOutcomes} outcomes without degradation (false-revert runs)\n`);
 console.log('world           | learned vs control before → after (true values) | detected | detection outcomes median [max] | seconds median [max] | false reverts');
 let falseTotal = 0;
@@ -105,9 +105,16 @@ for (const name of worldNames) {
     return decide(forward(m.weights, m.encoder.encode(contextFeatures(x))), agents, world.totalTokens, explore, rng).budgets;
   });
   const starved = mostStarved(world, served, uniformBudgets(world, world.totalTokens));
-  const degraded = degradeWorld(world, starved);
+  // Need × 4; where that does not make the model worse than uniform by 0.03 (a roomy total), × 8, 16, …
+  let factor = 4;
+  let degraded = degradeWorld(world, starved, factor);
+  let v1 = values(degraded, m, 11);
+  while (v1.learned > v1.control - 0.03 && factor < 256) {
+    factor *= 2;
+    degraded = degradeWorld(world, starved, factor);
+    v1 = values(degraded, m, 11);
+  }
   const v0 = values(world, m, 11);
-  const v1 = values(degraded, m, 11);
   const detect: number[] = [];
   let missed = 0;
   let early = 0;
@@ -124,7 +131,7 @@ for (const name of worldNames) {
   allDetect.push(...detect);
   const secs = detect.map((d) => Math.ceil(d / rps / TICK_S) * TICK_S);
   console.log(
-    `${name.padEnd(15)} | ${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)} → ${v1.learned.toFixed(3)} vs ${v1.control.toFixed(3)} (${starved} made critical) | ${detect.length}/${runs}${missed ? ` (${missed} not within ${maxAfter})` : ''}${early ? ` (${early} reverted before the degradation)` : ''} | ${detect.length ? `${pct(detect, 0.5)} [${Math.max(...detect)}]` : '—'} | ${secs.length ? `${pct(secs, 0.5)} s [${Math.max(...secs)} s]` : '—'} | ${falseReverts}/${runs}   (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
+    `${name.padEnd(15)} | ${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)} → ${v1.learned.toFixed(3)} vs ${v1.control.toFixed(3)} (${starved} critical, need × ${factor}) | ${detect.length}/${runs}${missed ? ` (${missed} not within ${maxAfter})` : ''}${early ? ` (${early} reverted before the degradation)` : ''} | ${detect.length ? `${pct(detect, 0.5)} [${Math.max(...detect)}]` : '—'} | ${secs.length ? `${pct(secs, 0.5)} s [${Math.max(...secs)} s]` : '—'} | ${falseReverts}/${runs}   (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
   );
 }
 console.log(`\nall worlds: detection median ${allDetect.length ? pct(allDetect, 0.5) : '—'} outcomes, max ${allDetect.length ? Math.max(...allDetect) : '—'}; false reverts ${falseTotal} of ${nullRuns} runs without degradation (+ pre-degradation stretches) = ${((100 * falseTotal) / Math.max(1, nullRuns)).toFixed(1)} % (bound α = ${GUARD_DEFAULTS.alpha * 100} % per run)`);

@@ -2,14 +2,14 @@ import type { World } from './world.js';
 
 /**
  * A degraded copy of a world (pure), for testing the runtime guard: `agent` becomes critical on every request
- * (weight 0.9) and needs four times as many tokens. Applied to the agent a model starves most, it makes that
+ * (weight 0.9) and needs `factor` (default 4) times as many tokens. Applied to the agent a model starves most, it makes that
  * model worse than the uniform split, a change a frozen model cannot follow. The drift block is dropped.
  */
-export function degradeWorld(world: World, agent: string): World {
+export function degradeWorld(world: World, agent: string, factor = 4): World {
   const t = world.truth[agent];
   if (!t) throw new Error(`world ${world.name} has no agent ${agent}`);
   const { weightByTask: _dropped, ...rest } = t;
-  const scaled = { ...rest, base: t.base * 4, ...(t.perMessage !== undefined ? { perMessage: t.perMessage * 4 } : {}), ...(t.perDocToken !== undefined ? { perDocToken: t.perDocToken * 4 } : {}), weight: 0.9 };
+  const scaled = { ...rest, base: t.base * factor, ...(t.perMessage !== undefined ? { perMessage: t.perMessage * factor } : {}), ...(t.perDocToken !== undefined ? { perDocToken: t.perDocToken * factor } : {}), weight: 0.9 };
   const { drift: _drift, ...base } = world;
   return { ...base, name: `${world.name}-degraded`, truth: { ...world.truth, [agent]: scaled } };
 }
