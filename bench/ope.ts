@@ -14,7 +14,8 @@
  *       static A 50 %.
  * Each decision is logged as the service logs it (decision record meta and routing →
  * hooks.ts loggingPolicyOf → the event's C/P/k) and evaluated with the same code as GET /v1/pipelines/:id/ope.
- * Truth: the target's mean expected quality over 50,000 fresh contexts. Also printed for (b) and (c): the
+ * Truth: the target's mean expected observed reward (quality + noise, clipped to [0, 1] as the outcomes are)
+ * over 50,000 fresh contexts. Also printed for (b) and (c): the
  * coverage when every routed decision is logged with probability 1 (what the service did before).
  */
 import type { DecisionRecord, RouteAlternative } from '../src/allocation/decisions.js';
@@ -30,6 +31,7 @@ import { mulberry32 } from '../src/learner/rng.js';
 import { policyAgents, runLoop } from '../src/learner/sim/loop.js';
 import { bestStaticShares, contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOutcome, staticBudgets, uniformBudgets, type SimContext } from '../src/learner/sim/world.js';
 import type { Pipeline } from '../src/pipelines/schema.js';
+import { normalCdf } from '../src/stats/distributions.js';
 import { offPolicyReport, type OpeSample } from '../src/stats/ope.js';
 import { flag } from './lib.js';
 
@@ -122,7 +124,21 @@ function logOne(setup: Setup, x: SimContext, rng: () => number): { ev: LoggedEve
 
 const truthRng = mulberry32(99);
 const truthContexts = Array.from({ length: 50_000 }, () => sampleContext(world, truthRng));
-const truthOf = (pol: Policy) => truthContexts.reduce((s, x) => s + expectedQuality(world, 0, x, pol(x)), 0) / truthContexts.length;
+/**
+ * The expected observed reward: outcomes are expected quality + N(0, σ²) clipped to [0, 1], so near 1 the clip
+ * lowers the mean. E[clip(Y)] for Y ~ N(μ, σ²) = μ − E[(Y − 1)⁺] + E[(−Y)⁺], with
+ * E[(Y − c)⁺] = σφ((μ − c)/σ) + (μ − c)Φ((μ − c)/σ).
+ */
+function expectedObserved(x: SimContext, budgets: readonly number[]): number {
+  const mu = expectedQuality(world, 0, x, budgets);
+  const sd = world.noise;
+  if (!(sd > 0)) return Math.min(1, Math.max(0, mu));
+  const phi = (z: number) => Math.exp(-0.5 * z * z) / Math.sqrt(2 * Math.PI);
+  const over = (c: number) => sd * phi((mu - c) / sd) + (mu - c) * normalCdf((mu - c) / sd);
+  const under = sd * phi(-mu / sd) - mu * normalCdf(-mu / sd);
+  return mu - over(1) + under;
+}
+const truthOf = (pol: Policy) => truthContexts.reduce((s, x) => s + expectedObserved(x, pol(x)), 0) / truthContexts.length;
 const truth = new Map<Policy, number>([uniform, staticA, staticB, greedy].map((p) => [p, truthOf(p)]));
 console.log(`bench/ope: ${world.name}, ${trials} trials × ${nEvents} logged events, ${resamples} bootstrap resamples (setup ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 console.log(`true values: uniform ${truth.get(uniform)!.toFixed(4)}, static-a ${truth.get(staticA)!.toFixed(4)}, static-b ${truth.get(staticB)!.toFixed(4)}, learned-greedy ${truth.get(greedy)!.toFixed(4)}`);
