@@ -10,7 +10,12 @@ import { learnerKeys } from '../../src/learner/keys.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { degradeWorld, mostStarved } from '../../src/learner/sim/degrade.js';
-import { contextFeatures, loadWorld, sampleContext, simulateOutcome, uniformBudgets, worldFeatures, worldPipeline, type World } from '../../src/learner/sim/world.js';
+import { contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOutcome, uniformBudgets, worldFeatures, worldPipeline, type World } from '../../src/learner/sim/world.js';
+import { servingModel } from '../../src/learner/kind.js';
+import { loadTf } from '../../src/learner/backend.js';
+import { forward } from '../../src/learner/model.js';
+import { greedyBudgets } from '../../src/learner/policy.js';
+import { policyAgents, runLoop } from '../../src/learner/sim/loop.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
 
@@ -115,27 +120,49 @@ describe('runtime guard', () => {
   });
 
   it('reverts on its own when the world degrades mid-run: one step back, then to the control strategy; logged, counted and listed', async () => {
-    for (let i = 0; i < 150; i++) await round(world);
-    await trainTo(1);
-    const served: number[][] = [];
-    for (let i = 0; i < 150; i++) served.push((await round(world)).budgets);
-    await trainTo(2);
+    // A model that has learned the world (the service's trainer and policy, in-process: a few hundred outcomes
+    // over HTTP would leave it near the prior), saved and activated twice through the registry as versions 1
+    // and 2, each serving the undegraded world for a while.
+    const { tf } = await loadTf();
+    const trained = await runLoop(tf, { world, outcomes: 3000, seed: 3, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, evalContexts: 50, checkpointEvery: 3000 });
+    const trainMetrics = { rows: 3000, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 3000 };
+    for (const v of [1, 2]) {
+      const saved = await learner.training.registry.save('sim', trained.weights, { signature: trained.encoder.signature, agents: world.agents.map((a) => a.name), metrics: trainMetrics });
+      assert.equal(saved.version, v);
+      await learner.training.registry.activate(saved);
+      for (let i = 0; i < 150; i++) await round(world);
+    }
+    await settle();
     assert.equal((await http('GET', '/v1/models/sim')).json.active, 2);
     const before = await learner.guard.check('sim');
     assert.notEqual(before?.verdict.status, 'worse', 'no revert before the degradation');
 
-    const degraded = degradeWorld(world, mostStarved(world, served, uniformBudgets(world, world.totalTokens)));
+    // Degrade the world where the serving model starves an agent: that agent becomes critical and needs more
+    // tokens, more until the model's split is worse than uniform by 0.1 (a precondition, checked on the truth).
+    const view = rt.core.view();
+    const model = servingModel(view, view.pipelines.get('sim')!);
+    assert.equal(model.version, 2);
+    const uniform = uniformBudgets(world, world.totalTokens);
+    const contexts = Array.from({ length: 300 }, () => sampleContext(world, rng));
+    const splits = contexts.map((x) => greedyBudgets(forward(model.weights, model.encoder.encode(contextFeatures(x))), policyAgents(world), world.totalTokens));
+    const starved = mostStarved(world, splits, uniform);
+    const gap = (w: World) => contexts.reduce((s, x, i) => s + expectedQuality(w, 0, x, splits[i]!) - expectedQuality(w, 0, x, uniform), 0) / contexts.length;
+    let factor = 4;
+    while (gap(degradeWorld(world, starved, factor)) > -0.1 && factor < 1024) factor *= 2;
+    const degraded = degradeWorld(world, starved, factor);
+    assert.ok(gap(degraded) <= -0.1, `the degraded world makes model 2 worse than uniform (gap ${gap(degraded)}, ${starved} × ${factor})`);
     // The worker's tick checks too (every 5 s): the reverts are read from the model document, oldest first.
+    let last: Awaited<ReturnType<typeof learner.guard.check>>;
     const reverts = () => [...(learner.training.registry.doc('sim')?.guard?.reverts ?? [])].reverse();
-    for (let i = 0; i < 4000 && learner.training.registry.doc('sim')?.guard?.toControl !== true; i++) {
+    for (let i = 0; i < 3000 && learner.training.registry.doc('sim')?.guard?.toControl !== true; i++) {
       await round(degraded);
       if ((i + 1) % 100 === 0) {
         await settle();
-        await learner.guard.check('sim');
+        last = await learner.guard.check('sim');
       }
     }
     const done = reverts();
-    assert.ok(done.length >= 1, 'the guard reverted');
+    assert.ok(done.length >= 1, `the guard reverted (last check: ${JSON.stringify(last?.verdict)})`);
     assert.equal(done[0]!.from, 2);
     assert.ok(done.length <= 2, 'at most one step back, then the control');
     assert.equal(done[done.length - 1]!.to, 0);
