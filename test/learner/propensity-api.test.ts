@@ -102,3 +102,45 @@ describe('propensities of experiment-routed decisions', () => {
     assert.match(odd.reason, /no support/);
   });
 });
+
+describe('propensities with a holdout, a layer and an unlayered experiment', () => {
+  /**
+   * Holdout 20 %; e1 in layer L [0, 0.5) at 80 % (a 1 : b 1); e2 in layer L [0.5, 1) at 60 % (even 1 : c 1);
+   * e3 without a layer at 50 % (a 1 : c 3); default even. By src/rollout/propensity.ts:
+   *   e1 0.8 × 0.5 × 0.8 = 0.32, e2 0.8 × 0.5 × 0.6 = 0.24, e3 0.8 × 0.5 × (1 − 0.4 − 0.3) = 0.12,
+   *   default 0.8 × 0.3 × 0.5 = 0.12, so even 0.2 + 0.12 + 0.12 = 0.44, a 0.16 + 0.03 = 0.19, b 0.16,
+   *   c 0.12 + 0.09 = 0.21. The router's assignment of 2,000 units must agree.
+   */
+  const expected: Record<string, number> = { 'l-even': 0.44, 'l-a': 0.19, 'l-b': 0.16, 'l-c': 0.21 };
+
+  it('logs the probabilities the router actually assigns with', async () => {
+    await ok('PUT', '/v1/pipelines/lay', FIVE_AGENTS);
+    for (const [id, reasoner] of [['l-even', 1], ['l-a', 2], ['l-b', 3], ['l-c', 5]] as const) {
+      await ok('PUT', `/v1/strategies/${id}`, { pipeline: 'lay', kind: 'static', params: { shares: { orchestrator: 1, retriever: 1, reasoner, validator: 1, formatter: 1 } } });
+    }
+    await ok('PUT', '/v1/pipelines/lay', { ...FIVE_AGENTS, defaultStrategy: 'l-even' });
+    const v = (a: string, b: string, wa: number, wb: number) => [
+      { name: 'x', strategy: a, weight: wa },
+      { name: 'y', strategy: b, weight: wb },
+    ];
+    await ok('PUT', '/v1/experiments/l-hold', { pipeline: 'lay', type: 'holdout', coverage: 0.2 });
+    await ok('PUT', '/v1/experiments/l-e1', { pipeline: 'lay', coverage: 0.8, layer: { id: 'L', range: [0, 0.5] }, variants: v('l-a', 'l-b', 1, 1), control: 'x' });
+    await ok('PUT', '/v1/experiments/l-e2', { pipeline: 'lay', coverage: 0.6, layer: { id: 'L', range: [0.5, 1] }, variants: v('l-even', 'l-c', 1, 1), control: 'x' });
+    await ok('PUT', '/v1/experiments/l-e3', { pipeline: 'lay', coverage: 0.5, variants: v('l-a', 'l-c', 1, 3), control: 'x' });
+    for (const e of ['l-hold', 'l-e1', 'l-e2', 'l-e3']) await ok('POST', `/v1/experiments/${e}/start`);
+    const n = 2000;
+    const counts = new Map<string, number>();
+    for (let i = 0; i < n; i++) {
+      const a = await ok('POST', '/v1/allocations', { pipeline: 'lay', unitKey: `u-${i}` });
+      counts.set(a.strategy, (counts.get(a.strategy) ?? 0) + 1);
+      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, a.decisionId))!) as DecisionRecord;
+      assert.ok(d.routing, 'random routing is logged');
+      const logged = new Map([[a.strategy as string, d.routing.q], ...d.routing.alt.map((x) => [x.s, x.q] as const)]);
+      for (const [s, q] of Object.entries(expected)) assert.ok(Math.abs((logged.get(s) ?? 0) - q) < 1e-9, `${s}: logged ${logged.get(s)}, expected ${q}`);
+    }
+    for (const [s, q] of Object.entries(expected)) {
+      const share = (counts.get(s) ?? 0) / n;
+      assert.ok(Math.abs(share - q) < 5 * Math.sqrt((q * (1 - q)) / n), `${s} served ${share}, logged probability ${q}`);
+    }
+  });
+});
