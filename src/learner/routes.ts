@@ -193,7 +193,7 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
         throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${version} was trained for features ${mv.signature} and agents [${mv.agents.join(', ')}]; the pipeline now has ${enc.signature} and [${agents.join(', ')}]`);
       }
       const doc = await training.registry.activate(mv, { manual: true });
-      return { pipeline, active: doc.active, compatible: true, versions: doc.versions.map((v) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics } })) };
+      return { pipeline, active: doc.active, compatible: true, versions: doc.versions.map((v) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics } })), ...guardView(doc) };
     },
   );
 
