@@ -24,6 +24,29 @@ export interface DecisionRecord {
   readonly meta?: Readonly<Record<string, unknown>>;
   /** What shadow strategies would have done (see ShadowHook). */
   readonly shadow?: Readonly<Record<string, unknown>>;
+  /** The routing stage of the logging policy, when it was random (see DecisionRouting). */
+  readonly routing?: DecisionRouting;
+}
+
+/**
+ * When a request could have gone to more than one strategy (experiment variants, coverage, ramp, holdout),
+ * the probability `q` that it went to the strategy that served, and every other strategy it could have gone
+ * to with its probability and what that strategy would have done for this request: its budgets (`b`, pipeline
+ * agent order) and, for a strategy that randomises, its logging meta (`l`, the learned strategy's
+ * `meta.learner`, from which its whole action distribution is rebuilt). With the serving strategy's own
+ * propensity this gives the exact probability of every action the logging policy could have taken
+ * (src/learner/propensity.ts). Absent when the route was certain (q = 1).
+ */
+export interface DecisionRouting {
+  readonly q: number;
+  readonly alt: readonly RouteAlternative[];
+}
+
+export interface RouteAlternative {
+  readonly s: string;
+  readonly q: number;
+  readonly b: readonly number[];
+  readonly l?: Readonly<Record<string, unknown>>;
 }
 
 /**

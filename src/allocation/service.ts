@@ -6,7 +6,7 @@ import { BUILTIN_UNIFORM_ID, type StrategyDef } from '../strategies/schema.js';
 import { builtinUniform, compiledStrategy } from '../strategies/service.js';
 import { deriveTokenFeatures } from '../strategies/tokens.js';
 import type { Features } from '../strategies/types.js';
-import { newDecisionId, type DecisionRecord, type DecisionStore } from './decisions.js';
+import { newDecisionId, type DecisionRecord, type DecisionRouting, type DecisionStore, type RouteAlternative } from './decisions.js';
 
 /** Why this strategy served the request. */
 export type AllocationReason = 'requested' | 'experiment' | 'holdout' | 'default' | 'fallback';
@@ -34,6 +34,12 @@ export interface Route {
 export interface Router {
   readonly name: string;
   route(view: ControlView, pipeline: Pipeline, req: AllocationRequest & { features: Features }): Route | undefined;
+  /**
+   * The probability of every strategy this router could have sent the request to (summing to 1, the
+   * pipeline default included), or undefined when its routing of this request was not random. Logged so that
+   * off-policy evaluation knows the true assignment probability of every decision.
+   */
+  distribution?(view: ControlView, pipeline: Pipeline, req: AllocationRequest & { features: Features }): readonly { readonly strategyId: string; readonly q: number }[] | undefined;
 }
 
 /**
@@ -121,7 +127,8 @@ export class AllocationService {
       try {
         const out = compiledStrategy(this.deps.kinds, view, def, pipeline).allocate(input);
         const budgets = checkBudgets(pipeline, out.budgets, total);
-        return await this.finish(id, pipeline, def, failure ? 'fallback' : reason, failure, budgets, total, input.features, req, route, out.meta);
+        const routing = !failure && route.reason !== 'requested' ? this.routing(view, pipeline, { ...req, features }, def.id, total) : undefined;
+        return await this.finish(id, pipeline, def, failure ? 'fallback' : reason, failure, budgets, total, input.features, req, route, out.meta, routing);
       } catch (e) {
         this.deps.observer?.onStrategyError?.(def.id, e);
         failure ??= { from: def.id, error: e instanceof Error ? e.message : String(e) };
@@ -153,6 +160,41 @@ export class AllocationService {
     return { strategyId: pipeline.defaultStrategy ?? BUILTIN_UNIFORM_ID, reason: 'default' };
   }
 
+  /**
+   * The routing stage's propensities (see DecisionRouting): asked of the routers; for each other strategy the
+   * request could have gone to, what it would have done (no decision id: a learned strategy registers
+   * nothing). Only requests with random routing pay for this. A strategy that cannot allocate is left out.
+   */
+  private routing(view: ControlView, pipeline: Pipeline, req: AllocationRequest & { features: Features }, served: string, total: number): DecisionRouting | undefined {
+    for (const router of this.deps.routers?.() ?? []) {
+      let dist: readonly { readonly strategyId: string; readonly q: number }[] | undefined;
+      try {
+        dist = router.distribution?.(view, pipeline, req);
+      } catch (e) {
+        this.deps.observer?.onStrategyError?.(`router:${router.name}`, e);
+      }
+      if (!dist) continue;
+      const q = dist.find((o) => o.strategyId === served)?.q;
+      if (q === undefined) return undefined; // served by a route the router does not know: no claim
+      const alt: RouteAlternative[] = [];
+      for (const o of dist) {
+        if (o.strategyId === served) continue;
+        const def = o.strategyId === BUILTIN_UNIFORM_ID ? builtinUniform(pipeline) : view.strategies.get(o.strategyId);
+        if (!def) continue;
+        try {
+          const out = compiledStrategy(this.deps.kinds, view, def, pipeline).allocate({ features: req.features, totalTokens: total });
+          const b = pipeline.agents.map((a) => out.budgets[a.name] ?? 0);
+          const l = out.meta?.learner as Readonly<Record<string, unknown>> | undefined;
+          alt.push({ s: def.id, q: o.q, b, ...(l ? { l } : {}) });
+        } catch (e) {
+          this.deps.observer?.onStrategyError?.(def.id, e);
+        }
+      }
+      return { q, alt };
+    }
+    return undefined;
+  }
+
   private async finish(
     id: string,
     pipeline: Pipeline,
@@ -165,6 +207,7 @@ export class AllocationService {
     req: AllocationRequest,
     route: Route,
     meta: Readonly<Record<string, unknown>> | undefined,
+    routing?: DecisionRouting,
   ): Promise<AllocationResult> {
     let shadow: Record<string, unknown> | undefined;
     for (const hook of this.deps.shadows?.() ?? []) {
@@ -191,6 +234,7 @@ export class AllocationService {
       ...(route.details ? { route: route.details } : {}),
       ...(meta ? { meta } : {}),
       ...(shadow ? { shadow } : {}),
+      ...(routing ? { routing } : {}),
     };
     let recorded = true;
     try {

@@ -22,8 +22,10 @@ export interface LoggedEvent {
   readonly q: number;
   /** Cost in USD, null when unknown. */
   readonly c: number | null;
-  /** Candidate budget vectors (agent order of `b`), their probabilities, and the chosen index: set by the
-   * learned strategy; absent for deterministic strategies (the served action had probability 1). */
+  /** The logging policy's action distribution: distinct budget vectors (agent order of `b`), their exact
+   * probabilities (summing to 1), and the served one's index — routing (experiments, holdout), the guard's
+   * control arm and the learned strategy's exploration included (hooks.ts loggingPolicyOf). Absent when the
+   * decision was certain (a deterministic strategy on a certain route: the served action had probability 1). */
   readonly C?: readonly (readonly number[])[];
   readonly P?: readonly number[];
   readonly k?: number;
@@ -31,6 +33,8 @@ export interface LoggedEvent {
   readonly m?: number;
   /** 1 when q is the default reward. */
   readonly d?: 1;
+  /** The runtime guard's arm of a learned decision made with a control share: 1 control, 0 learned. */
+  readonly a?: 0 | 1;
   /** Shadow strategies' budgets for this request, by strategy id (agent order of `b`). */
   readonly sh?: Readonly<Record<string, readonly number[]>>;
 }

@@ -6,7 +6,9 @@ import type { Keys } from '../redis/keys.js';
 import type { StrategyKinds } from '../strategies/registry.js';
 import { compiledStrategy } from '../strategies/service.js';
 import type { LoggedEvent } from './events.js';
+import type { DecisionRecord } from '../allocation/decisions.js';
 import { isLearned, learnerMetaOf, pendingTicketOf, waitWindowMs, type LearnedParams } from './kind.js';
+import { indexOfAction, mixDistributions, type WeightedDistribution } from './propensity.js';
 import { learnerKeys } from './keys.js';
 import { shareDistance } from './ope-service.js';
 import { learnedStrategies } from './training.js';
@@ -28,7 +30,7 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
       const view = deps.view();
       const pipeline = view.pipelines.get(d.pipeline);
       if (!pipeline || !logsPipeline(view, pipeline)) return undefined;
-      const meta = learnerMetaOf(d, pipeline);
+      const policy = loggingPolicyOf(d, pipeline);
       const tk = pendingTicketOf(d.meta, d.id);
       if (tk) {
         const params = (view.strategies.get(d.strategy)?.params ?? {}) as LearnedParams;
@@ -47,12 +49,44 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
         b: d.budgets,
         q: job.outcome.quality,
         c: costUsd ?? null,
-        ...(meta ? { C: meta.C, P: meta.P, k: meta.k, m: meta.m } : {}),
+        ...policy,
         ...(sh ? { sh } : {}),
       };
       return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|${JSON.stringify(ev)}` };
     },
   };
+}
+
+/** The logging fields of an event: the logging policy's action distribution, model version and guard arm. */
+export type LoggingPolicy = Pick<LoggedEvent, 'C' | 'P' | 'k' | 'm' | 'a'>;
+
+/**
+ * The logging policy of one decision (propensity.ts): the served strategy's own distribution (a learned
+ * decision's candidates with the guard's control arm mixed in; a deterministic strategy's single split),
+ * weighted by the probability of the route that served, plus every other route's distribution weighted by
+ * its probability (DecisionRouting). Empty when the decision was certain. Used for outcomes and
+ * default-reward events alike, so every logged decision carries its true propensity.
+ */
+export function loggingPolicyOf(d: Pick<DecisionRecord, 'meta' | 'budgets' | 'totalTokens' | 'routing'>, pipeline: Pipeline): LoggingPolicy {
+  const meta = learnerMetaOf(d, pipeline);
+  const served = pipeline.agents.map((a) => d.budgets[a.name] ?? 0);
+  const own: LoggingPolicy = meta ? { m: meta.m, ...(meta.x ? { a: meta.x.a } : {}) } : {};
+  const r = d.routing;
+  if (!r || !(r.q > 0) || !Array.isArray(r.alt)) return meta ? { ...own, C: meta.C, P: meta.P, k: meta.k } : own;
+  const parts: WeightedDistribution[] = [meta ? { q: r.q, C: meta.C, P: meta.P } : { q: r.q, C: [served], P: [1] }];
+  for (const alt of r.alt) {
+    if (!Array.isArray(alt.b) || alt.b.length !== served.length) continue;
+    const budgets: Record<string, number> = {};
+    pipeline.agents.forEach((a, i) => (budgets[a.name] = alt.b[i]!));
+    const lm = alt.l ? learnerMetaOf({ meta: { learner: alt.l }, budgets, totalTokens: d.totalTokens }, pipeline) : undefined;
+    parts.push(lm ? { q: alt.q, C: lm.C, P: lm.P } : { q: alt.q, C: [alt.b], P: [1] });
+  }
+  const mix = mixDistributions(parts);
+  const total = mix.P.reduce((s, p) => s + p, 0);
+  const k = indexOfAction(mix.C, meta ? meta.C[meta.k]! : served);
+  if (k < 0 || !(total > 0)) return meta ? { ...own, C: meta.C, P: meta.P, k: meta.k } : own;
+  // Normalised: an alternative that could not be computed at decision time is left out of the mixture.
+  return { ...own, C: mix.C, P: mix.P.map((p) => p / total), k };
 }
 
 /**

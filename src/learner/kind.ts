@@ -15,6 +15,8 @@ import { CANDIDATE_SHARE, candidatesAround, candidatesWith, decide, decideAround
 import type { PendingBatcher } from './pending.js';
 import type { ModelDoc } from './registry.js';
 import { mulberry32 } from './rng.js';
+import { controlArm, controlShareOf, type ControlMeta } from './control-arm.js';
+import { indexOfAction, mixDistributions } from './propensity.js';
 
 export const LearnedParams = Type.Object(
   {
@@ -40,6 +42,18 @@ export const LearnedParams = Type.Object(
     ),
     gateDelta: Type.Optional(
       Type.Number({ minimum: 0, maximum: 1, description: 'Activation gate: a new version serves only if the lower 95 % bound of its estimated value minus the serving version’s and the default strategy’s is ≥ −gateDelta. Default 0.02.' }),
+    ),
+    // Runtime guard (docs/learner.md, "Runtime guard").
+    controlShare: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 0.5, description: "Share of decisions served by the pipeline's default strategy as the guard's control. Default 0.05; 0 turns the guard off." }),
+    ),
+    guardAlpha: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 0.2, description: 'Level of the guard’s always-valid test. Default 0.05.' })),
+    guardMargin: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Reward the learned arm may fall short of control before the guard reverts. Default 0.' })),
+    guardSegmentOutcomes: Type.Optional(
+      Type.Integer({ minimum: 200, maximum: 10_000_000, description: 'The guard pools evidence over at most this many decisions, then restarts its test (at a smaller level). Default 2000.' }),
+    ),
+    guardHoldOutcomes: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 10_000_000, description: 'After a revert, newly trained versions are not activated for this many outcomes. Default 1000.' }),
     ),
   },
   { additionalProperties: false },
@@ -158,6 +172,8 @@ export function learnedKind(deps: {
   readonly keys: Keys;
   /** How long decision records are kept (APPORTION_REWARD_WINDOW_SECONDS). */
   readonly retentionSeconds: number;
+  /** The strategy kinds (for the guard's control arm); without them no control arm is served. */
+  readonly kinds?: () => StrategyKinds;
 }): StrategyKind<LearnedParams> {
   return {
     kind: 'learned',
@@ -204,6 +220,7 @@ export function learnedKind(deps: {
           // decision record if no outcome arrives in time).
           const registered = waitMs > 0 && input.decisionId !== undefined;
           if (registered) deps.pending.add(lk.pending, input.decisionId!, Date.now() + waitMs + DEFAULT_GRACE_MS);
+          const x = deps.kinds ? controlArm(deps.kinds(), deps.view(), pipeline, input, controlShareOf(deps.view(), pipeline, params.controlShare), Math.random()) : undefined;
           const meta: LearnerMeta = {
             m: m.version,
             k: dec.chosen,
@@ -214,9 +231,10 @@ export function learnedKind(deps: {
             ...(registered ? { w: 1 as const } : {}),
             ...(anchor ? { a: anchor } : {}),
             ...(dec.candidateSplit ? { c: dec.candidateSplit, cv: m.candidate!.version } : {}),
+            ...(x ? { x } : {}),
           };
           return {
-            budgets,
+            budgets: x?.a === 1 ? toBudgets(pipeline, x.b) : budgets,
             // Candidates are not logged: the greedy split, δ and the bounds reproduce them (learnerMetaOf).
             meta: { learner: meta },
           };
@@ -241,6 +259,9 @@ export interface LearnerMeta {
   readonly w?: 1;
   /** Written by earlier versions: the separate ticket the decision was registered under. */
   readonly tk?: string;
+  /** The guard's control arm: its share and split, and whether it served (then `k`/`p` are the learner's draw
+   * that was not served). */
+  readonly x?: ControlMeta;
   /** The anchor candidate when it is not the uniform split (the default strategy's split while a model serves). */
   readonly a?: number[];
   /** The candidate version's split mixed into the decision, and that version. */
@@ -298,6 +319,26 @@ export function learnerMetaOf(decision: Pick<DecisionRecord, 'meta' | 'budgets' 
   const around = candidatesAround(m.g, policyAgentsOf(pipeline), decision.totalTokens, m.d, Array.isArray(m.a) ? m.a : undefined);
   const C = Array.isArray(m.c) ? candidatesWith(around, m.c) : around;
   const served = pipeline.agents.map((a) => decision.budgets[a.name]);
-  if (C.length !== m.P.length || !C[m.k] || C[m.k]!.some((v, i) => v !== served[i])) return undefined;
+  if (C.length !== m.P.length || !C[m.k]) return undefined;
+  if (m.x) return withControlArm({ ...m, x: m.x }, C, served);
+  if (C[m.k]!.some((v, i) => v !== served[i])) return undefined;
   return { ...m, C };
+}
+
+/**
+ * A decision with a control arm: the logged distribution is the mixture (1 − s)·learner + s·control, and the
+ * chosen action is the one served (the learner's draw, or the control's split).
+ */
+function withControlArm(m: LearnerMeta & { readonly x: ControlMeta }, C: number[][], served: readonly (number | undefined)[]): (LearnerMeta & { readonly C: number[][] }) | undefined {
+  const { x } = m;
+  if (!Array.isArray(x.b) || x.b.length !== served.length || !(x.s >= 0 && x.s <= 1)) return undefined;
+  const expected = x.a === 1 ? x.b : C[m.k]!;
+  if (expected.some((v, i) => v !== served[i])) return undefined;
+  const mix = mixDistributions([
+    { q: 1 - x.s, C, P: m.P },
+    { q: x.s, C: [x.b], P: [1] },
+  ]);
+  const k = indexOfAction(mix.C, expected);
+  if (k < 0) return undefined;
+  return { ...m, C: mix.C, P: mix.P, k, p: mix.P[k]! };
 }

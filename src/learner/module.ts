@@ -9,6 +9,7 @@ import { PendingBatcher } from './pending.js';
 import { stopTrainer } from './train-process.js';
 import { learnerRoutes } from './routes.js';
 import { learnedStrategies, trainingParams, TrainingService } from './training.js';
+import { GuardMonitor } from './guard-monitor.js';
 
 export const TRAIN_QUEUE = 'learner-train';
 export const TICK_QUEUE = 'learner-tick';
@@ -18,6 +19,8 @@ const TICK_MS = 5000;
 export interface LearnerModule extends ModuleParts {
   readonly training: TrainingService;
   readonly pending: PendingBatcher;
+  /** The runtime guard (checked on every tick). */
+  readonly guard: GuardMonitor;
   enqueueTrain(pipeline: string): Promise<void>;
 }
 
@@ -28,6 +31,7 @@ export interface LearnerModule extends ModuleParts {
  */
 export function learnerModule(core: Core): LearnerModule {
   const training = new TrainingService(core);
+  const guard = new GuardMonitor(core, training.registry);
   const pending = new PendingBatcher(core.redis, { onError: (err) => core.log.warn({ err }, 'pending learned decisions not registered') });
   const prefix = core.keys.bullPrefix();
   const trainQueue = new Queue<{ pipeline: string }>(TRAIN_QUEUE, {
@@ -42,12 +46,22 @@ export function learnerModule(core: Core): LearnerModule {
     await trainQueue.add('train', { pipeline }, { deduplication: { id: `train-${pipeline}` } });
   };
 
+  // A failing guard check must not stop ingest and training: it is logged and retried on the next tick.
+  const runGuard = async (pipeline: string) => {
+    try {
+      await guard.check(pipeline);
+    } catch (err) {
+      core.log.warn({ err, pipeline }, 'learner guard check failed');
+    }
+  };
+
   const tick = async () => {
     const view = core.view();
     for (const p of view.pipelines.values()) {
       const params = trainingParams(view, p);
       if (!params) continue;
       await training.ingest(p.id);
+      await runGuard(p.id);
       if (await training.due(p.id, params)) await enqueueTrain(p.id);
     }
   };
@@ -60,10 +74,11 @@ export function learnerModule(core: Core): LearnerModule {
     name: 'learner',
     training,
     pending,
+    guard,
     enqueueTrain,
     queues: [trainQueue, tickQueue],
     strategyKinds: [
-      learnedKind({ view: core.view, pending, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds, defaultSplit: defaultSplitOf(core) }) as unknown as StrategyKind<never>,
+      learnedKind({ view: core.view, pending, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds, defaultSplit: defaultSplitOf(core), kinds: () => core.kinds }) as unknown as StrategyKind<never>,
     ],
     sinks: [trainingSink({ view: core.view, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds })],
     shadows: [shadowHook({ kinds: core.kinds })],

@@ -42,10 +42,14 @@ export interface OpeResult {
   readonly support: number;
   readonly tolerance: number;
   readonly ess: number;
-  readonly ips: Interval;
-  readonly snips: Interval;
-  readonly dr: Interval;
-  readonly dm: number;
+  /** Decisions whose logged action is the target's. */
+  readonly matched: number;
+  /** null (with `reason`) when the log does not support an estimate (stats/ope.ts offPolicyReport). */
+  readonly ips: Interval | null;
+  readonly snips: Interval | null;
+  readonly dr: Interval | null;
+  readonly dm: number | null;
+  readonly reason: string | null;
   /** Mean reward of the logged decisions (what the logging policies earned). */
   readonly logged: number;
   readonly modelVersion: number;
@@ -117,10 +121,12 @@ export function evaluateOffPolicy(
     support: samples.length ? supported / samples.length : 0,
     tolerance,
     ess: report.ess,
+    matched: report.matched,
     ips: report.ips,
     snips: report.snips,
     dr: report.dr,
     dm: report.dm,
+    reason: report.reason,
     logged: meanReward,
     modelVersion: serving.version,
   };

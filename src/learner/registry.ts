@@ -7,6 +7,7 @@ import type { GateComparison } from './gate.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, serializeWeights, type ModelWeights, type SerializedWeights } from './model.js';
 import type { TrainMetrics } from './trainer.js';
+import type { GuardRevert } from './guard.js';
 
 /** One model version: its weights and what it was trained on. */
 export interface ModelVersion {
@@ -34,7 +35,28 @@ export interface GateRecord {
   readonly decidedAt: number;
 }
 
-export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline' | 'scaling'>;
+export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline' | 'scaling'> & {
+  /** When this version last became the serving one (absent: it never served). */
+  readonly activatedAt?: number;
+  /** Set when the runtime guard took this version out of service (guard.ts). */
+  readonly reverted?: GuardRevert;
+  /** Set when the version was saved but not activated, and why. */
+  readonly held?: string;
+};
+
+/** The runtime guard's state of a pipeline, kept in its `models` document. */
+export interface GuardState {
+  /** Every model was taken out of service: the control strategy serves all of the learned strategy's traffic. */
+  readonly toControl?: boolean;
+  /** Newly trained versions are not activated automatically before the pipeline has this many outcomes. */
+  readonly holdUntil?: number;
+  /** The newest reverts, newest first (at most 20). */
+  readonly reverts: readonly GuardRevert[];
+  /** Start of the guard's current segment of evidence (its last revert or a manual activation; absent: its start). */
+  readonly since?: number;
+  /** The segment began with a revert to an earlier version: the next revert goes to the control strategy. */
+  readonly steppedBack?: boolean;
+}
 
 /**
  * The `models` control document of a pipeline (id = pipeline id): the active version's weights ride along,
@@ -54,9 +76,18 @@ export interface ModelDoc {
   readonly candidate?: { readonly version: number; readonly createdAt: number; readonly proposedAt?: number; readonly signature: string; readonly agents: readonly string[]; readonly weights: SerializedWeights; readonly scaling?: FeatureScaling };
   /** Newest first, at most MAX_LISTED. */
   readonly versions: readonly ModelSummary[];
+  readonly guard?: GuardState;
 }
 
 const MAX_LISTED = 100;
+
+function guardAfterActivation(g: GuardState | undefined, manual: boolean): { guard?: GuardState } {
+  if (!g && !manual) return {};
+  const reverts = g?.reverts ?? [];
+  const hold = g?.holdUntil !== undefined ? { holdUntil: g.holdUntil } : {};
+  if (manual) return { guard: { reverts, ...hold, since: Date.now() } };
+  return { guard: { reverts, ...hold, ...(g?.since !== undefined ? { since: g.since } : {}), ...(g?.steppedBack ? { steppedBack: true } : {}) } };
+}
 
 const summary = (v: ModelVersion): ModelSummary => ({ version: v.version, createdAt: v.createdAt, signature: v.signature, agents: v.agents, metrics: v.metrics, ...(v.gate ? { gate: v.gate } : {}) });
 
@@ -97,16 +128,22 @@ export class ModelRegistry {
     }
   }
 
-  /** Makes `mv` the serving version (validated first) and waits until this process serves it. */
-  async activate(mv: ModelVersion): Promise<ModelDoc> {
+  /**
+   * Makes `mv` the serving version (validated first) and waits until this process serves it. An automatic
+   * activation (a retrain; not `manual`, as a rollback is) during the runtime guard's hold only lists the
+   * version, `held`.
+   */
+  async activate(mv: ModelVersion, opts: { readonly manual?: boolean } = {}): Promise<ModelDoc> {
     try {
       deserializeWeights(mv.weights);
     } catch (e) {
       throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${mv.version} has unusable weights (${(e as Error).message})`);
     }
     const prev = this.doc(mv.pipeline);
+    if (!opts.manual && prev && (await this.guardHolds(prev))) return this.listHeld(prev, mv);
     const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
-    listed.set(mv.version, summary(mv));
+    // A manual activation of a reverted version clears its mark: the operator decided.
+    listed.set(mv.version, { ...summary(mv), activatedAt: Date.now() });
     const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
     const doc: ModelDoc = {
       pipeline: mv.pipeline,
@@ -119,6 +156,9 @@ export class ModelRegistry {
       // A candidate other than the version activated keeps awaiting the gate.
       ...(prev?.candidate && prev.candidate.version !== mv.version ? { candidate: prev.candidate } : {}),
       versions,
+      // Serving a model again ends a revert to control; the revert history stays. A manual activation (a
+      // rollback) starts a new segment of the guard's evidence.
+      ...guardAfterActivation(prev?.guard, opts.manual === true),
     };
     await this.core.store.put('models', mv.pipeline, doc);
     await this.core.snapshot.refresh();
@@ -146,6 +186,24 @@ export class ModelRegistry {
     return doc;
   }
 
+  /** Whether the runtime guard's hold after a revert is still on (the pipeline has fewer outcomes than holdUntil). */
+  private async guardHolds(doc: ModelDoc): Promise<boolean> {
+    const until = doc.guard?.holdUntil;
+    if (until === undefined) return false;
+    const outcomes = Number((await this.core.redis.hget(learnerKeys(this.core.keys, doc.pipeline).counters, 'outcomes')) ?? 0);
+    return outcomes < until;
+  }
+
+  private async listHeld(prev: ModelDoc, mv: ModelVersion): Promise<ModelDoc> {
+    const versions = [{ ...summary(mv), held: 'not activated: the runtime guard holds activations after a revert' }, ...prev.versions.filter((v) => v.version !== mv.version)]
+      .sort((a, b) => b.version - a.version)
+      .slice(0, MAX_LISTED);
+    const doc: ModelDoc = { ...prev, versions };
+    await this.core.store.put('models', mv.pipeline, doc);
+    await this.core.snapshot.refresh();
+    return doc;
+  }
+
   /** Records the gate's verdict on a version (Redis copy and listing); a refused candidate stops being mixed in. */
   async recordGate(pipeline: string, version: number, gate: GateRecord): Promise<void> {
     const mv = await this.get(pipeline, version);
@@ -157,5 +215,32 @@ export class ModelRegistry {
     const keep = candidate && !(candidate.version === version && gate.status === 'refused');
     await this.core.store.put('models', pipeline, { ...rest, ...(keep ? { candidate } : {}), versions });
     await this.core.snapshot.refresh();
+  }
+
+  /**
+   * The runtime guard's revert (guard-monitor.ts): marks `record.from` reverted, serves version `to` (or, with
+   * `to` = 0, the control strategy for all of the learned strategy's traffic), and holds automatic
+   * activations until the pipeline has `holdUntil` outcomes. Returns undefined (and changes nothing) when the
+   * serving version is no longer `record.from` (a concurrent change won).
+   */
+  async revert(pipeline: string, record: GuardRevert, holdUntil: number): Promise<ModelDoc | undefined> {
+    const prev = this.doc(pipeline);
+    if (!prev || prev.active !== record.from) return undefined;
+    const target = record.to > 0 ? await this.get(pipeline, record.to) : undefined;
+    const versions = prev.versions.map((v) =>
+      v.version === record.from ? { ...v, reverted: record } : v.version === record.to ? { ...v, activatedAt: record.at } : v,
+    );
+    const guard: GuardState = {
+      reverts: [record, ...(prev.guard?.reverts ?? [])].slice(0, 20),
+      holdUntil,
+      since: record.at,
+      ...(target ? { steppedBack: true } : { toControl: true }),
+    };
+    const doc: ModelDoc = target
+      ? { ...prev, active: target.version, signature: target.signature, agents: target.agents, weights: target.weights, ...(target.scaling ? { scaling: target.scaling } : {}), activatedAt: record.at, versions, guard }
+      : { ...prev, active: 0, activatedAt: record.at, versions, guard };
+    await this.core.store.put('models', pipeline, doc);
+    await this.core.snapshot.refresh();
+    return doc;
   }
 }

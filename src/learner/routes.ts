@@ -33,6 +33,27 @@ const GateSchema = Type.Object({
   comparisons: Type.Array(GateComparisonSchema),
   decidedAt: Type.Number(),
 });
+/** The runtime guard's fields of a model version and of the model list (guard-monitor.ts). */
+const GuardArm = Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.Optional(Type.String()) });
+const GuardRevertSchema = Type.Object({
+  from: Type.Integer(),
+  to: Type.Integer({ description: 'The version that serves instead; 0 = the control strategy.' }),
+  at: Type.Number(),
+  diff: Type.Number({ description: 'Mean reward of the learned arm − the control arm.' }),
+  ci: Type.Array(Type.Number(), { description: 'Always-valid confidence interval of diff.' }),
+  learned: GuardArm,
+  control: GuardArm,
+});
+const GuardSummaryFields = {
+  activatedAt: Type.Optional(Type.Number({ description: 'When the version last became the serving one.' })),
+  reverted: Type.Optional(GuardRevertSchema),
+  held: Type.Optional(Type.String({ description: 'Why a saved version was not activated.' })),
+};
+const GuardResponse = Type.Object({
+  toControl: Type.Boolean({ description: 'The guard took every model out of service: the control strategy serves.' }),
+  holdUntil: Type.Union([Type.Integer(), Type.Null()], { description: 'Automatic activations wait until the pipeline has this many outcomes.' }),
+  reverts: Type.Array(GuardRevertSchema),
+});
 const Summary = Type.Object({
   version: Type.Integer(),
   createdAt: Type.Number(),
@@ -40,6 +61,7 @@ const Summary = Type.Object({
   agents: Type.Array(Type.String()),
   metrics: Metrics,
   gate: Type.Optional(GateSchema),
+  ...GuardSummaryFields,
 });
 const FeaturesResponse = Type.Object({
   pipeline: Type.String(),
@@ -65,6 +87,7 @@ const ModelsResponse = Type.Object({
   versions: Type.Array(Summary),
   weights: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   ...ModelsGateFields,
+  guard: Type.Optional(GuardResponse),
 });
 const OpeQuery = Type.Object({
   strategy: Type.String({ minLength: 1, maxLength: 128 }),
@@ -79,13 +102,18 @@ const OpeResponse = Type.Object({
   support: Type.Number(),
   tolerance: Type.Number(),
   ess: Type.Number(),
-  ips: Interval,
-  snips: Interval,
-  dr: Interval,
-  dm: Type.Number(),
+  matched: Type.Integer({ description: "Logged decisions whose action is the target's." }),
+  ips: Type.Union([Interval, Type.Null()]),
+  snips: Type.Union([Interval, Type.Null()]),
+  dr: Type.Union([Interval, Type.Null()]),
+  dm: Type.Union([Type.Number(), Type.Null()]),
+  reason: Type.Union([Type.String(), Type.Null()], { description: 'Why ips, snips and dr are null: the log does not support an estimate.' }),
   logged: Type.Number(),
   modelVersion: Type.Integer(),
 });
+
+const guardView = (doc: ModelDoc | undefined) =>
+  doc?.guard ? { guard: { toControl: doc.guard.toControl === true, holdUntil: doc.guard.holdUntil ?? null, reverts: [...doc.guard.reverts] } } : {};
 
 const num = (s: string | undefined, def: number) => (s === undefined ? def : Number(s));
 /** JSON cannot carry NaN: intervals without data come back as null-free zeros with events = 0. */
@@ -175,6 +203,7 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
         versions: (doc?.versions ?? []).map((v) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics } })),
         ...(withWeights && doc?.weights ? { weights: { ...doc.weights } } : {}),
         ...gateFields(doc, serving.version, (learnedStrategies(view, p)[0]?.params as LearnedParams | undefined)?.gateDelta),
+        ...guardView(doc),
       };
     },
   );
@@ -201,8 +230,8 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
       if (mv.signature !== enc.signature || mv.agents.join(',') !== agents.join(',')) {
         throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${version} was trained for features ${mv.signature} and agents [${mv.agents.join(', ')}]; the pipeline now has ${enc.signature} and [${agents.join(', ')}]`);
       }
-      const doc = await training.registry.activate(mv);
-      return { pipeline, active: doc.active, compatible: true, versions: doc.versions.map((v) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics } })) };
+      const doc = await training.registry.activate(mv, { manual: true });
+      return { pipeline, active: doc.active, compatible: true, versions: doc.versions.map((v) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics } })), ...guardView(doc) };
     },
   );
 

@@ -11,6 +11,7 @@ import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type Le
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
 import { greedyBudgets } from './policy.js';
+import { loggingPolicyOf } from './hooks.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
 import { mulberry32 } from './rng.js';
 import { runTrainJob, trainJob, type TrainJobInput } from './train-process.js';
@@ -61,8 +62,9 @@ export interface TrainResult {
 
 /**
  * The default-reward event of a learned decision (JSON), or '' when its record is gone or it was not a learned
- * decision of this pipeline. It carries no candidate set: it trains the model, but off-policy evaluation
- * leaves default-reward events out (their reward was not observed). The default reward is the deciding
+ * decision of this pipeline. It carries the decision's logging policy (candidates, exact propensities, guard
+ * arm) like an outcome's event: it trains the model, counts for the runtime guard and is exported, but
+ * off-policy evaluation leaves default-reward events out (their reward was not observed). The default reward is the deciding
  * strategy's current `defaultReward` (0 once the strategy is deleted).
  */
 export function defaultEvent(view: ControlView, pipeline: string, recordJson: string | null): string {
@@ -76,7 +78,9 @@ export function defaultEvent(view: ControlView, pipeline: string, recordJson: st
   const m = d.meta?.learner as LearnerMeta | undefined;
   if (d.pipeline !== pipeline || !m) return '';
   const params = view.strategies.get(d.strategy)?.params as LearnedParams | undefined;
-  const ev: LoggedEvent = { id: d.id, t: d.ts, s: d.strategy, f: d.features, T: d.totalTokens, b: d.budgets, q: params?.defaultReward ?? 0, c: null, m: m.m, d: 1 };
+  const p = view.pipelines.get(pipeline);
+  // The decision's true propensity rides along (the DSJSON export keeps it; OPE leaves default rewards out).
+  const ev: LoggedEvent = { id: d.id, t: d.ts, s: d.strategy, f: d.features, T: d.totalTokens, b: d.budgets, q: params?.defaultReward ?? 0, c: null, m: m.m, ...(p ? loggingPolicyOf(d, p) : {}), d: 1 };
   return JSON.stringify(ev);
 }
 

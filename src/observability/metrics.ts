@@ -24,6 +24,8 @@ export interface Metrics {
   readonly redisDataLoss: Counter;
   /** Learner retrains by result: trained, skipped (not enough data), failed (the trainer threw or died). */
   readonly learnerRetrains: Counter<'result'>;
+  /** Model versions the learner's runtime guard took out of service, by what serves instead (version, control). */
+  readonly learnerGuardReverts: Counter<'to'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -122,6 +124,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'apportion_learner_retrains_total',
       help: 'Learner retrains by result: trained, skipped (not enough data), failed (the trainer threw or its process died).',
       labelNames: ['result'],
+      registers: [registry],
+    }),
+    learnerGuardReverts: new Counter({
+      name: 'apportion_learner_guard_reverts_total',
+      help: 'Model versions the learner guard reverted (worse than the control strategy), by what serves instead: version (an earlier one) or control.',
+      labelNames: ['to'],
       registers: [registry],
     }),
   };

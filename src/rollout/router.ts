@@ -7,6 +7,7 @@ import { cumulative, chooseVariant, hashUnit, seedOf, unitBytes } from './bucket
 import { effectiveCoverage } from './model.js';
 import type { ExperimentDoc } from './schema.js';
 import { compileTargeting, type Predicate } from './targeting.js';
+import { routeDistribution } from './propensity.js';
 
 /** One experiment compiled for the hot path: seeds hashed, weights accumulated, targeting compiled. */
 interface CompiledExperiment {
@@ -129,4 +130,5 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
 export const experimentRouter: Router = {
   name: 'rollout',
   route: (view, pipeline, req) => routeExperiments(view, pipeline, req.unitKey, req.features),
+  distribution: (view, pipeline, req) => routeDistribution(view, pipeline, req.unitKey, req.features),
 };

@@ -87,23 +87,40 @@ export function bootstrap(s: readonly OpeSample[], est: Estimator, opts: { reado
   return { value, lo: vals.length ? q(a / 2) : NaN, hi: vals.length ? q(1 - a / 2) : NaN };
 }
 
+/**
+ * An estimate is null, with `reason`, when the log cannot support it: no decisions, or fewer than
+ * MIN_MATCHED decisions whose logged action is the target's (w > 0). IPS would then report 0 with the
+ * interval [0, 0] and DR the reward model alone, both as if they had been measured. DM stays (it is the model).
+ */
 export interface OpeReport {
   readonly n: number;
   readonly ess: number;
-  readonly ips: Interval;
-  readonly snips: Interval;
-  readonly dr: Interval;
-  readonly dm: number;
+  /** Decisions whose logged action is the target's (w > 0). */
+  readonly matched: number;
+  readonly ips: Interval | null;
+  readonly snips: Interval | null;
+  readonly dr: Interval | null;
+  readonly dm: number | null;
+  readonly reason: string | null;
 }
+
+/** Fewest matching decisions for an estimate (a bootstrap of one matching decision is degenerate). */
+export const MIN_MATCHED = 2;
+
+/** null for an interval the data cannot give (no finite bounds). */
+const orNull = (iv: Interval): Interval | null => (Number.isFinite(iv.value) && Number.isFinite(iv.lo) && Number.isFinite(iv.hi) ? iv : null);
 
 export function offPolicyReport(s: readonly OpeSample[], opts: { readonly resamples?: number; readonly rng: () => number; readonly alpha?: number }): OpeReport {
   const o = { resamples: opts.resamples ?? 500, rng: opts.rng, ...(opts.alpha !== undefined ? { alpha: opts.alpha } : {}) };
-  return {
-    n: s.length,
-    ess: ess(s.map((x) => x.w)),
-    ips: bootstrap(s, ips, o),
-    snips: bootstrap(s, snips, o),
-    dr: bootstrap(s, dr, o),
-    dm: s.length ? dm(s) : NaN,
-  };
+  const matched = s.reduce((c, x) => c + (x.w > 0 ? 1 : 0), 0);
+  const base = { n: s.length, ess: ess(s.map((x) => x.w)), matched, dm: s.length ? dm(s) : null };
+  if (s.length === 0) return { ...base, ips: null, snips: null, dr: null, reason: 'no logged decisions with an observed reward' };
+  if (matched < MIN_MATCHED) {
+    const reason =
+      matched === 0
+        ? `no support: none of the ${s.length} logged decisions played the target's action (within the tolerance)`
+        : `too little support: only ${matched} of the ${s.length} logged decisions played the target's action`;
+    return { ...base, ips: null, snips: null, dr: null, reason };
+  }
+  return { ...base, ips: orNull(bootstrap(s, ips, o)), snips: orNull(bootstrap(s, snips, o)), dr: orNull(bootstrap(s, dr, o)), reason: null };
 }

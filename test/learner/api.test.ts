@@ -361,8 +361,10 @@ describe('reward wait window', () => {
     const id = await round('wait', 'wait-learn', false);
     const json = (await readDecisionJson(rt.core.redis, rt.core.keys, id))!;
     const view = rt.core.view();
-    const ev = JSON.parse(defaultEvent(view, 'wait', json)) as { id: string; q: number; d: number; C?: unknown };
-    assert.deepEqual([ev.id, ev.q, ev.d, ev.C], [id, 0.25, 1, undefined], 'the strategy’s defaultReward, no candidate set');
+    const ev = JSON.parse(defaultEvent(view, 'wait', json)) as { id: string; q: number; d: number; C?: number[][]; P?: number[]; k?: number };
+    assert.deepEqual([ev.id, ev.q, ev.d], [id, 0.25, 1], 'the strategy’s defaultReward');
+    const m = learnerMetaOf(JSON.parse(json) as DecisionRecord, view.pipelines.get('wait'))!;
+    assert.deepEqual([ev.C, ev.P, ev.k], [m.C, m.P, m.k], 'the decision’s true propensities ride along (the DSJSON export keeps them)');
     assert.equal(defaultEvent(view, 'other-pipeline', json), '');
     assert.equal(defaultEvent(view, 'wait', '{not json'), '', 'an unreadable record does not stall the sweep');
     const rec = JSON.parse(json) as DecisionRecord;

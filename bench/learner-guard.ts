@@ -1,0 +1,137 @@
+/**
+ * The learner's runtime guard: how long a model that has become worse than the control strategy keeps serving
+ * (detection time), and how often the guard reverts a model that is not worse (false reverts).
+ *
+ *   node --import tsx bench/learner-guard.ts [--worlds all] [--runs 10] [--rps 50] [--before 3000] [--max 40000] [--null-outcomes 20000]
+ *
+ * Per named world (experiments/worlds/): a model is trained in-process (4,000 outcomes, the service's trainer
+ * and policy), then frozen and served as the service serves it (SquareCB exploration; a 5 % control arm with the
+ * pipeline default, uniform) at `rps` requests per second, one outcome per request, the guard checked every
+ * 5 s of simulated time (the learner tick) with the service's guard code (guard.ts: cumulative and sub-segment
+ * tests, α = 0.05). After `before` outcomes the world degrades: the agent the model starves most (its
+ * served budget ÷ the uniform budget, lowest) becomes critical (weight 0.9, need × 4, doubled until the model
+ * is worse than uniform by ≥ 0.03) — a change the frozen model cannot follow. Detection time = outcomes (and simulated seconds)
+ * from the degradation to the revert. False reverts: `runs` runs of `null-outcomes` outcomes per world without
+ * degradation, where the model is better than the control throughout.
+ * The model is frozen: the worst case (in the service it keeps retraining, and every retrain can follow the
+ * change; the guard's evidence pools the versions).
+ */
+import { loadTf } from '../src/learner/backend.js';
+import { accumulate, GUARD_DEFAULTS, judge, NEW_RUN, type GuardRun } from '../src/learner/guard.js';
+import { forward, type ModelWeights } from '../src/learner/model.js';
+import { decide } from '../src/learner/policy.js';
+import { mulberry32 } from '../src/learner/rng.js';
+import { policyAgents, runLoop } from '../src/learner/sim/loop.js';
+import { contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOutcome, uniformBudgets, WORLD_NAMES, type World } from '../src/learner/sim/world.js';
+import type { FeatureEncoder } from '../src/learner/features.js';
+import { degradeWorld, mostStarved } from '../src/learner/sim/degrade.js';
+import { flag } from './lib.js';
+
+const worldNames = flag('worlds', 'all') === 'all' ? [...WORLD_NAMES] : flag('worlds', '').split(',');
+const runs = Number(flag('runs', '10'));
+const rps = Number(flag('rps', '50'));
+const before = Number(flag('before', '3000'));
+const maxAfter = Number(flag('max', '40000'));
+const nullOutcomes = Number(flag('null-outcomes', '20000'));
+const TICK_S = 5;
+const SHARE = GUARD_DEFAULTS.controlShare;
+const explore = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5 };
+
+const { tf } = await loadTf();
+
+interface Served {
+  readonly weights: ModelWeights;
+  readonly encoder: FeatureEncoder;
+}
+
+/** Serves one run; returns the outcome index (from 0) of the first revert, or undefined. */
+function serve(world: World, degraded: World | undefined, m: Served, outcomes: number, seed: number): { revertAt?: number } {
+  const rng = mulberry32(seed);
+  const agents = policyAgents(world);
+  const T = world.totalTokens;
+  const uniform = uniformBudgets(world, T);
+  const perTick = Math.max(1, Math.round(rps * TICK_S));
+  let run: GuardRun = NEW_RUN;
+  for (let t = 0; t < outcomes; t++) {
+    const w = degraded && t >= before ? degraded : world;
+    const x = sampleContext(w, rng);
+    const dec = decide(forward(m.weights, m.encoder.encode(contextFeatures(x))), agents, T, explore, rng);
+    const arm: 0 | 1 = rng() < SHARE ? 1 : 0;
+    const q = simulateOutcome(w, 0, x, arm === 1 ? uniform : dec.budgets, rng).quality;
+    run = accumulate(run, 1, arm, q);
+    if ((t + 1) % perTick === 0 && judge(run).status === 'worse') return { revertAt: t + 1 };
+  }
+  return {};
+}
+
+/** True values (noise-free) of the served learned arm and of the control on 4,000 contexts. */
+function values(world: World, m: Served, seed: number): { learned: number; control: number } {
+  const rng = mulberry32(seed);
+  const agents = policyAgents(world);
+  const uniform = uniformBudgets(world, world.totalTokens);
+  let l = 0;
+  let c = 0;
+  const n = 4000;
+  for (let i = 0; i < n; i++) {
+    const x = sampleContext(world, rng);
+    l += expectedQuality(world, 0, x, decide(forward(m.weights, m.encoder.encode(contextFeatures(x))), agents, world.totalTokens, explore, rng).budgets) / n;
+    c += expectedQuality(world, 0, x, uniform) / n;
+  }
+  return { learned: l, control: c };
+}
+
+const pct = (xs: readonly number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))]!;
+};
+
+console.log(`bench/learner-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s, control share ${SHARE}, α ${GUARD_DEFAULTS.alpha} (cumulative test α/2, sub-segments of ${GUARD_DEFAULTS.segmentOutcomes} decisions at (α/2)/(j(j+1)))`);
+console.log(`degradation after ${before} outcomes (detection runs) · ${nullOutcomes} outcomes without degradation (false-revert runs)\n`);
+console.log('world           | learned vs control before → after (true values) | detected | detection outcomes median [max] | seconds median [max] | false reverts');
+let falseTotal = 0;
+let nullRuns = 0;
+const allDetect: number[] = [];
+for (const name of worldNames) {
+  const world0 = loadWorld(name);
+  const world = { ...world0, drift: undefined } as World;
+  const t0 = Date.now();
+  const trained = await runLoop(tf, { world, outcomes: 4000, seed: 7, explore, evalContexts: 100, checkpointEvery: 4000 });
+  const m: Served = { weights: trained.weights, encoder: trained.encoder };
+  // The agent the model starves most, relative to uniform.
+  const agents = policyAgents(world);
+  const rng = mulberry32(5);
+  const served = Array.from({ length: 400 }, () => {
+    const x = sampleContext(world, rng);
+    return decide(forward(m.weights, m.encoder.encode(contextFeatures(x))), agents, world.totalTokens, explore, rng).budgets;
+  });
+  const starved = mostStarved(world, served, uniformBudgets(world, world.totalTokens));
+  // Need × 4; where that does not make the model worse than uniform by 0.03 (a roomy total), × 8, 16, …
+  let factor = 4;
+  let degraded = degradeWorld(world, starved, factor);
+  let v1 = values(degraded, m, 11);
+  while (v1.learned > v1.control - 0.03 && factor < 256) {
+    factor *= 2;
+    degraded = degradeWorld(world, starved, factor);
+    v1 = values(degraded, m, 11);
+  }
+  const v0 = values(world, m, 11);
+  const detect: number[] = [];
+  let missed = 0;
+  let early = 0;
+  for (let r = 0; r < runs; r++) {
+    const res = serve(world, degraded, m, before + maxAfter, 1000 + r);
+    if (res.revertAt === undefined) missed++;
+    else if (res.revertAt <= before) early++;
+    else detect.push(res.revertAt - before);
+  }
+  let falseReverts = 0;
+  for (let r = 0; r < runs; r++) if (serve(world, undefined, m, nullOutcomes, 5000 + r).revertAt !== undefined) falseReverts++;
+  falseTotal += falseReverts + early;
+  nullRuns += runs;
+  allDetect.push(...detect);
+  const secs = detect.map((d) => Math.ceil(d / rps / TICK_S) * TICK_S);
+  console.log(
+    `${name.padEnd(15)} | ${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)} → ${v1.learned.toFixed(3)} vs ${v1.control.toFixed(3)} (${starved} critical, need × ${factor}) | ${detect.length}/${runs}${missed ? ` (${missed} not within ${maxAfter})` : ''}${early ? ` (${early} reverted before the degradation)` : ''} | ${detect.length ? `${pct(detect, 0.5)} [${Math.max(...detect)}]` : '—'} | ${secs.length ? `${pct(secs, 0.5)} s [${Math.max(...secs)} s]` : '—'} | ${falseReverts}/${runs}   (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
+  );
+}
+console.log(`\nall worlds: detection median ${allDetect.length ? pct(allDetect, 0.5) : '—'} outcomes, max ${allDetect.length ? Math.max(...allDetect) : '—'}; false reverts ${falseTotal} of ${nullRuns} runs without degradation (+ pre-degradation stretches) = ${((100 * falseTotal) / Math.max(1, nullRuns)).toFixed(1)} % (bound α = ${GUARD_DEFAULTS.alpha * 100} % per run)`);

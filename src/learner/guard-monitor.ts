@@ -1,0 +1,134 @@
+import type { Core } from '../runtime.js';
+import { controlStrategyDef } from './control-arm.js';
+import { rewardOf, type LoggedEvent } from './events.js';
+import { accumulate, EMPTY_EVIDENCE, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardEvidence, type GuardRevert, type GuardRun, type GuardVerdict } from './guard.js';
+import { servingModel, type LearnedParams } from './kind.js';
+import { learnerKeys } from './keys.js';
+import type { ModelRegistry } from './registry.js';
+import { learnedStrategies } from './training.js';
+
+/** Buffer entries read per page, and at most this many per check (the first check of a version reads back this far). */
+const PAGE = 500;
+const MAX_SCAN = 20_000;
+
+export interface GuardCheck {
+  readonly pipeline: string;
+  readonly version: number;
+  readonly verdict: GuardVerdict;
+  /** Set when this check reverted the version. */
+  readonly revert?: GuardRevert;
+}
+
+interface State {
+  readonly since: number;
+  readonly marker: string;
+  /** Sub-segment index (1-based) within the segment, its evidence and the segment's (guard.ts GuardRun). */
+  readonly j: number;
+  readonly evidence: GuardEvidence;
+  readonly total: GuardEvidence;
+}
+
+/**
+ * The runtime guard's loop (runs in the worker's learner tick, after ingest): sums the realised rewards of
+ * the learned and control arms of the learned strategies' decisions made since the guard's segment began
+ * (guard.ts GuardEvidence), from the training buffer's new entries (outcomes and default rewards alike), and
+ * reverts the serving version when guard.ts says the learned arm is worse. State per pipeline in one key of
+ * its slot. Checks of one pipeline must not run concurrently (the tick job runs one at a time).
+ */
+export class GuardMonitor {
+  constructor(
+    private readonly core: Core,
+    private readonly registry: ModelRegistry,
+  ) {}
+
+  private key(pipeline: string): string {
+    return this.core.keys.pipeline(pipeline, 'learner', 'guard');
+  }
+
+  async check(pipelineId: string): Promise<GuardCheck | undefined> {
+    const view = this.core.view();
+    const pipeline = view.pipelines.get(pipelineId);
+    if (!pipeline) return undefined;
+    const strategies = learnedStrategies(view, pipeline);
+    const first = strategies[0];
+    if (!first) return undefined;
+    const params = first.params as LearnedParams;
+    const doc = this.registry.doc(pipelineId);
+    const active = doc?.active ?? 0;
+    // Version 0 is not a trained model (the prior, or the control after a revert to it): nothing to guard.
+    if (!doc || active === 0 || servingModel(view, pipeline).version !== active) return undefined;
+    const learnedIds = new Set(strategies.map((s) => s.id));
+    const costWeight = params.costWeight ?? 0;
+
+    const since = doc.guard?.since ?? 0;
+    let st = await this.load(pipelineId);
+    if (st.since !== since) st = { since, marker: '', ...NEW_RUN };
+    const buffer = learnerKeys(this.core.keys, pipelineId).buffer;
+    const fresh: LoggedEvent[] = [];
+    scan: for (let off = 0; off < MAX_SCAN; off += PAGE) {
+      const page = await this.core.redis.lrange(buffer, off, off + PAGE - 1);
+      for (const raw of page) {
+        const e = JSON.parse(raw) as LoggedEvent;
+        if (e.id === st.marker) break scan;
+        fresh.push(e);
+      }
+      if (page.length < PAGE) break;
+    }
+    const newest = fresh[0]?.id ?? st.marker;
+    let run: GuardRun = { j: st.j, evidence: st.evidence, total: st.total ?? EMPTY_EVIDENCE };
+    const segment = params.guardSegmentOutcomes ?? GUARD_DEFAULTS.segmentOutcomes;
+    // Oldest first (the buffer is newest first).
+    for (let i = fresh.length - 1; i >= 0; i--) {
+      const e = fresh[i]!;
+      // Decisions of trained versions, made since the segment began, by a learned strategy with a control arm.
+      if (!e.m || e.a === undefined || e.t < since || !learnedIds.has(e.s)) continue;
+      run = accumulate(run, e.m, e.a, rewardOf(e, costWeight), segment);
+    }
+    const evidence = run.total;
+    const verdict = judge(run, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });
+    await this.save(pipelineId, { since, marker: newest, ...run });
+    if (verdict.status !== 'worse') return { pipeline: pipelineId, version: active, verdict };
+
+    // Revert (guard.ts revertTarget): one step back to an earlier version that fits the current features and
+    // agents and did not do worse itself, else (and always on a second revert) to the control strategy.
+    const signature = servingModel(view, pipeline).encoder.signature;
+    const agents = pipeline.agents.map((a) => a.name).join(',');
+    const to = revertTarget(
+      doc.versions.filter((v) => v.signature === signature && v.agents.join(',') === agents),
+      active,
+      evidence,
+      doc.guard?.steppedBack === true,
+    );
+    const record: GuardRevert = {
+      from: active,
+      to,
+      at: Date.now(),
+      diff: verdict.diff!,
+      ci: verdict.ci!,
+      learned: verdict.learned,
+      control: { ...verdict.control, strategy: controlStrategyDef(view, pipeline).id },
+    };
+    const outcomes = Number((await this.core.redis.hget(learnerKeys(this.core.keys, pipelineId).counters, 'outcomes')) ?? 0);
+    const done = await this.registry.revert(pipelineId, record, outcomes + (params.guardHoldOutcomes ?? GUARD_DEFAULTS.holdOutcomes));
+    if (!done) return { pipeline: pipelineId, version: active, verdict };
+    this.core.metrics.learnerGuardReverts.inc({ to: to > 0 ? 'version' : 'control' });
+    this.core.log.warn({ pipeline: pipelineId, ...record }, `learner guard: model ${active} is worse than the control strategy; reverted to ${to > 0 ? `version ${to}` : 'the control strategy'}`);
+    await this.core.redis.del(this.key(pipelineId));
+    return { pipeline: pipelineId, version: active, verdict, revert: record };
+  }
+
+  private async load(pipeline: string): Promise<State> {
+    const json = await this.core.redis.get(this.key(pipeline));
+    const none: State = { since: -1, marker: '', ...NEW_RUN };
+    if (!json) return none;
+    try {
+      return JSON.parse(json) as State;
+    } catch {
+      return none;
+    }
+  }
+
+  private async save(pipeline: string, s: State): Promise<void> {
+    await this.core.redis.set(this.key(pipeline), JSON.stringify(s));
+  }
+}

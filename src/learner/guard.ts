@@ -1,0 +1,167 @@
+import { fromWelford } from '../stats/moments.js';
+import { sequentialDiff } from '../stats/sequential.js';
+
+/**
+ * The runtime guard's statistics (pure, no I/O).
+ *
+ * While a learned strategy serves, a share `s` of its decisions (drawn per decision, independently of the
+ * request) gets the control strategy instead. For the model version serving now, the realised rewards of the
+ * two arms are compared with the always-valid confidence sequence the rollout guardrails use
+ * (src/stats/sequential.ts): the interval for learned − control covers the true difference at every sample
+ * size at once with probability ≥ 1 − α, so the guard may look after every outcome without inflating false
+ * alarms. The verdict is `worse` when both arms have at least `minPerArm` outcomes and the whole interval
+ * lies below −margin.
+ */
+export interface GuardOptions {
+  /** Level of the confidence sequence. Default 0.05. */
+  readonly alpha?: number;
+  /** Outcomes each arm needs before a verdict (variance estimates from fewer are unreliable). Default 30. */
+  readonly minPerArm?: number;
+  /** Reward the learned arm may fall short of control before it counts as worse. Default 0. */
+  readonly margin?: number;
+  /** Total outcomes where the sequence is tightest. Default 2000. */
+  readonly tuningN?: number;
+}
+
+export const GUARD_DEFAULTS = { alpha: 0.05, minPerArm: 30, margin: 0, tuningN: 2000, controlShare: 0.05, holdOutcomes: 1000, segmentOutcomes: 2000 } as const;
+
+/**
+ * Two tests run side by side on a segment (from the guard's start, its last revert or a manual activation to
+ * the next), each at half the level:
+ *   - the cumulative test, on all the segment's decisions, at α/2: it finds small persistent shortfalls;
+ *   - the sub-segment tests: evidence is pooled over at most `segmentOutcomes` decisions, then the test
+ *     restarts, so a model that did well for a long time and then turns bad is not protected by its old
+ *     record. Sub-segment j runs at (α/2)/(j(j+1)); Σ_j 1/(j(j+1)) = 1.
+ * By the union bound the probability of any false revert in a segment stays ≤ α.
+ */
+export function subSegmentAlpha(alpha: number, j: number): number {
+  return alpha / 2 / (j * (j + 1));
+}
+
+/** Running sums of one arm's rewards. */
+export interface ArmSums {
+  readonly n: number;
+  readonly sum: number;
+  readonly sumSq: number;
+}
+
+export const EMPTY_ARM: ArmSums = { n: 0, sum: 0, sumSq: 0 };
+
+export function addReward(a: ArmSums, r: number): ArmSums {
+  return { n: a.n + 1, sum: a.sum + r, sumSq: a.sumSq + r * r };
+}
+
+export function momentsOf(a: ArmSums) {
+  const mean = a.n > 0 ? a.sum / a.n : 0;
+  // m2 from the sums; clamped at 0 against rounding.
+  const m2 = Math.max(0, a.sumSq - a.n * mean * mean);
+  return fromWelford(a.n, mean, m2);
+}
+
+export interface GuardVerdict {
+  readonly status: 'insufficient' | 'ok' | 'worse';
+  /** learned − control, with its always-valid interval (null before both arms have 2 outcomes). */
+  readonly diff: number | null;
+  readonly ci: readonly [number, number] | null;
+  readonly pValue: number | null;
+  readonly learned: { readonly n: number; readonly mean: number };
+  readonly control: { readonly n: number; readonly mean: number };
+}
+
+export function guardVerdict(learned: ArmSums, control: ArmSums, opts: GuardOptions = {}): GuardVerdict {
+  const alpha = opts.alpha ?? GUARD_DEFAULTS.alpha;
+  const minPerArm = Math.max(2, opts.minPerArm ?? GUARD_DEFAULTS.minPerArm);
+  const margin = opts.margin ?? GUARD_DEFAULTS.margin;
+  const l = momentsOf(learned);
+  const c = momentsOf(control);
+  const arms = { learned: { n: l.n, mean: l.mean }, control: { n: c.n, mean: c.mean } };
+  const d = sequentialDiff(l, c, alpha, opts.tuningN ?? GUARD_DEFAULTS.tuningN);
+  if (!d) return { status: 'insufficient', diff: null, ci: null, pValue: null, ...arms };
+  const enough = l.n >= minPerArm && c.n >= minPerArm;
+  const status = !enough ? 'insufficient' : d.ci[1] < -margin ? 'worse' : 'ok';
+  return { status, diff: d.diff, ci: d.ci, pValue: d.pValue, ...arms };
+}
+
+/** What the guard records on a version it took out of service. */
+export interface GuardRevert {
+  /** The version reverted from, and what serves instead (a version, or 0 = the control strategy). */
+  readonly from: number;
+  readonly to: number;
+  readonly at: number;
+  readonly diff: number;
+  readonly ci: readonly [number, number];
+  readonly learned: { readonly n: number; readonly mean: number };
+  readonly control: { readonly n: number; readonly mean: number; readonly strategy: string };
+}
+
+/**
+ * The guard's evidence since its segment began (the guard's start, its last revert, or a manual activation):
+ * both arms pooled over every model version that served (the learner is judged as a whole, so retrains every
+ * few hundred outcomes do not restart the test), and per version (to choose where to revert to).
+ */
+export interface GuardEvidence {
+  readonly learned: ArmSums;
+  readonly control: ArmSums;
+  readonly byVersion: Readonly<Record<string, { readonly learned: ArmSums; readonly control: ArmSums }>>;
+}
+
+export const EMPTY_EVIDENCE: GuardEvidence = { learned: EMPTY_ARM, control: EMPTY_ARM, byVersion: {} };
+
+/** Adds one realised reward of a decision made while `version` served (arm 1 = control). */
+export function addEvidence(e: GuardEvidence, version: number, arm: 0 | 1, r: number): GuardEvidence {
+  const v = e.byVersion[version] ?? { learned: EMPTY_ARM, control: EMPTY_ARM };
+  const nv = arm === 1 ? { ...v, control: addReward(v.control, r) } : { ...v, learned: addReward(v.learned, r) };
+  return {
+    learned: arm === 1 ? e.learned : addReward(e.learned, r),
+    control: arm === 1 ? addReward(e.control, r) : e.control,
+    byVersion: { ...e.byVersion, [version]: nv },
+  };
+}
+
+/** The guard's running tests within one segment: the sub-segment index j (from 1), its evidence, and the whole segment's. */
+export interface GuardRun {
+  readonly j: number;
+  readonly evidence: GuardEvidence;
+  readonly total: GuardEvidence;
+}
+
+export const NEW_RUN: GuardRun = { j: 1, evidence: EMPTY_EVIDENCE, total: EMPTY_EVIDENCE };
+
+/** Adds one decision's realised reward, starting the next sub-segment once this one holds `segmentOutcomes`. */
+export function accumulate(run: GuardRun, version: number, arm: 0 | 1, r: number, segmentOutcomes: number = GUARD_DEFAULTS.segmentOutcomes): GuardRun {
+  const full = run.evidence.learned.n + run.evidence.control.n >= segmentOutcomes;
+  const j = full ? run.j + 1 : run.j;
+  return { j, evidence: addEvidence(full ? EMPTY_EVIDENCE : run.evidence, version, arm, r), total: addEvidence(run.total, version, arm, r) };
+}
+
+/** The verdict on a run: `worse` when either test says so (that test's verdict is returned), else the cumulative one. */
+export function judge(run: GuardRun, opts: GuardOptions = {}): GuardVerdict {
+  const alpha = opts.alpha ?? GUARD_DEFAULTS.alpha;
+  const sub = guardVerdict(run.evidence.learned, run.evidence.control, { ...opts, alpha: subSegmentAlpha(alpha, run.j) });
+  if (sub.status === 'worse') return sub;
+  return guardVerdict(run.total.learned, run.total.control, { ...opts, alpha: alpha / 2 });
+}
+
+/**
+ * Where to revert to (pure). Walking back from the failing version: the newest earlier version that served
+ * before (`activatedAt`), was never reverted, and did not do worse than the control on its own decisions in
+ * this segment (point estimate; a version without decisions in the segment counts as not worse). 0 (the
+ * control strategy) when there is none, and always when the segment began with a revert to a version
+ * (`steppedBack`): the guard steps back one version at most, then goes to the control. So a chain of reverts
+ * is at most two long, and never returns to a reverted version.
+ */
+export function revertTarget(
+  versions: readonly { readonly version: number; readonly activatedAt?: number; readonly reverted?: unknown }[],
+  failing: number,
+  evidence: GuardEvidence,
+  steppedBack: boolean,
+): number {
+  if (steppedBack) return 0;
+  const older = versions.filter((v) => v.version < failing && v.activatedAt !== undefined && v.reverted === undefined).sort((a, b) => b.version - a.version);
+  for (const v of older) {
+    const ev = evidence.byVersion[v.version];
+    if (!ev || ev.learned.n === 0 || ev.control.n === 0) return v.version;
+    if (momentsOf(ev.learned).mean >= momentsOf(ev.control).mean) return v.version;
+  }
+  return 0;
+}

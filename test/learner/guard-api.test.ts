@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { DecisionRecord } from '../../src/allocation/decisions.js';
+import { readDecisionJson } from '../../src/allocation/decisions.js';
+import type { LearnerMeta } from '../../src/learner/kind.js';
+import { learnerKeys } from '../../src/learner/keys.js';
+import type { LearnerModule } from '../../src/learner/module.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+import { degradeWorld, mostStarved } from '../../src/learner/sim/degrade.js';
+import { contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOutcome, uniformBudgets, worldFeatures, worldPipeline, type World } from '../../src/learner/sim/world.js';
+import { servingModel } from '../../src/learner/kind.js';
+import { loadTf } from '../../src/learner/backend.js';
+import { forward } from '../../src/learner/model.js';
+import { greedyBudgets } from '../../src/learner/policy.js';
+import { policyAgents, runLoop } from '../../src/learner/sim/loop.js';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+
+/**
+ * The runtime guard end to end, over a real socket, against Redis and BullMQ: a learned strategy serves with a
+ * control arm, the world degrades mid-run (the agent the model starves becomes critical), and the guard
+ * reverts on its own — logged in the model list, counted in /metrics, and the control strategy serves.
+ */
+const prefix = testPrefix('learner-guard');
+const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-guard-models-'));
+const world = loadWorld('support-basic');
+let rt: Running;
+let learner: LearnerModule;
+const rng = mulberry32(2024);
+let reported = 0;
+
+async function http(method: string, url: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
+  const r = await fetch(`${rt.url}${url}`, { method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
+  const text = await r.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: r.status, json, text };
+}
+
+/** Allocates through the default route (the learned strategy) and reports the outcome in world `w`. */
+async function round(w: World): Promise<{ id: string; budgets: number[] }> {
+  const x = sampleContext(w, rng);
+  const a = await http('POST', '/v1/allocations', { pipeline: 'sim', features: contextFeatures(x) });
+  assert.equal(a.status, 200, a.text);
+  const budgets = w.agents.map((ag) => a.json.budgets[ag.name].tokens as number);
+  const out = simulateOutcome(w, 0, x, budgets, rng);
+  const o = await http('POST', '/v1/outcomes', { decisionId: a.json.decisionId, quality: out.quality });
+  assert.equal(o.status, 202, o.text);
+  reported++;
+  return { id: a.json.decisionId, budgets };
+}
+
+/** Waits until every reported outcome was applied, then moves them to the buffer. */
+async function settle(): Promise<void> {
+  const counters = learnerKeys(rt.core.keys, 'sim').counters;
+  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 60_000);
+  await learner.training.ingest('sim');
+}
+
+async function trainTo(version: number): Promise<void> {
+  await settle();
+  assert.equal((await http('POST', '/v1/models/sim/train')).status, 202);
+  await eventually(async () => (await http('GET', '/v1/models/sim')).json.versions.some((v: { version: number }) => v.version === version), 120_000, 100);
+}
+
+before(async () => {
+  rt = await startTest(prefix, { listen: true }, { APPORTION_MODELS_DIR: modelsDir });
+  learner = rt.modules.find((m) => m.name === 'learner') as LearnerModule;
+  assert.equal((await http('PUT', '/v1/pipelines/sim', worldPipeline(world))).status, 200);
+  assert.equal((await http('PUT', '/v1/pipelines/sim/features', worldFeatures(world))).status, 200);
+  const s = await http('PUT', '/v1/strategies/learn', {
+    pipeline: 'sim',
+    kind: 'learned',
+    // A large control share so the test needs few outcomes; retrains only on request.
+    params: { controlShare: 0.3, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 },
+  });
+  assert.equal(s.status, 200, s.text);
+  assert.equal((await http('PUT', '/v1/pipelines/sim', { ...worldPipeline(world), defaultStrategy: 'learn' })).status, 200);
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+  rmSync(modelsDir, { recursive: true, force: true });
+});
+
+describe('runtime guard', () => {
+  it('serves the control arm at its share and logs the arm with the mixture’s exact probability', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 120; i++) ids.push((await round(world)).id);
+    let control = 0;
+    for (const id of ids) {
+      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
+      const x = (d.meta!.learner as LearnerMeta).x!;
+      assert.equal(x.s, 0.3);
+      assert.equal(x.c, '@uniform');
+      assert.deepEqual(x.b, uniformBudgets(world, world.totalTokens));
+      if (x.a === 1) {
+        control++;
+        assert.deepEqual(world.agents.map((a) => d.budgets[a.name]), x.b, 'a control decision serves the control split');
+      }
+    }
+    // 120 draws at 0.3: between 15 and 60 with overwhelming probability (the seed of Math.random is not ours).
+    assert.ok(control >= 15 && control <= 60, `${control} control decisions of 120`);
+    await settle();
+    const events = await learner.training.events('sim', 1000);
+    const armed = events.filter((e) => e.a !== undefined);
+    assert.equal(armed.length, events.length, 'every event carries its arm');
+    for (const e of armed.slice(0, 40)) {
+      const p = e.P![e.k!]!;
+      assert.ok(p > 0 && p <= 1);
+      if (e.a === 1) assert.ok(p >= 0.3 - 1e-9, 'a control decision has at least the control share');
+    }
+  });
+
+  it('reverts on its own when the world degrades mid-run: one step back, then to the control strategy; logged, counted and listed', async () => {
+    // A model that has learned the world (the service's trainer and policy, in-process: a few hundred outcomes
+    // over HTTP would leave it near the prior), saved and activated twice through the registry as versions 1
+    // and 2, each serving the undegraded world for a while.
+    const { tf } = await loadTf();
+    const trained = await runLoop(tf, { world, outcomes: 3000, seed: 3, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, evalContexts: 50, checkpointEvery: 3000 });
+    const trainMetrics = { rows: 3000, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 3000 };
+    for (const v of [1, 2]) {
+      const saved = await learner.training.registry.save('sim', trained.weights, { signature: trained.encoder.signature, agents: world.agents.map((a) => a.name), metrics: trainMetrics });
+      assert.equal(saved.version, v);
+      await learner.training.registry.activate(saved);
+      for (let i = 0; i < 150; i++) await round(world);
+    }
+    await settle();
+    assert.equal((await http('GET', '/v1/models/sim')).json.active, 2);
+    const before = await learner.guard.check('sim');
+    assert.notEqual(before?.verdict.status, 'worse', 'no revert before the degradation');
+
+    // Degrade the world where the serving model starves an agent: that agent becomes critical and needs more
+    // tokens, more until the model's split is worse than uniform by 0.1 (a precondition, checked on the truth).
+    const view = rt.core.view();
+    const model = servingModel(view, view.pipelines.get('sim')!);
+    assert.equal(model.version, 2);
+    const uniform = uniformBudgets(world, world.totalTokens);
+    const contexts = Array.from({ length: 300 }, () => sampleContext(world, rng));
+    const splits = contexts.map((x) => greedyBudgets(forward(model.weights, model.encoder.encode(contextFeatures(x))), policyAgents(world), world.totalTokens));
+    const starved = mostStarved(world, splits, uniform);
+    const gap = (w: World) => contexts.reduce((s, x, i) => s + expectedQuality(w, 0, x, splits[i]!) - expectedQuality(w, 0, x, uniform), 0) / contexts.length;
+    let factor = 4;
+    while (gap(degradeWorld(world, starved, factor)) > -0.1 && factor < 1024) factor *= 2;
+    const degraded = degradeWorld(world, starved, factor);
+    assert.ok(gap(degraded) <= -0.1, `the degraded world makes model 2 worse than uniform (gap ${gap(degraded)}, ${starved} × ${factor})`);
+    // The worker's tick checks too (every 5 s): the reverts are read from the model document, oldest first.
+    let last: Awaited<ReturnType<typeof learner.guard.check>>;
+    const reverts = () => [...(learner.training.registry.doc('sim')?.guard?.reverts ?? [])].reverse();
+    for (let i = 0; i < 3000 && learner.training.registry.doc('sim')?.guard?.toControl !== true; i++) {
+      await round(degraded);
+      if ((i + 1) % 100 === 0) {
+        await settle();
+        last = await learner.guard.check('sim');
+      }
+    }
+    const done = reverts();
+    assert.ok(done.length >= 1, `the guard reverted (last check: ${JSON.stringify(last?.verdict)})`);
+    assert.equal(done[0]!.from, 2);
+    assert.ok(done.length <= 2, 'at most one step back, then the control');
+    assert.equal(done[done.length - 1]!.to, 0);
+    if (done.length === 2) assert.deepEqual(done.map((r) => r.to), [1, 0]);
+
+    const models = (await http('GET', '/v1/models/sim')).json;
+    assert.equal(models.active, 0);
+    assert.equal(models.guard.toControl, true);
+    assert.equal(models.guard.reverts.length, done.length);
+    const listed = models.guard.reverts[0];
+    assert.ok(listed.ci[1] < 0 && listed.diff < 0 && listed.control.strategy === '@uniform', JSON.stringify(listed));
+    assert.equal(models.versions.find((v: { version: number }) => v.version === 2).reverted.from, 2);
+
+    const metrics = await http('GET', '/metrics');
+    assert.match(metrics.text, /apportion_learner_guard_reverts_total\{to="control"\} 1/);
+
+    // The control now serves all of the learned strategy's traffic.
+    for (let i = 0; i < 10; i++) {
+      const { id, budgets } = await round(degraded);
+      assert.deepEqual(budgets, uniformBudgets(world, world.totalTokens));
+      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
+      assert.deepEqual([(d.meta!.learner as LearnerMeta).x!.a, (d.meta!.learner as LearnerMeta).x!.s], [1, 1]);
+    }
+
+    // A retrain during the hold is saved but not activated.
+    const latest = Math.max(...models.versions.map((v: { version: number }) => v.version));
+    await trainTo(latest + 1);
+    const after = (await http('GET', '/v1/models/sim')).json;
+    assert.equal(after.active, 0);
+    assert.match(after.versions.find((v: { version: number }) => v.version === latest + 1).held, /runtime guard/);
+  });
+});
