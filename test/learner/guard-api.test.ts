@@ -15,6 +15,7 @@ import { servingModel } from '../../src/learner/kind.js';
 import { loadTf } from '../../src/learner/backend.js';
 import { forward } from '../../src/learner/model.js';
 import { greedyBudgets } from '../../src/learner/policy.js';
+import { plainDeclaration } from '../../src/learner/sim/family.js';
 import { policyAgents, runLoop } from '../../src/learner/sim/loop.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
@@ -74,12 +75,13 @@ before(async () => {
   rt = await startTest(prefix, { listen: true }, { APPORTION_MODELS_DIR: modelsDir });
   learner = rt.modules.find((m) => m.name === 'learner') as LearnerModule;
   assert.equal((await http('PUT', '/v1/pipelines/sim', worldPipeline(world))).status, 200);
-  assert.equal((await http('PUT', '/v1/pipelines/sim/features', worldFeatures(world))).status, 200);
+  // The declaration the in-process loop trains with (no mean/std: scaling is fitted from the data).
+  assert.equal((await http('PUT', '/v1/pipelines/sim/features', plainDeclaration(worldFeatures(world)))).status, 200);
   const s = await http('PUT', '/v1/strategies/learn', {
     pipeline: 'sim',
     kind: 'learned',
     // A large control share so the test needs few outcomes; retrains only on request.
-    params: { controlShare: 0.3, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 },
+    params: { controlShare: 0.3, gate: false, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 },
   });
   assert.equal(s.status, 200, s.text);
   assert.equal((await http('PUT', '/v1/pipelines/sim', { ...worldPipeline(world), defaultStrategy: 'learn' })).status, 200);
@@ -127,7 +129,8 @@ describe('runtime guard', () => {
     const trained = await runLoop(tf, { world, outcomes: 3000, seed: 3, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, evalContexts: 50, checkpointEvery: 3000 });
     const trainMetrics = { rows: 3000, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 3000 };
     for (const v of [1, 2]) {
-      const saved = await learner.training.registry.save('sim', trained.weights, { signature: trained.encoder.signature, agents: world.agents.map((a) => a.name), metrics: trainMetrics });
+      const scaling = Object.fromEntries(trained.encoder.numeric.map((n) => [n.name, { center: n.center, scale: n.scale }]));
+      const saved = await learner.training.registry.save('sim', trained.weights, { signature: trained.encoder.signature, agents: world.agents.map((a) => a.name), metrics: trainMetrics, scaling });
       assert.equal(saved.version, v);
       await learner.training.registry.activate(saved);
       for (let i = 0; i < 150; i++) await round(world);
@@ -169,7 +172,7 @@ describe('runtime guard', () => {
     if (done.length === 2) assert.deepEqual(done.map((r) => r.to), [1, 0]);
 
     const models = (await http('GET', '/v1/models/sim')).json;
-    assert.equal(models.active, 0);
+    assert.equal(models.active, null, "no model serves: the control strategy does");
     assert.equal(models.guard.toControl, true);
     assert.equal(models.guard.reverts.length, done.length);
     const listed = models.guard.reverts[0];
@@ -191,7 +194,7 @@ describe('runtime guard', () => {
     const latest = Math.max(...models.versions.map((v: { version: number }) => v.version));
     await trainTo(latest + 1);
     const after = (await http('GET', '/v1/models/sim')).json;
-    assert.equal(after.active, 0);
+    assert.equal(after.active, null);
     assert.match(after.versions.find((v: { version: number }) => v.version === latest + 1).held, /runtime guard/);
   });
 });
