@@ -20,7 +20,10 @@ export function formatResults(r: ExperimentResults): string {
   const f = r.state.srm;
   if (f && f.acknowledged) out.push(`sample-ratio mismatch flagged in phase ${f.phase} (p = ${p(f.pValue)}), acknowledged by ${f.acknowledged.by}: ${f.acknowledged.reason}`);
   else if (f) out.push(`⚠ sample-ratio mismatch flagged in phase ${f.phase} (p = ${p(f.pValue)}): do not trust these results; the ramp holds until acknowledged (experiments acknowledge-srm)`);
+  const held = new Map((r.state.holdoutPhases ?? []).map((h) => [h.phase, h]));
   for (const ph of r.phases) {
+    const h = held.get(ph.phase);
+    if (h) out.push('', `holdout phase ${h.phase} from ${new Date(h.startedAt).toISOString()} (${h.cause}): held out get ${h.held}, exposed default ${h.exposedDefault}`);
     out.push('', `phase ${ph.phase}${ph.srm ? `  (sequential SRM p = ${p(ph.srm.pValue)}${ph.srm.mismatch ? ' MISMATCH' : ''})` : ''}`);
     out.push(
       table(

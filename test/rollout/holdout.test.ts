@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { formatResults } from '../../src/rollout/format.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 import { unitKeys } from './helpers.js';
@@ -149,6 +150,7 @@ describe('holdout over a promote, a ramp and a rollback', () => {
     const res = await ok('GET', '/v1/experiments/hold/results');
     const exposed1 = res.phases[1].variants.find((v: { variant: string }) => v.variant === 'exposed');
     assert.ok(Math.abs(exposed1.quality.mean - 0.7) < 1e-9, 'phase 1 holds only phase-1 outcomes');
+    assert.match(formatResults(res), /holdout phase 1 from .* \(promote of ramped\/heavy\): held out get even, exposed default heavy/);
     assert.equal((await ok('POST', '/v1/experiments/hold/evaluate')).action, 'none', 'held out vs exposed counts match the 20/80 split: no SRM');
   });
 
