@@ -9,6 +9,10 @@ export interface DemoOptions {
   readonly requests: number;
   /** Seed of every random choice, so two runs against fresh servers send the same traffic. */
   readonly seed: number;
+  /** Traffic is sent in this many rounds, with a retrain after each. Default 3. */
+  readonly rounds?: number;
+  /** Longest wait for each retrain to publish a model version. Default 120 000 ms. */
+  readonly trainWaitMs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -54,6 +58,30 @@ const MODEL: Record<string, string> = {
   validator: 'gpt-4o-mini',
   formatter: 'gpt-4o-mini',
 };
+
+/**
+ * Asks for a retrain once the outcomes sent so far were applied, and waits (bounded) for a newer model version.
+ * Returns the active version, or undefined if none appeared in time (the demo goes on without it).
+ */
+async function trainAndWait(client: ApportionClient, pipeline: string, waitMs: number): Promise<number | undefined> {
+  const active = async () => (await client.request<{ active: number | null }>('GET', `/v1/models/${pipeline}`)).active ?? 0;
+  const before = await active();
+  const deadline = Date.now() + waitMs;
+  let asked = 0;
+  while (Date.now() < deadline) {
+    // Outcomes reach the training buffer asynchronously: ask again every few seconds until a version appears.
+    if (Date.now() - asked > 5000) {
+      await client.request('POST', `/v1/models/${pipeline}/train`).catch((e: unknown) => {
+        if (!(e instanceof ApportionHttpError && e.statusCode < 500)) throw e;
+      });
+      asked = Date.now();
+    }
+    const now = await active();
+    if (now > before) return now;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return before || undefined;
+}
 
 async function ignoreConflict(p: Promise<unknown>): Promise<void> {
   try {
@@ -160,13 +188,19 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     }
     sent++;
   };
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      for (let i = next++; i < o.requests; i = next++) await one(i);
-    }),
-  );
-  log(`${sent} allocations and outcomes sent (support-triage)`);
+  // In rounds, retraining the shadow learner after each, so its learning curve has a point per round.
+  const rounds = Math.max(1, o.rounds ?? 3);
+  for (let r = 0; r < rounds; r++) {
+    const to = Math.round(((r + 1) * o.requests) / rounds);
+    let next = Math.round((r * o.requests) / rounds);
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (let i = next++; i < to; i = next++) await one(i);
+      }),
+    );
+    const version = await trainAndWait(client, PIPELINE, o.trainWaitMs ?? 120_000);
+    log(`${sent} allocations and outcomes sent (support-triage)${version ? `; learner model v${version}` : '; the learner has not trained yet'}`);
+  }
 
   // Cost trees: coordinator sessions with sub-agents, a failed attempt and its retry, across customers and days.
   const customers = ['acme', 'globex', 'initech'];

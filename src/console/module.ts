@@ -53,6 +53,9 @@ const NOT_BUILT = `<!doctype html><meta charset="utf-8"><title>Apportion console
 <p>The API itself is up: see <a href="/docs">/docs</a>.</p></body>`;
 
 const Listing = { tags: ['console'], response: { ...errorResponses } };
+/** Query strings are not coerced (see http/app.ts), so a count arrives as digits. */
+const LimitQuery = Type.Object({ limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$', description: '1–1000' })) }, { additionalProperties: false });
+const limitOf = (q: unknown, dflt: number) => Number((q as { limit?: string }).limit ?? dflt);
 
 /** The web console at `/` (static, public: it holds no data) and the read-only listings it uses. */
 export function consoleModule(core: Core): ModuleParts {
@@ -84,10 +87,10 @@ export function consoleModule(core: Core): ModuleParts {
           schema: {
             ...Listing,
             summary: 'Console listing: tenants with budgets, their live (ACTIVE) reservations and newest threshold alerts',
-            querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })) }, { additionalProperties: false }),
+            querystring: LimitQuery,
           },
         },
-        async (req) => budgetOverview(core.redis, keys, (req.query as { limit?: number }).limit ?? 100),
+        async (req) => budgetOverview(core.redis, keys, limitOf(req.query, 100)),
       );
       app.get(
         '/v1/console/sessions',
@@ -95,10 +98,10 @@ export function consoleModule(core: Core): ModuleParts {
           schema: {
             ...Listing,
             summary: 'Console listing: session ids that have cost trees (named sessions first; bounded keyspace scan)',
-            querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 200 })) }, { additionalProperties: false }),
+            querystring: LimitQuery,
           },
         },
-        async (req) => listSessions(core.redis, core.keys.prefix, (req.query as { limit?: number }).limit ?? 200),
+        async (req) => listSessions(core.redis, core.keys.prefix, limitOf(req.query, 200)),
       );
     },
   };

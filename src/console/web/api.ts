@@ -18,7 +18,8 @@ export function setUnauthorizedHandler(f: () => void): void {
   onUnauthorized = f;
 }
 
-export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+/** `signingIn`: a 401 means the key was refused, not that a session ended (no redirect to the sign-in page). */
+export async function api<T>(method: string, path: string, body?: unknown, opts: { signingIn?: boolean } = {}): Promise<T> {
   const headers: Record<string, string> = { 'x-apportion-csrf': '1', accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(path, { method, headers, credentials: 'same-origin', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
@@ -31,7 +32,7 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   }
   if (!res.ok) {
     const e = (parsed ?? {}) as { code?: string; message?: string };
-    if (res.status === 401) onUnauthorized();
+    if (res.status === 401 && !opts.signingIn) onUnauthorized();
     throw new ApiError(res.status, e.code ?? `HTTP_${res.status}`, e.message ?? (res.statusText || `HTTP ${res.status}`));
   }
   return parsed as T;
@@ -65,5 +66,5 @@ export async function whoami(): Promise<WhoAmI | 'signed-out'> {
   return (await res.json()) as WhoAmI;
 }
 
-export const signIn = (key: string) => api<void>('POST', '/v1/session', { key });
+export const signIn = (key: string) => api<void>('POST', '/v1/session', { key }, { signingIn: true });
 export const signOut = () => api<void>('DELETE', '/v1/session');

@@ -36,7 +36,7 @@ export async function budgetsPage(root: HTMLElement): Promise<void> {
   }
   const trees = await Promise.all(ov.tenants.map((t) => get<{ balances: Balance[] }>(`/v1/balances?scope=${encodeURIComponent(`tenant:${t}`)}`)));
   for (const [i, tenant] of ov.tenants.entries()) {
-    const rows = [...trees[i]!.balances].sort((a, b) => a.unit.localeCompare(b.unit) || a.scope.localeCompare(b.scope));
+    const rows = [...trees[i]!.balances].sort((a, b) => b.unit.localeCompare(a.unit) || a.scope.localeCompare(b.scope));
     root.append(
       h('h2', null, `tenant:${tenant}`),
       card(

@@ -61,7 +61,7 @@ export async function pipelinesPage(root: HTMLElement): Promise<void> {
             { title: 'strategy', cell: ({ s }) => [s.id, s.id === p.defaultStrategy ? pill('default', 'ok') : null] },
             { title: 'kind', cell: ({ s }) => s.kind },
             { title: 'outcomes', num: true, cell: ({ st }) => int(st?.count ?? 0) },
-            { title: 'quality', num: true, cell: ({ st }) => num(st?.quality.mean ?? null) },
+            { title: 'quality', num: true, cell: ({ st }) => (st?.count ? num(st.quality.mean) : '–') },
             { title: 'cost (USD)', num: true, cell: ({ st }) => (st?.cost.n ? num(st.cost.mean, 4) : '–') },
             { title: 'definition', cell: ({ s }) => h('code', null, JSON.stringify(s.params ?? {}).slice(0, 160)) },
           ],
@@ -78,7 +78,7 @@ export async function pipelinesPage(root: HTMLElement): Promise<void> {
           'div',
           { class: 'grid' },
           card(h('h3', null, 'Per-agent utilization (used ÷ allocated)'), barChart(agents, series('utilization'), { yLabel: 'utilization', max: 1 })),
-          card(h('h3', null, 'Per-agent ceiling-hit rate'), barChart(agents, series('ceilingHitRate'), { yLabel: 'share of outcomes at ≥ 95 % or truncated', max: 1 })),
+          card(h('h3', null, 'Per-agent ceiling-hit rate (≥ 95 % used or truncated)'), barChart(agents, series('ceilingHitRate'), { yLabel: 'ceiling-hit rate', max: 1 })),
         ),
       );
     }
