@@ -18,6 +18,11 @@ function bootConfig() {
 
 async function run(api: boolean, workers: boolean): Promise<void> {
   const config = bootConfig();
+  const redisProblem = await (await import('./preflight.js')).checkRedis(config.redisUrl);
+  if (redisProblem) {
+    process.stderr.write(`${redisProblem}\n`);
+    process.exit(2);
+  }
   // Imported here, not at the top: the server pulls in fastify, BullMQ and TensorFlow.js, and `--help` should not wait for them.
   const [{ createLogger }, { closeOnSignals, start }] = await Promise.all([import('../logger.js'), import('../server.js')]);
   const log = createLogger(config);
