@@ -8,7 +8,7 @@ export function registerDemo(program: Command): void {
     .addOption(new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000'))
     .addOption(new Option('--key <key>', 'admin bearer key').env('APPORTION_KEY'))
     .option('--requests <n>', 'allocations and outcomes sent through the demo experiment', (v) => Number.parseInt(v, 10), 600)
-    .option('--simulate <n>', 'outcomes of the learner simulation (support-basic world, with its learning-curve chart); 0 skips it', (v) => Number.parseInt(v, 10), 2000)
+    .option('--simulate <n>', 'outcomes of the learner simulation (support-basic world, with its learning-curve chart); 0 skips it', (v) => Number.parseInt(v, 10), 1000)
     .option('--seed <n>', 'random seed', (v) => Number.parseInt(v, 10), 7)
     .action(async (o: { url: string; key?: string; requests: number; simulate: number; seed: number }) => {
       const { runDemo } = await import('./demo.js');

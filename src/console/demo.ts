@@ -109,12 +109,12 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     log(`loaded the example pipeline ${PIPELINE}`);
   }
 
-  // Learner: declared features and a learned strategy in shadow mode next to the served split.
+  // Learner: the README's feature declaration and a learned strategy in shadow mode next to the served split.
   await client.request('PUT', `/v1/pipelines/${PIPELINE}/features`, {
     features: [
       { name: 'taskType', type: 'categorical', values: [...TASKS] },
       { name: 'messageCount', type: 'numeric', transform: 'log' },
-      { name: 'documentTokens', type: 'numeric', transform: 'log' },
+      { name: 'document', type: 'tokens' },
     ],
   });
   await client.request('PUT', '/v1/strategies/support-learned', { pipeline: PIPELINE, kind: 'learned', params: { costWeight: 0.5, shadow: true, trainEvery: 200 } });
