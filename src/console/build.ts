@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -13,7 +13,7 @@ export const MAX_GZIP_BYTES = 300 * 1024;
 export async function buildConsole(outDir = fileURLToPath(new URL('../../dist/web/', import.meta.url))): Promise<{ bytes: number; gzipBytes: number }> {
   const web = fileURLToPath(new URL('./web/', import.meta.url));
   mkdirSync(outDir, { recursive: true });
-  await build({
+  const result = await build({
     entryPoints: [`${web}main.ts`],
     outfile: `${outDir}app.js`,
     bundle: true,
@@ -23,9 +23,18 @@ export async function buildConsole(outDir = fileURLToPath(new URL('../../dist/we
     target: ['es2022'],
     legalComments: 'none',
     logLevel: 'warning',
+    write: false,
   });
-  copyFileSync(`${web}index.html`, `${outDir}index.html`);
-  copyFileSync(`${web}app.css`, `${outDir}app.css`);
+  // Each file is written beside its target and renamed over it, so a server starting meanwhile (or another
+  // build running at the same time) never reads half a file.
+  const put = (name: string, data: string | Uint8Array) => {
+    const tmp = `${outDir}.${name}.${process.pid}.tmp`;
+    writeFileSync(tmp, data);
+    renameSync(tmp, `${outDir}${name}`);
+  };
+  put('app.js', result.outputFiles[0]!.contents);
+  put('app.css', readFileSync(`${web}app.css`));
+  put('index.html', readFileSync(`${web}index.html`));
   const js = readFileSync(`${outDir}app.js`);
   return { bytes: js.length, gzipBytes: gzipSync(js, { level: 9 }).length };
 }

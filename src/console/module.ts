@@ -37,7 +37,7 @@ function loadAssets(dir: string): { index: string; assets: Map<string, Asset> } 
   const assets = new Map<string, Asset>();
   const hashes = new Map<string, string>();
   for (const name of readdirSync(dir)) {
-    if (name === 'index.html') continue;
+    if (name === 'index.html' || name.startsWith('.')) continue;
     const body = readFileSync(`${dir}${name}`);
     const ext = name.slice(name.lastIndexOf('.'));
     assets.set(name, { body, type: TYPES[ext] ?? 'application/octet-stream' });
