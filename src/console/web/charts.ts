@@ -94,7 +94,7 @@ export function lineChart(series: readonly { label: string; points: readonly { x
           borderColor: COLORS[i % COLORS.length],
           backgroundColor: COLORS[i % COLORS.length],
           ...(s.dashed ? { borderDash: [6, 4] } : {}),
-          tension: 0.15,
+          tension: 0,
         })),
       },
       options: {

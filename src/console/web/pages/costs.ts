@@ -49,6 +49,20 @@ interface Envelopes {
 
 const DIMS = ['customer', 'team', 'agent', 'model', 'day'] as const;
 
+/** Named sessions first; traces that named no session (`trace-…`) only as a short tail. */
+function sessionLinks(sessions: readonly string[]): HTMLElement {
+  const link = (s: string, i: number) => [i ? ' · ' : '', h('a', { href: `#/costs/session/${encodeURIComponent(s)}` }, s)];
+  const named = sessions.filter((s) => !s.startsWith('trace-'));
+  const bare = sessions.filter((s) => s.startsWith('trace-'));
+  const tail = bare.slice(0, named.length ? 5 : 20);
+  return h(
+    'div',
+    { 'data-testid': 'sessions' },
+    named.length ? h('p', null, ...named.flatMap(link)) : null,
+    tail.length ? h('p', { class: 'muted' }, `Traces without a session id${bare.length > tail.length ? ` (${tail.length} of ${bare.length})` : ''}: `, ...tail.flatMap(link)) : null,
+  );
+}
+
 export async function costsPage(root: HTMLElement): Promise<void> {
   root.append(h('h1', null, 'Costs'));
   const [{ sessions }, { items: pipelines }] = await Promise.all([get<{ sessions: string[] }>('/v1/console/sessions?limit=50'), get<{ items: { id: string }[] }>('/v1/pipelines')]);
@@ -61,9 +75,7 @@ export async function costsPage(root: HTMLElement): Promise<void> {
         e.preventDefault();
         if (open.value.trim()) location.hash = `#/costs/session/${encodeURIComponent(open.value.trim())}`;
       } }, open, h('button', { type: 'submit' }, 'Open')),
-      sessions.length
-        ? h('p', { 'data-testid': 'sessions' }, ...sessions.flatMap((s, i) => [i ? ' · ' : '', h('a', { href: `#/costs/session/${encodeURIComponent(s)}` }, s)]))
-        : h('p', { class: 'muted' }, 'No sessions with spans yet. Send spans to POST /v1/spans or OTLP to POST /v1/traces.'),
+      sessions.length ? sessionLinks(sessions) : h('p', { class: 'muted' }, 'No sessions with spans yet. Send spans to POST /v1/spans or OTLP to POST /v1/traces.'),
     ),
   );
 

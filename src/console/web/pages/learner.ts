@@ -127,7 +127,7 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
         card(
           h('h3', null, 'Off-policy value (doubly robust, 95 % CI)'),
           intervalChart(
-            opes.map((o) => ({ label: o.strategy, estimate: o.dr.value, ci: [o.dr.lo, o.dr.hi] as const, ci2: o.support > 0 ? ([o.snips.lo, o.snips.hi] as const) : null })),
+            opes.map((o) => ({ label: o.strategy, estimate: o.dr.value, ci: [o.dr.lo, o.dr.hi] as const, ci2: o.ess > 0 ? ([o.snips.lo, o.snips.hi] as const) : null })),
             { ciLabel: 'DR 95 % CI', ci2Label: 'SNIPS 95 % CI', xLabel: `estimated reward (logged policy: ${num(logged)})` },
           ),
         ),
