@@ -171,10 +171,12 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     await client.reportOutcome({ decisionId: a.decisionId, quality: Number(quality.toFixed(4)), costUsd: Number(cost.toFixed(6)), usage });
     if (i % 10 === 0) {
       const t0 = now - (i % 7) * 86_400_000 - 60_000;
-      const spans = Object.entries(usage).map(([agent, u], k) => ({
+      // One structural root for the request, then each agent's call (the orchestrator's included) under it.
+      const root = { traceId: `demo-pipe-${i}`, spanId: 'root', agent: 'orchestrator', kind: 'agent' as const, start: t0, end: t0 + 6000, decisionId: a.decisionId, customer: ['acme', 'globex', 'initech'][i % 3]!, team: i % 2 ? 'support' : 'sales' };
+      const calls = Object.entries(usage).map(([agent, u], k) => ({
         traceId: `demo-pipe-${i}`,
         spanId: `s${k}`,
-        ...(k > 0 ? { parentSpanId: 's0' } : {}),
+        parentSpanId: 'root',
         agent,
         model: MODEL[agent]!,
         kind: 'llm' as const,
@@ -182,8 +184,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
         start: t0 + k * 1000,
         end: t0 + k * 1000 + 900,
         decisionId: a.decisionId,
-        ...(k === 0 ? { customer: ['acme', 'globex', 'initech'][i % 3]!, team: i % 2 ? 'support' : 'sales' } : {}),
       }));
+      const spans = [root, ...calls];
       await client.request('POST', '/v1/spans', { spans });
     }
     sent++;

@@ -41,7 +41,7 @@ before(async () => {
 after(async () => {
   await rt?.close();
   await dropPrefix(prefix);
-  rmSync(curlHome, { recursive: true, force: true });
+  if (curlHome) rmSync(curlHome, { recursive: true, force: true });
   rmSync(path.join(ROOT, 'support.dsjson'), { force: true });
 });
 
