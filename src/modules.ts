@@ -1,5 +1,6 @@
 import { allocationModule } from './allocation/module.js';
 import { budgetsModule } from './budgets/module.js';
+import { consoleModule } from './console/module.js';
 import { costsModule } from './costs/module.js';
 import { feedbackModule } from './feedback/module.js';
 import { learnerModule } from './learner/module.js';
@@ -21,6 +22,7 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
   modules.push(rolloutModule(core));
   modules.push(costsModule(core));
   modules.push(learnerModule(core));
+  modules.push(consoleModule(core));
   for (const m of modules) for (const k of m.strategyKinds ?? []) core.kinds.register(k);
   return modules;
 }

@@ -1,16 +1,53 @@
-import type { Command } from 'commander';
-import { registerBudgets } from '../budgets/cli.js';
-import { registerCosts } from '../costs/cli.js';
-import { registerLearnerCommands } from '../learner/cli.js';
-import { registerExperiments } from '../rollout/cli.js';
+import { Command } from 'commander';
+
+type Register = (program: Command) => void;
+
+/** A domain's top-level commands, registered for real only when one of them runs. */
+interface LazyDomain {
+  /** Top-level command names the domain's `register…` adds, with their one-line descriptions for `--help`. */
+  readonly commands: readonly (readonly [name: string, description: string])[];
+  readonly load: () => Promise<Register>;
+}
 
 /**
- * Commands contributed by domain modules (experiments, simulate, report, …). Each domain adds one
- * `register…(program)` call here so the entry point stays small.
+ * Commands contributed by domain modules (experiments, simulate, report, …). Each domain adds one entry here so
+ * the entry point stays small. Domains are imported only when one of their commands runs: the learner's CLI
+ * alone pulls in TensorFlow.js, which would make `apportion --help` take seconds.
+ */
+export const DOMAINS: readonly LazyDomain[] = [
+  { commands: [['experiments', 'rollout experiments: define, start, watch, roll back, promote']], load: async () => (await import('../rollout/cli.js')).registerExperiments },
+  { commands: [['report', 'reports']], load: async () => (await import('../costs/cli.js')).registerCosts },
+  {
+    commands: [
+      ['simulate', 'drive the API with a simulated world (`apportion simulate --help` lists the worlds) and compare learned vs uniform vs best static vs oracle'],
+      ['export-logs', "write a pipeline's logged decisions with outcomes as Vowpal Wabbit DSJSON lines"],
+    ],
+    load: async () => (await import('../learner/cli.js')).registerLearnerCommands,
+  },
+  { commands: [['budgets', 'scoped budgets (tenant/workspace/workflow/agent)']], load: async () => (await import('../budgets/cli.js')).registerBudgets },
+  { commands: [['demo', 'fill a running server with example traffic, experiments, budgets and cost traces for the console']], load: async () => (await import('../console/cli.js')).registerDemo },
+];
+
+/**
+ * Registers a placeholder per domain command: it lists the command in `--help` and, when run, loads the domain,
+ * registers its real commands on a fresh program and parses the same arguments again (so `apportion budgets
+ * balances --help` shows the real options).
  */
 export function registerCommands(program: Command): void {
-  registerExperiments(program);
-  registerCosts(program);
-  registerLearnerCommands(program);
-  registerBudgets(program);
+  for (const domain of DOMAINS) {
+    for (const [name, description] of domain.commands) {
+      program
+        .command(name)
+        .description(description)
+        .helpOption(false)
+        .allowUnknownOption()
+        .allowExcessArguments()
+        .argument('[args...]')
+        .action(async () => {
+          const real = new Command(program.name()).description(program.description());
+          (await domain.load())(real);
+          await real.parseAsync(process.argv);
+        });
+    }
+  }
 }

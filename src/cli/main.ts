@@ -1,9 +1,7 @@
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config/env.js';
-import { createLogger } from '../logger.js';
 import { ApportionClient } from '../sdk/client.js';
 import { applyRequests, readApplyFile } from '../seed.js';
-import { closeOnSignals, start } from '../server.js';
 import { registerCommands } from './commands.js';
 
 function bootConfig() {
@@ -20,6 +18,13 @@ function bootConfig() {
 
 async function run(api: boolean, workers: boolean): Promise<void> {
   const config = bootConfig();
+  const redisProblem = await (await import('./preflight.js')).checkRedis(config.redisUrl);
+  if (redisProblem) {
+    process.stderr.write(`${redisProblem}\n`);
+    process.exit(2);
+  }
+  // Imported here, not at the top: the server pulls in fastify, BullMQ and TensorFlow.js, and `--help` should not wait for them.
+  const [{ createLogger }, { closeOnSignals, start }] = await Promise.all([import('../logger.js'), import('../server.js')]);
   const log = createLogger(config);
   const running = await start(config, log, { api, workers, defaultMetrics: true });
   closeOnSignals(running, log);

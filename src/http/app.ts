@@ -12,6 +12,8 @@ import { authorize } from './auth.js';
 import { ErrorBody } from './common.js';
 import { errorHandler } from './errors.js';
 
+const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/console/assets/:name']);
+
 export interface AppOptions {
   readonly core: Core;
   readonly modules: readonly ModuleParts[];
@@ -57,6 +59,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
       reply.elapsedTime / 1000,
     );
+    // One line per request; probes, metrics scrapes and console assets only at debug, so they do not drown the rest.
+    req.log[QUIET_ROUTES.has(req.routeOptions.url ?? '') ? 'debug' : 'info']({ method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
   });
 
   await app.register(swagger, {

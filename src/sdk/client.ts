@@ -20,6 +20,29 @@ export class ApportionHttpError extends Error {
   }
 }
 
+/** The API could not be reached (refused, unknown host, no answer in time): the message names the URL. */
+export class ApportionConnectionError extends Error {
+  constructor(
+    readonly url: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'ApportionConnectionError';
+  }
+}
+
+function connectionError(base: string, method: string, path: string, e: unknown, timeoutMs: number): ApportionConnectionError {
+  const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  const why =
+    err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (err.cause?.message ?? err.cause?.code ?? err.message ?? String(e));
+  return new ApportionConnectionError(
+    base,
+    `cannot reach the Apportion API at ${base} (${method} ${path.split('?')[0]}: ${why}). Is the server running (\`npm start\` or \`apportion serve\`)? Use --url or APPORTION_URL for another address.`,
+    { cause: e },
+  );
+}
+
 export interface Allocation {
   readonly decisionId: string;
   readonly pipeline: string;
@@ -61,12 +84,18 @@ export class ApportionClient {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.opts.key) headers.authorization = `Bearer ${this.opts.key}`;
-    const res = await fetch(this.base + path, {
-      method,
-      headers,
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(this.opts.timeoutMs ?? 5000),
-    });
+    const timeoutMs = this.opts.timeoutMs ?? 5000;
+    let res: Response;
+    try {
+      res = await fetch(this.base + path, {
+        method,
+        headers,
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (e) {
+      throw connectionError(this.base, method, path, e, timeoutMs);
+    }
     const text = await res.text();
     const parsed: unknown = text ? JSON.parse(text) : undefined;
     if (!res.ok) {

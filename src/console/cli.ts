@@ -1,0 +1,22 @@
+import { Option, type Command } from 'commander';
+
+/** `apportion demo`: example data for every console page, sent to a running server through its API. */
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('fill a running server with example traffic, experiments, budgets and cost traces for the console')
+    .addOption(new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000'))
+    .addOption(new Option('--key <key>', 'admin bearer key').env('APPORTION_KEY'))
+    .option('--requests <n>', 'allocations and outcomes sent through the demo experiment', (v) => Number.parseInt(v, 10), 600)
+    .option('--simulate <n>', 'outcomes of the learner simulation (support-basic world, with its learning-curve chart); 0 skips it', (v) => Number.parseInt(v, 10), 1000)
+    .option('--seed <n>', 'random seed', (v) => Number.parseInt(v, 10), 7)
+    .action(async (o: { url: string; key?: string; requests: number; simulate: number; seed: number }) => {
+      const { runDemo } = await import('./demo.js');
+      await runDemo({ url: o.url, ...(o.key ? { key: o.key } : {}), requests: o.requests, seed: o.seed });
+      if (o.simulate > 0) {
+        const { simulate } = await import('../learner/cli.js');
+        await simulate('support-basic', { url: o.url, ...(o.key ? { key: o.key } : {}), outcomes: o.simulate, concurrency: 8, checkpoint: 250, trainEvery: 250, seed: o.seed, local: false, quiet: !process.stdout.isTTY, lockstep: true });
+      }
+      process.stdout.write(`\nOpen the console: ${o.url.replace(/\/$/, '')}/\n`);
+    });
+}

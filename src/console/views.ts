@@ -1,0 +1,105 @@
+import type { Redis } from 'ioredis';
+import { splitBudgetKey } from '../budgets/alerts.js';
+import type { BudgetKeys } from '../budgets/keys.js';
+
+/**
+ * Read-only listings the console needs and the domain APIs do not offer as lists: budget tenants, live
+ * reservations, recent threshold alerts, and session ids with cost traces. Each read is bounded.
+ */
+
+export interface LiveReservation {
+  readonly tenant: string;
+  readonly id: string;
+  readonly scope: string;
+  readonly unit: string;
+  readonly amount: number;
+  readonly expiresAt: number;
+  readonly parent?: string;
+}
+
+export interface AlertEntry {
+  readonly tenant: string;
+  readonly scope: string;
+  readonly unit: string;
+  readonly threshold: number;
+  readonly used: number;
+  readonly allocated: number;
+  readonly at: number;
+}
+
+export interface BudgetOverview {
+  readonly tenants: string[];
+  readonly reservations: LiveReservation[];
+  readonly alerts: AlertEntry[];
+  /** True when a listing was cut at its limit. */
+  readonly truncated: boolean;
+}
+
+const pairs = (flat: readonly string[]): Record<string, string> => {
+  const o: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) o[flat[i]!] = flat[i + 1]!;
+  return o;
+};
+
+/**
+ * Tenants with budgets, their ACTIVE reservations (from each tenant's deadline set, soonest first) and
+ * their newest alerts. Reads at most `limit` tenants, reservations per tenant and alerts per tenant.
+ */
+export async function budgetOverview(redis: Redis, keys: BudgetKeys, limit = 100): Promise<BudgetOverview> {
+  const all = (await redis.smembers(keys.tenants())).sort();
+  const tenants = all.slice(0, limit);
+  let truncated = all.length > limit;
+  const reservations: LiveReservation[] = [];
+  const alerts: AlertEntry[] = [];
+  const now = Date.now();
+  for (const tenant of tenants) {
+    const [resKeys, stream] = await Promise.all([
+      redis.zrangebyscore(keys.deadlines(tenant), now, '+inf', 'LIMIT', 0, limit + 1),
+      redis.xrevrange(keys.alerts(tenant), '+', '-', 'COUNT', limit),
+    ]);
+    if (resKeys.length > limit) truncated = true;
+    const rows = await Promise.all(resKeys.slice(0, limit).map((k) => redis.hgetall(k).then((h) => ({ k, h }))));
+    const idPrefix = `${keys.tag(tenant)}:r:`;
+    for (const { k, h } of rows) {
+      if (h.st !== 'A') continue;
+      reservations.push({
+        tenant,
+        id: k.slice(idPrefix.length),
+        scope: h.sc ?? '',
+        unit: h.u ?? '',
+        amount: Number(h.amt ?? 0),
+        expiresAt: Number(h.exp ?? 0),
+        ...(h.par ? { parent: h.par.slice(idPrefix.length) } : {}),
+      });
+    }
+    for (const [, flat] of stream) {
+      const e = pairs(flat);
+      if (!e.key) continue;
+      const { unit, scope } = splitBudgetKey(e.key, keys.budgetPrefix(tenant));
+      alerts.push({ tenant, scope, unit, threshold: Number(e.level), used: Number(e.used), allocated: Number(e.allocated), at: Number(e.at) });
+    }
+  }
+  alerts.sort((a, b) => b.at - a.at);
+  return { tenants, reservations, alerts: alerts.slice(0, limit), truncated };
+}
+
+/**
+ * Session ids that have cost traces. There is no time index of sessions, so this walks the keyspace with
+ * SCAN (bounded by `scanBudget` keys examined) and returns up to `limit` ids, named sessions before the
+ * `trace-…` ids given to traces that named no session.
+ */
+export async function listSessions(redis: Redis, prefix: string, limit = 200, scanBudget = 20_000): Promise<{ sessions: string[]; truncated: boolean }> {
+  const match = `${prefix}:{session:*}:traces`;
+  const head = `${prefix}:{session:`;
+  const found = new Set<string>();
+  let cursor = '0';
+  let examined = 0;
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+    cursor = next;
+    examined += 1000;
+    for (const k of batch) found.add(k.slice(head.length, k.length - '}:traces'.length));
+  } while (cursor !== '0' && examined < scanBudget);
+  const named = [...found].sort((a, b) => Number(a.startsWith('trace-')) - Number(b.startsWith('trace-')) || a.localeCompare(b));
+  return { sessions: named.slice(0, limit), truncated: cursor !== '0' || named.length > limit };
+}

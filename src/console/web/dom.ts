@@ -1,0 +1,53 @@
+/** Tiny DOM helpers: elements are built with `h`, text is always set as text (never parsed as HTML). */
+type Child = Node | string | number | null | undefined | false;
+type Attrs = Record<string, string | number | boolean | ((e: Event) => void) | undefined>;
+
+export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs | null = null, ...children: (Child | Child[])[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs ?? {})) {
+    if (v === undefined || v === false) continue;
+    if (typeof v === 'function') el.addEventListener(k.replace(/^on/, ''), v);
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(typeof c === 'number' ? String(c) : c);
+  return el;
+}
+
+export interface Column<T> {
+  readonly title: string;
+  readonly cell: (row: T) => Child | Child[];
+  readonly num?: boolean;
+}
+
+export function table<T>(rows: readonly T[], cols: readonly Column<T>[], empty = 'Nothing yet.', attrs: Attrs = {}): HTMLElement {
+  if (rows.length === 0) return h('p', { class: 'muted' }, empty);
+  return h(
+    'table',
+    attrs,
+    h('thead', null, h('tr', null, ...cols.map((c) => h('th', c.num ? { class: 'num' } : null, c.title)))),
+    h('tbody', null, ...rows.map((r) => h('tr', null, ...cols.map((c) => h('td', c.num ? { class: 'num' } : null, c.cell(r)))))),
+  );
+}
+
+export const pill = (text: string, cls = text) => h('span', { class: `pill ${cls}` }, text);
+export const card = (...children: (Child | Child[])[]) => h('div', { class: 'card' }, ...children);
+export const kv = (pairs: [string, Child | Child[]][]) => h('dl', { class: 'kv' }, ...pairs.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
+
+export const num = (v: number | null | undefined, digits = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits));
+export const pct = (v: number | null | undefined, digits = 1) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(digits)} %`);
+export const int = (v: number | null | undefined) => (v === null || v === undefined ? '–' : Math.round(v).toLocaleString('en-US'));
+export const usd = (v: number | null | undefined) => {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  const digits = Math.abs(v) >= 100 ? 2 : Math.abs(v) >= 1 ? 2 : Math.abs(v) >= 0.01 ? 4 : 6;
+  return `$${v.toLocaleString('en-US', { minimumFractionDigits: digits === 2 ? 2 : 0, maximumFractionDigits: digits })}`;
+};
+export const time = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) : '–');
+
+/** An amount in a budget's unit: dollars for USD_MICROCENTS ($1 = 100,000,000), a token count for TOKENS. */
+export function amount(v: number, unit: string): string {
+  if (unit === 'USD_MICROCENTS') return `$${(v / 1e8).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  return `${int(v)} tokens`;
+}
+
+export const errorBox = (e: unknown) => h('div', { class: 'error' }, e instanceof Error ? e.message : String(e));

@@ -1,0 +1,92 @@
+import { setUnauthorizedHandler, signIn, signOut, whoami, ApiError } from './api.js';
+import { destroyCharts } from './charts.js';
+import { errorBox, h } from './dom.js';
+import { budgetsPage } from './pages/budgets.js';
+import { costsPage, sessionPage } from './pages/costs.js';
+import { experimentPage, experimentsPage } from './pages/experiments.js';
+import { learnerPage } from './pages/learner.js';
+import { pipelinesPage } from './pages/pipelines.js';
+
+const main = document.getElementById('main')!;
+const who = document.getElementById('who')!;
+let renderSeq = 0;
+
+function showSignIn(problem?: string): void {
+  destroyCharts();
+  const key = h('input', { type: 'password', name: 'key', placeholder: 'API key', autocomplete: 'current-password', 'aria-label': 'API key' });
+  const msg = h('div', null, problem ? errorBox(problem) : null);
+  main.replaceChildren(
+    h(
+      'div',
+      { class: 'signin card' },
+      h('h1', null, 'Sign in'),
+      h('p', { class: 'muted' }, 'Paste an API key. The console keeps a session cookie (HttpOnly), so /docs and /admin/queues work in this browser too.'),
+      h(
+        'form',
+        {
+          onsubmit: async (e: Event) => {
+            e.preventDefault();
+            msg.replaceChildren();
+            try {
+              await signIn(key.value.trim());
+              await boot();
+            } catch (err) {
+              msg.append(errorBox(err instanceof ApiError && err.status === 401 ? 'That key was not accepted.' : err));
+            }
+          },
+        },
+        key,
+        h('button', { class: 'primary', type: 'submit' }, 'Sign in'),
+      ),
+      msg,
+    ),
+  );
+}
+
+async function render(): Promise<void> {
+  const seq = ++renderSeq;
+  destroyCharts();
+  const [page = 'experiments', ...rest] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  for (const a of document.querySelectorAll<HTMLAnchorElement>('#nav a')) a.classList.toggle('active', a.getAttribute('href') === `#/${page}`);
+  const root = h('div', { 'data-page': page });
+  main.replaceChildren(root);
+  try {
+    if (page === 'experiments' && rest[0]) await experimentPage(root, rest[0], () => void render());
+    else if (page === 'experiments') await experimentsPage(root);
+    else if (page === 'learner') await learnerPage(root);
+    else if (page === 'budgets') await budgetsPage(root);
+    else if (page === 'costs' && rest[0] === 'session' && rest[1]) await sessionPage(root, rest[1]);
+    else if (page === 'costs') await costsPage(root);
+    else if (page === 'pipelines') await pipelinesPage(root);
+    else root.append(h('h1', null, 'Not found'), h('p', null, h('a', { href: '#/experiments' }, 'Experiments')));
+  } catch (e) {
+    if (seq === renderSeq && !(e instanceof ApiError && e.status === 401)) root.append(errorBox(e));
+  }
+  if (seq === renderSeq) root.setAttribute('data-ready', 'true');
+}
+
+async function boot(): Promise<void> {
+  let me;
+  try {
+    me = await whoami();
+  } catch (e) {
+    main.replaceChildren(errorBox(e));
+    return;
+  }
+  if (me === 'signed-out') return showSignIn();
+  who.replaceChildren();
+  if (me.authEnabled) {
+    who.append(
+      `${me.role ?? 'signed in'}${me.tenant ? ` · ${me.tenant}` : ''}${me.keyId ? ` · key ${me.keyId}` : ''}`,
+      h('button', { onclick: async () => {
+        await signOut().catch(() => undefined);
+        showSignIn();
+      } }, 'Sign out'),
+    );
+  } else who.append('auth off (no keys configured)');
+  await render();
+}
+
+setUnauthorizedHandler(() => showSignIn('Your session has ended: sign in again.'));
+window.addEventListener('hashchange', () => void render());
+void boot();

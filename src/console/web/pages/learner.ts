@@ -1,0 +1,163 @@
+import { get, getOptional } from '../api.js';
+import { intervalChart, lineChart } from '../charts.js';
+import { card, h, int, num, pct, pill, table, time } from '../dom.js';
+
+interface Version {
+  version: number;
+  createdAt: number;
+  signature?: string;
+  metrics: Record<string, unknown>;
+  /** Present when the server gates new versions (accepted / rejected and why). */
+  gate?: unknown;
+  [k: string]: unknown;
+}
+interface Models {
+  pipeline: string;
+  active: number | null;
+  compatible: boolean;
+  versions: Version[];
+  /** Present when the server reports guard events (rollbacks, refusals) for the pipeline's model. */
+  guardEvents?: { at?: number; kind?: string; version?: number; reason?: string; [k: string]: unknown }[];
+  [k: string]: unknown;
+}
+interface Est {
+  value: number;
+  lo: number;
+  hi: number;
+}
+interface Ope {
+  strategy: string;
+  events: number;
+  support: number;
+  ess: number;
+  ips: Est;
+  snips: Est;
+  dr: Est;
+  dm?: number;
+  logged: number;
+}
+interface Shadow {
+  observed: number;
+  agreement: number;
+  servedReward?: number;
+}
+interface Strategy {
+  id: string;
+  pipeline: string;
+  kind: string;
+  params?: { shadow?: boolean };
+}
+
+const metric = (v: Version, k: string) => (typeof v.metrics[k] === 'number' ? (v.metrics[k] as number) : null);
+const gateOf = (v: Version): string | null => {
+  const g = v.gate ?? v.metrics.gate ?? v.metrics.decision;
+  if (g === undefined || g === null) return null;
+  if (typeof g === 'string' || typeof g === 'boolean') return String(g);
+  const o = g as Record<string, unknown>;
+  return [o.decision ?? o.result ?? o.accepted, o.reason].filter((x) => x !== undefined).join(': ') || JSON.stringify(g);
+};
+
+export async function learnerPage(root: HTMLElement): Promise<void> {
+  root.append(h('h1', null, 'Learner'));
+  const [{ items: pipelines }, { items: strategies }] = await Promise.all([get<{ items: { id: string }[] }>('/v1/pipelines'), get<{ items: Strategy[] }>('/v1/strategies')]);
+  const models = (await Promise.all(pipelines.map((p) => getOptional<Models>(`/v1/models/${encodeURIComponent(p.id)}`)))).filter((m): m is Models => m !== undefined);
+  const withLearner = models.filter((m) => m.versions.length > 0 || strategies.some((s) => s.pipeline === m.pipeline && s.kind === 'learned'));
+  if (withLearner.length === 0) {
+    root.append(card(h('p', { class: 'muted' }, 'No learned strategy yet. Declare features (PUT /v1/pipelines/<id>/features) and add a strategy of kind "learned"; `npm run demo` does both.')));
+    return;
+  }
+  for (const m of withLearner) {
+    const section = h('section', { 'data-testid': `learner-${m.pipeline}` });
+    root.append(section);
+    const versions = [...m.versions].sort((a, b) => a.version - b.version);
+    section.append(
+      h('h2', null, `${m.pipeline} `, m.active !== null ? pill(`serving v${m.active}${m.compatible ? '' : ' (incompatible: default served)'}`, m.compatible ? 'ok' : 'warn') : pill('no model yet', 'draft')),
+    );
+    const curve = versions.filter((v) => metric(v, 'holdoutMse') !== null);
+    const grid = h('div', { class: 'grid' });
+    grid.append(
+      card(
+        h('h3', null, 'Learning curve'),
+        curve.length
+          ? lineChart(
+              [
+                { label: 'holdout MSE', points: curve.map((v) => ({ x: metric(v, 'rows') ?? v.version, y: metric(v, 'holdoutMse')! })) },
+                { label: 'train MSE', points: curve.map((v) => ({ x: metric(v, 'rows') ?? v.version, y: metric(v, 'trainMse') ?? Number.NaN })), dashed: true },
+              ],
+              { xLabel: 'training rows (one point per model version)', yLabel: 'reward MSE' },
+            )
+          : h('p', { class: 'muted' }, 'No trained version yet.'),
+      ),
+    );
+    section.append(grid);
+    section.append(
+      card(
+        h('h3', null, 'Model versions'),
+        table(
+          [...versions].reverse(),
+          [
+            { title: 'version', cell: (v) => [`v${v.version}`, v.version === m.active ? pill('active', 'ok') : null] },
+            { title: 'trained', cell: (v) => time(v.createdAt) },
+            { title: 'rows', num: true, cell: (v) => int(metric(v, 'rows')) },
+            { title: 'train MSE', num: true, cell: (v) => num(metric(v, 'trainMse'), 4) },
+            { title: 'holdout MSE', num: true, cell: (v) => num(metric(v, 'holdoutMse'), 4) },
+            { title: 'backend', cell: (v) => String(v.metrics.backend ?? '–') },
+            { title: 'gate', cell: (v) => gateOf(v) ?? h('span', { class: 'muted' }, 'not reported') },
+          ],
+          'No versions.',
+        ),
+        m.guardEvents
+          ? [h('h3', null, 'Guard events'), table(m.guardEvents, [
+              { title: 'when', cell: (g) => time(g.at) },
+              { title: 'event', cell: (g) => String(g.kind ?? '–') },
+              { title: 'version', cell: (g) => (g.version !== undefined ? `v${g.version}` : '–') },
+              { title: 'reason', cell: (g) => String(g.reason ?? '') },
+            ], 'No guard events.')]
+          : null,
+      ),
+    );
+    // Off-policy value of every strategy of the pipeline, from the same logged decisions.
+    const strats = strategies.filter((s) => s.pipeline === m.pipeline);
+    const opes = (
+      await Promise.all(strats.map((s) => getOptional<Ope>(`/v1/pipelines/${encodeURIComponent(m.pipeline)}/ope?strategy=${encodeURIComponent(s.id)}&resamples=200`).catch(() => undefined)))
+    ).filter((o): o is Ope => o !== undefined && o.events > 0);
+    if (opes.length) {
+      const logged = opes[0]!.logged;
+      grid.append(
+        card(
+          h('h3', null, 'Off-policy value (doubly robust, 95 % CI)'),
+          intervalChart(
+            opes.map((o) => ({ label: o.strategy, estimate: o.dr.value, ci: [o.dr.lo, o.dr.hi] as const, ci2: o.ess > 0 ? ([o.snips.lo, o.snips.hi] as const) : null })),
+            { ciLabel: 'DR 95 % CI', ci2Label: 'SNIPS 95 % CI', xLabel: `estimated reward (logged policy: ${num(logged)})` },
+          ),
+        ),
+      );
+      section.append(
+        card(
+          h('h3', null, 'Off-policy evaluation'),
+          table(opes, [
+            { title: 'strategy', cell: (o) => o.strategy },
+            { title: 'events', num: true, cell: (o) => int(o.events) },
+            { title: 'support', num: true, cell: (o) => int(o.support) },
+            { title: 'ESS', num: true, cell: (o) => num(o.ess, 1) },
+            { title: 'IPS', num: true, cell: (o) => `${num(o.ips.value)} [${num(o.ips.lo)}, ${num(o.ips.hi)}]` },
+            { title: 'SNIPS', num: true, cell: (o) => `${num(o.snips.value)} [${num(o.snips.lo)}, ${num(o.snips.hi)}]` },
+            { title: 'DR', num: true, cell: (o) => `${num(o.dr.value)} [${num(o.dr.lo)}, ${num(o.dr.hi)}]` },
+            { title: 'logged', num: true, cell: (o) => num(o.logged) },
+          ]),
+        ),
+      );
+    }
+    const shadows = strats.filter((s) => s.kind === 'learned' && s.params?.shadow);
+    for (const s of shadows) {
+      const sh = await getOptional<Shadow>(`/v1/pipelines/${encodeURIComponent(m.pipeline)}/shadow?strategy=${encodeURIComponent(s.id)}`).catch(() => undefined);
+      if (sh)
+        section.append(
+          card(
+            h('h3', null, `Shadow: ${s.id}`),
+            h('p', { 'data-testid': 'shadow' }, `Agreement with the served split: ${pct(sh.agreement)} over ${int(sh.observed)} decisions with an outcome; served reward ${num(sh.servedReward ?? null)}.`),
+          ),
+        );
+    }
+  }
+}

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Page } from 'playwright-core';
+import { ApportionClient } from '../../src/sdk/client.js';
+import { testPrefix } from '../helpers/env.js';
+import { openPage, stage, watchErrors, type Stage } from './harness.js';
+
+/**
+ * The console in a real browser (Debian's chromium through playwright-core) against a real server on a socket,
+ * with data sent through the API by the same code as `npm run demo`.
+ */
+/** The page's document, as seen by the functions Playwright runs in the page (tests compile without the DOM lib). */
+declare const document: { querySelector(selector: string): { textContent: string | null } | null };
+let s: Stage;
+let page: Page;
+let errors: string[];
+
+before(async () => {
+  s = await stage(testPrefix('console'));
+  page = await s.browser.newPage({ viewport: { width: 1280, height: 900 } });
+  errors = watchErrors(page);
+  page.on('dialog', (d) => void d.accept());
+});
+after(async () => {
+  await s?.close();
+});
+
+const text = (sel: string) => page.locator(sel).innerText();
+const canvases = () => page.locator('canvas').count();
+
+describe('console (auth off)', () => {
+  it('serves the console at / with its assets, and the bundle stays small', async () => {
+    const res = await fetch(`${s.url}/`);
+    assert.equal(res.status, 200);
+    const html = await res.text();
+    const js = /\/console\/assets\/app\.js\?v=[0-9a-f]{12}/.exec(html);
+    assert.ok(js, 'index.html refers to a content-hashed app.js');
+    const asset = await fetch(`${s.url}${js[0]}`);
+    assert.equal(asset.headers.get('content-type'), 'text/javascript; charset=utf-8');
+    assert.match(asset.headers.get('cache-control') ?? '', /immutable/);
+    assert.equal((await fetch(`${s.url}/console/assets/nope.js`)).status, 404);
+  });
+
+  it('lists experiments with state, coverage, ramp step and guardrails', async () => {
+    await openPage(page, s.url, 'experiments');
+    const t = await text('[data-testid=experiments]');
+    assert.match(t, /demo-static-vs-estimate/);
+    assert.match(t, /running/);
+    assert.match(t, /step \d\/2/);
+    assert.match(t, /quality ≤ 0\.05 worse/);
+  });
+
+  it("shows an experiment's results with CI plots, SRM and audit trail, and rolls it back", async () => {
+    await page.click('text=demo-static-vs-estimate');
+    await page.waitForSelector('[data-ready="true"][data-page="experiments"] [data-testid=srm]');
+    assert.match(await text('[data-testid=srm]'), /χ² = [\d.]+, p = [\d.]+/);
+    // One interval plot per metric (quality, cost) and one per agent.
+    assert.ok((await canvases()) >= 3, `expected ≥ 3 charts, saw ${await canvases()}`);
+    assert.match(await text('[data-testid=audit]'), /start/);
+
+    await page.click('button[data-action=rollback]');
+    await page.waitForFunction(() => document.querySelector('h1 .pill')?.textContent === 'rolled_back', null, { timeout: 60_000 });
+    const api = new ApportionClient({ url: s.url });
+    const e = await api.request<{ state: { status: string } }>('GET', '/v1/experiments/demo-static-vs-estimate');
+    assert.equal(e.state.status, 'rolled_back');
+    assert.match(await text('[data-testid=audit]'), /rollback/);
+    assert.equal(await page.locator('button[data-action=rollback]').count(), 0);
+  });
+
+  it('shows the learner: model versions, learning curve, OPE with CIs, shadow agreement', async () => {
+    await openPage(page, s.url, 'learner');
+    const section = page.locator('[data-testid=learner-support-triage]');
+    const t = await section.innerText();
+    assert.match(t, /serving v\d+/);
+    assert.match(t, /Off-policy evaluation/);
+    assert.match(t, /support-estimate/);
+    assert.match(await text('[data-testid=shadow]'), /Agreement with the served split: [\d.]+ %/);
+    assert.ok((await section.locator('canvas').count()) >= 2);
+  });
+
+  it('shows the budget tree in dollars, live reservations and alerts', async () => {
+    await openPage(page, s.url, 'budgets');
+    const tree = await text('[data-testid=budget-tree-acme]');
+    assert.match(tree, /workspace:alpha/);
+    assert.match(tree, /\$50\.00/);
+    assert.match(tree, /2,000,000 tokens/);
+    const res = await text('[data-testid=reservations]');
+    assert.match(res, /\$4\.00/);
+    assert.match(res, /250,000 tokens/);
+    assert.match(await text('[data-page=budgets]'), /80 %/);
+  });
+
+  it('shows showback and envelopes, and opens a cost tree', async () => {
+    await openPage(page, s.url, 'costs');
+    assert.match(await text('[data-testid=showback]'), /acme/);
+    await page.click('button:text-is("model")');
+    await page.waitForFunction(() => /gpt-4o-mini/.test(document.querySelector('[data-testid=showback]')?.textContent ?? ''));
+    assert.match(await text('[data-page=costs]'), /too-tight|recommended/);
+    await page.click('[data-testid=sessions] >> text=demo-session-1');
+    await page.waitForSelector('[data-ready="true"] [data-testid=cost-tree]');
+    const tree = await text('[data-testid=cost-tree]');
+    assert.match(tree, /coordinator · agent/);
+    assert.match(tree, /failed/);
+    const total = await text('[data-testid=session-total]');
+    assert.match(total, /Failed attempts: 1 calls/);
+    assert.match(total, /Coordinator \(coordinator\) overhead: \$[\d.]+/);
+  });
+
+  it('shows pipelines, strategies and per-agent utilization and ceiling-hit charts', async () => {
+    await openPage(page, s.url, 'pipelines');
+    const t = await text('[data-testid=pipeline-support-triage]');
+    assert.match(t, /orchestrator/);
+    assert.match(t, /support-static/);
+    assert.equal(await page.locator('[data-testid=pipeline-support-triage] canvas').count(), 2);
+  });
+
+  it('rendered every page without a script error or a failed request', () => {
+    assert.deepEqual(errors, []);
+  });
+});

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { DOMAINS } from '../../src/cli/commands.js';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const prefix = testPrefix('cli');
+let rt: Running;
+
+function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['bin/apportion.mjs', ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 300_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** A loopback port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+before(async () => {
+  rt = await startTest(prefix, { listen: true });
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+});
+
+describe('CLI', () => {
+  it('lists each domain command under the name and description its module registers', async () => {
+    for (const d of DOMAINS) {
+      const real = new Command('apportion');
+      (await d.load())(real);
+      assert.deepEqual(real.commands.map((c) => c.name()).sort(), d.commands.map(([n]) => n).sort());
+      for (const [name, description] of d.commands) {
+        const r = real.commands.find((c) => c.name() === name)!;
+        // simulate's real description lists the worlds, which the lazy entry must not import to know.
+        if (name !== 'simulate') assert.equal(description, r.description(), name);
+      }
+    }
+    const help = await cli(['--help']);
+    assert.equal(help.code, 0);
+    for (const d of DOMAINS) for (const [name] of d.commands) assert.match(help.stdout, new RegExp(`\\n  ${name}\\b`));
+  });
+
+  it("shows a domain command's real options", async () => {
+    const r = await cli(['budgets', 'balances', '--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /--micro-cents/);
+  });
+
+  it('names the server URL when the server is down', async () => {
+    const url = `http://127.0.0.1:${await closedPort()}`;
+    const r = await cli(['budgets', 'balances', 'tenant:acme', '--url', url]);
+    assert.equal(r.code, 1);
+    assert.ok(r.stderr.includes(`cannot reach the Apportion API at ${url}`), r.stderr);
+    assert.match(r.stderr, /APPORTION_URL/);
+  });
+
+  it('names REDIS_URL and how to start Redis when Redis is missing', async () => {
+    const r = await cli(['serve'], { REDIS_URL: `redis://:hunter2@127.0.0.1:${await closedPort()}`, PORT: '0' });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /Cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+ \(REDIS_URL\)/);
+    assert.match(r.stderr, /redis-server/);
+    assert.doesNotMatch(r.stderr, /hunter2/);
+  });
+
+  it('sets budgets in dollars and shows balances of every unit in their natural form', async () => {
+    const url = rt.url!;
+    assert.equal((await cli(['budgets', 'set', 'tenant:cli/workspace:w', '50', '--url', url])).code, 0);
+    assert.equal((await cli(['budgets', 'set', 'tenant:cli', '$120.25', '--url', url])).code, 0);
+    assert.equal((await cli(['budgets', 'set', 'tenant:cli/workflow:f', '20000', '--unit', 'TOKENS', '--url', url])).code, 0);
+    const b = await cli(['budgets', 'balances', 'tenant:cli', '--url', url]);
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stdout, /tenant:cli\s+USD\s+\$120\.25/);
+    assert.match(b.stdout, /tenant:cli\/workspace:w\s+USD\s+\$50\.00/);
+    assert.match(b.stdout, /tenant:cli\/workflow:f\s+tokens\s+20,000/);
+    const raw = await cli(['budgets', 'balances', 'tenant:cli', '--unit', 'USD', '--micro-cents', '--url', url]);
+    assert.match(raw.stdout, /5,000,000,000/);
+    assert.doesNotMatch(raw.stdout, /workflow:f/);
+  });
+});
