@@ -1,15 +1,22 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AppError } from '../errors/app-error.js';
+import { connectRedis } from '../redis/connection.js';
 import type { Core, ModuleParts } from '../runtime.js';
-import { authorize } from './auth.js';
+import { configureTokenizer } from '../strategies/tokens.js';
+import { KeyStore } from '../tenancy/keys.js';
+import { tenancyRoutes } from '../tenancy/routes.js';
+import { SessionStore } from '../tenancy/sessions.js';
+import { Authenticator } from './auth.js';
 import { ErrorBody } from './common.js';
 import { errorHandler } from './errors.js';
+import { tenantGuard } from './tenancy.js';
 
 export interface AppOptions {
   readonly core: Core;
@@ -23,13 +30,28 @@ export interface AppOptions {
 /** Builds the Fastify app: auth, the one error handler, OpenAPI, metrics, health, and every module's routes. */
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { core } = opts;
+  configureTokenizer({ maxChars: core.config.textTokenizeMaxChars });
   const app = Fastify({
     loggerInstance: core.log as FastifyBaseLogger,
     bodyLimit: core.config.bodyLimitBytes,
+    // Slow clients cannot hold connections: the whole request (headers and body) must arrive within
+    // requestTimeout (answered 408, then closed), and an idle keep-alive connection is closed after keepAliveTimeout.
+    requestTimeout: core.config.requestTimeoutMs,
+    keepAliveTimeout: core.config.keepAliveTimeoutMs,
+    // Node checks those deadlines every connectionsCheckingInterval (default 30 s); check at a tenth of the smaller.
+    http: { connectionsCheckingInterval: Math.max(50, Math.min(core.config.requestTimeoutMs, core.config.headersTimeoutMs) / 10) },
     logController: new LogController({ disableRequestLogging: true }),
     // No type coercion: a number feature must stay a number, and "40" must not pass as 40.
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.server.headersTimeout = Math.min(core.config.headersTimeoutMs, core.config.requestTimeoutMs);
+
+  // API keys as data, browser sessions, and the authenticator that resolves every request's caller.
+  const keyStore = new KeyStore({ redis: core.redis, prefix: core.keys.prefix, pepper: core.config.keyPepper });
+  await keyStore.start(await connectRedis(core.config.redisUrl, { name: 'apportion-keys-sub', forBullmq: true }));
+  app.addHook('onClose', async () => keyStore.stop());
+  const sessions = new SessionStore(core.redis, core.keys.prefix, core.config.sessionTtlSeconds);
+  const auth = new Authenticator(core.config, keyStore, sessions);
 
   // The API speaks JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -45,7 +67,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     app.server.once('close', () => clearInterval(timer));
     done();
   });
-  app.addHook('onRequest', async (req) => authorize(core.config, req));
+  app.addHook('onRequest', async (req) => auth.authorize(req));
+  app.addHook('preHandler', tenantGuard(core.view));
   app.addHook('onResponse', async (req, reply) => {
     core.metrics.httpDuration.observe(
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
@@ -63,7 +86,25 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
   app.addHook('onRoute', (route) => {
     if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), access: 'public' };
+    // The queue dashboard shows every tenant's jobs: operator keys only (a browser signs in via /v1/session).
+    if (route.url.startsWith('/admin/queues')) route.config = { ...(route.config ?? {}), access: 'operator' };
   });
+  if (core.config.rateLimitMax > 0) {
+    // Per key (per client address without one), counted in Redis so every API process shares the count.
+    await app.register(rateLimit, {
+      global: true,
+      redis: core.redis,
+      nameSpace: `${core.keys.prefix}:ratelimit:`,
+      timeWindow: core.config.rateLimitWindowMs,
+      max: async (req) => req.principal?.rateLimit ?? core.config.rateLimitMax,
+      keyGenerator: (req) => (req.principal?.keyId ? `key:${req.principal.keyId}` : `ip:${req.ip}`),
+      allowList: (req) => req.url === '/healthz' || req.url === '/readyz',
+      // A store error must not turn every request into a 500; the request's own Redis calls fail closed anyway.
+      skipOnError: true,
+      errorResponseBuilder: (_req, ctx) => new AppError('RATE_LIMITED', `too many requests: ${ctx.max} per ${ctx.after} window exceeded; retry after ${Math.ceil(ctx.ttl / 1000)} s`),
+    });
+  }
+  tenancyRoutes(app, { config: core.config, keys: keyStore, sessions, auth });
 
   app.get('/healthz', { config: { access: 'public' }, schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
@@ -83,7 +124,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     app.post('/bench/redis', { config: { access: 'client' }, schema: { hide: true } }, async () => ({ ok: (await core.redis.ping()) === 'PONG' }));
   }
   const queues = opts.modules.flatMap((m) => m.queues ?? []);
-  app.get('/metrics', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
+  app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_req, reply) => {
     await Promise.all(
       queues.map(async (q) => {
         const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized');
