@@ -139,6 +139,12 @@ const scopeField =
     if (!sees(req, tenant)) throw new AppError('BUDGET_NOT_FOUND', `${field}: no budget at "${s}"`);
   };
 
+/** A reservation may name its scope by `subject` instead of `scope`. */
+const subjectField: Guard = (req) => {
+  const t = (body(req).subject as { tenant?: unknown } | undefined)?.tenant;
+  if (typeof t === 'string' && !sees(req, t)) throw new AppError('BUDGET_NOT_FOUND', `body/subject/tenant: no budget of tenant "${t}"`);
+};
+
 const reservationParam: Guard = (req) => {
   const id = params(req).id!;
   const t = id.indexOf('~');
@@ -172,7 +178,7 @@ export const TENANT_RULES: Readonly<Record<string, Guard | 'route' | 'none'>> = 
   'DELETE /v1/budgets': scopeField((r) => query(r).scope, 'querystring/scope'),
   'POST /v1/budgets/:op': scopeField((r) => body(r).scope, 'body/scope'),
   'GET /v1/balances': scopeField((r) => query(r).scope, 'querystring/scope'),
-  'POST /v1/reservations': scopeField((r) => body(r).scope, 'body/scope'),
+  'POST /v1/reservations': all(scopeField((r) => body(r).scope, 'body/scope'), subjectField),
   'GET /v1/reservations/:id': reservationParam,
   'POST /v1/reservations/:id/draws': reservationParam,
   'POST /v1/reservations/:id/commit': reservationParam,
