@@ -3,6 +3,7 @@ import { registerBudgets } from '../budgets/cli.js';
 import { registerCosts } from '../costs/cli.js';
 import { registerLearnerCommands } from '../learner/cli.js';
 import { registerExperiments } from '../rollout/cli.js';
+import { registerKeys } from '../tenancy/cli.js';
 
 /**
  * Commands contributed by domain modules (experiments, simulate, report, …). Each domain adds one
@@ -13,4 +14,5 @@ export function registerCommands(program: Command): void {
   registerCosts(program);
   registerLearnerCommands(program);
   registerBudgets(program);
+  registerKeys(program);
 }
