@@ -76,6 +76,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     );
   });
 
+  // Before the plugins that add these routes (an awaited register adds its routes at once): /docs stays public
+  // once keys are set, as an OpenAPI document and UI hold no data.
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), access: 'public' };
+    // The queue dashboard shows every tenant's jobs: operator keys only (a browser signs in via /v1/session).
+    if (route.url.startsWith('/admin/queues')) route.config = { ...(route.config ?? {}), access: 'operator' };
+  });
   await app.register(swagger, {
     openapi: {
       info: { title: 'Apportion', version: '0.1.0', description: 'Token budget allocation for multi-agent LLM pipelines.' },
@@ -84,11 +91,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
-  app.addHook('onRoute', (route) => {
-    if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), access: 'public' };
-    // The queue dashboard shows every tenant's jobs: operator keys only (a browser signs in via /v1/session).
-    if (route.url.startsWith('/admin/queues')) route.config = { ...(route.config ?? {}), access: 'operator' };
-  });
   if (core.config.rateLimitMax > 0) {
     // Per key (per client address without one), counted in Redis so every API process shares the count.
     await app.register(rateLimit, {
