@@ -21,6 +21,9 @@ const AuditQuery = Type.Object({ limit: Type.Optional(Type.String({ pattern: '^[
 
 /** Who made a change, for the audit trail: a fingerprint of the bearer key (never the key itself). */
 export function actorOf(req: FastifyRequest): string {
+  // A stored key or a browser session: the key id (not secret) names the actor.
+  const p = req.principal;
+  if (p?.keyId && (p.via === 'cookie' || !p.keyId.startsWith('env:'))) return `key:${p.keyId}`;
   const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
   if (!m) return 'anonymous';
   return `key:${createHash('sha256').update(m[1]!.trim()).digest('hex').slice(0, 12)}`;
