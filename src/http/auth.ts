@@ -40,6 +40,8 @@ declare module 'fastify' {
 
 /** Auth off: every request acts as the operator admin (the server then binds loopback only). */
 export const OPEN: Principal = Object.freeze({ keyId: null, tenant: null, role: 'admin', operator: true, via: 'none' });
+const ENV_ADMIN: Principal = Object.freeze({ keyId: 'env:admin', tenant: null, role: 'admin', operator: true, via: 'bearer' });
+const ENV_CLIENT: Principal = Object.freeze({ keyId: 'env:client', tenant: null, role: 'client', operator: true, via: 'bearer' });
 const ANONYMOUS: Principal = Object.freeze({ keyId: null, tenant: null, role: null, operator: false, via: 'none' });
 
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -85,6 +87,8 @@ export class Authenticator {
   private readonly admin?: Buffer;
   private readonly client?: Buffer;
   private readonly metrics?: Buffer;
+  /** The principal of each verified key (the key store caches those objects), built once. */
+  private readonly principals = new WeakMap<object, Principal>();
 
   constructor(
     private readonly config: AuthConfig,
@@ -136,11 +140,17 @@ export class Authenticator {
 
   /** Resolves a bearer key: an env (operator) key, or one from the key store. */
   async byKey(key: string): Promise<Principal | undefined> {
-    const b = Buffer.from(key);
-    if (same(b, this.admin)) return { keyId: 'env:admin', tenant: null, role: 'admin', operator: true, via: 'bearer' };
-    if (same(b, this.client)) return { keyId: 'env:client', tenant: null, role: 'client', operator: true, via: 'bearer' };
+    // Only a key of an env key's length can be it (the length is not secret); then compare in constant time.
+    if (key.length === this.config.adminKey?.length && same(Buffer.from(key), this.admin)) return ENV_ADMIN;
+    if (key.length === this.config.clientKey?.length && same(Buffer.from(key), this.client)) return ENV_CLIENT;
     const k = await this.keys.verify(key);
-    return k ? { keyId: k.keyId, tenant: k.tenant, role: k.role, operator: false, via: 'bearer', ...(k.rateLimit !== undefined ? { rateLimit: k.rateLimit } : {}) } : undefined;
+    if (!k) return undefined;
+    let p = this.principals.get(k);
+    if (!p) {
+      p = Object.freeze({ keyId: k.keyId, tenant: k.tenant, role: k.role, operator: false, via: 'bearer' as const, ...(k.rateLimit !== undefined ? { rateLimit: k.rateLimit } : {}) });
+      this.principals.set(k, p);
+    }
+    return p;
   }
 
   /** What a session is bound to: `env:<role>:<fingerprint>` for an env key (so rotating it ends its sessions), else the key id. */
