@@ -21,9 +21,13 @@ export const MAX_RUN = 16;
 export const DEFAULT_TOKENIZE_MAX_CHARS = 4096;
 let maxChars = DEFAULT_TOKENIZE_MAX_CHARS;
 
-/** Sets the exact-tokenization bound once at start (APPORTION_TEXT_TOKENIZE_MAX_CHARS). */
+/**
+ * Sets the exact-tokenization bound once at start (APPORTION_TEXT_TOKENIZE_MAX_CHARS) and builds the encoder
+ * then, so the first request with a text feature does not pay for loading the ranks (seconds on a busy machine).
+ */
 export function configureTokenizer(opts: { maxChars: number }): void {
   maxChars = opts.maxChars;
+  encoder ??= new Tiktoken(o200kBase);
 }
 
 /** Splits runs of non-space characters longer than MAX_RUN (see there). */
