@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { AppError } from '../errors/app-error.js';
 import type { ErrorCode } from '../errors/catalog.js';
@@ -53,10 +53,9 @@ export interface ReservationOptions {
 }
 
 const STATES: Record<string, State> = { A: 'ACTIVE', C: 'COMMITTED', R: 'RELEASED', E: 'EXPIRED' };
-// Reservation ids: `<tenant>~<process tag><counter>`; unique across processes without a random call per request.
-const PROCESS_TAG = BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36);
-let counter = 0;
-const newReservationId = (tenant: string): string => `${tenant}~${PROCESS_TAG}${(counter++).toString(36)}`;
+// Reservation ids: `<tenant>~<122 random bits>` (a v4 UUID without dashes, from node's pooled CSPRNG): the tenant
+// routes the id to its slot; the rest cannot be derived from any other id, so ids are not guessable across tenants.
+const newReservationId = (tenant: string): string => `${tenant}~${randomUUID().replaceAll('-', '')}`;
 // A dry run never stores: it checks an idempotency key no real request uses, so it never replays or conflicts.
 const DRY_RUN_KEY = '\u0000dry';
 

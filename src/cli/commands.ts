@@ -25,6 +25,7 @@ export const DOMAINS: readonly LazyDomain[] = [
     load: async () => (await import('../learner/cli.js')).registerLearnerCommands,
   },
   { commands: [['budgets', 'scoped budgets (tenant/workspace/workflow/agent)']], load: async () => (await import('../budgets/cli.js')).registerBudgets },
+  { commands: [['keys', 'API keys: each bound to a tenant and a role (admin, analyst, client)']], load: async () => (await import('../tenancy/cli.js')).registerKeys },
   { commands: [['demo', 'fill a running server with example traffic, experiments, budgets and cost traces for the console']], load: async () => (await import('../console/cli.js')).registerDemo },
 ];
 

@@ -1,3 +1,5 @@
+import { BlockList, isIP } from 'node:net';
+
 /**
  * Process configuration: read from the environment once at start, validated, then frozen.
  * A bad value stops start-up with a message that names the variable.
@@ -54,6 +56,24 @@ export interface Config {
   readonly redisCommandTimeoutMs: number;
   /** Whether any API key is configured (auth is on). */
   readonly authEnabled: boolean;
+  /** Secret mixed into the keyed SHA-256 (HMAC) of stored API keys. Unset: a fixed label (keys are 256-bit random). */
+  readonly keyPepper: string | undefined;
+  /** Lifetime of a browser session (cookie) in seconds. Default 43200 (12 h). */
+  readonly sessionTtlSeconds: number;
+  /** Requests per key (or per address without a key) per rate-limit window; 0 = no rate limit. Default 0. */
+  readonly rateLimitMax: number;
+  /** Rate-limit window in ms. Default 60000. */
+  readonly rateLimitWindowMs: number;
+  /** Most time a client may take to send one whole request (headers and body), in ms. Default 30000. */
+  readonly requestTimeoutMs: number;
+  /** Most time a client may take to send the request headers, in ms. Default 10000. */
+  readonly headersTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this long, in ms. Default 5000. */
+  readonly keepAliveTimeoutMs: number;
+  /** Characters of a `<x>Text` feature tokenized exactly; beyond this the count is estimated from a sample of this size. Default 4096. */
+  readonly textTokenizeMaxChars: number;
+  /** Bearer key required by GET /metrics (an operator admin key works too). Unset: /metrics is public. */
+  readonly metricsKey: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -107,11 +127,24 @@ function urlVar(env: Env, name: string): string | undefined {
   throw new ConfigError(name, `must be an http:// or https:// URL, got "${raw}"`);
 }
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-
+/**
+ * Whether HOST names a loopback interface, decided on the parsed address (127.0.0.0/8, ::1, an IPv4-mapped
+ * 127.x) or the name `localhost` — never by prefix, so `127.example.com` or `127.0.0.1.nip.io` is not loopback.
+ */
 export function isLoopback(host: string): boolean {
-  return LOOPBACK.has(host) || host.startsWith('127.');
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost') return true;
+  const v = isIP(h);
+  if (v === 4) return LOOPBACK.check(h, 'ipv4');
+  if (v === 6) return LOOPBACK.check(h, 'ipv6') || LOOPBACK_MAPPED.check(h, 'ipv6');
+  return false;
 }
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+const LOOPBACK_MAPPED = new BlockList();
+LOOPBACK_MAPPED.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
 
 /** Validates the environment and returns a frozen Config, or throws ConfigError naming the variable. */
 export function loadConfig(env: Env = process.env): Config {
@@ -164,6 +197,15 @@ export function loadConfig(env: Env = process.env): Config {
     rolloutIntervalMs: intVar(env, 'APPORTION_ROLLOUT_INTERVAL_MS', 10_000, 100, 3_600_000),
     redisCommandTimeoutMs: intVar(env, 'APPORTION_REDIS_COMMAND_TIMEOUT_MS', 1000, 50, 600_000),
     authEnabled,
+    keyPepper: keyVar(env, 'APPORTION_KEY_PEPPER'),
+    sessionTtlSeconds: intVar(env, 'APPORTION_SESSION_TTL_SECONDS', 43_200, 60, 30 * 86_400),
+    rateLimitMax: intVar(env, 'APPORTION_RATE_LIMIT_MAX', 0, 0, 100_000_000),
+    rateLimitWindowMs: intVar(env, 'APPORTION_RATE_LIMIT_WINDOW_MS', 60_000, 100, 86_400_000),
+    requestTimeoutMs: intVar(env, 'APPORTION_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    headersTimeoutMs: intVar(env, 'APPORTION_HEADERS_TIMEOUT_MS', 10_000, 100, 3_600_000),
+    keepAliveTimeoutMs: intVar(env, 'APPORTION_KEEP_ALIVE_TIMEOUT_MS', 5000, 100, 3_600_000),
+    textTokenizeMaxChars: intVar(env, 'APPORTION_TEXT_TOKENIZE_MAX_CHARS', 4096, 256, 16_777_216),
+    metricsKey: keyVar(env, 'APPORTION_METRICS_KEY'),
   });
 }
 
@@ -192,4 +234,13 @@ export const CONFIG_VARIABLES = [
   'APPORTION_SPAN_RETENTION_DAYS',
   'APPORTION_MAX_SPANS_PER_TRACE',
   'APPORTION_REDIS_COMMAND_TIMEOUT_MS',
+  'APPORTION_KEY_PEPPER',
+  'APPORTION_SESSION_TTL_SECONDS',
+  'APPORTION_RATE_LIMIT_MAX',
+  'APPORTION_RATE_LIMIT_WINDOW_MS',
+  'APPORTION_REQUEST_TIMEOUT_MS',
+  'APPORTION_HEADERS_TIMEOUT_MS',
+  'APPORTION_KEEP_ALIVE_TIMEOUT_MS',
+  'APPORTION_TEXT_TOKENIZE_MAX_CHARS',
+  'APPORTION_METRICS_KEY',
 ] as const;

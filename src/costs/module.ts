@@ -4,13 +4,14 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { PassThrough, type Readable } from 'node:stream';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses } from '../http/common.js';
+import { tenantOfCaller } from '../http/tenancy.js';
 import type { Core, ModuleParts } from '../runtime.js';
 import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './envelopes.js';
 import { SpanStore } from './ingest.js';
 import { costKeys } from './keys.js';
 import { mapOtlp, type OtlpRequest } from './otlp.js';
 import { Pricer } from './pricing.js';
-import { costReport, reportCsv } from './reports.js';
+import { costReport, reportCsv, type CostReport } from './reports.js';
 import { DIMENSIONS, type Dimension } from './rollup-vector.js';
 import { checkSpan, PriceOverrideBody, SpansBody, SpansResult, TenantParams, type Rejected } from './schema.js';
 import { CostReportResponse, EnvelopesResponse, SessionCostsResponse } from './responses.js';
@@ -62,6 +63,32 @@ const OtlpResponse = Type.Object({
 });
 const Loose = Type.Object({}, { additionalProperties: true });
 
+/**
+ * A tenant key's spans are stored under its own trace and session namespace (`<tenant>~<id>`: tenant names
+ * cannot contain `~`, so no tenant can write into another's trace) and billed to it (customer = tenant), whatever
+ * the body says. Operator keys write ids and customers as given.
+ */
+function tenantSpans(req: FastifyRequest, list: Span[]): Span[] {
+  const t = tenantOfCaller(req);
+  if (t === null) return list;
+  return list.map((s) => ({ ...s, traceId: `${t}~${s.traceId}`, ...(s.sessionId !== undefined ? { sessionId: `${t}~${s.sessionId}` } : {}), customer: t }));
+}
+
+const tenantNamespaced = (req: FastifyRequest, id: string): string => {
+  const t = tenantOfCaller(req);
+  return t === null ? id : `${t}~${id}`;
+};
+
+/** A tenant key's showback: its own customer row only. */
+function tenantReport(req: FastifyRequest, report: CostReport): CostReport {
+  const t = tenantOfCaller(req);
+  if (t === null) return report;
+  const row = report.rows.find((r) => r.key === t);
+  const zero = Object.fromEntries(Object.entries(report.total).map(([k, v]) => [k, typeof v === 'number' ? 0 : v])) as CostReport['total'];
+  const { key: _key, ...own } = row ?? { key: t, ...zero };
+  return { ...report, rows: row ? [row] : [], total: own as CostReport['total'] };
+}
+
 export interface CostsModule extends ModuleParts {
   readonly spans: SpanStore;
 }
@@ -80,11 +107,12 @@ export function costsModule(core: Core): CostsModule {
     maxSpansPerTrace: core.config.maxSpansPerTrace,
   });
 
-  const store = async (list: Span[]) => {
+  const store = async (list: Span[], req: FastifyRequest) => {
     try {
-      return await spans.ingest(list);
+      return await spans.ingest(tenantSpans(req, list));
     } catch (e) {
-      throw new AppError('REDIS_UNAVAILABLE', `span store unreachable: ${(e as Error).message}`);
+      core.log.warn({ err: e }, 'span store unreachable');
+      throw new AppError('REDIS_UNAVAILABLE', 'span store unreachable');
     }
   };
 
@@ -124,7 +152,7 @@ export function costsModule(core: Core): CostsModule {
               });
             }
           });
-          const res = await store(good);
+          const res = await store(good, req);
           for (const f of res.refused) {
             const s = good[f.index]!;
             rejected.push({ index: goodIndex[f.index]!, traceId: s.traceId, spanId: s.spanId, reason: f.reason });
@@ -151,7 +179,7 @@ export function costsModule(core: Core): CostsModule {
         },
         async (req) => {
           const mapped = mapOtlp(req.body as OtlpRequest);
-          const res = await store(mapped.spans);
+          const res = await store(mapped.spans, req);
           const reasons = [...mapped.rejected.map((r) => r.reason), ...res.refused.map((r) => r.reason)];
           core.metrics.spans.inc({ result: 'stored' }, res.accepted);
           core.metrics.spans.inc({ result: 'duplicate' }, res.duplicates);
@@ -178,11 +206,12 @@ export function costsModule(core: Core): CostsModule {
           },
         },
         async (req) => {
-          const { id } = req.params as { id: string };
+          const { id: asked } = req.params as { id: string };
+          const id = tenantNamespaced(req, asked);
           const traceIds = await core.redis.smembers(ck.sessionTraces(id));
           const traces = await spans.readTraces(traceIds.sort());
           const view = sessionCosts(id, traces);
-          if (view.nodes.length === 0) throw new AppError('SESSION_NOT_FOUND', `params/id: no spans stored for session "${id}"`);
+          if (view.nodes.length === 0) throw new AppError('SESSION_NOT_FOUND', `params/id: no spans stored for session "${asked}"`);
           return view;
         },
       );
@@ -199,7 +228,10 @@ export function costsModule(core: Core): CostsModule {
         },
         async (req, reply) => {
           const q = req.query as { groupBy: Dimension; from?: string; to?: string; format?: 'json' | 'csv' };
-          const report = await costReport(core.redis, ck, q.groupBy, q.from, q.to);
+          if (tenantOfCaller(req) !== null && q.groupBy !== 'customer') {
+            throw new AppError('FORBIDDEN', 'querystring/groupBy: a tenant key reads its own showback only (groupBy=customer); other groupings span tenants');
+          }
+          const report = tenantReport(req, await costReport(core.redis, ck, q.groupBy, q.from, q.to));
           if (q.format === 'csv') return reply.type('text/csv; charset=utf-8').send(reportCsv(report));
           return report;
         },
@@ -230,6 +262,7 @@ export function costsModule(core: Core): CostsModule {
       app.put(
         '/v1/price-overrides/:tenant',
         {
+          config: { access: 'operator' },
           schema: {
             tags: ['costs'],
             summary: 'Set a tenant’s negotiated prices (USD per million tokens); `*` applies to tenants without their own',
@@ -248,7 +281,7 @@ export function costsModule(core: Core): CostsModule {
       );
       app.get(
         '/v1/price-overrides/:tenant',
-        { schema: { tags: ['costs'], summary: 'A tenant’s price override', params: TenantParams, response: { 200: Loose, ...errorResponses } } },
+        { config: { access: 'operator' }, schema: { tags: ['costs'], summary: 'A tenant’s price override', params: TenantParams, response: { 200: Loose, ...errorResponses } } },
         async (req) => {
           const { tenant } = req.params as { tenant: string };
           const v = core.view().raw.kinds.priceOverrides.get(tenant);
@@ -258,7 +291,7 @@ export function costsModule(core: Core): CostsModule {
       );
       app.delete(
         '/v1/price-overrides/:tenant',
-        { schema: { tags: ['costs'], summary: 'Remove a tenant’s price override', params: TenantParams, response: { 200: Loose, ...errorResponses } } },
+        { config: { access: 'operator' }, schema: { tags: ['costs'], summary: 'Remove a tenant’s price override', params: TenantParams, response: { 200: Loose, ...errorResponses } } },
         async (req) => {
           const { tenant } = req.params as { tenant: string };
           const n = await core.store.delete([{ kind: 'priceOverrides', id: tenant }]);

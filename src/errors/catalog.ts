@@ -61,6 +61,11 @@ export const ERROR_CATALOG = {
   QUEUE_UNAVAILABLE: { status: 503, message: 'The outcome could not be queued; nothing was accepted. Retry.' },
   REDIS_UNAVAILABLE: { status: 503, message: 'The store is unreachable. Retry.' },
   INTERNAL: { status: 500, message: 'Internal error.' },
+  // --- tenants, API keys, sessions, rate limits ----------------------------------------------
+  KEY_NOT_FOUND: { status: 404, message: 'No API key with this id in your tenant.' },
+  ID_TAKEN: { status: 409, message: 'The id is already used by another tenant; ids are global.' },
+  CSRF_HEADER_REQUIRED: { status: 403, message: 'A state-changing request authenticated by the session cookie needs the x-apportion-csrf header or a same-origin Origin.' },
+  RATE_LIMITED: { status: 429, message: 'Too many requests for this key; retry after the Retry-After header.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

@@ -43,7 +43,8 @@ export class OutcomeIntake {
     );
   }
 
-  async accept(outcome: OutcomeBody): Promise<{ decision: DecisionRecord }> {
+  /** `visible`: whether the caller may see the decision's pipeline (another tenant's decision answers as unknown). */
+  async accept(outcome: OutcomeBody, visible: (pipeline: string) => boolean = () => true): Promise<{ decision: DecisionRecord }> {
     let decision: DecisionRecord | undefined;
     try {
       const read = this.decisions.read(outcome.decisionId);
@@ -51,7 +52,7 @@ export class OutcomeIntake {
     } catch (e) {
       throw new AppError('REDIS_UNAVAILABLE', `decision store unreachable: ${(e as Error).message}`);
     }
-    if (!decision) throw new AppError('DECISION_NOT_FOUND', `body/decisionId: no decision "${outcome.decisionId}" (unknown, or its reward window has passed)`);
+    if (!decision || !visible(decision.pipeline)) throw new AppError('DECISION_NOT_FOUND', `body/decisionId: no decision "${outcome.decisionId}" (unknown, or its reward window has passed)`);
     for (const agent of Object.keys(outcome.usage ?? {})) {
       if (decision.budgets[agent] === undefined) {
         throw new AppError('UNKNOWN_AGENT', `body/usage/${agent}: decision's pipeline "${decision.pipeline}" has no agent "${agent}"`);

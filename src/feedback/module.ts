@@ -2,6 +2,7 @@ import { Worker, type Job } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import type { AllocationModule } from '../allocation/module.js';
 import { errorResponses } from '../http/common.js';
+import { seesPipeline } from '../http/tenancy.js';
 import type { Closeable, Core, ModuleParts } from '../runtime.js';
 import { strategyArms } from './arms.js';
 import { OutcomeIntake } from './intake.js';
@@ -37,7 +38,7 @@ export function feedbackModule(core: Core, all: () => readonly ModuleParts[], al
         },
         async (req, reply) => {
           const body = req.body as OutcomeBody;
-          await intake.accept(body);
+          await intake.accept(body, (pipeline) => seesPipeline(req, core.view(), pipeline));
           core.metrics.outcomesAccepted.inc();
           return reply.status(202).send({ accepted: true, decisionId: body.decisionId });
         },

@@ -1,16 +1,23 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AppError } from '../errors/app-error.js';
 import { withDeadline } from '../redis/deadline.js';
+import { connectRedis } from '../redis/connection.js';
 import type { Core, ModuleParts } from '../runtime.js';
-import { authorize } from './auth.js';
+import { configureTokenizer } from '../strategies/tokens.js';
+import { KeyStore } from '../tenancy/keys.js';
+import { tenancyRoutes } from '../tenancy/routes.js';
+import { SessionStore } from '../tenancy/sessions.js';
+import { Authenticator } from './auth.js';
 import { ErrorBody } from './common.js';
 import { errorHandler } from './errors.js';
+import { tenantGuard } from './tenancy.js';
 
 const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/console/assets/:name']);
 
@@ -26,9 +33,16 @@ export interface AppOptions {
 /** Builds the Fastify app: auth, the one error handler, OpenAPI, metrics, health, and every module's routes. */
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { core } = opts;
+  configureTokenizer({ maxChars: core.config.textTokenizeMaxChars });
   const app = Fastify({
     loggerInstance: core.log as FastifyBaseLogger,
     bodyLimit: core.config.bodyLimitBytes,
+    // Slow clients cannot hold connections: the whole request (headers and body) must arrive within
+    // requestTimeout (answered 408, then closed), and an idle keep-alive connection is closed after keepAliveTimeout.
+    requestTimeout: core.config.requestTimeoutMs,
+    keepAliveTimeout: core.config.keepAliveTimeoutMs,
+    // Node checks those deadlines every connectionsCheckingInterval (default 30 s); check at a tenth of the smaller.
+    http: { connectionsCheckingInterval: Math.max(50, Math.min(core.config.requestTimeoutMs, core.config.headersTimeoutMs) / 10) },
     logController: new LogController({ disableRequestLogging: true }),
     // No per-plugin start timer (Fastify's default is 10 s). Every plugin here is an async function, so none can
     // forget to call done() — the case the timer exists for; on a busy machine it only fails a healthy start
@@ -38,6 +52,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // No type coercion: a number feature must stay a number, and "40" must not pass as 40.
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.server.headersTimeout = Math.min(core.config.headersTimeoutMs, core.config.requestTimeoutMs);
+
+  // API keys as data, browser sessions, and the authenticator that resolves every request's caller.
+  const keyStore = new KeyStore({ redis: core.redis, prefix: core.keys.prefix, pepper: core.config.keyPepper });
+  await keyStore.start(await connectRedis(core.config.redisUrl, { name: 'apportion-keys-sub', forBullmq: true }));
+  app.addHook('onClose', async () => keyStore.stop());
+  const sessions = new SessionStore(core.redis, core.keys.prefix, core.config.sessionTtlSeconds);
+  const auth = new Authenticator(core.config, keyStore, sessions);
 
   // The API speaks JSON only: a text/plain body is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -53,7 +75,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     app.server.once('close', () => clearInterval(timer));
     done();
   });
-  app.addHook('onRequest', async (req) => authorize(core.config, req));
+  app.addHook('onRequest', async (req) => auth.authorize(req));
+  app.addHook('preHandler', tenantGuard(core.view));
   app.addHook('onResponse', async (req, reply) => {
     core.metrics.httpDuration.observe(
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
@@ -63,6 +86,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     req.log[QUIET_ROUTES.has(req.routeOptions.url ?? '') ? 'debug' : 'info']({ method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
   });
 
+  // Before the plugins that add these routes (an awaited register adds its routes at once): /docs stays public
+  // once keys are set, as an OpenAPI document and UI hold no data.
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), access: 'public' };
+    // The queue dashboard shows every tenant's jobs: operator keys only (a browser signs in via /v1/session).
+    if (route.url.startsWith('/admin/queues')) route.config = { ...(route.config ?? {}), access: 'operator' };
+  });
   await app.register(swagger, {
     openapi: {
       info: { title: 'Apportion', version: '0.1.0', description: 'Token budget allocation for multi-agent LLM pipelines.' },
@@ -71,9 +101,22 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
-  app.addHook('onRoute', (route) => {
-    if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), access: 'public' };
-  });
+  if (core.config.rateLimitMax > 0) {
+    // Per key (per client address without one), counted in Redis so every API process shares the count.
+    await app.register(rateLimit, {
+      global: true,
+      redis: core.redis,
+      nameSpace: `${core.keys.prefix}:ratelimit:`,
+      timeWindow: core.config.rateLimitWindowMs,
+      max: async (req) => req.principal?.rateLimit ?? core.config.rateLimitMax,
+      keyGenerator: (req) => (req.principal?.keyId ? `key:${req.principal.keyId}` : `ip:${req.ip}`),
+      allowList: (req) => req.url === '/healthz' || req.url === '/readyz',
+      // A store error must not turn every request into a 500; the request's own Redis calls fail closed anyway.
+      skipOnError: true,
+      errorResponseBuilder: (_req, ctx) => new AppError('RATE_LIMITED', `too many requests: ${ctx.max} per ${ctx.after} window exceeded; retry after ${Math.ceil(ctx.ttl / 1000)} s`),
+    });
+  }
+  tenancyRoutes(app, { config: core.config, keys: keyStore, sessions, auth });
 
   app.get('/healthz', { config: { access: 'public' }, schema: { hide: true } }, async () => ({ status: 'ok' }));
   // Bounded, both checks at once: a stalled Redis is a 503 within the command timeout, not a hang.
@@ -97,7 +140,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     app.post('/bench/redis', { config: { access: 'client' }, schema: { hide: true } }, async () => ({ ok: (await core.redis.ping()) === 'PONG' }));
   }
   const queues = opts.modules.flatMap((m) => m.queues ?? []);
-  app.get('/metrics', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
+  app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_req, reply) => {
     await Promise.all(
       queues.map(async (q) => {
         const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized');

@@ -29,7 +29,7 @@ export function toErrorBody(err: unknown): { statusCode: number; code: ErrorCode
     const statusCode = ERROR_CATALOG[code].status;
     return { statusCode, code, error: httpReason(statusCode), message, ...(details ? { details: { ...details } } : {}) };
   };
-  if (err instanceof AppError) return body(err.code, err.message, err.details);
+  if (err instanceof AppError) return body(err.code, err.statusCode >= 500 ? withoutCause(err.message) : err.message, err.details);
   const fe = err as FastifyError & { validation?: ValidationItem[]; validationContext?: string };
   if (fe.validation) return body('VALIDATION_FAILED', describeValidation(fe.validationContext, fe.validation));
   switch (fe.code) {
@@ -48,6 +48,15 @@ export function toErrorBody(err: unknown): { statusCode: number; code: ErrorCode
     return { statusCode: fe.statusCode, code: 'VALIDATION_FAILED', error: httpReason(fe.statusCode), message: fe.message };
   }
   return body('INTERNAL', ERROR_CATALOG.INTERNAL.message);
+}
+
+/**
+ * 5xx messages never carry a driver's words (addresses, hosts, server replies): by convention the cause follows
+ * the first `: ` of the message, and only what precedes it is answered; the whole error goes to the log.
+ */
+function withoutCause(message: string): string {
+  const cut = message.indexOf(': ');
+  return cut < 0 ? message : message.slice(0, cut);
 }
 
 const REASONS: Record<number, string> = {

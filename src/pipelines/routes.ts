@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses } from '../http/common.js';
+import { ownerFor, seesPipeline } from '../http/tenancy.js';
 import type { Core, ModuleParts } from '../runtime.js';
 import { pipelineView, validatePipelineBody } from './model.js';
 import { PipelineBody, PipelineParams, PipelineResponse } from './schema.js';
@@ -34,7 +35,7 @@ export function pipelinesModule(core: Core): ModuleParts {
               throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/defaultStrategy: strategy "${s.id}" belongs to pipeline "${s.pipeline}"`);
             }
           }
-          await core.store.put('pipelines', id, body);
+          await core.store.put('pipelines', id, { ...body, tenant: ownerFor(req, view, id) });
           await core.snapshot.refresh();
           return pipelineView(core.view().pipelines.get(id)!);
         },
@@ -54,8 +55,8 @@ export function pipelinesModule(core: Core): ModuleParts {
       app.get(
         '/v1/pipelines',
         { schema: { tags: ['pipelines'], summary: 'List pipelines', response: { 200: Type.Object({ items: Type.Array(PipelineResponse) }) } } },
-        async () => ({
-          items: [...core.view().pipelines.values()].sort((a, b) => a.id.localeCompare(b.id)).map(pipelineView),
+        async (req) => ({
+          items: [...core.view().pipelines.values()].filter((p) => seesPipeline(req, core.view(), p.id)).sort((a, b) => a.id.localeCompare(b.id)).map(pipelineView),
         }),
       );
 

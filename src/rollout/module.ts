@@ -48,7 +48,7 @@ export function rolloutModule(core: Core): RolloutModule {
     strategyKinds: [probeCutKind(core.kinds) as unknown as StrategyKind<never>],
     queues: [queue],
     routes(app: FastifyInstance) {
-      experimentRoutes(app, service);
+      experimentRoutes(app, service, core.view);
     },
     async startWorkers(): Promise<readonly Closeable[]> {
       const worker = new Worker(

@@ -2,8 +2,10 @@ import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ControlView } from '../control/view.js';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses } from '../http/common.js';
+import { seesPipeline } from '../http/tenancy.js';
 import { Id } from '../pipelines/schema.js';
 import { AcknowledgeBody, ExperimentBody, ExperimentParams, ExperimentResponse, PromoteBody, ReasonBody } from './schema.js';
 import type { ExperimentService, Transition } from './service.js';
@@ -19,12 +21,15 @@ const AuditQuery = Type.Object({ limit: Type.Optional(Type.String({ pattern: '^[
 
 /** Who made a change, for the audit trail: a fingerprint of the bearer key (never the key itself). */
 export function actorOf(req: FastifyRequest): string {
+  // A stored key or a browser session: the key id (not secret) names the actor.
+  const p = req.principal;
+  if (p?.keyId && (p.via === 'cookie' || !p.keyId.startsWith('env:'))) return `key:${p.keyId}`;
   const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
   if (!m) return 'anonymous';
   return `key:${createHash('sha256').update(m[1]!.trim()).digest('hex').slice(0, 12)}`;
 }
 
-export function experimentRoutes(app: FastifyInstance, svc: ExperimentService): void {
+export function experimentRoutes(app: FastifyInstance, svc: ExperimentService, view: () => ControlView): void {
   const tags = ['experiments'];
   app.put(
     '/v1/experiments/:id',
@@ -49,7 +54,7 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService): 
   app.get(
     '/v1/experiments',
     { schema: { tags, summary: 'List experiments', querystring: ListQuery, response: { 200: Type.Object({ items: Type.Array(ExperimentResponse) }) } } },
-    async (req) => ({ items: svc.list((req.query as { pipeline?: string }).pipeline) }),
+    async (req) => ({ items: svc.list((req.query as { pipeline?: string }).pipeline).filter((e) => seesPipeline(req, view(), String(e.pipeline))) }),
   );
 
   app.delete(

@@ -4,6 +4,7 @@ import { AppError } from '../errors/app-error.js';
 import { strategyArm } from '../feedback/arms.js';
 import { readArmStats } from '../feedback/stats-reader.js';
 import { errorResponses } from '../http/common.js';
+import { seesPipeline } from '../http/tenancy.js';
 import { Id } from '../pipelines/schema.js';
 import { RequirementMissingError } from '../control/store.js';
 import type { Core, ModuleParts } from '../runtime.js';
@@ -106,7 +107,7 @@ export function strategiesModule(core: Core): ModuleParts {
         async (req) => {
           const { pipeline } = req.query as { pipeline?: string };
           const items = [...core.view().strategies.values()]
-            .filter((s) => pipeline === undefined || s.pipeline === pipeline)
+            .filter((s) => (pipeline === undefined || s.pipeline === pipeline) && seesPipeline(req, core.view(), s.pipeline))
             .sort((a, b) => a.id.localeCompare(b.id))
             .map(view);
           return { items };

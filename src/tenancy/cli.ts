@@ -1,0 +1,47 @@
+import { Option, type Command } from 'commander';
+import { ApportionClient } from '../sdk/client.js';
+
+interface Conn {
+  url: string;
+  key?: string;
+}
+
+const conn = (c: Command) =>
+  c
+    .addOption(new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000'))
+    .addOption(new Option('--key <key>', 'admin bearer key (the env admin key, or an admin key of the tenant)').env('APPORTION_KEY'));
+const client = (o: Conn) => new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}) });
+const out = (v: unknown): void => {
+  process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+};
+
+/** `apportion keys create|list|revoke`: API keys of tenants, over the API. */
+export function registerKeys(program: Command): void {
+  const keys = program.command('keys').description('API keys: each bound to a tenant and a role (admin, analyst, client)');
+  conn(
+    keys
+      .command('create')
+      .description('create a key; it is printed once and never shown again')
+      .requiredOption('--tenant <tenant>', 'the tenant the key belongs to')
+      .addOption(new Option('--role <role>', 'client = data plane, analyst = read, admin = everything of the tenant').choices(['admin', 'analyst', 'client']).makeOptionMandatory())
+      .requiredOption('--name <name>', 'what the key is for')
+      .option('--expires-at <iso>', 'ISO 8601 date-time after which the key stops working')
+      .option('--rate-limit <n>', 'requests per rate-limit window for this key', (v) => Number(v)),
+  ).action(async (o: Conn & { tenant: string; role: string; name: string; expiresAt?: string; rateLimit?: number }) => {
+    out(
+      await client(o).request('POST', '/v1/keys', {
+        tenant: o.tenant,
+        role: o.role,
+        name: o.name,
+        ...(o.expiresAt ? { expiresAt: o.expiresAt } : {}),
+        ...(o.rateLimit !== undefined ? { rateLimit: o.rateLimit } : {}),
+      }),
+    );
+  });
+  conn(keys.command('list').description('list keys (no secrets)').option('--tenant <tenant>', 'only this tenant (operator key)')).action(
+    async (o: Conn & { tenant?: string }) => out(await client(o).request('GET', `/v1/keys${o.tenant ? `?tenant=${encodeURIComponent(o.tenant)}` : ''}`)),
+  );
+  conn(keys.command('revoke <id>').description('revoke a key: every API process refuses it within a second, and its browser sessions end')).action(
+    async (id: string, o: Conn) => out(await client(o).request('DELETE', `/v1/keys/${encodeURIComponent(id)}`)),
+  );
+}

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
+
+const prefix = testPrefix('isolation');
+const OPERATOR = 'isolation-operator-key-0123456789';
+const U = 'USD_MICROCENTS';
+let rt: Running;
+const key = {} as Record<'acme' | 'beta', Record<'admin' | 'client' | 'analyst', string>>;
+
+const call = async (k: string, method: string, url: string, payload?: unknown, query?: Record<string, string>) =>
+  rt.app!.inject({ method: method as 'GET', url, headers: { authorization: `Bearer ${k}` }, ...(payload !== undefined ? { payload: payload as object } : {}), ...(query ? { query } : {}) });
+
+before(async () => {
+  rt = await startTest(prefix, { workers: false }, { APPORTION_ADMIN_KEY: OPERATOR });
+  for (const t of ['acme', 'beta'] as const) {
+    key[t] = {} as (typeof key)[typeof t];
+    for (const role of ['admin', 'client', 'analyst'] as const) key[t][role] = (await call(OPERATOR, 'POST', '/v1/keys', { tenant: t, role, name: role })).json().key;
+    assert.equal((await call(OPERATOR, 'PUT', '/v1/budgets', { scope: `tenant:${t}`, unit: U, allocated: 1_000_000_000 })).statusCode, 201);
+  }
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+});
+
+describe('reservation and decision ids cannot be derived across tenants', () => {
+  it('ids are <tenant>~<122 random bits>: distinct, no shared structure, and a victim id is not reachable from the attacker’s', async () => {
+    const mine: string[] = [];
+    const theirs: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const a = await call(key.acme.client, 'POST', '/v1/reservations', { scope: 'tenant:acme', unit: U, amount: 1, idempotencyKey: `a${i}` });
+      const b = await call(key.beta.client, 'POST', '/v1/reservations', { scope: 'tenant:beta', unit: U, amount: 1, idempotencyKey: `b${i}` });
+      mine.push(a.json().id);
+      theirs.push(b.json().id);
+    }
+    const random = (id: string) => id.slice(id.indexOf('~') + 1);
+    for (const id of [...mine, ...theirs]) assert.match(random(id), /^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$/, `v4 UUID bits in ${id}`);
+    const all = [...mine, ...theirs].map(random);
+    assert.equal(new Set(all).size, all.length);
+    // No common structure: across 120 ids, no two share 8 leading hex digits (chance ≈ 1e-6 for random ids;
+    // the former "process tag + counter" ids shared all but the last few).
+    const prefixes = new Set(all.map((r) => r.slice(0, 8)));
+    assert.equal(prefixes.size, all.length);
+    // Whatever an attacker derives from its own ids — the same random part under the victim's tenant, or its
+    // neighbours — names no reservation of the victim, and the victim's real ids answer 404 to the attacker.
+    const known = new Set(theirs);
+    fc.assert(
+      fc.property(fc.constantFrom(...mine), fc.integer({ min: -3, max: 3 }), (id, delta) => {
+        const r = random(id);
+        const last = (parseInt(r.slice(-4), 16) + delta + 0x10000) % 0x10000;
+        const guess = `beta~${r.slice(0, -4)}${last.toString(16).padStart(4, '0')}`;
+        assert.ok(!known.has(guess));
+      }),
+      { numRuns: 200, seed: 14 },
+    );
+    for (const id of theirs.slice(0, 10)) {
+      const r = await call(key.acme.client, 'GET', `/v1/reservations/${id}`);
+      assert.equal(r.statusCode, 404);
+      assert.equal(r.json().code, 'RESERVATION_NOT_FOUND');
+      const c = await call(key.acme.client, 'POST', `/v1/reservations/${id}/release`);
+      assert.equal(c.statusCode, 404);
+    }
+    assert.equal((await call(key.beta.client, 'GET', `/v1/reservations/${theirs[0]}`)).json().state, 'ACTIVE', 'untouched');
+  });
+
+  it('a reservation naming another tenant by subject is refused like one naming it by scope', async () => {
+    const r = await call(key.acme.client, 'POST', '/v1/reservations', { subject: { tenant: 'beta' }, unit: U, amount: 1, idempotencyKey: 'subj' });
+    assert.equal(r.statusCode, 404);
+    assert.equal(r.json().code, 'BUDGET_NOT_FOUND');
+    const b = (await call(OPERATOR, 'GET', '/v1/balances', undefined, { scope: 'tenant:beta' })).json().balances[0];
+    assert.equal(b.reserved, 60, 'only beta’s own 60 holds');
+  });
+});
+
+describe('spans and cost trees', () => {
+  const spans = (traceId: string, session: string, customer: string, model = 'gpt-4o') => ({
+    spans: [
+      { traceId, spanId: 'root', sessionId: session, customer, agent: 'coordinator', kind: 'agent', start: '2026-11-23T10:00:00Z', end: '2026-11-23T10:00:09Z' },
+      { traceId, spanId: 'c1', parentSpanId: 'root', agent: 'researcher', model, provider: 'openai', usage: { input: 1200, output: 300 }, start: '2026-11-23T10:00:01Z', end: '2026-11-23T10:00:04Z' },
+    ],
+  });
+
+  it('the tenant of a span is the key’s: another tenant’s trace id, session and customer in the body change nothing of theirs', async () => {
+    assert.equal((await call(key.acme.client, 'POST', '/v1/spans', spans('t1', 's1', 'acme'))).statusCode, 200);
+    const before = (await call(key.acme.analyst, 'GET', '/v1/sessions/s1/cost-tree')).json();
+    // beta writes into "the same" trace and session, claiming acme as the customer.
+    const w = await call(key.beta.client, 'POST', '/v1/spans', { spans: [{ ...spans('t1', 's1', 'acme').spans[1], spanId: 'evil', parentSpanId: 'root', usage: { input: 999_999, output: 999_999 } }] });
+    assert.equal(w.statusCode, 200);
+    const afterTree = (await call(key.acme.analyst, 'GET', '/v1/sessions/s1/cost-tree')).json();
+    assert.deepEqual(afterTree, before, 'acme’s tree is unchanged');
+    assert.equal((await call(key.beta.analyst, 'GET', '/v1/sessions/s1/cost-tree')).statusCode, 404, 'beta’s span joined no session of its own');
+
+    const report = async (k: string) =>
+      (await call(k, 'GET', '/v1/reports/costs', undefined, { groupBy: 'customer', from: '2026-11-01', to: '2026-11-30' })).json() as { rows: { key: string; calls: number }[]; total: { calls: number } };
+    const acme = await report(key.acme.analyst);
+    assert.deepEqual(acme.rows.map((r) => r.key), ['acme']);
+    assert.equal(acme.rows[0]!.calls, 1, 'beta’s call was not billed to acme');
+    assert.equal(acme.total.calls, 1);
+    const beta = await report(key.beta.analyst);
+    assert.deepEqual(beta.rows.map((r) => r.key), ['beta'], 'billed to the key’s tenant');
+    const all = await report(OPERATOR);
+    assert.deepEqual(all.rows.map((r) => r.key).sort(), ['acme', 'beta']);
+    const byModel = await call(key.acme.analyst, 'GET', '/v1/reports/costs', undefined, { groupBy: 'model' });
+    assert.equal(byModel.statusCode, 403, 'groupings across tenants are for operators');
+  });
+});
+
+describe('control-plane documents', () => {
+  it('a pipeline belongs to the tenant that created it; ids are global, so a taken id is 409 and never a takeover', async () => {
+    assert.equal((await call(key.acme.admin, 'PUT', '/v1/pipelines/shared-name', FIVE_AGENTS)).statusCode, 200);
+    const take = await call(key.beta.admin, 'PUT', '/v1/pipelines/shared-name', FIVE_AGENTS);
+    assert.equal(take.statusCode, 409);
+    assert.equal(take.json().code, 'ID_TAKEN');
+    // The operator replaces it without changing its owner.
+    assert.equal((await call(OPERATOR, 'PUT', '/v1/pipelines/shared-name', { ...FIVE_AGENTS, defaultTotalTokens: 20000 })).statusCode, 200);
+    assert.equal((await call(key.acme.analyst, 'GET', '/v1/pipelines/shared-name')).json().defaultTotalTokens, 20000);
+    // A strategy id of acme cannot be claimed by beta for its own pipeline either.
+    assert.equal((await call(key.acme.admin, 'PUT', '/v1/strategies/shared-s', { pipeline: 'shared-name', kind: 'uniform' })).statusCode, 200);
+    assert.equal((await call(key.beta.admin, 'PUT', '/v1/pipelines/beta-p', FIVE_AGENTS)).statusCode, 200);
+    const s = await call(key.beta.admin, 'PUT', '/v1/strategies/shared-s', { pipeline: 'beta-p', kind: 'uniform' });
+    assert.equal(s.json().code, 'ID_TAKEN');
+    // Naming another tenant's strategy as a default, or allocating with it, answers as if it did not exist.
+    const d = await call(key.beta.admin, 'PUT', '/v1/pipelines/beta-p', { ...FIVE_AGENTS, defaultStrategy: 'shared-s' });
+    assert.equal(d.json().code, 'STRATEGY_NOT_FOUND');
+    const a = await call(key.beta.client, 'POST', '/v1/allocations', { pipeline: 'beta-p', strategy: 'shared-s' });
+    assert.equal(a.json().code, 'STRATEGY_NOT_FOUND');
+  });
+
+  it('the operator creates a pipeline for a tenant with x-apportion-tenant', async () => {
+    const r = await rt.app!.inject({ method: 'PUT', url: '/v1/pipelines/for-beta', headers: { authorization: `Bearer ${OPERATOR}`, 'x-apportion-tenant': 'beta' }, payload: FIVE_AGENTS });
+    assert.equal(r.statusCode, 200);
+    assert.equal((await call(key.beta.analyst, 'GET', '/v1/pipelines/for-beta')).statusCode, 200);
+    assert.equal((await call(key.acme.analyst, 'GET', '/v1/pipelines/for-beta')).statusCode, 404);
+    const bad = await rt.app!.inject({ method: 'PUT', url: '/v1/pipelines/x', headers: { authorization: `Bearer ${OPERATOR}`, 'x-apportion-tenant': 'no spaces allowed' }, payload: FIVE_AGENTS });
+    assert.equal(bad.statusCode, 400);
+    assert.match(bad.json().message, /x-apportion-tenant/);
+  });
+});
