@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Option, type Command } from 'commander';
-import { ApportionClient } from '../sdk/client.js';
-import { ReservationsClient, type BudgetUnit } from '../sdk/reservations-client.js';
+import { ApportionClient, type BudgetUnit, ReservationsClient } from '@apportion/sdk';
 
 interface Conn {
   url: string;

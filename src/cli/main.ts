@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config/env.js';
 import { createLogger } from '../logger.js';
-import { ApportionClient } from '../sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { applyRequests, readApplyFile } from '../seed.js';
 import { closeOnSignals, start } from '../server.js';
 import { registerCommands } from './commands.js';
