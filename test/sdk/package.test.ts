@@ -25,9 +25,9 @@ let app: string;
 let packed: { filename: string; files: { path: string }[] };
 
 /** The same program in both module systems: register a pipeline, allocate, run a BudgetController, record spans. */
-const program = (importLine: string) => `${importLine}
+const program = (importLine: string, integrations: string) => `${importLine}
 const url = process.argv[2];
-const client = new ApportionClient({ url });
+const client = new ApportionClient({ url, timeoutMs: 60000 });
 await client.request('PUT', '/v1/pipelines/pkg', ${JSON.stringify(FIVE_AGENTS)});
 const allocation = await client.allocate({ pipeline: 'pkg', unitKey: 'u1', totalTokens: 10000 });
 const agents = Object.keys(allocation.budgets).map((name) => ({ name }));
@@ -36,12 +36,13 @@ controller.start('reasoner');
 controller.record('reasoner', 100);
 let exceeded = false;
 try { controller.record('reasoner', 10 ** 6); } catch (e) { exceeded = e instanceof BudgetExceededError; }
-const spans = new SpanRecorder({ url, flushIntervalMs: 0 });
+const spans = new SpanRecorder({ url, flushIntervalMs: 0, timeoutMs: 60000 });
 await spans.withSession({ sessionId: 'pkg-' + process.argv[3], decisionId: allocation.decisionId }, () =>
   spans.withAgent('reasoner', async () => { spans.recordCall({ model: 'gpt-4o-mini', provider: 'openai', usage: { input: 120, output: 30 } }); }));
 const flushed = await spans.close();
 console.log(JSON.stringify({ decisionId: allocation.decisionId, total: allocation.totalTokens, consumed: controller.consumed, exceeded, flushed: flushed.accepted,
-  exports: ['withAgent', 'recordCall', 'ReservationsClient', 'ApportionHttpError', 'configureSpans'].map((n) => typeof ns[n]) }));
+  exports: ['withAgent', 'recordCall', 'ReservationsClient', 'ApportionHttpError', 'configureSpans'].map((n) => typeof ns[n]),
+  integrations: ${integrations} }));
 `;
 
 before(async () => {
@@ -53,9 +54,20 @@ before(async () => {
   await run('mkdir', ['-p', app]);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, version: '1.0.0' }));
   await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(dir, packed.filename)], { cwd: app });
-  writeFileSync(join(app, 'esm.mjs'), program(`import * as ns from '@apportion/sdk';\nimport { ApportionClient, BudgetController, BudgetExceededError, SpanRecorder } from '@apportion/sdk';`));
+  // The integrations load without their frameworks installed (optional peers; only their types are imported).
+  writeFileSync(
+    join(app, 'esm.mjs'),
+    program(
+      `import * as ns from '@apportion/sdk';\nimport { ApportionClient, BudgetController, BudgetExceededError, SpanRecorder } from '@apportion/sdk';`,
+      `[typeof (await import('@apportion/sdk/ai')).apportionMiddleware, typeof (await import('@apportion/sdk/openai-agents')).budgetAgents]`,
+    ),
+  );
   // CommonJS has no top-level await: the same program inside an async function.
-  const cjs = program(`const ns = require('@apportion/sdk');\nconst { ApportionClient, BudgetController, BudgetExceededError, SpanRecorder } = ns;\n(async () => {`) + '})();\n';
+  const cjs =
+    program(
+      `const ns = require('@apportion/sdk');\nconst { ApportionClient, BudgetController, BudgetExceededError, SpanRecorder } = ns;\n(async () => {`,
+      `[typeof require('@apportion/sdk/openai-agents').budgetAgents]`, // the AI SDK is ESM-only, and so is its integration
+    ) + '})();\n';
   writeFileSync(join(app, 'cjs.cjs'), cjs);
 });
 
@@ -83,13 +95,14 @@ describe('@apportion/sdk as a packed tarball', () => {
   for (const [flavour, file] of [['ES module', 'esm.mjs'], ['CommonJS', 'cjs.cjs']] as const) {
     it(`works from plain node as ${flavour}: allocate over a socket, BudgetController, spans`, async () => {
       const { stdout } = await run(process.execPath, [file, rt.url!, file.split('.')[0]!], { cwd: app });
-      const out = JSON.parse(stdout) as { decisionId: string; total: number; consumed: number; exceeded: boolean; flushed: number; exports: string[] };
+      const out = JSON.parse(stdout) as { decisionId: string; total: number; consumed: number; exceeded: boolean; flushed: number; exports: string[]; integrations: string[] };
       assert.match(out.decisionId, /^[A-Za-z0-9_-]{16,64}$/);
       assert.equal(out.total, 10_000);
       assert.equal(out.consumed, 1_000_100);
       assert.equal(out.exceeded, true);
       assert.equal(out.flushed, 2, 'the agent span and its call');
       assert.deepEqual(out.exports, ['function', 'function', 'function', 'function', 'function']);
+      assert.deepEqual(out.integrations, file === 'esm.mjs' ? ['function', 'function'] : ['function']);
       const tree = (await (await fetch(`${rt.url}/v1/sessions/pkg-${file.split('.')[0]}/cost-tree`)).json()) as { total: { tokens: { input: number } } };
       assert.equal(tree.total.tokens.input, 120);
     });
