@@ -4,7 +4,7 @@ import { AppError } from '../errors/app-error.js';
 import type { OtlpRequest } from './otlp.js';
 
 /**
- * OTLP/HTTP protobuf (`application/x-protobuf`) → the same request shape `mapOtlp` reads for OTLP JSON.
+ * OTLP/HTTP protobuf (`application/x-protobuf`) → message objects that `mapOtlp` reads as it reads OTLP JSON.
  *
  * The wire decoding is protobufjs's (reflection with generated per-type decoders). The schema below is the part of
  * opentelemetry-proto's `collector/trace/v1/trace_service.proto`, `trace/v1/trace.proto`,
@@ -89,9 +89,9 @@ export function decodeOtlpProto(body: Uint8Array): OtlpRequest {
 export const OTLP_MEDIA_TYPES = ['application/json', 'application/x-protobuf'] as const;
 
 /**
- * Content-type parsers of the costs routes: `application/x-protobuf` on POST /v1/traces (decoded to the OTLP
- * JSON form, so validation, mapping and the response are the JSON route's), and a catch-all whose 415 names
- * the types the route accepts. Gzip is undone before (preParsing), and the body limit applies to the inflated bytes.
+ * Content-type parsers of the costs routes: `application/x-protobuf` on POST /v1/traces (decoded into message
+ * objects that the JSON route's validation, mapping and handler take as they are; the answer is re-encoded as
+ * protobuf on the way out), and a catch-all whose 415 names the types the route accepts. Gzip is undone before (preParsing), and the body limit applies to the inflated bytes.
  */
 export function otlpContentTypes(app: FastifyInstance): void {
   const protobufRequests = new WeakSet<FastifyRequest>();
