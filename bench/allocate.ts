@@ -12,7 +12,7 @@
  * round when the scenario has it). Alternating rounds keep the comparison fair on a machine whose load moves.
  */
 import { readdirSync } from 'node:fs';
-import { ApportionClient } from '../src/sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { Redis } from 'ioredis';
 import { cannon, flag, fmt, REDIS_URL, spawnServer, withCpu, type BenchServer, type CannonResult, type Cpu } from './lib.js';
 

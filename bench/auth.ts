@@ -18,7 +18,7 @@ import type { RawControlState } from '../src/control/store.js';
 import { viewOf } from '../src/control/view.js';
 import { Authenticator } from '../src/http/auth.js';
 import { tenantGuard } from '../src/http/tenancy.js';
-import { ApportionClient } from '../src/sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { KeyStore } from '../src/tenancy/keys.js';
 import { SessionStore } from '../src/tenancy/sessions.js';
 import { cannon, flag, fmt, REDIS_URL, spawnServer, withCpu, type BenchServer, type CannonResult, type Cpu } from './lib.js';

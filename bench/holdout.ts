@@ -10,7 +10,7 @@
  * units outside every experiment get, i.e. what held-out units would get if the holdout followed the live
  * default (as it did before: 25 of 25 held-out units got the promoted strategy in the issue's audit).
  */
-import { ApportionClient } from '../src/sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { flag, spawnServer } from './lib.js';
 
 const nUnits = Number(flag('units', '1000'));

@@ -31,7 +31,7 @@ import { mulberry32 } from '../src/learner/rng.js';
 import { policyAgents } from '../src/learner/sim/loop.js';
 import { contextFeatures, expectedQuality, loadWorld, sampleContext, worldFeatures, worldPipeline } from '../src/learner/sim/world.js';
 import { createKeys } from '../src/redis/keys.js';
-import { ApportionClient } from '../src/sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { cannon, flag, fmt, fmtLoop, fmtPaced, LatencyHistogram, median, medianRatio, paced, pooledQuantileRatio, REDIS_URL, serverLoopDelay, spawnServer } from './lib.js';
 
 const duration = Number(flag('duration', '10'));

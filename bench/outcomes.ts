@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import autocannon from 'autocannon';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { ApportionClient } from '../src/sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { spawn } from 'node:child_process';
 import { dropPrefix, flag, REDIS_URL, ROOT, scrapeMetrics, spawnServer, type BenchServer } from './lib.js';
 

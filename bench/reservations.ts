@@ -19,7 +19,7 @@ import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
-import { ApportionClient } from '../src/sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { cannon, cpuLine, flag, fmt, REDIS_URL, spawnServer, withCpu, type BenchServer, type Cpu } from './lib.js';
 
 const duration = Number(flag('duration', '10'));

@@ -1,8 +1,12 @@
 /**
- * Span ingest throughput: OTLP/HTTP JSON batches of 100 spans into trees and rollups, against the same server's
+ * Span ingest throughput: OTLP/HTTP batches of 100 spans into trees and rollups, JSON and protobuf
+ * (`application/x-protobuf`, the default of most OpenTelemetry SDKs) in the same run, against the same server's
  * no-op route.
  *
  *   node --import tsx bench/spans.ts [--duration 10] [--connections 32]
+ *
+ * The protobuf batches carry the same spans as the JSON ones (encoded once from the JSON template, the trace and
+ * session ids patched in place per request, so every request is as fresh as a JSON one).
  *
  * One freshly spawned server (`apportion serve` in a child process, auth on). Every batch is 5 fresh traces of
  * 20 spans (a coordinator, three sub-agents with four GenAI chat calls each, the coordinator's own three calls
@@ -13,6 +17,7 @@
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
+import { ExportTraceServiceRequest } from '../src/costs/otlp-proto.js';
 import { cannon, flag, fmt, REDIS_URL, spawnServer } from './lib.js';
 
 const duration = Number(flag('duration', '10'));
@@ -62,15 +67,52 @@ async function redisCpuSec(r: Redis): Promise<number> {
   return v('used_cpu_user') + v('used_cpu_sys');
 }
 
-async function ingest(url: string, key: string, seconds: number, run: string): Promise<{ ok: number; rps: number; p50: number; p99: number; non2xx: number; errors: number }> {
+/** The k-th trace id of request `seq` of run `run` (32 hex digits), the same for both wire formats. */
+const traceHex = (run: string, seq: number, k: number) => `${run}${seq.toString(16).padStart(8, '0')}${String(k).padStart(4, '0')}`.padStart(32, '0').slice(-32);
+
+function jsonBodies(run: string): () => string {
   const parts = template().split(/@T(\d)@/);
   let seq = 0;
-  const body = () => {
-    const base = `${run}${(seq++).toString(16).padStart(8, '0')}`;
+  return () => {
+    const n = seq++;
     let s = '';
-    for (let i = 0; i < parts.length; i++) s += i % 2 === 0 ? parts[i] : `${base}${parts[i]!.padStart(4, '0')}`.padStart(32, '0').slice(-32);
+    for (let i = 0; i < parts.length; i++) s += i % 2 === 0 ? parts[i] : traceHex(run, n, Number(parts[i]));
     return s;
   };
+}
+
+/**
+ * The JSON template encoded once as protobuf with marker trace ids (bytes) and session ids (their hex, as text);
+ * each request copies it and writes its own ids over the markers.
+ */
+function protobufBodies(run: string): () => Buffer {
+  const marker = (k: number) => `e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7${k.toString(16).padStart(2, '0')}`;
+  const json = JSON.parse(template().replace(/@T(\d)@/g, (_, k: string) => marker(Number(k)))) as { resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[] };
+  for (const rs of json.resourceSpans) for (const ss of rs.scopeSpans) for (const sp of ss.spans) for (const f of ['traceId', 'spanId', 'parentSpanId']) if (typeof sp[f] === 'string') sp[f] = Buffer.from(sp[f] as string, 'hex');
+  const encoded = Buffer.from(ExportTraceServiceRequest.encode(ExportTraceServiceRequest.fromObject(json)).finish());
+  const at: { offset: number; k: number; text: boolean }[] = [];
+  for (let k = 0; k < TRACES_PER_BATCH; k++) {
+    for (const [needle, text] of [[Buffer.from(marker(k), 'hex'), false], [Buffer.from(marker(k), 'latin1'), true]] as const) {
+      for (let i = encoded.indexOf(needle); i >= 0; i = encoded.indexOf(needle, i + 1)) at.push({ offset: i, k, text });
+    }
+  }
+  let seq = 0;
+  return () => {
+    const n = seq++;
+    const body = Buffer.from(encoded);
+    for (const { offset, k, text } of at) body.write(traceHex(run, n, k), offset, text ? 'latin1' : 'hex');
+    return body;
+  };
+}
+
+async function ingest(
+  url: string,
+  key: string,
+  seconds: number,
+  run: string,
+  wire: 'json' | 'protobuf',
+): Promise<{ ok: number; rps: number; p50: number; p99: number; non2xx: number; errors: number }> {
+  const body = wire === 'json' ? jsonBodies(run) : protobufBodies(run);
   const result = await autocannon({
     url,
     connections,
@@ -79,7 +121,7 @@ async function ingest(url: string, key: string, seconds: number, run: string): P
       {
         method: 'POST',
         path: '/v1/traces',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        headers: { 'content-type': wire === 'json' ? 'application/json' : 'application/x-protobuf', authorization: `Bearer ${key}` },
         setupRequest: (req: autocannon.Request) => ({ ...req, body: body() }),
       },
     ],
@@ -95,19 +137,37 @@ async function main(): Promise<void> {
     await cannon({ url: server.url, path: '/bench/noop', body: {}, key: server.clientKey, connections, durationSec: 2 });
     const noop = await cannon({ url: server.url, path: '/bench/noop', body: {}, key: server.clientKey, connections, durationSec: duration });
     console.log(`noop route        ${fmt(noop)}`);
-    await ingest(server.url, server.clientKey, 2, 'a'); // warm-up: JIT, price cache, connection pools
-    const s0 = childCpuSec(server.child.pid!);
-    const r0 = await redisCpuSec(redis);
-    const g0 = process.cpuUsage();
-    const res = await ingest(server.url, server.clientKey, duration, 'b');
-    const g = process.cpuUsage(g0);
-    const serverCpu = childCpuSec(server.child.pid!) - s0;
-    const redisCpu = (await redisCpuSec(redis)) - r0;
-    const spansPerSec = (res.ok * TRACES_PER_BATCH * 20) / duration;
-    console.log(`OTLP ingest       ${res.rps.toFixed(0).padStart(7)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms  errors ${res.errors}  non-2xx ${res.non2xx}`);
-    console.log(`spans ingested    ${spansPerSec.toFixed(0)} spans/s  (target ≥ 20000)`);
-    console.log(`ratio ingest req/s ÷ noop req/s = ${(res.rps / noop.rps).toFixed(3)}  (each ingest request carries 100 spans)`);
-    console.log(`CPU during ingest: server ${serverCpu.toFixed(1)} s, redis ${redisCpu.toFixed(1)} s, load generator ${((g.user + g.system) / 1e6).toFixed(1)} s over ${duration} s`);
+    await ingest(server.url, server.clientKey, 2, 'a', 'json'); // warm-up: JIT, price cache, connection pools
+    await ingest(server.url, server.clientKey, 2, 'c', 'protobuf');
+    const measured: Record<string, Awaited<ReturnType<typeof ingest>>> = {};
+    const serverCpuOf: Record<string, number> = {};
+    // JSON, protobuf, JSON, protobuf: alternating halves, so a drift of the shared machine hits both formats alike.
+    for (const [i, wire] of (['json', 'protobuf', 'json', 'protobuf'] as const).entries()) {
+      const s0 = childCpuSec(server.child.pid!);
+      const r0 = await redisCpuSec(redis);
+      const g0 = process.cpuUsage();
+      const res = await ingest(server.url, server.clientKey, duration / 2, `${'bdfh'[i]}`, wire);
+      const g = process.cpuUsage(g0);
+      const serverCpu = childCpuSec(server.child.pid!) - s0;
+      const redisCpu = (await redisCpuSec(redis)) - r0;
+      serverCpuOf[wire] = (serverCpuOf[wire] ?? 0) + serverCpu;
+      const prev = measured[wire];
+      measured[wire] = prev ? { ok: prev.ok + res.ok, rps: (prev.rps + res.rps) / 2, p50: Math.max(prev.p50, res.p50), p99: Math.max(prev.p99, res.p99), non2xx: prev.non2xx + res.non2xx, errors: prev.errors + res.errors } : res;
+      console.log(`  ${wire.padEnd(8)} half ${i < 2 ? 1 : 2}: ${res.rps.toFixed(0)} req/s; CPU server ${serverCpu.toFixed(1)} s, redis ${redisCpu.toFixed(1)} s, load generator ${((g.user + g.system) / 1e6).toFixed(1)} s over ${(duration / 2).toFixed(1)} s`);
+    }
+    for (const wire of ['json', 'protobuf'] as const) {
+      const res = measured[wire]!;
+      const spansPerSec = (res.ok * TRACES_PER_BATCH * 20) / duration;
+      console.log(`OTLP ${wire.padEnd(8)} ingest ${res.rps.toFixed(0).padStart(7)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms (worst half)  errors ${res.errors}  non-2xx ${res.non2xx}`);
+      console.log(`spans ingested (${wire}) ${spansPerSec.toFixed(0)} spans/s  (target ≥ 20000)`);
+    }
+    const json = measured.json!;
+    const proto = measured.protobuf!;
+    console.log(`ratio JSON ingest req/s ÷ noop req/s = ${(json.rps / noop.rps).toFixed(3)}  (each ingest request carries 100 spans)`);
+    console.log(`ratio protobuf ingest ÷ JSON ingest (spans/s) = ${(proto.ok / json.ok).toFixed(3)}  (target ≥ 1)`);
+    // Throughput on a shared machine follows whoever else is busy; the server's CPU per request does much less.
+    const perRequest = (wire: 'json' | 'protobuf') => (1000 * serverCpuOf[wire]!) / Math.max(1, measured[wire]!.ok);
+    console.log(`server CPU per request: JSON ${perRequest('json').toFixed(2)} ms, protobuf ${perRequest('protobuf').toFixed(2)} ms; ratio JSON ÷ protobuf = ${(perRequest('json') / perRequest('protobuf')).toFixed(3)}  (≥ 1: protobuf is cheaper)`);
     // Rollups kept up: the day rollup counts every leaf call of every stored trace (warm-up included). Requests
     // still in flight when the load generator stopped are let finish first (both numbers stop moving).
     const day = new Date().toISOString().slice(0, 10);

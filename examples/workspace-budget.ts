@@ -12,8 +12,7 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { loadConfig } from '../src/config/env.js';
 import { dropPrefix } from '../src/redis/prefix.js';
-import { ApportionClient, ApportionHttpError } from '../src/sdk/client.js';
-import { ReservationsClient } from '../src/sdk/reservations-client.js';
+import { ApportionClient, ApportionHttpError, ReservationsClient } from '@apportion/sdk';
 import { start, type Running } from '../src/server.js';
 
 const USD = 100_000_000; // USD_MICROCENTS per dollar

@@ -4,7 +4,7 @@
  * holdout of 5 % — so every allocation pays for the holdout hash, targeting checks, the layer hash,
  * inclusion and variant hashes, and the experiment fields in the decision record.
  */
-import type { ApportionClient } from '../../src/sdk/client.js';
+import type { ApportionClient } from '@apportion/sdk';
 
 const TASKS = ['refund', 'technical', 'billing', 'other'];
 const P = 'support-triage';

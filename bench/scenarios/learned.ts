@@ -5,7 +5,7 @@
  */
 import { mulberry32 } from '../../src/learner/rng.js';
 import { contextFeatures, loadWorld, sampleContext, simulateOutcome, worldFeatures, worldPipeline, type SimContext } from '../../src/learner/sim/world.js';
-import type { ApportionClient } from '../../src/sdk/client.js';
+import type { ApportionClient } from '@apportion/sdk';
 
 const PIPELINE = 'learned-bench';
 

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Option, type Command } from 'commander';
 import { CLI_UNITS, formatAmount, inDollars, parseAmount, serverUnit, type CliUnit } from '../cli/amounts.js';
-import { ApportionClient } from '../sdk/client.js';
-import { ReservationsClient } from '../sdk/reservations-client.js';
+import { ApportionClient, ReservationsClient } from '@apportion/sdk';
 
 interface Conn {
   url: string;

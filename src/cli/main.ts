@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config/env.js';
-import { ApportionClient } from '../sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { applyRequests, readApplyFile } from '../seed.js';
 import { registerCommands } from './commands.js';
 

@@ -1,4 +1,4 @@
-import { ApportionClient, ApportionHttpError } from '../sdk/client.js';
+import { ApportionClient, ApportionHttpError } from '@apportion/sdk';
 import { applyRequests, readApplyFile } from '../seed.js';
 
 /** Options of `apportion demo`. */

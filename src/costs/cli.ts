@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { ApportionClient } from '../sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { reportCsv, type CostReport } from './reports.js';
 import { DIMENSIONS } from './rollup-vector.js';
 

@@ -10,6 +10,7 @@ import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './e
 import { SpanStore } from './ingest.js';
 import { costKeys } from './keys.js';
 import { mapOtlp, type OtlpRequest } from './otlp.js';
+import { otlpContentTypes } from './otlp-proto.js';
 import { Pricer } from './pricing.js';
 import { costReport, reportCsv, type CostReport } from './reports.js';
 import { DIMENSIONS, type Dimension } from './rollup-vector.js';
@@ -56,7 +57,7 @@ const EnvelopeQuery = Type.Object(
   { additionalProperties: false },
 );
 const PipelineIdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }) });
-const OtlpBody = Type.Object({ resourceSpans: Type.Optional(Type.Array(Type.Unknown())) }, { description: 'OTLP ExportTraceServiceRequest (JSON).' });
+const OtlpBody = Type.Object({ resourceSpans: Type.Optional(Type.Array(Type.Unknown())) }, { description: 'OTLP ExportTraceServiceRequest (JSON, or application/x-protobuf).' });
 /** Fully accepted: `{}` (the spec forbids an empty partialSuccess; exporters warn on any partialSuccess). */
 const OtlpResponse = Type.Object({
   partialSuccess: Type.Optional(Type.Object({ rejectedSpans: Type.Integer(), errorMessage: Type.String() })),
@@ -120,6 +121,7 @@ export function costsModule(core: Core): CostsModule {
     name: 'costs',
     spans,
     routes(app: FastifyInstance) {
+      otlpContentTypes(app);
       app.post(
         '/v1/spans',
         {
@@ -172,7 +174,7 @@ export function costsModule(core: Core): CostsModule {
           preParsing: gunzipIfNeeded,
           schema: {
             tags: ['costs'],
-            summary: 'OTLP/HTTP JSON trace export (GenAI semantic conventions); gzip accepted',
+            summary: 'OTLP/HTTP trace export, JSON or protobuf (GenAI semantic conventions); gzip accepted',
             body: OtlpBody,
             response: { 200: OtlpResponse, ...errorResponses },
           },

@@ -2,14 +2,22 @@ import { clean, usdToNano, type Span, type SpanKind, type SpanStatus } from './s
 import { parseTime } from './schema.js';
 
 /**
- * OTLP/HTTP JSON (ExportTraceServiceRequest) → canonical spans, reading the OpenTelemetry GenAI semantic
+ * OTLP/HTTP (ExportTraceServiceRequest) → canonical spans, reading the OpenTelemetry GenAI semantic
  * conventions, their deprecated names and OpenInference's `llm.*` attributes. Each attribute list is walked
- * once per span (a switch on the key), never re-serialised.
+ * once per span (a switch on the key), never re-serialised. The request is OTLP JSON, or the protobuf message
+ * objects of otlp-proto.ts read in place: ids as bytes, 64-bit integers as protobufjs Longs.
  */
+
+/** A protobufjs (long.js) 64-bit integer. */
+interface Long64 {
+  readonly low: number;
+  readonly high: number;
+  readonly unsigned: boolean;
+}
 
 interface AnyValue {
   stringValue?: string;
-  intValue?: string | number;
+  intValue?: string | number | Long64;
   doubleValue?: number | string;
   boolValue?: boolean;
 }
@@ -18,12 +26,12 @@ interface KeyValue {
   value?: AnyValue;
 }
 interface OtlpSpan {
-  traceId?: string;
-  spanId?: string;
-  parentSpanId?: string;
+  traceId?: string | Uint8Array;
+  spanId?: string | Uint8Array;
+  parentSpanId?: string | Uint8Array;
   name?: string;
-  startTimeUnixNano?: string | number;
-  endTimeUnixNano?: string | number;
+  startTimeUnixNano?: string | number | Long64;
+  endTimeUnixNano?: string | number | Long64;
   attributes?: KeyValue[];
   status?: { code?: number | string };
 }
@@ -69,10 +77,15 @@ interface Attrs {
   oiKind?: string;
 }
 
+/** A Long as a number (exact up to 2^53; beyond, the nearest double, as `Number("…")` does for OTLP JSON). */
+function longNumber(v: Long64): number {
+  return (v.unsigned ? v.high >>> 0 : v.high | 0) * 4_294_967_296 + (v.low >>> 0);
+}
+
 function str(v: AnyValue | undefined): string | undefined {
   if (!v) return undefined;
   if (v.stringValue !== undefined) return v.stringValue === '' ? undefined : v.stringValue;
-  if (v.intValue !== undefined) return String(v.intValue);
+  if (v.intValue !== undefined) return String(typeof v.intValue === 'object' ? longNumber(v.intValue) : v.intValue);
   if (v.doubleValue !== undefined) return String(v.doubleValue);
   if (v.boolValue !== undefined) return String(v.boolValue);
   return undefined;
@@ -82,14 +95,14 @@ function str(v: AnyValue | undefined): string | undefined {
 function int(v: AnyValue | undefined): number | undefined {
   if (!v) return undefined;
   const raw = v.intValue ?? v.doubleValue ?? v.stringValue;
-  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  const n = typeof raw === 'object' ? longNumber(raw) : typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
   return Number.isFinite(n) && n >= 0 ? Math.round(n) : undefined;
 }
 
 function num(v: AnyValue | undefined): number | undefined {
   if (!v) return undefined;
   const raw = v.doubleValue ?? v.intValue ?? v.stringValue;
-  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  const n = typeof raw === 'object' ? longNumber(raw) : typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
   return Number.isFinite(n) && n >= 0 ? n : undefined;
 }
 
@@ -218,16 +231,26 @@ function kindOf(a: Attrs, hasUsage: boolean): SpanKind {
   return hasUsage || a.requestModel || a.responseModel ? 'llm' : 'other';
 }
 
-/** OTLP JSON ids are hex; the protobuf JSON mapping's base64 is accepted too. */
-function hexId(id: string | undefined, bytes: number): string | undefined {
+/** OTLP JSON ids are hex; the protobuf JSON mapping's base64 is accepted too; protobuf ids are bytes. */
+function hexId(id: string | Uint8Array | undefined, bytes: number): string | undefined {
+  if (id instanceof Uint8Array) {
+    if (id.length !== bytes) return undefined;
+    return (Buffer.isBuffer(id) ? id : Buffer.from(id.buffer, id.byteOffset, id.length)).toString('hex');
+  }
   if (typeof id !== 'string' || id === '') return undefined;
   if (id.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(id)) return id.toLowerCase();
   const b = Buffer.from(id, 'base64');
   return b.length === bytes ? b.toString('hex') : undefined;
 }
 
-function nanosToMs(v: string | number | undefined): number | undefined {
+function nanosToMs(v: string | number | Long64 | undefined): number | undefined {
   if (v === undefined) return undefined;
+  if (typeof v === 'object') {
+    // Exact: high·2^32 + low = high·4294·10^6 + (high·967296 + low), every term below 2^53.
+    if (!v.unsigned && v.high < 0) return undefined;
+    const high = v.high >>> 0;
+    return high * 4294 + Math.floor((high * 967_296 + (v.low >>> 0)) / 1e6);
+  }
   if (typeof v === 'number') return Math.floor(v / 1e6);
   if (!/^\d{1,20}$/.test(v)) return undefined;
   return v.length <= 6 ? 0 : Number(v.slice(0, -6));

@@ -57,6 +57,7 @@ export const ERROR_CATALOG = {
   PRICE_OVERRIDE_NOT_FOUND: { status: 404, message: 'No price override for this tenant.' },
   UNSUPPORTED_CONTENT_ENCODING: { status: 415, message: 'The body must be sent uncompressed or with Content-Encoding: gzip.' },
   INVALID_CONTENT_ENCODING: { status: 400, message: 'The gzip body could not be decompressed.' },
+  INVALID_PROTOBUF: { status: 400, message: 'The application/x-protobuf body is not a valid OTLP ExportTraceServiceRequest.' },
   // --- infrastructure ------------------------------------------------------------------------
   QUEUE_UNAVAILABLE: { status: 503, message: 'The outcome could not be queued; nothing was accepted. Retry.' },
   REDIS_UNAVAILABLE: { status: 503, message: 'The store is unreachable. Retry.' },

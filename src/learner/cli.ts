@@ -7,7 +7,7 @@ import { Option, type Command } from 'commander';
 import { loadConfig } from '../config/env.js';
 import { createLogger } from '../logger.js';
 import { dropPrefix } from '../redis/prefix.js';
-import { ApportionClient } from '../sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { start } from '../server.js';
 import { renderChart } from './chart.js';
 import { toDsjson } from './dsjson.js';

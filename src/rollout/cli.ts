@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { ApportionClient } from '../sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { formatResults } from './format.js';
 import type { ExperimentResults } from './service.js';
 

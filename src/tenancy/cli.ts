@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { ApportionClient } from '../sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 
 interface Conn {
   url: string;

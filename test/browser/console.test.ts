@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
-import { ApportionClient } from '../../src/sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import { testPrefix } from '../helpers/env.js';
 import { openPage, stage, watchErrors, type Stage } from './harness.js';
 

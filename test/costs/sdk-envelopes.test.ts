@@ -4,8 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { ApportionClient } from '../../src/sdk/client.js';
-import { SpanRecorder } from '../../src/sdk/context.js';
+import { ApportionClient, SpanRecorder } from '@apportion/sdk';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
 

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { formatResults } from '../../src/rollout/format.js';
 import type { ExperimentResults } from '../../src/rollout/service.js';
-import { ApportionClient } from '../../src/sdk/client.js';
+import { ApportionClient } from '@apportion/sdk';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
 

@@ -2,9 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { BudgetController, BudgetExceededError, type ControllerAgent } from '../../src/sdk/controller.js';
-import { ApportionClient } from '../../src/sdk/client.js';
-import { ReservationsClient } from '../../src/sdk/reservations-client.js';
+import { ApportionClient, BudgetController, BudgetExceededError, type ControllerAgent, ReservationsClient } from '@apportion/sdk';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Balance, Committed, DrawGranted, ReservationGranted, Unit } from '../budgets/schema.js';
+import type { Balance, Committed, DrawGranted, ReservationGranted, Unit } from './wire.js';
 import { ApportionHttpError, type ApportionClient } from './client.js';
 import type { ReservationBacking } from './controller.js';
 

@@ -262,6 +262,11 @@ function recorder(): SpanRecorder {
   return (defaultRecorder ??= new SpanRecorder());
 }
 
+/** The process-wide recorder the free functions use (created with defaults on first use). */
+export function defaultSpanRecorder(): SpanRecorder {
+  return recorder();
+}
+
 /** `withAgent` of the process-wide recorder (see SpanRecorder.withAgent). */
 export function withAgent<T>(agent: string, fn: () => Promise<T> | T, opts?: AgentOptions): Promise<T> {
   return recorder().withAgent(agent, fn, opts);

@@ -11,7 +11,7 @@
  * share one controller safely: no await can interleave between a check and its update. Server backing
  * (attach/settle) is the only async part and is optional.
  */
-import { waterFill } from '../strategies/fit.js';
+import { waterFill } from './water-fill.js';
 
 export type Priority = 'critical' | 'standard' | 'background';
 

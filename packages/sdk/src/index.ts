@@ -1,0 +1,9 @@
+/**
+ * @apportion/sdk: the client side of Apportion. An HTTP client for allocations and outcomes, the per-request
+ * BudgetController, reservations and draws, and span context (`withAgent`, `recordCall`). No server code.
+ * Framework integrations live in subpaths: `@apportion/sdk/ai` (Vercel AI SDK), `@apportion/sdk/openai-agents`.
+ */
+export * from './client.js';
+export * from './context.js';
+export * from './controller.js';
+export * from './reservations-client.js';

@@ -1,0 +1,120 @@
+/**
+ * Vercel AI SDK (`ai`) integration: a language-model middleware for `wrapLanguageModel`.
+ *
+ *   const model = wrapLanguageModel({ model: openai('gpt-4o'), middleware: apportionMiddleware({ controller, agent: 'researcher' }) });
+ *   await generateText({ model, prompt });   // or streamText
+ *
+ * Per call: the agent's remaining budget becomes the output-token limit (`maxOutputTokens`, lowered, never
+ * raised); past the controller's `wrapUpAt` share a wrap-up instruction joins the system messages; the call's
+ * usage (streamed usage included, from the `finish` part) is recorded into the controller and as an `llm` span
+ * of the agent. `ai` is an optional peer dependency: this module imports only its types.
+ */
+import type { LanguageModelMiddleware } from 'ai';
+import { asAgent, callUsage, outputLimit, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
+
+export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
+
+export interface ApportionMiddlewareOptions extends IntegrationOptions {
+  /** The agent whose budget this model spends (its name in the controller). */
+  readonly agent: string;
+}
+
+type Middleware = LanguageModelMiddleware;
+type TransformOptions = Parameters<NonNullable<Middleware['transformParams']>>[0];
+type CallOptions = TransformOptions['params'];
+type GenerateOptions = Parameters<NonNullable<Middleware['wrapGenerate']>>[0];
+type GenerateResult = Awaited<ReturnType<GenerateOptions['doGenerate']>>;
+type StreamOptions = Parameters<NonNullable<Middleware['wrapStream']>>[0];
+type StreamResult = Awaited<ReturnType<StreamOptions['doStream']>>;
+type StreamPart = StreamResult['stream'] extends ReadableStream<infer P> ? P : never;
+type ModelInfo = GenerateOptions['model'];
+
+/** Token counts of a call: the v3/v4 usage object, or the v2 flat numbers. */
+type AnyUsage = GenerateResult['usage'] | { inputTokens?: number; outputTokens?: number; cachedInputTokens?: number; reasoningTokens?: number } | undefined;
+
+function usageOf(u: AnyUsage) {
+  if (!u) return undefined;
+  const input = u.inputTokens;
+  const output = u.outputTokens;
+  if (typeof input === 'object' || typeof output === 'object') {
+    const i = typeof input === 'object' ? input : undefined;
+    const o = typeof output === 'object' ? output : undefined;
+    return callUsage(i?.total, o?.total, { cacheRead: i?.cacheRead, cacheWrite: i?.cacheWrite, reasoning: o?.reasoning });
+  }
+  const flat = u as { inputTokens?: number; outputTokens?: number; cachedInputTokens?: number; reasoningTokens?: number };
+  return callUsage(flat.inputTokens, flat.outputTokens, { cacheRead: flat.cachedInputTokens, reasoning: flat.reasoningTokens });
+}
+
+/** Adds the wrap-up text to the leading system messages (providers take system messages at the start only). */
+function withWrapUp(prompt: CallOptions['prompt'], text: string): CallOptions['prompt'] {
+  let lead = 0;
+  while (lead < prompt.length && prompt[lead]!.role === 'system') lead++;
+  return [...prompt.slice(0, lead), { role: 'system', content: text }, ...prompt.slice(lead)] as CallOptions['prompt'];
+}
+
+function spanOf(o: ApportionMiddlewareOptions, model: ModelInfo, start: number, status: 'ok' | 'error') {
+  return { model: model.modelId, provider: o.provider ?? model.provider.split('.')[0]!, start, end: Date.now(), status } as const;
+}
+
+/**
+ * A middleware that spends `agent`'s budget in `controller`. Throws BudgetExceededError before calling the
+ * model when the agent has nothing left, and after a call that took it past its limit (as `record` does).
+ */
+export function apportionMiddleware(o: ApportionMiddlewareOptions): LanguageModelMiddleware {
+  return {
+    specificationVersion: 'v4',
+    transformParams: async ({ params }) => {
+      const maxOutputTokens = outputLimit(o.controller, o.agent, params.maxOutputTokens);
+      const wrapUp = wrapUpText(o, o.agent);
+      return { ...params, maxOutputTokens, ...(wrapUp ? { prompt: withWrapUp(params.prompt, wrapUp) } : {}) };
+    },
+    wrapGenerate: ({ doGenerate, model }) =>
+      asAgent(o, o.agent, async (settle: Settle) => {
+        const start = Date.now();
+        let result: GenerateResult;
+        try {
+          result = await doGenerate();
+        } catch (e) {
+          settle(spanOf(o, model, start, 'error'));
+          throw e;
+        }
+        const usage = usageOf(result.usage);
+        settle({ ...spanOf(o, model, start, 'ok'), ...(usage ? { usage } : {}) });
+        return result;
+      }),
+    wrapStream: ({ doStream, model }) =>
+      asAgent(o, o.agent, async (settle: Settle) => {
+        const start = Date.now();
+        let result: StreamResult;
+        try {
+          result = await doStream();
+        } catch (e) {
+          settle(spanOf(o, model, start, 'error'));
+          throw e;
+        }
+        let usage: ReturnType<typeof usageOf>;
+        let failed = false;
+        let settled = false;
+        const finish = (controller: TransformStreamDefaultController<StreamPart>) => {
+          if (settled) return;
+          settled = true;
+          try {
+            settle({ ...spanOf(o, model, start, failed ? 'error' : 'ok'), ...(usage ? { usage } : {}) });
+          } catch (e) {
+            controller.error(e); // past the budget: the stream ends with BudgetExceededError
+          }
+        };
+        const stream = result.stream.pipeThrough(
+          new TransformStream<StreamPart, StreamPart>({
+            transform(part, controller) {
+              if (part.type === 'finish') usage = usageOf(part.usage);
+              else if (part.type === 'error') failed = true;
+              controller.enqueue(part);
+            },
+            flush: (controller) => finish(controller),
+          }),
+        );
+        return { ...result, stream };
+      }),
+  };
+}

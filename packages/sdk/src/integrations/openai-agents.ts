@@ -1,0 +1,151 @@
+/**
+ * OpenAI Agents SDK (`@openai/agents`) integration: a model wrapper that spends one agent's budget, a helper that
+ * gives every agent of a multi-agent graph (handoffs included) its own wrapper, and run hooks that start and finish
+ * agents in the controller, so what an agent leaves when it hands off goes to the agents after it.
+ *
+ *   budgetAgents(triage, { controller, model: aisdk(openai('gpt-4o')) });   // or each agent's own Model
+ *   const detach = attachBudgetHooks(runner, controller);
+ *   await runner.run(triage, input);                                     // or { stream: true }
+ *
+ * Per model call: the agent's remaining budget becomes `modelSettings.maxTokens` (lowered, never raised); past the
+ * controller's `wrapUpAt` share a wrap-up instruction is appended to the system instructions; the call's usage
+ * (streamed: from `response_done`) is recorded into the controller and as an `llm` span of the agent.
+ * `@openai/agents` is an optional peer dependency: this module imports only its types.
+ */
+import type { Agent, Model, ModelRequest, ModelResponse, Runner, StreamEvent } from '@openai/agents';
+import type { BudgetController } from '../controller.js';
+import { asAgent, callUsage, outputLimit, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
+
+export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
+
+export interface ApportionModelOptions extends IntegrationOptions {
+  /** The agent whose budget this model spends (its name in the controller). */
+  readonly agent: string;
+  /** Model name on the spans (prices them). Default `unknown` (the call is kept as unpriced). */
+  readonly modelName?: string;
+}
+
+type Details = Record<string, number> | Record<string, number>[] | undefined;
+const detail = (d: Details, key: string) => (Array.isArray(d) ? d.reduce((s, r) => s + (r[key] ?? 0), 0) : d?.[key]);
+
+function usageOf(u: { inputTokens: number; outputTokens: number; inputTokensDetails?: Details; outputTokensDetails?: Details } | undefined) {
+  if (!u) return undefined;
+  return callUsage(u.inputTokens, u.outputTokens, { cacheRead: detail(u.inputTokensDetails, 'cached_tokens'), reasoning: detail(u.outputTokensDetails, 'reasoning_tokens') });
+}
+
+/** A Model that caps, meters and attributes the calls of one agent, delegating to `inner`. */
+export class ApportionModel implements Model {
+  constructor(
+    readonly inner: Model,
+    private readonly o: ApportionModelOptions,
+  ) {}
+
+  private prepare(request: ModelRequest): ModelRequest {
+    const maxTokens = outputLimit(this.o.controller, this.o.agent, request.modelSettings.maxTokens);
+    const wrapUp = wrapUpText(this.o, this.o.agent);
+    return {
+      ...request,
+      modelSettings: { ...request.modelSettings, maxTokens },
+      ...(wrapUp ? { systemInstructions: request.systemInstructions ? `${request.systemInstructions}\n\n${wrapUp}` : wrapUp } : {}),
+    };
+  }
+
+  private span(start: number, status: 'ok' | 'error') {
+    return { model: this.o.modelName ?? 'unknown', ...(this.o.provider ? { provider: this.o.provider } : {}), start, end: Date.now(), status } as const;
+  }
+
+  getResponse(request: ModelRequest): Promise<ModelResponse> {
+    const prepared = this.prepare(request);
+    return asAgent(this.o, this.o.agent, async (settle: Settle) => {
+      const start = Date.now();
+      let res: ModelResponse;
+      try {
+        res = await this.inner.getResponse(prepared);
+      } catch (e) {
+        settle(this.span(start, 'error'));
+        throw e;
+      }
+      const usage = usageOf(res.usage);
+      settle({ ...this.span(start, 'ok'), ...(usage ? { usage } : {}) });
+      return res;
+    });
+  }
+
+  async *getStreamedResponse(request: ModelRequest): AsyncIterable<StreamEvent> {
+    const prepared = this.prepare(request);
+    let settle!: Settle;
+    await asAgent(this.o, this.o.agent, async (s: Settle) => {
+      settle = s;
+    });
+    const start = Date.now();
+    let usage: ReturnType<typeof usageOf>;
+    let ok = false;
+    try {
+      for await (const event of this.inner.getStreamedResponse(prepared)) {
+        if (event.type === 'response_done') usage = usageOf(event.response.usage);
+        yield event;
+      }
+      ok = true;
+    } finally {
+      settle({ ...this.span(start, ok ? 'ok' : 'error'), ...(usage ? { usage } : {}) });
+    }
+  }
+
+  getRetryAdvice: Model['getRetryAdvice'] = (args) => this.inner.getRetryAdvice?.(args);
+}
+
+export interface BudgetAgentsOptions extends IntegrationOptions {
+  /**
+   * The Model for agents configured with a model name (or none): one Model, or one per agent. Agents that
+   * already hold a Model instance keep it (wrapped). Required when some agent has no Model instance.
+   */
+  readonly model?: Model | ((agent: Agent<any, any>) => Model);
+  /** Model name on the spans; default: the agent's model name when it is a string, else `unknown`. */
+  readonly modelName?: string;
+}
+
+/**
+ * Gives `root` and every agent reachable through handoffs an ApportionModel spending its own budget (by agent
+ * name), replacing each agent's `model`. Returns the agents it wrapped. Throws before changing anything if an
+ * agent is unknown to the controller or has no Model to wrap.
+ */
+export function budgetAgents(root: Agent<any, any>, o: BudgetAgentsOptions): Agent<any, any>[] {
+  const seen = new Set<Agent<any, any>>();
+  const walk = (a: Agent<any, any>) => {
+    if (seen.has(a)) return;
+    seen.add(a);
+    for (const h of a.handoffs) walk('agent' in h ? (h as { agent: Agent<any, any> }).agent : (h as Agent<any, any>));
+  };
+  walk(root);
+  const plans = [...seen].map((agent) => {
+    o.controller.state(agent.name); // throws on an agent the controller does not know
+    if (agent.model instanceof ApportionModel) return { agent, model: agent.model };
+    const inner = typeof agent.model === 'object' ? agent.model : typeof o.model === 'function' ? o.model(agent) : o.model;
+    if (!inner) throw new Error(`agent "${agent.name}" has no Model instance to wrap: pass options.model`);
+    const modelName = o.modelName ?? (typeof agent.model === 'string' && agent.model !== '' ? agent.model : undefined);
+    return { agent, model: new ApportionModel(inner, { ...o, agent: agent.name, ...(modelName ? { modelName } : {}) }) };
+  });
+  for (const p of plans) p.agent.model = p.model;
+  return plans.map((p) => p.agent);
+}
+
+/**
+ * Run hooks for one request: an agent is started in the controller when it first starts, and finished when it
+ * hands off or produces the final output, so what it left is redistributed to the agents still to run. Use one
+ * Runner per request (hooks are per Runner). Returns a function that detaches the hooks.
+ */
+export function attachBudgetHooks(runner: Pick<Runner, 'on' | 'off'>, controller: BudgetController): () => void {
+  const begin = (_ctx: unknown, agent: Agent<any, any>) => {
+    if (controller.state(agent.name).status === 'pending') controller.start(agent.name);
+  };
+  const handoff = (_ctx: unknown, from: Agent<any, any>) => void controller.finish(from.name);
+  const end = (_ctx: unknown, agent: Agent<any, any>) => void controller.finish(agent.name);
+  runner.on('agent_start', begin);
+  runner.on('agent_handoff', handoff);
+  runner.on('agent_end', end);
+  return () => {
+    runner.off('agent_start', begin);
+    runner.off('agent_handoff', handoff);
+    runner.off('agent_end', end);
+  };
+}

@@ -1,0 +1,77 @@
+import { AsyncResource } from 'node:async_hooks';
+import { defaultSpanRecorder, type CallInfo, type CallUsage, type SpanRecorder } from '../context.js';
+import { BudgetExceededError, type BudgetController } from '../controller.js';
+
+/** Options every framework integration takes. */
+export interface IntegrationOptions {
+  /** The request's controller: the agent's budget caps each call, and each call's usage is recorded into it. */
+  readonly controller: BudgetController;
+  /** Where spans go. Default: the process-wide recorder (`configureSpans`, `withAgent`, `recordCall`). */
+  readonly recorder?: SpanRecorder;
+  /** Provider name stamped on the spans (e.g. `openai`). Default: the framework's, when it tells. */
+  readonly provider?: string;
+  /**
+   * Text added to the system instructions of a call made once the agent passed the controller's `wrapUpAt`
+   * share of its allocation; `false` adds nothing. Default: {@link WRAP_UP_MESSAGE}.
+   */
+  readonly wrapUpMessage?: string | false;
+}
+
+export const WRAP_UP_MESSAGE =
+  'Your token budget for this task is nearly spent. Finish now: give your best final answer in as few words as possible, without further tool calls or exploration.';
+
+/**
+ * The output-token limit of the agent's next call: what is left of its allocation (or less, if the caller asked
+ * for less). Throws BudgetExceededError (scope `agent`) when nothing is left, without calling the model.
+ */
+export function outputLimit(controller: BudgetController, agent: string, requested: number | undefined): number {
+  const available = controller.available(agent);
+  if (available <= 0) {
+    const s = controller.state(agent);
+    throw new BudgetExceededError('agent', agent, s.consumed, s.allocated);
+  }
+  return requested === undefined || requested <= 0 ? available : Math.min(requested, available);
+}
+
+/** The wrap-up text for the agent's next call, or undefined when it has room (or the option is off). */
+export function wrapUpText(o: IntegrationOptions, agent: string): string | undefined {
+  if (o.wrapUpMessage === false || !o.controller.shouldWrapUp(agent)) return undefined;
+  return o.wrapUpMessage ?? WRAP_UP_MESSAGE;
+}
+
+/** Ends a call: its span (always) and its tokens into the controller (input + output; may throw BudgetExceededError). */
+export type Settle = (call: CallInfo) => void;
+
+/**
+ * Runs one model call as the agent: inside the current `withAgent(agent)` context when there is one, else inside
+ * a new agent span that lasts until the call's `settle` (a stream settles after the call returned). `settle` is
+ * bound to that context, so a span recorded from a stream's last chunk is still the agent's child.
+ */
+export function asAgent<T>(o: IntegrationOptions, agent: string, call: (settle: Settle) => Promise<T>): Promise<T> {
+  const recorder = o.recorder ?? defaultSpanRecorder();
+  const settleIn = (end: () => void): Settle =>
+    AsyncResource.bind((c: CallInfo) => {
+      recorder.recordCall(c);
+      end();
+      if (c.usage) o.controller.record(agent, c.usage.input + c.usage.output);
+    });
+  if (recorder.current()?.agent === agent) return call(settleIn(() => undefined));
+  let end!: (ok: boolean) => void;
+  const ended = new Promise<boolean>((resolve) => (end = resolve));
+  let started!: Promise<T>;
+  const span = recorder.withAgent(agent, async () => {
+    started = call(settleIn(() => end(true)));
+    started.catch(() => end(false));
+    if (!(await ended)) throw new Error('model call failed');
+  });
+  span.catch(() => undefined); // the call's own promise carries the error to the caller
+  return started;
+}
+
+/** Usage as spans take it, from a framework's token counts (undefined when the framework reported none). */
+export function callUsage(input: number | undefined, output: number | undefined, extra: Omit<CallUsage, 'input' | 'output'> = {}): CallUsage | undefined {
+  if (input === undefined && output === undefined) return undefined;
+  const u: { -readonly [K in keyof CallUsage]: CallUsage[K] } = { input: input ?? 0, output: output ?? 0 };
+  for (const [k, v] of Object.entries(extra) as [keyof typeof extra, number | undefined][]) if (v !== undefined && v > 0) u[k] = v;
+  return u;
+}

@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { BudgetController, BudgetExceededError, SpanRecorder } from '@apportion/sdk';
+import { apportionMiddleware, WRAP_UP_MESSAGE } from '@apportion/sdk/ai';
+import { generateText, streamText, wrapLanguageModel } from 'ai';
+import { MockLanguageModelV4 } from 'ai/test';
+import fc from 'fast-check';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+
+const prefix = testPrefix('sdk-ai');
+let rt: Running;
+before(async () => {
+  rt = await startTest(prefix, { listen: true }, { PORT: '0' });
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+});
+
+const usage = (input: number, output: number) => ({
+  inputTokens: { total: input, noCache: input, cacheRead: 0, cacheWrite: undefined },
+  outputTokens: { total: output, text: output, reasoning: undefined },
+});
+const STOP = { unified: 'stop', raw: 'stop' } as const;
+type Part = Awaited<ReturnType<MockLanguageModelV4['doStream']>>['stream'] extends ReadableStream<infer P> ? P : never;
+
+/** The AI SDK's own mock model answering each call with the next usage of the script. */
+function mockModel(script: readonly { input: number; output: number }[]) {
+  let i = 0;
+  const next = () => script[Math.min(i++, script.length - 1)]!;
+  return new MockLanguageModelV4({
+    provider: 'openai.chat',
+    modelId: 'gpt-4o-mini',
+    doGenerate: async () => {
+      const u = next();
+      return { content: [{ type: 'text', text: `answer ${i}` }], finishReason: STOP, usage: usage(u.input, u.output), warnings: [] };
+    },
+    doStream: async () => {
+      const u = next();
+      const parts: Part[] = [
+        { type: 'stream-start', warnings: [] },
+        { type: 'text-start', id: 't' },
+        ...['streamed ', 'answer'].map((delta): Part => ({ type: 'text-delta', id: 't', delta })),
+        { type: 'text-end', id: 't' },
+        { type: 'finish', finishReason: STOP, usage: usage(u.input, u.output) },
+      ];
+      return { stream: new ReadableStream({ start: (c) => (parts.forEach((p) => c.enqueue(p)), c.close()) }) };
+    },
+  });
+}
+
+const controllerFor = (budgets: Record<string, number>, pool = 0) =>
+  new BudgetController({ budgets: Object.fromEntries(Object.entries(budgets).map(([k, v]) => [k, { tokens: v }])), unallocatedTokens: pool }, { agents: Object.keys(budgets).map((name) => ({ name })) });
+
+async function costTree(session: string) {
+  return (await (await fetch(`${rt.url}/v1/sessions/${session}/cost-tree`)).json()) as {
+    total: { calls: number; tokens: { input: number; output: number } };
+    nodes: { agent: string; kind: string; model?: string; provider?: string; parentSpanId?: string; spanId: string }[];
+  };
+}
+
+describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguageModelV4)', () => {
+  it('generateText: the budget is the output limit, usage goes to the controller, wrap-up near the limit, spans over a socket', async () => {
+    const controller = controllerFor({ researcher: 1000, writer: 500 });
+    const mock = mockModel([
+      { input: 300, output: 350 },
+      { input: 100, output: 120 },
+    ]);
+    const recorder = new SpanRecorder({ url: rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'researcher', recorder }) });
+    await recorder.withSession({ sessionId: 'ai-generate' }, async () => {
+      const first = await generateText({ model, system: 'You research.', prompt: 'q1', maxOutputTokens: 5000 });
+      assert.equal(first.text, 'answer 1');
+      assert.equal(mock.doGenerateCalls[0]!.maxOutputTokens, 1000, 'capped at what the agent has left');
+      assert.equal(controller.state('researcher').consumed, 650);
+      assert.equal(controller.state('writer').consumed, 0);
+      assert.ok(!JSON.stringify(mock.doGenerateCalls[0]!.prompt).includes(WRAP_UP_MESSAGE));
+      // 650 of 1000 is below wrapUpAt (0.9): no wrap-up yet; a third call would be.
+      await generateText({ model, system: 'You research.', prompt: 'q2', maxOutputTokens: 200 });
+      assert.equal(mock.doGenerateCalls[1]!.maxOutputTokens, 200, 'a lower limit of the caller is kept');
+      assert.equal(controller.state('researcher').consumed, 870);
+      assert.equal(controller.shouldWrapUp('researcher'), false);
+    });
+    const flushed = await recorder.close();
+    assert.equal(flushed.accepted, 4, 'two llm spans, each under an agent span the middleware opened (no withAgent around the calls)');
+    const tree = await costTree('ai-generate');
+    assert.equal(tree.total.calls, 2);
+    assert.deepEqual(tree.total.tokens, { ...tree.total.tokens, input: 400, output: 470 });
+    const llm = tree.nodes.filter((n) => n.kind === 'llm');
+    assert.deepEqual(new Set(llm.map((n) => `${n.agent} ${n.provider} ${n.model}`)), new Set(['researcher openai gpt-4o-mini']));
+  });
+
+  it('asks to wrap up past wrapUpAt, and refuses a call with nothing left without calling the model', async () => {
+    const controller = controllerFor({ planner: 1000 });
+    const mock = mockModel([{ input: 500, output: 420 }, { input: 50, output: 30 }]);
+    const recorder = new SpanRecorder({ url: rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'planner', recorder }) });
+    await recorder.withAgent('planner', async () => {
+      await generateText({ model, system: 'Plan.', prompt: 'p' });
+      assert.equal(controller.shouldWrapUp('planner'), true, '920 of 1000');
+      await generateText({ model, system: 'Plan.', prompt: 'p' });
+      const prompt = mock.doGenerateCalls[1]!.prompt;
+      assert.deepEqual(prompt.slice(0, 2), [{ role: 'system', content: 'Plan.' }, { role: 'system', content: WRAP_UP_MESSAGE }], 'after the leading system messages');
+      assert.equal(mock.doGenerateCalls[1]!.maxOutputTokens, 80);
+      assert.equal(controller.available('planner'), 0);
+      await assert.rejects(generateText({ model, prompt: 'again' }), (e) => e instanceof BudgetExceededError && e.agent === 'planner');
+      assert.equal(mock.doGenerateCalls.length, 2, 'the model was not called');
+    });
+    await recorder.close();
+  });
+
+  it('streamText: streamed usage reaches the controller and the span', async () => {
+    const controller = controllerFor({ writer: 2000 });
+    const mock = mockModel([{ input: 700, output: 240 }]);
+    const recorder = new SpanRecorder({ url: rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'writer', recorder, provider: 'acme' }) });
+    await recorder.withSession({ sessionId: 'ai-stream' }, async () => {
+      const result = streamText({ model, prompt: 'write', maxOutputTokens: 1500 });
+      assert.equal(await result.text, 'streamed answer');
+      assert.equal((await result.usage).outputTokens, 240);
+    });
+    assert.equal(mock.doStreamCalls[0]!.maxOutputTokens, 1500);
+    assert.equal(controller.state('writer').consumed, 940);
+    assert.equal((await recorder.close()).accepted, 2);
+    const tree = await costTree('ai-stream');
+    const call = tree.nodes.find((n) => n.kind === 'llm')!;
+    const agent = tree.nodes.find((n) => n.kind === 'agent')!;
+    assert.equal(call.agent, 'writer');
+    assert.equal(call.provider, 'acme');
+    assert.equal(call.parentSpanId, agent.spanId, 'the call is the child of the writer’s agent span');
+    assert.equal(tree.total.tokens.input, 700);
+  });
+
+  it('a streamed call that takes the agent past its budget ends its stream with BudgetExceededError', async () => {
+    const controller = controllerFor({ writer: 300 });
+    const model = wrapLanguageModel({ model: mockModel([{ input: 250, output: 100 }]), middleware: apportionMiddleware({ controller, agent: 'writer', recorder: new SpanRecorder({ flushIntervalMs: 0 }) }) });
+    const result = streamText({ model, prompt: 'x', onError: () => undefined });
+    const parts: string[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const p of result.fullStream) parts.push(p.type);
+      })(),
+      BudgetExceededError,
+    );
+    assert.ok(parts.includes('text-delta'), 'the text arrived before the stream ended with the error');
+    assert.equal(controller.state('writer').consumed, 350, 'the usage is recorded all the same');
+  });
+
+  it('for random budgets and usages, every call is capped by what is left and every token is recorded (fast-check, seeded)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 5000 }),
+        fc.array(fc.record({ input: fc.integer({ min: 0, max: 800 }), output: fc.integer({ min: 0, max: 800 }), asked: fc.option(fc.integer({ min: 1, max: 3000 }), { nil: undefined }) }), { minLength: 1, maxLength: 8 }),
+        async (budget, calls) => {
+          const controller = controllerFor({ a: budget }, 10_000);
+          const mock = mockModel(calls);
+          const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'a', recorder: new SpanRecorder({ flushIntervalMs: 0, batchSize: 1000 }) }) });
+          let spent = 0;
+          for (const c of calls) {
+            const left = controller.available('a');
+            if (left === 0) {
+              await assert.rejects(generateText({ model, prompt: 'x', ...(c.asked ? { maxOutputTokens: c.asked } : {}) }), BudgetExceededError);
+              break;
+            }
+            await generateText({ model, prompt: 'x', ...(c.asked ? { maxOutputTokens: c.asked } : {}) }).catch((e: unknown) => assert.ok(e instanceof BudgetExceededError));
+            assert.equal(mock.doGenerateCalls.at(-1)!.maxOutputTokens, Math.min(c.asked ?? left, left));
+            spent += c.input + c.output;
+            assert.equal(controller.consumed, spent);
+          }
+        },
+      ),
+      { seed: 17, numRuns: 150 },
+    );
+  });
+});

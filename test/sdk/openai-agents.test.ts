@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { BudgetController, SpanRecorder } from '@apportion/sdk';
+import { ApportionModel, attachBudgetHooks, budgetAgents, WRAP_UP_MESSAGE } from '@apportion/sdk/openai-agents';
+import { Agent, Runner, setTracingDisabled, Usage } from '@openai/agents';
+import { assistantMessage, functionCall, ScriptedModel } from '@openai/agents/testing';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+
+setTracingDisabled(true);
+const prefix = testPrefix('sdk-agents');
+let rt: Running;
+before(async () => {
+  rt = await startTest(prefix, { listen: true }, { PORT: '0' });
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+});
+
+const usage = (inputTokens: number, outputTokens: number) => new Usage({ requests: 1, inputTokens, outputTokens, totalTokens: inputTokens + outputTokens });
+
+/** triage hands off to billing, which answers; each agent has its own scripted model (the SDK's ScriptedModel). */
+function graph() {
+  const billingModel = new ScriptedModel([{ output: [assistantMessage('Refund issued.')], usage: usage(400, 150) }]);
+  const triageModel = new ScriptedModel([{ output: [functionCall('transfer_to_billing', {}, { callId: 'h1' })], usage: usage(300, 40) }]);
+  const billing = new Agent({ name: 'billing', instructions: 'Handle billing.', model: billingModel });
+  const triage = new Agent({ name: 'triage', instructions: 'Route the customer.', model: triageModel, handoffs: [billing] });
+  return { triage, billing, triageModel, billingModel };
+}
+
+const controllerFor = (budgets: Record<string, number>, pool = 0) =>
+  new BudgetController({ budgets: Object.fromEntries(Object.entries(budgets).map(([k, v]) => [k, { tokens: v }])), unallocatedTokens: pool }, { agents: Object.keys(budgets).map((name) => ({ name, priority: 'standard' as const })) });
+
+async function costTree(session: string) {
+  return (await (await fetch(`${rt.url}/v1/sessions/${session}/cost-tree`)).json()) as {
+    total: { calls: number; tokens: { input: number; output: number } };
+    byAgent: { key: string; tokens: { total: number } }[];
+  };
+}
+
+describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedModel)', () => {
+  for (const stream of [false, true]) {
+    it(`a multi-agent run with a handoff${stream ? ', streamed' : ''}: each agent capped, metered and attributed; the handoff frees triage's rest for billing`, async () => {
+      const { triage, triageModel, billingModel } = graph();
+      const controller = controllerFor({ triage: 1000, billing: 2000 });
+      const recorder = new SpanRecorder({ url: rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+      const wrapped = budgetAgents(triage, { controller, recorder, modelName: 'gpt-4o-mini', provider: 'openai' });
+      assert.deepEqual(wrapped.map((a) => a.name).sort(), ['billing', 'triage']);
+      const runner = new Runner({ tracingDisabled: true });
+      const detach = attachBudgetHooks(runner, controller);
+      const session = `agents-${stream ? 'stream' : 'plain'}`;
+      const output = await recorder.withSession({ sessionId: session }, async () => {
+        if (!stream) return (await runner.run(triage, 'I want my money back')).finalOutput;
+        const result = await runner.run(triage, 'I want my money back', { stream: true });
+        for await (const _ of result) void _;
+        await result.completed;
+        return result.finalOutput;
+      });
+      detach();
+      assert.equal(output, 'Refund issued.');
+      assert.equal(triageModel.calls[0]!.request.modelSettings.maxTokens, 1000);
+      // Triage used 340 and handed off: its 660 left went to billing before billing's call.
+      assert.equal(billingModel.calls[0]!.request.modelSettings.maxTokens, 2660);
+      assert.equal(triageModel.calls[0]!.streamed, stream);
+      assert.deepEqual(
+        controller.snapshot().agents.map((a) => [a.name, a.consumed, a.status]),
+        [['triage', 340, 'finished'], ['billing', 550, 'finished']],
+      );
+      assert.equal((await recorder.close()).accepted, 4, 'an agent span and an llm span per agent');
+      const tree = await costTree(session);
+      assert.equal(tree.total.calls, 2);
+      assert.deepEqual(Object.fromEntries(tree.byAgent.map((b) => [b.key, b.tokens.total])), { triage: 340, billing: 550 });
+    });
+  }
+
+  it('asks an agent near its limit to wrap up, and refuses a call when it has nothing left', async () => {
+    const inner = new ScriptedModel([
+      { output: [assistantMessage('draft')], usage: usage(500, 430) },
+      { output: [assistantMessage('final')], usage: usage(40, 30) },
+    ]);
+    const controller = controllerFor({ writer: 1000 });
+    const writer = new Agent({ name: 'writer', instructions: 'Write.', model: new ApportionModel(inner, { controller, agent: 'writer', recorder: new SpanRecorder({ flushIntervalMs: 0 }) }) });
+    const runner = new Runner({ tracingDisabled: true });
+    assert.equal((await runner.run(writer, 'go')).finalOutput, 'draft');
+    assert.equal((await runner.run(writer, 'again')).finalOutput, 'final');
+    assert.equal(inner.calls[1]!.request.systemInstructions, `Write.\n\n${WRAP_UP_MESSAGE}`);
+    assert.equal(inner.calls[1]!.request.modelSettings.maxTokens, 70);
+    assert.equal(controller.available('writer'), 0);
+    await assert.rejects(runner.run(writer, 'more'), /agent "writer" exceeded its budget/);
+    assert.equal(inner.calls.length, 2, 'the model was not called');
+  });
+
+  it('refuses to wrap a graph with an agent the controller does not know, changing nothing', () => {
+    const { triage, billing } = graph();
+    const before = billing.model;
+    assert.throws(() => budgetAgents(triage, { controller: controllerFor({ triage: 100 }) }), /unknown agent "billing"/);
+    assert.equal(billing.model, before);
+  });
+});
