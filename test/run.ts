@@ -40,7 +40,7 @@ function findTests(dir: string): string[] {
   return out;
 }
 
-type Result = { file: string; status: 'passed' | 'failed' | 'timed out'; ms: number };
+type Result = { file: string; status: 'passed' | 'failed' | 'timed out'; ms: number; tests: { pass: number; fail: number } };
 
 /** Process groups of the files running now: interrupting the runner stops them (detached, they miss the terminal's ^C). */
 const running = new Set<number>();
@@ -92,7 +92,10 @@ function runFile(file: string): Promise<Result> {
       const status = timedOut ? 'timed out' : code === 0 ? 'passed' : 'failed';
       process.stdout.write(`\n━━ ${file} (${(ms / 1000).toFixed(1)} s) ━━\n${Buffer.concat(chunks).toString('utf8')}`);
       if (timedOut) process.stdout.write(`✖ ${file}: TIMED OUT after ${fileTimeoutMs / 1000} s (APPORTION_TEST_FILE_TIMEOUT_MS); killed with its process group\n`);
-      resolve({ file, status, ms });
+      // The file's own summary lines (node's reporter ends with `ℹ pass N` and `ℹ fail N`; TAP with `# pass N`).
+      const text = Buffer.concat(chunks).toString('utf8');
+      const count = (label: string) => Number(new RegExp(`^(?:#|ℹ) ${label} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+      resolve({ file, status, ms, tests: { pass: count('pass'), fail: count('fail') } });
     });
   });
 }
@@ -109,6 +112,10 @@ await Promise.all(
 const bad = results.filter((r) => r.status !== 'passed');
 process.stdout.write(`\n━━ ${results.length} test files: ${results.length - bad.length} passed, ${bad.filter((r) => r.status === 'failed').length} failed, ${bad.filter((r) => r.status === 'timed out').length} timed out ━━\n`);
 for (const r of bad) process.stdout.write(`  ${r.status.toUpperCase()}: ${r.file} (${(r.ms / 1000).toFixed(1)} s)\n`);
+const passed = results.reduce((n, r) => n + r.tests.pass, 0);
+// A file that failed or timed out without reporting a failing test still counts as one failure.
+const failed = results.reduce((n, r) => n + (r.status === 'passed' ? r.tests.fail : Math.max(1, r.tests.fail)), 0);
+process.stdout.write(`tests: ${passed} passed, ${failed} failed\n`);
 const slowest = [...results].sort((a, b) => b.ms - a.ms).slice(0, 5);
 process.stdout.write(`  slowest: ${slowest.map((r) => `${r.file} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
 process.exitCode = bad.length > 0 ? 1 : 0;
