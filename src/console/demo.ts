@@ -60,11 +60,13 @@ const MODEL: Record<string, string> = {
 };
 
 /**
- * Asks for a retrain once the outcomes sent so far were applied, and waits (bounded) for a newer model version.
- * Returns the active version, or undefined if none appeared in time (the demo goes on without it).
+ * Asks for a retrain once the outcomes sent so far were applied, and waits (bounded) for a newer model version
+ * to be trained. A new version is first a candidate of the activation gate (it serves only once it has cleared it),
+ * so this waits for the newest trained version, not for the serving one. Returns it, or undefined if none
+ * appeared in time (the demo goes on without it).
  */
 async function trainAndWait(client: ApportionClient, pipeline: string, waitMs: number): Promise<number | undefined> {
-  const active = async () => (await client.request<{ active: number | null }>('GET', `/v1/models/${pipeline}`)).active ?? 0;
+  const active = async () => Math.max(0, ...(await client.request<{ versions: { version: number }[] }>('GET', `/v1/models/${pipeline}`)).versions.map((v) => v.version));
   const before = await active();
   const deadline = Date.now() + waitMs;
   let asked = 0;

@@ -84,6 +84,8 @@ export function consoleModule(core: Core): ModuleParts {
       app.get(
         '/v1/console/budgets',
         {
+          // Cross-tenant listings (they read every tenant's keys): operator keys only.
+          config: { access: 'operator' },
           schema: {
             ...Listing,
             summary: 'Console listing: tenants with budgets, their live (ACTIVE) reservations and newest threshold alerts',
@@ -95,6 +97,8 @@ export function consoleModule(core: Core): ModuleParts {
       app.get(
         '/v1/console/sessions',
         {
+          // Cross-tenant listings (they read every tenant's keys): operator keys only.
+          config: { access: 'operator' },
           schema: {
             ...Listing,
             summary: 'Console listing: session ids that have cost trees (named sessions first; bounded keyspace scan)',

@@ -69,7 +69,8 @@ test('apportion serve through the bin: a retrain runs in the trainer child and p
     // A failed retrain fails the test at once (it used to: "Unknown file extension .ts" in the trainer child).
     const model = await eventually(async () => {
       if (/apportion_learner_retrains_total\{result="failed"\} [1-9]/.test(await call<string>('GET', '/metrics'))) return -1;
-      return (await call<{ active: number | null }>('GET', '/v1/models/w')).active;
+      // A trained version is listed at once (it serves only after it clears the activation gate).
+      return Math.max(0, ...(await call<{ versions: { version: number }[] }>('GET', '/v1/models/w')).versions.map((v) => v.version));
     }, 240_000, 500);
     assert.ok(Number(model) >= 1, 'the retrain failed: see apportion_learner_retrains_total{result="failed"} and the log above');
     const metrics = await call<string>('GET', '/metrics');

@@ -227,6 +227,17 @@ const RULES: Record<string, Rule> = {
       } satisfies Rule,
     ]),
   ),
+  'POST /v1/experiments/{id}/srm/acknowledge': {
+    roles: ADMIN,
+    req: async (t) => {
+      const id = t === 'beta' ? 'e-beta' : fresh('ex-srm');
+      if (t === 'acme') await op('PUT', `/v1/experiments/${id}`, AB('acme'));
+      return { method: 'POST', url: `/v1/experiments/${id}/srm/acknowledge`, payload: { reason: 'checked the assignment logs' } };
+    },
+    other: NF('EXPERIMENT_NOT_FOUND'),
+  },
+  'GET /v1/console/budgets': { roles: 'operator', req: () => ({ method: 'GET', url: '/v1/console/budgets' }), other: [403, 'FORBIDDEN'] },
+  'GET /v1/console/sessions': { roles: 'operator', req: () => ({ method: 'GET', url: '/v1/console/sessions' }), other: [403, 'FORBIDDEN'] },
   'POST /v1/experiments/{id}/promote': { roles: ADMIN, req: (t) => ({ method: 'POST', url: `/v1/experiments/e-${t}/promote`, payload: { variant: 'lean' } }), other: NF('EXPERIMENT_NOT_FOUND') },
   'GET /v1/experiments/{id}/results': { roles: READ, req: (t) => ({ method: 'GET', url: `/v1/experiments/e-${t}/results` }), other: NF('EXPERIMENT_NOT_FOUND'), own: 200 },
   'GET /v1/experiments/{id}/audit': { roles: READ, req: (t) => ({ method: 'GET', url: `/v1/experiments/e-${t}/audit` }), other: NF('EXPERIMENT_NOT_FOUND'), own: 200 },

@@ -71,7 +71,7 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
     root.append(section);
     const versions = [...m.versions].sort((a, b) => a.version - b.version);
     section.append(
-      h('h2', null, `${m.pipeline} `, m.active !== null ? pill(`serving v${m.active}${m.compatible ? '' : ' (incompatible: default served)'}`, m.compatible ? 'ok' : 'warn') : pill('no model yet', 'draft')),
+      h('h2', null, `${m.pipeline} `, m.active !== null ? pill(`serving v${m.active}${m.compatible ? '' : ' (incompatible: default served)'}`, m.compatible ? 'ok' : 'warn') : pill('default strategy serves: no version has cleared the activation gate', 'draft')),
     );
     const curve = versions.filter((v) => metric(v, 'holdoutMse') !== null);
     const grid = h('div', { class: 'grid' });
