@@ -83,6 +83,7 @@ describe('README, run as written', () => {
       let text = c.text;
       if (text.includes('<from the allocation>')) text = text.replace('<from the allocation>', last((a) => (typeof a.decisionId === 'string' ? a.decisionId : undefined))!);
       if (text.includes('/v1/reservations/<id>')) text = text.replace('<id>', last((a) => (typeof a.id === 'string' && a.state === 'ACTIVE' ? a.id : undefined))!);
+      if (text.includes('keys revoke <id>')) text = text.replace('<id>', last((a) => (typeof a.id === 'string' && typeof a.key === 'string' ? a.id : undefined))!);
       const expected = c.expect ? quotedValues(c.expect) : [];
       const isCurl = text.startsWith('curl');
       const isGet = isCurl && !/-sX (PUT|POST|DELETE)|\s-d\s/.test(text);

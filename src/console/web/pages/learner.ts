@@ -30,11 +30,17 @@ interface Ope {
   events: number;
   support: number;
   ess: number;
-  ips: Est;
-  snips: Est;
-  dr: Est;
-  dm?: number;
+  /** null when the logs do not support an estimate of this strategy (`reason` says why). */
+  ips: Est | null;
+  snips: Est | null;
+  dr: Est | null;
+  dm?: number | null;
+  reason?: string | null;
   logged: number;
+}
+/** An estimate with its interval, or why there is none (no logged support for the strategy's actions). */
+function est(e: Est | null, reason: string | null | undefined): string {
+  return e ? `${num(e.value)} [${num(e.lo)}, ${num(e.hi)}]` : `n/a${reason ? ` (${reason})` : ''}`;
 }
 interface Shadow {
   observed: number;
@@ -127,7 +133,7 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
         card(
           h('h3', null, 'Off-policy value (doubly robust, 95 % CI)'),
           intervalChart(
-            opes.map((o) => ({ label: o.strategy, estimate: o.dr.value, ci: [o.dr.lo, o.dr.hi] as const, ci2: o.ess > 0 ? ([o.snips.lo, o.snips.hi] as const) : null })),
+            opes.flatMap((o) => (o.dr ? [{ label: o.strategy, estimate: o.dr.value, ci: [o.dr.lo, o.dr.hi] as const, ci2: o.ess > 0 && o.snips ? ([o.snips.lo, o.snips.hi] as const) : null }] : [])),
             { ciLabel: 'DR 95 % CI', ci2Label: 'SNIPS 95 % CI', xLabel: `estimated reward (logged policy: ${num(logged)})` },
           ),
         ),
@@ -140,9 +146,9 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
             { title: 'events', num: true, cell: (o) => int(o.events) },
             { title: 'support', num: true, cell: (o) => int(o.support) },
             { title: 'ESS', num: true, cell: (o) => num(o.ess, 1) },
-            { title: 'IPS', num: true, cell: (o) => `${num(o.ips.value)} [${num(o.ips.lo)}, ${num(o.ips.hi)}]` },
-            { title: 'SNIPS', num: true, cell: (o) => `${num(o.snips.value)} [${num(o.snips.lo)}, ${num(o.snips.hi)}]` },
-            { title: 'DR', num: true, cell: (o) => `${num(o.dr.value)} [${num(o.dr.lo)}, ${num(o.dr.hi)}]` },
+            { title: 'IPS', num: true, cell: (o) => est(o.ips, o.reason) },
+            { title: 'SNIPS', num: true, cell: (o) => est(o.snips, o.reason) },
+            { title: 'DR', num: true, cell: (o) => est(o.dr, o.reason) },
             { title: 'logged', num: true, cell: (o) => num(o.logged) },
           ]),
         ),
