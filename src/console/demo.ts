@@ -1,4 +1,5 @@
 import { ApportionClient, ApportionHttpError } from '@apportion/sdk';
+import { mulberry32 } from '../learner/rng.js';
 import { applyRequests, readApplyFile } from '../seed.js';
 
 /** Options of `apportion demo`. */
@@ -22,16 +23,6 @@ const PIPELINE = 'support-triage';
 const TASKS = ['refund', 'technical', 'billing'] as const;
 const USD = 100_000_000; // micro-cents per dollar
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** How much of its budget each agent of the example pipeline would like, for a request's features. */
 function needs(task: string, messages: number, docTokens: number): Record<string, number> {

@@ -7,3 +7,4 @@ export * from './client.js';
 export * from './context.js';
 export * from './controller.js';
 export * from './reservations-client.js';
+export { roundToTarget, waterFill, type FitAgent } from './water-fill.js';

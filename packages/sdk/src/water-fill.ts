@@ -1,6 +1,6 @@
 /**
- * Budget arithmetic (pure, no I/O): a copy of the server's src/strategies/fit.ts, which the SDK cannot import.
- * test/sdk/water-fill.test.ts checks that both give the same budgets on random inputs.
+ * Budget arithmetic (pure, no I/O), shared with the server: its strategies import it from here
+ * (src/strategies/fit.ts re-exports it).
  *
  * `waterFill` turns non-negative weights into integer budgets b_i with
  *   min_i <= b_i <= cap_i,  sum(b) = min(total, sum(cap))  (never above total),
