@@ -1,7 +1,7 @@
 import type { Features } from '../../strategies/types.js';
 import type { FeaturesBody, FeatureSpec } from '../features.js';
 import { mulberry32, normal } from '../rng.js';
-import { contextFeatures, expectedQuality, oracleBudgets, sampleContext, simulateOutcome, worldFeatures, type SimContext, type World } from './world.js';
+import { contextFeatures, expectedQuality, oracleBudgets, polishShares, sampleContext, simulateOutcome, worldFeatures, type SimContext, type World } from './world.js';
 import { waterFill } from '../../strategies/fit.js';
 
 /**
@@ -446,25 +446,5 @@ export function bestStatic<C>(world: SimWorld<C>, phase: 0 | 1, contexts: readon
     shares = uni;
     best = value(uni);
   }
-  for (let step = 0.08; step > 0.002; step /= 2) {
-    let improved = true;
-    while (improved) {
-      improved = false;
-      for (let i = 0; i < n; i++) {
-        for (let j = 0; j < n; j++) {
-          if (i === j || shares[j]! < step) continue;
-          const s = shares.slice();
-          s[i]! += step;
-          s[j]! -= step;
-          const v = value(s);
-          if (v > best + 1e-12) {
-            best = v;
-            shares = s;
-            improved = true;
-          }
-        }
-      }
-    }
-  }
-  return shares;
+  return polishShares(shares, value, n);
 }

@@ -179,28 +179,7 @@ export function bestStaticShares(world: World, phase: 0 | 1, contexts: readonly 
   };
   let shares = new Array<number>(n).fill(0);
   for (const x of contexts) oracleBudgets(world, phase, x, total).forEach((b, i) => (shares[i]! += b / total / contexts.length));
-  let best = value(shares);
-  for (let step = 0.08; step > 0.002; step /= 2) {
-    let improved = true;
-    while (improved) {
-      improved = false;
-      for (let i = 0; i < n; i++) {
-        for (let j = 0; j < n; j++) {
-          if (i === j || shares[j]! < step) continue;
-          const s = shares.slice();
-          s[i]! += step;
-          s[j]! -= step;
-          const v = value(s);
-          if (v > best + 1e-12) {
-            best = v;
-            shares = s;
-            improved = true;
-          }
-        }
-      }
-    }
-  }
-  return shares;
+  return polishShares(shares, value, n);
 }
 
 /** The pipeline a world runs on (PUT /v1/pipelines/:id body). */
@@ -224,4 +203,34 @@ export function worldFeatures(world: World): FeaturesBody {
 /** Request features for the API (documentTokens stands for a documentText the service would tokenize). */
 export function contextFeatures(x: SimContext): Record<string, string | number> {
   return { taskType: x.taskType, messageCount: x.messageCount, documentTokens: x.documentTokens, tier: x.tier, sessionAge: x.sessionAge };
+}
+
+/**
+ * Pairwise-transfer hill climb on static shares (pure): moves `step` of share from one agent to another while
+ * that raises `value`, halving the step from 0.08 down to 0.002. Returns the best shares found from `start`.
+ */
+export function polishShares(start: number[], value: (shares: number[]) => number, n = start.length): number[] {
+  let shares = start;
+  let best = value(shares);
+  for (let step = 0.08; step > 0.002; step /= 2) {
+    let improved = true;
+    while (improved) {
+      improved = false;
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < n; j++) {
+          if (i === j || shares[j]! < step) continue;
+          const s = shares.slice();
+          s[i]! += step;
+          s[j]! -= step;
+          const v = value(s);
+          if (v > best + 1e-12) {
+            best = v;
+            shares = s;
+            improved = true;
+          }
+        }
+      }
+    }
+  }
+  return shares;
 }
