@@ -15,7 +15,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
+import { freePort } from '../test/helpers/private-redis.js';
 import { cpus } from 'node:os';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
@@ -112,17 +112,6 @@ async function lifecycle(server: BenchServer, sec: number): Promise<autocannon.R
         setupRequest: (req, context) => ({ ...req, path: `/v1/reservations/${(context as { id?: string }).id ?? 'missing~x'}/commit`, body: '{"amount":700}' }),
       },
     ],
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
   });
 }
 
