@@ -4,6 +4,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # The SDK workspace (@apportion/sdk): installing builds it (its prepare script); the server imports it from there.
 COPY packages/sdk ./packages/sdk
+# scripts/build-dist.mjs: the root prepare script (src/ is not here yet, so it builds nothing until `npm run build`).
+COPY scripts ./scripts
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src

@@ -1,16 +1,17 @@
 /**
  * The documented ways to run Apportion, run for real: `bin/apportion.mjs` (what `npx apportion` and the package's
- * `bin` start) as a child process. The bin registers tsx in-process, so a child it forks does not inherit the
- * loader from the command line: the learner's trainer child must still start ("Unknown file extension .ts" made
- * every retrain fail there), and a retrain that never succeeds must be loud in `simulate`.
+ * `bin` start) as a child process, both ways it runs: the compiled dist/ (scripts/build-dist.mjs) and src/ through
+ * tsx, which the bin registers in-process, so a child it forks does not inherit the loader from the command line.
+ * Either way the learner's trainer child must start ("Unknown file extension .ts" made every retrain fail there),
+ * and a retrain that never succeeds must be loud in `simulate`. Which one the bin picks is checked on a scratch tree.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { contextFeatures, loadWorld, sampleContext, simulateOutcome, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
@@ -18,9 +19,9 @@ import { dropPrefix, eventually, REDIS_URL } from '../helpers/env.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-function runBin(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runBin(args: readonly string[], env: Record<string, string> = {}, root = ROOT): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['bin/apportion.mjs', ...args], { cwd: ROOT, env: { ...process.env, REDIS_URL, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['bin/apportion.mjs', ...args], { cwd: root, env: { ...process.env, REDIS_URL, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -29,17 +30,32 @@ function runBin(args: readonly string[], env: Record<string, string> = {}): Prom
   });
 }
 
-test('apportion serve through the bin: a retrain runs in the trainer child and produces a model', async () => {
+// What `npm install` and `npm start` do: dist/ is current before the bin runs it.
+const buildDist = () => execFileSync(process.execPath, ['scripts/build-dist.mjs', '--if-stale', '--quiet'], { cwd: ROOT, stdio: 'inherit' });
+before(buildDist);
+
+const WAYS = [
+  { name: 'dist/', env: {} as Record<string, string> },
+  { name: 'src/ through tsx', env: { APPORTION_FROM_SOURCE: '1' } as Record<string, string> },
+];
+
+for (const way of WAYS)
+test(`apportion serve through the bin from ${way.name}: a retrain runs in the trainer child and produces a model`, async () => {
   const prefix = `t-bin-${randomBytes(4).toString('hex')}`;
   const models = mkdtempSync(path.join(tmpdir(), 'apportion-bin-models-'));
   const admin = `admin-${randomBytes(12).toString('hex')}`;
   const child = spawn(process.execPath, ['bin/apportion.mjs', 'serve'], {
     cwd: ROOT,
-    env: { ...process.env, REDIS_URL, PORT: '0', APPORTION_KEY_PREFIX: prefix, APPORTION_ADMIN_KEY: admin, APPORTION_SEED_EXAMPLES: 'false', APPORTION_MODELS_DIR: models, LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, REDIS_URL, PORT: '0', APPORTION_KEY_PREFIX: prefix, APPORTION_ADMIN_KEY: admin, APPORTION_SEED_EXAMPLES: 'false', APPORTION_MODELS_DIR: models, LOG_LEVEL: 'info', APPORTION_DEBUG_BIN: '1', ...way.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let logs = '';
+  let errs = '';
   child.stdout.on('data', (b: Buffer) => (logs += b.toString()));
+  child.stderr.on('data', (b: Buffer) => {
+    errs += b.toString();
+    process.stderr.write(b);
+  });
   try {
     const url = await eventually(() => /"url":"(http:[^"]+)"[^\n]*apportion started/.exec(logs)?.[1], 120_000, 100);
     const call = async <T>(method: string, p: string, body?: unknown): Promise<T> => {
@@ -77,6 +93,7 @@ test('apportion serve through the bin: a retrain runs in the trainer child and p
     assert.match(metrics, /apportion_learner_retrains_total\{result="trained"\} [1-9]/);
     assert.doesNotMatch(metrics, /apportion_learner_retrains_total\{result="failed"\}/);
     assert.doesNotMatch(logs, /Unknown file extension/);
+    assert.match(errs, new RegExp(`apportion: running ${way.name.replace('/', '\\/')}`));
   } finally {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
@@ -94,8 +111,51 @@ test('simulate through the bin is loud when no model was trained', async () => {
   assert.match(res.stderr, /WARNING: no model was trained after 10 outcomes/);
 });
 
-test('the bin answers --help', async () => {
-  const res = await runBin(['--help']);
+test('the bin answers --help from dist/ and from src/', async () => {
+  buildDist();
+  const res = await runBin(['--help'], { APPORTION_DEBUG_BIN: '1' });
   assert.equal(res.code, 0, res.stderr);
   assert.match(res.stdout, /serve/);
+  assert.match(res.stderr, /apportion: running dist\/ \(dist\/ is up to date\)/);
+  const fromSource = await runBin(['--help'], { APPORTION_DEBUG_BIN: '1', APPORTION_FROM_SOURCE: '1' });
+  assert.equal(fromSource.code, 0, fromSource.stderr);
+  assert.equal(fromSource.stdout, res.stdout);
+  assert.match(fromSource.stderr, /apportion: running src\/ through tsx/);
+});
+
+test('the bin runs dist/ only when it is built and not older than any file under src/', async () => {
+  // A scratch tree with the real bin, whose dist/ and src/ entry points only say which one ran.
+  const dir = mkdtempSync(path.join(tmpdir(), 'apportion-bin-pick-'));
+  try {
+    mkdirSync(path.join(dir, 'bin'));
+    copyFileSync(path.join(ROOT, 'bin/apportion.mjs'), path.join(dir, 'bin/apportion.mjs'));
+    symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+    writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+    mkdirSync(path.join(dir, 'src/cli'), { recursive: true });
+    mkdirSync(path.join(dir, 'src/redis/lua'), { recursive: true });
+    mkdirSync(path.join(dir, 'dist/cli'), { recursive: true });
+    writeFileSync(path.join(dir, 'src/cli/main.ts'), "const ran: string = 'src';\nconsole.log(ran);\n");
+    writeFileSync(path.join(dir, 'src/redis/lua/a.lua'), 'return 1\n');
+    writeFileSync(path.join(dir, 'dist/cli/main.js'), "console.log('dist');\n");
+    const at = (s: number) => new Date(Date.now() + s * 1000);
+    for (const f of ['src/cli/main.ts', 'src/redis/lua/a.lua']) utimesSync(path.join(dir, f), at(-60), at(-60));
+    const pick = async (env: Record<string, string> = {}) => {
+      const r = await runBin([], { APPORTION_DEBUG_BIN: '1', ...env }, dir);
+      assert.equal(r.code, 0, r.stderr);
+      return { ran: r.stdout.trim(), why: r.stderr.trim() };
+    };
+
+    assert.deepEqual(await pick(), { ran: 'src', why: 'apportion: running src/ through tsx (dist/ is not built (npm install or node scripts/build-dist.mjs builds it))' });
+    writeFileSync(path.join(dir, 'dist/.build-stamp'), '{}\n');
+    utimesSync(path.join(dir, 'dist/.build-stamp'), at(-30), at(-30));
+    assert.deepEqual(await pick(), { ran: 'dist', why: 'apportion: running dist/ (dist/ is up to date)' });
+    assert.deepEqual(await pick({ APPORTION_FROM_SOURCE: '1' }), { ran: 'src', why: 'apportion: running src/ through tsx (APPORTION_FROM_SOURCE=1)' });
+    // A Lua script edited after the build counts like a module.
+    utimesSync(path.join(dir, 'src/redis/lua/a.lua'), at(-10), at(-10));
+    assert.deepEqual(await pick(), { ran: 'src', why: 'apportion: running src/ through tsx (dist/ is older than src/redis/lua/a.lua)' });
+    utimesSync(path.join(dir, 'dist/.build-stamp'), at(-5), at(-5));
+    assert.equal((await pick()).ran, 'dist');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
