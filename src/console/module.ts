@@ -5,6 +5,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { budgetKeys } from '../budgets/keys.js';
 import { errorResponses } from '../http/common.js';
+import { tenantOfCaller } from '../http/tenancy.js';
 import type { Core, ModuleParts } from '../runtime.js';
 import { budgetOverview, listSessions } from './views.js';
 
@@ -84,28 +85,28 @@ export function consoleModule(core: Core): ModuleParts {
       app.get(
         '/v1/console/budgets',
         {
-          // Cross-tenant listings (they read every tenant's keys): operator keys only.
-          config: { access: 'operator' },
+          // Read keys: a tenant key lists its own tenant only, an operator key every tenant.
+          config: { access: 'read' },
           schema: {
             ...Listing,
-            summary: 'Console listing: tenants with budgets, their live (ACTIVE) reservations and newest threshold alerts',
+            summary: 'Console listing: tenants with budgets (a tenant key: its own), their live (ACTIVE) reservations and newest threshold alerts',
             querystring: LimitQuery,
           },
         },
-        async (req) => budgetOverview(core.redis, keys, limitOf(req.query, 100)),
+        async (req) => budgetOverview(core.redis, keys, limitOf(req.query, 100), tenantOfCaller(req) ?? undefined),
       );
       app.get(
         '/v1/console/sessions',
         {
-          // Cross-tenant listings (they read every tenant's keys): operator keys only.
-          config: { access: 'operator' },
+          // Read keys: a tenant key lists its own sessions (by the ids it sent), an operator key every session.
+          config: { access: 'read' },
           schema: {
             ...Listing,
-            summary: 'Console listing: session ids that have cost trees (named sessions first; bounded keyspace scan)',
+            summary: 'Console listing: session ids that have cost trees (a tenant key: its own; named sessions first; bounded keyspace scan)',
             querystring: LimitQuery,
           },
         },
-        async (req) => listSessions(core.redis, core.keys.prefix, limitOf(req.query, 200)),
+        async (req) => listSessions(core.redis, core.keys.prefix, limitOf(req.query, 200), 20_000, tenantOfCaller(req) ?? undefined),
       );
     },
   };

@@ -44,9 +44,11 @@ const pairs = (flat: readonly string[]): Record<string, string> => {
 /**
  * Tenants with budgets, their ACTIVE reservations (from each tenant's deadline set, soonest first) and
  * their newest alerts. Reads at most `limit` tenants, reservations per tenant and alerts per tenant.
+ * `only`: the one tenant a tenant key is confined to (its own budgets, or none); undefined = every tenant.
  */
-export async function budgetOverview(redis: Redis, keys: BudgetKeys, limit = 100): Promise<BudgetOverview> {
-  const all = (await redis.smembers(keys.tenants())).sort();
+export async function budgetOverview(redis: Redis, keys: BudgetKeys, limit = 100, only?: string): Promise<BudgetOverview> {
+  const every = (await redis.smembers(keys.tenants())).sort();
+  const all = only === undefined ? every : every.filter((t) => t === only);
   const tenants = all.slice(0, limit);
   let truncated = all.length > limit;
   const reservations: LiveReservation[] = [];
@@ -83,14 +85,20 @@ export async function budgetOverview(redis: Redis, keys: BudgetKeys, limit = 100
   return { tenants, reservations, alerts: alerts.slice(0, limit), truncated };
 }
 
+/** A literal for a SCAN MATCH pattern. */
+const globLiteral = (s: string) => s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+
 /**
  * Session ids that have cost traces. There is no time index of sessions, so this walks the keyspace with
  * SCAN (bounded by `scanBudget` keys examined) and returns up to `limit` ids, named sessions before the
  * `trace-…` ids given to traces that named no session.
+ * `tenant`: only that tenant's sessions (stored as `<tenant>~<id>`, see costs/module.ts), listed by the ids the
+ * tenant's key uses (without the namespace); undefined = every session, by stored id.
  */
-export async function listSessions(redis: Redis, prefix: string, limit = 200, scanBudget = 20_000): Promise<{ sessions: string[]; truncated: boolean }> {
-  const match = `${prefix}:{session:*}:traces`;
-  const head = `${prefix}:{session:`;
+export async function listSessions(redis: Redis, prefix: string, limit = 200, scanBudget = 20_000, tenant?: string): Promise<{ sessions: string[]; truncated: boolean }> {
+  const ns = tenant === undefined ? '' : `${tenant}~`;
+  const match = `${globLiteral(`${prefix}:{session:${ns}`)}*}:traces`;
+  const head = `${prefix}:{session:${ns}`;
   const found = new Set<string>();
   let cursor = '0';
   let examined = 0;

@@ -34,6 +34,15 @@ export const TOTAL_FIELDS = [
   'unmeteredCalls',
 ] as const satisfies readonly (keyof Totals)[];
 
+/**
+ * The session of a trace whose spans named none: `trace-<traceId>`, inside the tenant's namespace when the trace
+ * is a tenant key's (`<tenant>~<id>` → `<tenant>~trace-<id>`), so that tenant's key lists and opens it by `trace-<id>`.
+ */
+export function bareTraceSession(traceId: string): string {
+  const ns = traceId.indexOf('~');
+  return ns > 0 ? `${traceId.slice(0, ns + 1)}trace-${traceId.slice(ns + 1)}` : `trace-${traceId}`;
+}
+
 export function zeroTotals(): Totals {
   return { calls: 0, input: 0, output: 0, cacheRead: 0, cacheWrite: 0, reasoning: 0, providedNano: 0, computedNano: 0, unpricedCalls: 0, unpricedTokens: 0, unmeteredCalls: 0 };
 }
@@ -127,7 +136,7 @@ export function resolveTrace(traceId: string, spans: readonly Span[], opts: Reso
     } else rootSpans.push(s);
   }
   const first = <K extends 'customer' | 'team' | 'sessionId' | 'decisionId'>(k: K) => sorted.find((s) => s[k] !== undefined)?.[k];
-  const trace = { customer: first('customer'), team: first('team'), sessionId: first('sessionId') ?? `trace-${traceId}`, decisionId: first('decisionId') };
+  const trace = { customer: first('customer'), team: first('team'), sessionId: first('sessionId') ?? bareTraceSession(traceId), decisionId: first('decisionId') };
 
   const nodes: Node[] = [];
   const roots: number[] = [];

@@ -199,8 +199,8 @@ export const TENANT_RULES: Readonly<Record<string, Guard | 'route' | 'none'>> = 
   'POST /v1/session': 'none',
   'DELETE /v1/session': 'none',
   'GET /v1/whoami': 'none',
-  'GET /v1/console/budgets': 'none',
-  'GET /v1/console/sessions': 'none',
+  'GET /v1/console/budgets': 'route',
+  'GET /v1/console/sessions': 'route',
 };
 
 /** Rules by URL pattern for route families (every experiment action, every per-pipeline sub-resource). */

@@ -236,8 +236,31 @@ const RULES: Record<string, Rule> = {
     },
     other: NF('EXPERIMENT_NOT_FOUND'),
   },
-  'GET /v1/console/budgets': { roles: 'operator', req: () => ({ method: 'GET', url: '/v1/console/budgets' }), other: [403, 'FORBIDDEN'] },
-  'GET /v1/console/sessions': { roles: 'operator', req: () => ({ method: 'GET', url: '/v1/console/sessions' }), other: [403, 'FORBIDDEN'] },
+  // The console's listings take the tenant from the key: acme's key lists acme's budgets, reservations, alerts
+  // and sessions (by the ids it sent), never beta's.
+  'GET /v1/console/budgets': {
+    roles: READ,
+    req: () => ({ method: 'GET', url: '/v1/console/budgets' }),
+    other: (r) => {
+      assert.equal(r.statusCode, 200, r.body);
+      const ov = r.json() as { tenants: string[]; reservations: { tenant: string; id: string }[]; alerts: { tenant: string }[] };
+      assert.deepEqual(ov.tenants, ['acme']);
+      assert.ok(ov.reservations.some((x) => x.id === fixtures.acme.reservation), 'own live reservation listed');
+      for (const x of [...ov.reservations, ...ov.alerts]) assert.equal(x.tenant, 'acme', `another tenant's entry listed: ${JSON.stringify(x)}`);
+    },
+    own: 200,
+  },
+  'GET /v1/console/sessions': {
+    roles: READ,
+    req: () => ({ method: 'GET', url: '/v1/console/sessions' }),
+    other: (r) => {
+      assert.equal(r.statusCode, 200, r.body);
+      const { sessions } = r.json() as { sessions: string[] };
+      assert.ok(sessions.includes('sess-acme'), `own session listed: ${r.body}`);
+      for (const x of sessions) assert.ok(!x.includes('beta') && !x.includes('~'), `another tenant's or a namespaced session listed: ${x}`);
+    },
+    own: 200,
+  },
   'POST /v1/experiments/{id}/promote': { roles: ADMIN, req: (t) => ({ method: 'POST', url: `/v1/experiments/e-${t}/promote`, payload: { variant: 'lean' } }), other: NF('EXPERIMENT_NOT_FOUND') },
   'GET /v1/experiments/{id}/results': { roles: READ, req: (t) => ({ method: 'GET', url: `/v1/experiments/e-${t}/results` }), other: NF('EXPERIMENT_NOT_FOUND'), own: 200 },
   'GET /v1/experiments/{id}/audit': { roles: READ, req: (t) => ({ method: 'GET', url: `/v1/experiments/e-${t}/audit` }), other: NF('EXPERIMENT_NOT_FOUND'), own: 200 },
@@ -335,5 +358,12 @@ describe('access matrix (from the OpenAPI document)', () => {
     }
     const list = (await call({ method: 'GET', url: '/v1/pipelines' }, OPERATOR)).json().items.map((p: { id: string }) => p.id);
     assert.ok(list.includes('p-acme') && list.includes('p-beta'));
+    const budgets = (await call({ method: 'GET', url: '/v1/console/budgets' }, OPERATOR)).json() as { tenants: string[]; reservations: { id: string }[] };
+    assert.ok(budgets.tenants.includes('acme') && budgets.tenants.includes('beta'), JSON.stringify(budgets.tenants));
+    for (const t of ['acme', 'beta'] as const) assert.ok(budgets.reservations.some((r) => r.id === fixtures[t].reservation));
+    // Sessions by their stored ids (each tenant's namespaced), the ids the operator's cost-tree route takes.
+    const { sessions } = (await call({ method: 'GET', url: '/v1/console/sessions' }, OPERATOR)).json() as { sessions: string[] };
+    assert.ok(sessions.includes('acme~sess-acme') && sessions.includes('beta~sess-beta'), JSON.stringify(sessions));
+    assert.equal((await call({ method: 'GET', url: `/v1/sessions/${encodeURIComponent('beta~sess-beta')}/cost-tree` }, OPERATOR)).statusCode, 200);
   });
 });

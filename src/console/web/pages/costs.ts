@@ -1,4 +1,4 @@
-import { get } from '../api.js';
+import { get, whoami } from '../api.js';
 import { barChart } from '../charts.js';
 import { card, h, int, pct, pill, table, usd } from '../dom.js';
 
@@ -65,7 +65,10 @@ function sessionLinks(sessions: readonly string[]): HTMLElement {
 
 export async function costsPage(root: HTMLElement): Promise<void> {
   root.append(h('h1', null, 'Costs'));
-  const [{ sessions }, { items: pipelines }] = await Promise.all([get<{ sessions: string[] }>('/v1/console/sessions?limit=50'), get<{ items: { id: string }[] }>('/v1/pipelines')]);
+  const [{ sessions }, { items: pipelines }, me] = await Promise.all([get<{ sessions: string[] }>('/v1/console/sessions?limit=50'), get<{ items: { id: string }[] }>('/v1/pipelines'), whoami()]);
+  // A tenant key reads its own showback row only (by customer: the tenant); the other groupings span tenants.
+  const tenant = me !== 'signed-out' && me.tenant ? me.tenant : undefined;
+  const dims = tenant ? (['customer'] as const) : DIMS;
 
   const open = h('input', { placeholder: 'session id', 'aria-label': 'session id' });
   root.append(
@@ -103,8 +106,8 @@ export async function costsPage(root: HTMLElement): Promise<void> {
       h('p', { class: 'muted' }, `${r.from} to ${r.to}: total ${usd(r.total.costUsd)} over ${int(r.total.calls)} calls${r.total.complete ? '' : ' (some calls unpriced)'}.`),
     );
   };
-  for (const d of DIMS) tabs.append(h('button', { onclick: () => void show(d) }, d));
-  root.append(card(tabs, body));
+  for (const d of dims) tabs.append(h('button', { onclick: () => void show(d) }, d));
+  root.append(card(tabs, body, tenant ? h('p', { class: 'muted' }, `Signed in with a key of tenant ${tenant}: its own spend only (showback by team, agent, model or day needs an operator key).`) : null));
   await show('customer');
 
   root.append(h('h2', null, 'Budget envelopes'));
