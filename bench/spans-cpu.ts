@@ -7,6 +7,8 @@
  *   node --import tsx bench/spans-cpu.ts [--rounds 8] [--requests 15]
  */
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import pino from 'pino';
 import { loadConfig } from '../src/config/env.js';
 import { ExportTraceServiceRequest } from '../src/costs/otlp-proto.js';
@@ -14,7 +16,10 @@ import { start } from '../src/server.js';
 import { dropPrefix, flag, REDIS_URL } from './lib.js';
 
 const rounds = Number(flag('rounds', '8'));
-const perRound = Number(flag('requests', '15'));
+const perRound_ = Number(flag('requests', '15'));
+/** `--only json|protobuf`: one encoding alone; `--profile FILE`: a CPU profile of the measured rounds (not start-up). */
+const only = flag('only', '');
+const profile = flag('profile', '');
 const kv = (key: string, v: string | number) => ({ key, value: typeof v === 'number' ? { intValue: v } : { stringValue: v } });
 
 let seq = 0;
@@ -53,22 +58,45 @@ async function main(): Promise<void> {
   try {
     const app = rt.app!;
     const cpu = { json: 0, protobuf: 0 };
+    // Per round, CPU per request of each encoding: the rounds' paired ratios give the median and spread.
+    const perRound: { json: number; protobuf: number }[] = [];
+    const inspector = profile ? new Session() : undefined;
     for (let round = 0; round < rounds + 2; round++) {
+      if (round === 2 && inspector) {
+        inspector.connect();
+        await inspector.post('Profiler.enable');
+        await inspector.post('Profiler.setSamplingInterval', { interval: 200 });
+        await inspector.post('Profiler.start');
+      }
       for (const wire of ['json', 'protobuf'] as const) {
-        const bodies = Array.from({ length: perRound }, batch);
+        if (only && wire !== only) continue;
+        const bodies = Array.from({ length: perRound_ }, batch);
         const c0 = process.cpuUsage();
         for (const b of bodies) {
           const r = await app.inject({ method: 'POST', url: '/v1/traces', payload: b[wire], headers: { 'content-type': wire === 'json' ? 'application/json' : 'application/x-protobuf' } });
           if (r.statusCode !== 200) throw new Error(`${wire}: ${r.statusCode} ${r.body}`);
         }
         const c = process.cpuUsage(c0);
-        if (round >= 2) cpu[wire] += (c.user + c.system) / 1000; // two warm-up rounds
+        if (round >= 2) {
+          // two warm-up rounds
+          cpu[wire] += (c.user + c.system) / 1000;
+          (perRound[round - 2] ??= { json: 0, protobuf: 0 })[wire] = (c.user + c.system) / 1000 / perRound_;
+        }
       }
     }
-    const n = rounds * perRound;
+    if (inspector) {
+      writeFileSync(profile, JSON.stringify((await inspector.post('Profiler.stop')).profile));
+      inspector.disconnect();
+    }
+    const n = rounds * perRound_;
     console.log(`bench/spans-cpu: ${n} requests of 100 spans per encoding, alternating rounds`);
     console.log(`CPU per request: JSON ${(cpu.json / n).toFixed(2)} ms, protobuf ${(cpu.protobuf / n).toFixed(2)} ms`);
     console.log(`ratio JSON CPU ÷ protobuf CPU = ${(cpu.json / cpu.protobuf).toFixed(3)}  (≥ 1: protobuf ingest costs no more than JSON)`);
+    if (!only) {
+      const r = perRound.map((x) => x.json / x.protobuf).sort((a, b) => a - b);
+      const q = (f: number) => r[Math.round((r.length - 1) * f)]!.toFixed(3);
+      console.log(`paired by round: median ${q(0.5)}, IQR ${q(0.25)}–${q(0.75)}, range ${q(0)}–${q(1)}; ≥ 1 in ${r.filter((x) => x >= 1).length} of ${r.length} rounds`);
+    }
   } finally {
     await rt.close();
     await dropPrefix(prefix);

@@ -3,7 +3,7 @@
  * (`application/x-protobuf`, the default of most OpenTelemetry SDKs) in the same run, against the same server's
  * no-op route.
  *
- *   node --import tsx bench/spans.ts [--duration 10] [--connections 32]
+ *   node --import tsx bench/spans.ts [--rounds 8] [--slice 4] [--connections 32]
  *
  * The protobuf batches carry the same spans as the JSON ones (encoded once from the JSON template, the trace and
  * session ids patched in place per request, so every request is as fresh as a JSON one).
@@ -13,14 +13,20 @@
  * and a tool call; every sub-agent also carries its aggregate usage, so claims are reconciled), with new trace
  * ids per request, so nothing is a duplicate. After the run the `day` rollup is checked: it must count exactly
  * the leaf calls of the accepted batches (15 per trace: the tool span carries no usage, the sub-agent aggregates are claimed), i.e. the rollups kept up with ingest.
+ *
+ * On a shared machine one long measurement per format follows whoever else is busy at that moment. So the
+ * formats are measured in rounds of two back-to-back slices (`--slice` seconds each; the order alternates
+ * J,P / P,J / …), each round gives a paired ratio protobuf ÷ JSON, and the verdict is the median of those
+ * ratios with their spread; server CPU per request (from /proc, disturbed less by load) is paired the same way.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { ExportTraceServiceRequest } from '../src/costs/otlp-proto.js';
 import { cannon, flag, fmt, REDIS_URL, spawnServer } from './lib.js';
 
-const duration = Number(flag('duration', '10'));
+const rounds = Number(flag('rounds', '8'));
+const slice = Number(flag('slice', '4'));
 const connections = Number(flag('connections', '32'));
 const TRACES_PER_BATCH = 5;
 const LEAVES_PER_TRACE = 15;
@@ -59,12 +65,6 @@ function childCpuSec(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const parts = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(parts[11]) + Number(parts[12])) / 100;
-}
-
-async function redisCpuSec(r: Redis): Promise<number> {
-  const info = await r.info('cpu');
-  const v = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
-  return v('used_cpu_user') + v('used_cpu_sys');
 }
 
 /** The k-th trace id of request `seq` of run `run` (32 hex digits), the same for both wire formats. */
@@ -129,45 +129,68 @@ async function ingest(
   return { ok: result['2xx'], rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
 }
 
+const sorted = (xs: readonly number[]) => [...xs].sort((a, b) => a - b);
+function quantile(xs: readonly number[], q: number): number {
+  const s = sorted(xs);
+  const i = (s.length - 1) * q;
+  return s[Math.floor(i)]! + (s[Math.ceil(i)]! - s[Math.floor(i)]!) * (i - Math.floor(i));
+}
+const spread = (xs: readonly number[], digits = 3) =>
+  `median ${quantile(xs, 0.5).toFixed(digits)}, IQR ${quantile(xs, 0.25).toFixed(digits)}–${quantile(xs, 0.75).toFixed(digits)}, range ${sorted(xs)[0]!.toFixed(digits)}–${sorted(xs).at(-1)!.toFixed(digits)}`;
+
 async function main(): Promise<void> {
-  console.log(`bench/spans: ${connections} connections, ${duration} s per measurement, batches of ${TRACES_PER_BATCH * 20} spans`);
-  const server = await spawnServer({}, process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/spans-prof'] : []);
+  console.log(`bench/spans: ${connections} connections, ${rounds} rounds of one ${slice} s slice per format (order alternating), batches of ${TRACES_PER_BATCH * 20} spans`);
+  // BENCH_PROF=DIR: the server writes a CPU profile there, and windows.json the measured slices (CLOCK_MONOTONIC µs,
+  // the profile's clock), so the profile's samples can be split by wire format.
+  const profDir = process.env.BENCH_PROF;
+  const server = await spawnServer({}, profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+  const windows: { wire: string; from: number; to: number; ok: number }[] = [];
   const redis = new Redis(REDIS_URL);
   try {
     await cannon({ url: server.url, path: '/bench/noop', body: {}, key: server.clientKey, connections, durationSec: 2 });
-    const noop = await cannon({ url: server.url, path: '/bench/noop', body: {}, key: server.clientKey, connections, durationSec: duration });
+    const noop = await cannon({ url: server.url, path: '/bench/noop', body: {}, key: server.clientKey, connections, durationSec: slice * 2 });
     console.log(`noop route        ${fmt(noop)}`);
-    await ingest(server.url, server.clientKey, 2, 'a', 'json'); // warm-up: JIT, price cache, connection pools
-    await ingest(server.url, server.clientKey, 2, 'c', 'protobuf');
-    const measured: Record<string, Awaited<ReturnType<typeof ingest>>> = {};
-    const serverCpuOf: Record<string, number> = {};
-    // JSON, protobuf, JSON, protobuf: alternating halves, so a drift of the shared machine hits both formats alike.
-    for (const [i, wire] of (['json', 'protobuf', 'json', 'protobuf'] as const).entries()) {
-      const s0 = childCpuSec(server.child.pid!);
-      const r0 = await redisCpuSec(redis);
-      const g0 = process.cpuUsage();
-      const res = await ingest(server.url, server.clientKey, duration / 2, `${'bdfh'[i]}`, wire);
-      const g = process.cpuUsage(g0);
-      const serverCpu = childCpuSec(server.child.pid!) - s0;
-      const redisCpu = (await redisCpuSec(redis)) - r0;
-      serverCpuOf[wire] = (serverCpuOf[wire] ?? 0) + serverCpu;
-      const prev = measured[wire];
-      measured[wire] = prev ? { ok: prev.ok + res.ok, rps: (prev.rps + res.rps) / 2, p50: Math.max(prev.p50, res.p50), p99: Math.max(prev.p99, res.p99), non2xx: prev.non2xx + res.non2xx, errors: prev.errors + res.errors } : res;
-      console.log(`  ${wire.padEnd(8)} half ${i < 2 ? 1 : 2}: ${res.rps.toFixed(0)} req/s; CPU server ${serverCpu.toFixed(1)} s, redis ${redisCpu.toFixed(1)} s, load generator ${((g.user + g.system) / 1e6).toFixed(1)} s over ${(duration / 2).toFixed(1)} s`);
+    let runs = 0;
+    // Every slice its own trace-id run (hex), so no request repeats a trace of an earlier one.
+    const nextRun = () => (++runs).toString(16).padStart(3, '0');
+    await ingest(server.url, server.clientKey, 2, nextRun(), 'json'); // warm-up: JIT, price cache, connection pools
+    await ingest(server.url, server.clientKey, 2, nextRun(), 'protobuf');
+    type Slice = { rps: number; ok: number; cpuPerRequest: number; p50: number; p99: number; non2xx: number; errors: number };
+    const slices: Record<'json' | 'protobuf', Slice[]> = { json: [], protobuf: [] };
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? (['json', 'protobuf'] as const) : (['protobuf', 'json'] as const);
+      const line: string[] = [];
+      for (const wire of order) {
+        const s0 = childCpuSec(server.child.pid!);
+        const from = Number(process.hrtime.bigint() / 1000n);
+        const res = await ingest(server.url, server.clientKey, slice, nextRun(), wire);
+        windows.push({ wire, from, to: Number(process.hrtime.bigint() / 1000n), ok: res.ok });
+        const serverCpu = childCpuSec(server.child.pid!) - s0;
+        const sl = { rps: res.ok / slice, ok: res.ok, cpuPerRequest: (1000 * serverCpu) / Math.max(1, res.ok), p50: res.p50, p99: res.p99, non2xx: res.non2xx, errors: res.errors };
+        slices[wire].push(sl);
+        line.push(`${wire} ${sl.rps.toFixed(1)} req/s, server CPU ${sl.cpuPerRequest.toFixed(2)} ms/req`);
+      }
+      const j = slices.json[round]!;
+      const p = slices.protobuf[round]!;
+      console.log(`  round ${round + 1}: ${line.join('; ')}  → protobuf ÷ JSON ${(p.rps / j.rps).toFixed(3)}`);
     }
     for (const wire of ['json', 'protobuf'] as const) {
-      const res = measured[wire]!;
-      const spansPerSec = (res.ok * TRACES_PER_BATCH * 20) / duration;
-      console.log(`OTLP ${wire.padEnd(8)} ingest ${res.rps.toFixed(0).padStart(7)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms (worst half)  errors ${res.errors}  non-2xx ${res.non2xx}`);
-      console.log(`spans ingested (${wire}) ${spansPerSec.toFixed(0)} spans/s  (target ≥ 20000)`);
+      const ss = slices[wire];
+      const ok = ss.reduce((a, x) => a + x.ok, 0);
+      console.log(
+        `OTLP ${wire.padEnd(8)} ingest req/s ${spread(ss.map((x) => x.rps), 1)}; ${((ok * TRACES_PER_BATCH * 20) / (rounds * slice)).toFixed(0)} spans/s overall; p50 ${quantile(ss.map((x) => x.p50), 0.5).toFixed(0)} ms, p99 ${quantile(ss.map((x) => x.p99), 0.5).toFixed(0)} ms (medians of slices); errors ${ss.reduce((a, x) => a + x.errors, 0)}, non-2xx ${ss.reduce((a, x) => a + x.non2xx, 0)}`,
+      );
     }
-    const json = measured.json!;
-    const proto = measured.protobuf!;
-    console.log(`ratio JSON ingest req/s ÷ noop req/s = ${(json.rps / noop.rps).toFixed(3)}  (each ingest request carries 100 spans)`);
-    console.log(`ratio protobuf ingest ÷ JSON ingest (spans/s) = ${(proto.ok / json.ok).toFixed(3)}  (target ≥ 1)`);
-    // Throughput on a shared machine follows whoever else is busy; the server's CPU per request does much less.
-    const perRequest = (wire: 'json' | 'protobuf') => (1000 * serverCpuOf[wire]!) / Math.max(1, measured[wire]!.ok);
-    console.log(`server CPU per request: JSON ${perRequest('json').toFixed(2)} ms, protobuf ${perRequest('protobuf').toFixed(2)} ms; ratio JSON ÷ protobuf = ${(perRequest('json') / perRequest('protobuf')).toFixed(3)}  (≥ 1: protobuf is cheaper)`);
+    const throughput = slices.json.map((j, i) => slices.protobuf[i]!.rps / j.rps);
+    const cpu = slices.json.map((j, i) => j.cpuPerRequest / slices.protobuf[i]!.cpuPerRequest);
+    console.log(`ratio JSON ingest req/s ÷ noop req/s = ${(quantile(slices.json.map((x) => x.rps), 0.5) / noop.rps).toFixed(3)}  (each ingest request carries 100 spans)`);
+    console.log(`ratio protobuf ingest ÷ JSON ingest (req/s, paired by round): ${spread(throughput)}; ≥ 1 in ${throughput.filter((r) => r >= 1).length} of ${rounds} rounds  (target: median ≥ 1)`);
+    console.log(`server CPU per request, JSON ÷ protobuf (paired by round): ${spread(cpu)}; JSON ${quantile(slices.json.map((x) => x.cpuPerRequest), 0.5).toFixed(2)} ms, protobuf ${quantile(slices.protobuf.map((x) => x.cpuPerRequest), 0.5).toFixed(2)} ms (medians)  (≥ 1: protobuf is cheaper)`);
+    if (profDir) {
+      mkdirSync(profDir, { recursive: true });
+      writeFileSync(`${profDir}/windows.json`, JSON.stringify(windows));
+    }
+    console.log(`target protobuf ≥ JSON ingest throughput: ${quantile(throughput, 0.5) >= 1 ? 'met' : 'NOT met'} (median of ${rounds} paired rounds)`);
     // Rollups kept up: the day rollup counts every leaf call of every stored trace (warm-up included). Requests
     // still in flight when the load generator stopped are let finish first (both numbers stop moving).
     const day = new Date().toISOString().slice(0, 10);
