@@ -18,6 +18,7 @@
  * formats are measured in rounds of two back-to-back slices (`--slice` seconds each; the order alternates
  * J,P / P,J / …), each round gives a paired ratio protobuf ÷ JSON, and the verdict is the median of those
  * ratios with their spread; server CPU per request (from /proc, disturbed less by load) is paired the same way.
+ * Before each slice the server finishes what the previous one left in flight, so no slice pays for another's.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import autocannon from 'autocannon';
@@ -65,6 +66,21 @@ function childCpuSec(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const parts = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(parts[11]) + Number(parts[12])) / 100;
+}
+
+/**
+ * Waits until the server has finished the requests a slice left in flight (the load generator stops at the slice's
+ * end, the server still completes what it received): its CPU time stops advancing. Otherwise that work would be
+ * charged to the next slice, always the other format's.
+ */
+async function settle(pid: number): Promise<void> {
+  let last = childCpuSec(pid);
+  for (let i = 0, still = 0; i < 50 && still < 2; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = childCpuSec(pid);
+    still = now - last < 0.015 ? still + 1 : 0;
+    last = now;
+  }
 }
 
 /** The k-th trace id of request `seq` of run `run` (32 hex digits), the same for both wire formats. */
@@ -161,10 +177,13 @@ async function main(): Promise<void> {
       const order = round % 2 === 0 ? (['json', 'protobuf'] as const) : (['protobuf', 'json'] as const);
       const line: string[] = [];
       for (const wire of order) {
+        await settle(server.child.pid!);
         const s0 = childCpuSec(server.child.pid!);
         const from = Number(process.hrtime.bigint() / 1000n);
         const res = await ingest(server.url, server.clientKey, slice, nextRun(), wire);
         windows.push({ wire, from, to: Number(process.hrtime.bigint() / 1000n), ok: res.ok });
+        // The server's CPU for this slice includes finishing the requests it left in flight.
+        await settle(server.child.pid!);
         const serverCpu = childCpuSec(server.child.pid!) - s0;
         const sl = { rps: res.ok / slice, ok: res.ok, cpuPerRequest: (1000 * serverCpu) / Math.max(1, res.ok), p50: res.p50, p99: res.p99, non2xx: res.non2xx, errors: res.errors };
         slices[wire].push(sl);
