@@ -103,6 +103,8 @@ describe('console signed in with a tenant key', () => {
       assert.match(costs, /its own spend only/);
 
       await page.click('[data-testid=sessions] >> text=acme-chat-1');
+      // The page names the session by the id the tenant knows it by (stored under the tenant's namespace).
+      await page.waitForFunction(() => /^Session acme-chat-1$/.test(document.querySelector('[data-page=costs] h1')?.textContent ?? ''));
       await page.waitForSelector('[data-ready="true"] [data-testid=cost-tree]');
       assert.match(await page.locator('[data-testid=cost-tree]').innerText(), /acme-writer · llm · gpt-4o-mini/);
       await page.goBack();

@@ -149,7 +149,7 @@ export async function sessionPage(root: HTMLElement, id: string): Promise<void> 
   const coord = t.coordinator;
   root.append(
     h('p', null, h('a', { href: '#/costs' }, '← Costs')),
-    h('h1', null, `Session ${t.sessionId}`),
+    h('h1', null, `Session ${id}`),
     card(
       h('p', { 'data-testid': 'session-total' },
         `Total ${usd(t.total.costUsd)} over ${int(t.total.calls)} calls and ${int(t.total.tokens.total)} tokens in ${t.traces.length} trace(s). `,
