@@ -181,6 +181,10 @@ export function costsModule(core: Core): CostsModule {
         },
         async (req) => {
           const mapped = mapOtlp(req.body as OtlpRequest);
+          // The request holds its parsed body until it is answered, across the store's Redis round trips: let the
+          // decoded tree (for protobuf, id slices pinning the whole body buffer) go now, so minor GCs do not copy
+          // every request's tree while the spans are stored.
+          (req as { body: unknown }).body = undefined;
           const res = await store(mapped.spans, req);
           const reasons = [...mapped.rejected.map((r) => r.reason), ...res.refused.map((r) => r.reason)];
           core.metrics.spans.inc({ result: 'stored' }, res.accepted);
