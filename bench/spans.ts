@@ -3,7 +3,7 @@
  * (`application/x-protobuf`, the default of most OpenTelemetry SDKs) in the same run, against the same server's
  * no-op route.
  *
- *   node --import tsx bench/spans.ts [--rounds 8] [--slice 4] [--connections 32]
+ *   node --import tsx bench/spans.ts [--rounds 16] [--slice 3] [--connections 16]
  *
  * The protobuf batches carry the same spans as the JSON ones (encoded once from the JSON template, the trace and
  * session ids patched in place per request, so every request is as fresh as a JSON one).
@@ -26,9 +26,9 @@ import { Redis } from 'ioredis';
 import { ExportTraceServiceRequest } from '../src/costs/otlp-proto.js';
 import { cannon, flag, fmt, REDIS_URL, spawnServer } from './lib.js';
 
-const rounds = Number(flag('rounds', '8'));
-const slice = Number(flag('slice', '4'));
-const connections = Number(flag('connections', '32'));
+const rounds = Number(flag('rounds', '16'));
+const slice = Number(flag('slice', '3'));
+const connections = Number(flag('connections', '16'));
 const TRACES_PER_BATCH = 5;
 const LEAVES_PER_TRACE = 15;
 
