@@ -3,7 +3,7 @@
  * `BENCH_PROF=DIR node --import tsx bench/spans.ts` leaves in DIR, splits the profile's samples by the slice they
  * fall in (both on CLOCK_MONOTONIC), and prints per request, for JSON and protobuf side by side, the time of each
  * function (self, and inclusive for the request path). Samples outside the slices (start-up, warm-up) are left out.
- *   node --import tsx bench/spans-profile.ts DIR [--top 30]
+ *   node --import tsx bench/_spans-profile.ts DIR [--top 30]
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { flag } from './lib.js';
@@ -21,7 +21,7 @@ interface Profile {
 }
 
 const dir = process.argv[2];
-if (!dir) throw new Error('usage: bench/spans-profile.ts DIR (written by BENCH_PROF=DIR bench/spans.ts)');
+if (!dir) throw new Error('usage: bench/_spans-profile.ts DIR (written by BENCH_PROF=DIR bench/spans.ts)');
 const top = Number(flag('top', '30'));
 const file = readdirSync(dir)
   .filter((f) => f.endsWith('.cpuprofile'))
