@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { readDecisionJson } from '../allocation/decisions.js';
+import { readDecision } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript } from '../redis/scripts.js';
@@ -171,12 +171,8 @@ export class SpanStore {
   private async decision(id: string): Promise<DecisionInfo | null> {
     const hit = this.decisions.get(id);
     if (hit !== undefined) return hit;
-    const json = await readDecisionJson(this.d.redis, this.d.keys, id);
-    let info: DecisionInfo | null = null;
-    if (json) {
-      const rec = JSON.parse(json) as { pipeline: string; budgets: Record<string, number> };
-      info = { pipeline: rec.pipeline, budgets: JSON.stringify(rec.budgets) };
-    }
+    const rec = await readDecision(this.d.redis, this.d.keys, id);
+    const info: DecisionInfo | null = rec ? { pipeline: rec.pipeline, budgets: JSON.stringify(rec.budgets) } : null;
     // An unknown decision is not remembered: its record may simply not be written yet.
     if (info) this.decisions.set(id, info);
     return info;
