@@ -12,6 +12,7 @@ import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
 import { greedyBudgets } from './policy.js';
 import { loggingPolicyOf } from './hooks.js';
+import { pruneModelVersions } from './prune.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
 import { mulberry32 } from './rng.js';
 import { runTrainJob, trainJob, type TrainJobInput } from './train-process.js';
@@ -227,6 +228,11 @@ export class TrainingService {
       await this.registry.recordGate(pipelineId, saved.version, gate);
       await this.registry.activate({ ...saved, gate });
     } else await this.registry.propose(saved);
+    try {
+      await pruneModelVersions(this.core.redis, this.core.keys, pipelineId, this.registry.doc(pipelineId), this.core.config.modelVersionsKeep);
+    } catch (err) {
+      this.core.log.warn({ err, pipeline: pipelineId }, 'model versions not pruned (retried after the next training)');
+    }
     this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, fetched: out.fetched, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained (candidate)');
     return { trained: true, model: saved };
   }
