@@ -11,16 +11,22 @@
  * `INFO memory` used_memory delta over the phase ÷ its records, so hash/dict overhead and jemalloc size classes
  * are in the number.
  *
- * Baseline, measured in the same run on the same Redis: the same N records stored the way earlier versions
- * stored them (the record's JSON under its 43-character id in the same per-second hashes, and one
- * `applied:<id>` string key with an 8-day TTL per applied outcome). The earlier versions' retained queue copies
- * (completed jobs carrying full decision records, up to 100,000 for an hour) cannot be rebuilt without the old
- * worker; docs/architecture.md quotes them as measured before the change (909 bytes per applied outcome).
+ * then `--spans` spans attributed to those decisions (five agents a trace). The outcome's bytes are measured
+ * after its completed jobs were cleaned (they are bounded by count, so they do not grow with traffic; their
+ * size per kept job is printed apart).
+ *
+ * Baseline, measured in the same run on the same Redis: the same records stored the way earlier versions
+ * stored them: the record's JSON under its 43-character id in the same per-second hashes, one `applied:<id>`
+ * string key with an 8-day TTL per applied outcome, and completed outcome jobs carrying full decision records
+ * (same batch size; kept an hour, up to 100,000), processed by a no-op BullMQ worker. On the code before the
+ * change this bench measured 605 bytes per decision record and 1,119 bytes per applied outcome.
  */
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import { decisionSecond, newDecisionId, readDecisionJson } from '../src/allocation/decisions.js';
+import { decisionSecond, newDecisionId, readDecisions } from '../src/allocation/decisions.js';
+import { encodeInline } from '../src/allocation/record-codec.js';
 import { loadConfig } from '../src/config/env.js';
 import { start } from '../src/server.js';
 import { PrivateRedis } from '../test/helpers/private-redis.js';
@@ -39,6 +45,7 @@ const settle = () => new Promise((res) => setTimeout(res, 300));
 const gb = (bytes: number) => (bytes / 1e9).toFixed(1);
 
 const redis = await PrivateRedis.start({ aof: false });
+const step = (what: string) => process.stderr.write(`  … ${what}\n`);
 const raw = new Redis(redis.url);
 const prefix = 'mem';
 const config = loadConfig({ REDIS_URL: redis.url, APPORTION_KEY_PREFIX: prefix, LOG_LEVEL: 'silent', PORT: '0', APPORTION_SEED_EXAMPLES: 'true' });
@@ -68,6 +75,7 @@ try {
   await settle();
 
   // Decisions.
+  step('decisions');
   const m0 = await used(raw);
   const ids: string[] = [];
   await inBatches(N, async (i) => {
@@ -78,6 +86,7 @@ try {
   const m1 = await used(raw);
   const perDecision = (m1 - m0) / N;
 
+  step('outcomes');
   // Outcomes: intake → queue → worker → statistics; measured once the queue has nothing waiting or active.
   await inBatches(N, async (i) => {
     await inject('/v1/outcomes', {
@@ -91,11 +100,17 @@ try {
   while ((await raw.llen(`${bull}:wait`)) + (await raw.llen(`${bull}:active`)) > 0) await settle();
   await settle();
   const m2 = await used(raw);
-  const perOutcome = (m2 - m1) / N;
+  const queue = rt.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+  const jobsKept = (await queue.getJobCounts('completed')).completed ?? 0;
+  await queue.clean(0, 1_000_000, 'completed');
+  await settle();
+  const m2b = await used(raw);
+  const perMarker = (m2b - m1) / N;
+  const perKeptJob = jobsKept > 0 ? (m2 - m2b) / jobsKept : 0;
+  const batch = jobsKept > 0 ? N / jobsKept : 1;
 
+  step('spans');
   // Spans: five agents per trace, each trace attributed to one decision.
-  const spanIds: number[] = [];
-  for (let i = 0; i < SPANS; i++) spanIds.push(i);
   const traces = Math.ceil(SPANS / AGENTS.length);
   await inBatches(traces, async (t) => {
     const traceId = `tr-${t}`;
@@ -116,58 +131,77 @@ try {
   });
   await settle();
   const m3 = await used(raw);
-  const perSpan = (m3 - m2) / (traces * AGENTS.length);
+  const perSpan = (m3 - m2b) / (traces * AGENTS.length);
 
-  // Baseline, same run: the same records the way earlier versions stored them.
+  step('baseline');
+  // Baseline, same run, same Redis: the same records stored the way earlier versions stored them.
+  const records = (await readDecisions(rt.core.redis, rt.core.keys, ids)).map((r) => r!);
   const b0 = await used(raw);
-  const legacyIds: string[] = [];
-  const pipe = raw.pipeline();
-  for (const id of ids) {
-    const json = (await readDecisionJson(rt.core.redis, rt.core.keys, id))!;
-    const sec = decisionSecond(id)!;
-    const lid = newDecisionId(sec * 1000);
-    legacyIds.push(lid);
-    pipe.hset(`legacy:{decisions:${sec}}`, lid, JSON.stringify({ ...(JSON.parse(json) as object), id: lid }));
+  const legacy = records.map((r) => ({ ...r, id: newDecisionId(decisionSecond(r.id)! * 1000) }));
+  for (let at = 0; at < legacy.length; at += 1000) {
+    const pipe = raw.pipeline();
+    for (const r of legacy.slice(at, at + 1000)) pipe.hset(`legacy:{decisions:${decisionSecond(r.id)}}`, r.id, JSON.stringify(r));
+    await pipe.exec();
   }
-  await pipe.exec();
   const b1 = await used(raw);
-  const pipe2 = raw.pipeline();
-  for (const lid of legacyIds) pipe2.set(`legacy:{pipeline:${PIPELINE}}:applied:${lid}`, '1', 'EX', 8 * 86_400);
-  await pipe2.exec();
+  for (let at = 0; at < legacy.length; at += 1000) {
+    const pipe = raw.pipeline();
+    for (const r of legacy.slice(at, at + 1000)) pipe.set(`legacy:{pipeline:${PIPELINE}}:applied:${r.id}`, '1', 'EX', 8 * 86_400);
+    await pipe.exec();
+  }
   const b2 = await used(raw);
+  // Earlier outcome jobs: full decision records, the same batch size, completed jobs kept an hour up to 100,000.
+  const lq = new Queue('outcomes', { connection: raw, prefix: 'legacy:bull' });
+  const workerConn = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const lw = new Worker('outcomes', async () => undefined, { connection: workerConn, prefix: 'legacy:bull', concurrency: 16 });
+  const per = Math.max(1, Math.round(batch));
+  for (let at = 0; at < legacy.length; at += per) {
+    const outcomes = legacy.slice(at, at + per).map((decision, j) => ({ decision, outcome: { decisionId: decision.id, quality: ((at + j) % 10) / 10, usage: Object.fromEntries(AGENTS.map((a, k) => [a, { inputTokens: 100 + k, outputTokens: 50 + k }])) }, receivedAt: Date.now() }));
+    await lq.add('outcomes', { outcomes }, { attempts: 8, backoff: { type: 'exponential', delay: 500 }, removeOnComplete: { age: 3600, count: 100_000 }, removeOnFail: { age: 7 * 86_400 } });
+  }
+  while (((await lq.getJobCounts('completed')).completed ?? 0) < Math.ceil(legacy.length / per)) await settle();
+  await lw.close();
+  await lq.close();
+  workerConn.disconnect();
+  await settle();
+  const b3 = await used(raw);
   const legacyDecision = (b1 - b0) / N;
   const legacyMarker = (b2 - b1) / N;
-  const legacyQueueCopies = 909 - legacyMarker; // measured before the change: 909 bytes per applied outcome in all
+  const legacyCopies = (b3 - b2) / N;
+  const legacyOutcome = legacyMarker + legacyCopies;
+
+  // A signed decision token instead of a stored record: the compact self-contained record + a 32-byte HMAC, base64url.
+  const tokenKey = randomBytes(32);
+  const tokenLen = records.slice(0, 1000).reduce((sum, r) => {
+    const body = encodeInline(r);
+    return sum + `${body.toString('base64url')}.${createHmac('sha256', tokenKey).update(body).digest('base64url')}`.length;
+  }, 0) / Math.min(1000, records.length);
 
   const window = config.rewardWindowSeconds;
-  const markerLife = window + ((config as unknown as Record<string, number>).outcomeMarkerGraceSeconds ?? 7 * 86_400);
+  const markerLife = window + 1 + config.outcomeMarkerGraceSeconds;
   const retention = config.spanRetentionDays * 86_400;
-  const spansPerAllocation = AGENTS.length;
-  const completedJobs = (config as unknown as Record<string, number>).jobKeepCompletedCount ?? 100_000;
-  // Completed-job retention is bounded by count: at 1,000 outcomes/s the cap holds, whatever the age.
-  const outcomeStatePerAllocation = perDecision + perOutcome;
-  const legacyPerAllocation = legacyDecision + 909;
-
-  console.log(`bench/memory: private Redis ${redis.url}, example pipeline ${PIPELINE}, N=${N} allocations with outcomes, ${traces * AGENTS.length} spans`);
-  console.log(`  token size if the record travelled as a signed token instead (base64url, 32-byte HMAC): ${Math.ceil(((perDecisionPayload(ids[0]!) + 32) * 4) / 3)} bytes per response and per outcome request`);
-  console.log(`  bytes per decision record:          ${perDecision.toFixed(0).padStart(5)}   (baseline layout ${legacyDecision.toFixed(0)}; ratio ${(perDecision / legacyDecision).toFixed(2)})`);
-  console.log(`  bytes per applied outcome:          ${perOutcome.toFixed(0).padStart(5)}   (baseline: marker ${legacyMarker.toFixed(0)} + queue copies ${legacyQueueCopies.toFixed(0)} = 909; ratio ${(perOutcome / 909).toFixed(2)})`);
-  console.log(`  decision + outcome per allocation:  ${outcomeStatePerAllocation.toFixed(0).padStart(5)}   (baseline ${legacyPerAllocation.toFixed(0)}; ratio ${(outcomeStatePerAllocation / legacyPerAllocation).toFixed(2)}; target ≤ 250: ${outcomeStatePerAllocation <= 250 ? 'met' : 'NOT met'})`);
-  console.log(`  bytes per span (with its indexes):  ${perSpan.toFixed(0).padStart(5)}`);
-  console.log(`  projected resident memory at ${RATE.toLocaleString('en')} allocations/s, every one with an outcome:`);
+  const perAllocation = perDecision + perMarker;
+  const legacyPerAllocation = legacyDecision + legacyOutcome;
   const decisionsGb = (perDecision * RATE * window) / 1e9;
-  const markersGb = (perOutcome * RATE * markerLife) / 1e9;
-  console.log(`    decision records (window ${window} s):             ${gb(perDecision * RATE * window)} GB   (baseline ${gb(legacyDecision * RATE * window)} GB)`);
-  console.log(`    outcome state (markers ${markerLife} s, ≤ ${completedJobs} completed jobs): ${gb(perOutcome * RATE * markerLife)} GB   (baseline ${gb(legacyMarker * RATE * (window + 7 * 86_400) + legacyQueueCopies * Math.min(100_000, RATE * 3600))} GB)`);
-  console.log(`    decision + outcome state:                          ${(decisionsGb + markersGb).toFixed(1)} GB`);
-  console.log(`    spans, ${spansPerAllocation} per allocation: ${gb(perSpan * RATE * spansPerAllocation * 86_400)} GB per day of retention, ${gb(perSpan * RATE * spansPerAllocation * retention)} GB at ${config.spanRetentionDays} days`);
+  const markersGb = (perMarker * RATE * markerLife) / 1e9;
+  const jobsGb = (perKeptJob * config.jobKeepCompletedCount) / 1e9;
+  const legacyDecisionsGb = (legacyDecision * RATE * window) / 1e9;
+  const legacyOutcomeGb = (legacyMarker * RATE * (window + 7 * 86_400) + legacyCopies * Math.min(100_000 * batch, RATE * 3600)) / 1e9;
 
-  function perDecisionPayload(id: string): number {
-    void id;
-    return Math.round(perDecision - 70); // the record's value without the hash entry's overhead (approximation)
-  }
+  console.log(`bench/memory: private Redis, example pipeline ${PIPELINE} (strategy ${STRATEGY}), N=${N} allocations each with an outcome, ${traces * AGENTS.length} spans`);
+  console.log(`  (baseline = the same records stored as earlier versions did, measured in this run on the same Redis)`);
+  console.log(`  bytes per decision record:              ${perDecision.toFixed(0).padStart(5)}   baseline ${legacyDecision.toFixed(0).padStart(5)}   ratio ${(perDecision / legacyDecision).toFixed(2)}`);
+  console.log(`  bytes per applied outcome (marker):     ${perMarker.toFixed(0).padStart(5)}   baseline ${legacyOutcome.toFixed(0).padStart(5)}   ratio ${(perMarker / legacyOutcome).toFixed(2)}   (baseline: marker ${legacyMarker.toFixed(0)} + kept job copies ${legacyCopies.toFixed(0)})`);
+  console.log(`  bytes per kept completed job:           ${perKeptJob.toFixed(0).padStart(5)}   (${batch.toFixed(1)} outcomes a job; at most ${config.jobKeepCompletedCount} kept, ${config.jobKeepCompletedSeconds} s)`);
+  console.log(`  decision + outcome per allocation:      ${perAllocation.toFixed(0).padStart(5)}   baseline ${legacyPerAllocation.toFixed(0).padStart(5)}   ratio ${(perAllocation / legacyPerAllocation).toFixed(2)}   target ≤ 250: ${perAllocation <= 250 ? 'met' : 'NOT met'}`);
+  console.log(`  bytes per span (with its indexes):      ${perSpan.toFixed(0).padStart(5)}`);
+  console.log(`  a signed decision token instead of the stored record: ${tokenLen.toFixed(0)} bytes in every allocation response and outcome request`);
+  console.log(`  projected resident memory at ${RATE.toLocaleString('en')} allocations/s, each with an outcome, default windows:`);
+  console.log(`    decision records (reward window ${window} s):       ${decisionsGb.toFixed(1).padStart(6)} GB   baseline ${legacyDecisionsGb.toFixed(1)} GB`);
+  console.log(`    outcome markers (${markerLife} s) + kept jobs:         ${(markersGb + jobsGb).toFixed(1).padStart(6)} GB   baseline ${legacyOutcomeGb.toFixed(1)} GB (markers 8 days, job copies an hour)`);
+  console.log(`    decision + outcome state:                          ${(decisionsGb + markersGb + jobsGb).toFixed(1).padStart(6)} GB   baseline ${(legacyDecisionsGb + legacyOutcomeGb).toFixed(1)} GB   ratio ${((decisionsGb + markersGb + jobsGb) / (legacyDecisionsGb + legacyOutcomeGb)).toFixed(2)}`);
+  console.log(`    spans (${AGENTS.length} per allocation):  ${gb(perSpan * RATE * AGENTS.length * 86_400)} GB per day kept; ${gb(perSpan * RATE * AGENTS.length * retention)} GB at the ${config.spanRetentionDays}-day retention`);
 } finally {
-  void randomUUID;
   await rt.close();
   raw.disconnect();
   await redis.stop();
