@@ -23,6 +23,8 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
 const WITH_REF = 1;
 const INLINE = 2;
+/** How often a process re-asserts a dictionary entry it writes records with (HSETNX, so a no-op unless Redis lost it). */
+const RECONFIRM_MS = 10_000;
 /** Most distinct names tuples one process gives a dictionary ref to; past it records carry their names. */
 export const DICTIONARY_CAP = 4096;
 
@@ -165,6 +167,8 @@ export async function decodeRecords(ids: readonly string[], raws: readonly (Buff
 export class RecordDictionary {
   private static readonly all = new WeakMap<Redis, Map<string, RecordDictionary>>();
   private readonly refs = new Map<string, number | null>();
+  /** When each names tuple's entry was last confirmed in Redis (epoch ms). */
+  private readonly confirmed = new Map<string, number>();
   private readonly names = new Map<number, Names>();
   private readonly pending = new Map<string, Promise<void>>();
 
@@ -195,7 +199,9 @@ export class RecordDictionary {
     const waits: Promise<void>[] = [];
     for (const r of records) {
       const json = JSON.stringify(namesOf(r));
-      if (this.refs.has(json)) continue;
+      // A known entry is confirmed again now and then, so a Redis that lost its data gets it back before
+      // records referring to it are read elsewhere.
+      if (this.refs.has(json) && (this.refs.get(json) === null || Date.now() - (this.confirmed.get(json) ?? 0) < RECONFIRM_MS)) continue;
       let p = this.pending.get(json);
       if (!p) {
         p = this.claim(json).finally(() => this.pending.delete(json));
@@ -207,11 +213,12 @@ export class RecordDictionary {
   }
 
   private async claim(json: string): Promise<void> {
-    if (this.refs.size >= DICTIONARY_CAP) return; // past the cap: inline, and nothing more cached
+    if (!this.refs.has(json) && this.refs.size >= DICTIONARY_CAP) return; // past the cap: inline, and nothing more cached
     const ref = createHash('sha1').update(json).digest().readUInt32BE(0);
     const created = await this.redis.hsetnx(this.key, String(ref), json);
     const ok = created === 1 || (await this.redis.hget(this.key, String(ref))) === json;
     this.refs.set(json, ok ? ref : null);
+    this.confirmed.set(json, Date.now());
     if (ok) this.names.set(ref, JSON.parse(json) as Names);
   }
 
