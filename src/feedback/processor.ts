@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
 import { decisionSecond, type DecisionRecord } from '../allocation/decisions.js';
-import { bucketField } from '../allocation/record-codec.js';
 import type { ControlView } from '../control/view.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript } from '../redis/scripts.js';
@@ -36,6 +35,35 @@ export interface OutcomeProcessorDeps {
 
 export type ApplyResult = 'applied' | 'duplicate' | 'expired';
 
+/** Marker sets per pipeline and second; a decision's set is picked by 3 random bits of its id. */
+export const MARKER_SETS_PER_SECOND = 8;
+
+const CANONICAL_ID = /^[0-9a-z]{6,7}-([0-9a-f]{8})-([0-9a-f]{4})-4([0-9a-f]{3})-[89ab]([0-9a-f])([0-9a-f]{2})-[0-9a-f]{12}$/;
+
+/**
+ * Where a decision's applied-marker lives: for ids made of a time prefix and a random UUID, an integer member (60
+ * random bits of the UUID, in decimal) of one of MARKER_SETS_PER_SECOND sets of its pipeline and second
+ * (`applied:<second>:<k>`). Integer members keep a set in Redis's intset encoding, 8 bytes a member, up to
+ * `set-max-intset-entries` (512) members, i.e. 4,096 outcomes per second and pipeline; beyond that a set is an
+ * ordinary hash set (still correct, ~70 bytes a member). Two decisions of one set sharing 60 bits would make the
+ * second look applied: at 1,000 decisions/s that is expected once in about 10^5 years. Other id forms: the id
+ * itself in the set of their second (k = 0), or, without a time prefix, a string key of their own (member '').
+ */
+export function appliedMarker(keys: Keys, pipeline: string, decisionId: string): { key: string; member: string } {
+  const sec = decisionSecond(decisionId);
+  if (sec === undefined) return { key: keys.pipeline(pipeline, 'applied', decisionId), member: '' };
+  const m = CANONICAL_ID.exec(decisionId);
+  if (!m) return { key: keys.pipeline(pipeline, 'applied', String(sec), '0'), member: decisionId };
+  const k = parseInt(m[4]!, 16) % MARKER_SETS_PER_SECOND;
+  return { key: keys.pipeline(pipeline, 'applied', String(sec), String(k)), member: BigInt(`0x${m[1]}${m[2]}${m[3]}`).toString() };
+}
+
+/** Whether the outcome of a decision was applied (its marker is set and has not expired). */
+export async function isApplied(redis: Redis, keys: Keys, pipeline: string, decisionId: string): Promise<boolean> {
+  const { key, member } = appliedMarker(keys, pipeline, decisionId);
+  return member === '' ? (await redis.exists(key)) === 1 : (await redis.sismember(key, member)) === 1;
+}
+
 /** The epoch second an outcome of this decision stops being applied, and its applied-marker expires. */
 export function markerDeadline(decision: Pick<DecisionRecord, 'id' | 'ts'>, rewardWindowSeconds: number, graceSeconds: number): number {
   return (decisionSecond(decision.id) ?? Math.floor(decision.ts / 1000)) + rewardWindowSeconds + 1 + graceSeconds;
@@ -56,16 +84,15 @@ export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob):
     const e = s.entry(job, { costUsd: cost });
     return e ? [e] : [];
   });
-  // Decisions of one second share one marker set (member: the id's 16 UUID bytes), expiring with the second.
-  const sec = decisionSecond(decision.id);
+  const marker = appliedMarker(deps.keys, decision.pipeline, decision.id);
   const keys = [
-    deps.keys.pipeline(decision.pipeline, 'applied', sec === undefined ? decision.id : String(sec)),
+    marker.key,
     ...arms.flatMap((a) => [a.summary, a.agents]),
     ...sinkEntries.map((e) => e.key),
   ];
   const args: (string | number | Buffer)[] = [
     markerDeadline(decision, deps.rewardWindowSeconds, deps.markerGraceSeconds),
-    sec === undefined ? '' : bucketField(decision.id),
+    marker.member,
     outcome.quality,
     cost === undefined ? '' : cost,
     JSON.stringify(observe(decision, outcome)),

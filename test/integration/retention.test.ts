@@ -3,11 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { decisionSecond, newDecisionId, type DecisionRecord } from '../../src/allocation/decisions.js';
-import { bucketField } from '../../src/allocation/record-codec.js';
 import type { ControlView } from '../../src/control/view.js';
 import { trimTraceIndex } from '../../src/costs/ingest.js';
 import { strategyArms } from '../../src/feedback/arms.js';
-import { applyOutcome, markerDeadline } from '../../src/feedback/processor.js';
+import { appliedMarker, applyOutcome, isApplied, markerDeadline } from '../../src/feedback/processor.js';
 import { createOutcomesQueue } from '../../src/feedback/queue.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { pruneModelVersions } from '../../src/learner/prune.js';
@@ -61,9 +60,11 @@ describe('applied-markers live as long as the reward window needs', () => {
     const before = await count();
     assert.equal(await applyOutcome(deps(1, 60), { decision: d, outcome: { decisionId: d.id, quality: 0.5 }, receivedAt: Date.now() }), 'applied');
     assert.equal(await applyOutcome(deps(1, 60), { decision: d, outcome: { decisionId: d.id, quality: 0.9 }, receivedAt: Date.now() }), 'duplicate');
-    const marker = keys.pipeline('p', 'applied', String(decisionSecond(d.id)));
-    assert.equal(await redis.sismember(marker, bucketField(d.id)), 1, 'the marker is the id’s 16 bytes in its second’s set');
-    assert.equal(await redis.expiretime(marker), dl, 'the marker set expires at the deadline');
+    const marker = appliedMarker(keys, 'p', d.id);
+    assert.match(marker.key, new RegExp(`:applied:${decisionSecond(d.id)}:[0-7]$`));
+    assert.equal(await isApplied(redis, keys, 'p', d.id), true);
+    assert.equal(await redis.object('ENCODING', marker.key), 'intset', 'an integer member: the set stays an intset');
+    assert.equal(await redis.expiretime(marker.key), dl, 'the marker set expires at the deadline');
     assert.equal(await count(), before + 1);
     // The boundary: once Redis's clock reaches the deadline a redelivery is refused, not applied again.
     await eventually(async () => (await redisNow()) >= dl, 10_000, 100);
@@ -77,10 +78,10 @@ describe('applied-markers live as long as the reward window needs', () => {
     const before = await count();
     assert.equal(await applyOutcome(deps(1, 60), { decision: d, outcome: { decisionId: d.id, quality: 0.5 }, receivedAt: Date.now() }), 'expired');
     assert.equal(await count(), before);
-    assert.equal(await redis.exists(keys.pipeline('p', 'applied', String(decisionSecond(d.id)))), 0);
+    assert.equal(await redis.exists(appliedMarker(keys, 'p', d.id).key), 0);
   });
 
-  it('decisions of one second share one marker set; each is applied once', async () => {
+  it('decisions of one second share eight marker sets; each is applied once', async () => {
     const now = await redisNow();
     const ds = Array.from({ length: 50 }, () => decisionAt(now - 3));
     const before = await count();
@@ -89,7 +90,10 @@ describe('applied-markers live as long as the reward window needs', () => {
     assert.deepEqual(first, ds.map(() => 'applied'));
     assert.deepEqual(again, ds.map(() => 'duplicate'));
     assert.equal(await count(), before + 50);
-    assert.equal(await redis.scard(keys.pipeline('p', 'applied', String(now - 3))), 50);
+    let members = 0;
+    for (let k = 0; k < 8; k++) members += await redis.scard(keys.pipeline('p', 'applied', String(now - 3), String(k)));
+    assert.equal(members, 50);
+    assert.deepEqual(await Promise.all(ds.map((d) => isApplied(redis, keys, 'p', d.id))), ds.map(() => true));
   });
 });
 

@@ -3,8 +3,9 @@
 -- Markers live until the decision's reward window has passed plus a grace period, and no longer: past that
 -- deadline the script refuses the outcome (returns 2) rather than risk counting it a second time.
 -- NUMKEYS: dynamic
--- KEYS[1]       applied-marker key of the decision (in the pipeline's slot): a set of the decisions of one second
---               (member ARGV[2]), or, when ARGV[2] is '', a string of this decision alone (ids without a time prefix)
+-- KEYS[1]       applied-marker key of the decision (in the pipeline's slot): a set of decisions of one second
+--               (member ARGV[2], see appliedMarker in src/feedback/processor.ts), or, when ARGV[2] is '', a string
+--               of this decision alone (ids without a time prefix)
 -- KEYS[2k]      (k = 1..A) arm summary hash: n, q_mean, q_m2, c_n, c_mean, c_m2, c_sum (Welford moments)
 -- KEYS[2k+1]    (k = 1..A) arm per-agent hash: <agent> → MessagePack [n, util, consumed, allocated, trunc, hits, hit_q] (sums)
 -- KEYS[2A+1+j]  (j = 1..L) lists that receive one entry each (e.g. the learner's training buffer), capped
