@@ -9,10 +9,7 @@
  * intake, the BullMQ worker and the applied-marker, until the statistics count all N and the queue is idle),
  * then `--spans` spans attributed to those decisions (five agents a trace). Each phase's bytes are the
  * `INFO memory` used_memory delta over the phase ÷ its records, so hash/dict overhead and jemalloc size classes
- * are in the number.
- *
- * then `--spans` spans attributed to those decisions (five agents a trace). The outcome's bytes are measured
- * after its completed jobs were cleaned (they are bounded by count, so they do not grow with traffic; their
+ * are in the number. The outcome's bytes are measured after its completed jobs were cleaned (they are bounded by count, so they do not grow with traffic; their
  * size per kept job is printed apart).
  *
  * Baseline, measured in the same run on the same Redis: the same records stored the way earlier versions
@@ -45,6 +42,7 @@ const settle = () => new Promise((res) => setTimeout(res, 300));
 const gb = (bytes: number) => (bytes / 1e9).toFixed(1);
 
 const redis = await PrivateRedis.start({ aof: false });
+/** Progress on stderr (a run takes minutes on a loaded machine). */
 const step = (what: string) => process.stderr.write(`  … ${what}\n`);
 const raw = new Redis(redis.url);
 const prefix = 'mem';
