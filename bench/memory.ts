@@ -9,8 +9,8 @@
  * intake, the BullMQ worker and the applied-marker, until the statistics count all N and the queue is idle),
  * then `--spans` spans attributed to those decisions (five agents a trace). Each phase's bytes are the
  * `INFO memory` used_memory delta over the phase ÷ its records, so hash/dict overhead and jemalloc size classes
- * are in the number. The outcome's bytes are measured after its completed jobs were cleaned (they are bounded by count, so they do not grow with traffic; their
- * size per kept job is printed apart).
+ * are in the number. The outcome's bytes are measured after its completed jobs were cleaned (they are bounded
+ * by count, so they do not grow with traffic; their size per kept job is printed apart).
  *
  * Baseline, measured in the same run on the same Redis: the same records stored the way earlier versions
  * stored them: the record's JSON under its 43-character id in the same per-second hashes, one `applied:<id>`
