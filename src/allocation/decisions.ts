@@ -4,6 +4,7 @@ import { GroupCommitter } from '../redis/group-commit.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript } from '../redis/scripts.js';
 import type { Features } from '../strategies/types.js';
+import { bucketField, decodeRecords, encodeRecord, packBatch, RecordDictionary } from './record-codec.js';
 /** What was decided for one request: joined with its outcome later, and the log off-policy evaluation reads. */
 export interface DecisionRecord {
   readonly id: string;
@@ -70,18 +71,18 @@ export function decisionSecond(id: string): number | undefined {
   return sec > 1_500_000_000 && sec < Date.now() / 1000 + 86_400 ? sec : undefined;
 }
 
-/** Reads one decision record's JSON, wherever its version stored it. */
-export function readDecisionJson(redis: Redis, keys: Keys, id: string): Promise<string | null> {
-  const sec = decisionSecond(id);
-  return sec === undefined ? redis.get(keys.decision(id)) : redis.hget(keys.decisionBucket(sec), id);
+/** Reads one decision record, wherever and however its version stored it; undefined when gone (or unreadable). */
+export async function readDecision(redis: Redis, keys: Keys, id: string): Promise<DecisionRecord | undefined> {
+  return (await readDecisions(redis, keys, [id]))[0];
 }
 
 /**
- * Reads many decision records' JSON (null where gone), in the order of `ids`: one HMGET per time bucket rather
- * than a command per record (the default-reward sweep reads thousands at a time).
+ * Reads many decision records (undefined where gone), in the order of `ids`: one HMGET per time bucket rather
+ * than a command per record (the default-reward sweep reads thousands at a time). A record is looked up under
+ * its compact field (16 bytes of its UUID) and, for records written by earlier versions, under its id.
  */
-export async function readDecisionJsons(redis: Redis, keys: Keys, ids: readonly string[]): Promise<(string | null)[]> {
-  const out: (string | null)[] = new Array<string | null>(ids.length).fill(null);
+export async function readDecisions(redis: Redis, keys: Keys, ids: readonly string[]): Promise<(DecisionRecord | undefined)[]> {
+  const raw: (Buffer | null)[] = new Array<Buffer | null>(ids.length).fill(null);
   const buckets = new Map<number, number[]>();
   const legacy: number[] = [];
   ids.forEach((id, i) => {
@@ -95,25 +96,46 @@ export async function readDecisionJsons(redis: Redis, keys: Keys, ids: readonly 
   });
   await Promise.all([
     ...[...buckets].map(async ([sec, at]) => {
-      const got = await redis.hmget(keys.decisionBucket(sec), ...at.map((i) => ids[i]!));
-      at.forEach((i, j) => (out[i] = got[j] ?? null));
+      const fields: (string | Buffer)[] = [];
+      for (const i of at) {
+        const id = ids[i]!;
+        const f = bucketField(id);
+        fields.push(f, id);
+      }
+      const got = await redis.hmgetBuffer(keys.decisionBucket(sec), ...fields);
+      at.forEach((i, j) => (raw[i] = got[2 * j] ?? got[2 * j + 1] ?? null));
     }),
     ...legacy.map(async (i) => {
-      out[i] = await redis.get(keys.decision(ids[i]!));
+      raw[i] = await redis.getBuffer(keys.decision(ids[i]!));
     }),
   ]);
-  return out;
+  return decodeRecords(ids, raw, RecordDictionary.for(redis, keys));
+}
+
+/** Reads one decision record as JSON (the whole record, whichever encoding stored it); null when gone. */
+export async function readDecisionJson(redis: Redis, keys: Keys, id: string): Promise<string | null> {
+  const r = await readDecision(redis, keys, id);
+  return r ? JSON.stringify(r) : null;
+}
+
+/** Reads many decision records as JSON (null where gone), in the order of `ids`. */
+export async function readDecisionJsons(redis: Redis, keys: Keys, ids: readonly string[]): Promise<(string | null)[]> {
+  return (await readDecisions(redis, keys, ids)).map((r) => (r ? JSON.stringify(r) : null));
 }
 
 /**
- * Decision records, in one hash per second of decisions (`<p>:{decisions:<second>}`, field = decision id).
- * Writes are group-committed: the records of one event-loop turn go to Redis as one script call per bucket,
- * not one SET each — a Redis command costs the client ~10 µs of CPU, several times the rest of an allocation.
- * The bucket expires one second after its second's reward window, so a record lives between the reward window
- * and one second more. A bucket holds one second of decisions, so expiring it frees a bounded amount at once.
+ * Decision records, in one hash per second of decisions (`<p>:{decisions:<second>}`), field = the 16 bytes of
+ * the id's UUID (the bucket already names the second), value = the compact record (record-codec.ts): the
+ * strings every record of a strategy repeats (pipeline, strategy, reason, agent and feature names) are written
+ * once to a dictionary and referenced by number. Writes are group-committed: the records of one event-loop turn
+ * go to Redis as one script call per bucket, not one SET each — a Redis command costs the client ~10 µs of CPU,
+ * several times the rest of an allocation. The bucket expires one second after its second's reward window, so a
+ * record lives between the reward window and one second more. A bucket holds one second of decisions, so
+ * expiring it frees a bounded amount at once.
  */
 export class DecisionStore {
   private readonly committer: GroupCommitter<DecisionRecord>;
+  private readonly dict: RecordDictionary;
 
   constructor(
     private readonly redis: Redis,
@@ -122,6 +144,7 @@ export class DecisionStore {
     /** Longest an allocation waits for its record, in ms (then it answers `recorded: false`). Default: no bound of its own. */
     writeWaitMs?: number,
   ) {
+    this.dict = RecordDictionary.for(redis, keys);
     this.committer = new GroupCommitter<DecisionRecord>((records) => this.flush(records), {
       maxBatch: 400,
       maxInFlight: 4,
@@ -134,21 +157,21 @@ export class DecisionStore {
     return this.committer.submit(record);
   }
 
-  async read(id: string): Promise<DecisionRecord | undefined> {
-    const json = await readDecisionJson(this.redis, this.keys, id);
-    return json ? (JSON.parse(json) as DecisionRecord) : undefined;
+  read(id: string): Promise<DecisionRecord | undefined> {
+    return readDecision(this.redis, this.keys, id);
   }
 
   private async flush(records: readonly DecisionRecord[]): Promise<void> {
-    const buckets = new Map<number, string[]>();
+    await this.dict.register(records);
+    const buckets = new Map<number, (string | Buffer)[]>();
     for (const r of records) {
       const sec = decisionSecond(r.id) ?? Math.floor(r.ts / 1000);
       let parts = buckets.get(sec);
       if (!parts) buckets.set(sec, (parts = []));
-      parts.push(`${r.id}\x1f${JSON.stringify(r)}`);
+      parts.push(bucketField(r.id), encodeRecord(r, this.dict));
     }
     await Promise.all(
-      [...buckets].map(([sec, parts]) => runScript(this.redis, 'decisionsPut', [this.keys.decisionBucket(sec)], [sec + this.ttlSeconds + 1, parts.join('\x1e')])),
+      [...buckets].map(([sec, parts]) => runScript(this.redis, 'decisionsPut', [this.keys.decisionBucket(sec)], [sec + this.ttlSeconds + 1, packBatch(parts)])),
     );
   }
 }

@@ -74,6 +74,18 @@ export interface Config {
   readonly textTokenizeMaxChars: number;
   /** Bearer key required by GET /metrics (an operator admin key works too). Unset: /metrics is public. */
   readonly metricsKey: string | undefined;
+  /** How long applied-outcome markers outlive the reward window, in seconds: the longest an accepted outcome may wait in the queue and still be applied. Default 21600. */
+  readonly outcomeMarkerGraceSeconds: number;
+  /** Completed outcome jobs are kept at most this many seconds… Default 600. */
+  readonly jobKeepCompletedSeconds: number;
+  /** …and at most this many. Default 1000. */
+  readonly jobKeepCompletedCount: number;
+  /** Failed outcome jobs are kept at most this many seconds… Default 604800 (7 days). */
+  readonly jobKeepFailedSeconds: number;
+  /** …and at most this many. Default 10000. */
+  readonly jobKeepFailedCount: number;
+  /** Model versions kept per pipeline besides every version that ever served. Default 20. */
+  readonly modelVersionsKeep: number;
 }
 
 export class ConfigError extends Error {
@@ -206,6 +218,12 @@ export function loadConfig(env: Env = process.env): Config {
     keepAliveTimeoutMs: intVar(env, 'APPORTION_KEEP_ALIVE_TIMEOUT_MS', 5000, 100, 3_600_000),
     textTokenizeMaxChars: intVar(env, 'APPORTION_TEXT_TOKENIZE_MAX_CHARS', 4096, 256, 16_777_216),
     metricsKey: keyVar(env, 'APPORTION_METRICS_KEY'),
+    outcomeMarkerGraceSeconds: intVar(env, 'APPORTION_OUTCOME_MARKER_GRACE_SECONDS', 21_600, 60, 30 * 86_400),
+    jobKeepCompletedSeconds: intVar(env, 'APPORTION_JOB_KEEP_COMPLETED_SECONDS', 600, 0, 7 * 86_400),
+    jobKeepCompletedCount: intVar(env, 'APPORTION_JOB_KEEP_COMPLETED_COUNT', 1000, 0, 1_000_000),
+    jobKeepFailedSeconds: intVar(env, 'APPORTION_JOB_KEEP_FAILED_SECONDS', 7 * 86_400, 0, 30 * 86_400),
+    jobKeepFailedCount: intVar(env, 'APPORTION_JOB_KEEP_FAILED_COUNT', 10_000, 0, 1_000_000),
+    modelVersionsKeep: intVar(env, 'APPORTION_MODEL_VERSIONS_KEEP', 20, 1, 100_000),
   });
 }
 
@@ -243,4 +261,10 @@ export const CONFIG_VARIABLES = [
   'APPORTION_KEEP_ALIVE_TIMEOUT_MS',
   'APPORTION_TEXT_TOKENIZE_MAX_CHARS',
   'APPORTION_METRICS_KEY',
+  'APPORTION_OUTCOME_MARKER_GRACE_SECONDS',
+  'APPORTION_JOB_KEEP_COMPLETED_SECONDS',
+  'APPORTION_JOB_KEEP_COMPLETED_COUNT',
+  'APPORTION_JOB_KEEP_FAILED_SECONDS',
+  'APPORTION_JOB_KEEP_FAILED_COUNT',
+  'APPORTION_MODEL_VERSIONS_KEEP',
 ] as const;

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { readDecisionJson } from '../allocation/decisions.js';
+import { readDecision } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript } from '../redis/scripts.js';
@@ -63,9 +63,18 @@ export function overridesOf(view: ControlView): (customer: string | undefined) =
  * slot replaces each trace's previous contribution by the new one; then the session and pipeline indexes are
  * written (idempotent set/zset adds). All calls go through the auto-pipelined connection.
  */
+const TRIM_EVERY_MS = 60_000;
+
+/** Removes the entries of a pipeline's trace index first seen more than `retentionSeconds` before `now`; returns how many. */
+export function trimTraceIndex(redis: Redis, key: string, retentionSeconds: number, now = Date.now()): Promise<number> {
+  return redis.zremrangebyscore(key, '-inf', `(${now - retentionSeconds * 1000}`);
+}
+
 export class SpanStore {
   private readonly decisions = new Memo<DecisionInfo | null>(50_000);
   private readonly indexed = new Memo<true>(200_000);
+  /** Pipeline trace index → when this process last trimmed it (epoch ms). */
+  private readonly trimmed = new Map<string, number>();
 
   constructor(private readonly d: SpanStoreDeps) {}
 
@@ -159,6 +168,7 @@ export class SpanStore {
               r.zadd(z, 'NX', Date.now(), `${d}/${traceId}`),
               r.expire(z, ttl),
               r.set(ck.pipelineBudget(info.pipeline, d), info.budgets, 'EX', ttl, 'NX'),
+              this.trim(z),
             ]);
             this.indexed.set(k, true);
           }),
@@ -168,15 +178,22 @@ export class SpanStore {
     await Promise.all(writes);
   }
 
+  /**
+   * Drops index entries older than the retention (the index's own TTL only helps a pipeline that stops sending
+   * spans): at most once a minute per index and process, so a busy pipeline's index holds one retention's worth.
+   */
+  private async trim(z: string, now = Date.now()): Promise<void> {
+    const last = this.trimmed.get(z) ?? 0;
+    if (now - last < TRIM_EVERY_MS) return;
+    this.trimmed.set(z, now);
+    await trimTraceIndex(this.d.redis, z, this.d.retentionSeconds, now);
+  }
+
   private async decision(id: string): Promise<DecisionInfo | null> {
     const hit = this.decisions.get(id);
     if (hit !== undefined) return hit;
-    const json = await readDecisionJson(this.d.redis, this.d.keys, id);
-    let info: DecisionInfo | null = null;
-    if (json) {
-      const rec = JSON.parse(json) as { pipeline: string; budgets: Record<string, number> };
-      info = { pipeline: rec.pipeline, budgets: JSON.stringify(rec.budgets) };
-    }
+    const rec = await readDecision(this.d.redis, this.d.keys, id);
+    const info: DecisionInfo | null = rec ? { pipeline: rec.pipeline, budgets: JSON.stringify(rec.budgets) } : null;
     // An unknown decision is not remembered: its record may simply not be written yet.
     if (info) this.decisions.set(id, info);
     return info;

@@ -3,7 +3,7 @@ import type { DecisionRecord, DecisionStore } from '../allocation/decisions.js';
 import { AppError } from '../errors/app-error.js';
 import { withDeadline } from '../redis/deadline.js';
 import { GroupCommitter } from '../redis/group-commit.js';
-import type { OutcomeJob, OutcomeJobData } from './queue.js';
+import { queuedOutcome, type OutcomeJob, type OutcomeJobData } from './queue.js';
 import type { OutcomeBody } from './schema.js';
 
 /**
@@ -36,7 +36,7 @@ export class OutcomeIntake {
   ) {
     this.committer = new GroupCommitter<OutcomeJob>(
       async (outcomes) => {
-        await queue.add('outcomes', { outcomes });
+        await queue.add('outcomes', { outcomes: outcomes.map(queuedOutcome) });
         opts.onBatch?.(outcomes.length);
       },
       { maxBatch: opts.batchMax, maxInFlight: opts.maxInFlight ?? 4, ...(opts.enqueueTimeoutMs !== undefined ? { itemTimeoutMs: opts.enqueueTimeoutMs } : {}) },

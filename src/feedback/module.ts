@@ -10,12 +10,14 @@ import { applyOutcome } from './processor.js';
 import { createOutcomesQueue, OUTCOMES_QUEUE, outcomesOf, type OutcomeJob, type OutcomeJobData } from './queue.js';
 import { OutcomeAccepted, OutcomeBody } from './schema.js';
 
-/** Applied-outcome markers outlive the reward window by a week, longer than any job is retained. */
-const MARKER_EXTRA_SECONDS = 7 * 86_400;
-
 /** Outcomes: intake (POST /v1/outcomes → BullMQ) and the worker that applies them to statistics. */
 export function feedbackModule(core: Core, all: () => readonly ModuleParts[], allocation: AllocationModule): ModuleParts {
-  const queue = createOutcomesQueue(core.queueRedis, core.keys.bullPrefix());
+  const queue = createOutcomesQueue(core.queueRedis, core.keys.bullPrefix(), {
+    completedAgeSeconds: core.config.jobKeepCompletedSeconds,
+    completedCount: core.config.jobKeepCompletedCount,
+    failedAgeSeconds: core.config.jobKeepFailedSeconds,
+    failedCount: core.config.jobKeepFailedCount,
+  });
   const intake = new OutcomeIntake(allocation.decisions, queue, {
     batchMax: core.config.outcomeBatchMax,
     enqueueTimeoutMs: core.config.redisCommandTimeoutMs,
@@ -52,7 +54,8 @@ export function feedbackModule(core: Core, all: () => readonly ModuleParts[], al
         view: core.view,
         arms: [strategyArms(core.keys), ...modules.flatMap((m) => m.arms ?? [])],
         sinks: modules.flatMap((m) => m.sinks ?? []),
-        markerTtlSeconds: core.config.rewardWindowSeconds + MARKER_EXTRA_SECONDS,
+        rewardWindowSeconds: core.config.rewardWindowSeconds,
+        markerGraceSeconds: core.config.outcomeMarkerGraceSeconds,
         onApplied: async (job: OutcomeJob) => {
           for (const m of modules) await m.onOutcomeApplied?.(job);
         },
@@ -64,10 +67,14 @@ export function feedbackModule(core: Core, all: () => readonly ModuleParts[], al
         async (job: Job<OutcomeJobData>) => {
           const results = await Promise.all(outcomesOf(job.data).map((o) => applyOutcome(deps, o)));
           let applied = 0;
+          let expired = 0;
           for (const r of results) if (r === 'applied') applied++;
+          else if (r === 'expired') expired++;
+          const duplicate = results.length - applied - expired;
           if (applied > 0) core.metrics.outcomesProcessed.inc({ result: 'applied' }, applied);
-          if (applied < results.length) core.metrics.outcomesProcessed.inc({ result: 'duplicate' }, results.length - applied);
-          return { applied, duplicate: results.length - applied };
+          if (duplicate > 0) core.metrics.outcomesProcessed.inc({ result: 'duplicate' }, duplicate);
+          if (expired > 0) core.metrics.outcomesProcessed.inc({ result: 'expired' }, expired);
+          return { applied, duplicate, expired };
         },
         {
           connection: core.bullRedis,

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { decisionSecond, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript } from '../redis/scripts.js';
@@ -18,19 +19,61 @@ export interface OutcomeProcessorDeps {
   readonly view: () => ControlView;
   readonly arms: readonly ArmResolver[];
   readonly sinks?: readonly OutcomeSink[];
-  /** TTL of the applied marker; must outlive every possible redelivery and duplicate report. */
-  readonly markerTtlSeconds: number;
+  /** The reward window: outcomes are accepted while the decision record lives (its second + window + 1 s). */
+  readonly rewardWindowSeconds: number;
+  /**
+   * How long applied-markers outlive the reward window: the longest an accepted outcome may wait in the queue
+   * (retries, stalled workers, an outage) and still be applied. Past it the outcome is refused as `expired`,
+   * never counted twice.
+   */
+  readonly markerGraceSeconds: number;
   /** Cap of every sink list. Default 100,000. */
   readonly sinkCap?: number;
   /** Called after an outcome was applied for the first time. */
   readonly onApplied?: (job: OutcomeJob) => void | Promise<void>;
 }
 
-export type ApplyResult = 'applied' | 'duplicate';
+export type ApplyResult = 'applied' | 'duplicate' | 'expired';
+
+/** Marker sets per pipeline and second; a decision's set is picked by 3 random bits of its id. */
+export const MARKER_SETS_PER_SECOND = 8;
+
+const CANONICAL_ID = /^[0-9a-z]{6,7}-([0-9a-f]{8})-([0-9a-f]{4})-4([0-9a-f]{3})-[89ab]([0-9a-f])([0-9a-f]{2})-[0-9a-f]{12}$/;
+
+/**
+ * Where a decision's applied-marker lives: for ids made of a time prefix and a random UUID, an integer member (60
+ * random bits of the UUID, in decimal) of one of MARKER_SETS_PER_SECOND sets of its pipeline and second
+ * (`applied:<second>:<k>`). Integer members keep a set in Redis's intset encoding, 8 bytes a member, up to
+ * `set-max-intset-entries` (512) members, i.e. 4,096 outcomes per second and pipeline; beyond that a set is an
+ * ordinary hash set (still correct, ~70 bytes a member). Two decisions of one set sharing 60 bits would make the
+ * second look applied: at 1,000 decisions/s that is expected once in about 10^5 years. Other id forms: the id
+ * itself in the set of their second (k = 0), or, without a time prefix, a string key of their own (member '').
+ */
+export function appliedMarker(keys: Keys, pipeline: string, decisionId: string): { key: string; member: string } {
+  const sec = decisionSecond(decisionId);
+  if (sec === undefined) return { key: keys.pipeline(pipeline, 'applied', decisionId), member: '' };
+  const m = CANONICAL_ID.exec(decisionId);
+  if (!m) return { key: keys.pipeline(pipeline, 'applied', String(sec), '0'), member: decisionId };
+  const k = parseInt(m[4]!, 16) % MARKER_SETS_PER_SECOND;
+  return { key: keys.pipeline(pipeline, 'applied', String(sec), String(k)), member: BigInt(`0x${m[1]}${m[2]}${m[3]}`).toString() };
+}
+
+/** Whether the outcome of a decision was applied (its marker is set and has not expired). */
+export async function isApplied(redis: Redis, keys: Keys, pipeline: string, decisionId: string): Promise<boolean> {
+  const { key, member } = appliedMarker(keys, pipeline, decisionId);
+  return member === '' ? (await redis.exists(key)) === 1 : (await redis.sismember(key, member)) === 1;
+}
+
+/** The epoch second an outcome of this decision stops being applied, and its applied-marker expires. */
+export function markerDeadline(decision: Pick<DecisionRecord, 'id' | 'ts'>, rewardWindowSeconds: number, graceSeconds: number): number {
+  return (decisionSecond(decision.id) ?? Math.floor(decision.ts / 1000)) + rewardWindowSeconds + 1 + graceSeconds;
+}
 
 /**
  * Applies one outcome job: every arm's statistics and every sink, in one Lua call guarded by the
- * decision's applied-marker. Safe to run any number of times for the same job: counted once.
+ * decision's applied-marker. Safe to run any number of times for the same job: counted once. A job run after
+ * the marker deadline (markerDeadline) is refused as `expired`: its marker may be gone, so applying it could
+ * count it twice.
  */
 export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob): Promise<ApplyResult> {
   const { decision, outcome } = job;
@@ -41,13 +84,15 @@ export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob):
     const e = s.entry(job, { costUsd: cost });
     return e ? [e] : [];
   });
+  const marker = appliedMarker(deps.keys, decision.pipeline, decision.id);
   const keys = [
-    deps.keys.pipeline(decision.pipeline, 'applied', decision.id),
+    marker.key,
     ...arms.flatMap((a) => [a.summary, a.agents]),
     ...sinkEntries.map((e) => e.key),
   ];
-  const args: (string | number)[] = [
-    deps.markerTtlSeconds,
+  const args: (string | number | Buffer)[] = [
+    markerDeadline(decision, deps.rewardWindowSeconds, deps.markerGraceSeconds),
+    marker.member,
     outcome.quality,
     cost === undefined ? '' : cost,
     JSON.stringify(observe(decision, outcome)),
@@ -60,5 +105,5 @@ export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob):
     await deps.onApplied?.(job);
     return 'applied';
   }
-  return 'duplicate';
+  return res === 2 ? 'expired' : 'duplicate';
 }

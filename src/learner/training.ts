@@ -1,4 +1,4 @@
-import { readDecisionJsons, type DecisionRecord } from '../allocation/decisions.js';
+import { readDecisions, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { runScript } from '../redis/scripts.js';
@@ -12,6 +12,7 @@ import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
 import { greedyBudgets } from './policy.js';
 import { loggingPolicyOf } from './hooks.js';
+import { pruneModelVersions } from './prune.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
 import { mulberry32 } from './rng.js';
 import { runTrainJob, trainJob, type TrainJobInput } from './train-process.js';
@@ -67,11 +68,11 @@ export interface TrainResult {
  * off-policy evaluation leaves default-reward events out (their reward was not observed). The default reward is the deciding
  * strategy's current `defaultReward` (0 once the strategy is deleted).
  */
-export function defaultEvent(view: ControlView, pipeline: string, recordJson: string | null): string {
-  if (!recordJson) return '';
+export function defaultEvent(view: ControlView, pipeline: string, record: DecisionRecord | string | null | undefined): string {
+  if (!record) return '';
   let d: DecisionRecord;
   try {
-    d = JSON.parse(recordJson) as DecisionRecord;
+    d = typeof record === 'string' ? (JSON.parse(record) as DecisionRecord) : record;
   } catch {
     return ''; // an unreadable record must not stall the sweep: the decision counts as lost
   }
@@ -132,7 +133,7 @@ export class TrainingService {
   private async defaultDue(pipeline: string, tickets: readonly string[], now: number): Promise<{ defaulted: number; lost: number }> {
     const lk = learnerKeys(this.core.keys, pipeline);
     const view = this.core.view();
-    const records = await readDecisionJsons(this.core.redis, this.core.keys, tickets);
+    const records = await readDecisions(this.core.redis, this.core.keys, tickets);
     const args: string[] = [];
     tickets.forEach((ticket, i) => {
       args.push(ticket, defaultEvent(view, pipeline, records[i] ?? null));
@@ -227,6 +228,11 @@ export class TrainingService {
       await this.registry.recordGate(pipelineId, saved.version, gate);
       await this.registry.activate({ ...saved, gate });
     } else await this.registry.propose(saved);
+    try {
+      await pruneModelVersions(this.core.redis, this.core.keys, pipelineId, this.registry.doc(pipelineId), this.core.config.modelVersionsKeep);
+    } catch (err) {
+      this.core.log.warn({ err, pipeline: pipelineId }, 'model versions not pruned (retried after the next training)');
+    }
     this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, fetched: out.fetched, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained (candidate)');
     return { trained: true, model: saved };
   }

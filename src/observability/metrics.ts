@@ -59,7 +59,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     outcomesProcessed: new Counter({
       name: 'apportion_outcomes_processed_total',
-      help: 'Outcomes processed by this worker, by result (applied, duplicate).',
+      help: 'Outcomes processed by this worker, by result (applied, duplicate, expired: past the marker deadline, refused).',
       labelNames: ['result'],
       registers: [registry],
     }),

@@ -58,7 +58,7 @@ export async function runScript<T = unknown>(
   redis: Redis,
   name: string,
   keys: readonly string[],
-  args: readonly (string | number)[],
+  args: readonly (string | number | Buffer)[],
   dynamicKeys = false,
 ): Promise<T> {
   const script = luaScripts().get(name);

@@ -94,6 +94,30 @@ export function pendingSrm(s: ExperimentState): SrmFlag | undefined {
  * and the periodic evaluation (guardrails, SRM, ramps). Every change is one optimistic, audited write of
  * the control plane, followed by a snapshot refresh (read-your-writes).
  */
+/** Raw observations an analysis reads per arm and phase (the newest; moments always cover every outcome). */
+export const RESULT_OBSERVATIONS_MAX = 20_000;
+const OBSERVATION_PAGE = 2000;
+
+/**
+ * The newest `max` observations of an arm (newest first), read in pages of 2,000 rather than one LRANGE of the
+ * whole list: a results request holds Redis for one page at a time and its memory is bounded by `max`.
+ */
+export async function readObservations(redis: Redis, key: string, max = RESULT_OBSERVATIONS_MAX): Promise<Observation[]> {
+  const out: Observation[] = [];
+  for (let from = 0; from < max; from += OBSERVATION_PAGE) {
+    const page = await redis.lrange(key, from, Math.min(max, from + OBSERVATION_PAGE) - 1);
+    for (const line of page) {
+      try {
+        out.push(JSON.parse(line) as Observation);
+      } catch {
+        /* an unreadable entry is skipped */
+      }
+    }
+    if (page.length < OBSERVATION_PAGE) break;
+  }
+  return out;
+}
+
 export class ExperimentService {
   constructor(
     private readonly deps: {
@@ -348,21 +372,23 @@ export class ExperimentService {
       const arm = experimentArm(this.deps.keys, doc.pipeline, id, phase, v.name);
       m.hgetall(arm.summary);
       m.hgetallBuffer(arm.agents);
-      if (withObs) m.lrange(arm.obs, 0, -1);
     }
     const res = (await m.exec()) ?? [];
     const arms = new Map<string, ArmStats>();
     const obs = new Map<string, Observation[]>();
-    const per = withObs ? 3 : 2;
     variants.forEach((v, i) => {
       const get = (k: number): unknown => {
-        const r = res[i * per + k];
+        const r = res[i * 2 + k];
         if (!r || r[0]) throw r?.[0] ?? new Error('stats read: missing reply');
         return r[1];
       };
       arms.set(v.name, parseArmStats(get(0) as Record<string, string>, get(1) as Record<string, Buffer>));
-      if (withObs) obs.set(v.name, (get(2) as string[]).map((s) => JSON.parse(s) as Observation));
     });
+    if (withObs) {
+      await Promise.all(
+        variants.map(async (v) => obs.set(v.name, await readObservations(this.deps.redis, experimentArm(this.deps.keys, doc.pipeline, id, phase, v.name).obs))),
+      );
+    }
     return { arms, obs };
   }
 

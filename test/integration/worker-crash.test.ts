@@ -35,8 +35,8 @@ async function killed(child: ChildProcess): Promise<void> {
 async function stateOf(decisionId: string): Promise<string | undefined> {
   const queue = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
   for (const job of await queue.getJobs(['waiting', 'active', 'completed', 'failed', 'delayed'])) {
-    const data = job.data as { outcomes: { decision: { id: string } }[] };
-    if (data.outcomes.some((o) => o.decision.id === decisionId)) return job.getState();
+    const data = job.data as { outcomes: { outcome: { decisionId: string } }[] };
+    if (data.outcomes.some((o) => o.outcome.decisionId === decisionId)) return job.getState();
   }
   return undefined;
 }
@@ -83,7 +83,7 @@ describe('a worker SIGKILLed mid-job', () => {
     const answers = await Promise.all(ids.map((id) => api.app!.inject({ method: 'POST', url: '/v1/outcomes', payload: { decisionId: id, quality: 0.5 } })));
     assert.deepEqual(answers.map((r) => r.statusCode), ids.map(() => 202));
     const queue = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
-    const jobs = (await queue.getJobs(['waiting'])).filter((j) => (j.data as { outcomes: { decision: { id: string } }[] }).outcomes.some((o) => ids.includes(o.decision.id)));
+    const jobs = (await queue.getJobs(['waiting'])).filter((j) => (j.data as { outcomes: { outcome: { decisionId: string } }[] }).outcomes.some((o) => ids.includes(o.outcome.decisionId)));
     assert.equal(jobs.length, 1, 'the six outcomes share one job');
 
     const w1 = worker('after');

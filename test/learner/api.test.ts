@@ -5,6 +5,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { decisionSecond, newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
+import { bucketField } from '../../src/allocation/record-codec.js';
+import { isApplied } from '../../src/feedback/processor.js';
 import { DEFAULT_GRACE_MS, learnerMetaOf, waitWindowMs } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { defaultEvent } from '../../src/learner/training.js';
@@ -48,7 +50,7 @@ async function lostCount(): Promise<number> {
 
 /** Waits until the outcome worker applied the decision's outcome (its sink entry is then in Redis). */
 async function applied(pipeline: string, id: string): Promise<void> {
-  await eventually(async () => (await rt.core.redis.exists(rt.core.keys.pipeline(pipeline, 'applied', id))) === 1);
+  await eventually(() => isApplied(rt.core.redis, rt.core.keys, pipeline, id));
 }
 
 async function decision(id: string): Promise<DecisionRecord> {
@@ -308,7 +310,7 @@ describe('reward wait window', () => {
     await learner.pending.flush();
     await eventually(async () => (await rt.core.redis.zscore(lk.pending, id)) !== null);
     const sec = rt.core.keys.decisionBucket(decisionSecond(id)!);
-    assert.equal(await rt.core.redis.hdel(sec, id), 1);
+    assert.equal(await rt.core.redis.hdel(sec, bucketField(id)), 1);
     const before = (await learner.training.events('wait', 100)).length;
     const lostBefore = await lostCount();
     const swept = await learner.training.ingest('wait', Date.now() + 3_600_000);

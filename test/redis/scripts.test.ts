@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { packBatch } from '../../src/allocation/record-codec.js';
 import { runScript } from '../../src/redis/scripts.js';
 import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
 
@@ -19,10 +20,10 @@ describe('runScript', () => {
     const bucket = `${prefix}:{decisions:1}`;
     // What a Redis restart or failover does to every cached script (other test files then fall back the same way).
     await redis.script('FLUSH');
-    assert.equal(await runScript<number>(redis, 'decisionsPut', [bucket], [2_000_000_000, 'a\x1f{"n":1}\x1eb\x1f{"n":2}']), 2);
+    assert.equal(await runScript<number>(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['a', '{"n":1}', 'b', '{"n":2}'])]), 2);
     assert.deepEqual(await redis.hgetall(bucket), { a: '{"n":1}', b: '{"n":2}' });
     // EVAL cached it: concurrent auto-pipelined calls now go through EVALSHA, each answered on its own.
-    const n = await Promise.all(Array.from({ length: 20 }, (_, i) => runScript<number>(redis, 'decisionsPut', [bucket], [2_000_000_000, `c${i}\x1f{}`])));
+    const n = await Promise.all(Array.from({ length: 20 }, (_, i) => runScript<number>(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch([`c${i}`, '{}'])])));
     assert.deepEqual(n, Array.from({ length: 20 }, () => 1));
     assert.equal(await redis.hlen(bucket), 22);
   });

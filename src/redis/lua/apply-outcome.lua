@@ -1,31 +1,47 @@
 -- Applies one outcome to the statistics of one or more arms (a strategy; later also experiment variants),
--- exactly once per decision: the marker key makes a replay (retry, killed worker, duplicate report) a no-op.
+-- exactly once per decision: the applied-marker makes a replay (retry, killed worker, duplicate report) a no-op.
+-- Markers live until the decision's reward window has passed plus a grace period, and no longer: past that
+-- deadline the script refuses the outcome (returns 2) rather than risk counting it a second time.
 -- NUMKEYS: dynamic
--- KEYS[1]       applied-marker key of the decision (in the pipeline's slot)
+-- KEYS[1]       applied-marker key of the decision (in the pipeline's slot): a set of decisions of one second
+--               (member ARGV[2], see appliedMarker in src/feedback/processor.ts), or, when ARGV[2] is '', a string
+--               of this decision alone (ids without a time prefix)
 -- KEYS[2k]      (k = 1..A) arm summary hash: n, q_mean, q_m2, c_n, c_mean, c_m2, c_sum (Welford moments)
 -- KEYS[2k+1]    (k = 1..A) arm per-agent hash: <agent> → MessagePack [n, util, consumed, allocated, trunc, hits, hit_q] (sums)
 -- KEYS[2A+1+j]  (j = 1..L) lists that receive one entry each (e.g. the learner's training buffer), capped
--- ARGV[1]       marker TTL in seconds
--- ARGV[2]       quality (0..1)
--- ARGV[3]       cost in USD, or "" when unknown
--- ARGV[4]       JSON array of per-agent observations [{ "a": name, "u": utilization, "h": 0|1, "t": 0|1,
+-- ARGV[1]       marker deadline, epoch seconds: the marker expires then, and an outcome applied at or after it is refused
+-- ARGV[2]       the decision's member in the marker set ('' for a string marker)
+-- ARGV[3]       quality (0..1)
+-- ARGV[4]       cost in USD, or "" when unknown
+-- ARGV[5]       JSON array of per-agent observations [{ "a": name, "u": utilization, "h": 0|1, "t": 0|1,
 --               "c": consumed, "b": allocated }]
--- ARGV[5]       A, the number of arms
--- ARGV[6]       cap of every list (LTRIM keeps the newest entries)
--- ARGV[6+j]     entry pushed to the j-th list
--- Returns: 1 when applied, 0 when this decision's outcome was already applied.
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) == false then
-  return 0
+-- ARGV[6]       A, the number of arms
+-- ARGV[7]       cap of every list (LTRIM keeps the newest entries)
+-- ARGV[7+j]     entry pushed to the j-th list
+-- Returns: 1 when applied, 0 when this decision's outcome was already applied, 2 when its marker deadline passed.
+local deadline = tonumber(ARGV[1])
+if tonumber(redis.call('TIME')[1]) >= deadline then
+  return 2
+end
+if ARGV[2] == '' then
+  if redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', deadline) == false then
+    return 0
+  end
+else
+  if redis.call('SADD', KEYS[1], ARGV[2]) == 0 then
+    return 0
+  end
+  redis.call('EXPIREAT', KEYS[1], deadline)
 end
 
 local function num(v) if v then return tonumber(v) end return 0 end
 local function fmt(x) return string.format('%.17g', x) end
 
-local q = tonumber(ARGV[2])
-local cost = ARGV[3]
-local agents = cjson.decode(ARGV[4])
+local q = tonumber(ARGV[3])
+local cost = ARGV[4]
+local agents = cjson.decode(ARGV[5])
 
-local arms = tonumber(ARGV[5])
+local arms = tonumber(ARGV[6])
 for k = 1, arms do
   local summary = KEYS[2 * k]
   local per_agent = KEYS[2 * k + 1]
@@ -68,10 +84,10 @@ for k = 1, arms do
     redis.call('HSET', per_agent, unpack(out))
   end
 end
-local cap = tonumber(ARGV[6])
+local cap = tonumber(ARGV[7])
 for j = 1, #KEYS - 1 - 2 * arms do
   local key = KEYS[1 + 2 * arms + j]
-  redis.call('LPUSH', key, ARGV[6 + j])
+  redis.call('LPUSH', key, ARGV[7 + j])
   redis.call('LTRIM', key, 0, cap - 1)
 end
 return 1

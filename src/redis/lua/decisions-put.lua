@@ -1,22 +1,12 @@
--- Writes a batch of decision records into one time bucket (a hash: decision id → record JSON) and sets the
+-- Writes a batch of decision records into one time bucket (a hash: record field → compact record) and sets the
 -- bucket's absolute expiry. One call per bucket per event-loop turn instead of one SET per decision.
 -- NUMKEYS: 1
 -- KEYS[1]      the bucket hash <p>:{decisions:<epoch second>}
 -- ARGV[1]      expiry, epoch seconds (the bucket's second + the reward window + 1)
--- ARGV[2]      the records: `<id>\31<JSON>` joined by \30 (one argument: the client pays per argument, and
---              JSON never contains the raw control characters \30 or \31)
+-- ARGV[2]      the records: a MessagePack array field, value, field, value… (one argument: the client pays per
+--              argument; fields and values are binary, see src/allocation/record-codec.ts)
 -- Returns the number of records written.
-local batch = ARGV[2]
-local fields = {}
-local pos = 1
-local len = #batch
-while pos <= len do
-  local stop = string.find(batch, '\30', pos, true) or (len + 1)
-  local sep = string.find(batch, '\31', pos, true)
-  fields[#fields + 1] = string.sub(batch, pos, sep - 1)
-  fields[#fields + 1] = string.sub(batch, sep + 1, stop - 1)
-  pos = stop + 1
-end
+local fields = cmsgpack.unpack(ARGV[2])
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIREAT', KEYS[1], ARGV[1])
 return #fields / 2
