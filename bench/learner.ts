@@ -19,8 +19,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { loadTf } from '../src/learner/backend.js';
-import { forward } from '../src/learner/model.js';
-import { greedyBudgets } from '../src/learner/policy.js';
+import { DEFAULT_HIDDEN, forward } from '../src/learner/model.js';
+import { EXPLORE_DEFAULTS, greedyBudgets, optionsFor } from '../src/learner/policy.js';
+import { GUARD_DEFAULTS } from '../src/learner/guard.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
 import { policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
 import { loadWorld, WORLD_NAMES } from '../src/learner/sim/world.js';
@@ -37,8 +38,19 @@ const outcomes = Number(flag('outcomes', quick ? '4000' : '5000'));
 const driftOutcomes = Number(flag('drift-outcomes', quick ? '8000' : '9000'));
 const explorer = flag('explorer', 'squarecb') as 'squarecb' | 'epsilon';
 const scaling = flag('scaling', 'robust') as 'robust' | 'meanstd';
-const hidden = Number(flag('hidden', '16'));
-const explore = { explorer, epsilon: 0.1, gamma: Number(flag('gamma', '200')), perturbation: 0.5 };
+const hidden = Number(flag('hidden', String(DEFAULT_HIDDEN)));
+const explore = {
+  explorer,
+  epsilon: 0.1,
+  gamma: Number(flag('gamma', '200')),
+  perturbation: Number(flag('perturbation', '0.5')),
+  budget: Number(flag('budget', String(EXPLORE_DEFAULTS.budget))),
+  decayFrom: Number(flag('decay-from', String(EXPLORE_DEFAULTS.decayFrom))),
+};
+const controlShare = Number(flag('control-share', String(GUARD_DEFAULTS.controlShare)));
+const halfLife = Number(flag('half-life', '1000'));
+const window = Number(flag('window', '8000'));
+const epochs = Number(flag('epochs', '4'));
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;
@@ -82,7 +94,7 @@ if (merge) {
 const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number, number];
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer}; scaling ${scaling}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; scaling ${scaling}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
@@ -101,7 +113,7 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const w0 = Date.now();
   // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden });
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs } });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
@@ -123,7 +135,7 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const sub = ctx.filter((_, i) => i % Math.ceil(ctx.length / 60) === 0);
   const goal = mean(sub.map((x) => world.expected(phase, x, uni)));
   const oracleNeed = tokensToMatch((T) => mean(sub.map((x) => world.expected(phase, x, world.oracle(phase, x, T)))), world.totalTokens, goal);
-  const learnedNeed = tokensToMatch((T) => mean(servedValues(world, phase, model, explore, sub, T)), world.totalTokens, goal);
+  const learnedNeed = tokensToMatch((T) => mean(servedValues(world, phase, model, explore, sub, T, controlShare)), world.totalTokens, goal);
   let recovery: number | null | undefined;
   if (world.driftAt !== undefined) {
     recovery = null;

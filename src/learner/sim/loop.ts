@@ -3,7 +3,8 @@ import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
 import { DEFAULT_GATE, gateVerdict, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
-import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, withCandidate, type ExploreOptions } from '../policy.js';
+import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, optionsFor, withCandidate, type ExploreOptions } from '../policy.js';
+import { GUARD_DEFAULTS } from '../guard.js';
 import { mulberry32 } from '../rng.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
 import { bestStatic, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from './family.js';
@@ -41,8 +42,10 @@ export interface LoopOptions {
   readonly gate?: GateRule | null;
   /** Serve the default strategy until a version clears the gate (the service does). Default true. */
   readonly safeStart?: boolean;
-  /** Hidden units of the model. Default 16 (the service's). */
+  /** Hidden units of the model. Default: the service's (initialWeights). */
   readonly hidden?: number;
+  /** Share of decisions the runtime guard's control arm serves the default strategy (uniform here). Default: the service's (GUARD_DEFAULTS). */
+  readonly controlShare?: number;
 }
 
 export interface Checkpoint {
@@ -118,12 +121,21 @@ export function greedyValues(world: SimWorld, phase: 0 | 1, model: { readonly we
  * Expected reward of the exploring policy (Σ_k p_k · value of candidate k, exactly) per context at `total`: what
  * users get, exploration included. A missing model: the safe start around the default strategy.
  */
-export function servedValues(world: SimWorld, phase: 0 | 1, model: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder } | undefined, explore: ExploreOptions, contexts: readonly unknown[], total = world.totalTokens): number[] {
+export function servedValues(
+  world: SimWorld,
+  phase: 0 | 1,
+  model: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder; readonly version?: number } | undefined,
+  explore: ExploreOptions,
+  contexts: readonly unknown[],
+  total = world.totalTokens,
+  controlShare: number = GUARD_DEFAULTS.controlShare,
+): number[] {
   const agents = policyAgents(world);
   const uni = uniformSplitOf(world, total);
   const rng = mulberry32(1);
   return contexts.map((x) => {
-    const dec = model ? decide(forward(model.weights, model.encoder.encode(world.features(x))), agents, total, explore, rng, uni) : decideAround(uni, agents, total, explore, rng, uni);
+    let dec = model ? decide(forward(model.weights, model.encoder.encode(world.features(x))), agents, total, optionsFor(explore, model.version ?? 0), rng, uni) : decideAround(uni, agents, total, explore, rng, uni);
+    if (controlShare > 0) dec = withCandidate(dec, uni, controlShare, rng);
     let v = 0;
     dec.candidates.forEach((c, k) => (v += dec.probs[k]! * world.expected(phase, x, c)));
     return v;
@@ -169,6 +181,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const autoScale = opts.autoScale ?? true;
   const gateRule = opts.gate === undefined ? DEFAULT_GATE : opts.gate;
   const safeStart = opts.safeStart ?? true;
+  const controlShare = opts.controlShare ?? GUARD_DEFAULTS.controlShare;
   const agents = policyAgents(world);
   const names = world.agents.map((a) => a.name);
   const uniform = uniformSplitOf(world, world.totalTokens);
@@ -218,9 +231,11 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     seen.push(x);
     const f = world.features(x);
     let dec = serving
-      ? decide(forward(serving.weights, serving.encoder.encode(f)), agents, world.totalTokens, opts.explore, rng, uniform)
+      ? decide(forward(serving.weights, serving.encoder.encode(f)), agents, world.totalTokens, optionsFor(opts.explore, serving.version), rng, uniform)
       : decideAround(uniform, agents, world.totalTokens, opts.explore, rng, uniform);
     if (candidate) dec = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), CANDIDATE_SHARE, rng);
+    // The guard's control arm: the default strategy serves this share, logged as part of the mixture.
+    if (controlShare > 0) dec = withCandidate(dec, uniform, controlShare, rng);
     const out = world.outcome(phase, x, dec.budgets, rng);
     const v = world.expected(phase, x, dec.budgets);
     servedAll[t] = v;
