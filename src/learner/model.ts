@@ -288,13 +288,13 @@ export function marginal(heads: Heads, out: number[], caps: readonly number[], t
 }
 
 /** Look-ahead horizons of the non-concave greedy split, in chunks. */
-const HORIZONS = [1, 4, 12] as const;
+const HORIZONS = [1, 4, 16, 64] as const;
 
 /**
  * Marginal allocation for non-concave responses (a threshold part): each step gives one chunk to the agent with
- * the best per-chunk growth rate over a look-ahead of 1, 4 or 12 chunks (a threshold pays only once crossed),
+ * the best per-chunk growth rate over a look-ahead of 1, 4, 16 or 64 chunks (a threshold pays only once crossed),
  * as the numerical oracles of the simulated worlds do. Responses are separable, so only the chosen agent's
- * rates change per step: 3 response evaluations per step.
+ * rates change per step: 4 response evaluations per step.
  */
 export function marginalLookAhead(heads: Heads, out: number[], caps: readonly number[], target: number, chunk: number): number[] {
   const n = out.length;
