@@ -51,6 +51,9 @@ const controlShare = Number(flag('control-share', String(GUARD_DEFAULTS.controlS
 const halfLife = Number(flag('half-life', '1000'));
 const window = Number(flag('window', '8000'));
 const epochs = Number(flag('epochs', '4'));
+// Cheaper runs for tuning: evaluate every `--eval-stride`-th request of the last quarter (default 2), skip tokens-to-match.
+const evalStride = Number(flag('eval-stride', '2'));
+const withTtm = flag('tokens-to-match', 'true') !== 'false';
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;
@@ -75,6 +78,8 @@ interface Row {
   readonly name: string;
   readonly ratio: number;
   readonly greedy: number;
+  /** Served ÷ oracle on the requests the learned arm served (not the guard's control). */
+  readonly arm?: number;
   readonly diff: { diff: number; lo: number; hi: number };
   readonly oracleNeed: number;
   readonly learnedNeed: number;
@@ -117,7 +122,7 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
-  const keep = (_: unknown, i: number) => i % 2 === 0;
+  const keep = (_: unknown, i: number) => i % evalStride === 0;
   const ctx = res.contexts.slice(from).filter(keep);
   const served = Array.from(res.served.subarray(from)).filter(keep);
   const oracle = ctx.map((x) => world.expected(phase, x, world.oracle(phase, x, world.totalTokens)));
@@ -130,12 +135,16 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const model = res.serving;
   const greedy = ctx.map((x) => world.expected(phase, x, model ? greedyBudgets(forward(model.weights, model.encoder.encode(world.features(x))), agents, world.totalTokens) : uni));
   const ratio = mean(served) / mean(oracle);
+  // The learned arm alone: the same requests without those the guard's control arm served (exploration included).
+  const ctl = Array.from(res.controlServed.subarray(from)).filter(keep);
+  const armIdx = served.map((_, i) => i).filter((i) => ctl[i] === 0);
+  const arm = mean(armIdx.map((i) => served[i]!)) / mean(armIdx.map((i) => oracle[i]!));
   const diff = pairedCi(served, stat);
   // Tokens to match uniform at the world's total, on 200 of the quarter's requests.
   const sub = ctx.filter((_, i) => i % Math.ceil(ctx.length / 60) === 0);
   const goal = mean(sub.map((x) => world.expected(phase, x, uni)));
-  const oracleNeed = tokensToMatch((T) => mean(sub.map((x) => world.expected(phase, x, world.oracle(phase, x, T)))), world.totalTokens, goal);
-  const learnedNeed = tokensToMatch((T) => mean(servedValues(world, phase, model, explore, sub, T, controlShare)), world.totalTokens, goal);
+  const oracleNeed = !withTtm ? 1 : tokensToMatch((T) => mean(sub.map((x) => world.expected(phase, x, world.oracle(phase, x, T)))), world.totalTokens, goal);
+  const learnedNeed = !withTtm ? 1 : tokensToMatch((T) => mean(servedValues(world, phase, model, explore, sub, T, controlShare)), world.totalTokens, goal);
   let recovery: number | null | undefined;
   if (world.driftAt !== undefined) {
     recovery = null;
@@ -151,9 +160,9 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   }
   const firstActive = res.versions.find((v) => v.active)?.at ?? null;
   const refused = res.versions.filter((v) => !v.active).length;
-  const row: Row = { name: world.name, ratio, greedy: mean(greedy) / mean(oracle), diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery } : {}), firstActive, refused, versions: res.versions.length };
+  const row: Row = { name: world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery } : {}), firstActive, refused, versions: res.versions.length };
   console.log(
-    `${world.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
+    `${world.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (learned arm ${arm.toFixed(3)}, greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
       `  served−static ${diff.diff >= 0 ? '+' : ''}${diff.diff.toFixed(4)} [${diff.lo.toFixed(4)}, ${diff.hi.toFixed(4)}]` +
       `  tokens-to-match ${learnedNeed.toFixed(2)} (oracle ${oracleNeed.toFixed(2)})` +
       (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'}` : '') +
@@ -169,6 +178,8 @@ function summarise(label: string, rows: readonly Row[]): void {
   const below = rows.filter((x) => x.diff.hi < 0);
   console.log(`\n${label}: ${rows.length} worlds`);
   console.log(`  served ÷ oracle   median ${quantile(r, 0.5).toFixed(3)}  p10 ${quantile(r, 0.1).toFixed(3)}  min ${Math.min(...r).toFixed(3)}   (targets: median ≥ 0.97, p10 ≥ 0.93)`);
+  const arms = rows.filter((x) => x.arm !== undefined).map((x) => x.arm!);
+  if (arms.length) console.log(`  learned arm ÷ oracle (served without the guard's control decisions)   median ${quantile(arms, 0.5).toFixed(3)}  p10 ${quantile(arms, 0.1).toFixed(3)}  min ${Math.min(...arms).toFixed(3)}`);
   console.log(`  greedy ÷ oracle   median ${quantile(rows.map((x) => x.greedy), 0.5).toFixed(3)}  p10 ${quantile(rows.map((x) => x.greedy), 0.1).toFixed(3)}`);
   console.log(`  served − static   median ${quantile(d, 0.5).toFixed(4)}  p10 ${quantile(d, 0.1).toFixed(4)}  min ${Math.min(...d).toFixed(4)}; significantly below static (CI under 0) on ${below.length}: ${below.map((x) => x.name).join(', ') || 'none'}`);
   const tm = rows.filter((x) => x.oracleNeed <= 0.7);

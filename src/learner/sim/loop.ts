@@ -171,6 +171,8 @@ export interface LoopResult {
   readonly served: Float64Array;
   /** Per outcome: the serving version (0 = safe start). */
   readonly servingVersion: Int32Array;
+  /** Per outcome: 1 when the guard's control arm served it. */
+  readonly controlServed: Uint8Array;
 }
 
 export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Checkpoint) => void): Promise<LoopResult> {
@@ -203,6 +205,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const cpEvery = opts.checkpointEvery ?? 1000;
   const servedAll = new Float64Array(opts.outcomes);
   const servingVersion = new Int32Array(opts.outcomes);
+  const controlServed = new Uint8Array(opts.outcomes);
   const seen: unknown[] = [];
   let servedSum = 0;
   let servedN = 0;
@@ -235,7 +238,11 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       : decideAround(uniform, agents, world.totalTokens, opts.explore, rng, uniform);
     if (candidate) dec = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), CANDIDATE_SHARE, rng);
     // The guard's control arm: the default strategy serves this share, logged as part of the mixture.
-    if (controlShare > 0) dec = withCandidate(dec, uniform, controlShare, rng);
+    if (controlShare > 0) {
+      const u = rng();
+      dec = withCandidate(dec, uniform, controlShare, () => u);
+      controlServed[t] = u < controlShare ? 1 : 0;
+    }
     const out = world.outcome(phase, x, dec.budgets, rng);
     const v = world.expected(phase, x, dec.budgets);
     servedAll[t] = v;
@@ -282,5 +289,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed };
 }
