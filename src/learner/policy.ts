@@ -39,7 +39,7 @@ export interface ExploreOptions {
 }
 
 /** Defaults of the exploration budget and its decay (docs/learner.md, "Policy and exploration"). */
-export const EXPLORE_DEFAULTS = { budget: 1, decayFrom: 0 } as const;
+export const EXPLORE_DEFAULTS = { budget: 0.3, decayFrom: 2 } as const;
 
 /** The exploration options of model version v: the budget shrinks as 1/√v after `decayFrom` versions (none: no decay). */
 export function optionsFor(opts: ExploreOptions, version: number): ExploreOptions {
