@@ -44,6 +44,10 @@ export interface LoopOptions {
   readonly safeStart?: boolean;
   /** Hidden units of the model. Default: the service's (initialWeights). */
   readonly hidden?: number;
+  /** Share of decisions that serve the pending candidate's split. Default: the service's (CANDIDATE_SHARE). */
+  readonly candidateShare?: number;
+  /** Share of the total two splits may differ by and count as one action in the gate. Default: the gate's. */
+  readonly gateTolerance?: number;
   /** Share of decisions the runtime guard's control arm serves the default strategy (uniform here). Default: the service's (GUARD_DEFAULTS). */
   readonly controlShare?: number;
 }
@@ -236,7 +240,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     let dec = serving
       ? decide(forward(serving.weights, serving.encoder.encode(f)), agents, world.totalTokens, optionsFor(opts.explore, serving.version), rng, uniform)
       : decideAround(uniform, agents, world.totalTokens, opts.explore, rng, uniform);
-    if (candidate) dec = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), CANDIDATE_SHARE, rng);
+    if (candidate) dec = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), opts.candidateShare ?? CANDIDATE_SHARE, rng);
     // The guard's control arm: the default strategy serves this share, logged as part of the mixture.
     if (controlShare > 0) {
       const u = rng();
@@ -265,6 +269,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
             candidateSplit: (e) => greedyOf(c, e.f, e.T),
             ...(s ? { serving: { version: s.version, split: (e: LoggedEvent) => greedyOf(s, e.f, e.T) } } : {}),
             defaultSplit: () => uniform,
+            ...(opts.gateTolerance !== undefined ? { tolerance: opts.gateTolerance } : {}),
           },
           gateRule,
         );
