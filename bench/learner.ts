@@ -99,6 +99,8 @@ if (merge) {
   process.exit(0);
 }
 const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number, number];
+// Worlds already measured by an earlier (stopped) run of the same shard: `--skip gen-1,drift`.
+const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
 console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; scaling ${scaling}; every declaration without mean/std`);
@@ -197,12 +199,14 @@ const family: Row[] = [];
 const namedRows: Row[] = [];
 const jobs: (() => Promise<void>)[] = [
   ...seeds.map((seed, i) => async () => {
+    if (skip.has(`gen-${seed}`)) return;
     const drift = seedArg === 'test' || seedArg === 'dev' ? i % 4 === 3 : false;
     const row = await runWorld(generateWorld(seed, drift ? { driftAt: Math.round(driftOutcomes / 2) } : {}), seed);
     family.push(row);
     console.log(`ROW ${JSON.stringify({ ...row, kind: 'family' })}`);
   }),
   ...named.map((name) => async () => {
+    if (skip.has(name)) return;
     const row = await runWorld(namedWorld(loadWorld(name)) as SimWorld, 7);
     namedRows.push(row);
     console.log(`ROW ${JSON.stringify({ ...row, kind: 'named' })}`);
