@@ -93,7 +93,9 @@ interface Row {
 
 const merge = flag('merge', '');
 if (merge) {
-  const rows = merge.split(',').flatMap((f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.startsWith('ROW ')).map((l) => JSON.parse(l.slice(4)) as Row & { kind: string }));
+  const all = merge.split(',').flatMap((f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.startsWith('ROW ')).map((l) => JSON.parse(l.slice(4)) as Row & { kind: string }));
+  // A world measured twice (a stopped shard finished it just before a re-run took it over) counts once: the first.
+  const rows = all.filter((r, i) => all.findIndex((x) => x.name === r.name) === i);
   summarise('generated family', rows.filter((r) => r.kind === 'family'));
   summarise('named worlds', rows.filter((r) => r.kind === 'named'));
   process.exit(0);
