@@ -19,7 +19,7 @@
 import { loadTf } from '../src/learner/backend.js';
 import { accumulate, GUARD_DEFAULTS, judge, NEW_RUN, type GuardRun } from '../src/learner/guard.js';
 import { forward, type ModelWeights } from '../src/learner/model.js';
-import { decide } from '../src/learner/policy.js';
+import { decide, EXPLORE_DEFAULTS, optionsFor, type ExploreOptions } from '../src/learner/policy.js';
 import { mulberry32 } from '../src/learner/rng.js';
 import { policyAgents, runLoop } from '../src/learner/sim/loop.js';
 import { contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOutcome, uniformBudgets, WORLD_NAMES, type World } from '../src/learner/sim/world.js';
@@ -35,7 +35,9 @@ const maxAfter = Number(flag('max', '40000'));
 const nullOutcomes = Number(flag('null-outcomes', '20000'));
 const TICK_S = 5;
 const SHARE = GUARD_DEFAULTS.controlShare;
-const explore = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5 };
+// The service's exploration defaults (budget and its decay by version), as a learned strategy without params serves.
+const explore0 = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5, ...EXPLORE_DEFAULTS };
+let explore: ExploreOptions = explore0;
 
 const { tf } = await loadTf();
 
@@ -95,8 +97,9 @@ for (const name of worldNames) {
   const world0 = loadWorld(name);
   const world = { ...world0, drift: undefined } as World;
   const t0 = Date.now();
-  const trained = await runLoop(tf, { world, outcomes: 4000, seed: 7, explore, evalContexts: 100, checkpointEvery: 4000 });
+  const trained = await runLoop(tf, { world, outcomes: 4000, seed: 7, explore: explore0, evalContexts: 100, checkpointEvery: 4000 });
   const m: Served = { weights: trained.weights, encoder: trained.encoder };
+  explore = optionsFor(explore0, trained.serving?.version ?? 1);
   // The agent the model starves most, relative to uniform.
   const agents = policyAgents(world);
   const rng = mulberry32(5);

@@ -19,8 +19,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { loadTf } from '../src/learner/backend.js';
-import { forward } from '../src/learner/model.js';
-import { greedyBudgets } from '../src/learner/policy.js';
+import { DEFAULT_HIDDEN, forward } from '../src/learner/model.js';
+import { EXPLORE_DEFAULTS, greedyBudgets, optionsFor } from '../src/learner/policy.js';
+import { GUARD_DEFAULTS } from '../src/learner/guard.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
 import { policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
 import { loadWorld, WORLD_NAMES } from '../src/learner/sim/world.js';
@@ -37,8 +38,24 @@ const outcomes = Number(flag('outcomes', quick ? '4000' : '5000'));
 const driftOutcomes = Number(flag('drift-outcomes', quick ? '8000' : '9000'));
 const explorer = flag('explorer', 'squarecb') as 'squarecb' | 'epsilon';
 const scaling = flag('scaling', 'robust') as 'robust' | 'meanstd';
-const hidden = Number(flag('hidden', '16'));
-const explore = { explorer, epsilon: 0.1, gamma: Number(flag('gamma', '200')), perturbation: 0.5 };
+const hidden = Number(flag('hidden', String(DEFAULT_HIDDEN)));
+const explore = {
+  explorer,
+  epsilon: 0.1,
+  gamma: Number(flag('gamma', '200')),
+  perturbation: Number(flag('perturbation', '0.5')),
+  budget: Number(flag('budget', String(EXPLORE_DEFAULTS.budget))),
+  decayFrom: Number(flag('decay-from', String(EXPLORE_DEFAULTS.decayFrom))),
+};
+const controlShare = Number(flag('control-share', String(GUARD_DEFAULTS.controlShare)));
+const halfLife = Number(flag('half-life', '1000'));
+const window = Number(flag('window', '8000'));
+const epochs = Number(flag('epochs', '4'));
+// Cheaper runs for tuning: evaluate every `--eval-stride`-th request of the last quarter (default 2), skip tokens-to-match.
+const evalStride = Number(flag('eval-stride', '2'));
+const withTtm = flag('tokens-to-match', 'true') !== 'false';
+const candShare = flag('candidate-share', '');
+const gateTol = flag('gate-tolerance', '');
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;
@@ -63,6 +80,8 @@ interface Row {
   readonly name: string;
   readonly ratio: number;
   readonly greedy: number;
+  /** Served ÷ oracle on the requests the learned arm served (not the guard's control). */
+  readonly arm?: number;
   readonly diff: { diff: number; lo: number; hi: number };
   readonly oracleNeed: number;
   readonly learnedNeed: number;
@@ -74,15 +93,19 @@ interface Row {
 
 const merge = flag('merge', '');
 if (merge) {
-  const rows = merge.split(',').flatMap((f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.startsWith('ROW ')).map((l) => JSON.parse(l.slice(4)) as Row & { kind: string }));
+  const all = merge.split(',').flatMap((f) => readFileSync(f, 'utf8').split('\n').filter((l) => l.startsWith('ROW ')).map((l) => JSON.parse(l.slice(4)) as Row & { kind: string }));
+  // A world measured twice (a stopped shard finished it just before a re-run took it over) counts once: the first.
+  const rows = all.filter((r, i) => all.findIndex((x) => x.name === r.name) === i);
   summarise('generated family', rows.filter((r) => r.kind === 'family'));
   summarise('named worlds', rows.filter((r) => r.kind === 'named'));
   process.exit(0);
 }
 const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number, number];
+// Worlds already measured by an earlier (stopped) run of the same shard: `--skip gen-1,drift`.
+const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer}; scaling ${scaling}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; scaling ${scaling}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
@@ -101,11 +124,11 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const w0 = Date.now();
   // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden });
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
-  const keep = (_: unknown, i: number) => i % 2 === 0;
+  const keep = (_: unknown, i: number) => i % evalStride === 0;
   const ctx = res.contexts.slice(from).filter(keep);
   const served = Array.from(res.served.subarray(from)).filter(keep);
   const oracle = ctx.map((x) => world.expected(phase, x, world.oracle(phase, x, world.totalTokens)));
@@ -118,12 +141,16 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const model = res.serving;
   const greedy = ctx.map((x) => world.expected(phase, x, model ? greedyBudgets(forward(model.weights, model.encoder.encode(world.features(x))), agents, world.totalTokens) : uni));
   const ratio = mean(served) / mean(oracle);
+  // The learned arm alone: the same requests without those the guard's control arm served (exploration included).
+  const ctl = Array.from(res.controlServed.subarray(from)).filter(keep);
+  const armIdx = served.map((_, i) => i).filter((i) => ctl[i] === 0);
+  const arm = mean(armIdx.map((i) => served[i]!)) / mean(armIdx.map((i) => oracle[i]!));
   const diff = pairedCi(served, stat);
   // Tokens to match uniform at the world's total, on 200 of the quarter's requests.
   const sub = ctx.filter((_, i) => i % Math.ceil(ctx.length / 60) === 0);
   const goal = mean(sub.map((x) => world.expected(phase, x, uni)));
-  const oracleNeed = tokensToMatch((T) => mean(sub.map((x) => world.expected(phase, x, world.oracle(phase, x, T)))), world.totalTokens, goal);
-  const learnedNeed = tokensToMatch((T) => mean(servedValues(world, phase, model, explore, sub, T)), world.totalTokens, goal);
+  const oracleNeed = !withTtm ? 1 : tokensToMatch((T) => mean(sub.map((x) => world.expected(phase, x, world.oracle(phase, x, T)))), world.totalTokens, goal);
+  const learnedNeed = !withTtm ? 1 : tokensToMatch((T) => mean(servedValues(world, phase, model, explore, sub, T, controlShare)), world.totalTokens, goal);
   let recovery: number | null | undefined;
   if (world.driftAt !== undefined) {
     recovery = null;
@@ -139,9 +166,9 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   }
   const firstActive = res.versions.find((v) => v.active)?.at ?? null;
   const refused = res.versions.filter((v) => !v.active).length;
-  const row: Row = { name: world.name, ratio, greedy: mean(greedy) / mean(oracle), diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery } : {}), firstActive, refused, versions: res.versions.length };
+  const row: Row = { name: world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery } : {}), firstActive, refused, versions: res.versions.length };
   console.log(
-    `${world.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
+    `${world.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (learned arm ${arm.toFixed(3)}, greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
       `  served−static ${diff.diff >= 0 ? '+' : ''}${diff.diff.toFixed(4)} [${diff.lo.toFixed(4)}, ${diff.hi.toFixed(4)}]` +
       `  tokens-to-match ${learnedNeed.toFixed(2)} (oracle ${oracleNeed.toFixed(2)})` +
       (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'}` : '') +
@@ -157,6 +184,8 @@ function summarise(label: string, rows: readonly Row[]): void {
   const below = rows.filter((x) => x.diff.hi < 0);
   console.log(`\n${label}: ${rows.length} worlds`);
   console.log(`  served ÷ oracle   median ${quantile(r, 0.5).toFixed(3)}  p10 ${quantile(r, 0.1).toFixed(3)}  min ${Math.min(...r).toFixed(3)}   (targets: median ≥ 0.97, p10 ≥ 0.93)`);
+  const arms = rows.filter((x) => x.arm !== undefined).map((x) => x.arm!);
+  if (arms.length) console.log(`  learned arm ÷ oracle (served without the guard's control decisions)   median ${quantile(arms, 0.5).toFixed(3)}  p10 ${quantile(arms, 0.1).toFixed(3)}  min ${Math.min(...arms).toFixed(3)}`);
   console.log(`  greedy ÷ oracle   median ${quantile(rows.map((x) => x.greedy), 0.5).toFixed(3)}  p10 ${quantile(rows.map((x) => x.greedy), 0.1).toFixed(3)}`);
   console.log(`  served − static   median ${quantile(d, 0.5).toFixed(4)}  p10 ${quantile(d, 0.1).toFixed(4)}  min ${Math.min(...d).toFixed(4)}; significantly below static (CI under 0) on ${below.length}: ${below.map((x) => x.name).join(', ') || 'none'}`);
   const tm = rows.filter((x) => x.oracleNeed <= 0.7);
@@ -172,12 +201,14 @@ const family: Row[] = [];
 const namedRows: Row[] = [];
 const jobs: (() => Promise<void>)[] = [
   ...seeds.map((seed, i) => async () => {
+    if (skip.has(`gen-${seed}`)) return;
     const drift = seedArg === 'test' || seedArg === 'dev' ? i % 4 === 3 : false;
     const row = await runWorld(generateWorld(seed, drift ? { driftAt: Math.round(driftOutcomes / 2) } : {}), seed);
     family.push(row);
     console.log(`ROW ${JSON.stringify({ ...row, kind: 'family' })}`);
   }),
   ...named.map((name) => async () => {
+    if (skip.has(name)) return;
     const row = await runWorld(namedWorld(loadWorld(name)) as SimWorld, 7);
     namedRows.push(row);
     console.log(`ROW ${JSON.stringify({ ...row, kind: 'named' })}`);

@@ -27,12 +27,18 @@ export interface GateRule {
   readonly z: number;
   /** Fewest held-out decisions the gate decides on; fewer refuses. Default 200. */
   readonly minEvents: number;
+  /**
+   * Fewest of those decisions that played each compared split (the candidate's, the serving version's, the
+   * default strategy's); fewer refuses. Default 20. Without it, a split the logs rarely played is valued almost
+   * only by the candidate's own reward model, and the normal interval understates how wrong that can be.
+   */
+  readonly minSupport?: number;
 }
 
-export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200 };
+export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20 };
 
 export function describeRule(rule: GateRule): string {
-  return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained, the lower ${(100 * normalCdf(rule.z)).toFixed(0)} % bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy`;
+  return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained (≥ ${rule.minSupport ?? 0} of them playing each compared split), the lower ${(100 * normalCdf(rule.z)).toFixed(0)} % bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy`;
 }
 
 export interface GateComparison {
@@ -81,19 +87,32 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE): Ga
   const cand = new Float64Array(n);
   const ref = refs.map(() => new Float64Array(n));
   let unsupported = 0;
+  // Per target (candidate, then the references): decisions whose played action is that target's split.
+  const played = new Int32Array(refs.length + 1);
   usable.forEach((ev, i) => {
     const logged = agents.map((a) => ev.b[a]!);
     const r = rewardOf(ev, input.costWeight);
     const h = forward(input.candidate.weights, input.candidate.encoder.encode(ev.f));
     const qLogged = predict(h, logged);
-    const dr = (a: readonly number[]) => {
+    const dr = (a: readonly number[], slot: number) => {
       const iw = importanceWeight(ev, agents, a, tol);
       if (!iw.supported) unsupported++;
+      if (iw.w > 0) played[slot] = played[slot]! + 1;
       return predict(h, a) + iw.w * (r - qLogged);
     };
-    cand[i] = dr(input.candidateSplit(ev));
-    refs.forEach((R, j) => (ref[j]![i] = dr(R.split(ev))));
+    cand[i] = dr(input.candidateSplit(ev), 0);
+    refs.forEach((R, j) => (ref[j]![i] = dr(R.split(ev), j + 1)));
   });
+  const minSupport = rule.minSupport ?? 0;
+  const thin = [{ against: 'candidate', n: played[0]! }, ...refs.map((R, j) => ({ against: R.against, n: played[j + 1]! }))].filter((x) => x.n < minSupport);
+  if (thin.length > 0) {
+    return {
+      pass: false,
+      reason: `too little support: ${thin.map((x) => `the ${x.against === 'default' ? 'default strategy' : x.against === 'serving' ? 'serving version' : 'candidate'}'s split was played on ${x.n}`).join(', ')} of ${n} decisions; the gate needs ${minSupport} each`,
+      events: n,
+      comparisons: [],
+    };
+  }
   const comparisons: GateComparison[] = refs.map((R, j) => {
     let m = 0;
     let mc = 0;

@@ -11,7 +11,7 @@ import { builtinUniform, compiledStrategy } from '../strategies/service.js';
 import { compileFeatures, type FeatureEncoder, type FeaturesBody } from './features.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights } from './model.js';
-import { CANDIDATE_SHARE, candidatesAround, candidatesWith, decide, decideAround, greedyBudgets, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './policy.js';
+import { CANDIDATE_SHARE, candidatesAround, candidatesWith, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './policy.js';
 import type { PendingBatcher } from './pending.js';
 import type { ModelDoc } from './registry.js';
 import { mulberry32 } from './rng.js';
@@ -24,6 +24,12 @@ export const LearnedParams = Type.Object(
     epsilon: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Epsilon-greedy exploration rate. Default 0.1.' })),
     gamma: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6, description: 'SquareCB learning-rate γ. Default 200.' })),
     perturbation: Type.Optional(Type.Number({ minimum: 0.05, maximum: 3, description: 'Log-scale δ of the explored per-agent perturbations. Default 0.5.' })),
+    exploreBudget: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'SquareCB exploration budget ε: the non-greedy candidates together get less than ε (p_k = 1/(K/ε + γ·regret_k)). Default: docs/learner.md.' }),
+    ),
+    exploreDecayFrom: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 1_000_000, description: 'Shrink the exploration budget as √(from/v) for model versions v above this (0: no decay). Default: docs/learner.md.' }),
+    ),
     upOnly: Type.Optional(
       Type.Boolean({ description: 'Explore only the e^{+δ} perturbations (n + 2 candidates): cheaper decisions, slower learning. Default false.' }),
     ),
@@ -74,7 +80,15 @@ export function waitWindowMs(params: LearnedParams, retentionSeconds: number): n
 }
 
 export function exploreOptions(p: LearnedParams): ExploreOptions {
-  return { explorer: p.explorer ?? 'squarecb', epsilon: p.epsilon ?? 0.1, gamma: p.gamma ?? 200, perturbation: p.perturbation ?? 0.5, upOnly: p.upOnly ?? false };
+  return {
+    explorer: p.explorer ?? 'squarecb',
+    epsilon: p.epsilon ?? 0.1,
+    gamma: p.gamma ?? 200,
+    perturbation: p.perturbation ?? 0.5,
+    upOnly: p.upOnly ?? false,
+    budget: p.exploreBudget ?? EXPLORE_DEFAULTS.budget,
+    decayFrom: p.exploreDecayFrom ?? EXPLORE_DEFAULTS.decayFrom,
+  };
 }
 
 /** The pipeline's encoder and serving model as of one control view (memoised in the view). */
@@ -290,7 +304,7 @@ export function learnedDecision(
   let anchor: number[] | undefined;
   if (m.version === 0) dec = decideAround(dflt, agents, input.totalTokens, explore, rng, uniform);
   else {
-    dec = decide(forward(m.weights, m.encoder.encode(input.features)), agents, input.totalTokens, explore, rng, dflt);
+    dec = decide(forward(m.weights, m.encoder.encode(input.features)), agents, input.totalTokens, optionsFor(explore, m.version), rng, dflt);
     if (!isUniform) anchor = dflt;
   }
   if (m.candidate) {

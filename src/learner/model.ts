@@ -1,21 +1,35 @@
 /**
  * The learner's reward model, evaluated in plain TypeScript on the serving path (pure: no tfjs, no I/O).
  *
- * A small network maps the encoded context x to three numbers per agent:
+ * A small network maps the encoded context x to six numbers per agent:
  *   o = W2·relu(W1·x + b1) + W3·x + b2          (a 1-hidden-layer MLP with a linear skip)
- *   need_i(x)  = NEED_SCALE · exp(o_i)           the agent's token scale (where its response bends)
- *   weight_i(x) = σ(o_{n+i})                     how much agent i matters for this request (critical path)
- *   shape_i(x) = 1 + exp(o_{2n+i})               tail shape κ ∈ (1, ∞)
- * and predicts the reward of budgets b as a product of per-agent saturating responses:
- *   r̂(x, b) = Π_i (1 − weight_i · (1 + b_i / (κ_i·need_i))^(−κ_i))
- * The response family runs from hyperbolic (κ = 1: slow, Michaelis–Menten-like saturation) to exponential
- * (κ → ∞: 1 − w·exp(−b/need)). The structure is the product's prior: more tokens never hurt an agent,
- * returns diminish, and an agent off the critical path costs little when starved. It makes the greedy split
- * a concave problem (see `greedySplit`) and lets the model extrapolate to totals it was not trained on.
+ *   need_i(x)   = NEED_SCALE · exp(o_i)          the agent's token scale (where its response bends)
+ *   weight_i(x) = σ(o_{n+i})                     how much agent i's saturating part matters for this request
+ *   shape_i     = 1 + exp(o_{2n+i})              tail shape κ ∈ (1, ∞)                      (one constant per agent)
+ *   step_i(x)   = σ(o_{3n+i})                    how much agent i's threshold part matters for this request
+ *   loc_i(x)    = need_i · exp(o_{4n+i})         where the threshold sits                   (constant ratio to need)
+ *   steep_i     = 1 + exp(o_{5n+i})              how sharp it is                            (one constant per agent)
+ * and predicts the reward of budgets b as a product of per-agent responses, each a saturating factor times a
+ * threshold factor:
+ *   c_i(b) = (1 − weight_i · (1 + b_i / (κ_i·need_i))^(−κ_i)) · (1 − step_i · σ(steep_i·(1 − b_i/loc_i)) / σ(steep_i))
+ *   r̂(x, b) = Π_i c_i(b_i)
+ * The saturating factor runs from hyperbolic (κ = 1: slow, Michaelis–Menten-like saturation) to exponential
+ * (κ → ∞: 1 − w·exp(−b/need)); the threshold factor is 1 − step_i at b = 0 and rises to 1 past loc_i: it fits step
+ * curves and hard failures below a floor, which no saturating curve can. Both factors grow with b: more tokens never
+ * hurt an agent, and an agent off the critical path costs little when starved. With no threshold part (step ≈ 0)
+ * log r̂ is separable and concave and the greedy split is exact marginal allocation; with one, the greedy split
+ * looks ahead (see `greedySplit`). The structure lets the model extrapolate to totals it was not trained on.
+ *
+ * Versions trained before the threshold factor existed (3 outputs per agent) load with step = 0 (padded).
  */
 export const NEED_SCALE = 1000;
-/** Outputs per agent: need, weight, shape. */
-export const OUTPUTS = 3;
+/** Outputs per agent: need, weight, shape, step, loc, steep. */
+export const OUTPUTS = 6;
+/** Outputs per agent of versions trained before the threshold factor (need, weight, shape). */
+export const LEGACY_OUTPUTS = 3;
+/** Initial values of the threshold part's raw outputs (step ≈ 0.02, loc = need, steep = 8). */
+export const STEP_INIT = -4;
+export const STEEP_INIT = Math.log(7);
 
 export interface ModelWeights {
   readonly inputDim: number;
@@ -24,9 +38,9 @@ export interface ModelWeights {
   /** hidden × inputDim, row-major. */
   readonly w1: Float32Array;
   readonly b1: Float32Array;
-  /** (3·agents) × hidden. */
+  /** (OUTPUTS·agents) × hidden. */
   readonly w2: Float32Array;
-  /** (3·agents) × inputDim: the linear skip. */
+  /** (OUTPUTS·agents) × inputDim: the linear skip. */
   readonly w3: Float32Array;
   readonly b2: Float32Array;
 }
@@ -57,9 +71,26 @@ export function deserializeWeights(s: SerializedWeights): ModelWeights {
     new Uint8Array(out.buffer).set(buf);
     return out;
   };
-  const w: ModelWeights = { inputDim: s.inputDim, hidden: s.hidden, agents: s.agents, w1: dec(s.w1), b1: dec(s.b1), w2: dec(s.w2), w3: dec(s.w3), b2: dec(s.b2) };
+  const w: ModelWeights = upgradeLegacy({ inputDim: s.inputDim, hidden: s.hidden, agents: s.agents, w1: dec(s.w1), b1: dec(s.b1), w2: dec(s.w2), w3: dec(s.w3), b2: dec(s.b2) });
   checkShapes(w);
   return w;
+}
+
+/** Weights of a version with LEGACY_OUTPUTS per agent, padded to OUTPUTS with no threshold part (same predictions). */
+export function upgradeLegacy(w: ModelWeights): ModelWeights {
+  const n = w.agents;
+  if (w.b2.length !== LEGACY_OUTPUTS * n) return w;
+  const pad = (a: Float32Array, width: number) => {
+    const out = new Float32Array(OUTPUTS * n * width);
+    out.set(a);
+    return out;
+  };
+  const b2 = pad(w.b2, 1);
+  for (let i = 0; i < n; i++) {
+    b2[3 * n + i] = -30;
+    b2[5 * n + i] = STEEP_INIT;
+  }
+  return { ...w, w2: pad(w.w2, w.hidden), w3: pad(w.w3, w.inputDim), b2 };
 }
 
 export function checkShapes(w: ModelWeights): void {
@@ -77,8 +108,11 @@ export function checkShapes(w: ModelWeights): void {
   }
 }
 
+/** Hidden units of a new model. */
+export const DEFAULT_HIDDEN = 16;
+
 /** Fresh weights: every agent needs an equal share of `total` and matters halfway. Seeded. */
-export function initialWeights(inputDim: number, agents: number, total: number, rng: () => number, hidden = 16): ModelWeights {
+export function initialWeights(inputDim: number, agents: number, total: number, rng: () => number, hidden = DEFAULT_HIDDEN): ModelWeights {
   const scale = (fanIn: number) => Math.sqrt(2 / fanIn) * 0.5;
   const rand = (n: number, s: number) => Float32Array.from({ length: n }, () => (rng() * 2 - 1) * s);
   const b2 = new Float32Array(OUTPUTS * agents);
@@ -86,6 +120,8 @@ export function initialWeights(inputDim: number, agents: number, total: number, 
   for (let i = 0; i < agents; i++) {
     b2[i] = need0;
     b2[2 * agents + i] = 1; // κ ≈ 3.7: between the hyperbolic and exponential ends
+    b2[3 * agents + i] = STEP_INIT;
+    b2[5 * agents + i] = STEEP_INIT;
   }
   return {
     inputDim,
@@ -104,7 +140,17 @@ export interface Heads {
   readonly need: Float64Array;
   readonly weight: Float64Array;
   readonly shape: Float64Array;
+  /** The threshold factor (absent: none): its weight, location in tokens, steepness and 1/σ(steepness). */
+  readonly step?: Float64Array;
+  readonly loc?: Float64Array;
+  readonly steep?: Float64Array;
+  readonly stepNorm?: Float64Array;
+  /** Largest step weight: below STEP_MIN the greedy split treats the responses as concave. */
+  readonly maxStep?: number;
 }
+
+/** Step weights below this count as no threshold part (the greedy split then needs no look-ahead). */
+export const STEP_MIN = 1e-3;
 
 const clamp = (v: number, lo: number, hi: number) => (v < lo ? lo : v > hi ? hi : v);
 
@@ -124,7 +170,12 @@ export function forward(w: ModelWeights, x: Float32Array): Heads {
   const need = new Float64Array(n);
   const weight = new Float64Array(n);
   const shape = new Float64Array(n);
-  for (let k = 0; k < OUTPUTS * n; k++) {
+  const step = new Float64Array(n);
+  const loc = new Float64Array(n);
+  const steep = new Float64Array(n);
+  const stepNorm = new Float64Array(n);
+  const outs = w.b2.length === LEGACY_OUTPUTS * n ? LEGACY_OUTPUTS : OUTPUTS;
+  for (let k = 0; k < outs * n; k++) {
     let s = w.b2[k]!;
     const r2 = k * h;
     for (let j = 0; j < h; j++) s += w.w2[r2 + j]! * hid[j]!;
@@ -132,15 +183,30 @@ export function forward(w: ModelWeights, x: Float32Array): Heads {
     for (let i = 0; i < d; i++) s += w.w3[r3 + i]! * x[i]!;
     if (k < n) need[k] = NEED_SCALE * Math.exp(clamp(s, -12, 12));
     else if (k < 2 * n) weight[k - n] = 1 / (1 + Math.exp(-s));
-    else shape[k - 2 * n] = 1 + Math.exp(clamp(s, -8, 8));
+    else if (k < 3 * n) shape[k - 2 * n] = 1 + Math.exp(clamp(s, -8, 8));
+    else if (k < 4 * n) step[k - 3 * n] = 1 / (1 + Math.exp(-s));
+    else if (k < 5 * n) loc[k - 4 * n] = Math.exp(clamp(s, -3, 3));
+    else steep[k - 5 * n] = 1 + Math.exp(clamp(s, -3, 4));
   }
-  return { need, weight, shape };
+  let maxStep = 0;
+  for (let i = 0; i < n; i++) {
+    loc[i] = loc[i]! * need[i]!;
+    if (outs === LEGACY_OUTPUTS) steep[i] = 1;
+    stepNorm[i] = 1 + Math.exp(-steep[i]!);
+    if (step[i]! > maxStep) maxStep = step[i]!;
+  }
+  return { need, weight, shape, step, loc, steep, stepNorm, maxStep };
 }
 
 /** c_i(b): agent i's response at budget b, in (0, 1]. */
 export function response(heads: Heads, i: number, b: number): number {
   const k = heads.shape[i]!;
-  return 1 - heads.weight[i]! * Math.exp(-k * Math.log1p(b / (k * heads.need[i]!)));
+  const sat = 1 - heads.weight[i]! * Math.exp(-k * Math.log1p(b / (k * heads.need[i]!)));
+  const st = heads.step;
+  if (st === undefined || st[i]! < 1e-9) return sat;
+  // σ(s·(1 − b/L)) / σ(s) = (1 + e^{−s}) / (1 + e^{−s·(1 − b/L)})
+  const s = heads.steep![i]!;
+  return sat * (1 - (st[i]! * heads.stepNorm![i]!) / (1 + Math.exp(-s * (1 - b / heads.loc![i]!))));
 }
 
 /** log c_i(b). */
@@ -181,6 +247,8 @@ export function greedySplit(heads: Heads, mins: readonly number[], caps: readonl
   const target = Math.floor(Math.min(total, capSum));
   if (target <= minSum) return mins.slice();
   const chunk = Math.max(1, Math.floor((target - minSum) / GREEDY_STEPS));
+  // A threshold part makes log c_i non-concave: one chunk's gain can hide what crossing the threshold pays.
+  if ((heads.maxStep ?? 0) >= STEP_MIN) return marginalLookAhead(heads, mins.slice(), caps, target, chunk);
   const coarse = chunk * COARSE;
   if (target - minSum < coarse * (n + 4)) return marginal(heads, mins.slice(), caps, target, chunk);
   const x = marginal(heads, mins.slice(), caps, target, coarse);
@@ -217,6 +285,52 @@ export function marginal(heads: Heads, out: number[], caps: readonly number[], t
     gain[best] = lookAhead(heads, best, out[best]!, cur[best]!, caps[best]!, chunk, nextAt, nextResp);
   }
   return out;
+}
+
+/** Look-ahead horizons of the non-concave greedy split, in chunks. */
+const HORIZONS = [1, 4, 16, 64] as const;
+
+/**
+ * Marginal allocation for non-concave responses (a threshold part): each step gives one chunk to the agent with
+ * the best per-chunk growth rate over a look-ahead of 1, 4, 16 or 64 chunks (a threshold pays only once crossed),
+ * as the numerical oracles of the simulated worlds do. Responses are separable, so only the chosen agent's
+ * rates change per step: 4 response evaluations per step.
+ */
+export function marginalLookAhead(heads: Heads, out: number[], caps: readonly number[], target: number, chunk: number): number[] {
+  const n = out.length;
+  let rest = target;
+  for (let i = 0; i < n; i++) rest -= out[i]!;
+  const cur = new Float64Array(n);
+  const rate = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    cur[i] = response(heads, i, out[i]!);
+    rate[i] = bestRate(heads, i, out[i]!, cur[i]!, caps[i]!, chunk);
+  }
+  while (rest > 1e-9) {
+    let best = -1;
+    for (let i = 0; i < n; i++) if (rate[i]! > 0 && (best < 0 || rate[i]! > rate[best]!)) best = i;
+    if (best < 0) break;
+    const step = Math.min(chunk, rest, caps[best]! - out[best]!);
+    out[best]! += step;
+    rest -= step;
+    cur[best] = response(heads, best, out[best]!);
+    rate[best] = bestRate(heads, best, out[best]!, cur[best]!, caps[best]!, chunk);
+  }
+  return out;
+}
+
+/** The best per-chunk log growth of agent i's response over the look-ahead horizons, as a factor (0 at its cap). */
+function bestRate(heads: Heads, i: number, at: number, cur: number, cap: number, chunk: number): number {
+  let best = 0;
+  for (const k of HORIZONS) {
+    const next = Math.min(cap, at + k * chunk);
+    const step = next - at;
+    if (step <= 1e-9) break;
+    const r = Math.pow(response(heads, i, next) / cur, chunk / step);
+    if (r > best) best = r;
+    if (next >= cap) break;
+  }
+  return best;
 }
 
 /**

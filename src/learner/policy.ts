@@ -29,6 +29,22 @@ export interface ExploreOptions {
   readonly perturbation: number;
   /** Only the e^{+δ} perturbations (n + 2 candidates instead of 2n + 2). Default false. */
   readonly upOnly?: boolean;
+  /**
+   * SquareCB: the exploration budget ε, p_k = 1/(K/ε + γ·(ŷ_best − ŷ_k)), so the non-greedy candidates together
+   * get less than ε however flat the model's predictions. 1 (the default) is plain SquareCB. See budgetFor.
+   */
+  readonly budget?: number;
+  /** Shrink the budget as versions accumulate: ε_v = budget · √(decayFrom / v) for version v > decayFrom. */
+  readonly decayFrom?: number;
+}
+
+/** Defaults of the exploration budget and its decay (docs/learner.md, "Policy and exploration"). */
+export const EXPLORE_DEFAULTS = { budget: 0.3, decayFrom: 2 } as const;
+
+/** The exploration options of model version v: the budget shrinks as 1/√v after `decayFrom` versions (none: no decay). */
+export function optionsFor(opts: ExploreOptions, version: number): ExploreOptions {
+  if (!opts.decayFrom || version <= opts.decayFrom) return opts;
+  return { ...opts, budget: (opts.budget ?? 1) * Math.sqrt(opts.decayFrom / version) };
 }
 
 export interface PolicyAgent {
@@ -150,7 +166,8 @@ export function explorationProbs(heads: Heads, candidates: readonly number[][], 
   const y = candidates.map((c) => predict(heads, c));
   let best = 0;
   for (let k = 1; k < K; k++) if (y[k]! > y[best]!) best = k;
-  const p = y.map((v, k) => (k === best ? 0 : 1 / (K + opts.gamma * Math.max(0, y[best]! - v))));
+  const base = K / Math.min(1, Math.max(1e-6, opts.budget ?? 1));
+  const p = y.map((v, k) => (k === best ? 0 : 1 / (base + opts.gamma * Math.max(0, y[best]! - v))));
   const rest = p.reduce((s, v) => s + v, 0);
   p[best] = 1 - rest;
   return p;

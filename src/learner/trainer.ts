@@ -1,5 +1,5 @@
 import type { Tf } from './backend.js';
-import { forward, NEED_SCALE, OUTPUTS, predict, type ModelWeights } from './model.js';
+import { forward, NEED_SCALE, OUTPUTS, predict, upgradeLegacy, type ModelWeights } from './model.js';
 import { mulberry32 } from './rng.js';
 
 /** Training rows, flattened: N contexts of width d, N budget vectors of n agents (tokens), rewards, weights. */
@@ -42,21 +42,15 @@ export interface TrainMetrics {
   readonly backend: string;
 }
 
-/** The shape rows are zero: copy the trained rows into a full-size array. */
-function padRows(trained: ArrayLike<number>, size: number): Float32Array {
-  const out = new Float32Array(size);
-  out.set(Array.from(trained));
-  return out;
-}
-
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
 /**
  * Fits the reward model of model.ts to (context, budgets, reward) rows with Adam, starting from `init`
  * (warm start: a retrain refines the serving model rather than starting over). Returns plain weights.
  */
-export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights, opts: TrainOptions = {}): Promise<{ weights: ModelWeights; metrics: TrainMetrics }> {
+export async function trainModel(tf: Tf, data: TrainingData, initWeights: ModelWeights, opts: TrainOptions = {}): Promise<{ weights: ModelWeights; metrics: TrainMetrics }> {
   const t0 = Date.now();
+  const init = upgradeLegacy(initWeights);
   const { inputDim: d, hidden: h, agents: n } = init;
   const rng = mulberry32(opts.seed ?? 1);
   const N = data.rows;
@@ -71,12 +65,18 @@ export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights,
 
   const w1 = tf.variable(tf.tensor2d(init.w1, [h, d]));
   const b1 = tf.variable(tf.tensor1d(init.b1));
-  // need and weight heads depend on the context; the shape κ is one learned constant per agent (its rows
-  // of W2 and W3 stay zero): a context-dependent shape fitted no better on the worlds and learned slower.
+  // The need, weight and step heads depend on the context; the shape κ, the threshold's location (relative to the
+  // need) and its steepness are one learned constant per agent (their rows of W2 and W3 stay zero): a
+  // context-dependent shape fitted no better on the worlds and learned slower.
   const w2 = tf.variable(tf.tensor2d(init.w2.subarray(0, 2 * n * h), [2 * n, h]));
   const w3 = tf.variable(tf.tensor2d(init.w3.subarray(0, 2 * n * d), [2 * n, d]));
   const b2 = tf.variable(tf.tensor1d(init.b2.subarray(0, 2 * n)));
-  const bk = tf.variable(tf.tensor1d(init.b2.subarray(2 * n, OUTPUTS * n)));
+  const bk = tf.variable(tf.tensor1d(init.b2.subarray(2 * n, 3 * n)));
+  const w2s = tf.variable(tf.tensor2d(init.w2.subarray(3 * n * h, 4 * n * h), [n, h]));
+  const w3s = tf.variable(tf.tensor2d(init.w3.subarray(3 * n * d, 4 * n * d), [n, d]));
+  const b2s = tf.variable(tf.tensor1d(init.b2.subarray(3 * n, 4 * n)));
+  const bl = tf.variable(tf.tensor1d(init.b2.subarray(4 * n, 5 * n)));
+  const bt = tf.variable(tf.tensor1d(init.b2.subarray(5 * n, 6 * n)));
   const X = tf.tensor2d(data.x, [N, d]);
   const B = tf.tidy(() => tf.div(tf.tensor2d(data.b, [N, n]), NEED_SCALE));
   const R = tf.tensor1d(data.r);
@@ -105,15 +105,21 @@ export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights,
             const hid = tf.relu(tf.add(tf.matMul(xb, w1, false, true), b1));
             const o = tf.add(tf.add(tf.matMul(hid, w2, false, true), tf.matMul(xb, w3, false, true)), b2);
             const [ol, ow] = tf.split(o, 2, 1) as import('@tensorflow/tfjs').Tensor2D[];
-            // c = 1 − w·(1 + b/(κ·need))^(−κ), κ = 1 + exp(bk), need = NEED_SCALE·exp(ol) (b is pre-scaled).
+            // Saturating factor 1 − w·(1 + b/(κ·need))^(−κ), κ = 1 + exp(bk), need = NEED_SCALE·exp(ol) (b is pre-scaled).
             const kappa = tf.add(1, tf.exp(tf.clipByValue(bk, -8, 8)));
-            const ratio = tf.div(tf.mul(bb, tf.exp(tf.neg(tf.clipByValue(ol!, -12, 12)))), kappa);
-            const c = tf.sub(1, tf.mul(tf.sigmoid(ow!), tf.exp(tf.neg(tf.mul(kappa, tf.log1p(ratio))))));
+            const u = tf.mul(bb, tf.exp(tf.neg(tf.clipByValue(ol!, -12, 12))));
+            const sat = tf.sub(1, tf.mul(tf.sigmoid(ow!), tf.exp(tf.neg(tf.mul(kappa, tf.log1p(tf.div(u, kappa)))))));
+            // Threshold factor 1 − v·σ(s·(1 − b/L))/σ(s), v = σ(os), L = need·exp(bl), s = 1 + exp(bt).
+            const os = tf.add(tf.add(tf.matMul(hid, w2s, false, true), tf.matMul(xb, w3s, false, true)), b2s);
+            const s = tf.add(1, tf.exp(tf.clipByValue(bt, -3, 4)));
+            const z = tf.mul(s, tf.sub(1, tf.mul(u, tf.exp(tf.neg(tf.clipByValue(bl, -3, 3))))));
+            const stepLoss = tf.div(tf.sigmoid(z), tf.sigmoid(s));
+            const c = tf.mul(sat, tf.sub(1, tf.mul(tf.sigmoid(os), stepLoss)));
             const q = tf.prod(c, 1);
             const mse = tf.div(tf.sum(tf.mul(tf.squaredDifference(q, rb), wb)), tf.sum(wb));
-            const pen = tf.mul(l2, tf.addN([tf.sum(tf.square(w1)), tf.sum(tf.square(w2)), tf.sum(tf.square(w3))]));
+            const pen = tf.mul(l2, tf.addN([tf.sum(tf.square(w1)), tf.sum(tf.square(w2)), tf.sum(tf.square(w3)), tf.sum(tf.square(w2s)), tf.sum(tf.square(w3s))]));
             return tf.add(mse, pen) as import('@tensorflow/tfjs').Scalar;
-          }, false, [w1, b1, w2, w3, b2, bk]);
+          }, false, [w1, b1, w2, w3, b2, bk, w2s, w3s, b2s, bl, bt]);
         });
         idx.dispose();
         steps++;
@@ -121,15 +127,22 @@ export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights,
         if (trainIdx.length < batch) break;
       }
     }
+    const rows = async (a: import('@tensorflow/tfjs').Tensor, zeroRows: number, b: import('@tensorflow/tfjs').Tensor, width: number) => {
+      // [need, weight] rows, zero rows for the constant shape, the step rows, zero rows for loc and steep.
+      const out = new Float32Array(OUTPUTS * n * width);
+      out.set(await a.data(), 0);
+      out.set(await b.data(), (2 + zeroRows) * n * width);
+      return out;
+    };
     const weights: ModelWeights = {
       inputDim: d,
       hidden: h,
       agents: n,
       w1: Float32Array.from(await w1.data()),
       b1: Float32Array.from(await b1.data()),
-      w2: padRows(await w2.data(), OUTPUTS * n * h),
-      w3: padRows(await w3.data(), OUTPUTS * n * d),
-      b2: Float32Array.from([...(await b2.data()), ...(await bk.data())]),
+      w2: await rows(w2, 1, w2s, h),
+      w3: await rows(w3, 1, w3s, d),
+      b2: Float32Array.from([...(await b2.data()), ...(await bk.data()), ...(await b2s.data()), ...(await bl.data()), ...(await bt.data())]),
     };
     const mse = (rows: readonly number[]) => {
       let se = 0;
@@ -152,7 +165,7 @@ export async function trainModel(tf: Tf, data: TrainingData, init: ModelWeights,
       metrics: { rows: N, steps, ms: Date.now() - t0, trainMse: mse(sample), holdoutMse: mse(hold), holdoutVariance: variance, backend: tf.getBackend() },
     };
   } finally {
-    tf.dispose([w1, b1, w2, w3, b2, bk, X, B, R, W]);
+    tf.dispose([w1, b1, w2, w3, b2, bk, w2s, w3s, b2s, bl, bt, X, B, R, W]);
     optimizer.dispose();
   }
 }

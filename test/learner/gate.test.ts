@@ -86,6 +86,24 @@ describe('activation gate', () => {
     assert.ok(Math.abs(d.diff - gain) < 3 * (d.diff - d.lo) / DEFAULT_GATE.z + 0.01, `estimated ${d.diff} vs true ${gain}`);
   });
 
+  it('refuses for lack of support when the logs never played the candidate (a shadow strategy: another strategy served)', () => {
+    const good = starving();
+    // Logged by a deterministic strategy (the default, uniform): what a pipeline logs while a learned strategy only runs in shadow.
+    const rng = mulberry32(5);
+    const events: LoggedEvent[] = Array.from({ length: 600 }, (_, t) => {
+      const x = world.sample(rng);
+      const q = world.outcome(0, x, uniform, rng).quality;
+      return { id: `s-${t}`, t, s: 'static', f: world.features(x), T, b: Object.fromEntries(names.map((a, i) => [a, uniform[i]!])), q, c: null };
+    });
+    const v = gate(events, good);
+    assert.equal(v.pass, false);
+    assert.match(v.reason, /too little support: the candidate's split was played on 0 of 600 decisions/);
+    // The same candidate once its split is mixed into served decisions (the strategy live, e.g. as an experiment's variant) is judged on its value.
+    const live = gate(log(1500, 12, good), good);
+    assert.doesNotMatch(live.reason, /too little support/);
+    assert.ok(live.comparisons.length > 0);
+  });
+
   it('refuses on too few decisions and compares with the serving version when one serves', () => {
     const bad = starving();
     const few = gate(log(100, 15, bad), bad);

@@ -4,8 +4,8 @@ import fc from 'fast-check';
 import { toDsjson } from '../../src/learner/dsjson.js';
 import type { LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures } from '../../src/learner/features.js';
-import { deserializeWeights, forward, GREEDY_STEPS, greedySplit, initialWeights, marginal, predict, serializeWeights, type Heads } from '../../src/learner/model.js';
-import { candidateSet, candidatesAround, candidatesWith, decide, decideAround, explorationProbs, greedyBudgets, SAFE_START_EPSILON, signedPerturbation, withCandidate, type ExploreOptions } from '../../src/learner/policy.js';
+import { deserializeWeights, forward, GREEDY_STEPS, greedySplit, initialWeights, LEGACY_OUTPUTS, marginal, predict, response, serializeWeights, type Heads } from '../../src/learner/model.js';
+import { candidateSet, candidatesAround, candidatesWith, decide, decideAround, explorationProbs, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, withCandidate, type ExploreOptions } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { expectedQuality, loadWorld, oracleBudgets, sampleContext, truthOf } from '../../src/learner/sim/world.js';
 
@@ -54,6 +54,49 @@ describe('reward model', () => {
     assert.deepEqual([...back.w1], [...w.w1]);
     assert.deepEqual([...back.b2], [...w.b2]);
     assert.throws(() => deserializeWeights({ ...serializeWeights(w), b1: Buffer.from(new Float32Array(2).buffer).toString('base64') }), /b1/);
+  });
+
+  it('loads a version trained with 3 outputs per agent (no threshold factor) with the same predictions', () => {
+    const w = initialWeights(5, 3, 6000, mulberry32(3));
+    const n = 3;
+    // The legacy layout: need, weight and shape rows only.
+    const legacy = { ...w, w2: w.w2.slice(0, LEGACY_OUTPUTS * n * w.hidden), w3: w.w3.slice(0, LEGACY_OUTPUTS * n * w.inputDim), b2: w.b2.slice(0, LEGACY_OUTPUTS * n) };
+    const x = Float32Array.from([1, 0.3, -1.2, 2, 0]);
+    const before = forward(legacy, x);
+    const after = forward(deserializeWeights(serializeWeights(legacy)), x);
+    for (const b of [[0, 0, 0], [100, 2000, 50], [3000, 3000, 3000]]) {
+      const exact = b.reduce((q, v, i) => q * (1 - before.weight[i]! * Math.pow(1 + v / (before.shape[i]! * before.need[i]!), -before.shape[i]!)), 1);
+      assert.ok(Math.abs(predict(after, b) - exact) < 1e-6, `${predict(after, b)} vs ${exact}`);
+      assert.ok(Math.abs(predict(before, b) - exact) < 1e-6);
+    }
+  });
+
+  it('a threshold factor: 1 − step at 0 tokens, ≈ 1 past its location; the greedy split looks ahead across it', () => {
+    // Agent 0: a step (weight 0.8) at 3,000 tokens; agents 1 and 2: gentle saturating curves that each chunk's gain favours.
+    const h: Heads = {
+      need: Float64Array.from([100, 2500, 2500]),
+      weight: Float64Array.from([0, 0.3, 0.3]),
+      shape: Float64Array.from([1e6, 1e6, 1e6]),
+      step: Float64Array.from([0.8, 0, 0]),
+      loc: Float64Array.from([3000, 1, 1]),
+      steep: Float64Array.from([20, 1, 1]),
+      stepNorm: Float64Array.from([1 + Math.exp(-20), 1, 1]),
+      maxStep: 0.8,
+    };
+    assert.ok(Math.abs(response(h, 0, 0) - 0.2) < 1e-6);
+    assert.ok(response(h, 0, 4500) > 0.99);
+    const mins = [0, 0, 0];
+    const caps = [1e6, 1e6, 1e6];
+    const g = greedySplit(h, mins, caps, 6000);
+    assert.ok(g[0]! >= 3000, `the step agent gets past its threshold: ${g}`);
+    assert.equal(g.reduce((a, b) => a + b, 0), 6000);
+    // Within 1 % of the best split on a 100-token grid.
+    let best = 0;
+    for (let a = 0; a <= 6000; a += 100) for (let b = 0; a + b <= 6000; b += 100) best = Math.max(best, predict(h, [a, b, 6000 - a - b]));
+    assert.ok(predict(h, g) >= best * 0.99, `${predict(h, g)} vs ${best}`);
+    // Without look-ahead (the concave path), one chunk's gain never shows the step: it would starve agent 0.
+    const flat = marginal(h, mins.slice(), caps, 6000, Math.floor(6000 / GREEDY_STEPS));
+    assert.ok(predict(h, flat) < predict(h, g) - 0.1, `one-chunk marginal allocation ${flat} is worse`);
   });
 
   it('greedy split matches the exact optimum of an exponential world (within 0.5 %: chunked marginal allocation)', () => {
@@ -142,6 +185,24 @@ describe('exploration', () => {
       });
     });
   }
+
+  it('the exploration budget ε bounds the non-greedy mass however flat the predictions, and decays as √(from/v)', () => {
+    const h = heads([1000, 1000, 1000, 1000], [0.01, 0.01, 0.01, 0.01]); // nearly flat: every candidate predicts the same
+    const agents4 = [0, 1, 2, 3].map(() => ({ min: 0, cap: 1e6 }));
+    const cands = candidateSet(h, agents4, 8000, 0.5);
+    const base: ExploreOptions = { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 };
+    const plain = explorationProbs(h, cands, base);
+    assert.ok(plain[0]! < 0.2, 'plain SquareCB spreads almost evenly over flat predictions');
+    for (const budget of [0.3, 0.1, 0.02]) {
+      const p = explorationProbs(h, cands, { ...base, budget });
+      const rest = p.slice(1).reduce((a, b) => a + b, 0);
+      assert.ok(rest < budget && rest > budget * 0.5, `budget ${budget}: non-greedy mass ${rest}`);
+      assert.ok(Math.abs(p.reduce((a, b) => a + b, 0) - 1) < 1e-12);
+    }
+    assert.equal(optionsFor({ ...base, budget: 0.3, decayFrom: 4 }, 3).budget, 0.3);
+    assert.ok(Math.abs(optionsFor({ ...base, budget: 0.3, decayFrom: 4 }, 16).budget! - 0.15) < 1e-12);
+    assert.equal(optionsFor({ ...base, budget: 0.3 }, 16).budget, 0.3, 'no decay without decayFrom');
+  });
 
   it('up-only exploration: n + 2 candidates, rebuilt from the greedy split and the signed δ', () => {
     const opts: ExploreOptions = { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5, upOnly: true };

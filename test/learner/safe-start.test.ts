@@ -104,8 +104,10 @@ describe('safe start and activation gate (HTTP)', () => {
     const early = await training.train('safe');
     assert.equal(early.trained, false);
     assert.match(early.reason!, /awaits the gate: only \d+ decisions/);
-    for (let i = 0; i < 230; i++) await round();
-    await eventually(async () => (await training.ingest('safe')) && (await training.events('safe', 1000)).length >= 160 + 230, 300_000, 250);
+    // 400 decisions: the candidate's split (10 % of them) is played on ≥ 20 — the gate's support rule — all but
+    // with probability ~4e-5 (binomial, mean 40).
+    for (let i = 0; i < 400; i++) await round();
+    await eventually(async () => (await training.ingest('safe')) && (await training.events('safe', 1000)).length >= 160 + 400, 300_000, 250);
     const second = await training.train('safe');
     assert.equal(second.trained, true, second.reason);
     const list = (await http('GET', '/v1/models/safe')).json;

@@ -183,8 +183,24 @@ export function generateSpec(seed: number, opts: { readonly driftAt?: number } =
   };
 }
 
-/** Per-agent need and weight for a context (phase 1 applies the drift), before interactions. */
-function truth(spec: GenSpec, phase: 0 | 1, c: GenContext): { need: number[]; weight: number[] } {
+/** truth() per context object and phase (a context's truth is fixed; the oracle asks for it thousands of times). */
+const truthCache = new WeakMap<GenContext, [Truth | undefined, Truth | undefined, GenSpec]>();
+interface Truth {
+  readonly need: number[];
+  readonly weight: number[];
+}
+
+/** Per-agent need and weight for a context (phase 1 applies the drift), before interactions. Memoised per context. */
+function truth(spec: GenSpec, phase: 0 | 1, c: GenContext): Truth {
+  let e = truthCache.get(c);
+  if (!e || e[2] !== spec) {
+    e = [undefined, undefined, spec];
+    truthCache.set(c, e);
+  }
+  return (e[phase] ??= computeTruth(spec, phase, c));
+}
+
+function computeTruth(spec: GenSpec, phase: 0 | 1, c: GenContext): Truth {
   const task = phase === 1 && spec.drift && c.task === spec.drift.from ? spec.drift.to : c.task;
   const need: number[] = [];
   const weight: number[] = [];
@@ -222,10 +238,12 @@ export function genQuality(spec: GenSpec, phase: 0 | 1, c: GenContext, budgets: 
   const n = need.length;
   const resp = new Array<number>(n);
   const I = spec.interaction;
-  const order = I ? [I.i, ...Array.from({ length: n }, (_, k) => k).filter((k) => k !== I.i)] : Array.from({ length: n }, (_, k) => k);
   let q = 1;
   let failP = 0;
-  for (const i of order) {
+  // The interaction's source agent first (its response sets the other's need), then the rest in order.
+  for (let o = I ? -1 : 0; o < n; o++) {
+    const i = o < 0 ? I!.i : o;
+    if (I && o >= 0 && i === I.i) continue;
     let nd = need[i]!;
     if (I && i === I.j) nd *= 1 - I.strength * Math.max(0, Math.min(1, (resp[I.i]! - (1 - weight[I.i]!)) / Math.max(1e-9, weight[I.i]!)));
     const a = spec.agents[i]!;

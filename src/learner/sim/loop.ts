@@ -3,7 +3,8 @@ import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
 import { DEFAULT_GATE, gateVerdict, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
-import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, withCandidate, type ExploreOptions } from '../policy.js';
+import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, optionsFor, withCandidate, type ExploreOptions } from '../policy.js';
+import { GUARD_DEFAULTS } from '../guard.js';
 import { mulberry32 } from '../rng.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
 import { bestStatic, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from './family.js';
@@ -41,8 +42,14 @@ export interface LoopOptions {
   readonly gate?: GateRule | null;
   /** Serve the default strategy until a version clears the gate (the service does). Default true. */
   readonly safeStart?: boolean;
-  /** Hidden units of the model. Default 16 (the service's). */
+  /** Hidden units of the model. Default: the service's (initialWeights). */
   readonly hidden?: number;
+  /** Share of decisions that serve the pending candidate's split. Default: the service's (CANDIDATE_SHARE). */
+  readonly candidateShare?: number;
+  /** Share of the total two splits may differ by and count as one action in the gate. Default: the gate's. */
+  readonly gateTolerance?: number;
+  /** Share of decisions the runtime guard's control arm serves the default strategy (uniform here). Default: the service's (GUARD_DEFAULTS). */
+  readonly controlShare?: number;
 }
 
 export interface Checkpoint {
@@ -118,12 +125,21 @@ export function greedyValues(world: SimWorld, phase: 0 | 1, model: { readonly we
  * Expected reward of the exploring policy (Σ_k p_k · value of candidate k, exactly) per context at `total`: what
  * users get, exploration included. A missing model: the safe start around the default strategy.
  */
-export function servedValues(world: SimWorld, phase: 0 | 1, model: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder } | undefined, explore: ExploreOptions, contexts: readonly unknown[], total = world.totalTokens): number[] {
+export function servedValues(
+  world: SimWorld,
+  phase: 0 | 1,
+  model: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder; readonly version?: number } | undefined,
+  explore: ExploreOptions,
+  contexts: readonly unknown[],
+  total = world.totalTokens,
+  controlShare: number = GUARD_DEFAULTS.controlShare,
+): number[] {
   const agents = policyAgents(world);
   const uni = uniformSplitOf(world, total);
   const rng = mulberry32(1);
   return contexts.map((x) => {
-    const dec = model ? decide(forward(model.weights, model.encoder.encode(world.features(x))), agents, total, explore, rng, uni) : decideAround(uni, agents, total, explore, rng, uni);
+    let dec = model ? decide(forward(model.weights, model.encoder.encode(world.features(x))), agents, total, optionsFor(explore, model.version ?? 0), rng, uni) : decideAround(uni, agents, total, explore, rng, uni);
+    if (controlShare > 0) dec = withCandidate(dec, uni, controlShare, rng);
     let v = 0;
     dec.candidates.forEach((c, k) => (v += dec.probs[k]! * world.expected(phase, x, c)));
     return v;
@@ -159,6 +175,8 @@ export interface LoopResult {
   readonly served: Float64Array;
   /** Per outcome: the serving version (0 = safe start). */
   readonly servingVersion: Int32Array;
+  /** Per outcome: 1 when the guard's control arm served it. */
+  readonly controlServed: Uint8Array;
 }
 
 export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Checkpoint) => void): Promise<LoopResult> {
@@ -169,6 +187,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const autoScale = opts.autoScale ?? true;
   const gateRule = opts.gate === undefined ? DEFAULT_GATE : opts.gate;
   const safeStart = opts.safeStart ?? true;
+  const controlShare = opts.controlShare ?? GUARD_DEFAULTS.controlShare;
   const agents = policyAgents(world);
   const names = world.agents.map((a) => a.name);
   const uniform = uniformSplitOf(world, world.totalTokens);
@@ -190,6 +209,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const cpEvery = opts.checkpointEvery ?? 1000;
   const servedAll = new Float64Array(opts.outcomes);
   const servingVersion = new Int32Array(opts.outcomes);
+  const controlServed = new Uint8Array(opts.outcomes);
   const seen: unknown[] = [];
   let servedSum = 0;
   let servedN = 0;
@@ -218,9 +238,15 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     seen.push(x);
     const f = world.features(x);
     let dec = serving
-      ? decide(forward(serving.weights, serving.encoder.encode(f)), agents, world.totalTokens, opts.explore, rng, uniform)
+      ? decide(forward(serving.weights, serving.encoder.encode(f)), agents, world.totalTokens, optionsFor(opts.explore, serving.version), rng, uniform)
       : decideAround(uniform, agents, world.totalTokens, opts.explore, rng, uniform);
-    if (candidate) dec = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), CANDIDATE_SHARE, rng);
+    if (candidate) dec = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), opts.candidateShare ?? CANDIDATE_SHARE, rng);
+    // The guard's control arm: the default strategy serves this share, logged as part of the mixture.
+    if (controlShare > 0) {
+      const u = rng();
+      dec = withCandidate(dec, uniform, controlShare, () => u);
+      controlServed[t] = u < controlShare ? 1 : 0;
+    }
     const out = world.outcome(phase, x, dec.budgets, rng);
     const v = world.expected(phase, x, dec.budgets);
     servedAll[t] = v;
@@ -243,6 +269,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
             candidateSplit: (e) => greedyOf(c, e.f, e.T),
             ...(s ? { serving: { version: s.version, split: (e: LoggedEvent) => greedyOf(s, e.f, e.T) } } : {}),
             defaultSplit: () => uniform,
+            ...(opts.gateTolerance !== undefined ? { tolerance: opts.gateTolerance } : {}),
           },
           gateRule,
         );
@@ -267,5 +294,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed };
 }
