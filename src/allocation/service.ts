@@ -1,4 +1,4 @@
-import { decide, EngineError, type AllocationReason, type AllocationRequest as EngineRequest, type EngineDecision, type Router } from '@apportion/sdk/engine';
+import { allocationResultOf, decide, decisionRecordOf, EngineError, type AllocationReason, type AllocationRequest as EngineRequest, type EngineDecision, type Router } from '@apportion/sdk/engine';
 import { AppError } from '../errors/app-error.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
@@ -123,55 +123,8 @@ export class AllocationService {
   }
 }
 
-/** The decision record of an engine decision (what the server writes, and what local mode ships). */
-export function decisionRecordOf(id: string, d: EngineDecision, unitKey: string | undefined, ts: number, shadow?: Readonly<Record<string, unknown>>): DecisionRecord {
-  return {
-    id,
-    pipeline: d.pipeline.id,
-    pipelineVersion: d.pipeline.version,
-    strategy: d.def.id,
-    strategyVersion: d.def.version,
-    strategyKind: d.def.kind,
-    reason: d.reason,
-    budgets: d.budgets,
-    totalTokens: d.totalTokens,
-    features: d.features,
-    ...(unitKey !== undefined ? { unitKey } : {}),
-    ts,
-    ...(d.route.details ? { route: d.route.details } : {}),
-    ...(d.meta ? { meta: d.meta } : {}),
-    ...(shadow ? { shadow } : {}),
-    ...(d.routing ? { routing: d.routing } : {}),
-  };
-}
-
-/** The allocation answer of an engine decision. */
-export function allocationResultOf(id: string, d: EngineDecision, recorded: boolean): AllocationResult {
-  const out: Record<string, { tokens: number }> = {};
-  let sum = 0;
-  for (const a of d.pipeline.agents) {
-    const t = d.budgets[a.name]!;
-    out[a.name] = { tokens: t };
-    sum += t;
-  }
-  const details = d.route.details;
-  return {
-    decisionId: id,
-    pipeline: d.pipeline.id,
-    pipelineVersion: d.pipeline.version,
-    strategy: d.def.id,
-    strategyVersion: d.def.version,
-    budgets: out,
-    totalTokens: d.totalTokens,
-    unallocatedTokens: d.totalTokens - sum,
-    reason: d.reason,
-    ...(d.fallback ? { fallback: d.fallback } : {}),
-    recorded,
-    ...(typeof details?.experiment === 'string' ? { experiment: details.experiment } : {}),
-    ...(typeof details?.variant === 'string' ? { variant: details.variant } : {}),
-    ...(details ? { route: details } : {}),
-  };
-}
+/** The decision record and the answer of an engine decision (the engine's: local mode builds them alike). */
+export { allocationResultOf, decisionRecordOf } from '@apportion/sdk/engine';
 
 /** Guards every strategy's output (the engine's). */
 export { checkBudgets } from '@apportion/sdk/engine';

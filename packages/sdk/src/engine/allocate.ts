@@ -102,7 +102,7 @@ export function decide(deps: EngineDeps, view: ControlView, req: AllocationReque
     try {
       const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate(input);
       const budgets = checkBudgets(pipeline, out.budgets, total);
-      const routing = !failure && route.reason !== 'requested' ? routingOf(deps, view, pipeline, routed0, def.id, total) : undefined;
+      const routing = !failure && route.reason !== 'requested' ? routingOf(deps, view, pipeline, routed0, def.id, total, id) : undefined;
       return {
         pipeline,
         def,
@@ -149,7 +149,7 @@ function resolveRoute(deps: EngineDeps, view: ControlView, pipeline: Pipeline, r
  * request could have gone to, what it would have done (no decision id: a learned strategy registers
  * nothing). Only requests with random routing pay for this. A strategy that cannot allocate is left out.
  */
-function routingOf(deps: EngineDeps, view: ControlView, pipeline: Pipeline, req: AllocationRequest & { features: Features }, served: string, total: number): DecisionRouting | undefined {
+function routingOf(deps: EngineDeps, view: ControlView, pipeline: Pipeline, req: AllocationRequest & { features: Features }, served: string, total: number, id: string): DecisionRouting | undefined {
   for (const router of deps.routers) {
     let dist: readonly { readonly strategyId: string; readonly q: number }[] | undefined;
     try {
@@ -166,7 +166,8 @@ function routingOf(deps: EngineDeps, view: ControlView, pipeline: Pipeline, req:
       const def = o.strategyId === BUILTIN_UNIFORM_ID ? builtinUniform(pipeline) : view.strategies.get(o.strategyId);
       if (!def) continue;
       try {
-        const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate({ features: req.features, totalTokens: total });
+        // Seeded per decision and alternative, so the logged alternatives are reproducible too.
+        const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate({ features: req.features, totalTokens: total, drawSeed: `${id}/${def.id}` });
         const b = pipeline.agents.map((a) => out.budgets[a.name] ?? 0);
         const l = out.meta?.learner as Readonly<Record<string, unknown>> | undefined;
         alt.push({ s: def.id, q: o.q, b, ...(l ? { l } : {}) });
@@ -210,3 +211,90 @@ export const experimentRouter: Router = {
   route: (view, pipeline, req) => routeExperiments(view, pipeline, req.unitKey, req.features),
   distribution: (view, pipeline, req) => routeDistribution(view, pipeline, req.unitKey, req.features),
 };
+
+/** A decision record as the server stores it (src/allocation/decisions.ts DecisionRecord). */
+export interface EngineRecord {
+  readonly id: string;
+  readonly pipeline: string;
+  readonly pipelineVersion: number;
+  readonly strategy: string;
+  readonly strategyVersion: number;
+  readonly strategyKind: string;
+  readonly reason: string;
+  readonly budgets: Readonly<Record<string, number>>;
+  readonly totalTokens: number;
+  readonly features: Features;
+  readonly unitKey?: string;
+  readonly ts: number;
+  readonly route?: Readonly<Record<string, unknown>>;
+  readonly meta?: Readonly<Record<string, unknown>>;
+  readonly shadow?: Readonly<Record<string, unknown>>;
+  readonly routing?: DecisionRouting;
+}
+
+/** The decision record of an engine decision (what the server writes, and what local mode ships). */
+export function decisionRecordOf(id: string, d: EngineDecision, unitKey: string | undefined, ts: number, shadow?: Readonly<Record<string, unknown>>): EngineRecord {
+  return {
+    id,
+    pipeline: d.pipeline.id,
+    pipelineVersion: d.pipeline.version,
+    strategy: d.def.id,
+    strategyVersion: d.def.version,
+    strategyKind: d.def.kind,
+    reason: d.reason,
+    budgets: d.budgets,
+    totalTokens: d.totalTokens,
+    features: d.features,
+    ...(unitKey !== undefined ? { unitKey } : {}),
+    ts,
+    ...(d.route.details ? { route: d.route.details } : {}),
+    ...(d.meta ? { meta: d.meta } : {}),
+    ...(shadow ? { shadow } : {}),
+    ...(d.routing ? { routing: d.routing } : {}),
+  };
+}
+
+/** The allocation answer (POST /v1/allocations) of an engine decision. */
+export interface EngineResult {
+  readonly decisionId: string;
+  readonly pipeline: string;
+  readonly pipelineVersion: number;
+  readonly strategy: string;
+  readonly strategyVersion: number;
+  readonly budgets: Record<string, { tokens: number }>;
+  readonly totalTokens: number;
+  readonly unallocatedTokens: number;
+  readonly reason: AllocationReason;
+  readonly fallback?: { readonly from: string; readonly error: string };
+  readonly recorded: boolean;
+  readonly experiment?: string;
+  readonly variant?: string;
+  readonly route?: Readonly<Record<string, unknown>>;
+}
+
+export function allocationResultOf(id: string, d: EngineDecision, recorded: boolean): EngineResult {
+  const out: Record<string, { tokens: number }> = {};
+  let sum = 0;
+  for (const a of d.pipeline.agents) {
+    const t = d.budgets[a.name]!;
+    out[a.name] = { tokens: t };
+    sum += t;
+  }
+  const details = d.route.details;
+  return {
+    decisionId: id,
+    pipeline: d.pipeline.id,
+    pipelineVersion: d.pipeline.version,
+    strategy: d.def.id,
+    strategyVersion: d.def.version,
+    budgets: out,
+    totalTokens: d.totalTokens,
+    unallocatedTokens: d.totalTokens - sum,
+    reason: d.reason,
+    ...(d.fallback ? { fallback: d.fallback } : {}),
+    recorded,
+    ...(typeof details?.experiment === 'string' ? { experiment: details.experiment } : {}),
+    ...(typeof details?.variant === 'string' ? { variant: details.variant } : {}),
+    ...(details ? { route: details } : {}),
+  };
+}

@@ -256,7 +256,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
     predict: (input, budgets) => predict(heads(input), budgets),
     allocate(input) {
       const m = model();
-      const rng = decisionRng(input.decisionId, 'learner');
+      const rng = decisionRng(input.decisionId ?? input.drawSeed, 'learner');
       const { dec, anchor } = learnedDecision(m, agents, input, explore, uniformFor(input.totalTokens), deps.defaultSplit ? (i) => deps.defaultSplit!(pipeline, i) : undefined, rng);
       const budgets = toBudgets(pipeline, dec.budgets);
       // Logged probabilities are rounded to 1e-7 (the record stays small); the logged values are the
@@ -271,7 +271,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
       const registered = waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + waitMs + DEFAULT_GRACE_MS);
       const x = deps.kinds
-        ? controlArm(deps.kinds(), deps.view(), pipeline, input, controlShareOf(deps.view(), pipeline, params.controlShare), decisionRng(input.decisionId, 'control')())
+        ? controlArm(deps.kinds(), deps.view(), pipeline, input, controlShareOf(deps.view(), pipeline, params.controlShare), decisionRng(input.decisionId ?? input.drawSeed, 'control')())
         : undefined;
       const meta: LearnerMeta = {
         m: m.version,

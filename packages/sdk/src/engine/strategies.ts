@@ -148,3 +148,34 @@ export function compiledStrategy(kinds: KindLookup, view: ControlView, def: Stra
 export function builtinUniform(pipeline: Pipeline): StrategyDef {
   return { id: BUILTIN_UNIFORM_ID, version: 0, pipeline: pipeline.id, kind: 'uniform', params: {} };
 }
+
+/** Refuses parameter maps that name agents the pipeline does not have (the server's checks, as plain errors). */
+function checkAgents(pipeline: Pipeline, names: Iterable<string>, field: string): void {
+  const known = new Set(pipeline.agents.map((a) => a.name));
+  for (const n of names) if (!known.has(n)) throw new Error(`${field}/${n}: pipeline ${pipeline.id} has no agent "${n}"`);
+}
+
+/** The built-in kinds with the checks the server applies when compiling (a pipeline may change under a strategy). */
+export const BUILTIN_ENGINE_KINDS: Readonly<Record<string, { check?(params: unknown, pipeline: Pipeline): void; compile(params: unknown, ctx: { readonly pipeline: Pipeline }): CompiledStrategy }>> = {
+  uniform: { compile: (_p, { pipeline }) => compileUniform(pipeline) },
+  static: {
+    check(params, pipeline) {
+      const p = params as StaticParams;
+      checkAgents(pipeline, Object.keys(p.shares), 'body/params/shares');
+      if (!Object.values(p.shares).some((v) => v > 0)) throw new Error('body/params/shares: at least one share must be positive');
+    },
+    compile: (params, { pipeline }) => compileStatic(params as StaticParams, pipeline),
+  },
+  estimate: {
+    check: (params, pipeline) => checkAgents(pipeline, Object.keys((params as EstimateParams).agents), 'body/params/agents'),
+    compile: (params, { pipeline }) => compileEstimate(params as EstimateParams, pipeline),
+  },
+  'priority-pool': {
+    check(params, pipeline) {
+      const p = params as PriorityPoolParams;
+      checkAgents(pipeline, Object.keys(p.needs ?? {}), 'body/params/needs');
+      if (p.estimate) checkAgents(pipeline, Object.keys(p.estimate.agents), 'body/params/estimate/agents');
+    },
+    compile: (params, { pipeline }) => compilePriorityPool(params as PriorityPoolParams, pipeline),
+  },
+};

@@ -13,6 +13,8 @@ export interface AllocationInput {
   readonly unitKey?: string;
   /** The id the decision will be recorded under (absent in offline evaluation). Seeds a learned strategy's draws. */
   readonly decisionId?: string;
+  /** Seeds a learned strategy's draws when there is no decision id (what another strategy would have done). */
+  readonly drawSeed?: string;
 }
 
 export interface AllocationOutput {
