@@ -136,6 +136,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
           schema: {
             tags: ['local evaluation'],
             summary: 'Server-sent events: `event: version` with the control state version, on connect and on every change',
+            querystring: Type.Object({ once: Type.Optional(Type.Boolean({ description: 'Send the current version and end the stream (a check).' })) }, { additionalProperties: false }),
             response: errorResponses,
           },
         },
@@ -151,6 +152,10 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
             res.write(`event: version\nid: ${s.version}\ndata: ${JSON.stringify({ version: s.version, etag: etagOf(s.version, tenant) })}\n\n`);
           };
           send(core.snapshot.current());
+          if ((req.query as { once?: boolean }).once) {
+            res.end();
+            return;
+          }
           const off = core.snapshot.onChange(send);
           const beat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
           beat.unref();

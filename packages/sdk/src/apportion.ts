@@ -1,5 +1,5 @@
 import { ApportionClient, type AllocateParams, type Allocation, type OutcomeReport } from './client.js';
-import type { LocalEvaluator, LocalOptions, LocalStats } from './local.js';
+import type { LocalEvaluatorApi, LocalOptions, LocalStats } from './local-types.js';
 
 export interface ApportionOptions extends Omit<LocalOptions, 'url'> {
   /** Base URL of the Apportion API. Default http://127.0.0.1:3000. */
@@ -18,7 +18,7 @@ export interface ApportionOptions extends Omit<LocalOptions, 'url'> {
 export class Apportion {
   readonly client: ApportionClient;
   readonly mode: 'remote' | 'local';
-  private local: Promise<LocalEvaluator> | undefined;
+  private local: Promise<LocalEvaluatorApi> | undefined;
 
   constructor(private readonly opts: ApportionOptions = {}) {
     this.mode = opts.mode ?? 'remote';
@@ -28,7 +28,7 @@ export class Apportion {
   }
 
   /** The local evaluator (local mode only). */
-  evaluator(): Promise<LocalEvaluator> {
+  evaluator(): Promise<LocalEvaluatorApi> {
     if (this.mode !== 'local') return Promise.reject(new Error('evaluator() is for mode: "local"'));
     return (this.local ??= import('./local.js').then((m) => new m.LocalEvaluator({ ...this.opts, url: this.opts.url ?? 'http://127.0.0.1:3000' })));
   }

@@ -9,4 +9,4 @@ export * from './context.js';
 export * from './controller.js';
 export * from './reservations-client.js';
 export { roundToTarget, waterFill, type FitAgent } from './water-fill.js';
-export type { LocalEvaluator, LocalOptions, LocalStats } from './local.js';
+export type { LocalEvaluatorApi, LocalOptions, LocalStats } from './local-types.js';

@@ -1,4 +1,5 @@
 import { ApportionConnectionError, ApportionHttpError, type AllocateParams, type Allocation } from './client.js';
+import type { LocalEvaluatorApi, LocalOptions, LocalStats } from './local-types.js';
 import {
   allocationResultOf,
   BUILTIN_ENGINE_KINDS,
@@ -31,47 +32,13 @@ import {
  * (`@apportion/sdk/engine`); decision records are shipped to POST /v1/decisions/batch in batches.
  */
 
-export interface LocalOptions {
-  readonly url: string;
-  readonly key?: string;
-  /** Per-request timeout of sync and ingest calls, in ms. Default 10000. */
-  readonly timeoutMs?: number;
-  /** Ship buffered decision records this often, in ms. Default 1000. */
-  readonly flushIntervalMs?: number;
-  /** Ship as soon as this many records are buffered; also the largest batch. Default 500. */
-  readonly batchSize?: number;
-  /** Most records kept while the server cannot take them; beyond it new records are dropped (counted). Default 100000. */
-  readonly maxBuffer?: number;
-  /** Safety-net poll of /v1/sync, in ms, besides the event stream. Default 30000. */
-  readonly pollMs?: number;
-  /** Whether to open the event stream. Default true. */
-  readonly stream?: boolean;
-  /** Longest allocate() waits for the first sync, in ms. Default 10000. */
-  readonly readyTimeoutMs?: number;
-  /** Called with errors of background work (sync, stream, shipping, rejected records). Default: ignored. */
-  readonly onError?: (err: unknown) => void;
-}
-
-export interface LocalStats {
-  /** The control state version evaluated against (-1 before the first sync). */
-  readonly version: number;
-  readonly syncs: number;
-  readonly notModified: number;
-  readonly buffered: number;
-  readonly shipped: number;
-  readonly duplicates: number;
-  readonly rejected: number;
-  readonly dropped: number;
-  readonly lastSyncAt: number | undefined;
-}
-
 interface SyncDoc {
   readonly version: number;
   readonly settings: { readonly rewardWindowSeconds: number; readonly textTokenizeMaxChars?: number };
   readonly state: WireControlState;
 }
 
-export class LocalEvaluator {
+export class LocalEvaluator implements LocalEvaluatorApi {
   private view: ControlView | undefined;
   private etag: string | undefined;
   private retention = 86_400;
