@@ -136,7 +136,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
           schema: {
             tags: ['local evaluation'],
             summary: 'Server-sent events: `event: version` with the control state version, on connect and on every change',
-            querystring: Type.Object({ once: Type.Optional(Type.Boolean({ description: 'Send the current version and end the stream (a check).' })) }, { additionalProperties: false }),
+            querystring: Type.Object({ once: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'true: send the current version and end the stream (a check).' })) }, { additionalProperties: false }),
             response: errorResponses,
           },
         },
@@ -152,7 +152,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
             res.write(`event: version\nid: ${s.version}\ndata: ${JSON.stringify({ version: s.version, etag: etagOf(s.version, tenant) })}\n\n`);
           };
           send(core.snapshot.current());
-          if ((req.query as { once?: boolean }).once) {
+          if ((req.query as { once?: string }).once === 'true') {
             res.end();
             return;
           }
