@@ -202,8 +202,15 @@ export function checkBudgets(pipeline: Pipeline, budgets: Readonly<Record<string
  * time bucket its record is stored in (so reading it needs no index).
  */
 export function newDecisionId(now = Date.now()): string {
-  return `${Math.floor(now / 1000).toString(36)}-${globalThis.crypto.randomUUID()}`;
+  const sec = Math.floor(now / 1000);
+  if (sec !== idSecond) {
+    idSecond = sec;
+    idPrefix = `${sec.toString(36)}-`;
+  }
+  return idPrefix + globalThis.crypto.randomUUID();
 }
+let idSecond = -1;
+let idPrefix = '';
 
 /** The experiment router (see routing.ts). */
 export const experimentRouter: Router = {

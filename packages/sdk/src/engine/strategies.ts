@@ -15,10 +15,29 @@ export function toBudgets(pipeline: Pipeline, values: readonly number[]): Record
   return out;
 }
 
+/**
+ * A split that depends only on the total, memoised per total (bounded: cleared past 256 totals). The budgets
+ * object is shared between calls: callers copy before changing it (the allocation core's checkBudgets does).
+ */
+function byTotal(split: (total: number) => Record<string, number>): CompiledStrategy {
+  const cache = new Map<number, { budgets: Record<string, number> }>();
+  return {
+    allocate({ totalTokens }) {
+      let out = cache.get(totalTokens);
+      if (!out) {
+        if (cache.size >= 256) cache.clear();
+        out = { budgets: split(totalTokens) };
+        cache.set(totalTokens, out);
+      }
+      return out;
+    },
+  };
+}
+
 /** Equal shares of the total, within each agent's min/max. */
 export function compileUniform(pipeline: Pipeline): CompiledStrategy {
   const agents = pipeline.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens ?? Infinity, weight: 1 }));
-  return { allocate: ({ totalTokens }) => ({ budgets: toBudgets(pipeline, waterFill(agents, totalTokens)) }) };
+  return byTotal((total) => toBudgets(pipeline, waterFill(agents, total)));
 }
 
 export interface StaticParams {
@@ -28,7 +47,7 @@ export interface StaticParams {
 /** Fixed per-agent shares of the total, within min/max. */
 export function compileStatic(params: StaticParams, pipeline: Pipeline): CompiledStrategy {
   const agents = pipeline.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens ?? Infinity, weight: params.shares[a.name] ?? 0 }));
-  return { allocate: ({ totalTokens }) => ({ budgets: toBudgets(pipeline, waterFill(agents, totalTokens)) }) };
+  return byTotal((total) => toBudgets(pipeline, waterFill(agents, total)));
 }
 
 export interface EstimateAgentModel {
@@ -64,11 +83,43 @@ export function estimateNeeds(params: EstimateParams, pipeline: Pipeline, featur
   });
 }
 
+/** estimateNeeds with the parameters read once (the same arithmetic, in the same order). */
+function estimator(params: EstimateParams, pipeline: Pipeline): (features: Features, total: number) => number[] {
+  const margin = params.margin ?? 1.2;
+  const taskFeature = params.taskFeature ?? 'taskType';
+  const n = pipeline.agents.length;
+  const models = pipeline.agents.map((a) => {
+    const m = params.agents[a.name];
+    return m ? { base: m.base ?? 0, per: Object.entries(m.per ?? {}), task: m.task } : undefined;
+  });
+  return (features, total) => {
+    const taskValue = features[taskFeature];
+    const share = total / n;
+    const out = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      const m = models[i];
+      if (!m) {
+        out[i] = share;
+        continue;
+      }
+      let need = m.base;
+      for (const [f, coef] of m.per) {
+        const x = features[f];
+        if (typeof x === 'number' && Number.isFinite(x)) need += coef * x;
+      }
+      if (typeof taskValue === 'string' && m.task && m.task[taskValue] !== undefined) need *= m.task[taskValue];
+      out[i] = Math.max(0, need * margin);
+    }
+    return out;
+  };
+}
+
 /** Request-time estimation: give each agent what its features say it needs, scaled down to fit the total. */
 export function compileEstimate(params: EstimateParams, pipeline: Pipeline): CompiledStrategy {
+  const needsOf = estimator(params, pipeline);
   return {
     allocate({ features, totalTokens }) {
-      const needs = estimateNeeds(params, pipeline, features, totalTokens);
+      const needs = needsOf(features, totalTokens);
       const fit = waterFill(
         pipeline.agents.map((a, i) => ({ min: a.minTokens, cap: Math.min(a.maxTokens ?? Infinity, Math.ceil(needs[i]!)), weight: needs[i]! })),
         totalTokens,
@@ -93,9 +144,10 @@ const CLASSES = ['critical', 'standard', 'background'] as const;
  */
 export function compilePriorityPool(params: PriorityPoolParams, pipeline: Pipeline): CompiledStrategy {
   const agents = pipeline.agents;
+  const estimate = params.estimate ? estimator(params.estimate, pipeline) : undefined;
   return {
     allocate({ features, totalTokens }) {
-      const estimated = params.estimate ? estimateNeeds(params.estimate, pipeline, features, totalTokens) : undefined;
+      const estimated = estimate?.(features, totalTokens);
       const share = totalTokens / agents.length;
       const needs = agents.map((a, i) => {
         const raw = params.needs?.[a.name] ?? estimated?.[i] ?? a.maxTokens ?? share;

@@ -92,7 +92,8 @@ export function hasTextFeature(features: Features): boolean {
  */
 export function deriveTokenFeatures(features: Features): Features {
   let out: Record<string, string | number | boolean | null> | undefined;
-  for (const [k, v] of Object.entries(features)) {
+  for (const k in features) {
+    const v = features[k];
     if (typeof v !== 'string' || !k.endsWith('Text') || k.length === 4) continue;
     out ??= { ...features };
     const tokKey = `${k.slice(0, -4)}Tokens`;
