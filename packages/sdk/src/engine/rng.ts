@@ -26,5 +26,8 @@ export function normal(rng: () => number): number {
  */
 export function decisionRng(decisionId: string | undefined, purpose: string): () => number {
   if (decisionId === undefined) return Math.random;
-  return mulberry32(murmurhash.v3(decisionId, murmurhash.v3(purpose, 0)));
+  let seed = purposeSeeds.get(purpose);
+  if (seed === undefined) purposeSeeds.set(purpose, (seed = murmurhash.v3(purpose, 0)));
+  return mulberry32(murmurhash.v3(decisionId, seed));
 }
+const purposeSeeds = new Map<string, number>();
