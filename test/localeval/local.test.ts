@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Apportion } from '@apportion/sdk';
 import { newDecisionId } from '../../src/allocation/decisions.js';
@@ -14,6 +17,8 @@ import { randomRequest, setUp } from './fixtures.js';
  * nothing). The shared test vectors are in vectors.test.ts.
  */
 const prefix = testPrefix('localeval');
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let rt: Running;
 let url: string;
 
@@ -139,5 +144,18 @@ describe('local evaluation', () => {
     const taken = (await op('POST', '/v1/allocations', { pipeline: 'lv-five' })) as { decisionId: string };
     const dup = await fetch(`${url}/v1/allocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'lv-five', decisionId: taken.decisionId }) });
     assert.equal(dup.status, 409);
+  });
+
+  it('a process in local mode exits on its own (the event stream does not hold it) and ships its decisions as it exits', async () => {
+    const script = `import { Apportion } from '@apportion/sdk';
+const sdk = new Apportion({ url: process.argv[1], mode: 'local', flushIntervalMs: 3600000 });
+const ids = [];
+for (let i = 0; i < 3; i++) ids.push((await sdk.allocate({ pipeline: 'lv-five', unitKey: 'exit-' + i })).decisionId);
+console.log(JSON.stringify(ids));`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script, url], { cwd: ROOT, timeout: 120_000 });
+    const ids = JSON.parse(stdout) as string[];
+    assert.equal(ids.length, 3);
+    const decisions = (rt.modules.find((m) => m.name === 'allocation') as AllocationModule).decisions;
+    for (const id of ids) assert.ok(await decisions.read(id), `shipped on exit: ${id}`);
   });
 });

@@ -1,3 +1,5 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { ApportionConnectionError, ApportionHttpError, type AllocateParams, type Allocation } from './client.js';
 import type { LocalEvaluatorApi, LocalOptions, LocalStats } from './local-types.js';
 import {
@@ -136,28 +138,15 @@ export class LocalEvaluator implements LocalEvaluatorApi {
     this.counters.lastSyncAt = Date.now();
   }
 
-  /** Follows the event stream; reconnects with backoff (1 s doubling to 30 s) while open. */
+  /**
+   * Follows the event stream; reconnects with backoff (1 s doubling to 30 s) while open. The stream's socket is
+   * unref'd: an open stream never keeps the process alive (so it can exit, and flush, on its own).
+   */
   private async streamLoop(): Promise<void> {
     let wait = 1000;
     while (!this.closed) {
       try {
-        const res = await fetch(`${this.base}/v1/sync/stream`, { headers: { ...this.headers(), accept: 'text/event-stream' }, signal: this.abort.signal });
-        if (!res.ok || !res.body) throw await LocalEvaluator.httpError(res);
-        wait = 1000;
-        const decoder = new TextDecoder();
-        let pending = '';
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          pending += decoder.decode(chunk, { stream: true });
-          let end: number;
-          while ((end = pending.indexOf('\n\n')) >= 0) {
-            const event = pending.slice(0, end);
-            pending = pending.slice(end + 2);
-            const data = event.split('\n').find((l) => l.startsWith('data: '));
-            if (!data) continue;
-            const { version, etag } = JSON.parse(data.slice(6)) as { version: number; etag?: string };
-            if (etag !== this.etag || version !== this.view?.version) await this.sync().catch((e: unknown) => this.opts.onError?.(e));
-          }
-        }
+        await this.openStream(() => (wait = 1000));
       } catch (e) {
         if (this.closed) return;
         this.opts.onError?.(e);
@@ -168,6 +157,45 @@ export class LocalEvaluator implements LocalEvaluatorApi {
       // The stream was down: catch up at once.
       await this.sync().catch((e: unknown) => this.opts.onError?.(e));
     }
+  }
+
+  /** One connection of the event stream: resolves when the server ends it, rejects on an error. */
+  private openStream(connected: () => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const url = new URL(`${this.base}/v1/sync/stream`);
+      const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+      const req = request(url, { headers: { ...this.headers(), accept: 'text/event-stream' }, signal: this.abort.signal }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new ApportionHttpError(res.statusCode ?? 0, 'HTTP_ERROR', `GET /v1/sync/stream answered ${res.statusCode}`, undefined));
+          return;
+        }
+        connected();
+        res.setEncoding('utf8');
+        let pending = '';
+        res.on('data', (chunk: string) => {
+          pending += chunk;
+          let end: number;
+          while ((end = pending.indexOf('\n\n')) >= 0) {
+            const event = pending.slice(0, end);
+            pending = pending.slice(end + 2);
+            const data = event.split('\n').find((l) => l.startsWith('data: '));
+            if (!data) continue;
+            try {
+              const { version, etag } = JSON.parse(data.slice(6)) as { version: number; etag?: string };
+              if (etag !== this.etag || version !== this.view?.version) void this.sync().catch((e: unknown) => this.opts.onError?.(e));
+            } catch (e) {
+              this.opts.onError?.(e);
+            }
+          }
+        });
+        res.on('end', () => resolve());
+        res.on('error', reject);
+      });
+      req.on('socket', (socket) => socket.unref());
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   /** Resolves once a control state is held (waits for the first sync, retrying it, up to readyTimeoutMs). */
