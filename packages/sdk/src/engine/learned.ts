@@ -232,7 +232,17 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
   const explore = exploreOptions(params);
   const agents = policyAgentsOf(pipeline);
   const waitMs = waitWindowMs(params, deps.retentionSeconds);
-  const model = () => servingModel(deps.view(), pipeline);
+  // The serving model of the current view, looked up once per view (the hot path asks several times per decision).
+  let lastView: ControlView | undefined;
+  let lastModel: ServingModel | undefined;
+  const model = (): ServingModel => {
+    const v = deps.view();
+    if (v !== lastView || !lastModel) {
+      lastModel = servingModel(v, pipeline);
+      lastView = v;
+    }
+    return lastModel;
+  };
   // The uniform anchor depends only on the total: cache it (bounded) instead of water-filling per request.
   const uniforms = new Map<number, number[]>();
   const uniformFor = (total: number) => {
