@@ -158,7 +158,8 @@ export function viewOf(raw: RawControlState): ControlView {
     pipelines,
     strategies,
     memo<T>(key: string, make: () => T): T {
-      if (memo.has(key)) return memo.get(key) as T;
+      const got = memo.get(key);
+      if (got !== undefined || memo.has(key)) return got as T;
       const v = make();
       memo.set(key, v);
       return v;
