@@ -8,6 +8,7 @@ import { pipelinesModule } from './pipelines/routes.js';
 import { rolloutModule } from './rollout/module.js';
 import type { Core, ModuleParts } from './runtime.js';
 import { strategiesModule } from './strategies/routes.js';
+import { syncModule } from './sync/module.js';
 
 /**
  * Wires every domain module in one place. Order matters only for routers (consulted in order) and for
@@ -23,6 +24,7 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
   modules.push(costsModule(core));
   modules.push(learnerModule(core));
   modules.push(consoleModule(core));
+  modules.push(syncModule(core, () => allocation.decisions, all));
   for (const m of modules) for (const k of m.strategyKinds ?? []) core.kinds.register(k);
   return modules;
 }

@@ -9,6 +9,7 @@ import { viewOf, type ControlView } from './control/view.js';
 import type { ArmResolver } from './feedback/arms.js';
 import type { OutcomeJob } from './feedback/queue.js';
 import type { OutcomeSink } from './feedback/processor.js';
+import type { DecisionRecord } from './allocation/decisions.js';
 import type { Router, ShadowHook } from './allocation/service.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { connectRedis } from './redis/connection.js';
@@ -62,6 +63,8 @@ export interface ModuleParts {
   readonly strategyKinds?: readonly StrategyKind<never>[];
   /** Queues shown on the dashboard and sampled for /metrics. */
   readonly queues?: readonly Queue[];
+  /** Called for each decision record an SDK in local mode shipped, once it is stored (e.g. to register it for the default reward). */
+  readonly onDecisionIngested?: (record: DecisionRecord) => void;
   /** Called after an outcome is applied the first time (e.g. to schedule training). */
   readonly onOutcomeApplied?: (job: OutcomeJob) => void | Promise<void>;
   routes?(app: FastifyInstance): void | Promise<void>;

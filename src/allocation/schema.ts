@@ -14,6 +14,12 @@ export const AllocationBody = Type.Object(
     ),
     totalTokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),
     strategy: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Force a strategy (skips experiments).' })),
+    decisionId: Type.Optional(
+      Type.String({
+        pattern: '^[0-9a-z]{6,7}-[A-Za-z0-9_-]{8,56}$',
+        description: 'Record the decision under this id (<epoch second base 36>-<random>, made within the reward window). A learned strategy draws from it, so an SDK in local mode gets the same answer for the same id. Default: a new id.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

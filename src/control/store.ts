@@ -1,18 +1,10 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from '../redis/keys.js';
 import { runScript } from '../redis/scripts.js';
+import type { RawControlState, Versioned } from '@apportion/sdk/engine';
 import { CONTROL_KINDS, type ControlKind } from './kinds.js';
 
-export interface Versioned<T> {
-  readonly id: string;
-  readonly version: number;
-  readonly doc: T;
-}
-
-export interface RawControlState {
-  readonly version: number;
-  readonly kinds: Readonly<Record<ControlKind, ReadonlyMap<string, Versioned<unknown>>>>;
-}
+export type { RawControlState, Versioned } from '@apportion/sdk/engine';
 
 export class RequirementMissingError extends Error {
   constructor(

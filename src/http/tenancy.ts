@@ -201,6 +201,10 @@ export const TENANT_RULES: Readonly<Record<string, Guard | 'route' | 'none'>> = 
   'GET /v1/whoami': 'none',
   'GET /v1/console/budgets': 'route',
   'GET /v1/console/sessions': 'route',
+  // Local evaluation: the synced state is filtered to the caller's tenant; each ingested record's pipeline is checked.
+  'GET /v1/sync': 'route',
+  'GET /v1/sync/stream': 'route',
+  'POST /v1/decisions/batch': 'route',
 };
 
 /** Rules by URL pattern for route families (every experiment action, every per-pipeline sub-resource). */

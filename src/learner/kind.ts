@@ -1,22 +1,40 @@
 import { Type, type Static } from '@sinclair/typebox';
+import {
+  baselineStrategy,
+  compileLearned,
+  DEFAULT_GRACE_MS,
+  defaultSplitOf,
+  exploreOptions,
+  isLearned,
+  learnedDecision,
+  policyAgentsOf,
+  servingModel,
+  waitWindowMs,
+  type LearnedCompiled,
+  type LearnerMeta,
+  type ServingModel,
+} from '@apportion/sdk/engine';
 import type { DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import type { Keys } from '../redis/keys.js';
-import type { AllocationInput, CompiledStrategy, StrategyKind } from '../strategies/types.js';
-import { toBudgets } from '../strategies/util.js';
+import type { AllocationInput, StrategyKind } from '../strategies/types.js';
 import type { StrategyKinds } from '../strategies/registry.js';
-import type { StrategyDef } from '../strategies/schema.js';
-import { builtinUniform, compiledStrategy } from '../strategies/service.js';
-import { compileFeatures, type FeatureEncoder, type FeaturesBody } from './features.js';
 import { learnerKeys } from './keys.js';
-import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights } from './model.js';
-import { CANDIDATE_SHARE, candidatesAround, candidatesWith, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './policy.js';
+import { candidatesAround, candidatesWith } from './policy.js';
 import type { PendingBatcher } from './pending.js';
-import type { ModelDoc } from './registry.js';
-import { mulberry32 } from './rng.js';
-import { controlArm, controlShareOf, type ControlMeta } from './control-arm.js';
+import type { ControlMeta } from './control-arm.js';
 import { indexOfAction, mixDistributions } from './propensity.js';
+
+/**
+ * The learned strategy's serving path is the engine's (`@apportion/sdk/engine`, learned.ts: serving model,
+ * exploring decision, control arm), which runs this repository's model.ts, policy.ts and features.ts; the SDK's
+ * local mode runs the same. Every draw of a decision is seeded by its decision id (decisionRng), so a decision id
+ * gets the same answer in both. This file adds the parameter schema, the default-reward registration and the
+ * reading of logged decisions.
+ */
+export { baselineStrategy, DEFAULT_GRACE_MS, defaultSplitOf, exploreOptions, isLearned, learnedDecision, policyAgentsOf, servingModel, waitWindowMs };
+export type { LearnedCompiled, LearnerMeta, ServingModel };
 
 export const LearnedParams = Type.Object(
   {
@@ -66,109 +84,6 @@ export const LearnedParams = Type.Object(
 );
 export type LearnedParams = Static<typeof LearnedParams>;
 
-/** Grace beyond the wait window before a pending decision is defaulted (outcome jobs in flight). */
-export const DEFAULT_GRACE_MS = 30_000;
-
-/**
- * The reward wait window in ms (0 = wait forever). It is capped so that its deadline (window + grace) falls
- * within the decision retention (APPORTION_REWARD_WINDOW_SECONDS): the default reward is built from the
- * decision record, and a decision whose record expired can get neither an outcome nor a default.
- */
-export function waitWindowMs(params: LearnedParams, retentionSeconds: number): number {
-  const wait = (params.rewardWaitSeconds ?? 600) * 1000;
-  return wait === 0 ? 0 : Math.max(1000, Math.min(wait, retentionSeconds * 1000 - DEFAULT_GRACE_MS));
-}
-
-export function exploreOptions(p: LearnedParams): ExploreOptions {
-  return {
-    explorer: p.explorer ?? 'squarecb',
-    epsilon: p.epsilon ?? 0.1,
-    gamma: p.gamma ?? 200,
-    perturbation: p.perturbation ?? 0.5,
-    upOnly: p.upOnly ?? false,
-    budget: p.exploreBudget ?? EXPLORE_DEFAULTS.budget,
-    decayFrom: p.exploreDecayFrom ?? EXPLORE_DEFAULTS.decayFrom,
-  };
-}
-
-/** The pipeline's encoder and serving model as of one control view (memoised in the view). */
-export interface ServingModel {
-  readonly encoder: FeatureEncoder;
-  readonly weights: ModelWeights;
-  /** Model version; 0 when none serves (the safe start: the default strategy serves; `weights` are the untrained prior, never served). */
-  readonly version: number;
-  /** The version awaiting the activation gate, if it fits the declaration and agents. */
-  readonly candidate?: { readonly version: number; readonly weights: ModelWeights; readonly encoder: FeatureEncoder };
-}
-
-export function servingModel(view: ControlView, pipeline: Pipeline): ServingModel {
-  return view.memo(`learner:model:${pipeline.id}:${pipeline.version}`, () => {
-    const decl = view.raw.kinds.features.get(pipeline.id)?.doc as FeaturesBody | undefined;
-    const specs = decl?.features ?? [];
-    const encoder = compileFeatures(specs);
-    const doc = view.raw.kinds.models.get(pipeline.id)?.doc as ModelDoc | undefined;
-    const agents = pipeline.agents.map((a) => a.name);
-    const fits = (m: { signature: string; agents: readonly string[] }) => m.signature === encoder.signature && m.agents.join(',') === agents.join(',');
-    let candidate: ServingModel['candidate'];
-    if (doc?.candidate && fits(doc.candidate)) {
-      try {
-        candidate = { version: doc.candidate.version, weights: deserializeWeights(doc.candidate.weights), encoder: compileFeatures(specs, doc.candidate.scaling) };
-      } catch {
-        // Unusable candidate weights: no candidate is mixed in.
-      }
-    }
-    if (doc && doc.active && doc.weights && fits(doc)) {
-      try {
-        // The version's fitted scaling: serving encodes exactly as its training did.
-        return { encoder: compileFeatures(specs, doc.scaling), weights: deserializeWeights(doc.weights), version: doc.active, ...(candidate ? { candidate } : {}) };
-      } catch {
-        // Corrupt weights: the safe start serves rather than fail (the registry refuses to activate such a model).
-      }
-    }
-    return { encoder, weights: initialWeights(encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), version: 0, ...(candidate ? { candidate } : {}) };
-  });
-}
-
-/**
- * The pipeline's default strategy: its `defaultStrategy` unless that is a learned strategy (or missing or not
- * compilable), else the built-in uniform strategy. It is what the safe start serves and what every new version
- * must not be worse than.
- */
-export function baselineStrategy(view: ControlView, pipeline: Pipeline): StrategyDef {
-  const def = pipeline.defaultStrategy ? view.strategies.get(pipeline.defaultStrategy) : undefined;
-  return def && def.kind !== 'learned' && def.pipeline === pipeline.id ? def : builtinUniform(pipeline);
-}
-
-/** The default strategy's split for a request, in pipeline agent order (uniform when it cannot allocate). */
-export function defaultSplitOf(core: { readonly view: () => ControlView; readonly kinds: StrategyKinds }): (pipeline: Pipeline, input: AllocationInput) => number[] {
-  return (pipeline, input) => {
-    const view = core.view();
-    const agents = pipeline.agents.map((a) => a.name);
-    try {
-      const out = compiledStrategy(core.kinds, view, baselineStrategy(view, pipeline), pipeline).allocate({ features: input.features, totalTokens: input.totalTokens });
-      const b = agents.map((a) => out.budgets[a]);
-      if (b.every((v) => typeof v === 'number' && Number.isFinite(v))) return b as number[];
-    } catch {
-      // The decision path never throws: uniform below.
-    }
-    return uniformSplit(policyAgentsOf(pipeline), input.totalTokens);
-  };
-}
-
-export const policyAgentsOf = (pipeline: Pipeline) => pipeline.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens ?? Infinity }));
-
-/** A compiled learned strategy also exposes its greedy split and reward model (shadow mode, OPE). */
-export interface LearnedCompiled extends CompiledStrategy {
-  readonly learned: true;
-  greedy(input: AllocationInput): number[];
-  heads(input: AllocationInput): Heads;
-  predict(input: AllocationInput, budgets: readonly number[]): number;
-}
-
-export function isLearned(c: CompiledStrategy): c is LearnedCompiled {
-  return (c as Partial<LearnedCompiled>).learned === true;
-}
-
 /**
  * The `learned` strategy kind. Serving never calls tfjs: it evaluates the active model's exported weights
  * (model.ts) and explores over a small candidate set with exact logged probabilities (policy.ts).
@@ -193,125 +108,31 @@ export function learnedKind(deps: {
     kind: 'learned',
     paramsSchema: LearnedParams,
     compile(params, { pipeline }): LearnedCompiled {
-      const explore = exploreOptions(params);
-      const agents = policyAgentsOf(pipeline);
       const lk = learnerKeys(deps.keys, pipeline.id);
-      const waitMs = waitWindowMs(params, deps.retentionSeconds);
-      const model = () => servingModel(deps.view(), pipeline);
-      // The uniform anchor depends only on the total: cache it (bounded) instead of water-filling per request.
-      const uniforms = new Map<number, number[]>();
-      const uniformFor = (total: number) => {
-        let u = uniforms.get(total);
-        if (!u) {
-          if (uniforms.size >= 256) uniforms.clear();
-          u = uniformSplit(agents, total);
-          uniforms.set(total, u);
-        }
-        return u;
-      };
-      const heads = (input: AllocationInput) => {
-        const m = model();
-        return forward(m.weights, m.encoder.encode(input.features));
-      };
-      return {
-        learned: true,
-        heads,
-        // What it serves without exploring: the default strategy's split during the safe start.
-        greedy: (input) => (model().version === 0 ? deps.defaultSplit?.(pipeline, input) ?? uniformFor(input.totalTokens) : greedyBudgets(heads(input), agents, input.totalTokens)),
-        predict: (input, budgets) => predict(heads(input), budgets),
-        allocate(input) {
-          const m = model();
-          const { dec, anchor } = learnedDecision(m, agents, input, explore, uniformFor(input.totalTokens), deps.defaultSplit ? (i) => deps.defaultSplit!(pipeline, i) : undefined);
-          const budgets = toBudgets(pipeline, dec.budgets);
-          // Logged probabilities are rounded to 1e-7 (the record stays small); the logged values are the
-          // ones off-policy evaluation uses; the largest absorbs the rounding so they sum to 1.
-          const probs = dec.probs.map((p) => Math.round(p * 1e7) / 1e7);
-          let top = 0;
-          for (let k = 1; k < probs.length; k++) if (probs[k]! > probs[top]!) top = k;
-          probs[top] = 0;
-          probs[top] = 1 - probs.reduce((a, b) => a + b, 0);
-          // Registered for the default reward under its decision id (the worker builds that event from the
-          // decision record if no outcome arrives in time).
-          const registered = waitMs > 0 && input.decisionId !== undefined;
-          if (registered) deps.pending.add(lk.pending, input.decisionId!, Date.now() + waitMs + DEFAULT_GRACE_MS);
-          const x = deps.kinds ? controlArm(deps.kinds(), deps.view(), pipeline, input, controlShareOf(deps.view(), pipeline, params.controlShare), Math.random()) : undefined;
-          const meta: LearnerMeta = {
-            m: m.version,
-            k: dec.chosen,
-            p: probs[dec.chosen]!,
-            g: dec.candidates[0]!,
-            d: signedPerturbation(explore),
-            P: probs,
-            ...(registered ? { w: 1 as const } : {}),
-            ...(anchor ? { a: anchor } : {}),
-            ...(dec.candidateSplit ? { c: dec.candidateSplit, cv: m.candidate!.version } : {}),
-            ...(x ? { x } : {}),
-          };
-          return {
-            budgets: x?.a === 1 ? toBudgets(pipeline, x.b) : budgets,
-            // Candidates are not logged: the greedy split, δ and the bounds reproduce them (learnerMetaOf).
-            meta: { learner: meta },
-          };
-        },
-      };
+      return compileLearned(params, pipeline, {
+        view: deps.view,
+        retentionSeconds: deps.retentionSeconds,
+        ...(deps.defaultSplit ? { defaultSplit: deps.defaultSplit } : {}),
+        ...(deps.kinds ? { kinds: deps.kinds } : {}),
+        register: (id, deadline) => deps.pending.add(lk.pending, id, deadline),
+      });
     },
   };
 }
 
-/** Logging metadata the learned strategy puts in the decision record's meta. */
-export interface LearnerMeta {
-  /** Model version. */
-  readonly m: number;
-  /** Chosen candidate and its probability. */
-  readonly k: number;
-  readonly p: number;
-  /** Greedy split (candidate 0) and the perturbation δ: with the bounds they reproduce every candidate. */
-  readonly g: number[];
-  readonly d: number;
-  readonly P: number[];
-  /** 1: registered for the default reward under the decision id. */
-  readonly w?: 1;
-  /** Written by earlier versions: the separate ticket the decision was registered under. */
-  readonly tk?: string;
-  /** The guard's control arm: its share and split, and whether it served (then `k`/`p` are the learner's draw
-   * that was not served). */
-  readonly x?: ControlMeta;
-  /** The anchor candidate when it is not the uniform split (the default strategy's split while a model serves). */
-  readonly a?: number[];
-  /** The candidate version's split mixed into the decision, and that version. */
-  readonly c?: number[];
-  readonly cv?: number;
-}
-
 /**
- * One learned decision (pure but for `rng`). While no version serves (version 0), the safe start: the default
- * strategy's split explored around (decideAround, uniform anchor). Once one serves: its exploring policy with the
- * default strategy's split as the anchor (returned as `anchor` when it is not uniform: the log must carry it).
- * The pending candidate version's split is mixed in (CANDIDATE_SHARE) so the activation gate can judge it.
+ * Registers a decision made elsewhere (the SDK's local mode, shipped through the decision ingest) for the default
+ * reward, as the learned strategy registers its own: when its meta says it was registered (`w: 1`), at its
+ * decision time + the strategy's wait window + grace.
  */
-export function learnedDecision(
-  m: ServingModel,
-  agents: readonly { min: number; cap: number }[],
-  input: AllocationInput,
-  explore: ExploreOptions,
-  uniform: number[],
-  defaultSplit?: (input: AllocationInput) => number[],
-  rng: () => number = Math.random,
-): { dec: ReturnType<typeof decide> & { candidateSplit?: number[] }; anchor?: number[] } {
-  const dflt = defaultSplit?.(input) ?? uniform;
-  const isUniform = dflt.length === uniform.length && dflt.every((v, i) => v === uniform[i]);
-  let dec: ReturnType<typeof decide> & { candidateSplit?: number[] };
-  let anchor: number[] | undefined;
-  if (m.version === 0) dec = decideAround(dflt, agents, input.totalTokens, explore, rng, uniform);
-  else {
-    dec = decide(forward(m.weights, m.encoder.encode(input.features)), agents, input.totalTokens, optionsFor(explore, m.version), rng, dflt);
-    if (!isUniform) anchor = dflt;
-  }
-  if (m.candidate) {
-    const split = greedyBudgets(forward(m.candidate.weights, m.candidate.encoder.encode(input.features)), agents, input.totalTokens);
-    dec = { ...withCandidate(dec, split, CANDIDATE_SHARE, rng), candidateSplit: split };
-  }
-  return { dec, ...(anchor ? { anchor } : {}) };
+export function registerIngested(deps: { readonly view: () => ControlView; readonly pending: PendingBatcher; readonly keys: Keys; readonly retentionSeconds: number }, record: DecisionRecord): void {
+  const m = record.meta?.learner as Partial<LearnerMeta> | undefined;
+  if (m?.w !== 1) return;
+  const def = deps.view().strategies.get(record.strategy);
+  if (!def || def.kind !== 'learned') return;
+  const waitMs = waitWindowMs(def.params as LearnedParams, deps.retentionSeconds);
+  if (waitMs === 0) return;
+  deps.pending.add(learnerKeys(deps.keys, record.pipeline).pending, record.id, record.ts + waitMs + DEFAULT_GRACE_MS);
 }
 
 /** The id a decision was registered under for the default reward, or '' when it was not registered. */

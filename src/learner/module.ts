@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Closeable, Core, ModuleParts } from '../runtime.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { shadowHook, trainingSink } from './hooks.js';
-import { defaultSplitOf, learnedKind, type LearnedParams } from './kind.js';
+import { defaultSplitOf, learnedKind, registerIngested, type LearnedParams } from './kind.js';
 import { loadTf } from './backend.js';
 import { PendingBatcher } from './pending.js';
 import { stopTrainer } from './train-process.js';
@@ -82,6 +82,7 @@ export function learnerModule(core: Core): LearnerModule {
     ],
     sinks: [trainingSink({ view: core.view, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds })],
     shadows: [shadowHook({ kinds: core.kinds })],
+    onDecisionIngested: (record) => registerIngested({ view: core.view, pending, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds }, record),
     async onOutcomeApplied(job) {
       const view = core.view();
       const p = view.pipelines.get(job.decision.pipeline);

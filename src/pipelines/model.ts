@@ -1,6 +1,5 @@
 import { AppError } from '../errors/app-error.js';
-import type { Versioned } from '../control/store.js';
-import type { Agent, Pipeline, PipelineBody } from './schema.js';
+import type { Pipeline, PipelineBody } from './schema.js';
 
 /** Semantic checks the schema cannot express. Throws AppError naming the field. */
 export function validatePipelineBody(body: PipelineBody): void {
@@ -20,25 +19,8 @@ export function validatePipelineBody(body: PipelineBody): void {
   }
 }
 
-export function toPipeline(v: Versioned<unknown>): Pipeline {
-  const body = v.doc as PipelineBody;
-  const agents: Agent[] = body.agents.map((a) => ({
-    name: a.name,
-    ...(a.model !== undefined ? { model: a.model } : {}),
-    priority: a.priority ?? 'standard',
-    minTokens: a.minTokens ?? 0,
-    maxTokens: a.maxTokens,
-    ...(a.price ? { price: a.price } : {}),
-  }));
-  return {
-    id: v.id,
-    version: v.version,
-    agents,
-    defaultTotalTokens: body.defaultTotalTokens,
-    defaultStrategy: body.defaultStrategy,
-    ...(body.description !== undefined ? { description: body.description } : {}),
-  };
-}
+/** A stored pipeline document with defaults applied (the engine's, so local mode reads pipelines identically). */
+export { toPipeline } from '@apportion/sdk/engine';
 
 export function pipelineView(p: Pipeline): Record<string, unknown> {
   return {

@@ -39,24 +39,8 @@ export const PipelineBody = Type.Object(
 );
 export type PipelineBody = Static<typeof PipelineBody>;
 
-/** An agent with defaults applied. */
-export interface Agent {
-  readonly name: string;
-  readonly model?: string;
-  readonly priority: Priority;
-  readonly minTokens: number;
-  readonly maxTokens: number | undefined;
-  readonly price?: { readonly inputPerMTokUsd: number; readonly outputPerMTokUsd: number };
-}
-
-export interface Pipeline {
-  readonly id: string;
-  readonly version: number;
-  readonly agents: readonly Agent[];
-  readonly defaultTotalTokens: number;
-  readonly defaultStrategy: string | undefined;
-  readonly description?: string;
-}
+/** An agent with defaults applied, and a pipeline (the engine's types: local mode reads the same objects). */
+export type { Agent, Pipeline } from '@apportion/sdk/engine';
 
 export const PipelineResponse = Type.Object({
   id: Type.String(),

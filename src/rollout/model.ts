@@ -31,17 +31,8 @@ export function pipelineDefault(p: Versioned<Record<string, unknown>>): string {
 const bad = (msg: string): AppError => new AppError('INVALID_EXPERIMENT', msg);
 
 /** Share of the coverage exposed now: the current ramp step, or everything without a ramp. */
-export function rampShare(doc: Pick<ExperimentDoc, 'ramp' | 'state'>): number {
-  const steps = doc.ramp?.steps;
-  if (!steps || steps.length === 0) return 1;
-  return steps[Math.min(doc.state.rampStep ?? 0, steps.length - 1)]!.share;
-}
-
-/** Coverage actually routed: 0 unless running (rolled-back experiments keep their last coverage for control). */
-export function effectiveCoverage(doc: ExperimentDoc): number {
-  if (doc.state.status !== 'running' && doc.state.status !== 'rolled_back') return 0;
-  return doc.coverage * rampShare(doc);
-}
+export { effectiveCoverage, rampShare } from '@apportion/sdk/engine';
+import { effectiveCoverage } from '@apportion/sdk/engine';
 
 function sameAssignment(a: ExperimentDoc, b: { variants: readonly Variant[]; seed: string; control: string }): boolean {
   if (a.seed !== b.seed || a.control !== b.control || a.variants.length !== b.variants.length) return false;

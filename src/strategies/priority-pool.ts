@@ -1,9 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
-import type { Priority } from '../pipelines/schema.js';
-import { waterFill } from './fit.js';
-import { EstimateParams, estimateNeeds } from './estimate.js';
+import { compilePriorityPool } from '@apportion/sdk/engine';
+import { EstimateParams } from './estimate.js';
 import type { StrategyKind } from './types.js';
-import { checkAgentNames, toBudgets } from './util.js';
+import { checkAgentNames } from './util.js';
 
 export const PriorityPoolParams = Type.Object(
   {
@@ -15,8 +14,6 @@ export const PriorityPoolParams = Type.Object(
   { additionalProperties: false },
 );
 export type PriorityPoolParams = Static<typeof PriorityPoolParams>;
-
-const CLASSES: readonly Priority[] = ['critical', 'standard', 'background'];
 
 /**
  * Elastic pool with priority classes. Every agent first gets its minimum; then critical agents draw up
@@ -31,32 +28,5 @@ export const priorityPoolKind: StrategyKind<PriorityPoolParams> = {
     checkAgentNames(pipeline, Object.keys(params.needs ?? {}), 'body/params/needs');
     if (params.estimate) checkAgentNames(pipeline, Object.keys(params.estimate.agents), 'body/params/estimate/agents');
   },
-  compile(params, { pipeline }) {
-    const agents = pipeline.agents;
-    return {
-      allocate({ features, totalTokens }) {
-        const estimated = params.estimate ? estimateNeeds(params.estimate, pipeline, features, totalTokens) : undefined;
-        const share = totalTokens / agents.length;
-        const needs = agents.map((a, i) => {
-          const raw = params.needs?.[a.name] ?? estimated?.[i] ?? a.maxTokens ?? share;
-          return Math.max(a.minTokens, Math.min(a.maxTokens ?? Infinity, Math.ceil(raw)));
-        });
-        const budgets = agents.map((a) => a.minTokens);
-        let pool = totalTokens - budgets.reduce((s, v) => s + v, 0);
-        for (const cls of CLASSES) {
-          const idx = agents.map((a, i) => (a.priority === cls ? i : -1)).filter((i) => i >= 0);
-          if (idx.length === 0 || pool <= 0) continue;
-          const fit = waterFill(
-            idx.map((i) => ({ min: 0, cap: needs[i]! - budgets[i]!, weight: needs[i]! - budgets[i]! })),
-            pool,
-          );
-          idx.forEach((i, k) => {
-            budgets[i]! += fit[k]!;
-            pool -= fit[k]!;
-          });
-        }
-        return { budgets: toBudgets(pipeline, budgets), meta: { needs } };
-      },
-    };
-  },
+  compile: (params, { pipeline }) => compilePriorityPool(params, pipeline),
 };

@@ -12,14 +12,7 @@ export const StrategyBody = Type.Object(
 );
 export type StrategyBody = Static<typeof StrategyBody>;
 
-export interface StrategyDef {
-  readonly id: string;
-  readonly version: number;
-  readonly pipeline: string;
-  readonly kind: string;
-  readonly params: Readonly<Record<string, unknown>>;
-  readonly description?: string;
-}
+export type { StrategyDef } from '@apportion/sdk/engine';
 
 export const StrategyResponse = Type.Object({
   id: Type.String(),
@@ -31,4 +24,4 @@ export const StrategyResponse = Type.Object({
 });
 
 /** Id of the built-in uniform strategy every pipeline falls back to; `@` keeps it apart from user ids. */
-export const BUILTIN_UNIFORM_ID = '@uniform';
+export { BUILTIN_UNIFORM_ID } from '@apportion/sdk/engine';

@@ -1,8 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { AppError } from '../errors/app-error.js';
-import { waterFill } from './fit.js';
+import { compileStatic } from '@apportion/sdk/engine';
 import type { StrategyKind } from './types.js';
-import { checkAgentNames, toBudgets } from './util.js';
+import { checkAgentNames } from './util.js';
 
 export const StaticParams = Type.Object(
   {
@@ -24,12 +24,5 @@ export const staticKind: StrategyKind<StaticParams> = {
       throw new AppError('INVALID_STRATEGY_PARAMS', 'body/params/shares: at least one share must be positive');
     }
   },
-  compile(params, { pipeline }) {
-    const agents = pipeline.agents.map((a) => ({
-      min: a.minTokens,
-      cap: a.maxTokens ?? Infinity,
-      weight: params.shares[a.name] ?? 0,
-    }));
-    return { allocate: ({ totalTokens }) => ({ budgets: toBudgets(pipeline, waterFill(agents, totalTokens)) }) };
-  },
+  compile: (params, { pipeline }) => compileStatic(params, pipeline),
 };

@@ -1,28 +1,9 @@
 import type { TSchema } from '@sinclair/typebox';
 import type { Pipeline } from '../pipelines/schema.js';
 
-/** Request features: numbers, strings or booleans. A string feature named `<x>Text` is tokenized into `<x>Tokens`. */
-export type Features = Readonly<Record<string, string | number | boolean | null>>;
-
-export interface AllocationInput {
-  readonly features: Features;
-  readonly totalTokens: number;
-  readonly unitKey?: string;
-  /** The id the decision will be recorded under (set by the allocation service; absent in offline evaluation). */
-  readonly decisionId?: string;
-}
-
-export interface AllocationOutput {
-  /** Integer budgets per agent; their sum never exceeds the total. */
-  readonly budgets: Readonly<Record<string, number>>;
-  /** Extra fields logged in the decision record (e.g. a learned policy's propensity). */
-  readonly meta?: Readonly<Record<string, unknown>>;
-}
-
-/** A strategy compiled for one pipeline version and one parameter set: a pure function of its input. */
-export interface CompiledStrategy {
-  allocate(input: AllocationInput): AllocationOutput;
-}
+/** Request features, a strategy's input and output, a compiled strategy: the engine's types (shared with local mode). */
+export type { AllocationInput, AllocationOutput, CompiledStrategy, Features } from '@apportion/sdk/engine';
+import type { CompiledStrategy } from '@apportion/sdk/engine';
 
 export interface StrategyKindContext {
   readonly pipeline: Pipeline;

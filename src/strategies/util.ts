@@ -1,13 +1,7 @@
 import { AppError } from '../errors/app-error.js';
 import type { Pipeline } from '../pipelines/schema.js';
 
-export function toBudgets(pipeline: Pipeline, values: readonly number[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  pipeline.agents.forEach((a, i) => {
-    out[a.name] = values[i]!;
-  });
-  return out;
-}
+export { toBudgets } from '@apportion/sdk/engine';
 
 /** Rejects parameter maps that name agents the pipeline does not have. */
 export function checkAgentNames(pipeline: Pipeline, names: Iterable<string>, field: string): void {

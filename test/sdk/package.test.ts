@@ -40,7 +40,14 @@ const spans = new SpanRecorder({ url, flushIntervalMs: 0, timeoutMs: 60000 });
 await spans.withSession({ sessionId: 'pkg-' + process.argv[3], decisionId: allocation.decisionId }, () =>
   spans.withAgent('reasoner', async () => { spans.recordCall({ model: 'gpt-4o-mini', provider: 'openai', usage: { input: 120, output: 30 } }); }));
 const flushed = await spans.close();
-console.log(JSON.stringify({ decisionId: allocation.decisionId, total: allocation.totalTokens, consumed: controller.consumed, exceeded, flushed: flushed.accepted,
+// Local mode: the engine loads on first use; the answer equals the server's; the record is shipped and an outcome joins it.
+const sdk = new ns.Apportion({ url, mode: 'local', stream: false, timeoutMs: 60000 });
+await sdk.ready();
+const mine = await sdk.allocate({ pipeline: 'pkg', unitKey: 'u1', totalTokens: 10000 });
+const outcome = await sdk.reportOutcome({ decisionId: mine.decisionId, quality: 0.5 });
+await sdk.close();
+const local = { same: JSON.stringify(mine.budgets) === JSON.stringify(allocation.budgets) && mine.strategy === allocation.strategy && mine.reason === allocation.reason, accepted: outcome.accepted, shipped: (await sdk.stats()).shipped };
+console.log(JSON.stringify({ local, decisionId: allocation.decisionId, total: allocation.totalTokens, consumed: controller.consumed, exceeded, flushed: flushed.accepted,
   exports: ['withAgent', 'recordCall', 'ReservationsClient', 'ApportionHttpError', 'configureSpans'].map((n) => typeof ns[n]),
   integrations: ${integrations} }));
 `;
@@ -93,9 +100,9 @@ describe('@apportion/sdk as a packed tarball', () => {
   });
 
   for (const [flavour, file] of [['ES module', 'esm.mjs'], ['CommonJS', 'cjs.cjs']] as const) {
-    it(`works from plain node as ${flavour}: allocate over a socket, BudgetController, spans`, async () => {
+    it(`works from plain node as ${flavour}: allocate over a socket and in local mode, BudgetController, spans`, async () => {
       const { stdout } = await run(process.execPath, [file, rt.url!, file.split('.')[0]!], { cwd: app });
-      const out = JSON.parse(stdout) as { decisionId: string; total: number; consumed: number; exceeded: boolean; flushed: number; exports: string[]; integrations: string[] };
+      const out = JSON.parse(stdout) as { local: { same: boolean; accepted: boolean; shipped: number }; decisionId: string; total: number; consumed: number; exceeded: boolean; flushed: number; exports: string[]; integrations: string[] };
       assert.match(out.decisionId, /^[A-Za-z0-9_-]{16,64}$/);
       assert.equal(out.total, 10_000);
       assert.equal(out.consumed, 1_000_100);
@@ -105,6 +112,7 @@ describe('@apportion/sdk as a packed tarball', () => {
       assert.deepEqual(out.integrations, file === 'esm.mjs' ? ['function', 'function'] : ['function']);
       const tree = (await (await fetch(`${rt.url}/v1/sessions/pkg-${file.split('.')[0]}/cost-tree`)).json()) as { total: { tokens: { input: number } } };
       assert.equal(tree.total.tokens.input, 120);
+      assert.deepEqual(out.local, { same: true, accepted: true, shipped: 1 }, 'local mode');
     });
   }
 

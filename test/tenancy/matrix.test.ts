@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import type { Running } from '../../src/server.js';
+import { newDecisionId } from '../../src/allocation/decisions.js';
 import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 
 /**
@@ -294,6 +295,43 @@ const RULES: Record<string, Rule> = {
   'POST /v1/models/{pipeline}/train': { roles: ADMIN, req: (t) => ({ method: 'POST', url: `/v1/models/p-${t}/train` }), other: NF('PIPELINE_NOT_FOUND') },
   'GET /v1/pipelines/{id}/ope': { roles: READ, req: (t) => ({ method: 'GET', url: `/v1/pipelines/p-${t}/ope`, query: { strategy: `even-${t}` } }), other: NF('PIPELINE_NOT_FOUND') },
   'GET /v1/pipelines/{id}/shadow': { roles: READ, req: (t) => ({ method: 'GET', url: `/v1/pipelines/p-${t}/shadow`, query: { strategy: `even-${t}` } }), other: NF('PIPELINE_NOT_FOUND') },
+  // Local evaluation: the synced state holds only the caller's tenant's pipelines; ingested records for another
+  // tenant's pipeline are refused one by one.
+  'GET /v1/sync': {
+    roles: DATA_READ,
+    req: () => ({ method: 'GET', url: '/v1/sync' }),
+    other: (r) => {
+      assert.equal(r.statusCode, 200, r.body);
+      const ids = (r.json().state.kinds.pipelines as { id: string }[]).map((p) => p.id);
+      assert.ok(ids.includes('p-acme'), 'own pipeline synced');
+      for (const id of ids) assert.ok(!id.includes('beta'), `another tenant's pipeline synced: ${id}`);
+      for (const s of r.json().state.kinds.strategies as { doc: { pipeline: string } }[]) assert.equal(s.doc.pipeline, 'p-acme');
+    },
+    own: 200,
+  },
+  'GET /v1/sync/stream': {
+    roles: DATA_READ,
+    req: () => ({ method: 'GET', url: '/v1/sync/stream', query: { once: 'true' } }),
+    other: (r) => {
+      assert.equal(r.statusCode, 200, r.body);
+      assert.match(r.body, /"etag":"\\"v\d+-acme\\""/);
+    },
+    own: 200,
+  },
+  'POST /v1/decisions/batch': {
+    roles: DATA,
+    req: (t) => ({
+      method: 'POST',
+      url: '/v1/decisions/batch',
+      payload: { decisions: [{ id: newDecisionId(), pipeline: `p-${t}`, pipelineVersion: 1, strategy: '@uniform', strategyVersion: 0, strategyKind: 'uniform', reason: 'default', budgets: {}, totalTokens: 100, features: {}, ts: Date.now() }] },
+    }),
+    other: (r) => {
+      assert.equal(r.statusCode, 200, r.body);
+      assert.deepEqual(r.json().rejected.map((x: { code: string }) => x.code), ['PIPELINE_NOT_FOUND']);
+      assert.equal(r.json().accepted, 0);
+    },
+    own: 200,
+  },
   'GET /v1/pipelines/{id}/logs': { roles: READ, req: (t) => ({ method: 'GET', url: `/v1/pipelines/p-${t}/logs` }), other: NF('PIPELINE_NOT_FOUND') },
 };
 

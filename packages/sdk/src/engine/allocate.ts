@@ -1,0 +1,307 @@
+import { builtinUniform, compiledStrategy, type KindLookup } from './strategies.js';
+import { routeDistribution, routeExperiments } from './routing.js';
+import { deriveTokenFeatures } from './tokens.js';
+import { BUILTIN_UNIFORM_ID, EngineError, type AllocationReason, type ControlView, type Features, type Pipeline, type Route, type StrategyDef } from './types.js';
+
+/**
+ * The allocation engine (pure: no I/O): route → strategy → budgets, with the fallback chain and the routing
+ * stage's propensities. The server's allocation service runs it and writes the decision record; the SDK's local
+ * mode runs it in process and ships the record to the server.
+ */
+
+export interface AllocationRequest {
+  readonly pipeline: string;
+  readonly unitKey?: string;
+  readonly features?: Features;
+  readonly totalTokens?: number;
+  readonly strategy?: string;
+}
+
+/**
+ * Picks a strategy for a request before the pipeline default applies (e.g. rollout experiments).
+ * Returns undefined to pass. Must not throw for ordinary input; a throw is reported and skipped.
+ */
+export interface Router {
+  readonly name: string;
+  route(view: ControlView, pipeline: Pipeline, req: AllocationRequest & { features: Features }): Route | undefined;
+  /**
+   * The probability of every strategy this router could have sent the request to (summing to 1, the
+   * pipeline default included), or undefined when its routing of this request was not random. Logged so that
+   * off-policy evaluation knows the true assignment probability of every decision.
+   */
+  distribution?(view: ControlView, pipeline: Pipeline, req: AllocationRequest & { features: Features }): readonly { readonly strategyId: string; readonly q: number }[] | undefined;
+}
+
+/**
+ * When a request could have gone to more than one strategy (experiment variants, coverage, ramp, holdout),
+ * the probability `q` that it went to the strategy that served, and every other strategy it could have gone
+ * to with its probability and what that strategy would have done for this request: its budgets (`b`, pipeline
+ * agent order) and, for a strategy that randomises, its logging meta (`l`, the learned strategy's
+ * `meta.learner`, from which its whole action distribution is rebuilt). Absent when the route was certain (q = 1).
+ */
+export interface DecisionRouting {
+  readonly q: number;
+  readonly alt: readonly RouteAlternative[];
+}
+
+export interface RouteAlternative {
+  readonly s: string;
+  readonly q: number;
+  readonly b: readonly number[];
+  readonly l?: Readonly<Record<string, unknown>>;
+}
+
+export interface EngineDeps {
+  readonly kinds: KindLookup;
+  /** Routers consulted in order before the pipeline default. */
+  readonly routers: readonly Router[];
+  /** A strategy or router failed (the engine fell back or skipped it). */
+  readonly onStrategyError?: (id: string, err: unknown) => void;
+}
+
+/** What the engine decided for one request; the caller records it. */
+export interface EngineDecision {
+  readonly pipeline: Pipeline;
+  readonly def: StrategyDef;
+  readonly reason: AllocationReason;
+  readonly fallback?: { readonly from: string; readonly error: string };
+  /** Integer budgets per agent (checked: within bounds, summing to at most the total). */
+  readonly budgets: Record<string, number>;
+  readonly totalTokens: number;
+  /** The request's features after `<x>Text` → `<x>Tokens`. */
+  readonly features: Features;
+  readonly route: Route;
+  readonly meta?: Readonly<Record<string, unknown>>;
+  readonly routing?: DecisionRouting;
+}
+
+/** Decides one request under decision id `id` (which seeds a learned strategy's draws). Throws EngineError on bad input. */
+export function decide(deps: EngineDeps, view: ControlView, req: AllocationRequest, id: string): EngineDecision {
+  const pipeline = view.pipelines.get(req.pipeline);
+  if (!pipeline) throw new EngineError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${req.pipeline}"`);
+  const total = req.totalTokens ?? pipeline.defaultTotalTokens;
+  let minSum = 0;
+  for (const a of pipeline.agents) minSum += a.minTokens;
+  if (total < minSum) {
+    throw new EngineError('INFEASIBLE_TOTAL', `body/totalTokens (${total}) is below the sum of the agents' minTokens (${minSum})`);
+  }
+  const features = deriveTokenFeatures(req.features ?? {});
+  const input = { features, totalTokens: total, decisionId: id, ...(req.unitKey !== undefined ? { unitKey: req.unitKey } : {}) };
+  const routed0 = { ...req, features };
+  const route = resolveRoute(deps, view, pipeline, routed0);
+  const chain: { def: StrategyDef; reason: AllocationReason }[] = [];
+  const routed = route.strategyId === BUILTIN_UNIFORM_ID ? builtinUniform(pipeline) : view.strategies.get(route.strategyId);
+  if (routed) chain.push({ def: routed, reason: route.reason });
+  const dflt = pipeline.defaultStrategy ? view.strategies.get(pipeline.defaultStrategy) : undefined;
+  if (dflt && dflt.pipeline === pipeline.id && dflt.id !== routed?.id) chain.push({ def: dflt, reason: 'fallback' });
+  chain.push({ def: builtinUniform(pipeline), reason: 'fallback' });
+
+  let failure: { from: string; error: string } | undefined;
+  if (!routed) failure = { from: route.strategyId, error: 'strategy no longer exists' };
+  for (const { def, reason } of chain) {
+    try {
+      const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate(input);
+      const budgets = checkBudgets(pipeline, out.budgets, total);
+      const routing = !failure && route.reason !== 'requested' ? routingOf(deps, view, pipeline, routed0, def.id, total, id) : undefined;
+      return {
+        pipeline,
+        def,
+        reason: failure ? 'fallback' : reason,
+        ...(failure ? { fallback: failure } : {}),
+        budgets,
+        totalTokens: total,
+        features,
+        route,
+        ...(out.meta ? { meta: out.meta } : {}),
+        ...(routing ? { routing } : {}),
+      };
+    } catch (e) {
+      deps.onStrategyError?.(def.id, e);
+      failure ??= { from: def.id, error: e instanceof Error ? e.message : String(e) };
+    }
+  }
+  // Unreachable in practice: uniform only fails on an infeasible total, which was rejected above.
+  throw new EngineError('INTERNAL', 'no strategy could allocate this request');
+}
+
+function resolveRoute(deps: EngineDeps, view: ControlView, pipeline: Pipeline, req: AllocationRequest & { features: Features }): Route {
+  if (req.strategy !== undefined) {
+    const def = view.strategies.get(req.strategy);
+    if (!def && req.strategy !== BUILTIN_UNIFORM_ID) throw new EngineError('STRATEGY_NOT_FOUND', `body/strategy: no strategy "${req.strategy}"`);
+    if (def && def.pipeline !== pipeline.id) {
+      throw new EngineError('STRATEGY_PIPELINE_MISMATCH', `body/strategy: strategy "${def.id}" belongs to pipeline "${def.pipeline}"`);
+    }
+    return { strategyId: req.strategy, reason: 'requested' };
+  }
+  for (const router of deps.routers) {
+    try {
+      const r = router.route(view, pipeline, req);
+      if (r) return r;
+    } catch (e) {
+      deps.onStrategyError?.(`router:${router.name}`, e);
+    }
+  }
+  return { strategyId: pipeline.defaultStrategy ?? BUILTIN_UNIFORM_ID, reason: 'default' };
+}
+
+/**
+ * The routing stage's propensities (see DecisionRouting): asked of the routers; for each other strategy the
+ * request could have gone to, what it would have done (no decision id: a learned strategy registers
+ * nothing). Only requests with random routing pay for this. A strategy that cannot allocate is left out.
+ */
+function routingOf(deps: EngineDeps, view: ControlView, pipeline: Pipeline, req: AllocationRequest & { features: Features }, served: string, total: number, id: string): DecisionRouting | undefined {
+  for (const router of deps.routers) {
+    let dist: readonly { readonly strategyId: string; readonly q: number }[] | undefined;
+    try {
+      dist = router.distribution?.(view, pipeline, req);
+    } catch (e) {
+      deps.onStrategyError?.(`router:${router.name}`, e);
+    }
+    if (!dist) continue;
+    const q = dist.find((o) => o.strategyId === served)?.q;
+    if (q === undefined) return undefined; // served by a route the router does not know: no claim
+    const alt: RouteAlternative[] = [];
+    for (const o of dist) {
+      if (o.strategyId === served) continue;
+      const def = o.strategyId === BUILTIN_UNIFORM_ID ? builtinUniform(pipeline) : view.strategies.get(o.strategyId);
+      if (!def) continue;
+      try {
+        // Seeded per decision and alternative, so the logged alternatives are reproducible too.
+        const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate({ features: req.features, totalTokens: total, drawSeed: `${id}/${def.id}` });
+        const b = pipeline.agents.map((a) => out.budgets[a.name] ?? 0);
+        const l = out.meta?.learner as Readonly<Record<string, unknown>> | undefined;
+        alt.push({ s: def.id, q: o.q, b, ...(l ? { l } : {}) });
+      } catch (e) {
+        deps.onStrategyError?.(def.id, e);
+      }
+    }
+    return { q, alt };
+  }
+  return undefined;
+}
+
+/** Guards every strategy's output: integers, within min/max, every agent present, sum within the total. */
+export function checkBudgets(pipeline: Pipeline, budgets: Readonly<Record<string, number>>, total: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  let sum = 0;
+  for (const a of pipeline.agents) {
+    const t = budgets[a.name];
+    if (t === undefined || !Number.isInteger(t)) throw new Error(`strategy returned no integer budget for agent ${a.name}`);
+    if (t < a.minTokens || (a.maxTokens !== undefined && t > a.maxTokens)) {
+      throw new Error(`strategy budget ${t} for agent ${a.name} is outside [${a.minTokens}, ${a.maxTokens ?? '∞'}]`);
+    }
+    out[a.name] = t;
+    sum += t;
+  }
+  if (sum > total) throw new Error(`strategy budgets sum to ${sum}, above the total ${total}`);
+  return out;
+}
+
+/**
+ * `<epoch second, base 36>-<UUID>`: 122 random bits, and the second the decision was made, which names the
+ * time bucket its record is stored in (so reading it needs no index).
+ */
+export function newDecisionId(now = Date.now()): string {
+  const sec = Math.floor(now / 1000);
+  if (sec !== idSecond) {
+    idSecond = sec;
+    idPrefix = `${sec.toString(36)}-`;
+  }
+  return idPrefix + globalThis.crypto.randomUUID();
+}
+let idSecond = -1;
+let idPrefix = '';
+
+/** The experiment router (see routing.ts). */
+export const experimentRouter: Router = {
+  name: 'rollout',
+  route: (view, pipeline, req) => routeExperiments(view, pipeline, req.unitKey, req.features),
+  distribution: (view, pipeline, req) => routeDistribution(view, pipeline, req.unitKey, req.features),
+};
+
+/** A decision record as the server stores it (src/allocation/decisions.ts DecisionRecord). */
+export interface EngineRecord {
+  readonly id: string;
+  readonly pipeline: string;
+  readonly pipelineVersion: number;
+  readonly strategy: string;
+  readonly strategyVersion: number;
+  readonly strategyKind: string;
+  readonly reason: string;
+  readonly budgets: Readonly<Record<string, number>>;
+  readonly totalTokens: number;
+  readonly features: Features;
+  readonly unitKey?: string;
+  readonly ts: number;
+  readonly route?: Readonly<Record<string, unknown>>;
+  readonly meta?: Readonly<Record<string, unknown>>;
+  readonly shadow?: Readonly<Record<string, unknown>>;
+  readonly routing?: DecisionRouting;
+}
+
+/** The decision record of an engine decision (what the server writes, and what local mode ships). */
+export function decisionRecordOf(id: string, d: EngineDecision, unitKey: string | undefined, ts: number, shadow?: Readonly<Record<string, unknown>>): EngineRecord {
+  return {
+    id,
+    pipeline: d.pipeline.id,
+    pipelineVersion: d.pipeline.version,
+    strategy: d.def.id,
+    strategyVersion: d.def.version,
+    strategyKind: d.def.kind,
+    reason: d.reason,
+    budgets: d.budgets,
+    totalTokens: d.totalTokens,
+    features: d.features,
+    ...(unitKey !== undefined ? { unitKey } : {}),
+    ts,
+    ...(d.route.details ? { route: d.route.details } : {}),
+    ...(d.meta ? { meta: d.meta } : {}),
+    ...(shadow ? { shadow } : {}),
+    ...(d.routing ? { routing: d.routing } : {}),
+  };
+}
+
+/** The allocation answer (POST /v1/allocations) of an engine decision. */
+export interface EngineResult {
+  readonly decisionId: string;
+  readonly pipeline: string;
+  readonly pipelineVersion: number;
+  readonly strategy: string;
+  readonly strategyVersion: number;
+  readonly budgets: Record<string, { tokens: number }>;
+  readonly totalTokens: number;
+  readonly unallocatedTokens: number;
+  readonly reason: AllocationReason;
+  readonly fallback?: { readonly from: string; readonly error: string };
+  readonly recorded: boolean;
+  readonly experiment?: string;
+  readonly variant?: string;
+  readonly route?: Readonly<Record<string, unknown>>;
+}
+
+export function allocationResultOf(id: string, d: EngineDecision, recorded: boolean): EngineResult {
+  const out: Record<string, { tokens: number }> = {};
+  let sum = 0;
+  for (const a of d.pipeline.agents) {
+    const t = d.budgets[a.name]!;
+    out[a.name] = { tokens: t };
+    sum += t;
+  }
+  const details = d.route.details;
+  return {
+    decisionId: id,
+    pipeline: d.pipeline.id,
+    pipelineVersion: d.pipeline.version,
+    strategy: d.def.id,
+    strategyVersion: d.def.version,
+    budgets: out,
+    totalTokens: d.totalTokens,
+    unallocatedTokens: d.totalTokens - sum,
+    reason: d.reason,
+    ...(d.fallback ? { fallback: d.fallback } : {}),
+    recorded,
+    ...(typeof details?.experiment === 'string' ? { experiment: details.experiment } : {}),
+    ...(typeof details?.variant === 'string' ? { variant: details.variant } : {}),
+    ...(details ? { route: details } : {}),
+  };
+}

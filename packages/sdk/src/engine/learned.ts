@@ -1,0 +1,346 @@
+import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
+import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
+import { CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
+import { decisionRng, mulberry32 } from './rng.js';
+import { builtinUniform, compiledStrategy, toBudgets, type KindLookup } from './strategies.js';
+import type { AllocationInput, CompiledStrategy, ControlView, Pipeline, StrategyDef } from './types.js';
+
+/**
+ * The learned strategy's serving path (pure: no tfjs, no I/O): the pipeline's serving model from the control
+ * view, one exploring decision with exact logged probabilities, the runtime guard's control arm. The reward
+ * model, the policy and the feature encoder are the server's own files (src/learner/model.ts, policy.ts,
+ * features.ts), copied unchanged into mirror/ when the SDK is built.
+ *
+ * Reproducible draws: every random draw of a decision comes from decisionRng(decisionId, …) — a stream seeded by
+ * the decision id — so the server and the SDK's local mode make the same choice for the same decision id.
+ */
+
+/** The parameters serving reads (the server's LearnedParams schema validates them). */
+export interface LearnedServingParams {
+  readonly explorer?: 'squarecb' | 'epsilon';
+  readonly epsilon?: number;
+  readonly gamma?: number;
+  readonly perturbation?: number;
+  readonly upOnly?: boolean;
+  readonly exploreBudget?: number;
+  readonly exploreDecayFrom?: number;
+  readonly rewardWaitSeconds?: number;
+  readonly controlShare?: number;
+}
+
+/** What serving reads of the pipeline's `models` control document (the server's ModelDoc has more). */
+export interface ServedModelDoc {
+  readonly active: number;
+  readonly signature: string;
+  readonly agents: readonly string[];
+  readonly weights?: SerializedWeights;
+  readonly scaling?: FeatureScaling;
+  readonly candidate?: { readonly version: number; readonly signature: string; readonly agents: readonly string[]; readonly weights: SerializedWeights; readonly scaling?: FeatureScaling };
+  readonly guard?: { readonly toControl?: boolean };
+}
+
+/** Grace beyond the wait window before a pending decision is defaulted (outcome jobs in flight). */
+export const DEFAULT_GRACE_MS = 30_000;
+
+/** Share of a learned strategy's decisions served by the control arm unless `controlShare` says otherwise. */
+export const DEFAULT_CONTROL_SHARE = 0.05;
+
+/**
+ * The reward wait window in ms (0 = wait forever). It is capped so that its deadline (window + grace) falls
+ * within the decision retention (APPORTION_REWARD_WINDOW_SECONDS): the default reward is built from the
+ * decision record, and a decision whose record expired can get neither an outcome nor a default.
+ */
+export function waitWindowMs(params: LearnedServingParams, retentionSeconds: number): number {
+  const wait = (params.rewardWaitSeconds ?? 600) * 1000;
+  return wait === 0 ? 0 : Math.max(1000, Math.min(wait, retentionSeconds * 1000 - DEFAULT_GRACE_MS));
+}
+
+export function exploreOptions(p: LearnedServingParams): ExploreOptions {
+  return {
+    explorer: p.explorer ?? 'squarecb',
+    epsilon: p.epsilon ?? 0.1,
+    gamma: p.gamma ?? 200,
+    perturbation: p.perturbation ?? 0.5,
+    upOnly: p.upOnly ?? false,
+    budget: p.exploreBudget ?? EXPLORE_DEFAULTS.budget,
+    decayFrom: p.exploreDecayFrom ?? EXPLORE_DEFAULTS.decayFrom,
+  };
+}
+
+/** The pipeline's encoder and serving model as of one control view (memoised in the view). */
+export interface ServingModel {
+  readonly encoder: FeatureEncoder;
+  readonly weights: ModelWeights;
+  /** Model version; 0 when none serves (the safe start: the default strategy serves; `weights` are the untrained prior, never served). */
+  readonly version: number;
+  /** The version awaiting the activation gate, if it fits the declaration and agents. */
+  readonly candidate?: { readonly version: number; readonly weights: ModelWeights; readonly encoder: FeatureEncoder };
+}
+
+export function servingModel(view: ControlView, pipeline: Pipeline): ServingModel {
+  return view.memo(`learner:model:${pipeline.id}:${pipeline.version}`, () => {
+    const decl = view.raw.kinds.features.get(pipeline.id)?.doc as FeaturesBody | undefined;
+    const specs = decl?.features ?? [];
+    const encoder = compileFeatures(specs);
+    const doc = view.raw.kinds.models.get(pipeline.id)?.doc as ServedModelDoc | undefined;
+    const agents = pipeline.agents.map((a) => a.name);
+    const fits = (m: { signature: string; agents: readonly string[] }) => m.signature === encoder.signature && m.agents.join(',') === agents.join(',');
+    let candidate: ServingModel['candidate'];
+    if (doc?.candidate && fits(doc.candidate)) {
+      try {
+        candidate = { version: doc.candidate.version, weights: deserializeWeights(doc.candidate.weights), encoder: compileFeatures(specs, doc.candidate.scaling) };
+      } catch {
+        // Unusable candidate weights: no candidate is mixed in.
+      }
+    }
+    if (doc && doc.active && doc.weights && fits(doc)) {
+      try {
+        // The version's fitted scaling: serving encodes exactly as its training did.
+        return { encoder: compileFeatures(specs, doc.scaling), weights: deserializeWeights(doc.weights), version: doc.active, ...(candidate ? { candidate } : {}) };
+      } catch {
+        // Corrupt weights: the safe start serves rather than fail (the registry refuses to activate such a model).
+      }
+    }
+    return { encoder, weights: initialWeights(encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), version: 0, ...(candidate ? { candidate } : {}) };
+  });
+}
+
+/**
+ * The pipeline's default strategy: its `defaultStrategy` unless that is a learned strategy (or missing or not
+ * compilable), else the built-in uniform strategy. It is what the safe start serves, what every new version
+ * must not be worse than, and the runtime guard's control.
+ */
+export function baselineStrategy(view: ControlView, pipeline: Pipeline): StrategyDef {
+  const def = pipeline.defaultStrategy ? view.strategies.get(pipeline.defaultStrategy) : undefined;
+  return def && def.kind !== 'learned' && def.pipeline === pipeline.id ? def : builtinUniform(pipeline);
+}
+
+export const policyAgentsOf = (pipeline: Pipeline) => pipeline.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens ?? Infinity }));
+
+/** The default strategy's split for a request, in pipeline agent order (uniform when it cannot allocate). */
+export function defaultSplitOf(core: { readonly view: () => ControlView; readonly kinds: KindLookup }): (pipeline: Pipeline, input: AllocationInput) => number[] {
+  return (pipeline, input) => {
+    const view = core.view();
+    const agents = pipeline.agents.map((a) => a.name);
+    try {
+      const out = compiledStrategy(core.kinds, view, baselineStrategy(view, pipeline), pipeline).allocate({ features: input.features, totalTokens: input.totalTokens });
+      const b = agents.map((a) => out.budgets[a]);
+      if (b.every((v) => typeof v === 'number' && Number.isFinite(v))) return b as number[];
+    } catch {
+      // The decision path never throws: uniform below.
+    }
+    return uniformSplit(policyAgentsOf(pipeline), input.totalTokens);
+  };
+}
+
+// ---- The runtime guard's control arm --------------------------------------------------------------------------
+
+/**
+ * The runtime guard's control arm (docs/learner.md, "Runtime guard"): a share of a learned strategy's
+ * decisions, drawn per decision, is served by the pipeline's default strategy, so the learned arm's realised
+ * reward can be compared with a concurrent control. Logged in `meta.learner.x`.
+ */
+export interface ControlMeta {
+  /** Share of decisions the control serves (1 while the guard has reverted to control). */
+  readonly s: number;
+  /** 1 when this decision was served by the control. */
+  readonly a: 0 | 1;
+  /** The control's split for this request (pipeline agent order): logged on every decision, so the logging
+   * policy's whole action distribution is known whichever arm served. */
+  readonly b: number[];
+  /** The control strategy's id. */
+  readonly c: string;
+}
+
+/** The control strategy: the pipeline's default strategy when it is not itself learned, else the built-in uniform split. */
+export const controlStrategyDef = baselineStrategy;
+
+/** Whether the guard has taken every model out of service on this pipeline (the control then serves all). */
+export function revertedToControl(view: ControlView, pipeline: Pipeline): boolean {
+  const doc = view.raw.kinds.models.get(pipeline.id)?.doc as ServedModelDoc | undefined;
+  return doc?.guard?.toControl === true;
+}
+
+/** The share of decisions the control serves: `controlShare` (default 5 %), or all while reverted to control. */
+export function controlShareOf(view: ControlView, pipeline: Pipeline, controlShare: number | undefined): number {
+  return revertedToControl(view, pipeline) ? 1 : (controlShare ?? DEFAULT_CONTROL_SHARE);
+}
+
+/**
+ * The control's part of one decision: its split and whether it serves (u uniform in [0, 1)). Undefined when
+ * the share is 0 or the control cannot allocate this request (the learned arm then serves it).
+ */
+export function controlArm(kinds: KindLookup, view: ControlView, pipeline: Pipeline, input: AllocationInput, share: number, u: number): ControlMeta | undefined {
+  if (!(share > 0)) return undefined;
+  const def = controlStrategyDef(view, pipeline);
+  try {
+    const out = compiledStrategy(kinds, view, def, pipeline).allocate({ features: input.features, totalTokens: input.totalTokens });
+    const b = pipeline.agents.map((a) => out.budgets[a.name]!);
+    if (b.some((v) => !Number.isInteger(v))) return undefined;
+    return { s: share, a: u < share ? 1 : 0, b, c: def.id };
+  } catch {
+    return undefined;
+  }
+}
+
+// ---- The compiled strategy ------------------------------------------------------------------------------------
+
+/** A compiled learned strategy also exposes its greedy split and reward model (shadow mode, OPE). */
+export interface LearnedCompiled extends CompiledStrategy {
+  readonly learned: true;
+  greedy(input: AllocationInput): number[];
+  heads(input: AllocationInput): Heads;
+  predict(input: AllocationInput, budgets: readonly number[]): number;
+}
+
+export function isLearned(c: CompiledStrategy): c is LearnedCompiled {
+  return (c as Partial<LearnedCompiled>).learned === true;
+}
+
+/** Logging metadata the learned strategy puts in the decision record's meta. */
+export interface LearnerMeta {
+  /** Model version. */
+  readonly m: number;
+  /** Chosen candidate and its probability. */
+  readonly k: number;
+  readonly p: number;
+  /** Greedy split (candidate 0) and the perturbation δ: with the bounds they reproduce every candidate. */
+  readonly g: number[];
+  readonly d: number;
+  readonly P: number[];
+  /** 1: registered for the default reward under the decision id. */
+  readonly w?: 1;
+  /** Written by earlier versions: the separate ticket the decision was registered under. */
+  readonly tk?: string;
+  /** The guard's control arm: its share and split, and whether it served (then `k`/`p` are the learner's draw
+   * that was not served). */
+  readonly x?: ControlMeta;
+  /** The anchor candidate when it is not the uniform split (the default strategy's split while a model serves). */
+  readonly a?: number[];
+  /** The candidate version's split mixed into the decision, and that version. */
+  readonly c?: number[];
+  readonly cv?: number;
+}
+
+export interface LearnedDeps {
+  readonly view: () => ControlView;
+  /** The pipeline's default strategy's split (the safe start serves it; it is every decision's anchor candidate). Default: uniform. */
+  readonly defaultSplit?: (pipeline: Pipeline, input: AllocationInput) => number[];
+  /** How long decision records are kept (APPORTION_REWARD_WINDOW_SECONDS). */
+  readonly retentionSeconds: number;
+  /** The strategy kinds (for the guard's control arm); without them no control arm is served. */
+  readonly kinds?: () => KindLookup;
+  /** Registers a decision for the default reward at `deadline` (epoch ms). The SDK's local mode leaves it to the server's ingest. */
+  readonly register?: (decisionId: string, deadline: number) => void;
+}
+
+/**
+ * Compiles the learned strategy for one pipeline: serving never calls tfjs; it evaluates the active model's
+ * exported weights and explores over a small candidate set with exact logged probabilities.
+ */
+export function compileLearned(params: LearnedServingParams, pipeline: Pipeline, deps: LearnedDeps): LearnedCompiled {
+  const explore = exploreOptions(params);
+  const agents = policyAgentsOf(pipeline);
+  const waitMs = waitWindowMs(params, deps.retentionSeconds);
+  // The serving model of the current view, looked up once per view (the hot path asks several times per decision).
+  let lastView: ControlView | undefined;
+  let lastModel: ServingModel | undefined;
+  const model = (): ServingModel => {
+    const v = deps.view();
+    if (v !== lastView || !lastModel) {
+      lastModel = servingModel(v, pipeline);
+      lastView = v;
+    }
+    return lastModel;
+  };
+  // The uniform anchor depends only on the total: cache it (bounded) instead of water-filling per request.
+  const uniforms = new Map<number, number[]>();
+  const uniformFor = (total: number) => {
+    let u = uniforms.get(total);
+    if (!u) {
+      if (uniforms.size >= 256) uniforms.clear();
+      u = uniformSplit(agents, total);
+      uniforms.set(total, u);
+    }
+    return u;
+  };
+  const heads = (input: AllocationInput) => {
+    const m = model();
+    return forward(m.weights, m.encoder.encode(input.features));
+  };
+  return {
+    learned: true,
+    heads,
+    // What it serves without exploring: the default strategy's split during the safe start.
+    greedy: (input) => (model().version === 0 ? deps.defaultSplit?.(pipeline, input) ?? uniformFor(input.totalTokens) : greedyBudgets(heads(input), agents, input.totalTokens)),
+    predict: (input, budgets) => predict(heads(input), budgets),
+    allocate(input) {
+      const m = model();
+      const rng = decisionRng(input.decisionId ?? input.drawSeed, 'learner');
+      const { dec, anchor } = learnedDecision(m, agents, input, explore, uniformFor(input.totalTokens), deps.defaultSplit ? (i) => deps.defaultSplit!(pipeline, i) : undefined, rng);
+      const budgets = toBudgets(pipeline, dec.budgets);
+      // Logged probabilities are rounded to 1e-7 (the record stays small); the logged values are the
+      // ones off-policy evaluation uses; the largest absorbs the rounding so they sum to 1.
+      const probs = dec.probs.map((p) => Math.round(p * 1e7) / 1e7);
+      let top = 0;
+      for (let k = 1; k < probs.length; k++) if (probs[k]! > probs[top]!) top = k;
+      probs[top] = 0;
+      probs[top] = 1 - probs.reduce((a, b) => a + b, 0);
+      // Registered for the default reward under its decision id (the worker builds that event from the
+      // decision record if no outcome arrives in time).
+      const registered = waitMs > 0 && input.decisionId !== undefined;
+      if (registered) deps.register?.(input.decisionId!, Date.now() + waitMs + DEFAULT_GRACE_MS);
+      const x = deps.kinds
+        ? controlArm(deps.kinds(), deps.view(), pipeline, input, controlShareOf(deps.view(), pipeline, params.controlShare), decisionRng(input.decisionId ?? input.drawSeed, 'control')())
+        : undefined;
+      const meta: LearnerMeta = {
+        m: m.version,
+        k: dec.chosen,
+        p: probs[dec.chosen]!,
+        g: dec.candidates[0]!,
+        d: signedPerturbation(explore),
+        P: probs,
+        ...(registered ? { w: 1 as const } : {}),
+        ...(anchor ? { a: anchor } : {}),
+        ...(dec.candidateSplit ? { c: dec.candidateSplit, cv: m.candidate!.version } : {}),
+        ...(x ? { x } : {}),
+      };
+      return {
+        budgets: x?.a === 1 ? toBudgets(pipeline, x.b) : budgets,
+        // Candidates are not logged: the greedy split, δ and the bounds reproduce them (learnerMetaOf).
+        meta: { learner: meta },
+      };
+    },
+  };
+}
+
+/**
+ * One learned decision (pure but for `rng`). While no version serves (version 0), the safe start: the default
+ * strategy's split explored around (decideAround, uniform anchor). Once one serves: its exploring policy with the
+ * default strategy's split as the anchor (returned as `anchor` when it is not uniform: the log must carry it).
+ * The pending candidate version's split is mixed in (CANDIDATE_SHARE) so the activation gate can judge it.
+ */
+export function learnedDecision(
+  m: ServingModel,
+  agents: readonly { min: number; cap: number }[],
+  input: AllocationInput,
+  explore: ExploreOptions,
+  uniform: number[],
+  defaultSplit?: (input: AllocationInput) => number[],
+  rng: () => number = Math.random,
+): { dec: ReturnType<typeof decide> & { candidateSplit?: number[] }; anchor?: number[] } {
+  const dflt = defaultSplit?.(input) ?? uniform;
+  const isUniform = dflt.length === uniform.length && dflt.every((v, i) => v === uniform[i]);
+  let dec: ReturnType<typeof decide> & { candidateSplit?: number[] };
+  let anchor: number[] | undefined;
+  if (m.version === 0) dec = decideAround(dflt, agents, input.totalTokens, explore, rng, uniform);
+  else {
+    dec = decide(forward(m.weights, m.encoder.encode(input.features)), agents, input.totalTokens, optionsFor(explore, m.version), rng, dflt);
+    if (!isUniform) anchor = dflt;
+  }
+  if (m.candidate) {
+    const split = greedyBudgets(forward(m.candidate.weights, m.candidate.encoder.encode(input.features)), agents, input.totalTokens);
+    dec = { ...withCandidate(dec, split, CANDIDATE_SHARE, rng), candidateSplit: split };
+  }
+  return { dec, ...(anchor ? { anchor } : {}) };
+}

@@ -1,0 +1,416 @@
+import murmurhash from 'murmurhash';
+import { BUILTIN_UNIFORM_ID, type ControlView, type Features, type Pipeline, type Route, type Versioned } from './types.js';
+
+/**
+ * Experiment routing (pure, snapshot-only): deterministic sticky bucketing, targeting rules, the routing tables
+ * of a control view, the route of a request and the probability of every route it could have taken. The
+ * server's experiment router and the SDK's local mode run this same code.
+ */
+
+// ---- Bucketing ----------------------------------------------------------------------------------------------
+
+/**
+ * Hash version 1: h = murmur3_x86_32(utf8(unitKey), seed32) / 2^32, a number in [0, 1), where
+ * seed32 = murmur3_x86_32(utf8(`${seed}|${purpose}`), 0). Each purpose (`inclusion`, `variant`,
+ * `holdout`, and `layer` with the layer id as seed) gets its own 32-bit seed, so the draws are
+ * independent: whether a unit is in an experiment says nothing about which variant it gets.
+ * A new hash version would get a new number; documents record the version they were created with.
+ */
+export const HASH_VERSION = 1;
+
+export type HashPurpose = 'inclusion' | 'variant' | 'holdout' | 'layer';
+
+const enc = new TextEncoder();
+
+export function seedOf(seed: string, purpose: HashPurpose): number {
+  return murmurhash.v3(enc.encode(`${seed}|${purpose}`), 0);
+}
+
+/**
+ * UTF-8 bytes of a unit key. The router encodes a key once per request and hashes the bytes for every
+ * purpose: murmurhash's string path re-encodes on each call (~0.5 µs), the byte path takes ~30 ns.
+ */
+export function unitBytes(unitKey: string): Uint8Array {
+  return enc.encode(unitKey);
+}
+
+/** The unit's position in [0, 1) for a precomputed 32-bit seed (key as a string or its UTF-8 bytes). */
+export function hashUnit(unitKey: string | Uint8Array, seed32: number, version = HASH_VERSION): number {
+  if (version !== 1) throw new Error(`unknown hash version ${version}`);
+  return murmurhash.v3(typeof unitKey === 'string' ? unitBytes(unitKey) : unitKey, seed32) / 4294967296;
+}
+
+/** Convenience: hash for a (seed, purpose) pair. */
+export function bucket(unitKey: string, seed: string, purpose: HashPurpose, version = HASH_VERSION): number {
+  return hashUnit(unitKey, seedOf(seed, purpose), version);
+}
+
+/** Cumulative upper bounds of normalised weights (last one forced to exactly 1). */
+export function cumulative(weights: readonly number[]): number[] {
+  const sum = weights.reduce((s, w) => s + w, 0);
+  if (!(sum > 0)) throw new Error('weights must sum to a positive number');
+  const out: number[] = [];
+  let acc = 0;
+  for (const w of weights) {
+    acc += w / sum;
+    out.push(acc);
+  }
+  // Float sums may stop short of 1: the last positive weight (and any zero weights after it) end at 1 exactly.
+  let last = weights.length - 1;
+  while (last > 0 && !(weights[last]! > 0)) last--;
+  for (let i = last; i < out.length; i++) out[i] = 1;
+  return out;
+}
+
+/** Index of the variant whose cumulative range holds h (h in [0, 1)). Zero-weight variants are never chosen. */
+export function chooseVariant(cum: readonly number[], h: number): number {
+  for (let i = 0; i < cum.length; i++) if (h < cum[i]!) return i;
+  return cum.length - 1;
+}
+
+/** Inclusion: a unit is in when its inclusion hash is below the coverage, so raising coverage only adds units. */
+export function isIncluded(h: number, coverage: number): boolean {
+  return h < coverage;
+}
+
+/** Layer slot: [from, to) of the layer's hash space. */
+export function inRange(h: number, range: readonly [number, number]): boolean {
+  return h >= range[0] && h < range[1];
+}
+
+export interface BucketInput {
+  readonly unitKey: string;
+  readonly seed: string;
+  readonly coverage: number;
+  readonly weights: readonly number[];
+  readonly hashVersion?: number;
+}
+
+/** Full assignment for one unit: variant index, or -1 when outside the coverage. */
+export function assign(input: BucketInput): number {
+  const v = input.hashVersion ?? HASH_VERSION;
+  if (!isIncluded(bucket(input.unitKey, input.seed, 'inclusion', v), input.coverage)) return -1;
+  return chooseVariant(cumulative(input.weights), bucket(input.unitKey, input.seed, 'variant', v));
+}
+
+// ---- Targeting ----------------------------------------------------------------------------------------------
+
+export type ConditionOp = 'in' | 'not_in' | 'eq' | 'neq' | 'gt' | 'gte' | 'lt' | 'lte' | 'prefix' | 'contains' | 'exists';
+
+export interface Condition {
+  readonly attribute: string;
+  readonly op: ConditionOp;
+  readonly value?: string | number | boolean;
+  readonly values?: readonly (string | number | boolean)[];
+  readonly not?: boolean;
+}
+
+export interface Targeting {
+  readonly all?: readonly Condition[];
+  readonly any?: readonly Condition[];
+  readonly invert?: boolean;
+}
+
+/** A compiled targeting rule: true when the request is eligible. Pure. */
+export type Predicate = (features: Features, unitKey: string) => boolean;
+
+type Scalar = string | number | boolean;
+
+function attr(features: Features, unitKey: string, name: string): Scalar | null | undefined {
+  return name === 'unitKey' ? unitKey : features[name];
+}
+
+function compileCondition(c: Condition): Predicate {
+  const set = new Set<Scalar>(c.values ?? (c.value !== undefined ? [c.value] : []));
+  const v = c.value;
+  const num = typeof v === 'number' ? v : Number.NaN;
+  const str = v === undefined ? '' : String(v);
+  let test: (x: Scalar | null | undefined) => boolean;
+  switch (c.op) {
+    case 'in':
+      test = (x) => x !== undefined && x !== null && set.has(x);
+      break;
+    case 'not_in':
+      test = (x) => x === undefined || x === null || !set.has(x);
+      break;
+    case 'eq':
+      test = (x) => x === v;
+      break;
+    case 'neq':
+      // A missing attribute is not "a different value": like every comparison, it fails (docs/rollout.md).
+      test = (x) => x !== undefined && x !== null && x !== v;
+      break;
+    case 'gt':
+      test = (x) => typeof x === 'number' && x > num;
+      break;
+    case 'gte':
+      test = (x) => typeof x === 'number' && x >= num;
+      break;
+    case 'lt':
+      test = (x) => typeof x === 'number' && x < num;
+      break;
+    case 'lte':
+      test = (x) => typeof x === 'number' && x <= num;
+      break;
+    case 'prefix':
+      test = (x) => typeof x === 'string' && x.startsWith(str);
+      break;
+    case 'contains':
+      test = (x) => typeof x === 'string' && x.includes(str);
+      break;
+    case 'exists':
+      test = (x) => x !== undefined && x !== null;
+      break;
+  }
+  const name = c.attribute;
+  return c.not ? (f, u) => !test(attr(f, u, name)) : (f, u) => test(attr(f, u, name));
+}
+
+/** Problems a schema cannot express (a numeric op needs a numeric value…); returns messages naming the field. */
+export function targetingProblems(t: Targeting, path: string): string[] {
+  const out: string[] = [];
+  const check = (list: readonly Condition[] | undefined, name: string) =>
+    list?.forEach((c, i) => {
+      const at = `${path}/${name}/${i}`;
+      if (['gt', 'gte', 'lt', 'lte'].includes(c.op) && typeof c.value !== 'number') out.push(`${at}/value: op ${c.op} needs a numeric value`);
+      if (['in', 'not_in'].includes(c.op) && c.values === undefined && c.value === undefined) out.push(`${at}/values: op ${c.op} needs values`);
+      if (['eq', 'neq', 'prefix', 'contains'].includes(c.op) && c.value === undefined) out.push(`${at}/value: op ${c.op} needs a value`);
+      if (['prefix', 'contains'].includes(c.op) && typeof c.value !== 'string') out.push(`${at}/value: op ${c.op} needs a string value`);
+    });
+  check(t.all, 'all');
+  check(t.any, 'any');
+  return out;
+}
+
+/**
+ * Compiles a rule: every `all` condition AND (when `any` is given) at least one `any` condition; then
+ * `invert` takes the complement. Missing attributes fail comparisons (and pass `not_in`). No rule: everyone.
+ */
+export function compileTargeting(t: Targeting | undefined): Predicate {
+  if (!t) return () => true;
+  const all = (t.all ?? []).map(compileCondition);
+  const any = (t.any ?? []).map(compileCondition);
+  const base: Predicate = (f, u) => {
+    for (const p of all) if (!p(f, u)) return false;
+    if (any.length === 0) return true;
+    for (const p of any) if (p(f, u)) return true;
+    return false;
+  };
+  return t.invert ? (f, u) => !base(f, u) : base;
+}
+
+// ---- Experiment documents and routing tables ----------------------------------------------------------------
+
+/** What routing reads of a stored experiment document (the server's ExperimentDoc has more). */
+export interface RoutedExperiment {
+  readonly pipeline: string;
+  readonly type: string;
+  readonly variants: readonly { readonly name: string; readonly strategy: string; readonly weight: number }[];
+  readonly control: string;
+  readonly coverage: number;
+  readonly seed: string;
+  readonly hashVersion: number;
+  readonly targeting?: Targeting;
+  readonly layer?: { readonly id: string; readonly range: readonly [number, number] };
+  readonly ramp?: { readonly steps: readonly { readonly share: number }[] };
+  readonly state: { readonly status: string; readonly phase: number; readonly rampStep?: number; readonly exposedDefault?: string };
+}
+
+/** The current ramp step's share of the coverage (1 without a ramp). */
+export function rampShare(doc: Pick<RoutedExperiment, 'ramp' | 'state'>): number {
+  const steps = doc.ramp?.steps;
+  if (!steps || steps.length === 0) return 1;
+  return steps[Math.min(doc.state.rampStep ?? 0, steps.length - 1)]!.share;
+}
+
+/** Coverage actually routed: 0 unless running (rolled-back experiments keep their last coverage for control). */
+export function effectiveCoverage(doc: Pick<RoutedExperiment, 'ramp' | 'state' | 'coverage'>): number {
+  if (doc.state.status !== 'running' && doc.state.status !== 'rolled_back') return 0;
+  return doc.coverage * rampShare(doc);
+}
+
+/** One experiment compiled for the hot path: seeds hashed, weights accumulated, targeting compiled. */
+interface CompiledExperiment {
+  readonly id: string;
+  readonly type: string;
+  readonly phase: number;
+  readonly hashVersion: number;
+  readonly eligible: Predicate;
+  readonly coverage: number;
+  readonly inclusionSeed: number;
+  readonly variantSeed: number;
+  readonly layer?: { readonly id: string; readonly seed: number; readonly range: readonly [number, number] };
+  readonly cum: readonly number[];
+  readonly variants: readonly { readonly name: string; readonly strategy: string }[];
+  readonly rolledBack: boolean;
+  readonly controlStrategy: string;
+  /** Holdouts: the pipeline default the current phase compares against (absent: not recorded). */
+  readonly exposedDefault?: string;
+}
+
+interface PipelineTable {
+  readonly holdout?: CompiledExperiment;
+  readonly experiments: readonly CompiledExperiment[];
+}
+
+function compile(id: string, d: RoutedExperiment): CompiledExperiment {
+  const live = d.variants.map((v) => v.weight);
+  return {
+    id,
+    type: d.type,
+    phase: d.state.phase,
+    hashVersion: d.hashVersion,
+    eligible: compileTargeting(d.targeting),
+    coverage: effectiveCoverage(d),
+    inclusionSeed: seedOf(d.seed, d.type === 'holdout' ? 'holdout' : 'inclusion'),
+    variantSeed: seedOf(d.seed, 'variant'),
+    ...(d.layer ? { layer: { id: d.layer.id, seed: seedOf(d.layer.id, 'layer'), range: d.layer.range } } : {}),
+    cum: cumulative(live),
+    variants: d.variants.map((v) => ({ name: v.name, strategy: v.strategy })),
+    rolledBack: d.state.status === 'rolled_back',
+    controlStrategy: d.variants.find((v) => v.name === d.control)?.strategy ?? BUILTIN_UNIFORM_ID,
+    ...(d.state.exposedDefault !== undefined ? { exposedDefault: d.state.exposedDefault } : {}),
+  };
+}
+
+/** Per-snapshot routing tables by pipeline: rebuilt only when the control plane changes. */
+export function routingTables(view: ControlView): ReadonlyMap<string, PipelineTable> {
+  return view.memo('rollout:tables', () => {
+    const byPipeline = new Map<string, { holdout?: CompiledExperiment; experiments: CompiledExperiment[] }>();
+    const docs = [...(view.raw.kinds.experiments as ReadonlyMap<string, Versioned<RoutedExperiment>>).values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (const v of docs) {
+      const d = v.doc;
+      if (d.state.status !== 'running' && d.state.status !== 'rolled_back') continue;
+      const c = compile(v.id, d);
+      if (c.coverage <= 0) continue;
+      const t = byPipeline.get(d.pipeline) ?? { experiments: [] };
+      if (d.type === 'holdout') {
+        if (d.state.status === 'running') t.holdout = c;
+      } else t.experiments.push(c);
+      byPipeline.set(d.pipeline, t);
+    }
+    return byPipeline;
+  });
+}
+
+/**
+ * Routes a request through the pipeline's running experiments (pure, snapshot-only):
+ *   no unitKey → pass (not eligible: the pipeline default serves, reason `default`);
+ *   in the holdout → the strategy the holdout froze when it started (the default then), reason `holdout`;
+ *   first experiment (by id) whose targeting matches, whose layer slot holds the unit and whose
+ *   coverage includes it → its variant, reason `experiment` (a rolled-back experiment sends its units
+ *   to control, without a variant, so they no longer count in its results);
+ *   otherwise the default, with the holdout noted when there is one (the `exposed` population).
+ */
+export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey: string | undefined, features: Features): Route | undefined {
+  if (unitKey === undefined) return undefined;
+  const table = routingTables(view).get(pipeline.id);
+  if (!table) return undefined;
+  const dflt = pipeline.defaultStrategy ?? BUILTIN_UNIFORM_ID;
+  const key = unitBytes(unitKey);
+  const h = table.holdout;
+  let holdout: Record<string, unknown> | undefined;
+  if (h && h.eligible(features, unitKey)) {
+    // The default changed since this phase began (outside a promote, which starts the new phase in the
+    // same write): until the rollout job starts the next phase, neither population is counted, so no
+    // phase mixes two defaults. Held-out units keep their frozen strategy either way.
+    const current = h.exposedDefault === undefined || h.exposedDefault === dflt;
+    if (hashUnit(key, h.inclusionSeed, h.hashVersion) < h.coverage) {
+      return { strategyId: h.controlStrategy, reason: 'holdout', details: current ? { experiment: h.id, variant: 'holdout', phase: h.phase } : { experiment: h.id, variant: 'holdout' } };
+    }
+    if (current) holdout = { holdout: h.id, holdoutPhase: h.phase };
+  }
+  let layerHashes: Map<string, number> | undefined;
+  for (const e of table.experiments) {
+    if (!e.eligible(features, unitKey)) continue;
+    if (e.layer) {
+      layerHashes ??= new Map();
+      let lh = layerHashes.get(e.layer.id);
+      if (lh === undefined) {
+        lh = hashUnit(key, e.layer.seed, e.hashVersion);
+        layerHashes.set(e.layer.id, lh);
+      }
+      if (lh < e.layer.range[0] || lh >= e.layer.range[1]) continue;
+    }
+    if (hashUnit(key, e.inclusionSeed, e.hashVersion) >= e.coverage) continue;
+    if (e.rolledBack) {
+      return { strategyId: e.controlStrategy, reason: 'experiment', details: { experiment: e.id, rolledBack: true, phase: e.phase, ...holdout } };
+    }
+    const v = e.variants[chooseVariant(e.cum, hashUnit(key, e.variantSeed, e.hashVersion))]!;
+    return {
+      strategyId: v.strategy,
+      reason: 'experiment',
+      // Kept small: the response echoes it (schema-less values serialize slowly); type and layer follow from the id.
+      details: holdout ? { experiment: e.id, variant: v.name, phase: e.phase, ...holdout } : { experiment: e.id, variant: v.name, phase: e.phase },
+    };
+  }
+  return holdout ? { strategyId: dflt, reason: 'default', details: holdout } : undefined;
+}
+
+/** One strategy a request could have been routed to, with its probability. */
+export interface RouteOption {
+  readonly strategyId: string;
+  readonly q: number;
+}
+
+/**
+ * The probability of every strategy the experiment router could have sent this request to (pure,
+ * snapshot-only), by strategy, summing to 1; undefined when routing was not random for it (no unit key, no
+ * experiment on the pipeline, or a single possible route).
+ *
+ * Mirrors routeExperiments: the holdout, the layer slot, each experiment's inclusion and its variant are
+ * independent hash draws of the unit key (bucketing.ts), so over the population of units they are
+ * independent uniform draws; targeting depends on the request and is conditioned on. With that:
+ *   P(holdout) = h, the holdout's coverage (ramp included), when the request is eligible;
+ *   P(experiment e routes) = (1 − h) · width(e's layer range) · coverage_e · P(no earlier experiment took
+ *   the unit | it is in e's slot), where earlier experiments of e's own layer cannot take it (their ranges
+ *   are disjoint from e's), those of one other layer take it with Σ width·coverage (disjoint, so additive)
+ *   and those without a layer with their coverage, independently;
+ *   P(variant v of e) = P(e routes) · weight_v (normalised); a rolled-back experiment sends its share to
+ *   its control strategy; whatever no experiment takes goes to the pipeline default.
+ */
+export function routeDistribution(
+  view: ControlView,
+  pipeline: Pipeline,
+  unitKey: string | undefined,
+  features: Readonly<Record<string, string | number | boolean | null>>,
+): readonly RouteOption[] | undefined {
+  if (unitKey === undefined) return undefined;
+  const table = routingTables(view).get(pipeline.id);
+  if (!table) return undefined;
+  const dflt = pipeline.defaultStrategy ?? BUILTIN_UNIFORM_ID;
+  const out = new Map<string, number>();
+  const add = (s: string, q: number) => q > 0 && out.set(s, (out.get(s) ?? 0) + q);
+  let reach = 1;
+  const h = table.holdout;
+  if (h && h.eligible(features, unitKey)) {
+    add(dflt, h.coverage);
+    reach = 1 - h.coverage;
+  }
+  type E = (typeof table.experiments)[number];
+  const eligible: E[] = table.experiments.filter((e) => e.eligible(features, unitKey));
+  const width = (e: E) => (e.layer ? e.layer.range[1] - e.layer.range[0] : 1);
+  /** P(none of `earlier` takes the unit), given it is in the slot of layer `ownLayer` (undefined: none). */
+  const noneTakes = (earlier: readonly E[], ownLayer: string | undefined): number => {
+    const byLayer = new Map<string, number>();
+    let p = 1;
+    for (const f of earlier) {
+      if (!f.layer) p *= 1 - f.coverage;
+      else if (f.layer.id !== ownLayer) byLayer.set(f.layer.id, (byLayer.get(f.layer.id) ?? 0) + width(f) * f.coverage);
+    }
+    for (const taken of byLayer.values()) p *= Math.max(0, 1 - taken);
+    return p;
+  };
+  eligible.forEach((e, i) => {
+    const pe = reach * width(e) * e.coverage * noneTakes(eligible.slice(0, i), e.layer?.id);
+    if (e.rolledBack) return add(e.controlStrategy, pe);
+    let prev = 0;
+    e.variants.forEach((v, j) => {
+      add(v.strategy, pe * (e.cum[j]! - prev));
+      prev = e.cum[j]!;
+    });
+  });
+  add(dflt, reach * noneTakes(eligible, undefined));
+  if (out.size <= 1) return undefined;
+  return [...out].map(([strategyId, q]) => ({ strategyId, q }));
+}

@@ -1,0 +1,354 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { ApportionConnectionError, ApportionHttpError, type AllocateParams, type Allocation } from './client.js';
+import type { LocalEvaluatorApi, LocalOptions, LocalStats } from './local-types.js';
+import {
+  allocationResultOf,
+  BUILTIN_ENGINE_KINDS,
+  compileLearned,
+  decide,
+  decisionRecordOf,
+  defaultSplitOf,
+  EngineError,
+  experimentRouter,
+  fromWire,
+  hasTextFeature,
+  hasTokenEncoder,
+  newDecisionId,
+  setTokenEncoder,
+  setTokenizeMaxChars,
+  viewOf,
+  type CompiledStrategy,
+  type ControlView,
+  type EngineRecord,
+  type KindLookup,
+  type LearnedServingParams,
+  type Pipeline,
+  type WireControlState,
+} from './engine/index.js';
+
+/**
+ * Local evaluation (docs/sdk.md, "Local evaluation"): the control state is kept in process from GET /v1/sync
+ * (ETag / If-None-Match), refreshed when GET /v1/sync/stream (server-sent events) announces a new version and by
+ * a slow poll as a safety net; requests are allocated in process by the server's own engine
+ * (`@apportion/sdk/engine`); decision records are shipped to POST /v1/decisions/batch in batches.
+ */
+
+interface SyncDoc {
+  readonly version: number;
+  readonly settings: { readonly rewardWindowSeconds: number; readonly textTokenizeMaxChars?: number };
+  readonly state: WireControlState;
+}
+
+export class LocalEvaluator implements LocalEvaluatorApi {
+  private view: ControlView | undefined;
+  private etag: string | undefined;
+  private retention = 86_400;
+  private readonly base: string;
+  private readonly buffer: EngineRecord[] = [];
+  private readonly kinds: KindLookup;
+  private readonly routers = [experimentRouter];
+  private ready: Promise<void>;
+  private flushing: Promise<void> | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private readonly abort = new AbortController();
+  private closed = false;
+  private backoffMs = 0;
+  private nextShipAt = 0;
+  private readonly onExit = () => void this.flush();
+  private readonly counters = { syncs: 0, notModified: 0, shipped: 0, duplicates: 0, rejected: 0, dropped: 0, lastSyncAt: undefined as number | undefined };
+
+  constructor(private readonly opts: LocalOptions) {
+    this.base = opts.url.replace(/\/$/, '');
+    const learned = {
+      compile: (params: unknown, ctx: { readonly pipeline: Pipeline }): CompiledStrategy =>
+        compileLearned(params as LearnedServingParams, ctx.pipeline, {
+          view: () => this.current(),
+          retentionSeconds: this.retention,
+          defaultSplit: defaultSplitOf({ view: () => this.current(), kinds: this.kinds }),
+          kinds: () => this.kinds,
+        }),
+    };
+    const table: Readonly<Record<string, ReturnType<KindLookup['get']>>> = { ...BUILTIN_ENGINE_KINDS, learned };
+    this.kinds = { get: (kind) => (Object.hasOwn(table, kind) ? table[kind] : undefined) };
+    this.ready = this.sync();
+    this.ready.catch((e: unknown) => this.opts.onError?.(e));
+    if (opts.stream !== false) void this.streamLoop();
+    this.pollTimer = setInterval(() => void this.sync().catch((e: unknown) => this.opts.onError?.(e)), opts.pollMs ?? 30_000);
+    this.pollTimer.unref();
+    this.flushTimer = setInterval(() => void this.flushDue().catch((e: unknown) => this.opts.onError?.(e)), opts.flushIntervalMs ?? 1000);
+    this.flushTimer.unref();
+    process.once('beforeExit', this.onExit);
+  }
+
+  private current(): ControlView {
+    if (!this.view) throw new Error('no control state synced yet');
+    return this.view;
+  }
+
+  private headers(): Record<string, string> {
+    return this.opts.key ? { authorization: `Bearer ${this.opts.key}` } : {};
+  }
+
+  private async call(method: string, path: string, init: { body?: unknown; headers?: Record<string, string> } = {}): Promise<Response> {
+    const timeoutMs = this.opts.timeoutMs ?? 10_000;
+    try {
+      return await fetch(this.base + path, {
+        method,
+        headers: { ...this.headers(), ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}), ...init.headers },
+        ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+        signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), this.abort.signal]),
+      });
+    } catch (e) {
+      throw new ApportionConnectionError(this.base, `cannot reach the Apportion API at ${this.base} (${method} ${path}: ${(e as Error).message})`, { cause: e });
+    }
+  }
+
+  private static async httpError(res: Response): Promise<ApportionHttpError> {
+    const text = await res.text();
+    let body: { code?: string; message?: string } = {};
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      // not JSON
+    }
+    return new ApportionHttpError(res.status, body.code ?? 'HTTP_ERROR', body.message ?? res.statusText, body);
+  }
+
+  /** Fetches the control state unless it is unchanged (304). Keeps the last state on any failure. */
+  async sync(): Promise<void> {
+    const res = await this.call('GET', '/v1/sync', { headers: this.etag ? { 'if-none-match': this.etag } : {} });
+    if (res.status === 304) {
+      await res.arrayBuffer();
+      this.counters.notModified++;
+      this.counters.lastSyncAt = Date.now();
+      return;
+    }
+    if (!res.ok) throw await LocalEvaluator.httpError(res);
+    const doc = (await res.json()) as SyncDoc;
+    // Never step back to an older state (a slow answer overtaken by a newer one) unless the server's versions
+    // restarted (the etag then differs and the version is lower for good: accepted on the next poll).
+    if (this.view && doc.version < this.view.version && this.etag !== undefined && res.headers.get('etag') === this.etag) return;
+    this.retention = doc.settings.rewardWindowSeconds;
+    if (doc.settings.textTokenizeMaxChars !== undefined) setTokenizeMaxChars(doc.settings.textTokenizeMaxChars);
+    this.view = viewOf(fromWire(doc.state));
+    this.etag = res.headers.get('etag') ?? undefined;
+    this.counters.syncs++;
+    this.counters.lastSyncAt = Date.now();
+  }
+
+  /**
+   * Follows the event stream; reconnects with backoff (1 s doubling to 30 s) while open. The stream's socket is
+   * unref'd: an open stream never keeps the process alive (so it can exit, and flush, on its own).
+   */
+  private async streamLoop(): Promise<void> {
+    let wait = 1000;
+    while (!this.closed) {
+      try {
+        await this.openStream(() => (wait = 1000));
+      } catch (e) {
+        if (this.closed) return;
+        this.opts.onError?.(e);
+      }
+      if (this.closed) return;
+      await new Promise((r) => setTimeout(r, wait).unref());
+      wait = Math.min(30_000, wait * 2);
+      // The stream was down: catch up at once.
+      await this.sync().catch((e: unknown) => this.opts.onError?.(e));
+    }
+  }
+
+  /** One connection of the event stream: resolves when the server ends it, rejects on an error. */
+  private openStream(connected: () => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const url = new URL(`${this.base}/v1/sync/stream`);
+      const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+      const req = request(url, { headers: { ...this.headers(), accept: 'text/event-stream' }, signal: this.abort.signal }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new ApportionHttpError(res.statusCode ?? 0, 'HTTP_ERROR', `GET /v1/sync/stream answered ${res.statusCode}`, undefined));
+          return;
+        }
+        connected();
+        res.setEncoding('utf8');
+        let pending = '';
+        res.on('data', (chunk: string) => {
+          pending += chunk;
+          let end: number;
+          while ((end = pending.indexOf('\n\n')) >= 0) {
+            const event = pending.slice(0, end);
+            pending = pending.slice(end + 2);
+            const data = event.split('\n').find((l) => l.startsWith('data: '));
+            if (!data) continue;
+            try {
+              const { version, etag } = JSON.parse(data.slice(6)) as { version: number; etag?: string };
+              if (etag !== this.etag || version !== this.view?.version) void this.sync().catch((e: unknown) => this.opts.onError?.(e));
+            } catch (e) {
+              this.opts.onError?.(e);
+            }
+          }
+        });
+        res.on('end', () => resolve());
+        res.on('error', reject);
+      });
+      req.on('socket', (socket) => socket.unref());
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  /** Resolves once a control state is held (waits for the first sync, retrying it, up to readyTimeoutMs). */
+  async whenReady(): Promise<void> {
+    if (this.view) return;
+    const deadline = Date.now() + (this.opts.readyTimeoutMs ?? 10_000);
+    for (;;) {
+      try {
+        await this.ready;
+        if (this.view) return;
+      } catch (e) {
+        if (Date.now() >= deadline) throw e;
+      }
+      if (this.view) return;
+      if (Date.now() >= deadline) throw new ApportionConnectionError(this.base, `no control state from ${this.base} within ${this.opts.readyTimeoutMs ?? 10_000} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+      this.ready = this.sync();
+    }
+  }
+
+  /**
+   * Allocates in process (synchronously; the state must be synced: see whenReady). `decisionId` (optional) is
+   * the id to record under; a learned strategy draws from it.
+   */
+  allocateNow(params: AllocateParams & { readonly decisionId?: string }): Allocation {
+    const view = this.current();
+    const id = params.decisionId ?? newDecisionId();
+    let d;
+    try {
+      d = decide({ kinds: this.kinds, routers: this.routers }, view, params, id);
+    } catch (e) {
+      if (e instanceof EngineError) throw new ApportionHttpError(e.code === 'INTERNAL' ? 500 : e.code === 'INFEASIBLE_TOTAL' ? 400 : 404, e.code, e.message, { code: e.code, message: e.message });
+      throw e;
+    }
+    const record = decisionRecordOf(id, d, params.unitKey, Date.now());
+    let recorded = true;
+    if (this.buffer.length >= (this.opts.maxBuffer ?? 100_000)) {
+      this.counters.dropped++;
+      recorded = false;
+    } else {
+      this.buffer.push(record);
+      if (this.buffer.length >= (this.opts.batchSize ?? 500) && !this.flushing) void this.flushDue().catch((e: unknown) => this.opts.onError?.(e));
+    }
+    return allocationResultOf(id, d, recorded) as unknown as Allocation;
+  }
+
+  /** Allocates in process once the state is synced (loading the tokenizer first for `<x>Text` features). */
+  async allocate(params: AllocateParams & { readonly decisionId?: string }): Promise<Allocation> {
+    await this.whenReady();
+    if (params.features && hasTextFeature(params.features) && !hasTokenEncoder()) await loadTokenizer();
+    return this.allocateNow(params);
+  }
+
+  /** Whether a decision's record is still waiting to be shipped. */
+  holds(decisionId: string): boolean {
+    return this.buffer.some((r) => r.id === decisionId);
+  }
+
+  /**
+   * Ships every buffered record (batches of batchSize). A failed batch stays at the head of the buffer and is
+   * retried with backoff (0.5 s doubling to 30 s): the server stores each decision id once, so a batch whose
+   * answer was lost is not doubled.
+   */
+  flush(): Promise<void> {
+    // Asked for explicitly (an outcome for a buffered decision, close, the caller): no backoff wait.
+    this.nextShipAt = 0;
+    return this.flushDue();
+  }
+
+  /** The periodic flush: ships unless a failed attempt's backoff is still running. */
+  private flushDue(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => (this.buffer.length > 0 && Date.now() >= this.nextShipAt ? this.flushDue() : undefined));
+    if (this.buffer.length === 0) return Promise.resolve();
+    this.flushing = (async () => {
+      // Yield first: the body must not finish before `flushing` is assigned (its finally clears it).
+      await null;
+      try {
+        while (this.buffer.length > 0) {
+          if (Date.now() < this.nextShipAt) return;
+          const batch = this.buffer.slice(0, this.opts.batchSize ?? 500);
+          let res: Response;
+          try {
+            res = await this.call('POST', '/v1/decisions/batch', { body: { decisions: batch } });
+          } catch (e) {
+            this.backoff();
+            throw e;
+          }
+          if (res.status >= 500 || res.status === 429) {
+            const err = await LocalEvaluator.httpError(res);
+            this.backoff();
+            throw err;
+          }
+          this.buffer.splice(0, batch.length);
+          this.backoffMs = 0;
+          this.nextShipAt = 0;
+          if (!res.ok) {
+            // The whole batch was refused (a 4xx): retrying cannot help.
+            this.counters.rejected += batch.length;
+            this.opts.onError?.(await LocalEvaluator.httpError(res));
+            continue;
+          }
+          const out = (await res.json()) as { accepted: number; duplicates: number; rejected: { id: string; code: string; message: string }[] };
+          this.counters.shipped += out.accepted;
+          this.counters.duplicates += out.duplicates;
+          this.counters.rejected += out.rejected.length;
+          for (const r of out.rejected) this.opts.onError?.(new ApportionHttpError(400, r.code, r.message, r));
+        }
+      } finally {
+        this.flushing = undefined;
+      }
+    })();
+    return this.flushing;
+  }
+
+  private backoff(): void {
+    this.backoffMs = Math.min(30_000, this.backoffMs === 0 ? 500 : this.backoffMs * 2);
+    this.nextShipAt = Date.now() + this.backoffMs;
+  }
+
+  stats(): LocalStats {
+    return { version: this.view?.version ?? -1, buffered: this.buffer.length, ...this.counters };
+  }
+
+  /** Stops syncing and ships what is buffered (trying until `timeoutMs`, default 10 s). */
+  async close(timeoutMs = 10_000): Promise<void> {
+    this.closed = true;
+    process.off('beforeExit', this.onExit);
+    clearInterval(this.flushTimer);
+    clearInterval(this.pollTimer);
+    const deadline = Date.now() + timeoutMs;
+    while (this.buffer.length > 0 && Date.now() < deadline) {
+      this.nextShipAt = 0;
+      try {
+        await this.flush();
+      } catch (e) {
+        this.opts.onError?.(e);
+        await new Promise((r) => setTimeout(r, Math.min(this.backoffMs, Math.max(0, deadline - Date.now()))));
+      }
+    }
+    this.abort.abort();
+  }
+}
+
+/** Loads js-tiktoken's o200k_base encoder (an optional peer dependency) for `<x>Text` features. */
+async function loadTokenizer(): Promise<void> {
+  let lite: { Tiktoken: new (ranks: unknown) => { encode(text: string): number[] } };
+  let ranks: { default: unknown };
+  try {
+    lite = (await import('js-tiktoken/lite' as string)) as typeof lite;
+    ranks = (await import('js-tiktoken/ranks/o200k_base' as string)) as typeof ranks;
+  } catch (e) {
+    throw new Error('a `<x>Text` feature in local mode needs the optional dependency js-tiktoken (npm install js-tiktoken), or send `<x>Tokens` instead', { cause: e });
+  }
+  const enc = new lite.Tiktoken(ranks.default);
+  setTokenEncoder((text) => enc.encode(text).length);
+}

@@ -1,0 +1,203 @@
+import type { ServerResponse } from 'node:http';
+import { Type } from '@sinclair/typebox';
+import { toWire, type ControlKind, type RawControlState, type Versioned, type WireControlState } from '@apportion/sdk/engine';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { decisionSecond, readDecisionJsons, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
+import { viewOf, type ControlView } from '../control/view.js';
+import { errorResponses } from '../http/common.js';
+import { pipelineTenants, tenantOfCaller } from '../http/tenancy.js';
+import type { Core, ModuleParts } from '../runtime.js';
+import { IngestBody, type IngestItem } from './schema.js';
+
+/**
+ * Local evaluation's server side (docs/sdk.md, "Local evaluation"):
+ *   GET  /v1/sync          the control state an SDK evaluates against (pipelines, strategies, experiments, feature
+ *                          declarations, models with their serving weights and scaling), versioned: ETag, and
+ *                          If-None-Match → 304;
+ *   GET  /v1/sync/stream   server-sent events: the current version on connect and every new one as the control
+ *                          state (or the serving model, which lives in it) changes;
+ *   POST /v1/decisions/batch  decision records made in process by SDKs, written through the decision store like the
+ *                          server's own, so outcomes join them alike. Idempotent per decision id.
+ * A tenant key sees only its tenant's pipelines and what belongs to them.
+ */
+
+/** Kinds an SDK needs to allocate (price overrides are cost-reporting data: not synced). */
+const SYNCED: ReadonlySet<ControlKind> = new Set(['pipelines', 'strategies', 'experiments', 'features', 'models']);
+
+/** Heartbeat comment on idle event streams (keeps proxies from closing them). */
+const HEARTBEAT_MS = 15_000;
+
+/** The pipeline a document of `kind` belongs to. */
+function pipelineOfDoc(kind: ControlKind, v: Versioned<unknown>): string | undefined {
+  if (kind === 'pipelines' || kind === 'features' || kind === 'models') return v.id;
+  const p = (v.doc as { pipeline?: unknown } | null)?.pipeline;
+  return typeof p === 'string' ? p : undefined;
+}
+
+/** The synced state as a tenant (or, with `null`, an operator) sees it. */
+export function syncStateFor(raw: RawControlState, view: ControlView, tenant: string | null): WireControlState {
+  const owners = pipelineTenants(view);
+  return toWire(raw, (kind, v) => {
+    if (!SYNCED.has(kind)) return false;
+    if (tenant === null) return true;
+    const p = pipelineOfDoc(kind, v);
+    return p !== undefined && owners.get(p) === tenant;
+  });
+}
+
+/** The ETag of a state version as seen by a tenant (the filtered document differs per tenant). */
+export const etagOf = (version: number, tenant: string | null): string => `"v${version}-${tenant === null ? '*' : tenant}"`;
+
+export interface IngestResult {
+  readonly accepted: number;
+  readonly duplicates: number;
+  readonly rejected: readonly { readonly index: number; readonly id: string; readonly code: string; readonly message: string }[];
+}
+
+export function syncModule(core: Core, decisions: () => DecisionStore, all: () => readonly ModuleParts[]): ModuleParts {
+  const streams = new Set<ServerResponse>();
+
+  const ingest = async (req: FastifyRequest, items: readonly IngestItem[]): Promise<IngestResult> => {
+    const view = core.view();
+    const tenant = tenantOfCaller(req);
+    const owners = pipelineTenants(view);
+    const now = Date.now();
+    const rejected: { index: number; id: string; code: string; message: string }[] = [];
+    const fresh: { index: number; record: DecisionRecord }[] = [];
+    items.forEach((item, index) => {
+      const at = `body/decisions/${index}`;
+      const reject = (code: string, message: string) => rejected.push({ index, id: item.id, code, message });
+      const sec = decisionSecond(item.id);
+      if (sec === undefined) return reject('VALIDATION_FAILED', `${at}/id: "${item.id}" is not a decision id made by an SDK (<epoch second base 36>-<uuid>)`);
+      if (sec * 1000 < now - core.config.rewardWindowSeconds * 1000) return reject('DECISION_NOT_FOUND', `${at}/id: made more than the reward window (${core.config.rewardWindowSeconds} s) ago`);
+      const owner = owners.get(item.pipeline);
+      if (owner === undefined || (tenant !== null && owner !== tenant)) return reject('PIPELINE_NOT_FOUND', `${at}/pipeline: no pipeline "${item.pipeline}"`);
+      fresh.push({ index, record: { ...item, ts: Math.min(item.ts, now) } as DecisionRecord });
+    });
+    // Idempotent: a record already stored (a retried batch after a lost answer or a server restart) is not
+    // written again; one stored under the same id for another pipeline is refused, never overwritten.
+    const stored = fresh.length > 0 ? await readDecisionJsons(core.redis, core.keys, fresh.map((f) => f.record.id)) : [];
+    let duplicates = 0;
+    const writes: Promise<void>[] = [];
+    const written: DecisionRecord[] = [];
+    fresh.forEach(({ index, record }, i) => {
+      const existing = stored[i];
+      if (existing) {
+        const prev = JSON.parse(existing) as DecisionRecord;
+        if (prev.pipeline === record.pipeline && prev.strategy === record.strategy) duplicates++;
+        else rejected.push({ index, id: record.id, code: 'ID_TAKEN', message: `body/decisions/${index}/id: "${record.id}" is already recorded for another decision` });
+        return;
+      }
+      writes.push(decisions().write(record));
+      written.push(record);
+    });
+    await Promise.all(writes);
+    for (const record of written) for (const m of all()) m.onDecisionIngested?.(record);
+    for (const r of written) core.metrics.allocations.inc({ strategy: r.strategy, reason: r.reason });
+    return { accepted: written.length, duplicates, rejected };
+  };
+
+  return {
+    name: 'sync',
+    routes(app: FastifyInstance) {
+      app.addHook('preClose', async () => {
+        for (const s of streams) s.end();
+        streams.clear();
+      });
+
+      app.get(
+        '/v1/sync',
+        {
+          config: { access: 'client' },
+          schema: {
+            tags: ['local evaluation'],
+            summary: 'The control state an SDK in local mode evaluates against (ETag / If-None-Match → 304)',
+            response: { 200: Type.Object({ version: Type.Integer(), settings: Type.Record(Type.String(), Type.Unknown()), state: Type.Unknown() }), 304: Type.Null(), ...errorResponses },
+          },
+        },
+        async (req, reply) => {
+          const raw = core.snapshot.current();
+          const tenant = tenantOfCaller(req);
+          const etag = etagOf(raw.version, tenant);
+          void reply.header('etag', etag).header('cache-control', 'no-cache');
+          if (req.headers['if-none-match'] === etag) return reply.code(304).send();
+          return {
+            version: raw.version,
+            settings: { rewardWindowSeconds: core.config.rewardWindowSeconds, textTokenizeMaxChars: core.config.textTokenizeMaxChars },
+            state: syncStateFor(raw, viewOf(raw), tenant),
+          };
+        },
+      );
+
+      app.get(
+        '/v1/sync/stream',
+        {
+          config: { access: 'client' },
+          schema: {
+            tags: ['local evaluation'],
+            summary: 'Server-sent events: `event: version` with the control state version, on connect and on every change',
+            querystring: Type.Object({ once: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'true: send the current version and end the stream (a check).' })) }, { additionalProperties: false }),
+            response: errorResponses,
+          },
+        },
+        async (req, reply) => {
+          const tenant = tenantOfCaller(req);
+          reply.hijack();
+          const res = reply.raw;
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+          let last = -1;
+          const send = (s: RawControlState) => {
+            if (s.version === last) return;
+            last = s.version;
+            res.write(`event: version\nid: ${s.version}\ndata: ${JSON.stringify({ version: s.version, etag: etagOf(s.version, tenant) })}\n\n`);
+          };
+          send(core.snapshot.current());
+          if ((req.query as { once?: string }).once === 'true') {
+            res.end();
+            return;
+          }
+          const off = core.snapshot.onChange(send);
+          const beat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
+          beat.unref();
+          streams.add(res);
+          const done = () => {
+            off();
+            clearInterval(beat);
+            streams.delete(res);
+          };
+          res.on('close', done);
+          req.raw.on('close', () => {
+            done();
+            res.end();
+          });
+        },
+      );
+
+      app.post(
+        '/v1/decisions/batch',
+        {
+          config: { access: 'client' },
+          bodyLimit: 16 * 1024 * 1024,
+          schema: {
+            tags: ['local evaluation'],
+            summary: 'Decision records made in process by SDKs in local mode (idempotent per decision id)',
+            body: IngestBody,
+            response: {
+              200: Type.Object({
+                accepted: Type.Integer(),
+                duplicates: Type.Integer(),
+                rejected: Type.Array(Type.Object({ index: Type.Integer(), id: Type.String(), code: Type.String(), message: Type.String() })),
+              }),
+              ...errorResponses,
+            },
+          },
+        },
+        async (req) => ingest(req, (req.body as { decisions: IngestItem[] }).decisions),
+      );
+    },
+    async close() {
+      for (const s of streams) s.end();
+      streams.clear();
+    },
+  };
+}

@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { Apportion } from '@apportion/sdk';
+import { newDecisionId } from '../../src/allocation/decisions.js';
+import type { AllocationModule } from '../../src/allocation/module.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+import { start, type Running } from '../../src/server.js';
+import { dropPrefix, eventually, silentLog, startTest, testConfig, testPrefix } from '../helpers/env.js';
+import { randomRequest, setUp } from './fixtures.js';
+
+/**
+ * Local evaluation against a real server over a socket: the same decision records as the server's, the event
+ * stream and ETag sync, and decision shipping (outcomes join shipped decisions; a server restart loses and doubles
+ * nothing). The shared test vectors are in vectors.test.ts.
+ */
+const prefix = testPrefix('localeval');
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+let rt: Running;
+let url: string;
+
+async function op(method: string, path: string, body?: unknown): Promise<unknown> {
+  const res = await fetch(url + path, { method, ...(body !== undefined ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}) });
+  const text = await res.text();
+  assert.ok(res.status < 300, `${method} ${path} → ${res.status} ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}
+
+/** The answer without what legitimately differs (whether the record was written). */
+
+before(async () => {
+  rt = await startTest(prefix, { listen: true, workers: false }, { PORT: '0' });
+  url = rt.url!;
+  await setUp(op, (id, doc) => rt.core.store.put('models', id, doc));
+});
+
+after(async () => {
+  await rt?.close();
+  await dropPrefix(prefix);
+});
+
+describe('local evaluation', () => {
+  it('logs the same decision record as the server for the same decision id (learned meta, routing propensities)', async () => {
+    const sdk = new Apportion({ url, mode: 'local', maxBuffer: 1000, stream: false, flushIntervalMs: 3_600_000 });
+    await sdk.ready();
+    const local = await sdk.evaluator();
+    const rng = mulberry32(99);
+    const ids: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const req = { ...randomRequest(rng), decisionId: newDecisionId() };
+      await op('POST', '/v1/allocations', req);
+      await local.allocate(req);
+      ids.push(req.decisionId);
+    }
+    const buffered = (local as unknown as { buffer: { id: string; ts: number }[] }).buffer;
+    assert.equal(buffered.length, 300);
+    const decisions = (rt.modules.find((m) => m.name === 'allocation') as AllocationModule).decisions;
+    for (const r of buffered) {
+      const server = await decisions.read(r.id);
+      assert.ok(server, `server record ${r.id}`);
+      assert.deepEqual({ ...r, ts: 0 }, { ...server, ts: 0 }, 'record');
+    }
+    // Shipping them now finds each id already recorded: counted as duplicates, nothing written twice.
+    await sdk.flush();
+    const s = (await sdk.stats())!;
+    assert.equal(s.duplicates, 300);
+    assert.equal(s.shipped, 0);
+    await sdk.close();
+  });
+
+  it('follows the event stream: a control-plane change reaches the SDK without polling; an unchanged state answers 304', async () => {
+    const sdk = new Apportion({ url, mode: 'local', pollMs: 3_600_000, maxBuffer: 0 });
+    await sdk.ready();
+    const local = await sdk.evaluator();
+    const before = local.stats().version;
+    await op('PUT', '/v1/strategies/five-static', { pipeline: 'lv-five', kind: 'static', params: { shares: { orchestrator: 3, reasoner: 1 } } });
+    const v = rt.core.snapshot.current().version;
+    assert.ok(v > before);
+    await eventually(() => local.stats().version === v);
+    const a = await local.allocate({ pipeline: 'lv-five', strategy: 'five-static', totalTokens: 10000 });
+    const b = (await op('POST', '/v1/allocations', { pipeline: 'lv-five', strategy: 'five-static', totalTokens: 10000 })) as { budgets: unknown; strategyVersion: number };
+    assert.deepEqual(a.budgets, b.budgets);
+    assert.equal(a.strategyVersion, b.strategyVersion);
+    const n = local.stats().notModified;
+    await local.sync();
+    assert.equal(local.stats().notModified, n + 1);
+    await sdk.close();
+  });
+
+  it('ships decisions in batches: outcomes join them like server-made ones; a server restart loses and doubles nothing', async () => {
+    const errors: unknown[] = [];
+    const sdk = new Apportion({ url, mode: 'local', stream: false, flushIntervalMs: 50, batchSize: 40, onError: (e) => errors.push(e) });
+    await sdk.ready();
+    const rng = mulberry32(5);
+    const made: string[] = [];
+    for (let i = 0; i < 100; i++) made.push((await sdk.allocate(randomRequest(rng))).decisionId);
+    // An outcome right after a local allocation: its record is shipped first, so the outcome finds it.
+    assert.deepEqual(errors, []);
+    const fresh = await sdk.allocate({ pipeline: 'lv-learned', unitKey: 'u-out', features: { messageCount: 4 } });
+    assert.deepEqual(await sdk.reportOutcome({ decisionId: fresh.decisionId, quality: 0.7 }), { accepted: true, decisionId: fresh.decisionId });
+    await sdk.flush();
+    await eventually(async () => (await sdk.stats())!.buffered === 0);
+    assert.deepEqual(errors, []);
+    const decisions = () => (rt.modules.find((m) => m.name === 'allocation') as AllocationModule).decisions;
+    for (const id of made) assert.ok(await decisions().read(id), `shipped ${id}`);
+
+    // The server goes away: decisions keep being made from the last synced state, and are buffered.
+    const port = new URL(url).port;
+    await rt.close();
+    const during: string[] = [];
+    for (let i = 0; i < 120; i++) during.push((await sdk.allocate(randomRequest(rng))).decisionId);
+    await assert.rejects(sdk.flush());
+    assert.equal((await sdk.stats())!.buffered, 120);
+    rt = await start(testConfig(prefix, { PORT: port }), silentLog, { api: true, workers: false, listen: true });
+    await eventually(async () => (await sdk.stats())!.buffered === 0, 60_000);
+    for (const id of during) assert.ok(await decisions().read(id), `shipped after the restart ${id}`);
+    const s = (await sdk.stats())!;
+    assert.equal(s.shipped + s.duplicates, 221);
+    assert.equal(s.rejected, 0);
+    assert.equal(s.dropped, 0);
+    // A batch retried after its answer was lost is stored once.
+    const again = (await op('POST', '/v1/decisions/batch', { decisions: [await decisions().read(during[0]!)] })) as { accepted: number; duplicates: number };
+    assert.deepEqual(again, { accepted: 0, duplicates: 1, rejected: [] });
+    await sdk.close();
+    assert.ok(errors.length > 0, 'the outage was reported');
+  });
+
+  it('refuses records it cannot store, naming the field', async () => {
+    const r = await fetch(`${url}/v1/decisions/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ decisions: [{ id: 'nope' }] }) });
+    assert.equal(r.status, 400);
+    assert.match(((await r.json()) as { message: string }).message, /body\/decisions\/0/);
+    const base = { pipelineVersion: 1, strategy: '@uniform', strategyVersion: 0, strategyKind: 'uniform', reason: 'default', budgets: {}, totalTokens: 100, features: {}, ts: Date.now() };
+    const out = (await op('POST', '/v1/decisions/batch', {
+      decisions: [
+        { ...base, id: newDecisionId(), pipeline: 'no-such-pipeline' },
+        { ...base, id: newDecisionId(Date.now() - 400 * 86_400_000), pipeline: 'lv-five' },
+      ],
+    })) as { accepted: number; rejected: { index: number; code: string; message: string }[] };
+    assert.equal(out.accepted, 0);
+    assert.deepEqual(out.rejected.map((x) => [x.index, x.code]), [[0, 'PIPELINE_NOT_FOUND'], [1, 'DECISION_NOT_FOUND']]);
+    const taken = (await op('POST', '/v1/allocations', { pipeline: 'lv-five' })) as { decisionId: string };
+    const dup = await fetch(`${url}/v1/allocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'lv-five', decisionId: taken.decisionId }) });
+    assert.equal(dup.status, 409);
+  });
+
+  it('a process in local mode exits on its own (the event stream does not hold it) and ships its decisions as it exits', async () => {
+    const script = `import { Apportion } from '@apportion/sdk';
+const sdk = new Apportion({ url: process.argv[1], mode: 'local', flushIntervalMs: 3600000 });
+const ids = [];
+for (let i = 0; i < 3; i++) ids.push((await sdk.allocate({ pipeline: 'lv-five', unitKey: 'exit-' + i })).decisionId);
+console.log(JSON.stringify(ids));`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script, url], { cwd: ROOT, timeout: 120_000 });
+    const ids = JSON.parse(stdout) as string[];
+    assert.equal(ids.length, 3);
+    const decisions = (rt.modules.find((m) => m.name === 'allocation') as AllocationModule).decisions;
+    for (const id of ids) assert.ok(await decisions.read(id), `shipped on exit: ${id}`);
+  });
+});
