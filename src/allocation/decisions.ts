@@ -73,7 +73,7 @@ export function decisionSecond(id: string): number | undefined {
 /** Reads one decision record's JSON, wherever its version stored it. */
 export function readDecisionJson(redis: Redis, keys: Keys, id: string): Promise<string | null> {
   const sec = decisionSecond(id);
-  return sec === undefined ? redis.get(keys.decision(id)) : redis.hget(keys.decisionBucket(sec), id);
+  return sec === undefined ? redis.get(keys.decision(id)) : redis.hget(keys.decisionBucket(sec, keys.shardOf(id)), id);
 }
 
 /**
@@ -82,20 +82,21 @@ export function readDecisionJson(redis: Redis, keys: Keys, id: string): Promise<
  */
 export async function readDecisionJsons(redis: Redis, keys: Keys, ids: readonly string[]): Promise<(string | null)[]> {
   const out: (string | null)[] = new Array<string | null>(ids.length).fill(null);
-  const buckets = new Map<number, number[]>();
+  const buckets = new Map<string, number[]>();
   const legacy: number[] = [];
   ids.forEach((id, i) => {
     const sec = decisionSecond(id);
     if (sec === undefined) legacy.push(i);
     else {
-      let at = buckets.get(sec);
-      if (!at) buckets.set(sec, (at = []));
+      const bucket = keys.decisionBucket(sec, keys.shardOf(id));
+      let at = buckets.get(bucket);
+      if (!at) buckets.set(bucket, (at = []));
       at.push(i);
     }
   });
   await Promise.all([
-    ...[...buckets].map(async ([sec, at]) => {
-      const got = await redis.hmget(keys.decisionBucket(sec), ...at.map((i) => ids[i]!));
+    ...[...buckets].map(async ([bucket, at]) => {
+      const got = await redis.hmget(bucket, ...at.map((i) => ids[i]!));
       at.forEach((i, j) => (out[i] = got[j] ?? null));
     }),
     ...legacy.map(async (i) => {
@@ -106,7 +107,8 @@ export async function readDecisionJsons(redis: Redis, keys: Keys, ids: readonly 
 }
 
 /**
- * Decision records, in one hash per second of decisions (`<p>:{decisions:<second>}`, field = decision id).
+ * Decision records, in one hash per second of decisions (`<p>:{decisions:<second>}`, field = decision id; with a
+ * sharded layout one hash per second and shard, `<p>:{decisions:<second>:<shard>}`, see keys.ts).
  * Writes are group-committed: the records of one event-loop turn go to Redis as one script call per bucket,
  * not one SET each — a Redis command costs the client ~10 µs of CPU, several times the rest of an allocation.
  * The bucket expires one second after its second's reward window, so a record lives between the reward window
@@ -140,15 +142,17 @@ export class DecisionStore {
   }
 
   private async flush(records: readonly DecisionRecord[]): Promise<void> {
-    const buckets = new Map<number, string[]>();
+    // One script call per bucket: per second, and per shard of the second when the layout is sharded.
+    const buckets = new Map<string, { sec: number; parts: string[] }>();
     for (const r of records) {
       const sec = decisionSecond(r.id) ?? Math.floor(r.ts / 1000);
-      let parts = buckets.get(sec);
-      if (!parts) buckets.set(sec, (parts = []));
-      parts.push(`${r.id}\x1f${JSON.stringify(r)}`);
+      const key = this.keys.decisionBucket(sec, this.keys.shardOf(r.id));
+      let b = buckets.get(key);
+      if (!b) buckets.set(key, (b = { sec, parts: [] }));
+      b.parts.push(`${r.id}\x1f${JSON.stringify(r)}`);
     }
     await Promise.all(
-      [...buckets].map(([sec, parts]) => runScript(this.redis, 'decisionsPut', [this.keys.decisionBucket(sec)], [sec + this.ttlSeconds + 1, parts.join('\x1e')])),
+      [...buckets].map(([key, { sec, parts }]) => runScript(this.redis, 'decisionsPut', [key], [sec + this.ttlSeconds + 1, parts.join('\x1e')])),
     );
   }
 }
