@@ -1,7 +1,7 @@
 /**
  * POST /v1/allocations throughput and latency against the same server's no-op route.
  *
- *   node --import tsx bench/allocate.ts [--duration 5] [--rounds 3] [--connections 64] [--scenarios experiments,learned|none] [--server-prof DIR]
+ *   node --import tsx bench/allocate.ts [--duration 5] [--rounds 3] [--connections 64] [--scenarios experiments,learned|none] [--cluster yes|no] [--server-prof DIR]
  *
  * Baseline (one fresh server): the no-op route (same request bodies), then allocations with the example pipeline's `estimate`
  * strategy (its default), in alternating rounds; the ratio is the median of the per-round ratios.
@@ -10,10 +10,15 @@
  * `toggle(client, on)`) gets its own fresh server and is compared with `estimate` on that server, again in
  * alternating rounds (with `toggle(false)` before each baseline round and `toggle(true)` before each scenario
  * round when the scenario has it). Alternating rounds keep the comparison fair on a machine whose load moves.
+ *
+ * Redis Cluster (`--cluster yes`, the default): a local Redis Cluster of three masters on loopback ports
+ * (test/helpers/cluster.ts), one server on the Redis at REDIS_URL and one on the cluster (REDIS_CLUSTER_NODES), the
+ * same `estimate` allocations against each in alternating rounds; the ratio cluster / one Redis (target ≥ 0.8).
  */
 import { readdirSync } from 'node:fs';
 import { ApportionClient } from '@apportion/sdk';
 import { Redis } from 'ioredis';
+import { LocalCluster } from '../test/helpers/cluster.js';
 import { cannon, flag, fmt, REDIS_URL, spawnServer, withCpu, type BenchServer, type CannonResult, type Cpu } from './lib.js';
 
 const duration = Number(flag('duration', '5'));
@@ -22,6 +27,7 @@ const connections = Number(flag('connections', '64'));
 /** `--server-prof DIR`: each server writes a V8 CPU profile to DIR when it stops (where its time goes). */
 const serverProf = flag('server-prof', '');
 const profArgs = serverProf ? ['--cpu-prof', `--cpu-prof-dir=${serverProf}`] : [];
+const onCluster = flag('cluster', 'yes') !== 'no';
 /** Default: every scenario in bench/scenarios/; `--scenarios none` for the baseline only. */
 const scenarios = flag(
   'scenarios',
@@ -103,6 +109,50 @@ async function compare(server: BenchServer, base: Arm, cand: Arm, target: string
   }
 }
 
+/**
+ * The same allocations on one Redis and on a local 3-master Redis Cluster: one server each (both up for the whole
+ * comparison, loaded one at a time), alternating rounds, median of the per-round ratios cluster / one Redis.
+ */
+async function clusterComparison(estimate: Arm): Promise<void> {
+  console.log('\n--- one Redis vs a local Redis Cluster of 3 masters (a server each) ---');
+  const cluster = await LocalCluster.start(3);
+  let single: BenchServer | undefined;
+  let clustered: BenchServer | undefined;
+  try {
+    single = await spawnServer({}, profArgs);
+    clustered = await spawnServer({ REDIS_CLUSTER_NODES: cluster.nodes }, profArgs);
+    const run = (server: BenchServer, sec: number) =>
+      cannon({ url: server.url, path: estimate.path, bodies: estimate.bodies, key: server.clientKey, connections, durationSec: sec });
+    await run(single, 2); // warm-up
+    await run(clustered, 2);
+    const ratios: number[] = [];
+    const rps: { single: number[]; cluster: number[] } = { single: [], cluster: [] };
+    for (let r = 0; r < rounds; r++) {
+      // The order alternates too: neither arm always runs first after a pause.
+      const [a, b] = r % 2 === 0 ? [single, clustered] : [clustered, single];
+      const ra = await run(a, duration);
+      const rb = await run(b, duration);
+      const s = a === single ? ra : rb;
+      const c = a === single ? rb : ra;
+      if (s.errors + s.non2xx + c.errors + c.non2xx > 0) throw new Error(`failed requests: one Redis ${s.errors + s.non2xx}, cluster ${c.errors + c.non2xx}`);
+      rps.single.push(s.rps);
+      rps.cluster.push(c.rps);
+      ratios.push(c.rps / s.rps);
+      console.log(`  round ${r + 1}: ${'one Redis'.padEnd(22)} ${fmt(s)}`);
+      console.log(`  round ${r + 1}: ${'Redis Cluster (3)'.padEnd(22)} ${fmt(c)}`);
+    }
+    const perNode = await cluster.keysPerNode();
+    console.log(`estimate on the cluster: median ${median(rps.cluster).toFixed(0)} req/s vs one Redis ${median(rps.single).toFixed(0)} req/s; keys per cluster node ${perNode.join(' / ')}`);
+    console.log(`ratio cluster/single = ${median(ratios).toFixed(3)} (median of ${rounds} alternating rounds; target ≥ 0.8)`);
+    const crossSlot = (await cluster.crossSlotErrors()).reduce((x, y) => x + y, 0);
+    if (crossSlot > 0) throw new Error(`the cluster refused ${crossSlot} command(s) with CROSSSLOT`);
+  } finally {
+    await clustered?.close().catch(() => undefined);
+    await single?.close();
+    cluster.stop();
+  }
+}
+
 async function main(): Promise<void> {
   console.log(`bench/allocate: ${connections} connections, ${rounds} alternating rounds of ${duration} s`);
   const estimate: Arm = { label: 'estimate', path: '/v1/allocations', bodies: estimateBodies() };
@@ -116,6 +166,7 @@ async function main(): Promise<void> {
       await server.close();
     }
   }
+  if (onCluster) await clusterComparison(estimate);
   for (const name of scenarios) {
     console.log(`\n--- scenario ${name} (fresh server) ---`);
     const server = await spawnServer({}, profArgs);

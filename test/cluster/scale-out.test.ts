@@ -34,6 +34,8 @@ function launch(name: string, command: 'api' | 'worker', port?: number): { child
     // A job whose worker was killed is taken up again after about a second.
     APPORTION_JOB_LOCK_MS: '1000',
     APPORTION_RESERVATION_SWEEP_MS: '200',
+    // 200 concurrent clients reuse keep-alive sockets: the server must not close one as a client reuses it.
+    APPORTION_KEEP_ALIVE_TIMEOUT_MS: '120000',
     HOST: '127.0.0.1',
     PORT: String(port ?? 0),
     APPORTION_ADMIN_KEY: '',
@@ -223,40 +225,49 @@ describe('two APIs and two workers on a 3-master Redis Cluster', () => {
     await ok(1, 'DELETE', '/v1/budgets?scope=tenant:other&unit=TOKENS');
   });
 
-  it('expires overdue reservations in the sweeper, returning their amounts', async () => {
+  it('expires overdue reservations and draws in the sweeper, returning their amounts', async () => {
     await ok(0, 'PUT', '/v1/budgets', { scope: 'tenant:sweep', unit: 'TOKENS', allocated: 1000 });
     const ids: string[] = [];
     for (let i = 0; i < 20; i++) {
       const r = await ok(i, 'POST', '/v1/reservations', { scope: 'tenant:sweep/workspace:w', unit: 'TOKENS', amount: 10, idempotencyKey: `s${i}`, ttlMs: 1000 });
       ids.push(r.id);
     }
-    await ok(1, 'POST', `/v1/reservations/${ids[0]}/draws`, { amount: 5, idempotencyKey: 'sd', ttlMs: 500 });
+    // A long-lived parent whose short-lived draw the sweeper expires (its amount goes back to the parent).
+    const parent = await ok(0, 'POST', '/v1/reservations', { scope: 'tenant:sweep/workspace:w', unit: 'TOKENS', amount: 100, idempotencyKey: 'sp', ttlMs: 600_000 });
+    const draw = await ok(1, 'POST', `/v1/reservations/${parent.id}/draws`, { amount: 40, idempotencyKey: 'sd', ttlMs: 500 });
     await eventually(async () => {
       const b = (await ok(1, 'GET', '/v1/balances?scope=tenant:sweep')).balances[0];
-      return b.reserved === 0 && b.remaining === 1000 ? b : undefined;
+      return b.reserved === 100 && b.remaining === 900 ? b : undefined;
     }, 60_000);
-    for (const id of ids.slice(0, 3)) assert.equal((await ok(0, 'GET', `/v1/reservations/${id}`)).state, 'EXPIRED');
+    for (const id of [...ids, draw.id]) assert.equal((await ok(0, 'GET', `/v1/reservations/${id}`)).state, 'EXPIRED');
+    await eventually(async () => (await ok(1, 'GET', `/v1/reservations/${parent.id}`)).drawn === undefined, 60_000);
+    await ok(1, 'POST', `/v1/reservations/${parent.id}/release`, {});
   });
 
   it('ingests spans of many traces through both APIs; the report sums every shard once', async () => {
     const TRACES = 60;
-    const spans = (t: number) => [
-      { traceId: `tr-${t}`, spanId: 'root', sessionId: `sess-${t % 7}`, customer: `cust-${t % 3}`, agent: 'orchestrator', model: 'gpt-4o', provider: 'openai', usage: { input: 1000, output: 100 }, start: '2025-06-20T11:00:00Z', end: '2025-06-20T11:00:05Z' },
-      { traceId: `tr-${t}`, spanId: 'child', parentSpanId: 'root', sessionId: `sess-${t % 7}`, customer: `cust-${t % 3}`, agent: 'reasoner', model: 'gpt-4o', provider: 'openai', usage: { input: 500, output: 50 }, start: '2025-06-20T11:00:01Z', end: '2025-06-20T11:00:04Z' },
+    const spans = (t: number, day: string) => [
+      { traceId: `tr-${day}-${t}`, spanId: 'root', sessionId: `sess-${t % 7}`, customer: `cust-${t % 3}`, agent: 'orchestrator', model: 'gpt-4o', provider: 'openai', usage: { input: 1000, output: 100 }, start: `${day}T11:00:00Z`, end: `${day}T11:00:05Z` },
+      { traceId: `tr-${day}-${t}`, spanId: 'child', parentSpanId: 'root', sessionId: `sess-${t % 7}`, customer: `cust-${t % 3}`, agent: 'reasoner', model: 'gpt-4o', provider: 'openai', usage: { input: 500, output: 50 }, start: `${day}T11:00:01Z`, end: `${day}T11:00:04Z` },
     ];
+    const report = (day: string) => ok(0, 'GET', `/v1/reports/costs?groupBy=customer&from=${day}&to=${day}`);
+    // What one trace contributes, measured alone on a day of its own.
+    await ok(0, 'POST', '/v1/spans', { spans: spans(0, '2025-06-19') });
+    const one = (await report('2025-06-19')).total;
+    assert.ok(one.calls > 0 && one.tokens.total > 0 && one.costNano > 0);
     await Promise.all(
       Array.from({ length: TRACES }, async (_, t) => {
-        // Children first on one API, the whole trace again (duplicates) on the other.
-        const [root, child] = spans(t);
+        // Children first on one API, the whole trace again (a duplicate) on the other.
+        const [root, child] = spans(t, '2025-06-20');
         await ok(t, 'POST', '/v1/spans', { spans: [child] });
         await ok(t + 1, 'POST', '/v1/spans', { spans: [root, child] });
       }),
     );
-    const report = await ok(0, 'GET', '/v1/reports/costs?groupBy=customer&from=2025-06-20&to=2025-06-20');
-    const calls = (report.rows as { calls: number }[]).reduce((s, r) => s + r.calls, 0);
-    assert.equal(report.rows.length, 3);
-    assert.equal(calls, TRACES * 2, 'every span counted once across the shards');
-    assert.equal(report.total.tokens.total, TRACES * 1650);
+    const all = await report('2025-06-20');
+    assert.equal(all.rows.length, 3);
+    assert.equal(all.total.calls, TRACES * one.calls, 'every trace counted once, whichever shard it went to');
+    assert.equal(all.total.tokens.total, TRACES * one.tokens.total);
+    assert.equal(all.total.costNano, TRACES * one.costNano);
     const sessions = await ok(1, 'GET', '/v1/console/sessions');
     assert.equal((sessions.sessions as string[]).filter((s) => s.startsWith('sess-')).length, 7, 'the SCAN visits every master');
   });
