@@ -67,7 +67,7 @@ async function ok(api: number, method: string, url: string, body?: unknown): Pro
 }
 
 async function killed(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGKILL');
   await exited;
@@ -90,7 +90,7 @@ before(async () => {
   const dump = () => procs.map((p) => `--- ${p.name} (exit ${p.child.exitCode}):\n${p.out().slice(-3000)}`).join('\n');
   for (const api of apis) {
     await eventually(async () => {
-      const dead = procs.find((p) => p.child.exitCode !== null);
+      const dead = procs.find((p) => p.child.exitCode !== null || p.child.signalCode !== null);
       if (dead) throw new Error(`${dead.name} exited:\n${dump()}`);
       // Ready: Redis answers and an outcome worker is attached.
       return (await fetch(`${api}/readyz`).catch(() => undefined))?.ok;
