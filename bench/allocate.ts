@@ -12,13 +12,14 @@
  * round when the scenario has it). Alternating rounds keep the comparison fair on a machine whose load moves.
  *
  * Redis Cluster (`--cluster yes`, the default): a local Redis Cluster of three masters on loopback ports
- * (test/helpers/cluster.ts), one server on the Redis at REDIS_URL and one on the cluster (REDIS_CLUSTER_NODES), the
- * same `estimate` allocations against each in alternating rounds; the ratio cluster / one Redis (target ≥ 0.8).
+ * (test/helpers/cluster.ts) and one private redis-server alike (no persistence), a server on each, the same `estimate`
+ * allocations against each in alternating rounds; the ratio cluster / one Redis (target ≥ 0.8), with CPU per request.
  */
 import { readdirSync } from 'node:fs';
 import { ApportionClient } from '@apportion/sdk';
 import { Redis } from 'ioredis';
 import { LocalCluster } from '../test/helpers/cluster.js';
+import { PrivateRedis } from '../test/helpers/private-redis.js';
 import { cannon, childCpuSec, flag, fmt, REDIS_URL, redisCpuSec, spawnServer, withCpu, type BenchServer, type CannonResult, type Cpu } from './lib.js';
 
 const duration = Number(flag('duration', '5'));
@@ -116,17 +117,20 @@ async function compare(server: BenchServer, base: Arm, cand: Arm, target: string
  * comparison, loaded one at a time), alternating rounds, median of the per-round ratios cluster / one Redis.
  */
 async function clusterComparison(estimate: Arm): Promise<void> {
-  console.log('\n--- one Redis vs a local Redis Cluster of 3 masters (a server each) ---');
+  console.log('\n--- one Redis vs a local Redis Cluster of 3 masters (a server each, each on Redis of its own) ---');
+  // Both arms get Redis servers of their own, configured alike (no persistence): the shared Redis at REDIS_URL
+  // may be busy with other work, which would weigh on one arm only.
   const cluster = await LocalCluster.start(3);
+  const own = await PrivateRedis.start({ aof: false });
   let single: BenchServer | undefined;
   let clustered: BenchServer | undefined;
   const redisConns: Redis[] = [];
   try {
-    single = await spawnServer({}, profArgs);
+    single = await spawnServer({ REDIS_URL: own.url }, profArgs);
     clustered = await spawnServer({ REDIS_CLUSTER_NODES: cluster.nodes }, profArgs);
-    // CPU per request (server process + its Redis: the shared one at REDIS_URL, or the three cluster nodes summed)
+    // CPU per request (server process + its Redis: the one server, or the three cluster nodes summed)
     // counts work rather than waiting: on a shared machine it moves far less than req/s.
-    const singleRedis = [new Redis(REDIS_URL)];
+    const singleRedis = [new Redis(own.url)];
     const clusterRedis = cluster.ports.map((port) => new Redis({ host: '127.0.0.1', port }));
     redisConns.push(...singleRedis, ...clusterRedis);
     const redisCpu = async (rs: Redis[]) => (await Promise.all(rs.map((r) => redisCpuSec(r)))).reduce((a, b) => a + b, 0);
@@ -183,6 +187,7 @@ async function clusterComparison(estimate: Arm): Promise<void> {
     await clustered?.close().catch(() => undefined);
     await single?.close();
     cluster.stop();
+    await own.stop();
   }
 }
 
