@@ -3,12 +3,26 @@
  * (test/helpers/cluster.ts), runs the integration suites that touch Redis against it through test/run.ts with
  * `APPORTION_TEST_REDIS=cluster` and `REDIS_CLUSTER_NODES` (test/helpers/env.ts points every helper at the
  * cluster), then fails the run if any node refused any command with CROSSSLOT (INFO errorstats), whether or not
- * a test noticed. The cluster is torn down at the end, also when a suite fails.
+ * a test noticed, or (for the default file list) if a Lua script of the product never ran on it. The cluster is
+ * torn down at the end, also when a suite fails.
  *
  * Usage: node --import tsx test/cluster/run.ts [file …]   (default: CLUSTER_SUITES)
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { luaScripts } from '../../src/redis/scripts.js';
 import { LocalCluster } from '../helpers/cluster.js';
+
+/** Every Lua script of the product, by name and SHA1 as the server sends it (src/redis/lua, src/rollout/lua). */
+function allScripts(): { name: string; sha: string }[] {
+  const out = [...luaScripts()].map(([name, s]) => ({ name, sha: s.sha }));
+  const dir = new URL('../../src/rollout/lua/', import.meta.url);
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.lua'))) {
+    out.push({ name: f, sha: createHash('sha1').update(readFileSync(new URL(f, dir), 'utf8')).digest('hex') });
+  }
+  return out;
+}
 
 /** The suites run on the cluster: every surface that writes to Redis, in-process and as separate processes. */
 export const CLUSTER_SUITES = [
@@ -60,6 +74,18 @@ try {
     code = 1;
   } else {
     process.stdout.write('✔ no CROSSSLOT error on any node of the cluster\n');
+  }
+  if (process.argv.length <= 2) {
+    // The whole cluster stage must have run every script on the cluster (a script cached on no node never ran).
+    const scripts = allScripts();
+    const ran = await cluster.scriptsRun(scripts.map((s) => s.sha));
+    const never = scripts.filter((_, i) => !ran[i]).map((s) => s.name);
+    if (never.length) {
+      process.stdout.write(`✖ scripts never run on the cluster: ${never.join(', ')}\n`);
+      code = 1;
+    } else {
+      process.stdout.write(`✔ all ${scripts.length} Lua scripts ran on the cluster\n`);
+    }
   }
 } finally {
   stop();

@@ -89,6 +89,21 @@ export class LocalCluster {
     );
   }
 
+  /** Which of the given script SHA1s some node has cached (run at least once there: EVALSHA after EVAL, or EVAL). */
+  async scriptsRun(shas: readonly string[]): Promise<boolean[]> {
+    const perNode = await Promise.all(
+      this.ports.map(async (port) => {
+        const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
+        try {
+          return (await r.script('EXISTS', ...shas)) as number[];
+        } finally {
+          r.disconnect();
+        }
+      }),
+    );
+    return shas.map((_, i) => perNode.some((n) => n[i] === 1));
+  }
+
   /** Per node, the number of keys it holds (DBSIZE). */
   async keysPerNode(): Promise<number[]> {
     return Promise.all(
