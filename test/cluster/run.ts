@@ -36,6 +36,7 @@ export const CLUSTER_SUITES = [
   'test/budgets/draws.test.ts',
   'test/budgets/concurrency.test.ts',
   'test/rollout/lifecycle.test.ts',
+  'test/rollout/api.test.ts',
   'test/rollout/job.test.ts',
   'test/learner/api.test.ts',
   'test/costs/fixtures.test.ts',

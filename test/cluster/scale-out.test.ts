@@ -273,7 +273,8 @@ describe('two APIs and two workers on a 3-master Redis Cluster', () => {
   });
 
   it('logged no CROSSSLOT error anywhere', async () => {
-    for (const p of procs) assert.doesNotMatch(p.out(), /CROSSSLOT/, `${p.name} logged a CROSSSLOT error`);
+    // CROSSSLOT from a node, or ioredis refusing a command or pipeline whose keys span slots before sending it.
+    for (const p of procs) assert.doesNotMatch(p.out(), /CROSSSLOT|should belong to the same slot/, `${p.name} logged a cross-slot error`);
     if (cluster) assert.deepEqual(await cluster.crossSlotErrors(), [0, 0, 0]);
   });
 });
