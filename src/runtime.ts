@@ -12,7 +12,7 @@ import type { OutcomeSink } from './feedback/processor.js';
 import type { DecisionRecord } from './allocation/decisions.js';
 import type { Router, ShadowHook } from './allocation/service.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
-import { connectRedis } from './redis/connection.js';
+import { connectRedis, redisTarget } from './redis/connection.js';
 import { generationKey, RedisGeneration, type RedisReset } from './redis/generation.js';
 import { createKeys, type Keys } from './redis/keys.js';
 import { StrategyKinds } from './strategies/registry.js';
@@ -83,7 +83,7 @@ export type ModuleFactory = (core: Core, all: () => readonly ModuleParts[]) => M
 export async function createCore(config: Config, log: Logger, opts: { defaultMetrics?: boolean } = {}): Promise<Core> {
   const opened: Redis[] = [];
   const open = async (name: string, o: { forBullmq?: boolean; forQueue?: boolean } = {}) => {
-    const r = await connectRedis(config.redisUrl, { name, commandTimeoutMs: config.redisCommandTimeoutMs, ...o });
+    const r = await connectRedis(redisTarget(config), { name, commandTimeoutMs: config.redisCommandTimeoutMs, ...o });
     opened.push(r);
     return r;
   };
@@ -93,7 +93,7 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
     const bullRedis = await open('apportion-bull', { forBullmq: true });
     const queueRedis = await open('apportion-queue', { forQueue: true });
     const subscriber = await open('apportion-sub', { forBullmq: true });
-    const keys = createKeys(config.keyPrefix);
+    const keys = createKeys(config.keyPrefix, { cluster: config.redisClusterNodes !== undefined, shards: config.redisShards });
     const store = new ControlStore(redis, keys);
     const metrics = createMetrics(opts);
     snapshot = new SnapshotSource(store, subscriber, keys, {

@@ -83,26 +83,27 @@ export async function readDecision(redis: Redis, keys: Keys, id: string): Promis
  */
 export async function readDecisions(redis: Redis, keys: Keys, ids: readonly string[]): Promise<(DecisionRecord | undefined)[]> {
   const raw: (Buffer | null)[] = new Array<Buffer | null>(ids.length).fill(null);
-  const buckets = new Map<number, number[]>();
+  const buckets = new Map<string, number[]>();
   const legacy: number[] = [];
   ids.forEach((id, i) => {
     const sec = decisionSecond(id);
     if (sec === undefined) legacy.push(i);
     else {
-      let at = buckets.get(sec);
-      if (!at) buckets.set(sec, (at = []));
+      const bucket = keys.decisionBucket(sec, keys.shardOf(id));
+      let at = buckets.get(bucket);
+      if (!at) buckets.set(bucket, (at = []));
       at.push(i);
     }
   });
   await Promise.all([
-    ...[...buckets].map(async ([sec, at]) => {
+    ...[...buckets].map(async ([bucket, at]) => {
       const fields: (string | Buffer)[] = [];
       for (const i of at) {
         const id = ids[i]!;
         const f = bucketField(id);
         fields.push(f, id);
       }
-      const got = await redis.hmgetBuffer(keys.decisionBucket(sec), ...fields);
+      const got = await redis.hmgetBuffer(bucket, ...fields);
       at.forEach((i, j) => (raw[i] = got[2 * j] ?? got[2 * j + 1] ?? null));
     }),
     ...legacy.map(async (i) => {
@@ -124,7 +125,8 @@ export async function readDecisionJsons(redis: Redis, keys: Keys, ids: readonly 
 }
 
 /**
- * Decision records, in one hash per second of decisions (`<p>:{decisions:<second>}`), field = the 16 bytes of
+ * Decision records, in one hash per second of decisions (`<p>:{decisions:<second>}`; with a sharded layout one
+ * hash per second and shard, `<p>:{decisions:<second>:<shard>}`, see keys.ts), field = the 16 bytes of
  * the id's UUID (the bucket already names the second), value = the compact record (record-codec.ts): the
  * strings every record of a strategy repeats (pipeline, strategy, reason, agent and feature names) are written
  * once to a dictionary and referenced by number. Writes are group-committed: the records of one event-loop turn
@@ -163,15 +165,17 @@ export class DecisionStore {
 
   private async flush(records: readonly DecisionRecord[]): Promise<void> {
     await this.dict.register(records);
-    const buckets = new Map<number, (string | Buffer)[]>();
+    // One script call per bucket: per second, and per shard of the second when the layout is sharded.
+    const buckets = new Map<string, { sec: number; parts: (string | Buffer)[] }>();
     for (const r of records) {
       const sec = decisionSecond(r.id) ?? Math.floor(r.ts / 1000);
-      let parts = buckets.get(sec);
-      if (!parts) buckets.set(sec, (parts = []));
-      parts.push(bucketField(r.id), encodeRecord(r, this.dict));
+      const key = this.keys.decisionBucket(sec, this.keys.shardOf(r.id));
+      let b = buckets.get(key);
+      if (!b) buckets.set(key, (b = { sec, parts: [] }));
+      b.parts.push(bucketField(r.id), encodeRecord(r, this.dict));
     }
     await Promise.all(
-      [...buckets].map(([sec, parts]) => runScript(this.redis, 'decisionsPut', [this.keys.decisionBucket(sec)], [sec + this.ttlSeconds + 1, packBatch(parts)])),
+      [...buckets].map(([key, { sec, parts }]) => runScript(this.redis, 'decisionsPut', [key], [sec + this.ttlSeconds + 1, packBatch(parts)])),
     );
   }
 }

@@ -123,13 +123,23 @@ export class BudgetLedger {
     const scope = resolveScope({ scope: scopeText }, 'query');
     const t = scope.tenant;
     const pk = periodKeys(this.now());
-    const flat = await run<string[]>(
-      this.o.redis,
-      'budgetBalances',
-      [this.o.keys.index(t)],
-      [this.o.keys.budgetPrefix(t), scope.path, unit ?? '', pk.day, pk.month],
-      false,
-    );
+    // The budgets of the scope and its descendants, picked from the tenant's index here so that the script
+    // declares every key it reads (Redis Cluster).
+    let members: string[];
+    try {
+      members = await this.o.redis.smembers(this.o.keys.index(t));
+    } catch (e) {
+      return storeFailure(e);
+    }
+    const child = `${scope.path}/`;
+    const picked = members.filter((m) => {
+      const c = m.indexOf(':');
+      const sc = m.slice(c + 1);
+      return (unit === undefined || m.slice(0, c) === unit) && (sc === scope.path || sc.startsWith(child));
+    });
+    if (picked.length === 0) return [];
+    const prefix = this.o.keys.budgetPrefix(t);
+    const flat = await run<string[]>(this.o.redis, 'budgetBalances', picked.map((m) => prefix + m), [pk.day, pk.month, ...picked], true);
     const out: Balance[] = [];
     for (let i = 0; i < flat.length; i += 11) {
       const m = flat[i]!;

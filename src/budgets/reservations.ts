@@ -52,6 +52,9 @@ export interface ReservationOptions {
   readonly onResult?: (op: 'reserve' | 'draw' | 'commit' | 'release' | 'extend', result: string) => void;
 }
 
+/** Reservations whose related keys (see relatedCall) one process remembers; the oldest are forgotten first. */
+const RELATED_CACHE = 20_000;
+
 const STATES: Record<string, State> = { A: 'ACTIVE', C: 'COMMITTED', R: 'RELEASED', E: 'EXPIRED' };
 // Reservation ids: `<tenant>~<122 random bits>` (a v4 UUID without dashes, from node's pooled CSPRNG): the tenant
 // routes the id to its slot; the rest cannot be derived from any other id, so ids are not guessable across tenants.
@@ -88,6 +91,12 @@ export class ReservationService {
   private readonly wall: () => number;
   private readonly timeoutMs: number;
   private readonly marginMs: number;
+  /**
+   * Reservation key → its related keys (budget hashes, parent), immutable once it exists: commit, release, extend
+   * and the sweeper declare them in their script call (Redis Cluster), known here from the grant or learnt from
+   * the script's "K" answer.
+   */
+  private readonly related = new Map<string, readonly string[]>();
 
   constructor(private readonly o: ReservationOptions) {
     this.defaultTtlMs = o.defaultTtlMs ?? 60_000;
@@ -96,6 +105,30 @@ export class ReservationService {
     this.wall = o.wallClock ?? Date.now;
     this.timeoutMs = o.timeoutMs ?? STORE_TIMEOUT_MS;
     this.marginMs = o.deadlineMarginMs ?? Math.min(250, Math.floor(this.timeoutMs / 4));
+  }
+
+  private remember(rk: string, keys: readonly string[]): void {
+    this.related.delete(rk);
+    this.related.set(rk, keys);
+    if (this.related.size > RELATED_CACHE) this.related.delete(this.related.keys().next().value!);
+  }
+
+  /**
+   * Runs a script on reservation `rk` that may touch its related keys (reservation-commit/release/extend): called
+   * with the keys this process knows; when the script answers "K|<keys>" (it touched nothing) it is called again
+   * with those. `answerOf` picks the answer string out of the script's reply.
+   */
+  private async relatedCall<T>(name: string, rk: string, fixed: readonly string[], idem: string | undefined, args: readonly (string | number)[], answerOf: (out: T) => string): Promise<T> {
+    let extra = this.related.get(rk) ?? [];
+    for (let attempt = 0; ; attempt++) {
+      const keys = idem === undefined ? [...fixed, ...extra] : [...fixed, idem, ...extra];
+      const out = await run<T>(this.o.redis, name, keys, [...args, extra.length], true, this.timeoutMs);
+      const answer = answerOf(out);
+      if (!answer.startsWith('K|')) return out;
+      if (attempt > 0) throw new Error(`${name}: related keys of ${rk} changed between two calls`);
+      extra = answer.slice(2).split(' ').filter((k) => k !== '');
+      this.remember(rk, extra);
+    }
   }
 
   /** The instant after which a grant must not happen: the caller is answered 503 at `timeoutMs`. */
@@ -138,6 +171,7 @@ export class ReservationService {
         const scopes: string[] = [];
         for (let i = 0; i < mask.length; i++) if (mask.charCodeAt(i) === 49) scopes.push(chain[i]!);
         this.o.onResult?.('reserve', replayed ? 'replay' : 'ok');
+        if (!dry) this.remember(keys.reservation(t, parts[1]!), ks.slice(3).filter((_, i) => mask.charCodeAt(i) === 49));
         if (dry) return { dryRun: true, allowed: true, scope: scope.path, unit: body.unit, amount: body.amount, scopes };
         const granted: Granted = { id: parts[1]!, state: 'ACTIVE', scope: scope.path, unit: body.unit, amount: body.amount, scopes, expiresAt: Number(parts[2]) };
         return replayed ? { ...granted, replayed: true } : granted;
@@ -190,6 +224,8 @@ export class ReservationService {
     switch (parts[0]) {
       case 'G': {
         this.o.onResult?.('draw', replayed ? 'replay' : 'ok');
+        const parentRelated = this.related.get(ks[3]!);
+        if (!dry && parentRelated) this.remember(keys.reservation(t, parts[1]!), [...parentRelated, ks[3]!]);
         if (dry) return { dryRun: true, allowed: true, parent: parentId, amount: body.amount };
         const g: DrawGranted = { id: parts[1]!, state: 'ACTIVE', parent: parentId, scope: parts[3]!, unit: parts[4] as Unit, amount: body.amount, expiresAt: Number(parts[2]) };
         return replayed ? { ...g, replayed: true } : g;
@@ -222,9 +258,10 @@ export class ReservationService {
     const { keys } = this.o;
     const now = this.now();
     const pk = periodKeys(now);
-    const ks = [keys.reservation(t, id), keys.deadlines(t), keys.alerts(t)];
-    if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
-    const out = await run<string[]>(this.o.redis, 'reservationCommit', ks, [`C|${id}|${amount}`, this.o.retentionMs, amount, now, pk.day, pk.month], true, this.timeoutMs);
+    const rk = keys.reservation(t, id);
+    const idem = idempotencyKey !== undefined ? keys.idempotency(t, idempotencyKey) : undefined;
+    const args = [`C|${id}|${amount}`, this.o.retentionMs, amount, now, pk.day, pk.month];
+    const out = await this.relatedCall<string[]>('reservationCommit', rk, [rk, keys.deadlines(t), keys.alerts(t)], idem, args, (o) => o[0]!);
     const answer = out[0]!;
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 67; /* RC */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
@@ -232,6 +269,7 @@ export class ReservationService {
     switch (parts[0]) {
       case 'C': {
         this.o.onResult?.('commit', replayed ? 'replay' : parts[4] !== undefined && parts[4] !== '0' ? 'overrun' : 'ok');
+        this.related.delete(rk);
         const r = committedView(id, parts);
         return replayed ? { ...r, replayed: true } : r;
       }
@@ -246,13 +284,14 @@ export class ReservationService {
   async release(id: string, idempotencyKey?: string): Promise<Released> {
     const t = tenantOf(id);
     const { keys } = this.o;
-    const ks = [keys.reservation(t, id), keys.deadlines(t)];
-    if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
-    const answer = await run<string>(this.o.redis, 'reservationRelease', ks, [`L|${id}`, this.o.retentionMs, this.now()], true, this.timeoutMs);
+    const rk = keys.reservation(t, id);
+    const idem = idempotencyKey !== undefined ? keys.idempotency(t, idempotencyKey) : undefined;
+    const answer = await this.relatedCall<string>('reservationRelease', rk, [rk, keys.deadlines(t)], idem, [`L|${id}`, this.o.retentionMs, this.now()], (a) => a);
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 76; /* RL */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
     if (parts[0] === 'L') {
       this.o.onResult?.('release', replayed ? 'replay' : 'ok');
+      this.related.delete(rk);
       const r: Released = { id, state: 'RELEASED', released: Number(parts[1]) };
       return replayed ? { ...r, replayed: true } : r;
     }
@@ -267,9 +306,9 @@ export class ReservationService {
     const t = tenantOf(id);
     const { keys } = this.o;
     const ttl = ttlMs ?? this.defaultTtlMs;
-    const ks = [keys.reservation(t, id), keys.deadlines(t)];
-    if (idempotencyKey !== undefined) ks.push(keys.idempotency(t, idempotencyKey));
-    const answer = await run<string>(this.o.redis, 'reservationExtend', ks, [`X|${id}|${ttl}`, this.o.retentionMs, this.now(), ttl, this.maxExtends], true, this.timeoutMs);
+    const rk = keys.reservation(t, id);
+    const idem = idempotencyKey !== undefined ? keys.idempotency(t, idempotencyKey) : undefined;
+    const answer = await this.relatedCall<string>('reservationExtend', rk, [rk, keys.deadlines(t)], idem, [`X|${id}|${ttl}`, this.o.retentionMs, this.now(), ttl, this.maxExtends], (a) => a);
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 88; /* RX */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
     if (parts[0] === 'X') {
@@ -311,13 +350,30 @@ export class ReservationService {
     };
   }
 
-  /** Expires the overdue reservations of one tenant; returns how many. */
+  /**
+   * Expires the overdue reservations of one tenant; returns how many. Per batch: the due reservations and their
+   * related keys are read first, then one script call declaring all of them expires those still due and ACTIVE.
+   */
   async expireDue(tenant: string, batch = 500): Promise<number> {
+    const redis = this.o.redis;
+    const dl = this.o.keys.deadlines(tenant);
     let total = 0;
     for (;;) {
-      const n = await run<number>(this.o.redis, 'reservationExpire', [this.o.keys.deadlines(tenant)], [this.now(), batch, this.o.retentionMs], false, this.timeoutMs);
+      const now = this.now();
+      let due: string[];
+      let rows: (string | null)[][];
+      try {
+        due = await redis.zrangebyscore(dl, '-inf', now, 'LIMIT', 0, batch);
+        rows = await Promise.all(due.map((rk) => redis.hmget(rk, 'ks', 'pks', 'par')));
+      } catch (e) {
+        return storeFailure(e);
+      }
+      if (due.length === 0) return total;
+      const related = new Set<string>();
+      for (const row of rows) for (const v of row) for (const k of (v ?? '').split(' ')) if (k !== '') related.add(k);
+      const [n, handled] = await run<[number, number]>(redis, 'reservationExpire', [dl, ...due, ...related], [now, due.length, this.o.retentionMs], true, this.timeoutMs);
       total += n;
-      if (n < batch) return total;
+      if (due.length < batch || handled === 0) return total;
     }
   }
 

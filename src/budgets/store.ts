@@ -5,13 +5,13 @@ import { runScript } from '../redis/scripts.js';
 /**
  * Fail closed: any failure to reach Redis (connection refused or closed, no offline queue, timeouts,
  * LOADING, READONLY, CLUSTERDOWN…) becomes 503 REDIS_UNAVAILABLE, so a reservation is refused, never granted.
- * A Lua error is a bug and stays a 500.
+ * A Lua error (or a CROSSSLOT refusal on a cluster) is a bug and stays a 500.
  */
 export function storeFailure(e: unknown): never {
   if (e instanceof AppError) throw e;
   const err = e as Error;
   const msg = err?.message ?? String(e);
-  if (err?.name === 'ReplyError' && /script|user_script|attempt to|Lua/i.test(msg)) throw err;
+  if (err?.name === 'ReplyError' && /script|user_script|attempt to|Lua|CROSSSLOT/i.test(msg)) throw err;
   throw new AppError('REDIS_UNAVAILABLE', `budget store unreachable: ${msg}`);
 }
 

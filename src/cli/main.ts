@@ -18,7 +18,7 @@ function bootConfig() {
 
 async function run(api: boolean, workers: boolean): Promise<void> {
   const config = bootConfig();
-  const redisProblem = await (await import('./preflight.js')).checkRedis(config.redisUrl);
+  const redisProblem = await (await import('./preflight.js')).checkRedisTarget(config.redisUrl, config.redisClusterNodes);
   if (redisProblem) {
     process.stderr.write(`${redisProblem}\n`);
     process.exit(2);

@@ -12,6 +12,23 @@ export function redactUrl(url: string): string {
 }
 
 /**
+ * On a cluster (`REDIS_CLUSTER_NODES`): one PING to each seed node (REDIS_URL's credentials and TLS) until one
+ * answers; otherwise `checkRedis(url)`.
+ */
+export async function checkRedisTarget(url: string, clusterNodes: readonly string[] | undefined, timeoutMs = 3000): Promise<string | undefined> {
+  if (!clusterNodes) return checkRedis(url, timeoutMs);
+  const problems: string[] = [];
+  for (const node of clusterNodes) {
+    const u = new URL(url);
+    u.host = node;
+    const p = await checkRedis(u.toString(), timeoutMs);
+    if (!p) return undefined;
+    problems.push(p.split('\n')[0]!);
+  }
+  return [`No seed node of REDIS_CLUSTER_NODES answered:`, ...problems].join('\n');
+}
+
+/**
  * One PING to `REDIS_URL` before start-up, without retries, so a missing Redis is reported as such (naming the
  * variable and how to start one) rather than as ioredis' bare "Connection is closed.". Resolves to an error
  * message, or undefined when Redis answered.

@@ -14,6 +14,16 @@ export interface Config {
   readonly host: string;
   /** Redis connection URL. Default redis://127.0.0.1:6379. */
   readonly redisUrl: string;
+  /**
+   * Redis Cluster seed nodes (`REDIS_CLUSTER_NODES=host:port,…`); when set, every connection is an ioredis Cluster
+   * (REDIS_URL then only contributes credentials and TLS). Undefined: one Redis at REDIS_URL.
+   */
+  readonly redisClusterNodes: readonly string[] | undefined;
+  /**
+   * Shards of the hot single-slot keys (decision buckets, span rollups), `APPORTION_REDIS_SHARDS`. Default 1 on
+   * one Redis (the unsharded layout), 16 on a cluster. Fixed for a deployment's data.
+   */
+  readonly redisShards: number;
   /** Prefix of every Redis key and BullMQ queue name. Default `apportion`. */
   readonly keyPrefix: string;
   /** Bearer key allowed to do everything. Unset: no admin key. */
@@ -111,6 +121,21 @@ function intVar(env: Env, name: string, def: number, min: number, max: number): 
   return n;
 }
 
+/** `REDIS_CLUSTER_NODES`: comma-separated host:port seed nodes (at least one), or undefined when unset. */
+function clusterNodesVar(env: Env): readonly string[] | undefined {
+  const raw = env.REDIS_CLUSTER_NODES?.trim();
+  if (!raw) return undefined;
+  const nodes = raw.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  for (const n of nodes) {
+    const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/.exec(n);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+      throw new ConfigError('REDIS_CLUSTER_NODES', `must be comma-separated host:port seed nodes, got "${n}"`);
+    }
+  }
+  if (nodes.length === 0) throw new ConfigError('REDIS_CLUSTER_NODES', 'names no node');
+  return Object.freeze(nodes);
+}
+
 function boolVar(env: Env, name: string, def: boolean): boolean {
   const raw = env[name];
   if (raw === undefined || raw === '') return def;
@@ -167,6 +192,7 @@ export function loadConfig(env: Env = process.env): Config {
   } catch {
     throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL, got "${redisUrl}"`);
   }
+  const redisClusterNodes = clusterNodesVar(env);
   const keyPrefix = env.APPORTION_KEY_PREFIX?.trim() || 'apportion';
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(keyPrefix)) {
     throw new ConfigError('APPORTION_KEY_PREFIX', 'must be 1-64 characters of letters, digits, _ . -');
@@ -188,6 +214,8 @@ export function loadConfig(env: Env = process.env): Config {
     port: intVar(env, 'PORT', 3000, 0, 65535),
     host,
     redisUrl,
+    redisClusterNodes,
+    redisShards: intVar(env, 'APPORTION_REDIS_SHARDS', redisClusterNodes ? 16 : 1, 1, 1024),
     keyPrefix,
     adminKey,
     clientKey,
@@ -232,6 +260,8 @@ export const CONFIG_VARIABLES = [
   'PORT',
   'HOST',
   'REDIS_URL',
+  'REDIS_CLUSTER_NODES',
+  'APPORTION_REDIS_SHARDS',
   'APPORTION_KEY_PREFIX',
   'APPORTION_ADMIN_KEY',
   'APPORTION_CLIENT_KEY',

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { masters } from '../redis/connection.js';
 import { splitBudgetKey } from '../budgets/alerts.js';
 import type { BudgetKeys } from '../budgets/keys.js';
 
@@ -100,14 +101,24 @@ export async function listSessions(redis: Redis, prefix: string, limit = 200, sc
   const match = `${globLiteral(`${prefix}:{session:${ns}`)}*}:traces`;
   const head = `${prefix}:{session:${ns}`;
   const found = new Set<string>();
-  let cursor = '0';
   let examined = 0;
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
-    cursor = next;
-    examined += 1000;
-    for (const k of batch) found.add(k.slice(head.length, k.length - '}:traces'.length));
-  } while (cursor !== '0' && examined < scanBudget);
+  let unfinished = false;
+  // On a cluster every master holds its own part of the keyspace: each is walked, sharing the budget.
+  const nodes = masters(redis);
+  for (const [i, node] of nodes.entries()) {
+    let cursor = '0';
+    do {
+      const [next, batch] = await node.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+      cursor = next;
+      examined += 1000;
+      for (const k of batch) found.add(k.slice(head.length, k.length - '}:traces'.length));
+    } while (cursor !== '0' && examined < scanBudget);
+    if (cursor !== '0') unfinished = true;
+    if (examined >= scanBudget) {
+      if (i < nodes.length - 1) unfinished = true;
+      break;
+    }
+  }
   const named = [...found].sort((a, b) => Number(a.startsWith('trace-')) - Number(b.startsWith('trace-')) || a.localeCompare(b));
-  return { sessions: named.slice(0, limit), truncated: cursor !== '0' || named.length > limit };
+  return { sessions: named.slice(0, limit), truncated: unfinished || named.length > limit };
 }

@@ -130,13 +130,25 @@ export class SpanStore {
    */
   async applyRollups(traces: readonly { traceId: string; version: number; trace: ResolvedTrace; stamp: string }[]): Promise<void> {
     if (traces.length === 0) return;
-    const names = new Set<string>();
-    for (const t of traces) for (const n of rollupNames(t.trace)) names.add(n);
-    const nameList = [...names];
-    const keys = [...traces.map((t) => this.d.costKeys.applied(t.traceId)), ...nameList.map((n) => this.d.costKeys.rollup(n))];
-    const args: (string | number)[] = [traces.length, this.d.retentionSeconds, ...nameList];
-    for (const t of traces) args.push(t.version, encodeContribution(contribution(t.trace)) + STAMP_MARK + t.stamp);
-    await runScript(this.d.redis, 'costRollup', keys, args, true);
+    // One script call per rollup shard (one call when the layout is unsharded): all its keys share the slot.
+    const byShard = new Map<number, (typeof traces)[number][]>();
+    for (const t of traces) {
+      const s = this.d.costKeys.shardOf(t.traceId);
+      let l = byShard.get(s);
+      if (!l) byShard.set(s, (l = []));
+      l.push(t);
+    }
+    await Promise.all(
+      [...byShard].map(([shard, group]) => {
+        const names = new Set<string>();
+        for (const t of group) for (const n of rollupNames(t.trace)) names.add(n);
+        const nameList = [...names];
+        const keys = [...group.map((t) => this.d.costKeys.applied(t.traceId)), ...nameList.map((n) => this.d.costKeys.rollup(n, shard))];
+        const args: (string | number)[] = [group.length, this.d.retentionSeconds, ...nameList];
+        for (const t of group) args.push(t.version, encodeContribution(contribution(t.trace)) + STAMP_MARK + t.stamp);
+        return runScript(this.d.redis, 'costRollup', keys, args, true);
+      }),
+    );
   }
 
   /** Session → traces and pipeline → decisions/traces indexes; each pair written once per process. */

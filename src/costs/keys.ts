@@ -12,6 +12,10 @@ import type { Keys } from '../redis/keys.js';
  *   <p>:{pipeline:<id>}:cost-budget:<d> string budgets JSON of decision d, copied before the record expires
  *   <p>:{costs}:rollup:<dim>:<day>      hash  "<value>\x1f<metric>" → integer (dim: customer|team|agent|model|day)
  *   <p>:{costs}:applied:<t>             string the trace's contribution last applied to the rollups (+ its version)
+ *
+ * With a sharded layout (`keys.shards` > 1, the default on a cluster) the rollup slot is split: a trace's applied
+ * string and its share of the rollups live in `{costs:<shard>}` (shard = keys.shardOf(traceId)), so concurrent
+ * ingest spreads over `shards` slots; a report sums the rollup hash of every shard.
  */
 export interface CostKeys {
   traceSpans(traceId: string): string;
@@ -19,19 +23,26 @@ export interface CostKeys {
   sessionTraces(sessionId: string): string;
   pipelineTraces(pipelineId: string): string;
   pipelineBudget(pipelineId: string, decisionId: string): string;
-  rollup(name: string): string;
+  /** Rollup hash `name` of one shard (0 ≤ shard < shards). */
+  rollup(name: string, shard?: number): string;
   applied(traceId: string): string;
+  /** The rollup shard of a trace. */
+  shardOf(traceId: string): number;
+  readonly shards: number;
 }
 
 export function costKeys(keys: Keys): CostKeys {
   const p = keys.prefix;
+  const slot = (shard: number) => (keys.shards === 1 ? '{costs}' : `{costs:${shard}}`);
   return {
     traceSpans: (t) => `${p}:{trace:${t}}:spans`,
     traceVersion: (t) => `${p}:{trace:${t}}:ver`,
     sessionTraces: (s) => `${p}:{session:${s}}:traces`,
     pipelineTraces: (id) => keys.pipeline(id, 'cost-traces'),
     pipelineBudget: (id, d) => keys.pipeline(id, 'cost-budget', d),
-    rollup: (name) => `${p}:{costs}:rollup:${name}`,
-    applied: (t) => `${p}:{costs}:applied:${t}`,
+    rollup: (name, shard = 0) => `${p}:${slot(shard)}:rollup:${name}`,
+    applied: (t) => `${p}:${slot(keys.shardOf(t))}:applied:${t}`,
+    shardOf: (t) => keys.shardOf(t),
+    shards: keys.shards,
   };
 }

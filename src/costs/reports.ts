@@ -42,7 +42,8 @@ export function dayRange(from: string | undefined, to: string | undefined, now =
 export async function costReport(redis: Redis, ck: CostKeys, groupBy: Dimension, from?: string, to?: string): Promise<CostReport> {
   if (!DIMENSIONS.includes(groupBy)) throw new AppError('VALIDATION_FAILED', `querystring/groupBy must be one of ${DIMENSIONS.join(', ')}`);
   const days = dayRange(from, to);
-  const hashes = await Promise.all(days.map((d) => redis.hgetall(ck.rollup(`${groupBy}:${d}`))));
+  const shards = Array.from({ length: ck.shards }, (_, s) => s);
+  const hashes = await Promise.all(days.flatMap((d) => shards.map((s) => redis.hgetall(ck.rollup(`${groupBy}:${d}`, s)))));
   const groups = new Map<string, Totals>();
   const total = zeroTotals();
   const fields = new Set<string>(TOTAL_FIELDS);

@@ -8,7 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AppError } from '../errors/app-error.js';
 import { withDeadline } from '../redis/deadline.js';
-import { connectRedis } from '../redis/connection.js';
+import { connectRedis, redisTarget } from '../redis/connection.js';
 import type { Core, ModuleParts } from '../runtime.js';
 import { configureTokenizer } from '../strategies/tokens.js';
 import { KeyStore } from '../tenancy/keys.js';
@@ -56,7 +56,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   // API keys as data, browser sessions, and the authenticator that resolves every request's caller.
   const keyStore = new KeyStore({ redis: core.redis, prefix: core.keys.prefix, pepper: core.config.keyPepper });
-  await keyStore.start(await connectRedis(core.config.redisUrl, { name: 'apportion-keys-sub', forBullmq: true }));
+  await keyStore.start(await connectRedis(redisTarget(core.config), { name: 'apportion-keys-sub', forBullmq: true }));
   app.addHook('onClose', async () => keyStore.stop());
   const sessions = new SessionStore(core.redis, core.keys.prefix, core.config.sessionTtlSeconds);
   const auth = new Authenticator(core.config, keyStore, sessions);

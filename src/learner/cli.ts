@@ -6,6 +6,7 @@ import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 import { loadConfig } from '../config/env.js';
 import { createLogger } from '../logger.js';
+import { redisTarget } from '../redis/connection.js';
 import { dropPrefix } from '../redis/prefix.js';
 import { ApportionClient } from '@apportion/sdk';
 import { start } from '../server.js';
@@ -52,7 +53,7 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
     baseUrl = running.url!;
     stopLocal = async () => {
       await running.close();
-      await dropPrefix(config.redisUrl, prefix);
+      await dropPrefix(redisTarget(config), prefix);
     };
   }
   try {

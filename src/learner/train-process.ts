@@ -2,7 +2,8 @@ import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { createRedisClient } from '../redis/connection.js';
 import { loadTf } from './backend.js';
 import { buildTrainingData, type LoggedEvent } from './events.js';
 import { compileFeatures, fitScaling, type FeatureScaling, type FeatureSpec } from './features.js';
@@ -12,6 +13,8 @@ import { trainModel, type TrainMetrics, type TrainOptions } from './trainer.js';
 /** Everything a retrain needs, as plain data (it crosses a thread boundary). */
 export interface TrainJobInput {
   readonly redisUrl: string;
+  /** Redis Cluster seed nodes, when the server runs on a cluster. */
+  readonly redisClusterNodes?: readonly string[] | undefined;
   readonly bufferKey: string;
   readonly window: number;
   readonly features: readonly FeatureSpec[];
@@ -43,7 +46,7 @@ export interface TrainJobOutput {
  * the trainer child (runTrainJob) so parsing the events and the tfjs steps never block serving.
  */
 export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
-  const redis = new Redis(input.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  const redis = createRedisClient({ url: input.redisUrl, clusterNodes: input.redisClusterNodes }, { lazyConnect: true, maxRetriesPerRequest: 2 });
   let read: { events: LoggedEvent[]; fetched: number };
   try {
     await redis.connect();

@@ -198,6 +198,7 @@ export class TrainingService {
     const decl = view.raw.kinds.features.get(pipelineId)?.doc as FeaturesBody | undefined;
     const input: TrainJobInput = {
       redisUrl: this.core.config.redisUrl,
+      redisClusterNodes: this.core.config.redisClusterNodes,
       bufferKey: lk.buffer,
       window: params.window ?? 8000,
       features: decl?.features ?? [],

@@ -1,4 +1,4 @@
-import { Redis, type Command, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type Command, type RedisOptions } from 'ioredis';
 
 /** Default bound on one request-path Redis command, in ms (`APPORTION_REDIS_COMMAND_TIMEOUT_MS`). */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 1000;
@@ -19,6 +19,69 @@ export interface RedisConnectionOptions {
 }
 
 /**
+ * Where Redis is: one server (`url`), or a Redis Cluster (`clusterNodes`, seed `host:port`s; the URL then only
+ * contributes credentials, TLS and the database-independent options). A plain string is a URL.
+ */
+export interface RedisTarget {
+  readonly url: string;
+  readonly clusterNodes?: readonly string[] | undefined;
+}
+
+export type RedisTargetLike = RedisTarget | string;
+
+/** The target a config names (REDIS_URL, REDIS_CLUSTER_NODES). */
+export function redisTarget(config: { readonly redisUrl: string; readonly redisClusterNodes?: readonly string[] | undefined }): RedisTarget {
+  return config.redisClusterNodes ? { url: config.redisUrl, clusterNodes: config.redisClusterNodes } : { url: config.redisUrl };
+}
+
+const asTarget = (t: RedisTargetLike): RedisTarget => (typeof t === 'string' ? { url: t } : t);
+
+/** Credentials and TLS of a redis:// / rediss:// URL, as node options (cluster nodes share them). */
+function urlAuth(url: string): RedisOptions {
+  const u = new URL(url);
+  const o: RedisOptions = {};
+  if (u.username) o.username = decodeURIComponent(u.username);
+  if (u.password) o.password = decodeURIComponent(u.password);
+  if (u.protocol === 'rediss:') o.tls = {};
+  return o;
+}
+
+/**
+ * An ioredis client for a target, not connected when `options.lazyConnect` is set. On a cluster it is an ioredis
+ * `Cluster`, typed as `Redis`: every command, pipeline, MULTI, EVALSHA, pub/sub and `duplicate()` the code base
+ * uses exists on both with the same signature, and the few things that differ (SCAN, which must visit every
+ * master, see `masters`) are handled where they are used. Reads and writes go to masters only.
+ */
+export function createRedisClient(target: RedisTargetLike, options: RedisOptions = {}): Redis {
+  const t = asTarget(target);
+  if (!t.clusterNodes) return new Redis(t.url, options);
+  const { enableOfflineQueue, enableAutoPipelining, lazyConnect, retryStrategy, ...node } = options;
+  const clusterOptions: ClusterOptions = {
+    redisOptions: { ...urlAuth(t.url), ...node },
+    scaleReads: 'master',
+    ...(enableOfflineQueue !== undefined ? { enableOfflineQueue } : {}),
+    ...(enableAutoPipelining !== undefined ? { enableAutoPipelining } : {}),
+    ...(lazyConnect !== undefined ? { lazyConnect } : {}),
+    ...(retryStrategy ? { clusterRetryStrategy: (times: number) => retryStrategy(times) } : {}),
+  };
+  const nodes = t.clusterNodes.map((n) => {
+    const cut = n.lastIndexOf(':');
+    return { host: n.slice(0, cut).replace(/^\[|\]$/g, ''), port: Number(n.slice(cut + 1)) };
+  });
+  return new Cluster(nodes, clusterOptions) as unknown as Redis;
+}
+
+/** Whether a client is a Redis Cluster client. */
+export function isCluster(redis: Redis): boolean {
+  return (redis as unknown as { isCluster?: boolean }).isCluster === true;
+}
+
+/** The clients of every master (the client itself on one Redis): what SCAN, FLUSH-like walks and INFO must visit. */
+export function masters(redis: Redis): Redis[] {
+  return isCluster(redis) ? (redis as unknown as Cluster).nodes('master') : [redis];
+}
+
+/**
  * Opens an ioredis connection and waits until it is ready. Request-path connections use auto-pipelining
  * (concurrent requests share round trips), no offline queue and a command timeout, so a command fails
  * instead of hanging both when Redis is unreachable and when it is reachable but does not answer:
@@ -26,7 +89,7 @@ export interface RedisConnectionOptions {
  *
  * BullMQ connections get no command timeout: workers use blocking commands and wait out outages.
  */
-export async function connectRedis(url: string, opts: RedisConnectionOptions = {}): Promise<Redis> {
+export async function connectRedis(target: RedisTargetLike, opts: RedisConnectionOptions = {}): Promise<Redis> {
   const base: RedisOptions = {
     lazyConnect: true,
     connectionName: opts.name ?? 'apportion',
@@ -37,13 +100,46 @@ export async function connectRedis(url: string, opts: RedisConnectionOptions = {
     : opts.forQueue
       ? { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false }
       : { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false, enableAutoPipelining: true };
-  const redis = new Redis(url, options);
-  if (!opts.forBullmq) boundCommands(redis, opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
+  const redis = createRedisClient(target, options);
+  if (!opts.forBullmq) {
+    const ms = opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    boundCommands(redis, ms);
+    // On a cluster the bound applies at the cluster client (commands waiting for a slot map or a redirection)
+    // and at every node connection (commands of pipelines and auto-pipelined batches are written there).
+    if (isCluster(redis)) (redis as unknown as Cluster).on('+node', (node: Redis) => boundCommands(node, ms));
+  }
   // An error event without a listener crashes the process; reconnection is handled by retryStrategy.
   redis.on('error', () => undefined);
   await redis.connect();
+  if (isCluster(redis)) await connectMasters(redis);
   return redis;
 }
+
+/**
+ * A cluster client is ready once it has the slot map; it connects to each node on that node's first command,
+ * which then waits for a TCP connect and a ready check: at start-up, on a busy host, longer than the command bound
+ * (BullMQ's Queue never recovers from a failed first command). Every master is connected before the client is
+ * handed out (bounded at 10 s per node: a node that does not answer is left to connect on first use).
+ */
+async function connectMasters(redis: Redis): Promise<void> {
+  await Promise.all(
+    masters(redis).map(
+      (node) =>
+        new Promise<void>((resolve) => {
+          if (node.status === 'ready') return resolve();
+          const timer = setTimeout(resolve, 10_000);
+          node.once('ready', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          if (node.status === 'wait') node.connect().catch(() => undefined);
+        }),
+    ),
+  );
+}
+
+const bounded = new WeakSet<object>();
+const timed = new WeakSet<Command>();
 
 /**
  * ioredis's `commandTimeout`, but measured the way a caller feels it: the timer fires in the timers phase and
@@ -53,10 +149,14 @@ export async function connectRedis(url: string, opts: RedisConnectionOptions = {
  * Redis. Every command goes through sendCommand, including those of pipelines, MULTI and auto-pipelining.
  */
 function boundCommands(redis: Redis, ms: number): void {
+  if (bounded.has(redis)) return;
+  bounded.add(redis);
   const send = redis.sendCommand.bind(redis) as (command: Command, ...rest: unknown[]) => unknown;
-  const bounded = (command: Command, ...rest: unknown[]): unknown => {
+  const withBound = (command: Command, ...rest: unknown[]): unknown => {
     const out = send(command, ...rest);
-    if (command.isSettled) return out;
+    // One timer per command: on a cluster it passes through the cluster client and then a node connection.
+    if (command.isSettled || timed.has(command)) return out;
+    timed.add(command);
     const timer = setTimeout(
       () =>
         setImmediate(() => {
@@ -68,5 +168,5 @@ function boundCommands(redis: Redis, ms: number): void {
     command.promise.then(clear, clear);
     return out;
   };
-  redis.sendCommand = bounded as typeof redis.sendCommand;
+  redis.sendCommand = withBound as typeof redis.sendCommand;
 }

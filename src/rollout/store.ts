@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
@@ -7,6 +8,7 @@ import type { Keys } from '../redis/keys.js';
 import type { ExperimentDoc } from './schema.js';
 
 const WRITE_LUA = readFileSync(fileURLToPath(new URL('./lua/rollout-write.lua', import.meta.url)), 'utf8');
+const WRITE_SHA = createHash('sha1').update(WRITE_LUA).digest('hex');
 
 /** One entry of an experiment's audit trail. */
 export interface AuditEntry {
@@ -52,11 +54,7 @@ export class ExperimentStore {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
-  ) {
-    if (typeof (redis as unknown as Record<string, unknown>).rolloutWrite !== 'function') {
-      redis.defineCommand('rolloutWrite', { lua: WRITE_LUA });
-    }
-  }
+  ) {}
 
   seqKey(): string {
     return `${this.keys.configKind('experiments')}:seq`;
@@ -104,8 +102,15 @@ export class ExperimentStore {
       keys.push(this.keys.configKind(d.kind), this.keys.configVersions(d.kind));
       args.push(d.id, d.doc === null ? '' : JSON.stringify(d.doc), d.expectedVersion);
     }
-    const fn = (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<number>>).rolloutWrite!;
-    const v = await fn.call(this.redis, keys.length, ...keys, ...args);
+    // EVALSHA (EVAL once on NOSCRIPT), not an ioredis defined command: a Redis Cluster client routes an
+    // auto-pipelined defined command by its first argument (the key count), not by its first key.
+    let v: number;
+    try {
+      v = (await this.redis.evalsha(WRITE_SHA, keys.length, ...keys, ...args)) as number;
+    } catch (e) {
+      if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
+      v = (await this.redis.eval(WRITE_LUA, keys.length, ...keys, ...args)) as number;
+    }
     if (v === -1) throw new WriteConflict('experiments');
     if (v < -1) {
       const d = docs[-v - 2]!;

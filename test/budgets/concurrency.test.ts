@@ -7,7 +7,7 @@ import { AppError } from '../../src/errors/app-error.js';
 import { connectRedis } from '../../src/redis/connection.js';
 import type { Running } from '../../src/server.js';
 import { mulberry32 } from '../../src/learner/rng.js';
-import { dropPrefix, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { dropPrefix, REDIS_TARGET, startTest, testPrefix } from '../helpers/env.js';
 import { harness, ledgerViolation, readLedger, type Harness } from './harness.js';
 
 /** Seeded PRNG: the run is reproducible. */
@@ -37,7 +37,7 @@ describe('200 concurrent clients, 100k operations, one budget', () => {
     // Several connections, so operations really interleave across clients, not only within one pipeline.
     const services: ReservationService[] = [h.reservations];
     for (let i = 1; i < CONNECTIONS; i++) {
-      const r = await connectRedis(REDIS_URL, { name: 'budgets-load' });
+      const r = await connectRedis(REDIS_TARGET, { name: 'budgets-load' });
       extra.push(r);
       services.push(new ReservationService({ redis: r, keys: budgetKeys(prefix), retentionMs: 600_000 }));
     }

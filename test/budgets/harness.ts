@@ -3,7 +3,7 @@ import { budgetKeys, type BudgetKeys } from '../../src/budgets/keys.js';
 import { BudgetLedger } from '../../src/budgets/ledger.js';
 import { ReservationService } from '../../src/budgets/reservations.js';
 import { connectRedis } from '../../src/redis/connection.js';
-import { REDIS_URL } from '../helpers/env.js';
+import { REDIS_TARGET } from '../helpers/env.js';
 
 /** Services wired straight to Redis (no HTTP), with a clock the test moves. */
 export interface Harness {
@@ -16,7 +16,7 @@ export interface Harness {
 }
 
 export async function harness(prefix: string, clockStart = Date.UTC(2026, 10, 23, 12)): Promise<Harness> {
-  const redis = await connectRedis(REDIS_URL, { name: 'budgets-test' });
+  const redis = await connectRedis(REDIS_TARGET, { name: 'budgets-test' });
   const keys = budgetKeys(prefix);
   const clock = { now: clockStart };
   const now = () => clock.now;

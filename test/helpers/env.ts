@@ -1,10 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config/env.js';
+import type { RedisTarget } from '../../src/redis/connection.js';
 import { dropPrefix as dropPrefixAt } from '../../src/redis/prefix.js';
 import { start, type Running, type StartOptions } from '../../src/server.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/**
+ * `APPORTION_TEST_REDIS=cluster` (set by `npm run test:cluster`, with REDIS_CLUSTER_NODES naming a local cluster):
+ * the suites that go through these helpers run against the cluster instead of the Redis at REDIS_URL.
+ */
+export const ON_CLUSTER = process.env.APPORTION_TEST_REDIS === 'cluster';
+if (ON_CLUSTER && !process.env.REDIS_CLUSTER_NODES) throw new Error('APPORTION_TEST_REDIS=cluster needs REDIS_CLUSTER_NODES');
+const CLUSTER_ENV: Record<string, string> = ON_CLUSTER ? { REDIS_CLUSTER_NODES: process.env.REDIS_CLUSTER_NODES! } : {};
+
+/** Where the suites' Redis is: REDIS_URL, or the cluster of REDIS_CLUSTER_NODES under APPORTION_TEST_REDIS=cluster. */
+export const REDIS_TARGET: RedisTarget = ON_CLUSTER ? { url: REDIS_URL, clusterNodes: process.env.REDIS_CLUSTER_NODES!.split(',') } : { url: REDIS_URL };
 
 /** A key prefix of its own for one test file (every key and queue lives under it). */
 export function testPrefix(name: string): string {
@@ -14,6 +26,7 @@ export function testPrefix(name: string): string {
 export function testConfig(prefix: string, env: Record<string, string> = {}): Config {
   return loadConfig({
     REDIS_URL,
+    ...CLUSTER_ENV,
     APPORTION_KEY_PREFIX: prefix,
     LOG_LEVEL: 'silent',
     APPORTION_SEED_EXAMPLES: 'false',
@@ -31,7 +44,7 @@ export async function startTest(prefix: string, opts: Partial<StartOptions> = {}
 
 /** Deletes every key under the prefix. */
 export function dropPrefix(prefix: string): Promise<void> {
-  return dropPrefixAt(REDIS_URL, prefix);
+  return dropPrefixAt(REDIS_TARGET, prefix);
 }
 
 /** Polls until `check` returns a truthy value or the deadline passes (no timing assertions: only a bound). */

@@ -309,7 +309,7 @@ describe('reward wait window', () => {
     const id = await round('wait', 'wait-learn', false);
     await learner.pending.flush();
     await eventually(async () => (await rt.core.redis.zscore(lk.pending, id)) !== null);
-    const sec = rt.core.keys.decisionBucket(decisionSecond(id)!);
+    const sec = rt.core.keys.decisionBucket(decisionSecond(id)!, rt.core.keys.shardOf(id));
     assert.equal(await rt.core.redis.hdel(sec, bucketField(id)), 1);
     const before = (await learner.training.events('wait', 100)).length;
     const lostBefore = await lostCount();
@@ -347,7 +347,7 @@ describe('reward wait window', () => {
     await rt.core.redis.del(lk.pending);
     const ids = Array.from({ length: 1_150 }, (_, i) => newDecisionId(Date.now() - (i % 3) * 1000));
     for (const id of ids) {
-      await rt.core.redis.hset(rt.core.keys.decisionBucket(decisionSecond(id)!), id, JSON.stringify({ ...template, id }));
+      await rt.core.redis.hset(rt.core.keys.decisionBucket(decisionSecond(id)!, rt.core.keys.shardOf(id)), id, JSON.stringify({ ...template, id }));
     }
     await rt.core.redis.zadd(lk.pending, ...ids.flatMap((id) => [Date.now() + 1000, id]));
     const before = (await learner.training.events('wait', 100_000)).length;

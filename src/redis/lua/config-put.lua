@@ -3,7 +3,7 @@
 -- KEYS[1] kind hash (id -> JSON)
 -- KEYS[2] kind versions hash (id -> version)
 -- KEYS[3] global config version
--- KEYS[4] hash the document requires an entry in (e.g. the pipelines hash for a strategy), or "" for none
+-- KEYS[4] hash the document requires an entry in (e.g. the pipelines hash for a strategy); KEYS[1] when none
 -- ARGV[1] id
 -- ARGV[2] JSON document
 -- ARGV[3] id required in KEYS[4] ("" for none)

@@ -10,11 +10,14 @@
 -- KEYS[2]      deadlines sorted set of the tenant
 -- KEYS[3]      alerts stream of the tenant
 -- KEYS[4]      optional explicit idempotency record ("<fingerprint>\n<answer>")
+-- KEYS[..]     the related keys (ledger.lua's undeclared): the reservation's budget hashes (ks; for a draw the
+--              parent's, pks) and its parent's hash (par); the last ARGV says how many
 -- ARGV[1]      fingerprint of this commit (id + amount)
 -- ARGV[2]      idempotency / finished-reservation retention in ms
 -- ARGV[3]      actual amount (integer >= 0)
 -- ARGV[4]      now in ms
 -- ARGV[5]      day key  ARGV[6] month key
+-- ARGV[7]      number of related keys at the end of KEYS
 -- Budget fields as in reservation-reserve.lua, plus ov (overrun charged this period). Policies (p): R reject
 -- any overage, A allow overage the budgets can cover, O allow overage, the uncovered part becoming debt up to
 -- the overdraft limit o. The policy of the most specific held scope decides whether an overage is allowed;
@@ -25,17 +28,25 @@
 --   "C|<reserved>|<charged>|<debtAdded>|<overrun>|<released>|<late 0|1>"   committed (prefixed "R" on replay)
 --   "D|RESERVATION_HAS_ACTIVE_DRAWS|<key>|<held by draws>"   a parent with active draws (commit them first)
 --   "F|<state>"  already finished (R released, or C with another amount);  "N" no such reservation;
---   "M" idempotency key reused
+--   "M" idempotency key reused;  "K|<keys>" related keys were not declared (nothing done: call again with them)
 -- and each alert is "<budget key>|<level>|<used>|<allocated>" for a scope that crossed 50/80/100 %, or
 -- "<budget key>|overrun|<overrun>|<allocated>|<used>" for a scope charged beyond what its policy allowed.
 
-if KEYS[4] then
-  local prior = idem_prior(KEYS[4], ARGV[1])
+local idem = optional_key(3, tonumber(ARGV[7]))
+if idem then
+  local prior = idem_prior(idem, ARGV[1])
   if prior then return { prior } end
 end
 
 local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'cf', 'ca', 'par', 'ch', 'pks')
 if not rv[1] then return { 'N' } end
+local missing = undeclared(rv[3], rv[9], rv[7])
+if missing then return { missing } end
+if rv[7] and rv[7] ~= '' then
+  -- A draw is charged at its parent's budgets: those the parent's record names must be declared too.
+  missing = undeclared(redis.call('HGET', rv[7], 'ks'), rv[9], rv[7])
+  if missing then return { missing } end
+end
 local st = rv[1]
 local amt = tonumber(rv[2])
 local now = tonumber(ARGV[4])
@@ -141,6 +152,6 @@ local answer = 'C|' .. i(amt) .. '|' .. i(actual) .. '|' .. i(debt_added) .. '|'
 redis.call('HSET', KEYS[1], 'st', 'C', 'cf', ARGV[1], 'ca', answer, 'ov', i(overrun))
 redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('PEXPIRE', KEYS[1], retention)
-if KEYS[4] then redis.call('SET', KEYS[4], ARGV[1] .. '\n' .. answer, 'PX', retention) end
+if idem then redis.call('SET', idem, ARGV[1] .. '\n' .. answer, 'PX', retention) end
 out[1] = answer
 return out

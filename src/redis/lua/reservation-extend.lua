@@ -6,22 +6,28 @@
 -- KEYS[1]      reservation hash
 -- KEYS[2]      deadlines sorted set of the tenant
 -- KEYS[3]      optional explicit idempotency record ("<fingerprint>\n<answer>")
+-- KEYS[..]     the related keys (budgets ks / pks, parent par; see ledger.lua's undeclared), ARGV[6] of them
 -- ARGV[1]      fingerprint (id + ttl)
 -- ARGV[2]      retention of finished reservations / idempotency records in ms
 -- ARGV[3]      now in ms
 -- ARGV[4]      ttl in ms
 -- ARGV[5]      maximum number of extensions
+-- ARGV[6]      number of related keys at the end of KEYS
 -- Returns "X|<expiresAt>|<extensions>" (prefixed "R" on replay), "F|<state>" finished (an overdue ACTIVE
 --   reservation is expired here first), "L" the extension limit is reached, "N" no such reservation,
---   "M" idempotency key reused for another payload.
+--   "M" idempotency key reused for another payload, "K|<keys>" related keys were not declared (nothing done:
+--   call again with them).
 
-if KEYS[3] then
-  local prior = idem_prior(KEYS[3], ARGV[1])
+local idem = optional_key(2, tonumber(ARGV[6]))
+if idem then
+  local prior = idem_prior(idem, ARGV[1])
   if prior then return prior end
 end
 
-local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'x', 'par')
+local rv = redis.call('HMGET', KEYS[1], 'st', 'amt', 'ks', 'exp', 'x', 'par', 'pks')
 if not rv[1] then return 'N' end
+local missing = undeclared(rv[3], rv[7], rv[6])
+if missing then return missing end
 local st = rv[1]
 local now = tonumber(ARGV[3])
 if st == 'A' and tonumber(rv[4]) <= now then
@@ -46,5 +52,5 @@ else
   exp = cur
 end
 local answer = 'X|' .. i(exp) .. '|' .. x
-if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1] .. '\n' .. answer, 'PX', tonumber(ARGV[2])) end
+if idem then redis.call('SET', idem, ARGV[1] .. '\n' .. answer, 'PX', tonumber(ARGV[2])) end
 return answer

@@ -36,6 +36,35 @@ local function end_hold(rk, state, amt, ks, par, deadlines, retention_ms)
   redis.call('PEXPIRE', rk, retention_ms)
 end
 
+-- The keys a reservation's hold involves besides its own hash: its budgets `ks`, and for a draw its parent `par`
+-- and the parent's budgets `pks`. Scripts touch only keys they declare (Redis Cluster routes a call by its KEYS):
+-- returns nil when all of them are among KEYS, else "K|<every such key, space-separated>", before anything was
+-- written, for the caller to call again with them declared (they never change after the reservation is made).
+local function undeclared(ks, pks, par)
+  local declared = {}
+  for _, k in ipairs(KEYS) do declared[k] = true end
+  local need = {}
+  local missing = false
+  local function want(k)
+    if k and k ~= '' then
+      need[#need + 1] = k
+      if not declared[k] then missing = true end
+    end
+  end
+  for k in string.gmatch(ks or '', '%S+') do want(k) end
+  for k in string.gmatch(pks or '', '%S+') do want(k) end
+  want(par)
+  if missing then return 'K|' .. table.concat(need, ' ') end
+  return nil
+end
+
+-- The optional idempotency key of a call whose KEYS are `base` fixed keys, then the optional idempotency record,
+-- then `related` keys (see undeclared): KEYS[base + 1] when present, else nil.
+local function optional_key(base, related)
+  if #KEYS - related > base then return KEYS[base + 1] end
+  return nil
+end
+
 -- Looks up idempotency record `k` ("<fingerprint>\n<answer>"): 'R' .. answer when it holds this fingerprint (a
 -- replay), 'M' when the key was used for another payload, nil when the key is new.
 local function idem_prior(k, fp)

@@ -1,0 +1,94 @@
+/**
+ * `npm run test:cluster` (and the last stage of `npm test`): starts a local Redis Cluster of three masters
+ * (test/helpers/cluster.ts), runs the integration suites that touch Redis against it through test/run.ts with
+ * `APPORTION_TEST_REDIS=cluster` and `REDIS_CLUSTER_NODES` (test/helpers/env.ts points every helper at the
+ * cluster), then fails the run if any node refused any command with CROSSSLOT (INFO errorstats), whether or not
+ * a test noticed, or (for the default file list) if a Lua script of the product never ran on it. The cluster is
+ * torn down at the end, also when a suite fails.
+ *
+ * Usage: node --import tsx test/cluster/run.ts [file …]   (default: CLUSTER_SUITES)
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { luaScripts } from '../../src/redis/scripts.js';
+import { LocalCluster } from '../helpers/cluster.js';
+
+/** Every Lua script of the product, by name and SHA1 as the server sends it (src/redis/lua, src/rollout/lua). */
+function allScripts(): { name: string; sha: string }[] {
+  const out = [...luaScripts()].map(([name, s]) => ({ name, sha: s.sha }));
+  const dir = new URL('../../src/rollout/lua/', import.meta.url);
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.lua'))) {
+    out.push({ name: f, sha: createHash('sha1').update(readFileSync(new URL(f, dir), 'utf8')).digest('hex') });
+  }
+  return out;
+}
+
+/** The suites run on the cluster: every surface that writes to Redis, in-process and as separate processes. */
+export const CLUSTER_SUITES = [
+  // Two API and two worker processes over real sockets: config propagation (pub/sub), allocations, outcomes
+  // exactly once through a worker SIGKILL, 200 concurrent reservation clients, the sweeper, spans.
+  'test/cluster/scale-out.test.ts',
+  'test/integration/api.test.ts',
+  'test/integration/propagation.test.ts',
+  'test/integration/worker-crash.test.ts',
+  'test/budgets/reservations.test.ts',
+  'test/budgets/draws.test.ts',
+  'test/budgets/concurrency.test.ts',
+  'test/rollout/lifecycle.test.ts',
+  'test/rollout/api.test.ts',
+  'test/rollout/job.test.ts',
+  'test/learner/api.test.ts',
+  'test/costs/fixtures.test.ts',
+  'test/costs/otel.test.ts',
+];
+
+const files = process.argv.length > 2 ? process.argv.slice(2) : CLUSTER_SUITES;
+const cluster = await LocalCluster.start(3);
+process.stdout.write(`\n━━ Redis Cluster of 3 masters on ${cluster.nodes}: ${files.length} test files ━━\n`);
+let code = 1;
+const stop = () => cluster.stop();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    stop();
+    process.exit(130);
+  });
+}
+try {
+  code = await new Promise<number>((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/run.ts', ...files], {
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        APPORTION_TEST_REDIS: 'cluster',
+        REDIS_CLUSTER_NODES: cluster.nodes,
+        // Four server processes start at once in scale-out.test.ts: a busy host needs more than the default 5 min a test.
+        APPORTION_TEST_TIMEOUT_MS: process.env.APPORTION_TEST_TIMEOUT_MS ?? '600000',
+      },
+    });
+    child.on('close', (c) => resolve(c ?? 1));
+  });
+  const crossSlot = await cluster.crossSlotErrors();
+  const total = crossSlot.reduce((s, n) => s + n, 0);
+  if (total > 0) {
+    process.stdout.write(`✖ CROSSSLOT: the cluster's nodes refused ${total} command(s) with CROSSSLOT (per node: ${crossSlot.join(', ')})\n`);
+    code = 1;
+  } else {
+    process.stdout.write('✔ no CROSSSLOT error on any node of the cluster\n');
+  }
+  if (process.argv.length <= 2) {
+    // The whole cluster stage must have run every script on the cluster (a script cached on no node never ran).
+    const scripts = allScripts();
+    const ran = await cluster.scriptsRun(scripts.map((s) => s.sha));
+    const never = scripts.filter((_, i) => !ran[i]).map((s) => s.name);
+    if (never.length) {
+      process.stdout.write(`✖ scripts never run on the cluster: ${never.join(', ')}\n`);
+      code = 1;
+    } else {
+      process.stdout.write(`✔ all ${scripts.length} Lua scripts ran on the cluster\n`);
+    }
+  }
+} finally {
+  stop();
+}
+process.exitCode = code;

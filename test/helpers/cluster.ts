@@ -1,0 +1,125 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { freePort } from './private-redis.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A local Redis Cluster of `masters` masters (no replicas) on free loopback ports, each redis-server in a temp dir
+ * of its own: `redis-server --cluster-enabled yes`, then `redis-cli --cluster create … --cluster-yes`, ready once
+ * every node reports `cluster_state:ok`. `stop()` kills the servers and removes the dir.
+ */
+export class LocalCluster {
+  private readonly procs: ChildProcess[] = [];
+  private readonly dir = mkdtempSync(path.join(tmpdir(), 'apportion-cluster-'));
+
+  private constructor(readonly ports: readonly number[]) {}
+
+  static async start(masters = 3): Promise<LocalCluster> {
+    const ports: number[] = [];
+    while (ports.length < masters) {
+      const p = await freePort();
+      // The cluster bus listens on port + 10000: both must be free and below 65536.
+      if (p + 10000 < 65536 && !ports.includes(p)) ports.push(p);
+    }
+    const c = new LocalCluster(ports);
+    try {
+      await c.boot();
+    } catch (e) {
+      c.stop();
+      throw e;
+    }
+    return c;
+  }
+
+  /** `host:port,…`, as REDIS_CLUSTER_NODES takes it. */
+  get nodes(): string {
+    return this.ports.map((p) => `127.0.0.1:${p}`).join(',');
+  }
+
+  private async boot(): Promise<void> {
+    for (const port of this.ports) {
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', this.dir, '--cluster-enabled', 'yes',
+        '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '5000', '--save', '', '--appendonly', 'no'];
+      this.procs.push(spawn('redis-server', args, { stdio: 'ignore' }));
+    }
+    for (const port of this.ports) await this.waitFor(port, async (r) => (await r.ping()) === 'PONG', 'PONG');
+    const create = spawnSync('redis-cli', ['--cluster', 'create', ...this.ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed (${create.status}): ${create.stdout}${create.stderr}`);
+    for (const port of this.ports) {
+      await this.waitFor(port, async (r) => /cluster_state:ok/.test(String(await r.call('CLUSTER', 'INFO'))), 'cluster_state:ok');
+    }
+  }
+
+  private async waitFor(port: number, check: (r: Redis) => Promise<boolean>, what: string): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+      r.on('error', () => undefined);
+      const ok = await r
+        .connect()
+        .then(() => check(r))
+        .catch(() => false);
+      r.disconnect();
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`cluster node 127.0.0.1:${port}: no ${what} within 60 s`);
+      await sleep(100);
+    }
+  }
+
+  /** Per node, how many commands it refused with CROSSSLOT since it started (INFO errorstats). */
+  async crossSlotErrors(): Promise<number[]> {
+    return Promise.all(
+      this.ports.map(async (port) => {
+        const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
+        try {
+          const info = await r.info('errorstats');
+          const m = /errorstat_CROSSSLOT:count=(\d+)/.exec(info);
+          return m ? Number(m[1]) : 0;
+        } finally {
+          r.disconnect();
+        }
+      }),
+    );
+  }
+
+  /** Which of the given script SHA1s some node has cached (run at least once there: EVALSHA after EVAL, or EVAL). */
+  async scriptsRun(shas: readonly string[]): Promise<boolean[]> {
+    const perNode = await Promise.all(
+      this.ports.map(async (port) => {
+        const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
+        try {
+          return (await r.script('EXISTS', ...shas)) as number[];
+        } finally {
+          r.disconnect();
+        }
+      }),
+    );
+    return shas.map((_, i) => perNode.some((n) => n[i] === 1));
+  }
+
+  /** Per node, the number of keys it holds (DBSIZE). */
+  async keysPerNode(): Promise<number[]> {
+    return Promise.all(
+      this.ports.map(async (port) => {
+        const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
+        try {
+          return await r.dbsize();
+        } finally {
+          r.disconnect();
+        }
+      }),
+    );
+  }
+
+  stop(): void {
+    for (const p of this.procs) if (p.exitCode === null) p.kill('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
