@@ -3,52 +3,14 @@ import type { Redis } from 'ioredis';
 import { GroupCommitter } from '../redis/group-commit.js';
 import type { Keys } from '../redis/keys.js';
 import { runScript } from '../redis/scripts.js';
-import type { Features } from '../strategies/types.js';
+import type { EngineRecord as DecisionRecord } from '@apportion/sdk/engine';
 import { bucketField, decodeRecords, encodeRecord, packBatch, RecordDictionary } from './record-codec.js';
-/** What was decided for one request: joined with its outcome later, and the log off-policy evaluation reads. */
-export interface DecisionRecord {
-  readonly id: string;
-  readonly pipeline: string;
-  readonly pipelineVersion: number;
-  readonly strategy: string;
-  readonly strategyVersion: number;
-  readonly strategyKind: string;
-  readonly reason: string;
-  readonly budgets: Readonly<Record<string, number>>;
-  readonly totalTokens: number;
-  readonly features: Features;
-  readonly unitKey?: string;
-  /** Epoch ms. */
-  readonly ts: number;
-  /** Routing details (experiment, variant, phase…) and strategy meta (propensity, model version…). */
-  readonly route?: Readonly<Record<string, unknown>>;
-  readonly meta?: Readonly<Record<string, unknown>>;
-  /** What shadow strategies would have done (see ShadowHook). */
-  readonly shadow?: Readonly<Record<string, unknown>>;
-  /** The routing stage of the logging policy, when it was random (see DecisionRouting). */
-  readonly routing?: DecisionRouting;
-}
-
 /**
- * When a request could have gone to more than one strategy (experiment variants, coverage, ramp, holdout),
- * the probability `q` that it went to the strategy that served, and every other strategy it could have gone
- * to with its probability and what that strategy would have done for this request: its budgets (`b`, pipeline
- * agent order) and, for a strategy that randomises, its logging meta (`l`, the learned strategy's
- * `meta.learner`, from which its whole action distribution is rebuilt). With the serving strategy's own
- * propensity this gives the exact probability of every action the logging policy could have taken
- * (src/learner/propensity.ts). Absent when the route was certain (q = 1).
+ * What was decided for one request: joined with its outcome later, and the log off-policy evaluation reads.
+ * The engine's record type (`@apportion/sdk/engine`), which builds it for the server and for the SDK's local mode;
+ * `routing` is the routing stage of the logging policy when it was random (see DecisionRouting there).
  */
-export interface DecisionRouting {
-  readonly q: number;
-  readonly alt: readonly RouteAlternative[];
-}
-
-export interface RouteAlternative {
-  readonly s: string;
-  readonly q: number;
-  readonly b: readonly number[];
-  readonly l?: Readonly<Record<string, unknown>>;
-}
+export type { EngineRecord as DecisionRecord, DecisionRouting, RouteAlternative } from '@apportion/sdk/engine';
 
 /**
  * `<epoch second, base 36>-<UUID>`: 122 random bits, and the second the decision was made, which names the

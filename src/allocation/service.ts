@@ -1,4 +1,4 @@
-import { allocationResultOf, decide, decisionRecordOf, EngineError, type AllocationReason, type AllocationRequest as EngineRequest, type EngineDecision, type Router } from '@apportion/sdk/engine';
+import { allocationResultOf, decide, decisionRecordOf, EngineError, type AllocationReason, type AllocationRequest as EngineRequest, type EngineDecision, type EngineResult as AllocationResult, type Router } from '@apportion/sdk/engine';
 import { AppError } from '../errors/app-error.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
@@ -31,25 +31,8 @@ export interface ShadowHook {
   ): Readonly<Record<string, unknown>> | undefined;
 }
 
-export interface AllocationResult {
-  readonly decisionId: string;
-  readonly pipeline: string;
-  readonly pipelineVersion: number;
-  readonly strategy: string;
-  readonly strategyVersion: number;
-  readonly budgets: Record<string, { tokens: number }>;
-  readonly totalTokens: number;
-  readonly unallocatedTokens: number;
-  readonly reason: AllocationReason;
-  /** Set when the routed strategy failed and another served: which one failed and why. */
-  readonly fallback?: { readonly from: string; readonly error: string };
-  /** False when the decision record could not be written (outcomes for it will be refused). */
-  readonly recorded: boolean;
-  /** Rollout experiment and variant that routed the request, when one did. */
-  readonly experiment?: string;
-  readonly variant?: string;
-  readonly route?: Readonly<Record<string, unknown>>;
-}
+/** The answer of POST /v1/allocations: the engine's (`@apportion/sdk/engine`), as local mode answers too. */
+export type { EngineResult as AllocationResult } from '@apportion/sdk/engine';
 
 export interface AllocationObserver {
   onAllocation?(result: AllocationResult): void;
