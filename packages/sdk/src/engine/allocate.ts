@@ -219,7 +219,7 @@ export const experimentRouter: Router = {
   distribution: (view, pipeline, req) => routeDistribution(view, pipeline, req.unitKey, req.features),
 };
 
-/** A decision record as the server stores it (src/allocation/decisions.ts DecisionRecord). */
+/** A decision record: what was decided for one request, joined with its outcome later and read by off-policy evaluation (the server's DecisionRecord). */
 export interface EngineRecord {
   readonly id: string;
   readonly pipeline: string;
@@ -232,10 +232,14 @@ export interface EngineRecord {
   readonly totalTokens: number;
   readonly features: Features;
   readonly unitKey?: string;
+  /** Epoch ms. */
   readonly ts: number;
+  /** Routing details (experiment, variant, phase…) and strategy meta (propensity, model version…). */
   readonly route?: Readonly<Record<string, unknown>>;
   readonly meta?: Readonly<Record<string, unknown>>;
+  /** What shadow strategies would have done (the server's shadow hook). */
   readonly shadow?: Readonly<Record<string, unknown>>;
+  /** The routing stage of the logging policy, when it was random (see DecisionRouting). */
   readonly routing?: DecisionRouting;
 }
 
