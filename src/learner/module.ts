@@ -42,7 +42,9 @@ export function learnerModule(core: Core): LearnerModule {
   const tickQueue = new Queue(TICK_QUEUE, { connection: core.bullRedis, prefix, defaultJobOptions: { removeOnComplete: true, removeOnFail: { count: 10 } } });
 
   const enqueueTrain = async (pipeline: string): Promise<void> => {
-    // Deduplicated while a retrain of the pipeline is waiting or running: at most one at a time.
+    // Deduplicated while a retrain of the pipeline is waiting: at most one waiting per pipeline. The worker frees
+    // the key when it starts the job, so a retrain asked for while one runs (say, right after its new version
+    // became visible, before its job completed) waits and runs after it instead of being dropped.
     await trainQueue.add('train', { pipeline }, { deduplication: { id: `train-${pipeline}` } });
   };
 
@@ -105,6 +107,7 @@ export function learnerModule(core: Core): LearnerModule {
         TRAIN_QUEUE,
         async (job: Job<{ pipeline: string }>) => {
           let res: Awaited<ReturnType<typeof training.train>>;
+          await job.removeDeduplicationKey();
           try {
             res = await training.train(job.data.pipeline);
           } catch (err) {

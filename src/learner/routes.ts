@@ -240,7 +240,7 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
     {
       schema: {
         tags: ['learner'],
-        summary: 'Queue a retrain now (one at a time per pipeline)',
+        summary: 'Queue a retrain now (at most one waiting per pipeline; one asked for while another runs waits for it)',
         params: ModelParams,
         response: { 202: Type.Object({ queued: Type.Boolean() }), ...errorResponses },
       },
