@@ -157,9 +157,15 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
     row('uniform', last.uniform);
     row('oracle', last.oracle);
     process.stdout.write(`  served (exploring) mean observed quality ${(served / o.outcomes).toFixed(4)}\n  learning curve: ${chartPath}\n`);
-    if (last.model === 0 || (failedRetrains ?? 0) > 0) {
-      // Loud, and a failing exit status: "model v0" after thousands of outcomes is a broken learner, not a result.
-      const what = last.model === 0 ? `no model was trained after ${o.outcomes} outcomes (model v0): "learned" above is the untrained prior` : `the model reached v${last.model}`;
+    // Versions trained so far, served or not: with none after all these outcomes the learner is broken; with some
+    // but none serving, the activation gate has not passed one yet and the default strategy serves (a result).
+    const trained = last.model > 0 ? 1 : ((await client.request<{ versions: unknown[] }>('GET', `/v1/models/${pipeline}`)).versions?.length ?? 0);
+    if (last.model === 0 && trained > 0) {
+      process.stdout.write(`  ${trained} version(s) trained; none has cleared the activation gate yet, so the pipeline's default strategy serves ("learned" above is that strategy)\n`);
+    }
+    if (trained === 0 || (failedRetrains ?? 0) > 0) {
+      // Loud, and a failing exit status: no version trained after thousands of outcomes is a broken learner, not a result.
+      const what = trained === 0 ? `no model was trained after ${o.outcomes} outcomes (model v0): "learned" above is the default strategy` : `the model reached v${last.model}`;
       const failures = failedRetrains === undefined ? 'the server did not report apportion_learner_retrains_total' : `${failedRetrains} retrain attempt(s) failed`;
       process.stderr.write(`\nWARNING: ${what}; ${failures}. See the worker's log ("learner retrain FAILED") and /metrics.\n`);
       process.exitCode = 1;
