@@ -2,7 +2,7 @@
  * Local evaluation: allocations per second in process (one thread = one core) against the HTTP path's throughput,
  * measured in the same run.
  *
- *   node --import tsx bench/local-eval.ts [--seconds 3] [--duration 5] [--connections 64]
+ *   node --import tsx bench/local-eval.ts [--seconds 3] [--duration 5] [--connections 64] [--baseline DIR] [--rounds 3]
  *
  * Starts `apportion serve` (auth on), creates the shared-vector pipelines (test/localeval/fixtures.ts: every
  * built-in kind, experiments, a learned strategy with a serving model and a candidate), syncs an SDK in local mode
@@ -11,8 +11,15 @@
  * same estimate requests from autocannon for `--duration`. "Per core" is measured as allocations per CPU-second
  * (this process's CPU time for local; the server's plus Redis's for HTTP), which a shared, loaded machine does not
  * distort; wall-clock rates are printed beside. Prints the ratio local ÷ HTTP per core. Targets: ≥ 200,000/s for uniform/static/estimate, ≥ 30,000/s for learned, ≥ 50× HTTP.
+ *
+ * `--baseline DIR` also loads another build of the SDK (DIR is a copy of an older `packages/sdk/dist`, e.g.
+ * `cp -r packages/sdk/dist /tmp/sdk-base` before a change) and, per kind, alternates `--rounds` timed passes of
+ * that build and this one over the same requests, printing each build's median and the ratio this ÷ baseline.
+ * Only local mode is compared (the server runs this checkout's code).
  */
 import { loadavg } from 'node:os';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Apportion } from '@apportion/sdk';
 import { Redis } from 'ioredis';
 import { ControlStore } from '../src/control/store.js';
@@ -26,6 +33,30 @@ const fmtN = (x: number) => Math.round(x).toLocaleString('en-US').padStart(10);
 const seconds = Number(flag('seconds', '3'));
 const duration = Number(flag('duration', '5'));
 const connections = Number(flag('connections', '64'));
+const baselineDir = flag('baseline', '');
+const rounds = Number(flag('rounds', '3'));
+
+type Evaluator = Awaited<ReturnType<Apportion['evaluator']>>;
+
+/** One timed pass of `seconds` over `bodies`: allocations per CPU-second and per wall second. */
+function pass(local: Evaluator, bodies: readonly Parameters<Evaluator['allocateNow']>[0][]): { rate: number; wall: number } {
+  let n = 0;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const until = t0 + seconds * 1000;
+  while (performance.now() < until) {
+    for (let i = 0; i < 1000; i++) local.allocateNow(bodies[(n + i) & 1023]!);
+    n += 1000;
+  }
+  const wall = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  return { rate: n / ((c.user + c.system) / 1e6), wall: n / wall };
+}
+
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
 
 async function main(): Promise<void> {
   const server = await spawnServer();
@@ -46,6 +77,14 @@ async function main(): Promise<void> {
     const sdk = new Apportion({ url: server.url, key: server.clientKey, mode: 'local', maxBuffer: 0 });
     await sdk.ready();
     const local = await sdk.evaluator();
+    let baseSdk: Apportion | undefined;
+    let base: Evaluator | undefined;
+    if (baselineDir) {
+      const mod = (await import(pathToFileURL(resolve(baselineDir, 'esm/index.js')).href)) as { Apportion: typeof Apportion };
+      baseSdk = new mod.Apportion({ url: server.url, key: server.clientKey, mode: 'local', maxBuffer: 0 });
+      await baseSdk.ready();
+      base = await baseSdk.evaluator();
+    }
     const rng = mulberry32(1);
     const varied = (pipeline: string, strategy: string) =>
       Array.from({ length: 1024 }, () => {
@@ -69,22 +108,31 @@ async function main(): Promise<void> {
     for (const [label, bodies] of kinds) {
       // Warm-up (compilation, JIT), then timed.
       for (let i = 0; i < 20_000; i++) local.allocateNow(bodies[i & 1023]!);
-      let n = 0;
-      const c0 = process.cpuUsage();
-      const t0 = performance.now();
-      const until = t0 + seconds * 1000;
-      while (performance.now() < until) {
-        for (let i = 0; i < 1000; i++) local.allocateNow(bodies[(n + i) & 1023]!);
-        n += 1000;
+      if (!base) {
+        const r = pass(local, bodies);
+        rates[label] = r.rate;
+        wallRates[label] = r.wall;
+        console.log(`local ${label.padEnd(22)} ${fmtN(r.rate)} allocations per CPU-second (one core)   ${fmtN(r.wall)} /s wall`);
+        continue;
       }
-      const wall = (performance.now() - t0) / 1000;
-      const c = process.cpuUsage(c0);
-      const rate = n / ((c.user + c.system) / 1e6);
-      rates[label] = rate;
-      wallRates[label] = n / wall;
-      console.log(`local ${label.padEnd(22)} ${fmtN(rate)} allocations per CPU-second (one core)   ${fmtN(n / wall)} /s wall`);
+      for (let i = 0; i < 20_000; i++) base.allocateNow(bodies[i & 1023]!);
+      const mine: number[] = [];
+      const theirs: number[] = [];
+      const walls: number[] = [];
+      for (let k = 0; k < rounds; k++) {
+        theirs.push(pass(base, bodies).rate);
+        const r = pass(local, bodies);
+        mine.push(r.rate);
+        walls.push(r.wall);
+      }
+      rates[label] = median(mine);
+      wallRates[label] = median(walls);
+      console.log(
+        `local ${label.padEnd(22)} ${fmtN(rates[label]!)} allocations per CPU-second (one core); baseline ${fmtN(median(theirs))}; ratio ${(rates[label]! / median(theirs)).toFixed(2)}×  (medians of ${rounds} alternating passes)`,
+      );
     }
     await sdk.close();
+    await baseSdk?.close();
     const httpBodies = kinds[2][1];
     const { r: http, cpu, wall } = await withCpu(server, redis, () =>
       cannon({ url: server.url, path: '/v1/allocations', bodies: httpBodies, key: server.clientKey, connections, durationSec: duration }),

@@ -48,6 +48,8 @@ export class LocalEvaluator implements LocalEvaluatorApi {
   private readonly buffer: EngineRecord[] = [];
   private readonly kinds: KindLookup;
   private readonly routers = [experimentRouter];
+  /** What the engine needs of this evaluator (one object, not one per allocation). */
+  private readonly deps: { readonly kinds: KindLookup; readonly routers: readonly (typeof experimentRouter)[] };
   private ready: Promise<void>;
   private flushing: Promise<void> | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -72,6 +74,7 @@ export class LocalEvaluator implements LocalEvaluatorApi {
     };
     const table: Readonly<Record<string, ReturnType<KindLookup['get']>>> = { ...BUILTIN_ENGINE_KINDS, learned };
     this.kinds = { get: (kind) => (Object.hasOwn(table, kind) ? table[kind] : undefined) };
+    this.deps = { kinds: this.kinds, routers: this.routers };
     this.ready = this.sync();
     this.ready.catch((e: unknown) => this.opts.onError?.(e));
     if (opts.stream !== false) void this.streamLoop();
@@ -225,7 +228,7 @@ export class LocalEvaluator implements LocalEvaluatorApi {
     const id = params.decisionId ?? newDecisionId();
     let d;
     try {
-      d = decide({ kinds: this.kinds, routers: this.routers }, view, params, id);
+      d = decide(this.deps, view, params, id);
     } catch (e) {
       if (e instanceof EngineError) throw new ApportionHttpError(e.code === 'INTERNAL' ? 500 : e.code === 'INFEASIBLE_TOTAL' ? 400 : 404, e.code, e.message, { code: e.code, message: e.message });
       throw e;

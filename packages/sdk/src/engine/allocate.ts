@@ -1,7 +1,7 @@
 import { builtinUniform, compiledStrategy, type KindLookup } from './strategies.js';
 import { routeDistribution, routeExperiments } from './routing.js';
 import { deriveTokenFeatures } from './tokens.js';
-import { BUILTIN_UNIFORM_ID, EngineError, type AllocationReason, type ControlView, type Features, type Pipeline, type Route, type StrategyDef } from './types.js';
+import { BUILTIN_UNIFORM_ID, EngineError, type AllocationInput, type AllocationReason, type ControlView, type Features, type Pipeline, type Route, type StrategyDef } from './types.js';
 
 /**
  * The allocation engine (pure: no I/O): route → strategy → budgets, with the fallback chain and the routing
@@ -86,38 +86,49 @@ export function decide(deps: EngineDeps, view: ControlView, req: AllocationReque
     throw new EngineError('INFEASIBLE_TOTAL', `body/totalTokens (${total}) is below the sum of the agents' minTokens (${minSum})`);
   }
   const features = deriveTokenFeatures(req.features ?? {});
-  const input = { features, totalTokens: total, decisionId: id, ...(req.unitKey !== undefined ? { unitKey: req.unitKey } : {}) };
-  const routed0 = { ...req, features };
+  const input: AllocationInput = req.unitKey !== undefined ? { features, totalTokens: total, decisionId: id, unitKey: req.unitKey } : { features, totalTokens: total, decisionId: id };
+  // The request as routers see it: with the derived features (the request itself when they are its own).
+  const routed0: AllocationRequest & { features: Features } = req.features === features ? (req as AllocationRequest & { features: Features }) : { ...req, features };
   const route = resolveRoute(deps, view, pipeline, routed0);
-  const chain: { def: StrategyDef; reason: AllocationReason }[] = [];
+  // The chain: the routed strategy, then the pipeline default, then the built-in uniform. The first to allocate serves.
   const routed = route.strategyId === BUILTIN_UNIFORM_ID ? builtinUniform(pipeline) : view.strategies.get(route.strategyId);
-  if (routed) chain.push({ def: routed, reason: route.reason });
-  const dflt = pipeline.defaultStrategy ? view.strategies.get(pipeline.defaultStrategy) : undefined;
-  if (dflt && dflt.pipeline === pipeline.id && dflt.id !== routed?.id) chain.push({ def: dflt, reason: 'fallback' });
-  chain.push({ def: builtinUniform(pipeline), reason: 'fallback' });
-
   let failure: { from: string; error: string } | undefined;
-  if (!routed) failure = { from: route.strategyId, error: 'strategy no longer exists' };
-  for (const { def, reason } of chain) {
+  if (routed) {
+    try {
+      const out = compiledStrategy(deps.kinds, view, routed, pipeline).allocate(input);
+      const budgets = checkBudgets(pipeline, out.budgets, total);
+      const routing = route.reason !== 'requested' ? routingOf(deps, view, pipeline, routed0, routed.id, total, id) : undefined;
+      const d: { -readonly [K in keyof EngineDecision]: EngineDecision[K] } = { pipeline, def: routed, reason: route.reason, budgets, totalTokens: total, features, route };
+      if (out.meta) d.meta = out.meta;
+      if (routing) d.routing = routing;
+      return d;
+    } catch (e) {
+      deps.onStrategyError?.(routed.id, e);
+      failure = { from: routed.id, error: e instanceof Error ? e.message : String(e) };
+    }
+  } else failure = { from: route.strategyId, error: 'strategy no longer exists' };
+
+  const chain: StrategyDef[] = [];
+  const dflt = pipeline.defaultStrategy ? view.strategies.get(pipeline.defaultStrategy) : undefined;
+  if (dflt && dflt.pipeline === pipeline.id && dflt.id !== routed?.id) chain.push(dflt);
+  chain.push(builtinUniform(pipeline));
+  for (const def of chain) {
     try {
       const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate(input);
       const budgets = checkBudgets(pipeline, out.budgets, total);
-      const routing = !failure && route.reason !== 'requested' ? routingOf(deps, view, pipeline, routed0, def.id, total, id) : undefined;
       return {
         pipeline,
         def,
-        reason: failure ? 'fallback' : reason,
-        ...(failure ? { fallback: failure } : {}),
+        reason: 'fallback',
+        fallback: failure,
         budgets,
         totalTokens: total,
         features,
         route,
         ...(out.meta ? { meta: out.meta } : {}),
-        ...(routing ? { routing } : {}),
       };
     } catch (e) {
       deps.onStrategyError?.(def.id, e);
-      failure ??= { from: def.id, error: e instanceof Error ? e.message : String(e) };
     }
   }
   // Unreachable in practice: uniform only fails on an infeasible total, which was rejected above.
@@ -207,10 +218,12 @@ export function newDecisionId(now = Date.now()): string {
     idSecond = sec;
     idPrefix = `${sec.toString(36)}-`;
   }
-  return idPrefix + globalThis.crypto.randomUUID();
+  return idPrefix + (randomUUID ??= globalThis.crypto.randomUUID.bind(globalThis.crypto))();
 }
 let idSecond = -1;
 let idPrefix = '';
+/** Looked up once: `globalThis.crypto` is a getter. */
+let randomUUID: (() => string) | undefined;
 
 /** The experiment router (see routing.ts). */
 export const experimentRouter: Router = {
@@ -245,7 +258,8 @@ export interface EngineRecord {
 
 /** The decision record of an engine decision (what the server writes, and what local mode ships). */
 export function decisionRecordOf(id: string, d: EngineDecision, unitKey: string | undefined, ts: number, shadow?: Readonly<Record<string, unknown>>): EngineRecord {
-  return {
+  // Optional fields are added in place, in the order the record's fields are listed (its JSON keeps that order).
+  const r: { -readonly [K in keyof EngineRecord]: EngineRecord[K] } = {
     id,
     pipeline: d.pipeline.id,
     pipelineVersion: d.pipeline.version,
@@ -256,13 +270,14 @@ export function decisionRecordOf(id: string, d: EngineDecision, unitKey: string 
     budgets: d.budgets,
     totalTokens: d.totalTokens,
     features: d.features,
-    ...(unitKey !== undefined ? { unitKey } : {}),
-    ts,
-    ...(d.route.details ? { route: d.route.details } : {}),
-    ...(d.meta ? { meta: d.meta } : {}),
-    ...(shadow ? { shadow } : {}),
-    ...(d.routing ? { routing: d.routing } : {}),
-  };
+  } as EngineRecord;
+  if (unitKey !== undefined) r.unitKey = unitKey;
+  r.ts = ts;
+  if (d.route.details) r.route = d.route.details;
+  if (d.meta) r.meta = d.meta;
+  if (shadow) r.shadow = shadow;
+  if (d.routing) r.routing = d.routing;
+  return r;
 }
 
 /** The allocation answer (POST /v1/allocations) of an engine decision. */
@@ -286,13 +301,16 @@ export interface EngineResult {
 export function allocationResultOf(id: string, d: EngineDecision, recorded: boolean): EngineResult {
   const out: Record<string, { tokens: number }> = {};
   let sum = 0;
-  for (const a of d.pipeline.agents) {
-    const t = d.budgets[a.name]!;
-    out[a.name] = { tokens: t };
+  const agents = d.pipeline.agents;
+  for (let i = 0; i < agents.length; i++) {
+    const name = agents[i]!.name;
+    const t = d.budgets[name]!;
+    out[name] = { tokens: t };
     sum += t;
   }
   const details = d.route.details;
-  return {
+  // Optional fields are added in place, in the answer's field order (its JSON keeps that order).
+  const r: { -readonly [K in keyof EngineResult]: EngineResult[K] } = {
     decisionId: id,
     pipeline: d.pipeline.id,
     pipelineVersion: d.pipeline.version,
@@ -302,10 +320,13 @@ export function allocationResultOf(id: string, d: EngineDecision, recorded: bool
     totalTokens: d.totalTokens,
     unallocatedTokens: d.totalTokens - sum,
     reason: d.reason,
-    ...(d.fallback ? { fallback: d.fallback } : {}),
-    recorded,
-    ...(typeof details?.experiment === 'string' ? { experiment: details.experiment } : {}),
-    ...(typeof details?.variant === 'string' ? { variant: details.variant } : {}),
-    ...(details ? { route: details } : {}),
-  };
+  } as EngineResult;
+  if (d.fallback) r.fallback = d.fallback;
+  r.recorded = recorded;
+  if (details) {
+    if (typeof details.experiment === 'string') r.experiment = details.experiment;
+    if (typeof details.variant === 'string') r.variant = details.variant;
+    r.route = details;
+  }
+  return r;
 }

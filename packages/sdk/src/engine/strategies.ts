@@ -1,4 +1,4 @@
-import { waterFill } from '../water-fill.js';
+import { waterFill, waterFillColumns } from '../water-fill.js';
 import { BUILTIN_UNIFORM_ID, type CompiledStrategy, type ControlView, type Features, type Pipeline, type StrategyDef } from './types.js';
 
 /**
@@ -9,9 +9,8 @@ import { BUILTIN_UNIFORM_ID, type CompiledStrategy, type ControlView, type Featu
 
 export function toBudgets(pipeline: Pipeline, values: readonly number[]): Record<string, number> {
   const out: Record<string, number> = {};
-  pipeline.agents.forEach((a, i) => {
-    out[a.name] = values[i]!;
-  });
+  const agents = pipeline.agents;
+  for (let i = 0; i < agents.length; i++) out[agents[i]!.name] = values[i]!;
   return out;
 }
 
@@ -90,25 +89,28 @@ function estimator(params: EstimateParams, pipeline: Pipeline): (features: Featu
   const n = pipeline.agents.length;
   const models = pipeline.agents.map((a) => {
     const m = params.agents[a.name];
-    return m ? { base: m.base ?? 0, per: Object.entries(m.per ?? {}), task: m.task } : undefined;
+    if (!m) return undefined;
+    const per = Object.entries(m.per ?? {});
+    return { base: m.base ?? 0, names: per.map(([f]) => f), coefs: per.map(([, c]) => c), task: m.task };
   });
   return (features, total) => {
     const taskValue = features[taskFeature];
     const share = total / n;
-    const out = new Array<number>(n);
+    const out: number[] = [];
     for (let i = 0; i < n; i++) {
       const m = models[i];
       if (!m) {
-        out[i] = share;
+        out.push(share);
         continue;
       }
       let need = m.base;
-      for (const [f, coef] of m.per) {
-        const x = features[f];
-        if (typeof x === 'number' && Number.isFinite(x)) need += coef * x;
+      const { names, coefs } = m;
+      for (let k = 0; k < names.length; k++) {
+        const x = features[names[k]!];
+        if (typeof x === 'number' && Number.isFinite(x)) need += coefs[k]! * x;
       }
       if (typeof taskValue === 'string' && m.task && m.task[taskValue] !== undefined) need *= m.task[taskValue];
-      out[i] = Math.max(0, need * margin);
+      out.push(Math.max(0, need * margin));
     }
     return out;
   };
@@ -117,14 +119,23 @@ function estimator(params: EstimateParams, pipeline: Pipeline): (features: Featu
 /** Request-time estimation: give each agent what its features say it needs, scaled down to fit the total. */
 export function compileEstimate(params: EstimateParams, pipeline: Pipeline): CompiledStrategy {
   const needsOf = estimator(params, pipeline);
+  const agents = pipeline.agents;
+  const n = agents.length;
+  const mins = agents.map((a) => a.minTokens);
+  const maxes = agents.map((a) => a.maxTokens ?? Infinity);
   return {
     allocate({ features, totalTokens }) {
       const needs = needsOf(features, totalTokens);
-      const fit = waterFill(
-        pipeline.agents.map((a, i) => ({ min: a.minTokens, cap: Math.min(a.maxTokens ?? Infinity, Math.ceil(needs[i]!)), weight: needs[i]! })),
-        totalTokens,
-      );
-      return { budgets: toBudgets(pipeline, fit), meta: { needs: needs.map((n) => Math.ceil(n)) } };
+      // Each agent is capped at its need (rounded up), which the record logs too.
+      const ceiled: number[] = [];
+      const caps: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const c = Math.ceil(needs[i]!);
+        ceiled.push(c);
+        caps.push(Math.min(maxes[i]!, c));
+      }
+      const fit = waterFillColumns(mins, caps, needs, n, totalTokens);
+      return { budgets: toBudgets(pipeline, fit), meta: { needs: ceiled } };
     },
   };
 }
@@ -188,18 +199,31 @@ export interface KindLookup {
  * Throws when the strategy cannot be compiled for this pipeline (the caller falls back).
  */
 export function compiledStrategy(kinds: KindLookup, view: ControlView, def: StrategyDef, pipeline: Pipeline): CompiledStrategy {
-  return view.memo(`strategy:${def.id}:${def.version}:${pipeline.version}`, () => {
+  // Front cache by definition object (no key string per call). A hit is what the view's memo holds for this
+  // (view, id, version, pipeline version): an entry is only kept for the view and pipeline it was looked up with.
+  const hit = compiledByDef.get(def);
+  if (hit !== undefined && hit.view === view && hit.pipeline === pipeline) return hit.compiled;
+  const compiled = view.memo(`strategy:${def.id}:${def.version}:${pipeline.version}`, () => {
     const kind = kinds.get(def.kind);
     if (!kind) throw new Error(`strategy kind ${def.kind} is not registered in this process`);
     kind.check?.(def.params, pipeline);
     return kind.compile(def.params, { pipeline, strategyId: def.id });
   });
+  compiledByDef.set(def, { view, pipeline, compiled });
+  return compiled;
 }
+const compiledByDef = new WeakMap<StrategyDef, { readonly view: ControlView; readonly pipeline: Pipeline; readonly compiled: CompiledStrategy }>();
 
-/** The built-in uniform strategy of a pipeline. */
+/** The built-in uniform strategy of a pipeline (one object per pipeline object). */
 export function builtinUniform(pipeline: Pipeline): StrategyDef {
-  return { id: BUILTIN_UNIFORM_ID, version: 0, pipeline: pipeline.id, kind: 'uniform', params: {} };
+  let def = builtinByPipeline.get(pipeline);
+  if (!def) {
+    def = { id: BUILTIN_UNIFORM_ID, version: 0, pipeline: pipeline.id, kind: 'uniform', params: {} };
+    builtinByPipeline.set(pipeline, def);
+  }
+  return def;
 }
+const builtinByPipeline = new WeakMap<Pipeline, StrategyDef>();
 
 /** Refuses parameter maps that name agents the pipeline does not have (the server's checks, as plain errors). */
 function checkAgents(pipeline: Pipeline, names: Iterable<string>, field: string): void {
