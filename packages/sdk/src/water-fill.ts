@@ -118,18 +118,27 @@ function fill(n: number, total: number): number[] {
     }
     sPts[j + 1] = x;
   }
-  let prev = 0;
-  let fPrev = fAt(n, 0);
+  // The reference walks the breakpoints up to the first p_k with f(p_k) ≥ target. f as computed is
+  // non-decreasing in λ (each term is, and a rounded sum is non-decreasing in each operand), so that k is found
+  // by binary search, with the same f values at p_k and p_{k-1} (or at 0 when k = 0).
+  let lo = 0;
+  let hi = np;
+  let fHi = NaN;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const fm = fAt(n, sPts[mid]!);
+    if (fm >= target) {
+      hi = mid;
+      fHi = fm;
+    } else lo = mid + 1;
+  }
+  const prev = lo === 0 ? 0 : sPts[lo - 1]!;
+  const fPrev = fAt(n, prev);
   let lambda = NaN;
-  for (let k = 0; k < np; k++) {
-    const p = sPts[k]!;
-    const fp = fAt(n, p);
-    if (fp >= target) {
-      lambda = fp === fPrev ? p : prev + ((target - fPrev) * (p - prev)) / (fp - fPrev);
-      break;
-    }
-    prev = p;
-    fPrev = fp;
+  if (lo < np) {
+    const p = sPts[lo]!;
+    const fp = fHi;
+    lambda = fp === fPrev ? p : prev + ((target - fPrev) * (p - prev)) / (fp - fPrev);
   }
   if (Number.isNaN(lambda)) {
     let slope = 0;

@@ -210,7 +210,10 @@ export function checkBudgets(pipeline: Pipeline, budgets: Readonly<Record<string
 
 /**
  * `<epoch second, base 36>-<UUID>`: 122 random bits, and the second the decision was made, which names the
- * time bucket its record is stored in (so reading it needs no index).
+ * time bucket its record is stored in (so reading it needs no index). The UUID is a version 4 UUID (RFC 9562,
+ * lower-case hex), formatted here from a pool of cryptographically random bytes (`crypto.getRandomValues`,
+ * refilled every 256 ids) rather than by `crypto.randomUUID`, whose argument checks cost more than the rest of a
+ * local allocation's id.
  */
 export function newDecisionId(now = Date.now()): string {
   const sec = Math.floor(now / 1000);
@@ -218,12 +221,29 @@ export function newDecisionId(now = Date.now()): string {
     idSecond = sec;
     idPrefix = `${sec.toString(36)}-`;
   }
-  return idPrefix + (randomUUID ??= globalThis.crypto.randomUUID.bind(globalThis.crypto))();
+  if (poolAt === POOL_BYTES) {
+    globalThis.crypto.getRandomValues(pool);
+    poolAt = 0;
+  }
+  const b = pool;
+  const i = poolAt;
+  poolAt += 16;
+  const h = HEX;
+  return (
+    idPrefix +
+    h[b[i]!]! + h[b[i + 1]!]! + h[b[i + 2]!]! + h[b[i + 3]!]! + '-' +
+    h[b[i + 4]!]! + h[b[i + 5]!]! + '-' +
+    h[(b[i + 6]! & 0x0f) | 0x40]! + h[b[i + 7]!]! + '-' +
+    h[(b[i + 8]! & 0x3f) | 0x80]! + h[b[i + 9]!]! + '-' +
+    h[b[i + 10]!]! + h[b[i + 11]!]! + h[b[i + 12]!]! + h[b[i + 13]!]! + h[b[i + 14]!]! + h[b[i + 15]!]!
+  );
 }
 let idSecond = -1;
 let idPrefix = '';
-/** Looked up once: `globalThis.crypto` is a getter. */
-let randomUUID: (() => string) | undefined;
+const POOL_BYTES = 16 * 256;
+const pool = new Uint8Array(POOL_BYTES);
+let poolAt = POOL_BYTES;
+const HEX: readonly string[] = Array.from({ length: 256 }, (_, v) => v.toString(16).padStart(2, '0'));
 
 /** The experiment router (see routing.ts). */
 export const experimentRouter: Router = {

@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { newDecisionId } from '@apportion/sdk/engine';
+import { decisionSecond } from '../../src/allocation/decisions.js';
+import { bucketField } from '../../src/allocation/record-codec.js';
+
+/** Decision ids made in process (local mode): the server's canonical form, so they are stored compactly and found by time. */
+describe('local decision ids', () => {
+  it('are `<epoch second base 36>-<version 4 UUID>`, distinct, with the second they were made in', () => {
+    const seen = new Set<string>();
+    const now = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
+    // More ids than the random pool holds, so it is refilled several times.
+    for (let i = 0; i < 5000; i++) {
+      const id = newDecisionId(now);
+      assert.match(id, /^[0-9a-z]{6,7}-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      assert.equal(decisionSecond(id), Math.floor(now / 1000));
+      const field = bucketField(id);
+      assert.ok(Buffer.isBuffer(field) && field.length === 16, 'stored under the 16 bytes of its UUID');
+      assert.ok(!seen.has(id), `id ${id} repeated`);
+      seen.add(id);
+    }
+    // Every hex digit of the random groups occurs (the formatting covers all byte values).
+    const digits = new Set([...seen].map((id) => id.slice(id.indexOf('-') + 1).replaceAll('-', '')).join(''));
+    for (const d of '0123456789abcdef') assert.ok(digits.has(d), `digit ${d} never drawn`);
+    // Without a time given: the current second.
+    const before = Math.floor(Date.now() / 1000);
+    const sec = decisionSecond(newDecisionId())!;
+    assert.ok(sec >= before && sec <= Math.floor(Date.now() / 1000));
+  });
+});
