@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { newDecisionId } from '@apportion/sdk/engine';
+import { newDecisionId, unitBytes } from '@apportion/sdk/engine';
+import fc from 'fast-check';
 import { decisionSecond } from '../../src/allocation/decisions.js';
 import { bucketField } from '../../src/allocation/record-codec.js';
 
@@ -26,5 +27,20 @@ describe('local decision ids', () => {
     const before = Math.floor(Date.now() / 1000);
     const sec = decisionSecond(newDecisionId())!;
     assert.ok(sec >= before && sec <= Math.floor(Date.now() / 1000));
+  });
+});
+
+describe('unit key bytes (experiment bucketing)', () => {
+  it('are the UTF-8 encoding of the key, ASCII or not, short or long', () => {
+    const enc = new TextEncoder();
+    for (const key of ['', 'u1', 'user-42', 'ü', '数据', 'a'.repeat(64), 'a'.repeat(65), `${'a'.repeat(63)}é`, '\u007f', '\u0080', '😀x']) {
+      assert.deepEqual(unitBytes(key), enc.encode(key), key);
+    }
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: 'grapheme-ascii', maxLength: 80 }), fc.string({ unit: 'grapheme', maxLength: 80 }), fc.string({ unit: 'binary', maxLength: 80 })), (key) => {
+        assert.deepEqual(unitBytes(key), enc.encode(key));
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
