@@ -155,28 +155,35 @@ const CLASSES = ['critical', 'standard', 'background'] as const;
  */
 export function compilePriorityPool(params: PriorityPoolParams, pipeline: Pipeline): CompiledStrategy {
   const agents = pipeline.agents;
+  const n = agents.length;
   const estimate = params.estimate ? estimator(params.estimate, pipeline) : undefined;
+  // Read once: each agent's fixed need, bounds, and the agents of each class in pipeline order.
+  const fixed = agents.map((a) => params.needs?.[a.name]);
+  const classes = CLASSES.map((cls) => agents.map((a, i) => (a.priority === cls ? i : -1)).filter((i) => i >= 0)).filter((idx) => idx.length > 0);
+  const zeros = new Array<number>(n).fill(0);
   return {
     allocate({ features, totalTokens }) {
       const estimated = estimate?.(features, totalTokens);
-      const share = totalTokens / agents.length;
-      const needs = agents.map((a, i) => {
-        const raw = params.needs?.[a.name] ?? estimated?.[i] ?? a.maxTokens ?? share;
-        return Math.max(a.minTokens, Math.min(a.maxTokens ?? Infinity, Math.ceil(raw)));
-      });
-      const budgets = agents.map((a) => a.minTokens);
-      let pool = totalTokens - budgets.reduce((s, v) => s + v, 0);
-      for (const cls of CLASSES) {
-        const idx = agents.map((a, i) => (a.priority === cls ? i : -1)).filter((i) => i >= 0);
-        if (idx.length === 0 || pool <= 0) continue;
-        const fit = waterFill(
-          idx.map((i) => ({ min: 0, cap: needs[i]! - budgets[i]!, weight: needs[i]! - budgets[i]! })),
-          pool,
-        );
-        idx.forEach((i, k) => {
-          budgets[i]! += fit[k]!;
+      const share = totalTokens / n;
+      const needs: number[] = [];
+      const budgets: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const a = agents[i]!;
+        const raw = fixed[i] ?? estimated?.[i] ?? a.maxTokens ?? share;
+        needs.push(Math.max(a.minTokens, Math.min(a.maxTokens ?? Infinity, Math.ceil(raw))));
+        budgets.push(a.minTokens);
+      }
+      let minSum = 0;
+      for (let i = 0; i < n; i++) minSum += budgets[i]!;
+      let pool = totalTokens - minSum;
+      for (const idx of classes) {
+        if (pool <= 0) continue;
+        const room = idx.map((i) => needs[i]! - budgets[i]!);
+        const fit = waterFillColumns(zeros, room, room, idx.length, pool);
+        for (let k = 0; k < idx.length; k++) {
+          budgets[idx[k]!]! += fit[k]!;
           pool -= fit[k]!;
-        });
+        }
       }
       return { budgets: toBudgets(pipeline, budgets), meta: { needs } };
     },
