@@ -61,7 +61,7 @@ describe('waterFill fast path', () => {
           want,
         );
       }),
-      { numRuns: 20_000 },
+      { numRuns: 10_000 },
     );
   });
 
@@ -74,7 +74,7 @@ describe('waterFill fast path', () => {
         const caps = rows.map((r) => Math.max(r[1], r[2]));
         same(outcome(() => roundToTarget(real, mins, caps, target)), outcome(() => roundToTargetReference(real, mins, caps, target)));
       }),
-      { numRuns: 20_000 },
+      { numRuns: 10_000 },
     );
   });
 
