@@ -188,7 +188,8 @@ export interface KindLookup {
  * Throws when the strategy cannot be compiled for this pipeline (the caller falls back).
  */
 export function compiledStrategy(kinds: KindLookup, view: ControlView, def: StrategyDef, pipeline: Pipeline): CompiledStrategy {
-  return view.memo(`strategy:${def.id}:${def.version}:${pipeline.version}`, () => {
+  // Keyed by pipeline too: the built-in uniform strategy has the same id and version on every pipeline.
+  return view.memo(`strategy:${pipeline.id}:${def.id}:${def.version}:${pipeline.version}`, () => {
     const kind = kinds.get(def.kind);
     if (!kind) throw new Error(`strategy kind ${def.kind} is not registered in this process`);
     kind.check?.(def.params, pipeline);
