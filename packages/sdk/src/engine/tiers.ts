@@ -17,7 +17,9 @@ import { EngineError, type Agent, type AllocationOutput, type ModelTier, type Pi
  *   3. When the split's planned cost exceeds C, every agent's budget above its minimum is scaled by the same
  *      factor f = (C − Σ min_i r_i) / Σ (b_i − min_i) r_i and floored, so the planned cost is ≤ C. The reserve
  *      (T − Σ b) shrinks by f too, and further so that it costs at most what is left of C at the dearest chosen
- *      rate. A ceiling below the minimums on the cheapest models is refused (INFEASIBLE_COST).
+ *      rate. When even the minimums on the chosen models cost more than C, agents first move to their cheapest
+ *      model, background agents first, then standard, then critical. A ceiling below the minimums on the cheapest
+ *      models is refused (INFEASIBLE_COST).
  */
 
 /** The output share assumed when a budget's tokens are priced (the rest is input). */
@@ -136,6 +138,25 @@ export function defaultModels(pipeline: Pipeline, kind: string, out: AllocationO
   return models;
 }
 
+const DOWNGRADE_ORDER = ['background', 'standard', 'critical'] as const;
+
+/**
+ * When even the minimums on the chosen models cost more than the ceiling, agents move to their cheapest model,
+ * background agents first, then standard, then critical (pipeline order within a class), until the minimums fit
+ * (checkCeiling has made sure they fit on the cheapest models). Changes `models` in place.
+ */
+function fitMinimums(pipeline: Pipeline, models: (string | undefined)[], mins: readonly number[], maxCostUsd: number): void {
+  if (plannedCost(mins, ratesOf(pipeline, models)) <= maxCostUsd) return;
+  for (const cls of DOWNGRADE_ORDER) {
+    for (let i = 0; i < pipeline.agents.length; i++) {
+      const a = pipeline.agents[i]!;
+      if (a.priority !== cls || !a.models || a.models.length < 2) continue;
+      models[i] = a.models[cheapestIndex(a.models)]!.model;
+      if (plannedCost(mins, ratesOf(pipeline, models)) <= maxCostUsd) return;
+    }
+  }
+}
+
 /**
  * Applies models and the cost ceiling to a checked split (see the module comment). `chosen` is the strategy's
  * own model choice (a learned strategy's), else the built-in rule applies. Throws when `chosen` names a model the
@@ -162,9 +183,10 @@ export function applyTiers(
   const b = pipeline.agents.map((a) => budgets[a.name]!);
   let reserve = total - b.reduce((s, v) => s + v, 0);
   const priced = pipeline.agents.every((a) => optionsOf(a).length > 0);
+  const mins = pipeline.agents.map((a) => a.minTokens);
+  if (maxCostUsd !== undefined && priced) fitMinimums(pipeline, models, mins, maxCostUsd);
   const rates = priced ? ratesOf(pipeline, models) : undefined;
   if (maxCostUsd !== undefined && rates) {
-    const mins = pipeline.agents.map((a) => a.minTokens);
     let cost = plannedCost(b, rates);
     if (cost > maxCostUsd) {
       const fixed = plannedCost(mins, rates);
