@@ -16,14 +16,16 @@ import { compileFeatures } from '../src/learner/features.js';
 import { mulberry32 } from '../src/learner/rng.js';
 import { bestStaticTier, loadTierWorld, servedStatic, type TierWorld } from '../src/learner/sim/tiers.js';
 import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
-import { decideTier, fitTier, initialParams, type TierAgent, type TierEvent, type TierParams, type TierPolicyOptions } from '../src/learner/tiers-policy.js';
+import { decideTier, initialParams, retrainTier, type TierAgent, type TierEvent, type TierParams, type TierPolicyOptions } from '../src/learner/tiers-policy.js';
 import { flag } from './lib.js';
 
 const outcomes = Number(flag('outcomes', '5000'));
 const seed = Number(flag('seed', '1'));
 const worlds = flag('worlds', 'cheap-suffices,strong-needed').split(',');
 const retrainEvery = Number(flag('retrain-every', '250'));
-const windowSize = Number(flag('window', '4000'));
+const windowSize = Number(flag('window', '100000'));
+const restart = flag('restart', 'true') === 'true';
+const equalQuality = flag('equal-quality', 'true') !== 'false';
 
 const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / Math.max(1, xs.length);
 function pairedCi(a: readonly number[], b: readonly number[]) {
@@ -68,13 +70,13 @@ function run(tw: TierWorld, ceiling: number, restrict: TierPolicyOptions['assign
       out.cost.push(tw.plannedCost(d.action.assign, d.action.budgets));
       out.onCheap.push(d.action.assign.filter((m) => m > 0).length);
     }
-    if ((t + 1) % retrainEvery === 0) params = fitTier(params, agents, events.slice(-windowSize), t < 1000 ? { steps: 300, lr: 0.03 } : { steps: 150, lr: 0.01 }).params;
+    if ((t + 1) % retrainEvery === 0) params = retrainTier(params, agents, events.slice(-windowSize), encoder.dim, { early: t < 1000, restart });
   }
   return out;
 }
 
 const t0 = Date.now();
-console.log(`bench/learner-tiers: ${outcomes} outcomes per run, seed ${seed}, retrain every ${retrainEvery}, window ${windowSize}; last quarter measured`);
+console.log(`bench/learner-tiers: ${outcomes} outcomes per run, seed ${seed}, retrain every ${retrainEvery} (warm start${restart ? ' and a fresh fit, lower loss kept' : ''}), window ${windowSize}; last quarter measured`);
 for (const name of worlds) {
   const tw = loadTierWorld(name);
   const C = tw.maxCostUsd;
@@ -92,7 +94,7 @@ for (const name of worlds) {
       `mean planned cost ${mean(r.cost).toFixed(4)} (oracle ${mean(oracle.map((o) => tw.plannedCost(o.assign, o.budgets))).toFixed(4)}); agents on a cheaper model per request ${mean(r.onCheap).toFixed(2)} (oracle ${mean(oracle.map((o) => o.assign.filter((m) => m > 0).length)).toFixed(2)})`,
   );
   console.log(`ROW ${JSON.stringify({ world: name, ceiling: C, ratio, diff: ci })}`);
-  if (name !== 'cheap-suffices') continue;
+  if (name !== 'cheap-suffices' || !equalQuality) continue;
   // Equal quality: the token-only learner with every agent on the expensive model, at the ceiling.
   const tokenOnly = run(tw, C, [tw.agents.map(() => 0)], seed);
   const q0 = mean(tokenOnly.quality);

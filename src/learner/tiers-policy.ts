@@ -290,3 +290,45 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
   };
   return { params, loss };
 }
+
+/**
+ * One retrain (what the bench and the tests run every few hundred outcomes): a warm start from the serving
+ * parameters and a fresh start from the prior, the one with the lower loss on the window kept, so a fit caught in a
+ * poor optimum is replaced as soon as a fresh fit explains the data better. The first `early` outcomes use longer,
+ * faster fits.
+ */
+export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean } = {}): TierParams {
+  const warm = fitTier(p, agents, events, opts.early ? { steps: 300, lr: 0.03 } : { steps: 150, lr: 0.01 });
+  let next = warm.params;
+  if (!opts.early && opts.restart) {
+    const fresh = fitTier(initialParams(agents, dim, opts.needGuess ?? 1000), agents, events, { steps: 400, lr: 0.03 });
+    if (fresh.loss < warm.loss) next = fresh.params;
+  }
+  return opts.early || fitsBetter(next, p, agents, events) ? next : p;
+}
+
+/** Squared error of predicted quality per event. */
+export function tierErrors(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[]): number[] {
+  return events.map((e) => {
+    const r = predictQuality(curvesOf(p, agents, e.x), e.action) - e.quality;
+    return r * r;
+  });
+}
+
+/**
+ * Whether `next` fits the events significantly better than `current` (paired, one-sided 95 %): the serving fit is
+ * only replaced on evidence, so noise in a flat loss does not move the policy back and forth.
+ */
+export function fitsBetter(next: TierParams, current: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[]): boolean {
+  const a = tierErrors(next, agents, events);
+  const b = tierErrors(current, agents, events);
+  const n = a.length;
+  if (n < 2) return true;
+  let m = 0;
+  for (let i = 0; i < n; i++) m += a[i]! - b[i]!;
+  m /= n;
+  let v = 0;
+  for (let i = 0; i < n; i++) v += (a[i]! - b[i]! - m) ** 2;
+  const se = Math.sqrt(v / (n - 1) / n);
+  return m < -1.645 * se;
+}

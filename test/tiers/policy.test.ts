@@ -4,7 +4,7 @@ import { compileFeatures } from '../../src/learner/features.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
-import { curvesOf, decideTier, fitTier, initialParams, plannedCostOf, type TierAgent, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
+import { curvesOf, decideTier, fitsBetter, fitTier, initialParams, plannedCostOf, retrainTier, type TierAgent, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
 import { assignments, bestSplit, response } from '../../src/learner/tiers-split.js';
 
 /** The joint choice of model and tokens: the constrained split, the policy's logged probabilities, the fit, a short learning run. */
@@ -82,6 +82,9 @@ describe('the tier policy', () => {
     const reach = (p: TierParams, i: number) => 1 / (1 + Math.exp(-p.eta[i]![1]!));
     assert.ok(Math.abs(reach(fitted, 0) - 0.3) < 0.1, `planner reach ${reach(fitted, 0)}`);
     assert.ok(reach(fitted, 2) > 0.85, `formatter reach ${reach(fitted, 2)}`);
+    // A retrain replaces the serving fit only when it fits significantly better.
+    assert.equal(fitsBetter(fitted, initialParams(agents, encoder.dim, 1000), agents, events), true);
+    assert.equal(fitsBetter(fitted, fitted, agents, events), false);
   });
 
   it('learns within 1,500 outcomes to put the formatter on the cheap model with more tokens, near the oracle', () => {
@@ -102,7 +105,7 @@ describe('the tier policy', () => {
         oracle += tw.oracle(c, tw.totalTokens, tw.maxCostUsd).quality;
         if (d.candidates[0]!.assign[2] === 1) formatterCheap++;
       }
-      if ((t + 1) % 250 === 0) p = fitTier(p, agents, events, t < 1000 ? { steps: 300, lr: 0.03 } : { steps: 150, lr: 0.01 }).params;
+      if ((t + 1) % 250 === 0) p = retrainTier(p, agents, events, encoder.dim, { early: t < 1000, restart: true });
     }
     assert.ok(served / oracle >= 0.93, `served ÷ oracle ${served / oracle}`);
     assert.ok(formatterCheap / 375 > 0.9, `greedy formatter on haiku in ${formatterCheap} of 375`);
