@@ -7,8 +7,8 @@ import type { DecisionRecord } from './decisions.js';
 /**
  * The compact encoding of decision records (MessagePack arrays, no field names):
  *
- *   [1, ref,   budgets[], totalTokens, featureValues[], tsOffsetMs, unitKey?, route?, meta?, shadow?, routing?]
- *   [2, names, budgets[], totalTokens, featureValues[], tsOffsetMs, unitKey?, route?, meta?, shadow?, routing?]
+ *   [1, ref,   budgets[], totalTokens, featureValues[], tsOffsetMs, unitKey?, route?, meta?, shadow?, routing?, tiers?]
+ *   [2, names, budgets[], totalTokens, featureValues[], tsOffsetMs, unitKey?, route?, meta?, shadow?, routing?, tiers?]
  *
  * `names` = [pipeline, pipelineVersion, strategy, strategyVersion, strategyKind, reason, agent names[], feature
  * names[]]: what every record of one strategy, reason and feature set repeats. Form 1 stores it once in the
@@ -16,7 +16,7 @@ import type { DecisionRecord } from './decisions.js';
  * (self-contained) carries it, for outcome jobs, for a dictionary ref that collided, and past the per-process
  * cap of distinct names. Budgets and feature values are in the order of their names. The id is not stored: the
  * record is found by it (its bucket field is the id's UUID), and the timestamp is stored as ms since the id's
- * second. Absent trailing optional fields are left off; absent ones in the middle are nil. Values written by
+ * second. `tiers` = [models[] (agent order, nil for an agent without a model) or nil, maxCostUsd or nil]. Absent trailing optional fields are left off; absent ones in the middle are nil. Values written by
  * earlier versions (JSON objects, first byte `{`) are still read.
  */
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
@@ -63,6 +63,7 @@ function body(r: DecisionRecord, head: number | Names, names: Names): Buffer {
     r.meta ?? null,
     r.shadow ?? null,
     r.routing ?? null,
+    r.models || r.maxCostUsd !== undefined ? [r.models ? names[6].map((a) => r.models![a] ?? null) : null, r.maxCostUsd ?? null] : null,
   ];
   while (out.length > 6 && out[out.length - 1] === null) out.pop();
   return packr.pack(out);
@@ -95,6 +96,15 @@ function build(id: string, names: Names, a: unknown[]): DecisionRecord {
   const meta = opt(8) as DecisionRecord['meta'];
   const shadow = opt(9) as DecisionRecord['shadow'];
   const routing = opt(10) as DecisionRecord['routing'];
+  const tiers = opt(11) as [(string | null)[] | null, number | null] | undefined;
+  let models: Record<string, string> | undefined;
+  if (tiers?.[0]) {
+    models = {};
+    agents.forEach((n, i) => {
+      const m = tiers[0]![i];
+      if (typeof m === 'string') models![n] = m;
+    });
+  }
   // The key order of the records the allocation service writes.
   return {
     id,
@@ -113,6 +123,8 @@ function build(id: string, names: Names, a: unknown[]): DecisionRecord {
     ...(meta ? { meta } : {}),
     ...(shadow ? { shadow } : {}),
     ...(routing ? { routing } : {}),
+    ...(models ? { models } : {}),
+    ...(typeof tiers?.[1] === 'number' ? { maxCostUsd: tiers[1] } : {}),
   };
 }
 

@@ -13,6 +13,13 @@ export const AllocationBody = Type.Object(
       }),
     ),
     totalTokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),
+    maxCostUsd: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 1_000_000,
+        description: 'Cost ceiling in USD, with or instead of totalTokens: budgets are trimmed so that their cost on the served models (at a 30 % output share) stays within it. See docs/budgets.md.',
+      }),
+    ),
     strategy: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Force a strategy (skips experiments).' })),
     decisionId: Type.Optional(
       Type.String({
@@ -30,9 +37,11 @@ export const AllocationResponse = Type.Object({
   pipelineVersion: Type.Integer(),
   strategy: Type.String(),
   strategyVersion: Type.Integer(),
-  budgets: Type.Record(Type.String(), Type.Object({ tokens: Type.Integer() })),
+  budgets: Type.Record(Type.String(), Type.Object({ tokens: Type.Integer(), model: Type.Optional(Type.String()) })),
   totalTokens: Type.Integer(),
   unallocatedTokens: Type.Integer(),
+  maxCostUsd: Type.Optional(Type.Number()),
+  costUsd: Type.Optional(Type.Number({ description: 'Planned cost of the budgets on the served models, when every agent is priced.' })),
   reason: Type.String({ description: 'requested | experiment | holdout | default | fallback' }),
   fallback: Type.Optional(Type.Object({ from: Type.String(), error: Type.String() })),
   recorded: Type.Boolean(),

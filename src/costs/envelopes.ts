@@ -7,6 +7,8 @@ export interface RoleUse {
   readonly costNano: number;
   /** Tokens the decision allocated to the role, when known. */
   readonly budget?: number;
+  /** The model the decision served the role on (pipelines with model tiers). */
+  readonly model?: string;
 }
 
 export interface Percentiles {
@@ -28,6 +30,8 @@ export interface RoleEnvelope {
   /** Share of sessions that used their whole allocation or the agent's ceiling (maxTokens). */
   exhaustionRate: number;
   flags: ('over-budgeted' | 'too-tight')[];
+  /** Per served model (pipelines with model tiers): sessions and percentiles of tokens and cost. */
+  models?: Record<string, { sessions: number; tokens: Percentiles; costUsd: Percentiles }>;
 }
 
 /** Linear-interpolated quantile of a sorted array. Pure. */
@@ -58,6 +62,13 @@ export function roleEnvelope(agent: string, uses: readonly RoleUse[], ceiling: n
   const flags: RoleEnvelope['flags'] = [];
   if (utilization && utilization.median < OVER_BUDGETED_BELOW) flags.push('over-budgeted');
   if (exhaustionRate > TOO_TIGHT_ABOVE) flags.push('too-tight');
+  let models: RoleEnvelope['models'];
+  for (const m of new Set(uses.flatMap((u) => (u.model !== undefined ? [u.model] : [])))) {
+    const sub = uses.filter((u) => u.model === m);
+    const t = sub.map((u) => u.tokens).sort((a, b) => a - b);
+    const c = sub.map((u) => u.costNano).sort((a, b) => a - b);
+    (models ??= {})[m] = { sessions: sub.length, tokens: p(t, (x) => Math.round(x)), costUsd: p(c, (x) => nanoToUsd(Math.round(x))) };
+  }
   return {
     agent,
     inPipeline,
@@ -68,6 +79,7 @@ export function roleEnvelope(agent: string, uses: readonly RoleUse[], ceiling: n
     utilization,
     exhaustionRate,
     flags,
+    ...(models ? { models } : {}),
   };
 }
 

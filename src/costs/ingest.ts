@@ -205,7 +205,8 @@ export class SpanStore {
     const hit = this.decisions.get(id);
     if (hit !== undefined) return hit;
     const rec = await readDecision(this.d.redis, this.d.keys, id);
-    const info: DecisionInfo | null = rec ? { pipeline: rec.pipeline, budgets: JSON.stringify(rec.budgets) } : null;
+    // Served models ride along under `@models` (agent names cannot contain `@`), for the per-model envelopes.
+    const info: DecisionInfo | null = rec ? { pipeline: rec.pipeline, budgets: JSON.stringify(rec.models ? { ...rec.budgets, '@models': rec.models } : rec.budgets) } : null;
     // An unknown decision is not remembered: its record may simply not be written yet.
     if (info) this.decisions.set(id, info);
     return info;

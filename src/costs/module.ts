@@ -339,12 +339,15 @@ export function costsModule(core: Core): CostsModule {
         return;
       }
       sessions++;
-      const b = budgets[i] ? (JSON.parse(budgets[i]!) as Record<string, number>) : undefined;
+      const parsed = budgets[i] ? (JSON.parse(budgets[i]!) as Record<string, unknown>) : undefined;
+      const b = parsed as Record<string, number> | undefined;
+      const served = parsed?.['@models'] as Record<string, string> | undefined;
       for (const [agent, x] of u.byAgent) {
         let l = uses.get(agent);
         if (!l) uses.set(agent, (l = []));
         const budget = b?.[agent];
-        l.push({ tokens: x.tokens, costNano: x.costNano, ...(budget !== undefined ? { budget } : {}) });
+        const model = served?.[agent];
+        l.push({ tokens: x.tokens, costNano: x.costNano, ...(typeof budget === 'number' ? { budget } : {}), ...(typeof model === 'string' ? { model } : {}) });
       }
     });
     const known = new Map(agents.map((a) => [a.name, a]));

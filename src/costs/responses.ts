@@ -101,6 +101,11 @@ export const EnvelopesResponse = Type.Object({
       utilization: Type.Union([Type.Object({ median: Type.Number(), sessions: Int }), Type.Null()]),
       exhaustionRate: Type.Number(),
       flags: Type.Array(Type.Union([Type.Literal('over-budgeted'), Type.Literal('too-tight')])),
+      models: Type.Optional(
+        Type.Record(Type.String(), Type.Object({ sessions: Int, tokens: Pct, costUsd: Pct }), {
+          description: 'Pipelines with model tiers: the same percentiles per model the allocation served the agent on.',
+        }),
+      ),
     }),
   ),
 });

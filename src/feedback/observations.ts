@@ -17,7 +17,11 @@ export interface AgentObservation {
   readonly b: number;
 }
 
-/** Per-agent observations for the agents the outcome reports usage for (pure). Consumed = input + output. */
+/**
+ * Per-agent observations for the agents the outcome reports usage for (pure). Consumed = input + output. On a
+ * pipeline with model tiers each agent is observed a second time as `<agent>@<model>` (agent names cannot contain
+ * `@`), so statistics are kept per agent and per agent and served model.
+ */
 export function observe(decision: DecisionRecord, outcome: OutcomeBody): AgentObservation[] {
   const out: AgentObservation[] = [];
   for (const [agent, u] of Object.entries(outcome.usage ?? {})) {
@@ -27,21 +31,27 @@ export function observe(decision: DecisionRecord, outcome: OutcomeBody): AgentOb
     const truncated = u.truncated === true;
     const util = allocated > 0 ? consumed / allocated : consumed > 0 ? 1 : 0;
     const hit = truncated || (allocated > 0 && consumed >= CEILING_HIT_SHARE * allocated);
-    out.push({ a: agent, u: util, h: hit ? 1 : 0, t: truncated ? 1 : 0, c: consumed, b: allocated });
+    const o: AgentObservation = { a: agent, u: util, h: hit ? 1 : 0, t: truncated ? 1 : 0, c: consumed, b: allocated };
+    out.push(o);
+    const model = decision.models?.[agent];
+    if (model !== undefined) out.push({ ...o, a: `${agent}@${model}` });
   }
   return out;
 }
 
 /**
  * The outcome's cost in USD: as reported, else priced from usage when every agent that reported usage
- * has a price in the pipeline. Undefined means unknown — never counted as zero.
+ * has a price in the pipeline: the price of the model the decision served it on (model tiers), else the agent's
+ * `price`. Undefined means unknown — never counted as zero.
  */
-export function outcomeCost(outcome: OutcomeBody, pipeline: Pipeline | undefined): number | undefined {
+export function outcomeCost(outcome: OutcomeBody, pipeline: Pipeline | undefined, decision?: Pick<DecisionRecord, 'models'>): number | undefined {
   if (outcome.costUsd !== undefined) return outcome.costUsd;
   if (!pipeline || !outcome.usage) return undefined;
   let usd = 0;
   for (const [agent, u] of Object.entries(outcome.usage)) {
-    const price = pipeline.agents.find((a) => a.name === agent)?.price;
+    const a = pipeline.agents.find((x) => x.name === agent);
+    const served = decision?.models?.[agent];
+    const price = (served !== undefined ? a?.models?.find((m) => m.model === served)?.price : undefined) ?? a?.models?.[0]?.price ?? a?.price;
     if (!price) return undefined;
     usd += ((u.inputTokens ?? 0) * price.inputPerMTokUsd + (u.outputTokens ?? 0) * price.outputPerMTokUsd) / 1e6;
   }

@@ -78,7 +78,7 @@ export function markerDeadline(decision: Pick<DecisionRecord, 'id' | 'ts'>, rewa
 export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob): Promise<ApplyResult> {
   const { decision, outcome } = job;
   const pipeline = deps.view().pipelines.get(decision.pipeline);
-  const cost = outcomeCost(outcome, pipeline);
+  const cost = outcomeCost(outcome, pipeline, decision);
   const arms = deps.arms.flatMap((r) => r(decision));
   const sinkEntries = (deps.sinks ?? []).flatMap((s) => {
     const e = s.entry(job, { costUsd: cost });

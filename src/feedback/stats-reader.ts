@@ -21,6 +21,8 @@ export interface ArmStats {
   readonly quality: Moments;
   readonly cost: Moments & { readonly total: number };
   readonly agents: Record<string, AgentStats>;
+  /** On a pipeline with model tiers: the same statistics per agent and served model (`models.<agent>.<model>`). */
+  readonly models?: Record<string, Record<string, AgentStats>>;
 }
 
 const f = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
@@ -42,10 +44,13 @@ export function parseArmStats(summary: Record<string, string>, agentHash: Record
   const byAgent = new Map<string, Record<string, number>>();
   for (const [agent, packed] of Object.entries(agentHash)) byAgent.set(agent, unpackAgentSums(packed));
   const agents: Record<string, AgentStats> = {};
+  let models: Record<string, Record<string, AgentStats>> | undefined;
   for (const [agent, m] of [...byAgent.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     const an = m.n ?? 0;
     const hits = m.hits ?? 0;
-    agents[agent] = {
+    const at = agent.indexOf('@');
+    const into = at < 0 ? agents : ((models ??= {})[agent.slice(0, at)] ??= {});
+    into[at < 0 ? agent : agent.slice(at + 1)] = {
       n: an,
       utilization: an ? (m.util ?? 0) / an : 0,
       ceilingHitRate: an ? hits / an : 0,
@@ -60,6 +65,7 @@ export function parseArmStats(summary: Record<string, string>, agentHash: Record
     quality: fromWelford(n, f(summary.q_mean), f(summary.q_m2)),
     cost: { ...fromWelford(f(summary.c_n), f(summary.c_mean), f(summary.c_m2)), total: f(summary.c_sum) },
     agents,
+    ...(models ? { models } : {}),
   };
 }
 

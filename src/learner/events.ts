@@ -35,6 +35,12 @@ export interface LoggedEvent {
   readonly d?: 1;
   /** The runtime guard's arm of a learned decision made with a control share: 1 control, 0 learned. */
   readonly a?: 0 | 1;
+  /** Model tiers: the models served (agent order of `b`; null for an agent without one), the models of every
+   * action of `C` when they differ between actions (parallel to C; absent: every action served `M`), and the
+   * request's cost ceiling in USD. */
+  readonly M?: readonly (string | null)[];
+  readonly CM?: readonly (readonly (string | null)[])[];
+  readonly X?: number;
   /** Shadow strategies' budgets for this request, by strategy id (agent order of `b`). */
   readonly sh?: Readonly<Record<string, readonly number[]>>;
 }

@@ -12,6 +12,7 @@ import { indexOfAction, mixDistributions, type WeightedDistribution } from './pr
 import { learnerKeys } from './keys.js';
 import { shareDistance } from './ope-service.js';
 import { learnedStrategies } from './training.js';
+import { keyed, modelKey, servedModels, unkey } from './tiers.js';
 
 /** Pipelines whose outcomes are logged for learning and evaluation: those with a learned strategy or a feature declaration. */
 export function logsPipeline(view: ControlView, pipeline: Pipeline): boolean {
@@ -50,6 +51,7 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
         q: job.outcome.quality,
         c: costUsd ?? null,
         ...policy,
+        ...(d.maxCostUsd !== undefined ? { X: d.maxCostUsd } : {}),
         ...(sh ? { sh } : {}),
       };
       return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|${JSON.stringify(ev)}` };
@@ -58,7 +60,7 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
 }
 
 /** The logging fields of an event: the logging policy's action distribution, model version and guard arm. */
-export type LoggingPolicy = Pick<LoggedEvent, 'C' | 'P' | 'k' | 'm' | 'a'>;
+export type LoggingPolicy = Pick<LoggedEvent, 'C' | 'P' | 'k' | 'm' | 'a' | 'M' | 'CM'>;
 
 /**
  * The logging policy of one decision (propensity.ts): the served strategy's own distribution (a learned
@@ -67,26 +69,34 @@ export type LoggingPolicy = Pick<LoggedEvent, 'C' | 'P' | 'k' | 'm' | 'a'>;
  * its probability (DecisionRouting). Empty when the decision was certain. Used for outcomes and
  * default-reward events alike, so every logged decision carries its true propensity.
  */
-export function loggingPolicyOf(d: Pick<DecisionRecord, 'meta' | 'budgets' | 'totalTokens' | 'routing'>, pipeline: Pipeline): LoggingPolicy {
+export function loggingPolicyOf(d: Pick<DecisionRecord, 'meta' | 'budgets' | 'totalTokens' | 'routing' | 'models'>, pipeline: Pipeline): LoggingPolicy {
   const meta = learnerMetaOf(d, pipeline);
   const served = pipeline.agents.map((a) => d.budgets[a.name] ?? 0);
-  const own: LoggingPolicy = meta ? { m: meta.m, ...(meta.x ? { a: meta.x.a } : {}) } : {};
+  // Model tiers (tiers.ts): the served models, and the routing mixture over (budgets, models).
+  const M = servedModels(d, pipeline);
+  const own: LoggingPolicy = { ...(meta ? { m: meta.m, ...(meta.x ? { a: meta.x.a } : {}) } : {}), ...(M ? { M } : {}) };
   const r = d.routing;
   if (!r || !(r.q > 0) || !Array.isArray(r.alt)) return meta ? { ...own, C: meta.C, P: meta.P, k: meta.k } : own;
-  const parts: WeightedDistribution[] = [meta ? { q: r.q, C: meta.C, P: meta.P } : { q: r.q, C: [served], P: [1] }];
+  const key = M ? modelKey(pipeline, M) : undefined;
+  const k0 = (b: readonly number[], m?: readonly (string | null)[]) => (key ? keyed(b, m ? modelKey(pipeline, m) : key) : (b as number[]));
+  const parts: WeightedDistribution[] = [meta ? { q: r.q, C: meta.C.map((c) => k0(c)), P: meta.P } : { q: r.q, C: [k0(served)], P: [1] }];
   for (const alt of r.alt) {
     if (!Array.isArray(alt.b) || alt.b.length !== served.length) continue;
     const budgets: Record<string, number> = {};
     pipeline.agents.forEach((a, i) => (budgets[a.name] = alt.b[i]!));
     const lm = alt.l ? learnerMetaOf({ meta: { learner: alt.l }, budgets, totalTokens: d.totalTokens }, pipeline) : undefined;
-    parts.push(lm ? { q: alt.q, C: lm.C, P: lm.P } : { q: alt.q, C: [alt.b], P: [1] });
+    const am = Array.isArray(alt.m) ? alt.m : undefined;
+    parts.push(lm ? { q: alt.q, C: lm.C.map((c) => k0(c, am)), P: lm.P } : { q: alt.q, C: [k0(alt.b, am)], P: [1] });
   }
   const mix = mixDistributions(parts);
   const total = mix.P.reduce((s, p) => s + p, 0);
-  const k = indexOfAction(mix.C, meta ? meta.C[meta.k]! : served);
+  const k = indexOfAction(mix.C, k0(meta ? meta.C[meta.k]! : served));
   if (k < 0 || !(total > 0)) return meta ? { ...own, C: meta.C, P: meta.P, k: meta.k } : own;
   // Normalised: an alternative that could not be computed at decision time is left out of the mixture.
-  return { ...own, C: mix.C, P: mix.P.map((p) => p / total), k };
+  const P = mix.P.map((p) => p / total);
+  if (!key) return { ...own, C: mix.C, P, k };
+  const split = unkey(pipeline, mix.C);
+  return { ...own, C: split.C, CM: split.CM, P, k };
 }
 
 /**

@@ -10,6 +10,16 @@ import { rewardOf, type LoggedEvent } from './events.js';
 import { isLearned, servingModel } from './kind.js';
 import { forward, predict } from './model.js';
 import { mulberry32 } from './rng.js';
+import { applyTiers, checkBudgets, hasTiers, type AllocationOutput } from '@apportion/sdk/engine';
+
+/** A target's split through the engine's tier stage (undefined when it cannot allocate there: no match). */
+function tierStage(pipeline: Pipeline, kind: string, out: AllocationOutput, total: number, maxCostUsd: number | undefined) {
+  try {
+    return applyTiers(pipeline, kind, out, checkBudgets(pipeline, out.budgets, total), total, maxCostUsd);
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Off-policy evaluation of any registered strategy from a pipeline's logged decisions.
@@ -61,16 +71,26 @@ export function shareDistance(a: readonly number[], b: readonly number[], total:
   return d / (2 * Math.max(1, total));
 }
 
-/** Importance weight of a deterministic target action for one logged event. */
-export function importanceWeight(ev: LoggedEvent, agents: readonly string[], target: readonly number[], tolerance: number): { w: number; supported: boolean } {
+/**
+ * Importance weight of a deterministic target action for one logged event. With model tiers (`targetModels`
+ * and the event's `M`/`CM`), an action matches only on the same model for every agent as well.
+ */
+export function importanceWeight(ev: LoggedEvent, agents: readonly string[], target: readonly number[], tolerance: number, targetModels?: readonly (string | null)[]): { w: number; supported: boolean } {
   const logged = agents.map((a) => ev.b[a]!);
-  const C = ev.C && ev.P && ev.k !== undefined ? ev.C : [logged];
-  const P = ev.C && ev.P && ev.k !== undefined ? ev.P : [1];
-  const chosen = ev.C && ev.P && ev.k !== undefined ? ev.k : 0;
+  const own = ev.C && ev.P && ev.k !== undefined;
+  const C = own ? ev.C! : [logged];
+  const P = own ? ev.P! : [1];
+  const chosen = own ? ev.k! : 0;
+  const CM = own && ev.CM && ev.CM.length === C.length ? ev.CM : undefined;
+  const sameModels = (k: number) => {
+    const m = CM?.[k] ?? ev.M;
+    return !targetModels || !m || m.every((v, i) => v === (targetModels[i] ?? null));
+  };
+  const near = (k: number) => shareDistance(C[k]!, target, ev.T) <= tolerance + 1e-12 && sameModels(k);
   let mass = 0;
-  for (let k = 0; k < C.length; k++) if (shareDistance(C[k]!, target, ev.T) <= tolerance + 1e-12) mass += P[k]!;
+  for (let k = 0; k < C.length; k++) if (near(k)) mass += P[k]!;
   if (mass <= 0) return { w: 0, supported: false };
-  return { w: shareDistance(C[chosen]!, target, ev.T) <= tolerance + 1e-12 ? 1 / mass : 0, supported: true };
+  return { w: near(chosen) ? 1 / mass : 0, supported: true };
 }
 
 export function evaluateOffPolicy(
@@ -96,13 +116,23 @@ export function evaluateOffPolicy(
   // Default-reward events (no outcome within the wait window) are left out: their reward was not observed.
   const usable = events.filter((e) => e.d !== 1 && agents.every((a) => typeof e.b[a] === 'number'));
   const serving = servingModel(view, pipeline);
+  const tiered = hasTiers(pipeline) || usable.some((e) => e.X !== undefined);
   const meanReward = usable.length ? usable.reduce((s, e) => s + rewardOf(e, costWeight), 0) / usable.length : 0;
   const samples: OpeSample[] = [];
   let supported = 0;
   for (const ev of usable) {
-    const input = { features: ev.f, totalTokens: ev.T };
-    const a = isLearned(target) ? target.greedy(input) : agents.map((n) => target.allocate(input).budgets[n]!);
-    const { w, supported: s } = importanceWeight(ev, agents, a, tolerance);
+    const input = { features: ev.f, totalTokens: ev.T, ...(ev.X !== undefined ? { maxCostUsd: ev.X } : {}) };
+    let a: number[];
+    let targetModels: (string | null)[] | undefined;
+    if (isLearned(target)) a = target.greedy(input);
+    else {
+      // What the target would have served: its split through the tier stage (models, cost ceiling).
+      const out = target.allocate(input);
+      const t = tiered ? tierStage(pipeline, def.kind, out, ev.T, ev.X) : undefined;
+      a = agents.map((n) => (t ?? out).budgets[n]!);
+      if (t?.models) targetModels = agents.map((n) => t.models![n] ?? null);
+    }
+    const { w, supported: s } = importanceWeight(ev, agents, a, tolerance, targetModels);
     if (s) supported++;
     let dmTarget = meanReward;
     let dmLogged = meanReward;

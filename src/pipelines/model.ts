@@ -33,6 +33,7 @@ export function pipelineView(p: Pipeline): Record<string, unknown> {
       minTokens: a.minTokens,
       ...(a.maxTokens !== undefined ? { maxTokens: a.maxTokens } : {}),
       ...(a.price ? { price: a.price } : {}),
+      ...(a.models ? { models: a.models.map((m) => ({ model: m.model, ...(m.provider !== undefined ? { provider: m.provider } : {}), price: m.price })) } : {}),
     })),
     defaultTotalTokens: p.defaultTotalTokens,
     ...(p.defaultStrategy !== undefined ? { defaultStrategy: p.defaultStrategy } : {}),

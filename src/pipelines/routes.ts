@@ -6,6 +6,7 @@ import { ownerFor, seesPipeline } from '../http/tenancy.js';
 import type { Core, ModuleParts } from '../runtime.js';
 import { pipelineView, validatePipelineBody } from './model.js';
 import { PipelineBody, PipelineParams, PipelineResponse } from './schema.js';
+import { resolveModelPrices } from './tiers.js';
 
 /** Control plane for pipelines. Every PUT bumps the pipeline's version, which decisions record. */
 export function pipelinesModule(core: Core): ModuleParts {
@@ -35,7 +36,8 @@ export function pipelinesModule(core: Core): ModuleParts {
               throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/defaultStrategy: strategy "${s.id}" belongs to pipeline "${s.pipeline}"`);
             }
           }
-          await core.store.put('pipelines', id, { ...body, tenant: ownerFor(req, view, id) });
+          const tenant = ownerFor(req, view, id);
+          await core.store.put('pipelines', id, { ...resolveModelPrices(body, view, tenant), tenant });
           await core.snapshot.refresh();
           return pipelineView(core.view().pipelines.get(id)!);
         },

@@ -7,6 +7,23 @@ export type Priority = Static<typeof Priority>;
 
 const Tokens = Type.Integer({ minimum: 0, maximum: 100_000_000 });
 
+const ModelName = Type.String({ minLength: 1, maxLength: 200 });
+const ProviderName = Type.String({ minLength: 1, maxLength: 64 });
+const MTokPrice = Type.Object(
+  { inputPerMTokUsd: Type.Number({ minimum: 0 }), outputPerMTokUsd: Type.Number({ minimum: 0 }) },
+  { additionalProperties: false },
+);
+
+/** A candidate model of an agent as written: the price comes from the tenant's override or the price table. */
+export const ModelEntry = Type.Object({ model: ModelName, provider: Type.Optional(ProviderName) }, { additionalProperties: false });
+/** A candidate model as stored and answered: with the price the pipeline version uses (USD per million tokens). */
+export const ModelEntryView = Type.Object({ model: ModelName, provider: Type.Optional(ProviderName), price: MTokPrice });
+const Models = Type.Array(ModelEntry, {
+  minItems: 1,
+  maxItems: 8,
+  description: 'Candidate models, the first being the default. Each must be in the price table (@pydantic/genai-prices) or have a price override for the tenant.',
+});
+
 export const AgentSchema = Type.Object(
   {
     name: AgentName,
@@ -23,10 +40,14 @@ export const AgentSchema = Type.Object(
         { additionalProperties: false, description: 'USD per million tokens, used when an outcome carries no cost.' },
       ),
     ),
+    models: Type.Optional(Models),
   },
   { additionalProperties: false },
 );
 export type AgentInput = Static<typeof AgentSchema>;
+
+/** An agent as answered: its models carry their resolved prices. */
+export const AgentView = Type.Composite([Type.Omit(AgentSchema, ['models']), Type.Object({ models: Type.Optional(Type.Array(ModelEntryView)) })]);
 
 export const PipelineBody = Type.Object(
   {
@@ -45,7 +66,7 @@ export type { Agent, Pipeline } from '@apportion/sdk/engine';
 export const PipelineResponse = Type.Object({
   id: Type.String(),
   version: Type.Integer(),
-  agents: Type.Array(AgentSchema),
+  agents: Type.Array(AgentView),
   defaultTotalTokens: Type.Integer(),
   defaultStrategy: Type.Optional(Type.String()),
   description: Type.Optional(Type.String()),

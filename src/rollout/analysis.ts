@@ -43,6 +43,8 @@ export interface VariantResult {
   /** Mean quality per dollar of mean cost (null when cost is unknown or zero). */
   readonly qualityPerDollar: number | null;
   readonly agents: Record<string, AgentResult>;
+  /** On a pipeline with model tiers: budget metrics per agent and served model. */
+  readonly models?: Record<string, Record<string, { readonly n: number; readonly utilization: number; readonly ceilingHitRate: number; readonly meanAllocated: number }>>;
 }
 
 export interface Comparison {
@@ -152,6 +154,16 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
       },
       qualityPerDollar: arm.cost.n > 0 && arm.cost.mean > 0 ? arm.quality.mean / arm.cost.mean : null,
       agents,
+      ...(arm.models
+        ? {
+            models: Object.fromEntries(
+              Object.entries(arm.models).map(([agent, byModel]) => [
+                agent,
+                Object.fromEntries(Object.entries(byModel).map(([m, a]) => [m, { n: a.n, utilization: a.utilization, ceilingHitRate: a.ceilingHitRate, meanAllocated: a.meanAllocated }])),
+              ]),
+            ),
+          }
+        : {}),
     };
   });
 

@@ -25,6 +25,15 @@ const view = (s: StrategyDef) => ({
 });
 
 const Moments = Type.Object({ n: Type.Number(), mean: Type.Number(), variance: Type.Number(), stddev: Type.Number(), stderr: Type.Number() });
+const AgentStatsSchema = Type.Object({
+  n: Type.Integer(),
+  utilization: Type.Number(),
+  ceilingHitRate: Type.Number(),
+  truncationRate: Type.Number(),
+  qualityWhenHit: Type.Union([Type.Number(), Type.Null()]),
+  meanConsumed: Type.Number(),
+  meanAllocated: Type.Number(),
+});
 export const StatsResponse = Type.Object({
   strategy: Type.String(),
   pipeline: Type.String(),
@@ -43,6 +52,7 @@ export const StatsResponse = Type.Object({
       meanAllocated: Type.Number(),
     }),
   ),
+  models: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), AgentStatsSchema), { description: 'Per agent and served model (pipelines with model tiers).' })),
 });
 
 /** Control plane for strategies, and their outcome statistics. */

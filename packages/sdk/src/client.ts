@@ -49,9 +49,13 @@ export interface Allocation {
   readonly pipelineVersion: number;
   readonly strategy: string;
   readonly strategyVersion: number;
-  readonly budgets: Readonly<Record<string, { readonly tokens: number }>>;
+  /** Tokens per agent, and the model to run it on when the pipeline declares candidate models. */
+  readonly budgets: Readonly<Record<string, { readonly tokens: number; readonly model?: string }>>;
   readonly totalTokens: number;
   readonly unallocatedTokens: number;
+  /** The request's cost ceiling and the planned cost of the budgets on the served models (when priced). */
+  readonly maxCostUsd?: number;
+  readonly costUsd?: number;
   readonly reason: string;
   readonly recorded: boolean;
   readonly route?: Readonly<Record<string, unknown>>;
@@ -63,6 +67,8 @@ export interface AllocateParams {
   readonly unitKey?: string;
   readonly features?: Readonly<Record<string, string | number | boolean | null>>;
   readonly totalTokens?: number;
+  /** Cost ceiling in USD, with or instead of totalTokens. */
+  readonly maxCostUsd?: number;
   readonly strategy?: string;
 }
 

@@ -30,7 +30,8 @@ export interface ControllerAgent {
 
 /** What POST /v1/allocations answers (the fields the controller uses). */
 export interface AllocationBudgets {
-  readonly budgets: Readonly<Record<string, { readonly tokens: number }>>;
+  /** `model`: the model the allocation chose for the agent (pipelines with model tiers); it replaces the agent's own. */
+  readonly budgets: Readonly<Record<string, { readonly tokens: number; readonly model?: string }>>;
   readonly unallocatedTokens?: number;
 }
 
@@ -150,7 +151,8 @@ export class BudgetController {
         allocated: tokens,
         consumed: 0,
         status: 'pending',
-        model: agent.model,
+        // The allocation's model choice wins: its tokens were sized for that model.
+        model: allocation.budgets[agent.name]?.model ?? agent.model,
         wrapped: false,
       });
       sum += tokens;

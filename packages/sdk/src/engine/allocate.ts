@@ -1,6 +1,7 @@
 import { builtinUniform, compiledStrategy, type KindLookup } from './strategies.js';
 import { routeDistribution, routeExperiments } from './routing.js';
 import { deriveTokenFeatures } from './tokens.js';
+import { applyTiers, checkCeiling, hasTiers, totalForCeiling, type Tiered } from './tiers.js';
 import { BUILTIN_UNIFORM_ID, EngineError, type AllocationInput, type AllocationReason, type ControlView, type Features, type Pipeline, type Route, type StrategyDef } from './types.js';
 
 /**
@@ -14,6 +15,8 @@ export interface AllocationRequest {
   readonly unitKey?: string;
   readonly features?: Features;
   readonly totalTokens?: number;
+  /** Cost ceiling in USD (with or instead of totalTokens; see tiers.ts). */
+  readonly maxCostUsd?: number;
   readonly strategy?: string;
 }
 
@@ -49,6 +52,8 @@ export interface RouteAlternative {
   readonly q: number;
   readonly b: readonly number[];
   readonly l?: Readonly<Record<string, unknown>>;
+  /** The models it would have served (pipeline agent order), on a pipeline with model tiers. */
+  readonly m?: readonly (string | null)[];
 }
 
 export interface EngineDeps {
@@ -73,20 +78,27 @@ export interface EngineDecision {
   readonly route: Route;
   readonly meta?: Readonly<Record<string, unknown>>;
   readonly routing?: DecisionRouting;
+  /** The model tier stage (tiers.ts): present when the pipeline declares models or the request a cost ceiling. */
+  readonly tiers?: Tiered;
+  readonly maxCostUsd?: number;
 }
 
 /** Decides one request under decision id `id` (which seeds a learned strategy's draws). Throws EngineError on bad input. */
 export function decide(deps: EngineDeps, view: ControlView, req: AllocationRequest, id: string): EngineDecision {
   const pipeline = view.pipelines.get(req.pipeline);
   if (!pipeline) throw new EngineError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${req.pipeline}"`);
-  const total = req.totalTokens ?? pipeline.defaultTotalTokens;
+  if (req.maxCostUsd !== undefined) checkCeiling(pipeline, req.maxCostUsd);
+  const total = req.totalTokens ?? (req.maxCostUsd !== undefined ? totalForCeiling(pipeline, req.maxCostUsd) : pipeline.defaultTotalTokens);
+  const tiered = req.maxCostUsd !== undefined || hasTiers(pipeline);
   let minSum = 0;
   for (const a of pipeline.agents) minSum += a.minTokens;
   if (total < minSum) {
     throw new EngineError('INFEASIBLE_TOTAL', `body/totalTokens (${total}) is below the sum of the agents' minTokens (${minSum})`);
   }
   const features = deriveTokenFeatures(req.features ?? {});
-  const input: AllocationInput = req.unitKey !== undefined ? { features, totalTokens: total, decisionId: id, unitKey: req.unitKey } : { features, totalTokens: total, decisionId: id };
+  const input: { -readonly [K in keyof AllocationInput]: AllocationInput[K] } = { features, totalTokens: total, decisionId: id };
+  if (req.unitKey !== undefined) input.unitKey = req.unitKey;
+  if (req.maxCostUsd !== undefined) input.maxCostUsd = req.maxCostUsd;
   // The request as routers see it: with the derived features (the request itself when they are its own).
   const routed0: AllocationRequest & { features: Features } = req.features === features ? (req as AllocationRequest & { features: Features }) : { ...req, features };
   const route = resolveRoute(deps, view, pipeline, routed0);
@@ -96,11 +108,15 @@ export function decide(deps: EngineDeps, view: ControlView, req: AllocationReque
   if (routed) {
     try {
       const out = compiledStrategy(deps.kinds, view, routed, pipeline).allocate(input);
-      const budgets = checkBudgets(pipeline, out.budgets, total);
+      const checked = checkBudgets(pipeline, out.budgets, total);
+      const tiers = tiered ? applyTiers(pipeline, routed.kind, out, checked, total, req.maxCostUsd) : undefined;
+      const budgets = tiers ? tiers.budgets : checked;
       const routing = route.reason !== 'requested' ? routingOf(deps, view, pipeline, routed0, routed.id, total, id) : undefined;
       const d: { -readonly [K in keyof EngineDecision]: EngineDecision[K] } = { pipeline, def: routed, reason: route.reason, budgets, totalTokens: total, features, route };
       if (out.meta) d.meta = out.meta;
       if (routing) d.routing = routing;
+      if (tiers) d.tiers = tiers;
+      if (req.maxCostUsd !== undefined) d.maxCostUsd = req.maxCostUsd;
       return d;
     } catch (e) {
       deps.onStrategyError?.(routed.id, e);
@@ -115,7 +131,9 @@ export function decide(deps: EngineDeps, view: ControlView, req: AllocationReque
   for (const def of chain) {
     try {
       const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate(input);
-      const budgets = checkBudgets(pipeline, out.budgets, total);
+      const checked = checkBudgets(pipeline, out.budgets, total);
+      const tiers = tiered ? applyTiers(pipeline, def.kind, out, checked, total, req.maxCostUsd) : undefined;
+      const budgets = tiers ? tiers.budgets : checked;
       return {
         pipeline,
         def,
@@ -126,6 +144,8 @@ export function decide(deps: EngineDeps, view: ControlView, req: AllocationReque
         features,
         route,
         ...(out.meta ? { meta: out.meta } : {}),
+        ...(tiers ? { tiers } : {}),
+        ...(req.maxCostUsd !== undefined ? { maxCostUsd: req.maxCostUsd } : {}),
       };
     } catch (e) {
       deps.onStrategyError?.(def.id, e);
@@ -178,10 +198,14 @@ function routingOf(deps: EngineDeps, view: ControlView, pipeline: Pipeline, req:
       if (!def) continue;
       try {
         // Seeded per decision and alternative, so the logged alternatives are reproducible too.
-        const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate({ features: req.features, totalTokens: total, drawSeed: `${id}/${def.id}` });
-        const b = pipeline.agents.map((a) => out.budgets[a.name] ?? 0);
+        const cost = req.maxCostUsd !== undefined ? { maxCostUsd: req.maxCostUsd } : {};
+        const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate({ features: req.features, totalTokens: total, drawSeed: `${id}/${def.id}`, ...cost });
+        // On a pipeline with model tiers or under a cost ceiling, what the alternative would have served after the tier stage.
+        const t = req.maxCostUsd !== undefined || hasTiers(pipeline) ? applyTiers(pipeline, def.kind, out, checkBudgets(pipeline, out.budgets, total), total, req.maxCostUsd) : undefined;
+        const b = pipeline.agents.map((a) => (t ?? out).budgets[a.name] ?? 0);
         const l = out.meta?.learner as Readonly<Record<string, unknown>> | undefined;
-        alt.push({ s: def.id, q: o.q, b, ...(l ? { l } : {}) });
+        const m = t?.models ? pipeline.agents.map((a) => t.models![a.name] ?? null) : undefined;
+        alt.push({ s: def.id, q: o.q, b, ...(l ? { l } : {}), ...(m ? { m } : {}) });
       } catch (e) {
         deps.onStrategyError?.(def.id, e);
       }
@@ -274,6 +298,10 @@ export interface EngineRecord {
   readonly shadow?: Readonly<Record<string, unknown>>;
   /** The routing stage of the logging policy, when it was random (see DecisionRouting). */
   readonly routing?: DecisionRouting;
+  /** The model served per agent, on a pipeline with model tiers. */
+  readonly models?: Readonly<Record<string, string>>;
+  /** The request's cost ceiling in USD, when it carried one. */
+  readonly maxCostUsd?: number;
 }
 
 /** The decision record of an engine decision (what the server writes, and what local mode ships). */
@@ -297,6 +325,8 @@ export function decisionRecordOf(id: string, d: EngineDecision, unitKey: string 
   if (d.meta) r.meta = d.meta;
   if (shadow) r.shadow = shadow;
   if (d.routing) r.routing = d.routing;
+  if (d.tiers?.models) r.models = d.tiers.models;
+  if (d.maxCostUsd !== undefined) r.maxCostUsd = d.maxCostUsd;
   return r;
 }
 
@@ -307,9 +337,13 @@ export interface EngineResult {
   readonly pipelineVersion: number;
   readonly strategy: string;
   readonly strategyVersion: number;
-  readonly budgets: Record<string, { tokens: number }>;
+  /** Tokens per agent, and its model on a pipeline with model tiers. */
+  readonly budgets: Record<string, { tokens: number; model?: string }>;
   readonly totalTokens: number;
   readonly unallocatedTokens: number;
+  /** The request's cost ceiling, and the planned cost of the budgets on the served models (tiers.ts), when priced. */
+  readonly maxCostUsd?: number;
+  readonly costUsd?: number;
   readonly reason: AllocationReason;
   readonly fallback?: { readonly from: string; readonly error: string };
   readonly recorded: boolean;
@@ -319,15 +353,19 @@ export interface EngineResult {
 }
 
 export function allocationResultOf(id: string, d: EngineDecision, recorded: boolean): EngineResult {
-  const out: Record<string, { tokens: number }> = {};
+  const out: Record<string, { tokens: number; model?: string }> = {};
   let sum = 0;
   const agents = d.pipeline.agents;
+  const models = d.tiers?.models;
   for (let i = 0; i < agents.length; i++) {
     const name = agents[i]!.name;
     const t = d.budgets[name]!;
-    out[name] = { tokens: t };
+    const m = models?.[name];
+    out[name] = m !== undefined ? { tokens: t, model: m } : { tokens: t };
     sum += t;
   }
+  // Under a cost ceiling the request's total is what the ceiling leaves: the budgets and the reserve it can pay for.
+  const total = d.tiers ? sum + d.tiers.reserve : d.totalTokens;
   const details = d.route.details;
   // Optional fields are added in place, in the answer's field order (its JSON keeps that order).
   const r: { -readonly [K in keyof EngineResult]: EngineResult[K] } = {
@@ -337,10 +375,12 @@ export function allocationResultOf(id: string, d: EngineDecision, recorded: bool
     strategy: d.def.id,
     strategyVersion: d.def.version,
     budgets: out,
-    totalTokens: d.totalTokens,
-    unallocatedTokens: d.totalTokens - sum,
-    reason: d.reason,
+    totalTokens: total,
+    unallocatedTokens: total - sum,
   } as EngineResult;
+  if (d.maxCostUsd !== undefined) r.maxCostUsd = d.maxCostUsd;
+  if (d.tiers?.costUsd !== undefined) r.costUsd = d.tiers.costUsd;
+  r.reason = d.reason;
   if (d.fallback) r.fallback = d.fallback;
   r.recorded = recorded;
   if (details) {

@@ -210,7 +210,8 @@ export function compiledStrategy(kinds: KindLookup, view: ControlView, def: Stra
   // (view, id, version, pipeline version): an entry is only kept for the view and pipeline it was looked up with.
   const hit = compiledByDef.get(def);
   if (hit !== undefined && hit.view === view && hit.pipeline === pipeline) return hit.compiled;
-  const compiled = view.memo(`strategy:${def.id}:${def.version}:${pipeline.version}`, () => {
+  // Keyed by pipeline too: the built-in uniform strategy has the same id and version on every pipeline.
+  const compiled = view.memo(`strategy:${pipeline.id}:${def.id}:${def.version}:${pipeline.version}`, () => {
     const kind = kinds.get(def.kind);
     if (!kind) throw new Error(`strategy kind ${def.kind} is not registered in this process`);
     kind.check?.(def.params, pipeline);

@@ -15,6 +15,8 @@ export interface AllocationInput {
   readonly decisionId?: string;
   /** Seeds a learned strategy's draws when there is no decision id (what another strategy would have done). */
   readonly drawSeed?: string;
+  /** The request's cost ceiling in USD, when it carries one (see tiers.ts). */
+  readonly maxCostUsd?: number;
 }
 
 export interface AllocationOutput {
@@ -22,6 +24,8 @@ export interface AllocationOutput {
   readonly budgets: Readonly<Record<string, number>>;
   /** Extra fields logged in the decision record (e.g. a learned policy's propensity). */
   readonly meta?: Readonly<Record<string, unknown>>;
+  /** The model per agent, for a strategy that chooses models itself (else the built-in rule of tiers.ts applies). */
+  readonly models?: Readonly<Record<string, string>>;
 }
 
 /** A strategy compiled for one pipeline version and one parameter set: a pure function of its input. */
@@ -31,6 +35,13 @@ export interface CompiledStrategy {
 
 export type Priority = 'critical' | 'standard' | 'background';
 
+/** A candidate model of an agent, with the price the server resolved when the pipeline was written (USD per million tokens). */
+export interface ModelTier {
+  readonly model: string;
+  readonly provider?: string;
+  readonly price: { readonly inputPerMTokUsd: number; readonly outputPerMTokUsd: number };
+}
+
 /** An agent with defaults applied. */
 export interface Agent {
   readonly name: string;
@@ -39,6 +50,8 @@ export interface Agent {
   readonly minTokens: number;
   readonly maxTokens: number | undefined;
   readonly price?: { readonly inputPerMTokUsd: number; readonly outputPerMTokUsd: number };
+  /** Candidate models, the first being the default (absent: the agent has no model tiers). */
+  readonly models?: readonly ModelTier[];
 }
 
 export interface Pipeline {
@@ -99,6 +112,7 @@ interface PipelineDoc {
     readonly minTokens?: number;
     readonly maxTokens?: number;
     readonly price?: { readonly inputPerMTokUsd: number; readonly outputPerMTokUsd: number };
+    readonly models?: readonly ModelTier[];
   }[];
   readonly defaultTotalTokens: number;
   readonly defaultStrategy?: string;
@@ -121,6 +135,7 @@ export function toPipeline(v: Versioned<unknown>): Pipeline {
     minTokens: a.minTokens ?? 0,
     maxTokens: a.maxTokens,
     ...(a.price ? { price: a.price } : {}),
+    ...(a.models && a.models.length > 0 ? { models: a.models } : {}),
   }));
   return {
     id: v.id,
@@ -190,7 +205,7 @@ export function fromWire(w: WireControlState): RawControlState {
 /** An error with a stable code (the server's error catalog answers it as a 4xx). */
 export class EngineError extends Error {
   constructor(
-    readonly code: 'PIPELINE_NOT_FOUND' | 'INFEASIBLE_TOTAL' | 'STRATEGY_NOT_FOUND' | 'STRATEGY_PIPELINE_MISMATCH' | 'INTERNAL',
+    readonly code: 'PIPELINE_NOT_FOUND' | 'INFEASIBLE_TOTAL' | 'STRATEGY_NOT_FOUND' | 'STRATEGY_PIPELINE_MISMATCH' | 'INTERNAL' | 'INFEASIBLE_COST' | 'UNPRICED_AGENT',
     message: string,
   ) {
     super(message);

@@ -1,0 +1,169 @@
+/**
+ * The joint choice of model and tokens (src/learner/tiers-policy.ts) against the simulated worlds with model tiers
+ * (experiments/tiers/, src/learner/sim/tiers.ts), every baseline measured in the same run on the same requests:
+ *
+ *   node --import tsx bench/learner-tiers.ts [--outcomes 5000] [--seed 1] [--worlds cheap-suffices,strong-needed]
+ *
+ * Per world, at the world's cost ceiling (planned cost, as the engine holds it): the served actions' mean expected
+ * quality (exploration included) over the last quarter of the run ÷ the tier-aware oracle's on the same requests;
+ * served − the best static choice with one model per agent (each assignment's best static shares as the engine
+ * serves them under the ceiling, fitted on those requests), with a paired 95 % CI. Then, on cheap-suffices, the
+ * same learner restricted to every agent on the expensive (first) model — the token-only learned strategy — at
+ * the ceiling, and the tier learner at lower ceilings: the smallest whose quality reaches the token-only one, and
+ * its mean planned cost ÷ the token-only one's (at equal quality).
+ */
+import { compileFeatures } from '../src/learner/features.js';
+import { mulberry32 } from '../src/learner/rng.js';
+import { bestStaticTier, loadTierWorld, servedStatic, type TierWorld } from '../src/learner/sim/tiers.js';
+import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
+import { decideTier, initialParams, retrainTier, type TierAgent, type TierEvent, type TierParams, type TierPolicyOptions } from '../src/learner/tiers-policy.js';
+import { flag } from './lib.js';
+import { loadTf } from '../src/learner/backend.js';
+import { EXPLORE_DEFAULTS } from '../src/learner/policy.js';
+import { plainDeclaration, type SimWorld } from '../src/learner/sim/family.js';
+import { runLoop } from '../src/learner/sim/loop.js';
+import { normal } from '../src/learner/rng.js';
+import { bestSplit } from '../src/learner/tiers-split.js';
+
+const outcomes = Number(flag('outcomes', '5000'));
+const seed = Number(flag('seed', '1'));
+const worlds = flag('worlds', 'cheap-suffices,strong-needed').split(',');
+const retrainEvery = Number(flag('retrain-every', '250'));
+const windowSize = Number(flag('window', '100000'));
+const restart = flag('restart', 'true') === 'true';
+const equalQuality = flag('equal-quality', 'true') !== 'false';
+// Also the product's learned strategy (src/learner/sim/loop.ts: tfjs reward model, gate, safe start, guard) as the
+// token-only baseline: every agent on the first model, where a ceiling C is exactly a token total of C / rate.
+const product = flag('product', 'true') !== 'false';
+
+/** The tier world with every agent on its first model, as the product's token-only learner sees it. */
+function firstModelWorld(tw: TierWorld, ceiling: number): SimWorld<SimContext> {
+  const total = Math.floor(ceiling / tw.rates[0]!);
+  const first = tw.agents.map(() => 0);
+  return {
+    name: `${tw.name}@${tw.models[0]}`,
+    totalTokens: total,
+    agents: tw.agents,
+    declaration: plainDeclaration(worldFeatures(tw.world)),
+    costWeight: 0,
+    summary: 'tier world on the first model',
+    sample: (rng) => tw.sample(rng),
+    features: (c) => tw.features(c),
+    expected: (_p, c, b) => tw.quality(c, first, b),
+    outcome: (_p, c, b, rng) => ({ quality: Math.min(1, Math.max(0, tw.quality(c, first, b) + tw.world.noise * normal(rng))), cost: null }),
+    oracle: (_p, c, T) =>
+      bestSplit(
+        tw.curves(c).map((row) => row[0]!),
+        tw.agents.map(() => 1),
+        tw.agents.map((a) => a.minTokens),
+        tw.agents.map((a) => a.maxTokens),
+        T,
+        T,
+      )!,
+  };
+}
+
+const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / Math.max(1, xs.length);
+function pairedCi(a: readonly number[], b: readonly number[]) {
+  const d = a.map((v, i) => v - b[i]!);
+  const m = mean(d);
+  const sd = Math.sqrt(d.reduce((s, v) => s + (v - m) ** 2, 0) / (d.length - 1));
+  const h = (1.96 * sd) / Math.sqrt(d.length);
+  return { diff: m, lo: m - h, hi: m + h };
+}
+
+interface Run {
+  readonly contexts: SimContext[];
+  /** Expected quality and planned cost of the served action, per request of the last quarter. */
+  readonly quality: number[];
+  readonly cost: number[];
+  readonly onCheap: number[];
+}
+
+/** One learning run: decide, observe a noisy outcome, retrain every `retrainEvery` outcomes. */
+function run(tw: TierWorld, ceiling: number, restrict: TierPolicyOptions['assignments'], runSeed: number): Run {
+  const rng = mulberry32(runSeed);
+  const draw = mulberry32(runSeed + 7);
+  const noise = mulberry32(runSeed + 13);
+  const encoder = compileFeatures(worldFeatures(tw.world).features);
+  const agents: TierAgent[] = tw.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens, rates: tw.rates }));
+  let params: TierParams = initialParams(agents, encoder.dim, 1000);
+  const events: TierEvent[] = [];
+  const out: Run = { contexts: [], quality: [], cost: [], onCheap: [] };
+  const from = Math.floor(outcomes * 0.75);
+  for (let t = 0; t < outcomes; t++) {
+    const c = tw.sample(rng);
+    const x = encoder.encode(tw.features(c));
+    // Exploration decays with experience: ε = 0.3 until the first fit, then 0.3·√(500/t), at least 0.04.
+    const epsilon = t < retrainEvery ? 0.3 : Math.max(0.04, 0.3 * Math.sqrt(500 / t));
+    const d = decideTier(params, agents, x, tw.totalTokens, ceiling, { epsilon, perturbation: 0.4, costWeight: 0, ...(restrict ? { assignments: restrict } : {}) }, draw);
+    if (!d) throw new Error('no action fits the ceiling');
+    const o = tw.outcome(c, d.action.assign, d.action.budgets, noise);
+    events.push({ x: Float32Array.from(x), action: d.action, quality: o.quality, cost: o.cost });
+    if (t >= from) {
+      out.contexts.push(c);
+      out.quality.push(tw.quality(c, d.action.assign, d.action.budgets));
+      out.cost.push(tw.plannedCost(d.action.assign, d.action.budgets));
+      out.onCheap.push(d.action.assign.filter((m) => m > 0).length);
+    }
+    if ((t + 1) % retrainEvery === 0) params = retrainTier(params, agents, events.slice(-windowSize), encoder.dim, { early: t < 1000, restart });
+  }
+  return out;
+}
+
+const t0 = Date.now();
+console.log(`bench/learner-tiers: ${outcomes} outcomes per run, seed ${seed}, retrain every ${retrainEvery} (warm start${restart ? ' and a fresh fit' : ''}; the serving fit replaced only when significantly better), window ${windowSize}; last quarter measured`);
+for (const name of worlds) {
+  const tw = loadTierWorld(name);
+  const C = tw.maxCostUsd;
+  const r = run(tw, C, undefined, seed);
+  const oracle = r.contexts.map((c) => tw.oracle(c, tw.totalTokens, C));
+  const fitOn = r.contexts.filter((_, i) => i % 5 === 0);
+  const st = bestStaticTier(tw, fitOn, tw.totalTokens, C);
+  const sb = servedStatic(tw, st.assign, st.shares, tw.totalTokens, C);
+  const staticQ = r.contexts.map((c) => tw.quality(c, st.assign, sb));
+  const ratio = mean(r.quality) / mean(oracle.map((o) => o.quality));
+  const ci = pairedCi(r.quality, staticQ);
+  console.log(
+    `${name}: ceiling ${C} USD: learned ÷ tier oracle ${ratio.toFixed(4)} (learned ${mean(r.quality).toFixed(4)}, oracle ${mean(oracle.map((o) => o.quality)).toFixed(4)}); ` +
+      `learned − best static [${st.assign.map((m) => tw.models[m]).join(', ')}] ${ci.diff.toFixed(4)} (95 % CI ${ci.lo.toFixed(4)} … ${ci.hi.toFixed(4)}); ` +
+      `mean planned cost ${mean(r.cost).toFixed(4)} (oracle ${mean(oracle.map((o) => tw.plannedCost(o.assign, o.budgets))).toFixed(4)}); agents on a cheaper model per request ${mean(r.onCheap).toFixed(2)} (oracle ${mean(oracle.map((o) => o.assign.filter((m) => m > 0).length)).toFixed(2)})`,
+  );
+  console.log(`ROW ${JSON.stringify({ world: name, ceiling: C, ratio, diff: ci })}`);
+  if (name !== 'cheap-suffices' || !equalQuality) continue;
+  // Equal quality: the token-only learner with every agent on the expensive model, at the ceiling.
+  const tokenOnly = run(tw, C, [tw.agents.map(() => 0)], seed);
+  const q0 = mean(tokenOnly.quality);
+  const c0 = mean(tokenOnly.cost);
+  console.log(`${name}: token-only learned (this learner, first models only) on ${tw.models[0]} at ${C} USD: quality ${q0.toFixed(4)}, mean planned cost ${c0.toFixed(4)}`);
+  let bestQ = q0;
+  let bestC = c0;
+  if (product) {
+    const { tf } = await loadTf();
+    const world = firstModelWorld(tw, C);
+    const res = await runLoop(tf, { world, outcomes, seed, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5, budget: EXPLORE_DEFAULTS.budget, decayFrom: EXPLORE_DEFAULTS.decayFrom }, evalContexts: 0, checkpointEvery: outcomes });
+    const from = Math.floor(outcomes * 0.75);
+    const qp = mean(Array.from(res.served.subarray(from)));
+    const cp = world.totalTokens * tw.rates[0]!;
+    console.log(`${name}: token-only learned (the product's learned strategy) on ${tw.models[0]} at ${C} USD (= ${world.totalTokens} tokens): quality ${qp.toFixed(4)}, planned cost at most ${cp.toFixed(4)}`);
+    if (qp > bestQ) {
+      bestQ = qp;
+      bestC = cp;
+    }
+  }
+  const q0b = bestQ;
+  let found: { f: number; q: number; c: number } | undefined;
+  for (const f of [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1]) {
+    const rr = run(tw, C * f, undefined, seed);
+    const q = mean(rr.quality);
+    const c = mean(rr.cost);
+    console.log(`${name}: tier learned at ${(C * f).toFixed(4)} USD (${f}×): quality ${q.toFixed(4)}, mean planned cost ${c.toFixed(4)}`);
+    if (q >= q0b) {
+      found = { f, q, c };
+      break;
+    }
+  }
+  if (found) console.log(`${name}: at equal quality (${found.q.toFixed(4)} ≥ ${q0b.toFixed(4)}, the best token-only learner) the tier learner's cost ÷ that learner's: ${(found.c / bestC).toFixed(3)}`);
+  else console.log(`${name}: the tier learner did not reach the token-only quality at any ceiling tried`);
+}
+console.log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);

@@ -1,0 +1,221 @@
+import { EngineError, type Agent, type AllocationOutput, type ModelTier, type Pipeline } from './types.js';
+
+/**
+ * Model tiers (pure): an agent may declare candidate models (`agents[].models`, each with the USD price the
+ * server resolved when the pipeline was written), and a request may carry a cost ceiling (`maxCostUsd`). This
+ * file turns a strategy's token split into the served answer: a model per agent and budgets that fit the ceiling.
+ *
+ * Price of a budget: a token of agent i on model m costs the blended rate
+ *   r(m) = ((1 − OUTPUT_SHARE) · inputPerMTokUsd + OUTPUT_SHARE · outputPerMTokUsd) / 1e6   USD per token,
+ * so a split b with models m costs Σ b_i · r(m_i) when every agent uses its whole budget (the planned cost).
+ *
+ * A cost ceiling C becomes token budgets in three steps (docs/budgets.md, "Model tiers and cost ceilings"):
+ *   1. The token total T is the request's `totalTokens`; without one (ceiling only) it is the most tokens the
+ *      ceiling could buy: ⌊C / min_i r(cheapest model of i)⌋, capped at the sum of maxTokens and 100,000,000,
+ *      so that only the ceiling binds.
+ *   2. The strategy splits T and names the models (the pipeline's first model unless its rule says otherwise).
+ *   3. When the split's planned cost exceeds C, every agent's budget above its minimum is scaled by the same
+ *      factor f = (C − Σ min_i r_i) / Σ (b_i − min_i) r_i and floored, so the planned cost is ≤ C. The reserve
+ *      (T − Σ b) shrinks by f too, and further so that it costs at most what is left of C at the dearest chosen
+ *      rate. When even the minimums on the chosen models cost more than C, agents first move to their cheapest
+ *      model, background agents first, then standard, then critical. A ceiling below the minimums on the cheapest
+ *      models is refused (INFEASIBLE_COST).
+ */
+
+/** The output share assumed when a budget's tokens are priced (the rest is input). */
+export const OUTPUT_SHARE = 0.3;
+
+/** Most tokens a request may carry (the schema's bound on totalTokens). */
+const MAX_TOTAL = 100_000_000;
+
+export interface TierPrice {
+  readonly inputPerMTokUsd: number;
+  readonly outputPerMTokUsd: number;
+}
+
+/** USD per token of a price at the blended input/output mix. */
+export function blendedRate(p: TierPrice): number {
+  return ((1 - OUTPUT_SHARE) * p.inputPerMTokUsd + OUTPUT_SHARE * p.outputPerMTokUsd) / 1e6;
+}
+
+/** Whether the pipeline declares candidate models for any agent (only then do answers name models). */
+export function hasTiers(pipeline: Pipeline): boolean {
+  for (const a of pipeline.agents) if (a.models && a.models.length > 0) return true;
+  return false;
+}
+
+/**
+ * An agent's priced options: its declared models, else its single `price` (with its `model` label, possibly
+ * none). Empty when the agent has no price at all.
+ */
+export function optionsOf(a: Agent): readonly { readonly model: string | undefined; readonly rate: number }[] {
+  if (a.models && a.models.length > 0) return a.models.map((m) => ({ model: m.model, rate: blendedRate(m.price) }));
+  if (a.price) return [{ model: a.model, rate: blendedRate(a.price) }];
+  return [];
+}
+
+/** Index of the agent's cheapest candidate model (the first on ties). */
+export function cheapestIndex(models: readonly ModelTier[]): number {
+  let best = 0;
+  for (let k = 1; k < models.length; k++) if (blendedRate(models[k]!.price) < blendedRate(models[best]!.price)) best = k;
+  return best;
+}
+
+/** The planned cost in USD of a split on the given models (pipeline agent order; rates from `ratesOf`). */
+export function plannedCost(budgets: readonly number[], rates: readonly number[]): number {
+  let c = 0;
+  for (let i = 0; i < budgets.length; i++) c += budgets[i]! * rates[i]!;
+  return c;
+}
+
+/** Per-agent blended rates of a model choice (undefined model name: the agent's first option). */
+export function ratesOf(pipeline: Pipeline, models: readonly (string | undefined)[]): number[] {
+  return pipeline.agents.map((a, i) => {
+    const opts = optionsOf(a);
+    const m = models[i];
+    const o = (m !== undefined ? opts.find((x) => x.model === m) : undefined) ?? opts[0];
+    return o ? o.rate : 0;
+  });
+}
+
+/** Checks that every agent can be priced under a ceiling and that the minimums fit it on the cheapest models. */
+export function checkCeiling(pipeline: Pipeline, maxCostUsd: number): void {
+  let minCost = 0;
+  for (const a of pipeline.agents) {
+    const opts = optionsOf(a);
+    if (opts.length === 0) throw new EngineError('UNPRICED_AGENT', `body/maxCostUsd: agent "${a.name}" of pipeline ${pipeline.id} has neither models nor a price, so a cost ceiling cannot be applied`);
+    minCost += a.minTokens * Math.min(...opts.map((o) => o.rate));
+  }
+  if (minCost > maxCostUsd) {
+    throw new EngineError('INFEASIBLE_COST', `body/maxCostUsd (${maxCostUsd}) is below the cost of the agents' minTokens on their cheapest models (${minCost.toFixed(6)})`);
+  }
+}
+
+/** The token total of a request that carries a cost ceiling but no token total (step 1 above). */
+export function totalForCeiling(pipeline: Pipeline, maxCostUsd: number): number {
+  let cheapest = Infinity;
+  let caps = 0;
+  for (const a of pipeline.agents) {
+    for (const o of optionsOf(a)) cheapest = Math.min(cheapest, o.rate);
+    caps += a.maxTokens ?? Infinity;
+  }
+  const bought = cheapest > 0 ? Math.floor(maxCostUsd / cheapest) : MAX_TOTAL;
+  return Math.max(1, Math.min(MAX_TOTAL, caps, bought));
+}
+
+/** What the tier stage made of a strategy's split. */
+export interface Tiered {
+  /** Budgets after the ceiling (pipeline agent order is the caller's; keyed by agent). */
+  readonly budgets: Record<string, number>;
+  /** Model per agent (agents without a model are left out); undefined when the pipeline declares no models. */
+  readonly models?: Record<string, string>;
+  /** The reserve left unallocated (≤ total − Σ budgets). */
+  readonly reserve: number;
+  /** Planned cost of the budgets on the chosen models, when every agent is priced. */
+  readonly costUsd?: number;
+}
+
+/**
+ * The models a built-in strategy serves: each agent's first model, except that `priority-pool` routes a
+ * background agent to its cheapest model when the pool is short for it (its budget is below its need, from the
+ * strategy's `meta.needs`) or when the split on the first models would exceed the cost ceiling.
+ */
+export function defaultModels(pipeline: Pipeline, kind: string, out: AllocationOutput, budgets: Readonly<Record<string, number>>, maxCostUsd: number | undefined): (string | undefined)[] {
+  const models = pipeline.agents.map((a) => a.models?.[0]?.model ?? a.model);
+  if (kind !== 'priority-pool') return models;
+  const needs = Array.isArray(out.meta?.needs) ? (out.meta!.needs as unknown[]) : undefined;
+  let overCeiling = false;
+  if (maxCostUsd !== undefined) {
+    const b = pipeline.agents.map((a) => budgets[a.name]!);
+    overCeiling = plannedCost(b, ratesOf(pipeline, models)) > maxCostUsd;
+  }
+  pipeline.agents.forEach((a, i) => {
+    if (a.priority !== 'background' || !a.models || a.models.length < 2) return;
+    const need = needs?.[i];
+    const short = typeof need === 'number' && budgets[a.name]! < need;
+    if (short || overCeiling) models[i] = a.models[cheapestIndex(a.models)]!.model;
+  });
+  return models;
+}
+
+const DOWNGRADE_ORDER = ['background', 'standard', 'critical'] as const;
+
+/**
+ * When even the minimums on the chosen models cost more than the ceiling, agents move to their cheapest model,
+ * background agents first, then standard, then critical (pipeline order within a class), until the minimums fit
+ * (checkCeiling has made sure they fit on the cheapest models). Changes `models` in place.
+ */
+function fitMinimums(pipeline: Pipeline, models: (string | undefined)[], mins: readonly number[], maxCostUsd: number): void {
+  if (plannedCost(mins, ratesOf(pipeline, models)) <= maxCostUsd) return;
+  for (const cls of DOWNGRADE_ORDER) {
+    for (let i = 0; i < pipeline.agents.length; i++) {
+      const a = pipeline.agents[i]!;
+      if (a.priority !== cls || !a.models || a.models.length < 2) continue;
+      models[i] = a.models[cheapestIndex(a.models)]!.model;
+      if (plannedCost(mins, ratesOf(pipeline, models)) <= maxCostUsd) return;
+    }
+  }
+}
+
+/**
+ * Applies models and the cost ceiling to a checked split (see the module comment). `chosen` is the strategy's
+ * own model choice (a learned strategy's), else the built-in rule applies. Throws when `chosen` names a model the
+ * agent does not declare (the engine then falls back like for any strategy error).
+ */
+export function applyTiers(
+  pipeline: Pipeline,
+  kind: string,
+  out: AllocationOutput,
+  budgets: Record<string, number>,
+  total: number,
+  maxCostUsd: number | undefined,
+): Tiered {
+  const tiers = hasTiers(pipeline);
+  let models: (string | undefined)[];
+  if (out.models) {
+    models = pipeline.agents.map((a) => {
+      const m = out.models![a.name];
+      if (m === undefined) return a.models?.[0]?.model ?? a.model;
+      if (!a.models?.some((x) => x.model === m)) throw new Error(`strategy chose model "${m}" that agent ${a.name} does not declare`);
+      return m;
+    });
+  } else models = tiers ? defaultModels(pipeline, kind, out, budgets, maxCostUsd) : pipeline.agents.map((a) => a.model);
+  const b = pipeline.agents.map((a) => budgets[a.name]!);
+  let reserve = total - b.reduce((s, v) => s + v, 0);
+  const priced = pipeline.agents.every((a) => optionsOf(a).length > 0);
+  const mins = pipeline.agents.map((a) => a.minTokens);
+  if (maxCostUsd !== undefined && priced) fitMinimums(pipeline, models, mins, maxCostUsd);
+  const rates = priced ? ratesOf(pipeline, models) : undefined;
+  if (maxCostUsd !== undefined && rates) {
+    let cost = plannedCost(b, rates);
+    if (cost > maxCostUsd) {
+      const fixed = plannedCost(mins, rates);
+      const above = cost - fixed;
+      let f = above > 0 ? Math.max(0, Math.min(1, (maxCostUsd - fixed) / above)) : 0;
+      for (let guard = 0; guard < 60; guard++) {
+        for (let i = 0; i < b.length; i++) b[i] = mins[i]! + Math.floor(f * (budgets[pipeline.agents[i]!.name]! - mins[i]!));
+        cost = plannedCost(b, rates);
+        if (cost <= maxCostUsd) break;
+        f *= 1 - 1e-9 * 2 ** guard; // floating-point rounding only: shrink until the sum is within the ceiling
+      }
+      reserve = Math.floor(f * reserve);
+    }
+    const dearest = Math.max(...rates);
+    if (dearest > 0) reserve = Math.max(0, Math.min(reserve, Math.floor((maxCostUsd - cost) / dearest)));
+  }
+  const outBudgets: Record<string, number> = {};
+  pipeline.agents.forEach((a, i) => (outBudgets[a.name] = b[i]!));
+  let named: Record<string, string> | undefined;
+  if (tiers) {
+    named = {};
+    pipeline.agents.forEach((a, i) => {
+      if (models[i] !== undefined) named![a.name] = models[i]!;
+    });
+  }
+  return {
+    budgets: outBudgets,
+    ...(named ? { models: named } : {}),
+    reserve,
+    ...(rates && (tiers || maxCostUsd !== undefined) ? { costUsd: Math.round(plannedCost(b, rates) * 1e9) / 1e9 } : {}),
+  };
+}

@@ -1,0 +1,334 @@
+import { assignments, bestSplit, floorSplit, response, type Curve } from './tiers-split.js';
+
+/**
+ * Joint choice of model and tokens per agent (pure; no tfjs). A structured reward model over (model, budget) per
+ * agent, and an exploring policy over both with exact logged probabilities.
+ *
+ * Reward model. Agent i with request features x (encoded φ, φ_0 = 1) on model m answers
+ *   c_im(b) = 1 − w_i(x)·[(1 − reach_im) + reach_im·exp(−b / (pace_im·N_i(x)))],
+ *   w_i(x) = σ(u_i·φ),   N_i(x) = exp(θ_i·φ),   reach_im = σ(η_im),   pace_im = exp(κ_im),
+ * with reach and pace fixed at 1 on the agent's first model (they are relative to it: what the request needs is
+ * learned once per agent and shared across models). Predicted quality is Π_i c_i; it is fitted to observed quality
+ * by Adam on the squared error. The reward the policy maximises is predicted quality − λ·planned cost.
+ *
+ * Policy. For every model assignment the best split under the token total and the cost ceiling on the fitted curves
+ * (tiers-split.ts); greedy = the assignment with the best predicted reward. Candidates: the greedy action, the best
+ * split of every other assignment (exploring models), and the greedy assignment's split with one agent's need
+ * scaled by e^{±δ} (exploring tokens), identical actions merged. Epsilon-greedy over the candidates, so every
+ * decision logs an exact probability for every action.
+ */
+
+export interface TierAction {
+  /** Model index per agent. */
+  readonly assign: readonly number[];
+  /** Integer budgets per agent. */
+  readonly budgets: readonly number[];
+}
+
+export interface TierDecision {
+  readonly action: TierAction;
+  readonly candidates: readonly TierAction[];
+  readonly probs: readonly number[];
+  readonly chosen: number;
+}
+
+export interface TierAgent {
+  readonly min: number;
+  readonly cap: number;
+  /** Candidate models' prices, USD per token (blended). */
+  readonly rates: readonly number[];
+}
+
+export interface TierParams {
+  /** Per agent: weight and need coefficients over φ (length dim each). */
+  readonly u: Float64Array[];
+  readonly theta: Float64Array[];
+  /** Per agent and model (index 0 unused: the first model is the reference). */
+  readonly eta: Float64Array[];
+  readonly kappa: Float64Array[];
+}
+
+export interface TierEvent {
+  readonly x: Float32Array;
+  readonly action: TierAction;
+  readonly quality: number;
+  readonly cost: number;
+}
+
+const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+
+export function initialParams(agents: readonly TierAgent[], dim: number, needGuess: number): TierParams {
+  return {
+    u: agents.map(() => new Float64Array(dim)),
+    theta: agents.map(() => {
+      const t = new Float64Array(dim);
+      t[0] = Math.log(needGuess);
+      return t;
+    }),
+    eta: agents.map((a) => new Float64Array(a.rates.length)),
+    kappa: agents.map((a) => new Float64Array(a.rates.length)),
+  };
+}
+
+const dot = (a: Float64Array, x: Float32Array) => {
+  let s = 0;
+  for (let j = 0; j < x.length; j++) s += a[j]! * x[j]!;
+  return s;
+};
+
+/** The fitted curve of every agent on every model for a request. */
+export function curvesOf(p: TierParams, agents: readonly TierAgent[], x: Float32Array): Curve[][] {
+  return agents.map((a, i) => {
+    const w = sigmoid(dot(p.u[i]!, x));
+    const N = Math.exp(Math.max(-5, Math.min(14, dot(p.theta[i]!, x))));
+    return a.rates.map((_, m) => {
+      const reach = m === 0 ? 1 : sigmoid(p.eta[i]![m]!);
+      const pace = m === 0 ? 1 : Math.exp(p.kappa[i]![m]!);
+      return { A: w * (1 - reach), B: w * reach, N: N * pace };
+    });
+  });
+}
+
+export function predictQuality(curves: readonly Curve[][], action: TierAction): number {
+  let q = 1;
+  for (let i = 0; i < curves.length; i++) q *= response(curves[i]![action.assign[i]!]!, action.budgets[i]!);
+  return q;
+}
+
+export function plannedCostOf(agents: readonly TierAgent[], action: TierAction): number {
+  let c = 0;
+  for (let i = 0; i < agents.length; i++) c += action.budgets[i]! * agents[i]!.rates[action.assign[i]!]!;
+  return c;
+}
+
+export interface TierPolicyOptions {
+  /** Share of decisions spread evenly over all candidates. */
+  readonly epsilon: number;
+  /** Log-scale of the need perturbations that explore tokens. */
+  readonly perturbation: number;
+  /** λ of reward = quality − λ·cost (USD). */
+  readonly costWeight: number;
+  /** Restrict the model choice (e.g. [[0,0,0]]: every agent on its first model, token-only). Default: every assignment. */
+  readonly assignments?: readonly (readonly number[])[];
+}
+
+const sameAction = (a: TierAction, b: TierAction) => a.assign.every((v, i) => v === b.assign[i]) && a.budgets.every((v, i) => v === b.budgets[i]);
+
+function splitOn(curves: readonly Curve[][], agents: readonly TierAgent[], assign: readonly number[], total: number, ceiling: number): TierAction | undefined {
+  const mins = agents.map((a) => a.min);
+  const s = bestSplit(
+    curves.map((row, i) => row[assign[i]!]!),
+    agents.map((a, i) => a.rates[assign[i]!]!),
+    mins,
+    agents.map((a) => a.cap),
+    total,
+    ceiling,
+  );
+  return s ? { assign: assign.slice(), budgets: floorSplit(s, mins) } : undefined;
+}
+
+/** The candidate actions of one request (index 0 greedy); undefined when no assignment fits the ceiling. */
+export function tierCandidates(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions): TierAction[] | undefined {
+  const curves = curvesOf(p, agents, x);
+  const all = opts.assignments ?? assignments(agents.map((a) => a.rates.length));
+  const perAssign: TierAction[] = [];
+  let best = -1;
+  let bestV = -Infinity;
+  for (const a of all) {
+    const act = splitOn(curves, agents, a, total, ceiling);
+    if (!act) continue;
+    const v = predictQuality(curves, act) - opts.costWeight * plannedCostOf(agents, act);
+    perAssign.push(act);
+    if (v > bestV) {
+      bestV = v;
+      best = perAssign.length - 1;
+    }
+  }
+  if (best < 0) return undefined;
+  const greedy = perAssign[best]!;
+  const out: TierAction[] = [greedy];
+  const push = (c: TierAction | undefined) => {
+    if (c && !out.some((o) => sameAction(o, c))) out.push(c);
+  };
+  for (const a of perAssign) push(a);
+  for (let i = 0; i < agents.length; i++) {
+    for (const s of [opts.perturbation, -opts.perturbation]) {
+      const scaled = curves.map((row, j) => (j === i ? row.map((c) => ({ ...c, N: c.N * Math.exp(s) })) : row));
+      push(splitOn(scaled, agents, greedy.assign, total, ceiling));
+    }
+  }
+  return out;
+}
+
+export function decideTier(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions, rng: () => number): TierDecision | undefined {
+  const candidates = tierCandidates(p, agents, x, total, ceiling, opts);
+  if (!candidates) return undefined;
+  const K = candidates.length;
+  const e = K === 1 ? 0 : Math.min(1, Math.max(0, opts.epsilon));
+  const probs = candidates.map((_, k) => e / K + (k === 0 ? 1 - e : 0));
+  const u = rng();
+  let chosen = K - 1;
+  let acc = 0;
+  for (let k = 0; k < K; k++) {
+    acc += probs[k]!;
+    if (u < acc) {
+      chosen = k;
+      break;
+    }
+  }
+  return { action: candidates[chosen]!, candidates, probs, chosen };
+}
+
+/**
+ * Fits the reward model to logged events (newest last) by Adam on the mean squared error of predicted quality,
+ * starting from `p` (warm start). Returns the new parameters and the final training loss.
+ */
+export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], opts: { steps?: number; lr?: number; l2?: number } = {}): { params: TierParams; loss: number } {
+  const steps = opts.steps ?? 150;
+  const lr = opts.lr ?? 0.03;
+  const l2 = opts.l2 ?? 1e-4;
+  const n = agents.length;
+  const dim = p0.u[0]!.length;
+  // Flat parameter vector: per agent [u (dim), theta (dim), eta (M), kappa (M)].
+  const layout = agents.map((a) => ({ M: a.rates.length }));
+  const size = layout.reduce((s, l) => s + 2 * dim + 2 * l.M, 0);
+  const w = new Float64Array(size);
+  const offs: number[] = [];
+  let o = 0;
+  for (let i = 0; i < n; i++) {
+    offs.push(o);
+    w.set(p0.u[i]!, o);
+    w.set(p0.theta[i]!, o + dim);
+    w.set(p0.eta[i]!, o + 2 * dim);
+    w.set(p0.kappa[i]!, o + 2 * dim + layout[i]!.M);
+    o += 2 * dim + 2 * layout[i]!.M;
+  }
+  const m1 = new Float64Array(size);
+  const m2 = new Float64Array(size);
+  const g = new Float64Array(size);
+  const cs = new Float64Array(n);
+  let loss = 0;
+  // The parameters with the lowest loss seen (each step's loss is of the parameters before its update, the warm
+  // start included): a retrain never returns a fit worse on its data than the one it started from.
+  let best = w.slice();
+  let bestLoss = Infinity;
+  for (let t = 1; t <= steps + 1; t++) {
+    g.fill(0);
+    loss = 0;
+    for (const ev of events) {
+      const x = ev.x;
+      let q = 1;
+      // Per agent: c and its partials.
+      const parts: { wv: number; reach: number; e: number; ratio: number; m: number }[] = [];
+      for (let i = 0; i < n; i++) {
+        const base = offs[i]!;
+        let zu = 0;
+        let zt = 0;
+        for (let j = 0; j < dim; j++) {
+          zu += w[base + j]! * x[j]!;
+          zt += w[base + dim + j]! * x[j]!;
+        }
+        const wv = sigmoid(zu);
+        const clamped = zt < -5 || zt > 14;
+        const N = Math.exp(Math.max(-5, Math.min(14, zt)));
+        const m = ev.action.assign[i]!;
+        const M = layout[i]!.M;
+        const reach = m === 0 ? 1 : sigmoid(w[base + 2 * dim + m]!);
+        const pace = m === 0 ? 1 : Math.exp(w[base + 2 * dim + M + m]!);
+        const b = ev.action.budgets[i]!;
+        const ratio = b / (N * pace);
+        const e = Math.exp(-ratio);
+        const c = Math.max(1e-6, 1 - wv * (1 - reach + reach * e));
+        cs[i] = c;
+        q *= c;
+        parts.push({ wv, reach, e, ratio: clamped ? 0 : ratio, m });
+      }
+      const r = q - ev.quality;
+      loss += r * r;
+      const k = (2 * r * q) / events.length;
+      for (let i = 0; i < n; i++) {
+        const { wv, reach, e, ratio, m } = parts[i]!;
+        const base = offs[i]!;
+        const M = layout[i]!.M;
+        const inv = k / cs[i]!;
+        // ∂c/∂zu = −(1 − reach + reach·e)·w(1−w); ∂c/∂zt = −w·reach·e·ratio (N grows with zt: e grows).
+        const dzu = -(1 - reach + reach * e) * wv * (1 - wv) * inv;
+        const dzt = -wv * reach * e * ratio * inv;
+        for (let j = 0; j < dim; j++) {
+          g[base + j]! += dzu * x[j]!;
+          g[base + dim + j]! += dzt * x[j]!;
+        }
+        if (m > 0) {
+          // ∂c/∂η = w·(1 − e)·reach(1 − reach); ∂c/∂κ = −w·reach·e·ratio.
+          g[base + 2 * dim + m]! += wv * (1 - e) * reach * (1 - reach) * inv;
+          g[base + 2 * dim + M + m]! += -wv * reach * e * parts[i]!.ratio * inv;
+        }
+      }
+    }
+    loss /= Math.max(1, events.length);
+    if (loss < bestLoss) {
+      bestLoss = loss;
+      best = w.slice();
+    }
+    if (t > steps) break;
+    for (let j = 0; j < size; j++) {
+      const gj = g[j]! + l2 * w[j]!;
+      m1[j] = 0.9 * m1[j]! + 0.1 * gj;
+      m2[j] = 0.999 * m2[j]! + 0.001 * gj * gj;
+      const mh = m1[j]! / (1 - 0.9 ** t);
+      const vh = m2[j]! / (1 - 0.999 ** t);
+      w[j]! -= (lr * mh) / (Math.sqrt(vh) + 1e-8);
+    }
+  }
+  w.set(best);
+  loss = bestLoss;
+  const params: TierParams = {
+    u: agents.map((_, i) => w.slice(offs[i]!, offs[i]! + dim)),
+    theta: agents.map((_, i) => w.slice(offs[i]! + dim, offs[i]! + 2 * dim)),
+    eta: agents.map((a, i) => w.slice(offs[i]! + 2 * dim, offs[i]! + 2 * dim + a.rates.length)),
+    kappa: agents.map((a, i) => w.slice(offs[i]! + 2 * dim + a.rates.length, offs[i]! + 2 * dim + 2 * a.rates.length)),
+  };
+  return { params, loss };
+}
+
+/**
+ * One retrain (what the bench and the tests run every few hundred outcomes): a warm start from the serving
+ * parameters and a fresh start from the prior, the one with the lower loss on the window kept, so a fit caught in a
+ * poor optimum is replaced as soon as a fresh fit explains the data better. The first `early` outcomes use longer,
+ * faster fits.
+ */
+export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean } = {}): TierParams {
+  const warm = fitTier(p, agents, events, opts.early ? { steps: 300, lr: 0.03 } : { steps: 150, lr: 0.01 });
+  let next = warm.params;
+  if (!opts.early && opts.restart) {
+    const fresh = fitTier(initialParams(agents, dim, opts.needGuess ?? 1000), agents, events, { steps: 400, lr: 0.03 });
+    if (fresh.loss < warm.loss) next = fresh.params;
+  }
+  return opts.early || fitsBetter(next, p, agents, events) ? next : p;
+}
+
+/** Squared error of predicted quality per event. */
+export function tierErrors(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[]): number[] {
+  return events.map((e) => {
+    const r = predictQuality(curvesOf(p, agents, e.x), e.action) - e.quality;
+    return r * r;
+  });
+}
+
+/**
+ * Whether `next` fits the events significantly better than `current` (paired, one-sided 95 %): the serving fit is
+ * only replaced on evidence, so noise in a flat loss does not move the policy back and forth.
+ */
+export function fitsBetter(next: TierParams, current: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[]): boolean {
+  const a = tierErrors(next, agents, events);
+  const b = tierErrors(current, agents, events);
+  const n = a.length;
+  if (n < 2) return true;
+  let m = 0;
+  for (let i = 0; i < n; i++) m += a[i]! - b[i]!;
+  m /= n;
+  let v = 0;
+  for (let i = 0; i < n; i++) v += (a[i]! - b[i]! - m) ** 2;
+  const se = Math.sqrt(v / (n - 1) / n);
+  return m < -1.645 * se;
+}

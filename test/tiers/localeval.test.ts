@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Apportion } from '@apportion/sdk';
+import { newDecisionId } from '../../src/allocation/decisions.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+
+/**
+ * Model tiers in the SDK's local mode: on a pipeline with candidate models, under random token totals and cost
+ * ceilings, every built-in strategy kind and an experiment, the SDK answers exactly as the server (models,
+ * budgets trimmed to the ceiling, reserve, planned cost).
+ */
+const prefix = testPrefix('tiers-localeval');
+let rt: Running;
+let url: string;
+
+async function op(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+  const res = await fetch(url + path, { method, ...(body !== undefined ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}) });
+  const text = await res.text();
+  assert.ok(res.status < 300, `${method} ${path} → ${res.status} ${text}`);
+  return text ? (JSON.parse(text) as Record<string, unknown>) : {};
+}
+
+const PIPELINE = {
+  defaultTotalTokens: 20_000,
+  agents: [
+    { name: 'planner', priority: 'critical', minTokens: 300, maxTokens: 12_000, models: [{ model: 'claude-opus-4-1' }, { model: 'claude-sonnet-4' }] },
+    { name: 'coder', minTokens: 500, models: [{ model: 'claude-sonnet-4' }, { model: 'claude-haiku-4-5' }] },
+    { name: 'formatter', priority: 'background', minTokens: 100, maxTokens: 8000, models: [{ model: 'claude-opus-4-1' }, { model: 'claude-haiku-4-5' }, { model: 'gpt-4o-mini' }] },
+    { name: 'logger', priority: 'background', minTokens: 0, price: { inputPerMTokUsd: 0.1, outputPerMTokUsd: 0.2 } },
+  ],
+};
+
+before(async () => {
+  rt = await startTest(prefix, { listen: true, workers: false }, { PORT: '0' });
+  url = rt.url!;
+  await op('PUT', '/v1/pipelines/lt-tiers', PIPELINE);
+  await op('PUT', '/v1/strategies/lt-static', { pipeline: 'lt-tiers', kind: 'static', params: { shares: { planner: 3, coder: 4, formatter: 2, logger: 1 } } });
+  await op('PUT', '/v1/strategies/lt-pool', { pipeline: 'lt-tiers', kind: 'priority-pool', params: { needs: { planner: 6000, coder: 9000, formatter: 6000, logger: 2000 } } });
+  await op('PUT', '/v1/strategies/lt-est', { pipeline: 'lt-tiers', kind: 'estimate', params: { agents: { coder: { base: 2000, per: { messageCount: 300 } } } } });
+  await op('PUT', '/v1/pipelines/lt-tiers', { ...PIPELINE, defaultStrategy: 'lt-static' });
+  await op('PUT', '/v1/experiments/lt-ab', {
+    pipeline: 'lt-tiers',
+    variants: [
+      { name: 'control', strategy: 'lt-static', weight: 1 },
+      { name: 'pool', strategy: 'lt-pool', weight: 1 },
+      { name: 'est', strategy: 'lt-est', weight: 1 },
+    ],
+    control: 'control',
+    coverage: 0.8,
+  });
+  await op('POST', '/v1/experiments/lt-ab/start');
+});
+
+after(async () => {
+  await rt?.close();
+  await dropPrefix(prefix);
+});
+
+describe('model tiers in local mode', () => {
+  it('answers 2,000 seeded requests with models and cost ceilings exactly as the server does', async () => {
+    const sdk = new Apportion({ url, mode: 'local', maxBuffer: 0, stream: false });
+    await sdk.ready();
+    const local = await sdk.evaluator();
+    const rng = mulberry32(19);
+    const forced = ['lt-static', 'lt-pool', 'lt-est', '@uniform'];
+    const seen = { models: new Set<string>(), trimmed: 0, ceilingOnly: 0 };
+    for (let i = 0; i < 2000; i++) {
+      const withTotal = rng() < 0.7;
+      const withCeiling = rng() < 0.6 || !withTotal;
+      const req = {
+        pipeline: 'lt-tiers',
+        unitKey: `u${Math.floor(rng() * 500)}`,
+        features: { messageCount: Math.floor(rng() * 20) },
+        ...(withTotal ? { totalTokens: 900 + Math.floor(rng() * 40_000) } : {}),
+        ...(withCeiling ? { maxCostUsd: Math.round((0.01 + rng() * rng() * 1.5) * 1e4) / 1e4 } : {}),
+        ...(rng() < 0.2 ? { strategy: forced[Math.floor(rng() * forced.length)]! } : {}),
+        decisionId: newDecisionId(),
+      };
+      const res = await fetch(`${url}/v1/allocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req) });
+      const server = (await res.json()) as Record<string, any>;
+      if (res.status !== 200) {
+        // The same refusal locally (a ceiling below the minimums on the cheapest models).
+        assert.equal(server.code, 'INFEASIBLE_COST', JSON.stringify(server));
+        await assert.rejects(local.allocate(req), /maxCostUsd/);
+        continue;
+      }
+      const { recorded: _r, ...mine } = (await local.allocate(req)) as unknown as Record<string, any>;
+      const { recorded: _s, ...theirs } = server;
+      assert.deepEqual(mine, theirs, `request ${JSON.stringify(req)}`);
+      for (const b of Object.values(server.budgets) as { model?: string }[]) if (b.model) seen.models.add(b.model);
+      assert.equal(server.budgets.logger.model, undefined, 'an agent without models names none');
+      if (withCeiling) {
+        assert.ok(server.costUsd <= req.maxCostUsd! + 1e-9, `${server.costUsd} within ${req.maxCostUsd}`);
+        if (withTotal && server.totalTokens < req.totalTokens!) seen.trimmed++;
+        if (!withTotal) seen.ceilingOnly++;
+      }
+    }
+    assert.deepEqual([...seen.models].sort(), ['claude-haiku-4-5', 'claude-opus-4-1', 'claude-sonnet-4', 'gpt-4o-mini'], 'first models, and the cheapest ones (the pool, minimums under a tight ceiling)');
+    assert.ok(seen.trimmed > 50 && seen.ceilingOnly > 50, JSON.stringify({ trimmed: seen.trimmed, ceilingOnly: seen.ceilingOnly }));
+    await sdk.close();
+  });
+});

@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { compileFeatures } from '../../src/learner/features.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+import { loadTierWorld } from '../../src/learner/sim/tiers.js';
+import { worldFeatures } from '../../src/learner/sim/world.js';
+import { curvesOf, decideTier, fitsBetter, fitTier, initialParams, plannedCostOf, retrainTier, type TierAgent, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
+import { assignments, bestSplit, response } from '../../src/learner/tiers-split.js';
+
+/** The joint choice of model and tokens: the constrained split, the policy's logged probabilities, the fit, a short learning run. */
+
+describe('the best split under a total and a ceiling', () => {
+  it('matches a brute-force search over a grid (two agents, both constraints binding in turn)', () => {
+    const curves = [
+      { A: 0.1, B: 0.7, N: 1500 },
+      { A: 0, B: 0.4, N: 800 },
+    ];
+    const rates = [3e-5, 2e-6];
+    for (const [total, ceiling] of [
+      [4000, 1],
+      [100_000, 0.05],
+      [3000, 0.04],
+    ] as const) {
+      const s = bestSplit(curves, rates, [100, 0], [20_000, 20_000], total, ceiling)!;
+      const v = (b: readonly number[]) => response(curves[0]!, b[0]!) * response(curves[1]!, b[1]!);
+      assert.ok(s[0]! + s[1]! <= total + 1e-6 && s[0]! * rates[0]! + s[1]! * rates[1]! <= ceiling + 1e-9);
+      let best = 0;
+      for (let a = 100; a <= 20_000; a += 25) {
+        for (let b = 0; b <= 20_000; b += 25) if (a + b <= total && a * rates[0]! + b * rates[1]! <= ceiling) best = Math.max(best, v([a, b]));
+      }
+      assert.ok(v(s) >= best - 1e-4, `total ${total}, ceiling ${ceiling}: ${v(s)} vs grid ${best}`);
+    }
+    assert.equal(bestSplit(curves, rates, [2000, 0], [20_000, 20_000], 10_000, 0.05), undefined, 'minimums above the ceiling');
+    assert.deepEqual(assignments([2, 3]), [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]);
+  });
+});
+
+const tw = loadTierWorld('cheap-suffices');
+const encoder = compileFeatures(worldFeatures(tw.world).features);
+const agents: TierAgent[] = tw.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens, rates: tw.rates }));
+
+describe('the tier policy', () => {
+  it('logs an exact distribution over models and tokens; every candidate fits the total and the ceiling', () => {
+    const p = initialParams(agents, encoder.dim, 1000);
+    const rng = mulberry32(1);
+    const assigns = new Set<string>();
+    for (let k = 0; k < 50; k++) {
+      const x = encoder.encode(tw.features(tw.sample(rng)));
+      const d = decideTier(p, agents, x, tw.totalTokens, tw.maxCostUsd, { epsilon: 0.3, perturbation: 0.4, costWeight: 0 }, rng)!;
+      assert.ok(Math.abs(d.probs.reduce((s, v) => s + v, 0) - 1) < 1e-12 && d.probs.every((v) => v > 0));
+      assert.ok(d.probs[0]! > 0.7);
+      assert.equal(d.action, d.candidates[d.chosen]);
+      for (const c of d.candidates) {
+        assert.ok(plannedCostOf(agents, c) <= tw.maxCostUsd + 1e-12);
+        assert.ok(c.budgets.reduce((s, v) => s + v, 0) <= tw.totalTokens);
+        assigns.add(c.assign.join(''));
+      }
+    }
+    assert.equal(assigns.size, 8, 'every model assignment is a candidate');
+    const only = decideTier(p, agents, encoder.encode({}), tw.totalTokens, tw.maxCostUsd, { epsilon: 0.3, perturbation: 0.4, costWeight: 0, assignments: [[0, 0, 0]] }, rng)!;
+    assert.ok(only.candidates.every((c) => c.assign.every((m) => m === 0)), 'restricted to the first models: tokens only');
+  });
+
+  it('the fit recovers how much a cheaper model reaches from logged outcomes', () => {
+    // Events drawn from known parameters: the formatter's cheap model reaches 95 % of its weight, the planner's 30 %.
+    const truth: TierParams = initialParams(agents, encoder.dim, 1500);
+    truth.u.forEach((u) => (u[0] = 0.5));
+    truth.eta[0]![1] = Math.log(0.3 / 0.7);
+    truth.eta[2]![1] = Math.log(0.95 / 0.05);
+    const rng = mulberry32(2);
+    const events: TierEvent[] = [];
+    for (let k = 0; k < 1500; k++) {
+      const x = encoder.encode(tw.features(tw.sample(rng)));
+      const assign = [0, 1, 2].map(() => (rng() < 0.5 ? 0 : 1));
+      const budgets = [0, 1, 2].map(() => 200 + Math.floor(rng() * 6000));
+      const curves = curvesOf(truth, agents, x);
+      let q = 1;
+      for (let i = 0; i < 3; i++) q *= response(curves[i]![assign[i]!]!, budgets[i]!);
+      events.push({ x: Float32Array.from(x), action: { assign, budgets }, quality: q + 0.02 * (rng() - 0.5), cost: 0 });
+    }
+    const fitted = fitTier(initialParams(agents, encoder.dim, 1000), agents, events, { steps: 600, lr: 0.05 }).params;
+    const reach = (p: TierParams, i: number) => 1 / (1 + Math.exp(-p.eta[i]![1]!));
+    assert.ok(Math.abs(reach(fitted, 0) - 0.3) < 0.1, `planner reach ${reach(fitted, 0)}`);
+    assert.ok(reach(fitted, 2) > 0.85, `formatter reach ${reach(fitted, 2)}`);
+    // A retrain replaces the serving fit only when it fits significantly better.
+    assert.equal(fitsBetter(fitted, initialParams(agents, encoder.dim, 1000), agents, events), true);
+    assert.equal(fitsBetter(fitted, fitted, agents, events), false);
+  });
+
+  it('learns within 1,500 outcomes to put the formatter on the cheap model with more tokens, near the oracle', () => {
+    const rng = mulberry32(3);
+    let p = initialParams(agents, encoder.dim, 1000);
+    const events: TierEvent[] = [];
+    let served = 0;
+    let oracle = 0;
+    let formatterCheap = 0;
+    for (let t = 0; t < 1500; t++) {
+      const c = tw.sample(rng);
+      const x = encoder.encode(tw.features(c));
+      const d = decideTier(p, agents, x, tw.totalTokens, tw.maxCostUsd, { epsilon: t < 250 ? 0.3 : 0.08, perturbation: 0.4, costWeight: 0 }, rng)!;
+      const o = tw.outcome(c, d.action.assign, d.action.budgets, rng);
+      events.push({ x: Float32Array.from(x), action: d.action, quality: o.quality, cost: o.cost });
+      if (t >= 1125) {
+        served += tw.quality(c, d.action.assign, d.action.budgets);
+        oracle += tw.oracle(c, tw.totalTokens, tw.maxCostUsd).quality;
+        if (d.candidates[0]!.assign[2] === 1) formatterCheap++;
+      }
+      if ((t + 1) % 250 === 0) p = retrainTier(p, agents, events, encoder.dim, { early: t < 1000, restart: true });
+    }
+    assert.ok(served / oracle >= 0.93, `served ÷ oracle ${served / oracle}`);
+    assert.ok(formatterCheap / 375 > 0.9, `greedy formatter on haiku in ${formatterCheap} of 375`);
+  });
+});
