@@ -1,10 +1,10 @@
-import { allocationResultOf, decide, decisionRecordOf, EngineError, type AllocationReason, type AllocationRequest as EngineRequest, type EngineDecision, type EngineResult as AllocationResult, type Router } from '@apportion/sdk/engine';
+import { allocationResultOf, decide, decisionRecordOf, EngineError, type AllocationRequest as EngineRequest, type EngineDecision, type EngineResult as AllocationResult, type Router } from '@apportion/sdk/engine';
 import { AppError } from '../errors/app-error.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import type { StrategyKinds } from '../strategies/registry.js';
 import type { Features } from '../strategies/types.js';
-import { decisionSecond, newDecisionId, type DecisionRecord, type DecisionStore } from './decisions.js';
+import { decisionSecond, newDecisionId, type DecisionStore } from './decisions.js';
 
 /** Why a strategy served, a request, a route and a router: the engine's types (shared with local mode). */
 export type { AllocationReason, Route, Router } from '@apportion/sdk/engine';
@@ -82,7 +82,7 @@ export class AllocationService {
   }
 
   private async finish(id: string, d: EngineDecision, req: AllocationRequest): Promise<AllocationResult> {
-    const { pipeline, def, budgets, totalTokens: total, features, route } = d;
+    const { pipeline, def, budgets, totalTokens: total, features } = d;
     let shadow: Record<string, unknown> | undefined;
     for (const hook of this.deps.shadows?.() ?? []) {
       try {

@@ -89,9 +89,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // Before the plugins that add these routes (an awaited register adds its routes at once): /docs stays public
   // once keys are set, as an OpenAPI document and UI hold no data.
   app.addHook('onRoute', (route) => {
-    if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), access: 'public' };
+    if (route.url.startsWith('/docs')) route.config = { ...route.config, access: 'public' };
     // The queue dashboard shows every tenant's jobs: operator keys only (a browser signs in via /v1/session).
-    if (route.url.startsWith('/admin/queues')) route.config = { ...(route.config ?? {}), access: 'operator' };
+    if (route.url.startsWith('/admin/queues')) route.config = { ...route.config, access: 'operator' };
   });
   await app.register(swagger, {
     openapi: {

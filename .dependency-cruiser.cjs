@@ -1,0 +1,53 @@
+/**
+ * Import boundaries of src/ (`npm run lint:deps`, run by `npm run lint` and so by .ci/run). See
+ * docs/architecture.md, "Domains and the direction of their imports". Type-only imports count like any other
+ * (the swc parser keeps `import type`): a cycle through types is still a cycle.
+ * @type {import('dependency-cruiser').IConfiguration}
+ */
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-folder-cycle',
+      severity: 'warn',
+      comment:
+        'Folders of src/ (domains and infrastructure) import each other in one direction only: a folder that is ' +
+        'imported by another must not import it back, directly or through others. Move the shared contract to ' +
+        'src/kernel/ or ask the other domain through a service it is handed.',
+      scope: 'folder',
+      from: { path: '^src/' },
+      to: { circular: true },
+    },
+    {
+      name: 'no-module-cycle',
+      severity: 'warn',
+      comment: 'No module of src/ reaches itself through its imports.',
+      from: { path: '^src/' },
+      to: { circular: true },
+    },
+    {
+      name: 'kernel-imports-no-domain',
+      severity: 'warn',
+      comment:
+        'src/kernel/ holds the extension points the domains implement; it may name the shared documents ' +
+        '(pipelines), the control-plane view, redis keys and the engine types, never a domain service.',
+      from: { path: '^src/kernel/' },
+      to: { path: '^src/(allocation|budgets|cli|console|costs|feedback|learner|rollout|strategies|sync|tenancy)/|^src/[^/]+\\.ts$' },
+    },
+    {
+      name: 'infrastructure-imports-no-domain',
+      severity: 'warn',
+      comment:
+        'Infrastructure folders (config, control, errors, http, observability, redis, stats) sit below every domain.',
+      from: { path: '^src/(config|control|errors|http|observability|redis|stats)/' },
+      to: { path: '^src/(allocation|budgets|cli|console|costs|feedback|learner|pipelines|rollout|strategies|sync|tenancy|kernel)/|^src/[^/]+\\.ts$' },
+    },
+  ],
+  options: {
+    // TypeScript 7 has no compiler API for dependency-cruiser to use: swc parses the sources (it keeps type imports).
+    parser: 'swc',
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '^src/console/web/' },
+  },
+};
