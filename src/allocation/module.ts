@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { errorResponses } from '../http/common.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
 import { DecisionStore } from './decisions.js';
 import { AllocationBody, AllocationResponse } from './schema.js';
 import { AllocationService, type AllocationRequest, type Router, type ShadowHook } from './service.js';

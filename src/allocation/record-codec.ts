@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import type { Keys } from '../redis/keys.js';
-import type { DecisionRecord } from './decisions.js';
+import type { DecisionRecord } from '../kernel/decision.js';
 
 /**
  * The compact encoding of decision records (MessagePack arrays, no field names):

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { errorResponses, ErrorBody } from '../http/common.js';
-import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
 import type { BudgetAlert } from './alerts.js';
 import { createBudgetsQueue, startBudgetWorker } from './jobs.js';
 import { budgetKeys } from './keys.js';

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { budgetKeys } from '../budgets/keys.js';
 import { errorResponses } from '../http/common.js';
 import { tenantOfCaller } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
 import { budgetOverview, listSessions } from './views.js';
 
 /**
@@ -54,7 +54,7 @@ const NOT_BUILT = `<!doctype html><meta charset="utf-8"><title>Apportion console
 <p>The API itself is up: see <a href="/docs">/docs</a>.</p></body>`;
 
 const Listing = { tags: ['console'], response: { ...errorResponses } };
-/** Query strings are not coerced (see http/app.ts), so a count arrives as digits. */
+/** Query strings are not coerced (see src/app.ts), so a count arrives as digits. */
 const LimitQuery = Type.Object({ limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$', description: '1–1000' })) }, { additionalProperties: false });
 const limitOf = (q: unknown, dflt: number) => Number((q as { limit?: string }).limit ?? dflt);
 

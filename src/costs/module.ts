@@ -5,7 +5,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses } from '../http/common.js';
 import { tenantOfCaller } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
 import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './envelopes.js';
 import { SpanStore } from './ingest.js';
 import { costKeys } from './keys.js';

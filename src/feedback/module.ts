@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { AllocationModule } from '../allocation/module.js';
 import { errorResponses } from '../http/common.js';
 import { seesPipeline } from '../http/tenancy.js';
-import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
 import { strategyArms } from './arms.js';
 import { OutcomeIntake } from './intake.js';
 import { applyOutcome } from './processor.js';

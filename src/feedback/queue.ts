@@ -1,16 +1,11 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
-import type { DecisionRecord } from '../allocation/decisions.js';
 import { decodeInline, encodeInline } from '../allocation/record-codec.js';
-import type { OutcomeBody } from './schema.js';
+import type { OutcomeBody, OutcomeJob } from '../kernel/outcome.js';
 
 export const OUTCOMES_QUEUE = 'outcomes';
 
-/** One accepted outcome, with its decision record, as the worker applies it. */
-export interface OutcomeJob {
-  readonly decision: DecisionRecord;
-  readonly outcome: OutcomeBody;
-  readonly receivedAt: number;
-}
+/** One accepted outcome, with its decision record, as the worker applies it (src/kernel/outcome.ts). */
+export type { OutcomeJob } from '../kernel/outcome.js';
 
 /**
  * One accepted outcome as it is queued: the decision record in its compact self-contained form (base64 of

@@ -1,6 +1,6 @@
 import { Queue, Worker, type Job } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { shadowHook, trainingSink } from './hooks.js';
 import { defaultSplitOf, learnedKind, registerIngested, type LearnedParams } from './kind.js';

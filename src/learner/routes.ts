@@ -4,7 +4,7 @@ import { RequirementMissingError } from '../control/store.js';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses } from '../http/common.js';
 import { Id } from '../pipelines/schema.js';
-import type { Core } from '../runtime.js';
+import type { Core } from '../kernel/core.js';
 import { rewardOf } from './events.js';
 import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';

@@ -1,6 +1,6 @@
 import { Queue, Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { experimentArms, experimentSinks } from './arms.js';
 import { probeCutKind } from './probe.js';

@@ -7,9 +7,10 @@ import { errorResponses } from '../http/common.js';
 import { seesPipeline } from '../http/tenancy.js';
 import { Id } from '../pipelines/schema.js';
 import { RequirementMissingError } from '../control/store.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
 import { BUILTIN_UNIFORM_ID, StrategyBody, StrategyResponse, type StrategyDef } from './schema.js';
 import { validateStrategy } from './service.js';
+import { BUILTIN_KINDS } from './registry.js';
 
 const Params = Type.Object({ id: Id });
 const StatsParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
@@ -49,6 +50,7 @@ export const StatsResponse = Type.Object({
 export function strategiesModule(core: Core): ModuleParts {
   return {
     name: 'strategies',
+    strategyKinds: BUILTIN_KINDS,
     routes(app: FastifyInstance) {
       app.put(
         '/v1/strategies/:id',

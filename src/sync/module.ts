@@ -6,7 +6,7 @@ import { decisionSecond, readDecisionJsons, type DecisionRecord, type DecisionSt
 import { viewOf, type ControlView } from '../control/view.js';
 import { errorResponses } from '../http/common.js';
 import { pipelineTenants, tenantOfCaller } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
 import { IngestBody, type IngestItem } from './schema.js';
 
 /**

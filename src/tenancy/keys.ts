@@ -5,10 +5,10 @@ import type { Redis } from 'ioredis';
 export type Role = 'admin' | 'analyst' | 'client';
 export const ROLES: readonly Role[] = ['admin', 'analyst', 'client'];
 
-/** Tenant names follow the budget scope's name rule, so `tenant:<name>` is always a valid scope segment. */
-export const TENANT_PATTERN = '^[A-Za-z0-9_.@-]{1,128}$';
-const TENANT = new RegExp(TENANT_PATTERN);
-export const isTenantName = (t: string): boolean => TENANT.test(t);
+import { isTenantName, TENANT_PATTERN } from '../http/tenancy.js';
+
+/** Tenant names (the rule every route applies, src/http/tenancy.ts). */
+export { isTenantName, TENANT_PATTERN };
 
 /** The stored record of an API key (never the key itself: only its keyed hash). */
 export interface KeyRecord {

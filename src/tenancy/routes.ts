@@ -3,7 +3,7 @@ import { parse as parseCookie, serialize } from 'cookie';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Config } from '../config/env.js';
 import { AppError } from '../errors/app-error.js';
-import type { Authenticator } from '../http/auth.js';
+import type { Authenticator } from './auth.js';
 import { ErrorBody, errorResponses } from '../http/common.js';
 import { TENANT_PATTERN, type KeyStore } from './keys.js';
 import { SESSION_COOKIE, type SessionStore } from './sessions.js';
