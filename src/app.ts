@@ -15,7 +15,7 @@ import { KeyStore } from './tenancy/keys.js';
 import { tenancyRoutes } from './tenancy/routes.js';
 import { SessionStore } from './tenancy/sessions.js';
 import { Authenticator } from './tenancy/auth.js';
-import { ErrorBody } from './http/common.js';
+import { ErrorBody, type TypeBoxRequestProvider } from './http/common.js';
 import { errorHandler } from './http/errors.js';
 import { tenantGuard } from './tenancy/guard.js';
 
@@ -157,6 +157,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     await app.register(serverAdapter.registerPlugin(), { prefix: '/admin/queues' });
   }
 
-  for (const m of opts.modules) if (m.routes) await app.register(async (scope) => m.routes!(scope));
+  for (const m of opts.modules) if (m.routes) await app.register(async (scope) => m.routes!(scope.withTypeProvider<TypeBoxRequestProvider>()));
   return app;
 }

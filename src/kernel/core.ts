@@ -1,11 +1,11 @@
 import type { Queue } from 'bullmq';
-import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/env.js';
 import type { ControlStore } from '../control/store.js';
 import type { SnapshotSource } from '../control/snapshot.js';
 import type { ControlView } from '../control/view.js';
+import type { ApiApp } from '../http/common.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { RedisGeneration, RedisReset } from '../redis/generation.js';
 import type { Keys } from '../redis/keys.js';
@@ -62,7 +62,7 @@ export interface ModuleParts {
   readonly onDecisionIngested?: (record: DecisionRecord) => void;
   /** Called after an outcome is applied the first time (e.g. to schedule training). */
   readonly onOutcomeApplied?: (job: OutcomeJob) => void | Promise<void>;
-  routes?(app: FastifyInstance): void | Promise<void>;
+  routes?(app: ApiApp): void | Promise<void>;
   /** Starts this module's BullMQ workers and repeatable jobs. */
   startWorkers?(): Promise<readonly Closeable[]>;
   /**

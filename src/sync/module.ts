@@ -1,10 +1,10 @@
 import type { ServerResponse } from 'node:http';
 import { Type } from '@sinclair/typebox';
 import { toWire, type ControlKind, type RawControlState, type Versioned, type WireControlState } from '@apportion/sdk/engine';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { decisionSecond, readDecisionJsons, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
 import { viewOf, type ControlView } from '../control/view.js';
-import { errorResponses } from '../http/common.js';
+import { errorResponses, type ApiApp } from '../http/common.js';
 import { pipelineTenants, tenantOfCaller } from '../http/tenancy.js';
 import type { Core, ModuleParts } from '../kernel/core.js';
 import { IngestBody, type IngestItem } from './schema.js';
@@ -99,7 +99,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
 
   return {
     name: 'sync',
-    routes(app: FastifyInstance) {
+    routes(app: ApiApp) {
       app.addHook('preClose', async () => {
         for (const s of streams) s.end();
         streams.clear();
@@ -152,7 +152,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
             res.write(`event: version\nid: ${s.version}\ndata: ${JSON.stringify({ version: s.version, etag: etagOf(s.version, tenant) })}\n\n`);
           };
           send(core.snapshot.current());
-          if ((req.query as { once?: string }).once === 'true') {
+          if (req.query.once === 'true') {
             res.end();
             return;
           }
@@ -192,7 +192,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
             },
           },
         },
-        async (req) => ingest(req, (req.body as { decisions: IngestItem[] }).decisions),
+        async (req) => ingest(req, req.body.decisions),
       );
     },
     async close() {
