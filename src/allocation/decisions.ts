@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { GroupCommitter } from '../redis/group-commit.js';
 import type { Keys } from '../redis/keys.js';
-import { runScript } from '../redis/scripts.js';
+import { callScript } from '../redis/scripts.js';
 import type { DecisionRecord } from '../kernel/decision.js';
 import { bucketField, decodeRecords, encodeRecord, packBatch, RecordDictionary } from './record-codec.js';
 /**
@@ -137,7 +137,7 @@ export class DecisionStore {
       b.parts.push(bucketField(r.id), encodeRecord(r, this.dict));
     }
     await Promise.all(
-      [...buckets].map(([key, { sec, parts }]) => runScript(this.redis, 'decisionsPut', [key], [sec + this.ttlSeconds + 1, packBatch(parts)])),
+      [...buckets].map(([key, { sec, parts }]) => callScript(this.redis, 'decisionsPut', [key], [sec + this.ttlSeconds + 1, packBatch(parts)])),
     );
   }
 }

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { decisionSecond, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Keys } from '../redis/keys.js';
-import { runScript } from '../redis/scripts.js';
+import { callScript } from '../redis/scripts.js';
 import type { ArmResolver, OutcomeSink } from '../kernel/extension-points.js';
 import { observe, outcomeCost } from './observations.js';
 import type { OutcomeJob } from '../kernel/outcome.js';
@@ -97,7 +97,7 @@ export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob):
     deps.sinkCap ?? 100_000,
     ...sinkEntries.map((e) => e.value),
   ];
-  const res = await runScript<number>(deps.redis, 'applyOutcome', keys, args, true);
+  const res = await callScript(deps.redis, 'applyOutcome', keys, args);
   if (res === 1) {
     await deps.onApplied?.(job);
     return 'applied';

@@ -1,14 +1,10 @@
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import type { ControlKind } from '../control/kinds.js';
 import type { Versioned } from '../control/store.js';
 import type { Keys } from '../redis/keys.js';
+import { callScript } from '../redis/scripts.js';
 import type { ExperimentDoc } from './schema.js';
 
-const WRITE_LUA = readFileSync(fileURLToPath(new URL('./lua/rollout-write.lua', import.meta.url)), 'utf8');
-const WRITE_SHA = createHash('sha1').update(WRITE_LUA).digest('hex');
 
 /** One entry of an experiment's audit trail. */
 export interface AuditEntry {
@@ -102,15 +98,7 @@ export class ExperimentStore {
       keys.push(this.keys.configKind(d.kind), this.keys.configVersions(d.kind));
       args.push(d.id, d.doc === null ? '' : JSON.stringify(d.doc), d.expectedVersion);
     }
-    // EVALSHA (EVAL once on NOSCRIPT), not an ioredis defined command: a Redis Cluster client routes an
-    // auto-pipelined defined command by its first argument (the key count), not by its first key.
-    let v: number;
-    try {
-      v = (await this.redis.evalsha(WRITE_SHA, keys.length, ...keys, ...args)) as number;
-    } catch (e) {
-      if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
-      v = (await this.redis.eval(WRITE_LUA, keys.length, ...keys, ...args)) as number;
-    }
+    const v = await callScript(this.redis, 'rolloutWrite', keys, args);
     if (v === -1) throw new WriteConflict('experiments');
     if (v < -1) {
       const d = docs[-v - 2]!;
