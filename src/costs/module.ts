@@ -6,6 +6,7 @@ import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { tenantOfCaller } from '../http/tenancy.js';
 import type { Core, ModuleParts } from '../kernel/core.js';
+import { jsonDecoder } from '../redis/decode.js';
 import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './envelopes.js';
 import { SpanStore } from './ingest.js';
 import { costKeys } from './keys.js';
@@ -18,6 +19,9 @@ import { checkSpan, PriceOverrideBody, SpansBody, SpansResult, TenantParams, typ
 import { CostReportResponse, EnvelopesResponse, SessionCostsResponse } from './responses.js';
 import { sessionCosts } from './session.js';
 import type { Span } from './span.js';
+
+/** A decision's per-agent budgets as stored beside its traces (agent → tokens); another shape reads as none. */
+const decodeBudgets = jsonDecoder(Type.Record(Type.String(), Type.Number()));
 
 /** Accepts `Content-Encoding: gzip` (OTLP exporters compress); the body limit applies to the inflated bytes. */
 async function gunzipIfNeeded(req: FastifyRequest, _reply: unknown, payload: Readable): Promise<Readable> {
@@ -339,7 +343,7 @@ export function costsModule(core: Core): CostsModule {
         return;
       }
       sessions++;
-      const b = budgets[i] ? (JSON.parse(budgets[i]!) as Record<string, number>) : undefined;
+      const b = budgets[i] ? decodeBudgets(budgets[i]!) : undefined;
       for (const [agent, x] of u.byAgent) {
         let l = uses.get(agent);
         if (!l) uses.set(agent, (l = []));

@@ -1,7 +1,9 @@
+import { Type } from '@sinclair/typebox';
 import type { Redis } from 'ioredis';
 import type { ControlKind } from '../control/kinds.js';
 import type { Versioned } from '../control/store.js';
 import type { Keys } from '../redis/keys.js';
+import { jsonDecoder } from '../redis/decode.js';
 import { callScript } from '../redis/scripts.js';
 import type { ExperimentDoc } from './schema.js';
 
@@ -40,6 +42,10 @@ export class WriteConflict extends Error {
 }
 
 const AUDIT_CAP = 1000;
+
+const decodeAudit = jsonDecoder(
+  Type.Object({ at: Type.Number(), by: Type.String(), action: Type.String(), version: Type.Optional(Type.Number()), details: Type.Optional(Type.Unknown()) }),
+);
 
 /**
  * Experiments in the control plane. Reads go straight to Redis (not the snapshot) so that a lifecycle
@@ -109,7 +115,10 @@ export class ExperimentStore {
 
   async auditTrail(id: string, limit = 100): Promise<AuditEntry[]> {
     const rows = await this.redis.lrange(this.auditKey(id), 0, limit - 1);
-    return rows.map((r) => JSON.parse(r) as AuditEntry);
+    return rows.flatMap((r) => {
+      const e = decodeAudit(r);
+      return e ? [e] : [];
+    });
   }
 
   async deleteAudit(id: string): Promise<void> {

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { Type } from '@sinclair/typebox';
 import { toWire, type ControlKind, type RawControlState, type Versioned, type WireControlState } from '@apportion/sdk/engine';
 import type { FastifyRequest } from 'fastify';
-import { decisionSecond, readDecisionJsons, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
+import { decisionSecond, readDecisions, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
 import { viewOf, type ControlView } from '../control/view.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { pipelineTenants, tenantOfCaller } from '../http/tenancy.js';
@@ -76,14 +76,13 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
     });
     // Idempotent: a record already stored (a retried batch after a lost answer or a server restart) is not
     // written again; one stored under the same id for another pipeline is refused, never overwritten.
-    const stored = fresh.length > 0 ? await readDecisionJsons(core.redis, core.keys, fresh.map((f) => f.record.id)) : [];
+    const stored = fresh.length > 0 ? await readDecisions(core.redis, core.keys, fresh.map((f) => f.record.id)) : [];
     let duplicates = 0;
     const writes: Promise<void>[] = [];
     const written: DecisionRecord[] = [];
     fresh.forEach(({ index, record }, i) => {
-      const existing = stored[i];
-      if (existing) {
-        const prev = JSON.parse(existing) as DecisionRecord;
+      const prev = stored[i];
+      if (prev) {
         if (prev.pipeline === record.pipeline && prev.strategy === record.strategy) duplicates++;
         else rejected.push({ index, id: record.id, code: 'ID_TAKEN', message: `body/decisions/${index}/id: "${record.id}" is already recorded for another decision` });
         return;
