@@ -56,23 +56,24 @@ const isStr = (v: unknown): v is string => typeof v === 'string';
 
 /** The reply shapes the scripts answer (a Lua number is an integer reply; a table an array). */
 export const replies = {
-  integer: ((r, s) => (isInt(r) ? r : unexpected(s, 'an integer', r))) as ReplyDecoder<number>,
-  string: ((r, s) => (isStr(r) ? r : unexpected(s, 'a string', r))) as ReplyDecoder<string>,
-  integers: ((r, s) => (Array.isArray(r) && r.every(isInt) ? r : unexpected(s, 'an array of integers', r))) as ReplyDecoder<number[]>,
-  strings: ((r, s) => (Array.isArray(r) && r.every(isStr) ? r : unexpected(s, 'an array of strings', r))) as ReplyDecoder<string[]>,
+  integer: (r: unknown, s: string): number => (isInt(r) ? r : unexpected(s, 'an integer', r)),
+  string: (r: unknown, s: string): string => (isStr(r) ? r : unexpected(s, 'a string', r)),
+  integers: (r: unknown, s: string): number[] => (Array.isArray(r) && r.every(isInt) ? r : unexpected(s, 'an array of integers', r)),
+  strings: (r: unknown, s: string): string[] => (Array.isArray(r) && r.every(isStr) ? r : unexpected(s, 'an array of strings', r)),
   /** `{ a, b }`: two integers. */
-  pair: ((r, s) => (Array.isArray(r) && r.length === 2 && r.every(isInt) ? [r[0], r[1]] : unexpected(s, 'two integers', r))) as ReplyDecoder<[number, number]>,
+  pair: (r: unknown, s: string): [number, number] => (Array.isArray(r) && r.length === 2 && isInt(r[0]) && isInt(r[1]) ? [r[0], r[1]] : unexpected(s, 'two integers', r)),
   /** `{ version, statuses, line… }` (span-ingest.lua). */
-  versionedLines: ((r, s) =>
-    Array.isArray(r) && r.length >= 2 && isInt(r[0]) && r.slice(1).every(isStr) ? [r[0], ...(r.slice(1) as [string, ...string[]])] : unexpected(s, '{ version, statuses, line… }', r)) as ReplyDecoder<
-    [number, string, ...string[]]
-  >,
+  versionedLines: (r: unknown, s: string): [number, string, ...string[]] => {
+    if (!Array.isArray(r) || r.length < 2 || !isInt(r[0]) || !r.slice(1).every(isStr)) return unexpected(s, '{ version, statuses, line… }', r);
+    const [version, statuses, ...lines] = r;
+    return [version, statuses, ...lines];
+  },
   /** `{ moved, dropped, defaulted, left, { tickets… } }` (learner-ingest.lua). */
-  ingest: ((r, s) =>
+  ingest: (r: unknown, s: string): [number, number, number, number, string[]] =>
     Array.isArray(r) && r.length === 5 && r.slice(0, 4).every(isInt) && Array.isArray(r[4]) && r[4].every(isStr)
       ? [r[0], r[1], r[2], r[3], r[4]]
-      : unexpected(s, '{ moved, dropped, defaulted, left, { tickets } }', r)) as ReplyDecoder<[number, number, number, number, string[]]>,
-};
+      : unexpected(s, '{ moved, dropped, defaulted, left, { tickets } }', r),
+} satisfies Record<string, ReplyDecoder<unknown>>;
 
 /**
  * Every script of src/redis/lua with the shape of its reply: the one place a reply is checked and typed (each
