@@ -187,7 +187,7 @@ export class Load {
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.all(this.loops);
-    while (this.pending.size > 0) await Promise.all([...this.pending]);
+    while (this.pending.size > 0) await Promise.all(this.pending);
   }
 
   private async paced(rate: number, fn: () => Promise<void>): Promise<void> {

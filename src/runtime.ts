@@ -1,84 +1,18 @@
-import type { Queue } from 'bullmq';
-import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config/env.js';
 import { ControlStore } from './control/store.js';
 import { SnapshotSource } from './control/snapshot.js';
-import { viewOf, type ControlView } from './control/view.js';
-import type { ArmResolver } from './feedback/arms.js';
-import type { OutcomeJob } from './feedback/queue.js';
-import type { OutcomeSink } from './feedback/processor.js';
-import type { DecisionRecord } from './allocation/decisions.js';
-import type { Router, ShadowHook } from './allocation/service.js';
-import { createMetrics, type Metrics } from './observability/metrics.js';
+import { viewOf } from './control/view.js';
+import type { Core } from './kernel/core.js';
+import { createMetrics } from './observability/metrics.js';
 import { connectRedis, redisTarget } from './redis/connection.js';
 import { generationKey, RedisGeneration, type RedisReset } from './redis/generation.js';
-import { createKeys, type Keys } from './redis/keys.js';
-import { StrategyKinds } from './strategies/registry.js';
-import type { StrategyKind } from './strategies/types.js';
+import type { Redis } from 'ioredis';
+import { createKeys } from './redis/keys.js';
+import { StrategyKinds } from './kernel/extension-points.js';
 
-/** Shared services every domain module builds on. Created once per process (or per test). */
-export interface Core {
-  readonly config: Config;
-  readonly log: Logger;
-  /** Request-path connection: auto-pipelined, fails fast when Redis is unreachable. */
-  readonly redis: Redis;
-  /** Connection for BullMQ workers (BullMQ duplicates it for blocking calls); waits out Redis outages. */
-  readonly bullRedis: Redis;
-  /**
-   * Connection for BullMQ producers on the request path (Queue.add): no offline queue, so an add fails at
-   * once when Redis is unreachable and the caller can answer 503 instead of hanging.
-   */
-  readonly queueRedis: Redis;
-  readonly keys: Keys;
-  readonly store: ControlStore;
-  readonly snapshot: SnapshotSource;
-  readonly view: () => ControlView;
-  readonly kinds: StrategyKinds;
-  readonly metrics: Metrics;
-  /** Detects that Redis lost its data (src/redis/generation.ts). */
-  readonly generation: RedisGeneration;
-  /**
-   * Adds work to run after Redis lost its data, once the control plane has been reloaded (re-create job
-   * schedulers, re-seed). Handlers run in the order added; a failing one is logged and the rest still run.
-   */
-  onRedisReset(fn: (reset: RedisReset) => void | Promise<void>): void;
-}
-
-export interface Closeable {
-  close(): Promise<void>;
-}
-
-/**
- * What a domain module contributes. The api process uses `routes`; the worker process `workers`;
- * both use the hooks, so allocation and outcome processing behave the same wherever they run.
- */
-export interface ModuleParts {
-  readonly name: string;
-  readonly routers?: readonly Router[];
-  readonly shadows?: readonly ShadowHook[];
-  readonly arms?: readonly ArmResolver[];
-  readonly sinks?: readonly OutcomeSink[];
-  readonly strategyKinds?: readonly StrategyKind<never>[];
-  /** Queues shown on the dashboard and sampled for /metrics. */
-  readonly queues?: readonly Queue[];
-  /** Called for each decision record an SDK in local mode shipped, once it is stored (e.g. to register it for the default reward). */
-  readonly onDecisionIngested?: (record: DecisionRecord) => void;
-  /** Called after an outcome is applied the first time (e.g. to schedule training). */
-  readonly onOutcomeApplied?: (job: OutcomeJob) => void | Promise<void>;
-  routes?(app: FastifyInstance): void | Promise<void>;
-  /** Starts this module's BullMQ workers and repeatable jobs. */
-  startWorkers?(): Promise<readonly Closeable[]>;
-  /**
-   * (Re)creates this module's BullMQ job schedulers (idempotent upserts). Called by startWorkers, and again by a
-   * worker process after Redis lost its data, which deletes the schedulers with everything else.
-   */
-  schedulers?(): Promise<void>;
-  close?(): Promise<void>;
-}
-
-export type ModuleFactory = (core: Core, all: () => readonly ModuleParts[]) => ModuleParts | Promise<ModuleParts>;
+/** The shared services and what a module contributes are the kernel's (src/kernel/core.ts); this file creates them. */
+export type { Closeable, Core, ModuleFactory, ModuleParts } from './kernel/core.js';
 
 export async function createCore(config: Config, log: Logger, opts: { defaultMetrics?: boolean } = {}): Promise<Core> {
   const opened: Redis[] = [];
@@ -134,6 +68,7 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
       store,
       snapshot,
       view: () => viewOf(loaded.current()),
+      // Empty until the modules register their kinds (the strategies module the built-in ones, src/modules.ts).
       kinds: new StrategyKinds(),
       metrics,
       generation,

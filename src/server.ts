@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/env.js';
-import { buildApp } from './http/app.js';
+import { buildApp } from './app.js';
 import { createModules } from './modules.js';
 import { closeCore, createCore, type Closeable, type Core, type ModuleParts } from './runtime.js';
 import { seedExamples } from './seed.js';

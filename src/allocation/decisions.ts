@@ -2,15 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { GroupCommitter } from '../redis/group-commit.js';
 import type { Keys } from '../redis/keys.js';
-import { runScript } from '../redis/scripts.js';
-import type { EngineRecord as DecisionRecord } from '@apportion/sdk/engine';
+import { callScript } from '../redis/scripts.js';
+import type { DecisionRecord } from '../kernel/decision.js';
 import { bucketField, decodeRecords, encodeRecord, packBatch, RecordDictionary } from './record-codec.js';
 /**
  * What was decided for one request: joined with its outcome later, and the log off-policy evaluation reads.
  * The engine's record type (`@apportion/sdk/engine`), which builds it for the server and for the SDK's local mode;
  * `routing` is the routing stage of the logging policy when it was random (see DecisionRouting there).
  */
-export type { EngineRecord as DecisionRecord, DecisionRouting, RouteAlternative } from '@apportion/sdk/engine';
+export type { DecisionRecord, DecisionRouting, RouteAlternative } from '../kernel/decision.js';
 
 /**
  * `<epoch second, base 36>-<UUID>`: 122 random bits, and the second the decision was made, which names the
@@ -21,7 +21,7 @@ export function newDecisionId(now = Date.now()): string {
   return `${Math.floor(now / 1000).toString(36)}-${randomUUID()}`;
 }
 
-export const DECISION_ID_PATTERN = '^[A-Za-z0-9_-]{16,64}$';
+export { DECISION_ID_PATTERN } from '../kernel/decision.js';
 
 /** The epoch second a decision id was made in, or undefined for ids without a time prefix (older versions). */
 export function decisionSecond(id: string): number | undefined {
@@ -137,7 +137,7 @@ export class DecisionStore {
       b.parts.push(bucketField(r.id), encodeRecord(r, this.dict));
     }
     await Promise.all(
-      [...buckets].map(([key, { sec, parts }]) => runScript(this.redis, 'decisionsPut', [key], [sec + this.ttlSeconds + 1, packBatch(parts)])),
+      [...buckets].map(([key, { sec, parts }]) => callScript(this.redis, 'decisionsPut', [key], [sec + this.ttlSeconds + 1, packBatch(parts)])),
     );
   }
 }

@@ -1,9 +1,8 @@
-import type { FastifyInstance } from 'fastify';
-import { errorResponses } from '../http/common.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import { errorResponses, type ApiApp } from '../http/common.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
 import { DecisionStore } from './decisions.js';
 import { AllocationBody, AllocationResponse } from './schema.js';
-import { AllocationService, type AllocationRequest, type Router, type ShadowHook } from './service.js';
+import { AllocationService, type Router, type ShadowHook } from './service.js';
 
 export interface AllocationModule extends ModuleParts {
   readonly service: AllocationService;
@@ -36,7 +35,7 @@ export function allocationModule(core: Core, all: () => readonly ModuleParts[]):
     name: 'allocation',
     service,
     decisions,
-    routes(app: FastifyInstance) {
+    routes(app: ApiApp) {
       app.post(
         '/v1/allocations',
         {
@@ -48,7 +47,7 @@ export function allocationModule(core: Core, all: () => readonly ModuleParts[]):
             response: { 200: AllocationResponse, ...errorResponses },
           },
         },
-        async (req) => service.allocate(req.body as AllocationRequest),
+        async (req) => service.allocate(req.body),
       );
     },
   };

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
+import { Type } from '@sinclair/typebox';
 import type { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
+import { jsonDecoder } from '../redis/decode.js';
 import type { Keys } from '../redis/keys.js';
-import type { DecisionRecord } from './decisions.js';
+import type { DecisionRecord } from '../kernel/decision.js';
 
 /**
  * The compact encoding of decision records (MessagePack arrays, no field names):
@@ -29,6 +31,10 @@ const RECONFIRM_MS = 10_000;
 export const DICTIONARY_CAP = 4096;
 
 type Names = [string, number, string, number, string, string, string[], string[]];
+/** A dictionary entry as stored (see Names); an entry of another shape reads as missing. */
+const decodeNames = jsonDecoder(
+  Type.Tuple([Type.String(), Type.Number(), Type.String(), Type.Number(), Type.String(), Type.String(), Type.Array(Type.String()), Type.Array(Type.String())]),
+);
 
 const CANONICAL_ID = /^[0-9a-z]{6,7}-([0-9a-f]{8})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{12})$/;
 
@@ -231,7 +237,8 @@ export class RecordDictionary {
     const ok = created === 1 || (await this.redis.hget(this.key, String(ref))) === json;
     this.refs.set(json, ok ? ref : null);
     this.confirmed.set(json, Date.now());
-    if (ok) this.names.set(ref, JSON.parse(json) as Names);
+    const names = ok ? decodeNames(json) : undefined;
+    if (names) this.names.set(ref, names);
   }
 
   async fetch(refs: readonly number[]): Promise<void> {
@@ -239,12 +246,10 @@ export class RecordDictionary {
     refs.forEach((ref, i) => {
       const json = got[i];
       if (!json) return;
-      try {
-        this.names.set(ref, JSON.parse(json) as Names);
-        if (this.refs.size < DICTIONARY_CAP) this.refs.set(json, ref);
-      } catch {
-        /* unreadable entry: its records read as gone */
-      }
+      const names = decodeNames(json);
+      if (!names) return; // unreadable entry: its records read as gone
+      this.names.set(ref, names);
+      if (this.refs.size < DICTIONARY_CAP) this.refs.set(json, ref);
     });
   }
 }

@@ -1,10 +1,8 @@
-import { allocationResultOf, decide, decisionRecordOf, EngineError, type AllocationReason, type AllocationRequest as EngineRequest, type EngineDecision, type EngineResult as AllocationResult, type Router } from '@apportion/sdk/engine';
+import { allocationResultOf, decide, decisionRecordOf, EngineError, type AllocationRequest as EngineRequest, type EngineDecision, type EngineResult as AllocationResult, type Router } from '@apportion/sdk/engine';
 import { AppError } from '../errors/app-error.js';
 import type { ControlView } from '../control/view.js';
-import type { Pipeline } from '../pipelines/schema.js';
-import type { StrategyKinds } from '../strategies/registry.js';
-import type { Features } from '../strategies/types.js';
-import { decisionSecond, newDecisionId, type DecisionRecord, type DecisionStore } from './decisions.js';
+import type { ShadowHook, StrategyKinds } from '../kernel/extension-points.js';
+import { decisionSecond, newDecisionId, type DecisionStore } from './decisions.js';
 
 /** Why a strategy served, a request, a route and a router: the engine's types (shared with local mode). */
 export type { AllocationReason, Route, Router } from '@apportion/sdk/engine';
@@ -17,19 +15,8 @@ export interface AllocationRequest extends EngineRequest {
   readonly decisionId?: string;
 }
 
-/**
- * Runs beside every allocation without affecting it (e.g. a learned strategy in shadow mode): returns
- * fields to log in the decision record under `shadow.<name>`, or undefined. A throw is logged and ignored.
- */
-export interface ShadowHook {
-  readonly name: string;
-  observe(
-    view: ControlView,
-    pipeline: Pipeline,
-    input: { readonly features: Features; readonly totalTokens: number; readonly unitKey?: string },
-    served: { readonly strategy: string; readonly budgets: Readonly<Record<string, number>> },
-  ): Readonly<Record<string, unknown>> | undefined;
-}
+/** Runs beside every allocation without affecting it: an extension point (src/kernel/extension-points.ts). */
+export type { ShadowHook } from '../kernel/extension-points.js';
 
 /** The answer of POST /v1/allocations: the engine's (`@apportion/sdk/engine`), as local mode answers too. */
 export type { EngineResult as AllocationResult } from '@apportion/sdk/engine';
@@ -82,7 +69,7 @@ export class AllocationService {
   }
 
   private async finish(id: string, d: EngineDecision, req: AllocationRequest): Promise<AllocationResult> {
-    const { pipeline, def, budgets, totalTokens: total, features, route } = d;
+    const { pipeline, def, budgets, totalTokens: total, features } = d;
     let shadow: Record<string, unknown> | undefined;
     for (const hook of this.deps.shadows?.() ?? []) {
       try {

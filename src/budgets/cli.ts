@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Option, type Command } from 'commander';
-import { CLI_UNITS, formatAmount, inDollars, parseAmount, serverUnit, type CliUnit } from '../cli/amounts.js';
+import { CLI_UNITS, formatAmount, inDollars, parseAmount, serverUnit, type CliUnit } from './amounts.js';
 import { ApportionClient, ReservationsClient } from '@apportion/sdk';
 
 interface Conn {

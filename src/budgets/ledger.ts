@@ -33,7 +33,7 @@ export class BudgetLedger {
   async delete(q: BudgetDeleteQuery): Promise<DeletedBalance> {
     const scope = resolveScope({ scope: q.scope }, 'querystring');
     const t = scope.tenant;
-    const r = await run<number[]>(this.o.redis, 'budgetDelete', [this.o.keys.budget(t, q.unit, scope.path), this.o.keys.index(t)], [`${q.unit}:${scope.path}`], false);
+    const r = await run(this.o.redis, 'budgetDelete', [this.o.keys.budget(t, q.unit, scope.path), this.o.keys.index(t)], [`${q.unit}:${scope.path}`]);
     if (r[0] === 0) throw new AppError('BUDGET_NOT_FOUND', `querystring/scope: no ${q.unit} budget at "${scope.path}"`, { scope: scope.path, unit: q.unit });
     if (r[0] === -1) {
       throw new AppError('BUDGET_HAS_RESERVATIONS', `querystring/scope: active reservations hold ${r[1]} at "${scope.path}"; commit, release or let them expire first`, {
@@ -53,12 +53,11 @@ export class BudgetLedger {
     }
     const t = scope.tenant;
     const pk = periodKeys(this.now());
-    const r = await run<number[]>(
+    const r = await run(
       this.o.redis,
       'budgetPut',
       [this.o.keys.budget(t, body.unit, scope.path), this.o.keys.index(t)],
       [`${body.unit}:${scope.path}`, body.allocated, POLICY_CODE[policy], body.overdraftLimit ?? 0, body.period ?? '', pk.day, pk.month],
-      false,
     );
     if (r[0] === -1) {
       throw new AppError('ALLOCATION_BELOW_USAGE', `body/allocated: ${body.allocated} is below the ${r[1]} already reserved and spent at "${scope.path}"`, {
@@ -94,7 +93,7 @@ export class BudgetLedger {
     const targets = op === 'debit' ? scope.chain : [scope.path];
     const ks = [keys.idempotency(t, body.idempotencyKey), keys.alerts(t), ...targets.map((s) => keys.budget(t, body.unit, s))];
     const fp = `B|${op}|${scope.path}|${body.unit}|${body.amount ?? ''}`;
-    const out = await run<string[]>(this.o.redis, 'budgetOp', ks, [op, fp, this.o.idempotencyTtlMs, body.amount ?? 0, pk.day, pk.month, now], true);
+    const out = await run(this.o.redis, 'budgetOp', ks, [op, fp, this.o.idempotencyTtlMs, body.amount ?? 0, pk.day, pk.month, now]);
     if (out.length > 1 && this.o.onAlerts) this.o.onAlerts(parseAlerts(out, 1, keys.budgetPrefix(t), t, now));
     const answer = out[0]!;
     const replayed = answer.startsWith('ROK');
@@ -139,7 +138,7 @@ export class BudgetLedger {
     });
     if (picked.length === 0) return [];
     const prefix = this.o.keys.budgetPrefix(t);
-    const flat = await run<string[]>(this.o.redis, 'budgetBalances', picked.map((m) => prefix + m), [pk.day, pk.month, ...picked], true);
+    const flat = await run(this.o.redis, 'budgetBalances', picked.map((m) => prefix + m), [pk.day, pk.month, ...picked]);
     const out: Balance[] = [];
     for (let i = 0; i < flat.length; i += 11) {
       const m = flat[i]!;

@@ -1,6 +1,6 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { errorResponses, ErrorBody } from '../http/common.js';
-import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { FastifyRequest } from 'fastify';
+import { errorResponses, ErrorBody, type ApiApp } from '../http/common.js';
+import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
 import type { BudgetAlert } from './alerts.js';
 import { createBudgetsQueue, startBudgetWorker } from './jobs.js';
 import { budgetKeys } from './keys.js';
@@ -30,7 +30,6 @@ import {
   DrawBody,
   DrawDryRun,
   DrawGranted,
-  type Unit,
 } from './schema.js';
 
 export interface BudgetsModule extends ModuleParts {
@@ -76,7 +75,7 @@ export function budgetsModule(core: Core): BudgetsModule {
     ledger,
     reservations,
     queues: [queue],
-    routes(app: FastifyInstance) {
+    routes(app: ApiApp) {
       app.put(
         '/v1/budgets',
         {
@@ -88,7 +87,7 @@ export function budgetsModule(core: Core): BudgetsModule {
           },
         },
         async (req, reply) => {
-          const { created, ...balance } = await ledger.put(req.body as BudgetPutBody);
+          const { created, ...balance } = await ledger.put(req.body);
           return reply.status(created ? 201 : 200).send(balance);
         },
       );
@@ -102,7 +101,7 @@ export function budgetsModule(core: Core): BudgetsModule {
             response: { 200: DeletedBalance, ...errorResponses, ...conflict },
           },
         },
-        async (req) => ledger.delete(req.query as BudgetDeleteQuery),
+        async (req) => ledger.delete(req.query),
       );
       app.post(
         '/v1/budgets/:op',
@@ -115,7 +114,7 @@ export function budgetsModule(core: Core): BudgetsModule {
             response: { 200: BudgetOpResponse, ...errorResponses, ...conflict },
           },
         },
-        async (req) => ledger.op((req.params as BudgetOpParams).op, req.body as BudgetOpBody),
+        async (req) => ledger.op(req.params.op, req.body),
       );
       app.get(
         '/v1/balances',
@@ -129,7 +128,7 @@ export function budgetsModule(core: Core): BudgetsModule {
           },
         },
         async (req) => {
-          const q = req.query as { scope: string; unit?: Unit };
+          const q = req.query;
           return { scope: q.scope, balances: await ledger.balances(q.scope, q.unit) };
         },
       );
@@ -145,7 +144,7 @@ export function budgetsModule(core: Core): BudgetsModule {
           },
         },
         async (req, reply) => {
-          const r = await reservations.reserve(req.body as ReserveBody);
+          const r = await reservations.reserve(req.body);
           return reply.status('dryRun' in r ? 200 : 201).send(r);
         },
       );
@@ -155,7 +154,7 @@ export function budgetsModule(core: Core): BudgetsModule {
           config: { access: 'client' },
           schema: { tags: ['reservations'], summary: 'One reservation', params: ReservationParams, response: { 200: ReservationView, ...errorResponses, 503: ErrorBody } },
         },
-        async (req) => reservations.get((req.params as { id: string }).id),
+        async (req) => reservations.get(req.params.id),
       );
       app.post(
         '/v1/reservations/:id/draws',
@@ -170,7 +169,7 @@ export function budgetsModule(core: Core): BudgetsModule {
           },
         },
         async (req, reply) => {
-          const r = await reservations.draw((req.params as { id: string }).id, req.body as DrawBody);
+          const r = await reservations.draw(req.params.id, req.body);
           return reply.status('dryRun' in r ? 200 : 201).send(r);
         },
       );
@@ -187,8 +186,8 @@ export function budgetsModule(core: Core): BudgetsModule {
           },
         },
         async (req) => {
-          const b = req.body as CommitBody;
-          return reservations.commit((req.params as { id: string }).id, b.amount, b.idempotencyKey);
+          const b = req.body;
+          return reservations.commit(req.params.id, b.amount, b.idempotencyKey);
         },
       );
       app.post(
@@ -204,7 +203,7 @@ export function budgetsModule(core: Core): BudgetsModule {
             response: { 200: Released, ...errorResponses, ...conflict },
           },
         },
-        async (req) => reservations.release((req.params as { id: string }).id, (req.body as ReleaseBody | undefined)?.idempotencyKey),
+        async (req) => reservations.release(req.params.id, req.body?.idempotencyKey),
       );
       app.post(
         '/v1/reservations/:id/extend',
@@ -220,8 +219,8 @@ export function budgetsModule(core: Core): BudgetsModule {
           },
         },
         async (req) => {
-          const b = (req.body ?? {}) as ExtendBody;
-          return reservations.extend((req.params as { id: string }).id, b.ttlMs, b.idempotencyKey);
+          const b = (req.body ?? {});
+          return reservations.extend(req.params.id, b.ttlMs, b.idempotencyKey);
         },
       );
     },

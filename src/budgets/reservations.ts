@@ -20,6 +20,7 @@ import type {
   Unit,
 } from './schema.js';
 import { parseScope, scopeOf, ScopeError, type Scope } from './scope.js';
+import type { ScriptReply } from '../redis/scripts.js';
 import { run, STORE_TIMEOUT_MS, storeFailure } from './store.js';
 
 /** Options of the reservation service. */
@@ -118,11 +119,18 @@ export class ReservationService {
    * with the keys this process knows; when the script answers "K|<keys>" (it touched nothing) it is called again
    * with those. `answerOf` picks the answer string out of the script's reply.
    */
-  private async relatedCall<T>(name: string, rk: string, fixed: readonly string[], idem: string | undefined, args: readonly (string | number)[], answerOf: (out: T) => string): Promise<T> {
+  private async relatedCall<N extends 'reservationCommit' | 'reservationRelease' | 'reservationExtend'>(
+    name: N,
+    rk: string,
+    fixed: readonly string[],
+    idem: string | undefined,
+    args: readonly (string | number)[],
+    answerOf: (out: ScriptReply<N>) => string,
+  ): Promise<ScriptReply<N>> {
     let extra = this.related.get(rk) ?? [];
     for (let attempt = 0; ; attempt++) {
       const keys = idem === undefined ? [...fixed, ...extra] : [...fixed, idem, ...extra];
-      const out = await run<T>(this.o.redis, name, keys, [...args, extra.length], true, this.timeoutMs);
+      const out = await run(this.o.redis, name, keys, [...args, extra.length], this.timeoutMs);
       const answer = answerOf(out);
       if (!answer.startsWith('K|')) return out;
       if (attempt > 0) throw new Error(`${name}: related keys of ${rk} changed between two calls`);
@@ -153,12 +161,11 @@ export class ReservationService {
     ];
     for (const s of chain) ks.push(keys.budget(t, body.unit, s));
     const fp = `R|${scope.path}|${body.unit}|${body.amount}|${ttl}`;
-    const answer = await run<string>(
+    const answer = await run(
       this.o.redis,
       'reservationReserve',
       ks,
       [fp, this.o.retentionMs, id, body.amount, ttl, now, dry ? '1' : '0', pk.day, pk.month, scope.path, body.unit, this.deadline()],
-      true,
       this.timeoutMs,
     );
     if (answer === 'T') throw lateForDeadline('reserve', this.o.onResult);
@@ -210,12 +217,11 @@ export class ReservationService {
     const dry = body.dryRun === true;
     const id = newReservationId(t);
     const ks = [keys.idempotency(t, dry ? DRY_RUN_KEY : body.idempotencyKey), keys.reservation(t, id), keys.deadlines(t), keys.reservation(t, parentId)];
-    const answer = await run<string>(
+    const answer = await run(
       this.o.redis,
       'reservationDraw',
       ks,
       [`W|${parentId}|${body.amount}|${ttl}`, this.o.retentionMs, id, body.amount, ttl, this.now(), dry ? '1' : '0', this.deadline()],
-      true,
       this.timeoutMs,
     );
     if (answer === 'T') throw lateForDeadline('draw', this.o.onResult);
@@ -261,7 +267,7 @@ export class ReservationService {
     const rk = keys.reservation(t, id);
     const idem = idempotencyKey !== undefined ? keys.idempotency(t, idempotencyKey) : undefined;
     const args = [`C|${id}|${amount}`, this.o.retentionMs, amount, now, pk.day, pk.month];
-    const out = await this.relatedCall<string[]>('reservationCommit', rk, [rk, keys.deadlines(t), keys.alerts(t)], idem, args, (o) => o[0]!);
+    const out = await this.relatedCall('reservationCommit', rk, [rk, keys.deadlines(t), keys.alerts(t)], idem, args, (o) => o[0]!);
     const answer = out[0]!;
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 67; /* RC */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
@@ -286,7 +292,7 @@ export class ReservationService {
     const { keys } = this.o;
     const rk = keys.reservation(t, id);
     const idem = idempotencyKey !== undefined ? keys.idempotency(t, idempotencyKey) : undefined;
-    const answer = await this.relatedCall<string>('reservationRelease', rk, [rk, keys.deadlines(t)], idem, [`L|${id}`, this.o.retentionMs, this.now()], (a) => a);
+    const answer = await this.relatedCall('reservationRelease', rk, [rk, keys.deadlines(t)], idem, [`L|${id}`, this.o.retentionMs, this.now()], (a) => a);
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 76; /* RL */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
     if (parts[0] === 'L') {
@@ -308,7 +314,7 @@ export class ReservationService {
     const ttl = ttlMs ?? this.defaultTtlMs;
     const rk = keys.reservation(t, id);
     const idem = idempotencyKey !== undefined ? keys.idempotency(t, idempotencyKey) : undefined;
-    const answer = await this.relatedCall<string>('reservationExtend', rk, [rk, keys.deadlines(t)], idem, [`X|${id}|${ttl}`, this.o.retentionMs, this.now(), ttl, this.maxExtends], (a) => a);
+    const answer = await this.relatedCall('reservationExtend', rk, [rk, keys.deadlines(t)], idem, [`X|${id}|${ttl}`, this.o.retentionMs, this.now(), ttl, this.maxExtends], (a) => a);
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 88; /* RX */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
     if (parts[0] === 'X') {
@@ -371,7 +377,7 @@ export class ReservationService {
       if (due.length === 0) return total;
       const related = new Set<string>();
       for (const row of rows) for (const v of row) for (const k of (v ?? '').split(' ')) if (k !== '') related.add(k);
-      const [n, handled] = await run<[number, number]>(redis, 'reservationExpire', [dl, ...due, ...related], [now, due.length, this.o.retentionMs], true, this.timeoutMs);
+      const [n, handled] = await run(redis, 'reservationExpire', [dl, ...due, ...related], [now, due.length, this.o.retentionMs], this.timeoutMs);
       total += n;
       if (due.length < batch || handled === 0) return total;
     }

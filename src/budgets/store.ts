@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { AppError } from '../errors/app-error.js';
-import { runScript } from '../redis/scripts.js';
+import { callScript, type ScriptName, type ScriptReply } from '../redis/scripts.js';
 
 /**
  * Fail closed: any failure to reach Redis (connection refused or closed, no offline queue, timeouts,
@@ -23,17 +23,11 @@ export const STORE_TIMEOUT_MS = 2000;
  * by a slow command, failing over) also fails closed after `timeoutMs`: the caller gets 503 and may retry with
  * the same idempotency key — if the script did run late, the retry replays its answer instead of acting twice.
  */
-export function run<T>(
-  redis: Redis,
-  name: string,
-  keys: readonly string[],
-  args: readonly (string | number)[],
-  dynamic: boolean,
-  timeoutMs = STORE_TIMEOUT_MS,
-): Promise<T> {
+export function run<N extends ScriptName>(redis: Redis, name: N, keys: readonly string[], args: readonly (string | number)[], timeoutMs = STORE_TIMEOUT_MS): Promise<ScriptReply<N>> {
+  type T = ScriptReply<N>;
   let p: Promise<T>;
   try {
-    p = runScript<T>(redis, name, keys, args, dynamic);
+    p = callScript(redis, name, keys, args);
   } catch (e) {
     return Promise.reject(storeFailure(e));
   }

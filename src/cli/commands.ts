@@ -22,11 +22,11 @@ export const DOMAINS: readonly LazyDomain[] = [
       ['simulate', 'drive the API with a simulated world (`apportion simulate --help` lists the worlds) and compare learned vs uniform vs best static vs oracle'],
       ['export-logs', "write a pipeline's logged decisions with outcomes as Vowpal Wabbit DSJSON lines"],
     ],
-    load: async () => (await import('../learner/cli.js')).registerLearnerCommands,
+    load: async () => (await import('./learner.js')).registerLearnerCommands,
   },
   { commands: [['budgets', 'scoped budgets (tenant/workspace/workflow/agent)']], load: async () => (await import('../budgets/cli.js')).registerBudgets },
   { commands: [['keys', 'API keys: each bound to a tenant and a role (admin, analyst, client)']], load: async () => (await import('../tenancy/cli.js')).registerKeys },
-  { commands: [['demo', 'fill a running server with example traffic, experiments, budgets and cost traces for the console']], load: async () => (await import('../console/cli.js')).registerDemo },
+  { commands: [['demo', 'fill a running server with example traffic, experiments, budgets and cost traces for the console']], load: async () => (await import('./console.js')).registerDemo },
 ];
 
 /**

@@ -2,11 +2,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
 import { budgetKeys } from '../budgets/keys.js';
-import { errorResponses } from '../http/common.js';
+import { errorResponses, type ApiApp } from '../http/common.js';
 import { tenantOfCaller } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
 import { budgetOverview, listSessions } from './views.js';
 
 /**
@@ -54,7 +53,7 @@ const NOT_BUILT = `<!doctype html><meta charset="utf-8"><title>Apportion console
 <p>The API itself is up: see <a href="/docs">/docs</a>.</p></body>`;
 
 const Listing = { tags: ['console'], response: { ...errorResponses } };
-/** Query strings are not coerced (see http/app.ts), so a count arrives as digits. */
+/** Query strings are not coerced (see src/app.ts), so a count arrives as digits. */
 const LimitQuery = Type.Object({ limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$', description: '1–1000' })) }, { additionalProperties: false });
 const limitOf = (q: unknown, dflt: number) => Number((q as { limit?: string }).limit ?? dflt);
 
@@ -63,7 +62,7 @@ export function consoleModule(core: Core): ModuleParts {
   const keys = budgetKeys(core.keys.prefix);
   return {
     name: 'console',
-    routes(app: FastifyInstance) {
+    routes(app: ApiApp) {
       const dir = consoleAssetsDir();
       const built = dir ? loadAssets(dir) : undefined;
       if (!built) core.log.warn('console assets not found (dist/web): GET / explains how to build them');
@@ -77,7 +76,7 @@ export function consoleModule(core: Core): ModuleParts {
           .send(built?.index ?? NOT_BUILT),
       );
       app.get('/console/assets/:name', { ...page, schema: { hide: true, params: Type.Object({ name: Type.String({ pattern: '^[\\w.-]{1,100}$' }) }) } }, async (req, reply) => {
-        const a = built?.assets.get((req.params as { name: string }).name);
+        const a = built?.assets.get(req.params.name);
         if (!a) return reply.status(404).type('text/plain').send('not found');
         return reply.type(a.type).header('cache-control', 'public, max-age=31536000, immutable').send(a.body);
       });

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from '../redis/keys.js';
-import { runScript } from '../redis/scripts.js';
+import { callScript } from '../redis/scripts.js';
 import type { RawControlState, Versioned } from '@apportion/sdk/engine';
 import { CONTROL_KINDS, type ControlKind } from './kinds.js';
 
@@ -24,7 +24,7 @@ export class ControlStore {
 
   /** Writes a document; returns its new version. `requires` names a document that must exist. */
   async put(kind: ControlKind, id: string, doc: unknown, requires?: { kind: ControlKind; id: string }): Promise<number> {
-    const v = await runScript<number>(
+    const v = await callScript(
       this.redis,
       'configPut',
       [
@@ -42,12 +42,11 @@ export class ControlStore {
   /** Deletes documents in one atomic step; returns how many existed. */
   async delete(entries: readonly { kind: ControlKind; id: string }[]): Promise<number> {
     if (entries.length === 0) return 0;
-    return runScript<number>(
+    return callScript(
       this.redis,
       'configDelete',
       [this.keys.configVersion(), ...entries.map((e) => this.keys.configKind(e.kind))],
       [this.keys.configChannel(), ...entries.map((e) => e.id)],
-      true,
     );
   }
 

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { readDecision } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Keys } from '../redis/keys.js';
-import { runScript } from '../redis/scripts.js';
+import { callScript } from '../redis/scripts.js';
 import type { CostKeys } from './keys.js';
 import type { ModelOverride, Pricer } from './pricing.js';
 import { contribution, encodeContribution, priceStamp, rollupNames, STAMP_MARK, stampedOverrides, stampOfApplied, type OverridesFor } from './rollup-vector.js';
@@ -97,7 +97,7 @@ export class SpanStore {
       [...byTrace].map(async ([traceId, idx]) => {
         // One argument for the whole batch (its lines joined), not two per span: fewer buffers to write.
         const lines = idx.map((i) => encodeSpan(spans[i]!));
-        const res = await runScript<[number, string, ...string[]]>(
+        const res = await callScript(
           this.d.redis,
           'spanIngest',
           [this.d.costKeys.traceSpans(traceId), this.d.costKeys.traceVersion(traceId)],
@@ -146,7 +146,7 @@ export class SpanStore {
         const keys = [...group.map((t) => this.d.costKeys.applied(t.traceId)), ...nameList.map((n) => this.d.costKeys.rollup(n, shard))];
         const args: (string | number)[] = [group.length, this.d.retentionSeconds, ...nameList];
         for (const t of group) args.push(t.version, encodeContribution(contribution(t.trace)) + STAMP_MARK + t.stamp);
-        return runScript(this.d.redis, 'costRollup', keys, args, true);
+        return callScript(this.d.redis, 'costRollup', keys, args);
       }),
     );
   }

@@ -1,23 +1,30 @@
 import { createGunzip } from 'node:zlib';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { PassThrough, type Readable } from 'node:stream';
 import { AppError } from '../errors/app-error.js';
-import { errorResponses } from '../http/common.js';
+import { errorResponses, type ApiApp } from '../http/common.js';
 import { tenantOfCaller } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
+import { jsonDecoder } from '../redis/decode.js';
 import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './envelopes.js';
 import { SpanStore } from './ingest.js';
 import { costKeys } from './keys.js';
-import { mapOtlp, type OtlpRequest } from './otlp.js';
+import { mapOtlp } from './otlp.js';
 import { otlpContentTypes } from './otlp-proto.js';
 import { Pricer } from './pricing.js';
 import { costReport, reportCsv, type CostReport } from './reports.js';
-import { DIMENSIONS, type Dimension } from './rollup-vector.js';
+import { DIMENSIONS } from './rollup-vector.js';
 import { checkSpan, PriceOverrideBody, SpansBody, SpansResult, TenantParams, type Rejected } from './schema.js';
 import { CostReportResponse, EnvelopesResponse, SessionCostsResponse } from './responses.js';
 import { sessionCosts } from './session.js';
 import type { Span } from './span.js';
+
+/**
+ * A decision's per-agent budgets as stored beside its traces (agent → tokens, and the served models under `@models`
+ * on a pipeline with model tiers: costs/ingest.ts); another shape reads as none.
+ */
+const decodeBudgets = jsonDecoder(Type.Record(Type.String(), Type.Union([Type.Number(), Type.Record(Type.String(), Type.String())])));
 
 /** Accepts `Content-Encoding: gzip` (OTLP exporters compress); the body limit applies to the inflated bytes. */
 async function gunzipIfNeeded(req: FastifyRequest, _reply: unknown, payload: Readable): Promise<Readable> {
@@ -120,7 +127,7 @@ export function costsModule(core: Core): CostsModule {
   return {
     name: 'costs',
     spans,
-    routes(app: FastifyInstance) {
+    routes(app: ApiApp) {
       otlpContentTypes(app);
       app.post(
         '/v1/spans',
@@ -135,7 +142,7 @@ export function costsModule(core: Core): CostsModule {
           },
         },
         async (req) => {
-          const body = req.body as SpansBody;
+          const body = req.body;
           const good: Span[] = [];
           const goodIndex: number[] = [];
           const rejected: Rejected[] = [];
@@ -180,11 +187,11 @@ export function costsModule(core: Core): CostsModule {
           },
         },
         async (req) => {
-          const mapped = mapOtlp(req.body as OtlpRequest);
+          const mapped = mapOtlp(req.body);
           // The request holds its parsed body until it is answered, across the store's Redis round trips: let the
           // decoded tree (for protobuf, id slices pinning the whole body buffer) go now, so minor GCs do not copy
           // every request's tree while the spans are stored.
-          (req as { body: unknown }).body = undefined;
+          req.body = {};
           const res = await store(mapped.spans, req);
           const reasons = [...mapped.rejected.map((r) => r.reason), ...res.refused.map((r) => r.reason)];
           core.metrics.spans.inc({ result: 'stored' }, res.accepted);
@@ -212,7 +219,7 @@ export function costsModule(core: Core): CostsModule {
           },
         },
         async (req) => {
-          const { id: asked } = req.params as { id: string };
+          const { id: asked } = req.params;
           const id = tenantNamespaced(req, asked);
           const traceIds = await core.redis.smembers(ck.sessionTraces(id));
           const traces = await spans.readTraces(traceIds.sort());
@@ -233,7 +240,7 @@ export function costsModule(core: Core): CostsModule {
           },
         },
         async (req, reply) => {
-          const q = req.query as { groupBy: Dimension; from?: string; to?: string; format?: 'json' | 'csv' };
+          const q = req.query;
           if (tenantOfCaller(req) !== null && q.groupBy !== 'customer') {
             throw new AppError('FORBIDDEN', 'querystring/groupBy: a tenant key reads its own showback only (groupBy=customer); other groupings span tenants');
           }
@@ -255,8 +262,8 @@ export function costsModule(core: Core): CostsModule {
           },
         },
         async (req) => {
-          const { id } = req.params as { id: string };
-          const q = req.query as { limit?: string; includeFailed?: 'true' | 'false' };
+          const { id } = req.params;
+          const q = req.query;
           const pipeline = core.view().pipelines.get(id);
           if (!pipeline) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
           const limit = Math.min(Math.max(Number(q.limit ?? 500), 1), 10_000);
@@ -278,8 +285,8 @@ export function costsModule(core: Core): CostsModule {
           },
         },
         async (req) => {
-          const { tenant } = req.params as { tenant: string };
-          const body = req.body as PriceOverrideBody;
+          const { tenant } = req.params;
+          const body = req.body;
           const version = await core.store.put('priceOverrides', tenant, body);
           await core.snapshot.refresh();
           return { tenant, version, ...body };
@@ -289,7 +296,7 @@ export function costsModule(core: Core): CostsModule {
         '/v1/price-overrides/:tenant',
         { config: { access: 'operator' }, schema: { tags: ['costs'], summary: 'A tenant’s price override', params: TenantParams, response: { 200: Loose, ...errorResponses } } },
         async (req) => {
-          const { tenant } = req.params as { tenant: string };
+          const { tenant } = req.params;
           const v = core.view().raw.kinds.priceOverrides.get(tenant);
           if (!v) throw new AppError('PRICE_OVERRIDE_NOT_FOUND', `params/tenant: no price override for "${tenant}"`);
           return { tenant, version: v.version, ...(v.doc as object) };
@@ -299,7 +306,7 @@ export function costsModule(core: Core): CostsModule {
         '/v1/price-overrides/:tenant',
         { config: { access: 'operator' }, schema: { tags: ['costs'], summary: 'Remove a tenant’s price override', params: TenantParams, response: { 200: Loose, ...errorResponses } } },
         async (req) => {
-          const { tenant } = req.params as { tenant: string };
+          const { tenant } = req.params;
           const n = await core.store.delete([{ kind: 'priceOverrides', id: tenant }]);
           if (n === 0) throw new AppError('PRICE_OVERRIDE_NOT_FOUND', `params/tenant: no price override for "${tenant}"`);
           await core.snapshot.refresh();
@@ -339,9 +346,9 @@ export function costsModule(core: Core): CostsModule {
         return;
       }
       sessions++;
-      const parsed = budgets[i] ? (JSON.parse(budgets[i]!) as Record<string, unknown>) : undefined;
-      const b = parsed as Record<string, number> | undefined;
-      const served = parsed?.['@models'] as Record<string, string> | undefined;
+      const b = budgets[i] ? decodeBudgets(budgets[i]!) : undefined;
+      const servedField = b?.['@models'];
+      const served = typeof servedField === 'object' ? servedField : undefined;
       for (const [agent, x] of u.byAgent) {
         let l = uses.get(agent);
         if (!l) uses.set(agent, (l = []));

@@ -265,10 +265,13 @@ function statusOf(code: number | string | undefined): SpanStatus {
 const MAX_LABEL = 256;
 const label = (s: string | undefined) => (s === undefined ? undefined : clean(s.slice(0, MAX_LABEL)));
 
-export function mapOtlp(body: OtlpRequest): OtlpMapped {
+export function mapOtlp(body: { readonly resourceSpans?: readonly unknown[] }): OtlpMapped {
   const spans: Span[] = [];
   const rejected: OtlpMapped['rejected'] = [];
-  for (const rs of Array.isArray(body?.resourceSpans) ? body.resourceSpans : []) {
+  // Validation checked the top level only: every field below is checked as it is read (optional chaining,
+  // Array.isArray, hexId, the attribute readers), so the OTLP shapes here describe what is looked for, not what arrived.
+  const all: readonly (ResourceSpans | null | undefined)[] = Array.isArray(body?.resourceSpans) ? (body.resourceSpans as readonly ResourceSpans[]) : [];
+  for (const rs of all) {
     const res: Attrs = {};
     read(rs?.resource?.attributes, res);
     const scopes = rs?.scopeSpans ?? rs?.instrumentationLibrarySpans ?? [];

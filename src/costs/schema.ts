@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { DECISION_ID_PATTERN } from '../allocation/decisions.js';
+import { DECISION_ID_PATTERN } from '../kernel/decision.js';
 import { clean, usdToNano, type Span, type SpanKind, type SpanStatus } from './span.js';
 
 const Count = Type.Integer({ minimum: 0, maximum: 1_000_000_000 });

@@ -1,16 +1,8 @@
-import type { DecisionRecord } from '../allocation/decisions.js';
+import type { Arm, ArmResolver } from '../kernel/extension-points.js';
 import type { Keys } from '../redis/keys.js';
 
-/**
- * An arm is a bucket of statistics an outcome counts towards: always its strategy; rollout experiments
- * add their variant. Arms of a decision must live in its pipeline's slot (one Lua call updates all).
- */
-export interface Arm {
-  readonly summary: string;
-  readonly agents: string;
-}
-
-export type ArmResolver = (decision: DecisionRecord) => readonly Arm[];
+/** Arms and their resolvers are an extension point (src/kernel/extension-points.ts). */
+export type { Arm, ArmResolver } from '../kernel/extension-points.js';
 
 export function strategyArm(keys: Keys, pipeline: string, strategyId: string): Arm {
   const base = keys.pipeline(pipeline, 'stats', 'strategy', strategyId);

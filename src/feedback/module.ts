@@ -1,9 +1,8 @@
 import { Worker, type Job } from 'bullmq';
-import type { FastifyInstance } from 'fastify';
 import type { AllocationModule } from '../allocation/module.js';
-import { errorResponses } from '../http/common.js';
+import { errorResponses, type ApiApp } from '../http/common.js';
 import { seesPipeline } from '../http/tenancy.js';
-import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
 import { strategyArms } from './arms.js';
 import { OutcomeIntake } from './intake.js';
 import { applyOutcome } from './processor.js';
@@ -26,7 +25,7 @@ export function feedbackModule(core: Core, all: () => readonly ModuleParts[], al
   return {
     name: 'feedback',
     queues: [queue],
-    routes(app: FastifyInstance) {
+    routes(app: ApiApp) {
       app.post(
         '/v1/outcomes',
         {
@@ -39,7 +38,7 @@ export function feedbackModule(core: Core, all: () => readonly ModuleParts[], al
           },
         },
         async (req, reply) => {
-          const body = req.body as OutcomeBody;
+          const body = req.body;
           await intake.accept(body, (pipeline) => seesPipeline(req, core.view(), pipeline));
           core.metrics.outcomesAccepted.inc();
           return reply.status(202).send({ accepted: true, decisionId: body.decisionId });

@@ -2,16 +2,13 @@ import type { Redis } from 'ioredis';
 import { decisionSecond, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Keys } from '../redis/keys.js';
-import { runScript } from '../redis/scripts.js';
-import type { ArmResolver } from './arms.js';
+import { callScript } from '../redis/scripts.js';
+import type { ArmResolver, OutcomeSink } from '../kernel/extension-points.js';
 import { observe, outcomeCost } from './observations.js';
-import type { OutcomeJob } from './queue.js';
+import type { OutcomeJob } from '../kernel/outcome.js';
 
-/** A list that receives one entry per applied outcome, in the same atomic step (e.g. a training buffer). */
-export interface OutcomeSink {
-  /** Returns the list key (in the decision's pipeline slot) and the entry, or undefined to skip. */
-  entry(job: OutcomeJob, ctx: { readonly costUsd: number | undefined }): { key: string; value: string } | undefined;
-}
+/** Outcome sinks are an extension point (src/kernel/extension-points.ts). */
+export type { OutcomeSink } from '../kernel/extension-points.js';
 
 export interface OutcomeProcessorDeps {
   readonly redis: Redis;
@@ -100,7 +97,7 @@ export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob):
     deps.sinkCap ?? 100_000,
     ...sinkEntries.map((e) => e.value),
   ];
-  const res = await runScript<number>(deps.redis, 'applyOutcome', keys, args, true);
+  const res = await callScript(deps.redis, 'applyOutcome', keys, args);
   if (res === 1) {
     await deps.onApplied?.(job);
     return 'applied';

@@ -1,16 +1,11 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
-import type { DecisionRecord } from '../allocation/decisions.js';
 import { decodeInline, encodeInline } from '../allocation/record-codec.js';
-import type { OutcomeBody } from './schema.js';
+import type { OutcomeBody, OutcomeJob } from '../kernel/outcome.js';
 
 export const OUTCOMES_QUEUE = 'outcomes';
 
-/** One accepted outcome, with its decision record, as the worker applies it. */
-export interface OutcomeJob {
-  readonly decision: DecisionRecord;
-  readonly outcome: OutcomeBody;
-  readonly receivedAt: number;
-}
+/** One accepted outcome, with its decision record, as the worker applies it (src/kernel/outcome.ts). */
+export type { OutcomeJob } from '../kernel/outcome.js';
 
 /**
  * One accepted outcome as it is queued: the decision record in its compact self-contained form (base64 of
@@ -23,12 +18,10 @@ export interface QueuedOutcome {
   readonly receivedAt: number;
 }
 
-/**
- * What an `outcomes` job holds: the outcomes intake accepted together (group commit, see intake.ts). Jobs
- * written by earlier versions held full decision records (`OutcomeJob`, alone or in `outcomes`); the worker
- * still reads those.
- */
-export type OutcomeJobData = { readonly outcomes: readonly (QueuedOutcome | OutcomeJob)[] } | OutcomeJob;
+/** What an `outcomes` job holds: the outcomes intake accepted together (group commit, see intake.ts). */
+export interface OutcomeJobData {
+  readonly outcomes: readonly QueuedOutcome[];
+}
 
 export function queuedOutcome(job: OutcomeJob): QueuedOutcome {
   return { r: encodeInline(job.decision).toString('base64'), outcome: job.outcome, receivedAt: job.receivedAt };
@@ -36,14 +29,10 @@ export function queuedOutcome(job: OutcomeJob): QueuedOutcome {
 
 /** The outcomes of a job; one whose record cannot be decoded is left out (it cannot be applied). */
 export function outcomesOf(data: OutcomeJobData): readonly OutcomeJob[] {
-  const all = 'outcomes' in data ? data.outcomes : [data];
   const out: OutcomeJob[] = [];
-  for (const o of all) {
-    if ('decision' in o) out.push(o);
-    else {
-      const decision = decodeInline(o.outcome.decisionId, Buffer.from(o.r, 'base64'));
-      if (decision) out.push({ decision, outcome: o.outcome, receivedAt: o.receivedAt });
-    }
+  for (const o of data.outcomes) {
+    const decision = decodeInline(o.outcome.decisionId, Buffer.from(o.r, 'base64'));
+    if (decision) out.push({ decision, outcome: o.outcome, receivedAt: o.receivedAt });
   }
   return out;
 }

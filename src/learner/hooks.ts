@@ -3,7 +3,7 @@ import type { ControlView } from '../control/view.js';
 import type { OutcomeSink } from '../feedback/processor.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import type { Keys } from '../redis/keys.js';
-import type { StrategyKinds } from '../strategies/registry.js';
+import type { StrategyKinds } from '../kernel/extension-points.js';
 import { compiledStrategy } from '../strategies/service.js';
 import type { LoggedEvent } from './events.js';
 import type { DecisionRecord } from '../allocation/decisions.js';

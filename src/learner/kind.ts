@@ -19,7 +19,7 @@ import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import type { Keys } from '../redis/keys.js';
 import type { AllocationInput, StrategyKind } from '../strategies/types.js';
-import type { StrategyKinds } from '../strategies/registry.js';
+import type { StrategyKinds } from '../kernel/extension-points.js';
 import { learnerKeys } from './keys.js';
 import { candidatesAround, candidatesWith } from './policy.js';
 import type { PendingBatcher } from './pending.js';

@@ -1,6 +1,6 @@
+import type { ApiApp } from '../http/common.js';
 import { Queue, Worker, type Job } from 'bullmq';
-import type { FastifyInstance } from 'fastify';
-import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { shadowHook, trainingSink } from './hooks.js';
 import { defaultSplitOf, learnedKind, registerIngested, type LearnedParams } from './kind.js';
@@ -93,7 +93,7 @@ export function learnerModule(core: Core): LearnerModule {
       if (!s) return;
       if (await training.countOutcome(p.id, (s.params as LearnedParams).trainEvery ?? 500)) await enqueueTrain(p.id);
     },
-    routes(app: FastifyInstance) {
+    routes(app: ApiApp) {
       learnerRoutes(app, core, training, enqueueTrain);
     },
     async startWorkers(): Promise<readonly Closeable[]> {

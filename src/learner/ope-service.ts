@@ -2,7 +2,7 @@ import type { ControlView } from '../control/view.js';
 import { AppError } from '../errors/app-error.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { offPolicyReport, type Interval, type OpeSample } from '../stats/ope.js';
-import type { StrategyKinds } from '../strategies/registry.js';
+import type { StrategyKinds } from '../kernel/extension-points.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
 import { builtinUniform, compiledStrategy } from '../strategies/service.js';
 import type { CompiledStrategy } from '../strategies/types.js';

@@ -1,10 +1,9 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
 import { RequirementMissingError } from '../control/store.js';
 import { AppError } from '../errors/app-error.js';
-import { errorResponses } from '../http/common.js';
+import { errorResponses, type ApiApp } from '../http/common.js';
 import { Id } from '../pipelines/schema.js';
-import type { Core } from '../runtime.js';
+import type { Core } from '../kernel/core.js';
 import { rewardOf } from './events.js';
 import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
@@ -129,7 +128,7 @@ function gateFields(doc: ModelDoc | undefined, servingVersion: number, gateDelta
   };
 }
 
-export function learnerRoutes(app: FastifyInstance, core: Core, training: TrainingService, enqueueTrain: (pipeline: string) => Promise<void>): void {
+export function learnerRoutes(app: ApiApp, core: Core, training: TrainingService, enqueueTrain: (pipeline: string) => Promise<void>): void {
   const pipelineOr404 = (id: string, field: string) => {
     const p = core.view().pipelines.get(id);
     if (!p) throw new AppError('PIPELINE_NOT_FOUND', `${field}: no pipeline "${id}"`);
@@ -148,8 +147,8 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
       },
     },
     async (req) => {
-      const { id } = req.params as { id: string };
-      const body = req.body as FeaturesBody;
+      const { id } = req.params;
+      const body = req.body;
       validateFeatures(body);
       pipelineOr404(id, 'params/id');
       try {
@@ -169,7 +168,7 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
     '/v1/pipelines/:id/features',
     { schema: { tags: ['learner'], summary: "A pipeline's feature declaration", params: PipelineParams, response: { 200: FeaturesResponse, ...errorResponses } } },
     async (req) => {
-      const { id } = req.params as { id: string };
+      const { id } = req.params;
       pipelineOr404(id, 'params/id');
       const v = core.view().raw.kinds.features.get(id);
       const features = (v?.doc as FeaturesBody | undefined)?.features ?? [];
@@ -190,12 +189,12 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
       },
     },
     async (req) => {
-      const { pipeline } = req.params as { pipeline: string };
+      const { pipeline } = req.params;
       const p = pipelineOr404(pipeline, 'params/pipeline');
       const view = core.view();
       const doc = view.raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined;
       const serving = servingModel(view, p);
-      const withWeights = (req.query as { weights?: string }).weights === 'true';
+      const withWeights = req.query.weights === 'true';
       return {
         pipeline,
         active: doc?.active || null,
@@ -220,8 +219,8 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
       },
     },
     async (req) => {
-      const { pipeline } = req.params as { pipeline: string };
-      const { version } = req.body as { version: number };
+      const { pipeline } = req.params;
+      const { version } = req.body;
       const p = pipelineOr404(pipeline, 'params/pipeline');
       const mv = await training.registry.get(pipeline, version);
       if (!mv) throw new AppError('MODEL_VERSION_NOT_FOUND', `body/version: pipeline "${pipeline}" has no model version ${version}`);
@@ -246,7 +245,7 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
       },
     },
     async (req, reply) => {
-      const { pipeline } = req.params as { pipeline: string };
+      const { pipeline } = req.params;
       const p = pipelineOr404(pipeline, 'params/pipeline');
       if (learnedStrategies(core.view(), p).length === 0) {
         throw new AppError('STRATEGY_NOT_FOUND', `params/pipeline: pipeline "${pipeline}" has no learned strategy to train for`);
@@ -268,8 +267,8 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
       },
     },
     async (req) => {
-      const { id } = req.params as { id: string };
-      const q = req.query as { strategy: string; limit?: string; tolerance?: string; resamples?: string };
+      const { id } = req.params;
+      const q = req.query;
       const p = pipelineOr404(id, 'params/id');
       await training.ingest(id);
       const events = await training.events(id, Math.min(100_000, Math.max(1, num(q.limit, 20_000))));
@@ -303,8 +302,8 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
       },
     },
     async (req) => {
-      const { id } = req.params as { id: string };
-      const { strategy } = req.query as { strategy: string };
+      const { id } = req.params;
+      const { strategy } = req.query;
       const p = pipelineOr404(id, 'params/id');
       const def = core.view().strategies.get(strategy);
       if (!def || def.pipeline !== id || def.kind !== 'learned') {
@@ -343,8 +342,8 @@ export function learnerRoutes(app: FastifyInstance, core: Core, training: Traini
       },
     },
     async (req) => {
-      const { id } = req.params as { id: string };
-      const q = req.query as { limit?: string; offset?: string };
+      const { id } = req.params;
+      const q = req.query;
       const p = pipelineOr404(id, 'params/id');
       await training.ingest(id);
       const offset = num(q.offset, 0);

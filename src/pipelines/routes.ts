@@ -1,9 +1,8 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
 import { AppError } from '../errors/app-error.js';
-import { errorResponses } from '../http/common.js';
+import { errorResponses, type ApiApp } from '../http/common.js';
 import { ownerFor, seesPipeline } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
 import { pipelineView, validatePipelineBody } from './model.js';
 import { PipelineBody, PipelineParams, PipelineResponse } from './schema.js';
 import { resolveModelPrices } from './tiers.js';
@@ -12,7 +11,7 @@ import { resolveModelPrices } from './tiers.js';
 export function pipelinesModule(core: Core): ModuleParts {
   return {
     name: 'pipelines',
-    routes(app: FastifyInstance) {
+    routes(app: ApiApp) {
       app.put(
         '/v1/pipelines/:id',
         {
@@ -25,8 +24,8 @@ export function pipelinesModule(core: Core): ModuleParts {
           },
         },
         async (req) => {
-          const { id } = req.params as { id: string };
-          const body = req.body as PipelineBody;
+          const { id } = req.params;
+          const body = req.body;
           validatePipelineBody(body);
           const view = core.view();
           if (body.defaultStrategy !== undefined) {
@@ -47,7 +46,7 @@ export function pipelinesModule(core: Core): ModuleParts {
         '/v1/pipelines/:id',
         { schema: { tags: ['pipelines'], summary: 'Get a pipeline', params: PipelineParams, response: { 200: PipelineResponse, ...errorResponses } } },
         async (req) => {
-          const { id } = req.params as { id: string };
+          const { id } = req.params;
           const p = core.view().pipelines.get(id);
           if (!p) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
           return pipelineView(p);
@@ -73,7 +72,7 @@ export function pipelinesModule(core: Core): ModuleParts {
           },
         },
         async (req, reply) => {
-          const { id } = req.params as { id: string };
+          const { id } = req.params;
           const view = core.view();
           if (!view.pipelines.has(id)) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
           const strategies = [...view.strategies.values()].filter((s) => s.pipeline === id);

@@ -38,14 +38,85 @@ export function luaScripts(): ReadonlyMap<string, LuaScript> {
     if (!file.endsWith('.lua')) continue;
     const name = file.slice(0, -4).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
     const lua = withIncludes(readFileSync(LUA_DIR + file, 'utf8'));
+    if (!(name in SCRIPT_REPLIES)) throw new Error(`Lua script ${file} has no reply decoder in SCRIPT_REPLIES (src/redis/scripts.ts)`);
     all.set(name, { lua, sha: createHash('sha1').update(lua).digest('hex'), numberOfKeys: keyCount(lua, file) });
   }
   loaded = all;
   return all;
 }
 
+/** Checks a script's reply and gives it its type. A reply of another shape is a bug in the script or its caller: it throws. */
+export type ReplyDecoder<T> = (reply: unknown, script: string) => T;
+
+const unexpected = (script: string, what: string, reply: unknown): never => {
+  throw new Error(`Lua script ${script} answered ${JSON.stringify(reply)?.slice(0, 200)}, not ${what}`);
+};
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+const isStr = (v: unknown): v is string => typeof v === 'string';
+
+/** The reply shapes the scripts answer (a Lua number is an integer reply; a table an array). */
+export const replies = {
+  integer: (r: unknown, s: string): number => (isInt(r) ? r : unexpected(s, 'an integer', r)),
+  string: (r: unknown, s: string): string => (isStr(r) ? r : unexpected(s, 'a string', r)),
+  integers: (r: unknown, s: string): number[] => (Array.isArray(r) && r.every(isInt) ? r : unexpected(s, 'an array of integers', r)),
+  strings: (r: unknown, s: string): string[] => (Array.isArray(r) && r.every(isStr) ? r : unexpected(s, 'an array of strings', r)),
+  /** `{ a, b }`: two integers. */
+  pair: (r: unknown, s: string): [number, number] => (Array.isArray(r) && r.length === 2 && isInt(r[0]) && isInt(r[1]) ? [r[0], r[1]] : unexpected(s, 'two integers', r)),
+  /** `{ version, statuses, line… }` (span-ingest.lua). */
+  versionedLines: (r: unknown, s: string): [number, string, ...string[]] => {
+    if (!Array.isArray(r) || r.length < 2 || !isInt(r[0]) || !r.slice(1).every(isStr)) return unexpected(s, '{ version, statuses, line… }', r);
+    const [version, statuses, ...lines] = r;
+    return [version, statuses, ...lines];
+  },
+  /** `{ moved, dropped, defaulted, left, { tickets… } }` (learner-ingest.lua). */
+  ingest: (r: unknown, s: string): [number, number, number, number, string[]] =>
+    Array.isArray(r) && r.length === 5 && r.slice(0, 4).every(isInt) && Array.isArray(r[4]) && r[4].every(isStr)
+      ? [r[0], r[1], r[2], r[3], r[4]]
+      : unexpected(s, '{ moved, dropped, defaulted, left, { tickets } }', r),
+} satisfies Record<string, ReplyDecoder<unknown>>;
+
 /**
- * Runs a src/redis/lua script by name: EVALSHA, and EVAL once when Redis answers NOSCRIPT (after a restart or a
+ * Every script of src/redis/lua with the shape of its reply: the one place a reply is checked and typed (each
+ * script's header says what it returns). What a reply means (a version, an answer string "G|…") is read by the
+ * domain that calls it. A script without an entry here fails at load (luaScripts).
+ */
+export const SCRIPT_REPLIES = {
+  applyOutcome: replies.integer,
+  budgetBalances: replies.strings,
+  budgetDelete: replies.integers,
+  budgetOp: replies.strings,
+  budgetPut: replies.integers,
+  configDelete: replies.integer,
+  configPut: replies.integer,
+  costRollup: replies.integer,
+  decisionsPut: replies.integer,
+  learnerDefault: replies.pair,
+  learnerIngest: replies.ingest,
+  reservationCommit: replies.strings,
+  reservationDraw: replies.string,
+  reservationExpire: replies.pair,
+  reservationExtend: replies.string,
+  reservationRelease: replies.string,
+  reservationReserve: replies.string,
+  rolloutWrite: replies.integer,
+  spanIngest: replies.versionedLines,
+} satisfies Record<string, ReplyDecoder<unknown>>;
+
+export type ScriptName = keyof typeof SCRIPT_REPLIES;
+export type ScriptReply<N extends ScriptName> = ReturnType<(typeof SCRIPT_REPLIES)[N]>;
+
+/**
+ * Runs a script and returns its reply checked and typed by SCRIPT_REPLIES. Keys: exactly the count the script's
+ * header declares, or any number for `NUMKEYS: dynamic`.
+ */
+export async function callScript<N extends ScriptName>(redis: Redis, name: N, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<ScriptReply<N>> {
+  const script = luaScripts().get(name);
+  const reply = await runScript(redis, name, keys, args, script !== undefined && script.numberOfKeys < 0);
+  return SCRIPT_REPLIES[name](reply, name) as ScriptReply<N>;
+}
+
+/**
+ * Runs a src/redis/lua script by name, its reply unchecked (callScript checks it): EVALSHA, and EVAL once when Redis answers NOSCRIPT (after a restart or a
  * SCRIPT FLUSH). Scripts with `NUMKEYS: dynamic` take any number of keys (`dynamicKeys`); the others must get
  * exactly the count their header declares.
  *

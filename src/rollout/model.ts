@@ -50,6 +50,25 @@ export interface Normalized {
   readonly newPhase: boolean;
 }
 
+/** What each experiment type decides: its arms and control, and the strategies to create with it. */
+interface Arms {
+  readonly variants: Variant[];
+  readonly control: string;
+  readonly strategies: readonly { id: string; doc: Record<string, unknown> }[];
+}
+
+/** The context of one PUT shared by the checks below. */
+interface Put {
+  readonly id: string;
+  readonly body: ExperimentBody;
+  readonly ctx: ModelContext;
+  readonly existing: ExperimentDoc | undefined;
+  /** Whether the stored experiment has started (a started one keeps what it froze at start). */
+  readonly started: boolean;
+  readonly agents: readonly string[];
+  readonly dflt: string;
+}
+
 /**
  * Validates a PUT body against the control plane and returns the document to store (pure). Throws
  * AppError naming the field. Keeps the existing state; starts a new phase when a started experiment's
@@ -60,129 +79,14 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
   if (!pipeline) throw new AppError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${body.pipeline}"`);
   const existing = ctx.experiments.get(id)?.doc;
   const type = body.type ?? 'ab';
-  if (existing) {
-    if (existing.pipeline !== body.pipeline) throw bad(`body/pipeline: experiment "${id}" belongs to pipeline "${existing.pipeline}"; create a new experiment`);
-    if (existing.type !== type) throw bad(`body/type: experiment "${id}" is of type "${existing.type}"`);
-    if (isEnded(existing.state)) throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: experiment "${id}" has ended (${existing.state.status}); create a new one`);
-  }
-  const agents = pipelineAgents(pipeline);
-  const dflt = pipelineDefault(pipeline);
-  const strategies: { id: string; doc: Record<string, unknown> }[] = [];
-  let variants: Variant[];
-  let control: string;
-
-  if (type === 'ab') {
-    if (!body.variants) throw bad('body/variants: an ab experiment needs at least two variants');
-    if (body.probe) throw bad('body/probe: only probe experiments take probe settings');
-    variants = body.variants.map((v) => ({ ...v }));
-    const names = new Set<string>();
-    variants.forEach((v, i) => {
-      if (names.has(v.name)) throw bad(`body/variants/${i}/name: variant "${v.name}" appears twice`);
-      names.add(v.name);
-      if (v.strategy !== BUILTIN_UNIFORM_ID) {
-        const s = ctx.strategies.get(v.strategy);
-        if (!s) throw new AppError('STRATEGY_NOT_FOUND', `body/variants/${i}/strategy: no strategy "${v.strategy}"`);
-        if (s.doc.pipeline !== body.pipeline) {
-          throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/variants/${i}/strategy: strategy "${v.strategy}" belongs to pipeline "${String(s.doc.pipeline)}"`);
-        }
-      }
-    });
-    if (!variants.some((v) => v.weight > 0)) throw bad('body/variants: at least one weight must be positive');
-    control = body.control ?? variants[0]!.name;
-    if (!names.has(control)) throw bad(`body/control: no variant named "${control}"`);
-  } else if (type === 'holdout') {
-    if (body.variants) throw bad('body/variants: a holdout has no variants (its units get the pipeline default)');
-    if (body.probe) throw bad('body/probe: only probe experiments take probe settings');
-    if (body.layer) throw bad('body/layer: a holdout applies before layers and cannot be in one');
-    if (body.ramp) throw bad('body/ramp: a holdout is not ramped');
-    // A started holdout keeps the strategy it froze at start (what it holds out) until it ends: a later
-    // promote changes the pipeline default for everyone else, never for the held-out units.
-    variants =
-      existing && existing.state.status !== 'draft'
-        ? existing.variants
-        : [
-            { name: 'holdout', strategy: dflt, weight: 1 },
-            { name: 'exposed', strategy: dflt, weight: 0 },
-          ];
-    control = 'holdout';
-    for (const [oid, e] of ctx.experiments) {
-      if (oid !== id && e.doc.type === 'holdout' && e.doc.pipeline === body.pipeline && e.doc.state.status !== 'stopped') {
-        throw new AppError('EXPERIMENT_STATE_CONFLICT', `body/pipeline: pipeline "${body.pipeline}" already has holdout "${oid}"`);
-      }
-    }
-  } else {
-    if (body.variants) throw bad('body/variants: a probe generates its variants (one cut per agent)');
-    if (!body.probe) throw bad('body/probe: a probe experiment needs { fraction, agents? }');
-    const cut = body.probe.agents ?? agents;
-    cut.forEach((a, i) => {
-      if (!agents.includes(a)) throw new AppError('UNKNOWN_AGENT', `body/probe/agents/${i}: pipeline "${body.pipeline}" has no agent "${a}"`);
-    });
-    const base = dflt === BUILTIN_UNIFORM_ID ? { id: dflt, kind: 'uniform', params: {} } : ctx.strategies.get(dflt);
-    if (!base) throw new AppError('STRATEGY_NOT_FOUND', `body/pipeline: the default strategy "${dflt}" of pipeline "${body.pipeline}" is missing`);
-    const baseDef = 'doc' in base ? { id: dflt, kind: String(base.doc.kind), params: (base.doc.params as Record<string, unknown> | undefined) ?? {} } : base;
-    // A running probe keeps the cuts it started with (same base, same fraction): results stay comparable.
-    variants = existing && existing.state.status !== 'draft' ? existing.variants : [{ name: 'control', strategy: dflt, weight: 1 }];
-    if (!(existing && existing.state.status !== 'draft')) {
-      for (const a of cut) {
-        const sid = probeStrategyId(id, a);
-        variants.push({ name: probeVariantName(a), strategy: sid, weight: 1 });
-        strategies.push({
-          id: sid,
-          doc: {
-            pipeline: body.pipeline,
-            kind: 'probe-cut',
-            params: { agent: a, fraction: body.probe.fraction, base: baseDef },
-            description: `critical-path probe ${id}: ${a} at ${body.probe.fraction} of its budget under ${dflt}`,
-          },
-        });
-      }
-    } else if (body.probe.fraction !== existing.probe?.fraction || JSON.stringify(body.probe.agents ?? null) !== JSON.stringify(existing.probe?.agents ?? null)) {
-      throw new AppError('EXPERIMENT_STATE_CONFLICT', 'body/probe: a started probe cannot change its cuts; stop it and create a new one');
-    }
-    control = 'control';
-  }
-
-  if (body.layer && !(body.layer.range[0] < body.layer.range[1])) throw bad('body/layer/range: from must be below to');
-  if (body.layer) {
-    // The first overlapping experiment by range start is named, so the answer does not depend on store order.
-    const overlapping = [...ctx.experiments]
-      .filter(([oid, e]) => {
-        const l = e.doc.layer;
-        // Drafts reserve their slot; a rolled-back experiment still routes its units to control until stopped.
-        if (oid === id || !l || l.id !== body.layer!.id || e.doc.state.status === 'stopped') return false;
-        return body.layer!.range[0] < l.range[1] && l.range[0] < body.layer!.range[1];
-      })
-      .sort(([a, x], [b, y]) => x.doc.layer!.range[0] - y.doc.layer!.range[0] || (a < b ? -1 : 1));
-    if (overlapping.length > 0) {
-      const [oid, e] = overlapping[0]!;
-      const l = e.doc.layer!;
-      throw new AppError('LAYER_OVERLAP', `body/layer/range: [${body.layer.range.join(', ')}) overlaps experiment "${oid}" [${l.range.join(', ')}) in layer "${l.id}"`);
-    }
-  }
-  const tp = body.targeting ? targetingProblems(body.targeting, 'body/targeting') : [];
-  if (tp.length) throw bad(tp[0]!);
-  (body.guardrails ?? []).forEach((g, i) => {
-    if (g.metric === 'ceilingHitRate') {
-      if (!g.agent) throw bad(`body/guardrails/${i}/agent: ceilingHitRate needs an agent`);
-      if (!agents.includes(g.agent)) throw new AppError('UNKNOWN_AGENT', `body/guardrails/${i}/agent: pipeline "${body.pipeline}" has no agent "${g.agent}"`);
-    } else if (g.agent) throw bad(`body/guardrails/${i}/agent: only ceilingHitRate takes an agent`);
-  });
-  const steps = body.ramp?.steps ?? [];
-  steps.forEach((s, i) => {
-    if (i > 0 && s.share < steps[i - 1]!.share) throw bad(`body/ramp/steps/${i}/share: steps must not decrease`);
-  });
+  if (existing) checkReplace(id, body, existing, type);
+  const put: Put = { id, body, ctx, existing, started: !!existing && existing.state.status !== 'draft', agents: pipelineAgents(pipeline), dflt: pipelineDefault(pipeline) };
+  const { variants, control, strategies } = type === 'ab' ? abArms(put) : type === 'holdout' ? holdoutArms(put) : probeArms(put);
+  checkLayer(put);
+  checkSettings(put);
 
   const seed = body.seed ?? id;
-  const base = { variants, seed, control };
-  const newPhase = !!existing && existing.state.status !== 'draft' && !sameAssignment(existing, base);
-  const prev = existing?.state;
-  const state: ExperimentState = prev
-    ? newPhase
-      ? { ...prev, phase: prev.phase + 1, phaseStartedAt: now, stepStartSamples: 0 }
-      : prev
-    : { status: 'draft', phase: 0 };
-  const rampStep = state.rampStep;
-  const fixedState = rampStep !== undefined && steps.length > 0 && rampStep >= steps.length ? { ...state, rampStep: steps.length - 1 } : state;
+  const newPhase = put.started && !sameAssignment(existing!, { variants, seed, control });
   const doc: ExperimentDoc = {
     pipeline: body.pipeline,
     type,
@@ -198,9 +102,140 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
     ...(body.ramp ? { ramp: body.ramp } : {}),
     alpha: body.alpha ?? DEFAULT_ALPHA,
     ...(body.probe ? { probe: body.probe } : {}),
-    state: fixedState,
+    state: nextState(existing?.state, newPhase, now, body.ramp?.steps.length ?? 0),
   };
   return { doc, strategies, newPhase };
+}
+
+/** A replace keeps the experiment's pipeline and type, and an ended experiment stays ended. */
+function checkReplace(id: string, body: ExperimentBody, existing: ExperimentDoc, type: ExperimentDoc['type']): void {
+  if (existing.pipeline !== body.pipeline) throw bad(`body/pipeline: experiment "${id}" belongs to pipeline "${existing.pipeline}"; create a new experiment`);
+  if (existing.type !== type) throw bad(`body/type: experiment "${id}" is of type "${existing.type}"`);
+  if (isEnded(existing.state)) throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: experiment "${id}" has ended (${existing.state.status}); create a new one`);
+}
+
+function abArms({ body, ctx }: Put): Arms {
+  if (!body.variants) throw bad('body/variants: an ab experiment needs at least two variants');
+  if (body.probe) throw bad('body/probe: only probe experiments take probe settings');
+  const variants = body.variants.map((v) => ({ ...v }));
+  const names = new Set<string>();
+  variants.forEach((v, i) => {
+    if (names.has(v.name)) throw bad(`body/variants/${i}/name: variant "${v.name}" appears twice`);
+    names.add(v.name);
+    if (v.strategy !== BUILTIN_UNIFORM_ID) {
+      const s = ctx.strategies.get(v.strategy);
+      if (!s) throw new AppError('STRATEGY_NOT_FOUND', `body/variants/${i}/strategy: no strategy "${v.strategy}"`);
+      if (s.doc.pipeline !== body.pipeline) {
+        throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/variants/${i}/strategy: strategy "${v.strategy}" belongs to pipeline "${String(s.doc.pipeline)}"`);
+      }
+    }
+  });
+  if (!variants.some((v) => v.weight > 0)) throw bad('body/variants: at least one weight must be positive');
+  const control = body.control ?? variants[0]!.name;
+  if (!names.has(control)) throw bad(`body/control: no variant named "${control}"`);
+  return { variants, control, strategies: [] };
+}
+
+function holdoutArms({ id, body, ctx, existing, started, dflt }: Put): Arms {
+  if (body.variants) throw bad('body/variants: a holdout has no variants (its units get the pipeline default)');
+  if (body.probe) throw bad('body/probe: only probe experiments take probe settings');
+  if (body.layer) throw bad('body/layer: a holdout applies before layers and cannot be in one');
+  if (body.ramp) throw bad('body/ramp: a holdout is not ramped');
+  // A started holdout keeps the strategy it froze at start (what it holds out) until it ends: a later
+  // promote changes the pipeline default for everyone else, never for the held-out units.
+  const variants =
+    started && existing
+      ? existing.variants
+      : [
+          { name: 'holdout', strategy: dflt, weight: 1 },
+          { name: 'exposed', strategy: dflt, weight: 0 },
+        ];
+  for (const [oid, e] of ctx.experiments) {
+    if (oid !== id && e.doc.type === 'holdout' && e.doc.pipeline === body.pipeline && e.doc.state.status !== 'stopped') {
+      throw new AppError('EXPERIMENT_STATE_CONFLICT', `body/pipeline: pipeline "${body.pipeline}" already has holdout "${oid}"`);
+    }
+  }
+  return { variants, control: 'holdout', strategies: [] };
+}
+
+function probeArms({ id, body, ctx, existing, started, agents, dflt }: Put): Arms {
+  if (body.variants) throw bad('body/variants: a probe generates its variants (one cut per agent)');
+  if (!body.probe) throw bad('body/probe: a probe experiment needs { fraction, agents? }');
+  const probe = body.probe;
+  const cut = probe.agents ?? agents;
+  cut.forEach((a, i) => {
+    if (!agents.includes(a)) throw new AppError('UNKNOWN_AGENT', `body/probe/agents/${i}: pipeline "${body.pipeline}" has no agent "${a}"`);
+  });
+  const base = dflt === BUILTIN_UNIFORM_ID ? { id: dflt, kind: 'uniform', params: {} } : ctx.strategies.get(dflt);
+  if (!base) throw new AppError('STRATEGY_NOT_FOUND', `body/pipeline: the default strategy "${dflt}" of pipeline "${body.pipeline}" is missing`);
+  const baseDef = 'doc' in base ? { id: dflt, kind: String(base.doc.kind), params: (base.doc.params as Record<string, unknown> | undefined) ?? {} } : base;
+  // A running probe keeps the cuts it started with (same base, same fraction): results stay comparable.
+  if (started && existing) {
+    if (probe.fraction !== existing.probe?.fraction || JSON.stringify(probe.agents ?? null) !== JSON.stringify(existing.probe?.agents ?? null)) {
+      throw new AppError('EXPERIMENT_STATE_CONFLICT', 'body/probe: a started probe cannot change its cuts; stop it and create a new one');
+    }
+    return { variants: existing.variants, control: 'control', strategies: [] };
+  }
+  const variants: Variant[] = [{ name: 'control', strategy: dflt, weight: 1 }];
+  const strategies: { id: string; doc: Record<string, unknown> }[] = [];
+  for (const a of cut) {
+    const sid = probeStrategyId(id, a);
+    variants.push({ name: probeVariantName(a), strategy: sid, weight: 1 });
+    strategies.push({
+      id: sid,
+      doc: {
+        pipeline: body.pipeline,
+        kind: 'probe-cut',
+        params: { agent: a, fraction: probe.fraction, base: baseDef },
+        description: `critical-path probe ${id}: ${a} at ${probe.fraction} of its budget under ${dflt}`,
+      },
+    });
+  }
+  return { variants, control: 'control', strategies };
+}
+
+/** A layer's range is ordered and overlaps no other live experiment's range in the same layer. */
+function checkLayer({ id, body, ctx }: Put): void {
+  const layer = body.layer;
+  if (!layer) return;
+  if (!(layer.range[0] < layer.range[1])) throw bad('body/layer/range: from must be below to');
+  // The first overlapping experiment by range start is named, so the answer does not depend on store order.
+  const overlapping = [...ctx.experiments]
+    .filter(([oid, e]) => {
+      const l = e.doc.layer;
+      // Drafts reserve their slot; a rolled-back experiment still routes its units to control until stopped.
+      if (oid === id || !l || l.id !== layer.id || e.doc.state.status === 'stopped') return false;
+      return layer.range[0] < l.range[1] && l.range[0] < layer.range[1];
+    })
+    .sort(([a, x], [b, y]) => x.doc.layer!.range[0] - y.doc.layer!.range[0] || (a < b ? -1 : 1));
+  if (overlapping.length > 0) {
+    const [oid, e] = overlapping[0]!;
+    const l = e.doc.layer!;
+    throw new AppError('LAYER_OVERLAP', `body/layer/range: [${layer.range.join(', ')}) overlaps experiment "${oid}" [${l.range.join(', ')}) in layer "${l.id}"`);
+  }
+}
+
+/** Targeting, guardrails (an agent only for ceilingHitRate, and one of the pipeline's) and a non-decreasing ramp. */
+function checkSettings({ body, agents }: Put): void {
+  const tp = body.targeting ? targetingProblems(body.targeting, 'body/targeting') : [];
+  if (tp.length) throw bad(tp[0]!);
+  (body.guardrails ?? []).forEach((g, i) => {
+    if (g.metric === 'ceilingHitRate') {
+      if (!g.agent) throw bad(`body/guardrails/${i}/agent: ceilingHitRate needs an agent`);
+      if (!agents.includes(g.agent)) throw new AppError('UNKNOWN_AGENT', `body/guardrails/${i}/agent: pipeline "${body.pipeline}" has no agent "${g.agent}"`);
+    } else if (g.agent) throw bad(`body/guardrails/${i}/agent: only ceilingHitRate takes an agent`);
+  });
+  const steps = body.ramp?.steps ?? [];
+  steps.forEach((s, i) => {
+    if (i > 0 && s.share < steps[i - 1]!.share) throw bad(`body/ramp/steps/${i}/share: steps must not decrease`);
+  });
+}
+
+/** The stored state kept (a new experiment starts as a draft), a new phase begun, the ramp step kept within the ramp. */
+function nextState(prev: ExperimentState | undefined, newPhase: boolean, now: number, rampSteps: number): ExperimentState {
+  const state: ExperimentState = prev ? (newPhase ? { ...prev, phase: prev.phase + 1, phaseStartedAt: now, stepStartSamples: 0 } : prev) : { status: 'draft', phase: 0 };
+  const rampStep = state.rampStep;
+  return rampStep !== undefined && rampSteps > 0 && rampStep >= rampSteps ? { ...state, rampStep: rampSteps - 1 } : state;
 }
 
 /** The strategy a holdout's units get: the pipeline default when it started, frozen until it ends. */

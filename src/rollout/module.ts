@@ -1,6 +1,6 @@
+import type { ApiApp } from '../http/common.js';
 import { Queue, Worker } from 'bullmq';
-import type { FastifyInstance } from 'fastify';
-import type { Closeable, Core, ModuleParts } from '../runtime.js';
+import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { experimentArms, experimentSinks } from './arms.js';
 import { probeCutKind } from './probe.js';
@@ -47,7 +47,7 @@ export function rolloutModule(core: Core): RolloutModule {
     sinks: experimentSinks(core.keys),
     strategyKinds: [probeCutKind(core.kinds) as unknown as StrategyKind<never>],
     queues: [queue],
-    routes(app: FastifyInstance) {
+    routes(app: ApiApp) {
       experimentRoutes(app, service, core.view);
     },
     async startWorkers(): Promise<readonly Closeable[]> {

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { AppError } from '../errors/app-error.js';
-import type { StrategyKinds } from '../strategies/registry.js';
+import type { StrategyKinds } from '../kernel/extension-points.js';
 import type { StrategyKind } from '../strategies/types.js';
 
 export const ProbeCutParams = Type.Object(

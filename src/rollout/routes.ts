@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import type { ControlView } from '../control/view.js';
 import { AppError } from '../errors/app-error.js';
-import { errorResponses } from '../http/common.js';
+import { errorResponses, type ApiApp } from '../http/common.js';
 import { seesPipeline } from '../http/tenancy.js';
 import { Id } from '../pipelines/schema.js';
 import { AcknowledgeBody, ExperimentBody, ExperimentParams, ExperimentResponse, PromoteBody, ReasonBody } from './schema.js';
@@ -29,7 +29,7 @@ export function actorOf(req: FastifyRequest): string {
   return `key:${createHash('sha256').update(m[1]!.trim()).digest('hex').slice(0, 12)}`;
 }
 
-export function experimentRoutes(app: FastifyInstance, svc: ExperimentService, view: () => ControlView): void {
+export function experimentRoutes(app: ApiApp, svc: ExperimentService, view: () => ControlView): void {
   const tags = ['experiments'];
   app.put(
     '/v1/experiments/:id',
@@ -42,26 +42,26 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService, v
         response: { 200: ExperimentResponse, ...errorResponses, ...conflict },
       },
     },
-    async (req) => svc.put((req.params as { id: string }).id, req.body as ExperimentBody, actorOf(req)),
+    async (req) => svc.put(req.params.id, req.body, actorOf(req)),
   );
 
   app.get(
     '/v1/experiments/:id',
     { schema: { tags, summary: 'Get an experiment and its state', params: ExperimentParams, response: { 200: ExperimentResponse, ...errorResponses } } },
-    async (req) => svc.get((req.params as { id: string }).id),
+    async (req) => svc.get(req.params.id),
   );
 
   app.get(
     '/v1/experiments',
     { schema: { tags, summary: 'List experiments', querystring: ListQuery, response: { 200: Type.Object({ items: Type.Array(ExperimentResponse) }) } } },
-    async (req) => ({ items: svc.list((req.query as { pipeline?: string }).pipeline).filter((e) => seesPipeline(req, view(), String(e.pipeline))) }),
+    async (req) => ({ items: svc.list(req.query.pipeline).filter((e) => seesPipeline(req, view(), String(e.pipeline))) }),
   );
 
   app.delete(
     '/v1/experiments/:id',
     { schema: { tags, summary: 'Delete a draft or ended experiment', params: ExperimentParams, response: { 204: Type.Null(), ...errorResponses, ...conflict } } },
     async (req, reply) => {
-      await svc.delete((req.params as { id: string }).id, actorOf(req));
+      await svc.delete(req.params.id, actorOf(req));
       return reply.status(204).send();
     },
   );
@@ -77,7 +77,7 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService, v
           response: { 200: ExperimentResponse, ...errorResponses, ...conflict },
         },
       },
-      async (req) => svc.transition((req.params as { id: string }).id, t, actorOf(req), reasonOf(req.body)),
+      async (req) => svc.transition(req.params.id, t, actorOf(req), reasonOf(req.body)),
     );
   }
 
@@ -91,7 +91,7 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService, v
         response: { 200: ExperimentResponse, ...errorResponses, ...conflict },
       },
     },
-    async (req) => svc.rollback((req.params as { id: string }).id, actorOf(req), reasonOf(req.body) ?? 'manual rollback'),
+    async (req) => svc.rollback(req.params.id, actorOf(req), reasonOf(req.body) ?? 'manual rollback'),
   );
 
   app.post(
@@ -106,8 +106,8 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService, v
       },
     },
     async (req) => {
-      const b = req.body as { variant: string; force?: boolean };
-      return svc.promote((req.params as { id: string }).id, b.variant, actorOf(req), b.force ?? false);
+      const b = req.body;
+      return svc.promote(req.params.id, b.variant, actorOf(req), b.force ?? false);
     },
   );
 
@@ -122,7 +122,7 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService, v
         response: { 200: ExperimentResponse, ...errorResponses, ...conflict },
       },
     },
-    async (req) => svc.acknowledgeSrm((req.params as { id: string }).id, actorOf(req), (req.body as { reason: string }).reason),
+    async (req) => svc.acknowledgeSrm(req.params.id, actorOf(req), req.body.reason),
   );
 
   app.get(
@@ -137,10 +137,10 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService, v
       },
     },
     async (req) => {
-      const q = (req.query as { winsorize?: string }).winsorize;
+      const q = req.query.winsorize;
       const w = q === undefined ? undefined : Number(q);
       if (w !== undefined && !(w > 0.5 && w < 1)) throw new AppError('VALIDATION_FAILED', `querystring/winsorize: must be a quantile in (0.5, 1), got ${q}`);
-      return svc.results((req.params as { id: string }).id, w !== undefined ? { winsorize: w } : {});
+      return svc.results(req.params.id, w !== undefined ? { winsorize: w } : {});
     },
   );
 
@@ -156,8 +156,8 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService, v
       },
     },
     async (req) => {
-      const l = (req.query as { limit?: string }).limit;
-      return { items: await svc.audit((req.params as { id: string }).id, l ? Math.max(1, Number(l)) : 100) };
+      const l = req.query.limit;
+      return { items: await svc.audit(req.params.id, l ? Math.max(1, Number(l)) : 100) };
     },
   );
 
@@ -171,7 +171,7 @@ export function experimentRoutes(app: FastifyInstance, svc: ExperimentService, v
         response: { 200: Any, ...errorResponses },
       },
     },
-    async (req) => svc.evaluate((req.params as { id: string }).id),
+    async (req) => svc.evaluate(req.params.id),
   );
 }
 

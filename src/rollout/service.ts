@@ -1,9 +1,11 @@
+import { Type } from '@sinclair/typebox';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ControlView } from '../control/view.js';
 import type { Versioned } from '../control/store.js';
 import { AppError } from '../errors/app-error.js';
 import { parseArmStats, type ArmStats } from '../feedback/stats-reader.js';
+import { jsonDecoder } from '../redis/decode.js';
 import type { Keys } from '../redis/keys.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
 import { analyzePhase, checkGuardrails, elasticities, type Elasticity, type GuardrailCheck, type Observation, type PhaseResult } from './analysis.js';
@@ -98,6 +100,10 @@ export function pendingSrm(s: ExperimentState): SrmFlag | undefined {
 export const RESULT_OBSERVATIONS_MAX = 20_000;
 const OBSERVATION_PAGE = 2000;
 
+const ObservationHead = [Type.Number(), Type.Union([Type.Number(), Type.Null()]), Type.Array(Type.String()), Type.Array(Type.String())] as const;
+/** One observation as the experiment arm's sink writes it (src/rollout/arms.ts): quality, cost, truncated, hit, and a probe's cut. */
+const decodeObservation = jsonDecoder(Type.Union([Type.Tuple([...ObservationHead]), Type.Tuple([...ObservationHead, Type.Tuple([Type.Number(), Type.Number()])])]));
+
 /**
  * The newest `max` observations of an arm (newest first), read in pages of 2,000 rather than one LRANGE of the
  * whole list: a results request holds Redis for one page at a time and its memory is bounded by `max`.
@@ -107,11 +113,8 @@ export async function readObservations(redis: Redis, key: string, max = RESULT_O
   for (let from = 0; from < max; from += OBSERVATION_PAGE) {
     const page = await redis.lrange(key, from, Math.min(max, from + OBSERVATION_PAGE) - 1);
     for (const line of page) {
-      try {
-        out.push(JSON.parse(line) as Observation);
-      } catch {
-        /* an unreadable entry is skipped */
-      }
+      const o = decodeObservation(line);
+      if (o) out.push(o); // an unreadable entry is skipped
     }
     if (page.length < OBSERVATION_PAGE) break;
   }

@@ -1,14 +1,12 @@
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { Type } from '@sinclair/typebox';
 import type { Redis } from 'ioredis';
 import type { ControlKind } from '../control/kinds.js';
 import type { Versioned } from '../control/store.js';
 import type { Keys } from '../redis/keys.js';
+import { jsonDecoder } from '../redis/decode.js';
+import { callScript } from '../redis/scripts.js';
 import type { ExperimentDoc } from './schema.js';
 
-const WRITE_LUA = readFileSync(fileURLToPath(new URL('./lua/rollout-write.lua', import.meta.url)), 'utf8');
-const WRITE_SHA = createHash('sha1').update(WRITE_LUA).digest('hex');
 
 /** One entry of an experiment's audit trail. */
 export interface AuditEntry {
@@ -44,6 +42,10 @@ export class WriteConflict extends Error {
 }
 
 const AUDIT_CAP = 1000;
+
+const decodeAudit = jsonDecoder(
+  Type.Object({ at: Type.Number(), by: Type.String(), action: Type.String(), version: Type.Optional(Type.Number()), details: Type.Optional(Type.Unknown()) }),
+);
 
 /**
  * Experiments in the control plane. Reads go straight to Redis (not the snapshot) so that a lifecycle
@@ -102,15 +104,7 @@ export class ExperimentStore {
       keys.push(this.keys.configKind(d.kind), this.keys.configVersions(d.kind));
       args.push(d.id, d.doc === null ? '' : JSON.stringify(d.doc), d.expectedVersion);
     }
-    // EVALSHA (EVAL once on NOSCRIPT), not an ioredis defined command: a Redis Cluster client routes an
-    // auto-pipelined defined command by its first argument (the key count), not by its first key.
-    let v: number;
-    try {
-      v = (await this.redis.evalsha(WRITE_SHA, keys.length, ...keys, ...args)) as number;
-    } catch (e) {
-      if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
-      v = (await this.redis.eval(WRITE_LUA, keys.length, ...keys, ...args)) as number;
-    }
+    const v = await callScript(this.redis, 'rolloutWrite', keys, args);
     if (v === -1) throw new WriteConflict('experiments');
     if (v < -1) {
       const d = docs[-v - 2]!;
@@ -121,7 +115,10 @@ export class ExperimentStore {
 
   async auditTrail(id: string, limit = 100): Promise<AuditEntry[]> {
     const rows = await this.redis.lrange(this.auditKey(id), 0, limit - 1);
-    return rows.map((r) => JSON.parse(r) as AuditEntry);
+    return rows.flatMap((r) => {
+      const e = decodeAudit(r);
+      return e ? [e] : [];
+    });
   }
 
   async deleteAudit(id: string): Promise<void> {

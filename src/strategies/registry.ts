@@ -1,27 +1,13 @@
 import { estimateKind } from './estimate.js';
 import { priorityPoolKind } from './priority-pool.js';
 import { staticKind } from './static.js';
-import type { StrategyKind } from './types.js';
+import { StrategyKinds as KernelStrategyKinds, type StrategyKind } from '../kernel/extension-points.js';
 import { uniformKind } from './uniform.js';
 
-/** Strategy kinds by name. Register a new kind here (the learned kind adds itself at start-up). */
-export class StrategyKinds {
-  private readonly kinds = new Map<string, StrategyKind<never>>();
-
+/** The strategy kind registry, with the built-in kinds unless told otherwise. The learned kind adds itself at start-up. */
+export class StrategyKinds extends KernelStrategyKinds {
   constructor(initial: readonly StrategyKind<never>[] = BUILTIN_KINDS) {
-    for (const k of initial) this.register(k);
-  }
-
-  register<P>(kind: StrategyKind<P>): void {
-    this.kinds.set(kind.kind, kind as unknown as StrategyKind<never>);
-  }
-
-  get(kind: string): StrategyKind<unknown> | undefined {
-    return this.kinds.get(kind) as StrategyKind<unknown> | undefined;
-  }
-
-  names(): string[] {
-    return [...this.kinds.keys()];
+    super(initial);
   }
 }
 

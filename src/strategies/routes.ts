@@ -1,15 +1,15 @@
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
 import { AppError } from '../errors/app-error.js';
 import { strategyArm } from '../feedback/arms.js';
 import { readArmStats } from '../feedback/stats-reader.js';
-import { errorResponses } from '../http/common.js';
+import { errorResponses, type ApiApp } from '../http/common.js';
 import { seesPipeline } from '../http/tenancy.js';
 import { Id } from '../pipelines/schema.js';
 import { RequirementMissingError } from '../control/store.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
 import { BUILTIN_UNIFORM_ID, StrategyBody, StrategyResponse, type StrategyDef } from './schema.js';
 import { validateStrategy } from './service.js';
+import { BUILTIN_KINDS } from './registry.js';
 
 const Params = Type.Object({ id: Id });
 const StatsParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
@@ -59,7 +59,8 @@ export const StatsResponse = Type.Object({
 export function strategiesModule(core: Core): ModuleParts {
   return {
     name: 'strategies',
-    routes(app: FastifyInstance) {
+    strategyKinds: BUILTIN_KINDS,
+    routes(app: ApiApp) {
       app.put(
         '/v1/strategies/:id',
         {
@@ -72,8 +73,8 @@ export function strategiesModule(core: Core): ModuleParts {
           },
         },
         async (req) => {
-          const { id } = req.params as { id: string };
-          const body = req.body as StrategyBody;
+          const { id } = req.params;
+          const body = req.body;
           const current = core.view();
           const pipeline = current.pipelines.get(body.pipeline);
           if (!pipeline) throw new AppError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${body.pipeline}"`);
@@ -97,7 +98,7 @@ export function strategiesModule(core: Core): ModuleParts {
         '/v1/strategies/:id',
         { schema: { tags: ['strategies'], summary: 'Get a strategy', params: Params, response: { 200: StrategyResponse, ...errorResponses } } },
         async (req) => {
-          const { id } = req.params as { id: string };
+          const { id } = req.params;
           const s = core.view().strategies.get(id);
           if (!s) throw new AppError('STRATEGY_NOT_FOUND', `params/id: no strategy "${id}"`);
           return view(s);
@@ -115,7 +116,7 @@ export function strategiesModule(core: Core): ModuleParts {
           },
         },
         async (req) => {
-          const { pipeline } = req.query as { pipeline?: string };
+          const { pipeline } = req.query;
           const items = [...core.view().strategies.values()]
             .filter((s) => (pipeline === undefined || s.pipeline === pipeline) && seesPipeline(req, core.view(), s.pipeline))
             .sort((a, b) => a.id.localeCompare(b.id))
@@ -128,7 +129,7 @@ export function strategiesModule(core: Core): ModuleParts {
         '/v1/strategies/:id',
         { schema: { tags: ['strategies'], summary: 'Delete a strategy', params: Params, response: { 204: Type.Null(), ...errorResponses } } },
         async (req, reply) => {
-          const { id } = req.params as { id: string };
+          const { id } = req.params;
           const current = core.view();
           const s = current.strategies.get(id);
           if (!s) throw new AppError('STRATEGY_NOT_FOUND', `params/id: no strategy "${id}"`);
@@ -155,8 +156,8 @@ export function strategiesModule(core: Core): ModuleParts {
           },
         },
         async (req) => {
-          const { id } = req.params as { id: string };
-          const { pipeline: pq } = req.query as { pipeline?: string };
+          const { id } = req.params;
+          const { pipeline: pq } = req.query;
           let pipeline: string;
           if (id === BUILTIN_UNIFORM_ID) {
             if (!pq) throw new AppError('VALIDATION_FAILED', `querystring/pipeline is required for ${BUILTIN_UNIFORM_ID}`);

@@ -1,12 +1,12 @@
 import type { ServerResponse } from 'node:http';
 import { Type } from '@sinclair/typebox';
 import { toWire, type ControlKind, type RawControlState, type Versioned, type WireControlState } from '@apportion/sdk/engine';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { decisionSecond, readDecisionJsons, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
+import type { FastifyRequest } from 'fastify';
+import { decisionSecond, readDecisions, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
 import { viewOf, type ControlView } from '../control/view.js';
-import { errorResponses } from '../http/common.js';
+import { errorResponses, type ApiApp } from '../http/common.js';
 import { pipelineTenants, tenantOfCaller } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../runtime.js';
+import type { Core, ModuleParts } from '../kernel/core.js';
 import { IngestBody, type IngestItem } from './schema.js';
 
 /**
@@ -76,14 +76,13 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
     });
     // Idempotent: a record already stored (a retried batch after a lost answer or a server restart) is not
     // written again; one stored under the same id for another pipeline is refused, never overwritten.
-    const stored = fresh.length > 0 ? await readDecisionJsons(core.redis, core.keys, fresh.map((f) => f.record.id)) : [];
+    const stored = fresh.length > 0 ? await readDecisions(core.redis, core.keys, fresh.map((f) => f.record.id)) : [];
     let duplicates = 0;
     const writes: Promise<void>[] = [];
     const written: DecisionRecord[] = [];
     fresh.forEach(({ index, record }, i) => {
-      const existing = stored[i];
-      if (existing) {
-        const prev = JSON.parse(existing) as DecisionRecord;
+      const prev = stored[i];
+      if (prev) {
         if (prev.pipeline === record.pipeline && prev.strategy === record.strategy) duplicates++;
         else rejected.push({ index, id: record.id, code: 'ID_TAKEN', message: `body/decisions/${index}/id: "${record.id}" is already recorded for another decision` });
         return;
@@ -99,7 +98,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
 
   return {
     name: 'sync',
-    routes(app: FastifyInstance) {
+    routes(app: ApiApp) {
       app.addHook('preClose', async () => {
         for (const s of streams) s.end();
         streams.clear();
@@ -152,7 +151,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
             res.write(`event: version\nid: ${s.version}\ndata: ${JSON.stringify({ version: s.version, etag: etagOf(s.version, tenant) })}\n\n`);
           };
           send(core.snapshot.current());
-          if ((req.query as { once?: string }).once === 'true') {
+          if (req.query.once === 'true') {
             res.end();
             return;
           }
@@ -192,7 +191,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
             },
           },
         },
-        async (req) => ingest(req, (req.body as { decisions: IngestItem[] }).decisions),
+        async (req) => ingest(req, req.body.decisions),
       );
     },
     async close() {

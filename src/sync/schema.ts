@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { FeatureValue } from '../allocation/schema.js';
-import { DECISION_ID_PATTERN } from '../allocation/decisions.js';
+import { DECISION_ID_PATTERN } from '../kernel/decision.js';
 import { Id } from '../pipelines/schema.js';
 
 const Obj = Type.Record(Type.String(), Type.Unknown());

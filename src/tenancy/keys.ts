@@ -1,14 +1,16 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Type } from '@sinclair/typebox';
 import type { Redis } from 'ioredis';
+import { jsonDecoder } from '../redis/decode.js';
 
 /** What a key may do within its tenant: `client` = data plane, `analyst` = read everything, `admin` = everything. */
 export type Role = 'admin' | 'analyst' | 'client';
 export const ROLES: readonly Role[] = ['admin', 'analyst', 'client'];
 
-/** Tenant names follow the budget scope's name rule, so `tenant:<name>` is always a valid scope segment. */
-export const TENANT_PATTERN = '^[A-Za-z0-9_.@-]{1,128}$';
-const TENANT = new RegExp(TENANT_PATTERN);
-export const isTenantName = (t: string): boolean => TENANT.test(t);
+import { isTenantName, TENANT_PATTERN } from '../http/tenancy.js';
+
+/** Tenant names (the rule every route applies, src/http/tenancy.ts). */
+export { isTenantName, TENANT_PATTERN };
 
 /** The stored record of an API key (never the key itself: only its keyed hash). */
 export interface KeyRecord {
@@ -24,6 +26,21 @@ export interface KeyRecord {
   /** Requests per rate-limit window for this key; unset = the configured default. */
   readonly rateLimit?: number;
 }
+
+/** A stored key record as read back from Redis (records that do not match are treated as absent). */
+const decodeKeyRecord = jsonDecoder(
+  Type.Object({
+    id: Type.String(),
+    tenant: Type.String(),
+    role: Type.Union(ROLES.map((r) => Type.Literal(r))),
+    name: Type.String(),
+    hash: Type.String(),
+    createdAt: Type.String(),
+    expiresAt: Type.Optional(Type.String()),
+    revokedAt: Type.Optional(Type.String()),
+    rateLimit: Type.Optional(Type.Number()),
+  }),
+);
 
 /** The key as listed: no hash. */
 export type KeyInfo = Omit<KeyRecord, 'hash'>;
@@ -120,7 +137,10 @@ export class KeyStore {
   async list(tenant?: string): Promise<KeyInfo[]> {
     const all = await this.o.redis.hvals(this.k.records);
     return all
-      .map((j) => JSON.parse(j) as KeyRecord)
+      .flatMap((j): KeyRecord[] => {
+        const r = decodeKeyRecord(j);
+        return r ? [r] : [];
+      })
       .filter((r) => tenant === undefined || r.tenant === tenant)
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id))
       .map(info);
@@ -128,7 +148,7 @@ export class KeyStore {
 
   async get(id: string): Promise<KeyRecord | undefined> {
     const j = await this.o.redis.hget(this.k.records, id);
-    return j ? (JSON.parse(j) as KeyRecord) : undefined;
+    return j ? decodeKeyRecord(j) : undefined;
   }
 
   /**

@@ -1,10 +1,10 @@
 import { Type } from '@sinclair/typebox';
 import { parse as parseCookie, serialize } from 'cookie';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config/env.js';
 import { AppError } from '../errors/app-error.js';
-import type { Authenticator } from '../http/auth.js';
-import { ErrorBody, errorResponses } from '../http/common.js';
+import type { Authenticator } from './auth.js';
+import { ErrorBody, errorResponses, type ApiApp } from '../http/common.js';
 import { TENANT_PATTERN, type KeyStore } from './keys.js';
 import { SESSION_COOKIE, type SessionStore } from './sessions.js';
 
@@ -49,7 +49,7 @@ export interface TenancyRouteDeps {
 }
 
 /** API keys (`/v1/keys`), browser sessions (`/v1/session`) and `/v1/whoami`. */
-export function tenancyRoutes(app: FastifyInstance, d: TenancyRouteDeps): void {
+export function tenancyRoutes(app: ApiApp, d: TenancyRouteDeps): void {
   const tags = ['keys'];
   app.post(
     '/v1/keys',
@@ -58,7 +58,7 @@ export function tenancyRoutes(app: FastifyInstance, d: TenancyRouteDeps): void {
       schema: { tags, summary: 'Create an API key for a tenant and role; the key is answered once', body: KeyCreateBody, response: { 201: KeyCreated, ...errorResponses } },
     },
     async (req, reply) => {
-      const b = req.body as KeyCreateBody;
+      const b = req.body;
       const own = req.principal.tenant;
       if (own !== null && b.tenant !== own) throw new AppError('FORBIDDEN', `body/tenant: a key of tenant "${own}" may only create keys for "${own}"`);
       if (b.expiresAt !== undefined && !(Date.parse(b.expiresAt) > Date.now())) throw new AppError('VALIDATION_FAILED', 'body/expiresAt must be in the future');
@@ -72,7 +72,7 @@ export function tenancyRoutes(app: FastifyInstance, d: TenancyRouteDeps): void {
       config: { access: 'admin' },
       schema: { tags, summary: "List API keys (no secrets): the caller's tenant, or for an operator every tenant or ?tenant=", querystring: KeyListQuery, response: { 200: Type.Object({ items: Type.Array(KeyInfo) }), ...errorResponses } },
     },
-    async (req) => ({ items: await d.keys.list(req.principal.tenant ?? (req.query as { tenant?: string }).tenant) }),
+    async (req) => ({ items: await d.keys.list(req.principal.tenant ?? req.query.tenant) }),
   );
   app.delete(
     '/v1/keys/:id',
@@ -81,7 +81,7 @@ export function tenancyRoutes(app: FastifyInstance, d: TenancyRouteDeps): void {
       schema: { tags, summary: 'Revoke an API key (refused by every process within a second; its sessions end)', params: KeyParams, response: { 200: KeyInfo, ...errorResponses } },
     },
     async (req) => {
-      const { id } = req.params as { id: string };
+      const { id } = req.params;
       const r = await d.keys.revoke(id, req.principal.tenant ?? undefined);
       if (!r) throw new AppError('KEY_NOT_FOUND', `params/id: no key "${id}"`);
       return r;
@@ -96,7 +96,7 @@ export function tenancyRoutes(app: FastifyInstance, d: TenancyRouteDeps): void {
     },
     async (req, reply) => {
       if (!d.config.authEnabled) return reply.status(204).send();
-      const p = await d.auth.byKey((req.body as { key: string }).key.trim());
+      const p = await d.auth.byKey(req.body.key.trim());
       if (!p) throw new AppError('UNAUTHORIZED', 'body/key: unknown, revoked or expired key');
       const sid = await d.sessions.open(d.auth.sessionBinding(p));
       void reply.header('set-cookie', serialize(SESSION_COOKIE, sid, { httpOnly: true, sameSite: 'strict', path: '/', secure: overTls(req), maxAge: d.config.sessionTtlSeconds }));

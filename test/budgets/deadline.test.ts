@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { budgetKeys } from '../../src/budgets/keys.js';
 import { ReservationService } from '../../src/budgets/reservations.js';
 import { AppError } from '../../src/errors/app-error.js';
 import { connectRedis } from '../../src/redis/connection.js';

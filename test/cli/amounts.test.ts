@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { formatAmount, formatUsd, inDollars, parseAmount } from '../../src/cli/amounts.js';
+import { formatAmount, formatUsd, inDollars, parseAmount } from '../../src/budgets/amounts.js';
 
 describe('CLI amounts', () => {
   it('dollars round-trip exactly through micro-cents', () => {

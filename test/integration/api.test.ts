@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
-import type { AllocationModule } from '../../src/allocation/module.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 
@@ -108,19 +107,6 @@ describe('allocate → outcome → stats', () => {
     assert.equal(stats.count, 300);
     const mean = ids.reduce((acc, _, i) => acc + i / 300, 0) / 300;
     assert.ok(Math.abs(final.quality.mean - mean) < 1e-12, 'each decision counted once, duplicates ignored');
-  });
-
-  it('applies jobs in the one-outcome shape older versions queued (rolling upgrade)', async () => {
-    assert.equal((await call('PUT', '/v1/strategies/legacy', { pipeline: 'support', kind: 'uniform' })).statusCode, 200);
-    const a = (await call('POST', '/v1/allocations', { pipeline: 'support', strategy: 'legacy' })).json();
-    const decision = await (rt.modules.find((m) => m.name === 'allocation') as unknown as AllocationModule).decisions.read(a.decisionId);
-    const queue = rt.modules.find((m) => m.name === 'feedback')!.queues![0]!;
-    await queue.add('outcome', { decision, outcome: { decisionId: a.decisionId, quality: 0.25 }, receivedAt: Date.now() }, { jobId: a.decisionId });
-    const st = await eventually(async () => {
-      const r = (await call('GET', '/v1/strategies/legacy/stats')).json();
-      return r.count === 1 ? r : undefined;
-    });
-    assert.equal(st.quality.mean, 0.25);
   });
 
   it('averages many outcomes exactly (Welford moments in Lua)', async () => {

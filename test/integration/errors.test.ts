@@ -14,7 +14,7 @@ let rt: Running;
 const reached = new Set<string>();
 
 async function expectError(opts: InjectOptions, code: ErrorCode, field?: RegExp, app = rt.app!) {
-  const res = await app.inject({ ...opts, headers: { authorization: `Bearer ${ADMIN}`, ...(opts.headers ?? {}) } });
+  const res = await app.inject({ ...opts, headers: { authorization: `Bearer ${ADMIN}`, ...opts.headers } });
   const body = res.json();
   assert.equal(body.code, code, `${opts.method} ${opts.url}: ${res.body}`);
   assert.equal(res.statusCode, ERROR_CATALOG[code].status);

@@ -11,10 +11,10 @@ export function registerDemo(program: Command): void {
     .option('--simulate <n>', 'outcomes of the learner simulation (support-basic world, with its learning-curve chart); 0 skips it', (v) => Number.parseInt(v, 10), 1000)
     .option('--seed <n>', 'random seed', (v) => Number.parseInt(v, 10), 7)
     .action(async (o: { url: string; key?: string; requests: number; simulate: number; seed: number }) => {
-      const { runDemo } = await import('./demo.js');
+      const { runDemo } = await import('../console/demo.js');
       await runDemo({ url: o.url, ...(o.key ? { key: o.key } : {}), requests: o.requests, seed: o.seed });
       if (o.simulate > 0) {
-        const { simulate } = await import('../learner/cli.js');
+        const { simulate } = await import('./learner.js');
         await simulate('support-basic', { url: o.url, ...(o.key ? { key: o.key } : {}), outcomes: o.simulate, concurrency: 8, checkpoint: 250, trainEvery: 250, seed: o.seed, local: false, quiet: !process.stdout.isTTY, lockstep: true });
       }
       process.stdout.write(`\nOpen the console: ${o.url.replace(/\/$/, '')}/\n`);

@@ -6,18 +6,18 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { AppError } from '../errors/app-error.js';
-import { withDeadline } from '../redis/deadline.js';
-import { connectRedis, redisTarget } from '../redis/connection.js';
-import type { Core, ModuleParts } from '../runtime.js';
-import { configureTokenizer } from '../strategies/tokens.js';
-import { KeyStore } from '../tenancy/keys.js';
-import { tenancyRoutes } from '../tenancy/routes.js';
-import { SessionStore } from '../tenancy/sessions.js';
-import { Authenticator } from './auth.js';
-import { ErrorBody } from './common.js';
-import { errorHandler } from './errors.js';
-import { tenantGuard } from './tenancy.js';
+import { AppError } from './errors/app-error.js';
+import { withDeadline } from './redis/deadline.js';
+import { connectRedis, redisTarget } from './redis/connection.js';
+import type { Core, ModuleParts } from './kernel/core.js';
+import { configureTokenizer } from './strategies/tokens.js';
+import { KeyStore } from './tenancy/keys.js';
+import { tenancyRoutes } from './tenancy/routes.js';
+import { SessionStore } from './tenancy/sessions.js';
+import { Authenticator } from './tenancy/auth.js';
+import { ErrorBody, type TypeBoxRequestProvider } from './http/common.js';
+import { errorHandler } from './http/errors.js';
+import { tenantGuard } from './tenancy/guard.js';
 
 const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/console/assets/:name']);
 
@@ -89,9 +89,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // Before the plugins that add these routes (an awaited register adds its routes at once): /docs stays public
   // once keys are set, as an OpenAPI document and UI hold no data.
   app.addHook('onRoute', (route) => {
-    if (route.url.startsWith('/docs')) route.config = { ...(route.config ?? {}), access: 'public' };
+    if (route.url.startsWith('/docs')) route.config = { ...route.config, access: 'public' };
     // The queue dashboard shows every tenant's jobs: operator keys only (a browser signs in via /v1/session).
-    if (route.url.startsWith('/admin/queues')) route.config = { ...(route.config ?? {}), access: 'operator' };
+    if (route.url.startsWith('/admin/queues')) route.config = { ...route.config, access: 'operator' };
   });
   await app.register(swagger, {
     openapi: {
@@ -157,6 +157,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     await app.register(serverAdapter.registerPlugin(), { prefix: '/admin/queues' });
   }
 
-  for (const m of opts.modules) if (m.routes) await app.register(async (scope) => m.routes!(scope));
+  for (const m of opts.modules) if (m.routes) await app.register(async (scope) => m.routes!(scope.withTypeProvider<TypeBoxRequestProvider>()));
   return app;
 }

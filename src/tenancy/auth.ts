@@ -3,8 +3,8 @@ import { parse as parseCookie } from 'cookie';
 import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config/env.js';
 import { AppError } from '../errors/app-error.js';
-import type { KeyStore, Role } from '../tenancy/keys.js';
-import { SESSION_COOKIE, type SessionStore } from '../tenancy/sessions.js';
+import type { KeyStore, Role } from './keys.js';
+import { SESSION_COOKIE, type SessionStore } from './sessions.js';
 
 /**
  * Who may call a route (`config: { access }`); without one, GET/HEAD routes are `read` and the rest `admin`.
