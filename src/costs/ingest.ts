@@ -1,10 +1,11 @@
 import type { Redis } from 'ioredis';
 import { readDecision } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
+import { overridesOf } from '../kernel/price-overrides.js';
 import type { Keys } from '../redis/keys.js';
 import { callScript } from '../redis/scripts.js';
 import type { CostKeys } from './keys.js';
-import type { ModelOverride, Pricer } from './pricing.js';
+import type { Pricer } from './pricing.js';
 import { contribution, encodeContribution, priceStamp, rollupNames, STAMP_MARK, stampedOverrides, stampOfApplied, type OverridesFor } from './rollup-vector.js';
 import { decodeSpan, encodeSpan, type Span } from './span.js';
 import { resolveTrace, type ResolvedTrace } from './tree.js';
@@ -48,14 +49,7 @@ class Memo<V> {
 }
 
 /** Per-tenant overrides from the control plane (`priceOverrides` documents; id = customer or `*`). */
-export function overridesOf(view: ControlView): (customer: string | undefined) => readonly ModelOverride[] | undefined {
-  return view.memo('costs:overrides', () => {
-    const byTenant = new Map<string, readonly ModelOverride[]>();
-    for (const v of view.raw.kinds.priceOverrides.values()) byTenant.set(v.id, (v.doc as { models: ModelOverride[] }).models);
-    const all = byTenant.get('*');
-    return (customer: string | undefined) => (customer !== undefined ? byTenant.get(customer) : undefined) ?? all;
-  });
-}
+export { overridesOf };
 
 /**
  * Stores spans and keeps the rollups equal to the trees. Per request: one Lua call per trace stores its new

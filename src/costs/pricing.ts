@@ -1,19 +1,8 @@
 import { calcPrice, findProvider, type PriceCalculation } from '@pydantic/genai-prices';
+import type { ModelOverride } from '../kernel/price-overrides.js';
 import type { Span, Usage } from './span.js';
 
-/** One model price a tenant negotiated (USD per million tokens), overriding the catalog for its spans. */
-export interface ModelOverride {
-  /** Model id as spans report it (exact match, case-insensitive). */
-  readonly model: string;
-  /** Only for spans of this provider; any provider when absent. */
-  readonly provider?: string;
-  readonly inputMTok: number;
-  readonly outputMTok: number;
-  /** Default: inputMTok. */
-  readonly cacheReadMTok?: number;
-  /** Default: inputMTok. */
-  readonly cacheWriteMTok?: number;
-}
+export type { ModelOverride };
 
 export type PriceSource = 'provided' | 'override' | 'catalog' | 'unpriced' | 'none';
 

@@ -1,9 +1,8 @@
 import { calcPrice, findProvider } from '@pydantic/genai-prices';
 import type { ModelTier } from '@apportion/sdk/engine';
 import type { ControlView } from '../control/view.js';
-import { overridesOf } from '../costs/ingest.js';
-import type { ModelOverride } from '../costs/pricing.js';
 import { AppError } from '../errors/app-error.js';
+import { overridesOf, type ModelOverride } from '../kernel/price-overrides.js';
 import type { PipelineBody } from './schema.js';
 
 /**
