@@ -56,6 +56,8 @@ const evalStride = Number(flag('eval-stride', '2'));
 const withTtm = flag('tokens-to-match', 'true') !== 'false';
 const candShare = flag('candidate-share', '');
 const gateTol = flag('gate-tolerance', '');
+// `--gate none`: every trained version serves at once (a diagnostic: what the gate holds back).
+const gateOff = flag('gate', '') === 'none';
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;
@@ -124,7 +126,7 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const w0 = Date.now();
   // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}) });
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), ...(gateOff ? { gate: null } : {}) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
