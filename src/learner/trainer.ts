@@ -21,6 +21,8 @@ export interface TrainOptions {
   readonly learningRate?: number;
   /** L2 penalty on the weight matrices. Default 1e-5. */
   readonly l2?: number;
+  /** Lower bound on gradient steps: passes continue past `epochs` until this many (a small buffer still gets fitted). Default 0. */
+  readonly minSteps?: number;
   /** Upper bound on gradient steps (keeps a retrain bounded on huge buffers). Default 3000. */
   readonly maxSteps?: number;
   /** Share of rows held out for the metrics. Default 0.1. */
@@ -86,9 +88,10 @@ export async function trainModel(tf: Tf, data: TrainingData, initWeights: ModelW
   const batch = Math.max(1, Math.min(opts.batchSize ?? 256, trainIdx.length));
   const epochs = opts.epochs ?? 4;
   const maxSteps = opts.maxSteps ?? 3000;
+  const minSteps = Math.min(maxSteps, opts.minSteps ?? 0);
   let steps = 0;
   try {
-    outer: for (let e = 0; e < epochs; e++) {
+    outer: for (let e = 0; (e < epochs || steps < minSteps) && trainIdx.length > 0; e++) {
       for (let i = trainIdx.length - 1; i > 0; i--) {
         const j = Math.floor(rng() * (i + 1));
         [trainIdx[i], trainIdx[j]] = [trainIdx[j]!, trainIdx[i]!];
