@@ -5,6 +5,7 @@
  *
  *   node --import tsx bench/learner.ts [--quick] [--seeds test|dev|<n,n,…>] [--named all|none|<a,b>] [--outcomes 5000]
  *                                      [--drift-outcomes 9000] [--explorer squarecb] [--scaling robust|meanstd]
+ *                                      [--min-steps N] [--gate none]   (a floor on gradient steps per retrain; no gate: a diagnostic)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
  * requests of that quarter, against baselines computed in the same run on the same requests: the oracle (best
