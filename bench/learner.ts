@@ -26,6 +26,7 @@ import { GUARD_DEFAULTS } from '../src/learner/guard.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
 import { policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
 import { loadWorld, WORLD_NAMES } from '../src/learner/sim/world.js';
+import { DEFAULT_MIN_STEPS } from '../src/learner/trainer.js';
 import { flag } from './lib.js';
 
 const quick = process.argv.includes('--quick');
@@ -52,7 +53,7 @@ const controlShare = Number(flag('control-share', String(GUARD_DEFAULTS.controlS
 const halfLife = Number(flag('half-life', '1000'));
 const window = Number(flag('window', '8000'));
 const epochs = Number(flag('epochs', '4'));
-const minSteps = flag('min-steps', '');
+const minSteps = flag('min-steps', String(DEFAULT_MIN_STEPS));
 // Cheaper runs for tuning: evaluate every `--eval-stride`-th request of the last quarter (default 2), skip tokens-to-match.
 const evalStride = Number(flag('eval-stride', '2'));
 const withTtm = flag('tokens-to-match', 'true') !== 'false';
@@ -109,7 +110,7 @@ const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number,
 const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; scaling ${scaling}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
