@@ -23,7 +23,7 @@ export interface TrainOptions {
   readonly l2?: number;
   /**
    * Lower bound on gradient steps: passes continue past `epochs` until this many, so an early retrain on a small
-   * buffer (4 epochs of 1,000 rows are 14 steps) still fits. Default DEFAULT_MIN_STEPS (docs/learner.md).
+   * buffer (4 epochs of 1,000 rows are 12 steps) still fits. Default DEFAULT_MIN_STEPS (docs/learner.md).
    */
   readonly minSteps?: number;
   /** Upper bound on gradient steps (keeps a retrain bounded on huge buffers). Default 3000. */
