@@ -5,6 +5,7 @@
  *
  *   node --import tsx bench/learner.ts [--quick] [--seeds test|dev|<n,n,…>] [--named all|none|<a,b>] [--outcomes 5000]
  *                                      [--drift-outcomes 9000] [--explorer squarecb] [--scaling robust|meanstd]
+ *                                      [--min-steps N] [--gate none]   (a floor on gradient steps per retrain; no gate: a diagnostic)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
  * requests of that quarter, against baselines computed in the same run on the same requests: the oracle (best
@@ -25,6 +26,7 @@ import { GUARD_DEFAULTS } from '../src/learner/guard.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
 import { policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
 import { loadWorld, WORLD_NAMES } from '../src/learner/sim/world.js';
+import { DEFAULT_MIN_STEPS } from '../src/learner/trainer.js';
 import { flag } from './lib.js';
 
 const quick = process.argv.includes('--quick');
@@ -51,11 +53,14 @@ const controlShare = Number(flag('control-share', String(GUARD_DEFAULTS.controlS
 const halfLife = Number(flag('half-life', '1000'));
 const window = Number(flag('window', '8000'));
 const epochs = Number(flag('epochs', '4'));
+const minSteps = flag('min-steps', String(DEFAULT_MIN_STEPS));
 // Cheaper runs for tuning: evaluate every `--eval-stride`-th request of the last quarter (default 2), skip tokens-to-match.
 const evalStride = Number(flag('eval-stride', '2'));
 const withTtm = flag('tokens-to-match', 'true') !== 'false';
 const candShare = flag('candidate-share', '');
 const gateTol = flag('gate-tolerance', '');
+// `--gate none`: every trained version serves at once (a diagnostic: what the gate holds back).
+const gateOff = flag('gate', '') === 'none';
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;
@@ -105,7 +110,7 @@ const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number,
 const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; scaling ${scaling}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
@@ -124,7 +129,7 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const w0 = Date.now();
   // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}) });
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), ...(gateOff ? { gate: null } : {}) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).

@@ -95,6 +95,9 @@ export function inputDim(specs: readonly FeatureSpec[]): number {
   return 1 + specs.reduce((s, f) => s + width(f), 0);
 }
 
+/** Hashed categorical values whose bucket an encoder remembers. */
+const HASH_CACHE = 1024;
+
 /** Scaled numeric inputs are clipped to ±CLIP (after centring and scaling): one outlier cannot dominate a layer. */
 export const CLIP = 5;
 
@@ -220,10 +223,19 @@ export function compileFeatures(specs: readonly FeatureSpec[], scaling?: Feature
         });
       } else {
         const buckets = f.hashBuckets!;
+        // Recent values' buckets (bounded): a lookup instead of encoding and hashing the string on every request.
+        const seen = new Map<string, number>();
         steps.push((x, out, o) => {
           const v = x[f.name];
           if (v === undefined || v === null) return;
-          out[o + (murmurhash.v3(String(v)) % buckets)] = 1;
+          const key = String(v);
+          let bucket = seen.get(key);
+          if (bucket === undefined) {
+            bucket = murmurhash.v3(key) % buckets;
+            if (seen.size >= HASH_CACHE) seen.clear();
+            seen.set(key, bucket);
+          }
+          out[o + bucket] = 1;
         });
       }
     } else {

@@ -64,13 +64,24 @@ export interface Decision {
 
 /** The integer greedy split: what the policy serves when it does not explore. */
 export function greedyBudgets(heads: Heads, agents: readonly PolicyAgent[], total: number): number[] {
-  const mins = agents.map((a) => a.min);
-  const caps = agents.map((a) => Math.max(a.min, a.cap));
+  const { mins, caps } = boundsOf(agents);
   // Integer bounds give integer chunks; rounding only matters for (hypothetical) fractional bounds.
   const b = greedySplit(heads, mins, caps, total);
   if (b.every((v) => Number.isInteger(v))) return b;
   const target = Math.floor(Math.min(total, caps.reduce((s, v) => s + v, 0)));
   return roundToTarget(b, mins, caps, target);
+}
+
+const bounds = new WeakMap<readonly PolicyAgent[], { readonly mins: number[]; readonly caps: number[] }>();
+
+/** The agents' minimums and caps as arrays, once per agents array (serving passes the same array every time). */
+function boundsOf(agents: readonly PolicyAgent[]): { readonly mins: number[]; readonly caps: number[] } {
+  let b = bounds.get(agents);
+  if (!b) {
+    b = { mins: agents.map((a) => a.min), caps: agents.map((a) => Math.max(a.min, a.cap)) };
+    bounds.set(agents, b);
+  }
+  return b;
 }
 
 /**

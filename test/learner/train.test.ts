@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadTf } from '../../src/learner/backend.js';
+import { initialWeights } from '../../src/learner/model.js';
+import { mulberry32 } from '../../src/learner/rng.js';
 import { runLoop } from '../../src/learner/sim/loop.js';
+import { DEFAULT_MIN_STEPS, trainModel } from '../../src/learner/trainer.js';
 import { loadWorld } from '../../src/learner/sim/world.js';
 
 describe('training on a simulated world (tfjs, seeded)', () => {
@@ -29,5 +32,31 @@ describe('training on a simulated world (tfjs, seeded)', () => {
     assert.ok(last.learned / last.oracle >= 0.93, `learned/oracle = ${(last.learned / last.oracle).toFixed(3)}`);
     assert.ok((last.learned - last.uniform) / last.oracle >= 0.1, `learned ${last.learned} vs uniform ${last.uniform}`);
     assert.ok((last.served - last.uniform) / last.oracle >= 0.05, `served (exploring) ${last.served} vs uniform ${last.uniform}`);
+  });
+
+  it('a small buffer still gets at least minSteps gradient steps (default DEFAULT_MIN_STEPS), and fits better for it', async () => {
+    const { tf } = await loadTf();
+    // 600 rows of a two-agent toy: reward = (1 − e^{−b0/800}) · (1 − 0.5·e^{−b1/300}).
+    const rng = mulberry32(5);
+    const N = 600;
+    const x = new Float32Array(N * 2);
+    const b = new Float32Array(N * 2);
+    const r = new Float32Array(N);
+    for (let i = 0; i < N; i++) {
+      x[i * 2] = 1;
+      x[i * 2 + 1] = rng() * 2 - 1;
+      b[i * 2] = rng() * 3000;
+      b[i * 2 + 1] = rng() * 3000;
+      r[i] = (1 - Math.exp(-b[i * 2]! / 800)) * (1 - 0.5 * Math.exp(-b[i * 2 + 1]! / 300)) + (rng() - 0.5) * 0.05;
+    }
+    const data = { rows: N, x, b, r, w: new Float32Array(N).fill(1) };
+    const init = initialWeights(2, 2, 3000, mulberry32(1));
+    const few = await trainModel(tf, data, init, { minSteps: 0, yieldToEventLoop: false });
+    const dflt = await trainModel(tf, data, init, { yieldToEventLoop: false });
+    // 540 training rows at batch 256: 2 steps per epoch, 4 epochs.
+    assert.equal(few.metrics.steps, 8);
+    assert.equal(DEFAULT_MIN_STEPS, 100);
+    assert.equal(dflt.metrics.steps, DEFAULT_MIN_STEPS);
+    assert.ok(dflt.metrics.holdoutMse < few.metrics.holdoutMse, `holdout MSE ${dflt.metrics.holdoutMse} with ${DEFAULT_MIN_STEPS} steps vs ${few.metrics.holdoutMse} with 8`);
   });
 });
