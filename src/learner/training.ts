@@ -6,6 +6,7 @@ import type { Core } from '../runtime.js';
 import type { StrategyDef } from '../strategies/schema.js';
 import type { LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
+import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from './drift.js';
 import { DEFAULT_GATE, gateVerdict, type GateVerdict } from './gate.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
 import { learnerKeys } from './keys.js';
@@ -186,8 +187,10 @@ export class TrainingService {
     // The newest trained version (the pending candidate) is the warm start, whatever the gate says about it.
     const before = servingModel(this.core.view(), pipeline);
     const warm = before.candidate ? { ...before.candidate, scaling: this.registry.doc(pipelineId)?.candidate?.scaling } : undefined;
+    // Drift recovery (drift.ts): the newest trained version on the decisions since it was trained.
+    const change = await this.checkDrift(pipeline, params, outcomes);
     if (params.gate !== false) {
-      const gate = await this.gateCandidate(pipeline, params);
+      const gate = await this.gateCandidate(pipeline, params, change.changed);
       if (gate.waiting) return { trained: false, reason: gate.reason };
     }
     const serving = servingModel(this.core.view(), pipeline);
@@ -200,11 +203,11 @@ export class TrainingService {
       redisUrl: this.core.config.redisUrl,
       redisClusterNodes: this.core.config.redisClusterNodes,
       bufferKey: lk.buffer,
-      window: params.window ?? 8000,
+      window: change.window,
       features: decl?.features ?? [],
       agents,
       costWeight,
-      ...(params.halfLife !== undefined ? { halfLife: params.halfLife } : {}),
+      ...(params.halfLife !== undefined || change.shortened ? { halfLife: change.halfLife } : {}),
       init: serializeWeights(init.weights),
       ...(init.scaling ? { initScaling: init.scaling } : {}),
       seed: outcomes,
@@ -243,7 +246,7 @@ export class TrainingService {
    * proposed. Too few of them: it keeps waiting (and no new version is trained over it). Otherwise the verdict is
    * recorded on the version and, if it passed, the version serves.
    */
-  async gateCandidate(pipeline: Pipeline, params: LearnedParams): Promise<{ waiting: boolean; reason?: string; verdict?: GateVerdict }> {
+  async gateCandidate(pipeline: Pipeline, params: LearnedParams, changed = false): Promise<{ waiting: boolean; reason?: string; verdict?: GateVerdict }> {
     const doc = this.registry.doc(pipeline.id);
     const pending = doc?.candidate;
     if (!pending) return { waiting: false };
@@ -258,6 +261,8 @@ export class TrainingService {
     const events = await this.eventsSince(pipeline.id, pending.proposedAt ?? pending.createdAt, Math.max(params.window ?? 8000, rule.minEvents));
     const pa = policyAgentsOf(pipeline);
     const dflt = defaultSplitOf(this.core);
+    // Which look at this candidate this is (gate.ts): one more than the looks recorded on it.
+    const look = ((await this.registry.get(pipeline.id, c.version))?.gate?.look ?? 0) + 1;
     const verdict = gateVerdict(
       {
         events,
@@ -269,16 +274,57 @@ export class TrainingService {
         defaultSplit: (e) => dflt(pipeline, { features: e.f, totalTokens: e.T }),
       },
       rule,
+      look,
     );
     if (verdict.events < rule.minEvents) return { waiting: true, reason: `candidate version ${c.version} awaits the gate: ${verdict.reason}`, verdict };
-    const record = { status: verdict.pass ? ('passed' as const) : ('refused' as const), reason: verdict.reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now };
+    if (verdict.wait && !changed) {
+      // Probably not worse, not yet shown: it stays the candidate (nothing is trained over it) and is judged again
+      // on all the decisions since it was proposed at the next retrain.
+      await this.registry.recordGate(pipeline.id, c.version, { status: 'candidate', reason: verdict.reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now, look });
+      this.core.log.info({ pipeline: pipeline.id, version: c.version, look, reason: verdict.reason }, 'learner activation gate: waiting for more decisions');
+      return { waiting: true, reason: `candidate version ${c.version} awaits the gate's next look: ${verdict.reason}`, verdict };
+    }
+    const reason = verdict.wait ? `${verdict.reason}; refused instead of waiting: the world changed since it was trained (drift recovery)` : verdict.reason;
+    const record = { status: verdict.pass ? ('passed' as const) : ('refused' as const), reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now, look };
     await this.registry.recordGate(pipeline.id, c.version, record);
-    this.core.log.info({ pipeline: pipeline.id, version: c.version, pass: verdict.pass, reason: verdict.reason }, 'learner activation gate');
+    this.core.log.info({ pipeline: pipeline.id, version: c.version, pass: verdict.pass, reason }, 'learner activation gate');
     if (verdict.pass) {
       const mv = await this.registry.get(pipeline.id, c.version);
       if (mv) await this.registry.activate({ ...mv, gate: record });
     }
     return { waiting: false, verdict };
+  }
+
+  /**
+   * Drift recovery (drift.ts): checks the newest trained version (the pending candidate, else the serving one) on
+   * the decisions logged since it was trained; a detected change is recorded (the counters' `changeAt`, in
+   * outcomes) and the training window and half-life of this and the next retrains shrink to the events since it.
+   */
+  async checkDrift(pipeline: Pipeline, params: LearnedParams, outcomes: number): Promise<{ changed: boolean; window: number; halfLife: number; shortened: boolean }> {
+    const window = params.window ?? 8000;
+    const halfLife = params.halfLife ?? 1000;
+    const lk = learnerKeys(this.core.keys, pipeline.id);
+    const model = servingModel(this.core.view(), pipeline);
+    const doc = this.registry.doc(pipeline.id);
+    const latest = model.candidate ?? (model.version > 0 ? { version: model.version, weights: model.weights, encoder: model.encoder } : undefined);
+    let changed = false;
+    if (latest && params.driftRecovery !== false) {
+      const mv = await this.registry.get(pipeline.id, latest.version);
+      if (mv) {
+        const since = doc?.candidate?.version === mv.version ? (doc.candidate.proposedAt ?? mv.createdAt) : mv.createdAt;
+        const events = await this.eventsSince(pipeline.id, since, window);
+        const check = residualCheck(events, { ...latest, holdoutMse: mv.metrics.holdoutMse, rows: mv.metrics.rows }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT);
+        if (check.changed) {
+          changed = true;
+          // The change happened after the version was trained: at most the events since then.
+          await this.core.redis.hset(lk.counters, 'changeAt', Math.max(0, outcomes - check.n), 'changeTs', Date.now());
+          this.core.log.warn({ pipeline: pipeline.id, version: mv.version, reason: check.reason }, 'learner: the world changed (drift recovery: training on the events since the change)');
+        }
+      }
+    }
+    const changeAt = Number((await this.core.redis.hget(lk.counters, 'changeAt')) ?? NaN);
+    const w = windowAfterChange(Number.isFinite(changeAt) ? outcomes - changeAt : Infinity, window, halfLife, DEFAULT_DRIFT);
+    return { changed, ...w };
   }
 
   /** Logged events of decisions made at or after `since` (epoch ms), newest first, from the newest `limit`; read in chunks of 1,000 (stops at a chunk older than `since`). */
