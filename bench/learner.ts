@@ -187,7 +187,7 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
       `  served−static ${diff.diff >= 0 ? '+' : ''}${diff.diff.toFixed(4)} [${diff.lo.toFixed(4)}, ${diff.hi.toFixed(4)}]` +
       `  tokens-to-match ${learnedNeed.toFixed(2)} (oracle ${oracleNeed.toFixed(2)})` +
       (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'} (→ pre-change level ${pre!.toFixed(3)} − 0.02 after ${recoveryPre ?? 'never'})` : '') +
-      `  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
+      `  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
   );
   return row;
 }

@@ -7,7 +7,9 @@ import type { StrategyDef } from '../strategies/schema.js';
 import type { LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
 import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from './drift.js';
-import { DEFAULT_GATE, gateVerdict, type GateVerdict } from './gate.js';
+import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
+import { controlStrategyDef } from './control-arm.js';
+import type { GuardRevert } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
@@ -189,6 +191,7 @@ export class TrainingService {
     const warm = before.candidate ? { ...before.candidate, scaling: this.registry.doc(pipelineId)?.candidate?.scaling } : undefined;
     // Drift recovery (drift.ts): the newest trained version on the decisions since it was trained.
     const change = await this.checkDrift(pipeline, params, outcomes);
+    if (params.gate !== false && change.changeTs !== undefined && change.sinceChange < (params.window ?? 8000)) await this.retireIfWorse(pipeline, params, change.changeTs, outcomes);
     if (params.gate !== false) {
       const gate = await this.gateCandidate(pipeline, params, change.changed);
       if (gate.waiting) return { trained: false, reason: gate.reason };
@@ -300,7 +303,7 @@ export class TrainingService {
    * the decisions logged since it was trained; a detected change is recorded (the counters' `changeAt`, in
    * outcomes) and the training window and half-life of this and the next retrains shrink to the events since it.
    */
-  async checkDrift(pipeline: Pipeline, params: LearnedParams, outcomes: number): Promise<{ changed: boolean; window: number; halfLife: number; shortened: boolean }> {
+  async checkDrift(pipeline: Pipeline, params: LearnedParams, outcomes: number): Promise<{ changed: boolean; window: number; halfLife: number; shortened: boolean; sinceChange: number; changeTs?: number }> {
     const window = params.window ?? 8000;
     const halfLife = params.halfLife ?? 1000;
     const lk = learnerKeys(this.core.keys, pipeline.id);
@@ -322,9 +325,52 @@ export class TrainingService {
         }
       }
     }
-    const changeAt = Number((await this.core.redis.hget(lk.counters, 'changeAt')) ?? NaN);
-    const w = windowAfterChange(Number.isFinite(changeAt) ? outcomes - changeAt : Infinity, window, halfLife, DEFAULT_DRIFT);
-    return { changed, ...w };
+    const [changeAt, changeTs] = (await this.core.redis.hmget(lk.counters, 'changeAt', 'changeTs')).map((v) => (v === null ? NaN : Number(v)));
+    const sinceChange = Number.isFinite(changeAt) ? outcomes - changeAt! : Infinity;
+    const w = windowAfterChange(sinceChange, window, halfLife, DEFAULT_DRIFT);
+    return { changed, ...w, sinceChange, ...(Number.isFinite(changeTs) ? { changeTs: changeTs! } : {}) };
+  }
+
+  /**
+   * After a detected change (drift.ts): the serving version is put to the gate's rule against the default strategy
+   * on the decisions since the change (gate.ts retireVerdict); estimated worse by more than δ, it stops serving
+   * through the guard's revert to the control strategy (recorded in the model list's reverts, without the
+   * guard's hold, so the next candidate that clears the gate serves at once).
+   */
+  async retireIfWorse(pipeline: Pipeline, params: LearnedParams, changeTs: number, outcomes: number): Promise<boolean> {
+    const view = this.core.view();
+    const serving = servingModel(view, pipeline);
+    const doc = this.registry.doc(pipeline.id);
+    if (serving.version === 0 || !doc || doc.active !== serving.version) return false;
+    const rule = { ...DEFAULT_GATE, ...(params.gateDelta !== undefined ? { delta: params.gateDelta } : {}) };
+    const events = await this.eventsSince(pipeline.id, Math.max(changeTs, doc.activatedAt), Math.max(params.window ?? 8000, rule.minEvents));
+    const pa = policyAgentsOf(pipeline);
+    const dflt = defaultSplitOf(this.core);
+    const { retire, verdict } = retireVerdict(
+      {
+        events,
+        agents: pipeline.agents.map((a) => a.name),
+        costWeight: params.costWeight ?? 0,
+        candidate: { weights: serving.weights, encoder: serving.encoder },
+        candidateSplit: (e) => greedyBudgets(forward(serving.weights, serving.encoder.encode(e.f)), pa, e.T),
+        defaultSplit: (e) => dflt(pipeline, { features: e.f, totalTokens: e.T }),
+      },
+      rule,
+    );
+    const d = verdict.comparisons.find((c) => c.against === 'default');
+    if (!retire || !d) return false;
+    const record: GuardRevert = {
+      from: serving.version,
+      to: 0,
+      at: Date.now(),
+      diff: d.diff,
+      ci: [d.lo, d.diff + (d.diff - d.lo)],
+      learned: { n: verdict.events, mean: d.candidate },
+      control: { n: verdict.events, mean: d.reference, strategy: controlStrategyDef(view, pipeline).id },
+    };
+    if (!(await this.registry.revert(pipeline.id, record, outcomes))) return false;
+    this.core.log.warn({ pipeline: pipeline.id, version: serving.version, reason: verdict.reason }, `learner drift recovery: model ${serving.version} is estimated worse than the default strategy since the change; the default strategy serves until a candidate clears the gate`);
+    return true;
   }
 
   /** Logged events of decisions made at or after `since` (epoch ms), newest first, from the newest `limit`; read in chunks of 1,000 (stops at a chunk older than `since`). */

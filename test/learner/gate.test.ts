@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { loadTf } from '../../src/learner/backend.js';
 import { buildTrainingData, type LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures, fitScaling } from '../../src/learner/features.js';
-import { DEFAULT_GATE, gateVerdict, lowerBound, NORMAL_GATE } from '../../src/learner/gate.js';
+import { DEFAULT_GATE, gateVerdict, lowerBound, NORMAL_GATE, retireVerdict } from '../../src/learner/gate.js';
 import { forward, initialWeights, OUTPUTS, predict, type ModelWeights } from '../../src/learner/model.js';
 import { importanceWeight } from '../../src/learner/ope-service.js';
 import { CANDIDATE_SHARE, decideAround, greedyBudgets, withCandidate } from '../../src/learner/policy.js';
@@ -190,5 +190,16 @@ describe('activation gate under skewed, bimodal rewards', () => {
     assert.equal(last.pass, false);
     // Clearly worse (estimate below −δ): refused at once.
     assert.equal(gateVerdict(input(sample(4)), rule, 1).wait, undefined);
+  });
+
+  it('after a change, retires a serving version estimated worse than the default by more than δ, not one merely unproven', () => {
+    const worse = retireVerdict(input(sample(4)));
+    assert.equal(worse.retire, true, worse.verdict.reason);
+    assert.ok(worse.verdict.comparisons[0]!.diff < -0.02);
+    assert.equal(retireVerdict(input(sample(0))).retire, false);
+    // One failure: refused as a candidate (not shown not worse), but its estimate is above −δ: it keeps serving.
+    const unproven = retireVerdict(input(sample(1)));
+    assert.equal(unproven.verdict.pass, false);
+    assert.equal(unproven.retire, false);
   });
 });

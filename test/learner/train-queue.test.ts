@@ -18,6 +18,8 @@ let learner: LearnerModule;
 let queue: Queue;
 const calls: string[] = [];
 let release: (() => void) | undefined;
+/** Every hold ever made, released on teardown (a failed assertion must not leave a job running). */
+const holds: (() => void)[] = [];
 
 before(async () => {
   rt = await startTest(prefix);
@@ -26,13 +28,16 @@ before(async () => {
   // The retrain of this test: records its start and is held open until the test releases it.
   learner.training.train = async (pipeline: string): Promise<TrainResult> => {
     calls.push(`start ${pipeline}`);
-    await new Promise<void>((r) => (release = r));
+    await new Promise<void>((r) => {
+      release = r;
+      holds.push(r);
+    });
     calls.push(`end ${pipeline}`);
     return { trained: false, reason: 'held by the test' };
   };
 });
 after(async () => {
-  release?.();
+  for (const r of holds) r();
   await rt.close();
   await dropPrefix(prefix);
 });

@@ -1,7 +1,7 @@
 import type { Tf } from '../backend.js';
 import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
-import { DEFAULT_GATE, gateVerdict, type GateRule, type GateVerdict } from '../gate.js';
+import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
 import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, optionsFor, withCandidate, type ExploreOptions } from '../policy.js';
 import { GUARD_DEFAULTS } from '../guard.js';
@@ -180,8 +180,9 @@ export interface LoopResult {
   readonly servingVersion: Int32Array;
   /** Per outcome: 1 when the guard's control arm served it. */
   readonly controlServed: Uint8Array;
-  /** Outcomes at which drift recovery placed a detected change. */
+  /** Outcomes at which drift recovery placed a detected change, and at which it retired the serving version. */
   readonly changes: readonly number[];
+  readonly retired: readonly number[];
 }
 
 export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Checkpoint) => void): Promise<LoopResult> {
@@ -204,6 +205,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   let serving: LoopVersion | undefined = safeStart ? undefined : prior;
   const drift = opts.driftRecovery === undefined ? DEFAULT_DRIFT : opts.driftRecovery;
   const changes: number[] = [];
+  const retired: number[] = [];
   let look = 0;
   let latest = prior;
   let candidate: LoopVersion | undefined;
@@ -269,6 +271,16 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       // training window below and ends a candidate's wait for more looks (it was trained before the change).
       const changed = !!drift && !!latest.metrics && residualCheck(events.slice(latest.at), { ...latest, holdoutMse: latest.metrics.holdoutMse, rows: latest.metrics.rows }, names, world.costWeight, drift).changed;
       if (changed) changes.push(latest.at);
+      // After a change: a serving version estimated worse than the default on the decisions since stops serving (gate.ts retireVerdict).
+      const changeAt = changes.at(-1);
+      if (drift && gateRule && serving && changeAt !== undefined && t + 1 - changeAt < (opts.window ?? 8000) && t + 1 - changeAt >= gateRule.minEvents) {
+        const sv = serving;
+        const r = retireVerdict({ events: events.slice(Math.max(changeAt, sv.at)), agents: names, costWeight: world.costWeight, candidate: sv, candidateSplit: (e) => greedyOf(sv, e.f, e.T), defaultSplit: () => uniform }, gateRule);
+        if (r.retire) {
+          retired.push(t + 1);
+          serving = undefined;
+        }
+      }
       if (candidate && gateRule) {
         const c = candidate;
         const s = serving;
@@ -316,5 +328,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired };
 }
