@@ -23,6 +23,8 @@ import { loadTf } from '../src/learner/backend.js';
 import { DEFAULT_HIDDEN, forward } from '../src/learner/model.js';
 import { EXPLORE_DEFAULTS, greedyBudgets, optionsFor } from '../src/learner/policy.js';
 import { GUARD_DEFAULTS } from '../src/learner/guard.js';
+import { DEFAULT_GATE, NORMAL_GATE } from '../src/learner/gate.js';
+import { DEFAULT_DRIFT } from '../src/learner/drift.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
 import { policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
 import { loadWorld, WORLD_NAMES } from '../src/learner/sim/world.js';
@@ -59,8 +61,11 @@ const evalStride = Number(flag('eval-stride', '2'));
 const withTtm = flag('tokens-to-match', 'true') !== 'false';
 const candShare = flag('candidate-share', '');
 const gateTol = flag('gate-tolerance', '');
-// `--gate none`: every trained version serves at once (a diagnostic: what the gate holds back).
-const gateOff = flag('gate', '') === 'none';
+// The activation gate (`none`: every trained version serves at once, a diagnostic of what the gate holds back;
+// `normal`: the normal bound, the rule before; `bootstrap-t:3`, `percentile:1`: interval and looks) and drift
+// recovery (`on`: shorter half-life after a change; `window`: train on the events since it only; `off`: neither).
+const gateArg = flag('gate', 'bootstrap');
+const driftArg = flag('drift-recovery', 'on');
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;
@@ -91,6 +96,8 @@ interface Row {
   readonly oracleNeed: number;
   readonly learnedNeed: number;
   readonly recovery?: number | null;
+  readonly recoveryPre?: number | null;
+  readonly pre?: number;
   readonly firstActive: number | null;
   readonly refused: number;
   readonly versions: number;
@@ -110,7 +117,7 @@ const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number,
 const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
@@ -129,7 +136,8 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const w0 = Date.now();
   // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), ...(gateOff ? { gate: null } : {}) });
+  const gate = gateArg === 'none' ? null : gateArg === 'normal' ? NORMAL_GATE : gateArg === 'bootstrap' ? DEFAULT_GATE : { ...DEFAULT_GATE, interval: gateArg.split(':')[0] as 'bootstrap-t' | 'percentile' | 'normal', looks: Number(gateArg.split(':')[1] ?? 1) };
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, ...(driftArg === 'off' ? { driftRecovery: null } : driftArg === 'window' ? { driftRecovery: { ...DEFAULT_DRIFT, mode: 'window' as const } } : {}) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
@@ -157,12 +165,20 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   const oracleNeed = !withTtm ? 1 : tokensToMatch((T) => mean(sub.map((x) => world.expected(phase, x, world.oracle(phase, x, T)))), world.totalTokens, goal);
   const learnedNeed = !withTtm ? 1 : tokensToMatch((T) => mean(servedValues(world, phase, model, explore, sub, T, controlShare)), world.totalTokens, goal);
   let recovery: number | null | undefined;
+  // Also: back to the level served before the change (served ÷ oracle over the 1,000 outcomes before it, less 0.02), which is what drift recovery controls on worlds the learner never brings to 0.95.
+  let recoveryPre: number | null | undefined;
+  let pre: number | undefined;
   if (world.driftAt !== undefined) {
     recovery = null;
+    recoveryPre = null;
+    const dA = world.driftAt;
+    const before = res.contexts.slice(dA - 1000, dA).filter((_, i) => i % 4 === 0);
+    pre = mean(Array.from(res.served.subarray(dA - 1000, dA)).filter((_, i) => i % 4 === 0)) / mean(before.map((x) => world.expected(0, x, world.oracle(0, x, world.totalTokens))));
     for (let s = world.driftAt; s + 500 <= N; s += 500) {
       const win = res.contexts.slice(s, s + 500).filter((_, i) => i % 4 === 0);
       const o = mean(win.map((x) => world.expected(1, x, world.oracle(1, x, world.totalTokens))));
       const v = mean(Array.from(res.served.subarray(s, s + 500)).filter((_, i) => i % 4 === 0));
+      if (recoveryPre === null && v / o >= Math.min(0.95, pre - 0.02)) recoveryPre = s + 500 - world.driftAt;
       if (v / o >= 0.95) {
         recovery = s + 500 - world.driftAt;
         break;
@@ -171,13 +187,13 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   }
   const firstActive = res.versions.find((v) => v.active)?.at ?? null;
   const refused = res.versions.filter((v) => !v.active).length;
-  const row: Row = { name: world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery } : {}), firstActive, refused, versions: res.versions.length };
+  const row: Row = { name: world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, recoveryPre, pre } : {}), firstActive, refused, versions: res.versions.length };
   console.log(
     `${world.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (learned arm ${arm.toFixed(3)}, greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
       `  served−static ${diff.diff >= 0 ? '+' : ''}${diff.diff.toFixed(4)} [${diff.lo.toFixed(4)}, ${diff.hi.toFixed(4)}]` +
       `  tokens-to-match ${learnedNeed.toFixed(2)} (oracle ${oracleNeed.toFixed(2)})` +
-      (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'}` : '') +
-      `  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
+      (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'} (→ pre-change level ${pre!.toFixed(3)} − 0.02 after ${recoveryPre ?? 'never'})` : '') +
+      `  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
   );
   return row;
 }
@@ -198,6 +214,8 @@ function summarise(label: string, rows: readonly Row[]): void {
   console.log(`  tokens-to-match   ${tm.length} worlds where the oracle needs ≤ 0.7× (${tm.map((x) => x.name).join(', ') || 'none'}); within 0.05 of the oracle on ${tm.length - tmFail.length}${tmFail.length ? `; not on ${tmFail.map((x) => `${x.name} (${x.learnedNeed.toFixed(2)} vs ${x.oracleNeed.toFixed(2)})`).join(', ')}` : ''}`);
   const dr = rows.filter((x) => x.recovery !== undefined);
   if (dr.length) console.log(`  drift             back to ≥ 0.95 of the oracle within 5,000 outcomes on ${dr.filter((x) => x.recovery !== null && x.recovery! <= 5000).length} of ${dr.length} (${dr.map((x) => `${x.name}: ${x.recovery ?? 'never'}`).join(', ')})`);
+  const drp = dr.filter((x) => x.pre !== undefined);
+  if (drp.length) console.log(`  drift             back to min(0.95, the level served before the change − 0.02) within 5,000 outcomes on ${drp.filter((x) => x.recoveryPre != null && x.recoveryPre <= 5000).length} of ${drp.length} (${drp.map((x) => `${x.name}: ${x.recoveryPre ?? 'never'} (pre ${x.pre!.toFixed(3)})`).join(', ')})`);
   const fa = rows.map((x) => x.firstActive);
   console.log(`  gate              first version served at outcome median ${quantile(fa.map((v) => v ?? Infinity), 0.5)}; never on ${fa.filter((v) => v === null).length}; refused ${rows.reduce((s, x) => s + x.refused, 0)} of ${rows.reduce((s, x) => s + x.versions, 0)} versions`);
 }

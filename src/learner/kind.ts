@@ -65,7 +65,10 @@ export const LearnedParams = Type.Object(
       Type.Boolean({ description: 'Put every new version to the activation gate before it serves. false: each version serves as soon as it is trained (the safe start still serves until the first). Default true.' }),
     ),
     gateDelta: Type.Optional(
-      Type.Number({ minimum: 0, maximum: 1, description: 'Activation gate: a new version serves only if the lower 95 % bound of its estimated value minus the serving version’s and the default strategy’s is ≥ −gateDelta. Default 0.02.' }),
+      Type.Number({ minimum: 0, maximum: 1, description: 'Activation gate: a new version serves only if the lower bound (bootstrap-t, 95 % over up to 3 looks) of its estimated value minus the serving version’s and the default strategy’s is ≥ −gateDelta. Default 0.02.' }),
+    ),
+    driftRecovery: Type.Optional(
+      Type.Boolean({ description: 'Check each new version on the decisions since it was trained; after a detected change, train on the events since the change (docs/learner.md, "Drift recovery"). Default true.' }),
     ),
     // Runtime guard (docs/learner.md, "Runtime guard").
     controlShare: Type.Optional(

@@ -27,12 +27,14 @@ export interface ModelVersion {
 
 /** What the activation gate decided about a version, and why. */
 export interface GateRecord {
-  /** `candidate`: awaiting the gate; `passed`: cleared it (served from then on, until superseded); `refused`: did not. */
+  /** `candidate`: awaiting the gate (or judged, not yet conclusively, and waiting for more decisions); `passed`: cleared it (served from then on, until superseded); `refused`: did not. */
   readonly status: 'candidate' | 'passed' | 'refused';
   readonly reason: string;
   readonly events: number;
   readonly comparisons: readonly GateComparison[];
   readonly decidedAt: number;
+  /** How many times the gate has judged this version (a candidate waits between looks; gate.ts). */
+  readonly look?: number;
 }
 
 export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline' | 'scaling'> & {

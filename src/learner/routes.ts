@@ -26,11 +26,12 @@ const GateComparisonSchema = Type.Object({
   candidate: Type.Number(),
 });
 const GateSchema = Type.Object({
-  status: Type.String({ description: 'candidate (awaiting the gate), passed or refused' }),
+  status: Type.String({ description: 'candidate (awaiting the gate, or judged inconclusively and waiting for more decisions), passed or refused' }),
   reason: Type.String(),
   events: Type.Integer(),
   comparisons: Type.Array(GateComparisonSchema),
   decidedAt: Type.Number(),
+  look: Type.Optional(Type.Integer({ description: 'How many times the gate has judged this version.' })),
 });
 /** The runtime guard's fields of a model version and of the model list (guard-monitor.ts). */
 const GuardArm = Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.Optional(Type.String()) });

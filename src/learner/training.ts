@@ -6,7 +6,10 @@ import type { Core } from '../runtime.js';
 import type { StrategyDef } from '../strategies/schema.js';
 import type { LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
-import { DEFAULT_GATE, gateVerdict, type GateVerdict } from './gate.js';
+import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from './drift.js';
+import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
+import { controlStrategyDef } from './control-arm.js';
+import type { GuardRevert } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
@@ -186,8 +189,11 @@ export class TrainingService {
     // The newest trained version (the pending candidate) is the warm start, whatever the gate says about it.
     const before = servingModel(this.core.view(), pipeline);
     const warm = before.candidate ? { ...before.candidate, scaling: this.registry.doc(pipelineId)?.candidate?.scaling } : undefined;
+    // Drift recovery (drift.ts): the newest trained version on the decisions since it was trained.
+    const change = await this.checkDrift(pipeline, params, outcomes);
+    if (params.gate !== false && change.changeTs !== undefined && change.sinceChange < (params.window ?? 8000)) await this.retireIfWorse(pipeline, params, change.changeTs, outcomes);
     if (params.gate !== false) {
-      const gate = await this.gateCandidate(pipeline, params);
+      const gate = await this.gateCandidate(pipeline, params, change.changed);
       if (gate.waiting) return { trained: false, reason: gate.reason };
     }
     const serving = servingModel(this.core.view(), pipeline);
@@ -200,11 +206,11 @@ export class TrainingService {
       redisUrl: this.core.config.redisUrl,
       redisClusterNodes: this.core.config.redisClusterNodes,
       bufferKey: lk.buffer,
-      window: params.window ?? 8000,
+      window: change.window,
       features: decl?.features ?? [],
       agents,
       costWeight,
-      ...(params.halfLife !== undefined ? { halfLife: params.halfLife } : {}),
+      ...(params.halfLife !== undefined || change.shortened ? { halfLife: change.halfLife } : {}),
       init: serializeWeights(init.weights),
       ...(init.scaling ? { initScaling: init.scaling } : {}),
       seed: outcomes,
@@ -243,7 +249,7 @@ export class TrainingService {
    * proposed. Too few of them: it keeps waiting (and no new version is trained over it). Otherwise the verdict is
    * recorded on the version and, if it passed, the version serves.
    */
-  async gateCandidate(pipeline: Pipeline, params: LearnedParams): Promise<{ waiting: boolean; reason?: string; verdict?: GateVerdict }> {
+  async gateCandidate(pipeline: Pipeline, params: LearnedParams, changed = false): Promise<{ waiting: boolean; reason?: string; verdict?: GateVerdict }> {
     const doc = this.registry.doc(pipeline.id);
     const pending = doc?.candidate;
     if (!pending) return { waiting: false };
@@ -258,6 +264,8 @@ export class TrainingService {
     const events = await this.eventsSince(pipeline.id, pending.proposedAt ?? pending.createdAt, Math.max(params.window ?? 8000, rule.minEvents));
     const pa = policyAgentsOf(pipeline);
     const dflt = defaultSplitOf(this.core);
+    // Which look at this candidate this is (gate.ts): one more than the looks recorded on it.
+    const look = ((await this.registry.get(pipeline.id, c.version))?.gate?.look ?? 0) + 1;
     const verdict = gateVerdict(
       {
         events,
@@ -269,16 +277,100 @@ export class TrainingService {
         defaultSplit: (e) => dflt(pipeline, { features: e.f, totalTokens: e.T }),
       },
       rule,
+      look,
     );
     if (verdict.events < rule.minEvents) return { waiting: true, reason: `candidate version ${c.version} awaits the gate: ${verdict.reason}`, verdict };
-    const record = { status: verdict.pass ? ('passed' as const) : ('refused' as const), reason: verdict.reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now };
+    if (verdict.wait && !changed) {
+      // Probably not worse, not yet shown: it stays the candidate (nothing is trained over it) and is judged again
+      // on all the decisions since it was proposed at the next retrain.
+      await this.registry.recordGate(pipeline.id, c.version, { status: 'candidate', reason: verdict.reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now, look });
+      this.core.log.info({ pipeline: pipeline.id, version: c.version, look, reason: verdict.reason }, 'learner activation gate: waiting for more decisions');
+      return { waiting: true, reason: `candidate version ${c.version} awaits the gate's next look: ${verdict.reason}`, verdict };
+    }
+    const reason = verdict.wait ? `${verdict.reason}; refused instead of waiting: the world changed since it was trained (drift recovery)` : verdict.reason;
+    const record = { status: verdict.pass ? ('passed' as const) : ('refused' as const), reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now, look };
     await this.registry.recordGate(pipeline.id, c.version, record);
-    this.core.log.info({ pipeline: pipeline.id, version: c.version, pass: verdict.pass, reason: verdict.reason }, 'learner activation gate');
+    this.core.log.info({ pipeline: pipeline.id, version: c.version, pass: verdict.pass, reason }, 'learner activation gate');
     if (verdict.pass) {
       const mv = await this.registry.get(pipeline.id, c.version);
       if (mv) await this.registry.activate({ ...mv, gate: record });
     }
     return { waiting: false, verdict };
+  }
+
+  /**
+   * Drift recovery (drift.ts): checks the newest trained version (the pending candidate, else the serving one) on
+   * the decisions logged since it was trained; a detected change is recorded (the counters' `changeAt`, in
+   * outcomes) and the training window and half-life of this and the next retrains shrink to the events since it.
+   */
+  async checkDrift(pipeline: Pipeline, params: LearnedParams, outcomes: number): Promise<{ changed: boolean; window: number; halfLife: number; shortened: boolean; sinceChange: number; changeTs?: number }> {
+    const window = params.window ?? 8000;
+    const halfLife = params.halfLife ?? 1000;
+    const lk = learnerKeys(this.core.keys, pipeline.id);
+    const model = servingModel(this.core.view(), pipeline);
+    const doc = this.registry.doc(pipeline.id);
+    const latest = model.candidate ?? (model.version > 0 ? { version: model.version, weights: model.weights, encoder: model.encoder } : undefined);
+    let changed = false;
+    if (latest && params.driftRecovery !== false) {
+      const mv = await this.registry.get(pipeline.id, latest.version);
+      if (mv) {
+        const since = doc?.candidate?.version === mv.version ? (doc.candidate.proposedAt ?? mv.createdAt) : mv.createdAt;
+        const events = await this.eventsSince(pipeline.id, since, window);
+        const check = residualCheck(events, { ...latest, holdoutMse: mv.metrics.holdoutMse, rows: mv.metrics.rows }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT);
+        if (check.changed) {
+          changed = true;
+          // The change happened after the version was trained: at most the events since then.
+          await this.core.redis.hset(lk.counters, 'changeAt', Math.max(0, outcomes - check.n), 'changeTs', Date.now());
+          this.core.log.warn({ pipeline: pipeline.id, version: mv.version, reason: check.reason }, 'learner: the world changed (drift recovery: training on the events since the change)');
+        }
+      }
+    }
+    const [changeAt, changeTs] = (await this.core.redis.hmget(lk.counters, 'changeAt', 'changeTs')).map((v) => (v === null ? NaN : Number(v)));
+    const sinceChange = Number.isFinite(changeAt) ? outcomes - changeAt! : Infinity;
+    const w = windowAfterChange(sinceChange, window, halfLife, DEFAULT_DRIFT);
+    return { changed, ...w, sinceChange, ...(Number.isFinite(changeTs) ? { changeTs: changeTs! } : {}) };
+  }
+
+  /**
+   * After a detected change (drift.ts): the serving version is put to the gate's rule against the default strategy
+   * on the decisions since the change (gate.ts retireVerdict); estimated worse by more than δ, it stops serving
+   * through the guard's revert to the control strategy (recorded in the model list's reverts, without the
+   * guard's hold, so the next candidate that clears the gate serves at once).
+   */
+  async retireIfWorse(pipeline: Pipeline, params: LearnedParams, changeTs: number, outcomes: number): Promise<boolean> {
+    const view = this.core.view();
+    const serving = servingModel(view, pipeline);
+    const doc = this.registry.doc(pipeline.id);
+    if (serving.version === 0 || !doc || doc.active !== serving.version) return false;
+    const rule = { ...DEFAULT_GATE, ...(params.gateDelta !== undefined ? { delta: params.gateDelta } : {}) };
+    const events = await this.eventsSince(pipeline.id, Math.max(changeTs, doc.activatedAt), Math.max(params.window ?? 8000, rule.minEvents));
+    const pa = policyAgentsOf(pipeline);
+    const dflt = defaultSplitOf(this.core);
+    const { retire, verdict } = retireVerdict(
+      {
+        events,
+        agents: pipeline.agents.map((a) => a.name),
+        costWeight: params.costWeight ?? 0,
+        candidate: { weights: serving.weights, encoder: serving.encoder },
+        candidateSplit: (e) => greedyBudgets(forward(serving.weights, serving.encoder.encode(e.f)), pa, e.T),
+        defaultSplit: (e) => dflt(pipeline, { features: e.f, totalTokens: e.T }),
+      },
+      rule,
+    );
+    const d = verdict.comparisons.find((c) => c.against === 'default');
+    if (!retire || !d) return false;
+    const record: GuardRevert = {
+      from: serving.version,
+      to: 0,
+      at: Date.now(),
+      diff: d.diff,
+      ci: [d.lo, d.diff + (d.diff - d.lo)],
+      learned: { n: verdict.events, mean: d.candidate },
+      control: { n: verdict.events, mean: d.reference, strategy: controlStrategyDef(view, pipeline).id },
+    };
+    if (!(await this.registry.revert(pipeline.id, record, outcomes))) return false;
+    this.core.log.warn({ pipeline: pipeline.id, version: serving.version, reason: verdict.reason }, `learner drift recovery: model ${serving.version} is estimated worse than the default strategy since the change; the default strategy serves until a candidate clears the gate`);
+    return true;
   }
 
   /** Logged events of decisions made at or after `since` (epoch ms), newest first, from the newest `limit`; read in chunks of 1,000 (stops at a chunk older than `since`). */

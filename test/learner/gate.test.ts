@@ -3,8 +3,8 @@ import { describe, it } from 'node:test';
 import { loadTf } from '../../src/learner/backend.js';
 import { buildTrainingData, type LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures, fitScaling } from '../../src/learner/features.js';
-import { DEFAULT_GATE, gateVerdict } from '../../src/learner/gate.js';
-import { forward, initialWeights, OUTPUTS, type ModelWeights } from '../../src/learner/model.js';
+import { DEFAULT_GATE, gateVerdict, lowerBound, NORMAL_GATE, retireVerdict } from '../../src/learner/gate.js';
+import { forward, initialWeights, OUTPUTS, predict, type ModelWeights } from '../../src/learner/model.js';
 import { importanceWeight } from '../../src/learner/ope-service.js';
 import { CANDIDATE_SHARE, decideAround, greedyBudgets, withCandidate } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
@@ -113,5 +113,93 @@ describe('activation gate', () => {
     const v = gateVerdict({ events, agents: names, costWeight: 0, candidate: bad, candidateSplit: (e) => split(bad, e.f), serving: { version: 3, split: () => uniform }, defaultSplit: () => uniform });
     assert.deepEqual(v.comparisons.map((c) => c.against), ['serving', 'default']);
     assert.match(v.reason, /serving version 3/);
+  });
+});
+
+/**
+ * Skewed, bimodal rewards: two agents, the default strategy (50/50) served on 93 % of decisions with reward ≈ 0.95,
+ * the candidate's split (80/20) on 7 % with a hard failure (reward 0) on 10 % of its requests, else 1: it is worse
+ * by 0.05, beyond δ = 0.02. The reward model predicts ≈ 1 for both splits (no failures), as a model that has not
+ * seen the failures would.
+ */
+describe('activation gate under skewed, bimodal rewards', () => {
+  const two = ['a', 'b'];
+  const uni = [50, 50];
+  const cand = [80, 20];
+  const enc = compileFeatures([]);
+  const w0 = initialWeights(enc.dim, 2, 100, mulberry32(1));
+  const b2 = Float32Array.from(w0.b2);
+  b2[2] = b2[3] = -8; // the saturating parts do not matter: r̂ ≈ 1 whatever the split
+  const model = { weights: { ...w0, w2: new Float32Array(w0.w2.length), b2 }, encoder: enc };
+  const ev = (t: number, k: 0 | 1, q: number): LoggedEvent => ({ id: String(t), t, s: 'l', f: {}, T: 100, b: { a: [uni, cand][k]![0]!, b: [uni, cand][k]![1]! }, q, c: null, C: [uni, cand], P: [0.93, 0.07], k });
+  const input = (events: LoggedEvent[]) => ({ events, agents: two, costWeight: 0, candidate: model, candidateSplit: () => cand, defaultSplit: () => uni });
+  /** 600 decisions, the candidate played on every 14th (42 plays), `failures` of them failing; the default's rewards 0.95 ± 0.03. */
+  const sample = (failures: number) =>
+    Array.from({ length: 600 }, (_, t) => (t % 14 === 0 && t / 14 < 42 ? ev(t, 1, t / 14 < failures ? 0 : 1) : ev(t, 0, 0.95 + 0.03 * Math.sin(t))));
+
+  it('the normal bound admits a worse version on a sample with one failure in 42 plays; the bootstrap-t bound refuses it', () => {
+    const h = forward(model.weights, enc.encode({}));
+    assert.ok(predict(h, uni) > 0.95 && predict(h, cand) > 0.95);
+    const events = sample(1);
+    const old = gateVerdict(input(events), NORMAL_GATE);
+    assert.equal(old.pass, true, `the normal bound: ${old.reason}`);
+    const now = gateVerdict(input(events), DEFAULT_GATE);
+    assert.equal(now.pass, false, now.reason);
+    assert.match(now.reason, /possibly worse than default: Δ 0\.02\d+, lower bound -0\.\d+ \(δ 0\.02, 600 decisions, look 1 of 1, 95\.0 % bootstrap-t bound\)/);
+    // Same data, same level: only the interval differs.
+    const d = Float64Array.from(events.map((e) => {
+      const r = e.q;
+      const qh = predict(h, e.k === 1 ? cand : uni);
+      return predict(h, cand) - predict(h, uni) + (e.k === 1 ? (r - qh) / 0.07 : -(r - qh) / 0.93);
+    }));
+    const normal = lowerBound(d, 0.05, 'normal');
+    const boot = lowerBound(d, 0.05, 'bootstrap-t');
+    assert.ok(normal.lo >= -0.02 && boot.lo < -0.02, `normal ${normal.lo}, bootstrap-t ${boot.lo}`);
+    assert.ok(boot.lo < normal.lo - 0.05, `bootstrap-t ${boot.lo} vs normal ${normal.lo}`);
+  });
+
+  it('still passes the same candidate when it does not fail (not worse), and refuses it under both bounds when failures show', () => {
+    assert.equal(gateVerdict(input(sample(0)), DEFAULT_GATE).pass, true);
+    assert.equal(gateVerdict(input(sample(0)), NORMAL_GATE).pass, true);
+    assert.equal(gateVerdict(input(sample(3)), DEFAULT_GATE).pass, false);
+    assert.equal(gateVerdict(input(sample(3)), NORMAL_GATE).pass, false);
+  });
+
+  it('over repeated samples of the worse candidate, admits it less often than the normal bound and at most at its level', () => {
+    const rng = mulberry32(5);
+    let normal = 0;
+    let boot = 0;
+    const trials = 120;
+    for (let trial = 0; trial < trials; trial++) {
+      const events = Array.from({ length: 600 }, (_, t) => (rng() < 0.07 ? ev(t, 1, rng() < 0.1 ? 0 : 1) : ev(t, 0, 0.95 + 0.03 * (2 * rng() - 1))));
+      if (gateVerdict(input(events), NORMAL_GATE).pass) normal++;
+      if (gateVerdict(input(events), { ...DEFAULT_GATE, resamples: 1000 }).pass) boot++;
+    }
+    assert.ok(boot <= normal, `bootstrap-t admitted ${boot}, normal ${normal} of ${trials}`);
+    assert.ok(boot / trials <= 0.05, `bootstrap-t admitted ${boot} of ${trials}`);
+  });
+
+  it('with looks, an inconclusive candidate whose estimate is not below −δ waits; the last look decides', () => {
+    const rule = { ...DEFAULT_GATE, looks: 3 };
+    const first = gateVerdict(input(sample(1)), rule, 1);
+    assert.equal(first.pass, false);
+    assert.equal(first.wait, true, first.reason);
+    assert.match(first.reason, /not yet shown not worse .* look 1 of 3, 98\.3 % bootstrap-t bound\); judged again on more decisions/);
+    const last = gateVerdict(input(sample(1)), rule, 3);
+    assert.equal(last.wait, undefined);
+    assert.equal(last.pass, false);
+    // Clearly worse (estimate below −δ): refused at once.
+    assert.equal(gateVerdict(input(sample(4)), rule, 1).wait, undefined);
+  });
+
+  it('after a change, retires a serving version estimated worse than the default by more than δ, not one merely unproven', () => {
+    const worse = retireVerdict(input(sample(4)));
+    assert.equal(worse.retire, true, worse.verdict.reason);
+    assert.ok(worse.verdict.comparisons[0]!.diff < -0.02);
+    assert.equal(retireVerdict(input(sample(0))).retire, false);
+    // One failure: refused as a candidate (not shown not worse), but its estimate is above −δ: it keeps serving.
+    const unproven = retireVerdict(input(sample(1)));
+    assert.equal(unproven.verdict.pass, false);
+    assert.equal(unproven.retire, false);
   });
 });

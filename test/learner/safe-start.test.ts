@@ -70,7 +70,7 @@ describe('safe start and activation gate (HTTP)', () => {
     const models = await http('GET', '/v1/models/safe');
     assert.equal(models.status, 200);
     assert.deepEqual([models.json.active, models.json.serving, models.json.candidate], [null, 'default-strategy', null]);
-    assert.match(models.json.gateRule, /lower 95 % bound/);
+    assert.match(models.json.gateRule, /lower 95 % bootstrap-t bound/);
     let greedyServed = 0;
     for (let i = 0; i < 40; i++) {
       const { id, features } = await round(false);

@@ -1,10 +1,11 @@
 import type { Tf } from '../backend.js';
 import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
-import { DEFAULT_GATE, gateVerdict, type GateRule, type GateVerdict } from '../gate.js';
+import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
 import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, optionsFor, withCandidate, type ExploreOptions } from '../policy.js';
 import { GUARD_DEFAULTS } from '../guard.js';
+import { DEFAULT_DRIFT, residualCheck, windowAfterChange, type DriftRule } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
 import { bestStatic, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from './family.js';
@@ -50,6 +51,8 @@ export interface LoopOptions {
   readonly gateTolerance?: number;
   /** Share of decisions the runtime guard's control arm serves the default strategy (uniform here). Default: the service's (GUARD_DEFAULTS). */
   readonly controlShare?: number;
+  /** Drift recovery (drift.ts): shorten the window after a detected change. Default: the service's (DEFAULT_DRIFT); null: off. */
+  readonly driftRecovery?: DriftRule | null;
 }
 
 export interface Checkpoint {
@@ -177,6 +180,9 @@ export interface LoopResult {
   readonly servingVersion: Int32Array;
   /** Per outcome: 1 when the guard's control arm served it. */
   readonly controlServed: Uint8Array;
+  /** Outcomes at which drift recovery placed a detected change, and at which it retired the serving version. */
+  readonly changes: readonly number[];
+  readonly retired: readonly number[];
 }
 
 export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Checkpoint) => void): Promise<LoopResult> {
@@ -197,6 +203,10 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   let encoder = compileFeatures(specs);
   const prior: LoopVersion = { version: 0, at: 0, weights: initialWeights(encoder.dim, names.length, world.totalTokens, mulberry32(opts.seed + 1), opts.hidden), encoder, active: !safeStart };
   let serving: LoopVersion | undefined = safeStart ? undefined : prior;
+  const drift = opts.driftRecovery === undefined ? DEFAULT_DRIFT : opts.driftRecovery;
+  const changes: number[] = [];
+  const retired: number[] = [];
+  let look = 0;
   let latest = prior;
   let candidate: LoopVersion | undefined;
   const greedyOf = (m: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder }, f: LoggedEvent['f'], total: number) =>
@@ -257,9 +267,24 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     names.forEach((a, i) => (b[a] = dec.budgets[i]!));
     events.push({ id: `${opts.seed}-${t}`, t, s: 'learned', f, T: world.totalTokens, b, q: out.quality, c: out.cost, C: dec.candidates, P: dec.probs, k: dec.chosen, m: serving?.version ?? 0 });
     if ((t + 1) % every === 0) {
+      // Drift recovery (drift.ts): the newest version on the decisions since it was trained; a change shortens the
+      // training window below and ends a candidate's wait for more looks (it was trained before the change).
+      const changed = !!drift && !!latest.metrics && residualCheck(events.slice(latest.at), { ...latest, holdoutMse: latest.metrics.holdoutMse, rows: latest.metrics.rows }, names, world.costWeight, drift).changed;
+      if (changed) changes.push(latest.at);
+      // After a change: a serving version estimated worse than the default on the decisions since stops serving (gate.ts retireVerdict).
+      const changeAt = changes.at(-1);
+      if (drift && gateRule && serving && changeAt !== undefined && t + 1 - changeAt < (opts.window ?? 8000) && t + 1 - changeAt >= gateRule.minEvents) {
+        const sv = serving;
+        const r = retireVerdict({ events: events.slice(Math.max(changeAt, sv.at)), agents: names, costWeight: world.costWeight, candidate: sv, candidateSplit: (e) => greedyOf(sv, e.f, e.T), defaultSplit: () => uniform }, gateRule);
+        if (r.retire) {
+          retired.push(t + 1);
+          serving = undefined;
+        }
+      }
       if (candidate && gateRule) {
         const c = candidate;
         const s = serving;
+        look++;
         const gate = gateVerdict(
           {
             events: events.slice(c.at),
@@ -272,17 +297,26 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
             ...(opts.gateTolerance !== undefined ? { tolerance: opts.gateTolerance } : {}),
           },
           gateRule,
+          look,
         );
         const judged: LoopVersion = { ...c, gate, active: gate.pass };
         versions[c.version - 1] = judged;
         if (gate.pass) serving = judged;
+        // Inconclusive with looks left: it stays the candidate and nothing is trained over it (as the service does).
+        if (gate.wait && !changed) {
+          if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
+          continue;
+        }
         candidate = undefined;
+        look = 0;
       }
-      const recent = events.slice(-(opts.window ?? 8000)).reverse();
+      const since = changes.length > 0 ? t + 1 - changes.at(-1)! : Infinity;
+      const win = drift ? windowAfterChange(since, opts.window ?? 8000, opts.halfLife ?? 1000, drift) : { window: opts.window ?? 8000, halfLife: opts.halfLife ?? 1000, shortened: false };
+      const recent = events.slice(-win.window).reverse();
       const scaling = autoScale ? fitScaling(specs, recent.map((e) => e.f), opts.scalingMethod) : undefined;
       encoder = compileFeatures(specs, scaling);
       const init = rescaleInputs(latest.weights, latest.encoder.numeric, encoder.numeric);
-      const data = buildTrainingData(recent, encoder, names, { costWeight: world.costWeight, ...(opts.halfLife !== undefined ? { halfLife: opts.halfLife } : {}) });
+      const data = buildTrainingData(recent, encoder, names, { costWeight: world.costWeight, ...(opts.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {}) });
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       trainMs.push(res.metrics.ms);
       const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: res.weights, encoder, active: !gateRule, metrics: res.metrics };
@@ -294,5 +328,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired };
 }

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from '../../src/learner/drift.js';
+import type { LoggedEvent } from '../../src/learner/events.js';
+import { compileFeatures } from '../../src/learner/features.js';
+import { forward, initialWeights, predict } from '../../src/learner/model.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+
+/**
+ * Drift recovery's residual test and what a detected change does to the training window: a version whose
+ * predictions fit the rewards it was trained on is checked on newer decisions; when the rewards moved, the
+ * change is detected and the next retrains weigh the events since it.
+ */
+const agents = ['a', 'b'];
+const encoder = compileFeatures([{ name: 'x', type: 'numeric' }]);
+const weights = initialWeights(encoder.dim, 2, 100, mulberry32(3));
+const model = (holdoutMse: number, rows = 8000) => ({ weights, encoder, holdoutMse, rows });
+const qhat = (f: Record<string, number>, b: readonly number[]) => predict(forward(weights, encoder.encode(f)), b);
+
+/** Decisions whose rewards are the model's prediction plus noise of sd `noise`, shifted by `shift`. */
+function decisions(n: number, seed: number, noise: number, shift: number): LoggedEvent[] {
+  const rng = mulberry32(seed);
+  return Array.from({ length: n }, (_, t) => {
+    const f = { x: rng() * 10 };
+    const b = [20 + Math.floor(rng() * 60), 0];
+    b[1] = 100 - b[0]!;
+    const q = qhat(f, b) + shift + noise * (2 * rng() - 1) * Math.sqrt(3);
+    return { id: String(t), t, s: 'l', f, T: 100, b: { a: b[0]!, b: b[1]! }, q, c: null };
+  });
+}
+
+describe('drift recovery', () => {
+  it('detects a change when the newest version’s error on new decisions is well above its held-out error', () => {
+    const noise = 0.05;
+    const stable = residualCheck(decisions(500, 1, noise, 0), model(noise ** 2), agents, 0);
+    assert.equal(stable.changed, false, stable.reason);
+    const moved = residualCheck(decisions(500, 2, noise, -0.15), model(noise ** 2), agents, 0);
+    assert.equal(moved.changed, true, moved.reason);
+    assert.ok(moved.mse > 5 * noise ** 2, moved.reason);
+    assert.match(moved.reason, /squared error on 500 new decisions .* change iff ≥ 3/);
+  });
+
+  it('does not check on too few decisions or a version trained on a short window', () => {
+    assert.equal(residualCheck(decisions(100, 3, 0.05, -0.3), model(0.0025), agents, 0).changed, false);
+    const short = residualCheck(decisions(500, 3, 0.05, -0.3), model(0.0025, 500), agents, 0);
+    assert.equal(short.changed, false);
+    assert.match(short.reason, /trained on 500 events/);
+  });
+
+  it('after a change the half-life (and, in window mode, the window) shrinks to the events since it, then returns', () => {
+    assert.deepEqual(windowAfterChange(Infinity, 8000, 1000), { window: 8000, halfLife: 1000, shortened: false });
+    assert.deepEqual(windowAfterChange(500, 8000, 1000), { window: 8000, halfLife: 250, shortened: true });
+    assert.deepEqual(windowAfterChange(1000, 8000, 1000), { window: 8000, halfLife: 500, shortened: true });
+    assert.deepEqual(windowAfterChange(2000, 8000, 1000), { window: 8000, halfLife: 1000, shortened: false });
+    const win = { ...DEFAULT_DRIFT, mode: 'window' as const };
+    assert.deepEqual(windowAfterChange(0, 8000, 1000, win), { window: 500, halfLife: 250, shortened: true });
+    assert.deepEqual(windowAfterChange(1500, 8000, 1000, win), { window: 1500, halfLife: 750, shortened: true });
+  });
+});
