@@ -21,7 +21,7 @@
 import { readFileSync } from 'node:fs';
 import { loadTf } from '../src/learner/backend.js';
 import { DEFAULT_HIDDEN, forward } from '../src/learner/model.js';
-import { EXPLORE_DEFAULTS, greedyBudgets, optionsFor } from '../src/learner/policy.js';
+import { EXPLORE_DEFAULTS, greedyBudgets } from '../src/learner/policy.js';
 import { GUARD_DEFAULTS } from '../src/learner/guard.js';
 import { DEFAULT_GATE, NORMAL_GATE } from '../src/learner/gate.js';
 import { DEFAULT_DRIFT } from '../src/learner/drift.js';

@@ -9,7 +9,7 @@ import { DEFAULT_DRIFT, residualCheck, windowAfterChange, type DriftRule } from 
 import { mulberry32 } from '../rng.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
 import { bestStatic, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from './family.js';
-import { bestStaticShares, contextFeatures, expectedQuality, oracleBudgets, sampleContext, staticBudgets, uniformBudgets, type SimContext, type World } from './world.js';
+import { bestStaticShares, contextFeatures, expectedQuality, oracleBudgets, staticBudgets, uniformBudgets, type SimContext, type World } from './world.js';
 
 /**
  * The learning loop in-process: the service's policy, scaling, dataset, trainer, activation gate and safe start
