@@ -63,6 +63,11 @@ export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, m
 /** The rule before the bootstrap-t bound and the looks (one verdict per candidate, normal bound), for comparison. */
 export const NORMAL_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'normal', looks: 1 };
 
+/** The one-sided confidence level of each of the rule's looks (0.95 for the default rule). */
+export function gateLevel(rule: GateRule): number {
+  return 1 - (1 - normalCdf(rule.z)) / Math.max(1, rule.looks ?? 1);
+}
+
 export function describeRule(rule: GateRule): string {
   const looks = rule.looks ?? 1;
   const level = (100 * (1 - (1 - normalCdf(rule.z)) / looks)).toFixed(looks > 1 ? 1 : 0);

@@ -100,6 +100,7 @@ export class GuardMonitor {
       doc.guard?.steppedBack === true,
     );
     const record: GuardRevert = {
+      reason: 'guard',
       from: active,
       to,
       at: Date.now(),
@@ -111,7 +112,7 @@ export class GuardMonitor {
     const outcomes = Number((await this.core.redis.hget(learnerKeys(this.core.keys, pipelineId).counters, 'outcomes')) ?? 0);
     const done = await this.registry.revert(pipelineId, record, outcomes + (params.guardHoldOutcomes ?? GUARD_DEFAULTS.holdOutcomes));
     if (!done) return { pipeline: pipelineId, version: active, verdict };
-    this.core.metrics.learnerGuardReverts.inc({ to: to > 0 ? 'version' : 'control' });
+    this.core.metrics.learnerGuardReverts.inc({ reason: 'guard', to: to > 0 ? 'version' : 'control' });
     this.core.log.warn({ pipeline: pipelineId, ...record }, `learner guard: model ${active} is worse than the control strategy; reverted to ${to > 0 ? `version ${to}` : 'the control strategy'}`);
     await this.core.redis.del(this.key(pipelineId));
     return { pipeline: pipelineId, version: active, verdict, revert: record };

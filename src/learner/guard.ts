@@ -84,6 +84,8 @@ export function guardVerdict(learned: ArmSums, control: ArmSums, opts: GuardOpti
 
 /** What the guard records on a version it took out of service. */
 export interface GuardRevert {
+  /** Absent on records written before the reason was kept: a guard revert too. */
+  readonly reason?: 'guard';
   /** The version reverted from, and what serves instead (a version, or 0 = the control strategy). */
   readonly from: number;
   readonly to: number;
@@ -93,6 +95,37 @@ export interface GuardRevert {
   readonly learned: { readonly n: number; readonly mean: number };
   readonly control: { readonly n: number; readonly mean: number; readonly strategy: string };
 }
+
+/**
+ * What drift recovery records on a serving version it retired after a detected change (training.ts
+ * retireIfWorse; gate.ts retireVerdict): the gate's doubly robust estimate on the decisions logged since the change,
+ * not the guard's realised-reward test (neither arm's realised mean nor an always-valid interval exists for it).
+ */
+export interface DriftRetire {
+  readonly reason: 'drift';
+  readonly from: number;
+  /** Always 0: the control strategy serves until a candidate clears the gate. */
+  readonly to: 0;
+  readonly at: number;
+  /** Estimated value of the retired version's split − the default strategy's (= estimate.serving − estimate.default). */
+  readonly diff: number;
+  readonly estimate: {
+    /** Decisions with an outcome, logged since `since` (epoch ms: the change as drift recovery placed it, or the version's activation if later). */
+    readonly events: number;
+    readonly since: number;
+    /** DR estimates of the retired version's split and of the default strategy's, on those decisions. */
+    readonly serving: number;
+    readonly default: number;
+    readonly defaultStrategy: string;
+    /** One-sided lower confidence bound of diff at `level` (bootstrap-t); retired because it is below −delta and diff < −delta. */
+    readonly lower: number;
+    readonly level: number;
+    readonly delta: number;
+  };
+}
+
+/** A model version taken out of service: by the runtime guard or by drift recovery. */
+export type RevertRecord = GuardRevert | DriftRetire;
 
 /**
  * The guard's evidence since its segment began (the guard's start, its last revert, or a manual activation):

@@ -7,7 +7,7 @@ import type { GateComparison } from './gate.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, serializeWeights, type ModelWeights, type SerializedWeights } from './model.js';
 import type { TrainMetrics } from './trainer.js';
-import type { GuardRevert } from './guard.js';
+import type { RevertRecord } from './guard.js';
 
 /** One model version: its weights and what it was trained on. */
 export interface ModelVersion {
@@ -17,7 +17,13 @@ export interface ModelVersion {
   /** Feature encoder signature and agent order the weights expect. */
   readonly signature: string;
   readonly agents: readonly string[];
-  readonly metrics: TrainMetrics & { readonly costWeight: number; readonly buffer: number };
+  readonly metrics: TrainMetrics & {
+    readonly costWeight: number;
+    readonly buffer: number;
+    /** The training window and recency half-life (events) it was trained with; drift recovery shortens the half-life after a change. */
+    readonly window?: number;
+    readonly halfLife?: number;
+  };
   readonly weights: SerializedWeights;
   /** Numeric feature scaling fitted on the version's training window (applied identically when it serves). */
   readonly scaling?: FeatureScaling;
@@ -40,8 +46,8 @@ export interface GateRecord {
 export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline' | 'scaling'> & {
   /** When this version last became the serving one (absent: it never served). */
   readonly activatedAt?: number;
-  /** Set when the runtime guard took this version out of service (guard.ts). */
-  readonly reverted?: GuardRevert;
+  /** Set when the runtime guard or drift recovery took this version out of service (guard.ts; `reason` says which). */
+  readonly reverted?: RevertRecord;
   /** Set when the version was saved but not activated, and why. */
   readonly held?: string;
 };
@@ -52,8 +58,8 @@ export interface GuardState {
   readonly toControl?: boolean;
   /** Newly trained versions are not activated automatically before the pipeline has this many outcomes. */
   readonly holdUntil?: number;
-  /** The newest reverts, newest first (at most 20). */
-  readonly reverts: readonly GuardRevert[];
+  /** The newest reverts (the guard's and drift recovery's retirements), newest first (at most 20). */
+  readonly reverts: readonly RevertRecord[];
   /** Start of the guard's current segment of evidence (its last revert or a manual activation; absent: its start). */
   readonly since?: number;
   /** The segment began with a revert to an earlier version: the next revert goes to the control strategy. */
@@ -79,6 +85,24 @@ export interface ModelDoc {
   /** Newest first, at most MAX_LISTED. */
   readonly versions: readonly ModelSummary[];
   readonly guard?: GuardState;
+  /** Changes of the world drift recovery detected (training.ts checkDrift), newest first (at most 20). */
+  readonly drift?: { readonly changes: readonly DriftChange[] };
+}
+
+/** A change drift recovery detected at a retrain (drift.ts residualCheck on the newest trained version). */
+export interface DriftChange {
+  /** When it was detected (epoch ms), and the version checked. */
+  readonly detectedAt: number;
+  readonly version: number;
+  /** Where the change was placed: when the version was trained (epoch ms) and the pipeline's outcome count then. */
+  readonly changeTs: number;
+  readonly changeAt: number;
+  /** The residual test: mean squared error on the n decisions since, the version's held-out error, z. */
+  readonly mse: number;
+  readonly holdoutMse: number;
+  readonly z: number;
+  readonly n: number;
+  readonly reason: string;
 }
 
 const MAX_LISTED = 100;
@@ -161,6 +185,7 @@ export class ModelRegistry {
       // Serving a model again ends a revert to control; the revert history stays. A manual activation (a
       // rollback) starts a new segment of the guard's evidence.
       ...guardAfterActivation(prev?.guard, opts.manual === true),
+      ...(prev?.drift ? { drift: prev.drift } : {}),
     };
     await this.core.store.put('models', mv.pipeline, doc);
     await this.core.snapshot.refresh();
@@ -219,13 +244,21 @@ export class ModelRegistry {
     await this.core.snapshot.refresh();
   }
 
+  /** Records a change drift recovery detected (newest first, at most 20) in the model document. */
+  async recordChange(pipeline: string, change: DriftChange): Promise<void> {
+    const prev = this.doc(pipeline);
+    if (!prev) return;
+    await this.core.store.put('models', pipeline, { ...prev, drift: { changes: [change, ...(prev.drift?.changes ?? [])].slice(0, 20) } });
+    await this.core.snapshot.refresh();
+  }
+
   /**
-   * The runtime guard's revert (guard-monitor.ts): marks `record.from` reverted, serves version `to` (or, with
+   * The runtime guard's revert (guard-monitor.ts; drift recovery's retirement uses it too): marks `record.from` reverted, serves version `to` (or, with
    * `to` = 0, the control strategy for all of the learned strategy's traffic), and holds automatic
    * activations until the pipeline has `holdUntil` outcomes. Returns undefined (and changes nothing) when the
    * serving version is no longer `record.from` (a concurrent change won).
    */
-  async revert(pipeline: string, record: GuardRevert, holdUntil: number): Promise<ModelDoc | undefined> {
+  async revert(pipeline: string, record: RevertRecord, holdUntil: number): Promise<ModelDoc | undefined> {
     const prev = this.doc(pipeline);
     if (!prev || prev.active !== record.from) return undefined;
     const target = record.to > 0 ? await this.get(pipeline, record.to) : undefined;

@@ -10,7 +10,8 @@ import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { DEFAULT_GATE, describeRule } from './gate.js';
 import { evaluateOffPolicy } from './ope-service.js';
-import type { ModelDoc } from './registry.js';
+import type { RevertRecord } from './guard.js';
+import type { ModelDoc, ModelSummary } from './registry.js';
 import type { TrainingService } from './training.js';
 import { learnedStrategies } from './training.js';
 
@@ -35,14 +36,37 @@ const GateSchema = Type.Object({
 });
 /** The runtime guard's fields of a model version and of the model list (guard-monitor.ts). */
 const GuardArm = Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.Optional(Type.String()) });
+const DriftEstimate = Type.Object({
+  events: Type.Integer({ description: 'Decisions with an outcome logged since `since`.' }),
+  since: Type.Number({ description: 'Start of the decisions judged (epoch ms): the change as drift recovery placed it, or the version’s activation if later.' }),
+  serving: Type.Number({ description: 'DR estimate of the retired version’s split.' }),
+  default: Type.Number({ description: 'DR estimate of the default strategy’s split.' }),
+  defaultStrategy: Type.String(),
+  lower: Type.Number({ description: 'One-sided lower confidence bound (bootstrap-t) of diff at `level`.' }),
+  level: Type.Number(),
+  delta: Type.Number({ description: 'Retired because the bound and diff are below −delta (the gate’s δ).' }),
+});
 const GuardRevertSchema = Type.Object({
+  reason: Type.String({ description: 'guard: the runtime guard (realised rewards of the learned and control arms); drift: drift recovery after a detected change (the gate’s estimate against the default strategy).' }),
   from: Type.Integer(),
   to: Type.Integer({ description: 'The version that serves instead; 0 = the control strategy.' }),
   at: Type.Number(),
-  diff: Type.Number({ description: 'Mean reward of the learned arm − the control arm.' }),
-  ci: Type.Array(Type.Number(), { description: 'Always-valid confidence interval of diff.' }),
-  learned: GuardArm,
-  control: GuardArm,
+  diff: Type.Number({ description: 'guard: mean reward of the learned arm − the control arm; drift: estimated value of the retired version − the default strategy.' }),
+  ci: Type.Optional(Type.Array(Type.Number(), { description: 'guard only: always-valid confidence interval of diff.' })),
+  learned: Type.Optional(GuardArm),
+  control: Type.Optional(GuardArm),
+  estimate: Type.Optional(DriftEstimate),
+});
+const DriftChangeSchema = Type.Object({
+  detectedAt: Type.Number(),
+  version: Type.Integer({ description: 'The version whose error on newer decisions showed the change.' }),
+  changeTs: Type.Number({ description: 'Where the change was placed: when that version was trained (epoch ms).' }),
+  changeAt: Type.Integer({ description: 'The pipeline’s outcome count there.' }),
+  mse: Type.Number(),
+  holdoutMse: Type.Number(),
+  z: Type.Number(),
+  n: Type.Integer(),
+  reason: Type.String(),
 });
 const GuardSummaryFields = {
   activatedAt: Type.Optional(Type.Number({ description: 'When the version last became the serving one.' })),
@@ -88,6 +112,7 @@ const ModelsResponse = Type.Object({
   weights: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   ...ModelsGateFields,
   guard: Type.Optional(GuardResponse),
+  drift: Type.Optional(Type.Object({ changes: Type.Array(DriftChangeSchema, { description: 'Changes drift recovery detected, newest first (at most 20).' }) })),
 });
 const OpeQuery = Type.Object({
   strategy: Type.String({ minLength: 1, maxLength: 128 }),
@@ -112,8 +137,13 @@ const OpeResponse = Type.Object({
   modelVersion: Type.Integer(),
 });
 
-const guardView = (doc: ModelDoc | undefined) =>
-  doc?.guard ? { guard: { toControl: doc.guard.toControl === true, holdUntil: doc.guard.holdUntil ?? null, reverts: [...doc.guard.reverts] } } : {};
+/** A revert as listed: records written before the reason was kept are the guard's. */
+const revertView = (r: RevertRecord) => ({ ...r, reason: r.reason ?? 'guard' });
+const versionView = (v: ModelSummary) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics }, ...(v.reverted ? { reverted: revertView(v.reverted) } : {}) });
+const guardView = (doc: ModelDoc | undefined) => ({
+  ...(doc?.guard ? { guard: { toControl: doc.guard.toControl === true, holdUntil: doc.guard.holdUntil ?? null, reverts: doc.guard.reverts.map(revertView) } } : {}),
+  ...(doc?.drift ? { drift: { changes: [...doc.drift.changes] } } : {}),
+});
 
 const num = (s: string | undefined, def: number) => (s === undefined ? def : Number(s));
 /** JSON cannot carry NaN: intervals without data come back as null-free zeros with events = 0. */
@@ -200,7 +230,7 @@ export function learnerRoutes(app: ApiApp, core: Core, training: TrainingService
         pipeline,
         active: doc?.active || null,
         compatible: doc !== undefined && serving.version === doc.active,
-        versions: (doc?.versions ?? []).map((v) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics } })),
+        versions: (doc?.versions ?? []).map(versionView),
         ...(withWeights && doc?.weights ? { weights: { ...doc.weights } } : {}),
         ...gateFields(doc, serving.version, (learnedStrategies(view, p)[0]?.params as LearnedParams | undefined)?.gateDelta),
         ...guardView(doc),
@@ -231,7 +261,7 @@ export function learnerRoutes(app: ApiApp, core: Core, training: TrainingService
         throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${version} was trained for features ${mv.signature} and agents [${mv.agents.join(', ')}]; the pipeline now has ${enc.signature} and [${agents.join(', ')}]`);
       }
       const doc = await training.registry.activate(mv, { manual: true });
-      return { pipeline, active: doc.active, compatible: true, versions: doc.versions.map((v) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics } })), ...guardView(doc) };
+      return { pipeline, active: doc.active, compatible: true, versions: doc.versions.map(versionView), ...guardView(doc) };
     },
   );
 

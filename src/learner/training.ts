@@ -7,9 +7,9 @@ import type { StrategyDef } from '../strategies/schema.js';
 import type { LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
 import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from './drift.js';
-import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
+import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
-import type { GuardRevert } from './guard.js';
+import type { DriftRetire } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
@@ -225,7 +225,8 @@ export class TrainingService {
     const saved = await this.registry.save(pipelineId, weights, {
       signature: serving.encoder.signature,
       agents,
-      metrics: { ...metrics, costWeight, buffer: out.events },
+      // The window and recency half-life this version was trained with (drift recovery shortens the half-life after a change).
+      metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, halfLife: change.halfLife },
       ...(out.scaling ? { scaling: out.scaling } : {}),
     });
     // A new version serves only once it clears the activation gate (at the next retrain): until then it is the
@@ -319,9 +320,12 @@ export class TrainingService {
         const check = residualCheck(events, { ...latest, holdoutMse: mv.metrics.holdoutMse, rows: mv.metrics.rows }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT);
         if (check.changed) {
           changed = true;
-          // The change happened after the version was trained: at most the events since then.
-          await this.core.redis.hset(lk.counters, 'changeAt', Math.max(0, outcomes - check.n), 'changeTs', Date.now());
-          this.core.log.warn({ pipeline: pipeline.id, version: mv.version, reason: check.reason }, 'learner: the world changed (drift recovery: training on the events since the change)');
+          // The change happened after the version was trained: it is placed there (at most the events since then,
+          // and the time the version was trained, so the decisions judged after it are the ones the version never saw).
+          const changeAt = Math.max(0, outcomes - check.n);
+          await this.core.redis.hset(lk.counters, 'changeAt', changeAt, 'changeTs', since);
+          await this.registry.recordChange(pipeline.id, { detectedAt: Date.now(), version: mv.version, changeTs: since, changeAt, mse: check.mse, holdoutMse: check.holdoutMse, z: check.z, n: check.n, reason: check.reason });
+          this.core.log.warn({ pipeline: pipeline.id, version: mv.version, changeAt, reason: check.reason }, 'learner: the world changed (drift recovery: training on the events since the change)');
         }
       }
     }
@@ -343,7 +347,8 @@ export class TrainingService {
     const doc = this.registry.doc(pipeline.id);
     if (serving.version === 0 || !doc || doc.active !== serving.version) return false;
     const rule = { ...DEFAULT_GATE, ...(params.gateDelta !== undefined ? { delta: params.gateDelta } : {}) };
-    const events = await this.eventsSince(pipeline.id, Math.max(changeTs, doc.activatedAt), Math.max(params.window ?? 8000, rule.minEvents));
+    const since = Math.max(changeTs, doc.activatedAt);
+    const events = await this.eventsSince(pipeline.id, since, Math.max(params.window ?? 8000, rule.minEvents));
     const pa = policyAgentsOf(pipeline);
     const dflt = defaultSplitOf(this.core);
     const { retire, verdict } = retireVerdict(
@@ -359,16 +364,27 @@ export class TrainingService {
     );
     const d = verdict.comparisons.find((c) => c.against === 'default');
     if (!retire || !d) return false;
-    const record: GuardRevert = {
+    // The gate's estimate as it is (a one-sided DR bound on the decisions since the change), not a guard interval.
+    const record: DriftRetire = {
+      reason: 'drift',
       from: serving.version,
       to: 0,
       at: Date.now(),
       diff: d.diff,
-      ci: [d.lo, d.diff + (d.diff - d.lo)],
-      learned: { n: verdict.events, mean: d.candidate },
-      control: { n: verdict.events, mean: d.reference, strategy: controlStrategyDef(view, pipeline).id },
+      estimate: {
+        events: verdict.events,
+        since,
+        serving: d.candidate,
+        default: d.reference,
+        defaultStrategy: controlStrategyDef(view, pipeline).id,
+        lower: d.lo,
+        level: gateLevel({ ...rule, looks: 1 }),
+        delta: rule.delta,
+      },
     };
+    // holdUntil = now: no hold, the next candidate that clears the gate serves at once.
     if (!(await this.registry.revert(pipeline.id, record, outcomes))) return false;
+    this.core.metrics.learnerGuardReverts.inc({ reason: 'drift', to: 'control' });
     this.core.log.warn({ pipeline: pipeline.id, version: serving.version, reason: verdict.reason }, `learner drift recovery: model ${serving.version} is estimated worse than the default strategy since the change; the default strategy serves until a candidate clears the gate`);
     return true;
   }

@@ -25,7 +25,7 @@ export interface Metrics {
   /** Learner retrains by result: trained, skipped (not enough data), failed (the trainer threw or died). */
   readonly learnerRetrains: Counter<'result'>;
   /** Model versions the learner's runtime guard took out of service, by what serves instead (version, control). */
-  readonly learnerGuardReverts: Counter<'to'>;
+  readonly learnerGuardReverts: Counter<'reason' | 'to'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -128,8 +128,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     learnerGuardReverts: new Counter({
       name: 'apportion_learner_guard_reverts_total',
-      help: 'Model versions the learner guard reverted (worse than the control strategy), by what serves instead: version (an earlier one) or control.',
-      labelNames: ['to'],
+      help: 'Model versions taken out of service, by reason (guard: the runtime guard found the learned arm worse than the control; drift: drift recovery estimated the serving version worse than the default strategy after a detected change) and by what serves instead: version (an earlier one) or control.',
+      labelNames: ['reason', 'to'],
       registers: [registry],
     }),
   };

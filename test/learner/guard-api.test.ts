@@ -176,11 +176,12 @@ describe('runtime guard', () => {
     assert.equal(models.guard.toControl, true);
     assert.equal(models.guard.reverts.length, done.length);
     const listed = models.guard.reverts[0];
-    assert.ok(listed.ci[1] < 0 && listed.diff < 0 && listed.control.strategy === '@uniform', JSON.stringify(listed));
+    assert.ok(listed.reason === 'guard' && listed.ci[1] < 0 && listed.diff < 0 && listed.control.strategy === '@uniform', JSON.stringify(listed));
     assert.equal(models.versions.find((v: { version: number }) => v.version === 2).reverted.from, 2);
 
     const metrics = await http('GET', '/metrics');
-    assert.match(metrics.text, /apportion_learner_guard_reverts_total\{to="control"\} 1/);
+    assert.match(metrics.text, /apportion_learner_guard_reverts_total\{reason="guard",to="control"\} 1\n/);
+    assert.doesNotMatch(metrics.text, /apportion_learner_guard_reverts_total\{reason="drift"/);
 
     // The control now serves all of the learned strategy's traffic.
     for (let i = 0; i < 10; i++) {

@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
+import { servingModel, type LearnerMeta } from '../../src/learner/kind.js';
+import { learnerKeys } from '../../src/learner/keys.js';
+import { forward } from '../../src/learner/model.js';
+import { greedyBudgets } from '../../src/learner/policy.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+import { degradeWorld } from '../../src/learner/sim/degrade.js';
+import { plainDeclaration } from '../../src/learner/sim/family.js';
+import { policyAgents } from '../../src/learner/sim/loop.js';
+import { contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOutcome, uniformBudgets, worldFeatures, worldPipeline, type World } from '../../src/learner/sim/world.js';
+import { TrainingService } from '../../src/learner/training.js';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+
+/**
+ * Drift recovery end to end, over a real socket, against Redis and BullMQ: a learned strategy is trained on a world
+ * (uneven-needs: needs an order of magnitude apart, so the learned split is far from uniform) and, once a version
+ * clears the activation gate, serves; the world then changes (agents swap their behaviour, chosen on seeded contexts
+ * and checked on the truth to make the serving version worse than the default strategy by ≥ 0.06); at the next
+ * retrain drift recovery detects the change (listed under `drift` in GET
+ * /v1/models), trains with a shortened half-life (the new version's metrics) and retires the serving version
+ * (listed with reason `drift` and the gate's estimate, counted in /metrics under reason="drift"), after which the
+ * default strategy serves. The contexts and outcomes are seeded; the exploration draws follow the decision ids.
+ * Retrains are called directly (the service's TrainingService.train, in this process), as in safe-start.test.ts.
+ */
+const prefix = testPrefix('learner-drift-api');
+const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-drift-models-'));
+const world = loadWorld('uneven-needs');
+const rng = mulberry32(4242);
+/**
+ * controlShare 0.1: the default strategy's split is played on ≥ 20 of the post-change decisions (the gate's support
+ * rule); guardAlpha 0.001: the runtime guard (whose tick runs meanwhile) cannot beat drift recovery to the revert
+ * on those few hundred decisions, so what retires the version is the path under test.
+ */
+const params = { controlShare: 0.1, guardAlpha: 0.001, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 };
+let rt: Running;
+let training: TrainingService;
+let reported = 0;
+
+async function http(method: 'GET' | 'PUT' | 'POST', url: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
+  const r = await fetch(`${rt.url}${url}`, { method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
+  const text = await r.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: r.status, json, text };
+}
+
+/** Allocates through the pipeline's default route (the learned strategy) and reports the outcome in world `w`. */
+async function round(w: World): Promise<{ id: string; budgets: number[] }> {
+  const x = sampleContext(w, rng);
+  const a = await http('POST', '/v1/allocations', { pipeline: 'drift', features: contextFeatures(x) });
+  assert.equal(a.status, 200, a.text);
+  const budgets = w.agents.map((ag) => a.json.budgets[ag.name].tokens as number);
+  const out = simulateOutcome(w, 0, x, budgets, rng);
+  assert.equal((await http('POST', '/v1/outcomes', { decisionId: a.json.decisionId, quality: out.quality })).status, 202);
+  reported++;
+  return { id: a.json.decisionId as string, budgets };
+}
+
+async function rounds(w: World, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await round(w);
+  // Every reported outcome applied, then moved to the training buffer.
+  const counters = learnerKeys(rt.core.keys, 'drift').counters;
+  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 120_000, 100);
+  await eventually(async () => (await training.ingest('drift')) && (await training.events('drift', 20_000)).length >= reported, 120_000, 100);
+}
+
+const models = async () => (await http('GET', '/v1/models/drift')).json;
+
+before(async () => {
+  rt = await startTest(prefix, { listen: true }, { APPORTION_MODELS_DIR: modelsDir });
+  training = new TrainingService(rt.core, {}, false);
+  assert.equal((await http('PUT', '/v1/pipelines/drift', worldPipeline(world))).status, 200);
+  assert.equal((await http('PUT', '/v1/pipelines/drift/features', plainDeclaration(worldFeatures(world)))).status, 200);
+  const s = await http('PUT', '/v1/strategies/learn', { pipeline: 'drift', kind: 'learned', params });
+  assert.equal(s.status, 200, s.text);
+  // The learned strategy is the pipeline's default: its default strategy (and guard control) is the uniform split.
+  assert.equal((await http('PUT', '/v1/pipelines/drift', { ...worldPipeline(world), defaultStrategy: 'learn' })).status, 200);
+});
+after(async () => {
+  await rt.close();
+  await dropPrefix(prefix);
+  rmSync(modelsDir, { recursive: true, force: true });
+});
+
+describe('drift recovery (HTTP)', () => {
+  it('detects a change of the world at a retrain, shortens the half-life and retires the serving version; listed, logged and counted', async () => {
+    // Trained on the world: a first version on ≥ 1,000 events (drift recovery checks only versions trained on that
+    // many), then put to the activation gate on the decisions since; a refused one is followed by the next.
+    await rounds(world, 1050);
+    const first = await training.train('drift');
+    assert.equal(first.trained, true, first.reason);
+    let serving = 0;
+    for (let attempt = 0; attempt < 3 && serving === 0; attempt++) {
+      await rounds(world, 400);
+      const r = await training.train('drift');
+      assert.equal(r.trained, true, r.reason);
+      serving = (await models()).active ?? 0;
+    }
+    const beforeChange = await models();
+    assert.ok(serving > 0, `a version cleared the gate: ${JSON.stringify(beforeChange.versions.map((v: { version: number; gate?: { reason: string } }) => [v.version, v.gate?.reason]))}`);
+    assert.equal(beforeChange.serving, 'model');
+    const candidate = beforeChange.candidate as number;
+    assert.ok(candidate > serving, 'a newer version awaits the gate');
+    const changesBefore = beforeChange.drift?.changes?.length ?? 0;
+    // Without an earlier (false) detection, every version so far was trained with the configured half-life.
+    if (changesBefore === 0) for (const v of beforeChange.versions) assert.equal(v.metrics.halfLife, 1000, `version ${v.version}`);
+
+    const view = rt.core.view();
+    const model = servingModel(view, view.pipelines.get('drift')!);
+    assert.equal(model.version, serving);
+    const uniform = uniformBudgets(world, world.totalTokens);
+    const contexts = Array.from({ length: 300 }, () => sampleContext(world, rng));
+    const splits = contexts.map((x) => greedyBudgets(forward(model.weights, model.encoder.encode(contextFeatures(x))), policyAgents(world), world.totalTokens));
+    // The change (seeded contexts, judged on the truth): of a fixed list of changes, the one under which the serving
+    // version's split loses most against uniform: two agents swap their behaviour (the one the version favours most,
+    // relative to uniform, with each other one), or the favoured agent needs almost nothing while every other one
+    // becomes critical and needs `f` times its tokens (src/learner/sim/degrade.ts).
+    const ratios = world.agents.map((_, j) => splits.reduce((s, b) => s + b[j]! / uniform[j]!, 0) / splits.length);
+    const favoured = world.agents[ratios.indexOf(Math.max(...ratios))]!.name;
+    const others = world.agents.map((a) => a.name).filter((a) => a !== favoured);
+    const gap = (w: World) => contexts.reduce((s, x, i) => s + expectedQuality(w, 0, x, splits[i]!) - expectedQuality(w, 0, x, uniform), 0) / contexts.length;
+    const { drift: _drift, ...stationary } = world;
+    const options: [string, World][] = [
+      ...others.map((a): [string, World] => [`${favoured} and ${a} swap`, { ...stationary, truth: { ...world.truth, [favoured]: world.truth[a]!, [a]: world.truth[favoured]! } }]),
+      ...[2, 4, 8].map((f): [string, World] => [`${favoured} needs 1/64, the others × ${f}`, others.reduce((w, a) => degradeWorld(w, a, f), degradeWorld(world, favoured, 1 / 64))]),
+    ];
+    const gaps = options.map(([, w]) => gap(w));
+    const pick = gaps.indexOf(Math.min(...gaps));
+    const [how, changed] = options[pick]!;
+    const truth = gaps[pick]!;
+    assert.ok(truth <= -0.06, `the changed world makes version ${serving} worse than the default (gap ${truth}: ${how}; ratios ${ratios.map((r) => r.toFixed(2))}, gaps ${gaps.map((g) => g.toFixed(3))})`);
+    const swapAt = Date.now();
+    await rounds(changed, 400);
+
+    // The next retrain: the change is detected on the candidate (trained before it), the serving version is retired,
+    // and the new version is trained with the half-life shortened to the events since the change.
+    const after = await training.train('drift');
+    assert.equal(after.trained, true, after.reason);
+    const list = await models();
+    const changes = list.drift?.changes ?? [];
+    assert.equal(changes.length, changesBefore + 1, `one change detected: ${JSON.stringify(changes)}`);
+    const c = changes[0];
+    assert.equal(c.version, candidate, 'the newest version was checked');
+    assert.ok(c.detectedAt >= swapAt && c.changeTs <= swapAt, JSON.stringify(c));
+    assert.ok(c.n >= 400 && c.z >= 3 && c.mse > 1.25 * c.holdoutMse, JSON.stringify(c));
+    assert.match(c.reason, /squared error on \d+ new decisions/);
+    const newest = list.versions.find((v: { version: number }) => v.version === after.model!.version);
+    assert.ok(newest.metrics.halfLife < 1000, `the retrain after the change used a shorter half-life (${newest.metrics.halfLife})`);
+    assert.equal(newest.metrics.halfLife, 250, 'half of the ~400 events since the change, at least 250');
+
+    // Retired, with drift recovery's own reason and estimate (the gate's DR estimate on the post-change decisions).
+    assert.equal(list.active, null, 'no model serves');
+    assert.equal(list.serving, 'default-strategy');
+    assert.equal(list.guard.toControl, true);
+    const revert = list.guard.reverts[0];
+    assert.deepEqual([revert.reason, revert.from, revert.to], ['drift', serving, 0]);
+    assert.equal(revert.ci, undefined, 'no guard interval is made up');
+    assert.equal(revert.learned, undefined);
+    const e = revert.estimate;
+    assert.ok(e.events >= 200 && e.events <= 400, `${e.events} post-change decisions`);
+    assert.ok(e.since >= c.changeTs && e.since <= swapAt, 'judged on the decisions since the change');
+    assert.ok(Math.abs(revert.diff - (e.serving - e.default)) < 1e-9);
+    assert.ok(revert.diff < -e.delta && e.lower <= revert.diff && e.delta === 0.02 && Math.abs(e.level - 0.95) < 1e-3, JSON.stringify(revert));
+    assert.equal(e.defaultStrategy, '@uniform');
+    assert.deepEqual(list.versions.find((v: { version: number }) => v.version === serving).reverted, revert);
+
+    const metrics = (await http('GET', '/metrics')).text;
+    assert.match(metrics, /apportion_learner_guard_reverts_total\{reason="drift",to="control"\} 1\n/);
+    assert.doesNotMatch(metrics, /apportion_learner_guard_reverts_total\{reason="guard"/, 'the runtime guard did not revert');
+
+    // The default strategy (the control split) now serves all of the learned strategy's traffic.
+    for (let i = 0; i < 5; i++) {
+      const { id, budgets } = await round(changed);
+      assert.deepEqual(budgets, uniform);
+      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
+      const x = (d.meta!.learner as LearnerMeta).x!;
+      assert.deepEqual([x.a, x.s], [1, 1]);
+    }
+  });
+});
