@@ -5,7 +5,7 @@ import { accumulate, EMPTY_EVIDENCE, GUARD_DEFAULTS, judge, NEW_RUN, revertTarge
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import type { ModelRegistry } from './registry.js';
-import { learnedStrategies } from './training.js';
+import { learnedStrategies } from './learned-strategies.js';
 
 /** Buffer entries read per page, and at most this many per check (the first check of a version reads back this far). */
 const PAGE = 500;

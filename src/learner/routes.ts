@@ -12,7 +12,7 @@ import { DEFAULT_GATE, describeRule } from './gate.js';
 import { evaluateOffPolicy } from './ope-service.js';
 import type { ModelDoc } from './registry.js';
 import type { TrainingService } from './training.js';
-import { learnedStrategies } from './training.js';
+import { learnedStrategies } from './learned-strategies.js';
 
 const PipelineParams = Type.Object({ id: Id });
 const ModelParams = Type.Object({ pipeline: Id });

@@ -3,7 +3,6 @@ import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { runScript } from '../redis/scripts.js';
 import type { Core } from '../runtime.js';
-import type { StrategyDef } from '../strategies/schema.js';
 import type { LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
 import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from './drift.js';
@@ -12,6 +11,7 @@ import { controlStrategyDef } from './control-arm.js';
 import type { GuardRevert } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
 import { learnerKeys } from './keys.js';
+import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
 import { greedyBudgets } from './policy.js';
 import { loggingPolicyOf } from './hooks.js';
@@ -32,22 +32,6 @@ const INGEST_BATCH = 500;
 const DEFAULTED_MEMORY_MS = 7 * 86_400_000;
 /** Resolved tickets (an outcome overtook its registration) are kept past the longest wait window. */
 const RESOLVED_MEMORY_MS = 31 * 86_400_000 + DEFAULT_GRACE_MS;
-
-/** The learned strategies of a pipeline; the first is the one whose parameters drive training. */
-export function learnedStrategies(view: ControlView, pipeline: Pipeline): readonly StrategyDef[] {
-  // Memoised per control view: the shadow hook asks on every allocation of every pipeline.
-  return view.memo(`learner:strategies:${pipeline.id}:${pipeline.version}`, () => {
-    const all = [...view.strategies.values()].filter((s) => s.pipeline === pipeline.id && s.kind === 'learned').sort((a, b) => a.id.localeCompare(b.id));
-    const dflt = all.findIndex((s) => s.id === pipeline.defaultStrategy);
-    if (dflt > 0) all.unshift(...all.splice(dflt, 1));
-    return all;
-  });
-}
-
-export function trainingParams(view: ControlView, pipeline: Pipeline): LearnedParams | undefined {
-  const s = learnedStrategies(view, pipeline)[0];
-  return s ? (s.params as LearnedParams) : undefined;
-}
 
 export interface IngestResult {
   readonly moved: number;
