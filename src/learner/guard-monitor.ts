@@ -1,4 +1,4 @@
-import type { Core } from '../runtime.js';
+import type { Core } from '../kernel/core.js';
 import { controlStrategyDef } from './control-arm.js';
 import { rewardOf, type LoggedEvent } from './events.js';
 import { accumulate, EMPTY_EVIDENCE, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardEvidence, type GuardRevert, type GuardRun, type GuardVerdict } from './guard.js';

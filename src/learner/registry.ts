@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors/app-error.js';
-import type { Core } from '../runtime.js';
+import type { Core } from '../kernel/core.js';
 import type { FeatureScaling } from './features.js';
 import type { GateComparison } from './gate.js';
 import { learnerKeys } from './keys.js';

@@ -2,7 +2,7 @@ import { readDecisions, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { runScript } from '../redis/scripts.js';
-import type { Core } from '../runtime.js';
+import type { Core } from '../kernel/core.js';
 import type { LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
 import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from './drift.js';
