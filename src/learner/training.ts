@@ -3,7 +3,8 @@ import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { runScript } from '../redis/scripts.js';
 import type { Core } from '../kernel/core.js';
-import type { LoggedEvent } from './events.js';
+import { decodeDecisionRecord } from '../kernel/decision.js';
+import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
 import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from './drift.js';
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
@@ -57,12 +58,9 @@ export interface TrainResult {
  */
 export function defaultEvent(view: ControlView, pipeline: string, record: DecisionRecord | string | null | undefined): string {
   if (!record) return '';
-  let d: DecisionRecord;
-  try {
-    d = typeof record === 'string' ? (JSON.parse(record) as DecisionRecord) : record;
-  } catch {
-    return ''; // an unreadable record must not stall the sweep: the decision counts as lost
-  }
+  // An unreadable record (not JSON, or not a record) must not stall the sweep: the decision counts as lost.
+  const d = typeof record === 'string' ? decodeDecisionRecord(record) : record;
+  if (!d) return '';
   const m = d.meta?.learner as LearnerMeta | undefined;
   if (d.pipeline !== pipeline || !m) return '';
   const params = view.strategies.get(d.strategy)?.params as LearnedParams | undefined;
@@ -133,7 +131,7 @@ export class TrainingService {
   /** Newest first. */
   async events(pipeline: string, limit: number): Promise<LoggedEvent[]> {
     const raw = await this.core.redis.lrange(learnerKeys(this.core.keys, pipeline).buffer, 0, limit - 1);
-    return raw.map((r) => JSON.parse(r) as LoggedEvent);
+    return decodeEvents(raw);
   }
 
   /** Counts an applied outcome; true when enough arrived since the last training to train again. */
@@ -365,7 +363,11 @@ export class TrainingService {
       const raw = await this.core.redis.lrange(key, at, Math.min(limit, at + 1000) - 1);
       let older = 0;
       for (const r of raw) {
-        const e = JSON.parse(r) as LoggedEvent;
+        const e = decodeEvent(r);
+        if (!e) {
+          older++; // not an event (corrupted in Redis): left out, and it does not keep the scan going
+          continue;
+        }
         // The buffer is in outcome order: a late outcome of an older decision may sit among newer ones.
         if (e.t < since) older++;
         else out.push(e);
