@@ -176,7 +176,7 @@ export class TrainingService {
     if (params.gate !== false && change.changeTs !== undefined && change.sinceChange < (params.window ?? 8000)) await this.retireIfWorse(pipeline, params, change.changeTs, outcomes);
     if (params.gate !== false) {
       const gate = await this.gateCandidate(pipeline, params, change.changed);
-      if (gate.waiting) return { trained: false, reason: gate.reason };
+      if (gate.waiting) return { trained: false, ...(gate.reason !== undefined ? { reason: gate.reason } : {}) };
     }
     const serving = servingModel(this.core.view(), pipeline);
     const agents = pipeline.agents.map((a) => a.name);
