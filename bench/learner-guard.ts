@@ -95,7 +95,7 @@ let nullRuns = 0;
 const allDetect: number[] = [];
 for (const name of worldNames) {
   const world0 = loadWorld(name);
-  const world = { ...world0, drift: undefined } as World;
+  const world: World = { ...world0, drift: undefined };
   const t0 = Date.now();
   const trained = await runLoop(tf, { world, outcomes: 4000, seed: 7, explore: explore0, evalContexts: 100, checkpointEvery: 4000 });
   const m: Served = { weights: trained.weights, encoder: trained.encoder };

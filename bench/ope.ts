@@ -118,7 +118,7 @@ function logOne(setup: Setup, x: SimContext, rng: () => number): { ev: LoggedEve
   };
   const out = simulateOutcome(world, 0, x, mine.budgets, rng);
   const base: LoggedEvent = { id: '', t: 0, s: served.id, f: contextFeatures(x), T, b: budgets, q: out.quality, c: null };
-  const naiveRecord = { ...record, routing: undefined } as Pick<DecisionRecord, 'meta' | 'budgets' | 'totalTokens' | 'routing'>;
+  const { routing: _routing, ...naiveRecord } = record;
   return { ev: { ...base, ...loggingPolicyOf(record, pipeline) }, naive: { ...base, ...loggingPolicyOf(naiveRecord, pipeline) } };
 }
 

@@ -103,7 +103,7 @@ async function lifecycle(server: BenchServer, sec: number): Promise<autocannon.R
         headers,
         setupRequest: (req) => ({ ...req, body: reserveBody() }),
         onResponse: (status, body, context) => {
-          (context as { id?: string }).id = status === 201 ? (JSON.parse(body) as { id: string }).id : undefined;
+          (context as { id?: string | undefined }).id = status === 201 ? (JSON.parse(body) as { id: string }).id : undefined;
         },
       },
       {

@@ -6,7 +6,7 @@ import { feedbackModule } from './feedback/module.js';
 import { learnerModule } from './learner/module.js';
 import { pipelinesModule } from './pipelines/routes.js';
 import { rolloutModule } from './rollout/module.js';
-import type { Core, ModuleParts } from './runtime.js';
+import type { Core, ModuleParts } from './kernel/core.js';
 import { strategiesModule } from './strategies/routes.js';
 import { syncModule } from './sync/module.js';
 

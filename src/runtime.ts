@@ -11,9 +11,7 @@ import type { Redis } from 'ioredis';
 import { createKeys } from './redis/keys.js';
 import { StrategyKinds } from './kernel/extension-points.js';
 
-/** The shared services and what a module contributes are the kernel's (src/kernel/core.ts); this file creates them. */
-export type { Closeable, Core, ModuleFactory, ModuleParts } from './kernel/core.js';
-
+/** Creates the shared services (Core); their types, and what a module contributes, are the kernel's (src/kernel/core.ts). */
 export async function createCore(config: Config, log: Logger, opts: { defaultMetrics?: boolean } = {}): Promise<Core> {
   const opened: Redis[] = [];
   const open = async (name: string, o: { forBullmq?: boolean; forQueue?: boolean } = {}) => {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
-import type { Core } from './runtime.js';
+import type { Core } from './kernel/core.js';
 
 /** A file of control-plane documents, as read by `apportion … apply` and the first-start seed. */
 export interface ApplyFile {

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { jsonDecoder } from '../redis/decode.js';
 import type { Keys } from '../redis/keys.js';
-import type { DecisionRecord } from '../kernel/decision.js';
+import { decodeDecisionRecord, type DecisionRecord } from '../kernel/decision.js';
 
 /**
  * The compact encoding of decision records (MessagePack arrays, no field names):
@@ -140,7 +140,10 @@ function parse(raw: Buffer | string): Parsed {
   try {
     const buf = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
     if (buf.length === 0) return undefined;
-    if (buf[0] === 0x7b) return { json: JSON.parse(buf.toString('utf8')) as DecisionRecord };
+    if (buf[0] === 0x7b) {
+      const json = decodeDecisionRecord(buf.toString('utf8'));
+      return json ? { json } : undefined;
+    }
     const arr: unknown = packr.unpack(buf);
     if (!Array.isArray(arr) || (arr[0] !== WITH_REF && arr[0] !== INLINE) || arr.length < 6) return undefined;
     return { arr };

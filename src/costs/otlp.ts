@@ -53,28 +53,31 @@ export interface OtlpMapped {
   readonly rejected: { traceId?: string; spanId?: string; reason: string }[];
 }
 
-/** What we read from attributes (span attributes win over resource attributes). */
+/**
+ * What we read from attributes (span attributes win over resource attributes). A field is set to undefined when an
+ * attribute that names it cannot be read (a later readable alias may fill it again).
+ */
 interface Attrs {
-  input?: number;
-  output?: number;
-  cacheRead?: number;
-  cacheWrite?: number;
-  reasoning?: number;
-  requestModel?: string;
-  responseModel?: string;
-  provider?: string;
-  agent?: string;
-  operation?: string;
-  session?: string;
-  conversation?: string;
-  user?: string;
-  customer?: string;
-  team?: string;
-  task?: string;
-  decisionId?: string;
-  attempt?: number;
-  costUsd?: number;
-  oiKind?: string;
+  input?: number | undefined;
+  output?: number | undefined;
+  cacheRead?: number | undefined;
+  cacheWrite?: number | undefined;
+  reasoning?: number | undefined;
+  requestModel?: string | undefined;
+  responseModel?: string | undefined;
+  provider?: string | undefined;
+  agent?: string | undefined;
+  operation?: string | undefined;
+  session?: string | undefined;
+  conversation?: string | undefined;
+  user?: string | undefined;
+  customer?: string | undefined;
+  team?: string | undefined;
+  task?: string | undefined;
+  decisionId?: string | undefined;
+  attempt?: number | undefined;
+  costUsd?: number | undefined;
+  oiKind?: string | undefined;
 }
 
 /** A Long as a number (exact up to 2^53; beyond, the nearest double, as `Number("…")` does for OTLP JSON). */

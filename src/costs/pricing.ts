@@ -1,6 +1,6 @@
 import { calcPrice, findProvider, type PriceCalculation } from '@pydantic/genai-prices';
 import type { ModelOverride } from '../kernel/price-overrides.js';
-import type { Span, Usage } from './span.js';
+import type { Usage } from './span.js';
 
 export type { ModelOverride };
 
@@ -41,6 +41,15 @@ function toGenai(u: Usage): Record<string, number> {
  * are flat it is probed once for linear rates, checked against one exact call, and the rates are reused;
  * tiered or time-of-day prices fall back to calling calcPrice for every span.
  */
+/** What pricing reads of a span (a span, or the parts of one a caller has; an absent part may be given as undefined). */
+export interface PriceInput {
+  readonly model?: string | undefined;
+  readonly provider?: string | undefined;
+  readonly usage?: Usage | undefined;
+  readonly start: number;
+  readonly providedNano?: number | undefined;
+}
+
 export class Pricer {
   private readonly cache = new Map<string, CacheEntry>();
   private readonly maxEntries: number;
@@ -49,7 +58,7 @@ export class Pricer {
     this.maxEntries = opts.maxEntries ?? 10_000;
   }
 
-  price(span: Pick<Span, 'model' | 'provider' | 'usage' | 'start' | 'providedNano'>, overrides?: readonly ModelOverride[]): Priced {
+  price(span: PriceInput, overrides?: readonly ModelOverride[]): Priced {
     const computed = span.usage && span.model ? this.compute(span.model, span.provider, span.usage, span.start, overrides) : undefined;
     if (span.providedNano !== undefined) return { computedNano: computed?.nano, source: 'provided' };
     if (!span.usage) return { computedNano: undefined, source: 'none' };

@@ -1,3 +1,5 @@
+import { Type } from '@sinclair/typebox';
+import { jsonDecoder } from '../redis/decode.js';
 import type { ModelOverride } from './pricing.js';
 import { TOTAL_FIELDS, addTotals, counted, zeroTotals, type ResolvedTrace, type Totals } from './tree.js';
 
@@ -102,9 +104,33 @@ export function priceStamp(trace: ResolvedTrace, overridesFor: OverridesFor): st
   return JSON.stringify(entries);
 }
 
-/** The overrides a stamp recorded (see priceStamp); customers it does not name had none. */
-export function stampedOverrides(stamp: string): OverridesFor {
-  const byCustomer = new Map<string | null, readonly ModelOverride[]>(JSON.parse(stamp) as [string | null, ModelOverride[]][]);
+const Num = Type.Number();
+const decodeStamp: (text: string) => readonly (readonly [string | null, readonly ModelOverride[]])[] | undefined = jsonDecoder(
+  Type.Array(
+    Type.Tuple([
+      Type.Union([Type.String(), Type.Null()]),
+      Type.Array(
+        Type.Object({
+          model: Type.String(),
+          provider: Type.Optional(Type.String()),
+          inputMTok: Num,
+          outputMTok: Num,
+          cacheReadMTok: Type.Optional(Num),
+          cacheWriteMTok: Type.Optional(Num),
+        }),
+      ),
+    ]),
+  ),
+);
+
+/**
+ * The overrides a stamp recorded (see priceStamp); customers it does not name had none. Undefined for a stamp that
+ * does not decode (corrupted in Redis): the trace is then priced with the overrides in force, as one never rolled up.
+ */
+export function stampedOverrides(stamp: string): OverridesFor | undefined {
+  const entries = decodeStamp(stamp);
+  if (!entries) return undefined;
+  const byCustomer = new Map<string | null, readonly ModelOverride[]>(entries);
   return (customer) => byCustomer.get(customer ?? null);
 }
 

@@ -1,3 +1,5 @@
+import { Type } from '@sinclair/typebox';
+import { jsonDecoder } from '../redis/decode.js';
 import type { Features } from '../strategies/types.js';
 import type { FeatureEncoder } from './features.js';
 import type { TrainingData } from './trainer.js';
@@ -43,6 +45,44 @@ export interface LoggedEvent {
   readonly X?: number;
   /** Shadow strategies' budgets for this request, by strategy id (agent order of `b`). */
   readonly sh?: Readonly<Record<string, readonly number[]>>;
+}
+
+const Num = Type.Number();
+const StrOrNull = Type.Union([Type.String(), Type.Null()]);
+
+/** LoggedEvent as a schema, for decodeEvent: typed by the interface, so a field it lets through that the interface does not allow is a compile error. */
+const LoggedEventSchema = Type.Object({
+  id: Type.String(),
+  t: Num,
+  s: Type.String(),
+  f: Type.Record(Type.String(), Type.Union([Type.String(), Num, Type.Boolean(), Type.Null()])),
+  T: Num,
+  b: Type.Record(Type.String(), Num),
+  q: Num,
+  c: Type.Union([Num, Type.Null()]),
+  C: Type.Optional(Type.Array(Type.Array(Num))),
+  P: Type.Optional(Type.Array(Num)),
+  k: Type.Optional(Num),
+  m: Type.Optional(Num),
+  d: Type.Optional(Type.Literal(1)),
+  a: Type.Optional(Type.Union([Type.Literal(0), Type.Literal(1)])),
+  M: Type.Optional(Type.Array(StrOrNull)),
+  CM: Type.Optional(Type.Array(Type.Array(StrOrNull))),
+  X: Type.Optional(Num),
+  sh: Type.Optional(Type.Record(Type.String(), Type.Array(Num))),
+});
+
+/** One entry of a training buffer, parsed and checked (src/redis/decode.ts); undefined when it is not JSON or not an event. */
+export const decodeEvent: (text: string) => LoggedEvent | undefined = jsonDecoder(LoggedEventSchema);
+
+/** The events of buffer entries, in order; an entry that is not an event (corrupted in Redis) is left out. */
+export function decodeEvents(raw: readonly string[]): LoggedEvent[] {
+  const out: LoggedEvent[] = [];
+  for (const r of raw) {
+    const e = decodeEvent(r);
+    if (e) out.push(e);
+  }
+  return out;
 }
 
 /** Reward = quality − λ·cost (unknown cost counts as 0: the learner cannot charge what it was not told). */

@@ -1,11 +1,13 @@
-import type { Core } from '../runtime.js';
+import { Type } from '@sinclair/typebox';
+import type { Core } from '../kernel/core.js';
+import { jsonDecoder } from '../redis/decode.js';
 import { controlStrategyDef } from './control-arm.js';
-import { rewardOf, type LoggedEvent } from './events.js';
+import { decodeEvent, rewardOf, type LoggedEvent } from './events.js';
 import { accumulate, EMPTY_EVIDENCE, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardEvidence, type GuardRevert, type GuardRun, type GuardVerdict } from './guard.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import type { ModelRegistry } from './registry.js';
-import { learnedStrategies } from './training.js';
+import { learnedStrategies } from './learned-strategies.js';
 
 /** Buffer entries read per page, and at most this many per check (the first check of a version reads back this far). */
 const PAGE = 500;
@@ -27,6 +29,17 @@ interface State {
   readonly evidence: GuardEvidence;
   readonly total: GuardEvidence;
 }
+
+const ArmSums = Type.Object({ n: Type.Number(), sum: Type.Number(), sumSq: Type.Number() });
+const Evidence = Type.Object({ learned: ArmSums, control: ArmSums, byVersion: Type.Record(Type.String(), Type.Object({ learned: ArmSums, control: ArmSums })) });
+/**
+ * The stored state (typed by State, with `total` allowed to be absent: the segment's totals then start empty).
+ * A state that is not JSON or not of this shape is read as no state: the guard starts a new run, as it did for
+ * unreadable JSON.
+ */
+const decodeState: (text: string) => (Omit<State, 'total'> & { readonly total?: GuardEvidence }) | undefined = jsonDecoder(
+  Type.Object({ since: Type.Number(), marker: Type.String(), j: Type.Number(), evidence: Evidence, total: Type.Optional(Evidence) }),
+);
 
 /**
  * The runtime guard's loop (runs in the worker's learner tick, after ingest): sums the realised rewards of
@@ -68,7 +81,8 @@ export class GuardMonitor {
     scan: for (let off = 0; off < MAX_SCAN; off += PAGE) {
       const page = await this.core.redis.lrange(buffer, off, off + PAGE - 1);
       for (const raw of page) {
-        const e = JSON.parse(raw) as LoggedEvent;
+        const e = decodeEvent(raw);
+        if (!e) continue; // not an event (corrupted in Redis): it counts for neither arm
         if (e.id === st.marker) break scan;
         fresh.push(e);
       }
@@ -121,12 +135,8 @@ export class GuardMonitor {
   private async load(pipeline: string): Promise<State> {
     const json = await this.core.redis.get(this.key(pipeline));
     const none: State = { since: -1, marker: '', ...NEW_RUN };
-    if (!json) return none;
-    try {
-      return JSON.parse(json) as State;
-    } catch {
-      return none;
-    }
+    const s = json ? decodeState(json) : undefined;
+    return s ? { ...s, total: s.total ?? EMPTY_EVIDENCE } : none;
   }
 
   private async save(pipeline: string, s: State): Promise<void> {

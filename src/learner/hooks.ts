@@ -11,7 +11,7 @@ import { isLearned, learnerMetaOf, pendingTicketOf, waitWindowMs, type LearnedPa
 import { indexOfAction, mixDistributions, type WeightedDistribution } from './propensity.js';
 import { learnerKeys } from './keys.js';
 import { shareDistance } from './ope-service.js';
-import { learnedStrategies } from './training.js';
+import { learnedStrategies } from './learned-strategies.js';
 import { keyed, modelKey, servedModels, unkey } from './tiers.js';
 
 /** Pipelines whose outcomes are logged for learning and evaluation: those with a learned strategy or a feature declaration. */

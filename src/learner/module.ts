@@ -8,7 +8,8 @@ import { loadTf } from './backend.js';
 import { PendingBatcher } from './pending.js';
 import { stopTrainer } from './train-process.js';
 import { learnerRoutes } from './routes.js';
-import { learnedStrategies, trainingParams, TrainingService } from './training.js';
+import { learnedStrategies, trainingParams } from './learned-strategies.js';
+import { TrainingService } from './training.js';
 import { GuardMonitor } from './guard-monitor.js';
 
 export const TRAIN_QUEUE = 'learner-train';

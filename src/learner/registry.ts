@@ -1,7 +1,9 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors/app-error.js';
-import type { Core } from '../runtime.js';
+import { jsonDecoder } from '../redis/decode.js';
+import type { Core } from '../kernel/core.js';
 import type { FeatureScaling } from './features.js';
 import type { GateComparison } from './gate.js';
 import { learnerKeys } from './keys.js';
@@ -42,6 +44,57 @@ export interface GateRecord {
   /** How many times the gate has judged this version (a candidate waits between looks; gate.ts). */
   readonly look?: number;
 }
+
+/**
+ * A computed float: JSON writes NaN and ±Infinity as null, and a version written with one was read as it was
+ * stored before these schemas; it still is (typed as the number it was written as).
+ */
+const Float = Type.Unsafe<number>(Type.Union([Type.Number(), Type.Null()]));
+
+const GateComparisonSchema = Type.Object({
+  against: Type.Union([Type.Literal('serving'), Type.Literal('default')]),
+  diff: Float,
+  lo: Float,
+  reference: Float,
+  candidate: Float,
+});
+
+const ModelVersionSchema = Type.Object({
+  version: Type.Number(),
+  pipeline: Type.String(),
+  createdAt: Type.Number(),
+  signature: Type.String(),
+  agents: Type.Array(Type.String()),
+  metrics: Type.Object({
+    rows: Type.Number(),
+    steps: Type.Number(),
+    ms: Type.Number(),
+    trainMse: Float,
+    holdoutMse: Float,
+    holdoutVariance: Float,
+    backend: Type.String(),
+    costWeight: Type.Number(),
+    buffer: Type.Number(),
+  }),
+  weights: Type.Object({ inputDim: Type.Number(), hidden: Type.Number(), agents: Type.Number(), w1: Type.String(), b1: Type.String(), w2: Type.String(), w3: Type.String(), b2: Type.String() }),
+  scaling: Type.Optional(Type.Record(Type.String(), Type.Object({ center: Float, scale: Float }))),
+  gate: Type.Optional(
+    Type.Object({
+      status: Type.Union([Type.Literal('candidate'), Type.Literal('passed'), Type.Literal('refused')]),
+      reason: Type.String(),
+      events: Type.Number(),
+      comparisons: Type.Array(GateComparisonSchema),
+      decidedAt: Type.Number(),
+      look: Type.Optional(Type.Number()),
+    }),
+  ),
+});
+
+/**
+ * A model version as the registry stores it (Redis hash `models`, and the model file), parsed and checked against
+ * its schema (typed by ModelVersion); undefined when it is not JSON or not of that shape.
+ */
+const decodeModelVersion: (text: string) => ModelVersion | undefined = jsonDecoder(ModelVersionSchema);
 
 export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline' | 'scaling'> & {
   /** When this version last became the serving one (absent: it never served). */
@@ -146,9 +199,11 @@ export class ModelRegistry {
 
   async get(pipeline: string, version: number): Promise<ModelVersion | undefined> {
     const json = await this.core.redis.hget(learnerKeys(this.core.keys, pipeline).models, String(version));
-    if (json) return JSON.parse(json) as ModelVersion;
+    // A Redis copy that does not decode falls back to the model file, as a missing one does.
+    const stored = json ? decodeModelVersion(json) : undefined;
+    if (stored) return stored;
     try {
-      return JSON.parse(await readFile(path.join(this.core.config.modelsDir, pipeline, String(version), 'model.json'), 'utf8')) as ModelVersion;
+      return decodeModelVersion(await readFile(path.join(this.core.config.modelsDir, pipeline, String(version), 'model.json'), 'utf8'));
     } catch {
       return undefined;
     }

@@ -13,7 +13,7 @@ import { evaluateOffPolicy } from './ope-service.js';
 import type { RevertRecord } from './guard.js';
 import type { ModelDoc, ModelSummary } from './registry.js';
 import type { TrainingService } from './training.js';
-import { learnedStrategies } from './training.js';
+import { learnedStrategies } from './learned-strategies.js';
 
 const PipelineParams = Type.Object({ id: Id });
 const ModelParams = Type.Object({ pipeline: Id });

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { createRedisClient } from '../redis/connection.js';
 import { loadTf } from './backend.js';
-import { buildTrainingData, type LoggedEvent } from './events.js';
+import { buildTrainingData, decodeEvent, type LoggedEvent } from './events.js';
 import { compileFeatures, fitScaling, type FeatureScaling, type FeatureSpec } from './features.js';
 import { deserializeWeights, rescaleInputs, serializeWeights, type SerializedWeights } from './model.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from './trainer.js';
@@ -70,10 +70,12 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
 /**
  * An event with only what training reads (buildTrainingData: features, budgets, quality, cost; the position gives
  * the recency weight). The candidate set and its probabilities (C, P, k) are for off-policy evaluation and are most
- * of an event's objects (a dozen small arrays each): the cached window keeps without them.
+ * of an event's objects (a dozen small arrays each): the cached window keeps without them. Undefined for an entry
+ * that is not an event (corrupted in Redis): training leaves it out.
  */
-function trainingFields(raw: string): LoggedEvent {
-  const e = JSON.parse(raw) as LoggedEvent;
+function trainingFields(raw: string): LoggedEvent | undefined {
+  const e = decodeEvent(raw);
+  if (!e) return undefined;
   return { id: e.id, t: e.t, s: e.s, f: e.f, T: e.T, b: e.b, q: e.q, c: e.c, ...(e.m !== undefined ? { m: e.m } : {}) };
 }
 
@@ -116,8 +118,12 @@ export async function readWindow(redis: Redis, redisUrl: string, key: string, wi
     windows.delete(cacheKey);
     return readWindow(redis, redisUrl, key, window);
   }
-  const parsed = fresh.map(trainingFields);
-  const events = found ? parsed.concat(prev!.events.slice(0, window - parsed.length)) : parsed;
+  const parsed: LoggedEvent[] = [];
+  for (const raw of fresh) {
+    const e = trainingFields(raw);
+    if (e) parsed.push(e);
+  }
+  const events = found ? parsed.concat(prev!.events.slice(0, window - fresh.length)) : parsed;
   const newest = fresh[0] ?? (found ? marker : undefined);
   if (newest !== undefined) windows.set(cacheKey, { window, newest, events });
   else windows.delete(cacheKey);

@@ -2,9 +2,9 @@ import { readDecisions, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { runScript } from '../redis/scripts.js';
-import type { Core } from '../runtime.js';
-import type { StrategyDef } from '../strategies/schema.js';
-import type { LoggedEvent } from './events.js';
+import type { Core } from '../kernel/core.js';
+import { decodeDecisionRecord } from '../kernel/decision.js';
+import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
 import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from './drift.js';
 import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
@@ -12,6 +12,7 @@ import { controlStrategyDef } from './control-arm.js';
 import type { DriftRetire } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
 import { learnerKeys } from './keys.js';
+import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
 import { greedyBudgets } from './policy.js';
 import { loggingPolicyOf } from './hooks.js';
@@ -32,22 +33,6 @@ const INGEST_BATCH = 500;
 const DEFAULTED_MEMORY_MS = 7 * 86_400_000;
 /** Resolved tickets (an outcome overtook its registration) are kept past the longest wait window. */
 const RESOLVED_MEMORY_MS = 31 * 86_400_000 + DEFAULT_GRACE_MS;
-
-/** The learned strategies of a pipeline; the first is the one whose parameters drive training. */
-export function learnedStrategies(view: ControlView, pipeline: Pipeline): readonly StrategyDef[] {
-  // Memoised per control view: the shadow hook asks on every allocation of every pipeline.
-  return view.memo(`learner:strategies:${pipeline.id}:${pipeline.version}`, () => {
-    const all = [...view.strategies.values()].filter((s) => s.pipeline === pipeline.id && s.kind === 'learned').sort((a, b) => a.id.localeCompare(b.id));
-    const dflt = all.findIndex((s) => s.id === pipeline.defaultStrategy);
-    if (dflt > 0) all.unshift(...all.splice(dflt, 1));
-    return all;
-  });
-}
-
-export function trainingParams(view: ControlView, pipeline: Pipeline): LearnedParams | undefined {
-  const s = learnedStrategies(view, pipeline)[0];
-  return s ? (s.params as LearnedParams) : undefined;
-}
 
 export interface IngestResult {
   readonly moved: number;
@@ -73,12 +58,9 @@ export interface TrainResult {
  */
 export function defaultEvent(view: ControlView, pipeline: string, record: DecisionRecord | string | null | undefined): string {
   if (!record) return '';
-  let d: DecisionRecord;
-  try {
-    d = typeof record === 'string' ? (JSON.parse(record) as DecisionRecord) : record;
-  } catch {
-    return ''; // an unreadable record must not stall the sweep: the decision counts as lost
-  }
+  // An unreadable record (not JSON, or not a record) must not stall the sweep: the decision counts as lost.
+  const d = typeof record === 'string' ? decodeDecisionRecord(record) : record;
+  if (!d) return '';
   const m = d.meta?.learner as LearnerMeta | undefined;
   if (d.pipeline !== pipeline || !m) return '';
   const params = view.strategies.get(d.strategy)?.params as LearnedParams | undefined;
@@ -149,7 +131,7 @@ export class TrainingService {
   /** Newest first. */
   async events(pipeline: string, limit: number): Promise<LoggedEvent[]> {
     const raw = await this.core.redis.lrange(learnerKeys(this.core.keys, pipeline).buffer, 0, limit - 1);
-    return raw.map((r) => JSON.parse(r) as LoggedEvent);
+    return decodeEvents(raw);
   }
 
   /** Counts an applied outcome; true when enough arrived since the last training to train again. */
@@ -194,7 +176,7 @@ export class TrainingService {
     if (params.gate !== false && change.changeTs !== undefined && change.sinceChange < (params.window ?? 8000)) await this.retireIfWorse(pipeline, params, change.changeTs, outcomes);
     if (params.gate !== false) {
       const gate = await this.gateCandidate(pipeline, params, change.changed);
-      if (gate.waiting) return { trained: false, reason: gate.reason };
+      if (gate.waiting) return { trained: false, ...(gate.reason !== undefined ? { reason: gate.reason } : {}) };
     }
     const serving = servingModel(this.core.view(), pipeline);
     const agents = pipeline.agents.map((a) => a.name);
@@ -397,7 +379,11 @@ export class TrainingService {
       const raw = await this.core.redis.lrange(key, at, Math.min(limit, at + 1000) - 1);
       let older = 0;
       for (const r of raw) {
-        const e = JSON.parse(r) as LoggedEvent;
+        const e = decodeEvent(r);
+        if (!e) {
+          older++; // not an event (corrupted in Redis): left out, and it does not keep the scan going
+          continue;
+        }
         // The buffer is in outcome order: a late outcome of an older decision may sit among newer ones.
         if (e.t < since) older++;
         else out.push(e);

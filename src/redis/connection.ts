@@ -36,10 +36,16 @@ export function redisTarget(config: { readonly redisUrl: string; readonly redisC
 
 const asTarget = (t: RedisTargetLike): RedisTarget => (typeof t === 'string' ? { url: t } : t);
 
+/**
+ * ioredis options of a client made here. Without `replyMapping`: every client keeps ioredis' default (legacy)
+ * replies, and ioredis' constructors type that option without `undefined`, which RedisOptions allows.
+ */
+export type ClientOptions = Omit<RedisOptions, 'replyMapping'>;
+
 /** Credentials and TLS of a redis:// / rediss:// URL, as node options (cluster nodes share them). */
-function urlAuth(url: string): RedisOptions {
+function urlAuth(url: string): ClientOptions {
   const u = new URL(url);
-  const o: RedisOptions = {};
+  const o: ClientOptions = {};
   if (u.username) o.username = decodeURIComponent(u.username);
   if (u.password) o.password = decodeURIComponent(u.password);
   if (u.protocol === 'rediss:') o.tls = {};
@@ -52,18 +58,18 @@ function urlAuth(url: string): RedisOptions {
  * uses exists on both with the same signature, and the few things that differ (SCAN, which must visit every
  * master, see `masters`) are handled where they are used. Reads and writes go to masters only.
  */
-export function createRedisClient(target: RedisTargetLike, options: RedisOptions = {}): Redis {
+export function createRedisClient(target: RedisTargetLike, options: ClientOptions = {}): Redis {
   const t = asTarget(target);
   if (!t.clusterNodes) return new Redis(t.url, options);
   const { enableOfflineQueue, enableAutoPipelining, lazyConnect, retryStrategy, ...node } = options;
-  const clusterOptions: ClusterOptions = {
+  const clusterOptions = {
     redisOptions: { ...urlAuth(t.url), ...node },
     scaleReads: 'master',
     ...(enableOfflineQueue !== undefined ? { enableOfflineQueue } : {}),
     ...(enableAutoPipelining !== undefined ? { enableAutoPipelining } : {}),
     ...(lazyConnect !== undefined ? { lazyConnect } : {}),
     ...(retryStrategy ? { clusterRetryStrategy: (times: number) => retryStrategy(times) } : {}),
-  };
+  } satisfies ClusterOptions;
   const nodes = t.clusterNodes.map((n) => {
     const cut = n.lastIndexOf(':');
     return { host: n.slice(0, cut).replace(/^\[|\]$/g, ''), port: Number(n.slice(cut + 1)) };
@@ -90,12 +96,12 @@ export function masters(redis: Redis): Redis[] {
  * BullMQ connections get no command timeout: workers use blocking commands and wait out outages.
  */
 export async function connectRedis(target: RedisTargetLike, opts: RedisConnectionOptions = {}): Promise<Redis> {
-  const base: RedisOptions = {
+  const base: ClientOptions = {
     lazyConnect: true,
     connectionName: opts.name ?? 'apportion',
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
   };
-  const options: RedisOptions = opts.forBullmq
+  const options: ClientOptions = opts.forBullmq
     ? { ...base, maxRetriesPerRequest: null, enableOfflineQueue: true }
     : opts.forQueue
       ? { ...base, maxRetriesPerRequest: 1, enableOfflineQueue: false }

@@ -209,7 +209,7 @@ describe('OTLP/HTTP protobuf (the official protobuf exporter over a socket)', ()
 interface SpanSpec {
   readonly traceId: string;
   readonly spanId: string;
-  readonly parentSpanId?: string;
+  readonly parentSpanId?: string | undefined;
   readonly name?: string;
   readonly attributes: Record<string, string | number | boolean>;
   readonly resource?: Record<string, string | number | boolean>;
@@ -235,7 +235,8 @@ async function recordSpans(specs: readonly SpanSpec[]) {
     await p.forceFlush();
     const [finished] = memory.getFinishedSpans();
     // The SDK draws its own span id; put the wanted one in (ReadableSpan is a plain object to the serializers).
-    out.push({ ...finished!, spanContext: () => ({ ...finished!.spanContext(), spanId: spec.spanId }), parentSpanContext: spec.parentSpanId ? finished!.parentSpanContext : undefined });
+    const { parentSpanContext, ...own } = finished!;
+    out.push({ ...own, spanContext: () => ({ ...finished!.spanContext(), spanId: spec.spanId }), ...(spec.parentSpanId && parentSpanContext ? { parentSpanContext } : {}) });
     await p.shutdown();
   }
   return out;

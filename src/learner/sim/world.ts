@@ -35,7 +35,7 @@ export interface World {
   readonly messages: { readonly min: number; readonly max: number };
   readonly documents: { readonly xm: number; readonly alpha: number; readonly cap: number; readonly pNone: number };
   readonly truth: Readonly<Record<string, AgentTruth>>;
-  readonly drift?: { readonly at: number; readonly truth: Readonly<Record<string, AgentTruth>> };
+  readonly drift?: { readonly at: number; readonly truth: Readonly<Record<string, AgentTruth>> } | undefined;
 }
 
 export interface SimContext {

@@ -77,16 +77,6 @@ export function chooseVariant(cum: readonly number[], h: number): number {
   return cum.length - 1;
 }
 
-/** Inclusion: a unit is in when its inclusion hash is below the coverage, so raising coverage only adds units. */
-export function isIncluded(h: number, coverage: number): boolean {
-  return h < coverage;
-}
-
-/** Layer slot: [from, to) of the layer's hash space. */
-export function inRange(h: number, range: readonly [number, number]): boolean {
-  return h >= range[0] && h < range[1];
-}
-
 export interface BucketInput {
   readonly unitKey: string;
   readonly seed: string;
@@ -95,11 +85,37 @@ export interface BucketInput {
   readonly hashVersion?: number;
 }
 
-/** Full assignment for one unit: variant index, or -1 when outside the coverage. */
+/** What assigning a unit to one experiment's variants takes, with its seeds hashed and weights accumulated once. */
+export interface Assignment {
+  readonly hashVersion: number;
+  readonly coverage: number;
+  readonly inclusionSeed: number;
+  readonly variantSeed: number;
+  readonly cum: readonly number[];
+}
+
+/**
+ * A unit's variant index in one experiment, or -1 when outside the coverage: a unit is in when its inclusion hash
+ * is below the coverage (so raising coverage only adds units), and its variant hash picks the variant whose
+ * cumulative range holds it. The router (routeExperiments) assigns with this; `cum` is read only for a unit inside.
+ */
+export function assignUnit(unit: string | Uint8Array, a: Assignment): number {
+  if (hashUnit(unit, a.inclusionSeed, a.hashVersion) >= a.coverage) return -1;
+  return chooseVariant(a.cum, hashUnit(unit, a.variantSeed, a.hashVersion));
+}
+
+/** Full assignment for one unit from an experiment's seed and weights: assignUnit with them hashed here. */
 export function assign(input: BucketInput): number {
-  const v = input.hashVersion ?? HASH_VERSION;
-  if (!isIncluded(bucket(input.unitKey, input.seed, 'inclusion', v), input.coverage)) return -1;
-  return chooseVariant(cumulative(input.weights), bucket(input.unitKey, input.seed, 'variant', v));
+  return assignUnit(input.unitKey, {
+    hashVersion: input.hashVersion ?? HASH_VERSION,
+    coverage: input.coverage,
+    inclusionSeed: seedOf(input.seed, 'inclusion'),
+    variantSeed: seedOf(input.seed, 'variant'),
+    // Weights that do not sum to a positive number throw only for a unit inside the coverage, as before.
+    get cum() {
+      return cumulative(input.weights);
+    },
+  });
 }
 
 // ---- Targeting ----------------------------------------------------------------------------------------------
@@ -238,18 +254,13 @@ export function effectiveCoverage(doc: Pick<RoutedExperiment, 'ramp' | 'state' |
   return doc.coverage * rampShare(doc);
 }
 
-/** One experiment compiled for the hot path: seeds hashed, weights accumulated, targeting compiled. */
-interface CompiledExperiment {
+/** One experiment compiled for the hot path: seeds hashed, weights accumulated (Assignment), targeting compiled. */
+interface CompiledExperiment extends Assignment {
   readonly id: string;
   readonly type: string;
   readonly phase: number;
-  readonly hashVersion: number;
   readonly eligible: Predicate;
-  readonly coverage: number;
-  readonly inclusionSeed: number;
-  readonly variantSeed: number;
   readonly layer?: { readonly id: string; readonly seed: number; readonly range: readonly [number, number] };
-  readonly cum: readonly number[];
   readonly variants: readonly { readonly name: string; readonly strategy: string }[];
   readonly rolledBack: boolean;
   readonly controlStrategy: string;
@@ -341,11 +352,12 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
       }
       if (lh < e.layer.range[0] || lh >= e.layer.range[1]) continue;
     }
-    if (hashUnit(key, e.inclusionSeed, e.hashVersion) >= e.coverage) continue;
+    const i = assignUnit(key, e);
+    if (i < 0) continue;
     if (e.rolledBack) {
       return { strategyId: e.controlStrategy, reason: 'experiment', details: { experiment: e.id, rolledBack: true, phase: e.phase, ...holdout } };
     }
-    const v = e.variants[chooseVariant(e.cum, hashUnit(key, e.variantSeed, e.hashVersion))]!;
+    const v = e.variants[i]!;
     return {
       strategyId: v.strategy,
       reason: 'experiment',

@@ -91,7 +91,7 @@ export class ApportionModel implements Model {
     }
   }
 
-  getRetryAdvice: Model['getRetryAdvice'] = (args) => this.inner.getRetryAdvice?.(args);
+  getRetryAdvice: NonNullable<Model['getRetryAdvice']> = (args) => this.inner.getRetryAdvice?.(args);
 }
 
 export interface BudgetAgentsOptions extends IntegrationOptions {

@@ -69,7 +69,7 @@ export function asAgent<T>(o: IntegrationOptions, agent: string, call: (settle: 
 }
 
 /** Usage as spans take it, from a framework's token counts (undefined when the framework reported none). */
-export function callUsage(input: number | undefined, output: number | undefined, extra: Omit<CallUsage, 'input' | 'output'> = {}): CallUsage | undefined {
+export function callUsage(input: number | undefined, output: number | undefined, extra: { readonly [K in Exclude<keyof CallUsage, 'input' | 'output'>]?: number | undefined } = {}): CallUsage | undefined {
   if (input === undefined && output === undefined) return undefined;
   const u: { -readonly [K in keyof CallUsage]: CallUsage[K] } = { input: input ?? 0, output: output ?? 0 };
   for (const [k, v] of Object.entries(extra) as [keyof typeof extra, number | undefined][]) if (v !== undefined && v > 0) u[k] = v;
