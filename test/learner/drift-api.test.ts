@@ -34,10 +34,11 @@ const world = loadWorld('uneven-needs');
 const rng = mulberry32(4242);
 /**
  * controlShare 0.1: the default strategy's split is played on ≥ 20 of the post-change decisions (the gate's support
- * rule); guardAlpha 0.001: the runtime guard (whose tick runs meanwhile) cannot beat drift recovery to the revert
- * on those few hundred decisions, so what retires the version is the path under test.
+ * rule); guardMargin 1: the runtime guard (whose tick runs meanwhile) reverts only when the learned arm falls short
+ * of control by more than the whole reward range, which cannot happen, so what retires the version is the path under
+ * test (with a level alone, e.g. guardAlpha 0.001, the guard still beat drift recovery to it on a busy machine).
  */
-const params = { controlShare: 0.1, guardAlpha: 0.001, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 };
+const params = { controlShare: 0.1, guardMargin: 1, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 };
 let rt: Running;
 let training: TrainingService;
 let reported = 0;
