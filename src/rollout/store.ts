@@ -3,6 +3,8 @@ import type { Redis } from 'ioredis';
 import type { ControlKind } from '../control/kinds.js';
 import type { Versioned } from '../control/store.js';
 import type { Keys } from '../redis/keys.js';
+import { pipelineRef, type PipelineRef } from '../pipelines/service.js';
+import { strategyRef, type StrategyRef } from '../strategies/service.js';
 import { jsonDecoder } from '../redis/decode.js';
 import { callScript } from '../redis/scripts.js';
 import type { ExperimentDoc } from './schema.js';
@@ -22,8 +24,9 @@ export interface AuditEntry {
 export interface ExperimentsState {
   readonly seq: number;
   readonly experiments: ReadonlyMap<string, Versioned<ExperimentDoc>>;
-  readonly pipelines: ReadonlyMap<string, Versioned<Record<string, unknown>>>;
-  readonly strategies: ReadonlyMap<string, Versioned<Record<string, unknown>>>;
+  /** Pipelines and strategies as their domains read them (`PipelineRef`, `StrategyRef`), never their raw documents. */
+  readonly pipelines: ReadonlyMap<string, PipelineRef>;
+  readonly strategies: ReadonlyMap<string, StrategyRef>;
 }
 
 export interface DocWrite {
@@ -91,8 +94,8 @@ export class ExperimentStore {
     return {
       seq: Number(val(0) ?? 0),
       experiments: parse<ExperimentDoc>(1),
-      pipelines: parse<Record<string, unknown>>(3),
-      strategies: parse<Record<string, unknown>>(5),
+      pipelines: new Map([...parse<Record<string, unknown>>(3)].map(([id, v]) => [id, pipelineRef(v)])),
+      strategies: new Map([...parse<Record<string, unknown>>(5)].map(([id, v]) => [id, strategyRef(v)])),
     };
   }
 
