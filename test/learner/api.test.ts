@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { decisionSecond, newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
-import { bucketField } from '../../src/allocation/record-codec.js';
+import { bucketField, encodeInline } from '../../src/allocation/record-codec.js';
 import { isApplied } from '../../src/feedback/processor.js';
 import { DEFAULT_GRACE_MS, learnerMetaOf, waitWindowMs } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
@@ -347,7 +347,7 @@ describe('reward wait window', () => {
     await rt.core.redis.del(lk.pending);
     const ids = Array.from({ length: 1_150 }, (_, i) => newDecisionId(Date.now() - (i % 3) * 1000));
     for (const id of ids) {
-      await rt.core.redis.hset(rt.core.keys.decisionBucket(decisionSecond(id)!, rt.core.keys.shardOf(id)), id, JSON.stringify({ ...template, id }));
+      await rt.core.redis.hset(rt.core.keys.decisionBucket(decisionSecond(id)!, rt.core.keys.shardOf(id)), bucketField(id), encodeInline({ ...template, id }));
     }
     await rt.core.redis.zadd(lk.pending, ...ids.flatMap((id) => [Date.now() + 1000, id]));
     const before = (await learner.training.events('wait', 100_000)).length;
