@@ -291,19 +291,6 @@ describe('reward wait window', () => {
     assert.equal(await rt.core.redis.zscore(lk.resolved, id), null);
   });
 
-  it('still defaults registrations written by earlier versions (event stored with the ticket)', async () => {
-    const lk = learnerKeys(rt.core.keys, 'wait');
-    const ev = { id: 'old-ticket', t: Date.now(), s: 'wait-learn', f: {}, T: 10000, b: {}, q: 0.25, c: null, d: 1 };
-    await rt.core.redis.hset(lk.pendingData, 'old-ticket', JSON.stringify(ev));
-    await rt.core.redis.zadd(lk.pending, Date.now() + 1000, 'old-ticket');
-    const swept = await learner.training.ingest('wait', Date.now() + 3_600_000);
-    assert.equal(swept.defaulted, 1);
-    assert.equal((await learner.training.events('wait', 1))[0]!.id, 'old-ticket');
-    assert.equal(await rt.core.redis.hlen(lk.pendingData), 0);
-    // Its late outcome (the old format carried the ticket in the decision meta) is dropped.
-    assert.notEqual(await rt.core.redis.zscore(lk.defaulted, 'old-ticket'), null);
-  });
-
   it('gives no default to a due decision whose record is gone, and counts it', async () => {
     const lk = learnerKeys(rt.core.keys, 'wait');
     const id = await round('wait', 'wait-learn', false);
