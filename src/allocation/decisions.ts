@@ -23,7 +23,7 @@ export function newDecisionId(now = Date.now()): string {
 
 export { DECISION_ID_PATTERN } from '../kernel/decision.js';
 
-/** The epoch second a decision id was made in, or undefined for ids without a time prefix (older versions). */
+/** The epoch second a decision id was made in, or undefined for ids without a (plausible) time prefix. */
 export function decisionSecond(id: string): number | undefined {
   const dash = id.indexOf('-');
   // A time prefix is 6–7 base-36 digits; a bare UUID's first group is 8 hex digits.
@@ -33,7 +33,7 @@ export function decisionSecond(id: string): number | undefined {
   return sec > 1_500_000_000 && sec < Date.now() / 1000 + 86_400 ? sec : undefined;
 }
 
-/** Reads one decision record, wherever and however its version stored it; undefined when gone (or unreadable). */
+/** Reads one decision record; undefined when gone (or unreadable, or its id has no time prefix: none is stored). */
 export async function readDecision(redis: Redis, keys: Keys, id: string): Promise<DecisionRecord | undefined> {
   return (await readDecisions(redis, keys, [id]))[0];
 }
@@ -41,37 +41,27 @@ export async function readDecision(redis: Redis, keys: Keys, id: string): Promis
 /**
  * Reads many decision records (undefined where gone), in the order of `ids`: one HMGET per time bucket rather
  * than a command per record (the default-reward sweep reads thousands at a time). A record is looked up under
- * its compact field (16 bytes of its UUID) and, for records written by earlier versions, under its id.
+ * its bucket field (16 bytes of its UUID, or the id itself for other id forms, see record-codec.ts). Every id
+ * the API accepts for a new decision has a time prefix (allocation and sync check it), so an id without one has
+ * no record.
  */
 export async function readDecisions(redis: Redis, keys: Keys, ids: readonly string[]): Promise<(DecisionRecord | undefined)[]> {
   const raw: (Buffer | null)[] = new Array<Buffer | null>(ids.length).fill(null);
   const buckets = new Map<string, number[]>();
-  const legacy: number[] = [];
   ids.forEach((id, i) => {
     const sec = decisionSecond(id);
-    if (sec === undefined) legacy.push(i);
-    else {
-      const bucket = keys.decisionBucket(sec, keys.shardOf(id));
-      let at = buckets.get(bucket);
-      if (!at) buckets.set(bucket, (at = []));
-      at.push(i);
-    }
+    if (sec === undefined) return;
+    const bucket = keys.decisionBucket(sec, keys.shardOf(id));
+    let at = buckets.get(bucket);
+    if (!at) buckets.set(bucket, (at = []));
+    at.push(i);
   });
-  await Promise.all([
-    ...[...buckets].map(async ([bucket, at]) => {
-      const fields: (string | Buffer)[] = [];
-      for (const i of at) {
-        const id = ids[i]!;
-        const f = bucketField(id);
-        fields.push(f, id);
-      }
-      const got = await redis.hmgetBuffer(bucket, ...fields);
-      at.forEach((i, j) => (raw[i] = got[2 * j] ?? got[2 * j + 1] ?? null));
+  await Promise.all(
+    [...buckets].map(async ([bucket, at]) => {
+      const got = await redis.hmgetBuffer(bucket, ...at.map((i) => bucketField(ids[i]!)));
+      at.forEach((i, j) => (raw[i] = got[j] ?? null));
     }),
-    ...legacy.map(async (i) => {
-      raw[i] = await redis.getBuffer(keys.decision(ids[i]!));
-    }),
-  ]);
+  );
   return decodeRecords(ids, raw, RecordDictionary.for(redis, keys));
 }
 

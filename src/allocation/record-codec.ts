@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { jsonDecoder } from '../redis/decode.js';
 import type { Keys } from '../redis/keys.js';
-import { decodeDecisionRecord, type DecisionRecord } from '../kernel/decision.js';
+import type { DecisionRecord } from '../kernel/decision.js';
 
 /**
  * The compact encoding of decision records (MessagePack arrays, no field names):
@@ -18,8 +18,8 @@ import { decodeDecisionRecord, type DecisionRecord } from '../kernel/decision.js
  * (self-contained) carries it, for outcome jobs, for a dictionary ref that collided, and past the per-process
  * cap of distinct names. Budgets and feature values are in the order of their names. The id is not stored: the
  * record is found by it (its bucket field is the id's UUID), and the timestamp is stored as ms since the id's
- * second. `tiers` = [models[] (agent order, nil for an agent without a model) or nil, maxCostUsd or nil]. Absent trailing optional fields are left off; absent ones in the middle are nil. Values written by
- * earlier versions (JSON objects, first byte `{`) are still read.
+ * second. `tiers` = [models[] (agent order, nil for an agent without a model) or nil, maxCostUsd or nil]. Absent trailing optional fields are left off; absent ones in the middle are nil. Every writer
+ * (DecisionStore, the outcome queue's payload) writes one of these two forms; anything else reads as missing.
  */
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
@@ -134,16 +134,12 @@ function build(id: string, names: Names, a: unknown[]): DecisionRecord {
   };
 }
 
-type Parsed = { json: DecisionRecord } | { arr: unknown[] } | undefined;
+type Parsed = { arr: unknown[] } | undefined;
 
 function parse(raw: Buffer | string): Parsed {
   try {
     const buf = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
     if (buf.length === 0) return undefined;
-    if (buf[0] === 0x7b) {
-      const json = decodeDecisionRecord(buf.toString('utf8'));
-      return json ? { json } : undefined;
-    }
     const arr: unknown = packr.unpack(buf);
     if (!Array.isArray(arr) || (arr[0] !== WITH_REF && arr[0] !== INLINE) || arr.length < 6) return undefined;
     return { arr };
@@ -152,11 +148,10 @@ function parse(raw: Buffer | string): Parsed {
   }
 }
 
-/** Decodes a record that needs no dictionary (self-contained form, or JSON of earlier versions); undefined otherwise. */
+/** Decodes a record that needs no dictionary (the self-contained form); undefined otherwise. */
 export function decodeInline(id: string, raw: Buffer | string): DecisionRecord | undefined {
   const p = parse(raw);
   if (!p) return undefined;
-  if ('json' in p) return p.json;
   return p.arr[0] === INLINE ? build(id, p.arr[1] as Names, p.arr) : undefined;
 }
 
@@ -164,11 +159,10 @@ export function decodeInline(id: string, raw: Buffer | string): DecisionRecord |
 export async function decodeRecords(ids: readonly string[], raws: readonly (Buffer | null)[], dict: RecordDictionary): Promise<(DecisionRecord | undefined)[]> {
   const parsed = raws.map((r) => (r ? parse(r) : undefined));
   const missing = new Set<number>();
-  for (const p of parsed) if (p && 'arr' in p && p.arr[0] === WITH_REF && !dict.namesOf(p.arr[1] as number)) missing.add(p.arr[1] as number);
+  for (const p of parsed) if (p && p.arr[0] === WITH_REF && !dict.namesOf(p.arr[1] as number)) missing.add(p.arr[1] as number);
   if (missing.size) await dict.fetch([...missing]);
   return parsed.map((p, i) => {
     if (!p) return undefined;
-    if ('json' in p) return p.json;
     try {
       const names = p.arr[0] === WITH_REF ? dict.namesOf(p.arr[1] as number) : (p.arr[1] as Names);
       return names ? build(ids[i]!, names, p.arr) : undefined;

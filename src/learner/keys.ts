@@ -10,8 +10,6 @@ export function learnerKeys(keys: Keys, pipeline: string) {
     buffer: k('buffer'),
     /** zset: learned decisions (ticket = decision id) awaiting their outcome, scored by their wait-window deadline (epoch ms). */
     pending: k('pending'),
-    /** hash: ticket → the event with the default reward; only written by earlier versions (now built from the decision record). */
-    pendingData: k('pending-data'),
     /** zset: tickets that got the default reward (late outcomes for them are dropped), scored by time. */
     defaulted: k('defaulted'),
     /** zset: tickets whose outcome was ingested before their (batched) registration arrived, → time. */

@@ -87,21 +87,21 @@ export class TrainingService {
     const lk = learnerKeys(this.core.keys, pipeline);
     let total = { moved: 0, dropped: 0, defaulted: 0, lost: 0, left: 0 };
     for (let round = 0; round < 400; round++) {
-      const [moved, dropped, defaulted, left, due] = await runScript<[number, number, number, number, string[]]>(
+      const [moved, dropped, left, due] = await runScript<[number, number, number, string[]]>(
         this.core.redis,
         'learnerIngest',
-        [lk.incoming, lk.buffer, lk.pending, lk.pendingData, lk.defaulted, lk.resolved],
+        [lk.incoming, lk.buffer, lk.pending, lk.defaulted, lk.resolved],
         [now, BUFFER_CAP, INGEST_BATCH, DEFAULTED_MEMORY_MS, RESOLVED_MEMORY_MS],
       );
       const built = due.length > 0 ? await this.defaultDue(pipeline, due, now) : { defaulted: 0, lost: 0 };
       total = {
         moved: total.moved + moved,
         dropped: total.dropped + dropped,
-        defaulted: total.defaulted + defaulted + built.defaulted,
+        defaulted: total.defaulted + built.defaulted,
         lost: total.lost + built.lost,
         left,
       };
-      if (left === 0 && moved + dropped < INGEST_BATCH && defaulted + due.length < INGEST_BATCH) break;
+      if (left === 0 && moved + dropped < INGEST_BATCH && due.length < INGEST_BATCH) break;
     }
     const m = this.core.metrics.learnerEvents;
     if (total.moved) m.inc({ result: 'outcome' }, total.moved);

@@ -6,11 +6,10 @@
  *   <p>:{config}:<kind>:versions     hash  id → version (bumped on every change)
  *   <p>:{config}:version             string global control-plane version
  *   <p>:config-changed               pub/sub channel announcing a new global version
- *   <p>:{decisions:<epoch second>}  hash   decision id → record JSON, for the decisions made in that second;
+ *   <p>:{decisions:<epoch second>}  hash   decision id's bucket field → compact record (record-codec.ts), for the decisions made in that second;
  *                                           expires one second after its second's reward window ends
  *   <p>:{decisions:<sec>:<shard>}    the same, with `shards` > 1: one second's records spread over `shards` slots
  *                                           (shard = shardOf(decision id))
- *   <p>:{decision:<id>}              string one decision record (ids without a time prefix, written by older versions)
  *   <p>:{pipeline:<id>}:…            statistics, applied-outcome markers, buffers of one pipeline
  *   <p>:bull:<queue>:…               BullMQ (one Redis); <p>:{bull}:<queue>:… on a cluster (BullMQ's scripts
  *                                           touch many keys of a queue: they must share a slot)
@@ -23,7 +22,6 @@ export interface Keys {
   configVersions(kind: string): string;
   configVersion(): string;
   configChannel(): string;
-  decision(decisionId: string): string;
   /** The bucket of a decision made in `epochSecond`; `shard` (0 ≤ shard < shards) is `shardOf(decisionId)`. */
   decisionBucket(epochSecond: number, shard?: number): string;
   /** The shard (0 ≤ n < shards) an id belongs to: stable, uniform over ids. */
@@ -61,7 +59,6 @@ export function createKeys(prefix: string, layout: KeyLayout = {}): Keys {
     configVersions: (kind) => `${prefix}:{config}:${kind}:versions`,
     configVersion: () => `${prefix}:{config}:version`,
     configChannel: () => `${prefix}:config-changed`,
-    decision: (id) => `${prefix}:{decision:${id}}`,
     decisionBucket: (sec, shard = 0) => (shards === 1 ? `${prefix}:{decisions:${sec}}` : `${prefix}:{decisions:${sec}:${shard}}`),
     shardOf: (id) => (shards === 1 ? 0 : fnv1a(id) % shards),
     pipeline: (id, ...parts) => [`${prefix}:{pipeline:${id}}`, ...parts].join(':'),

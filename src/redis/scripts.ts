@@ -68,11 +68,11 @@ export const replies = {
     const [version, statuses, ...lines] = r;
     return [version, statuses, ...lines];
   },
-  /** `{ moved, dropped, defaulted, left, { tickets… } }` (learner-ingest.lua). */
-  ingest: (r: unknown, s: string): [number, number, number, number, string[]] =>
-    Array.isArray(r) && r.length === 5 && r.slice(0, 4).every(isInt) && Array.isArray(r[4]) && r[4].every(isStr)
-      ? [r[0], r[1], r[2], r[3], r[4]]
-      : unexpected(s, '{ moved, dropped, defaulted, left, { tickets } }', r),
+  /** `{ moved, dropped, left, { tickets… } }` (learner-ingest.lua). */
+  ingest: (r: unknown, s: string): [number, number, number, string[]] =>
+    Array.isArray(r) && r.length === 4 && r.slice(0, 3).every(isInt) && Array.isArray(r[3]) && r[3].every(isStr)
+      ? [r[0], r[1], r[2], r[3]]
+      : unexpected(s, '{ moved, dropped, left, { tickets } }', r),
 } satisfies Record<string, ReplyDecoder<unknown>>;
 
 /**

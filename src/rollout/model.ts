@@ -1,5 +1,7 @@
 import { AppError } from '../errors/app-error.js';
 import type { Versioned } from '../control/store.js';
+import type { PipelineRef } from '../pipelines/service.js';
+import type { StrategyRef } from '../strategies/service.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
 import { HASH_VERSION } from './bucketing.js';
 import type { ExperimentBody, ExperimentDoc, ExperimentState, Variant } from './schema.js';
@@ -9,8 +11,9 @@ export const DEFAULT_ALPHA = 0.05;
 
 /** What validation needs to know about the rest of the control plane (a fresh read, not the snapshot). */
 export interface ModelContext {
-  readonly pipelines: ReadonlyMap<string, Versioned<Record<string, unknown>>>;
-  readonly strategies: ReadonlyMap<string, Versioned<Record<string, unknown>>>;
+  /** Pipelines and strategies as their domains read them, never their raw documents. */
+  readonly pipelines: ReadonlyMap<string, PipelineRef>;
+  readonly strategies: ReadonlyMap<string, StrategyRef>;
   readonly experiments: ReadonlyMap<string, Versioned<ExperimentDoc>>;
 }
 
@@ -19,14 +22,6 @@ export const isEnded = (s: ExperimentState): boolean => s.status === 'stopped' |
 /** Id of the strategy that cuts `agent` in probe experiment `id`. */
 export const probeStrategyId = (id: string, agent: string): string => `probe.${id}.${agent}`;
 export const probeVariantName = (agent: string): string => `cut.${agent}`;
-
-function pipelineAgents(p: Versioned<Record<string, unknown>>): string[] {
-  return ((p.doc.agents as { name: string }[] | undefined) ?? []).map((a) => a.name);
-}
-
-export function pipelineDefault(p: Versioned<Record<string, unknown>>): string {
-  return typeof p.doc.defaultStrategy === 'string' ? p.doc.defaultStrategy : BUILTIN_UNIFORM_ID;
-}
 
 const bad = (msg: string): AppError => new AppError('INVALID_EXPERIMENT', msg);
 
@@ -80,7 +75,7 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
   const existing = ctx.experiments.get(id)?.doc;
   const type = body.type ?? 'ab';
   if (existing) checkReplace(id, body, existing, type);
-  const put: Put = { id, body, ctx, existing, started: !!existing && existing.state.status !== 'draft', agents: pipelineAgents(pipeline), dflt: pipelineDefault(pipeline) };
+  const put: Put = { id, body, ctx, existing, started: !!existing && existing.state.status !== 'draft', agents: pipeline.agents, dflt: pipeline.defaultStrategy };
   const { variants, control, strategies } = type === 'ab' ? abArms(put) : type === 'holdout' ? holdoutArms(put) : probeArms(put);
   checkLayer(put);
   checkSettings(put);
@@ -125,8 +120,8 @@ function abArms({ body, ctx }: Put): Arms {
     if (v.strategy !== BUILTIN_UNIFORM_ID) {
       const s = ctx.strategies.get(v.strategy);
       if (!s) throw new AppError('STRATEGY_NOT_FOUND', `body/variants/${i}/strategy: no strategy "${v.strategy}"`);
-      if (s.doc.pipeline !== body.pipeline) {
-        throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/variants/${i}/strategy: strategy "${v.strategy}" belongs to pipeline "${String(s.doc.pipeline)}"`);
+      if (s.pipeline !== body.pipeline) {
+        throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/variants/${i}/strategy: strategy "${v.strategy}" belongs to pipeline "${String(s.pipeline)}"`);
       }
     }
   });
@@ -166,9 +161,9 @@ function probeArms({ id, body, ctx, existing, started, agents, dflt }: Put): Arm
   cut.forEach((a, i) => {
     if (!agents.includes(a)) throw new AppError('UNKNOWN_AGENT', `body/probe/agents/${i}: pipeline "${body.pipeline}" has no agent "${a}"`);
   });
-  const base = dflt === BUILTIN_UNIFORM_ID ? { id: dflt, kind: 'uniform', params: {} } : ctx.strategies.get(dflt);
+  const base = dflt === BUILTIN_UNIFORM_ID ? { kind: 'uniform', params: {} } : ctx.strategies.get(dflt);
   if (!base) throw new AppError('STRATEGY_NOT_FOUND', `body/pipeline: the default strategy "${dflt}" of pipeline "${body.pipeline}" is missing`);
-  const baseDef = 'doc' in base ? { id: dflt, kind: String(base.doc.kind), params: (base.doc.params as Record<string, unknown> | undefined) ?? {} } : base;
+  const baseDef = { id: dflt, kind: base.kind, params: base.params };
   // A running probe keeps the cuts it started with (same base, same fraction): results stay comparable.
   if (started && existing) {
     if (probe.fraction !== existing.probe?.fraction || JSON.stringify(probe.agents ?? null) !== JSON.stringify(existing.probe?.agents ?? null)) {

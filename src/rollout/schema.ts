@@ -164,6 +164,50 @@ export interface ExperimentDoc extends ExperimentBody {
   readonly state: ExperimentState;
 }
 
+/**
+ * The stored experiment document as a schema, for reading it back from Redis (`ExperimentStore.read`). The
+ * fields the body gave are checked by the body's schemas; the ones the model derives (variants, control,
+ * state, ...) by their shape only. Extra fields are allowed. `StoredExperimentDocIsExperimentDoc` below makes
+ * a drift between this schema and `ExperimentDoc` a compile error.
+ */
+const Counts = Type.Array(Type.Number());
+export const StoredExperimentDoc = Type.Object({
+  ...ExperimentBody.properties,
+  type: Type.Union(EXPERIMENT_TYPES.map((t) => Type.Literal(t))),
+  variants: Type.Array(Type.Object({ name: Type.String(), strategy: Type.String(), weight: Type.Number() })),
+  control: Type.String(),
+  coverage: Type.Number(),
+  seed: Type.String(),
+  hashVersion: Type.Number(),
+  state: Type.Object({
+    status: Type.Union(STATUSES.map((t) => Type.Literal(t))),
+    phase: Type.Number(),
+    phaseStartedAt: Type.Optional(Type.Number()),
+    startedAt: Type.Optional(Type.Number()),
+    endedAt: Type.Optional(Type.Number()),
+    rampStep: Type.Optional(Type.Number()),
+    stepStartedAt: Type.Optional(Type.Number()),
+    stepStartSamples: Type.Optional(Type.Number()),
+    rollback: Type.Optional(Type.Object({ reason: Type.String(), at: Type.Number(), by: Type.String(), details: Type.Optional(Type.Unknown()) })),
+    srm: Type.Optional(
+      Type.Object({
+        phase: Type.Number(),
+        pValue: Type.Number(),
+        flaggedAt: Type.Number(),
+        counts: Type.Optional(Counts),
+        acknowledged: Type.Optional(Type.Object({ by: Type.String(), at: Type.Number(), reason: Type.String(), counts: Counts })),
+      }),
+    ),
+    exposedDefault: Type.Optional(Type.String()),
+    holdoutPhases: Type.Optional(
+      Type.Array(Type.Object({ phase: Type.Number(), startedAt: Type.Number(), held: Type.String(), exposedDefault: Type.String(), cause: Type.String() })),
+    ),
+    promoted: Type.Optional(Type.Object({ variant: Type.String(), strategy: Type.String(), at: Type.Number() })),
+  }),
+});
+type Assignable<A extends B, B> = A;
+export type StoredExperimentDocIsExperimentDoc = Assignable<Static<typeof StoredExperimentDoc>, ExperimentDoc>;
+
 export const ExperimentParams = Type.Object({ id: Id });
 
 export const ExperimentResponse = Type.Object({

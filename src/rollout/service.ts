@@ -10,7 +10,7 @@ import type { Keys } from '../redis/keys.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
 import { analyzePhase, checkGuardrails, elasticities, type Elasticity, type GuardrailCheck, type Observation, type PhaseResult } from './analysis.js';
 import { experimentArm } from './arms.js';
-import { effectiveCoverage, experimentView, heldStrategy, normalizeExperiment, pipelineDefault, probeVariantName } from './model.js';
+import { effectiveCoverage, experimentView, heldStrategy, normalizeExperiment, probeVariantName } from './model.js';
 import { srmSequential } from '../stats/srm.js';
 import type { ExperimentBody, ExperimentDoc, ExperimentState, SrmFlag, Status, Variant } from './schema.js';
 import { WriteConflict, type AuditEntry, type DocWrite, type ExperimentsState, type ExperimentStore } from './store.js';
@@ -225,7 +225,7 @@ export class ExperimentService {
         // What the holdout holds out is the default at start, frozen until it ends.
         const p = st.pipelines.get(v.doc.pipeline);
         if (!p) throw new AppError('PIPELINE_NOT_FOUND', `params/id: pipeline "${v.doc.pipeline}" of experiment "${id}" no longer exists`);
-        const d = pipelineDefault(p);
+        const d = p.defaultStrategy;
         doc = {
           ...doc,
           variants: v.doc.variants.map((x) => ({ ...x, strategy: d })),
@@ -278,11 +278,10 @@ export class ExperimentService {
       if (!chosen) throw new AppError('UNKNOWN_VARIANT', `body/variant: experiment "${id}" has no variant "${variant}"`);
       const p = st.pipelines.get(v.doc.pipeline);
       if (!p) throw new AppError('PIPELINE_NOT_FOUND', `params/id: pipeline "${v.doc.pipeline}" of experiment "${id}" no longer exists`);
-      const { defaultStrategy: _old, ...rest } = p.doc;
-      const pipelineDoc = chosen.strategy === BUILTIN_UNIFORM_ID ? rest : { ...rest, defaultStrategy: chosen.strategy };
+      const pipelineDoc = p.withDefaultStrategy(chosen.strategy);
       const state: ExperimentState = { ...s, status: 'stopped', endedAt: now, promoted: { variant, strategy: chosen.strategy, at: now } };
       const docs: DocWrite[] = [this.expWrite(id, v, { ...v.doc, state }), { kind: 'pipelines', id: p.id, doc: pipelineDoc, expectedVersion: p.version }];
-      const previous = pipelineDefault(p);
+      const previous = p.defaultStrategy;
       const holdout = [...st.experiments.values()].find(
         (e) => e.doc.type === 'holdout' && e.doc.pipeline === v.doc.pipeline && (e.doc.state.status === 'running' || e.doc.state.status === 'paused'),
       );

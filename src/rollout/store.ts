@@ -3,9 +3,12 @@ import type { Redis } from 'ioredis';
 import type { ControlKind } from '../control/kinds.js';
 import type { Versioned } from '../control/store.js';
 import type { Keys } from '../redis/keys.js';
+import { pipelineRef, type PipelineRef } from '../pipelines/service.js';
+import { strategyRef, type StrategyRef } from '../strategies/service.js';
 import { jsonDecoder } from '../redis/decode.js';
 import { callScript } from '../redis/scripts.js';
-import type { ExperimentDoc } from './schema.js';
+import { AppError } from '../errors/app-error.js';
+import { StoredExperimentDoc, type ExperimentDoc } from './schema.js';
 
 
 /** One entry of an experiment's audit trail. */
@@ -22,8 +25,9 @@ export interface AuditEntry {
 export interface ExperimentsState {
   readonly seq: number;
   readonly experiments: ReadonlyMap<string, Versioned<ExperimentDoc>>;
-  readonly pipelines: ReadonlyMap<string, Versioned<Record<string, unknown>>>;
-  readonly strategies: ReadonlyMap<string, Versioned<Record<string, unknown>>>;
+  /** Pipelines and strategies as their domains read them (`PipelineRef`, `StrategyRef`), never their raw documents. */
+  readonly pipelines: ReadonlyMap<string, PipelineRef>;
+  readonly strategies: ReadonlyMap<string, StrategyRef>;
 }
 
 export interface DocWrite {
@@ -42,6 +46,8 @@ export class WriteConflict extends Error {
 }
 
 const AUDIT_CAP = 1000;
+
+const decodeExperiment = jsonDecoder(StoredExperimentDoc);
 
 const decodeAudit = jsonDecoder(
   Type.Object({ at: Type.Number(), by: Type.String(), action: Type.String(), version: Type.Optional(Type.Number()), details: Type.Optional(Type.Unknown()) }),
@@ -66,6 +72,12 @@ export class ExperimentStore {
     return `${this.keys.configKind('experiments')}:audit:${id}`;
   }
 
+  /**
+   * The read of every read-modify-write of experiments. A stored experiment document that does not decode
+   * (`StoredExperimentDoc`) refuses the write: it throws `EXPERIMENT_UNREADABLE` naming the documents, and
+   * nothing is written, so an unreadable document is never overwritten (nor ignored by the layer and holdout
+   * checks, which look at every experiment) until it is repaired or removed in Redis.
+   */
   async read(): Promise<ExperimentsState> {
     const m = this.redis.multi();
     m.get(this.seqKey());
@@ -81,18 +93,32 @@ export class ExperimentStore {
       if (e[0]) throw e[0];
       return e[1];
     };
-    const parse = <T>(i: number): Map<string, Versioned<T>> => {
+    const parse = <T>(i: number, read: (json: string) => T): Map<string, Versioned<T>> => {
       const docs = val(i) as Record<string, string>;
       const versions = val(i + 1) as Record<string, string>;
       const out = new Map<string, Versioned<T>>();
-      for (const [id, json] of Object.entries(docs)) out.set(id, { id, version: Number(versions[id] ?? 1), doc: JSON.parse(json) as T });
+      for (const [id, json] of Object.entries(docs)) out.set(id, { id, version: Number(versions[id] ?? 1), doc: read(json) });
       return out;
     };
+    const experiments = new Map<string, Versioned<ExperimentDoc>>();
+    const unreadable: string[] = [];
+    for (const [id, v] of parse(1, (json) => json)) {
+      const doc = decodeExperiment(v.doc);
+      if (doc) experiments.set(id, { ...v, doc });
+      else unreadable.push(id);
+    }
+    if (unreadable.length > 0) {
+      const ids = unreadable.map((id) => `"${id}"`).join(', ');
+      throw new AppError(
+        'EXPERIMENT_UNREADABLE',
+        `params/id: the stored experiment document ${ids} (hash ${this.keys.configKind('experiments')}) is not a valid experiment; writes to experiments are refused until it is repaired or removed`,
+      );
+    }
     return {
       seq: Number(val(0) ?? 0),
-      experiments: parse<ExperimentDoc>(1),
-      pipelines: parse<Record<string, unknown>>(3),
-      strategies: parse<Record<string, unknown>>(5),
+      experiments,
+      pipelines: new Map([...parse(3, (json) => JSON.parse(json) as Record<string, unknown>)].map(([id, v]) => [id, pipelineRef(v)])),
+      strategies: new Map([...parse(5, (json) => JSON.parse(json) as Record<string, unknown>)].map(([id, v]) => [id, strategyRef(v)])),
     };
   }
 

@@ -1,4 +1,5 @@
 import { Value } from '@sinclair/typebox/value';
+import type { Versioned } from '../control/store.js';
 import { AppError } from '../errors/app-error.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import type { StrategyKinds } from './registry.js';
@@ -20,3 +21,28 @@ export function validateStrategy(kinds: StrategyKinds, body: StrategyBody, pipel
 
 /** Compiled strategies memoised per control view, and the built-in uniform strategy: the engine's. */
 export { builtinUniform, compiledStrategy } from '@apportion/sdk/engine';
+
+/**
+ * What another domain may know of a stored strategy document, read from a fresh control-plane read (not the
+ * snapshot). The strategies domain owns the document's shape: rollout asks this, never the raw document.
+ */
+export interface StrategyRef {
+  readonly id: string;
+  readonly version: number;
+  /** The pipeline it belongs to (undefined when the stored document names none). */
+  readonly pipeline: string | undefined;
+  readonly kind: string;
+  readonly params: Readonly<Record<string, unknown>>;
+}
+
+/** Reads a stored strategy document (as the strategies routes and the rollout domain wrote it). */
+export function strategyRef(v: Versioned<Record<string, unknown>>): StrategyRef {
+  const { pipeline, kind, params } = v.doc;
+  return {
+    id: v.id,
+    version: v.version,
+    pipeline: typeof pipeline === 'string' ? pipeline : undefined,
+    kind: String(kind),
+    params: typeof params === 'object' && params !== null ? (params as Record<string, unknown>) : {},
+  };
+}

@@ -56,29 +56,20 @@ describe('decision records', () => {
     assert.equal(await store.read(newDecisionId()), undefined, 'an unknown id in an existing bucket is not found');
   });
 
-  it('reads records written one key per decision by older versions', async () => {
-    const store = new DecisionStore(redis, keys, 3600);
-    const id = randomUUID();
-    await redis.set(keys.decision(id), JSON.stringify(record(id)), 'EX', 60);
-    assert.equal((await store.read(id))!.id, id);
-  });
-
-  it('reads many records at once, in the order asked, across buckets, older keys and missing ids', async () => {
+  it('reads many records at once, in the order asked, across buckets and missing ids', async () => {
     const store = new DecisionStore(redis, keys, 3600);
     const now = Date.now();
     const fresh = [newDecisionId(now), newDecisionId(now - 5000), newDecisionId(now), newDecisionId(now - 5000)];
     await Promise.all(fresh.map((id, i) => store.write(record(id, i))));
-    const legacy = randomUUID();
-    await redis.set(keys.decision(legacy), JSON.stringify(record(legacy, 9)), 'EX', 60);
     const missing = [newDecisionId(now), randomUUID()];
-    const ids = [fresh[0]!, missing[0]!, legacy, fresh[1]!, fresh[2]!, missing[1]!, fresh[3]!];
+    const ids = [fresh[0]!, missing[0]!, fresh[2]!, fresh[1]!, missing[1]!, fresh[3]!];
     const got = await readDecisionJsons(redis, keys, ids);
     assert.equal(got.length, ids.length);
     assert.deepEqual(
       got.map((j) => (j ? (JSON.parse(j) as DecisionRecord).id : null)),
       ids.map((id) => (missing.includes(id) ? null : id)),
     );
-    assert.equal((JSON.parse(got[2]!) as DecisionRecord).totalTokens, 309);
+    assert.equal((JSON.parse(got[2]!) as DecisionRecord).totalTokens, 302);
     assert.deepEqual(await readDecisionJsons(redis, keys, []), []);
   });
 });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { decisionSecond, newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
-import { bucketField } from '../../src/allocation/record-codec.js';
+import { bucketField, encodeInline } from '../../src/allocation/record-codec.js';
 import { isApplied } from '../../src/feedback/processor.js';
 import { DEFAULT_GRACE_MS, learnerMetaOf, waitWindowMs } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
@@ -291,19 +291,6 @@ describe('reward wait window', () => {
     assert.equal(await rt.core.redis.zscore(lk.resolved, id), null);
   });
 
-  it('still defaults registrations written by earlier versions (event stored with the ticket)', async () => {
-    const lk = learnerKeys(rt.core.keys, 'wait');
-    const ev = { id: 'old-ticket', t: Date.now(), s: 'wait-learn', f: {}, T: 10000, b: {}, q: 0.25, c: null, d: 1 };
-    await rt.core.redis.hset(lk.pendingData, 'old-ticket', JSON.stringify(ev));
-    await rt.core.redis.zadd(lk.pending, Date.now() + 1000, 'old-ticket');
-    const swept = await learner.training.ingest('wait', Date.now() + 3_600_000);
-    assert.equal(swept.defaulted, 1);
-    assert.equal((await learner.training.events('wait', 1))[0]!.id, 'old-ticket');
-    assert.equal(await rt.core.redis.hlen(lk.pendingData), 0);
-    // Its late outcome (the old format carried the ticket in the decision meta) is dropped.
-    assert.notEqual(await rt.core.redis.zscore(lk.defaulted, 'old-ticket'), null);
-  });
-
   it('gives no default to a due decision whose record is gone, and counts it', async () => {
     const lk = learnerKeys(rt.core.keys, 'wait');
     const id = await round('wait', 'wait-learn', false);
@@ -347,7 +334,7 @@ describe('reward wait window', () => {
     await rt.core.redis.del(lk.pending);
     const ids = Array.from({ length: 1_150 }, (_, i) => newDecisionId(Date.now() - (i % 3) * 1000));
     for (const id of ids) {
-      await rt.core.redis.hset(rt.core.keys.decisionBucket(decisionSecond(id)!, rt.core.keys.shardOf(id)), id, JSON.stringify({ ...template, id }));
+      await rt.core.redis.hset(rt.core.keys.decisionBucket(decisionSecond(id)!, rt.core.keys.shardOf(id)), bucketField(id), encodeInline({ ...template, id }));
     }
     await rt.core.redis.zadd(lk.pending, ...ids.flatMap((id) => [Date.now() + 1000, id]));
     const before = (await learner.training.events('wait', 100_000)).length;
