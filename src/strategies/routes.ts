@@ -40,18 +40,7 @@ export const StatsResponse = Type.Object({
   count: Type.Integer(),
   quality: Moments,
   cost: Type.Intersect([Moments, Type.Object({ total: Type.Number() })]),
-  agents: Type.Record(
-    Type.String(),
-    Type.Object({
-      n: Type.Integer(),
-      utilization: Type.Number(),
-      ceilingHitRate: Type.Number(),
-      truncationRate: Type.Number(),
-      qualityWhenHit: Type.Union([Type.Number(), Type.Null()]),
-      meanConsumed: Type.Number(),
-      meanAllocated: Type.Number(),
-    }),
-  ),
+  agents: Type.Record(Type.String(), AgentStatsSchema),
   models: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), AgentStatsSchema), { description: 'Per agent and served model (pipelines with model tiers).' })),
 });
 

@@ -16,6 +16,7 @@ import { contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOut
 import { TrainingService } from '../../src/learner/training.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { jsonHttp } from '../helpers/http.js';
 
 /**
  * Drift recovery end to end, over a real socket, against Redis and BullMQ: a learned strategy is trained on a world
@@ -43,17 +44,7 @@ let rt: Running;
 let training: TrainingService;
 let reported = 0;
 
-async function http(method: 'GET' | 'PUT' | 'POST', url: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
-  const r = await fetch(`${rt.url}${url}`, { method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
-  const text = await r.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: r.status, json, text };
-}
+const http = jsonHttp(() => rt.url!);
 
 /** Allocates through the pipeline's default route (the learned strategy) and reports the outcome in world `w`. */
 async function round(w: World): Promise<{ id: string; budgets: number[] }> {

@@ -19,6 +19,7 @@ import { plainDeclaration } from '../../src/learner/sim/family.js';
 import { policyAgents, runLoop } from '../../src/learner/sim/loop.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { jsonHttp } from '../helpers/http.js';
 
 /**
  * The runtime guard end to end, over a real socket, against Redis and BullMQ: a learned strategy serves with a
@@ -33,17 +34,7 @@ let learner: LearnerModule;
 const rng = mulberry32(2024);
 let reported = 0;
 
-async function http(method: string, url: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
-  const r = await fetch(`${rt.url}${url}`, { method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
-  const text = await r.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: r.status, json, text };
-}
+const http = jsonHttp(() => rt.url!);
 
 /** Allocates through the default route (the learned strategy) and reports the outcome in world `w`. */
 async function round(w: World): Promise<{ id: string; budgets: number[] }> {

@@ -14,6 +14,7 @@ import { TrainingService } from '../../src/learner/training.js';
 import { contextFeatures, loadWorld, sampleContext, simulateOutcome, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { jsonHttp } from '../helpers/http.js';
 
 /**
  * Safe start and activation gate over a real socket: until a version clears the gate the learned strategy serves
@@ -29,11 +30,7 @@ const decl: FeaturesBody = plainDeclaration(worldFeatures(world));
 const shares = { orchestrator: 1, retriever: 3, reasoner: 4, validator: 1, formatter: 1 };
 let rt: Running;
 
-async function http(method: 'GET' | 'PUT' | 'POST', url: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${rt.url}${url}`, { method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
+const http = jsonHttp(() => rt.url!);
 
 const rng = mulberry32(7);
 async function round(report = true): Promise<{ id: string; features: Record<string, string | number> }> {
