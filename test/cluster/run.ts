@@ -9,19 +9,12 @@
  * Usage: node --import tsx test/cluster/run.ts [file …]   (default: CLUSTER_SUITES)
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import { luaScripts } from '../../src/redis/scripts.js';
 import { LocalCluster } from '../helpers/cluster.js';
 
-/** Every Lua script of the product, by name and SHA1 as the server sends it (src/redis/lua, src/rollout/lua). */
+/** Every Lua script of the product (src/redis/lua, all in the one registry), by name and SHA1 as the server sends it. */
 function allScripts(): { name: string; sha: string }[] {
-  const out = [...luaScripts()].map(([name, s]) => ({ name, sha: s.sha }));
-  const dir = new URL('../../src/rollout/lua/', import.meta.url);
-  for (const f of readdirSync(dir).filter((x) => x.endsWith('.lua'))) {
-    out.push({ name: f, sha: createHash('sha1').update(readFileSync(new URL(f, dir), 'utf8')).digest('hex') });
-  }
-  return out;
+  return [...luaScripts()].map(([name, s]) => ({ name, sha: s.sha }));
 }
 
 /** The suites run on the cluster: every surface that writes to Redis, in-process and as separate processes. */
