@@ -1,21 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, it } from 'node:test';
 import { decisionSecond, DecisionStore, newDecisionId, readDecisionJsons, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { createKeys } from '../../src/redis/keys.js';
-import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
+import { testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('decisions');
 const keys = createKeys(prefix);
-let redis: Redis;
-before(() => {
-  redis = new Redis(REDIS_URL, { enableAutoPipelining: true });
-});
-after(async () => {
-  redis.disconnect();
-  await dropPrefix(prefix);
-});
+const redis = testRedis(prefix, { enableAutoPipelining: true });
 
 const record = (id: string, i = 0): DecisionRecord => ({
   id,

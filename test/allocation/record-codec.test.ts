@@ -1,24 +1,17 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { DecisionStore, newDecisionId, readDecisionJson, readDecisions, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { bucketField, decodeInline, encodeInline, RecordDictionary } from '../../src/allocation/record-codec.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { createKeys } from '../../src/redis/keys.js';
-import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
+import { REDIS_URL, testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('record-codec');
 const keys = createKeys(prefix);
-let redis: Redis;
-before(() => {
-  redis = new Redis(REDIS_URL, { enableAutoPipelining: true });
-});
-after(async () => {
-  redis.disconnect();
-  await dropPrefix(prefix);
-});
+const redis = testRedis(prefix, { enableAutoPipelining: true });
 
 /** A decision record drawn from a seed: every optional field present or not, odd feature values and names. */
 function generated(seed: number, id = newDecisionId(Date.now() - Math.floor(mulberry32(seed)() * 60_000))): DecisionRecord {

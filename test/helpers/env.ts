@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { after } from 'node:test';
+import { Redis } from 'ioredis';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config/env.js';
-import type { RedisTarget } from '../../src/redis/connection.js';
+import type { ClientOptions, RedisTarget } from '../../src/redis/connection.js';
 import { dropPrefix as dropPrefixAt } from '../../src/redis/prefix.js';
 import { start, type Running, type StartOptions } from '../../src/server.js';
 
@@ -73,3 +75,16 @@ export const FIVE_AGENTS = {
     { name: 'formatter', priority: 'background', minTokens: 100, maxTokens: 1500 },
   ],
 };
+
+/**
+ * A Redis client for one test file (on REDIS_URL, with the file's options): disconnected, and the file's key prefix
+ * dropped, after the file's tests.
+ */
+export function testRedis(prefix: string, options: ClientOptions = {}): Redis {
+  const redis = new Redis(REDIS_URL, options);
+  after(async () => {
+    redis.disconnect();
+    await dropPrefix(prefix);
+  });
+  return redis;
+}

@@ -15,18 +15,11 @@ import { mulberry32 } from '../../src/learner/rng.js';
 import { createKeys } from '../../src/redis/keys.js';
 import { readObservations } from '../../src/rollout/service.js';
 import type { Running } from '../../src/server.js';
-import { dropPrefix, eventually, FIVE_AGENTS, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { dropPrefix, eventually, FIVE_AGENTS, REDIS_URL, startTest, testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('retention');
 const keys = createKeys(prefix);
-let redis: Redis;
-before(() => {
-  redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-});
-after(async () => {
-  redis.disconnect();
-  await dropPrefix(prefix);
-});
+const redis = testRedis(prefix, { maxRetriesPerRequest: null });
 
 const redisNow = async () => Number((await redis.time())[0]);
 

@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, it } from 'node:test';
 import type { LoggedEvent } from '../../src/learner/events.js';
 import { readWindow } from '../../src/learner/train-process.js';
-import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
+import { REDIS_URL, testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('read-window');
-let redis: Redis;
-before(() => {
-  redis = new Redis(REDIS_URL);
-});
-after(async () => {
-  redis.disconnect();
-  await dropPrefix(prefix);
-});
+const redis = testRedis(prefix);
 
 let seq = 0;
 const event = (): string => {

@@ -1,22 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, it } from 'node:test';
 import { decodeInline } from '../../src/allocation/record-codec.js';
 import { stampedOverrides } from '../../src/costs/rollup-vector.js';
 import { decodeDecisionRecord, type DecisionRecord } from '../../src/kernel/decision.js';
 import { decodeEvent, decodeEvents, type LoggedEvent } from '../../src/learner/events.js';
 import { readWindow } from '../../src/learner/train-process.js';
-import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
+import { REDIS_URL, testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('stored-docs');
-let redis: Redis;
-before(() => {
-  redis = new Redis(REDIS_URL);
-});
-after(async () => {
-  redis.disconnect();
-  await dropPrefix(prefix);
-});
+const redis = testRedis(prefix);
 
 const full: LoggedEvent = {
   id: 'e1',

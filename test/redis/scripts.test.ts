@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, it } from 'node:test';
 import { packBatch } from '../../src/allocation/record-codec.js';
 import { runScript } from '../../src/redis/scripts.js';
-import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
+import { testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('scripts');
-let redis: Redis;
-before(() => {
-  redis = new Redis(REDIS_URL, { enableAutoPipelining: true });
-});
-after(async () => {
-  redis.disconnect();
-  await dropPrefix(prefix);
-});
+const redis = testRedis(prefix, { enableAutoPipelining: true });
 
 describe('runScript', () => {
   it('runs a script after Redis lost its script cache (NOSCRIPT → EVAL), and by EVALSHA once it is cached again', async () => {
