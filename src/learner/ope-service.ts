@@ -13,9 +13,9 @@ import { mulberry32 } from './rng.js';
 import { applyTiers, checkBudgets, hasTiers, type AllocationOutput } from '@apportion/sdk/engine';
 
 /** A target's split through the engine's tier stage (undefined when it cannot allocate there: no match). */
-function tierStage(pipeline: Pipeline, kind: string, out: AllocationOutput, total: number, maxCostUsd: number | undefined) {
+function tierStage(pipeline: Pipeline, out: AllocationOutput, total: number, maxCostUsd: number | undefined) {
   try {
-    return applyTiers(pipeline, kind, out, checkBudgets(pipeline, out.budgets, total), total, maxCostUsd);
+    return applyTiers(pipeline, out, checkBudgets(pipeline, out.budgets, total), total, maxCostUsd);
   } catch {
     return undefined;
   }
@@ -128,7 +128,7 @@ export function evaluateOffPolicy(
     else {
       // What the target would have served: its split through the tier stage (models, cost ceiling).
       const out = target.allocate(input);
-      const t = tiered ? tierStage(pipeline, def.kind, out, ev.T, ev.X) : undefined;
+      const t = tiered ? tierStage(pipeline, out, ev.T, ev.X) : undefined;
       a = agents.map((n) => (t ?? out).budgets[n]!);
       if (t?.models) targetModels = agents.map((n) => t.models![n] ?? null);
     }

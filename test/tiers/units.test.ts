@@ -33,7 +33,7 @@ describe('the tier stage', () => {
   });
 
   it('leaves a split within the ceiling alone, and drops the part of the reserve the ceiling cannot pay', () => {
-    const t = applyTiers(pipeline, 'static', { budgets: { a: 4000, b: 4000 } }, { a: 4000, b: 4000 }, 10_000, 8000 * ro + 500 * ro);
+    const t = applyTiers(pipeline, { budgets: { a: 4000, b: 4000 } }, { a: 4000, b: 4000 }, 10_000, 8000 * ro + 500 * ro);
     assert.deepEqual(t.budgets, { a: 4000, b: 4000 });
     assert.deepEqual(t.models, { a: 'opus', b: 'opus' });
     assert.equal(t.reserve, 500);
@@ -41,16 +41,16 @@ describe('the tier stage', () => {
 
   it('scales every budget above its minimum by one factor to fit the ceiling', () => {
     const ceiling = (1000 + 0.5 * 3000 + 0.5 * 4000) * ro;
-    const t = applyTiers(pipeline, 'static', { budgets: { a: 4000, b: 4000 } }, { a: 4000, b: 4000 }, 10_000, ceiling);
+    const t = applyTiers(pipeline, { budgets: { a: 4000, b: 4000 } }, { a: 4000, b: 4000 }, 10_000, ceiling);
     assert.ok(Math.abs(t.budgets.a! - 2500) <= 1 && Math.abs(t.budgets.b! - 2000) <= 1, JSON.stringify(t.budgets));
     assert.ok(t.costUsd! <= ceiling);
     assert.equal(t.reserve, 0);
   });
 
   it('moves background agents first to their cheapest model when even the minimums do not fit', () => {
-    const t = applyTiers(pipeline, 'uniform', { budgets: { a: 5000, b: 5000 } }, { a: 5000, b: 5000 }, 10_000, 999 * ro);
+    const t = applyTiers(pipeline, { budgets: { a: 5000, b: 5000 } }, { a: 5000, b: 5000 }, 10_000, 999 * ro);
     assert.deepEqual(t.models, { a: 'haiku', b: 'haiku' });
-    const u = applyTiers(toPipeline({ id: 'q', version: 1, doc: { defaultTotalTokens: 10, agents: [{ name: 'a', priority: 'critical', minTokens: 1000, models: [{ model: 'opus', price: OPUS }, { model: 'haiku', price: HAIKU }] }, { name: 'b', priority: 'background', minTokens: 1000, models: [{ model: 'opus', price: OPUS }, { model: 'haiku', price: HAIKU }] }] } }), 'uniform', { budgets: { a: 1000, b: 1000 } }, { a: 1000, b: 1000 }, 2000, 1000 * ro + 1000 * rh);
+    const u = applyTiers(toPipeline({ id: 'q', version: 1, doc: { defaultTotalTokens: 10, agents: [{ name: 'a', priority: 'critical', minTokens: 1000, models: [{ model: 'opus', price: OPUS }, { model: 'haiku', price: HAIKU }] }, { name: 'b', priority: 'background', minTokens: 1000, models: [{ model: 'opus', price: OPUS }, { model: 'haiku', price: HAIKU }] }] } }), { budgets: { a: 1000, b: 1000 } }, { a: 1000, b: 1000 }, 2000, 1000 * ro + 1000 * rh);
     assert.deepEqual(u.models, { a: 'opus', b: 'haiku' }, 'the critical agent keeps its model when moving the background one is enough');
   });
 
@@ -60,8 +60,8 @@ describe('the tier stage', () => {
   });
 
   it('refuses a strategy that names a model the agent does not declare', () => {
-    assert.throws(() => applyTiers(pipeline, 'learned', { budgets: { a: 1, b: 1 }, models: { a: 'gpt-4o' } }, { a: 1000, b: 0 }, 1000, undefined), /does not declare/);
-    assert.deepEqual(applyTiers(pipeline, 'learned', { budgets: {}, models: { b: 'haiku' } }, { a: 1000, b: 0 }, 1000, undefined).models, { a: 'opus', b: 'haiku' });
+    assert.throws(() => applyTiers(pipeline, { budgets: { a: 1, b: 1 }, models: { a: 'gpt-4o' } }, { a: 1000, b: 0 }, 1000, undefined), /does not declare/);
+    assert.deepEqual(applyTiers(pipeline, { budgets: {}, models: { b: 'haiku' } }, { a: 1000, b: 0 }, 1000, undefined).models, { a: 'opus', b: 'haiku' });
   });
 });
 

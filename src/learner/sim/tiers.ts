@@ -148,7 +148,7 @@ export function servedStatic(tw: TierWorld, assign: readonly number[], shares: r
   const p = tw.pipeline;
   const out = compileStatic({ shares: Object.fromEntries(p.agents.map((a, i) => [a.name, shares[i]!])) }, p).allocate({ features: {}, totalTokens: total });
   const models = Object.fromEntries(p.agents.map((a, i) => [a.name, tw.models[assign[i]!]!]));
-  const t = applyTiers(p, 'static', { ...out, models }, { ...out.budgets }, total, ceiling);
+  const t = applyTiers(p, { ...out, models }, { ...out.budgets }, total, ceiling);
   return p.agents.map((a) => t.budgets[a.name]!);
 }
 

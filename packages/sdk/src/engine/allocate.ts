@@ -109,7 +109,7 @@ export function decide(deps: EngineDeps, view: ControlView, req: AllocationReque
     try {
       const out = compiledStrategy(deps.kinds, view, routed, pipeline).allocate(input);
       const checked = checkBudgets(pipeline, out.budgets, total);
-      const tiers = tiered ? applyTiers(pipeline, routed.kind, out, checked, total, req.maxCostUsd) : undefined;
+      const tiers = tiered ? applyTiers(pipeline, out, checked, total, req.maxCostUsd) : undefined;
       const budgets = tiers ? tiers.budgets : checked;
       const routing = route.reason !== 'requested' ? routingOf(deps, view, pipeline, routed0, routed.id, total, id) : undefined;
       const d: { -readonly [K in keyof EngineDecision]: EngineDecision[K] } = { pipeline, def: routed, reason: route.reason, budgets, totalTokens: total, features, route };
@@ -132,7 +132,7 @@ export function decide(deps: EngineDeps, view: ControlView, req: AllocationReque
     try {
       const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate(input);
       const checked = checkBudgets(pipeline, out.budgets, total);
-      const tiers = tiered ? applyTiers(pipeline, def.kind, out, checked, total, req.maxCostUsd) : undefined;
+      const tiers = tiered ? applyTiers(pipeline, out, checked, total, req.maxCostUsd) : undefined;
       const budgets = tiers ? tiers.budgets : checked;
       return {
         pipeline,
@@ -201,7 +201,7 @@ function routingOf(deps: EngineDeps, view: ControlView, pipeline: Pipeline, req:
         const cost = req.maxCostUsd !== undefined ? { maxCostUsd: req.maxCostUsd } : {};
         const out = compiledStrategy(deps.kinds, view, def, pipeline).allocate({ features: req.features, totalTokens: total, drawSeed: `${id}/${def.id}`, ...cost });
         // On a pipeline with model tiers or under a cost ceiling, what the alternative would have served after the tier stage.
-        const t = req.maxCostUsd !== undefined || hasTiers(pipeline) ? applyTiers(pipeline, def.kind, out, checkBudgets(pipeline, out.budgets, total), total, req.maxCostUsd) : undefined;
+        const t = req.maxCostUsd !== undefined || hasTiers(pipeline) ? applyTiers(pipeline, out, checkBudgets(pipeline, out.budgets, total), total, req.maxCostUsd) : undefined;
         const b = pipeline.agents.map((a) => (t ?? out).budgets[a.name] ?? 0);
         const l = out.meta?.learner as Readonly<Record<string, unknown>> | undefined;
         const m = t?.models ? pipeline.agents.map((a) => t.models![a.name] ?? null) : undefined;

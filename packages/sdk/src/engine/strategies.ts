@@ -1,4 +1,5 @@
 import { waterFill, waterFillColumns } from '../water-fill.js';
+import { hasTiers, poolModels } from './tiers.js';
 import { BUILTIN_UNIFORM_ID, type CompiledStrategy, type ControlView, type Features, type Pipeline, type StrategyDef } from './types.js';
 
 /**
@@ -161,8 +162,9 @@ export function compilePriorityPool(params: PriorityPoolParams, pipeline: Pipeli
   const fixed = agents.map((a) => params.needs?.[a.name]);
   const classes = CLASSES.map((cls) => agents.map((a, i) => (a.priority === cls ? i : -1)).filter((i) => i >= 0)).filter((idx) => idx.length > 0);
   const zeros = new Array<number>(n).fill(0);
+  const tiered = hasTiers(pipeline);
   return {
-    allocate({ features, totalTokens }) {
+    allocate({ features, totalTokens, maxCostUsd }) {
       const estimated = estimate?.(features, totalTokens);
       const share = totalTokens / n;
       const needs: number[] = [];
@@ -185,7 +187,8 @@ export function compilePriorityPool(params: PriorityPoolParams, pipeline: Pipeli
           pool -= fit[k]!;
         }
       }
-      return { budgets: toBudgets(pipeline, budgets), meta: { needs } };
+      const models = tiered ? poolModels(pipeline, needs, budgets, maxCostUsd) : undefined;
+      return models ? { budgets: toBudgets(pipeline, budgets), meta: { needs }, models } : { budgets: toBudgets(pipeline, budgets), meta: { needs } };
     },
   };
 }

@@ -116,26 +116,24 @@ export interface Tiered {
 }
 
 /**
- * The models a built-in strategy serves: each agent's first model, except that `priority-pool` routes a
- * background agent to its cheapest model when the pool is short for it (its budget is below its need, from the
- * strategy's `meta.needs`) or when the split on the first models would exceed the cost ceiling.
+ * priority-pool's models (its own choice, returned in its output): a background agent goes to its cheapest model
+ * when the pool is short for it (its budget below its need) or when the split on the agents' first models would
+ * exceed the cost ceiling; every other agent keeps its first model (left out). Undefined when no agent moves.
  */
-export function defaultModels(pipeline: Pipeline, kind: string, out: AllocationOutput, budgets: Readonly<Record<string, number>>, maxCostUsd: number | undefined): (string | undefined)[] {
-  const models = pipeline.agents.map((a) => a.models?.[0]?.model ?? a.model);
-  if (kind !== 'priority-pool') return models;
-  const needs = Array.isArray(out.meta?.needs) ? (out.meta!.needs as unknown[]) : undefined;
+export function poolModels(pipeline: Pipeline, needs: readonly number[], budgets: readonly number[], maxCostUsd: number | undefined): Record<string, string> | undefined {
   let overCeiling = false;
-  if (maxCostUsd !== undefined) {
-    const b = pipeline.agents.map((a) => budgets[a.name]!);
-    overCeiling = plannedCost(b, ratesOf(pipeline, models)) > maxCostUsd;
-  }
+  if (maxCostUsd !== undefined) overCeiling = plannedCost(budgets, ratesOf(pipeline, firstModels(pipeline))) > maxCostUsd;
+  let out: Record<string, string> | undefined;
   pipeline.agents.forEach((a, i) => {
     if (a.priority !== 'background' || !a.models || a.models.length < 2) return;
-    const need = needs?.[i];
-    const short = typeof need === 'number' && budgets[a.name]! < need;
-    if (short || overCeiling) models[i] = a.models[cheapestIndex(a.models)]!.model;
+    if (budgets[i]! < needs[i]! || overCeiling) (out ??= {})[a.name] = a.models[cheapestIndex(a.models)]!.model;
   });
-  return models;
+  return out;
+}
+
+/** Each agent's first model (its `model` label when it declares no models). */
+function firstModels(pipeline: Pipeline): (string | undefined)[] {
+  return pipeline.agents.map((a) => a.models?.[0]?.model ?? a.model);
 }
 
 const DOWNGRADE_ORDER = ['background', 'standard', 'critical'] as const;
@@ -158,28 +156,28 @@ function fitMinimums(pipeline: Pipeline, models: (string | undefined)[], mins: r
 }
 
 /**
- * Applies models and the cost ceiling to a checked split (see the module comment). `chosen` is the strategy's
- * own model choice (a learned strategy's), else the built-in rule applies. Throws when `chosen` names a model the
- * agent does not declare (the engine then falls back like for any strategy error).
+ * Applies models and the cost ceiling to a checked split (see the module comment). The models are the strategy's
+ * own choice where its output names one (priority-pool's poolModels, a learned strategy's), else each agent's first
+ * model. Throws when the output names a model the agent does not declare (the engine then falls back like for any
+ * strategy error).
  */
 export function applyTiers(
   pipeline: Pipeline,
-  kind: string,
   out: AllocationOutput,
   budgets: Record<string, number>,
   total: number,
   maxCostUsd: number | undefined,
 ): Tiered {
   const tiers = hasTiers(pipeline);
-  let models: (string | undefined)[];
+  const models = firstModels(pipeline);
   if (out.models) {
-    models = pipeline.agents.map((a) => {
+    pipeline.agents.forEach((a, i) => {
       const m = out.models![a.name];
-      if (m === undefined) return a.models?.[0]?.model ?? a.model;
+      if (m === undefined) return;
       if (!a.models?.some((x) => x.model === m)) throw new Error(`strategy chose model "${m}" that agent ${a.name} does not declare`);
-      return m;
+      models[i] = m;
     });
-  } else models = tiers ? defaultModels(pipeline, kind, out, budgets, maxCostUsd) : pipeline.agents.map((a) => a.model);
+  }
   const b = pipeline.agents.map((a) => budgets[a.name]!);
   let reserve = total - b.reduce((s, v) => s + v, 0);
   const priced = pipeline.agents.every((a) => optionsOf(a).length > 0);
