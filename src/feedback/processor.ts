@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { decisionSecond, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Keys } from '../redis/keys.js';
-import { callScript } from '../redis/scripts.js';
+import { callScript, type ScriptReply } from '../redis/scripts.js';
 import type { ArmResolver, OutcomeSink } from '../kernel/extension-points.js';
 import { observe, outcomeCost } from './observations.js';
 import type { OutcomeJob } from '../kernel/outcome.js';
@@ -30,7 +30,8 @@ export interface OutcomeProcessorDeps {
   readonly onApplied?: (job: OutcomeJob) => void | Promise<void>;
 }
 
-export type ApplyResult = 'applied' | 'duplicate' | 'expired';
+/** What apply-outcome.lua answered, as its reply decoder reads it (src/redis/scripts.ts). */
+export type ApplyResult = ScriptReply<'applyOutcome'>;
 
 /** Marker sets per pipeline and second; a decision's set is picked by 3 random bits of its id. */
 export const MARKER_SETS_PER_SECOND = 8;
@@ -43,12 +44,16 @@ const CANONICAL_ID = /^[0-9a-z]{6,7}-([0-9a-f]{8})-([0-9a-f]{4})-4([0-9a-f]{3})-
  * (`applied:<second>:<k>`). Integer members keep a set in Redis's intset encoding, 8 bytes a member, up to
  * `set-max-intset-entries` (512) members, i.e. 4,096 outcomes per second and pipeline; beyond that a set is an
  * ordinary hash set (still correct, ~70 bytes a member). Two decisions of one set sharing 60 bits would make the
- * second look applied: at 1,000 decisions/s that is expected once in about 10^5 years. Other id forms: the id
- * itself in the set of their second (k = 0), or, without a time prefix, a string key of their own (member '').
+ * second look applied: at 1,000 decisions/s that is expected once in about 10^5 years. Other id forms with a time
+ * prefix (a client's own decisionId): the id itself in the set of their second (k = 0).
+ *
+ * Every decision id has a time prefix: the server makes its own (newDecisionId), a client's decisionId without one
+ * is refused at allocation (VALIDATION_FAILED), an SDK's local-mode record without one is refused at ingest
+ * (/v1/decisions/batch), and outcome intake finds no record for such an id (DECISION_NOT_FOUND), so no outcome job
+ * carries one. An id without a time prefix here is a bug: it throws.
  */
 export function appliedMarker(keys: Keys, pipeline: string, decisionId: string): { key: string; member: string } {
-  const sec = decisionSecond(decisionId);
-  if (sec === undefined) return { key: keys.pipeline(pipeline, 'applied', decisionId), member: '' };
+  const sec = secondOf(decisionId);
   const m = CANONICAL_ID.exec(decisionId);
   if (!m) return { key: keys.pipeline(pipeline, 'applied', String(sec), '0'), member: decisionId };
   const k = parseInt(m[4]!, 16) % MARKER_SETS_PER_SECOND;
@@ -58,12 +63,19 @@ export function appliedMarker(keys: Keys, pipeline: string, decisionId: string):
 /** Whether the outcome of a decision was applied (its marker is set and has not expired). */
 export async function isApplied(redis: Redis, keys: Keys, pipeline: string, decisionId: string): Promise<boolean> {
   const { key, member } = appliedMarker(keys, pipeline, decisionId);
-  return member === '' ? (await redis.exists(key)) === 1 : (await redis.sismember(key, member)) === 1;
+  return (await redis.sismember(key, member)) === 1;
 }
 
 /** The epoch second an outcome of this decision stops being applied, and its applied-marker expires. */
-export function markerDeadline(decision: Pick<DecisionRecord, 'id' | 'ts'>, rewardWindowSeconds: number, graceSeconds: number): number {
-  return (decisionSecond(decision.id) ?? Math.floor(decision.ts / 1000)) + rewardWindowSeconds + 1 + graceSeconds;
+export function markerDeadline(decision: Pick<DecisionRecord, 'id'>, rewardWindowSeconds: number, graceSeconds: number): number {
+  return secondOf(decision.id) + rewardWindowSeconds + 1 + graceSeconds;
+}
+
+/** The second of a decision id; throws for one without a time prefix, which no decision record has (see appliedMarker). */
+function secondOf(decisionId: string): number {
+  const sec = decisionSecond(decisionId);
+  if (sec === undefined) throw new Error(`decision id "${decisionId}" has no time prefix: no decision record has one`);
+  return sec;
 }
 
 /**
@@ -98,9 +110,6 @@ export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob):
     ...sinkEntries.map((e) => e.value),
   ];
   const res = await callScript(deps.redis, 'applyOutcome', keys, args);
-  if (res === 1) {
-    await deps.onApplied?.(job);
-    return 'applied';
-  }
-  return res === 2 ? 'expired' : 'duplicate';
+  if (res === 'applied') await deps.onApplied?.(job);
+  return res;
 }

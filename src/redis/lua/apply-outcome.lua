@@ -4,13 +4,12 @@
 -- deadline the script refuses the outcome (returns 2) rather than risk counting it a second time.
 -- NUMKEYS: dynamic
 -- KEYS[1]       applied-marker key of the decision (in the pipeline's slot): a set of decisions of one second
---               (member ARGV[2], see appliedMarker in src/feedback/processor.ts), or, when ARGV[2] is '', a string
---               of this decision alone (ids without a time prefix)
+--               (member ARGV[2], see appliedMarker in src/feedback/processor.ts)
 -- KEYS[2k]      (k = 1..A) arm summary hash: n, q_mean, q_m2, c_n, c_mean, c_m2, c_sum (Welford moments)
 -- KEYS[2k+1]    (k = 1..A) arm per-agent hash: <agent> → MessagePack [n, util, consumed, allocated, trunc, hits, hit_q] (sums)
 -- KEYS[2A+1+j]  (j = 1..L) lists that receive one entry each (e.g. the learner's training buffer), capped
 -- ARGV[1]       marker deadline, epoch seconds: the marker expires then, and an outcome applied at or after it is refused
--- ARGV[2]       the decision's member in the marker set ('' for a string marker)
+-- ARGV[2]       the decision's member in the marker set
 -- ARGV[3]       quality (0..1)
 -- ARGV[4]       cost in USD, or "" when unknown
 -- ARGV[5]       JSON array of per-agent observations [{ "a": name, "u": utilization, "h": 0|1, "t": 0|1,
@@ -23,16 +22,10 @@ local deadline = tonumber(ARGV[1])
 if tonumber(redis.call('TIME')[1]) >= deadline then
   return 2
 end
-if ARGV[2] == '' then
-  if redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', deadline) == false then
-    return 0
-  end
-else
-  if redis.call('SADD', KEYS[1], ARGV[2]) == 0 then
-    return 0
-  end
-  redis.call('EXPIREAT', KEYS[1], deadline)
+if redis.call('SADD', KEYS[1], ARGV[2]) == 0 then
+  return 0
 end
+redis.call('EXPIREAT', KEYS[1], deadline)
 
 local function num(v) if v then return tonumber(v) end return 0 end
 local function fmt(x) return string.format('%.17g', x) end
