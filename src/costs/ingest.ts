@@ -97,7 +97,7 @@ export class SpanStore {
           [this.d.costKeys.traceSpans(traceId), this.d.costKeys.traceVersion(traceId)],
           [this.d.retentionSeconds, this.d.maxSpansPerTrace, lines.join('\n')],
         );
-        const [version, statuses, ...others] = res;
+        const { version, statuses, lines: others } = res;
         // The trace = the spans this call stored (already decoded) + the others the script returned.
         const all: Span[] = [];
         idx.forEach((i, k) => {
@@ -110,7 +110,7 @@ export class SpanStore {
         });
         for (const l of others) all.push(decodeSpan(traceId, l));
         const trace = this.resolve(traceId, all, overridesFor);
-        return { traceId, version: Number(version), trace, stamp: priceStamp(trace, overridesFor) };
+        return { traceId, version, trace, stamp: priceStamp(trace, overridesFor) };
       }),
     );
     await this.applyRollups(traces);

@@ -1,7 +1,7 @@
 import { readDecisions, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
-import { runScript } from '../redis/scripts.js';
+import { callScript } from '../redis/scripts.js';
 import type { Core } from '../kernel/core.js';
 import { decodeDecisionRecord } from '../kernel/decision.js';
 import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
@@ -87,7 +87,7 @@ export class TrainingService {
     const lk = learnerKeys(this.core.keys, pipeline);
     let total = { moved: 0, dropped: 0, defaulted: 0, lost: 0, left: 0 };
     for (let round = 0; round < 400; round++) {
-      const [moved, dropped, left, due] = await runScript<[number, number, number, string[]]>(
+      const [moved, dropped, left, due] = await callScript(
         this.core.redis,
         'learnerIngest',
         [lk.incoming, lk.buffer, lk.pending, lk.defaulted, lk.resolved],
@@ -123,7 +123,7 @@ export class TrainingService {
     tickets.forEach((ticket, i) => {
       args.push(ticket, defaultEvent(view, pipeline, records[i] ?? null));
     });
-    const [defaulted, lost] = await runScript<[number, number]>(this.core.redis, 'learnerDefault', [lk.pending, lk.buffer, lk.defaulted], [now, BUFFER_CAP, ...args]);
+    const [defaulted, lost] = await callScript(this.core.redis, 'learnerDefault', [lk.pending, lk.buffer, lk.defaulted], [now, BUFFER_CAP, ...args]);
     if (lost > 0) this.core.log.warn({ pipeline, lost }, 'learned decisions past their wait window had no decision record: no default reward');
     return { defaulted, lost };
   }

@@ -63,11 +63,14 @@ export const replies = {
   /** `{ a, b }`: two integers. */
   pair: (r: unknown, s: string): [number, number] => (Array.isArray(r) && r.length === 2 && isInt(r[0]) && isInt(r[1]) ? [r[0], r[1]] : unexpected(s, 'two integers', r)),
   /** `{ version, statuses, line… }` (span-ingest.lua). */
-  versionedLines: (r: unknown, s: string): [number, string, ...string[]] => {
+  versionedLines: (r: unknown, s: string): { version: number; statuses: string; lines: string[] } => {
     if (!Array.isArray(r) || r.length < 2 || !isInt(r[0]) || !r.slice(1).every(isStr)) return unexpected(s, '{ version, statuses, line… }', r);
-    const [version, statuses, ...lines] = r;
-    return [version, statuses, ...lines];
+    const [version, statuses, ...lines] = r as [number, string, ...string[]];
+    return { version, statuses, lines };
   },
+  /** 1 applied, 0 already applied, 2 past the marker deadline (apply-outcome.lua). */
+  applied: (r: unknown, s: string): 'applied' | 'duplicate' | 'expired' =>
+    r === 1 ? 'applied' : r === 0 ? 'duplicate' : r === 2 ? 'expired' : unexpected(s, '0, 1 or 2', r),
   /** `{ moved, dropped, left, { tickets… } }` (learner-ingest.lua). */
   ingest: (r: unknown, s: string): [number, number, number, string[]] =>
     Array.isArray(r) && r.length === 4 && r.slice(0, 3).every(isInt) && Array.isArray(r[3]) && r[3].every(isStr)
@@ -81,7 +84,7 @@ export const replies = {
  * domain that calls it. A script without an entry here fails at load (luaScripts).
  */
 export const SCRIPT_REPLIES = {
-  applyOutcome: replies.integer,
+  applyOutcome: replies.applied,
   budgetBalances: replies.strings,
   budgetDelete: replies.integers,
   budgetOp: replies.strings,
@@ -103,44 +106,54 @@ export const SCRIPT_REPLIES = {
 } satisfies Record<string, ReplyDecoder<unknown>>;
 
 export type ScriptName = keyof typeof SCRIPT_REPLIES;
+/** The type of a script's reply: what its decoder in SCRIPT_REPLIES returns. */
 export type ScriptReply<N extends ScriptName> = ReturnType<(typeof SCRIPT_REPLIES)[N]>;
 
 /**
- * Runs a script and returns its reply checked and typed by SCRIPT_REPLIES. Keys: exactly the count the script's
- * header declares, or any number for `NUMKEYS: dynamic`.
+ * SCRIPT_REPLIES seen as one decoder per name whose result type is that name's reply type, so that
+ * `DECODERS[name]` for a generic `name: N` is a `ReplyDecoder<ScriptReply<N>>` (no cast at the call).
+ */
+const DECODERS: { readonly [N in ScriptName]: ReplyDecoder<ScriptReply<N>> } = SCRIPT_REPLIES;
+
+/**
+ * Runs a script and returns its reply decoded by its entry in SCRIPT_REPLIES, typed by that decoder: the only way
+ * the domains call Lua, so every reply is checked in one place and a use of it as another type does not compile.
+ * Keys: exactly the count the script's header declares, or any number for `NUMKEYS: dynamic`.
  */
 export async function callScript<N extends ScriptName>(redis: Redis, name: N, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<ScriptReply<N>> {
   const script = luaScripts().get(name);
   const reply = await runScript(redis, name, keys, args, script !== undefined && script.numberOfKeys < 0);
-  return SCRIPT_REPLIES[name](reply, name) as ScriptReply<N>;
+  const decode: ReplyDecoder<ScriptReply<N>> = DECODERS[name];
+  return decode(reply, name);
 }
 
 /**
- * Runs a src/redis/lua script by name, its reply unchecked (callScript checks it): EVALSHA, and EVAL once when Redis answers NOSCRIPT (after a restart or a
- * SCRIPT FLUSH). Scripts with `NUMKEYS: dynamic` take any number of keys (`dynamicKeys`); the others must get
- * exactly the count their header declares.
+ * Runs a src/redis/lua script by name, its reply undecoded (`unknown`: callScript decodes it; bench/script-calls
+ * and the loader's own test call this directly): EVALSHA, and EVAL once when Redis answers NOSCRIPT (after a
+ * restart or a SCRIPT FLUSH). Scripts with `NUMKEYS: dynamic` take any number of keys (`dynamicKeys`); the others
+ * must get exactly the count their header declares.
  *
  * Deliberately not ioredis's defineCommand: every auto-pipelined batch is a new ioredis Pipeline, which copies
  * each defined command onto itself (two properties per script), so with the 18 scripts each pipeline object was
  * ~4 KB in dictionary mode. bench/script-calls: this path makes 0.73× the young-generation collections per call
  * and takes 0.96× the time.
  */
-export async function runScript<T = unknown>(
+export async function runScript(
   redis: Redis,
   name: string,
   keys: readonly string[],
   args: readonly (string | number | Buffer)[],
   dynamicKeys = false,
-): Promise<T> {
+): Promise<unknown> {
   const script = luaScripts().get(name);
   if (!script) throw new Error(`Lua script ${name} is not defined`);
   if (dynamicKeys !== (script.numberOfKeys < 0) || (!dynamicKeys && keys.length !== script.numberOfKeys)) {
     throw new Error(`Lua script ${name} takes ${script.numberOfKeys < 0 ? 'dynamic keys' : `${script.numberOfKeys} keys`}, called with ${keys.length}${dynamicKeys ? ' (dynamic)' : ''}`);
   }
   try {
-    return (await redis.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
+    return await redis.evalsha(script.sha, keys.length, ...keys, ...args);
   } catch (e) {
     if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
-    return (await redis.eval(script.lua, keys.length, ...keys, ...args)) as T;
+    return await redis.eval(script.lua, keys.length, ...keys, ...args);
   }
 }

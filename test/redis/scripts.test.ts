@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { packBatch } from '../../src/allocation/record-codec.js';
-import { runScript } from '../../src/redis/scripts.js';
+import { callScript, runScript, SCRIPT_REPLIES } from '../../src/redis/scripts.js';
 import { testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('scripts');
@@ -12,10 +12,10 @@ describe('runScript', () => {
     const bucket = `${prefix}:{decisions:1}`;
     // What a Redis restart or failover does to every cached script (other test files then fall back the same way).
     await redis.script('FLUSH');
-    assert.equal(await runScript<number>(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['a', '{"n":1}', 'b', '{"n":2}'])]), 2);
+    assert.equal(await runScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['a', '{"n":1}', 'b', '{"n":2}'])]), 2);
     assert.deepEqual(await redis.hgetall(bucket), { a: '{"n":1}', b: '{"n":2}' });
     // EVAL cached it: concurrent auto-pipelined calls now go through EVALSHA, each answered on its own.
-    const n = await Promise.all(Array.from({ length: 20 }, (_, i) => runScript<number>(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch([`c${i}`, '{}'])])));
+    const n = await Promise.all(Array.from({ length: 20 }, (_, i) => runScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch([`c${i}`, '{}'])])));
     assert.deepEqual(n, Array.from({ length: 20 }, () => 1));
     assert.equal(await redis.hlen(bucket), 22);
   });
@@ -24,5 +24,26 @@ describe('runScript', () => {
     await assert.rejects(runScript(redis, 'noSuchScript', [], []), /noSuchScript is not defined/);
     await assert.rejects(runScript(redis, 'decisionsPut', [`${prefix}:a`, `${prefix}:b`], [1, 'x\x1f{}']), /takes 1 keys, called with 2/);
     await assert.rejects(runScript(redis, 'decisionsPut', [`${prefix}:a`], [1, 'x\x1f{}'], true), /takes 1 keys/);
+  });
+});
+
+describe('callScript', () => {
+  it('answers a reply decoded by the script\'s entry in SCRIPT_REPLIES, typed by it', async () => {
+    const bucket = `${prefix}:{decisions:2}`;
+    const n: number = await callScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['a', '{}'])]);
+    assert.equal(n, 1);
+    // The reply's type is the decoder's: using it as another type does not compile (tsc checks this file).
+    // @ts-expect-error decisionsPut answers a number
+    const s: string = await callScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['b', '{}'])]);
+    assert.equal(typeof s, 'number');
+    // @ts-expect-error a script not in SCRIPT_REPLIES cannot be called
+    await assert.rejects(callScript(redis, 'noSuchScript', [], []), /noSuchScript is not defined/);
+  });
+
+  it('refuses a reply of another shape than the decoder declares', () => {
+    assert.equal(SCRIPT_REPLIES.applyOutcome(2, 'applyOutcome'), 'expired');
+    assert.throws(() => SCRIPT_REPLIES.applyOutcome(3, 'applyOutcome'), /applyOutcome answered 3, not 0, 1 or 2/);
+    assert.deepEqual(SCRIPT_REPLIES.spanIngest([4, '10', 'x'], 'spanIngest'), { version: 4, statuses: '10', lines: ['x'] });
+    assert.throws(() => SCRIPT_REPLIES.spanIngest(['4', '10'], 'spanIngest'), /not \{ version, statuses, line… \}/);
   });
 });
