@@ -34,6 +34,25 @@ module.exports = {
       to: { path: '^src/(allocation|budgets|cli|console|costs|feedback|learner|rollout|strategies|sync|tenancy)/|^src/[^/]+\\.ts$' },
     },
     {
+      name: 'no-core-locator',
+      severity: 'error',
+      comment:
+        'A domain is given only the shared services it declares (Services, src/kernel/module.ts), built by ' +
+        'src/modules.ts; it never names the whole Core (src/kernel/core.ts), so Core cannot become a service ' +
+        'locator again. A domain that needs another domain\'s data is handed that domain\'s service.',
+      from: { path: '^src/(allocation|budgets|console|costs|feedback|learner|pipelines|rollout|strategies|sync|tenancy)/' },
+      to: { path: '^src/kernel/core[.]ts$' },
+    },
+    {
+      name: 'no-foreign-keys',
+      severity: 'error',
+      comment:
+        'A domain\'s key layout (src/<domain>/keys.ts) is its own: another domain asks its service for the data, ' +
+        'never builds its Redis keys.',
+      from: { path: '^src/([^/]+)/' },
+      to: { path: '^src/[^/]+/keys[.]ts$', pathNot: ['^src/$1/', '^src/redis/'] },
+    },
+    {
       name: 'infrastructure-imports-no-domain',
       severity: 'error',
       comment:

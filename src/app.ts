@@ -9,7 +9,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { AppError } from './errors/app-error.js';
 import { withDeadline } from './redis/deadline.js';
 import { connectRedis, redisTarget } from './redis/connection.js';
-import type { Core, ModuleParts } from './kernel/core.js';
+import type { Core } from './kernel/core.js';
+import type { ModuleParts } from './kernel/module.js';
 import { configureTokenizer } from './strategies/tokens.js';
 import { KeyStore } from './tenancy/keys.js';
 import { tenancyRoutes } from './tenancy/routes.js';

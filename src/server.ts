@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { Config } from './config/env.js';
 import { buildApp } from './app.js';
 import { createModules } from './modules.js';
-import type { Closeable, Core, ModuleParts } from './kernel/core.js';
+import type { Core } from './kernel/core.js';
+import type { Closeable, ModuleParts } from './kernel/module.js';
 import { closeCore, createCore } from './runtime.js';
 import { seedExamples } from './seed.js';
 

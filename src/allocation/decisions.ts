@@ -115,6 +115,11 @@ export class DecisionStore {
     return readDecision(this.redis, this.keys, id);
   }
 
+  /** Many records (undefined where gone), in the order of `ids` (see readDecisions). */
+  readMany(ids: readonly string[]): Promise<(DecisionRecord | undefined)[]> {
+    return readDecisions(this.redis, this.keys, ids);
+  }
+
   private async flush(records: readonly DecisionRecord[]): Promise<void> {
     await this.dict.register(records);
     // One script call per bucket: per second, and per shard of the second when the layout is sharded.

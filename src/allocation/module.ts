@@ -1,5 +1,5 @@
 import { errorResponses, type ApiApp } from '../http/common.js';
-import type { Core, ModuleParts } from '../kernel/core.js';
+import type { ModuleParts, Services } from '../kernel/module.js';
 import { DecisionStore } from './decisions.js';
 import { AllocationBody, AllocationResponse } from './schema.js';
 import { AllocationService, type Router, type ShadowHook } from './service.js';
@@ -9,8 +9,15 @@ export interface AllocationModule extends ModuleParts {
   readonly decisions: DecisionStore;
 }
 
+/** What the allocation module is given (src/modules.ts). */
+export interface AllocationDeps extends Services<'redis' | 'keys' | 'view' | 'kinds' | 'metrics' | 'log', 'rewardWindowSeconds' | 'redisCommandTimeoutMs'> {
+  /** Every module, for their routers and shadow hooks (read once, on the first allocation). */
+  readonly all: () => readonly ModuleParts[];
+}
+
 /** The data plane's hot path: POST /v1/allocations. */
-export function allocationModule(core: Core, all: () => readonly ModuleParts[]): AllocationModule {
+export function allocationModule(core: AllocationDeps): AllocationModule {
+  const { all } = core;
   // Half the command bound: with Redis stalled, an allocation still answers (from the in-memory control plane,
   // `recorded: false`) well within a second; the record's write may still land when Redis answers again.
   const decisions = new DecisionStore(core.redis, core.keys, core.config.rewardWindowSeconds, Math.ceil(core.config.redisCommandTimeoutMs / 2));

@@ -1,10 +1,11 @@
 import type { FastifyRequest } from 'fastify';
 import { errorResponses, ErrorBody, type ApiApp } from '../http/common.js';
-import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
+import type { Closeable, ModuleParts, Services } from '../kernel/module.js';
 import type { BudgetAlert } from './alerts.js';
 import { createBudgetsQueue, startBudgetWorker } from './jobs.js';
 import { budgetKeys } from './keys.js';
 import { BudgetLedger } from './ledger.js';
+import { budgetOverview, type BudgetOverview } from './overview.js';
 import { ReservationService } from './reservations.js';
 import {
   Balance,
@@ -35,7 +36,15 @@ import {
 export interface BudgetsModule extends ModuleParts {
   readonly ledger: BudgetLedger;
   readonly reservations: ReservationService;
+  /**
+   * Tenants with budgets, their live reservations and newest alerts, at most `limit` of each; `tenant`: that tenant
+   * only. What the console lists.
+   */
+  overview(limit: number, tenant?: string): Promise<BudgetOverview>;
 }
+
+/** What the budgets module is given (src/modules.ts). */
+export type BudgetsDeps = Services<'redis' | 'bullRedis' | 'keys' | 'metrics' | 'log', 'idempotencyTtlSeconds' | 'budgetAlertWebhook' | 'reservationSweepMs'>;
 
 const conflict = { 409: ErrorBody, 503: ErrorBody } as const;
 
@@ -45,7 +54,7 @@ const emptyBodyIsObject = async (req: FastifyRequest) => {
 };
 
 /** Scoped budgets, atomic reservations, the expiry sweeper and threshold alerts. */
-export function budgetsModule(core: Core): BudgetsModule {
+export function budgetsModule(core: BudgetsDeps): BudgetsModule {
   const keys = budgetKeys(core.keys.prefix);
   const queue = createBudgetsQueue(core.bullRedis, core.keys.bullPrefix());
   const retentionMs = core.config.idempotencyTtlSeconds * 1000;
@@ -74,6 +83,7 @@ export function budgetsModule(core: Core): BudgetsModule {
     name: 'budgets',
     ledger,
     reservations,
+    overview: (limit, tenant) => budgetOverview(core.redis, keys, limit, tenant),
     queues: [queue],
     routes(app: ApiApp) {
       app.put(

@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Type } from '@sinclair/typebox';
-import { budgetKeys } from '../budgets/keys.js';
+import type { BudgetOverview } from '../budgets/overview.js';
+import type { SessionList } from '../costs/session-list.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { tenantOfCaller } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../kernel/core.js';
-import { budgetOverview, listSessions } from './views.js';
+import type { ModuleParts, Services } from '../kernel/module.js';
 
 /**
  * Where the built console lives: `dist/web/` at the package root, whether this file runs from `src/console/`
@@ -58,8 +58,15 @@ const LimitQuery = Type.Object({ limit: Type.Optional(Type.String({ pattern: '^(
 const limitOf = (q: unknown, dflt: number) => Number((q as { limit?: string }).limit ?? dflt);
 
 /** The web console at `/` (static, public: it holds no data) and the read-only listings it uses. */
-export function consoleModule(core: Core): ModuleParts {
-  const keys = budgetKeys(core.keys.prefix);
+/** What the console module is given (src/modules.ts): it reads other domains' data through their services only. */
+export interface ConsoleDeps extends Services<'log'> {
+  /** The budgets domain's overview (BudgetsModule.overview). */
+  readonly budgets: { overview(limit: number, tenant?: string): Promise<BudgetOverview> };
+  /** The costs domain's session listing (CostsModule.sessions). */
+  readonly costs: { sessions(limit: number, scanBudget: number, tenant?: string): Promise<SessionList> };
+}
+
+export function consoleModule(core: ConsoleDeps): ModuleParts {
   return {
     name: 'console',
     routes(app: ApiApp) {
@@ -92,7 +99,7 @@ export function consoleModule(core: Core): ModuleParts {
             querystring: LimitQuery,
           },
         },
-        async (req) => budgetOverview(core.redis, keys, limitOf(req.query, 100), tenantOfCaller(req) ?? undefined),
+        async (req) => core.budgets.overview(limitOf(req.query, 100), tenantOfCaller(req) ?? undefined),
       );
       app.get(
         '/v1/console/sessions',
@@ -105,7 +112,7 @@ export function consoleModule(core: Core): ModuleParts {
             querystring: LimitQuery,
           },
         },
-        async (req) => listSessions(core.redis, core.keys.prefix, limitOf(req.query, 200), 20_000, tenantOfCaller(req) ?? undefined),
+        async (req) => core.costs.sessions(limitOf(req.query, 200), 20_000, tenantOfCaller(req) ?? undefined),
       );
     },
   };

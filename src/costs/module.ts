@@ -5,7 +5,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { tenantOfCaller } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../kernel/core.js';
+import type { ModuleParts, Services } from '../kernel/module.js';
 import { jsonDecoder } from '../redis/decode.js';
 import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './envelopes.js';
 import { SpanStore } from './ingest.js';
@@ -18,6 +18,7 @@ import { DIMENSIONS } from './rollup-vector.js';
 import { checkSpan, PriceOverrideBody, SpansBody, SpansResult, TenantParams, type Rejected } from './schema.js';
 import { CostReportResponse, EnvelopesResponse, SessionCostsResponse } from './responses.js';
 import { sessionCosts } from './session.js';
+import { listSessions, type SessionList } from './session-list.js';
 import type { Span } from './span.js';
 
 /**
@@ -99,10 +100,18 @@ function tenantReport(req: FastifyRequest, report: CostReport): CostReport {
 
 export interface CostsModule extends ModuleParts {
   readonly spans: SpanStore;
+  /**
+   * Session ids with cost traces (bounded keyspace walk, see listSessions); `tenant`: only that tenant's sessions.
+   * What the console lists.
+   */
+  sessions(limit: number, scanBudget: number, tenant?: string): Promise<SessionList>;
 }
 
+/** What the costs module is given (src/modules.ts). */
+export type CostsDeps = Services<'redis' | 'keys' | 'view' | 'store' | 'snapshot' | 'metrics' | 'log', 'spanRetentionDays' | 'maxSpansPerTrace'>;
+
 /** Cost attribution: span and OTLP ingest, prices, cost trees, rollups and showback, envelopes. */
-export function costsModule(core: Core): CostsModule {
+export function costsModule(core: CostsDeps): CostsModule {
   const ck = costKeys(core.keys);
   const retentionSeconds = core.config.spanRetentionDays * 86_400;
   const spans = new SpanStore({
@@ -127,6 +136,7 @@ export function costsModule(core: Core): CostsModule {
   return {
     name: 'costs',
     spans,
+    sessions: (limit, scanBudget, tenant) => listSessions(core.redis, core.keys.prefix, limit, scanBudget, tenant),
     routes(app: ApiApp) {
       otlpContentTypes(app);
       app.post(

@@ -1,8 +1,8 @@
 import { Worker, type Job } from 'bullmq';
-import type { AllocationModule } from '../allocation/module.js';
+import type { DecisionStore } from '../allocation/decisions.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { seesPipeline } from '../http/tenancy.js';
-import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
+import type { Closeable, ModuleParts, Services } from '../kernel/module.js';
 import { strategyArms } from './arms.js';
 import { OutcomeIntake } from './intake.js';
 import { applyOutcome } from './processor.js';
@@ -10,14 +10,36 @@ import { createOutcomesQueue, OUTCOMES_QUEUE, outcomesOf, type OutcomeJob, type 
 import { OutcomeAccepted, OutcomeBody } from './schema.js';
 
 /** Outcomes: intake (POST /v1/outcomes → BullMQ) and the worker that applies them to statistics. */
-export function feedbackModule(core: Core, all: () => readonly ModuleParts[], allocation: AllocationModule): ModuleParts {
+/** What the feedback module is given (src/modules.ts). */
+export interface FeedbackDeps
+  extends Services<
+    'redis' | 'bullRedis' | 'queueRedis' | 'keys' | 'view' | 'metrics' | 'log',
+    | 'rewardWindowSeconds'
+    | 'outcomeMarkerGraceSeconds'
+    | 'outcomeBatchMax'
+    | 'outcomeConcurrency'
+    | 'redisCommandTimeoutMs'
+    | 'jobLockMs'
+    | 'jobKeepCompletedSeconds'
+    | 'jobKeepCompletedCount'
+    | 'jobKeepFailedSeconds'
+    | 'jobKeepFailedCount'
+  > {
+  /** The allocation domain's decision records: intake reads an outcome's decision through it. */
+  readonly decisions: DecisionStore;
+  /** Every module, for their arms, sinks and outcome-applied callbacks (read when the worker starts). */
+  readonly all: () => readonly ModuleParts[];
+}
+
+export function feedbackModule(core: FeedbackDeps): ModuleParts {
+  const { all } = core;
   const queue = createOutcomesQueue(core.queueRedis, core.keys.bullPrefix(), {
     completedAgeSeconds: core.config.jobKeepCompletedSeconds,
     completedCount: core.config.jobKeepCompletedCount,
     failedAgeSeconds: core.config.jobKeepFailedSeconds,
     failedCount: core.config.jobKeepFailedCount,
   });
-  const intake = new OutcomeIntake(allocation.decisions, queue, {
+  const intake = new OutcomeIntake(core.decisions, queue, {
     batchMax: core.config.outcomeBatchMax,
     enqueueTimeoutMs: core.config.redisCommandTimeoutMs,
     onBatch: (n) => core.metrics.outcomeBatchSize.observe(n),

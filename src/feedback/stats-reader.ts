@@ -1,7 +1,8 @@
 import { unpack } from 'msgpackr';
 import type { Redis } from 'ioredis';
 import { fromWelford, type Moments } from '../stats/moments.js';
-import type { Arm } from './arms.js';
+import type { Keys } from '../redis/keys.js';
+import { strategyArm, type Arm } from './arms.js';
 
 export interface AgentStats {
   readonly n: number;
@@ -72,4 +73,14 @@ export function parseArmStats(summary: Record<string, string>, agentHash: Record
 export async function readArmStats(redis: Redis, arm: Arm): Promise<ArmStats> {
   const [summary, agents] = await Promise.all([redis.hgetall(arm.summary), redis.hgetallBuffer(arm.agents)]);
   return parseArmStats(summary, agents);
+}
+
+/** The feedback domain's reading of the statistics it keeps, for other domains (which never read its keys). */
+export interface OutcomeStats {
+  /** A strategy's outcome statistics on a pipeline (zero counts when it has none). */
+  strategy(pipeline: string, strategyId: string): Promise<ArmStats>;
+}
+
+export function outcomeStats(deps: { readonly redis: Redis; readonly keys: Keys }): OutcomeStats {
+  return { strategy: (pipeline, strategyId) => readArmStats(deps.redis, strategyArm(deps.keys, pipeline, strategyId)) };
 }

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import type { Core } from '../kernel/core.js';
+import type { Services } from '../kernel/module.js';
 import { jsonDecoder } from '../redis/decode.js';
 import { controlStrategyDef } from './control-arm.js';
 import { decodeEvent, rewardOf, type LoggedEvent } from './events.js';
@@ -50,7 +50,7 @@ const decodeState: (text: string) => (Omit<State, 'total'> & { readonly total?: 
  */
 export class GuardMonitor {
   constructor(
-    private readonly core: Core,
+    private readonly core: Services<'redis' | 'keys' | 'view' | 'metrics' | 'log'>,
     private readonly registry: ModelRegistry,
   ) {}
 

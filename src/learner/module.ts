@@ -1,6 +1,6 @@
 import type { ApiApp } from '../http/common.js';
 import { Queue, Worker, type Job } from 'bullmq';
-import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
+import type { Closeable, ModuleParts, Services } from '../kernel/module.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { shadowHook, trainingSink } from './hooks.js';
 import { defaultSplitOf, learnedKind, registerIngested, type LearnedParams } from './kind.js';
@@ -30,7 +30,13 @@ export interface LearnerModule extends ModuleParts {
  * sink and shadow hook, `learner-train` (one job per pipeline at a time: deduplication id `train-<pipeline>`) and
  * `learner-tick` (a job scheduler every 5 s) queues, and the feature / model / OPE routes.
  */
-export function learnerModule(core: Core): LearnerModule {
+/** What the learner module is given (src/modules.ts). */
+export type LearnerDeps = Services<
+  'redis' | 'bullRedis' | 'keys' | 'kinds' | 'view' | 'store' | 'snapshot' | 'metrics' | 'log',
+  'rewardWindowSeconds' | 'jobLockMs' | 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes'
+>;
+
+export function learnerModule(core: LearnerDeps): LearnerModule {
   const training = new TrainingService(core);
   const guard = new GuardMonitor(core, training.registry);
   const pending = new PendingBatcher(core.redis, { onError: (err) => core.log.warn({ err }, 'pending learned decisions not registered') });

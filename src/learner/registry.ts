@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors/app-error.js';
 import { jsonDecoder } from '../redis/decode.js';
-import type { Core } from '../kernel/core.js';
+import type { Services } from '../kernel/module.js';
 import type { FeatureScaling } from './features.js';
 import type { GateComparison } from './gate.js';
 import { learnerKeys } from './keys.js';
@@ -176,7 +176,7 @@ const summary = (v: ModelVersion): ModelSummary => ({ version: v.version, create
  * active one in the `models` control document.
  */
 export class ModelRegistry {
-  constructor(private readonly core: Pick<Core, 'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'config' | 'log'>) {}
+  constructor(private readonly core: Services<'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'log', 'modelsDir'>) {}
 
   doc(pipeline: string): ModelDoc | undefined {
     return this.core.view().raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined;

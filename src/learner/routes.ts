@@ -3,7 +3,7 @@ import { RequirementMissingError } from '../control/store.js';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { Id } from '../pipelines/schema.js';
-import type { Core } from '../kernel/core.js';
+import type { Services } from '../kernel/module.js';
 import { rewardOf } from './events.js';
 import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
@@ -159,7 +159,7 @@ function gateFields(doc: ModelDoc | undefined, servingVersion: number, gateDelta
   };
 }
 
-export function learnerRoutes(app: ApiApp, core: Core, training: TrainingService, enqueueTrain: (pipeline: string) => Promise<void>): void {
+export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'kinds' | 'view' | 'store' | 'snapshot'>, training: TrainingService, enqueueTrain: (pipeline: string) => Promise<void>): void {
   const pipelineOr404 = (id: string, field: string) => {
     const p = core.view().pipelines.get(id);
     if (!p) throw new AppError('PIPELINE_NOT_FOUND', `${field}: no pipeline "${id}"`);

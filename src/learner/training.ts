@@ -2,7 +2,7 @@ import { readDecisions, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { callScript } from '../redis/scripts.js';
-import type { Core } from '../kernel/core.js';
+import type { Services } from '../kernel/module.js';
 import { decodeDecisionRecord } from '../kernel/decision.js';
 import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
@@ -75,7 +75,7 @@ export class TrainingService {
   readonly registry: ModelRegistry;
 
   constructor(
-    private readonly core: Core,
+    private readonly core: Services<'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'kinds' | 'metrics' | 'log', 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes'>,
     private readonly trainOptions: TrainOptions = {},
     /** Train in a low-priority child process (default) so serving in this process is neither blocked nor starved. */
     private readonly inThread = true,

@@ -2,13 +2,15 @@ import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { ownerFor, seesPipeline } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../kernel/core.js';
+import type { ModuleParts, Services } from '../kernel/module.js';
 import { pipelineView, validatePipelineBody } from './model.js';
 import { PipelineBody, PipelineParams, PipelineResponse } from './schema.js';
 import { resolveModelPrices } from './tiers.js';
 
 /** Control plane for pipelines. Every PUT bumps the pipeline's version, which decisions record. */
-export function pipelinesModule(core: Core): ModuleParts {
+export type PipelinesDeps = Services<'view' | 'store' | 'snapshot'>;
+
+export function pipelinesModule(core: PipelinesDeps): ModuleParts {
   return {
     name: 'pipelines',
     routes(app: ApiApp) {

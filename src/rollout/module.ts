@@ -1,6 +1,6 @@
 import type { ApiApp } from '../http/common.js';
 import { Queue, Worker } from 'bullmq';
-import type { Closeable, Core, ModuleParts } from '../kernel/core.js';
+import type { Closeable, ModuleParts, Services } from '../kernel/module.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { experimentArms, experimentSinks } from './arms.js';
 import { probeCutKind } from './probe.js';
@@ -20,7 +20,9 @@ export interface RolloutModule extends ModuleParts {
  * (arms + observation sinks, in the outcome's Lua call), and evaluates guardrails, SRM and ramps in a
  * BullMQ repeatable job on the `rollout` queue.
  */
-export function rolloutModule(core: Core): RolloutModule {
+export type RolloutDeps = Services<'redis' | 'bullRedis' | 'keys' | 'kinds' | 'view' | 'snapshot' | 'log', 'rolloutIntervalMs'>;
+
+export function rolloutModule(core: RolloutDeps): RolloutModule {
   const store = new ExperimentStore(core.redis, core.keys);
   const service = new ExperimentService({
     store,

@@ -1,12 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors/app-error.js';
-import { strategyArm } from '../feedback/arms.js';
-import { readArmStats } from '../feedback/stats-reader.js';
+import type { OutcomeStats } from '../feedback/stats-reader.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { seesPipeline } from '../http/tenancy.js';
 import { Id } from '../pipelines/schema.js';
 import { RequirementMissingError } from '../control/store.js';
-import type { Core, ModuleParts } from '../kernel/core.js';
+import type { ModuleParts, Services } from '../kernel/module.js';
 import { BUILTIN_UNIFORM_ID, StrategyBody, StrategyResponse, type StrategyDef } from './schema.js';
 import { validateStrategy } from './service.js';
 import { BUILTIN_KINDS } from './registry.js';
@@ -45,7 +44,13 @@ export const StatsResponse = Type.Object({
 });
 
 /** Control plane for strategies, and their outcome statistics. */
-export function strategiesModule(core: Core): ModuleParts {
+/** What the strategies module is given (src/modules.ts). */
+export interface StrategiesDeps extends Services<'view' | 'store' | 'snapshot' | 'kinds'> {
+  /** The feedback domain's statistics, for GET /v1/strategies/:id/stats. */
+  readonly stats: OutcomeStats;
+}
+
+export function strategiesModule(core: StrategiesDeps): ModuleParts {
   return {
     name: 'strategies',
     strategyKinds: BUILTIN_KINDS,
@@ -157,7 +162,7 @@ export function strategiesModule(core: Core): ModuleParts {
             if (!s) throw new AppError('STRATEGY_NOT_FOUND', `params/id: no strategy "${id}"`);
             pipeline = s.pipeline;
           }
-          const stats = await readArmStats(core.redis, strategyArm(core.keys, pipeline, id));
+          const stats = await core.stats.strategy(pipeline, id);
           return { strategy: id, pipeline, ...stats };
         },
       );

@@ -2,11 +2,11 @@ import type { ServerResponse } from 'node:http';
 import { Type } from '@sinclair/typebox';
 import { toWire, type ControlKind, type RawControlState, type Versioned, type WireControlState } from '@apportion/sdk/engine';
 import type { FastifyRequest } from 'fastify';
-import { decisionSecond, readDecisions, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
+import { decisionSecond, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
 import { viewOf, type ControlView } from '../control/view.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { pipelineTenants, tenantOfCaller } from '../http/tenancy.js';
-import type { Core, ModuleParts } from '../kernel/core.js';
+import type { ModuleParts, Services } from '../kernel/module.js';
 import { IngestBody, type IngestItem } from './schema.js';
 
 /**
@@ -54,7 +54,16 @@ export interface IngestResult {
   readonly rejected: readonly { readonly index: number; readonly id: string; readonly code: string; readonly message: string }[];
 }
 
-export function syncModule(core: Core, decisions: () => DecisionStore, all: () => readonly ModuleParts[]): ModuleParts {
+/** What the sync module is given (src/modules.ts). */
+export interface SyncDeps extends Services<'view' | 'snapshot' | 'metrics', 'rewardWindowSeconds' | 'textTokenizeMaxChars'> {
+  /** The allocation domain's decision records: SDK records are read and written through it, like the server's own. */
+  readonly decisions: DecisionStore;
+  /** Every module, for their decision-ingested callbacks. */
+  readonly all: () => readonly ModuleParts[];
+}
+
+export function syncModule(core: SyncDeps): ModuleParts {
+  const { decisions, all } = core;
   const streams = new Set<ServerResponse>();
 
   const ingest = async (req: FastifyRequest, items: readonly IngestItem[]): Promise<IngestResult> => {
@@ -76,7 +85,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
     });
     // Idempotent: a record already stored (a retried batch after a lost answer or a server restart) is not
     // written again; one stored under the same id for another pipeline is refused, never overwritten.
-    const stored = fresh.length > 0 ? await readDecisions(core.redis, core.keys, fresh.map((f) => f.record.id)) : [];
+    const stored = fresh.length > 0 ? await decisions.readMany(fresh.map((f) => f.record.id)) : [];
     let duplicates = 0;
     const writes: Promise<void>[] = [];
     const written: DecisionRecord[] = [];
@@ -87,7 +96,7 @@ export function syncModule(core: Core, decisions: () => DecisionStore, all: () =
         else rejected.push({ index, id: record.id, code: 'ID_TAKEN', message: `body/decisions/${index}/id: "${record.id}" is already recorded for another decision` });
         return;
       }
-      writes.push(decisions().write(record));
+      writes.push(decisions.write(record));
       written.push(record);
     });
     await Promise.all(writes);
