@@ -57,7 +57,6 @@ const Listing = { tags: ['console'], response: { ...errorResponses } };
 const LimitQuery = Type.Object({ limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$', description: '1–1000' })) }, { additionalProperties: false });
 const limitOf = (q: unknown, dflt: number) => Number((q as { limit?: string }).limit ?? dflt);
 
-/** The web console at `/` (static, public: it holds no data) and the read-only listings it uses. */
 /** What the console module is given (src/modules.ts): it reads other domains' data through their services only. */
 export interface ConsoleDeps extends Services<'log'> {
   /** The budgets domain's overview (BudgetsModule.overview). */
@@ -66,6 +65,7 @@ export interface ConsoleDeps extends Services<'log'> {
   readonly costs: { sessions(limit: number, scanBudget: number, tenant?: string): Promise<SessionList> };
 }
 
+/** The web console at `/` (static, public: it holds no data) and the read-only listings it uses. */
 export function consoleModule(core: ConsoleDeps): ModuleParts {
   return {
     name: 'console',

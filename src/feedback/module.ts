@@ -9,7 +9,6 @@ import { applyOutcome } from './processor.js';
 import { createOutcomesQueue, OUTCOMES_QUEUE, outcomesOf, type OutcomeJob, type OutcomeJobData } from './queue.js';
 import { OutcomeAccepted, OutcomeBody } from './schema.js';
 
-/** Outcomes: intake (POST /v1/outcomes → BullMQ) and the worker that applies them to statistics. */
 /** What the feedback module is given (src/modules.ts). */
 export interface FeedbackDeps
   extends Services<
@@ -31,6 +30,7 @@ export interface FeedbackDeps
   readonly all: () => readonly ModuleParts[];
 }
 
+/** Outcomes: intake (POST /v1/outcomes → BullMQ) and the worker that applies them to statistics. */
 export function feedbackModule(core: FeedbackDeps): ModuleParts {
   const { all } = core;
   const queue = createOutcomesQueue(core.queueRedis, core.keys.bullPrefix(), {

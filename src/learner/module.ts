@@ -25,17 +25,17 @@ export interface LearnerModule extends ModuleParts {
   enqueueTrain(pipeline: string): Promise<void>;
 }
 
-/**
- * The learned strategy and its loop: the `learned` kind (serving from exported weights), the training
- * sink and shadow hook, `learner-train` (one job per pipeline at a time: deduplication id `train-<pipeline>`) and
- * `learner-tick` (a job scheduler every 5 s) queues, and the feature / model / OPE routes.
- */
 /** What the learner module is given (src/modules.ts). */
 export type LearnerDeps = Services<
   'redis' | 'bullRedis' | 'keys' | 'kinds' | 'view' | 'store' | 'snapshot' | 'metrics' | 'log',
   'rewardWindowSeconds' | 'jobLockMs' | 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes'
 >;
 
+/**
+ * The learned strategy and its loop: the `learned` kind (serving from exported weights), the training
+ * sink and shadow hook, `learner-train` (one job per pipeline at a time: deduplication id `train-<pipeline>`) and
+ * `learner-tick` (a job scheduler every 5 s) queues, and the feature / model / OPE routes.
+ */
 export function learnerModule(core: LearnerDeps): LearnerModule {
   const training = new TrainingService(core);
   const guard = new GuardMonitor(core, training.registry);

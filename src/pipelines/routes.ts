@@ -7,9 +7,10 @@ import { pipelineView, validatePipelineBody } from './model.js';
 import { PipelineBody, PipelineParams, PipelineResponse } from './schema.js';
 import { resolveModelPrices } from './tiers.js';
 
-/** Control plane for pipelines. Every PUT bumps the pipeline's version, which decisions record. */
+/** What the pipelines module is given (src/modules.ts). */
 export type PipelinesDeps = Services<'view' | 'store' | 'snapshot'>;
 
+/** Control plane for pipelines. Every PUT bumps the pipeline's version, which decisions record. */
 export function pipelinesModule(core: PipelinesDeps): ModuleParts {
   return {
     name: 'pipelines',

@@ -15,13 +15,14 @@ export interface RolloutModule extends ModuleParts {
   readonly service: ExperimentService;
 }
 
+/** What the rollout module is given (src/modules.ts). */
+export type RolloutDeps = Services<'redis' | 'bullRedis' | 'keys' | 'kinds' | 'view' | 'snapshot' | 'log', 'rolloutIntervalMs'>;
+
 /**
  * Rollout experiments: routes strategies to units (router), counts outcomes per variant and phase
  * (arms + observation sinks, in the outcome's Lua call), and evaluates guardrails, SRM and ramps in a
  * BullMQ repeatable job on the `rollout` queue.
  */
-export type RolloutDeps = Services<'redis' | 'bullRedis' | 'keys' | 'kinds' | 'view' | 'snapshot' | 'log', 'rolloutIntervalMs'>;
-
 export function rolloutModule(core: RolloutDeps): RolloutModule {
   const store = new ExperimentStore(core.redis, core.keys);
   const service = new ExperimentService({

@@ -43,13 +43,13 @@ export const StatsResponse = Type.Object({
   models: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), AgentStatsSchema), { description: 'Per agent and served model (pipelines with model tiers).' })),
 });
 
-/** Control plane for strategies, and their outcome statistics. */
 /** What the strategies module is given (src/modules.ts). */
 export interface StrategiesDeps extends Services<'view' | 'store' | 'snapshot' | 'kinds'> {
   /** The feedback domain's statistics, for GET /v1/strategies/:id/stats. */
   readonly stats: OutcomeStats;
 }
 
+/** Control plane for strategies, and their outcome statistics. */
 export function strategiesModule(core: StrategiesDeps): ModuleParts {
   return {
     name: 'strategies',
