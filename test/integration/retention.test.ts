@@ -74,6 +74,11 @@ describe('applied-markers live as long as the reward window needs', () => {
     assert.equal(await redis.exists(appliedMarker(keys, 'p', d.id).key), 0);
   });
 
+  it('a decision id without a time prefix has no marker: no decision record has one, so it is a bug that throws', () => {
+    assert.throws(() => appliedMarker(keys, 'p', 'f47ac10b-58cc-4372-a567-0e02b2c3d479'), /has no time prefix/);
+    assert.throws(() => markerDeadline({ id: 'f47ac10b-58cc-4372-a567-0e02b2c3d479' }, 1, 60), /has no time prefix/);
+  });
+
   it('decisions of one second share eight marker sets; each is applied once', async () => {
     const now = await redisNow();
     const ds = Array.from({ length: 50 }, () => decisionAt(now - 3));
