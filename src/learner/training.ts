@@ -11,10 +11,8 @@ import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict }
 import { controlStrategyDef } from './control-arm.js';
 import type { DriftRetire } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
-import { defaultTierAction, hasTiers, tierAgentsOf, tierModelsOut, tierNeedGuess } from '@apportion/sdk/engine';
-import { curvesOf, plannedCostOf, predictQuality, tierCandidates, type TierAction, type TierParams } from './tiers-policy.js';
-import type { FeatureEncoder } from './features.js';
-import type { GateInput } from './gate.js';
+import { defaultTierAction, hasTiers, tierAgentsOf, tierNeedGuess } from '@apportion/sdk/engine';
+import { tierGateInput } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
 import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
@@ -277,7 +275,9 @@ export class TrainingService {
     const look = ((await this.registry.get(pipeline.id, c.version))?.gate?.look ?? 0) + 1;
     const verdict = gateVerdict(
       c.tiers
-        ? tierGateInput(this.core, pipeline, params, events, { ...c, tiers: c.tiers }, serving.tiers ? { version: serving.version, tiers: serving.tiers, encoder: serving.encoder } : undefined)
+        ? tierGateInput(pipeline, params, events, { ...c, tiers: c.tiers }, serving.tiers ? { version: serving.version, tiers: serving.tiers, encoder: serving.encoder } : undefined, (e) =>
+            defaultTierAction({ view: this.core.view, kinds: () => this.core.kinds }, pipeline, { features: e.f, totalTokens: e.T, ...(e.X !== undefined ? { maxCostUsd: e.X } : {}) }),
+          )
         : {
             events,
             agents: pipeline.agents.map((a) => a.name),
@@ -422,57 +422,4 @@ export class TrainingService {
     }
     return out;
   }
-}
-
-/**
- * The activation gate's input for a joint model-and-tokens candidate (model tiers): every compared policy's action
- * is its budgets *and* models (the candidate's and the serving tier version's greedy action, the default strategy's
- * action through the tier stage, each under the decision's logged ceiling), matched against the logged actions on
- * the same models; the direct method is the candidate's reward model, predicted quality − λ·planned cost; the
- * observed reward is quality − λ·cost, the cost being the reported one or else the served action's planned cost.
- */
-export function tierGateInput(
-  core: Pick<Core, 'view' | 'kinds'>,
-  pipeline: Pipeline,
-  params: LearnedParams,
-  events: readonly LoggedEvent[],
-  candidate: { readonly weights: import('./model.js').ModelWeights; readonly encoder: FeatureEncoder; readonly tiers: TierParams },
-  serving: { readonly version: number; readonly tiers: TierParams; readonly encoder: FeatureEncoder } | undefined,
-): GateInput {
-  const agents = tierAgentsOf(pipeline);
-  const costWeight = params.costWeight ?? 0;
-  const opts = { epsilon: 0, perturbation: params.perturbation ?? 0.5, costWeight };
-  const assignOf = (models: readonly (string | null)[] | undefined): number[] | undefined => {
-    const out = pipeline.agents.map((a, i) => (a.models && a.models.length > 0 ? a.models.findIndex((m) => m.model === models?.[i]) : 0));
-    return out.some((v) => v < 0) ? undefined : out;
-  };
-  const target = (a: TierAction) => {
-    const named = tierModelsOut(pipeline, a.assign);
-    return { b: a.budgets, m: pipeline.agents.map((ag) => named[ag.name] ?? null) };
-  };
-  const greedyOf = (p: TierParams, enc: FeatureEncoder) => (e: LoggedEvent) => {
-    const g = tierCandidates(p, agents, enc.encode(e.f), e.T, e.X ?? Infinity, opts)?.[0];
-    return g ? target(g) : { b: pipeline.agents.map(() => -1) };
-  };
-  const loggedCost = (e: LoggedEvent) => {
-    const assign = assignOf(e.M);
-    return assign ? plannedCostOf(agents, { assign, budgets: pipeline.agents.map((a) => e.b[a.name]!) }) : 0;
-  };
-  const deps = { view: core.view, kinds: () => core.kinds };
-  return {
-    events,
-    agents: pipeline.agents.map((a) => a.name),
-    costWeight,
-    candidate,
-    candidateSplit: greedyOf(candidate.tiers, candidate.encoder),
-    ...(serving ? { serving: { version: serving.version, split: greedyOf(serving.tiers, serving.encoder) } } : {}),
-    defaultSplit: (e) => target(defaultTierAction(deps, pipeline, { features: e.f, totalTokens: e.T, ...(e.X !== undefined ? { maxCostUsd: e.X } : {}) })),
-    value: (e, budgets, models) => {
-      const assign = assignOf(models);
-      if (!assign || budgets.some((b) => b < 0)) return 0;
-      const action = { assign, budgets };
-      return predictQuality(curvesOf(candidate.tiers, agents, candidate.encoder.encode(e.f)), action) - costWeight * plannedCostOf(agents, action);
-    },
-    reward: (e) => e.q - costWeight * (e.c ?? loggedCost(e)),
-  };
 }
