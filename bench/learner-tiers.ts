@@ -185,11 +185,14 @@ async function serviceLoop(): Promise<void> {
   const { runTierLoop } = await import('../src/learner/sim/tier-loop.js');
   const product = flag('product', 'false') === 'true';
   const fractions = flag('ceilings', '0.3,0.4,0.5,0.6,0.7').split(',').map(Number);
-  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; the service's loop (engine decisions, safe start, control arm 5 %, candidate mixing 10 %, tier retrain every 500, activation gate); last quarter of the served decisions (exploration included) measured`);
+  // The learned strategy's parameters: the service's defaults unless `--control-share` (the runtime guard's control arm) is given.
+  const cs = flag('control-share', '');
+  const params = cs === '' ? undefined : { controlShare: Number(cs) };
+  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; the service's loop (engine decisions, safe start, control arm ${params ? `${params.controlShare * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate); last quarter of the served decisions (exploration included) measured`);
   for (const name of worlds) {
     const tw = loadTierWorld(name);
     const C = tw.maxCostUsd;
-    const r = runTierLoop({ world: tw, outcomes, seed });
+    const r = runTierLoop({ world: tw, outcomes, seed, ...(params ? { params } : {}) });
     const from = Math.floor(outcomes * 0.75);
     const ctx = r.contexts.slice(from);
     const q = Array.from(r.quality.subarray(from));
@@ -210,7 +213,7 @@ async function serviceLoop(): Promise<void> {
     console.log(`ROW ${JSON.stringify({ loop: 'service', world: name, ceiling: C, ratio, diff: ci })}`);
     if (name !== 'cheap-suffices' || !equalQuality) continue;
     // Token-only: the service's learned strategy on the pipeline declaring only the expensive first model.
-    const tok = runTierLoop({ world: tw, outcomes, seed, models: [0] });
+    const tok = runTierLoop({ world: tw, outcomes, seed, models: [0], ...(params ? { params } : {}) });
     let q0 = mean(Array.from(tok.quality.subarray(from)));
     let c0 = mean(Array.from(tok.cost.subarray(from)));
     console.log(`${name}: token-only learned (the service's loop, every agent on ${tw.models[0]} only) at ${C} USD: quality ${q0.toFixed(4)}, mean planned cost ${c0.toFixed(4)} (versions trained ${tok.trained}, first served at ${tok.version.findIndex((v) => v > 0)})`);
@@ -228,7 +231,7 @@ async function serviceLoop(): Promise<void> {
     }
     let found: { f: number; q: number; c: number } | undefined;
     for (const f of fractions) {
-      const rr = runTierLoop({ world: tw, outcomes, seed, maxCostUsd: C * f });
+      const rr = runTierLoop({ world: tw, outcomes, seed, maxCostUsd: C * f, ...(params ? { params } : {}) });
       const qq = mean(Array.from(rr.quality.subarray(from)));
       const cc = mean(Array.from(rr.cost.subarray(from)));
       console.log(`${name}: tier learned (service loop) at ${(C * f).toFixed(4)} USD (${f}×): quality ${qq.toFixed(4)}, mean planned cost ${cc.toFixed(4)}`);

@@ -415,12 +415,15 @@ function loggedProbs(raw: readonly number[]): number[] {
 export const TIER_MIN_EPSILON = 0.04;
 
 /**
- * The tier learner's exploration rate at model version v: the `epsilon` explorer's ε, else (squarecb, the
- * default) the exploration budget decayed as for the token split (optionsFor: 0.3·√(2/v)), at least TIER_MIN_EPSILON.
+ * The tier learner's exploration rate at model version v: the `epsilon` explorer's ε, else (squarecb, the default)
+ * the exploration budget decayed as budget·√(from/v) for v > from, at least TIER_MIN_EPSILON. `from` is the
+ * strategy's `exploreDecayFrom`, 1 when it sets none: with a retrain every 500 outcomes that is the schedule the joint
+ * learner was measured with (0.3·√(500/t), bench/learner-tiers.ts).
  */
-export function tierEpsilon(explore: ExploreOptions, version: number): number {
+export function tierEpsilon(explore: ExploreOptions, version: number, decayFrom = 1): number {
   if (explore.explorer === 'epsilon') return explore.epsilon;
-  return Math.max(TIER_MIN_EPSILON, optionsFor(explore, version).budget ?? 1);
+  const budget = explore.budget ?? 1;
+  return Math.max(TIER_MIN_EPSILON, version > decayFrom && decayFrom > 0 ? budget * Math.sqrt(decayFrom / version) : budget);
 }
 
 /** Model index per agent as logged (TM, CM keys): the index in its `models`, −1 for an agent without models. */
@@ -495,6 +498,7 @@ export function tierLearnedDecision(
   costWeight: number,
   anchor: TierAction,
   rng: () => number,
+  decayFrom?: number,
 ): TierLearnedDecision {
   const T = input.totalTokens;
   const C = input.maxCostUsd ?? Infinity;
@@ -510,7 +514,7 @@ export function tierLearnedDecision(
   } else {
     for (const c of tierCandidates(m.tiers, agents, x, T, C, opts) ?? [anchor]) pushTierAction(candidates, c);
     pushTierAction(candidates, anchor);
-    probs = epsilonProbs(candidates.length, tierEpsilon(explore, m.version));
+    probs = epsilonProbs(candidates.length, tierEpsilon(explore, m.version, decayFrom));
   }
   let chosen = drawIndex(probs, rng());
   let ck: number | undefined;
@@ -552,7 +556,7 @@ function compileTierLearned(
       const m = c.model();
       const rng = decisionRng(input.decisionId ?? input.drawSeed, 'learner');
       const anchor = defaultTierAction(deps, pipeline, input);
-      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng);
+      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng, params.exploreDecayFrom);
       const probs = loggedProbs(dec.probs);
       const registered = c.waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + c.waitMs + DEFAULT_GRACE_MS);
