@@ -11,6 +11,13 @@
  * same learner restricted to every agent on the expensive (first) model — the token-only learned strategy — at
  * the ceiling, and the tier learner at lower ceilings: the smallest whose quality reaches the token-only one, and
  * its mean planned cost ÷ the token-only one's (at equal quality).
+ *
+ * `--loop service` takes the same numbers through the service's own loop for a pipeline with model tiers
+ * (src/learner/sim/tier-loop.ts: the engine's decisions of the served learned strategy, safe start, control arm,
+ * candidate mixing, the training job's tier retrain every 500 outcomes, the activation gate). The token-only
+ * reference is then the same loop on the pipeline declaring only the first model per agent (and, with
+ * `--product true`, the product's token learner of src/learner/sim/loop.ts); `--ceilings 0.3,0.4,0.5` lists the
+ * fractions of the ceiling tried for equal quality.
  */
 import { compileFeatures } from '../src/learner/features.js';
 import { mulberry32 } from '../src/learner/rng.js';
@@ -112,6 +119,11 @@ function run(tw: TierWorld, ceiling: number, restrict: TierPolicyOptions['assign
 }
 
 const t0 = Date.now();
+if (flag('loop', 'bench') === 'service') {
+  await serviceLoop();
+  console.log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  process.exit(0);
+}
 console.log(`bench/learner-tiers: ${outcomes} outcomes per run, seed ${seed}, retrain every ${retrainEvery} (warm start${restart ? ' and a fresh fit' : ''}; the serving fit replaced only when significantly better), window ${windowSize}; last quarter measured`);
 for (const name of worlds) {
   const tw = loadTierWorld(name);
@@ -167,3 +179,68 @@ for (const name of worlds) {
   else console.log(`${name}: the tier learner did not reach the token-only quality at any ceiling tried`);
 }
 console.log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+
+/** The numbers of the issue's targets through the service's loop (tier-loop.ts); baselines in the same run. */
+async function serviceLoop(): Promise<void> {
+  const { runTierLoop } = await import('../src/learner/sim/tier-loop.js');
+  const product = flag('product', 'false') === 'true';
+  const fractions = flag('ceilings', '0.3,0.4,0.5,0.6,0.7').split(',').map(Number);
+  // The learned strategy's parameters: the service's defaults unless `--control-share` (the runtime guard's control arm) is given.
+  const cs = flag('control-share', '');
+  const params = cs === '' ? undefined : { controlShare: Number(cs) };
+  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; the service's loop (engine decisions, safe start, control arm ${params ? `${params.controlShare * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate); last quarter of the served decisions (exploration included) measured`);
+  for (const name of worlds) {
+    const tw = loadTierWorld(name);
+    const C = tw.maxCostUsd;
+    const r = runTierLoop({ world: tw, outcomes, seed, ...(params ? { params } : {}) });
+    const from = Math.floor(outcomes * 0.75);
+    const ctx = r.contexts.slice(from);
+    const q = Array.from(r.quality.subarray(from));
+    const oracle = ctx.map((c) => tw.oracle(c, tw.totalTokens, C));
+    const st = bestStaticTier(tw, ctx.filter((_, i) => i % 5 === 0), tw.totalTokens, C);
+    const sb = servedStatic(tw, st.assign, st.shares, tw.totalTokens, C);
+    const staticQ = ctx.map((c) => tw.quality(c, st.assign, sb));
+    const ratio = mean(q) / mean(oracle.map((x) => x.quality));
+    const ci = pairedCi(q, staticQ);
+    const cheap = r.assign.slice(from).map((a) => a.filter((m) => m > 0).length);
+    console.log(
+      `${name}: ceiling ${C} USD: served ÷ tier oracle ${ratio.toFixed(4)} (served ${mean(q).toFixed(4)}, oracle ${mean(oracle.map((x) => x.quality)).toFixed(4)}); ` +
+        `served − best static [${st.assign.map((m) => tw.models[m]).join(', ')}] ${ci.diff.toFixed(4)} (95 % CI ${ci.lo.toFixed(4)} … ${ci.hi.toFixed(4)}); ` +
+        `mean planned cost ${mean(Array.from(r.cost.subarray(from))).toFixed(4)}; agents on a cheaper model per request ${mean(cheap).toFixed(2)} (oracle ${mean(oracle.map((o) => o.assign.filter((m) => m > 0).length)).toFixed(2)}); ` +
+        `versions trained ${r.trained}, serving at the end ${r.version[outcomes - 1]}, first served at outcome ${r.version.findIndex((v) => v > 0)}`,
+    );
+    for (const g of r.gates) console.log(`  gate at ${g.at}: version ${g.version} ${g.status}: ${g.reason}`);
+    console.log(`ROW ${JSON.stringify({ loop: 'service', world: name, ceiling: C, ratio, diff: ci })}`);
+    if (name !== 'cheap-suffices' || !equalQuality) continue;
+    // Token-only: the service's learned strategy on the pipeline declaring only the expensive first model.
+    const tok = runTierLoop({ world: tw, outcomes, seed, models: [0], ...(params ? { params } : {}) });
+    let q0 = mean(Array.from(tok.quality.subarray(from)));
+    let c0 = mean(Array.from(tok.cost.subarray(from)));
+    console.log(`${name}: token-only learned (the service's loop, every agent on ${tw.models[0]} only) at ${C} USD: quality ${q0.toFixed(4)}, mean planned cost ${c0.toFixed(4)} (versions trained ${tok.trained}, first served at ${tok.version.findIndex((v) => v > 0)})`);
+    if (product) {
+      const { tf } = await loadTf();
+      const world = firstModelWorld(tw, C);
+      const res = await runLoop(tf, { world, outcomes, seed, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5, budget: EXPLORE_DEFAULTS.budget, decayFrom: EXPLORE_DEFAULTS.decayFrom }, evalContexts: 0, checkpointEvery: outcomes });
+      const qp = mean(Array.from(res.served.subarray(from)));
+      const cp = world.totalTokens * tw.rates[0]!;
+      console.log(`${name}: token-only learned (the product's token learner, sim/loop.ts) at ${world.totalTokens} tokens: quality ${qp.toFixed(4)}, planned cost at most ${cp.toFixed(4)}`);
+      if (qp > q0) {
+        q0 = qp;
+        c0 = cp;
+      }
+    }
+    let found: { f: number; q: number; c: number } | undefined;
+    for (const f of fractions) {
+      const rr = runTierLoop({ world: tw, outcomes, seed, maxCostUsd: C * f, ...(params ? { params } : {}) });
+      const qq = mean(Array.from(rr.quality.subarray(from)));
+      const cc = mean(Array.from(rr.cost.subarray(from)));
+      console.log(`${name}: tier learned (service loop) at ${(C * f).toFixed(4)} USD (${f}×): quality ${qq.toFixed(4)}, mean planned cost ${cc.toFixed(4)}`);
+      if (qq >= q0) {
+        found = { f, q: qq, c: cc };
+        break;
+      }
+    }
+    if (found) console.log(`${name}: at equal quality (${found.q.toFixed(4)} ≥ ${q0.toFixed(4)}) the tier learner's mean planned cost ÷ the token-only one's: ${(found.c / c0).toFixed(3)}`);
+    else console.log(`${name}: the tier learner did not reach the token-only quality at the ceilings tried`);
+  }
+}

@@ -96,6 +96,14 @@ export interface GateVerdict {
   readonly comparisons: readonly GateComparison[];
 }
 
+/**
+ * A compared policy's action for a logged decision: its budgets (agent order), and on a pipeline with model tiers
+ * its model per agent (agent order, null for none): it then matches a logged action only on the same models.
+ */
+export type GateTarget = readonly number[] | { readonly b: readonly number[]; readonly m?: readonly (string | null)[] };
+
+const targetOf = (t: GateTarget): { b: readonly number[]; m?: readonly (string | null)[] } => ('b' in t && !Array.isArray(t) ? (t as { b: readonly number[]; m?: readonly (string | null)[] }) : { b: t as readonly number[] });
+
 /** What the gate compares: the candidate's split, the serving version's (absent during the safe start) and the default strategy's. */
 export interface GateInput {
   /** Decisions logged since the candidate was trained (they carry its split in their candidate sets). */
@@ -104,9 +112,17 @@ export interface GateInput {
   readonly costWeight: number;
   /** The candidate version: its reward model is DR's direct-method part. */
   readonly candidate: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder };
-  readonly candidateSplit: (ev: LoggedEvent) => readonly number[];
-  readonly serving?: { readonly version: number; readonly split: (ev: LoggedEvent) => readonly number[] };
-  readonly defaultSplit: (ev: LoggedEvent) => readonly number[];
+  readonly candidateSplit: (ev: LoggedEvent) => GateTarget;
+  readonly serving?: { readonly version: number; readonly split: (ev: LoggedEvent) => GateTarget };
+  readonly defaultSplit: (ev: LoggedEvent) => GateTarget;
+  /**
+   * The direct method's value of an action (budgets, and models on a pipeline with model tiers) for a logged
+   * decision. Default: the candidate's token reward model (`candidate`). A joint model-and-tokens candidate passes
+   * its own (predicted quality − λ·planned cost).
+   */
+  readonly value?: (ev: LoggedEvent, budgets: readonly number[], models?: readonly (string | null)[]) => number;
+  /** The observed reward of a logged decision. Default rewardOf(ev, costWeight). */
+  readonly reward?: (ev: LoggedEvent) => number;
   /** Share of the total two splits may differ by and count as one action (as in OPE). Default 0.005. */
   readonly tolerance?: number;
 }
@@ -123,7 +139,7 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
   if (n < rule.minEvents) {
     return { pass: false, reason: `only ${n} decisions with an outcome logged since the candidate was trained; the gate needs ${rule.minEvents}`, events: n, comparisons: [] };
   }
-  const refs: { against: 'serving' | 'default'; split: (ev: LoggedEvent) => readonly number[] }[] = [];
+  const refs: { against: 'serving' | 'default'; split: (ev: LoggedEvent) => GateTarget }[] = [];
   if (input.serving) refs.push({ against: 'serving', split: input.serving.split });
   refs.push({ against: 'default', split: input.defaultSplit });
   const cand = new Float64Array(n);
@@ -133,14 +149,16 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
   const played = new Int32Array(refs.length + 1);
   usable.forEach((ev, i) => {
     const logged = agents.map((a) => ev.b[a]!);
-    const r = rewardOf(ev, input.costWeight);
-    const h = forward(input.candidate.weights, input.candidate.encoder.encode(ev.f));
-    const qLogged = predict(h, logged);
-    const dr = (a: readonly number[], slot: number) => {
-      const iw = importanceWeight(ev, agents, a, tol);
+    const r = input.reward ? input.reward(ev) : rewardOf(ev, input.costWeight);
+    const h = input.value ? undefined : forward(input.candidate.weights, input.candidate.encoder.encode(ev.f));
+    const q = (b: readonly number[], m?: readonly (string | null)[]) => (input.value ? input.value(ev, b, m) : predict(h!, b));
+    const qLogged = q(logged, ev.M);
+    const dr = (target: GateTarget, slot: number) => {
+      const { b: a, m } = targetOf(target);
+      const iw = importanceWeight(ev, agents, a, tol, m);
       if (!iw.supported) unsupported++;
       if (iw.w > 0) played[slot] = played[slot]! + 1;
-      return predict(h, a) + iw.w * (r - qLogged);
+      return q(a, m) + iw.w * (r - qLogged);
     };
     cand[i] = dr(input.candidateSplit(ev), 0);
     refs.forEach((R, j) => (ref[j]![i] = dr(R.split(ev), j + 1)));

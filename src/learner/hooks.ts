@@ -76,10 +76,11 @@ export function loggingPolicyOf(d: Pick<DecisionRecord, 'meta' | 'budgets' | 'to
   const M = servedModels(d, pipeline);
   const own: LoggingPolicy = { ...(meta ? { m: meta.m, ...(meta.x ? { a: meta.x.a } : {}) } : {}), ...(M ? { M } : {}) };
   const r = d.routing;
-  if (!r || !(r.q > 0) || !Array.isArray(r.alt)) return meta ? { ...own, C: meta.C, P: meta.P, k: meta.k } : own;
+  const ownCM = meta?.CM ? { CM: meta.CM } : {};
+  if (!r || !(r.q > 0) || !Array.isArray(r.alt)) return meta ? { ...own, C: meta.C, ...ownCM, P: meta.P, k: meta.k } : own;
   const key = M ? modelKey(pipeline, M) : undefined;
   const k0 = (b: readonly number[], m?: readonly (string | null)[]) => (key ? keyed(b, m ? modelKey(pipeline, m) : key) : (b as number[]));
-  const parts: WeightedDistribution[] = [meta ? { q: r.q, C: meta.C.map((c) => k0(c)), P: meta.P } : { q: r.q, C: [k0(served)], P: [1] }];
+  const parts: WeightedDistribution[] = [meta ? { q: r.q, C: meta.C.map((c, i) => k0(c, meta.CM?.[i])), P: meta.P } : { q: r.q, C: [k0(served)], P: [1] }];
   for (const alt of r.alt) {
     if (!Array.isArray(alt.b) || alt.b.length !== served.length) continue;
     const budgets: Record<string, number> = {};
@@ -90,8 +91,8 @@ export function loggingPolicyOf(d: Pick<DecisionRecord, 'meta' | 'budgets' | 'to
   }
   const mix = mixDistributions(parts);
   const total = mix.P.reduce((s, p) => s + p, 0);
-  const k = indexOfAction(mix.C, k0(meta ? meta.C[meta.k]! : served));
-  if (k < 0 || !(total > 0)) return meta ? { ...own, C: meta.C, P: meta.P, k: meta.k } : own;
+  const k = indexOfAction(mix.C, k0(meta ? meta.C[meta.k]! : served, meta?.CM?.[meta.k]));
+  if (k < 0 || !(total > 0)) return meta ? { ...own, C: meta.C, ...ownCM, P: meta.P, k: meta.k } : own;
   // Normalised: an alternative that could not be computed at decision time is left out of the mixture.
   const P = mix.P.map((p) => p / total);
   if (!key) return { ...own, C: mix.C, P, k };

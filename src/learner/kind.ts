@@ -25,6 +25,7 @@ import { candidatesAround, candidatesWith } from './policy.js';
 import type { PendingBatcher } from './pending.js';
 import type { ControlMeta } from './control-arm.js';
 import { indexOfAction, mixDistributions } from './propensity.js';
+import { keyed, modelKey, unkey } from './tiers.js';
 
 /**
  * The learned strategy's serving path is the engine's (`@apportion/sdk/engine`, learned.ts: serving model,
@@ -151,9 +152,13 @@ export function pendingTicketOf(meta: Readonly<Record<string, unknown>> | undefi
  * by a learned strategy, or when the rebuilt set does not match what was logged (the pipeline's bounds
  * changed in between): the decision then counts as deterministic.
  */
-export function learnerMetaOf(decision: Pick<DecisionRecord, 'meta' | 'budgets' | 'totalTokens'>, pipeline: Pipeline | undefined): (LearnerMeta & { readonly C: number[][] }) | undefined {
+export function learnerMetaOf(
+  decision: Pick<DecisionRecord, 'meta' | 'budgets' | 'totalTokens'> & { readonly models?: DecisionRecord['models'] },
+  pipeline: Pipeline | undefined,
+): (LearnerMeta & { readonly C: number[][]; readonly CM?: (string | null)[][] }) | undefined {
   const m = decision.meta?.learner as LearnerMeta | undefined;
   if (!m || !Array.isArray(m.g) || !Array.isArray(m.P) || !pipeline || m.g.length !== pipeline.agents.length) return undefined;
+  if (Array.isArray(m.TC) || Array.isArray(m.TM)) return tierMetaOf(m, decision, pipeline);
   const around = candidatesAround(m.g, policyAgentsOf(pipeline), decision.totalTokens, m.d, Array.isArray(m.a) ? m.a : undefined);
   const C = Array.isArray(m.c) ? candidatesWith(around, m.c) : around;
   const served = pipeline.agents.map((a) => decision.budgets[a.name]);
@@ -179,4 +184,41 @@ function withControlArm(m: LearnerMeta & { readonly x: ControlMeta }, C: number[
   const k = indexOfAction(mix.C, expected);
   if (k < 0) return undefined;
   return { ...m, C: mix.C, P: mix.P, k, p: mix.P[k]! };
+}
+
+/**
+ * A joint model-and-tokens decision (learned strategy on a pipeline with model tiers): its logged actions (TC
+ * budgets, TM models) with their probabilities, the guard's control arm mixed in (over budgets and models), and the
+ * served action's index. Undefined when the served budgets or models are not the logged action (the tier stage
+ * changed it) or the meta is malformed: the decision then counts as deterministic.
+ */
+function tierMetaOf(m: LearnerMeta, decision: Pick<DecisionRecord, 'budgets'> & { readonly models?: DecisionRecord['models'] }, pipeline: Pipeline): (LearnerMeta & { readonly C: number[][]; readonly CM: (string | null)[][] }) | undefined {
+  const n = pipeline.agents.length;
+  const TC = m.TC;
+  const TM = m.TM;
+  if (!Array.isArray(TC) || !Array.isArray(TM) || TC.length !== m.P.length || TM.length !== TC.length || !TC[m.k]) return undefined;
+  if (!TC.every((c) => Array.isArray(c) && c.length === n) || !TM.every((c) => Array.isArray(c) && c.length === n)) return undefined;
+  const served = keyed(
+    pipeline.agents.map((a) => decision.budgets[a.name] ?? -1),
+    modelKey(pipeline, decision.models),
+  );
+  let C = TC.map((c, i) => keyed(c, TM[i]!));
+  let P = m.P;
+  let k = m.k;
+  if (m.x) {
+    const x = m.x;
+    if (!Array.isArray(x.b) || x.b.length !== n || !Array.isArray(x.m) || x.m.length !== n || !(x.s >= 0 && x.s <= 1)) return undefined;
+    const mix = mixDistributions([
+      { q: 1 - x.s, C, P },
+      { q: x.s, C: [keyed(x.b, x.m)], P: [1] },
+    ]);
+    const expected = x.a === 1 ? keyed(x.b, x.m) : C[m.k]!;
+    C = mix.C;
+    P = mix.P;
+    k = indexOfAction(C, expected);
+    if (k < 0) return undefined;
+  }
+  if (C[k]!.some((v, i) => v !== served[i])) return undefined;
+  const split = unkey(pipeline, C);
+  return { ...m, C: split.C, CM: split.CM, P, k, p: P[k]! };
 }

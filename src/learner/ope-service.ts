@@ -124,8 +124,12 @@ export function evaluateOffPolicy(
     const input = { features: ev.f, totalTokens: ev.T, ...(ev.X !== undefined ? { maxCostUsd: ev.X } : {}) };
     let a: number[];
     let targetModels: (string | null)[] | undefined;
-    if (isLearned(target)) a = target.greedy(input);
-    else {
+    if (isLearned(target)) {
+      // On a pipeline with model tiers a learned target's action is its models with its tokens.
+      const g = tiered && target.greedyTier ? target.greedyTier(input) : undefined;
+      a = g ? g.budgets : target.greedy(input);
+      if (g) targetModels = g.models;
+    } else {
       // What the target would have served: its split through the tier stage (models, cost ceiling).
       const out = target.allocate(input);
       const t = tiered ? tierStage(pipeline, out, ev.T, ev.X) : undefined;
@@ -136,7 +140,7 @@ export function evaluateOffPolicy(
     if (s) supported++;
     let dmTarget = meanReward;
     let dmLogged = meanReward;
-    if (serving.version > 0) {
+    if (serving.version > 0 && !serving.tiers) {
       const h = forward(serving.weights, serving.encoder.encode(ev.f));
       dmTarget = predict(h, a);
       dmLogged = predict(h, agents.map((n) => ev.b[n]!));

@@ -10,6 +10,7 @@ import { learnerKeys } from './keys.js';
 import { deserializeWeights, serializeWeights, type ModelWeights, type SerializedWeights } from './model.js';
 import type { TrainMetrics } from './trainer.js';
 import type { RevertRecord } from './guard.js';
+import type { SerializedTierParams } from './tiers-policy.js';
 
 /** One model version: its weights and what it was trained on. */
 export interface ModelVersion {
@@ -31,6 +32,13 @@ export interface ModelVersion {
   readonly scaling?: FeatureScaling;
   /** The activation gate's verdict, once the version was put to it (see gate.ts). */
   readonly gate?: GateRecord;
+  /**
+   * `tokens` (absent: written before model tiers): the token split's reward model (`weights`). `tiers`: the joint
+   * model-and-tokens reward model of a pipeline with model tiers (tiers-policy.ts), its parameters in `tiers`
+   * (`weights` then holds the token model's untrained prior, which never serves).
+   */
+  readonly kind?: 'tokens' | 'tiers';
+  readonly tiers?: SerializedTierParams;
 }
 
 /** What the activation gate decided about a version, and why. */
@@ -78,6 +86,8 @@ const ModelVersionSchema = Type.Object({
   }),
   weights: Type.Object({ inputDim: Type.Number(), hidden: Type.Number(), agents: Type.Number(), w1: Type.String(), b1: Type.String(), w2: Type.String(), w3: Type.String(), b2: Type.String() }),
   scaling: Type.Optional(Type.Record(Type.String(), Type.Object({ center: Float, scale: Float }))),
+  kind: Type.Optional(Type.Union([Type.Literal('tokens'), Type.Literal('tiers')])),
+  tiers: Type.Optional(Type.Object({ u: Type.Array(Type.Array(Type.Number())), theta: Type.Array(Type.Array(Type.Number())), eta: Type.Array(Type.Array(Type.Number())), kappa: Type.Array(Type.Array(Type.Number())) })),
   gate: Type.Optional(
     Type.Object({
       status: Type.Union([Type.Literal('candidate'), Type.Literal('passed'), Type.Literal('refused')]),
@@ -96,7 +106,7 @@ const ModelVersionSchema = Type.Object({
  */
 const decodeModelVersion: (text: string) => ModelVersion | undefined = jsonDecoder(ModelVersionSchema);
 
-export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline' | 'scaling'> & {
+export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline' | 'scaling' | 'tiers'> & {
   /** When this version last became the serving one (absent: it never served). */
   readonly activatedAt?: number;
   /** Set when the runtime guard or drift recovery took this version out of service (guard.ts; `reason` says which). */
@@ -132,9 +142,22 @@ export interface ModelDoc {
   /** The serving version's weights and scaling (absent while active is 0). */
   readonly weights?: SerializedWeights;
   readonly scaling?: FeatureScaling;
+  /** The serving version's kind and, for a `tiers` version, its parameters (ModelVersion). */
+  readonly kind?: 'tokens' | 'tiers';
+  readonly tiers?: SerializedTierParams;
   readonly activatedAt: number;
   /** The newest trained version awaiting the gate: its split is mixed into decisions (policy.ts withCandidate). */
-  readonly candidate?: { readonly version: number; readonly createdAt: number; readonly proposedAt?: number; readonly signature: string; readonly agents: readonly string[]; readonly weights: SerializedWeights; readonly scaling?: FeatureScaling };
+  readonly candidate?: {
+    readonly version: number;
+    readonly createdAt: number;
+    readonly proposedAt?: number;
+    readonly signature: string;
+    readonly agents: readonly string[];
+    readonly weights: SerializedWeights;
+    readonly scaling?: FeatureScaling;
+    readonly kind?: 'tokens' | 'tiers';
+    readonly tiers?: SerializedTierParams;
+  };
   /** Newest first, at most MAX_LISTED. */
   readonly versions: readonly ModelSummary[];
   readonly guard?: GuardState;
@@ -168,7 +191,18 @@ function guardAfterActivation(g: GuardState | undefined, manual: boolean): { gua
   return { guard: { reverts, ...hold, ...(g?.since !== undefined ? { since: g.since } : {}), ...(g?.steppedBack ? { steppedBack: true } : {}) } };
 }
 
-const summary = (v: ModelVersion): ModelSummary => ({ version: v.version, createdAt: v.createdAt, signature: v.signature, agents: v.agents, metrics: v.metrics, ...(v.gate ? { gate: v.gate } : {}) });
+const summary = (v: ModelVersion): ModelSummary => ({ version: v.version, createdAt: v.createdAt, signature: v.signature, agents: v.agents, metrics: v.metrics, ...(v.kind ? { kind: v.kind } : {}), ...(v.gate ? { gate: v.gate } : {}) });
+
+/** What serving reads of a version, as the `models` document carries it (kind and tier parameters only when it has them). */
+function servingFields(v: ModelVersion): Pick<ModelDoc, 'signature' | 'agents' | 'weights' | 'scaling' | 'kind' | 'tiers'> {
+  return { signature: v.signature, agents: v.agents, weights: v.weights, ...(v.scaling ? { scaling: v.scaling } : {}), ...(v.kind ? { kind: v.kind } : {}), ...(v.tiers ? { tiers: v.tiers } : {}) };
+}
+
+/** A models document without the serving version's fields (replaced as a whole when another version serves). */
+function withoutServing(doc: ModelDoc): Omit<ModelDoc, 'weights' | 'scaling' | 'kind' | 'tiers'> {
+  const { weights: _w, scaling: _s, kind: _k, tiers: _t, ...rest } = doc;
+  return rest;
+}
 
 /**
  * Model registry: every version in a Redis hash of the pipeline's slot (the copy rollback reads, shared by
@@ -229,10 +263,7 @@ export class ModelRegistry {
     const doc: ModelDoc = {
       pipeline: mv.pipeline,
       active: mv.version,
-      signature: mv.signature,
-      agents: mv.agents,
-      weights: mv.weights,
-      ...(mv.scaling ? { scaling: mv.scaling } : {}),
+      ...servingFields(mv),
       activatedAt: Date.now(),
       // A candidate other than the version activated keeps awaiting the gate.
       ...(prev?.candidate && prev.candidate.version !== mv.version ? { candidate: prev.candidate } : {}),
@@ -259,7 +290,7 @@ export class ModelRegistry {
     const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
     listed.set(mv.version, summary(withGate));
     const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
-    const candidate = { version: mv.version, createdAt: mv.createdAt, proposedAt: Date.now(), signature: mv.signature, agents: mv.agents, weights: mv.weights, ...(mv.scaling ? { scaling: mv.scaling } : {}) };
+    const candidate = { version: mv.version, createdAt: mv.createdAt, proposedAt: Date.now(), ...servingFields(mv), weights: mv.weights };
     const doc: ModelDoc = prev
       ? { ...prev, candidate, versions }
       : { pipeline: mv.pipeline, active: 0, signature: mv.signature, agents: mv.agents, activatedAt: 0, candidate, versions };
@@ -327,7 +358,7 @@ export class ModelRegistry {
       ...(target ? { steppedBack: true } : { toControl: true }),
     };
     const doc: ModelDoc = target
-      ? { ...prev, active: target.version, signature: target.signature, agents: target.agents, weights: target.weights, ...(target.scaling ? { scaling: target.scaling } : {}), activatedAt: record.at, versions, guard }
+      ? { ...withoutServing(prev), active: target.version, ...servingFields(target), activatedAt: record.at, versions, guard }
       : { ...prev, active: 0, activatedAt: record.at, versions, guard };
     await this.core.store.put('models', pipeline, doc);
     await this.core.snapshot.refresh();

@@ -84,6 +84,9 @@ const Summary = Type.Object({
   signature: Type.String(),
   agents: Type.Array(Type.String()),
   metrics: Metrics,
+  kind: Type.Optional(
+    Type.Union([Type.Literal('tokens'), Type.Literal('tiers')], { description: 'tokens: a token-split reward model; tiers: a joint model-and-tokens reward model (a pipeline with model tiers). Absent: written before model tiers (tokens).' }),
+  ),
   gate: Type.Optional(GateSchema),
   ...GuardSummaryFields,
 });
@@ -96,6 +99,7 @@ const FeaturesResponse = Type.Object({
 });
 /** The activation gate and safe start as GET /v1/models shows them (see gateFields). */
 const ModelsGateFields = {
+  kind: Type.Optional(Type.Union([Type.Literal('tokens'), Type.Literal('tiers')], { description: 'The serving version’s kind (absent during the safe start).' })),
   serving: Type.Optional(
     Type.String({ description: 'model: a version serves; default-strategy: the safe start (no version has cleared the gate yet; the default strategy serves, explored around)' }),
   ),
@@ -153,6 +157,7 @@ const finite = <T>(o: T): T => JSON.parse(JSON.stringify(o, (_k, v: unknown) => 
 function gateFields(doc: ModelDoc | undefined, servingVersion: number, gateDelta: number | undefined) {
   return {
     serving: servingVersion > 0 ? 'model' : 'default-strategy',
+    ...(servingVersion > 0 ? { kind: doc?.kind ?? 'tokens' } : {}),
     candidate: doc?.candidate?.version ?? null,
     gateRule: describeRule({ ...DEFAULT_GATE, ...(gateDelta !== undefined ? { delta: gateDelta } : {}) }),
     ...(servingVersion > 0 && doc?.scaling ? { scaling: doc.scaling } : {}),

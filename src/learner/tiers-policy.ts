@@ -332,3 +332,56 @@ export function fitsBetter(next: TierParams, current: TierParams, agents: readon
   const se = Math.sqrt(v / (n - 1) / n);
   return m < -1.645 * se;
 }
+
+/** Tier parameters as stored with a model version (plain arrays: JSON). */
+export interface SerializedTierParams {
+  readonly u: number[][];
+  readonly theta: number[][];
+  readonly eta: number[][];
+  readonly kappa: number[][];
+}
+
+export function serializeTierParams(p: TierParams): SerializedTierParams {
+  const arr = (xs: readonly Float64Array[]) => xs.map((x) => Array.from(x));
+  return { u: arr(p.u), theta: arr(p.theta), eta: arr(p.eta), kappa: arr(p.kappa) };
+}
+
+/** Stored tier parameters for these agents and this encoded width; throws when they do not fit them. */
+export function deserializeTierParams(s: SerializedTierParams, agents: readonly TierAgent[], dim: number): TierParams {
+  const n = agents.length;
+  const ok = (xs: unknown, width: (i: number) => number) => Array.isArray(xs) && xs.length === n && xs.every((x, i) => Array.isArray(x) && x.length === width(i) && x.every((v) => typeof v === 'number' && Number.isFinite(v)));
+  if (!ok(s.u, () => dim) || !ok(s.theta, () => dim) || !ok(s.eta, (i) => agents[i]!.rates.length) || !ok(s.kappa, (i) => agents[i]!.rates.length)) {
+    throw new Error(`tier parameters do not fit ${n} agents with ${agents.map((a) => a.rates.length).join('/')} models and ${dim} inputs`);
+  }
+  const f = (xs: number[][]) => xs.map((x) => Float64Array.from(x));
+  return { u: f(s.u), theta: f(s.theta), eta: f(s.eta), kappa: f(s.kappa) };
+}
+
+/** Whether two actions are the same (models and budgets). */
+export function sameTierAction(a: TierAction, b: TierAction): boolean {
+  return a.assign.length === b.assign.length && sameAction(a, b);
+}
+
+/** Appends `c` unless an identical action is already there; returns its index. */
+export function pushTierAction(out: TierAction[], c: TierAction): number {
+  const at = out.findIndex((o) => sameTierAction(o, c));
+  if (at >= 0) return at;
+  out.push(c);
+  return out.length - 1;
+}
+
+/** Epsilon-greedy probabilities over K candidates, index `greedy` the greedy one. */
+export function epsilonProbs(K: number, epsilon: number, greedy = 0): number[] {
+  const e = K === 1 ? 0 : Math.min(1, Math.max(0, epsilon));
+  return Array.from({ length: K }, (_, k) => e / K + (k === greedy ? 1 - e : 0));
+}
+
+/** The index drawn from probabilities with u uniform in [0, 1). */
+export function drawIndex(probs: readonly number[], u: number): number {
+  let acc = 0;
+  for (let k = 0; k < probs.length; k++) {
+    acc += probs[k]!;
+    if (u < acc) return k;
+  }
+  return probs.length - 1;
+}

@@ -9,6 +9,8 @@ import { buildTrainingData, decodeEvent, type LoggedEvent } from './events.js';
 import { compileFeatures, fitScaling, type FeatureScaling, type FeatureSpec } from './features.js';
 import { deserializeWeights, rescaleInputs, serializeWeights, type SerializedWeights } from './model.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from './trainer.js';
+import type { SerializedTierParams } from './tiers-policy.js';
+import { trainTiers, type TierJobInput } from './train-tiers.js';
 
 /** Everything a retrain needs, as plain data (it crosses a thread boundary). */
 export interface TrainJobInput {
@@ -26,7 +28,10 @@ export interface TrainJobInput {
   readonly initScaling?: FeatureScaling;
   readonly seed: number;
   readonly train?: TrainOptions;
+  /** A pipeline with model tiers: train the joint model-and-tokens reward model (tiers-policy.ts) instead. */
+  readonly tiers?: TierJobInput;
 }
+
 
 export interface TrainJobOutput {
   readonly trained: boolean;
@@ -39,6 +44,8 @@ export interface TrainJobOutput {
   readonly metrics?: TrainMetrics;
   /** Numeric feature scaling fitted on the window (stored with the version). */
   readonly scaling?: FeatureScaling;
+  /** A tier job's fitted parameters (TrainJobInput.tiers). */
+  readonly tiers?: SerializedTierParams;
 }
 
 /**
@@ -56,6 +63,7 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
   }
   const { events, fetched } = read;
   if (events.length < 20) return { trained: false, reason: `only ${events.length} logged events`, events: events.length, fetched };
+  if (input.tiers) return trainTiers(input, input.tiers, events, fetched);
   // Scaling refitted on this window at every retrain; the warm start's inputs are re-expressed in it.
   const scaling = fitScaling(input.features, events.map((e) => e.f));
   const encoder = compileFeatures(input.features, scaling);
@@ -76,7 +84,7 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
 function trainingFields(raw: string): LoggedEvent | undefined {
   const e = decodeEvent(raw);
   if (!e) return undefined;
-  return { id: e.id, t: e.t, s: e.s, f: e.f, T: e.T, b: e.b, q: e.q, c: e.c, ...(e.m !== undefined ? { m: e.m } : {}) };
+  return { id: e.id, t: e.t, s: e.s, f: e.f, T: e.T, b: e.b, q: e.q, c: e.c, ...(e.m !== undefined ? { m: e.m } : {}), ...(e.M !== undefined ? { M: e.M } : {}) };
 }
 
 /**

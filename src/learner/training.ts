@@ -11,6 +11,8 @@ import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict }
 import { controlStrategyDef } from './control-arm.js';
 import type { DriftRetire } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
+import { defaultTierAction, hasTiers, tierAgentsOf, tierNeedGuess } from '@apportion/sdk/engine';
+import { tierGateInput } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
 import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
@@ -171,6 +173,14 @@ export class TrainingService {
     // The newest trained version (the pending candidate) is the warm start, whatever the gate says about it.
     const before = servingModel(this.core.view(), pipeline);
     const warm = before.candidate ? { ...before.candidate, scaling: this.registry.doc(pipelineId)?.candidate?.scaling } : undefined;
+    // Model tiers: the newest tier version (the pending candidate, else the serving one) is the tier fit's warm start.
+    const docBefore = this.registry.doc(pipelineId);
+    const tierWarm =
+      docBefore?.candidate?.kind === 'tiers' && docBefore.candidate.tiers && before.candidate?.tiers
+        ? { tiers: docBefore.candidate.tiers, scaling: docBefore.candidate.scaling }
+        : docBefore?.kind === 'tiers' && docBefore.tiers && before.tiers
+          ? { tiers: docBefore.tiers, scaling: docBefore.scaling }
+          : undefined;
     // Drift recovery (drift.ts): the newest trained version on the decisions since it was trained.
     const change = await this.checkDrift(pipeline, params, outcomes);
     if (params.gate !== false && change.changeTs !== undefined && change.sinceChange < (params.window ?? 8000)) await this.retireIfWorse(pipeline, params, change.changeTs, outcomes);
@@ -182,7 +192,10 @@ export class TrainingService {
     const agents = pipeline.agents.map((a) => a.name);
     const costWeight = params.costWeight ?? 0;
     const doc = this.registry.doc(pipelineId);
-    const init = warm ?? (serving.version > 0 ? { weights: serving.weights, scaling: doc?.scaling } : { weights: initialWeights(serving.encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), scaling: undefined });
+    const tiered = hasTiers(pipeline);
+    const prior = { weights: initialWeights(serving.encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), scaling: undefined };
+    // A pipeline with model tiers trains the joint model (its token weights are the prior, never served).
+    const init = tiered ? { weights: prior.weights, scaling: tierWarm?.scaling } : (warm ?? (serving.version > 0 ? { weights: serving.weights, scaling: doc?.scaling } : prior));
     const decl = view.raw.kinds.features.get(pipelineId)?.doc as FeaturesBody | undefined;
     const input: TrainJobInput = {
       redisUrl: this.core.config.redisUrl,
@@ -197,6 +210,16 @@ export class TrainingService {
       ...(init.scaling ? { initScaling: init.scaling } : {}),
       seed: outcomes,
       train: this.trainOptions,
+      ...(tiered
+        ? {
+            tiers: {
+              agents: tierAgentsOf(pipeline),
+              models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)),
+              needGuess: tierNeedGuess(pipeline),
+              ...(tierWarm ? { init: tierWarm.tiers } : {}),
+            },
+          }
+        : {}),
     };
     const out = this.inThread
       ? await runTrainJob(input, (err) => this.core.log.warn({ err }, 'training process unavailable; training in this process'))
@@ -210,6 +233,7 @@ export class TrainingService {
       // The window and recency half-life this version was trained with (drift recovery shortens the half-life after a change).
       metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, halfLife: change.halfLife },
       ...(out.scaling ? { scaling: out.scaling } : {}),
+      ...(out.tiers ? { kind: 'tiers' as const, tiers: out.tiers } : { kind: 'tokens' as const }),
     });
     // A new version serves only once it clears the activation gate (at the next retrain): until then it is the
     // candidate, its split mixed into a share of decisions so the gate has support for it.
@@ -250,15 +274,19 @@ export class TrainingService {
     // Which look at this candidate this is (gate.ts): one more than the looks recorded on it.
     const look = ((await this.registry.get(pipeline.id, c.version))?.gate?.look ?? 0) + 1;
     const verdict = gateVerdict(
-      {
-        events,
-        agents: pipeline.agents.map((a) => a.name),
-        costWeight: params.costWeight ?? 0,
-        candidate: c,
-        candidateSplit: (e) => greedyBudgets(forward(c.weights, c.encoder.encode(e.f)), pa, e.T),
-        ...(serving.version > 0 ? { serving: { version: serving.version, split: (e: LoggedEvent) => greedyBudgets(forward(serving.weights, serving.encoder.encode(e.f)), pa, e.T) } } : {}),
-        defaultSplit: (e) => dflt(pipeline, { features: e.f, totalTokens: e.T }),
-      },
+      c.tiers
+        ? tierGateInput(pipeline, params, events, { ...c, tiers: c.tiers }, serving.tiers ? { version: serving.version, tiers: serving.tiers, encoder: serving.encoder } : undefined, (e) =>
+            defaultTierAction({ view: this.core.view, kinds: () => this.core.kinds }, pipeline, { features: e.f, totalTokens: e.T, ...(e.X !== undefined ? { maxCostUsd: e.X } : {}) }),
+          )
+        : {
+            events,
+            agents: pipeline.agents.map((a) => a.name),
+            costWeight: params.costWeight ?? 0,
+            candidate: c,
+            candidateSplit: (e) => greedyBudgets(forward(c.weights, c.encoder.encode(e.f)), pa, e.T),
+            ...(serving.version > 0 ? { serving: { version: serving.version, split: (e: LoggedEvent) => greedyBudgets(forward(serving.weights, serving.encoder.encode(e.f)), pa, e.T) } } : {}),
+            defaultSplit: (e) => dflt(pipeline, { features: e.f, totalTokens: e.T }),
+          },
       rule,
       look,
     );
@@ -292,9 +320,10 @@ export class TrainingService {
     const lk = learnerKeys(this.core.keys, pipeline.id);
     const model = servingModel(this.core.view(), pipeline);
     const doc = this.registry.doc(pipeline.id);
-    const latest = model.candidate ?? (model.version > 0 ? { version: model.version, weights: model.weights, encoder: model.encoder } : undefined);
+    const latest = model.candidate ?? (model.version > 0 ? { version: model.version, weights: model.weights, encoder: model.encoder, ...(model.tiers ? { tiers: model.tiers } : {}) } : undefined);
     let changed = false;
-    if (latest && params.driftRecovery !== false) {
+    // Drift recovery checks token versions only (a tier version's residual check is not built: docs/tiers.md).
+    if (latest && !latest.tiers && params.driftRecovery !== false) {
       const mv = await this.registry.get(pipeline.id, latest.version);
       if (mv) {
         const since = doc?.candidate?.version === mv.version ? (doc.candidate.proposedAt ?? mv.createdAt) : mv.createdAt;
@@ -327,7 +356,7 @@ export class TrainingService {
     const view = this.core.view();
     const serving = servingModel(view, pipeline);
     const doc = this.registry.doc(pipeline.id);
-    if (serving.version === 0 || !doc || doc.active !== serving.version) return false;
+    if (serving.version === 0 || serving.tiers || !doc || doc.active !== serving.version) return false;
     const rule = { ...DEFAULT_GATE, ...(params.gateDelta !== undefined ? { delta: params.gateDelta } : {}) };
     const since = Math.max(changeTs, doc.activatedAt);
     const events = await this.eventsSince(pipeline.id, since, Math.max(params.window ?? 8000, rule.minEvents));

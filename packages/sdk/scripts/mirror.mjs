@@ -6,7 +6,7 @@ import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const MIRRORED = ['src/learner/model.ts', 'src/learner/policy.ts', 'src/learner/features.ts'];
+export const MIRRORED = ['src/learner/model.ts', 'src/learner/policy.ts', 'src/learner/features.ts', 'src/learner/tiers-policy.ts', 'src/learner/tiers-split.ts'];
 
 const sdk = fileURLToPath(new URL('..', import.meta.url));
 const repo = join(sdk, '..', '..');

@@ -1,9 +1,12 @@
 import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
-import { CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
+import { CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
+import { deserializeTierParams, drawIndex, epsilonProbs, initialParams, pushTierAction, tierCandidates, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
+import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
 import { builtinUniform, compiledStrategy, toBudgets, type KindLookup } from './strategies.js';
-import type { AllocationInput, CompiledStrategy, ControlView, Pipeline, StrategyDef } from './types.js';
+import { applyTiers, blendedRate, hasTiers } from './tiers.js';
+import type { AllocationInput, AllocationOutput, CompiledStrategy, ControlView, Pipeline, StrategyDef } from './types.js';
 
 /**
  * The learned strategy's serving path (pure: no tfjs, no I/O): the pipeline's serving model from the control
@@ -26,6 +29,8 @@ export interface LearnedServingParams {
   readonly exploreDecayFrom?: number;
   readonly rewardWaitSeconds?: number;
   readonly controlShare?: number;
+  /** λ of reward = quality − λ·cost: the tier learner weighs an action's planned cost with it. */
+  readonly costWeight?: number;
 }
 
 /** What serving reads of the pipeline's `models` control document (the server's ModelDoc has more). */
@@ -35,7 +40,18 @@ export interface ServedModelDoc {
   readonly agents: readonly string[];
   readonly weights?: SerializedWeights;
   readonly scaling?: FeatureScaling;
-  readonly candidate?: { readonly version: number; readonly signature: string; readonly agents: readonly string[]; readonly weights: SerializedWeights; readonly scaling?: FeatureScaling };
+  /** A joint model-and-tokens version (kind `tiers`, src/learner/tiers-policy.ts): its parameters. */
+  readonly kind?: 'tokens' | 'tiers';
+  readonly tiers?: SerializedTierParams;
+  readonly candidate?: {
+    readonly version: number;
+    readonly signature: string;
+    readonly agents: readonly string[];
+    readonly weights: SerializedWeights;
+    readonly scaling?: FeatureScaling;
+    readonly kind?: 'tokens' | 'tiers';
+    readonly tiers?: SerializedTierParams;
+  };
   readonly guard?: { readonly toControl?: boolean };
 }
 
@@ -74,8 +90,25 @@ export interface ServingModel {
   /** Model version; 0 when none serves (the safe start: the default strategy serves; `weights` are the untrained prior, never served). */
   readonly version: number;
   /** The version awaiting the activation gate, if it fits the declaration and agents. */
-  readonly candidate?: { readonly version: number; readonly weights: ModelWeights; readonly encoder: FeatureEncoder };
+  readonly candidate?: { readonly version: number; readonly weights: ModelWeights; readonly encoder: FeatureEncoder; readonly tiers?: TierParams };
+  /** A joint model-and-tokens version serving (pipelines with model tiers): its parameters (then `weights` is unused). */
+  readonly tiers?: TierParams;
 }
+
+/**
+ * The tier learner's view of a pipeline's agents (pipeline order): bounds and the blended USD rate of every
+ * candidate model (an agent without `models` has one option: its `price`, or 0 when unpriced).
+ */
+export function tierAgentsOf(pipeline: Pipeline): TierAgent[] {
+  return pipeline.agents.map((a) => ({
+    min: a.minTokens,
+    cap: a.maxTokens ?? Infinity,
+    rates: a.models && a.models.length > 0 ? a.models.map((m) => blendedRate(m.price)) : [a.price ? blendedRate(a.price) : 0],
+  }));
+}
+
+/** The tier learner's prior need guess per agent (its fresh fits and the safe start's candidates start there). */
+export const tierNeedGuess = (pipeline: Pipeline) => Math.max(1, pipeline.defaultTotalTokens / Math.max(1, pipeline.agents.length));
 
 export function servingModel(view: ControlView, pipeline: Pipeline): ServingModel {
   return view.memo(`learner:model:${pipeline.id}:${pipeline.version}`, () => {
@@ -85,10 +118,19 @@ export function servingModel(view: ControlView, pipeline: Pipeline): ServingMode
     const doc = view.raw.kinds.models.get(pipeline.id)?.doc as ServedModelDoc | undefined;
     const agents = pipeline.agents.map((a) => a.name);
     const fits = (m: { signature: string; agents: readonly string[] }) => m.signature === encoder.signature && m.agents.join(',') === agents.join(',');
+    // A tier version serves only a pipeline with model tiers, with the same candidate models per agent.
+    const tierAgents = hasTiers(pipeline) ? tierAgentsOf(pipeline) : undefined;
+    const tiersOf = (m: { kind?: string; tiers?: SerializedTierParams }, enc: FeatureEncoder): TierParams | undefined => {
+      if (m.kind !== 'tiers') return undefined;
+      if (!tierAgents || !m.tiers) throw new Error('a tier version on a pipeline without model tiers');
+      return deserializeTierParams(m.tiers, tierAgents, enc.dim);
+    };
     let candidate: ServingModel['candidate'];
     if (doc?.candidate && fits(doc.candidate)) {
       try {
-        candidate = { version: doc.candidate.version, weights: deserializeWeights(doc.candidate.weights), encoder: compileFeatures(specs, doc.candidate.scaling) };
+        const enc = compileFeatures(specs, doc.candidate.scaling);
+        const t = tiersOf(doc.candidate, enc);
+        candidate = { version: doc.candidate.version, weights: deserializeWeights(doc.candidate.weights), encoder: enc, ...(t ? { tiers: t } : {}) };
       } catch {
         // Unusable candidate weights: no candidate is mixed in.
       }
@@ -96,7 +138,9 @@ export function servingModel(view: ControlView, pipeline: Pipeline): ServingMode
     if (doc && doc.active && doc.weights && fits(doc)) {
       try {
         // The version's fitted scaling: serving encodes exactly as its training did.
-        return { encoder: compileFeatures(specs, doc.scaling), weights: deserializeWeights(doc.weights), version: doc.active, ...(candidate ? { candidate } : {}) };
+        const enc = compileFeatures(specs, doc.scaling);
+        const t = tiersOf(doc, enc);
+        return { encoder: enc, weights: deserializeWeights(doc.weights), version: doc.active, ...(t ? { tiers: t } : {}), ...(candidate ? { candidate } : {}) };
       } catch {
         // Corrupt weights: the safe start serves rather than fail (the registry refuses to activate such a model).
       }
@@ -150,6 +194,8 @@ export interface ControlMeta {
   readonly b: number[];
   /** The control strategy's id. */
   readonly c: string;
+  /** Model tiers: the control's model per agent (index in the agent's `models`, −1 for none), parallel to `b`. */
+  readonly m?: number[];
 }
 
 /** The control strategy: the pipeline's default strategy when it is not itself learned, else the built-in uniform split. */
@@ -189,6 +235,8 @@ export function controlArm(kinds: KindLookup, view: ControlView, pipeline: Pipel
 export interface LearnedCompiled extends CompiledStrategy {
   readonly learned: true;
   greedy(input: AllocationInput): number[];
+  /** On a pipeline with model tiers: the greedy action, models included (agent order; null where an agent has none). */
+  greedyTier?(input: AllocationInput): { readonly budgets: number[]; readonly models: (string | null)[] };
   heads(input: AllocationInput): Heads;
   predict(input: AllocationInput, budgets: readonly number[]): number;
 }
@@ -220,6 +268,15 @@ export interface LearnerMeta {
   /** The candidate version's split mixed into the decision, and that version. */
   readonly c?: number[];
   readonly cv?: number;
+  /**
+   * Model tiers (a joint model-and-tokens decision): every candidate action logged whole — its budgets (`TC`) and
+   * its model per agent (`TM`: index in the agent's `models`, −1 for none) — since they depend on the version's
+   * parameters. `P`, `k` and `p` refer to them; `g` is TC[0]; the candidate version's action, when mixed in, is
+   * one of them (at index `ck`).
+   */
+  readonly TC?: number[][];
+  readonly TM?: number[][];
+  readonly ck?: number;
 }
 
 export interface LearnedDeps {
@@ -268,6 +325,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
     const m = model();
     return forward(m.weights, m.encoder.encode(input.features));
   };
+  if (hasTiers(pipeline)) return compileTierLearned(params, pipeline, deps, { explore, waitMs, model, heads, uniformFor });
   return {
     learned: true,
     heads,
@@ -281,11 +339,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
       const budgets = toBudgets(pipeline, dec.budgets);
       // Logged probabilities are rounded to 1e-7 (the record stays small); the logged values are the
       // ones off-policy evaluation uses; the largest absorbs the rounding so they sum to 1.
-      const probs = dec.probs.map((p) => Math.round(p * 1e7) / 1e7);
-      let top = 0;
-      for (let k = 1; k < probs.length; k++) if (probs[k]! > probs[top]!) top = k;
-      probs[top] = 0;
-      probs[top] = 1 - probs.reduce((a, b) => a + b, 0);
+      const probs = loggedProbs(dec.probs);
       // Registered for the default reward under its decision id (the worker builds that event from the
       // decision record if no outcome arrives in time).
       const registered = waitMs > 0 && input.decisionId !== undefined;
@@ -343,4 +397,188 @@ export function learnedDecision(
     dec = { ...withCandidate(dec, split, CANDIDATE_SHARE, rng), candidateSplit: split };
   }
   return { dec, ...(anchor ? { anchor } : {}) };
+}
+
+/** Probabilities as logged: rounded to 1e-7 (the record stays small), the largest absorbing the rounding so they sum to 1. */
+function loggedProbs(raw: readonly number[]): number[] {
+  const probs = raw.map((p) => Math.round(p * 1e7) / 1e7);
+  let top = 0;
+  for (let k = 1; k < probs.length; k++) if (probs[k]! > probs[top]!) top = k;
+  probs[top] = 0;
+  probs[top] = 1 - probs.reduce((a, b) => a + b, 0);
+  return probs;
+}
+
+// ---- Model tiers: the joint choice of model and tokens ---------------------------------------------------------
+
+/** Least exploration rate of the tier learner under the default explorer (docs/tiers.md). */
+export const TIER_MIN_EPSILON = 0.04;
+
+/**
+ * The tier learner's exploration rate at model version v: the `epsilon` explorer's ε, else (squarecb, the default)
+ * the exploration budget decayed as budget·√(from/v) for v > from, at least TIER_MIN_EPSILON. `from` is the
+ * strategy's `exploreDecayFrom`, 1 when it sets none: with a retrain every 500 outcomes that is the schedule the joint
+ * learner was measured with (0.3·√(500/t), bench/learner-tiers.ts).
+ */
+export function tierEpsilon(explore: ExploreOptions, version: number, decayFrom = 1): number {
+  if (explore.explorer === 'epsilon') return explore.epsilon;
+  const budget = explore.budget ?? 1;
+  return Math.max(TIER_MIN_EPSILON, version > decayFrom && decayFrom > 0 ? budget * Math.sqrt(decayFrom / version) : budget);
+}
+
+/** Model index per agent as logged (TM, CM keys): the index in its `models`, −1 for an agent without models. */
+export function loggedModelKey(pipeline: Pipeline, assign: readonly number[]): number[] {
+  return pipeline.agents.map((a, i) => (a.models && a.models.length > 0 ? assign[i]! : -1));
+}
+
+/** The models of an action by agent name (agents without `models` are left out), as a strategy output names them. */
+export function tierModelsOut(pipeline: Pipeline, assign: readonly number[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  pipeline.agents.forEach((a, i) => {
+    if (a.models && a.models.length > 0) out[a.name] = a.models[assign[i]!]!.model;
+  });
+  return out;
+}
+
+/**
+ * The default strategy's action on a pipeline with model tiers (budgets and models as the engine's tier stage
+ * serves them under the request's ceiling): the safe start's greedy action, every decision's anchor, the runtime
+ * guard's control and the activation gate's reference. Uniform (first models) when the default cannot allocate.
+ */
+export function defaultTierAction(
+  deps: { readonly view: () => ControlView; readonly kinds?: () => KindLookup; readonly defaultSplit?: (pipeline: Pipeline, input: AllocationInput) => number[] },
+  pipeline: Pipeline,
+  input: Pick<AllocationInput, 'features' | 'totalTokens' | 'maxCostUsd'>,
+): TierAction {
+  const T = input.totalTokens;
+  const tiered = (out: AllocationOutput): TierAction => {
+    const t = applyTiers(pipeline, out, checkBudgets(pipeline, out.budgets, T), T, input.maxCostUsd);
+    return {
+      assign: pipeline.agents.map((a) => Math.max(0, a.models ? a.models.findIndex((m) => m.model === t.models?.[a.name]) : 0)),
+      budgets: pipeline.agents.map((a) => t.budgets[a.name]!),
+    };
+  };
+  try {
+    const view = deps.view();
+    const req = { features: input.features, totalTokens: T, ...(input.maxCostUsd !== undefined ? { maxCostUsd: input.maxCostUsd } : {}) };
+    if (deps.kinds) return tiered(compiledStrategy(deps.kinds(), view, baselineStrategy(view, pipeline), pipeline).allocate(req));
+    if (deps.defaultSplit) return tiered({ budgets: toBudgets(pipeline, deps.defaultSplit(pipeline, req)) });
+  } catch {
+    // The decision path never throws: uniform below.
+  }
+  return tiered({ budgets: toBudgets(pipeline, uniformSplit(policyAgentsOf(pipeline), T)) });
+}
+
+/** One joint decision (pure but for `rng`): candidates, their probabilities, the draw, and the candidate version's action. */
+export interface TierLearnedDecision {
+  readonly candidates: readonly TierAction[];
+  readonly probs: readonly number[];
+  readonly chosen: number;
+  /** The version whose parameters decided (0: the safe start). */
+  readonly version: number;
+  /** Index of the candidate version's greedy action, when one was mixed in. */
+  readonly ck?: number;
+}
+
+/**
+ * The tier learner's decision (docs/tiers.md, "The learned strategy on a pipeline with models"). While no tier
+ * version serves: the safe start — the default strategy's action (index 0) with probability 1 − ε₀ (ε₀ =
+ * SAFE_START_EPSILON), ε₀ spread over it and the best split of every model assignment and its token perturbations
+ * under the untrained prior (so the log holds every model). Once one serves: its candidates (tiers-policy.ts:
+ * greedy first, every other assignment's best split, token perturbations) with the default's action as the
+ * anchor, epsilon-greedy at tierEpsilon. The pending candidate version's greedy action is mixed in at
+ * CANDIDATE_SHARE. Every candidate satisfies the token total and the ceiling.
+ */
+export function tierLearnedDecision(
+  m: ServingModel,
+  pipeline: Pipeline,
+  agents: readonly TierAgent[],
+  input: AllocationInput,
+  explore: ExploreOptions,
+  costWeight: number,
+  anchor: TierAction,
+  rng: () => number,
+  decayFrom?: number,
+): TierLearnedDecision {
+  const T = input.totalTokens;
+  const C = input.maxCostUsd ?? Infinity;
+  const opts = { epsilon: 0, perturbation: explore.perturbation, costWeight };
+  const x = m.encoder.encode(input.features);
+  const candidates: TierAction[] = [];
+  let probs: number[];
+  if (!m.tiers) {
+    candidates.push(anchor);
+    const prior = initialParams(agents, m.encoder.dim, tierNeedGuess(pipeline));
+    for (const c of tierCandidates(prior, agents, x, T, C, opts) ?? []) pushTierAction(candidates, c);
+    probs = epsilonProbs(candidates.length, SAFE_START_EPSILON);
+  } else {
+    for (const c of tierCandidates(m.tiers, agents, x, T, C, opts) ?? [anchor]) pushTierAction(candidates, c);
+    pushTierAction(candidates, anchor);
+    probs = epsilonProbs(candidates.length, tierEpsilon(explore, m.version, decayFrom));
+  }
+  let chosen = drawIndex(probs, rng());
+  let ck: number | undefined;
+  if (m.candidate?.tiers) {
+    const cg = tierCandidates(m.candidate.tiers, agents, m.candidate.encoder.encode(input.features), T, C, opts)?.[0];
+    if (cg) {
+      ck = pushTierAction(candidates, cg);
+      const at = ck;
+      probs = candidates.map((_, k) => (probs[k] ?? 0) * (1 - CANDIDATE_SHARE) + (k === at ? CANDIDATE_SHARE : 0));
+      if (rng() < CANDIDATE_SHARE) chosen = at;
+    }
+  }
+  return { candidates, probs, chosen, version: m.tiers ? m.version : 0, ...(ck !== undefined ? { ck } : {}) };
+}
+
+/** The learned strategy on a pipeline with model tiers: it answers a model per agent with the tokens (AllocationOutput.models). */
+function compileTierLearned(
+  params: LearnedServingParams,
+  pipeline: Pipeline,
+  deps: LearnedDeps,
+  c: { readonly explore: ExploreOptions; readonly waitMs: number; readonly model: () => ServingModel; readonly heads: (input: AllocationInput) => Heads; readonly uniformFor: (total: number) => number[] },
+): LearnedCompiled {
+  const agents = tierAgentsOf(pipeline);
+  const costWeight = params.costWeight ?? 0;
+  const greedyTier = (input: AllocationInput) => {
+    const m = c.model();
+    const anchor = () => defaultTierAction(deps, pipeline, input);
+    const g = m.tiers ? (tierCandidates(m.tiers, agents, m.encoder.encode(input.features), input.totalTokens, input.maxCostUsd ?? Infinity, { epsilon: 0, perturbation: c.explore.perturbation, costWeight })?.[0] ?? anchor()) : anchor();
+    const named = tierModelsOut(pipeline, g.assign);
+    return { budgets: g.budgets.slice(), models: pipeline.agents.map((a) => named[a.name] ?? null) };
+  };
+  return {
+    learned: true,
+    heads: c.heads,
+    greedy: (input) => greedyTier(input).budgets,
+    greedyTier,
+    predict: (input, budgets) => predict(c.heads(input), budgets),
+    allocate(input) {
+      const m = c.model();
+      const rng = decisionRng(input.decisionId ?? input.drawSeed, 'learner');
+      const anchor = defaultTierAction(deps, pipeline, input);
+      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng, params.exploreDecayFrom);
+      const probs = loggedProbs(dec.probs);
+      const registered = c.waitMs > 0 && input.decisionId !== undefined;
+      if (registered) deps.register?.(input.decisionId!, Date.now() + c.waitMs + DEFAULT_GRACE_MS);
+      const view = deps.view();
+      const share = deps.kinds ? controlShareOf(view, pipeline, params.controlShare) : 0;
+      const x: ControlMeta | undefined =
+        share > 0 ? { s: share, a: decisionRng(input.decisionId ?? input.drawSeed, 'control')() < share ? 1 : 0, b: anchor.budgets.slice(), c: baselineStrategy(view, pipeline).id, m: loggedModelKey(pipeline, anchor.assign) } : undefined;
+      const served = x?.a === 1 ? anchor : dec.candidates[dec.chosen]!;
+      const meta: LearnerMeta = {
+        m: dec.version,
+        k: dec.chosen,
+        p: probs[dec.chosen]!,
+        g: dec.candidates[0]!.budgets.slice(),
+        d: signedPerturbation(c.explore),
+        P: probs,
+        TC: dec.candidates.map((a) => a.budgets.slice()),
+        TM: dec.candidates.map((a) => loggedModelKey(pipeline, a.assign)),
+        ...(registered ? { w: 1 as const } : {}),
+        ...(dec.ck !== undefined ? { ck: dec.ck, cv: m.candidate!.version } : {}),
+        ...(x ? { x } : {}),
+      };
+      return { budgets: toBudgets(pipeline, served.budgets), models: tierModelsOut(pipeline, served.assign), meta: { learner: meta } };
+    },
+  };
 }

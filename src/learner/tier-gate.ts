@@ -1,0 +1,61 @@
+import { tierAgentsOf, tierModelsOut } from '@apportion/sdk/engine';
+import type { LoggedEvent } from './events.js';
+import type { FeatureEncoder } from './features.js';
+import type { GateInput } from './gate.js';
+import type { LearnedParams } from './kind.js';
+import type { ModelWeights } from './model.js';
+import type { Pipeline } from '../pipelines/schema.js';
+import { curvesOf, plannedCostOf, predictQuality, tierCandidates, type TierAction, type TierParams } from './tiers-policy.js';
+
+/**
+ * The activation gate's input for a joint model-and-tokens candidate (model tiers): every compared policy's action
+ * is its budgets *and* models (the candidate's and the serving tier version's greedy action, the default strategy's
+ * action through the tier stage, each under the decision's logged ceiling), matched against the logged actions on
+ * the same models; the direct method is the candidate's reward model, predicted quality − λ·planned cost; the
+ * observed reward is quality − λ·cost, the cost being the reported one or else the served action's planned cost.
+ */
+export function tierGateInput(
+  pipeline: Pipeline,
+  params: LearnedParams,
+  events: readonly LoggedEvent[],
+  candidate: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder; readonly tiers: TierParams },
+  serving: { readonly version: number; readonly tiers: TierParams; readonly encoder: FeatureEncoder } | undefined,
+  /** The default strategy's action for a logged decision (defaultTierAction under its logged ceiling). */
+  defaultAction: (e: LoggedEvent) => TierAction,
+): GateInput {
+  const agents = tierAgentsOf(pipeline);
+  const costWeight = params.costWeight ?? 0;
+  const opts = { epsilon: 0, perturbation: params.perturbation ?? 0.5, costWeight };
+  const assignOf = (models: readonly (string | null)[] | undefined): number[] | undefined => {
+    const out = pipeline.agents.map((a, i) => (a.models && a.models.length > 0 ? a.models.findIndex((m) => m.model === models?.[i]) : 0));
+    return out.some((v) => v < 0) ? undefined : out;
+  };
+  const target = (a: TierAction) => {
+    const named = tierModelsOut(pipeline, a.assign);
+    return { b: a.budgets, m: pipeline.agents.map((ag) => named[ag.name] ?? null) };
+  };
+  const greedyOf = (p: TierParams, enc: FeatureEncoder) => (e: LoggedEvent) => {
+    const g = tierCandidates(p, agents, enc.encode(e.f), e.T, e.X ?? Infinity, opts)?.[0];
+    return g ? target(g) : { b: pipeline.agents.map(() => -1) };
+  };
+  const loggedCost = (e: LoggedEvent) => {
+    const assign = assignOf(e.M);
+    return assign ? plannedCostOf(agents, { assign, budgets: pipeline.agents.map((a) => e.b[a.name]!) }) : 0;
+  };
+  return {
+    events,
+    agents: pipeline.agents.map((a) => a.name),
+    costWeight,
+    candidate,
+    candidateSplit: greedyOf(candidate.tiers, candidate.encoder),
+    ...(serving ? { serving: { version: serving.version, split: greedyOf(serving.tiers, serving.encoder) } } : {}),
+    defaultSplit: (e) => target(defaultAction(e)),
+    value: (e, budgets, models) => {
+      const assign = assignOf(models);
+      if (!assign || budgets.some((b) => b < 0)) return 0;
+      const action = { assign, budgets };
+      return predictQuality(curvesOf(candidate.tiers, agents, candidate.encoder.encode(e.f)), action) - costWeight * plannedCostOf(agents, action);
+    },
+    reward: (e) => e.q - costWeight * (e.c ?? loggedCost(e)),
+  };
+}

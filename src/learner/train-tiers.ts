@@ -1,0 +1,94 @@
+import type { LoggedEvent } from './events.js';
+import { compileFeatures, fitScaling } from './features.js';
+import { mulberry32 } from './rng.js';
+import { deserializeTierParams, initialParams, plannedCostOf, retrainTier, serializeTierParams, tierErrors, type TierAction, type TierEvent } from './tiers-policy.js';
+import type { FeatureScaling, FeatureSpec } from './features.js';
+import type { SerializedWeights } from './model.js';
+import type { TrainMetrics } from './trainer.js';
+import type { SerializedTierParams, TierAgent } from './tiers-policy.js';
+
+/** The tier learner's part of a training job (TrainJobInput.tiers). */
+export interface TierJobInput {
+  /** Bounds and per-model rates (pipeline agent order). */
+  readonly agents: readonly TierAgent[];
+  /** Candidate models per agent (pipeline order; empty for an agent without models): an event's served models map to indices by them. */
+  readonly models: readonly (readonly string[])[];
+  /** The newest tier version's parameters (warm start), absent for the first fit. */
+  readonly init?: SerializedTierParams;
+  readonly needGuess: number;
+}
+
+/** What a tier retrain reads of the job (TrainJobInput) and answers (TrainJobOutput). */
+interface JobPart {
+  readonly features: readonly FeatureSpec[];
+  readonly agents: readonly string[];
+  readonly init: SerializedWeights;
+  readonly initScaling?: FeatureScaling;
+  readonly seed: number;
+}
+interface TierJobOutput {
+  readonly trained: boolean;
+  readonly reason?: string;
+  readonly events: number;
+  readonly fetched: number;
+  readonly weights?: SerializedWeights;
+  readonly metrics?: TrainMetrics;
+  readonly scaling?: FeatureScaling;
+  readonly tiers?: SerializedTierParams;
+}
+
+/**
+ * A retrain of the joint model-and-tokens reward model (tiers-policy.ts) for a pipeline with model tiers, on the
+ * newest `window` logged events (pure CPU; it runs in the trainer child like the token model's retrain).
+ *
+ * Each event becomes (features, served models and budgets, observed quality, cost). Its cost is the reported cost
+ * (usage priced at the served model) or, without one, the planned cost of the served action. The first version is
+ * fitted from the prior (need guess: the default total over the agents); later ones refit the newest tier version
+ * warm and from the prior (retrainTier), and a refit replaces it only if it explains the window significantly
+ * better (fitsBetter): otherwise no version is trained (the newest stays). The feature scaling of the first tier
+ * version is kept by the later ones, so the warm start's parameters keep their meaning. A tenth of the rows
+ * (seeded) is held out for the metrics only.
+ */
+export function trainTiers(input: JobPart, t: TierJobInput, events: readonly LoggedEvent[], fetched: number): TierJobOutput {
+  const t0 = Date.now();
+  const scaling = t.init && input.initScaling ? input.initScaling : fitScaling(input.features, events.map((e) => e.f));
+  const encoder = compileFeatures(input.features, scaling);
+  const rows: TierEvent[] = [];
+  for (const e of events) {
+    const budgets = input.agents.map((a) => e.b[a]);
+    if (budgets.some((b) => typeof b !== 'number')) continue;
+    const assign = t.models.map((ms, i) => (ms.length === 0 ? 0 : ms.indexOf(e.M?.[i] ?? '')));
+    if (assign.some((m) => m < 0)) continue;
+    const action: TierAction = { assign, budgets: budgets as number[] };
+    rows.push({ x: encoder.encode(e.f), action, quality: e.q, cost: e.c ?? plannedCostOf(t.agents, action) });
+  }
+  if (rows.length < 20) return { trained: false, reason: `only ${rows.length} events name every agent's budget and one of its candidate models`, events: events.length, fetched };
+  const rng = mulberry32(input.seed || 1);
+  const order = rows.map((_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const nHold = rows.length >= 50 ? Math.floor(rows.length * 0.1) : 0;
+  const hold = order.slice(0, nHold).map((i) => rows[i]!);
+  const train = order.slice(nHold).map((i) => rows[i]!);
+  const dim = encoder.dim;
+  const early = t.init === undefined;
+  const p0 = t.init ? deserializeTierParams(t.init, t.agents, dim) : initialParams(t.agents, dim, t.needGuess);
+  const next = retrainTier(p0, t.agents, train, dim, { early, needGuess: t.needGuess, restart: true });
+  if (next === p0) {
+    return { trained: false, reason: 'no refit explains the logged decisions significantly better than the newest tier version (it stays)', events: events.length, fetched };
+  }
+  const mse = (xs: readonly TierEvent[]) => (xs.length ? tierErrors(next, t.agents, xs).reduce((s, v) => s + v, 0) / xs.length : 0);
+  const mean = hold.reduce((s, e) => s + e.quality, 0) / Math.max(1, hold.length);
+  const holdoutVariance = hold.reduce((s, e) => s + (e.quality - mean) ** 2, 0) / Math.max(1, hold.length);
+  return {
+    trained: true,
+    events: events.length,
+    fetched,
+    weights: input.init,
+    tiers: serializeTierParams(next),
+    scaling,
+    metrics: { rows: rows.length, steps: early ? 300 : 550, ms: Date.now() - t0, trainMse: mse(train.slice(0, 5000)), holdoutMse: mse(hold), holdoutVariance, backend: 'tiers' },
+  };
+}
