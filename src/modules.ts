@@ -57,13 +57,14 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
   const costs = costsModule(servicesOf(core, ['redis', 'keys', 'view', 'store', 'snapshot', 'metrics', 'log'], ['spanRetentionDays', 'maxSpansPerTrace']));
   modules.push(costs);
   modules.push(
-    learnerModule(
-      servicesOf(
+    learnerModule({
+      ...servicesOf(
         core,
         ['redis', 'bullRedis', 'keys', 'kinds', 'view', 'store', 'snapshot', 'metrics', 'log'],
         ['rewardWindowSeconds', 'jobLockMs', 'modelsDir', 'modelVersionsKeep', 'redisUrl', 'redisClusterNodes'],
       ),
-    ),
+      decisions: allocation.decisions,
+    }),
   );
   modules.push(consoleModule({ ...servicesOf(core, ['log']), budgets, costs }));
   modules.push(syncModule({ ...servicesOf(core, ['view', 'snapshot', 'metrics'], ['rewardWindowSeconds', 'textTokenizeMaxChars']), decisions: allocation.decisions, all }));

@@ -9,6 +9,12 @@ import { jsonDecoder } from '../redis/decode.js';
  */
 export type { EngineRecord as DecisionRecord, DecisionRouting, RouteAlternative } from '@apportion/sdk/engine';
 
+/** Reads stored decision records (the allocation domain's DecisionStore); for domains that need a record, not its keys. */
+export interface DecisionReader {
+  /** Many records (undefined where gone), in the order of `ids`. */
+  readMany(ids: readonly string[]): Promise<(DecisionRecord | undefined)[]>;
+}
+
 /** A decision id as the API accepts it (ids made here are `<epoch second, base 36>-<UUID>`, src/allocation/decisions.ts). */
 export const DECISION_ID_PATTERN = '^[A-Za-z0-9_-]{16,64}$';
 

@@ -1,6 +1,7 @@
 import type { ApiApp } from '../http/common.js';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Closeable, ModuleParts, Services } from '../kernel/module.js';
+import type { DecisionReader } from '../kernel/decision.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { shadowHook, trainingSink } from './hooks.js';
 import { defaultSplitOf, learnedKind, registerIngested, type LearnedParams } from './kind.js';
@@ -25,11 +26,11 @@ export interface LearnerModule extends ModuleParts {
   enqueueTrain(pipeline: string): Promise<void>;
 }
 
-/** What the learner module is given (src/modules.ts). */
+/** What the learner module is given (src/modules.ts): the allocation domain's decision records for default rewards. */
 export type LearnerDeps = Services<
   'redis' | 'bullRedis' | 'keys' | 'kinds' | 'view' | 'store' | 'snapshot' | 'metrics' | 'log',
   'rewardWindowSeconds' | 'jobLockMs' | 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes'
->;
+> & { readonly decisions: DecisionReader };
 
 /**
  * The learned strategy and its loop: the `learned` kind (serving from exported weights), the training
@@ -37,7 +38,7 @@ export type LearnerDeps = Services<
  * `learner-tick` (a job scheduler every 5 s) queues, and the feature / model / OPE routes.
  */
 export function learnerModule(core: LearnerDeps): LearnerModule {
-  const training = new TrainingService(core);
+  const training = new TrainingService(core, core.decisions);
   const guard = new GuardMonitor(core, training.registry);
   const pending = new PendingBatcher(core.redis, { onError: (err) => core.log.warn({ err }, 'pending learned decisions not registered') });
   const prefix = core.keys.bullPrefix();

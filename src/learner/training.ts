@@ -1,9 +1,8 @@
-import { readDecisions, type DecisionRecord } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import { callScript } from '../redis/scripts.js';
 import type { Services } from '../kernel/module.js';
-import { decodeDecisionRecord } from '../kernel/decision.js';
+import { decodeDecisionRecord, type DecisionReader, type DecisionRecord } from '../kernel/decision.js';
 import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
 import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from './drift.js';
@@ -78,6 +77,8 @@ export class TrainingService {
 
   constructor(
     private readonly core: Services<'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'kinds' | 'metrics' | 'log', 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes'>,
+    /** The decision records behind due default rewards (the allocation domain's DecisionStore). */
+    private readonly decisions: DecisionReader,
     private readonly trainOptions: TrainOptions = {},
     /** Train in a low-priority child process (default) so serving in this process is neither blocked nor starved. */
     private readonly inThread = true,
@@ -120,7 +121,7 @@ export class TrainingService {
   private async defaultDue(pipeline: string, tickets: readonly string[], now: number): Promise<{ defaulted: number; lost: number }> {
     const lk = learnerKeys(this.core.keys, pipeline);
     const view = this.core.view();
-    const records = await readDecisions(this.core.redis, this.core.keys, tickets);
+    const records = await this.decisions.readMany(tickets);
     const args: string[] = [];
     tickets.forEach((ticket, i) => {
       args.push(ticket, defaultEvent(view, pipeline, records[i] ?? null));

@@ -5,6 +5,8 @@ import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config/env.js';
 import type { ClientOptions, RedisTarget } from '../../src/redis/connection.js';
 import { dropPrefix as dropPrefixAt } from '../../src/redis/prefix.js';
+import { DecisionStore } from '../../src/allocation/decisions.js';
+import type { DecisionReader } from '../../src/kernel/decision.js';
 import { start, type Running, type StartOptions } from '../../src/server.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -87,4 +89,10 @@ export function testRedis(prefix: string, options: ClientOptions = {}): Redis {
     await dropPrefix(prefix);
   });
   return redis;
+}
+
+/** The decision records of a running test server, as the learner is handed them (the allocation's DecisionStore). */
+export function decisionsOf(rt: Running): DecisionReader {
+  const c = rt.core.config;
+  return new DecisionStore(rt.core.redis, rt.core.keys, c.rewardWindowSeconds, Math.ceil(c.redisCommandTimeoutMs / 2));
 }

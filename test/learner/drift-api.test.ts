@@ -15,7 +15,7 @@ import { policyAgents } from '../../src/learner/sim/loop.js';
 import { contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOutcome, uniformBudgets, worldFeatures, worldPipeline, type World } from '../../src/learner/sim/world.js';
 import { TrainingService } from '../../src/learner/training.js';
 import type { Running } from '../../src/server.js';
-import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { dropPrefix, eventually, startTest, testPrefix, decisionsOf } from '../helpers/env.js';
 import { jsonHttp } from '../helpers/http.js';
 
 /**
@@ -70,7 +70,7 @@ const models = async () => (await http('GET', '/v1/models/drift')).json;
 
 before(async () => {
   rt = await startTest(prefix, { listen: true }, { APPORTION_MODELS_DIR: modelsDir });
-  training = new TrainingService(rt.core, {}, false);
+  training = new TrainingService(rt.core, decisionsOf(rt), {}, false);
   assert.equal((await http('PUT', '/v1/pipelines/drift', worldPipeline(world))).status, 200);
   assert.equal((await http('PUT', '/v1/pipelines/drift/features', plainDeclaration(worldFeatures(world)))).status, 200);
   const s = await http('PUT', '/v1/strategies/learn', { pipeline: 'drift', kind: 'learned', params });

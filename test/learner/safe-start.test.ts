@@ -13,7 +13,7 @@ import { plainDeclaration } from '../../src/learner/sim/family.js';
 import { TrainingService } from '../../src/learner/training.js';
 import { contextFeatures, loadWorld, sampleContext, simulateOutcome, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
 import type { Running } from '../../src/server.js';
-import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { dropPrefix, eventually, startTest, testPrefix, decisionsOf } from '../helpers/env.js';
 import { jsonHttp } from '../helpers/http.js';
 
 /**
@@ -83,7 +83,7 @@ describe('safe start and activation gate (HTTP)', () => {
   });
 
   it('trains a candidate (mixed into decisions), then the gate decides and the models listing says why', async () => {
-    const training = new TrainingService(rt.core, {}, false);
+    const training = new TrainingService(rt.core, decisionsOf(rt), {}, false);
     for (let i = 0; i < 160; i++) await round();
     await eventually(async () => (await training.ingest('safe')) && (await training.events('safe', 1000)).length >= 160, 300_000, 250);
     const first = await training.train('safe');
