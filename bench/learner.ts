@@ -101,6 +101,9 @@ interface Row {
   readonly firstActive: number | null;
   readonly refused: number;
   readonly versions: number;
+  /** Longest stretch (outcomes) and total outcomes in which a trained version served worse than the default strategy's split. */
+  readonly worseStretch?: number;
+  readonly worseTotal?: number;
 }
 
 const merge = flag('merge', '');
@@ -185,15 +188,34 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
       }
     }
   }
+  // Runtime-guard target: the longest stretch (consecutive 250-outcome windows) in which a trained version served and
+  // what the learned arm served (exploration included) was worth less than the default strategy's split on the same
+  // requests. The loop runs no guard, so this is what the gate and drift recovery alone let through.
+  let worseStretch = 0;
+  let worseTotal = 0;
+  for (let s = 0, run = 0; s + 250 <= N; s += 250) {
+    const ph = phaseOf(world, s);
+    let dv = 0;
+    let armN = 0;
+    for (let i = s; i < s + 250; i++) {
+      if (res.controlServed[i] === 1) continue;
+      dv += res.served[i]! - world.expected(ph, res.contexts[i], uni);
+      armN++;
+    }
+    const worse = res.servingVersion[s + 249]! > 0 && armN > 0 && dv / armN < 0;
+    run = worse ? run + 250 : 0;
+    if (worse) worseTotal += 250;
+    worseStretch = Math.max(worseStretch, run);
+  }
   const firstActive = res.versions.find((v) => v.active)?.at ?? null;
   const refused = res.versions.filter((v) => !v.active).length;
-  const row: Row = { name: world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length };
+  const row: Row = { name: world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length, worseStretch, worseTotal };
   console.log(
     `${world.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (learned arm ${arm.toFixed(3)}, greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
       `  served−static ${diff.diff >= 0 ? '+' : ''}${diff.diff.toFixed(4)} [${diff.lo.toFixed(4)}, ${diff.hi.toFixed(4)}]` +
       `  tokens-to-match ${learnedNeed.toFixed(2)} (oracle ${oracleNeed.toFixed(2)})` +
       (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'} (→ pre-change level ${pre!.toFixed(3)} − 0.02 after ${recoveryPre ?? 'never'})` : '') +
-      `  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
+      `  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}, worse than default ${worseStretch} in a row (${worseTotal} in all)  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
   );
   return row;
 }
@@ -216,6 +238,8 @@ function summarise(label: string, rows: readonly Row[]): void {
   if (dr.length) console.log(`  drift             back to ≥ 0.95 of the oracle within 5,000 outcomes on ${dr.filter((x) => x.recovery !== null && x.recovery! <= 5000).length} of ${dr.length} (${dr.map((x) => `${x.name}: ${x.recovery ?? 'never'}`).join(', ')})`);
   const drp = dr.filter((x) => x.pre !== undefined);
   if (drp.length) console.log(`  drift             back to min(0.95, the level served before the change − 0.02) within 5,000 outcomes on ${drp.filter((x) => x.recoveryPre != null && x.recoveryPre <= 5000).length} of ${drp.length} (${drp.map((x) => `${x.name}: ${x.recoveryPre ?? 'never'} (pre ${x.pre!.toFixed(3)})`).join(', ')})`);
+  const ws = rows.filter((x) => x.worseStretch !== undefined);
+  if (ws.length) console.log(`  worse than default longest stretch in which a trained version served below the default strategy's split (250-outcome windows, no guard in the loop): median ${quantile(ws.map((x) => x.worseStretch!), 0.5)}, max ${Math.max(...ws.map((x) => x.worseStretch!))} (${ws.filter((x) => x.worseStretch! > 0).map((x) => `${x.name}: ${x.worseStretch}`).join(', ') || 'none'})`);
   const fa = rows.map((x) => x.firstActive);
   console.log(`  gate              first version served at outcome median ${quantile(fa.map((v) => v ?? Infinity), 0.5)}; never on ${fa.filter((v) => v === null).length}; refused ${rows.reduce((s, x) => s + x.refused, 0)} of ${rows.reduce((s, x) => s + x.versions, 0)} versions`);
 }

@@ -29,9 +29,11 @@ export interface DriftRule {
    * not change) or `window` (train on the events since the change only).
    */
   readonly mode?: 'halfLife' | 'window';
+  /** The half-life after a change as a share of the events since it (default 0.5: the events before the change keep 2^(−1/share) of the weight mass, 25 % at 0.5). */
+  readonly halfLifeShare?: number;
 }
 
-export const DEFAULT_DRIFT: DriftRule = { ratio: 1.25, z: 3, minEvents: 200, minRows: 1000, minWindow: 500, minHalfLife: 250, mode: 'halfLife' };
+export const DEFAULT_DRIFT: DriftRule = { ratio: 1.25, z: 3, minEvents: 200, minRows: 1000, minWindow: 500, minHalfLife: 250, mode: 'halfLife', halfLifeShare: 0.25 };
 
 export interface DriftCheck {
   readonly changed: boolean;
@@ -81,7 +83,7 @@ export function residualCheck(
 export function windowAfterChange(sinceChange: number, window: number, halfLife: number, rule: DriftRule = DEFAULT_DRIFT): { readonly window: number; readonly halfLife: number; readonly shortened: boolean } {
   if (sinceChange >= window) return { window, halfLife, shortened: false };
   const w = Math.min(window, Math.max(rule.minWindow, sinceChange));
-  const h = Math.min(halfLife, Math.max(rule.minHalfLife, w / 2));
+  const h = Math.min(halfLife, Math.max(rule.minHalfLife, w * (rule.halfLifeShare ?? 0.5)));
   if (h >= halfLife) return { window, halfLife, shortened: false };
   return { window: rule.mode === 'window' ? w : window, halfLife: h, shortened: true };
 }

@@ -56,12 +56,20 @@ export interface GateRule {
   readonly looks?: number;
   /** Bootstrap resamples. Default 2000. */
   readonly resamples?: number;
+  /**
+   * Evidence that accumulates along a lineage of retrains (default true): when a version serves and its own held-out
+   * decisions are given (`GateInput.serving.evidence`), the candidate's comparison with the default strategy is
+   * the chain Δ(candidate, serving) on the candidate's decisions + Δ(serving, default) on all the decisions the
+   * serving version never saw (see `chainedDiff`), so a small step from a version with a long record does not have
+   * to re-earn its standing against the default on one retrain interval's decisions. false: the direct comparison.
+   */
+  readonly lineage?: boolean;
 }
 
-export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'bootstrap-t', looks: 1, resamples: 2000 };
+export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'bootstrap-t', looks: 1, resamples: 2000, lineage: true };
 
-/** The rule before the bootstrap-t bound and the looks (one verdict per candidate, normal bound), for comparison. */
-export const NORMAL_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'normal', looks: 1 };
+/** The rule before the bootstrap-t bound, the looks and the lineage (one verdict per candidate, normal bound), for comparison. */
+export const NORMAL_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'normal', looks: 1, lineage: false };
 
 /** The one-sided confidence level of each of the rule's looks (0.95 for the default rule). */
 export function gateLevel(rule: GateRule): number {
@@ -72,11 +80,16 @@ export function describeRule(rule: GateRule): string {
   const looks = rule.looks ?? 1;
   const level = (100 * (1 - (1 - normalCdf(rule.z)) / looks)).toFixed(looks > 1 ? 1 : 0);
   const how = rule.interval ?? 'bootstrap-t';
-  return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained (≥ ${rule.minSupport ?? 0} of them playing each compared split), the lower ${level} % ${how} bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy${looks > 1 ? `; judged at up to ${looks} retrains on all decisions since it was proposed (waits while its estimate is not below −${rule.delta}), each look at α/${looks}` : ''}`;
+  const lineage = rule.lineage
+    ? `; while a version serves, DR(candidate) − DR(default) is estimated along the lineage: Δ(candidate, serving) on the candidate's decisions + Δ(serving, default) on every decision since the serving version was trained (since the last detected change, if later), its lower ${level} % ${how} bound ≥ −${rule.delta}`
+    : '';
+  return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained (≥ ${rule.minSupport ?? 0} of them playing each compared split), the lower ${level} % ${how} bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy${lineage}${looks > 1 ? `; judged at up to ${looks} retrains on all decisions since it was proposed (waits while its estimate is not below −${rule.delta}), each look at α/${looks}` : ''}`;
 }
 
 export interface GateComparison {
   readonly against: 'serving' | 'default';
+  /** For `default` along the lineage: the serving version's held-out decisions the chain used (the candidate's are `events`). */
+  readonly lineage?: { readonly version: number; readonly events: number };
   /** Mean paired DR difference (candidate − reference) and its one-sided lower bound. */
   readonly diff: number;
   readonly lo: number;
@@ -113,7 +126,17 @@ export interface GateInput {
   /** The candidate version: its reward model is DR's direct-method part. */
   readonly candidate: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder };
   readonly candidateSplit: (ev: LoggedEvent) => GateTarget;
-  readonly serving?: { readonly version: number; readonly split: (ev: LoggedEvent) => GateTarget };
+  readonly serving?: {
+    readonly version: number;
+    readonly split: (ev: LoggedEvent) => GateTarget;
+    /**
+     * The serving version's own held-out evidence: the decisions logged since it was trained (after the last
+     * detected change, if later), which it never saw, and its reward model (DR's direct part on them). With it and
+     * `rule.lineage`, the comparison with the default strategy is chained through the serving version. Token
+     * versions only (a joint model-and-tokens candidate passes its own `value` and no evidence).
+     */
+    readonly evidence?: { readonly events: readonly LoggedEvent[]; readonly model: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder } };
+  };
   readonly defaultSplit: (ev: LoggedEvent) => GateTarget;
   /**
    * The direct method's value of an action (budgets, and models on a pipeline with model tiers) for a logged
@@ -164,7 +187,12 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
     refs.forEach((R, j) => (ref[j]![i] = dr(R.split(ev), j + 1)));
   });
   const minSupport = rule.minSupport ?? 0;
-  const thin = [{ against: 'candidate', n: played[0]! }, ...refs.map((R, j) => ({ against: R.against, n: played[j + 1]! }))].filter((x) => x.n < minSupport);
+  const si = refs.findIndex((R) => R.against === 'serving');
+  const ev = input.serving?.evidence;
+  const chain = rule.lineage && si >= 0 && ev ? chainedDiff(usable, cand, ref[si]!, ev, input.serving!.split, input.defaultSplit, agents, input.costWeight, tol) : undefined;
+  // Along the lineage the default's split is compared on M (the serving version's record), so its support is counted there.
+  const lineageOk = !!chain && chain.played.every((p) => p >= minSupport);
+  const thin = [{ against: 'candidate', n: played[0]! }, ...refs.map((R, j) => ({ against: R.against, n: R.against === 'default' && lineageOk ? chain!.played[1]! : played[j + 1]! }))].filter((x) => x.n < minSupport);
   if (thin.length > 0) {
     return {
       pass: false,
@@ -176,6 +204,12 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
   const looks = Math.max(1, rule.looks ?? 1);
   const alpha = (1 - normalCdf(rule.z)) / looks;
   const comparisons: GateComparison[] = refs.map((R, j) => {
+    if (R.against === 'default' && chain && lineageOk) {
+      const { mean: m, lo } = lowerBound(chain.u, alpha, rule.interval ?? 'bootstrap-t', rule.resamples ?? 2000, j);
+      let mc = 0;
+      for (let i = 0; i < n; i++) mc += cand[i]! / n;
+      return { against: R.against, diff: m, lo, reference: mc - m, candidate: mc, lineage: { version: input.serving!.version, events: chain.m } };
+    }
     const d = new Float64Array(n);
     let mc = 0;
     let mr = 0;
@@ -188,13 +222,64 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
     return { against: R.against, diff: m, lo, reference: mr, candidate: mc };
   });
   const failed = comparisons.filter((c) => !(c.lo >= -rule.delta));
-  const fmt = (c: GateComparison) => `${c.against}${c.against === 'serving' && input.serving ? ` version ${input.serving.version}` : ''}: Δ ${c.diff.toFixed(4)}, lower bound ${c.lo.toFixed(4)}`;
+  const fmt = (c: GateComparison) =>
+    `${c.against}${c.against === 'serving' && input.serving ? ` version ${input.serving.version}` : ''}: Δ ${c.diff.toFixed(4)}, lower bound ${c.lo.toFixed(4)}${c.lineage ? ` (along the lineage of version ${c.lineage.version}, on its ${c.lineage.events} held-out decisions)` : ''}`;
   const tail = `(δ ${rule.delta}, ${n} decisions, look ${look} of ${looks}, ${(100 * (1 - alpha)).toFixed(1)} % ${rule.interval ?? 'bootstrap-t'} bound${unsupported ? `, ${unsupported} target actions without support` : ''})`;
   if (failed.length === 0) return { pass: true, look, reason: `not worse than ${comparisons.map(fmt).join('; ')} ${tail}`, events: n, comparisons };
   const wait = look < looks && failed.every((c) => c.diff >= -rule.delta);
   return wait
     ? { pass: false, wait, look, reason: `not yet shown not worse than ${failed.map(fmt).join('; ')} ${tail}; judged again on more decisions`, events: n, comparisons }
     : { pass: false, look, reason: `possibly worse than ${failed.map(fmt).join('; ')} ${tail}`, events: n, comparisons };
+}
+
+/**
+ * The lineage estimate of DR(candidate) − DR(default) (pure). M = the serving version's held-out decisions ∪ the
+ * candidate's (N, by id); per decision i of M
+ *
+ *   u_i = b_i + 1[i ∈ N] · (|M| / |N|) · a_i,   a_i = DR_i(candidate) − DR_i(serving)   (the candidate's reward model)
+ *                                               b_i = DR_i(serving) − DR_i(default)     (the serving version's reward model)
+ *
+ * so mean(u) = mean_N(a) + mean_M(b), an unbiased estimate of V(candidate) − V(default) (each DR term is unbiased:
+ * every compared split is in every logged candidate set, and each direct part is a model that never saw those
+ * decisions). Its bound is the gate's lower bound of mean(u), which carries the covariance of the two terms on
+ * the shared decisions. The second term's evidence grows as long as the serving version serves, so a small step
+ * from it (a ≈ 0) is judged against the default on far more than one retrain interval's decisions; a step that
+ * loses against the serving version shows in a, so a version worse than the default is still refused.
+ */
+function chainedDiff(
+  usable: readonly LoggedEvent[],
+  cand: Float64Array,
+  serv: Float64Array,
+  ev: NonNullable<NonNullable<GateInput['serving']>['evidence']>,
+  servingSplit: (ev: LoggedEvent) => GateTarget,
+  defaultSplit: (ev: LoggedEvent) => GateTarget,
+  agents: readonly string[],
+  costWeight: number,
+  tol: number,
+): { u: Float64Array; m: number; played: number[] } {
+  const n = usable.length;
+  const inN = new Map(usable.map((e, i) => [e.id, i]));
+  const extra = ev.events.filter((e) => !inN.has(e.id) && e.d !== 1 && agents.every((a) => typeof e.b[a] === 'number'));
+  const all = [...extra, ...usable];
+  const m = all.length;
+  const u = new Float64Array(m);
+  const played = [0, 0];
+  all.forEach((e, i) => {
+    const logged = agents.map((a) => e.b[a]!);
+    const r = rewardOf(e, costWeight);
+    const h = forward(ev.model.weights, ev.model.encoder.encode(e.f));
+    const qLogged = predict(h, logged);
+    const dr = (target: GateTarget, slot: number) => {
+      const { b: a, m: models } = targetOf(target);
+      const iw = importanceWeight(e, agents, a, tol, models);
+      if (iw.w > 0) played[slot]!++;
+      return predict(h, a) + iw.w * (r - qLogged);
+    };
+    const b = dr(servingSplit(e), 0) - dr(defaultSplit(e), 1);
+    const j = i - extra.length;
+    u[i] = b + (j >= 0 ? (m / n) * (cand[j]! - serv[j]!) : 0);
+  });
+  return { u, m, played };
 }
 
 /**

@@ -186,7 +186,7 @@ export class TrainingService {
     const change = await this.checkDrift(pipeline, params, outcomes);
     if (params.gate !== false && change.changeTs !== undefined && change.sinceChange < (params.window ?? 8000)) await this.retireIfWorse(pipeline, params, change.changeTs, outcomes);
     if (params.gate !== false) {
-      const gate = await this.gateCandidate(pipeline, params, change.changed);
+      const gate = await this.gateCandidate(pipeline, params, change.changed, change.changeTs);
       if (gate.waiting) return { trained: false, ...(gate.reason !== undefined ? { reason: gate.reason } : {}) };
     }
     const serving = servingModel(this.core.view(), pipeline);
@@ -257,7 +257,7 @@ export class TrainingService {
    * proposed. Too few of them: it keeps waiting (and no new version is trained over it). Otherwise the verdict is
    * recorded on the version and, if it passed, the version serves.
    */
-  async gateCandidate(pipeline: Pipeline, params: LearnedParams, changed = false): Promise<{ waiting: boolean; reason?: string; verdict?: GateVerdict }> {
+  async gateCandidate(pipeline: Pipeline, params: LearnedParams, changed = false, changeTs?: number): Promise<{ waiting: boolean; reason?: string; verdict?: GateVerdict }> {
     const doc = this.registry.doc(pipeline.id);
     const pending = doc?.candidate;
     if (!pending) return { waiting: false };
@@ -274,6 +274,9 @@ export class TrainingService {
     const dflt = defaultSplitOf(this.core);
     // Which look at this candidate this is (gate.ts): one more than the looks recorded on it.
     const look = ((await this.registry.get(pipeline.id, c.version))?.gate?.look ?? 0) + 1;
+    // The serving version's own held-out decisions (since it was trained, or since the last detected change): the gate's lineage evidence.
+    const servingMv = serving.version > 0 && !c.tiers ? await this.registry.get(pipeline.id, serving.version) : undefined;
+    const evidence = servingMv ? await this.eventsSince(pipeline.id, Math.max(servingMv.createdAt, changeTs ?? 0), Math.max(params.window ?? 8000, rule.minEvents)) : undefined;
     const verdict = gateVerdict(
       c.tiers
         ? tierGateInput(pipeline, params, events, { ...c, tiers: c.tiers }, serving.tiers ? { version: serving.version, tiers: serving.tiers, encoder: serving.encoder } : undefined, (e) =>
@@ -285,7 +288,15 @@ export class TrainingService {
             costWeight: params.costWeight ?? 0,
             candidate: c,
             candidateSplit: (e) => greedyBudgets(forward(c.weights, c.encoder.encode(e.f)), pa, e.T),
-            ...(serving.version > 0 ? { serving: { version: serving.version, split: (e: LoggedEvent) => greedyBudgets(forward(serving.weights, serving.encoder.encode(e.f)), pa, e.T) } } : {}),
+            ...(serving.version > 0
+              ? {
+                  serving: {
+                    version: serving.version,
+                    split: (e: LoggedEvent) => greedyBudgets(forward(serving.weights, serving.encoder.encode(e.f)), pa, e.T),
+                    ...(evidence ? { evidence: { events: evidence, model: { weights: serving.weights, encoder: serving.encoder } } } : {}),
+                  },
+                }
+              : {}),
             defaultSplit: (e) => dflt(pipeline, { features: e.f, totalTokens: e.T }),
           },
       rule,

@@ -148,7 +148,7 @@ describe('drift recovery (HTTP)', () => {
     assert.match(c.reason, /squared error on \d+ new decisions/);
     const newest = list.versions.find((v: { version: number }) => v.version === after.model!.version);
     assert.ok(newest.metrics.halfLife < 1000, `the retrain after the change used a shorter half-life (${newest.metrics.halfLife})`);
-    assert.equal(newest.metrics.halfLife, 250, 'half of the ~400 events since the change, at least 250');
+    assert.equal(newest.metrics.halfLife, 250, 'a quarter of the ~400 events since the change, at least 250');
 
     // Retired, with drift recovery's own reason and estimate (the gate's DR estimate on the post-change decisions).
     assert.equal(list.active, null, 'no model serves');

@@ -48,11 +48,17 @@ describe('drift recovery', () => {
   });
 
   it('after a change the half-life (and, in window mode, the window) shrinks to the events since it, then returns', () => {
+    // The default: a quarter of the events since the change (at least 250), so the events before it keep 1/16 of the weight mass.
     assert.deepEqual(windowAfterChange(Infinity, 8000, 1000), { window: 8000, halfLife: 1000, shortened: false });
     assert.deepEqual(windowAfterChange(500, 8000, 1000), { window: 8000, halfLife: 250, shortened: true });
-    assert.deepEqual(windowAfterChange(1000, 8000, 1000), { window: 8000, halfLife: 500, shortened: true });
-    assert.deepEqual(windowAfterChange(2000, 8000, 1000), { window: 8000, halfLife: 1000, shortened: false });
-    const win = { ...DEFAULT_DRIFT, mode: 'window' as const };
+    assert.deepEqual(windowAfterChange(2000, 8000, 1000), { window: 8000, halfLife: 500, shortened: true });
+    assert.deepEqual(windowAfterChange(3000, 8000, 1000), { window: 8000, halfLife: 750, shortened: true });
+    assert.deepEqual(windowAfterChange(4000, 8000, 1000), { window: 8000, halfLife: 1000, shortened: false });
+    // Half of them (the share before): back to the configured half-life at 2,000.
+    const half = { ...DEFAULT_DRIFT, halfLifeShare: 0.5 };
+    assert.deepEqual(windowAfterChange(1000, 8000, 1000, half), { window: 8000, halfLife: 500, shortened: true });
+    assert.deepEqual(windowAfterChange(2000, 8000, 1000, half), { window: 8000, halfLife: 1000, shortened: false });
+    const win = { ...DEFAULT_DRIFT, mode: 'window' as const, halfLifeShare: 0.5 };
     assert.deepEqual(windowAfterChange(0, 8000, 1000, win), { window: 500, halfLife: 250, shortened: true });
     assert.deepEqual(windowAfterChange(1500, 8000, 1000, win), { window: 1500, halfLife: 750, shortened: true });
   });

@@ -6,7 +6,7 @@ import { compileFeatures, fitScaling } from '../../src/learner/features.js';
 import { DEFAULT_GATE, gateVerdict, lowerBound, NORMAL_GATE, retireVerdict } from '../../src/learner/gate.js';
 import { forward, initialWeights, OUTPUTS, predict, type ModelWeights } from '../../src/learner/model.js';
 import { importanceWeight } from '../../src/learner/ope-service.js';
-import { CANDIDATE_SHARE, decideAround, greedyBudgets, withCandidate } from '../../src/learner/policy.js';
+import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, withCandidate } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { namedWorld, uniformSplitOf } from '../../src/learner/sim/family.js';
 import { policyAgents } from '../../src/learner/sim/loop.js';
@@ -201,5 +201,83 @@ describe('activation gate under skewed, bimodal rewards', () => {
     const unproven = retireVerdict(input(sample(1)));
     assert.equal(unproven.verdict.pass, false);
     assert.equal(unproven.retire, false);
+  });
+});
+
+/**
+ * Evidence along a lineage of retrains: while version S serves, the candidate's comparison with the default strategy
+ * is Δ(candidate, S) on the candidate's decisions + Δ(S, default) on every decision S never saw.
+ */
+describe('activation gate along a lineage', () => {
+  /** Decisions served by `serving` (its exploring policy), a 5 % control arm (the default, uniform) and `candidate`'s split mixed in. */
+  function served(n: number, seed: number, serving: Model, candidate?: Model, from = 0): LoggedEvent[] {
+    const rng = mulberry32(seed);
+    return Array.from({ length: n }, (_, i) => {
+      const t = from + i;
+      const x = world.sample(rng);
+      const f = world.features(x);
+      let dec = decide(forward(serving.weights, serving.encoder.encode(f)), agents, T, explore, rng, uniform);
+      if (candidate) dec = withCandidate(dec, split(candidate, f), CANDIDATE_SHARE, rng);
+      dec = withCandidate(dec, uniform, 0.05, rng);
+      const q = world.outcome(0, x, dec.budgets, rng).quality;
+      return { id: `${seed}-${t}`, t, s: 'learn', f, T, b: Object.fromEntries(names.map((a, i) => [a, dec.budgets[i]!])), q, c: null, C: dec.candidates, P: dec.probs, k: dec.chosen };
+    });
+  }
+  const judge = (events: LoggedEvent[], c: Model, s: Model, evidence: LoggedEvent[] | undefined, rule = DEFAULT_GATE) =>
+    gateVerdict(
+      {
+        events,
+        agents: names,
+        costWeight: 0,
+        candidate: c,
+        candidateSplit: (e) => split(c, e.f),
+        serving: { version: 4, split: (e) => split(s, e.f), ...(evidence ? { evidence: { events: evidence, model: s } } : {}) },
+        defaultSplit: () => uniform,
+      },
+      rule,
+    );
+  /** A small step: the same network with its output layer moved by 2 %. */
+  const step = (m: Model): Model => ({ ...m, weights: { ...m.weights, w2: m.weights.w2.map((v, i) => v * (1 + 0.02 * Math.sin(i))) } });
+  let good: Model;
+
+  it('a small step from a serving version with a long record is judged against the default on that record too (a tighter bound)', async () => {
+    const { tf } = await loadTf();
+    const train = log(3000, 21);
+    const encoder = compileFeatures(specs, fitScaling(specs, train.map((e) => e.f)));
+    const { weights } = await trainModel(tf, buildTrainingData([...train].reverse(), encoder, names, { costWeight: 0 }), initialWeights(encoder.dim, names.length, T, mulberry32(2)), { seed: 1, yieldToEventLoop: false, epochs: 20 });
+    good = { weights, encoder };
+    const c = step(good);
+    const before = served(3000, 22, good);
+    const now = served(300, 23, good, c, 3000);
+    const direct = judge(now, c, good, undefined);
+    const chained = judge(now, c, good, [...before, ...now]);
+    const d0 = direct.comparisons.find((x) => x.against === 'default')!;
+    const d1 = chained.comparisons.find((x) => x.against === 'default')!;
+    assert.equal(d0.lineage, undefined);
+    assert.deepEqual(d1.lineage, { version: 4, events: 3300 });
+    assert.match(chained.reason, /along the lineage of version 4, on its 3300 held-out decisions/);
+    // The chain's standard error is the serving version's record's, not one retrain interval's.
+    assert.ok(d1.diff - d1.lo < 0.6 * (d0.diff - d0.lo), `bound width along the lineage ${d1.diff - d1.lo} vs direct ${d0.diff - d0.lo}`);
+    assert.equal(chained.pass, true, chained.reason);
+    // Off in the rule: the direct comparison.
+    assert.equal(judge(now, c, good, [...before, ...now], { ...DEFAULT_GATE, lineage: false }).comparisons.find((x) => x.against === 'default')!.lineage, undefined);
+  });
+
+  it('still refuses a model worse than the default: a step from a serving version that is itself worse, or a bad step from a good one', () => {
+    const bad = starving();
+    // The serving version is worse than the default; the candidate is a small step from it (not worse than it).
+    const before = served(3000, 24, bad);
+    const now = served(600, 25, bad, step(bad), 3000);
+    const v = judge(now, step(bad), bad, [...before, ...now]);
+    assert.equal(v.pass, false, v.reason);
+    const d = v.comparisons.find((x) => x.against === 'default')!;
+    assert.ok(d, v.reason);
+    assert.ok(d.lineage && d.lo < -DEFAULT_GATE.delta && d.diff < -0.05, `Δ ${d.diff}, lower bound ${d.lo}`);
+    assert.ok(v.comparisons.find((x) => x.against === 'serving')!.lo >= -DEFAULT_GATE.delta, 'not worse than the serving version');
+    // A good serving version with a long record does not carry a bad candidate.
+    const after = served(600, 26, good, bad, 3000);
+    const w = judge(after, bad, good, [...served(3000, 27, good), ...after]);
+    assert.equal(w.pass, false, w.reason);
+    assert.ok(w.comparisons.find((x) => x.against === 'default')!.lo < -DEFAULT_GATE.delta);
   });
 });

@@ -292,7 +292,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
             costWeight: world.costWeight,
             candidate: c,
             candidateSplit: (e) => greedyOf(c, e.f, e.T),
-            ...(s ? { serving: { version: s.version, split: (e: LoggedEvent) => greedyOf(s, e.f, e.T) } } : {}),
+            // The serving version's own held-out decisions (since it was trained, or the last change) for the gate's lineage estimate.
+            ...(s ? { serving: { version: s.version, split: (e: LoggedEvent) => greedyOf(s, e.f, e.T), evidence: { events: events.slice(Math.max(s.at, changes.at(-1) ?? 0)), model: s } } } : {}),
             defaultSplit: () => uniform,
             ...(opts.gateTolerance !== undefined ? { tolerance: opts.gateTolerance } : {}),
           },
