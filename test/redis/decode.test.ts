@@ -31,7 +31,7 @@ describe('Lua script registry', () => {
   it('checks a reply against its shape and throws, naming the script, on another one', () => {
     assert.equal(replies.integer(3, 'configPut'), 3);
     assert.deepEqual(replies.pair([1, 2], 'reservationExpire'), [1, 2]);
-    assert.deepEqual(replies.versionedLines([4, '10', 'line'], 'spanIngest'), [4, '10', 'line']);
+    assert.deepEqual(replies.versionedLines([4, '10', 'line'], 'spanIngest'), { version: 4, statuses: '10', lines: ['line'] });
     assert.deepEqual(replies.ingest([1, 0, 5, ['t1']], 'learnerIngest'), [1, 0, 5, ['t1']]);
     assert.throws(() => replies.integer('3', 'configPut'), /configPut answered "3", not an integer/);
     assert.throws(() => replies.strings(['a', 1], 'budgetOp'), /budgetOp answered/);
