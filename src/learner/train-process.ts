@@ -8,8 +8,7 @@ import { loadTf } from './backend.js';
 import { buildTrainingData, decodeEvent, type LoggedEvent } from './events.js';
 import { compileFeatures, fitScaling, type FeatureScaling, type FeatureSpec } from './features.js';
 import { deserializeWeights, rescaleInputs, serializeWeights, type SerializedWeights } from './model.js';
-import { trainModel, type TrainMetrics, type TrainOptions } from './trainer.js';
-import type { SerializedTierParams } from './tiers-policy.js';
+import { trainModel, type TrainJobOutput, type TrainOptions } from './trainer.js';
 import { trainTiers, type TierJobInput } from './train-tiers.js';
 
 /** Everything a retrain needs, as plain data (it crosses a thread boundary). */
@@ -33,20 +32,7 @@ export interface TrainJobInput {
 }
 
 
-export interface TrainJobOutput {
-  readonly trained: boolean;
-  readonly reason?: string;
-  /** Events trained on (the window). */
-  readonly events: number;
-  /** Of those, how many this retrain fetched from Redis (the rest were kept from the previous read). */
-  readonly fetched: number;
-  readonly weights?: SerializedWeights;
-  readonly metrics?: TrainMetrics;
-  /** Numeric feature scaling fitted on the window (stored with the version). */
-  readonly scaling?: FeatureScaling;
-  /** A tier job's fitted parameters (TrainJobInput.tiers). */
-  readonly tiers?: SerializedTierParams;
-}
+export type { TrainJobOutput } from './trainer.js';
 
 /**
  * Reads the newest `window` buffered events, builds the rows and trains. Pure CPU after the reads: run it in

@@ -4,7 +4,7 @@ import { mulberry32 } from './rng.js';
 import { deserializeTierParams, initialParams, plannedCostOf, retrainTier, serializeTierParams, tierErrors, type TierAction, type TierEvent } from './tiers-policy.js';
 import type { FeatureScaling, FeatureSpec } from './features.js';
 import type { SerializedWeights } from './model.js';
-import type { TrainMetrics } from './trainer.js';
+import type { TrainJobOutput } from './trainer.js';
 import type { SerializedTierParams, TierAgent } from './tiers-policy.js';
 
 /** The tier learner's part of a training job (TrainJobInput.tiers). */
@@ -26,16 +26,6 @@ interface JobPart {
   readonly initScaling?: FeatureScaling;
   readonly seed: number;
 }
-interface TierJobOutput {
-  readonly trained: boolean;
-  readonly reason?: string;
-  readonly events: number;
-  readonly fetched: number;
-  readonly weights?: SerializedWeights;
-  readonly metrics?: TrainMetrics;
-  readonly scaling?: FeatureScaling;
-  readonly tiers?: SerializedTierParams;
-}
 
 /**
  * A retrain of the joint model-and-tokens reward model (tiers-policy.ts) for a pipeline with model tiers, on the
@@ -49,7 +39,7 @@ interface TierJobOutput {
  * version is kept by the later ones, so the warm start's parameters keep their meaning. A tenth of the rows
  * (seeded) is held out for the metrics only.
  */
-export function trainTiers(input: JobPart, t: TierJobInput, events: readonly LoggedEvent[], fetched: number): TierJobOutput {
+export function trainTiers(input: JobPart, t: TierJobInput, events: readonly LoggedEvent[], fetched: number): TrainJobOutput {
   const t0 = Date.now();
   const scaling = t.init && input.initScaling ? input.initScaling : fitScaling(input.features, events.map((e) => e.f));
   const encoder = compileFeatures(input.features, scaling);

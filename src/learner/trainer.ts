@@ -1,5 +1,7 @@
 import type { Tf } from './backend.js';
-import { forward, NEED_SCALE, OUTPUTS, predict, upgradeLegacy, type ModelWeights } from './model.js';
+import type { FeatureScaling } from './features.js';
+import { forward, NEED_SCALE, OUTPUTS, predict, upgradeLegacy, type ModelWeights, type SerializedWeights } from './model.js';
+import type { SerializedTierParams } from './tiers-policy.js';
 import { mulberry32 } from './rng.js';
 
 /** Training rows, flattened: N contexts of width d, N budget vectors of n agents (tokens), rewards, weights. */
@@ -177,4 +179,20 @@ export async function trainModel(tf: Tf, data: TrainingData, initWeights: ModelW
     tf.dispose([w1, b1, w2, w3, b2, bk, w2s, w3s, b2s, bl, bt, X, B, R, W]);
     optimizer.dispose();
   }
+}
+
+/** What a retrain job answers (src/learner/train-process.ts for the token model, train-tiers.ts for a joint model-and-tokens one). */
+export interface TrainJobOutput {
+  readonly trained: boolean;
+  readonly reason?: string;
+  /** Events trained on (the window). */
+  readonly events: number;
+  /** Of those, how many this retrain fetched from Redis (the rest were kept from the previous read). */
+  readonly fetched: number;
+  readonly weights?: SerializedWeights;
+  readonly metrics?: TrainMetrics;
+  /** Numeric feature scaling fitted on the window (stored with the version). */
+  readonly scaling?: FeatureScaling;
+  /** A tier job's fitted parameters (TrainJobInput.tiers). */
+  readonly tiers?: SerializedTierParams;
 }
