@@ -232,7 +232,8 @@ export class TrainingService {
       signature: serving.encoder.signature,
       agents,
       // The window and recency half-life this version was trained with (drift recovery shortens the half-life after a change).
-      metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, halfLife: change.halfLife },
+      // A tier fit weighs by recency only when a half-life was passed (train-tiers.ts): otherwise none is listed.
+      metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, ...(input.halfLife !== undefined || !tiered ? { halfLife: change.halfLife } : {}) },
       ...(out.scaling ? { scaling: out.scaling } : {}),
       ...(out.tiers ? { kind: 'tiers' as const, tiers: out.tiers } : { kind: 'tokens' as const }),
     });

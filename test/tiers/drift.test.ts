@@ -14,7 +14,9 @@ import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld, tierWorld, type TierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
 import { tierResidual } from '../../src/learner/tier-gate.js';
-import { fitTier, initialParams, serializeTierParams, tierErrors, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
+import { deserializeTierParams, fitTier, initialParams, serializeTierParams, tierErrors, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
+import { trainTiers } from '../../src/learner/train-tiers.js';
+import { serializeWeights } from '../../src/learner/model.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
 
@@ -87,6 +89,25 @@ describe('drift recovery on a tier version (residuals of the joint reward model)
     // A decision naming a model the agent does not declare is left out.
     const odd = decisions(after_, 250, 5).map((e, i) => (i < 100 ? { ...e, M: ['gpt-unknown', ...e.M!.slice(1)] } : e));
     assert.equal(residualTest(odd, residual, v).n, 150);
+  });
+});
+
+describe('the tier retrain weighs recent events (recency half-life)', () => {
+  it('with a half-life the fit follows the newest decisions of a window that spans a change; without, the window weighs evenly', () => {
+    // Newest first, as the training buffer is read: 500 decisions after the change, then 1,500 from before it.
+    const events = [...decisions(after_, 500, 31, 10_000), ...decisions(before_, 1500, 32)];
+    const features = worldFeatures(after_.world).features;
+    const job = { features, agents: after_.agents.map((a) => a.name), init: serializeWeights(initialWeights(encoder.dim, agents.length, 10_000, mulberry32(1))), seed: 7 };
+    const t = { agents, models: after_.agents.map(() => after_.models.slice()), needGuess: 10_000 };
+    const fresh = rowsOf(decisions(after_, 500, 33));
+    const mseOn = (out: ReturnType<typeof trainTiers>) => {
+      assert.equal(out.trained, true, out.reason);
+      const p = deserializeTierParams(out.tiers!, agents, encoder.dim);
+      return tierErrors(p, agents, fresh).reduce((s, v) => s + v, 0) / fresh.length;
+    };
+    const even = mseOn(trainTiers(job, t, events, events.length));
+    const recent = mseOn(trainTiers({ ...job, halfLife: 150 }, t, events, events.length));
+    assert.ok(recent < 0.6 * even, `error on the changed world: ${recent.toFixed(4)} with a half-life of 150 vs ${even.toFixed(4)} without`);
   });
 });
 
