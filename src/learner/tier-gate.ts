@@ -5,7 +5,7 @@ import type { GateInput } from './gate.js';
 import type { LearnedParams } from './kind.js';
 import type { ModelWeights } from './model.js';
 import type { Pipeline } from '../pipelines/schema.js';
-import { curvesOf, plannedCostOf, predictQuality, tierCandidates, type TierAction, type TierParams } from './tiers-policy.js';
+import { curvesOf, plannedCostOf, predictQuality, tierGreedy, type TierAction, type TierParams } from './tiers-policy.js';
 
 /**
  * The activation gate's input for a joint model-and-tokens candidate (model tiers): every compared policy's action
@@ -35,7 +35,7 @@ export function tierGateInput(
     return { b: a.budgets, m: pipeline.agents.map((ag) => named[ag.name] ?? null) };
   };
   const greedyOf = (p: TierParams, enc: FeatureEncoder) => (e: LoggedEvent) => {
-    const g = tierCandidates(p, agents, enc.encode(e.f), e.T, e.X ?? Infinity, opts)?.[0];
+    const g = tierGreedy(p, agents, enc.encode(e.f), e.T, e.X ?? Infinity, opts);
     return g ? target(g) : { b: pipeline.agents.map(() => -1) };
   };
   const loggedCost = (e: LoggedEvent) => {

@@ -129,8 +129,8 @@ function splitOn(curves: readonly Curve[][], agents: readonly TierAgent[], assig
   return s ? { assign: assign.slice(), budgets: floorSplit(s, mins) } : undefined;
 }
 
-/** The candidate actions of one request (index 0 greedy); undefined when no assignment fits the ceiling. */
-export function tierCandidates(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions): TierAction[] | undefined {
+/** Every model assignment's best split on the fitted curves, and the index of the greedy one (−1: none fits the ceiling). */
+function perAssignment(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions): { curves: Curve[][]; perAssign: TierAction[]; best: number } {
   const curves = curvesOf(p, agents, x);
   const all = opts.assignments ?? assignments(agents.map((a) => a.rates.length));
   const perAssign: TierAction[] = [];
@@ -146,6 +146,21 @@ export function tierCandidates(p: TierParams, agents: readonly TierAgent[], x: F
       best = perAssign.length - 1;
     }
   }
+  return { curves, perAssign, best };
+}
+
+/**
+ * The greedy action alone (`tierCandidates(…)[0]`, without solving the token perturbations): what the gate, a
+ * pending candidate's mixing and shadow mode need. Undefined when no assignment fits the ceiling.
+ */
+export function tierGreedy(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions): TierAction | undefined {
+  const { perAssign, best } = perAssignment(p, agents, x, total, ceiling, opts);
+  return best < 0 ? undefined : perAssign[best];
+}
+
+/** The candidate actions of one request (index 0 greedy); undefined when no assignment fits the ceiling. */
+export function tierCandidates(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions): TierAction[] | undefined {
+  const { curves, perAssign, best } = perAssignment(p, agents, x, total, ceiling, opts);
   if (best < 0) return undefined;
   const greedy = perAssign[best]!;
   const out: TierAction[] = [greedy];
