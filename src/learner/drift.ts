@@ -48,7 +48,7 @@ export interface DriftCheck {
   readonly reason: string;
 }
 
-/** The residual test of a trained version on decisions logged since it was trained. */
+/** The residual test of a trained token version on decisions logged since it was trained. */
 export function residualCheck(
   events: readonly LoggedEvent[],
   model: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder; readonly holdoutMse: number; readonly rows: number },
@@ -56,15 +56,37 @@ export function residualCheck(
   costWeight: number,
   rule: DriftRule = DEFAULT_DRIFT,
 ): DriftCheck {
-  const usable = events.filter((e) => agents.every((a) => typeof e.b[a] === 'number'));
-  const n = usable.length;
+  return residualTest(
+    events,
+    (e) => (agents.every((a) => typeof e.b[a] === 'number') ? predict(forward(model.weights, model.encoder.encode(e.f)), agents.map((a) => e.b[a]!)) - rewardOf(e, costWeight) : undefined),
+    model,
+    rule,
+  );
+}
+
+/**
+ * The residual test of any trained version: `residual` answers its predicted minus observed reward for a logged
+ * decision, or undefined when the version cannot predict it (e.g. an agent's budget or model missing); those
+ * decisions are left out. The held-out MSE must be of the same residual on the version's own held-out events.
+ */
+export function residualTest(
+  events: readonly LoggedEvent[],
+  residual: (e: LoggedEvent) => number | undefined,
+  model: { readonly holdoutMse: number; readonly rows: number },
+  rule: DriftRule = DEFAULT_DRIFT,
+): DriftCheck {
+  const errs: number[] = [];
+  for (const e of events) {
+    const r = residual(e);
+    if (r !== undefined && Number.isFinite(r)) errs.push(r);
+  }
+  const n = errs.length;
   const none = (reason: string): DriftCheck => ({ changed: false, mse: NaN, holdoutMse: model.holdoutMse, z: NaN, n, reason });
   if (model.rows < rule.minRows) return none(`the version was trained on ${model.rows} events (< ${rule.minRows}): not checked`);
   if (n < rule.minEvents) return none(`${n} decisions since the version was trained (< ${rule.minEvents})`);
   let s = 0;
   let s2 = 0;
-  for (const e of usable) {
-    const err = predict(forward(model.weights, model.encoder.encode(e.f)), agents.map((a) => e.b[a]!)) - rewardOf(e, costWeight);
+  for (const err of errs) {
     s += err * err;
     s2 += err ** 4;
   }

@@ -5,7 +5,7 @@ import type { GateInput } from './gate.js';
 import type { LearnedParams } from './kind.js';
 import type { ModelWeights } from './model.js';
 import type { Pipeline } from '../pipelines/schema.js';
-import { curvesOf, plannedCostOf, predictQuality, tierCandidates, type TierAction, type TierParams } from './tiers-policy.js';
+import { curvesOf, plannedCostOf, predictQuality, tierGreedy, type TierAction, type TierParams } from './tiers-policy.js';
 
 /**
  * The activation gate's input for a joint model-and-tokens candidate (model tiers): every compared policy's action
@@ -35,7 +35,7 @@ export function tierGateInput(
     return { b: a.budgets, m: pipeline.agents.map((ag) => named[ag.name] ?? null) };
   };
   const greedyOf = (p: TierParams, enc: FeatureEncoder) => (e: LoggedEvent) => {
-    const g = tierCandidates(p, agents, enc.encode(e.f), e.T, e.X ?? Infinity, opts)?.[0];
+    const g = tierGreedy(p, agents, enc.encode(e.f), e.T, e.X ?? Infinity, opts);
     return g ? target(g) : { b: pipeline.agents.map(() => -1) };
   };
   const loggedCost = (e: LoggedEvent) => {
@@ -57,5 +57,27 @@ export function tierGateInput(
       return predictQuality(curvesOf(candidate.tiers, agents, candidate.encoder.encode(e.f)), action) - costWeight * plannedCostOf(agents, action);
     },
     reward: (e) => e.q - costWeight * (e.c ?? loggedCost(e)),
+  };
+}
+
+/**
+ * Drift recovery's residual for a tier version (drift.ts residualTest): its predicted reward minus the observed one
+ * for a logged decision, both with the decision's cost as training takes it (the reported cost, else the served
+ * action's planned cost). The reward model predicts quality and the cost is the logged one, so the residual is
+ * predicted minus observed quality: the same error as the version's held-out MSE. Undefined for a decision that
+ * misses an agent's budget or names a model the agent does not declare.
+ */
+export function tierResidual(pipeline: Pipeline, params: LearnedParams, model: { readonly encoder: FeatureEncoder; readonly tiers: TierParams }): (e: LoggedEvent) => number | undefined {
+  const agents = tierAgentsOf(pipeline);
+  const costWeight = params.costWeight ?? 0;
+  return (e) => {
+    const budgets = pipeline.agents.map((a) => e.b[a.name]);
+    if (budgets.some((b) => typeof b !== 'number')) return undefined;
+    const assign = pipeline.agents.map((a, i) => (a.models && a.models.length > 0 ? a.models.findIndex((m) => m.model === e.M?.[i]) : 0));
+    if (assign.some((m) => m < 0)) return undefined;
+    const action = { assign, budgets: budgets as number[] };
+    const cost = e.c ?? plannedCostOf(agents, action);
+    const predicted = predictQuality(curvesOf(model.tiers, agents, model.encoder.encode(e.f)), action) - costWeight * cost;
+    return predicted - (e.q - costWeight * cost);
   };
 }

@@ -53,6 +53,8 @@ export interface TierEvent {
   readonly action: TierAction;
   readonly quality: number;
   readonly cost: number;
+  /** Weight in the fit (recency; default 1): the loss is the weighted mean of the squared errors. */
+  readonly weight?: number;
 }
 
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
@@ -127,8 +129,8 @@ function splitOn(curves: readonly Curve[][], agents: readonly TierAgent[], assig
   return s ? { assign: assign.slice(), budgets: floorSplit(s, mins) } : undefined;
 }
 
-/** The candidate actions of one request (index 0 greedy); undefined when no assignment fits the ceiling. */
-export function tierCandidates(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions): TierAction[] | undefined {
+/** Every model assignment's best split on the fitted curves, and the index of the greedy one (−1: none fits the ceiling). */
+function perAssignment(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions): { curves: Curve[][]; perAssign: TierAction[]; best: number } {
   const curves = curvesOf(p, agents, x);
   const all = opts.assignments ?? assignments(agents.map((a) => a.rates.length));
   const perAssign: TierAction[] = [];
@@ -144,6 +146,21 @@ export function tierCandidates(p: TierParams, agents: readonly TierAgent[], x: F
       best = perAssign.length - 1;
     }
   }
+  return { curves, perAssign, best };
+}
+
+/**
+ * The greedy action alone (`tierCandidates(…)[0]`, without solving the token perturbations): what the gate, a
+ * pending candidate's mixing and shadow mode need. Undefined when no assignment fits the ceiling.
+ */
+export function tierGreedy(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions): TierAction | undefined {
+  const { perAssign, best } = perAssignment(p, agents, x, total, ceiling, opts);
+  return best < 0 ? undefined : perAssign[best];
+}
+
+/** The candidate actions of one request (index 0 greedy); undefined when no assignment fits the ceiling. */
+export function tierCandidates(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions): TierAction[] | undefined {
+  const { curves, perAssign, best } = perAssignment(p, agents, x, total, ceiling, opts);
   if (best < 0) return undefined;
   const greedy = perAssign[best]!;
   const out: TierAction[] = [greedy];
@@ -180,8 +197,9 @@ export function decideTier(p: TierParams, agents: readonly TierAgent[], x: Float
 }
 
 /**
- * Fits the reward model to logged events (newest last) by Adam on the mean squared error of predicted quality,
- * starting from `p` (warm start). Returns the new parameters and the final training loss.
+ * Fits the reward model to logged events (newest last) by Adam on the mean squared error of predicted quality
+ * (weighted by the events' `weight`, default 1), starting from `p` (warm start). Returns the new parameters and the
+ * final training loss.
  */
 export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], opts: { steps?: number; lr?: number; l2?: number } = {}): { params: TierParams; loss: number } {
   const steps = opts.steps ?? 150;
@@ -207,6 +225,9 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
   const m2 = new Float64Array(size);
   const g = new Float64Array(size);
   const cs = new Float64Array(n);
+  let W = 0;
+  for (const ev of events) W += ev.weight ?? 1;
+  if (!(W > 0)) W = 1;
   let loss = 0;
   // The parameters with the lowest loss seen (each step's loss is of the parameters before its update, the warm
   // start included): a retrain never returns a fit worse on its data than the one it started from.
@@ -244,8 +265,9 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
         parts.push({ wv, reach, e, ratio: clamped ? 0 : ratio, m });
       }
       const r = q - ev.quality;
-      loss += r * r;
-      const k = (2 * r * q) / events.length;
+      const ew = ev.weight ?? 1;
+      loss += ew * r * r;
+      const k = (2 * ew * r * q) / W;
       for (let i = 0; i < n; i++) {
         const { wv, reach, e, ratio, m } = parts[i]!;
         const base = offs[i]!;
@@ -265,7 +287,7 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
         }
       }
     }
-    loss /= Math.max(1, events.length);
+    loss /= W;
     if (loss < bestLoss) {
       bestLoss = loss;
       best = w.slice();
@@ -317,19 +339,31 @@ export function tierErrors(p: TierParams, agents: readonly TierAgent[], events: 
 
 /**
  * Whether `next` fits the events significantly better than `current` (paired, one-sided 95 %): the serving fit is
- * only replaced on evidence, so noise in a flat loss does not move the policy back and forth.
+ * only replaced on evidence, so noise in a flat loss does not move the policy back and forth. With event weights
+ * (recency) the mean difference is the weighted one and its standard error uses the effective number of events
+ * (Σw)²/Σw²; with equal weights this is the plain paired test.
  */
 export function fitsBetter(next: TierParams, current: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[]): boolean {
   const a = tierErrors(next, agents, events);
   const b = tierErrors(current, agents, events);
   const n = a.length;
   if (n < 2) return true;
+  let W = 0;
+  let W2 = 0;
   let m = 0;
-  for (let i = 0; i < n; i++) m += a[i]! - b[i]!;
-  m /= n;
+  for (let i = 0; i < n; i++) {
+    const w = events[i]!.weight ?? 1;
+    W += w;
+    W2 += w * w;
+    m += w * (a[i]! - b[i]!);
+  }
+  m /= W;
+  const ne = (W * W) / W2;
+  if (!(ne > 1)) return m < 0;
   let v = 0;
-  for (let i = 0; i < n; i++) v += (a[i]! - b[i]! - m) ** 2;
-  const se = Math.sqrt(v / (n - 1) / n);
+  for (let i = 0; i < n; i++) v += (events[i]!.weight ?? 1) * (a[i]! - b[i]! - m) ** 2;
+  v = (v / W) * (ne / (ne - 1));
+  const se = Math.sqrt(v / ne);
   return m < -1.645 * se;
 }
 

@@ -25,6 +25,8 @@ interface JobPart {
   readonly init: SerializedWeights;
   readonly initScaling?: FeatureScaling;
   readonly seed: number;
+  /** Recency half-life in events (TrainJobInput.halfLife): absent, the window's events weigh the same. */
+  readonly halfLife?: number;
 }
 
 /**
@@ -44,13 +46,15 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
   const scaling = t.init && input.initScaling ? input.initScaling : fitScaling(input.features, events.map((e) => e.f));
   const encoder = compileFeatures(input.features, scaling);
   const rows: TierEvent[] = [];
+  // Recency as for the token model (events.ts buildTrainingData): the newest usable event weighs 1, one half-life older ½.
+  const decay = input.halfLife !== undefined ? Math.LN2 / input.halfLife : 0;
   for (const e of events) {
     const budgets = input.agents.map((a) => e.b[a]);
     if (budgets.some((b) => typeof b !== 'number')) continue;
     const assign = t.models.map((ms, i) => (ms.length === 0 ? 0 : ms.indexOf(e.M?.[i] ?? '')));
     if (assign.some((m) => m < 0)) continue;
     const action: TierAction = { assign, budgets: budgets as number[] };
-    rows.push({ x: encoder.encode(e.f), action, quality: e.q, cost: e.c ?? plannedCostOf(t.agents, action) });
+    rows.push({ x: encoder.encode(e.f), action, quality: e.q, cost: e.c ?? plannedCostOf(t.agents, action), ...(decay > 0 ? { weight: Math.exp(-decay * rows.length) } : {}) });
   }
   if (rows.length < 20) return { trained: false, reason: `only ${rows.length} events name every agent's budget and one of its candidate models`, events: events.length, fetched };
   const rng = mulberry32(input.seed || 1);

@@ -5,13 +5,13 @@ import type { Services } from '../kernel/module.js';
 import { decodeDecisionRecord, type DecisionReader, type DecisionRecord } from '../kernel/decision.js';
 import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
-import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from './drift.js';
+import { DEFAULT_DRIFT, residualCheck, residualTest, windowAfterChange } from './drift.js';
 import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
 import type { DriftRetire } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
 import { defaultTierAction, hasTiers, tierAgentsOf, tierNeedGuess } from '@apportion/sdk/engine';
-import { tierGateInput } from './tier-gate.js';
+import { tierGateInput, tierResidual } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
 import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
@@ -232,7 +232,8 @@ export class TrainingService {
       signature: serving.encoder.signature,
       agents,
       // The window and recency half-life this version was trained with (drift recovery shortens the half-life after a change).
-      metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, halfLife: change.halfLife },
+      // A tier fit weighs by recency only when a half-life was passed (train-tiers.ts): otherwise none is listed.
+      metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, ...(input.halfLife !== undefined || !tiered ? { halfLife: change.halfLife } : {}) },
       ...(out.scaling ? { scaling: out.scaling } : {}),
       ...(out.tiers ? { kind: 'tiers' as const, tiers: out.tiers } : { kind: 'tokens' as const }),
     });
@@ -334,13 +335,16 @@ export class TrainingService {
     const doc = this.registry.doc(pipeline.id);
     const latest = model.candidate ?? (model.version > 0 ? { version: model.version, weights: model.weights, encoder: model.encoder, ...(model.tiers ? { tiers: model.tiers } : {}) } : undefined);
     let changed = false;
-    // Drift recovery checks token versions only (a tier version's residual check is not built: docs/tiers.md).
-    if (latest && !latest.tiers && params.driftRecovery !== false) {
+    if (latest && params.driftRecovery !== false) {
       const mv = await this.registry.get(pipeline.id, latest.version);
       if (mv) {
         const since = doc?.candidate?.version === mv.version ? (doc.candidate.proposedAt ?? mv.createdAt) : mv.createdAt;
         const events = await this.eventsSince(pipeline.id, since, window);
-        const check = residualCheck(events, { ...latest, holdoutMse: mv.metrics.holdoutMse, rows: mv.metrics.rows }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT);
+        const held = { holdoutMse: mv.metrics.holdoutMse, rows: mv.metrics.rows };
+        // A tier version (model tiers) is checked on its own reward model's residuals (tier-gate.ts tierResidual).
+        const check = latest.tiers
+          ? residualTest(events, tierResidual(pipeline, params, { encoder: latest.encoder, tiers: latest.tiers }), held, DEFAULT_DRIFT)
+          : residualCheck(events, { ...latest, ...held }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT);
         if (check.changed) {
           changed = true;
           // The change happened after the version was trained: it is placed there (at most the events since then,
@@ -368,21 +372,26 @@ export class TrainingService {
     const view = this.core.view();
     const serving = servingModel(view, pipeline);
     const doc = this.registry.doc(pipeline.id);
-    if (serving.version === 0 || serving.tiers || !doc || doc.active !== serving.version) return false;
+    if (serving.version === 0 || !doc || doc.active !== serving.version) return false;
     const rule = { ...DEFAULT_GATE, ...(params.gateDelta !== undefined ? { delta: params.gateDelta } : {}) };
     const since = Math.max(changeTs, doc.activatedAt);
     const events = await this.eventsSince(pipeline.id, since, Math.max(params.window ?? 8000, rule.minEvents));
     const pa = policyAgentsOf(pipeline);
     const dflt = defaultSplitOf(this.core);
     const { retire, verdict } = retireVerdict(
-      {
-        events,
-        agents: pipeline.agents.map((a) => a.name),
-        costWeight: params.costWeight ?? 0,
-        candidate: { weights: serving.weights, encoder: serving.encoder },
-        candidateSplit: (e) => greedyBudgets(forward(serving.weights, serving.encoder.encode(e.f)), pa, e.T),
-        defaultSplit: (e) => dflt(pipeline, { features: e.f, totalTokens: e.T }),
-      },
+      serving.tiers
+        ? // A tier version: its greedy (models, budgets) against the default strategy's action through the tier stage, as the gate judges tier candidates.
+          tierGateInput(pipeline, params, events, { weights: serving.weights, encoder: serving.encoder, tiers: serving.tiers }, undefined, (e) =>
+            defaultTierAction({ view: this.core.view, kinds: () => this.core.kinds }, pipeline, { features: e.f, totalTokens: e.T, ...(e.X !== undefined ? { maxCostUsd: e.X } : {}) }),
+          )
+        : {
+            events,
+            agents: pipeline.agents.map((a) => a.name),
+            costWeight: params.costWeight ?? 0,
+            candidate: { weights: serving.weights, encoder: serving.encoder },
+            candidateSplit: (e) => greedyBudgets(forward(serving.weights, serving.encoder.encode(e.f)), pa, e.T),
+            defaultSplit: (e) => dflt(pipeline, { features: e.f, totalTokens: e.T }),
+          },
       rule,
     );
     const d = verdict.comparisons.find((c) => c.against === 'default');

@@ -4,7 +4,7 @@ import { compileFeatures } from '../../src/learner/features.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
-import { curvesOf, decideTier, fitsBetter, fitTier, initialParams, plannedCostOf, retrainTier, type TierAgent, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
+import { curvesOf, decideTier, fitsBetter, fitTier, initialParams, plannedCostOf, retrainTier, tierCandidates, tierGreedy, type TierAgent, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
 import { assignments, bestSplit, response } from '../../src/learner/tiers-split.js';
 
 /** The joint choice of model and tokens: the constrained split, the policy's logged probabilities, the fit, a short learning run. */
@@ -40,6 +40,31 @@ const encoder = compileFeatures(worldFeatures(tw.world).features);
 const agents: TierAgent[] = tw.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens, rates: tw.rates }));
 
 describe('the tier policy', () => {
+  it('the greedy action alone (tierGreedy) is exactly the candidates’ first, on random parameters, totals and ceilings', () => {
+    const rng = mulberry32(77);
+    let none = 0;
+    for (let k = 0; k < 300; k++) {
+      const p = initialParams(agents, encoder.dim, 500 + rng() * 20_000);
+      agents.forEach((_, i) => {
+        for (let j = 0; j < encoder.dim; j++) {
+          p.u[i]![j] = 2 * rng() - 1;
+          p.theta[i]![j]! += 0.5 * (2 * rng() - 1);
+        }
+        p.eta[i]![1] = 4 * rng() - 2;
+        p.kappa[i]![1] = 2 * rng() - 1;
+      });
+      const x = encoder.encode(tw.features(tw.sample(rng)));
+      const total = 1000 + Math.floor(rng() * 200_000);
+      const ceiling = rng() < 0.2 ? Infinity : 0.001 + rng() * 0.3;
+      const opts = { epsilon: 0, perturbation: 0.2 + rng() * 0.6, costWeight: rng() < 0.5 ? 0 : rng() * 5 };
+      const g = tierGreedy(p, agents, x, total, ceiling, opts);
+      const c = tierCandidates(p, agents, x, total, ceiling, opts);
+      assert.deepEqual(g, c?.[0], `case ${k}`);
+      if (!g) none++;
+    }
+    assert.ok(none < 300);
+  });
+
   it('logs an exact distribution over models and tokens; every candidate fits the total and the ceiling', () => {
     const p = initialParams(agents, encoder.dim, 1000);
     const rng = mulberry32(1);

@@ -39,7 +39,7 @@ import type { TierWorld } from './tiers.js';
  * TrainingService.train does: a pending candidate is judged first (too few decisions: it keeps waiting and nothing is
  * trained over it), then a new version is trained and becomes the candidate. The models document is rebuilt as the
  * registry writes it. Not simulated: the runtime guard's reverts (its control arm does serve its share), drift
- * recovery (off for tier versions), default rewards (every decision gets its outcome).
+ * recovery, default rewards (every decision gets its outcome).
  */
 export interface TierLoopOptions {
   readonly world: TierWorld;

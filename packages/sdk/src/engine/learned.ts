@@ -1,7 +1,7 @@
 import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
 import { CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
-import { deserializeTierParams, drawIndex, epsilonProbs, initialParams, pushTierAction, tierCandidates, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
+import { deserializeTierParams, drawIndex, epsilonProbs, initialParams, pushTierAction, tierCandidates, tierGreedy, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
 import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
 import { builtinUniform, compiledStrategy, toBudgets, type KindLookup } from './strategies.js';
@@ -519,7 +519,7 @@ export function tierLearnedDecision(
   let chosen = drawIndex(probs, rng());
   let ck: number | undefined;
   if (m.candidate?.tiers) {
-    const cg = tierCandidates(m.candidate.tiers, agents, m.candidate.encoder.encode(input.features), T, C, opts)?.[0];
+    const cg = tierGreedy(m.candidate.tiers, agents, m.candidate.encoder.encode(input.features), T, C, opts);
     if (cg) {
       ck = pushTierAction(candidates, cg);
       const at = ck;
@@ -542,7 +542,7 @@ function compileTierLearned(
   const greedyTier = (input: AllocationInput) => {
     const m = c.model();
     const anchor = () => defaultTierAction(deps, pipeline, input);
-    const g = m.tiers ? (tierCandidates(m.tiers, agents, m.encoder.encode(input.features), input.totalTokens, input.maxCostUsd ?? Infinity, { epsilon: 0, perturbation: c.explore.perturbation, costWeight })?.[0] ?? anchor()) : anchor();
+    const g = m.tiers ? (tierGreedy(m.tiers, agents, m.encoder.encode(input.features), input.totalTokens, input.maxCostUsd ?? Infinity, { epsilon: 0, perturbation: c.explore.perturbation, costWeight }) ?? anchor()) : anchor();
     const named = tierModelsOut(pipeline, g.assign);
     return { budgets: g.budgets.slice(), models: pipeline.agents.map((a) => named[a.name] ?? null) };
   };
