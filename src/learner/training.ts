@@ -10,7 +10,7 @@ import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict }
 import { controlStrategyDef } from './control-arm.js';
 import type { DriftRetire } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
-import { defaultTierAction, hasTiers, tierAgentsOf, tierNeedGuess } from '@apportion/sdk/engine';
+import { defaultTierAction, learnsTiers, tierAgentsOf, tierNeedGuess } from '@apportion/sdk/engine';
 import { tierGateInput, tierResidual } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
 import { trainingParams } from './learned-strategies.js';
@@ -193,7 +193,7 @@ export class TrainingService {
     const agents = pipeline.agents.map((a) => a.name);
     const costWeight = params.costWeight ?? 0;
     const doc = this.registry.doc(pipelineId);
-    const tiered = hasTiers(pipeline);
+    const tiered = learnsTiers(pipeline);
     const prior = { weights: initialWeights(serving.encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), scaling: undefined };
     // A pipeline with model tiers trains the joint model (its token weights are the prior, never served).
     const init = tiered ? { weights: prior.weights, scaling: tierWarm?.scaling } : (warm ?? (serving.version > 0 ? { weights: serving.weights, scaling: doc?.scaling } : prior));

@@ -8,7 +8,7 @@ import { tierAgentsOf } from '@apportion/sdk/engine';
 import { newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { loggingPolicyOf } from '../../src/learner/hooks.js';
 import { learnerMetaOf } from '../../src/learner/kind.js';
-import type { LearnerModule } from '../../src/learner/module.js';
+import { TRAIN_QUEUE, type LearnerModule } from '../../src/learner/module.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import { initialWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
@@ -141,7 +141,11 @@ describe('the learned strategy on a pipeline with model tiers', () => {
       assert.deepEqual(policy.CM[policy.k], models);
     }
     assert.ok(nonFirst > 100, `the joint version puts agents on the cheaper model (${nonFirst} of 200 answers; ${JSON.stringify([...seen])})`);
-    // Local evaluation answers exactly as the server for the same decision ids (with and without a ceiling).
+    // Local evaluation answers exactly as the server for the same decision ids (with and without a ceiling). The
+    // retrain asked for above goes on after the gate and proposes the next candidate, which changes what serves: the
+    // SDK syncs once that job is done, so both answer from the same model document.
+    const trainQueue = learner.queues!.find((q) => q.name === TRAIN_QUEUE)!;
+    await eventually(async () => Object.values(await trainQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every((n) => n === 0), 180_000, 100);
     const sdk = new Apportion({ url, mode: 'local', maxBuffer: 0, stream: false });
     await sdk.ready();
     const local = await sdk.evaluator();

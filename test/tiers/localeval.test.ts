@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Apportion } from '@apportion/sdk';
-import { newDecisionId } from '../../src/allocation/decisions.js';
+import { newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
+import { learnsTiers, MAX_JOINT_ASSIGNMENTS } from '@apportion/sdk/engine';
 import { mulberry32 } from '../../src/learner/rng.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
@@ -99,6 +100,38 @@ describe('model tiers in local mode', () => {
     }
     assert.deepEqual([...seen.models].sort(), ['claude-haiku-4-5', 'claude-opus-4-1', 'claude-sonnet-4', 'gpt-4o-mini'], 'first models, and the cheapest ones (the pool, minimums under a tight ceiling)');
     assert.ok(seen.trimmed > 50 && seen.ceilingOnly > 50, JSON.stringify({ trimmed: seen.trimmed, ceilingOnly: seen.ceilingOnly }));
+    await sdk.close();
+  });
+
+  it('serves the learned strategy on tokens only where the joint model space is too large, locally as on the server', async () => {
+    // 7 agents with 2 candidate models each: 128 assignments, over MAX_JOINT_ASSIGNMENTS; 6 of them: 64, at it.
+    const agent = (i: number) => ({ name: `a${i}`, minTokens: 100, models: [{ model: 'claude-sonnet-4' }, { model: 'claude-haiku-4-5' }] });
+    const wide = { defaultTotalTokens: 14_000, agents: Array.from({ length: 7 }, (_, i) => agent(i)) };
+    assert.equal(MAX_JOINT_ASSIGNMENTS, 64);
+    assert.equal(learnsTiers({ ...wide, agents: wide.agents.slice(0, 6) } as never), true);
+    assert.equal(learnsTiers(wide as never), false);
+    await op('PUT', '/v1/pipelines/lt-wide', wide);
+    await op('PUT', '/v1/strategies/lt-wide-learn', { pipeline: 'lt-wide', kind: 'learned' });
+    const sdk = new Apportion({ url, mode: 'local', maxBuffer: 0, stream: false });
+    await sdk.ready();
+    const local = await sdk.evaluator();
+    const rng = mulberry32(23);
+    for (let i = 0; i < 50; i++) {
+      const req = { pipeline: 'lt-wide', strategy: 'lt-wide-learn', totalTokens: 2000 + Math.floor(rng() * 30_000), ...(i % 2 ? { maxCostUsd: 0.05 + rng() * 0.3 } : {}), decisionId: newDecisionId() };
+      const res = await fetch(`${url}/v1/allocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req) });
+      const server = (await res.json()) as Record<string, any>;
+      assert.equal(res.status, 200, JSON.stringify(server));
+      // The token learner's record (a learned decision without a joint action set), and the tier stage's models.
+      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, server.decisionId))!) as DecisionRecord;
+      const meta = d.meta?.learner as Record<string, unknown> | undefined;
+      assert.ok(meta && Array.isArray(meta.g) && Array.isArray(meta.P), `a learned decision: ${JSON.stringify(d.meta)}`);
+      assert.equal(meta.TC, undefined, 'no joint model-and-tokens action set');
+      assert.equal(meta.TM, undefined);
+      for (const b of Object.values(server.budgets) as { model?: string }[]) assert.ok(b.model === 'claude-sonnet-4' || b.model === 'claude-haiku-4-5');
+      const { recorded: _r, ...mine } = (await local.allocate(req)) as unknown as Record<string, any>;
+      const { recorded: _s, ...theirs } = server;
+      assert.deepEqual(mine, theirs, `request ${JSON.stringify(req)}`);
+    }
     await sdk.close();
   });
 });

@@ -5,7 +5,7 @@ import { deserializeTierParams, drawIndex, epsilonProbs, initialParams, pushTier
 import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
 import { builtinUniform, compiledStrategy, toBudgets, type KindLookup } from './strategies.js';
-import { applyTiers, blendedRate, hasTiers } from './tiers.js';
+import { applyTiers, blendedRate, learnsTiers } from './tiers.js';
 import type { AllocationInput, AllocationOutput, CompiledStrategy, ControlView, Pipeline, StrategyDef } from './types.js';
 
 /**
@@ -119,7 +119,7 @@ export function servingModel(view: ControlView, pipeline: Pipeline): ServingMode
     const agents = pipeline.agents.map((a) => a.name);
     const fits = (m: { signature: string; agents: readonly string[] }) => m.signature === encoder.signature && m.agents.join(',') === agents.join(',');
     // A tier version serves only a pipeline with model tiers, with the same candidate models per agent.
-    const tierAgents = hasTiers(pipeline) ? tierAgentsOf(pipeline) : undefined;
+    const tierAgents = learnsTiers(pipeline) ? tierAgentsOf(pipeline) : undefined;
     const tiersOf = (m: { kind?: string; tiers?: SerializedTierParams }, enc: FeatureEncoder): TierParams | undefined => {
       if (m.kind !== 'tiers') return undefined;
       if (!tierAgents || !m.tiers) throw new Error('a tier version on a pipeline without model tiers');
@@ -325,7 +325,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
     const m = model();
     return forward(m.weights, m.encoder.encode(input.features));
   };
-  if (hasTiers(pipeline)) return compileTierLearned(params, pipeline, deps, { explore, waitMs, model, heads, uniformFor });
+  if (learnsTiers(pipeline)) return compileTierLearned(params, pipeline, deps, { explore, waitMs, model, heads, uniformFor });
   return {
     learned: true,
     heads,

@@ -45,6 +45,25 @@ export function hasTiers(pipeline: Pipeline): boolean {
 }
 
 /**
+ * Most model assignments (the product of the agents' numbers of candidate models) the learned strategy chooses among
+ * jointly with tokens: it solves the best split of every assignment per decision and logs each as a candidate
+ * action. On a pipeline with more, the learned strategy learns and serves tokens only and the tier stage picks the
+ * models, as for the other strategies (docs/tiers.md).
+ */
+export const MAX_JOINT_ASSIGNMENTS = 64;
+
+/** Whether the learned strategy chooses models jointly with tokens on this pipeline (model tiers, and at most MAX_JOINT_ASSIGNMENTS assignments). */
+export function learnsTiers(pipeline: Pipeline): boolean {
+  if (!hasTiers(pipeline)) return false;
+  let n = 1;
+  for (const a of pipeline.agents) {
+    n *= Math.max(1, a.models?.length ?? 0);
+    if (n > MAX_JOINT_ASSIGNMENTS) return false;
+  }
+  return true;
+}
+
+/**
  * An agent's priced options: its declared models, else its single `price` (with its `model` label, possibly
  * none). Empty when the agent has no price at all.
  */
