@@ -1,3 +1,5 @@
+import assert from 'node:assert/strict';
+
 /** What a JSON endpoint answered: the status, the body parsed (undefined when it is not JSON) and as text. */
 export interface JsonReply {
   readonly status: number;
@@ -18,5 +20,18 @@ export function jsonHttp(base: () => string): (method: string, path: string, bod
       json = undefined;
     }
     return { status: r.status, json, text };
+  };
+}
+
+/**
+ * A client for set-up calls that must succeed: asserts a 2xx (naming the call and the answer) and returns the body
+ * parsed ({} when empty).
+ */
+export function okHttp(base: () => string): (method: string, path: string, body?: unknown) => Promise<any> {
+  const call = jsonHttp(base);
+  return async (method, path, body) => {
+    const r = await call(method, path, body);
+    assert.ok(r.status < 300, `${method} ${path} → ${r.status} ${r.text}`);
+    return r.text ? r.json : {};
   };
 }

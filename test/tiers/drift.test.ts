@@ -18,6 +18,7 @@ import { deserializeTierParams, fitTier, initialParams, serializeTierParams, tie
 import { trainTiers } from '../../src/learner/train-tiers.js';
 import { serializeWeights } from '../../src/learner/model.js';
 import type { Running } from '../../src/server.js';
+import { okHttp } from '../helpers/http.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
 
 /**
@@ -117,12 +118,7 @@ let rt: Running;
 let url: string;
 let learner: LearnerModule;
 
-async function op(method: string, p: string, body?: unknown): Promise<Record<string, any>> {
-  const res = await fetch(url + p, { method, ...(body !== undefined ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}) });
-  const text = await res.text();
-  assert.ok(res.status < 300, `${method} ${p} → ${res.status} ${text}`);
-  return text ? (JSON.parse(text) as Record<string, any>) : {};
-}
+const op = okHttp(() => url);
 
 before(async () => {
   rt = await startTest(prefix, { listen: true }, { PORT: '0', APPORTION_MODELS_DIR: modelsDir });

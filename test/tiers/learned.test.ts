@@ -17,6 +17,7 @@ import type { SimContext } from '../../src/learner/sim/world.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
 import { initialParams, serializeTierParams } from '../../src/learner/tiers-policy.js';
 import type { Running } from '../../src/server.js';
+import { okHttp } from '../helpers/http.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
 
 /**
@@ -32,12 +33,7 @@ let rt: Running;
 let url: string;
 let learner: LearnerModule;
 
-async function op(method: string, p: string, body?: unknown): Promise<Record<string, any>> {
-  const res = await fetch(url + p, { method, ...(body !== undefined ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}) });
-  const text = await res.text();
-  assert.ok(res.status < 300, `${method} ${p} → ${res.status} ${text}`);
-  return text ? (JSON.parse(text) as Record<string, any>) : {};
-}
+const op = okHttp(() => url);
 
 const pipelineDoc = {
   defaultTotalTokens: tw.totalTokens,

@@ -5,6 +5,7 @@ import { newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/
 import { learnsTiers, MAX_JOINT_ASSIGNMENTS } from '@apportion/sdk/engine';
 import { mulberry32 } from '../../src/learner/rng.js';
 import type { Running } from '../../src/server.js';
+import { okHttp } from '../helpers/http.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
 
 /**
@@ -16,12 +17,7 @@ const prefix = testPrefix('tiers-localeval');
 let rt: Running;
 let url: string;
 
-async function op(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const res = await fetch(url + path, { method, ...(body !== undefined ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}) });
-  const text = await res.text();
-  assert.ok(res.status < 300, `${method} ${path} → ${res.status} ${text}`);
-  return text ? (JSON.parse(text) as Record<string, unknown>) : {};
-}
+const op = okHttp(() => url);
 
 const PIPELINE = {
   defaultTotalTokens: 20_000,
