@@ -91,16 +91,23 @@ describe('the learned strategy on a pipeline with model tiers', () => {
       return m.candidate ? m : undefined;
     }, 180_000);
     assert.equal(v1.versions[0].kind, 'tiers', 'a pipeline with model tiers trains a joint version');
-    // The candidate's greedy action is mixed into decisions; at the next retrain the gate judges it.
-    for (let i = 0; i < 400; i++) await round('tl', rng, noise, req);
-    await settled('tl', 700);
-    await op('POST', '/v1/models/tl/train');
-    const active = await eventually(async () => {
-      const m = await op('GET', '/v1/models/tl');
-      const v = m.versions.find((x: any) => x.version === v1.candidate);
-      return m.active === v1.candidate || v?.gate?.status === 'refused' ? m : undefined;
-    }, 180_000);
-    assert.equal(active.active, v1.candidate, JSON.stringify(active.versions.map((x: any) => x.gate)));
+    // The candidate's greedy action is mixed into decisions; at the next retrain the gate judges it. A version trained
+    // on a few hundred explored decisions may rightly be refused (the draws follow the random decision ids); the
+    // retrain that refused it may train the next candidate, judged at a later retrain (at most four retrains here).
+    const trainQueue = learner.queues!.find((q) => q.name === TRAIN_QUEUE)!;
+    const idle = () => eventually(async () => Object.values(await trainQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every((n) => n === 0), 180_000, 100);
+    let outcomes = 300;
+    let active: Record<string, any> = {};
+    for (let attempt = 0; attempt < 4 && !(active.active > 0); attempt++) {
+      for (let i = 0; i < 400; i++) await round('tl', rng, noise, req);
+      outcomes += 400;
+      await settled('tl', outcomes);
+      // The call queues the retrain before it answers; it has run once the queue is idle.
+      await op('POST', '/v1/models/tl/train');
+      await idle();
+      active = await op('GET', '/v1/models/tl');
+    }
+    assert.ok(active.active > 0, JSON.stringify(active.versions.map((x: any) => ({ version: x.version, gate: x.gate }))));
     assert.equal(active.kind, 'tiers');
     const v = active.versions.find((x: any) => x.version === active.active);
     assert.equal(v.kind, 'tiers');
@@ -140,8 +147,7 @@ describe('the learned strategy on a pipeline with model tiers', () => {
     // Local evaluation answers exactly as the server for the same decision ids (with and without a ceiling). The
     // retrain asked for above goes on after the gate and proposes the next candidate, which changes what serves: the
     // SDK syncs once that job is done, so both answer from the same model document.
-    const trainQueue = learner.queues!.find((q) => q.name === TRAIN_QUEUE)!;
-    await eventually(async () => Object.values(await trainQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every((n) => n === 0), 180_000, 100);
+    await idle();
     const sdk = new Apportion({ url, mode: 'local', maxBuffer: 0, stream: false });
     await sdk.ready();
     const local = await sdk.evaluator();
