@@ -9,6 +9,7 @@ import type { AllocationModule } from '../../src/allocation/module.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { start, type Running } from '../../src/server.js';
 import { dropPrefix, eventually, silentLog, startTest, testConfig, testPrefix } from '../helpers/env.js';
+import { okHttp } from '../helpers/http.js';
 import { randomRequest, setUp } from './fixtures.js';
 
 /**
@@ -22,12 +23,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let rt: Running;
 let url: string;
 
-async function op(method: string, path: string, body?: unknown): Promise<unknown> {
-  const res = await fetch(url + path, { method, ...(body !== undefined ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}) });
-  const text = await res.text();
-  assert.ok(res.status < 300, `${method} ${path} → ${res.status} ${text}`);
-  return text ? JSON.parse(text) : undefined;
-}
+const op = okHttp(() => url);
 
 /** The answer without what legitimately differs (whether the record was written). */
 

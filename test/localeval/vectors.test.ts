@@ -6,6 +6,7 @@ import { newDecisionId } from '../../src/allocation/decisions.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { okHttp } from '../helpers/http.js';
 import { randomRequest, setUp } from './fixtures.js';
 
 /**
@@ -18,12 +19,7 @@ const prefix = testPrefix('localeval-vectors');
 let rt: Running;
 let url: string;
 
-async function op(method: string, path: string, body?: unknown): Promise<unknown> {
-  const res = await fetch(url + path, { method, ...(body !== undefined ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}) });
-  const text = await res.text();
-  assert.ok(res.status < 300, `${method} ${path} → ${res.status} ${text}`);
-  return text ? JSON.parse(text) : undefined;
-}
+const op = okHttp(() => url);
 
 /** POST over a keep-alive agent (cheaper per request than fetch: the comparison is bound by request overhead). */
 const agent = new Agent({ keepAlive: true, maxSockets: 16 });
