@@ -6,6 +6,8 @@
  *   node --import tsx bench/learner.ts [--quick] [--seeds test|dev|<n,n,…>] [--named all|none|<a,b>] [--outcomes 5000]
  *                                      [--drift-outcomes 9000] [--explorer squarecb] [--scaling robust|meanstd]
  *                                      [--min-steps N] [--gate none]   (a floor on gradient steps per retrain; no gate: a diagnostic)
+ *                                      [--cost-model off|fitted|declared|off,fitted,…] [--cost-only true]
+ *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
  * requests of that quarter, against baselines computed in the same run on the same requests: the oracle (best
@@ -66,6 +68,10 @@ const gateTol = flag('gate-tolerance', '');
 // recovery (`on`: shorter half-life after a change; `window`: train on the events since it only; `off`: neither).
 const gateArg = flag('gate', 'bootstrap');
 const driftArg = flag('drift-recovery', 'on');
+// The cost model (src/learner/usage.ts): off (trained on quality − λ·cost), fitted prices, declared prices; `off,fitted` runs both per world in one run.
+const costModels = flag('cost-model', 'off').split(',') as ('off' | 'fitted' | 'declared')[];
+// Only the seeds whose world has a cost weight (each keeps its place in the list, so drift seeds stay drift seeds).
+const costOnly = flag('cost-only', 'false') === 'true';
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;
@@ -120,7 +126,7 @@ const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number,
 const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
@@ -135,12 +141,12 @@ function tokensToMatch(value: (total: number) => number, total: number, goal: nu
   return hi;
 }
 
-async function runWorld(world: SimWorld, seed: number): Promise<Row> {
+async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitted' | 'declared' = 'off'): Promise<Row> {
   const w0 = Date.now();
   // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
   const gate = gateArg === 'none' ? null : gateArg === 'normal' ? NORMAL_GATE : gateArg === 'bootstrap' ? DEFAULT_GATE : { ...DEFAULT_GATE, interval: gateArg.split(':')[0] as 'bootstrap-t' | 'percentile' | 'normal', looks: Number(gateArg.split(':')[1] ?? 1) };
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, ...(driftArg === 'off' ? { driftRecovery: null } : driftArg === 'window' ? { driftRecovery: { ...DEFAULT_DRIFT, mode: 'window' as const } } : {}) });
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : driftArg === 'window' ? { driftRecovery: { ...DEFAULT_DRIFT, mode: 'window' as const } } : {}) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
@@ -209,9 +215,9 @@ async function runWorld(world: SimWorld, seed: number): Promise<Row> {
   }
   const firstActive = res.versions.find((v) => v.active)?.at ?? null;
   const refused = res.versions.filter((v) => !v.active).length;
-  const row: Row = { name: world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length, worseStretch, worseTotal };
+  const row: Row = { name: costModels.length > 1 ? `${world.name}[${costModel}]` : world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length, worseStretch, worseTotal };
   console.log(
-    `${world.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (learned arm ${arm.toFixed(3)}, greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
+    `${row.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (learned arm ${arm.toFixed(3)}, greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
       `  served−static ${diff.diff >= 0 ? '+' : ''}${diff.diff.toFixed(4)} [${diff.lo.toFixed(4)}, ${diff.hi.toFixed(4)}]` +
       `  tokens-to-match ${learnedNeed.toFixed(2)} (oracle ${oracleNeed.toFixed(2)})` +
       (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'} (→ pre-change level ${pre!.toFixed(3)} − 0.02 after ${recoveryPre ?? 'never'})` : '') +
@@ -244,24 +250,32 @@ function summarise(label: string, rows: readonly Row[]): void {
   console.log(`  gate              first version served at outcome median ${quantile(fa.map((v) => v ?? Infinity), 0.5)}; never on ${fa.filter((v) => v === null).length}; refused ${rows.reduce((s, x) => s + x.refused, 0)} of ${rows.reduce((s, x) => s + x.versions, 0)} versions`);
 }
 
-const family: Row[] = [];
-const namedRows: Row[] = [];
+const family = new Map<string, Row[]>(costModels.map((c) => [c, []]));
+const namedRows = new Map<string, Row[]>(costModels.map((c) => [c, []]));
 const jobs: (() => Promise<void>)[] = [
   ...seeds.map((seed, i) => async () => {
     if (skip.has(`gen-${seed}`)) return;
     const drift = seedArg === 'test' || seedArg === 'dev' ? i % 4 === 3 : false;
-    const row = await runWorld(generateWorld(seed, drift ? { driftAt: Math.round(driftOutcomes / 2) } : {}), seed);
-    family.push(row);
-    console.log(`ROW ${JSON.stringify({ ...row, kind: 'family' })}`);
+    if (costOnly && generateWorld(seed).costWeight === 0) return;
+    for (const cm of costModels) {
+      const row = await runWorld(generateWorld(seed, drift ? { driftAt: Math.round(driftOutcomes / 2) } : {}), seed, cm);
+      family.get(cm)!.push(row);
+      console.log(`ROW ${JSON.stringify({ ...row, kind: 'family' })}`);
+    }
   }),
   ...named.map((name) => async () => {
     if (skip.has(name)) return;
-    const row = await runWorld(namedWorld(loadWorld(name)) as SimWorld, 7);
-    namedRows.push(row);
-    console.log(`ROW ${JSON.stringify({ ...row, kind: 'named' })}`);
+    for (const cm of costModels) {
+      const row = await runWorld(namedWorld(loadWorld(name)) as SimWorld, 7, cm);
+      namedRows.get(cm)!.push(row);
+      console.log(`ROW ${JSON.stringify({ ...row, kind: 'named' })}`);
+    }
   }),
 ];
 for (const [i, job] of jobs.entries()) if (i % shardN === shardK - 1) await job();
-summarise('generated family', family);
-summarise('named worlds', namedRows);
+for (const cm of costModels) {
+  const tag = costModels.length > 1 ? ` (cost model ${cm})` : '';
+  summarise(`generated family${tag}`, family.get(cm)!);
+  summarise(`named worlds${tag}`, namedRows.get(cm)!);
+}
 console.log(`\nbench/learner took ${((Date.now() - t0) / 60000).toFixed(1)} min`);

@@ -24,6 +24,8 @@ export interface LoggedEvent {
   readonly q: number;
   /** Cost in USD, null when unknown. */
   readonly c: number | null;
+  /** Tokens each agent used (input + output) as the outcome reported them, by agent; absent when not reported. */
+  readonly u?: Readonly<Record<string, number>>;
   /** The logging policy's action distribution: distinct budget vectors (agent order of `b`), their exact
    * probabilities (summing to 1), and the served one's index — routing (experiments, holdout), the guard's
    * control arm and the learned strategy's exploration included (hooks.ts loggingPolicyOf). Absent when the
@@ -60,6 +62,7 @@ const LoggedEventSchema = Type.Object({
   b: Type.Record(Type.String(), Num),
   q: Num,
   c: Type.Union([Num, Type.Null()]),
+  u: Type.Optional(Type.Record(Type.String(), Num)),
   C: Type.Optional(Type.Array(Type.Array(Num))),
   P: Type.Optional(Type.Array(Num)),
   k: Type.Optional(Num),

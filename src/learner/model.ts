@@ -43,6 +43,27 @@ export interface ModelWeights {
   /** (OUTPUTS·agents) × inputDim: the linear skip. */
   readonly w3: Float32Array;
   readonly b2: Float32Array;
+  /** The cost part (absent: the reward is Π c_i alone, what versions without one predict). See CostWeights. */
+  readonly cost?: CostWeights;
+}
+
+/**
+ * The cost part of a version whose quality model was trained on quality alone (usage reported per agent): each
+ * agent's token demand D_i is log-normal, ln D_i ~ N(μ_i(x), σ_i²), with
+ *   μ_i(x) = m0_i + Σ_j mx_ij·x_j + Σ_k mh_ik·relu(W1·x + b1)_k      (linear in the inputs and the quality network's hidden layer)
+ * fitted on the reported usage, which is censored at the budget (usage = min(b_i, D_i)); `lp_i` = λ·price_i (USD per
+ * token times the strategy's cost weight). The predicted reward is then
+ *   r̂(x, b) = Π_i c_i(b_i) − Σ_i lp_i · E[min(b_i, D_i)]
+ * so a token given to an expensive agent that would use it costs money, and one it would not use costs nothing.
+ */
+export interface CostWeights {
+  readonly lp: Float64Array;
+  readonly m0: Float64Array;
+  /** agents × inputDim, row-major. */
+  readonly mx: Float64Array;
+  /** agents × hidden, row-major. */
+  readonly mh: Float64Array;
+  readonly sigma: Float64Array;
 }
 
 /** JSON form: Float32 arrays as base64 (little-endian), about 1.4 bytes per weight. */
@@ -147,6 +168,14 @@ export interface Heads {
   readonly stepNorm?: Float64Array;
   /** Largest step weight: below STEP_MIN the greedy split treats the responses as concave. */
   readonly maxStep?: number;
+  /** The cost part (CostWeights) for this context: λ·price per token, and ln D_i ~ N(mu_i, sigma_i²). */
+  readonly cost?: CostHeads;
+}
+
+export interface CostHeads {
+  readonly lp: Float64Array;
+  readonly mu: Float64Array;
+  readonly sigma: Float64Array;
 }
 
 /** Step weights below this count as no threshold part (the greedy split then needs no look-ahead). */
@@ -245,7 +274,48 @@ export function forward(w: ModelWeights, x: Float32Array): Heads {
     stepNorm[i] = 1 + Math.exp(-steep[i]!);
     if (step[i]! > maxStep) maxStep = step[i]!;
   }
-  return { need, weight, shape, step, loc, steep, stepNorm, maxStep };
+  if (!w.cost) return { need, weight, shape, step, loc, steep, stepNorm, maxStep };
+  return { need, weight, shape, step, loc, steep, stepNorm, maxStep, cost: costHeads(w.cost, d, h, x, nz, m, hid) };
+}
+
+function costHeads(cw: CostWeights, d: number, h: number, x: Float32Array, nz: Int32Array, m: number, hid: Float64Array): CostHeads {
+  const n = cw.lp.length;
+  const mu = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = cw.m0[i]!;
+    for (let q = 0; q < m; q++) s += cw.mx[i * d + nz[q]!]! * x[nz[q]!]!;
+    for (let j = 0; j < h; j++) if (hid[j] !== 0) s += cw.mh[i * h + j]! * hid[j]!;
+    mu[i] = clamp(s, -5, 20);
+  }
+  return { lp: cw.lp, mu, sigma: cw.sigma };
+}
+
+/** Φ(z), the standard normal distribution function (erfc by Numerical Recipes' Chebyshev fit: relative error < 1.2e-7). */
+export function normalCdf(z: number): number {
+  const x = -z / Math.SQRT2;
+  const t = 1 / (1 + 0.5 * Math.abs(x));
+  const r =
+    t *
+    Math.exp(
+      -x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+    );
+  return 0.5 * (x >= 0 ? r : 2 - r);
+}
+
+/** E[min(b, D)] for ln D ~ N(mu, sigma²): e^{μ+σ²/2}·Φ((ln b − μ − σ²)/σ) + b·(1 − Φ((ln b − μ)/σ)). */
+export function expectedUsage(mu: number, sigma: number, b: number): number {
+  if (b <= 0) return 0;
+  const z = (Math.log(b) - mu) / sigma;
+  return Math.exp(mu + (sigma * sigma) / 2) * normalCdf(z - sigma) + b * (1 - normalCdf(z));
+}
+
+/** Σ_i λ·price_i·E[min(b_i, D_i)]: the predicted cost term of a budget vector (0 without a cost part). */
+export function predictCost(heads: Heads, budgets: ArrayLike<number>): number {
+  const c = heads.cost;
+  if (!c) return 0;
+  let s = 0;
+  for (let i = 0; i < c.lp.length; i++) if (c.lp[i]! > 0) s += c.lp[i]! * expectedUsage(c.mu[i]!, c.sigma[i]!, budgets[i]!);
+  return s;
 }
 
 /** c_i(b): agent i's response at budget b, in (0, 1]. */
@@ -268,7 +338,7 @@ export function logResponse(heads: Heads, i: number, b: number): number {
 export function predict(heads: Heads, budgets: ArrayLike<number>): number {
   let q = 1;
   for (let i = 0; i < heads.need.length; i++) q *= response(heads, i, budgets[i]!);
-  return q;
+  return heads.cost ? q - predictCost(heads, budgets) : q;
 }
 
 /** Steps of the greedy split: its resolution is (total − Σ min) / GREEDY_STEPS (≈ 1.6 % of the free tokens; 40 steps lost up to 0.6 % quality against the exact optimum). */
@@ -301,7 +371,9 @@ export function greedySplit(heads: Heads, mins: readonly number[], caps: readonl
   const target = Math.floor(Math.min(total, capSum));
   if (target <= minSum) return mins.slice();
   const chunk = Math.max(1, Math.floor((target - minSum) / GREEDY_STEPS));
-  // A threshold part makes log c_i non-concave: one chunk's gain can hide what crossing the threshold pays.
+  // A threshold part makes log c_i non-concave: one chunk's gain can hide what crossing the threshold pays. A cost
+  // part makes r̂ a product minus a sum: chunks are compared by their gain in r̂ itself (marginalCost).
+  if (heads.cost) return greedySplitCost(heads, mins, caps, target, minSum, chunk);
   const pass = (heads.maxStep ?? 0) >= STEP_MIN ? marginalLookAhead : marginal;
   const coarse = chunk * COARSE;
   if (target - minSum < coarse * (n + 4)) return pass(heads, mins.slice(), caps, target, chunk);
@@ -337,6 +409,93 @@ export function marginal(heads: Heads, out: number[], caps: readonly number[], t
     rest -= step;
     cur[best] = out[best] === nextAt[best] ? nextResp[best]! : response(heads, best, out[best]!);
     gain[best] = lookAhead(heads, best, out[best]!, cur[best]!, caps[best]!, chunk, nextAt, nextResp);
+  }
+  return out;
+}
+
+/** Rounds of greedySplitCost after the split without the cost part. */
+const COST_ROUNDS = 3;
+
+/**
+ * The greedy split of r̂ = Q(b) − C(b), Q = Π c_i, C = Σ lp_i·E[min(b_i, D_i)] (a cost part). At an optimum b* the
+ * gradient of r̂ is Q(b*)·∇ log Q − ∇C, so b* is also a stationary point of the separable F(b) = Q(b*)·Σ log c_i(b_i) −
+ * Σ C_i(b_i): starting from the split without the cost part, each round fixes Q at the last split's value and
+ * maximises F by marginal allocation with look-ahead (marginalCost; C_i is concave in b, so F is not, and a chunk
+ * is judged over several horizons), coarse then fine as greedySplit. The best split by r̂ among the rounds (and the
+ * start) is returned. A marginal allocation of r̂ itself from the minimums fails: Q is tiny there, so cost decides
+ * every early chunk.
+ */
+function greedySplitCost(heads: Heads, mins: readonly number[], caps: readonly number[], target: number, minSum: number, chunk: number): number[] {
+  const n = mins.length;
+  const { cost: _c, ...plain } = heads;
+  let best = greedySplit(plain, mins, caps, target);
+  let bestV = predict(heads, best);
+  let cur = best;
+  const coarse = chunk * COARSE;
+  for (let r = 0; r < COST_ROUNDS; r++) {
+    let q = 1;
+    for (let i = 0; i < n; i++) q *= response(heads, i, cur[i]!);
+    let x: number[];
+    if (target - minSum < coarse * (n + 4)) x = marginalCost(heads, mins.slice(), caps, target, chunk, q);
+    else {
+      x = marginalCost(heads, mins.slice(), caps, target, coarse, q);
+      for (let i = 0; i < n; i++) x[i] = Math.max(mins[i]!, x[i]! - coarse);
+      x = marginalCost(heads, x, caps, target, chunk, q);
+    }
+    const v = predict(heads, x);
+    if (v > bestV) {
+      best = x;
+      bestV = v;
+    }
+    cur = x;
+  }
+  return best;
+}
+
+/**
+ * Marginal allocation of F(b) = q·Σ log c_i(b_i) − Σ lp_i·E[min(b_i, D_i)] from `out` (modified in place): each step
+ * gives one chunk to the agent with the best per-chunk gain in F over 1, 4, 16 or 64 chunks (one where log c_i is
+ * concave; horizons stop at the first that covers the tokens still to hand out). Every token is handed out, as
+ * for any split, even where F falls.
+ */
+export function marginalCost(heads: Heads, out: number[], caps: readonly number[], target: number, chunk: number, q: number): number[] {
+  const n = out.length;
+  const cost = heads.cost!;
+  let rest = target;
+  for (let i = 0; i < n; i++) rest -= out[i]!;
+  const cur = new Float64Array(n);
+  const rate = new Float64Array(n);
+  const usage = (i: number, b: number) => (cost.lp[i]! > 0 ? cost.lp[i]! * expectedUsage(cost.mu[i]!, cost.sigma[i]!, b) : 0);
+  const value = (i: number, b: number) => q * Math.log(response(heads, i, b)) - usage(i, b);
+  const look = (i: number) => {
+    const at = out[i]!;
+    const concave = heads.step === undefined || heads.step[i]! < 1e-9 || at >= heads.loc![i]!;
+    let best = -Infinity;
+    for (let h = 0; h < HORIZONS.length; h++) {
+      const k = HORIZONS[h]!;
+      const next = Math.min(caps[i]!, at + k * chunk);
+      const step = next - at;
+      if (step <= 1e-9) break;
+      const r = ((value(i, next) - cur[i]!) * chunk) / step;
+      if (r > best) best = r;
+      // The cost part bends the other way (E[min(b, D)] is concave): look further unless the response is concave and the agent's demand is passed.
+      if ((concave && cost.lp[i]! === 0) || next >= caps[i]! || k * chunk >= rest) break;
+    }
+    rate[i] = best;
+  };
+  for (let i = 0; i < n; i++) {
+    cur[i] = value(i, out[i]!);
+    look(i);
+  }
+  while (rest > 1e-9) {
+    let best = -1;
+    for (let i = 0; i < n; i++) if (rate[i]! > -Infinity && (best < 0 || rate[i]! > rate[best]!)) best = i;
+    if (best < 0) break;
+    const step = Math.min(chunk, rest, caps[best]! - out[best]!);
+    out[best]! += step;
+    rest -= step;
+    cur[best] = value(best, out[best]!);
+    look(best);
   }
   return out;
 }

@@ -25,7 +25,9 @@ export interface SimWorld<C = unknown> {
   features(c: C): Features;
   /** Expected reward (quality − λ·cost) of a split in a phase. */
   expected(phase: 0 | 1, c: C, budgets: readonly number[]): number;
-  outcome(phase: 0 | 1, c: C, budgets: readonly number[], rng: () => number): { readonly quality: number; readonly cost: number | null };
+  outcome(phase: 0 | 1, c: C, budgets: readonly number[], rng: () => number): { readonly quality: number; readonly cost: number | null; readonly usage?: readonly number[] };
+  /** USD per token per agent, as a pipeline would declare them (worlds with a cost). */
+  readonly prices?: readonly number[];
   /** The split maximising expected reward (exact for the named worlds, a numerical optimum for generated ones). */
   oracle(phase: 0 | 1, c: C, total: number): number[];
 }
@@ -262,6 +264,12 @@ export function genCost(spec: GenSpec, phase: 0 | 1, c: GenContext, budgets: rea
   return cost;
 }
 
+/** Tokens each agent uses (what an outcome reports): its demand 1.3 × need, cut at its budget; the cost is charged on these. */
+export function genUsage(spec: GenSpec, phase: 0 | 1, c: GenContext, budgets: readonly number[]): number[] {
+  const { need } = truth(spec, phase, c);
+  return spec.agents.map((_, i) => Math.round(Math.min(budgets[i]!, 1.3 * need[i]!)));
+}
+
 /**
  * Numerical oracle for a concave-or-not expected reward: marginal allocation with look-ahead, then pairwise
  * transfers; also polished from each of `starts` (e.g. uniform and need-proportional splits), best kept.
@@ -388,6 +396,7 @@ export function generateWorld(seed: number, opts: { readonly driftAt?: number } 
     agents: spec.agents.map((a) => ({ name: a.name, minTokens: a.minTokens, maxTokens: a.maxTokens })),
     declaration,
     costWeight,
+    ...(costWeight ? { prices: spec.agents.map((a) => a.price) } : {}),
     ...(spec.drift ? { driftAt: spec.drift.at } : {}),
     summary: parts.join(', '),
     sample(rng) {
@@ -427,7 +436,7 @@ export function generateWorld(seed: number, opts: { readonly driftAt?: number } 
       const { quality, failP } = genQuality(spec, phase, c, b);
       const failed = rng() < failP;
       const q = failed ? 0 : Math.min(1, Math.max(0, quality + spec.noise * normal(rng)));
-      return { quality: q, cost: costWeight ? genCost(spec, phase, c, b) : null };
+      return { quality: q, cost: costWeight ? genCost(spec, phase, c, b) : null, usage: genUsage(spec, phase, c, b) };
     },
     oracle: (phase, c, total) => {
       const { need } = truth(spec, phase, c);

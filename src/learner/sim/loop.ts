@@ -7,6 +7,7 @@ import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, optionsFor, withC
 import { GUARD_DEFAULTS } from '../guard.js';
 import { DEFAULT_DRIFT, residualCheck, windowAfterChange, type DriftRule } from '../drift.js';
 import { mulberry32 } from '../rng.js';
+import { canFitCost, fitCost } from '../usage.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
 import { bestStatic, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from './family.js';
 import { bestStaticShares, contextFeatures, expectedQuality, oracleBudgets, staticBudgets, uniformBudgets, type SimContext, type World } from './world.js';
@@ -53,6 +54,12 @@ export interface LoopOptions {
   readonly controlShare?: number;
   /** Drift recovery (drift.ts): shorten the window after a detected change. Default: the service's (DEFAULT_DRIFT); null: off. */
   readonly driftRecovery?: DriftRule | null;
+  /**
+   * The cost model (usage.ts): on a world with a cost weight whose outcomes report usage, the quality model is trained
+   * on quality alone and the version gets a cost part (per-agent demand from the reported usage, prices declared by
+   * the world or fitted from cost and usage). 'off': trained on quality − λ·cost, as before. Default 'off'.
+   */
+  readonly costModel?: 'off' | 'fitted' | 'declared';
 }
 
 export interface Checkpoint {
@@ -193,6 +200,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const autoScale = opts.autoScale ?? true;
   const gateRule = opts.gate === undefined ? DEFAULT_GATE : opts.gate;
   const safeStart = opts.safeStart ?? true;
+  const costModel = opts.costModel ?? 'off';
   const controlShare = opts.controlShare ?? GUARD_DEFAULTS.controlShare;
   const agents = policyAgents(world);
   const names = world.agents.map((a) => a.name);
@@ -265,7 +273,10 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     servedN++;
     const b: Record<string, number> = {};
     names.forEach((a, i) => (b[a] = dec.budgets[i]!));
-    events.push({ id: `${opts.seed}-${t}`, t, s: 'learned', f, T: world.totalTokens, b, q: out.quality, c: out.cost, C: dec.candidates, P: dec.probs, k: dec.chosen, m: serving?.version ?? 0 });
+    const used = out.usage;
+    const u: Record<string, number> | undefined = used ? {} : undefined;
+    if (used) names.forEach((a, i) => (u![a] = used[i]!));
+    events.push({ id: `${opts.seed}-${t}`, t, s: 'learned', f, T: world.totalTokens, b, q: out.quality, c: out.cost, ...(u ? { u } : {}), C: dec.candidates, P: dec.probs, k: dec.chosen, m: serving?.version ?? 0 });
     if ((t + 1) % every === 0) {
       // Drift recovery (drift.ts): the newest version on the decisions since it was trained; a change shortens the
       // training window below and ends a candidate's wait for more looks (it was trained before the change).
@@ -317,10 +328,14 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const scaling = autoScale ? fitScaling(specs, recent.map((e) => e.f), opts.scalingMethod) : undefined;
       encoder = compileFeatures(specs, scaling);
       const init = rescaleInputs(latest.weights, latest.encoder.numeric, encoder.numeric);
-      const data = buildTrainingData(recent, encoder, names, { costWeight: world.costWeight, ...(opts.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {}) });
+      const costOpts = { costWeight: world.costWeight, ...(costModel === 'declared' && world.prices ? { prices: world.prices } : {}) };
+      const usesCost = costModel !== 'off' && canFitCost(recent, names, costOpts);
+      const hl = opts.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {};
+      const data = buildTrainingData(recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl });
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
+      const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
-      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: res.weights, encoder, active: !gateRule, metrics: res.metrics };
+      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics };
       versions.push(mv);
       latest = mv;
       if (gateRule) candidate = mv;
