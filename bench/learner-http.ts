@@ -8,7 +8,7 @@
  * schedule (trainEvery 500 / trainIntervalSeconds 60, the gate, the guard, drift recovery: all defaults).
  *
  *   nice -n 10 node --import tsx bench/learner-http.ts [--seeds 243931,…] [--drift 193092] [--outcomes 5000]
- *        [--drift-at 2500] [--rps 40] [--concurrency 12] [--window 500] [--stride 4] [--loop true]
+ *        [--drift-at 2500] [--rps 40] [--concurrency 12] [--window 500] [--stride 4] [--loop true] [--http true]
  *
  * Seeds: test seeds of experiments/family/seeds.json spread over 2–12 agents (with cost, hard floors, one with
  * drift), plus 742712, a seed drawn once for this bench (node: crypto.randomInt(100000, 1000000) on 2026-12-02,
@@ -42,6 +42,8 @@ const rps = Number(flag('rps', '40'));
 const winSize = Number(flag('window', '500'));
 const stride = Number(flag('stride', '4'));
 const withLoop = flag('loop', 'true') !== 'false';
+// `--http false`: the in-process loop alone (to complete a comparison whose HTTP run was measured before).
+const withHttp = flag('http', 'true') !== 'false';
 
 const f3 = (x: number) => x.toFixed(3);
 const sg = (x: number, d = 3) => `${x >= 0 ? '+' : ''}${x.toFixed(d)}`;
@@ -99,7 +101,7 @@ process.on('exit', () => current?.child.kill('SIGKILL'));
 async function overHttp(world: SimWorld, N: number, seed: number): Promise<Summary> {
   const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-bench-http-models-'));
   // LOG_LEVEL info (spawnServer's): it waits for the "apportion started" line; the log is discarded after it.
-  const server = await spawnServer({ APPORTION_MODELS_DIR: modelsDir }, process.env.HH_IMPORT ? ['--import', process.env.HH_IMPORT] : []);
+  const server = await spawnServer({ APPORTION_MODELS_DIR: modelsDir });
   current = server;
   const redis = new Redis(REDIS_URL);
   try {
@@ -174,16 +176,16 @@ async function inProcess(world: SimWorld, N: number, seed: number): Promise<Summ
 let t0w = Date.now();
 const t0 = Date.now();
 console.log(`bench/learner-http: ${seeds.length} worlds (${seeds.join(', ')}; drift at ${driftAt}: ${[...driftSeeds].join(', ') || 'none'}), ${outcomes} outcomes each (${driftAt + 5000} with drift), ${rps > 0 ? `${rps} requests/s, ` : 'as fast as answered, '}at most ${concurrency} in flight, windows of ${winSize}, oracle on every ${stride}th request; in-process loop ${withLoop ? 'too' : 'not run'}`);
-const rows: { http: Summary; loop?: Summary }[] = [];
+const rows: { http?: Summary; loop?: Summary }[] = [];
 for (const seed of seeds) {
   const drift = driftSeeds.has(seed);
   const world = generateWorld(seed, drift ? { driftAt } : {});
   const N = drift ? Math.max(outcomes, driftAt + 5000) : outcomes;
   console.log(`\n${world.name}: ${world.summary}; total ${world.totalTokens}, ${N} outcomes`);
   t0w = Date.now();
-  const http = await overHttp(world, N, seed);
+  const http = withHttp ? await overHttp(world, N, seed) : undefined;
   const loop = withLoop ? await inProcess(world, N, seed) : undefined;
-  rows.push({ http, ...(loop ? { loop } : {}) });
+  rows.push({ ...(http ? { http } : {}), ...(loop ? { loop } : {}) });
   console.log(`  ${((Date.now() - t0w) / 1000).toFixed(0)} s`);
 }
 
@@ -191,9 +193,13 @@ console.log('\nLast quarter, served ÷ oracle (exploration and the guard’s con
 console.log('| world | what | HTTP served | loop served | HTTP − loop | uniform (= default) | best static | HTTP served − static [95 % CI] | first trained version served (HTTP / loop) | worst window, learned arm − default (HTTP) | significantly worse than default, longest (HTTP / loop) |');
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const { http: h, loop: l } of rows) {
+  if (!h) {
+    if (l) console.log(`| ${l.name} | ${l.summary} | — | ${f3(l.last.served)} | — | ${f3(l.last.uniform)} | ${f3(l.last.bestStatic)} | — | — / ${l.firstServed ?? 'never'} | — | — / ${l.worse.outcomes} |`);
+    continue;
+  }
   console.log(
     `| ${h.name} | ${h.summary} | ${f3(h.last.served)} | ${l ? f3(l.last.served) : '—'} | ${l ? sg(h.last.served - l.last.served) : '—'} | ${f3(h.last.uniform)} | ${f3(h.last.bestStatic)} | ${sg(h.lastVsStatic.diff, 4)} [${sg(h.lastVsStatic.lo, 4)}, ${sg(h.lastVsStatic.hi, 4)}] | ${h.firstServed ?? 'never'} / ${l?.firstServed ?? '—'} | ${h.worst.from}–${h.worst.to}: ${sg(h.worst.armVsDefault.diff, 4)} [${sg(h.worst.armVsDefault.lo, 4)}, ${sg(h.worst.armVsDefault.hi, 4)}] | ${h.worse.outcomes} / ${l ? l.worse.outcomes : '—'} |`,
   );
 }
-for (const { http: h } of rows) console.log(`${h.name}: ${h.extra}`);
+for (const { http: h } of rows) if (h) console.log(`${h.name}: ${h.extra}`);
 console.log(`\nbench/learner-http took ${((Date.now() - t0) / 60000).toFixed(1)} min`);
