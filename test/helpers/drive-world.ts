@@ -81,8 +81,9 @@ export async function drive(o: DriveOptions): Promise<DriveRun> {
       try {
         return await call();
       } catch (e) {
-        const status = (e as { statusCode?: number; status?: number }).statusCode ?? (e as { status?: number }).status;
-        if (k >= 5 || (status !== undefined && status < 500)) throw e;
+        // The SDK's errors carry `statusCode`; okHttp's assertion names the status in its message ("… → 404 …").
+        const status = (e as { statusCode?: number }).statusCode ?? Number(/ → (\d{3}) /.exec((e as Error).message ?? '')?.[1] ?? NaN);
+        if (k >= 5 || status < 500) throw e;
         retries++;
         await new Promise((r) => setTimeout(r, 200 * (k + 1)));
       }
@@ -103,8 +104,8 @@ export async function drive(o: DriveOptions): Promise<DriveRun> {
       const a = await retried(() => o.user('POST', '/v1/allocations', { pipeline: o.pipeline, strategy: o.strategy, features: world.features(x) }));
       const b = world.agents.map((ag) => a.budgets[ag.name].tokens as number);
       const out = world.outcome(phaseOf(world, t), x, b, noise);
-      // `recorded: false`: the decision record did not reach Redis within the write wait (a loaded machine), so
-      // there is nothing to report an outcome against (it would be 404 DECISION_NOT_FOUND); a user skips it too.
+      // `recorded: false`: the decision record was not confirmed within the write wait (a loaded machine); it may
+      // land later, but an outcome posted now can find no decision (404 DECISION_NOT_FOUND): a user skips it too.
       if (a.recorded === false) unrecorded++;
       else await retried(() => o.user('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: out.quality, ...(out.cost !== null ? { costUsd: out.cost } : {}) }));
       budgets[t] = b;
