@@ -14,7 +14,8 @@
  *
  * `--loop service` takes the same numbers through the service's own loop for a pipeline with model tiers
  * (src/learner/sim/tier-loop.ts: the engine's decisions of the served learned strategy, safe start, control arm,
- * candidate mixing, the training job's tier retrain every 500 outcomes, the activation gate). The token-only
+ * candidate mixing, the training job's tier retrain every 500 outcomes, the activation gate, the runtime guard's
+ * reverts and drift recovery, whose reverts and retirements it prints). The token-only
  * reference is then the same loop on the pipeline declaring only the first model per agent (and, with
  * `--product true`, the product's token learner of src/learner/sim/loop.ts); `--ceilings 0.3,0.4,0.5` lists the
  * fractions of the ceiling tried for equal quality.
@@ -188,7 +189,7 @@ async function serviceLoop(): Promise<void> {
   // The learned strategy's parameters: the service's defaults unless `--control-share` (the runtime guard's control arm) is given.
   const cs = flag('control-share', '');
   const params = cs === '' ? undefined : { controlShare: Number(cs) };
-  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; the service's loop (engine decisions, safe start, control arm ${params ? `${params.controlShare * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate); last quarter of the served decisions (exploration included) measured`);
+  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; the service's loop (engine decisions, safe start, control arm ${params ? `${params.controlShare * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard, drift recovery); last quarter of the served decisions (exploration included) measured`);
   for (const name of worlds) {
     const tw = loadTierWorld(name);
     const C = tw.maxCostUsd;
@@ -210,7 +211,15 @@ async function serviceLoop(): Promise<void> {
         `versions trained ${r.trained}, serving at the end ${r.version[outcomes - 1]}, first served at outcome ${r.version.findIndex((v) => v > 0)}`,
     );
     for (const g of r.gates) console.log(`  gate at ${g.at}: version ${g.version} ${g.status}: ${g.reason}`);
-    console.log(`ROW ${JSON.stringify({ loop: 'service', world: name, ceiling: C, ratio, diff: ci })}`);
+    // The runtime guard and drift recovery, as the service runs them (tier-loop.ts).
+    const guardReverts = r.reverts.filter((x) => x.reason === 'guard');
+    const retired = r.reverts.filter((x) => x.reason === 'drift');
+    console.log(
+      `  runtime guard: ${guardReverts.length} revert(s); drift recovery: ${r.changes.length} change(s) detected, ${retired.length} retirement(s); the control strategy served ${(100 * mean(Array.from(r.control))).toFixed(1)} % of decisions (${(100 * mean(Array.from(r.control.subarray(from)))).toFixed(1)} % of the last quarter)`,
+    );
+    for (const x of r.reverts) console.log(`  ${x.reason === 'guard' ? 'guard revert' : 'drift retirement'} at outcome ${x.at}: version ${x.from} → ${x.to > 0 ? `version ${x.to}` : 'the control strategy'} (learned − control ${x.diff.toFixed(4)})`);
+    for (const x of r.changes) console.log(`  drift: change detected at the retrain at outcome ${x.at} on version ${x.version} (placed at ${x.changeAt})`);
+    console.log(`ROW ${JSON.stringify({ loop: 'service', world: name, ceiling: C, ratio, diff: ci, reverts: r.reverts, changes: r.changes })}`);
     if (name !== 'cheap-suffices' || !equalQuality) continue;
     // Token-only: the service's learned strategy on the pipeline declaring only the expensive first model.
     const tok = runTierLoop({ world: tw, outcomes, seed, models: [0], ...(params ? { params } : {}) });
