@@ -15,8 +15,9 @@
  * relative to the control (its served budget ÷ the control's, lowest) needs `factor` times the tokens on every model,
  * factor 1, 2, 4, … until the version's served value is below the control's by ≥ 0.03 (true values, noise-free).
  * Detection time = outcomes (and simulated seconds) from the degradation to the revert. False reverts: `runs` runs of
- * `null-outcomes` outcomes without degradation. Baselines are the same run's: the control's and the frozen version's
- * true values before and after the degradation.
+ * `null-outcomes` outcomes without degradation (a version that is already worse than the control is reported apart:
+ * its reverts are correct ones). Baselines are the same run's: the control's and the frozen version's true values
+ * before and after the degradation.
  */
 import { loadTierWorld, tierWorld, type TierWorld } from '../src/learner/sim/tiers.js';
 import { runTierLoop, type TierLoopResult, type TierLoopVersion } from '../src/learner/sim/tier-loop.js';
@@ -105,18 +106,31 @@ for (const name of worlds) {
     else if (at <= before) early++;
     else detect.push(at - before);
   }
-  let falseReverts = 0;
-  for (let r = 0; r < runs; r++) if (runTierLoop({ ...frozen, seed: 5000 + r, outcomes: nullOutcomes }).reverts.length > 0) falseReverts++;
-  falseTotal += falseReverts + early;
-  nullRuns += runs;
-  allDetect.push(...detect);
+  // Runs without degradation: a revert is false only when the version is not worse than the control (true values).
+  const nullAt: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const at = runTierLoop({ ...frozen, seed: 5000 + r, outcomes: nullOutcomes }).reverts[0]?.at;
+    if (at !== undefined) nullAt.push(at);
+  }
+  const worseFromStart = v0.learned < v0.control;
+  const falseReverts = worseFromStart ? 0 : nullAt.length;
+  if (!worseFromStart) {
+    falseTotal += falseReverts + early;
+    nullRuns += runs;
+    allDetect.push(...detect);
+  }
   const secs = detect.map((d) => Math.ceil(d / rps / TICK_S) * TICK_S);
   console.log(
     `${name}: version ${version.version} (${trained.version[trainOutcomes - 1]! > 0 ? 'serving' : 'newest trained, never activated'}); learned vs control (true values) ${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)} → degraded ${v1.learned.toFixed(3)} vs ${v1.control.toFixed(3)} ` +
       `(cheap models' reach ½${factor > 1 ? `, ${starved} critical with need × ${factor}` : ''}) | detected ${detect.length}/${runs}${missed ? ` (${missed} not within ${maxAfter})` : ''}${early ? ` (${early} reverted before the degradation)` : ''} | ` +
       `detection outcomes median ${detect.length ? `${pct(detect, 0.5)} [max ${Math.max(...detect)}]` : '—'} | seconds ${secs.length ? `${pct(secs, 0.5)} s [max ${Math.max(...secs)} s]` : '—'} | false reverts ${falseReverts}/${runs}   (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
   );
-  console.log(`ROW ${JSON.stringify({ world: name, version: version.version, before: v0, after: v1, factor, detect, missed, early, falseReverts, runs })}`);
+  if (worseFromStart) {
+    console.log(
+      `${name}: the version is worse than the control before any degradation (${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)}): the guard reverted it in ${nullAt.length}/${runs} runs without degradation (correct reverts), median at outcome ${nullAt.length ? pct(nullAt, 0.5) : '—'} [max ${nullAt.length ? Math.max(...nullAt) : '—'}]; not counted in the detection and false-revert totals`,
+    );
+  }
+  console.log(`ROW ${JSON.stringify({ world: name, version: version.version, before: v0, after: v1, factor, detect, missed, early, falseReverts, nullAt, worseFromStart, runs })}`);
 }
 console.log(
   `\nall tier worlds: detection median ${allDetect.length ? pct(allDetect, 0.5) : '—'} outcomes, max ${allDetect.length ? Math.max(...allDetect) : '—'}; false reverts ${falseTotal} of ${nullRuns} runs without degradation (+ pre-degradation stretches) = ${((100 * falseTotal) / Math.max(1, nullRuns)).toFixed(1)} % (bound α = ${GUARD_DEFAULTS.alpha * 100} % per run)`,

@@ -14,7 +14,8 @@ import { fitTier, initialParams, serializeTierParams, tierErrors, type TierEvent
  * cheap model degrades (haiku reaches a tenth of what it did for every agent), so the version becomes worse than the
  * control strategy (uniform on opus), and the guard's always-valid test reverts it to the control, which then serves
  * every decision. With the guard's reverts off it keeps serving; without the degradation it is not reverted.
- * No Redis: the loop is pure.
+ * Drift recovery runs at the loop's retrains: a version fitted where haiku matches opus on half the tokens, serving
+ * in cheap-suffices, is detected at the first retrain. No Redis: the loop is pure.
  */
 const tw = loadTierWorld('cheap-suffices');
 const degraded = tierWorld({
@@ -67,5 +68,35 @@ describe('the tier loop simulates the runtime guard', () => {
 
     const still = runTierLoop(base);
     assert.deepEqual(still.reverts, [], 'no revert without the degradation');
+  });
+});
+
+describe('the tier loop simulates drift recovery', () => {
+  it('detects the change at the first retrain on a version fitted in another world; not with drift recovery off', () => {
+    // Before the change: haiku reaches as far as opus for every agent, on half the tokens (as test/tiers/drift.test.ts).
+    const before_ = tierWorld({ ...tw.doc, response: Object.fromEntries(tw.agents.map((a) => [a.name, { [tw.models[1]!]: { reach: 1, pace: 0.5 } }])) });
+    const encoder = compileFeatures(worldFeatures(tw.world).features);
+    const agents = tierAgentsOf(tw.pipeline);
+    const rows = (n: number, seed: number): TierEvent[] => {
+      const rng = mulberry32(seed);
+      return Array.from({ length: n }, () => {
+        const c = before_.sample(rng);
+        const assign = before_.assignments[Math.floor(rng() * before_.assignments.length)]!;
+        const shares = before_.agents.map(() => 0.2 + rng());
+        const sum = shares.reduce((s, v) => s + v, 0);
+        const budgets = before_.agents.map((a, i) => Math.min(a.maxTokens, a.minTokens + Math.floor((shares[i]! / sum) * 5000)));
+        return { x: encoder.encode(before_.features(c)), action: { assign, budgets }, quality: before_.outcome(c, assign, budgets, rng).quality, cost: before_.plannedCost(assign, budgets) };
+      });
+    };
+    const { params } = fitTier(initialParams(agents, encoder.dim, 10_000), agents, rows(1500, 1), { steps: 300, lr: 0.03 });
+    const hold = rows(500, 2);
+    const initial = { version: 4, tiers: serializeTierParams(params), holdoutMse: tierErrors(params, agents, hold).reduce((s, v) => s + v, 0) / hold.length, rows: 1500 };
+    const on = runTierLoop({ world: tw, outcomes: 1000, seed: 3, initial, guard: false });
+    const ch = on.changes[0];
+    assert.ok(ch, 'a change was detected');
+    assert.deepEqual([ch.at, ch.changeAt, ch.version], [500, 0, 4], JSON.stringify(on.changes));
+    assert.ok(ch.mse > 1.25 * ch.holdoutMse && ch.n === 500, JSON.stringify(ch));
+    const off = runTierLoop({ world: tw, outcomes: 1000, seed: 3, initial, guard: false, driftRecovery: null });
+    assert.deepEqual(off.changes, []);
   });
 });

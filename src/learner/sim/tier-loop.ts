@@ -109,13 +109,15 @@ export interface TierLoopResult {
   /** The guard's reverts and drift recovery's retirements, in order. */
   readonly reverts: TierLoopRevert[];
   /** Detected changes: the retrain (outcomes) that detected it and where it was placed (the version's training). */
-  readonly changes: { readonly at: number; readonly changeAt: number; readonly version: number }[];
+  readonly changes: { readonly at: number; readonly changeAt: number; readonly version: number; readonly mse: number; readonly holdoutMse: number; readonly n: number }[];
   /** Per decision: 1 when the control strategy served it (the guard's control arm, or all decisions while reverted to it). */
   readonly control: Uint8Array;
   /** Per decision: the served budgets (agent order). */
   readonly budgets: number[][];
   /** The version serving at the end, else the newest trained one (undefined: none was trained). */
   final?: TierLoopVersion;
+  /** The logged events at the end (newest first, at most the window), as the training buffer holds them. */
+  events: readonly LoggedEvent[];
 }
 
 const PIPELINE = 'tiers-loop';
@@ -185,6 +187,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     changes: [],
     control: new Uint8Array(o.outcomes),
     budgets: [],
+    events: [],
   };
   /** A trained version as the registry lists it: when it was trained (outcomes), its held-out error, activation and revert. */
   interface Version {
@@ -313,7 +316,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
         if (check.changed) {
           changeAt = Math.max(0, t + 1 - check.n);
           changeTs = since;
-          out.changes.push({ at: t + 1, changeAt: since, version: latest.version });
+          out.changes.push({ at: t + 1, changeAt: since, version: latest.version, mse: check.mse, holdoutMse: check.holdoutMse, n: check.n });
         }
       }
     }
@@ -371,6 +374,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     candidate = { ...v, proposedAt: t + 1 };
     writeDoc();
   }
+  out.events = events;
   const fin = active ?? versions.at(-1);
   if (fin) out.final = { version: fin.version, tiers: fin.tiers, ...(fin.scaling ? { scaling: fin.scaling } : {}), holdoutMse: fin.holdoutMse, rows: fin.rows };
   return out;
