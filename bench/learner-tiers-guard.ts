@@ -10,10 +10,11 @@
  * else the newest trained), then frozen and served as the service serves it (its exploration at its version number,
  * the 5 % control arm with the default strategy: uniform on the first model under the ceiling), the guard checked
  * every 5 s of simulated time at `rps` (guard.ts: cumulative and sub-segment tests, α = 0.05; reverts as
- * guard-monitor.ts). After `before` outcomes the world degrades: the cheap models reach half of what they did for every
- * agent (the joint version keeps them where it learned they suffice), and the agent the version starves most
- * relative to the control (its served budget ÷ the control's, lowest) needs `factor` times the tokens on every model,
- * factor 1, 2, 4, … until the version's served value is below the control's by ≥ 0.03 (true values, noise-free).
+ * guard-monitor.ts). After `before` outcomes the world degrades: the cheap models reach less than they did for every
+ * agent (× ½, ¼, 1/10: the joint version keeps them where it learned they suffice), then, with reach × 1/10, the
+ * agent the version starves most relative to the control (its served budget ÷ the control's, lowest) needs 2, 4, …
+ * times the tokens on every model: the first step where the version's served value is below the control's by ≥ 0.03
+ * (true values, noise-free).
  * Detection time = outcomes (and simulated seconds) from the degradation to the revert. False reverts: `runs` runs of
  * `null-outcomes` outcomes without degradation (a version that is already worse than the control is reported apart:
  * its reverts are correct ones). Baselines are the same run's: the control's and the frozen version's true values
@@ -36,9 +37,9 @@ const seed = Number(flag('seed', '1'));
 const TICK_S = 5;
 const guardEvery = Math.max(1, Math.round(rps * TICK_S));
 
-/** The world with every cheap model's reach halved and `agent` needing `factor` × the tokens. */
-function degrade(tw: TierWorld, agent: string, factor: number): TierWorld {
-  const response = Object.fromEntries(Object.entries(tw.doc.response).map(([a, byModel]) => [a, Object.fromEntries(Object.entries(byModel).map(([m, r]) => [m, { ...r, reach: r.reach * 0.5 }]))]));
+/** The world with every cheap model's reach scaled by `reach` and `agent` needing `factor` × the tokens. */
+function degrade(tw: TierWorld, agent: string, reach: number, factor: number): TierWorld {
+  const response = Object.fromEntries(Object.entries(tw.doc.response).map(([a, byModel]) => [a, Object.fromEntries(Object.entries(byModel).map(([m, r]) => [m, { ...r, reach: r.reach * reach }]))]));
   const world = factor === 1 ? { ...tw.doc.world } : degradeWorld(tw.doc.world, agent, factor);
   return tierWorld({ ...tw.doc, name: `${tw.doc.name}-degraded`, world, response });
 }
@@ -88,12 +89,15 @@ for (const name of worlds) {
   const controlBudgets = p0.budgets.filter((_, t) => p0.control[t] === 1);
   const controlMean = tw.agents.map((_, j) => mean(controlBudgets.map((b) => b[j]!)));
   const starved = mostStarved(tw.world, learnedBudgets, controlMean);
-  let factor = 1;
-  let degraded = degrade(tw, starved, factor);
+  // The ladder: the cheap models' reach × ½, ¼, 1/10, then with that the starved agent's need × 2, 4, … (at most 64).
+  const ladder: [number, number][] = [[0.5, 1], [0.25, 1], [0.1, 1], [0.1, 2], [0.1, 4], [0.1, 8], [0.1, 16], [0.1, 32], [0.1, 64]];
+  let step = 0;
+  let [reach, factor] = ladder[0]!;
+  let degraded = degrade(tw, starved, reach, factor);
   let v1 = armValues(probe(degraded));
-  while (v1.learned > v1.control - 0.03 && factor < 256) {
-    factor *= 2;
-    degraded = degrade(tw, starved, factor);
+  while (v1.learned > v1.control - 0.03 && step < ladder.length - 1) {
+    [reach, factor] = ladder[++step]!;
+    degraded = degrade(tw, starved, reach, factor);
     v1 = armValues(probe(degraded));
   }
   const detect: number[] = [];
@@ -122,7 +126,7 @@ for (const name of worlds) {
   const secs = detect.map((d) => Math.ceil(d / rps / TICK_S) * TICK_S);
   console.log(
     `${name}: version ${version.version} (${trained.version[trainOutcomes - 1]! > 0 ? 'serving' : 'newest trained, never activated'}); learned vs control (true values) ${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)} → degraded ${v1.learned.toFixed(3)} vs ${v1.control.toFixed(3)} ` +
-      `(cheap models' reach ½${factor > 1 ? `, ${starved} critical with need × ${factor}` : ''}) | detected ${detect.length}/${runs}${missed ? ` (${missed} not within ${maxAfter})` : ''}${early ? ` (${early} reverted before the degradation)` : ''} | ` +
+      `(cheap models' reach × ${reach}${factor > 1 ? `, ${starved} critical with need × ${factor}` : ''}) | detected ${detect.length}/${runs}${missed ? ` (${missed} not within ${maxAfter})` : ''}${early ? ` (${early} reverted before the degradation)` : ''} | ` +
       `detection outcomes median ${detect.length ? `${pct(detect, 0.5)} [max ${Math.max(...detect)}]` : '—'} | seconds ${secs.length ? `${pct(secs, 0.5)} s [max ${Math.max(...secs)} s]` : '—'} | false reverts ${falseReverts}/${runs}   (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
   );
   if (worseFromStart) {
@@ -130,7 +134,7 @@ for (const name of worlds) {
       `${name}: the version is worse than the control before any degradation (${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)}): the guard reverted it in ${nullAt.length}/${runs} runs without degradation (correct reverts), median at outcome ${nullAt.length ? pct(nullAt, 0.5) : '—'} [max ${nullAt.length ? Math.max(...nullAt) : '—'}]; not counted in the detection and false-revert totals`,
     );
   }
-  console.log(`ROW ${JSON.stringify({ world: name, version: version.version, before: v0, after: v1, factor, detect, missed, early, falseReverts, nullAt, worseFromStart, runs })}`);
+  console.log(`ROW ${JSON.stringify({ world: name, version: version.version, before: v0, after: v1, reach, factor, detect, missed, early, falseReverts, nullAt, worseFromStart, runs })}`);
 }
 console.log(
   `\nall tier worlds: detection median ${allDetect.length ? pct(allDetect, 0.5) : '—'} outcomes, max ${allDetect.length ? Math.max(...allDetect) : '—'}; false reverts ${falseTotal} of ${nullRuns} runs without degradation (+ pre-degradation stretches) = ${((100 * falseTotal) / Math.max(1, nullRuns)).toFixed(1)} % (bound α = ${GUARD_DEFAULTS.alpha * 100} % per run)`,

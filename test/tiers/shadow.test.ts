@@ -7,6 +7,7 @@ import { Apportion } from '@apportion/sdk';
 import { compiledStrategy, isLearned, tierAgentsOf } from '@apportion/sdk/engine';
 import { newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { compileFeatures } from '../../src/learner/features.js';
+import { evaluateOffPolicy } from '../../src/learner/ope-service.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { initialWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
@@ -146,6 +147,13 @@ describe('shadow mode on a pipeline with model tiers', () => {
     // A logged action supports the shadow's joint action only on the same models (the served models were all opus).
     assert.equal(r.ope.events, N);
     assert.ok(r.ope.support <= allSame / N + 1e-9, `support ${r.ope.support} ≤ share with the same models ${allSame / N}`);
+    // The estimate values the joint action: decisions that served exactly the shadow's budgets support it only when they
+    // also served its models.
+    const asShadow = (withModels: boolean) =>
+      events.map((e) => ({ ...e, b: Object.fromEntries(tw.agents.map((a, i) => [a.name, e.sh!['ts-shadow']![i]!])), ...(withModels ? { M: e.sM!['ts-shadow']! } : {}) }));
+    const ope = (evs: typeof events) => evaluateOffPolicy({ view: rt.core.view(), kinds: rt.core.kinds }, pipeline, 'ts-shadow', evs, { resamples: 50 });
+    assert.equal(ope(asShadow(true)).support, 1);
+    assert.ok(Math.abs(ope(asShadow(false)).support - allSame / N) < 1e-9, 'the same budgets on other models do not match');
 
     // Local mode logs the same shadow as the server (records shipped through POST /v1/decisions/batch).
     const errors: unknown[] = [];
