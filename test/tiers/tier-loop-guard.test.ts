@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { tierAgentsOf } from '@apportion/sdk/engine';
+import { stratumErrors, tierStratumOf } from '../../src/learner/drift.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { runTierLoop, type TierLoopVersion } from '../../src/learner/sim/tier-loop.js';
@@ -90,7 +91,11 @@ describe('the tier loop simulates drift recovery', () => {
     };
     const { params } = fitTier(initialParams(agents, encoder.dim, 10_000), agents, rows(1500, 1), { steps: 300, lr: 0.03 });
     const hold = rows(500, 2);
-    const initial = { version: 4, tiers: serializeTierParams(params), holdoutMse: tierErrors(params, agents, hold).reduce((s, v) => s + v, 0) / hold.length, rows: 1500 };
+    const errs = tierErrors(params, agents, hold);
+    // Its held-out errors per kind of action (drift.ts's stratified test): the held-out rows stand for the default's and learned actions alike.
+    const keys = (m: number) => hold.map((r) => tierStratumOf(r.action.assign, { m, a: 0 }));
+    const holdoutStrata = stratumErrors([...keys(0), ...keys(1)], [...errs, ...errs]);
+    const initial = { version: 4, tiers: serializeTierParams(params), holdoutMse: errs.reduce((s, v) => s + v, 0) / hold.length, rows: 1500, holdoutStrata };
     const on = runTierLoop({ world: tw, outcomes: 1000, seed: 3, initial, guard: false });
     const ch = on.changes[0];
     assert.ok(ch, 'a change was detected');

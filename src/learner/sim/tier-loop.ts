@@ -17,7 +17,7 @@ import {
   type RawControlState,
   type Versioned,
 } from '@apportion/sdk/engine';
-import { DEFAULT_DRIFT, residualTest, windowAfterChange, type DriftRule } from '../drift.js';
+import { DEFAULT_DRIFT, residualTest, windowAfterChange, type DriftRule, type StratumError } from '../drift.js';
 import { rewardOf, type LoggedEvent } from '../events.js';
 import { compileFeatures, type FeatureScaling } from '../features.js';
 import { DEFAULT_GATE, gateVerdict, retireVerdict } from '../gate.js';
@@ -26,7 +26,7 @@ import { loggingPolicyOf } from '../hooks.js';
 import type { LearnedParams } from '../kind.js';
 import { initialWeights, serializeWeights } from '../model.js';
 import { mulberry32 } from '../rng.js';
-import { tierGateInput, tierResidual } from '../tier-gate.js';
+import { tierGateInput, tierResidual, tierStratum } from '../tier-gate.js';
 import type { SerializedTierParams } from '../tiers-policy.js';
 import { trainTiers } from '../train-tiers.js';
 import { worldFeatures, type SimContext } from './world.js';
@@ -85,6 +85,8 @@ export interface TierLoopVersion {
   readonly scaling?: FeatureScaling;
   readonly holdoutMse: number;
   readonly rows: number;
+  /** Held-out errors per served model assignment (the tier retrain's metrics): drift recovery's stratified test. */
+  readonly holdoutStrata?: Readonly<Record<string, StratumError>>;
 }
 
 /** A version taken out of service: by the guard (to an earlier version or the control, 0) or by drift recovery (to 0). */
@@ -197,6 +199,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     readonly at: number;
     readonly holdoutMse: number;
     readonly rows: number;
+    readonly holdoutStrata?: Readonly<Record<string, StratumError>>;
     activatedAt?: number;
     reverted?: true;
   }
@@ -206,7 +209,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
   let candidate: (Version & { proposedAt: number }) | undefined;
   if (o.initial) {
     seq = o.initial.version ?? 1;
-    active = { version: seq, tiers: o.initial.tiers, ...(o.initial.scaling ? { scaling: o.initial.scaling } : {}), at: 0, holdoutMse: o.initial.holdoutMse, rows: o.initial.rows, activatedAt: 0 };
+    active = { version: seq, tiers: o.initial.tiers, ...(o.initial.scaling ? { scaling: o.initial.scaling } : {}), at: 0, holdoutMse: o.initial.holdoutMse, rows: o.initial.rows, ...(o.initial.holdoutStrata ? { holdoutStrata: o.initial.holdoutStrata } : {}), activatedAt: 0 };
     versions.push(active);
   }
   // The guard's state as the models document keeps it (registry.ts GuardState) and the monitor's running tests.
@@ -312,7 +315,13 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       const encoder = latest === candidate ? m.candidate?.encoder : m.encoder;
       const since = latest === candidate ? candidate!.proposedAt : latest.at;
       if (tiers && encoder) {
-        const check = residualTest(eventsSince(since, window), tierResidual(pipeline, params, { encoder, tiers }), { holdoutMse: latest.holdoutMse, rows: latest.rows }, drift);
+        const check = residualTest(
+          eventsSince(since, window),
+          tierResidual(pipeline, params, { encoder, tiers }),
+          { holdoutMse: latest.holdoutMse, rows: latest.rows, ...(latest.holdoutStrata ? { holdoutStrata: latest.holdoutStrata } : {}) },
+          drift,
+          tierStratum(pipeline),
+        );
         if (check.changed) {
           changeAt = Math.max(0, t + 1 - check.n);
           changeTs = since;
@@ -369,13 +378,13 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     );
     if (!job.trained || !job.tiers) continue;
     out.trained++;
-    const v: Version = { version: ++seq, tiers: job.tiers, ...(job.scaling ? { scaling: job.scaling } : {}), at: t + 1, holdoutMse: job.metrics?.holdoutMse ?? 0, rows: job.metrics?.rows ?? 0 };
+    const v: Version = { version: ++seq, tiers: job.tiers, ...(job.scaling ? { scaling: job.scaling } : {}), at: t + 1, holdoutMse: job.metrics?.holdoutMse ?? 0, rows: job.metrics?.rows ?? 0, ...(job.metrics?.holdoutStrata ? { holdoutStrata: job.metrics.holdoutStrata } : {}) };
     versions.push(v);
     candidate = { ...v, proposedAt: t + 1 };
     writeDoc();
   }
   out.events = events;
   const fin = active ?? versions.at(-1);
-  if (fin) out.final = { version: fin.version, tiers: fin.tiers, ...(fin.scaling ? { scaling: fin.scaling } : {}), holdoutMse: fin.holdoutMse, rows: fin.rows };
+  if (fin) out.final = { version: fin.version, tiers: fin.tiers, ...(fin.scaling ? { scaling: fin.scaling } : {}), holdoutMse: fin.holdoutMse, rows: fin.rows, ...(fin.holdoutStrata ? { holdoutStrata: fin.holdoutStrata } : {}) };
   return out;
 }
