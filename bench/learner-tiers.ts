@@ -14,7 +14,9 @@
  *
  * `--loop service` takes the same numbers through the service's own loop for a pipeline with model tiers
  * (src/learner/sim/tier-loop.ts: the engine's decisions of the served learned strategy, safe start, control arm,
- * candidate mixing, the training job's tier retrain every 500 outcomes, the activation gate). The token-only
+ * candidate mixing, the training job's tier retrain every 500 outcomes, the activation gate, the runtime guard's
+ * reverts and drift recovery, whose reverts and retirements it prints; `--guard false` / `--drift false` leave them
+ * out). The token-only
  * reference is then the same loop on the pipeline declaring only the first model per agent (and, with
  * `--product true`, the product's token learner of src/learner/sim/loop.ts); `--ceilings 0.3,0.4,0.5` lists the
  * fractions of the ceiling tried for equal quality.
@@ -188,11 +190,15 @@ async function serviceLoop(): Promise<void> {
   // The learned strategy's parameters: the service's defaults unless `--control-share` (the runtime guard's control arm) is given.
   const cs = flag('control-share', '');
   const params = cs === '' ? undefined : { controlShare: Number(cs) };
-  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; the service's loop (engine decisions, safe start, control arm ${params ? `${params.controlShare * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate); last quarter of the served decisions (exploration included) measured`);
+  // `--guard false` / `--drift false`: without the runtime guard's reverts / drift recovery (the service runs both).
+  const guard = flag('guard', 'true') !== 'false';
+  const drift = flag('drift', 'true') !== 'false';
+  const loopOpts = { ...(guard ? {} : { guard: false }), ...(drift ? {} : { driftRecovery: null }) };
+  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; the service's loop (engine decisions, safe start, control arm ${params ? `${params.controlShare * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
   for (const name of worlds) {
     const tw = loadTierWorld(name);
     const C = tw.maxCostUsd;
-    const r = runTierLoop({ world: tw, outcomes, seed, ...(params ? { params } : {}) });
+    const r = runTierLoop({ world: tw, outcomes, seed, ...(params ? { params } : {}), ...loopOpts });
     const from = Math.floor(outcomes * 0.75);
     const ctx = r.contexts.slice(from);
     const q = Array.from(r.quality.subarray(from));
@@ -210,10 +216,18 @@ async function serviceLoop(): Promise<void> {
         `versions trained ${r.trained}, serving at the end ${r.version[outcomes - 1]}, first served at outcome ${r.version.findIndex((v) => v > 0)}`,
     );
     for (const g of r.gates) console.log(`  gate at ${g.at}: version ${g.version} ${g.status}: ${g.reason}`);
-    console.log(`ROW ${JSON.stringify({ loop: 'service', world: name, ceiling: C, ratio, diff: ci })}`);
+    // The runtime guard and drift recovery, as the service runs them (tier-loop.ts).
+    const guardReverts = r.reverts.filter((x) => x.reason === 'guard');
+    const retired = r.reverts.filter((x) => x.reason === 'drift');
+    console.log(
+      `  runtime guard: ${guardReverts.length} revert(s); drift recovery: ${r.changes.length} change(s) detected, ${retired.length} retirement(s); the control strategy served ${(100 * mean(Array.from(r.control))).toFixed(1)} % of decisions (${(100 * mean(Array.from(r.control.subarray(from)))).toFixed(1)} % of the last quarter)`,
+    );
+    for (const x of r.reverts) console.log(`  ${x.reason === 'guard' ? 'guard revert' : 'drift retirement'} at outcome ${x.at}: version ${x.from} → ${x.to > 0 ? `version ${x.to}` : 'the control strategy'} (learned − control ${x.diff.toFixed(4)})`);
+    for (const x of r.changes) console.log(`  drift: change detected at the retrain at outcome ${x.at} on version ${x.version} (placed at ${x.changeAt}): squared error ${x.mse.toFixed(4)} on ${x.n} decisions vs held-out ${x.holdoutMse.toFixed(4)}`);
+    console.log(`ROW ${JSON.stringify({ loop: 'service', world: name, ceiling: C, ratio, diff: ci, reverts: r.reverts, changes: r.changes })}`);
     if (name !== 'cheap-suffices' || !equalQuality) continue;
     // Token-only: the service's learned strategy on the pipeline declaring only the expensive first model.
-    const tok = runTierLoop({ world: tw, outcomes, seed, models: [0], ...(params ? { params } : {}) });
+    const tok = runTierLoop({ world: tw, outcomes, seed, models: [0], ...(params ? { params } : {}), ...loopOpts });
     let q0 = mean(Array.from(tok.quality.subarray(from)));
     let c0 = mean(Array.from(tok.cost.subarray(from)));
     console.log(`${name}: token-only learned (the service's loop, every agent on ${tw.models[0]} only) at ${C} USD: quality ${q0.toFixed(4)}, mean planned cost ${c0.toFixed(4)} (versions trained ${tok.trained}, first served at ${tok.version.findIndex((v) => v > 0)})`);
@@ -231,7 +245,7 @@ async function serviceLoop(): Promise<void> {
     }
     let found: { f: number; q: number; c: number } | undefined;
     for (const f of fractions) {
-      const rr = runTierLoop({ world: tw, outcomes, seed, maxCostUsd: C * f, ...(params ? { params } : {}) });
+      const rr = runTierLoop({ world: tw, outcomes, seed, maxCostUsd: C * f, ...(params ? { params } : {}), ...loopOpts });
       const qq = mean(Array.from(rr.quality.subarray(from)));
       const cc = mean(Array.from(rr.cost.subarray(from)));
       console.log(`${name}: tier learned (service loop) at ${(C * f).toFixed(4)} USD (${f}×): quality ${qq.toFixed(4)}, mean planned cost ${cc.toFixed(4)}`);

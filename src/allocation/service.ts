@@ -73,7 +73,12 @@ export class AllocationService {
     let shadow: Record<string, unknown> | undefined;
     for (const hook of this.deps.shadows?.() ?? []) {
       try {
-        const o = hook.observe(this.deps.view(), pipeline, { features, totalTokens: total, ...(req.unitKey !== undefined ? { unitKey: req.unitKey } : {}) }, { strategy: def.id, budgets });
+        const o = hook.observe(
+          this.deps.view(),
+          pipeline,
+          { features, totalTokens: total, ...(req.unitKey !== undefined ? { unitKey: req.unitKey } : {}), ...(d.maxCostUsd !== undefined ? { maxCostUsd: d.maxCostUsd } : {}) },
+          { strategy: def.id, budgets, ...(d.tiers?.models ? { models: d.tiers.models } : {}) },
+        );
         if (o) (shadow ??= {})[hook.name] = o;
       } catch (e) {
         this.deps.observer?.onStrategyError?.(`shadow:${hook.name}`, e);

@@ -21,8 +21,8 @@ export interface ShadowHook {
   observe(
     view: ControlView,
     pipeline: Pipeline,
-    input: { readonly features: Features; readonly totalTokens: number; readonly unitKey?: string },
-    served: { readonly strategy: string; readonly budgets: Readonly<Record<string, number>> },
+    input: { readonly features: Features; readonly totalTokens: number; readonly unitKey?: string; readonly maxCostUsd?: number },
+    served: { readonly strategy: string; readonly budgets: Readonly<Record<string, number>>; readonly models?: Readonly<Record<string, string>> },
   ): Readonly<Record<string, unknown>> | undefined;
 }
 

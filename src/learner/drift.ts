@@ -1,6 +1,9 @@
 import { rewardOf, type LoggedEvent } from './events.js';
 import type { FeatureEncoder } from './features.js';
 import { forward, predict, type ModelWeights } from './model.js';
+import type { StratumError } from './trainer.js';
+
+export type { StratumError };
 
 /**
  * Drift recovery (pure: no I/O). At every retrain the newest trained version is checked on the decisions logged
@@ -15,6 +18,19 @@ import { forward, predict, type ModelWeights } from './model.js';
  *
  * A version trained on fewer than `minRows` events (right after a change) is not checked: its held-out error is
  * too noisy to compare with, and the window is short anyway.
+ *
+ * Stratified (a version that stores its held-out errors per kind of action, `holdoutStrata`, checked with a
+ * `stratum` of each decision: tier versions, by the served model assignment): the new decisions are compared with
+ * the held-out rows of their own action only, so a shift of the actions served (e.g. from the default's all-opus
+ * action the version was trained on to the cheaper assignments it then serves) is not taken for a change of the
+ * world. Decisions whose stratum has fewer than `minStratumRows` held-out rows are left out; with m_s new decisions
+ * of stratum s (n in all), mean squared error ē_s and sd s_s, and its held-out rows' n'_s, h_s and sd s'_s:
+ *
+ *   D = Σ_s (m_s/n)(ē_s − ratio·h_s),  SE² = Σ_s (m_s/n)² (s_s²/m_s + ratio²·s'_s²/n'_s)
+ *   detected iff  n ≥ minEvents  and  D / SE ≥ z
+ *
+ * (the held-out rows of a stratum are few, so their own uncertainty is in the standard error). The reported
+ * `holdoutMse` is then the held-out error matched to the new decisions' strata, Σ_s (m_s/n) h_s.
  */
 export interface DriftRule {
   readonly ratio: number;
@@ -34,6 +50,35 @@ export interface DriftRule {
    * the weight mass (6 % at DEFAULT_DRIFT's 0.25; 25 % at 0.5, taken when a rule leaves it out).
    */
   readonly halfLifeShare?: number;
+  /** A stratified test (held-out errors per kind of action) leaves out strata with fewer held-out rows than this. Default 10. */
+  readonly minStratumRows?: number;
+}
+
+/**
+ * The stratum of a tier decision (its kind of action): the model assignment (indices of the agents' served models,
+ * pipeline order) and who chose it — `default` (the safe start or the runtime guard's control arm: the default
+ * strategy's action) or `learned` (a trained version's action, exploration and candidate mixing included: chosen
+ * where a reward model predicted well, so its residuals are not those of the default's actions), e.g. `0,0,1/learned`.
+ */
+export const tierStratumOf = (assign: readonly number[], e: Pick<LoggedEvent, 'm' | 'a'>): string => `${assign.join(',')}/${!e.m || e.a === 1 ? 'default' : 'learned'}`;
+
+/** Per stratum (key) the held-out rows' squared errors summarised (what a version stores for the stratified residual test). */
+export function stratumErrors(keys: readonly string[], squaredErrors: readonly number[]): Record<string, StratumError> {
+  const acc = new Map<string, { n: number; s: number; s2: number }>();
+  keys.forEach((k, i) => {
+    const e = squaredErrors[i]!;
+    const a = acc.get(k) ?? { n: 0, s: 0, s2: 0 };
+    a.n++;
+    a.s += e;
+    a.s2 += e * e;
+    acc.set(k, a);
+  });
+  const out: Record<string, StratumError> = {};
+  for (const [k, a] of [...acc].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) {
+    const mse = a.s / a.n;
+    out[k] = { n: a.n, mse, sd: a.n > 1 ? Math.sqrt(Math.max(0, (a.s2 - a.n * mse * mse) / (a.n - 1))) : 0 };
+  }
+  return out;
 }
 
 export const DEFAULT_DRIFT: DriftRule = { ratio: 1.25, z: 3, minEvents: 200, minRows: 1000, minWindow: 500, minHalfLife: 250, mode: 'halfLife', halfLifeShare: 0.25 };
@@ -72,9 +117,12 @@ export function residualCheck(
 export function residualTest(
   events: readonly LoggedEvent[],
   residual: (e: LoggedEvent) => number | undefined,
-  model: { readonly holdoutMse: number; readonly rows: number },
+  model: { readonly holdoutMse: number; readonly rows: number; readonly holdoutStrata?: Readonly<Record<string, StratumError>> },
   rule: DriftRule = DEFAULT_DRIFT,
+  /** The decision's kind of action (tier versions: tier-gate.ts tierStratum); with the version's `holdoutStrata`, the test is stratified. */
+  stratum?: (e: LoggedEvent) => string | undefined,
 ): DriftCheck {
+  if (stratum && model.holdoutStrata) return stratifiedTest(events, residual, { ...model, holdoutStrata: model.holdoutStrata }, rule, stratum);
   const errs: number[] = [];
   for (const e of events) {
     const r = residual(e);
@@ -101,6 +149,60 @@ export function residualTest(
     z,
     n,
     reason: `squared error on ${n} new decisions ${mse.toFixed(4)} vs held-out ${model.holdoutMse.toFixed(4)} (z ${z.toFixed(2)} against ${rule.ratio}×; change iff ≥ ${rule.z})`,
+  };
+}
+
+function stratifiedTest(
+  events: readonly LoggedEvent[],
+  residual: (e: LoggedEvent) => number | undefined,
+  model: { readonly holdoutMse: number; readonly rows: number; readonly holdoutStrata: Readonly<Record<string, StratumError>> },
+  rule: DriftRule,
+  stratum: (e: LoggedEvent) => string | undefined,
+): DriftCheck {
+  const minRows = rule.minStratumRows ?? 10;
+  const acc = new Map<string, { m: number; s: number; s2: number; held: StratumError }>();
+  let n = 0;
+  let unsupported = 0;
+  for (const e of events) {
+    const r = residual(e);
+    if (r === undefined || !Number.isFinite(r)) continue;
+    const k = stratum(e);
+    const held = k !== undefined && Object.hasOwn(model.holdoutStrata, k) ? model.holdoutStrata[k] : undefined;
+    if (!held || held.n < minRows) {
+      unsupported++;
+      continue;
+    }
+    const a = acc.get(k!) ?? { m: 0, s: 0, s2: 0, held };
+    a.m++;
+    a.s += r * r;
+    a.s2 += r ** 4;
+    acc.set(k!, a);
+    n++;
+  }
+  const left = unsupported > 0 ? `; ${unsupported} left out: their action had fewer than ${minRows} held-out rows` : '';
+  const none = (reason: string): DriftCheck => ({ changed: false, mse: NaN, holdoutMse: model.holdoutMse, z: NaN, n, reason: reason + left });
+  if (model.rows < rule.minRows) return none(`the version was trained on ${model.rows} events (< ${rule.minRows}): not checked`);
+  if (n < rule.minEvents) return none(`${n} decisions since the version was trained whose action it has held-out errors for (< ${rule.minEvents})`);
+  let mse = 0;
+  let ref = 0;
+  let v = 0;
+  for (const a of acc.values()) {
+    const w = a.m / n;
+    const mean = a.s / a.m;
+    const sd2 = a.m > 1 ? Math.max(0, (a.s2 - a.m * mean * mean) / (a.m - 1)) : 0;
+    mse += w * mean;
+    ref += w * a.held.mse;
+    v += w * w * (sd2 / a.m + (rule.ratio * rule.ratio * a.held.sd * a.held.sd) / a.held.n);
+  }
+  const d = mse - rule.ratio * ref;
+  const z = v > 0 ? d / Math.sqrt(v) : d > 0 ? Infinity : -Infinity;
+  return {
+    changed: z >= rule.z,
+    mse,
+    holdoutMse: ref,
+    z,
+    n,
+    reason: `squared error on ${n} new decisions ${mse.toFixed(4)} vs held-out ${ref.toFixed(4)} on the same ${acc.size} kinds of action (z ${z.toFixed(2)} against ${rule.ratio}×; change iff ≥ ${rule.z})${left}`,
   };
 }
 

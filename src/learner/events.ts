@@ -47,6 +47,8 @@ export interface LoggedEvent {
   readonly X?: number;
   /** Shadow strategies' budgets for this request, by strategy id (agent order of `b`). */
   readonly sh?: Readonly<Record<string, readonly number[]>>;
+  /** Model tiers: shadow strategies' models for this request, by strategy id (agent order of `b`; null for an agent without one). */
+  readonly sM?: Readonly<Record<string, readonly (string | null)[]>>;
 }
 
 const Num = Type.Number();
@@ -73,6 +75,7 @@ const LoggedEventSchema = Type.Object({
   CM: Type.Optional(Type.Array(Type.Array(StrOrNull))),
   X: Type.Optional(Num),
   sh: Type.Optional(Type.Record(Type.String(), Type.Array(Num))),
+  sM: Type.Optional(Type.Record(Type.String(), Type.Array(StrOrNull))),
 });
 
 /** One entry of a training buffer, parsed and checked (src/redis/decode.ts); undefined when it is not JSON or not an event. */

@@ -4,13 +4,12 @@ import type { OutcomeSink } from '../feedback/processor.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import type { Keys } from '../redis/keys.js';
 import type { StrategyKinds } from '../kernel/extension-points.js';
-import { compiledStrategy } from '../strategies/service.js';
+import { learnedShadow } from '@apportion/sdk/engine';
 import type { LoggedEvent } from './events.js';
 import type { DecisionRecord } from '../allocation/decisions.js';
-import { isLearned, learnerMetaOf, pendingTicketOf, waitWindowMs, type LearnedParams } from './kind.js';
+import { learnerMetaOf, pendingTicketOf, waitWindowMs, type LearnedParams } from './kind.js';
 import { indexOfAction, mixDistributions, type WeightedDistribution } from './propensity.js';
 import { learnerKeys } from './keys.js';
-import { shareDistance } from './ope-service.js';
 import { learnedStrategies } from './learned-strategies.js';
 import { keyed, modelKey, servedModels, unkey } from './tiers.js';
 
@@ -38,9 +37,14 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
         const waitMs = waitWindowMs(params, deps.retentionSeconds);
         if (waitMs > 0 && job.receivedAt > d.ts + waitMs) return undefined;
       }
-      const shadow = d.shadow?.learner as Record<string, { b?: number[] }> | undefined;
+      const shadow = d.shadow?.learner as Record<string, { b?: number[]; m?: (string | null)[] }> | undefined;
       let sh: Record<string, number[]> | undefined;
-      for (const [id, s] of Object.entries(shadow ?? {})) if (Array.isArray(s.b)) (sh ??= {})[id] = s.b;
+      let sM: Record<string, (string | null)[]> | undefined;
+      for (const [id, s] of Object.entries(shadow ?? {})) {
+        if (!Array.isArray(s.b)) continue;
+        (sh ??= {})[id] = s.b;
+        if (Array.isArray(s.m)) (sM ??= {})[id] = s.m;
+      }
       const ev: LoggedEvent = {
         id: d.id,
         t: d.ts,
@@ -53,6 +57,7 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
         ...policy,
         ...(d.maxCostUsd !== undefined ? { X: d.maxCostUsd } : {}),
         ...(sh ? { sh } : {}),
+        ...(sM ? { sM } : {}),
       };
       return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|${JSON.stringify(ev)}` };
     },
@@ -101,29 +106,14 @@ export function loggingPolicyOf(d: Pick<DecisionRecord, 'meta' | 'budgets' | 'to
 }
 
 /**
- * Shadow mode: every learned strategy with `shadow: true` computes its greedy split beside each allocation
- * of its pipeline (while another strategy serves) and logs it with its agreement with the served split and
- * both splits' predicted reward.
+ * Shadow mode: every learned strategy with `shadow: true` computes its greedy action beside each allocation of its
+ * pipeline (while another strategy serves) and logs it with its agreement with the served action and both actions'
+ * predicted reward — on a pipeline with model tiers the joint action, models included. The engine's `learnedShadow`,
+ * which the SDK's local mode calls too.
  */
 export function shadowHook(deps: { readonly kinds: StrategyKinds }): ShadowHook {
   return {
     name: 'learner',
-    observe(view, pipeline, input, served) {
-      let out: Record<string, unknown> | undefined;
-      for (const def of learnedStrategies(view, pipeline)) {
-        if (def.id === served.strategy || (def.params as LearnedParams).shadow !== true) continue;
-        const c = compiledStrategy(deps.kinds, view, def, pipeline);
-        if (!isLearned(c)) continue;
-        const b = c.greedy(input);
-        const servedVec = pipeline.agents.map((a) => served.budgets[a.name] ?? 0);
-        (out ??= {})[def.id] = {
-          b,
-          agreement: 1 - shareDistance(b, servedVec, input.totalTokens),
-          predicted: c.predict(input, b),
-          servedPredicted: c.predict(input, servedVec),
-        };
-      }
-      return out;
-    },
+    observe: (view, pipeline, input, served) => learnedShadow(deps.kinds, view, pipeline, input, served),
   };
 }

@@ -10,7 +10,8 @@ import { rewardOf, type LoggedEvent } from './events.js';
 import { isLearned, servingModel } from './kind.js';
 import { forward, predict } from './model.js';
 import { mulberry32 } from './rng.js';
-import { applyTiers, checkBudgets, hasTiers, type AllocationOutput } from '@apportion/sdk/engine';
+import { applyTiers, checkBudgets, hasTiers, tierAgentsOf, type AllocationOutput } from '@apportion/sdk/engine';
+import { curvesOf, plannedCostOf, predictQuality } from './tiers-policy.js';
 
 /** A target's split through the engine's tier stage (undefined when it cannot allocate there: no match). */
 function tierStage(pipeline: Pipeline, out: AllocationOutput, total: number, maxCostUsd: number | undefined) {
@@ -24,7 +25,8 @@ function tierStage(pipeline: Pipeline, out: AllocationOutput, total: number, max
 /**
  * Off-policy evaluation of any registered strategy from a pipeline's logged decisions.
  *
- * Actions are budget vectors. A decision logged by the learned strategy carries its whole candidate set
+ * Actions are budget vectors (on a pipeline with model tiers, budgets on their models: an action matches only on the
+ * same model for every agent, and the direct method is the serving tier version's joint reward model). A decision logged by the learned strategy carries its whole candidate set
  * with exact probabilities; one logged by a deterministic strategy had probability 1 for its action. The
  * target strategy is evaluated as deterministic (its greedy split for a learned one). Two budget vectors
  * count as the same action when they differ by at most `tolerance` of the total (half the L1 distance of
@@ -93,6 +95,27 @@ export function importanceWeight(ev: LoggedEvent, agents: readonly string[], tar
   return { w: near(chosen) ? 1 / mass : 0, supported: true };
 }
 
+/** Model index per agent of named models (0 for an agent without models); undefined when one is not declared. */
+function assignOf(pipeline: Pipeline, models: readonly (string | null)[] | undefined): number[] | undefined {
+  const out = pipeline.agents.map((a, i) => (a.models && a.models.length > 0 ? a.models.findIndex((m) => m.model === models?.[i]) : 0));
+  return out.some((v) => v < 0) ? undefined : out;
+}
+
+/**
+ * The observed reward of a logged decision: quality − λ·cost. On a pipeline with model tiers the cost is the reported
+ * one, else the served action's planned cost on its models, as the tier gate and training take it (tier-gate.ts).
+ */
+export function tierRewardOf(pipeline: Pipeline, costWeight: number): (e: LoggedEvent) => number {
+  if (!hasTiers(pipeline) || costWeight === 0) return (e) => rewardOf(e, costWeight);
+  const agents = tierAgentsOf(pipeline);
+  return (e) => {
+    if (e.c !== null) return rewardOf(e, costWeight);
+    const assign = assignOf(pipeline, e.M);
+    const budgets = pipeline.agents.map((a) => e.b[a.name] ?? 0);
+    return e.q - costWeight * (assign ? plannedCostOf(agents, { assign, budgets }) : 0);
+  };
+}
+
 export function evaluateOffPolicy(
   deps: { readonly view: ControlView; readonly kinds: StrategyKinds },
   pipeline: Pipeline,
@@ -117,7 +140,16 @@ export function evaluateOffPolicy(
   const usable = events.filter((e) => e.d !== 1 && agents.every((a) => typeof e.b[a] === 'number'));
   const serving = servingModel(view, pipeline);
   const tiered = hasTiers(pipeline) || usable.some((e) => e.X !== undefined);
-  const meanReward = usable.length ? usable.reduce((s, e) => s + rewardOf(e, costWeight), 0) / usable.length : 0;
+  const reward = tierRewardOf(pipeline, costWeight);
+  const meanReward = usable.length ? usable.reduce((s, e) => s + reward(e), 0) / usable.length : 0;
+  // Model tiers: the serving tier version's joint reward model values actions (budgets on their models) for the direct method.
+  const tierAgents = serving.tiers ? tierAgentsOf(pipeline) : undefined;
+  const tierValue = (curves: ReturnType<typeof curvesOf>, budgets: readonly number[], models: readonly (string | null)[] | undefined): number | undefined => {
+    const assign = assignOf(pipeline, models);
+    if (!assign || !tierAgents) return undefined;
+    const action = { assign, budgets };
+    return predictQuality(curves, action) - costWeight * plannedCostOf(tierAgents, action);
+  };
   const samples: OpeSample[] = [];
   let supported = 0;
   for (const ev of usable) {
@@ -144,8 +176,12 @@ export function evaluateOffPolicy(
       const h = forward(serving.weights, serving.encoder.encode(ev.f));
       dmTarget = predict(h, a);
       dmLogged = predict(h, agents.map((n) => ev.b[n]!));
+    } else if (serving.tiers && targetModels) {
+      const curves = curvesOf(serving.tiers, tierAgents!, serving.encoder.encode(ev.f));
+      dmTarget = tierValue(curves, a, targetModels) ?? meanReward;
+      dmLogged = tierValue(curves, agents.map((n) => ev.b[n]!), ev.M) ?? meanReward;
     }
-    samples.push({ r: rewardOf(ev, costWeight), w, dmTarget, dmLogged });
+    samples.push({ r: reward(ev), w, dmTarget, dmLogged });
   }
   const report = offPolicyReport(samples, { resamples: opts.resamples ?? 500, rng: mulberry32(opts.seed ?? 1) });
   return {

@@ -80,6 +80,7 @@ const ModelVersionSchema = Type.Object({
     trainMse: Float,
     holdoutMse: Float,
     holdoutVariance: Float,
+    holdoutStrata: Type.Optional(Type.Record(Type.String(), Type.Object({ n: Type.Number(), mse: Float, sd: Float }))),
     backend: Type.String(),
     costWeight: Type.Number(),
     buffer: Type.Number(),
@@ -191,7 +192,10 @@ function guardAfterActivation(g: GuardState | undefined, manual: boolean): { gua
   return { guard: { reverts, ...hold, ...(g?.since !== undefined ? { since: g.since } : {}), ...(g?.steppedBack ? { steppedBack: true } : {}) } };
 }
 
-const summary = (v: ModelVersion): ModelSummary => ({ version: v.version, createdAt: v.createdAt, signature: v.signature, agents: v.agents, metrics: v.metrics, ...(v.kind ? { kind: v.kind } : {}), ...(v.gate ? { gate: v.gate } : {}) });
+// The listed metrics leave out a tier version's held-out errors per kind of action (holdoutStrata: drift recovery reads
+// them from the version itself), so the models document and the model list stay small and scalar.
+const listedMetrics = ({ holdoutStrata: _strata, ...m }: ModelVersion['metrics']): ModelVersion['metrics'] => m;
+const summary = (v: ModelVersion): ModelSummary => ({ version: v.version, createdAt: v.createdAt, signature: v.signature, agents: v.agents, metrics: listedMetrics(v.metrics), ...(v.kind ? { kind: v.kind } : {}), ...(v.gate ? { gate: v.gate } : {}) });
 
 /** What serving reads of a version, as the `models` document carries it (kind and tier parameters only when it has them). */
 function servingFields(v: ModelVersion): Pick<ModelDoc, 'signature' | 'agents' | 'weights' | 'scaling' | 'kind' | 'tiers'> {

@@ -4,12 +4,12 @@ import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { Id } from '../pipelines/schema.js';
 import type { Services } from '../kernel/module.js';
-import { rewardOf } from './events.js';
 import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { DEFAULT_GATE, describeRule } from './gate.js';
-import { evaluateOffPolicy } from './ope-service.js';
+import { evaluateOffPolicy, tierRewardOf } from './ope-service.js';
+import { modelAgreementOf } from '@apportion/sdk/engine';
 import type { RevertRecord } from './guard.js';
 import type { ModelDoc, ModelSummary } from './registry.js';
 import type { TrainingService } from './training.js';
@@ -330,6 +330,11 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
             strategy: Type.String(),
             observed: Type.Integer({ description: 'Logged decisions with an outcome where the strategy ran in shadow.' }),
             agreement: Type.Number({ description: 'Mean 1 − (share of the total the two splits place differently).' }),
+            modelAgreement: Type.Optional(
+              Type.Number({ description: 'Model tiers: mean share of the agents declaring models on which the shadow action names the served model (over the decisions whose shadow action has models).' }),
+            ),
+            sameModels: Type.Optional(Type.Number({ description: 'Model tiers: share of those decisions where the shadow action names the served model for every agent.' })),
+            withModels: Type.Optional(Type.Integer({ description: 'Model tiers: the decisions whose shadow action has models.' })),
             servedReward: Type.Number({ description: 'Mean reward of what was served on those decisions.' }),
             ope: OpeResponse,
           }),
@@ -349,9 +354,14 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const events = await training.events(id, 20_000);
       const agents = p.agents.map((a) => a.name);
       const costWeight = (def.params as LearnedParams).costWeight ?? 0;
+      const reward = tierRewardOf(p, costWeight);
       let n = 0;
       let agree = 0;
       let served = 0;
+      // Model tiers: the shadow action's models against the served ones (agents declaring models).
+      let nm = 0;
+      let modelAgree = 0;
+      let same = 0;
       for (const e of events) {
         const b = e.sh?.[strategy];
         if (!b) continue;
@@ -359,10 +369,24 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
         let d = 0;
         agents.forEach((a, i) => (d += Math.abs((e.b[a] ?? 0) - b[i]!)));
         agree += 1 - d / (2 * Math.max(1, e.T));
-        served += rewardOf(e, costWeight);
+        served += reward(e);
+        const sm = e.sM?.[strategy];
+        const ma = sm ? modelAgreementOf(p, sm, e.M ?? []) : undefined;
+        if (ma === undefined) continue;
+        nm++;
+        modelAgree += ma;
+        if (ma === 1) same++;
       }
       const ope = evaluateOffPolicy({ view: core.view(), kinds: core.kinds }, p, strategy, events, {});
-      return finite({ pipeline: id, strategy, observed: n, agreement: n ? agree / n : 0, servedReward: n ? served / n : 0, ope });
+      return finite({
+        pipeline: id,
+        strategy,
+        observed: n,
+        agreement: n ? agree / n : 0,
+        ...(nm > 0 ? { modelAgreement: modelAgree / nm, sameModels: same / nm, withModels: nm } : {}),
+        servedReward: n ? served / n : 0,
+        ope,
+      });
     },
   );
 

@@ -1,4 +1,5 @@
 import { tierAgentsOf, tierModelsOut } from '@apportion/sdk/engine';
+import { tierStratumOf } from './drift.js';
 import type { LoggedEvent } from './events.js';
 import type { FeatureEncoder } from './features.js';
 import type { GateInput } from './gate.js';
@@ -79,5 +80,17 @@ export function tierResidual(pipeline: Pipeline, params: LearnedParams, model: {
     const cost = e.c ?? plannedCostOf(agents, action);
     const predicted = predictQuality(curvesOf(model.tiers, agents, model.encoder.encode(e.f)), action) - costWeight * cost;
     return predicted - (e.q - costWeight * cost);
+  };
+}
+
+/**
+ * Drift recovery's stratum for a tier version (drift.ts residualTest): the decision's served model assignment and
+ * whether the default strategy's action or a learned version's served it (drift.ts tierStratumOf), as the tier
+ * retrain keys its held-out errors (`holdoutStrata`); undefined when a model is not declared.
+ */
+export function tierStratum(pipeline: Pipeline): (e: LoggedEvent) => string | undefined {
+  return (e) => {
+    const assign = pipeline.agents.map((a, i) => (a.models && a.models.length > 0 ? a.models.findIndex((m) => m.model === e.M?.[i]) : 0));
+    return assign.some((m) => m < 0) ? undefined : tierStratumOf(assign, e);
   };
 }

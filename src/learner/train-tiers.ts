@@ -1,3 +1,4 @@
+import { stratumErrors, tierStratumOf } from './drift.js';
 import type { LoggedEvent } from './events.js';
 import { compileFeatures, fitScaling } from './features.js';
 import { mulberry32 } from './rng.js';
@@ -46,6 +47,8 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
   const scaling = t.init && input.initScaling ? input.initScaling : fitScaling(input.features, events.map((e) => e.f));
   const encoder = compileFeatures(input.features, scaling);
   const rows: TierEvent[] = [];
+  // Each row's kind of action, for the held-out errors per stratum (drift recovery's stratified residual test).
+  const strata: string[] = [];
   // Recency as for the token model (events.ts buildTrainingData): the newest usable event weighs 1, one half-life older ½.
   const decay = input.halfLife !== undefined ? Math.LN2 / input.halfLife : 0;
   for (const e of events) {
@@ -54,6 +57,7 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
     const assign = t.models.map((ms, i) => (ms.length === 0 ? 0 : ms.indexOf(e.M?.[i] ?? '')));
     if (assign.some((m) => m < 0)) continue;
     const action: TierAction = { assign, budgets: budgets as number[] };
+    strata.push(tierStratumOf(assign, e));
     rows.push({ x: encoder.encode(e.f), action, quality: e.q, cost: e.c ?? plannedCostOf(t.agents, action), ...(decay > 0 ? { weight: Math.exp(-decay * rows.length) } : {}) });
   }
   if (rows.length < 20) return { trained: false, reason: `only ${rows.length} events name every agent's budget and one of its candidate models`, events: events.length, fetched };
@@ -74,6 +78,7 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
     return { trained: false, reason: 'no refit explains the logged decisions significantly better than the newest tier version (it stays)', events: events.length, fetched };
   }
   const mse = (xs: readonly TierEvent[]) => (xs.length ? tierErrors(next, t.agents, xs).reduce((s, v) => s + v, 0) / xs.length : 0);
+  const holdoutStrata = stratumErrors(order.slice(0, nHold).map((i) => strata[i]!), tierErrors(next, t.agents, hold));
   const mean = hold.reduce((s, e) => s + e.quality, 0) / Math.max(1, hold.length);
   const holdoutVariance = hold.reduce((s, e) => s + (e.quality - mean) ** 2, 0) / Math.max(1, hold.length);
   return {
@@ -83,6 +88,6 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
     weights: input.init,
     tiers: serializeTierParams(next),
     scaling,
-    metrics: { rows: rows.length, steps: early ? 300 : 550, ms: Date.now() - t0, trainMse: mse(train.slice(0, 5000)), holdoutMse: mse(hold), holdoutVariance, backend: 'tiers' },
+    metrics: { rows: rows.length, steps: early ? 300 : 550, ms: Date.now() - t0, trainMse: mse(train.slice(0, 5000)), holdoutMse: mse(hold), holdoutVariance, holdoutStrata, backend: 'tiers' },
   };
 }

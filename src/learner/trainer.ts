@@ -37,6 +37,13 @@ export interface TrainOptions {
   readonly yieldToEventLoop?: boolean;
 }
 
+/** The held-out squared errors of one kind of action (stratum): rows, their mean and standard deviation. */
+export interface StratumError {
+  readonly n: number;
+  readonly mse: number;
+  readonly sd: number;
+}
+
 export interface TrainMetrics {
   readonly rows: number;
   readonly steps: number;
@@ -46,6 +53,8 @@ export interface TrainMetrics {
   readonly holdoutMse: number;
   /** Variance of the held-out rewards: holdoutMse below it means the model explains something. */
   readonly holdoutVariance: number;
+  /** Tier versions: the held-out squared errors per served model assignment (drift.ts, the stratified residual test). */
+  readonly holdoutStrata?: Readonly<Record<string, StratumError>>;
   readonly backend: string;
 }
 

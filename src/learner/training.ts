@@ -11,7 +11,7 @@ import { controlStrategyDef } from './control-arm.js';
 import type { DriftRetire } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
 import { defaultTierAction, learnsTiers, tierAgentsOf, tierNeedGuess } from '@apportion/sdk/engine';
-import { tierGateInput, tierResidual } from './tier-gate.js';
+import { tierGateInput, tierResidual, tierStratum } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
 import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
@@ -340,10 +340,11 @@ export class TrainingService {
       if (mv) {
         const since = doc?.candidate?.version === mv.version ? (doc.candidate.proposedAt ?? mv.createdAt) : mv.createdAt;
         const events = await this.eventsSince(pipeline.id, since, window);
-        const held = { holdoutMse: mv.metrics.holdoutMse, rows: mv.metrics.rows };
-        // A tier version (model tiers) is checked on its own reward model's residuals (tier-gate.ts tierResidual).
+        const held = { holdoutMse: mv.metrics.holdoutMse, rows: mv.metrics.rows, ...(mv.metrics.holdoutStrata ? { holdoutStrata: mv.metrics.holdoutStrata } : {}) };
+        // A tier version (model tiers) is checked on its own reward model's residuals (tier-gate.ts tierResidual),
+        // each decision against the held-out error of its own model assignment when the version stores them.
         const check = latest.tiers
-          ? residualTest(events, tierResidual(pipeline, params, { encoder: latest.encoder, tiers: latest.tiers }), held, DEFAULT_DRIFT)
+          ? residualTest(events, tierResidual(pipeline, params, { encoder: latest.encoder, tiers: latest.tiers }), held, DEFAULT_DRIFT, tierStratum(pipeline))
           : residualCheck(events, { ...latest, ...held }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT);
         if (check.changed) {
           changed = true;

@@ -25,9 +25,14 @@ export const IngestItem = Type.Object(
     routing: Type.Optional(
       Type.Object({
         q: Type.Number({ minimum: 0, maximum: 1 }),
-        alt: Type.Array(Type.Object({ s: Type.String(), q: Type.Number(), b: Type.Array(Type.Number()), l: Type.Optional(Obj) }), { maxItems: 1000 }),
+        alt: Type.Array(Type.Object({ s: Type.String(), q: Type.Number(), b: Type.Array(Type.Number()), l: Type.Optional(Obj), m: Type.Optional(Type.Array(Type.Union([Type.String(), Type.Null()]))) }), { maxItems: 1000 }),
       }),
     ),
+    // What shadow strategies would have done (the engine's learnedShadow, as the server's shadow hook logs it).
+    shadow: Type.Optional(Obj),
+    // Model tiers: the model served per agent and the request's cost ceiling.
+    models: Type.Optional(Type.Record(Type.String({ maxLength: 64 }), Type.String({ minLength: 1, maxLength: 128 }))),
+    maxCostUsd: Type.Optional(Type.Number({ minimum: 0 })),
   },
   { additionalProperties: false },
 );

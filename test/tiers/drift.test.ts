@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { tierAgentsOf } from '@apportion/sdk/engine';
-import { residualTest } from '../../src/learner/drift.js';
+import { residualTest, stratumErrors, tierStratumOf } from '../../src/learner/drift.js';
 import type { LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import type { LearnedParams } from '../../src/learner/kind.js';
@@ -13,7 +13,7 @@ import { initialWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld, tierWorld, type TierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
-import { tierResidual } from '../../src/learner/tier-gate.js';
+import { tierResidual, tierStratum } from '../../src/learner/tier-gate.js';
 import { deserializeTierParams, fitTier, initialParams, serializeTierParams, tierErrors, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
 import { trainTiers } from '../../src/learner/train-tiers.js';
 import { serializeWeights } from '../../src/learner/model.js';
@@ -65,25 +65,36 @@ const rowsOf = (events: readonly LoggedEvent[]): TierEvent[] =>
     return { x: encoder.encode(e.f), action: { assign, budgets }, quality: e.q, cost: after_.plannedCost(assign, budgets) };
   });
 
-/** A tier version fitted on 1,500 decisions of the world before the change, with its held-out MSE on 500 more. */
-function fittedBefore(): { tiers: TierParams; holdoutMse: number; rows: number } {
+/**
+ * A tier version fitted on 1,500 decisions of the world before the change, with its held-out MSE on 500 more, pooled
+ * and per kind of action (drift.ts's stratified test): the held-out rows stand for the default's and learned actions alike.
+ */
+function fittedBefore(): { tiers: TierParams; holdoutMse: number; rows: number; holdoutStrata: ReturnType<typeof stratumErrors> } {
   const train = rowsOf(decisions(before_, 1500, 1));
   const { params: tiers } = fitTier(initialParams(agents, encoder.dim, 10_000), agents, train, { steps: 300, lr: 0.03 });
   const hold = rowsOf(decisions(before_, 500, 2));
-  const holdoutMse = tierErrors(tiers, agents, hold).reduce((s, v) => s + v, 0) / hold.length;
-  return { tiers, holdoutMse, rows: train.length };
+  const errs = tierErrors(tiers, agents, hold);
+  const holdoutMse = errs.reduce((s, v) => s + v, 0) / hold.length;
+  const keys = (m: number) => hold.map((r) => tierStratumOf(r.action.assign, { m, a: 0 }));
+  const holdoutStrata = stratumErrors([...keys(0), ...keys(1)], [...errs, ...errs]);
+  return { tiers, holdoutMse, rows: train.length, holdoutStrata };
 }
 
 describe('drift recovery on a tier version (residuals of the joint reward model)', () => {
   it('detects the change on decisions of the changed world, not on decisions of its own world', () => {
     const v = fittedBefore();
     const residual = tierResidual(after_.pipeline, params, { encoder, tiers: v.tiers });
-    const same = residualTest(decisions(before_, 400, 3), residual, v);
+    const stratum = tierStratum(after_.pipeline);
+    const same = residualTest(decisions(before_, 400, 3), residual, v, undefined, stratum);
     assert.equal(same.changed, false, same.reason);
     assert.equal(same.n, 400);
-    const moved = residualTest(decisions(after_, 400, 4), residual, v);
+    const moved = residualTest(decisions(after_, 400, 4), residual, v, undefined, stratum);
     assert.equal(moved.changed, true, moved.reason);
-    assert.ok(moved.mse > 1.25 * v.holdoutMse, moved.reason);
+    assert.equal(moved.n, 400, 'every decision compared with its own kind of action');
+    assert.ok(moved.mse > 1.25 * moved.holdoutMse, moved.reason);
+    // Without strata (a version that stores none), the pooled test detects it too.
+    const pooled = residualTest(decisions(after_, 400, 4), residual, { holdoutMse: v.holdoutMse, rows: v.rows }, undefined, stratum);
+    assert.equal(pooled.changed, true, pooled.reason);
     // The residual is of predicted minus observed reward with the decision's cost on both sides: the cost weight does not move it.
     const costly = residualTest(decisions(after_, 400, 4), tierResidual(after_.pipeline, { costWeight: 3 } as LearnedParams, { encoder, tiers: v.tiers }), v);
     assert.ok(Math.abs(costly.mse - moved.mse) < 1e-12);
@@ -149,7 +160,7 @@ describe('drift recovery on a tier version (HTTP)', () => {
     const saved = await reg.save('td', initialWeights(encoder.dim, agents.length, doc.defaultTotalTokens, mulberry32(1)), {
       signature: encoder.signature,
       agents: pipeline.agents.map((a) => a.name),
-      metrics: { rows: v.rows, steps: 300, ms: 0, trainMse: 0, holdoutMse: v.holdoutMse, holdoutVariance: 0, backend: 'tiers', costWeight: 0, buffer: v.rows },
+      metrics: { rows: v.rows, steps: 300, ms: 0, trainMse: 0, holdoutMse: v.holdoutMse, holdoutVariance: 0, holdoutStrata: v.holdoutStrata, backend: 'tiers', costWeight: 0, buffer: v.rows },
       kind: 'tiers',
       tiers: serializeTierParams(v.tiers),
     });

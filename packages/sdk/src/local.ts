@@ -14,6 +14,7 @@ import {
   fromWire,
   hasTextFeature,
   hasTokenEncoder,
+  learnedShadow,
   newDecisionId,
   setTokenEncoder,
   setTokenizeMaxChars,
@@ -233,7 +234,20 @@ export class LocalEvaluator implements LocalEvaluatorApi {
       if (e instanceof EngineError) throw new ApportionHttpError(e.code === 'INTERNAL' ? 500 : e.code === 'INFEASIBLE_TOTAL' ? 400 : 404, e.code, e.message, { code: e.code, message: e.message });
       throw e;
     }
-    const record = decisionRecordOf(id, d, params.unitKey, Date.now());
+    // Shadow mode, as the server's shadow hook logs it (a failure leaves the shadow out, as the server does).
+    let shadow: Record<string, unknown> | undefined;
+    try {
+      shadow = learnedShadow(
+        this.deps.kinds,
+        view,
+        d.pipeline,
+        { features: d.features, totalTokens: d.totalTokens, ...(d.maxCostUsd !== undefined ? { maxCostUsd: d.maxCostUsd } : {}) },
+        { strategy: d.def.id, budgets: d.budgets, ...(d.tiers?.models ? { models: d.tiers.models } : {}) },
+      );
+    } catch (e) {
+      this.opts.onError?.(e);
+    }
+    const record = decisionRecordOf(id, d, params.unitKey, Date.now(), shadow ? { learner: shadow } : undefined);
     let recorded = true;
     if (this.buffer.length >= (this.opts.maxBuffer ?? 100_000)) {
       this.counters.dropped++;

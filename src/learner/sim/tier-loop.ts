@@ -17,14 +17,16 @@ import {
   type RawControlState,
   type Versioned,
 } from '@apportion/sdk/engine';
-import type { LoggedEvent } from '../events.js';
+import { DEFAULT_DRIFT, residualTest, windowAfterChange, type DriftRule, type StratumError } from '../drift.js';
+import { rewardOf, type LoggedEvent } from '../events.js';
 import { compileFeatures, type FeatureScaling } from '../features.js';
-import { DEFAULT_GATE, gateVerdict } from '../gate.js';
+import { DEFAULT_GATE, gateVerdict, retireVerdict } from '../gate.js';
+import { accumulate, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
 import { loggingPolicyOf } from '../hooks.js';
 import type { LearnedParams } from '../kind.js';
 import { initialWeights, serializeWeights } from '../model.js';
 import { mulberry32 } from '../rng.js';
-import { tierGateInput } from '../tier-gate.js';
+import { tierGateInput, tierResidual, tierStratum } from '../tier-gate.js';
 import type { SerializedTierParams } from '../tiers-policy.js';
 import { trainTiers } from '../train-tiers.js';
 import { worldFeatures, type SimContext } from './world.js';
@@ -38,8 +40,16 @@ import type { TierWorld } from './tiers.js';
  * the activation gate (`gateVerdict` on `tierGateInput`, the decisions since the candidate was proposed) exactly as
  * TrainingService.train does: a pending candidate is judged first (too few decisions: it keeps waiting and nothing is
  * trained over it), then a new version is trained and becomes the candidate. The models document is rebuilt as the
- * registry writes it. Not simulated: the runtime guard's reverts (its control arm does serve its share), drift
- * recovery, default rewards (every decision gets its outcome).
+ * registry writes it. The runtime guard runs as the guard monitor does (guard-monitor.ts, with guard.ts's pure tests):
+ * the realised rewards of the learned and control arms of the decisions of trained versions since the guard's
+ * segment began, judged every `guardEvery` outcomes (the learner tick); a `worse` verdict reverts as the registry does
+ * (revertTarget: one step back to an earlier version, else the control strategy, which then serves every decision)
+ * and holds automatic activations for `guardHoldOutcomes`. Drift recovery runs at every retrain as
+ * TrainingService.train runs it (drift.ts residualTest on tier-gate.ts tierResidual for the newest trained version;
+ * after a change, gate.ts retireVerdict on the serving version against the default strategy's action, and the
+ * shortened recency half-life of windowAfterChange in the retrains). Not simulated: default rewards (every decision
+ * gets its outcome), the gate's repeated looks at one candidate (each candidate is judged once it has the gate's
+ * minimum of decisions).
  */
 export interface TierLoopOptions {
   readonly world: TierWorld;
@@ -52,6 +62,40 @@ export interface TierLoopOptions {
   readonly models?: readonly number[];
   /** The learned strategy's parameters (defaults: the service's). */
   readonly params?: LearnedParams;
+  /** The runtime guard's reverts (default on, as the service); false: its control arm serves its share but never reverts. */
+  readonly guard?: boolean;
+  /** Outcomes between two guard checks (the learner tick: 250 = 50 requests/s × 5 s). Default 250. */
+  readonly guardEvery?: number;
+  /** Drift recovery (default the service's DEFAULT_DRIFT); null: off. */
+  readonly driftRecovery?: DriftRule | null;
+  /** A tier version serving from the first decision (activated, as if trained before), e.g. for a degradation run. */
+  readonly initial?: TierLoopVersion;
+  /** Retrain (default true); false: the serving version stays frozen (no candidate, no drift check). */
+  readonly retrain?: boolean;
+  /** From this outcome on, the world is `degraded` (outcomes and the quality reported). */
+  readonly degradeAt?: number;
+  readonly degraded?: TierWorld;
+}
+
+/** A trained tier version: its parameters, feature scaling, held-out error and rows (what drift recovery checks it with). */
+export interface TierLoopVersion {
+  /** Its version number (the exploration rate decays with it). Default 1. */
+  readonly version?: number;
+  readonly tiers: SerializedTierParams;
+  readonly scaling?: FeatureScaling;
+  readonly holdoutMse: number;
+  readonly rows: number;
+  /** Held-out errors per served model assignment (the tier retrain's metrics): drift recovery's stratified test. */
+  readonly holdoutStrata?: Readonly<Record<string, StratumError>>;
+}
+
+/** A version taken out of service: by the guard (to an earlier version or the control, 0) or by drift recovery (to 0). */
+export interface TierLoopRevert {
+  readonly at: number;
+  readonly reason: 'guard' | 'drift';
+  readonly from: number;
+  readonly to: number;
+  readonly diff: number;
 }
 
 export interface TierLoopResult {
@@ -64,6 +108,18 @@ export interface TierLoopResult {
   readonly version: Int32Array;
   readonly gates: { at: number; version: number; status: string; reason: string }[];
   trained: number;
+  /** The guard's reverts and drift recovery's retirements, in order. */
+  readonly reverts: TierLoopRevert[];
+  /** Detected changes: the retrain (outcomes) that detected it and where it was placed (the version's training). */
+  readonly changes: { readonly at: number; readonly changeAt: number; readonly version: number; readonly mse: number; readonly holdoutMse: number; readonly n: number }[];
+  /** Per decision: 1 when the control strategy served it (the guard's control arm, or all decisions while reverted to it). */
+  readonly control: Uint8Array;
+  /** Per decision: the served budgets (agent order). */
+  readonly budgets: number[][];
+  /** The version serving at the end, else the newest trained one (undefined: none was trained). */
+  final?: TierLoopVersion;
+  /** The logged events at the end (newest first, at most the window), as the training buffer holds them. */
+  events: readonly LoggedEvent[];
 }
 
 const PIPELINE = 'tiers-loop';
@@ -119,11 +175,74 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
   const noise = mulberry32(o.seed + 13);
   const C = o.maxCostUsd ?? tw.maxCostUsd;
   const T = o.totalTokens ?? tw.totalTokens;
+  const costWeight = params.costWeight ?? 0;
   const events: LoggedEvent[] = []; // newest first, as the buffer
-  const out: TierLoopResult = { contexts: [], quality: new Float64Array(o.outcomes), cost: new Float64Array(o.outcomes), assign: [], version: new Int32Array(o.outcomes), gates: [], trained: 0 };
+  const out: TierLoopResult = {
+    contexts: [],
+    quality: new Float64Array(o.outcomes),
+    cost: new Float64Array(o.outcomes),
+    assign: [],
+    version: new Int32Array(o.outcomes),
+    gates: [],
+    trained: 0,
+    reverts: [],
+    changes: [],
+    control: new Uint8Array(o.outcomes),
+    budgets: [],
+    events: [],
+  };
+  /** A trained version as the registry lists it: when it was trained (outcomes), its held-out error, activation and revert. */
+  interface Version {
+    readonly version: number;
+    readonly tiers: SerializedTierParams;
+    readonly scaling?: FeatureScaling;
+    readonly at: number;
+    readonly holdoutMse: number;
+    readonly rows: number;
+    readonly holdoutStrata?: Readonly<Record<string, StratumError>>;
+    activatedAt?: number;
+    reverted?: true;
+  }
+  const versions: Version[] = [];
   let seq = 0;
-  let active: { version: number; tiers: SerializedTierParams; scaling?: FeatureScaling } | undefined;
-  let candidate: { version: number; tiers: SerializedTierParams; scaling?: FeatureScaling; proposedAt: number } | undefined;
+  let active: Version | undefined;
+  let candidate: (Version & { proposedAt: number }) | undefined;
+  if (o.initial) {
+    seq = o.initial.version ?? 1;
+    active = { version: seq, tiers: o.initial.tiers, ...(o.initial.scaling ? { scaling: o.initial.scaling } : {}), at: 0, holdoutMse: o.initial.holdoutMse, rows: o.initial.rows, ...(o.initial.holdoutStrata ? { holdoutStrata: o.initial.holdoutStrata } : {}), activatedAt: 0 };
+    versions.push(active);
+  }
+  // The guard's state as the models document keeps it (registry.ts GuardState) and the monitor's running tests.
+  const guardOn = o.guard ?? true;
+  const guardEvery = o.guardEvery ?? 250;
+  const drift = o.driftRecovery === undefined ? DEFAULT_DRIFT : o.driftRecovery;
+  let guardSince = 0;
+  let steppedBack = false;
+  let toControl = false;
+  let holdUntil = -1;
+  let run: GuardRun = NEW_RUN;
+  let changeAt: number | undefined;
+  let changeTs: number | undefined;
+  const revert = (at: number, reason: 'guard' | 'drift', to: number, diff: number, hold: number) => {
+    const from = active!;
+    from.reverted = true;
+    out.reverts.push({ at, reason, from: from.version, to, diff });
+    const target = to > 0 ? versions.find((v) => v.version === to) : undefined;
+    if (target) {
+      target.activatedAt = at;
+      active = target;
+      steppedBack = true;
+      toControl = false;
+    } else {
+      active = undefined;
+      toControl = true;
+    }
+    holdUntil = hold;
+    // A new segment of the guard's evidence (registry.revert sets `since`; the monitor then starts a new run).
+    guardSince = at;
+    run = NEW_RUN;
+    writeDoc();
+  };
   const writeDoc = () => {
     const agents = agentNames;
     const sig = compileFeatures(decl.features).signature;
@@ -136,58 +255,136 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       activatedAt: 0,
       ...(candidate ? { candidate: { version: candidate.version, createdAt: 0, proposedAt: candidate.proposedAt, signature: sig, agents, weights: prior, kind: 'tiers', tiers: candidate.tiers, ...(candidate.scaling ? { scaling: candidate.scaling } : {}) } } : {}),
       versions: [],
+      ...(toControl || holdUntil >= 0 ? { guard: { reverts: [], since: guardSince, holdUntil, ...(toControl ? { toControl: true } : {}), ...(steppedBack ? { steppedBack: true } : {}) } } : {}),
     };
     refresh();
   };
+  if (active) writeDoc();
 
+  const defaultAction = (e: LoggedEvent) =>
+    defaultTierAction({ view: () => view, kinds: () => kinds }, pipeline, { features: e.f, totalTokens: e.T, ...(e.X !== undefined ? { maxCostUsd: e.X } : {}) });
+  // Events logged at or after outcome `since` (newest first), at most `limit`.
+  const eventsSince = (since: number, limit: number) => {
+    const evs: LoggedEvent[] = [];
+    for (const e of events) {
+      if (e.t < since || evs.length >= limit) break;
+      evs.push(e);
+    }
+    return evs;
+  };
+  const retrain = o.retrain ?? true;
   for (let t = 0; t < o.outcomes; t++) {
-    const c = tw.sample(rng);
-    const features = tw.features(c);
+    const w = o.degraded && o.degradeAt !== undefined && t >= o.degradeAt ? o.degraded : tw;
+    const c = w.sample(rng);
+    const features = w.features(c);
     const id = `s${o.seed}-${t}`;
     const d = decide(deps, view, { pipeline: PIPELINE, features, totalTokens: T, maxCostUsd: C }, id);
     const budgets = agentNames.map((a) => d.budgets[a]!);
-    const assign = agentNames.map((a) => tw.models.indexOf(d.tiers!.models![a]!));
-    const res = tw.outcome(c, assign, budgets, noise);
+    const assign = agentNames.map((a) => w.models.indexOf(d.tiers!.models![a]!));
+    const res = w.outcome(c, assign, budgets, noise);
     const record = { ...(d.meta ? { meta: d.meta } : {}), budgets: d.budgets, totalTokens: d.totalTokens, ...(d.tiers?.models ? { models: d.tiers.models } : {}) };
     const policy = loggingPolicyOf(record, pipeline);
-    events.unshift({ id, t, s: 'learn', f: d.features, T: d.totalTokens, b: d.budgets, q: res.quality, c: res.cost, ...policy, X: C });
+    const ev: LoggedEvent = { id, t, s: 'learn', f: d.features, T: d.totalTokens, b: d.budgets, q: res.quality, c: res.cost, ...policy, X: C };
+    events.unshift(ev);
     if (events.length > window) events.length = window;
     out.contexts.push(c);
-    out.quality[t] = tw.quality(c, assign, budgets);
-    out.cost[t] = tw.plannedCost(assign, budgets);
+    out.quality[t] = w.quality(c, assign, budgets);
+    out.cost[t] = w.plannedCost(assign, budgets);
     out.assign.push(assign);
-    out.version[t] = servingModel(view, pipeline).tiers ? (active?.version ?? 0) : 0;
-    if ((t + 1) % trainEvery !== 0) continue;
+    out.budgets.push(budgets);
+    out.control[t] = ev.a === 1 ? 1 : 0;
+    const servingTiers = servingModel(view, pipeline).tiers !== undefined;
+    out.version[t] = servingTiers ? (active?.version ?? 0) : 0;
+    // The guard monitor: decisions of trained versions since the segment began, with a control arm, oldest first.
+    if (guardOn && ev.m && ev.a !== undefined && t >= guardSince) run = accumulate(run, ev.m, ev.a, rewardOf(ev, costWeight), params.guardSegmentOutcomes ?? GUARD_DEFAULTS.segmentOutcomes);
+    if (guardOn && active && servingTiers && (t + 1) % guardEvery === 0) {
+      const verdict = judge(run, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });
+      if (verdict.status === 'worse') {
+        const to = revertTarget(versions, active.version, run.total, steppedBack);
+        revert(t + 1, 'guard', to, verdict.diff!, t + 1 + (params.guardHoldOutcomes ?? GUARD_DEFAULTS.holdOutcomes));
+      }
+    }
+    if (!retrain || (t + 1) % trainEvery !== 0) continue;
     // A retrain, as TrainingService.train runs it: the warm start is the newest trained version (the pending candidate
-    // whatever the gate says, else the serving one); the gate on the pending candidate first.
+    // whatever the gate says, else the serving one); drift recovery, then the gate on the pending candidate.
     const warm = candidate ?? active;
+    const latest = candidate ?? (servingTiers ? active : undefined);
+    if (drift && latest && params.driftRecovery !== false) {
+      const m = servingModel(view, pipeline);
+      const tiers = latest === candidate ? m.candidate?.tiers : m.tiers;
+      const encoder = latest === candidate ? m.candidate?.encoder : m.encoder;
+      const since = latest === candidate ? candidate!.proposedAt : latest.at;
+      if (tiers && encoder) {
+        const check = residualTest(
+          eventsSince(since, window),
+          tierResidual(pipeline, params, { encoder, tiers }),
+          { holdoutMse: latest.holdoutMse, rows: latest.rows, ...(latest.holdoutStrata ? { holdoutStrata: latest.holdoutStrata } : {}) },
+          drift,
+          tierStratum(pipeline),
+        );
+        if (check.changed) {
+          changeAt = Math.max(0, t + 1 - check.n);
+          changeTs = since;
+          out.changes.push({ at: t + 1, changeAt: since, version: latest.version, mse: check.mse, holdoutMse: check.holdoutMse, n: check.n });
+        }
+      }
+    }
+    const sinceChange = changeAt !== undefined ? t + 1 - changeAt : Infinity;
+    const win = drift ? windowAfterChange(sinceChange, window, params.halfLife ?? 1000, drift) : { window, halfLife: params.halfLife ?? 1000, shortened: false };
+    // After a change: the serving tier version against the default strategy's action on the decisions since (retireIfWorse).
+    if (drift && changeTs !== undefined && sinceChange < window && active && servingTiers && params.gate !== false) {
+      const m = servingModel(view, pipeline);
+      const evs = eventsSince(Math.max(changeTs, active.activatedAt ?? 0), Math.max(window, rule.minEvents));
+      const { retire, verdict } = retireVerdict(tierGateInput(pipeline, params, evs, { weights: m.weights, encoder: m.encoder, tiers: m.tiers! }, undefined, defaultAction), rule);
+      const dd = verdict.comparisons.find((x) => x.against === 'default');
+      if (retire && dd) revert(t + 1, 'drift', 0, dd.diff, t + 1);
+    }
     if (candidate) {
       const m = servingModel(view, pipeline);
       const c0 = m.candidate;
       const since = events.filter((e) => e.t >= candidate!.proposedAt);
       const verdict = gateVerdict(
-        tierGateInput(pipeline, params, since, { weights: c0!.weights, encoder: c0!.encoder, tiers: c0!.tiers! }, m.tiers ? { version: m.version, tiers: m.tiers, encoder: m.encoder } : undefined, (e) =>
-          defaultTierAction({ view: () => view, kinds: () => kinds }, pipeline, { features: e.f, totalTokens: e.T, ...(e.X !== undefined ? { maxCostUsd: e.X } : {}) }),
-        ),
+        tierGateInput(pipeline, params, since, { weights: c0!.weights, encoder: c0!.encoder, tiers: c0!.tiers! }, m.tiers ? { version: m.version, tiers: m.tiers, encoder: m.encoder } : undefined, defaultAction),
         rule,
         1,
       );
       if (verdict.events < rule.minEvents) continue; // it keeps waiting; nothing is trained over it
-      out.gates.push({ at: t + 1, version: candidate.version, status: verdict.pass ? 'passed' : 'refused', reason: verdict.reason });
-      if (verdict.pass) active = { version: candidate.version, tiers: candidate.tiers, ...(candidate.scaling ? { scaling: candidate.scaling } : {}) };
+      // The guard holds automatic activations after a revert (registry.activate: the version is listed, not activated).
+      const held = verdict.pass && t + 1 < holdUntil;
+      out.gates.push({ at: t + 1, version: candidate.version, status: verdict.pass ? (held ? 'held' : 'passed') : 'refused', reason: verdict.reason });
+      if (verdict.pass && !held) {
+        const cv = candidate.version;
+        active = versions.find((x) => x.version === cv)!;
+        active.activatedAt = t + 1;
+        // Serving a model again ends a revert to the control (the segment and a step back stay, as guardAfterActivation keeps them).
+        toControl = false;
+      }
       candidate = undefined;
       writeDoc();
     }
+    const recent = events.slice(0, win.window);
     const job = trainTiers(
-      { features: decl.features, agents: agentNames, init: prior, ...(warm?.scaling ? { initScaling: warm.scaling } : {}), seed: t + 1 },
+      {
+        features: decl.features,
+        agents: agentNames,
+        init: prior,
+        ...(warm?.scaling ? { initScaling: warm.scaling } : {}),
+        seed: t + 1,
+        ...(params.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {}),
+      },
       { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}) },
-      events,
-      events.length,
+      recent,
+      recent.length,
     );
     if (!job.trained || !job.tiers) continue;
     out.trained++;
-    candidate = { version: ++seq, tiers: job.tiers, ...(job.scaling ? { scaling: job.scaling } : {}), proposedAt: t + 1 };
+    const v: Version = { version: ++seq, tiers: job.tiers, ...(job.scaling ? { scaling: job.scaling } : {}), at: t + 1, holdoutMse: job.metrics?.holdoutMse ?? 0, rows: job.metrics?.rows ?? 0, ...(job.metrics?.holdoutStrata ? { holdoutStrata: job.metrics.holdoutStrata } : {}) };
+    versions.push(v);
+    candidate = { ...v, proposedAt: t + 1 };
     writeDoc();
   }
+  out.events = events;
+  const fin = active ?? versions.at(-1);
+  if (fin) out.final = { version: fin.version, tiers: fin.tiers, ...(fin.scaling ? { scaling: fin.scaling } : {}), holdoutMse: fin.holdoutMse, rows: fin.rows, ...(fin.holdoutStrata ? { holdoutStrata: fin.holdoutStrata } : {}) };
   return out;
 }

@@ -1,7 +1,7 @@
 import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
 import { CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
-import { deserializeTierParams, drawIndex, epsilonProbs, initialParams, pushTierAction, tierCandidates, tierGreedy, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
+import { curvesOf, deserializeTierParams, drawIndex, epsilonProbs, initialParams, plannedCostOf, predictQuality, pushTierAction, tierCandidates, tierGreedy, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
 import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
 import { builtinUniform, compiledStrategy, toBudgets, type KindLookup } from './strategies.js';
@@ -237,6 +237,12 @@ export interface LearnedCompiled extends CompiledStrategy {
   greedy(input: AllocationInput): number[];
   /** On a pipeline with model tiers: the greedy action, models included (agent order; null where an agent has none). */
   greedyTier?(input: AllocationInput): { readonly budgets: number[]; readonly models: (string | null)[] };
+  /**
+   * On a pipeline with model tiers: the joint reward model's predicted reward of an action (predicted quality −
+   * λ·planned cost; the serving tier version's, the untrained prior's during the safe start). Undefined when a model
+   * is not one its agent declares.
+   */
+  predictTier?(input: AllocationInput, budgets: readonly number[], models: readonly (string | null)[]): number | undefined;
   heads(input: AllocationInput): Heads;
   predict(input: AllocationInput, budgets: readonly number[]): number;
 }
@@ -546,11 +552,22 @@ function compileTierLearned(
     const named = tierModelsOut(pipeline, g.assign);
     return { budgets: g.budgets.slice(), models: pipeline.agents.map((a) => named[a.name] ?? null) };
   };
+  let prior: { readonly dim: number; readonly params: TierParams } | undefined;
+  const predictTier = (input: AllocationInput, budgets: readonly number[], models: readonly (string | null)[]) => {
+    const m = c.model();
+    const assign = pipeline.agents.map((a, i) => (a.models && a.models.length > 0 ? a.models.findIndex((x) => x.model === models[i]) : 0));
+    if (assign.some((v) => v < 0) || budgets.length !== agents.length) return undefined;
+    if (!m.tiers && prior?.dim !== m.encoder.dim) prior = { dim: m.encoder.dim, params: initialParams(agents, m.encoder.dim, tierNeedGuess(pipeline)) };
+    const p = m.tiers ?? prior!.params;
+    const action = { assign, budgets };
+    return predictQuality(curvesOf(p, agents, m.encoder.encode(input.features)), action) - costWeight * plannedCostOf(agents, action);
+  };
   return {
     learned: true,
     heads: c.heads,
     greedy: (input) => greedyTier(input).budgets,
     greedyTier,
+    predictTier,
     predict: (input, budgets) => predict(c.heads(input), budgets),
     allocate(input) {
       const m = c.model();

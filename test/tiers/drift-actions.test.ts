@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { residualTest } from '../../src/learner/drift.js';
+import type { LoggedEvent } from '../../src/learner/events.js';
+import type { LearnedParams } from '../../src/learner/kind.js';
+import { initialWeights, serializeWeights } from '../../src/learner/model.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+import { loadTierWorld } from '../../src/learner/sim/tiers.js';
+import { worldFeatures } from '../../src/learner/sim/world.js';
+import { tierResidual, tierStratum } from '../../src/learner/tier-gate.js';
+import { deserializeTierParams } from '../../src/learner/tiers-policy.js';
+import { trainTiers } from '../../src/learner/train-tiers.js';
+import { compileFeatures } from '../../src/learner/features.js';
+import { tierAgentsOf } from '@apportion/sdk/engine';
+
+/**
+ * Drift recovery on a tier version compares like with like: in one stationary world (cheap-suffices), a version is
+ * trained (the tier retrain, trainTiers) on a window where 90 % of the decisions are the safe start's default action
+ * (every agent on the first model, opus) and the rest a learned version's, mostly on cheaper assignments; it is then
+ * checked on decisions where 87 % put an agent on the cheaper model (a learned version's actions) and the rest are
+ * the control arm's default action. Only the actions moved, not the world: the stratified residual test (each
+ * decision against the held-out error of its own kind of action) detects no change, while the pooled test (every
+ * decision against the whole window's held-out error, the test before strata) does.
+ */
+const tw = loadTierWorld('cheap-suffices');
+const params = { costWeight: 0 } as LearnedParams;
+const allFirst = tw.agents.map(() => 0);
+const cheaper = tw.assignments.filter((a) => a.some((m) => m !== 0));
+
+/** Decisions of the world; each takes `pick(rng)`'s assignment and who chose it, and a random split of the total. */
+function decisions(n: number, seed: number, pick: (rng: () => number) => { readonly assign: readonly number[]; readonly m: number; readonly a?: 0 | 1 }): LoggedEvent[] {
+  const rng = mulberry32(seed);
+  return Array.from({ length: n }, (_, t) => {
+    const c = tw.sample(rng);
+    const { assign, m, a } = pick(rng);
+    const shares = tw.agents.map(() => 0.2 + rng());
+    const sum = shares.reduce((s, v) => s + v, 0);
+    const budgets = tw.agents.map((a, i) => Math.min(a.maxTokens, a.minTokens + Math.floor((shares[i]! / sum) * tw.totalTokens)));
+    const o = tw.outcome(c, [...assign], budgets, rng);
+    return { id: `a${seed}-${t}`, t, s: 'l', f: tw.features(c), T: tw.totalTokens, b: Object.fromEntries(tw.agents.map((a, i) => [a.name, budgets[i]!])), q: o.quality, c: null, M: assign.map((k) => tw.models[k]!), m, ...(a !== undefined ? { a } : {}) };
+  });
+}
+
+describe('drift recovery on a tier version: a shift of the served actions is not a change', () => {
+  it('a version trained mostly on the default action is not detected on decisions mostly on cheaper assignments of the same world; the pooled test detects it', () => {
+    // The training window: 90 % the safe start's all-first action, 10 % a learned version's (3 % on each of the two
+    // cheaper assignments served later, 4 % on the others).
+    const served = [cheaper[0]!, cheaper[1]!];
+    const window = decisions(6000, 3, (rng) => {
+      const u = rng();
+      if (u < 0.9) return { assign: allFirst, m: 0 };
+      return { assign: u < 0.93 ? served[0]! : u < 0.96 ? served[1]! : cheaper[Math.floor(rng() * cheaper.length)]!, m: 1, a: 0 };
+    });
+    const features = worldFeatures(tw.world).features;
+    const agents = tierAgentsOf(tw.pipeline);
+    const job = trainTiers(
+      { features, agents: tw.agents.map((a) => a.name), init: serializeWeights(initialWeights(compileFeatures(features).dim, agents.length, 10_000, mulberry32(1))), seed: 7 },
+      { agents, models: tw.agents.map(() => tw.models.slice()), needGuess: 10_000 },
+      window,
+      window.length,
+    );
+    assert.equal(job.trained, true, job.reason);
+    const m = job.metrics!;
+    assert.ok(m.holdoutStrata, 'the tier retrain stores its held-out errors per model assignment');
+    assert.equal(Object.values(m.holdoutStrata).reduce((s, v) => s + v.n, 0), Math.floor(m.rows * 0.1), 'every held-out row in one stratum');
+    const encoder = compileFeatures(features, job.scaling);
+    const residual = tierResidual(tw.pipeline, params, { encoder, tiers: deserializeTierParams(job.tiers!, agents, encoder.dim) });
+    // The decisions it is then checked on: 87 % a learned version's on the two cheaper assignments, 13 % the control arm's default action.
+    const next = decisions(1000, 13, (rng) => (rng() < 0.13 ? { assign: allFirst, m: 2, a: 1 } : { assign: served[Math.floor(rng() * 2)]!, m: 2, a: 0 }));
+    const version = { holdoutMse: m.holdoutMse, rows: m.rows, holdoutStrata: m.holdoutStrata };
+    const stratified = residualTest(next, residual, version, undefined, tierStratum(tw.pipeline));
+    assert.equal(stratified.changed, false, stratified.reason);
+    assert.ok(stratified.n >= 900 && Number.isFinite(stratified.z), `the test ran on the decisions: ${stratified.reason}`);
+    const pooled = residualTest(next, residual, version);
+    assert.equal(pooled.changed, true, `the pooled test takes the action shift for a change: ${pooled.reason}`);
+  });
+});
