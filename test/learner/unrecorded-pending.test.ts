@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { readDecision } from '../../src/allocation/decisions.js';
+import { newDecisionId, readDecision } from '../../src/allocation/decisions.js';
+import type { LearnerModule } from '../../src/learner/module.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { generateWorld } from '../../src/learner/sim/family.js';
@@ -108,5 +109,38 @@ describe('learner: a decision answered recorded: false gets no default reward', 
     assert.equal(next.recorded, true);
     await eventually(() => pendingHas(next.decisionId));
     assert.equal(await pendingHas(late.decisionId), false, 'the decision answered recorded: false is registered for the default reward');
+
+    // Its outcome can still be reported now that the record is written (retried while intake answers 503), and it is
+    // logged once: the sweep that defaults every registered decision (a clock past every deadline) adds nothing for it.
+    const posted = await eventually(async () => {
+      const r = await raw('POST', '/v1/outcomes', { decisionId: late.decisionId, quality: 0.75 });
+      if (r.status === 503) return undefined;
+      return r;
+    });
+    assert.equal(posted.status, 202, posted.text);
+    const learner = rt.modules.find((m) => m.name === 'learner') as LearnerModule;
+    await eventually(async () => {
+      await learner.training.ingest('unrec');
+      return (await learner.training.events('unrec', 100)).some((e) => e.id === late.decisionId);
+    });
+    const swept = await learner.training.ingest('unrec', Date.now() + 86_400_000);
+    assert.equal(swept.defaulted, 2, 'the two recorded decisions get the default reward');
+    const mine = (await learner.training.events('unrec', 100)).filter((e) => e.id === late.decisionId);
+    assert.deepEqual(
+      mine.map((e) => [e.q, e.d ?? 0]),
+      [[0.75, 0]],
+      'logged once, with its outcome',
+    );
+  });
+
+  it('answers an outcome for a seconds-old decision id without a record 503 DECISION_PENDING, an older one 404', async () => {
+    const raw = jsonHttp(() => rt.url!);
+    const fresh = await raw('POST', '/v1/outcomes', { decisionId: newDecisionId(), quality: 0.5 });
+    assert.equal(fresh.status, 503, fresh.text);
+    assert.equal(fresh.json.code, 'DECISION_PENDING');
+    assert.match(fresh.json.message, /body\/decisionId/);
+    const old = await raw('POST', '/v1/outcomes', { decisionId: newDecisionId(Date.now() - 120_000), quality: 0.5 });
+    assert.equal(old.status, 404, old.text);
+    assert.equal(old.json.code, 'DECISION_NOT_FOUND');
   });
 });
