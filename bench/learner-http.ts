@@ -131,7 +131,7 @@ async function overHttp(world: SimWorld, N: number, seed: number): Promise<Summa
     });
     // Let the service apply the last outcomes (the worker) before reading its model list and counters.
     const counters = learnerKeys(createKeys(server.prefix), pipeline).counters;
-    for (let i = 0; i < 120 && Number((await redis.hget(counters, 'outcomes')) ?? 0) < N - run.unrecorded; i++) await new Promise((r) => setTimeout(r, 250));
+    for (let i = 0; i < 120 && Number((await redis.hget(counters, 'outcomes')) ?? 0) < N - run.unreported; i++) await new Promise((r) => setTimeout(r, 250));
     const list = await models();
     const mets = await metricsOf(server.url);
     const meta = await servedMeta(redis, createKeys(server.prefix), run.ids);
@@ -141,7 +141,7 @@ async function overHttp(world: SimWorld, N: number, seed: number): Promise<Summa
     const trainedAt = versions.map((x) => outcomesBy(run, x.createdAt)).reverse();
     const reverts = (list.guard?.reverts ?? []) as { reason: string; version: number }[];
     const changes = (list.drift?.changes ?? []) as unknown[];
-    console.log(`  http: ${N} requests in ${(run.ms / 1000).toFixed(0)} s (${(N / (run.ms / 1000)).toFixed(0)}/s, at most ${concurrency} in flight); ${run.unrecorded} answered recorded: false (no outcome reported), ${run.retries} calls retried after a 5xx or a dropped connection; ${meta.missing} decision records missing`);
+    console.log(`  http: ${N} requests in ${(run.ms / 1000).toFixed(0)} s (${(N / (run.ms / 1000)).toFixed(0)}/s, at most ${concurrency} in flight); ${run.unrecorded} answered recorded: false (${run.unreported} of their outcomes not accepted: the record never landed), ${run.retries} calls retried after a 5xx or a dropped connection; ${meta.missing} decision records missing`);
     console.log(`  http: ${versions.length} versions trained, at outcomes ${trainedAt.join(', ')}; gate passed ${passed}, refused ${refused}; guard reverts ${reverts.filter((r) => r.reason === 'guard').length}, drift retirements ${reverts.filter((r) => r.reason === 'drift').length}, changes detected ${changes.length}; serving at the end ${list.active ?? 'default strategy'}`);
     for (const x of versions.filter((v) => v.gate?.status === 'refused').slice(0, 3)) console.log(`  http: v${x.version} refused: ${x.gate!.reason}`);
     // Each version's own fit (rows, steps, held-out MSE against the held-out rewards' variance, training ms): tells a bad fit from a bad evaluation.

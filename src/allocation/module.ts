@@ -23,6 +23,7 @@ export function allocationModule(core: AllocationDeps): AllocationModule {
   const decisions = new DecisionStore(core.redis, core.keys, core.config.rewardWindowSeconds, Math.ceil(core.config.redisCommandTimeoutMs / 2));
   let routers: readonly Router[] | undefined;
   let shadows: readonly ShadowHook[] | undefined;
+  let recordedHooks: readonly ((id: string, recorded: boolean) => void)[] | undefined;
   const service = new AllocationService({
     view: core.view,
     kinds: core.kinds,
@@ -36,6 +37,9 @@ export function allocationModule(core: AllocationDeps): AllocationModule {
         core.log.warn({ err, strategy: id }, 'strategy failed; falling back');
       },
       onRecordError: (err) => core.log.error({ err }, 'decision record not written'),
+      onRecorded: (id, recorded) => {
+        for (const hook of (recordedHooks ??= all().flatMap((m) => (m.onDecisionRecorded ? [m.onDecisionRecorded] : [])))) hook(id, recorded);
+      },
     },
   });
   return {

@@ -25,6 +25,8 @@ export interface AllocationObserver {
   onAllocation?(result: AllocationResult): void;
   onStrategyError?(strategyId: string, err: unknown): void;
   onRecordError?(err: unknown): void;
+  /** The decision's record write settled: written (`recorded`), or given up on (the answer says `recorded: false`). */
+  onRecorded?(decisionId: string, recorded: boolean): void;
 }
 
 /**
@@ -92,6 +94,7 @@ export class AllocationService {
       recorded = false;
       this.deps.observer?.onRecordError?.(e);
     }
+    this.deps.observer?.onRecorded?.(id, recorded);
     const result = allocationResultOf(id, d, recorded);
     this.deps.observer?.onAllocation?.(result);
     return result;

@@ -29,6 +29,7 @@ export const ERROR_CATALOG = {
   INVALID_STRATEGY_PARAMS: { status: 400, message: 'The strategy parameters are not valid for its kind.' },
   // --- allocation and outcomes ---------------------------------------------------------------
   DECISION_NOT_FOUND: { status: 404, message: 'No decision with this id, or its reward window has passed.' },
+  DECISION_PENDING: { status: 503, message: 'No decision with this id yet: it is seconds old and its record may still be being written. Retry.' },
   // --- rollout experiments -------------------------------------------------------------------
   EXPERIMENT_NOT_FOUND: { status: 404, message: 'No experiment with this id.' },
   INVALID_EXPERIMENT: { status: 400, message: 'The experiment definition is not valid.' },

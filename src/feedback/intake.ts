@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { DecisionRecord, DecisionStore } from '../allocation/decisions.js';
+import { decisionSecond, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
 import { AppError } from '../errors/app-error.js';
 import { withDeadline } from '../redis/deadline.js';
 import { GroupCommitter } from '../redis/group-commit.js';
@@ -32,6 +32,13 @@ export class OutcomeIntake {
        * absorbed by the decision's applied-marker. Default: no bound of its own (the connections' command timeout).
        */
       readonly enqueueTimeoutMs?: number;
+      /**
+       * How long after its second a decision's record may still be in flight, in ms: an outcome for a time-prefixed id
+       * this recent whose record is not readable is answered DECISION_PENDING (503, retry), not DECISION_NOT_FOUND. An
+       * allocation answers `recorded: false` when its write is not confirmed within the write wait, but the write may
+       * still land: its client can then report the outcome by retrying. Default: none (DECISION_NOT_FOUND at once).
+       */
+      readonly recordInFlightMs?: number;
     },
   ) {
     this.committer = new GroupCommitter<OutcomeJob>(
@@ -51,6 +58,12 @@ export class OutcomeIntake {
       decision = await (this.opts.enqueueTimeoutMs === undefined ? read : withDeadline(read, this.opts.enqueueTimeoutMs, 'decision read'));
     } catch (e) {
       throw new AppError('REDIS_UNAVAILABLE', `decision store unreachable: ${(e as Error).message}`);
+    }
+    if (!decision) {
+      const sec = decisionSecond(outcome.decisionId);
+      if (sec !== undefined && this.opts.recordInFlightMs !== undefined && Date.now() < (sec + 1) * 1000 + this.opts.recordInFlightMs) {
+        throw new AppError('DECISION_PENDING', `body/decisionId: no decision "${outcome.decisionId}" yet; it is seconds old and its record may still be being written: retry`);
+      }
     }
     if (!decision || !visible(decision.pipeline)) throw new AppError('DECISION_NOT_FOUND', `body/decisionId: no decision "${outcome.decisionId}" (unknown, or its reward window has passed)`);
     for (const agent of Object.keys(outcome.usage ?? {})) {

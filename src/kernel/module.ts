@@ -51,6 +51,11 @@ export interface ModuleParts {
   readonly queues?: readonly Queue[];
   /** Called for each decision record an SDK in local mode shipped, once it is stored (e.g. to register it for the default reward). */
   readonly onDecisionIngested?: (record: DecisionRecord) => void;
+  /**
+   * Called on the allocation path once a decision's record write settled: `recorded` true when it is written, false
+   * when the allocation answered `recorded: false` (e.g. to register the decision for the default reward only with its record).
+   */
+  readonly onDecisionRecorded?: (decisionId: string, recorded: boolean) => void;
   /** Called after an outcome is applied the first time (e.g. to schedule training). */
   readonly onOutcomeApplied?: (job: OutcomeJob) => void | Promise<void>;
   routes?(app: ApiApp): void | Promise<void>;

@@ -118,7 +118,8 @@ export function learnedKind(deps: {
         retentionSeconds: deps.retentionSeconds,
         ...(deps.defaultSplit ? { defaultSplit: deps.defaultSplit } : {}),
         ...(deps.kinds ? { kinds: deps.kinds } : {}),
-        register: (id, deadline) => deps.pending.add(lk.pending, id, deadline),
+        // Registered once the allocation's record is written (pending.ts): the allocation module settles it.
+        register: (id, deadline) => deps.pending.hold(lk.pending, id, deadline),
       });
     },
   };

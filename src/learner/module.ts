@@ -92,6 +92,7 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
     ],
     sinks: [trainingSink({ view: core.view, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds })],
     shadows: [shadowHook({ kinds: core.kinds })],
+    onDecisionRecorded: (id, recorded) => pending.settle(id, recorded),
     onDecisionIngested: (record) => registerIngested({ view: core.view, pending, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds }, record),
     async onOutcomeApplied(job) {
       const view = core.view();

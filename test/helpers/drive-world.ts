@@ -30,8 +30,8 @@ export interface DriveOptions {
   readonly seed: number;
   /** Extra params of the learned strategy (default: none, the service's defaults; costWeight is the world's). */
   readonly params?: Record<string, unknown>;
-  /** Called every `progressEvery` finished outcomes; no new request is sent until it returns (those in flight finish). */
-  readonly onProgress?: (done: number, unrecorded: number) => void | Promise<void>;
+  /** Called every `progressEvery` finished outcomes, with how many of them were not reported (see `unreported`); no new request is sent until it returns (those in flight finish). */
+  readonly onProgress?: (done: number, unreported: number) => void | Promise<void>;
   readonly progressEvery?: number;
 }
 
@@ -46,8 +46,10 @@ export interface DriveRun {
   /** Epoch ms of the start, and the run's length. */
   readonly t0: number;
   readonly ms: number;
-  /** Allocations answered `recorded: false` (no outcome reported for them), and calls retried after a 5xx or a dropped connection. */
+  /** Allocations answered `recorded: false`, those of them whose outcome could not be reported (their record never
+   * landed: 404 after the retries), and calls retried after a 5xx (503 DECISION_PENDING included) or a dropped connection. */
   readonly unrecorded: number;
+  readonly unreported: number;
   readonly retries: number;
 }
 
@@ -73,6 +75,7 @@ export async function drive(o: DriveOptions): Promise<DriveRun> {
   let next = 0;
   let done = 0;
   let unrecorded = 0;
+  let unreported = 0;
   let retries = 0;
   // A 5xx (e.g. 503 REDIS_UNAVAILABLE when Redis is slow on a loaded machine) or a dropped connection is retried,
   // as a user's client would, up to 5 times with a growing pause; a 4xx is not.
@@ -105,22 +108,29 @@ export async function drive(o: DriveOptions): Promise<DriveRun> {
       const b = world.agents.map((ag) => a.budgets[ag.name].tokens as number);
       const out = world.outcome(phaseOf(world, t), x, b, noise);
       // `recorded: false`: the decision record was not confirmed within the write wait (a loaded machine); it may
-      // land later, but an outcome posted now can find no decision (404 DECISION_NOT_FOUND): a user skips it too.
+      // land later. Its outcome is posted too: while the record may be in flight the answer is 503 DECISION_PENDING
+      // (retried, as any 5xx); once written, the outcome is accepted; if it never lands, 404 DECISION_NOT_FOUND and
+      // the outcome is skipped (counted in `unreported`). Such a decision never gets the default reward.
       if (a.recorded === false) unrecorded++;
-      else await retried(() => o.user('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: out.quality, ...(out.cost !== null ? { costUsd: out.cost } : {}) }));
+      try {
+        await retried(() => o.user('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: out.quality, ...(out.cost !== null ? { costUsd: out.cost } : {}) }));
+      } catch (e) {
+        if (a.recorded !== false) throw e;
+        unreported++;
+      }
       budgets[t] = b;
       ids[t] = a.decisionId as string;
       doneMs[t] = Date.now() - t0;
       done++;
       if (o.onProgress && done % every === 0) {
-        const h = (async () => o.onProgress!(done, unrecorded))().finally(() => (hold = undefined));
+        const h = (async () => o.onProgress!(done, unreported))().finally(() => (hold = undefined));
         hold = h;
         await h;
       }
     }
   };
   await Promise.all(Array.from({ length: o.concurrency }, worker));
-  return { world, contexts, budgets, ids, doneMs, t0, ms: Date.now() - t0, unrecorded, retries };
+  return { world, contexts, budgets, ids, doneMs, t0, ms: Date.now() - t0, unrecorded, unreported, retries };
 }
 
 /**

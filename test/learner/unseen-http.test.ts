@@ -77,9 +77,9 @@ describe('the learned strategy on an unseen generated world over HTTP', () => {
       // Every 500 outcomes (the first after 600): wait until the learner has them in its buffer, retrain, and wait
       // for the retrain (gate verdict on the pending candidate, then a new candidate) before sending more requests
       // (the at most 7 others in flight finish under the version serving before).
-      onProgress: async (done, unrecorded) => {
+      onProgress: async (done, unreported) => {
         if (done < FIRST || (done - FIRST) % STEP !== 0 || done === N) return;
-        reported = done - unrecorded;
+        reported = done - unreported;
         await eventually(async () => {
           await learner.training.ingest('unseen');
           return (await learner.training.events('unseen', reported + 10)).length >= reported;
