@@ -18,6 +18,9 @@
  * reference is then the same loop on the pipeline declaring only the first model per agent (and, with
  * `--product true`, the product's token learner of src/learner/sim/loop.ts); `--ceilings 0.3,0.4,0.5` lists the
  * fractions of the ceiling tried for equal quality.
+ *
+ * `--family dev|test` (optionally `--seeds a,b`) runs the service's loop on generated tier worlds
+ * (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json): see familyLoop below.
  */
 import { compileFeatures } from '../src/learner/features.js';
 import { mulberry32 } from '../src/learner/rng.js';
