@@ -20,6 +20,9 @@
  * reference is then the same loop on the pipeline declaring only the first model per agent (and, with
  * `--product true`, the product's token learner of src/learner/sim/loop.ts); `--ceilings 0.3,0.4,0.5` lists the
  * fractions of the ceiling tried for equal quality.
+ *
+ * `--family dev|test` (optionally `--seeds a,b`) runs the service's loop on generated tier worlds
+ * (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json): see familyLoop below.
  */
 import { compileFeatures } from '../src/learner/features.js';
 import { mulberry32 } from '../src/learner/rng.js';
@@ -121,6 +124,11 @@ function run(tw: TierWorld, ceiling: number, restrict: TierPolicyOptions['assign
 }
 
 const t0 = Date.now();
+if (flag('family', '') !== '') {
+  await familyLoop(flag('family', 'dev'));
+  console.log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  process.exit(0);
+}
 if (flag('loop', 'bench') === 'service') {
   await serviceLoop();
   console.log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -257,4 +265,61 @@ async function serviceLoop(): Promise<void> {
     if (found) console.log(`${name}: at equal quality (${found.q.toFixed(4)} ≥ ${q0.toFixed(4)}) the tier learner's mean planned cost ÷ the token-only one's: ${(found.c / c0).toFixed(3)}`);
     else console.log(`${name}: the tier learner did not reach the token-only quality at the ceilings tried`);
   }
+}
+
+/**
+ * `--family dev|test`: the service's loop (tier-loop.ts) on every generated tier world of the seed list
+ * (experiments/tiers/family-seeds.json, src/learner/sim/tier-family.ts), the learned strategy with the world's cost
+ * weight. Per world, over the served decisions of the last quarter: served reward ÷ the tier oracle's (reward =
+ * quality − λ·planned cost; quality when λ = 0), and served − the best static one-model-per-agent choice with a
+ * paired 95 % CI, both baselines on the same requests in the same run; then their distribution.
+ */
+async function familyLoop(which: string): Promise<void> {
+  const { runTierLoop } = await import('../src/learner/sim/tier-loop.js');
+  const { generateTierWorld } = await import('../src/learner/sim/tier-family.js');
+  const { readFileSync } = await import('node:fs');
+  const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds.json', import.meta.url), 'utf8')) as Record<string, number[]>;
+  const list = flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which];
+  if (!list) throw new Error(`--family ${which}: no such seed list (dev, test)`);
+  const loopSeed = Number(flag('loop-seed', '1'));
+  console.log(`bench/learner-tiers --family ${which}: ${list.length} generated tier worlds, ${outcomes} outcomes each through the service's loop (loop seed ${loopSeed}); last quarter of the served decisions (exploration, control arm and candidate mixing included)`);
+  const rows: { seed: number; ratio: number; staticRatio: number; diff: ReturnType<typeof pairedCi>; served: number }[] = [];
+  for (const seed of list) {
+    const fw = generateTierWorld(seed);
+    const tw = fw.world;
+    const C = tw.maxCostUsd;
+    const T = tw.totalTokens;
+    const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, ...(tw.costWeight > 0 ? { params: { costWeight: tw.costWeight } } : {}) });
+    const from = Math.floor(outcomes * 0.75);
+    const ctx = r.contexts.slice(from);
+    const served = ctx.map((_, k) => r.quality[from + k]! - tw.costWeight * r.cost[from + k]!);
+    const oracle = ctx.map((c) => tw.oracle(c, T, C).reward);
+    const st = bestStaticTier(tw, ctx.filter((_, i) => i % 5 === 0), T, C, { polishTop: 4 });
+    const sb = servedStatic(tw, st.assign, st.shares, T, C);
+    const staticR = ctx.map((c) => tw.reward(c, st.assign, sb));
+    const ratio = mean(served) / mean(oracle);
+    const staticRatio = mean(staticR) / mean(oracle);
+    const ci = pairedCi(served, staticR);
+    const firstServed = r.version.findIndex((v) => v > 0);
+    rows.push({ seed, ratio, staticRatio, diff: ci, served: firstServed });
+    const cheap = r.assign.slice(from).map((a) => a.filter((m) => m > 0).length);
+    const ocheap = ctx.map((c) => tw.oracle(c, T, C).assign.filter((m) => m > 0).length);
+    console.log(
+      `seed ${seed}: ${fw.doc.description}; ceiling ${C} USD, ${T} tokens, λ ${tw.costWeight}: served ÷ tier oracle ${ratio.toFixed(4)} (served ${mean(served).toFixed(4)}, oracle ${mean(oracle).toFixed(4)}); ` +
+        `best static [${st.assign.map((m) => tw.models[m]).join(', ')}] ÷ oracle ${staticRatio.toFixed(4)}; served − best static ${ci.diff.toFixed(4)} (95 % CI ${ci.lo.toFixed(4)} … ${ci.hi.toFixed(4)}); ` +
+        `agents on a cheaper model per request ${mean(cheap).toFixed(2)} (oracle ${mean(ocheap).toFixed(2)}); versions trained ${r.trained}, first served at ${firstServed}, serving at the end ${r.version[outcomes - 1]}`,
+    );
+    console.log(`ROW ${JSON.stringify({ family: which, seed, ratio, staticRatio, diff: ci, firstServed })}`);
+  }
+  const q = (xs: number[], p: number) => {
+    const s = xs.slice().sort((a, b) => a - b);
+    return s[Math.min(s.length - 1, Math.max(0, Math.floor(p * (s.length - 1) + 1e-9)))]!;
+  };
+  const ratios = rows.map((x) => x.ratio);
+  const diffs = rows.map((x) => x.diff.diff);
+  console.log(
+    `family ${which} (${rows.length} worlds): served ÷ tier oracle median ${q(ratios, 0.5).toFixed(4)}, p10 ${q(ratios, 0.1).toFixed(4)}, min ${Math.min(...ratios).toFixed(4)}; ≥ 0.95 on ${ratios.filter((v) => v >= 0.95).length}; ` +
+      `served − best static median ${q(diffs, 0.5).toFixed(4)}; CI above 0 on ${rows.filter((x) => x.diff.lo > 0).length}, below 0 on ${rows.filter((x) => x.diff.hi < 0).length}; ` +
+      `best static ÷ oracle median ${q(rows.map((x) => x.staticRatio), 0.5).toFixed(4)}; no version served on ${rows.filter((x) => x.served < 0).length}`,
+  );
 }

@@ -78,6 +78,28 @@ const dot = (a: Float64Array, x: Float32Array) => {
   return s;
 };
 
+/**
+ * The prior a fit starts from when there is no warm start, centred on the log: every agent's need starts at the
+ * geometric mean of the budgets it was logged with (`needGuess` for an agent without any), so the first steps of
+ * the fit sit where the curves have slope instead of far out on a flat tail.
+ */
+export function loggedPrior(agents: readonly TierAgent[], dim: number, needGuess: number, events: readonly TierEvent[]): TierParams {
+  const p = initialParams(agents, dim, needGuess);
+  agents.forEach((_, i) => {
+    let s = 0;
+    let k = 0;
+    for (const e of events) {
+      const b = e.action.budgets[i]!;
+      if (b > 0) {
+        s += Math.log(b);
+        k++;
+      }
+    }
+    if (k > 0) p.theta[i]![0] = s / k;
+  });
+  return p;
+}
+
 /** The fitted curve of every agent on every model for a request. */
 export function curvesOf(p: TierParams, agents: readonly TierAgent[], x: Float32Array): Curve[][] {
   return agents.map((a, i) => {
@@ -172,6 +194,49 @@ export function tierCandidates(p: TierParams, agents: readonly TierAgent[], x: F
     for (const s of [opts.perturbation, -opts.perturbation]) {
       const scaled = curves.map((row, j) => (j === i ? row.map((c) => ({ ...c, N: c.N * Math.exp(s) })) : row));
       push(splitOn(scaled, agents, greedy.assign, total, ceiling));
+    }
+  }
+  return out;
+}
+
+/**
+ * Token perturbations of a fixed action on its own models (the safe start explores tokens around the default
+ * strategy's action with them): agent i's budget scaled by e^{±δ}, the other agents' budgets above their minimums
+ * rescaled by one factor so that the planned cost stays that of `base` (floored, within their bounds). Only those
+ * that differ from `base` and fit the token total and the ceiling are returned, in agent order (+δ, then −δ).
+ */
+/** δ of the safe start's token perturbations around the default strategy's action (perturbAround). */
+export const SAFE_START_TOKEN_SPREAD = 0.7;
+
+export function perturbAround(base: TierAction, agents: readonly TierAgent[], total: number, ceiling: number, delta: number): TierAction[] {
+  const n = agents.length;
+  const rate = (j: number) => agents[j]!.rates[base.assign[j]!]!;
+  let cost0 = 0;
+  for (let j = 0; j < n; j++) cost0 += base.budgets[j]! * rate(j);
+  const out: TierAction[] = [];
+  for (let i = 0; i < n; i++) {
+    for (const s of [delta, -delta]) {
+      const a = agents[i]!;
+      const bi = Math.min(a.cap, Math.max(a.min, Math.floor(base.budgets[i]! * Math.exp(s))));
+      if (bi === base.budgets[i]) continue;
+      let rest = cost0 - bi * rate(i);
+      let above = 0;
+      for (let j = 0; j < n; j++) {
+        if (j === i) continue;
+        rest -= agents[j]!.min * rate(j);
+        above += (base.budgets[j]! - agents[j]!.min) * rate(j);
+      }
+      if (rest < 0) continue;
+      const f = above > 0 ? rest / above : 1;
+      const budgets = base.budgets.map((b, j) => (j === i ? bi : Math.min(agents[j]!.cap, Math.max(agents[j]!.min, Math.floor(agents[j]!.min + f * (b - agents[j]!.min) + 1e-9)))));
+      let tokens = 0;
+      let cost = 0;
+      for (let j = 0; j < n; j++) {
+        tokens += budgets[j]!;
+        cost += budgets[j]! * rate(j);
+      }
+      if (tokens > total || cost > ceiling * (1 + 1e-12)) continue;
+      pushTierAction(out, { assign: base.assign.slice(), budgets });
     }
   }
   return out;
@@ -319,11 +384,11 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
  * poor optimum is replaced as soon as a fresh fit explains the data better. The first `early` outcomes use longer,
  * faster fits.
  */
-export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean } = {}): TierParams {
+export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean; prior?: TierParams } = {}): TierParams {
   const warm = fitTier(p, agents, events, opts.early ? { steps: 300, lr: 0.03 } : { steps: 150, lr: 0.01 });
   let next = warm.params;
   if (!opts.early && opts.restart) {
-    const fresh = fitTier(initialParams(agents, dim, opts.needGuess ?? 1000), agents, events, { steps: 400, lr: 0.03 });
+    const fresh = fitTier(opts.prior ?? initialParams(agents, dim, opts.needGuess ?? 1000), agents, events, { steps: 400, lr: 0.03 });
     if (fresh.loss < warm.loss) next = fresh.params;
   }
   return opts.early || fitsBetter(next, p, agents, events) ? next : p;
@@ -408,6 +473,24 @@ export function pushTierAction(out: TierAction[], c: TierAction): number {
 export function epsilonProbs(K: number, epsilon: number, greedy = 0): number[] {
   const e = K === 1 ? 0 : Math.min(1, Math.max(0, epsilon));
   return Array.from({ length: K }, (_, k) => e / K + (k === greedy ? 1 - e : 0));
+}
+
+/** γ of the served exploration's inverse-gap weighting (gapProbs), per unit of predicted reward. */
+export const TIER_GAP_WEIGHT = 20;
+
+/**
+ * Exploration shares that shrink with the predicted gap (inverse-gap weighting): ε is spread over the K candidates
+ * in proportion to 1 / (1 + γ·(v_greedy − v_k)⁺), v the predicted rewards (index `greedy` the greedy one, which also
+ * keeps the 1 − ε). The same total exploration as epsilonProbs, less of it on actions the model predicts to be far
+ * worse; every candidate keeps a positive probability.
+ */
+export function gapProbs(values: readonly number[], epsilon: number, gamma: number, greedy = 0): number[] {
+  const K = values.length;
+  const e = K === 1 ? 0 : Math.min(1, Math.max(0, epsilon));
+  const top = values[greedy]!;
+  const w = values.map((v) => 1 / (1 + gamma * Math.max(0, top - v)));
+  const W = w.reduce((s, v) => s + v, 0);
+  return w.map((v, k) => (e * v) / W + (k === greedy ? 1 - e : 0));
 }
 
 /** The index drawn from probabilities with u uniform in [0, 1). */

@@ -2,7 +2,7 @@ import { stratumErrors, tierStratumOf } from './drift.js';
 import type { LoggedEvent } from './events.js';
 import { compileFeatures, fitScaling } from './features.js';
 import { mulberry32 } from './rng.js';
-import { deserializeTierParams, initialParams, plannedCostOf, retrainTier, serializeTierParams, tierErrors, type TierAction, type TierEvent } from './tiers-policy.js';
+import { deserializeTierParams, loggedPrior, plannedCostOf, retrainTier, serializeTierParams, tierErrors, type TierAction, type TierEvent } from './tiers-policy.js';
 import type { FeatureScaling, FeatureSpec } from './features.js';
 import type { SerializedWeights } from './model.js';
 import type { TrainJobOutput } from './trainer.js';
@@ -72,8 +72,9 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
   const train = order.slice(nHold).map((i) => rows[i]!);
   const dim = encoder.dim;
   const early = t.init === undefined;
-  const p0 = t.init ? deserializeTierParams(t.init, t.agents, dim) : initialParams(t.agents, dim, t.needGuess);
-  const next = retrainTier(p0, t.agents, train, dim, { early, needGuess: t.needGuess, restart: true });
+  const prior = loggedPrior(t.agents, dim, t.needGuess, train);
+  const p0 = t.init ? deserializeTierParams(t.init, t.agents, dim) : prior;
+  const next = retrainTier(p0, t.agents, train, dim, { early, needGuess: t.needGuess, restart: true, prior });
   if (next === p0) {
     return { trained: false, reason: 'no refit explains the logged decisions significantly better than the newest tier version (it stays)', events: events.length, fetched };
   }

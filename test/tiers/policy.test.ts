@@ -4,7 +4,7 @@ import { compileFeatures } from '../../src/learner/features.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
-import { curvesOf, decideTier, fitsBetter, fitTier, initialParams, plannedCostOf, retrainTier, tierCandidates, tierGreedy, type TierAgent, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
+import { curvesOf, decideTier, fitsBetter, fitTier, gapProbs, initialParams, loggedPrior, perturbAround, plannedCostOf, retrainTier, tierCandidates, tierGreedy, type TierAgent, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
 import { assignments, bestSplit, response } from '../../src/learner/tiers-split.js';
 
 /** The joint choice of model and tokens: the constrained split, the policy's logged probabilities, the fit, a short learning run. */
@@ -134,5 +134,61 @@ describe('the tier policy', () => {
     }
     assert.ok(served / oracle >= 0.93, `served ÷ oracle ${served / oracle}`);
     assert.ok(formatterCheap / 375 > 0.9, `greedy formatter on haiku in ${formatterCheap} of 375`);
+  });
+});
+
+describe('the safe start and the served exploration', () => {
+  const agents: TierAgent[] = [
+    { min: 300, cap: 32_000, rates: [3.3e-5, 2.2e-6] },
+    { min: 300, cap: 32_000, rates: [3.3e-5, 2.2e-6] },
+    { min: 100, cap: 6000, rates: [3.3e-5, 2.2e-6] },
+  ];
+
+  it('perturbAround scales one agent by e^{±δ} on the same models, keeps the planned cost at most the base one, and fits the total and the ceiling', () => {
+    const rng = mulberry32(21);
+    let seen = 0;
+    for (let k = 0; k < 200; k++) {
+      const assign = agents.map(() => Math.floor(rng() * 2));
+      const budgets = agents.map((a) => a.min + Math.floor(rng() * 5000));
+      const base = { assign, budgets };
+      const cost = plannedCostOf(agents, base);
+      const total = budgets.reduce((s, v) => s + v, 0) + Math.floor(rng() * 2000);
+      const out = perturbAround(base, agents, total, cost, 0.7);
+      for (const a of out) {
+        seen++;
+        assert.deepEqual(a.assign, assign);
+        assert.ok(plannedCostOf(agents, a) <= cost * (1 + 1e-12));
+        assert.ok(a.budgets.reduce((s, v) => s + v, 0) <= total);
+        a.budgets.forEach((b, i) => assert.ok(b >= agents[i]!.min && b <= agents[i]!.cap && Number.isInteger(b)));
+        const moved = a.budgets.map((b, i) => (b === budgets[i] ? -1 : i)).filter((i) => i >= 0);
+        assert.ok(moved.length >= 1);
+        // The scaled agent is e^{±0.7} of its budget (floored, within its bounds); the others above their minimums move by one factor the other way.
+        const i = moved.find((j) => [Math.floor(budgets[j]! * Math.exp(0.7)), Math.floor(budgets[j]! * Math.exp(-0.7)), agents[j]!.min, agents[j]!.cap].includes(a.budgets[j]!));
+        assert.ok(i !== undefined, JSON.stringify({ budgets, a }));
+      }
+    }
+    assert.ok(seen > 400, String(seen));
+  });
+
+  it('gapProbs spreads the same ε as epsilonProbs, less of it on actions predicted far worse, and sums to 1', () => {
+    const eq = gapProbs([0.5, 0.5, 0.5, 0.5], 0.2, 20);
+    eq.forEach((p, k) => assert.ok(Math.abs(p - (k === 0 ? 0.8 + 0.05 : 0.05)) < 1e-12));
+    const p = gapProbs([0.7, 0.69, 0.6, 0.3], 0.2, 20);
+    assert.ok(Math.abs(p.reduce((s, v) => s + v, 0) - 1) < 1e-12);
+    assert.ok(p[0]! > 0.8 && p[1]! > p[2]! && p[2]! > p[3]! && p[3]! > 0);
+    assert.deepEqual(gapProbs([0.4], 0.2, 20), [1]);
+  });
+
+  it('loggedPrior centres every agent’s need on its logged budgets', () => {
+    const x = Float32Array.from([1, 0.5]);
+    const events: TierEvent[] = [
+      { x, action: { assign: [0, 1, 0], budgets: [1000, 4000, 100] }, quality: 0.5, cost: 0 },
+      { x, action: { assign: [0, 0, 1], budgets: [4000, 1000, 400] }, quality: 0.5, cost: 0 },
+    ];
+    const p = loggedPrior(agents, 2, 66_666, events);
+    assert.ok(Math.abs(p.theta[0]![0]! - Math.log(2000)) < 1e-9);
+    assert.ok(Math.abs(p.theta[2]![0]! - Math.log(200)) < 1e-9);
+    assert.equal(p.theta[1]![1], 0);
+    assert.ok(Math.abs(loggedPrior(agents, 2, 66_666, []).theta[0]![0]! - Math.log(66_666)) < 1e-9);
   });
 });

@@ -27,6 +27,8 @@ export interface TierWorldDoc {
   readonly world: World;
   readonly models: readonly string[];
   readonly response: Readonly<Record<string, Readonly<Record<string, { readonly reach: number; readonly pace: number }>>>>;
+  /** λ of reward = quality − λ·cost (USD); default 0 (the named worlds). */
+  readonly costWeight?: number;
 }
 
 export const TIER_WORLDS_DIR = fileURLToPath(new URL('../../../experiments/tiers/', import.meta.url));
@@ -42,6 +44,8 @@ export interface TierWorld {
   readonly rates: readonly number[];
   readonly maxCostUsd: number;
   readonly totalTokens: number;
+  /** λ of reward = quality − λ·planned cost (0: quality alone). */
+  readonly costWeight: number;
   /** The pipeline the world runs on: every agent declares every model (prices resolved). */
   readonly pipeline: Pipeline;
   /** Every model assignment (model index per agent), all-first-model first. */
@@ -51,12 +55,18 @@ export interface TierWorld {
   /** Agent i's response curve on model m for a request. */
   curves(c: SimContext): Curve[][];
   quality(c: SimContext, assign: readonly number[], budgets: readonly number[]): number;
+  /** Expected reward: quality − λ·planned cost. */
+  reward(c: SimContext, assign: readonly number[], budgets: readonly number[]): number;
   /** Planned cost: every budget priced in full at its model's rate (what the engine holds against a ceiling). */
   plannedCost(assign: readonly number[], budgets: readonly number[]): number;
   /** One noisy outcome: quality, and the cost of the tokens used (an agent uses up to 1.3 × its need on its model). */
   outcome(c: SimContext, assign: readonly number[], budgets: readonly number[], rng: () => number): { quality: number; cost: number };
-  /** The best (models, integer budgets) for a request under the total and the ceiling. */
-  oracle(c: SimContext, total: number, ceiling: number): { assign: number[]; budgets: number[]; quality: number };
+  /**
+   * The best (models, integer budgets) for a request under the total and the ceiling, by expected reward (`quality`
+   * is its expected quality, `reward` its reward). With λ = 0 it is exact; with λ > 0 spending less than the ceiling
+   * may pay, and every assignment's best split is also tried at 0.8, 0.64, … 0.1× the ceiling (a numerical optimum).
+   */
+  oracle(c: SimContext, total: number, ceiling: number): { assign: number[]; budgets: number[]; quality: number; reward: number };
 }
 
 export function loadTierWorld(nameOrPath: string): TierWorld {
@@ -103,6 +113,9 @@ export function tierWorld(doc: TierWorldDoc, at = Date.UTC(2026, 0, 1)): TierWor
     for (let i = 0; i < budgets.length; i++) s += budgets[i]! * rates[assign[i]!]!;
     return s;
   };
+  const costWeight = doc.costWeight ?? 0;
+  const reward = (c: SimContext, assign: readonly number[], budgets: readonly number[]) => quality(c, assign, budgets) - costWeight * plannedCost(assign, budgets);
+  const fractions = costWeight > 0 ? [1, 0.8, 0.64, 0.5, 0.4, 0.3, 0.2, 0.1] : [1];
   return {
     name: doc.name,
     doc,
@@ -112,12 +125,14 @@ export function tierWorld(doc: TierWorldDoc, at = Date.UTC(2026, 0, 1)): TierWor
     rates,
     maxCostUsd: doc.maxCostUsd,
     totalTokens: w.totalTokens,
+    costWeight,
     pipeline,
     assignments: all,
     sample: (rng) => sampleContext(w, rng),
     features: (c) => contextFeatures(c),
     curves,
     quality,
+    reward,
     plannedCost,
     outcome(c, assign, budgets, rng) {
       const cv = curves(c);
@@ -127,13 +142,16 @@ export function tierWorld(doc: TierWorldDoc, at = Date.UTC(2026, 0, 1)): TierWor
     },
     oracle(c, total, ceiling) {
       const cv = curves(c);
-      let best = { assign: all[0]!, budgets: mins.slice(), quality: -Infinity };
+      let best = { assign: all[0]!, budgets: mins.slice(), quality: -Infinity, reward: -Infinity };
       for (const a of all) {
-        const split = bestSplit(cv.map((row, i) => row[a[i]!]!), a.map((k) => rates[k]!), mins, caps, total, ceiling);
-        if (!split) continue;
-        const b = floorSplit(split, mins);
-        const q = quality(c, a, b);
-        if (q > best.quality) best = { assign: a, budgets: b, quality: q };
+        for (const f of fractions) {
+          const split = bestSplit(cv.map((row, i) => row[a[i]!]!), a.map((k) => rates[k]!), mins, caps, total, ceiling * f);
+          if (!split) break;
+          const b = floorSplit(split, mins);
+          const q = quality(c, a, b);
+          const r = q - costWeight * plannedCost(a, b);
+          if (r > best.reward) best = { assign: a, budgets: b, quality: q, reward: r };
+        }
       }
       return best;
     },
@@ -154,16 +172,15 @@ export function servedStatic(tw: TierWorld, assign: readonly number[], shares: r
 
 /**
  * The best static choice with one model per agent: for every model assignment the static shares maximising mean
- * expected quality over `contexts` as the engine would serve them (servedStatic), the best assignment kept.
+ * expected reward (quality − λ·planned cost; quality alone when λ = 0) over `contexts` as the engine would serve them (servedStatic), the best assignment kept; with `polishTop` only that many assignments, the best at their starting shares, are polished.
  */
-export function bestStaticTier(tw: TierWorld, contexts: readonly SimContext[], total: number, ceiling: number): { assign: number[]; shares: number[]; value: number } {
-  let best = { assign: tw.assignments[0]!.slice(), shares: tw.agents.map(() => 1), value: -Infinity };
-  for (const a of tw.assignments) {
+export function bestStaticTier(tw: TierWorld, contexts: readonly SimContext[], total: number, ceiling: number, opts: { readonly polishTop?: number } = {}): { assign: number[]; shares: number[]; value: number } {
+  const starts = tw.assignments.map((a) => {
     const value = (s: readonly number[]) => {
       if (!s.some((v) => v > 0)) return -Infinity;
       const b = servedStatic(tw, a, s, total, ceiling);
       let v = 0;
-      for (const c of contexts) v += tw.quality(c, a, b);
+      for (const c of contexts) v += tw.reward(c, a, b);
       return v / contexts.length;
     };
     // Started from the oracle's mean shares on this assignment.
@@ -175,6 +192,13 @@ export function bestStaticTier(tw: TierWorld, contexts: readonly SimContext[], t
       const sum = split.reduce((s, v) => s + v, 0);
       split.forEach((v, i) => (start[i]! += v / sum / contexts.length));
     }
+    return { a, value, start, v0: value(start) };
+  });
+  // Only the `polishTop` assignments best at their starting shares are polished (all by default).
+  const order = starts.map((_, k) => k).sort((x, y) => starts[y]!.v0 - starts[x]!.v0).slice(0, opts.polishTop ?? starts.length);
+  let best = { assign: tw.assignments[0]!.slice(), shares: tw.agents.map(() => 1), value: -Infinity };
+  for (const k of order) {
+    const { a, value, start } = starts[k]!;
     const shares = polishShares(start, value);
     const v = value(shares);
     if (v > best.value) best = { assign: a.slice(), shares, value: v };

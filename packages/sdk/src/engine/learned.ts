@@ -1,7 +1,7 @@
 import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
 import { CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
-import { curvesOf, deserializeTierParams, drawIndex, epsilonProbs, initialParams, plannedCostOf, predictQuality, pushTierAction, tierCandidates, tierGreedy, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
+import { curvesOf, deserializeTierParams, drawIndex, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
 import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
 import { builtinUniform, compiledStrategy, toBudgets, type KindLookup } from './strategies.js';
@@ -514,13 +514,20 @@ export function tierLearnedDecision(
   let probs: number[];
   if (!m.tiers) {
     candidates.push(anchor);
+    for (const c of perturbAround(anchor, agents, T, C, SAFE_START_TOKEN_SPREAD)) pushTierAction(candidates, c);
     const prior = initialParams(agents, m.encoder.dim, tierNeedGuess(pipeline));
     for (const c of tierCandidates(prior, agents, x, T, C, opts) ?? []) pushTierAction(candidates, c);
     probs = epsilonProbs(candidates.length, SAFE_START_EPSILON);
   } else {
     for (const c of tierCandidates(m.tiers, agents, x, T, C, opts) ?? [anchor]) pushTierAction(candidates, c);
     pushTierAction(candidates, anchor);
-    probs = epsilonProbs(candidates.length, tierEpsilon(explore, m.version, decayFrom));
+    // Inverse-gap weighted: the exploration budget goes less to actions the serving version predicts to be far worse.
+    const curves = curvesOf(m.tiers, agents, x);
+    probs = gapProbs(
+      candidates.map((a) => predictQuality(curves, a) - costWeight * plannedCostOf(agents, a)),
+      tierEpsilon(explore, m.version, decayFrom),
+      TIER_GAP_WEIGHT,
+    );
   }
   let chosen = drawIndex(probs, rng());
   let ck: number | undefined;
