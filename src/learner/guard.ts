@@ -240,12 +240,27 @@ export interface CandidateVerdict extends GuardVerdict {
   readonly against: 'default' | 'serving';
 }
 
+/**
+ * Outcomes the candidate arm needs before a verdict (the reference arm still needs `minPerArm`). Fewer than the
+ * serving guard's 30: a candidate lives only until the next retrain (500 outcomes by default, ~50 of them its
+ * own), so at 30 the guard would rarely get to judge it before the gate does; a refused candidate costs little
+ * (the next retrain proposes another), a bad one mixed in costs 10 % of its shortfall for as long as it lives.
+ */
+export const CANDIDATE_MIN_OUTCOMES = 10;
+
+/** One test of the candidate arm against a reference arm. */
+function candidateTest(candidate: ArmSums, reference: ArmSums, opts: GuardOptions, alpha: number): GuardVerdict {
+  const v = guardVerdict(candidate, reference, { ...opts, alpha, minPerArm: 2 });
+  const enough = candidate.n >= CANDIDATE_MIN_OUTCOMES && reference.n >= Math.max(2, opts.minPerArm ?? GUARD_DEFAULTS.minPerArm);
+  return v.status === 'worse' && !enough ? { ...v, status: 'insufficient' } : v.status === 'ok' && !enough ? { ...v, status: 'insufficient' } : v;
+}
+
 /** The verdict on the candidate arm: `worse` when either test (at α/2) says so; else the `default` test's verdict. */
 export function candidateVerdict(e: CandidateEvidence, opts: GuardOptions = {}): CandidateVerdict {
   const alpha = (opts.alpha ?? GUARD_DEFAULTS.alpha) / 2;
-  const vsDefault = guardVerdict(e.candidate, e.control, { ...opts, alpha });
+  const vsDefault = candidateTest(e.candidate, e.control, opts, alpha);
   if (vsDefault.status === 'worse') return { ...vsDefault, against: 'default' };
-  const vsServing = guardVerdict(e.candidate, e.serving, { ...opts, alpha });
+  const vsServing = candidateTest(e.candidate, e.serving, opts, alpha);
   if (vsServing.status === 'worse') return { ...vsServing, against: 'serving' };
   return { ...vsDefault, against: 'default' };
 }

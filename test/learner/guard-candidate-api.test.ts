@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { compileFeatures } from '../../src/learner/features.js';
+import { CANDIDATE_MIN_OUTCOMES } from '../../src/learner/guard.js';
 import type { LearnerMeta } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { initialWeights } from '../../src/learner/model.js';
@@ -109,7 +110,9 @@ describe('runtime guard: the pending candidate’s arm', () => {
     assert.deepEqual(v.gate.comparisons, [], 'the activation gate did not judge it');
     assert.equal(v.gate.guard.reason, 'guard');
     assert.ok(v.gate.guard.ci[1] < 0 && v.gate.guard.diff < 0, JSON.stringify(v.gate.guard));
-    assert.ok(v.gate.guard.candidate.n >= 30 && v.gate.guard.reference.n >= 30, JSON.stringify(v.gate.guard));
+    assert.ok(v.gate.guard.candidate.n >= CANDIDATE_MIN_OUTCOMES && v.gate.guard.reference.n >= 30, JSON.stringify(v.gate.guard));
+    // Refused before the gate would have judged it with the service's defaults (at the next retrain, 500 outcomes on).
+    assert.ok(v.gate.events < 500, `${v.gate.events} decisions`);
     assert.ok(['default', 'serving'].includes(v.gate.guard.against));
 
     const metricsText = (await http('GET', '/metrics')).text;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { addCandidateEvidence, candidateArmOf, candidateVerdict, EMPTY_ARM, EMPTY_CANDIDATE_EVIDENCE, type ArmSums, type CandidateEvidence } from '../../src/learner/guard.js';
+import { addCandidateEvidence, CANDIDATE_MIN_OUTCOMES, candidateArmOf, candidateVerdict, EMPTY_ARM, EMPTY_CANDIDATE_EVIDENCE, type ArmSums, type CandidateEvidence } from '../../src/learner/guard.js';
 import { withCandidate, type Decision } from '../../src/learner/policy.js';
 import { mulberry32, normal } from '../../src/learner/rng.js';
 
@@ -39,19 +39,32 @@ describe('the guard’s candidate arm (decision rule)', () => {
     const worseThanServing = candidateVerdict(evidence(draws(300, 0.55, 4), draws(150, 0.5, 5), draws(3000, 0.75, 6)));
     assert.equal(worseThanServing.status, 'worse');
     assert.equal(worseThanServing.against, 'serving');
-    // Too few candidate outcomes: no verdict, however bad they look.
-    assert.equal(candidateVerdict(evidence(draws(20, 0.1, 7), draws(200, 0.6, 8), draws(2000, 0.6, 9))).status, 'insufficient');
+    // Too few candidate outcomes (or reference outcomes): no verdict, however bad they look.
+    assert.equal(candidateVerdict(evidence(draws(CANDIDATE_MIN_OUTCOMES - 1, 0.1, 7), draws(200, 0.6, 8), draws(2000, 0.6, 9))).status, 'insufficient');
+    assert.equal(candidateVerdict(evidence(draws(100, 0.1, 7), draws(29, 0.6, 8), draws(29, 0.6, 9))).status, 'insufficient');
+    // A very bad candidate is refused on its first few outcomes against the rest (the control arm still too small).
+    const early = candidateVerdict(evidence(draws(CANDIDATE_MIN_OUTCOMES, 0.1, 13), draws(20, 0.6, 14), draws(100, 0.6, 15)));
+    assert.deepEqual([early.status, early.against], ['worse', 'serving']);
     // A better candidate is not refused.
     assert.notEqual(candidateVerdict(evidence(draws(300, 0.7, 10), draws(150, 0.6, 11), draws(3000, 0.6, 12))).status, 'worse');
   });
 
-  it('refuses an equal candidate at most about α of the time (both tests at α/2)', () => {
+  it('refuses an equal candidate at most about α of the time, looked at after every few outcomes (both tests at α/2)', () => {
     let refused = 0;
     const runs = 300;
     for (let s = 0; s < runs; s++) {
-      if (candidateVerdict(evidence(draws(200, 0.6, 3 * s + 100), draws(100, 0.6, 3 * s + 101), draws(1700, 0.6, 3 * s + 102))).status === 'worse') refused++;
+      // Checked as the tick does, after every 10 outcomes (the candidate arm 10 % of them), up to 2,000.
+      const c = draws(200, 0.6, 3 * s + 100);
+      const k = draws(100, 0.6, 3 * s + 101);
+      const r = draws(1700, 0.6, 3 * s + 102);
+      for (let t = 1; t <= 200; t++) {
+        if (candidateVerdict(evidence(c.slice(0, t), k.slice(0, t >> 1), r.slice(0, (17 * t) >> 1))).status === 'worse') {
+          refused++;
+          break;
+        }
+      }
     }
-    // Always-valid sequences are conservative at one look: well under α = 0.05 (15 of 300).
+    // Always-valid: looking often does not inflate it past α = 0.05 (15 of 300), even from 10 candidate outcomes.
     assert.ok(refused <= 15, `${refused} of ${runs} equal candidates refused`);
   });
 
