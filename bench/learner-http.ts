@@ -170,10 +170,10 @@ async function inProcess(world: SimWorld, N: number, seed: number): Promise<Summ
   const { tf } = await loadTf();
   // bench/learner's defaults (the service's).
   const explore = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5, budget: EXPLORE_DEFAULTS.budget, decayFrom: EXPLORE_DEFAULTS.decayFrom };
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, controlShare: GUARD_DEFAULTS.controlShare, halfLife: 1000, window: 8000, train: { epochs: 4, minSteps: DEFAULT_MIN_STEPS } });
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, controlShare: GUARD_DEFAULTS.controlShare, halfLife: 1000, window: 8000, train: { epochs: 4, minSteps: DEFAULT_MIN_STEPS }, guardCandidate });
   const v = valueRun(world, res.contexts, res.served, stride);
   const refused = res.versions.filter((x) => !x.active).length;
-  console.log(`  loop: ${res.versions.length} versions trained (every 500), refused ${refused}; changes detected ${res.changes.length}, retired ${res.retired.length}`);
+  console.log(`  loop: ${res.versions.length} versions trained (every 500), refused ${refused} (by the guard's candidate arm: ${res.guardRefused.length ? res.guardRefused.map((v) => `v${v}`).join(', ') : 'none'}); changes detected ${res.changes.length}, retired ${res.retired.length}`);
   return report('loop', world, v, { version: res.servingVersion, control: res.controlServed }, `${res.versions.length} versions (${refused} refused), drift retirements ${res.retired.length}`);
 }
 
