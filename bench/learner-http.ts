@@ -9,6 +9,7 @@
  *
  *   nice -n 10 node --import tsx bench/learner-http.ts [--seeds 243931,…] [--drift 193092] [--outcomes 5000]
  *        [--drift-at 2500] [--rps 40] [--concurrency 12] [--window 500] [--stride 4] [--loop true] [--http true]
+ *        [--guard-candidate true]
  *
  * Seeds: test seeds of experiments/family/seeds.json spread over 2–12 agents (with cost, hard floors, one with
  * drift), plus 742712, a seed drawn once for this bench (node: crypto.randomInt(100000, 1000000) on 2026-12-02,
@@ -44,6 +45,9 @@ const stride = Number(flag('stride', '4'));
 const withLoop = flag('loop', 'true') !== 'false';
 // `--http false`: the in-process loop alone (to complete a comparison whose HTTP run was measured before).
 const withHttp = flag('http', 'true') !== 'false';
+// `--guard-candidate false`: the runtime guard leaves the pending candidate's arm unjudged (the rule before), to
+// measure the candidate arm's guard against it.
+const guardCandidate = flag('guard-candidate', 'true') !== 'false';
 
 const f3 = (x: number) => x.toFixed(3);
 const sg = (x: number, d = 3) => `${x >= 0 ? '+' : ''}${x.toFixed(d)}`;
@@ -111,7 +115,7 @@ async function overHttp(world: SimWorld, N: number, seed: number): Promise<Summa
     const user: Call = (m, p, b) => userC.request(m, p, b);
     const pipeline = `w${seed}`;
     const strategy = `learn-${seed}`;
-    await declare({ world, pipeline, strategy, admin });
+    await declare({ world, pipeline, strategy, admin, ...(guardCandidate ? {} : { params: { guardCandidate: false } }) });
     const models = () => admin('GET', `/v1/models/${pipeline}`);
     const run = await drive({
       world,
@@ -166,10 +170,10 @@ async function inProcess(world: SimWorld, N: number, seed: number): Promise<Summ
   const { tf } = await loadTf();
   // bench/learner's defaults (the service's).
   const explore = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5, budget: EXPLORE_DEFAULTS.budget, decayFrom: EXPLORE_DEFAULTS.decayFrom };
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, controlShare: GUARD_DEFAULTS.controlShare, halfLife: 1000, window: 8000, train: { epochs: 4, minSteps: DEFAULT_MIN_STEPS } });
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, controlShare: GUARD_DEFAULTS.controlShare, halfLife: 1000, window: 8000, train: { epochs: 4, minSteps: DEFAULT_MIN_STEPS }, guardCandidate });
   const v = valueRun(world, res.contexts, res.served, stride);
   const refused = res.versions.filter((x) => !x.active).length;
-  console.log(`  loop: ${res.versions.length} versions trained (every 500), refused ${refused}; changes detected ${res.changes.length}, retired ${res.retired.length}`);
+  console.log(`  loop: ${res.versions.length} versions trained (every 500), refused ${refused} (by the guard's candidate arm: ${res.guardRefused.length ? res.guardRefused.map((v) => `v${v}`).join(', ') : 'none'}); changes detected ${res.changes.length}, retired ${res.retired.length}`);
   return report('loop', world, v, { version: res.servingVersion, control: res.controlServed }, `${res.versions.length} versions (${refused} refused), drift retirements ${res.retired.length}`);
 }
 

@@ -39,6 +39,9 @@ export interface LoggedEvent {
   readonly d?: 1;
   /** The runtime guard's arm of a learned decision made with a control share: 1 control, 0 learned. */
   readonly a?: 0 | 1;
+  /** The pending candidate version whose split served this decision by the candidate share's own draw (LearnerMeta
+   * `cw`; the control arm did not serve): the runtime guard's candidate arm. Absent on every other decision. */
+  readonly v?: number;
   /** Model tiers: the models served (agent order of `b`; null for an agent without one), the models of every
    * action of `C` when they differ between actions (parallel to C; absent: every action served `M`), and the
    * request's cost ceiling in USD. */
@@ -71,6 +74,7 @@ const LoggedEventSchema = Type.Object({
   m: Type.Optional(Num),
   d: Type.Optional(Type.Literal(1)),
   a: Type.Optional(Type.Union([Type.Literal(0), Type.Literal(1)])),
+  v: Type.Optional(Num),
   M: Type.Optional(Type.Array(StrOrNull)),
   CM: Type.Optional(Type.Array(Type.Array(StrOrNull))),
   X: Type.Optional(Num),

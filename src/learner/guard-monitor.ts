@@ -3,7 +3,25 @@ import type { Services } from '../kernel/module.js';
 import { jsonDecoder } from '../redis/decode.js';
 import { controlStrategyDef } from './control-arm.js';
 import { decodeEvent, rewardOf, type LoggedEvent } from './events.js';
-import { accumulate, EMPTY_EVIDENCE, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardEvidence, type GuardRevert, type GuardRun, type GuardVerdict } from './guard.js';
+import {
+  accumulate,
+  addCandidateEvidence,
+  candidateArmOf,
+  candidateVerdict,
+  EMPTY_CANDIDATE_EVIDENCE,
+  EMPTY_EVIDENCE,
+  GUARD_DEFAULTS,
+  judge,
+  NEW_RUN,
+  revertTarget,
+  type CandidateEvidence,
+  type CandidateRefusal,
+  type CandidateVerdict,
+  type GuardEvidence,
+  type GuardRevert,
+  type GuardRun,
+  type GuardVerdict,
+} from './guard.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import type { ModelRegistry } from './registry.js';
@@ -19,6 +37,21 @@ export interface GuardCheck {
   readonly verdict: GuardVerdict;
   /** Set when this check reverted the version. */
   readonly revert?: GuardRevert;
+}
+
+/** The candidate arm's check (guard.ts candidateVerdict) of the pending candidate version. */
+export interface CandidateCheck {
+  readonly pipeline: string;
+  readonly candidate: number;
+  readonly verdict: CandidateVerdict;
+  /** Set when this check refused the candidate. */
+  readonly refusal?: CandidateRefusal;
+}
+
+interface CandidateState {
+  readonly version: number;
+  readonly marker: string;
+  readonly evidence: CandidateEvidence;
 }
 
 interface State {
@@ -37,6 +70,9 @@ const Evidence = Type.Object({ learned: ArmSums, control: ArmSums, byVersion: Ty
  * A state that is not JSON or not of this shape is read as no state: the guard starts a new run, as it did for
  * unreadable JSON.
  */
+const decodeCandidateState: (text: string) => CandidateState | undefined = jsonDecoder(
+  Type.Object({ version: Type.Number(), marker: Type.String(), evidence: Type.Object({ candidate: ArmSums, control: ArmSums, serving: ArmSums }) }),
+);
 const decodeState: (text: string) => (Omit<State, 'total'> & { readonly total?: GuardEvidence }) | undefined = jsonDecoder(
   Type.Object({ since: Type.Number(), marker: Type.String(), j: Type.Number(), evidence: Evidence, total: Type.Optional(Evidence) }),
 );
@@ -56,6 +92,89 @@ export class GuardMonitor {
 
   private key(pipeline: string): string {
     return this.core.keys.pipeline(pipeline, 'learner', 'guard');
+  }
+
+  private candidateKey(pipeline: string): string {
+    return this.core.keys.pipeline(pipeline, 'learner', 'guard-candidate');
+  }
+
+  /** The buffer's events newer than `marker`, newest first (at most MAX_SCAN). */
+  private async freshEvents(pipelineId: string, marker: string): Promise<LoggedEvent[]> {
+    const buffer = learnerKeys(this.core.keys, pipelineId).buffer;
+    const fresh: LoggedEvent[] = [];
+    for (let off = 0; off < MAX_SCAN; off += PAGE) {
+      const page = await this.core.redis.lrange(buffer, off, off + PAGE - 1);
+      for (const raw of page) {
+        const e = decodeEvent(raw);
+        if (!e) continue; // not an event (corrupted in Redis): it counts for no arm
+        if (e.id === marker) return fresh;
+        fresh.push(e);
+      }
+      if (page.length < PAGE) break;
+    }
+    return fresh;
+  }
+
+  /**
+   * The candidate arm (guard.ts candidateVerdict): the realised rewards of the decisions whose candidate-share draw
+   * served the pending candidate's split, since it was proposed, against the control arm's and the rest's. Worse:
+   * the candidate is refused at once (it stops being mixed in; its gate record says `refused` with the guard's
+   * interval). Runs during the safe start too. Undefined when no candidate is pending.
+   */
+  async checkCandidate(pipelineId: string): Promise<CandidateCheck | undefined> {
+    const view = this.core.view();
+    const pipeline = view.pipelines.get(pipelineId);
+    if (!pipeline) return undefined;
+    const strategies = learnedStrategies(view, pipeline);
+    const first = strategies[0];
+    const doc = this.registry.doc(pipelineId);
+    const pending = doc?.candidate;
+    if (!first || !pending || servingModel(view, pipeline).candidate?.version !== pending.version) return undefined;
+    const params = first.params as LearnedParams;
+    if (params.guardCandidate === false || params.controlShare === 0) return undefined;
+    const learnedIds = new Set(strategies.map((s) => s.id));
+    const costWeight = params.costWeight ?? 0;
+    const since = pending.proposedAt ?? pending.createdAt;
+
+    const json = await this.core.redis.get(this.candidateKey(pipelineId));
+    const stored = json ? decodeCandidateState(json) : undefined;
+    const st: CandidateState = stored && stored.version === pending.version ? stored : { version: pending.version, marker: '', evidence: EMPTY_CANDIDATE_EVIDENCE };
+    const fresh = await this.freshEvents(pipelineId, st.marker);
+    let evidence = st.evidence;
+    for (const e of fresh) {
+      if (e.t < since || !learnedIds.has(e.s)) continue;
+      const arm = candidateArmOf(e, pending.version);
+      if (arm) evidence = addCandidateEvidence(evidence, arm, rewardOf(e, costWeight));
+    }
+    const verdict = candidateVerdict(evidence, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });
+    await this.core.redis.set(this.candidateKey(pipelineId), JSON.stringify({ version: pending.version, marker: fresh[0]?.id ?? st.marker, evidence }));
+    if (verdict.status !== 'worse') return { pipeline: pipelineId, candidate: pending.version, verdict };
+
+    const refusal: CandidateRefusal = {
+      reason: 'guard',
+      at: Date.now(),
+      against: verdict.against,
+      diff: verdict.diff!,
+      ci: verdict.ci!,
+      candidate: verdict.learned,
+      reference: { ...verdict.control, ...(verdict.against === 'default' ? { strategy: controlStrategyDef(view, pipeline).id } : {}) },
+    };
+    const ref = verdict.against === 'default' ? `the control strategy ${refusal.reference.strategy}` : 'the rest of the learned strategy’s decisions';
+    const fmt = (x: number) => x.toFixed(4);
+    // Only if it is still the pending candidate (the gate may have judged it meanwhile).
+    if (this.registry.doc(pipelineId)?.candidate?.version !== pending.version) return { pipeline: pipelineId, candidate: pending.version, verdict };
+    await this.registry.recordGate(pipelineId, pending.version, {
+      status: 'refused',
+      reason: `refused by the runtime guard: the candidate arm's realised reward is below ${ref}'s (diff ${fmt(refusal.diff)}, always-valid interval [${fmt(refusal.ci[0])}, ${fmt(refusal.ci[1])}], ${refusal.candidate.n} vs ${refusal.reference.n} outcomes)`,
+      events: evidence.candidate.n + evidence.control.n + evidence.serving.n,
+      comparisons: [],
+      decidedAt: refusal.at,
+      guard: refusal,
+    });
+    this.core.metrics.learnerGuardReverts.inc({ reason: 'candidate', to: 'refused' });
+    this.core.log.warn({ pipeline: pipelineId, version: pending.version, ...refusal }, `learner guard: candidate version ${pending.version} is worse than ${ref}; refused (no longer mixed in)`);
+    await this.core.redis.del(this.candidateKey(pipelineId));
+    return { pipeline: pipelineId, candidate: pending.version, verdict, refusal };
   }
 
   async check(pipelineId: string): Promise<GuardCheck | undefined> {

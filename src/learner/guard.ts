@@ -198,3 +198,82 @@ export function revertTarget(
   }
   return 0;
 }
+
+// ---- The candidate arm ----------------------------------------------------------------------------------------
+
+/**
+ * The pending candidate version's split is mixed into CANDIDATE_SHARE of the learned strategy's decisions by a
+ * coin drawn per decision (policy.ts withCandidate; logged as LearnerMeta `cw`, the event's `v`) until the
+ * activation gate judges it — also during the safe start, when no version serves and the serving-version guard
+ * above has nothing to judge. The candidate arm's realised rewards, from its proposal on, are compared with the same
+ * always-valid confidence sequence against two concurrent arms, each test at α/2 (union bound: a false refusal
+ * has probability ≤ α per candidate):
+ *   - `default`: the control arm (the default strategy, `a` = 1);
+ *   - `serving`: the rest of the learned strategy's decisions (the serving version's policy, or the safe start's
+ *     exploration around the default strategy).
+ * All three arms are drawn per decision independently of the request, so each difference of means is an unbiased
+ * estimate of the difference of the policies' values. `worse` against either: the candidate is refused at once.
+ */
+export interface CandidateEvidence {
+  readonly candidate: ArmSums;
+  readonly control: ArmSums;
+  readonly serving: ArmSums;
+}
+
+export const EMPTY_CANDIDATE_EVIDENCE: CandidateEvidence = { candidate: EMPTY_ARM, control: EMPTY_ARM, serving: EMPTY_ARM };
+
+export type CandidateArm = keyof CandidateEvidence;
+
+/** The arm of one logged decision of a learned strategy made since `version` was proposed (undefined: it counts for none). */
+export function candidateArmOf(e: { readonly a?: 0 | 1; readonly v?: number }, version: number): CandidateArm | undefined {
+  if (e.a === 1) return 'control';
+  if (e.v === undefined) return 'serving';
+  return e.v === version ? 'candidate' : undefined;
+}
+
+export function addCandidateEvidence(e: CandidateEvidence, arm: CandidateArm, r: number): CandidateEvidence {
+  return { ...e, [arm]: addReward(e[arm], r) };
+}
+
+export interface CandidateVerdict extends GuardVerdict {
+  /** The reference the verdict is against (the one found worse, else `default`). */
+  readonly against: 'default' | 'serving';
+}
+
+/**
+ * Outcomes the candidate arm needs before a verdict (the reference arm still needs `minPerArm`). Fewer than the
+ * serving guard's 30: a candidate lives only until the next retrain (500 outcomes by default, ~50 of them its
+ * own), so at 30 the guard would rarely get to judge it before the gate does; a refused candidate costs little
+ * (the next retrain proposes another), a bad one mixed in costs 10 % of its shortfall for as long as it lives.
+ */
+export const CANDIDATE_MIN_OUTCOMES = 10;
+
+/** One test of the candidate arm against a reference arm. */
+function candidateTest(candidate: ArmSums, reference: ArmSums, opts: GuardOptions, alpha: number): GuardVerdict {
+  const v = guardVerdict(candidate, reference, { ...opts, alpha, minPerArm: 2 });
+  const enough = candidate.n >= CANDIDATE_MIN_OUTCOMES && reference.n >= Math.max(2, opts.minPerArm ?? GUARD_DEFAULTS.minPerArm);
+  return v.status === 'worse' && !enough ? { ...v, status: 'insufficient' } : v.status === 'ok' && !enough ? { ...v, status: 'insufficient' } : v;
+}
+
+/** The verdict on the candidate arm: `worse` when either test (at α/2) says so; else the `default` test's verdict. */
+export function candidateVerdict(e: CandidateEvidence, opts: GuardOptions = {}): CandidateVerdict {
+  const alpha = (opts.alpha ?? GUARD_DEFAULTS.alpha) / 2;
+  const vsDefault = candidateTest(e.candidate, e.control, opts, alpha);
+  if (vsDefault.status === 'worse') return { ...vsDefault, against: 'default' };
+  const vsServing = candidateTest(e.candidate, e.serving, opts, alpha);
+  if (vsServing.status === 'worse') return { ...vsServing, against: 'serving' };
+  return { ...vsDefault, against: 'default' };
+}
+
+/** What the guard records (in the version's gate record) on a candidate it refused. */
+export interface CandidateRefusal {
+  readonly reason: 'guard';
+  readonly at: number;
+  readonly against: 'default' | 'serving';
+  /** Candidate arm − reference arm, with its always-valid interval (at α/2). */
+  readonly diff: number;
+  readonly ci: readonly [number, number];
+  readonly candidate: { readonly n: number; readonly mean: number };
+  /** The reference arm; `strategy`: the control strategy's id when against `default`. */
+  readonly reference: { readonly n: number; readonly mean: number; readonly strategy?: string };
+}

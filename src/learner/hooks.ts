@@ -65,7 +65,7 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
 }
 
 /** The logging fields of an event: the logging policy's action distribution, model version and guard arm. */
-export type LoggingPolicy = Pick<LoggedEvent, 'C' | 'P' | 'k' | 'm' | 'a' | 'M' | 'CM'>;
+export type LoggingPolicy = Pick<LoggedEvent, 'C' | 'P' | 'k' | 'm' | 'a' | 'v' | 'M' | 'CM'>;
 
 /**
  * The logging policy of one decision (propensity.ts): the served strategy's own distribution (a learned
@@ -79,7 +79,9 @@ export function loggingPolicyOf(d: Pick<DecisionRecord, 'meta' | 'budgets' | 'to
   const served = pipeline.agents.map((a) => d.budgets[a.name] ?? 0);
   // Model tiers (tiers.ts): the served models, and the routing mixture over (budgets, models).
   const M = servedModels(d, pipeline);
-  const own: LoggingPolicy = { ...(meta ? { m: meta.m, ...(meta.x ? { a: meta.x.a } : {}) } : {}), ...(M ? { M } : {}) };
+  // The candidate arm (LoggedEvent `v`): the candidate share's draw chose the candidate's split and the control did not serve.
+  const v = meta && meta.cw === 1 && typeof meta.cv === 'number' && meta.x?.a !== 1 ? { v: meta.cv } : {};
+  const own: LoggingPolicy = { ...(meta ? { m: meta.m, ...(meta.x ? { a: meta.x.a } : {}), ...v } : {}), ...(M ? { M } : {}) };
   const r = d.routing;
   const ownCM = meta?.CM ? { CM: meta.CM } : {};
   if (!r || !(r.q > 0) || !Array.isArray(r.alt)) return meta ? { ...own, C: meta.C, ...ownCM, P: meta.P, k: meta.k } : own;

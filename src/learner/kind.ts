@@ -77,6 +77,9 @@ export const LearnedParams = Type.Object(
     ),
     guardAlpha: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 0.2, description: 'Level of the guard’s always-valid test. Default 0.05.' })),
     guardMargin: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Reward the learned arm may fall short of control before the guard reverts. Default 0.' })),
+    guardCandidate: Type.Optional(
+      Type.Boolean({ description: 'The guard also judges the pending candidate’s arm (the decisions its split served) and refuses a candidate worse than the control or the rest of the learned strategy’s decisions before the gate judges it. Default true (off with controlShare 0).' }),
+    ),
     guardSegmentOutcomes: Type.Optional(
       Type.Integer({ minimum: 200, maximum: 10_000_000, description: 'The guard pools evidence over at most this many decisions, then restarts its test (at a smaller level). Default 2000.' }),
     ),

@@ -60,6 +60,8 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
   const runGuard = async (pipeline: string) => {
     try {
       await guard.check(pipeline);
+      // The pending candidate's arm (also during the safe start), before a retrain would put it to the gate.
+      await guard.checkCandidate(pipeline);
     } catch (err) {
       core.log.warn({ err, pipeline }, 'learner guard check failed');
     }

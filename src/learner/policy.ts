@@ -197,12 +197,15 @@ export const CANDIDATE_SHARE = 0.1;
  * gets probability `share` on top of the policy's (1 − share)-scaled probabilities; the choice is redrawn from
  * the mixture. `extra` is appended exactly as candidatesWith rebuilds it from a logged decision.
  */
-export function withCandidate(dec: Decision, extra: readonly number[], share: number, rng: () => number): Decision {
+export function withCandidate(dec: Decision, extra: readonly number[], share: number, rng: () => number): Decision & { readonly drawn: boolean } {
   const candidates = candidatesWith(dec.candidates, extra);
   const at = indexOf(candidates, extra);
   const probs = candidates.map((_, k) => (k < dec.probs.length ? dec.probs[k]! * (1 - share) : 0) + (k === at ? share : 0));
-  const chosen = rng() < share ? at : dec.chosen;
-  return { budgets: candidates[chosen]!, candidates, probs, chosen, greedy: 0 };
+  // `drawn`: the share's own draw chose `extra` (a per-decision coin independent of the request: the runtime
+  // guard's candidate arm), not the policy's draw that happened to land on the same split.
+  const drawn = rng() < share;
+  const chosen = drawn ? at : dec.chosen;
+  return { budgets: candidates[chosen]!, candidates, probs, chosen, greedy: 0, drawn };
 }
 
 /** The candidate set with `extra` appended unless already in it (a copy). */

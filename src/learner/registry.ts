@@ -9,7 +9,7 @@ import type { GateComparison } from './gate.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, serializeWeights, type ModelWeights, type SerializedWeights } from './model.js';
 import type { TrainMetrics } from './trainer.js';
-import type { RevertRecord } from './guard.js';
+import type { CandidateRefusal, RevertRecord } from './guard.js';
 import type { SerializedTierParams } from './tiers-policy.js';
 
 /** One model version: its weights and what it was trained on. */
@@ -51,6 +51,8 @@ export interface GateRecord {
   readonly decidedAt: number;
   /** How many times the gate has judged this version (a candidate waits between looks; gate.ts). */
   readonly look?: number;
+  /** Set when the runtime guard refused the candidate on its arm's realised rewards (guard.ts candidateVerdict), before the gate judged it. */
+  readonly guard?: CandidateRefusal;
 }
 
 /**
@@ -97,6 +99,17 @@ const ModelVersionSchema = Type.Object({
       comparisons: Type.Array(GateComparisonSchema),
       decidedAt: Type.Number(),
       look: Type.Optional(Type.Number()),
+      guard: Type.Optional(
+        Type.Object({
+          reason: Type.Literal('guard'),
+          at: Type.Number(),
+          against: Type.Union([Type.Literal('default'), Type.Literal('serving')]),
+          diff: Float,
+          ci: Type.Unsafe<readonly [number, number]>(Type.Array(Float, { minItems: 2, maxItems: 2 })),
+          candidate: Type.Object({ n: Type.Number(), mean: Float }),
+          reference: Type.Object({ n: Type.Number(), mean: Float, strategy: Type.Optional(Type.String()) }),
+        }),
+      ),
     }),
   ),
 });

@@ -33,6 +33,20 @@ const GateSchema = Type.Object({
   comparisons: Type.Array(GateComparisonSchema),
   decidedAt: Type.Number(),
   look: Type.Optional(Type.Integer({ description: 'How many times the gate has judged this version.' })),
+  guard: Type.Optional(
+    Type.Object(
+      {
+        reason: Type.String({ description: 'guard: refused by the runtime guard on the candidate arm’s realised rewards.' }),
+        at: Type.Number(),
+        against: Type.String({ description: 'default: the control arm (the default strategy); serving: the rest of the learned strategy’s decisions.' }),
+        diff: Type.Number({ description: 'Mean reward of the candidate arm − the reference arm.' }),
+        ci: Type.Array(Type.Number(), { description: 'Always-valid confidence interval of diff (at α/2).' }),
+        candidate: Type.Object({ n: Type.Integer(), mean: Type.Number() }),
+        reference: Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.Optional(Type.String()) }),
+      },
+      { description: 'Set when the runtime guard refused this candidate before the activation gate judged it.' },
+    ),
+  ),
 });
 /** The runtime guard's fields of a model version and of the model list (guard-monitor.ts). */
 const GuardArm = Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.Optional(Type.String()) });

@@ -29,9 +29,10 @@ import { okHttp } from '../helpers/http.js';
  * - after the first retrain, served ÷ oracle ≥ uniform ÷ oracle − 0.02.
  * Checked to fail (docs/learner.md, "Measured over HTTP"): with every trained version made bad (the trainer fitted to
  * 1 − reward) and the gate and guard off, the first assertion fails (2,000 outcomes 0.36–0.50 below the default);
- * with the same bad versions and the gate and guard on, the gate refuses them all but the candidate mixed into
- * 10 % of decisions costs 0.03–0.07 (four windows in a row significantly below the default by more than 0.02),
- * and both assertions fail.
+ * with the same bad versions and the gate and guard on, before the guard judged the candidate's arm, the gate refused
+ * them all but the candidate mixed into 10 % of decisions cost 0.03–0.07 (four windows in a row significantly below
+ * the default by more than 0.02), and both assertions failed; with the candidate arm guarded (guard.ts
+ * candidateVerdict) the same run passes (one window at −0.024, the next −0.005).
  */
 const prefix = testPrefix('learner-unseen-http');
 const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-unseen-models-'));

@@ -4,7 +4,7 @@ import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } 
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
 import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, optionsFor, withCandidate, type ExploreOptions } from '../policy.js';
-import { GUARD_DEFAULTS } from '../guard.js';
+import { addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS } from '../guard.js';
 import { DEFAULT_DRIFT, residualCheck, windowAfterChange, type DriftRule } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
@@ -60,6 +60,8 @@ export interface LoopOptions {
    * the world or fitted from cost and usage). 'off': trained on quality − λ·cost, as before. Default 'off'.
    */
   readonly costModel?: 'off' | 'fitted' | 'declared';
+  /** The runtime guard's candidate arm (guard.ts candidateVerdict; needs the control arm), checked every 25 outcomes as the service's tick would. Default true. */
+  readonly guardCandidate?: boolean;
 }
 
 export interface Checkpoint {
@@ -190,6 +192,8 @@ export interface LoopResult {
   /** Outcomes at which drift recovery placed a detected change, and at which it retired the serving version. */
   readonly changes: readonly number[];
   readonly retired: readonly number[];
+  /** Candidate versions the runtime guard refused (guardCandidate). */
+  readonly guardRefused: readonly number[];
 }
 
 export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Checkpoint) => void): Promise<LoopResult> {
@@ -217,6 +221,9 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   let look = 0;
   let latest = prior;
   let candidate: LoopVersion | undefined;
+  // The guard's candidate arm: the evidence since `candidate` was proposed, and the versions it refused.
+  let candEv = { version: 0, e: EMPTY_CANDIDATE_EVIDENCE };
+  const guardRefused: number[] = [];
   const greedyOf = (m: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder }, f: LoggedEvent['f'], total: number) =>
     greedyBudgets(forward(m.weights, m.encoder.encode(f)), agents, total);
   const versions: LoopVersion[] = [];
@@ -258,7 +265,12 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     let dec = serving
       ? decide(forward(serving.weights, serving.encoder.encode(f)), agents, world.totalTokens, optionsFor(opts.explore, serving.version), rng, uniform)
       : decideAround(uniform, agents, world.totalTokens, opts.explore, rng, uniform);
-    if (candidate) dec = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), opts.candidateShare ?? CANDIDATE_SHARE, rng);
+    let drawn = false;
+    if (candidate) {
+      const mixed = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), opts.candidateShare ?? CANDIDATE_SHARE, rng);
+      drawn = mixed.drawn;
+      dec = mixed;
+    }
     // The guard's control arm: the default strategy serves this share, logged as part of the mixture.
     if (controlShare > 0) {
       const u = rng();
@@ -266,6 +278,14 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       controlServed[t] = u < controlShare ? 1 : 0;
     }
     const out = world.outcome(phase, x, dec.budgets, rng);
+    if (candidate && controlShare > 0 && opts.guardCandidate !== false) {
+      if (candEv.version !== candidate.version) candEv = { version: candidate.version, e: EMPTY_CANDIDATE_EVIDENCE };
+      candEv = { version: candidate.version, e: addCandidateEvidence(candEv.e, controlServed[t] ? 'control' : drawn ? 'candidate' : 'serving', out.quality - world.costWeight * (out.cost ?? 0)) };
+      if ((t + 1) % 25 === 0 && candidateVerdict(candEv.e).status === 'worse') {
+        guardRefused.push(candidate.version);
+        candidate = undefined;
+      }
+    }
     const v = world.expected(phase, x, dec.budgets);
     servedAll[t] = v;
     servingVersion[t] = serving?.version ?? 0;
@@ -344,5 +364,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, guardRefused };
 }

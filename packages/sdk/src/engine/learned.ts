@@ -275,6 +275,12 @@ export interface LearnerMeta {
   readonly c?: number[];
   readonly cv?: number;
   /**
+   * 1 when the candidate share's own draw chose the candidate version's split (a coin per decision, independent
+   * of the request; the guard's control arm may still have served instead, see `x.a`): these decisions are the
+   * runtime guard's candidate arm. Absent when the policy's own draw chose (even if it landed on the same split).
+   */
+  readonly cw?: 1;
+  /**
    * Model tiers (a joint model-and-tokens decision): every candidate action logged whole — its budgets (`TC`) and
    * its model per agent (`TM`: index in the agent's `models`, −1 for none) — since they depend on the version's
    * parameters. `P`, `k` and `p` refer to them; `g` is TC[0]; the candidate version's action, when mixed in, is
@@ -362,7 +368,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
         P: probs,
         ...(registered ? { w: 1 as const } : {}),
         ...(anchor ? { a: anchor } : {}),
-        ...(dec.candidateSplit ? { c: dec.candidateSplit, cv: m.candidate!.version } : {}),
+        ...(dec.candidateSplit ? { c: dec.candidateSplit, cv: m.candidate!.version, ...(dec.candidateDrawn ? { cw: 1 as const } : {}) } : {}),
         ...(x ? { x } : {}),
       };
       return {
@@ -388,10 +394,10 @@ export function learnedDecision(
   uniform: number[],
   defaultSplit?: (input: AllocationInput) => number[],
   rng: () => number = Math.random,
-): { dec: ReturnType<typeof decide> & { candidateSplit?: number[] }; anchor?: number[] } {
+): { dec: ReturnType<typeof decide> & { candidateSplit?: number[]; candidateDrawn?: boolean }; anchor?: number[] } {
   const dflt = defaultSplit?.(input) ?? uniform;
   const isUniform = dflt.length === uniform.length && dflt.every((v, i) => v === uniform[i]);
-  let dec: ReturnType<typeof decide> & { candidateSplit?: number[] };
+  let dec: ReturnType<typeof decide> & { candidateSplit?: number[]; candidateDrawn?: boolean };
   let anchor: number[] | undefined;
   if (m.version === 0) dec = decideAround(dflt, agents, input.totalTokens, explore, rng, uniform);
   else {
@@ -400,7 +406,8 @@ export function learnedDecision(
   }
   if (m.candidate) {
     const split = greedyBudgets(forward(m.candidate.weights, m.candidate.encoder.encode(input.features)), agents, input.totalTokens);
-    dec = { ...withCandidate(dec, split, CANDIDATE_SHARE, rng), candidateSplit: split };
+    const mixed = withCandidate(dec, split, CANDIDATE_SHARE, rng);
+    dec = { ...mixed, candidateSplit: split, candidateDrawn: mixed.drawn };
   }
   return { dec, ...(anchor ? { anchor } : {}) };
 }
@@ -484,6 +491,8 @@ export interface TierLearnedDecision {
   readonly version: number;
   /** Index of the candidate version's greedy action, when one was mixed in. */
   readonly ck?: number;
+  /** The candidate share's own draw chose that action (LearnerMeta `cw`). */
+  readonly cw?: boolean;
 }
 
 /**
@@ -531,16 +540,20 @@ export function tierLearnedDecision(
   }
   let chosen = drawIndex(probs, rng());
   let ck: number | undefined;
+  let cw = false;
   if (m.candidate?.tiers) {
     const cg = tierGreedy(m.candidate.tiers, agents, m.candidate.encoder.encode(input.features), T, C, opts);
     if (cg) {
       ck = pushTierAction(candidates, cg);
       const at = ck;
       probs = candidates.map((_, k) => (probs[k] ?? 0) * (1 - CANDIDATE_SHARE) + (k === at ? CANDIDATE_SHARE : 0));
-      if (rng() < CANDIDATE_SHARE) chosen = at;
+      if (rng() < CANDIDATE_SHARE) {
+        chosen = at;
+        cw = true;
+      }
     }
   }
-  return { candidates, probs, chosen, version: m.tiers ? m.version : 0, ...(ck !== undefined ? { ck } : {}) };
+  return { candidates, probs, chosen, version: m.tiers ? m.version : 0, ...(ck !== undefined ? { ck, cw } : {}) };
 }
 
 /** The learned strategy on a pipeline with model tiers: it answers a model per agent with the tokens (AllocationOutput.models). */
@@ -599,7 +612,7 @@ function compileTierLearned(
         TC: dec.candidates.map((a) => a.budgets.slice()),
         TM: dec.candidates.map((a) => loggedModelKey(pipeline, a.assign)),
         ...(registered ? { w: 1 as const } : {}),
-        ...(dec.ck !== undefined ? { ck: dec.ck, cv: m.candidate!.version } : {}),
+        ...(dec.ck !== undefined ? { ck: dec.ck, cv: m.candidate!.version, ...(dec.cw ? { cw: 1 as const } : {}) } : {}),
         ...(x ? { x } : {}),
       };
       return { budgets: toBudgets(pipeline, served.budgets), models: tierModelsOut(pipeline, served.assign), meta: { learner: meta } };
