@@ -31,6 +31,12 @@ export type { StratumError };
  *
  * (the held-out rows of a stratum are few, so their own uncertainty is in the standard error). The reported
  * `holdoutMse` is then the held-out error matched to the new decisions' strata, Σ_s (m_s/n) h_s.
+ *
+ * A tier version also keys its strata by its own greedy choice (tierStratumOf's `/greedy`: the row's assignment is the
+ * one the version would choose greedily for the row's request, keysGreedy): its own decisions are mostly its greedy
+ * action, chosen where its predictions are highest and so too high on average (the optimizer's curse), and are then
+ * compared with held-out rows it would have chosen too, not with rows of the same assignment that other choosers
+ * served where it predicts no better than elsewhere.
  */
 export interface DriftRule {
   readonly ratio: number;
@@ -60,7 +66,18 @@ export interface DriftRule {
  * strategy's action) or `learned` (a trained version's action, exploration and candidate mixing included: chosen
  * where a reward model predicted well, so its residuals are not those of the default's actions), e.g. `0,0,1/learned`.
  */
-export const tierStratumOf = (assign: readonly number[], e: Pick<LoggedEvent, 'm' | 'a'>): string => `${assign.join(',')}/${!e.m || e.a === 1 ? 'default' : 'learned'}`;
+export const tierStratumOf = (assign: readonly number[], e: Pick<LoggedEvent, 'm' | 'a'>, greedy?: boolean): string =>
+  `${assign.join(',')}/${!e.m || e.a === 1 ? 'default' : 'learned'}${greedy ? '/greedy' : ''}`;
+
+/**
+ * Whether a version keys its held-out errors by its own greedy choice too (`…/greedy`: the row's model assignment is
+ * the one the version itself would choose greedily for the row's request). A version's own decisions are mostly its
+ * greedy action, where its predictions are highest and so, on average, too high (the optimizer's curse): compared
+ * with held-out rows of the same assignment that other choosers served, their residuals are larger on a world that
+ * did not change. Keyed by the greedy choice, its decisions are compared with held-out rows it would have chosen
+ * as well. A version that stores no such key (trained before) is checked by assignment and chooser only.
+ */
+export const keysGreedy = (strata: Readonly<Record<string, StratumError>>): boolean => Object.keys(strata).some((k) => k.endsWith('/greedy'));
 
 /** Per stratum (key) the held-out rows' squared errors summarised (what a version stores for the stratified residual test). */
 export function stratumErrors(keys: readonly string[], squaredErrors: readonly number[]): Record<string, StratumError> {

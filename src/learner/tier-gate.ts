@@ -6,7 +6,7 @@ import type { GateInput } from './gate.js';
 import type { LearnedParams } from './kind.js';
 import type { ModelWeights } from './model.js';
 import type { Pipeline } from '../pipelines/schema.js';
-import { curvesOf, plannedCostOf, predictQuality, tierGreedy, type TierAction, type TierParams } from './tiers-policy.js';
+import { curvesOf, plannedCostOf, predictQuality, tierGreedy, type TierAction, type TierAgent, type TierParams } from './tiers-policy.js';
 
 /**
  * The activation gate's input for a joint model-and-tokens candidate (model tiers): every compared policy's action
@@ -88,9 +88,25 @@ export function tierResidual(pipeline: Pipeline, params: LearnedParams, model: {
  * whether the default strategy's action or a learned version's served it (drift.ts tierStratumOf), as the tier
  * retrain keys its held-out errors (`holdoutStrata`); undefined when a model is not declared.
  */
-export function tierStratum(pipeline: Pipeline): (e: LoggedEvent) => string | undefined {
+export function tierStratum(
+  pipeline: Pipeline,
+  /** The version under test, when its held-out errors are keyed by its own greedy choice too (drift.ts keysGreedy). */
+  version?: { readonly encoder: FeatureEncoder; readonly tiers: TierParams; readonly costWeight: number },
+): (e: LoggedEvent) => string | undefined {
+  const greedy = version ? tierGreedyAssign(tierAgentsOf(pipeline), version.tiers, version.encoder, version.costWeight) : undefined;
   return (e) => {
     const assign = pipeline.agents.map((a, i) => (a.models && a.models.length > 0 ? a.models.findIndex((m) => m.model === e.M?.[i]) : 0));
-    return assign.some((m) => m < 0) ? undefined : tierStratumOf(assign, e);
+    return assign.some((m) => m < 0) ? undefined : tierStratumOf(assign, e, greedy ? sameAssign(greedy(e), assign) : undefined);
   };
+}
+
+const sameAssign = (a: readonly number[] | undefined, b: readonly number[]) => !!a && a.length === b.length && a.every((v, i) => v === b[i]);
+
+/**
+ * The model assignment of a tier version's greedy action for a logged request (its features, token total and
+ * ceiling), as the gate takes it; undefined when no assignment fits the ceiling.
+ */
+export function tierGreedyAssign(agents: readonly TierAgent[], tiers: TierParams, encoder: FeatureEncoder, costWeight: number): (e: Pick<LoggedEvent, 'f' | 'T' | 'X'>) => readonly number[] | undefined {
+  const opts = { epsilon: 0, perturbation: 0.5, costWeight };
+  return (e) => tierGreedy(tiers, agents, encoder.encode(e.f), e.T, e.X ?? Infinity, opts)?.assign;
 }

@@ -2,7 +2,7 @@ import { stratumErrors, tierStratumOf } from './drift.js';
 import type { LoggedEvent } from './events.js';
 import { compileFeatures, fitScaling } from './features.js';
 import { mulberry32 } from './rng.js';
-import { deserializeTierParams, loggedPrior, plannedCostOf, retrainTier, serializeTierParams, tierErrors, type TierAction, type TierEvent } from './tiers-policy.js';
+import { deserializeTierParams, loggedPrior, plannedCostOf, retrainTier, serializeTierParams, tierErrors, tierGreedy, type TierAction, type TierEvent } from './tiers-policy.js';
 import type { FeatureScaling, FeatureSpec } from './features.js';
 import type { SerializedWeights } from './model.js';
 import type { TrainJobOutput } from './trainer.js';
@@ -28,6 +28,8 @@ interface JobPart {
   readonly seed: number;
   /** Recency half-life in events (TrainJobInput.halfLife): absent, the window's events weigh the same. */
   readonly halfLife?: number;
+  /** λ of reward = quality − λ·cost (the version's greedy choice, by which its held-out errors are keyed too). Default 0. */
+  readonly costWeight?: number;
 }
 
 /**
@@ -48,7 +50,7 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
   const encoder = compileFeatures(input.features, scaling);
   const rows: TierEvent[] = [];
   // Each row's kind of action, for the held-out errors per stratum (drift recovery's stratified residual test).
-  const strata: string[] = [];
+  const strata: { assign: number[]; e: LoggedEvent }[] = [];
   // Recency as for the token model (events.ts buildTrainingData): the newest usable event weighs 1, one half-life older ½.
   const decay = input.halfLife !== undefined ? Math.LN2 / input.halfLife : 0;
   for (const e of events) {
@@ -57,7 +59,7 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
     const assign = t.models.map((ms, i) => (ms.length === 0 ? 0 : ms.indexOf(e.M?.[i] ?? '')));
     if (assign.some((m) => m < 0)) continue;
     const action: TierAction = { assign, budgets: budgets as number[] };
-    strata.push(tierStratumOf(assign, e));
+    strata.push({ assign, e });
     rows.push({ x: encoder.encode(e.f), action, quality: e.q, cost: e.c ?? plannedCostOf(t.agents, action), ...(decay > 0 ? { weight: Math.exp(-decay * rows.length) } : {}) });
   }
   if (rows.length < 20) return { trained: false, reason: `only ${rows.length} events name every agent's budget and one of its candidate models`, events: events.length, fetched };
@@ -79,7 +81,14 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
     return { trained: false, reason: 'no refit explains the logged decisions significantly better than the newest tier version (it stays)', events: events.length, fetched };
   }
   const mse = (xs: readonly TierEvent[]) => (xs.length ? tierErrors(next, t.agents, xs).reduce((s, v) => s + v, 0) / xs.length : 0);
-  const holdoutStrata = stratumErrors(order.slice(0, nHold).map((i) => strata[i]!), tierErrors(next, t.agents, hold));
+  // Keyed by assignment, chooser and whether the assignment is the new version's own greedy choice for the row's
+  // request (drift.ts tierStratumOf): its own decisions are then compared with held-out rows it would have chosen too.
+  const opts = { epsilon: 0, perturbation: 0.5, costWeight: input.costWeight ?? 0 };
+  const keyOf = ({ assign, e }: { assign: number[]; e: LoggedEvent }) => {
+    const g = tierGreedy(next, t.agents, encoder.encode(e.f), e.T, e.X ?? Infinity, opts)?.assign;
+    return tierStratumOf(assign, e, !!g && g.every((v, i) => v === assign[i]));
+  };
+  const holdoutStrata = stratumErrors(order.slice(0, nHold).map((i) => keyOf(strata[i]!)), tierErrors(next, t.agents, hold));
   const mean = hold.reduce((s, e) => s + e.quality, 0) / Math.max(1, hold.length);
   const holdoutVariance = hold.reduce((s, e) => s + (e.quality - mean) ** 2, 0) / Math.max(1, hold.length);
   return {

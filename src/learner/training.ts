@@ -5,7 +5,7 @@ import type { Services } from '../kernel/module.js';
 import { decodeDecisionRecord, type DecisionReader, type DecisionRecord } from '../kernel/decision.js';
 import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
 import type { FeaturesBody } from './features.js';
-import { DEFAULT_DRIFT, residualCheck, residualTest, windowAfterChange } from './drift.js';
+import { DEFAULT_DRIFT, keysGreedy, residualCheck, residualTest, windowAfterChange } from './drift.js';
 import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
 import type { DriftRetire } from './guard.js';
@@ -344,7 +344,13 @@ export class TrainingService {
         // A tier version (model tiers) is checked on its own reward model's residuals (tier-gate.ts tierResidual),
         // each decision against the held-out error of its own model assignment when the version stores them.
         const check = latest.tiers
-          ? residualTest(events, tierResidual(pipeline, params, { encoder: latest.encoder, tiers: latest.tiers }), held, DEFAULT_DRIFT, tierStratum(pipeline))
+          ? residualTest(
+              events,
+              tierResidual(pipeline, params, { encoder: latest.encoder, tiers: latest.tiers }),
+              held,
+              DEFAULT_DRIFT,
+              tierStratum(pipeline, held.holdoutStrata && keysGreedy(held.holdoutStrata) ? { encoder: latest.encoder, tiers: latest.tiers, costWeight: params.costWeight ?? 0 } : undefined),
+            )
           : residualCheck(events, { ...latest, ...held }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT);
         if (check.changed) {
           changed = true;

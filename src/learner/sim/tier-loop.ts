@@ -17,7 +17,7 @@ import {
   type RawControlState,
   type Versioned,
 } from '@apportion/sdk/engine';
-import { DEFAULT_DRIFT, residualTest, windowAfterChange, type DriftRule, type StratumError } from '../drift.js';
+import { DEFAULT_DRIFT, keysGreedy, residualTest, windowAfterChange, type DriftRule, type StratumError } from '../drift.js';
 import { rewardOf, type LoggedEvent } from '../events.js';
 import { compileFeatures, type FeatureScaling } from '../features.js';
 import { DEFAULT_GATE, gateVerdict, retireVerdict } from '../gate.js';
@@ -320,7 +320,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
           tierResidual(pipeline, params, { encoder, tiers }),
           { holdoutMse: latest.holdoutMse, rows: latest.rows, ...(latest.holdoutStrata ? { holdoutStrata: latest.holdoutStrata } : {}) },
           drift,
-          tierStratum(pipeline),
+          tierStratum(pipeline, latest.holdoutStrata && keysGreedy(latest.holdoutStrata) ? { encoder, tiers, costWeight } : undefined),
         );
         if (check.changed) {
           changeAt = Math.max(0, t + 1 - check.n);
@@ -370,6 +370,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
         init: prior,
         ...(warm?.scaling ? { initScaling: warm.scaling } : {}),
         seed: t + 1,
+        costWeight,
         ...(params.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {}),
       },
       { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}) },
