@@ -6,6 +6,13 @@ export interface ClientOptions {
   readonly key?: string;
   /** Per-request timeout in ms. Default 5000. */
   readonly timeoutMs?: number;
+  /**
+   * How long `reportOutcome` keeps retrying an outcome the server answers `503 DECISION_PENDING` (a decision seconds
+   * old whose record may still be being written: an allocation answered `recorded: false` on a loaded store), in ms.
+   * Retries back off from 50 ms to 1 s; once the record lands the outcome is accepted, once the server's window has
+   * passed without it the answer is `404 DECISION_NOT_FOUND` (thrown). 0: no retry. Default 10000.
+   */
+  readonly pendingRetryMs?: number;
 }
 
 export class ApportionHttpError extends Error {
@@ -115,8 +122,17 @@ export class ApportionClient {
     return this.request('POST', '/v1/allocations', params);
   }
 
-  reportOutcome(report: OutcomeReport): Promise<{ accepted: true; decisionId: string }> {
-    return this.request('POST', '/v1/outcomes', report);
+  /** Reports an outcome; retries `503 DECISION_PENDING` for up to `pendingRetryMs` (an outcome is applied once, so a retry never counts twice). */
+  async reportOutcome(report: OutcomeReport): Promise<{ accepted: true; decisionId: string }> {
+    const until = Date.now() + (this.opts.pendingRetryMs ?? 10_000);
+    for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
+      try {
+        return await this.request('POST', '/v1/outcomes', report);
+      } catch (e) {
+        if (!(e instanceof ApportionHttpError && e.code === 'DECISION_PENDING') || Date.now() + wait > until) throw e;
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   }
 
   strategyStats(id: string, pipeline?: string): Promise<unknown> {
