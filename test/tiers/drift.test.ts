@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { tierAgentsOf } from '@apportion/sdk/engine';
 import { residualTest, stratumErrors, tierStratumOf } from '../../src/learner/drift.js';
 import type { LoggedEvent } from '../../src/learner/events.js';
@@ -19,7 +16,8 @@ import { trainTiers } from '../../src/learner/train-tiers.js';
 import { serializeWeights } from '../../src/learner/model.js';
 import type { Running } from '../../src/server.js';
 import { okHttp } from '../helpers/http.js';
-import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { tierPipelineDoc, tierServerHooks } from '../helpers/tier-server.js';
+import { eventually, testPrefix } from '../helpers/env.js';
 
 /**
  * Drift recovery on a pipeline with model tiers: a joint (`tiers`) version fitted in a world where the cheap model
@@ -124,30 +122,19 @@ describe('the tier retrain weighs recent events (recency half-life)', () => {
 });
 
 const prefix = testPrefix('tiers-drift');
-const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-tier-drift-models-'));
 let rt: Running;
 let url: string;
 let learner: LearnerModule;
 
 const op = okHttp(() => url);
 
-before(async () => {
-  rt = await startTest(prefix, { listen: true }, { PORT: '0', APPORTION_MODELS_DIR: modelsDir });
-  url = rt.url!;
-  learner = rt.modules.find((m) => m.name === 'learner') as LearnerModule;
-});
-after(async () => {
-  await rt?.close();
-  await dropPrefix(prefix);
-  rmSync(modelsDir, { recursive: true, force: true });
+tierServerHooks(prefix, (s) => {
+  ({ rt, url, learner } = s);
 });
 
 describe('drift recovery on a tier version (HTTP)', () => {
   it('detects the change at a retrain and retires the serving tier version; the default strategy then serves', async () => {
-    const doc = {
-      defaultTotalTokens: after_.totalTokens,
-      agents: after_.agents.map((a) => ({ name: a.name, minTokens: a.minTokens, maxTokens: a.maxTokens, models: after_.models.map((model) => ({ model })) })),
-    };
+    const doc = tierPipelineDoc(after_);
     await op('PUT', '/v1/pipelines/td', doc);
     await op('PUT', '/v1/pipelines/td/features', worldFeatures(after_.world));
     // guardMargin 1: the runtime guard cannot revert (the path under test retires the version); controlShare 0.1:

@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Apportion } from '@apportion/sdk';
 import { tierAgentsOf } from '@apportion/sdk/engine';
 import { newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
@@ -18,7 +15,8 @@ import { worldFeatures } from '../../src/learner/sim/world.js';
 import { initialParams, serializeTierParams } from '../../src/learner/tiers-policy.js';
 import type { Running } from '../../src/server.js';
 import { okHttp } from '../helpers/http.js';
-import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { tierPipelineDoc, tierServerHooks } from '../helpers/tier-server.js';
+import { eventually, testPrefix } from '../helpers/env.js';
 
 /**
  * The learned strategy on a pipeline with model tiers, end to end over a real HTTP socket: it chooses each agent's
@@ -27,7 +25,6 @@ import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js
  * answers as the server does. A joint version worse than the default strategy is refused by the gate.
  */
 const prefix = testPrefix('tiers-learned');
-const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-tier-models-'));
 const tw = loadTierWorld('cheap-suffices');
 let rt: Running;
 let url: string;
@@ -35,10 +32,7 @@ let learner: LearnerModule;
 
 const op = okHttp(() => url);
 
-const pipelineDoc = {
-  defaultTotalTokens: tw.totalTokens,
-  agents: tw.agents.map((a) => ({ name: a.name, minTokens: a.minTokens, maxTokens: a.maxTokens, models: tw.models.map((model) => ({ model })) })),
-};
+const pipelineDoc = tierPipelineDoc(tw);
 
 /** One allocation over HTTP and its simulated outcome reported over HTTP. */
 async function round(pipeline: string, rng: () => number, noise: () => number, req: { maxCostUsd?: number; totalTokens?: number }): Promise<{ answer: Record<string, any>; c: SimContext }> {
@@ -60,15 +54,8 @@ async function settled(pipeline: string, n: number): Promise<void> {
   }, 120_000);
 }
 
-before(async () => {
-  rt = await startTest(prefix, { listen: true }, { PORT: '0', APPORTION_MODELS_DIR: modelsDir });
-  url = rt.url!;
-  learner = rt.modules.find((m) => m.name === 'learner') as LearnerModule;
-});
-after(async () => {
-  await rt?.close();
-  await dropPrefix(prefix);
-  rmSync(modelsDir, { recursive: true, force: true });
+tierServerHooks(prefix, (s) => {
+  ({ rt, url, learner } = s);
 });
 
 describe('the learned strategy on a pipeline with model tiers', () => {

@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Apportion } from '@apportion/sdk';
 import { compiledStrategy, isLearned, tierAgentsOf } from '@apportion/sdk/engine';
 import { newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
@@ -13,10 +10,11 @@ import { initialWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
-import { fitTier, initialParams, serializeTierParams, type TierEvent } from '../../src/learner/tiers-policy.js';
+import { fitTier, initialParams, serializeTierParams } from '../../src/learner/tiers-policy.js';
 import type { Running } from '../../src/server.js';
 import { okHttp } from '../helpers/http.js';
-import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { randomTierRows, tierPipelineDoc, tierServerHooks } from '../helpers/tier-server.js';
+import { eventually, testPrefix } from '../helpers/env.js';
 
 /**
  * Shadow mode on a pipeline with model tiers, end to end over a real HTTP socket with real Redis: while the default
@@ -26,7 +24,6 @@ import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js
  * SDK's local mode logs the same shadow as the server.
  */
 const prefix = testPrefix('tiers-shadow');
-const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-tier-shadow-models-'));
 const tw = loadTierWorld('cheap-suffices');
 const encoder = compileFeatures(worldFeatures(tw.world).features);
 let rt: Running;
@@ -37,35 +34,18 @@ const op = okHttp(() => url);
 /** A joint version fitted on random (models, split) decisions of the world: it knows haiku formats fully. */
 function fitted(agents: ReturnType<typeof tierAgentsOf>): { tiers: ReturnType<typeof serializeTierParams>; rows: number } {
   const rng = mulberry32(3);
-  const rows: TierEvent[] = Array.from({ length: 1500 }, () => {
-    const c = tw.sample(rng);
-    const assign = tw.assignments[Math.floor(rng() * tw.assignments.length)]!;
-    const shares = tw.agents.map(() => 0.2 + rng());
-    const sum = shares.reduce((s, v) => s + v, 0);
-    const budgets = tw.agents.map((a, i) => Math.min(a.maxTokens, a.minTokens + Math.floor((shares[i]! / sum) * 8000)));
-    return { x: encoder.encode(tw.features(c)), action: { assign, budgets }, quality: tw.outcome(c, assign, budgets, rng).quality, cost: tw.plannedCost(assign, budgets) };
-  });
+  const rows = randomTierRows(tw, encoder, 1500, rng);
   const { params } = fitTier(initialParams(agents, encoder.dim, 3000), agents, rows, { steps: 300, lr: 0.03 });
   return { tiers: serializeTierParams(params), rows: rows.length };
 }
 
-before(async () => {
-  rt = await startTest(prefix, { listen: true }, { PORT: '0', APPORTION_MODELS_DIR: modelsDir });
-  url = rt.url!;
-  learner = rt.modules.find((m) => m.name === 'learner') as LearnerModule;
-});
-after(async () => {
-  await rt?.close();
-  await dropPrefix(prefix);
-  rmSync(modelsDir, { recursive: true, force: true });
+tierServerHooks(prefix, (s) => {
+  ({ rt, url, learner } = s);
 });
 
 describe('shadow mode on a pipeline with model tiers', () => {
   it('logs the joint greedy action (budgets and models), its agreement and predicted rewards; the shadow report counts model agreement; local mode logs the same', async () => {
-    const doc = {
-      defaultTotalTokens: tw.totalTokens,
-      agents: tw.agents.map((a) => ({ name: a.name, minTokens: a.minTokens, maxTokens: a.maxTokens, models: tw.models.map((model) => ({ model })) })),
-    };
+    const doc = tierPipelineDoc(tw);
     await op('PUT', '/v1/pipelines/ts', doc);
     await op('PUT', '/v1/pipelines/ts/features', worldFeatures(tw.world));
     // Not the default: the built-in uniform serves (the first model for every agent); the learned strategy only runs in shadow.

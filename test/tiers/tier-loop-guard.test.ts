@@ -8,6 +8,7 @@ import { runTierLoop, type TierLoopVersion } from '../../src/learner/sim/tier-lo
 import { loadTierWorld, tierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
 import { fitTier, initialParams, serializeTierParams, tierErrors, type TierEvent } from '../../src/learner/tiers-policy.js';
+import { randomTierRows } from '../helpers/tier-server.js';
 
 /**
  * The service's tier loop in process (src/learner/sim/tier-loop.ts) runs the runtime guard as the service does: a
@@ -30,14 +31,7 @@ function fitted(): TierLoopVersion {
   const encoder = compileFeatures(worldFeatures(tw.world).features);
   const agents = tierAgentsOf(tw.pipeline);
   const rng = mulberry32(3);
-  const rows: TierEvent[] = Array.from({ length: 1500 }, () => {
-    const c = tw.sample(rng);
-    const assign = tw.assignments[Math.floor(rng() * tw.assignments.length)]!;
-    const shares = tw.agents.map(() => 0.2 + rng());
-    const sum = shares.reduce((s, v) => s + v, 0);
-    const budgets = tw.agents.map((a, i) => Math.min(a.maxTokens, a.minTokens + Math.floor((shares[i]! / sum) * 8000)));
-    return { x: encoder.encode(tw.features(c)), action: { assign, budgets }, quality: tw.outcome(c, assign, budgets, rng).quality, cost: tw.plannedCost(assign, budgets) };
-  });
+  const rows = randomTierRows(tw, encoder, 1500, rng);
   const { params } = fitTier(initialParams(agents, encoder.dim, 3000), agents, rows, { steps: 300, lr: 0.03 });
   const holdoutMse = tierErrors(params, agents, rows.slice(0, 300)).reduce((s, v) => s + v, 0) / 300;
   return { version: 6, tiers: serializeTierParams(params), holdoutMse, rows: rows.length };
@@ -78,17 +72,7 @@ describe('the tier loop simulates drift recovery', () => {
     const before_ = tierWorld({ ...tw.doc, response: Object.fromEntries(tw.agents.map((a) => [a.name, { [tw.models[1]!]: { reach: 1, pace: 0.5 } }])) });
     const encoder = compileFeatures(worldFeatures(tw.world).features);
     const agents = tierAgentsOf(tw.pipeline);
-    const rows = (n: number, seed: number): TierEvent[] => {
-      const rng = mulberry32(seed);
-      return Array.from({ length: n }, () => {
-        const c = before_.sample(rng);
-        const assign = before_.assignments[Math.floor(rng() * before_.assignments.length)]!;
-        const shares = before_.agents.map(() => 0.2 + rng());
-        const sum = shares.reduce((s, v) => s + v, 0);
-        const budgets = before_.agents.map((a, i) => Math.min(a.maxTokens, a.minTokens + Math.floor((shares[i]! / sum) * 5000)));
-        return { x: encoder.encode(before_.features(c)), action: { assign, budgets }, quality: before_.outcome(c, assign, budgets, rng).quality, cost: before_.plannedCost(assign, budgets) };
-      });
-    };
+    const rows = (n: number, seed: number): TierEvent[] => randomTierRows(before_, encoder, n, mulberry32(seed), 5000);
     const { params } = fitTier(initialParams(agents, encoder.dim, 10_000), agents, rows(1500, 1), { steps: 300, lr: 0.03 });
     const hold = rows(500, 2);
     const errs = tierErrors(params, agents, hold);
