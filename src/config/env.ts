@@ -96,6 +96,11 @@ export interface Config {
   readonly jobKeepFailedCount: number;
   /** Model versions kept per pipeline besides every version that ever served. Default 20. */
   readonly modelVersionsKeep: number;
+  /**
+   * A retrain that has run this long (ms) at its trainer's CPU priority moves one step up (SCHED_IDLE → SCHED_OTHER
+   * at nice 19 → nice 10), so retrains finish on a host whose cores are always busy. 0 = never. Default 30000.
+   */
+  readonly trainEscalateAfterMs: number;
 }
 
 export class ConfigError extends Error {
@@ -252,6 +257,7 @@ export function loadConfig(env: Env = process.env): Config {
     jobKeepFailedSeconds: intVar(env, 'APPORTION_JOB_KEEP_FAILED_SECONDS', 7 * 86_400, 0, 30 * 86_400),
     jobKeepFailedCount: intVar(env, 'APPORTION_JOB_KEEP_FAILED_COUNT', 10_000, 0, 1_000_000),
     modelVersionsKeep: intVar(env, 'APPORTION_MODEL_VERSIONS_KEEP', 20, 1, 100_000),
+    trainEscalateAfterMs: intVar(env, 'APPORTION_TRAIN_ESCALATE_AFTER_MS', 30_000, 0, 86_400_000),
   });
 }
 
@@ -297,4 +303,5 @@ export const CONFIG_VARIABLES = [
   'APPORTION_JOB_KEEP_FAILED_SECONDS',
   'APPORTION_JOB_KEEP_FAILED_COUNT',
   'APPORTION_MODEL_VERSIONS_KEEP',
+  'APPORTION_TRAIN_ESCALATE_AFTER_MS',
 ] as const;

@@ -29,7 +29,7 @@ export interface LearnerModule extends ModuleParts {
 /** What the learner module is given (src/modules.ts): the allocation domain's decision records for default rewards. */
 export type LearnerDeps = Services<
   'redis' | 'bullRedis' | 'keys' | 'kinds' | 'view' | 'store' | 'snapshot' | 'metrics' | 'log',
-  'rewardWindowSeconds' | 'jobLockMs' | 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes'
+  'rewardWindowSeconds' | 'jobLockMs' | 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes' | 'trainEscalateAfterMs'
 > & { readonly decisions: DecisionReader };
 
 /**
@@ -38,7 +38,8 @@ export type LearnerDeps = Services<
  * `learner-tick` (a job scheduler every 5 s) queues, and the feature / model / OPE routes.
  */
 export function learnerModule(core: LearnerDeps): LearnerModule {
-  const training = new TrainingService(core, core.decisions);
+  // A retrain that runs past APPORTION_TRAIN_ESCALATE_AFTER_MS at the trainer's idle priority is raised (train-process.ts).
+  const training = new TrainingService(core, core.decisions, {}, true, { afterMs: core.config.trainEscalateAfterMs });
   const guard = new GuardMonitor(core, training.registry);
   const pending = new PendingBatcher(core.redis, { onError: (err) => core.log.warn({ err }, 'pending learned decisions not registered') });
   const prefix = core.keys.bullPrefix();

@@ -131,6 +131,26 @@ const ModelsResponse = Type.Object({
   ...ModelsGateFields,
   guard: Type.Optional(GuardResponse),
   drift: Type.Optional(Type.Object({ changes: Type.Array(DriftChangeSchema, { description: 'Changes drift recovery detected, newest first (at most 20).' }) })),
+  trainer: Type.Optional(
+    Type.Object(
+      {
+        escalations: Type.Integer({ description: "Escalation steps of this pipeline's retrains so far (apportion_learner_trainer_escalations_total)." }),
+        lastEscalation: Type.Union([
+          Type.Object({
+            at: Type.Number(),
+            level: Type.Integer({ description: '1 = the first step above the lowest priority.' }),
+            policy: Type.Union([Type.Literal('idle'), Type.Literal('other')], { description: 'Scheduling class reached (SCHED_IDLE, SCHED_OTHER).' }),
+            nice: Type.Integer(),
+            how: Type.Union([Type.Literal('in-place'), Type.Literal('new-process')]),
+            afterMs: Type.Number({ description: 'How long the retrain had run when it was raised.' }),
+            reason: Type.Optional(Type.String({ description: 'Why the running trainer could not be raised (new-process).' })),
+          }),
+          Type.Null(),
+        ]),
+      },
+      { description: 'Priority escalation of retrains that ran past APPORTION_TRAIN_ESCALATE_AFTER_MS (docs/learner.md, trainer priority escalation).' },
+    ),
+  ),
 });
 const OpeQuery = Type.Object({
   strategy: Type.String({ minLength: 1, maxLength: 128 }),
@@ -253,6 +273,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
         ...(withWeights && doc?.weights ? { weights: { ...doc.weights } } : {}),
         ...gateFields(doc, serving.version, (learnedStrategies(view, p)[0]?.params as LearnedParams | undefined)?.gateDelta),
         ...guardView(doc),
+        trainer: await training.escalations(pipeline),
       };
     },
   );

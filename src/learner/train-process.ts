@@ -1,6 +1,6 @@
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { setPriority } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { createRedisClient } from '../redis/connection.js';
@@ -29,6 +29,11 @@ export interface TrainJobInput {
   readonly train?: TrainOptions;
   /** A pipeline with model tiers: train the joint model-and-tokens reward model (tiers-policy.ts) instead. */
   readonly tiers?: TierJobInput;
+  /**
+   * For tests: a job that cannot progress below a priority. Before training, the child waits (polling its own
+   * /proc/self/stat every 20 ms) while its process runs under SCHED_IDLE (`idle`) or at a nice value ≥ `niceAtLeast`.
+   */
+  readonly holdWhile?: { readonly idle?: boolean; readonly niceAtLeast?: number };
 }
 
 
@@ -127,21 +132,151 @@ export async function readWindow(redis: Redis, redisUrl: string, key: string, wi
 const SELF = new URL(import.meta.url);
 const CHILD_FLAG = 'APPORTION_TRAIN_CHILD';
 const CHRT = '/usr/bin/chrt';
+const NICE = '/usr/bin/nice';
 const TRAIN_READ_PAGE = 500;
 
 type Reply = { id: number; ok: true; out: TrainJobOutput } | { id: number; ok: false; error: string };
+type Waiter = { resolve: (o: TrainJobOutput) => void; reject: (e: Error) => void };
 
-/** The trainer child of this process: started on first use, kept (tfjs stays loaded), restarted if it dies. */
-let trainer: { child: ChildProcess; waiting: Map<number, { resolve: (o: TrainJobOutput) => void; reject: (e: Error) => void }> } | undefined;
+/** A CPU priority the trainer child runs at: a scheduling class (SCHED_IDLE or SCHED_OTHER) and a nice value. */
+export interface TrainerLevel {
+  /** 0 = the lowest (where every job starts); each escalation step is one more. */
+  readonly level: number;
+  readonly policy: 'idle' | 'other';
+  readonly nice: number;
+}
+
+/** One step of a job's priority escalation (logged, counted and recorded by the caller). */
+export interface TrainerEscalation {
+  readonly from: TrainerLevel;
+  readonly to: TrainerLevel;
+  /** in-place: the running child was raised; new-process: the job was restarted in a new child started at `to`. */
+  readonly how: 'in-place' | 'new-process';
+  /** The child that runs the job from now on. */
+  readonly pid: number;
+  /** How long the job had run (ms, since it was sent to a trainer child) when it was raised. */
+  readonly afterMs: number;
+  /** Why the running child could not be raised (new-process only). */
+  readonly reason?: string;
+}
+
+/** How a job's trainer priority rises while the job is slow (config APPORTION_TRAIN_ESCALATE_AFTER_MS). */
+export interface EscalationOptions {
+  /** A job that has run this long (ms) at one level moves to the next one; 0 or absent: never (it stays idle). */
+  readonly afterMs?: number;
+  /**
+   * auto (default): raise the running child in place when this process may (CAP_SYS_NICE, or an RLIMIT_NICE that
+   * allows it), else restart the job in a new child started at the higher level; restart: always the latter.
+   */
+  readonly how?: 'auto' | 'restart';
+  readonly onEscalate?: (e: TrainerEscalation) => void;
+}
+
+/**
+ * The trainer child of this process: started on first use, kept (tfjs stays loaded), restarted if it dies. `level`
+ * indexes ladder(): the priority it runs at now (an escalated child is lowered again before its next job).
+ */
+let trainer: { child: ChildProcess; waiting: Map<number, Waiter>; level: number } | undefined;
 let seq = 0;
 let chain: Promise<unknown> = Promise.resolve();
 
-function trainerProcess(): NonNullable<typeof trainer> {
+/** This process's own nice value (0 when it cannot be read). */
+function ownNice(): number {
+  try {
+    return getPriority();
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The trainer's priority levels, lowest first: SCHED_IDLE at nice 19 (where chrt works), SCHED_OTHER at nice 19,
+ * then SCHED_OTHER halfway between this process's nice value and 19 (nice 10 under a server at nice 0). Never at
+ * or above this process's own priority: serving keeps the edge. A process may always start a child at a nice value
+ * ≥ its own, so every level can be reached by starting a new child, privileged or not.
+ */
+export function trainerLadder(): readonly TrainerLevel[] {
+  const own = ownNice();
+  const mid = Math.min(19, own + Math.ceil((19 - own) / 2));
+  const levels: Omit<TrainerLevel, 'level'>[] = [];
+  if (canRunIdle()) levels.push({ policy: 'idle', nice: 19 });
+  levels.push({ policy: 'other', nice: 19 });
+  if (mid < 19) levels.push({ policy: 'other', nice: mid });
+  return levels.map((l, level) => ({ ...l, level }));
+}
+
+/** The scheduling class and nice value of a process's main thread, from /proc/<pid>/stat (undefined off Linux or once it is gone). */
+export function schedOf(pid: number): { policy: 'other' | 'fifo' | 'rr' | 'batch' | 'idle' | 'deadline'; nice: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces and parentheses): field 3 (state) is rest[0].
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const nice = Number(rest[19 - 3]);
+    const policy = (['other', 'fifo', 'rr', 'batch', 'other', 'idle', 'deadline'] as const)[Number(rest[41 - 3])] ?? 'other';
+    return Number.isFinite(nice) ? { policy, nice } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the trainer child runs at now (for logs and tests): its pid, its level and what /proc says. */
+export function trainerStatus(): { pid: number; level: TrainerLevel; sched: ReturnType<typeof schedOf> } | undefined {
+  const t = trainer;
+  if (!t || t.child.pid === undefined) return undefined;
+  return { pid: t.child.pid, level: trainerLadder()[t.level]!, sched: schedOf(t.child.pid) };
+}
+
+/** Sets the nice value of every thread of a process (Linux setpriority acts on one thread). Throws when not permitted. */
+function setNiceAll(pid: number, nice: number): void {
+  let tids: number[] = [pid];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    // not Linux: the process as one
+  }
+  for (const tid of tids) {
+    try {
+      setPriority(tid, nice);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH' || /ESRCH|no such process/i.test(String(err))) continue; // the thread ended meanwhile
+      throw err;
+    }
+  }
+}
+
+/**
+ * Moves a running child to `to` in place: its scheduling class with `chrt -a` (every thread), then the nice value of
+ * every thread. Raising needs privilege on Linux: leaving SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE that covers
+ * the child's nice value (the default soft and hard limit 0 does not, even at nice 19), and lowering a nice value
+ * needs CAP_SYS_NICE or RLIMIT_NICE; lowering a priority is always allowed. Returns why it failed, or undefined.
+ */
+function setLevel(pid: number, from: TrainerLevel, to: TrainerLevel): string | undefined {
+  if (to.policy !== from.policy) {
+    if (!canRunIdle()) return 'chrt is not available';
+    const r = spawnSync(CHRT, ['-a', to.policy === 'idle' ? '-i' : '-o', '-p', '0', String(pid)], { encoding: 'utf8', timeout: 5000 });
+    if (r.status !== 0) return `chrt: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`;
+  }
+  if (to.nice !== from.nice) {
+    try {
+      setNiceAll(pid, to.nice);
+    } catch (err) {
+      return `setpriority: ${err instanceof Error ? err.message : String(err)}`;
+    }
+  }
+  return undefined;
+}
+
+function trainerProcess(level = 0): NonNullable<typeof trainer> {
   if (trainer) return trainer;
-  // On Linux the child runs under SCHED_IDLE (util-linux `chrt -i 0`, inherited by every thread it starts): it
+  // On Linux the child starts under SCHED_IDLE (util-linux `chrt -i 0`, inherited by every thread it starts): it
   // only gets a core no serving thread wants, and a waking serving thread preempts it at once. nice 19 alone
-  // still hands the trainer time slices that a request then waits behind.
-  const idleSched = canRunIdle();
+  // still hands the trainer time slices that a request then waits behind. A job that runs too long raises it
+  // (escalate below); a child started for an escalated job starts at that level.
+  const lv = trainerLadder()[level]!;
+  // The nice value is set by coreutils `nice` before node starts (so every thread has it); without it, just after.
+  // Not both: `nice -n` adds to the value it finds, so a setpriority that lands before it runs would be added twice.
+  const niceWrap = existsSync(NICE);
+  const wrappers = [...(niceWrap ? [NICE, '-n', String(lv.nice - ownNice())] : []), ...(lv.policy === 'idle' ? [CHRT, '-i', '0'] : [])];
   const child = fork(fileURLToPath(SELF), [], {
     env: { ...process.env, [CHILD_FLAG]: '1' },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -150,21 +285,21 @@ function trainerProcess(): NonNullable<typeof trainer> {
     // command line (`node --import tsx`, in execArgv) or registered it in-process (bin/apportion.mjs through
     // tsx/esm/api, which execArgv does not show; without it every retrain failed: "Unknown file extension .ts").
     // Built (dist/*.js) it needs none.
-    ...((execArgv: string[]) => (idleSched ? { execPath: CHRT, execArgv: ['-i', '0', process.execPath, ...execArgv] } : { execArgv }))(
+    ...((execArgv: string[]) => (wrappers.length > 0 ? { execPath: wrappers[0]!, execArgv: [...wrappers.slice(1), process.execPath, ...execArgv] } : { execArgv }))(
       SELF.pathname.endsWith('.ts') && !process.execArgv.some((a) => /(^|[/=])tsx($|\/)/.test(a) || a.includes('/tsx/'))
         ? ['--import', import.meta.resolve('tsx'), ...process.execArgv]
         : process.execArgv,
     ),
   });
   try {
-    if (child.pid !== undefined) setPriority(child.pid, 19);
+    if (child.pid !== undefined && !niceWrap) setPriority(child.pid, lv.nice);
   } catch {
     // Not permitted here: training still runs, at normal priority.
   }
-  const t = { child, waiting: new Map<number, { resolve: (o: TrainJobOutput) => void; reject: (e: Error) => void }>() };
+  const t = { child, waiting: new Map<number, Waiter>(), level };
   child.on('message', (m: Reply) => {
     const w = t.waiting.get(m.id);
-    if (!w) return;
+    if (!w) return; // a job restarted elsewhere (escalation) or already failed: its answer here is not applied
     t.waiting.delete(m.id);
     if (m.ok) w.resolve(m.out);
     else w.reject(new Error(m.error));
@@ -205,6 +340,57 @@ export function stopTrainer(): void {
   trainer = undefined;
 }
 
+/** Replaces the trainer child by a new one at `level` (the old one is killed; jobs it still held are the caller's). */
+function replaceTrainer(t: NonNullable<typeof trainer>, level: number): NonNullable<typeof trainer> {
+  if (trainer === t) trainer = undefined;
+  t.child.kill('SIGKILL');
+  return trainerProcess(level);
+}
+
+/** Sends job `id` to trainer `t`, which answers through `w`. */
+function send(t: NonNullable<typeof trainer>, id: number, input: TrainJobInput, w: Waiter, onSendError: (err: Error) => void): void {
+  t.waiting.set(id, w);
+  busy(t.child);
+  t.child.send({ id, input }, (err) => {
+    if (!err || !t.waiting.has(id)) return;
+    t.waiting.delete(id);
+    onSendError(err);
+  });
+}
+
+/**
+ * One escalation step of job `id`, if the trainer still runs it: the running child is raised in place when this
+ * process may; otherwise the job is taken from it (its answer, should it still come, finds no waiter and is
+ * dropped), the child is killed, and the job is sent to a new child started at the higher level. Synchronous (a
+ * chrt call of a few ms): nothing can answer or start a job in between, so a job is applied exactly once.
+ */
+function escalate(id: number, input: TrainJobInput, opts: EscalationOptions, sentAt: number, onSendError: (err: Error) => void): boolean {
+  const t = trainer;
+  const ladder = trainerLadder();
+  if (!t || !t.waiting.has(id) || t.level + 1 >= ladder.length || t.child.pid === undefined) return false;
+  const from = ladder[t.level]!;
+  const to = ladder[t.level + 1]!;
+  const afterMs = Date.now() - sentAt;
+  const why = opts.how === 'restart' ? 'a new process was asked for' : setLevel(t.child.pid, from, to);
+  if (why === undefined) {
+    t.level = to.level;
+    opts.onEscalate?.({ from, to, how: 'in-place', pid: t.child.pid, afterMs });
+    return true;
+  }
+  const w = t.waiting.get(id)!;
+  t.waiting.delete(id);
+  let n: NonNullable<typeof trainer>;
+  try {
+    n = replaceTrainer(t, to.level);
+  } catch (err) {
+    onSendError(err instanceof Error ? err : new Error(String(err))); // no child at all: the job runs in this process
+    return false;
+  }
+  send(n, id, input, w, onSendError);
+  opts.onEscalate?.({ from, to, how: 'new-process', pid: n.child.pid ?? 0, afterMs, reason: why });
+  return true;
+}
+
 /**
  * Runs trainJob in this process's trainer child, one job at a time, at the lowest CPU priority (SCHED_IDLE
  * where chrt exists, and nice 19):
@@ -212,36 +398,65 @@ export function stopTrainer(): void {
  * a core (a worker thread avoided the blocking but, on a 2-core machine, still halved serving throughput).
  * The child is kept between jobs (starting it and loading tfjs costs seconds). Falls back to the calling
  * thread, yielding between steps, when the child cannot start.
+ *
+ * Escalation (`escalation.afterMs`): on a host whose cores are always busy an idle-class child gets no CPU and no
+ * retrain would ever finish. A job that has run `afterMs` at one level moves to the next one (trainerLadder:
+ * SCHED_OTHER at nice 19, then nice 10 under a server at nice 0), in place or in a new child (escalate); the
+ * next job starts at the lowest level again (an escalated child is lowered first: always permitted).
  */
-export function runTrainJob(input: TrainJobInput, onFallback?: (err: unknown) => void): Promise<TrainJobOutput> {
+export function runTrainJob(input: TrainJobInput, onFallback?: (err: unknown) => void, escalation: EscalationOptions = {}): Promise<TrainJobOutput> {
   const run = async (): Promise<TrainJobOutput> => {
     let t: NonNullable<typeof trainer>;
     try {
       t = trainerProcess();
+      if (t.level > 0 && t.child.pid !== undefined) {
+        // Escalated by the previous job: back to the lowest level (lowering is always permitted; else a new child).
+        const ladder = trainerLadder();
+        if (setLevel(t.child.pid, ladder[t.level]!, ladder[0]!) === undefined) t.level = 0;
+        else t = replaceTrainer(t, 0);
+      }
     } catch (err) {
       onFallback?.(err);
       return trainJob({ ...input, train: { ...input.train, yieldToEventLoop: true } });
     }
     const id = ++seq;
-    return new Promise<TrainJobOutput>((resolve, reject) => {
-      t.waiting.set(id, { resolve, reject });
-      busy(t.child);
-      t.child.send({ id, input }, (err) => {
-        if (!err) return;
-        t.waiting.delete(id);
-        onFallback?.(err);
-        trainJob({ ...input, train: { ...input.train, yieldToEventLoop: true } }).then(resolve, reject);
+    const sentAt = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await new Promise<TrainJobOutput>((resolve, reject) => {
+        const onSendError = (err: Error) => {
+          onFallback?.(err);
+          trainJob({ ...input, train: { ...input.train, yieldToEventLoop: true } }).then(resolve, reject);
+        };
+        send(t, id, input, { resolve, reject }, onSendError);
+        const after = escalation.afterMs ?? 0;
+        const step = () => {
+          if (escalate(id, input, escalation, sentAt, onSendError)) timer = setTimeout(step, after);
+        };
+        if (after > 0) timer = setTimeout(step, after);
       });
-    });
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
   };
   const p = chain.then(run, run);
   chain = p.catch(() => undefined);
   return p;
 }
 
+/** The test hook TrainJobInput.holdWhile: resolves once this process runs above the given priority. */
+async function holdWhile(h: NonNullable<TrainJobInput['holdWhile']>): Promise<void> {
+  for (;;) {
+    const s = schedOf(process.pid);
+    if (!s) return; // not Linux: nothing to wait for
+    if (!(h.idle && s.policy === 'idle') && !(h.niceAtLeast !== undefined && s.nice >= h.niceAtLeast)) return;
+    await new Promise<void>((r) => setTimeout(r, 20));
+  }
+}
+
 if (process.env[CHILD_FLAG] === '1' && process.send) {
   process.on('message', ({ id, input }: { id: number; input: TrainJobInput }) => {
-    trainJob(input).then(
+    (input.holdWhile ? holdWhile(input.holdWhile) : Promise.resolve()).then(() => trainJob(input)).then(
       (out) => process.send!({ id, ok: true, out }),
       (e: unknown) => process.send!({ id, ok: false, error: e instanceof Error ? e.message : String(e) }),
     );

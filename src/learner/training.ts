@@ -20,7 +20,7 @@ import { loggingPolicyOf } from './hooks.js';
 import { pruneModelVersions } from './prune.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
 import { mulberry32 } from './rng.js';
-import { runTrainJob, trainJob, type TrainJobInput } from './train-process.js';
+import { runTrainJob, trainJob, type EscalationOptions, type TrainerEscalation, type TrainJobInput } from './train-process.js';
 import type { TrainOptions } from './trainer.js';
 
 /** Cap of the training buffer (newest events kept). */
@@ -42,6 +42,17 @@ export interface IngestResult {
   /** Due decisions whose record had expired (or was not a learned decision): no default-reward event. */
   readonly lost: number;
   readonly left: number;
+}
+
+/** The latest priority escalation of a pipeline's retrain, as recorded (train-process.ts TrainerEscalation). */
+export interface TrainerEscalationRecord {
+  readonly at: number;
+  readonly level: number;
+  readonly policy: 'idle' | 'other';
+  readonly nice: number;
+  readonly how: 'in-place' | 'new-process';
+  readonly afterMs: number;
+  readonly reason?: string;
 }
 
 export interface TrainResult {
@@ -82,6 +93,11 @@ export class TrainingService {
     private readonly trainOptions: TrainOptions = {},
     /** Train in a low-priority child process (default) so serving in this process is neither blocked nor starved. */
     private readonly inThread = true,
+    /**
+     * Priority escalation of a slow retrain (train-process.ts): `afterMs` from APPORTION_TRAIN_ESCALATE_AFTER_MS;
+     * `how` and `holdWhile` are for tests. Each step is logged, counted and recorded for the model list.
+     */
+    private readonly escalation: Omit<EscalationOptions, 'onEscalate'> & { readonly holdWhile?: TrainJobInput['holdWhile'] } = {},
   ) {
     this.registry = new ModelRegistry(core);
   }
@@ -222,9 +238,14 @@ export class TrainingService {
           }
         : {}),
     };
+    const escalations: Promise<void>[] = [];
     const out = this.inThread
-      ? await runTrainJob(input, (err) => this.core.log.warn({ err }, 'training process unavailable; training in this process'))
+      ? await runTrainJob({ ...input, ...(this.escalation.holdWhile ? { holdWhile: this.escalation.holdWhile } : {}) }, (err) => this.core.log.warn({ err }, 'training process unavailable; training in this process'), {
+          ...this.escalation,
+          onEscalate: (e) => escalations.push(this.escalated(pipelineId, e)),
+        })
       : await trainJob({ ...input, train: { ...this.trainOptions, yieldToEventLoop: true } });
+    await Promise.all(escalations);
     if (!out.trained || !out.weights || !out.metrics) return { trained: false, reason: out.reason ?? 'not trained' };
     const weights = deserializeWeights(out.weights);
     const metrics = out.metrics;
@@ -251,6 +272,39 @@ export class TrainingService {
     }
     this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, fetched: out.fetched, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained (candidate)');
     return { trained: true, model: saved };
+  }
+
+  /**
+   * A retrain ran past the escalation bound and its trainer's CPU priority rose one step (train-process.ts): logged,
+   * counted in apportion_learner_trainer_escalations_total, and recorded on the pipeline's counters (the count and
+   * the latest step, listed under `trainer` in GET /v1/models/:pipeline). Never throws: a failed record is logged.
+   */
+  private async escalated(pipeline: string, e: TrainerEscalation): Promise<void> {
+    const to = `${e.to.policy === 'idle' ? 'SCHED_IDLE' : 'SCHED_OTHER'} nice ${e.to.nice}`;
+    const from = `${e.from.policy === 'idle' ? 'SCHED_IDLE' : 'SCHED_OTHER'} nice ${e.from.nice}`;
+    this.core.log.warn(
+      { pipeline, from, to, how: e.how, pid: e.pid, afterMs: e.afterMs, ...(e.reason !== undefined ? { reason: e.reason } : {}) },
+      `learner retrain still running after ${Math.round(e.afterMs / 1000)} s: trainer priority raised to ${to} (${e.how})`,
+    );
+    this.core.metrics.learnerTrainerEscalations.inc({ to: `${e.to.policy}-nice${e.to.nice}`, how: e.how });
+    const record: TrainerEscalationRecord = { at: Date.now(), level: e.to.level, policy: e.to.policy, nice: e.to.nice, how: e.how, afterMs: e.afterMs, ...(e.reason !== undefined ? { reason: e.reason } : {}) };
+    try {
+      await this.core.redis.multi().hincrby(learnerKeys(this.core.keys, pipeline).counters, 'escalations', 1).hset(learnerKeys(this.core.keys, pipeline).counters, 'lastEscalation', JSON.stringify(record)).exec();
+    } catch (err) {
+      this.core.log.warn({ err, pipeline }, 'trainer escalation not recorded');
+    }
+  }
+
+  /** The trainer escalations recorded for a pipeline (the model list's `trainer`). */
+  async escalations(pipeline: string): Promise<{ escalations: number; lastEscalation: TrainerEscalationRecord | null }> {
+    const [n, last] = await this.core.redis.hmget(learnerKeys(this.core.keys, pipeline).counters, 'escalations', 'lastEscalation');
+    let rec: TrainerEscalationRecord | null = null;
+    try {
+      rec = last ? (JSON.parse(last) as TrainerEscalationRecord) : null;
+    } catch {
+      rec = null;
+    }
+    return { escalations: Number(n ?? 0), lastEscalation: rec };
   }
 
   /**

@@ -26,6 +26,8 @@ export interface Metrics {
   readonly learnerRetrains: Counter<'result'>;
   /** Model versions the learner's runtime guard took out of service, by what serves instead (version, control). */
   readonly learnerGuardReverts: Counter<'reason' | 'to'>;
+  /** Retrains whose trainer CPU priority was raised because they ran past APPORTION_TRAIN_ESCALATE_AFTER_MS, by priority reached and how. */
+  readonly learnerTrainerEscalations: Counter<'to' | 'how'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -130,6 +132,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'apportion_learner_guard_reverts_total',
       help: 'Model versions taken out of service, by reason (guard: the runtime guard found the learned arm worse than the control; drift: drift recovery estimated the serving version worse than the default strategy after a detected change; candidate: the runtime guard found the pending candidate version\'s arm worse and refused it) and by what serves instead: version (an earlier one) or control; refused for a refused candidate (serving is unchanged, the candidate stops being mixed in).',
       labelNames: ['reason', 'to'],
+      registers: [registry],
+    }),
+    learnerTrainerEscalations: new Counter({
+      name: 'apportion_learner_trainer_escalations_total',
+      help: 'Escalation steps of retrains that ran past APPORTION_TRAIN_ESCALATE_AFTER_MS at their trainer\'s CPU priority, by the priority reached (to: other-nice19 = SCHED_OTHER at nice 19, other-nice10 = SCHED_OTHER at nice 10, i.e. halfway between the server\'s nice value and 19) and how (in-place: the running trainer was raised; new-process: the job restarted in a new trainer started at that priority, because raising the running one was not permitted).',
+      labelNames: ['to', 'how'],
       registers: [registry],
     }),
   };
