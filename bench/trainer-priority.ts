@@ -104,6 +104,7 @@ async function runMode(mode: 'off' | 'on'): Promise<ModeResult> {
     const po = { url: server.url, path: '/v1/allocations', bodies, key: server.clientKey, rate };
     hogs = startHogs();
     await new Promise((r) => setTimeout(r, 1000));
+    await paced({ ...po, durationSec: 5 }); // warm-up at the rate: the first window after the hog starts has a longer tail
     const baseline = await paced({ ...po, durationSec: baselineSec });
     console.log(`[${mode}] under the hog, no retrain:      ${fmtPaced(baseline)}`);
     const start = Date.now();
