@@ -48,6 +48,8 @@ export interface LoopOptions {
   readonly hidden?: number;
   /** A global factor g(x) in the reward model (model.ts GlobalWeights). Default: the service's (initialWeights). */
   readonly globalHead?: boolean;
+  /** Importance weighting of the training rows (events.ts DatasetOptions.importance). Default none. */
+  readonly importance?: { readonly cap: number; readonly power: number };
   /** Share of decisions that serve the pending candidate's split. Default: the service's (CANDIDATE_SHARE). */
   readonly candidateShare?: number;
   /** Share of the total two splits may differ by and count as one action in the gate. Default: the gate's. */
@@ -353,7 +355,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const costOpts = { costWeight: world.costWeight, ...(costModel === 'declared' && world.prices ? { prices: world.prices } : {}) };
       const usesCost = costModel !== 'off' && canFitCost(recent, names, costOpts);
       const hl = opts.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {};
-      const data = buildTrainingData(recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl });
+      const data = buildTrainingData(recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl, ...(opts.importance ? { importance: opts.importance } : {}) });
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
