@@ -21,6 +21,10 @@
  * looks ahead (see `greedySplit`). The structure lets the model extrapolate to totals it was not trained on.
  *
  * Versions trained before the threshold factor existed (3 outputs per agent) load with step = 0 (padded).
+ *
+ * Optionally (GlobalWeights; off in the service, `--global-head on` in bench/learner.ts) a split-independent factor
+ * g(x) multiplies the product: r̂(x, b) = g(x)·Π_i c_i(b_i). Measured on the dev seeds it did not help (docs/learner.md
+ * "Where the quality model is wrong"). Versions without it (every version the service trains) load and predict as before.
  */
 export const NEED_SCALE = 1000;
 /** Outputs per agent: need, weight, shape, step, loc, steep. */
