@@ -24,6 +24,12 @@ export interface TrainOptions {
   /** L2 penalty on the weight matrices. Default 1e-5. */
   readonly l2?: number;
   /**
+   * Penalty on how much the agents matter: this times the batch mean of Σ_i (w_i(x) + v_i(x)) (the saturating and
+   * threshold weights) is added to the loss, so an agent keeps a weight only as far as the data show it (a bench
+   * option: `--weight-penalty`; default 0, the service's).
+   */
+  readonly weightPenalty?: number;
+  /**
    * Lower bound on gradient steps: passes continue past `epochs` until this many, so an early retrain on a small
    * buffer (4 epochs of 1,000 rows are 12 steps) still fits. Default DEFAULT_MIN_STEPS (docs/learner.md).
    */
@@ -106,7 +112,7 @@ function tensorsOf(tf: Tf, w: ModelWeights, variable: boolean): Params {
 }
 
 /** r̂(x, b) of model.ts as a tfjs graph (xb: contexts, bb: budgets / NEED_SCALE): what training fits. */
-function rewardGraph(tf: Tf, p: Params, xb: T, bb: T): T {
+function rewardGraph(tf: Tf, p: Params, xb: T, bb: T, weights?: (w: T, v: T) => void): T {
   const hid = tf.relu(tf.add(tf.matMul(xb, p.w1, false, true), p.b1));
   const o = tf.add(tf.add(tf.matMul(hid, p.w2, false, true), tf.matMul(xb, p.w3, false, true)), p.b2);
   const [ol, ow] = tf.split(o, 2, 1) as import('@tensorflow/tfjs').Tensor2D[];
@@ -120,6 +126,7 @@ function rewardGraph(tf: Tf, p: Params, xb: T, bb: T): T {
   const z = tf.mul(s, tf.sub(1, tf.mul(u, tf.exp(tf.neg(tf.clipByValue(p.bl, -3, 3))))));
   const stepLoss = tf.div(tf.sigmoid(z), tf.sigmoid(s));
   const c = tf.mul(sat, tf.sub(1, tf.mul(tf.sigmoid(os), stepLoss)));
+  weights?.(tf.sigmoid(ow!), tf.sigmoid(os));
   const q = tf.prod(c, 1);
   if (!p.glob) return q;
   const og = tf.add(tf.add(tf.matMul(hid, p.glob.gh, false, true), tf.matMul(xb, p.glob.gx, false, true)), p.glob.g0);
@@ -164,6 +171,7 @@ export async function trainModel(tf: Tf, data: TrainingData, initWeights: ModelW
   const W = tf.tensor1d(data.w);
   const optimizer = tf.train.adam(opts.learningRate ?? 0.02);
   const l2 = opts.l2 ?? 1e-5;
+  const weightPenalty = opts.weightPenalty ?? 0;
   const batch = Math.max(1, Math.min(opts.batchSize ?? 256, trainIdx.length));
   const epochs = opts.epochs ?? 4;
   const maxSteps = opts.maxSteps ?? 3000;
@@ -184,10 +192,11 @@ export async function trainModel(tf: Tf, data: TrainingData, initWeights: ModelW
           const rb = tf.gather(R, idx);
           const wb = tf.gather(W, idx);
           optimizer.minimize(() => {
-            const q = rewardGraph(tf, P, xb, bb);
+            let wpen: T | undefined;
+            const q = rewardGraph(tf, P, xb, bb, weightPenalty > 0 ? (w, v) => (wpen = tf.mul(weightPenalty, tf.div(tf.sum(tf.add(w, v)), xb.shape[0]!))) : undefined);
             const mse = tf.div(tf.sum(tf.mul(tf.squaredDifference(q, rb), wb)), tf.sum(wb));
             const pen = tf.mul(l2, tf.addN([tf.sum(tf.square(w1)), tf.sum(tf.square(w2)), tf.sum(tf.square(w3)), tf.sum(tf.square(w2s)), tf.sum(tf.square(w3s)), ...(glob ? [tf.sum(tf.square(glob.gh)), tf.sum(tf.square(glob.gx))] : [])]));
-            return tf.add(mse, pen) as import('@tensorflow/tfjs').Scalar;
+            return (wpen ? tf.addN([mse, pen, wpen]) : tf.add(mse, pen)) as import('@tensorflow/tfjs').Scalar;
           }, false, [w1, b1, w2, w3, b2, bk, w2s, w3s, b2s, bl, bt, ...globVars] as import('@tensorflow/tfjs').Variable[]);
         });
         idx.dispose();
