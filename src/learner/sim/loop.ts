@@ -46,7 +46,7 @@ export interface LoopOptions {
   readonly safeStart?: boolean;
   /** Hidden units of the model. Default: the service's (initialWeights). */
   readonly hidden?: number;
-  /** A global factor g(x) in the reward model (model.ts GlobalWeights). Default: the service's (initialWeights). */
+  /** A global factor g(x) in the reward model (model.ts GlobalWeights). Default off, as in the service. */
   readonly globalHead?: boolean;
   /** Importance weighting of the training rows (events.ts DatasetOptions.importance). Default none. */
   readonly importance?: { readonly cap: number; readonly power: number };
