@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadTf } from '../../src/learner/backend.js';
-import { deserializeWeights, forward, greedySplit, initialWeights, predict, rescaleInputs, serializeWeights, type ModelWeights } from '../../src/learner/model.js';
+import { deserializeWeights, forward, greedySplit, initialWeights, predict, predictCost, rescaleInputs, serializeWeights, type ModelWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { predictWithTrainingGraph, trainModel } from '../../src/learner/trainer.js';
 
@@ -54,6 +54,28 @@ describe('the reward model\'s global factor g(x)', () => {
       const caps = [1e6, 1e6, 3000, 1e6];
       assert.deepEqual(greedySplit(hg, mins, caps, 4000), greedySplit(hp, mins, caps, 4000));
     }
+  });
+
+  it('with a cost part: r̂ = g·Π c_i − cost, and the greedy split trades cost against g·Π c_i', () => {
+    // g = e^−1.5 ≈ 0.22: quality is worth less here, so the expensive agent 0 should get fewer tokens.
+    const w0 = initialWeights(3, 3, 3000, mulberry32(12));
+    const base = { ...w0, glob: { gh: new Float32Array(w0.hidden), gx: new Float32Array(3), g0: -1.5 } };
+    const n = 3;
+    const cost = { lp: Float64Array.from([2e-4, 0, 5e-5]), m0: Float64Array.from([7, 7, 6.5]), mx: new Float64Array(n * 3), mh: new Float64Array(n * base.hidden), sigma: Float64Array.from([0.5, 0.5, 0.5]) };
+    const w = { ...base, cost };
+    const { glob: _g, cost: _c, ...plain } = w;
+    const x = Float32Array.from([1, 0.4, -0.7]);
+    const h = forward(w, x);
+    const b = [900, 1200, 900];
+    assert.ok(Math.abs(predict(h, b) - (h.scale! * predict(forward(plain, x), b) - predictCost(h, b))) < 1e-12);
+    // The split maximises the model's own r̂ (g included) at least as well as the split that ignores g.
+    const mins = [50, 50, 50];
+    const caps = [1e6, 1e6, 1e6];
+    const withG = greedySplit(h, mins, caps, 3000);
+    const { scale: _s, ...noG } = h;
+    const ignoringG = greedySplit(noG, mins, caps, 3000);
+    assert.ok(withG[0]! < ignoringG[0]! - 100, `agent 0: ${withG[0]} with g vs ${ignoringG[0]} ignoring it`);
+    assert.ok(predict(h, withG) > predict(h, ignoringG) + 0.01, `${predict(h, withG)} vs ${predict(h, ignoringG)}`);
   });
 
   it('serialises with the head and loads versions without one as before (backward compatible)', () => {
