@@ -7,6 +7,8 @@
  *                                      [--drift-outcomes 9000] [--explorer squarecb] [--scaling robust|meanstd]
  *                                      [--min-steps N] [--gate none]   (a floor on gradient steps per retrain; no gate: a diagnostic)
  *                                      [--cost-model off|fitted|declared|off,fitted,…] [--cost-only true]
+ *                                      [--global-head on] (the reward model's global factor g(x)) [--importance cap:power] (rows weighted by min(cap, p^−power))
+ *                                      [--weight-penalty λ] (λ·Σ_i (w_i + v_i) added to the training loss) [--fit-report true] (bench/learner-fit.ts's report per generated world)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
@@ -32,6 +34,7 @@ import { policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js'
 import { loadWorld, WORLD_NAMES } from '../src/learner/sim/world.js';
 import { DEFAULT_MIN_STEPS } from '../src/learner/trainer.js';
 import { flag } from './lib.js';
+import { fitReport } from './_fit-lib.js';
 
 const quick = process.argv.includes('--quick');
 const seedsFile = JSON.parse(readFileSync(new URL('../experiments/family/seeds.json', import.meta.url), 'utf8')) as { test: number[]; dev: number[] };
@@ -45,6 +48,11 @@ const driftOutcomes = Number(flag('drift-outcomes', quick ? '8000' : '9000'));
 const explorer = flag('explorer', 'squarecb') as 'squarecb' | 'epsilon';
 const scaling = flag('scaling', 'robust') as 'robust' | 'meanstd';
 const hidden = Number(flag('hidden', String(DEFAULT_HIDDEN)));
+// The reward model's global factor g(x) (model.ts GlobalWeights): on, off.
+const globalHead = flag('global-head', 'off') === 'on';
+// Importance-weighted training rows (events.ts DatasetOptions.importance): `--importance cap:power`, e.g. 10:1.
+const importanceArg = flag('importance', '');
+const importance = importanceArg ? { cap: Number(importanceArg.split(':')[0]), power: Number(importanceArg.split(':')[1] ?? 1) } : undefined;
 const explore = {
   explorer,
   epsilon: 0.1,
@@ -58,6 +66,8 @@ const halfLife = Number(flag('half-life', '1000'));
 const window = Number(flag('window', '8000'));
 const epochs = Number(flag('epochs', '4'));
 const minSteps = flag('min-steps', String(DEFAULT_MIN_STEPS));
+// A penalty on the agents' weight heads (trainer.ts TrainOptions.weightPenalty).
+const weightPenalty = Number(flag('weight-penalty', '0'));
 // Cheaper runs for tuning: evaluate every `--eval-stride`-th request of the last quarter (default 2), skip tokens-to-match.
 const evalStride = Number(flag('eval-stride', '2'));
 const withTtm = flag('tokens-to-match', 'true') !== 'false';
@@ -72,6 +82,8 @@ const driftArg = flag('drift-recovery', 'on');
 const costModels = flag('cost-model', 'off').split(',') as ('off' | 'fitted' | 'declared')[];
 // Only the seeds whose world has a cost weight (each keeps its place in the list, so drift seeds stay drift seeds).
 const costOnly = flag('cost-only', 'false') === 'true';
+// After each generated world: bench/learner-fit.ts's report on the serving version (predicted against true reward per split, agent and task).
+const fitContexts = flag('fit-report', 'false') === 'true' ? 300 : 0;
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;
@@ -126,7 +138,7 @@ const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number,
 const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; global head ${globalHead ? 'on' : 'off'}; importance ${importanceArg || 'none'}; weight penalty ${weightPenalty}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
@@ -146,7 +158,7 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
   const gate = gateArg === 'none' ? null : gateArg === 'normal' ? NORMAL_GATE : gateArg === 'bootstrap' ? DEFAULT_GATE : { ...DEFAULT_GATE, interval: gateArg.split(':')[0] as 'bootstrap-t' | 'percentile' | 'normal', looks: Number(gateArg.split(':')[1] ?? 1) };
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : driftArg === 'window' ? { driftRecovery: { ...DEFAULT_DRIFT, mode: 'window' as const } } : {}) });
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : driftArg === 'window' ? { driftRecovery: { ...DEFAULT_DRIFT, mode: 'window' as const } } : {}) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
@@ -213,6 +225,7 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
     if (worse) worseTotal += 250;
     worseStretch = Math.max(worseStretch, run);
   }
+  if (fitContexts > 0 && 'spec' in world) fitReport(world as Parameters<typeof fitReport>[0], res.serving, phaseOf(world, N - 1), seed, fitContexts);
   const firstActive = res.versions.find((v) => v.active)?.at ?? null;
   const refused = res.versions.filter((v) => !v.active).length;
   const row: Row = { name: costModels.length > 1 ? `${world.name}[${costModel}]` : world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length, worseStretch, worseTotal };

@@ -104,6 +104,12 @@ export interface DatasetOptions {
   readonly costWeight: number;
   /** Recency half-life in events: the newest event weighs 1, one `halfLife` older weighs ½. Default 1000. */
   readonly halfLife?: number;
+  /**
+   * Importance weighting (a bench option, not the service's default): each row's weight is also multiplied by
+   * min(cap, (1 / p)^power) where p is the logged probability of the served action (1 when the event carries none),
+   * so rows of rarely served splits (exploration, the control arm) count more than the greedy split's many rows.
+   */
+  readonly importance?: { readonly cap: number; readonly power: number };
 }
 
 /**
@@ -125,6 +131,11 @@ export function buildTrainingData(events: readonly LoggedEvent[], encoder: Featu
     agents.forEach((a, j) => (b[i * n + j] = e.b[a]!));
     r[i] = rewardOf(e, opts.costWeight);
     w[i] = Math.exp(-decay * i);
+    const imp = opts.importance;
+    if (imp) {
+      const p = e.P !== undefined && e.k !== undefined ? e.P[e.k] : undefined;
+      if (p !== undefined && p > 0) w[i] = w[i]! * Math.min(imp.cap, Math.pow(1 / p, imp.power));
+    }
   });
   return { rows, x, b, r, w };
 }

@@ -21,6 +21,10 @@
  * looks ahead (see `greedySplit`). The structure lets the model extrapolate to totals it was not trained on.
  *
  * Versions trained before the threshold factor existed (3 outputs per agent) load with step = 0 (padded).
+ *
+ * Optionally (GlobalWeights; off in the service, `--global-head on` in bench/learner.ts) a split-independent factor
+ * g(x) multiplies the product: r̂(x, b) = g(x)·Π_i c_i(b_i). Measured on the dev seeds it did not help (docs/learner.md
+ * "Where the quality model is wrong"). Versions without it (every version the service trains) load and predict as before.
  */
 export const NEED_SCALE = 1000;
 /** Outputs per agent: need, weight, shape, step, loc, steep. */
@@ -45,7 +49,29 @@ export interface ModelWeights {
   readonly b2: Float32Array;
   /** The cost part (absent: the reward is Π c_i alone, what versions without one predict). See CostWeights. */
   readonly cost?: CostWeights;
+  /** The global factor g(x) (absent: g = 1, what versions without one predict). See GlobalWeights. */
+  readonly glob?: GlobalWeights;
 }
+
+/**
+ * The global factor: a split-independent, context-dependent level of the reward,
+ *   g(x) = exp(clamp(o_g, GLOBAL_MIN, GLOBAL_MAX)),  o_g = gh·relu(W1·x + b1) + gx·x + g0
+ * (the quality network's hidden layer plus a linear skip), so r̂(x, b) = g(x)·Π_i c_i(b_i) (− the cost part). It
+ * lets the level of quality a context reaches whatever the split (task difficulty, a feature that moves quality
+ * up or down) be fitted without bending the agents' weight and need heads. A positive factor does not change the
+ * split that maximises Π c_i, so the greedy split without a cost part is unchanged by it; with one, the cost
+ * trade-off uses g·Π c_i. New weights start with gh = gx = 0, g0 = 0: g = 1.
+ */
+export interface GlobalWeights {
+  /** hidden values. */
+  readonly gh: Float32Array;
+  /** inputDim values. */
+  readonly gx: Float32Array;
+  readonly g0: number;
+}
+/** Bounds of o_g: g ∈ [e^−4, e^1]. */
+export const GLOBAL_MIN = -4;
+export const GLOBAL_MAX = 1;
 
 /**
  * The cost part of a version whose quality model was trained on quality alone (usage reported per agent): each
@@ -76,13 +102,21 @@ export interface SerializedWeights {
   readonly w2: string;
   readonly w3: string;
   readonly b2: string;
+  /** The global factor (absent in versions without one): gh, gx and g0 as one Float32 array, base64. */
+  readonly g?: string;
 }
 
 const ARRAYS = ['w1', 'b1', 'w2', 'w3', 'b2'] as const;
 
 export function serializeWeights(w: ModelWeights): SerializedWeights {
   const enc = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
-  return { inputDim: w.inputDim, hidden: w.hidden, agents: w.agents, w1: enc(w.w1), b1: enc(w.b1), w2: enc(w.w2), w3: enc(w.w3), b2: enc(w.b2) };
+  const base = { inputDim: w.inputDim, hidden: w.hidden, agents: w.agents, w1: enc(w.w1), b1: enc(w.b1), w2: enc(w.w2), w3: enc(w.w3), b2: enc(w.b2) };
+  if (!w.glob) return base;
+  const g = new Float32Array(w.hidden + w.inputDim + 1);
+  g.set(w.glob.gh, 0);
+  g.set(w.glob.gx, w.hidden);
+  g[w.hidden + w.inputDim] = w.glob.g0;
+  return { ...base, g: enc(g) };
 }
 
 export function deserializeWeights(s: SerializedWeights): ModelWeights {
@@ -92,7 +126,12 @@ export function deserializeWeights(s: SerializedWeights): ModelWeights {
     new Uint8Array(out.buffer).set(buf);
     return out;
   };
-  const w: ModelWeights = upgradeLegacy({ inputDim: s.inputDim, hidden: s.hidden, agents: s.agents, w1: dec(s.w1), b1: dec(s.b1), w2: dec(s.w2), w3: dec(s.w3), b2: dec(s.b2) });
+  let w: ModelWeights = upgradeLegacy({ inputDim: s.inputDim, hidden: s.hidden, agents: s.agents, w1: dec(s.w1), b1: dec(s.b1), w2: dec(s.w2), w3: dec(s.w3), b2: dec(s.b2) });
+  if (s.g !== undefined) {
+    const g = dec(s.g);
+    if (g.length !== s.hidden + s.inputDim + 1) throw new Error(`model weights g: expected ${s.hidden + s.inputDim + 1} values, got ${g.length}`);
+    w = { ...w, glob: { gh: g.slice(0, s.hidden), gx: g.slice(s.hidden, s.hidden + s.inputDim), g0: g[s.hidden + s.inputDim]! } };
+  }
   checkShapes(w);
   return w;
 }
@@ -127,13 +166,18 @@ export function checkShapes(w: ModelWeights): void {
     if (w[k].length !== want[k]) throw new Error(`model weights ${k}: expected ${want[k]} values, got ${w[k].length}`);
     for (const v of w[k]) if (!Number.isFinite(v)) throw new Error(`model weights ${k}: non-finite value`);
   }
+  const g = w.glob;
+  if (g) {
+    if (g.gh.length !== w.hidden || g.gx.length !== w.inputDim) throw new Error(`model weights g: expected ${w.hidden} + ${w.inputDim} values, got ${g.gh.length} + ${g.gx.length}`);
+    if (!Number.isFinite(g.g0) || g.gh.some((v) => !Number.isFinite(v)) || g.gx.some((v) => !Number.isFinite(v))) throw new Error('model weights g: non-finite value');
+  }
 }
 
 /** Hidden units of a new model. */
 export const DEFAULT_HIDDEN = 16;
 
-/** Fresh weights: every agent needs an equal share of `total` and matters halfway. Seeded. */
-export function initialWeights(inputDim: number, agents: number, total: number, rng: () => number, hidden = DEFAULT_HIDDEN): ModelWeights {
+/** Fresh weights: every agent needs an equal share of `total` and matters halfway. Seeded. `globalHead`: with a global factor, g = 1 (GlobalWeights). */
+export function initialWeights(inputDim: number, agents: number, total: number, rng: () => number, hidden = DEFAULT_HIDDEN, globalHead = false): ModelWeights {
   const scale = (fanIn: number) => Math.sqrt(2 / fanIn) * 0.5;
   const rand = (n: number, s: number) => Float32Array.from({ length: n }, () => (rng() * 2 - 1) * s);
   const b2 = new Float32Array(OUTPUTS * agents);
@@ -153,6 +197,7 @@ export function initialWeights(inputDim: number, agents: number, total: number, 
     w2: rand(OUTPUTS * agents * hidden, scale(hidden) * 0.1),
     w3: new Float32Array(OUTPUTS * agents * inputDim),
     b2,
+    ...(globalHead ? { glob: { gh: new Float32Array(hidden), gx: new Float32Array(inputDim), g0: 0 } } : {}),
   };
 }
 
@@ -170,6 +215,8 @@ export interface Heads {
   readonly maxStep?: number;
   /** The cost part (CostWeights) for this context: λ·price per token, and ln D_i ~ N(mu_i, sigma_i²). */
   readonly cost?: CostHeads;
+  /** The global factor g(x) for this context (absent: 1). */
+  readonly scale?: number;
 }
 
 export interface CostHeads {
@@ -274,8 +321,16 @@ export function forward(w: ModelWeights, x: Float32Array): Heads {
     stepNorm[i] = 1 + Math.exp(-steep[i]!);
     if (step[i]! > maxStep) maxStep = step[i]!;
   }
-  if (!w.cost) return { need, weight, shape, step, loc, steep, stepNorm, maxStep };
-  return { need, weight, shape, step, loc, steep, stepNorm, maxStep, cost: costHeads(w.cost, d, h, x, nz, m, hid) };
+  const heads: Heads = { need, weight, shape, step, loc, steep, stepNorm, maxStep, ...(w.glob ? { scale: globalFactor(w.glob, h, x, nz, m, hid) } : {}) };
+  if (!w.cost) return heads;
+  return { ...heads, cost: costHeads(w.cost, d, h, x, nz, m, hid) };
+}
+
+function globalFactor(g: GlobalWeights, h: number, x: Float32Array, nz: Int32Array, m: number, hid: Float64Array): number {
+  let s = g.g0;
+  for (let q = 0; q < m; q++) s += g.gx[nz[q]!]! * x[nz[q]!]!;
+  for (let j = 0; j < h; j++) if (hid[j] !== 0) s += g.gh[j]! * hid[j]!;
+  return Math.exp(clamp(s, GLOBAL_MIN, GLOBAL_MAX));
 }
 
 function costHeads(cw: CostWeights, d: number, h: number, x: Float32Array, nz: Int32Array, m: number, hid: Float64Array): CostHeads {
@@ -336,7 +391,7 @@ export function logResponse(heads: Heads, i: number, b: number): number {
 
 /** Predicted reward of a budget vector (agents in pipeline order). */
 export function predict(heads: Heads, budgets: ArrayLike<number>): number {
-  let q = 1;
+  let q = heads.scale ?? 1;
   for (let i = 0; i < heads.need.length; i++) q *= response(heads, i, budgets[i]!);
   return heads.cost ? q - predictCost(heads, budgets) : q;
 }
@@ -433,7 +488,7 @@ function greedySplitCost(heads: Heads, mins: readonly number[], caps: readonly n
   let cur = best;
   const coarse = chunk * COARSE;
   for (let r = 0; r < COST_ROUNDS; r++) {
-    let q = 1;
+    let q = heads.scale ?? 1;
     for (let i = 0; i < n; i++) q *= response(heads, i, cur[i]!);
     let x: number[];
     if (target - minSum < coarse * (n + 4)) x = marginalCost(heads, mins.slice(), caps, target, chunk, q);
@@ -609,6 +664,8 @@ export function rescaleInputs(
 ): ModelWeights {
   const w1 = Float32Array.from(w.w1);
   const w3 = Float32Array.from(w.w3);
+  // The global factor's input weights are one more row of the same kind.
+  const gx = w.glob ? Float32Array.from(w.glob.gx) : undefined;
   const d = w.inputDim;
   for (let s = 0; s < Math.min(from.length, to.length); s++) {
     const o = from[s]!;
@@ -619,7 +676,7 @@ export function rescaleInputs(
     const a = n.scale / o.scale;
     const c = (n.center - o.center) / o.scale;
     if (!Number.isFinite(a) || !Number.isFinite(c)) continue;
-    for (const m of [w1, w3]) {
+    for (const m of gx ? [w1, w3, gx] : [w1, w3]) {
       for (let r = 0; r < m.length / d; r++) {
         const v = m[r * d + o.at]!;
         m[r * d] = m[r * d]! + v * c;
@@ -629,5 +686,5 @@ export function rescaleInputs(
       }
     }
   }
-  return { ...w, w1, w3 };
+  return { ...w, w1, w3, ...(gx ? { glob: { ...w.glob!, gx } } : {}) };
 }

@@ -46,6 +46,10 @@ export interface LoopOptions {
   readonly safeStart?: boolean;
   /** Hidden units of the model. Default: the service's (initialWeights). */
   readonly hidden?: number;
+  /** A global factor g(x) in the reward model (model.ts GlobalWeights). Default off, as in the service. */
+  readonly globalHead?: boolean;
+  /** Importance weighting of the training rows (events.ts DatasetOptions.importance). Default none. */
+  readonly importance?: { readonly cap: number; readonly power: number };
   /** Share of decisions that serve the pending candidate's split. Default: the service's (CANDIDATE_SHARE). */
   readonly candidateShare?: number;
   /** Share of the total two splits may differ by and count as one action in the gate. Default: the gate's. */
@@ -213,7 +217,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const contexts = Array.from({ length: nEval }, () => world.sample(evalRng));
   const evaluations: [Evaluation | undefined, Evaluation | undefined] = nEval > 0 ? [evaluateWorld(world, 0, contexts), world.driftAt !== undefined ? evaluateWorld(world, 1, contexts) : undefined] : [undefined, undefined];
   let encoder = compileFeatures(specs);
-  const prior: LoopVersion = { version: 0, at: 0, weights: initialWeights(encoder.dim, names.length, world.totalTokens, mulberry32(opts.seed + 1), opts.hidden), encoder, active: !safeStart };
+  const prior: LoopVersion = { version: 0, at: 0, weights: initialWeights(encoder.dim, names.length, world.totalTokens, mulberry32(opts.seed + 1), opts.hidden, opts.globalHead), encoder, active: !safeStart };
   let serving: LoopVersion | undefined = safeStart ? undefined : prior;
   const drift = opts.driftRecovery === undefined ? DEFAULT_DRIFT : opts.driftRecovery;
   const changes: number[] = [];
@@ -351,7 +355,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const costOpts = { costWeight: world.costWeight, ...(costModel === 'declared' && world.prices ? { prices: world.prices } : {}) };
       const usesCost = costModel !== 'off' && canFitCost(recent, names, costOpts);
       const hl = opts.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {};
-      const data = buildTrainingData(recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl });
+      const data = buildTrainingData(recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl, ...(opts.importance ? { importance: opts.importance } : {}) });
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
