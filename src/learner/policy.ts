@@ -36,7 +36,20 @@ export interface ExploreOptions {
   readonly budget?: number;
   /** Shrink the budget as versions accumulate: ε_v = budget · √(decayFrom / v) for version v > decayFrom. */
   readonly decayFrom?: number;
+  /**
+   * Sparse deep probes: each agent i gets probability probe/n of a probe, the greedy split with i's budget cut
+   * to e^{−probeDepth} of it (the freed tokens spread over the others in proportion to their room), unless the
+   * model predicts the probe loses more than `probeStop` (relative) of the greedy split's reward. 0 (default): off.
+   */
+  readonly probe?: number;
+  /** Log-depth of a probe's cut (default 1.5: the agent keeps e^{−1.5} ≈ 22 % of its greedy budget). */
+  readonly probeDepth?: number;
+  /** Predicted relative loss above which an agent is not probed in this context (default 0.25). */
+  readonly probeStop?: number;
 }
+
+/** Defaults of the sparse deep probes (off unless `probe` is set). */
+export const PROBE_DEFAULTS = { probeDepth: 1.5, probeStop: 0.25 } as const;
 
 /** Defaults of the exploration budget and its decay (docs/learner.md, "Policy and exploration"). */
 export const EXPLORE_DEFAULTS = { budget: 0.3, decayFrom: 2 } as const;
@@ -245,9 +258,56 @@ function pickIndex(probs: readonly number[], u: number): number {
   return probs.length - 1;
 }
 
+/**
+ * The probes of one decision: for each agent i with room above its minimum, the greedy split g with i cut to
+ * g_i·e^{−depth}, kept when the model predicts it loses at most `stop` (relative) of r̂(g). Pure in (heads, g, bounds):
+ * the same model and greedy split give the same probes.
+ */
+export function probesFor(heads: Heads, g: readonly number[], agents: readonly PolicyAgent[], opts: ExploreOptions): { readonly agents: number[]; readonly splits: number[][] } {
+  const depth = opts.probeDepth ?? PROBE_DEFAULTS.probeDepth;
+  const stop = opts.probeStop ?? PROBE_DEFAULTS.probeStop;
+  const yg = predict(heads, g);
+  const out = { agents: [] as number[], splits: [] as number[][] };
+  for (let i = 0; i < agents.length; i++) {
+    if (g[i]! <= agents[i]!.min) continue;
+    const b = shifted(g, agents, i, g[i]! * Math.exp(-depth));
+    if (b[i] === g[i]) continue;
+    const loss = (yg - predict(heads, b)) / Math.max(1e-9, Math.abs(yg));
+    if (loss > stop) continue;
+    out.agents.push(i);
+    out.splits.push(b);
+  }
+  return out;
+}
+
+/**
+ * Mixes probes into a candidate set and its probabilities: each probe gets `share / n` (n = number of agents), the
+ * policy's probabilities are scaled by 1 − (its probes' total); a probe identical to a candidate adds to it,
+ * others are appended in order (as candidatesWith would).
+ */
+export function withProbes(candidates: readonly number[][], probs: readonly number[], probes: readonly number[][], share: number, n: number): { candidates: number[][]; probs: number[] } {
+  const each = Math.min(1, Math.max(0, share)) / Math.max(1, n);
+  const mass = each * probes.length;
+  const C = candidates.slice();
+  const P = probs.map((p) => p * (1 - mass));
+  for (const b of probes) {
+    const at = indexOf(C, b);
+    if (at >= 0) P[at] = P[at]! + each;
+    else {
+      C.push(b);
+      P.push(each);
+    }
+  }
+  return { candidates: C, probs: P };
+}
+
 export function decide(heads: Heads, agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, uniform?: number[]): Decision {
-  const candidates = candidateSet(heads, agents, total, signedPerturbation(opts), uniform);
-  const probs = explorationProbs(heads, candidates, opts);
+  let candidates = candidateSet(heads, agents, total, signedPerturbation(opts), uniform);
+  let probs = explorationProbs(heads, candidates, opts);
+  if (opts.probe && opts.probe > 0) {
+    const pr = probesFor(heads, candidates[0]!, agents, opts);
+    if (pr.splits.length > 0) ({ candidates, probs } = withProbes(candidates, probs, pr.splits, opts.probe, agents.length));
+  }
   const u = rng();
   let chosen = probs.length - 1;
   let acc = 0;
