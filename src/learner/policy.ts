@@ -46,6 +46,10 @@ export interface ExploreOptions {
   readonly probeDepth?: number;
   /** Predicted relative loss above which an agent is not probed in this context (default 0.25). */
   readonly probeStop?: number;
+  /** 'cut' (default): one agent cut deep, per agent; 'random': one split drawn uniformly over the simplex (Dirichlet(1) shares fitted to the bounds), share `probe`. */
+  readonly probeKind?: 'cut' | 'random';
+  /** false: the probe share does not decay with versions (default: it shrinks as decayFrom / v, see optionsFor). */
+  readonly probeDecay?: boolean;
 }
 
 /** Defaults of the sparse deep probes (off unless `probe` is set). */
@@ -57,7 +61,9 @@ export const EXPLORE_DEFAULTS = { budget: 0.3, decayFrom: 2 } as const;
 /** The exploration options of model version v: the budget shrinks as 1/√v after `decayFrom` versions (none: no decay). */
 export function optionsFor(opts: ExploreOptions, version: number): ExploreOptions {
   if (!opts.decayFrom || version <= opts.decayFrom) return opts;
-  return { ...opts, budget: (opts.budget ?? 1) * Math.sqrt(opts.decayFrom / version) };
+  const budget = (opts.budget ?? 1) * Math.sqrt(opts.decayFrom / version);
+  // Probes shrink as 1/v (faster than the budget): they are for the first versions, while the prior still stands.
+  return opts.probe ? { ...opts, budget, probe: opts.probe * (opts.probeDecay === false ? 1 : opts.decayFrom / version) } : { ...opts, budget };
 }
 
 export interface PolicyAgent {
@@ -301,10 +307,20 @@ export function withProbes(candidates: readonly number[][], probs: readonly numb
   return { candidates: C, probs: P };
 }
 
+/** A split drawn uniformly over the simplex (Dirichlet(1) shares), fitted to the bounds (n draws of rng). */
+export function randomSplit(agents: readonly PolicyAgent[], total: number, rng: () => number): number[] {
+  return waterFill(agents.map((a) => ({ min: a.min, cap: a.cap, weight: -Math.log(Math.max(rng(), 1e-12)) })), total);
+}
+
 export function decide(heads: Heads, agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, uniform?: number[]): Decision {
   let candidates = candidateSet(heads, agents, total, signedPerturbation(opts), uniform);
   let probs = explorationProbs(heads, candidates, opts);
-  if (opts.probe && opts.probe > 0) {
+  if (opts.probe && opts.probe > 0 && opts.probeKind === 'random') {
+    const r = randomSplit(agents, total, rng);
+    const yg = predict(heads, candidates[0]!);
+    const loss = (yg - predict(heads, r)) / Math.max(1e-9, Math.abs(yg));
+    if (loss <= (opts.probeStop ?? PROBE_DEFAULTS.probeStop)) ({ candidates, probs } = withProbes(candidates, probs, [r], opts.probe, 1));
+  } else if (opts.probe && opts.probe > 0) {
     const pr = probesFor(heads, candidates[0]!, agents, opts);
     if (pr.splits.length > 0) ({ candidates, probs } = withProbes(candidates, probs, pr.splits, opts.probe, agents.length));
   }

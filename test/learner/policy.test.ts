@@ -5,7 +5,7 @@ import { toDsjson } from '../../src/learner/dsjson.js';
 import type { LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import { deserializeWeights, forward, GREEDY_STEPS, greedySplit, initialWeights, LEGACY_OUTPUTS, marginal, predict, response, serializeWeights, type Heads } from '../../src/learner/model.js';
-import { candidateSet, candidatesAround, candidatesWith, decide, decideAround, explorationProbs, greedyBudgets, optionsFor, probesFor, SAFE_START_EPSILON, signedPerturbation, withCandidate, type ExploreOptions } from '../../src/learner/policy.js';
+import { candidateSet, candidatesAround, candidatesWith, decide, decideAround, explorationProbs, greedyBudgets, optionsFor, probesFor, randomSplit, SAFE_START_EPSILON, signedPerturbation, withCandidate, type ExploreOptions } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { expectedQuality, loadWorld, oracleBudgets, sampleContext, truthOf } from '../../src/learner/sim/world.js';
 
@@ -361,5 +361,23 @@ describe('sparse deep probes', () => {
     const b = decide(h, agents, 9000, { ...opts, probe: 0 }, mulberry32(4));
     assert.deepEqual(a, b);
     assert.deepEqual(candidatesAround(a.candidates[0]!, agents, 9000, 0.5), a.candidates);
+  });
+
+  it('random probes: the drawn split is a logged candidate with probability exactly `probe`; the share decays as decayFrom / v', () => {
+    const h = heads([1000, 1500, 800], [0.3, 0.25, 0.2]);
+    const o: ExploreOptions = { ...opts, probe: 0.2, probeKind: 'random', probeStop: 1 };
+    const rng = mulberry32(11);
+    const d = decide(h, agents, 9000, o, rng);
+    const again = mulberry32(11);
+    const r = randomSplit(agents, 9000, again);
+    assert.equal(r.reduce((s, v) => s + v, 0), 9000);
+    const plainC = candidateSet(h, agents, 9000, 0.5);
+    const plainP = explorationProbs(h, plainC, o);
+    const k = d.candidates.findIndex((c) => c.join() === r.join());
+    assert.ok(k >= plainC.length, 'appended after the policy\'s candidates');
+    assert.ok(Math.abs(d.probs[k]! - 0.2) < 1e-12);
+    plainP.forEach((p, j) => assert.ok(Math.abs(d.probs[j]! - 0.8 * p) < 1e-12));
+    assert.equal(optionsFor({ ...o, decayFrom: 2 }, 8).probe, 0.05);
+    assert.equal(optionsFor({ ...o, decayFrom: 2, probeDecay: false }, 8).probe, 0.2);
   });
 });
