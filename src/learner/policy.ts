@@ -16,6 +16,9 @@ import { greedySplit, predict, type Heads } from './model.js';
  * Identical budget vectors are merged (their probabilities add). Exploration over that set is either
  * epsilon-greedy (ε spread evenly) or SquareCB (Foster & Rakhlin 2020: p_k = 1/(K + γ·(ŷ_best − ŷ_k)),
  * so candidates the model thinks are bad are tried less). See docs/learner.md for the measurement.
+ *
+ * Optional probes (ExploreOptions.probe, off by default; measured and not adopted, docs/learner.md "Probes that
+ * starve an agent"): deep cuts of one agent or a random split, appended to the candidate set with exact probabilities.
  */
 export type Explorer = 'epsilon' | 'squarecb';
 
