@@ -58,6 +58,7 @@ const explore = {
   epsilon: 0.1,
   gamma: Number(flag('gamma', '200')),
   perturbation: Number(flag('perturbation', '0.5')),
+  ...(Number(flag('probe', '0')) > 0 ? { probe: Number(flag('probe', '0')), probeDepth: Number(flag('probe-depth', '1.5')), probeStop: Number(flag('probe-stop', '0.25')), probeKind: flag('probe-kind', 'cut') as 'cut' | 'random', probeDecay: flag('probe-decay', 'on') === 'on' } : {}),
   budget: Number(flag('budget', String(EXPLORE_DEFAULTS.budget))),
   decayFrom: Number(flag('decay-from', String(EXPLORE_DEFAULTS.decayFrom))),
 };

@@ -16,6 +16,9 @@ import { greedySplit, predict, type Heads } from './model.js';
  * Identical budget vectors are merged (their probabilities add). Exploration over that set is either
  * epsilon-greedy (ε spread evenly) or SquareCB (Foster & Rakhlin 2020: p_k = 1/(K + γ·(ŷ_best − ŷ_k)),
  * so candidates the model thinks are bad are tried less). See docs/learner.md for the measurement.
+ *
+ * Optional probes (ExploreOptions.probe, off by default; measured and not adopted, docs/learner.md "Probes that
+ * starve an agent"): deep cuts of one agent or a random split, appended to the candidate set with exact probabilities.
  */
 export type Explorer = 'epsilon' | 'squarecb';
 
@@ -36,7 +39,24 @@ export interface ExploreOptions {
   readonly budget?: number;
   /** Shrink the budget as versions accumulate: ε_v = budget · √(decayFrom / v) for version v > decayFrom. */
   readonly decayFrom?: number;
+  /**
+   * Sparse deep probes: each agent i gets probability probe/n of a probe, the greedy split with i's budget cut
+   * to e^{−probeDepth} of it (the freed tokens spread over the others in proportion to their room), unless the
+   * model predicts the probe loses more than `probeStop` (relative) of the greedy split's reward. 0 (default): off.
+   */
+  readonly probe?: number;
+  /** Log-depth of a probe's cut (default 1.5: the agent keeps e^{−1.5} ≈ 22 % of its greedy budget). */
+  readonly probeDepth?: number;
+  /** Predicted relative loss above which an agent is not probed in this context (default 0.25). */
+  readonly probeStop?: number;
+  /** 'cut' (default): one agent cut deep, per agent; 'random': one split drawn uniformly over the simplex (Dirichlet(1) shares fitted to the bounds), share `probe`. */
+  readonly probeKind?: 'cut' | 'random';
+  /** false: the probe share does not decay with versions (default: it shrinks as decayFrom / v, see optionsFor). */
+  readonly probeDecay?: boolean;
 }
+
+/** Defaults of the sparse deep probes (off unless `probe` is set). */
+export const PROBE_DEFAULTS = { probeDepth: 1.5, probeStop: 0.25 } as const;
 
 /** Defaults of the exploration budget and its decay (docs/learner.md, "Policy and exploration"). */
 export const EXPLORE_DEFAULTS = { budget: 0.3, decayFrom: 2 } as const;
@@ -44,7 +64,9 @@ export const EXPLORE_DEFAULTS = { budget: 0.3, decayFrom: 2 } as const;
 /** The exploration options of model version v: the budget shrinks as 1/√v after `decayFrom` versions (none: no decay). */
 export function optionsFor(opts: ExploreOptions, version: number): ExploreOptions {
   if (!opts.decayFrom || version <= opts.decayFrom) return opts;
-  return { ...opts, budget: (opts.budget ?? 1) * Math.sqrt(opts.decayFrom / version) };
+  const budget = (opts.budget ?? 1) * Math.sqrt(opts.decayFrom / version);
+  // Probes shrink as 1/v (faster than the budget): they are for the first versions, while the prior still stands.
+  return opts.probe ? { ...opts, budget, probe: opts.probe * (opts.probeDecay === false ? 1 : opts.decayFrom / version) } : { ...opts, budget };
 }
 
 export interface PolicyAgent {
@@ -245,9 +267,66 @@ function pickIndex(probs: readonly number[], u: number): number {
   return probs.length - 1;
 }
 
+/**
+ * The probes of one decision: for each agent i with room above its minimum, the greedy split g with i cut to
+ * g_i·e^{−depth}, kept when the model predicts it loses at most `stop` (relative) of r̂(g). Pure in (heads, g, bounds):
+ * the same model and greedy split give the same probes.
+ */
+export function probesFor(heads: Heads, g: readonly number[], agents: readonly PolicyAgent[], opts: ExploreOptions): { readonly agents: number[]; readonly splits: number[][] } {
+  const depth = opts.probeDepth ?? PROBE_DEFAULTS.probeDepth;
+  const stop = opts.probeStop ?? PROBE_DEFAULTS.probeStop;
+  const yg = predict(heads, g);
+  const out = { agents: [] as number[], splits: [] as number[][] };
+  for (let i = 0; i < agents.length; i++) {
+    if (g[i]! <= agents[i]!.min) continue;
+    const b = shifted(g, agents, i, g[i]! * Math.exp(-depth));
+    if (b[i] === g[i]) continue;
+    const loss = (yg - predict(heads, b)) / Math.max(1e-9, Math.abs(yg));
+    if (loss > stop) continue;
+    out.agents.push(i);
+    out.splits.push(b);
+  }
+  return out;
+}
+
+/**
+ * Mixes probes into a candidate set and its probabilities: each probe gets `share / n` (n = number of agents), the
+ * policy's probabilities are scaled by 1 − (its probes' total); a probe identical to a candidate adds to it,
+ * others are appended in order (as candidatesWith would).
+ */
+export function withProbes(candidates: readonly number[][], probs: readonly number[], probes: readonly number[][], share: number, n: number): { candidates: number[][]; probs: number[] } {
+  const each = Math.min(1, Math.max(0, share)) / Math.max(1, n);
+  const mass = each * probes.length;
+  const C = candidates.slice();
+  const P = probs.map((p) => p * (1 - mass));
+  for (const b of probes) {
+    const at = indexOf(C, b);
+    if (at >= 0) P[at] = P[at]! + each;
+    else {
+      C.push(b);
+      P.push(each);
+    }
+  }
+  return { candidates: C, probs: P };
+}
+
+/** A split drawn uniformly over the simplex (Dirichlet(1) shares), fitted to the bounds (n draws of rng). */
+export function randomSplit(agents: readonly PolicyAgent[], total: number, rng: () => number): number[] {
+  return waterFill(agents.map((a) => ({ min: a.min, cap: a.cap, weight: -Math.log(Math.max(rng(), 1e-12)) })), total);
+}
+
 export function decide(heads: Heads, agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, uniform?: number[]): Decision {
-  const candidates = candidateSet(heads, agents, total, signedPerturbation(opts), uniform);
-  const probs = explorationProbs(heads, candidates, opts);
+  let candidates = candidateSet(heads, agents, total, signedPerturbation(opts), uniform);
+  let probs = explorationProbs(heads, candidates, opts);
+  if (opts.probe && opts.probe > 0 && opts.probeKind === 'random') {
+    const r = randomSplit(agents, total, rng);
+    const yg = predict(heads, candidates[0]!);
+    const loss = (yg - predict(heads, r)) / Math.max(1e-9, Math.abs(yg));
+    if (loss <= (opts.probeStop ?? PROBE_DEFAULTS.probeStop)) ({ candidates, probs } = withProbes(candidates, probs, [r], opts.probe, 1));
+  } else if (opts.probe && opts.probe > 0) {
+    const pr = probesFor(heads, candidates[0]!, agents, opts);
+    if (pr.splits.length > 0) ({ candidates, probs } = withProbes(candidates, probs, pr.splits, opts.probe, agents.length));
+  }
   const u = rng();
   let chosen = probs.length - 1;
   let acc = 0;

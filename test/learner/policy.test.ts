@@ -5,7 +5,7 @@ import { toDsjson } from '../../src/learner/dsjson.js';
 import type { LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import { deserializeWeights, forward, GREEDY_STEPS, greedySplit, initialWeights, LEGACY_OUTPUTS, marginal, predict, response, serializeWeights, type Heads } from '../../src/learner/model.js';
-import { candidateSet, candidatesAround, candidatesWith, decide, decideAround, explorationProbs, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, withCandidate, type ExploreOptions } from '../../src/learner/policy.js';
+import { candidateSet, candidatesAround, candidatesWith, decide, decideAround, explorationProbs, greedyBudgets, optionsFor, probesFor, randomSplit, SAFE_START_EPSILON, signedPerturbation, withCandidate, type ExploreOptions } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { expectedQuality, loadWorld, oracleBudgets, sampleContext, truthOf } from '../../src/learner/sim/world.js';
 
@@ -297,5 +297,87 @@ describe('candidate mixing and the safe start', () => {
     assert.deepEqual(d.candidates[0], base);
     assert.ok(Math.abs(d.probs[0]! - (1 - SAFE_START_EPSILON + SAFE_START_EPSILON / d.candidates.length)) < 1e-12);
     assert.ok(Math.abs(d.probs.reduce((s, p) => s + p, 0) - 1) < 1e-12);
+  });
+});
+
+describe('sparse deep probes', () => {
+  const agents = [
+    { min: 0, cap: 8000 },
+    { min: 0, cap: 8000 },
+    { min: 0, cap: 8000 },
+  ];
+  const opts: ExploreOptions = { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5, budget: 0.3, probe: 0.3, probeDepth: 1.5, probeStop: 0.25 };
+
+  it('each probe is in the logged candidate set with exactly probe/n on top of the (1 − mass)-scaled policy', () => {
+    const h = heads([1000, 1500, 800], [0.3, 0.25, 0.2]);
+    const d = decide(h, agents, 9000, opts, mulberry32(3));
+    const plainC = candidateSet(h, agents, 9000, 0.5);
+    const plainP = explorationProbs(h, plainC, opts);
+    const pr = probesFor(h, plainC[0]!, agents, opts);
+    assert.equal(pr.agents.length, 3, 'every agent is probed while the model predicts a small loss');
+    assert.deepEqual(d.candidates.slice(0, plainC.length), plainC, 'the policy\'s candidates come first, unchanged');
+    const each = 0.3 / 3;
+    const mass = each * pr.splits.length;
+    for (const [j, b] of pr.splits.entries()) {
+      const i = pr.agents[j]!;
+      assert.ok(Math.abs(b[i]! - Math.round(plainC[0]![i]! * Math.exp(-1.5))) <= 1, `agent ${i} cut to e^-1.5 of its greedy budget`);
+      assert.equal(b.reduce((s, v) => s + v, 0), plainC[0]!.reduce((s, v) => s + v, 0), 'the freed tokens go to the others');
+      const k = d.candidates.findIndex((c) => c.join() === b.join());
+      assert.ok(k >= 0, 'the probe is a logged candidate');
+      const base = k < plainP.length ? plainP[k]! * (1 - mass) : 0;
+      assert.ok(Math.abs(d.probs[k]! - (base + each)) < 1e-12, 'its propensity is exact');
+    }
+    assert.ok(Math.abs(d.probs.reduce((s, v) => s + v, 0) - 1) < 1e-12);
+    // Sampled at the logged rates.
+    const rng = mulberry32(9);
+    const N = 20_000;
+    const counts = new Array<number>(d.candidates.length).fill(0);
+    for (let t = 0; t < N; t++) {
+      const e = decide(h, agents, 9000, opts, rng);
+      assert.deepEqual(e.candidates, d.candidates);
+      counts[e.chosen]!++;
+    }
+    counts.forEach((c, k) => {
+      const sd = Math.sqrt(N * d.probs[k]! * (1 - d.probs[k]!));
+      assert.ok(Math.abs(c - N * d.probs[k]!) <= 5 * sd + 1, `candidate ${k}: ${c} draws for p=${d.probs[k]}`);
+    });
+  });
+
+  it('an agent whose probes the model has learned to be costly (a large predicted loss) is not probed', () => {
+    // Agent 1 behaves like a hard floor: a steep threshold near its greedy budget, so a deep cut loses most of the reward.
+    const soft = heads([1000, 1000, 1000], [0.3, 0.3, 0.3]);
+    const floor: Heads = { ...soft, step: Float64Array.from([0, 0.95, 0]), loc: Float64Array.from([0, 2000, 0]), steep: Float64Array.from([0, 20, 0]), stepNorm: Float64Array.from([1, 1, 1]), maxStep: 0.95 };
+    const g = greedyBudgets(floor, agents, 9000);
+    assert.deepEqual(probesFor(soft, greedyBudgets(soft, agents, 9000), agents, opts).agents, [0, 1, 2]);
+    assert.deepEqual(probesFor(floor, g, agents, opts).agents, [0, 2]);
+    const d = decide(floor, agents, 9000, opts, mulberry32(1));
+    assert.ok(!d.candidates.some((c) => c[1]! < g[1]! * Math.exp(-1)), 'no candidate starves agent 1');
+  });
+
+  it('off (probe 0 or absent): the decision is exactly the plain policy\'s, draw for draw', () => {
+    const h = heads([1000, 1500, 800], [0.3, 0.25, 0.2]);
+    const { probe: _p, ...plain } = opts;
+    const a = decide(h, agents, 9000, plain, mulberry32(4));
+    const b = decide(h, agents, 9000, { ...opts, probe: 0 }, mulberry32(4));
+    assert.deepEqual(a, b);
+    assert.deepEqual(candidatesAround(a.candidates[0]!, agents, 9000, 0.5), a.candidates);
+  });
+
+  it('random probes: the drawn split is a logged candidate with probability exactly `probe`; the share decays as decayFrom / v', () => {
+    const h = heads([1000, 1500, 800], [0.3, 0.25, 0.2]);
+    const o: ExploreOptions = { ...opts, probe: 0.2, probeKind: 'random', probeStop: 1 };
+    const rng = mulberry32(11);
+    const d = decide(h, agents, 9000, o, rng);
+    const again = mulberry32(11);
+    const r = randomSplit(agents, 9000, again);
+    assert.equal(r.reduce((s, v) => s + v, 0), 9000);
+    const plainC = candidateSet(h, agents, 9000, 0.5);
+    const plainP = explorationProbs(h, plainC, o);
+    const k = d.candidates.findIndex((c) => c.join() === r.join());
+    assert.ok(k >= plainC.length, 'appended after the policy\'s candidates');
+    assert.ok(Math.abs(d.probs[k]! - 0.2) < 1e-12);
+    plainP.forEach((p, j) => assert.ok(Math.abs(d.probs[j]! - 0.8 * p) < 1e-12));
+    assert.equal(optionsFor({ ...o, decayFrom: 2 }, 8).probe, 0.05);
+    assert.equal(optionsFor({ ...o, decayFrom: 2, probeDecay: false }, 8).probe, 0.2);
   });
 });
