@@ -120,6 +120,8 @@ export interface TierLoopResult {
   final?: TierLoopVersion;
   /** The logged events at the end (newest first, at most the window), as the training buffer holds them. */
   events: readonly LoggedEvent[];
+  /** Every trained version in order: when it was trained (outcomes) and whether it was activated. */
+  trainedVersions: (TierLoopVersion & { readonly at: number; readonly activated: boolean })[];
 }
 
 const PIPELINE = 'tiers-loop';
@@ -190,6 +192,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     control: new Uint8Array(o.outcomes),
     budgets: [],
     events: [],
+    trainedVersions: [],
   };
   /** A trained version as the registry lists it: when it was trained (outcomes), its held-out error, activation and revert. */
   interface Version {
@@ -385,6 +388,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     writeDoc();
   }
   out.events = events;
+  out.trainedVersions = versions.map((v) => ({ version: v.version, tiers: v.tiers, ...(v.scaling ? { scaling: v.scaling } : {}), holdoutMse: v.holdoutMse, rows: v.rows, at: v.at, activated: v.activatedAt !== undefined }));
   const fin = active ?? versions.at(-1);
   if (fin) out.final = { version: fin.version, tiers: fin.tiers, ...(fin.scaling ? { scaling: fin.scaling } : {}), holdoutMse: fin.holdoutMse, rows: fin.rows, ...(fin.holdoutStrata ? { holdoutStrata: fin.holdoutStrata } : {}) };
   return out;
