@@ -27,7 +27,7 @@ import type { LearnedParams } from '../kind.js';
 import { initialWeights, serializeWeights } from '../model.js';
 import { mulberry32 } from '../rng.js';
 import { tierGateInput, tierResidual, tierStratum } from '../tier-gate.js';
-import type { SerializedTierParams } from '../tiers-policy.js';
+import type { SerializedTierParams, TierRidge } from '../tiers-policy.js';
 import { trainTiers } from '../train-tiers.js';
 import { worldFeatures, type SimContext } from './world.js';
 import type { TierWorld } from './tiers.js';
@@ -75,6 +75,8 @@ export interface TierLoopOptions {
   /** From this outcome on, the world is `degraded` (outcomes and the quality reported). */
   readonly degradeAt?: number;
   readonly degraded?: TierWorld;
+  /** How the tier retrain's fit regularises (tiers-policy.ts TierRidge); default the service's (`adam`). */
+  readonly ridge?: TierRidge;
 }
 
 /** A trained tier version: its parameters, feature scaling, held-out error and rows (what drift recovery checks it with). */
@@ -376,7 +378,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
         costWeight,
         ...(params.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {}),
       },
-      { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}) },
+      { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}), ...(o.ridge ? { ridge: o.ridge } : {}) },
       recent,
       recent.length,
     );
