@@ -21,6 +21,8 @@
  * `--product true`, the product's token learner of src/learner/sim/loop.ts); `--ceilings 0.3,0.4,0.5` lists the
  * fractions of the ceiling tried for equal quality.
  *
+ * `--ridge decoupled` fits the tier retrain with decoupled weight decay (docs/tiers.md, "The fit's ridge").
+ *
  * `--family dev|test` (optionally `--seeds a,b`) runs the service's loop on generated tier worlds
  * (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json): see familyLoop below.
  */
@@ -47,6 +49,11 @@ const equalQuality = flag('equal-quality', 'true') !== 'false';
 // Also the product's learned strategy (src/learner/sim/loop.ts: tfjs reward model, gate, safe start, guard) as the
 // token-only baseline: every agent on the first model, where a ceiling C is exactly a token total of C / rate.
 const product = flag('product', 'true') !== 'false';
+// `--ridge decoupled`: the tier retrain's fit with decoupled weight decay (tiers-policy.ts TierRidge) in the service's
+// loop and the family runs; default the service's (`adam`).
+const ridge = flag('ridge', '');
+if (ridge !== '' && ridge !== 'adam' && ridge !== 'decoupled') throw new Error(`--ridge ${ridge}: adam or decoupled`);
+const ridgeOpt = ridge === '' ? {} : { ridge: ridge as 'adam' | 'decoupled' };
 
 /** The tier world with every agent on its first model, as the product's token-only learner sees it. */
 function firstModelWorld(tw: TierWorld, ceiling: number): SimWorld<SimContext> {
@@ -201,8 +208,8 @@ async function serviceLoop(): Promise<void> {
   // `--guard false` / `--drift false`: without the runtime guard's reverts / drift recovery (the service runs both).
   const guard = flag('guard', 'true') !== 'false';
   const drift = flag('drift', 'true') !== 'false';
-  const loopOpts = { ...(guard ? {} : { guard: false }), ...(drift ? {} : { driftRecovery: null }) };
-  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; the service's loop (engine decisions, safe start, control arm ${params ? `${params.controlShare * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
+  const loopOpts = { ...(guard ? {} : { guard: false }), ...(drift ? {} : { driftRecovery: null }), ...ridgeOpt };
+  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || 'adam'}; the service's loop (engine decisions, safe start, control arm ${params ? `${params.controlShare * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
   for (const name of worlds) {
     const tw = loadTierWorld(name);
     const C = tw.maxCostUsd;
@@ -282,14 +289,14 @@ async function familyLoop(which: string): Promise<void> {
   const list = flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which];
   if (!list) throw new Error(`--family ${which}: no such seed list (dev, test)`);
   const loopSeed = Number(flag('loop-seed', '1'));
-  console.log(`bench/learner-tiers --family ${which}: ${list.length} generated tier worlds, ${outcomes} outcomes each through the service's loop (loop seed ${loopSeed}); last quarter of the served decisions (exploration, control arm and candidate mixing included)`);
+  console.log(`bench/learner-tiers --family ${which}: ${list.length} generated tier worlds, ${outcomes} outcomes each through the service's loop (loop seed ${loopSeed}, fit ridge ${ridge || 'adam'}); last quarter of the served decisions (exploration, control arm and candidate mixing included)`);
   const rows: { seed: number; ratio: number; staticRatio: number; diff: ReturnType<typeof pairedCi>; served: number }[] = [];
   for (const seed of list) {
     const fw = generateTierWorld(seed);
     const tw = fw.world;
     const C = tw.maxCostUsd;
     const T = tw.totalTokens;
-    const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, ...(tw.costWeight > 0 ? { params: { costWeight: tw.costWeight } } : {}) });
+    const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, ...(tw.costWeight > 0 ? { params: { costWeight: tw.costWeight } } : {}), ...ridgeOpt });
     const from = Math.floor(outcomes * 0.75);
     const ctx = r.contexts.slice(from);
     const served = ctx.map((_, k) => r.quality[from + k]! - tw.costWeight * r.cost[from + k]!);

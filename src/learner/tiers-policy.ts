@@ -262,14 +262,26 @@ export function decideTier(p: TierParams, agents: readonly TierAgent[], x: Float
 }
 
 /**
+ * How the tier fit regularises its parameters. `adam` (the default): a ridge of 1e-4 toward 0 added to the gradient
+ * inside Adam's normalised step. `decoupled`: weight decay outside that step (AdamW), TIER_DECAY per unit of step
+ * size, toward the retrain's prior centred on the log (a direct fitTier call: toward where the fit starts). Along
+ * directions the log leaves flat (an agent's weight against its need at the budgets it was served, a cheaper model's
+ * reach against its pace) the first takes full-size steps on the ridge alone and ends at need 1 token, weight ½,
+ * reach ½; the second leaves the fit where the data put it (docs/tiers.md, "The fit's ridge").
+ */
+export type TierRidge = 'adam' | 'decoupled';
+export const TIER_DECAY = 1e-2;
+
+/**
  * Fits the reward model to logged events (newest last) by Adam on the mean squared error of predicted quality
  * (weighted by the events' `weight`, default 1), starting from `p` (warm start). Returns the new parameters and the
  * final training loss.
  */
-export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], opts: { steps?: number; lr?: number; l2?: number } = {}): { params: TierParams; loss: number } {
+export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], opts: { steps?: number; lr?: number; l2?: number; centre?: TierParams; ridge?: TierRidge } = {}): { params: TierParams; loss: number } {
   const steps = opts.steps ?? 150;
   const lr = opts.lr ?? 0.03;
-  const l2 = opts.l2 ?? 1e-4;
+  const decoupled = opts.ridge === 'decoupled';
+  const l2 = opts.l2 ?? (decoupled ? TIER_DECAY : 1e-4);
   const n = agents.length;
   const dim = p0.u[0]!.length;
   // Flat parameter vector: per agent [u (dim), theta (dim), eta (M), kappa (M)].
@@ -285,6 +297,16 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
     w.set(p0.eta[i]!, o + 2 * dim);
     w.set(p0.kappa[i]!, o + 2 * dim + layout[i]!.M);
     o += 2 * dim + 2 * layout[i]!.M;
+  }
+  // The decoupled decay's centre: `centre` (a retrain's prior centred on the log), else where the fit starts.
+  const c0 = w.slice();
+  if (opts.centre) {
+    for (let i = 0; i < n; i++) {
+      c0.set(opts.centre.u[i]!, offs[i]!);
+      c0.set(opts.centre.theta[i]!, offs[i]! + dim);
+      c0.set(opts.centre.eta[i]!, offs[i]! + 2 * dim);
+      c0.set(opts.centre.kappa[i]!, offs[i]! + 2 * dim + layout[i]!.M);
+    }
   }
   const m1 = new Float64Array(size);
   const m2 = new Float64Array(size);
@@ -359,12 +381,13 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
     }
     if (t > steps) break;
     for (let j = 0; j < size; j++) {
-      const gj = g[j]! + l2 * w[j]!;
+      // `adam`: the ridge inside the normalised step; `decoupled`: outside it, toward the centre (TierRidge).
+      const gj = decoupled ? g[j]! : g[j]! + l2 * w[j]!;
       m1[j] = 0.9 * m1[j]! + 0.1 * gj;
       m2[j] = 0.999 * m2[j]! + 0.001 * gj * gj;
       const mh = m1[j]! / (1 - 0.9 ** t);
       const vh = m2[j]! / (1 - 0.999 ** t);
-      w[j]! -= (lr * mh) / (Math.sqrt(vh) + 1e-8);
+      w[j]! -= (lr * mh) / (Math.sqrt(vh) + 1e-8) + (decoupled ? lr * l2 * (w[j]! - c0[j]!) : 0);
     }
   }
   w.set(best);
@@ -384,11 +407,13 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
  * poor optimum is replaced as soon as a fresh fit explains the data better. The first `early` outcomes use longer,
  * faster fits.
  */
-export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean; prior?: TierParams } = {}): TierParams {
-  const warm = fitTier(p, agents, events, opts.early ? { steps: 300, lr: 0.03 } : { steps: 150, lr: 0.01 });
+export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean; prior?: TierParams; ridge?: TierRidge } = {}): TierParams {
+  const centre = opts.prior ?? initialParams(agents, dim, opts.needGuess ?? 1000);
+  const reg = { centre, ridge: opts.ridge ?? 'adam' } as const;
+  const warm = fitTier(p, agents, events, opts.early ? { steps: 300, lr: 0.03, ...reg } : { steps: 150, lr: 0.01, ...reg });
   let next = warm.params;
   if (!opts.early && opts.restart) {
-    const fresh = fitTier(opts.prior ?? initialParams(agents, dim, opts.needGuess ?? 1000), agents, events, { steps: 400, lr: 0.03 });
+    const fresh = fitTier(centre, agents, events, { steps: 400, lr: 0.03, ...reg });
     if (fresh.loss < warm.loss) next = fresh.params;
   }
   return opts.early || fitsBetter(next, p, agents, events) ? next : p;

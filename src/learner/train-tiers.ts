@@ -6,7 +6,7 @@ import { deserializeTierParams, loggedPrior, plannedCostOf, retrainTier, seriali
 import type { FeatureScaling, FeatureSpec } from './features.js';
 import type { SerializedWeights } from './model.js';
 import type { TrainJobOutput } from './trainer.js';
-import type { SerializedTierParams, TierAgent } from './tiers-policy.js';
+import type { SerializedTierParams, TierAgent, TierRidge } from './tiers-policy.js';
 
 /** The tier learner's part of a training job (TrainJobInput.tiers). */
 export interface TierJobInput {
@@ -17,6 +17,8 @@ export interface TierJobInput {
   /** The newest tier version's parameters (warm start), absent for the first fit. */
   readonly init?: SerializedTierParams;
   readonly needGuess: number;
+  /** How the fit regularises (tiers-policy.ts TierRidge); default `adam`. */
+  readonly ridge?: TierRidge;
 }
 
 /** What a tier retrain reads of the job (TrainJobInput) and answers (TrainJobOutput). */
@@ -76,7 +78,7 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
   const early = t.init === undefined;
   const prior = loggedPrior(t.agents, dim, t.needGuess, train);
   const p0 = t.init ? deserializeTierParams(t.init, t.agents, dim) : prior;
-  const next = retrainTier(p0, t.agents, train, dim, { early, needGuess: t.needGuess, restart: true, prior });
+  const next = retrainTier(p0, t.agents, train, dim, { early, needGuess: t.needGuess, restart: true, prior, ...(t.ridge ? { ridge: t.ridge } : {}) });
   if (next === p0) {
     return { trained: false, reason: 'no refit explains the logged decisions significantly better than the newest tier version (it stays)', events: events.length, fetched };
   }

@@ -27,7 +27,7 @@ import type { LearnedParams } from '../kind.js';
 import { initialWeights, serializeWeights } from '../model.js';
 import { mulberry32 } from '../rng.js';
 import { tierGateInput, tierResidual, tierStratum } from '../tier-gate.js';
-import type { SerializedTierParams } from '../tiers-policy.js';
+import type { SerializedTierParams, TierRidge } from '../tiers-policy.js';
 import { trainTiers } from '../train-tiers.js';
 import { worldFeatures, type SimContext } from './world.js';
 import type { TierWorld } from './tiers.js';
@@ -75,6 +75,8 @@ export interface TierLoopOptions {
   /** From this outcome on, the world is `degraded` (outcomes and the quality reported). */
   readonly degradeAt?: number;
   readonly degraded?: TierWorld;
+  /** How the tier retrain's fit regularises (tiers-policy.ts TierRidge); default the service's (`adam`). */
+  readonly ridge?: TierRidge;
 }
 
 /** A trained tier version: its parameters, feature scaling, held-out error and rows (what drift recovery checks it with). */
@@ -120,6 +122,8 @@ export interface TierLoopResult {
   final?: TierLoopVersion;
   /** The logged events at the end (newest first, at most the window), as the training buffer holds them. */
   events: readonly LoggedEvent[];
+  /** Every trained version in order: when it was trained (outcomes) and whether it was activated. */
+  trainedVersions: (TierLoopVersion & { readonly at: number; readonly activated: boolean })[];
 }
 
 const PIPELINE = 'tiers-loop';
@@ -190,6 +194,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     control: new Uint8Array(o.outcomes),
     budgets: [],
     events: [],
+    trainedVersions: [],
   };
   /** A trained version as the registry lists it: when it was trained (outcomes), its held-out error, activation and revert. */
   interface Version {
@@ -373,7 +378,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
         costWeight,
         ...(params.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {}),
       },
-      { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}) },
+      { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}), ...(o.ridge ? { ridge: o.ridge } : {}) },
       recent,
       recent.length,
     );
@@ -385,6 +390,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     writeDoc();
   }
   out.events = events;
+  out.trainedVersions = versions.map((v) => ({ version: v.version, tiers: v.tiers, ...(v.scaling ? { scaling: v.scaling } : {}), holdoutMse: v.holdoutMse, rows: v.rows, at: v.at, activated: v.activatedAt !== undefined }));
   const fin = active ?? versions.at(-1);
   if (fin) out.final = { version: fin.version, tiers: fin.tiers, ...(fin.scaling ? { scaling: fin.scaling } : {}), holdoutMse: fin.holdoutMse, rows: fin.rows, ...(fin.holdoutStrata ? { holdoutStrata: fin.holdoutStrata } : {}) };
   return out;

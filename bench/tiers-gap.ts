@@ -1,0 +1,165 @@
+/**
+ * Where the tier learner loses against the tier-aware oracle and the best static choice, by the world's truth:
+ *
+ *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--worlds cheap-suffices --seed 1]
+ *
+ * Per generated tier world (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json), the
+ * service's loop (tier-loop.ts) runs as `bench/learner-tiers.ts --family` runs it. On the requests of the last quarter
+ * and by expected reward (quality − λ·planned cost, the world's λ), with the version serving at the end (else the
+ * newest trained one):
+ *
+ * - served: what the loop served (exploration, control arm and candidate share included);
+ * - greedy: that version's greedy joint action (models and tokens);
+ * - right models, best tokens: the true best split on the greedy action's models (at the ceiling and, with λ > 0,
+ *   at 0.8, 0.64, … 0.1× of it, as the oracle tries);
+ * - oracle: the tier-aware oracle; best static: the best static single-model-per-agent choice (fitted on a fifth).
+ *
+ * The loss oracle − served splits into exploration (greedy − served; of which the control arm's and the candidate
+ * share's decisions), model choice (oracle − right models/best tokens) and token split (right models/best tokens −
+ * greedy), the last with its cost overspend λ·(greedy's planned cost − the best split's on those models) apart.
+ * Printed as fractions of the oracle's mean reward. `--detail true` adds per agent the fitted need ÷ the true one, the
+ * fitted and true weights and the mean budgets (greedy, and the true best split on the same models).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { tierAgentsOf } from '@apportion/sdk/engine';
+import { compileFeatures } from '../src/learner/features.js';
+import { generateTierWorld } from '../src/learner/sim/tier-family.js';
+import { runTierLoop } from '../src/learner/sim/tier-loop.js';
+import { bestStaticTier, loadTierWorld, servedStatic, type TierWorld } from '../src/learner/sim/tiers.js';
+import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
+import { deserializeTierParams, tierGreedy } from '../src/learner/tiers-policy.js';
+import { bestSplit, floorSplit } from '../src/learner/tiers-split.js';
+import { flag } from './lib.js';
+
+const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / Math.max(1, xs.length);
+
+/** The true best (reward) split on fixed models, at the ceiling and (λ > 0) at the oracle's smaller fractions. */
+export function bestOnModels(tw: TierWorld, c: SimContext, assign: readonly number[], total: number, ceiling: number): { budgets: number[]; reward: number } {
+  const cv = tw.curves(c);
+  const fractions = tw.costWeight > 0 ? [1, 0.8, 0.64, 0.5, 0.4, 0.3, 0.2, 0.1] : [1];
+  let best = { budgets: tw.agents.map((a) => a.minTokens), reward: -Infinity };
+  for (const f of fractions) {
+    const s = bestSplit(cv.map((row, i) => row[assign[i]!]!), assign.map((k) => tw.rates[k]!), tw.agents.map((a) => a.minTokens), tw.agents.map((a) => a.maxTokens), total, ceiling * f);
+    if (!s) break;
+    const b = floorSplit(s, tw.agents.map((a) => a.minTokens));
+    const r = tw.reward(c, assign, b);
+    if (r > best.reward) best = { budgets: b, reward: r };
+  }
+  return best;
+}
+
+const outcomes = Number(flag('outcomes', '5000'));
+const detail = flag('detail', 'false') === 'true';
+const dump = flag('dump', '');
+// `--ridge adam|decoupled`: how the tier retrain's fit regularises (tiers-policy.ts TierRidge); default the service's.
+const ridge = flag('ridge', '') as '' | 'adam' | 'decoupled';
+const loopSeed = Number(flag('loop-seed', flag('seed', '1')));
+const which = flag('family', 'dev');
+const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds.json', import.meta.url), 'utf8')) as Record<string, number[]>;
+// `--worlds cheap-suffices,strong-needed`: the named tier worlds instead of the family (`--seed` the loop seed).
+const named = flag('worlds', '') !== '' ? flag('worlds', '').split(',') : [];
+const list: (number | string)[] = named.length ? named : flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which]!;
+const t0 = Date.now();
+console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || 'adam'}); last quarter, by true expected reward, as fractions of the oracle's`);
+const sums: Record<string, number[]> = {};
+for (const seed of list) {
+  const fw = typeof seed === 'string' ? { world: loadTierWorld(seed), doc: { description: seed } } : generateTierWorld(seed);
+  const tw = fw.world;
+  const C = tw.maxCostUsd;
+  const T = tw.totalTokens;
+  const lam = tw.costWeight;
+  const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, ...(lam > 0 ? { params: { costWeight: lam } } : {}), ...(ridge ? { ridge } : {}) });
+  const from = Math.floor(outcomes * 0.75);
+  const ctx = r.contexts.slice(from);
+  const served = ctx.map((_, k) => r.quality[from + k]! - lam * r.cost[from + k]!);
+  const oracle = ctx.map((c) => tw.oracle(c, T, C));
+  const st = bestStaticTier(tw, ctx.filter((_, i) => i % 5 === 0), T, C, { polishTop: 4 });
+  const sb = servedStatic(tw, st.assign, st.shares, T, C);
+  const staticR = ctx.map((c) => tw.reward(c, st.assign, sb));
+  const fin = r.final;
+  if (!fin) {
+    console.log(`seed ${seed}: no version trained`);
+    continue;
+  }
+  const agents = tierAgentsOf(tw.pipeline);
+  const encoder = compileFeatures(worldFeatures(tw.world).features, fin.scaling);
+  const params = deserializeTierParams(fin.tiers, agents, encoder.dim);
+  const greedy = ctx.map((c) => tierGreedy(params, agents, encoder.encode(tw.features(c)), T, C, { epsilon: 0, perturbation: 0.5, costWeight: lam })!);
+  const greedyR = greedy.map((g, k) => tw.reward(ctx[k]!, g.assign, g.budgets));
+  const right = greedy.map((g, k) => bestOnModels(tw, ctx[k]!, g.assign, T, C));
+  const overspend = greedy.map((g, k) => lam * (tw.plannedCost(g.assign, g.budgets) - tw.plannedCost(g.assign, right[k]!.budgets)));
+  const O = mean(oracle.map((o) => o.reward));
+  const n = ctx.length;
+  const explCtl = ctx.reduce((s, _, k) => s + (r.control[from + k] ? greedyR[k]! - served[k]! : 0), 0) / n;
+  const expl = mean(greedyR) - mean(served);
+  const modelLoss = O - mean(right.map((x) => x.reward));
+  const tokenLoss = mean(right.map((x) => x.reward)) - mean(greedyR);
+  const wrongModels = mean(greedy.map((g, k) => g.assign.reduce((s, m, i) => s + (m !== oracle[k]!.assign[i] ? 1 : 0), 0)));
+  const cheapG = mean(greedy.map((g) => g.assign.filter((m) => m > 0).length));
+  const cheapO = mean(oracle.map((o) => o.assign.filter((m) => m > 0).length));
+  const row = {
+    served: mean(served) / O,
+    greedy: mean(greedyR) / O,
+    staticR: mean(staticR) / O,
+    exploration: expl / O,
+    explControl: explCtl / O,
+    model: modelLoss / O,
+    tokens: tokenLoss / O,
+    overspend: mean(overspend) / O,
+  };
+  for (const [k, v] of Object.entries(row)) (sums[k] ??= []).push(v);
+  console.log(
+    `seed ${seed}: ${fw.doc.description}; λ ${lam}; serving at the end v${r.version[outcomes - 1]} (final v${fin.version}): ` +
+      `served ${row.served.toFixed(4)}, greedy ${row.greedy.toFixed(4)}, best static ${row.staticR.toFixed(4)} [${st.assign.map((m) => tw.models[m]).join(', ')}] of the oracle; ` +
+      `loss: exploration ${row.exploration.toFixed(4)} (control arm ${row.explControl.toFixed(4)}), model choice ${row.model.toFixed(4)}, token split ${row.tokens.toFixed(4)} (cost overspend ${row.overspend.toFixed(4)}); ` +
+      `agents per request on another model than the oracle's ${wrongModels.toFixed(2)}, on a cheaper model: greedy ${cheapG.toFixed(2)}, oracle ${cheapO.toFixed(2)}`,
+  );
+  console.log(`ROW ${JSON.stringify({ family: which, seed, ...row })}`);
+  if (detail) {
+    // Every trained version's greedy action, by the truth, on a fifth of the last quarter's requests.
+    const some = ctx.filter((_, i) => i % 5 === 0);
+    const O5 = mean(some.map((c) => tw.oracle(c, T, C).reward));
+    const vs = r.trainedVersions.map((v) => {
+      const enc = compileFeatures(worldFeatures(tw.world).features, v.scaling);
+      const p = deserializeTierParams(v.tiers, agents, enc.dim);
+      const val = mean(some.map((c) => {
+        const g = tierGreedy(p, agents, enc.encode(tw.features(c)), T, C, { epsilon: 0, perturbation: 0.5, costWeight: lam })!;
+        return tw.reward(c, g.assign, g.budgets);
+      }));
+      return `v${v.version}@${v.at}${v.activated ? '*' : ''} ${(val / O5).toFixed(3)}`;
+    });
+    console.log(`  greedy ÷ oracle per trained version (* activated): ${vs.join(', ')}`);
+    // Per agent: the fitted curve on the greedy's model against the truth (geometric mean ratio of the need, mean
+    // weight), and the mean budgets of the greedy and of the true best split on the same models.
+    const { curvesOf } = await import('../src/learner/tiers-policy.js');
+    tw.agents.forEach((a, i) => {
+      let lr = 0;
+      let fw = 0;
+      let tw0 = 0;
+      let gb = 0;
+      let bb = 0;
+      let reachF = 0;
+      ctx.forEach((c, k) => {
+        const m = greedy[k]!.assign[i]!;
+        const f = curvesOf(params, agents, encoder.encode(tw.features(c)))[i]![m]!;
+        const t = tw.curves(c)[i]![m]!;
+        lr += Math.log(f.N / t.N) / n;
+        fw += (f.A + f.B) / n;
+        tw0 += (t.A + t.B) / n;
+        reachF += f.B / (f.A + f.B) / n;
+        gb += greedy[k]!.budgets[i]! / n;
+        bb += right[k]!.budgets[i]! / n;
+      });
+      console.log(`  ${a.name}: fitted need ÷ true ×${Math.exp(lr).toFixed(2)} (geometric mean), weight fitted ${fw.toFixed(3)} true ${tw0.toFixed(3)}, reach on the greedy's model fitted ${reachF.toFixed(2)}; mean budget greedy ${gb.toFixed(0)}, best on those models ${bb.toFixed(0)}`);
+    });
+  }
+  // `--dump DIR`: the final version and the logged events, to refit offline.
+  if (dump !== '') writeFileSync(`${dump}/tiers-gap-${which}-${seed}.json`, JSON.stringify({ final: fin, events: r.events }));
+}
+const med = (xs: number[]) => {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+console.log(`mean over ${sums['served']?.length ?? 0} worlds: ${Object.entries(sums).map(([k, v]) => `${k} ${mean(v).toFixed(4)}`).join(', ')}`);
+console.log(`median: ${Object.entries(sums).map(([k, v]) => `${k} ${med(v).toFixed(4)}`).join(', ')}`);
+console.log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
