@@ -6,7 +6,7 @@
  * in `--rules` (paired: identical decisions, so the rules differ only in how they decide).
  *
  *   node --import tsx bench/learner-gate.ts [--seeds dev|<n,n,…>] [--rules default,<name>,…] [--act default]
- *                                           [--bad 0|<k>] [--guard-candidate true|false] [--outcomes 5000]
+ *                                           [--bad 0|<k>] [--guard-candidate true|false] [--candidate-share 0.1] [--outcomes 5000]
  *
  * `--act`: the rule the loop acts on (its verdicts decide what serves). `--bad k`: every k-th version is trained
  * on 1 − quality (a deliberately bad candidate; not the next retrain's warm start), the safety harness: with
@@ -23,7 +23,7 @@ import { rewardOf } from '../src/learner/events.js';
 import { importanceWeight } from '../src/learner/ope-service.js';
 import { EXPLORE_DEFAULTS, greedyBudgets } from '../src/learner/policy.js';
 import { GATE_RULES, gateVerdict, type GateRule, type GateVerdict } from '../src/learner/gate.js';
-import { generateWorld, uniformSplitOf } from '../src/learner/sim/family.js';
+import { generateWorld, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
 import { mulberry32 } from '../src/learner/rng.js';
 import { policyAgents, runLoop, type LoopVersion } from '../src/learner/sim/loop.js';
 import { DEFAULT_MIN_STEPS } from '../src/learner/trainer.js';
@@ -36,15 +36,19 @@ const ruleNames = flag('rules', 'default').split(',');
 const actName = flag('act', 'default');
 const bad = Number(flag('bad', '0'));
 const guardCandidate = flag('guard-candidate', 'true') !== 'false';
+const candShare = flag('candidate-share', '');
 const outcomes = Number(flag('outcomes', '5000'));
 const driftOutcomes = Number(flag('drift-outcomes', '9000'));
 const ruleOf = (name: string): GateRule => {
+  if (name === 'truth') return GATE_RULES.default!;
   const r = GATE_RULES[name];
   if (!r) throw new Error(`unknown rule ${name}; known: ${Object.keys(GATE_RULES).join(', ')}`);
   return r;
 };
 const rules = ruleNames.map((n) => ({ name: n, rule: ruleOf(n) }));
-const actRule = ruleOf(actName);
+// `--act truth`: the loop serves a candidate iff its true value is at least what serves now and not below the
+// default's by more than δ (an upper bound on what any rule could gain; the default rule still runs for the record).
+const actRule = ruleOf(actName === 'truth' ? 'default' : actName);
 const explore = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5, ...EXPLORE_DEFAULTS };
 
 /** Why a rule refused: the first failing rule of the verdict. */
@@ -73,12 +77,13 @@ interface Judged {
 
 const { tf } = await loadTf();
 const all: Judged[] = [];
+const ratios: number[] = [];
 const t0 = Date.now();
-console.log(`bench/learner-gate: ${seeds.length} seeds (${seedArg}); act ${actName}; rules ${ruleNames.join(', ')}; bad every ${bad || '—'}; guard candidate arm ${guardCandidate}`);
+console.log(`bench/learner-gate: ${seeds.length} seeds (${seedArg}); act ${actName}; rules ${ruleNames.join(', ')}; bad every ${bad || '—'}; candidate share ${candShare || 'default'}; guard candidate arm ${guardCandidate}`);
 for (const [i, seed] of seeds.entries()) {
   const w0 = Date.now();
   const drift = seedArg === 'test' || seedArg === 'dev' ? i % 4 === 3 : false;
-  const world = generateWorld(seed, drift ? { driftAt: Math.round(driftOutcomes / 2) } : {});
+  const world = generateWorld(seed, drift ? { driftAt: Math.round(driftOutcomes / 2) } : {}) as SimWorld;
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
   const agents = policyAgents(world);
   const uni = uniformSplitOf(world, world.totalTokens);
@@ -102,6 +107,7 @@ for (const [i, seed] of seeds.entries()) {
     train: { epochs: 4, minSteps: DEFAULT_MIN_STEPS },
     gate: actRule,
     guardCandidate,
+    ...(candShare ? { candidateShare: Number(candShare) } : {}),
     ...(bad > 0 ? { flipReward: (v: number) => v % bad === 0 } : {}),
     onJudge: ({ t, phase, look, candidate, serving, input }) => {
       const verdicts: Record<string, GateVerdict> = {};
@@ -118,13 +124,28 @@ for (const [i, seed] of seeds.entries()) {
         s1 += res;
         s2 += res * res;
       }
-      mine.push({ plays, resMean: plays ? s1 / plays : 0, resRms: plays ? Math.sqrt(s2 / plays) : 0, world: world.name, t, version: candidate.version, flipped: bad > 0 && candidate.version % bad === 0, vc: value(phase, candidate), vs: value(phase, serving), vd: value(phase, undefined), serving: serving?.version ?? 0, verdicts });
+      const vc = value(phase, candidate);
+      const vs = value(phase, serving);
+      const vd = value(phase, undefined);
+      const truth: GateVerdict | undefined = actName === 'truth' ? { ...verdicts[ruleNames[0]!]!, pass: vc >= vs && vc >= vd - 0.02 } : undefined;
+      mine.push({ plays, resMean: plays ? s1 / plays : 0, resRms: plays ? Math.sqrt(s2 / plays) : 0, world: world.name, t, version: candidate.version, flipped: bad > 0 && candidate.version % bad === 0, vc, vs, vd, serving: serving?.version ?? 0, verdicts });
+      return truth;
     },
   });
   all.push(...mine);
+  // Served ÷ oracle over the last quarter (every 4th request), as bench/learner.ts --eval-stride 4 computes it.
+  const from = Math.floor(N * 0.75);
+  const ph = world.driftAt !== undefined && from >= world.driftAt ? 1 : 0;
+  let sv = 0;
+  let so = 0;
+  for (let k = from; k < N; k += 4) {
+    sv += res.served[k]!;
+    so += world.expected(ph, res.contexts[k], world.oracle(ph, res.contexts[k], world.totalTokens));
+  }
+  ratios.push(sv / so);
   const helps = mine.filter((j) => j.vc > j.vs && j.vc >= j.vd - 0.02);
   console.log(
-    `${world.name.padEnd(10)} ${res.versions.length} versions, ${mine.length} verdicts, ${helps.length} would help; ` +
+    `${world.name.padEnd(10)} served/oracle ${ratios.at(-1)!.toFixed(3)}; ${res.versions.length} versions, ${mine.length} verdicts, ${helps.length} would help; ` +
       rules.map((r) => `${r.name}: passed ${mine.filter((j) => j.verdicts[r.name]!.pass).length} (of those helping ${helps.filter((j) => j.verdicts[r.name]!.pass).length}; worse than default ${mine.filter((j) => j.verdicts[r.name]!.pass && j.vc < j.vd).length})`).join('; ') +
       `  ${((Date.now() - w0) / 1000).toFixed(0)}s`,
   );
@@ -141,7 +162,9 @@ for (const [i, seed] of seeds.entries()) {
   }
 }
 
-console.log(`\nover ${all.length} verdicts on ${seeds.length} worlds:`);
+const sorted = [...ratios].sort((a, b) => a - b);
+console.log(`\nserved ÷ oracle (last quarter): median ${(sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2).toFixed(3)}, mean ${(ratios.reduce((a, b) => a + b, 0) / ratios.length).toFixed(4)}`);
+console.log(`over ${all.length} verdicts on ${seeds.length} worlds:`);
 const helps = all.filter((j) => j.vc > j.vs && j.vc >= j.vd - 0.02);
 const worse = all.filter((j) => j.vc < j.vd);
 const worseDelta = all.filter((j) => j.vc < j.vd - 0.02 || (j.serving > 0 && j.vc < j.vs - 0.02));

@@ -69,7 +69,7 @@ export interface LoopOptions {
    */
   readonly flipReward?: (version: number) => boolean;
   /** Called with every gate verdict in the loop and the exact input it was judged on (benches: diagnosis, rules judged in shadow). */
-  readonly onJudge?: (j: { readonly t: number; readonly phase: 0 | 1; readonly look: number; readonly candidate: LoopVersion; readonly serving: LoopVersion | undefined; readonly input: GateInput; readonly verdict: GateVerdict }) => void;
+  readonly onJudge?: (j: { readonly t: number; readonly phase: 0 | 1; readonly look: number; readonly candidate: LoopVersion; readonly serving: LoopVersion | undefined; readonly input: GateInput; readonly verdict: GateVerdict }) => GateVerdict | void;
 }
 
 export interface Checkpoint {
@@ -335,8 +335,9 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
           defaultSplit: () => uniform,
           ...(opts.gateTolerance !== undefined ? { tolerance: opts.gateTolerance } : {}),
         };
-        const gate = gateVerdict(input, gateRule, look);
-        opts.onJudge?.({ t: t + 1, phase, look, candidate: c, serving: s, input, verdict: gate });
+        // A bench may replace the verdict (e.g. a gate that knows the world's truth: what a perfect rule could do).
+        const ruled = gateVerdict(input, gateRule, look);
+        const gate = opts.onJudge?.({ t: t + 1, phase, look, candidate: c, serving: s, input, verdict: ruled }) ?? ruled;
         const judged: LoopVersion = { ...c, gate, active: gate.pass };
         versions[c.version - 1] = judged;
         if (gate.pass) serving = judged;
