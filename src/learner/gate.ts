@@ -69,16 +69,12 @@ export interface GateRule {
    * r − q̂ over the decisions that played π, weighted by w (the reward model's offset at π's split), cross-fitted:
    * each half of the decisions (alternate ones) takes β from the other half. E[w_i(π) − 1 | x_i] = 0 for every
    * split in the logged candidate set, so the term has mean zero and the estimate stays unbiased whatever β; with the
-   * model off by a common amount at a split (the candidate's own greedy split is where its model is most optimistic:
-   * it is the argmax of its predictions), the residuals the importance weights multiply shrink, and so the variance.
+   * model off by a common amount at a split, the residuals the importance weights multiply shrink, and so the
+   * variance. Measured on the dev worlds (docs/learner.md, "The gate's power against the world's truth"): the
+   * models are not off by a common amount there (the residual is the world's noise), and it passed no more helping
+   * versions, so it is off by default.
    */
   readonly controlVariate?: 'none' | 'offset';
-  /**
-   * DR's direct part (default 'candidate': the candidate's reward model). `pooled`: the mean of the candidate's and
-   * the serving version's predictions (neither was trained on the judged decisions), so that neither model's own
-   * optimism at its greedy split decides the direct part alone. Without a serving version: the candidate's.
-   */
-  readonly directModel?: 'candidate' | 'pooled';
 }
 
 export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'bootstrap-t', looks: 1, resamples: 2000, lineage: true };
@@ -98,7 +94,8 @@ export function describeRule(rule: GateRule): string {
   const lineage = rule.lineage
     ? `; while a version serves, DR(candidate) − DR(default) is estimated along the lineage: Δ(candidate, serving) on the candidate's decisions + Δ(serving, default) on every decision since the serving version was trained (since the last detected change, if later), its lower ${level} % ${how} bound ≥ −${rule.delta}`
     : '';
-  return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained (≥ ${rule.minSupport ?? 0} of them playing each compared split), the lower ${level} % ${how} bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy${lineage}${looks > 1 ? `; judged at up to ${looks} retrains on all decisions since it was proposed (waits while its estimate is not below −${rule.delta}), each look at α/${looks}` : ''}`;
+  const cv = rule.controlVariate === 'offset' ? `; each DR term with a cross-fitted offset control variate (− β̂·(w − 1), β̂ the weighted mean residual at that split on the other half of the decisions)` : '';
+  return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained (≥ ${rule.minSupport ?? 0} of them playing each compared split), the lower ${level} % ${how} bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy${lineage}${looks > 1 ? `; judged at up to ${looks} retrains on all decisions since it was proposed (waits while its estimate is not below −${rule.delta}), each look at α/${looks}` : ''}${cv}`;
 }
 
 export interface GateComparison {
@@ -183,16 +180,13 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
   let unsupported = 0;
   // Per target (candidate, then the references): decisions whose played action is that target's split.
   const played = new Int32Array(refs.length + 1);
-  const pooled = rule.directModel === 'pooled' && !input.value ? input.serving?.evidence?.model : undefined;
   const cols = refs.map(() => newColumn(n));
   cols.unshift(newColumn(n));
   usable.forEach((ev, i) => {
     const logged = agents.map((a) => ev.b[a]!);
     const r = input.reward ? input.reward(ev) : rewardOf(ev, input.costWeight);
-    const x = input.value ? undefined : input.candidate.encoder.encode(ev.f);
-    const h = x ? forward(input.candidate.weights, x) : undefined;
-    const hs = pooled ? forward(pooled.weights, pooled.encoder.encode(ev.f)) : undefined;
-    const q = (b: readonly number[], m?: readonly (string | null)[]) => (input.value ? input.value(ev, b, m) : hs ? (predict(h!, b) + predict(hs, b)) / 2 : predict(h!, b));
+    const h = input.value ? undefined : forward(input.candidate.weights, input.candidate.encoder.encode(ev.f));
+    const q = (b: readonly number[], m?: readonly (string | null)[]) => (input.value ? input.value(ev, b, m) : predict(h!, b));
     const qLogged = q(logged, ev.M);
     const dr = (target: GateTarget, slot: number) => {
       const { b: a, m } = targetOf(target);
@@ -423,6 +417,4 @@ export const GATE_RULES: Readonly<Record<string, GateRule>> = {
   normal: NORMAL_GATE,
   direct: { ...DEFAULT_GATE, lineage: false },
   offset: { ...DEFAULT_GATE, controlVariate: 'offset' },
-  pooled: { ...DEFAULT_GATE, directModel: 'pooled' },
-  'pooled-offset': { ...DEFAULT_GATE, directModel: 'pooled', controlVariate: 'offset' },
 };

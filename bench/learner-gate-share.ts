@@ -1,3 +1,12 @@
+/**
+ * The activation gate's comparison with the serving version against the candidate share, on a toy with known truth:
+ * two agents, the serving split 80 % of the policy's decisions (a perturbation and the default 10 % each), the
+ * candidate's split mixed in at `share`, the guard's control arm (the default) at 5 %; rewards = the split's value
+ * + noise 0.1 (serving 0.80, default 0.75); DR's direct part 0.8 everywhere. Per share and candidate value: how many
+ * of 40 samples of 500 decisions pass, and the mean width (estimate − lower bound) of the serving comparison.
+ *
+ *   node --import tsx bench/learner-gate-share.ts
+ */
 import { gateVerdict, DEFAULT_GATE } from '../src/learner/gate.js';
 import type { LoggedEvent } from '../src/learner/events.js';
 import { withCandidate, type Decision } from '../src/learner/policy.js';
