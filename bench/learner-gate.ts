@@ -6,7 +6,7 @@
  * in `--rules` (paired: identical decisions, so the rules differ only in how they decide).
  *
  *   node --import tsx bench/learner-gate.ts [--seeds dev|<n,n,…>] [--rules default,<name>,…] [--act default]
- *                                           [--bad 0|<k>] [--guard-candidate true|false] [--candidate-share 0.1] [--outcomes 5000]
+ *                                           [--bad 0|<k>] [--guard-candidate true|false] [--candidate-share 0.1] [--train-every 500] [--outcomes 5000]
  *
  * `--act`: the rule the loop acts on (its verdicts decide what serves). `--bad k`: every k-th version is trained
  * on 1 − quality (a deliberately bad candidate; not the next retrain's warm start), the safety harness: with
@@ -37,6 +37,7 @@ const actName = flag('act', 'default');
 const bad = Number(flag('bad', '0'));
 const guardCandidate = flag('guard-candidate', 'true') !== 'false';
 const candShare = flag('candidate-share', '');
+const trainEvery = flag('train-every', '');
 const outcomes = Number(flag('outcomes', '5000'));
 const driftOutcomes = Number(flag('drift-outcomes', '9000'));
 const ruleOf = (name: string): GateRule => {
@@ -79,7 +80,7 @@ const { tf } = await loadTf();
 const all: Judged[] = [];
 const ratios: number[] = [];
 const t0 = Date.now();
-console.log(`bench/learner-gate: ${seeds.length} seeds (${seedArg}); act ${actName}; rules ${ruleNames.join(', ')}; bad every ${bad || '—'}; candidate share ${candShare || 'default'}; guard candidate arm ${guardCandidate}`);
+console.log(`bench/learner-gate: ${seeds.length} seeds (${seedArg}); act ${actName}; rules ${ruleNames.join(', ')}; bad every ${bad || '—'}; candidate share ${candShare || 'default'}; train every ${trainEvery || 500}; guard candidate arm ${guardCandidate}`);
 for (const [i, seed] of seeds.entries()) {
   const w0 = Date.now();
   const drift = seedArg === 'test' || seedArg === 'dev' ? i % 4 === 3 : false;
@@ -108,6 +109,7 @@ for (const [i, seed] of seeds.entries()) {
     gate: actRule,
     guardCandidate,
     ...(candShare ? { candidateShare: Number(candShare) } : {}),
+    ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}),
     ...(bad > 0 ? { flipReward: (v: number) => v % bad === 0 } : {}),
     onJudge: ({ t, phase, look, candidate, serving, input }) => {
       const verdicts: Record<string, GateVerdict> = {};
