@@ -27,7 +27,7 @@ import { loadTf } from '../src/learner/backend.js';
 import { DEFAULT_HIDDEN, forward } from '../src/learner/model.js';
 import { EXPLORE_DEFAULTS, greedyBudgets } from '../src/learner/policy.js';
 import { GUARD_DEFAULTS } from '../src/learner/guard.js';
-import { DEFAULT_GATE, NORMAL_GATE } from '../src/learner/gate.js';
+import { DEFAULT_GATE, GATE_RULES, NORMAL_GATE } from '../src/learner/gate.js';
 import { DEFAULT_DRIFT } from '../src/learner/drift.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
 import { policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
@@ -73,9 +73,12 @@ const weightPenalty = Number(flag('weight-penalty', '0'));
 const evalStride = Number(flag('eval-stride', '2'));
 const withTtm = flag('tokens-to-match', 'true') !== 'false';
 const candShare = flag('candidate-share', '');
+// Retrain (and so judge the pending candidate) every this many outcomes (the loop's default 500).
+const trainEvery = flag('train-every', '');
 const gateTol = flag('gate-tolerance', '');
 // The activation gate (`none`: every trained version serves at once, a diagnostic of what the gate holds back;
-// `normal`: the normal bound, the rule before; `bootstrap-t:3`, `percentile:1`: interval and looks) and drift
+// `normal`: the normal bound, the rule before; `bootstrap-t:3`, `percentile:1`: interval and looks; a name of
+// gate.ts GATE_RULES, e.g. `offset`) and drift
 // recovery (`on`: shorter half-life after a change; `window`: train on the events since it only; `off`: neither).
 const gateArg = flag('gate', 'bootstrap');
 const driftArg = flag('drift-recovery', 'on');
@@ -158,8 +161,8 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   const w0 = Date.now();
   // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
-  const gate = gateArg === 'none' ? null : gateArg === 'normal' ? NORMAL_GATE : gateArg === 'bootstrap' ? DEFAULT_GATE : { ...DEFAULT_GATE, interval: gateArg.split(':')[0] as 'bootstrap-t' | 'percentile' | 'normal', looks: Number(gateArg.split(':')[1] ?? 1) };
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : driftArg === 'window' ? { driftRecovery: { ...DEFAULT_DRIFT, mode: 'window' as const } } : {}) });
+  const gate = gateArg === 'none' ? null : gateArg === 'normal' ? NORMAL_GATE : gateArg === 'bootstrap' ? DEFAULT_GATE : GATE_RULES[gateArg] ? GATE_RULES[gateArg] : { ...DEFAULT_GATE, interval: gateArg.split(':')[0] as 'bootstrap-t' | 'percentile' | 'normal', looks: Number(gateArg.split(':')[1] ?? 1) };
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : driftArg === 'window' ? { driftRecovery: { ...DEFAULT_DRIFT, mode: 'window' as const } } : {}) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).

@@ -64,6 +64,17 @@ export interface GateRule {
    * to re-earn its standing against the default on one retrain interval's decisions. false: the direct comparison.
    */
   readonly lineage?: boolean;
+  /**
+   * A control variate on every DR term (default 'none'). `offset`: DR_i(π) − β_π·(w_i(π) − 1), β_π the mean residual
+   * r − q̂ over the decisions that played π, weighted by w (the reward model's offset at π's split), cross-fitted:
+   * each half of the decisions (alternate ones) takes β from the other half. E[w_i(π) − 1 | x_i] = 0 for every
+   * split in the logged candidate set, so the term has mean zero and the estimate stays unbiased whatever β; with the
+   * model off by a common amount at a split, the residuals the importance weights multiply shrink, and so the
+   * variance. Measured on the dev worlds (docs/learner.md, "The gate's power against the world's truth"): the
+   * models are not off by a common amount there (the residual is the world's noise), and it passed no more helping
+   * versions, so it is off by default.
+   */
+  readonly controlVariate?: 'none' | 'offset';
 }
 
 export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'bootstrap-t', looks: 1, resamples: 2000, lineage: true };
@@ -83,7 +94,8 @@ export function describeRule(rule: GateRule): string {
   const lineage = rule.lineage
     ? `; while a version serves, DR(candidate) − DR(default) is estimated along the lineage: Δ(candidate, serving) on the candidate's decisions + Δ(serving, default) on every decision since the serving version was trained (since the last detected change, if later), its lower ${level} % ${how} bound ≥ −${rule.delta}`
     : '';
-  return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained (≥ ${rule.minSupport ?? 0} of them playing each compared split), the lower ${level} % ${how} bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy${lineage}${looks > 1 ? `; judged at up to ${looks} retrains on all decisions since it was proposed (waits while its estimate is not below −${rule.delta}), each look at α/${looks}` : ''}`;
+  const cv = rule.controlVariate === 'offset' ? `; each DR term with a cross-fitted offset control variate (− β̂·(w − 1), β̂ the weighted mean residual at that split on the other half of the decisions)` : '';
+  return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained (≥ ${rule.minSupport ?? 0} of them playing each compared split), the lower ${level} % ${how} bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy${lineage}${looks > 1 ? `; judged at up to ${looks} retrains on all decisions since it was proposed (waits while its estimate is not below −${rule.delta}), each look at α/${looks}` : ''}${cv}`;
 }
 
 export interface GateComparison {
@@ -165,11 +177,11 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
   const refs: { against: 'serving' | 'default'; split: (ev: LoggedEvent) => GateTarget }[] = [];
   if (input.serving) refs.push({ against: 'serving', split: input.serving.split });
   refs.push({ against: 'default', split: input.defaultSplit });
-  const cand = new Float64Array(n);
-  const ref = refs.map(() => new Float64Array(n));
   let unsupported = 0;
   // Per target (candidate, then the references): decisions whose played action is that target's split.
   const played = new Int32Array(refs.length + 1);
+  const cols = refs.map(() => newColumn(n));
+  cols.unshift(newColumn(n));
   usable.forEach((ev, i) => {
     const logged = agents.map((a) => ev.b[a]!);
     const r = input.reward ? input.reward(ev) : rewardOf(ev, input.costWeight);
@@ -181,15 +193,16 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
       const iw = importanceWeight(ev, agents, a, tol, m);
       if (!iw.supported) unsupported++;
       if (iw.w > 0) played[slot] = played[slot]! + 1;
-      return q(a, m) + iw.w * (r - qLogged);
+      setColumn(cols[slot]!, i, q(a, m), iw.w, iw.supported, r - qLogged);
     };
-    cand[i] = dr(input.candidateSplit(ev), 0);
-    refs.forEach((R, j) => (ref[j]![i] = dr(R.split(ev), j + 1)));
+    dr(input.candidateSplit(ev), 0);
+    refs.forEach((R, j) => dr(R.split(ev), j + 1));
   });
+  const [cand, ...ref] = cols.map((c) => drOf(c, rule.controlVariate ?? 'none'));
   const minSupport = rule.minSupport ?? 0;
   const si = refs.findIndex((R) => R.against === 'serving');
   const ev = input.serving?.evidence;
-  const chain = rule.lineage && si >= 0 && ev ? chainedDiff(usable, cand, ref[si]!, ev, input.serving!.split, input.defaultSplit, agents, input.costWeight, tol) : undefined;
+  const chain = rule.lineage && si >= 0 && ev ? chainedDiff(usable, cand!, ref[si]!, ev, input.serving!.split, input.defaultSplit, agents, input.costWeight, tol, rule.controlVariate ?? 'none') : undefined;
   // Along the lineage the default's split is compared on M (the serving version's record), so its support is counted there.
   const lineageOk = !!chain && chain.played.every((p) => p >= minSupport);
   const thin = [{ against: 'candidate', n: played[0]! }, ...refs.map((R, j) => ({ against: R.against, n: R.against === 'default' && lineageOk ? chain!.played[1]! : played[j + 1]! }))].filter((x) => x.n < minSupport);
@@ -207,15 +220,15 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
     if (R.against === 'default' && chain && lineageOk) {
       const { mean: m, lo } = lowerBound(chain.u, alpha, rule.interval ?? 'bootstrap-t', rule.resamples ?? 2000, j);
       let mc = 0;
-      for (let i = 0; i < n; i++) mc += cand[i]! / n;
+      for (let i = 0; i < n; i++) mc += cand![i]! / n;
       return { against: R.against, diff: m, lo, reference: mc - m, candidate: mc, lineage: { version: input.serving!.version, events: chain.m } };
     }
     const d = new Float64Array(n);
     let mc = 0;
     let mr = 0;
     for (let i = 0; i < n; i++) {
-      d[i] = cand[i]! - ref[j]![i]!;
-      mc += cand[i]! / n;
+      d[i] = cand![i]! - ref[j]![i]!;
+      mc += cand![i]! / n;
       mr += ref[j]![i]! / n;
     }
     const { mean: m, lo } = lowerBound(d, alpha, rule.interval ?? 'bootstrap-t', rule.resamples ?? 2000, j);
@@ -256,6 +269,7 @@ function chainedDiff(
   agents: readonly string[],
   costWeight: number,
   tol: number,
+  cv: 'none' | 'offset' = 'none',
 ): { u: Float64Array; m: number; played: number[] } {
   const n = usable.length;
   const inN = new Map(usable.map((e, i) => [e.id, i]));
@@ -264,6 +278,7 @@ function chainedDiff(
   const m = all.length;
   const u = new Float64Array(m);
   const played = [0, 0];
+  const cols = [newColumn(m), newColumn(m)];
   all.forEach((e, i) => {
     const logged = agents.map((a) => e.b[a]!);
     const r = rewardOf(e, costWeight);
@@ -273,13 +288,56 @@ function chainedDiff(
       const { b: a, m: models } = targetOf(target);
       const iw = importanceWeight(e, agents, a, tol, models);
       if (iw.w > 0) played[slot]!++;
-      return predict(h, a) + iw.w * (r - qLogged);
+      setColumn(cols[slot]!, i, predict(h, a), iw.w, iw.supported, r - qLogged);
     };
-    const b = dr(servingSplit(e), 0) - dr(defaultSplit(e), 1);
-    const j = i - extra.length;
-    u[i] = b + (j >= 0 ? (m / n) * (cand[j]! - serv[j]!) : 0);
+    dr(servingSplit(e), 0);
+    dr(defaultSplit(e), 1);
   });
+  const [sv, df] = cols.map((c) => drOf(c, cv));
+  for (let i = 0; i < m; i++) {
+    const j = i - extra.length;
+    u[i] = sv![i]! - df![i]! + (j >= 0 ? (m / n) * (cand[j]! - serv[j]!) : 0);
+  }
   return { u, m, played };
+}
+
+/** One target's DR parts per decision: the direct value q̂(x, π(x)), the importance weight, support, the logged residual r − q̂(x, a). */
+interface DrColumn {
+  readonly q: Float64Array;
+  readonly w: Float64Array;
+  readonly sup: Uint8Array;
+  readonly res: Float64Array;
+}
+const newColumn = (n: number): DrColumn => ({ q: new Float64Array(n), w: new Float64Array(n), sup: new Uint8Array(n), res: new Float64Array(n) });
+function setColumn(c: DrColumn, i: number, q: number, w: number, sup: boolean, res: number): void {
+  c.q[i] = q;
+  c.w[i] = w;
+  c.sup[i] = sup ? 1 : 0;
+  c.res[i] = res;
+}
+
+/**
+ * DR_i(π) = q̂_i + w_i·res_i, with the cross-fitted offset control variate (`offset`, GateRule.controlVariate):
+ * − β·(w_i − 1) on supported decisions, β the w-weighted mean residual of the other half (alternate decisions).
+ */
+function drOf(c: DrColumn, cv: 'none' | 'offset'): Float64Array {
+  const n = c.q.length;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = c.q[i]! + c.w[i]! * c.res[i]!;
+  if (cv === 'none') return out;
+  const sw = [0, 0];
+  const swr = [0, 0];
+  for (let i = 0; i < n; i++) {
+    sw[i & 1]! += c.w[i]!;
+    swr[i & 1]! += c.w[i]! * c.res[i]!;
+  }
+  for (let i = 0; i < n; i++) {
+    if (!c.sup[i]) continue;
+    const o = 1 - (i & 1);
+    const beta = sw[o]! > 0 ? swr[o]! / sw[o]! : 0;
+    out[i] = out[i]! - beta * (c.w[i]! - 1);
+  }
+  return out;
 }
 
 /**
@@ -352,3 +410,11 @@ function normalCdf(z: number): number {
   const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-(z * z) / 2);
   return z >= 0 ? (1 + y) / 2 : (1 - y) / 2;
 }
+
+/** Named rules (benches: `bench/learner-gate.ts --rules`, `bench/learner.ts --gate`). */
+export const GATE_RULES: Readonly<Record<string, GateRule>> = {
+  default: DEFAULT_GATE,
+  normal: NORMAL_GATE,
+  direct: { ...DEFAULT_GATE, lineage: false },
+  offset: { ...DEFAULT_GATE, controlVariate: 'offset' },
+};

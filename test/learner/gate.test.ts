@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { loadTf } from '../../src/learner/backend.js';
 import { buildTrainingData, type LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures, fitScaling } from '../../src/learner/features.js';
-import { DEFAULT_GATE, gateVerdict, lowerBound, NORMAL_GATE, retireVerdict } from '../../src/learner/gate.js';
+import { DEFAULT_GATE, gateVerdict, lowerBound, NORMAL_GATE, retireVerdict, type GateRule } from '../../src/learner/gate.js';
 import { forward, initialWeights, OUTPUTS, predict, type ModelWeights } from '../../src/learner/model.js';
 import { importanceWeight } from '../../src/learner/ope-service.js';
 import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, withCandidate } from '../../src/learner/policy.js';
@@ -279,5 +279,63 @@ describe('activation gate along a lineage', () => {
     const w = judge(after, bad, good, [...served(3000, 27, good), ...after]);
     assert.equal(w.pass, false, w.reason);
     assert.ok(w.comparisons.find((x) => x.against === 'default')!.lo < -DEFAULT_GATE.delta);
+  });
+});
+
+/**
+ * The offset control variate (GateRule.controlVariate 'offset'): a reward model off by a common amount at every
+ * split inflates the residuals the importance weights multiply; subtracting β·(w − 1), β cross-fitted, removes that
+ * without bias (E[w − 1] = 0 for a split in every logged candidate set).
+ */
+describe('activation gate with the offset control variate', () => {
+  const two = ['a', 'b'];
+  const S = [60, 40];
+  const C = [64, 36];
+  const U = [50, 50];
+  const enc = compileFeatures([]);
+  const model = { weights: initialWeights(enc.dim, 2, 100, mulberry32(1)), encoder: enc };
+  /** 500 decisions: the serving split 80 %, the candidate's 10 %, the default's 10 %; reward = value + noise 0.05; the model says 0.95 everywhere. */
+  const sample = (vc: number, seed: number): LoggedEvent[] => {
+    const rng = mulberry32(seed);
+    const gauss = () => Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
+    const probs = [0.8, 0.1, 0.1];
+    return Array.from({ length: 500 }, (_, t) => {
+      const u = rng();
+      const k = u < probs[0]! ? 0 : u < probs[0]! + probs[1]! ? 1 : 2;
+      const b = [S, C, U][k]!;
+      const q = [0.8, vc, 0.75][k]! + 0.05 * gauss();
+      return { id: `${seed}-${t}`, t, s: 'l', f: {}, T: 100, b: { a: b[0]!, b: b[1]! }, q, c: null, C: [S, C, U], P: probs, k };
+    });
+  };
+  const judge = (events: LoggedEvent[], rule: GateRule) =>
+    gateVerdict({ events, agents: two, costWeight: 0, candidate: model, candidateSplit: () => C, serving: { version: 1, split: () => S }, defaultSplit: () => U, value: () => 0.95 }, rule);
+  const offset: GateRule = { ...DEFAULT_GATE, controlVariate: 'offset', resamples: 1000 };
+  const plain: GateRule = { ...DEFAULT_GATE, resamples: 1000 };
+
+  it('narrows the bound when the reward model is off by a common amount, and passes a candidate as good as the serving version', () => {
+    const events = sample(0.8, 3);
+    const a = judge(events, plain).comparisons.find((c) => c.against === 'serving')!;
+    const b = judge(events, offset).comparisons.find((c) => c.against === 'serving')!;
+    assert.ok(b.diff - b.lo < 0.5 * (a.diff - a.lo), `width with the offset ${b.diff - b.lo}, without ${a.diff - a.lo}`);
+    let passed = 0;
+    let plainPassed = 0;
+    for (let s = 0; s < 20; s++) {
+      if (judge(sample(0.8, 10 + s), offset).pass) passed++;
+      if (judge(sample(0.8, 10 + s), plain).pass) plainPassed++;
+    }
+    assert.ok(passed >= 16 && passed > plainPassed, `passed ${passed} of 20 with the offset, ${plainPassed} without`);
+  });
+
+  it('stays unbiased and refuses a candidate worse than the serving version by more than δ (at most α of repeated samples)', () => {
+    let mean = 0;
+    let passed = 0;
+    const trials = 40;
+    for (let s = 0; s < trials; s++) {
+      const v = judge(sample(0.77, 100 + s), offset);
+      mean += v.comparisons.find((c) => c.against === 'serving')!.diff / trials;
+      if (v.pass) passed++;
+    }
+    assert.ok(Math.abs(mean - -0.03) < 0.006, `mean estimate ${mean} for a true difference of −0.03`);
+    assert.ok(passed / trials <= 0.05, `passed ${passed} of ${trials}`);
   });
 });

@@ -1,7 +1,7 @@
 import type { Tf } from '../backend.js';
 import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
-import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateRule, type GateVerdict } from '../gate.js';
+import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
 import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, optionsFor, withCandidate, type ExploreOptions } from '../policy.js';
 import { addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS } from '../guard.js';
@@ -66,6 +66,14 @@ export interface LoopOptions {
   readonly costModel?: 'off' | 'fitted' | 'declared';
   /** The runtime guard's candidate arm (guard.ts candidateVerdict; needs the control arm), checked every 25 outcomes as the service's tick would. Default true. */
   readonly guardCandidate?: boolean;
+  /**
+   * Safety harness (benches only): versions for which this returns true are trained on 1 − quality (a deliberately
+   * bad candidate that prefers the splits that do worst). Such a version is not the next retrain's warm start, so
+   * the rest of the run is what it would have been. Default: none.
+   */
+  readonly flipReward?: (version: number) => boolean;
+  /** Called with every gate verdict in the loop and the exact input it was judged on (benches: diagnosis, rules judged in shadow). */
+  readonly onJudge?: (j: { readonly t: number; readonly phase: 0 | 1; readonly look: number; readonly candidate: LoopVersion; readonly serving: LoopVersion | undefined; readonly input: GateInput; readonly verdict: GateVerdict }) => GateVerdict | void;
 }
 
 export interface Checkpoint {
@@ -320,21 +328,20 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         const c = candidate;
         const s = serving;
         look++;
-        const gate = gateVerdict(
-          {
-            events: events.slice(c.at),
-            agents: names,
-            costWeight: world.costWeight,
-            candidate: c,
-            candidateSplit: (e) => greedyOf(c, e.f, e.T),
-            // The serving version's own held-out decisions (since it was trained, or the last change) for the gate's lineage estimate.
-            ...(s ? { serving: { version: s.version, split: (e: LoggedEvent) => greedyOf(s, e.f, e.T), evidence: { events: events.slice(Math.max(s.at, changes.at(-1) ?? 0)), model: s } } } : {}),
-            defaultSplit: () => uniform,
-            ...(opts.gateTolerance !== undefined ? { tolerance: opts.gateTolerance } : {}),
-          },
-          gateRule,
-          look,
-        );
+        const input: GateInput = {
+          events: events.slice(c.at),
+          agents: names,
+          costWeight: world.costWeight,
+          candidate: c,
+          candidateSplit: (e) => greedyOf(c, e.f, e.T),
+          // The serving version's own held-out decisions (since it was trained, or the last change) for the gate's lineage estimate.
+          ...(s ? { serving: { version: s.version, split: (e: LoggedEvent) => greedyOf(s, e.f, e.T), evidence: { events: events.slice(Math.max(s.at, changes.at(-1) ?? 0)), model: s } } } : {}),
+          defaultSplit: () => uniform,
+          ...(opts.gateTolerance !== undefined ? { tolerance: opts.gateTolerance } : {}),
+        };
+        // A bench may replace the verdict (e.g. a gate that knows the world's truth: what a perfect rule could do).
+        const ruled = gateVerdict(input, gateRule, look);
+        const gate = opts.onJudge?.({ t: t + 1, phase, look, candidate: c, serving: s, input, verdict: ruled }) ?? ruled;
         const judged: LoopVersion = { ...c, gate, active: gate.pass };
         versions[c.version - 1] = judged;
         if (gate.pass) serving = judged;
@@ -355,13 +362,14 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const costOpts = { costWeight: world.costWeight, ...(costModel === 'declared' && world.prices ? { prices: world.prices } : {}) };
       const usesCost = costModel !== 'off' && canFitCost(recent, names, costOpts);
       const hl = opts.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {};
-      const data = buildTrainingData(recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl, ...(opts.importance ? { importance: opts.importance } : {}) });
+      const flip = opts.flipReward?.(versions.length + 1) ?? false;
+      const data = buildTrainingData(flip ? recent.map((e) => ({ ...e, q: 1 - e.q })) : recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl, ...(opts.importance ? { importance: opts.importance } : {}) });
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
       const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics };
       versions.push(mv);
-      latest = mv;
+      if (!flip) latest = mv;
       if (gateRule) candidate = mv;
       else serving = mv;
     }
