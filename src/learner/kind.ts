@@ -26,6 +26,17 @@ import type { PendingBatcher } from './pending.js';
 import type { ControlMeta } from './control-arm.js';
 import { indexOfAction, mixDistributions } from './propensity.js';
 import { keyed, modelKey, unkey } from './tiers.js';
+import { learnsTiers } from '@apportion/sdk/engine';
+
+/** Outcomes between retrains when a learned strategy does not set `trainEvery` (docs/learner.md, "The gate's power against the world's truth"). */
+export const DEFAULT_TRAIN_EVERY = 250;
+/** The same on a pipeline with model tiers (measured at 500 only: docs/tiers.md). */
+export const TIER_TRAIN_EVERY = 500;
+
+/** A learned strategy's retrain interval in outcomes on a pipeline. */
+export function trainEveryOf(params: { readonly trainEvery?: number | undefined }, pipeline: Pipeline): number {
+  return params.trainEvery ?? (learnsTiers(pipeline) ? TIER_TRAIN_EVERY : DEFAULT_TRAIN_EVERY);
+}
 
 /**
  * The learned strategy's serving path is the engine's (`@apportion/sdk/engine`, learned.ts: serving model,
@@ -58,7 +69,7 @@ export const LearnedParams = Type.Object(
       Type.Integer({ minimum: 0, maximum: 30 * 86_400, description: 'Wait this long for an outcome, then use defaultReward (0 = wait forever). Default 600.' }),
     ),
     defaultReward: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Quality assumed for a decision without an outcome. Default 0.' })),
-    trainEvery: Type.Optional(Type.Integer({ minimum: 10, maximum: 1_000_000, description: 'Retrain after this many new outcomes. Default 500.' })),
+    trainEvery: Type.Optional(Type.Integer({ minimum: 10, maximum: 1_000_000, description: 'Retrain after this many new outcomes. Default 250 (500 on a pipeline with model tiers).' })),
     trainIntervalSeconds: Type.Optional(Type.Integer({ minimum: 5, maximum: 86_400, description: 'Or after this long when there are new outcomes. Default 60.' })),
     halfLife: Type.Optional(Type.Integer({ minimum: 100, maximum: 10_000_000, description: 'Recency half-life of training rows, in events. Default 1000.' })),
     window: Type.Optional(Type.Integer({ minimum: 100, maximum: 100_000, description: 'Newest events trained on. Default 8000.' })),

@@ -4,7 +4,7 @@ import type { Closeable, ModuleParts, Services } from '../kernel/module.js';
 import type { DecisionReader } from '../kernel/decision.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { shadowHook, trainingSink } from './hooks.js';
-import { defaultSplitOf, learnedKind, registerIngested, type LearnedParams } from './kind.js';
+import { defaultSplitOf, learnedKind, registerIngested, trainEveryOf, type LearnedParams } from './kind.js';
 import { loadTf } from './backend.js';
 import { PendingBatcher } from './pending.js';
 import { stopTrainer } from './train-process.js';
@@ -75,7 +75,7 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
       if (!params) continue;
       await training.ingest(p.id);
       await runGuard(p.id);
-      if (await training.due(p.id, params)) await enqueueTrain(p.id);
+      if (await training.due(p.id, params, trainEveryOf(params, p))) await enqueueTrain(p.id);
     }
   };
 
@@ -103,7 +103,7 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
       if (!p) return;
       const s = learnedStrategies(view, p)[0];
       if (!s) return;
-      if (await training.countOutcome(p.id, (s.params as LearnedParams).trainEvery ?? 500)) await enqueueTrain(p.id);
+      if (await training.countOutcome(p.id, trainEveryOf(s.params as LearnedParams, p))) await enqueueTrain(p.id);
     },
     routes(app: ApiApp) {
       learnerRoutes(app, core, training, enqueueTrain);

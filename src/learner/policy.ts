@@ -211,8 +211,15 @@ export function signedPerturbation(opts: ExploreOptions): number {
   return opts.upOnly ? -opts.perturbation : opts.perturbation;
 }
 
-/** Share of decisions that serve the candidate version's split while it awaits the activation gate (see gate.ts). */
-export const CANDIDATE_SHARE = 0.1;
+/**
+ * Share of decisions that serve the candidate version's split while it awaits the activation gate (see gate.ts).
+ * 0.2 with retrains every 250 outcomes (kind.ts DEFAULT_TRAIN_EVERY): a look sees about 50 plays of the candidate's
+ * split 250 outcomes after it was trained, where 0.1 every 500 saw the same support twice as late (docs/learner.md,
+ * "The gate's power against the world's truth").
+ */
+export const CANDIDATE_SHARE = 0.2;
+/** The candidate share of a pipeline with model tiers (measured at 0.1 only: docs/tiers.md). */
+export const TIER_CANDIDATE_SHARE = 0.1;
 
 /**
  * Mixes a candidate version's split into a decision: it joins the candidate set (merged if already there) and

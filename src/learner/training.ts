@@ -162,12 +162,12 @@ export class TrainingService {
     return outcomes - trainedAt >= trainEvery;
   }
 
-  /** Whether a retrain is due by count or by time. */
-  async due(pipeline: string, params: LearnedParams, now = Date.now()): Promise<boolean> {
+  /** Whether a retrain is due by count (`trainEvery` outcomes: kind.ts trainEveryOf) or by time. */
+  async due(pipeline: string, params: LearnedParams, trainEvery: number, now = Date.now()): Promise<boolean> {
     const key = learnerKeys(this.core.keys, pipeline).counters;
     const c = await this.core.redis.hgetall(key);
     const fresh = Number(c.outcomes ?? 0) - Number(c.trainedAt ?? 0);
-    if (fresh >= (params.trainEvery ?? 500)) return true;
+    if (fresh >= trainEvery) return true;
     if (c.trainedTs === undefined) {
       // Never trained: the interval starts now (not at the epoch), so a handful of first outcomes does not
       // trigger a retrain on almost no data.

@@ -1,3 +1,4 @@
+import { DEFAULT_TRAIN_EVERY } from '../kind.js';
 import type { Tf } from '../backend.js';
 import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
@@ -27,7 +28,7 @@ export interface LoopOptions {
   readonly outcomes: number;
   readonly seed: number;
   readonly explore: ExploreOptions;
-  /** Retrain every this many outcomes. Default 500. */
+  /** Retrain every this many outcomes. Default: the service's (kind.ts DEFAULT_TRAIN_EVERY, 250). */
   readonly trainEvery?: number;
   /** Train on at most this many newest events. Default 8000. */
   readonly window?: number;
@@ -242,7 +243,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const events: LoggedEvent[] = [];
   const checkpoints: Checkpoint[] = [];
   const trainMs: number[] = [];
-  const every = opts.trainEvery ?? 500;
+  const every = opts.trainEvery ?? DEFAULT_TRAIN_EVERY;
   const cpEvery = opts.checkpointEvery ?? 1000;
   const servedAll = new Float64Array(opts.outcomes);
   const servingVersion = new Int32Array(opts.outcomes);

@@ -1,6 +1,6 @@
 import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
-import { CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
+import { CANDIDATE_SHARE, TIER_CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
 import { curvesOf, deserializeTierParams, drawIndex, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
 import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
@@ -502,7 +502,7 @@ export interface TierLearnedDecision {
  * under the untrained prior (so the log holds every model). Once one serves: its candidates (tiers-policy.ts:
  * greedy first, every other assignment's best split, token perturbations) with the default's action as the
  * anchor, epsilon-greedy at tierEpsilon. The pending candidate version's greedy action is mixed in at
- * CANDIDATE_SHARE. Every candidate satisfies the token total and the ceiling.
+ * TIER_CANDIDATE_SHARE. Every candidate satisfies the token total and the ceiling.
  */
 export function tierLearnedDecision(
   m: ServingModel,
@@ -546,8 +546,8 @@ export function tierLearnedDecision(
     if (cg) {
       ck = pushTierAction(candidates, cg);
       const at = ck;
-      probs = candidates.map((_, k) => (probs[k] ?? 0) * (1 - CANDIDATE_SHARE) + (k === at ? CANDIDATE_SHARE : 0));
-      if (rng() < CANDIDATE_SHARE) {
+      probs = candidates.map((_, k) => (probs[k] ?? 0) * (1 - TIER_CANDIDATE_SHARE) + (k === at ? TIER_CANDIDATE_SHARE : 0));
+      if (rng() < TIER_CANDIDATE_SHARE) {
         chosen = at;
         cw = true;
       }
