@@ -117,7 +117,9 @@ describe('runtime guard', () => {
     // over HTTP would leave it near the prior), saved and activated twice through the registry as versions 1
     // and 2, each serving the undegraded world for a while.
     const { tf } = await loadTf();
-    const trained = await runLoop(tf, { world, outcomes: 3000, seed: 3, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, evalContexts: 50, checkpointEvery: 3000 });
+    // The fixture's training schedule is pinned (retrain every 500, candidate share 0.1): the test needs a model
+    // that starves an agent, not the loop's current defaults.
+    const trained = await runLoop(tf, { world, outcomes: 3000, seed: 3, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, evalContexts: 50, checkpointEvery: 3000, trainEvery: 500, candidateShare: 0.1 });
     const trainMetrics = { rows: 3000, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 3000 };
     for (const v of [1, 2]) {
       const scaling = Object.fromEntries(trained.encoder.numeric.map((n) => [n.name, { center: n.center, scale: n.scale }]));
