@@ -20,10 +20,10 @@ import { cpus, getPriority, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { ApportionClient } from '@apportion/sdk';
-import type { LoggedEvent } from '../src/learner/events.js';
 import { learnerKeys } from '../src/learner/keys.js';
 import { mulberry32 } from '../src/learner/rng.js';
-import { contextFeatures, expectedQuality, loadWorld, sampleContext, worldFeatures, worldPipeline } from '../src/learner/sim/world.js';
+import { contextFeatures, loadWorld, sampleContext, worldFeatures, worldPipeline } from '../src/learner/sim/world.js';
+import { randomSplitEvents } from '../test/helpers/logged-events.js';
 import { createKeys } from '../src/redis/keys.js';
 import { flag, fmtPaced, paced, REDIS_URL, spawnServer, type PacedResult } from './lib.js';
 
@@ -66,19 +66,7 @@ async function runMode(mode: 'off' | 'on'): Promise<ModeResult> {
     await admin.request('PUT', `/v1/pipelines/${PIPELINE}`, worldPipeline(world));
     await admin.request('PUT', `/v1/pipelines/${PIPELINE}/features`, worldFeatures(world));
     await admin.request('PUT', `/v1/strategies/${PIPELINE}`, { pipeline: PIPELINE, kind: 'learned', params: { gate: false, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, window: events } });
-    const rng = mulberry32(1);
-    const names = world.agents.map((a) => a.name);
-    const items: string[] = [];
-    for (let i = 0; i < events; i++) {
-      const x = sampleContext(world, rng);
-      const w = names.map(() => 0.2 + rng());
-      const sum = w.reduce((a, b) => a + b, 0);
-      const split = w.map((v) => Math.floor((v / sum) * world.totalTokens));
-      const b: Record<string, number> = {};
-      names.forEach((a, j) => (b[a] = split[j]!));
-      const ev: LoggedEvent = { id: `ev-${i}`, t: Date.now(), s: PIPELINE, f: contextFeatures(x), T: world.totalTokens, b, q: expectedQuality(world, 0, x, split), c: null };
-      items.push(JSON.stringify(ev));
-    }
+    const items = randomSplitEvents(world, events, 1, PIPELINE);
     const buffer = learnerKeys(createKeys(server.prefix), PIPELINE).buffer;
     for (let i = 0; i < items.length; i += 1000) await redis.lpush(buffer, ...items.slice(i, i + 1000));
 
@@ -100,6 +88,7 @@ async function runMode(mode: 'off' | 'on'): Promise<ModeResult> {
     const warmMs = Date.now() - warmStart;
     console.log(`[${mode}] warm-up retrain (no hog): request → serving ${(warmMs / 1000).toFixed(1)} s, training ${(warm.ms / 1000).toFixed(1)} s`);
 
+    const rng = mulberry32(2);
     const bodies = Array.from({ length: 256 }, () => ({ pipeline: PIPELINE, features: contextFeatures(sampleContext(world, rng)) }));
     const po = { url: server.url, path: '/v1/allocations', bodies, key: server.clientKey, rate };
     hogs = startHogs();

@@ -5,17 +5,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { initialWeights, serializeWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
-import { contextFeatures, expectedQuality, loadWorld, sampleContext, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
+import { loadWorld, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
 import { schedOf, trainerLadder, trainerStatus, type TrainJobInput } from '../../src/learner/train-process.js';
 import { TrainingService } from '../../src/learner/training.js';
 import type { Running } from '../../src/server.js';
 import { decisionsOf, dropPrefix, eventually, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
 import { jsonHttp } from '../helpers/http.js';
+import { randomSplitEvents } from '../helpers/logged-events.js';
 
 /**
  * Priority escalation of the trainer child (train-process.ts), with real processes and real Redis. A retrain job
@@ -56,19 +56,7 @@ before(async () => {
   const s = await http('PUT', '/v1/strategies/prio-learned', { pipeline: PIPELINE, kind: 'learned', params: { gate: false, trainEvery: 1_000_000, trainIntervalSeconds: 86_400 } });
   assert.equal(s.status, 200, s.text);
   // 300 logged events of the simulated world, as ingest pushes them (newest first).
-  const rng = mulberry32(9);
-  const names = world.agents.map((a) => a.name);
-  const items: string[] = [];
-  for (let i = 0; i < 300; i++) {
-    const x = sampleContext(world, rng);
-    const w = names.map(() => 0.2 + rng());
-    const sum = w.reduce((a, b) => a + b, 0);
-    const split = w.map((v) => Math.floor((v / sum) * world.totalTokens));
-    const b: Record<string, number> = {};
-    names.forEach((a, j) => (b[a] = split[j]!));
-    const ev: LoggedEvent = { id: `ev-${i}`, t: Date.now(), s: 'prio-learned', f: contextFeatures(x), T: world.totalTokens, b, q: expectedQuality(world, 0, x, split), c: null };
-    items.push(JSON.stringify(ev));
-  }
+  const items = randomSplitEvents(world, 300, 9, 'prio-learned');
   await rt.core.redis.lpush(learnerKeys(rt.core.keys, PIPELINE).buffer, ...items);
 });
 after(async () => {
