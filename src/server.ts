@@ -5,6 +5,7 @@ import { buildApp } from './app.js';
 import { createModules } from './modules.js';
 import type { Core } from './kernel/core.js';
 import type { Closeable, ModuleParts } from './kernel/module.js';
+import { closeWorkers } from './kernel/drain.js';
 import { closeCore, createCore } from './runtime.js';
 import { seedExamples } from './seed.js';
 
@@ -24,7 +25,10 @@ export interface Running {
   readonly app: FastifyInstance | undefined;
   /** Base URL when listening. */
   readonly url: string | undefined;
-  /** Drains HTTP, then lets workers finish their active jobs, then closes connections. */
+  /**
+   * Drains HTTP (at most 20 s), then lets workers finish their active jobs (at most `workerDrainMs`; past it they are
+   * closed without them and the jobs are retried as stalled), then closes connections.
+   */
   close(): Promise<void>;
 }
 
@@ -54,8 +58,8 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
       if (!drained) log.warn({ ms: HTTP_DRAIN_MS }, 'HTTP drain did not finish in time; closing the workers and connections anyway');
     }
     log.info({ ms: Date.now() - t0 }, 'HTTP drained');
-    await Promise.allSettled(workers.map((w) => w.close()));
-    log.info({ ms: Date.now() - t0 }, 'workers closed');
+    const results = await closeWorkers(workers, config.workerDrainMs, log);
+    log.info({ ms: Date.now() - t0, forced: results.filter((r) => r === 'forced').length }, 'workers closed');
     await Promise.allSettled(modules.map((m) => m.close?.()));
     await closeCore(core);
     log.info({ ms: Date.now() - t0 }, 'connections closed');

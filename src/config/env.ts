@@ -42,6 +42,11 @@ export interface Config {
   readonly outcomeBatchMax: number;
   /** BullMQ job lock duration in ms; a job whose worker died is retried after about this long. Default 30000. */
   readonly jobLockMs: number;
+  /**
+   * On shutdown, how long workers get to finish their active jobs before they are closed without them (the jobs are
+   * then retried as stalled, after their lock expires). Default 10000.
+   */
+  readonly workerDrainMs: number;
   /** Load example pipelines from experiments/ when the store is empty. Default true. */
   readonly seedExamples: boolean;
   /** Directory that holds trained model versions. Default ./models. */
@@ -230,6 +235,7 @@ export function loadConfig(env: Env = process.env): Config {
     outcomeConcurrency: intVar(env, 'APPORTION_OUTCOME_CONCURRENCY', 16, 1, 1024),
     outcomeBatchMax: intVar(env, 'APPORTION_OUTCOME_BATCH_MAX', 64, 1, 1000),
     jobLockMs: intVar(env, 'APPORTION_JOB_LOCK_MS', 30_000, 500, 600_000),
+    workerDrainMs: intVar(env, 'APPORTION_WORKER_DRAIN_MS', 10_000, 0, 600_000),
     seedExamples: boolVar(env, 'APPORTION_SEED_EXAMPLES', true),
     modelsDir: env.APPORTION_MODELS_DIR?.trim() || 'models',
     configPollMs: intVar(env, 'APPORTION_CONFIG_POLL_MS', 1000, 50, 3_600_000),
@@ -278,6 +284,7 @@ export const CONFIG_VARIABLES = [
   'APPORTION_OUTCOME_CONCURRENCY',
   'APPORTION_OUTCOME_BATCH_MAX',
   'APPORTION_JOB_LOCK_MS',
+  'APPORTION_WORKER_DRAIN_MS',
   'APPORTION_SEED_EXAMPLES',
   'APPORTION_MODELS_DIR',
   'APPORTION_CONFIG_POLL_MS',
