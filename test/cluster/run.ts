@@ -55,8 +55,6 @@ try {
         ...process.env,
         APPORTION_TEST_REDIS: 'cluster',
         REDIS_CLUSTER_NODES: cluster.nodes,
-        // Four server processes start at once in scale-out.test.ts: a busy host needs more than the default 5 min a test.
-        APPORTION_TEST_TIMEOUT_MS: process.env.APPORTION_TEST_TIMEOUT_MS ?? '600000',
       },
     });
     child.on('close', (c) => resolve(c ?? 1));
