@@ -22,6 +22,9 @@
  * fractions of the ceiling tried for equal quality.
  *
  * `--ridge decoupled` fits the tier retrain with decoupled weight decay (docs/tiers.md, "The fit's ridge").
+ * `--token-share 0.05 [--token-spread 0.7]` serves that share of a serving version's decisions as token perturbations
+ * around its greedy action (the learned strategy's `tierTokenShare` / `tierTokenSpread`; docs/tiers.md, "Token
+ * perturbations around the greedy action"); default the service's.
  *
  * `--family dev|test` (optionally `--seeds a,b`) runs the service's loop on generated tier worlds
  * (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json): see familyLoop below.
@@ -54,6 +57,11 @@ const product = flag('product', 'true') !== 'false';
 const ridge = flag('ridge', '');
 if (ridge !== '' && ridge !== 'adam' && ridge !== 'decoupled') throw new Error(`--ridge ${ridge}: adam or decoupled`);
 const ridgeOpt = ridge === '' ? {} : { ridge: ridge as 'adam' | 'decoupled' };
+// `--token-share s [--token-spread δ]`: the learned strategy's guaranteed token perturbations around the greedy action.
+const tokenShare = flag('token-share', '');
+const tokenSpread = flag('token-spread', '');
+const tokenParams = { ...(tokenShare !== '' ? { tierTokenShare: Number(tokenShare) } : {}), ...(tokenSpread !== '' ? { tierTokenSpread: Number(tokenSpread) } : {}) };
+const tokenLabel = `token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}`;
 
 /** The tier world with every agent on its first model, as the product's token-only learner sees it. */
 function firstModelWorld(tw: TierWorld, ceiling: number): SimWorld<SimContext> {
@@ -204,12 +212,12 @@ async function serviceLoop(): Promise<void> {
   const fractions = flag('ceilings', '0.3,0.4,0.5,0.6,0.7').split(',').map(Number);
   // The learned strategy's parameters: the service's defaults unless `--control-share` (the runtime guard's control arm) is given.
   const cs = flag('control-share', '');
-  const params = cs === '' ? undefined : { controlShare: Number(cs) };
+  const params = cs === '' && Object.keys(tokenParams).length === 0 ? undefined : { ...(cs !== '' ? { controlShare: Number(cs) } : {}), ...tokenParams };
   // `--guard false` / `--drift false`: without the runtime guard's reverts / drift recovery (the service runs both).
   const guard = flag('guard', 'true') !== 'false';
   const drift = flag('drift', 'true') !== 'false';
   const loopOpts = { ...(guard ? {} : { guard: false }), ...(drift ? {} : { driftRecovery: null }), ...ridgeOpt };
-  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || 'adam'}; the service's loop (engine decisions, safe start, control arm ${params ? `${params.controlShare * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
+  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || 'adam'}; ${tokenLabel}; the service's loop (engine decisions, safe start, control arm ${cs !== '' ? `${Number(cs) * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
   for (const name of worlds) {
     const tw = loadTierWorld(name);
     const C = tw.maxCostUsd;
@@ -289,14 +297,14 @@ async function familyLoop(which: string): Promise<void> {
   const list = flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which];
   if (!list) throw new Error(`--family ${which}: no such seed list (dev, test)`);
   const loopSeed = Number(flag('loop-seed', '1'));
-  console.log(`bench/learner-tiers --family ${which}: ${list.length} generated tier worlds, ${outcomes} outcomes each through the service's loop (loop seed ${loopSeed}, fit ridge ${ridge || 'adam'}); last quarter of the served decisions (exploration, control arm and candidate mixing included)`);
+  console.log(`bench/learner-tiers --family ${which}: ${list.length} generated tier worlds, ${outcomes} outcomes each through the service's loop (loop seed ${loopSeed}, fit ridge ${ridge || 'adam'}, ${tokenLabel}); last quarter of the served decisions (exploration, control arm and candidate mixing included)`);
   const rows: { seed: number; ratio: number; staticRatio: number; diff: ReturnType<typeof pairedCi>; served: number }[] = [];
   for (const seed of list) {
     const fw = generateTierWorld(seed);
     const tw = fw.world;
     const C = tw.maxCostUsd;
     const T = tw.totalTokens;
-    const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, ...(tw.costWeight > 0 ? { params: { costWeight: tw.costWeight } } : {}), ...ridgeOpt });
+    const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, params: { ...(tw.costWeight > 0 ? { costWeight: tw.costWeight } : {}), ...tokenParams }, ...ridgeOpt });
     const from = Math.floor(outcomes * 0.75);
     const ctx = r.contexts.slice(from);
     const served = ctx.map((_, k) => r.quality[from + k]! - tw.costWeight * r.cost[from + k]!);

@@ -64,6 +64,10 @@ export const LearnedParams = Type.Object(
       Type.Boolean({ description: 'Explore only the e^{+δ} perturbations (n + 2 candidates): cheaper decisions, slower learning. Default false.' }),
     ),
     costWeight: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6, description: 'λ in reward = quality − λ·costUsd. Default 0.' })),
+    tierTokenShare: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 0.5, description: 'Pipelines with model tiers: share of a serving version’s decisions guaranteed to token perturbations around its greedy action (docs/tiers.md). Default 0 (off).' }),
+    ),
+    tierTokenSpread: Type.Optional(Type.Number({ minimum: 0.05, maximum: 3, description: 'Log-scale δ of those perturbations. Default 0.7.' })),
     shadow: Type.Optional(Type.Boolean({ description: 'Compute and log this strategy’s split beside every allocation of the pipeline. Default false.' })),
     rewardWaitSeconds: Type.Optional(
       Type.Integer({ minimum: 0, maximum: 30 * 86_400, description: 'Wait this long for an outcome, then use defaultReward (0 = wait forever). Default 600.' }),

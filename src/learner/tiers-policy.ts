@@ -242,6 +242,22 @@ export function perturbAround(base: TierAction, agents: readonly TierAgent[], to
   return out;
 }
 
+/**
+ * A guaranteed share of token exploration mixed into a decision's distribution (a serving tier version's token
+ * perturbations around its greedy action, perturbAround): every probability is scaled by 1 − share and share /
+ * |perturbations| is added at each perturbation's index — appended to `candidates` (in place) when new, merged with
+ * an identical candidate otherwise — so the probabilities still sum to 1 and each logged action's is exact. With share
+ * 0 or no perturbations the candidates and probabilities are left as they are.
+ */
+export function withTokenShare(candidates: TierAction[], probs: readonly number[], perturbations: readonly TierAction[], share: number): number[] {
+  if (!(share > 0) || perturbations.length === 0) return probs.slice();
+  const s = Math.min(1, share);
+  const at = perturbations.map((c) => pushTierAction(candidates, c));
+  const out = candidates.map((_, k) => (probs[k] ?? 0) * (1 - s));
+  for (const k of at) out[k] = out[k]! + s / perturbations.length;
+  return out;
+}
+
 export function decideTier(p: TierParams, agents: readonly TierAgent[], x: Float32Array, total: number, ceiling: number, opts: TierPolicyOptions, rng: () => number): TierDecision | undefined {
   const candidates = tierCandidates(p, agents, x, total, ceiling, opts);
   if (!candidates) return undefined;

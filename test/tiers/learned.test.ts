@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Apportion } from '@apportion/sdk';
-import { tierAgentsOf } from '@apportion/sdk/engine';
+import { TIER_TOKEN_SPREAD, tierAgentsOf } from '@apportion/sdk/engine';
 import { newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { loggingPolicyOf } from '../../src/learner/hooks.js';
 import { learnerMetaOf } from '../../src/learner/kind.js';
@@ -12,7 +12,7 @@ import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import type { SimContext } from '../../src/learner/sim/world.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
-import { initialParams, serializeTierParams } from '../../src/learner/tiers-policy.js';
+import { initialParams, perturbAround, serializeTierParams } from '../../src/learner/tiers-policy.js';
 import type { Running } from '../../src/server.js';
 import { okHttp } from '../helpers/http.js';
 import { tierPipelineDoc, tierServerHooks } from '../helpers/tier-server.js';
@@ -153,6 +153,37 @@ describe('the learned strategy on a pipeline with model tiers', () => {
       assert.deepEqual(mine, theirs, `request ${JSON.stringify(r)}`);
     }
     await sdk.close();
+    // With guaranteed token perturbations around the greedy action (tierTokenShare): the server logs them with their
+    // share, and local mode still answers as the server does.
+    await op('PUT', '/v1/strategies/tl-learn', { pipeline: 'tl', kind: 'learned', params: { trainEvery: 1_000_000, trainIntervalSeconds: 86_400, perturbation: 0.4, gateDelta: 0.05, tierTokenShare: 0.2 } });
+    await eventually(async () => (rt.core.view().strategies.get('tl-learn')?.params as { tierTokenShare?: number } | undefined)?.tierTokenShare === 0.2, 30_000);
+    const agents = tierAgentsOf(pipeline);
+    let perturbed = 0;
+    for (let i = 0; i < 30; i++) {
+      const { answer } = await round('tl', rng, noise, req);
+      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, answer.decisionId))!) as DecisionRecord;
+      const lm = d.meta!.learner as { m: number; P: number[]; TC: number[][]; TM: number[][]; ck?: number };
+      if (!(lm.m > 0)) continue;
+      const perts = perturbAround({ assign: lm.TM[0]!, budgets: lm.TC[0]! }, agents, tw.totalTokens, tw.maxCostUsd, TIER_TOKEN_SPREAD);
+      for (const p of perts) {
+        const k = lm.TC.findIndex((c, j) => c.every((v, a) => v === p.budgets[a]) && lm.TM[j]!.every((v, a) => v === p.assign[a]));
+        assert.ok(k >= 0, 'every perturbation of the greedy action is logged');
+        assert.ok(lm.P[k]! >= (0.2 / perts.length) * (lm.ck !== undefined ? 0.9 : 1) - 1e-6, `its probability ${lm.P[k]} holds its share`);
+      }
+      if (perts.length > 0) perturbed++;
+    }
+    assert.ok(perturbed > 20, String(perturbed));
+    const sdk2 = new Apportion({ url, mode: 'local', maxBuffer: 0, stream: false });
+    await sdk2.ready();
+    const local2 = await sdk2.evaluator();
+    for (let i = 0; i < 60; i++) {
+      const r = { pipeline: 'tl', features: tw.features(tw.sample(lr)), maxCostUsd: 0.03 + lr() * 0.2, decisionId: newDecisionId() };
+      const server = await op('POST', '/v1/allocations', r);
+      const { recorded: _a, ...mine } = (await local2.allocate(r)) as unknown as Record<string, any>;
+      const { recorded: _b, ...theirs } = server;
+      assert.deepEqual(mine, theirs, `request ${JSON.stringify(r)}`);
+    }
+    await sdk2.close();
   });
 
   it('refuses a joint version worse than the default strategy at the activation gate', async () => {

@@ -1,7 +1,7 @@
 import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
 import { CANDIDATE_SHARE, TIER_CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
-import { curvesOf, deserializeTierParams, drawIndex, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
+import { curvesOf, deserializeTierParams, drawIndex, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, withTokenShare, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
 import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
 import { builtinUniform, compiledStrategy, toBudgets, type KindLookup } from './strategies.js';
@@ -31,6 +31,10 @@ export interface LearnedServingParams {
   readonly controlShare?: number;
   /** λ of reward = quality − λ·cost: the tier learner weighs an action's planned cost with it. */
   readonly costWeight?: number;
+  /** Pipelines with model tiers: share of a serving version's decisions guaranteed to token perturbations around its greedy action (TIER_TOKEN_SHARE). */
+  readonly tierTokenShare?: number;
+  /** Their log-scale δ (TIER_TOKEN_SPREAD). */
+  readonly tierTokenSpread?: number;
 }
 
 /** What serving reads of the pipeline's `models` control document (the server's ModelDoc has more). */
@@ -424,6 +428,16 @@ function loggedProbs(raw: readonly number[]): number[] {
 
 // ---- Model tiers: the joint choice of model and tokens ---------------------------------------------------------
 
+/**
+ * Guaranteed token exploration of a serving tier version (docs/tiers.md, "Token perturbations around the greedy
+ * action"): this share of its decisions goes, spread evenly, to its greedy action's token perturbations
+ * (perturbAround: one agent's budget × e^{±TIER_TOKEN_SPREAD} on the greedy models, the planned cost kept), on top of
+ * the gap-weighted exploration, which keeps 1 − the share. 0: off (the strategy's `tierTokenShare` sets it).
+ */
+export const TIER_TOKEN_SHARE = 0;
+/** δ of those perturbations (the strategy's `tierTokenSpread`): the safe start's. */
+export const TIER_TOKEN_SPREAD = SAFE_START_TOKEN_SPREAD;
+
 /** Least exploration rate of the tier learner under the default explorer (docs/tiers.md). */
 export const TIER_MIN_EPSILON = 0.04;
 
@@ -501,8 +515,10 @@ export interface TierLearnedDecision {
  * SAFE_START_EPSILON), ε₀ spread over it and the best split of every model assignment and its token perturbations
  * under the untrained prior (so the log holds every model). Once one serves: its candidates (tiers-policy.ts:
  * greedy first, every other assignment's best split, token perturbations) with the default's action as the
- * anchor, epsilon-greedy at tierEpsilon. The pending candidate version's greedy action is mixed in at
- * TIER_CANDIDATE_SHARE. Every candidate satisfies the token total and the ceiling.
+ * anchor, epsilon-greedy at tierEpsilon; then `tokens.share` of the decisions (TIER_TOKEN_SHARE, 0: off) spread over
+ * the greedy action's token perturbations (perturbAround at `tokens.spread`, withTokenShare). The pending candidate
+ * version's greedy action is mixed in at TIER_CANDIDATE_SHARE. Every candidate satisfies the token total and the
+ * ceiling.
  */
 export function tierLearnedDecision(
   m: ServingModel,
@@ -514,6 +530,7 @@ export function tierLearnedDecision(
   anchor: TierAction,
   rng: () => number,
   decayFrom?: number,
+  tokens: { readonly share: number; readonly spread: number } = { share: TIER_TOKEN_SHARE, spread: TIER_TOKEN_SPREAD },
 ): TierLearnedDecision {
   const T = input.totalTokens;
   const C = input.maxCostUsd ?? Infinity;
@@ -537,6 +554,8 @@ export function tierLearnedDecision(
       tierEpsilon(explore, m.version, decayFrom),
       TIER_GAP_WEIGHT,
     );
+    // A guaranteed share of token exploration around the greedy action (off at share 0: the candidates and draws as without it).
+    if (tokens.share > 0) probs = withTokenShare(candidates, probs, perturbAround(candidates[0]!, agents, T, C, tokens.spread), tokens.share);
   }
   let chosen = drawIndex(probs, rng());
   let ck: number | undefined;
@@ -565,6 +584,7 @@ function compileTierLearned(
 ): LearnedCompiled {
   const agents = tierAgentsOf(pipeline);
   const costWeight = params.costWeight ?? 0;
+  const tokens = { share: params.tierTokenShare ?? TIER_TOKEN_SHARE, spread: params.tierTokenSpread ?? TIER_TOKEN_SPREAD };
   const greedyTier = (input: AllocationInput) => {
     const m = c.model();
     const anchor = () => defaultTierAction(deps, pipeline, input);
@@ -593,7 +613,7 @@ function compileTierLearned(
       const m = c.model();
       const rng = decisionRng(input.decisionId ?? input.drawSeed, 'learner');
       const anchor = defaultTierAction(deps, pipeline, input);
-      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng, params.exploreDecayFrom);
+      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng, params.exploreDecayFrom, tokens);
       const probs = loggedProbs(dec.probs);
       const registered = c.waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + c.waitMs + DEFAULT_GRACE_MS);
