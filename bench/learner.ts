@@ -9,6 +9,8 @@
  *                                      [--cost-model off|fitted|declared|off,fitted,…] [--cost-only true]
  *                                      [--global-head on] (the reward model's global factor g(x)) [--importance cap:power] (rows weighted by min(cap, p^−power))
  *                                      [--weight-penalty λ] (λ·Σ_i (w_i + v_i) added to the training loss) [--fit-report true] (bench/learner-fit.ts's report per generated world)
+ *                                      [--drift-trace true] (drift worlds: detections, retirements, each version's half-life, verdict and true value)
+ *                                      [--drift-rule key=value,…] (drift.ts DriftRule overrides, e.g. span=500, halfLifeShare=0.125)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the

@@ -61,7 +61,9 @@ export interface DriftRule {
   /**
    * Decisions a check should see (checkedVersions): when the newest version has fewer since it was trained (retrains
    * more often than this), the newest version that has at least `span` is checked too, so the test keeps the power
-   * its z was set for (DEFAULT_DRIFT's numbers were tuned with a retrain every 500 outcomes). Unset: the newest only.
+   * its z was set for (DEFAULT_DRIFT's numbers were tuned with a retrain every 500 outcomes). Unset (the default):
+   * the newest only. Measured at 500 and not adopted (docs/learner.md, "Drift recovery"): it added false detections
+   * before the change on test worlds.
    */
   readonly span?: number;
 }
@@ -104,7 +106,7 @@ export function stratumErrors(keys: readonly string[], squaredErrors: readonly n
   return out;
 }
 
-export const DEFAULT_DRIFT: DriftRule = { ratio: 1.25, z: 3, minEvents: 200, minRows: 1000, minWindow: 500, minHalfLife: 250, mode: 'halfLife', halfLifeShare: 0.25, span: 500 };
+export const DEFAULT_DRIFT: DriftRule = { ratio: 1.25, z: 3, minEvents: 200, minRows: 1000, minWindow: 500, minHalfLife: 250, mode: 'halfLife', halfLifeShare: 0.25 };
 
 /**
  * Which trained versions a retrain checks, given the decisions logged since each was trained (newest version first):

@@ -414,8 +414,8 @@ export class TrainingService {
                 : residualCheck(events, { ...latest, ...h }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT),
           },
         ];
-        // Retrains sooner than DEFAULT_DRIFT.span: the newest token version with that many decisions since it was
-        // trained is checked too (drift.ts checkedVersions), so the test keeps the power it was set for.
+        // Retrains sooner than the rule's span (an option, unset in DEFAULT_DRIFT): the newest token version with that
+        // many decisions since it was trained is checked too (drift.ts checkedVersions).
         const span = DEFAULT_DRIFT.span;
         if (!latest.tiers && span !== undefined && events.length < span) {
           const decl = this.core.view().raw.kinds.features.get(pipeline.id)?.doc as FeaturesBody | undefined;
