@@ -9,6 +9,8 @@
  *                                      [--cost-model off|fitted|declared|off,fitted,…] [--cost-only true]
  *                                      [--global-head on] (the reward model's global factor g(x)) [--importance cap:power] (rows weighted by min(cap, p^−power))
  *                                      [--weight-penalty λ] (λ·Σ_i (w_i + v_i) added to the training loss) [--fit-report true] (bench/learner-fit.ts's report per generated world)
+ *                                      [--drift-trace true] (drift worlds: detections, retirements, each version's half-life, verdict and true value)
+ *                                      [--drift-rule key=value,…] (drift.ts DriftRule overrides, e.g. span=500, halfLifeShare=0.125)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
@@ -30,7 +32,7 @@ import { GUARD_DEFAULTS } from '../src/learner/guard.js';
 import { DEFAULT_GATE, GATE_RULES, NORMAL_GATE } from '../src/learner/gate.js';
 import { DEFAULT_DRIFT } from '../src/learner/drift.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
-import { policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
+import { greedyValues, policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
 import { loadWorld, WORLD_NAMES } from '../src/learner/sim/world.js';
 import { DEFAULT_MIN_STEPS } from '../src/learner/trainer.js';
 import { flag } from './lib.js';
@@ -82,12 +84,18 @@ const gateTol = flag('gate-tolerance', '');
 // recovery (`on`: shorter half-life after a change; `window`: train on the events since it only; `off`: neither).
 const gateArg = flag('gate', 'bootstrap');
 const driftArg = flag('drift-recovery', 'on');
+// Overrides of the drift rule's numbers (drift.ts DriftRule), e.g. `--drift-rule z=2,halfLifeShare=0.125`.
+const driftRule = Object.fromEntries(flag('drift-rule', '').split(',').filter(Boolean).map((kv) => [kv.split('=')[0]!, Number(kv.split('=')[1])]));
 // The cost model (src/learner/usage.ts): off (trained on quality − λ·cost), fitted prices, declared prices; `off,fitted` runs both per world in one run.
 const costModels = flag('cost-model', 'off').split(',') as ('off' | 'fitted' | 'declared')[];
 // Only the seeds whose world has a cost weight (each keeps its place in the list, so drift seeds stay drift seeds).
 const costOnly = flag('cost-only', 'false') === 'true';
 // After each generated world: bench/learner-fit.ts's report on the serving version (predicted against true reward per split, agent and task).
 const fitContexts = flag('fit-report', 'false') === 'true' ? 300 : 0;
+// Drift worlds: after each run, the versions trained from 1,000 outcomes before the change on (training time,
+// half-life, the gate's verdict and why, the true greedy value ÷ oracle after the change), the detections and
+// retirements, and per 250-outcome window the serving versions and served ÷ oracle.
+const driftTrace = flag('drift-trace', 'false') === 'true';
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;
@@ -142,7 +150,7 @@ const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number,
 const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; global head ${globalHead ? 'on' : 'off'}; importance ${importanceArg || 'none'}; weight penalty ${weightPenalty}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; global head ${globalHead ? 'on' : 'off'}; importance ${importanceArg || 'none'}; weight penalty ${weightPenalty}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}${Object.keys(driftRule).length ? ` ${JSON.stringify(driftRule)}` : ''}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
@@ -162,7 +170,9 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
   const gate = gateArg === 'none' ? null : gateArg === 'normal' ? NORMAL_GATE : gateArg === 'bootstrap' ? DEFAULT_GATE : GATE_RULES[gateArg] ? GATE_RULES[gateArg] : { ...DEFAULT_GATE, interval: gateArg.split(':')[0] as 'bootstrap-t' | 'percentile' | 'normal', looks: Number(gateArg.split(':')[1] ?? 1) };
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : driftArg === 'window' ? { driftRecovery: { ...DEFAULT_DRIFT, mode: 'window' as const } } : {}) });
+  const judged: { t: number; version: number; pass: boolean; reason: string }[] = [];
+  const onJudge = driftTrace && world.driftAt !== undefined ? (j: { t: number; candidate: { version: number }; verdict: { pass: boolean; reason: string } }) => void judged.push({ t: j.t, version: j.candidate.version, pass: j.verdict.pass, reason: j.verdict.reason }) : undefined;
+  const res = await runLoop(tf, { ...(onJudge ? { onJudge } : {}), world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : { driftRecovery: { ...DEFAULT_DRIFT, ...driftRule, ...(driftArg === 'window' ? { mode: 'window' as const } : {}) } }) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
@@ -229,6 +239,7 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
     if (worse) worseTotal += 250;
     worseStretch = Math.max(worseStretch, run);
   }
+  if (onJudge && world.driftAt !== undefined) traceDrift(world, res, judged);
   if (fitContexts > 0 && 'spec' in world) fitReport(world as Parameters<typeof fitReport>[0], res.serving, phaseOf(world, N - 1), seed, fitContexts);
   const firstActive = res.versions.find((v) => v.active)?.at ?? null;
   const refused = res.versions.filter((v) => !v.active).length;
@@ -241,6 +252,33 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
       `  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}, worse than default ${worseStretch} in a row (${worseTotal} in all)  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
   );
   return row;
+}
+
+/** The drift trace (`--drift-trace true`): what detection, the gate and retirement did around the change. */
+function traceDrift(world: SimWorld, res: Awaited<ReturnType<typeof runLoop>>, judged: readonly { t: number; version: number; pass: boolean; reason: string }[]): void {
+  const dA = world.driftAt!;
+  const from = Math.max(0, dA - 1000);
+  const N = res.served.length;
+  const pick = res.contexts.slice(dA).filter((_, i) => i % 25 === 0).slice(0, 200);
+  const orc = mean(pick.map((x) => world.expected(1, x, world.oracle(1, x, world.totalTokens))));
+  const uniV = mean(pick.map((x) => world.expected(1, x, uniformSplitOf(world, world.totalTokens))));
+  console.log(`  trace ${world.name}: change at ${dA}; detected at retrains ${res.detected.join(',') || '—'} (placed at ${res.changes.join(',') || '—'}); serving version retired at ${res.retired.join(',') || '—'}; uniform after the change ${(uniV / orc).toFixed(3)} of the oracle`);
+  for (const v of res.versions) {
+    if (v.at < from) continue;
+    const j = judged.find((x) => x.version === v.version);
+    const g = mean(greedyValues(world, 1, v, pick)) / orc;
+    console.log(`    v${v.version} trained@${v.at} (${v.at >= dA ? '+' : ''}${v.at - dA}) window ${v.window} half-life ${v.halfLife}  greedy after change ${g.toFixed(3)}  ${j ? `judged@${j.t}: ${j.pass ? 'PASSED' : 'refused'} — ${j.reason}` : 'not judged (guard refused or run ended)'}`);
+  }
+  const row: string[] = [];
+  for (let s = from; s + 250 <= N; s += 250) {
+    const ph = phaseOf(world, s);
+    const win = res.contexts.slice(s, s + 250).filter((_, i) => i % 5 === 0);
+    const o = mean(win.map((x) => world.expected(ph, x, world.oracle(ph, x, world.totalTokens))));
+    const v = mean(Array.from(res.served.subarray(s, s + 250)).filter((_, i) => i % 5 === 0));
+    const sv = [...new Set(Array.from(res.servingVersion.subarray(s, s + 250)))].join('/');
+    row.push(`${s - dA >= 0 ? '+' : ''}${s - dA}:v${sv} ${(v / o).toFixed(3)}`);
+  }
+  for (let i = 0; i < row.length; i += 8) console.log(`    ${row.slice(i, i + 8).join('  ')}`);
 }
 
 function summarise(label: string, rows: readonly Row[]): void {

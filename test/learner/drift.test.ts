@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_DRIFT, residualCheck, windowAfterChange } from '../../src/learner/drift.js';
+import { checkedVersions, DEFAULT_DRIFT, residualCheck, windowAfterChange } from '../../src/learner/drift.js';
 import type { LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import { forward, initialWeights, predict } from '../../src/learner/model.js';
@@ -61,5 +61,30 @@ describe('drift recovery', () => {
     const win = { ...DEFAULT_DRIFT, mode: 'window' as const, halfLifeShare: 0.5 };
     assert.deepEqual(windowAfterChange(0, 8000, 1000, win), { window: 500, halfLife: 250, shortened: true });
     assert.deepEqual(windowAfterChange(1500, 8000, 1000, win), { window: 1500, halfLife: 750, shortened: true });
+  });
+
+  it('with retrains sooner than the span, the newest version with that many decisions since it was trained is checked too', () => {
+    // Decisions since each version was trained, newest version first (the span is an option, off by default).
+    const span = { ...DEFAULT_DRIFT, span: 500 };
+    assert.deepEqual(checkedVersions([250, 500, 750], span), [0, 1]);
+    assert.deepEqual(checkedVersions([250, 400, 650], span), [0, 2]);
+    assert.deepEqual(checkedVersions([500, 1000], span), [0], 'retrains every 500: the newest only, as without it');
+    assert.deepEqual(checkedVersions([250, 400], span), [0], 'no version has the span yet');
+    assert.deepEqual(checkedVersions([], span), []);
+    assert.equal(DEFAULT_DRIFT.span, undefined);
+    assert.deepEqual(checkedVersions([250, 500]), [0], 'without a span (the default): the newest only');
+    // A shift the test misses on the 250 decisions since the newest version (z grows as √n) and finds on the 500
+    // since the one before it (retrains every 250 outcomes; the same reward model in both versions here).
+    const noise = 0.05;
+    const since = decisions(500, 6, noise, 0.0375);
+    const checks = checkedVersions([250, 500], span).map((i) => residualCheck(i === 0 ? since.slice(250) : since, model(noise ** 2), agents, 0));
+    assert.equal(checks.length, 2);
+    assert.equal(checks[0]!.changed, false, checks[0]!.reason);
+    assert.equal(checks[0]!.n, 250);
+    assert.equal(checks[1]!.changed, true, checks[1]!.reason);
+    assert.equal(checks[1]!.n, 500);
+    // On a world that did not change neither check fires.
+    const calm = decisions(500, 6, noise, 0);
+    assert.ok(checkedVersions([250, 500], span).every((i) => !residualCheck(i === 0 ? calm.slice(250) : calm, model(noise ** 2), agents, 0).changed));
   });
 });

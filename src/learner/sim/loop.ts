@@ -6,7 +6,7 @@ import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
 import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, optionsFor, withCandidate, type ExploreOptions } from '../policy.js';
 import { addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS } from '../guard.js';
-import { DEFAULT_DRIFT, residualCheck, windowAfterChange, type DriftRule } from '../drift.js';
+import { checkedVersions, DEFAULT_DRIFT, residualCheck, windowAfterChange, type DriftRule } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
@@ -182,6 +182,9 @@ export interface LoopVersion {
   readonly gate?: GateVerdict;
   readonly active: boolean;
   readonly metrics?: TrainMetrics;
+  /** The training window and recency half-life this version was trained with (drift recovery shortens the half-life after a change). */
+  readonly window?: number;
+  readonly halfLife?: number;
 }
 
 export interface LoopResult {
@@ -205,6 +208,8 @@ export interface LoopResult {
   /** Outcomes at which drift recovery placed a detected change, and at which it retired the serving version. */
   readonly changes: readonly number[];
   readonly retired: readonly number[];
+  /** Outcomes (retrains) at which a change was detected, one per entry of `changes`. */
+  readonly detected: readonly number[];
   /** Candidate versions the runtime guard refused (guardCandidate). */
   readonly guardRefused: readonly number[];
 }
@@ -231,8 +236,11 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const drift = opts.driftRecovery === undefined ? DEFAULT_DRIFT : opts.driftRecovery;
   const changes: number[] = [];
   const retired: number[] = [];
+  const detected: number[] = [];
   let look = 0;
   let latest = prior;
+  // The trained versions drift recovery may check (not those trained on 1 − quality), oldest first.
+  const trained: LoopVersion[] = [];
   let candidate: LoopVersion | undefined;
   // The guard's candidate arm: the evidence since `candidate` was proposed, and the versions it refused.
   let candEv = { version: 0, e: EMPTY_CANDIDATE_EVIDENCE };
@@ -313,8 +321,20 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % every === 0) {
       // Drift recovery (drift.ts): the newest version on the decisions since it was trained; a change shortens the
       // training window below and ends a candidate's wait for more looks (it was trained before the change).
-      const changed = !!drift && !!latest.metrics && residualCheck(events.slice(latest.at), { ...latest, holdoutMse: latest.metrics.holdoutMse, rows: latest.metrics.rows }, names, world.costWeight, drift).changed;
-      if (changed) changes.push(latest.at);
+      // The newest trained version, and the newest with `span` decisions since it was trained when retrains come sooner (checkedVersions).
+      let changed = false;
+      if (drift) {
+        const recent = trained.slice(-8).reverse();
+        for (const i of checkedVersions(recent.map((v) => t + 1 - v.at), drift)) {
+          const v = recent[i]!;
+          if (v.metrics && residualCheck(events.slice(v.at), { ...v, holdoutMse: v.metrics.holdoutMse, rows: v.metrics.rows }, names, world.costWeight, drift).changed) {
+            changed = true;
+            changes.push(v.at);
+            detected.push(t + 1);
+            break;
+          }
+        }
+      }
       // After a change: a serving version estimated worse than the default on the decisions since stops serving (gate.ts retireVerdict).
       const changeAt = changes.at(-1);
       if (drift && gateRule && serving && changeAt !== undefined && t + 1 - changeAt < (opts.window ?? 8000) && t + 1 - changeAt >= gateRule.minEvents) {
@@ -368,14 +388,17 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
-      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics };
+      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics, window: win.window, halfLife: win.halfLife };
       versions.push(mv);
-      if (!flip) latest = mv;
+      if (!flip) {
+        latest = mv;
+        trained.push(mv);
+      }
       if (gateRule) candidate = mv;
       else serving = mv;
     }
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, guardRefused };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused };
 }
