@@ -9,7 +9,7 @@
  *                                      [--cost-model off|fitted|declared|off,fitted,…] [--cost-only true]
  *                                      [--global-head on] (the reward model's global factor g(x)) [--importance cap:power] (rows weighted by min(cap, p^−power))
  *                                      [--weight-penalty λ] (λ·Σ_i (w_i + v_i) added to the training loss) [--fit-report true] (bench/learner-fit.ts's report per generated world)
- *                                      [--wide-start ρ] [--wide-kind cut|random] [--wide-depth 2|inf] [--wide-keep w] [--start-hold N] [--weight-prior p]
+ *                                      [--wide-start ρ] [--wide-kind cut|random] [--wide-depth 2|inf] [--wide-keep w] [--start-hold N] [--wide-until N] [--weight-prior p]
  *                                      (wide safe-start exploration, its events' training weight floor; the agents' initial weight)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
@@ -68,6 +68,7 @@ const explore = {
 const wideKeep = flag('wide-keep', '');
 const weightPrior = flag('weight-prior', '');
 const startHold = flag('start-hold', '');
+const wideUntil = flag('wide-until', '');
 const controlShare = Number(flag('control-share', String(GUARD_DEFAULTS.controlShare)));
 const halfLife = Number(flag('half-life', '1000'));
 const window = Number(flag('window', '8000'));
@@ -171,7 +172,7 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   // Drift worlds run on for 5,000 outcomes after the change at least (the recovery target's horizon).
   const N = world.driftAt !== undefined ? Math.max(driftOutcomes, world.driftAt + 5000) : outcomes;
   const gate = gateArg === 'none' ? null : gateArg === 'normal' ? NORMAL_GATE : gateArg === 'bootstrap' ? DEFAULT_GATE : GATE_RULES[gateArg] ? GATE_RULES[gateArg] : { ...DEFAULT_GATE, interval: gateArg.split(':')[0] as 'bootstrap-t' | 'percentile' | 'normal', looks: Number(gateArg.split(':')[1] ?? 1) };
-  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, ...(wideKeep ? { wideKeep: Number(wideKeep) } : {}), ...(weightPrior ? { weightPrior: Number(weightPrior) } : {}), ...(startHold ? { startHold: Number(startHold) } : {}), train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : driftArg === 'window' ? { driftRecovery: { ...DEFAULT_DRIFT, mode: 'window' as const } } : {}) });
+  const res = await runLoop(tf, { world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, ...(wideKeep ? { wideKeep: Number(wideKeep) } : {}), ...(weightPrior ? { weightPrior: Number(weightPrior) } : {}), ...(startHold ? { startHold: Number(startHold) } : {}), ...(wideUntil ? { wideUntil: Number(wideUntil) } : {}), train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : driftArg === 'window' ? { driftRecovery: { ...DEFAULT_DRIFT, mode: 'window' as const } } : {}) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).

@@ -71,6 +71,8 @@ export interface LoopOptions {
    * (they decay like every event).
    */
   readonly wideKeep?: number;
+  /** The safe start explores wide (ExploreOptions.wideStart) only before this outcome (a safe start after it, e.g. after a retirement, does not). Default: always. */
+  readonly wideUntil?: number;
   /**
    * The first version may serve only after this many outcomes (the safe start, with its wide exploration, serves
    * until then; a candidate that passes the gate earlier is refused as held). Default 0: as the service.
@@ -295,7 +297,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     const f = world.features(x);
     let dec = serving
       ? decide(forward(serving.weights, serving.encoder.encode(f)), agents, world.totalTokens, optionsFor(opts.explore, serving.version), rng, uniform)
-      : decideAround(uniform, agents, world.totalTokens, opts.explore, rng, uniform);
+      : decideAround(uniform, agents, world.totalTokens, opts.wideUntil !== undefined && t >= opts.wideUntil ? { ...opts.explore, wideStart: 0 } : opts.explore, rng, uniform);
     const wide = !serving && dec.chosen >= safeK;
     let drawn = false;
     if (candidate) {
