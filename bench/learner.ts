@@ -11,6 +11,8 @@
  *                                      [--weight-penalty λ] (λ·Σ_i (w_i + v_i) added to the training loss) [--fit-report true] (bench/learner-fit.ts's report per generated world)
  *                                      [--drift-trace true] (drift worlds: detections, retirements, each version's half-life, verdict and true value)
  *                                      [--drift-rule key=value,…] (drift.ts DriftRule overrides, e.g. span=500, halfLifeShare=0.125)
+ *                                      [--wide-start ρ] [--wide-kind cut|random] [--wide-depth 2|inf] [--wide-keep w] [--start-hold N] [--wide-until N] [--weight-prior p]
+ *                                      (wide safe-start exploration, its events' training weight floor; the agents' initial weight)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
@@ -61,9 +63,14 @@ const explore = {
   gamma: Number(flag('gamma', '200')),
   perturbation: Number(flag('perturbation', '0.5')),
   ...(Number(flag('probe', '0')) > 0 ? { probe: Number(flag('probe', '0')), probeDepth: Number(flag('probe-depth', '1.5')), probeStop: Number(flag('probe-stop', '0.25')), probeKind: flag('probe-kind', 'cut') as 'cut' | 'random', probeDecay: flag('probe-decay', 'on') === 'on' } : {}),
+  ...(Number(flag('wide-start', '0')) > 0 ? { wideStart: Number(flag('wide-start', '0')), wideKind: flag('wide-kind', 'cut') as 'cut' | 'random', wideDepth: flag('wide-depth', '2') === 'inf' ? Infinity : Number(flag('wide-depth', '2')) } : {}),
   budget: Number(flag('budget', String(EXPLORE_DEFAULTS.budget))),
   decayFrom: Number(flag('decay-from', String(EXPLORE_DEFAULTS.decayFrom))),
 };
+const wideKeep = flag('wide-keep', '');
+const weightPrior = flag('weight-prior', '');
+const startHold = flag('start-hold', '');
+const wideUntil = flag('wide-until', '');
 const controlShare = Number(flag('control-share', String(GUARD_DEFAULTS.controlShare)));
 const halfLife = Number(flag('half-life', '1000'));
 const window = Number(flag('window', '8000'));
@@ -134,6 +141,9 @@ interface Row {
   /** Longest stretch (outcomes) and total outcomes in which a trained version served worse than the default strategy's split. */
   readonly worseStretch?: number;
   readonly worseTotal?: number;
+  /** Served ÷ oracle over the outcomes before the first version served (the safe start), and how many. */
+  readonly start?: number;
+  readonly startN?: number;
 }
 
 const merge = flag('merge', '');
@@ -172,7 +182,7 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   const gate = gateArg === 'none' ? null : gateArg === 'normal' ? NORMAL_GATE : gateArg === 'bootstrap' ? DEFAULT_GATE : GATE_RULES[gateArg] ? GATE_RULES[gateArg] : { ...DEFAULT_GATE, interval: gateArg.split(':')[0] as 'bootstrap-t' | 'percentile' | 'normal', looks: Number(gateArg.split(':')[1] ?? 1) };
   const judged: { t: number; version: number; pass: boolean; reason: string }[] = [];
   const onJudge = driftTrace && world.driftAt !== undefined ? (j: { t: number; candidate: { version: number }; verdict: { pass: boolean; reason: string } }) => void judged.push({ t: j.t, version: j.candidate.version, pass: j.verdict.pass, reason: j.verdict.reason }) : undefined;
-  const res = await runLoop(tf, { ...(onJudge ? { onJudge } : {}), world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : { driftRecovery: { ...DEFAULT_DRIFT, ...driftRule, ...(driftArg === 'window' ? { mode: 'window' as const } : {}) } }) });
+  const res = await runLoop(tf, { ...(onJudge ? { onJudge } : {}), world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, ...(wideKeep ? { wideKeep: Number(wideKeep) } : {}), ...(weightPrior ? { weightPrior: Number(weightPrior) } : {}), ...(startHold ? { startHold: Number(startHold) } : {}), ...(wideUntil ? { wideUntil: Number(wideUntil) } : {}), train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : { driftRecovery: { ...DEFAULT_DRIFT, ...driftRule, ...(driftArg === 'window' ? { mode: 'window' as const } : {}) } }) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
@@ -242,14 +252,18 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   if (onJudge && world.driftAt !== undefined) traceDrift(world, res, judged);
   if (fitContexts > 0 && 'spec' in world) fitReport(world as Parameters<typeof fitReport>[0], res.serving, phaseOf(world, N - 1), seed, fitContexts);
   const firstActive = res.versions.find((v) => v.active)?.at ?? null;
+  // The safe start's own served quality (the last-quarter figures do not see it).
+  const startN = firstActive ?? N;
+  const startIdx = Array.from({ length: Math.ceil(startN / evalStride) }, (_, i) => i * evalStride);
+  const start = mean(startIdx.map((i) => res.served[i]!)) / mean(startIdx.map((i) => world.expected(phaseOf(world, i), res.contexts[i], world.oracle(phaseOf(world, i), res.contexts[i], world.totalTokens))));
   const refused = res.versions.filter((v) => !v.active).length;
-  const row: Row = { name: costModels.length > 1 ? `${world.name}[${costModel}]` : world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length, worseStretch, worseTotal };
+  const row: Row = { name: costModels.length > 1 ? `${world.name}[${costModel}]` : world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length, worseStretch, worseTotal, start, startN };
   console.log(
     `${row.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (learned arm ${arm.toFixed(3)}, greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
       `  served−static ${diff.diff >= 0 ? '+' : ''}${diff.diff.toFixed(4)} [${diff.lo.toFixed(4)}, ${diff.hi.toFixed(4)}]` +
       `  tokens-to-match ${learnedNeed.toFixed(2)} (oracle ${oracleNeed.toFixed(2)})` +
       (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'} (→ pre-change level ${pre!.toFixed(3)} − 0.02 after ${recoveryPre ?? 'never'})` : '') +
-      `  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}, worse than default ${worseStretch} in a row (${worseTotal} in all)  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
+      `  safe start ${start.toFixed(3)} (${startN})  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}, worse than default ${worseStretch} in a row (${worseTotal} in all)  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
   );
   return row;
 }
@@ -301,6 +315,8 @@ function summarise(label: string, rows: readonly Row[]): void {
   if (drp.length) console.log(`  drift             back to min(0.95, the level served before the change − 0.02) within 5,000 outcomes on ${drp.filter((x) => x.recoveryPre != null && x.recoveryPre <= 5000).length} of ${drp.length} (${drp.map((x) => `${x.name}: ${x.recoveryPre ?? 'never'} (pre ${x.pre!.toFixed(3)})`).join(', ')})`);
   const ws = rows.filter((x) => x.worseStretch !== undefined);
   if (ws.length) console.log(`  worse than default longest stretch in which a trained version served below the default strategy's split (250-outcome windows, no guard in the loop): median ${quantile(ws.map((x) => x.worseStretch!), 0.5)}, max ${Math.max(...ws.map((x) => x.worseStretch!))} (${ws.filter((x) => x.worseStretch! > 0).map((x) => `${x.name}: ${x.worseStretch}`).join(', ') || 'none'})`);
+  const st = rows.filter((x) => x.start !== undefined);
+  if (st.length) console.log(`  safe start        served ÷ oracle before the first version served: median ${quantile(st.map((x) => x.start!), 0.5).toFixed(3)}, mean ${mean(st.map((x) => x.start!)).toFixed(3)}; outcomes in it: median ${quantile(st.map((x) => x.startN!), 0.5)}`);
   const fa = rows.map((x) => x.firstActive);
   console.log(`  gate              first version served at outcome median ${quantile(fa.map((v) => v ?? Infinity), 0.5)}; never on ${fa.filter((v) => v === null).length}; refused ${rows.reduce((s, x) => s + x.refused, 0)} of ${rows.reduce((s, x) => s + x.versions, 0)} versions`);
 }

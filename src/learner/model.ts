@@ -176,14 +176,20 @@ export function checkShapes(w: ModelWeights): void {
 /** Hidden units of a new model. */
 export const DEFAULT_HIDDEN = 16;
 
-/** Fresh weights: every agent needs an equal share of `total` and matters halfway. Seeded. `globalHead`: with a global factor, g = 1 (GlobalWeights). */
-export function initialWeights(inputDim: number, agents: number, total: number, rng: () => number, hidden = DEFAULT_HIDDEN, globalHead = false): ModelWeights {
+/**
+ * Fresh weights: every agent needs an equal share of `total` and matters halfway. Seeded. `globalHead`: with a global
+ * factor, g = 1 (GlobalWeights). `weightPrior`: every agent's saturating weight starts at this value instead of
+ * σ(0) = 0.5 (a bench option, measured and not adopted: docs/learner.md, "Buying the starvation information before a
+ * version serves"); 0.5 gives the same weights as before, bit for bit.
+ */
+export function initialWeights(inputDim: number, agents: number, total: number, rng: () => number, hidden = DEFAULT_HIDDEN, globalHead = false, weightPrior = 0.5): ModelWeights {
   const scale = (fanIn: number) => Math.sqrt(2 / fanIn) * 0.5;
   const rand = (n: number, s: number) => Float32Array.from({ length: n }, () => (rng() * 2 - 1) * s);
   const b2 = new Float32Array(OUTPUTS * agents);
   const need0 = Math.log(Math.max(1, total / agents / 2) / NEED_SCALE);
   for (let i = 0; i < agents; i++) {
     b2[i] = need0;
+    b2[agents + i] = Math.log(weightPrior / (1 - weightPrior)); // 0 at the default 0.5
     b2[2 * agents + i] = 1; // κ ≈ 3.7: between the hyperbolic and exponential ends
     b2[3 * agents + i] = STEP_INIT;
     b2[5 * agents + i] = STEEP_INIT;

@@ -53,7 +53,22 @@ export interface ExploreOptions {
   readonly probeKind?: 'cut' | 'random';
   /** false: the probe share does not decay with versions (default: it shrinks as decayFrom / v, see optionsFor). */
   readonly probeDecay?: boolean;
+  /**
+   * Wide exploration during the safe start (decideAround; off by default, 0): a share of the safe start's decisions
+   * serves a split far from the default strategy's, so the first versions see what starving an agent costs before
+   * any of them serves. 'cut' (default kind): per agent with room above its minimum, the default split with that
+   * agent cut to e^{−wideDepth} of it (the freed tokens to the others in proportion to their room), the share spread
+   * evenly over those splits; 'random': one split drawn uniformly over the simplex (randomSplit) with the whole share.
+   * Exact probabilities, like every candidate. See docs/learner.md, "Buying the starvation information before a version serves".
+   */
+  readonly wideStart?: number;
+  readonly wideKind?: 'cut' | 'random';
+  /** Log-depth of a wide cut (default 2: the agent keeps e^{−2} ≈ 14 % of its default budget; Infinity: its minimum). */
+  readonly wideDepth?: number;
 }
+
+/** Defaults of the safe start's wide exploration (off unless `wideStart` is set). */
+export const WIDE_DEFAULTS = { wideDepth: 2 } as const;
 
 /** Defaults of the sparse deep probes (off unless `probe` is set). */
 export const PROBE_DEFAULTS = { probeDepth: 1.5, probeStop: 0.25 } as const;
@@ -257,12 +272,35 @@ export const SAFE_START_EPSILON = 0.2;
  * model's greedy split (index 0 = base, its per-agent perturbations, the anchor).
  */
 export function decideAround(base: number[], agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, anchor?: number[]): Decision {
-  const candidates = candidatesAround(base, agents, total, signedPerturbation(opts), anchor);
+  let candidates = candidatesAround(base, agents, total, signedPerturbation(opts), anchor);
   const K = candidates.length;
   const e = K === 1 ? 0 : SAFE_START_EPSILON;
-  const probs = candidates.map((_, k) => e / K + (k === 0 ? 1 - e : 0));
+  let probs = candidates.map((_, k) => e / K + (k === 0 ? 1 - e : 0));
+  const wide = opts.wideStart ?? 0;
+  if (wide > 0) {
+    if (opts.wideKind === 'random') ({ candidates, probs } = withProbes(candidates, probs, [randomSplit(agents, total, rng)], wide, 1));
+    else {
+      const cuts = wideCuts(base, agents, opts.wideDepth ?? WIDE_DEFAULTS.wideDepth);
+      if (cuts.length > 0) ({ candidates, probs } = withProbes(candidates, probs, cuts, wide, cuts.length));
+    }
+  }
   const chosen = pickIndex(probs, rng());
   return { budgets: candidates[chosen]!, candidates, probs, chosen, greedy: 0 };
+}
+
+/**
+ * The safe start's wide cuts of `base`: per agent i with room above its minimum, base with i cut to e^{−depth}·base_i
+ * (depth Infinity: to its minimum), the freed tokens to the others in proportion to their room. Pure in (base, bounds,
+ * depth), so a logged decision's cuts can be rebuilt from its base split.
+ */
+export function wideCuts(base: readonly number[], agents: readonly PolicyAgent[], depth: number): number[][] {
+  const out: number[][] = [];
+  for (let i = 0; i < agents.length; i++) {
+    if (base[i]! <= agents[i]!.min) continue;
+    const b = shifted(base, agents, i, Number.isFinite(depth) ? base[i]! * Math.exp(-depth) : agents[i]!.min);
+    if (b[i] !== base[i]) out.push(b);
+  }
+  return out;
 }
 
 function pickIndex(probs: readonly number[], u: number): number {

@@ -4,7 +4,7 @@ import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
-import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, optionsFor, withCandidate, type ExploreOptions } from '../policy.js';
+import { CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
 import { addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS } from '../guard.js';
 import { checkedVersions, DEFAULT_DRIFT, residualCheck, windowAfterChange, type DriftRule } from '../drift.js';
 import { mulberry32 } from '../rng.js';
@@ -65,6 +65,21 @@ export interface LoopOptions {
    * the world or fitted from cost and usage). 'off': trained on quality − λ·cost, as before. Default 'off'.
    */
   readonly costModel?: 'off' | 'fitted' | 'declared';
+  /**
+   * Training weight floor of the events a wide safe-start split served (ExploreOptions.wideStart): such an event weighs
+   * max(its recency weight, this), so what it shows about starving an agent outlives the half-life. Default: none
+   * (they decay like every event).
+   */
+  readonly wideKeep?: number;
+  /** The safe start explores wide (ExploreOptions.wideStart) only before this outcome (a safe start after it, e.g. after a retirement, does not). Default: always. */
+  readonly wideUntil?: number;
+  /**
+   * The first version may serve only after this many outcomes (the safe start, with its wide exploration, serves
+   * until then; a candidate that passes the gate earlier is refused as held). Default 0: as the service.
+   */
+  readonly startHold?: number;
+  /** Every agent's initial saturating weight (model.ts initialWeights `weightPrior`). Default: the service's (0.5). */
+  readonly weightPrior?: number;
   /** The runtime guard's candidate arm (guard.ts candidateVerdict; needs the control arm), checked every 25 outcomes as the service's tick would. Default true. */
   readonly guardCandidate?: boolean;
   /**
@@ -212,6 +227,8 @@ export interface LoopResult {
   readonly detected: readonly number[];
   /** Candidate versions the runtime guard refused (guardCandidate). */
   readonly guardRefused: readonly number[];
+  /** Per outcome: 1 when a wide safe-start split (ExploreOptions.wideStart) served it. */
+  readonly wideServed: Uint8Array;
 }
 
 export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Checkpoint) => void): Promise<LoopResult> {
@@ -231,7 +248,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const contexts = Array.from({ length: nEval }, () => world.sample(evalRng));
   const evaluations: [Evaluation | undefined, Evaluation | undefined] = nEval > 0 ? [evaluateWorld(world, 0, contexts), world.driftAt !== undefined ? evaluateWorld(world, 1, contexts) : undefined] : [undefined, undefined];
   let encoder = compileFeatures(specs);
-  const prior: LoopVersion = { version: 0, at: 0, weights: initialWeights(encoder.dim, names.length, world.totalTokens, mulberry32(opts.seed + 1), opts.hidden, opts.globalHead), encoder, active: !safeStart };
+  const prior: LoopVersion = { version: 0, at: 0, weights: initialWeights(encoder.dim, names.length, world.totalTokens, mulberry32(opts.seed + 1), opts.hidden, opts.globalHead, opts.weightPrior), encoder, active: !safeStart };
   let serving: LoopVersion | undefined = safeStart ? undefined : prior;
   const drift = opts.driftRecovery === undefined ? DEFAULT_DRIFT : opts.driftRecovery;
   const changes: number[] = [];
@@ -256,6 +273,9 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const servedAll = new Float64Array(opts.outcomes);
   const servingVersion = new Int32Array(opts.outcomes);
   const controlServed = new Uint8Array(opts.outcomes);
+  const wideServed = new Uint8Array(opts.outcomes);
+  // The safe start's own candidates: a wide split is one the safe start drew beyond them.
+  const safeK = candidatesAround(uniform, agents, world.totalTokens, signedPerturbation(opts.explore), uniform).length;
   const seen: unknown[] = [];
   let servedSum = 0;
   let servedN = 0;
@@ -285,7 +305,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     const f = world.features(x);
     let dec = serving
       ? decide(forward(serving.weights, serving.encoder.encode(f)), agents, world.totalTokens, optionsFor(opts.explore, serving.version), rng, uniform)
-      : decideAround(uniform, agents, world.totalTokens, opts.explore, rng, uniform);
+      : decideAround(uniform, agents, world.totalTokens, opts.wideUntil !== undefined && t >= opts.wideUntil ? { ...opts.explore, wideStart: 0 } : opts.explore, rng, uniform);
+    const wide = !serving && dec.chosen >= safeK;
     let drawn = false;
     if (candidate) {
       const mixed = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), opts.candidateShare ?? CANDIDATE_SHARE, rng);
@@ -298,6 +319,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       dec = withCandidate(dec, uniform, controlShare, () => u);
       controlServed[t] = u < controlShare ? 1 : 0;
     }
+    if (wide && !drawn && !controlServed[t]) wideServed[t] = 1;
     const out = world.outcome(phase, x, dec.budgets, rng);
     if (candidate && controlShare > 0 && opts.guardCandidate !== false) {
       if (candEv.version !== candidate.version) candEv = { version: candidate.version, e: EMPTY_CANDIDATE_EVIDENCE };
@@ -362,7 +384,9 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         };
         // A bench may replace the verdict (e.g. a gate that knows the world's truth: what a perfect rule could do).
         const ruled = gateVerdict(input, gateRule, look);
-        const gate = opts.onJudge?.({ t: t + 1, phase, look, candidate: c, serving: s, input, verdict: ruled }) ?? ruled;
+        const judgedBy = opts.onJudge?.({ t: t + 1, phase, look, candidate: c, serving: s, input, verdict: ruled }) ?? ruled;
+        const held = !s && t + 1 < (opts.startHold ?? 0) && judgedBy.pass;
+        const gate: GateVerdict = held ? { ...judgedBy, pass: false, wait: false, reason: `the safe start holds until outcome ${opts.startHold}` } : judgedBy;
         const judged: LoopVersion = { ...c, gate, active: gate.pass };
         versions[c.version - 1] = judged;
         if (gate.pass) serving = judged;
@@ -385,6 +409,10 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const hl = opts.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {};
       const flip = opts.flipReward?.(versions.length + 1) ?? false;
       const data = buildTrainingData(flip ? recent.map((e) => ({ ...e, q: 1 - e.q })) : recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl, ...(opts.importance ? { importance: opts.importance } : {}) });
+      const keep = opts.wideKeep;
+      if (keep !== undefined) recent.forEach((e, i) => {
+        if (wideServed[e.t]) data.w[i] = Math.max(data.w[i]!, keep);
+      });
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
@@ -400,5 +428,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, wideServed };
 }
