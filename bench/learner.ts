@@ -326,7 +326,10 @@ const namedRows = new Map<string, Row[]>(costModels.map((c) => [c, []]));
 const jobs: (() => Promise<void>)[] = [
   ...seeds.map((seed, i) => async () => {
     if (skip.has(`gen-${seed}`)) return;
-    const drift = seedArg === 'test' || seedArg === 'dev' ? i % 4 === 3 : false;
+    // Every fourth seed of the dev and test lists is a drift world; a seed named in an explicit list is one iff it is
+    // one in the list it comes from (so `--seeds 4,8,12` runs the dev drift worlds as drift worlds).
+    const listed = (list: readonly number[]) => list.indexOf(seed) % 4 === 3;
+    const drift = seedArg === 'test' || seedArg === 'dev' ? i % 4 === 3 : listed(seedsFile.dev) || listed(seedsFile.test);
     if (costOnly && generateWorld(seed).costWeight === 0) return;
     for (const cm of costModels) {
       const row = await runWorld(generateWorld(seed, drift ? { driftAt: Math.round(driftOutcomes / 2) } : {}), seed, cm);
