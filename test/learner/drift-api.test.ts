@@ -22,7 +22,7 @@ import { jsonHttp } from '../helpers/http.js';
  * Drift recovery end to end, over a real socket, against Redis and BullMQ: a learned strategy is trained on a world
  * (uneven-needs: needs an order of magnitude apart, so the learned split is far from uniform) and, once a version
  * clears the activation gate, serves; the world then changes (agents swap their behaviour, chosen on seeded contexts
- * and checked on the truth to make the serving version worse than the default strategy by ≥ 0.06); at the next
+ * and checked on the truth to make the serving version worse than the default strategy by ≥ 0.05); at the next
  * retrain drift recovery detects the change (listed under `drift` in GET
  * /v1/models), trains with a shortened half-life (the new version's metrics) and retires the serving version
  * (listed with reason `drift` and the gate's estimate, counted in /metrics under reason="drift"), after which the
@@ -130,7 +130,9 @@ describe('drift recovery (HTTP)', () => {
     const pick = gaps.indexOf(Math.min(...gaps));
     const [how, changed] = options[pick]!;
     const truth = gaps[pick]!;
-    assert.ok(truth <= -0.06, `the changed world makes version ${serving} worse than the default (gap ${truth}: ${how}; ratios ${ratios.map((r) => r.toFixed(2))}, gaps ${gaps.map((g) => g.toFixed(3))})`);
+    // ≥ 0.05, well past the gate's δ (0.02) that retirement needs: a first version trained on the 1,050 safe-start
+    // events may favour its agents only mildly (largest ratio to uniform 1.55 in one run, best change −0.057).
+    assert.ok(truth <= -0.05, `the changed world makes version ${serving} worse than the default (gap ${truth}: ${how}; ratios ${ratios.map((r) => r.toFixed(2))}, gaps ${gaps.map((g) => g.toFixed(3))})`);
     const swapAt = Date.now();
     await rounds(changed, 400);
 
