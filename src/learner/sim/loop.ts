@@ -4,7 +4,7 @@ import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
-import { CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
+import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
 import { addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS } from '../guard.js';
 import { checkedVersions, DEFAULT_DRIFT, residualCheck, windowAfterChange, type DriftRule } from '../drift.js';
 import { mulberry32 } from '../rng.js';
@@ -53,6 +53,11 @@ export interface LoopOptions {
   readonly importance?: { readonly cap: number; readonly power: number };
   /** Share of decisions that serve the pending candidate's split. Default: the service's (CANDIDATE_SHARE). */
   readonly candidateShare?: number;
+  /**
+   * The share instead for a candidate trained while a detected change was recent (drift recovery shortened its
+   * half-life; policy.ts candidateShareFor). Default: the service's (DRIFT_CANDIDATE_SHARE); null: never.
+   */
+  readonly candidateShareAfterChange?: number | null;
   /** Share of the total two splits may differ by and count as one action in the gate. Default: the gate's. */
   readonly gateTolerance?: number;
   /** Share of decisions the runtime guard's control arm serves the default strategy (uniform here). Default: the service's (GUARD_DEFAULTS). */
@@ -200,6 +205,8 @@ export interface LoopVersion {
   /** The training window and recency half-life this version was trained with (drift recovery shortens the half-life after a change). */
   readonly window?: number;
   readonly halfLife?: number;
+  /** The share of decisions its split gets while it is the candidate (policy.ts candidateShareFor). */
+  readonly share?: number;
 }
 
 export interface LoopResult {
@@ -309,7 +316,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     const wide = !serving && dec.chosen >= safeK;
     let drawn = false;
     if (candidate) {
-      const mixed = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), opts.candidateShare ?? CANDIDATE_SHARE, rng);
+      const mixed = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), candidate.share ?? opts.candidateShare ?? CANDIDATE_SHARE, rng);
       drawn = mixed.drawn;
       dec = mixed;
     }
@@ -416,7 +423,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
-      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics, window: win.window, halfLife: win.halfLife };
+      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics, window: win.window, halfLife: win.halfLife, share: candidateShareFor(win.shortened, opts.candidateShareAfterChange === undefined ? DRIFT_CANDIDATE_SHARE : (opts.candidateShareAfterChange ?? undefined), opts.candidateShare ?? CANDIDATE_SHARE) };
       versions.push(mv);
       if (!flip) {
         latest = mv;
