@@ -83,6 +83,14 @@ export const LearnedParams = Type.Object(
     gateDelta: Type.Optional(
       Type.Number({ minimum: 0, maximum: 1, description: 'Activation gate: a new version serves only if the lower bound (bootstrap-t, 95 % over up to 3 looks) of its estimated value minus the serving version’s and the default strategy’s is ≥ −gateDelta. Default 0.02.' }),
     ),
+    driftCandidateShare: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 0.5,
+        description:
+          'Share of decisions that serve the pending candidate’s split when it was trained while a detected change was recent (drift recovery’s shortened half-life), instead of the usual 0.2. Default: unset (0.2 throughout; docs/learner.md, "Drift recovery").',
+      }),
+    ),
     driftRecovery: Type.Optional(
       Type.Boolean({ description: 'Check each new version on the decisions since it was trained; after a detected change, train on the events since the change (docs/learner.md, "Drift recovery"). Default true.' }),
     ),

@@ -233,6 +233,25 @@ export function signedPerturbation(opts: ExploreOptions): number {
  * "The gate's power against the world's truth").
  */
 export const CANDIDATE_SHARE = 0.2;
+/**
+ * The candidate share while a detected change is recent (drift recovery, drift.ts windowAfterChange: the candidate was
+ * trained with the shortened half-life, i.e. within 4 × the configured half-life of the change). undefined (the
+ * default): CANDIDATE_SHARE throughout. Measured at 0.1 (docs/learner.md, "Drift recovery": "A smaller candidate
+ * share while a change is recent").
+ */
+export const DRIFT_CANDIDATE_SHARE: number | undefined = undefined;
+
+/**
+ * The share of decisions a candidate version's split gets, fixed when the version is trained: `afterChange` (default
+ * DRIFT_CANDIDATE_SHARE in the service) when it was trained while a detected change was recent (`recentChange`: drift recovery
+ * shortened its half-life), else `base` (CANDIDATE_SHARE). The service stores it with the candidate (the model
+ * document's `candidate.share`), so every server and the SDK's local mode mix the candidate in at the same share,
+ * and the logged probabilities carry it (the outcome worker rebuilds nothing from it).
+ */
+export function candidateShareFor(recentChange: boolean, afterChange: number | undefined, base: number = CANDIDATE_SHARE): number {
+  return recentChange && afterChange !== undefined ? afterChange : base;
+}
+
 /** The candidate share of a pipeline with model tiers (measured at 0.1 only: docs/tiers.md). */
 export const TIER_CANDIDATE_SHARE = 0.1;
 

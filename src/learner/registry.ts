@@ -171,6 +171,12 @@ export interface ModelDoc {
     readonly scaling?: FeatureScaling;
     readonly kind?: 'tokens' | 'tiers';
     readonly tiers?: SerializedTierParams;
+    /**
+     * The share of decisions its split gets while it is the candidate (policy.ts candidateShareFor), when not the
+     * default CANDIDATE_SHARE: set for a version trained while a detected change was recent and the strategy's
+     * `driftCandidateShare` is set. Serving (the server and the SDK's local mode) reads it here.
+     */
+    readonly share?: number;
   };
   /** Newest first, at most MAX_LISTED. */
   readonly versions: readonly ModelSummary[];
@@ -299,7 +305,7 @@ export class ModelRegistry {
    * Makes `mv` the candidate (awaiting the activation gate; its split is mixed into decisions from now on) without
    * changing what serves. A previous candidate is superseded.
    */
-  async propose(mv: ModelVersion): Promise<ModelDoc> {
+  async propose(mv: ModelVersion, share?: number): Promise<ModelDoc> {
     deserializeWeights(mv.weights);
     const prev = this.doc(mv.pipeline);
     const withGate: ModelVersion = { ...mv, gate: { status: 'candidate', reason: 'awaiting the activation gate', events: 0, comparisons: [], decidedAt: Date.now() } };
@@ -307,7 +313,7 @@ export class ModelRegistry {
     const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
     listed.set(mv.version, summary(withGate));
     const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
-    const candidate = { version: mv.version, createdAt: mv.createdAt, proposedAt: Date.now(), ...servingFields(mv), weights: mv.weights };
+    const candidate = { version: mv.version, createdAt: mv.createdAt, proposedAt: Date.now(), ...servingFields(mv), weights: mv.weights, ...(share !== undefined ? { share } : {}) };
     const doc: ModelDoc = prev
       ? { ...prev, candidate, versions }
       : { pipeline: mv.pipeline, active: 0, signature: mv.signature, agents: mv.agents, activatedAt: 0, candidate, versions };

@@ -15,7 +15,7 @@ import { tierGateInput, tierResidual, tierStratum } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
 import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
-import { greedyBudgets } from './policy.js';
+import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, greedyBudgets } from './policy.js';
 import { loggingPolicyOf } from './hooks.js';
 import { pruneModelVersions } from './prune.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
@@ -264,7 +264,13 @@ export class TrainingService {
       const gate = { status: 'passed' as const, reason: 'the activation gate is off for this strategy (gate: false)', events: 0, comparisons: [], decidedAt: Date.now() };
       await this.registry.recordGate(pipelineId, saved.version, gate);
       await this.registry.activate({ ...saved, gate });
-    } else await this.registry.propose(saved);
+    } else {
+      // A token version trained while a detected change is recent may be mixed in at its own share (policy.ts
+      // candidateShareFor; the strategy's `driftCandidateShare`, off by default): stored with the candidate, so
+      // every server and the SDK's local mode serve the same mixture.
+      const share = tiered ? undefined : candidateShareFor(change.shortened, params.driftCandidateShare ?? DRIFT_CANDIDATE_SHARE);
+      await this.registry.propose(saved, share !== undefined && share !== CANDIDATE_SHARE ? share : undefined);
+    }
     try {
       await pruneModelVersions(this.core.redis, this.core.keys, pipelineId, this.registry.doc(pipelineId), this.core.config.modelVersionsKeep);
     } catch (err) {

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
-import { servingModel, type LearnerMeta } from '../../src/learner/kind.js';
+import { learnerMetaOf, servingModel, type LearnerMeta } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { forward } from '../../src/learner/model.js';
-import { greedyBudgets } from '../../src/learner/policy.js';
+import { candidatesAround, greedyBudgets } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { degradeWorld } from '../../src/learner/sim/degrade.js';
 import { plainDeclaration } from '../../src/learner/sim/family.js';
@@ -39,7 +39,7 @@ const rng = mulberry32(4242);
  * of control by more than the whole reward range, which cannot happen, so what retires the version is the path under
  * test (with a level alone, e.g. guardAlpha 0.001, the guard still beat drift recovery to it on a busy machine).
  */
-const params = { controlShare: 0.1, guardMargin: 1, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 };
+const params = { controlShare: 0.1, guardMargin: 1, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0, driftCandidateShare: 0.1 };
 let rt: Running;
 let training: TrainingService;
 let reported = 0;
@@ -104,6 +104,8 @@ describe('drift recovery (HTTP)', () => {
     const candidate = beforeChange.candidate as number;
     assert.ok(candidate > serving, 'a newer version awaits the gate');
     const changesBefore = beforeChange.drift?.changes?.length ?? 0;
+    // The candidate share (driftCandidateShare): the usual one for a version trained without a recent change.
+    if (changesBefore === 0) assert.equal(servingModel(rt.core.view(), rt.core.view().pipelines.get('drift')!).candidate?.share, undefined);
     // Without an earlier (false) detection, every version so far was trained with the configured half-life.
     if (changesBefore === 0) for (const v of beforeChange.versions) assert.equal(v.metrics.halfLife, 1000, `version ${v.version}`);
 
@@ -151,6 +153,9 @@ describe('drift recovery (HTTP)', () => {
     const newest = list.versions.find((v: { version: number }) => v.version === after.model!.version);
     assert.ok(newest.metrics.halfLife < 1000, `the retrain after the change used a shorter half-life (${newest.metrics.halfLife})`);
     assert.equal(newest.metrics.halfLife, 250, 'a quarter of the ~400 events since the change, at least 250');
+    // Trained while the change is recent: it is the candidate at the strategy's driftCandidateShare (policy.ts candidateShareFor).
+    const pending = servingModel(rt.core.view(), rt.core.view().pipelines.get('drift')!).candidate;
+    assert.deepEqual([pending?.version, pending?.share], [after.model!.version, 0.1]);
 
     // Retired, with drift recovery's own reason and estimate (the gate's DR estimate on the post-change decisions).
     assert.equal(list.active, null, 'no model serves');
@@ -173,12 +178,25 @@ describe('drift recovery (HTTP)', () => {
     assert.doesNotMatch(metrics, /apportion_learner_guard_reverts_total\{reason="guard"/, 'the runtime guard did not revert');
 
     // The default strategy (the control split) now serves all of the learned strategy's traffic.
+    let mixedChecked = 0;
     for (let i = 0; i < 5; i++) {
       const { id, budgets } = await round(changed);
       assert.deepEqual(budgets, uniform);
       const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
-      const x = (d.meta!.learner as LearnerMeta).x!;
+      const m = d.meta!.learner as LearnerMeta;
+      const x = m.x!;
       assert.deepEqual([x.a, x.s], [1, 1]);
+      // The candidate's split is mixed in at 0.1 (exactly, when it is none of the safe start's own candidates), and the
+      // outcome worker rebuilds the logged distribution from the meta.
+      assert.equal(m.cv, after.model!.version);
+      const own = candidatesAround(m.g, policyAgents(world), d.totalTokens, m.d, m.a);
+      const at = own.length === m.P.length - 1 ? m.P.length - 1 : -1;
+      if (at >= 0) {
+        assert.ok(Math.abs(m.P[at]! - 0.1) < 1e-6, `candidate probability ${m.P[at]}`);
+        mixedChecked++;
+      }
+      assert.ok(learnerMetaOf(d, rt.core.view().pipelines.get('drift')), 'the logged decision is rebuilt');
     }
+    assert.ok(mixedChecked > 0, 'the candidate split was appended to a logged decision');
   });
 });

@@ -4,7 +4,7 @@ import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
-import { CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
+import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
 import { addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS } from '../guard.js';
 import { checkedVersions, DEFAULT_DRIFT, residualCheck, windowAfterChange, type DriftRule } from '../drift.js';
 import { mulberry32 } from '../rng.js';
@@ -53,6 +53,16 @@ export interface LoopOptions {
   readonly importance?: { readonly cap: number; readonly power: number };
   /** Share of decisions that serve the pending candidate's split. Default: the service's (CANDIDATE_SHARE). */
   readonly candidateShare?: number;
+  /**
+   * The share instead for a candidate trained while a detected change was recent (drift recovery shortened its
+   * half-life; policy.ts candidateShareFor). Default: the service's (DRIFT_CANDIDATE_SHARE); null: never.
+   */
+  readonly candidateShareAfterChange?: number | null;
+  /**
+   * Benches only (measured, not adopted; docs/learner.md "Drift recovery"): a candidate trained after at least `after`
+   * consecutive refused candidates (gate or guard) gets `share` of the decisions instead. Default: none.
+   */
+  readonly candidateShareAfterRefusals?: { readonly after: number; readonly share: number };
   /** Share of the total two splits may differ by and count as one action in the gate. Default: the gate's. */
   readonly gateTolerance?: number;
   /** Share of decisions the runtime guard's control arm serves the default strategy (uniform here). Default: the service's (GUARD_DEFAULTS). */
@@ -200,6 +210,8 @@ export interface LoopVersion {
   /** The training window and recency half-life this version was trained with (drift recovery shortens the half-life after a change). */
   readonly window?: number;
   readonly halfLife?: number;
+  /** The share of decisions its split gets while it is the candidate (policy.ts candidateShareFor). */
+  readonly share?: number;
 }
 
 export interface LoopResult {
@@ -262,6 +274,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   // The guard's candidate arm: the evidence since `candidate` was proposed, and the versions it refused.
   let candEv = { version: 0, e: EMPTY_CANDIDATE_EVIDENCE };
   const guardRefused: number[] = [];
+  // Consecutive refused candidates (candidateShareAfterRefusals).
+  let refusals = 0;
   const greedyOf = (m: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder }, f: LoggedEvent['f'], total: number) =>
     greedyBudgets(forward(m.weights, m.encoder.encode(f)), agents, total);
   const versions: LoopVersion[] = [];
@@ -309,7 +323,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     const wide = !serving && dec.chosen >= safeK;
     let drawn = false;
     if (candidate) {
-      const mixed = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), opts.candidateShare ?? CANDIDATE_SHARE, rng);
+      const mixed = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), candidate.share ?? opts.candidateShare ?? CANDIDATE_SHARE, rng);
       drawn = mixed.drawn;
       dec = mixed;
     }
@@ -327,6 +341,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       if ((t + 1) % 25 === 0 && candidateVerdict(candEv.e).status === 'worse') {
         guardRefused.push(candidate.version);
         candidate = undefined;
+        refusals++;
       }
     }
     const v = world.expected(phase, x, dec.budgets);
@@ -390,6 +405,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         const judged: LoopVersion = { ...c, gate, active: gate.pass };
         versions[c.version - 1] = judged;
         if (gate.pass) serving = judged;
+        if (gate.pass) refusals = 0;
+        else if (!(gate.wait && !changed)) refusals++;
         // Inconclusive with looks left: it stays the candidate and nothing is trained over it (as the service does).
         if (gate.wait && !changed) {
           if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
@@ -416,7 +433,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
-      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics, window: win.window, halfLife: win.halfLife };
+      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics, window: win.window, halfLife: win.halfLife, share: opts.candidateShareAfterRefusals && refusals >= opts.candidateShareAfterRefusals.after ? opts.candidateShareAfterRefusals.share : candidateShareFor(win.shortened, opts.candidateShareAfterChange === undefined ? DRIFT_CANDIDATE_SHARE : (opts.candidateShareAfterChange ?? undefined), opts.candidateShare ?? CANDIDATE_SHARE) };
       versions.push(mv);
       if (!flip) {
         latest = mv;

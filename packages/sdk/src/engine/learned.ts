@@ -55,6 +55,8 @@ export interface ServedModelDoc {
     readonly scaling?: FeatureScaling;
     readonly kind?: 'tokens' | 'tiers';
     readonly tiers?: SerializedTierParams;
+    /** Its share of decisions when not CANDIDATE_SHARE (policy.ts candidateShareFor: trained while a detected change was recent). */
+    readonly share?: number;
   };
   readonly guard?: { readonly toControl?: boolean };
 }
@@ -94,7 +96,7 @@ export interface ServingModel {
   /** Model version; 0 when none serves (the safe start: the default strategy serves; `weights` are the untrained prior, never served). */
   readonly version: number;
   /** The version awaiting the activation gate, if it fits the declaration and agents. */
-  readonly candidate?: { readonly version: number; readonly weights: ModelWeights; readonly encoder: FeatureEncoder; readonly tiers?: TierParams };
+  readonly candidate?: { readonly version: number; readonly weights: ModelWeights; readonly encoder: FeatureEncoder; readonly tiers?: TierParams; readonly share?: number };
   /** A joint model-and-tokens version serving (pipelines with model tiers): its parameters (then `weights` is unused). */
   readonly tiers?: TierParams;
 }
@@ -134,7 +136,8 @@ export function servingModel(view: ControlView, pipeline: Pipeline): ServingMode
       try {
         const enc = compileFeatures(specs, doc.candidate.scaling);
         const t = tiersOf(doc.candidate, enc);
-        candidate = { version: doc.candidate.version, weights: deserializeWeights(doc.candidate.weights), encoder: enc, ...(t ? { tiers: t } : {}) };
+        const share = doc.candidate.share;
+        candidate = { version: doc.candidate.version, weights: deserializeWeights(doc.candidate.weights), encoder: enc, ...(t ? { tiers: t } : {}), ...(typeof share === 'number' && share > 0 && share < 1 ? { share } : {}) };
       } catch {
         // Unusable candidate weights: no candidate is mixed in.
       }
@@ -388,7 +391,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
  * One learned decision (pure but for `rng`). While no version serves (version 0), the safe start: the default
  * strategy's split explored around (decideAround, uniform anchor). Once one serves: its exploring policy with the
  * default strategy's split as the anchor (returned as `anchor` when it is not uniform: the log must carry it).
- * The pending candidate version's split is mixed in (CANDIDATE_SHARE) so the activation gate can judge it.
+ * The pending candidate version's split is mixed in (CANDIDATE_SHARE, or the candidate's own `share`) so the activation gate can judge it.
  */
 export function learnedDecision(
   m: ServingModel,
@@ -410,7 +413,7 @@ export function learnedDecision(
   }
   if (m.candidate) {
     const split = greedyBudgets(forward(m.candidate.weights, m.candidate.encoder.encode(input.features)), agents, input.totalTokens);
-    const mixed = withCandidate(dec, split, CANDIDATE_SHARE, rng);
+    const mixed = withCandidate(dec, split, m.candidate.share ?? CANDIDATE_SHARE, rng);
     dec = { ...mixed, candidateSplit: split, candidateDrawn: mixed.drawn };
   }
   return { dec, ...(anchor ? { anchor } : {}) };
