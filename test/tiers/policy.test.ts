@@ -4,6 +4,7 @@ import { compileFeatures } from '../../src/learner/features.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
+import { randomTierParams } from '../helpers/tier-params.js';
 import { curvesOf, decideTier, fitsBetter, fitTier, gapProbs, initialParams, loggedPrior, perturbAround, plannedCostOf, retrainTier, tierCandidates, tierGreedy, type TierAgent, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
 import { assignments, bestSplit, floorSplit, response } from '../../src/learner/tiers-split.js';
 import { generateTierWorld } from '../../src/learner/sim/tier-family.js';
@@ -45,15 +46,7 @@ describe('the tier policy', () => {
     const rng = mulberry32(77);
     let none = 0;
     for (let k = 0; k < 300; k++) {
-      const p = initialParams(agents, encoder.dim, 500 + rng() * 20_000);
-      agents.forEach((_, i) => {
-        for (let j = 0; j < encoder.dim; j++) {
-          p.u[i]![j] = 2 * rng() - 1;
-          p.theta[i]![j]! += 0.5 * (2 * rng() - 1);
-        }
-        p.eta[i]![1] = 4 * rng() - 2;
-        p.kappa[i]![1] = 2 * rng() - 1;
-      });
+      const p = randomTierParams(agents, encoder.dim, 500, 20_000, rng);
       const x = encoder.encode(tw.features(tw.sample(rng)));
       const total = 1000 + Math.floor(rng() * 200_000);
       const ceiling = rng() < 0.2 ? Infinity : 0.001 + rng() * 0.3;

@@ -7,11 +7,11 @@ import { TIER_CANDIDATE_SHARE } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
+import { randomTierParams } from '../helpers/tier-params.js';
 import {
   curvesOf,
   drawIndex,
   gapProbs,
-  initialParams,
   perturbAround,
   plannedCostOf,
   predictQuality,
@@ -39,18 +39,7 @@ const pipeline = { id: 'ts', version: 1, defaultTotalTokens: tw.totalTokens, age
 const explore = exploreOptions({});
 
 /** Random tier parameters (weights, needs, a cheaper model's reach and pace per agent). */
-function randomParams(rng: () => number): TierParams {
-  const p = initialParams(agents, encoder.dim, 300 + rng() * 6000);
-  agents.forEach((_, i) => {
-    for (let j = 0; j < encoder.dim; j++) {
-      p.u[i]![j] = 2 * rng() - 1;
-      p.theta[i]![j]! += 0.5 * (2 * rng() - 1);
-    }
-    p.eta[i]![1] = 4 * rng() - 2;
-    p.kappa[i]![1] = 2 * rng() - 1;
-  });
-  return p;
-}
+const randomParams = (rng: () => number): TierParams => randomTierParams(agents, encoder.dim, 300, 6000, rng);
 
 /** A serving model with a tier version (and, half the time, a pending tier candidate). */
 function servingWith(rng: () => number): ServingModel {
