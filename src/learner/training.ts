@@ -4,8 +4,8 @@ import { callScript } from '../redis/scripts.js';
 import type { Services } from '../kernel/module.js';
 import { decodeDecisionRecord, type DecisionReader, type DecisionRecord } from '../kernel/decision.js';
 import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
-import { compileFeatures, type FeaturesBody } from './features.js';
-import { checkedVersions, DEFAULT_DRIFT, keysGreedy, residualCheck, residualTest, windowAfterChange, type DriftCheck } from './drift.js';
+import type { FeaturesBody } from './features.js';
+import { DEFAULT_DRIFT, keysGreedy, residualCheck, residualTest, windowAfterChange } from './drift.js';
 import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
 import type { DriftRetire } from './guard.js';
@@ -400,54 +400,27 @@ export class TrainingService {
       if (mv) {
         const since = doc?.candidate?.version === mv.version ? (doc.candidate.proposedAt ?? mv.createdAt) : mv.createdAt;
         const events = await this.eventsSince(pipeline.id, since, window);
-        const held = (v: ModelVersion) => ({ holdoutMse: v.metrics.holdoutMse, rows: v.metrics.rows, ...(v.metrics.holdoutStrata ? { holdoutStrata: v.metrics.holdoutStrata } : {}) });
-        const h = held(mv);
+        const held = { holdoutMse: mv.metrics.holdoutMse, rows: mv.metrics.rows, ...(mv.metrics.holdoutStrata ? { holdoutStrata: mv.metrics.holdoutStrata } : {}) };
         // A tier version (model tiers) is checked on its own reward model's residuals (tier-gate.ts tierResidual),
         // each decision against the held-out error of its own model assignment when the version stores them.
-        const checks: { mv: ModelVersion; since: number; check: () => DriftCheck }[] = [
-          {
-            mv,
-            since,
-            check: () =>
-              latest.tiers
-                ? residualTest(
-                    events,
-                    tierResidual(pipeline, params, { encoder: latest.encoder, tiers: latest.tiers }),
-                    h,
-                    DEFAULT_DRIFT,
-                    tierStratum(pipeline, h.holdoutStrata && keysGreedy(h.holdoutStrata) ? { encoder: latest.encoder, tiers: latest.tiers, costWeight: params.costWeight ?? 0 } : undefined),
-                  )
-                : residualCheck(events, { ...latest, ...h }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT),
-          },
-        ];
-        // Retrains sooner than the rule's span (an option, unset in DEFAULT_DRIFT): the newest token version with that
-        // many decisions since it was trained is checked too (drift.ts checkedVersions).
-        const span = DEFAULT_DRIFT.span;
-        if (!latest.tiers && span !== undefined && events.length < span) {
-          const decl = this.core.view().raw.kinds.features.get(pipeline.id)?.doc as FeaturesBody | undefined;
-          const counts = [events.length];
-          for (let v = mv.version - 1; v >= Math.max(1, mv.version - 8) && counts.at(-1)! < span; v--) {
-            const older = await this.registry.get(pipeline.id, v);
-            if (!older || older.kind === 'tiers' || older.signature !== model.encoder.signature || older.agents.join(',') !== pipeline.agents.map((a) => a.name).join(',')) break;
-            const olderEvents = await this.eventsSince(pipeline.id, older.createdAt, window);
-            counts.push(olderEvents.length);
-            const at = checkedVersions(counts, DEFAULT_DRIFT)[1];
-            if (at === undefined) continue;
-            const m = { weights: deserializeWeights(older.weights), encoder: compileFeatures(decl?.features ?? [], older.scaling), ...held(older) };
-            checks.push({ mv: older, since: older.createdAt, check: () => residualCheck(olderEvents, m, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT) });
-          }
-        }
-        for (const c of checks) {
-          const check = c.check();
-          if (!check.changed) continue;
+        // (DriftRule.span, drift.ts checkedVersions: an option measured in the loop only, not adopted, not served.)
+        const check = latest.tiers
+          ? residualTest(
+              events,
+              tierResidual(pipeline, params, { encoder: latest.encoder, tiers: latest.tiers }),
+              held,
+              DEFAULT_DRIFT,
+              tierStratum(pipeline, held.holdoutStrata && keysGreedy(held.holdoutStrata) ? { encoder: latest.encoder, tiers: latest.tiers, costWeight: params.costWeight ?? 0 } : undefined),
+            )
+          : residualCheck(events, { ...latest, ...held }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT);
+        if (check.changed) {
           changed = true;
           // The change happened after the version was trained: it is placed there (at most the events since then,
           // and the time the version was trained, so the decisions judged after it are the ones the version never saw).
           const changeAt = Math.max(0, outcomes - check.n);
-          await this.core.redis.hset(lk.counters, 'changeAt', changeAt, 'changeTs', c.since);
-          await this.registry.recordChange(pipeline.id, { detectedAt: Date.now(), version: c.mv.version, changeTs: c.since, changeAt, mse: check.mse, holdoutMse: check.holdoutMse, z: check.z, n: check.n, reason: check.reason });
-          this.core.log.warn({ pipeline: pipeline.id, version: c.mv.version, changeAt, reason: check.reason }, 'learner: the world changed (drift recovery: training on the events since the change)');
-          break;
+          await this.core.redis.hset(lk.counters, 'changeAt', changeAt, 'changeTs', since);
+          await this.registry.recordChange(pipeline.id, { detectedAt: Date.now(), version: mv.version, changeTs: since, changeAt, mse: check.mse, holdoutMse: check.holdoutMse, z: check.z, n: check.n, reason: check.reason });
+          this.core.log.warn({ pipeline: pipeline.id, version: mv.version, changeAt, reason: check.reason }, 'learner: the world changed (drift recovery: training on the events since the change)');
         }
       }
     }
