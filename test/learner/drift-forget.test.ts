@@ -10,7 +10,8 @@ import { compileFeatures, fitScaling } from '../../src/learner/features.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { deserializeWeights, initialWeights, rescaleInputs, serializeWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
-import { plainDeclaration } from '../../src/learner/sim/family.js';
+import { generateWorld, plainDeclaration } from '../../src/learner/sim/family.js';
+import { runLoop } from '../../src/learner/sim/loop.js';
 import { contextFeatures, loadWorld, sampleContext, simulateOutcome, uniformBudgets, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
 import { trainJob } from '../../src/learner/train-process.js';
 import { trainModel } from '../../src/learner/trainer.js';
@@ -78,6 +79,28 @@ describe('forgetting: weights of events before a detection', () => {
       const f = e.t >= 50 && e.t < 200 ? 0.25 : 1;
       assert.equal(forgot.w[i], Math.fround(plain.w[i]! * f), `event t=${e.t}`);
     });
+  });
+});
+
+describe('forgetting in the simulation loop', () => {
+  it('trains the versions from forgetAfter outcomes after a detection on with the span forgetSpan gives, and none before', async () => {
+    const { tf } = await loadTf();
+    const rule: DriftRule = { ...DEFAULT_DRIFT, forgetAfter: 250, forgetTo: 0.25, forgetRamp: 500 };
+    // Generated world 4 (a dev seed) changing at outcome 1,500: the change is detected at the retrain of outcome 1,750.
+    const res = await runLoop(tf, { world: generateWorld(4, { driftAt: 1500 }), outcomes: 2500, seed: 4, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, evalContexts: 0, checkpointEvery: 2500, driftRecovery: rule });
+    assert.deepEqual(res.detected, [1750]);
+    for (const v of res.versions) {
+      // A version is trained at outcome v.at, after that retrain's check: the detection at 1,750 counts from then.
+      const det = v.at >= 1750 ? 1750 : undefined;
+      assert.deepEqual(v.forget, forgetSpan({ detectedAt: det, since: det === undefined ? 0 : v.at - det, firstServedAt: undefined }, rule), `version ${v.version} at ${v.at}`);
+    }
+    assert.deepEqual(
+      res.versions.filter((v) => v.forget).map((v) => [v.at, v.forget!.before, v.forget!.weight]),
+      [
+        [2250, 1750, 0.625],
+        [2500, 1750, 0.25],
+      ],
+    );
   });
 });
 
