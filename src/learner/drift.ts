@@ -83,6 +83,8 @@ export interface DriftRule {
    */
   readonly forgetKeepStart?: number;
   readonly forgetConfirm?: number;
+  /** (1: on) Forget only once drift recovery retired the serving version since the detection (gate.ts retireVerdict: the old world's policy is worse than the default strategy's in the new one). */
+  readonly forgetOnRetire?: number;
   /** After a detection, the training half-life is at most this many events (unset: no cap). */
   readonly capHalfLife?: number;
 }
@@ -297,16 +299,18 @@ export interface ForgetSpan {
  * The span a retrain forgets (undefined: none), in the clock of the events' `t` (outcomes in the loop, epoch ms in
  * the service): `detectedAt` is where the latest detection was made (undefined: none), `since` the outcomes since
  * it, `firstServedAt` where the first trained version cleared the gate (undefined: none yet), `confirmed` whether the
- * second check agreed (read only with forgetConfirm).
+ * second check agreed (read only with forgetConfirm), `retired` whether drift recovery retired the serving version since the
+ * detection (read only with forgetOnRetire).
  */
 export function forgetSpan(
-  s: { readonly detectedAt: number | undefined; readonly since: number; readonly firstServedAt: number | undefined; readonly confirmed?: boolean },
+  s: { readonly detectedAt: number | undefined; readonly since: number; readonly firstServedAt: number | undefined; readonly confirmed?: boolean; readonly retired?: boolean },
   rule: DriftRule = DEFAULT_DRIFT,
 ): ForgetSpan | undefined {
   if (s.detectedAt === undefined || rule.forgetAfter === undefined) return undefined;
   const weight = forgetWeight(s.since, rule);
   if (weight >= 1) return undefined;
   if (rule.forgetConfirm && !s.confirmed) return undefined;
+  if (rule.forgetOnRetire && !s.retired) return undefined;
   const from = rule.forgetKeepStart ? s.firstServedAt : -Infinity;
   if (from === undefined || from >= s.detectedAt) return undefined;
   return { from, before: s.detectedAt, weight };

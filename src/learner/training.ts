@@ -437,8 +437,8 @@ export class TrainingService {
         }
       }
     }
-    const [changeAt, changeTs, detectedAt, detectedTs, detectedVersion, confirmedField, firstServedTs] = (
-      await this.core.redis.hmget(lk.counters, 'changeAt', 'changeTs', 'detectedAt', 'detectedTs', 'detectedVersion', 'forgetConfirmed', 'firstServedTs')
+    const [changeAt, changeTs, detectedAt, detectedTs, detectedVersion, confirmedField, firstServedTs, retiredTs] = (
+      await this.core.redis.hmget(lk.counters, 'changeAt', 'changeTs', 'detectedAt', 'detectedTs', 'detectedVersion', 'forgetConfirmed', 'firstServedTs', 'retiredTs')
     ).map((v) => (v === null ? NaN : Number(v)));
     const sinceChange = Number.isFinite(changeAt) ? outcomes - changeAt! : Infinity;
     const w = windowAfterChange(sinceChange, window, halfLife, rule);
@@ -452,7 +452,7 @@ export class TrainingService {
         confirmed = await this.confirmChange(pipeline, params, detectedVersion!, detectedTs!, window, rule);
         await this.core.redis.hset(lk.counters, 'forgetConfirmed', confirmed ? 1 : 0);
       }
-      forget = forgetSpan({ detectedAt: detectedTs!, since, firstServedAt: params.gate === false ? 0 : Number.isFinite(firstServedTs) ? firstServedTs! : undefined, confirmed }, rule);
+      forget = forgetSpan({ detectedAt: detectedTs!, since, firstServedAt: params.gate === false ? 0 : Number.isFinite(firstServedTs) ? firstServedTs! : undefined, confirmed, retired: retiredTs! >= detectedTs! }, rule);
     }
     return { changed, ...w, ...(capped ? { halfLife: rule.capHalfLife! } : {}), capped, sinceChange, ...(Number.isFinite(changeTs) ? { changeTs: changeTs! } : {}), ...(forget ? { forget } : {}) };
   }
@@ -520,6 +520,8 @@ export class TrainingService {
     };
     // holdUntil = now: no hold, the next candidate that clears the gate serves at once.
     if (!(await this.registry.revert(pipeline.id, record, outcomes))) return false;
+    // When (drift recovery's forgetting may wait for it: DriftRule.forgetOnRetire).
+    await this.core.redis.hset(learnerKeys(this.core.keys, pipeline.id).counters, 'retiredTs', record.at);
     this.core.metrics.learnerGuardReverts.inc({ reason: 'drift', to: 'control' });
     this.core.log.warn({ pipeline: pipeline.id, version: serving.version, reason: verdict.reason }, `learner drift recovery: model ${serving.version} is estimated worse than the default strategy since the change; the default strategy serves until a candidate clears the gate`);
     return true;
