@@ -48,7 +48,7 @@ describe('forgetting: weights of events before a detection', () => {
     assert.equal(forgetWeight(1999, { ...DEFAULT_DRIFT, forgetAfter: 2000 }), 1);
   });
 
-  it('forgets nothing without a detection, nor (forgetConfirm) without the second check, nor (forgetKeepStart) before the first version served', () => {
+  it('forgets nothing without a detection, nor (forgetConfirm) without the second check, nor (forgetKeepStart) before the first version served, nor (forgetOnRetire) before a retirement', () => {
     assert.equal(forgetSpan({ detectedAt: undefined, since: 0, firstServedAt: 0 }, FORGET), undefined);
     assert.deepEqual(forgetSpan({ detectedAt: 4500, since: 2500, firstServedAt: 1000 }, FORGET), { from: -Infinity, before: 4500, weight: 0.625 });
     const confirm = { ...FORGET, forgetConfirm: 1 };
@@ -59,6 +59,11 @@ describe('forgetting: weights of events before a detection', () => {
     // A detection while the safe start still served (no version had cleared the gate, or one did only after it): nothing.
     assert.equal(forgetSpan({ detectedAt: 1500, since: 3000, firstServedAt: undefined }, keep), undefined);
     assert.equal(forgetSpan({ detectedAt: 1500, since: 3000, firstServedAt: 5750 }, keep), undefined);
+    // forgetOnRetire: only once drift recovery retired the serving version since the detection.
+    const onRetire = { ...FORGET, forgetOnRetire: 1 };
+    assert.equal(forgetSpan({ detectedAt: 4500, since: 3000, firstServedAt: 1000 }, onRetire), undefined);
+    assert.equal(forgetSpan({ detectedAt: 4500, since: 3000, firstServedAt: 1000, retired: false }, onRetire), undefined);
+    assert.deepEqual(forgetSpan({ detectedAt: 4500, since: 3000, firstServedAt: 1000, retired: true }, onRetire), { from: -Infinity, before: 4500, weight: 0.25 });
   });
 
   it('multiplies the training weight of the events in the span only', () => {
