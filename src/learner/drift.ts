@@ -83,7 +83,7 @@ export interface DriftRule {
    */
   readonly forgetKeepStart?: number;
   readonly forgetConfirm?: number;
-  /** (1: on) Forget only once drift recovery retired the serving version since the detection (gate.ts retireVerdict: the old world's policy is worse than the default strategy's in the new one). */
+  /** (1: on) Forget only once drift recovery retired the serving version since the change the latest detection placed (gate.ts retireVerdict: the old world's policy is worse than the default strategy's in the new one). */
   readonly forgetOnRetire?: number;
   /** After a detection, the training half-life is at most this many events (unset: no cap). */
   readonly capHalfLife?: number;
@@ -300,7 +300,7 @@ export interface ForgetSpan {
  * the service): `detectedAt` is where the latest detection was made (undefined: none), `since` the outcomes since
  * it, `firstServedAt` where the first trained version cleared the gate (undefined: none yet), `confirmed` whether the
  * second check agreed (read only with forgetConfirm), `retired` whether drift recovery retired the serving version since the
- * detection (read only with forgetOnRetire).
+ * change the latest detection placed (read only with forgetOnRetire).
  */
 export function forgetSpan(
   s: { readonly detectedAt: number | undefined; readonly since: number; readonly firstServedAt: number | undefined; readonly confirmed?: boolean; readonly retired?: boolean },

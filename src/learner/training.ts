@@ -452,7 +452,7 @@ export class TrainingService {
         confirmed = await this.confirmChange(pipeline, params, detectedVersion!, detectedTs!, window, rule);
         await this.core.redis.hset(lk.counters, 'forgetConfirmed', confirmed ? 1 : 0);
       }
-      forget = forgetSpan({ detectedAt: detectedTs!, since, firstServedAt: params.gate === false ? 0 : Number.isFinite(firstServedTs) ? firstServedTs! : undefined, confirmed, retired: retiredTs! >= detectedTs! }, rule);
+      forget = forgetSpan({ detectedAt: detectedTs!, since, firstServedAt: params.gate === false ? 0 : Number.isFinite(firstServedTs) ? firstServedTs! : undefined, confirmed, retired: retiredTs! >= changeTs! }, rule);
     }
     return { changed, ...w, ...(capped ? { halfLife: rule.capHalfLife! } : {}), capped, sinceChange, ...(Number.isFinite(changeTs) ? { changeTs: changeTs! } : {}), ...(forget ? { forget } : {}) };
   }

@@ -440,7 +440,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       if (drift && drift.forgetConfirm && det !== undefined && confirmed === undefined && forgetWeight(t + 1 - det, drift) < 1 && detectedOn?.metrics) {
         confirmed = residualCheck(events.slice(det), { ...detectedOn, holdoutMse: detectedOn.metrics.holdoutMse, rows: detectedOn.metrics.rows }, names, world.costWeight, drift).changed;
       }
-      const forget = drift ? forgetSpan({ detectedAt: det, since: det === undefined ? 0 : t + 1 - det, firstServedAt: gateRule ? firstServedAt : 0, confirmed: confirmed === true, retired: det !== undefined && retired.some((r) => r >= det) }, drift) : undefined;
+      const forget = drift ? forgetSpan({ detectedAt: det, since: det === undefined ? 0 : t + 1 - det, firstServedAt: gateRule ? firstServedAt : 0, confirmed: confirmed === true, retired: det !== undefined && retired.some((r) => r >= changes.at(-1)!) }, drift) : undefined;
       const flip = opts.flipReward?.(versions.length + 1) ?? false;
       const data = buildTrainingData(flip ? recent.map((e) => ({ ...e, q: 1 - e.q })) : recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl, ...(opts.importance ? { importance: opts.importance } : {}), ...(forget ? { forget } : {}) });
       const keep = opts.wideKeep;
