@@ -10,7 +10,7 @@
  *                                      [--global-head on] (the reward model's global factor g(x)) [--importance cap:power] (rows weighted by min(cap, p^−power))
  *                                      [--weight-penalty λ] (λ·Σ_i (w_i + v_i) added to the training loss) [--fit-report true] (bench/learner-fit.ts's report per generated world)
  *                                      [--drift-trace true] (drift worlds: detections, retirements, each version's half-life, verdict and true value)
- *                                      [--drift-rule key=value,…] (drift.ts DriftRule overrides, e.g. span=500, halfLifeShare=0.125)
+ *                                      [--drift-rule key=value,…] (drift.ts DriftRule overrides, e.g. span=500, halfLifeShare=0.125, forgetAfter=2000,forgetTo=0.25,forgetKeepStart=1)
  *                                      [--wide-start ρ] [--wide-kind cut|random] [--wide-depth 2|inf] [--wide-keep w] [--start-hold N] [--wide-until N] [--weight-prior p]
  *                                      (wide safe-start exploration, its events' training weight floor; the agents' initial weight)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
@@ -285,7 +285,7 @@ function traceDrift(world: SimWorld, res: Awaited<ReturnType<typeof runLoop>>, j
     if (v.at < from) continue;
     const j = judged.find((x) => x.version === v.version);
     const g = mean(greedyValues(world, 1, v, pick)) / orc;
-    console.log(`    v${v.version} trained@${v.at} (${v.at >= dA ? '+' : ''}${v.at - dA}) window ${v.window} half-life ${v.halfLife}  greedy after change ${g.toFixed(3)}  ${j ? `judged@${j.t}: ${j.pass ? 'PASSED' : 'refused'} — ${j.reason}` : 'not judged (guard refused or run ended)'}`);
+    console.log(`    v${v.version} trained@${v.at} (${v.at >= dA ? '+' : ''}${v.at - dA}) window ${v.window} half-life ${v.halfLife}${v.forget ? ` forgets [${v.forget.from}, ${v.forget.before}) ×${v.forget.weight.toFixed(2)}` : ''}  greedy after change ${g.toFixed(3)}  ${j ? `judged@${j.t}: ${j.pass ? 'PASSED' : 'refused'} — ${j.reason}` : 'not judged (guard refused or run ended)'}`);
   }
   const row: string[] = [];
   for (let s = from; s + 250 <= N; s += 250) {

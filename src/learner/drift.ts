@@ -66,6 +66,27 @@ export interface DriftRule {
    * before the change on test worlds.
    */
   readonly span?: number;
+  /**
+   * Forgetting (off unless `forgetAfter` is set): from `forgetAfter` outcomes after a detection on, the events logged
+   * before the detection have their training weight (recency × …) multiplied by a factor that falls linearly from 1
+   * to `forgetTo` over `forgetRamp` outcomes (0: at once; forgetWeight). Once the half-life grows back after a change,
+   * events from before it otherwise pull new versions back towards the old world. Default forgetTo 0.25, forgetRamp 0.
+   */
+  readonly forgetAfter?: number;
+  readonly forgetTo?: number;
+  readonly forgetRamp?: number;
+  /**
+   * Safety against false detections (forgetSpan): `forgetKeepStart` (1: on) never forgets events logged before the
+   * first trained version cleared the gate (the safe start's exploration; a detection before any version served
+   * forgets nothing); `forgetConfirm` (1: on) forgets only once a second check agrees: the version the detection
+   * was made on, checked again on the decisions logged since the detection (at least minEvents), still shows the change.
+   */
+  readonly forgetKeepStart?: number;
+  readonly forgetConfirm?: number;
+  /** (1: on) Forget only once drift recovery retired the serving version since the change the latest detection placed (gate.ts retireVerdict: the old world's policy is worse than the default strategy's in the new one). */
+  readonly forgetOnRetire?: number;
+  /** After a detection, the training half-life is at most this many events (unset: no cap). */
+  readonly capHalfLife?: number;
 }
 
 /**
@@ -252,4 +273,45 @@ export function windowAfterChange(sinceChange: number, window: number, halfLife:
   const h = Math.min(halfLife, Math.max(rule.minHalfLife, w * (rule.halfLifeShare ?? 0.5)));
   if (h >= halfLife) return { window, halfLife, shortened: false };
   return { window: rule.mode === 'window' ? w : window, halfLife: h, shortened: true };
+}
+
+/**
+ * The factor forgetting multiplies the training weight of events logged before a detection by, `sinceDetection`
+ * outcomes after it: 1 before `forgetAfter` (and always when the rule does not forget), then linearly down to
+ * `forgetTo` over `forgetRamp` outcomes, `forgetTo` after.
+ */
+export function forgetWeight(sinceDetection: number, rule: DriftRule = DEFAULT_DRIFT): number {
+  if (rule.forgetAfter === undefined || !(sinceDetection >= rule.forgetAfter)) return 1;
+  const to = rule.forgetTo ?? 0.25;
+  const ramp = rule.forgetRamp ?? 0;
+  const k = ramp > 0 ? Math.min(1, (sinceDetection - rule.forgetAfter) / ramp) : 1;
+  return 1 - (1 - to) * k;
+}
+
+/** What a retrain forgets: events logged in [from, before) get their weight multiplied by `weight` (events.ts DatasetOptions.forget). */
+export interface ForgetSpan {
+  readonly from: number;
+  readonly before: number;
+  readonly weight: number;
+}
+
+/**
+ * The span a retrain forgets (undefined: none), in the clock of the events' `t` (outcomes in the loop, epoch ms in
+ * the service): `detectedAt` is where the latest detection was made (undefined: none), `since` the outcomes since
+ * it, `firstServedAt` where the first trained version cleared the gate (undefined: none yet), `confirmed` whether the
+ * second check agreed (read only with forgetConfirm), `retired` whether drift recovery retired the serving version since the
+ * change the latest detection placed (read only with forgetOnRetire).
+ */
+export function forgetSpan(
+  s: { readonly detectedAt: number | undefined; readonly since: number; readonly firstServedAt: number | undefined; readonly confirmed?: boolean; readonly retired?: boolean },
+  rule: DriftRule = DEFAULT_DRIFT,
+): ForgetSpan | undefined {
+  if (s.detectedAt === undefined || rule.forgetAfter === undefined) return undefined;
+  const weight = forgetWeight(s.since, rule);
+  if (weight >= 1) return undefined;
+  if (rule.forgetConfirm && !s.confirmed) return undefined;
+  if (rule.forgetOnRetire && !s.retired) return undefined;
+  const from = rule.forgetKeepStart ? s.firstServedAt : -Infinity;
+  if (from === undefined || from >= s.detectedAt) return undefined;
+  return { from, before: s.detectedAt, weight };
 }

@@ -110,6 +110,8 @@ export interface DatasetOptions {
    * so rows of rarely served splits (exploration, the control arm) count more than the greedy split's many rows.
    */
   readonly importance?: { readonly cap: number; readonly power: number };
+  /** Drift recovery's forgetting (drift.ts forgetSpan): events with `from` ≤ t < `before` weigh `weight` × their recency weight. */
+  readonly forget?: { readonly from: number; readonly before: number; readonly weight: number };
 }
 
 /**
@@ -136,6 +138,8 @@ export function buildTrainingData(events: readonly LoggedEvent[], encoder: Featu
       const p = e.P !== undefined && e.k !== undefined ? e.P[e.k] : undefined;
       if (p !== undefined && p > 0) w[i] = w[i]! * Math.min(imp.cap, Math.pow(1 / p, imp.power));
     }
+    const fg = opts.forget;
+    if (fg && e.t >= fg.from && e.t < fg.before) w[i] = w[i]! * fg.weight;
   });
   return { rows, x, b, r, w };
 }

@@ -26,6 +26,8 @@ export interface ModelVersion {
     /** The training window and recency half-life (events) it was trained with; drift recovery shortens the half-life after a change. */
     readonly window?: number;
     readonly halfLife?: number;
+    /** Drift recovery's forgetting: the factor the events decided before the latest detection weighed in its training (drift.ts forgetWeight); absent when none was forgotten. */
+    readonly preChangeWeight?: number;
   };
   readonly weights: SerializedWeights;
   /** Numeric feature scaling fitted on the version's training window (applied identically when it serves). */

@@ -10,6 +10,7 @@ import { compileFeatures, fitScaling, type FeatureScaling, type FeatureSpec } fr
 import { deserializeWeights, rescaleInputs, serializeWeights, type SerializedWeights } from './model.js';
 import { trainModel, type TrainJobOutput, type TrainOptions } from './trainer.js';
 import { trainTiers, type TierJobInput } from './train-tiers.js';
+import type { ForgetSpan } from './drift.js';
 
 /** Everything a retrain needs, as plain data (it crosses a thread boundary). */
 export interface TrainJobInput {
@@ -22,6 +23,8 @@ export interface TrainJobInput {
   readonly agents: readonly string[];
   readonly costWeight: number;
   readonly halfLife?: number;
+  /** Drift recovery's forgetting (drift.ts forgetSpan): events decided in [from, before) (epoch ms) weigh `weight` × their recency weight. */
+  readonly forget?: ForgetSpan;
   readonly init: SerializedWeights;
   /** The scaling `init` was trained with (its inputs are re-expressed in the newly fitted scaling). */
   readonly initScaling?: FeatureScaling;
@@ -58,7 +61,7 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
   // Scaling refitted on this window at every retrain; the warm start's inputs are re-expressed in it.
   const scaling = fitScaling(input.features, events.map((e) => e.f));
   const encoder = compileFeatures(input.features, scaling);
-  const data = buildTrainingData(events, encoder, input.agents, { costWeight: input.costWeight, ...(input.halfLife !== undefined ? { halfLife: input.halfLife } : {}) });
+  const data = buildTrainingData(events, encoder, input.agents, { costWeight: input.costWeight, ...(input.halfLife !== undefined ? { halfLife: input.halfLife } : {}), ...(input.forget ? { forget: input.forget } : {}) });
   if (data.rows < 20) return { trained: false, reason: `only ${data.rows} events match the pipeline's agents`, events: events.length, fetched };
   const { tf } = await loadTf();
   const init = rescaleInputs(deserializeWeights(input.init), compileFeatures(input.features, input.initScaling).numeric, encoder.numeric);

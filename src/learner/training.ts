@@ -4,8 +4,8 @@ import { callScript } from '../redis/scripts.js';
 import type { Services } from '../kernel/module.js';
 import { decodeDecisionRecord, type DecisionReader, type DecisionRecord } from '../kernel/decision.js';
 import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
-import type { FeaturesBody } from './features.js';
-import { DEFAULT_DRIFT, keysGreedy, residualCheck, residualTest, windowAfterChange } from './drift.js';
+import { compileFeatures, type FeaturesBody } from './features.js';
+import { DEFAULT_DRIFT, forgetSpan, forgetWeight, keysGreedy, residualCheck, residualTest, windowAfterChange, type DriftRule, type ForgetSpan } from './drift.js';
 import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
 import type { DriftRetire } from './guard.js';
@@ -85,6 +85,8 @@ export function defaultEvent(view: ControlView, pipeline: string, record: Decisi
 /** Buffer ingest, counters and training of one pipeline's model (runs in the worker). */
 export class TrainingService {
   readonly registry: ModelRegistry;
+  /** Drift recovery's rule (drift.ts): DEFAULT_DRIFT; tests set another (e.g. with forgetting on). */
+  drift: DriftRule = DEFAULT_DRIFT;
 
   constructor(
     private readonly core: Services<'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'kinds' | 'metrics' | 'log', 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes'>,
@@ -222,7 +224,9 @@ export class TrainingService {
       features: decl?.features ?? [],
       agents,
       costWeight,
-      ...(params.halfLife !== undefined || change.shortened ? { halfLife: change.halfLife } : {}),
+      ...(params.halfLife !== undefined || change.shortened || change.capped ? { halfLife: change.halfLife } : {}),
+      // Drift recovery's forgetting (drift.ts forgetSpan): events decided before the detection weigh less.
+      ...(change.forget && !tiered ? { forget: change.forget } : {}),
       init: serializeWeights(init.weights),
       ...(init.scaling ? { initScaling: init.scaling } : {}),
       seed: outcomes,
@@ -254,7 +258,7 @@ export class TrainingService {
       agents,
       // The window and recency half-life this version was trained with (drift recovery shortens the half-life after a change).
       // A tier fit weighs by recency only when a half-life was passed (train-tiers.ts): otherwise none is listed.
-      metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, ...(input.halfLife !== undefined || !tiered ? { halfLife: change.halfLife } : {}) },
+      metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, ...(input.halfLife !== undefined || !tiered ? { halfLife: change.halfLife } : {}), ...(input.forget ? { preChangeWeight: input.forget.weight } : {}) },
       ...(out.scaling ? { scaling: out.scaling } : {}),
       ...(out.tiers ? { kind: 'tiers' as const, tiers: out.tiers } : { kind: 'tokens' as const }),
     });
@@ -264,6 +268,7 @@ export class TrainingService {
       const gate = { status: 'passed' as const, reason: 'the activation gate is off for this strategy (gate: false)', events: 0, comparisons: [], decidedAt: Date.now() };
       await this.registry.recordGate(pipelineId, saved.version, gate);
       await this.registry.activate({ ...saved, gate });
+      await this.core.redis.hsetnx(lk.counters, 'firstServedTs', gate.decidedAt);
     } else {
       // A token version trained while a detected change is recent may be mixed in at its own share (policy.ts
       // candidateShareFor; the strategy's `driftCandidateShare`, off by default): stored with the candidate, so
@@ -378,6 +383,8 @@ export class TrainingService {
     if (verdict.pass) {
       const mv = await this.registry.get(pipeline.id, c.version);
       if (mv) await this.registry.activate({ ...mv, gate: record });
+      // Where the first trained version cleared the gate (drift recovery's forgetting keeps the events before it: DriftRule.forgetKeepStart).
+      await this.core.redis.hsetnx(learnerKeys(this.core.keys, pipeline.id).counters, 'firstServedTs', now);
     }
     return { waiting: false, verdict };
   }
@@ -387,7 +394,12 @@ export class TrainingService {
    * the decisions logged since it was trained; a detected change is recorded (the counters' `changeAt`, in
    * outcomes) and the training window and half-life of this and the next retrains shrink to the events since it.
    */
-  async checkDrift(pipeline: Pipeline, params: LearnedParams, outcomes: number): Promise<{ changed: boolean; window: number; halfLife: number; shortened: boolean; sinceChange: number; changeTs?: number }> {
+  async checkDrift(
+    pipeline: Pipeline,
+    params: LearnedParams,
+    outcomes: number,
+  ): Promise<{ changed: boolean; window: number; halfLife: number; shortened: boolean; capped: boolean; sinceChange: number; changeTs?: number; forget?: ForgetSpan }> {
+    const rule = this.drift;
     const window = params.window ?? 8000;
     const halfLife = params.halfLife ?? 1000;
     const lk = learnerKeys(this.core.keys, pipeline.id);
@@ -409,25 +421,49 @@ export class TrainingService {
               events,
               tierResidual(pipeline, params, { encoder: latest.encoder, tiers: latest.tiers }),
               held,
-              DEFAULT_DRIFT,
+              rule,
               tierStratum(pipeline, held.holdoutStrata && keysGreedy(held.holdoutStrata) ? { encoder: latest.encoder, tiers: latest.tiers, costWeight: params.costWeight ?? 0 } : undefined),
             )
-          : residualCheck(events, { ...latest, ...held }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, DEFAULT_DRIFT);
+          : residualCheck(events, { ...latest, ...held }, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, rule);
         if (check.changed) {
           changed = true;
           // The change happened after the version was trained: it is placed there (at most the events since then,
           // and the time the version was trained, so the decisions judged after it are the ones the version never saw).
           const changeAt = Math.max(0, outcomes - check.n);
-          await this.core.redis.hset(lk.counters, 'changeAt', changeAt, 'changeTs', since);
+          // Where (outcomes, time) and on which version the change was detected: forgetting's boundary and its second check.
+          await this.core.redis.multi().hset(lk.counters, 'changeAt', changeAt, 'changeTs', since, 'detectedAt', outcomes, 'detectedTs', Date.now(), 'detectedVersion', mv.version).hdel(lk.counters, 'forgetConfirmed').exec();
           await this.registry.recordChange(pipeline.id, { detectedAt: Date.now(), version: mv.version, changeTs: since, changeAt, mse: check.mse, holdoutMse: check.holdoutMse, z: check.z, n: check.n, reason: check.reason });
           this.core.log.warn({ pipeline: pipeline.id, version: mv.version, changeAt, reason: check.reason }, 'learner: the world changed (drift recovery: training on the events since the change)');
         }
       }
     }
-    const [changeAt, changeTs] = (await this.core.redis.hmget(lk.counters, 'changeAt', 'changeTs')).map((v) => (v === null ? NaN : Number(v)));
+    const [changeAt, changeTs, detectedAt, detectedTs, detectedVersion, confirmedField, firstServedTs, retiredTs] = (
+      await this.core.redis.hmget(lk.counters, 'changeAt', 'changeTs', 'detectedAt', 'detectedTs', 'detectedVersion', 'forgetConfirmed', 'firstServedTs', 'retiredTs')
+    ).map((v) => (v === null ? NaN : Number(v)));
     const sinceChange = Number.isFinite(changeAt) ? outcomes - changeAt! : Infinity;
-    const w = windowAfterChange(sinceChange, window, halfLife, DEFAULT_DRIFT);
-    return { changed, ...w, sinceChange, ...(Number.isFinite(changeTs) ? { changeTs: changeTs! } : {}) };
+    const w = windowAfterChange(sinceChange, window, halfLife, rule);
+    // After a detection: the half-life capped (capHalfLife) and the events decided before it forgotten (forgetSpan), as the loop does (sim/loop.ts).
+    const capped = rule.capHalfLife !== undefined && Number.isFinite(changeAt) && w.halfLife > rule.capHalfLife;
+    let forget: ForgetSpan | undefined;
+    if (params.driftRecovery !== false && Number.isFinite(detectedAt) && Number.isFinite(detectedTs)) {
+      const since = outcomes - detectedAt!;
+      let confirmed = confirmedField === 1;
+      if (rule.forgetConfirm && !Number.isFinite(confirmedField) && forgetWeight(since, rule) < 1) {
+        confirmed = await this.confirmChange(pipeline, params, detectedVersion!, detectedTs!, window, rule);
+        await this.core.redis.hset(lk.counters, 'forgetConfirmed', confirmed ? 1 : 0);
+      }
+      forget = forgetSpan({ detectedAt: detectedTs!, since, firstServedAt: params.gate === false ? 0 : Number.isFinite(firstServedTs) ? firstServedTs! : undefined, confirmed, retired: retiredTs! >= changeTs! }, rule);
+    }
+    return { changed, ...w, ...(capped ? { halfLife: rule.capHalfLife! } : {}), capped, sinceChange, ...(Number.isFinite(changeTs) ? { changeTs: changeTs! } : {}), ...(forget ? { forget } : {}) };
+  }
+
+  /** Forgetting's second check (DriftRule.forgetConfirm): the version the change was detected on, checked again on the decisions since the detection. */
+  private async confirmChange(pipeline: Pipeline, params: LearnedParams, version: number, detectedTs: number, window: number, rule: DriftRule): Promise<boolean> {
+    const mv = Number.isFinite(version) ? await this.registry.get(pipeline.id, version) : undefined;
+    if (!mv || mv.kind === 'tiers') return false;
+    const decl = this.core.view().raw.kinds.features.get(pipeline.id)?.doc as FeaturesBody | undefined;
+    const m = { weights: deserializeWeights(mv.weights), encoder: compileFeatures(decl?.features ?? [], mv.scaling), holdoutMse: mv.metrics.holdoutMse, rows: mv.metrics.rows };
+    return residualCheck(await this.eventsSince(pipeline.id, detectedTs, window), m, pipeline.agents.map((a) => a.name), params.costWeight ?? 0, rule).changed;
   }
 
   /**
@@ -484,6 +520,8 @@ export class TrainingService {
     };
     // holdUntil = now: no hold, the next candidate that clears the gate serves at once.
     if (!(await this.registry.revert(pipeline.id, record, outcomes))) return false;
+    // When (drift recovery's forgetting may wait for it: DriftRule.forgetOnRetire).
+    await this.core.redis.hset(learnerKeys(this.core.keys, pipeline.id).counters, 'retiredTs', record.at);
     this.core.metrics.learnerGuardReverts.inc({ reason: 'drift', to: 'control' });
     this.core.log.warn({ pipeline: pipeline.id, version: serving.version, reason: verdict.reason }, `learner drift recovery: model ${serving.version} is estimated worse than the default strategy since the change; the default strategy serves until a candidate clears the gate`);
     return true;

@@ -6,7 +6,7 @@ import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule
 import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
 import { addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS } from '../guard.js';
-import { checkedVersions, DEFAULT_DRIFT, residualCheck, windowAfterChange, type DriftRule } from '../drift.js';
+import { checkedVersions, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
@@ -212,6 +212,8 @@ export interface LoopVersion {
   readonly halfLife?: number;
   /** The share of decisions its split gets while it is the candidate (policy.ts candidateShareFor). */
   readonly share?: number;
+  /** What drift recovery's forgetting weighed down in its training data (drift.ts forgetSpan), when it did. */
+  readonly forget?: ForgetSpan;
 }
 
 export interface LoopResult {
@@ -266,6 +268,11 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const changes: number[] = [];
   const retired: number[] = [];
   const detected: number[] = [];
+  // Forgetting (DriftRule.forgetAfter): the version the latest detection was made on, whether the second check
+  // (forgetConfirm) agreed (undefined: not made yet), and where the first trained version cleared the gate.
+  let detectedOn: LoopVersion | undefined;
+  let confirmed: boolean | undefined;
+  let firstServedAt: number | undefined;
   let look = 0;
   let latest = prior;
   // The trained versions drift recovery may check (not those trained on 1 − quality), oldest first.
@@ -368,6 +375,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
             changed = true;
             changes.push(v.at);
             detected.push(t + 1);
+            detectedOn = v;
+            confirmed = undefined;
             break;
           }
         }
@@ -405,6 +414,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         const judged: LoopVersion = { ...c, gate, active: gate.pass };
         versions[c.version - 1] = judged;
         if (gate.pass) serving = judged;
+        if (gate.pass && firstServedAt === undefined) firstServedAt = t + 1;
         if (gate.pass) refusals = 0;
         else if (!(gate.wait && !changed)) refusals++;
         // Inconclusive with looks left: it stays the candidate and nothing is trained over it (as the service does).
@@ -423,9 +433,16 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const init = rescaleInputs(latest.weights, latest.encoder.numeric, encoder.numeric);
       const costOpts = { costWeight: world.costWeight, ...(costModel === 'declared' && world.prices ? { prices: world.prices } : {}) };
       const usesCost = costModel !== 'off' && canFitCost(recent, names, costOpts);
-      const hl = opts.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {};
+      // After a detection: the half-life capped (capHalfLife), events from before it forgotten (forgetSpan).
+      const cap = drift && drift.capHalfLife !== undefined && changes.length > 0 && win.halfLife > drift.capHalfLife ? drift.capHalfLife : undefined;
+      const hl = opts.halfLife !== undefined || win.shortened || cap !== undefined ? { halfLife: cap ?? win.halfLife } : {};
+      const det = detected.at(-1);
+      if (drift && drift.forgetConfirm && det !== undefined && confirmed === undefined && forgetWeight(t + 1 - det, drift) < 1 && detectedOn?.metrics) {
+        confirmed = residualCheck(events.slice(det), { ...detectedOn, holdoutMse: detectedOn.metrics.holdoutMse, rows: detectedOn.metrics.rows }, names, world.costWeight, drift).changed;
+      }
+      const forget = drift ? forgetSpan({ detectedAt: det, since: det === undefined ? 0 : t + 1 - det, firstServedAt: gateRule ? firstServedAt : 0, confirmed: confirmed === true, retired: det !== undefined && retired.some((r) => r >= changes.at(-1)!) }, drift) : undefined;
       const flip = opts.flipReward?.(versions.length + 1) ?? false;
-      const data = buildTrainingData(flip ? recent.map((e) => ({ ...e, q: 1 - e.q })) : recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl, ...(opts.importance ? { importance: opts.importance } : {}) });
+      const data = buildTrainingData(flip ? recent.map((e) => ({ ...e, q: 1 - e.q })) : recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl, ...(opts.importance ? { importance: opts.importance } : {}), ...(forget ? { forget } : {}) });
       const keep = opts.wideKeep;
       if (keep !== undefined) recent.forEach((e, i) => {
         if (wideServed[e.t]) data.w[i] = Math.max(data.w[i]!, keep);
@@ -433,7 +450,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
-      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics, window: win.window, halfLife: win.halfLife, share: opts.candidateShareAfterRefusals && refusals >= opts.candidateShareAfterRefusals.after ? opts.candidateShareAfterRefusals.share : candidateShareFor(win.shortened, opts.candidateShareAfterChange === undefined ? DRIFT_CANDIDATE_SHARE : (opts.candidateShareAfterChange ?? undefined), opts.candidateShare ?? CANDIDATE_SHARE) };
+      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics, window: win.window, halfLife: cap ?? win.halfLife, ...(forget ? { forget } : {}), share: opts.candidateShareAfterRefusals && refusals >= opts.candidateShareAfterRefusals.after ? opts.candidateShareAfterRefusals.share : candidateShareFor(win.shortened, opts.candidateShareAfterChange === undefined ? DRIFT_CANDIDATE_SHARE : (opts.candidateShareAfterChange ?? undefined), opts.candidateShare ?? CANDIDATE_SHARE) };
       versions.push(mv);
       if (!flip) {
         latest = mv;
