@@ -85,8 +85,6 @@ export interface DriftRule {
   readonly forgetConfirm?: number;
   /** (1: on) Forget only once drift recovery retired the serving version since the change the latest detection placed (gate.ts retireVerdict: the old world's policy is worse than the default strategy's in the new one). */
   readonly forgetOnRetire?: number;
-  /** After a detection, the training half-life is at most this many events (unset: no cap). */
-  readonly capHalfLife?: number;
 }
 
 /**

@@ -224,7 +224,7 @@ export class TrainingService {
       features: decl?.features ?? [],
       agents,
       costWeight,
-      ...(params.halfLife !== undefined || change.shortened || change.capped ? { halfLife: change.halfLife } : {}),
+      ...(params.halfLife !== undefined || change.shortened ? { halfLife: change.halfLife } : {}),
       // Drift recovery's forgetting (drift.ts forgetSpan): events decided before the detection weigh less.
       ...(change.forget && !tiered ? { forget: change.forget } : {}),
       init: serializeWeights(init.weights),
@@ -398,7 +398,7 @@ export class TrainingService {
     pipeline: Pipeline,
     params: LearnedParams,
     outcomes: number,
-  ): Promise<{ changed: boolean; window: number; halfLife: number; shortened: boolean; capped: boolean; sinceChange: number; changeTs?: number; forget?: ForgetSpan }> {
+  ): Promise<{ changed: boolean; window: number; halfLife: number; shortened: boolean; sinceChange: number; changeTs?: number; forget?: ForgetSpan }> {
     const rule = this.drift;
     const window = params.window ?? 8000;
     const halfLife = params.halfLife ?? 1000;
@@ -442,8 +442,7 @@ export class TrainingService {
     ).map((v) => (v === null ? NaN : Number(v)));
     const sinceChange = Number.isFinite(changeAt) ? outcomes - changeAt! : Infinity;
     const w = windowAfterChange(sinceChange, window, halfLife, rule);
-    // After a detection: the half-life capped (capHalfLife) and the events decided before it forgotten (forgetSpan), as the loop does (sim/loop.ts).
-    const capped = rule.capHalfLife !== undefined && Number.isFinite(changeAt) && w.halfLife > rule.capHalfLife;
+    // After a detection: the events decided before it forgotten (forgetSpan), as the loop does (sim/loop.ts).
     let forget: ForgetSpan | undefined;
     if (params.driftRecovery !== false && Number.isFinite(detectedAt) && Number.isFinite(detectedTs)) {
       const since = outcomes - detectedAt!;
@@ -454,7 +453,7 @@ export class TrainingService {
       }
       forget = forgetSpan({ detectedAt: detectedTs!, since, firstServedAt: params.gate === false ? 0 : Number.isFinite(firstServedTs) ? firstServedTs! : undefined, confirmed, retired: retiredTs! >= changeTs! }, rule);
     }
-    return { changed, ...w, ...(capped ? { halfLife: rule.capHalfLife! } : {}), capped, sinceChange, ...(Number.isFinite(changeTs) ? { changeTs: changeTs! } : {}), ...(forget ? { forget } : {}) };
+    return { changed, ...w, sinceChange, ...(Number.isFinite(changeTs) ? { changeTs: changeTs! } : {}), ...(forget ? { forget } : {}) };
   }
 
   /** Forgetting's second check (DriftRule.forgetConfirm): the version the change was detected on, checked again on the decisions since the detection. */

@@ -433,9 +433,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const init = rescaleInputs(latest.weights, latest.encoder.numeric, encoder.numeric);
       const costOpts = { costWeight: world.costWeight, ...(costModel === 'declared' && world.prices ? { prices: world.prices } : {}) };
       const usesCost = costModel !== 'off' && canFitCost(recent, names, costOpts);
-      // After a detection: the half-life capped (capHalfLife), events from before it forgotten (forgetSpan).
-      const cap = drift && drift.capHalfLife !== undefined && changes.length > 0 && win.halfLife > drift.capHalfLife ? drift.capHalfLife : undefined;
-      const hl = opts.halfLife !== undefined || win.shortened || cap !== undefined ? { halfLife: cap ?? win.halfLife } : {};
+      // After a detection: events from before it forgotten (forgetSpan).
+      const hl = opts.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {};
       const det = detected.at(-1);
       if (drift && drift.forgetConfirm && det !== undefined && confirmed === undefined && forgetWeight(t + 1 - det, drift) < 1 && detectedOn?.metrics) {
         confirmed = residualCheck(events.slice(det), { ...detectedOn, holdoutMse: detectedOn.metrics.holdoutMse, rows: detectedOn.metrics.rows }, names, world.costWeight, drift).changed;
@@ -450,7 +449,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
-      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics, window: win.window, halfLife: cap ?? win.halfLife, ...(forget ? { forget } : {}), share: opts.candidateShareAfterRefusals && refusals >= opts.candidateShareAfterRefusals.after ? opts.candidateShareAfterRefusals.share : candidateShareFor(win.shortened, opts.candidateShareAfterChange === undefined ? DRIFT_CANDIDATE_SHARE : (opts.candidateShareAfterChange ?? undefined), opts.candidateShare ?? CANDIDATE_SHARE) };
+      const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics, window: win.window, halfLife: win.halfLife, ...(forget ? { forget } : {}), share: opts.candidateShareAfterRefusals && refusals >= opts.candidateShareAfterRefusals.after ? opts.candidateShareAfterRefusals.share : candidateShareFor(win.shortened, opts.candidateShareAfterChange === undefined ? DRIFT_CANDIDATE_SHARE : (opts.candidateShareAfterChange ?? undefined), opts.candidateShare ?? CANDIDATE_SHARE) };
       versions.push(mv);
       if (!flip) {
         latest = mv;
