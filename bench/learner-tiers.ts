@@ -24,7 +24,10 @@
  * `--ridge decoupled` fits the tier retrain with decoupled weight decay (docs/tiers.md, "The fit's ridge").
  * `--token-share 0.05 [--token-spread 0.7]` serves that share of a serving version's decisions as token perturbations
  * around its greedy action (the learned strategy's `tierTokenShare` / `tierTokenSpread`; docs/tiers.md, "Token
- * perturbations around the greedy action"); default the service's.
+ * perturbations around the greedy action"); default the service's. `--epsilon-decay p` and `--gap-weight γ` set the
+ * learned strategy's `tierEpsilonDecay` (the exploration rate budget·(from/v)^p) and `tierGapWeight` (the inverse-gap
+ * weighting's γ) in the service's loop and the family runs (docs/tiers.md, "How fast the exploration rate decays");
+ * `--epsilon-decay` also sets the bench loop's schedule, 0.3·(500/t)^p.
  *
  * `--family dev|test` (optionally `--seeds a,b`) runs the service's loop on generated tier worlds
  * (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json): see familyLoop below.
@@ -60,8 +63,13 @@ const ridgeOpt = ridge === '' ? {} : { ridge: ridge as 'adam' | 'decoupled' };
 // `--token-share s [--token-spread δ]`: the learned strategy's guaranteed token perturbations around the greedy action.
 const tokenShare = flag('token-share', '');
 const tokenSpread = flag('token-spread', '');
-const tokenParams = { ...(tokenShare !== '' ? { tierTokenShare: Number(tokenShare) } : {}), ...(tokenSpread !== '' ? { tierTokenSpread: Number(tokenSpread) } : {}) };
-const tokenLabel = `token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}`;
+// `--epsilon-decay p` / `--gap-weight γ`: the learned strategy's `tierEpsilonDecay` (the exploration rate's decay
+// exponent, budget·(from/v)^p) and `tierGapWeight` (γ of the inverse-gap weighting); default the service's.
+const epsilonDecay = flag('epsilon-decay', '');
+const gapWeight = flag('gap-weight', '');
+const rateParams = { ...(epsilonDecay !== '' ? { tierEpsilonDecay: Number(epsilonDecay) } : {}), ...(gapWeight !== '' ? { tierGapWeight: Number(gapWeight) } : {}) };
+const tokenParams = { ...rateParams, ...(tokenShare !== '' ? { tierTokenShare: Number(tokenShare) } : {}), ...(tokenSpread !== '' ? { tierTokenSpread: Number(tokenSpread) } : {}) };
+const tokenLabel = `token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}; exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}`;
 
 /** The tier world with every agent on its first model, as the product's token-only learner sees it. */
 function firstModelWorld(tw: TierWorld, ceiling: number): SimWorld<SimContext> {
@@ -121,8 +129,9 @@ function run(tw: TierWorld, ceiling: number, restrict: TierPolicyOptions['assign
   for (let t = 0; t < outcomes; t++) {
     const c = tw.sample(rng);
     const x = encoder.encode(tw.features(c));
-    // Exploration decays with experience: ε = 0.3 until the first fit, then 0.3·√(500/t), at least 0.04.
-    const epsilon = t < retrainEvery ? 0.3 : Math.max(0.04, 0.3 * Math.sqrt(500 / t));
+    // Exploration decays with experience: ε = 0.3 until the first fit, then 0.3·(500/t)^p (p = 0.5: √), at least 0.04.
+    const p = epsilonDecay === '' ? 0.5 : Number(epsilonDecay);
+    const epsilon = t < retrainEvery ? 0.3 : Math.max(0.04, 0.3 * (p === 0.5 ? Math.sqrt(500 / t) : Math.pow(500 / t, p)));
     const d = decideTier(params, agents, x, tw.totalTokens, ceiling, { epsilon, perturbation: 0.4, costWeight: 0, ...(restrict ? { assignments: restrict } : {}) }, draw);
     if (!d) throw new Error('no action fits the ceiling');
     const o = tw.outcome(c, d.action.assign, d.action.budgets, noise);

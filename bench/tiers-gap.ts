@@ -1,7 +1,7 @@
 /**
  * Where the tier learner loses against the tier-aware oracle and the best static choice, by the world's truth:
  *
- *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--token-share 0.05] [--token-spread 0.7] [--worlds cheap-suffices --seed 1]
+ *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--token-share 0.05] [--token-spread 0.7] [--epsilon-decay 1] [--gap-weight 20] [--worlds cheap-suffices --seed 1]
  *
  * Per generated tier world (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json), the
  * service's loop (tier-loop.ts) runs as `bench/learner-tiers.ts --family` runs it. On the requests of the last quarter
@@ -56,7 +56,12 @@ const ridge = flag('ridge', '') as '' | 'adam' | 'decoupled';
 // `--token-share s [--token-spread δ]`: the learned strategy's guaranteed token perturbations around the greedy action.
 const tokenShare = flag('token-share', '');
 const tokenSpread = flag('token-spread', '');
-const tokenParams = { ...(tokenShare !== '' ? { tierTokenShare: Number(tokenShare) } : {}), ...(tokenSpread !== '' ? { tierTokenSpread: Number(tokenSpread) } : {}) };
+// `--epsilon-decay p` / `--gap-weight γ`: the learned strategy's `tierEpsilonDecay` (the exploration rate's decay
+// exponent, budget·(from/v)^p) and `tierGapWeight` (γ of the inverse-gap weighting); default the service's.
+const epsilonDecay = flag('epsilon-decay', '');
+const gapWeight = flag('gap-weight', '');
+const rateParams = { ...(epsilonDecay !== '' ? { tierEpsilonDecay: Number(epsilonDecay) } : {}), ...(gapWeight !== '' ? { tierGapWeight: Number(gapWeight) } : {}) };
+const tokenParams = { ...rateParams, ...(tokenShare !== '' ? { tierTokenShare: Number(tokenShare) } : {}), ...(tokenSpread !== '' ? { tierTokenSpread: Number(tokenSpread) } : {}) };
 const loopSeed = Number(flag('loop-seed', flag('seed', '1')));
 const which = flag('family', 'dev');
 const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds.json', import.meta.url), 'utf8')) as Record<string, number[]>;
@@ -64,7 +69,7 @@ const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds
 const named = flag('worlds', '') !== '' ? flag('worlds', '').split(',') : [];
 const list: (number | string)[] = named.length ? named : flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which]!;
 const t0 = Date.now();
-console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || 'adam'}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}); last quarter, by true expected reward, as fractions of the oracle's`);
+console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || 'adam'}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}, exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}); last quarter, by true expected reward, as fractions of the oracle's`);
 const sums: Record<string, number[]> = {};
 for (const seed of list) {
   const fw = typeof seed === 'string' ? { world: loadTierWorld(seed), doc: { description: seed } } : generateTierWorld(seed);

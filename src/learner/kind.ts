@@ -68,6 +68,16 @@ export const LearnedParams = Type.Object(
       Type.Number({ minimum: 0, maximum: 0.5, description: 'Pipelines with model tiers: share of a serving version’s decisions guaranteed to token perturbations around its greedy action (docs/tiers.md). Default 0 (off).' }),
     ),
     tierTokenSpread: Type.Optional(Type.Number({ minimum: 0.05, maximum: 3, description: 'Log-scale δ of those perturbations. Default 0.7.' })),
+    tierEpsilonDecay: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 2,
+        description: 'Pipelines with model tiers: exponent p of the exploration rate’s decay, exploreBudget·(from/v)^p at model version v > from, at least 0.04 (0: no decay; docs/tiers.md). Default 0.5.',
+      }),
+    ),
+    tierGapWeight: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 10_000, description: 'Pipelines with model tiers: γ of the exploration’s inverse-gap weighting, 1 / (1 + γ·predicted gap) (0: spread evenly; docs/tiers.md). Default 20.' }),
+    ),
     shadow: Type.Optional(Type.Boolean({ description: 'Compute and log this strategy’s split beside every allocation of the pipeline. Default false.' })),
     rewardWaitSeconds: Type.Optional(
       Type.Integer({ minimum: 0, maximum: 30 * 86_400, description: 'Wait this long for an outcome, then use defaultReward (0 = wait forever). Default 600.' }),

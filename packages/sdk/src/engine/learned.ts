@@ -35,6 +35,10 @@ export interface LearnedServingParams {
   readonly tierTokenShare?: number;
   /** Their log-scale δ (TIER_TOKEN_SPREAD). */
   readonly tierTokenSpread?: number;
+  /** Pipelines with model tiers: exponent p of the exploration rate's decay budget·(from/v)^p (TIER_EPSILON_DECAY). */
+  readonly tierEpsilonDecay?: number;
+  /** Pipelines with model tiers: γ of the exploration's inverse-gap weighting (TIER_GAP_WEIGHT). */
+  readonly tierGapWeight?: number;
 }
 
 /** What serving reads of the pipeline's `models` control document (the server's ModelDoc has more). */
@@ -445,15 +449,25 @@ export const TIER_TOKEN_SPREAD = SAFE_START_TOKEN_SPREAD;
 export const TIER_MIN_EPSILON = 0.04;
 
 /**
- * The tier learner's exploration rate at model version v: the `epsilon` explorer's ε, else (squarecb, the default)
- * the exploration budget decayed as budget·√(from/v) for v > from, at least TIER_MIN_EPSILON. `from` is the
- * strategy's `exploreDecayFrom`, 1 when it sets none: with a retrain every 500 outcomes that is the schedule the joint
- * learner was measured with (0.3·√(500/t), bench/learner-tiers.ts).
+ * Exponent p of the tier learner's exploration decay (the strategy's `tierEpsilonDecay`; docs/tiers.md, "How fast
+ * the exploration rate decays"): budget·(from/v)^p. 0.5 is the square-root schedule the joint learner was first
+ * measured with.
  */
-export function tierEpsilon(explore: ExploreOptions, version: number, decayFrom = 1): number {
+export const TIER_EPSILON_DECAY = 0.5;
+
+/**
+ * The tier learner's exploration rate at model version v: the `epsilon` explorer's ε, else (squarecb, the default)
+ * the exploration budget decayed as budget·(from/v)^p for v > from (p = `decay`, TIER_EPSILON_DECAY: √(from/v)), at
+ * least TIER_MIN_EPSILON. `from` is the strategy's `exploreDecayFrom`, 1 when it sets none: with a retrain every 500
+ * outcomes and p = 0.5 that is the schedule the joint learner was measured with (0.3·√(500/t), bench/learner-tiers.ts).
+ * p = 0.5 is computed with Math.sqrt, so it gives exactly the rates (and draws) of the square-root rule.
+ */
+export function tierEpsilon(explore: ExploreOptions, version: number, decayFrom = 1, decay = TIER_EPSILON_DECAY): number {
   if (explore.explorer === 'epsilon') return explore.epsilon;
   const budget = explore.budget ?? 1;
-  return Math.max(TIER_MIN_EPSILON, version > decayFrom && decayFrom > 0 ? budget * Math.sqrt(decayFrom / version) : budget);
+  if (!(version > decayFrom && decayFrom > 0)) return Math.max(TIER_MIN_EPSILON, budget);
+  const r = decayFrom / version;
+  return Math.max(TIER_MIN_EPSILON, budget * (decay === 0.5 ? Math.sqrt(r) : Math.pow(r, decay)));
 }
 
 /** Model index per agent as logged (TM, CM keys): the index in its `models`, −1 for an agent without models. */
@@ -519,7 +533,9 @@ export interface TierLearnedDecision {
  * under the untrained prior (so the log holds every model). Once one serves: its candidates (tiers-policy.ts:
  * greedy first, every other assignment's best split, token perturbations) with the default's action as the
  * anchor, epsilon-greedy at tierEpsilon; then `tokens.share` of the decisions (TIER_TOKEN_SHARE, 0: off) spread over
- * the greedy action's token perturbations (perturbAround at `tokens.spread`, withTokenShare). The pending candidate
+ * the greedy action's token perturbations (perturbAround at `tokens.spread`, withTokenShare). `rate` sets the
+ * exploration rate's decay exponent (tierEpsilon, default TIER_EPSILON_DECAY) and the inverse-gap weight γ (default
+ * TIER_GAP_WEIGHT). The pending candidate
  * version's greedy action is mixed in at TIER_CANDIDATE_SHARE. Every candidate satisfies the token total and the
  * ceiling.
  */
@@ -534,6 +550,7 @@ export function tierLearnedDecision(
   rng: () => number,
   decayFrom?: number,
   tokens: { readonly share: number; readonly spread: number } = { share: TIER_TOKEN_SHARE, spread: TIER_TOKEN_SPREAD },
+  rate: { readonly decay?: number; readonly gapWeight?: number } = {},
 ): TierLearnedDecision {
   const T = input.totalTokens;
   const C = input.maxCostUsd ?? Infinity;
@@ -554,8 +571,8 @@ export function tierLearnedDecision(
     const curves = curvesOf(m.tiers, agents, x);
     probs = gapProbs(
       candidates.map((a) => predictQuality(curves, a) - costWeight * plannedCostOf(agents, a)),
-      tierEpsilon(explore, m.version, decayFrom),
-      TIER_GAP_WEIGHT,
+      tierEpsilon(explore, m.version, decayFrom, rate.decay ?? TIER_EPSILON_DECAY),
+      rate.gapWeight ?? TIER_GAP_WEIGHT,
     );
     // A guaranteed share of token exploration around the greedy action (off at share 0: the candidates and draws as without it).
     if (tokens.share > 0) probs = withTokenShare(candidates, probs, perturbAround(candidates[0]!, agents, T, C, tokens.spread), tokens.share);
@@ -588,6 +605,7 @@ function compileTierLearned(
   const agents = tierAgentsOf(pipeline);
   const costWeight = params.costWeight ?? 0;
   const tokens = { share: params.tierTokenShare ?? TIER_TOKEN_SHARE, spread: params.tierTokenSpread ?? TIER_TOKEN_SPREAD };
+  const rate = { decay: params.tierEpsilonDecay ?? TIER_EPSILON_DECAY, gapWeight: params.tierGapWeight ?? TIER_GAP_WEIGHT };
   const greedyTier = (input: AllocationInput) => {
     const m = c.model();
     const anchor = () => defaultTierAction(deps, pipeline, input);
@@ -616,7 +634,7 @@ function compileTierLearned(
       const m = c.model();
       const rng = decisionRng(input.decisionId ?? input.drawSeed, 'learner');
       const anchor = defaultTierAction(deps, pipeline, input);
-      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng, params.exploreDecayFrom, tokens);
+      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng, params.exploreDecayFrom, tokens, rate);
       const probs = loggedProbs(dec.probs);
       const registered = c.waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + c.waitMs + DEFAULT_GRACE_MS);
