@@ -4,13 +4,13 @@ import type { LightMyRequestResponse } from 'fastify';
 import { exploreOptions, TIER_EPSILON_DECAY, TIER_MIN_EPSILON, tierEpsilon, tierLearnedDecision, type Pipeline, type ServingModel } from '@apportion/sdk/engine';
 import { compileFeatures } from '../../src/learner/features.js';
 import { initialWeights } from '../../src/learner/model.js';
-import { TIER_CANDIDATE_SHARE } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { runTierLoop } from '../../src/learner/sim/tier-loop.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
-import { curvesOf, drawIndex, gapProbs, plannedCostOf, predictQuality, pushTierAction, sameTierAction, serializeTierParams, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, type TierAction, type TierAgent } from '../../src/learner/tiers-policy.js';
+import { sameTierAction, serializeTierParams, TIER_GAP_WEIGHT, type TierAgent } from '../../src/learner/tiers-policy.js';
 import type { Running } from '../../src/server.js';
+import { referenceTierDecision, tierInput, tierRequestOf, type TierRequest } from '../helpers/tier-decision.js';
 import { randomTierParams } from '../helpers/tier-params.js';
 import { tierPipelineDoc } from '../helpers/tier-server.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
@@ -83,45 +83,15 @@ function servingWith(rng: () => number): ServingModel {
   return { encoder, weights, version, tiers: params(), ...candidate };
 }
 
-function requestOf(rng: () => number): { features: ReturnType<typeof tw.features>; T: number; C: number; anchor: TierAction } {
-  const features = tw.features(tw.sample(rng));
-  const T = 3000 + Math.floor(rng() * 60_000);
-  const budgets = agents.map((a) => a.min + Math.floor((T / agents.length - a.min) * rng()));
-  const anchor = { assign: agents.map(() => 0), budgets };
-  const C = rng() < 0.2 ? Infinity : plannedCostOf(agents, anchor) * (1 + rng());
-  return { features, T, C, anchor };
-}
+const requestOf = (rng: () => number) => tierRequestOf(tw, agents, rng);
+const input = tierInput;
 
 /**
- * The served decision by the rule written out: the serving version's candidates with the anchor appended,
- * gap-weighted (γ) at max(0.04, 0.3·(1/v)^p), one draw; the candidate version's greedy action mixed in at
- * TIER_CANDIDATE_SHARE with a second draw. p = 0.5 is computed as the engine did before the option (Math.sqrt).
+ * The served decision by the rule written out (test/helpers/tier-decision.ts) at ε = max(0.04, 0.3·(1/v)^p) and
+ * gap weight γ. p = 0.5 is computed as the engine did before the option (Math.sqrt).
  */
-function reference(m: ServingModel, r: ReturnType<typeof requestOf>, rng: () => number, p: number, gamma: number): { candidates: TierAction[]; probs: number[]; chosen: number; ck?: number; cw?: boolean } {
-  const opts = { epsilon: 0, perturbation: explore.perturbation, costWeight: 0 };
-  const x = encoder.encode(r.features);
-  const candidates: TierAction[] = [];
-  for (const c of tierCandidates(m.tiers!, agents, x, r.T, r.C, opts) ?? [r.anchor]) pushTierAction(candidates, c);
-  pushTierAction(candidates, r.anchor);
-  const curves = curvesOf(m.tiers!, agents, x);
-  const eps = p === 0.5 ? sqrtRule(0.3, m.version, 1) : Math.max(0.04, 0.3 * Math.pow(1 / m.version, p));
-  let probs = gapProbs(
-    candidates.map((a) => predictQuality(curves, a)),
-    eps,
-    gamma,
-  );
-  let chosen = drawIndex(probs, rng());
-  if (!m.candidate?.tiers) return { candidates, probs, chosen };
-  const cg = tierGreedy(m.candidate.tiers, agents, x, r.T, r.C, opts);
-  if (!cg) return { candidates, probs, chosen };
-  const ck = pushTierAction(candidates, cg);
-  probs = candidates.map((_, k) => (probs[k] ?? 0) * (1 - TIER_CANDIDATE_SHARE) + (k === ck ? TIER_CANDIDATE_SHARE : 0));
-  const cw = rng() < TIER_CANDIDATE_SHARE;
-  if (cw) chosen = ck;
-  return { candidates, probs, chosen, ck, cw };
-}
-
-const input = (r: ReturnType<typeof requestOf>) => ({ features: r.features, totalTokens: r.T, ...(Number.isFinite(r.C) ? { maxCostUsd: r.C } : {}) }) as Parameters<typeof tierLearnedDecision>[3];
+const reference = (m: ServingModel, r: TierRequest, rng: () => number, p: number, gamma: number) =>
+  referenceTierDecision(m, encoder, agents, explore, r, rng, p === 0.5 ? sqrtRule(0.3, m.version, 1) : Math.max(0.04, 0.3 * Math.pow(1 / m.version, p)), gamma);
 
 function assertSame(d: ReturnType<typeof tierLearnedDecision>, ref: ReturnType<typeof reference>): void {
   assert.equal(d.candidates.length, ref.candidates.length);

@@ -7,22 +7,14 @@ import { TIER_CANDIDATE_SHARE } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
+import { referenceTierDecision, tierInput, tierRequestOf, type TierRequest } from '../helpers/tier-decision.js';
 import { randomTierParams } from '../helpers/tier-params.js';
 import {
-  curvesOf,
-  drawIndex,
-  gapProbs,
   perturbAround,
-  plannedCostOf,
-  predictQuality,
-  pushTierAction,
   sameTierAction,
   SAFE_START_TOKEN_SPREAD,
   TIER_GAP_WEIGHT,
-  tierCandidates,
-  tierGreedy,
   withTokenShare,
-  type TierAction,
   type TierAgent,
   type TierParams,
 } from '../../src/learner/tiers-policy.js';
@@ -49,45 +41,14 @@ function servingWith(rng: () => number): ServingModel {
   return { encoder, weights, version, tiers: randomParams(rng), ...candidate };
 }
 
-/** A request: features, a token total and (mostly) a ceiling, and an anchor action that fits both. */
-function requestOf(rng: () => number): { features: ReturnType<typeof tw.features>; T: number; C: number; anchor: TierAction } {
-  const features = tw.features(tw.sample(rng));
-  const T = 3000 + Math.floor(rng() * 60_000);
-  const budgets = agents.map((a) => a.min + Math.floor((T / agents.length - a.min) * rng()));
-  const anchor = { assign: agents.map(() => 0), budgets };
-  const C = rng() < 0.2 ? Infinity : plannedCostOf(agents, anchor) * (1 + rng());
-  return { features, T, C, anchor };
-}
+const requestOf = (rng: () => number) => tierRequestOf(tw, agents, rng);
+const input = tierInput;
 
 /**
- * The served decision as the engine made it before the option existed (the reference, written out here): the serving
- * version's candidates with the anchor appended, gap-weighted at tierEpsilon, one draw; the candidate version's
- * greedy action mixed in at TIER_CANDIDATE_SHARE with a second draw.
+ * The served decision as the engine made it before the option existed (the reference, written out in
+ * test/helpers/tier-decision.ts): gap-weighted at tierEpsilon with TIER_GAP_WEIGHT.
  */
-function before(m: ServingModel, r: ReturnType<typeof requestOf>, rng: () => number): { candidates: TierAction[]; probs: number[]; chosen: number; ck?: number; cw?: boolean } {
-  const opts = { epsilon: 0, perturbation: explore.perturbation, costWeight: 0 };
-  const x = encoder.encode(r.features);
-  const candidates: TierAction[] = [];
-  for (const c of tierCandidates(m.tiers!, agents, x, r.T, r.C, opts) ?? [r.anchor]) pushTierAction(candidates, c);
-  pushTierAction(candidates, r.anchor);
-  const curves = curvesOf(m.tiers!, agents, x);
-  let probs = gapProbs(
-    candidates.map((a) => predictQuality(curves, a)),
-    tierEpsilon(explore, m.version),
-    TIER_GAP_WEIGHT,
-  );
-  let chosen = drawIndex(probs, rng());
-  if (!m.candidate?.tiers) return { candidates, probs, chosen };
-  const cg = tierGreedy(m.candidate.tiers, agents, x, r.T, r.C, opts);
-  if (!cg) return { candidates, probs, chosen };
-  const ck = pushTierAction(candidates, cg);
-  probs = candidates.map((_, k) => (probs[k] ?? 0) * (1 - TIER_CANDIDATE_SHARE) + (k === ck ? TIER_CANDIDATE_SHARE : 0));
-  const cw = rng() < TIER_CANDIDATE_SHARE;
-  if (cw) chosen = ck;
-  return { candidates, probs, chosen, ck, cw };
-}
-
-const input = (r: ReturnType<typeof requestOf>) => ({ features: r.features, totalTokens: r.T, ...(Number.isFinite(r.C) ? { maxCostUsd: r.C } : {}) }) as Parameters<typeof tierLearnedDecision>[3];
+const before = (m: ServingModel, r: TierRequest, rng: () => number) => referenceTierDecision(m, encoder, agents, explore, r, rng, tierEpsilon(explore, m.version), TIER_GAP_WEIGHT);
 
 describe('token perturbations around the greedy action (tierTokenShare)', () => {
   it('is off by default: every decision, its candidates, probabilities and draws, is the decision made before the option', () => {
