@@ -29,9 +29,11 @@ function budgetAt(c: Curve, lambda: number, min: number, cap: number): number {
 
 /**
  * The split (real-valued) maximising the product of the responses under the total and the ceiling; undefined when
- * the minimums alone cost more than the ceiling.
+ * the minimums alone cost more than the ceiling. `nuFloor`: a lower bound on the cost multiplier ν (0, the default:
+ * none), so cost is priced at least that much log quality per USD where the ceiling does not bind
+ * (bench/tiers-cost-split.ts uses it for a split that trades quality against λ·cost).
  */
-export function bestSplit(curves: readonly Curve[], rates: readonly number[], mins: readonly number[], caps: readonly number[], total: number, ceiling: number): number[] | undefined {
+export function bestSplit(curves: readonly Curve[], rates: readonly number[], mins: readonly number[], caps: readonly number[], total: number, ceiling: number, nuFloor = 0): number[] | undefined {
   const n = curves.length;
   let minCost = 0;
   let minSum = 0;
@@ -64,11 +66,11 @@ export function bestSplit(curves: readonly Curve[], rates: readonly number[], mi
     }
     return Math.exp(hi);
   };
-  let mu = fitTokens(0);
-  let nu = 0;
-  if (at(mu, 0).cost > ceiling) {
-    let lo = -30;
-    let hi = 40;
+  let mu = fitTokens(nuFloor);
+  let nu = nuFloor;
+  if (at(mu, nu).cost > ceiling) {
+    let lo = nuFloor > 0 ? Math.log(nuFloor) : -30;
+    let hi = Math.max(40, lo + 1);
     for (let it = 0; it < 50; it++) {
       const mid = (lo + hi) / 2;
       const m = fitTokens(Math.exp(mid));

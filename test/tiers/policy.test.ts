@@ -41,6 +41,43 @@ const tw = loadTierWorld('cheap-suffices');
 const encoder = compileFeatures(worldFeatures(tw.world).features);
 const agents: TierAgent[] = tw.agents.map((a) => ({ min: a.minTokens, cap: a.maxTokens, rates: tw.rates }));
 
+describe('bestSplit with a price on cost (nuFloor)', () => {
+  it('spends less as the price rises, keeps the total, the ceiling and the bounds, and prices cost exactly at the floor where the ceiling does not bind', () => {
+    const rng = mulberry32(41);
+    for (let k = 0; k < 200; k++) {
+      const n = 2 + Math.floor(rng() * 5);
+      const curves = Array.from({ length: n }, () => ({ A: 0.2 * rng(), B: 0.2 + 0.6 * rng(), N: 200 + 6000 * rng() }));
+      const rates = curves.map(() => 1e-6 + 3e-5 * rng());
+      const mins = curves.map(() => Math.floor(200 * rng()));
+      const caps = curves.map(() => 20_000 + Math.floor(20_000 * rng()));
+      const total = 4000 + Math.floor(40_000 * rng());
+      const ceiling = rng() < 0.3 ? Infinity : 0.02 + 0.5 * rng();
+      const base = bestSplit(curves, rates, mins, caps, total, ceiling);
+      assert.deepEqual(bestSplit(curves, rates, mins, caps, total, ceiling, 0), base);
+      if (!base) continue;
+      const costOf = (b: readonly number[]) => b.reduce((s, v, i) => s + v * rates[i]!, 0);
+      let prev = costOf(base);
+      for (const floor of [1, 10, 100, 1000, 10_000]) {
+        const s = bestSplit(curves, rates, mins, caps, total, ceiling, floor)!;
+        const cost = costOf(s);
+        assert.ok(cost <= prev * (1 + 1e-6) + 1e-12, `cost ${cost} rose above ${prev} at ν ≥ ${floor}`);
+        assert.ok(s.reduce((a, v) => a + v, 0) <= total * (1 + 1e-9) && cost <= ceiling * (1 + 1e-9));
+        s.forEach((v, i) => assert.ok(v >= mins[i]! - 1e-9 && v <= caps[i]! + 1e-9));
+        // Where neither the total, the ceiling nor a bound binds, every agent's marginal log quality equals ν·rate.
+        if (s.reduce((a, v) => a + v, 0) < total * 0.999 && cost < ceiling * 0.999) {
+          s.forEach((b, i) => {
+            if (b <= mins[i]! + 1e-6 || b >= caps[i]! - 1e-6) return;
+            const c = curves[i]!;
+            const slope = (c.B * Math.exp(-b / c.N)) / c.N / response(c, b);
+            assert.ok(Math.abs(slope - floor * rates[i]!) <= 1e-6 * slope + 1e-12, `agent ${i}: ${slope} vs ${floor * rates[i]!}`);
+          });
+        }
+        prev = cost;
+      }
+    }
+  });
+});
+
 describe('the tier policy', () => {
   it('the greedy action alone (tierGreedy) is exactly the candidates’ first, on random parameters, totals and ceilings', () => {
     const rng = mulberry32(77);
