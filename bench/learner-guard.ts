@@ -15,10 +15,13 @@
  * degradation, where the model is better than the control throughout.
  * The model is frozen: the worst case (in the service it keeps retraining, and every retrain can follow the
  * change; the guard's evidence pools the versions).
+ * Each world prints two lines from the same runs: the guard on realised rewards (as before the offset), and
+ * `offset`, the guard as the service runs it now: each reward less the serving model's predicted reward of the
+ * control's split for the request (ControlMeta `z`); then the paired ratio of their detection times.
  */
 import { loadTf } from '../src/learner/backend.js';
 import { accumulate, GUARD_DEFAULTS, judge, NEW_RUN, type GuardRun } from '../src/learner/guard.js';
-import { forward, type ModelWeights } from '../src/learner/model.js';
+import { forward, predict, type ModelWeights } from '../src/learner/model.js';
 import { decide, EXPLORE_DEFAULTS, optionsFor, type ExploreOptions } from '../src/learner/policy.js';
 import { mulberry32 } from '../src/learner/rng.js';
 import { policyAgents, runLoop } from '../src/learner/sim/loop.js';
@@ -46,24 +49,38 @@ interface Served {
   readonly encoder: FeatureEncoder;
 }
 
-/** Serves one run; returns the outcome index (from 0) of the first revert, or undefined. */
-function serve(world: World, degraded: World | undefined, m: Served, outcomes: number, seed: number): { revertAt?: number } {
+/**
+ * Serves one run; returns the outcome index (from 0) of the first revert, or undefined. Two guards watch the same
+ * decisions: the service's (realised rewards) and the offset one (each reward less the serving model's predicted
+ * reward of the control's split for that request, z = r̂(x, control): a function of the request and the model
+ * only, drawn before and independently of the arm, so the difference of the arms' means is unchanged in
+ * expectation and its variance is that of r − z). Each stops at its own first revert; the run ends at the later.
+ */
+function serve(world: World, degraded: World | undefined, m: Served, outcomes: number, seed: number): { revertAt?: number; offsetAt?: number } {
   const rng = mulberry32(seed);
   const agents = policyAgents(world);
   const T = world.totalTokens;
   const uniform = uniformBudgets(world, T);
   const perTick = Math.max(1, Math.round(rps * TICK_S));
   let run: GuardRun = NEW_RUN;
-  for (let t = 0; t < outcomes; t++) {
+  let off: GuardRun = NEW_RUN;
+  let revertAt: number | undefined;
+  let offsetAt: number | undefined;
+  for (let t = 0; t < outcomes && (revertAt === undefined || offsetAt === undefined); t++) {
     const w = degraded && t >= before ? degraded : world;
     const x = sampleContext(w, rng);
-    const dec = decide(forward(m.weights, m.encoder.encode(contextFeatures(x))), agents, T, explore, rng);
+    const heads = forward(m.weights, m.encoder.encode(contextFeatures(x)));
+    const dec = decide(heads, agents, T, explore, rng);
     const arm: 0 | 1 = rng() < SHARE ? 1 : 0;
     const q = simulateOutcome(w, 0, x, arm === 1 ? uniform : dec.budgets, rng).quality;
     run = accumulate(run, 1, arm, q);
-    if ((t + 1) % perTick === 0 && judge(run).status === 'worse') return { revertAt: t + 1 };
+    off = accumulate(off, 1, arm, q - predict(heads, uniform));
+    if ((t + 1) % perTick === 0) {
+      if (revertAt === undefined && judge(run).status === 'worse') revertAt = t + 1;
+      if (offsetAt === undefined && judge(off).status === 'worse') offsetAt = t + 1;
+    }
   }
-  return {};
+  return { ...(revertAt !== undefined ? { revertAt } : {}), ...(offsetAt !== undefined ? { offsetAt } : {}) };
 }
 
 /** True values (noise-free) of the served learned arm and of the control on 4,000 contexts. */
@@ -90,9 +107,11 @@ const pct = (xs: readonly number[], p: number) => {
 console.log(`bench/learner-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s, control share ${SHARE}, α ${GUARD_DEFAULTS.alpha} (cumulative test α/2, sub-segments of ${GUARD_DEFAULTS.segmentOutcomes} decisions at (α/2)/(j(j+1)))`);
 console.log(`degradation after ${before} outcomes (detection runs) · ${nullOutcomes} outcomes without degradation (false-revert runs)\n`);
 console.log('world           | learned vs control before → after (true values) | detected | detection outcomes median [max] | seconds median [max] | false reverts');
-let falseTotal = 0;
+// [the service's guard, the offset guard]
+const falseTotal = [0, 0];
 let nullRuns = 0;
-const allDetect: number[] = [];
+const allDetect: number[][] = [[], []];
+const ratios: number[] = [];
 for (const name of worldNames) {
   const world0 = loadWorld(name);
   const world: World = { ...world0, drift: undefined };
@@ -118,23 +137,46 @@ for (const name of worldNames) {
     v1 = values(degraded, m, 11);
   }
   const v0 = values(world, m, 11);
-  const detect: number[] = [];
-  let missed = 0;
-  let early = 0;
-  for (let r = 0; r < runs; r++) {
-    const res = serve(world, degraded, m, before + maxAfter, 1000 + r);
-    if (res.revertAt === undefined) missed++;
-    else if (res.revertAt <= before) early++;
-    else detect.push(res.revertAt - before);
-  }
-  let falseReverts = 0;
-  for (let r = 0; r < runs; r++) if (serve(world, undefined, m, nullOutcomes, 5000 + r).revertAt !== undefined) falseReverts++;
-  falseTotal += falseReverts + early;
+  const runsOut = [] as ReturnType<typeof serve>[];
+  const nullOut = [] as ReturnType<typeof serve>[];
+  for (let r = 0; r < runs; r++) runsOut.push(serve(world, degraded, m, before + maxAfter, 1000 + r));
+  for (let r = 0; r < runs; r++) nullOut.push(serve(world, undefined, m, nullOutcomes, 5000 + r));
   nullRuns += runs;
-  allDetect.push(...detect);
-  const secs = detect.map((d) => Math.ceil(d / rps / TICK_S) * TICK_S);
+  const line = (label: string, k: 0 | 1) => {
+    const { detect, missed, early, falseReverts } = tallyOf(k);
+    falseTotal[k] = falseTotal[k]! + falseReverts + early;
+    allDetect[k]!.push(...detect);
+    const secs = detect.map((d) => Math.ceil(d / rps / TICK_S) * TICK_S);
+    console.log(
+      `${label.padEnd(15)} | ${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)} → ${v1.learned.toFixed(3)} vs ${v1.control.toFixed(3)} (${starved} critical, need × ${factor}) | ${detect.length}/${runs}${missed ? ` (${missed} not within ${maxAfter})` : ''}${early ? ` (${early} reverted before the degradation)` : ''} | ${detect.length ? `${pct(detect, 0.5)} [${Math.max(...detect)}]` : '—'} | ${secs.length ? `${pct(secs, 0.5)} s [${Math.max(...secs)} s]` : '—'} | ${falseReverts}/${runs}   (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
+    );
+    return detect;
+  };
+  const tallyOf = (k: 0 | 1) => {
+    const key = k === 0 ? 'revertAt' : 'offsetAt';
+    const detect: number[] = [];
+    let missed = 0;
+    let early = 0;
+    for (const res of runsOut) {
+      const at = res[key];
+      if (at === undefined) missed++;
+      else if (at <= before) early++;
+      else detect.push(at - before);
+    }
+    return { detect, missed, early, falseReverts: nullOut.filter((res) => res[key] !== undefined).length };
+  };
+  line(name, 0);
+  line('  offset', 1);
+  // Paired per run: offset detection ÷ the service's, where both detected.
+  for (let r = 0; r < runs; r++) {
+    const a = runsOut[r]!.revertAt;
+    const b = runsOut[r]!.offsetAt;
+    if (a !== undefined && b !== undefined && a > before && b > before) ratios.push((b - before) / (a - before));
+  }
+}
+for (const [k, label] of [[0, 'realised rewards (the service)'], [1, 'offset r − r̂(x, control)']] as const) {
   console.log(
-    `${name.padEnd(15)} | ${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)} → ${v1.learned.toFixed(3)} vs ${v1.control.toFixed(3)} (${starved} critical, need × ${factor}) | ${detect.length}/${runs}${missed ? ` (${missed} not within ${maxAfter})` : ''}${early ? ` (${early} reverted before the degradation)` : ''} | ${detect.length ? `${pct(detect, 0.5)} [${Math.max(...detect)}]` : '—'} | ${secs.length ? `${pct(secs, 0.5)} s [${Math.max(...secs)} s]` : '—'} | ${falseReverts}/${runs}   (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
+    `\nall worlds, ${label}: detection median ${allDetect[k]!.length ? pct(allDetect[k]!, 0.5) : '—'} outcomes, max ${allDetect[k]!.length ? Math.max(...allDetect[k]!) : '—'}; false reverts ${falseTotal[k]} of ${nullRuns} runs without degradation (+ pre-degradation stretches) = ${((100 * falseTotal[k]!) / Math.max(1, nullRuns)).toFixed(1)} % (bound α = ${GUARD_DEFAULTS.alpha * 100} % per run)`,
   );
 }
-console.log(`\nall worlds: detection median ${allDetect.length ? pct(allDetect, 0.5) : '—'} outcomes, max ${allDetect.length ? Math.max(...allDetect) : '—'}; false reverts ${falseTotal} of ${nullRuns} runs without degradation (+ pre-degradation stretches) = ${((100 * falseTotal) / Math.max(1, nullRuns)).toFixed(1)} % (bound α = ${GUARD_DEFAULTS.alpha * 100} % per run)`);
+console.log(`offset ÷ service detection time, paired per run where both detected (${ratios.length} runs): median ${ratios.length ? pct(ratios, 0.5).toFixed(2) : '—'}, min ${ratios.length ? Math.min(...ratios).toFixed(2) : '—'}, max ${ratios.length ? Math.max(...ratios).toFixed(2) : '—'}`);

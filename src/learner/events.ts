@@ -39,6 +39,8 @@ export interface LoggedEvent {
   readonly d?: 1;
   /** The runtime guard's arm of a learned decision made with a control share: 1 control, 0 learned. */
   readonly a?: 0 | 1;
+  /** The runtime guard's offset (ControlMeta `z`): the serving version's predicted reward of the control's split for this request. */
+  readonly z?: number;
   /** The pending candidate version whose split served this decision by the candidate share's own draw (LearnerMeta
    * `cw`; the control arm did not serve): the runtime guard's candidate arm. Absent on every other decision. */
   readonly v?: number;
@@ -74,6 +76,7 @@ const LoggedEventSchema = Type.Object({
   m: Type.Optional(Num),
   d: Type.Optional(Type.Literal(1)),
   a: Type.Optional(Type.Union([Type.Literal(0), Type.Literal(1)])),
+  z: Type.Optional(Num),
   v: Type.Optional(Num),
   M: Type.Optional(Type.Array(StrOrNull)),
   CM: Type.Optional(Type.Array(Type.Array(StrOrNull))),

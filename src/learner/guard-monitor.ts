@@ -63,7 +63,7 @@ interface State {
   readonly total: GuardEvidence;
 }
 
-const ArmSums = Type.Object({ n: Type.Number(), sum: Type.Number(), sumSq: Type.Number() });
+const ArmSums = Type.Object({ n: Type.Number(), sum: Type.Number(), sumSq: Type.Number(), raw: Type.Optional(Type.Number()) });
 const Evidence = Type.Object({ learned: ArmSums, control: ArmSums, byVersion: Type.Record(Type.String(), Type.Object({ learned: ArmSums, control: ArmSums })) });
 /**
  * The stored state (typed by State, with `total` allowed to be absent: the segment's totals then start empty).
@@ -215,7 +215,7 @@ export class GuardMonitor {
       const e = fresh[i]!;
       // Decisions of trained versions, made since the segment began, by a learned strategy with a control arm.
       if (!e.m || e.a === undefined || e.t < since || !learnedIds.has(e.s)) continue;
-      run = accumulate(run, e.m, e.a, rewardOf(e, costWeight), segment);
+      run = accumulate(run, e.m, e.a, rewardOf(e, costWeight), segment, e.z ?? 0);
     }
     const evidence = run.total;
     const verdict = judge(run, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });

@@ -38,17 +38,34 @@ export function subSegmentAlpha(alpha: number, j: number): number {
   return alpha / 2 / (j * (j + 1));
 }
 
-/** Running sums of one arm's rewards. */
+/**
+ * Running sums of one arm's rewards as the test sees them (each realised reward less its decision's offset, when it
+ * has one: ControlMeta `z`), and `raw`, the sum of the realised rewards themselves, once an offset was used (absent:
+ * equal to `sum`).
+ */
 export interface ArmSums {
   readonly n: number;
   readonly sum: number;
   readonly sumSq: number;
+  readonly raw?: number;
 }
 
 export const EMPTY_ARM: ArmSums = { n: 0, sum: 0, sumSq: 0 };
 
-export function addReward(a: ArmSums, r: number): ArmSums {
-  return { n: a.n + 1, sum: a.sum + r, sumSq: a.sumSq + r * r };
+/**
+ * Adds one realised reward r, tested as r − offset. The offset must be fixed before the arm is drawn and not depend
+ * on it (the guard's: the serving version's predicted reward of the control's split for the request), so the
+ * difference of two arms' means keeps its expectation; a good predictor of the reward shrinks its variance.
+ */
+export function addReward(a: ArmSums, r: number, offset = 0): ArmSums {
+  const x = r - offset;
+  const next = { n: a.n + 1, sum: a.sum + x, sumSq: a.sumSq + x * x };
+  return offset !== 0 || a.raw !== undefined ? { ...next, raw: (a.raw ?? a.sum) + r } : next;
+}
+
+/** The mean realised reward of an arm (0 when empty). */
+export function realisedMean(a: ArmSums): number {
+  return a.n > 0 ? (a.raw ?? a.sum) / a.n : 0;
 }
 
 export function momentsOf(a: ArmSums) {
@@ -74,7 +91,8 @@ export function guardVerdict(learned: ArmSums, control: ArmSums, opts: GuardOpti
   const margin = opts.margin ?? GUARD_DEFAULTS.margin;
   const l = momentsOf(learned);
   const c = momentsOf(control);
-  const arms = { learned: { n: l.n, mean: l.mean }, control: { n: c.n, mean: c.mean } };
+  // The arms' realised means; the difference and its interval are those of the offset rewards (addReward).
+  const arms = { learned: { n: l.n, mean: realisedMean(learned) }, control: { n: c.n, mean: realisedMean(control) } };
   const d = sequentialDiff(l, c, alpha, opts.tuningN ?? GUARD_DEFAULTS.tuningN);
   if (!d) return { status: 'insufficient', diff: null, ci: null, pValue: null, ...arms };
   const enough = l.n >= minPerArm && c.n >= minPerArm;
@@ -140,13 +158,13 @@ export interface GuardEvidence {
 
 export const EMPTY_EVIDENCE: GuardEvidence = { learned: EMPTY_ARM, control: EMPTY_ARM, byVersion: {} };
 
-/** Adds one realised reward of a decision made while `version` served (arm 1 = control). */
-export function addEvidence(e: GuardEvidence, version: number, arm: 0 | 1, r: number): GuardEvidence {
+/** Adds one realised reward of a decision made while `version` served (arm 1 = control), tested less `offset` (addReward). */
+export function addEvidence(e: GuardEvidence, version: number, arm: 0 | 1, r: number, offset = 0): GuardEvidence {
   const v = e.byVersion[version] ?? { learned: EMPTY_ARM, control: EMPTY_ARM };
-  const nv = arm === 1 ? { ...v, control: addReward(v.control, r) } : { ...v, learned: addReward(v.learned, r) };
+  const nv = arm === 1 ? { ...v, control: addReward(v.control, r, offset) } : { ...v, learned: addReward(v.learned, r, offset) };
   return {
-    learned: arm === 1 ? e.learned : addReward(e.learned, r),
-    control: arm === 1 ? addReward(e.control, r) : e.control,
+    learned: arm === 1 ? e.learned : addReward(e.learned, r, offset),
+    control: arm === 1 ? addReward(e.control, r, offset) : e.control,
     byVersion: { ...e.byVersion, [version]: nv },
   };
 }
@@ -160,11 +178,14 @@ export interface GuardRun {
 
 export const NEW_RUN: GuardRun = { j: 1, evidence: EMPTY_EVIDENCE, total: EMPTY_EVIDENCE };
 
-/** Adds one decision's realised reward, starting the next sub-segment once this one holds `segmentOutcomes`. */
-export function accumulate(run: GuardRun, version: number, arm: 0 | 1, r: number, segmentOutcomes: number = GUARD_DEFAULTS.segmentOutcomes): GuardRun {
+/**
+ * Adds one decision's realised reward (tested less its `offset`, the decision's logged ControlMeta `z`; 0 when it
+ * has none), starting the next sub-segment once this one holds `segmentOutcomes`.
+ */
+export function accumulate(run: GuardRun, version: number, arm: 0 | 1, r: number, segmentOutcomes: number = GUARD_DEFAULTS.segmentOutcomes, offset = 0): GuardRun {
   const full = run.evidence.learned.n + run.evidence.control.n >= segmentOutcomes;
   const j = full ? run.j + 1 : run.j;
-  return { j, evidence: addEvidence(full ? EMPTY_EVIDENCE : run.evidence, version, arm, r), total: addEvidence(run.total, version, arm, r) };
+  return { j, evidence: addEvidence(full ? EMPTY_EVIDENCE : run.evidence, version, arm, r, offset), total: addEvidence(run.total, version, arm, r, offset) };
 }
 
 /** The verdict on a run: `worse` when either test says so (that test's verdict is returned), else the cumulative one. */

@@ -65,7 +65,7 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
 }
 
 /** The logging fields of an event: the logging policy's action distribution, model version and guard arm. */
-export type LoggingPolicy = Pick<LoggedEvent, 'C' | 'P' | 'k' | 'm' | 'a' | 'v' | 'M' | 'CM'>;
+export type LoggingPolicy = Pick<LoggedEvent, 'C' | 'P' | 'k' | 'm' | 'a' | 'z' | 'v' | 'M' | 'CM'>;
 
 /**
  * The logging policy of one decision (propensity.ts): the served strategy's own distribution (a learned
@@ -81,7 +81,9 @@ export function loggingPolicyOf(d: Pick<DecisionRecord, 'meta' | 'budgets' | 'to
   const M = servedModels(d, pipeline);
   // The candidate arm (LoggedEvent `v`): the candidate share's draw chose the candidate's split and the control did not serve.
   const v = meta && meta.cw === 1 && typeof meta.cv === 'number' && meta.x?.a !== 1 ? { v: meta.cv } : {};
-  const own: LoggingPolicy = { ...(meta ? { m: meta.m, ...(meta.x ? { a: meta.x.a } : {}), ...v } : {}), ...(M ? { M } : {}) };
+  // The guard's offset only as a finite number of a sane size (a local-mode client ships its own meta).
+  const z = meta?.x && typeof meta.x.z === 'number' && Number.isFinite(meta.x.z) && Math.abs(meta.x.z) <= 1e6 ? { z: meta.x.z } : {};
+  const own: LoggingPolicy = { ...(meta ? { m: meta.m, ...(meta.x ? { a: meta.x.a, ...z } : {}), ...v } : {}), ...(M ? { M } : {}) };
   const r = d.routing;
   const ownCM = meta?.CM ? { CM: meta.CM } : {};
   if (!r || !(r.q > 0) || !Array.isArray(r.alt)) return meta ? { ...own, C: meta.C, ...ownCM, P: meta.P, k: meta.k } : own;

@@ -13,7 +13,8 @@ import { degradeWorld, mostStarved } from '../../src/learner/sim/degrade.js';
 import { contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOutcome, uniformBudgets, worldFeatures, worldPipeline, type World } from '../../src/learner/sim/world.js';
 import { servingModel } from '../../src/learner/kind.js';
 import { loadTf } from '../../src/learner/backend.js';
-import { forward } from '../../src/learner/model.js';
+import { forward, predict } from '../../src/learner/model.js';
+import { guardOffset } from '@apportion/sdk/engine';
 import { greedyBudgets } from '../../src/learner/policy.js';
 import { plainDeclaration } from '../../src/learner/sim/family.js';
 import { policyAgents, runLoop } from '../../src/learner/sim/loop.js';
@@ -94,6 +95,7 @@ describe('runtime guard', () => {
       assert.equal(x.s, 0.3);
       assert.equal(x.c, '@uniform');
       assert.deepEqual(x.b, uniformBudgets(world, world.totalTokens));
+      assert.equal(x.z, undefined, 'no offset while no trained version serves');
       if (x.a === 1) {
         control++;
         assert.deepEqual(world.agents.map((a) => d.budgets[a.name]), x.b, 'a control decision serves the control split');
@@ -138,6 +140,20 @@ describe('runtime guard', () => {
     const view = rt.core.view();
     const model = servingModel(view, view.pipelines.get('sim')!);
     assert.equal(model.version, 2);
+    // Every decision of a trained version logs the guard's offset: the serving version's predicted reward of the
+    // control's split for that request; the outcome's event carries it to the guard.
+    const logged = new Map<string, number>();
+    for (let i = 0; i < 20; i++) {
+      const { id } = await round(world);
+      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
+      const x = (d.meta!.learner as LearnerMeta).x!;
+      assert.equal(x.z, guardOffset(predict(forward(model.weights, model.encoder.encode(d.features)), x.b)), `decision ${id}`);
+      logged.set(id, x.z!);
+    }
+    await settle();
+    const withOffset = (await learner.training.events('sim', 1000)).filter((e) => logged.has(e.id));
+    assert.equal(withOffset.length, logged.size);
+    for (const e of withOffset) assert.equal(e.z, logged.get(e.id));
     const uniform = uniformBudgets(world, world.totalTokens);
     const contexts = Array.from({ length: 300 }, () => sampleContext(world, rng));
     const splits = contexts.map((x) => greedyBudgets(forward(model.weights, model.encoder.encode(contextFeatures(x))), policyAgents(world), world.totalTokens));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { accumulate, addEvidence, EMPTY_ARM, EMPTY_EVIDENCE, GUARD_DEFAULTS, guardVerdict, judge, NEW_RUN, revertTarget, subSegmentAlpha, type ArmSums, type GuardRun } from '../../src/learner/guard.js';
+import { accumulate, addEvidence, addReward, EMPTY_ARM, EMPTY_EVIDENCE, GUARD_DEFAULTS, guardVerdict, judge, NEW_RUN, realisedMean, revertTarget, subSegmentAlpha, type ArmSums, type GuardRun } from '../../src/learner/guard.js';
 import { mulberry32, normal } from '../../src/learner/rng.js';
 
 const arm = (rewards: readonly number[]): ArmSums => rewards.reduce((a, r) => ({ n: a.n + 1, sum: a.sum + r, sumSq: a.sumSq + r * r }), EMPTY_ARM);
@@ -74,6 +74,72 @@ describe('guard verdict (always-valid test of learned − control)', () => {
     }
     assert.ok(at > 0, 'found');
     assert.ok(run.j > 1, `found after ${at} decisions, in sub-segment ${run.j}`);
+  });
+});
+
+describe('guard offset (the serving version\'s predicted reward of the control split, ControlMeta z)', () => {
+  it('tests each reward less its offset and reports the realised means; without offsets the sums are as before', () => {
+    let a = EMPTY_ARM;
+    a = addReward(a, 0.7, 0.6);
+    a = addReward(a, 0.4, 0.5);
+    assert.ok(Math.abs(a.sum - 0) < 1e-12 && Math.abs(a.sumSq - 0.02) < 1e-12 && a.n === 2);
+    assert.ok(Math.abs(realisedMean(a) - 0.55) < 1e-12);
+    // An event without an offset after one with: its reward is tested as is, the realised sum still kept.
+    a = addReward(a, 0.3);
+    assert.ok(Math.abs(a.sum - 0.3) < 1e-12 && Math.abs(realisedMean(a) - 1.4 / 3) < 1e-12);
+    assert.deepEqual(addReward(addReward(EMPTY_ARM, 0.5), 0.25), { n: 2, sum: 0.75, sumSq: 0.3125 }, 'no `raw` field without offsets');
+    const v = guardVerdict(
+      [0.5, 0.55, 0.45].reduce((x, r, i) => addReward(x, r, [0.45, 0.5, 0.42][i]), EMPTY_ARM),
+      [0.8, 0.7, 0.75].reduce((x, r, i) => addReward(x, r, [0.78, 0.66, 0.7][i]), EMPTY_ARM),
+      { minPerArm: 2 },
+    );
+    assert.ok(Math.abs(v.learned.mean - 0.5) < 1e-12 && Math.abs(v.control.mean - 0.75) < 1e-12, 'the realised means');
+    assert.ok(Math.abs(v.diff! - ((0.05 + 0.05 + 0.03) / 3 - (0.02 + 0.04 + 0.05) / 3)) < 1e-12, 'the difference of the offset means');
+  });
+
+  /**
+   * A world whose reward level varies a lot between requests (uniform in [0.2, 0.9]) around which the arms differ
+   * by `gap`, noise sd 0.05; the offset predicts the level with error sd 0.03 and does not depend on the arm.
+   * Returns the decision at which each guard (realised, offset) first says worse, looking every 50 decisions.
+   */
+  function race(gap: number, seed: number, outcomes: number): { raw?: number; offset?: number } {
+    const rng = mulberry32(seed);
+    let raw: GuardRun = NEW_RUN;
+    let off: GuardRun = NEW_RUN;
+    const out: { raw?: number; offset?: number } = {};
+    for (let t = 0; t < outcomes && (out.raw === undefined || out.offset === undefined); t++) {
+      const level = 0.2 + 0.7 * rng();
+      const z = level + 0.03 * normal(rng);
+      const a: 0 | 1 = rng() < 0.05 ? 1 : 0;
+      const r = level + (a === 1 ? 0 : gap) + 0.05 * normal(rng);
+      raw = accumulate(raw, 1, a, r);
+      off = accumulate(off, 1, a, r, GUARD_DEFAULTS.segmentOutcomes, z);
+      if ((t + 1) % 50 === 0) {
+        if (out.raw === undefined && judge(raw).status === 'worse') out.raw = t + 1;
+        if (out.offset === undefined && judge(off).status === 'worse') out.offset = t + 1;
+      }
+    }
+    return out;
+  }
+
+  it('finds a shortfall several times sooner than the realised rewards when the offset predicts the request\'s level', () => {
+    const raw: number[] = [];
+    const offset: number[] = [];
+    for (let k = 0; k < 20; k++) {
+      const r = race(-0.04, 300 + k, 60_000);
+      assert.ok(r.offset !== undefined, `run ${k}: the offset guard found the shortfall`);
+      offset.push(r.offset);
+      raw.push(r.raw ?? 60_000);
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    assert.ok(median(offset) * 3 <= median(raw), `median detection: offset ${median(offset)}, realised ${median(raw)}`);
+  });
+
+  it('keeps false reverts below α with the offset when the arms are equal', () => {
+    const runs = 200;
+    let reverted = 0;
+    for (let k = 0; k < runs; k++) if (race(0, 900 + k, 6000).offset !== undefined) reverted++;
+    assert.ok(reverted / runs <= GUARD_DEFAULTS.alpha, `${reverted} of ${runs} runs reverted`);
   });
 });
 

@@ -162,6 +162,12 @@ describe('logging propensities', () => {
     const asControl = learnerMetaOf({ ...rec([500, 500], undefined, { learner: { m: 2, k: 0, p: 0.9, g, d: 0.5, P, x: { ...x, a: 1 } } }) }, toyPipeline)!;
     assert.deepEqual(asControl.C[asControl.k], [500, 500]);
     assert.equal(learnerMetaOf({ ...rec([10, 990], undefined, { learner: { m: 2, k: 0, p: 0.9, g, d: 0.5, P, x: { ...x, a: 1 } } }) }, toyPipeline), undefined, 'served ≠ the logged control split');
+    // The guard's offset goes to the event as logged, only as a finite number of a sane size.
+    const policyWith = (z: unknown) => loggingPolicyOf(rec(served, undefined, { learner: { m: 2, k: 0, p: 0.9, g, d: 0.5, P, x: { ...x, z } } }), toyPipeline);
+    assert.equal(policyWith(0.4321).z, 0.4321);
+    assert.equal(policyWith(-0.02).a, 0);
+    for (const bad of ['0.4', Number.NaN, Infinity, 1e9, null]) assert.equal('z' in policyWith(bad), false, `z ${String(bad)}`);
+    assert.equal('z' in loggingPolicyOf(rec(served, undefined, { learner: { m: 2, k: 0, p: 0.9, g, d: 0.5, P, x } }), toyPipeline), false);
   });
 });
 

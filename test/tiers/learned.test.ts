@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Apportion } from '@apportion/sdk';
-import { TIER_TOKEN_SPREAD, tierAgentsOf } from '@apportion/sdk/engine';
+import { guardOffset, TIER_TOKEN_SPREAD, tierAgentsOf } from '@apportion/sdk/engine';
 import { newDecisionId, readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { loggingPolicyOf } from '../../src/learner/hooks.js';
-import { learnerMetaOf } from '../../src/learner/kind.js';
+import { learnerMetaOf, servingModel } from '../../src/learner/kind.js';
 import { TRAIN_QUEUE, type LearnerModule } from '../../src/learner/module.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import { initialWeights } from '../../src/learner/model.js';
@@ -12,7 +12,7 @@ import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import type { SimContext } from '../../src/learner/sim/world.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
-import { initialParams, perturbAround, serializeTierParams } from '../../src/learner/tiers-policy.js';
+import { curvesOf, initialParams, perturbAround, predictQuality, serializeTierParams } from '../../src/learner/tiers-policy.js';
 import type { Running } from '../../src/server.js';
 import { okHttp } from '../helpers/http.js';
 import { tierPipelineDoc, tierServerHooks } from '../helpers/tier-server.js';
@@ -104,6 +104,7 @@ describe('the learned strategy on a pipeline with model tiers', () => {
     const pipeline = rt.core.view().pipelines.get('tl')!;
     const seen = new Map<string, number>();
     let nonFirst = 0;
+    let offsets = 0;
     for (let i = 0; i < 200; i++) {
       const { answer } = await round('tl', rng, noise, req);
       assert.ok(answer.costUsd <= tw.maxCostUsd + 1e-9, `${answer.costUsd} within ${tw.maxCostUsd}`);
@@ -129,7 +130,16 @@ describe('the learned strategy on a pipeline with model tiers', () => {
       const policy = loggingPolicyOf(d, pipeline);
       assert.ok(policy.CM && policy.P && policy.k !== undefined);
       assert.deepEqual(policy.CM[policy.k], models);
+      // The guard's offset: the serving joint version's predicted reward of the control's action (λ = 0 here).
+      const serving = servingModel(rt.core.view(), pipeline);
+      if (meta.m > 0 && meta.x && serving.version === meta.m) {
+        const anchor = { assign: meta.x.m!, budgets: meta.x.b };
+        assert.equal(meta.x.z, guardOffset(predictQuality(curvesOf(serving.tiers!, tierAgentsOf(pipeline), serving.encoder.encode(d.features)), anchor)));
+        assert.equal(policy.z, meta.x.z);
+        offsets++;
+      }
     }
+    assert.ok(offsets > 0, 'decisions of the serving joint version log the guard offset');
     assert.ok(nonFirst > 100, `the joint version puts agents on the cheaper model (${nonFirst} of 200 answers; ${JSON.stringify([...seen])})`);
     // Local evaluation answers exactly as the server for the same decision ids (with and without a ceiling). The
     // retrain asked for above goes on after the gate and proposes the next candidate, which changes what serves: the

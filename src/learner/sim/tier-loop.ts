@@ -301,7 +301,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     const servingTiers = servingModel(view, pipeline).tiers !== undefined;
     out.version[t] = servingTiers ? (active?.version ?? 0) : 0;
     // The guard monitor: decisions of trained versions since the segment began, with a control arm, oldest first.
-    if (guardOn && ev.m && ev.a !== undefined && t >= guardSince) run = accumulate(run, ev.m, ev.a, rewardOf(ev, costWeight), params.guardSegmentOutcomes ?? GUARD_DEFAULTS.segmentOutcomes);
+    if (guardOn && ev.m && ev.a !== undefined && t >= guardSince) run = accumulate(run, ev.m, ev.a, rewardOf(ev, costWeight), params.guardSegmentOutcomes ?? GUARD_DEFAULTS.segmentOutcomes, ev.z ?? 0);
     if (guardOn && active && servingTiers && (t + 1) % guardEvery === 0) {
       const verdict = judge(run, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });
       if (verdict.status === 'worse') {

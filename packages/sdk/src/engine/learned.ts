@@ -207,7 +207,17 @@ export interface ControlMeta {
   readonly c: string;
   /** Model tiers: the control's model per agent (index in the agent's `models`, −1 for none), parallel to `b`. */
   readonly m?: number[];
+  /**
+   * The serving version's predicted reward of the control's split (and models) for this request, rounded to 1e-4:
+   * the runtime guard subtracts it from the realised reward of either arm (docs/learner.md, "Runtime guard"). A
+   * function of the request and the serving version only, fixed before the arm is drawn, so the difference of the
+   * arms' means keeps its expectation while its variance drops. Absent while no trained version serves.
+   */
+  readonly z?: number;
 }
+
+/** The guard's offset as logged (ControlMeta `z`): rounded to 1e-4, the record stays small. */
+export const guardOffset = (z: number): number | undefined => (Number.isFinite(z) ? Math.round(z * 1e4) / 1e4 : undefined);
 
 /** The control strategy: the pipeline's default strategy when it is not itself learned, else the built-in uniform split. */
 export const controlStrategyDef = baselineStrategy;
@@ -358,7 +368,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
     allocate(input) {
       const m = model();
       const rng = decisionRng(input.decisionId ?? input.drawSeed, 'learner');
-      const { dec, anchor } = learnedDecision(m, agents, input, explore, uniformFor(input.totalTokens), deps.defaultSplit ? (i) => deps.defaultSplit!(pipeline, i) : undefined, rng);
+      const { dec, anchor, heads: servedHeads } = learnedDecision(m, agents, input, explore, uniformFor(input.totalTokens), deps.defaultSplit ? (i) => deps.defaultSplit!(pipeline, i) : undefined, rng);
       const budgets = toBudgets(pipeline, dec.budgets);
       // Logged probabilities are rounded to 1e-7 (the record stays small); the logged values are the
       // ones off-policy evaluation uses; the largest absorbs the rounding so they sum to 1.
@@ -367,9 +377,11 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
       // decision record if no outcome arrives in time).
       const registered = waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + waitMs + DEFAULT_GRACE_MS);
-      const x = deps.kinds
+      const arm = deps.kinds
         ? controlArm(deps.kinds(), deps.view(), pipeline, input, controlShareOf(deps.view(), pipeline, params.controlShare), decisionRng(input.decisionId ?? input.drawSeed, 'control')())
         : undefined;
+      const z = arm && servedHeads ? guardOffset(predict(servedHeads, arm.b)) : undefined;
+      const x = arm && z !== undefined ? { ...arm, z } : arm;
       const meta: LearnerMeta = {
         m: m.version,
         k: dec.chosen,
@@ -405,14 +417,16 @@ export function learnedDecision(
   uniform: number[],
   defaultSplit?: (input: AllocationInput) => number[],
   rng: () => number = Math.random,
-): { dec: ReturnType<typeof decide> & { candidateSplit?: number[]; candidateDrawn?: boolean }; anchor?: number[] } {
+): { dec: ReturnType<typeof decide> & { candidateSplit?: number[]; candidateDrawn?: boolean }; anchor?: number[]; heads?: Heads } {
   const dflt = defaultSplit?.(input) ?? uniform;
   const isUniform = dflt.length === uniform.length && dflt.every((v, i) => v === uniform[i]);
   let dec: ReturnType<typeof decide> & { candidateSplit?: number[]; candidateDrawn?: boolean };
   let anchor: number[] | undefined;
+  let heads: Heads | undefined;
   if (m.version === 0) dec = decideAround(dflt, agents, input.totalTokens, explore, rng, uniform);
   else {
-    dec = decide(forward(m.weights, m.encoder.encode(input.features)), agents, input.totalTokens, optionsFor(explore, m.version), rng, dflt);
+    heads = forward(m.weights, m.encoder.encode(input.features));
+    dec = decide(heads, agents, input.totalTokens, optionsFor(explore, m.version), rng, dflt);
     if (!isUniform) anchor = dflt;
   }
   if (m.candidate) {
@@ -420,7 +434,7 @@ export function learnedDecision(
     const mixed = withCandidate(dec, split, m.candidate.share ?? CANDIDATE_SHARE, rng);
     dec = { ...mixed, candidateSplit: split, candidateDrawn: mixed.drawn };
   }
-  return { dec, ...(anchor ? { anchor } : {}) };
+  return { dec, ...(anchor ? { anchor } : {}), ...(heads ? { heads } : {}) };
 }
 
 /** Probabilities as logged: rounded to 1e-7 (the record stays small), the largest absorbing the rounding so they sum to 1. */
@@ -640,8 +654,11 @@ function compileTierLearned(
       if (registered) deps.register?.(input.decisionId!, Date.now() + c.waitMs + DEFAULT_GRACE_MS);
       const view = deps.view();
       const share = deps.kinds ? controlShareOf(view, pipeline, params.controlShare) : 0;
+      const z = share > 0 && m.tiers ? guardOffset(predictQuality(curvesOf(m.tiers, agents, m.encoder.encode(input.features)), anchor) - costWeight * plannedCostOf(agents, anchor)) : undefined;
       const x: ControlMeta | undefined =
-        share > 0 ? { s: share, a: decisionRng(input.decisionId ?? input.drawSeed, 'control')() < share ? 1 : 0, b: anchor.budgets.slice(), c: baselineStrategy(view, pipeline).id, m: loggedModelKey(pipeline, anchor.assign) } : undefined;
+        share > 0
+          ? { s: share, a: decisionRng(input.decisionId ?? input.drawSeed, 'control')() < share ? 1 : 0, b: anchor.budgets.slice(), c: baselineStrategy(view, pipeline).id, m: loggedModelKey(pipeline, anchor.assign), ...(z !== undefined ? { z } : {}) }
+          : undefined;
       const served = x?.a === 1 ? anchor : dec.candidates[dec.chosen]!;
       const meta: LearnerMeta = {
         m: dec.version,
