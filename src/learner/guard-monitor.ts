@@ -144,7 +144,7 @@ export class GuardMonitor {
     for (const e of fresh) {
       if (e.t < since || !learnedIds.has(e.s)) continue;
       const arm = candidateArmOf(e, pending.version);
-      if (arm) evidence = addCandidateEvidence(evidence, arm, rewardOf(e, costWeight));
+      if (arm) evidence = addCandidateEvidence(evidence, arm, rewardOf(e, costWeight), e.z ?? 0);
     }
     const verdict = candidateVerdict(evidence, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });
     await this.core.redis.set(this.candidateKey(pipelineId), JSON.stringify({ version: pending.version, marker: fresh[0]?.id ?? st.marker, evidence }));

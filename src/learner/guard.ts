@@ -252,8 +252,9 @@ export function candidateArmOf(e: { readonly a?: 0 | 1; readonly v?: number }, v
   return e.v === version ? 'candidate' : undefined;
 }
 
-export function addCandidateEvidence(e: CandidateEvidence, arm: CandidateArm, r: number): CandidateEvidence {
-  return { ...e, [arm]: addReward(e[arm], r) };
+/** Adds one realised reward to an arm, tested less `offset` (the decision's ControlMeta `z`; addReward). */
+export function addCandidateEvidence(e: CandidateEvidence, arm: CandidateArm, r: number, offset = 0): CandidateEvidence {
+  return { ...e, [arm]: addReward(e[arm], r, offset) };
 }
 
 export interface CandidateVerdict extends GuardVerdict {

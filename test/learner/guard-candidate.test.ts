@@ -28,6 +28,13 @@ describe('the guard’s candidate arm (decision rule)', () => {
     e = addCandidateEvidence(e, 'candidate', 0.25);
     assert.deepEqual(e.candidate, { n: 2, sum: 0.75, sumSq: 0.3125 });
     assert.deepEqual([e.control, e.serving], [EMPTY_ARM, EMPTY_ARM]);
+    // With the guard's offset: tested less it, the realised reward kept for the reported mean.
+    let o = EMPTY_CANDIDATE_EVIDENCE;
+    for (const [arm, r, z] of [['candidate', 0.5, 0.45], ['candidate', 0.3, 0.2], ['control', 0.6, 0.5], ['control', 0.7, 0.62], ['serving', 0.4, 0.4], ['serving', 0.5, 0.45]] as const) o = addCandidateEvidence(o, arm, r, z);
+    assert.ok(Math.abs(o.candidate.sum - 0.15) < 1e-12 && Math.abs(o.control.sum - 0.18) < 1e-12);
+    const v = candidateVerdict(o, { minPerArm: 2 });
+    assert.ok(Math.abs(v.learned.mean - 0.4) < 1e-12 && Math.abs(v.control.mean - 0.65) < 1e-12, 'realised means');
+    assert.ok(Math.abs(v.diff! - (0.075 - 0.09)) < 1e-12, 'the difference of the offset means');
   });
 
   it('refuses a candidate worse than the control arm, or than the rest, and says against which', () => {

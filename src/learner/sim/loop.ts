@@ -3,7 +3,8 @@ import type { Tf } from '../backend.js';
 import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
-import { forward, initialWeights, rescaleInputs, type ModelWeights } from '../model.js';
+import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
+import { guardOffset } from '../control-arm.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
 import { addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS } from '../guard.js';
 import { checkedVersions, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
@@ -92,6 +93,12 @@ export interface LoopOptions {
   readonly weightPrior?: number;
   /** The runtime guard's candidate arm (guard.ts candidateVerdict; needs the control arm), checked every 25 outcomes as the service's tick would. Default true. */
   readonly guardCandidate?: boolean;
+  /**
+   * The guard's offset (ControlMeta `z`): the candidate arm's tests take each reward less the serving version's
+   * predicted reward of the control's split, as the service's do. Default true; false: realised rewards (a bench
+   * option, `--guard-offset off`).
+   */
+  readonly guardOffset?: boolean;
   /**
    * Safety harness (benches only): versions for which this returns true are trained on 1 − quality (a deliberately
    * bad candidate that prefers the splits that do worst). Such a version is not the next retrain's warm start, so
@@ -324,8 +331,9 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     const x = world.sample(rng);
     seen.push(x);
     const f = world.features(x);
-    let dec = serving
-      ? decide(forward(serving.weights, serving.encoder.encode(f)), agents, world.totalTokens, optionsFor(opts.explore, serving.version), rng, uniform)
+    const heads = serving ? forward(serving.weights, serving.encoder.encode(f)) : undefined;
+    let dec = heads
+      ? decide(heads, agents, world.totalTokens, optionsFor(opts.explore, serving!.version), rng, uniform)
       : decideAround(uniform, agents, world.totalTokens, opts.wideUntil !== undefined && t >= opts.wideUntil ? { ...opts.explore, wideStart: 0 } : opts.explore, rng, uniform);
     const wide = !serving && dec.chosen >= safeK;
     let drawn = false;
@@ -344,7 +352,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     const out = world.outcome(phase, x, dec.budgets, rng);
     if (candidate && controlShare > 0 && opts.guardCandidate !== false) {
       if (candEv.version !== candidate.version) candEv = { version: candidate.version, e: EMPTY_CANDIDATE_EVIDENCE };
-      candEv = { version: candidate.version, e: addCandidateEvidence(candEv.e, controlServed[t] ? 'control' : drawn ? 'candidate' : 'serving', out.quality - world.costWeight * (out.cost ?? 0)) };
+      const z = heads && opts.guardOffset !== false ? (guardOffset(predict(heads, uniform)) ?? 0) : 0;
+      candEv = { version: candidate.version, e: addCandidateEvidence(candEv.e, controlServed[t] ? 'control' : drawn ? 'candidate' : 'serving', out.quality - world.costWeight * (out.cost ?? 0), z) };
       if ((t + 1) % 25 === 0 && candidateVerdict(candEv.e).status === 'worse') {
         guardRefused.push(candidate.version);
         candidate = undefined;
