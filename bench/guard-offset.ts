@@ -15,12 +15,20 @@
  * the in-process loop with the service's defaults; over every decision made while a trained version served
  * (as the guard judges), per arm Var(r) and Var(r − z), and the ratio for the difference. Both figures come from
  * the same decisions of the same run.
+ *
+ * Then the guard replayed on the same log, as the worker's tick would run it every 250 outcomes (guard.ts judge,
+ * all trained versions pooled from the first one's decisions on), with realised rewards and with the offset, against
+ * the longest stretch of 250-outcome windows in which a trained version served and the learned arm's splits were
+ * worth less than the default strategy's on the same requests (by the world's truth; bench/learner.ts's "worse than
+ * default"). The loop itself runs no serving-version guard, so this is when the guard would first have said worse
+ * on a log that went on without it: the detection time on the shortfalls the learner produces by itself.
  */
 import { readFileSync } from 'node:fs';
 import { loadTf } from '../src/learner/backend.js';
 import { rewardOf } from '../src/learner/events.js';
+import { accumulate, GUARD_DEFAULTS, judge, NEW_RUN, type GuardRun } from '../src/learner/guard.js';
 import { forward, predict } from '../src/learner/model.js';
-import { generateWorld, uniformSplitOf } from '../src/learner/sim/family.js';
+import { generateWorld, phaseOf, uniformSplitOf } from '../src/learner/sim/family.js';
 import { EXPLORE_DEFAULTS } from '../src/learner/policy.js';
 import { runLoop } from '../src/learner/sim/loop.js';
 import { flag } from './lib.js';
@@ -45,6 +53,7 @@ const median = (xs: readonly number[]) => {
 
 console.log(`bench/guard-offset: backend ${backend}; ${which} seeds shard ${shardK}/${shardN}; ${outcomes} outcomes per world (drift worlds twice that, change at the middle)`);
 const ratios: number[] = [];
+const replays: { seed: number; stretch: { start: number; len: number }; fire: (number | undefined)[] }[] = [];
 for (const [i, seed] of seeds.entries()) {
   if (i % shardN !== shardK - 1) continue;
   const drift = i % 4 === 3;
@@ -65,6 +74,37 @@ for (const [i, seed] of seeds.entries()) {
     arms[arm].r.push(rewardOf(e, world.costWeight));
     arms[arm].z.push(predict(heads, uniform));
   }
+  // The longest worse-than-default stretch (as bench/learner.ts) and the guard replayed with and without the offset.
+  let stretch = { start: -1, len: 0 };
+  for (let st = 0, run = 0, from = 0; st + 250 <= N; st += 250) {
+    const ph = phaseOf(world, st);
+    let dv = 0;
+    let armN = 0;
+    for (let k = st; k < st + 250; k++) {
+      if (res.controlServed[k] === 1) continue;
+      dv += res.served[k]! - world.expected(ph, res.contexts[k] as Parameters<typeof world.expected>[1], uniform);
+      armN++;
+    }
+    const worse = res.servingVersion[st + 249]! > 0 && armN > 0 && dv / armN < 0;
+    if (worse && run === 0) from = st;
+    run = worse ? run + 250 : 0;
+    if (run > stretch.len) stretch = { start: from, len: run };
+  }
+  const fire: (number | undefined)[] = [undefined, undefined];
+  let runs: [GuardRun, GuardRun] = [NEW_RUN, NEW_RUN];
+  for (const [t, e] of res.events.entries()) {
+    if (e.m) {
+      const v = byVersion.get(e.m)!;
+      const a = res.controlServed[t] === 1 ? 1 : 0;
+      const r = rewardOf(e, world.costWeight);
+      const z = predict(forward(v.weights, v.encoder.encode(e.f)), uniform);
+      runs = [accumulate(runs[0], e.m, a, r), accumulate(runs[1], e.m, a, r, GUARD_DEFAULTS.segmentOutcomes, z)];
+    }
+    if ((t + 1) % 250 === 0) for (const k of [0, 1] as const) if (fire[k] === undefined && judge(runs[k]).status === 'worse') fire[k] = t + 1;
+  }
+  const fmtFire = (f: number | undefined) => (f === undefined ? 'never' : stretch.len > 0 && f >= stretch.start ? `${f} (${f - stretch.start} into it)` : `${f}`);
+  console.log(`gen-${seed}: worse than default ${stretch.len} in a row${stretch.len ? ` from ${stretch.start}` : ''}; guard replayed: realised rewards ${fmtFire(fire[0])}, offset ${fmtFire(fire[1])}`);
+  replays.push({ seed, stretch, fire });
   const [l, c] = [arms[0], arms[1]];
   if (l.r.length < 30 || c.r.length < 30) {
     console.log(`gen-${seed}: too few judged decisions (learned ${l.r.length}, control ${c.r.length})`);
@@ -78,6 +118,16 @@ for (const [i, seed] of seeds.entries()) {
   console.log(
     `gen-${seed}${drift ? ' (drift)' : ''}: judged ${l.r.length} learned / ${c.r.length} control; Var(r) learned ${variance(l.r).toFixed(5)} control ${variance(c.r).toFixed(5)}; Var(r − z) learned ${variance(off(l)).toFixed(5)} control ${variance(off(c)).toFixed(5)}; variance of the difference, offset ÷ realised ${ratio.toFixed(3)}  (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
   );
-  console.log(`ROW ${JSON.stringify({ seed, drift, ratio, nl: l.r.length, nc: c.r.length })}`);
+  console.log(`ROW ${JSON.stringify({ seed, drift, ratio, nl: l.r.length, nc: c.r.length, stretch, fire })}`);
 }
 if (ratios.length) console.log(`\n${ratios.length} worlds: offset ÷ realised variance of the arms' difference, median ${median(ratios).toFixed(3)}, min ${Math.min(...ratios).toFixed(3)}, max ${Math.max(...ratios).toFixed(3)}; above 1 on ${ratios.filter((r) => r > 1).length}`);
+const long = replays.filter((r) => r.stretch.len >= 500);
+for (const [k, label] of [[0, 'realised rewards'], [1, 'offset']] as const) {
+  const delays = long.filter((r) => r.fire[k] !== undefined && r.fire[k]! >= r.stretch.start).map((r) => r.fire[k]! - r.stretch.start);
+  const early = replays.filter((r) => r.fire[k] !== undefined && (r.stretch.len === 0 || r.fire[k]! < r.stretch.start)).length;
+  console.log(
+    `guard replayed (${label}): of ${long.length} worlds with a worse-than-default stretch of ≥ 500 outcomes, said worse during or after it on ${delays.length}` +
+      (delays.length ? ` (outcomes into the stretch: median ${median(delays)}, max ${Math.max(...delays)})` : '') +
+      `; said worse before any such stretch, or on a world without one, on ${early} of ${replays.length}`,
+  );
+}
