@@ -2,7 +2,7 @@
  * The learner's runtime guard: how long a model that has become worse than the control strategy keeps serving
  * (detection time), and how often the guard reverts a model that is not worse (false reverts).
  *
- *   node --import tsx bench/learner-guard.ts [--worlds all] [--runs 10] [--rps 50] [--before 3000] [--max 40000] [--null-outcomes 20000]
+ *   node --import tsx bench/learner-guard.ts [--worlds all] [--runs 10] [--rps 50] [--before 3000] [--max 40000] [--null-outcomes 20000] [--share 0.05]
  *
  * Per named world (experiments/worlds/): a model is trained in-process (4,000 outcomes, the service's trainer
  * and policy), then frozen and served as the service serves it (SquareCB exploration; a 5 % control arm with the
@@ -37,7 +37,7 @@ const before = Number(flag('before', '3000'));
 const maxAfter = Number(flag('max', '40000'));
 const nullOutcomes = Number(flag('null-outcomes', '20000'));
 const TICK_S = 5;
-const SHARE = GUARD_DEFAULTS.controlShare;
+const SHARE = Number(flag('share', String(GUARD_DEFAULTS.controlShare)));
 // The service's exploration defaults (budget and its decay by version), as a learned strategy without params serves.
 const explore0 = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5, ...EXPLORE_DEFAULTS };
 let explore: ExploreOptions = explore0;
