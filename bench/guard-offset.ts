@@ -53,7 +53,7 @@ const median = (xs: readonly number[]) => {
 
 console.log(`bench/guard-offset: backend ${backend}; ${which} seeds shard ${shardK}/${shardN}; ${outcomes} outcomes per world (drift worlds twice that, change at the middle)`);
 const ratios: number[] = [];
-const replays: { seed: number; stretch: { start: number; len: number }; fire: (number | undefined)[] }[] = [];
+const replays: { seed: number; stretch: { start: number; len: number; gap: number }; fire: (number | undefined)[] }[] = [];
 for (const [i, seed] of seeds.entries()) {
   if (i % shardN !== shardK - 1) continue;
   const drift = i % 4 === 3;
@@ -75,7 +75,9 @@ for (const [i, seed] of seeds.entries()) {
     arms[arm].z.push(predict(heads, uniform));
   }
   // The longest worse-than-default stretch (as bench/learner.ts) and the guard replayed with and without the offset.
-  let stretch = { start: -1, len: 0 };
+  let stretch = { start: -1, len: 0, gap: 0 };
+  let runDv = 0;
+  let runN = 0;
   for (let st = 0, run = 0, from = 0; st + 250 <= N; st += 250) {
     const ph = phaseOf(world, st);
     let dv = 0;
@@ -86,9 +88,18 @@ for (const [i, seed] of seeds.entries()) {
       armN++;
     }
     const worse = res.servingVersion[st + 249]! > 0 && armN > 0 && dv / armN < 0;
-    if (worse && run === 0) from = st;
+    if (worse && run === 0) {
+      from = st;
+      runDv = 0;
+      runN = 0;
+    }
     run = worse ? run + 250 : 0;
-    if (run > stretch.len) stretch = { start: from, len: run };
+    if (worse) {
+      runDv += dv;
+      runN += armN;
+    }
+    // gap: the learned arm's mean shortfall against the default over the stretch (true expected reward).
+    if (run > stretch.len) stretch = { start: from, len: run, gap: runDv / runN };
   }
   const fire: (number | undefined)[] = [undefined, undefined];
   let runs: [GuardRun, GuardRun] = [NEW_RUN, NEW_RUN];
@@ -103,7 +114,7 @@ for (const [i, seed] of seeds.entries()) {
     if ((t + 1) % 250 === 0) for (const k of [0, 1] as const) if (fire[k] === undefined && judge(runs[k]).status === 'worse') fire[k] = t + 1;
   }
   const fmtFire = (f: number | undefined) => (f === undefined ? 'never' : stretch.len > 0 && f >= stretch.start ? `${f} (${f - stretch.start} into it)` : `${f}`);
-  console.log(`gen-${seed}: worse than default ${stretch.len} in a row${stretch.len ? ` from ${stretch.start}` : ''}; guard replayed: realised rewards ${fmtFire(fire[0])}, offset ${fmtFire(fire[1])}`);
+  console.log(`gen-${seed}: worse than default ${stretch.len} in a row${stretch.len ? ` from ${stretch.start} (mean shortfall ${stretch.gap.toFixed(4)})` : ''}; guard replayed: realised rewards ${fmtFire(fire[0])}, offset ${fmtFire(fire[1])}`);
   replays.push({ seed, stretch, fire });
   const [l, c] = [arms[0], arms[1]];
   if (l.r.length < 30 || c.r.length < 30) {
@@ -122,6 +133,7 @@ for (const [i, seed] of seeds.entries()) {
 }
 if (ratios.length) console.log(`\n${ratios.length} worlds: offset ÷ realised variance of the arms' difference, median ${median(ratios).toFixed(3)}, min ${Math.min(...ratios).toFixed(3)}, max ${Math.max(...ratios).toFixed(3)}; above 1 on ${ratios.filter((r) => r > 1).length}`);
 const long = replays.filter((r) => r.stretch.len >= 500);
+if (long.length) console.log(`worse-than-default stretches of ≥ 500 outcomes: ${long.length}; mean shortfall over the stretch median ${median(long.map((r) => r.stretch.gap)).toFixed(4)}, largest ${Math.min(...long.map((r) => r.stretch.gap)).toFixed(4)}`);
 for (const [k, label] of [[0, 'realised rewards'], [1, 'offset']] as const) {
   const delays = long.filter((r) => r.fire[k] !== undefined && r.fire[k]! >= r.stretch.start).map((r) => r.fire[k]! - r.stretch.start);
   const early = replays.filter((r) => r.fire[k] !== undefined && (r.stretch.len === 0 || r.fire[k]! < r.stretch.start)).length;
