@@ -2,6 +2,7 @@ import { compileFeatures, type FeatureEncoder, type FeatureScaling, type Feature
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
 import { CANDIDATE_SHARE, TIER_CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
 import { curvesOf, deserializeTierParams, drawIndex, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, withTokenShare, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
+import type { Curve } from './mirror/learner/tiers-split.js';
 import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
 import { builtinUniform, compiledStrategy, toBudgets, type KindLookup } from './strategies.js';
@@ -538,6 +539,8 @@ export interface TierLearnedDecision {
   readonly ck?: number;
   /** The candidate share's own draw chose that action (LearnerMeta `cw`). */
   readonly cw?: boolean;
+  /** The serving tier version's fitted curves for this request (absent during the safe start): the guard's offset reuses them. */
+  readonly curves?: Curve[][];
 }
 
 /**
@@ -572,6 +575,7 @@ export function tierLearnedDecision(
   const x = m.encoder.encode(input.features);
   const candidates: TierAction[] = [];
   let probs: number[];
+  let curves: Curve[][] | undefined;
   if (!m.tiers) {
     candidates.push(anchor);
     for (const c of perturbAround(anchor, agents, T, C, SAFE_START_TOKEN_SPREAD)) pushTierAction(candidates, c);
@@ -582,9 +586,10 @@ export function tierLearnedDecision(
     for (const c of tierCandidates(m.tiers, agents, x, T, C, opts) ?? [anchor]) pushTierAction(candidates, c);
     pushTierAction(candidates, anchor);
     // Inverse-gap weighted: the exploration budget goes less to actions the serving version predicts to be far worse.
-    const curves = curvesOf(m.tiers, agents, x);
+    const cv = curvesOf(m.tiers, agents, x);
+    curves = cv;
     probs = gapProbs(
-      candidates.map((a) => predictQuality(curves, a) - costWeight * plannedCostOf(agents, a)),
+      candidates.map((a) => predictQuality(cv, a) - costWeight * plannedCostOf(agents, a)),
       tierEpsilon(explore, m.version, decayFrom, rate.decay ?? TIER_EPSILON_DECAY),
       rate.gapWeight ?? TIER_GAP_WEIGHT,
     );
@@ -606,7 +611,7 @@ export function tierLearnedDecision(
       }
     }
   }
-  return { candidates, probs, chosen, version: m.tiers ? m.version : 0, ...(ck !== undefined ? { ck, cw } : {}) };
+  return { candidates, probs, chosen, version: m.tiers ? m.version : 0, ...(ck !== undefined ? { ck, cw } : {}), ...(curves ? { curves } : {}) };
 }
 
 /** The learned strategy on a pipeline with model tiers: it answers a model per agent with the tokens (AllocationOutput.models). */
@@ -654,7 +659,7 @@ function compileTierLearned(
       if (registered) deps.register?.(input.decisionId!, Date.now() + c.waitMs + DEFAULT_GRACE_MS);
       const view = deps.view();
       const share = deps.kinds ? controlShareOf(view, pipeline, params.controlShare) : 0;
-      const z = share > 0 && m.tiers ? guardOffset(predictQuality(curvesOf(m.tiers, agents, m.encoder.encode(input.features)), anchor) - costWeight * plannedCostOf(agents, anchor)) : undefined;
+      const z = share > 0 && dec.curves ? guardOffset(predictQuality(dec.curves, anchor) - costWeight * plannedCostOf(agents, anchor)) : undefined;
       const x: ControlMeta | undefined =
         share > 0
           ? { s: share, a: decisionRng(input.decisionId ?? input.drawSeed, 'control')() < share ? 1 : 0, b: anchor.budgets.slice(), c: baselineStrategy(view, pipeline).id, m: loggedModelKey(pipeline, anchor.assign), ...(z !== undefined ? { z } : {}) }
