@@ -88,7 +88,7 @@ const GuardSummaryFields = {
   held: Type.Optional(Type.String({ description: 'Why a saved version was not activated.' })),
 };
 const GuardResponse = Type.Object({
-  toControl: Type.Boolean({ description: 'The guard took every model out of service: the control strategy serves.' }),
+  toControl: Type.Boolean({ description: 'The guard or drift recovery took every model out of service: the safe start (the default strategy explored around, the pending candidate mixed in, the control arm at its share) serves until a version clears the gate.' }),
   holdUntil: Type.Union([Type.Integer(), Type.Null()], { description: 'Automatic activations wait until the pipeline has this many outcomes.' }),
   reverts: Type.Array(GuardRevertSchema),
 });

@@ -25,7 +25,7 @@ import { jsonHttp } from '../helpers/http.js';
 /**
  * The runtime guard end to end, over a real socket, against Redis and BullMQ: a learned strategy serves with a
  * control arm, the world degrades mid-run (the agent the model starves becomes critical), and the guard
- * reverts on its own — logged in the model list, counted in /metrics, and the control strategy serves.
+ * reverts on its own — logged in the model list, counted in /metrics, and the safe start serves again.
  */
 const prefix = testPrefix('learner-guard');
 const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-guard-models-'));
@@ -192,13 +192,17 @@ describe('runtime guard', () => {
     assert.match(metrics.text, /apportion_learner_guard_reverts_total\{reason="guard",to="control"\} 1\n/);
     assert.doesNotMatch(metrics.text, /apportion_learner_guard_reverts_total\{reason="drift"/);
 
-    // The control now serves all of the learned strategy's traffic.
-    for (let i = 0; i < 10; i++) {
+    // No model serves: the safe start does (the default strategy explored around), the control arm at its share,
+    // so a later candidate is played and can clear the gate (revert-recovery.test.ts).
+    let atDefault = 0;
+    for (let i = 0; i < 20; i++) {
       const { id, budgets } = await round(degraded);
-      assert.deepEqual(budgets, uniformBudgets(world, world.totalTokens));
       const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
-      assert.deepEqual([(d.meta!.learner as LearnerMeta).x!.a, (d.meta!.learner as LearnerMeta).x!.s], [1, 1]);
+      const m = d.meta!.learner as LearnerMeta;
+      assert.deepEqual([m.m, m.x!.s], [0, 0.3]);
+      if (budgets.every((b, j) => b === uniformBudgets(world, world.totalTokens)[j])) atDefault++;
     }
+    assert.ok(atDefault >= 10, `${atDefault} of 20 decisions at the default split`);
 
     // A retrain during the hold is saved but not activated.
     const latest = Math.max(...models.versions.map((v: { version: number }) => v.version));

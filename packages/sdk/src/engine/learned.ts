@@ -223,15 +223,23 @@ export const guardOffset = (z: number): number | undefined => (Number.isFinite(z
 /** The control strategy: the pipeline's default strategy when it is not itself learned, else the built-in uniform split. */
 export const controlStrategyDef = baselineStrategy;
 
-/** Whether the guard has taken every model out of service on this pipeline (the control then serves all). */
+/**
+ * Whether the guard (or drift recovery) has taken every model out of service on this pipeline. The learned strategy
+ * then serves its safe start — the default strategy explored around, the pending candidate mixed in, the control arm
+ * at its usual share — until a version clears the gate again.
+ */
 export function revertedToControl(view: ControlView, pipeline: Pipeline): boolean {
   const doc = view.raw.kinds.models.get(pipeline.id)?.doc as ServedModelDoc | undefined;
   return doc?.guard?.toControl === true;
 }
 
-/** The share of decisions the control serves: `controlShare` (default 5 %), or all while reverted to control. */
-export function controlShareOf(view: ControlView, pipeline: Pipeline, controlShare: number | undefined): number {
-  return revertedToControl(view, pipeline) ? 1 : (controlShare ?? DEFAULT_CONTROL_SHARE);
+/**
+ * The share of decisions the control serves: `controlShare` (default 5 %), after a revert to the control too. (Serving
+ * the control on every decision then logged each decision with the control's split at probability 1: a later
+ * candidate was never played, the gate never had support for it, and no model could serve again.)
+ */
+export function controlShareOf(_view: ControlView, _pipeline: Pipeline, controlShare: number | undefined): number {
+  return controlShare ?? DEFAULT_CONTROL_SHARE;
 }
 
 /**
