@@ -13,6 +13,7 @@
  *                                      [--drift-rule key=value,…] (drift.ts DriftRule overrides, e.g. span=500, halfLifeShare=0.125, forgetAfter=2000,forgetTo=0.25,forgetKeepStart=1)
  *                                      [--wide-start ρ] [--wide-kind cut|random] [--wide-depth 2|inf] [--wide-keep w] [--start-hold N] [--wide-until N] [--weight-prior p]
  *                                      (wide safe-start exploration, its events' training weight floor; the agents' initial weight)
+ *                                      [--guard on|off] [--guard-hold N] (the runtime guard's serving-version test and reverts, as the service runs them; off: the candidate arm only)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
@@ -82,6 +83,10 @@ const weightPenalty = Number(flag('weight-penalty', '0'));
 const l2Arg = flag('l2', '');
 // The guard's offset in the candidate arm's tests (loop.ts LoopOptions.guardOffset; default on, as the service).
 const guardOffsetOn = flag('guard-offset', 'on') !== 'off';
+// The runtime guard's serving-version test and its reverts (as the service runs them): `--guard off` leaves only the
+// candidate arm, as the loop ran before it had the serving test.
+const guardOn = flag('guard', 'on') !== 'off';
+const guardHold = flag('guard-hold', '');
 // Cheaper runs for tuning: evaluate every `--eval-stride`-th request of the last quarter (default 2), skip tokens-to-match.
 const evalStride = Number(flag('eval-stride', '2'));
 const withTtm = flag('tokens-to-match', 'true') !== 'false';
@@ -149,6 +154,10 @@ interface Row {
   /** Longest stretch (outcomes) and total outcomes in which a trained version served worse than the default strategy's split. */
   readonly worseStretch?: number;
   readonly worseTotal?: number;
+  /** Mean learned arm − default split per outcome over the longest such stretch. */
+  readonly worseGap?: number;
+  /** Serving versions the runtime guard reverted. */
+  readonly reverts?: number;
   /** Served ÷ oracle over the outcomes before the first version served (the safe start), and how many. */
   readonly start?: number;
   readonly startN?: number;
@@ -168,7 +177,7 @@ const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number,
 const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; global head ${globalHead ? 'on' : 'off'}; importance ${importanceArg || 'none'}; weight penalty ${weightPenalty}; l2 ${l2Arg || 'default'}; guard offset ${guardOffsetOn ? 'on' : 'off'}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}${Object.keys(driftRule).length ? ` ${JSON.stringify(driftRule)}` : ''}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; global head ${globalHead ? 'on' : 'off'}; importance ${importanceArg || 'none'}; weight penalty ${weightPenalty}; l2 ${l2Arg || 'default'}; guard offset ${guardOffsetOn ? 'on' : 'off'}; serving guard ${guardOn ? 'on' : 'off'}${guardHold ? ` (hold ${guardHold})` : ''}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}${Object.keys(driftRule).length ? ` ${JSON.stringify(driftRule)}` : ''}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
@@ -190,7 +199,7 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   const gate = gateArg === 'none' ? null : gateArg === 'normal' ? NORMAL_GATE : gateArg === 'bootstrap' ? DEFAULT_GATE : GATE_RULES[gateArg] ? GATE_RULES[gateArg] : { ...DEFAULT_GATE, interval: gateArg.split(':')[0] as 'bootstrap-t' | 'percentile' | 'normal', looks: Number(gateArg.split(':')[1] ?? 1) };
   const judged: { t: number; version: number; pass: boolean; reason: string }[] = [];
   const onJudge = driftTrace && world.driftAt !== undefined ? (j: { t: number; candidate: { version: number }; verdict: { pass: boolean; reason: string } }) => void judged.push({ t: j.t, version: j.candidate.version, pass: j.verdict.pass, reason: j.verdict.reason }) : undefined;
-  const res = await runLoop(tf, { ...(onJudge ? { onJudge } : {}), ...(guardOffsetOn ? {} : { guardOffset: false }), world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, ...(wideKeep ? { wideKeep: Number(wideKeep) } : {}), ...(weightPrior ? { weightPrior: Number(weightPrior) } : {}), ...(startHold ? { startHold: Number(startHold) } : {}), ...(wideUntil ? { wideUntil: Number(wideUntil) } : {}), train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}), ...(l2Arg ? { l2: Number(l2Arg) } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(candShareRefusals ? { candidateShareAfterRefusals: { after: Number(candShareRefusals.split(':')[0]), share: Number(candShareRefusals.split(':')[1]) } } : {}), ...(candShareDrift ? { candidateShareAfterChange: candShareDrift === 'off' ? null : Number(candShareDrift) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : { driftRecovery: { ...DEFAULT_DRIFT, ...driftRule, ...(driftArg === 'window' ? { mode: 'window' as const } : {}) } }) });
+  const res = await runLoop(tf, { ...(onJudge ? { onJudge } : {}), ...(guardOffsetOn ? {} : { guardOffset: false }), ...(guardOn ? {} : { guard: false }), ...(guardHold ? { guardHold: Number(guardHold) } : {}), world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, ...(wideKeep ? { wideKeep: Number(wideKeep) } : {}), ...(weightPrior ? { weightPrior: Number(weightPrior) } : {}), ...(startHold ? { startHold: Number(startHold) } : {}), ...(wideUntil ? { wideUntil: Number(wideUntil) } : {}), train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}), ...(l2Arg ? { l2: Number(l2Arg) } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(candShareRefusals ? { candidateShareAfterRefusals: { after: Number(candShareRefusals.split(':')[0]), share: Number(candShareRefusals.split(':')[1]) } } : {}), ...(candShareDrift ? { candidateShareAfterChange: candShareDrift === 'off' ? null : Number(candShareDrift) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : { driftRecovery: { ...DEFAULT_DRIFT, ...driftRule, ...(driftArg === 'window' ? { mode: 'window' as const } : {}) } }) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
@@ -240,10 +249,12 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   }
   // Runtime-guard target: the longest stretch (consecutive 250-outcome windows) in which a trained version served and
   // what the learned arm served (exploration included) was worth less than the default strategy's split on the same
-  // requests. The loop runs no guard, so this is what the gate and drift recovery alone let through.
+  // requests: what the gate, drift recovery and the runtime guard (unless `--guard off`) let through; with the longest
+  // stretch's mean shortfall (learned arm − default split, per outcome), the size of effect the guard had to find.
   let worseStretch = 0;
   let worseTotal = 0;
-  for (let s = 0, run = 0; s + 250 <= N; s += 250) {
+  let worseGap = 0;
+  for (let s = 0, run = 0, gap = 0; s + 250 <= N; s += 250) {
     const ph = phaseOf(world, s);
     let dv = 0;
     let armN = 0;
@@ -253,8 +264,10 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
       armN++;
     }
     const worse = res.servingVersion[s + 249]! > 0 && armN > 0 && dv / armN < 0;
+    gap = worse ? (gap * run + (dv / armN) * 250) / (run + 250) : 0;
     run = worse ? run + 250 : 0;
     if (worse) worseTotal += 250;
+    if (run > worseStretch) worseGap = gap;
     worseStretch = Math.max(worseStretch, run);
   }
   if (onJudge && world.driftAt !== undefined) traceDrift(world, res, judged);
@@ -265,13 +278,13 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   const startIdx = Array.from({ length: Math.ceil(startN / evalStride) }, (_, i) => i * evalStride);
   const start = mean(startIdx.map((i) => res.served[i]!)) / mean(startIdx.map((i) => world.expected(phaseOf(world, i), res.contexts[i], world.oracle(phaseOf(world, i), res.contexts[i], world.totalTokens))));
   const refused = res.versions.filter((v) => !v.active).length;
-  const row: Row = { name: costModels.length > 1 ? `${world.name}[${costModel}]` : world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length, worseStretch, worseTotal, start, startN };
+  const row: Row = { name: costModels.length > 1 ? `${world.name}[${costModel}]` : world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length, worseStretch, worseTotal, worseGap, reverts: res.guardReverts.length, start, startN };
   console.log(
     `${row.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (learned arm ${arm.toFixed(3)}, greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
       `  served−static ${diff.diff >= 0 ? '+' : ''}${diff.diff.toFixed(4)} [${diff.lo.toFixed(4)}, ${diff.hi.toFixed(4)}]` +
       `  tokens-to-match ${learnedNeed.toFixed(2)} (oracle ${oracleNeed.toFixed(2)})` +
       (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'} (→ pre-change level ${pre!.toFixed(3)} − 0.02 after ${recoveryPre ?? 'never'})` : '') +
-      `  safe start ${start.toFixed(3)} (${startN})  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}, worse than default ${worseStretch} in a row (${worseTotal} in all)  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
+      `  safe start ${start.toFixed(3)} (${startN})  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}, ${res.guardReverts.length ? `guard reverted ${res.guardReverts.map((g) => `v${g.from}→${g.to ? `v${g.to}` : 'safe start'}@${g.at}`).join(',')}, ` : ''}worse than default ${worseStretch} in a row${worseStretch ? ` (shortfall ${worseGap.toFixed(4)})` : ''} (${worseTotal} in all)  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
   );
   return row;
 }
@@ -322,7 +335,9 @@ function summarise(label: string, rows: readonly Row[]): void {
   const drp = dr.filter((x) => x.pre !== undefined);
   if (drp.length) console.log(`  drift             back to min(0.95, the level served before the change − 0.02) within 5,000 outcomes on ${drp.filter((x) => x.recoveryPre != null && x.recoveryPre <= 5000).length} of ${drp.length} (${drp.map((x) => `${x.name}: ${x.recoveryPre ?? 'never'} (pre ${x.pre!.toFixed(3)})`).join(', ')})`);
   const ws = rows.filter((x) => x.worseStretch !== undefined);
-  if (ws.length) console.log(`  worse than default longest stretch in which a trained version served below the default strategy's split (250-outcome windows, no guard in the loop): median ${quantile(ws.map((x) => x.worseStretch!), 0.5)}, max ${Math.max(...ws.map((x) => x.worseStretch!))} (${ws.filter((x) => x.worseStretch! > 0).map((x) => `${x.name}: ${x.worseStretch}`).join(', ') || 'none'})`);
+  if (ws.length) console.log(`  worse than default longest stretch in which a trained version served below the default strategy's split (250-outcome windows; serving guard ${guardOn ? 'on' : 'off'}): median ${quantile(ws.map((x) => x.worseStretch!), 0.5)}, max ${Math.max(...ws.map((x) => x.worseStretch!))} (${ws.filter((x) => x.worseStretch! > 0).map((x) => `${x.name}: ${x.worseStretch}${x.worseGap !== undefined ? ` at ${x.worseGap.toFixed(4)}` : ''}`).join(', ') || 'none'})`);
+  const rv = rows.filter((x) => (x.reverts ?? 0) > 0);
+  console.log(`  runtime guard     reverted a serving version on ${rv.length} of ${rows.length} worlds (${rv.map((x) => `${x.name}: ${x.reverts}`).join(', ') || 'none'})`);
   const st = rows.filter((x) => x.start !== undefined);
   if (st.length) console.log(`  safe start        served ÷ oracle before the first version served: median ${quantile(st.map((x) => x.start!), 0.5).toFixed(3)}, mean ${mean(st.map((x) => x.start!)).toFixed(3)}; outcomes in it: median ${quantile(st.map((x) => x.startN!), 0.5)}`);
   const fa = rows.map((x) => x.firstActive);

@@ -6,7 +6,7 @@ import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
-import { addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS } from '../guard.js';
+import { accumulate, addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
 import { checkedVersions, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
@@ -21,7 +21,9 @@ import { bestStaticShares, contextFeatures, expectedQuality, oracleBudgets, stat
  * gate, then the serving version's exploring policy, with the pending candidate version's split mixed in
  * (CANDIDATE_SHARE). Every retrain first puts the pending candidate to the gate (on the decisions logged since it
  * was trained), then refits the feature scaling on its window, warm-starts from the newest trained version (its
- * inputs re-expressed in the new scaling) and makes the result the new candidate.
+ * inputs re-expressed in the new scaling) and makes the result the new candidate. The runtime guard runs as the
+ * service's does: the candidate arm, and the serving version's test against the control arm, which reverts one version
+ * back or to the safe start and holds activations for a while (guard.ts; `guard`, `guardHold`).
  */
 export interface LoopOptions {
   /** A hand-written world (experiments/worlds) or any SimWorld (the generated family). */
@@ -93,6 +95,15 @@ export interface LoopOptions {
   readonly weightPrior?: number;
   /** The runtime guard's candidate arm (guard.ts candidateVerdict; needs the control arm), checked every 25 outcomes as the service's tick would. Default true. */
   readonly guardCandidate?: boolean;
+  /**
+   * The runtime guard's test of the serving versions against the control arm (guard.ts accumulate/judge, the
+   * service's guard-monitor `check`), every 25 outcomes as the service's tick would. Worse: a revert as the service's
+   * (revertTarget: one version back, else the safe start serves) and activations held for `guardHold` outcomes.
+   * Default true (needs the control arm).
+   */
+  readonly guard?: boolean;
+  /** Outcomes after a guard revert during which a candidate that clears the gate is held, not activated. Default: the service's (GUARD_DEFAULTS.holdOutcomes). */
+  readonly guardHold?: number;
   /**
    * The guard's offset (ControlMeta `z`): the candidate arm's tests take each reward less the serving version's
    * predicted reward of the control's split, as the service's do. Default true; false: realised rewards (a bench
@@ -248,6 +259,8 @@ export interface LoopResult {
   readonly detected: readonly number[];
   /** Candidate versions the runtime guard refused (guardCandidate). */
   readonly guardRefused: readonly number[];
+  /** The serving-version guard's reverts (`guard`): at which outcome, from which version to which (0: the safe start), and learned − control. */
+  readonly guardReverts: readonly { readonly at: number; readonly from: number; readonly to: number; readonly diff: number }[];
   /** Per outcome: 1 when a wide safe-start split (ExploreOptions.wideStart) served it. */
   readonly wideServed: Uint8Array;
 }
@@ -290,6 +303,16 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const guardRefused: number[] = [];
   // Consecutive refused candidates (candidateShareAfterRefusals).
   let refusals = 0;
+  // The serving-version guard (the service's guard-monitor check and registry.revert): its running tests since the
+  // segment began (the start, or the last revert or retirement), whether the segment began with a step back, the
+  // outcome until which activations are held, and the versions that served and were reverted.
+  const guardOn = opts.guard !== false && controlShare > 0;
+  let guardRun: GuardRun = NEW_RUN;
+  let steppedBack = false;
+  let holdUntil = -1;
+  const activatedAt = new Map<number, number>();
+  const reverted = new Set<number>();
+  const guardReverts: { at: number; from: number; to: number; diff: number }[] = [];
   const greedyOf = (m: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder }, f: LoggedEvent['f'], total: number) =>
     greedyBudgets(forward(m.weights, m.encoder.encode(f)), agents, total);
   const versions: LoopVersion[] = [];
@@ -360,6 +383,26 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         refusals++;
       }
     }
+    // The serving-version guard: every decision of a trained version, by arm, its reward less the logged offset.
+    if (guardOn && serving && serving.version > 0) {
+      const z = heads && opts.guardOffset !== false ? (guardOffset(predict(heads, uniform)) ?? 0) : 0;
+      guardRun = accumulate(guardRun, serving.version, controlServed[t] ? 1 : 0, out.quality - world.costWeight * (out.cost ?? 0), GUARD_DEFAULTS.segmentOutcomes, z);
+      if ((t + 1) % 25 === 0) {
+        const verdict = judge(guardRun);
+        if (verdict.status === 'worse') {
+          const from = serving.version;
+          const listed = versions.filter((x) => x !== undefined).map((x) => ({ version: x.version, ...(activatedAt.has(x.version) ? { activatedAt: activatedAt.get(x.version)! } : {}), ...(reverted.has(x.version) ? { reverted: true } : {}) }));
+          const to = revertTarget(listed, from, guardRun.total, steppedBack);
+          reverted.add(from);
+          guardReverts.push({ at: t + 1, from, to, diff: verdict.diff! });
+          serving = to > 0 ? versions[to - 1] : undefined;
+          if (serving) activatedAt.set(to, t + 1);
+          steppedBack = to > 0;
+          holdUntil = t + 1 + (opts.guardHold ?? GUARD_DEFAULTS.holdOutcomes);
+          guardRun = NEW_RUN;
+        }
+      }
+    }
     const v = world.expected(phase, x, dec.budgets);
     servedAll[t] = v;
     servingVersion[t] = serving?.version ?? 0;
@@ -397,7 +440,11 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         const r = retireVerdict({ events: events.slice(Math.max(changeAt, sv.at)), agents: names, costWeight: world.costWeight, candidate: sv, candidateSplit: (e) => greedyOf(sv, e.f, e.T), defaultSplit: () => uniform }, gateRule);
         if (r.retire) {
           retired.push(t + 1);
+          // As the service's registry.revert (to 0, no hold): a new segment of the guard's evidence.
+          reverted.add(sv.version);
           serving = undefined;
+          steppedBack = false;
+          guardRun = NEW_RUN;
         }
       }
       if (candidate && gateRule) {
@@ -419,10 +466,19 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         const ruled = gateVerdict(input, gateRule, look);
         const judgedBy = opts.onJudge?.({ t: t + 1, phase, look, candidate: c, serving: s, input, verdict: ruled }) ?? ruled;
         const held = !s && t + 1 < (opts.startHold ?? 0) && judgedBy.pass;
-        const gate: GateVerdict = held ? { ...judgedBy, pass: false, wait: false, reason: `the safe start holds until outcome ${opts.startHold}` } : judgedBy;
+        // The guard holds activations after a revert (registry.activate lists the version, held, and does not serve it).
+        const guardHeld = !held && t + 1 < holdUntil && judgedBy.pass;
+        const gate: GateVerdict = held
+          ? { ...judgedBy, pass: false, wait: false, reason: `the safe start holds until outcome ${opts.startHold}` }
+          : guardHeld
+            ? { ...judgedBy, pass: false, wait: false, reason: `held: the runtime guard holds activations until outcome ${holdUntil}` }
+            : judgedBy;
         const judged: LoopVersion = { ...c, gate, active: gate.pass };
         versions[c.version - 1] = judged;
-        if (gate.pass) serving = judged;
+        if (gate.pass) {
+          serving = judged;
+          activatedAt.set(judged.version, t + 1);
+        }
         if (gate.pass && firstServedAt === undefined) firstServedAt = t + 1;
         if (gate.pass) refusals = 0;
         else if (!(gate.wait && !changed)) refusals++;
@@ -470,5 +526,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, wideServed };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, guardReverts, wideServed };
 }
