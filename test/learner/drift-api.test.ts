@@ -136,7 +136,9 @@ describe('drift recovery (HTTP)', () => {
     // events may favour its agents only mildly (largest ratio to uniform 1.55 in one run, best change −0.057).
     assert.ok(truth <= -0.05, `the changed world makes version ${serving} worse than the default (gap ${truth}: ${how}; ratios ${ratios.map((r) => r.toFixed(2))}, gaps ${gaps.map((g) => g.toFixed(3))})`);
     const swapAt = Date.now();
-    await rounds(changed, 400);
+    // 600 decisions after the change: with 400 the retirement's DR bound on a −0.05 change missed −δ in about one run of
+    // four on a busy machine (the change was detected, the version kept serving).
+    await rounds(changed, 600);
 
     // The next retrain: the change is detected on the candidate (trained before it), the serving version is retired,
     // and the new version is trained with the half-life shortened to the events since the change.
@@ -152,13 +154,13 @@ describe('drift recovery (HTTP)', () => {
     assert.match(c.reason, /squared error on \d+ new decisions/);
     const newest = list.versions.find((v: { version: number }) => v.version === after.model!.version);
     assert.ok(newest.metrics.halfLife < 1000, `the retrain after the change used a shorter half-life (${newest.metrics.halfLife})`);
-    assert.equal(newest.metrics.halfLife, 250, 'a quarter of the ~400 events since the change, at least 250');
+    assert.equal(newest.metrics.halfLife, 250, 'a quarter of the ~600 events since the change, at least 250');
     // Trained while the change is recent: it is the candidate at the strategy's driftCandidateShare (policy.ts candidateShareFor).
     const pending = servingModel(rt.core.view(), rt.core.view().pipelines.get('drift')!).candidate;
     assert.deepEqual([pending?.version, pending?.share], [after.model!.version, 0.1]);
 
     // Retired, with drift recovery's own reason and estimate (the gate's DR estimate on the post-change decisions).
-    assert.equal(list.active, null, 'no model serves');
+    assert.equal(list.active, null, `no model serves (the serving version's gate record: ${JSON.stringify(list.versions.find((v: { version: number }) => v.version === serving)?.gate)})`);
     assert.equal(list.serving, 'default-strategy');
     assert.equal(list.guard.toControl, true);
     const revert = list.guard.reverts[0];
@@ -166,7 +168,7 @@ describe('drift recovery (HTTP)', () => {
     assert.equal(revert.ci, undefined, 'no guard interval is made up');
     assert.equal(revert.learned, undefined);
     const e = revert.estimate;
-    assert.ok(e.events >= 200 && e.events <= 400, `${e.events} post-change decisions`);
+    assert.ok(e.events >= 200 && e.events <= 600, `${e.events} post-change decisions`);
     assert.ok(e.since >= c.changeTs && e.since <= swapAt, 'judged on the decisions since the change');
     assert.ok(Math.abs(revert.diff - (e.serving - e.default)) < 1e-9);
     assert.ok(revert.diff < -e.delta && e.lower <= revert.diff && e.delta === 0.02 && Math.abs(e.level - 0.95) < 1e-3, JSON.stringify(revert));

@@ -1,61 +1,35 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DecisionRecord } from '../../src/allocation/decisions.js';
 import { readDecisionJson } from '../../src/allocation/decisions.js';
 import type { LearnerMeta } from '../../src/learner/kind.js';
-import { learnerKeys } from '../../src/learner/keys.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { degradeWorld, mostStarved } from '../../src/learner/sim/degrade.js';
-import { contextFeatures, expectedQuality, loadWorld, sampleContext, simulateOutcome, uniformBudgets, worldFeatures, worldPipeline, type World } from '../../src/learner/sim/world.js';
+import { contextFeatures, expectedQuality, loadWorld, sampleContext, uniformBudgets, type World } from '../../src/learner/sim/world.js';
 import { servingModel } from '../../src/learner/kind.js';
 import { loadTf } from '../../src/learner/backend.js';
 import { forward, predict } from '../../src/learner/model.js';
 import { guardOffset } from '@apportion/sdk/engine';
 import { greedyBudgets } from '../../src/learner/policy.js';
-import { plainDeclaration } from '../../src/learner/sim/family.js';
 import { policyAgents, runLoop } from '../../src/learner/sim/loop.js';
 import type { Running } from '../../src/server.js';
-import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
-import { jsonHttp } from '../helpers/http.js';
+import { eventually, testPrefix } from '../helpers/env.js';
+import { startLearnerWorld, type LearnerWorldServer } from '../helpers/learner-world.js';
 
 /**
  * The runtime guard end to end, over a real socket, against Redis and BullMQ: a learned strategy serves with a
  * control arm, the world degrades mid-run (the agent the model starves becomes critical), and the guard
  * reverts on its own — logged in the model list, counted in /metrics, and the safe start serves again.
  */
-const prefix = testPrefix('learner-guard');
-const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-guard-models-'));
 const world = loadWorld('support-basic');
+const rng = mulberry32(2024);
+let sv: LearnerWorldServer;
 let rt: Running;
 let learner: LearnerModule;
-const rng = mulberry32(2024);
-let reported = 0;
-
-const http = jsonHttp(() => rt.url!);
-
-/** Allocates through the default route (the learned strategy) and reports the outcome in world `w`. */
-async function round(w: World): Promise<{ id: string; budgets: number[] }> {
-  const x = sampleContext(w, rng);
-  const a = await http('POST', '/v1/allocations', { pipeline: 'sim', features: contextFeatures(x) });
-  assert.equal(a.status, 200, a.text);
-  const budgets = w.agents.map((ag) => a.json.budgets[ag.name].tokens as number);
-  const out = simulateOutcome(w, 0, x, budgets, rng);
-  const o = await http('POST', '/v1/outcomes', { decisionId: a.json.decisionId, quality: out.quality });
-  assert.equal(o.status, 202, o.text);
-  reported++;
-  return { id: a.json.decisionId, budgets };
-}
-
-/** Waits until every reported outcome was applied, then moves them to the buffer. */
-async function settle(): Promise<void> {
-  const counters = learnerKeys(rt.core.keys, 'sim').counters;
-  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 60_000);
-  await learner.training.ingest('sim');
-}
+let http: LearnerWorldServer['http'];
+const round = (w: World) => sv.round(w);
+const settle = () => sv.settle();
 
 async function trainTo(version: number): Promise<void> {
   await settle();
@@ -64,24 +38,12 @@ async function trainTo(version: number): Promise<void> {
 }
 
 before(async () => {
-  rt = await startTest(prefix, { listen: true }, { APPORTION_MODELS_DIR: modelsDir });
-  learner = rt.modules.find((m) => m.name === 'learner') as LearnerModule;
-  assert.equal((await http('PUT', '/v1/pipelines/sim', worldPipeline(world))).status, 200);
-  // The declaration the in-process loop trains with (no mean/std: scaling is fitted from the data).
-  assert.equal((await http('PUT', '/v1/pipelines/sim/features', plainDeclaration(worldFeatures(world)))).status, 200);
-  const s = await http('PUT', '/v1/strategies/learn', {
-    pipeline: 'sim',
-    kind: 'learned',
-    // A large control share so the test needs few outcomes; retrains only on request.
-    params: { controlShare: 0.3, gate: false, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 },
-  });
-  assert.equal(s.status, 200, s.text);
-  assert.equal((await http('PUT', '/v1/pipelines/sim', { ...worldPipeline(world), defaultStrategy: 'learn' })).status, 200);
+  // A large control share so the test needs few outcomes; retrains only on request.
+  sv = await startLearnerWorld(testPrefix('learner-guard'), world, { controlShare: 0.3, gate: false, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 }, rng);
+  ({ rt, learner, http } = sv);
 });
 after(async () => {
-  await rt.close();
-  await dropPrefix(prefix);
-  rmSync(modelsDir, { recursive: true, force: true });
+  await sv.close();
 });
 
 describe('runtime guard', () => {

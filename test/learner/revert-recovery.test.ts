@@ -1,21 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DecisionRecord } from '../../src/allocation/decisions.js';
 import { readDecisionJson } from '../../src/allocation/decisions.js';
 import { loadTf } from '../../src/learner/backend.js';
 import type { LearnerMeta } from '../../src/learner/kind.js';
-import { learnerKeys } from '../../src/learner/keys.js';
-import type { LearnerModule } from '../../src/learner/module.js';
 import { mulberry32 } from '../../src/learner/rng.js';
-import { plainDeclaration } from '../../src/learner/sim/family.js';
 import { runLoop } from '../../src/learner/sim/loop.js';
-import { contextFeatures, loadWorld, sampleContext, simulateOutcome, uniformBudgets, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
-import type { Running } from '../../src/server.js';
-import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
-import { jsonHttp } from '../helpers/http.js';
+import { loadWorld, uniformBudgets } from '../../src/learner/sim/world.js';
+import { testPrefix } from '../helpers/env.js';
+import { startLearnerWorld, type LearnerWorldServer } from '../helpers/learner-world.js';
 
 /**
  * After every model is taken out of service (the runtime guard's revert to the control, or drift recovery's
@@ -25,55 +18,20 @@ import { jsonHttp } from '../helpers/http.js';
  * (Serving the control on every decision instead logged each decision with the control split at probability 1: no
  * candidate was ever played, every gate said "too little support", and the learner never served a model again.)
  */
-const prefix = testPrefix('learner-revert-recovery');
-const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-revert-models-'));
 const world = loadWorld('support-basic');
-let rt: Running;
-let learner: LearnerModule;
-const rng = mulberry32(77);
-let reported = 0;
-const http = jsonHttp(() => rt.url!);
-
-async function round(): Promise<string> {
-  const x = sampleContext(world, rng);
-  const a = await http('POST', '/v1/allocations', { pipeline: 'sim', features: contextFeatures(x) });
-  assert.equal(a.status, 200, a.text);
-  const budgets = world.agents.map((ag) => a.json.budgets[ag.name].tokens as number);
-  const out = simulateOutcome(world, 0, x, budgets, rng);
-  const o = await http('POST', '/v1/outcomes', { decisionId: a.json.decisionId, quality: out.quality });
-  assert.equal(o.status, 202, o.text);
-  reported++;
-  return a.json.decisionId as string;
-}
-
-async function settle(): Promise<void> {
-  const counters = learnerKeys(rt.core.keys, 'sim').counters;
-  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 60_000);
-  await learner.training.ingest('sim');
-}
+let sv: LearnerWorldServer;
 
 before(async () => {
-  rt = await startTest(prefix, { listen: true }, { APPORTION_MODELS_DIR: modelsDir });
-  learner = rt.modules.find((m) => m.name === 'learner') as LearnerModule;
-  assert.equal((await http('PUT', '/v1/pipelines/sim', worldPipeline(world))).status, 200);
-  assert.equal((await http('PUT', '/v1/pipelines/sim/features', plainDeclaration(worldFeatures(world)))).status, 200);
   // The default gate; retrains only on request; no hold after a revert (the hold is tested in guard-api.test.ts).
-  const s = await http('PUT', '/v1/strategies/learn', {
-    pipeline: 'sim',
-    kind: 'learned',
-    params: { trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0, guardHoldOutcomes: 0 },
-  });
-  assert.equal(s.status, 200, s.text);
-  assert.equal((await http('PUT', '/v1/pipelines/sim', { ...worldPipeline(world), defaultStrategy: 'learn' })).status, 200);
+  sv = await startLearnerWorld(testPrefix('learner-revert-recovery'), world, { trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0, guardHoldOutcomes: 0 }, mulberry32(77));
 });
 after(async () => {
-  await rt.close();
-  await dropPrefix(prefix);
-  rmSync(modelsDir, { recursive: true, force: true });
+  await sv.close();
 });
 
 describe('after a revert to the control', () => {
   it('serves the safe start, so a later candidate is played and clears the gate', async () => {
+    const { rt, learner, http } = sv;
     // A model that has learned the world (the service's trainer and policy, in process), serving as version 1.
     const { tf } = await loadTf();
     const trained = await runLoop(tf, { world, outcomes: 3000, seed: 3, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, evalContexts: 50, checkpointEvery: 3000, trainEvery: 500, candidateShare: 0.1 });
@@ -99,7 +57,7 @@ describe('after a revert to the control', () => {
     const v2 = await learner.training.registry.save('sim', trained.weights, meta);
     await learner.training.registry.propose(v2);
     const ids: string[] = [];
-    for (let i = 0; i < 600; i++) ids.push(await round());
+    for (let i = 0; i < 600; i++) ids.push((await sv.round()).id);
 
     // The safe start serves: the control arm at its usual share (5 %), the candidate mixed in at its share.
     const uniform = uniformBudgets(world, world.totalTokens);
@@ -118,7 +76,7 @@ describe('after a revert to the control', () => {
     assert.ok(candidate >= 60, `${candidate} decisions of 600 served the candidate's split`);
 
     // The candidate is judged at the next retrain on the decisions since it was proposed: it has support and passes.
-    await settle();
+    await sv.settle();
     const res = await learner.training.train('sim');
     assert.equal(res.trained, true, res.reason);
     const after = (await http('GET', '/v1/models/sim')).json;
@@ -127,7 +85,7 @@ describe('after a revert to the control', () => {
     assert.equal(gate.status, 'passed', gate.reason);
     assert.equal(after.active, 2, 'a model serves again');
     assert.equal(after.guard.toControl, false);
-    const id = await round();
+    const { id } = await sv.round();
     const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
     assert.equal((d.meta!.learner as LearnerMeta).m, 2, 'the next decision is version 2’s');
   });
