@@ -6,9 +6,10 @@ import { FIVE_AGENTS } from '../helpers/env.js';
 /**
  * A control plane for comparing local and server answers, generated from a seed: pipelines with every built-in
  * strategy kind, experiments (targeting, layers, a ramp, a holdout), a learned strategy with a serving model and a
- * candidate version, and one in its safe start.
+ * candidate version, one in its safe start, and one whose models the runtime guard took out of service (reverted to
+ * the control: the safe start serves, the pending candidate mixed in, the control arm at its share).
  */
-export const PIPELINES = ['lv-five', 'lv-learned', 'lv-safe'] as const;
+export const PIPELINES = ['lv-five', 'lv-learned', 'lv-safe', 'lv-reverted'] as const;
 
 const THREE = {
   defaultTotalTokens: 9000,
@@ -129,6 +130,24 @@ export async function setUp(op: (method: string, url: string, body?: unknown) =>
     targeting: { any: [{ attribute: 'messageCount', op: 'gte', value: 2 }, { attribute: 'unitKey', op: 'prefix', value: 'u1' }] },
   });
   await op('POST', '/v1/experiments/lv-safe-ab/start');
+
+  await op('PUT', '/v1/pipelines/lv-reverted', THREE);
+  await op('PUT', '/v1/pipelines/lv-reverted/features', { features: SPECS });
+  await op('PUT', '/v1/strategies/reverted-learned', { pipeline: 'lv-reverted', kind: 'learned', params: { controlShare: 0.1 } });
+  await op('PUT', '/v1/pipelines/lv-reverted', { ...THREE, defaultStrategy: 'reverted-learned' });
+  const gone = modelDoc(9, names, THREE.defaultTotalTokens, 2);
+  const next = modelDoc(10, names, THREE.defaultTotalTokens, 3);
+  const at = Date.now();
+  await putModel('lv-reverted', {
+    pipeline: 'lv-reverted',
+    active: 0,
+    signature: gone.enc.signature,
+    agents: names,
+    activatedAt: at,
+    candidate: { version: 3, createdAt: at, signature: next.enc.signature, agents: names, weights: next.weights, scaling: { messageCount: { center: 1.5, scale: 0.8 } } },
+    versions: [],
+    guard: { reverts: [{ reason: 'guard', from: 2, to: 0, at, diff: -0.05, ci: [-0.09, -0.01], learned: { n: 900, mean: 0.6 }, control: { n: 60, mean: 0.65, strategy: '@uniform' } }], holdUntil: 0, since: at, toControl: true },
+  });
 }
 
 const WORDS = ['budget', 'agent', 'token', 'split', 'pipeline', 'ünïcode', '数据', 'x'.repeat(40), 'http://example.com/a/b?c=d'];
@@ -144,11 +163,12 @@ export function randomRequest(rng: () => number): { pipeline: string; unitKey?: 
   if (rng() < 0.25) features.documentText = Array.from({ length: 1 + Math.floor(rng() * 60) }, () => WORDS[Math.floor(rng() * WORDS.length)]).join(' ');
   else if (rng() < 0.3) features.documentTokens = Math.floor(rng() * 5000);
   if (rng() < 0.05) features.flag = rng() < 0.5;
-  const minSum = pipeline === 'lv-five' ? 2100 : pipeline === 'lv-learned' ? 900 : 500;
+  const minSum = pipeline === 'lv-five' ? 2100 : pipeline === 'lv-learned' || pipeline === 'lv-reverted' ? 900 : 500;
   const forced = {
     'lv-five': ['five-uniform', 'five-static', 'five-estimate', 'five-pool', '@uniform'],
     'lv-learned': ['learned-sq', 'learned-eps', 'learned-static'],
     'lv-safe': ['safe-learned', 'safe-est'],
+    'lv-reverted': ['reverted-learned', '@uniform'],
   }[pipeline];
   return {
     pipeline,

@@ -57,7 +57,11 @@ describe('local evaluation', () => {
     for (const r of buffered) {
       const server = await decisions.read(r.id);
       assert.ok(server, `server record ${r.id}`);
-      assert.deepEqual({ ...r, ts: 0 }, { ...server, ts: 0 }, 'record');
+      // The fields that differ, named (a one-off failure here once printed only "record").
+      const a = { ...r, ts: 0 } as Record<string, unknown>;
+      const b = { ...server, ts: 0 } as Record<string, unknown>;
+      const differ = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+      assert.deepEqual(a, b, `record ${r.id}: ${differ.map((k) => `${k}: local ${JSON.stringify(a[k])} / server ${JSON.stringify(b[k])}`).join('; ')}`);
     }
     // Shipping them now finds each id already recorded: counted as duplicates, nothing written twice.
     await sdk.flush();
