@@ -6,7 +6,7 @@ import type { Closeable, ModuleParts, Services } from '../kernel/module.js';
 import { strategyArms } from './arms.js';
 import { OutcomeIntake } from './intake.js';
 import { applyOutcome } from './processor.js';
-import { createOutcomesQueue, OUTCOMES_QUEUE, outcomesOf, type OutcomeJob, type OutcomeJobData } from './queue.js';
+import { createOutcomesQueue, OUTCOMES_QUEUE, outcomesOf, outcomeWorkerSettings, type OutcomeJob, type OutcomeJobData } from './queue.js';
 import { OutcomeAccepted, OutcomeBody } from './schema.js';
 
 /** What the feedback module is given (src/modules.ts). */
@@ -38,7 +38,7 @@ export function feedbackModule(core: FeedbackDeps): ModuleParts {
     completedCount: core.config.jobKeepCompletedCount,
     failedAgeSeconds: core.config.jobKeepFailedSeconds,
     failedCount: core.config.jobKeepFailedCount,
-  });
+  }, { spanMs: (core.config.rewardWindowSeconds + core.config.outcomeMarkerGraceSeconds) * 1000 });
   const intake = new OutcomeIntake(core.decisions, queue, {
     batchMax: core.config.outcomeBatchMax,
     enqueueTimeoutMs: core.config.redisCommandTimeoutMs,
@@ -106,11 +106,14 @@ export function feedbackModule(core: FeedbackDeps): ModuleParts {
           lockDuration: core.config.jobLockMs,
           stalledInterval: core.config.jobLockMs,
           maxStalledCount: 5,
+          settings: outcomeWorkerSettings(),
         },
       );
       worker.on('failed', (job, err) => {
         core.metrics.outcomeFailures.inc();
-        core.log.warn({ err, jobId: job?.id, attempts: job?.attemptsMade }, 'outcome job failed; it will be retried');
+        const last = job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1);
+        if (last) core.log.error({ err, jobId: job.id, attempts: job.attemptsMade }, 'outcome job failed for the last time: its outcomes stay in the failed set, not applied');
+        else core.log.warn({ err, jobId: job?.id, attempts: job?.attemptsMade }, 'outcome job failed; it will be retried');
       });
       worker.on('error', (err) => core.log.error({ err }, 'outcome worker error'));
       await worker.waitUntilReady();
