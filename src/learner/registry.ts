@@ -28,6 +28,8 @@ export interface ModelVersion {
     readonly halfLife?: number;
     /** Drift recovery's forgetting: the factor the events decided before the latest detection weighed in its training (drift.ts forgetWeight); absent when none was forgotten. */
     readonly preChangeWeight?: number;
+    /** The version whose weights the training started from (absent or 0: the untrained prior). */
+    readonly warmStart?: number;
   };
   readonly weights: SerializedWeights;
   /** Numeric feature scaling fitted on the version's training window (applied identically when it serves). */
@@ -254,6 +256,19 @@ export class ModelRegistry {
       this.core.log.warn({ err, pipeline, version }, 'model file not written (the Redis copy is kept)');
     }
     return mv;
+  }
+
+  /**
+   * The newest saved token version whose weights fit `signature` and `agents` (among the newest `scan` version numbers;
+   * pruned or other versions are skipped): a warm start when no version serves and none is pending.
+   */
+  async newestCompatible(pipeline: string, signature: string, agents: readonly string[], scan = 25): Promise<ModelVersion | undefined> {
+    const seq = Number((await this.core.redis.get(learnerKeys(this.core.keys, pipeline).modelSeq)) ?? 0);
+    for (let v = seq; v >= 1 && v > seq - scan; v--) {
+      const mv = await this.get(pipeline, v);
+      if (mv && (mv.kind ?? 'tokens') === 'tokens' && mv.signature === signature && mv.agents.join('\u0000') === agents.join('\u0000')) return mv;
+    }
+    return undefined;
   }
 
   async get(pipeline: string, version: number): Promise<ModelVersion | undefined> {

@@ -212,9 +212,22 @@ export class TrainingService {
     const costWeight = params.costWeight ?? 0;
     const doc = this.registry.doc(pipelineId);
     const tiered = learnsTiers(pipeline);
-    const prior = { weights: initialWeights(serving.encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), scaling: undefined };
+    const prior = { weights: initialWeights(serving.encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), scaling: undefined, version: 0 };
+    // The warm start: the pending candidate, else the serving version, else (none pending, none serving: the guard
+    // refused the candidate during the safe start or after a revert to the control) the newest saved version that fits
+    // the features and agents — as the in-process loop warm-starts from its newest trained version — and only with
+    // none of those the untrained prior, so a refusal does not throw away what was learned.
+    const newest = !tiered && !warm && serving.version === 0 ? await this.registry.newestCompatible(pipelineId, serving.encoder.signature, agents) : undefined;
     // A pipeline with model tiers trains the joint model (its token weights are the prior, never served).
-    const init = tiered ? { weights: prior.weights, scaling: tierWarm?.scaling } : (warm ?? (serving.version > 0 ? { weights: serving.weights, scaling: doc?.scaling } : prior));
+    const init = tiered
+      ? { weights: prior.weights, scaling: tierWarm?.scaling, version: 0 }
+      : warm
+        ? { weights: warm.weights, scaling: warm.scaling, version: warm.version }
+        : serving.version > 0
+          ? { weights: serving.weights, scaling: doc?.scaling, version: serving.version }
+          : newest
+            ? { weights: deserializeWeights(newest.weights), scaling: newest.scaling, version: newest.version }
+            : prior;
     const decl = view.raw.kinds.features.get(pipelineId)?.doc as FeaturesBody | undefined;
     const input: TrainJobInput = {
       redisUrl: this.core.config.redisUrl,
@@ -258,7 +271,7 @@ export class TrainingService {
       agents,
       // The window and recency half-life this version was trained with (drift recovery shortens the half-life after a change).
       // A tier fit weighs by recency only when a half-life was passed (train-tiers.ts): otherwise none is listed.
-      metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, ...(input.halfLife !== undefined || !tiered ? { halfLife: change.halfLife } : {}), ...(input.forget ? { preChangeWeight: input.forget.weight } : {}) },
+      metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, ...(input.halfLife !== undefined || !tiered ? { halfLife: change.halfLife } : {}), ...(input.forget ? { preChangeWeight: input.forget.weight } : {}), ...(init.version > 0 ? { warmStart: init.version } : {}) },
       ...(out.scaling ? { scaling: out.scaling } : {}),
       ...(out.tiers ? { kind: 'tiers' as const, tiers: out.tiers } : { kind: 'tokens' as const }),
     });

@@ -89,4 +89,24 @@ describe('after a revert to the control', () => {
     const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
     assert.equal((d.meta!.learner as LearnerMeta).m, 2, 'the next decision is version 2’s');
   });
+
+  it('with nothing serving and nothing pending, a retrain warm-starts from the newest version, not the untrained prior', async () => {
+    const { learner, http } = sv;
+    const registry = learner.training.registry;
+    // Version 2 serves and version 3 (trained by the retrain above) is the candidate; take 2 out of service and refuse
+    // 3 as the guard's candidate arm does: nothing serves and nothing is pending.
+    const doc = registry.doc('sim')!;
+    assert.deepEqual([doc.active, doc.candidate?.version], [2, 3]);
+    assert.ok(await registry.revert('sim', { reason: 'guard', from: 2, to: 0, at: Date.now(), diff: -0.1, ci: [-0.2, -0.01], learned: { n: 500, mean: 0.5 }, control: { n: 40, mean: 0.6, strategy: '@uniform' } }, 0));
+    await registry.recordGate('sim', 3, { status: 'refused', reason: 'refused by the runtime guard (test)', events: 0, comparisons: [], decidedAt: Date.now() });
+    assert.equal(registry.doc('sim')!.candidate, undefined);
+    for (let i = 0; i < 300; i++) await sv.round();
+    await sv.settle();
+    const res = await learner.training.train('sim');
+    assert.equal(res.trained, true, res.reason);
+    assert.equal(res.model!.version, 4);
+    assert.equal(res.model!.metrics.warmStart, 3, 'warm-started from version 3');
+    const listed = (await http('GET', '/v1/models/sim')).json.versions.find((v: { version: number }) => v.version === 4);
+    assert.equal(listed.metrics.warmStart, 3);
+  });
 });
