@@ -126,7 +126,7 @@ describe('drift recovery (HTTP)', () => {
     const { drift: _drift, ...stationary } = world;
     const options: [string, World][] = [
       ...others.map((a): [string, World] => [`${favoured} and ${a} swap`, { ...stationary, truth: { ...world.truth, [favoured]: world.truth[a]!, [a]: world.truth[favoured]! } }]),
-      ...[2, 4, 8].map((f): [string, World] => [`${favoured} needs 1/64, the others × ${f}`, others.reduce((w, a) => degradeWorld(w, a, f), degradeWorld(world, favoured, 1 / 64))]),
+      ...[2, 4, 8, 16, 32].map((f): [string, World] => [`${favoured} needs 1/64, the others × ${f}`, others.reduce((w, a) => degradeWorld(w, a, f), degradeWorld(world, favoured, 1 / 64))]),
     ];
     const gaps = options.map(([, w]) => gap(w));
     const pick = gaps.indexOf(Math.min(...gaps));
@@ -160,7 +160,7 @@ describe('drift recovery (HTTP)', () => {
     assert.deepEqual([pending?.version, pending?.share], [after.model!.version, 0.1]);
 
     // Retired, with drift recovery's own reason and estimate (the gate's DR estimate on the post-change decisions).
-    assert.equal(list.active, null, `no model serves (the serving version's gate record: ${JSON.stringify(list.versions.find((v: { version: number }) => v.version === serving)?.gate)})`);
+    assert.equal(list.active, null, `no model serves (the change: ${how}, true gap ${truth.toFixed(3)}; detected ${JSON.stringify(c)})`);
     assert.equal(list.serving, 'default-strategy');
     assert.equal(list.guard.toControl, true);
     const revert = list.guard.reverts[0];
