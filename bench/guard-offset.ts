@@ -28,9 +28,9 @@ import { loadTf } from '../src/learner/backend.js';
 import { rewardOf } from '../src/learner/events.js';
 import { accumulate, GUARD_DEFAULTS, judge, NEW_RUN, type GuardRun } from '../src/learner/guard.js';
 import { forward, predict } from '../src/learner/model.js';
-import { generateWorld, phaseOf, uniformSplitOf } from '../src/learner/sim/family.js';
+import { generateWorld, uniformSplitOf } from '../src/learner/sim/family.js';
 import { EXPLORE_DEFAULTS } from '../src/learner/policy.js';
-import { runLoop } from '../src/learner/sim/loop.js';
+import { armWindows, runLoop } from '../src/learner/sim/loop.js';
 import { flag } from './lib.js';
 
 const seedsFile = JSON.parse(readFileSync(new URL('../experiments/family/seeds.json', import.meta.url), 'utf8')) as Record<string, number[]>;
@@ -78,16 +78,10 @@ for (const [i, seed] of seeds.entries()) {
   let stretch = { start: -1, len: 0, gap: 0 };
   let runDv = 0;
   let runN = 0;
-  for (let st = 0, run = 0, from = 0; st + 250 <= N; st += 250) {
-    const ph = phaseOf(world, st);
-    let dv = 0;
-    let armN = 0;
-    for (let k = st; k < st + 250; k++) {
-      if (res.controlServed[k] === 1) continue;
-      dv += res.served[k]! - world.expected(ph, res.contexts[k] as Parameters<typeof world.expected>[1], uniform);
-      armN++;
-    }
-    const worse = res.servingVersion[st + 249]! > 0 && armN > 0 && dv / armN < 0;
+  let run = 0;
+  let from = 0;
+  for (const { start: st, trained, dv, n: armN } of armWindows(world, res, uniform)) {
+    const worse = trained && armN > 0 && dv / armN < 0;
     if (worse && run === 0) {
       from = st;
       runDv = 0;

@@ -35,7 +35,7 @@ import { GUARD_DEFAULTS } from '../src/learner/guard.js';
 import { DEFAULT_GATE, GATE_RULES, NORMAL_GATE } from '../src/learner/gate.js';
 import { DEFAULT_DRIFT } from '../src/learner/drift.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
-import { greedyValues, policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
+import { armWindows, greedyValues, policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
 import { loadWorld, WORLD_NAMES } from '../src/learner/sim/world.js';
 import { DEFAULT_MIN_STEPS } from '../src/learner/trainer.js';
 import { flag } from './lib.js';
@@ -254,16 +254,10 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   let worseStretch = 0;
   let worseTotal = 0;
   let worseGap = 0;
-  for (let s = 0, run = 0, gap = 0; s + 250 <= N; s += 250) {
-    const ph = phaseOf(world, s);
-    let dv = 0;
-    let armN = 0;
-    for (let i = s; i < s + 250; i++) {
-      if (res.controlServed[i] === 1) continue;
-      dv += res.served[i]! - world.expected(ph, res.contexts[i], uni);
-      armN++;
-    }
-    const worse = res.servingVersion[s + 249]! > 0 && armN > 0 && dv / armN < 0;
+  let run = 0;
+  let gap = 0;
+  for (const { trained, dv, n: armN } of armWindows(world, res, uni)) {
+    const worse = trained && armN > 0 && dv / armN < 0;
     gap = worse ? (gap * run + (dv / armN) * 250) / (run + 250) : 0;
     run = worse ? run + 250 : 0;
     if (worse) worseTotal += 250;

@@ -190,6 +190,28 @@ export function greedyValues(world: SimWorld, phase: 0 | 1, model: { readonly we
 }
 
 /**
+ * The learned arm against the default strategy, per window of `size` consecutive outcomes of a run (benches: the
+ * worse-than-default stretches): whether a trained version served at the window's end, and the sum over the window's
+ * learned-arm outcomes (the control arm's left out) of the served split's expected reward less the default split's, with
+ * their count.
+ */
+export function armWindows(world: SimWorld, res: Pick<LoopResult, 'served' | 'contexts' | 'controlServed' | 'servingVersion'>, dflt: readonly number[], size = 250): { readonly start: number; readonly trained: boolean; readonly dv: number; readonly n: number }[] {
+  const out: { start: number; trained: boolean; dv: number; n: number }[] = [];
+  for (let s = 0; s + size <= res.served.length; s += size) {
+    const ph = phaseOf(world, s);
+    let dv = 0;
+    let n = 0;
+    for (let i = s; i < s + size; i++) {
+      if (res.controlServed[i] === 1) continue;
+      dv += res.served[i]! - world.expected(ph, res.contexts[i], dflt);
+      n++;
+    }
+    out.push({ start: s, trained: res.servingVersion[s + size - 1]! > 0, dv, n });
+  }
+  return out;
+}
+
+/**
  * Expected reward of the exploring policy (Σ_k p_k · value of candidate k, exactly) per context at `total`: what
  * users get, exploration included. A missing model: the safe start around the default strategy.
  */
