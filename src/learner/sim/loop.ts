@@ -395,9 +395,10 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     }
     if (wide && !drawn && !controlServed[t]) wideServed[t] = 1;
     const out = world.outcome(phase, x, dec.budgets, rng);
+    // The guard's offset, as the decision logs it (ControlMeta `z`): both of the guard's tests take it.
+    const z = heads && opts.guardOffset !== false ? (guardOffset(predict(heads, uniform)) ?? 0) : 0;
     if (candidate && controlShare > 0 && opts.guardCandidate !== false) {
       if (candEv.version !== candidate.version) candEv = { version: candidate.version, e: EMPTY_CANDIDATE_EVIDENCE };
-      const z = heads && opts.guardOffset !== false ? (guardOffset(predict(heads, uniform)) ?? 0) : 0;
       candEv = { version: candidate.version, e: addCandidateEvidence(candEv.e, controlServed[t] ? 'control' : drawn ? 'candidate' : 'serving', out.quality - world.costWeight * (out.cost ?? 0), z) };
       if ((t + 1) % 25 === 0 && candidateVerdict(candEv.e).status === 'worse') {
         guardRefused.push(candidate.version);
@@ -407,7 +408,6 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     }
     // The serving-version guard: every decision of a trained version, by arm, its reward less the logged offset.
     if (guardOn && serving && serving.version > 0) {
-      const z = heads && opts.guardOffset !== false ? (guardOffset(predict(heads, uniform)) ?? 0) : 0;
       guardRun = accumulate(guardRun, serving.version, controlServed[t] ? 1 : 0, out.quality - world.costWeight * (out.cost ?? 0), GUARD_DEFAULTS.segmentOutcomes, z);
       if ((t + 1) % 25 === 0) {
         const verdict = judge(guardRun);

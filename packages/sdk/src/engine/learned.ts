@@ -238,7 +238,7 @@ export function revertedToControl(view: ControlView, pipeline: Pipeline): boolea
  * the control on every decision then logged each decision with the control's split at probability 1: a later
  * candidate was never played, the gate never had support for it, and no model could serve again.)
  */
-export function controlShareOf(_view: ControlView, _pipeline: Pipeline, controlShare: number | undefined): number {
+export function controlShareOf(controlShare: number | undefined): number {
   return controlShare ?? DEFAULT_CONTROL_SHARE;
 }
 
@@ -387,7 +387,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
       const registered = waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + waitMs + DEFAULT_GRACE_MS);
       const arm = deps.kinds
-        ? controlArm(deps.kinds(), deps.view(), pipeline, input, controlShareOf(deps.view(), pipeline, params.controlShare), decisionRng(input.decisionId ?? input.drawSeed, 'control')())
+        ? controlArm(deps.kinds(), deps.view(), pipeline, input, controlShareOf(params.controlShare), decisionRng(input.decisionId ?? input.drawSeed, 'control')())
         : undefined;
       const z = arm && servedHeads ? guardOffset(predict(servedHeads, arm.b)) : undefined;
       const x = arm && z !== undefined ? { ...arm, z } : arm;
@@ -666,7 +666,7 @@ function compileTierLearned(
       const registered = c.waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + c.waitMs + DEFAULT_GRACE_MS);
       const view = deps.view();
-      const share = deps.kinds ? controlShareOf(view, pipeline, params.controlShare) : 0;
+      const share = deps.kinds ? controlShareOf(params.controlShare) : 0;
       const z = share > 0 && dec.curves ? guardOffset(predictQuality(dec.curves, anchor) - costWeight * plannedCostOf(agents, anchor)) : undefined;
       const x: ControlMeta | undefined =
         share > 0
