@@ -133,7 +133,7 @@ tierServerHooks(prefix, (s) => {
 });
 
 describe('drift recovery on a tier version (HTTP)', () => {
-  it('detects the change at a retrain and retires the serving tier version; the default strategy then serves', async () => {
+  it('detects the change at a retrain and retires the serving tier version; the safe start then serves', async () => {
     const doc = tierPipelineDoc(after_);
     await op('PUT', '/v1/pipelines/td', doc);
     await op('PUT', '/v1/pipelines/td/features', worldFeatures(after_.world));
@@ -186,10 +186,14 @@ describe('drift recovery on a tier version (HTTP)', () => {
     const revert = list.guard.reverts[0];
     assert.deepEqual([revert.reason, revert.from, revert.to], ['drift', saved.version, 0]);
     assert.ok(revert.diff < -revert.estimate.delta, JSON.stringify(revert));
-    // The default strategy (uniform on the first models) serves all of the learned strategy's traffic.
-    for (let i = 0; i < 5; i++) {
+    // No tier version serves: the safe start does — the default action (uniform on the first models) on most decisions
+    // (with probability about 0.05 + 0.95 · 0.9 · 0.8 ≈ 0.73), explored around, the candidate mixed in — so a later
+    // candidate is played and can clear the gate (test/learner/revert-recovery.test.ts).
+    let atDefault = 0;
+    for (let i = 0; i < 40; i++) {
       const answer = await op('POST', '/v1/allocations', { pipeline: 'td', features: after_.features(after_.sample(rng)), ...req });
-      assert.ok(after_.agents.every((a) => answer.budgets[a.name].model === after_.models[0]), JSON.stringify(answer.budgets));
+      if (after_.agents.every((a) => answer.budgets[a.name].model === after_.models[0])) atDefault++;
     }
+    assert.ok(atDefault >= 15, `${atDefault} of 40 decisions on the default action's models`);
   });
 });
