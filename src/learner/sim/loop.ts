@@ -5,7 +5,6 @@ import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } 
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
-import { Ratchet, type RatchetOptions } from './ratchet.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
 import { accumulate, addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
 import { checkedVersions, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
@@ -105,8 +104,6 @@ export interface LoopOptions {
   readonly guard?: boolean;
   /** Outcomes after a guard revert during which a candidate that clears the gate is held, not activated. Default: the service's (GUARD_DEFAULTS.holdOutcomes). */
   readonly guardHold?: number;
-  /** The model-free correction of the greedy split (ratchet.ts; a bench option, off by default: the service does not have it). */
-  readonly ratchet?: Partial<RatchetOptions>;
   /**
    * The guard's offset (ControlMeta `z`): the candidate arm's tests take each reward less the serving version's
    * predicted reward of the control's split, as the service's do. Default true; false: realised rewards (a bench
@@ -288,8 +285,6 @@ export interface LoopResult {
   readonly guardReverts: readonly { readonly at: number; readonly from: number; readonly to: number; readonly diff: number }[];
   /** Per outcome: 1 when a wide safe-start split (ExploreOptions.wideStart) served it. */
   readonly wideServed: Uint8Array;
-  /** The ratchet's moves and final offsets per cell, when it ran. */
-  readonly ratchet?: { readonly moves: number; readonly offsets: Record<string, number[]> };
 }
 
 export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Checkpoint) => void): Promise<LoopResult> {
@@ -340,12 +335,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const activatedAt = new Map<number, number>();
   const reverted = new Set<number>();
   const guardReverts: { at: number; from: number; to: number; diff: number }[] = [];
-  const ratchet = opts.ratchet ? new Ratchet(agents, opts.ratchet) : undefined;
-  // The policy's split of a version: its greedy split, corrected by the ratchet's offsets when it runs.
-  const greedyOf = (m: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder }, f: LoggedEvent['f'], total: number) => {
-    const g = greedyBudgets(forward(m.weights, m.encoder.encode(f)), agents, total);
-    return ratchet ? ratchet.apply(g, f, total) : g;
-  };
+  const greedyOf = (m: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder }, f: LoggedEvent['f'], total: number) =>
+    greedyBudgets(forward(m.weights, m.encoder.encode(f)), agents, total);
   const versions: LoopVersion[] = [];
   const events: LoggedEvent[] = [];
   const checkpoints: Checkpoint[] = [];
@@ -387,9 +378,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     const f = world.features(x);
     const heads = serving ? forward(serving.weights, serving.encoder.encode(f)) : undefined;
     let dec = heads
-      ? ratchet
-        ? ratchet.decide(heads, ratchet.apply(greedyBudgets(heads, agents, world.totalTokens), f, world.totalTokens), world.totalTokens, optionsFor(opts.explore, serving!.version), rng, uniform)
-        : decide(heads, agents, world.totalTokens, optionsFor(opts.explore, serving!.version), rng, uniform)
+      ? decide(heads, agents, world.totalTokens, optionsFor(opts.explore, serving!.version), rng, uniform)
       : decideAround(uniform, agents, world.totalTokens, opts.wideUntil !== undefined && t >= opts.wideUntil ? { ...opts.explore, wideStart: 0 } : opts.explore, rng, uniform);
     const wide = !serving && dec.chosen >= safeK;
     let drawn = false;
@@ -406,7 +395,6 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     }
     if (wide && !drawn && !controlServed[t]) wideServed[t] = 1;
     const out = world.outcome(phase, x, dec.budgets, rng);
-    if (ratchet && heads) ratchet.observe(heads, f, dec, out.quality - world.costWeight * (out.cost ?? 0));
     // The guard's offset, as the decision logs it (ControlMeta `z`): both of the guard's tests take it.
     const z = heads && opts.guardOffset !== false ? (guardOffset(predict(heads, uniform)) ?? 0) : 0;
     if (candidate && controlShare > 0 && opts.guardCandidate !== false) {
@@ -560,5 +548,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, guardReverts, wideServed, ...(ratchet ? { ratchet: { moves: ratchet.moves, offsets: ratchet.offsets() } } : {}) };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, guardReverts, wideServed };
 }
