@@ -23,6 +23,9 @@ export function describeValidation(context: string | undefined, items: readonly 
   return `${field} ${v.message ?? 'is invalid'}`;
 }
 
+/** The router's longest path parameter (Fastify's default, kept; app.ts passes it). */
+export const MAX_PARAM_LENGTH = 100;
+
 /** Maps any error to the stable body `{ statusCode, code, error, message }`. */
 export function toErrorBody(err: unknown): { statusCode: number; code: ErrorCode; error: string; message: string; details?: Record<string, unknown> } {
   const body = (code: ErrorCode, message: string, details?: Readonly<Record<string, unknown>>) => {
@@ -42,6 +45,12 @@ export function toErrorBody(err: unknown): { statusCode: number; code: ErrorCode
       return body('UNSUPPORTED_MEDIA_TYPE', `headers/content-type: ${fe.message}`);
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return body('VALIDATION_FAILED', `headers/content-length: ${fe.message}`);
+    // Raised by the router before any route runs (Fastify's frameworkErrors): a path parameter longer than the
+    // router's limit (100 characters; every id the API accepts is shorter), or one that is not valid percent-encoding.
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return body('VALIDATION_FAILED', `params: a path parameter is longer than ${MAX_PARAM_LENGTH} characters`);
+    case 'FST_ERR_BAD_URL':
+      return body('VALIDATION_FAILED', 'params: a path parameter is not valid percent-encoding');
   }
   if (err instanceof SyntaxError) return body('INVALID_JSON', `body: ${err.message}`);
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
