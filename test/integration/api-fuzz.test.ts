@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { sample } from 'openapi-sampler';
 import { ERROR_CATALOG, type ErrorCode } from '../../src/errors/catalog.js';
 import type { Running } from '../../src/server.js';
-import { dropPrefix, FIVE_AGENTS, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { dropPrefix, FIVE_AGENTS, ON_CLUSTER, REDIS_TARGET, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
 
 /**
  * Generated bad input against every operation of the server's own OpenAPI document (GET /docs/json), over a real
@@ -25,7 +25,7 @@ const CLIENT = 'client-key-0123456789abcdef';
 const SEED = Number(process.env.APPORTION_FUZZ_SEED ?? 20261203);
 const RUNS = Number(process.env.APPORTION_FUZZ_RUNS ?? 12);
 let rt: Running;
-let redis: Redis;
+let redis: Redis | Cluster;
 // The OpenAPI document as served: paths → method → operation.
 let spec: { paths: Record<string, Record<string, Operation>> };
 
@@ -142,25 +142,32 @@ function at(v: unknown, path: readonly (string | number)[]): unknown {
  */
 async function snapshot(): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    for (const k of keys) {
-      const type = await redis.type(k);
-      let content: unknown;
-      if (type === 'string') content = await redis.getBuffer(k).then((b) => b?.toString('base64'));
-      else if (type === 'hash') content = Object.entries(await redis.hgetall(k)).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
-      else if (type === 'list') content = await redis.lrange(k, 0, -1);
-      else if (type === 'set') content = (await redis.smembers(k)).sort();
-      else if (type === 'zset') content = await redis.zrange(k, '0', '-1', 'WITHSCORES');
-      else if (type === 'stream') content = await redis.xrange(k, '-', '+');
-      else if (type === 'none') continue;
-      else content = type;
-      out.set(k, createHash('sha1').update(`${type}\n${JSON.stringify(content)}`).digest('hex'));
-    }
-  } while (cursor !== '0');
+  // On a cluster every master is scanned; the reads go through the cluster client (routed by slot).
+  for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      for (const k of keys) out.set(k, await digest(k));
+    } while (cursor !== '0');
+  }
+  for (const [k, d] of out) if (d === '') out.delete(k);
   return out;
+}
+
+/** A key's content read by its type, as a digest ('' when the key is gone). */
+async function digest(k: string): Promise<string> {
+  const type = await redis.type(k);
+  let content: unknown;
+  if (type === 'string') content = await redis.getBuffer(k).then((b) => b?.toString('base64'));
+  else if (type === 'hash') content = Object.entries(await redis.hgetall(k)).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
+  else if (type === 'list') content = await redis.lrange(k, 0, -1);
+  else if (type === 'set') content = (await redis.smembers(k)).sort();
+  else if (type === 'zset') content = await redis.zrange(k, '0', '-1', 'WITHSCORES');
+  else if (type === 'stream') content = await redis.xrange(k, '-', '+');
+  else if (type === 'none') return '';
+  else content = type;
+  return createHash('sha1').update(`${type}\n${JSON.stringify(content)}`).digest('hex');
 }
 
 function changedKeys(a: Map<string, string>, b: Map<string, string>): string[] {
@@ -172,7 +179,7 @@ const AUTH = fc.constantFrom<readonly [string, string | undefined]>(['admin', AD
 
 before(async () => {
   rt = await startTest(prefix, { listen: true, workers: false }, { APPORTION_ADMIN_KEY: ADMIN, APPORTION_CLIENT_KEY: CLIENT, APPORTION_BODY_LIMIT_BYTES: '65536' });
-  redis = new Redis(REDIS_URL);
+  redis = ON_CLUSTER ? new Cluster(REDIS_TARGET.clusterNodes!.map((n) => { const [host, port] = n.split(':'); return { host: host!, port: Number(port) }; })) : new Redis(REDIS_URL);
   const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
   const put = async (url: string, body: unknown) => {
     const r = await fetch(`${rt.url}${url}`, { method: 'PUT', headers: h, body: JSON.stringify(body) });
