@@ -6,7 +6,7 @@ import { Cluster, Redis } from 'ioredis';
 import { sample } from 'openapi-sampler';
 import { ERROR_CATALOG, type ErrorCode } from '../../src/errors/catalog.js';
 import type { Running } from '../../src/server.js';
-import { dropPrefix, FIVE_AGENTS, ON_CLUSTER, REDIS_TARGET, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { dropPrefix, eventually, FIVE_AGENTS, ON_CLUSTER, REDIS_TARGET, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
 
 /**
  * Generated bad input against every operation of the server's own OpenAPI document (GET /docs/json), over a real
@@ -16,7 +16,9 @@ import { dropPrefix, FIVE_AGENTS, ON_CLUSTER, REDIS_TARGET, REDIS_URL, startTest
  * known ids and odd strings, under the admin key, the client key, a bogus key or none. Every answer must be
  * either a success or a 4xx carrying a catalogued error (`code` in docs/errors.md's catalog, its status, a message):
  * never a 5xx. A rejected write must leave the store as it was: the file's keys (names and DUMPed values) are the
- * same before and after every 4xx of a PUT, POST or DELETE. The generator's seed is APPORTION_FUZZ_SEED (default
+ * same before and after every 4xx of a PUT, POST or DELETE (no worker runs meanwhile). Then a worker process starts
+ * on the same prefix and must process every job the fuzz got accepted (outcomes with odd but valid payloads
+ * included) without a failure or a retry. The generator's seed is APPORTION_FUZZ_SEED (default
  * fixed, printed with a failure, so a failure replays).
  */
 const prefix = testPrefix('api-fuzz');
@@ -25,6 +27,8 @@ const CLIENT = 'client-key-0123456789abcdef';
 const SEED = Number(process.env.APPORTION_FUZZ_SEED ?? 20261203);
 const RUNS = Number(process.env.APPORTION_FUZZ_RUNS ?? 12);
 let rt: Running;
+let workers: Running | undefined;
+let acceptedOutcomes = 0;
 let redis: Redis | Cluster;
 // The OpenAPI document as served: paths → method → operation.
 let spec: { paths: Record<string, Record<string, Operation>> };
@@ -201,6 +205,7 @@ before(async () => {
   spec = (await (await fetch(`${rt.url}/docs/json`, { headers: h })).json()) as typeof spec;
 });
 after(async () => {
+  await workers?.close();
   await rt.close();
   redis.disconnect();
   await dropPrefix(prefix);
@@ -248,6 +253,7 @@ describe('generated bad input against every operation of the OpenAPI document', 
             const res = await fetch(`${rt.url}${url}`, { method: M, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
             const text = await res.text();
             const what = `${M} ${url} as ${auth[0]} with ${JSON.stringify(body)?.slice(0, 400)} → ${res.status} ${text.slice(0, 300)}`;
+            if (M === 'POST' && route === '/v1/outcomes' && res.status === 202) acceptedOutcomes++;
             tally.set(`${M} ${route} ${res.status}`, (tally.get(`${M} ${route} ${res.status}`) ?? 0) + 1);
             assert.ok(res.status < 500, `a 5xx: ${what}`);
             if (res.status >= 400) {
@@ -275,5 +281,27 @@ describe('generated bad input against every operation of the OpenAPI document', 
     // The draws reach past the schema: many operations also answered a success (the valid bodies, the known ids).
     const succeeded = new Set([...tally.keys()].filter((k) => / 2\d\d$/.test(k)).map((k) => k.replace(/ \d+$/, '')));
     assert.ok(succeeded.size >= 20, `${succeeded.size} operations answered a 2xx: ${[...succeeded].join(', ')}`);
+  });
+
+  it('then a worker processes every job the fuzz got accepted: none failed, none waits on a retry (an accepted outcome is never lost to its payload)', async () => {
+    // The jobs the fuzz got accepted wait in the queue (no worker ran: the store check above needs that).
+    const pending = rt.modules.flatMap((m) => m.queues ?? []).find((q) => q.name === 'outcomes')!;
+    const waiting = (await pending.getJobCounts('waiting')).waiting ?? 0;
+    assert.ok(acceptedOutcomes === 0 || waiting >= 1, `${acceptedOutcomes} outcomes accepted, ${waiting} outcome jobs waiting`);
+    // The workers start only now: while the fuzz ran nothing wrote in the background, so the store check above holds.
+    workers = await startTest(prefix, { api: false, workers: true }, { APPORTION_ADMIN_KEY: ADMIN, APPORTION_CLIENT_KEY: CLIENT });
+    const queues = workers.modules.flatMap((m) => m.queues ?? []);
+    const outcomes = queues.find((q) => q.name === 'outcomes')!;
+    await eventually(async () => {
+      const c = await outcomes.getJobCounts('waiting', 'active', 'delayed', 'failed');
+      return (c.waiting ?? 0) + (c.active ?? 0) === 0 ? c : undefined;
+    }, 60_000, 100);
+    for (const q of queues) {
+      const c = await q.getJobCounts('failed', 'delayed');
+      const failed = await q.getFailed(0, 5);
+      assert.equal(c.failed ?? 0, 0, `${q.name}: ${failed.map((j) => `${j.name} ${JSON.stringify(j.data).slice(0, 300)}: ${j.failedReason}`).join('; ')}`);
+    }
+    const delayed = await outcomes.getDelayed(0, 5);
+    assert.deepEqual(delayed.map((j) => `${JSON.stringify(j.data).slice(0, 300)} after ${j.attemptsMade} attempts: ${j.failedReason}`), [], 'an outcome job waits on a retry');
   });
 });
