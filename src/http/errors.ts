@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors/app-error.js';
 import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.js';
+import { isRedisUnavailable } from '../redis/unavailable.js';
 
 interface ValidationItem {
   instancePath?: string;
@@ -53,6 +54,9 @@ export function toErrorBody(err: unknown): { statusCode: number; code: ErrorCode
       return body('VALIDATION_FAILED', 'params: a path parameter is not valid percent-encoding');
   }
   if (err instanceof SyntaxError) return body('INVALID_JSON', `body: ${err.message}`);
+  // A store that cannot answer now (a stall, a restart, a failover) is a 503 the client retries, on every route: the
+  // routes with their own mapping (outcomes, reservations, spans) say more, the others say this.
+  if (isRedisUnavailable(err)) return body('REDIS_UNAVAILABLE', ERROR_CATALOG.REDIS_UNAVAILABLE.message);
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return { statusCode: fe.statusCode, code: 'VALIDATION_FAILED', error: httpReason(fe.statusCode), message: fe.message };
   }

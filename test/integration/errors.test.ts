@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { InjectOptions } from 'fastify';
+import { ReplyError } from 'ioredis';
 import { AppError } from '../../src/errors/app-error.js';
 import { ERROR_CATALOG, type ErrorCode } from '../../src/errors/catalog.js';
 import { toErrorBody } from '../../src/http/errors.js';
@@ -155,6 +156,23 @@ describe('infrastructure failures answer 503 and accept nothing', () => {
     assert.deepEqual(body, { statusCode: 500, code: 'INTERNAL', error: 'Internal Server Error', message: ERROR_CATALOG.INTERNAL.message });
     reached.add('INTERNAL');
     assert.equal(toErrorBody(new AppError('BODY_TOO_LARGE')).statusCode, 413);
+  });
+
+  it('REDIS_UNAVAILABLE for a store that cannot answer now, on any route; a script error or CROSSSLOT stays INTERNAL', () => {
+    const unavailable = [
+      new Error('Command timed out (no answer from Redis within 400 ms)'),
+      new Error('Connection is closed.'),
+      new Error("Stream isn't writeable and enableOfflineQueue options is false"),
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }),
+      new ReplyError('LOADING Redis is loading the dataset in memory'),
+      new ReplyError('READONLY You can\'t write against a read only replica.'),
+      new ReplyError('CLUSTERDOWN The cluster is down'),
+      new ReplyError('TRYAGAIN Multiple keys request during rehashing of slot'),
+    ];
+    for (const e of unavailable) assert.deepEqual(toErrorBody(e), { statusCode: 503, code: 'REDIS_UNAVAILABLE', error: 'Service Unavailable', message: ERROR_CATALOG.REDIS_UNAVAILABLE.message }, e.message);
+    for (const e of [new ReplyError('ERR user_script:12: attempt to compare nil with number'), new ReplyError("CROSSSLOT Keys in request don't hash to the same slot"), new Error('Command failed')]) {
+      assert.equal(toErrorBody(e).code, 'INTERNAL', e.message);
+    }
   });
 });
 

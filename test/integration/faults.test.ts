@@ -60,18 +60,20 @@ describe('Redis stalled (SIGSTOP)', () => {
     await redis.stop();
   });
 
-  test('allocations answer from memory, outcomes, reservations and /readyz answer 503; afterwards an outcome retried is counted once', async () => {
+  test('allocations answer from memory, outcomes, reservations, config writes and /readyz answer 503; afterwards an outcome retried is counted once', async () => {
     const recorded = (await allocate(app)).json<{ decisionId: string; recorded: boolean }>();
     assert.equal(recorded.recorded, true);
     assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
     redis.pause();
     try {
-      const [alloc, outcome, ready, reserve] = await within(
+      const [alloc, outcome, ready, reserve, pipelinePut, featuresPut] = await within(
         Promise.all([
           allocate(app),
           report(app, recorded.decisionId),
           app.inject({ method: 'GET', url: '/readyz' }),
           app.inject({ method: 'POST', url: '/v1/reservations', payload: { scope: 'tenant:t', unit: 'TOKENS', amount: 10, idempotencyKey: 'stalled-1' } }),
+          app.inject({ method: 'PUT', url: '/v1/pipelines/p2', payload: PIPELINE }),
+          app.inject({ method: 'PUT', url: '/v1/pipelines/p/features', payload: { features: [{ name: 'n', type: 'numeric' }] } }),
         ]),
       );
       assert.equal(alloc.statusCode, 200, alloc.body);
@@ -82,6 +84,11 @@ describe('Redis stalled (SIGSTOP)', () => {
       assert.equal(ready.statusCode, 503, ready.body);
       assert.equal(ready.json<{ redis: boolean }>().redis, false);
       assert.equal(reserve.statusCode, 503, reserve.body);
+      // Control-plane writes too: a 503 to retry, not a 500 (their command timed out; the write may still land).
+      for (const r of [pipelinePut, featuresPut]) {
+        assert.equal(r.statusCode, 503, r.body);
+        assert.equal(r.json<{ code: string }>().code, 'REDIS_UNAVAILABLE');
+      }
     } finally {
       redis.resume();
     }

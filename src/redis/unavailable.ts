@@ -1,0 +1,16 @@
+/**
+ * Whether an error means Redis could not be reached or could not serve the command now (a 503 and a retry, not a
+ * bug): ioredis's bounded command timing out (connection.ts), a closed connection or one with no offline queue,
+ * retries exhausted, a cluster with no reachable node, a socket error, or a server reply that is about the server's
+ * state rather than the command (loading its data, a read-only replica, a cluster slot down or migrating, a script
+ * busy, persistence or memory refusing writes). A script's own error or a CROSSSLOT refusal is a bug and stays a 500.
+ */
+export function isRedisUnavailable(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  const msg = e.message ?? '';
+  if (e.name === 'ReplyError') return /^(LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|BUSY|NOREPLICAS|MISCONF|OOM)\b/.test(msg);
+  if (e.name === 'MaxRetriesPerRequestError' || e.name === 'ClusterAllFailedError') return true;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)$/.test(code)) return true;
+  return /^(Command timed out|Connection is closed|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache)/.test(msg);
+}
