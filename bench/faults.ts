@@ -3,7 +3,7 @@
  *
  *   node --import tsx bench/faults.ts [--stall 10] [--alloc-rate 40] [--reserve-rate 20]
  *
- * Starts a redis-server of its own on a free loopback port (AOF on, appendfsync everysec, as docker-compose.yml
+ * Starts a redis-server of its own on a free loopback port (AOF on, appendfsync always, as docker-compose.yml
  * runs it; the shared Redis on 6379 is never touched) and `apportion serve` through bin/apportion.mjs, then:
  *
  *   1. stall   — SIGSTOP Redis for --stall seconds, then SIGCONT;
@@ -50,7 +50,7 @@ const line = (what: string, value: string, ok: boolean, target: string) => {
 const redis = await PrivateRedis.start({ aof: true });
 const server = await startServer(redis.url);
 const { queues, connection } = queuesOf(server, redis.url);
-process.stdout.write(`private redis ${redis.url} (AOF everysec), server ${server.url} via bin/apportion.mjs, prefix ${server.prefix}\n`);
+process.stdout.write(`private redis ${redis.url} (AOF always), server ${server.url} via bin/apportion.mjs, prefix ${server.prefix}\n`);
 try {
   await provision(server);
   const load = new Load(server, { allocRate, reserveRate });

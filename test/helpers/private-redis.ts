@@ -18,8 +18,10 @@ export function freePort(): Promise<number> {
 }
 
 export interface PrivateRedisOptions {
-  /** AOF persistence (`appendonly yes`, `appendfsync everysec`, as docker-compose.yml runs it). Default true. */
+  /** AOF persistence (`appendonly yes`). Default true. */
   readonly aof?: boolean;
+  /** The AOF's fsync policy (default `always`, as docker-compose.yml runs it: see docs/architecture.md, "What is lost"). */
+  readonly fsync?: 'always' | 'everysec';
 }
 
 /**
@@ -56,7 +58,7 @@ export class PrivateRedis {
   private async spawn(): Promise<void> {
     this.startedAt = Date.now();
     const aof = this.opts.aof ?? true;
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', aof ? 'yes' : 'no', '--appendfsync', 'everysec'];
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--appendonly', aof ? 'yes' : 'no', '--appendfsync', this.opts.fsync ?? 'always'];
     const proc = spawn('redis-server', args, { stdio: 'ignore' });
     this.proc = proc;
     const deadline = Date.now() + 20_000;
