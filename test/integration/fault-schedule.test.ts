@@ -6,7 +6,7 @@
  * killed (CLIENT KILL), or a crash and restart with its data (SIGKILL; AOF with `appendfsync always` as
  * docker-compose.yml runs it: a process crash loses nothing acknowledged. With `everysec` this test failed 1 of 3
  * runs under disk load: a reservation answered 201 was gone after the restart; docs/architecture.md "What is lost"). The client retries a 5xx or a hung call with the same idempotency key
- * until it gets a definite answer, as docs/budgets.md and docs/outcomes ask of it.
+ * until it gets a definite answer, as docs/budgets.md and docs/architecture.md ("When Redis stalls") ask of it.
  *
  * At the end, against what the client was told:
  * - every outcome answered 202 is counted exactly once in the strategy's stats (none lost, none twice);
