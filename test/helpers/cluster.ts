@@ -118,6 +118,16 @@ export class LocalCluster {
     );
   }
 
+  /** SIGSTOP the i-th master: its slots stall, the other shards answer (a stalled shard). */
+  pause(i: number): void {
+    this.procs[i]?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT the i-th master (or every one). */
+  resume(i?: number): void {
+    for (const [k, p] of this.procs.entries()) if (i === undefined || k === i) p.kill('SIGCONT');
+  }
+
   stop(): void {
     for (const p of this.procs) if (p.exitCode === null) p.kill('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });

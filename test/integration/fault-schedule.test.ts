@@ -22,9 +22,11 @@ import { Redis } from 'ioredis';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { start, type Running } from '../../src/server.js';
 import { eventually, silentLog, testConfig, testPrefix } from '../helpers/env.js';
+import { LocalCluster } from '../helpers/cluster.js';
 import { PrivateRedis } from '../helpers/private-redis.js';
 
-const SEEDS = (process.env.APPORTION_FAULT_SEEDS ?? '7101,52219').split(',').map(Number);
+const SEEDS = (process.env.APPORTION_FAULT_SEEDS ?? '7101,52219').split(',').filter(Boolean).map(Number);
+const CLUSTER_SEEDS = (process.env.APPORTION_FAULT_CLUSTER_SEEDS ?? '3301').split(',').filter(Boolean).map(Number);
 const ROUNDS = Number(process.env.APPORTION_FAULT_ROUNDS ?? 24);
 const PIPELINE = { defaultTotalTokens: 2000, agents: [{ name: 'a', minTokens: 100 }, { name: 'b', minTokens: 100 }] };
 const SCOPE = 'tenant:t';
@@ -45,152 +47,213 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const servers: { rt: Running; redis: PrivateRedis }[] = [];
+/** Where the schedule runs and how its faults are made. */
+interface Target {
+  readonly env: Record<string, string>;
+  readonly faults: readonly Fault[];
+  /** Stalls Redis (one shard of a cluster, drawn by `u`) for `ms`. */
+  stall(ms: number, u: number): Promise<void>;
+  killClients(): Promise<void>;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function killClientsAt(urls: readonly string[]): Promise<void> {
+  for (const url of urls) {
+    const admin = new Redis(url, { maxRetriesPerRequest: 1 });
+    admin.on('error', () => undefined);
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes').catch(() => undefined);
+    admin.disconnect();
+  }
+}
+
+/** A private redis-server with AOF (`appendfsync always`, as docker-compose.yml runs it). */
+async function single(): Promise<Target> {
+  const redis = await PrivateRedis.start({ aof: true });
+  return {
+    env: { REDIS_URL: redis.url },
+    faults: ['stall', 'stall', 'kill-clients', 'restart'],
+    async stall(ms) {
+      redis.pause();
+      await sleep(ms);
+      redis.resume();
+    },
+    killClients: () => killClientsAt([redis.url]),
+    restart: () => redis.restart({ empty: false }),
+    stop: async () => {
+      redis.resume();
+      await redis.stop();
+    },
+  };
+}
+
+/** A local Redis Cluster of 3 masters of its own (no persistence: a restart would be a shard's data loss, not drawn). */
+async function cluster(): Promise<Target> {
+  const c = await LocalCluster.start(3);
+  return {
+    env: { REDIS_URL: `redis://127.0.0.1:${c.ports[0]}`, REDIS_CLUSTER_NODES: c.nodes },
+    faults: ['stall', 'stall', 'kill-clients'],
+    async stall(ms, u) {
+      const i = Math.floor(u * c.ports.length);
+      c.pause(i);
+      await sleep(ms);
+      c.resume(i);
+    },
+    killClients: () => killClientsAt(c.ports.map((p) => `redis://127.0.0.1:${p}`)),
+    restart: () => Promise.reject(new Error('no restart on the cluster')),
+    stop: async () => {
+      c.resume();
+      c.stop();
+    },
+  };
+}
+
+const servers: { rt: Running; target: Target }[] = [];
 after(async () => {
   for (const s of servers) {
-    s.redis.resume();
     await s.rt.close().catch(() => undefined);
-    await s.redis.stop();
+    await s.target.stop();
   }
 });
+
+async function runSchedule(seed: number, target: Target, diagnostic: (m: string) => void): Promise<void> {
+  const rng = mulberry32(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
+  const prefix = testPrefix(`fault-schedule-${seed}`);
+  const rt = await start(
+    testConfig(prefix, { ...target.env, APPORTION_RESERVATION_SWEEP_MS: '200', APPORTION_CONFIG_POLL_MS: '200' }),
+    silentLog,
+    { api: true, workers: true, listen: false },
+  );
+  servers.push({ rt, target });
+  const app: FastifyInstance = rt.app!;
+  const log: string[] = [];
+  let retried = 0;
+
+  /** The careful client: a 5xx or a hung call is retried (same body, same idempotency key) until a definite answer. */
+  async function call(opts: InjectOptions, what: string) {
+    const deadline = Date.now() + 120_000;
+    for (let attempt = 0; ; attempt++) {
+      const res = await within(app.inject(opts), 60_000, what).catch((e: Error) => ({ statusCode: 599, body: e.message, json: () => ({}) }) as never);
+      if (res.statusCode < 500) return res;
+      retried++;
+      assert.ok(Date.now() < deadline, `${what}: still ${res.statusCode} after 120 s (${res.body})`);
+      await sleep(100 + Math.floor(rng() * 200));
+    }
+  }
+  const ok = async (opts: InjectOptions, what: string) => {
+    const res = await call(opts, what);
+    assert.ok(res.statusCode < 300, `${what}: ${res.statusCode} ${res.body}`);
+    return res;
+  };
+  await ok({ method: 'PUT', url: '/v1/pipelines/p', payload: PIPELINE }, 'pipeline');
+  await ok({ method: 'PUT', url: '/v1/budgets', payload: { scope: SCOPE, unit: 'TOKENS', allocated: ALLOCATED } }, 'budget');
+
+  const decisions: string[] = [];
+  const acknowledged = new Set<string>();
+  const active = new Map<string, number>(); // reservation id → amount held
+  const madeIn = new Map<string, number>(); // reservation id → the round that reserved it
+  let round = 0;
+  let charged = 0;
+  let opN = 0;
+
+  const allocate = async () => {
+    const r = await ok({ method: 'POST', url: '/v1/allocations', payload: { pipeline: 'p' } }, 'allocate');
+    const a = r.json<{ decisionId: string; recorded: boolean }>();
+    // A decision that could not be recorded (the store stalled) has no outcome to report.
+    if (a.recorded) decisions.push(a.decisionId);
+  };
+  const report = async () => {
+    if (decisions.length === 0) return allocate();
+    const id = pick(decisions);
+    const r = await call({ method: 'POST', url: '/v1/outcomes', payload: { decisionId: id, quality: Math.round(rng() * 100) / 100 } }, `outcome ${id}`);
+    assert.equal(r.statusCode, 202, `outcome ${id}: ${r.body}`);
+    acknowledged.add(id);
+  };
+  const reserve = async () => {
+    const amount = 500 + Math.floor(rng() * 2500);
+    const key = `res-${seed}-${opN++}`;
+    const r = await call({ method: 'POST', url: '/v1/reservations', payload: { scope: SCOPE, unit: 'TOKENS', amount, ttlMs: 600_000, idempotencyKey: key } }, `reserve ${key}`);
+    if (r.statusCode === 409) {
+      assert.equal(r.json<{ code: string }>().code, 'BUDGET_EXCEEDED', r.body);
+      return;
+    }
+    assert.equal(r.statusCode, 201, `reserve ${key}: ${r.body}`);
+    active.set(r.json<{ id: string }>().id, amount);
+    madeIn.set(r.json<{ id: string }>().id, round);
+  };
+  const finish = async () => {
+    if (active.size === 0) return reserve();
+    const [id, amount] = pick([...active]);
+    active.delete(id); // the client finishes each reservation once, whatever the answers in between
+    const key = `fin-${seed}-${opN++}`;
+    if (rng() < 0.3) {
+      const r = await call({ method: 'POST', url: `/v1/reservations/${encodeURIComponent(id)}/release`, payload: { idempotencyKey: key } }, `release ${id}`);
+      assert.equal(r.statusCode, 200, `release ${id} (reserved in round ${madeIn.get(id)}): ${r.body}`);
+      return;
+    }
+    // Used: below, at, or above the reservation (an overrun is charged all the same).
+    const used = Math.max(0, Math.round(amount * (0.2 + rng() * 1.2)));
+    const r = await call({ method: 'POST', url: `/v1/reservations/${encodeURIComponent(id)}/commit`, payload: { amount: used, idempotencyKey: key } }, `commit ${id}`);
+    assert.equal(r.statusCode, 200, `commit ${id} (reserved in round ${madeIn.get(id)}): ${r.body}`);
+    const c = r.json<{ charged: number }>();
+    assert.equal(c.charged, used, r.body);
+    charged += c.charged;
+  };
+  const ops = [allocate, allocate, report, report, reserve, finish, finish];
+
+  for (round = 0; round < ROUNDS; round++) {
+    const fault: Fault | undefined = rng() < 0.35 ? pick<Fault>(target.faults) : undefined;
+    const batch = Array.from({ length: 2 + Math.floor(rng() * 4) }, () => pick(ops));
+    const stallMs = 100 + Math.floor(rng() * 1900);
+    log.push(`round ${round}: ${fault ?? 'no fault'}${fault === 'stall' ? ` ${stallMs} ms` : ''}, ${batch.map((f) => f.name).join(' ')}`);
+    const running = batch.map((f) => f());
+    if (fault === 'stall') await target.stall(stallMs, rng());
+    else if (fault === 'kill-clients') await target.killClients();
+    else if (fault === 'restart') {
+      await sleep(Math.floor(rng() * 50));
+      await target.restart();
+    }
+    const settled = await Promise.allSettled(running);
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) assert.fail(`seed ${seed}, ${log.at(-1)}: ${String(failed.reason)}\n${log.join('\n')}`);
+  }
+
+  // Every accepted outcome applied (jobs failed during a fault are retried on their backoff), exactly once.
+  const queue = rt.modules.flatMap((m) => m.queues ?? []).find((q) => q.name === 'outcomes')!;
+  const counted = async () => (await app.inject({ method: 'GET', url: '/v1/strategies/@uniform/stats?pipeline=p' })).json<{ count: number }>().count;
+  await eventually(async () => {
+    const j = await queue.getJobCounts('waiting', 'active', 'delayed');
+    return (j.waiting ?? 0) + (j.active ?? 0) + (j.delayed ?? 0) === 0 && (await counted()) === acknowledged.size;
+  }, 180_000, 250).catch(async (e: Error) => assert.fail(`seed ${seed}: ${await counted()} outcomes counted, ${acknowledged.size} accepted (${e.message})\n${log.join('\n')}`));
+  await sleep(500);
+  assert.equal(await counted(), acknowledged.size, `seed ${seed}: counted once each\n${log.join('\n')}`);
+
+  const b = (await ok({ method: 'GET', url: `/v1/balances?scope=${encodeURIComponent(SCOPE)}&unit=TOKENS` }, 'balances')).json<{
+    balances: { allocated: number; remaining: number; reserved: number; spent: number; debt: number }[];
+  }>().balances[0]!;
+  const held = [...active.values()].reduce((s, v) => s + v, 0);
+  assert.equal(b.reserved, held, `seed ${seed}: reserved is what the active reservations hold\n${log.join('\n')}`);
+  assert.equal(b.spent + b.debt, charged, `seed ${seed}: every commit charged once (spent ${b.spent} + debt ${b.debt})\n${log.join('\n')}`);
+  assert.equal(b.allocated, b.remaining + b.reserved + b.spent, JSON.stringify(b));
+  assert.ok(b.remaining >= 0 && b.spent <= b.allocated, JSON.stringify(b));
+  const loss = (await rt.core.metrics.redisDataLoss.get()).values[0]?.value ?? 0;
+  assert.equal(loss, 0, 'restarts with their data are not a data loss');
+  assert.ok(log.some((l) => !l.includes('no fault')), 'the schedule drew faults');
+  // The faults reached the calls: some were answered 5xx (or hung) and retried.
+  assert.ok(retried > 0, `no call was retried\n${log.join('\n')}`);
+  diagnostic(`${log.filter((l) => !l.includes('no fault')).length} faults, ${retried} calls retried; ${acknowledged.size} outcomes accepted, ${charged} tokens charged, ${held} held`);
+}
 
 describe('generated fault schedules: nothing accepted is lost or counted twice, no spend dropped', () => {
   for (const seed of SEEDS) {
     it(`seed ${seed}: ${ROUNDS} rounds of concurrent calls, some under a stall, killed connections or a restart`, async (t) => {
-      const rng = mulberry32(seed);
-      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
-      const redis = await PrivateRedis.start({ aof: true });
-      const prefix = testPrefix(`fault-schedule-${seed}`);
-      const rt = await start(
-        testConfig(prefix, { REDIS_URL: redis.url, APPORTION_RESERVATION_SWEEP_MS: '200', APPORTION_CONFIG_POLL_MS: '200' }),
-        silentLog,
-        { api: true, workers: true, listen: false },
-      );
-      servers.push({ rt, redis });
-      const app: FastifyInstance = rt.app!;
-      const log: string[] = [];
-      let retried = 0;
-
-      /** The careful client: a 5xx or a hung call is retried (same body, same idempotency key) until a definite answer. */
-      async function call(opts: InjectOptions, what: string) {
-        const deadline = Date.now() + 120_000;
-        for (let attempt = 0; ; attempt++) {
-          const res = await within(app.inject(opts), 60_000, what).catch((e: Error) => ({ statusCode: 599, body: e.message, json: () => ({}) }) as never);
-          if (res.statusCode < 500) return res;
-          retried++;
-          assert.ok(Date.now() < deadline, `${what}: still ${res.statusCode} after 120 s (${res.body})`);
-          await sleep(100 + Math.floor(rng() * 200));
-        }
-      }
-      const ok = async (opts: InjectOptions, what: string) => {
-        const res = await call(opts, what);
-        assert.ok(res.statusCode < 300, `${what}: ${res.statusCode} ${res.body}`);
-        return res;
-      };
-      await ok({ method: 'PUT', url: '/v1/pipelines/p', payload: PIPELINE }, 'pipeline');
-      await ok({ method: 'PUT', url: '/v1/budgets', payload: { scope: SCOPE, unit: 'TOKENS', allocated: ALLOCATED } }, 'budget');
-
-      const decisions: string[] = [];
-      const acknowledged = new Set<string>();
-      const active = new Map<string, number>(); // reservation id → amount held
-      const madeIn = new Map<string, number>(); // reservation id → the round that reserved it
-      let round = 0;
-      let charged = 0;
-      let opN = 0;
-
-      const allocate = async () => {
-        const r = await ok({ method: 'POST', url: '/v1/allocations', payload: { pipeline: 'p' } }, 'allocate');
-        const a = r.json<{ decisionId: string; recorded: boolean }>();
-        // A decision that could not be recorded (the store stalled) has no outcome to report.
-        if (a.recorded) decisions.push(a.decisionId);
-      };
-      const report = async () => {
-        if (decisions.length === 0) return allocate();
-        const id = pick(decisions);
-        const r = await call({ method: 'POST', url: '/v1/outcomes', payload: { decisionId: id, quality: Math.round(rng() * 100) / 100 } }, `outcome ${id}`);
-        assert.equal(r.statusCode, 202, `outcome ${id}: ${r.body}`);
-        acknowledged.add(id);
-      };
-      const reserve = async () => {
-        const amount = 500 + Math.floor(rng() * 2500);
-        const key = `res-${seed}-${opN++}`;
-        const r = await call({ method: 'POST', url: '/v1/reservations', payload: { scope: SCOPE, unit: 'TOKENS', amount, ttlMs: 600_000, idempotencyKey: key } }, `reserve ${key}`);
-        if (r.statusCode === 409) {
-          assert.equal(r.json<{ code: string }>().code, 'BUDGET_EXCEEDED', r.body);
-          return;
-        }
-        assert.equal(r.statusCode, 201, `reserve ${key}: ${r.body}`);
-        active.set(r.json<{ id: string }>().id, amount);
-        madeIn.set(r.json<{ id: string }>().id, round);
-      };
-      const finish = async () => {
-        if (active.size === 0) return reserve();
-        const [id, amount] = pick([...active]);
-        active.delete(id); // the client finishes each reservation once, whatever the answers in between
-        const key = `fin-${seed}-${opN++}`;
-        if (rng() < 0.3) {
-          const r = await call({ method: 'POST', url: `/v1/reservations/${encodeURIComponent(id)}/release`, payload: { idempotencyKey: key } }, `release ${id}`);
-          assert.equal(r.statusCode, 200, `release ${id} (reserved in round ${madeIn.get(id)}): ${r.body}`);
-          return;
-        }
-        // Used: below, at, or above the reservation (an overrun is charged all the same).
-        const used = Math.max(0, Math.round(amount * (0.2 + rng() * 1.2)));
-        const r = await call({ method: 'POST', url: `/v1/reservations/${encodeURIComponent(id)}/commit`, payload: { amount: used, idempotencyKey: key } }, `commit ${id}`);
-        assert.equal(r.statusCode, 200, `commit ${id} (reserved in round ${madeIn.get(id)}): ${r.body}`);
-        const c = r.json<{ charged: number }>();
-        assert.equal(c.charged, used, r.body);
-        charged += c.charged;
-      };
-      const ops = [allocate, allocate, report, report, reserve, finish, finish];
-
-      for (round = 0; round < ROUNDS; round++) {
-        const fault: Fault | undefined = rng() < 0.35 ? pick<Fault>(['stall', 'stall', 'kill-clients', 'restart']) : undefined;
-        const batch = Array.from({ length: 2 + Math.floor(rng() * 4) }, () => pick(ops));
-        const stallMs = 100 + Math.floor(rng() * 1900);
-        log.push(`round ${round}: ${fault ?? 'no fault'}${fault === 'stall' ? ` ${stallMs} ms` : ''}, ${batch.map((f) => f.name).join(' ')}`);
-        const running = batch.map((f) => f());
-        if (fault === 'stall') {
-          redis.pause();
-          await sleep(stallMs);
-          redis.resume();
-        } else if (fault === 'kill-clients') {
-          const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
-          admin.on('error', () => undefined);
-          await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes').catch(() => undefined);
-          admin.disconnect();
-        } else if (fault === 'restart') {
-          await sleep(Math.floor(rng() * 50));
-          await redis.restart({ empty: false });
-        }
-        const settled = await Promise.allSettled(running);
-        const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-        if (failed) assert.fail(`seed ${seed}, ${log.at(-1)}: ${String(failed.reason)}\n${log.join('\n')}`);
-      }
-
-      // Every accepted outcome applied (jobs failed during a fault are retried on their backoff), exactly once.
-      const queue = rt.modules.flatMap((m) => m.queues ?? []).find((q) => q.name === 'outcomes')!;
-      const counted = async () => (await app.inject({ method: 'GET', url: '/v1/strategies/@uniform/stats?pipeline=p' })).json<{ count: number }>().count;
-      await eventually(async () => {
-        const j = await queue.getJobCounts('waiting', 'active', 'delayed');
-        return (j.waiting ?? 0) + (j.active ?? 0) + (j.delayed ?? 0) === 0 && (await counted()) === acknowledged.size;
-      }, 180_000, 250).catch(async (e: Error) => assert.fail(`seed ${seed}: ${await counted()} outcomes counted, ${acknowledged.size} accepted (${e.message})\n${log.join('\n')}`));
-      await sleep(500);
-      assert.equal(await counted(), acknowledged.size, `seed ${seed}: counted once each\n${log.join('\n')}`);
-
-      const b = (await ok({ method: 'GET', url: `/v1/balances?scope=${encodeURIComponent(SCOPE)}&unit=TOKENS` }, 'balances')).json<{
-        balances: { allocated: number; remaining: number; reserved: number; spent: number; debt: number }[];
-      }>().balances[0]!;
-      const held = [...active.values()].reduce((s, v) => s + v, 0);
-      assert.equal(b.reserved, held, `seed ${seed}: reserved is what the active reservations hold\n${log.join('\n')}`);
-      assert.equal(b.spent + b.debt, charged, `seed ${seed}: every commit charged once (spent ${b.spent} + debt ${b.debt})\n${log.join('\n')}`);
-      assert.equal(b.allocated, b.remaining + b.reserved + b.spent, JSON.stringify(b));
-      assert.ok(b.remaining >= 0 && b.spent <= b.allocated, JSON.stringify(b));
-      const loss = (await rt.core.metrics.redisDataLoss.get()).values[0]?.value ?? 0;
-      assert.equal(loss, 0, 'restarts with their data are not a data loss');
-      assert.ok(log.some((l) => !l.includes('no fault')), 'the schedule drew faults');
-      // The faults reached the calls: some were answered 5xx (or hung) and retried.
-      assert.ok(retried > 0, `no call was retried\n${log.join('\n')}`);
-      t.diagnostic(`${log.filter((l) => !l.includes('no fault')).length} faults, ${retried} calls retried; ${acknowledged.size} outcomes accepted, ${charged} tokens charged, ${held} held`);
+      await runSchedule(seed, await single(), (m) => t.diagnostic(m));
+    });
+  }
+  for (const seed of CLUSTER_SEEDS) {
+    it(`on a Redis Cluster of 3 masters, seed ${seed}: ${ROUNDS} rounds, some with one shard stalled or every connection killed`, async (t) => {
+      await runSchedule(seed, await cluster(), (m) => t.diagnostic(m));
     });
   }
 });
