@@ -1,19 +1,24 @@
 /**
  * Generated fault schedules against a private redis-server (its own port and data directory; the shared Redis is
- * never touched): from a seed, a sequence of rounds, each a few concurrent operations of a careful client
- * (allocate, report an outcome, reserve, commit with an amount drawn around the reservation — overruns included —,
- * release), some rounds under a fault drawn from a family: a stall of 0.1–2 s (SIGSTOP), every client connection
- * killed (CLIENT KILL), or a crash and restart with its data (SIGKILL; AOF with `appendfsync always` as
- * docker-compose.yml runs it: a process crash loses nothing acknowledged. With `everysec` this test failed 1 of 3
- * runs under disk load: a reservation answered 201 was gone after the restart; docs/architecture.md "What is lost"). The client retries a 5xx or a hung call with the same idempotency key
- * until it gets a definite answer, as docs/budgets.md and docs/architecture.md ("When Redis stalls") ask of it.
+ * never touched) and against a local Redis Cluster of the test's own: from a seed, a sequence of rounds, each a few
+ * concurrent operations of a careful client (allocate, report an outcome, reserve, commit with an amount drawn
+ * around the reservation — overruns included —, release, debit without a reservation, fund), some rounds under a
+ * fault drawn from a family: a stall of 0.1–2 s (SIGSTOP; on the cluster, of one shard), every client connection
+ * killed (CLIENT KILL), or (single server) a crash and restart with its data (SIGKILL; AOF with `appendfsync always`
+ * as docker-compose.yml runs it, so a process crash loses nothing acknowledged; with `everysec` this test failed 1 of
+ * 3 runs beside a disk writer: a reservation answered 201 was gone after the restart, docs/architecture.md "What is
+ * lost"). The client retries a 5xx or a hung call with the same idempotency key until it gets a definite answer, as
+ * docs/budgets.md and docs/architecture.md ("When Redis stalls") ask of it.
  *
  * At the end, against what the client was told:
  * - every outcome answered 202 is counted exactly once in the strategy's stats (none lost, none twice);
- * - the budget's `spent + debt` is the sum of every commit's `charged` (spend that happened, never dropped or doubled),
- *   `reserved` the amounts of the reservations still active, and `allocated = remaining + reserved + spent`;
- * - no data loss is reported (the restarts keep their data).
- * Seeds: APPORTION_FAULT_SEEDS (comma-separated; two fixed ones by default, printed with a failure).
+ * - the budget's `spent + debt` is the sum of every commit's `charged` and every debit (spend that happened, never
+ *   dropped or doubled); `allocated` is the initial allocation plus every fund; `reserved` is what the reservations
+ *   still active hold; `allocated = remaining + reserved + spent`;
+ * - no data loss is reported (the restarts keep their data);
+ * - faults were drawn and some calls were retried (the faults reached the calls).
+ * Seeds: APPORTION_FAULT_SEEDS, APPORTION_FAULT_CLUSTER_SEEDS (comma-separated; fixed by default, printed with a
+ * failure); APPORTION_FAULT_ROUNDS (24).
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
@@ -155,6 +160,7 @@ async function runSchedule(seed: number, target: Target, diagnostic: (m: string)
   const madeIn = new Map<string, number>(); // reservation id → the round that reserved it
   let round = 0;
   let charged = 0;
+  let funded = 0;
   let opN = 0;
 
   const allocate = async () => {
@@ -200,7 +206,26 @@ async function runSchedule(seed: number, target: Target, diagnostic: (m: string)
     assert.equal(c.charged, used, r.body);
     charged += c.charged;
   };
-  const ops = [allocate, allocate, report, report, reserve, finish, finish];
+  // Spend reported without a reservation (refused when the remaining budget cannot cover it), and money added.
+  const debit = async () => {
+    const amount = 100 + Math.floor(rng() * 1400);
+    const key = `debit-${seed}-${opN++}`;
+    const r = await call({ method: 'POST', url: '/v1/budgets/debit', payload: { scope: SCOPE, unit: 'TOKENS', amount, idempotencyKey: key } }, `debit ${key}`);
+    if (r.statusCode === 409) {
+      assert.equal(r.json<{ code: string }>().code, 'BUDGET_EXCEEDED', r.body);
+      return;
+    }
+    assert.equal(r.statusCode, 200, `debit ${key}: ${r.body}`);
+    charged += amount;
+  };
+  const fund = async () => {
+    const amount = 1000 + Math.floor(rng() * 4000);
+    const key = `fund-${seed}-${opN++}`;
+    const r = await call({ method: 'POST', url: '/v1/budgets/fund', payload: { scope: SCOPE, unit: 'TOKENS', amount, idempotencyKey: key } }, `fund ${key}`);
+    assert.equal(r.statusCode, 200, `fund ${key}: ${r.body}`);
+    funded += amount;
+  };
+  const ops = [allocate, allocate, report, report, reserve, finish, finish, debit, fund];
 
   for (round = 0; round < ROUNDS; round++) {
     const fault: Fault | undefined = rng() < 0.35 ? pick<Fault>(target.faults) : undefined;
@@ -236,6 +261,7 @@ async function runSchedule(seed: number, target: Target, diagnostic: (m: string)
   assert.equal(b.reserved, held, `seed ${seed}: reserved is what the active reservations hold\n${log.join('\n')}`);
   assert.equal(b.spent + b.debt, charged, `seed ${seed}: every commit charged once (spent ${b.spent} + debt ${b.debt})\n${log.join('\n')}`);
   assert.equal(b.allocated, b.remaining + b.reserved + b.spent, JSON.stringify(b));
+  assert.equal(b.allocated, ALLOCATED + funded, `seed ${seed}: every fund added once\n${log.join('\n')}`);
   assert.ok(b.remaining >= 0 && b.spent <= b.allocated, JSON.stringify(b));
   const loss = (await rt.core.metrics.redisDataLoss.get()).values[0]?.value ?? 0;
   assert.equal(loss, 0, 'restarts with their data are not a data loss');
