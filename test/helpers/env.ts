@@ -51,6 +51,17 @@ export function dropPrefix(prefix: string): Promise<void> {
   return dropPrefixAt(REDIS_TARGET, prefix);
 }
 
+/** Fails if `p` has not settled within `ms`: a hang, not a slow answer (a bound only, never a latency assertion). */
+export async function within<T>(p: Promise<T>, ms = 10_000, what = 'the call'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms (hung)`)), ms)));
+  try {
+    return await Promise.race([p, hang]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Polls until `check` returns a truthy value or the deadline passes (no timing assertions: only a bound). */
 export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000, everyMs = 25): Promise<T> {
   const deadline = Date.now() + timeoutMs;

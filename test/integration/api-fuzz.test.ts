@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Cluster, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { sample } from 'openapi-sampler';
 import { ERROR_CATALOG, type ErrorCode } from '../../src/errors/catalog.js';
 import type { Running } from '../../src/server.js';
-import { dropPrefix, eventually, FIVE_AGENTS, ON_CLUSTER, REDIS_TARGET, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { createRedisClient, masters } from '../../src/redis/connection.js';
+import { dropPrefix, eventually, FIVE_AGENTS, REDIS_TARGET, startTest, testPrefix } from '../helpers/env.js';
 
 /**
  * Generated bad input against every operation of the server's own OpenAPI document (GET /docs/json), over a real
@@ -29,7 +30,7 @@ const RUNS = Number(process.env.APPORTION_FUZZ_RUNS ?? 12);
 let rt: Running;
 let workers: Running | undefined;
 let acceptedOutcomes = 0;
-let redis: Redis | Cluster;
+let redis: Redis;
 // The OpenAPI document as served: paths → method → operation.
 let spec: { paths: Record<string, Record<string, Operation>> };
 
@@ -147,7 +148,7 @@ function at(v: unknown, path: readonly (string | number)[]): unknown {
 async function snapshot(): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   // On a cluster every master is scanned; the reads go through the cluster client (routed by slot).
-  for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
+  for (const node of masters(redis)) {
     let cursor = '0';
     do {
       const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
@@ -183,7 +184,7 @@ const AUTH = fc.constantFrom<readonly [string, string | undefined]>(['admin', AD
 
 before(async () => {
   rt = await startTest(prefix, { listen: true, workers: false }, { APPORTION_ADMIN_KEY: ADMIN, APPORTION_CLIENT_KEY: CLIENT, APPORTION_BODY_LIMIT_BYTES: '65536' });
-  redis = ON_CLUSTER ? new Cluster(REDIS_TARGET.clusterNodes!.map((n) => { const [host, port] = n.split(':'); return { host: host!, port: Number(port) }; })) : new Redis(REDIS_URL);
+  redis = createRedisClient(REDIS_TARGET);
   const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
   const put = async (url: string, body: unknown) => {
     const r = await fetch(`${rt.url}${url}`, { method: 'PUT', headers: h, body: JSON.stringify(body) });

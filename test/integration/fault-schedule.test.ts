@@ -26,7 +26,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { Redis } from 'ioredis';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { start, type Running } from '../../src/server.js';
-import { eventually, silentLog, testConfig, testPrefix } from '../helpers/env.js';
+import { eventually, silentLog, testConfig, testPrefix, within } from '../helpers/env.js';
 import { LocalCluster } from '../helpers/cluster.js';
 import { PrivateRedis } from '../helpers/private-redis.js';
 
@@ -38,17 +38,6 @@ const SCOPE = 'tenant:t';
 const ALLOCATED = 40_000;
 
 type Fault = 'stall' | 'kill-clients' | 'restart';
-
-/** Fails if `p` has not settled within `ms`: a hang, not a slow answer. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms (hung)`)), ms)));
-  try {
-    return await Promise.race([p, hang]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -9,22 +9,11 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { FastifyInstance } from 'fastify';
 import { start, type Running } from '../../src/server.js';
-import { eventually, silentLog, testConfig, testPrefix } from '../helpers/env.js';
+import { eventually, silentLog, testConfig, testPrefix, within } from '../helpers/env.js';
 import { PrivateRedis } from '../helpers/private-redis.js';
 
 const PIPELINE = { defaultTotalTokens: 2000, agents: [{ name: 'a', minTokens: 100 }, { name: 'b', minTokens: 100 }] };
 const BUDGET = { scope: 'tenant:t', unit: 'TOKENS', allocated: 1_000_000 };
-
-/** Fails the test if `p` has not settled within `ms`: a hang, not a slow answer (the bound is 10× the command timeout). */
-async function within<T>(p: Promise<T>, ms = 10_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms (hung)`)), ms)));
-  try {
-    return await Promise.race([p, hang]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function boot(redis: PrivateRedis, prefix: string): Promise<{ rt: Running; app: FastifyInstance }> {
   const rt = await start(
