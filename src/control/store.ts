@@ -6,6 +6,46 @@ import { CONTROL_KINDS, type ControlKind } from './kinds.js';
 
 export type { RawControlState, Versioned } from '@apportion/sdk/engine';
 
+/** A document a write's checks read, at the version they read it (0: it did not exist). */
+export interface ExpectedDoc {
+  readonly kind: ControlKind;
+  readonly id: string;
+  readonly version: number;
+}
+
+/**
+ * The state a write was computed from: the write applies only if it still holds, else it throws ControlConflict
+ * and changes nothing. `global`: the control plane's global version (any change at all moves it); `docs`: the
+ * documents the write's checks read. Deleted documents keep their version, so a document deleted and re-created
+ * never matches a version read before.
+ */
+export interface Expectation {
+  readonly global?: number;
+  readonly docs?: readonly ExpectedDoc[];
+}
+
+/** The state a conditional write was computed from changed before it applied; nothing was written. */
+export class ControlConflict extends Error {
+  constructor(what: string) {
+    super(`${what}: the control plane changed since it was read`);
+  }
+}
+
+/** The version `view` holds of a document (0 when it holds none): what an Expectation names. */
+export function versionIn(state: RawControlState, kind: ControlKind, id: string): ExpectedDoc {
+  return { kind, id, version: state.kinds[kind].get(id)?.version ?? 0 };
+}
+
+/**
+ * `state` with one document as a write stored it: what the write's answer is made from, so the answer shows what
+ * this request wrote even when another writer changed or deleted the document before the snapshot reloaded.
+ */
+export function withDoc(state: RawControlState, kind: ControlKind, id: string, version: number, doc: unknown): RawControlState {
+  const docs = new Map(state.kinds[kind]);
+  docs.set(id, { id, version, doc });
+  return { ...state, kinds: { ...state.kinds, [kind]: docs } };
+}
+
 export class RequirementMissingError extends Error {
   constructor(
     readonly kind: ControlKind,
@@ -22,8 +62,18 @@ export class ControlStore {
     private readonly keys: Keys,
   ) {}
 
-  /** Writes a document; returns its new version. `requires` names a document that must exist. */
-  async put(kind: ControlKind, id: string, doc: unknown, requires?: { kind: ControlKind; id: string }): Promise<number> {
+  /**
+   * Writes a document; returns its new version. `requires` names a document that must exist; `expect`, the state
+   * the write was computed from (ControlConflict when it no longer holds).
+   */
+  async put(
+    kind: ControlKind,
+    id: string,
+    doc: unknown,
+    requires?: { kind: ControlKind; id: string },
+    expect?: Expectation,
+  ): Promise<number> {
+    const docs = expect?.docs ?? [];
     const v = await callScript(
       this.redis,
       'configPut',
@@ -32,22 +82,31 @@ export class ControlStore {
         this.keys.configVersions(kind),
         this.keys.configVersion(),
         requires ? this.keys.configKind(requires.kind) : this.keys.configKind(kind),
+        ...docs.flatMap((d) => [this.keys.configKind(d.kind), this.keys.configVersions(d.kind)]),
       ],
-      [id, JSON.stringify(doc), requires?.id ?? '', this.keys.configChannel()],
+      [id, JSON.stringify(doc), requires?.id ?? '', this.keys.configChannel(), expect?.global ?? '', docs.length, ...docs.flatMap((d) => [d.id, d.version])],
     );
+    if (v === -2) throw new ControlConflict(`${kind} ${id}`);
     if (v === -1 && requires) throw new RequirementMissingError(requires.kind, requires.id);
     return v;
   }
 
-  /** Deletes documents in one atomic step; returns how many existed. */
-  async delete(entries: readonly { kind: ControlKind; id: string }[]): Promise<number> {
+  /** Deletes documents in one atomic step; returns how many existed. `expect` as for put. */
+  async delete(entries: readonly { kind: ControlKind; id: string }[], expect?: Expectation): Promise<number> {
     if (entries.length === 0) return 0;
-    return callScript(
+    const docs = expect?.docs ?? [];
+    const n = await callScript(
       this.redis,
       'configDelete',
-      [this.keys.configVersion(), ...entries.map((e) => this.keys.configKind(e.kind))],
-      [this.keys.configChannel(), ...entries.map((e) => e.id)],
+      [
+        this.keys.configVersion(),
+        ...entries.map((e) => this.keys.configKind(e.kind)),
+        ...docs.flatMap((d) => [this.keys.configKind(d.kind), this.keys.configVersions(d.kind)]),
+      ],
+      [this.keys.configChannel(), expect?.global ?? '', entries.length, docs.length, ...entries.map((e) => e.id), ...docs.flatMap((d) => [d.id, d.version])],
     );
+    if (n === -2) throw new ControlConflict(entries.map((e) => `${e.kind} ${e.id}`).join(', '));
+    return n;
   }
 
   async version(): Promise<number> {

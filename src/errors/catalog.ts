@@ -36,7 +36,7 @@ export const ERROR_CATALOG = {
   EXPERIMENT_STATE_CONFLICT: { status: 409, message: 'The experiment’s lifecycle state does not allow this change.' },
   LAYER_OVERLAP: { status: 409, message: 'The layer range overlaps another experiment of the same layer.' },
   UNKNOWN_VARIANT: { status: 400, message: 'The experiment has no variant with this name.' },
-  CONCURRENT_MODIFICATION: { status: 409, message: 'The experiment changed concurrently too often; retry.' },
+  CONCURRENT_MODIFICATION: { status: 409, message: 'The object changed concurrently too often; retry.' },
   EXPERIMENT_UNREADABLE: { status: 409, message: 'A stored experiment document is not valid; experiment writes are refused until it is repaired.' },
   // --- budgets and reservations -------------------------------------------------------------
   INVALID_SCOPE: { status: 400, message: 'The scope is not a valid tenant/workspace/workflow/agent path.' },

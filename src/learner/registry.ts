@@ -2,6 +2,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors/app-error.js';
+import { versionIn } from '../control/store.js';
+import { writeFresh } from '../control/write.js';
 import { jsonDecoder } from '../redis/decode.js';
 import type { Services } from '../kernel/module.js';
 import type { FeatureScaling } from './features.js';
@@ -243,6 +245,23 @@ export class ModelRegistry {
     return this.core.view().raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined;
   }
 
+  /**
+   * Read-modify-write of a pipeline's model document: `make` computes the new document from the current one, and
+   * the write applies only if the document is still the one read, else `make` runs again on the reloaded state. So
+   * a retrain's activation (trainer process), the runtime guard's revert (outcome worker) and an operator's
+   * rollback never overwrite each other's changes. `make` returning undefined writes nothing.
+   */
+  private async update(pipeline: string, make: (prev: ModelDoc | undefined) => Promise<ModelDoc | undefined> | ModelDoc | undefined): Promise<ModelDoc | undefined> {
+    const doc = await writeFresh(() => this.core.snapshot.refresh(), `params/pipeline: the model document of "${pipeline}"`, async () => {
+      const raw = this.core.view().raw;
+      const next = await make(raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined);
+      if (next !== undefined) await this.core.store.put('models', pipeline, next, undefined, { docs: [versionIn(raw, 'models', pipeline)] });
+      return next;
+    });
+    if (doc !== undefined) await this.core.snapshot.refresh();
+    return doc;
+  }
+
   async save(pipeline: string, weights: ModelWeights, meta: Omit<ModelVersion, 'version' | 'pipeline' | 'createdAt' | 'weights'>): Promise<ModelVersion> {
     const lk = learnerKeys(this.core.keys, pipeline);
     const version = await this.core.redis.incr(lk.modelSeq);
@@ -294,28 +313,27 @@ export class ModelRegistry {
     } catch (e) {
       throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${mv.version} has unusable weights (${(e as Error).message})`);
     }
-    const prev = this.doc(mv.pipeline);
-    if (!opts.manual && prev && (await this.guardHolds(prev))) return this.listHeld(prev, mv);
-    const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
-    // A manual activation of a reverted version clears its mark: the operator decided.
-    listed.set(mv.version, { ...summary(mv), activatedAt: Date.now() });
-    const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
-    const doc: ModelDoc = {
-      pipeline: mv.pipeline,
-      active: mv.version,
-      ...servingFields(mv),
-      activatedAt: Date.now(),
-      // A candidate other than the version activated keeps awaiting the gate.
-      ...(prev?.candidate && prev.candidate.version !== mv.version ? { candidate: prev.candidate } : {}),
-      versions,
-      // Serving a model again ends a revert to control; the revert history stays. A manual activation (a
-      // rollback) starts a new segment of the guard's evidence.
-      ...guardAfterActivation(prev?.guard, opts.manual === true),
-      ...(prev?.drift ? { drift: prev.drift } : {}),
-    };
-    await this.core.store.put('models', mv.pipeline, doc);
-    await this.core.snapshot.refresh();
-    return doc;
+    return (await this.update(mv.pipeline, async (prev) => {
+      if (!opts.manual && prev && (await this.guardHolds(prev))) return heldListing(prev, mv);
+      const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
+      // A manual activation of a reverted version clears its mark: the operator decided.
+      listed.set(mv.version, { ...summary(mv), activatedAt: Date.now() });
+      const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
+      const doc: ModelDoc = {
+        pipeline: mv.pipeline,
+        active: mv.version,
+        ...servingFields(mv),
+        activatedAt: Date.now(),
+        // A candidate other than the version activated keeps awaiting the gate.
+        ...(prev?.candidate && prev.candidate.version !== mv.version ? { candidate: prev.candidate } : {}),
+        versions,
+        // Serving a model again ends a revert to control; the revert history stays. A manual activation (a
+        // rollback) starts a new segment of the guard's evidence.
+        ...guardAfterActivation(prev?.guard, opts.manual === true),
+        ...(prev?.drift ? { drift: prev.drift } : {}),
+      };
+      return doc;
+    }))!;
   }
 
   /**
@@ -324,19 +342,18 @@ export class ModelRegistry {
    */
   async propose(mv: ModelVersion, share?: number): Promise<ModelDoc> {
     deserializeWeights(mv.weights);
-    const prev = this.doc(mv.pipeline);
     const withGate: ModelVersion = { ...mv, gate: { status: 'candidate', reason: 'awaiting the activation gate', events: 0, comparisons: [], decidedAt: Date.now() } };
     await this.core.redis.hset(learnerKeys(this.core.keys, mv.pipeline).models, String(mv.version), JSON.stringify(withGate));
-    const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
-    listed.set(mv.version, summary(withGate));
-    const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
-    const candidate = { version: mv.version, createdAt: mv.createdAt, proposedAt: Date.now(), ...servingFields(mv), weights: mv.weights, ...(share !== undefined ? { share } : {}) };
-    const doc: ModelDoc = prev
-      ? { ...prev, candidate, versions }
-      : { pipeline: mv.pipeline, active: 0, signature: mv.signature, agents: mv.agents, activatedAt: 0, candidate, versions };
-    await this.core.store.put('models', mv.pipeline, doc);
-    await this.core.snapshot.refresh();
-    return doc;
+    return (await this.update(mv.pipeline, (prev) => {
+      const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
+      listed.set(mv.version, summary(withGate));
+      const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
+      const candidate = { version: mv.version, createdAt: mv.createdAt, proposedAt: Date.now(), ...servingFields(mv), weights: mv.weights, ...(share !== undefined ? { share } : {}) };
+      const doc: ModelDoc = prev
+        ? { ...prev, candidate, versions }
+        : { pipeline: mv.pipeline, active: 0, signature: mv.signature, agents: mv.agents, activatedAt: 0, candidate, versions };
+      return doc;
+    }))!;
   }
 
   /** Whether the runtime guard's hold after a revert is still on (the pipeline has fewer outcomes than holdUntil). */
@@ -347,35 +364,22 @@ export class ModelRegistry {
     return outcomes < until;
   }
 
-  private async listHeld(prev: ModelDoc, mv: ModelVersion): Promise<ModelDoc> {
-    const versions = [{ ...summary(mv), held: 'not activated: the runtime guard holds activations after a revert' }, ...prev.versions.filter((v) => v.version !== mv.version)]
-      .sort((a, b) => b.version - a.version)
-      .slice(0, MAX_LISTED);
-    const doc: ModelDoc = { ...prev, versions };
-    await this.core.store.put('models', mv.pipeline, doc);
-    await this.core.snapshot.refresh();
-    return doc;
-  }
-
   /** Records the gate's verdict on a version (Redis copy and listing); a refused candidate stops being mixed in. */
   async recordGate(pipeline: string, version: number, gate: GateRecord): Promise<void> {
     const mv = await this.get(pipeline, version);
     if (mv) await this.core.redis.hset(learnerKeys(this.core.keys, pipeline).models, String(version), JSON.stringify({ ...mv, gate }));
-    const prev = this.doc(pipeline);
-    if (!prev) return;
-    const versions = prev.versions.map((v) => (v.version === version ? { ...v, gate } : v));
-    const { candidate, ...rest } = prev;
-    const keep = candidate && !(candidate.version === version && gate.status === 'refused');
-    await this.core.store.put('models', pipeline, { ...rest, ...(keep ? { candidate } : {}), versions });
-    await this.core.snapshot.refresh();
+    await this.update(pipeline, (prev) => {
+      if (!prev) return undefined;
+      const versions = prev.versions.map((v) => (v.version === version ? { ...v, gate } : v));
+      const { candidate, ...rest } = prev;
+      const keep = candidate && !(candidate.version === version && gate.status === 'refused');
+      return { ...rest, ...(keep ? { candidate } : {}), versions };
+    });
   }
 
   /** Records a change drift recovery detected (newest first, at most 20) in the model document. */
   async recordChange(pipeline: string, change: DriftChange): Promise<void> {
-    const prev = this.doc(pipeline);
-    if (!prev) return;
-    await this.core.store.put('models', pipeline, { ...prev, drift: { changes: [change, ...(prev.drift?.changes ?? [])].slice(0, 20) } });
-    await this.core.snapshot.refresh();
+    await this.update(pipeline, (prev) => (prev ? { ...prev, drift: { changes: [change, ...(prev.drift?.changes ?? [])].slice(0, 20) } } : undefined));
   }
 
   /**
@@ -385,23 +389,30 @@ export class ModelRegistry {
    * serving version is no longer `record.from` (a concurrent change won).
    */
   async revert(pipeline: string, record: RevertRecord, holdUntil: number): Promise<ModelDoc | undefined> {
-    const prev = this.doc(pipeline);
-    if (!prev || prev.active !== record.from) return undefined;
-    const target = record.to > 0 ? await this.get(pipeline, record.to) : undefined;
-    const versions = prev.versions.map((v) =>
-      v.version === record.from ? { ...v, reverted: record } : v.version === record.to ? { ...v, activatedAt: record.at } : v,
-    );
-    const guard: GuardState = {
-      reverts: [record, ...(prev.guard?.reverts ?? [])].slice(0, 20),
-      holdUntil,
-      since: record.at,
-      ...(target ? { steppedBack: true } : { toControl: true }),
-    };
-    const doc: ModelDoc = target
-      ? { ...withoutServing(prev), active: target.version, ...servingFields(target), activatedAt: record.at, versions, guard }
-      : { ...prev, active: 0, activatedAt: record.at, versions, guard };
-    await this.core.store.put('models', pipeline, doc);
-    await this.core.snapshot.refresh();
-    return doc;
+    return this.update(pipeline, async (prev) => {
+      if (!prev || prev.active !== record.from) return undefined;
+      const target = record.to > 0 ? await this.get(pipeline, record.to) : undefined;
+      const versions = prev.versions.map((v) =>
+        v.version === record.from ? { ...v, reverted: record } : v.version === record.to ? { ...v, activatedAt: record.at } : v,
+      );
+      const guard: GuardState = {
+        reverts: [record, ...(prev.guard?.reverts ?? [])].slice(0, 20),
+        holdUntil,
+        since: record.at,
+        ...(target ? { steppedBack: true } : { toControl: true }),
+      };
+      const doc: ModelDoc = target
+        ? { ...withoutServing(prev), active: target.version, ...servingFields(target), activatedAt: record.at, versions, guard }
+        : { ...prev, active: 0, activatedAt: record.at, versions, guard };
+      return doc;
+    });
   }
+}
+
+/** The model document listing `mv` as held (the runtime guard holds automatic activations after a revert). */
+function heldListing(prev: ModelDoc, mv: ModelVersion): ModelDoc {
+  const versions = [{ ...summary(mv), held: 'not activated: the runtime guard holds activations after a revert' }, ...prev.versions.filter((v) => v.version !== mv.version)]
+    .sort((a, b) => b.version - a.version)
+    .slice(0, MAX_LISTED);
+  return { ...prev, versions };
 }

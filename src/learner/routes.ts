@@ -1,5 +1,7 @@
 import { Type } from '@sinclair/typebox';
-import { RequirementMissingError } from '../control/store.js';
+import { RequirementMissingError, versionIn } from '../control/store.js';
+import { writeFresh } from '../control/write.js';
+import { recheckTenant } from '../tenancy/guard.js';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { Id } from '../pipelines/schema.js';
@@ -220,17 +222,21 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const { id } = req.params;
       const body = req.body;
       validateFeatures(body);
-      pipelineOr404(id, 'params/id');
-      try {
-        await core.store.put('features', id, body, { kind: 'pipelines', id });
-      } catch (e) {
-        if (e instanceof RequirementMissingError) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
-        throw e;
-      }
+      const version = await writeFresh(core.snapshot.refresh.bind(core.snapshot), `params/id: pipeline "${id}"`, async () => {
+        const view = core.view();
+        recheckTenant(req, view);
+        if (!view.pipelines.has(id)) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
+        try {
+          // Applies only to the pipeline (and owner) as read: not to one deleted and re-created meanwhile.
+          return await core.store.put('features', id, body, { kind: 'pipelines', id }, { docs: [versionIn(view.raw, 'pipelines', id)] });
+        } catch (e) {
+          if (e instanceof RequirementMissingError) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
+          throw e;
+        }
+      });
       await core.snapshot.refresh();
-      const v = core.view().raw.kinds.features.get(id)!;
       const enc = compileFeatures(body.features);
-      return { pipeline: id, version: v.version, inputDim: enc.dim, signature: enc.signature, features: body.features };
+      return { pipeline: id, version, inputDim: enc.dim, signature: enc.signature, features: body.features };
     },
   );
 

@@ -6,6 +6,10 @@ import type { ModuleParts, Services } from '../kernel/module.js';
 import { pipelineView, validatePipelineBody } from './model.js';
 import { PipelineBody, PipelineParams, PipelineResponse } from './schema.js';
 import { resolveModelPrices } from './tiers.js';
+import { versionIn, withDoc } from '../control/store.js';
+import { viewOf } from '../control/view.js';
+import { writeFresh } from '../control/write.js';
+import { recheckTenant } from '../tenancy/guard.js';
 
 /** What the pipelines module is given (src/modules.ts). */
 export type PipelinesDeps = Services<'view' | 'store' | 'snapshot'>;
@@ -30,18 +34,28 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
           const { id } = req.params;
           const body = req.body;
           validatePipelineBody(body);
-          const view = core.view();
-          if (body.defaultStrategy !== undefined) {
-            const s = view.strategies.get(body.defaultStrategy);
-            if (!s) throw new AppError('STRATEGY_NOT_FOUND', `body/defaultStrategy: no strategy "${body.defaultStrategy}"`);
-            if (s.pipeline !== id) {
-              throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/defaultStrategy: strategy "${s.id}" belongs to pipeline "${s.pipeline}"`);
+          const written = await writeFresh(core.snapshot.refresh.bind(core.snapshot), `params/id: pipeline "${id}"`, async () => {
+            const view = core.view();
+            recheckTenant(req, view);
+            const expected = [versionIn(view.raw, 'pipelines', id)];
+            if (body.defaultStrategy !== undefined) {
+              const s = view.strategies.get(body.defaultStrategy);
+              if (!s) throw new AppError('STRATEGY_NOT_FOUND', `body/defaultStrategy: no strategy "${body.defaultStrategy}"`);
+              if (s.pipeline !== id) {
+                throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/defaultStrategy: strategy "${s.id}" belongs to pipeline "${s.pipeline}"`);
+              }
+              expected.push(versionIn(view.raw, 'strategies', s.id));
             }
-          }
-          const tenant = ownerFor(req, view, id);
-          await core.store.put('pipelines', id, { ...resolveModelPrices(body, view, tenant), tenant });
+            const tenant = ownerFor(req, view, id);
+            // Model prices resolve from the tenant's price overrides (its own, then `*`).
+            expected.push(versionIn(view.raw, 'priceOverrides', tenant), versionIn(view.raw, 'priceOverrides', '*'));
+            // Applies only if the pipeline (its owner), the default strategy and the price overrides are still as read.
+            const doc = { ...resolveModelPrices(body, view, tenant), tenant };
+            const version = await core.store.put('pipelines', id, doc, undefined, { docs: expected });
+            return withDoc(view.raw, 'pipelines', id, version, doc);
+          });
           await core.snapshot.refresh();
-          return pipelineView(core.view().pipelines.get(id)!);
+          return pipelineView(viewOf(written).pipelines.get(id)!);
         },
       );
 
@@ -76,10 +90,14 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
         },
         async (req, reply) => {
           const { id } = req.params;
-          const view = core.view();
-          if (!view.pipelines.has(id)) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
-          const strategies = [...view.strategies.values()].filter((s) => s.pipeline === id);
-          await core.store.delete([{ kind: 'pipelines', id }, ...strategies.map((s) => ({ kind: 'strategies' as const, id: s.id }))]);
+          await writeFresh(core.snapshot.refresh.bind(core.snapshot), `params/id: pipeline "${id}"`, async () => {
+            const view = core.view();
+            recheckTenant(req, view);
+            if (!view.pipelines.has(id)) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
+            const strategies = [...view.strategies.values()].filter((s) => s.pipeline === id);
+            // The whole control plane as read: a strategy registered for the pipeline meanwhile is deleted with it.
+            await core.store.delete([{ kind: 'pipelines', id }, ...strategies.map((s) => ({ kind: 'strategies' as const, id: s.id }))], { global: view.raw.version });
+          });
           await core.snapshot.refresh();
           return reply.status(204).send();
         },

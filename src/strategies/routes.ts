@@ -4,7 +4,10 @@ import type { OutcomeStats } from '../feedback/stats-reader.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { seesPipeline } from '../http/tenancy.js';
 import { Id } from '../pipelines/schema.js';
-import { RequirementMissingError } from '../control/store.js';
+import { RequirementMissingError, versionIn, withDoc } from '../control/store.js';
+import { viewOf } from '../control/view.js';
+import { writeFresh } from '../control/write.js';
+import { recheckTenant } from '../tenancy/guard.js';
 import type { ModuleParts, Services } from '../kernel/module.js';
 import { BUILTIN_UNIFORM_ID, StrategyBody, StrategyResponse, type StrategyDef } from './schema.js';
 import { validateStrategy } from './service.js';
@@ -69,22 +72,29 @@ export function strategiesModule(core: StrategiesDeps): ModuleParts {
         async (req) => {
           const { id } = req.params;
           const body = req.body;
-          const current = core.view();
-          const pipeline = current.pipelines.get(body.pipeline);
-          if (!pipeline) throw new AppError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${body.pipeline}"`);
-          const existing = current.strategies.get(id);
-          if (existing && existing.pipeline !== body.pipeline) {
-            throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/pipeline: strategy "${id}" belongs to pipeline "${existing.pipeline}"`);
-          }
-          validateStrategy(core.kinds, body, pipeline);
-          try {
-            await core.store.put('strategies', id, body, { kind: 'pipelines', id: body.pipeline });
-          } catch (e) {
-            if (e instanceof RequirementMissingError) throw new AppError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${body.pipeline}"`);
-            throw e;
-          }
+          const written = await writeFresh(core.snapshot.refresh.bind(core.snapshot), `params/id: strategy "${id}"`, async () => {
+            const current = core.view();
+            recheckTenant(req, current);
+            const pipeline = current.pipelines.get(body.pipeline);
+            if (!pipeline) throw new AppError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${body.pipeline}"`);
+            const existing = current.strategies.get(id);
+            if (existing && existing.pipeline !== body.pipeline) {
+              throw new AppError('STRATEGY_PIPELINE_MISMATCH', `body/pipeline: strategy "${id}" belongs to pipeline "${existing.pipeline}"`);
+            }
+            validateStrategy(core.kinds, body, pipeline);
+            try {
+              // Applies only if the pipeline it was validated against (agents, owner) and the strategy are as read.
+              const version = await core.store.put('strategies', id, body, { kind: 'pipelines', id: body.pipeline }, {
+                docs: [versionIn(current.raw, 'pipelines', body.pipeline), versionIn(current.raw, 'strategies', id)],
+              });
+              return withDoc(current.raw, 'strategies', id, version, body);
+            } catch (e) {
+              if (e instanceof RequirementMissingError) throw new AppError('PIPELINE_NOT_FOUND', `body/pipeline: no pipeline "${body.pipeline}"`);
+              throw e;
+            }
+          });
           await core.snapshot.refresh();
-          return view(core.view().strategies.get(id)!);
+          return view(viewOf(written).strategies.get(id)!);
         },
       );
 
@@ -124,14 +134,20 @@ export function strategiesModule(core: StrategiesDeps): ModuleParts {
         { schema: { tags: ['strategies'], summary: 'Delete a strategy', params: Params, response: { 204: Type.Null(), ...errorResponses } } },
         async (req, reply) => {
           const { id } = req.params;
-          const current = core.view();
-          const s = current.strategies.get(id);
-          if (!s) throw new AppError('STRATEGY_NOT_FOUND', `params/id: no strategy "${id}"`);
-          const p = current.pipelines.get(s.pipeline);
-          if (p?.defaultStrategy === id) {
-            throw new AppError('STRATEGY_IN_USE', `params/id: strategy "${id}" is the default of pipeline "${p.id}"`);
-          }
-          await core.store.delete([{ kind: 'strategies', id }]);
+          await writeFresh(core.snapshot.refresh.bind(core.snapshot), `params/id: strategy "${id}"`, async () => {
+            const current = core.view();
+            recheckTenant(req, current);
+            const s = current.strategies.get(id);
+            if (!s) throw new AppError('STRATEGY_NOT_FOUND', `params/id: no strategy "${id}"`);
+            const p = current.pipelines.get(s.pipeline);
+            if (p?.defaultStrategy === id) {
+              throw new AppError('STRATEGY_IN_USE', `params/id: strategy "${id}" is the default of pipeline "${p.id}"`);
+            }
+            // Applies only if the pipeline has not made it its default meanwhile.
+            await core.store.delete([{ kind: 'strategies', id }], {
+              docs: [versionIn(current.raw, 'strategies', id), versionIn(current.raw, 'pipelines', s.pipeline)],
+            });
+          });
           await core.snapshot.refresh();
           return reply.status(204).send();
         },

@@ -172,6 +172,19 @@ export function tenantRuleOf(method: string, url: string): Guard | 'route' | 'no
   return ruleFor(method, url);
 }
 
+/**
+ * Runs the route's tenant rule again against `view`: a control-plane write re-checks the caller's tenant against the
+ * very state its conditional write expects (src/control/write.ts), so an object created by another tenant between
+ * the preHandler and the write is never taken over.
+ */
+export function recheckTenant(req: FastifyRequest, view: ControlView): void {
+  if (tenantOfCaller(req) === null) return;
+  const url = req.routeOptions.url;
+  if (url === undefined) return;
+  const rule = ruleFor(req.method, url);
+  if (typeof rule === 'function') rule(req, view);
+}
+
 /** The preHandler: runs the route's guard for confined callers (operators and auth-off skip it entirely). */
 export function tenantGuard(view: () => ControlView): (req: FastifyRequest) => Promise<void> {
   return async (req) => {

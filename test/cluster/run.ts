@@ -36,6 +36,10 @@ export const CLUSTER_SUITES = [
   'test/costs/otel.test.ts',
   // Generated bad input against every API operation: no CROSSSLOT refusal (a 5xx) and no half-written state on any route.
   'test/integration/api-fuzz.test.ts',
+  // Generated concurrent control-plane writes (two tenants, two instances) and concurrent model-document writes:
+  // the conditional config scripts name documents of several kinds, all in the {config} slot.
+  'test/integration/control-races.test.ts',
+  'test/learner/registry-races.test.ts',
 ];
 
 const files = process.argv.length > 2 ? process.argv.slice(2) : CLUSTER_SUITES;

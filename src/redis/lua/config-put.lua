@@ -1,14 +1,31 @@
--- Writes one control-plane document and announces the change.
--- NUMKEYS: 4
+-- Writes one control-plane document and announces the change, if the state the caller read still holds.
+-- NUMKEYS: dynamic
 -- KEYS[1] kind hash (id -> JSON)
 -- KEYS[2] kind versions hash (id -> version)
 -- KEYS[3] global config version
 -- KEYS[4] hash the document requires an entry in (e.g. the pipelines hash for a strategy); KEYS[1] when none
+-- KEYS[3+2c], KEYS[4+2c] (c = 1..C) kind hash and versions hash of the c-th expected document
 -- ARGV[1] id
 -- ARGV[2] JSON document
 -- ARGV[3] id required in KEYS[4] ("" for none)
 -- ARGV[4] pub/sub channel
--- Returns: the document's new version (>= 1), or -1 when the required entry is missing.
+-- ARGV[5] expected global config version, or "" for no check
+-- ARGV[6] C, the number of expected documents
+-- ARGV[5+2c] id of the c-th expected document; ARGV[6+2c] its expected version (0 = must not exist)
+-- Returns: the document's new version (>= 1); -1 when the required entry is missing; -2 when the global
+-- version or an expected document's version is not the one the caller read (nothing is written then).
+if ARGV[5] ~= '' and tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[5]) then
+  return -2
+end
+local c = tonumber(ARGV[6] or '0')
+for k = 1, c do
+  local id = ARGV[5 + 2 * k]
+  local v = 0
+  if redis.call('HEXISTS', KEYS[3 + 2 * k], id) == 1 then
+    v = tonumber(redis.call('HGET', KEYS[4 + 2 * k], id) or '1')
+  end
+  if v ~= tonumber(ARGV[6 + 2 * k]) then return -2 end
+end
 if ARGV[3] ~= '' and redis.call('HEXISTS', KEYS[4], ARGV[3]) == 0 then
   return -1
 end
