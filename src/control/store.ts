@@ -46,6 +46,23 @@ export function withDoc(state: RawControlState, kind: ControlKind, id: string, v
   return { ...state, kinds: { ...state.kinds, [kind]: docs } };
 }
 
+/** Options of ControlStore.put. */
+export interface PutOptions {
+  readonly requires?: { readonly kind: ControlKind; readonly id: string };
+  readonly expect?: Expectation;
+  readonly owner?: string;
+}
+
+/** The id is recorded for another owner (a pipeline id another tenant created, even if since deleted). */
+export class IdOwnedError extends Error {
+  constructor(
+    readonly kind: ControlKind,
+    readonly id: string,
+  ) {
+    super(`${kind} ${id} belongs to another owner`);
+  }
+}
+
 export class RequirementMissingError extends Error {
   constructor(
     readonly kind: ControlKind,
@@ -63,16 +80,12 @@ export class ControlStore {
   ) {}
 
   /**
-   * Writes a document; returns its new version. `requires` names a document that must exist; `expect`, the state
-   * the write was computed from (ControlConflict when it no longer holds).
+   * Writes a document; returns its new version. `requires`: a document that must exist; `expect`: the state the
+   * write was computed from (ControlConflict when it no longer holds); `owner`: the id's owner, recorded on first
+   * write and kept after a delete (IdOwnedError when the id is recorded for another owner).
    */
-  async put(
-    kind: ControlKind,
-    id: string,
-    doc: unknown,
-    requires?: { kind: ControlKind; id: string },
-    expect?: Expectation,
-  ): Promise<number> {
+  async put(kind: ControlKind, id: string, doc: unknown, opts: PutOptions = {}): Promise<number> {
+    const { requires, expect, owner } = opts;
     const docs = expect?.docs ?? [];
     const v = await callScript(
       this.redis,
@@ -82,13 +95,20 @@ export class ControlStore {
         this.keys.configVersions(kind),
         this.keys.configVersion(),
         requires ? this.keys.configKind(requires.kind) : this.keys.configKind(kind),
+        owner !== undefined ? this.keys.configOwners(kind) : this.keys.configKind(kind),
         ...docs.flatMap((d) => [this.keys.configKind(d.kind), this.keys.configVersions(d.kind)]),
       ],
-      [id, JSON.stringify(doc), requires?.id ?? '', this.keys.configChannel(), expect?.global ?? '', docs.length, ...docs.flatMap((d) => [d.id, d.version])],
+      [id, JSON.stringify(doc), requires?.id ?? '', this.keys.configChannel(), expect?.global ?? '', docs.length, owner ?? '', ...docs.flatMap((d) => [d.id, d.version])],
     );
     if (v === -2) throw new ControlConflict(`${kind} ${id}`);
+    if (v === -3) throw new IdOwnedError(kind, id);
     if (v === -1 && requires) throw new RequirementMissingError(requires.kind, requires.id);
     return v;
+  }
+
+  /** The owner recorded for an id of `kind` (kept after the document is deleted), or undefined. */
+  async ownerOf(kind: ControlKind, id: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.keys.configOwners(kind), id)) ?? undefined;
   }
 
   /** Deletes documents in one atomic step; returns how many existed. `expect` as for put. */

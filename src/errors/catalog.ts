@@ -25,7 +25,8 @@ export const ERROR_CATALOG = {
   INFEASIBLE_COST: { status: 400, message: 'The cost ceiling is below the cost of the agents’ minimum budgets on their cheapest models.' },
   UNPRICED_AGENT: { status: 400, message: 'A cost ceiling needs a price for every agent (models or price).' },
   STRATEGY_PIPELINE_MISMATCH: { status: 400, message: 'The strategy belongs to another pipeline.' },
-  STRATEGY_IN_USE: { status: 409, message: 'The strategy is a pipeline’s default; change the default first.' },
+  PIPELINE_IN_USE: { status: 409, message: 'The pipeline has experiments; stop and delete them first.' },
+  STRATEGY_IN_USE: { status: 409, message: 'The strategy is in use (a pipeline’s default, or a variant of an experiment that has not ended); change that first.' },
   INVALID_STRATEGY_PARAMS: { status: 400, message: 'The strategy parameters are not valid for its kind.' },
   // --- allocation and outcomes ---------------------------------------------------------------
   DECISION_NOT_FOUND: { status: 404, message: 'No decision with this id, or its reward window has passed.' },

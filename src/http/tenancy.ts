@@ -54,17 +54,24 @@ export function seesPipeline(req: FastifyRequest, view: ControlView, id: string)
 
 /**
  * The owner of a pipeline being written: the existing owner on replace; on create the caller's tenant, or for an
- * operator the `x-apportion-tenant` header (default `default`).
+ * operator the `x-apportion-tenant` header (default: `former`, else `default`). `former` is the tenant that created
+ * the id before (the id's owner is kept after a delete): re-creating a deleted pipeline is for that tenant only, so
+ * another tenant never inherits the statistics, learner events and experiments kept under the id (ID_TAKEN).
  */
-export function ownerFor(req: FastifyRequest, view: ControlView, pipelineId: string): string {
+export function ownerFor(req: FastifyRequest, view: ControlView, pipelineId: string, former?: string): string {
   const existing = pipelineTenants(view).get(pipelineId);
   if (existing !== undefined) return existing;
+  const taken = () => new AppError('ID_TAKEN', `params/id: "${pipelineId}" is used by another tenant; ids are global`);
   const t = tenantOfCaller(req);
-  if (t !== null) return t;
+  if (t !== null) {
+    if (former !== undefined && former !== t) throw taken();
+    return t;
+  }
   const h = req.headers[TENANT_HEADER];
   if (typeof h === 'string' && h !== '') {
     if (!isTenantName(h)) throw new AppError('VALIDATION_FAILED', `headers/${TENANT_HEADER}: "${h}" is not a tenant name`);
+    if (former !== undefined && former !== h) throw new AppError('ID_TAKEN', `params/id: "${pipelineId}" was created by tenant "${former}"; ids are global and stay with their tenant after a delete`);
     return h;
   }
-  return DEFAULT_TENANT;
+  return former ?? DEFAULT_TENANT;
 }

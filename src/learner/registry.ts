@@ -255,7 +255,7 @@ export class ModelRegistry {
     const doc = await writeFresh(() => this.core.snapshot.refresh(), `params/pipeline: the model document of "${pipeline}"`, async () => {
       const raw = this.core.view().raw;
       const next = await make(raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined);
-      if (next !== undefined) await this.core.store.put('models', pipeline, next, undefined, { docs: [versionIn(raw, 'models', pipeline)] });
+      if (next !== undefined) await this.core.store.put('models', pipeline, next, { expect: { docs: [versionIn(raw, 'models', pipeline)] } });
       return next;
     });
     if (doc !== undefined) await this.core.snapshot.refresh();

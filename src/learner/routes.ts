@@ -228,7 +228,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
         if (!view.pipelines.has(id)) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
         try {
           // Applies only to the pipeline (and owner) as read: not to one deleted and re-created meanwhile.
-          return await core.store.put('features', id, body, { kind: 'pipelines', id }, { docs: [versionIn(view.raw, 'pipelines', id)] });
+          return await core.store.put('features', id, body, { requires: { kind: 'pipelines', id }, expect: { docs: [versionIn(view.raw, 'pipelines', id)] } });
         } catch (e) {
           if (e instanceof RequirementMissingError) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
           throw e;

@@ -6,7 +6,7 @@ import type { ModuleParts, Services } from '../kernel/module.js';
 import { pipelineView, validatePipelineBody } from './model.js';
 import { PipelineBody, PipelineParams, PipelineResponse } from './schema.js';
 import { resolveModelPrices } from './tiers.js';
-import { versionIn, withDoc } from '../control/store.js';
+import { IdOwnedError, versionIn, withDoc } from '../control/store.js';
 import { viewOf } from '../control/view.js';
 import { writeFresh } from '../control/write.js';
 import { recheckTenant } from '../tenancy/guard.js';
@@ -46,12 +46,19 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
               }
               expected.push(versionIn(view.raw, 'strategies', s.id));
             }
-            const tenant = ownerFor(req, view, id);
+            const former = view.pipelines.has(id) ? undefined : await core.store.ownerOf('pipelines', id);
+            const tenant = ownerFor(req, view, id, former);
             // Model prices resolve from the tenant's price overrides (its own, then `*`).
             expected.push(versionIn(view.raw, 'priceOverrides', tenant), versionIn(view.raw, 'priceOverrides', '*'));
             // Applies only if the pipeline (its owner), the default strategy and the price overrides are still as read.
             const doc = { ...resolveModelPrices(body, view, tenant), tenant };
-            const version = await core.store.put('pipelines', id, doc, undefined, { docs: expected });
+            let version: number;
+            try {
+              version = await core.store.put('pipelines', id, doc, { expect: { docs: expected }, owner: tenant });
+            } catch (e) {
+              if (e instanceof IdOwnedError) throw new AppError('ID_TAKEN', `params/id: "${id}" is used by another tenant; ids are global`);
+              throw e;
+            }
             return withDoc(view.raw, 'pipelines', id, version, doc);
           });
           await core.snapshot.refresh();
@@ -83,7 +90,7 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
         {
           schema: {
             tags: ['pipelines'],
-            summary: 'Delete a pipeline and the strategies registered for it',
+            summary: 'Delete a pipeline with its strategies, feature declaration and model document (refused while it has experiments)',
             params: PipelineParams,
             response: { 204: Type.Null(), ...errorResponses },
           },
@@ -94,9 +101,22 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
             const view = core.view();
             recheckTenant(req, view);
             if (!view.pipelines.has(id)) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
+            const experiment = [...view.raw.kinds.experiments.values()].find((e) => (e.doc as { pipeline?: unknown }).pipeline === id);
+            if (experiment) {
+              throw new AppError('PIPELINE_IN_USE', `params/id: pipeline "${id}" has experiment "${experiment.id}"; stop and delete its experiments first`);
+            }
             const strategies = [...view.strategies.values()].filter((s) => s.pipeline === id);
-            // The whole control plane as read: a strategy registered for the pipeline meanwhile is deleted with it.
-            await core.store.delete([{ kind: 'pipelines', id }, ...strategies.map((s) => ({ kind: 'strategies' as const, id: s.id }))], { global: view.raw.version });
+            // With its strategies, feature declaration and model document, against the whole control plane as read:
+            // a strategy registered or an experiment created for it meanwhile makes the delete recompute.
+            await core.store.delete(
+              [
+                { kind: 'pipelines', id },
+                ...strategies.map((s) => ({ kind: 'strategies' as const, id: s.id })),
+                { kind: 'features', id },
+                { kind: 'models', id },
+              ],
+              { global: view.raw.version },
+            );
           });
           await core.snapshot.refresh();
           return reply.status(204).send();

@@ -178,6 +178,14 @@ export class ExperimentService {
       const n = normalizeExperiment(id, body, st, now);
       const docs: DocWrite[] = [this.expWrite(id, cur, n.doc)];
       for (const s of n.strategies) docs.push({ kind: 'strategies', id: s.id, doc: s.doc, expectedVersion: -1 });
+      // The pipeline and the variants' strategies it was validated against must be unchanged when it applies (a
+      // strategy deleted meanwhile would leave a variant serving the fallback).
+      const pipeline = st.pipelines.get(n.doc.pipeline);
+      if (pipeline) docs.push({ kind: 'pipelines', id: pipeline.id, doc: null, expectedVersion: pipeline.version, checkOnly: true });
+      for (const v of n.doc.variants) {
+        const s = st.strategies.get(v.strategy);
+        if (s && !n.strategies.some((g) => g.id === s.id)) docs.push({ kind: 'strategies', id: s.id, doc: null, expectedVersion: s.version, checkOnly: true });
+      }
       return { docs, details: { body, ...(n.newPhase ? { newPhase: n.doc.state.phase } : {}) } };
     });
     return this.get(id);
@@ -351,6 +359,8 @@ export class ExperimentService {
     });
     if (deleted) {
       const d = deleted;
+      // Its audit trail was deleted with it (rollout-write.lua); the log keeps who deleted it.
+      this.deps.log.info({ experiment: id, pipeline: d.pipeline, by }, 'experiment deleted');
       const keys: string[] = [];
       for (let phase = 0; phase <= d.state.phase; phase++) {
         for (const x of variantWeights(d)) {

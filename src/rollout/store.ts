@@ -37,6 +37,8 @@ export interface DocWrite {
   readonly doc: unknown;
   /** Version read (0 = absent), or -1 to skip the check. */
   readonly expectedVersion: number;
+  /** Only check the version (a document the change was validated against); `doc` is ignored. Never first. */
+  readonly checkOnly?: true;
 }
 
 export class WriteConflict extends Error {
@@ -128,7 +130,7 @@ export class ExperimentStore {
     const args: (string | number)[] = [this.keys.configChannel(), seq, audit ? JSON.stringify(audit) : '', AUDIT_CAP, docs.length];
     for (const d of docs) {
       keys.push(this.keys.configKind(d.kind), this.keys.configVersions(d.kind));
-      args.push(d.id, d.doc === null ? '' : JSON.stringify(d.doc), d.expectedVersion);
+      args.push(d.id, d.checkOnly ? '-' : d.doc === null ? '' : JSON.stringify(d.doc), d.expectedVersion);
     }
     const v = await callScript(this.redis, 'rolloutWrite', keys, args);
     if (v === -1) throw new WriteConflict('experiments');

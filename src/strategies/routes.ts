@@ -84,8 +84,9 @@ export function strategiesModule(core: StrategiesDeps): ModuleParts {
             validateStrategy(core.kinds, body, pipeline);
             try {
               // Applies only if the pipeline it was validated against (agents, owner) and the strategy are as read.
-              const version = await core.store.put('strategies', id, body, { kind: 'pipelines', id: body.pipeline }, {
-                docs: [versionIn(current.raw, 'pipelines', body.pipeline), versionIn(current.raw, 'strategies', id)],
+              const version = await core.store.put('strategies', id, body, {
+                requires: { kind: 'pipelines', id: body.pipeline },
+                expect: { docs: [versionIn(current.raw, 'pipelines', body.pipeline), versionIn(current.raw, 'strategies', id)] },
               });
               return withDoc(current.raw, 'strategies', id, version, body);
             } catch (e) {
@@ -143,10 +144,13 @@ export function strategiesModule(core: StrategiesDeps): ModuleParts {
             if (p?.defaultStrategy === id) {
               throw new AppError('STRATEGY_IN_USE', `params/id: strategy "${id}" is the default of pipeline "${p.id}"`);
             }
-            // Applies only if the pipeline has not made it its default meanwhile.
-            await core.store.delete([{ kind: 'strategies', id }], {
-              docs: [versionIn(current.raw, 'strategies', id), versionIn(current.raw, 'pipelines', s.pipeline)],
-            });
+            const user = experimentUsing(current.raw.kinds.experiments.values(), id);
+            if (user) {
+              throw new AppError('STRATEGY_IN_USE', `params/id: strategy "${id}" is a variant of experiment "${user.id}" (${user.status}); change, stop or delete the experiment first`);
+            }
+            // Applies only to the whole control plane as read: no pipeline made it its default and no experiment
+            // took it as a variant meanwhile.
+            await core.store.delete([{ kind: 'strategies', id }], { global: current.raw.version });
           });
           await core.snapshot.refresh();
           return reply.status(204).send();
@@ -184,4 +188,17 @@ export function strategiesModule(core: StrategiesDeps): ModuleParts {
       );
     },
   };
+}
+
+/**
+ * An experiment that has not ended (draft, running, paused, or rolled back, which serves its control) with `strategy`
+ * as a variant. Read by shape from the raw documents: the experiments domain builds on this one, not the reverse.
+ */
+function experimentUsing(experiments: Iterable<{ readonly id: string; readonly doc: unknown }>, strategy: string): { id: string; status: string } | undefined {
+  for (const e of experiments) {
+    const d = e.doc as { state?: { status?: unknown }; variants?: readonly { strategy?: unknown }[] };
+    const status = typeof d.state?.status === 'string' ? d.state.status : 'draft';
+    if (status !== 'stopped' && (d.variants ?? []).some((v) => v.strategy === strategy)) return { id: e.id, status };
+  }
+  return undefined;
 }

@@ -1,8 +1,8 @@
 /**
  * Generated concurrent control-plane writes: two server instances on one key prefix (each with its own in-memory
  * snapshot of the control plane, as a deployment runs them), two tenants' admin keys and an operator key, and from
- * a seed a sequence of rounds, each a burst of concurrent PUT/DELETE of pipelines, strategies and feature
- * declarations over a small pool of ids (so writers collide), spread over the two instances.
+ * a seed a sequence of rounds, each a burst of concurrent PUT/DELETE of pipelines, strategies, feature
+ * declarations and experiments (and experiment starts and stops) over a small pool of ids (so writers collide), spread over the two instances.
  *
  * Before the writes were conditional (src/control/write.ts), two tenants creating the same pipeline id at once both
  * got 200 and the later one took the earlier one's pipeline over (39 of 40 tries); a pipeline's default strategy
@@ -13,7 +13,8 @@
  * - no tenant's write landed on another tenant's object: an id that existed at the start of the round and was not
  *   deleted in it was written with success only by its owner (or the operator), and an id no tenant owned was
  *   written with success by at most one tenant unless a delete of it succeeded in the round;
- * - every strategy's pipeline exists; every pipeline's default strategy exists and belongs to it; every feature
+ * - every strategy's pipeline exists; every pipeline's default strategy exists and belongs to it; every
+ *   experiment's pipeline exists, and while the experiment has not ended its variants' strategies; every feature
  *   declaration written with success in the round names a pipeline that existed when it applied (its pipeline
  *   exists at the end unless a delete of it succeeded).
  * Seeds: APPORTION_RACE_SEEDS (comma-separated; fixed by default, printed with a failure); APPORTION_RACE_ROUNDS.
@@ -35,6 +36,7 @@ const prefix = testPrefix('control-races');
 const OPERATOR = 'control-races-operator-key-0123456789';
 const PIPELINES = ['p0', 'p1', 'p2'];
 const STRATEGIES = ['s0', 's1', 's2', 's3'];
+const EXPERIMENTS = ['e0', 'e1'];
 const AGENTS = ['a', 'b', 'c', 'd'];
 type Caller = 'acme' | 'beta' | 'operator';
 
@@ -63,8 +65,8 @@ after(async () => {
 
 interface Op {
   readonly caller: Caller;
-  readonly method: 'PUT' | 'DELETE';
-  readonly kind: 'pipelines' | 'strategies' | 'features';
+  readonly method: 'PUT' | 'POST' | 'DELETE';
+  readonly kind: 'pipelines' | 'strategies' | 'features' | 'experiments';
   readonly id: string;
   readonly url: string;
   readonly payload?: object;
@@ -93,13 +95,24 @@ function drawOp(u: () => number): Op {
     const id = pick(STRATEGIES);
     return { caller, method: 'DELETE', kind: 'strategies', id, url: `/v1/strategies/${id}` };
   }
-  const id = pick(PIPELINES);
-  return { caller, method: 'PUT', kind: 'features', id, url: `/v1/pipelines/${id}/features`, payload: { features: [{ name: 'task', type: 'categorical', values: ['x', 'y'] }] } };
+  if (r < 0.93) {
+    const id = pick(PIPELINES);
+    return { caller, method: 'PUT', kind: 'features', id, url: `/v1/pipelines/${id}/features`, payload: { features: [{ name: 'task', type: 'categorical', values: ['x', 'y'] }] } };
+  }
+  const id = pick(EXPERIMENTS);
+  const e = u();
+  if (e < 0.4) {
+    const variants = [{ name: 'c', strategy: pick(STRATEGIES), weight: 1 }, { name: 't', strategy: pick(STRATEGIES), weight: 1 }];
+    return { caller, method: 'PUT', kind: 'experiments', id, url: `/v1/experiments/${id}`, payload: { pipeline: pick(PIPELINES), variants } };
+  }
+  if (e < 0.85) return { caller, method: 'POST', kind: 'experiments', id, url: `/v1/experiments/${id}/${e < 0.65 ? 'start' : 'stop'}`, payload: {} };
+  return { caller, method: 'DELETE', kind: 'experiments', id, url: `/v1/experiments/${id}` };
 }
 
 interface State {
   readonly pipelines: Map<string, { tenant: string; defaultStrategy?: string }>;
   readonly strategies: Map<string, { pipeline: string }>;
+  readonly experiments: Map<string, { pipeline: string; variants: { strategy: string }[]; state: { status: string } }>;
 }
 
 async function stored(): Promise<State> {
@@ -108,7 +121,8 @@ async function stored(): Promise<State> {
   for (const [id, v] of raw.kinds.pipelines) pipelines.set(id, v.doc as { tenant: string; defaultStrategy?: string });
   const strategies = new Map<string, { pipeline: string }>();
   for (const [id, v] of raw.kinds.strategies) strategies.set(id, v.doc as { pipeline: string });
-  return { pipelines, strategies };
+  const experiments = new Map([...raw.kinds.experiments].map(([id, v]) => [id, v.doc as { pipeline: string; variants: { strategy: string }[]; state: { status: string } }]));
+  return { pipelines, strategies, experiments };
 }
 
 /** The tenant an object of `kind` belongs to in `st` (a strategy: its pipeline's), or undefined when absent. */
@@ -171,6 +185,12 @@ async function runSchedule(seed: number): Promise<{ writes: number; refusals: Ma
       const s = after.strategies.get(p.defaultStrategy);
       assert.ok(s, `${where}: pipeline ${id}'s default strategy ${p.defaultStrategy} does not exist`);
       assert.equal(s.pipeline, id, `${where}: pipeline ${id}'s default strategy ${p.defaultStrategy} belongs to ${s.pipeline}`);
+    }
+    // An experiment holds its pipeline, and while it has not ended its variants' strategies.
+    for (const [id, e] of after.experiments) {
+      assert.ok(after.pipelines.has(e.pipeline), `${where}: experiment ${id} outlived its pipeline ${e.pipeline}`);
+      if (e.state.status === 'stopped') continue;
+      for (const v of e.variants) assert.ok(after.strategies.has(v.strategy), `${where}: ${e.state.status} experiment ${id}'s strategy ${v.strategy} does not exist`);
     }
     for (const [i, op] of ops.entries()) {
       if (!ok[i] || op.kind !== 'features' || deleted('pipelines', op.id)) continue;

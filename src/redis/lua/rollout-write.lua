@@ -14,8 +14,9 @@
 -- ARGV[4]        audit list cap
 -- ARGV[5]        D, the number of documents
 -- ARGV[3+3k]     (k = 1..D) document id
--- ARGV[4+3k]     (k = 1..D) document JSON, or "" to delete it
+-- ARGV[4+3k]     (k = 1..D) document JSON, "" to delete it, or "-" to check its version only (never first)
 -- ARGV[5+3k]     (k = 1..D) expected version (0 = must not exist), or -1 to skip the check
+-- The first document is the experiment; when it is deleted, so is its audit list (KEYS[3]).
 -- Returns: the first document's new version (0 when it was deleted); -1 when the sequence moved;
 --          -(1 + k) when the k-th document's version was not the expected one.
 local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -37,7 +38,9 @@ for k = 1, d do
   local id = ARGV[3 + 3 * k]
   local json = ARGV[4 + 3 * k]
   local v = 0
-  if json == '' then
+  if json == '-' then
+    -- checked only (a document the change was validated against), not written
+  elseif json == '' then
     redis.call('HDEL', KEYS[2 + 2 * k], id)
     redis.call('HDEL', KEYS[3 + 2 * k], id)
   else
@@ -47,7 +50,11 @@ for k = 1, d do
   if k == 1 then first = v end
 end
 redis.call('INCR', KEYS[2])
-if ARGV[3] ~= '' then
+if ARGV[7] == '' then
+  -- The experiment itself was deleted: its audit trail goes with it, so an experiment created later under the
+  -- same id (ids are global; possibly by another tenant) starts with an empty trail.
+  redis.call('DEL', KEYS[3])
+elseif ARGV[3] ~= '' then
   redis.call('LPUSH', KEYS[3], ARGV[3])
   redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
 end
