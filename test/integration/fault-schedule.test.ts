@@ -2,7 +2,8 @@
  * Generated fault schedules against a private redis-server (its own port and data directory; the shared Redis is
  * never touched) and against a local Redis Cluster of the test's own: from a seed, a sequence of rounds, each a few
  * concurrent operations of a careful client (allocate, report an outcome, reserve, commit with an amount drawn
- * around the reservation — overruns included —, release, debit without a reservation, fund), some rounds under a
+ * around the reservation — overruns included —, release, draw from a reservation for a sub-agent and commit or
+ * release the draw — the request settles its draws before itself —, debit without a reservation, fund), some rounds under a
  * fault drawn from a family: a stall of 0.1–2 s (SIGSTOP; on the cluster, of one shard), every client connection
  * killed (CLIENT KILL), or (single server) a crash and restart with its data (SIGKILL; AOF with `appendfsync always`
  * as docker-compose.yml runs it, so a process crash loses nothing acknowledged; with `everysec` this test failed 1 of
@@ -14,7 +15,8 @@
  * - every outcome answered 202 is counted exactly once in the strategy's stats (none lost, none twice);
  * - the budget's `spent + debt` is the sum of every commit's `charged` and every debit (spend that happened, never
  *   dropped or doubled); `allocated` is the initial allocation plus every fund; `reserved` is what the reservations
- *   still active hold; `allocated = remaining + reserved + spent`;
+ *   still active hold (each what it reserved unless a committed draw took from it); `allocated = remaining +
+ *   reserved + spent`; once every draw and request is settled, nothing stays reserved and nothing more was charged;
  * - no data loss is reported (the restarts keep their data);
  * - faults were drawn and some calls were retried (the faults reached the calls).
  * Seeds: APPORTION_FAULT_SEEDS, APPORTION_FAULT_CLUSTER_SEEDS (comma-separated; fixed by default, printed with a
@@ -177,10 +179,66 @@ async function runSchedule(seed: number, target: Target, diagnostic: (m: string)
     active.set(r.json<{ id: string }>().id, amount);
     madeIn.set(r.json<{ id: string }>().id, round);
   };
+  // Sub-agents draw from a request's reservation and settle their draws before the request settles its own use.
+  const draws = new Map<string, { parent: string; amount: number }>(); // active draw id → its parent and amount
+  let drawn = 0;
+  const drawing = new Map<string, Promise<unknown>[]>(); // parent → its draws' calls in flight (made or settled)
+  const draw = async () => {
+    if (active.size === 0) return reserve();
+    const [parent, held] = pick([...active]);
+    const amount = 50 + Math.floor(rng() * held * 0.6);
+    const key = `draw-${seed}-${opN++}`;
+    const inflight = call({ method: 'POST', url: `/v1/reservations/${encodeURIComponent(parent)}/draws`, payload: { amount, ttlMs: 600_000, idempotencyKey: key } }, `draw ${key}`);
+    drawing.set(parent, [...(drawing.get(parent) ?? []), inflight]);
+    const r = await inflight;
+    if (r.statusCode === 409) {
+      assert.equal(r.json<{ code: string }>().code, 'RESERVATION_EXHAUSTED', r.body);
+      return;
+    }
+    assert.equal(r.statusCode, 201, `draw ${key} from ${parent}: ${r.body}`);
+    draws.set(r.json<{ id: string }>().id, { parent, amount });
+    drawn++;
+  };
+  /** Commits (used below, at or above the draw: an overrun is charged all the same) or releases one draw. */
+  const shrunk = new Set<string>(); // requests whose hold a committed draw took from
+  const settleDraw = async (id: string, amount: number) => {
+    const parent = draws.get(id)?.parent;
+    draws.delete(id);
+    const key = `dfin-${seed}-${opN++}`;
+    if (rng() < 0.3) {
+      const r = await call({ method: 'POST', url: `/v1/reservations/${encodeURIComponent(id)}/release`, payload: { idempotencyKey: key } }, `release draw ${id}`);
+      assert.equal(r.statusCode, 200, `release draw ${id}: ${r.body}`);
+      return;
+    }
+    const used = Math.max(0, Math.round(amount * (0.2 + rng() * 1.2)));
+    const r = await call({ method: 'POST', url: `/v1/reservations/${encodeURIComponent(id)}/commit`, payload: { amount: used, idempotencyKey: key } }, `commit draw ${id}`);
+    assert.equal(r.statusCode, 200, `commit draw ${id}: ${r.body}`);
+    assert.equal(r.json<{ charged: number }>().charged, used, r.body);
+    charged += used;
+    if (parent !== undefined) shrunk.add(parent);
+  };
+  const finishDraw = async () => {
+    if (draws.size === 0) return draw();
+    const [id, d] = pick([...draws]);
+    const settling = settleDraw(id, d.amount);
+    drawing.set(d.parent, [...(drawing.get(d.parent) ?? []), settling]);
+    await settling;
+  };
+  /** A request settles its sub-agents' draws (those in flight included) before its own use. */
+  const settleDrawsOf = async (parent: string) => {
+    // Until no call on its draws is in flight (one may start while it waits: a sub-agent settling its draw).
+    for (let pending = drawing.get(parent) ?? []; pending.length > 0; pending = drawing.get(parent) ?? []) {
+      drawing.set(parent, []);
+      await Promise.allSettled(pending);
+    }
+    drawing.delete(parent);
+    await Promise.all([...draws].filter(([, d]) => d.parent === parent).map(([id, d]) => settleDraw(id, d.amount)));
+  };
   const finish = async () => {
     if (active.size === 0) return reserve();
     const [id, amount] = pick([...active]);
     active.delete(id); // the client finishes each reservation once, whatever the answers in between
+    await settleDrawsOf(id);
     const key = `fin-${seed}-${opN++}`;
     if (rng() < 0.3) {
       const r = await call({ method: 'POST', url: `/v1/reservations/${encodeURIComponent(id)}/release`, payload: { idempotencyKey: key } }, `release ${id}`);
@@ -214,7 +272,7 @@ async function runSchedule(seed: number, target: Target, diagnostic: (m: string)
     assert.equal(r.statusCode, 200, `fund ${key}: ${r.body}`);
     funded += amount;
   };
-  const ops = [allocate, allocate, report, report, reserve, finish, finish, debit, fund];
+  const ops = [allocate, allocate, report, report, reserve, finish, finish, draw, finishDraw, debit, fund];
 
   for (round = 0; round < ROUNDS; round++) {
     const fault: Fault | undefined = rng() < 0.35 ? pick<Fault>(target.faults) : undefined;
@@ -246,18 +304,38 @@ async function runSchedule(seed: number, target: Target, diagnostic: (m: string)
   const b = (await ok({ method: 'GET', url: `/v1/balances?scope=${encodeURIComponent(SCOPE)}&unit=TOKENS` }, 'balances')).json<{
     balances: { allocated: number; remaining: number; reserved: number; spent: number; debt: number }[];
   }>().balances[0]!;
-  const held = [...active.values()].reduce((s, v) => s + v, 0);
+  // What the active requests hold: their amounts, less what their committed draws took from their holds (the
+  // server's own figure per reservation; their sum must be the budget's `reserved`).
+  let held = 0;
+  for (const [id, amount] of active) {
+    const now = (await ok({ method: 'GET', url: `/v1/reservations/${encodeURIComponent(id)}` }, `get ${id}`)).json<{ amount: number; state: string }>();
+    assert.equal(now.state, 'ACTIVE', `seed ${seed}: ${id} is still held`);
+    if (!shrunk.has(id)) assert.equal(now.amount, amount, `seed ${seed}: ${id} holds what it reserved`);
+    held += now.amount;
+  }
   assert.equal(b.reserved, held, `seed ${seed}: reserved is what the active reservations hold\n${log.join('\n')}`);
   assert.equal(b.spent + b.debt, charged, `seed ${seed}: every commit charged once (spent ${b.spent} + debt ${b.debt})\n${log.join('\n')}`);
   assert.equal(b.allocated, b.remaining + b.reserved + b.spent, JSON.stringify(b));
   assert.equal(b.allocated, ALLOCATED + funded, `seed ${seed}: every fund added once\n${log.join('\n')}`);
   assert.ok(b.remaining >= 0 && b.spent <= b.allocated, JSON.stringify(b));
+  // Settled, every draw and request gives back what it still holds: nothing stays reserved, nothing more is charged.
+  for (const id of [...active.keys()]) {
+    active.delete(id);
+    await settleDrawsOf(id);
+    assert.equal((await call({ method: 'POST', url: `/v1/reservations/${encodeURIComponent(id)}/release`, payload: {} }, `release ${id}`)).statusCode, 200);
+  }
+  const settled = (await ok({ method: 'GET', url: `/v1/balances?scope=${encodeURIComponent(SCOPE)}&unit=TOKENS` }, 'balances')).json<{
+    balances: { reserved: number; spent: number; debt: number }[];
+  }>().balances[0]!;
+  assert.equal(settled.reserved, 0, `seed ${seed}: nothing held once everything settled`);
+  assert.equal(settled.spent + settled.debt, charged, `seed ${seed}: settling charged nothing more`);
   const loss = (await rt.core.metrics.redisDataLoss.get()).values[0]?.value ?? 0;
   assert.equal(loss, 0, 'restarts with their data are not a data loss');
   assert.ok(log.some((l) => !l.includes('no fault')), 'the schedule drew faults');
   // The faults reached the calls: some were answered 5xx (or hung) and retried.
   assert.ok(retried > 0, `no call was retried\n${log.join('\n')}`);
-  diagnostic(`${log.filter((l) => !l.includes('no fault')).length} faults, ${retried} calls retried; ${acknowledged.size} outcomes accepted, ${charged} tokens charged, ${held} held`);
+  assert.ok(drawn > 0, `no draw was made\n${log.join('\n')}`);
+  diagnostic(`${log.filter((l) => !l.includes('no fault')).length} faults, ${retried} calls retried; ${acknowledged.size} outcomes accepted, ${drawn} draws (${shrunk.size} requests with a committed draw), ${charged} tokens charged, ${held} held`);
 }
 
 describe('generated fault schedules: nothing accepted is lost or counted twice, no spend dropped', () => {
