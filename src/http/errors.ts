@@ -92,6 +92,9 @@ export function httpReason(status: number): string {
 
 export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): void {
   const body = toErrorBody(err);
-  if (body.statusCode >= 500) req.log.error({ err }, 'request failed');
+  // A 503 is a dependency (Redis, the queue) unavailable for a while: expected under faults, answered with a
+  // stable code and retried by clients, so a warning; any other 5xx is a defect.
+  if (body.statusCode === 503) req.log.warn({ err, code: body.code }, 'request failed: dependency unavailable');
+  else if (body.statusCode >= 500) req.log.error({ err }, 'request failed');
   void reply.status(body.statusCode).send(body);
 }
