@@ -2,7 +2,7 @@ import { AppError } from '../errors/app-error.js';
 import { ControlConflict } from './store.js';
 
 /** How many times a conditional control-plane write is recomputed from a fresh state before the caller gets a 409. */
-export const WRITE_ATTEMPTS = 12;
+export const WRITE_ATTEMPTS = 30;
 
 /**
  * Runs `attempt` until its conditional write applies. `attempt` reads the current view, checks the request against
@@ -18,7 +18,7 @@ export async function writeFresh<T>(refresh: () => Promise<void>, what: string, 
     } catch (e) {
       if (!(e instanceof ControlConflict)) throw e;
       await refresh();
-      await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 * 2 ** i)));
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(100, 5 * 2 ** i)));
     }
   }
   throw new AppError('CONCURRENT_MODIFICATION', `${what} kept changing concurrently; retry`);
