@@ -106,6 +106,12 @@ export class ControlStore {
     return v;
   }
 
+  /** The version a document has in Redis now (0 when it does not exist): what an Expectation of it would need. */
+  async versionOf(kind: ControlKind, id: string): Promise<number> {
+    const [exists, version] = await this.redis.multi().hexists(this.keys.configKind(kind), id).hget(this.keys.configVersions(kind), id).exec().then((r) => (r ?? []).map((e) => e[1]));
+    return Number(exists) === 1 ? Number(version ?? 1) : 0;
+  }
+
   /** The owner recorded for an id of `kind` (kept after the document is deleted), or undefined. */
   async ownerOf(kind: ControlKind, id: string): Promise<string | undefined> {
     return (await this.redis.hget(this.keys.configOwners(kind), id)) ?? undefined;

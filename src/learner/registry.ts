@@ -2,7 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors/app-error.js';
-import { versionIn } from '../control/store.js';
+import { ControlConflict, versionIn } from '../control/store.js';
 import { writeFresh } from '../control/write.js';
 import { jsonDecoder } from '../redis/decode.js';
 import type { Services } from '../kernel/module.js';
@@ -252,10 +252,14 @@ export class ModelRegistry {
    * rollback never overwrite each other's changes. `make` returning undefined writes nothing.
    */
   private async update(pipeline: string, make: (prev: ModelDoc | undefined) => Promise<ModelDoc | undefined> | ModelDoc | undefined): Promise<ModelDoc | undefined> {
-    const doc = await writeFresh(() => this.core.snapshot.refresh(), `params/pipeline: the model document of "${pipeline}"`, async () => {
+    const doc = await writeFresh(this.core, `params/pipeline: the model document of "${pipeline}"`, async () => {
       const raw = this.core.view().raw;
+      const read = versionIn(raw, 'models', pipeline);
       const next = await make(raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined);
-      if (next !== undefined) await this.core.store.put('models', pipeline, next, { expect: { docs: [versionIn(raw, 'models', pipeline)] } });
+      if (next !== undefined) await this.core.store.put('models', pipeline, next, { expect: { docs: [read] } });
+      // "Nothing to do" must also be decided on the current document, not on a snapshot that has not seen it yet
+      // (another process's write): then the snapshot is reloaded and `make` runs again.
+      else if ((await this.core.store.versionOf('models', pipeline)) !== read.version) throw new ControlConflict(`models ${pipeline}`);
       return next;
     });
     if (doc !== undefined) await this.core.snapshot.refresh();

@@ -222,7 +222,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const { id } = req.params;
       const body = req.body;
       validateFeatures(body);
-      const version = await writeFresh(core.snapshot.refresh.bind(core.snapshot), `params/id: pipeline "${id}"`, async () => {
+      const version = await writeFresh(core, `params/id: pipeline "${id}"`, async () => {
         const view = core.view();
         recheckTenant(req, view);
         if (!view.pipelines.has(id)) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);

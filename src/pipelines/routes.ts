@@ -34,7 +34,7 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
           const { id } = req.params;
           const body = req.body;
           validatePipelineBody(body);
-          const written = await writeFresh(core.snapshot.refresh.bind(core.snapshot), `params/id: pipeline "${id}"`, async () => {
+          const written = await writeFresh(core, `params/id: pipeline "${id}"`, async () => {
             const view = core.view();
             recheckTenant(req, view);
             const expected = [versionIn(view.raw, 'pipelines', id)];
@@ -97,7 +97,7 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
         },
         async (req, reply) => {
           const { id } = req.params;
-          await writeFresh(core.snapshot.refresh.bind(core.snapshot), `params/id: pipeline "${id}"`, async () => {
+          await writeFresh(core, `params/id: pipeline "${id}"`, async () => {
             const view = core.view();
             recheckTenant(req, view);
             if (!view.pipelines.has(id)) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);

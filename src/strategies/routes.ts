@@ -72,7 +72,7 @@ export function strategiesModule(core: StrategiesDeps): ModuleParts {
         async (req) => {
           const { id } = req.params;
           const body = req.body;
-          const written = await writeFresh(core.snapshot.refresh.bind(core.snapshot), `params/id: strategy "${id}"`, async () => {
+          const written = await writeFresh(core, `params/id: strategy "${id}"`, async () => {
             const current = core.view();
             recheckTenant(req, current);
             const pipeline = current.pipelines.get(body.pipeline);
@@ -135,7 +135,7 @@ export function strategiesModule(core: StrategiesDeps): ModuleParts {
         { schema: { tags: ['strategies'], summary: 'Delete a strategy', params: Params, response: { 204: Type.Null(), ...errorResponses } } },
         async (req, reply) => {
           const { id } = req.params;
-          await writeFresh(core.snapshot.refresh.bind(core.snapshot), `params/id: strategy "${id}"`, async () => {
+          await writeFresh(core, `params/id: strategy "${id}"`, async () => {
             const current = core.view();
             recheckTenant(req, current);
             const s = current.strategies.get(id);

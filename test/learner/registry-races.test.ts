@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { compileFeatures, type FeatureSpec } from '../../src/learner/features.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { initialWeights } from '../../src/learner/model.js';
-import type { ModelVersion } from '../../src/learner/registry.js';
+import { ModelRegistry, type ModelVersion } from '../../src/learner/registry.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, startTest, testPrefix, within } from '../helpers/env.js';
@@ -67,6 +67,37 @@ describe('concurrent writes of a model document from two instances', () => {
     assert.equal(doc.versions.find((v) => v.version === 2)?.gate?.reason, 'look 2', 'the gate verdict on version 2 was lost');
     assert.equal(doc.versions.find((v) => v.version === 3)?.gate?.reason, 'look 3', 'the gate verdict on version 3 was lost');
     assert.equal(doc.active, 1);
+  });
+
+  it('a change decided on a snapshot that has not seen the document yet is not dropped', async () => {
+    // A registry whose process has not yet received the model document another process just wrote (its snapshot
+    // still has none): "no document, nothing to record" must be checked against Redis, not taken as the answer.
+    assert.equal((await one.app!.inject({ method: 'PUT', url: '/v1/pipelines/q', payload: { defaultTotalTokens: 3000, agents: AGENTS.map((name) => ({ name })) } })).statusCode, 200);
+    assert.equal((await one.app!.inject({ method: 'PUT', url: '/v1/pipelines/q/features', payload: { features: FEATURES } })).statusCode, 200);
+    const stale = one.core.view();
+    assert.equal(stale.raw.kinds.models.get('q'), undefined);
+    const enc = compileFeatures(FEATURES);
+    const metrics = { rows: 100, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 100 };
+    const v = await registryOf(one).save('q', initialWeights(enc.dim, AGENTS.length, 3000, mulberry32(9)), { signature: enc.signature, agents: AGENTS, metrics });
+    await registryOf(one).activate(v, { manual: true });
+    let refreshed = false;
+    const lagging = new ModelRegistry({
+      redis: one.core.redis,
+      keys: one.core.keys,
+      store: one.core.store,
+      log: one.core.log,
+      config: { modelsDir: one.core.config.modelsDir },
+      view: () => (refreshed ? one.core.view() : stale),
+      snapshot: Object.assign(Object.create(one.core.snapshot) as typeof one.core.snapshot, {
+        refresh: async () => {
+          refreshed = true;
+          await one.core.snapshot.refresh();
+        },
+      }),
+    });
+    await lagging.recordChange('q', { detectedAt: 1, version: v.version, changeTs: 0, changeAt: 0, mse: 0, holdoutMse: 0, z: 0, n: 0, reason: 'seen late' });
+    await one.core.snapshot.refresh();
+    assert.deepEqual(registryOf(one).doc('q')!.drift?.changes.map((c) => c.reason), ['seen late'], 'the drift record was dropped');
   });
 
   it('a revert that answered done is never undone by an activation written at the same time from a stale read', async () => {
