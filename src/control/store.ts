@@ -112,6 +112,11 @@ export class ControlStore {
     return Number(exists) === 1 ? Number(version ?? 1) : 0;
   }
 
+  /** Records `owner` for an id of `kind` unless one is recorded (documents written before owners were recorded). */
+  async recordOwner(kind: ControlKind, id: string, owner: string): Promise<void> {
+    await this.redis.hsetnx(this.keys.configOwners(kind), id, owner);
+  }
+
   /** The owner recorded for an id of `kind` (kept after the document is deleted), or undefined. */
   async ownerOf(kind: ControlKind, id: string): Promise<string | undefined> {
     return (await this.redis.hget(this.keys.configOwners(kind), id)) ?? undefined;

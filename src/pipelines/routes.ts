@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
-import { ownerFor, seesPipeline } from '../http/tenancy.js';
+import { DEFAULT_TENANT, ownerFor, pipelineTenants, seesPipeline } from '../http/tenancy.js';
 import type { ModuleParts, Services } from '../kernel/module.js';
 import { pipelineView, validatePipelineBody } from './model.js';
 import { PipelineBody, PipelineParams, PipelineResponse } from './schema.js';
@@ -105,6 +105,8 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
             if (experiment) {
               throw new AppError('PIPELINE_IN_USE', `params/id: pipeline "${id}" has experiment "${experiment.id}"; stop and delete its experiments first`);
             }
+            // The id stays with its tenant after the delete (a pipeline written before owners were recorded has none yet).
+            await core.store.recordOwner('pipelines', id, pipelineTenants(view).get(id) ?? DEFAULT_TENANT);
             const strategies = [...view.strategies.values()].filter((s) => s.pipeline === id);
             // With its strategies, feature declaration and model document, against the whole control plane as read:
             // a strategy registered or an experiment created for it meanwhile makes the delete recompute.

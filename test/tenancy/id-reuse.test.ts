@@ -80,6 +80,16 @@ describe('an id freed by a delete', () => {
     assert.equal((await call(key.beta, 'GET', '/v1/pipelines/p')).status, 404);
   });
 
+  it('a pipeline written before owners were recorded keeps its id with its tenant when deleted', async () => {
+    assert.equal((await call(key.acme, 'PUT', '/v1/pipelines/legacy', P)).status, 200);
+    // As a deployment upgraded from before the owners record has it: the document carries its tenant, no record.
+    await rt.core.redis.hdel(rt.core.keys.configOwners('pipelines'), 'legacy');
+    assert.equal(await rt.core.store.ownerOf('pipelines', 'legacy'), undefined);
+    assert.equal((await call(key.acme, 'DELETE', '/v1/pipelines/legacy')).status, 204);
+    assert.equal(await rt.core.store.ownerOf('pipelines', 'legacy'), 'acme');
+    assert.equal((await call(key.beta, 'PUT', '/v1/pipelines/legacy', P)).body.code, 'ID_TAKEN');
+  });
+
   it('an experiment id re-created after a delete, by another tenant, starts with an empty audit trail', async () => {
     assert.equal((await call(key.acme, 'PUT', '/v1/strategies/s1', { pipeline: 'p', kind: 'uniform' })).status, 200);
     assert.equal((await call(key.acme, 'PUT', '/v1/strategies/s2', { pipeline: 'p', kind: 'uniform' })).status, 200);
