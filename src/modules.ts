@@ -22,7 +22,7 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
   const modules: ModuleParts[] = [];
   const all = () => modules;
   const allocation = allocationModule({
-    ...servicesOf(core, ['redis', 'keys', 'view', 'kinds', 'metrics', 'log'], ['rewardWindowSeconds', 'redisCommandTimeoutMs']),
+    ...servicesOf(core, ['redis', 'keys', 'view', 'kinds', 'metrics', 'log', 'store', 'snapshot'], ['rewardWindowSeconds', 'redisCommandTimeoutMs']),
     all,
   });
   const stats = outcomeStats(servicesOf(core, ['redis', 'keys']));

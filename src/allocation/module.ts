@@ -1,4 +1,6 @@
+import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
+import { recheckTenant } from '../tenancy/guard.js';
 import type { ModuleParts, Services } from '../kernel/module.js';
 import { DecisionStore } from './decisions.js';
 import { AllocationBody, AllocationResponse } from './schema.js';
@@ -10,7 +12,7 @@ export interface AllocationModule extends ModuleParts {
 }
 
 /** What the allocation module is given (src/modules.ts). */
-export interface AllocationDeps extends Services<'redis' | 'keys' | 'view' | 'kinds' | 'metrics' | 'log', 'rewardWindowSeconds' | 'redisCommandTimeoutMs'> {
+export interface AllocationDeps extends Services<'redis' | 'keys' | 'view' | 'kinds' | 'metrics' | 'log' | 'store' | 'snapshot', 'rewardWindowSeconds' | 'redisCommandTimeoutMs'> {
   /** Every module, for their routers and shadow hooks (read once, on the first allocation). */
   readonly all: () => readonly ModuleParts[];
 }
@@ -58,7 +60,21 @@ export function allocationModule(core: AllocationDeps): AllocationModule {
             response: { 200: AllocationResponse, ...errorResponses },
           },
         },
-        async (req) => service.allocate(req.body),
+        async (req) => {
+          const seen = core.view().version;
+          try {
+            return await service.allocate(req.body);
+          } catch (e) {
+            // A pipeline or strategy written through another instance a moment ago, which this process's snapshot
+            // has not received yet: decided again once on the reloaded snapshot, the tenant rule included.
+            if (!(e instanceof AppError) || (e.code !== 'PIPELINE_NOT_FOUND' && e.code !== 'STRATEGY_NOT_FOUND')) throw e;
+            const now = await core.store.version().catch(() => seen);
+            if (now === seen) throw e;
+            await core.snapshot.refresh();
+            recheckTenant(req, core.view());
+            return service.allocate(req.body);
+          }
+        },
       );
     },
   };

@@ -40,6 +40,7 @@ export const CLUSTER_SUITES = [
   // the conditional config scripts name documents of several kinds, all in the {config} slot.
   'test/integration/control-races.test.ts',
   'test/learner/registry-races.test.ts',
+  'test/integration/stale-snapshot.test.ts',
 ];
 
 const files = process.argv.length > 2 ? process.argv.slice(2) : CLUSTER_SUITES;
