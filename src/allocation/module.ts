@@ -1,5 +1,6 @@
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
+import { reloadIfBehind } from '../control/write.js';
 import { recheckTenant } from '../tenancy/guard.js';
 import type { ModuleParts, Services } from '../kernel/module.js';
 import { DecisionStore } from './decisions.js';
@@ -68,9 +69,7 @@ export function allocationModule(core: AllocationDeps): AllocationModule {
             // A pipeline or strategy written through another instance a moment ago, which this process's snapshot
             // has not received yet: decided again once on the reloaded snapshot, the tenant rule included.
             if (!(e instanceof AppError) || (e.code !== 'PIPELINE_NOT_FOUND' && e.code !== 'STRATEGY_NOT_FOUND')) throw e;
-            const now = await core.store.version().catch(() => seen);
-            if (now === seen) throw e;
-            await core.snapshot.refresh();
+            if (!(await reloadIfBehind(core, seen))) throw e;
             recheckTenant(req, core.view());
             return service.allocate(req.body);
           }

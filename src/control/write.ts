@@ -35,12 +35,26 @@ export async function writeFresh<T>(state: FreshState, what: string, attempt: ()
       if (e instanceof AppError) {
         // Decided again once at most: a busy control plane (model documents written by the trainer) must not turn a
         // refusal into CONCURRENT_MODIFICATION.
-        if (rechecked || (await state.store.version()) === seen) throw e;
+        if (rechecked || !(await reloadIfBehind(state, seen))) throw e;
         rechecked = true;
-      } else if (!(e instanceof ControlConflict)) throw e;
+        continue;
+      }
+      if (!(e instanceof ControlConflict)) throw e;
       await state.snapshot.refresh();
-      if (e instanceof ControlConflict) await new Promise((r) => setTimeout(r, Math.random() * Math.min(100, 5 * 2 ** i)));
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(100, 5 * 2 ** i)));
     }
   }
   throw new AppError('CONCURRENT_MODIFICATION', `${what} kept changing concurrently; retry`);
+}
+
+/**
+ * For a refusal decided on a view at version `seen`: whether the control plane in Redis has moved past it (a write
+ * through another process this snapshot has not received yet), in which case the snapshot is reloaded and the
+ * caller decides again. Redis unreachable: false (the refusal stands).
+ */
+export async function reloadIfBehind(state: FreshState, seen: number): Promise<boolean> {
+  const now = await state.store.version().catch(() => seen);
+  if (now === seen) return false;
+  await state.snapshot.refresh();
+  return true;
 }
