@@ -1,5 +1,6 @@
 -- Writes one control-plane document and announces the change, if the state the caller read still holds.
 -- NUMKEYS: dynamic
+-- INCLUDE: expect
 -- KEYS[1] kind hash (id -> JSON)
 -- KEYS[2] kind versions hash (id -> version)
 -- KEYS[3] global config version
@@ -17,18 +18,7 @@
 -- Returns: the document's new version (>= 1); -1 when the required entry is missing; -2 when the global
 -- version or an expected document's version is not the one the caller read; -3 when the id belongs to another
 -- owner (nothing is written then).
-if ARGV[5] ~= '' and tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[5]) then
-  return -2
-end
-local c = tonumber(ARGV[6])
-for k = 1, c do
-  local id = ARGV[6 + 2 * k]
-  local v = 0
-  if redis.call('HEXISTS', KEYS[4 + 2 * k], id) == 1 then
-    v = tonumber(redis.call('HGET', KEYS[5 + 2 * k], id) or '1')
-  end
-  if v ~= tonumber(ARGV[7 + 2 * k]) then return -2 end
-end
+if not expectation_holds(KEYS[3], ARGV[5], tonumber(ARGV[6]), 4, 6) then return -2 end
 if ARGV[3] ~= '' and redis.call('HEXISTS', KEYS[4], ARGV[3]) == 0 then
   return -1
 end

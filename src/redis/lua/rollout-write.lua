@@ -3,6 +3,7 @@
 -- announcement, one audit entry. Optimistic concurrency: the write applies only when the experiments
 -- sequence and every document's version are still the ones the caller read.
 -- NUMKEYS: dynamic
+-- INCLUDE: expect
 -- KEYS[1]        global config version
 -- KEYS[2]        experiments write sequence (string counter)
 -- KEYS[3]        audit list of the experiment (newest first)
@@ -26,11 +27,7 @@ for k = 1, d do
   local expected = tonumber(ARGV[5 + 3 * k])
   if expected >= 0 then
     local id = ARGV[3 + 3 * k]
-    local v = 0
-    if redis.call('HEXISTS', KEYS[2 + 2 * k], id) == 1 then
-      v = tonumber(redis.call('HGET', KEYS[3 + 2 * k], id) or '1')
-    end
-    if v ~= expected then return -(1 + k) end
+    if doc_version(KEYS[2 + 2 * k], KEYS[3 + 2 * k], id) ~= expected then return -(1 + k) end
   end
 end
 local first = 0
