@@ -207,27 +207,6 @@ export function initialWeights(inputDim: number, agents: number, total: number, 
   };
 }
 
-/**
- * The same weights with agent `j` made (nearly) not to matter, at about the same predicted level: its need × `factor`
- * (so its response is nearly flat around where it was fitted) and its saturating weight lowered so that the factor it
- * contributes at a budget equal to its old need is unchanged (for the context-free part of the heads: κ from its
- * shape constant, w from its weight bias), and its threshold weight × e^{−3}. Benches only (sim/loop.ts
- * `exploreVersions`): a warm start that lets a retrain propose starving an agent where the logs cannot tell.
- */
-export function indifferentTo(w: ModelWeights, j: number, factor: number): ModelWeights {
-  const n = w.agents;
-  const b2 = w.b2.slice();
-  const kappa = 1 + Math.exp(clamp(b2[2 * n + j]!, -8, 8));
-  const before = Math.pow(1 + 1 / kappa, -kappa);
-  const after = Math.pow(1 + 1 / (kappa * factor), -kappa);
-  const wOld = 1 / (1 + Math.exp(-b2[n + j]!));
-  const wNew = clamp((wOld * before) / after, 1e-4, 1 - 1e-4);
-  b2[j] = b2[j]! + Math.log(factor);
-  b2[n + j] = Math.log(wNew / (1 - wNew));
-  if (b2.length === OUTPUTS * n) b2[3 * n + j] = b2[3 * n + j]! - 3;
-  return { ...w, b2 };
-}
-
 /** Per-agent response parameters for one context. */
 export interface Heads {
   readonly need: Float64Array;

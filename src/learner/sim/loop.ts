@@ -3,7 +3,7 @@ import type { Tf } from '../backend.js';
 import { buildTrainingData, type LoggedEvent } from '../events.js';
 import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } from '../features.js';
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
-import { forward, indifferentTo, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
+import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
 import { accumulate, addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
@@ -93,12 +93,6 @@ export interface LoopOptions {
   readonly startHold?: number;
   /** Every agent's initial saturating weight (model.ts initialWeights `weightPrior`). Default: the service's (0.5). */
   readonly weightPrior?: number;
-  /**
-   * Exploratory candidates: every `every`-th retrain warm-starts from the newest fit with one agent (in turn) made not to
-   * matter (model.ts `indifferentTo`, need × `factor`), so where the logs cannot tell, the candidate starves it and the
-   * gate judges that on its plays. Such a version is the next warm start only once it serves. Default: none.
-   */
-  readonly exploreVersions?: { readonly every: number; readonly factor: number };
   /** The runtime guard's candidate arm (guard.ts candidateVerdict; needs the control arm), checked every 25 outcomes as the service's tick would. Default true. */
   readonly guardCandidate?: boolean;
   /**
@@ -323,9 +317,6 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   let firstServedAt: number | undefined;
   let look = 0;
   let latest = prior;
-  // Exploratory candidates (opts.exploreVersions): how many so far (the next agent made indifferent) and which versions.
-  let explored = 0;
-  const exploratory = new Set<number>();
   // The trained versions drift recovery may check (not those trained on 1 − quality), oldest first.
   const trained: LoopVersion[] = [];
   let candidate: LoopVersion | undefined;
@@ -509,10 +500,6 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         if (gate.pass) {
           serving = judged;
           activatedAt.set(judged.version, t + 1);
-          if (exploratory.has(judged.version)) {
-            latest = judged;
-            trained.push(judged);
-          }
         }
         if (gate.pass && firstServedAt === undefined) firstServedAt = t + 1;
         if (gate.pass) refusals = 0;
@@ -546,15 +533,12 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       if (keep !== undefined) recent.forEach((e, i) => {
         if (wideServed[e.t]) data.w[i] = Math.max(data.w[i]!, keep);
       });
-      const ev = opts.exploreVersions;
-      const exploring = ev !== undefined && !flip && (versions.length + 1) % ev.every === 0 ? explored++ % names.length : -1;
-      const res = await trainModel(tf, data, exploring >= 0 ? indifferentTo(init, exploring, ev!.factor) : init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
+      const res = await trainModel(tf, data, init, { seed: opts.seed + t, yieldToEventLoop: false, ...opts.train });
       const cost = usesCost ? fitCost(recent, encoder, names, res.weights, { ...costOpts, ...hl }) : undefined;
       trainMs.push(res.metrics.ms);
       const mv: LoopVersion = { version: versions.length + 1, at: t + 1, weights: cost ? { ...res.weights, cost } : res.weights, encoder, active: !gateRule, metrics: res.metrics, window: win.window, halfLife: win.halfLife, ...(forget ? { forget } : {}), share: opts.candidateShareAfterRefusals && refusals >= opts.candidateShareAfterRefusals.after ? opts.candidateShareAfterRefusals.share : candidateShareFor(win.shortened, opts.candidateShareAfterChange === undefined ? DRIFT_CANDIDATE_SHARE : (opts.candidateShareAfterChange ?? undefined), opts.candidateShare ?? CANDIDATE_SHARE) };
       versions.push(mv);
-      if (exploring >= 0) exploratory.add(mv.version);
-      if (!flip && exploring < 0) {
+      if (!flip) {
         latest = mv;
         trained.push(mv);
       }
