@@ -42,8 +42,9 @@ function findTests(dir: string): string[] {
   for (const name of readdirSync(dir)) {
     const p = path.join(dir, name);
     // test/cluster/ runs in the cluster stage (test/cluster/run.ts), against a cluster of its own.
+    // node_modules: a test workspace's own packages (test/compat/otel3).
     if (statSync(p).isDirectory()) {
-      if (p !== path.join('test', 'cluster')) out.push(...findTests(p));
+      if (p !== path.join('test', 'cluster') && name !== 'node_modules') out.push(...findTests(p));
     }
     else if (name.endsWith('.test.ts')) out.push(p);
   }

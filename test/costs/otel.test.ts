@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
-import { context, trace, SpanStatusCode, type Span as OtelSpan, type Tracer } from '@opentelemetry/api';
+import { context, trace, SpanStatusCode, type Span as OtelSpan } from '@opentelemetry/api';
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -14,6 +14,7 @@ import { decodeOtlpProto, ExportTraceServiceResponse } from '../../src/costs/otl
 import { mapOtlp, type OtlpRequest } from '../../src/costs/otlp.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { checkTree, runSession } from '../helpers/otel-session.js';
 
 const prefix = testPrefix('costs-otel');
 let rt: Running;
@@ -26,33 +27,13 @@ after(async () => {
   await dropPrefix(prefix);
 });
 
+/** A child of `parent` (the session helper is written against any OpenTelemetry API version). */
+const childOf = (parent: OtelSpan) => trace.setSpan(context.active(), parent);
+
 function provider(processor: (e: OTLPTraceExporter | OTLPProtoTraceExporter) => SpanProcessor, gzip: boolean, wire: 'json' | 'protobuf' = 'json'): NodeTracerProvider {
   const opts = { url: `${rt.url}/v1/traces`, ...(gzip ? { compression: CompressionAlgorithm.GZIP } : {}) };
   const exporter = wire === 'json' ? new OTLPTraceExporter(opts) : new OTLPProtoTraceExporter(opts);
   return new NodeTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'otel-test' }), spanProcessors: [processor(exporter)] });
-}
-
-/** A coordinator with one call, a researcher sub-agent with two calls (current and deprecated names), an OpenInference call. */
-function runSession(tracer: Tracer, session: string): void {
-  const child = (parent: OtelSpan, name: string, attrs: Record<string, string | number>) => tracer.startSpan(name, { attributes: attrs }, trace.setSpan(context.active(), parent));
-  const root = tracer.startSpan('invoke_agent coordinator', {
-    attributes: { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'coordinator', 'session.id': session, 'user.id': `${session}-customer` },
-  });
-  child(root, 'chat gpt-4o', {
-    'gen_ai.operation.name': 'chat',
-    'gen_ai.provider.name': 'openai',
-    'gen_ai.request.model': 'gpt-4o',
-    'gen_ai.usage.input_tokens': 1000,
-    'gen_ai.usage.output_tokens': 200,
-    'gen_ai.usage.cache_read.input_tokens': 400,
-  }).end();
-  const researcher = child(root, 'invoke_agent researcher', { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'researcher' });
-  child(researcher, 'chat', { 'gen_ai.system': 'openai', 'gen_ai.response.model': 'gpt-4o-mini', 'gen_ai.usage.prompt_tokens': 500, 'gen_ai.usage.completion_tokens': 50 }).end();
-  const failing = child(researcher, 'llm', { 'openinference.span.kind': 'LLM', 'llm.model_name': 'gpt-4o-mini', 'llm.provider': 'openai', 'llm.token_count.prompt': '300', 'llm.token_count.completion': '30' });
-  failing.setStatus({ code: SpanStatusCode.ERROR, message: 'rate limited' });
-  failing.end();
-  researcher.end();
-  root.end();
 }
 
 async function get(path: string): Promise<{ status: number; body: any }> {
@@ -60,30 +41,10 @@ async function get(path: string): Promise<{ status: number; body: any }> {
   return { status: res.status, body: await res.json() };
 }
 
-function checkTree(t: any, session: string): void {
-  assert.equal(t.pending.length, 0);
-  assert.equal(t.total.calls, 3);
-  assert.equal(t.total.tokens.input, 1800);
-  assert.equal(t.total.tokens.output, 280);
-  assert.equal(t.total.tokens.cacheRead, 400);
-  assert.equal(t.total.unpricedCalls, 0);
-  assert.ok(t.total.costNano > 0);
-  const agents = Object.fromEntries(t.byAgent.map((b: any) => [b.key, b.tokens.total]));
-  assert.deepEqual(agents, { coordinator: 1200, researcher: 880 });
-  for (const n of t.nodes) assert.equal(n.customer, `${session}-customer`);
-  const failed = t.nodes.find((n: any) => n.status === 'error');
-  assert.equal(failed.agent, 'researcher');
-  assert.equal(t.wastedOnRetries.calls, 1);
-  assert.deepEqual(
-    t.byLevel.map((b: any) => b.key),
-    ['0', '1'],
-  );
-}
-
 describe('OpenTelemetry end to end (real SDK and OTLP/HTTP JSON exporter over a socket)', () => {
   it('batch processor, gzip: GenAI conventions, deprecated names and OpenInference map onto one tree', async () => {
     const p = provider((e) => new BatchSpanProcessor(e), true);
-    runSession(p.getTracer('t'), 'otel-batch');
+    runSession(p.getTracer('t'), childOf, 'otel-batch');
     await p.forceFlush();
     await p.shutdown();
     const t = await get('/v1/sessions/otel-batch/cost-tree');
@@ -93,7 +54,7 @@ describe('OpenTelemetry end to end (real SDK and OTLP/HTTP JSON exporter over a 
 
   it('simple processor: every span its own export, children before their parents, identifiers on the root only', async () => {
     const p = provider((e) => new SimpleSpanProcessor(e), false);
-    runSession(p.getTracer('t'), 'otel-simple');
+    runSession(p.getTracer('t'), childOf, 'otel-simple');
     await p.forceFlush();
     await p.shutdown();
     const t = await get('/v1/sessions/otel-simple/cost-tree');
@@ -152,13 +113,12 @@ describe('OTLP/HTTP protobuf (the official protobuf exporter over a socket)', ()
     it(`${processor} processor${gzip ? ', gzip' : ''}: every span of every session arrives, mapped as over JSON`, async () => {
       const p = provider((e) => (processor === 'batch' ? new BatchSpanProcessor(e, { maxExportBatchSize: 7 }) : new SimpleSpanProcessor(e)), gzip, 'protobuf');
       const sessions = Array.from({ length: 6 }, (_, i) => `proto-${processor}-${gzip}-${i}`);
-      for (const s of sessions) runSession(p.getTracer('t'), s);
+      for (const s of sessions) runSession(p.getTracer('t'), childOf, s);
       await p.forceFlush();
       await p.shutdown();
       for (const s of sessions) {
         const t = await get(`/v1/sessions/${s}/cost-tree`);
         assert.equal(t.status, 200, JSON.stringify(t.body));
-        assert.equal(t.body.nodes.length, 5, `${s}: all five spans stored`);
         checkTree(t.body, s);
       }
     });
