@@ -4,6 +4,9 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # The SDK workspace (@apportion/sdk): installing builds it (its prepare script); the server imports it from there.
 COPY packages/sdk ./packages/sdk
+# A test-only workspace (the OpenTelemetry 3.x compatibility test): only its manifest, so the lock file's workspaces
+# are all present; its packages are dev dependencies, pruned below.
+COPY test/compat/otel3/package.json ./test/compat/otel3/package.json
 # scripts/build-dist.mjs: the root prepare script (src/ is not here yet, so it builds nothing until `npm run build`).
 COPY scripts ./scripts
 RUN npm ci --no-audit --no-fund
