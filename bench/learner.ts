@@ -11,7 +11,7 @@
  *                                      [--weight-penalty λ] (λ·Σ_i (w_i + v_i) added to the training loss) [--fit-report true] (bench/learner-fit.ts's report per generated world)
  *                                      [--drift-trace true] (drift worlds: detections, retirements, each version's half-life, verdict and true value)
  *                                      [--drift-rule key=value,…] (drift.ts DriftRule overrides, e.g. span=500, halfLifeShare=0.125, forgetAfter=2000,forgetTo=0.25,forgetKeepStart=1)
- *                                      [--wide-start ρ] [--wide-kind cut|random] [--wide-depth 2|inf] [--wide-keep w] [--start-hold N] [--wide-until N] [--weight-prior p]
+ *                                      [--wide-start ρ] [--wide-kind cut|random] [--wide-depth 2|inf] [--wide-keep w] [--start-hold N] [--wide-until N] [--weight-prior p] [--up-only on|off]
  *                                      (wide safe-start exploration, its events' training weight floor; the agents' initial weight)
  *                                      [--guard on|off] [--guard-hold N] (the runtime guard's serving-version test and reverts, as the service runs them; off: the candidate arm only)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
@@ -63,6 +63,8 @@ const explore = {
   epsilon: 0.1,
   gamma: Number(flag('gamma', '200')),
   perturbation: Number(flag('perturbation', '0.5')),
+  // Only the e^{+δ} perturbations (ExploreOptions.upOnly): on, off.
+  ...(flag('up-only', 'off') === 'on' ? { upOnly: true } : {}),
   ...(Number(flag('probe', '0')) > 0 ? { probe: Number(flag('probe', '0')), probeDepth: Number(flag('probe-depth', '1.5')), probeStop: Number(flag('probe-stop', '0.25')), probeKind: flag('probe-kind', 'cut') as 'cut' | 'random', probeDecay: flag('probe-decay', 'on') === 'on' } : {}),
   ...(Number(flag('wide-start', '0')) > 0 ? { wideStart: Number(flag('wide-start', '0')), wideKind: flag('wide-kind', 'cut') as 'cut' | 'random', wideDepth: flag('wide-depth', '2') === 'inf' ? Infinity : Number(flag('wide-depth', '2')) } : {}),
   budget: Number(flag('budget', String(EXPLORE_DEFAULTS.budget))),
