@@ -1,23 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import type { Running } from '../../src/server.js';
-import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { testPrefix } from '../helpers/env.js';
+import { serveDuring } from '../helpers/serve.js';
 
 const run = promisify(execFile);
 const prefix = testPrefix('budget-cli');
-let rt: Running;
-before(async () => {
-  rt = await startTest(prefix, { listen: true }, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });
-});
-after(async () => {
-  await rt.close();
-  await dropPrefix(prefix);
-});
+const server = serveDuring(prefix, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });
 
 const cli = async (...args: string[]) =>
-  (await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args, '--url', rt.url!], { cwd: new URL('../..', import.meta.url).pathname })).stdout;
+  (await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args, '--url', server.rt.url!], { cwd: new URL('../..', import.meta.url).pathname })).stdout;
 
 describe('apportion budgets', () => {
   it('sets, debits and lists budgets from the shell', async () => {

@@ -7,8 +7,8 @@ import { AppError } from '../../src/errors/app-error.js';
 import { connectRedis } from '../../src/redis/connection.js';
 import { ApportionClient } from '@apportion/sdk';
 import { ReservationsClient } from '@apportion/sdk';
-import type { Running } from '../../src/server.js';
-import { dropPrefix, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
+import { serveDuring } from '../helpers/serve.js';
 import { harness, readLedger, type Harness } from './harness.js';
 
 /**
@@ -78,23 +78,16 @@ describe('a reserve or draw that reaches a stalled store after its deadline is n
 
 describe('the SDK retries a 503 with the same idempotency key (over a real socket)', () => {
   const prefix = testPrefix('budget-deadline-http');
-  let rt: Running;
-  before(async () => {
-    rt = await startTest(prefix, { listen: true }, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });
-  });
-  after(async () => {
-    await rt.close();
-    await dropPrefix(prefix);
-  });
+  const server = serveDuring(prefix, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });
 
   it('a reserve sent while the store stalls past the route timeout is granted exactly once', async () => {
-    const client = new ApportionClient({ url: rt.url! });
+    const client = new ApportionClient({ url: server.rt.url! });
     await client.request('PUT', '/v1/budgets', { scope: 'tenant:sdk', unit: 'TOKENS', allocated: 1000 });
     const res = new ReservationsClient(client, { attempts: 6, baseDelayMs: 200 });
     let answers503 = 0;
-    const counting = new ReservationsClient(new ApportionClient({ url: rt.url! }), { attempts: 1 });
+    const counting = new ReservationsClient(new ApportionClient({ url: server.rt.url! }), { attempts: 1 });
     // The server answers 503 after its 2 s store timeout; the stall lasts 3 s.
-    const blocked = stall(rt.core.redis, 3);
+    const blocked = stall(server.rt.core.redis, 3);
     const [granted, probe] = await Promise.allSettled([
       res.reserve({ scope: 'tenant:sdk', amount: 400, idempotencyKey: 'sdk-1' }),
       counting.reserve({ scope: 'tenant:sdk', amount: 1, idempotencyKey: 'probe-1' }).catch((e: { statusCode?: number }) => {

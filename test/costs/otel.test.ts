@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { context, trace, SpanStatusCode, type Span as OtelSpan } from '@opentelemetry/api';
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -12,32 +12,24 @@ import { BatchSpanProcessor, InMemorySpanExporter, SimpleSpanProcessor, type Spa
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { decodeOtlpProto, ExportTraceServiceResponse } from '../../src/costs/otlp-proto.js';
 import { mapOtlp, type OtlpRequest } from '../../src/costs/otlp.js';
-import type { Running } from '../../src/server.js';
-import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { testPrefix } from '../helpers/env.js';
+import { serveDuring } from '../helpers/serve.js';
 import { checkTree, runSession } from '../helpers/otel-session.js';
 
 const prefix = testPrefix('costs-otel');
-let rt: Running;
-
-before(async () => {
-  rt = await startTest(prefix, { listen: true }, { PORT: '0' });
-});
-after(async () => {
-  await rt.close();
-  await dropPrefix(prefix);
-});
+const server = serveDuring(prefix, { PORT: '0' });
 
 /** A child of `parent` (the session helper is written against any OpenTelemetry API version). */
 const childOf = (parent: OtelSpan) => trace.setSpan(context.active(), parent);
 
 function provider(processor: (e: OTLPTraceExporter | OTLPProtoTraceExporter) => SpanProcessor, gzip: boolean, wire: 'json' | 'protobuf' = 'json'): NodeTracerProvider {
-  const opts = { url: `${rt.url}/v1/traces`, ...(gzip ? { compression: CompressionAlgorithm.GZIP } : {}) };
+  const opts = { url: `${server.rt.url}/v1/traces`, ...(gzip ? { compression: CompressionAlgorithm.GZIP } : {}) };
   const exporter = wire === 'json' ? new OTLPTraceExporter(opts) : new OTLPProtoTraceExporter(opts);
   return new NodeTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'otel-test' }), spanProcessors: [processor(exporter)] });
 }
 
 async function get(path: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${rt.url}${path}`);
+  const res = await fetch(`${server.rt.url}${path}`);
   return { status: res.status, body: await res.json() };
 }
 
@@ -84,7 +76,7 @@ describe('OpenTelemetry end to end (real SDK and OTLP/HTTP JSON exporter over a 
     });
     const body = { resourceSpans: [{ resource: { attributes: [] }, scopeSpans: [{ spans: [span('bb'.repeat(8)), span('xyz'), span('cc'.repeat(8), { endTimeUnixNano: '5' })] }] }] };
     const post = (payload: Buffer | string, headers: Record<string, string>) =>
-      fetch(`${rt.url}/v1/traces`, { method: 'POST', body: payload, headers: { 'content-type': 'application/json', ...headers } });
+      fetch(`${server.rt.url}/v1/traces`, { method: 'POST', body: payload, headers: { 'content-type': 'application/json', ...headers } });
     const res = await post(gzipSync(JSON.stringify(body)), { 'content-encoding': 'gzip' });
     assert.equal(res.status, 200);
     const out = (await res.json()) as { partialSuccess: { rejectedSpans: number; errorMessage: string } };
@@ -130,7 +122,7 @@ describe('OTLP/HTTP protobuf (the official protobuf exporter over a socket)', ()
     ]);
     const body = ProtobufTraceSerializer.serializeRequest(spans)!;
     const post = (payload: Uint8Array | string, path = '/v1/traces') =>
-      fetch(`${rt.url}${path}`, { method: 'POST', body: payload, headers: { 'content-type': 'application/x-protobuf' } });
+      fetch(`${server.rt.url}${path}`, { method: 'POST', body: payload, headers: { 'content-type': 'application/x-protobuf' } });
     const ok = await post(body);
     assert.equal(ok.status, 200);
     assert.equal(ok.headers.get('content-type'), 'application/x-protobuf');
@@ -156,7 +148,7 @@ describe('OTLP/HTTP protobuf (the official protobuf exporter over a socket)', ()
       // Started in 1971: out of range.
       { traceId: 'ef'.repeat(16), spanId: '02'.repeat(8), attributes: { 'gen_ai.request.model': 'gpt-4o', 'gen_ai.usage.input_tokens': 3 }, startNs: 31_536_000_000_000_000n },
     ]);
-    const res = await fetch(`${rt.url}/v1/traces`, { method: 'POST', body: ProtobufTraceSerializer.serializeRequest(spans)!, headers: { 'content-type': 'application/x-protobuf' } });
+    const res = await fetch(`${server.rt.url}/v1/traces`, { method: 'POST', body: ProtobufTraceSerializer.serializeRequest(spans)!, headers: { 'content-type': 'application/x-protobuf' } });
     assert.equal(res.status, 200);
     const answer = ExportTraceServiceResponse.toObject(ExportTraceServiceResponse.decode(new Uint8Array(await res.arrayBuffer())), { longs: Number }) as {
       partialSuccess: { rejectedSpans: number; errorMessage: string };

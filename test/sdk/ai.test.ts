@@ -1,22 +1,15 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { BudgetController, BudgetExceededError, SpanRecorder } from '@apportion/sdk';
 import { apportionMiddleware, WRAP_UP_MESSAGE } from '@apportion/sdk/ai';
 import { generateText, streamText, wrapLanguageModel } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import fc from 'fast-check';
-import type { Running } from '../../src/server.js';
-import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { testPrefix } from '../helpers/env.js';
+import { serveDuring } from '../helpers/serve.js';
 
 const prefix = testPrefix('sdk-ai');
-let rt: Running;
-before(async () => {
-  rt = await startTest(prefix, { listen: true }, { PORT: '0' });
-});
-after(async () => {
-  await rt.close();
-  await dropPrefix(prefix);
-});
+const server = serveDuring(prefix, { PORT: '0' });
 
 const usage = (input: number, output: number) => ({
   inputTokens: { total: input, noCache: input, cacheRead: 0, cacheWrite: undefined },
@@ -54,7 +47,7 @@ const controllerFor = (budgets: Record<string, number>, pool = 0) =>
   new BudgetController({ budgets: Object.fromEntries(Object.entries(budgets).map(([k, v]) => [k, { tokens: v }])), unallocatedTokens: pool }, { agents: Object.keys(budgets).map((name) => ({ name })) });
 
 async function costTree(session: string) {
-  return (await (await fetch(`${rt.url}/v1/sessions/${session}/cost-tree`)).json()) as {
+  return (await (await fetch(`${server.rt.url}/v1/sessions/${session}/cost-tree`)).json()) as {
     total: { calls: number; tokens: { input: number; output: number } };
     nodes: { agent: string; kind: string; model?: string; provider?: string; parentSpanId?: string; spanId: string }[];
   };
@@ -67,7 +60,7 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
       { input: 300, output: 350 },
       { input: 100, output: 120 },
     ]);
-    const recorder = new SpanRecorder({ url: rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
     const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'researcher', recorder }) });
     await recorder.withSession({ sessionId: 'ai-generate' }, async () => {
       const first = await generateText({ model, system: 'You research.', prompt: 'q1', maxOutputTokens: 5000 });
@@ -94,7 +87,7 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
   it('asks to wrap up past wrapUpAt, and refuses a call with nothing left without calling the model', async () => {
     const controller = controllerFor({ planner: 1000 });
     const mock = mockModel([{ input: 500, output: 420 }, { input: 50, output: 30 }]);
-    const recorder = new SpanRecorder({ url: rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
     const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'planner', recorder }) });
     await recorder.withAgent('planner', async () => {
       await generateText({ model, system: 'Plan.', prompt: 'p' });
@@ -113,7 +106,7 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
   it('streamText: streamed usage reaches the controller and the span', async () => {
     const controller = controllerFor({ writer: 2000 });
     const mock = mockModel([{ input: 700, output: 240 }]);
-    const recorder = new SpanRecorder({ url: rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
     const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'writer', recorder, provider: 'acme' }) });
     await recorder.withSession({ sessionId: 'ai-stream' }, async () => {
       const result = streamText({ model, prompt: 'write', maxOutputTokens: 1500 });

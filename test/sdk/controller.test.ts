@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ApportionClient, BudgetController, BudgetExceededError, type ControllerAgent, ReservationsClient } from '@apportion/sdk';
-import type { Running } from '../../src/server.js';
-import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
+import { FIVE_AGENTS, testPrefix } from '../helpers/env.js';
+import { serveDuring } from '../helpers/serve.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -204,17 +204,10 @@ describe('BudgetController: reclaim to agents still to run, keep the pool for ex
 
 describe('BudgetController backed by a server reservation', () => {
   const prefix = testPrefix('sdk-controller');
-  let rt: Running;
-  before(async () => {
-    rt = await startTest(prefix, { listen: true }, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });
-  });
-  after(async () => {
-    await rt.close();
-    await dropPrefix(prefix);
-  });
+  const server = serveDuring(prefix, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });
 
   it('is created straight from a POST /v1/allocations answer and the pipeline’s agents', async () => {
-    const client = new ApportionClient({ url: rt.url! });
+    const client = new ApportionClient({ url: server.rt.url! });
     await client.request('PUT', '/v1/pipelines/ctl', FIVE_AGENTS);
     const pipeline = await client.request<{ agents: ControllerAgent[] }>('GET', '/v1/pipelines/ctl');
     const allocation = await client.allocate({ pipeline: 'ctl', totalTokens: 12_000 });
@@ -225,7 +218,7 @@ describe('BudgetController backed by a server reservation', () => {
   });
 
   it('with a priority-pool allocation from the server: reclaim goes to agents still to run, the pool stays for extend()', async () => {
-    const client = new ApportionClient({ url: rt.url! });
+    const client = new ApportionClient({ url: server.rt.url! });
     await client.request('PUT', '/v1/pipelines/pp', FIVE_AGENTS);
     await client.request('PUT', '/v1/strategies/pp-pool', {
       pipeline: 'pp',
@@ -250,7 +243,7 @@ describe('BudgetController backed by a server reservation', () => {
   });
 
   it('reserves the ceiling, commits what was consumed, and is refused when the scope cannot cover it', async () => {
-    const client = new ApportionClient({ url: rt.url! });
+    const client = new ApportionClient({ url: server.rt.url! });
     await client.request('PUT', '/v1/budgets', { scope: 'tenant:sdk/workspace:w', unit: 'TOKENS', allocated: 15_000 });
     const res = new ReservationsClient(client);
     const backing = res.backing('tenant:sdk/workspace:w/workflow:req-1');
@@ -268,7 +261,7 @@ describe('BudgetController backed by a server reservation', () => {
   });
 
   it('sub-agents in other processes draw from the request’s reservation; each token is charged once', async () => {
-    const client = new ApportionClient({ url: rt.url! });
+    const client = new ApportionClient({ url: server.rt.url! });
     await client.request('PUT', '/v1/budgets', { scope: 'tenant:sdk2/workspace:w', unit: 'TOKENS', allocated: 12_000 });
     const res = new ReservationsClient(client);
     const c = new BudgetController(ALLOCATION, { agents: AGENTS, backing: res.backing('tenant:sdk2/workspace:w/workflow:req') });
@@ -278,9 +271,9 @@ describe('BudgetController backed by a server reservation', () => {
     assert.equal(handle.tokens, 4000);
     // The sub-agent process draws its 4,000 and uses 3,100 (the request's hold is now 6,900); a second one asking
     // for more than that is refused by the server.
-    const done = await sub([rt.url!, handle.parent, 'reasoner', handle.tokens, 3100]);
+    const done = await sub([server.rt.url!, handle.parent, 'reasoner', handle.tokens, 3100]);
     assert.equal(done.ok, true);
-    const greedy = await sub([rt.url!, handle.parent, 'other', 7000, 1]);
+    const greedy = await sub([server.rt.url!, handle.parent, 'other', 7000, 1]);
     assert.deepEqual(greedy, { ...greedy, ok: false, server: true });
     assert.equal((await res.balances('tenant:sdk2/workspace:w'))[0]!.reserved, 6900);
     c.record('reasoner', 3100, { chargedRemotely: true });
@@ -291,14 +284,14 @@ describe('BudgetController backed by a server reservation', () => {
   });
 
   it('a sub-agent that overruns its draw and its parent’s hold is charged in full, and the parent still settles', async () => {
-    const client = new ApportionClient({ url: rt.url! });
+    const client = new ApportionClient({ url: server.rt.url! });
     await client.request('PUT', '/v1/budgets', { scope: 'tenant:sdk3/workspace:w', unit: 'TOKENS', allocated: 12_000 });
     const res = new ReservationsClient(client);
     const c = new BudgetController(ALLOCATION, { agents: AGENTS, backing: res.backing('tenant:sdk3/workspace:w/workflow:req') });
     await c.attach();
     const handle = c.delegate('reasoner');
     // 4,000 drawn, 10,500 used: the parent's whole 10,000 hold covers 10,000 of it, the workspace the other 500.
-    const done = await sub([rt.url!, handle.parent, 'reasoner', handle.tokens, 10_500]);
+    const done = await sub([server.rt.url!, handle.parent, 'reasoner', handle.tokens, 10_500]);
     assert.equal(done.ok, false, 'the sub-agent was told it exceeded its budget…');
     assert.match(done.error ?? '', /budget exceeded/);
     assert.throws(() => c.record('reasoner', 10_500, { chargedRemotely: true }), BudgetExceededError);

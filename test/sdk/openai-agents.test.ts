@@ -1,22 +1,15 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { BudgetController, SpanRecorder } from '@apportion/sdk';
 import { ApportionModel, attachBudgetHooks, budgetAgents, WRAP_UP_MESSAGE } from '@apportion/sdk/openai-agents';
 import { Agent, Runner, setTracingDisabled, Usage } from '@openai/agents';
 import { assistantMessage, functionCall, ScriptedModel } from '@openai/agents/testing';
-import type { Running } from '../../src/server.js';
-import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { testPrefix } from '../helpers/env.js';
+import { serveDuring } from '../helpers/serve.js';
 
 setTracingDisabled(true);
 const prefix = testPrefix('sdk-agents');
-let rt: Running;
-before(async () => {
-  rt = await startTest(prefix, { listen: true }, { PORT: '0' });
-});
-after(async () => {
-  await rt.close();
-  await dropPrefix(prefix);
-});
+const server = serveDuring(prefix, { PORT: '0' });
 
 const usage = (inputTokens: number, outputTokens: number) => new Usage({ requests: 1, inputTokens, outputTokens, totalTokens: inputTokens + outputTokens });
 
@@ -33,7 +26,7 @@ const controllerFor = (budgets: Record<string, number>, pool = 0) =>
   new BudgetController({ budgets: Object.fromEntries(Object.entries(budgets).map(([k, v]) => [k, { tokens: v }])), unallocatedTokens: pool }, { agents: Object.keys(budgets).map((name) => ({ name, priority: 'standard' as const })) });
 
 async function costTree(session: string) {
-  return (await (await fetch(`${rt.url}/v1/sessions/${session}/cost-tree`)).json()) as {
+  return (await (await fetch(`${server.rt.url}/v1/sessions/${session}/cost-tree`)).json()) as {
     total: { calls: number; tokens: { input: number; output: number } };
     byAgent: { key: string; tokens: { total: number } }[];
   };
@@ -44,7 +37,7 @@ describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedMod
     it(`a multi-agent run with a handoff${stream ? ', streamed' : ''}: each agent capped, metered and attributed; the handoff frees triage's rest for billing`, async () => {
       const { triage, triageModel, billingModel } = graph();
       const controller = controllerFor({ triage: 1000, billing: 2000 });
-      const recorder = new SpanRecorder({ url: rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+      const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
       const wrapped = budgetAgents(triage, { controller, recorder, modelName: 'gpt-4o-mini', provider: 'openai' });
       assert.deepEqual(wrapped.map((a) => a.name).sort(), ['billing', 'triage']);
       const runner = new Runner({ tracingDisabled: true });

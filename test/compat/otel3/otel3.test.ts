@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 // Resolved from this workspace's own node_modules: the OpenTelemetry JS 3.x SDK, its OTLP exporters and API 1.10.
 import { context, trace, type Span } from '@opentelemetry/api';
 import { OTLPTraceExporter as OTLPHttpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -10,8 +10,8 @@ import { OTLPTraceExporter as OTLPProtoExporter } from '@opentelemetry/exporter-
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, SimpleSpanProcessor, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace';
-import type { Running } from '../../../src/server.js';
-import { dropPrefix, startTest, testPrefix } from '../../helpers/env.js';
+import { testPrefix } from '../../helpers/env.js';
+import { serveDuring } from '../../helpers/serve.js';
 import { checkTree, runSession } from '../../helpers/otel-session.js';
 
 /**
@@ -22,15 +22,7 @@ import { checkTree, runSession } from '../../helpers/otel-session.js';
  * installed in this test workspace (test/compat/otel3/package.json), not at the root.
  */
 const prefix = testPrefix('otel3-compat');
-let rt: Running;
-
-before(async () => {
-  rt = await startTest(prefix, { listen: true }, { PORT: '0' });
-});
-after(async () => {
-  await rt.close();
-  await dropPrefix(prefix);
-});
+const server = serveDuring(prefix, { PORT: '0' });
 
 const childOf = (parent: Span) => trace.setSpan(context.active(), parent);
 
@@ -57,7 +49,7 @@ describe('OpenTelemetry JS 3.x: the official OTLP exporters over a socket', () =
   ] as const;
   for (const [wire, processor, gzip] of cases) {
     it(`${wire}, ${processor} processor${gzip ? ', gzip' : ''}: every span of every session arrives and maps onto its tree`, async () => {
-      const options = { url: `${rt.url}/v1/traces`, compression: gzip ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE };
+      const options = { url: `${server.rt.url}/v1/traces`, compression: gzip ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE };
       const exporter: SpanExporter = wire === 'protobuf' ? new OTLPProtoExporter(options) : new OTLPHttpJsonExporter(options);
       const spanProcessor = processor === 'batch' ? new BatchSpanProcessor({ exporter, maxExportBatchSize: 7 }) : new SimpleSpanProcessor({ exporter });
       const provider = new TracerProvider({ resource: resourceFromAttributes({ 'service.name': 'otel3-test' }), spanProcessors: [spanProcessor] });
@@ -66,7 +58,7 @@ describe('OpenTelemetry JS 3.x: the official OTLP exporters over a socket', () =
       await provider.forceFlush();
       await provider.shutdown();
       for (const s of sessions) {
-        const res = await fetch(`${rt.url}/v1/sessions/${s}/cost-tree`);
+        const res = await fetch(`${server.rt.url}/v1/sessions/${s}/cost-tree`);
         const body = await res.json();
         assert.equal(res.status, 200, JSON.stringify(body));
         checkTree(body, s);
