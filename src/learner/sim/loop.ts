@@ -486,6 +486,13 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         };
         // A bench may replace the verdict (e.g. a gate that knows the world's truth: what a perfect rule could do).
         const ruled = gateVerdict(input, gateRule, look);
+        // Fewer decisions than the gate needs (a retrain cadence under its minimum): no verdict, no look used, and
+        // nothing trained over the candidate, as the service's gateCandidate answers "awaits the gate".
+        if (ruled.events < gateRule.minEvents) {
+          look--;
+          if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
+          continue;
+        }
         const judgedBy = opts.onJudge?.({ t: t + 1, phase, look, candidate: c, serving: s, input, verdict: ruled }) ?? ruled;
         const held = !s && t + 1 < (opts.startHold ?? 0) && judgedBy.pass;
         // The guard holds activations after a revert (registry.activate lists the version, held, and does not serve it).
