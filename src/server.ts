@@ -5,6 +5,7 @@ import { buildApp } from './app.js';
 import { createModules } from './modules.js';
 import type { Core } from './kernel/core.js';
 import type { Closeable, ModuleParts } from './kernel/module.js';
+import { startOtlpGrpc, type OtlpGrpcServer } from './http/otlp-grpc.js';
 import { closeWorkers } from './kernel/drain.js';
 import { closeCore, createCore } from './runtime.js';
 import { seedExamples } from './seed.js';
@@ -25,6 +26,8 @@ export interface Running {
   readonly app: FastifyInstance | undefined;
   /** Base URL when listening. */
   readonly url: string | undefined;
+  /** Port of the OTLP/gRPC listener (APPORTION_OTLP_GRPC_PORT), when one listens. */
+  readonly grpcPort: number | undefined;
   /**
    * Drains HTTP (at most 20 s), then lets workers finish their active jobs (at most `workerDrainMs`; past it they are
    * closed without them and the jobs are retried as stalled), then closes connections.
@@ -44,8 +47,11 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
   const workers: Closeable[] = [];
   let modules: readonly ModuleParts[] = [];
   let app: FastifyInstance | undefined;
+  let grpc: OtlpGrpcServer | undefined;
   const shutdown = async () => {
     const t0 = Date.now();
+    // gRPC first: its calls go through the app, which must still be open for the ones in flight.
+    if (grpc) await grpc.close();
     if (app) {
       // Bounded: under heavy CPU load a drain was seen never to finish (listener closed, no connection left, close()
       // pending for 15 minutes), which kept the workers, and the process, alive. Past the bound the rest still closes.
@@ -96,6 +102,7 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
       if (opts.listen !== false) {
         url = await built.listen({ port: config.port, host: config.host });
         if (!config.authEnabled) log.warn({ host: config.host }, 'auth is OFF (no APPORTION_ADMIN_KEY / APPORTION_CLIENT_KEY): listening on loopback only');
+        if (config.otlpGrpcPort !== undefined) grpc = await startOtlpGrpc(built, config.host, config.otlpGrpcPort, config.bodyLimitBytes, log);
       }
     }
   } catch (e) {
@@ -105,7 +112,7 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
   }
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= shutdown());
-  return { core, modules, app, url, close };
+  return { core, modules, app, url, grpcPort: grpc?.port, close };
 }
 
 /** Closes gracefully on SIGTERM/SIGINT; a second signal exits at once. */

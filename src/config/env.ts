@@ -55,6 +55,11 @@ export interface Config {
   readonly configPollMs: number;
   /** Expose the hidden `POST /bench/noop` and `POST /bench/redis` routes that benchmarks use as baselines. Default false. */
   readonly benchRoutes: boolean;
+  /**
+   * Port of the OTLP/gRPC trace listener (`APPORTION_OTLP_GRPC_PORT`, on HOST beside the HTTP port; 4317 is the
+   * protocol's usual port; 0: any free port). Unset: no gRPC listener (OTLP/HTTP on `POST /v1/traces` only).
+   */
+  readonly otlpGrpcPort: number | undefined;
   /** URL that receives budget threshold alerts (50/80/100 %) as JSON POSTs. Unset: alerts are only counted and streamed. */
   readonly budgetAlertWebhook: string | undefined;
   /** How long idempotency records and finished reservations are kept, in seconds (a replay after that is a new request). Default 3600. */
@@ -240,6 +245,7 @@ export function loadConfig(env: Env = process.env): Config {
     modelsDir: env.APPORTION_MODELS_DIR?.trim() || 'models',
     configPollMs: intVar(env, 'APPORTION_CONFIG_POLL_MS', 1000, 50, 3_600_000),
     benchRoutes: boolVar(env, 'APPORTION_BENCH_ROUTES', false),
+    otlpGrpcPort: env.APPORTION_OTLP_GRPC_PORT?.trim() ? intVar(env, 'APPORTION_OTLP_GRPC_PORT', 0, 0, 65535) : undefined,
     budgetAlertWebhook: urlVar(env, 'APPORTION_BUDGET_ALERT_WEBHOOK'),
     idempotencyTtlSeconds: intVar(env, 'APPORTION_IDEMPOTENCY_TTL_SECONDS', 3600, 1, 30 * 86_400),
     reservationSweepMs: intVar(env, 'APPORTION_RESERVATION_SWEEP_MS', 1000, 50, 3_600_000),
@@ -289,6 +295,7 @@ export const CONFIG_VARIABLES = [
   'APPORTION_MODELS_DIR',
   'APPORTION_CONFIG_POLL_MS',
   'APPORTION_BENCH_ROUTES',
+  'APPORTION_OTLP_GRPC_PORT',
   'APPORTION_BUDGET_ALERT_WEBHOOK',
   'APPORTION_IDEMPOTENCY_TTL_SECONDS',
   'APPORTION_RESERVATION_SWEEP_MS',

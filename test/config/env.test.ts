@@ -23,6 +23,8 @@ describe('config', () => {
     ['APPORTION_ADMIN_KEY', 'short'],
     ['APPORTION_REWARD_WINDOW_SECONDS', '0'],
     ['APPORTION_SEED_EXAMPLES', 'maybe'],
+    ['APPORTION_OTLP_GRPC_PORT', 'grpc'],
+    ['APPORTION_OTLP_GRPC_PORT', '70000'],
   ] as const) {
     it(`rejects ${name}=${value} naming the variable`, () => {
       assert.throws(() => loadConfig({ [name]: value }), (e: unknown) => e instanceof ConfigError && e.variable === name && e.message.includes(name));
@@ -32,6 +34,13 @@ describe('config', () => {
   it('binds loopback only while auth is off', () => {
     assert.equal(loadConfig({ HOST: '0.0.0.0' }).host, '127.0.0.1');
     assert.equal(loadConfig({ HOST: '0.0.0.0', APPORTION_ADMIN_KEY: 'a'.repeat(20) }).host, '0.0.0.0');
+  });
+
+  it('has no OTLP/gRPC listener unless APPORTION_OTLP_GRPC_PORT is set', () => {
+    assert.equal(loadConfig({}).otlpGrpcPort, undefined);
+    assert.equal(loadConfig({ APPORTION_OTLP_GRPC_PORT: ' ' }).otlpGrpcPort, undefined);
+    assert.equal(loadConfig({ APPORTION_OTLP_GRPC_PORT: '4317' }).otlpGrpcPort, 4317);
+    assert.equal(loadConfig({ APPORTION_OTLP_GRPC_PORT: '0' }).otlpGrpcPort, 0);
   });
 
   it('rejects the same key for admin and client', () => {

@@ -39,8 +39,11 @@ export function runSession<S extends SessionSpan, C>(tracer: SessionTracer<S, C>
   root.end();
 }
 
-/** The cost tree of one runSession: five spans, three priced calls, the failed one attributed to the researcher. */
-export function checkTree(t: any, session: string): void {
+/**
+ * The cost tree of one runSession: five spans, three priced calls, the failed one attributed to the researcher.
+ * `customer`: who every span is attributed to (the session's `user.id`; under a tenant's key, the tenant).
+ */
+export function checkTree(t: any, session: string, customer = `${session}-customer`): void {
   assert.equal(t.pending.length, 0);
   assert.equal(t.nodes.length, 5, `${session}: all five spans stored`);
   assert.equal(t.total.calls, 3);
@@ -51,7 +54,7 @@ export function checkTree(t: any, session: string): void {
   assert.ok(t.total.costNano > 0);
   const agents = Object.fromEntries(t.byAgent.map((b: any) => [b.key, b.tokens.total]));
   assert.deepEqual(agents, { coordinator: 1200, researcher: 880 });
-  for (const n of t.nodes) assert.equal(n.customer, `${session}-customer`);
+  for (const n of t.nodes) assert.equal(n.customer, customer);
   const failed = t.nodes.find((n: any) => n.status === 'error');
   assert.equal(failed.agent, 'researcher');
   assert.equal(t.wastedOnRetries.calls, 1);
