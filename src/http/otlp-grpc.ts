@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
  * OTLP/gRPC trace ingestion (`opentelemetry.proto.collector.trace.v1.TraceService/Export`), the default protocol of
  * most OpenTelemetry SDKs outside JavaScript. A gRPC request's message is the same ExportTraceServiceRequest bytes as
  * an OTLP/HTTP protobuf body, and its answer the same ExportTraceServiceResponse bytes, so each call is handed, bytes
- * as they are, to `POST /v1/traces` through `app.inject`: the route's authentication, tenant rule, body limit, decoding
+ * as they are and from the caller's address, to `POST /v1/traces` through `app.inject`: the route's authentication, tenant rule, body limit, decoding
  * and mapping apply unchanged (there is one ingestion path, not two). The call's metadata become the request's
  * headers (`authorization: Bearer <key>`, `x-apportion-tenant`); gRPC message compression (gzip) is undone by grpc-js
  * before the bytes arrive. An HTTP error becomes the gRPC status an OTLP exporter acts on (the spec's retryable codes
@@ -50,6 +50,15 @@ function headersOf(md: Metadata): Record<string, string> {
   return out;
 }
 
+/** The caller's address from a grpc-js peer ("127.0.0.1:5000", "[::1]:5000", "ipv4:…"), for the route's per-address rate limit. */
+export function peerAddress(peer: string): string {
+  const p = peer.replace(/^ipv[46]:/, '');
+  const v6 = /^\[([^\]]+)\]:\d+$/.exec(p);
+  if (v6) return v6[1]!;
+  const v4 = /^([^:]+):\d+$/.exec(p);
+  return v4 ? v4[1]! : p;
+}
+
 export interface OtlpGrpcServer {
   readonly port: number;
   /** Stops taking calls and waits for those in flight (at most `graceMs`, then cancels them). */
@@ -62,7 +71,7 @@ export async function startOtlpGrpc(app: FastifyInstance, host: string, port: nu
   const impl: UntypedServiceImplementation = {
     Export: (call: ServerUnaryCall<Buffer, Buffer>, done: sendUnaryData<Buffer>) => {
       app
-        .inject({ method: 'POST', url: '/v1/traces', headers: headersOf(call.metadata), payload: call.request })
+        .inject({ method: 'POST', url: '/v1/traces', headers: headersOf(call.metadata), payload: call.request, remoteAddress: peerAddress(call.getPeer()) })
         .then((res) => {
           if (res.statusCode === 200) return done(null, res.rawPayload);
           let details = `HTTP ${res.statusCode}`;

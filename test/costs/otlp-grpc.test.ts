@@ -9,7 +9,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ExportTraceServiceResponse } from '../../src/costs/otlp-proto.js';
-import { TRACE_SERVICE } from '../../src/http/otlp-grpc.js';
+import { grpcStatusOf, peerAddress, TRACE_SERVICE } from '../../src/http/otlp-grpc.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
 import { checkTree, runSession } from '../helpers/otel-session.js';
@@ -110,6 +110,20 @@ describe('OTLP/gRPC: what the bridge to POST /v1/traces keeps', () => {
     const theirs = await http(key.acme, 'GET', '/v1/sessions/grpc-tenant/cost-tree');
     assert.equal(theirs.status, 404);
     assert.equal(theirs.body.code, 'SESSION_NOT_FOUND');
+  });
+
+  it('maps the caller\u2019s address and the HTTP statuses exporters act on', () => {
+    assert.deepEqual(['127.0.0.1:5000', '[::1]:5000', 'ipv4:10.0.0.2:443', 'ipv6:[fe80::1]:8'].map(peerAddress), ['127.0.0.1', '::1', '10.0.0.2', 'fe80::1']);
+    assert.deepEqual([400, 401, 403, 413, 415, 429, 500, 503].map(grpcStatusOf), [
+      status.INVALID_ARGUMENT,
+      status.UNAUTHENTICATED,
+      status.PERMISSION_DENIED,
+      status.RESOURCE_EXHAUSTED,
+      status.INVALID_ARGUMENT,
+      status.RESOURCE_EXHAUSTED,
+      status.INTERNAL,
+      status.UNAVAILABLE,
+    ]);
   });
 
   it('bytes that are not a message are INVALID_ARGUMENT with the error code', async () => {
