@@ -6,11 +6,12 @@ import type { Logger } from 'pino';
  * OTLP/gRPC trace ingestion (`opentelemetry.proto.collector.trace.v1.TraceService/Export`), the default protocol of
  * most OpenTelemetry SDKs outside JavaScript. A gRPC request's message is the same ExportTraceServiceRequest bytes as
  * an OTLP/HTTP protobuf body, and its answer the same ExportTraceServiceResponse bytes, so each call is handed, bytes
- * as they are and from the caller's address, to `POST /v1/traces` through `app.inject`: the route's authentication, tenant rule, body limit, decoding
- * and mapping apply unchanged (there is one ingestion path, not two). The call's metadata become the request's
- * headers (`authorization: Bearer <key>`, `x-apportion-tenant`); gRPC message compression (gzip) is undone by grpc-js
- * before the bytes arrive. An HTTP error becomes the gRPC status an OTLP exporter acts on (the spec's retryable codes
- * for 429 and 503), with the error's code and message (which names the field) as the status details.
+ * as they are and from the caller's address, to `POST /v1/traces` through `app.inject`: the route's authentication,
+ * tenant rule, rate limit, body limit, decoding and mapping apply unchanged (there is one ingestion path, not two).
+ * The call's metadata become the request's headers (`authorization: Bearer <key>`, `x-apportion-tenant`); gRPC message
+ * compression (gzip) is undone by grpc-js before the bytes arrive. An HTTP error becomes the gRPC status an OTLP
+ * exporter acts on (the spec's retryable codes for 429 and 503), with the error's code and message (which names the
+ * field) as the status details.
  */
 export const TRACE_EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
@@ -34,11 +35,11 @@ const TRANSPORT = /^(:|grpc-|content-type$|content-length$|te$|host$|connection$
 
 /** gRPC status of an HTTP status (OTLP exporters retry UNAVAILABLE and RESOURCE_EXHAUSTED only). */
 export function grpcStatusOf(http: number): status {
-  if (http === 400 || http === 413 || http === 415 || http === 422) return http === 413 ? status.RESOURCE_EXHAUSTED : status.INVALID_ARGUMENT;
+  if (http === 400 || http === 415 || http === 422) return status.INVALID_ARGUMENT;
+  if (http === 413 || http === 429) return status.RESOURCE_EXHAUSTED;
   if (http === 401) return status.UNAUTHENTICATED;
   if (http === 403) return status.PERMISSION_DENIED;
   if (http === 404) return status.NOT_FOUND;
-  if (http === 429) return status.RESOURCE_EXHAUSTED;
   if (http === 503) return status.UNAVAILABLE;
   if (http === 504) return status.DEADLINE_EXCEEDED;
   return status.INTERNAL;
