@@ -65,7 +65,7 @@ const explore = {
   perturbation: Number(flag('perturbation', '0.5')),
   // Only the e^{+δ} perturbations (ExploreOptions.upOnly): on, off.
   ...(flag('up-only', 'off') === 'on' ? { upOnly: true } : {}),
-  ...(Number(flag('probe', '0')) > 0 ? { probe: Number(flag('probe', '0')), probeDepth: Number(flag('probe-depth', '1.5')), probeStop: Number(flag('probe-stop', '0.25')), probeKind: flag('probe-kind', 'cut') as 'cut' | 'random' | 'joint', jointFrac: Number(flag('joint-frac', String(1 / 3))), probeDecay: flag('probe-decay', 'on') === 'on' } : {}),
+  ...(Number(flag('probe', '0')) > 0 ? { probe: Number(flag('probe', '0')), probeDepth: Number(flag('probe-depth', '1.5')), probeStop: Number(flag('probe-stop', '0.25')), probeKind: flag('probe-kind', 'cut') as 'cut' | 'random', probeDecay: flag('probe-decay', 'on') === 'on' } : {}),
   ...(Number(flag('wide-start', '0')) > 0 ? { wideStart: Number(flag('wide-start', '0')), wideKind: flag('wide-kind', 'cut') as 'cut' | 'random', wideDepth: flag('wide-depth', '2') === 'inf' ? Infinity : Number(flag('wide-depth', '2')) } : {}),
   budget: Number(flag('budget', String(EXPLORE_DEFAULTS.budget))),
   decayFrom: Number(flag('decay-from', String(EXPLORE_DEFAULTS.decayFrom))),

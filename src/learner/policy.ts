@@ -50,9 +50,7 @@ export interface ExploreOptions {
   /** Predicted relative loss above which an agent is not probed in this context (default 0.25). */
   readonly probeStop?: number;
   /** 'cut' (default): one agent cut deep, per agent; 'random': one split drawn uniformly over the simplex (Dirichlet(1) shares fitted to the bounds), share `probe`. */
-  readonly probeKind?: 'cut' | 'random' | 'joint';
-  /** 'joint' probes: the share of the agents (those the model predicts lose least at their minimum) starved together. Default 1/3. */
-  readonly jointFrac?: number;
+  readonly probeKind?: 'cut' | 'random';
   /** false: the probe share does not decay with versions (default: it shrinks as decayFrom / v, see optionsFor). */
   readonly probeDecay?: boolean;
   /**
@@ -356,27 +354,6 @@ export function probesFor(heads: Heads, g: readonly number[], agents: readonly P
 }
 
 /**
- * A joint probe (probeKind 'joint'; measured, not adopted): the agents the model predicts lose least when cut to their
- * minimum, a `jointFrac` share of them, all at their minimum at once, the freed tokens to the others in proportion to
- * their room; none when the model predicts it loses more than `probeStop` (relative) of the greedy split.
- */
-export function jointProbe(heads: Heads, g: readonly number[], agents: readonly PolicyAgent[], opts: ExploreOptions): number[] | undefined {
-  const yg = predict(heads, g);
-  const losses: { i: number; loss: number }[] = [];
-  for (let i = 0; i < agents.length; i++) {
-    if (g[i]! <= agents[i]!.min) continue;
-    losses.push({ i, loss: yg - predict(heads, shifted(g, agents, i, agents[i]!.min)) });
-  }
-  if (losses.length === 0) return undefined;
-  losses.sort((a, b) => a.loss - b.loss);
-  const k = Math.max(1, Math.round(agents.length * (opts.jointFrac ?? 1 / 3)));
-  let b = g.slice();
-  for (const { i } of losses.slice(0, k)) b = shifted(b, agents, i, agents[i]!.min);
-  const loss = (yg - predict(heads, b)) / Math.max(1e-9, Math.abs(yg));
-  return loss > (opts.probeStop ?? PROBE_DEFAULTS.probeStop) ? undefined : b;
-}
-
-/**
  * Mixes probes into a candidate set and its probabilities: each probe gets `share / n` (n = number of agents), the
  * policy's probabilities are scaled by 1 − (its probes' total); a probe identical to a candidate adds to it,
  * others are appended in order (as candidatesWith would).
@@ -410,9 +387,6 @@ export function decide(heads: Heads, agents: readonly PolicyAgent[], total: numb
     const yg = predict(heads, candidates[0]!);
     const loss = (yg - predict(heads, r)) / Math.max(1e-9, Math.abs(yg));
     if (loss <= (opts.probeStop ?? PROBE_DEFAULTS.probeStop)) ({ candidates, probs } = withProbes(candidates, probs, [r], opts.probe, 1));
-  } else if (opts.probe && opts.probe > 0 && opts.probeKind === 'joint') {
-    const j = jointProbe(heads, candidates[0]!, agents, opts);
-    if (j) ({ candidates, probs } = withProbes(candidates, probs, [j], opts.probe, 1));
   } else if (opts.probe && opts.probe > 0) {
     const pr = probesFor(heads, candidates[0]!, agents, opts);
     if (pr.splits.length > 0) ({ candidates, probs } = withProbes(candidates, probs, pr.splits, opts.probe, agents.length));
