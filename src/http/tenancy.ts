@@ -52,6 +52,11 @@ export function seesPipeline(req: FastifyRequest, view: ControlView, id: string)
   return t === null || pipelineTenants(view).get(id) === t;
 }
 
+/** The answer to writing an id that another tenant holds (ids are global). */
+export function idTaken(id: string): AppError {
+  return new AppError('ID_TAKEN', `params/id: "${id}" is used by another tenant; ids are global`);
+}
+
 /**
  * The owner of a pipeline being written: the existing owner on replace; on create the caller's tenant, or for an
  * operator the `x-apportion-tenant` header (default: `former`, else `default`). `former` is the tenant that created
@@ -61,10 +66,9 @@ export function seesPipeline(req: FastifyRequest, view: ControlView, id: string)
 export function ownerFor(req: FastifyRequest, view: ControlView, pipelineId: string, former?: string): string {
   const existing = pipelineTenants(view).get(pipelineId);
   if (existing !== undefined) return existing;
-  const taken = () => new AppError('ID_TAKEN', `params/id: "${pipelineId}" is used by another tenant; ids are global`);
   const t = tenantOfCaller(req);
   if (t !== null) {
-    if (former !== undefined && former !== t) throw taken();
+    if (former !== undefined && former !== t) throw idTaken(pipelineId);
     return t;
   }
   const h = req.headers[TENANT_HEADER];

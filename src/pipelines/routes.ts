@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
-import { DEFAULT_TENANT, ownerFor, pipelineTenants, seesPipeline } from '../http/tenancy.js';
+import { DEFAULT_TENANT, idTaken, ownerFor, pipelineTenants, seesPipeline } from '../http/tenancy.js';
 import type { ModuleParts, Services } from '../kernel/module.js';
 import { pipelineView, validatePipelineBody } from './model.js';
 import { PipelineBody, PipelineParams, PipelineResponse } from './schema.js';
@@ -56,7 +56,7 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
             try {
               version = await core.store.put('pipelines', id, doc, { expect: { docs: expected }, owner: tenant });
             } catch (e) {
-              if (e instanceof IdOwnedError) throw new AppError('ID_TAKEN', `params/id: "${id}" is used by another tenant; ids are global`);
+              if (e instanceof IdOwnedError) throw idTaken(id);
               throw e;
             }
             return withDoc(view.raw, 'pipelines', id, version, doc);

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { parseScope } from '../budgets/scope.js';
 import type { ControlView } from '../control/view.js';
 import { AppError } from '../errors/app-error.js';
-import { pipelineTenants, sees, seesPipeline, tenantOfCaller } from '../http/tenancy.js';
+import { idTaken, pipelineTenants, sees, seesPipeline, tenantOfCaller } from '../http/tenancy.js';
 
 /**
  * The tenant rule of every route (see src/http/tenancy.ts for the ownership model, docs/tenants.md): run as a
@@ -71,8 +71,7 @@ const idNotTaken =
       const p = pipelineOf(view, kind, id);
       return p === undefined ? undefined : (pipelineTenants(view).get(p) ?? null);
     })();
-    if (owner !== undefined && owner !== null && !sees(req, owner)) throw new AppError('ID_TAKEN', `params/id: "${id}" is used by another tenant; ids are global`);
-    if (owner === null && tenantOfCaller(req) !== null) throw new AppError('ID_TAKEN', `params/id: "${id}" is used by another tenant; ids are global`);
+    if ((owner !== undefined && owner !== null && !sees(req, owner)) || (owner === null && tenantOfCaller(req) !== null)) throw idTaken(id);
   };
 
 const scopeField =
