@@ -67,7 +67,7 @@ export class OutcomeIntake {
     }
     if (!decision || !visible(decision.pipeline)) throw new AppError('DECISION_NOT_FOUND', `body/decisionId: no decision "${outcome.decisionId}" (unknown, or its reward window has passed)`);
     for (const agent of Object.keys(outcome.usage ?? {})) {
-      if (decision.budgets[agent] === undefined) {
+      if (!Object.hasOwn(decision.budgets, agent)) {
         throw new AppError('UNKNOWN_AGENT', `body/usage/${agent}: decision's pipeline "${decision.pipeline}" has no agent "${agent}"`);
       }
     }

@@ -25,15 +25,17 @@ export interface AgentObservation {
 export function observe(decision: DecisionRecord, outcome: OutcomeBody): AgentObservation[] {
   const out: AgentObservation[] = [];
   for (const [agent, u] of Object.entries(outcome.usage ?? {})) {
+    // Own properties only: a usage entry named `constructor` or `toString` is not an agent of the decision.
+    if (!Object.hasOwn(decision.budgets, agent)) continue;
     const allocated = decision.budgets[agent];
-    if (allocated === undefined) continue;
+    if (typeof allocated !== 'number') continue;
     const consumed = (u.inputTokens ?? 0) + (u.outputTokens ?? 0);
     const truncated = u.truncated === true;
     const util = allocated > 0 ? consumed / allocated : consumed > 0 ? 1 : 0;
     const hit = truncated || (allocated > 0 && consumed >= CEILING_HIT_SHARE * allocated);
     const o: AgentObservation = { a: agent, u: util, h: hit ? 1 : 0, t: truncated ? 1 : 0, c: consumed, b: allocated };
     out.push(o);
-    const model = decision.models?.[agent];
+    const model = decision.models && Object.hasOwn(decision.models, agent) ? decision.models[agent] : undefined;
     if (model !== undefined) out.push({ ...o, a: `${agent}@${model}` });
   }
   return out;

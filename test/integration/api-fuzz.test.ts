@@ -62,7 +62,7 @@ function validBody(key: string): unknown {
     'PUT /v1/pipelines/{id}': FIVE_AGENTS,
     'PUT /v1/strategies/{id}': { pipeline: 'p', kind: 'uniform' },
     'POST /v1/allocations': { pipeline: 'p', unitKey: 'u1', features: { taskType: 'refund' }, totalTokens: 8000 },
-    'POST /v1/outcomes': { decisionId: decision, quality: 0.8 },
+    'POST /v1/outcomes': { decisionId: decision, quality: 0.8, usage: { reasoner: { inputTokens: 100, outputTokens: 20 } } },
     'PUT /v1/budgets': { scope: SCOPE, unit: 'TOKENS', allocated: 100000 },
     'POST /v1/budgets/{op}': { scope: SCOPE, unit: 'TOKENS', amount: 10, idempotencyKey: 'op-1' },
     'POST /v1/reservations': { scope: SCOPE, unit: 'TOKENS', amount: 100, idempotencyKey: 'r-1' },
@@ -103,7 +103,7 @@ type Mutation =
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('delete' as const), at: fc.nat() }) },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('set' as const), at: fc.nat(), value: oddValue }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('extra' as const), at: fc.nat(), key: fc.constantFrom('__proto__', 'constructor', 'colour', 'tenant', ''), value: oddValue }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('extra' as const), at: fc.nat(), key: fc.constantFrom('__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'colour', 'tenant', ''), value: oddValue }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('whole' as const), value: fc.oneof(oddValue, fc.constant({})) }) },
 );
 

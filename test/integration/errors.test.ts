@@ -43,6 +43,9 @@ after(async () => {
   await dropPrefix(prefix);
 });
 
+/** Property names every JavaScript object inherits: never an agent, a feature or a task. */
+const PROTOTYPE_NAMES = ['constructor', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf'];
+
 describe('request shape', () => {
   it('names the field for schema violations', async () => {
     await expectError(put('/v1/pipelines/x', { defaultTotalTokens: 100 }), 'VALIDATION_FAILED', /body\/agents is required/);
@@ -119,6 +122,12 @@ describe('domain rules', () => {
     await expectError(post('/v1/outcomes', { decisionId: 'unknown-decision-0001', quality: 0.5 }), 'DECISION_NOT_FOUND', /body\/decisionId/);
     const a = (await rt.app!.inject({ ...post('/v1/allocations', { pipeline: 'p' }), headers: { authorization: `Bearer ${ADMIN}` } })).json();
     await expectError(post('/v1/outcomes', { decisionId: a.decisionId, quality: 0.5, usage: { ghost: { outputTokens: 1 } } }), 'UNKNOWN_AGENT', /body\/usage\/ghost/);
+    // Names every object inherits are not agents either (an outcome accepted with one once failed in the worker).
+    for (const name of PROTOTYPE_NAMES) {
+      await expectError(post('/v1/outcomes', { decisionId: a.decisionId, quality: 0.5, usage: { reasoner: { outputTokens: 1 }, [name]: { outputTokens: 7 } } }), 'UNKNOWN_AGENT', new RegExp(`body/usage/${name}`));
+      await expectError(put('/v1/strategies/t', { pipeline: 'p', kind: 'static', params: { shares: { reasoner: 1, [name]: 1 } } }), 'UNKNOWN_AGENT', new RegExp(`body/params/shares/${name}`));
+      await expectError(put('/v1/strategies/t', { pipeline: 'p', kind: 'estimate', params: { agents: { [name]: { base: 1 } } } }), 'UNKNOWN_AGENT', new RegExp(`body/params/agents/${name}`));
+    }
   });
 });
 

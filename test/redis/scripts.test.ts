@@ -47,3 +47,28 @@ describe('callScript', () => {
     assert.throws(() => SCRIPT_REPLIES.spanIngest(['4', '10'], 'spanIngest'), /not \{ version, statuses, line… \}/);
   });
 });
+
+describe('apply-outcome.lua', () => {
+  const keys = (tag: string) => [`${prefix}:{o-${tag}}:marker`, `${prefix}:{o-${tag}}:sum`, `${prefix}:{o-${tag}}:agents`, `${prefix}:{o-${tag}}:buffer`];
+  const apply = (tag: string, observations: string, quality = '0.5', cost = '') =>
+    callScript(redis, 'applyOutcome', keys(tag), [Math.floor(Date.now() / 1000) + 600, 'd1', quality, cost, observations, 1, 10, 'entry']);
+  const written = async (tag: string) => (await Promise.all(keys(tag).map((k) => redis.exists(k)))).reduce((a, b) => a + b, 0);
+
+  it('applies a complete outcome once: the marker, the arm summary, the per-agent sums and the list entry', async () => {
+    const obs = JSON.stringify([{ a: 'x', u: 0.5, h: 0, t: 0, c: 50, b: 100 }]);
+    assert.equal(await apply('ok', obs), 'applied');
+    assert.equal(await written('ok'), 4);
+    assert.equal(await apply('ok', obs), 'duplicate');
+    assert.equal(await redis.hget(keys('ok')[1]!, 'n'), '1');
+  });
+
+  it('writes nothing, not even the marker, when an observation or the quality is unreadable; a corrected retry then applies', async () => {
+    // An observation without its numbers (what a usage entry named `constructor` once produced: `b` dropped by JSON).
+    await assert.rejects(apply('bad', JSON.stringify([{ a: 'x', u: 0.5, h: 0, t: 0, c: 50, b: 100 }, { a: 'constructor', u: 0.1, h: 0, t: 0, c: 7 }])), /BAD_OUTCOME observation of agent constructor/);
+    await assert.rejects(apply('bad', 'not json'), /BAD_OUTCOME/);
+    await assert.rejects(apply('bad', '[]', 'x'), /BAD_OUTCOME/);
+    await assert.rejects(apply('bad', '[]', '0.5', 'NaNx'), /BAD_OUTCOME/);
+    assert.equal(await written('bad'), 0);
+    assert.equal(await apply('bad', JSON.stringify([{ a: 'x', u: 0.5, h: 0, t: 0, c: 50, b: 100 }])), 'applied');
+  });
+});

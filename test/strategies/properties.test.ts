@@ -26,6 +26,8 @@ const world = fc
       rows: fc.constant(rows),
       total: fc.integer({ min: Math.max(1, minSum), max: minSum + 200_000 }),
       messages: fc.integer({ min: 0, max: 200 }),
+      // A task value may be any string a caller sends, the names every object inherits included.
+      task: fc.constantFrom('refund', 'other', 'constructor', 'toString', '__proto__', 'valueOf', 'hasOwnProperty'),
     });
   });
 
@@ -47,7 +49,7 @@ function paramsFor(kind: string, rows: { share: number; need: number; base: numb
       return { shares };
     }
     case 'estimate':
-      return { margin: 1.2, agents: by((r) => ({ base: r.base, per: { messageCount: r.perMsg } })) };
+      return { margin: 1.2, agents: by((r) => ({ base: r.base, per: { messageCount: r.perMsg }, task: { refund: 1.5 } })) };
     case 'priority-pool':
       return { needs: by((r) => r.need) };
     default:
@@ -59,10 +61,10 @@ for (const kind of ['uniform', 'static', 'estimate', 'priority-pool']) {
   describe(`${kind} properties`, () => {
     it('integer budgets within min/max whose sum never exceeds the total, deterministic', () => {
       fc.assert(
-        fc.property(world, ({ rows, total, messages }) => {
+        fc.property(world, ({ rows, total, messages, task }) => {
           const agents = agentsOf(rows);
           const params = paramsFor(kind, rows);
-          const features = { messageCount: messages };
+          const features = { messageCount: messages, taskType: task };
           const out = runStrategy(kind, agents, params, features, total);
           let sum = 0;
           for (const a of agents) {
@@ -74,6 +76,8 @@ for (const kind of ['uniform', 'static', 'estimate', 'priority-pool']) {
           }
           assert.ok(sum <= total, `sum ${sum} exceeds total ${total}`);
           assert.deepEqual(runStrategy(kind, agents, params, features, total), out);
+          // A task no agent names (whatever its spelling) multiplies nothing: the same split as any other unnamed task.
+          if (task !== 'refund') assert.deepEqual(out, runStrategy(kind, agents, params, { ...features, taskType: 'other' }, total), `task "${task}"`);
         }),
         { numRuns: 300, seed: 20261123 },
       );

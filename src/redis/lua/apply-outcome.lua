@@ -22,6 +22,22 @@ local deadline = tonumber(ARGV[1])
 if tonumber(redis.call('TIME')[1]) >= deadline then
   return 2
 end
+
+-- Everything is checked before the first write: a script that fails half-way keeps what it wrote (Redis does not
+-- roll a script back), and a marker written before a failure would make every retry a "duplicate".
+local q = tonumber(ARGV[3])
+local cost = ARGV[4]
+local ok, agents = pcall(cjson.decode, ARGV[5])
+if not q or (cost ~= '' and not tonumber(cost)) or not ok or type(agents) ~= 'table' then
+  return redis.error_reply('BAD_OUTCOME quality, cost or observations unreadable')
+end
+for _, o in ipairs(agents) do
+  if type(o) ~= 'table' or type(o['a']) ~= 'string' or type(o['u']) ~= 'number' or type(o['c']) ~= 'number'
+    or type(o['b']) ~= 'number' or type(o['t']) ~= 'number' or type(o['h']) ~= 'number' then
+    return redis.error_reply('BAD_OUTCOME observation of agent ' .. tostring(type(o) == 'table' and o['a'] or '?') .. ' incomplete')
+  end
+end
+
 if redis.call('SADD', KEYS[1], ARGV[2]) == 0 then
   return 0
 end
@@ -29,10 +45,6 @@ redis.call('EXPIREAT', KEYS[1], deadline)
 
 local function num(v) if v then return tonumber(v) end return 0 end
 local function fmt(x) return string.format('%.17g', x) end
-
-local q = tonumber(ARGV[3])
-local cost = ARGV[4]
-local agents = cjson.decode(ARGV[5])
 
 local arms = tonumber(ARGV[6])
 for k = 1, arms do

@@ -142,7 +142,8 @@ export type Predicate = (features: Features, unitKey: string) => boolean;
 type Scalar = string | number | boolean;
 
 function attr(features: Features, unitKey: string, name: string): Scalar | null | undefined {
-  return name === 'unitKey' ? unitKey : features[name];
+  // Own properties only: a rule on `constructor` or `toString` reads the request's attribute, not Object's.
+  return name === 'unitKey' ? unitKey : Object.hasOwn(features, name) ? features[name] : undefined;
 }
 
 function compileCondition(c: Condition): Predicate {

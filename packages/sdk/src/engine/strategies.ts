@@ -78,7 +78,7 @@ export function estimateNeeds(params: EstimateParams, pipeline: Pipeline, featur
       const x = features[f];
       if (typeof x === 'number' && Number.isFinite(x)) need += coef * x;
     }
-    if (typeof taskValue === 'string' && m.task && m.task[taskValue] !== undefined) need *= m.task[taskValue];
+    if (typeof taskValue === 'string' && m.task && Object.hasOwn(m.task, taskValue)) need *= m.task[taskValue]!;
     return Math.max(0, need * margin);
   });
 }
@@ -110,7 +110,7 @@ function estimator(params: EstimateParams, pipeline: Pipeline): (features: Featu
         const x = features[names[k]!];
         if (typeof x === 'number' && Number.isFinite(x)) need += coefs[k]! * x;
       }
-      if (typeof taskValue === 'string' && m.task && m.task[taskValue] !== undefined) need *= m.task[taskValue];
+      if (typeof taskValue === 'string' && m.task && Object.hasOwn(m.task, taskValue)) need *= m.task[taskValue]!;
       out.push(Math.max(0, need * margin));
     }
     return out;
