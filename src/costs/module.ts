@@ -10,6 +10,8 @@ import { jsonDecoder } from '../redis/decode.js';
 import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './envelopes.js';
 import { SpanStore } from './ingest.js';
 import { costKeys } from './keys.js';
+import { zeroTotals } from './tree.js';
+import { totalsView } from './views.js';
 import { mapOtlp } from './otlp.js';
 import { otlpContentTypes } from './otlp-proto.js';
 import { Pricer } from './pricing.js';
@@ -93,9 +95,9 @@ function tenantReport(req: FastifyRequest, report: CostReport): CostReport {
   const t = tenantOfCaller(req);
   if (t === null) return report;
   const row = report.rows.find((r) => r.key === t);
-  const zero = Object.fromEntries(Object.entries(report.total).map(([k, v]) => [k, typeof v === 'number' ? 0 : v])) as CostReport['total'];
-  const { key: _key, ...own } = row ?? { key: t, ...zero };
-  return { ...report, rows: row ? [row] : [], total: own as CostReport['total'] };
+  // Without a row of its own every figure of the total is zero, the nested token counts included.
+  const { key: _key, ...own } = row ?? { key: t, ...totalsView(zeroTotals()) };
+  return { ...report, rows: row ? [row] : [], total: own };
 }
 
 export interface CostsModule extends ModuleParts {

@@ -103,6 +103,20 @@ describe('spans and cost trees', () => {
     assert.deepEqual(beta.rows.map((r) => r.key), ['beta'], 'billed to the key’s tenant');
     const all = await report(OPERATOR);
     assert.deepEqual(all.rows.map((r) => r.key).sort(), ['acme', 'beta']);
+    // A tenant's total is its own row's, every nested figure included; a tenant without spans sees zeros only.
+    const full = (await call(key.acme.analyst, 'GET', '/v1/reports/costs', undefined, { groupBy: 'customer', from: '2026-11-01', to: '2026-11-30' })).json() as { rows: ({ key: string } & Record<string, unknown>)[]; total: Record<string, unknown> };
+    const { key: _k, ...acmeRow } = full.rows[0]!;
+    assert.deepEqual(full.total, acmeRow);
+    assert.equal((full.total.tokens as { input: number }).input, 1200, 'beta’s 999,999 input tokens are not in acme’s total');
+    const gamma = (await call(OPERATOR, 'POST', '/v1/keys', { tenant: 'gamma', role: 'analyst', name: 'analyst' })).json().key as string;
+    const empty = (await call(gamma, 'GET', '/v1/reports/costs', undefined, { groupBy: 'customer', from: '2026-11-01', to: '2026-11-30' })).json() as { rows: unknown[]; total: unknown };
+    assert.deepEqual(empty.rows, []);
+    const numbers = (v: unknown): number[] => (typeof v === 'number' ? [v] : v && typeof v === 'object' ? Object.values(v).flatMap(numbers) : []);
+    assert.ok(numbers(empty.total).length > 5 && numbers(empty.total).every((x) => x === 0), `a tenant without spans sees only zeros: ${JSON.stringify(empty.total)}`);
+    const csv = (await call(gamma, 'GET', '/v1/reports/costs', undefined, { groupBy: 'customer', from: '2026-11-01', to: '2026-11-30', format: 'csv' })).body;
+    const totalLine = csv.trim().split('\n').at(-1)!.split(',');
+    assert.equal(totalLine[0], 'TOTAL');
+    assert.ok(totalLine.slice(1).every((x) => Number(x) === 0), `CSV total: ${totalLine.join(',')}`);
     const byModel = await call(key.acme.analyst, 'GET', '/v1/reports/costs', undefined, { groupBy: 'model' });
     assert.equal(byModel.statusCode, 403, 'groupings across tenants are for operators');
   });
