@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { readDecision } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
+import { pipelineTenants } from '../http/tenancy.js';
 import { overridesOf } from '../kernel/price-overrides.js';
 import type { Keys } from '../redis/keys.js';
 import { callScript } from '../redis/scripts.js';
@@ -169,6 +170,13 @@ export class SpanStore {
         writes.push(
           this.decision(d).then(async (info) => {
             if (!info) return;
+            // A tenant's trace (`<tenant>~<id>`) joins only its own pipelines' envelopes: naming another tenant's
+            // decision id does not put its spans there. Operator traces are indexed as given.
+            const tenant = traceTenant(traceId);
+            if (tenant !== null && pipelineTenants(this.d.view()).get(info.pipeline) !== tenant) {
+              this.indexed.set(k, true);
+              return;
+            }
             const z = ck.pipelineTraces(info.pipeline);
             await Promise.all([
               r.zadd(z, 'NX', Date.now(), `${d}/${traceId}`),
@@ -222,4 +230,10 @@ export class SpanStore {
       return [this.resolve(t, lines.map((l) => decodeSpan(t, l)), stamp !== undefined ? stampedOverrides(stamp) : undefined)];
     });
   }
+}
+
+/** The tenant a trace id was namespaced under by a tenant key (`<tenant>~<id>`; tenant names hold no `~`), else null. */
+function traceTenant(traceId: string): string | null {
+  const i = traceId.indexOf('~');
+  return i > 0 ? traceId.slice(0, i) : null;
 }

@@ -122,6 +122,32 @@ describe('spans and cost trees', () => {
   });
 });
 
+describe('pipeline envelopes', () => {
+  it('spans join the envelopes of the pipeline their decision was made on only when it is their tenant’s', async () => {
+    const now = new Date().toISOString();
+    const envelopes = async (k: string, id: string) => (await call(k, 'GET', `/v1/pipelines/${id}/envelopes`)).json() as { sessions: number; roles: { agent: string }[] };
+    const decide = async (k: string, pipeline: string) => (await call(k, 'POST', '/v1/allocations', { pipeline, unitKey: 'u' })).json().decisionId as string;
+    const usage = (trace: string, decisionId: string, agent: string) => ({
+      spans: [{ traceId: trace, spanId: 'a', sessionId: trace, decisionId, agent, model: 'gpt-4o', provider: 'openai', usage: { input: 9_000_000, output: 9_000_000 }, start: now, end: now }],
+    });
+    for (const t of ['acme', 'beta'] as const) assert.equal((await call(key[t].admin, 'PUT', `/v1/pipelines/env-${t}`, FIVE_AGENTS)).statusCode, 200);
+    const betaDecision = await decide(key.beta.client, 'env-beta');
+    const acmeDecision = await decide(key.acme.client, 'env-acme');
+    // acme names beta's decision: stored as acme's spans, but not indexed into beta's pipeline.
+    assert.equal((await call(key.acme.client, 'POST', '/v1/spans', usage('poison', betaDecision, 'injected-by-acme'))).statusCode, 200);
+    // Its own decision: indexed (the same path, so the refusal above is the tenant rule and not a failure).
+    assert.equal((await call(key.acme.client, 'POST', '/v1/spans', usage('own', acmeDecision, 'reasoner'))).statusCode, 200);
+    const acme = await envelopes(key.acme.analyst, 'env-acme');
+    assert.equal(acme.sessions, 1);
+    const beta = await envelopes(key.beta.analyst, 'env-beta');
+    assert.equal(beta.sessions, 0, `beta's envelopes: ${JSON.stringify(beta)}`);
+    assert.ok(!beta.roles.some((r) => r.agent === 'injected-by-acme'));
+    // The operator's traces are indexed as given.
+    assert.equal((await call(OPERATOR, 'POST', '/v1/spans', usage('op', betaDecision, 'reasoner'))).statusCode, 200);
+    assert.equal((await envelopes(key.beta.analyst, 'env-beta')).sessions, 1);
+  });
+});
+
 describe('control-plane documents', () => {
   it('a pipeline belongs to the tenant that created it; ids are global, so a taken id is 409 and never a takeover', async () => {
     assert.equal((await call(key.acme.admin, 'PUT', '/v1/pipelines/shared-name', FIVE_AGENTS)).statusCode, 200);
