@@ -65,6 +65,13 @@ export class BudgetLedger {
         used: r[1],
       });
     }
+    if (r[0] === -2) {
+      throw new AppError(
+        'OVERDRAFT_BELOW_DEBT',
+        `body/overdraftLimit: "${scope.path}" owes ${r[1]} beyond its allocation (not counting recorded overruns), more than the new settings' overdraft limit ${policy === 'ALLOW_WITH_OVERDRAFT' ? (body.overdraftLimit ?? 0) : 0} allows; fund or reset the scope, or raise allocated, first`,
+        { scope: scope.path, debt: r[1] },
+      );
+    }
     await this.o.redis.sadd(this.o.keys.tenants(), t).catch(storeFailure);
     return {
       created: r[0] === 1,

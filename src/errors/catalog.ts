@@ -46,6 +46,7 @@ export const ERROR_CATALOG = {
   BUDGET_FROZEN: { status: 409, message: 'A scope is frozen.' },
   OVERDRAFT_LIMIT_EXCEEDED: { status: 409, message: 'The overage would take a scope’s debt past its overdraft limit.' },
   ALLOCATION_BELOW_USAGE: { status: 409, message: 'The new allocation is below what the scope has already reserved and spent.' },
+  OVERDRAFT_BELOW_DEBT: { status: 409, message: "The scope's debt is more than the new settings' overdraft limit allows." },
   BUDGET_HAS_RESERVATIONS: { status: 409, message: 'Active reservations hold amounts at this budget; it cannot be deleted until they finish.' },
   RESERVATION_NOT_FOUND: { status: 404, message: 'No reservation with this id (or it finished longer ago than the retention).' },
   RESERVATION_FINALIZED: { status: 409, message: 'The reservation is already committed, released or expired.' },

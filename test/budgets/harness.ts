@@ -39,13 +39,15 @@ export interface Ledger {
   s: number;
   d: number;
   o: number;
+  /** Overage policy: R reject, A allow if available, O allow with overdraft. */
+  p: string;
   /** Charged this period beyond what the overage policy allowed (recorded overrun). */
   ov: number;
 }
 
 export async function readLedger(redis: Redis, key: string): Promise<Ledger> {
-  const [a, r, v, s, d, o, ov] = await redis.hmget(key, 'a', 'r', 'v', 's', 'd', 'o', 'ov');
-  return { a: Number(a), r: Number(r), v: Number(v), s: Number(s), d: Number(d ?? 0), o: Number(o ?? 0), ov: Number(ov ?? 0) };
+  const [a, r, v, s, d, o, p, ov] = await redis.hmget(key, 'a', 'r', 'v', 's', 'd', 'o', 'p', 'ov');
+  return { a: Number(a), r: Number(r), v: Number(v), s: Number(s), d: Number(d ?? 0), o: Number(o ?? 0), p: p ?? '', ov: Number(ov ?? 0) };
 }
 
 /** The invariants every scope keeps at all times. Returns a description of the first violation. */

@@ -27,7 +27,8 @@ type Op =
   | { kind: 'draw'; res: number; amount: number }
   | { kind: 'debit'; scope: number; amount: number }
   | { kind: 'advance'; ms: number }
-  | { kind: 'expire'; ms: number };
+  | { kind: 'expire'; ms: number }
+  | { kind: 'settings'; scope: number; allocated: number; policy: OveragePolicy; limit: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('reserve' as const), scope: fc.nat(4), amount: fc.integer({ min: 1, max: 400 }), ttl: fc.integer({ min: 10, max: 5000 }) }) },
@@ -42,6 +43,17 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('debit' as const), scope: fc.nat(4), amount: fc.integer({ min: 1, max: 200 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 3000 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('expire' as const), ms: fc.integer({ min: 1, max: 6000 }) }) },
+  // A PUT of new settings (allocation, policy, overdraft limit) while reservations, debt and overruns stand.
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('settings' as const),
+      scope: fc.nat(3),
+      allocated: fc.integer({ min: 0, max: 2000 }),
+      policy: fc.constantFrom<OveragePolicy>('REJECT', 'ALLOW_IF_AVAILABLE', 'ALLOW_WITH_OVERDRAFT'),
+      limit: fc.integer({ min: 0, max: 600 }),
+    }),
+  },
 );
 
 const POLICIES: readonly OveragePolicy[] = ['REJECT', 'ALLOW_IF_AVAILABLE', 'ALLOW_WITH_OVERDRAFT'];
@@ -70,7 +82,7 @@ const under = (scope: string, s: string) => scope === s || scope.startsWith(`${s
 
 let run = 0;
 /** Per policy of the reservations' own scope: commits above their hold, after expiry, and of draws the runs made. */
-const seen = { over: 0, late: 0, drawCommits: 0, overrun: 0 };
+const seen = { over: 0, late: 0, drawCommits: 0, overrun: 0, settings: 0 };
 
 async function property(leafPolicy: OveragePolicy, parentPolicies: OveragePolicy[], batches: Op[][]): Promise<void> {
   const t = `p${run++}`;
@@ -176,6 +188,15 @@ async function property(leafPolicy: OveragePolicy, parentPolicies: OveragePolicy
         }
         return;
       }
+      case 'settings': {
+        try {
+          await h.ledger.put({ scope: scopes[op.scope]!, unit: 'TOKENS', allocated: op.allocated, overagePolicy: op.policy, ...(op.policy === 'ALLOW_WITH_OVERDRAFT' ? { overdraftLimit: op.limit } : {}) });
+          seen.settings++;
+        } catch (e) {
+          expectOnly(e, ['ALLOCATION_BELOW_USAGE', 'OVERDRAFT_BELOW_DEBT']);
+        }
+        return;
+      }
       case 'advance':
         h.clock.now += op.ms;
         return;
@@ -228,7 +249,8 @@ async function property(leafPolicy: OveragePolicy, parentPolicies: OveragePolicy
     ledgers.forEach((l, i) => {
       const s = scopes[i]!;
       const overrun = l.ov;
-      assert.equal(l.o, policies[i] === 'ALLOW_WITH_OVERDRAFT' ? overdraft[i] : 0);
+      // The settings stored are those of the last PUT (the set-up's or a `settings` op's): no limit without overdraft.
+      if (l.p !== 'O') assert.equal(l.o, 0, `${s}: an overdraft limit without the overdraft policy`);
       // The identity and bounds; debt beyond the overdraft the policy allows only as recorded overrun.
       assert.equal(ledgerViolation(l), undefined, `${s}: ${ledgerViolation(l)}`);
       // Σ charged = Σ reported used, always.
@@ -299,6 +321,7 @@ describe('reservations: property test against the real Redis', () => {
       assert.ok(seen.late - before.late >= 3, `commits after expiry (${seen.late - before.late})`);
       assert.ok(seen.drawCommits - before.drawCommits >= 10, `draw commits (${seen.drawCommits - before.drawCommits})`);
       assert.ok(seen.overrun - before.overrun >= 3, `commits with an overrun (${seen.overrun - before.overrun})`);
+      assert.ok(seen.settings - before.settings >= 10, `settings changed (${seen.settings - before.settings})`);
     });
   }
 });

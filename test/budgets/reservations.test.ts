@@ -281,6 +281,29 @@ describe('reservations over HTTP', () => {
     assert.equal((await call('PUT', '/v1/budgets', { scope: 'tenant:t7', unit: 'TOKENS', allocated: 5 })).json().code, 'ALLOCATION_BELOW_USAGE');
   });
 
+  it('a PUT cannot leave debt above the new settings\' overdraft limit (debt ≤ overdraftLimit + overrun holds after it)', async () => {
+    const scope = 'tenant:t-debt';
+    const settings = (allocated: number, extra: object = {}) => call('PUT', '/v1/budgets', { scope, unit: 'TOKENS', allocated, ...extra });
+    assert.equal((await settings(500, { overagePolicy: 'ALLOW_WITH_OVERDRAFT', overdraftLimit: 300 })).statusCode, 201);
+    assert.equal((await call('POST', '/v1/budgets/debit', { scope, unit: 'TOKENS', amount: 700, idempotencyKey: key() })).statusCode, 200);
+    const balance = async () => (await call('GET', `/v1/balances?scope=${scope}&unit=TOKENS`)).json().balances[0] as { allocated: number; spent: number; debt: number; overdraftLimit: number; overagePolicy: string };
+    assert.equal((await balance()).debt, 200);
+    for (const extra of [{}, { overagePolicy: 'ALLOW_IF_AVAILABLE' }, { overagePolicy: 'ALLOW_WITH_OVERDRAFT', overdraftLimit: 199 }]) {
+      const r = await settings(500, extra);
+      assert.equal(r.statusCode, 409, JSON.stringify(extra));
+      assert.equal(r.json().code, 'OVERDRAFT_BELOW_DEBT');
+      assert.match(r.json().message, /^body\/overdraftLimit: .* owes 200/);
+    }
+    assert.deepEqual(await balance(), { ...(await balance()), allocated: 500, debt: 200, overdraftLimit: 300, overagePolicy: 'ALLOW_WITH_OVERDRAFT' }, 'nothing written');
+    // A limit that covers the debt, or an allocation that repays it (debt first), is accepted.
+    assert.equal((await settings(500, { overagePolicy: 'ALLOW_WITH_OVERDRAFT', overdraftLimit: 200 })).statusCode, 200);
+    assert.equal((await settings(650)).statusCode, 409, '150 repaid, 50 left without an overdraft');
+    assert.equal((await settings(700)).statusCode, 200);
+    const b = await balance();
+    assert.equal(b.debt, 0);
+    assert.equal(b.spent, 700, 'the debt was repaid from the new allocation: what was charged stays charged');
+  });
+
   it('lists a scope with its children and resets', async () => {
     await put('tenant:t8', 100);
     await put('tenant:t8/workspace:a', 10);

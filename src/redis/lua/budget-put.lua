@@ -4,14 +4,16 @@
 -- KEYS[2]      the tenant's budget index (set of "<unit>:<scope>" members)
 -- ARGV[1]      index member   ARGV[2] allocated   ARGV[3] policy R|A|O   ARGV[4] overdraft limit
 -- ARGV[5]      period "" | day | month   ARGV[6] day key   ARGV[7] month key
--- Returns { created 0|1, a, r, v, s, d, f } or { -1, reserved + spent } when the new allocation is below
--- what is already reserved and spent.
+-- Returns { created 0|1, a, r, v, s, d, f }; { -1, reserved + spent } when the new allocation is below
+-- what is already reserved and spent; { -2, debt − overrun } when the debt left after the new allocation repays
+-- what it can is more than the new settings' overdraft limit (0 unless the policy is O) plus the recorded overrun
+-- (the ledger's bound debt ≤ overdraft limit + overrun would break: fund, reset or raise the allocation first).
 local function i(x) return string.format('%d', x) end
 local alloc = tonumber(ARGV[2])
 local per = ARGV[5]
 local cur = ''
 if per == 'day' then cur = ARGV[6] elseif per == 'month' then cur = ARGV[7] end
-local b = redis.call('HMGET', KEYS[1], 'a', 'r', 'v', 's', 'd', 'f', 'per', 'pk')
+local b = redis.call('HMGET', KEYS[1], 'a', 'r', 'v', 's', 'd', 'f', 'per', 'pk', 'ov')
 if not b[1] then
   redis.call('HSET', KEYS[1], 'a', i(alloc), 'r', i(alloc), 'v', '0', 's', '0', 'd', '0', 'f', '0',
     'p', ARGV[3], 'o', ARGV[4], 'per', per, 'pk', cur, 'al', '0')
@@ -27,14 +29,18 @@ local old_per = b[7] or ''
 local old_cur = ''
 if old_per == 'day' then old_cur = ARGV[6] elseif old_per == 'month' then old_cur = ARGV[7] end
 local rolled = old_per ~= '' and b[8] ~= old_cur
-if rolled then s = 0; d = 0 end
+local ov = tonumber(b[9] or '0')
+if rolled then s = 0; d = 0; ov = 0 end
 if alloc < v + s then return { -1, v + s } end
 local r = alloc - v - s
 local pay = math.min(r, d)
 r = r - pay; d = d - pay; s = s + pay
+local limit = 0
+if ARGV[3] == 'O' then limit = tonumber(ARGV[4]) end
+if d > limit + ov then return { -2, d - ov } end
 local al = redis.call('HGET', KEYS[1], 'al')
 if rolled or per ~= old_per or alloc ~= tonumber(b[1]) then al = '0' end
 redis.call('HSET', KEYS[1], 'a', i(alloc), 'r', i(r), 's', i(s), 'd', i(d), 'p', ARGV[3], 'o', ARGV[4],
-  'per', per, 'pk', cur, 'al', al)
+  'per', per, 'pk', cur, 'al', al, 'ov', i(ov))
 redis.call('SADD', KEYS[2], ARGV[1])
 return { 0, alloc, r, v, s, d, tonumber(b[6]) }
