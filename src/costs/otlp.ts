@@ -309,12 +309,13 @@ export function mapOtlp(body: { readonly resourceSpans?: readonly unknown[] }): 
           usage = { input, output, cacheRead: cr, cacheWrite: cw, reasoning: Math.min(a.reasoning ?? 0, output) };
         }
         const parent = hexId(os.parentSpanId, 8);
-        const model = a.responseModel ?? a.requestModel;
+        const model = a.responseModel ?? a.requestModel ?? res.responseModel ?? res.requestModel;
         const provider = a.provider ?? res.provider;
         const session = a.session ?? a.conversation ?? res.session ?? res.conversation;
         const customer = a.customer ?? a.user ?? res.customer ?? res.user;
         const team = a.team ?? res.team;
-        const agent = a.agent;
+        // A process that runs one agent may name it once, on its resource (OTEL_RESOURCE_ATTRIBUTES=gen_ai.agent.name=…).
+        const agent = a.agent ?? res.agent;
         const task = a.task ?? res.task;
         const decisionId = a.decisionId ?? res.decisionId;
         const costUsd = a.costUsd;

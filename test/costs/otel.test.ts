@@ -204,7 +204,7 @@ describe('OTLP protobuf and OTLP JSON map to the same spans', () => {
     parentSpanId: fc.option(hexOf(8).filter((h) => !/^0+$/.test(h)), { nil: undefined }),
     name: fc.string({ maxLength: 20 }),
     attributes: fc.dictionary(fc.constantFrom(...KEYS), value, { maxKeys: 10 }),
-    resource: fc.dictionary(fc.constantFrom('service.name', 'session.id', 'user.id', 'gen_ai.provider.name', 'apportion.task'), value, { maxKeys: 4 }),
+    resource: fc.dictionary(fc.constantFrom('service.name', 'session.id', 'user.id', 'gen_ai.provider.name', 'apportion.task', 'gen_ai.agent.name', 'gen_ai.request.model'), value, { maxKeys: 4 }),
     startNs: fc.bigInt({ min: 1_600_000_000_000_000_000n, max: 1_900_000_000_000_000_000n }),
     durationNs: fc.bigInt({ min: 0n, max: 10_000_000_000n }),
     error: fc.boolean(),

@@ -159,4 +159,29 @@ describe('OTLP mapping', () => {
     assert.equal(c!.usage!.input, 100);
     assert.equal(c!.usage!.cacheRead, 90);
   });
+
+  it('names the agent and model from the resource when the span does not (one agent per process); the span\'s own win', () => {
+    const m = mapOtlp({
+      resourceSpans: [
+        {
+          resource: { attributes: [kv('gen_ai.agent.name', { stringValue: 'researcher' }), kv('gen_ai.request.model', { stringValue: 'gpt-4o-mini' }), kv('gen_ai.usage.input_tokens', { intValue: 999 })] },
+          scopeSpans: [
+            {
+              spans: [
+                { ...base, attributes: [kv('gen_ai.usage.input_tokens', { intValue: 10 })] },
+                { ...base, spanId: 'ef'.repeat(8), attributes: [kv('gen_ai.agent.name', { stringValue: 'critic' }), kv('gen_ai.response.model', { stringValue: 'gpt-4o' })] },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    const [a, b] = m.spans;
+    assert.equal(a!.agent, 'researcher');
+    assert.equal(a!.model, 'gpt-4o-mini');
+    assert.equal(a!.usage!.input, 10, 'usage is the span\'s own, never the resource\'s');
+    assert.equal(b!.agent, 'critic');
+    assert.equal(b!.model, 'gpt-4o');
+    assert.equal(b!.usage, undefined);
+  });
 });
