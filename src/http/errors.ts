@@ -92,6 +92,12 @@ export function httpReason(status: number): string {
 
 export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): void {
   const body = toErrorBody(err);
+  // Say which limit and how to move it: an OTLP exporter's default batch (512 spans) with captured prompts is
+  // often over it, and its whole batch is then refused.
+  if (body.code === 'BODY_TOO_LARGE') {
+    const limit = req.routeOptions?.bodyLimit;
+    body.message = `body: larger than this route's limit${typeof limit === 'number' ? ` of ${limit} bytes` : ''} (APPORTION_BODY_LIMIT_BYTES); send smaller batches (OpenTelemetry: OTEL_BSP_MAX_EXPORT_BATCH_SIZE) or raise the limit`;
+  }
   // A 503 is a dependency (Redis, the queue) unavailable for a while: expected under faults, answered with a
   // stable code and retried by clients, so a warning; any other 5xx is a defect.
   if (body.statusCode === 503) req.log.warn({ err, code: body.code }, 'request failed: dependency unavailable');

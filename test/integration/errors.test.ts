@@ -65,7 +65,7 @@ describe('request shape', () => {
   it('rejects malformed JSON, wrong media types and oversized bodies', async () => {
     await expectError({ method: 'POST', url: '/v1/allocations', payload: '{"pipeline": ', headers: { 'content-type': 'application/json' } }, 'INVALID_JSON', /body/);
     await expectError({ method: 'POST', url: '/v1/allocations', payload: 'pipeline=p', headers: { 'content-type': 'text/plain' } }, 'UNSUPPORTED_MEDIA_TYPE', /content-type/);
-    await expectError(post('/v1/allocations', { pipeline: 'p', features: { big: 'x'.repeat(8000) } }), 'BODY_TOO_LARGE', /body/);
+    await expectError(post('/v1/allocations', { pipeline: 'p', features: { big: 'x'.repeat(8000) } }), 'BODY_TOO_LARGE', /^body: larger than this route's limit of 4096 bytes \(APPORTION_BODY_LIMIT_BYTES\); .*OTEL_BSP_MAX_EXPORT_BATCH_SIZE/);
     await expectError({ method: 'GET', url: '/v1/nothing-here' }, 'ROUTE_NOT_FOUND', /\/v1\/nothing-here/);
   });
 });
