@@ -72,7 +72,7 @@ export const LearnedParams = Type.Object(
       Type.Number({
         minimum: 0,
         maximum: 2,
-        description: 'Pipelines with model tiers: exponent p of the exploration rate’s decay, exploreBudget·(from/v)^p at model version v > from, at least 0.04 (0: no decay; docs/tiers.md). Default 0.5.',
+        description: 'Pipelines with model tiers: exponent p of the exploration rate’s decay, exploreBudget·(from/v)^p at model version v > from, at least 0.04 (0: no decay; 0.5: the square-root schedule; docs/tiers.md). Default 1.',
       }),
     ),
     tierGapWeight: Type.Optional(

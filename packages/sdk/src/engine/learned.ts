@@ -473,14 +473,15 @@ export const TIER_MIN_EPSILON = 0.04;
 
 /**
  * Exponent p of the tier learner's exploration decay (the strategy's `tierEpsilonDecay`; docs/tiers.md, "How fast
- * the exploration rate decays"): budget·(from/v)^p. 0.5 is the square-root schedule the joint learner was first
- * measured with.
+ * the exploration rate decays"): budget·(from/v)^p. 1 (budget/v from version `from` on) since it was measured
+ * against 0.5, the square-root schedule the joint learner was first measured with, on held-out tier worlds and six
+ * loop seeds of the named ones.
  */
-export const TIER_EPSILON_DECAY = 0.5;
+export const TIER_EPSILON_DECAY = 1;
 
 /**
  * The tier learner's exploration rate at model version v: the `epsilon` explorer's ε, else (squarecb, the default)
- * the exploration budget decayed as budget·(from/v)^p for v > from (p = `decay`, TIER_EPSILON_DECAY: √(from/v)), at
+ * the exploration budget decayed as budget·(from/v)^p for v > from (p = `decay`, TIER_EPSILON_DECAY: from/v), at
  * least TIER_MIN_EPSILON. `from` is the strategy's `exploreDecayFrom`, 1 when it sets none: with a retrain every 500
  * outcomes and p = 0.5 that is the schedule the joint learner was measured with (0.3·√(500/t), bench/learner-tiers.ts).
  * p = 0.5 is computed with Math.sqrt, so it gives exactly the rates (and draws) of the square-root rule.
