@@ -25,6 +25,6 @@ COPY package.json ./
 COPY experiments ./experiments
 RUN mkdir -p models && chown node:node models
 USER node
-EXPOSE 3000 4317
+EXPOSE 3000 4317 9464
 ENTRYPOINT ["node", "dist/cli/main.js"]
 CMD ["serve"]

@@ -15,7 +15,7 @@ import { configureTokenizer } from './strategies/tokens.js';
 import { KeyStore } from './tenancy/keys.js';
 import { tenancyRoutes } from './tenancy/routes.js';
 import { SessionStore } from './tenancy/sessions.js';
-import { Authenticator } from './tenancy/auth.js';
+import { Authenticator, checkMetricsAccess } from './tenancy/auth.js';
 import { ErrorBody, type TypeBoxRequestProvider } from './http/common.js';
 import { errorHandler, MAX_PARAM_LENGTH } from './http/errors.js';
 import { tenantGuard } from './tenancy/guard.js';
@@ -146,13 +146,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   }
   const queues = opts.modules.flatMap((m) => m.queues ?? []);
   app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_req, reply) => {
-    await Promise.all(
-      queues.map(async (q) => {
-        const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized');
-        for (const [state, n] of Object.entries(counts)) core.metrics.queueDepth.set({ queue: q.name, state }, n);
-      }),
-    ).catch((err: unknown) => core.log.warn({ err }, 'queue depth sampling failed'));
-    return reply.type(core.metrics.registry.contentType).send(await core.metrics.registry.metrics());
+    const text = await metricsText(core, queues);
+    return reply.type(core.metrics.registry.contentType).send(text);
   });
 
   if (opts.dashboard !== false && queues.length > 0) {
@@ -163,5 +158,37 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   }
 
   for (const m of opts.modules) if (m.routes) await app.register(async (scope) => m.routes!(scope.withTypeProvider<TypeBoxRequestProvider>()));
+  return app;
+}
+
+/** The process's metrics in Prometheus text, queue depths sampled first (a failed sample is logged, not fatal). */
+export async function metricsText(core: Core, queues: readonly { readonly name: string; getJobCounts(...states: string[]): Promise<Record<string, number>> }[]): Promise<string> {
+  await Promise.all(
+    queues.map(async (q) => {
+      const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized');
+      for (const [state, n] of Object.entries(counts)) core.metrics.queueDepth.set({ queue: q.name, state }, n);
+    }),
+  ).catch((err: unknown) => core.log.warn({ err }, 'queue depth sampling failed'));
+  return core.metrics.registry.metrics();
+}
+
+/**
+ * The worker process's own small HTTP listener (`apportion worker` with APPORTION_WORKER_METRICS_PORT): GET /metrics
+ * (the same access rule as the API's) and GET /healthz. The worker's counters (outcomes processed, retrains, guard
+ * reverts) live in its process, so in a split deployment this is where they are scraped.
+ */
+export async function buildWorkerMetricsApp(core: Core, modules: readonly ModuleParts[]): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: core.log as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), pluginTimeout: 0 });
+  const queues = modules.flatMap((m) => m.queues ?? []);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) => {
+    errorHandler(new AppError('ROUTE_NOT_FOUND', `${req.method} ${req.url.split('?')[0]}: no such route (this is the worker's metrics listener: GET /metrics, /healthz)`), req, reply);
+  });
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/metrics', async (req, reply) => {
+    checkMetricsAccess(core.config, req.headers.authorization);
+    const text = await metricsText(core, queues);
+    return reply.type(core.metrics.registry.contentType).send(text);
+  });
   return app;
 }

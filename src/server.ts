@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/env.js';
-import { buildApp } from './app.js';
+import { buildApp, buildWorkerMetricsApp } from './app.js';
 import { createModules } from './modules.js';
 import type { Core } from './kernel/core.js';
 import type { Closeable, ModuleParts } from './kernel/module.js';
@@ -28,6 +28,8 @@ export interface Running {
   readonly url: string | undefined;
   /** Port of the OTLP/gRPC listener (APPORTION_OTLP_GRPC_PORT), when one listens. */
   readonly grpcPort: number | undefined;
+  /** Base URL of a worker-only process's metrics listener (APPORTION_WORKER_METRICS_PORT), when one listens. */
+  readonly metricsUrl: string | undefined;
   /**
    * Drains HTTP (at most 20 s), then lets workers finish their active jobs (at most `workerDrainMs`; past it they are
    * closed without them and the jobs are retried as stalled), then closes connections.
@@ -48,8 +50,11 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
   let modules: readonly ModuleParts[] = [];
   let app: FastifyInstance | undefined;
   let grpc: OtlpGrpcServer | undefined;
+  let metricsApp: FastifyInstance | undefined;
   const shutdown = async () => {
     const t0 = Date.now();
+    // Scraped until the workers stop would be nicer, but a closing process's counters are not worth a later exit.
+    if (metricsApp) await metricsApp.close().catch((err: unknown) => log.warn({ err }, 'worker metrics listener did not close cleanly'));
     // gRPC first: its calls go through the app, which must still be open for the ones in flight.
     if (grpc) await grpc.close();
     if (app) {
@@ -71,6 +76,7 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
     log.info({ ms: Date.now() - t0 }, 'connections closed');
   };
   let url: string | undefined;
+  let metricsUrl: string | undefined;
   try {
     modules = await createModules(core);
     // A queue without an 'error' listener prints every failed reconnect to stderr (BullMQ's fallback): log them.
@@ -84,6 +90,16 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
         for (const m of modules) await m.schedulers?.();
         log.warn({ modules: modules.filter((m) => m.schedulers).map((m) => m.name) }, 'job schedulers re-created');
       });
+      // A worker-only process has no API to carry its counters: it serves them itself when asked to.
+      if (!opts.api && opts.listen !== false) {
+        if (config.workerMetricsPort !== undefined) {
+          metricsApp = await buildWorkerMetricsApp(core, modules);
+          metricsUrl = await metricsApp.listen({ port: config.workerMetricsPort, host: config.host });
+          log.info({ url: `${metricsUrl}/metrics` }, 'worker metrics listening');
+        } else {
+          log.info('worker metrics are not served (set APPORTION_WORKER_METRICS_PORT to scrape this process)');
+        }
+      }
     }
     if (opts.api) {
       const outcomes = modules.flatMap((m) => m.queues ?? []).find((q) => q.name === 'outcomes');
@@ -112,7 +128,7 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
   }
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= shutdown());
-  return { core, modules, app, url, grpcPort: grpc?.port, close };
+  return { core, modules, app, url, grpcPort: grpc?.port, metricsUrl, close };
 }
 
 /** Closes gracefully on SIGTERM/SIGINT; a second signal exits at once. */

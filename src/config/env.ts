@@ -60,6 +60,8 @@ export interface Config {
    * protocol's usual port; 0: any free port). Unset: no gRPC listener (OTLP/HTTP on `POST /v1/traces` only).
    */
   readonly otlpGrpcPort: number | undefined;
+  /** Port of the worker process's own GET /metrics and /healthz (`apportion worker`); undefined: none. */
+  readonly workerMetricsPort: number | undefined;
   /** URL that receives budget threshold alerts (50/80/100 %) as JSON POSTs. Unset: alerts are only counted and streamed. */
   readonly budgetAlertWebhook: string | undefined;
   /** How long idempotency records and finished reservations are kept, in seconds (a replay after that is a new request). Default 3600. */
@@ -246,6 +248,7 @@ export function loadConfig(env: Env = process.env): Config {
     configPollMs: intVar(env, 'APPORTION_CONFIG_POLL_MS', 1000, 50, 3_600_000),
     benchRoutes: boolVar(env, 'APPORTION_BENCH_ROUTES', false),
     otlpGrpcPort: env.APPORTION_OTLP_GRPC_PORT?.trim() ? intVar(env, 'APPORTION_OTLP_GRPC_PORT', 0, 0, 65535) : undefined,
+    workerMetricsPort: env.APPORTION_WORKER_METRICS_PORT?.trim() ? intVar(env, 'APPORTION_WORKER_METRICS_PORT', 0, 0, 65535) : undefined,
     budgetAlertWebhook: urlVar(env, 'APPORTION_BUDGET_ALERT_WEBHOOK'),
     idempotencyTtlSeconds: intVar(env, 'APPORTION_IDEMPOTENCY_TTL_SECONDS', 3600, 1, 30 * 86_400),
     reservationSweepMs: intVar(env, 'APPORTION_RESERVATION_SWEEP_MS', 1000, 50, 3_600_000),

@@ -79,6 +79,19 @@ function same(x: Buffer, y: Buffer | undefined): boolean {
 type AuthConfig = Pick<Config, 'adminKey' | 'clientKey' | 'authEnabled' | 'metricsKey'>;
 
 /**
+ * Who may read /metrics: anyone while no metrics key is set (and always while auth is off), else a bearer of the
+ * metrics key or the env admin key. Throws UNAUTHORIZED otherwise. The API's and the worker's /metrics both use it.
+ */
+export function checkMetricsAccess(config: AuthConfig, authorization: string | undefined): void {
+  if (!config.authEnabled || !config.metricsKey) return;
+  const m = /^Bearer\s+(.+)$/i.exec(authorization ?? '');
+  if (!m) throw new AppError('UNAUTHORIZED', 'headers/authorization: /metrics needs "Bearer <APPORTION_METRICS_KEY>"');
+  const b = Buffer.from(m[1]!.trim());
+  if (same(b, Buffer.from(config.metricsKey)) || same(b, config.adminKey ? Buffer.from(config.adminKey) : undefined)) return;
+  throw new AppError('UNAUTHORIZED', 'headers/authorization: not the metrics key');
+}
+
+/**
  * Resolves the caller of every request — `Authorization: Bearer <key>` (an env key or a key from the store) or
  * the `apportion_session` cookie — and enforces the route's access level. Tenant scope is enforced per route
  * (src/http/tenancy.ts): this only says who is calling.
@@ -86,7 +99,6 @@ type AuthConfig = Pick<Config, 'adminKey' | 'clientKey' | 'authEnabled' | 'metri
 export class Authenticator {
   private readonly admin?: Buffer;
   private readonly client?: Buffer;
-  private readonly metrics?: Buffer;
   /** The principal of each verified key (the key store caches those objects), built once. */
   private readonly principals = new WeakMap<object, Principal>();
 
@@ -97,7 +109,6 @@ export class Authenticator {
   ) {
     if (config.adminKey) this.admin = Buffer.from(config.adminKey);
     if (config.clientKey) this.client = Buffer.from(config.clientKey);
-    if (config.metricsKey) this.metrics = Buffer.from(config.metricsKey);
   }
 
   /** The onRequest hook. */
@@ -175,12 +186,7 @@ export class Authenticator {
 
   private async metricsAccess(req: FastifyRequest): Promise<void> {
     req.principal = ANONYMOUS;
-    if (!this.metrics) return;
-    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-    if (!m) throw new AppError('UNAUTHORIZED', 'headers/authorization: /metrics needs "Bearer <APPORTION_METRICS_KEY>"');
-    const b = Buffer.from(m[1]!.trim());
-    if (same(b, this.metrics) || same(b, this.admin)) return;
-    throw new AppError('UNAUTHORIZED', 'headers/authorization: not the metrics key');
+    checkMetricsAccess(this.config, req.headers.authorization);
   }
 }
 

@@ -25,6 +25,8 @@ describe('config', () => {
     ['APPORTION_SEED_EXAMPLES', 'maybe'],
     ['APPORTION_OTLP_GRPC_PORT', 'grpc'],
     ['APPORTION_OTLP_GRPC_PORT', '70000'],
+    ['APPORTION_WORKER_METRICS_PORT', 'metrics'],
+    ['APPORTION_WORKER_METRICS_PORT', '-1'],
   ] as const) {
     it(`rejects ${name}=${value} naming the variable`, () => {
       assert.throws(() => loadConfig({ [name]: value }), (e: unknown) => e instanceof ConfigError && e.variable === name && e.message.includes(name));
@@ -41,6 +43,12 @@ describe('config', () => {
     assert.equal(loadConfig({ APPORTION_OTLP_GRPC_PORT: ' ' }).otlpGrpcPort, undefined);
     assert.equal(loadConfig({ APPORTION_OTLP_GRPC_PORT: '4317' }).otlpGrpcPort, 4317);
     assert.equal(loadConfig({ APPORTION_OTLP_GRPC_PORT: '0' }).otlpGrpcPort, 0);
+  });
+
+  it('has no worker metrics listener unless APPORTION_WORKER_METRICS_PORT is set', () => {
+    assert.equal(loadConfig({}).workerMetricsPort, undefined);
+    assert.equal(loadConfig({ APPORTION_WORKER_METRICS_PORT: '9464' }).workerMetricsPort, 9464);
+    assert.equal(loadConfig({ APPORTION_WORKER_METRICS_PORT: '0' }).workerMetricsPort, 0);
   });
 
   it('rejects the same key for admin and client', () => {

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
+
+/**
+ * The production split: an API process without workers and a worker process without the API. The worker's counters
+ * (outcomes processed here) live in its own process, so it serves GET /metrics itself on APPORTION_WORKER_METRICS_PORT,
+ * over a real socket, under the same access rule as the API's /metrics.
+ */
+const prefix = testPrefix('worker-metrics');
+const ADMIN = 'worker-metrics-admin-0123456789';
+const METRICS = 'worker-metrics-scrape-0123456789';
+let api: Running;
+let worker: Running;
+
+before(async () => {
+  const env = { APPORTION_ADMIN_KEY: ADMIN, APPORTION_METRICS_KEY: METRICS, APPORTION_WORKER_METRICS_PORT: '0' };
+  api = await startTest(prefix, { api: true, workers: false, listen: true }, env);
+  worker = await startTest(prefix, { api: false, workers: true, listen: true }, env);
+});
+after(async () => {
+  await worker?.close();
+  await api?.close();
+  await dropPrefix(prefix);
+});
+
+const processed = (text: string) => Number(/^apportion_outcomes_processed_total\{result="applied"\} (\d+)/m.exec(text)?.[1] ?? 0);
+
+describe('worker metrics in a split deployment', () => {
+  it('the worker serves its own counters; the API process has none of them; the metrics key is required', async () => {
+    assert.equal(api.metricsUrl, undefined, 'an API process has no second listener');
+    assert.ok(worker.metricsUrl, 'the worker listens');
+    const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
+    assert.ok((await fetch(`${api.url}/v1/pipelines/wm`, { method: 'PUT', headers: h, body: JSON.stringify(FIVE_AGENTS) })).ok);
+    const n = 12;
+    for (let i = 0; i < n; i++) {
+      const a = (await (await fetch(`${api.url}/v1/allocations`, { method: 'POST', headers: h, body: JSON.stringify({ pipeline: 'wm', unitKey: `u${i}` }) })).json()) as { decisionId: string };
+      const o = await fetch(`${api.url}/v1/outcomes`, { method: 'POST', headers: h, body: JSON.stringify({ decisionId: a.decisionId, quality: 0.5 }) });
+      assert.equal(o.status, 202);
+    }
+    const scrape = (url: string, auth?: string) => fetch(`${url}/metrics`, auth ? { headers: { authorization: `Bearer ${auth}` } } : {});
+    const text = await eventually(async () => {
+      const t = await (await scrape(worker.metricsUrl!, METRICS)).text();
+      return processed(t) === n ? t : undefined;
+    });
+    assert.match(text, /^apportion_queue_jobs\{queue="outcomes",state="waiting"\} 0$/m, 'queue depths are sampled there too');
+    assert.equal(processed(await (await scrape(api.url!, METRICS)).text()), 0, 'the API process processed nothing');
+    // The same rule as the API's /metrics: the metrics key or the env admin key.
+    assert.equal((await scrape(worker.metricsUrl!)).status, 401);
+    assert.equal(((await (await scrape(worker.metricsUrl!, 'wrong-key-0123456789')).json()) as { code: string }).code, 'UNAUTHORIZED');
+    assert.equal((await scrape(worker.metricsUrl!, ADMIN)).status, 200);
+    assert.equal((await fetch(`${worker.metricsUrl}/healthz`)).status, 200);
+    const other = await fetch(`${worker.metricsUrl}/v1/pipelines`);
+    assert.equal(other.status, 404);
+    assert.equal(((await other.json()) as { code: string }).code, 'ROUTE_NOT_FOUND');
+  });
+});
