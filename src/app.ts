@@ -50,6 +50,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // (@fastify/swagger-ui reading its static files took longer than 10 s under CPU load). Start-up is bounded by
     // whoever runs the process: the orchestrator's start-up probe, the test runner's per-file limit.
     pluginTimeout: 0,
+    // While closing, new requests are answered by the hook below (503 SHUTTING_DOWN, the error body every route
+    // uses), not by Fastify's own 503 body, which has no code.
+    return503OnClosing: false,
     // The router's own refusals (a path parameter too long, or not valid percent-encoding) go through the one error
     // handler: a catalogued 400, not Fastify's 414 with its own code.
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
@@ -75,10 +78,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   // Draining: requests in flight finish, new ones get 503, and keep-alive connections are closed as soon as
   // they go idle — without this, close() would wait out the keep-alive timeout of every client connection.
+  let closing = false;
   app.addHook('preClose', (done) => {
+    closing = true;
     const timer = setInterval(() => app.server.closeIdleConnections(), 50);
     app.server.once('close', () => clearInterval(timer));
     done();
+  });
+  // First hook: while draining, a request that arrives on a kept-alive connection is refused before any work, with
+  // a catalogued code, and every answer tells the client not to reuse the connection.
+  app.addHook('onRequest', async (_req, reply) => {
+    if (closing) throw new AppError('SHUTTING_DOWN', 'this server is shutting down and takes no new requests: retry (another instance, or this one once it is back)');
+  });
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing) void reply.header('connection', 'close');
   });
   app.addHook('onRequest', async (req) => auth.authorize(req));
   app.addHook('preHandler', tenantGuard(core.view));

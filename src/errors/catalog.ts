@@ -69,6 +69,7 @@ export const ERROR_CATALOG = {
   // --- infrastructure ------------------------------------------------------------------------
   QUEUE_UNAVAILABLE: { status: 503, message: 'The outcome could not be queued; nothing was accepted. Retry.' },
   REDIS_UNAVAILABLE: { status: 503, message: 'The store is unreachable. Retry.' },
+  SHUTTING_DOWN: { status: 503, message: 'The server is shutting down and took nothing from this request. Retry.' },
   INTERNAL: { status: 500, message: 'Internal error.' },
   // --- tenants, API keys, sessions, rate limits ----------------------------------------------
   KEY_NOT_FOUND: { status: 404, message: 'No API key with this id in your tenant.' },

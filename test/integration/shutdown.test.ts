@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ApportionClient } from '@apportion/sdk';
@@ -54,5 +55,37 @@ describe('graceful shutdown', () => {
       // A bound, not a target: on a machine kept busy by other work a fresh worker took longer than 30 s to start.
     }, 180_000);
     assert.equal(stats.count, accepted);
+  });
+
+  it('while draining, a request that reaches the app gets 503 SHUTTING_DOWN with the error body and Connection: close', async () => {
+    const p2 = testPrefix('shutdown-503');
+    const server = await startTest(p2, { workers: false, listen: true });
+    try {
+      const { hostname, port } = new URL(server.url!);
+      const socket = connect(Number(port), hostname);
+      await new Promise((r) => socket.once('connect', r));
+      let received = '';
+      socket.on('data', (d: Buffer) => (received += d.toString()));
+      // The request has begun over a real socket (its headers not finished) when the drain starts, so its connection
+      // is not idle and stays open; its headers then complete while the server is closing.
+      socket.write('GET /v1/pipelines HTTP/1.1\r\nHost: x\r\n');
+      await new Promise((r) => setTimeout(r, 500));
+      const closed = server.close();
+      // The drain has begun once the listener is closed (the app's preClose hooks run first).
+      await eventually(() => !server.app!.server.listening, 20_000);
+      socket.write('\r\n');
+      await eventually(() => received.trimEnd().endsWith('}'), 20_000);
+      await closed;
+      socket.destroy();
+      assert.match(received, /^HTTP\/1\.1 503 /);
+      assert.match(received, /\r\nconnection: close\r\n/i);
+      const err = JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4)) as { code: string; statusCode: number; message: string };
+      assert.equal(err.code, 'SHUTTING_DOWN');
+      assert.equal(err.statusCode, 503);
+      assert.match(err.message, /shutting down/);
+    } finally {
+      await server.close();
+      await dropPrefix(p2);
+    }
   });
 });
