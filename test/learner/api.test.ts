@@ -191,6 +191,12 @@ describe('learning loop through the API', () => {
   it('runs a learned strategy in shadow beside the served one and reports agreement and value', async () => {
     const put = await call('PUT', '/v1/strategies/shadowed', { pipeline: 'sim', kind: 'learned', params: { shadow: true } });
     assert.equal(put.statusCode, 200, put.body);
+    // Nothing observed yet: no figures that read as "0 % agreement", but null and why.
+    const none = (await call('GET', '/v1/pipelines/sim/shadow?strategy=shadowed')).json();
+    assert.equal(none.observed, 0);
+    assert.equal(none.agreement, null);
+    assert.equal(none.servedReward, null);
+    assert.match(none.reason, /no logged decision with an outcome/);
     const ids: string[] = [];
     for (let i = 0; i < 30; i++) ids.push(await round('sim', '@uniform'));
     const d = await decision(ids[0]!);
@@ -206,6 +212,7 @@ describe('learning loop through the API', () => {
       return r.observed >= 30 ? r : undefined;
     });
     assert.ok(rep.agreement > 0 && rep.agreement <= 1);
+    assert.equal(rep.reason, undefined);
     assert.ok(rep.ope.events > 0);
     assert.equal((await call('GET', '/v1/pipelines/sim/shadow?strategy=est-none')).statusCode, 404);
     assert.equal((await call('DELETE', '/v1/strategies/shadowed')).statusCode, 204);

@@ -44,8 +44,9 @@ function est(e: Est | null, reason: string | null | undefined): string {
 }
 interface Shadow {
   observed: number;
-  agreement: number;
-  servedReward?: number;
+  agreement: number | null;
+  servedReward?: number | null;
+  reason?: string;
 }
 interface Strategy {
   id: string;
@@ -161,7 +162,7 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
         section.append(
           card(
             h('h3', null, `Shadow: ${s.id}`),
-            h('p', { 'data-testid': 'shadow' }, `Agreement with the served split: ${pct(sh.agreement)} over ${int(sh.observed)} decisions with an outcome; served reward ${num(sh.servedReward ?? null)}.`),
+            h('p', { 'data-testid': 'shadow' }, sh.agreement === null ? `No comparison yet: ${sh.reason ?? 'nothing observed'}.` : `Agreement with the served split: ${pct(sh.agreement)} over ${int(sh.observed)} decisions with an outcome; served reward ${num(sh.servedReward ?? null)}.`),
           ),
         );
     }
