@@ -34,6 +34,14 @@ function tierStage(pipeline: Pipeline, out: AllocationOutput, total: number, max
  * whose importance weight is exact: w = 1[a_logged ≈ a*] / Σ_{k: C_k ≈ a*} P_k. Decisions without any
  * candidate near a* have no support: IPS counts them as 0, DR falls back on the reward model there.
  */
+/**
+ * Least share of the logged decisions that must support the target's action for IPS and SNIPS to be reported. Below
+ * it they estimate something else (IPS counts the unsupported decisions as reward 0, SNIPS the supported ones only),
+ * and a tight interval around that would read as the target's value; DR, which covers the rest with the reward
+ * model, is still given.
+ */
+export const IPS_MIN_SUPPORT = 0.95;
+
 export interface OpeOptions {
   /** Newest events read. Default 20000. */
   readonly limit?: number;
@@ -56,7 +64,7 @@ export interface OpeResult {
   readonly ess: number;
   /** Decisions whose logged action is the target's. */
   readonly matched: number;
-  /** null (with `reason`) when the log does not support an estimate (stats/ope.ts offPolicyReport). */
+  /** null (with `reason`) when the log does not support an estimate (stats/ope.ts offPolicyReport); IPS and SNIPS also below IPS_MIN_SUPPORT. */
   readonly ips: Interval | null;
   readonly snips: Interval | null;
   readonly dr: Interval | null;
@@ -184,19 +192,23 @@ export function evaluateOffPolicy(
     samples.push({ r: reward(ev), w, dmTarget, dmLogged });
   }
   const report = offPolicyReport(samples, { resamples: opts.resamples ?? 500, rng: mulberry32(opts.seed ?? 1) });
+  const support = samples.length ? supported / samples.length : 0;
+  const partial = report.ips !== null && support < IPS_MIN_SUPPORT;
   return {
     pipeline: pipeline.id,
     strategy: def.id,
     events: samples.length,
-    support: samples.length ? supported / samples.length : 0,
+    support,
     tolerance,
     ess: report.ess,
     matched: report.matched,
-    ips: report.ips,
-    snips: report.snips,
+    ips: partial ? null : report.ips,
+    snips: partial ? null : report.snips,
     dr: report.dr,
     dm: report.dm,
-    reason: report.reason,
+    reason: partial
+      ? `partial support: the logging policy could have played the target's action on ${(support * 100).toFixed(1)} % of the ${samples.length} logged decisions (IPS and SNIPS need ${IPS_MIN_SUPPORT * 100} %: they would leave the rest out); DR covers the rest with the reward model`
+      : report.reason,
     logged: meanReward,
     modelVersion: serving.version,
   };

@@ -172,7 +172,7 @@ const OpeResponse = Type.Object({
   snips: Type.Union([Interval, Type.Null()]),
   dr: Type.Union([Interval, Type.Null()]),
   dm: Type.Union([Type.Number(), Type.Null()]),
-  reason: Type.Union([Type.String(), Type.Null()], { description: 'Why ips, snips and dr are null: the log does not support an estimate.' }),
+  reason: Type.Union([Type.String(), Type.Null()], { description: 'Why ips, snips and dr are null (the log does not support an estimate), or ips and snips only (partial support: under 95 % of the decisions could have played the target\'s action; dr is then given).' }),
   logged: Type.Number(),
   modelVersion: Type.Integer(),
 });

@@ -172,6 +172,31 @@ describe('learning loop through the API', () => {
     assert.ok(seen.size >= 2, `decisions were served by versions ${[...seen].join(', ')}`);
   });
 
+  it('reports IPS and SNIPS only where the logs support the target: partial support gives null, the reason, and DR', async () => {
+    assert.equal((await call('PUT', '/v1/pipelines/part', worldPipeline(world))).statusCode, 200);
+    assert.equal((await call('PUT', '/v1/pipelines/part/features', worldFeatures(world))).statusCode, 200);
+    const shares = Object.fromEntries(world.agents.map((a, i) => [a.name, i + 1]));
+    assert.equal((await call('PUT', '/v1/strategies/part-static', { pipeline: 'part', kind: 'static', params: { shares } })).statusCode, 200);
+    const ope = async () => (await call('GET', '/v1/pipelines/part/ope?strategy=part-static&resamples=100')).json();
+    // Every decision so far was the target's own (a deterministic split, probability 1): full support.
+    let last = '';
+    for (let i = 0; i < 30; i++) last = await round('part', 'part-static');
+    await applied('part', last);
+    const full = await ope();
+    assert.equal(full.support, 1);
+    assert.ok(full.ips && full.snips && full.dr, JSON.stringify(full));
+    assert.equal(full.reason, null);
+    // As many decisions again by another strategy, which could never have played the target's split.
+    for (let i = 0; i < 30; i++) last = await round('part', '@uniform');
+    await applied('part', last);
+    const half = await ope();
+    assert.ok(half.support > 0.3 && half.support < 0.7, String(half.support));
+    assert.equal(half.ips, null);
+    assert.equal(half.snips, null);
+    assert.ok(half.dr && half.dr.lo <= half.dr.value && half.dr.value <= half.dr.hi);
+    assert.match(half.reason, /^partial support: .* on [0-9.]+ % of the 60 logged decisions/);
+  });
+
   it('estimates registered strategies off-policy from the logs', async () => {
     const uni = await call('GET', '/v1/pipelines/sim/ope?strategy=@uniform&resamples=200');
     assert.equal(uni.statusCode, 200, uni.body);
