@@ -67,6 +67,45 @@ describe('console (auth off)', () => {
     assert.equal(await page.locator('button[data-action=rollback]').count(), 0);
   });
 
+  it('shows an experiment before it has data (draft, started with under 2 outcomes an arm) and after a promote, with nothing left to promote', async () => {
+    const api = new ApportionClient({ url: s.url });
+    await api.request('PUT', '/v1/pipelines/fresh', { defaultTotalTokens: 4000, agents: [{ name: 'a' }, { name: 'b' }] });
+    await api.request('PUT', '/v1/strategies/fresh-even', { pipeline: 'fresh', kind: 'uniform' });
+    await api.request('PUT', '/v1/strategies/fresh-tilt', { pipeline: 'fresh', kind: 'static', params: { shares: { a: 3, b: 1 } } });
+    // A guardrail without maxRegression: its default, 0, is what the page says.
+    await api.request('PUT', '/v1/experiments/fresh-exp', {
+      pipeline: 'fresh',
+      variants: [{ name: 'control', strategy: 'fresh-even', weight: 1 }, { name: 'tilt', strategy: 'fresh-tilt', weight: 1 }],
+      guardrails: [{ metric: 'quality' }],
+    });
+    const show = async () => {
+      // A fresh load each time (the same hash again would not re-render).
+      await page.goto('about:blank');
+      await openPage(page, s.url, 'experiments/fresh-exp');
+      const body = await text('#main');
+      assert.doesNotMatch(body, /Cannot read|undefined/, body);
+      assert.match(body, /Audit trail/);
+      return body;
+    };
+    let body = await show();
+    assert.match(body, /quality ≤ 0 worse/);
+    assert.equal(await page.locator('button[data-action=start]').count(), 1);
+    assert.equal(await page.locator('button[data-action=promote]').count(), 0, 'a draft has nothing to promote');
+
+    await api.request('POST', '/v1/experiments/fresh-exp/start', {});
+    const d = await api.allocate({ pipeline: 'fresh', unitKey: 'only-one' });
+    await api.reportOutcome({ decisionId: d.decisionId, quality: 0.5 });
+    body = await show();
+    assert.match(body, /Guardrails/);
+    assert.match(body, /not enough data|No outcomes yet/i);
+    assert.equal(await page.locator('button[data-action=promote]').count(), 1);
+
+    await api.request('POST', '/v1/experiments/fresh-exp/promote', { variant: 'tilt' });
+    body = await show();
+    assert.match(body, /promoted\s+tilt → fresh-tilt/);
+    assert.equal(await page.locator('button[data-action=promote]').count(), 0, 'an ended experiment has nothing left to promote');
+  });
+
   it('shows the learner: model versions, learning curve, OPE with CIs, shadow agreement', async () => {
     await openPage(page, s.url, 'learner');
     const section = page.locator('[data-testid=learner-support-triage]');

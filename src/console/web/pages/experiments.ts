@@ -5,7 +5,7 @@ import { card, errorBox, h, int, kv, num, pct, pill, table, time } from '../dom.
 interface Guardrail {
   metric: string;
   agent?: string;
-  maxRegression: number;
+  maxRegression?: number;
   relative?: boolean;
   minSamples?: number;
 }
@@ -21,7 +21,7 @@ interface Experiment {
   guardrails?: Guardrail[];
   ramp?: { steps: { share: number; minSamples?: number; minDurationSec?: number }[] };
   layer?: { id: string; range: [number, number] };
-  state: { status: string; rampStep?: number; startedAt?: number; reason?: string; promoted?: string };
+  state: { status: string; rampStep?: number; startedAt?: number; promoted?: { variant: string; strategy: string }; rollback?: { by: string; reason?: string } };
 }
 interface Ci {
   diff: number;
@@ -35,8 +35,9 @@ interface Results {
   phases: {
     phase: number;
     variants: { variant: string; strategy: string; n: number; quality: { mean: number | null }; cost: { mean: number | null; n: number }; qualityPerDollar?: number | null }[];
-    comparisons?: { variant: string; metric: string; welch: Ci; sequential: Ci; pHolm?: number }[];
-    agentComparisons?: { variant: string; agent: string; budgetDiff: number; utilizationDiff: number; ceilingHit: { welch: Ci; sequential: Ci } }[];
+    // null while an arm has fewer than 2 outcomes (nothing to compare yet).
+    comparisons?: { variant: string; metric: string; welch: Ci | null; sequential: Ci | null; pHolm?: number }[];
+    agentComparisons?: { variant: string; agent: string; budgetDiff: number; utilizationDiff: number; ceilingHit: { welch: Ci | null; sequential: Ci | null } }[];
     srm?: { chiSquare: number; df: number; pValue: number; mismatch: boolean } | null;
   }[];
   guardrails?: { guardrail: Guardrail; variant: string; judged: boolean; breached: boolean; n: number[] }[];
@@ -49,7 +50,8 @@ interface AuditItem {
   details?: Record<string, unknown>;
 }
 
-const guardText = (g: Guardrail) => `${g.agent ? `${g.agent} ` : ''}${g.metric} ≤ ${g.relative ? pct(g.maxRegression, 0) : g.maxRegression} worse`;
+// maxRegression defaults to 0 (no regression tolerated) when the experiment leaves it out.
+const guardText = (g: Guardrail) => `${g.agent ? `${g.agent} ` : ''}${g.metric} ≤ ${g.relative ? pct(g.maxRegression ?? 0, 0) : (g.maxRegression ?? 0)} worse`;
 const rampText = (e: Experiment) => {
   const steps = e.ramp?.steps;
   if (!steps?.length) return '–';
@@ -80,8 +82,9 @@ export async function experimentsPage(root: HTMLElement): Promise<void> {
   );
 }
 
-function intervals(rows: { label: string; a: Ci; b: Ci }[]): Interval[] {
-  return rows.map((r) => ({ label: r.label, estimate: r.a.diff, ci: r.a.ci, ci2: r.b.ci }));
+/** The rows that can be drawn: a comparison is null until both arms have 2 outcomes. */
+function intervals(rows: { label: string; a: Ci | null; b: Ci | null }[]): Interval[] {
+  return rows.flatMap((r) => (r.a ? [{ label: r.label, estimate: r.a.diff, ci: r.a.ci, ci2: r.b?.ci ?? null }] : []));
 }
 
 export async function experimentPage(root: HTMLElement, id: string, rerender: () => void): Promise<void> {
@@ -113,8 +116,16 @@ export async function experimentPage(root: HTMLElement, id: string, rerender: ()
   if (status === 'running') buttons.push(act('Evaluate ramp now', 'evaluate', undefined), act('Pause', 'pause', {}));
   if (status === 'paused') buttons.push(act('Resume', 'resume', {}, 'primary'));
   if (status === 'running' || status === 'paused') buttons.push(act('Roll back', 'rollback', { reason: 'rolled back from the console' }, 'danger', `Roll back ${id}? Every unit goes to control at once.`));
+  // Promote: while it runs or is paused, and after a rollback (a guardrail's rollback needs force: the button says so
+  // and asks first). An ended experiment (stopped, a variant promoted or not) has nothing left to promote.
+  const byGuardrail = status === 'rolled_back' && (e.state.rollback?.by ?? '').startsWith('system:');
   for (const v of e.variants ?? [])
-    if (v.name !== e.control && status !== 'promoted' && status !== 'draft') buttons.push(act(`Promote ${v.name}`, 'promote', { variant: v.name }, '', `Make ${v.strategy} the default of ${e.pipeline} and end ${id}?`));
+    if (v.name !== e.control && (status === 'running' || status === 'paused' || status === 'rolled_back'))
+      buttons.push(
+        byGuardrail
+          ? act(`Promote ${v.name} anyway`, 'promote', { variant: v.name, force: true }, 'danger', `A guardrail rolled ${id} back (${e.state.rollback?.reason ?? 'no reason given'}). Make ${v.strategy} the default of ${e.pipeline} anyway?`)
+          : act(`Promote ${v.name}`, 'promote', { variant: v.name }, '', `Make ${v.strategy} the default of ${e.pipeline} and end ${id}?`),
+      );
 
   root.append(
     h('p', null, h('a', { href: '#/experiments' }, '← Experiments')),
@@ -130,7 +141,8 @@ export async function experimentPage(root: HTMLElement, id: string, rerender: ()
         ['layer', e.layer ? `${e.layer.id} [${e.layer.range[0]}, ${e.layer.range[1]})` : '–'],
         ['started', time(e.state.startedAt)],
         ['guardrails', (e.guardrails ?? []).map(guardText).join('; ') || '–'],
-        ...(e.state.reason ? ([['reason', e.state.reason]] as [string, string][]) : []),
+        ...(e.state.rollback ? ([['rolled back', `by ${e.state.rollback.by}${e.state.rollback.reason ? `: ${e.state.rollback.reason}` : ''}`]] as [string, string][]) : []),
+        ...(e.state.promoted ? ([['promoted', `${e.state.promoted.variant} → ${e.state.promoted.strategy}`]] as [string, string][]) : []),
       ]),
       h('div', { class: 'actions' }, ...buttons),
       message,
@@ -147,7 +159,7 @@ export async function experimentPage(root: HTMLElement, id: string, rerender: ()
             { title: 'variant', cell: (v) => `${v.variant}${v.variant === results.control ? ' (control)' : ''}` },
             { title: 'strategy', cell: (v) => v.strategy },
             { title: 'n', num: true, cell: (v) => int(v.n) },
-            { title: 'quality', num: true, cell: (v) => num(v.quality.mean) },
+            { title: 'quality', num: true, cell: (v) => (v.n ? num(v.quality.mean) : '–') },
             { title: 'cost (USD)', num: true, cell: (v) => (v.cost.n ? num(v.cost.mean, 4) : '–') },
             { title: 'quality per $', num: true, cell: (v) => num(v.qualityPerDollar ?? null, 2) },
           ],
@@ -162,11 +174,14 @@ export async function experimentPage(root: HTMLElement, id: string, rerender: ()
     const grid = h('div', { class: 'grid' });
     for (const metric of metrics) {
       const rows = (ph.comparisons ?? []).filter((c) => c.metric === metric);
+      const drawn = intervals(rows.map((c) => ({ label: c.variant, a: c.welch, b: c.sequential })));
       grid.append(
         card(
           h('h3', null, `${metric}: difference vs control`),
-          intervalChart(intervals(rows.map((c) => ({ label: c.variant, a: c.welch, b: c.sequential }))), { ciLabel: `Welch ${pct(1 - results.alpha, 0)} CI`, ci2Label: 'always-valid (sequential) CI', xLabel: `${metric} (variant − control)` }),
-          h('p', { class: 'muted' }, rows.map((c) => `${c.variant}: Δ ${num(c.welch.diff, 4)}, p ${num(c.welch.pValue ?? null, 4)}, Holm p ${num(c.pHolm ?? null, 4)}`).join(' · ')),
+          drawn.length
+            ? intervalChart(drawn, { ciLabel: `Welch ${pct(1 - results.alpha, 0)} CI`, ci2Label: 'always-valid (sequential) CI', xLabel: `${metric} (variant − control)` })
+            : h('p', { class: 'muted' }, 'Not enough data: every arm needs 2 outcomes.'),
+          h('p', { class: 'muted' }, rows.map((c) => (c.welch ? `${c.variant}: Δ ${num(c.welch.diff, 4)}, p ${num(c.welch.pValue ?? null, 4)}, Holm p ${num(c.pHolm ?? null, 4)}` : `${c.variant}: not enough data`)).join(' · ')),
         ),
       );
     }
