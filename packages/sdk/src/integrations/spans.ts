@@ -22,13 +22,14 @@ export const WRAP_UP_MESSAGE =
 
 /**
  * The output-token limit of the agent's next call: what is left of its allocation (or less, if the caller asked
- * for less). Throws BudgetExceededError (scope `agent`) when nothing is left, without calling the model.
+ * for less). Throws BudgetExceededError (scope `agent`) when nothing is left, without calling the model: the pool
+ * is the reserve the caller grants from with extend(), so a call does not draw on it by itself.
  */
 export function outputLimit(controller: BudgetController, agent: string, requested: number | undefined): number {
   const available = controller.available(agent);
   if (available <= 0) {
     const s = controller.state(agent);
-    throw new BudgetExceededError('agent', agent, s.consumed, s.allocated);
+    throw new BudgetExceededError('agent', agent, s.consumed, s.allocated, controller.pool);
   }
   return requested === undefined || requested <= 0 ? available : Math.min(requested, available);
 }
