@@ -127,7 +127,8 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
 
   it('a streamed call that takes the agent past its budget ends its stream with BudgetExceededError', async () => {
     const controller = controllerFor({ writer: 300 });
-    const model = wrapLanguageModel({ model: mockModel([{ input: 250, output: 100 }]), middleware: apportionMiddleware({ controller, agent: 'writer', recorder: new SpanRecorder({ flushIntervalMs: 0 }) }) });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const model = wrapLanguageModel({ model: mockModel([{ input: 250, output: 100 }]), middleware: apportionMiddleware({ controller, agent: 'writer', recorder }) });
     const result = streamText({ model, prompt: 'x', onError: () => undefined });
     const parts: string[] = [];
     await assert.rejects(
@@ -138,6 +139,7 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
     );
     assert.ok(parts.includes('text-delta'), 'the text arrived before the stream ended with the error');
     assert.equal(controller.state('writer').consumed, 350, 'the usage is recorded all the same');
+    assert.equal((await recorder.close()).accepted, 2, 'and its spans');
   });
 
   it('a stream that fails mid-way records its llm span (status error) and closes the agent span, as a failing generateText does', async () => {
@@ -231,6 +233,7 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
   });
 
   it('for random budgets and usages, every call is capped by what is left and every token is recorded (fast-check, seeded)', async () => {
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, batchSize: 1000, timeoutMs: 60_000 });
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 5000 }),
@@ -238,7 +241,7 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
         async (budget, calls) => {
           const controller = controllerFor({ a: budget }, 10_000);
           const mock = mockModel(calls);
-          const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'a', recorder: new SpanRecorder({ flushIntervalMs: 0, batchSize: 1000 }) }) });
+          const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'a', recorder }) });
           let spent = 0;
           for (const c of calls) {
             const left = controller.available('a');
@@ -255,5 +258,6 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
       ),
       { seed: 17, numRuns: 150 },
     );
+    await recorder.close();
   });
 });

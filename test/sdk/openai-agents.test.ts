@@ -114,7 +114,8 @@ describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedMod
       { output: [assistantMessage('final')], usage: usage(40, 30) },
     ]);
     const controller = controllerFor({ writer: 1000 });
-    const writer = new Agent({ name: 'writer', instructions: 'Write.', model: new ApportionModel(inner, { controller, agent: 'writer', recorder: new SpanRecorder({ flushIntervalMs: 0 }) }) });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const writer = new Agent({ name: 'writer', instructions: 'Write.', model: new ApportionModel(inner, { controller, agent: 'writer', recorder }) });
     const runner = new Runner({ tracingDisabled: true });
     assert.equal((await runner.run(writer, 'go')).finalOutput, 'draft');
     assert.equal((await runner.run(writer, 'again')).finalOutput, 'final');
@@ -123,6 +124,7 @@ describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedMod
     assert.equal(controller.available('writer'), 0);
     await assert.rejects(runner.run(writer, 'more'), /agent "writer" has used its whole budget \(1000 of 1000 tokens\) and the pool is empty/);
     assert.equal(inner.calls.length, 2, 'the model was not called');
+    await recorder.close();
   });
 
   it('refuses to wrap a graph with an agent the controller does not know, changing nothing', () => {
