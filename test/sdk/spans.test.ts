@@ -4,8 +4,8 @@ import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { SpanRecorder } from '@apportion/sdk';
-import { testPrefix } from '../helpers/env.js';
+import { ApportionClient, ApportionHttpError, SpanRecorder } from '@apportion/sdk';
+import { FIVE_AGENTS, testPrefix } from '../helpers/env.js';
 import { serveDuring } from '../helpers/serve.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -73,5 +73,43 @@ describe('SpanRecorder at process exit', () => {
     assert.equal(process.listenerCount('beforeExit'), base + 1, 'one recorder still holds a span');
     await recorders[0]!.flush();
     assert.equal(process.listenerCount('beforeExit'), base, 'nothing buffered: no listener left');
+  });
+});
+
+describe('SpanRecorder.usageFor: the usage an outcome accepts', () => {
+  it('given the allocation, keeps only the agents its budgets name; given the id, every agent', async () => {
+    const url = server.rt.url!;
+    const client = new ApportionClient({ url, timeoutMs: 60_000 });
+    await client.request('PUT', '/v1/pipelines/usage', FIVE_AGENTS);
+    const spans = new SpanRecorder({ url, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const session = async (decisionId: string) =>
+      spans.withSession({ sessionId: `usage-${decisionId}`, decisionId }, () =>
+        spans.withAgent('coordinator', async () => {
+          // The orchestration runs outside the pipeline's agents; its sub-agents are the pipeline's.
+          spans.recordCall({ model: 'gpt-4o', usage: { input: 1200, output: 300 } });
+          await Promise.all([
+            spans.withAgent('retriever', () => spans.recordCall({ model: 'gpt-4o-mini', usage: { input: 800, output: 200 } })),
+            spans.withAgent('reasoner', () => spans.recordCall({ model: 'gpt-4o-mini', usage: { input: 500, output: 400 } })),
+          ]);
+        }),
+      );
+
+    const alloc = await client.allocate({ pipeline: 'usage' });
+    await session(alloc.decisionId);
+    const usage = spans.usageFor(alloc);
+    assert.deepEqual(usage, { retriever: { inputTokens: 800, outputTokens: 200 }, reasoner: { inputTokens: 500, outputTokens: 400 } });
+    assert.deepEqual(await client.reportOutcome({ decisionId: alloc.decisionId, quality: 0.9, usage }), { accepted: true, decisionId: alloc.decisionId });
+    assert.deepEqual(spans.usageFor(alloc), {}, 'forgotten once taken');
+
+    // The decision id alone: every agent, the coordinator included, which the server refuses.
+    const other = await client.allocate({ pipeline: 'usage' });
+    await session(other.decisionId);
+    const all = spans.usageFor(other.decisionId);
+    assert.deepEqual(Object.keys(all).sort(), ['coordinator', 'reasoner', 'retriever']);
+    await assert.rejects(client.reportOutcome({ decisionId: other.decisionId, quality: 0.9, usage: all }), (e) => e instanceof ApportionHttpError && e.code === 'UNKNOWN_AGENT');
+
+    await spans.close();
+    const tree = await costTree(`usage-${alloc.decisionId}`);
+    assert.ok(tree?.nodes.some((n) => n.agent === 'coordinator' && n.kind === 'llm'), 'the coordinator’s call stays in the cost tree');
   });
 });

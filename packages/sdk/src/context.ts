@@ -54,6 +54,12 @@ export interface SessionInfo {
   readonly parentSpanId?: string;
 }
 
+/** What usageFor needs of an allocation: its id, and the agents its budgets name. */
+export interface DecisionAgents {
+  readonly decisionId: string;
+  readonly budgets: Readonly<Record<string, unknown>>;
+}
+
 export interface CallInfo {
   readonly model: string;
   readonly provider?: string;
@@ -210,13 +216,19 @@ export class SpanRecorder {
   }
 
   /**
-   * Per-agent usage of a decision's calls, shaped for the outcome report (`usage` of POST /v1/outcomes),
-   * and forgotten afterwards. Agents not in the decision's pipeline should be left out by the caller.
+   * Per-agent usage of a decision's calls, shaped for the outcome report (`usage` of POST /v1/outcomes), and
+   * forgotten afterwards. Given the allocation (`client.allocate`'s answer, or anything with its `decisionId` and
+   * `budgets`), only the agents its budgets name are returned: the server refuses usage of any other agent
+   * (`400 UNKNOWN_AGENT`), such as an orchestrator outside the pipeline, whose calls stay in the spans and the
+   * cost tree. Given only the decision id, every agent's usage is returned.
    */
-  usageFor(decisionId: string): Record<string, { inputTokens: number; outputTokens: number }> {
-    const m = this.usage.get(decisionId);
-    this.usage.delete(decisionId);
-    return m ? Object.fromEntries(m) : {};
+  usageFor(decision: string | DecisionAgents): Record<string, { inputTokens: number; outputTokens: number }> {
+    const id = typeof decision === 'string' ? decision : decision.decisionId;
+    const m = this.usage.get(id);
+    this.usage.delete(id);
+    if (!m) return {};
+    const budgets = typeof decision === 'string' ? undefined : decision.budgets;
+    return Object.fromEntries([...m].filter(([agent]) => budgets === undefined || Object.hasOwn(budgets, agent)));
   }
 
   /** Sends every buffered span (in batches of batchSize). Spans are kept for the next flush if the API fails. */
