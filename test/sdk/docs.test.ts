@@ -83,3 +83,11 @@ describe('docs/costs.md, "SDK": the snippet runs as written against the READMEâ€
     });
   }
 });
+
+describe('docs/sdk.md', () => {
+  it('reads the local-mode counters from the promise apportion.stats() returns', () => {
+    const doc = read('docs/sdk.md');
+    const bare = [...doc.matchAll(/`[^`]*\bstats\(\)[^`]*`/g)].map((m) => m[0]).filter((c) => !/\(await apportion\.stats\(\)\)|evaluator\(\)\)?\.stats\(\)/.test(c));
+    assert.deepEqual(bare, [], 'Apportion.stats() is async: (await apportion.stats())â€¦');
+  });
+});
