@@ -49,7 +49,7 @@ const controllerFor = (budgets: Record<string, number>, pool = 0) =>
 async function costTree(session: string) {
   return (await (await fetch(`${server.rt.url}/v1/sessions/${session}/cost-tree`)).json()) as {
     total: { calls: number; tokens: { input: number; output: number } };
-    nodes: { agent: string; kind: string; model?: string; provider?: string; parentSpanId?: string; spanId: string }[];
+    nodes: { agent: string; kind: string; status: string; model?: string; provider?: string; parentSpanId?: string; spanId: string }[];
   };
 }
 
@@ -127,7 +127,8 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
 
   it('a streamed call that takes the agent past its budget ends its stream with BudgetExceededError', async () => {
     const controller = controllerFor({ writer: 300 });
-    const model = wrapLanguageModel({ model: mockModel([{ input: 250, output: 100 }]), middleware: apportionMiddleware({ controller, agent: 'writer', recorder: new SpanRecorder({ flushIntervalMs: 0 }) }) });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const model = wrapLanguageModel({ model: mockModel([{ input: 250, output: 100 }]), middleware: apportionMiddleware({ controller, agent: 'writer', recorder }) });
     const result = streamText({ model, prompt: 'x', onError: () => undefined });
     const parts: string[] = [];
     await assert.rejects(
@@ -138,9 +139,101 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
     );
     assert.ok(parts.includes('text-delta'), 'the text arrived before the stream ended with the error');
     assert.equal(controller.state('writer').consumed, 350, 'the usage is recorded all the same');
+    assert.equal((await recorder.close()).accepted, 2, 'and its spans');
+  });
+
+  it('a stream that fails mid-way records its llm span (status error) and closes the agent span, as a failing generateText does', async () => {
+    const failing = new MockLanguageModelV4({
+      provider: 'openai.chat',
+      modelId: 'gpt-4o-mini',
+      doGenerate: async () => {
+        throw new Error('connection reset');
+      },
+      doStream: async () => ({
+        stream: new ReadableStream<Part>({
+          start(c) {
+            c.enqueue({ type: 'stream-start', warnings: [] });
+            c.enqueue({ type: 'text-start', id: 't' });
+            c.enqueue({ type: 'text-delta', id: 't', delta: 'partial ' });
+            setTimeout(() => c.error(new Error('connection reset')), 10); // as a dropped connection does
+          },
+        }),
+      }),
+    });
+    const controller = controllerFor({ gen: 1000, str: 1000 });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const wrap = (agent: string) => wrapLanguageModel({ model: failing, middleware: apportionMiddleware({ controller, agent, recorder }) });
+    await recorder.withSession({ sessionId: 'ai-stream-error' }, async () => {
+      await assert.rejects(generateText({ model: wrap('gen'), prompt: 'x', maxRetries: 0 }), /connection reset/);
+      const result = streamText({ model: wrap('str'), prompt: 'x', maxRetries: 0, onError: () => undefined });
+      const parts: string[] = [];
+      await assert.rejects(
+        (async () => {
+          for await (const p of result.fullStream) parts.push(p.type);
+        })(),
+        /connection reset/,
+      );
+      assert.ok(parts.includes('text-delta'), 'the text arrived before the stream failed');
+    });
+    assert.equal((await recorder.close()).accepted, 4, 'per call: its llm span and the agent span around it');
+    const tree = await costTree('ai-stream-error');
+    for (const agent of ['gen', 'str']) {
+      const llm = tree.nodes.filter((n) => n.agent === agent && n.kind === 'llm');
+      const span = tree.nodes.filter((n) => n.agent === agent && n.kind === 'agent');
+      assert.deepEqual([llm.length, span.length], [1, 1], `${agent}: one llm span, one agent span`);
+      assert.equal(llm[0]!.status, 'error', `${agent}: the call failed`);
+      assert.equal(llm[0]!.parentSpanId, span[0]!.spanId, `${agent}: the call is the agent span's child`);
+      assert.equal(span[0]!.status, 'error', `${agent}: the agent span the middleware opened failed with its call`);
+    }
+    assert.equal(controller.consumed, 0, 'no usage was reported');
+  });
+
+  it('a stream the consumer cancels is settled: cut short, an error span and the provider stream cancelled; after its finish part, ok with usage', async () => {
+    let cancelled = 0;
+    const endless = new MockLanguageModelV4({
+      provider: 'openai.chat',
+      modelId: 'gpt-4o-mini',
+      doStream: async () => ({
+        stream: new ReadableStream<Part>({
+          start(c) {
+            c.enqueue({ type: 'stream-start', warnings: [] });
+            c.enqueue({ type: 'text-start', id: 't' });
+            c.enqueue({ type: 'text-delta', id: 't', delta: 'partial ' });
+          },
+          cancel: () => void cancelled++,
+        }),
+      }),
+    });
+    const controller = controllerFor({ writer: 2000 });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const aborted = new AbortController();
+    await recorder.withSession({ sessionId: 'ai-stream-cancel' }, async () => {
+      const model = wrapLanguageModel({ model: endless, middleware: apportionMiddleware({ controller, agent: 'writer', recorder }) });
+      const result = streamText({ model, prompt: 'x', abortSignal: aborted.signal, onError: () => undefined });
+      for await (const _ of result.textStream) aborted.abort(); // the user went away after the first text
+    });
+    assert.equal(cancelled, 1, 'the provider stream was cancelled');
+    assert.equal((await recorder.close()).accepted, 2);
+    const tree = await costTree('ai-stream-cancel');
+    assert.deepEqual(tree.nodes.map((n) => `${n.agent} ${n.kind} ${n.status}`).sort(), ['writer agent error', 'writer llm error']);
+
+    // Cancelled once the finish part was read: the call completed; its usage is recorded.
+    const finishing = wrapLanguageModel({ model: mockModel([{ input: 300, output: 60 }]), middleware: apportionMiddleware({ controller, agent: 'writer', recorder }) });
+    await recorder.withSession({ sessionId: 'ai-stream-cancel-late' }, async () => {
+      const { stream } = await finishing.doStream({ prompt: [{ role: 'user', content: [{ type: 'text', text: 'x' }] }] });
+      const reader = stream.getReader();
+      for (let r = await reader.read(); !r.done && r.value.type !== 'finish'; r = await reader.read());
+      await reader.cancel();
+    });
+    assert.equal(controller.state('writer').consumed, 360);
+    await recorder.close();
+    const late = await costTree('ai-stream-cancel-late');
+    assert.deepEqual(late.nodes.map((n) => `${n.agent} ${n.kind} ${n.status}`).sort(), ['writer agent ok', 'writer llm ok']);
+    assert.equal(late.total.tokens.input, 300);
   });
 
   it('for random budgets and usages, every call is capped by what is left and every token is recorded (fast-check, seeded)', async () => {
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, batchSize: 1000, timeoutMs: 60_000 });
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 5000 }),
@@ -148,7 +241,7 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
         async (budget, calls) => {
           const controller = controllerFor({ a: budget }, 10_000);
           const mock = mockModel(calls);
-          const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'a', recorder: new SpanRecorder({ flushIntervalMs: 0, batchSize: 1000 }) }) });
+          const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'a', recorder }) });
           let spent = 0;
           for (const c of calls) {
             const left = controller.available('a');
@@ -165,5 +258,6 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
       ),
       { seed: 17, numRuns: 150 },
     );
+    await recorder.close();
   });
 });

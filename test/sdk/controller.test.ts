@@ -202,6 +202,73 @@ describe('BudgetController: reclaim to agents still to run, keep the pool for ex
   });
 });
 
+describe('BudgetController: an agent handed back to starts again (triage → billing → triage)', () => {
+  const TWO: ControllerAgent[] = [{ name: 'triage', priority: 'critical' }, { name: 'billing' }];
+  const conserved = (c: BudgetController) => c.snapshot().agents.reduce((s, a) => s + a.allocated, 0) + c.pool === c.ceiling;
+
+  it('takes back from the pool what it left at its finish, not more: the rest stays for extend()', () => {
+    const c = new BudgetController({ budgets: { triage: { tokens: 3000 }, billing: { tokens: 3000 } }, unallocatedTokens: 500 }, { agents: TWO });
+    c.start('triage');
+    c.record('triage', 640);
+    assert.deepEqual(c.finish('triage'), { reclaimed: 2360, redistributed: { billing: 2360 } });
+    c.start('billing');
+    c.record('billing', 930);
+    assert.equal(c.finish('billing').reclaimed, 4430);
+    assert.equal(c.pool, 4930, 'nobody still to run: billing’s rest joins the unallocated 500');
+    assert.deepEqual(c.start('triage'), { run: true, tokens: 2360 });
+    assert.deepEqual(c.state('triage'), { name: 'triage', priority: 'critical', criticalPath: true, allocated: 3000, consumed: 640, status: 'running' });
+    assert.equal(c.pool, 2570);
+    assert.ok(conserved(c), 'tokens are conserved');
+    c.record('triage', 720);
+    assert.equal(c.finish('triage').reclaimed, 1640);
+    assert.equal(c.pool, 4210);
+    assert.ok(conserved(c));
+  });
+
+  it('gets only what the pool still holds once others spent what it handed on, and stays finished when not run', () => {
+    const c = new BudgetController({ budgets: { triage: { tokens: 1000 }, billing: { tokens: 1000 } } }, { agents: TWO });
+    c.record('triage', 400);
+    c.finish('triage'); // its 600 go to billing
+    c.record('billing', 1500);
+    c.finish('billing'); // 100 left
+    assert.deepEqual(c.start('triage'), { run: true, tokens: 100 });
+    assert.equal(c.pool, 0);
+    assert.ok(conserved(c));
+    // With the ceiling consumed a returning agent is not run and keeps its status: it did run before.
+    const d = new BudgetController({ budgets: { triage: { tokens: 100 }, billing: { tokens: 100 } } }, { agents: TWO });
+    d.record('triage', 50);
+    d.finish('triage');
+    assert.throws(() => d.record('billing', 160), BudgetExceededError);
+    d.finish('billing');
+    assert.deepEqual(d.start('triage'), { run: false, tokens: 0, degraded: 'skip', reason: 'ceiling' });
+    assert.equal(d.state('triage').status, 'finished');
+    assert.ok(conserved(d));
+    // Running and skipped agents still cannot start.
+    const e = new BudgetController({ budgets: { triage: { tokens: 100 }, billing: { tokens: 100 } } }, { agents: TWO });
+    e.start('triage');
+    assert.throws(() => e.start('triage'), /already running/);
+    e.skip('billing');
+    assert.throws(() => e.start('billing'), /already skipped/);
+  });
+
+  it('with redistribute: "pool" a finish and a restart give the agent back everything it left', () => {
+    const c = new BudgetController({ budgets: { triage: { tokens: 1000 }, billing: { tokens: 1000 } }, unallocatedTokens: 200 }, { agents: TWO, redistribute: 'pool' });
+    c.record('triage', 300);
+    c.finish('triage');
+    assert.deepEqual(c.start('triage'), { run: true, tokens: 700 });
+    assert.equal(c.pool, 200);
+  });
+
+  it('says "used its whole budget", not "exceeded", of an agent refused at its limit, and what the pool holds', () => {
+    assert.equal(
+      new BudgetExceededError('agent', 'triage', 640, 640, 4430).message,
+      'agent "triage" has used its whole budget (640 of 640 tokens); the pool\'s 4430 tokens are granted only by extend()',
+    );
+    assert.equal(new BudgetExceededError('agent', 'w', 1000, 1000, 0).message, 'agent "w" has used its whole budget (1000 of 1000 tokens) and the pool is empty');
+    assert.equal(new BudgetExceededError('agent', 'w', 1200, 1000, 0).message, 'agent "w" exceeded its budget (1200 of 1000 tokens) and the pool cannot cover it');
+  });
+});
+
 describe('BudgetController backed by a server reservation', () => {
   const prefix = testPrefix('sdk-controller');
   const server = serveDuring(prefix, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });

@@ -67,21 +67,64 @@ describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedMod
     });
   }
 
+  for (const stream of [false, true]) {
+    it(`a hand-back (triage → billing → triage${stream ? ', streamed' : ''}): the returning agent runs again on what it left, taken back from the pool`, async () => {
+      const triageModel = new ScriptedModel([
+        { output: [functionCall('transfer_to_billing', {}, { callId: 'h1' })], usage: usage(600, 40) },
+        { output: [assistantMessage('Anything else?')], usage: usage(700, 20) },
+      ]);
+      const billingModel = new ScriptedModel([{ output: [functionCall('transfer_to_triage', {}, { callId: 'h2' })], usage: usage(900, 30) }]);
+      const triage = new Agent({ name: 'triage', instructions: 'Route the customer.', model: triageModel });
+      const billing = new Agent({ name: 'billing', instructions: 'Handle billing.', model: billingModel });
+      triage.handoffs = [billing];
+      billing.handoffs = [triage];
+      const controller = new BudgetController({ budgets: { triage: { tokens: 3000 }, billing: { tokens: 3000 } }, unallocatedTokens: 0 }, { agents: [{ name: 'triage', priority: 'critical' }, { name: 'billing' }] });
+      const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+      budgetAgents(triage, { controller, recorder, modelName: 'gpt-4o-mini', provider: 'openai' });
+      const runner = new Runner({ tracingDisabled: true });
+      const detach = attachBudgetHooks(runner, controller);
+      const session = `agents-handback-${stream ? 'stream' : 'plain'}`;
+      const output = await recorder.withSession({ sessionId: session }, async () => {
+        if (!stream) return (await runner.run(triage, 'I was charged twice')).finalOutput;
+        const result = await runner.run(triage, 'I was charged twice', { stream: true });
+        for await (const _ of result) void _;
+        await result.completed;
+        return result.finalOutput;
+      });
+      detach();
+      assert.equal(output, 'Anything else?');
+      // triage left 2360 at its handoff (to billing); billing left 4430 to the pool; triage takes its 2360 back.
+      assert.equal(billingModel.calls[0]!.request.modelSettings.maxTokens, 5360);
+      assert.equal(triageModel.calls[1]!.request.modelSettings.maxTokens, 2360);
+      const snap = controller.snapshot();
+      assert.deepEqual(
+        snap.agents.map((a) => [a.name, a.consumed, a.allocated, a.status]),
+        [['triage', 1360, 1360, 'finished'], ['billing', 930, 930, 'finished']],
+      );
+      assert.equal(snap.pool, 6000 - 1360 - 930, 'what nobody used is back in the pool');
+      assert.equal((await recorder.close()).accepted, 6, 'an agent span and an llm span per model call');
+      const tree = await costTree(session);
+      assert.deepEqual(Object.fromEntries(tree.byAgent.map((b) => [b.key, b.tokens.total])), { triage: 1360, billing: 930 });
+    });
+  }
+
   it('asks an agent near its limit to wrap up, and refuses a call when it has nothing left', async () => {
     const inner = new ScriptedModel([
       { output: [assistantMessage('draft')], usage: usage(500, 430) },
       { output: [assistantMessage('final')], usage: usage(40, 30) },
     ]);
     const controller = controllerFor({ writer: 1000 });
-    const writer = new Agent({ name: 'writer', instructions: 'Write.', model: new ApportionModel(inner, { controller, agent: 'writer', recorder: new SpanRecorder({ flushIntervalMs: 0 }) }) });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const writer = new Agent({ name: 'writer', instructions: 'Write.', model: new ApportionModel(inner, { controller, agent: 'writer', recorder }) });
     const runner = new Runner({ tracingDisabled: true });
     assert.equal((await runner.run(writer, 'go')).finalOutput, 'draft');
     assert.equal((await runner.run(writer, 'again')).finalOutput, 'final');
     assert.equal(inner.calls[1]!.request.systemInstructions, `Write.\n\n${WRAP_UP_MESSAGE}`);
     assert.equal(inner.calls[1]!.request.modelSettings.maxTokens, 70);
     assert.equal(controller.available('writer'), 0);
-    await assert.rejects(runner.run(writer, 'more'), /agent "writer" exceeded its budget/);
+    await assert.rejects(runner.run(writer, 'more'), /agent "writer" has used its whole budget \(1000 of 1000 tokens\) and the pool is empty/);
     assert.equal(inner.calls.length, 2, 'the model was not called');
+    await recorder.close();
   });
 
   it('refuses to wrap a graph with an agent the controller does not know, changing nothing', () => {

@@ -54,6 +54,12 @@ export interface SessionInfo {
   readonly parentSpanId?: string;
 }
 
+/** What usageFor needs of an allocation: its id, and the agents its budgets name. */
+export interface DecisionAgents {
+  readonly decisionId: string;
+  readonly budgets: Readonly<Record<string, unknown>>;
+}
+
 export interface CallInfo {
   readonly model: string;
   readonly provider?: string;
@@ -77,7 +83,10 @@ export interface AgentOptions {
 export interface SpanRecorderOptions extends ClientOptions {
   /** Spans buffered before an automatic flush. Default 100. */
   readonly batchSize?: number;
-  /** Automatic flush interval in ms (0: only on batchSize and flush()). Default 1000. */
+  /**
+   * Automatic flush interval in ms (0: only on batchSize, flush() and at exit). Default 1000. The timer does not
+   * keep the process alive; what is buffered when the process is about to exit on its own is flushed then.
+   */
   readonly flushIntervalMs?: number;
   /** Most spans kept while the API is unreachable; the oldest are dropped beyond it. Default 10000. */
   readonly maxBuffered?: number;
@@ -100,6 +109,17 @@ export interface FlushResult {
   readonly rejected: readonly { index: number; reason: string }[];
 }
 
+/**
+ * Recorders holding buffered spans. When the process is about to exit on its own (`beforeExit`: the event loop
+ * is empty), each is flushed once; the flush's request keeps the process up until it is answered, then the
+ * process exits. A recorder whose exit flush failed is not retried until it records again, so an unreachable API
+ * does not keep the process alive. A signal or `process.exit()` skips `beforeExit`: `await close()` first.
+ */
+const buffering = new Set<() => void>();
+const flushAtExit = () => {
+  for (const flush of buffering) flush();
+};
+
 export class SpanRecorder {
   private readonly als = new AsyncLocalStorage<Frame>();
   private readonly client: ApportionClient;
@@ -109,6 +129,14 @@ export class SpanRecorder {
   private inflight: Promise<unknown> = Promise.resolve();
   /** Spans dropped because the buffer overflowed while the API was unreachable. */
   dropped = 0;
+  /** The exit flush failed and nothing was recorded since: it is not tried again (see `buffering`). */
+  private exitFailed = false;
+  private readonly flushBeforeExit = () => {
+    if (this.buffer.length === 0 || this.exitFailed) return;
+    void this.flush().catch(() => {
+      this.exitFailed = true;
+    });
+  };
 
   constructor(private readonly opts: SpanRecorderOptions = {}) {
     this.client = new ApportionClient(opts);
@@ -188,13 +216,19 @@ export class SpanRecorder {
   }
 
   /**
-   * Per-agent usage of a decision's calls, shaped for the outcome report (`usage` of POST /v1/outcomes),
-   * and forgotten afterwards. Agents not in the decision's pipeline should be left out by the caller.
+   * Per-agent usage of a decision's calls, shaped for the outcome report (`usage` of POST /v1/outcomes), and
+   * forgotten afterwards. Given the allocation (`client.allocate`'s answer, or anything with its `decisionId` and
+   * `budgets`), only the agents its budgets name are returned: the server refuses usage of any other agent
+   * (`400 UNKNOWN_AGENT`), such as an orchestrator outside the pipeline, whose calls stay in the spans and the
+   * cost tree. Given only the decision id, every agent's usage is returned.
    */
-  usageFor(decisionId: string): Record<string, { inputTokens: number; outputTokens: number }> {
-    const m = this.usage.get(decisionId);
-    this.usage.delete(decisionId);
-    return m ? Object.fromEntries(m) : {};
+  usageFor(decision: string | DecisionAgents): Record<string, { inputTokens: number; outputTokens: number }> {
+    const id = typeof decision === 'string' ? decision : decision.decisionId;
+    const m = this.usage.get(id);
+    this.usage.delete(id);
+    if (!m) return {};
+    const budgets = typeof decision === 'string' ? undefined : decision.budgets;
+    return Object.fromEntries([...m].filter(([agent]) => budgets === undefined || Object.hasOwn(budgets, agent)));
   }
 
   /** Sends every buffered span (in batches of batchSize). Spans are kept for the next flush if the API fails. */
@@ -204,7 +238,10 @@ export class SpanRecorder {
     return run;
   }
 
-  /** Flushes and stops the timer. */
+  /**
+   * Flushes and stops the timer. Spans still buffered when the process is about to exit on its own are flushed
+   * then without it; call close() before `process.exit()`, on a signal, and wherever you want the flush's answer.
+   */
   async close(): Promise<FlushResult> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
@@ -223,7 +260,18 @@ export class SpanRecorder {
       total.duplicates += res.duplicates;
       total.rejected.push(...res.rejected);
     }
+    this.watchExit();
     return total;
+  }
+
+  /** Keeps this recorder in `buffering` exactly while it holds spans; one process listener serves them all. */
+  private watchExit(): void {
+    if (this.buffer.length > 0) {
+      if (buffering.size === 0) process.on('beforeExit', flushAtExit);
+      buffering.add(this.flushBeforeExit);
+    } else if (buffering.delete(this.flushBeforeExit) && buffering.size === 0) {
+      process.off('beforeExit', flushAtExit);
+    }
   }
 
   private base(traceId: string, parentSpanId: string | undefined, agent: string, s: SessionInfo, task: string | undefined) {
@@ -241,11 +289,13 @@ export class SpanRecorder {
 
   private push(span: SpanRecord): void {
     this.buffer.push(span);
+    this.exitFailed = false;
     const max = this.opts.maxBuffered ?? 10_000;
     if (this.buffer.length > max) {
       this.dropped += this.buffer.length - max;
       this.buffer = this.buffer.slice(this.buffer.length - max);
     }
+    this.watchExit();
     if (this.buffer.length >= (this.opts.batchSize ?? 100)) void this.flush().catch(() => undefined);
   }
 }

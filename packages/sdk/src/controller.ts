@@ -85,18 +85,29 @@ export interface AgentPlan {
   readonly reason?: DegradeReason;
 }
 
+/**
+ * A limit was reached. Scope `agent`: past its allocation with a pool that could not cover the overage
+ * (`consumed > limit`), or refused a call at its limit (`consumed >= limit`, e.g. by the framework integrations,
+ * which do not draw from the pool on their own; `pool` then says what extend() could still grant).
+ */
 export class BudgetExceededError extends Error {
   constructor(
     readonly scope: 'request' | 'agent' | 'server',
     readonly agent: string | undefined,
     readonly consumed: number,
     readonly limit: number,
+    /** Scope `agent`: the pool when the error was raised, when known. */
+    readonly pool?: number,
   ) {
     super(
       scope === 'request'
         ? `request budget exceeded: ${consumed} of ${limit} tokens consumed`
         : scope === 'agent'
-          ? `agent "${agent}" exceeded its budget (${consumed} of ${limit} tokens) and the pool cannot cover it`
+          ? consumed > limit
+            ? `agent "${agent}" exceeded its budget (${consumed} of ${limit} tokens) and the pool cannot cover it`
+            : `agent "${agent}" has used its whole budget (${consumed} of ${limit} tokens)${
+                pool === undefined ? '' : pool > 0 ? `; the pool's ${pool} tokens are granted only by extend()` : ' and the pool is empty'
+              }`
           : `the server refused to reserve the request ceiling of ${limit} tokens`,
     );
     this.name = 'BudgetExceededError';
@@ -115,6 +126,8 @@ interface Slot {
   status: AgentStatus;
   model: string | undefined;
   wrapped: boolean;
+  /** What its last finish() reclaimed: what it may take back from the pool if it starts again. */
+  reclaimed: number;
 }
 
 export class BudgetController {
@@ -154,6 +167,7 @@ export class BudgetController {
         // The allocation's model choice wins: its tokens were sized for that model.
         model: allocation.budgets[agent.name]?.model ?? agent.model,
         wrapped: false,
+        reclaimed: 0,
       });
       sum += tokens;
     });
@@ -202,28 +216,41 @@ export class BudgetController {
    * Call before running an agent. Once the request has consumed its ceiling no agent starts (`run: false`,
    * reason `ceiling`): nothing is left to run it on. Under pressure a background agent is skipped (its allocation
    * goes back to the pool) and an agent with a fallbackModel is downgraded; `onDegrade` says which.
+   *
+   * A finished agent may start again (an agent handed back to, e.g. triage → billing → triage): finish() gave what
+   * it left to the agents still to run or to the pool, so it takes back from the pool what its last finish()
+   * reclaimed, as far as the pool holds it (what it handed on and others spent is not returned); the rest of the
+   * pool stays the reserve for extend(). When it is not run (ceiling, or pressure on a background agent) it stays
+   * finished. A running or skipped agent cannot start.
    */
   start(agent: string): AgentPlan {
     const s = this.slot(agent);
-    if (s.status !== 'pending') throw new Error(`agent "${agent}" was already ${s.status}`);
+    const again = s.status === 'finished';
+    if (s.status !== 'pending' && !again) throw new Error(`agent "${agent}" was already ${s.status}`);
     if (this.consumedTotal >= this.ceiling) return this.skipUnderPressure(s, 'ceiling');
-    if (this.underPressure) {
-      if (s.priority === 'background') return this.skipUnderPressure(s, 'pressure');
-      if (s.agent.fallbackModel && s.model !== s.agent.fallbackModel) {
-        s.model = s.agent.fallbackModel;
-        s.status = 'running';
-        this.o.onDegrade?.({ agent, action: 'downgrade', model: s.model, reason: 'pressure' });
-        return { run: true, tokens: this.available(agent), model: s.model, degraded: 'downgrade', reason: 'pressure' };
-      }
+    if (this.underPressure && s.priority === 'background') return this.skipUnderPressure(s, 'pressure');
+    if (again) {
+      const back = Math.min(s.reclaimed, this.poolTokens);
+      this.poolTokens -= back;
+      s.allocated += back;
+      s.reclaimed = 0;
+      s.wrapped = s.consumed >= this.wrapUpAt * s.allocated;
     }
     s.status = 'running';
+    if (this.underPressure && s.agent.fallbackModel && s.model !== s.agent.fallbackModel) {
+      s.model = s.agent.fallbackModel;
+      this.o.onDegrade?.({ agent, action: 'downgrade', model: s.model, reason: 'pressure' });
+      return { run: true, tokens: this.available(agent), model: s.model, degraded: 'downgrade', reason: 'pressure' };
+    }
     return { run: true, tokens: this.available(agent), ...(s.model !== undefined ? { model: s.model } : {}) };
   }
 
   private skipUnderPressure(s: Slot, reason: DegradeReason): AgentPlan {
-    s.status = 'skipped';
-    this.poolTokens += s.allocated - s.consumed;
-    s.allocated = s.consumed;
+    // A finished agent that is not run again stays finished (it ran); it holds nothing beyond its consumption.
+    if (s.status !== 'finished') s.status = 'skipped';
+    const left = Math.max(0, s.allocated - s.consumed);
+    this.poolTokens += left;
+    s.allocated -= left;
     this.o.onDegrade?.({ agent: s.agent.name, action: 'skip', reason });
     return { run: false, tokens: 0, degraded: 'skip', reason };
   }
@@ -293,6 +320,7 @@ export class BudgetController {
     s.status = 'finished';
     const left = Math.max(0, s.allocated - s.consumed);
     s.allocated -= left;
+    s.reclaimed = left;
     this.poolTokens += left;
     const redistributed = this.o.redistribute === 'pool' ? {} : this.redistribute(left);
     return { reclaimed: left, redistributed };

@@ -92,28 +92,60 @@ export function apportionMiddleware(o: ApportionMiddlewareOptions): LanguageMode
           settle(spanOf(o, model, start, 'error'));
           throw e;
         }
+        // Settled exactly once, however the stream ends: its last part read (status ok unless it carried an error
+        // part), the provider's stream failing mid-way, or the consumer cancelling it (status error unless the
+        // finish part had arrived: the call was cut short and its usage is unknown). A TransformStream's flush
+        // runs only in the first case, so the stream is wrapped by hand.
         let usage: ReturnType<typeof usageOf>;
+        let sawFinish = false;
         let failed = false;
         let settled = false;
-        const finish = (controller: TransformStreamDefaultController<StreamPart>) => {
+        const finish = (ok: boolean) => {
           if (settled) return;
           settled = true;
-          try {
-            settle({ ...spanOf(o, model, start, failed ? 'error' : 'ok'), ...(usage ? { usage } : {}) });
-          } catch (e) {
-            controller.error(e); // past the budget: the stream ends with BudgetExceededError
-          }
+          settle({ ...spanOf(o, model, start, ok && !failed ? 'ok' : 'error'), ...(usage ? { usage } : {}) });
         };
-        const stream = result.stream.pipeThrough(
-          new TransformStream<StreamPart, StreamPart>({
-            transform(part, controller) {
-              if (part.type === 'finish') usage = usageOf(part.usage);
-              else if (part.type === 'error') failed = true;
-              controller.enqueue(part);
-            },
-            flush: (controller) => finish(controller),
-          }),
-        );
+        const reader = result.stream.getReader();
+        const stream = new ReadableStream<StreamPart>({
+          async pull(controller) {
+            let next: Awaited<ReturnType<typeof reader.read>>;
+            try {
+              next = await reader.read();
+            } catch (e) {
+              try {
+                finish(false);
+              } catch {
+                // past the budget as well: the stream's own failure is the error to report
+              }
+              controller.error(e);
+              return;
+            }
+            if (next.done) {
+              try {
+                finish(true);
+              } catch (e) {
+                controller.error(e); // past the budget: the stream ends with BudgetExceededError
+                return;
+              }
+              controller.close();
+              return;
+            }
+            const part = next.value;
+            if (part.type === 'finish') {
+              usage = usageOf(part.usage);
+              sawFinish = true;
+            } else if (part.type === 'error') failed = true;
+            controller.enqueue(part);
+          },
+          async cancel(reason) {
+            try {
+              finish(sawFinish);
+            } catch {
+              // past the budget: recorded all the same; the consumer that cancelled is not reading any more
+            }
+            await reader.cancel(reason);
+          },
+        });
         return { ...result, stream };
       }),
   };

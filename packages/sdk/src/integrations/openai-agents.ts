@@ -130,13 +130,16 @@ export function budgetAgents(root: Agent<any, any>, o: BudgetAgentsOptions): Age
 }
 
 /**
- * Run hooks for one request: an agent is started in the controller when it first starts, and finished when it
- * hands off or produces the final output, so what it left is redistributed to the agents still to run. Use one
- * Runner per request (hooks are per Runner). Returns a function that detaches the hooks.
+ * Run hooks for one request: an agent is started in the controller when it starts, and finished when it hands off
+ * or produces the final output, so what it left is redistributed to the agents still to run. An agent handed back
+ * to (triage → billing → triage) starts again: it takes back from the pool what it left at its handoff, as far as
+ * the pool still holds it (BudgetController.start). Use one Runner per request (hooks are per Runner). Returns a
+ * function that detaches the hooks.
  */
 export function attachBudgetHooks(runner: Pick<Runner, 'on' | 'off'>, controller: BudgetController): () => void {
   const begin = (_ctx: unknown, agent: Agent<any, any>) => {
-    if (controller.state(agent.name).status === 'pending') controller.start(agent.name);
+    const status = controller.state(agent.name).status;
+    if (status === 'pending' || status === 'finished') controller.start(agent.name);
   };
   const handoff = (_ctx: unknown, from: Agent<any, any>) => void controller.finish(from.name);
   const end = (_ctx: unknown, agent: Agent<any, any>) => void controller.finish(agent.name);

@@ -22,13 +22,14 @@ export const WRAP_UP_MESSAGE =
 
 /**
  * The output-token limit of the agent's next call: what is left of its allocation (or less, if the caller asked
- * for less). Throws BudgetExceededError (scope `agent`) when nothing is left, without calling the model.
+ * for less). Throws BudgetExceededError (scope `agent`) when nothing is left, without calling the model: the pool
+ * is the reserve the caller grants from with extend(), so a call does not draw on it by itself.
  */
 export function outputLimit(controller: BudgetController, agent: string, requested: number | undefined): number {
   const available = controller.available(agent);
   if (available <= 0) {
     const s = controller.state(agent);
-    throw new BudgetExceededError('agent', agent, s.consumed, s.allocated);
+    throw new BudgetExceededError('agent', agent, s.consumed, s.allocated, controller.pool);
   }
   return requested === undefined || requested <= 0 ? available : Math.min(requested, available);
 }
@@ -44,15 +45,16 @@ export type Settle = (call: CallInfo) => void;
 
 /**
  * Runs one model call as the agent: inside the current `withAgent(agent)` context when there is one, else inside
- * a new agent span that lasts until the call's `settle` (a stream settles after the call returned). `settle` is
- * bound to that context, so a span recorded from a stream's last chunk is still the agent's child.
+ * a new agent span that lasts until the call's `settle` (a stream settles after the call returned) and fails with
+ * it, as a `withAgent` around the call would. `settle` is bound to that context, so a span recorded from a stream's
+ * last chunk is still the agent's child.
  */
 export function asAgent<T>(o: IntegrationOptions, agent: string, call: (settle: Settle) => Promise<T>): Promise<T> {
   const recorder = o.recorder ?? defaultSpanRecorder();
-  const settleIn = (end: () => void): Settle =>
+  const settleIn = (end: (ok: boolean) => void): Settle =>
     AsyncResource.bind((c: CallInfo) => {
       recorder.recordCall(c);
-      end();
+      end(c.status !== 'error');
       if (c.usage) o.controller.record(agent, c.usage.input + c.usage.output);
     });
   if (recorder.current()?.agent === agent) return call(settleIn(() => undefined));
@@ -60,7 +62,7 @@ export function asAgent<T>(o: IntegrationOptions, agent: string, call: (settle: 
   const ended = new Promise<boolean>((resolve) => (end = resolve));
   let started!: Promise<T>;
   const span = recorder.withAgent(agent, async () => {
-    started = call(settleIn(() => end(true)));
+    started = call(settleIn(end));
     started.catch(() => end(false));
     if (!(await ended)) throw new Error('model call failed');
   });
