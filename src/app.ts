@@ -87,7 +87,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   // First hook: while draining, a request that arrives on a kept-alive connection is refused before any work, with
   // a catalogued code, and every answer tells the client not to reuse the connection.
-  app.addHook('onRequest', async (_req, reply) => {
+  app.addHook('onRequest', async () => {
     if (closing) throw new AppError('SHUTTING_DOWN', 'this server is shutting down and takes no new requests: retry (another instance, or this one once it is back)');
   });
   app.addHook('onSend', async (_req, reply) => {

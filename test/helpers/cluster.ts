@@ -118,6 +118,30 @@ export class LocalCluster {
     );
   }
 
+  /**
+   * Moves `slots` hash slots, keys included, from the i-th master to the j-th while clients keep calling: what an
+   * operator's `redis-cli --cluster reshard` does (MIGRATING/IMPORTING, then MOVED). Resolves when it has finished.
+   */
+  async reshard(i: number, j: number, slots: number): Promise<void> {
+    const id = async (port: number) => {
+      const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
+      try {
+        return String(await r.call('CLUSTER', 'MYID'));
+      } finally {
+        r.disconnect();
+      }
+    };
+    const [from, to] = [await id(this.ports[i]!), await id(this.ports[j]!)];
+    const args = ['--cluster', 'reshard', `127.0.0.1:${this.ports[i]}`, '--cluster-from', from, '--cluster-to', to, '--cluster-slots', String(slots), '--cluster-yes', '--cluster-pipeline', '50'];
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn('redis-cli', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      p.once('error', reject);
+      p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-cli --cluster reshard exited ${code}: ${err}`))));
+    });
+  }
+
   /** SIGSTOP the i-th master: its slots stall, the other shards answer (a stalled shard). */
   pause(i: number): void {
     this.procs[i]?.kill('SIGSTOP');
