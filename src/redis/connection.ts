@@ -61,12 +61,16 @@ function urlAuth(url: string): ClientOptions {
 export function createRedisClient(target: RedisTargetLike, options: ClientOptions = {}): Redis {
   const t = asTarget(target);
   if (!t.clusterNodes) return new Redis(t.url, options);
-  const { enableOfflineQueue, enableAutoPipelining, lazyConnect, retryStrategy, ...node } = options;
+  // No auto-pipelining on a cluster, whatever was asked: ioredis groups a batch by node when it is queued, so a slot
+  // that moves meanwhile (a reshard, a rebalance, a failover) fails the batch with "All keys in the pipeline should
+  // belong to the same slots allocation group", and a MOVED/ASK for one slot of a batch that is not all redirected
+  // reaches the caller instead of being followed. Single commands follow MOVED and ASK on their own.
+  const { enableOfflineQueue, enableAutoPipelining: _autoPipelining, lazyConnect, retryStrategy, ...node } = options;
   const clusterOptions = {
     redisOptions: { ...urlAuth(t.url), ...node },
     scaleReads: 'master',
+    enableAutoPipelining: false,
     ...(enableOfflineQueue !== undefined ? { enableOfflineQueue } : {}),
-    ...(enableAutoPipelining !== undefined ? { enableAutoPipelining } : {}),
     ...(lazyConnect !== undefined ? { lazyConnect } : {}),
     ...(retryStrategy ? { clusterRetryStrategy: (times: number) => retryStrategy(times) } : {}),
   } satisfies ClusterOptions;

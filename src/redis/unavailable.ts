@@ -8,9 +8,11 @@
 export function isRedisUnavailable(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   const msg = e.message ?? '';
-  if (e.name === 'ReplyError') return /^(LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|BUSY|NOREPLICAS|MISCONF|OOM)\b/.test(msg);
+  // MOVED and ASK are followed by the cluster client; one that still reaches the code (a redirection inside a
+  // pipeline or MULTI while slots move) is the cluster's state, like TRYAGAIN.
+  if (e.name === 'ReplyError') return /^(LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|BUSY|NOREPLICAS|MISCONF|OOM|MOVED|ASK)\b/.test(msg);
   if (e.name === 'MaxRetriesPerRequestError' || e.name === 'ClusterAllFailedError') return true;
   const code = (e as { code?: unknown }).code;
   if (typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)$/.test(code)) return true;
-  return /^(Command timed out|Connection is closed|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache)/.test(msg);
+  return /^(Command timed out|Connection is closed|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|All keys in the pipeline should belong to the same slots allocation group)/.test(msg);
 }

@@ -22,6 +22,8 @@ export const CLUSTER_SUITES = [
   // Two API and two worker processes over real sockets: config propagation (pub/sub), allocations, outcomes
   // exactly once through a worker SIGKILL, 200 concurrent reservation clients, the sweeper, spans.
   'test/cluster/scale-out.test.ts',
+  // Slots resharded under concurrent traffic, on a cluster of the file's own.
+  'test/cluster/reshard.test.ts',
   'test/integration/api.test.ts',
   'test/integration/propagation.test.ts',
   'test/integration/worker-crash.test.ts',

@@ -177,6 +177,10 @@ describe('infrastructure failures answer 503 and accept nothing', () => {
       new ReplyError('READONLY You can\'t write against a read only replica.'),
       new ReplyError('CLUSTERDOWN The cluster is down'),
       new ReplyError('TRYAGAIN Multiple keys request during rehashing of slot'),
+      // Slots moving (a reshard): a redirection that reached the code, or a batch grouped under the old slot map.
+      new ReplyError('MOVED 134 127.0.0.1:7412'),
+      new ReplyError('ASK 5798 127.0.0.1:7413'),
+      new Error('All keys in the pipeline should belong to the same slots allocation group'),
     ];
     for (const e of unavailable) assert.deepEqual(toErrorBody(e), { statusCode: 503, code: 'REDIS_UNAVAILABLE', error: 'Service Unavailable', message: ERROR_CATALOG.REDIS_UNAVAILABLE.message }, e.message);
     for (const e of [new ReplyError('ERR user_script:12: attempt to compare nil with number'), new ReplyError("CROSSSLOT Keys in request don't hash to the same slot"), new Error('Command failed')]) {
