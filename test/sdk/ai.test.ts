@@ -53,6 +53,13 @@ async function costTree(session: string) {
   };
 }
 
+/** A provider stream's first parts: it has started and sent some text (what a stream cut short has delivered). */
+function beginText(c: ReadableStreamDefaultController<Part>): void {
+  c.enqueue({ type: 'stream-start', warnings: [] });
+  c.enqueue({ type: 'text-start', id: 't' });
+  c.enqueue({ type: 'text-delta', id: 't', delta: 'partial ' });
+}
+
 describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguageModelV4)', () => {
   it('generateText: the budget is the output limit, usage goes to the controller, wrap-up near the limit, spans over a socket', async () => {
     const controller = controllerFor({ researcher: 1000, writer: 500 });
@@ -152,9 +159,7 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
       doStream: async () => ({
         stream: new ReadableStream<Part>({
           start(c) {
-            c.enqueue({ type: 'stream-start', warnings: [] });
-            c.enqueue({ type: 'text-start', id: 't' });
-            c.enqueue({ type: 'text-delta', id: 't', delta: 'partial ' });
+            beginText(c);
             setTimeout(() => c.error(new Error('connection reset')), 10); // as a dropped connection does
           },
         }),
@@ -195,11 +200,7 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
       modelId: 'gpt-4o-mini',
       doStream: async () => ({
         stream: new ReadableStream<Part>({
-          start(c) {
-            c.enqueue({ type: 'stream-start', warnings: [] });
-            c.enqueue({ type: 'text-start', id: 't' });
-            c.enqueue({ type: 'text-delta', id: 't', delta: 'partial ' });
-          },
+          start: beginText,
           cancel: () => void cancelled++,
         }),
       }),
