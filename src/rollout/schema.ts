@@ -219,7 +219,7 @@ export const ExperimentResponse = Type.Object({
   variants: Type.Array(Variant),
   control: Type.String(),
   coverage: Type.Number(),
-  effectiveCoverage: Type.Number({ description: 'coverage × the current ramp step share, 0 unless running.' }),
+  effectiveCoverage: Type.Number({ description: 'coverage × the current ramp step share while running or rolled back (rolled-back units keep routing, to control), else 0.' }),
   targeting: Type.Optional(Targeting),
   layer: Type.Optional(Layer),
   seed: Type.String(),
