@@ -32,6 +32,15 @@ async function costTree(session: string) {
   };
 }
 
+/** Runs the agent to its final output, plain or streamed (the stream read to its end). */
+async function runToEnd(runner: Runner, agent: Parameters<Runner['run']>[0], input: string, stream: boolean): Promise<unknown> {
+  if (!stream) return (await runner.run(agent, input)).finalOutput;
+  const result = await runner.run(agent, input, { stream: true });
+  for await (const _ of result) void _;
+  await result.completed;
+  return result.finalOutput;
+}
+
 describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedModel)', () => {
   for (const stream of [false, true]) {
     it(`a multi-agent run with a handoff${stream ? ', streamed' : ''}: each agent capped, metered and attributed; the handoff frees triage's rest for billing`, async () => {
@@ -43,13 +52,7 @@ describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedMod
       const runner = new Runner({ tracingDisabled: true });
       const detach = attachBudgetHooks(runner, controller);
       const session = `agents-${stream ? 'stream' : 'plain'}`;
-      const output = await recorder.withSession({ sessionId: session }, async () => {
-        if (!stream) return (await runner.run(triage, 'I want my money back')).finalOutput;
-        const result = await runner.run(triage, 'I want my money back', { stream: true });
-        for await (const _ of result) void _;
-        await result.completed;
-        return result.finalOutput;
-      });
+      const output = await recorder.withSession({ sessionId: session }, () => runToEnd(runner, triage, 'I want my money back', stream));
       detach();
       assert.equal(output, 'Refund issued.');
       assert.equal(triageModel.calls[0]!.request.modelSettings.maxTokens, 1000);
@@ -84,13 +87,7 @@ describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedMod
       const runner = new Runner({ tracingDisabled: true });
       const detach = attachBudgetHooks(runner, controller);
       const session = `agents-handback-${stream ? 'stream' : 'plain'}`;
-      const output = await recorder.withSession({ sessionId: session }, async () => {
-        if (!stream) return (await runner.run(triage, 'I was charged twice')).finalOutput;
-        const result = await runner.run(triage, 'I was charged twice', { stream: true });
-        for await (const _ of result) void _;
-        await result.completed;
-        return result.finalOutput;
-      });
+      const output = await recorder.withSession({ sessionId: session }, () => runToEnd(runner, triage, 'I was charged twice', stream));
       detach();
       assert.equal(output, 'Anything else?');
       // triage left 2360 at its handoff (to billing); billing left 4430 to the pool; triage takes its 2360 back.
