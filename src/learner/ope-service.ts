@@ -23,6 +23,14 @@ function tierStage(pipeline: Pipeline, out: AllocationOutput, total: number, max
 }
 
 /**
+ * Least share of the logged decisions that must support the target's action for IPS and SNIPS to be reported. Below
+ * it they estimate something else (IPS counts the unsupported decisions as reward 0, SNIPS the supported ones only),
+ * and a tight interval around that would read as the target's value; DR, which covers the rest with the reward
+ * model, is still given.
+ */
+export const IPS_MIN_SUPPORT = 0.95;
+
+/**
  * Off-policy evaluation of any registered strategy from a pipeline's logged decisions.
  *
  * Actions are budget vectors (on a pipeline with model tiers, budgets on their models: an action matches only on the
@@ -32,16 +40,8 @@ function tierStage(pipeline: Pipeline, out: AllocationOutput, total: number, max
  * count as the same action when they differ by at most `tolerance` of the total (half the L1 distance of
  * the shares): the target is then "play what the logging policy would have played within that distance",
  * whose importance weight is exact: w = 1[a_logged ≈ a*] / Σ_{k: C_k ≈ a*} P_k. Decisions without any
- * candidate near a* have no support: IPS counts them as 0, DR falls back on the reward model there.
+ * candidate near a* have no support: IPS and SNIPS are withheld below IPS_MIN_SUPPORT, DR falls back on the reward model there.
  */
-/**
- * Least share of the logged decisions that must support the target's action for IPS and SNIPS to be reported. Below
- * it they estimate something else (IPS counts the unsupported decisions as reward 0, SNIPS the supported ones only),
- * and a tight interval around that would read as the target's value; DR, which covers the rest with the reward
- * model, is still given.
- */
-export const IPS_MIN_SUPPORT = 0.95;
-
 export interface OpeOptions {
   /** Newest events read. Default 20000. */
   readonly limit?: number;
