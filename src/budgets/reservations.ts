@@ -22,6 +22,7 @@ import type {
 import { parseScope, scopeOf, ScopeError, type Scope } from './scope.js';
 import type { ScriptReply } from '../redis/scripts.js';
 import { run, STORE_TIMEOUT_MS, storeFailure } from './store.js';
+import { namespaced, splitNamespace } from '../http/namespace.js';
 
 /** Options of the reservation service. */
 export interface ReservationOptions {
@@ -59,14 +60,14 @@ const RELATED_CACHE = 20_000;
 const STATES: Record<string, State> = { A: 'ACTIVE', C: 'COMMITTED', R: 'RELEASED', E: 'EXPIRED' };
 // Reservation ids: `<tenant>~<122 random bits>` (a v4 UUID without dashes, from node's pooled CSPRNG): the tenant
 // routes the id to its slot; the rest cannot be derived from any other id, so ids are not guessable across tenants.
-const newReservationId = (tenant: string): string => `${tenant}~${randomUUID().replaceAll('-', '')}`;
+const newReservationId = (tenant: string): string => namespaced(tenant, randomUUID().replaceAll('-', ''));
 // A dry run never stores: it checks an idempotency key no real request uses, so it never replays or conflicts.
 const DRY_RUN_KEY = '\u0000dry';
 
 export function tenantOf(id: string): string {
-  const t = id.indexOf('~');
-  if (t <= 0) throw new AppError('RESERVATION_NOT_FOUND', `params/id: "${id}" is not a reservation id`);
-  return id.slice(0, t);
+  const { tenant } = splitNamespace(id);
+  if (tenant === null) throw new AppError('RESERVATION_NOT_FOUND', `params/id: "${id}" is not a reservation id`);
+  return tenant;
 }
 
 export function resolveScope(body: { scope?: string | undefined; subject?: Parameters<typeof scopeOf>[0] | undefined }, where = 'body'): Scope {

@@ -10,6 +10,7 @@ import type { Pricer } from './pricing.js';
 import { contribution, encodeContribution, priceStamp, rollupNames, STAMP_MARK, stampedOverrides, stampOfApplied, type OverridesFor } from './rollup-vector.js';
 import { decodeSpan, encodeSpan, type Span } from './span.js';
 import { resolveTrace, type ResolvedTrace } from './tree.js';
+import { splitNamespace } from '../http/namespace.js';
 
 export interface IngestResult {
   accepted: number;
@@ -172,7 +173,7 @@ export class SpanStore {
             if (!info) return;
             // A tenant's trace (`<tenant>~<id>`) joins only its own pipelines' envelopes: naming another tenant's
             // decision id does not put its spans there. Operator traces are indexed as given.
-            const tenant = traceTenant(traceId);
+            const { tenant } = splitNamespace(traceId);
             if (tenant !== null && pipelineTenants(this.d.view()).get(info.pipeline) !== tenant) {
               this.indexed.set(k, true);
               return;
@@ -232,8 +233,3 @@ export class SpanStore {
   }
 }
 
-/** The tenant a trace id was namespaced under by a tenant key (`<tenant>~<id>`; tenant names hold no `~`), else null. */
-function traceTenant(traceId: string): string | null {
-  const i = traceId.indexOf('~');
-  return i > 0 ? traceId.slice(0, i) : null;
-}

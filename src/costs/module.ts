@@ -10,6 +10,7 @@ import { jsonDecoder } from '../redis/decode.js';
 import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './envelopes.js';
 import { SpanStore } from './ingest.js';
 import { costKeys } from './keys.js';
+import { namespaced } from '../http/namespace.js';
 import { zeroTotals } from './tree.js';
 import { totalsView } from './views.js';
 import { mapOtlp } from './otlp.js';
@@ -82,13 +83,10 @@ const Loose = Type.Object({}, { additionalProperties: true });
 function tenantSpans(req: FastifyRequest, list: Span[]): Span[] {
   const t = tenantOfCaller(req);
   if (t === null) return list;
-  return list.map((s) => ({ ...s, traceId: `${t}~${s.traceId}`, ...(s.sessionId !== undefined ? { sessionId: `${t}~${s.sessionId}` } : {}), customer: t }));
+  return list.map((s) => ({ ...s, traceId: namespaced(t, s.traceId), ...(s.sessionId !== undefined ? { sessionId: namespaced(t, s.sessionId) } : {}), customer: t }));
 }
 
-const tenantNamespaced = (req: FastifyRequest, id: string): string => {
-  const t = tenantOfCaller(req);
-  return t === null ? id : `${t}~${id}`;
-};
+const tenantNamespaced = (req: FastifyRequest, id: string): string => namespaced(tenantOfCaller(req), id);
 
 /** A tenant key's showback: its own customer row only. */
 function tenantReport(req: FastifyRequest, report: CostReport): CostReport {

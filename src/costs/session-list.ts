@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { masters } from '../redis/connection.js';
+import { namespacePrefix } from '../http/namespace.js';
 
 /** Session ids with cost traces: the costs domain's listing for the console (which never reads cost keys itself). */
 
@@ -20,7 +21,7 @@ export interface SessionList {
 }
 
 export async function listSessions(redis: Redis, prefix: string, limit = 200, scanBudget = 20_000, tenant?: string): Promise<SessionList> {
-  const ns = tenant === undefined ? '' : `${tenant}~`;
+  const ns = namespacePrefix(tenant);
   const match = `${globLiteral(`${prefix}:{session:${ns}`)}*}:traces`;
   const head = `${prefix}:{session:${ns}`;
   const found = new Set<string>();

@@ -1,5 +1,6 @@
 import type { ModelOverride, PriceSource, Pricer } from './pricing.js';
 import type { Span, Usage } from './span.js';
+import { namespaced, splitNamespace } from '../http/namespace.js';
 
 /** Integer totals over counted spans. Money in nano-USD. */
 export interface Totals {
@@ -39,8 +40,8 @@ export const TOTAL_FIELDS = [
  * is a tenant key's (`<tenant>~<id>` → `<tenant>~trace-<id>`), so that tenant's key lists and opens it by `trace-<id>`.
  */
 export function bareTraceSession(traceId: string): string {
-  const ns = traceId.indexOf('~');
-  return ns > 0 ? `${traceId.slice(0, ns + 1)}trace-${traceId.slice(ns + 1)}` : `trace-${traceId}`;
+  const { tenant, local } = splitNamespace(traceId);
+  return namespaced(tenant, `trace-${local}`);
 }
 
 export function zeroTotals(): Totals {

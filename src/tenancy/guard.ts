@@ -3,6 +3,7 @@ import { parseScope } from '../budgets/scope.js';
 import type { ControlView } from '../control/view.js';
 import { AppError } from '../errors/app-error.js';
 import { idTaken, pipelineTenants, sees, seesPipeline, tenantOfCaller } from '../http/tenancy.js';
+import { splitNamespace } from '../http/namespace.js';
 
 /**
  * The tenant rule of every route (see src/http/tenancy.ts for the ownership model, docs/tenants.md): run as a
@@ -96,8 +97,8 @@ const subjectField: Guard = (req) => {
 
 const reservationParam: Guard = (req) => {
   const id = (param(req, 'id') ?? '');
-  const t = id.indexOf('~');
-  if (t > 0 && !sees(req, id.slice(0, t))) throw new AppError('RESERVATION_NOT_FOUND', `params/id: no reservation "${id}"`);
+  const { tenant } = splitNamespace(id);
+  if (tenant !== null && !sees(req, tenant)) throw new AppError('RESERVATION_NOT_FOUND', `params/id: no reservation "${id}"`);
 };
 
 const all =
