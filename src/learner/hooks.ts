@@ -94,9 +94,13 @@ export function loggingPolicyOf(d: Pick<DecisionRecord, 'meta' | 'budgets' | 'to
     if (!Array.isArray(alt.b) || alt.b.length !== served.length) continue;
     const budgets: Record<string, number> = {};
     pipeline.agents.forEach((a, i) => (budgets[a.name] = alt.b[i]!));
-    const lm = alt.l ? learnerMetaOf({ meta: { learner: alt.l }, budgets, totalTokens: d.totalTokens }, pipeline) : undefined;
-    const am = Array.isArray(alt.m) ? alt.m : undefined;
-    parts.push(lm ? { q: alt.q, C: lm.C.map((c) => k0(c, am)), P: lm.P } : { q: alt.q, C: [k0(alt.b, am)], P: [1] });
+    const am = Array.isArray(alt.m) && alt.m.length === served.length ? alt.m : undefined;
+    // On a pipeline with model tiers a learned alternative's joint candidates are read back against the models it
+    // would have served as well as its budgets; without them its whole distribution collapsed to its one draw.
+    const models: Record<string, string> = {};
+    if (am) pipeline.agents.forEach((a, i) => typeof am[i] === 'string' && (models[a.name] = am[i]));
+    const lm = alt.l ? learnerMetaOf({ meta: { learner: alt.l }, budgets, totalTokens: d.totalTokens, ...(am ? { models } : {}) }, pipeline) : undefined;
+    parts.push(lm ? { q: alt.q, C: lm.C.map((c, i) => k0(c, lm.CM?.[i] ?? am)), P: lm.P } : { q: alt.q, C: [k0(alt.b, am)], P: [1] });
   }
   const mix = mixDistributions(parts);
   const total = mix.P.reduce((s, p) => s + p, 0);
