@@ -144,10 +144,16 @@ export interface GateInput {
     /**
      * The serving version's own held-out evidence: the decisions logged since it was trained (after the last
      * detected change, if later), which it never saw, and its reward model (DR's direct part on them). With it and
-     * `rule.lineage`, the comparison with the default strategy is chained through the serving version. Token
-     * versions only (a joint model-and-tokens candidate passes its own `value` and no evidence).
+     * `rule.lineage`, the comparison with the default strategy is chained through the serving version. A token
+     * version gives its reward model (`model`); a joint model-and-tokens version gives its own direct-method
+     * `value` (and `reward`, as the input's), which take precedence.
      */
-    readonly evidence?: { readonly events: readonly LoggedEvent[]; readonly model: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder } };
+    readonly evidence?: {
+      readonly events: readonly LoggedEvent[];
+      readonly model?: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder };
+      readonly value?: (ev: LoggedEvent, budgets: readonly number[], models?: readonly (string | null)[]) => number;
+      readonly reward?: (ev: LoggedEvent) => number;
+    };
   };
   readonly defaultSplit: (ev: LoggedEvent) => GateTarget;
   /**
@@ -202,7 +208,7 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
   const minSupport = rule.minSupport ?? 0;
   const si = refs.findIndex((R) => R.against === 'serving');
   const ev = input.serving?.evidence;
-  const chain = rule.lineage && si >= 0 && ev ? chainedDiff(usable, cand!, ref[si]!, ev, input.serving!.split, input.defaultSplit, agents, input.costWeight, tol, rule.controlVariate ?? 'none') : undefined;
+  const chain = rule.lineage && si >= 0 && ev && (ev.value || ev.model) ? chainedDiff(usable, cand!, ref[si]!, ev, input.serving!.split, input.defaultSplit, agents, input.costWeight, tol, rule.controlVariate ?? 'none') : undefined;
   // Along the lineage the default's split is compared on M (the serving version's record), so its support is counted there.
   const lineageOk = !!chain && chain.played.every((p) => p >= minSupport);
   const thin = [{ against: 'candidate', n: played[0]! }, ...refs.map((R, j) => ({ against: R.against, n: R.against === 'default' && lineageOk ? chain!.played[1]! : played[j + 1]! }))].filter((x) => x.n < minSupport);
@@ -281,14 +287,15 @@ function chainedDiff(
   const cols = [newColumn(m), newColumn(m)];
   all.forEach((e, i) => {
     const logged = agents.map((a) => e.b[a]!);
-    const r = rewardOf(e, costWeight);
-    const h = forward(ev.model.weights, ev.model.encoder.encode(e.f));
-    const qLogged = predict(h, logged);
+    const r = ev.reward ? ev.reward(e) : rewardOf(e, costWeight);
+    const h = ev.value ? undefined : forward(ev.model!.weights, ev.model!.encoder.encode(e.f));
+    const q = (b: readonly number[], models?: readonly (string | null)[]) => (ev.value ? ev.value(e, b, models) : predict(h!, b));
+    const qLogged = q(logged, e.M);
     const dr = (target: GateTarget, slot: number) => {
       const { b: a, m: models } = targetOf(target);
       const iw = importanceWeight(e, agents, a, tol, models);
       if (iw.w > 0) played[slot]!++;
-      setColumn(cols[slot]!, i, predict(h, a), iw.w, iw.supported, r - qLogged);
+      setColumn(cols[slot]!, i, q(a, models), iw.w, iw.supported, r - qLogged);
     };
     dr(servingSplit(e), 0);
     dr(defaultSplit(e), 1);

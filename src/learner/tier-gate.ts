@@ -20,7 +20,7 @@ export function tierGateInput(
   params: LearnedParams,
   events: readonly LoggedEvent[],
   candidate: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder; readonly tiers: TierParams },
-  serving: { readonly version: number; readonly tiers: TierParams; readonly encoder: FeatureEncoder } | undefined,
+  serving: { readonly version: number; readonly tiers: TierParams; readonly encoder: FeatureEncoder; readonly evidence?: readonly LoggedEvent[] } | undefined,
   /** The default strategy's action for a logged decision (defaultTierAction under its logged ceiling). */
   defaultAction: (e: LoggedEvent) => TierAction,
 ): GateInput {
@@ -43,21 +43,33 @@ export function tierGateInput(
     const assign = assignOf(e.M);
     return assign ? plannedCostOf(agents, { assign, budgets: pipeline.agents.map((a) => e.b[a.name]!) }) : 0;
   };
+  // The direct method's value of an action under a joint version: predicted quality − λ·planned cost.
+  const valueOf = (model: { readonly tiers: TierParams; readonly encoder: FeatureEncoder }) => (e: LoggedEvent, budgets: readonly number[], models?: readonly (string | null)[]) => {
+    const assign = assignOf(models);
+    if (!assign || budgets.some((b) => b < 0)) return 0;
+    const action = { assign, budgets };
+    return predictQuality(curvesOf(model.tiers, agents, model.encoder.encode(e.f)), action) - costWeight * plannedCostOf(agents, action);
+  };
+  const reward = (e: LoggedEvent) => e.q - costWeight * (e.c ?? loggedCost(e));
   return {
     events,
     agents: pipeline.agents.map((a) => a.name),
     costWeight,
     candidate,
     candidateSplit: greedyOf(candidate.tiers, candidate.encoder),
-    ...(serving ? { serving: { version: serving.version, split: greedyOf(serving.tiers, serving.encoder) } } : {}),
+    ...(serving
+      ? {
+          serving: {
+            version: serving.version,
+            split: greedyOf(serving.tiers, serving.encoder),
+            // The lineage (gate.ts): the serving version's held-out decisions, its own reward model as the direct part.
+            ...(serving.evidence ? { evidence: { events: serving.evidence, value: valueOf(serving), reward } } : {}),
+          },
+        }
+      : {}),
     defaultSplit: (e) => target(defaultAction(e)),
-    value: (e, budgets, models) => {
-      const assign = assignOf(models);
-      if (!assign || budgets.some((b) => b < 0)) return 0;
-      const action = { assign, budgets };
-      return predictQuality(curvesOf(candidate.tiers, agents, candidate.encoder.encode(e.f)), action) - costWeight * plannedCostOf(agents, action);
-    },
-    reward: (e) => e.q - costWeight * (e.c ?? loggedCost(e)),
+    value: valueOf(candidate),
+    reward,
   };
 }
 

@@ -354,11 +354,11 @@ export class TrainingService {
     // Which look at this candidate this is (gate.ts): one more than the looks recorded on it.
     const look = ((await this.registry.get(pipeline.id, c.version))?.gate?.look ?? 0) + 1;
     // The serving version's own held-out decisions (since it was trained, or since the last detected change): the gate's lineage evidence.
-    const servingMv = serving.version > 0 && !c.tiers ? await this.registry.get(pipeline.id, serving.version) : undefined;
+    const servingMv = serving.version > 0 && !!c.tiers === !!serving.tiers ? await this.registry.get(pipeline.id, serving.version) : undefined;
     const evidence = servingMv ? await this.eventsSince(pipeline.id, Math.max(servingMv.createdAt, changeTs ?? 0), Math.max(params.window ?? 8000, rule.minEvents)) : undefined;
     const verdict = gateVerdict(
       c.tiers
-        ? tierGateInput(pipeline, params, events, { ...c, tiers: c.tiers }, serving.tiers ? { version: serving.version, tiers: serving.tiers, encoder: serving.encoder } : undefined, (e) =>
+        ? tierGateInput(pipeline, params, events, { ...c, tiers: c.tiers }, serving.tiers ? { version: serving.version, tiers: serving.tiers, encoder: serving.encoder, ...(evidence ? { evidence } : {}) } : undefined, (e) =>
             defaultTierAction({ view: this.core.view, kinds: () => this.core.kinds }, pipeline, { features: e.f, totalTokens: e.T, ...(e.X !== undefined ? { maxCostUsd: e.X } : {}) }),
           )
         : {
