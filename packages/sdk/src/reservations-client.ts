@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Balance, Committed, DrawGranted, ReservationGranted, Unit } from './wire.js';
-import { ApportionHttpError, type ApportionClient } from './client.js';
+import { ApportionConnectionError, ApportionHttpError, type ApportionClient } from './client.js';
 import type { ReservationBacking } from './controller.js';
 
 /** What the reservation routes answer (their TypeBox response schemas). */
@@ -36,6 +36,8 @@ export interface RetryOptions {
  */
 export function retryable(e: unknown): boolean {
   if (e instanceof ApportionHttpError) return e.statusCode === 503;
+  // ApportionClient wraps every failed fetch (refused, reset, dropped, timed out) in ApportionConnectionError.
+  if (e instanceof ApportionConnectionError) return true;
   const name = (e as { name?: string } | undefined)?.name;
   return e instanceof TypeError || name === 'TimeoutError' || name === 'AbortError';
 }
