@@ -10,7 +10,7 @@ import o200kBase from 'js-tiktoken/ranks/o200k_base';
 export { countTokens, DEFAULT_TOKENIZE_MAX_CHARS, deriveTokenFeatures, MAX_RUN } from '@apportion/sdk/engine';
 
 let encoder: Tiktoken | undefined;
-setTokenEncoder((text) => (encoder ??= new Tiktoken(o200kBase)).encode(text).length);
+setTokenEncoder((text) => (encoder ??= new Tiktoken(o200kBase)).encode(text).length, o200kBase.pat_str);
 
 /**
  * Sets the exact-tokenization bound once at start (APPORTION_TEXT_TOKENIZE_MAX_CHARS) and builds the encoder

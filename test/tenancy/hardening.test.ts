@@ -6,10 +6,15 @@ import { isLoopback, loadConfig } from '../../src/config/env.js';
 import { AppError } from '../../src/errors/app-error.js';
 import { toErrorBody } from '../../src/http/errors.js';
 import type { Running } from '../../src/server.js';
+import { Tiktoken } from 'js-tiktoken/lite';
+import o200kBase from 'js-tiktoken/ranks/o200k_base';
+import { mulberry32 } from '../../src/learner/rng.js';
 import { countTokens, MAX_RUN } from '../../src/strategies/tokens.js';
 import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 
 const OPERATOR = 'hardening-operator-key-0123456789';
+/** o200k_base's pre-tokenization: the pieces byte-pair merging works on. */
+const PRE_TOKEN = new RegExp(o200kBase.pat_str, 'gu');
 const running: { rt: Running; prefix: string }[] = [];
 async function server(env: Record<string, string>, opts: { listen?: boolean; prefix?: string } = {}): Promise<Running> {
   const prefix = opts.prefix ?? testPrefix('hardening');
@@ -100,14 +105,42 @@ describe('text features', () => {
         let longest = 0;
         countTokens(text, limit, (s) => {
           work += s.length;
-          longest = Math.max(longest, (/\S+/.exec(s)?.[0] ?? '').length);
+          for (const m of s.matchAll(PRE_TOKEN)) longest = Math.max(longest, m[0].length);
           return Math.ceil(s.length / 4);
         });
         assert.ok(work <= limit, `${work} characters tokenized for a limit of ${limit}`);
-        assert.ok(longest <= MAX_RUN, `a run of ${longest} characters reached the encoder`);
+        assert.ok(longest <= MAX_RUN, `a pre-token of ${longest} characters reached the encoder`);
       }),
       { numRuns: 60, seed: 14 },
     );
+  });
+
+  it('counts exactly (o200k_base) every text whose pre-tokens are at most MAX_RUN long: URLs, code, JSON, base64, prose', () => {
+    const exact = new Tiktoken(o200kBase);
+    const rng = mulberry32(5);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
+    const word = () => pick(['refund', 'invoice', 'api', 'v2', 'customer_id', 'getUser', 'Résumé', 'naïve', 'x', 'ORDER', '42', '3.14159']);
+    const families: Record<string, () => string> = {
+      url: () => `https://${word()}.example.com/${word()}/${word()}?q=${word()}&page=${Math.floor(rng() * 1000)}#${word()}`,
+      code: () => `function ${word()}(a,b){return a.${word()}(x=>x*b+${Math.floor(rng() * 99)}).filter(y=>y%2===0)};`,
+      json: () => JSON.stringify({ [word()]: word(), n: Math.floor(rng() * 1e6), list: [word(), word()], nested: { [word()]: rng() < 0.5 } }),
+      base64: () => Buffer.from(Array.from({ length: 30 + Math.floor(rng() * 60) }, () => Math.floor(rng() * 256))).toString('base64'),
+      prose: () => Array.from({ length: 8 }, word).join(' ') + '. ',
+    };
+    let checked = 0;
+    for (let i = 0; i < 300; i++) {
+      const kinds = Object.keys(families);
+      const text = Array.from({ length: 1 + Math.floor(rng() * 30) }, () => families[pick(kinds)]!()).join(pick(['', ' ', '\n', '  ']));
+      if ([...text.matchAll(PRE_TOKEN)].some((m) => m[0].length > MAX_RUN)) continue;
+      assert.equal(countTokens(text, Number.MAX_SAFE_INTEGER), exact.encode(text).length, text.slice(0, 200));
+      checked++;
+    }
+    assert.ok(checked > 150, `${checked} texts checked`);
+    // CJK prose, whose phrases are long pre-tokens, is cut: a few percent more.
+    const jp = '吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している。'.repeat(10);
+    const n = exact.encode(jp).length;
+    const c = countTokens(jp, Number.MAX_SAFE_INTEGER);
+    assert.ok(c >= n && c <= n * 1.05, `CJK: ${c} vs exact ${n}`);
   });
 
   it('estimates a long text within 3 % of its exact count', () => {

@@ -359,7 +359,7 @@ export class LocalEvaluator implements LocalEvaluatorApi {
 /** Loads js-tiktoken's o200k_base encoder (an optional peer dependency) for `<x>Text` features. */
 async function loadTokenizer(): Promise<void> {
   let lite: { Tiktoken: new (ranks: unknown) => { encode(text: string): number[] } };
-  let ranks: { default: unknown };
+  let ranks: { default: { pat_str: string } };
   try {
     lite = (await import('js-tiktoken/lite' as string)) as typeof lite;
     ranks = (await import('js-tiktoken/ranks/o200k_base' as string)) as typeof ranks;
@@ -367,5 +367,5 @@ async function loadTokenizer(): Promise<void> {
     throw new Error('a `<x>Text` feature in local mode needs the optional dependency js-tiktoken (npm install js-tiktoken), or send `<x>Tokens` instead', { cause: e });
   }
   const enc = new lite.Tiktoken(ranks.default);
-  setTokenEncoder((text) => enc.encode(text).length);
+  setTokenEncoder((text) => enc.encode(text).length, ranks.default.pat_str);
 }
