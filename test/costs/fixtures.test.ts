@@ -219,6 +219,16 @@ describe('cost fixtures', () => {
     assert.equal(t.nodes[0].priceSource, 'override');
     assert.equal(t.total.costNano, 500_000_000 + 250_000_000 + 2_000_000_000);
     assert.equal((await call('GET', '/v1/price-overrides/nobody')).statusCode, 404);
+    // The `*` overrides still price the models the customer's own document does not name.
+    assert.equal((await call('PUT', '/v1/price-overrides/*', { models: [{ model: 'gpt-4o', inputMTok: 9, outputMTok: 9 }, { model: 'gpt-4o-mini', inputMTok: 3, outputMTok: 4 }] })).statusCode, 200);
+    await ingest([
+      { traceId: 'ov-trace-2', spanId: 'y', sessionId: 'ov-session-2', customer: 'ov-customer', agent: 'a', model: 'gpt-4o-mini', usage: { input: 1_000_000, output: 1_000_000 }, start: '2025-06-20T15:00:00Z', end: '2025-06-20T15:00:01Z' },
+      { traceId: 'ov-trace-2', spanId: 'z', sessionId: 'ov-session-2', customer: 'ov-customer', agent: 'a', model: 'gpt-4o', usage: { input: 1_000_000, output: 0 }, start: '2025-06-20T15:00:00Z', end: '2025-06-20T15:00:01Z' },
+    ]);
+    const t2 = await tree('ov-session-2');
+    assert.ok(t2.nodes.every((n: { priceSource: string }) => n.priceSource === 'override'));
+    assert.equal(t2.total.costNano, 3_000_000_000 + 4_000_000_000 + 1_000_000_000, "gpt-4o-mini at the `*` price, gpt-4o at the customer's own");
+    assert.equal((await call('DELETE', '/v1/price-overrides/*')).statusCode, 200);
     assert.equal((await call('DELETE', '/v1/price-overrides/ov-customer')).statusCode, 200);
   });
 
