@@ -34,7 +34,7 @@ export const FeatureSpec = Type.Union([
     {
       name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' }),
       type: Type.Literal('categorical'),
-      values: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 256 })),
+      values: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 1024, description: 'At most 1,024; the encoded vector of all features is limited to 512 inputs (INVALID_FEATURES).' })),
       hashBuckets: Type.Optional(Type.Integer({ minimum: 2, maximum: 1024 })),
     },
     { additionalProperties: false },

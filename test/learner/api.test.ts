@@ -87,6 +87,8 @@ describe('feature declarations', () => {
       [{ features: [{ name: 'n', type: 'numeric', std: 0 }] }, 400, 'INVALID_FEATURES', /std/],
       [{ features: [{ name: 'n', type: 'weird' }] }, 400, 'VALIDATION_FAILED', /features/],
       [{ features: Array.from({ length: 3 }, (_, i) => ({ name: `h${i}`, type: 'categorical', hashBuckets: 1000 })) }, 400, 'INVALID_FEATURES', /limit/],
+      // More values than the encoded vector holds: the width limit is the reason given (not a schema error).
+      [{ features: [{ name: 'c', type: 'categorical', values: Array.from({ length: 600 }, (_, i) => `v${i}`) }] }, 400, 'INVALID_FEATURES', /limit/],
     ];
     for (const [body, status, code, msg] of bad) {
       const r = await call('PUT', '/v1/pipelines/sim/features', body);
