@@ -60,8 +60,9 @@ export function resolveModelPrices(body: PipelineBody, view: ControlView, tenant
     const seen = new Set<string>();
     const models: ModelTier[] = a.models.map((m, j) => {
       const field = `body/agents/${i}/models/${j}/model`;
-      const key = `${m.provider ?? ''}\u0000${m.model}`;
-      if (seen.has(key)) throw new AppError('DUPLICATE_MODEL', `${field}: model "${m.model}" appears twice for agent "${a.name}"`);
+      // Answers, decisions and the learner name a model by its name alone: one name once per agent, whatever the provider.
+      const key = m.model.toLowerCase();
+      if (seen.has(key)) throw new AppError('DUPLICATE_MODEL', `${field}: model "${m.model}" appears twice for agent "${a.name}" (a model is named by its name alone, whatever its provider)`);
       seen.add(key);
       const price = overridePrice(m.model, m.provider, overrides) ?? catalogPrice(m.model, m.provider);
       if (!price) {

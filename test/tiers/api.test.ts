@@ -65,6 +65,17 @@ describe('pipelines with candidate models', () => {
     const dup = await call('PUT', '/v1/pipelines/tiers-unknown', { defaultTotalTokens: 1000, agents: [{ name: 'a', models: [{ model: 'claude-haiku-4-5' }, { model: 'claude-haiku-4-5' }] }] });
     assert.equal(dup.statusCode, 400);
     assert.equal(dup.json().code, 'DUPLICATE_MODEL');
+    // A model is named by its name alone in answers and decisions: the same name with and without a provider, or in
+    // another case, is the same model twice.
+    for (const twice of [
+      [{ model: 'claude-haiku-4-5' }, { model: 'claude-haiku-4-5', provider: 'anthropic' }],
+      [{ model: 'claude-haiku-4-5', provider: 'anthropic' }, { model: 'CLAUDE-HAIKU-4-5' }],
+    ]) {
+      const r = await call('PUT', '/v1/pipelines/tiers-unknown', { defaultTotalTokens: 1000, agents: [{ name: 'a', models: twice }] });
+      assert.equal(r.statusCode, 400, JSON.stringify(twice));
+      assert.equal(r.json().code, 'DUPLICATE_MODEL');
+      assert.match(r.json().message, /^body\/agents\/0\/models\/1\/model/);
+    }
     const mismatch = await call('PUT', '/v1/pipelines/tiers-unknown', { defaultTotalTokens: 1000, agents: [{ name: 'a', model: 'gpt-4o', models: [{ model: 'claude-haiku-4-5' }] }] });
     assert.equal(mismatch.json().code, 'UNKNOWN_MODEL');
     assert.match(mismatch.json().message, /^body\/agents\/0\/model/);
@@ -116,6 +127,37 @@ describe('allocations on model tiers', () => {
     const loose = await ok('POST', '/v1/allocations', { pipeline: 'tiers-a', totalTokens: 30_000, maxCostUsd: 100 });
     assert.equal(loose.budgets.planner.tokens, 10_000);
     assert.equal(loose.totalTokens, 30_000);
+  });
+
+  it("a ceiling exactly the cost of the minimums on the cheapest models is served (generated pipelines); a hair below is refused", async () => {
+    let x = 17;
+    const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    let boundary = 0;
+    for (let i = 0; i < 40; i++) {
+      const n = 2 + Math.floor(rnd() * 4);
+      const agents = Array.from({ length: n }, (_, j) => ({ name: `a${j}`, minTokens: 1 + Math.floor(rnd() * 5000), models: [{ model: 'claude-opus-4-1' }, { model: 'claude-haiku-4-5' }] }));
+      await ok('PUT', `/v1/pipelines/tiers-edge-${i}`, { defaultTotalTokens: 40_000, agents });
+      const minCost = agents.reduce((s, a) => s + a.minTokens * blendedRate(HAIKU), 0);
+      // The ceiling as a user writes it: the decimal the sum should be, which floating point may sum a hair above.
+      const ceiling = Number(minCost.toPrecision(12));
+      if (ceiling < minCost) boundary++;
+      const r = await call('POST', '/v1/allocations', { pipeline: `tiers-edge-${i}`, totalTokens: 40_000, maxCostUsd: ceiling });
+      assert.equal(r.statusCode, 200, `${ceiling} (sum ${minCost}): ${r.body}`);
+      const a = r.json();
+      for (const ag of agents) assert.deepEqual(a.budgets[ag.name], { tokens: ag.minTokens, model: 'claude-haiku-4-5' });
+      assert.ok(a.costUsd <= ceiling, `${a.costUsd} within ${ceiling}`);
+      const below = await call('POST', '/v1/allocations', { pipeline: `tiers-edge-${i}`, totalTokens: 40_000, maxCostUsd: ceiling * (1 - 1e-6) });
+      assert.equal(below.json().code, 'INFEASIBLE_COST');
+    }
+    assert.ok(boundary > 0, 'some ceilings were below their floating-point sum');
+  });
+
+  it('an agent without `models` names no model, even with a `model` label, on a pipeline whose other agents have models', async () => {
+    await ok('PUT', '/v1/pipelines/tiers-mixed', { defaultTotalTokens: 10_000, agents: [{ name: 'a', models: [{ model: 'claude-opus-4-1' }, { model: 'claude-haiku-4-5' }] }, { name: 'b', model: 'in-house', price: HAIKU }] });
+    const a = await ok('POST', '/v1/allocations', { pipeline: 'tiers-mixed', maxCostUsd: 0.05 });
+    assert.equal(a.budgets.a.model, 'claude-opus-4-1');
+    assert.deepEqual(Object.keys(a.budgets.b), ['tokens']);
+    assert.ok(a.costUsd > 0, 'b is priced by its own price all the same');
   });
 
   it('a cost ceiling instead of a token total: the total is what the ceiling buys at the cheapest price, the split is paid for', async () => {

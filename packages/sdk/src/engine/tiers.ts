@@ -97,6 +97,15 @@ export function ratesOf(pipeline: Pipeline, models: readonly (string | undefined
   });
 }
 
+/**
+ * Whether a planned cost is within a ceiling. Planned costs are sums of tokens × per-token rates in floating point,
+ * so a ceiling written as exactly the cost of a split (e.g. the minimums' 0.06730577) can sum to a hair above it
+ * (0.06730577000000001): a relative 1e-12 (a millionth of a micro-dollar on a $1 ceiling) is accepted as within.
+ */
+export function withinCeiling(cost: number, maxCostUsd: number): boolean {
+  return cost <= maxCostUsd + 1e-12 * Math.max(1, Math.abs(maxCostUsd));
+}
+
 /** Checks that every agent can be priced under a ceiling and that the minimums fit it on the cheapest models. */
 export function checkCeiling(pipeline: Pipeline, maxCostUsd: number): void {
   let minCost = 0;
@@ -105,7 +114,7 @@ export function checkCeiling(pipeline: Pipeline, maxCostUsd: number): void {
     if (opts.length === 0) throw new EngineError('UNPRICED_AGENT', `body/maxCostUsd: agent "${a.name}" of pipeline ${pipeline.id} has neither models nor a price, so a cost ceiling cannot be applied`);
     minCost += a.minTokens * Math.min(...opts.map((o) => o.rate));
   }
-  if (minCost > maxCostUsd) {
+  if (!withinCeiling(minCost, maxCostUsd)) {
     throw new EngineError('INFEASIBLE_COST', `body/maxCostUsd (${maxCostUsd}) is below the cost of the agents' minTokens on their cheapest models (${minCost.toFixed(6)})`);
   }
 }
@@ -141,7 +150,7 @@ export interface Tiered {
  */
 export function poolModels(pipeline: Pipeline, needs: readonly number[], budgets: readonly number[], maxCostUsd: number | undefined): Record<string, string> | undefined {
   let overCeiling = false;
-  if (maxCostUsd !== undefined) overCeiling = plannedCost(budgets, ratesOf(pipeline, firstModels(pipeline))) > maxCostUsd;
+  if (maxCostUsd !== undefined) overCeiling = !withinCeiling(plannedCost(budgets, ratesOf(pipeline, firstModels(pipeline))), maxCostUsd);
   let out: Record<string, string> | undefined;
   pipeline.agents.forEach((a, i) => {
     if (a.priority !== 'background' || !a.models || a.models.length < 2) return;
@@ -163,13 +172,13 @@ const DOWNGRADE_ORDER = ['background', 'standard', 'critical'] as const;
  * (checkCeiling has made sure they fit on the cheapest models). Changes `models` in place.
  */
 function fitMinimums(pipeline: Pipeline, models: (string | undefined)[], mins: readonly number[], maxCostUsd: number): void {
-  if (plannedCost(mins, ratesOf(pipeline, models)) <= maxCostUsd) return;
+  if (withinCeiling(plannedCost(mins, ratesOf(pipeline, models)), maxCostUsd)) return;
   for (const cls of DOWNGRADE_ORDER) {
     for (let i = 0; i < pipeline.agents.length; i++) {
       const a = pipeline.agents[i]!;
       if (a.priority !== cls || !a.models || a.models.length < 2) continue;
       models[i] = a.models[cheapestIndex(a.models)]!.model;
-      if (plannedCost(mins, ratesOf(pipeline, models)) <= maxCostUsd) return;
+      if (withinCeiling(plannedCost(mins, ratesOf(pipeline, models)), maxCostUsd)) return;
     }
   }
 }
@@ -205,14 +214,14 @@ export function applyTiers(
   const rates = priced ? ratesOf(pipeline, models) : undefined;
   if (maxCostUsd !== undefined && rates) {
     let cost = plannedCost(b, rates);
-    if (cost > maxCostUsd) {
+    if (!withinCeiling(cost, maxCostUsd)) {
       const fixed = plannedCost(mins, rates);
       const above = cost - fixed;
       let f = above > 0 ? Math.max(0, Math.min(1, (maxCostUsd - fixed) / above)) : 0;
       for (let guard = 0; guard < 60; guard++) {
         for (let i = 0; i < b.length; i++) b[i] = mins[i]! + Math.floor(f * (budgets[pipeline.agents[i]!.name]! - mins[i]!));
         cost = plannedCost(b, rates);
-        if (cost <= maxCostUsd) break;
+        if (withinCeiling(cost, maxCostUsd)) break;
         f *= 1 - 1e-9 * 2 ** guard; // floating-point rounding only: shrink until the sum is within the ceiling
       }
       reserve = Math.floor(f * reserve);
@@ -225,8 +234,9 @@ export function applyTiers(
   let named: Record<string, string> | undefined;
   if (tiers) {
     named = {};
+    // Only agents that declare `models` name one (docs/tiers.md); an agent's single `model` label is not a choice.
     pipeline.agents.forEach((a, i) => {
-      if (models[i] !== undefined) named![a.name] = models[i]!;
+      if (models[i] !== undefined && a.models && a.models.length > 0) named![a.name] = models[i]!;
     });
   }
   return {
