@@ -111,14 +111,19 @@ local function alert_level(used, allocated)
   return 0
 end
 
--- When `used` takes budget `k` (row) past a threshold it had not reached: records the level, appends the event
--- to the tenant's alerts stream and to `out` ("<key>|<level>|<used>|<allocated>").
+-- When `used` takes budget `k` (row) past thresholds it had not reached: records the highest, and appends one event
+-- per threshold crossed (50, 80, 100 in order: one operation may cross several) to the tenant's alerts stream and
+-- to `out` ("<key>|<level>|<used>|<allocated>").
 local function raise_alert(k, row, used, stream, now, out)
   local level = alert_level(used, row.a)
   if level <= row.al then return end
   redis.call('HSET', k, 'al', level)
-  redis.call('XADD', stream, 'MAXLEN', '~', 1000, '*', 'key', k, 'level', level, 'used', i(used), 'allocated', i(row.a), 'at', now)
-  out[#out + 1] = k .. '|' .. level .. '|' .. i(used) .. '|' .. i(row.a)
+  for _, t in ipairs({ 50, 80, 100 }) do
+    if t > row.al and t <= level then
+      redis.call('XADD', stream, 'MAXLEN', '~', 1000, '*', 'key', k, 'level', t, 'used', i(used), 'allocated', i(row.a), 'at', now)
+      out[#out + 1] = k .. '|' .. t .. '|' .. i(used) .. '|' .. i(row.a)
+    end
+  end
 end
 
 -- Whether the request's deadline `deadline` (ms since the epoch, Redis server clock; "0" or "" for none) has
