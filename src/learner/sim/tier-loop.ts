@@ -348,8 +348,11 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       const m = servingModel(view, pipeline);
       const c0 = m.candidate;
       const since = events.filter((e) => e.t >= candidate!.proposedAt);
+      // The lineage evidence, as TrainingService.train gives it: the serving version's decisions since it was trained
+      // (since the last detected change, if later).
+      const evidence = m.tiers && active ? eventsSince(Math.max(active.at, changeTs ?? 0), Math.max(window, rule.minEvents)) : undefined;
       const verdict = gateVerdict(
-        tierGateInput(pipeline, params, since, { weights: c0!.weights, encoder: c0!.encoder, tiers: c0!.tiers! }, m.tiers ? { version: m.version, tiers: m.tiers, encoder: m.encoder } : undefined, defaultAction),
+        tierGateInput(pipeline, params, since, { weights: c0!.weights, encoder: c0!.encoder, tiers: c0!.tiers! }, m.tiers ? { version: m.version, tiers: m.tiers, encoder: m.encoder, ...(evidence ? { evidence } : {}) } : undefined, defaultAction),
         rule,
         1,
       );
