@@ -126,7 +126,7 @@ export class BudgetLedger {
 
   /** Balances of a scope and every budgeted scope below it (calendar resets applied first). */
   async balances(scopeText: string, unit?: Unit): Promise<Balance[]> {
-    const scope = resolveScope({ scope: scopeText }, 'query');
+    const scope = resolveScope({ scope: scopeText }, 'querystring');
     const t = scope.tenant;
     const pk = periodKeys(this.now());
     // The budgets of the scope and its descendants, picked from the tenant's index here so that the script

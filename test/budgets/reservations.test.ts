@@ -347,10 +347,13 @@ describe('deleting a budget', () => {
 });
 
 describe('balances query validation', () => {
-  it('names the query field of a bad scope', async () => {
-    const r = await call('GET', '/v1/balances?scope=workspace:x');
-    assert.equal(r.statusCode, 400);
-    assert.equal(r.json().code, 'INVALID_SCOPE');
-    assert.match(r.json().message, /^query\/scope: must start with "tenant:<name>"/);
+  it('names the query field of a bad scope as querystring/scope, as every other query field is named', async () => {
+    for (const scope of ['workspace:x', 'tenant:a b', 'tenant:x/team:y', 'tenant:a/agent:x/workspace:y']) {
+      const r = await call('GET', `/v1/balances?scope=${encodeURIComponent(scope)}`);
+      assert.equal(r.statusCode, 400, scope);
+      assert.equal(r.json().code, 'INVALID_SCOPE');
+      assert.match(r.json().message, /^querystring\/scope: /, scope);
+    }
+    assert.match((await call('GET', '/v1/balances?scope=workspace:x')).json().message, /^querystring\/scope: must start with "tenant:<name>"/);
   });
 });
