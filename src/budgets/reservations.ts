@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { AppError } from '../errors/app-error.js';
 import type { ErrorCode } from '../errors/catalog.js';
-import { parseAlerts, type AlertHandler } from './alerts.js';
+import { parseAlerts, splitBudgetKey, type AlertHandler } from './alerts.js';
 import { periodKeys } from './clock.js';
 import type { BudgetKeys } from './keys.js';
 import type {
@@ -322,6 +322,11 @@ export class ReservationService {
       this.o.onResult?.('extend', replayed ? 'replay' : 'ok');
       const r: Extended = { id, state: 'ACTIVE', expiresAt: Number(parts[1]), extensions: Number(parts[2]) };
       return replayed ? { ...r, replayed: true } : r;
+    }
+    if (parts[0] === 'D') {
+      this.o.onResult?.('extend', 'BUDGET_FROZEN');
+      const { scope } = splitBudgetKey(parts[2]!, keys.budgetPrefix(t));
+      throw new AppError('BUDGET_FROZEN', `params/id: reservation "${id}" is held at scope "${scope}", which is frozen; it cannot be extended`, { id, scope });
     }
     if (parts[0] === 'L') {
       this.o.onResult?.('extend', 'EXTEND_LIMIT_REACHED');
