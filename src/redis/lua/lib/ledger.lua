@@ -75,21 +75,31 @@ local function idem_prior(k, fp)
   return 'M'
 end
 
+-- A period key as a number (YYYY-MM-DD → YYYYMMDD, YYYY-MM → YYYYMM; 0 for none or unreadable): keys of one
+-- period kind compare in calendar order as numbers, whatever collation locale Redis runs with.
+local function pk_num(pk)
+  return tonumber((string.gsub(pk or '', '-', ''))) or 0
+end
+
 -- The lazy calendar reset of budget `k` (period `per` = ""|day|month, period key `pk`, allocated `a`, reserved `v`):
--- when its period has moved on, it starts the new one with nothing spent (active reservations stay held).
+-- when the caller's period (`day` / `month`, from the calling process's clock) is later than the stored one, it
+-- starts the new one with nothing spent (active reservations stay held). Periods only move forward: a caller whose
+-- clock is behind the stored period (another process already started the next day or month) changes nothing here,
+-- and what it charges goes to the stored, current period.
 -- Returns the new remaining, or nil when no reset was due.
 local function period_reset(k, per, pk, a, v, day, month)
   if not per or per == '' then return nil end
   local cur = day
   if per == 'month' then cur = month end
-  if pk == cur then return nil end
+  if pk == cur or pk_num(pk) >= pk_num(cur) then return nil end
   local r = a - v
   redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(r), 'al', '0', 'ov', '0', 'pk', cur)
   return r
 end
 
 -- Reads budget hash `k` as a row { a, r, v, s, d, p, o, al, f, per, ov } (nil when there is no budget), applying the
--- lazy calendar reset first: a scope whose period (day / month) has moved on starts it with nothing spent.
+-- lazy calendar reset first: a scope whose period (day / month) has moved on starts it with nothing spent (forward
+-- only, see period_reset).
 local function read_budget(k, day, month)
   local b = redis.call('HMGET', k, 'a', 'r', 'v', 's', 'd', 'p', 'o', 'per', 'pk', 'al', 'f', 'ov')
   if not b[1] then return nil end
