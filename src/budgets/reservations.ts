@@ -5,6 +5,7 @@ import type { ErrorCode } from '../errors/catalog.js';
 import { parseAlerts, splitBudgetKey, type AlertHandler } from './alerts.js';
 import { periodKeys } from './clock.js';
 import type { BudgetKeys } from './keys.js';
+import { LEDGER_MAX } from './schema.js';
 import type {
   Committed,
   DrawBody,
@@ -280,9 +281,20 @@ export class ReservationService {
         const r = committedView(id, parts);
         return replayed ? { ...r, replayed: true } : r;
       }
-      case 'D':
+      case 'D': {
+        if (parts[1] === 'LEDGER_LIMIT_EXCEEDED') {
+          this.o.onResult?.('commit', 'LEDGER_LIMIT_EXCEEDED');
+          const { scope } = splitBudgetKey(parts[2]!, keys.budgetPrefix(t));
+          const used = Number(parts[3]);
+          throw new AppError(
+            'LEDGER_LIMIT_EXCEEDED',
+            `body/amount: ${amount} would take spent + debt at scope "${scope}" (now ${used}) past ${LEDGER_MAX}, the largest amount a budget holds; nothing was charged (reset the scope, then commit again)`,
+            { id, scope, requested: amount, used, limit: LEDGER_MAX },
+          );
+        }
         this.o.onResult?.('commit', 'RESERVATION_HAS_ACTIVE_DRAWS');
         throw activeDraws(id, Number(parts[3]));
+      }
       default:
         return this.finishedOrMissing('commit', id, parts[0]!, parts[1], idempotencyKey);
     }

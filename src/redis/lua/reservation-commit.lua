@@ -27,6 +27,8 @@
 -- Returns { answer, alerts... } where answer is
 --   "C|<reserved>|<charged>|<debtAdded>|<overrun>|<released>|<late 0|1>"   committed (prefixed "R" on replay)
 --   "D|RESERVATION_HAS_ACTIVE_DRAWS|<key>|<held by draws>"   a parent with active draws (commit them first)
+--   "D|LEDGER_LIMIT_EXCEEDED|<budget key>|<spent + debt>"   the charge would take that scope's consumption past
+--                                                          LEDGER_MAX (ledger.lua); nothing written
 --   "F|<state>"  already finished (R released, or C with another amount);  "N" no such reservation;
 --   "M" idempotency key reused;  "K|<keys>" related keys were not declared (nothing done: call again with them)
 -- and each alert is "<budget key>|<level>|<used>|<allocated>" for a scope that crossed 50/80/100 %, or
@@ -56,6 +58,14 @@ local retention = tonumber(ARGV[2])
 
 if st == 'C' and rv[5] == ARGV[1] then return { 'R' .. rv[6] } end
 if st == 'C' or st == 'R' then return { 'F|' .. st } end
+do
+  -- Every scope the commit charges takes `actual` more consumption: refused, before anything is written, where that
+  -- would pass LEDGER_MAX (amounts beyond it cannot be kept exactly).
+  local charged_ks = rv[3]
+  if par then charged_ks = redis.call('HGET', par, 'ks') or rv[9] end
+  local k, used = over_ledger_max(charged_ks, tonumber(ARGV[3]), ARGV[5], ARGV[6])
+  if k then return { 'D|LEDGER_LIMIT_EXCEEDED|' .. k .. '|' .. i(used) } end
+end
 if st == 'A' and tonumber(rv[4]) <= now then
   -- Overdue: its hold goes back first (as the sweeper would have done); the commit is then late spend.
   end_hold(KEYS[1], 'E', amt, rv[3], par, KEYS[2], retention)
