@@ -269,7 +269,7 @@ export class ReservationService {
     const rk = keys.reservation(t, id);
     const idem = idempotencyKey !== undefined ? keys.idempotency(t, idempotencyKey) : undefined;
     const args = [`C|${id}|${amount}`, this.o.retentionMs, amount, now, pk.day, pk.month];
-    const out = await this.relatedCall('reservationCommit', rk, [rk, keys.deadlines(t), keys.alerts(t)], idem, args, (o) => o[0]!);
+    const out = await this.relatedCall('reservationCommit', rk, [rk, keys.deadlines(t), keys.alerts(t), keys.overruns(t)], idem, args, (o) => o[0]!);
     const answer = out[0]!;
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 67; /* RC */
     const parts = (replayed ? answer.slice(1) : answer).split('|');

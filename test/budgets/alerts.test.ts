@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import fc from 'fast-check';
 import { after, before, describe, it } from 'node:test';
 import type { BudgetAlert } from '../../src/budgets/alerts.js';
+import { budgetOverview } from '../../src/budgets/overview.js';
 import { ReservationService } from '../../src/budgets/reservations.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
@@ -231,11 +232,52 @@ describe('overrun alerts', () => {
       ],
       'REJECT at the agent: none of the overage was allowed, at any level',
     );
-    const stream = await h.redis.xrange(h.keys.alerts('ov'), '-', '+');
-    assert.equal(stream.filter(([, f]) => f.includes('overrun')).length, 2, 'in the tenant alert stream too');
+    const stream = await h.redis.xrange(h.keys.overruns('ov'), '-', '+');
+    assert.equal(stream.filter(([, f]) => f.includes('overrun')).length, 2, 'in the tenant overrun stream too');
     // The agent crossed 50 % as well: threshold alerts are unchanged.
     assert.ok(alerts.some((a) => a.type === 'budget.threshold' && a.scope === 'tenant:ov/agent:a' && a.threshold === 50));
     const bal = (await h.ledger.balances('tenant:ov/agent:a'))[0]!;
     assert.deepEqual([bal.spent, bal.overrun], [70, 30]);
+  });
+
+  it('the overview lists overruns apart, with their kind, amount and reservation; any number of them leaves the threshold alerts listed', async () => {
+    const scope = 'tenant:ovl/agent:a';
+    await h.ledger.put({ scope, unit: 'TOKENS', allocated: 100_000 }); // REJECT: every use above a hold is an overrun
+    await h.ledger.op('debit', { scope, unit: 'TOKENS', amount: 50_000, idempotencyKey: 'ovl-50' });
+    await h.ledger.op('debit', { scope, unit: 'TOKENS', amount: 30_000, idempotencyKey: 'ovl-80' });
+    // More overruns than the console lists and than a capped stream keeps (~1000), generated from a seed.
+    const extras = fc.sample(fc.integer({ min: 1, max: 5 }), { numRuns: 1100, seed: 20261203 });
+    const ids: string[] = [];
+    for (let from = 0; from < extras.length; from += 100) {
+      await Promise.all(
+        extras.slice(from, from + 100).map(async (extra, j) => {
+          const g = await h.reservations.reserve({ scope, unit: 'TOKENS', amount: 1, idempotencyKey: `ovl-r${from + j}` });
+          assert.ok('id' in g);
+          const c = await h.reservations.commit(g.id, 1 + extra);
+          assert.equal(c.overrun, extra);
+          ids[from + j] = g.id;
+        }),
+      );
+    }
+    const ov = await budgetOverview(h.redis, h.keys, 100, 'ovl');
+    assert.deepEqual(
+      ov.alerts.map((a) => [a.kind, a.scope, a.threshold]),
+      [
+        ['threshold', scope, 80],
+        ['threshold', scope, 50],
+      ],
+      'threshold alerts are not crowded out by the overruns after them',
+    );
+    assert.equal(ov.overruns.length, 100);
+    for (const o of ov.overruns) {
+      assert.equal(o.kind, 'overrun');
+      assert.equal(o.scope, scope);
+      const j = ids.indexOf(o.reservation ?? '');
+      assert.ok(j >= 0, `names its reservation: ${JSON.stringify(o)}`);
+      assert.equal(o.overrun, extras[j], 'the amount charged beyond the policy');
+      assert.equal(o.allocated, 100_000);
+      assert.ok(o.used > 80_000);
+    }
+    assert.ok(ov.overruns.every((o, j) => j === 0 || ov.overruns[j - 1]!.at >= o.at), 'newest first');
   });
 });

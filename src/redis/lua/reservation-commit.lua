@@ -8,8 +8,9 @@
 --              par = its parent reservation's key, pks = the parent's budget keys and no ks; a parent has ch =
 --              amount held by its active draws)
 -- KEYS[2]      deadlines sorted set of the tenant
--- KEYS[3]      alerts stream of the tenant
--- KEYS[4]      optional explicit idempotency record ("<fingerprint>\n<answer>")
+-- KEYS[3]      alerts stream of the tenant (threshold crossings)
+-- KEYS[4]      overruns stream of the tenant (overrun events: kept apart, so they never push out threshold alerts)
+-- KEYS[5]      optional explicit idempotency record ("<fingerprint>\n<answer>")
 -- KEYS[..]     the related keys (ledger.lua's undeclared): the reservation's budget hashes (ks; for a draw the
 --              parent's, pks) and its parent's hash (par); the last ARGV says how many
 -- ARGV[1]      fingerprint of this commit (id + amount)
@@ -34,7 +35,7 @@
 -- and each alert is "<budget key>|<level>|<used>|<allocated>" for a scope that crossed 50/80/100 %, or
 -- "<budget key>|overrun|<overrun>|<allocated>|<used>" for a scope charged beyond what its policy allowed.
 
-local idem = optional_key(3, tonumber(ARGV[7]))
+local idem = optional_key(4, tonumber(ARGV[7]))
 if idem then
   local prior = idem_prior(idem, ARGV[1])
   if prior then return { prior } end
@@ -146,7 +147,7 @@ for j, k in ipairs(keys) do
     redis.call('HSET', k, 'r', i(r), 'v', i(row.v - returned), 's', i(s), 'd', i(d))
     if over > 0 then
       redis.call('HINCRBY', k, 'ov', over)
-      redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'key', k, 'level', 'overrun', 'overrun', i(over), 'used', i(s + d),
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'key', k, 'level', 'overrun', 'overrun', i(over), 'used', i(s + d),
         'allocated', i(row.a), 'reservation', KEYS[1], 'at', ARGV[4])
       out[#out + 1] = k .. '|overrun|' .. i(over) .. '|' .. i(row.a) .. '|' .. i(s + d)
     end
