@@ -9,6 +9,7 @@
  *   <p>:{tenant:<t>}:dl                 zset    ACTIVE reservation keys by deadline (the sweeper's work list)
  *   <p>:{tenant:<t>}:i:<key>            string  idempotency record "<fingerprint>\n<answer>"
  *   <p>:{tenant:<t>}:alerts             stream  threshold crossings (capped)
+ *   <p>:{tenant:<t>}:overruns           stream  overrun events (capped; apart, so they never push out threshold alerts)
  *   <p>:budget-tenants                  set     tenants with budgets (the sweeper iterates it)
  */
 export interface BudgetKeys {
@@ -21,6 +22,7 @@ export interface BudgetKeys {
   deadlines(tenant: string): string;
   idempotency(tenant: string, key: string): string;
   alerts(tenant: string): string;
+  overruns(tenant: string): string;
   tenants(): string;
 }
 
@@ -35,6 +37,7 @@ export function budgetKeys(prefix: string): BudgetKeys {
     deadlines: (t) => `${tag(t)}:dl`,
     idempotency: (t, key) => `${tag(t)}:i:${key}`,
     alerts: (t) => `${tag(t)}:alerts`,
+    overruns: (t) => `${tag(t)}:overruns`,
     tenants: () => `${prefix}:budget-tenants`,
   };
 }

@@ -4,7 +4,7 @@ import type { ErrorCode } from '../errors/catalog.js';
 import { parseAlerts, type AlertHandler } from './alerts.js';
 import { periodKeys } from './clock.js';
 import type { BudgetKeys } from './keys.js';
-import type { Balance, BudgetDeleteQuery, BudgetOp, DeletedBalance, BudgetOpBody, BudgetPutBody, OveragePolicy, Unit } from './schema.js';
+import { LEDGER_MAX, type Balance, type BudgetDeleteQuery, type BudgetOp, type DeletedBalance, type BudgetOpBody, type BudgetPutBody, type OveragePolicy, type Unit } from './schema.js';
 import { resolveScope } from './reservations.js';
 import { run, storeFailure } from './store.js';
 
@@ -116,6 +116,16 @@ export class BudgetLedger {
       throw new AppError(code, `body/scope: no ${body.unit} budget at "${scope.path}"${op === 'debit' ? ' or any of its ancestors' : ''}`, { scope: scope.path });
     }
     const at = targets[Number(parts[2])]!;
+    if (code === 'LEDGER_LIMIT_EXCEEDED') {
+      const field = op === 'fund' ? 'allocated' : 'spent + debt';
+      const current = Number(parts[3]);
+      throw new AppError(code, `body/amount: ${body.amount} would take ${field} at scope "${at}" (now ${current}) past ${LEDGER_MAX}, the largest amount a budget holds`, {
+        scope: at,
+        requested: body.amount,
+        [op === 'fund' ? 'allocated' : 'used']: current,
+        limit: LEDGER_MAX,
+      });
+    }
     const remaining = Number(parts[3]);
     throw new AppError(code, code === 'BUDGET_FROZEN' ? `body/scope: scope "${at}" is frozen` : `body/amount: ${body.amount} exceeds the remaining ${remaining} at scope "${at}"`, {
       scope: at,
@@ -126,7 +136,7 @@ export class BudgetLedger {
 
   /** Balances of a scope and every budgeted scope below it (calendar resets applied first). */
   async balances(scopeText: string, unit?: Unit): Promise<Balance[]> {
-    const scope = resolveScope({ scope: scopeText }, 'query');
+    const scope = resolveScope({ scope: scopeText }, 'querystring');
     const t = scope.tenant;
     const pk = periodKeys(this.now());
     // The budgets of the scope and its descendants, picked from the tenant's index here so that the script

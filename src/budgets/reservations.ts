@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { AppError } from '../errors/app-error.js';
 import type { ErrorCode } from '../errors/catalog.js';
-import { parseAlerts, type AlertHandler } from './alerts.js';
+import { parseAlerts, splitBudgetKey, type AlertHandler } from './alerts.js';
 import { periodKeys } from './clock.js';
 import type { BudgetKeys } from './keys.js';
+import { LEDGER_MAX } from './schema.js';
 import type {
   Committed,
   DrawBody,
@@ -268,7 +269,7 @@ export class ReservationService {
     const rk = keys.reservation(t, id);
     const idem = idempotencyKey !== undefined ? keys.idempotency(t, idempotencyKey) : undefined;
     const args = [`C|${id}|${amount}`, this.o.retentionMs, amount, now, pk.day, pk.month];
-    const out = await this.relatedCall('reservationCommit', rk, [rk, keys.deadlines(t), keys.alerts(t)], idem, args, (o) => o[0]!);
+    const out = await this.relatedCall('reservationCommit', rk, [rk, keys.deadlines(t), keys.alerts(t), keys.overruns(t)], idem, args, (o) => o[0]!);
     const answer = out[0]!;
     const replayed = answer.charCodeAt(0) === 82 && answer.charCodeAt(1) === 67; /* RC */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
@@ -280,9 +281,20 @@ export class ReservationService {
         const r = committedView(id, parts);
         return replayed ? { ...r, replayed: true } : r;
       }
-      case 'D':
+      case 'D': {
+        if (parts[1] === 'LEDGER_LIMIT_EXCEEDED') {
+          this.o.onResult?.('commit', 'LEDGER_LIMIT_EXCEEDED');
+          const { scope } = splitBudgetKey(parts[2]!, keys.budgetPrefix(t));
+          const used = Number(parts[3]);
+          throw new AppError(
+            'LEDGER_LIMIT_EXCEEDED',
+            `body/amount: ${amount} would take spent + debt at scope "${scope}" (now ${used}) past ${LEDGER_MAX}, the largest amount a budget holds; nothing was charged (reset the scope, then commit again)`,
+            { id, scope, requested: amount, used, limit: LEDGER_MAX },
+          );
+        }
         this.o.onResult?.('commit', 'RESERVATION_HAS_ACTIVE_DRAWS');
         throw activeDraws(id, Number(parts[3]));
+      }
       default:
         return this.finishedOrMissing('commit', id, parts[0]!, parts[1], idempotencyKey);
     }
@@ -322,6 +334,11 @@ export class ReservationService {
       this.o.onResult?.('extend', replayed ? 'replay' : 'ok');
       const r: Extended = { id, state: 'ACTIVE', expiresAt: Number(parts[1]), extensions: Number(parts[2]) };
       return replayed ? { ...r, replayed: true } : r;
+    }
+    if (parts[0] === 'D') {
+      this.o.onResult?.('extend', 'BUDGET_FROZEN');
+      const { scope } = splitBudgetKey(parts[2]!, keys.budgetPrefix(t));
+      throw new AppError('BUDGET_FROZEN', `params/id: reservation "${id}" is held at scope "${scope}", which is frozen; it cannot be extended`, { id, scope });
     }
     if (parts[0] === 'L') {
       this.o.onResult?.('extend', 'EXTEND_LIMIT_REACHED');

@@ -3,6 +3,12 @@ import { NAME_PATTERN } from './scope.js';
 
 /** Largest amount accepted anywhere: sums of a few stay exact in Lua's doubles (< 2^53). */
 export const MAX_AMOUNT = 1_000_000_000_000_000;
+/**
+ * Largest value a budget's allocated, or its consumption (spent + debt), may reach: 2^53 − 1, the largest integer the
+ * scripts' numbers (doubles) hold exactly (`LEDGER_MAX` in src/redis/lua/lib/ledger.lua). A fund, debit or commit that
+ * would pass it is refused with LEDGER_LIMIT_EXCEEDED, nothing written.
+ */
+export const LEDGER_MAX = Number.MAX_SAFE_INTEGER;
 
 export const Unit = Type.Union([Type.Literal('TOKENS'), Type.Literal('USD_MICROCENTS')], {
   description: 'TOKENS, or USD_MICROCENTS (1 USD = 100,000,000). Budgets of different units are separate ledgers.',

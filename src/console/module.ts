@@ -95,7 +95,7 @@ export function consoleModule(core: ConsoleDeps): ModuleParts {
           config: { access: 'read' },
           schema: {
             ...Listing,
-            summary: 'Console listing: tenants with budgets (a tenant key: its own), their live (ACTIVE) reservations and newest threshold alerts',
+            summary: 'Console listing: tenants with budgets (a tenant key: its own), their live (ACTIVE) reservations, newest threshold alerts and, apart, newest overrun events',
             querystring: LimitQuery,
           },
         },

@@ -55,6 +55,7 @@ export const ERROR_CATALOG = {
   RESERVATION_EXHAUSTED: { status: 409, message: 'The parent reservation’s free hold cannot cover the draw.' },
   RESERVATION_HAS_ACTIVE_DRAWS: { status: 409, message: 'The reservation has active draws; commit or release them first.' },
   NESTED_DRAW: { status: 400, message: 'A draw cannot be drawn from; draw from its parent.' },
+  LEDGER_LIMIT_EXCEEDED: { status: 409, message: "The operation would take a scope's allocated, or its spent + debt, past 2^53 − 1; nothing was written." },
   IDEMPOTENCY_KEY_REUSED: { status: 409, message: 'The idempotency key was already used for a different request.' },
   // --- learner -------------------------------------------------------------------------------
   INVALID_FEATURES: { status: 400, message: 'The feature declaration is not valid.' },

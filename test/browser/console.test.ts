@@ -132,6 +132,30 @@ describe('console (auth off)', () => {
     assert.match(await text('[data-page=budgets]'), /80 %/);
   });
 
+  it('shows overruns apart from threshold alerts, with their amount and reservation, however many there are', async () => {
+    const api = new ApportionClient({ url: s.url });
+    const scope = 'tenant:ovr/agent:x';
+    await api.request('PUT', '/v1/budgets', { scope, unit: 'TOKENS', allocated: 10_000 });
+    await api.request('POST', '/v1/budgets/debit', { scope, unit: 'TOKENS', amount: 5_000, idempotencyKey: 'ovr-half' }); // the 50 % alert
+    // More overruns after it than the listing holds (100).
+    let last = '';
+    for (let j = 0; j < 120; j++) {
+      const g = await api.request<{ id: string }>('POST', '/v1/reservations', { scope, unit: 'TOKENS', amount: 1, idempotencyKey: `ovr-${j}` });
+      await api.request('POST', `/v1/reservations/${encodeURIComponent(g.id)}/commit`, { amount: 1 + (j % 7) + 1 });
+      last = g.id;
+    }
+    await page.goto('about:blank');
+    await openPage(page, s.url, 'budgets');
+    const overruns = await text('[data-testid=overruns]');
+    assert.match(overruns, /tenant:ovr\/agent:x/);
+    assert.ok(overruns.includes(last), 'the newest overrun names its reservation');
+    assert.match(overruns, new RegExp(`${(119 % 7) + 1} tokens`));
+    const alerts = await text('[data-testid=alerts]');
+    assert.match(alerts, /tenant:ovr\/agent:x\s+50 %/, 'its threshold alert is listed, not crowded out by the overruns');
+    assert.doesNotMatch(alerts, /null|NaN|undefined/);
+    assert.doesNotMatch(alerts, /overrun/);
+  });
+
   it('shows showback and envelopes, and opens a cost tree', async () => {
     await openPage(page, s.url, 'costs');
     assert.match(await text('[data-testid=showback]'), /acme/);

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
+import fc from 'fast-check';
 import { after, before, describe, it } from 'node:test';
 import type { BudgetAlert } from '../../src/budgets/alerts.js';
+import { budgetOverview } from '../../src/budgets/overview.js';
 import { ReservationService } from '../../src/budgets/reservations.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
-import { harness, type Harness } from './harness.js';
+import { harness, ledgerViolation, readLedger, type Harness } from './harness.js';
 
 describe('threshold alerts', () => {
   const prefix = testPrefix('budget-alerts');
@@ -98,6 +100,109 @@ describe('calendar periods', () => {
   });
 });
 
+describe('calendar periods with two processes whose clocks straddle the boundary', () => {
+  const prefix = testPrefix('budget-period-skew');
+  // Process A's clock is behind (still the old day), B's is past the UTC boundary; both drive the same budgets.
+  let a: Harness;
+  let b: Harness;
+  before(async () => {
+    a = await harness(prefix);
+    b = await harness(prefix);
+  });
+  after(async () => {
+    await a.close();
+    await b.close();
+    await dropPrefix(prefix);
+  });
+
+  type Op = { by: 'A' | 'B'; kind: 'read' | 'commit' | 'debit' | 'put'; amount: number };
+  const opArb: fc.Arbitrary<Op> = fc.record({
+    by: fc.constantFrom('A', 'B'),
+    kind: fc.constantFrom('read', 'commit', 'debit', 'put'),
+    amount: fc.integer({ min: 1, max: 1000 }),
+  });
+  // A day boundary inside a month, a month boundary, and a year boundary (the month period rolls at the last two).
+  const boundaryArb = fc.constantFrom(Date.UTC(2026, 10, 15), Date.UTC(2026, 11, 1), Date.UTC(2027, 0, 1));
+  const seen = { rolls: 0, laggingCharges: 0 };
+  let run = 0;
+
+  it('a period only rolls forward: a caller behind the stored period reads and charges it, never resets it', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        boundaryArb,
+        fc.constantFrom<'day' | 'month'>('day', 'month'),
+        fc.integer({ min: 1, max: 3_600_000 }),
+        fc.integer({ min: 0, max: 60_000 }),
+        fc.array(opArb, { minLength: 1, maxLength: 12 }),
+        async (boundary, period, behindMs, aheadMs, ops) => {
+          const scope = `tenant:skew${run++}`;
+          a.clock.now = boundary - behindMs;
+          b.clock.now = boundary + aheadMs;
+          const rolls = period === 'day' || new Date(boundary).getUTCDate() === 1;
+          await a.ledger.put({ scope, unit: 'TOKENS', allocated: 1_000_000, period });
+          // Spent in the old period, by A before the boundary.
+          await a.ledger.op('debit', { scope, unit: 'TOKENS', amount: 500, idempotencyKey: `${scope}-0` });
+          // The model: the stored period is the latest any caller has brought; charges go to it.
+          let newPeriod = false;
+          let used = 500;
+          const touch = (by: 'A' | 'B') => {
+            if (by === 'B' && rolls && !newPeriod) {
+              newPeriod = true;
+              used = 0;
+              seen.rolls++;
+            }
+            if (by === 'A' && newPeriod) seen.laggingCharges++;
+          };
+          for (const [j, op] of ops.entries()) {
+            const h = op.by === 'A' ? a : b;
+            touch(op.by);
+            if (op.kind === 'read') await h.ledger.balances(scope, 'TOKENS');
+            else if (op.kind === 'put') await h.ledger.put({ scope, unit: 'TOKENS', allocated: 1_000_000, period });
+            else if (op.kind === 'debit') {
+              await h.ledger.op('debit', { scope, unit: 'TOKENS', amount: op.amount, idempotencyKey: `${scope}-${j + 1}` });
+              used += op.amount;
+            } else {
+              const g = await h.reservations.reserve({ scope, unit: 'TOKENS', amount: op.amount, idempotencyKey: `${scope}-${j + 1}` });
+              assert.ok('id' in g);
+              await h.reservations.commit(g.id, op.amount);
+              used += op.amount;
+            }
+            // Read by the lagging process (which must not roll anything back) and straight from Redis.
+            const [bal] = await a.ledger.balances(scope, 'TOKENS');
+            assert.equal(bal!.spent + bal!.debt, used, `after ${j + 1} ops (${JSON.stringify(op)}): ${JSON.stringify(bal)}`);
+            const l = await readLedger(a.redis, a.keys.budget(scope.slice(7), 'TOKENS', scope));
+            assert.equal(ledgerViolation(l), undefined);
+            assert.equal(l.s + l.d, used);
+          }
+        },
+      ),
+      { numRuns: 60, seed: 20261203, endOnFailure: true },
+    );
+    assert.ok(seen.rolls >= 20, `periods rolled (${seen.rolls})`);
+    assert.ok(seen.laggingCharges >= 20, `touches by the lagging process after a roll (${seen.laggingCharges})`);
+  });
+
+  it('a settings PUT from a clock behind keeps the later period, also when it changes the period kind', async () => {
+    const boundary = Date.UTC(2027, 0, 1);
+    a.clock.now = boundary - 30_000;
+    b.clock.now = boundary + 30_000;
+    const scope = 'tenant:skewput';
+    const spent = async () => {
+      const [x] = await a.ledger.balances(scope, 'TOKENS');
+      return x!.spent;
+    };
+    await a.ledger.put({ scope, unit: 'TOKENS', allocated: 1000, period: 'day' });
+    await a.ledger.op('debit', { scope, unit: 'TOKENS', amount: 100, idempotencyKey: 'sp0' });
+    await b.ledger.op('debit', { scope, unit: 'TOKENS', amount: 7, idempotencyKey: 'sp1' }); // 2027-01-01 starts: 7
+    for (const period of ['month', 'day', 'month'] as const) {
+      assert.equal((await a.ledger.put({ scope, unit: 'TOKENS', allocated: 1000, period })).spent, 7, period);
+      // B, in the stored period all along, sees no new one: nothing is reset.
+      await b.ledger.balances(scope, 'TOKENS');
+      assert.equal(await spent(), 7, period);
+    }
+  });
+});
+
 describe('overrun alerts', () => {
   const prefix = testPrefix('budget-overrun');
   let h: Harness;
@@ -127,11 +232,52 @@ describe('overrun alerts', () => {
       ],
       'REJECT at the agent: none of the overage was allowed, at any level',
     );
-    const stream = await h.redis.xrange(h.keys.alerts('ov'), '-', '+');
-    assert.equal(stream.filter(([, f]) => f.includes('overrun')).length, 2, 'in the tenant alert stream too');
+    const stream = await h.redis.xrange(h.keys.overruns('ov'), '-', '+');
+    assert.equal(stream.filter(([, f]) => f.includes('overrun')).length, 2, 'in the tenant overrun stream too');
     // The agent crossed 50 % as well: threshold alerts are unchanged.
     assert.ok(alerts.some((a) => a.type === 'budget.threshold' && a.scope === 'tenant:ov/agent:a' && a.threshold === 50));
     const bal = (await h.ledger.balances('tenant:ov/agent:a'))[0]!;
     assert.deepEqual([bal.spent, bal.overrun], [70, 30]);
+  });
+
+  it('the overview lists overruns apart, with their kind, amount and reservation; any number of them leaves the threshold alerts listed', async () => {
+    const scope = 'tenant:ovl/agent:a';
+    await h.ledger.put({ scope, unit: 'TOKENS', allocated: 100_000 }); // REJECT: every use above a hold is an overrun
+    await h.ledger.op('debit', { scope, unit: 'TOKENS', amount: 50_000, idempotencyKey: 'ovl-50' });
+    await h.ledger.op('debit', { scope, unit: 'TOKENS', amount: 30_000, idempotencyKey: 'ovl-80' });
+    // More overruns than the console lists and than a capped stream keeps (~1000), generated from a seed.
+    const extras = fc.sample(fc.integer({ min: 1, max: 5 }), { numRuns: 1100, seed: 20261203 });
+    const ids: string[] = [];
+    for (let from = 0; from < extras.length; from += 100) {
+      await Promise.all(
+        extras.slice(from, from + 100).map(async (extra, j) => {
+          const g = await h.reservations.reserve({ scope, unit: 'TOKENS', amount: 1, idempotencyKey: `ovl-r${from + j}` });
+          assert.ok('id' in g);
+          const c = await h.reservations.commit(g.id, 1 + extra);
+          assert.equal(c.overrun, extra);
+          ids[from + j] = g.id;
+        }),
+      );
+    }
+    const ov = await budgetOverview(h.redis, h.keys, 100, 'ovl');
+    assert.deepEqual(
+      ov.alerts.map((a) => [a.kind, a.scope, a.threshold]),
+      [
+        ['threshold', scope, 80],
+        ['threshold', scope, 50],
+      ],
+      'threshold alerts are not crowded out by the overruns after them',
+    );
+    assert.equal(ov.overruns.length, 100);
+    for (const o of ov.overruns) {
+      assert.equal(o.kind, 'overrun');
+      assert.equal(o.scope, scope);
+      const j = ids.indexOf(o.reservation ?? '');
+      assert.ok(j >= 0, `names its reservation: ${JSON.stringify(o)}`);
+      assert.equal(o.overrun, extras[j], 'the amount charged beyond the policy');
+      assert.equal(o.allocated, 100_000);
+      assert.ok(o.used > 80_000);
+    }
+    assert.ok(ov.overruns.every((o, j) => j === 0 || ov.overruns[j - 1]!.at >= o.at), 'newest first');
   });
 });

@@ -325,3 +325,81 @@ describe('reservations: property test against the real Redis', () => {
     });
   }
 });
+
+describe('amounts up to 2^53 − 1: every ledger stays exact', () => {
+  type BigOp = { kind: 'fund' | 'debit' | 'commit'; amount: number };
+  const amountArb = fc.oneof(fc.integer({ min: 1e15 - 1e6, max: 1e15 }), fc.integer({ min: 1, max: 1e15 }));
+  const bigOpArb: fc.Arbitrary<BigOp> = fc.record({ kind: fc.constantFrom('fund', 'debit', 'commit'), amount: amountArb });
+  const MAX = BigInt(Number.MAX_SAFE_INTEGER);
+  const refused = { fund: 0, debit: 0, commit: 0 };
+  let run = 0;
+
+  it('a fund, debit or commit that would pass it is refused with LEDGER_LIMIT_EXCEEDED, writing nothing', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(fc.constant(8), fc.nat(8)), fc.oneof(fc.constant(9), fc.nat(9)), fc.array(bigOpArb, { minLength: 1, maxLength: 24 }), async (prefunds, spends, ops) => {
+        const t = `big${run++}`;
+        const scope = `tenant:${t}`;
+        const unit = 'USD_MICROCENTS';
+        const bk = h.keys.budget(t, unit, scope);
+        await h.ledger.put({ scope, unit, allocated: 1e15 });
+        for (let f = 0; f < prefunds; f++) await h.ledger.op('fund', { scope, unit, amount: 1e15, idempotencyKey: `pre${f}` });
+        // Spent up front (at most what was allocated), so that runs start near the bound.
+        const prespent = Math.min(spends, prefunds) * 1e15;
+        if (prespent > 0) await h.ledger.op('debit', { scope, unit, amount: 1e15, idempotencyKey: 'spend0' });
+        for (let f = 1; f < prespent / 1e15; f++) await h.ledger.op('debit', { scope, unit, amount: 1e15, idempotencyKey: `spend${f}` });
+        // Holds of 1, committed (over their hold: the rest is an overrun, charged as debt) by the commit ops.
+        const holds: string[] = [];
+        for (let j = 0; j < 12; j++) {
+          const g = await h.reservations.reserve({ scope, unit, amount: 1, ttlMs: 86_400_000, idempotencyKey: `h${j}` });
+          assert.ok('id' in g);
+          holds.push(g.id);
+        }
+        let allocated = BigInt(1e15) * BigInt(1 + prefunds);
+        let used = BigInt(prespent);
+        for (const [j, op] of ops.entries()) {
+          const before = await h.redis.hgetall(bk);
+          const [s, d, r] = [BigInt(before.s!), BigInt(before.d ?? '0'), BigInt(before.r!)];
+          const amount = BigInt(op.amount);
+          const idem = `op${j}`;
+          let expect: 'ok' | 'LEDGER_LIMIT_EXCEEDED' | 'BUDGET_EXCEEDED';
+          if (op.kind === 'fund') expect = allocated + amount > MAX ? 'LEDGER_LIMIT_EXCEEDED' : 'ok';
+          else if (s + d + amount > MAX) expect = 'LEDGER_LIMIT_EXCEEDED';
+          else expect = op.kind === 'debit' && r < amount ? 'BUDGET_EXCEEDED' : 'ok';
+          if (op.kind === 'commit' && holds.length === 0) continue;
+          const call =
+            op.kind === 'commit' ? h.reservations.commit(holds[0]!, op.amount) : h.ledger.op(op.kind, { scope, unit, amount: op.amount, idempotencyKey: idem });
+          const what = `op ${j} ${JSON.stringify(op)} on ${JSON.stringify(before)}`;
+          if (expect === 'ok') {
+            await call;
+            if (op.kind === 'fund') allocated += amount;
+            else used += amount;
+            if (op.kind === 'commit') holds.shift();
+          } else {
+            const err = await call.then(
+              () => undefined,
+              (e: unknown) => e,
+            );
+            assert.ok(err instanceof AppError && err.code === expect, `${what}: ${String(err)}`);
+            if (expect === 'LEDGER_LIMIT_EXCEEDED') {
+              refused[op.kind]++;
+              assert.match(err.message, /^body\/amount: /);
+              assert.deepEqual(await h.redis.hgetall(bk), before, `nothing written: ${what}`);
+              if (op.kind === 'commit') assert.equal(await h.redis.hget(h.keys.reservation(t, holds[0]!), 'st'), 'A', 'the reservation stays ACTIVE');
+              else assert.equal(await h.redis.exists(h.keys.idempotency(t, idem)), 0, 'the idempotency key is not consumed');
+            }
+          }
+          // Exact, as integers: allocated is the sum of the funds, spent + debt the sum of what was charged.
+          const after = await h.redis.hgetall(bk);
+          assert.equal(BigInt(after.a!), allocated, what);
+          assert.equal(BigInt(after.s!) + BigInt(after.d ?? '0'), used, what);
+          assert.equal(BigInt(after.a!), BigInt(after.r!) + BigInt(after.v!) + BigInt(after.s!), `identity: ${what}`);
+          assert.equal(ledgerViolation(await readLedger(h.redis, bk)), undefined, what);
+          const [bal] = await h.ledger.balances(scope, unit);
+          assert.deepEqual([BigInt(bal!.allocated), BigInt(bal!.spent) + BigInt(bal!.debt)], [allocated, used], `balances: ${what}`);
+        }
+      }),
+      { numRuns: 60, seed: 20261203, endOnFailure: true },
+    );
+    for (const [k, n] of Object.entries(refused)) assert.ok(n >= 5, `${k} refused at the bound ${n} times (${JSON.stringify(refused)})`);
+  });
+});

@@ -281,6 +281,39 @@ describe('reservations over HTTP', () => {
     assert.equal((await call('PUT', '/v1/budgets', { scope: 'tenant:t7', unit: 'TOKENS', allocated: 5 })).json().code, 'ALLOCATION_BELOW_USAGE');
   });
 
+  it('refuses to extend a reservation or a draw held at a frozen scope (its own, or any ancestor), changing nothing', async () => {
+    const levels = ['tenant:t-fz', 'tenant:t-fz/workspace:w', 'tenant:t-fz/workspace:w/agent:a'];
+    for (const [j, s] of levels.entries()) await put(s, 1000 * (3 - j));
+    const freeze = async (op: 'freeze' | 'unfreeze', scope: string) =>
+      assert.equal((await call('POST', `/v1/budgets/${op}`, { scope, unit: 'TOKENS', idempotencyKey: key() })).statusCode, 200);
+    // Every level frozen in turn, for a reservation and for a draw from it (held at its parent's scopes).
+    for (const frozen of levels) {
+      for (const asDraw of [false, true]) {
+        const g = (await call('POST', '/v1/reservations', { scope: levels[2], unit: 'TOKENS', amount: 50, idempotencyKey: key() })).json();
+        const target = asDraw ? (await call('POST', `/v1/reservations/${g.id}/draws`, { amount: 20, idempotencyKey: key() })).json() : g;
+        assert.ok(target.id, JSON.stringify(target));
+        await freeze('freeze', frozen);
+        const e = await call('POST', `/v1/reservations/${target.id}/extend`, { ttlMs: 600_000 });
+        assert.equal(e.statusCode, 409, `${frozen} ${asDraw}: ${e.body}`);
+        assert.equal(e.json().code, 'BUDGET_FROZEN');
+        assert.equal(e.json().details.scope, frozen);
+        assert.match(e.json().message, /^params\/id: /);
+        const view = (await call('GET', `/v1/reservations/${target.id}`)).json();
+        assert.deepEqual([view.state, view.expiresAt, view.extensions], ['ACTIVE', target.expiresAt, 0], 'the deadline did not move');
+        // Work in flight still settles at a frozen scope.
+        if (asDraw) assert.equal((await call('POST', `/v1/reservations/${target.id}/commit`, { amount: 5 })).statusCode, 200);
+        assert.equal((await call('POST', `/v1/reservations/${g.id}/commit`, { amount: 10 })).statusCode, 200);
+        await freeze('unfreeze', frozen);
+      }
+    }
+    // Unfrozen, an extension moves the deadline again.
+    const g = (await call('POST', '/v1/reservations', { scope: levels[2], unit: 'TOKENS', amount: 1, idempotencyKey: key() })).json();
+    const e = await call('POST', `/v1/reservations/${g.id}/extend`, { ttlMs: 600_000 });
+    assert.equal(e.statusCode, 200, e.body);
+    assert.equal(e.json().extensions, 1);
+    for (const s of levels) assert.equal((await balance(s)).spent, levels.length * (2 * 10 + 5), s);
+  });
+
   it('a PUT cannot leave debt above the new settings\' overdraft limit (debt ≤ overdraftLimit + overrun holds after it)', async () => {
     const scope = 'tenant:t-debt';
     const settings = (allocated: number, extra: object = {}) => call('PUT', '/v1/budgets', { scope, unit: 'TOKENS', allocated, ...extra });
@@ -347,10 +380,13 @@ describe('deleting a budget', () => {
 });
 
 describe('balances query validation', () => {
-  it('names the query field of a bad scope', async () => {
-    const r = await call('GET', '/v1/balances?scope=workspace:x');
-    assert.equal(r.statusCode, 400);
-    assert.equal(r.json().code, 'INVALID_SCOPE');
-    assert.match(r.json().message, /^query\/scope: must start with "tenant:<name>"/);
+  it('names the query field of a bad scope as querystring/scope, as every other query field is named', async () => {
+    for (const scope of ['workspace:x', 'tenant:a b', 'tenant:x/team:y', 'tenant:a/agent:x/workspace:y']) {
+      const r = await call('GET', `/v1/balances?scope=${encodeURIComponent(scope)}`);
+      assert.equal(r.statusCode, 400, scope);
+      assert.equal(r.json().code, 'INVALID_SCOPE');
+      assert.match(r.json().message, /^querystring\/scope: /, scope);
+    }
+    assert.match((await call('GET', '/v1/balances?scope=workspace:x')).json().message, /^querystring\/scope: must start with "tenant:<name>"/);
   });
 });

@@ -10,7 +10,9 @@
 -- ARGV[5]      day key   ARGV[6] month key   ARGV[7] now ms
 -- Returns { answer, alerts... }: answer "OK|<mask>" applied (prefixed "R" on replay), "M" key reused for
 --   another payload, "D|<code>|<index>|<remaining>" denied (BUDGET_NOT_FOUND, BUDGET_FROZEN,
---   BUDGET_EXCEEDED, OVERDRAFT_LIMIT_EXCEEDED); alerts as in reservation-commit.lua.
+--   BUDGET_EXCEEDED, OVERDRAFT_LIMIT_EXCEEDED), or "D|LEDGER_LIMIT_EXCEEDED|<index>|<allocated (fund) or
+--   spent + debt (debit)>" when the result would pass LEDGER_MAX; alerts as in reservation-commit.lua.
+--   A denial writes nothing (the idempotency key included).
 local prior = idem_prior(KEYS[1], ARGV[2])
 if prior then return { prior } end
 local op = ARGV[1]
@@ -26,7 +28,9 @@ for j = 3, #KEYS do
     mask[j - 2] = '1'
     row.k = k
     rows[#rows + 1] = row
+    if op == 'fund' and amount > LEDGER_MAX - row.a then return { 'D|LEDGER_LIMIT_EXCEEDED|' .. (j - 3) .. '|' .. i(row.a) } end
     if op == 'debit' then
+      if amount > LEDGER_MAX - row.s - row.d then return { 'D|LEDGER_LIMIT_EXCEEDED|' .. (j - 3) .. '|' .. i(row.s + row.d) } end
       if row.f == '1' then return { 'D|BUDGET_FROZEN|' .. (j - 3) .. '|' .. i(row.r) } end
       if row.r < amount then
         if row.p ~= 'O' then return { 'D|BUDGET_EXCEEDED|' .. (j - 3) .. '|' .. i(row.r) } end

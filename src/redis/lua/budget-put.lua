@@ -1,5 +1,6 @@
 -- Creates a scope's budget, or changes its allocation and settings (used amounts are kept).
 -- NUMKEYS: 2
+-- INCLUDE: ledger
 -- KEYS[1]      budget hash (fields as in reservation-reserve.lua)
 -- KEYS[2]      the tenant's budget index (set of "<unit>:<scope>" members)
 -- ARGV[1]      index member   ARGV[2] allocated   ARGV[3] policy R|A|O   ARGV[4] overdraft limit
@@ -8,7 +9,6 @@
 -- what is already reserved and spent; { -2, debt − overrun } when the debt left after the new allocation repays
 -- what it can is more than the new settings' overdraft limit (0 unless the policy is O) plus the recorded overrun
 -- (the ledger's bound debt ≤ overdraft limit + overrun would break: fund, reset or raise the allocation first).
-local function i(x) return string.format('%d', x) end
 local alloc = tonumber(ARGV[2])
 local per = ARGV[5]
 local cur = ''
@@ -28,7 +28,15 @@ local d = tonumber(b[5])
 local old_per = b[7] or ''
 local old_cur = ''
 if old_per == 'day' then old_cur = ARGV[6] elseif old_per == 'month' then old_cur = ARGV[7] end
-local rolled = old_per ~= '' and b[8] ~= old_cur
+local rolled = old_per ~= '' and pk_num(b[8]) < pk_num(old_cur)
+-- Periods only move forward: when the stored period is later than the caller's clock says (another process
+-- already started it), the budget stays in it, written in the new setting's form (a day's month, a month's first day).
+if old_per ~= '' and per ~= '' and not rolled then
+  local kept = b[8] or ''
+  if per == 'month' and old_per == 'day' then kept = string.sub(kept, 1, 7) end
+  if per == 'day' and old_per == 'month' then kept = kept .. '-01' end
+  if pk_num(kept) > pk_num(cur) then cur = kept end
+end
 local ov = tonumber(b[9] or '0')
 if rolled then s = 0; d = 0; ov = 0 end
 if alloc < v + s then return { -1, v + s } end

@@ -8,8 +8,9 @@
 --              par = its parent reservation's key, pks = the parent's budget keys and no ks; a parent has ch =
 --              amount held by its active draws)
 -- KEYS[2]      deadlines sorted set of the tenant
--- KEYS[3]      alerts stream of the tenant
--- KEYS[4]      optional explicit idempotency record ("<fingerprint>\n<answer>")
+-- KEYS[3]      alerts stream of the tenant (threshold crossings)
+-- KEYS[4]      overruns stream of the tenant (overrun events: kept apart, so they never push out threshold alerts)
+-- KEYS[5]      optional explicit idempotency record ("<fingerprint>\n<answer>")
 -- KEYS[..]     the related keys (ledger.lua's undeclared): the reservation's budget hashes (ks; for a draw the
 --              parent's, pks) and its parent's hash (par); the last ARGV says how many
 -- ARGV[1]      fingerprint of this commit (id + amount)
@@ -27,12 +28,14 @@
 -- Returns { answer, alerts... } where answer is
 --   "C|<reserved>|<charged>|<debtAdded>|<overrun>|<released>|<late 0|1>"   committed (prefixed "R" on replay)
 --   "D|RESERVATION_HAS_ACTIVE_DRAWS|<key>|<held by draws>"   a parent with active draws (commit them first)
+--   "D|LEDGER_LIMIT_EXCEEDED|<budget key>|<spent + debt>"   the charge would take that scope's consumption past
+--                                                          LEDGER_MAX (ledger.lua); nothing written
 --   "F|<state>"  already finished (R released, or C with another amount);  "N" no such reservation;
 --   "M" idempotency key reused;  "K|<keys>" related keys were not declared (nothing done: call again with them)
 -- and each alert is "<budget key>|<level>|<used>|<allocated>" for a scope that crossed 50/80/100 %, or
 -- "<budget key>|overrun|<overrun>|<allocated>|<used>" for a scope charged beyond what its policy allowed.
 
-local idem = optional_key(3, tonumber(ARGV[7]))
+local idem = optional_key(4, tonumber(ARGV[7]))
 if idem then
   local prior = idem_prior(idem, ARGV[1])
   if prior then return { prior } end
@@ -56,6 +59,14 @@ local retention = tonumber(ARGV[2])
 
 if st == 'C' and rv[5] == ARGV[1] then return { 'R' .. rv[6] } end
 if st == 'C' or st == 'R' then return { 'F|' .. st } end
+do
+  -- Every scope the commit charges takes `actual` more consumption: refused, before anything is written, where that
+  -- would pass LEDGER_MAX (amounts beyond it cannot be kept exactly).
+  local charged_ks = rv[3]
+  if par then charged_ks = redis.call('HGET', par, 'ks') or rv[9] end
+  local k, used = over_ledger_max(charged_ks, tonumber(ARGV[3]), ARGV[5], ARGV[6])
+  if k then return { 'D|LEDGER_LIMIT_EXCEEDED|' .. k .. '|' .. i(used) } end
+end
 if st == 'A' and tonumber(rv[4]) <= now then
   -- Overdue: its hold goes back first (as the sweeper would have done); the commit is then late spend.
   end_hold(KEYS[1], 'E', amt, rv[3], par, KEYS[2], retention)
@@ -136,7 +147,7 @@ for j, k in ipairs(keys) do
     redis.call('HSET', k, 'r', i(r), 'v', i(row.v - returned), 's', i(s), 'd', i(d))
     if over > 0 then
       redis.call('HINCRBY', k, 'ov', over)
-      redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'key', k, 'level', 'overrun', 'overrun', i(over), 'used', i(s + d),
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'key', k, 'level', 'overrun', 'overrun', i(over), 'used', i(s + d),
         'allocated', i(row.a), 'reservation', KEYS[1], 'at', ARGV[4])
       out[#out + 1] = k .. '|overrun|' .. i(over) .. '|' .. i(row.a) .. '|' .. i(s + d)
     end

@@ -13,8 +13,11 @@
 -- ARGV[4]      ttl in ms
 -- ARGV[5]      maximum number of extensions
 -- ARGV[6]      number of related keys at the end of KEYS
+-- A reservation held at a frozen scope (its budgets ks; a draw: its parent's, pks) is not extended: a frozen scope
+-- takes no new reservations, and a later deadline would keep its hold from going back.
 -- Returns "X|<expiresAt>|<extensions>" (prefixed "R" on replay), "F|<state>" finished (an overdue ACTIVE
---   reservation is expired here first), "L" the extension limit is reached, "N" no such reservation,
+--   reservation is expired here first), "D|BUDGET_FROZEN|<budget key>" a held scope is frozen (nothing changed),
+--   "L" the extension limit is reached, "N" no such reservation,
 --   "M" idempotency key reused for another payload, "K|<keys>" related keys were not declared (nothing done:
 --   call again with them).
 
@@ -35,6 +38,11 @@ if st == 'A' and tonumber(rv[4]) <= now then
   st = 'E'
 end
 if st ~= 'A' then return 'F|' .. st end
+for _, ks in ipairs({ rv[3], rv[7] }) do
+  for k in string.gmatch(ks or '', '%S+') do
+    if redis.call('HGET', k, 'f') == '1' then return 'D|BUDGET_FROZEN|' .. k end
+  end
+end
 local x = tonumber(rv[5] or '0')
 if x >= tonumber(ARGV[5]) then return 'L' end
 local cur = tonumber(rv[4])

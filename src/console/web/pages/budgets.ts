@@ -16,7 +16,9 @@ interface Balance {
 interface Overview {
   tenants: string[];
   reservations: { tenant: string; id: string; scope: string; unit: string; amount: number; expiresAt: number; parent?: string }[];
-  alerts: { tenant: string; scope: string; unit: string; threshold: number; used: number; allocated: number; at: number }[];
+  alerts: { kind: 'threshold'; tenant: string; scope: string; unit: string; threshold: number; used: number; allocated: number; at: number }[];
+  /** Absent from servers older than the overrun listing. */
+  overruns?: { kind: 'overrun'; tenant: string; scope: string; unit: string; overrun: number; used: number; allocated: number; reservation?: string; at: number }[];
   truncated: boolean;
 }
 
@@ -92,6 +94,24 @@ export async function budgetsPage(root: HTMLElement): Promise<void> {
           { title: 'of', num: true, cell: (a) => amount(a.allocated, a.unit) },
         ],
         'No threshold crossings.',
+        { 'data-testid': 'alerts' },
+      ),
+    ),
+    h('h2', null, 'Overruns'),
+    card(
+      h('p', { class: 'muted' }, 'Spend charged beyond what the overage policy allowed (commits are never refused for an overage).'),
+      table(
+        ov.overruns ?? [],
+        [
+          { title: 'when', cell: (o) => time(o.at) },
+          { title: 'scope', cell: (o) => o.scope },
+          { title: 'overrun', num: true, cell: (o) => pill(amount(o.overrun, o.unit), 'bad') },
+          { title: 'used', num: true, cell: (o) => amount(o.used, o.unit) },
+          { title: 'of', num: true, cell: (o) => amount(o.allocated, o.unit) },
+          { title: 'reservation', cell: (o) => (o.reservation ? h('code', null, o.reservation) : '–') },
+        ],
+        'No overruns.',
+        { 'data-testid': 'overruns' },
       ),
       ov.truncated ? h('p', { class: 'muted' }, 'Lists cut at 100 entries.') : null,
     ),

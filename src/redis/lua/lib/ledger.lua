@@ -2,6 +2,12 @@
 
 local function i(x) return string.format('%d', x) end
 
+-- The largest amount a budget's allocated, or its consumption (spent + debt), may reach: 2^53 − 1, the largest
+-- integer Lua's numbers (doubles) and JSON hold exactly. Every other field is bounded by one of the two (remaining,
+-- reserved, spent ≤ allocated; debt, overrun ≤ spent + debt), so no arithmetic here ever rounds. An operation that
+-- would pass it is refused before anything is written (LEDGER_LIMIT_EXCEEDED).
+local LEDGER_MAX = 9007199254740991
+
 -- Returns a reservation's hold of `amt` to the budget hash `k` (skipped when the budget is gone):
 -- reserved -= amt; remaining += amt, except what repays debt first (debt > 0 implies remaining = 0).
 local function return_hold(k, amt)
@@ -75,21 +81,38 @@ local function idem_prior(k, fp)
   return 'M'
 end
 
--- The lazy calendar reset of budget `k` (period `per` = ""|day|month, period key `pk`, allocated `a`, reserved `v`):
--- when its period has moved on, it starts the new one with nothing spent (active reservations stay held).
+-- A period key as a number (YYYY-MM-DD → YYYYMMDD, YYYY-MM → YYYYMM; 0 for none or unreadable): keys of one
+-- period kind compare in calendar order as numbers, whatever collation locale Redis runs with.
+local function pk_num(pk)
+  return tonumber((string.gsub(pk or '', '-', ''))) or 0
+end
+
+-- period_due: the caller's period key when budget of period `per` (stored key `pk`) is due for a reset, else nil.
+-- period_reset: the lazy calendar reset of budget `k` (period `per` = ""|day|month, period key `pk`, allocated `a`, reserved `v`):
+-- when the caller's period (`day` / `month`, from the calling process's clock) is later than the stored one, it
+-- starts the new one with nothing spent (active reservations stay held). Periods only move forward: a caller whose
+-- clock is behind the stored period (another process already started the next day or month) changes nothing here,
+-- and what it charges goes to the stored, current period.
 -- Returns the new remaining, or nil when no reset was due.
-local function period_reset(k, per, pk, a, v, day, month)
+local function period_due(per, pk, day, month)
   if not per or per == '' then return nil end
   local cur = day
   if per == 'month' then cur = month end
-  if pk == cur then return nil end
+  if pk == cur or pk_num(pk) >= pk_num(cur) then return nil end
+  return cur
+end
+
+local function period_reset(k, per, pk, a, v, day, month)
+  local cur = period_due(per, pk, day, month)
+  if not cur then return nil end
   local r = a - v
   redis.call('HSET', k, 's', '0', 'd', '0', 'r', i(r), 'al', '0', 'ov', '0', 'pk', cur)
   return r
 end
 
 -- Reads budget hash `k` as a row { a, r, v, s, d, p, o, al, f, per, ov } (nil when there is no budget), applying the
--- lazy calendar reset first: a scope whose period (day / month) has moved on starts it with nothing spent.
+-- lazy calendar reset first: a scope whose period (day / month) has moved on starts it with nothing spent (forward
+-- only, see period_reset).
 local function read_budget(k, day, month)
   local b = redis.call('HMGET', k, 'a', 'r', 'v', 's', 'd', 'p', 'o', 'per', 'pk', 'al', 'f', 'ov')
   if not b[1] then return nil end
@@ -134,4 +157,18 @@ local function past_deadline(deadline)
   if dl <= 0 then return false end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > dl
+end
+
+-- The first budget among `ks` (space-separated keys) whose consumption (spent + debt, as it is after a due calendar
+-- reset) cannot take `amount` more without passing LEDGER_MAX: returns its key and consumption, or nil. Writes nothing.
+local function over_ledger_max(ks, amount, day, month)
+  for k in string.gmatch(ks or '', '%S+') do
+    local b = redis.call('HMGET', k, 's', 'd', 'per', 'pk')
+    if b[1] then
+      local used = tonumber(b[1]) + tonumber(b[2] or '0')
+      if period_due(b[3], b[4], day, month) then used = 0 end
+      if amount > LEDGER_MAX - used then return k, used end
+    end
+  end
+  return nil
 end
