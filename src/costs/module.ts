@@ -18,7 +18,7 @@ import { otlpContentTypes } from './otlp-proto.js';
 import { Pricer } from './pricing.js';
 import { costReport, reportCsv, type CostReport } from './reports.js';
 import { DIMENSIONS } from './rollup-vector.js';
-import { checkSpan, PriceOverrideBody, SpansBody, SpansResult, TenantParams, type Rejected } from './schema.js';
+import { checkSpan, PriceOverrideBody, SpansBody, SpansResult, storedIdProblem, TenantParams, type Rejected } from './schema.js';
 import { CostReportResponse, EnvelopesResponse, SessionCostsResponse } from './responses.js';
 import { sessionCosts } from './session.js';
 import { listSessions, type SessionList } from './session-list.js';
@@ -156,9 +156,12 @@ export function costsModule(core: CostsDeps): CostsModule {
           const good: Span[] = [];
           const goodIndex: number[] = [];
           const rejected: Rejected[] = [];
+          const tenant = tenantOfCaller(req);
           body.spans.forEach((raw, i) => {
             const c = checkSpan(raw, i);
-            if (c.ok) {
+            const tooLong = c.ok ? storedIdProblem(c.span, tenant) : undefined;
+            if (c.ok && tooLong) rejected.push({ index: i, traceId: c.span.traceId, spanId: c.span.spanId, reason: `body/spans/${i}/${tooLong.field} ${tooLong.reason}` });
+            else if (c.ok) {
               good.push(c.span);
               goodIndex.push(i);
             } else {
@@ -202,8 +205,15 @@ export function costsModule(core: CostsDeps): CostsModule {
           // decoded tree (for protobuf, id slices pinning the whole body buffer) go now, so minor GCs do not copy
           // every request's tree while the spans are stored.
           req.body = {};
-          const res = await store(mapped.spans, req);
-          const reasons = [...mapped.rejected.map((r) => r.reason), ...res.refused.map((r) => r.reason)];
+          const tenant = tenantOfCaller(req);
+          const tooLong: string[] = [];
+          const fit = mapped.spans.filter((s) => {
+            const p = storedIdProblem(s, tenant);
+            if (p) tooLong.push(`span ${s.spanId}: ${p.field === 'sessionId' ? 'the session id' : 'the trace id'} ${p.reason}`);
+            return !p;
+          });
+          const res = await store(fit, req);
+          const reasons = [...mapped.rejected.map((r) => r.reason), ...tooLong, ...res.refused.map((r) => r.reason)];
           core.metrics.spans.inc({ result: 'stored' }, res.accepted);
           core.metrics.spans.inc({ result: 'duplicate' }, res.duplicates);
           core.metrics.spans.inc({ result: 'rejected' }, reasons.length);

@@ -1,7 +1,16 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { MAX_PARAM_LENGTH } from '../http/errors.js';
+import { namespaced, namespacePrefix } from '../http/namespace.js';
 import { DECISION_ID_PATTERN } from '../kernel/decision.js';
 import { clean, usdToNano, type Span, type SpanKind, type SpanStatus } from './span.js';
+import { bareTraceSession } from './tree.js';
+
+/**
+ * The longest session id `GET /v1/sessions/:id/cost-tree` takes: its id is a path parameter, which the router
+ * refuses past MAX_PARAM_LENGTH characters (after percent-decoding, counted in UTF-16 code units).
+ */
+export const MAX_STORED_SESSION_ID = MAX_PARAM_LENGTH;
 
 const Count = Type.Integer({ minimum: 0, maximum: 1_000_000_000 });
 const SpanIdent = Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,128}$', description: 'Letters, digits, _ . : - (max 128).' });
@@ -24,7 +33,9 @@ export const SpanInput = Type.Object(
     traceId: SpanIdent,
     spanId: SpanIdent,
     parentSpanId: Type.Optional(Type.Union([SpanIdent, Type.Null()])),
-    sessionId: Type.Optional(Label),
+    sessionId: Type.Optional(
+      Type.String({ minLength: 1, maxLength: MAX_STORED_SESSION_ID, description: `At most ${MAX_STORED_SESSION_ID} characters with the tenant prefix \`<tenant>~\` of a tenant key (the longest id the cost-tree route takes).` }),
+    ),
     agent: Type.String({ minLength: 1, maxLength: 128, description: 'Agent role that made the call.' }),
     task: Type.Optional(Label),
     customer: Type.Optional(Label),
@@ -125,6 +136,37 @@ export function checkSpan(raw: unknown, index: number): Checked {
     ...(s.costUsd !== undefined ? { providedNano: usdToNano(s.costUsd) } : {}),
   };
   return { ok: true, span };
+}
+
+/**
+ * Whether every session this span can land in opens in the cost-tree route, for the key that sent it and for an
+ * operator key, which names a tenant's session by its stored id `<tenant>~<id>`: the stored form must fit in
+ * MAX_STORED_SESSION_ID characters. That holds the `sessionId`, and the `traceId` too, as a trace whose spans name
+ * no session is listed as session `trace-<traceId>` (whether one of its spans will name a session is not known
+ * when a span arrives, so the trace id is held to it either way). `tenant`: the caller's tenant, null for an
+ * operator. Answers the field and why, or undefined when both fit.
+ */
+export function storedIdProblem(span: Pick<Span, 'traceId' | 'sessionId'>, tenant: string | null): { field: 'sessionId' | 'traceId'; reason: string } | undefined {
+  const ns = namespacePrefix(tenant);
+  const within = ns ? ` with the tenant prefix "${ns}"` : '';
+  if (span.sessionId !== undefined) {
+    const stored = namespaced(tenant, span.sessionId);
+    if (stored.length > MAX_STORED_SESSION_ID) {
+      return {
+        field: 'sessionId',
+        reason: `is ${span.sessionId.length} characters: a session id must fit in ${MAX_STORED_SESSION_ID} characters${within} (here at most ${MAX_STORED_SESSION_ID - ns.length}), the longest id GET /v1/sessions/:id/cost-tree takes`,
+      };
+    }
+  }
+  const traceSession = bareTraceSession(namespaced(tenant, span.traceId));
+  if (traceSession.length > MAX_STORED_SESSION_ID) {
+    const most = MAX_STORED_SESSION_ID - (traceSession.length - span.traceId.length);
+    return {
+      field: 'traceId',
+      reason: `is ${span.traceId.length} characters: a trace whose spans name no session is listed as session "trace-<traceId>", which must fit in ${MAX_STORED_SESSION_ID} characters${within} (${most > 0 ? `here a trace id of at most ${most}` : 'this tenant name leaves no room for one'}), the longest id GET /v1/sessions/:id/cost-tree takes`,
+    };
+  }
+  return undefined;
 }
 
 // --- price overrides ---------------------------------------------------------------------------

@@ -193,14 +193,20 @@ export class Authenticator {
 /**
  * Cookie-authenticated state changes must prove they come from the console or a page of this server: the
  * console sends `x-apportion-csrf: 1` (a custom header, which a cross-site form cannot add), and same-origin
- * pages such as the queue dashboard send an `Origin` equal to this server's. SameSite=Strict is the first line.
+ * pages such as the queue dashboard send an `Origin` equal to this server's own: the same scheme, host and port.
+ * SameSite=Strict is the first line. Any other header value (`0`, `false`, empty) is no proof.
+ *
+ * The server's own origin is the scheme the request arrived over and its Host header. The app does not set
+ * Fastify's `trustProxy`, so `X-Forwarded-Proto` is not believed: behind a proxy that terminates TLS the server
+ * sees plain HTTP, and pages served over https prove themselves with the header (the console does), not by Origin.
  */
-function csrfSafe(req: FastifyRequest): boolean {
-  if (req.headers['x-apportion-csrf'] !== undefined) return true;
+export function csrfSafe(req: FastifyRequest): boolean {
+  if (req.headers['x-apportion-csrf'] === '1') return true;
   const origin = req.headers.origin;
-  if (!origin || origin === 'null') return false;
+  const host = req.headers.host;
+  if (!origin || origin === 'null' || !host) return false;
   try {
-    return new URL(origin).host === req.headers.host;
+    return new URL(origin).origin === new URL(`${req.protocol}://${host}`).origin;
   } catch {
     return false;
   }

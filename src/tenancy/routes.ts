@@ -3,7 +3,7 @@ import { parse as parseCookie, serialize } from 'cookie';
 import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config/env.js';
 import { AppError } from '../errors/app-error.js';
-import type { Authenticator } from './auth.js';
+import { csrfSafe, type Authenticator } from './auth.js';
 import { ErrorBody, errorResponses, type ApiApp } from '../http/common.js';
 import { TENANT_PATTERN, type KeyStore } from './keys.js';
 import { SESSION_COOKIE, type SessionStore } from './sessions.js';
@@ -105,9 +105,13 @@ export function tenancyRoutes(app: ApiApp, d: TenancyRouteDeps): void {
   );
   app.delete(
     '/v1/session',
-    { config: { access: 'public' }, schema: { tags: ['session'], summary: 'Sign out: ends the session and clears the cookie', response: { 204: Type.Null() } } },
+    { config: { access: 'public' }, schema: { tags: ['session'], summary: 'Sign out: ends the session and clears the cookie (with the cookie, x-apportion-csrf: 1 or a same-origin Origin is required)', response: { 204: Type.Null(), 403: ErrorBody } } },
     async (req, reply) => {
       const sid = req.headers.cookie ? parseCookie(req.headers.cookie)[SESSION_COOKIE] : undefined;
+      // Ending a session is a state change made by the cookie: a cross-site request must not sign the browser out.
+      if (sid && d.config.authEnabled && !csrfSafe(req)) {
+        throw new AppError('CSRF_HEADER_REQUIRED', 'headers/x-apportion-csrf: required on DELETE /v1/session with a session cookie (or a same-origin Origin)');
+      }
       if (sid) await d.sessions.close(sid);
       void reply.header('set-cookie', serialize(SESSION_COOKIE, '', { httpOnly: true, sameSite: 'strict', path: '/', secure: overTls(req), maxAge: 0, expires: new Date(0) }));
       return reply.status(204).send();

@@ -122,6 +122,102 @@ describe('spans and cost trees', () => {
   });
 });
 
+describe('long session and trace ids', () => {
+  // Generated tenants (short and long names), session ids and trace ids of lengths around what the cost-tree route
+  // takes once the tenant prefix is counted, with characters that percent-encode to several bytes.
+  const chars = fc.constantFrom('a', 'Z', '0', '-', '_', '<', '/', '%', '?', '#', ' ', '~', 'Ω', '🙂');
+  /** `head` then the generated characters in turn, to exactly `len` UTF-16 code units (a 🙂 that would overshoot by one gives way to 'L'). */
+  const fill = (head: string, pool: readonly string[], len: number) => {
+    let out = head;
+    for (let j = 0; out.length < len; j++) {
+      const c = pool[j % pool.length]!;
+      out += out.length + c.length <= len ? c : 'L';
+    }
+    return out;
+  };
+  const tenants = new Map<string, { client: string; analyst: string }>();
+  const keysOf = async (tenant: string) => {
+    let k = tenants.get(tenant);
+    if (!k) {
+      const mk = async (role: string) => (await call(OPERATOR, 'POST', '/v1/keys', { tenant, role, name: role })).json().key as string;
+      k = { client: await mk('client'), analyst: await mk('analyst') };
+      tenants.set(tenant, k);
+    }
+    return k;
+  };
+  const listed = async (k: string) => ((await call(k, 'GET', '/v1/console/sessions', undefined, { limit: '1000' })).json() as { sessions: string[] }).sessions;
+  const tree = (k: string, id: string) => call(k, 'GET', `/v1/sessions/${encodeURIComponent(id)}/cost-tree`);
+
+  it('a span is stored only when its session (or its trace’s trace-<id> session) opens for the tenant and for the operator, and then it does', async () => {
+    let n = 0;
+    const seen = { stored: 0, session: 0, trace: 0 };
+    await fc.assert(
+      fc.asyncProperty(
+        fc.option(fc.constantFrom('t', 'long-tenant-name-for-ids', 'x'.repeat(60), 'y'.repeat(93), 'z'.repeat(96)), { nil: null }),
+        fc.integer({ min: -4, max: 4 }),
+        fc.array(chars, { minLength: 1, maxLength: 8 }),
+        fc.integer({ min: -4, max: 4 }),
+        fc.boolean(),
+        async (tenant, sessionDelta, pool, traceDelta, named) => {
+          const ns = tenant === null ? '' : `${tenant}~`;
+          const i = n++;
+          // A session id whose stored form is 100 + sessionDelta code units (a 🙂 counts two), and a trace id whose
+          // trace-<id> session is 100 + traceDelta (both at least their unique head).
+          const sessionId = fill(`s${i}-`, pool, 100 + sessionDelta - ns.length);
+          const traceId = fill(`t${i}-`, ['T', '.', ':', '_'], 100 + traceDelta - ns.length - 'trace-'.length);
+          const sender = tenant === null ? OPERATOR : (await keysOf(tenant)).client;
+          const reader = tenant === null ? OPERATOR : (await keysOf(tenant)).analyst;
+          const now = Date.now();
+          const span = { traceId, spanId: 'a', agent: 'planner', model: 'gpt-4o', usage: { input: 10, output: 1 }, start: now - 10, end: now, ...(named ? { sessionId } : {}) };
+          const res = await call(sender, 'POST', '/v1/spans', { spans: [span] });
+          assert.equal(res.statusCode, 200, res.body);
+          const body = res.json() as { accepted: number; rejected: { reason: string }[] };
+          const session = named ? sessionId : `trace-${traceId}`;
+          const sessionFits = !named || ns.length + sessionId.length <= 100;
+          const traceFits = ns.length + 'trace-'.length + traceId.length <= 100;
+          if (sessionFits && traceFits) {
+            assert.equal(body.accepted, 1, JSON.stringify(body));
+            seen.stored++;
+            assert.ok((await listed(reader)).includes(session), `listed for its key: ${session}`);
+            assert.equal((await tree(reader, session)).statusCode, 200, `opens for its key: ${session}`);
+            assert.ok((await listed(OPERATOR)).includes(ns + session), `listed for the operator: ${ns + session}`);
+            assert.equal((await tree(OPERATOR, ns + session)).statusCode, 200, `opens for the operator: ${ns + session}`);
+          } else {
+            assert.equal(body.accepted, 0, JSON.stringify(body));
+            const field = sessionFits ? 'traceId' : 'sessionId';
+            seen[field === 'sessionId' ? 'session' : 'trace']++;
+            assert.match(body.rejected[0]?.reason ?? '', new RegExp(`^body/spans/0/${field} `));
+            assert.ok(!(await listed(reader)).includes(session), 'nothing stored');
+          }
+        },
+      ),
+      { numRuns: 80, seed: 20 },
+    );
+    assert.ok(seen.stored > 10 && seen.session > 5 && seen.trace > 5, JSON.stringify(seen));
+  });
+
+  it('OTLP spans whose session id would not open are refused with the reason, the others kept', async () => {
+    const t = await keysOf('otlp-tenant');
+    const attr = (v: string) => [{ key: 'session.id', value: { stringValue: v } }];
+    const otlpSpan = (spanId: string, session: string) => ({
+      traceId: '5b8efff798038103d269b633813fc60c',
+      spanId,
+      name: 'chat',
+      startTimeUnixNano: String(BigInt(Date.now() - 10) * 1_000_000n),
+      endTimeUnixNano: String(BigInt(Date.now()) * 1_000_000n),
+      attributes: [...attr(session), { key: 'gen_ai.agent.name', value: { stringValue: 'planner' } }],
+    });
+    const fits = 'o'.repeat(100 - 'otlp-tenant~'.length);
+    const res = await call(t.client, 'POST', '/v1/traces', { resourceSpans: [{ scopeSpans: [{ spans: [otlpSpan('eee9ea7e8b2a2c4b', fits), otlpSpan('eee9ea7e8b2a2c4c', `${fits}o`)] }] }] });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.json().partialSuccess?.rejectedSpans, 1, res.body);
+    assert.match(res.json().partialSuccess.errorMessage, /span eee9ea7e8b2a2c4c: the session id is 89 characters/);
+    assert.equal((await tree(t.analyst, fits)).statusCode, 200);
+    assert.equal((await tree(OPERATOR, `otlp-tenant~${fits}`)).statusCode, 200);
+    assert.ok(!(await listed(t.analyst)).includes(`${fits}o`));
+  });
+});
+
 describe('pipeline envelopes', () => {
   it('spans join the envelopes of the pipeline their decision was made on only when it is their tenant’s', async () => {
     const now = new Date().toISOString();

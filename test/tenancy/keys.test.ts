@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import type { Running } from '../../src/server.js';
 import { keyStoreKeys } from '../../src/tenancy/keys.js';
@@ -144,11 +145,61 @@ describe('browser sessions', () => {
     assert.equal((await http('GET', '/v1/pipelines/csrf-p', { cookie })).status, 200, 'reads need no header');
   });
 
+  it('the proof is exactly x-apportion-csrf: 1 or an Origin of the same scheme, host and port as the server (generated)', async () => {
+    const k = await createKey('acme', 'admin');
+    const { cookie } = await signIn(k.key);
+    const own = new URL(url);
+    const header = fc.oneof(fc.constantFrom('0', 'false', '', ' ', 'true', 'yes', '11', '01', '1,1', 'null'), fc.string({ maxLength: 5 }).filter((v) => v.trim() === v));
+    const origin = fc.record({
+      scheme: fc.constantFrom('http', 'https', 'ws', 'ftp'),
+      host: fc.constantFrom(own.hostname, 'localhost', 'evil.example', `${own.hostname}.evil.example`, own.hostname.toUpperCase()),
+      port: fc.constantFrom(own.port, String(Number(own.port) + 1), '', '443'),
+    });
+    let accepted = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.option(header, { nil: undefined }), fc.option(origin, { nil: undefined }), async (h, o) => {
+        const originValue = o ? `${o.scheme}://${o.host}${o.port ? `:${o.port}` : ''}` : undefined;
+        const headers = { ...(h !== undefined ? { 'x-apportion-csrf': h } : {}), ...(originValue !== undefined ? { origin: originValue } : {}) };
+        const sameOrigin = originValue !== undefined && new URL(originValue).origin === own.origin;
+        const proven = h === '1' || sameOrigin;
+        const r = await http('PUT', '/v1/pipelines/csrf-gen', { cookie, body: FIVE_AGENTS, headers });
+        assert.equal(r.status, proven ? 200 : 403, `${JSON.stringify(headers)}: ${r.text}`);
+        if (!proven) assert.equal(r.json.code, 'CSRF_HEADER_REQUIRED');
+        if (proven) accepted++;
+      }),
+      { numRuns: 120, seed: 31 },
+    );
+    assert.ok(accepted > 0);
+    assert.equal((await http('PUT', '/v1/pipelines/csrf-gen', { cookie, body: FIVE_AGENTS, headers: { 'x-apportion-csrf': '1' } })).status, 200);
+    // Only the scheme differs from the server's (plain HTTP): refused.
+    assert.equal((await http('PUT', '/v1/pipelines/csrf-gen', { cookie, body: FIVE_AGENTS, headers: { origin: `https://${own.host}` } })).status, 403);
+    // X-Forwarded-Proto is not believed (no trusted proxy is configured), so it cannot make an https Origin pass.
+    assert.equal((await http('PUT', '/v1/pipelines/csrf-gen', { cookie, body: FIVE_AGENTS, headers: { origin: `https://${own.host}`, 'x-forwarded-proto': 'https' } })).status, 403);
+  });
+
+  it('DELETE /v1/session with the cookie needs the same proof: a cross-site request does not sign the browser out', async () => {
+    const k = await createKey('acme', 'analyst');
+    const { cookie } = await signIn(k.key);
+    for (const headers of [{}, { origin: 'http://evil.example' }, { 'x-apportion-csrf': '0' }, { origin: url.replace('http:', 'https:') }]) {
+      const r = await http('DELETE', '/v1/session', { cookie, headers });
+      assert.equal(r.status, 403, JSON.stringify(headers));
+      assert.equal(r.json.code, 'CSRF_HEADER_REQUIRED');
+      assert.equal(r.headers.get('set-cookie'), null, 'the cookie is not cleared');
+      assert.equal((await http('GET', '/v1/whoami', { cookie })).status, 200, `still signed in after ${JSON.stringify(headers)}`);
+    }
+    assert.equal((await http('DELETE', '/v1/session', { cookie, headers: { origin: url } })).status, 204);
+    assert.equal((await http('GET', '/v1/whoami', { cookie })).status, 401);
+    const again = await signIn(k.key);
+    assert.equal((await http('DELETE', '/v1/session', { cookie: again.cookie, headers: { 'x-apportion-csrf': '1' } })).status, 204);
+    assert.equal((await http('GET', '/v1/whoami', { cookie: again.cookie })).status, 401);
+    assert.equal((await http('DELETE', '/v1/session')).status, 204, 'without a cookie there is nothing to prove');
+  });
+
   it('revoking the key ends its sessions; DELETE /v1/session ends one and clears the cookie', async () => {
     const k = await createKey('acme', 'analyst');
     const s1 = await signIn(k.key);
     const s2 = await signIn(k.key);
-    const out = await http('DELETE', '/v1/session', { cookie: s1.cookie });
+    const out = await http('DELETE', '/v1/session', { cookie: s1.cookie, headers: { 'x-apportion-csrf': '1' } });
     assert.equal(out.status, 204);
     assert.match(out.headers.get('set-cookie') ?? '', /apportion_session=;.*Max-Age=0/i);
     assert.equal((await http('GET', '/v1/whoami', { cookie: s1.cookie })).status, 401);

@@ -13,6 +13,8 @@ let renderSeq = 0;
 
 function showSignIn(problem?: string): void {
   destroyCharts();
+  // Whoever was signed in is not any more: the header must not keep naming them.
+  who.replaceChildren();
   const key = h('input', { type: 'password', name: 'key', placeholder: 'API key', autocomplete: 'current-password', 'aria-label': 'API key' });
   const msg = h('div', null, problem ? errorBox(problem) : null);
   main.replaceChildren(
@@ -43,10 +45,20 @@ function showSignIn(problem?: string): void {
   );
 }
 
+/** The decoded segments of a console link, or undefined when one is not valid percent-encoding (`%`, `%zz`, a cut UTF-8 sequence). */
+function routeOf(hash: string): string[] | undefined {
+  try {
+    return hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  } catch {
+    return undefined;
+  }
+}
+
 async function render(): Promise<void> {
   const seq = ++renderSeq;
   destroyCharts();
-  const [page = 'experiments', ...rest] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const parts = routeOf(location.hash);
+  const [page = 'experiments', ...rest] = parts ?? ['not-found'];
   for (const a of document.querySelectorAll<HTMLAnchorElement>('#nav a')) a.classList.toggle('active', a.getAttribute('href') === `#/${page}`);
   const root = h('div', { 'data-page': page });
   main.replaceChildren(root);
@@ -58,7 +70,7 @@ async function render(): Promise<void> {
     else if (page === 'costs' && rest[0] === 'session' && rest[1]) await sessionPage(root, rest[1]);
     else if (page === 'costs') await costsPage(root);
     else if (page === 'pipelines') await pipelinesPage(root);
-    else root.append(h('h1', null, 'Not found'), h('p', null, h('a', { href: '#/experiments' }, 'Experiments')));
+    else root.append(h('h1', null, 'Not found'), ...(parts ? [] : [h('p', { class: 'muted' }, 'This link is not valid: a part of it is not valid percent-encoding.')]), h('p', null, h('a', { href: '#/experiments' }, 'Experiments')));
   } catch (e) {
     if (seq === renderSeq && !(e instanceof ApiError && e.status === 401)) root.append(errorBox(e));
   }

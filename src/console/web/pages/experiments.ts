@@ -1,4 +1,4 @@
-import { api, get } from '../api.js';
+import { api, get, whoami } from '../api.js';
 import { intervalChart, type Interval } from '../charts.js';
 import { card, errorBox, h, int, kv, num, pct, pill, table, time } from '../dom.js';
 
@@ -89,8 +89,10 @@ function intervals(rows: { label: string; a: Ci | null; b: Ci | null }[]): Inter
 
 export async function experimentPage(root: HTMLElement, id: string, rerender: () => void): Promise<void> {
   const path = `/v1/experiments/${encodeURIComponent(id)}`;
-  const [e, results, audit] = await Promise.all([get<Experiment>(path), get<Results>(`${path}/results`), get<{ items: AuditItem[] }>(`${path}/audit`)]);
+  const [e, results, audit, me] = await Promise.all([get<Experiment>(path), get<Results>(`${path}/results`), get<{ items: AuditItem[] }>(`${path}/audit`), whoami()]);
   const status = e.state.status;
+  // The actions are admin routes: an analyst's key would be refused (403), so it is offered none of them.
+  const mayAct = me !== 'signed-out' && (!me.authEnabled || me.role === 'admin');
   const message = h('div');
   const act = (label: string, op: string, body: unknown, cls = '', confirmText?: string) =>
     h(
@@ -112,20 +114,22 @@ export async function experimentPage(root: HTMLElement, id: string, rerender: ()
       label,
     );
   const buttons: HTMLElement[] = [];
-  if (status === 'draft') buttons.push(act('Start', 'start', {}, 'primary'));
-  if (status === 'running') buttons.push(act('Evaluate ramp now', 'evaluate', undefined), act('Pause', 'pause', {}));
-  if (status === 'paused') buttons.push(act('Resume', 'resume', {}, 'primary'));
-  if (status === 'running' || status === 'paused') buttons.push(act('Roll back', 'rollback', { reason: 'rolled back from the console' }, 'danger', `Roll back ${id}? Every unit goes to control at once.`));
-  // Promote: while it runs or is paused, and after a rollback (a guardrail's rollback needs force: the button says so
-  // and asks first). An ended experiment (stopped, a variant promoted or not) has nothing left to promote.
-  const byGuardrail = status === 'rolled_back' && (e.state.rollback?.by ?? '').startsWith('system:');
-  for (const v of e.variants ?? [])
-    if (v.name !== e.control && (status === 'running' || status === 'paused' || status === 'rolled_back'))
-      buttons.push(
-        byGuardrail
-          ? act(`Promote ${v.name} anyway`, 'promote', { variant: v.name, force: true }, 'danger', `A guardrail rolled ${id} back (${e.state.rollback?.reason ?? 'no reason given'}). Make ${v.strategy} the default of ${e.pipeline} anyway?`)
-          : act(`Promote ${v.name}`, 'promote', { variant: v.name }, '', `Make ${v.strategy} the default of ${e.pipeline} and end ${id}?`),
-      );
+  if (mayAct) {
+    if (status === 'draft') buttons.push(act('Start', 'start', {}, 'primary'));
+    if (status === 'running') buttons.push(act('Evaluate ramp now', 'evaluate', undefined), act('Pause', 'pause', {}));
+    if (status === 'paused') buttons.push(act('Resume', 'resume', {}, 'primary'));
+    if (status === 'running' || status === 'paused') buttons.push(act('Roll back', 'rollback', { reason: 'rolled back from the console' }, 'danger', `Roll back ${id}? Every unit goes to control at once.`));
+    // Promote: while it runs or is paused, and after a rollback (a guardrail's rollback needs force: the button says so
+    // and asks first). An ended experiment (stopped, a variant promoted or not) has nothing left to promote.
+    const byGuardrail = status === 'rolled_back' && (e.state.rollback?.by ?? '').startsWith('system:');
+    for (const v of e.variants ?? [])
+      if (v.name !== e.control && (status === 'running' || status === 'paused' || status === 'rolled_back'))
+        buttons.push(
+          byGuardrail
+            ? act(`Promote ${v.name} anyway`, 'promote', { variant: v.name, force: true }, 'danger', `A guardrail rolled ${id} back (${e.state.rollback?.reason ?? 'no reason given'}). Make ${v.strategy} the default of ${e.pipeline} anyway?`)
+            : act(`Promote ${v.name}`, 'promote', { variant: v.name }, '', `Make ${v.strategy} the default of ${e.pipeline} and end ${id}?`),
+        );
+  }
 
   root.append(
     h('p', null, h('a', { href: '#/experiments' }, '← Experiments')),
@@ -144,7 +148,9 @@ export async function experimentPage(root: HTMLElement, id: string, rerender: ()
         ...(e.state.rollback ? ([['rolled back', `by ${e.state.rollback.by}${e.state.rollback.reason ? `: ${e.state.rollback.reason}` : ''}`]] as [string, string][]) : []),
         ...(e.state.promoted ? ([['promoted', `${e.state.promoted.variant} → ${e.state.promoted.strategy}`]] as [string, string][]) : []),
       ]),
-      h('div', { class: 'actions' }, ...buttons),
+      mayAct
+        ? h('div', { class: 'actions' }, ...buttons)
+        : h('p', { class: 'muted', 'data-testid': 'read-only' }, `Starting, evaluating, pausing, rolling back and promoting need an admin key (signed in as ${me === 'signed-out' ? 'nobody' : (me.role ?? 'unknown')}).`),
       message,
     ),
   );
