@@ -158,7 +158,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     app.post('/bench/redis', { config: { access: 'client' }, schema: { hide: true } }, async () => ({ ok: (await core.redis.ping()) === 'PONG' }));
   }
   const queues = opts.modules.flatMap((m) => m.queues ?? []);
-  app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_req, reply) => {
+  app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (req, reply) => {
+    // Here as well as in the authenticator, which lets every request through while no API key is configured: a set
+    // metrics key guards /metrics either way.
+    checkMetricsAccess(core.config, req.headers.authorization);
     const text = await metricsText(core, queues);
     return reply.type(core.metrics.registry.contentType).send(text);
   });
