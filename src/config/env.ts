@@ -200,16 +200,42 @@ LOOPBACK.addAddress('::1', 'ipv6');
 const LOOPBACK_MAPPED = new BlockList();
 LOOPBACK_MAPPED.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
 
+/** A URL as a message may show it: the password of `scheme://user:password@…` replaced, parsed or not. */
+function withoutPassword(url: string): string {
+  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^:@/?#]*:)[^@/?#]*@/, '$1***@');
+}
+
+/**
+ * `REDIS_URL`: `redis://` or `rediss://`, with a host — ioredis reads a URL without one (`redis://`, `redis:///0`)
+ * as 127.0.0.1:6379, so a host left out would connect to whatever listens there. On a cluster
+ * (`REDIS_CLUSTER_NODES`) the URL gives only credentials and TLS, and may name no host (`rediss://`).
+ */
+function redisUrlVar(env: Env, clusterNodes: readonly string[] | undefined): string {
+  const raw = env.REDIS_URL?.trim() || 'redis://127.0.0.1:6379';
+  const form = 'redis://[user:password@]host[:port][/db] (or rediss:// for TLS)';
+  let u: URL | undefined;
+  try {
+    u = new URL(raw);
+  } catch {
+    /* reported below */
+  }
+  if (!u || (u.protocol !== 'redis:' && u.protocol !== 'rediss:')) {
+    throw new ConfigError('REDIS_URL', `must be a URL of the form ${form}, got "${withoutPassword(raw)}"`);
+  }
+  if (u.hostname === '' && !clusterNodes) {
+    throw new ConfigError('REDIS_URL', `names no host, got "${withoutPassword(raw)}": write ${form}`);
+  }
+  if (u.port === '0') throw new ConfigError('REDIS_URL', `port must be between 1 and 65535, got "${withoutPassword(raw)}"`);
+  if (!/^(\/\d*)?$/.test(u.pathname)) {
+    throw new ConfigError('REDIS_URL', `path must be a database number (/0, /1, …), got "${withoutPassword(raw)}"`);
+  }
+  return raw;
+}
+
 /** Validates the environment and returns a frozen Config, or throws ConfigError naming the variable. */
 export function loadConfig(env: Env = process.env): Config {
-  const redisUrl = env.REDIS_URL?.trim() || 'redis://127.0.0.1:6379';
-  try {
-    const u = new URL(redisUrl);
-    if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('protocol');
-  } catch {
-    throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL, got "${redisUrl}"`);
-  }
   const redisClusterNodes = clusterNodesVar(env);
+  const redisUrl = redisUrlVar(env, redisClusterNodes);
   const keyPrefix = env.APPORTION_KEY_PREFIX?.trim() || 'apportion';
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(keyPrefix)) {
     throw new ConfigError('APPORTION_KEY_PREFIX', 'must be 1-64 characters of letters, digits, _ . -');

@@ -5,8 +5,9 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { DOMAINS } from '../../src/cli/commands.js';
+import { checkRedisTarget } from '../../src/cli/preflight.js';
 import type { Running } from '../../src/server.js';
-import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { dropPrefix, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const prefix = testPrefix('cli');
@@ -74,6 +75,17 @@ describe('CLI', () => {
     assert.match(r.stderr, /Cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+ \(REDIS_URL\)/);
     assert.match(r.stderr, /redis-server/);
     assert.doesNotMatch(r.stderr, /hunter2/);
+  });
+
+  it("pings each cluster seed node at its own port, also when REDIS_URL names no host (it gives only credentials and TLS there)", async () => {
+    const live = new URL(REDIS_URL).host;
+    const down = `127.0.0.1:${await closedPort()}`;
+    for (const url of ['redis://', REDIS_URL]) {
+      assert.equal(await checkRedisTarget(url, [live]), undefined, url);
+      const problem = await checkRedisTarget(url, [down]);
+      assert.ok(problem?.includes(down), `${url}: ${problem}`);
+      assert.equal(await checkRedisTarget(url, [down, live]), undefined, `${url}: the second seed answers`);
+    }
   });
 
   it('sets budgets in dollars and shows balances of every unit in their natural form', async () => {
