@@ -26,7 +26,14 @@ async function run(api: boolean, workers: boolean): Promise<void> {
   // Imported here, not at the top: the server pulls in fastify, BullMQ and TensorFlow.js, and `--help` should not wait for them.
   const [{ createLogger }, { closeOnSignals, start }] = await Promise.all([import('../logger.js'), import('../server.js')]);
   const log = createLogger(config);
-  const running = await start(config, log, { api, workers, defaultMetrics: true });
+  const running = await start(config, log, { api, workers, defaultMetrics: true }).catch((e: unknown) => {
+    // A listener's address or port (HOST, PORT, …): one line naming the variable, as for a bad value at boot.
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  });
   closeOnSignals(running, log);
   log.info({ url: running.url, api, workers, prefix: config.keyPrefix }, 'apportion started');
 }

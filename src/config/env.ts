@@ -181,6 +181,24 @@ function urlVar(env: Env, name: string): string | undefined {
   throw new ConfigError(name, `must be an http:// or https:// URL, got "${raw}"`);
 }
 
+/** One label of a host name: letters, digits, `-` (not at either end) and `_` (container names), 1-63 characters. */
+const HOST_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+
+/**
+ * `HOST`: an IP address (IPv6 with or without brackets; given to the listener without them) or a host name. A name
+ * whose last label is a number (`999.1.1.1`, `10.0.1`) is a mistyped address, not a name. Whether a name resolves,
+ * and to an address of this machine, is known only when the server listens (see `listenError` in server.ts).
+ */
+function hostVar(env: Env): string | undefined {
+  const raw = env.HOST?.trim();
+  if (!raw) return undefined;
+  const bare = raw.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(bare) === 6 || (bare === raw && isIP(raw) === 4)) return bare;
+  const labels = raw.replace(/\.$/, '').split('.');
+  if (raw.length <= 253 && labels.every((l) => HOST_LABEL.test(l)) && !/^\d+$/.test(labels.at(-1)!)) return raw;
+  throw new ConfigError('HOST', `must be an IP address (127.0.0.1, 0.0.0.0, ::1, ::) or a host name, got "${raw}"`);
+}
+
 /**
  * Whether HOST names a loopback interface, decided on the parsed address (127.0.0.0/8, ::1, an IPv4-mapped
  * 127.x) or the name `localhost` — never by prefix, so `127.example.com` or `127.0.0.1.nip.io` is not loopback.
@@ -250,7 +268,7 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('APPORTION_CLIENT_KEY', 'must differ from APPORTION_ADMIN_KEY');
   }
   const authEnabled = adminKey !== undefined || clientKey !== undefined;
-  let host = env.HOST?.trim() || '127.0.0.1';
+  let host = hostVar(env) ?? '127.0.0.1';
   if (!authEnabled && !isLoopback(host)) host = '127.0.0.1';
 
   return Object.freeze({

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { DOMAINS } from '../../src/cli/commands.js';
 import { checkRedisTarget } from '../../src/cli/preflight.js';
+import { ConfigError } from '../../src/config/env.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
 
@@ -86,6 +87,62 @@ describe('CLI', () => {
       assert.ok(problem?.includes(down), `${url}: ${problem}`);
       assert.equal(await checkRedisTarget(url, [down, live]), undefined, `${url}: the second seed answers`);
     }
+  });
+
+  describe('a listener that cannot start names the variable to change, in one line, without a stack', () => {
+    const startPrefix = testPrefix('cli-listen');
+    after(() => dropPrefix(startPrefix));
+    const ADMIN = 'cli-listen-admin-key-0123456789';
+    const env = { APPORTION_KEY_PREFIX: startPrefix, APPORTION_SEED_EXAMPLES: 'false', REDIS_URL, LOG_LEVEL: 'info' };
+    /** A port held by another listener for the duration of `fn`. */
+    async function withPortTaken<T>(fn: (port: number) => Promise<T>): Promise<T> {
+      const srv = createServer();
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+      try {
+        return await fn((srv.address() as { port: number }).port);
+      } finally {
+        await new Promise((r) => srv.close(r));
+      }
+    }
+    const oneLine = (r: { stdout: string; stderr: string }, variable: string) => {
+      const lines = r.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0]!, new RegExp(`^Invalid configuration: ${variable} `));
+      for (const out of [r.stdout, r.stderr]) assert.doesNotMatch(out, /\n\s+at |"stack"/, 'no stack trace');
+      return lines[0]!;
+    };
+
+    it('PORT in use (EADDRINUSE): the port, and how to pick another; exit 2', async () => {
+      await withPortTaken(async (port) => {
+        const r = await cli(['api'], { ...env, PORT: String(port) });
+        assert.equal(r.code, 2, r.stderr);
+        const line = oneLine(r, 'PORT');
+        assert.ok(line.includes(`${port} is already in use`), line);
+        assert.match(line, /set PORT to a free port/);
+      });
+    });
+
+    it('HOST not of this machine (EADDRNOTAVAIL), or malformed (refused before Redis): exit 2', async () => {
+      const notHere = await cli(['api'], { ...env, PORT: '0', APPORTION_ADMIN_KEY: ADMIN, HOST: '192.0.2.7' });
+      assert.equal(notHere.code, 2, notHere.stderr);
+      assert.match(oneLine(notHere, 'HOST'), /"192\.0\.2\.7" is not an address of this machine/);
+      // Refused by the configuration: with Redis unreachable too, HOST is what is reported.
+      const malformed = await cli(['api'], { ...env, PORT: '0', APPORTION_ADMIN_KEY: ADMIN, HOST: '999.1.1.1', REDIS_URL: `redis://127.0.0.1:${await closedPort()}` });
+      assert.equal(malformed.code, 2, malformed.stderr);
+      assert.match(oneLine(malformed, 'HOST'), /"999\.1\.1\.1"/);
+    });
+
+    it('in process: a name that does not resolve, the OTLP/gRPC port and the worker metrics port in use', async () => {
+      const refusal = (variable: string, text: RegExp) => (e: unknown) => e instanceof ConfigError && e.variable === variable && text.test(e.message);
+      await assert.rejects(startTest(startPrefix, { listen: true }, { APPORTION_ADMIN_KEY: ADMIN, HOST: 'no-such-host.invalid' }), refusal('HOST', /"no-such-host\.invalid" does not resolve/));
+      await withPortTaken(async (port) => {
+        await assert.rejects(startTest(startPrefix, { listen: true }, { APPORTION_OTLP_GRPC_PORT: String(port) }), refusal('APPORTION_OTLP_GRPC_PORT', new RegExp(`${port} is already in use`)));
+        await assert.rejects(
+          startTest(startPrefix, { api: false, workers: true, listen: true }, { APPORTION_WORKER_METRICS_PORT: String(port) }),
+          refusal('APPORTION_WORKER_METRICS_PORT', new RegExp(`${port} is already in use`)),
+        );
+      });
+    });
   });
 
   it('sets budgets in dollars and shows balances of every unit in their natural form', async () => {

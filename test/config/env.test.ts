@@ -96,6 +96,46 @@ describe('config', () => {
     });
   });
 
+  describe('HOST', () => {
+    const octet = fc.integer({ min: 0, max: 255 });
+    // Mistyped addresses and names: an octet past 255, three or five numbers, empty or hyphen-edged labels, spaces,
+    // characters no host name has, a bracketed IPv4.
+    const malformed = fc.oneof(
+      fc.tuple(octet, octet, octet, fc.integer({ min: 256, max: 99_999 }), fc.nat(3)).map(([a, b, c, big, at]) => {
+        const parts = [a, b, c];
+        parts.splice(at, 0, big);
+        return parts.join('.');
+      }),
+      fc.array(octet, { minLength: 1, maxLength: 3 }).map((p) => p.join('.')),
+      fc.array(octet, { minLength: 5, maxLength: 6 }).map((p) => p.join('.')),
+      fc.tuple(fc.domain(), fc.constantFrom('..', '.-', '-.', ' ', '/', ':80', '@', '%', '*', '\u00e9', '!')).map(([d, bad]) => `${d.slice(0, 1)}${bad}${d.slice(1)}`),
+      fc.domain().map((d) => `${d}.${'123'}`),
+      fc.ipV4().map((a) => `[${a}]`),
+    );
+
+    it('refuses a malformed HOST naming it, with or without API keys (it used to fail only at listen, after Redis)', () => {
+      fc.assert(
+        fc.property(malformed, fc.boolean(), (host, auth) => {
+          const env = { HOST: host, ...(auth ? { APPORTION_ADMIN_KEY: 'a'.repeat(20) } : {}) };
+          assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.variable === 'HOST' && e.message.includes(`"${host}"`), host);
+        }),
+        { seed: 71, numRuns: 400 },
+      );
+    });
+
+    it('takes IP addresses (IPv6 with or without brackets) and host names', () => {
+      const auth = { APPORTION_ADMIN_KEY: 'a'.repeat(20) };
+      fc.assert(
+        fc.property(fc.oneof(fc.domain(), fc.ipV4(), fc.constant('localhost'), fc.constant('redis_1')), (h) => assert.equal(loadConfig({ HOST: h, ...auth }).host, h)),
+        { seed: 72, numRuns: 300 },
+      );
+      fc.assert(
+        fc.property(fc.ipV6(), fc.boolean(), (a, bracketed) => assert.equal(loadConfig({ HOST: bracketed ? `[${a}]` : a, ...auth }).host, a)),
+        { seed: 73, numRuns: 200 },
+      );
+    });
+  });
+
   it('binds loopback only while auth is off', () => {
     assert.equal(loadConfig({ HOST: '0.0.0.0' }).host, '127.0.0.1');
     assert.equal(loadConfig({ HOST: '0.0.0.0', APPORTION_ADMIN_KEY: 'a'.repeat(20) }).host, '0.0.0.0');
