@@ -17,7 +17,7 @@ import { tenancyRoutes } from './tenancy/routes.js';
 import { SessionStore } from './tenancy/sessions.js';
 import { Authenticator, checkMetricsAccess } from './tenancy/auth.js';
 import { ErrorBody, type TypeBoxRequestProvider } from './http/common.js';
-import { errorHandler, MAX_PARAM_LENGTH } from './http/errors.js';
+import { clientErrorHandler, errorHandler, MAX_PARAM_LENGTH } from './http/errors.js';
 import { tenantGuard } from './tenancy/guard.js';
 
 const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/console/assets/:name']);
@@ -57,6 +57,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // handler: a catalogued 400, not Fastify's 414 with its own code.
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     frameworkErrors: (err, req, reply) => errorHandler(err, req, reply),
+    // What Node answers before a route is reached (a slow client's 408, bytes that are not HTTP, headers too large)
+    // gets the error body with a code too, not Fastify's default body, which has none.
+    clientErrorHandler: clientErrorHandler({
+      requestTimeoutMs: core.config.requestTimeoutMs,
+      headersTimeoutMs: Math.min(core.config.headersTimeoutMs, core.config.requestTimeoutMs),
+    }),
     // No type coercion: a number feature must stay a number, and "40" must not pass as 40.
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -158,7 +164,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     app.post('/bench/redis', { config: { access: 'client' }, schema: { hide: true } }, async () => ({ ok: (await core.redis.ping()) === 'PONG' }));
   }
   const queues = opts.modules.flatMap((m) => m.queues ?? []);
-  app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (_req, reply) => {
+  app.get('/metrics', { config: { access: 'metrics' }, schema: { hide: true } }, async (req, reply) => {
+    // Here as well as in the authenticator, which lets every request through while no API key is configured: a set
+    // metrics key guards /metrics either way.
+    checkMetricsAccess(core.config, req.headers.authorization);
     const text = await metricsText(core, queues);
     return reply.type(core.metrics.registry.contentType).send(text);
   });
@@ -191,7 +200,13 @@ export async function metricsText(core: Core, queues: readonly { readonly name: 
  * reverts) live in its process, so in a split deployment this is where they are scraped.
  */
 export async function buildWorkerMetricsApp(core: Core, modules: readonly ModuleParts[]): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: core.log as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), pluginTimeout: 0 });
+  const app = Fastify({
+    loggerInstance: core.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    pluginTimeout: 0,
+    // Node's default timeouts here (this listener does not take the API's): its client errors get the error body.
+    clientErrorHandler: clientErrorHandler(),
+  });
   const queues = modules.flatMap((m) => m.queues ?? []);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((req, reply) => {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Config } from './config/env.js';
+import { ConfigError, type Config } from './config/env.js';
 import { buildApp, buildWorkerMetricsApp } from './app.js';
 import { createModules } from './modules.js';
 import type { Core } from './kernel/core.js';
@@ -35,6 +35,40 @@ export interface Running {
    * closed without them and the jobs are retried as stalled), then closes connections.
    */
   close(): Promise<void>;
+}
+
+/**
+ * A listener that could not start because of its address or port, as the ConfigError that names the variable to
+ * change (`PORT` or `APPORTION_*_PORT`, or `HOST`) and how: Node's own error (`listen EADDRINUSE …`, `getaddrinfo
+ * ENOTFOUND …`, or grpc-js's wording of them) names neither. Any other error is returned as it is.
+ */
+export function listenError(err: unknown, host: string, port: number, portVariable: string): unknown {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  const text = `${code} ${typeof e?.message === 'string' ? e.message : ''}`;
+  if (/EADDRINUSE/.test(text)) {
+    return new ConfigError(portVariable, `${port} is already in use on ${host} (EADDRINUSE): stop what listens there, or set ${portVariable} to a free port (0 picks one)`);
+  }
+  if (/EACCES/.test(text)) {
+    return new ConfigError(portVariable, `${port} may not be opened by this user on ${host} (EACCES): use a port above 1023, or set ${portVariable} to 0 for any free port`);
+  }
+  if (/EADDRNOTAVAIL/.test(text)) {
+    return new ConfigError('HOST', `"${host}" is not an address of this machine (EADDRNOTAVAIL): use one of its interfaces' addresses, 0.0.0.0 (all), or 127.0.0.1`);
+  }
+  if (/ENOTFOUND|EAI_AGAIN|EAI_NONAME|Name resolution failed/.test(text)) {
+    return new ConfigError('HOST', `"${host}" does not resolve to an address (ENOTFOUND): use an IP address of this machine, or a name that resolves to one`);
+  }
+  if (/EAFNOSUPPORT/.test(text)) return new ConfigError('HOST', `"${host}": this machine has no such address family (EAFNOSUPPORT), e.g. IPv6 switched off`);
+  return err;
+}
+
+/** `listen()` with its address and port problems reported as `listenError` does. */
+async function listenNamed<T>(listen: () => Promise<T>, host: string, port: number, portVariable: string): Promise<T> {
+  try {
+    return await listen();
+  } catch (e) {
+    throw listenError(e, host, port, portVariable);
+  }
 }
 
 /** Longest a shutdown waits for HTTP requests in flight before it closes the workers anyway. */
@@ -94,7 +128,8 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
       if (!opts.api && opts.listen !== false) {
         if (config.workerMetricsPort !== undefined) {
           metricsApp = await buildWorkerMetricsApp(core, modules);
-          metricsUrl = await metricsApp.listen({ port: config.workerMetricsPort, host: config.host });
+          const port = config.workerMetricsPort;
+          metricsUrl = await listenNamed(() => metricsApp!.listen({ port, host: config.host }), config.host, port, 'APPORTION_WORKER_METRICS_PORT');
           log.info({ url: `${metricsUrl}/metrics` }, 'worker metrics listening');
         } else {
           log.info('worker metrics are not served (set APPORTION_WORKER_METRICS_PORT to scrape this process)');
@@ -116,13 +151,17 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
         core.onRedisReset(async () => void (await seedExamples(core, built)));
       }
       if (opts.listen !== false) {
-        url = await built.listen({ port: config.port, host: config.host });
+        url = await listenNamed(() => built.listen({ port: config.port, host: config.host }), config.host, config.port, 'PORT');
         if (!config.authEnabled) log.warn({ host: config.host }, 'auth is OFF (no APPORTION_ADMIN_KEY / APPORTION_CLIENT_KEY): listening on loopback only');
-        if (config.otlpGrpcPort !== undefined) grpc = await startOtlpGrpc(built, config.host, config.otlpGrpcPort, config.bodyLimitBytes, log);
+        const grpcPort = config.otlpGrpcPort;
+        if (grpcPort !== undefined) grpc = await listenNamed(() => startOtlpGrpc(built, config.host, grpcPort, config.bodyLimitBytes, log), config.host, grpcPort, 'APPORTION_OTLP_GRPC_PORT');
       }
     }
   } catch (e) {
-    log.error({ err: e }, 'start-up failed; closing what was opened');
+    // A setting to change (a port in use, an address not of this machine) is said in one line; anything else is a
+    // defect, logged with its stack.
+    if (e instanceof ConfigError) log.error({ variable: e.variable }, `start-up failed: ${e.message}; closing what was opened`);
+    else log.error({ err: e }, 'start-up failed; closing what was opened');
     await shutdown().catch((err: unknown) => log.error({ err }, 'clean-up after a failed start-up failed'));
     throw e;
   }

@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { intArg, seedArg } from './options.js';
 
 /** `apportion demo`: example data for every console page, sent to a running server through its API. */
 export function registerDemo(program: Command): void {
@@ -7,9 +8,9 @@ export function registerDemo(program: Command): void {
     .description('fill a running server with example traffic, experiments, budgets and cost traces for the console')
     .addOption(new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000'))
     .addOption(new Option('--key <key>', 'admin bearer key').env('APPORTION_KEY'))
-    .option('--requests <n>', 'allocations and outcomes sent through the demo experiment', (v) => Number.parseInt(v, 10), 600)
-    .option('--simulate <n>', 'outcomes of the learner simulation (support-basic world, with its learning-curve chart); 0 skips it', (v) => Number.parseInt(v, 10), 1000)
-    .option('--seed <n>', 'random seed', (v) => Number.parseInt(v, 10), 7)
+    .option('--requests <n>', 'allocations and outcomes sent through the demo experiment (1 to 1,000,000)', intArg(1, 1_000_000), 600)
+    .option('--simulate <n>', 'outcomes of the learner simulation (support-basic world, with its learning-curve chart), 0 to 10,000,000; 0 skips it', intArg(0, 10_000_000), 1000)
+    .option('--seed <n>', 'random seed (0 to 4294967295)', seedArg, 7)
     .action(async (o: { url: string; key?: string; requests: number; simulate: number; seed: number }) => {
       const { runDemo } = await import('../console/demo.js');
       await runDemo({ url: o.url, ...(o.key ? { key: o.key } : {}), requests: o.requests, seed: o.seed });

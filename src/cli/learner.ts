@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { loadConfig } from '../config/env.js';
 import { createLogger } from '../logger.js';
 import { redisTarget } from '../redis/connection.js';
@@ -18,10 +18,16 @@ import { deserializeWeights, type SerializedWeights } from '../learner/model.js'
 import { mulberry32 } from '../learner/rng.js';
 import { learnedValues, prepareEvaluation, type Evaluation } from '../learner/sim/loop.js';
 import { contextFeatures, loadWorld, phaseAt, sampleContext, simulateOutcome, worldFeatures, worldPipeline, WORLD_NAMES } from '../learner/sim/world.js';
+import { intArg, numberArg, seedArg } from './options.js';
 
 const urlOption = () => new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000');
 const keyOption = () => new Option('--key <key>', 'bearer key (admin)').env('APPORTION_KEY');
-const int = (v: string) => Number.parseInt(v, 10);
+
+/** `simulate <world>`: a known world's name, or the path of a world JSON file that exists. */
+function worldArg(value: string): string {
+  if ((WORLD_NAMES as readonly string[]).includes(value) || (value.endsWith('.json') && existsSync(value))) return value;
+  throw new InvalidArgumentError(`No such world. Known worlds: ${WORLD_NAMES.join(', ')}; or the path of a world JSON file.`);
+}
 const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / Math.max(1, xs.length);
 
 interface SimulateOptions {
@@ -127,7 +133,7 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
     }
     await measure(o.outcomes);
     const last = curve.at(-1)!;
-    const failedRetrains = await retrainFailures(baseUrl);
+    const failedRetrains = await retrainFailures(baseUrl, o.local ? undefined : o.key);
     const chartPath = o.out ?? path.join(tmpdir(), `apportion-sim-${world.name}.html`);
     const series = [
       { name: 'learned (greedy)', color: '#d62728', points: curve.map((c) => [c.n, c.learned] as const) },
@@ -177,9 +183,10 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
 }
 
 /** Failed retrain attempts the server counted (`apportion_learner_retrains_total{result="failed"}`), if it reports them. */
-async function retrainFailures(baseUrl: string): Promise<number | undefined> {
+async function retrainFailures(baseUrl: string, key: string | undefined): Promise<number | undefined> {
   try {
-    const res = await fetch(`${baseUrl.replace(/\/$/, '')}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    // The admin key opens /metrics when APPORTION_METRICS_KEY guards it.
+    const res = await fetch(`${baseUrl.replace(/\/$/, '')}/metrics`, { signal: AbortSignal.timeout(10_000), ...(key ? { headers: { authorization: `Bearer ${key}` } } : {}) });
     const text = await res.text();
     const m = /^apportion_learner_retrains_total\{result="failed"\} (\d+)/m.exec(text);
     return m ? Number(m[1]) : /^# TYPE apportion_learner_retrains_total /m.test(text) ? 0 : undefined;
@@ -210,15 +217,16 @@ async function exportLogs(pipeline: string, o: { url: string; key?: string; out?
 
 export function registerLearnerCommands(program: Command): void {
   program
-    .command('simulate <world>')
+    .command('simulate')
     .description(`drive the API with a simulated world (${WORLD_NAMES.join(', ')} or a path to a world JSON) and compare learned vs uniform vs best static vs oracle`)
+    .argument('<world>', `${WORLD_NAMES.join(', ')}, or the path of a world JSON file`, worldArg)
     .addOption(urlOption())
     .addOption(keyOption())
-    .option('--outcomes <n>', 'outcomes to report', int, 3000)
-    .option('--concurrency <n>', 'requests in flight', int, 8)
-    .option('--checkpoint <n>', 'evaluate the served model every n outcomes', int, 250)
-    .option('--train-every <n>', 'learned strategy retrains after n outcomes', int, 250)
-    .option('--seed <n>', 'random seed', int, 7)
+    .option('--outcomes <n>', 'outcomes to report (1 to 10,000,000)', intArg(1, 10_000_000), 3000)
+    .option('--concurrency <n>', 'requests in flight (1 to 1024)', intArg(1, 1024), 8)
+    .option('--checkpoint <n>', 'evaluate the served model every n outcomes (1 to 10,000,000)', intArg(1, 10_000_000), 250)
+    .option('--train-every <n>', 'learned strategy retrains after n outcomes (10 to 1,000,000)', intArg(10, 1_000_000), 250)
+    .option('--seed <n>', 'random seed (0 to 4294967295)', seedArg, 7)
     .option('--out <file>', 'learning-curve chart (HTML); default <tmpdir>/apportion-sim-<world>.html')
     .option('--local', 'start a private in-process server (own key prefix, dropped afterwards) instead of using --url', false)
     .option('--quiet', 'no progress bar', false)
@@ -233,7 +241,7 @@ export function registerLearnerCommands(program: Command): void {
     .addOption(urlOption())
     .addOption(keyOption())
     .option('--out <file>', 'output file (default stdout)')
-    .option('--limit <n>', 'most decisions (newest first)', int, 100_000)
-    .option('--cost-weight <λ>', 'λ in reward = quality − λ·cost (cost = −reward)', Number, 0)
+    .option('--limit <n>', 'most decisions, newest first (1 to 100,000,000)', intArg(1, 100_000_000), 100_000)
+    .option('--cost-weight <λ>', 'λ in reward = quality − λ·cost (cost = −reward), a number from 0 to 1,000,000', numberArg(0, 1_000_000), 0)
     .action((pipeline: string, o: { url: string; key?: string; out?: string; limit: number; costWeight: number }) => exportLogs(pipeline, o));
 }

@@ -3,6 +3,7 @@ import { ConfigError, loadConfig } from '../config/env.js';
 import { ApportionClient } from '@apportion/sdk';
 import { applyRequests, readApplyFile } from '../seed.js';
 import { registerCommands } from './commands.js';
+import { intArg, jsonObjectArg } from './options.js';
 
 function bootConfig() {
   try {
@@ -26,7 +27,14 @@ async function run(api: boolean, workers: boolean): Promise<void> {
   // Imported here, not at the top: the server pulls in fastify, BullMQ and TensorFlow.js, and `--help` should not wait for them.
   const [{ createLogger }, { closeOnSignals, start }] = await Promise.all([import('../logger.js'), import('../server.js')]);
   const log = createLogger(config);
-  const running = await start(config, log, { api, workers, defaultMetrics: true });
+  const running = await start(config, log, { api, workers, defaultMetrics: true }).catch((e: unknown) => {
+    // A listener's address or port (HOST, PORT, …): one line naming the variable, as for a bad value at boot.
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  });
   closeOnSignals(running, log);
   log.info({ url: running.url, api, workers, prefix: config.keyPrefix }, 'apportion started');
 }
@@ -49,9 +57,13 @@ program.command('api').description('run the HTTP API only').action(() => run(tru
 program.command('worker').description('run the BullMQ workers only').action(() => run(false, true));
 
 async function apply(file: string, only: 'pipelines' | 'strategies', opts: { url: string; key?: string }): Promise<void> {
-  const doc = readApplyFile(file);
+  const doc = readApplyFile(file) as unknown;
+  const list = typeof doc === 'object' && doc !== null ? (doc as Record<string, unknown>)[only] : undefined;
+  // A file without the list is the wrong file (or a typo), not an empty one: say so rather than apply nothing.
+  if (!Array.isArray(list)) throw new Error(`${file}: no "${only}" list, nothing applied (expected { "${only}": [{ "id": …, … }] })`);
+  if (list.length === 0) process.stderr.write(`${file}: the "${only}" list is empty, nothing applied\n`);
   const client = clientFrom(opts);
-  const subset = only === 'pipelines' ? { pipelines: doc.pipelines ?? [] } : { strategies: doc.strategies ?? [] };
+  const subset = only === 'pipelines' ? { pipelines: (doc as ReturnType<typeof readApplyFile>).pipelines ?? [] } : { strategies: (doc as ReturnType<typeof readApplyFile>).strategies ?? [] };
   for (const r of applyRequests(subset)) {
     const res = await client.request<{ id: string; version: number }>(r.method, r.url, r.body);
     process.stdout.write(`${r.method} ${r.url} → version ${res.version}\n`);
@@ -79,16 +91,16 @@ program
 program
   .command('allocate <pipeline>')
   .description('ask for a per-agent allocation')
-  .option('--features <json>', 'request features as JSON', '{}')
-  .option('--total <tokens>', 'total token budget', (v) => Number.parseInt(v, 10))
+  .option('--features <json>', 'request features as a JSON object', jsonObjectArg, {})
+  .option('--total <tokens>', 'total token budget (1 to 100,000,000)', intArg(1, 100_000_000))
   .option('--unit <key>', 'unit key for sticky bucketing')
   .option('--strategy <id>', 'force a strategy')
   .addOption(urlOption())
   .addOption(keyOption())
-  .action(async (pipeline: string, o: { features: string; total?: number; unit?: string; strategy?: string; url: string; key?: string }) => {
+  .action(async (pipeline: string, o: { features: Record<string, unknown>; total?: number; unit?: string; strategy?: string; url: string; key?: string }) => {
     const res = await clientFrom(o).allocate({
       pipeline,
-      features: JSON.parse(o.features) as Record<string, string | number | boolean | null>,
+      features: o.features as Record<string, string | number | boolean | null>,
       ...(o.total !== undefined ? { totalTokens: o.total } : {}),
       ...(o.unit ? { unitKey: o.unit } : {}),
       ...(o.strategy ? { strategy: o.strategy } : {}),

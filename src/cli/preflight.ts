@@ -18,9 +18,14 @@ export function redactUrl(url: string): string {
 export async function checkRedisTarget(url: string, clusterNodes: readonly string[] | undefined, timeoutMs = 3000): Promise<string | undefined> {
   if (!clusterNodes) return checkRedis(url, timeoutMs);
   const problems: string[] = [];
+  const base = new URL(url);
   for (const node of clusterNodes) {
-    const u = new URL(url);
-    u.host = node;
+    // Built afresh rather than by setting `host` on REDIS_URL: on a URL with no host (`rediss://`, allowed on a
+    // cluster) that setter drops the port, and the PING would go to the node's host on 6379.
+    const u = new URL(`${base.protocol}//${node}`);
+    u.username = base.username;
+    u.password = base.password;
+    u.search = base.search;
     const p = await checkRedis(u.toString(), timeoutMs);
     if (!p) return undefined;
     problems.push(p.split('\n')[0]!);

@@ -181,6 +181,24 @@ function urlVar(env: Env, name: string): string | undefined {
   throw new ConfigError(name, `must be an http:// or https:// URL, got "${raw}"`);
 }
 
+/** One label of a host name: letters, digits, `-` (not at either end) and `_` (container names), 1-63 characters. */
+const HOST_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+
+/**
+ * `HOST`: an IP address (IPv6 with or without brackets; given to the listener without them) or a host name. A name
+ * whose last label is a number (`999.1.1.1`, `10.0.1`) is a mistyped address, not a name. Whether a name resolves,
+ * and to an address of this machine, is known only when the server listens (see `listenError` in server.ts).
+ */
+function hostVar(env: Env): string | undefined {
+  const raw = env.HOST?.trim();
+  if (!raw) return undefined;
+  const bare = raw.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(bare) === 6 || (bare === raw && isIP(raw) === 4)) return bare;
+  const labels = raw.replace(/\.$/, '').split('.');
+  if (raw.length <= 253 && labels.every((l) => HOST_LABEL.test(l)) && !/^\d+$/.test(labels.at(-1)!)) return raw;
+  throw new ConfigError('HOST', `must be an IP address (127.0.0.1, 0.0.0.0, ::1, ::) or a host name, got "${raw}"`);
+}
+
 /**
  * Whether HOST names a loopback interface, decided on the parsed address (127.0.0.0/8, ::1, an IPv4-mapped
  * 127.x) or the name `localhost` — never by prefix, so `127.example.com` or `127.0.0.1.nip.io` is not loopback.
@@ -200,16 +218,42 @@ LOOPBACK.addAddress('::1', 'ipv6');
 const LOOPBACK_MAPPED = new BlockList();
 LOOPBACK_MAPPED.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
 
+/** A URL as a message may show it: the password of `scheme://user:password@…` replaced, parsed or not. */
+function withoutPassword(url: string): string {
+  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^:@/?#]*:)[^@/?#]*@/, '$1***@');
+}
+
+/**
+ * `REDIS_URL`: `redis://` or `rediss://`, with a host — ioredis reads a URL without one (`redis://`, `redis:///0`)
+ * as 127.0.0.1:6379, so a host left out would connect to whatever listens there. On a cluster
+ * (`REDIS_CLUSTER_NODES`) the URL gives only credentials and TLS, and may name no host (`rediss://`).
+ */
+function redisUrlVar(env: Env, clusterNodes: readonly string[] | undefined): string {
+  const raw = env.REDIS_URL?.trim() || 'redis://127.0.0.1:6379';
+  const form = 'redis://[user:password@]host[:port][/db] (or rediss:// for TLS)';
+  let u: URL | undefined;
+  try {
+    u = new URL(raw);
+  } catch {
+    /* reported below */
+  }
+  if (!u || (u.protocol !== 'redis:' && u.protocol !== 'rediss:')) {
+    throw new ConfigError('REDIS_URL', `must be a URL of the form ${form}, got "${withoutPassword(raw)}"`);
+  }
+  if (u.hostname === '' && !clusterNodes) {
+    throw new ConfigError('REDIS_URL', `names no host, got "${withoutPassword(raw)}": write ${form}`);
+  }
+  if (u.port === '0') throw new ConfigError('REDIS_URL', `port must be between 1 and 65535, got "${withoutPassword(raw)}"`);
+  if (!/^(\/\d*)?$/.test(u.pathname)) {
+    throw new ConfigError('REDIS_URL', `path must be a database number (/0, /1, …), got "${withoutPassword(raw)}"`);
+  }
+  return raw;
+}
+
 /** Validates the environment and returns a frozen Config, or throws ConfigError naming the variable. */
 export function loadConfig(env: Env = process.env): Config {
-  const redisUrl = env.REDIS_URL?.trim() || 'redis://127.0.0.1:6379';
-  try {
-    const u = new URL(redisUrl);
-    if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error('protocol');
-  } catch {
-    throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL, got "${redisUrl}"`);
-  }
   const redisClusterNodes = clusterNodesVar(env);
+  const redisUrl = redisUrlVar(env, redisClusterNodes);
   const keyPrefix = env.APPORTION_KEY_PREFIX?.trim() || 'apportion';
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(keyPrefix)) {
     throw new ConfigError('APPORTION_KEY_PREFIX', 'must be 1-64 characters of letters, digits, _ . -');
@@ -224,7 +268,7 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('APPORTION_CLIENT_KEY', 'must differ from APPORTION_ADMIN_KEY');
   }
   const authEnabled = adminKey !== undefined || clientKey !== undefined;
-  let host = env.HOST?.trim() || '127.0.0.1';
+  let host = hostVar(env) ?? '127.0.0.1';
   if (!authEnabled && !isLoopback(host)) host = '127.0.0.1';
 
   return Object.freeze({

@@ -90,6 +90,14 @@ async function ignoreConflict(p: Promise<unknown>): Promise<void> {
  * and cost traces for a few sessions. Every request goes through the public API.
  */
 export async function runDemo(o: DemoOptions): Promise<void> {
+  // Checked before any request: a count that is not a positive integer (NaN, negative) sent nothing for minutes.
+  const count = (name: string, v: number | undefined, min: number) => {
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < min)) throw new RangeError(`demo: ${name} must be an integer of at least ${min}, got ${v}`);
+  };
+  count('requests', o.requests, 1);
+  count('seed', o.seed, 0);
+  count('rounds', o.rounds, 1);
+  count('trainWaitMs', o.trainWaitMs, 0);
   const log = o.log ?? ((l: string) => process.stdout.write(`${l}\n`));
   const client = new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}), timeoutMs: 30_000 });
   const rng = mulberry32(o.seed);

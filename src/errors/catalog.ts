@@ -10,6 +10,9 @@ export const ERROR_CATALOG = {
   BODY_TOO_LARGE: { status: 413, message: 'The request body is larger than the configured limit.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be application/json.' },
   ROUTE_NOT_FOUND: { status: 404, message: 'No such route.' },
+  BAD_REQUEST: { status: 400, message: 'The request is not valid HTTP.' },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request did not arrive in full in time.' },
+  HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are larger than the server accepts.' },
   // --- auth ----------------------------------------------------------------------------------
   UNAUTHORIZED: { status: 401, message: 'A valid Authorization: Bearer <key> header is required.' },
   FORBIDDEN: { status: 403, message: 'This key may not call this route.' },

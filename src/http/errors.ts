@@ -1,4 +1,6 @@
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { maxHeaderSize } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors/app-error.js';
 import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.js';
 import { isRedisUnavailable } from '../redis/unavailable.js';
@@ -77,11 +79,13 @@ const REASONS: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  408: 'Request Timeout',
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Entity',
   429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
@@ -103,4 +107,51 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
   if (body.statusCode === 503) req.log.warn({ err, code: body.code }, 'request failed: dependency unavailable');
   else if (body.statusCode >= 500) req.log.error({ err }, 'request failed');
   void reply.status(body.statusCode).send(body);
+}
+
+/** The timeouts a client error's message names (`Config`'s, in ms); a listener without its own says nothing of them. */
+export interface ClientLimits {
+  readonly requestTimeoutMs?: number;
+  readonly headersTimeoutMs?: number;
+}
+
+/** The error body of a connection-level client error (Node's `clientError`: a timeout, or bytes that are not HTTP). */
+export function clientErrorBody(err: { code?: string }, limits: ClientLimits = {}): ReturnType<typeof toErrorBody> {
+  const body = (code: ErrorCode, message: string) => ({ statusCode: ERROR_CATALOG[code].status, code, error: httpReason(ERROR_CATALOG[code].status), message });
+  switch (err.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT': {
+      const within = [
+        limits.headersTimeoutMs !== undefined ? `the headers within ${limits.headersTimeoutMs} ms (APPORTION_HEADERS_TIMEOUT_MS)` : undefined,
+        limits.requestTimeoutMs !== undefined ? `the whole request within ${limits.requestTimeoutMs} ms (APPORTION_REQUEST_TIMEOUT_MS)` : undefined,
+      ].filter((w) => w !== undefined);
+      return body('REQUEST_TIMEOUT', `request: not received in time${within.length > 0 ? ` (${within.join(', ')})` : ''}; the connection is closed`);
+    }
+    case 'HPE_HEADER_OVERFLOW':
+      return body('HEADERS_TOO_LARGE', `headers: larger than ${maxHeaderSize} bytes in all`);
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return body('BODY_TOO_LARGE', 'body: a chunk extension is too large');
+    default:
+      // The parser's code only (HPE_INVALID_METHOD, HPE_INVALID_HEADER_TOKEN…): never the client's bytes.
+      return body('BAD_REQUEST', `request: malformed HTTP${err.code && /^[A-Z0-9_]{1,64}$/.test(err.code) ? ` (${err.code})` : ''}`);
+  }
+}
+
+/**
+ * Fastify's `clientErrorHandler`: what Node answers on a connection whose request never reached a route (a timeout,
+ * bytes that are not HTTP, headers too large) gets the same `{ statusCode, code, error, message }` body as every
+ * other error, then the connection is closed. As Node does, nothing is written once a response has started on the
+ * connection, and a connection the client reset gets nothing.
+ */
+export function clientErrorHandler(limits: ClientLimits = {}): (this: FastifyInstance, err: Error & { code?: string }, socket: Socket) => void {
+  return function handle(this: FastifyInstance, err, socket) {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const res = (socket as Socket & { _httpMessage?: { _headerSent?: boolean } | null })._httpMessage;
+    if (socket.writable && !res?._headerSent) {
+      const body = clientErrorBody(err, limits);
+      const json = JSON.stringify(body);
+      this.log.debug({ code: body.code, cause: err.code }, 'client error');
+      socket.write(`HTTP/1.1 ${body.statusCode} ${body.error}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`);
+    }
+    socket.destroy(err);
+  };
 }

@@ -79,11 +79,12 @@ function same(x: Buffer, y: Buffer | undefined): boolean {
 type AuthConfig = Pick<Config, 'adminKey' | 'clientKey' | 'authEnabled' | 'metricsKey'>;
 
 /**
- * Who may read /metrics: anyone while no metrics key is set (and always while auth is off), else a bearer of the
- * metrics key or the env admin key. Throws UNAUTHORIZED otherwise. The API's and the worker's /metrics both use it.
+ * Who may read /metrics: anyone while no metrics key is set, else a bearer of the metrics key or the env admin key,
+ * whether or not API keys are configured (a metrics key set on a server without them still guards /metrics).
+ * Throws UNAUTHORIZED otherwise. The API's and the worker's /metrics both use it.
  */
 export function checkMetricsAccess(config: AuthConfig, authorization: string | undefined): void {
-  if (!config.authEnabled || !config.metricsKey) return;
+  if (!config.metricsKey) return;
   const m = /^Bearer\s+(.+)$/i.exec(authorization ?? '');
   if (!m) throw new AppError('UNAUTHORIZED', 'headers/authorization: /metrics needs "Bearer <APPORTION_METRICS_KEY>"');
   const b = Buffer.from(m[1]!.trim());

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import type { InjectOptions } from 'fastify';
 import { ReplyError } from 'ioredis';
 import { AppError } from '../../src/errors/app-error.js';
@@ -67,6 +69,89 @@ describe('request shape', () => {
     await expectError({ method: 'POST', url: '/v1/allocations', payload: 'pipeline=p', headers: { 'content-type': 'text/plain' } }, 'UNSUPPORTED_MEDIA_TYPE', /content-type/);
     await expectError(post('/v1/allocations', { pipeline: 'p', features: { big: 'x'.repeat(8000) } }), 'BODY_TOO_LARGE', /^body: larger than this route's limit of 4096 bytes \(APPORTION_BODY_LIMIT_BYTES\); .*OTEL_BSP_MAX_EXPORT_BATCH_SIZE/);
     await expectError({ method: 'GET', url: '/v1/nothing-here' }, 'ROUTE_NOT_FOUND', /\/v1\/nothing-here/);
+  });
+});
+
+/** Writes raw bytes (in pieces, a pause between) and reads the first answer on the connection until the server closes it. */
+function rawExchange(port: number, pieces: readonly (string | Uint8Array)[]): Promise<{ status: number; body: string; raw: string }> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('error', () => undefined); // a reset after the answer: what was read is the answer
+    s.once('connect', () => {
+      let i = 0;
+      const next = () => {
+        if (i >= pieces.length || s.destroyed) return;
+        s.write(pieces[i++]!, () => setTimeout(next, 20));
+      };
+      next();
+    });
+    s.once('close', () => {
+      const raw = Buffer.concat(chunks).toString('latin1');
+      const m = /^HTTP\/1\.1 (\d{3}) [^\r]*\r\n([\s\S]*?)\r\n\r\n([\s\S]*)$/.exec(raw);
+      if (!m) return reject(new Error(`no HTTP answer before the connection closed: ${JSON.stringify(raw.slice(0, 200))}`));
+      const length = /^content-length: *(\d+)$/im.exec(m[2]!);
+      resolve({ status: Number(m[1]), body: length ? m[3]!.slice(0, Number(length[1])) : m[3]!, raw });
+    });
+  });
+}
+
+describe('answers before any route (Node\'s client errors) over a raw socket', () => {
+  const socketPrefix = testPrefix('errors-socket');
+  let srv: Running;
+  let port: number;
+  before(async () => {
+    srv = await startTest(socketPrefix, { listen: true, workers: false }, { APPORTION_ADMIN_KEY: ADMIN, APPORTION_REQUEST_TIMEOUT_MS: '600', APPORTION_HEADERS_TIMEOUT_MS: '300' });
+    port = Number(new URL(srv.url!).port);
+  });
+  after(async () => {
+    await srv.close();
+    await dropPrefix(socketPrefix);
+  });
+  /** The answer has the error body of every 4xx: catalogued code, its status, a message. */
+  const expectBody = (a: { status: number; body: string; raw: string }, code?: ErrorCode) => {
+    const body = JSON.parse(a.body) as { statusCode: number; code: ErrorCode; error: string; message: string };
+    assert.deepEqual(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], a.raw);
+    assert.ok(body.code in ERROR_CATALOG, a.raw);
+    assert.equal(ERROR_CATALOG[body.code].status, a.status, a.raw);
+    assert.equal(body.statusCode, a.status);
+    assert.ok(a.status >= 400 && a.status < 500, a.raw);
+    if (code) assert.equal(body.code, code, a.raw);
+    reached.add(body.code);
+    return body;
+  };
+
+  it('408 REQUEST_TIMEOUT with a code for headers or a body that do not arrive in time, naming the limits', async () => {
+    const headers = expectBody(await rawExchange(port, ['GET /healthz HTTP/1.1\r\nHost: x\r\n']), 'REQUEST_TIMEOUT');
+    assert.match(headers.message, /^request: not received in time \(the headers within 300 ms \(APPORTION_HEADERS_TIMEOUT_MS\), the whole request within 600 ms \(APPORTION_REQUEST_TIMEOUT_MS\)\)/);
+    const body = expectBody(
+      await rawExchange(port, [`POST /v1/allocations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"pip`]),
+      'REQUEST_TIMEOUT',
+    );
+    assert.match(body.message, /APPORTION_REQUEST_TIMEOUT_MS/);
+  });
+
+  it('400 BAD_REQUEST naming the parser error, 431 HEADERS_TOO_LARGE; generated malformed requests all get a catalogued 4xx body', async () => {
+    assert.match(expectBody(await rawExchange(port, ['G@T / HTTP/1.1\r\nHost: x\r\n\r\n']), 'BAD_REQUEST').message, /^request: malformed HTTP \(HPE_INVALID_METHOD\)$/);
+    assert.match(expectBody(await rawExchange(port, ['GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n']), 'BAD_REQUEST').message, /^request: malformed HTTP \(HPE_/);
+    assert.match(expectBody(await rawExchange(port, [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]), 'HEADERS_TOO_LARGE').message, /^headers: larger than \d+ bytes/);
+    const token = fc.stringMatching(/^[A-Za-z-]{1,12}$/);
+    const requestLine = fc.tuple(fc.constantFrom('GET', 'POST', 'PUT', 'DELETE'), fc.constantFrom('/healthz', '/v1/allocations', '/v1/pipelines/p'));
+    const malformed = fc.oneof(
+      // Not a method, not a version, a broken header line, a bad Content-Length, a bad chunk, random bytes.
+      fc.tuple(fc.stringMatching(/^[A-Z@!<>{}]{1,10}$/), token).map(([m, h]) => `${m} / HTTP/1.1\r\nHost: x\r\n${h}: v\r\n\r\n`),
+      fc.tuple(requestLine, fc.constantFrom('HTTP/9.9', 'HTTP/1', 'HTTX/1.1', 'HTTP/1.1 extra')).map(([[m, u], v]) => `${m} ${u} ${v}\r\nHost: x\r\n\r\n`),
+      fc.tuple(requestLine, token, fc.constantFrom(' ', '(', '"', '\u0000', '\u007f', '@')).map(([[m, u], h, bad]) => `${m} ${u} HTTP/1.1\r\nHost: x\r\n${h}${bad}x: v\r\n\r\n`),
+      fc.tuple(requestLine, fc.constantFrom('abc', '-1', '1 2', '0x10', '99999999999999999999999')).map(([[m, u], n]) => `${m} ${u} HTTP/1.1\r\nHost: x\r\nContent-Length: ${n}\r\n\r\n`),
+      fc.tuple(requestLine, fc.stringMatching(/^[g-z]{1,6}$/)).map(([[m, u], size]) => `${m} ${u} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${size}\r\n{}\r\n`),
+      fc.uint8Array({ minLength: 1, maxLength: 64 }).map((b) => Buffer.concat([Buffer.from([0x01]), Buffer.from(b), Buffer.from('\r\n\r\n')])),
+    );
+    const cases = fc.sample(malformed, { seed: 93, numRuns: 48 });
+    const answers: { status: number; body: string; raw: string }[] = [];
+    for (let i = 0; i < cases.length; i += 8) answers.push(...(await Promise.all(cases.slice(i, i + 8).map((c) => rawExchange(port, [c])))));
+    const codes = new Set(answers.map((a) => expectBody(a).code));
+    assert.ok(codes.has('BAD_REQUEST'), [...codes].join());
   });
 });
 
@@ -202,7 +287,7 @@ describe('catalog coverage', () => {
  */
 const SKELETON_CODES = new Set<string>([
   'VALIDATION_FAILED', 'INVALID_JSON', 'BODY_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'ROUTE_NOT_FOUND', 'UNAUTHORIZED',
-  'FORBIDDEN', 'PIPELINE_NOT_FOUND', 'STRATEGY_NOT_FOUND', 'DUPLICATE_AGENT', 'INVALID_AGENT_RANGE', 'UNKNOWN_AGENT',
+  'FORBIDDEN', 'BAD_REQUEST', 'REQUEST_TIMEOUT', 'HEADERS_TOO_LARGE', 'PIPELINE_NOT_FOUND', 'STRATEGY_NOT_FOUND', 'DUPLICATE_AGENT', 'INVALID_AGENT_RANGE', 'UNKNOWN_AGENT',
   'INFEASIBLE_TOTAL', 'STRATEGY_PIPELINE_MISMATCH', 'STRATEGY_IN_USE', 'INVALID_STRATEGY_PARAMS', 'DECISION_NOT_FOUND',
   'QUEUE_UNAVAILABLE', 'REDIS_UNAVAILABLE', 'INTERNAL',
 ]);

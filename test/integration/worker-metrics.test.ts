@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 
@@ -54,5 +55,52 @@ describe('worker metrics in a split deployment', () => {
     const other = await fetch(`${worker.metricsUrl}/v1/pipelines`);
     assert.equal(other.status, 404);
     assert.equal(((await other.json()) as { code: string }).code, 'ROUTE_NOT_FOUND');
+  });
+});
+
+describe('a metrics key without API keys', () => {
+  const openPrefix = testPrefix('worker-metrics-open');
+  const KEY = 'open-metrics-scrape-key-0123456789';
+  let openApi: Running;
+  let openWorker: Running;
+  before(async () => {
+    // No APPORTION_ADMIN_KEY / APPORTION_CLIENT_KEY: auth is off (loopback only), and the metrics key still guards /metrics.
+    const env = { APPORTION_METRICS_KEY: KEY, APPORTION_WORKER_METRICS_PORT: '0' };
+    openApi = await startTest(openPrefix, { api: true, workers: false, listen: true }, env);
+    openWorker = await startTest(openPrefix, { api: false, workers: true, listen: true }, env);
+  });
+  after(async () => {
+    await openWorker?.close();
+    await openApi?.close();
+    await dropPrefix(openPrefix);
+  });
+
+  it('is required on the API and on the worker metrics port; anything else is 401 UNAUTHORIZED', async () => {
+    assert.equal(openApi.core.config.authEnabled, false);
+    // Wrong credentials generated from a seed: no header, random text, other bearer keys, the key cut or changed.
+    const wrong = fc.sample(
+      fc.oneof(
+        fc.constant(undefined),
+        fc.string({ maxLength: 40 }),
+        fc.string({ minLength: 1, maxLength: 40 }).map((k) => `Bearer ${k}`),
+        fc.integer({ min: 1, max: KEY.length - 1 }).map((n) => `Bearer ${KEY.slice(0, n)}`),
+        fc.integer({ min: 0, max: KEY.length - 1 }).map((i) => `Bearer ${KEY.slice(0, i)}${KEY[i] === 'x' ? 'y' : 'x'}${KEY.slice(i + 1)}`),
+        fc.constant(`Basic ${Buffer.from(`u:${KEY}`).toString('base64')}`),
+      ),
+      { seed: 31, numRuns: 40 },
+    ).filter((h) => h === undefined || /^[\x21-\x7e][\x20-\x7e]*$/.test(h)); // what a fetch header can carry
+    assert.ok(wrong.length >= 20, `${wrong.length} generated headers`);
+    for (const url of [openApi.url!, openWorker.metricsUrl!]) {
+      for (const h of wrong) {
+        const res = await fetch(`${url}/metrics`, h === undefined ? {} : { headers: { authorization: h } });
+        assert.equal(res.status, 401, `${url} with ${JSON.stringify(h)}`);
+        assert.equal(((await res.json()) as { code: string }).code, 'UNAUTHORIZED');
+      }
+      const ok = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } });
+      assert.equal(ok.status, 200, url);
+      assert.match(await ok.text(), /^# HELP /m);
+    }
+    // Only /metrics: with auth off every other route stays open, as documented.
+    assert.equal((await fetch(`${openApi.url}/v1/pipelines`)).status, 200);
   });
 });
