@@ -48,7 +48,8 @@ export function observe(decision: DecisionRecord, outcome: OutcomeBody): AgentOb
  */
 export function outcomeCost(outcome: OutcomeBody, pipeline: Pipeline | undefined, decision?: Pick<DecisionRecord, 'models'>): number | undefined {
   if (outcome.costUsd !== undefined) return outcome.costUsd;
-  if (!pipeline || !outcome.usage) return undefined;
+  // No reporting agent (`usage: {}`): the cost is unknown, never zero.
+  if (!pipeline || !outcome.usage || Object.keys(outcome.usage).length === 0) return undefined;
   let usd = 0;
   for (const [agent, u] of Object.entries(outcome.usage)) {
     const a = pipeline.agents.find((x) => x.name === agent);

@@ -111,9 +111,11 @@ describe('allocate → outcome → stats', () => {
 
   it('averages many outcomes exactly (Welford moments in Lua)', async () => {
     const qs = [0.1, 0.4, 0.9, 0.6, 0.5];
-    for (const q of qs) {
+    for (const [i, q] of qs.entries()) {
       const a = (await call('POST', '/v1/allocations', { pipeline: 'support', strategy: 'est' })).json();
-      assert.equal((await call('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: q })).statusCode, 202);
+      // One with `usage: {}` (no agent made a call, e.g. SpanRecorder.usageFor on a request that failed early).
+      const usage = i === 2 ? { usage: {} } : {};
+      assert.equal((await call('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: q, ...usage })).statusCode, 202);
     }
     const s = await eventually(async () => {
       const st = (await call('GET', '/v1/strategies/est/stats')).json();
@@ -124,7 +126,7 @@ describe('allocate → outcome → stats', () => {
     const variance = all.reduce((x, y) => x + (y - mean) ** 2, 0) / (all.length - 1);
     assert.ok(Math.abs(s.quality.mean - mean) < 1e-12);
     assert.ok(Math.abs(s.quality.variance - variance) < 1e-12);
-    assert.equal(s.cost.n, 1, 'outcomes without a cost and without prices leave cost unknown, not zero');
+    assert.equal(s.cost.n, 1, 'outcomes without a cost and without prices (or with no reporting agent) leave cost unknown, not zero');
   });
 });
 
