@@ -71,6 +71,60 @@ describe('local evaluation', () => {
     await sdk.close();
   });
 
+  it('refuses what the server refuses, with its status and code, and records nothing then (generated bad requests)', async () => {
+    const sdk = new Apportion({ url, mode: 'local', maxBuffer: 1000, stream: false, flushIntervalMs: 3_600_000 });
+    await sdk.ready();
+    const local = await sdk.evaluator();
+    const rng = mulberry32(7);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
+    // One field of a valid request made bad (or a bad feasibility), drawn from the seed.
+    const breakers: ((r: Record<string, unknown>) => void)[] = [
+      (r) => (r.totalTokens = pick([1e12, 0, -5, 1.5, '1000', null, Number.NaN])),
+      (r) => (r.maxCostUsd = pick(['abc', null, 0, -1, 2e6, Number.POSITIVE_INFINITY])),
+      (r) => (r.features = { ...(r.features as object), promptText: pick([{ a: 1 }, [1], Number.NaN]) }),
+      (r) => (r.features = pick([[1, 2], 'x', 3])),
+      (r) => (r[pick(['extra', 'budget', 'tenant'])] = 1),
+      (r) => (r.unitKey = pick(['', 'u'.repeat(257), 42])),
+      (r) => (r.pipeline = pick(['', '-bad', 'no such pipeline', 'missing-pipeline'])),
+      (r) => (r.strategy = pick(['', 's'.repeat(129), 'missing-strategy', 'five-static'])),
+      (r) => (r.decisionId = pick(['short', 'ABCDEFG-xxxxxxxxxx', 42])),
+      (r) => (r.totalTokens = 1), // below the minimums: INFEASIBLE_TOTAL
+    ];
+    let refused = 0;
+    for (let i = 0; i < 200; i++) {
+      const req: Record<string, unknown> = { ...randomRequest(rng), decisionId: newDecisionId() };
+      pick(breakers)(req);
+      // JSON carries NaN and Infinity as null: the server sees what a JSON body can say.
+      const server = await fetch(`${url}/v1/allocations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req) });
+      const answer = (await server.json()) as Record<string, any>;
+      let mine: Record<string, any>;
+      try {
+        mine = { statusCode: 200, ...((await local.allocate(req as never)) as unknown as Record<string, any>) };
+      } catch (e) {
+        const err = e as { statusCode?: number; code?: string };
+        mine = { statusCode: err.statusCode, code: err.code };
+      }
+      const json = JSON.stringify(req);
+      // NaN and Infinity reach the server as null (JSON cannot say them): local mode refuses them, as it must.
+      const nonFinite = (v: unknown): boolean => (typeof v === 'number' ? !Number.isFinite(v) : typeof v === 'object' && v !== null ? Object.values(v).some(nonFinite) : false);
+      if (nonFinite(req)) {
+        assert.equal(mine.statusCode, 400, `${json}: a non-finite number is refused locally`);
+        continue;
+      }
+      if (server.status === 200) {
+        assert.equal(mine.statusCode, 200, `${json}: the server answered, local mode refused with ${mine.code}`);
+        continue;
+      }
+      refused++;
+      assert.equal(mine.statusCode, server.status, `${json}: server ${server.status} ${answer.code} ${answer.message}, local ${mine.statusCode} ${mine.code}`);
+      assert.equal(mine.code, answer.code, json);
+    }
+    assert.ok(refused > 120, `${refused} requests refused`);
+    const buffered = (local as unknown as { buffer: { id: string }[] }).buffer;
+    for (const r of buffered) assert.ok(await (rt.modules.find((m) => m.name === 'allocation') as AllocationModule).decisions.read(r.id), `a locally recorded decision ${r.id} the server also made`);
+    await sdk.close();
+  });
+
   it('follows the event stream: a control-plane change reaches the SDK without polling; an unchanged state answers 304', async () => {
     const sdk = new Apportion({ url, mode: 'local', pollMs: 3_600_000, maxBuffer: 0 });
     await sdk.ready();

@@ -9,6 +9,7 @@ import {
   decide,
   decisionRecordOf,
   defaultSplitOf,
+  allocationRequestProblem,
   EngineError,
   experimentRouter,
   fromWire,
@@ -27,6 +28,17 @@ import {
   type Pipeline,
   type WireControlState,
 } from './engine/index.js';
+
+/** The HTTP status the server answers for each engine error (src/errors/catalog.ts). */
+const ENGINE_STATUS: Record<EngineError['code'], number> = {
+  PIPELINE_NOT_FOUND: 404,
+  STRATEGY_NOT_FOUND: 404,
+  STRATEGY_PIPELINE_MISMATCH: 400,
+  INFEASIBLE_TOTAL: 400,
+  INFEASIBLE_COST: 400,
+  UNPRICED_AGENT: 400,
+  INTERNAL: 500,
+};
 
 /**
  * Local evaluation (docs/sdk.md, "Local evaluation"): the control state is kept in process from GET /v1/sync
@@ -225,13 +237,16 @@ export class LocalEvaluator implements LocalEvaluatorApi {
    * the id to record under; a learned strategy draws from it.
    */
   allocateNow(params: AllocateParams & { readonly decisionId?: string }): Allocation {
+    // What the server's schema refuses is refused here (400), before anything is decided or recorded.
+    const problem = allocationRequestProblem(params);
+    if (problem !== undefined) throw new ApportionHttpError(400, 'VALIDATION_FAILED', problem, { code: 'VALIDATION_FAILED', message: problem });
     const view = this.current();
     const id = params.decisionId ?? newDecisionId();
     let d;
     try {
       d = decide(this.deps, view, params, id);
     } catch (e) {
-      if (e instanceof EngineError) throw new ApportionHttpError(e.code === 'INTERNAL' ? 500 : e.code === 'INFEASIBLE_TOTAL' ? 400 : 404, e.code, e.message, { code: e.code, message: e.message });
+      if (e instanceof EngineError) throw new ApportionHttpError(ENGINE_STATUS[e.code], e.code, e.message, { code: e.code, message: e.message });
       throw e;
     }
     // Shadow mode, as the server's shadow hook logs it (a failure leaves the shadow out, as the server does).

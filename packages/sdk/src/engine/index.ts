@@ -12,6 +12,7 @@ export * from './allocate.js';
 export * from './learned.js';
 export * from './tiers.js';
 export * from './shadow.js';
+export * from './request.js';
 export type { FeatureEncoder, FeatureScaling, FeaturesBody, FeatureSpec } from './mirror/learner/features.js';
 export type { Heads, ModelWeights, SerializedWeights } from './mirror/learner/model.js';
 export type { Decision, ExploreOptions, PolicyAgent } from './mirror/learner/policy.js';
