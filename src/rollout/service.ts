@@ -364,7 +364,7 @@ export class ExperimentService {
       const keys: string[] = [];
       for (let phase = 0; phase <= d.state.phase; phase++) {
         for (const x of variantWeights(d)) {
-          const arm = experimentArm(this.deps.keys, d.pipeline, id, phase, x.name);
+          const arm = experimentArm(this.deps.keys, d.pipeline, id, d.generation, phase, x.name);
           keys.push(arm.summary, arm.agents, arm.obs);
         }
       }
@@ -381,7 +381,7 @@ export class ExperimentService {
     const variants = variantWeights(doc);
     const m = this.deps.redis.multi();
     for (const v of variants) {
-      const arm = experimentArm(this.deps.keys, doc.pipeline, id, phase, v.name);
+      const arm = experimentArm(this.deps.keys, doc.pipeline, id, doc.generation, phase, v.name);
       m.hgetall(arm.summary);
       m.hgetallBuffer(arm.agents);
     }
@@ -398,7 +398,7 @@ export class ExperimentService {
     });
     if (withObs) {
       await Promise.all(
-        variants.map(async (v) => obs.set(v.name, await readObservations(this.deps.redis, experimentArm(this.deps.keys, doc.pipeline, id, phase, v.name).obs))),
+        variants.map(async (v) => obs.set(v.name, await readObservations(this.deps.redis, experimentArm(this.deps.keys, doc.pipeline, id, doc.generation, phase, v.name).obs))),
       );
     }
     return { arms, obs };

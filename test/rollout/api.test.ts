@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
+import { isApplied } from '../../src/feedback/processor.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 
@@ -106,5 +108,58 @@ describe('experiment lifecycle', () => {
     // not show the earlier one's changes and bodies).
     assert.deepEqual((await ok('GET', '/v1/experiments/split/audit')).items.map((a: { action: string }) => a.action), ['put']);
     await ok('DELETE', '/v1/experiments/split');
+  });
+});
+
+describe('generations: an experiment deleted and created again under the same id', () => {
+  const total = (r: { phases: { variants: { n: number; quality: { mean: number } }[] }[] }) => r.phases.reduce((s, p) => s + p.variants.reduce((t, v) => t + v.n, 0), 0);
+  const pooledMean = (r: { phases: { variants: { n: number; quality: { mean: number } }[] }[] }) =>
+    r.phases.reduce((s, p) => s + p.variants.reduce((t, v) => t + v.n * v.quality.mean, 0), 0) / total(r);
+
+  it("never counts the late outcomes of the deleted one; the new one's outcomes count exactly once", async () => {
+    const { redis, keys } = rt.core;
+    let round = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 5, max: 30 }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.array(fc.integer({ min: 0, max: 10 }), { minLength: 60, maxLength: 60 }),
+        async (before, fresh, qs) => {
+          const id = `gen-${round++}`;
+          const units = Array.from({ length: 40 }, (_, i) => `${id}-u${i}`);
+          const q = (i: number) => qs[i]! / 10;
+          const first = await ok('PUT', `/v1/experiments/${id}`, AB);
+          await ok('POST', `/v1/experiments/${id}/start`);
+          const old = await Promise.all(units.map((u) => ok('POST', '/v1/allocations', { pipeline: 'support', unitKey: u })));
+          assert.ok(old.every((a) => a.experiment === id));
+          for (let i = 0; i < before; i++) await ok('POST', '/v1/outcomes', { decisionId: old[i].decisionId, quality: q(i) });
+          await eventually(async () => total(await ok('GET', `/v1/experiments/${id}/results`)) === before);
+          await ok('POST', `/v1/experiments/${id}/stop`);
+          await ok('DELETE', `/v1/experiments/${id}`);
+          const second = await ok('PUT', `/v1/experiments/${id}`, AB);
+          await ok('POST', `/v1/experiments/${id}/start`);
+          // The deleted experiment's remaining decisions report now, interleaved with the new experiment's own.
+          const late = old.slice(before);
+          const mine = await Promise.all(units.slice(0, fresh).map((u) => ok('POST', '/v1/allocations', { pipeline: 'support', unitKey: `${u}-new` })));
+          for (let i = 0; i < Math.max(late.length, mine.length); i++) {
+            if (late[i]) await ok('POST', '/v1/outcomes', { decisionId: late[i].decisionId, quality: 1 });
+            if (mine[i]) await ok('POST', '/v1/outcomes', { decisionId: mine[i].decisionId, quality: q(40 + i) });
+          }
+          await eventually(async () => (await Promise.all([...late, ...mine].map((a) => isApplied(redis, keys, 'support', a.decisionId)))).every(Boolean));
+          const res = await ok('GET', `/v1/experiments/${id}/results`);
+          assert.equal(total(res), fresh, 'only the outcomes of decisions the new experiment made');
+          const want = mine.reduce((s, _a, i) => s + q(40 + i), 0) / fresh;
+          assert.ok(Math.abs(pooledMean(res) - want) < 1e-9, `mean ${pooledMean(res)} vs ${want}`);
+          // Decisions name the creation that made them; the late outcomes were not written anywhere either (no
+          // statistics left behind under the old generation).
+          assert.ok(second.generation > first.generation, 'a new creation, a new generation');
+          assert.ok(old.every((a) => a.route.generation === first.generation) && mine.every((a) => a.route.generation === second.generation));
+          assert.deepEqual(await redis.keys(keys.pipeline('support', 'stats', 'exp', id, `g${first.generation}`, '*')), []);
+          await ok('POST', `/v1/experiments/${id}/stop`);
+          await ok('DELETE', `/v1/experiments/${id}`);
+        },
+      ),
+      { numRuns: 4, seed: 20261203, endOnFailure: true, includeErrorInReport: true },
+    );
   });
 });

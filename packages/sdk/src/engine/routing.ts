@@ -229,6 +229,8 @@ export function compileTargeting(t: Targeting | undefined): Predicate {
 
 /** What routing reads of a stored experiment document (the server's ExperimentDoc has more). */
 export interface RoutedExperiment {
+  /** Which creation of the experiment id this is (absent on documents from before generations): decisions record it. */
+  readonly generation?: number;
   readonly pipeline: string;
   readonly type: string;
   readonly variants: readonly { readonly name: string; readonly strategy: string; readonly weight: number }[];
@@ -258,6 +260,9 @@ export function effectiveCoverage(doc: Pick<RoutedExperiment, 'ramp' | 'state' |
 /** One experiment compiled for the hot path: seeds hashed, weights accumulated (Assignment), targeting compiled. */
 interface CompiledExperiment extends Assignment {
   readonly id: string;
+  /** The experiment's generation, recorded in its decisions' routes so that outcomes count in that creation only. */
+  readonly gen: { readonly generation: number } | undefined;
+  readonly holdoutGen: { readonly holdoutGeneration: number } | undefined;
   readonly type: string;
   readonly phase: number;
   readonly eligible: Predicate;
@@ -278,6 +283,8 @@ function compile(id: string, d: RoutedExperiment): CompiledExperiment {
   const live = d.variants.map((v) => v.weight);
   return {
     id,
+    gen: d.generation !== undefined ? { generation: d.generation } : undefined,
+    holdoutGen: d.generation !== undefined ? { holdoutGeneration: d.generation } : undefined,
     type: d.type,
     phase: d.state.phase,
     hashVersion: d.hashVersion,
@@ -322,6 +329,8 @@ export function routingTables(view: ControlView): ReadonlyMap<string, PipelineTa
  *   coverage includes it → its variant, reason `experiment` (a rolled-back experiment sends its units
  *   to control, without a variant, so they no longer count in its results);
  *   otherwise the default, with the holdout noted when there is one (the `exposed` population).
+ * Routes name the experiment's (and holdout's) generation when its document has one: an outcome counts only in the
+ * creation of the experiment that served the decision.
  */
 export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey: string | undefined, features: Features): Route | undefined {
   if (unitKey === undefined) return undefined;
@@ -337,9 +346,13 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
     // phase mixes two defaults. Held-out units keep their frozen strategy either way.
     const current = h.exposedDefault === undefined || h.exposedDefault === dflt;
     if (hashUnit(key, h.inclusionSeed, h.hashVersion) < h.coverage) {
-      return { strategyId: h.controlStrategy, reason: 'holdout', details: current ? { experiment: h.id, variant: 'holdout', phase: h.phase } : { experiment: h.id, variant: 'holdout' } };
+      return {
+        strategyId: h.controlStrategy,
+        reason: 'holdout',
+        details: current ? { experiment: h.id, variant: 'holdout', phase: h.phase, ...h.gen } : { experiment: h.id, variant: 'holdout', ...h.gen },
+      };
     }
-    if (current) holdout = { holdout: h.id, holdoutPhase: h.phase };
+    if (current) holdout = { holdout: h.id, holdoutPhase: h.phase, ...h.holdoutGen };
   }
   let layerHashes: Map<string, number> | undefined;
   for (const e of table.experiments) {
@@ -356,14 +369,14 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
     const i = assignUnit(key, e);
     if (i < 0) continue;
     if (e.rolledBack) {
-      return { strategyId: e.controlStrategy, reason: 'experiment', details: { experiment: e.id, rolledBack: true, phase: e.phase, ...holdout } };
+      return { strategyId: e.controlStrategy, reason: 'experiment', details: { experiment: e.id, rolledBack: true, phase: e.phase, ...e.gen, ...holdout } };
     }
     const v = e.variants[i]!;
     return {
       strategyId: v.strategy,
       reason: 'experiment',
       // Kept small: the response echoes it (schema-less values serialize slowly); type and layer follow from the id.
-      details: holdout ? { experiment: e.id, variant: v.name, phase: e.phase, ...holdout } : { experiment: e.id, variant: v.name, phase: e.phase },
+      details: holdout ? { experiment: e.id, variant: v.name, phase: e.phase, ...e.gen, ...holdout } : { experiment: e.id, variant: v.name, phase: e.phase, ...e.gen },
     };
   }
   return holdout ? { strategyId: dflt, reason: 'default', details: holdout } : undefined;
