@@ -8,17 +8,22 @@ import { bernoulliMoments, momentsOf, winsorizedMoments } from '../stats/winsori
 import type { Guardrail } from './schema.js';
 
 /**
- * One raw observation: [quality, cost or null, truncated agents, ceiling-hit agents, and for a probe's cut
- * arm the cut agent's budget and the base strategy's budget for it, from the decision record].
+ * One raw observation: [quality, cost or null, truncated agents, ceiling-hit agents, for a probe's cut arm the cut
+ * agent's budget and the base strategy's budget for it from the decision record (else null), and the agents the
+ * outcome reported usage for]. Observations written before the last field existed lack it (and the fifth, when not
+ * a probe's).
  */
-export type Observation = readonly [number, number | null, readonly string[], readonly string[], (readonly [number, number])?];
+export type Observation = readonly [number, number | null, readonly string[], readonly string[], (readonly [number, number] | null)?, (readonly string[])?];
 
 export interface AgentResult {
   readonly n: number;
   readonly utilization: number;
   readonly ceilingHitRate: number;
   readonly meanAllocated: number;
-  /** Quality when this agent reported truncation vs when it did not (from raw observations). */
+  /**
+   * Quality when this agent reported truncation vs when it reported usage without (from raw observations): outcomes
+   * that report no usage for the agent (it did not run, or its usage is unknown) are in neither group.
+   */
   readonly truncation?: QualityDrop;
   /** Same split on ceiling hits (truncated, or ≥ 95 % of the budget used). */
   readonly atCeiling?: QualityDrop;
@@ -98,7 +103,13 @@ const EMPTY: ArmStats = {
 function qualityDrop(agent: string, obs: readonly Observation[], field: 2 | 3, alpha: number): QualityDrop {
   const hit: number[] = [];
   const not: number[] = [];
-  for (const o of obs) (o[field].includes(agent) ? hit : not).push(o[0]);
+  for (const o of obs) {
+    // Only outcomes that reported this agent's usage: one where it did not run says nothing about its budget. (An
+    // observation from before the reported agents were recorded counts as it did then.)
+    const reported = o[5];
+    if (reported && !reported.includes(agent)) continue;
+    (o[field].includes(agent) ? hit : not).push(o[0]);
+  }
   const mh = momentsOf(hit);
   const mn = momentsOf(not);
   const w = welch(mn, mh, alpha);

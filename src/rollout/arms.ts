@@ -74,9 +74,9 @@ export const experimentArms =
     liveArmRefs(view, d).map((a) => experimentArm(keys, d.pipeline, a.experiment, a.generation, a.phase, a.variant));
 
 /**
- * One compact observation per outcome and experiment arm: [quality, cost|null, truncated agents,
- * ceiling-hit agents, and on a probe's cut arm [cut budget, base budget]]. Written in the same atomic
- * step as the moments.
+ * One compact observation per outcome and experiment arm: [quality, cost|null, truncated agents, ceiling-hit agents,
+ * on a probe's cut arm [cut budget, base budget] (else null), agents the outcome reported usage for]. Written in the
+ * same atomic step as the moments.
  */
 export function experimentSinks(keys: Keys, view: () => ControlView): OutcomeSink[] {
   // The processor asks each sink for one entry; an outcome can count toward two arms (variant and
@@ -88,9 +88,12 @@ export function experimentSinks(keys: Keys, view: () => ControlView): OutcomeSin
         if (!ref) return undefined;
         const trunc: string[] = [];
         const hits: string[] = [];
+        const reported: string[] = [];
         for (const [agent, u] of Object.entries(job.outcome.usage ?? {})) {
-          const b = job.decision.budgets[agent];
-          if (b === undefined) continue;
+          // Own properties only, as the per-agent statistics (observe()): a usage entry named `constructor` is no agent.
+          const b = Object.hasOwn(job.decision.budgets, agent) ? job.decision.budgets[agent] : undefined;
+          if (typeof b !== 'number') continue;
+          reported.push(agent);
           const used = (u.inputTokens ?? 0) + (u.outputTokens ?? 0);
           if (u.truncated) trunc.push(agent);
           if (u.truncated || (b > 0 && used >= CEILING_HIT_SHARE * b)) hits.push(agent);
@@ -99,8 +102,7 @@ export function experimentSinks(keys: Keys, view: () => ControlView): OutcomeSin
         // critical-path analysis reads the cut from here, so it needs no usage reports.
         const probe = job.decision.meta?.probe as { agent?: unknown; baseTokens?: unknown } | undefined;
         const cut = probe && typeof probe.agent === 'string' && typeof probe.baseTokens === 'number' ? job.decision.budgets[probe.agent] : undefined;
-        const entry: unknown[] = [job.outcome.quality, ctx.costUsd ?? null, trunc, hits];
-        if (cut !== undefined) entry.push([cut, probe!.baseTokens]);
+        const entry: unknown[] = [job.outcome.quality, ctx.costUsd ?? null, trunc, hits, cut !== undefined ? [cut, probe!.baseTokens] : null, reported];
         const value = JSON.stringify(entry);
         return { key: experimentArm(keys, job.decision.pipeline, ref.experiment, ref.generation, ref.phase, ref.variant).obs, value };
       },

@@ -101,8 +101,19 @@ export const RESULT_OBSERVATIONS_MAX = 20_000;
 const OBSERVATION_PAGE = 2000;
 
 const ObservationHead = [Type.Number(), Type.Union([Type.Number(), Type.Null()]), Type.Array(Type.String()), Type.Array(Type.String())] as const;
-/** One observation as the experiment arm's sink writes it (src/rollout/arms.ts): quality, cost, truncated, hit, and a probe's cut. */
-const decodeObservation = jsonDecoder(Type.Union([Type.Tuple([...ObservationHead]), Type.Tuple([...ObservationHead, Type.Tuple([Type.Number(), Type.Number()])])]));
+const Cut = Type.Tuple([Type.Number(), Type.Number()]);
+/**
+ * One observation as the experiment arm's sink writes it (src/rollout/arms.ts): quality, cost, truncated, hit, a
+ * probe's cut or null, the agents that reported usage; and the shorter forms written before (without the reported
+ * agents; the cut only on a probe's arm).
+ */
+const decodeObservation = jsonDecoder(
+  Type.Union([
+    Type.Tuple([...ObservationHead]),
+    Type.Tuple([...ObservationHead, Cut]),
+    Type.Tuple([...ObservationHead, Type.Union([Cut, Type.Null()]), Type.Array(Type.String())]),
+  ]),
+);
 
 /**
  * The newest `max` observations of an arm (newest first), read in pages of 2,000 rather than one LRANGE of the

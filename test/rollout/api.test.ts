@@ -163,3 +163,39 @@ describe('generations: an experiment deleted and created again under the same id
     );
   });
 });
+
+describe('quality drop when an agent is truncated or at its ceiling', () => {
+  it('compares only outcomes that reported usage for the agent: one where it did not run is in neither group', async () => {
+    await ok('PUT', '/v1/experiments/drop', AB);
+    await ok('POST', '/v1/experiments/drop/start');
+    // Per outcome, from a seed: whether the reasoner reported usage, whether it was truncated, the quality. The
+    // formatter always reports, so every outcome carries usage.
+    const cases = fc.sample(fc.record({ ran: fc.boolean(), truncated: fc.boolean(), q: fc.integer({ min: 0, max: 10 }) }), { numRuns: 80, seed: 7 });
+    const sent = new Map<string, typeof cases>();
+    for (const [i, c] of cases.entries()) {
+      const a = await ok('POST', '/v1/allocations', { pipeline: 'support', unitKey: `drop-${i}` });
+      const usage = { formatter: { outputTokens: 10 }, ...(c.ran ? { reasoner: { outputTokens: 10, truncated: c.truncated } } : {}) };
+      await ok('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: c.q / 10, usage });
+      sent.set(a.variant, [...(sent.get(a.variant) ?? []), c]);
+    }
+    const res = await eventually(async () => {
+      const r = await ok('GET', '/v1/experiments/drop/results');
+      return r.phases[0].variants.reduce((s: number, v: { n: number }) => s + v.n, 0) === cases.length ? r : undefined;
+    });
+    const mean = (xs: number[]) => (xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : null);
+    for (const v of res.phases[0].variants) {
+      const mine = sent.get(v.variant) ?? [];
+      const ran = mine.filter((c) => c.ran);
+      const b = v.agents.reasoner;
+      assert.equal(b.n, ran.length);
+      for (const split of [b.truncation, b.atCeiling]) {
+        assert.equal(split.nHit, ran.filter((c) => c.truncated).length, v.variant);
+        const notHit = mean(ran.filter((c) => !c.truncated).map((c) => c.q / 10));
+        const hit = mean(ran.filter((c) => c.truncated).map((c) => c.q / 10));
+        assert.ok(notHit === null ? split.qualityNotHit === null : Math.abs(split.qualityNotHit - notHit) < 1e-9, `${v.variant}: not hit ${split.qualityNotHit} vs ${notHit}`);
+        assert.ok(hit === null ? split.qualityHit === null : Math.abs(split.qualityHit - hit) < 1e-9);
+      }
+    }
+    await ok('POST', '/v1/experiments/drop/stop');
+  });
+});
