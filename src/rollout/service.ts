@@ -59,12 +59,16 @@ export interface EvaluationOutcome {
   readonly detail?: string;
 }
 
-function variantWeights(doc: ExperimentDoc): Variant[] {
-  // A holdout's two populations: units in the holdout vs the exposed rest of the eligible units.
+/** The arms of a phase (the current one unless given), with their weights and the strategy each served. */
+function variantWeights(doc: ExperimentDoc, phase = doc.state.phase): Variant[] {
+  // A holdout's two populations: units in the holdout (the strategy it froze) vs the exposed rest of the eligible
+  // units, who got the pipeline default of that phase.
   if (doc.type === 'holdout') {
+    const held = heldStrategy(doc);
+    const exposed = doc.state.holdoutPhases?.find((h) => h.phase === phase)?.exposedDefault ?? (phase === doc.state.phase ? doc.state.exposedDefault : undefined) ?? held;
     return [
-      { name: 'holdout', strategy: doc.variants[0]!.strategy, weight: doc.coverage },
-      { name: 'exposed', strategy: doc.variants[0]!.strategy, weight: 1 - doc.coverage },
+      { name: 'holdout', strategy: held, weight: doc.coverage },
+      { name: 'exposed', strategy: exposed, weight: 1 - doc.coverage },
     ];
   }
   return doc.variants;
@@ -429,7 +433,7 @@ export class ExperimentService {
         current = arms;
         currentObs = obs;
       }
-      phases.push(analyzePhase({ phase, variants, control: doc.control, alpha, arms, obs, ...(opts.winsorize !== undefined ? { winsorize: opts.winsorize } : {}) }));
+      phases.push(analyzePhase({ phase, variants: variantWeights(doc, phase), control: doc.control, alpha, arms, obs, ...(opts.winsorize !== undefined ? { winsorize: opts.winsorize } : {}) }));
     }
     const arms = current ?? new Map<string, ArmStats>();
     const out: ExperimentResults = {
