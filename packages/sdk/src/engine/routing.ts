@@ -269,6 +269,8 @@ interface CompiledExperiment extends Assignment {
   readonly layer?: { readonly id: string; readonly seed: number; readonly range: readonly [number, number] };
   readonly variants: readonly { readonly name: string; readonly strategy: string }[];
   readonly rolledBack: boolean;
+  /** Paused: the units it includes get the pipeline default (uncounted) until it resumes, and no other experiment. */
+  readonly paused: boolean;
   readonly controlStrategy: string;
   /** Holdouts: the pipeline default the current phase compares against (absent: not recorded). */
   readonly exposedDefault?: string;
@@ -289,13 +291,15 @@ function compile(id: string, d: RoutedExperiment): CompiledExperiment {
     phase: d.state.phase,
     hashVersion: d.hashVersion,
     eligible: compileTargeting(d.targeting),
-    coverage: effectiveCoverage(d),
+    // A paused experiment keeps its units (coverage as if running): they get the default, not another experiment.
+    coverage: d.state.status === 'paused' ? d.coverage * rampShare(d) : effectiveCoverage(d),
     inclusionSeed: seedOf(d.seed, d.type === 'holdout' ? 'holdout' : 'inclusion'),
     variantSeed: seedOf(d.seed, 'variant'),
     ...(d.layer ? { layer: { id: d.layer.id, seed: seedOf(d.layer.id, 'layer'), range: d.layer.range } } : {}),
     cum: cumulative(live),
     variants: d.variants.map((v) => ({ name: v.name, strategy: v.strategy })),
     rolledBack: d.state.status === 'rolled_back',
+    paused: d.state.status === 'paused',
     controlStrategy: d.variants.find((v) => v.name === d.control)?.strategy ?? BUILTIN_UNIFORM_ID,
     ...(d.state.exposedDefault !== undefined ? { exposedDefault: d.state.exposedDefault } : {}),
   };
@@ -308,12 +312,12 @@ export function routingTables(view: ControlView): ReadonlyMap<string, PipelineTa
     const docs = [...(view.raw.kinds.experiments as ReadonlyMap<string, Versioned<RoutedExperiment>>).values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     for (const v of docs) {
       const d = v.doc;
-      if (d.state.status !== 'running' && d.state.status !== 'rolled_back') continue;
+      if (d.state.status !== 'running' && d.state.status !== 'rolled_back' && d.state.status !== 'paused') continue;
       const c = compile(v.id, d);
       if (c.coverage <= 0) continue;
       const t = byPipeline.get(d.pipeline) ?? { experiments: [] };
       if (d.type === 'holdout') {
-        if (d.state.status === 'running') t.holdout = c;
+        if (d.state.status === 'running' || d.state.status === 'paused') t.holdout = c;
       } else t.experiments.push(c);
       byPipeline.set(d.pipeline, t);
     }
@@ -328,6 +332,8 @@ export function routingTables(view: ControlView): ReadonlyMap<string, PipelineTa
  *   first experiment (by id) whose targeting matches, whose layer slot holds the unit and whose
  *   coverage includes it → its variant, reason `experiment` (a rolled-back experiment sends its units
  *   to control, without a variant, so they no longer count in its results);
+ *   a paused experiment (or holdout) keeps the units it includes: they get the pipeline default, counted nowhere
+ *   (a paused experiment's units do not move into another experiment and back when it resumes);
  *   otherwise the default, with the holdout noted when there is one (the `exposed` population).
  * Routes name the experiment's (and holdout's) generation when its document has one: an outcome counts only in the
  * creation of the experiment that served the decision.
@@ -344,8 +350,9 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
     // The default changed since this phase began (outside a promote, which starts the new phase in the
     // same write): until the rollout job starts the next phase, neither population is counted, so no
     // phase mixes two defaults. Held-out units keep their frozen strategy either way.
-    const current = h.exposedDefault === undefined || h.exposedDefault === dflt;
+    const current = !h.paused && (h.exposedDefault === undefined || h.exposedDefault === dflt);
     if (hashUnit(key, h.inclusionSeed, h.hashVersion) < h.coverage) {
+      if (h.paused) return undefined;
       return {
         strategyId: h.controlStrategy,
         reason: 'holdout',
@@ -368,6 +375,7 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
     }
     const i = assignUnit(key, e);
     if (i < 0) continue;
+    if (e.paused) break;
     if (e.rolledBack) {
       return { strategyId: e.controlStrategy, reason: 'experiment', details: { experiment: e.id, rolledBack: true, phase: e.phase, ...e.gen, ...holdout } };
     }
@@ -402,7 +410,7 @@ export interface RouteOption {
  *   are disjoint from e's), those of one other layer take it with Σ width·coverage (disjoint, so additive)
  *   and those without a layer with their coverage, independently;
  *   P(variant v of e) = P(e routes) · weight_v (normalised); a rolled-back experiment sends its share to
- *   its control strategy; whatever no experiment takes goes to the pipeline default.
+ *   its control strategy, a paused one to the pipeline default; whatever no experiment takes goes to the default.
  */
 export function routeDistribution(
   view: ControlView,
@@ -438,6 +446,7 @@ export function routeDistribution(
   };
   eligible.forEach((e, i) => {
     const pe = reach * width(e) * e.coverage * noneTakes(eligible.slice(0, i), e.layer?.id);
+    if (e.paused) return add(dflt, pe);
     if (e.rolledBack) return add(e.controlStrategy, pe);
     let prev = 0;
     e.variants.forEach((v, j) => {
