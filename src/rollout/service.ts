@@ -288,8 +288,11 @@ export class ExperimentService {
       if (v.doc.type !== 'ab') throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: a ${v.doc.type} experiment has nothing to promote`);
       const s = v.doc.state;
       if (s.status !== 'running' && s.status !== 'paused' && s.status !== 'rolled_back') {
-        const hint = s.promoted ? ` (variant "${s.promoted.variant}" was promoted)` : `; set the pipeline's defaultStrategy with PUT /v1/pipelines/${v.doc.pipeline}, or start a new experiment`;
-        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: experiment "${id}" has ended (${s.status})${hint}`);
+        const promoted = s.promoted ? ` (variant "${s.promoted.variant}" was promoted)` : '';
+        throw new AppError(
+          'EXPERIMENT_STATE_CONFLICT',
+          `params/id: experiment "${id}" has ended (${s.status})${promoted}; set the pipeline's defaultStrategy with PUT /v1/pipelines/${v.doc.pipeline}, or start a new experiment`,
+        );
       }
       if (s.status === 'rolled_back' && s.rollback?.by.startsWith('system:') && !force) {
         throw new AppError(
