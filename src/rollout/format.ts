@@ -34,9 +34,10 @@ export function formatResults(r: ExperimentResults): string {
         ph.variants.map((v) => [
           v.variant + (v.variant === r.control ? ' (control)' : ''),
           String(v.n),
-          num(v.quality.mean),
-          num(v.cost.mean, 6),
-          v.cost.winsorizedMean !== undefined ? num(v.cost.winsorizedMean, 6) : '–',
+          // An arm without outcomes has no quality, and one whose outcomes reported no cost has no cost: "–", not 0.
+          v.n > 0 ? num(v.quality.mean) : '–',
+          v.cost.n > 0 ? num(v.cost.mean, 6) : '–',
+          v.cost.n > 0 && v.cost.winsorizedMean !== undefined ? num(v.cost.winsorizedMean, 6) : '–',
           num(v.qualityPerDollar, 1),
         ]),
       ),

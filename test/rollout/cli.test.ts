@@ -119,3 +119,13 @@ describe('results table (pure)', () => {
     );
   });
 });
+
+describe('results table: empty cells (pure)', () => {
+  it('an arm without outcomes or without reported cost shows "–", not 0', () => {
+    const out = formatResults(results(0.05, new Map([['control', arm(40, 0.8, 0.02)], ['cut.reasoner', arm(0, 0, undefined)], ['free', arm(30, 0.7, undefined)]])));
+    const row = (name: string) => out.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}  `))!.trim().split(/\s{2,}/);
+    assert.deepEqual(row('cut.reasoner'), ['cut.reasoner', '0', '–', '–', '–', '–'], out);
+    assert.deepEqual(row('free'), ['free', '30', '0.7000', '–', '–', '–'], out);
+    assert.deepEqual(row('control (control)').slice(1, 4), ['40', '0.8000', '0.020000']);
+  });
+});
