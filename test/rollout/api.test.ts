@@ -67,6 +67,13 @@ describe('experiment lifecycle', () => {
     assert.equal(changed.statusCode, 409, 'an ended experiment cannot be edited');
     const audit = (await ok('GET', '/v1/experiments/life/audit')).items as { action: string; by: string }[];
     assert.deepEqual(audit.map((a) => a.action).reverse(), ['put', 'start', 'pause', 'resume', 'stop']);
+    assert.deepEqual((await ok('GET', '/v1/experiments/life/audit?limit=2')).items.map((a: { action: string }) => a.action), ['stop', 'resume']);
+    for (const limit of ['0', '00', '-1', '10000']) {
+      const r = await call('GET', `/v1/experiments/life/audit?limit=${limit}`);
+      assert.equal(r.statusCode, 400, `limit=${limit}`);
+      assert.equal(r.json().code, 'VALIDATION_FAILED');
+      assert.match(r.json().message, /querystring\/limit/);
+    }
     assert.ok(audit.every((a) => a.by === 'anonymous'));
   });
 
