@@ -8,17 +8,22 @@ import { bernoulliMoments, momentsOf, winsorizedMoments } from '../stats/winsori
 import type { Guardrail } from './schema.js';
 
 /**
- * One raw observation: [quality, cost or null, truncated agents, ceiling-hit agents, and for a probe's cut
- * arm the cut agent's budget and the base strategy's budget for it, from the decision record].
+ * One raw observation: [quality, cost or null, truncated agents, ceiling-hit agents, for a probe's cut arm the cut
+ * agent's budget and the base strategy's budget for it from the decision record (else null), and the agents the
+ * outcome reported usage for]. Observations written before the last field existed lack it (and the fifth, when not
+ * a probe's).
  */
-export type Observation = readonly [number, number | null, readonly string[], readonly string[], (readonly [number, number])?];
+export type Observation = readonly [number, number | null, readonly string[], readonly string[], (readonly [number, number] | null)?, (readonly string[])?];
 
 export interface AgentResult {
   readonly n: number;
   readonly utilization: number;
   readonly ceilingHitRate: number;
   readonly meanAllocated: number;
-  /** Quality when this agent reported truncation vs when it did not (from raw observations). */
+  /**
+   * Quality when this agent reported truncation vs when it reported usage without (from raw observations): outcomes
+   * that report no usage for the agent (it did not run, or its usage is unknown) are in neither group.
+   */
   readonly truncation?: QualityDrop;
   /** Same split on ceiling hits (truncated, or ≥ 95 % of the budget used). */
   readonly atCeiling?: QualityDrop;
@@ -83,7 +88,10 @@ export interface AnalysisInput {
   readonly alpha: number;
   readonly arms: ReadonlyMap<string, ArmStats>;
   readonly obs?: ReadonlyMap<string, readonly Observation[]>;
-  /** Cap cost at this quantile of each arm's observations before comparing. Off when undefined. */
+  /**
+   * Cap cost at this quantile before comparing (off when undefined): one cap for both arms of a comparison, the
+   * quantile of their pooled observations, and for each variant's own winsorized mean the quantile of every arm's.
+   */
   readonly winsorize?: number;
   readonly tuningN?: number;
 }
@@ -98,7 +106,13 @@ const EMPTY: ArmStats = {
 function qualityDrop(agent: string, obs: readonly Observation[], field: 2 | 3, alpha: number): QualityDrop {
   const hit: number[] = [];
   const not: number[] = [];
-  for (const o of obs) (o[field].includes(agent) ? hit : not).push(o[0]);
+  for (const o of obs) {
+    // Only outcomes that reported this agent's usage: one where it did not run says nothing about its budget. (An
+    // observation from before the reported agents were recorded counts as it did then.)
+    const reported = o[5];
+    if (reported && !reported.includes(agent)) continue;
+    (o[field].includes(agent) ? hit : not).push(o[0]);
+  }
   const mh = momentsOf(hit);
   const mn = momentsOf(not);
   const w = welch(mn, mh, alpha);
@@ -111,11 +125,19 @@ function qualityDrop(agent: string, obs: readonly Observation[], field: 2 | 3, a
   };
 }
 
-function costMoments(arm: ArmStats, obs: readonly Observation[] | undefined, q: number | undefined): (Moments & { cap?: number }) | undefined {
-  if (q === undefined || !obs) return undefined;
-  const costs = obs.flatMap((o) => (o[1] === null ? [] : [o[1]]));
-  if (costs.length === 0 || arm.cost.n === 0) return undefined;
-  return winsorizedMoments(costs, q);
+const costsOf = (obs: readonly Observation[] | undefined): number[] => (obs ?? []).flatMap((o) => (o[1] === null ? [] : [o[1]]));
+
+/** The q-quantile of the pooled costs of some arms: the one cap they are all winsorized at (undefined: off, or no cost). */
+function pooledCap(samples: readonly (readonly number[])[], q: number | undefined): number | undefined {
+  if (q === undefined) return undefined;
+  const all = samples.flat();
+  return all.length ? winsorizedMoments(all, q).cap : undefined;
+}
+
+/** An arm's cost moments with every cost above `cap` set to it (undefined: no cap, or no cost to cap). */
+function costMoments(arm: ArmStats, costs: readonly number[], cap: number | undefined): (Moments & { cap?: number }) | undefined {
+  if (cap === undefined || costs.length === 0 || arm.cost.n === 0) return undefined;
+  return { ...momentsOf(costs.map((c) => Math.min(c, cap))), cap };
 }
 
 /**
@@ -127,10 +149,13 @@ function costMoments(arm: ArmStats, obs: readonly Observation[] | undefined, q: 
 export function analyzePhase(input: AnalysisInput): PhaseResult {
   const alpha = input.alpha;
   const tuningN = input.tuningN ?? DEFAULT_TUNING_N;
+  // Winsorizing caps every arm at the same cost: capping each at its own quantile would compare arms cut at different
+  // heights (a heavier tail cut lower), which is a difference of the caps, not of the strategies.
+  const phaseCap = pooledCap(input.variants.map((v) => costsOf(input.obs?.get(v.name))), input.winsorize);
   const variants: VariantResult[] = input.variants.map((v) => {
     const arm = input.arms.get(v.name) ?? EMPTY;
     const obs = input.obs?.get(v.name);
-    const w = costMoments(arm, obs, input.winsorize);
+    const w = costMoments(arm, costsOf(obs), phaseCap);
     const agents: Record<string, AgentResult> = {};
     for (const [name, a] of Object.entries(arm.agents)) {
       agents[name] = {
@@ -168,13 +193,16 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
   });
 
   const control = input.arms.get(input.control) ?? EMPTY;
-  const controlCost = costMoments(control, input.obs?.get(input.control), input.winsorize) ?? control.cost;
+  const controlCosts = costsOf(input.obs?.get(input.control));
   const raw: Omit<Comparison, 'pHolm'>[] = [];
   for (const v of input.variants) {
     if (v.name === input.control) continue;
     const arm = input.arms.get(v.name) ?? EMPTY;
     raw.push({ variant: v.name, metric: 'quality', welch: welch(arm.quality, control.quality, alpha), sequential: sequentialDiff(arm.quality, control.quality, alpha, tuningN) });
-    const cost = costMoments(arm, input.obs?.get(v.name), input.winsorize) ?? arm.cost;
+    const costs = costsOf(input.obs?.get(v.name));
+    const cap = pooledCap([costs, controlCosts], input.winsorize);
+    const cost = costMoments(arm, costs, cap) ?? arm.cost;
+    const controlCost = costMoments(control, controlCosts, cap) ?? control.cost;
     raw.push({ variant: v.name, metric: 'cost', welch: welch(cost, controlCost, alpha), sequential: sequentialDiff(cost, controlCost, alpha, tuningN) });
   }
   const tested = raw.map((c, i) => ({ i, p: c.welch?.pValue })).filter((x): x is { i: number; p: number } => x.p !== undefined);

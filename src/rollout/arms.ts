@@ -1,26 +1,38 @@
 import type { DecisionRecord } from '../allocation/decisions.js';
+import type { ControlView } from '../control/view.js';
+import type { Versioned } from '../control/store.js';
 import type { Arm, ArmResolver } from '../feedback/arms.js';
 import { CEILING_HIT_SHARE } from '../feedback/observations.js';
 import type { OutcomeSink } from '../feedback/processor.js';
 import type { Keys } from '../redis/keys.js';
+import type { ExperimentDoc } from './schema.js';
 
 /**
  * Statistics of one experiment variant in one phase live in the pipeline's slot, beside the strategy
  * stats, and are updated by the same `apply-outcome` call (exactly once per decision):
- *   <p>:{pipeline:<id>}:stats:exp:<experiment>:<phase>:<variant>         summary (Welford moments)
- *   <p>:{pipeline:<id>}:stats:exp:<experiment>:<phase>:<variant>:agents  per-agent counters
- *   <p>:{pipeline:<id>}:stats:exp:<experiment>:<phase>:<variant>:obs     capped list of observations
+ *   <p>:{pipeline:<id>}:stats:exp:<experiment>:g<generation>:<phase>:<variant>         summary (Welford moments)
+ *   <p>:{pipeline:<id>}:stats:exp:<experiment>:g<generation>:<phase>:<variant>:agents  per-agent counters
+ *   <p>:{pipeline:<id>}:stats:exp:<experiment>:g<generation>:<phase>:<variant>:obs     capped list of observations
+ * The generation (which creation of the experiment id, ExperimentDoc.generation) keeps an experiment deleted and
+ * created again from counting the late outcomes of its predecessor. A document without one (created before
+ * generations existed) keeps the layout without the `g<generation>` segment.
  */
-export function experimentArm(keys: Keys, pipeline: string, experiment: string, phase: number, variant: string): Arm & { obs: string } {
-  const base = keys.pipeline(pipeline, 'stats', 'exp', experiment, String(phase), variant);
+export function experimentArm(keys: Keys, pipeline: string, experiment: string, generation: number | undefined, phase: number, variant: string): Arm & { obs: string } {
+  const base =
+    generation === undefined
+      ? keys.pipeline(pipeline, 'stats', 'exp', experiment, String(phase), variant)
+      : keys.pipeline(pipeline, 'stats', 'exp', experiment, `g${generation}`, String(phase), variant);
   return { summary: base, agents: `${base}:agents`, obs: `${base}:obs` };
 }
 
 interface ArmRef {
   readonly experiment: string;
+  readonly generation: number | undefined;
   readonly phase: number;
   readonly variant: string;
 }
+
+const generationOf = (x: unknown): number | undefined => (typeof x === 'number' ? x : undefined);
 
 /** The experiment arms a decision counts toward: its variant, and the holdout's exposed population. */
 export function armRefs(d: DecisionRecord): ArmRef[] {
@@ -28,37 +40,60 @@ export function armRefs(d: DecisionRecord): ArmRef[] {
   if (!r) return [];
   const out: ArmRef[] = [];
   if (typeof r.experiment === 'string' && typeof r.variant === 'string' && typeof r.phase === 'number') {
-    out.push({ experiment: r.experiment, phase: r.phase, variant: r.variant });
+    out.push({ experiment: r.experiment, generation: generationOf(r.generation), phase: r.phase, variant: r.variant });
   }
   if (typeof r.holdout === 'string' && typeof r.holdoutPhase === 'number') {
-    out.push({ experiment: r.holdout, phase: r.holdoutPhase, variant: 'exposed' });
+    out.push({ experiment: r.holdout, generation: generationOf(r.holdoutGeneration), phase: r.holdoutPhase, variant: 'exposed' });
   }
   return out;
 }
 
+/**
+ * Whether the control plane shows that the arm's experiment was deleted since the decision: its id now names a
+ * later creation (generations only grow). Such an outcome would land in keys no experiment reads, so it is not
+ * written. When the id is absent the snapshot cannot tell a deleted experiment from one this process has not seen
+ * yet, so the arm is written (to its own generation's keys, which no later creation reads).
+ */
+function superseded(view: ControlView, ref: ArmRef): boolean {
+  const cur = (view.raw.kinds.experiments as ReadonlyMap<string, Versioned<ExperimentDoc>>).get(ref.experiment);
+  if (!cur) return false;
+  return (cur.doc.generation ?? -1) > (ref.generation ?? -1);
+}
+
+/** The arms (and observation lists) an outcome of this decision counts toward, in the experiment creation that served it. */
+function liveArmRefs(view: () => ControlView, d: DecisionRecord): ArmRef[] {
+  const refs = armRefs(d);
+  if (refs.length === 0) return refs;
+  const v = view();
+  return refs.filter((a) => !superseded(v, a));
+}
+
 export const experimentArms =
-  (keys: Keys): ArmResolver =>
+  (keys: Keys, view: () => ControlView): ArmResolver =>
   (d) =>
-    armRefs(d).map((a) => experimentArm(keys, d.pipeline, a.experiment, a.phase, a.variant));
+    liveArmRefs(view, d).map((a) => experimentArm(keys, d.pipeline, a.experiment, a.generation, a.phase, a.variant));
 
 /**
- * One compact observation per outcome and experiment arm: [quality, cost|null, truncated agents,
- * ceiling-hit agents, and on a probe's cut arm [cut budget, base budget]]. Written in the same atomic
- * step as the moments.
+ * One compact observation per outcome and experiment arm: [quality, cost|null, truncated agents, ceiling-hit agents,
+ * on a probe's cut arm [cut budget, base budget] (else null), agents the outcome reported usage for]. Written in the
+ * same atomic step as the moments.
  */
-export function experimentSinks(keys: Keys): OutcomeSink[] {
+export function experimentSinks(keys: Keys, view: () => ControlView): OutcomeSink[] {
   // The processor asks each sink for one entry; an outcome can count toward two arms (variant and
   // exposed), so two sinks exist, one per arm position.
   return [0, 1].map(
     (i): OutcomeSink => ({
       entry(job, ctx) {
-        const ref = armRefs(job.decision)[i];
+        const ref = liveArmRefs(view, job.decision)[i];
         if (!ref) return undefined;
         const trunc: string[] = [];
         const hits: string[] = [];
+        const reported: string[] = [];
         for (const [agent, u] of Object.entries(job.outcome.usage ?? {})) {
-          const b = job.decision.budgets[agent];
-          if (b === undefined) continue;
+          // Own properties only, as the per-agent statistics (observe()): a usage entry named `constructor` is no agent.
+          const b = Object.hasOwn(job.decision.budgets, agent) ? job.decision.budgets[agent] : undefined;
+          if (typeof b !== 'number') continue;
+          reported.push(agent);
           const used = (u.inputTokens ?? 0) + (u.outputTokens ?? 0);
           if (u.truncated) trunc.push(agent);
           if (u.truncated || (b > 0 && used >= CEILING_HIT_SHARE * b)) hits.push(agent);
@@ -67,10 +102,9 @@ export function experimentSinks(keys: Keys): OutcomeSink[] {
         // critical-path analysis reads the cut from here, so it needs no usage reports.
         const probe = job.decision.meta?.probe as { agent?: unknown; baseTokens?: unknown } | undefined;
         const cut = probe && typeof probe.agent === 'string' && typeof probe.baseTokens === 'number' ? job.decision.budgets[probe.agent] : undefined;
-        const entry: unknown[] = [job.outcome.quality, ctx.costUsd ?? null, trunc, hits];
-        if (cut !== undefined) entry.push([cut, probe!.baseTokens]);
+        const entry: unknown[] = [job.outcome.quality, ctx.costUsd ?? null, trunc, hits, cut !== undefined ? [cut, probe!.baseTokens] : null, reported];
         const value = JSON.stringify(entry);
-        return { key: experimentArm(keys, job.decision.pipeline, ref.experiment, ref.phase, ref.variant).obs, value };
+        return { key: experimentArm(keys, job.decision.pipeline, ref.experiment, ref.generation, ref.phase, ref.variant).obs, value };
       },
     }),
   );

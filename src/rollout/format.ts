@@ -11,9 +11,12 @@ function table(header: string[], rows: string[][]): string {
 const num = (x: number | null | undefined, digits = 4): string => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits));
 const p = (x: number | null | undefined): string => (x === null || x === undefined ? '–' : x < 1e-4 ? x.toExponential(1) : x.toFixed(4));
 const ci = (c: readonly [number, number] | null | undefined, d = 4): string => (c ? `[${num(c[0], d)}, ${num(c[1], d)}]` : '–');
+/** The confidence level of every interval of an experiment with error rate α, as a percentage: 1 − α (α = 0.1: "90 %"). */
+export const level = (alpha: number): string => `${Number(((1 - alpha) * 100).toFixed(2))} %`;
 
 export function formatResults(r: ExperimentResults): string {
   const out: string[] = [];
+  const welchCi = `Welch ${level(r.alpha)} CI`;
   out.push(`experiment ${r.experiment} (${r.type}) on ${r.pipeline}: ${r.status}, phase ${r.phase}, coverage now ${(r.effectiveCoverage * 100).toFixed(1)} %, α = ${r.alpha}`);
   if (r.state.rollback) out.push(`rolled back by ${r.state.rollback.by}: ${r.state.rollback.reason}`);
   if (r.state.promoted) out.push(`promoted variant ${r.state.promoted.variant} (${r.state.promoted.strategy})`);
@@ -31,9 +34,10 @@ export function formatResults(r: ExperimentResults): string {
         ph.variants.map((v) => [
           v.variant + (v.variant === r.control ? ' (control)' : ''),
           String(v.n),
-          num(v.quality.mean),
-          num(v.cost.mean, 6),
-          v.cost.winsorizedMean !== undefined ? num(v.cost.winsorizedMean, 6) : '–',
+          // An arm without outcomes has no quality, and one whose outcomes reported no cost has no cost: "–", not 0.
+          v.n > 0 ? num(v.quality.mean) : '–',
+          v.cost.n > 0 ? num(v.cost.mean, 6) : '–',
+          v.cost.n > 0 && v.cost.winsorizedMean !== undefined ? num(v.cost.winsorizedMean, 6) : '–',
           num(v.qualityPerDollar, 1),
         ]),
       ),
@@ -42,7 +46,7 @@ export function formatResults(r: ExperimentResults): string {
       out.push('');
       out.push(
         table(
-          ['vs control', 'metric', 'diff', 'relative', 'Welch 95 % CI', 'p', 'p (Holm)', 'sequential CI', 'seq p'],
+          ['vs control', 'metric', 'diff', 'relative', welchCi, 'p', 'p (Holm)', 'sequential CI', 'seq p'],
           ph.comparisons.map((c) => [
             c.variant,
             c.metric,
@@ -61,7 +65,7 @@ export function formatResults(r: ExperimentResults): string {
       out.push('');
       out.push(
         table(
-          ['agent vs control', 'budget diff', 'utilization diff', 'ceiling-hit diff', 'Welch 95 % CI', 'p', 'sequential CI'],
+          ['agent vs control', 'budget diff', 'utilization diff', 'ceiling-hit diff', welchCi, 'p', 'sequential CI'],
           ph.agentComparisons.map((c) => [
             `${c.agent} / ${c.variant}`,
             num(c.budgetDiff, 0),
@@ -115,7 +119,7 @@ export function formatResults(r: ExperimentResults): string {
     out.push('', 'critical path (quality elasticity per agent: 1 = quality falls in proportion to the budget cut)');
     out.push(
       table(
-        ['rank', 'agent', 'budget ratio', 'quality diff', 'elasticity', '95 % CI', 'critical'],
+        ['rank', 'agent', 'budget ratio', 'quality diff', 'elasticity', `${level(r.alpha)} CI`, 'critical'],
         [...r.criticalPath]
           .sort((a, b) => (a.rank ?? 99) - (b.rank ?? 99))
           .map((e) => [String(e.rank ?? '–'), e.agent, num(e.budgetRatio, 2), num(e.qualityDiff), num(e.elasticity, 3), ci(e.ci, 3), e.critical === null ? 'n/a' : e.critical ? 'yes' : 'no']),

@@ -16,6 +16,8 @@ export interface ModelContext {
   readonly pipelines: ReadonlyMap<string, PipelineRef>;
   readonly strategies: ReadonlyMap<string, StrategyRef>;
   readonly experiments: ReadonlyMap<string, Versioned<ExperimentDoc>>;
+  /** The experiments write sequence read: a new experiment's generation is the sequence its creating write makes. */
+  readonly seq: number;
 }
 
 export const isEnded = (s: ExperimentState): boolean => s.status === 'stopped' || s.status === 'rolled_back';
@@ -83,7 +85,10 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
 
   const seed = body.seed ?? id;
   const newPhase = put.started && !sameAssignment(existing!, { variants, seed, control });
+  // A new experiment (or an id created again after a delete) is a new generation; a replace keeps the stored one.
+  const generation = existing ? existing.generation : ctx.seq + 1;
   const doc: ExperimentDoc = {
+    ...(generation !== undefined ? { generation } : {}),
     pipeline: body.pipeline,
     type,
     ...(body.description !== undefined ? { description: body.description } : {}),

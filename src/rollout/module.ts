@@ -46,8 +46,8 @@ export function rolloutModule(core: RolloutDeps): RolloutModule {
     name: 'rollout',
     service,
     routers: [experimentRouter],
-    arms: [experimentArms(core.keys)],
-    sinks: experimentSinks(core.keys),
+    arms: [experimentArms(core.keys, core.view)],
+    sinks: experimentSinks(core.keys, core.view),
     strategyKinds: [probeCutKind(core.kinds) as unknown as StrategyKind<never>],
     queues: [queue],
     routes(app: ApiApp) {

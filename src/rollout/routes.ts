@@ -17,7 +17,10 @@ const ResultsQuery = Type.Object(
   { winsorize: Type.Optional(Type.String({ pattern: '^0?\\.[0-9]+$', description: 'Cap cost at this quantile, e.g. 0.99.' })) },
   { additionalProperties: false },
 );
-const AuditQuery = Type.Object({ limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })) }, { additionalProperties: false });
+const AuditQuery = Type.Object(
+  { limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,3}$', description: 'Entries to return, newest first: 1 to 9999. Default 100.' })) },
+  { additionalProperties: false },
+);
 
 /** Who made a change, for the audit trail: a fingerprint of the bearer key (never the key itself). */
 export function actorOf(req: FastifyRequest): string {
@@ -157,7 +160,7 @@ export function experimentRoutes(app: ApiApp, svc: ExperimentService, view: () =
     },
     async (req) => {
       const l = req.query.limit;
-      return { items: await svc.audit(req.params.id, l ? Math.max(1, Number(l)) : 100) };
+      return { items: await svc.audit(req.params.id, l !== undefined ? Number(l) : 100) };
     },
   );
 

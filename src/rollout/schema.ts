@@ -155,6 +155,13 @@ export interface ExperimentState {
 
 /** The stored document: the body as given (normalised) plus its state. */
 export interface ExperimentDoc extends ExperimentBody {
+  /**
+   * Which creation of this id the document is: the experiments write sequence of the write that created it. An id
+   * deleted and created again gets a new one; decisions record it (`route.generation`), and statistics are kept per
+   * generation, so a late outcome of a deleted experiment never counts in its successor. Absent on documents
+   * created before generations existed (their statistics keep the layout without one).
+   */
+  readonly generation?: number;
   readonly type: ExperimentType;
   readonly variants: Variant[];
   readonly control: string;
@@ -173,6 +180,7 @@ export interface ExperimentDoc extends ExperimentBody {
 const Counts = Type.Array(Type.Number());
 export const StoredExperimentDoc = Type.Object({
   ...ExperimentBody.properties,
+  generation: Type.Optional(Type.Number()),
   type: Type.Union(EXPERIMENT_TYPES.map((t) => Type.Literal(t))),
   variants: Type.Array(Type.Object({ name: Type.String(), strategy: Type.String(), weight: Type.Number() })),
   control: Type.String(),
@@ -213,6 +221,7 @@ export const ExperimentParams = Type.Object({ id: Id });
 export const ExperimentResponse = Type.Object({
   id: Type.String(),
   version: Type.Integer(),
+  generation: Type.Optional(Type.Integer({ description: 'Which creation of this id it is (a deleted and re-created experiment gets a new one); decisions record it as route.generation.' })),
   pipeline: Type.String(),
   type: Type.String(),
   description: Type.Optional(Type.String()),

@@ -59,12 +59,16 @@ export interface EvaluationOutcome {
   readonly detail?: string;
 }
 
-function variantWeights(doc: ExperimentDoc): Variant[] {
-  // A holdout's two populations: units in the holdout vs the exposed rest of the eligible units.
+/** The arms of a phase (the current one unless given), with their weights and the strategy each served. */
+function variantWeights(doc: ExperimentDoc, phase = doc.state.phase): Variant[] {
+  // A holdout's two populations: units in the holdout (the strategy it froze) vs the exposed rest of the eligible
+  // units, who got the pipeline default of that phase.
   if (doc.type === 'holdout') {
+    const held = heldStrategy(doc);
+    const exposed = doc.state.holdoutPhases?.find((h) => h.phase === phase)?.exposedDefault ?? (phase === doc.state.phase ? doc.state.exposedDefault : undefined) ?? held;
     return [
-      { name: 'holdout', strategy: doc.variants[0]!.strategy, weight: doc.coverage },
-      { name: 'exposed', strategy: doc.variants[0]!.strategy, weight: 1 - doc.coverage },
+      { name: 'holdout', strategy: held, weight: doc.coverage },
+      { name: 'exposed', strategy: exposed, weight: 1 - doc.coverage },
     ];
   }
   return doc.variants;
@@ -101,8 +105,19 @@ export const RESULT_OBSERVATIONS_MAX = 20_000;
 const OBSERVATION_PAGE = 2000;
 
 const ObservationHead = [Type.Number(), Type.Union([Type.Number(), Type.Null()]), Type.Array(Type.String()), Type.Array(Type.String())] as const;
-/** One observation as the experiment arm's sink writes it (src/rollout/arms.ts): quality, cost, truncated, hit, and a probe's cut. */
-const decodeObservation = jsonDecoder(Type.Union([Type.Tuple([...ObservationHead]), Type.Tuple([...ObservationHead, Type.Tuple([Type.Number(), Type.Number()])])]));
+const Cut = Type.Tuple([Type.Number(), Type.Number()]);
+/**
+ * One observation as the experiment arm's sink writes it (src/rollout/arms.ts): quality, cost, truncated, hit, a
+ * probe's cut or null, the agents that reported usage; and the shorter forms written before (without the reported
+ * agents; the cut only on a probe's arm).
+ */
+const decodeObservation = jsonDecoder(
+  Type.Union([
+    Type.Tuple([...ObservationHead]),
+    Type.Tuple([...ObservationHead, Cut]),
+    Type.Tuple([...ObservationHead, Type.Union([Cut, Type.Null()]), Type.Array(Type.String())]),
+  ]),
+);
 
 /**
  * The newest `max` observations of an arm (newest first), read in pages of 2,000 rather than one LRANGE of the
@@ -273,8 +288,11 @@ export class ExperimentService {
       if (v.doc.type !== 'ab') throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: a ${v.doc.type} experiment has nothing to promote`);
       const s = v.doc.state;
       if (s.status !== 'running' && s.status !== 'paused' && s.status !== 'rolled_back') {
-        const hint = s.promoted ? ` (variant "${s.promoted.variant}" was promoted)` : `; set the pipeline's defaultStrategy with PUT /v1/pipelines/${v.doc.pipeline}, or start a new experiment`;
-        throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: experiment "${id}" has ended (${s.status})${hint}`);
+        const promoted = s.promoted ? ` (variant "${s.promoted.variant}" was promoted)` : '';
+        throw new AppError(
+          'EXPERIMENT_STATE_CONFLICT',
+          `params/id: experiment "${id}" has ended (${s.status})${promoted}; set the pipeline's defaultStrategy with PUT /v1/pipelines/${v.doc.pipeline}, or start a new experiment`,
+        );
       }
       if (s.status === 'rolled_back' && s.rollback?.by.startsWith('system:') && !force) {
         throw new AppError(
@@ -364,7 +382,7 @@ export class ExperimentService {
       const keys: string[] = [];
       for (let phase = 0; phase <= d.state.phase; phase++) {
         for (const x of variantWeights(d)) {
-          const arm = experimentArm(this.deps.keys, d.pipeline, id, phase, x.name);
+          const arm = experimentArm(this.deps.keys, d.pipeline, id, d.generation, phase, x.name);
           keys.push(arm.summary, arm.agents, arm.obs);
         }
       }
@@ -381,7 +399,7 @@ export class ExperimentService {
     const variants = variantWeights(doc);
     const m = this.deps.redis.multi();
     for (const v of variants) {
-      const arm = experimentArm(this.deps.keys, doc.pipeline, id, phase, v.name);
+      const arm = experimentArm(this.deps.keys, doc.pipeline, id, doc.generation, phase, v.name);
       m.hgetall(arm.summary);
       m.hgetallBuffer(arm.agents);
     }
@@ -398,7 +416,7 @@ export class ExperimentService {
     });
     if (withObs) {
       await Promise.all(
-        variants.map(async (v) => obs.set(v.name, await readObservations(this.deps.redis, experimentArm(this.deps.keys, doc.pipeline, id, phase, v.name).obs))),
+        variants.map(async (v) => obs.set(v.name, await readObservations(this.deps.redis, experimentArm(this.deps.keys, doc.pipeline, id, doc.generation, phase, v.name).obs))),
       );
     }
     return { arms, obs };
@@ -418,7 +436,7 @@ export class ExperimentService {
         current = arms;
         currentObs = obs;
       }
-      phases.push(analyzePhase({ phase, variants, control: doc.control, alpha, arms, obs, ...(opts.winsorize !== undefined ? { winsorize: opts.winsorize } : {}) }));
+      phases.push(analyzePhase({ phase, variants: variantWeights(doc, phase), control: doc.control, alpha, arms, obs, ...(opts.winsorize !== undefined ? { winsorize: opts.winsorize } : {}) }));
     }
     const arms = current ?? new Map<string, ArmStats>();
     const out: ExperimentResults = {

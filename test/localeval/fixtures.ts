@@ -5,7 +5,7 @@ import { FIVE_AGENTS } from '../helpers/env.js';
 
 /**
  * A control plane for comparing local and server answers, generated from a seed: pipelines with every built-in
- * strategy kind, experiments (targeting, layers, a ramp, a holdout), a learned strategy with a serving model and a
+ * strategy kind, experiments (targeting, layers, a ramp, a holdout, a paused one), a learned strategy with a serving model and a
  * candidate version, one in its safe start, and one whose models the runtime guard took out of service (reverted to
  * the control: the safe start serves, the pending candidate mixed in, the control arm at its share).
  */
@@ -83,6 +83,19 @@ export async function setUp(op: (method: string, url: string, body?: unknown) =>
     ramp: { steps: [{ share: 0.3 }, { share: 1 }] },
   });
   await op('POST', '/v1/experiments/lv-ramp/start');
+  // Paused, outside layers, between lv-ab and lv-ramp in id order: the units it includes get the pipeline default
+  // (never lv-ramp's variants) until it resumes.
+  await op('PUT', '/v1/experiments/lv-paused', {
+    pipeline: 'lv-five',
+    variants: [
+      { name: 'control', strategy: 'five-static', weight: 1 },
+      { name: 'paused-pool', strategy: 'five-pool', weight: 1 },
+    ],
+    control: 'control',
+    coverage: 0.4,
+  });
+  await op('POST', '/v1/experiments/lv-paused/start');
+  await op('POST', '/v1/experiments/lv-paused/pause');
 
   await op('PUT', '/v1/pipelines/lv-learned', THREE);
   await op('PUT', '/v1/pipelines/lv-learned/features', { features: SPECS });

@@ -80,6 +80,7 @@ describe('shared test vectors', () => {
         seen.reasons.add(String(server.reason));
         seen.strategies.add(String(server.strategy));
         if (server.variant) seen.variants.add(String(server.variant));
+        assert.notEqual(server.experiment, 'lv-paused', 'a paused experiment routes nothing');
       }
     };
     await Promise.all(Array.from({ length: 16 }, worker));

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { quantile } from 'simple-statistics';
 import type { ArmStats } from '../../src/feedback/stats-reader.js';
 import { analyzePhase, checkGuardrails, elasticities, type Observation } from '../../src/rollout/analysis.js';
 import { fromWelford } from '../../src/stats/moments.js';
@@ -155,5 +157,29 @@ describe('guardrails watched continuously (simulation through checkGuardrails)',
   it('a regression exactly at the tolerance: rollbacks ≤ α; far beyond it: rolled back', () => {
     assert.ok(falseRollbacks(0.03, 0.03, 32) <= 0.05);
     assert.ok(falseRollbacks(0.15, 0.03, 33) >= 0.95);
+  });
+});
+
+describe('winsorized cost (pure)', () => {
+  it('caps both arms of a comparison at the quantile of their pooled costs', () => {
+    const costs = fc.array(fc.integer({ min: 1, max: 100_000 }).map((c) => c / 1000), { minLength: 3, maxLength: 60 });
+    fc.assert(
+      fc.property(costs, costs, fc.constantFrom(0.6, 0.9, 0.95, 0.99), (a, b, q) => {
+        const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+        const armOf = (xs: number[]) => arm(xs.length, 0.5, 0.1, mean(xs), 0.01);
+        const obs = (xs: number[]): Observation[] => xs.map((c) => [0.5, c, [], []] as const);
+        const r = analyzePhase({ phase: 0, variants, control: 'control', alpha: 0.05, arms: new Map([['control', armOf(a)], ['b', armOf(b)]]), obs: new Map([['control', obs(a)], ['b', obs(b)]]), winsorize: q });
+        const cap = quantile([...a, ...b], q);
+        const capped = (xs: number[]) => mean(xs.map((x) => Math.min(x, cap)));
+        for (const [v, xs] of [['control', a], ['b', b]] as const) {
+          const res = r.variants.find((x) => x.variant === v)!;
+          assert.equal(res.cost.cap, cap, `${v}: the pooled cap`);
+          assert.ok(Math.abs(res.cost.winsorizedMean! - capped(xs)) < 1e-9);
+        }
+        const c = r.comparisons.find((x) => x.metric === 'cost')!;
+        if (c.welch) assert.ok(Math.abs(c.welch.diff - (capped(b) - capped(a))) < 1e-9, `diff ${c.welch.diff} vs ${capped(b) - capped(a)}`);
+      }),
+      { seed: 12, numRuns: 200 },
+    );
   });
 });

@@ -3,7 +3,11 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import fc from 'fast-check';
+import type { ArmStats } from '../../src/feedback/stats-reader.js';
+import { analyzePhase, elasticities } from '../../src/rollout/analysis.js';
 import { formatResults } from '../../src/rollout/format.js';
+import { fromWelford } from '../../src/stats/moments.js';
 import type { ExperimentResults } from '../../src/rollout/service.js';
 import { ApportionClient } from '@apportion/sdk';
 import type { Running } from '../../src/server.js';
@@ -68,5 +72,60 @@ describe('experiments CLI with the example files', () => {
     assert.equal(hold.variants[0]!.strategy, 'support-estimate');
     const ack = await cli('acknowledge-srm', 'support-holdout-2026q4', '--reason', 'checked').catch((e: { stderr: string }) => e);
     assert.match((ack as { stderr: string }).stderr, /409 EXPERIMENT_STATE_CONFLICT: .*no sample-ratio-mismatch flag in its current phase \(1\)/);
+  });
+});
+
+/** An arm from summary numbers (as parseArmStats returns it); `cost` undefined: no outcome reported a cost. */
+function arm(n: number, q: number, cost: number | undefined): ArmStats {
+  const c = cost === undefined ? fromWelford(0, 0, 0) : fromWelford(n, cost, 0.0001 * (n - 1));
+  return {
+    count: n,
+    quality: fromWelford(n, q, 0.01 * Math.max(0, n - 1)),
+    cost: { ...c, total: cost === undefined ? 0 : n * cost },
+    agents: n ? { reasoner: { n, utilization: 0.5, ceilingHitRate: 0.1, truncationRate: 0, qualityWhenHit: null, meanConsumed: 100, meanAllocated: cost === undefined ? 1000 : 500 } } : {},
+  };
+}
+
+/** Results as the API gives them, of a probe (its cut arm is `cut.reasoner`) with error rate `alpha`. */
+function results(alpha: number, arms: Map<string, ArmStats>): ExperimentResults {
+  const variants = [...arms.keys()].map((name) => ({ name, strategy: `s-${name}`, weight: 1 }));
+  return {
+    experiment: 'e',
+    pipeline: 'p',
+    type: 'probe',
+    status: 'running',
+    phase: 0,
+    effectiveCoverage: 1,
+    alpha,
+    control: 'control',
+    phases: [analyzePhase({ phase: 0, variants, control: 'control', alpha, arms })],
+    guardrails: [],
+    criticalPath: elasticities([{ agent: 'reasoner', variant: 'cut.reasoner' }], 'control', arms, alpha),
+    state: { status: 'running', phase: 0 },
+  };
+}
+
+describe('results table (pure)', () => {
+  it("labels every fixed-horizon interval with the experiment's level, 1 − α", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(0.01, 0.025, 0.05, 0.1, 0.2, 0.5), fc.integer({ min: 10, max: 5000 }), (alpha, n) => {
+        const out = formatResults(results(alpha, new Map([['control', arm(n, 0.8, 0.02)], ['cut.reasoner', arm(n, 0.7, 0.01)]])));
+        const want = `${Math.round((1 - alpha) * 1000) / 10} %`;
+        const labels = [...out.matchAll(/([\d.]+ %) CI/g)].map((m) => m[1]);
+        assert.equal(labels.length, 3, out); // goal metrics, per-agent ceiling hits, critical path
+        assert.deepEqual(labels, [want, want, want], out);
+      }),
+      { seed: 4, numRuns: 30 },
+    );
+  });
+});
+
+describe('results table: empty cells (pure)', () => {
+  it('an arm without outcomes or without reported cost shows "–", not 0', () => {
+    const out = formatResults(results(0.05, new Map([['control', arm(40, 0.8, 0.02)], ['cut.reasoner', arm(0, 0, undefined)], ['free', arm(30, 0.7, undefined)]])));
+    const row = (name: string) => out.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}  `))!.trim().split(/\s{2,}/);
+    assert.deepEqual(row('cut.reasoner'), ['cut.reasoner', '0', '–', '–', '–', '–'], out);
+    assert.deepEqual(row('free'), ['free', '30', '0.7000', '–', '–', '–'], out);
+    assert.deepEqual(row('control (control)').slice(1, 4), ['40', '0.8000', '0.020000']);
   });
 });

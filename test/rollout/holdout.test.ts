@@ -168,6 +168,13 @@ describe('holdout over a promote, a ramp and a rollback', () => {
     assert.equal(hold.state.phase, 2);
     assert.equal(hold.state.exposedDefault, 'lean');
     assert.match(hold.state.holdoutPhases.at(-1).cause, /default changed from heavy to lean/);
+    // Results name, per phase, what each population was served: the held strategy, and that phase's exposed default.
+    const res = await ok('GET', '/v1/experiments/hold/results');
+    assert.deepEqual(
+      res.phases.map((ph: { phase: number; variants: { variant: string; strategy: string }[] }) => [ph.phase, ...ph.variants.map((v) => `${v.variant}=${v.strategy}`)]),
+      hold.state.holdoutPhases.map((h: { phase: number; held: string; exposedDefault: string }) => [h.phase, `holdout=${h.held}`, `exposed=${h.exposedDefault}`]),
+    );
+    assert.deepEqual(res.phases.map((ph: { variants: { strategy: string }[] }) => ph.variants[1]!.strategy), ['even', 'heavy', 'lean']);
     const audit = (await ok('GET', '/v1/experiments/hold/audit')).items;
     assert.equal(audit[0].action, 'new_phase');
     assert.equal(audit[0].by, 'system:holdout');

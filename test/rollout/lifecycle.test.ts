@@ -236,7 +236,7 @@ describe('phases and promote', () => {
     assert.equal(audit[0].details.afterRollback.reason, 'pager');
     const again = await call('POST', '/v1/experiments/promo-rb/promote', { variant: 'heavy' });
     assert.equal(again.statusCode, 409);
-    assert.match(again.json().message, /has ended \(stopped\) \(variant "heavy" was promoted\)/);
+    assert.match(again.json().message, /has ended \(stopped\) \(variant "heavy" was promoted\); set the pipeline's defaultStrategy with PUT \/v1\/pipelines\/p, or start a new experiment/);
     await ok('PUT', '/v1/pipelines/p', { ...FIVE_AGENTS, defaultStrategy: 'even' });
 
     await ok('PUT', '/v1/experiments/promo-guard', { ...AB, guardrails: [{ metric: 'quality', maxRegression: 0, minSamples: 20 }] });

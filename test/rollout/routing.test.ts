@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 import { client, unitKeys } from './helpers.js';
@@ -10,7 +11,7 @@ const { call, ok } = client(() => rt);
 
 before(async () => {
   rt = await startTest(prefix, {}, { APPORTION_ROLLOUT_INTERVAL_MS: '3600000' });
-  for (const p of ['layered', 'held', 'targeted']) {
+  for (const p of ['layered', 'held', 'targeted', 'overlap']) {
     await ok('PUT', `/v1/pipelines/${p}`, FIVE_AGENTS);
     await ok('PUT', `/v1/strategies/${p}-even`, { pipeline: p, kind: 'uniform' });
     await ok('PUT', `/v1/strategies/${p}-heavy`, { pipeline: p, kind: 'static', params: { shares: { orchestrator: 1, retriever: 1, reasoner: 4, validator: 1, formatter: 1 } } });
@@ -130,5 +131,56 @@ describe('targeting', () => {
     assert.equal(await exp({ region: 'eu-west' }, 'acme:u9'), 'acme');
     assert.equal(await exp({ region: 'us-east' }, 'acme:u9'), undefined);
     assert.equal(await exp({ region: 'eu-west' }, 'globex:u9'), undefined);
+  });
+});
+
+describe('paused', () => {
+  it("a paused experiment's units get the pipeline default, never another experiment, and come back on resume", async () => {
+    // Two experiments outside layers, overlapping (the second at full coverage takes whatever the first leaves), and a
+    // holdout; the first one's coverage from a seed.
+    const coverage = fc.sample(fc.integer({ min: 30, max: 90 }), { numRuns: 1, seed: 5 })[0]! / 100;
+    await ok('PUT', '/v1/experiments/ov-hold', { pipeline: 'overlap', type: 'holdout', coverage: 0.2 });
+    await ok('PUT', '/v1/experiments/ov-a', ab('overlap', { coverage }));
+    await ok('PUT', '/v1/experiments/ov-b', ab('overlap'));
+    for (const e of ['ov-hold', 'ov-a', 'ov-b']) await ok('POST', `/v1/experiments/${e}/start`);
+    const units = unitKeys(300, 'ov');
+    const look = async () => new Map(await Promise.all(units.map(async (u) => [u, await ok('POST', '/v1/allocations', { pipeline: 'overlap', unitKey: u })] as const)));
+    const key = (a: { reason: string; strategy: string; route?: Record<string, unknown> }) => JSON.stringify([a.reason, a.strategy, a.route ?? null]);
+    const running = await look();
+    const of = (e: string) => units.filter((u) => running.get(u)!.experiment === e);
+    assert.ok(of('ov-a').length > 0 && of('ov-b').length > 0 && of('ov-hold').length > 0, 'every population has units');
+
+    await ok('POST', '/v1/experiments/ov-a/pause');
+    const pausedA = await look();
+    for (const u of units) {
+      const before = running.get(u)!;
+      const now = pausedA.get(u)!;
+      if (before.experiment === 'ov-a') {
+        assert.equal(now.reason, 'default', `${u}: a paused experiment's unit gets the default`);
+        assert.equal(now.strategy, 'overlap-even');
+        assert.deepEqual(now.route, { holdout: 'ov-hold', holdoutPhase: 0, holdoutGeneration: before.route.holdoutGeneration }, `${u}: exposed to the default, in no experiment`);
+      } else assert.equal(key(now), key(before), `${u}: the other units keep their route`);
+    }
+    await ok('POST', '/v1/experiments/ov-a/resume');
+    const resumed = await look();
+    for (const u of units) assert.equal(key(resumed.get(u)!), key(running.get(u)!), `${u}: resumed, the same assignment`);
+
+    await ok('POST', '/v1/experiments/ov-hold/pause');
+    const pausedHold = await look();
+    for (const u of units) {
+      const before = running.get(u)!;
+      const now = pausedHold.get(u)!;
+      if (before.reason === 'holdout') {
+        assert.equal(now.reason, 'default', `${u}: a paused holdout's unit gets the default`);
+        assert.equal(now.route, undefined, `${u}: in no experiment`);
+      } else {
+        const { holdout: _h, holdoutPhase: _p, holdoutGeneration: _g, ...rest } = before.route ?? {};
+        assert.deepEqual([now.reason, now.strategy, now.route ?? {}], [before.reason, before.strategy, rest], `${u}: keeps its experiment, no longer tagged exposed`);
+      }
+    }
+    await ok('POST', '/v1/experiments/ov-hold/resume');
+    const back = await look();
+    for (const u of units) assert.equal(key(back.get(u)!), key(running.get(u)!), `${u}: holdout resumed, the same routes`);
+    for (const e of ['ov-hold', 'ov-a', 'ov-b']) await ok('POST', `/v1/experiments/${e}/stop`);
   });
 });

@@ -229,6 +229,8 @@ export function compileTargeting(t: Targeting | undefined): Predicate {
 
 /** What routing reads of a stored experiment document (the server's ExperimentDoc has more). */
 export interface RoutedExperiment {
+  /** Which creation of the experiment id this is (absent on documents from before generations): decisions record it. */
+  readonly generation?: number;
   readonly pipeline: string;
   readonly type: string;
   readonly variants: readonly { readonly name: string; readonly strategy: string; readonly weight: number }[];
@@ -258,12 +260,17 @@ export function effectiveCoverage(doc: Pick<RoutedExperiment, 'ramp' | 'state' |
 /** One experiment compiled for the hot path: seeds hashed, weights accumulated (Assignment), targeting compiled. */
 interface CompiledExperiment extends Assignment {
   readonly id: string;
+  /** The experiment's generation, recorded in its decisions' routes so that outcomes count in that creation only. */
+  readonly gen: { readonly generation: number } | undefined;
+  readonly holdoutGen: { readonly holdoutGeneration: number } | undefined;
   readonly type: string;
   readonly phase: number;
   readonly eligible: Predicate;
   readonly layer?: { readonly id: string; readonly seed: number; readonly range: readonly [number, number] };
   readonly variants: readonly { readonly name: string; readonly strategy: string }[];
   readonly rolledBack: boolean;
+  /** Paused: the units it includes get the pipeline default (uncounted) until it resumes, and no other experiment. */
+  readonly paused: boolean;
   readonly controlStrategy: string;
   /** Holdouts: the pipeline default the current phase compares against (absent: not recorded). */
   readonly exposedDefault?: string;
@@ -278,17 +285,21 @@ function compile(id: string, d: RoutedExperiment): CompiledExperiment {
   const live = d.variants.map((v) => v.weight);
   return {
     id,
+    gen: d.generation !== undefined ? { generation: d.generation } : undefined,
+    holdoutGen: d.generation !== undefined ? { holdoutGeneration: d.generation } : undefined,
     type: d.type,
     phase: d.state.phase,
     hashVersion: d.hashVersion,
     eligible: compileTargeting(d.targeting),
-    coverage: effectiveCoverage(d),
+    // A paused experiment keeps its units (coverage as if running): they get the default, not another experiment.
+    coverage: d.state.status === 'paused' ? d.coverage * rampShare(d) : effectiveCoverage(d),
     inclusionSeed: seedOf(d.seed, d.type === 'holdout' ? 'holdout' : 'inclusion'),
     variantSeed: seedOf(d.seed, 'variant'),
     ...(d.layer ? { layer: { id: d.layer.id, seed: seedOf(d.layer.id, 'layer'), range: d.layer.range } } : {}),
     cum: cumulative(live),
     variants: d.variants.map((v) => ({ name: v.name, strategy: v.strategy })),
     rolledBack: d.state.status === 'rolled_back',
+    paused: d.state.status === 'paused',
     controlStrategy: d.variants.find((v) => v.name === d.control)?.strategy ?? BUILTIN_UNIFORM_ID,
     ...(d.state.exposedDefault !== undefined ? { exposedDefault: d.state.exposedDefault } : {}),
   };
@@ -301,12 +312,12 @@ export function routingTables(view: ControlView): ReadonlyMap<string, PipelineTa
     const docs = [...(view.raw.kinds.experiments as ReadonlyMap<string, Versioned<RoutedExperiment>>).values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     for (const v of docs) {
       const d = v.doc;
-      if (d.state.status !== 'running' && d.state.status !== 'rolled_back') continue;
+      if (d.state.status !== 'running' && d.state.status !== 'rolled_back' && d.state.status !== 'paused') continue;
       const c = compile(v.id, d);
       if (c.coverage <= 0) continue;
       const t = byPipeline.get(d.pipeline) ?? { experiments: [] };
       if (d.type === 'holdout') {
-        if (d.state.status === 'running') t.holdout = c;
+        if (d.state.status === 'running' || d.state.status === 'paused') t.holdout = c;
       } else t.experiments.push(c);
       byPipeline.set(d.pipeline, t);
     }
@@ -321,7 +332,11 @@ export function routingTables(view: ControlView): ReadonlyMap<string, PipelineTa
  *   first experiment (by id) whose targeting matches, whose layer slot holds the unit and whose
  *   coverage includes it → its variant, reason `experiment` (a rolled-back experiment sends its units
  *   to control, without a variant, so they no longer count in its results);
+ *   a paused experiment (or holdout) keeps the units it includes: they get the pipeline default, counted nowhere
+ *   (a paused experiment's units do not move into another experiment and back when it resumes);
  *   otherwise the default, with the holdout noted when there is one (the `exposed` population).
+ * Routes name the experiment's (and holdout's) generation when its document has one: an outcome counts only in the
+ * creation of the experiment that served the decision.
  */
 export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey: string | undefined, features: Features): Route | undefined {
   if (unitKey === undefined) return undefined;
@@ -335,11 +350,16 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
     // The default changed since this phase began (outside a promote, which starts the new phase in the
     // same write): until the rollout job starts the next phase, neither population is counted, so no
     // phase mixes two defaults. Held-out units keep their frozen strategy either way.
-    const current = h.exposedDefault === undefined || h.exposedDefault === dflt;
+    const current = !h.paused && (h.exposedDefault === undefined || h.exposedDefault === dflt);
     if (hashUnit(key, h.inclusionSeed, h.hashVersion) < h.coverage) {
-      return { strategyId: h.controlStrategy, reason: 'holdout', details: current ? { experiment: h.id, variant: 'holdout', phase: h.phase } : { experiment: h.id, variant: 'holdout' } };
+      if (h.paused) return undefined;
+      return {
+        strategyId: h.controlStrategy,
+        reason: 'holdout',
+        details: current ? { experiment: h.id, variant: 'holdout', phase: h.phase, ...h.gen } : { experiment: h.id, variant: 'holdout', ...h.gen },
+      };
     }
-    if (current) holdout = { holdout: h.id, holdoutPhase: h.phase };
+    if (current) holdout = { holdout: h.id, holdoutPhase: h.phase, ...h.holdoutGen };
   }
   let layerHashes: Map<string, number> | undefined;
   for (const e of table.experiments) {
@@ -355,15 +375,16 @@ export function routeExperiments(view: ControlView, pipeline: Pipeline, unitKey:
     }
     const i = assignUnit(key, e);
     if (i < 0) continue;
+    if (e.paused) break;
     if (e.rolledBack) {
-      return { strategyId: e.controlStrategy, reason: 'experiment', details: { experiment: e.id, rolledBack: true, phase: e.phase, ...holdout } };
+      return { strategyId: e.controlStrategy, reason: 'experiment', details: { experiment: e.id, rolledBack: true, phase: e.phase, ...e.gen, ...holdout } };
     }
     const v = e.variants[i]!;
     return {
       strategyId: v.strategy,
       reason: 'experiment',
       // Kept small: the response echoes it (schema-less values serialize slowly); type and layer follow from the id.
-      details: holdout ? { experiment: e.id, variant: v.name, phase: e.phase, ...holdout } : { experiment: e.id, variant: v.name, phase: e.phase },
+      details: holdout ? { experiment: e.id, variant: v.name, phase: e.phase, ...e.gen, ...holdout } : { experiment: e.id, variant: v.name, phase: e.phase, ...e.gen },
     };
   }
   return holdout ? { strategyId: dflt, reason: 'default', details: holdout } : undefined;
@@ -389,7 +410,7 @@ export interface RouteOption {
  *   are disjoint from e's), those of one other layer take it with Σ width·coverage (disjoint, so additive)
  *   and those without a layer with their coverage, independently;
  *   P(variant v of e) = P(e routes) · weight_v (normalised); a rolled-back experiment sends its share to
- *   its control strategy; whatever no experiment takes goes to the pipeline default.
+ *   its control strategy, a paused one to the pipeline default; whatever no experiment takes goes to the default.
  */
 export function routeDistribution(
   view: ControlView,
@@ -425,6 +446,7 @@ export function routeDistribution(
   };
   eligible.forEach((e, i) => {
     const pe = reach * width(e) * e.coverage * noneTakes(eligible.slice(0, i), e.layer?.id);
+    if (e.paused) return add(dflt, pe);
     if (e.rolledBack) return add(e.controlStrategy, pe);
     let prev = 0;
     e.variants.forEach((v, j) => {

@@ -38,6 +38,7 @@ interface Results {
     // null while an arm has fewer than 2 outcomes (nothing to compare yet).
     comparisons?: { variant: string; metric: string; welch: Ci | null; sequential: Ci | null; pHolm?: number }[];
     agentComparisons?: { variant: string; agent: string; budgetDiff: number; utilizationDiff: number; ceilingHit: { welch: Ci | null; sequential: Ci | null } }[];
+    // pValue is the sequential test's (always valid); chiSquare is the fixed-sample statistic, for reference only.
     srm?: { chiSquare: number; df: number; pValue: number; mismatch: boolean } | null;
   }[];
   guardrails?: { guardrail: Guardrail; variant: string; judged: boolean; breached: boolean; n: number[] }[];
@@ -172,7 +173,13 @@ export async function experimentPage(root: HTMLElement, id: string, rerender: ()
           'No outcomes yet.',
         ),
         ph.srm
-          ? h('p', { 'data-testid': 'srm' }, 'Sample ratio: χ² = ', num(ph.srm.chiSquare, 2), `, p = ${num(ph.srm.pValue, 4)} `, ph.srm.mismatch ? pill('SRM mismatch', 'bad') : pill('no mismatch', 'ok'))
+          ? h(
+              'p',
+              { 'data-testid': 'srm' },
+              `Sample ratio: sequential test p = ${num(ph.srm.pValue, 4)} (always valid) `,
+              ph.srm.mismatch ? pill('SRM mismatch', 'bad') : pill('no mismatch', 'ok'),
+              h('span', { class: 'muted' }, ` · fixed-sample χ² = ${num(ph.srm.chiSquare, 2)} (df ${ph.srm.df}), for reference`),
+            )
           : h('p', { class: 'muted' }, 'Sample ratio: not enough data.'),
       ),
     );
