@@ -12,24 +12,33 @@ import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../h
 const prefix = testPrefix('worker-metrics');
 const ADMIN = 'worker-metrics-admin-0123456789';
 const METRICS = 'worker-metrics-scrape-0123456789';
-let api: Running;
-let worker: Running;
+/**
+ * An API process and a worker process apart under `prefix`, each on a socket (the worker's metrics port a free one),
+ * for the enclosing block: started in `before`, closed and the keys dropped in `after`.
+ */
+function apiAndWorker(prefix: string, env: Record<string, string>): { api?: Running; worker?: Running } {
+  const parts: { api?: Running; worker?: Running } = {};
+  before(async () => {
+    const all = { ...env, APPORTION_WORKER_METRICS_PORT: '0' };
+    parts.api = await startTest(prefix, { api: true, workers: false, listen: true }, all);
+    parts.worker = await startTest(prefix, { api: false, workers: true, listen: true }, all);
+  });
+  after(async () => {
+    await parts.worker?.close();
+    await parts.api?.close();
+    await dropPrefix(prefix);
+  });
+  return parts;
+}
 
-before(async () => {
-  const env = { APPORTION_ADMIN_KEY: ADMIN, APPORTION_METRICS_KEY: METRICS, APPORTION_WORKER_METRICS_PORT: '0' };
-  api = await startTest(prefix, { api: true, workers: false, listen: true }, env);
-  worker = await startTest(prefix, { api: false, workers: true, listen: true }, env);
-});
-after(async () => {
-  await worker?.close();
-  await api?.close();
-  await dropPrefix(prefix);
-});
+const main = apiAndWorker(prefix, { APPORTION_ADMIN_KEY: ADMIN, APPORTION_METRICS_KEY: METRICS });
 
 const processed = (text: string) => Number(/^apportion_outcomes_processed_total\{result="applied"\} (\d+)/m.exec(text)?.[1] ?? 0);
 
 describe('worker metrics in a split deployment', () => {
   it('the worker serves its own counters; the API process has none of them; the metrics key is required', async () => {
+    const api = main.api!;
+    const worker = main.worker!;
     assert.equal(api.metricsUrl, undefined, 'an API process has no second listener');
     assert.ok(worker.metricsUrl, 'the worker listens');
     const h = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
@@ -61,21 +70,12 @@ describe('worker metrics in a split deployment', () => {
 describe('a metrics key without API keys', () => {
   const openPrefix = testPrefix('worker-metrics-open');
   const KEY = 'open-metrics-scrape-key-0123456789';
-  let openApi: Running;
-  let openWorker: Running;
-  before(async () => {
-    // No APPORTION_ADMIN_KEY / APPORTION_CLIENT_KEY: auth is off (loopback only), and the metrics key still guards /metrics.
-    const env = { APPORTION_METRICS_KEY: KEY, APPORTION_WORKER_METRICS_PORT: '0' };
-    openApi = await startTest(openPrefix, { api: true, workers: false, listen: true }, env);
-    openWorker = await startTest(openPrefix, { api: false, workers: true, listen: true }, env);
-  });
-  after(async () => {
-    await openWorker?.close();
-    await openApi?.close();
-    await dropPrefix(openPrefix);
-  });
+  // No APPORTION_ADMIN_KEY / APPORTION_CLIENT_KEY: auth is off (loopback only), and the metrics key still guards /metrics.
+  const open = apiAndWorker(openPrefix, { APPORTION_METRICS_KEY: KEY });
 
   it('is required on the API and on the worker metrics port; anything else is 401 UNAUTHORIZED', async () => {
+    const openApi = open.api!;
+    const openWorker = open.worker!;
     assert.equal(openApi.core.config.authEnabled, false);
     // Wrong credentials generated from a seed: no header, random text, other bearer keys, the key cut or changed.
     const wrong = fc.sample(
