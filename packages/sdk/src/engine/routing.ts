@@ -404,7 +404,7 @@ export interface RouteOption {
  * Mirrors routeExperiments: the holdout, the layer slot, each experiment's inclusion and its variant are
  * independent hash draws of the unit key (bucketing.ts), so over the population of units they are
  * independent uniform draws; targeting depends on the request and is conditioned on. With that:
- *   P(holdout) = h, the holdout's coverage (ramp included), when the request is eligible;
+ *   P(holdout) = h, the holdout's coverage (ramp included), when the request is eligible, given to the strategy it froze;
  *   P(experiment e routes) = (1 − h) · width(e's layer range) · coverage_e · P(no earlier experiment took
  *   the unit | it is in e's slot), where earlier experiments of e's own layer cannot take it (their ranges
  *   are disjoint from e's), those of one other layer take it with Σ width·coverage (disjoint, so additive)
@@ -427,7 +427,9 @@ export function routeDistribution(
   let reach = 1;
   const h = table.holdout;
   if (h && h.eligible(features, unitKey)) {
-    add(dflt, h.coverage);
+    // Held-out units get the strategy the holdout froze at its start (the default then, whatever it is now); a
+    // paused holdout's get the current default (routeExperiments).
+    add(h.paused ? dflt : h.controlStrategy, h.coverage);
     reach = 1 - h.coverage;
   }
   type E = (typeof table.experiments)[number];
