@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { PassThrough, type Readable } from 'node:stream';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
+import { MAX_PARAM_LENGTH } from '../http/errors.js';
 import { tenantOfCaller } from '../http/tenancy.js';
 import type { ModuleParts, Services } from '../kernel/module.js';
 import { jsonDecoder } from '../redis/decode.js';
@@ -50,7 +51,8 @@ async function gunzipIfNeeded(req: FastifyRequest, _reply: unknown, payload: Rea
   return out;
 }
 
-const SessionParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 300 }) });
+// The longest stored session id (MAX_PARAM_LENGTH, http/errors.ts): a tenant's `<tenant>~<sessionId>` for the operator.
+const SessionParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: MAX_PARAM_LENGTH }) });
 const ReportQuery = Type.Object(
   {
     groupBy: Type.Union(DIMENSIONS.map((d) => Type.Literal(d))),

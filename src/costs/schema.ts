@@ -33,9 +33,7 @@ export const SpanInput = Type.Object(
     traceId: SpanIdent,
     spanId: SpanIdent,
     parentSpanId: Type.Optional(Type.Union([SpanIdent, Type.Null()])),
-    sessionId: Type.Optional(
-      Type.String({ minLength: 1, maxLength: MAX_STORED_SESSION_ID, description: `At most ${MAX_STORED_SESSION_ID} characters with the tenant prefix \`<tenant>~\` of a tenant key (the longest id the cost-tree route takes).` }),
-    ),
+    sessionId: Type.Optional(Label),
     agent: Type.String({ minLength: 1, maxLength: 128, description: 'Agent role that made the call.' }),
     task: Type.Optional(Label),
     customer: Type.Optional(Label),

@@ -26,8 +26,13 @@ export function describeValidation(context: string | undefined, items: readonly 
   return `${field} ${v.message ?? 'is invalid'}`;
 }
 
-/** The router's longest path parameter (Fastify's default, kept; app.ts passes it). */
-export const MAX_PARAM_LENGTH = 100;
+/**
+ * The router's longest path parameter (app.ts passes it to Fastify, whose default is 100). It is above the longest
+ * id a route names: a tenant's stored session id `<tenant>~<sessionId>` is at most 128 + 1 + 256 = 385 characters,
+ * and a trace's `<tenant>~trace-<traceId>` at most 128 + 1 + 6 + 128 = 263, so every session a span can land in opens
+ * in its cost tree for the tenant's key and the operator's (costs/schema.ts storedIdProblem checks it per span).
+ */
+export const MAX_PARAM_LENGTH = 400;
 
 /** Maps any error to the stable body `{ statusCode, code, error, message }`. */
 export function toErrorBody(err: unknown): { statusCode: number; code: ErrorCode; error: string; message: string; details?: Record<string, unknown> } {

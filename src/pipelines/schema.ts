@@ -1,5 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 
+/** The longest id of a pipeline, strategy or experiment. */
+export const MAX_ID_LENGTH = 128;
 export const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$', description: 'Identifier: letters, digits, _ . - (max 128).' });
 export const AgentName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' });
 export const Priority = Type.Union([Type.Literal('critical'), Type.Literal('standard'), Type.Literal('background')]);

@@ -1,6 +1,6 @@
 import { AppError } from '../errors/app-error.js';
 import type { Versioned } from '../control/store.js';
-import { MAX_PARAM_LENGTH } from '../http/errors.js';
+import { MAX_ID_LENGTH } from '../pipelines/schema.js';
 import type { PipelineRef } from '../pipelines/service.js';
 import type { StrategyRef } from '../strategies/service.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
@@ -181,9 +181,9 @@ function probeArms({ id, body, ctx, existing, started, agents, dflt }: Put): Arm
   const strategies: { id: string; doc: Record<string, unknown> }[] = [];
   for (const a of cut) {
     const sid = probeStrategyId(id, a);
-    // A generated strategy must be readable back (GET /v1/strategies/:id takes ids of up to MAX_PARAM_LENGTH).
-    if (sid.length > MAX_PARAM_LENGTH) {
-      throw bad(`params/id: a probe's strategies are named probe.<experiment>.<agent>; "${sid}" would be ${sid.length} characters, over ${MAX_PARAM_LENGTH}: use a shorter experiment id`);
+    // A generated strategy must be a valid strategy id, readable back (GET /v1/strategies/:id takes ids of up to MAX_ID_LENGTH).
+    if (sid.length > MAX_ID_LENGTH) {
+      throw bad(`params/id: a probe's strategies are named probe.<experiment>.<agent>; "${sid}" would be ${sid.length} characters, over ${MAX_ID_LENGTH}: use a shorter experiment id`);
     }
     variants.push({ name: probeVariantName(a), strategy: sid, weight: 1 });
     strategies.push({

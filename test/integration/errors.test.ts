@@ -60,7 +60,7 @@ describe('request shape', () => {
     await expectError(post('/v1/outcomes', { decisionId: 'aaaaaaaaaaaaaaaaaaaa', quality: 0.5, usage: { reasoner: { outputTokens: 1.5 } } }), 'VALIDATION_FAILED', /body\/usage\/reasoner\/outputTokens/);
     await expectError({ method: 'PUT', url: '/v1/pipelines/bad id!', payload: FIVE_AGENTS }, 'VALIDATION_FAILED', /params\/id/);
     // Refused by the router before any route runs (Fastify's own 414 and 400 bodies before): through the one handler.
-    await expectError({ method: 'GET', url: `/v1/pipelines/${'a'.repeat(101)}` }, 'VALIDATION_FAILED', /params: a path parameter is longer than 100 characters/);
+    await expectError({ method: 'GET', url: `/v1/pipelines/${'a'.repeat(401)}` }, 'VALIDATION_FAILED', /params: a path parameter is longer than 400 characters/);
     await expectError({ method: 'GET', url: '/v1/pipelines/%E0%A4%A' }, 'VALIDATION_FAILED', /params: a path parameter is not valid percent-encoding/);
   });
 

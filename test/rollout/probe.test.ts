@@ -21,15 +21,15 @@ after(async () => {
 });
 
 describe('critical-path probe', () => {
-  it('refuses an experiment id whose generated strategies could not be read back (probe.<id>.<agent> over 100 characters)', async () => {
-    const long = 'x'.repeat(95);
+  it('refuses an experiment id whose generated strategies could not be read back (probe.<id>.<agent> over 128 characters, the strategy id limit)', async () => {
+    const long = 'x'.repeat(120);
     const r = await call('PUT', `/v1/experiments/${long}`, { pipeline: 'p', type: 'probe', probe: { fraction: 0.5, agents: ['reasoner'] } });
     assert.equal(r.statusCode, 400);
     assert.equal(r.json().code, 'INVALID_EXPERIMENT');
-    assert.match(r.json().message, /^params\/id: .* would be 110 characters, over 100/);
+    assert.match(r.json().message, /^params\/id: .* would be 135 characters, over 128/);
     assert.equal((await call('GET', `/v1/experiments/${long}`)).statusCode, 404, 'nothing written');
     // The longest id that fits for this agent is accepted, and its strategy reads back.
-    const fits = 'y'.repeat(100 - 'probe..reasoner'.length);
+    const fits = 'y'.repeat(128 - 'probe..reasoner'.length);
     await ok('PUT', `/v1/experiments/${fits}`, { pipeline: 'p', type: 'probe', probe: { fraction: 0.5, agents: ['reasoner'] } });
     assert.equal((await call('GET', `/v1/strategies/probe.${fits}.reasoner`)).statusCode, 200);
     assert.equal((await call('DELETE', `/v1/experiments/${fits}`)).statusCode, 204);
