@@ -113,6 +113,26 @@ describe('propensities with a holdout, a layer and an unlayered experiment', () 
    */
   const expected: Record<string, number> = { 'l-even': 0.44, 'l-a': 0.19, 'l-b': 0.16, 'l-c': 0.21 };
 
+  /**
+   * `n` units allocated on pipeline `lay`: every decision logs exactly the `expected` probability per strategy, and
+   * the served shares agree with them (within 5 standard errors).
+   */
+  async function routesAsLogged(expectedQ: Record<string, number>, n: number): Promise<void> {
+    const counts = new Map<string, number>();
+    for (let i = 0; i < n; i++) {
+      const a = await ok('POST', '/v1/allocations', { pipeline: 'lay', unitKey: `u-${i}` });
+      counts.set(a.strategy, (counts.get(a.strategy) ?? 0) + 1);
+      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, a.decisionId))!) as DecisionRecord;
+      assert.ok(d.routing, 'random routing is logged');
+      const logged = new Map([[a.strategy as string, d.routing.q], ...d.routing.alt.map((x) => [x.s, x.q] as const)]);
+      for (const [s, q] of Object.entries(expectedQ)) assert.ok(Math.abs((logged.get(s) ?? 0) - q) < 1e-9, `${s}: logged ${logged.get(s)}, expected ${q}`);
+    }
+    for (const [s, q] of Object.entries(expectedQ)) {
+      const share = (counts.get(s) ?? 0) / n;
+      assert.ok(Math.abs(share - q) < 5 * Math.sqrt((q * (1 - q)) / n), `${s} served ${share}, logged probability ${q}`);
+    }
+  }
+
   it('logs the probabilities the router actually assigns with', async () => {
     await ok('PUT', '/v1/pipelines/lay', FIVE_AGENTS);
     for (const [id, reasoner] of [['l-even', 1], ['l-a', 2], ['l-b', 3], ['l-c', 5]] as const) {
@@ -128,39 +148,13 @@ describe('propensities with a holdout, a layer and an unlayered experiment', () 
     await ok('PUT', '/v1/experiments/l-e2', { pipeline: 'lay', coverage: 0.6, layer: { id: 'L', range: [0.5, 1] }, variants: v('l-even', 'l-c', 1, 1), control: 'x' });
     await ok('PUT', '/v1/experiments/l-e3', { pipeline: 'lay', coverage: 0.5, variants: v('l-a', 'l-c', 1, 3), control: 'x' });
     for (const e of ['l-hold', 'l-e1', 'l-e2', 'l-e3']) await ok('POST', `/v1/experiments/${e}/start`);
-    const n = 2000;
-    const counts = new Map<string, number>();
-    for (let i = 0; i < n; i++) {
-      const a = await ok('POST', '/v1/allocations', { pipeline: 'lay', unitKey: `u-${i}` });
-      counts.set(a.strategy, (counts.get(a.strategy) ?? 0) + 1);
-      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, a.decisionId))!) as DecisionRecord;
-      assert.ok(d.routing, 'random routing is logged');
-      const logged = new Map([[a.strategy as string, d.routing.q], ...d.routing.alt.map((x) => [x.s, x.q] as const)]);
-      for (const [s, q] of Object.entries(expected)) assert.ok(Math.abs((logged.get(s) ?? 0) - q) < 1e-9, `${s}: logged ${logged.get(s)}, expected ${q}`);
-    }
-    for (const [s, q] of Object.entries(expected)) {
-      const share = (counts.get(s) ?? 0) / n;
-      assert.ok(Math.abs(share - q) < 5 * Math.sqrt((q * (1 - q)) / n), `${s} served ${share}, logged probability ${q}`);
-    }
+    await routesAsLogged(expected, 2000);
   });
 
   it("names the holdout's frozen strategy for the held-out share once the pipeline default has moved on", async () => {
     // The default becomes l-c; the holdout keeps serving its held-out units l-even (what it froze at its start):
     //   l-even 0.2 (held out) + 0.12 (e2) = 0.32, l-c 0.21 + 0.12 (the default's share) = 0.33, l-a 0.19, l-b 0.16.
     await ok('PUT', '/v1/pipelines/lay', { ...FIVE_AGENTS, defaultStrategy: 'l-c' });
-    const moved: Record<string, number> = { 'l-even': 0.32, 'l-a': 0.19, 'l-b': 0.16, 'l-c': 0.33 };
-    const n = 1000;
-    const counts = new Map<string, number>();
-    for (let i = 0; i < n; i++) {
-      const a = await ok('POST', '/v1/allocations', { pipeline: 'lay', unitKey: `u-${i}` });
-      counts.set(a.strategy, (counts.get(a.strategy) ?? 0) + 1);
-      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, a.decisionId))!) as DecisionRecord;
-      const logged = new Map([[a.strategy as string, d.routing!.q], ...d.routing!.alt.map((x) => [x.s, x.q] as const)]);
-      for (const [s, q] of Object.entries(moved)) assert.ok(Math.abs((logged.get(s) ?? 0) - q) < 1e-9, `${s}: logged ${logged.get(s)}, expected ${q}`);
-    }
-    for (const [s, q] of Object.entries(moved)) {
-      const share = (counts.get(s) ?? 0) / n;
-      assert.ok(Math.abs(share - q) < 5 * Math.sqrt((q * (1 - q)) / n), `${s} served ${share}, logged probability ${q}`);
-    }
+    await routesAsLogged({ 'l-even': 0.32, 'l-a': 0.19, 'l-b': 0.16, 'l-c': 0.33 }, 1000);
   });
 });
