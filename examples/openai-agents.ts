@@ -33,9 +33,9 @@ async function main(): Promise<void> {
 
   const controller = new BudgetController({ budgets: { triage: { tokens: 1500 }, billing: { tokens: 4000 } }, unallocatedTokens: 500 }, { agents: [{ name: 'triage', priority: 'critical' }, { name: 'billing' }] });
   const recorder = new SpanRecorder({ ...(url ? { url } : {}), flushIntervalMs: 0 });
-  budgetAgents(triage, { controller, recorder, modelName: 'gpt-4o-mini', provider: 'openai' });
+  const agents = budgetAgents(triage, { controller, recorder, modelName: 'gpt-4o-mini', provider: 'openai' });
   const runner = new Runner({ tracingDisabled: true });
-  const detach = attachBudgetHooks(runner, controller);
+  const detach = attachBudgetHooks(runner, controller, agents);
 
   const result = await recorder.withSession({ sessionId: `example-agents-${Date.now()}` }, () => runner.run(triage, 'I was charged twice, please refund me.'));
   detach();

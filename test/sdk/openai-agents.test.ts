@@ -105,6 +105,41 @@ describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedMod
     });
   }
 
+  for (const stream of [false, true]) {
+    it(`an agent run as a tool${stream ? ' (streamed)' : ''} is finished when its nested run ends: what it left reaches the agent handed off to next`, async () => {
+      const researchModel = new ScriptedModel([{ output: [assistantMessage('three facts')], usage: usage(100, 50) }]);
+      const writerModel = new ScriptedModel([
+        { output: [functionCall('research', { input: 'find facts' }, { callId: 't1' })], usage: usage(10, 5) },
+        { output: [functionCall('transfer_to_editor', {}, { callId: 'h1' })], usage: usage(20, 5) },
+      ]);
+      const editorModel = new ScriptedModel([{ output: [assistantMessage('Edited.')], usage: usage(30, 10) }]);
+      const research = new Agent({ name: 'research', instructions: 'Research.', model: researchModel });
+      const editor = new Agent({ name: 'editor', instructions: 'Edit.', model: editorModel });
+      const writer = new Agent({ name: 'writer', instructions: 'Write.', model: writerModel, handoffs: [editor], tools: [research.asTool({ toolName: 'research', toolDescription: 'Finds facts.' })] });
+      const controller = controllerFor({ writer: 1000, research: 2000, editor: 500 });
+      const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+      const wrapped = budgetAgents([writer, research], { controller, recorder, modelName: 'gpt-4o-mini', provider: 'openai' });
+      assert.deepEqual(wrapped.map((a) => a.name).sort(), ['editor', 'research', 'writer']);
+      const runner = new Runner({ tracingDisabled: true });
+      const detach = attachBudgetHooks(runner, controller, wrapped);
+      let runContext: unknown;
+      runner.on('agent_start', (ctx) => void (runContext ??= ctx));
+      const output = await recorder.withSession({ sessionId: `agents-as-tool-${stream ? 'stream' : 'plain'}` }, () => runToEnd(runner, writer, 'Write a note', stream));
+      detach();
+      assert.equal(output, 'Edited.');
+      assert.equal(researchModel.calls[0]!.request.modelSettings.maxTokens, 2000);
+      // research used 150 of 2000 and writer 40 of 1000: both rests (1850 + 960) went to editor, still to run.
+      assert.equal(editorModel.calls[0]!.request.modelSettings.maxTokens, 500 + 1850 + 960);
+      assert.deepEqual(
+        controller.snapshot().agents.map((a) => [a.name, a.consumed, a.status]),
+        [['writer', 40, 'finished'], ['research', 150, 'finished'], ['editor', 40, 'finished']],
+      );
+      research.emit('agent_start', runContext as never, research as never);
+      assert.equal(controller.state('research').status, 'finished', "detached: the agent's own events no longer reach the controller");
+      await recorder.close();
+    });
+  }
+
   it('asks an agent near its limit to wrap up, and refuses a call when it has nothing left', async () => {
     const inner = new ScriptedModel([
       { output: [assistantMessage('draft')], usage: usage(500, 430) },

@@ -105,18 +105,20 @@ export interface BudgetAgentsOptions extends IntegrationOptions {
 }
 
 /**
- * Gives `root` and every agent reachable through handoffs an ApportionModel spending its own budget (by agent
- * name), replacing each agent's `model`. Returns the agents it wrapped. Throws before changing anything if an
- * agent is unknown to the controller or has no Model to wrap.
+ * Gives `root` (one agent, or several: e.g. the top agent and the agents it calls through `agent.asTool()`, which
+ * handoffs do not reach) and every agent reachable through handoffs an ApportionModel spending its own budget (by
+ * agent name), replacing each agent's `model`. Returns the agents it wrapped: pass them to attachBudgetHooks so
+ * agents run as tools are finished too. Throws before changing anything if an agent is unknown to the controller
+ * or has no Model to wrap.
  */
-export function budgetAgents(root: Agent<any, any>, o: BudgetAgentsOptions): Agent<any, any>[] {
+export function budgetAgents(root: Agent<any, any> | readonly Agent<any, any>[], o: BudgetAgentsOptions): Agent<any, any>[] {
   const seen = new Set<Agent<any, any>>();
   const walk = (a: Agent<any, any>) => {
     if (seen.has(a)) return;
     seen.add(a);
     for (const h of a.handoffs) walk('agent' in h ? (h as { agent: Agent<any, any> }).agent : (h as Agent<any, any>));
   };
-  walk(root);
+  for (const r of Array.isArray(root) ? root : [root]) walk(r as Agent<any, any>);
   const plans = [...seen].map((agent) => {
     o.controller.state(agent.name); // throws on an agent the controller does not know
     if (agent.model instanceof ApportionModel) return { agent, model: agent.model };
@@ -135,9 +137,16 @@ export function budgetAgents(root: Agent<any, any>, o: BudgetAgentsOptions): Age
  * to (triage → billing → triage) starts again: it takes back from the pool what it left at its handoff, as far as
  * the pool still holds it (BudgetController.start). Use one Runner per request (hooks are per Runner). Returns a
  * function that detaches the hooks.
+ *
+ * An agent run as a tool (`agent.asTool()`) runs in a Runner of its own, whose events `runner` never sees: pass
+ * `agents` (what budgetAgents returned) and each one's own events start and finish it too, counted only when they
+ * belong to this runner's run (the nested run shares its RunContext), so concurrent requests sharing the Agent
+ * objects do not touch each other's controllers.
  */
-export function attachBudgetHooks(runner: Pick<Runner, 'on' | 'off'>, controller: BudgetController): () => void {
-  const begin = (_ctx: unknown, agent: Agent<any, any>) => {
+export function attachBudgetHooks(runner: Pick<Runner, 'on' | 'off'>, controller: BudgetController, agents: readonly Agent<any, any>[] = []): () => void {
+  let run: { usage?: unknown } | undefined; // this run's RunContext: its first agent_start on the runner
+  const begin = (ctx: unknown, agent: Agent<any, any>) => {
+    run ??= ctx as { usage?: unknown };
     const status = controller.state(agent.name).status;
     if (status === 'pending' || status === 'finished') controller.start(agent.name);
   };
@@ -146,9 +155,28 @@ export function attachBudgetHooks(runner: Pick<Runner, 'on' | 'off'>, controller
   runner.on('agent_start', begin);
   runner.on('agent_handoff', handoff);
   runner.on('agent_end', end);
+  // A nested (as-tool) run is given this run's RunContext, or a fork of it sharing its usage.
+  const ours = (ctx: unknown) => run !== undefined && (ctx === run || (run.usage !== undefined && (ctx as { usage?: unknown } | undefined)?.usage === run.usage));
+  const own = [...new Set(agents)].map((agent) => {
+    const onStart = (ctx: unknown) => {
+      if (ours(ctx) && controller.state(agent.name).status !== 'running') begin(ctx, agent);
+    };
+    const onEnd = (ctx: unknown) => {
+      if (ours(ctx)) controller.finish(agent.name);
+    };
+    agent.on('agent_start', onStart);
+    agent.on('agent_handoff', onEnd);
+    agent.on('agent_end', onEnd);
+    return () => {
+      agent.off('agent_start', onStart);
+      agent.off('agent_handoff', onEnd);
+      agent.off('agent_end', onEnd);
+    };
+  });
   return () => {
     runner.off('agent_start', begin);
     runner.off('agent_handoff', handoff);
     runner.off('agent_end', end);
+    for (const off of own) off();
   };
 }
