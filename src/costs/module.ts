@@ -9,6 +9,7 @@ import { tenantOfCaller } from '../http/tenancy.js';
 import type { ModuleParts, Services } from '../kernel/module.js';
 import { jsonDecoder } from '../redis/decode.js';
 import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './envelopes.js';
+import { ID_PATTERN } from '../pipelines/schema.js';
 import { SpanStore } from './ingest.js';
 import { costKeys } from './keys.js';
 import { namespaced } from '../http/namespace.js';
@@ -69,7 +70,7 @@ const EnvelopeQuery = Type.Object(
   },
   { additionalProperties: false },
 );
-const PipelineIdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }) });
+const PipelineIdParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN }) });
 const OtlpBody = Type.Object({ resourceSpans: Type.Optional(Type.Array(Type.Unknown())) }, { description: 'OTLP ExportTraceServiceRequest (JSON, or application/x-protobuf).' });
 /** Fully accepted: `{}` (the spec forbids an empty partialSuccess; exporters warn on any partialSuccess). */
 const OtlpResponse = Type.Object({

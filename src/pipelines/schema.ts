@@ -2,7 +2,9 @@ import { Type, type Static } from '@sinclair/typebox';
 
 /** The longest id of a pipeline, strategy or experiment. */
 export const MAX_ID_LENGTH = 128;
-export const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$', description: 'Identifier: letters, digits, _ . - (max 128).' });
+/** The pattern of every id: letters, digits, _ . -, not starting with a punctuation mark, at most MAX_ID_LENGTH. */
+export const ID_PATTERN = `^[A-Za-z0-9][A-Za-z0-9_.-]{0,${MAX_ID_LENGTH - 1}}$`;
+export const Id = Type.String({ pattern: ID_PATTERN, description: `Identifier: letters, digits, _ . - (max ${MAX_ID_LENGTH}).` });
 export const AgentName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' });
 export const Priority = Type.Union([Type.Literal('critical'), Type.Literal('standard'), Type.Literal('background')]);
 export type Priority = Static<typeof Priority>;
