@@ -1,5 +1,6 @@
 import type { Versioned } from '../control/store.js';
 import { BUILTIN_UNIFORM_ID } from '@apportion/sdk/engine';
+import { DEFAULT_TENANT } from '../http/tenancy.js';
 
 /**
  * What another domain may know of a stored pipeline document, read from a fresh control-plane read (not the
@@ -8,6 +9,8 @@ import { BUILTIN_UNIFORM_ID } from '@apportion/sdk/engine';
 export interface PipelineRef {
   readonly id: string;
   readonly version: number;
+  /** The tenant that owns it (its document's `tenant`; `default` for documents from before tenants). */
+  readonly owner: string;
   /** Names of its agents, in order. */
   readonly agents: readonly string[];
   /** Its default strategy, or the built-in uniform when it sets none. */
@@ -23,6 +26,7 @@ export function pipelineRef(v: Versioned<Record<string, unknown>>): PipelineRef 
   return {
     id: v.id,
     version: v.version,
+    owner: typeof doc.tenant === 'string' ? doc.tenant : DEFAULT_TENANT,
     agents,
     defaultStrategy: typeof doc.defaultStrategy === 'string' ? doc.defaultStrategy : BUILTIN_UNIFORM_ID,
     withDefaultStrategy(strategy) {

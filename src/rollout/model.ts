@@ -199,17 +199,23 @@ function probeArms({ id, body, ctx, existing, started, agents, dflt }: Put): Arm
   return { variants, control: 'control', strategies };
 }
 
-/** A layer's range is ordered and overlaps no other live experiment's range in the same layer. */
+/**
+ * A layer's range is ordered and overlaps no other live experiment's range in the same layer. Layers are the
+ * tenant's own: only experiments on pipelines of the same owner share one (another tenant's experiments neither
+ * block the range nor are named).
+ */
 function checkLayer({ id, body, ctx }: Put): void {
   const layer = body.layer;
   if (!layer) return;
   if (!(layer.range[0] < layer.range[1])) throw bad('body/layer/range: from must be below to');
+  const owner = ctx.pipelines.get(body.pipeline)?.owner;
   // The first overlapping experiment by range start is named, so the answer does not depend on store order.
   const overlapping = [...ctx.experiments]
     .filter(([oid, e]) => {
       const l = e.doc.layer;
       // Drafts reserve their slot; a rolled-back experiment still routes its units to control until stopped.
       if (oid === id || !l || l.id !== layer.id || e.doc.state.status === 'stopped') return false;
+      if (ctx.pipelines.get(e.doc.pipeline)?.owner !== owner) return false;
       return layer.range[0] < l.range[1] && l.range[0] < layer.range[1];
     })
     .sort(([a, x], [b, y]) => x.doc.layer!.range[0] - y.doc.layer!.range[0] || (a < b ? -1 : 1));

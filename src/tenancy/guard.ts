@@ -57,6 +57,13 @@ const strategyField =
     if (p !== undefined && !seesPipeline(req, view, p)) throw new AppError('STRATEGY_NOT_FOUND', `${field}: no strategy "${id}"`);
   };
 
+/** Every variant's strategy of an experiment body: another tenant's strategy answers as a missing one. */
+const variantStrategies: Guard = (req, view) => {
+  const variants = body(req).variants;
+  if (!Array.isArray(variants)) return;
+  variants.forEach((v, i) => strategyField(() => fields(v).strategy, `body/variants/${i}/strategy`)(req, view));
+};
+
 const experimentParam: Guard = (req, view) => {
   const id = (param(req, 'id') ?? '');
   const p = pipelineOf(view, 'experiments', id);
@@ -134,8 +141,9 @@ export const TENANT_RULES: Readonly<Record<string, Guard | 'route' | 'none'>> = 
   'POST /v1/reservations/:id/commit': reservationParam,
   'POST /v1/reservations/:id/release': reservationParam,
   'POST /v1/reservations/:id/extend': reservationParam,
-  'PUT /v1/experiments/:id': all(pipelineField((r) => body(r).pipeline, 'body/pipeline'), idNotTaken('experiments')),
+  'PUT /v1/experiments/:id': all(pipelineField((r) => body(r).pipeline, 'body/pipeline'), idNotTaken('experiments'), variantStrategies),
   'GET /v1/experiments': 'route',
+  'GET /v1/pipelines/:id/ope': all(pipelineParam('id'), strategyField((r) => query(r).strategy, 'query/strategy')),
   'POST /v1/spans': 'route',
   'POST /v1/traces': 'route',
   'GET /v1/sessions/:id/cost-tree': 'route',
