@@ -99,7 +99,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.addHook('onSend', async (_req, reply) => {
     if (closing) void reply.header('connection', 'close');
   });
-  app.addHook('onRequest', async (req) => auth.authorize(req));
+  // Authentication resolves the caller first (the rate limit counts per key), but its refusal is raised only in
+  // preParsing, after the rate limit's onRequest hook: a flood of missing or made-up keys is limited per client
+  // address like any keyless request, and a refused request's body is never read.
+  app.addHook('onRequest', async (req) => {
+    try {
+      await auth.authorize(req);
+    } catch (e) {
+      if (!(e instanceof AppError)) throw e;
+      req.authFailure = e;
+    }
+  });
+  app.addHook('preParsing', async (req) => {
+    if (req.authFailure) throw req.authFailure;
+  });
   app.addHook('preHandler', tenantGuard(core.view));
   app.addHook('onResponse', async (req, reply) => {
     core.metrics.httpDuration.observe(
@@ -117,6 +130,21 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // The queue dashboard shows every tenant's jobs: operator keys only (a browser signs in via /v1/session).
     if (route.url.startsWith('/admin/queues')) route.config = { ...route.config, access: 'operator' };
   });
+  // Per key (per client address without one), counted in Redis so every API process shares the count. Always
+  // registered (a key's own rateLimit applies even when the default is off); a request with no limit to apply
+  // is let through before any Redis work.
+  await app.register(rateLimit, {
+    global: true,
+    redis: core.redis,
+    nameSpace: `${core.keys.prefix}:ratelimit:`,
+    timeWindow: core.config.rateLimitWindowMs,
+    max: async (req) => req.principal?.rateLimit ?? core.config.rateLimitMax,
+    keyGenerator: (req) => (req.principal?.keyId ? `key:${req.principal.keyId}` : `ip:${req.ip}`),
+    allowList: (req) => req.url === '/healthz' || req.url === '/readyz' || !((req.principal?.rateLimit ?? core.config.rateLimitMax) > 0),
+    // A store error must not turn every request into a 500; the request's own Redis calls fail closed anyway.
+    skipOnError: true,
+    errorResponseBuilder: (_req, ctx) => new AppError('RATE_LIMITED', `too many requests: ${ctx.max} per ${ctx.after} window exceeded; retry after ${Math.ceil(ctx.ttl / 1000)} s`),
+  });
   await app.register(swagger, {
     openapi: {
       info: { title: 'Apportion', version: '0.1.0', description: 'Token budget allocation for multi-agent LLM pipelines.' },
@@ -125,21 +153,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
-  if (core.config.rateLimitMax > 0) {
-    // Per key (per client address without one), counted in Redis so every API process shares the count.
-    await app.register(rateLimit, {
-      global: true,
-      redis: core.redis,
-      nameSpace: `${core.keys.prefix}:ratelimit:`,
-      timeWindow: core.config.rateLimitWindowMs,
-      max: async (req) => req.principal?.rateLimit ?? core.config.rateLimitMax,
-      keyGenerator: (req) => (req.principal?.keyId ? `key:${req.principal.keyId}` : `ip:${req.ip}`),
-      allowList: (req) => req.url === '/healthz' || req.url === '/readyz',
-      // A store error must not turn every request into a 500; the request's own Redis calls fail closed anyway.
-      skipOnError: true,
-      errorResponseBuilder: (_req, ctx) => new AppError('RATE_LIMITED', `too many requests: ${ctx.max} per ${ctx.after} window exceeded; retry after ${Math.ceil(ctx.ttl / 1000)} s`),
-    });
-  }
   tenancyRoutes(app, { config: core.config, keys: keyStore, sessions, auth });
 
   app.get('/healthz', { config: { access: 'public' }, schema: { hide: true } }, async () => ({ status: 'ok' }));

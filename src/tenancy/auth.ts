@@ -35,6 +35,8 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     principal: Principal;
+    /** Why authentication refused the request: raised after the rate limit has counted it (src/app.ts). */
+    authFailure?: Error;
   }
 }
 

@@ -193,7 +193,8 @@ export class KeyStore {
     const c = this.cache.get(id);
     if (c !== undefined) return c ?? undefined;
     const r = (await this.get(id)) ?? null;
-    // Unknown ids are not cached: a flood of made-up ids must not grow the map (the rate limit bounds them).
+    // Unknown ids are not cached: a flood of made-up ids must not grow the map (the rate limit counts such requests
+    // per client address, src/app.ts).
     if (r) {
       if (this.cache.size >= 100_000) this.cache.clear();
       this.cache.set(id, r);

@@ -54,6 +54,35 @@ describe('rate limit (per key, counted in Redis)', () => {
   });
 });
 
+describe('rate limit before authentication', () => {
+  it('counts requests with a missing or made-up key per client address, and refuses them 429 past the limit', async () => {
+    const rt = await server({ APPORTION_RATE_LIMIT_MAX: '3', APPORTION_RATE_LIMIT_WINDOW_MS: '60000' });
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const headers = i % 3 === 2 ? {} : bearer(`apk_${'madeup'}${i}_${'x'.repeat(40)}`);
+      statuses.push((await rt.app!.inject({ method: 'GET', url: '/v1/pipelines', headers })).statusCode);
+    }
+    assert.deepEqual(statuses, [401, 401, 401, 429, 429, 429]);
+    const limited = await rt.app!.inject({ method: 'GET', url: '/v1/pipelines', headers: bearer('apk_madeup9_xxxxxxxxxxxxxxxx') });
+    assert.equal(limited.json().code, 'RATE_LIMITED');
+    assert.equal((await rt.app!.inject({ method: 'GET', url: '/docs/json' })).statusCode, 429, 'the OpenAPI document is limited too');
+    assert.equal((await rt.app!.inject({ method: 'GET', url: '/v1/whoami', headers: bearer(OPERATOR) })).statusCode, 200, 'a valid key has its own count');
+    assert.equal((await rt.app!.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
+  });
+
+  it("applies a key's own rateLimit while the default limit is off, and costs a request without a limit no Redis call", async () => {
+    const rt = await server({});
+    const mk = async (body: Record<string, unknown>) => (await rt.app!.inject({ method: 'POST', url: '/v1/keys', headers: bearer(OPERATOR), payload: body })).json() as { key: string };
+    const limitedKey = await mk({ tenant: 'acme', role: 'analyst', name: 'limited', rateLimit: 2 });
+    const freeKey = await mk({ tenant: 'acme', role: 'analyst', name: 'free' });
+    const who = async (key: string) => (await rt.app!.inject({ method: 'GET', url: '/v1/whoami', headers: bearer(key) })).statusCode;
+    assert.deepEqual([await who(limitedKey.key), await who(limitedKey.key), await who(limitedKey.key)], [200, 200, 429]);
+    for (let i = 0; i < 5; i++) assert.equal(await who(freeKey.key), 200, 'a key without its own limit is not limited');
+    const counters = await rt.core.redis.keys(`${rt.core.keys.prefix}:ratelimit:*`);
+    assert.equal(counters.length, 1, `only the limited key is counted: ${counters.join(', ')}`);
+  });
+});
+
 describe('slow clients', () => {
   it('a connection that trickles its body is answered 408 and closed after APPORTION_REQUEST_TIMEOUT_MS; the server holds none', async () => {
     const rt = await server({ APPORTION_REQUEST_TIMEOUT_MS: '300', APPORTION_HEADERS_TIMEOUT_MS: '300' }, { listen: true });
