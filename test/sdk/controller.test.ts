@@ -251,12 +251,49 @@ describe('BudgetController: an agent handed back to starts again (triage → bil
     assert.throws(() => e.start('billing'), /already skipped/);
   });
 
+  it('never takes the unallocated reserve: what it handed on is still held by a running agent', () => {
+    const c = new BudgetController({ budgets: { triage: { tokens: 3000 }, billing: { tokens: 3000 } }, unallocatedTokens: 500 }, { agents: TWO });
+    c.start('triage');
+    c.record('triage', 640);
+    c.finish('triage'); // all 2360 to billing, which is still running below
+    c.start('billing');
+    assert.deepEqual(c.start('triage'), { run: true, tokens: 0 }, 'none of its 2360 is in the pool');
+    assert.equal(c.pool, 500, 'the reserve stays for extend()');
+    assert.equal(c.extend('billing', 300), 300);
+    assert.ok(conserved(c));
+  });
+
+  it('takes back only what agents gave back once extensions drew on the pool (the reserve is drawn first)', () => {
+    const c = new BudgetController({ budgets: { triage: { tokens: 1000 }, billing: { tokens: 1000 } }, unallocatedTokens: 300 }, { agents: TWO, redistribute: 'pool' });
+    c.record('triage', 200);
+    c.finish('triage'); // 800 back in the pool: 1100 = reserve 300 + returned 800
+    c.start('billing');
+    assert.equal(c.extend('billing', 500), 500); // 300 from the reserve, 200 of what triage gave back
+    assert.deepEqual(c.start('triage'), { run: true, tokens: 600 });
+    assert.equal(c.pool, 0);
+    assert.ok(conserved(c));
+  });
+
   it('with redistribute: "pool" a finish and a restart give the agent back everything it left', () => {
     const c = new BudgetController({ budgets: { triage: { tokens: 1000 }, billing: { tokens: 1000 } }, unallocatedTokens: 200 }, { agents: TWO, redistribute: 'pool' });
     c.record('triage', 300);
     c.finish('triage');
     assert.deepEqual(c.start('triage'), { run: true, tokens: 700 });
     assert.equal(c.pool, 200);
+  });
+
+  it('extend() takes a non-negative integer and refuses finished or skipped agents, changing nothing', () => {
+    const c = new BudgetController({ budgets: { triage: { tokens: 1000 }, billing: { tokens: 1000 } }, unallocatedTokens: 800 }, { agents: TWO });
+    const before = JSON.stringify(c.snapshot());
+    for (const bad of [-5000, 0.5, Number.NaN, Number.POSITIVE_INFINITY]) assert.throws(() => c.extend('triage', bad), RangeError, String(bad));
+    assert.equal(JSON.stringify(c.snapshot()), before);
+    c.record('triage', 100);
+    c.finish('triage');
+    assert.throws(() => c.extend('triage', 800), /agent "triage" is finished/);
+    c.skip('billing');
+    assert.throws(() => c.extend('billing', 1), /agent "billing" is skipped/);
+    assert.equal(c.pool, 2700, 'the pool kept everything: the reserve and what both agents left');
+    assert.ok(conserved(c));
   });
 
   it('says "used its whole budget", not "exceeded", of an agent refused at its limit, and what the pool holds', () => {

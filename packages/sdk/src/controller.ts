@@ -134,6 +134,12 @@ export class BudgetController {
   readonly ceiling: number;
   private readonly slots = new Map<string, Slot>();
   private poolTokens: number;
+  /**
+   * The part of the pool that finished or skipped agents gave back (their leftovers nobody took), as opposed to the
+   * allocation's unallocated reserve: all a finished agent that starts again may take back. Draws on the pool take
+   * from the reserve first, so this is min(itself, pool) after every draw.
+   */
+  private returnedTokens = 0;
   private consumedTotal = 0;
   /** Consumption that sub-agents in other processes already committed to their draws (see delegate()). */
   private remoteCharged = 0;
@@ -219,8 +225,9 @@ export class BudgetController {
    *
    * A finished agent may start again (an agent handed back to, e.g. triage → billing → triage): finish() gave what
    * it left to the agents still to run or to the pool, so it takes back from the pool what its last finish()
-   * reclaimed, as far as the pool holds it (what it handed on and others spent is not returned); the rest of the
-   * pool stays the reserve for extend(). When it is not run (ceiling, or pressure on a background agent) it stays
+   * reclaimed, as far as the pool still holds what agents gave back (what it handed on and others spent is not
+   * returned, and the allocation's unallocated reserve is never taken this way); the rest of the pool stays the
+   * reserve for extend(). When it is not run (ceiling, or pressure on a background agent) it stays
    * finished. A running or skipped agent cannot start.
    */
   start(agent: string): AgentPlan {
@@ -230,8 +237,9 @@ export class BudgetController {
     if (this.consumedTotal >= this.ceiling) return this.skipUnderPressure(s, 'ceiling');
     if (this.underPressure && s.priority === 'background') return this.skipUnderPressure(s, 'pressure');
     if (again) {
-      const back = Math.min(s.reclaimed, this.poolTokens);
+      const back = Math.min(s.reclaimed, this.returnedTokens, this.poolTokens);
       this.poolTokens -= back;
+      this.returnedTokens -= back;
       s.allocated += back;
       s.reclaimed = 0;
       s.wrapped = s.consumed >= this.wrapUpAt * s.allocated;
@@ -250,6 +258,7 @@ export class BudgetController {
     if (s.status !== 'finished') s.status = 'skipped';
     const left = Math.max(0, s.allocated - s.consumed);
     this.poolTokens += left;
+    this.returnedTokens += left;
     s.allocated -= left;
     this.o.onDegrade?.({ agent: s.agent.name, action: 'skip', reason });
     return { run: false, tokens: 0, degraded: 'skip', reason };
@@ -272,6 +281,7 @@ export class BudgetController {
       const need = s.consumed - s.allocated;
       const take = Math.min(need, this.poolTokens);
       this.poolTokens -= take;
+      this.returnedTokens = Math.min(this.returnedTokens, this.poolTokens);
       s.allocated += take;
       if (take < need) {
         this.pressure = true;
@@ -298,12 +308,17 @@ export class BudgetController {
 
   /**
    * Asks for more tokens from the pool. Grants all or nothing, or as much as there is with `partial`.
-   * Returns the tokens granted; a refusal marks the request as under pressure.
+   * Returns the tokens granted; a refusal marks the request as under pressure. `tokens` is a non-negative
+   * integer (RangeError otherwise); a finished or skipped agent cannot be extended (start it again first).
    */
   extend(agent: string, tokens: number, opts: { partial?: boolean } = {}): number {
+    if (!Number.isInteger(tokens) || tokens < 0) throw new RangeError(`tokens must be a non-negative integer, got ${tokens}`);
     const s = this.slot(agent);
+    // A finished or skipped agent can no longer use tokens: granting them would hold them where nothing reclaims them.
+    if (s.status === 'finished' || s.status === 'skipped') throw new Error(`agent "${agent}" is ${s.status}: start it again before extending it`);
     const grant = this.poolTokens >= tokens ? tokens : opts.partial ? this.poolTokens : 0;
     this.poolTokens -= grant;
+    this.returnedTokens = Math.min(this.returnedTokens, this.poolTokens);
     s.allocated += grant;
     if (grant < tokens) this.pressure = true;
     if (grant > 0) s.wrapped = s.consumed >= this.wrapUpAt * s.allocated;
@@ -323,6 +338,8 @@ export class BudgetController {
     s.reclaimed = left;
     this.poolTokens += left;
     const redistributed = this.o.redistribute === 'pool' ? {} : this.redistribute(left);
+    // What the agents still to run did not take stays in the pool: that part is what this agent may take back.
+    this.returnedTokens += left - Object.values(redistributed).reduce((a, b) => a + b, 0);
     return { reclaimed: left, redistributed };
   }
 
