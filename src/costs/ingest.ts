@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import { readDecision } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
 import { pipelineTenants } from '../http/tenancy.js';
@@ -7,7 +9,7 @@ import type { Keys } from '../redis/keys.js';
 import { callScript } from '../redis/scripts.js';
 import type { CostKeys } from './keys.js';
 import type { Pricer } from './pricing.js';
-import { contribution, encodeContribution, priceStamp, rollupNames, STAMP_MARK, stampedOverrides, stampOfApplied, type OverridesFor } from './rollup-vector.js';
+import { contribution, contributionInRange, encodeContribution, priceStamp, rollupNames, STAMP_MARK, stampedOverrides, stampOfApplied, type OverridesFor } from './rollup-vector.js';
 import { decodeSpan, encodeSpan, type Span } from './span.js';
 import { resolveTrace, type ResolvedTrace } from './tree.js';
 import { splitNamespace } from '../http/namespace.js';
@@ -27,6 +29,13 @@ export interface SpanStoreDeps {
   readonly view: () => ControlView;
   readonly retentionSeconds: number;
   readonly maxSpansPerTrace: number;
+  /**
+   * Told how many spans a request newly stored and found already stored, once it is over, also when it failed
+   * after storing (so the spans a failed request stored are counted once, not as duplicates of its retry).
+   */
+  readonly count?: (stored: number, duplicates: number) => void;
+  /** Where the repair reports a trace it cannot read. */
+  readonly log?: Pick<Logger, 'warn'>;
 }
 
 interface DecisionInfo {
@@ -41,9 +50,6 @@ class Memo<V> {
   get(k: string): V | undefined {
     return this.m.get(k);
   }
-  has(k: string): boolean {
-    return this.m.has(k);
-  }
   set(k: string, v: V): void {
     if (this.m.size >= this.max) this.m.clear();
     this.m.set(k, v);
@@ -53,22 +59,43 @@ class Memo<V> {
 /** Per-tenant overrides from the control plane (`priceOverrides` documents; id = customer or `*`). */
 export { overridesOf };
 
-/**
- * Stores spans and keeps the rollups equal to the trees. Per request: one Lua call per trace stores its new
- * spans once and returns the trace (compact lines); the trees are rebuilt in memory; one Lua call in the rollup
- * slot replaces each trace's previous contribution by the new one; then the session and pipeline indexes are
- * written (idempotent set/zset adds). All calls go through the auto-pipelined connection.
- */
 const TRIM_EVERY_MS = 60_000;
+/** A repair intent younger than this may belong to a request still in flight: the repair leaves it alone. */
+export const REPAIR_GRACE_MS = 60_000;
+/** Intents one repair pass reads per shard. */
+const REPAIR_BATCH = 200;
 
 /** Removes the entries of a pipeline's trace index first seen more than `retentionSeconds` before `now`; returns how many. */
 export function trimTraceIndex(redis: Redis, key: string, retentionSeconds: number, now = Date.now()): Promise<number> {
   return redis.zremrangebyscore(key, '-inf', `(${now - retentionSeconds * 1000}`);
 }
 
+/** A trace as one request or repair rebuilt it. */
+interface Built {
+  readonly traceId: string;
+  readonly version: number;
+  readonly trace: ResolvedTrace;
+  /** Its rollup contribution (see contribution). */
+  readonly vector: Map<string, Map<string, number>>;
+  readonly stamp: string;
+  /** The spans this request newly stored in the trace (index into the request, compact line). */
+  readonly stored: readonly { readonly index: number; readonly line: string }[];
+}
+
+const OUT_OF_RANGE = (traceId: string) =>
+  `trace ${traceId}: with this span its counted tokens or cost would leave the range the showback rollups add exactly (2^53 - 1 per field: about $9M in nano-USD), so it is not stored`;
+
+/**
+ * Stores spans and keeps the rollups equal to the trees. Per request: a repair intent per trace in its rollup
+ * shard; one Lua call per trace stores its new spans once and returns the trace (compact lines); the trees are
+ * rebuilt in memory; the session and pipeline indexes are written (idempotent adds, their TTL refreshed every time);
+ * then one Lua call per rollup shard replaces each trace's previous contribution by the new one and drops the
+ * intents. A request that fails after storing (a Redis stall, a crash) leaves its intents: `repair` (run by every
+ * API process) finishes their traces, whether or not the client retries. All calls go through the auto-pipelined
+ * connection.
+ */
 export class SpanStore {
   private readonly decisions = new Memo<DecisionInfo | null>(50_000);
-  private readonly indexed = new Memo<true>(200_000);
   /** Pipeline trace index → when this process last trimmed it (epoch ms). */
   private readonly trimmed = new Map<string, number>();
 
@@ -87,67 +114,162 @@ export class SpanStore {
       l.push(i);
     });
     const result: IngestResult = { accepted: 0, duplicates: 0, refused: [] };
+    if (byTrace.size === 0) return result;
     // One set of overrides for the whole request: the rollups and the price stamp must agree.
     const overridesFor = overridesOf(this.d.view());
-    const traces = await Promise.all(
-      [...byTrace].map(async ([traceId, idx]) => {
-        // One argument for the whole batch (its lines joined), not two per span: fewer buffers to write.
-        const lines = idx.map((i) => encodeSpan(spans[i]!));
-        const res = await callScript(
-          this.d.redis,
-          'spanIngest',
-          [this.d.costKeys.traceSpans(traceId), this.d.costKeys.traceVersion(traceId)],
-          [this.d.retentionSeconds, this.d.maxSpansPerTrace, lines.join('\n')],
-        );
-        const { version, statuses, lines: others } = res;
-        // The trace = the spans this call stored (already decoded) + the others the script returned.
-        const all: Span[] = [];
-        idx.forEach((i, k) => {
-          const st = statuses[k];
-          if (st === '1') {
-            result.accepted++;
-            all.push(spans[i]!);
-          } else if (st === '0') result.duplicates++;
-          else result.refused.push({ index: i, reason: `trace ${traceId} already holds ${this.d.maxSpansPerTrace} spans (APPORTION_MAX_SPANS_PER_TRACE)` });
-        });
-        for (const l of others) all.push(decodeSpan(traceId, l));
-        const trace = this.resolve(traceId, all, overridesFor);
-        return { traceId, version, trace, stamp: priceStamp(trace, overridesFor) };
+    const intents = await this.intend([...byTrace.keys()]);
+    try {
+      const built = await Promise.all(
+        [...byTrace].map(async ([traceId, idx]): Promise<Built> => {
+          // One argument for the whole batch (its lines joined), not two per span: fewer buffers to write.
+          const lines = idx.map((i) => encodeSpan(spans[i]!));
+          const res = await callScript(
+            this.d.redis,
+            'spanIngest',
+            [this.d.costKeys.traceSpans(traceId), this.d.costKeys.traceVersion(traceId)],
+            [this.d.retentionSeconds, this.d.maxSpansPerTrace, lines.join('\n')],
+          );
+          const { version, statuses, lines: others } = res;
+          // The trace = the spans this call stored (already decoded) + the others the script returned.
+          const all: Span[] = [];
+          const stored: { index: number; line: string }[] = [];
+          idx.forEach((i, k) => {
+            const st = statuses[k];
+            if (st === '1') {
+              result.accepted++;
+              all.push(spans[i]!);
+              stored.push({ index: i, line: lines[k]! });
+            } else if (st === '0') result.duplicates++;
+            else result.refused.push({ index: i, reason: `trace ${traceId} already holds ${this.d.maxSpansPerTrace} spans (APPORTION_MAX_SPANS_PER_TRACE)` });
+          });
+          for (const l of others) all.push(decodeSpan(traceId, l));
+          const trace = this.resolve(traceId, all, overridesFor);
+          return { traceId, version, trace, vector: contribution(trace), stamp: priceStamp(trace, overridesFor), stored };
+        }),
+      );
+      const inRange = built.filter((t) => contributionInRange(t.vector));
+      const outOfRange = built.filter((t) => !contributionInRange(t.vector));
+      await this.index(inRange);
+      const statuses = await this.applyRollups(inRange, intents);
+      await this.takeBack([...outOfRange, ...inRange.filter((_, i) => statuses[i] === -1)], result);
+      return result;
+    } finally {
+      this.d.count?.(result.accepted, result.duplicates);
+    }
+  }
+
+  /**
+   * Writes the request's repair intents (one member per trace, in the trace's rollup shard) before anything is
+   * stored, and answers them: the rollup call that applies the traces removes them.
+   */
+  private async intend(traceIds: readonly string[], now = Date.now()): Promise<Map<number, string[]>> {
+    const nonce = randomBytes(6).toString('hex');
+    const byShard = new Map<number, string[]>();
+    for (const t of traceIds) {
+      const s = this.d.costKeys.shardOf(t);
+      let l = byShard.get(s);
+      if (!l) byShard.set(s, (l = []));
+      l.push(`${nonce}/${t}`);
+    }
+    await Promise.all([...byShard].map(([s, members]) => this.d.redis.zadd(this.d.costKeys.repair(s), ...members.flatMap((m) => [now, m]))));
+    return byShard;
+  }
+
+  /**
+   * Refuses the spans this request stored in traces that cannot be rolled up (their contribution out of range):
+   * removes them again, so the trace holds what its applied contribution counts, and reports them per span.
+   */
+  private async takeBack(traces: readonly Built[], result: IngestResult): Promise<void> {
+    await Promise.all(
+      traces.map(async (t) => {
+        if (t.stored.length === 0) return;
+        await callScript(this.d.redis, 'spanUnstore', [this.d.costKeys.traceSpans(t.traceId), this.d.costKeys.traceVersion(t.traceId)], [t.stored.map((s) => s.line).join('\n')]);
+        result.accepted -= t.stored.length;
+        for (const s of t.stored) result.refused.push({ index: s.index, reason: OUT_OF_RANGE(t.traceId) });
       }),
     );
-    await this.applyRollups(traces);
-    await this.index(traces);
-    return result;
+  }
+
+  /**
+   * Finishes the traces of requests that stored spans but failed before their rollup (the intents older than
+   * `graceMs`): each trace is read whole, indexed and rolled up, and its intents dropped. Idempotent, like the
+   * request path it repeats, so several processes may run it at once. Answers how many traces it repaired.
+   */
+  async repair(now = Date.now(), graceMs = REPAIR_GRACE_MS): Promise<number> {
+    const ck = this.d.costKeys;
+    let repaired = 0;
+    for (let shard = 0; shard < ck.shards; shard++) {
+      const members = await this.d.redis.zrangebyscore(ck.repair(shard), '-inf', now - graceMs, 'LIMIT', 0, REPAIR_BATCH);
+      if (members.length === 0) continue;
+      const traceOf = (m: string) => m.slice(m.indexOf('/') + 1);
+      const traceIds = [...new Set(members.map(traceOf))];
+      const overridesFor = overridesOf(this.d.view());
+      const failed = new Set<string>();
+      const built = await Promise.all(
+        traceIds.map(async (traceId): Promise<Built | undefined> => {
+          try {
+            // The version first, then the spans: a contribution never claims a newer version than what it counts.
+            const version = Number((await this.d.redis.get(ck.traceVersion(traceId))) ?? 0);
+            const lines = await this.d.redis.hvals(ck.traceSpans(traceId));
+            // Nothing stored (the request failed before): nothing to finish.
+            if (lines.length === 0) return undefined;
+            const trace = this.resolve(traceId, lines.map((l) => decodeSpan(traceId, l)), overridesFor);
+            return { traceId, version, trace, vector: contribution(trace), stamp: priceStamp(trace, overridesFor), stored: [] };
+          } catch (err) {
+            // One unreadable trace does not hold up the others; its intent stays for the next pass.
+            this.d.log?.warn({ err, traceId }, 'span repair could not read the trace');
+            failed.add(traceId);
+            return undefined;
+          }
+        }),
+      );
+      // A trace out of the rollups' range (possible only for spans stored before the range was enforced) is left as is.
+      const ready = built.filter((t): t is Built => t !== undefined && contributionInRange(t.vector));
+      await this.index(ready);
+      await this.applyRollups(ready, new Map([[shard, members.filter((m) => !failed.has(traceOf(m)))]]));
+      repaired += ready.length;
+    }
+    return repaired;
   }
 
   /**
    * Replaces each trace's contribution in the rollups (idempotent; see cost-rollup.lua), with the price stamp its
-   * cost tree is read with (see priceStamp).
+   * cost tree is read with (see priceStamp), and removes the given repair intents. Answers the script's status per
+   * trace, in order: 1 applied, 0 an equal or newer one was, -1 refused (out of range, nothing written).
    */
-  async applyRollups(traces: readonly { traceId: string; version: number; trace: ResolvedTrace; stamp: string }[]): Promise<void> {
-    if (traces.length === 0) return;
+  async applyRollups(traces: readonly Omit<Built, 'stored'>[], intents: ReadonlyMap<number, readonly string[]> = new Map()): Promise<number[]> {
     // One script call per rollup shard (one call when the layout is unsharded): all its keys share the slot.
-    const byShard = new Map<number, (typeof traces)[number][]>();
-    for (const t of traces) {
-      const s = this.d.costKeys.shardOf(t.traceId);
+    const byShard = new Map<number, number[]>();
+    const at = (s: number) => {
       let l = byShard.get(s);
       if (!l) byShard.set(s, (l = []));
-      l.push(t);
-    }
+      return l;
+    };
+    traces.forEach((t, i) => at(this.d.costKeys.shardOf(t.traceId)).push(i));
+    for (const s of intents.keys()) at(s);
+    const statuses: number[] = traces.map(() => 0);
     await Promise.all(
-      [...byShard].map(([shard, group]) => {
+      [...byShard].map(async ([shard, idx]) => {
+        const group = idx.map((i) => traces[i]!);
+        const removed = intents.get(shard) ?? [];
         const names = new Set<string>();
         for (const t of group) for (const n of rollupNames(t.trace)) names.add(n);
         const nameList = [...names];
-        const keys = [...group.map((t) => this.d.costKeys.applied(t.traceId)), ...nameList.map((n) => this.d.costKeys.rollup(n, shard))];
-        const args: (string | number)[] = [group.length, this.d.retentionSeconds, ...nameList];
-        for (const t of group) args.push(t.version, encodeContribution(contribution(t.trace)) + STAMP_MARK + t.stamp);
-        return callScript(this.d.redis, 'costRollup', keys, args);
+        const keys = [...group.map((t) => this.d.costKeys.applied(t.traceId)), this.d.costKeys.repair(shard), ...nameList.map((n) => this.d.costKeys.rollup(n, shard))];
+        const args: (string | number)[] = [group.length, this.d.retentionSeconds, removed.length, ...nameList];
+        for (const t of group) args.push(t.version, encodeContribution(t.vector) + STAMP_MARK + t.stamp);
+        args.push(...removed);
+        const res = await callScript(this.d.redis, 'costRollup', keys, args);
+        idx.forEach((i, k) => (statuses[i] = res[k] ?? 0));
       }),
     );
+    return statuses;
   }
 
-  /** Session → traces and pipeline → decisions/traces indexes; each pair written once per process. */
+  /**
+   * Session → traces and pipeline → decisions/traces indexes, written on every write of the trace (idempotent adds)
+   * with the trace's TTL, so an index lives as long as the traces it lists.
+   */
   private async index(traces: readonly { traceId: string; trace: ResolvedTrace }[]): Promise<void> {
     const r = this.d.redis;
     const ck = this.d.costKeys;
@@ -160,32 +282,24 @@ export class SpanStore {
         sessions.add(n.sessionId);
         if (n.decisionId) decisions.add(n.decisionId);
       }
-      for (const s of sessions) {
-        const k = `s\x1f${s}\x1f${traceId}`;
-        if (this.indexed.has(k)) continue;
-        writes.push(Promise.all([r.sadd(ck.sessionTraces(s), traceId), r.expire(ck.sessionTraces(s), ttl)]).then(() => this.indexed.set(k, true)));
-      }
+      for (const s of sessions) writes.push(r.sadd(ck.sessionTraces(s), traceId), r.expire(ck.sessionTraces(s), ttl));
       for (const d of decisions) {
-        const k = `d\x1f${d}\x1f${traceId}`;
-        if (this.indexed.has(k)) continue;
         writes.push(
           this.decision(d).then(async (info) => {
             if (!info) return;
             // A tenant's trace (`<tenant>~<id>`) joins only its own pipelines' envelopes: naming another tenant's
             // decision id does not put its spans there. Operator traces are indexed as given.
             const { tenant } = splitNamespace(traceId);
-            if (tenant !== null && pipelineTenants(this.d.view()).get(info.pipeline) !== tenant) {
-              this.indexed.set(k, true);
-              return;
-            }
+            if (tenant !== null && pipelineTenants(this.d.view()).get(info.pipeline) !== tenant) return;
             const z = ck.pipelineTraces(info.pipeline);
+            const budget = ck.pipelineBudget(info.pipeline, d);
             await Promise.all([
               r.zadd(z, 'NX', Date.now(), `${d}/${traceId}`),
               r.expire(z, ttl),
-              r.set(ck.pipelineBudget(info.pipeline, d), info.budgets, 'EX', ttl, 'NX'),
+              r.set(budget, info.budgets, 'EX', ttl, 'NX'),
+              r.expire(budget, ttl),
               this.trim(z),
             ]);
-            this.indexed.set(k, true);
           }),
         );
       }

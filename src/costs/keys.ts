@@ -12,6 +12,8 @@ import type { Keys } from '../redis/keys.js';
  *   <p>:{pipeline:<id>}:cost-budget:<d> string budgets JSON of decision d, copied before the record expires
  *   <p>:{costs}:rollup:<dim>:<day>      hash  "<value>\x1f<metric>" → integer (dim: customer|team|agent|model|day)
  *   <p>:{costs}:applied:<t>             string the trace's contribution last applied to the rollups (+ its version)
+ *   <p>:{costs}:repair                  zset  "<nonce>/<traceId>" by epoch ms: a request's intent to roll up and
+ *                                             index the traces it stores, removed with the rollup (see ingest.ts)
  *
  * With a sharded layout (`keys.shards` > 1, the default on a cluster) the rollup slot is split: a trace's applied
  * string and its share of the rollups live in `{costs:<shard>}` (shard = keys.shardOf(traceId)), so concurrent
@@ -26,6 +28,8 @@ export interface CostKeys {
   /** Rollup hash `name` of one shard (0 ≤ shard < shards). */
   rollup(name: string, shard?: number): string;
   applied(traceId: string): string;
+  /** Repair intents of one shard (the traces a request is storing, until their rollup is applied). */
+  repair(shard: number): string;
   /** The rollup shard of a trace. */
   shardOf(traceId: string): number;
   readonly shards: number;
@@ -42,6 +46,7 @@ export function costKeys(keys: Keys): CostKeys {
     pipelineBudget: (id, d) => keys.pipeline(id, 'cost-budget', d),
     rollup: (name, shard = 0) => `${p}:${slot(shard)}:rollup:${name}`,
     applied: (t) => `${p}:${slot(keys.shardOf(t))}:applied:${t}`,
+    repair: (shard) => `${p}:${slot(shard)}:repair`,
     shardOf: (t) => keys.shardOf(t),
     shards: keys.shards,
   };

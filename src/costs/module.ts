@@ -11,6 +11,7 @@ import { jsonDecoder } from '../redis/decode.js';
 import { decisionUses, roleEnvelope, type RoleEnvelope, type RoleUse } from './envelopes.js';
 import { ID_PATTERN } from '../pipelines/schema.js';
 import { SpanStore } from './ingest.js';
+import { isRedisUnavailable } from '../redis/unavailable.js';
 import { costKeys } from './keys.js';
 import { namespaced } from '../http/namespace.js';
 import { zeroTotals } from './tree.js';
@@ -91,6 +92,9 @@ function tenantSpans(req: FastifyRequest, list: Span[]): Span[] {
 
 const tenantNamespaced = (req: FastifyRequest, id: string): string => namespaced(tenantOfCaller(req), id);
 
+/** How often each API process looks for traces to repair (SpanStore.repair). */
+const REPAIR_EVERY_MS = 15_000;
+
 /** A tenant key's showback: its own customer row only. */
 function tenantReport(req: FastifyRequest, report: CostReport): CostReport {
   const t = tenantOfCaller(req);
@@ -125,22 +129,44 @@ export function costsModule(core: CostsDeps): CostsModule {
     view: core.view,
     retentionSeconds,
     maxSpansPerTrace: core.config.maxSpansPerTrace,
+    log: core.log,
+    count: (stored, duplicates) => {
+      core.metrics.spans.inc({ result: 'stored' }, stored);
+      core.metrics.spans.inc({ result: 'duplicate' }, duplicates);
+    },
   });
 
+  // Only a store that cannot answer is a 503 (retry); any other error (a script's) is a bug, answered INTERNAL.
   const store = async (list: Span[], req: FastifyRequest) => {
     try {
       return await spans.ingest(tenantSpans(req, list));
     } catch (e) {
+      if (!isRedisUnavailable(e)) throw e;
       core.log.warn({ err: e }, 'span store unreachable');
       throw new AppError('REDIS_UNAVAILABLE', 'span store unreachable');
     }
+  };
+
+  // Finishes the traces of requests that failed after storing spans (see SpanStore.repair), in every API process.
+  let repairTimer: NodeJS.Timeout | undefined;
+  let repairing: Promise<unknown> = Promise.resolve();
+  const startRepair = () => {
+    repairTimer = setInterval(() => {
+      repairing = spans.repair().catch((err: unknown) => core.log.warn({ err }, 'span repair failed; retried on the next pass'));
+    }, REPAIR_EVERY_MS);
+    repairTimer.unref();
   };
 
   return {
     name: 'costs',
     spans,
     sessions: (limit, scanBudget, tenant) => listSessions(core.redis, core.keys.prefix, limit, scanBudget, tenant),
+    async close() {
+      clearInterval(repairTimer);
+      await repairing;
+    },
     routes(app: ApiApp) {
+      startRepair();
       otlpContentTypes(app);
       app.post(
         '/v1/spans',
@@ -183,8 +209,6 @@ export function costsModule(core: CostsDeps): CostsModule {
             rejected.push({ index: goodIndex[f.index]!, traceId: s.traceId, spanId: s.spanId, reason: f.reason });
           }
           rejected.sort((a, b) => a.index - b.index);
-          core.metrics.spans.inc({ result: 'stored' }, res.accepted);
-          core.metrics.spans.inc({ result: 'duplicate' }, res.duplicates);
           core.metrics.spans.inc({ result: 'rejected' }, rejected.length);
           return { accepted: res.accepted, duplicates: res.duplicates, rejected };
         },
@@ -217,8 +241,6 @@ export function costsModule(core: CostsDeps): CostsModule {
           });
           const res = await store(fit, req);
           const reasons = [...mapped.rejected.map((r) => r.reason), ...tooLong, ...res.refused.map((r) => r.reason)];
-          core.metrics.spans.inc({ result: 'stored' }, res.accepted);
-          core.metrics.spans.inc({ result: 'duplicate' }, res.duplicates);
           core.metrics.spans.inc({ result: 'rejected' }, reasons.length);
           const distinct = [...new Set(reasons)];
           if (reasons.length === 0) return {};

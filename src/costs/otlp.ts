@@ -94,7 +94,10 @@ function str(v: AnyValue | undefined): string | undefined {
   return undefined;
 }
 
-/** Integers may come as strings or numbers (OTLP JSON int64); anything else is ignored. */
+/**
+ * Integers may come as strings or numbers (OTLP JSON int64); anything else is ignored. Not bounded here: a count
+ * above what a span may carry (MAX_TOKENS) rejects the span, it is not dropped (see mapOtlp).
+ */
 function int(v: AnyValue | undefined): number | undefined {
   if (!v) return undefined;
   const raw = v.intValue ?? v.doubleValue ?? v.stringValue;
@@ -234,7 +237,10 @@ function kindOf(a: Attrs, hasUsage: boolean): SpanKind {
   return hasUsage || a.requestModel || a.responseModel ? 'llm' : 'other';
 }
 
-/** OTLP JSON ids are hex; the protobuf JSON mapping's base64 is accepted too; protobuf ids are bytes. */
+/**
+ * OTLP JSON ids are hex; the protobuf JSON mapping's base64 is accepted too; protobuf ids are bytes. An id of only
+ * zero bytes is returned as is: the OTLP spec calls it invalid (a zero parentSpanId means "no parent").
+ */
 function hexId(id: string | Uint8Array | undefined, bytes: number): string | undefined {
   if (id instanceof Uint8Array) {
     if (id.length !== bytes) return undefined;
@@ -245,6 +251,8 @@ function hexId(id: string | Uint8Array | undefined, bytes: number): string | und
   const b = Buffer.from(id, 'base64');
   return b.length === bytes ? b.toString('hex') : undefined;
 }
+
+const isZeroId = (hex: string): boolean => /^0+$/.test(hex);
 
 function nanosToMs(v: string | number | Long64 | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -266,7 +274,45 @@ function statusOf(code: number | string | undefined): SpanStatus {
 }
 
 const MAX_LABEL = 256;
-const label = (s: string | undefined) => (s === undefined ? undefined : clean(s.slice(0, MAX_LABEL)));
+
+/** At most `max` UTF-16 code units, never ending in the first half of a surrogate pair (a display name only). */
+function truncate(s: string, max: number): string {
+  if (s.length <= max) return s;
+  const code = s.charCodeAt(max - 1);
+  return s.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
+
+/**
+ * The attribution fields that name something (rollup keys, session ids): one that is too long rejects the span,
+ * as on POST /v1/spans, since cutting it would merge distinct sessions or customers. The span name is only shown:
+ * it is shortened instead.
+ */
+const ID_FIELDS = ['sessionId', 'customer', 'team', 'task', 'agent', 'provider', 'model'] as const;
+
+function tooLong(fields: Record<(typeof ID_FIELDS)[number], string | undefined>): string | undefined {
+  for (const f of ID_FIELDS) {
+    const v = fields[f];
+    if (v !== undefined && v.length > MAX_LABEL) return `${f} is ${v.length} characters (at most ${MAX_LABEL})`;
+  }
+  return undefined;
+}
+
+/**
+ * What one span may carry, as on POST /v1/spans: each token count at most MAX_TOKENS, a provided cost at most
+ * MAX_COST_USD. A larger one rejects the span (its trace would otherwise leave the range the rollups count exactly).
+ */
+export const MAX_TOKENS = 1_000_000_000;
+export const MAX_COST_USD = 1_000_000;
+const USAGE_FIELDS = ['input', 'output', 'cacheRead', 'cacheWrite', 'reasoning'] as const;
+
+function outOfRange(usage: Span['usage'], costUsd: number | undefined): string | undefined {
+  for (const f of USAGE_FIELDS) {
+    const v = usage?.[f];
+    if (v !== undefined && v > MAX_TOKENS) return `usage.${f} is ${v} tokens (at most ${MAX_TOKENS})`;
+  }
+  if (costUsd !== undefined && costUsd > MAX_COST_USD) return `costUsd is ${costUsd} (at most ${MAX_COST_USD})`;
+  return undefined;
+}
 
 export function mapOtlp(body: { readonly resourceSpans?: readonly unknown[] }): OtlpMapped {
   const spans: Span[] = [];
@@ -284,6 +330,10 @@ export function mapOtlp(body: { readonly resourceSpans?: readonly unknown[] }): 
         const spanId = hexId(os?.spanId, 8);
         if (!traceId || !spanId) {
           rejected.push({ reason: 'traceId/spanId must be 16/8 bytes, hex or base64' });
+          continue;
+        }
+        if (isZeroId(traceId) || isZeroId(spanId)) {
+          rejected.push({ reason: `span ${spanId}: ${isZeroId(traceId) ? 'traceId' : 'spanId'} is all zeros (an invalid id in OTLP)` });
           continue;
         }
         const start = nanosToMs(os.startTimeUnixNano);
@@ -308,7 +358,9 @@ export function mapOtlp(body: { readonly resourceSpans?: readonly unknown[] }): 
           const output = a.output ?? 0;
           usage = { input, output, cacheRead: cr, cacheWrite: cw, reasoning: Math.min(a.reasoning ?? 0, output) };
         }
-        const parent = hexId(os.parentSpanId, 8);
+        const parentId = hexId(os.parentSpanId, 8);
+        // An all-zero parent is how some SDKs spell "no parent": the span is a root, not an orphan waiting forever.
+        const parent = parentId !== undefined && !isZeroId(parentId) ? parentId : undefined;
         const model = a.responseModel ?? a.requestModel ?? res.responseModel ?? res.requestModel;
         const provider = a.provider ?? res.provider;
         const session = a.session ?? a.conversation ?? res.session ?? res.conversation;
@@ -319,6 +371,16 @@ export function mapOtlp(body: { readonly resourceSpans?: readonly unknown[] }): 
         const task = a.task ?? res.task;
         const decisionId = a.decisionId ?? res.decisionId;
         const costUsd = a.costUsd;
+        const range = outOfRange(usage, costUsd);
+        if (range) {
+          rejected.push({ traceId, spanId, reason: `span ${spanId}: ${range}` });
+          continue;
+        }
+        const long = tooLong({ sessionId: session, customer, team, task, agent, provider, model });
+        if (long) {
+          rejected.push({ traceId, spanId, reason: `span ${spanId}: ${long}` });
+          continue;
+        }
         spans.push({
           traceId,
           spanId,
@@ -327,18 +389,19 @@ export function mapOtlp(body: { readonly resourceSpans?: readonly unknown[] }): 
           start: startMs,
           end: endMs,
           ...(parent ? { parentSpanId: parent } : {}),
-          ...(session !== undefined ? { sessionId: label(session)! } : {}),
-          ...(agent !== undefined ? { agent: label(agent)! } : {}),
-          ...(task !== undefined ? { task: label(task)! } : {}),
-          ...(customer !== undefined ? { customer: label(customer)! } : {}),
-          ...(team !== undefined ? { team: label(team)! } : {}),
-          ...(provider !== undefined ? { provider: label(provider)! } : {}),
-          ...(model !== undefined ? { model: label(model)! } : {}),
-          ...(typeof os.name === 'string' && os.name !== '' ? { name: label(os.name)! } : {}),
-          ...(a.attempt !== undefined && a.attempt >= 1 ? { attempt: a.attempt } : {}),
+          ...(session !== undefined ? { sessionId: clean(session) } : {}),
+          ...(agent !== undefined ? { agent: clean(agent) } : {}),
+          ...(task !== undefined ? { task: clean(task) } : {}),
+          ...(customer !== undefined ? { customer: clean(customer) } : {}),
+          ...(team !== undefined ? { team: clean(team) } : {}),
+          ...(provider !== undefined ? { provider: clean(provider) } : {}),
+          ...(model !== undefined ? { model: clean(model) } : {}),
+          ...(typeof os.name === 'string' && os.name !== '' ? { name: clean(truncate(os.name, MAX_LABEL)) } : {}),
+          // Informative only (never summed): one out of POST /v1/spans's range is left out.
+          ...(a.attempt !== undefined && a.attempt >= 1 && a.attempt <= 10_000 ? { attempt: a.attempt } : {}),
           ...(decisionId !== undefined && /^[A-Za-z0-9_-]{16,64}$/.test(decisionId) ? { decisionId } : {}),
           ...(usage ? { usage } : {}),
-          ...(costUsd !== undefined && costUsd <= 1_000_000 ? { providedNano: usdToNano(costUsd) } : {}),
+          ...(costUsd !== undefined ? { providedNano: usdToNano(costUsd) } : {}),
         });
       }
     }

@@ -20,10 +20,11 @@ export interface CostReport {
 const DAY_MS = 86_400_000;
 const MAX_DAYS = 400;
 
+/** A calendar day, exactly `YYYY-MM-DD` (no trailing characters, no 31st of February): its UTC midnight in ms. */
 function parseDay(v: string, field: string): number {
-  const m = /^(\d{4}-\d{2}-\d{2})/.exec(v);
-  const ms = m ? Date.parse(`${m[1]}T00:00:00Z`) : Number.NaN;
-  if (!Number.isFinite(ms)) throw new AppError('VALIDATION_FAILED', `querystring/${field} must be a date (YYYY-MM-DD), got "${v}"`);
+  const ms = /^\d{4}-\d{2}-\d{2}$/.test(v) ? Date.parse(`${v}T00:00:00Z`) : Number.NaN;
+  // Date.parse rolls an impossible day over into the next month: only a date that reads back the same is one.
+  if (!Number.isFinite(ms) || dayOf(ms) !== v) throw new AppError('VALIDATION_FAILED', `querystring/${field} must be a date (YYYY-MM-DD), got "${v}"`);
   return ms;
 }
 

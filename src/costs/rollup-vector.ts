@@ -67,10 +67,28 @@ export function contribution(trace: ResolvedTrace): Map<string, Map<string, numb
   return out;
 }
 
-/** Serialises a contribution for the rollup script: lines of `name \x1e field \x1e value`. */
+/**
+ * Whether every value of a contribution is an integer the rollup script adds exactly (Lua numbers are doubles, as
+ * JavaScript's): at most 2^53 − 1 in magnitude. A trace whose counted tokens or cost sum past it in one field is
+ * not rolled up (its new spans are refused; see SpanStore.ingest).
+ */
+export function contributionInRange(c: Map<string, Map<string, number>>): boolean {
+  for (const h of c.values()) for (const v of h.values()) if (!Number.isSafeInteger(v)) return false;
+  return true;
+}
+
+/**
+ * Serialises a contribution for the rollup script: lines of `name \x1e field \x1e value`, every value in plain
+ * decimal digits (a safe integer never prints with an exponent; anything else is refused here).
+ */
 export function encodeContribution(c: Map<string, Map<string, number>>): string {
   const lines: string[] = [];
-  for (const [name, h] of c) for (const [f, v] of h) lines.push(`${name}\x1e${f}\x1e${v}`);
+  for (const [name, h] of c) {
+    for (const [f, v] of h) {
+      if (!Number.isSafeInteger(v)) throw new RangeError(`rollup contribution ${name} ${f}: ${v} is not a safe integer`);
+      lines.push(`${name}\x1e${f}\x1e${v}`);
+    }
+  }
   return lines.join('\n');
 }
 

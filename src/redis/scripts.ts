@@ -91,7 +91,7 @@ export const SCRIPT_REPLIES = {
   budgetPut: replies.integers,
   configDelete: replies.integer,
   configPut: replies.integer,
-  costRollup: replies.integer,
+  costRollup: replies.integers,
   decisionsPut: replies.integer,
   learnerDefault: replies.pair,
   learnerIngest: replies.ingest,
@@ -103,6 +103,7 @@ export const SCRIPT_REPLIES = {
   reservationReserve: replies.string,
   rolloutWrite: replies.integer,
   spanIngest: replies.versionedLines,
+  spanUnstore: replies.integer,
 } satisfies Record<string, ReplyDecoder<unknown>>;
 
 export type ScriptName = keyof typeof SCRIPT_REPLIES;

@@ -1,34 +1,61 @@
 -- Replaces the rollup contribution of one or more traces: for each trace, subtracts what was applied last time
 -- and adds the new contribution, in one step, so every rollup (customer, team, agent, model, day) is always the
 -- sum of the same counted spans and a replay changes nothing. A contribution older than the one applied (two
--- requests racing on one trace) is ignored.
+-- requests racing on one trace) is ignored. Then removes the request's repair intents (KEYS[T+1]): the trace's
+-- rollup is done.
+-- All or nothing per trace: a contribution with a value that is not an integer of at most 2^53 - 1 (exact in Lua's
+-- doubles) writes nothing, and so does one that would take a rollup field past what HINCRBY holds (its increments
+-- already made are taken back before the next trace), so the "applied" string always says what was added.
 -- NUMKEYS: dynamic
 -- KEYS[1..T]       per-trace "applied" strings: "<version>\n" .. contribution
--- KEYS[T+1..T+R]   rollup hashes `<p>:{costs}:rollup:<dim>:<day>`
+-- KEYS[T+1]        the shard's repair intents (zset "<nonce>/<traceId>" by epoch ms; see costs/ingest.ts)
+-- KEYS[T+2..T+1+R] rollup hashes `<p>:{costs}:rollup:<dim>:<day>`
 -- ARGV[1]          T, the number of traces
 -- ARGV[2]          TTL of the applied strings, in seconds
--- ARGV[3..2+R]     the rollup names `<dim>:<day>` of KEYS[T+1..T+R], in order
--- ARGV[3+R..]      pairs per trace: version, contribution (lines "name \x1e field \x1e value", then the price stamp
---                  line "\x1d<json>" that its cost tree is read with: never summed, but stored and compared with it)
--- Returns: the number of traces whose contribution was applied.
+-- ARGV[3]          M, the number of intents to remove
+-- ARGV[4..3+R]     the rollup names `<dim>:<day>` of KEYS[T+2..T+1+R], in order
+-- ARGV[4+R..3+R+2T] pairs per trace: version, contribution (lines "name \x1e field \x1e value", then the price
+--                  stamp line "\x1d<json>" that its cost tree is read with: never summed, but stored and compared)
+-- ARGV[4+R+2T..]   the M intent members to remove from KEYS[T+1]
+-- Returns: one status per trace, in order: 1 applied, 0 not applied (an equal or newer contribution is applied),
+--          -1 refused and nothing written for it (a value out of range, or a rollup field that would overflow).
 local T = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
-local R = #KEYS - T
+local M = tonumber(ARGV[3])
+local R = #KEYS - T - 1
 local keyOf = {}
-for r = 1, R do keyOf[ARGV[2 + r]] = KEYS[T + r] end
+for r = 1, R do keyOf[ARGV[3 + r]] = KEYS[T + 1 + r] end
+local MAX = 9007199254740991
 
-local function parse(s, into, sign)
+-- What an earlier contribution added (read as the script that applied it read it), taken back.
+local function subtract(s, into)
   for name, field, value in string.gmatch(s, '([^\n\30]+)\30([^\n\30]+)\30(%-?%d+)') do
     local h = into[name]
     if not h then h = {}; into[name] = h end
-    h[field] = (h[field] or 0) + sign * tonumber(value)
+    h[field] = (h[field] or 0) - tonumber(value)
   end
 end
 
-local applied = 0
+-- The new contribution, every line checked whole: false when one is not "name \x1e field \x1e <safe integer>".
+local function add(s, into)
+  for line in string.gmatch(s, '[^\n]+') do
+    if string.byte(line, 1) ~= 29 then
+      local name, field, value = string.match(line, '^([^\30]+)\30([^\30]+)\30(%-?%d+)$')
+      if not name or #value > 17 then return false end
+      local v = tonumber(value)
+      if not keyOf[name] or v > MAX or v < -MAX then return false end
+      local h = into[name]
+      if not h then h = {}; into[name] = h end
+      h[field] = (h[field] or 0) + v
+    end
+  end
+  return true
+end
+
+local statuses = {}
 for t = 1, T do
-  local ver = tonumber(ARGV[1 + R + 2 * t])
-  local new = ARGV[2 + R + 2 * t]
+  local ver = tonumber(ARGV[2 + R + 2 * t])
+  local new = ARGV[3 + R + 2 * t]
   local old = redis.call('GET', KEYS[t])
   local oldVer = -1
   local oldBody = ''
@@ -39,19 +66,40 @@ for t = 1, T do
   end
   if ver > oldVer or (ver == oldVer and new ~= oldBody) then
     local delta = {}
-    parse(oldBody, delta, -1)
-    parse(new, delta, 1)
-    for name, h in pairs(delta) do
-      local key = keyOf[name]
-      if not key then return redis.error_reply('ERR cost-rollup: no key for rollup ' .. name) end
-      for field, d in pairs(h) do
-        if d ~= 0 then redis.call('HINCRBY', key, field, string.format('%.0f', d)) end
+    subtract(oldBody, delta)
+    local ok = add(new, delta)
+    local done = {}
+    if ok then
+      for name, h in pairs(delta) do
+        local key = keyOf[name]
+        if not key then ok = false; break end
+        for field, d in pairs(h) do
+          if d ~= 0 then
+            local by = string.format('%.0f', d)
+            local r = redis.pcall('HINCRBY', key, field, by)
+            if type(r) == 'table' and r.err then ok = false; break end
+            done[#done + 1] = { key, field, string.format('%.0f', -d), r == d }
+          end
+        end
+        if not ok then break end
       end
     end
-    redis.call('SET', KEYS[t], string.format('%.0f', ver) .. '\n' .. new, 'EX', ttl)
-    applied = applied + 1
+    if ok then
+      redis.call('SET', KEYS[t], string.format('%.0f', ver) .. '\n' .. new, 'EX', ttl)
+      statuses[t] = 1
+    else
+      for i = #done, 1, -1 do
+        local x = done[i]
+        redis.call('HINCRBY', x[1], x[2], x[3])
+        -- A field this trace created goes again (rather than staying as "0").
+        if x[4] then redis.call('HDEL', x[1], x[2]) end
+      end
+      statuses[t] = -1
+    end
   else
     redis.call('EXPIRE', KEYS[t], ttl)
+    statuses[t] = 0
   end
 end
-return applied
+for i = 1, M do redis.call('ZREM', KEYS[T + 1], ARGV[3 + R + 2 * T + i]) end
+return statuses
