@@ -138,11 +138,18 @@ export class Pricer {
 
   private call(usage: Record<string, number>, model: string, provider: string | undefined, at: number): PriceCalculation | null {
     const providerId = this.providerId(provider);
+    let res: PriceCalculation | null;
     try {
-      return calcPrice(usage, model, { timestamp: new Date(at), ...(providerId ? { providerId } : {}) });
+      res = calcPrice(usage, model, { timestamp: new Date(at), ...(providerId ? { providerId } : {}) });
     } catch {
-      return null;
+      res = null;
     }
+    // A routed model id names its provider (`openai/gpt-4o` from the AI SDK's gateway provider, OpenRouter and
+    // LiteLLM-style ids): priced at that provider's list price when the name as given is not in the catalog (a
+    // provider the catalog prices routed ids for, such as openrouter, keeps its own prices).
+    const slash = model.indexOf('/');
+    if (!res && slash > 0 && slash < model.length - 1) return this.call(usage, model.slice(slash + 1), model.slice(0, slash), at);
+    return res;
   }
 
   private probe(model: string, provider: string | undefined, at: number, withinSlot = false): CacheEntry {

@@ -44,6 +44,20 @@ describe('pricing', () => {
     assert.ok(both.computedNano! > 0);
     assert.deepEqual(p.price({ model: 'gpt-4o', start: T0 }), { computedNano: undefined, source: 'none' });
   });
+
+  it('prices a routed model id (`<provider>/<model>`, e.g. the AI SDK gateway provider) at the named provider’s list price', () => {
+    const p = new Pricer();
+    const u = { input: 12_000, output: 900, cacheRead: 2_000, cacheWrite: 0, reasoning: 0 };
+    const direct = p.price({ model: 'gpt-4o', provider: 'openai', usage: u, start: T0 });
+    assert.equal(direct.source, 'catalog');
+    for (const provider of ['gateway', undefined]) {
+      assert.deepEqual(p.price({ model: 'openai/gpt-4o', provider, usage: u, start: T0 }), direct, String(provider));
+    }
+    const claude = p.price({ model: 'anthropic/claude-sonnet-4', provider: 'gateway', usage: u, start: T0 });
+    assert.deepEqual(claude, p.price({ model: 'claude-sonnet-4', provider: 'anthropic', usage: u, start: T0 }));
+    assert.ok(claude.computedNano! > 0);
+    for (const model of ['acme/unknown-9000', '/gpt-4o', 'openai/']) assert.equal(p.price({ model, provider: 'gateway', usage: u, start: T0 }).source, 'unpriced', model);
+  });
 });
 
 describe('span lines', () => {
