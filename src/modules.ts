@@ -25,9 +25,9 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
     ...servicesOf(core, ['redis', 'keys', 'view', 'kinds', 'metrics', 'log', 'store', 'snapshot'], ['rewardWindowSeconds', 'redisCommandTimeoutMs']),
     all,
   });
-  const stats = outcomeStats(servicesOf(core, ['redis', 'keys']));
+  const stats = outcomeStats(servicesOf(core, ['redis', 'keys'], ['rewardWindowSeconds', 'outcomeMarkerGraceSeconds']));
   modules.push(
-    pipelinesModule(servicesOf(core, ['view', 'store', 'snapshot'])),
+    pipelinesModule(servicesOf(core, ['view', 'store', 'snapshot', 'redis', 'bullRedis', 'keys', 'log'], ['rewardWindowSeconds', 'outcomeMarkerGraceSeconds'])),
     strategiesModule({ ...servicesOf(core, ['view', 'store', 'snapshot', 'kinds']), stats }),
     allocation,
     feedbackModule({

@@ -33,7 +33,8 @@ export class BudgetLedger {
   async delete(q: BudgetDeleteQuery): Promise<DeletedBalance> {
     const scope = resolveScope({ scope: q.scope }, 'querystring');
     const t = scope.tenant;
-    const r = await run(this.o.redis, 'budgetDelete', [this.o.keys.budget(t, q.unit, scope.path), this.o.keys.index(t)], [`${q.unit}:${scope.path}`]);
+    const { keys } = this.o;
+    const r = await run(this.o.redis, 'budgetDelete', [keys.budget(t, q.unit, scope.path), keys.index(t), keys.deadlines(t), keys.alerts(t), keys.overruns(t)], [`${q.unit}:${scope.path}`]);
     if (r[0] === 0) throw new AppError('BUDGET_NOT_FOUND', `querystring/scope: no ${q.unit} budget at "${scope.path}"`, { scope: scope.path, unit: q.unit });
     if (r[0] === -1) {
       throw new AppError('BUDGET_HAS_RESERVATIONS', `querystring/scope: active reservations hold ${r[1]} at "${scope.path}"; commit, release or let them expire first`, {
@@ -42,7 +43,20 @@ export class BudgetLedger {
         reserved: r[1],
       });
     }
+    if (r[6] === 1) await this.forgetTenant(t).catch(storeFailure);
     return { scope: scope.path, unit: q.unit, allocated: r[1]!, remaining: r[2]!, reserved: r[3]!, spent: r[4]!, debt: r[5]! };
+  }
+
+  /**
+   * Takes a tenant whose last budget was deleted off the budget-tenants index (a key of its own slot, so not in the
+   * delete's script). A budget created for the tenant meanwhile puts it back: its PUT adds the tenant after its
+   * script, and this checks the tenant's index after removing it, so whichever order the two run in, a tenant with
+   * a budget stays listed (the sweeper visits it).
+   */
+  private async forgetTenant(t: string): Promise<void> {
+    const { redis, keys } = this.o;
+    await redis.srem(keys.tenants(), t);
+    if ((await redis.scard(keys.index(t))) > 0) await redis.sadd(keys.tenants(), t);
   }
 
   async put(body: BudgetPutBody): Promise<Balance & { created: boolean }> {

@@ -122,8 +122,11 @@ export class ControlStore {
     return (await this.redis.hget(this.keys.configOwners(kind), id)) ?? undefined;
   }
 
-  /** Deletes documents in one atomic step; returns how many existed. `expect` as for put. */
-  async delete(entries: readonly { kind: ControlKind; id: string }[], expect?: Expectation): Promise<number> {
+  /**
+   * Deletes documents in one atomic step; returns how many existed. `expect` as for put. `journal`: an entry of the
+   * deleted-objects journal (`configDeleted`) written in the same step when a document was deleted.
+   */
+  async delete(entries: readonly { kind: ControlKind; id: string }[], expect?: Expectation, journal?: { readonly field: string; readonly value: string }): Promise<number> {
     if (entries.length === 0) return 0;
     const docs = expect?.docs ?? [];
     const n = await callScript(
@@ -133,8 +136,17 @@ export class ControlStore {
         this.keys.configVersion(),
         ...entries.map((e) => this.keys.configKind(e.kind)),
         ...docs.flatMap((d) => [this.keys.configKind(d.kind), this.keys.configVersions(d.kind)]),
+        ...(journal ? [this.keys.configDeleted()] : []),
       ],
-      [this.keys.configChannel(), expect?.global ?? '', entries.length, docs.length, ...entries.map((e) => e.id), ...docs.flatMap((d) => [d.id, d.version])],
+      [
+        this.keys.configChannel(),
+        expect?.global ?? '',
+        entries.length,
+        docs.length,
+        ...entries.map((e) => e.id),
+        ...docs.flatMap((d) => [d.id, d.version]),
+        ...(journal ? [journal.field, journal.value] : []),
+      ],
     );
     if (n === -2) throw new ControlConflict(entries.map((e) => `${e.kind} ${e.id}`).join(', '));
     return n;

@@ -91,13 +91,17 @@ export function feedbackModule(core: FeedbackDeps): ModuleParts {
           const results = await Promise.all(outcomesOf(job.data).map((o) => applyOutcome(deps, o)));
           let applied = 0;
           let expired = 0;
+          let deleted = 0;
           for (const r of results) if (r === 'applied') applied++;
           else if (r === 'expired') expired++;
-          const duplicate = results.length - applied - expired;
+          else if (r === 'deleted') deleted++;
+          const duplicate = results.length - applied - expired - deleted;
           if (applied > 0) core.metrics.outcomesProcessed.inc({ result: 'applied' }, applied);
           if (duplicate > 0) core.metrics.outcomesProcessed.inc({ result: 'duplicate' }, duplicate);
           if (expired > 0) core.metrics.outcomesProcessed.inc({ result: 'expired' }, expired);
-          return { applied, duplicate, expired };
+          // A decision of a pipeline deleted since: nothing written (its data is gone, or belongs to a re-created pipeline).
+          if (deleted > 0) core.metrics.outcomesProcessed.inc({ result: 'deleted' }, deleted);
+          return { applied, duplicate, expired, deleted };
         },
         {
           connection: core.bullRedis,

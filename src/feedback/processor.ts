@@ -4,6 +4,7 @@ import type { ControlView } from '../control/view.js';
 import type { Keys } from '../redis/keys.js';
 import { callScript, type ScriptReply } from '../redis/scripts.js';
 import type { ArmResolver, OutcomeSink } from '../kernel/extension-points.js';
+import { pipelineTombstone } from '../pipelines/tombstone.js';
 import { observe, outcomeCost } from './observations.js';
 import type { OutcomeJob } from '../kernel/outcome.js';
 
@@ -82,7 +83,8 @@ function secondOf(decisionId: string): number {
  * Applies one outcome job: every arm's statistics and every sink, in one Lua call guarded by the
  * decision's applied-marker. Safe to run any number of times for the same job: counted once. A job run after
  * the marker deadline (markerDeadline) is refused as `expired`: its marker may be gone, so applying it could
- * count it twice.
+ * count it twice. An outcome of a decision whose pipeline was deleted since (its tombstone, pipelineTombstone) is
+ * `deleted`: nothing is written; an arm whose object was deleted since (Arm.retired) is left alone.
  */
 export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob): Promise<ApplyResult> {
   const { decision, outcome } = job;
@@ -96,7 +98,8 @@ export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob):
   const marker = appliedMarker(deps.keys, decision.pipeline, decision.id);
   const keys = [
     marker.key,
-    ...arms.flatMap((a) => [a.summary, a.agents]),
+    pipelineTombstone(deps.keys, decision.pipeline),
+    ...arms.flatMap((a) => [a.summary, a.agents, a.retired?.key ?? a.summary]),
     ...sinkEntries.map((e) => e.key),
   ];
   const args: (string | number | Buffer)[] = [
@@ -107,6 +110,8 @@ export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob):
     JSON.stringify(observe(decision, outcome)),
     arms.length,
     deps.sinkCap ?? 100_000,
+    decision.pipelineVersion,
+    ...arms.map((a) => a.retired?.version ?? ''),
     ...sinkEntries.map((e) => e.value),
   ];
   const res = await callScript(deps.redis, 'applyOutcome', keys, args);

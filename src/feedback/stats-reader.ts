@@ -2,7 +2,10 @@ import { unpack } from 'msgpackr';
 import type { Redis } from 'ioredis';
 import { fromWelford, type Moments } from '../stats/moments.js';
 import type { Keys } from '../redis/keys.js';
-import { strategyArm, type Arm } from './arms.js';
+import type { Config } from '../config/env.js';
+import { tombstoneTtlMs } from '../pipelines/tombstone.js';
+import { callScript } from '../redis/scripts.js';
+import { strategyArm, strategyTombstone, type Arm } from './arms.js';
 
 export interface AgentStats {
   readonly n: number;
@@ -79,8 +82,20 @@ export async function readArmStats(redis: Redis, arm: Arm): Promise<ArmStats> {
 export interface OutcomeStats {
   /** A strategy's outcome statistics on a pipeline (zero counts when it has none). */
   strategy(pipeline: string, strategyId: string): Promise<ArmStats>;
+  /**
+   * Deletes a deleted strategy's statistics, and leaves a tombstone of `version` (the version it was deleted at) so
+   * that an outcome of a decision it made before the delete, applied later, neither brings them back nor counts
+   * for a strategy re-created under the id. Idempotent.
+   */
+  forget(pipeline: string, strategyId: string, version: number): Promise<void>;
 }
 
-export function outcomeStats(deps: { readonly redis: Redis; readonly keys: Keys }): OutcomeStats {
-  return { strategy: (pipeline, strategyId) => readArmStats(deps.redis, strategyArm(deps.keys, pipeline, strategyId)) };
+export function outcomeStats(deps: { readonly redis: Redis; readonly keys: Keys; readonly config: Pick<Config, 'rewardWindowSeconds' | 'outcomeMarkerGraceSeconds'> }): OutcomeStats {
+  return {
+    strategy: (pipeline, strategyId) => readArmStats(deps.redis, strategyArm(deps.keys, pipeline, strategyId)),
+    async forget(pipeline, strategyId, version) {
+      const arm = strategyArm(deps.keys, pipeline, strategyId);
+      await callScript(deps.redis, 'tombstoneRaise', [strategyTombstone(deps.keys, pipeline, strategyId), arm.summary, arm.agents], [version, tombstoneTtlMs(deps.config)]);
+    },
+  };
 }

@@ -33,6 +33,13 @@ export interface ShadowHook {
 export interface Arm {
   readonly summary: string;
   readonly agents: string;
+  /**
+   * The arm's object may have been deleted since the decision (a strategy): `key` (in the decision's pipeline slot)
+   * holds the highest deleted version of it, and the arm is left alone when that is at least `version`, the
+   * version the decision was made with, so a late outcome neither brings the deleted statistics back nor feeds an
+   * object re-created under the id.
+   */
+  readonly retired?: { readonly key: string; readonly version: number };
 }
 
 export type ArmResolver = (decision: DecisionRecord) => readonly Arm[];

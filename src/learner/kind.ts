@@ -23,6 +23,7 @@ import type { StrategyKinds } from '../kernel/extension-points.js';
 import { learnerKeys } from './keys.js';
 import { candidatesAround, candidatesWith } from './policy.js';
 import type { PendingBatcher } from './pending.js';
+import { pipelineTombstone } from '../pipelines/tombstone.js';
 import type { ControlMeta } from './control-arm.js';
 import { indexOfAction, mixDistributions } from './propensity.js';
 import { keyed, modelKey, unkey } from './tiers.js';
@@ -155,7 +156,7 @@ export function learnedKind(deps: {
         ...(deps.defaultSplit ? { defaultSplit: deps.defaultSplit } : {}),
         ...(deps.kinds ? { kinds: deps.kinds } : {}),
         // Registered once the allocation's record is written (pending.ts): the allocation module settles it.
-        register: (id, deadline) => deps.pending.hold(lk.pending, id, deadline),
+        register: (id, deadline) => deps.pending.hold(lk.pending, id, deadline, { tombstone: pipelineTombstone(deps.keys, pipeline.id), version: pipeline.version }),
       });
     },
   };
@@ -173,7 +174,10 @@ export function registerIngested(deps: { readonly view: () => ControlView; reado
   if (!def || def.kind !== 'learned') return;
   const waitMs = waitWindowMs(def.params as LearnedParams, deps.retentionSeconds);
   if (waitMs === 0) return;
-  deps.pending.add(learnerKeys(deps.keys, record.pipeline).pending, record.id, record.ts + waitMs + DEFAULT_GRACE_MS);
+  deps.pending.add(learnerKeys(deps.keys, record.pipeline).pending, record.id, record.ts + waitMs + DEFAULT_GRACE_MS, {
+    tombstone: pipelineTombstone(deps.keys, record.pipeline),
+    version: record.pipelineVersion,
+  });
 }
 
 /** The id a decision was registered under for the default reward, or '' when it was not registered. */

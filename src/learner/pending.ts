@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { callScript } from '../redis/scripts.js';
 
 /**
  * Registers learned decisions in their pipeline's pending set (decision id → wait-window deadline) in
@@ -17,36 +18,46 @@ import type { Redis } from 'ioredis';
 /** Longest a registration waits for its record's write to settle (an allocation answers well within it). */
 const HOLD_MAX_MS = 60_000;
 
+/**
+ * The pipeline a registration is for: its tombstone key (src/pipelines/tombstone.ts) and the version the decision
+ * was made with. A batch that lands after the pipeline was deleted registers none of its decisions (learner-register.lua).
+ */
+export interface PendingGuard {
+  readonly tombstone: string;
+  readonly version: number;
+}
+
 export class PendingBatcher {
-  /** Pending zset key → ZADD arguments (deadline, id, deadline, id, …). */
-  private readonly batches = new Map<string, (string | number)[]>();
+  /** Pending zset key → its pipeline's tombstone and the script's arguments (deadline, id, version, …). */
+  private readonly batches = new Map<string, { tombstone: string; args: (string | number)[] }>();
   private size = 0;
   private timer: NodeJS.Timeout | undefined;
   /** Registrations waiting for their decision record's write: decision id → (key, deadline, when held). */
-  private readonly held = new Map<string, { readonly key: string; readonly deadline: number; readonly at: number }[]>();
+  private readonly held = new Map<string, { readonly key: string; readonly deadline: number; readonly at: number; readonly guard: PendingGuard | undefined }[]>();
 
   constructor(
     private readonly redis: Redis,
     private readonly opts: { readonly flushMs?: number; readonly maxBatch?: number; readonly onError?: (err: unknown) => void } = {},
   ) {}
 
-  /** `key`: the pipeline's pending zset (learnerKeys(…).pending). */
-  add(key: string, decisionId: string, deadline: number): void {
+  /** `key`: the pipeline's pending zset (learnerKeys(…).pending); `guard`: its pipeline (unchecked without). */
+  add(key: string, decisionId: string, deadline: number, guard?: PendingGuard): void {
     let b = this.batches.get(key);
     if (!b) {
-      b = [];
+      b = { tombstone: guard?.tombstone ?? key, args: [] };
       this.batches.set(key, b);
     }
-    b.push(deadline, decisionId);
+    if (guard) b.tombstone = guard.tombstone;
+    b.args.push(deadline, decisionId, guard?.version ?? '');
     if (++this.size >= (this.opts.maxBatch ?? 500)) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.opts.flushMs ?? 50).unref();
   }
 
   /** Registers a decision once its record is written: `settle(id, true)` adds it, `settle(id, false)` forgets it. */
-  hold(key: string, decisionId: string, deadline: number): void {
+  hold(key: string, decisionId: string, deadline: number, guard?: PendingGuard): void {
     let h = this.held.get(decisionId);
     if (!h) this.held.set(decisionId, (h = []));
-    h.push({ key, deadline, at: Date.now() });
+    h.push({ key, deadline, at: Date.now(), guard });
   }
 
   /** The decision's record was written (`recorded`) or not (the allocation answered `recorded: false`). */
@@ -54,7 +65,7 @@ export class PendingBatcher {
     const h = this.held.get(decisionId);
     if (!h) return;
     this.held.delete(decisionId);
-    if (recorded) for (const r of h) this.add(r.key, decisionId, r.deadline);
+    if (recorded) for (const r of h) this.add(r.key, decisionId, r.deadline, r.guard);
   }
 
   /** Registrations still waiting for their record (settled ones are gone). */
@@ -72,9 +83,9 @@ export class PendingBatcher {
     this.batches.clear();
     this.size = 0;
     await Promise.all(
-      batches.map(async ([key, args]) => {
+      batches.map(async ([key, { tombstone, args }]) => {
         try {
-          await this.redis.zadd(key, ...args);
+          await callScript(this.redis, 'learnerRegister', [key, tombstone], args);
         } catch (err) {
           this.opts.onError?.(err);
         }

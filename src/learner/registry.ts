@@ -299,6 +299,9 @@ export class ModelRegistry {
     // A Redis copy that does not decode falls back to the model file, as a missing one does.
     const stored = json ? decodeModelVersion(json) : undefined;
     if (stored) return stored;
+    // Only a version this pipeline has numbered: files of a deleted pipeline stay on disk, and one re-created under
+    // the id numbers its versions from 1 again (its saves overwrite those files), so a higher number is the deleted one's.
+    if (version > Number((await this.core.redis.get(learnerKeys(this.core.keys, pipeline).modelSeq)) ?? 0)) return undefined;
     try {
       return decodeModelVersion(await readFile(path.join(this.core.config.modelsDir, pipeline, String(version), 'model.json'), 'utf8'));
     } catch {

@@ -13,6 +13,7 @@ import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type Le
 import { defaultTierAction, learnsTiers, tierAgentsOf, tierNeedGuess } from '@apportion/sdk/engine';
 import { tierGateInput, tierResidual, tierStratum } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
+import { pipelineTombstone } from '../pipelines/tombstone.js';
 import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, greedyBudgets } from './policy.js';
@@ -106,15 +107,18 @@ export class TrainingService {
 
   async ingest(pipeline: string, now = Date.now()): Promise<IngestResult> {
     const lk = learnerKeys(this.core.keys, pipeline);
+    // The pipeline this ingest works for: nothing is written once it is deleted (its tombstone), see learner-ingest.lua.
+    const version = this.core.view().raw.kinds.pipelines.get(pipeline)?.version ?? 0;
+    const tomb = pipelineTombstone(this.core.keys, pipeline);
     let total = { moved: 0, dropped: 0, defaulted: 0, lost: 0, left: 0 };
     for (let round = 0; round < 400; round++) {
       const [moved, dropped, left, due] = await callScript(
         this.core.redis,
         'learnerIngest',
-        [lk.incoming, lk.buffer, lk.pending, lk.defaulted, lk.resolved],
-        [now, BUFFER_CAP, INGEST_BATCH, DEFAULTED_MEMORY_MS, RESOLVED_MEMORY_MS],
+        [lk.incoming, lk.buffer, lk.pending, lk.defaulted, lk.resolved, tomb],
+        [now, BUFFER_CAP, INGEST_BATCH, DEFAULTED_MEMORY_MS, RESOLVED_MEMORY_MS, version],
       );
-      const built = due.length > 0 ? await this.defaultDue(pipeline, due, now) : { defaulted: 0, lost: 0 };
+      const built = due.length > 0 ? await this.defaultDue(pipeline, version, due, now) : { defaulted: 0, lost: 0 };
       total = {
         moved: total.moved + moved,
         dropped: total.dropped + dropped,
@@ -136,15 +140,20 @@ export class TrainingService {
    * Default-reward events for due decisions, built from their decision records (the allocation path only
    * registered their ids), committed by learner-default.lua: only tickets still pending get one.
    */
-  private async defaultDue(pipeline: string, tickets: readonly string[], now: number): Promise<{ defaulted: number; lost: number }> {
+  private async defaultDue(pipeline: string, version: number, tickets: readonly string[], now: number): Promise<{ defaulted: number; lost: number }> {
     const lk = learnerKeys(this.core.keys, pipeline);
     const view = this.core.view();
-    const records = await this.decisions.readMany(tickets);
+    const tomb = pipelineTombstone(this.core.keys, pipeline);
+    const [records, dead] = await Promise.all([this.decisions.readMany(tickets), this.core.redis.get(tomb)]);
+    // A decision made on a deleted predecessor of this pipeline (registered late, after the id was re-created)
+    // gets no default reward here: it would feed the new pipeline's model with the old one's decisions.
+    const deleted = Number(dead ?? 0);
     const args: string[] = [];
     tickets.forEach((ticket, i) => {
-      args.push(ticket, defaultEvent(view, pipeline, records[i] ?? null));
+      const r = records[i];
+      args.push(ticket, r && r.pipelineVersion <= deleted ? '' : defaultEvent(view, pipeline, r ?? null));
     });
-    const [defaulted, lost] = await callScript(this.core.redis, 'learnerDefault', [lk.pending, lk.buffer, lk.defaulted], [now, BUFFER_CAP, ...args]);
+    const [defaulted, lost] = await callScript(this.core.redis, 'learnerDefault', [lk.pending, lk.buffer, lk.defaulted, tomb], [now, BUFFER_CAP, version, ...args]);
     if (lost > 0) this.core.log.warn({ pipeline, lost }, 'learned decisions past their wait window had no decision record: no default reward');
     return { defaulted, lost };
   }
@@ -183,6 +192,7 @@ export class TrainingService {
     const view = this.core.view();
     const pipeline = view.pipelines.get(pipelineId);
     if (!pipeline) return { trained: false, reason: 'no such pipeline' };
+    const trainedFor = view.raw.kinds.pipelines.get(pipelineId)?.version ?? 0;
     const params = trainingParams(view, pipeline);
     if (!params) return { trained: false, reason: 'no learned strategy' };
     const lk = learnerKeys(this.core.keys, pipelineId);
@@ -264,6 +274,10 @@ export class TrainingService {
       : await trainJob({ ...input, train: { ...this.trainOptions, yieldToEventLoop: true } });
     await Promise.all(escalations);
     if (!out.trained || !out.weights || !out.metrics) return { trained: false, reason: out.reason ?? 'not trained' };
+    // Deleted while it trained: its version is not saved (it would bring the purged model keys back, or land in a
+    // pipeline re-created under the id). The sweep removes what a save racing the delete still put back.
+    const deletedAt = Number((await this.core.redis.get(pipelineTombstone(this.core.keys, pipelineId))) ?? 0);
+    if (deletedAt >= trainedFor) return { trained: false, reason: 'the pipeline was deleted while its model trained' };
     const weights = deserializeWeights(out.weights);
     const metrics = out.metrics;
     const saved = await this.registry.save(pipelineId, weights, {

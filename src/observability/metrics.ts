@@ -61,7 +61,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     outcomesProcessed: new Counter({
       name: 'apportion_outcomes_processed_total',
-      help: 'Outcomes processed by this worker, by result (applied, duplicate, expired: past the marker deadline, refused).',
+      help: 'Outcomes processed by this worker, by result (applied, duplicate, expired: past the marker deadline, refused; deleted: the decision’s pipeline was deleted since, nothing written).',
       labelNames: ['result'],
       registers: [registry],
     }),

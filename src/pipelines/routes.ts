@@ -2,7 +2,9 @@ import { Type } from '@sinclair/typebox';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { DEFAULT_TENANT, idTaken, ownerFor, pipelineTenants, seesPipeline } from '../http/tenancy.js';
-import type { ModuleParts, Services } from '../kernel/module.js';
+import { Queue, Worker } from 'bullmq';
+import type { Closeable, ModuleParts, Services } from '../kernel/module.js';
+import { PipelinePurger } from './purge.js';
 import { pipelineView, validatePipelineBody } from './model.js';
 import { PipelineBody, PipelineParams, PipelineResponse } from './schema.js';
 import { resolveModelPrices } from './tiers.js';
@@ -12,12 +14,48 @@ import { writeFresh } from '../control/write.js';
 import { recheckTenant } from '../tenancy/guard.js';
 
 /** What the pipelines module is given (src/modules.ts). */
-export type PipelinesDeps = Services<'view' | 'store' | 'snapshot'>;
+export type PipelinesDeps = Services<'view' | 'store' | 'snapshot' | 'redis' | 'bullRedis' | 'keys' | 'log', 'rewardWindowSeconds' | 'outcomeMarkerGraceSeconds'>;
 
-/** Control plane for pipelines. Every PUT bumps the pipeline's version, which decisions record. */
-export function pipelinesModule(core: PipelinesDeps): ModuleParts {
+export const PIPELINES_QUEUE = 'pipelines';
+/** How often the sweep over deleted pipelines runs (PipelinePurger.sweep; its passes are minutes apart). */
+const SWEEP_EVERY_MS = 60_000;
+
+export interface PipelinesModule extends ModuleParts {
+  /** Removes deleted pipelines' data (the DELETE route, and the sweep of the `pipelines` queue). */
+  readonly purger: PipelinePurger;
+}
+
+/**
+ * Control plane for pipelines. Every PUT bumps the pipeline's version, which decisions record. A delete removes
+ * what is kept under the pipeline's id (PipelinePurger), and a repeatable job on the `pipelines` queue sweeps the
+ * deleted pipelines again for what late writers put back.
+ */
+export function pipelinesModule(core: PipelinesDeps): PipelinesModule {
+  const purger = new PipelinePurger(core);
+  const queue = new Queue(PIPELINES_QUEUE, {
+    connection: core.bullRedis,
+    prefix: core.keys.bullPrefix(),
+    defaultJobOptions: { removeOnComplete: 100, removeOnFail: 500 },
+  });
+  // One scheduler id: however many worker processes upsert it, the sweep runs once per interval.
+  const schedulers = async () => {
+    await queue.upsertJobScheduler('pipelines-purge', { every: SWEEP_EVERY_MS }, { name: 'purge', data: {} });
+  };
   return {
     name: 'pipelines',
+    purger,
+    queues: [queue],
+    async startWorkers(): Promise<readonly Closeable[]> {
+      const worker = new Worker(PIPELINES_QUEUE, async () => purger.sweep(), { connection: core.bullRedis, prefix: core.keys.bullPrefix(), concurrency: 1 });
+      worker.on('error', (err) => core.log.error({ err }, 'pipelines worker error'));
+      await schedulers();
+      await worker.waitUntilReady();
+      return [worker];
+    },
+    schedulers,
+    async close() {
+      await queue.close();
+    },
     routes(app: ApiApp) {
       app.put(
         '/v1/pipelines/:id',
@@ -34,6 +72,9 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
           const { id } = req.params;
           const body = req.body;
           validatePipelineBody(body);
+          // An id deleted a moment ago gets its data removed before it is created again, even if the deleting
+          // process did not get to it (the journal still holds it), so the new pipeline starts empty.
+          if (!core.view().pipelines.has(id)) await purger.beforeCreate(id);
           const written = await writeFresh(core, `params/id: pipeline "${id}"`, async () => {
             const view = core.view();
             recheckTenant(req, view);
@@ -97,7 +138,7 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
         },
         async (req, reply) => {
           const { id } = req.params;
-          await writeFresh(core, `params/id: pipeline "${id}"`, async () => {
+          const deletedAt = await writeFresh(core, `params/id: pipeline "${id}"`, async () => {
             const view = core.view();
             recheckTenant(req, view);
             if (!view.pipelines.has(id)) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
@@ -108,8 +149,10 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
             // The id stays with its tenant after the delete (a pipeline written before owners were recorded has none yet).
             await core.store.recordOwner('pipelines', id, pipelineTenants(view).get(id) ?? DEFAULT_TENANT);
             const strategies = [...view.strategies.values()].filter((s) => s.pipeline === id);
+            const { version } = versionIn(view.raw, 'pipelines', id);
             // With its strategies, feature declaration and model document, against the whole control plane as read:
-            // a strategy registered or an experiment created for it meanwhile makes the delete recompute.
+            // a strategy registered or an experiment created for it meanwhile makes the delete recompute. The
+            // journal entry goes with it, so its data is removed even if this process dies before it gets to it.
             await core.store.delete(
               [
                 { kind: 'pipelines', id },
@@ -118,9 +161,17 @@ export function pipelinesModule(core: PipelinesDeps): ModuleParts {
                 { kind: 'models', id },
               ],
               { global: view.raw.version },
+              purger.journalEntry(id, version),
             );
+            return version;
           });
           await core.snapshot.refresh();
+          // Only now that the delete committed: its data goes (the sweep finishes it if this fails).
+          try {
+            await purger.purge(id, deletedAt);
+          } catch (err) {
+            core.log.error({ err, pipeline: id }, 'deleted pipeline: its data is removed by the next sweep');
+          }
           return reply.status(204).send();
         },
       );

@@ -5,6 +5,7 @@
  *   <p>:{config}:<kind>              hash  id → JSON document (control-plane state: pipelines, strategies, …)
  *   <p>:{config}:<kind>:versions     hash  id → version (bumped on every change)
  *   <p>:{config}:pipelines:owners    hash  pipeline id → tenant that first created it (kept after a delete)
+ *   <p>:{config}:deleted             hash  deleted objects whose data is still being removed (src/pipelines/purge.ts)
  *   <p>:{config}:version             string global control-plane version
  *   <p>:config-changed               pub/sub channel announcing a new global version
  *   <p>:{decisions:<epoch second>}  hash   decision id's bucket field → compact record (record-codec.ts), for the decisions made in that second;
@@ -22,6 +23,8 @@ export interface Keys {
   configKind(kind: string): string;
   configVersions(kind: string): string;
   configOwners(kind: string): string;
+  /** Journal of deleted objects whose data is still being removed, written with the delete (config-delete.lua). */
+  configDeleted(): string;
   configVersion(): string;
   configChannel(): string;
   /** The bucket of a decision made in `epochSecond`; `shard` (0 ≤ shard < shards) is `shardOf(decisionId)`. */
@@ -60,6 +63,7 @@ export function createKeys(prefix: string, layout: KeyLayout = {}): Keys {
     configKind: (kind) => `${prefix}:{config}:${kind}`,
     configVersions: (kind) => `${prefix}:{config}:${kind}:versions`,
     configOwners: (kind) => `${prefix}:{config}:${kind}:owners`,
+    configDeleted: () => `${prefix}:{config}:deleted`,
     configVersion: () => `${prefix}:{config}:version`,
     configChannel: () => `${prefix}:config-changed`,
     decisionBucket: (sec, shard = 0) => (shards === 1 ? `${prefix}:{decisions:${sec}}` : `${prefix}:{decisions:${sec}:${shard}}`),

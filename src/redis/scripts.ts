@@ -68,9 +68,9 @@ export const replies = {
     const [version, statuses, ...lines] = r as [number, string, ...string[]];
     return { version, statuses, lines };
   },
-  /** 1 applied, 0 already applied, 2 past the marker deadline (apply-outcome.lua). */
-  applied: (r: unknown, s: string): 'applied' | 'duplicate' | 'expired' =>
-    r === 1 ? 'applied' : r === 0 ? 'duplicate' : r === 2 ? 'expired' : unexpected(s, '0, 1 or 2', r),
+  /** 1 applied, 0 already applied, 2 past the marker deadline, 3 the decision's pipeline deleted since (apply-outcome.lua). */
+  applied: (r: unknown, s: string): 'applied' | 'duplicate' | 'expired' | 'deleted' =>
+    r === 1 ? 'applied' : r === 0 ? 'duplicate' : r === 2 ? 'expired' : r === 3 ? 'deleted' : unexpected(s, '0, 1, 2 or 3', r),
   /** `{ moved, dropped, left, { tickets… } }` (learner-ingest.lua). */
   ingest: (r: unknown, s: string): [number, number, number, string[]] =>
     Array.isArray(r) && r.length === 4 && r.slice(0, 3).every(isInt) && Array.isArray(r[3]) && r[3].every(isStr)
@@ -93,8 +93,10 @@ export const SCRIPT_REPLIES = {
   configPut: replies.integer,
   costRollup: replies.integers,
   decisionsPut: replies.integer,
+  hashCas: replies.integer,
   learnerDefault: replies.pair,
   learnerIngest: replies.ingest,
+  learnerRegister: replies.integer,
   reservationCommit: replies.strings,
   reservationDraw: replies.string,
   reservationExpire: replies.pair,
@@ -104,6 +106,7 @@ export const SCRIPT_REPLIES = {
   rolloutWrite: replies.integer,
   spanIngest: replies.versionedLines,
   spanUnstore: replies.integer,
+  tombstoneRaise: replies.integer,
 } satisfies Record<string, ReplyDecoder<unknown>>;
 
 export type ScriptName = keyof typeof SCRIPT_REPLIES;

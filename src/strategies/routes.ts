@@ -135,7 +135,7 @@ export function strategiesModule(core: StrategiesDeps): ModuleParts {
         { schema: { tags: ['strategies'], summary: 'Delete a strategy', params: Params, response: { 204: Type.Null(), ...errorResponses } } },
         async (req, reply) => {
           const { id } = req.params;
-          await writeFresh(core, `params/id: strategy "${id}"`, async () => {
+          const deleted = await writeFresh(core, `params/id: strategy "${id}"`, async () => {
             const current = core.view();
             recheckTenant(req, current);
             const s = current.strategies.get(id);
@@ -151,8 +151,11 @@ export function strategiesModule(core: StrategiesDeps): ModuleParts {
             // Applies only to the whole control plane as read: no pipeline made it its default and no experiment
             // took it as a variant meanwhile.
             await core.store.delete([{ kind: 'strategies', id }], { global: current.raw.version });
+            return { pipeline: s.pipeline, version: versionIn(current.raw, 'strategies', id).version };
           });
           await core.snapshot.refresh();
+          // Only now that the delete committed: its statistics go, and a strategy re-created under the id starts at 0.
+          await core.stats.forget(deleted.pipeline, id, deleted.version);
           return reply.status(204).send();
         },
       );

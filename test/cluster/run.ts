@@ -30,6 +30,10 @@ export const CLUSTER_SUITES = [
   'test/budgets/reservations.test.ts',
   'test/budgets/draws.test.ts',
   'test/budgets/concurrency.test.ts',
+  // A tenant's last budget deleted: its streams (its slot) and its index entry (another slot).
+  'test/budgets/retention.test.ts',
+  // Deletes remove a pipeline's keys by SCAN on the master of its slot; tombstones against late outcomes; the sweep.
+  'test/pipelines/delete-data.test.ts',
   'test/rollout/lifecycle.test.ts',
   'test/rollout/api.test.ts',
   'test/rollout/job.test.ts',

@@ -42,16 +42,21 @@ describe('callScript', () => {
 
   it('refuses a reply of another shape than the decoder declares', () => {
     assert.equal(SCRIPT_REPLIES.applyOutcome(2, 'applyOutcome'), 'expired');
-    assert.throws(() => SCRIPT_REPLIES.applyOutcome(3, 'applyOutcome'), /applyOutcome answered 3, not 0, 1 or 2/);
+    assert.equal(SCRIPT_REPLIES.applyOutcome(3, 'applyOutcome'), 'deleted');
+    assert.throws(() => SCRIPT_REPLIES.applyOutcome(4, 'applyOutcome'), /applyOutcome answered 4, not 0, 1, 2 or 3/);
     assert.deepEqual(SCRIPT_REPLIES.spanIngest([4, '10', 'x'], 'spanIngest'), { version: 4, statuses: '10', lines: ['x'] });
     assert.throws(() => SCRIPT_REPLIES.spanIngest(['4', '10'], 'spanIngest'), /not \{ version, statuses, line… \}/);
   });
 });
 
 describe('apply-outcome.lua', () => {
+  // What the script writes: the marker, the arm's summary and per-agent hashes, the list.
   const keys = (tag: string) => [`${prefix}:{o-${tag}}:marker`, `${prefix}:{o-${tag}}:sum`, `${prefix}:{o-${tag}}:agents`, `${prefix}:{o-${tag}}:buffer`];
-  const apply = (tag: string, observations: string, quality = '0.5', cost = '') =>
-    callScript(redis, 'applyOutcome', keys(tag), [Math.floor(Date.now() / 1000) + 600, 'd1', quality, cost, observations, 1, 10, 'entry']);
+  const tombstone = (tag: string) => `${prefix}:{o-${tag}}:deleted`;
+  const apply = (tag: string, observations: string, quality = '0.5', cost = '', pipelineVersion = 1) => {
+    const [marker, sum, agents, buffer] = keys(tag);
+    return callScript(redis, 'applyOutcome', [marker!, tombstone(tag), sum!, agents!, sum!, buffer!], [Math.floor(Date.now() / 1000) + 600, 'd1', quality, cost, observations, 1, 10, pipelineVersion, '', 'entry']);
+  };
   const written = async (tag: string) => (await Promise.all(keys(tag).map((k) => redis.exists(k)))).reduce((a, b) => a + b, 0);
 
   it('applies a complete outcome once: the marker, the arm summary, the per-agent sums and the list entry', async () => {
@@ -70,5 +75,14 @@ describe('apply-outcome.lua', () => {
     await assert.rejects(apply('bad', '[]', '0.5', 'NaNx'), /BAD_OUTCOME/);
     assert.equal(await written('bad'), 0);
     assert.equal(await apply('bad', JSON.stringify([{ a: 'x', u: 0.5, h: 0, t: 0, c: 50, b: 100 }])), 'applied');
+  });
+
+  it('writes nothing for a decision of a pipeline deleted since (its tombstone holds that version or a newer one)', async () => {
+    const obs = JSON.stringify([{ a: 'x', u: 0.5, h: 0, t: 0, c: 50, b: 100 }]);
+    await redis.set(tombstone('gone'), '3', 'PX', 60_000);
+    assert.equal(await apply('gone', obs, '0.5', '', 3), 'deleted');
+    assert.equal(await apply('gone', obs, '0.5', '', 2), 'deleted');
+    assert.equal(await written('gone'), 0);
+    assert.equal(await apply('gone', obs, '0.5', '', 4), 'applied', 'a pipeline re-created under the id');
   });
 });

@@ -1,9 +1,10 @@
 /**
- * Ids are global, and data stays keyed by them after a delete (a pipeline's strategy statistics, learner events and
- * experiment arms live under the pipeline's id). So an id freed by a delete must not hand one tenant's data to
- * another. Before: after acme deleted pipeline `p`, beta created `p` and a strategy `s1` on it and read acme's 20
- * outcomes in `GET /v1/strategies/s1/stats`, and acme's running experiment on `p` was listed to beta and routed
- * beta's traffic; an experiment id re-created after a delete showed the earlier experiment's audit trail.
+ * Ids are global, and a pipeline's data (its strategies' statistics, learner events, experiment arms) lives under
+ * its id. So an id freed by a delete must not hand one tenant's data to another. Before: after acme deleted
+ * pipeline `p`, beta created `p` and a strategy `s1` on it and read acme's 20 outcomes in
+ * `GET /v1/strategies/s1/stats`, and acme's running experiment on `p` was listed to beta and routed beta's traffic;
+ * an experiment id re-created after a delete showed the earlier experiment's audit trail. The id stays with its
+ * tenant, and a delete deletes the data: the owning tenant gets the id back empty (before, with acme's 20 outcomes).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -68,11 +69,13 @@ describe('an id freed by a delete', () => {
     assert.equal(taken.body.code, 'ID_TAKEN');
     assert.equal((await call(key.op, 'PUT', '/v1/pipelines/p', P, { 'x-apportion-tenant': 'beta' })).status, 409);
     assert.equal((await call(key.beta, 'GET', '/v1/strategies/s1/stats', undefined)).status, 404);
-    // The owning tenant gets its id back (and what it kept under it).
+    // The owning tenant gets its id back, empty: the delete deleted what was kept under it.
     assert.equal((await call(key.acme, 'PUT', '/v1/pipelines/p', P)).status, 200);
     assert.equal((await call(key.acme, 'PUT', '/v1/strategies/s1', { pipeline: 'p', kind: 'uniform' })).status, 200);
-    assert.equal((await call(key.acme, 'GET', '/v1/strategies/s1/stats')).body.count, 20);
+    assert.equal((await call(key.acme, 'GET', '/v1/strategies/s1/stats')).body.count, 0);
     assert.equal((await call(key.beta, 'GET', '/v1/strategies/s1/stats')).status, 404);
+    // And another tenant still cannot take the id while acme holds it again.
+    assert.equal((await call(key.beta, 'PUT', '/v1/pipelines/p', P)).body.code, 'ID_TAKEN');
     // An operator re-creating an id without naming a tenant re-creates it for its tenant.
     assert.equal((await call(key.acme, 'DELETE', '/v1/pipelines/p')).status, 204);
     assert.equal((await call(key.op, 'PUT', '/v1/pipelines/p', P)).status, 200);

@@ -1,6 +1,6 @@
 -- Moves joined outcomes into a pipeline's training buffer, and finds the learned decisions whose wait window
 -- passed without an outcome (Personalizer's semantics: they get the default reward, a late outcome is dropped).
--- NUMKEYS: 5
+-- NUMKEYS: 6
 -- KEYS[1]  incoming list (`<ticket>|<event JSON>`, newest first; ticket empty when none was registered)
 -- KEYS[2]  training buffer list (event JSON, newest first)
 -- KEYS[3]  pending zset (ticket → deadline, epoch ms; the ticket is the decision id)
@@ -11,10 +11,17 @@
 -- ARGV[3]  most incoming entries and due tickets handled per call
 -- ARGV[4]  how long defaulted tickets are remembered, ms
 -- ARGV[5]  how long resolved tickets are remembered, ms
+-- KEYS[6]  the pipeline's tombstone (highest deleted version; src/pipelines/tombstone.ts)
+-- ARGV[6]  the pipeline version the caller works for: when the tombstone holds it or a newer one (the pipeline was
+--          deleted meanwhile) nothing is read or written, so its purged keys do not come back
 -- Due tickets are returned: the caller builds their events from the decision records and commits them with
 -- learner-default.lua (which defaults a ticket only if it is still pending, so concurrent or repeated sweeps
 -- default it once).
 -- Returns: { moved, dropped (late), incoming left, { due tickets } }
+local dead = redis.call('GET', KEYS[6])
+if dead and tonumber(ARGV[6]) <= tonumber(dead) then
+  return { 0, 0, 0, {} }
+end
 local now = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local batch = tonumber(ARGV[3])
