@@ -18,6 +18,11 @@ export function learnerKeys(keys: Keys, pipeline: string) {
     models: k('models'),
     /** string: last model version number. */
     modelSeq: k('model-seq'),
+    /**
+     * string: the pipeline's dataset id, a random id set once (SET NX) with its first saved version: model files live
+     * under it, so versions numbered again after a data loss (model-seq lost with it) never land on an earlier file.
+     */
+    dataset: k('dataset'),
     /** hash: outcomes (applied count), trainedAt (count at the last training start), trainedTs (epoch ms). */
     counters: k('counters'),
   };

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
@@ -19,6 +20,11 @@ export interface ModelVersion {
   readonly version: number;
   readonly pipeline: string;
   readonly createdAt: number;
+  /**
+   * The pipeline's dataset id when the version was saved (learner keys `dataset`; absent: saved before dataset ids):
+   * the model file's directory, and what a file read back must carry to be served as this version.
+   */
+  readonly dataset?: string;
   /** Feature encoder signature and agent order the weights expect. */
   readonly signature: string;
   readonly agents: readonly string[];
@@ -79,6 +85,7 @@ const ModelVersionSchema = Type.Object({
   version: Type.Number(),
   pipeline: Type.String(),
   createdAt: Type.Number(),
+  dataset: Type.Optional(Type.String()),
   signature: Type.String(),
   agents: Type.Array(Type.String()),
   metrics: Type.Object({
@@ -235,8 +242,8 @@ function withoutServing(doc: ModelDoc): Omit<ModelDoc, 'weights' | 'scaling' | '
 
 /**
  * Model registry: every version in a Redis hash of the pipeline's slot (the copy rollback reads, shared by
- * all processes) and as a file `<modelsDir>/<pipeline>/<version>/model.json` (the durable artefact); the
- * active one in the `models` control document.
+ * all processes) and as a file `<modelsDir>/<key prefix>/<pipeline>/<dataset>/<version>/model.json` (the durable
+ * artefact, never overwritten); the active one in the `models` control document.
  */
 export class ModelRegistry {
   constructor(private readonly core: Services<'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'log', 'modelsDir'>) {}
@@ -266,19 +273,62 @@ export class ModelRegistry {
     return doc;
   }
 
-  async save(pipeline: string, weights: ModelWeights, meta: Omit<ModelVersion, 'version' | 'pipeline' | 'createdAt' | 'weights'>): Promise<ModelVersion> {
+  async save(pipeline: string, weights: ModelWeights, meta: Omit<ModelVersion, 'version' | 'pipeline' | 'createdAt' | 'dataset' | 'weights'>): Promise<ModelVersion> {
     const lk = learnerKeys(this.core.keys, pipeline);
-    const version = await this.core.redis.incr(lk.modelSeq);
-    const mv: ModelVersion = { version, pipeline, createdAt: Date.now(), ...meta, weights: serializeWeights(weights) };
-    await this.core.redis.hset(lk.models, String(version), JSON.stringify(mv));
-    try {
-      const dir = path.join(this.core.config.modelsDir, pipeline, String(version));
-      await mkdir(dir, { recursive: true });
-      await writeFile(path.join(dir, 'model.json'), `${JSON.stringify(mv, null, 1)}\n`);
-    } catch (err) {
-      this.core.log.warn({ err, pipeline, version }, 'model file not written (the Redis copy is kept)');
+    const createdAt = Date.now();
+    const serialized = serializeWeights(weights);
+    for (let skipped = 0; ; skipped++) {
+      const { dataset, version } = await this.nextVersion(pipeline);
+      const mv: ModelVersion = { version, pipeline, createdAt, dataset, ...meta, weights: serialized };
+      // A file already there is another model's (its number was handed out before, say by a model-seq restored from an
+      // older backup): never overwritten; this model takes the next number instead.
+      if ((await this.writeModelFile(mv)) === 'exists' && skipped < 100) continue;
+      await this.core.redis.hset(lk.models, String(version), JSON.stringify(mv));
+      return mv;
     }
-    return mv;
+  }
+
+  /**
+   * The next version number and the pipeline's dataset id, in one transaction of the pipeline's slot: the dataset id
+   * is created with the first version and lost with the version counter, so numbers handed out again after a data loss
+   * belong to a new dataset (and a new directory).
+   */
+  private async nextVersion(pipeline: string): Promise<{ dataset: string; version: number }> {
+    const lk = learnerKeys(this.core.keys, pipeline);
+    const res = await this.core.redis.multi().set(lk.dataset, randomBytes(8).toString('hex'), 'NX').get(lk.dataset).incr(lk.modelSeq).exec();
+    const err = res?.find(([e]) => e)?.[0];
+    if (!res || err) throw err ?? new Error(`model version of "${pipeline}" not allocated (transaction aborted)`);
+    return { dataset: String(res[1]![1]), version: Number(res[2]![1]) };
+  }
+
+  /**
+   * `<modelsDir>/<key prefix>/<pipeline>/<dataset>/<version>/model.json`: unique across key prefixes sharing the
+   * directory and across data losses (each starts a new dataset).
+   */
+  modelFile(pipeline: string, dataset: string, version: number): string {
+    return path.join(this.core.config.modelsDir, this.core.keys.prefix, pipeline, dataset, String(version), 'model.json');
+  }
+
+  /** Where versions saved before dataset ids were written (`<modelsDir>/<pipeline>/<version>/model.json`), shared by every prefix and dataset. */
+  private legacyModelFile(pipeline: string, version: number): string {
+    return path.join(this.core.config.modelsDir, pipeline, String(version), 'model.json');
+  }
+
+  /** Writes the version's file with exclusive create; a failure other than an existing file is logged (the Redis copy is kept). */
+  private async writeModelFile(mv: ModelVersion): Promise<'written' | 'exists' | 'failed'> {
+    const file = this.modelFile(mv.pipeline, mv.dataset!, mv.version);
+    try {
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, `${JSON.stringify(mv, null, 1)}\n`, { flag: 'wx' });
+      return 'written';
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        this.core.log.error({ pipeline: mv.pipeline, version: mv.version, file }, 'model file already exists: not overwritten, the new model takes the next version number');
+        return 'exists';
+      }
+      this.core.log.warn({ err, pipeline: mv.pipeline, version: mv.version }, 'model file not written (the Redis copy is kept)');
+      return 'failed';
+    }
   }
 
   /**
@@ -294,19 +344,37 @@ export class ModelRegistry {
     return undefined;
   }
 
+  /** A saved version of the pipeline's current dataset, or undefined (see read for why not). */
   async get(pipeline: string, version: number): Promise<ModelVersion | undefined> {
-    const json = await this.core.redis.hget(learnerKeys(this.core.keys, pipeline).models, String(version));
-    // A Redis copy that does not decode falls back to the model file, as a missing one does.
+    const r = await this.read(pipeline, version);
+    return r.status === 'found' ? r.mv : undefined;
+  }
+
+  /**
+   * Reads a version: its Redis copy, else (pruned, or a copy that does not decode) its model file. Only a file that is
+   * this dataset's is served: the file under the current dataset id carrying that id, or — for a version saved before
+   * dataset ids — the old-layout file when the model document lists the version with the file's creation time (after a
+   * data loss the document is gone, so an old file, maybe another dataset's, is never taken for a new version). A
+   * deleted pipeline's keys go with it, its dataset id too: one re-created under the id starts a new dataset, and the
+   * deleted one's files are never served as its versions.
+   */
+  async read(pipeline: string, version: number): Promise<VersionRead> {
+    const lk = learnerKeys(this.core.keys, pipeline);
+    const [json, dataset] = await Promise.all([this.core.redis.hget(lk.models, String(version)), this.core.redis.get(lk.dataset)]);
     const stored = json ? decodeModelVersion(json) : undefined;
-    if (stored) return stored;
-    // Only a version this pipeline has numbered: files of a deleted pipeline stay on disk, and one re-created under
-    // the id numbers its versions from 1 again (its saves overwrite those files), so a higher number is the deleted one's.
-    if (version > Number((await this.core.redis.get(learnerKeys(this.core.keys, pipeline).modelSeq)) ?? 0)) return undefined;
-    try {
-      return decodeModelVersion(await readFile(path.join(this.core.config.modelsDir, pipeline, String(version), 'model.json'), 'utf8'));
-    } catch {
-      return undefined;
+    if (stored && stored.pipeline === pipeline && stored.version === version) return { status: 'found', mv: stored };
+    if (dataset) {
+      const file = this.modelFile(pipeline, dataset, version);
+      const r = await readModelFile(file, (mv) => mv.pipeline === pipeline && mv.version === version && mv.dataset === dataset);
+      if (r.status !== 'absent') return r;
     }
+    const versions = this.doc(pipeline)?.versions;
+    const listed = Array.isArray(versions) ? versions.find((v) => v?.version === version) : undefined;
+    if (!listed) return { status: 'never' };
+    const legacy = this.legacyModelFile(pipeline, version);
+    const r = await readModelFile(legacy, (mv) => mv.dataset === undefined && mv.pipeline === pipeline && mv.version === version && mv.createdAt === listed.createdAt);
+    if (r.status !== 'absent') return r;
+    return { status: 'missing', file: dataset ? this.modelFile(pipeline, dataset, version) : legacy };
   }
 
   /**
@@ -414,6 +482,33 @@ export class ModelRegistry {
       return doc;
     });
   }
+}
+
+/**
+ * What reading a version found: `found`; `never` (the pipeline's current dataset never had it); `missing` (listed in
+ * the model document, but neither its Redis copy nor its model file is there); `unreadable` (its file exists but cannot
+ * be read, does not parse as a model version, or is another model's).
+ */
+export type VersionRead =
+  | { readonly status: 'found'; readonly mv: ModelVersion }
+  | { readonly status: 'never' }
+  | { readonly status: 'missing'; readonly file: string }
+  | { readonly status: 'unreadable'; readonly file: string; readonly why: string };
+
+/** A model file: `absent` when there is none; `unreadable` when it cannot be read or decoded, or `ours` rejects it. */
+async function readModelFile(file: string, ours: (mv: ModelVersion) => boolean): Promise<VersionRead | { readonly status: 'absent' }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return { status: 'absent' };
+    return { status: 'unreadable', file, why: `cannot be read (${code ?? (err as Error).message})` };
+  }
+  const mv = decodeModelVersion(text);
+  if (!mv) return { status: 'unreadable', file, why: 'is not a model version (not JSON, or not of its shape)' };
+  if (!ours(mv)) return { status: 'unreadable', file, why: `holds another model (pipeline "${mv.pipeline}", version ${mv.version}, dataset ${mv.dataset ?? 'none'}, created ${new Date(mv.createdAt).toISOString()})` };
+  return { status: 'found', mv };
 }
 
 /** The model document listing `mv` as held (the runtime guard holds automatic activations after a revert). */
