@@ -23,6 +23,8 @@ export function learnerKeys(keys: Keys, pipeline: string) {
      * under it, so versions numbered again after a data loss (model-seq lost with it) never land on an earlier file.
      */
     dataset: k('dataset'),
+    /** string: the retrain lock (a random token, with a time to live renewed while the retrain runs): one retrain of the pipeline at a time across processes. */
+    trainLock: k('train-lock'),
     /** hash: outcomes (applied count), trainedAt (count at the last training start), trainedTs (epoch ms). */
     counters: k('counters'),
   };

@@ -1,5 +1,5 @@
 import type { ApiApp } from '../http/common.js';
-import { Queue, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Closeable, ModuleParts, Services } from '../kernel/module.js';
 import type { DecisionReader } from '../kernel/decision.js';
 import type { StrategyKind } from '../strategies/types.js';
@@ -12,11 +12,15 @@ import { learnerRoutes } from './routes.js';
 import { learnedStrategies, trainingParams } from './learned-strategies.js';
 import { TrainingService } from './training.js';
 import { GuardMonitor } from './guard-monitor.js';
+import { learnerKeys } from './keys.js';
+import { TrainLock } from './train-lock.js';
 
 export const TRAIN_QUEUE = 'learner-train';
 export const TICK_QUEUE = 'learner-tick';
 /** How often the tick job ingests buffers, defaults expired decisions and checks time-based retraining. */
 const TICK_MS = 5000;
+/** How long a retrain job whose pipeline another process is retraining waits (delayed) before it tries again. */
+export const TRAIN_LOCK_RETRY_MS = 1000;
 
 export interface LearnerModule extends ModuleParts {
   readonly training: TrainingService;
@@ -34,7 +38,8 @@ export type LearnerDeps = Services<
 
 /**
  * The learned strategy and its loop: the `learned` kind (serving from exported weights), the training
- * sink and shadow hook, `learner-train` (one job per pipeline at a time: deduplication id `train-<pipeline>`) and
+ * sink and shadow hook, `learner-train` (at most one job per pipeline waiting: deduplication id `train-<pipeline>`;
+ * one running across all processes: the pipeline's retrain lock, train-lock.ts) and
  * `learner-tick` (a job scheduler every 5 s) queues, and the feature / model / OPE routes.
  */
 export function learnerModule(core: LearnerDeps): LearnerModule {
@@ -52,8 +57,8 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
 
   const enqueueTrain = async (pipeline: string): Promise<void> => {
     // Deduplicated while a retrain of the pipeline is waiting: at most one waiting per pipeline. The worker frees
-    // the key when it starts the job, so a retrain asked for while one runs (say, right after its new version
-    // became visible, before its job completed) waits and runs after it instead of being dropped.
+    // the key once the job holds the pipeline's retrain lock, so a retrain asked for while one runs (say, right after
+    // its new version became visible, before its job completed) waits and runs after it instead of being dropped.
     await trainQueue.add('train', { pipeline }, { deduplication: { id: `train-${pipeline}` } });
   };
 
@@ -117,19 +122,33 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
       );
       const trainWorker = new Worker<{ pipeline: string }>(
         TRAIN_QUEUE,
-        async (job: Job<{ pipeline: string }>) => {
+        async (job: Job<{ pipeline: string }>, token?: string) => {
           let res: Awaited<ReturnType<typeof training.train>>;
-          await job.removeDeduplicationKey();
+          const { pipeline } = job.data;
+          // concurrency 1 is per process: with several workers, the lock keeps retrains of one pipeline from
+          // overlapping (two would train on the same events and the second would supersede the first unjudged).
+          const lock = new TrainLock(core.redis, learnerKeys(core.keys, pipeline).trainLock, core.config.jobLockMs, (err) =>
+            core.log.error({ err, pipeline }, 'learner retrain lock lost while training (another retrain of the pipeline may start)'),
+          );
+          if (!(await lock.acquire())) {
+            // Another process retrains the pipeline: this job waits (delayed, keeping its deduplication key, so more
+            // requests join it) and tries again.
+            await job.moveToDelayed(Date.now() + TRAIN_LOCK_RETRY_MS, token);
+            throw new DelayedError();
+          }
           try {
-            res = await training.train(job.data.pipeline);
+            await job.removeDeduplicationKey();
+            res = await training.train(pipeline);
           } catch (err) {
             // Loud: a retrain that fails leaves the pipeline on its old model, silently, for as long as it keeps failing.
             core.metrics.learnerRetrains.inc({ result: 'failed' });
-            core.log.error({ err, pipeline: job.data.pipeline, attempt: job.attemptsMade + 1 }, 'learner retrain FAILED');
+            core.log.error({ err, pipeline, attempt: job.attemptsMade + 1 }, 'learner retrain FAILED');
             throw err;
+          } finally {
+            await lock.release().catch((err: unknown) => core.log.warn({ err, pipeline }, 'learner retrain lock not released (it expires on its own)'));
           }
           core.metrics.learnerRetrains.inc({ result: res.trained ? 'trained' : 'skipped' });
-          if (!res.trained) core.log.info({ pipeline: job.data.pipeline, reason: res.reason }, 'learner retrain skipped');
+          if (!res.trained) core.log.info({ pipeline, reason: res.reason }, 'learner retrain skipped');
           return { trained: res.trained, reason: res.reason, version: res.model?.version };
         },
         // Training is CPU-bound: one at a time per process; the lock outlives a long retrain.

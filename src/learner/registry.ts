@@ -413,15 +413,32 @@ export class ModelRegistry {
 
   /**
    * Makes `mv` the candidate (awaiting the activation gate; its split is mixed into decisions from now on) without
-   * changing what serves. A previous candidate is superseded.
+   * changing what serves. A previous candidate the gate never judged is superseded: its listing (and Redis copy) says
+   * so, a `refused` verdict naming the version that replaced it, so no version stays "awaiting the gate" forever.
    */
   async propose(mv: ModelVersion, share?: number): Promise<ModelDoc> {
     deserializeWeights(mv.weights);
     const withGate: ModelVersion = { ...mv, gate: { status: 'candidate', reason: 'awaiting the activation gate', events: 0, comparisons: [], decidedAt: Date.now() } };
     await this.core.redis.hset(learnerKeys(this.core.keys, mv.pipeline).models, String(mv.version), JSON.stringify(withGate));
-    return (await this.update(mv.pipeline, (prev) => {
+    let superseded: { version: number; gate: GateRecord } | undefined;
+    const doc = (await this.update(mv.pipeline, (prev) => {
       const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
       listed.set(mv.version, summary(withGate));
+      superseded = undefined;
+      const older = prev?.candidate && prev.candidate.version !== mv.version ? listed.get(prev.candidate.version) : undefined;
+      if (older) {
+        const prior = older.gate;
+        const gate: GateRecord = {
+          status: 'refused',
+          reason: `superseded: version ${mv.version} became the candidate before the gate decided on this one`,
+          events: prior?.events ?? 0,
+          comparisons: prior?.comparisons ?? [],
+          decidedAt: Date.now(),
+          ...(prior?.look !== undefined ? { look: prior.look } : {}),
+        };
+        listed.set(older.version, { ...older, gate });
+        superseded = { version: older.version, gate };
+      }
       const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
       const candidate = { version: mv.version, createdAt: mv.createdAt, proposedAt: Date.now(), ...servingFields(mv), weights: mv.weights, ...(share !== undefined ? { share } : {}) };
       const doc: ModelDoc = prev
@@ -429,6 +446,12 @@ export class ModelRegistry {
         : { pipeline: mv.pipeline, active: 0, signature: mv.signature, agents: mv.agents, activatedAt: 0, candidate, versions };
       return doc;
     }))!;
+    if (superseded) {
+      this.core.log.warn({ pipeline: mv.pipeline, superseded: superseded.version, candidate: mv.version }, 'learner candidate superseded before the gate judged it');
+      const old = await this.get(mv.pipeline, superseded.version);
+      if (old) await this.core.redis.hset(learnerKeys(this.core.keys, mv.pipeline).models, String(old.version), JSON.stringify({ ...old, gate: superseded.gate }));
+    }
+    return doc;
   }
 
   /** Whether the runtime guard's hold after a revert is still on (the pipeline has fewer outcomes than holdUntil). */

@@ -97,6 +97,7 @@ export const SCRIPT_REPLIES = {
   learnerDefault: replies.pair,
   learnerIngest: replies.ingest,
   learnerRegister: replies.integer,
+  learnerTrainLock: replies.integer,
   reservationCommit: replies.strings,
   reservationDraw: replies.string,
   reservationExpire: replies.pair,
