@@ -5,6 +5,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AppError } from './errors/app-error.js';
 import { withDeadline } from './redis/deadline.js';
@@ -82,14 +83,23 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => {
     errorHandler(new AppError('ROUTE_NOT_FOUND', `${req.method} ${req.url.split('?')[0]}: no such route`), req, reply);
   });
-  // Draining: requests in flight finish, new ones get 503, and keep-alive connections are closed as soon as
-  // they go idle — without this, close() would wait out the keep-alive timeout of every client connection.
+  // Draining: requests in flight finish and every answer says `Connection: close`. For APPORTION_DRAIN_GRACE_MS the
+  // listener and the kept-alive connections stay open, so a request a client wrote on an idle connection as the drain
+  // began gets 503 SHUTTING_DOWN (the hook below) rather than a reset — closing idle sockets at once raced the clients'
+  // next write, and a client could not tell whether its POST was taken. The grace ends early once no connection is
+  // left; then the listener closes and idle connections are closed as soon as they go idle (without this, close()
+  // would wait out the keep-alive timeout of every client connection).
   let closing = false;
-  app.addHook('preClose', (done) => {
+  const connections = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+  app.addHook('preClose', async () => {
     closing = true;
+    if (app.server.listening) await drainGrace(connections, core.config.drainGraceMs);
     const timer = setInterval(() => app.server.closeIdleConnections(), 50);
     app.server.once('close', () => clearInterval(timer));
-    done();
   });
   // First hook: while draining, a request that arrives on a kept-alive connection is refused before any work, with
   // a catalogued code, and every answer tells the client not to reuse the connection.
@@ -194,6 +204,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   for (const m of opts.modules) if (m.routes) await app.register(async (scope) => m.routes!(scope.withTypeProvider<TypeBoxRequestProvider>()));
   return app;
+}
+
+/** Resolves when no connection is left open, or after `ms` (the drain's grace for kept-alive connections). */
+function drainGrace(connections: ReadonlySet<Socket>, ms: number): Promise<void> {
+  if (ms <= 0 || connections.size === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      clearInterval(poll);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const poll = setInterval(() => connections.size === 0 && done(), 10);
+  });
 }
 
 /** The process's metrics in Prometheus text, queue depths sampled first (a failed sample is logged, not fatal). */

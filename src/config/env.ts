@@ -92,6 +92,12 @@ export interface Config {
   readonly headersTimeoutMs: number;
   /** An idle keep-alive connection is closed after this long, in ms. Default 5000. */
   readonly keepAliveTimeoutMs: number;
+  /**
+   * On shutdown, how long kept-alive connections stay open (ms) so that a request a client writes on one as the drain
+   * begins is answered 503 SHUTTING_DOWN with `Connection: close` instead of meeting a closed socket; ends early once
+   * no connection is left. 0 = close idle connections at once. Default 1000.
+   */
+  readonly drainGraceMs: number;
   /** Characters of a `<x>Text` feature tokenized exactly; beyond this the count is estimated from a sample of this size. Default 4096. */
   readonly textTokenizeMaxChars: number;
   /** Bearer key required by GET /metrics (an operator admin key works too). Unset: /metrics is public. */
@@ -308,6 +314,7 @@ export function loadConfig(env: Env = process.env): Config {
     requestTimeoutMs: intVar(env, 'APPORTION_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
     headersTimeoutMs: intVar(env, 'APPORTION_HEADERS_TIMEOUT_MS', 10_000, 100, 3_600_000),
     keepAliveTimeoutMs: intVar(env, 'APPORTION_KEEP_ALIVE_TIMEOUT_MS', 5000, 100, 3_600_000),
+    drainGraceMs: intVar(env, 'APPORTION_DRAIN_GRACE_MS', 1000, 0, 15_000),
     textTokenizeMaxChars: intVar(env, 'APPORTION_TEXT_TOKENIZE_MAX_CHARS', 4096, 256, 16_777_216),
     metricsKey: keyVar(env, 'APPORTION_METRICS_KEY'),
     outcomeMarkerGraceSeconds: intVar(env, 'APPORTION_OUTCOME_MARKER_GRACE_SECONDS', 21_600, 60, 30 * 86_400),
@@ -356,6 +363,7 @@ export const CONFIG_VARIABLES = [
   'APPORTION_REQUEST_TIMEOUT_MS',
   'APPORTION_HEADERS_TIMEOUT_MS',
   'APPORTION_KEEP_ALIVE_TIMEOUT_MS',
+  'APPORTION_DRAIN_GRACE_MS',
   'APPORTION_TEXT_TOKENIZE_MAX_CHARS',
   'APPORTION_METRICS_KEY',
   'APPORTION_OUTCOME_MARKER_GRACE_SECONDS',
