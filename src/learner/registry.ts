@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { AppError } from '../errors/app-error.js';
 import { ControlConflict, versionIn } from '../control/store.js';
 import { writeFresh } from '../control/write.js';
@@ -133,6 +134,28 @@ const ModelVersionSchema = Type.Object({
  */
 const decodeModelVersion: (text: string) => ModelVersion | undefined = jsonDecoder(ModelVersionSchema);
 
+const WeightsSchema = ModelVersionSchema.properties.weights;
+
+/**
+ * What the registry and serving read of a `models` control document (ModelDoc): checked when it is read, so a document
+ * of another shape (edited by hand, written by a broken release) is refused by name instead of failing every retrain
+ * with a TypeError. Fields the readers do not depend on are not checked.
+ */
+const ModelDocCheck = TypeCompiler.Compile(
+  Type.Object({
+    pipeline: Type.String(),
+    active: Type.Number(),
+    signature: Type.String(),
+    agents: Type.Array(Type.String()),
+    weights: Type.Optional(WeightsSchema),
+    activatedAt: Type.Optional(Type.Number()),
+    candidate: Type.Optional(Type.Object({ version: Type.Number(), createdAt: Type.Number(), signature: Type.String(), agents: Type.Array(Type.String()), weights: WeightsSchema })),
+    versions: Type.Array(Type.Object({ version: Type.Number(), createdAt: Type.Number(), metrics: Type.Object({}) })),
+    guard: Type.Optional(Type.Object({ reverts: Type.Array(Type.Object({})) })),
+    drift: Type.Optional(Type.Object({ changes: Type.Array(Type.Object({})) })),
+  }),
+);
+
 export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline' | 'scaling' | 'tiers'> & {
   /** When this version last became the serving one (absent: it never served). */
   readonly activatedAt?: number;
@@ -248,8 +271,38 @@ function withoutServing(doc: ModelDoc): Omit<ModelDoc, 'weights' | 'scaling' | '
 export class ModelRegistry {
   constructor(private readonly core: Services<'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'log', 'modelsDir'>) {}
 
+  /** The pipeline's model document; undefined when there is none or it is unreadable (see unreadable). */
   doc(pipeline: string): ModelDoc | undefined {
-    return this.core.view().raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined;
+    const stored = this.core.view().raw.kinds.models.get(pipeline);
+    return stored && !this.unreadable(pipeline) ? (stored.doc as ModelDoc) : undefined;
+  }
+
+  /** Versions of unreadable documents already logged (`<pipeline>@<version>`): one warning per change of the document. */
+  private readonly loggedUnreadable = new Set<string>();
+
+  /**
+   * MODEL_DOCUMENT_UNREADABLE when the pipeline's stored model document is not of the model document's shape (logged
+   * once per version of the document), else undefined. Retrains, the model list and every write but a rollback are
+   * refused then; a rollback replaces the document with the chosen version's.
+   */
+  unreadable(pipeline: string, raw = this.core.view().raw): AppError | undefined {
+    const stored = raw.kinds.models.get(pipeline);
+    if (!stored || ModelDocCheck.Check(stored.doc)) return undefined;
+    const first = ModelDocCheck.Errors(stored.doc).First();
+    const where = first ? `${first.path || '/'}: ${first.message}` : 'not an object';
+    const hash = this.core.keys.configKind('models');
+    const err = new AppError(
+      'MODEL_DOCUMENT_UNREADABLE',
+      `params/pipeline: the model document of pipeline "${pipeline}" (field "${pipeline}" of hash ${hash}, version ${stored.version}) is not a valid model document (${where}); ` +
+        `retrains and the model list are refused until it is repaired: POST /v1/models/${pipeline}/rollback with a saved version replaces it, ` +
+        `or delete that field and restart the processes`,
+    );
+    const key = `${pipeline}@${stored.version}`;
+    if (!this.loggedUnreadable.has(key)) {
+      this.loggedUnreadable.add(key);
+      this.core.log.error({ pipeline, hash, version: stored.version, where }, err.message);
+    }
+    return err;
   }
 
   /**
@@ -258,11 +311,19 @@ export class ModelRegistry {
    * a retrain's activation (trainer process), the runtime guard's revert (outcome worker) and an operator's
    * rollback never overwrite each other's changes. `make` returning undefined writes nothing.
    */
-  private async update(pipeline: string, make: (prev: ModelDoc | undefined) => Promise<ModelDoc | undefined> | ModelDoc | undefined): Promise<ModelDoc | undefined> {
+  private async update(
+    pipeline: string,
+    make: (prev: ModelDoc | undefined) => Promise<ModelDoc | undefined> | ModelDoc | undefined,
+    opts: { readonly replaceUnreadable?: boolean } = {},
+  ): Promise<ModelDoc | undefined> {
     const doc = await writeFresh(this.core, `params/pipeline: the model document of "${pipeline}"`, async () => {
       const raw = this.core.view().raw;
       const read = versionIn(raw, 'models', pipeline);
-      const next = await make(raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined);
+      // An unreadable document is never built on (its fields would be carried into the next one); only a rollback
+      // (replaceUnreadable) replaces it as a whole.
+      const bad = this.unreadable(pipeline, raw);
+      if (bad && !opts.replaceUnreadable) throw bad;
+      const next = await make(bad ? undefined : (raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined));
       if (next !== undefined) await this.core.store.put('models', pipeline, next, { expect: { docs: [read] } });
       // "Nothing to do" must also be decided on the current document, not on a snapshot that has not seen it yet
       // (another process's write): then the snapshot is reloaded and `make` runs again.
@@ -408,7 +469,7 @@ export class ModelRegistry {
         ...(prev?.drift ? { drift: prev.drift } : {}),
       };
       return doc;
-    }))!;
+    }, { replaceUnreadable: opts.manual === true }))!;
   }
 
   /**

@@ -268,6 +268,8 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const { pipeline } = req.params;
       const p = pipelineOr404(pipeline, 'params/pipeline');
       const view = core.view();
+      const bad = training.registry.unreadable(pipeline, view.raw);
+      if (bad) throw bad;
       const doc = view.raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined;
       const serving = servingModel(view, p);
       const withWeights = req.query.weights === 'true';
@@ -327,6 +329,8 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       if (learnedStrategies(core.view(), p).length === 0) {
         throw new AppError('STRATEGY_NOT_FOUND', `params/pipeline: pipeline "${pipeline}" has no learned strategy to train for`);
       }
+      const bad = training.registry.unreadable(pipeline);
+      if (bad) throw bad;
       await enqueueTrain(pipeline);
       return reply.status(202).send({ queued: true });
     },

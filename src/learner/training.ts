@@ -195,6 +195,9 @@ export class TrainingService {
     const trainedFor = view.raw.kinds.pipelines.get(pipelineId)?.version ?? 0;
     const params = trainingParams(view, pipeline);
     if (!params) return { trained: false, reason: 'no learned strategy' };
+    // A model document of another shape: nothing is trained over it (the registry logs it once per change).
+    const bad = this.registry.unreadable(pipelineId);
+    if (bad) return { trained: false, reason: bad.message };
     const lk = learnerKeys(this.core.keys, pipelineId);
     await this.ingest(pipelineId);
     const outcomes = Number((await this.core.redis.hget(lk.counters, 'outcomes')) ?? 0);
