@@ -405,10 +405,43 @@ export class ModelRegistry {
     return undefined;
   }
 
-  /** A saved version of the pipeline's current dataset, or undefined (see read for why not). */
+  /** A saved version of the pipeline's current dataset, or undefined (see read for why not; a bad file is logged there). */
   async get(pipeline: string, version: number): Promise<ModelVersion | undefined> {
     const r = await this.read(pipeline, version);
     return r.status === 'found' ? r.mv : undefined;
+  }
+
+  /**
+   * A saved version for an operator's request (rollback): MODEL_VERSION_NOT_FOUND when the pipeline never had it, or
+   * had it but neither its Redis copy nor its model file is left (the message says it is missing); MODEL_FILE_UNREADABLE
+   * when its file exists but cannot be read, parsed, or is another model's.
+   */
+  async load(pipeline: string, version: number, field = 'body/version'): Promise<ModelVersion> {
+    const r = await this.read(pipeline, version);
+    switch (r.status) {
+      case 'found':
+        return r.mv;
+      case 'never':
+        throw new AppError('MODEL_VERSION_NOT_FOUND', `${field}: pipeline "${pipeline}" has no model version ${version}`);
+      case 'missing':
+        throw new AppError('MODEL_VERSION_NOT_FOUND', `${field}: model version ${version} of pipeline "${pipeline}" is listed but missing: its Redis copy was pruned and its model file ${r.file} is not there`);
+      case 'unreadable':
+        throw new AppError('MODEL_FILE_UNREADABLE', `${field}: model version ${version} of pipeline "${pipeline}" is only in its model file ${r.file}, which ${r.why}; restore the file, or roll back to another version`);
+    }
+  }
+
+  /** Model files already reported (`<file>|<why>`): a bad or missing file is logged once, not at every read. */
+  private readonly loggedFiles = new Set<string>();
+
+  private reportFile(pipeline: string, version: number, r: VersionRead): VersionRead {
+    if (r.status !== 'missing' && r.status !== 'unreadable') return r;
+    const key = `${r.file}|${r.status === 'unreadable' ? r.why : 'missing'}`;
+    if (!this.loggedFiles.has(key)) {
+      this.loggedFiles.add(key);
+      if (r.status === 'unreadable') this.core.log.warn({ pipeline, version, file: r.file, why: r.why }, `model file of version ${version} not served: it ${r.why}`);
+      else this.core.log.warn({ pipeline, version, file: r.file }, `model version ${version} is listed but missing (Redis copy pruned, model file not there)`);
+    }
+    return r;
   }
 
   /**
@@ -420,6 +453,10 @@ export class ModelRegistry {
    * deleted one's files are never served as its versions.
    */
   async read(pipeline: string, version: number): Promise<VersionRead> {
+    return this.reportFile(pipeline, version, await this.find(pipeline, version));
+  }
+
+  private async find(pipeline: string, version: number): Promise<VersionRead> {
     const lk = learnerKeys(this.core.keys, pipeline);
     const [json, dataset] = await Promise.all([this.core.redis.hget(lk.models, String(version)), this.core.redis.get(lk.dataset)]);
     const stored = json ? decodeModelVersion(json) : undefined;

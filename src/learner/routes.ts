@@ -301,8 +301,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const { pipeline } = req.params;
       const { version } = req.body;
       const p = pipelineOr404(pipeline, 'params/pipeline');
-      const mv = await training.registry.get(pipeline, version);
-      if (!mv) throw new AppError('MODEL_VERSION_NOT_FOUND', `body/version: pipeline "${pipeline}" has no model version ${version}`);
+      const mv = await training.registry.load(pipeline, version);
       const enc = servingModel(core.view(), p).encoder;
       const agents = p.agents.map((a) => a.name);
       if (mv.signature !== enc.signature || mv.agents.join(',') !== agents.join(',')) {
