@@ -9,6 +9,7 @@ import { connectRedis, redisTarget } from './redis/connection.js';
 import { generationKey, RedisGeneration, type RedisReset } from './redis/generation.js';
 import type { Redis } from 'ioredis';
 import { createKeys } from './redis/keys.js';
+import { checkKeyLayout } from './redis/layout.js';
 import { StrategyKinds } from './kernel/extension-points.js';
 
 /** Creates the shared services (Core); their types, and what a module contributes, are the kernel's (src/kernel/core.ts). */
@@ -22,6 +23,8 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
   let snapshot: SnapshotSource | undefined;
   try {
     const redis = await open('apportion-api');
+    // Before anything reads or writes: a process whose key layout differs from the deployment's refuses to start.
+    await checkKeyLayout(redis, config.keyPrefix, config.redisShards);
     const bullRedis = await open('apportion-bull', { forBullmq: true });
     const queueRedis = await open('apportion-queue', { forQueue: true });
     const subscriber = await open('apportion-sub', { forBullmq: true });
@@ -45,6 +48,8 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
             'Whatever was only in Redis since its last persistence point is gone (docs/architecture.md, "When Redis loses its data").',
         );
         await loaded.reload();
+        // The stored key layout went with the data: this process's (the deployment's) is stored again.
+        await checkKeyLayout(redis, config.keyPrefix, config.redisShards).catch((err: unknown) => log.error({ err }, 'key layout after Redis data loss'));
         for (const fn of resetHandlers) {
           try {
             await fn(reset);
