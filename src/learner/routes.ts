@@ -10,7 +10,7 @@ import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { DEFAULT_GATE, describeRule } from './gate.js';
-import { evaluateOffPolicy, tierRewardOf } from './ope-service.js';
+import { evaluateOffPolicy, pipelineCostWeight, tierRewardOf } from './ope-service.js';
 import { modelAgreementOf } from '@apportion/sdk/engine';
 import type { RevertRecord } from './guard.js';
 import type { ModelDoc, ModelSummary } from './registry.js';
@@ -173,7 +173,8 @@ const OpeResponse = Type.Object({
   dr: Type.Union([Interval, Type.Null()]),
   dm: Type.Union([Type.Number(), Type.Null()]),
   reason: Type.Union([Type.String(), Type.Null()], { description: 'Why ips, snips and dr are null (the log does not support an estimate), or ips and snips only (partial support: under 95 % of the decisions could have played the target\'s action; dr is then given).' }),
-  logged: Type.Number(),
+  logged: Type.Number({ description: 'Mean reward (quality − costWeight·cost) of the logged decisions.' }),
+  costWeight: Type.Number({ description: "λ of the reward, the same for every target: the costWeight of the learned strategy the pipeline's model is trained with (its default strategy when learned, else the first learned strategy by id); 0 without one." }),
   modelVersion: Type.Integer(),
 });
 
@@ -395,7 +396,8 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       await training.ingest(id);
       const events = await training.events(id, 20_000);
       const agents = p.agents.map((a) => a.name);
-      const costWeight = (def.params as LearnedParams).costWeight ?? 0;
+      // The reward OPE uses for every target (ope-service.ts pipelineCostWeight), so servedReward and ope compare.
+      const costWeight = pipelineCostWeight(core.view(), p);
       const reward = tierRewardOf(p, costWeight);
       let n = 0;
       let agree = 0;
