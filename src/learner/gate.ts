@@ -320,24 +320,35 @@ function chainedDiff(
 }
 
 /**
+ * Mean |r − q̂(x, a)| above which costCorrection applies. A token reward model's residual on rewards in [0, 1] is
+ * well below it (the dev worlds with a cost weight, λ = 1: their verdicts are unchanged); one that misses a −λ·cost
+ * term of −40 … −240 is far above it. Below it the correction was measured to add variance: the mean residual over
+ * all decisions (exploration included) is not the offset of the decisions that played the compared splits (dev
+ * gen-11: 13 → 18 of 20 versions refused, gen-1 11 → 14).
+ */
+export const COST_CORRECTION_FROM = 0.5;
+
+/**
  * The cost part of the direct method, for a token reward model under a cost weight λ > 0 (pure). The reward is
  * quality − λ·cost, but the token model is a product of saturating curves, r̂ ∈ (0, e]: it cannot represent −λ·cost once
  * that exceeds ~1 (λ 1,000 and $0.14 a request: rewards near −140), so every residual r − q̂ carried it and the paired
  * difference Δ_i ≈ (w_i(candidate) − w_i(reference))·(−140) swamped the gate: no version could pass. So the direct
  * part is q̂(x, b) + θ0 + θ1·Σ_i b_i/1000: a regression of the residual r − q̂(x, a) of the logged action on its
  * tokens, with an intercept — the offset the compared splits share (λ·cost grows with the request's total; the model's
- * own offset). Two parameters only: a slope per agent (a price each) was measured on the dev worlds with a cost weight
- * and made the gate refuse more (gen-11: 13 → 18 of 20 refused; 11 agents, ~12 parameters on ~150 decisions a half
- * add the variance they were to remove). Cross-fitted: decision i takes θ from the other half of the decisions
+ * own offset). Two parameters only: a slope per agent (a price each) adds parameters a few hundred decisions fit
+ * poorly, and every split of one request uses its whole total in the cases this is for. Cross-fitted: decision i takes θ from the other half of the decisions
  * (alternate ones), so its direct part does not depend on its own reward, and DR keeps its expectation whatever θ:
  * adding a fixed c(b) to the direct part changes DR_i(π) by c(π(x_i)) − w_i·c(a_i), and with w_i = 1[a_i ≈ π(x_i)] /
  * P(a ≈ π(x_i)) (not self-normalised) E[w_i·c(a_i) | x_i] is the mean of c over the logged splits within the tolerance
  * of π(x_i), i.e. c(π(x_i)) up to that tolerance (0.5 % of the total: the smoothing DR's own q̂ already has). It only
  * moves variance: the shared offset and the cost differences leave the residuals the importance weights multiply.
- * Returns corr(i, b).
+ * Returns corr(i, b), or undefined when the residuals' mean size is at most COST_CORRECTION_FROM.
  */
-export function costCorrection(logged: readonly (readonly number[])[], residual: ArrayLike<number>): (i: number, b: readonly number[]) => number {
+export function costCorrection(logged: readonly (readonly number[])[], residual: ArrayLike<number>): ((i: number, b: readonly number[]) => number) | undefined {
   const n = logged.length;
+  let abs = 0;
+  for (let i = 0; i < n; i++) abs += Math.abs(residual[i]!) / Math.max(1, n);
+  if (!(abs > COST_CORRECTION_FROM)) return undefined;
   const d = 2;
   const tokens = (b: readonly number[]) => b.reduce((x, y) => x + y, 0) / 1000;
   const fits = [0, 1].map((half) => {
