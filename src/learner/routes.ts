@@ -93,6 +93,21 @@ const GuardResponse = Type.Object({
   toControl: Type.Boolean({ description: 'The guard or drift recovery took every model out of service: the safe start (the default strategy explored around, the pending candidate mixed in, the control arm at its share) serves until a version clears the gate.' }),
   holdUntil: Type.Union([Type.Integer(), Type.Null()], { description: 'Automatic activations wait until the pipeline has this many outcomes.' }),
   reverts: Type.Array(GuardRevertSchema),
+  safeStart: Type.Optional(
+    Type.Object(
+      {
+        scale: Type.Number({ description: 'Exploration scale of the safe start: its exploration rate is 0.2 × scale, the pending candidate’s share 0.2 × max(scale, 0.5).' }),
+        shrinks: Type.Integer({ description: 'How many times the guard halved it.' }),
+        at: Type.Optional(Type.Number()),
+        reason: Type.Optional(Type.String({ description: 'Why it was last shrunk: the learned traffic against the control arm, with the always-valid interval.' })),
+        diff: Type.Optional(Type.Number({ description: 'Mean reward of the safe start’s learned traffic − the control arm’s.' })),
+        ci: Type.Optional(Type.Array(Type.Number())),
+        learned: Type.Optional(Type.Object({ n: Type.Integer(), mean: Type.Number() })),
+        control: Type.Optional(Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.Optional(Type.String()) })),
+      },
+      { description: 'Set when the runtime guard found the safe start’s learned traffic (no version serving: the default strategy explored around, the candidate mixed in) worse than its control arm and shrank its exploration; dropped when a version activates or a revert starts a new safe start.' },
+    ),
+  ),
 });
 const Summary = Type.Object({
   version: Type.Integer(),
@@ -182,7 +197,9 @@ const OpeResponse = Type.Object({
 const revertView = (r: RevertRecord) => ({ ...r, reason: r.reason ?? 'guard' });
 const versionView = (v: ModelSummary) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics }, ...(v.reverted ? { reverted: revertView(v.reverted) } : {}) });
 const guardView = (doc: ModelDoc | undefined) => ({
-  ...(doc?.guard ? { guard: { toControl: doc.guard.toControl === true, holdUntil: doc.guard.holdUntil ?? null, reverts: doc.guard.reverts.map(revertView) } } : {}),
+  ...(doc?.guard
+    ? { guard: { toControl: doc.guard.toControl === true, holdUntil: doc.guard.holdUntil ?? null, reverts: doc.guard.reverts.map(revertView), ...(doc.guard.safeStart ? { safeStart: { ...doc.guard.safeStart, ...(doc.guard.safeStart.ci ? { ci: [...doc.guard.safeStart.ci] } : {}) } } : {}) } }
+    : {}),
   ...(doc?.drift ? { drift: { changes: [...doc.drift.changes] } } : {}),
 });
 

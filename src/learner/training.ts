@@ -223,6 +223,15 @@ export class TrainingService {
       const gate = await this.gateCandidate(pipeline, params, change.changed, change.changeTs);
       if (gate.waiting) return { trained: false, ...(gate.reason !== undefined ? { reason: gate.reason } : {}) };
     }
+    // After candidates the runtime guard refused in a row, the next one waits (guard.ts candidateAfter).
+    if (params.candidateBackoff !== false) {
+      const [k, after] = (await this.core.redis.hmget(lk.counters, 'guardRefusals', 'candidateAfter')).map((v) => Number(v ?? 0));
+      if (outcomes < after!) {
+        const reason = `backing off: the runtime guard refused ${k} candidate${k === 1 ? '' : 's'} in a row; the next is trained at outcome ${after} (now ${outcomes})`;
+        this.core.log.info({ pipeline: pipelineId, reason }, 'learner retrain skipped');
+        return { trained: false, reason };
+      }
+    }
     const serving = servingModel(this.core.view(), pipeline);
     // The warm start and the serving weights are read from the view of now: they have the captured width only while
     // the declaration is the captured one.
@@ -236,7 +245,7 @@ export class TrainingService {
     // refused the candidate during the safe start or after a revert to the control) the newest saved version that fits
     // the features and agents — as the in-process loop warm-starts from its newest trained version — and only with
     // none of those the untrained prior, so a refusal does not throw away what was learned.
-    const newest = !tiered && !warm && serving.version === 0 ? await this.registry.newestCompatible(pipelineId, signature, agents) : undefined;
+    const newest = !tiered && !warm && serving.version === 0 ? await this.newestUnrefused(pipelineId, signature, agents) : undefined;
     // A pipeline with model tiers trains the joint model (its token weights are the prior, never served).
     const init = tiered
       ? { weights: prior.weights, scaling: tierWarm?.scaling, version: 0 }
@@ -313,6 +322,19 @@ export class TrainingService {
     }
     this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, fetched: out.fetched, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained (candidate)');
     return { trained: true, model: saved };
+  }
+
+  /**
+   * The newest saved token version that fits the declaration and agents and that the runtime guard did not refuse (a
+   * candidate it refused is not a warm start: the next fit would start where the refused one was), among the newest 25.
+   */
+  private async newestUnrefused(pipelineId: string, signature: string, agents: readonly string[]): Promise<ModelVersion | undefined> {
+    const seq = Number((await this.core.redis.get(learnerKeys(this.core.keys, pipelineId).modelSeq)) ?? 0);
+    for (let v = seq; v >= 1 && v > seq - 25; v--) {
+      const mv = await this.registry.get(pipelineId, v);
+      if (mv && (mv.kind ?? 'tokens') === 'tokens' && mv.signature === signature && mv.agents.join('\u0000') === agents.join('\u0000') && !mv.gate?.guard) return mv;
+    }
+    return undefined;
   }
 
   /** Runs one training job: in the trainer child (default) or in this process. */
@@ -439,6 +461,8 @@ export class TrainingService {
     if (verdict.pass) {
       const mv = await this.registry.get(pipeline.id, c.version);
       if (mv) await this.registry.activate({ ...mv, gate: record });
+      // A candidate passed: the guard's backoff after refused candidates ends.
+      await this.core.redis.hdel(learnerKeys(this.core.keys, pipeline.id).counters, 'guardRefusals', 'candidateAfter');
       // Where the first trained version cleared the gate (drift recovery's forgetting keeps the events before it: DriftRule.forgetKeepStart).
       await this.core.redis.hsetnx(learnerKeys(this.core.keys, pipeline.id).counters, 'firstServedTs', now);
     }
