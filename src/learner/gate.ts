@@ -188,11 +188,17 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
   const played = new Int32Array(refs.length + 1);
   const cols = refs.map(() => newColumn(n));
   cols.unshift(newColumn(n));
-  usable.forEach((ev, i) => {
+  const rows = usable.map((ev) => {
     const logged = agents.map((a) => ev.b[a]!);
     const r = input.reward ? input.reward(ev) : rewardOf(ev, input.costWeight);
     const h = input.value ? undefined : forward(input.candidate.weights, input.candidate.encoder.encode(ev.f));
-    const q = (b: readonly number[], m?: readonly (string | null)[]) => (input.value ? input.value(ev, b, m) : predict(h!, b));
+    return { logged, r, h, raw: input.value ? input.value(ev, logged, ev.M) : predict(h!, logged) };
+  });
+  // λ > 0 and a token reward model: its direct part corrected by a cross-fitted linear term in the budgets (costCorrection).
+  const corr = !input.value && input.costWeight > 0 ? costCorrection(rows.map((x) => x.logged), rows.map((x) => x.r - x.raw)) : undefined;
+  usable.forEach((ev, i) => {
+    const { logged, r, h } = rows[i]!;
+    const q = (b: readonly number[], m?: readonly (string | null)[]) => (input.value ? input.value(ev, b, m) : predict(h!, b) + (corr ? corr(i, b) : 0));
     const qLogged = q(logged, ev.M);
     const dr = (target: GateTarget, slot: number) => {
       const { b: a, m } = targetOf(target);
@@ -285,11 +291,16 @@ function chainedDiff(
   const u = new Float64Array(m);
   const played = [0, 0];
   const cols = [newColumn(m), newColumn(m)];
-  all.forEach((e, i) => {
+  const rows = all.map((e) => {
     const logged = agents.map((a) => e.b[a]!);
     const r = ev.reward ? ev.reward(e) : rewardOf(e, costWeight);
     const h = ev.value ? undefined : forward(ev.model!.weights, ev.model!.encoder.encode(e.f));
-    const q = (b: readonly number[], models?: readonly (string | null)[]) => (ev.value ? ev.value(e, b, models) : predict(h!, b));
+    return { logged, r, h, raw: ev.value ? ev.value(e, logged, e.M) : predict(h!, logged) };
+  });
+  const corr = !ev.value && costWeight > 0 ? costCorrection(rows.map((x) => x.logged), rows.map((x) => x.r - x.raw)) : undefined;
+  all.forEach((e, i) => {
+    const { logged, r, h } = rows[i]!;
+    const q = (b: readonly number[], models?: readonly (string | null)[]) => (ev.value ? ev.value(e, b, models) : predict(h!, b) + (corr ? corr(i, b) : 0));
     const qLogged = q(logged, e.M);
     const dr = (target: GateTarget, slot: number) => {
       const { b: a, m: models } = targetOf(target);
@@ -306,6 +317,83 @@ function chainedDiff(
     u[i] = sv![i]! - df![i]! + (j >= 0 ? (m / n) * (cand[j]! - serv[j]!) : 0);
   }
   return { u, m, played };
+}
+
+/**
+ * Mean |r − q̂(x, a)| above which costCorrection applies. A token reward model's residual on rewards in [0, 1] is
+ * well below it (the dev worlds with a cost weight, λ = 1: their verdicts are unchanged); one that misses a −λ·cost
+ * term of −40 … −240 is far above it. Below it the correction was measured to add variance: the mean residual over
+ * all decisions (exploration included) is not the offset of the decisions that played the compared splits (dev
+ * gen-11: 13 → 18 of 20 versions refused, gen-1 11 → 14).
+ */
+export const COST_CORRECTION_FROM = 0.5;
+
+/**
+ * The cost part of the direct method, for a token reward model under a cost weight λ > 0 (pure). The reward is
+ * quality − λ·cost, but the token model is a product of saturating curves, r̂ ∈ (0, e]: it cannot represent −λ·cost once
+ * that exceeds ~1 (λ 1,000 and $0.14 a request: rewards near −140), so every residual r − q̂ carried it and the paired
+ * difference Δ_i ≈ (w_i(candidate) − w_i(reference))·(−140) swamped the gate: no version could pass. So the direct
+ * part is q̂(x, b) + θ0 + θ1·Σ_i b_i/1000: a regression of the residual r − q̂(x, a) of the logged action on its
+ * tokens, with an intercept — the offset the compared splits share (λ·cost grows with the request's total; the model's
+ * own offset). Two parameters only: a slope per agent (a price each) adds parameters a few hundred decisions fit
+ * poorly, and every split of one request uses its whole total in the cases this is for. Cross-fitted: decision i takes θ from the other half of the decisions
+ * (alternate ones), so its direct part does not depend on its own reward, and DR keeps its expectation whatever θ:
+ * adding a fixed c(b) to the direct part changes DR_i(π) by c(π(x_i)) − w_i·c(a_i), and with w_i = 1[a_i ≈ π(x_i)] /
+ * P(a ≈ π(x_i)) (not self-normalised) E[w_i·c(a_i) | x_i] is the mean of c over the logged splits within the tolerance
+ * of π(x_i), i.e. c(π(x_i)) up to that tolerance (0.5 % of the total: the smoothing DR's own q̂ already has). It only
+ * moves variance: the shared offset and the cost differences leave the residuals the importance weights multiply.
+ * Returns corr(i, b), or undefined when the residuals' mean size is at most COST_CORRECTION_FROM.
+ */
+export function costCorrection(logged: readonly (readonly number[])[], residual: ArrayLike<number>): ((i: number, b: readonly number[]) => number) | undefined {
+  const n = logged.length;
+  let abs = 0;
+  for (let i = 0; i < n; i++) abs += Math.abs(residual[i]!) / Math.max(1, n);
+  if (!(abs > COST_CORRECTION_FROM)) return undefined;
+  const d = 2;
+  const tokens = (b: readonly number[]) => b.reduce((x, y) => x + y, 0) / 1000;
+  const fits = [0, 1].map((half) => {
+    const A = Array.from({ length: d }, () => new Float64Array(d));
+    const y = new Float64Array(d);
+    let rows = 0;
+    for (let i = half; i < n; i += 2) {
+      const z = [1, tokens(logged[i]!)];
+      for (let a = 0; a < d; a++) {
+        y[a]! += z[a]! * residual[i]!;
+        for (let b = 0; b < d; b++) A[a]![b]! += z[a]! * z[b]!;
+      }
+      rows++;
+    }
+    // A little ridge on the slope: with one total throughout it is collinear with the intercept (predictions are unaffected).
+    for (let a = 1; a < d; a++) A[a]![a]! += 1e-6 * Math.max(1, rows) + 1e-9;
+    if (rows === 0) return new Float64Array(d);
+    return solve(A, y);
+  });
+  return (i, b) => {
+    const th = fits[1 - (i & 1)]!;
+    const v = th[0]! + th[1]! * tokens(b);
+    return Number.isFinite(v) ? v : 0;
+  };
+}
+
+/** Solves A·x = y (Gaussian elimination, partial pivoting); a singular column gets 0. */
+function solve(A: Float64Array[], y: Float64Array): Float64Array {
+  const d = y.length;
+  const M = A.map((row, i) => [...row, y[i]!]);
+  for (let c = 0; c < d; c++) {
+    let p = c;
+    for (let r = c + 1; r < d; r++) if (Math.abs(M[r]![c]!) > Math.abs(M[p]![c]!)) p = r;
+    [M[c], M[p]] = [M[p]!, M[c]!];
+    const piv = M[c]![c]!;
+    if (Math.abs(piv) < 1e-12) continue;
+    for (let r = 0; r < d; r++) {
+      if (r === c) continue;
+      const f = M[r]![c]! / piv;
+      if (f !== 0) for (let k = c; k <= d; k++) M[r]![k]! -= f * M[c]![k]!;
+    }
+  }
+  const x = new Float64Array(d);
+  for (let c = 0; c < d; c++) x[c] = Math.abs(M[c]![c]!) < 1e-12 ? 0 : M[c]![d]! / M[c]![c]!;
+  return x;
 }
 
 /** One target's DR parts per decision: the direct value q̂(x, π(x)), the importance weight, support, the logged residual r − q̂(x, a). */

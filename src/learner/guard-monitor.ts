@@ -6,6 +6,13 @@ import { decodeEvent, rewardOf, type LoggedEvent } from './events.js';
 import {
   accumulate,
   addCandidateEvidence,
+  addReward,
+  EMPTY_SAFE_START,
+  safeStartVerdict,
+  shrunkScale,
+  type SafeStartEvidence,
+  type SafeStartState,
+  candidateAfter,
   candidateArmOf,
   candidateVerdict,
   EMPTY_CANDIDATE_EVIDENCE,
@@ -22,7 +29,9 @@ import {
   type GuardRun,
   type GuardVerdict,
 } from './guard.js';
-import { servingModel, type LearnedParams } from './kind.js';
+import { servingModel, trainEveryOf, type LearnedParams } from './kind.js';
+import { SAFE_START_MIN_SCALE } from './policy.js';
+import { learnsTiers } from '@apportion/sdk/engine';
 import { learnerKeys } from './keys.js';
 import type { ModelRegistry } from './registry.js';
 import { learnedStrategies } from './learned-strategies.js';
@@ -46,6 +55,24 @@ export interface CandidateCheck {
   readonly verdict: CandidateVerdict;
   /** Set when this check refused the candidate. */
   readonly refusal?: CandidateRefusal;
+}
+
+/** The safe start's check (guard.ts safeStartVerdict): the scale after it, and the new state when this check shrank it. */
+export interface SafeStartCheck {
+  readonly pipeline: string;
+  readonly scale: number;
+  readonly verdict: GuardVerdict;
+  readonly shrunk?: SafeStartState;
+}
+
+/** The safe start's running evidence, for the scale (and shrink count, and guard segment) it was gathered at, from `since` (epoch ms). */
+interface SafeStoredState {
+  readonly scale: number;
+  readonly shrinks: number;
+  readonly segment: number;
+  readonly since: number;
+  readonly marker: string;
+  readonly evidence: SafeStartEvidence;
 }
 
 interface CandidateState {
@@ -72,6 +99,9 @@ const Evidence = Type.Object({ learned: ArmSums, control: ArmSums, byVersion: Ty
  */
 const decodeCandidateState: (text: string) => CandidateState | undefined = jsonDecoder(
   Type.Object({ version: Type.Number(), marker: Type.String(), evidence: Type.Object({ candidate: ArmSums, control: ArmSums, serving: ArmSums }) }),
+);
+const decodeSafeStartState: (text: string) => SafeStoredState | undefined = jsonDecoder(
+  Type.Object({ scale: Type.Number(), shrinks: Type.Number(), segment: Type.Number(), since: Type.Number(), marker: Type.String(), evidence: Type.Object({ learned: ArmSums, control: ArmSums }) }),
 );
 const decodeState: (text: string) => (Omit<State, 'total'> & { readonly total?: GuardEvidence }) | undefined = jsonDecoder(
   Type.Object({ since: Type.Number(), marker: Type.String(), j: Type.Number(), evidence: Evidence, total: Type.Optional(Evidence) }),
@@ -171,6 +201,10 @@ export class GuardMonitor {
       decidedAt: refusal.at,
       guard: refusal,
     });
+    // The next candidate waits (training.ts candidateBackoff): trainEvery × 2^k outcomes after the k-th refusal in a row.
+    const lk = learnerKeys(this.core.keys, pipelineId);
+    const [k, outcomes] = ((await this.core.redis.multi().hincrby(lk.counters, 'guardRefusals', 1).hget(lk.counters, 'outcomes').exec()) ?? []).map((r) => Number(r?.[1] ?? 0));
+    await this.core.redis.hset(lk.counters, 'candidateAfter', candidateAfter(outcomes!, k!, trainEveryOf(params, pipeline)));
     this.core.metrics.learnerGuardReverts.inc({ reason: 'candidate', to: 'refused' });
     this.core.log.warn({ pipeline: pipelineId, version: pending.version, ...refusal }, `learner guard: candidate version ${pending.version} is worse than ${ref}; refused (no longer mixed in)`);
     await this.core.redis.del(this.candidateKey(pipelineId));
@@ -187,8 +221,11 @@ export class GuardMonitor {
     const params = first.params as LearnedParams;
     const doc = this.registry.doc(pipelineId);
     const active = doc?.active ?? 0;
-    // Version 0 is not a trained model (the prior, or the control after a revert to it): nothing to guard.
-    if (!doc || active === 0 || servingModel(view, pipeline).version !== active) return undefined;
+    // Version 0 is not a trained model (the prior, or the control after a revert to it): the safe start's traffic is judged instead.
+    if (!doc || active === 0 || servingModel(view, pipeline).version !== active) {
+      await this.checkSafeStart(pipelineId);
+      return undefined;
+    }
     const learnedIds = new Set(strategies.map((s) => s.id));
     const costWeight = params.costWeight ?? 0;
 
@@ -249,6 +286,74 @@ export class GuardMonitor {
     this.core.log.warn({ pipeline: pipelineId, ...record }, `learner guard: model ${active} is worse than the control strategy; reverted to ${to > 0 ? `version ${to}` : 'the control strategy'}`);
     await this.core.redis.del(this.key(pipelineId));
     return { pipeline: pipelineId, version: active, verdict, revert: record };
+  }
+
+  private safeStartKey(pipeline: string): string {
+    return this.core.keys.pipeline(pipeline, 'learner', 'guard-safe-start');
+  }
+
+  /**
+   * The safe start's learned traffic as a whole (guard.ts safeStartVerdict): while no trained version serves, the
+   * realised rewards of the learned strategy's decisions (m = 0: the default strategy explored around, the pending
+   * candidate mixed in) against its control arm's, since the exploration scale was last set. Worse: the scale is
+   * halved (down to SAFE_START_MIN_SCALE) in the models document, where serving reads it, and the evidence restarts.
+   * Not on a pipeline with model tiers (its safe start does not read the scale). Undefined when nothing was judged.
+   */
+  async checkSafeStart(pipelineId: string): Promise<SafeStartCheck | undefined> {
+    const view = this.core.view();
+    const pipeline = view.pipelines.get(pipelineId);
+    if (!pipeline || learnsTiers(pipeline)) return undefined;
+    const strategies = learnedStrategies(view, pipeline);
+    const first = strategies[0];
+    if (!first) return undefined;
+    const params = first.params as LearnedParams;
+    if (params.controlShare === 0 || params.guardSafeStart === false) return undefined;
+    const doc = this.registry.doc(pipelineId);
+    if (doc && doc.active !== 0) return undefined;
+    const current: SafeStartState = doc?.guard?.safeStart ?? { scale: 1, shrinks: 0 };
+    const json = await this.core.redis.get(this.safeStartKey(pipelineId));
+    const stored = json ? decodeSafeStartState(json) : undefined;
+    // Evidence counts for the scale it was gathered at: a new scale (or a new safe start: a revert, an activation) restarts it.
+    const segment = doc?.guard?.since ?? 0;
+    const st: SafeStoredState =
+      stored && stored.scale === current.scale && stored.shrinks === current.shrinks && stored.segment === segment
+        ? stored
+        : { scale: current.scale, shrinks: current.shrinks, segment, since: Date.now(), marker: stored?.marker ?? '', evidence: EMPTY_SAFE_START };
+    const fresh = await this.freshEvents(pipelineId, st.marker);
+    const learnedIds = new Set(strategies.map((s) => s.id));
+    const costWeight = params.costWeight ?? 0;
+    let evidence = st.evidence;
+    for (let i = fresh.length - 1; i >= 0; i--) {
+      const e = fresh[i]!;
+      if ((e.m ?? 0) !== 0 || e.a === undefined || e.t < st.since || !learnedIds.has(e.s)) continue;
+      evidence = e.a === 1 ? { ...evidence, control: addReward(evidence.control, rewardOf(e, costWeight)) } : { ...evidence, learned: addReward(evidence.learned, rewardOf(e, costWeight)) };
+    }
+    const opts = { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin };
+    const verdict = safeStartVerdict(evidence, current.shrinks, opts);
+    const next: SafeStoredState = { ...st, marker: fresh[0]?.id ?? st.marker, evidence };
+    if (verdict.status !== 'worse' || current.scale <= SAFE_START_MIN_SCALE) {
+      await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify(next));
+      return { pipeline: pipelineId, scale: current.scale, verdict };
+    }
+    const scale = shrunkScale(current.scale, SAFE_START_MIN_SCALE);
+    const fmt = (x: number) => x.toFixed(4);
+    const strategy = controlStrategyDef(view, pipeline).id;
+    const state: SafeStartState = {
+      scale,
+      shrinks: current.shrinks + 1,
+      at: Date.now(),
+      reason: `the safe start's learned traffic (the default strategy explored around${doc?.candidate ? ', the candidate mixed in' : ''}) is below the control strategy ${strategy}'s (diff ${fmt(verdict.diff!)}, always-valid interval [${fmt(verdict.ci![0])}, ${fmt(verdict.ci![1])}], ${verdict.learned.n} vs ${verdict.control.n} outcomes): exploration scale ${current.scale} → ${scale}`,
+      diff: verdict.diff!,
+      ci: verdict.ci!,
+      learned: verdict.learned,
+      control: { ...verdict.control, strategy },
+    };
+    const enc = servingModel(view, pipeline).encoder;
+    if (!(await this.registry.setSafeStart(pipelineId, state, { signature: enc.signature, agents: pipeline.agents.map((a) => a.name) }))) return { pipeline: pipelineId, scale: current.scale, verdict };
+    this.core.metrics.learnerGuardReverts.inc({ reason: 'safe-start', to: 'shrunk' });
+    this.core.log.warn({ pipeline: pipelineId, ...state }, `learner guard: ${state.reason}`);
+    await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify({ ...next, scale, shrinks: state.shrinks, since: state.at!, evidence: EMPTY_SAFE_START }));
+    return { pipeline: pipelineId, scale, verdict, shrunk: state };
   }
 
   private async load(pipeline: string): Promise<State> {

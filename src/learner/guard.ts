@@ -287,6 +287,17 @@ export function candidateVerdict(e: CandidateEvidence, opts: GuardOptions = {}):
   return { ...vsDefault, against: 'default' };
 }
 
+/**
+ * The backoff after candidates the guard refused in a row: the k-th consecutive refusal (k ≥ 1) at `outcomes` holds
+ * the next candidate until outcome outcomes + trainEvery·2^min(k, CANDIDATE_BACKOFF_MAX) (k = 1: two retrain intervals
+ * instead of one). Reset when a candidate passes the gate. Without it, every retrain proposed another candidate at
+ * once, warm-started from the refused one, so a bad candidate was mixed into a share of decisions almost all the time.
+ */
+export const CANDIDATE_BACKOFF_MAX = 5;
+export function candidateAfter(outcomes: number, k: number, trainEvery: number): number {
+  return outcomes + trainEvery * 2 ** Math.min(Math.max(1, k), CANDIDATE_BACKOFF_MAX);
+}
+
 /** What the guard records (in the version's gate record) on a candidate it refused. */
 export interface CandidateRefusal {
   readonly reason: 'guard';
@@ -298,4 +309,55 @@ export interface CandidateRefusal {
   readonly candidate: { readonly n: number; readonly mean: number };
   /** The reference arm; `strategy`: the control strategy's id when against `default`. */
   readonly reference: { readonly n: number; readonly mean: number; readonly strategy?: string };
+}
+
+// ---- The safe start's learned traffic ---------------------------------------------------------------------------
+
+/**
+ * While no trained version serves (the safe start, also after a revert to the control), the learned strategy's
+ * traffic — the default strategy explored around, with the pending candidate mixed in — is judged as a whole against
+ * its control arm (the default strategy alone, `a` = 1) with the same always-valid test as a serving version. Each
+ * time it is found worse, the safe start's exploration scale is halved (policy.ts: the exploration rate
+ * SAFE_START_EPSILON × scale, the candidate's share safeStartCandidateShare), down to SAFE_START_MIN_SCALE, and the
+ * evidence restarts (it described the traffic at the old scale). The j-th test (j = shrinks so far + 1) runs at
+ * α/(j(j+1)): these sum to α, so the chance of any shrink while the learned traffic is not worse stays ≤ α. The state
+ * lives in the models document (`guard.safeStart`, read by serving) and is dropped when a version activates or a
+ * revert starts a new segment: a new safe start begins at full scale.
+ */
+export interface SafeStartState {
+  /** Exploration scale in (0, 1]. */
+  readonly scale: number;
+  /** How many times the guard shrank it. */
+  readonly shrinks: number;
+  /** The latest shrink: when, why, the test's difference (learned − control), its interval and the arms. */
+  readonly at?: number;
+  readonly reason?: string;
+  readonly diff?: number;
+  readonly ci?: readonly [number, number];
+  readonly learned?: { readonly n: number; readonly mean: number };
+  readonly control?: { readonly n: number; readonly mean: number; readonly strategy?: string };
+}
+
+/** The safe start's evidence: both arms' realised rewards since the scale was last set. */
+export interface SafeStartEvidence {
+  readonly learned: ArmSums;
+  readonly control: ArmSums;
+}
+
+export const EMPTY_SAFE_START: SafeStartEvidence = { learned: EMPTY_ARM, control: EMPTY_ARM };
+
+/** Level of the safe start's test after `shrinks` shrinks. */
+export function safeStartAlpha(alpha: number, shrinks: number): number {
+  const j = shrinks + 1;
+  return alpha / (j * (j + 1));
+}
+
+/** The verdict on the safe start's learned traffic (guardVerdict at safeStartAlpha). */
+export function safeStartVerdict(e: SafeStartEvidence, shrinks: number, opts: GuardOptions = {}): GuardVerdict {
+  return guardVerdict(e.learned, e.control, { ...opts, alpha: safeStartAlpha(opts.alpha ?? GUARD_DEFAULTS.alpha, shrinks) });
+}
+
+/** The next scale after a `worse` verdict (halved, at least `min`). */
+export function shrunkScale(scale: number, min: number): number {
+  return Math.max(min, scale / 2);
 }

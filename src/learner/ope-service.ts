@@ -8,6 +8,7 @@ import { builtinUniform, compiledStrategy } from '../strategies/service.js';
 import type { CompiledStrategy } from '../strategies/types.js';
 import { rewardOf, type LoggedEvent } from './events.js';
 import { isLearned, servingModel } from './kind.js';
+import { trainingParams } from './learned-strategies.js';
 import { forward, predict } from './model.js';
 import { mulberry32 } from './rng.js';
 import { applyTiers, checkBudgets, hasTiers, tierAgentsOf, type AllocationOutput } from '@apportion/sdk/engine';
@@ -50,8 +51,20 @@ export interface OpeOptions {
   /** Bootstrap resamples. Default 500. */
   readonly resamples?: number;
   readonly seed?: number;
-  /** λ of the reward. Default: the target's costWeight when it is learned, else 0. */
+  /** λ of the reward. Default: the pipeline's (pipelineCostWeight), the same for every target. */
   readonly costWeight?: number;
+}
+
+/**
+ * λ of the reward every off-policy estimate of a pipeline uses, whichever strategy is the target: the `costWeight` of
+ * the learned strategy whose parameters the pipeline's model is trained with (learned-strategies.ts trainingParams:
+ * the pipeline's default strategy when it is learned, else the first learned strategy by id), 0 when the pipeline has
+ * no learned strategy. Other learned strategies' λ do not matter here: one reward for every target, so estimates of
+ * different targets on the same logs compare (before, λ was subtracted for a learned target only, and its `logged`
+ * mean differed from a static target's on the same events).
+ */
+export function pipelineCostWeight(view: ControlView, pipeline: Pipeline): number {
+  return Number(trainingParams(view, pipeline)?.costWeight ?? 0);
 }
 
 export interface OpeResult {
@@ -72,6 +85,8 @@ export interface OpeResult {
   readonly reason: string | null;
   /** Mean reward of the logged decisions (what the logging policies earned). */
   readonly logged: number;
+  /** λ of the reward (quality − λ·cost) used for every target: pipelineCostWeight unless the caller set one. */
+  readonly costWeight: number;
   readonly modelVersion: number;
 }
 
@@ -143,7 +158,7 @@ export function evaluateOffPolicy(
   }
   const agents = pipeline.agents.map((a) => a.name);
   const tolerance = opts.tolerance ?? 0.02;
-  const costWeight = opts.costWeight ?? (def.kind === 'learned' ? Number((def.params as { costWeight?: number }).costWeight ?? 0) : 0);
+  const costWeight = opts.costWeight ?? pipelineCostWeight(view, pipeline);
   // Default-reward events (no outcome within the wait window) are left out: their reward was not observed.
   const usable = events.filter((e) => e.d !== 1 && agents.every((a) => typeof e.b[a] === 'number'));
   const serving = servingModel(view, pipeline);
@@ -210,6 +225,7 @@ export function evaluateOffPolicy(
       ? `partial support: the logging policy could have played the target's action on ${(support * 100).toFixed(1)} % of the ${samples.length} logged decisions (IPS and SNIPS need ${IPS_MIN_SUPPORT * 100} %: they would leave the rest out); DR covers the rest with the reward model`
       : report.reason,
     logged: meanReward,
+    costWeight,
     modelVersion: serving.version,
   };
 }

@@ -286,14 +286,29 @@ function indexOf(candidates: readonly number[][], b: readonly number[]): number 
 export const SAFE_START_EPSILON = 0.2;
 
 /**
+ * The safe start's scales after the runtime guard found its learned traffic worse than the control arm (guard.ts
+ * safeStartVerdict): each such finding halves the scale, down to SAFE_START_MIN_SCALE. The exploration rate is
+ * SAFE_START_EPSILON × scale; the pending candidate's share is its share × max(scale, SAFE_START_CANDIDATE_FLOOR), so
+ * the gate keeps its support rule within reach (at a 5 % share a candidate was refused for support: docs/learner.md).
+ */
+export const SAFE_START_MIN_SCALE = 0.125;
+export const SAFE_START_CANDIDATE_FLOOR = 0.5;
+
+/** The pending candidate's share during the safe start at exploration scale `scale` (1: unchanged). */
+export function safeStartCandidateShare(share: number, scale: number): number {
+  return scale >= 1 ? share : share * Math.max(scale, SAFE_START_CANDIDATE_FLOOR);
+}
+
+/**
  * The safe start: until a model version clears the activation gate, the learned strategy serves `base` (the
  * default strategy's split) and explores around it, epsilon-greedy over the same kind of candidate set as a
- * model's greedy split (index 0 = base, its per-agent perturbations, the anchor).
+ * model's greedy split (index 0 = base, its per-agent perturbations, the anchor). `epsilon`: the exploration rate
+ * (SAFE_START_EPSILON unless the runtime guard shrank it).
  */
-export function decideAround(base: number[], agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, anchor?: number[]): Decision {
+export function decideAround(base: number[], agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, anchor?: number[], epsilon: number = SAFE_START_EPSILON): Decision {
   let candidates = candidatesAround(base, agents, total, signedPerturbation(opts), anchor);
   const K = candidates.length;
-  const e = K === 1 ? 0 : SAFE_START_EPSILON;
+  const e = K === 1 ? 0 : epsilon;
   let probs = candidates.map((_, k) => e / K + (k === 0 ? 1 - e : 0));
   const wide = opts.wideStart ?? 0;
   if (wide > 0) {

@@ -13,7 +13,7 @@ import type { GateComparison } from './gate.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, serializeWeights, type ModelWeights, type SerializedWeights } from './model.js';
 import type { TrainMetrics } from './trainer.js';
-import type { CandidateRefusal, RevertRecord } from './guard.js';
+import type { CandidateRefusal, RevertRecord, SafeStartState } from './guard.js';
 import type { SerializedTierParams } from './tiers-policy.js';
 
 /** One model version: its weights and what it was trained on. */
@@ -177,6 +177,8 @@ export interface GuardState {
   readonly since?: number;
   /** The segment began with a revert to an earlier version: the next revert goes to the control strategy. */
   readonly steppedBack?: boolean;
+  /** The safe start's exploration scale, set by the guard when it found the safe start's learned traffic worse than the control (guard.ts SafeStartState). */
+  readonly safeStart?: SafeStartState;
 }
 
 /**
@@ -571,6 +573,19 @@ export class ModelRegistry {
       const keep = candidate && !(candidate.version === version && gate.status === 'refused');
       return { ...rest, ...(keep ? { candidate } : {}), versions };
     });
+  }
+
+  /**
+   * The safe start's exploration scale (guard-monitor.ts checkSafeStart), only while no version serves: a document is
+   * created for a pipeline that has none yet (no version trained). False when a version serves meanwhile.
+   */
+  async setSafeStart(pipeline: string, state: SafeStartState, fresh: { readonly signature: string; readonly agents: readonly string[] }): Promise<boolean> {
+    const doc = await this.update(pipeline, (prev) => {
+      if (prev && prev.active !== 0) return undefined;
+      const base: ModelDoc = prev ?? { pipeline, active: 0, signature: fresh.signature, agents: fresh.agents, activatedAt: 0, versions: [] };
+      return { ...base, guard: { ...(base.guard ?? { reverts: [] }), safeStart: state } };
+    });
+    return doc?.active === 0 && doc.guard?.safeStart === state;
   }
 
   /** Records a change drift recovery detected (newest first, at most 20) in the model document. */

@@ -10,7 +10,7 @@ import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { DEFAULT_GATE, describeRule } from './gate.js';
-import { evaluateOffPolicy, tierRewardOf } from './ope-service.js';
+import { evaluateOffPolicy, pipelineCostWeight, tierRewardOf } from './ope-service.js';
 import { modelAgreementOf } from '@apportion/sdk/engine';
 import type { RevertRecord } from './guard.js';
 import type { ModelDoc, ModelSummary } from './registry.js';
@@ -93,6 +93,21 @@ const GuardResponse = Type.Object({
   toControl: Type.Boolean({ description: 'The guard or drift recovery took every model out of service: the safe start (the default strategy explored around, the pending candidate mixed in, the control arm at its share) serves until a version clears the gate.' }),
   holdUntil: Type.Union([Type.Integer(), Type.Null()], { description: 'Automatic activations wait until the pipeline has this many outcomes.' }),
   reverts: Type.Array(GuardRevertSchema),
+  safeStart: Type.Optional(
+    Type.Object(
+      {
+        scale: Type.Number({ description: 'Exploration scale of the safe start: its exploration rate is 0.2 × scale, the pending candidate’s share 0.2 × max(scale, 0.5).' }),
+        shrinks: Type.Integer({ description: 'How many times the guard halved it.' }),
+        at: Type.Optional(Type.Number()),
+        reason: Type.Optional(Type.String({ description: 'Why it was last shrunk: the learned traffic against the control arm, with the always-valid interval.' })),
+        diff: Type.Optional(Type.Number({ description: 'Mean reward of the safe start’s learned traffic − the control arm’s.' })),
+        ci: Type.Optional(Type.Array(Type.Number())),
+        learned: Type.Optional(Type.Object({ n: Type.Integer(), mean: Type.Number() })),
+        control: Type.Optional(Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.Optional(Type.String()) })),
+      },
+      { description: 'Set when the runtime guard found the safe start’s learned traffic (no version serving: the default strategy explored around, the candidate mixed in) worse than its control arm and shrank its exploration; dropped when a version activates or a revert starts a new safe start.' },
+    ),
+  ),
 });
 const Summary = Type.Object({
   version: Type.Integer(),
@@ -173,7 +188,8 @@ const OpeResponse = Type.Object({
   dr: Type.Union([Interval, Type.Null()]),
   dm: Type.Union([Type.Number(), Type.Null()]),
   reason: Type.Union([Type.String(), Type.Null()], { description: 'Why ips, snips and dr are null (the log does not support an estimate), or ips and snips only (partial support: under 95 % of the decisions could have played the target\'s action; dr is then given).' }),
-  logged: Type.Number(),
+  logged: Type.Number({ description: 'Mean reward (quality − costWeight·cost) of the logged decisions.' }),
+  costWeight: Type.Number({ description: "λ of the reward, the same for every target: the costWeight of the learned strategy the pipeline's model is trained with (its default strategy when learned, else the first learned strategy by id); 0 without one." }),
   modelVersion: Type.Integer(),
 });
 
@@ -181,7 +197,9 @@ const OpeResponse = Type.Object({
 const revertView = (r: RevertRecord) => ({ ...r, reason: r.reason ?? 'guard' });
 const versionView = (v: ModelSummary) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics }, ...(v.reverted ? { reverted: revertView(v.reverted) } : {}) });
 const guardView = (doc: ModelDoc | undefined) => ({
-  ...(doc?.guard ? { guard: { toControl: doc.guard.toControl === true, holdUntil: doc.guard.holdUntil ?? null, reverts: doc.guard.reverts.map(revertView) } } : {}),
+  ...(doc?.guard
+    ? { guard: { toControl: doc.guard.toControl === true, holdUntil: doc.guard.holdUntil ?? null, reverts: doc.guard.reverts.map(revertView), ...(doc.guard.safeStart ? { safeStart: { ...doc.guard.safeStart, ...(doc.guard.safeStart.ci ? { ci: [...doc.guard.safeStart.ci] } : {}) } } : {}) } }
+    : {}),
   ...(doc?.drift ? { drift: { changes: [...doc.drift.changes] } } : {}),
 });
 
@@ -398,7 +416,8 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       await training.ingest(id);
       const events = await training.events(id, 20_000);
       const agents = p.agents.map((a) => a.name);
-      const costWeight = (def.params as LearnedParams).costWeight ?? 0;
+      // The reward OPE uses for every target (ope-service.ts pipelineCostWeight), so servedReward and ope compare.
+      const costWeight = pipelineCostWeight(core.view(), p);
       const reward = tierRewardOf(p, costWeight);
       let n = 0;
       let agree = 0;

@@ -21,7 +21,7 @@ import { loggingPolicyOf } from './hooks.js';
 import { pruneModelVersions } from './prune.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
 import { mulberry32 } from './rng.js';
-import { runTrainJob, trainJob, type EscalationOptions, type TrainerEscalation, type TrainJobInput } from './train-process.js';
+import { runTrainJob, trainJob, type EscalationOptions, type TrainerEscalation, type TrainJobInput, type TrainJobOutput } from './train-process.js';
 import type { TrainOptions } from './trainer.js';
 
 /** Cap of the training buffer (newest events kept). */
@@ -198,6 +198,12 @@ export class TrainingService {
     // A model document of another shape: nothing is trained over it (the registry logs it once per change).
     const bad = this.registry.unreadable(pipelineId);
     if (bad) return { trained: false, reason: bad.message };
+    // The declaration this retrain is for, taken once: the job encodes with it, the prior has its width, and the saved
+    // version carries its signature. A declaration changed while the retrain runs (any of the awaits below) must not
+    // be mixed in: the version would be fitted on one encoding and stamped with another.
+    const decl = view.raw.kinds.features.get(pipelineId)?.doc as FeaturesBody | undefined;
+    const encoder = compileFeatures(decl?.features ?? []);
+    const signature = encoder.signature;
     const lk = learnerKeys(this.core.keys, pipelineId);
     await this.ingest(pipelineId);
     const outcomes = Number((await this.core.redis.hget(lk.counters, 'outcomes')) ?? 0);
@@ -220,17 +226,29 @@ export class TrainingService {
       const gate = await this.gateCandidate(pipeline, params, change.changed, change.changeTs);
       if (gate.waiting) return { trained: false, ...(gate.reason !== undefined ? { reason: gate.reason } : {}) };
     }
+    // After candidates the runtime guard refused in a row, the next one waits (guard.ts candidateAfter).
+    if (params.candidateBackoff !== false) {
+      const [k, after] = (await this.core.redis.hmget(lk.counters, 'guardRefusals', 'candidateAfter')).map((v) => Number(v ?? 0));
+      if (outcomes < after!) {
+        const reason = `backing off: the runtime guard refused ${k} candidate${k === 1 ? '' : 's'} in a row; the next is trained at outcome ${after} (now ${outcomes})`;
+        this.core.log.info({ pipeline: pipelineId, reason }, 'learner retrain skipped');
+        return { trained: false, reason };
+      }
+    }
     const serving = servingModel(this.core.view(), pipeline);
+    // The warm start and the serving weights are read from the view of now: they have the captured width only while
+    // the declaration is the captured one.
+    if (serving.encoder.signature !== signature || before.encoder.signature !== signature) return this.declarationChanged(pipelineId, 'before training');
     const agents = pipeline.agents.map((a) => a.name);
     const costWeight = params.costWeight ?? 0;
     const doc = this.registry.doc(pipelineId);
     const tiered = learnsTiers(pipeline);
-    const prior = { weights: initialWeights(serving.encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), scaling: undefined, version: 0 };
+    const prior = { weights: initialWeights(encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), scaling: undefined, version: 0 };
     // The warm start: the pending candidate, else the serving version, else (none pending, none serving: the guard
     // refused the candidate during the safe start or after a revert to the control) the newest saved version that fits
     // the features and agents — as the in-process loop warm-starts from its newest trained version — and only with
     // none of those the untrained prior, so a refusal does not throw away what was learned.
-    const newest = !tiered && !warm && serving.version === 0 ? await this.registry.newestCompatible(pipelineId, serving.encoder.signature, agents) : undefined;
+    const newest = !tiered && !warm && serving.version === 0 ? await this.newestUnrefused(pipelineId, signature, agents) : undefined;
     // A pipeline with model tiers trains the joint model (its token weights are the prior, never served).
     const init = tiered
       ? { weights: prior.weights, scaling: tierWarm?.scaling, version: 0 }
@@ -241,7 +259,6 @@ export class TrainingService {
           : newest
             ? { weights: deserializeWeights(newest.weights), scaling: newest.scaling, version: newest.version }
             : prior;
-    const decl = view.raw.kinds.features.get(pipelineId)?.doc as FeaturesBody | undefined;
     const input: TrainJobInput = {
       redisUrl: this.core.config.redisUrl,
       redisClusterNodes: this.core.config.redisClusterNodes,
@@ -268,15 +285,10 @@ export class TrainingService {
           }
         : {}),
     };
-    const escalations: Promise<void>[] = [];
-    const out = this.inThread
-      ? await runTrainJob({ ...input, ...(this.escalation.holdWhile ? { holdWhile: this.escalation.holdWhile } : {}) }, (err) => this.core.log.warn({ err }, 'training process unavailable; training in this process'), {
-          ...this.escalation,
-          onEscalate: (e) => escalations.push(this.escalated(pipelineId, e)),
-        })
-      : await trainJob({ ...input, train: { ...this.trainOptions, yieldToEventLoop: true } });
-    await Promise.all(escalations);
+    const out = await this.runJob(pipelineId, input);
     if (!out.trained || !out.weights || !out.metrics) return { trained: false, reason: out.reason ?? 'not trained' };
+    // Changed while it trained: not saved, not proposed (the next retrain trains for the declaration of then).
+    if (this.declarationSignature(pipelineId) !== signature) return this.declarationChanged(pipelineId, 'while it trained');
     // Deleted while it trained: its version is not saved (it would bring the purged model keys back, or land in a
     // pipeline re-created under the id). The sweep removes what a save racing the delete still put back.
     const deletedAt = Number((await this.core.redis.get(pipelineTombstone(this.core.keys, pipelineId))) ?? 0);
@@ -284,7 +296,7 @@ export class TrainingService {
     const weights = deserializeWeights(out.weights);
     const metrics = out.metrics;
     const saved = await this.registry.save(pipelineId, weights, {
-      signature: serving.encoder.signature,
+      signature,
       agents,
       // The window and recency half-life this version was trained with (drift recovery shortens the half-life after a change).
       // A tier fit weighs by recency only when a half-life was passed (train-tiers.ts): otherwise none is listed.
@@ -313,6 +325,45 @@ export class TrainingService {
     }
     this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, fetched: out.fetched, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained (candidate)');
     return { trained: true, model: saved };
+  }
+
+  /**
+   * The newest saved token version that fits the declaration and agents and that the runtime guard did not refuse (a
+   * candidate it refused is not a warm start: the next fit would start where the refused one was), among the newest 25.
+   */
+  private async newestUnrefused(pipelineId: string, signature: string, agents: readonly string[]): Promise<ModelVersion | undefined> {
+    const seq = Number((await this.core.redis.get(learnerKeys(this.core.keys, pipelineId).modelSeq)) ?? 0);
+    for (let v = seq; v >= 1 && v > seq - 25; v--) {
+      const mv = await this.registry.get(pipelineId, v);
+      if (mv && (mv.kind ?? 'tokens') === 'tokens' && mv.signature === signature && mv.agents.join('\u0000') === agents.join('\u0000') && !mv.gate?.guard) return mv;
+    }
+    return undefined;
+  }
+
+  /** Runs one training job: in the trainer child (default) or in this process. */
+  protected async runJob(pipelineId: string, input: TrainJobInput): Promise<TrainJobOutput> {
+    const escalations: Promise<void>[] = [];
+    const out = this.inThread
+      ? await runTrainJob({ ...input, ...(this.escalation.holdWhile ? { holdWhile: this.escalation.holdWhile } : {}) }, (err) => this.core.log.warn({ err }, 'training process unavailable; training in this process'), {
+          ...this.escalation,
+          onEscalate: (e) => escalations.push(this.escalated(pipelineId, e)),
+        })
+      : await trainJob({ ...input, train: { ...this.trainOptions, yieldToEventLoop: true } });
+    await Promise.all(escalations);
+    return out;
+  }
+
+  /** The encoder signature of the pipeline's feature declaration in the current view. */
+  private declarationSignature(pipelineId: string): string {
+    const decl = this.core.view().raw.kinds.features.get(pipelineId)?.doc as FeaturesBody | undefined;
+    return compileFeatures(decl?.features ?? []).signature;
+  }
+
+  /** A retrain that straddled a change of the feature declaration: skipped (counted as such by the caller), with its reason. */
+  private declarationChanged(pipelineId: string, when: string): TrainResult {
+    const reason = `the feature declaration changed ${when}: nothing saved (the next retrain trains for the new declaration)`;
+    this.core.log.warn({ pipeline: pipelineId, reason }, 'learner retrain skipped');
+    return { trained: false, reason };
   }
 
   /**
@@ -413,6 +464,8 @@ export class TrainingService {
     if (verdict.pass) {
       const mv = await this.registry.get(pipeline.id, c.version);
       if (mv) await this.registry.activate({ ...mv, gate: record });
+      // A candidate passed: the guard's backoff after refused candidates ends.
+      await this.core.redis.hdel(learnerKeys(this.core.keys, pipeline.id).counters, 'guardRefusals', 'candidateAfter');
       // Where the first trained version cleared the gate (drift recovery's forgetting keeps the events before it: DriftRule.forgetKeepStart).
       await this.core.redis.hsetnx(learnerKeys(this.core.keys, pipeline.id).counters, 'firstServedTs', now);
     }

@@ -130,7 +130,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     learnerGuardReverts: new Counter({
       name: 'apportion_learner_guard_reverts_total',
-      help: 'Model versions taken out of service, by reason (guard: the runtime guard found the learned arm worse than the control; drift: drift recovery estimated the serving version worse than the default strategy after a detected change; candidate: the runtime guard found the pending candidate version\'s arm worse and refused it) and by what serves instead: version (an earlier one) or control; refused for a refused candidate (serving is unchanged, the candidate stops being mixed in).',
+      help: 'Model versions taken out of service, by reason (guard: the runtime guard found the learned arm worse than the control; drift: drift recovery estimated the serving version worse than the default strategy after a detected change; candidate: the runtime guard found the pending candidate version\'s arm worse and refused it; safe-start: while no version served, the learned traffic was worse than the control and the safe start\'s exploration was halved) and by what serves instead: version (an earlier one) or control; refused for a refused candidate (serving is unchanged, the candidate stops being mixed in); shrunk for the safe start.',
       labelNames: ['reason', 'to'],
       registers: [registry],
     }),

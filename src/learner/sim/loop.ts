@@ -5,8 +5,8 @@ import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } 
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
-import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
-import { accumulate, addCandidateEvidence, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
+import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
+import { accumulate, addCandidateEvidence, addReward, candidateAfter, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
 import { checkedVersions, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
@@ -95,6 +95,10 @@ export interface LoopOptions {
   readonly weightPrior?: number;
   /** The runtime guard's candidate arm (guard.ts candidateVerdict; needs the control arm), checked every 25 outcomes as the service's tick would. Default true. */
   readonly guardCandidate?: boolean;
+  /** After candidates the guard refused in a row, the next waits (guard.ts candidateAfter), and a refused one is no warm start. Default true, as in the service. */
+  readonly candidateBackoff?: boolean;
+  /** The safe start's learned traffic judged against the control arm, its exploration halved when worse (guard.ts safeStartVerdict). Default true, as in the service. */
+  readonly guardSafeStart?: boolean;
   /**
    * The runtime guard's test of the serving versions against the control arm (guard.ts accumulate/judge, the
    * service's guard-monitor `check`), every 25 outcomes as the service's tick would. Worse: a revert as the service's
@@ -281,6 +285,8 @@ export interface LoopResult {
   readonly detected: readonly number[];
   /** Candidate versions the runtime guard refused (guardCandidate). */
   readonly guardRefused: readonly number[];
+  /** Where the guard shrank the safe start's exploration (guardSafeStart): outcome, the new scale, learned − control. */
+  readonly safeStartShrinks: readonly { readonly at: number; readonly scale: number; readonly diff: number }[];
   /** The serving-version guard's reverts (`guard`): at which outcome, from which version to which (0: the safe start), and learned − control. */
   readonly guardReverts: readonly { readonly at: number; readonly from: number; readonly to: number; readonly diff: number }[];
   /** Per outcome: 1 when a wide safe-start split (ExploreOptions.wideStart) served it. */
@@ -325,6 +331,19 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const guardRefused: number[] = [];
   // Consecutive refused candidates (candidateShareAfterRefusals).
   let refusals = 0;
+  // The guard's backoff after candidates it refused in a row (guard.ts candidateAfter): how many, and until when.
+  let guardInRow = 0;
+  let candidateAfterT = 0;
+  // The safe start's exploration scale and its evidence (guard.ts safeStartVerdict), and every shrink.
+  let safeScale = 1;
+  let safeShrinks = 0;
+  let safeEv: SafeStartEvidence = EMPTY_SAFE_START;
+  const safeStartShrinks: { at: number; scale: number; diff: number }[] = [];
+  const resetSafeStart = () => {
+    safeScale = 1;
+    safeShrinks = 0;
+    safeEv = EMPTY_SAFE_START;
+  };
   // The serving-version guard (the service's guard-monitor check and registry.revert): its running tests since the
   // segment began (the start, or the last revert or retirement), whether the segment began with a step back, the
   // outcome until which activations are held, and the versions that served and were reverted.
@@ -379,11 +398,11 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     const heads = serving ? forward(serving.weights, serving.encoder.encode(f)) : undefined;
     let dec = heads
       ? decide(heads, agents, world.totalTokens, optionsFor(opts.explore, serving!.version), rng, uniform)
-      : decideAround(uniform, agents, world.totalTokens, opts.wideUntil !== undefined && t >= opts.wideUntil ? { ...opts.explore, wideStart: 0 } : opts.explore, rng, uniform);
+      : decideAround(uniform, agents, world.totalTokens, opts.wideUntil !== undefined && t >= opts.wideUntil ? { ...opts.explore, wideStart: 0 } : opts.explore, rng, uniform, SAFE_START_EPSILON * safeScale);
     const wide = !serving && dec.chosen >= safeK;
     let drawn = false;
     if (candidate) {
-      const mixed = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), candidate.share ?? opts.candidateShare ?? CANDIDATE_SHARE, rng);
+      const mixed = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), safeStartCandidateShare(candidate.share ?? opts.candidateShare ?? CANDIDATE_SHARE, serving ? 1 : safeScale), rng);
       drawn = mixed.drawn;
       dec = mixed;
     }
@@ -404,6 +423,26 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         guardRefused.push(candidate.version);
         candidate = undefined;
         refusals++;
+        if (opts.candidateBackoff !== false) {
+          guardInRow++;
+          candidateAfterT = candidateAfter(t + 1, guardInRow, every);
+          // A refused candidate is no warm start: the serving version, else the newest trained one the guard did not refuse.
+          latest = serving ?? [...trained].reverse().find((v) => !guardRefused.includes(v.version)) ?? prior;
+        }
+      }
+    }
+    // The safe start's learned traffic against the control arm (the service's guard-monitor checkSafeStart).
+    if (!serving && controlShare > 0 && opts.guardSafeStart !== false) {
+      const r = out.quality - world.costWeight * (out.cost ?? 0);
+      safeEv = controlServed[t] ? { ...safeEv, control: addReward(safeEv.control, r) } : { ...safeEv, learned: addReward(safeEv.learned, r) };
+      if ((t + 1) % 25 === 0 && safeScale > SAFE_START_MIN_SCALE) {
+        const v = safeStartVerdict(safeEv, safeShrinks);
+        if (v.status === 'worse') {
+          safeScale = shrunkScale(safeScale, SAFE_START_MIN_SCALE);
+          safeShrinks++;
+          safeEv = EMPTY_SAFE_START;
+          safeStartShrinks.push({ at: t + 1, scale: safeScale, diff: v.diff! });
+        }
       }
     }
     // The serving-version guard: every decision of a trained version, by arm, its reward less the logged offset.
@@ -422,6 +461,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
           steppedBack = to > 0;
           holdUntil = t + 1 + (opts.guardHold ?? GUARD_DEFAULTS.holdOutcomes);
           guardRun = NEW_RUN;
+          resetSafeStart();
         }
       }
     }
@@ -465,6 +505,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
           // As the service's registry.revert (to 0, no hold): a new segment of the guard's evidence.
           reverted.add(sv.version);
           serving = undefined;
+          resetSafeStart();
           steppedBack = false;
           guardRun = NEW_RUN;
         }
@@ -509,8 +550,12 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
           activatedAt.set(judged.version, t + 1);
         }
         if (gate.pass && firstServedAt === undefined) firstServedAt = t + 1;
-        if (gate.pass) refusals = 0;
-        else if (!(gate.wait && !changed)) refusals++;
+        if (gate.pass) {
+          refusals = 0;
+          guardInRow = 0;
+          candidateAfterT = 0;
+          resetSafeStart();
+        } else if (!(gate.wait && !changed)) refusals++;
         // Inconclusive with looks left: it stays the candidate and nothing is trained over it (as the service does).
         if (gate.wait && !changed) {
           if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
@@ -518,6 +563,11 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         }
         candidate = undefined;
         look = 0;
+      }
+      // The guard's backoff: no new candidate before candidateAfterT.
+      if (!candidate && t + 1 < candidateAfterT) {
+        if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
+        continue;
       }
       const since = changes.length > 0 ? t + 1 - changes.at(-1)! : Infinity;
       const win = drift ? windowAfterChange(since, opts.window ?? 8000, opts.halfLife ?? 1000, drift) : { window: opts.window ?? 8000, halfLife: opts.halfLife ?? 1000, shortened: false };
@@ -555,5 +605,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, guardReverts, wideServed };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, guardReverts, wideServed, safeStartShrinks };
 }

@@ -1,6 +1,6 @@
 import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
-import { CANDIDATE_SHARE, TIER_CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
+import { CANDIDATE_SHARE, TIER_CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, safeStartCandidateShare, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
 import { curvesOf, deserializeTierParams, drawIndex, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, withTokenShare, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
 import type { Curve } from './mirror/learner/tiers-split.js';
 import { checkBudgets } from './allocate.js';
@@ -63,7 +63,11 @@ export interface ServedModelDoc {
     /** Its share of decisions when not CANDIDATE_SHARE (policy.ts candidateShareFor: trained while a detected change was recent). */
     readonly share?: number;
   };
-  readonly guard?: { readonly toControl?: boolean };
+  readonly guard?: {
+    readonly toControl?: boolean;
+    /** The safe start's exploration scale after the runtime guard found its learned traffic worse than the control (policy.ts SAFE_START_MIN_SCALE). */
+    readonly safeStart?: { readonly scale: number };
+  };
 }
 
 /** Grace beyond the wait window before a pending decision is defaulted (outcome jobs in flight). */
@@ -104,6 +108,11 @@ export interface ServingModel {
   readonly candidate?: { readonly version: number; readonly weights: ModelWeights; readonly encoder: FeatureEncoder; readonly tiers?: TierParams; readonly share?: number };
   /** A joint model-and-tokens version serving (pipelines with model tiers): its parameters (then `weights` is unused). */
   readonly tiers?: TierParams;
+  /**
+   * The safe start's exploration scale in (0, 1) when the runtime guard shrank it (absent: 1): while no version
+   * serves, the exploration rate is SAFE_START_EPSILON × scale and the candidate's share safeStartCandidateShare.
+   */
+  readonly safeStartScale?: number;
 }
 
 /**
@@ -136,6 +145,8 @@ export function servingModel(view: ControlView, pipeline: Pipeline): ServingMode
       if (!tierAgents || !m.tiers) throw new Error('a tier version on a pipeline without model tiers');
       return deserializeTierParams(m.tiers, tierAgents, enc.dim);
     };
+    const rawScale = doc?.guard?.safeStart?.scale;
+    const scale = typeof rawScale === 'number' && rawScale > 0 && rawScale < 1 ? { safeStartScale: rawScale } : {};
     let candidate: ServingModel['candidate'];
     if (doc?.candidate && fits(doc.candidate)) {
       try {
@@ -157,7 +168,7 @@ export function servingModel(view: ControlView, pipeline: Pipeline): ServingMode
         // Corrupt weights: the safe start serves rather than fail (the registry refuses to activate such a model).
       }
     }
-    return { encoder, weights: initialWeights(encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), version: 0, ...(candidate ? { candidate } : {}) };
+    return { encoder, weights: initialWeights(encoder.dim, agents.length, pipeline.defaultTotalTokens, mulberry32(1)), version: 0, ...(candidate ? { candidate } : {}), ...scale };
   });
 }
 
@@ -432,7 +443,8 @@ export function learnedDecision(
   let dec: ReturnType<typeof decide> & { candidateSplit?: number[]; candidateDrawn?: boolean };
   let anchor: number[] | undefined;
   let heads: Heads | undefined;
-  if (m.version === 0) dec = decideAround(dflt, agents, input.totalTokens, explore, rng, uniform);
+  const scale = m.version === 0 ? (m.safeStartScale ?? 1) : 1;
+  if (m.version === 0) dec = decideAround(dflt, agents, input.totalTokens, explore, rng, uniform, SAFE_START_EPSILON * scale);
   else {
     heads = forward(m.weights, m.encoder.encode(input.features));
     dec = decide(heads, agents, input.totalTokens, optionsFor(explore, m.version), rng, dflt);
@@ -440,7 +452,7 @@ export function learnedDecision(
   }
   if (m.candidate) {
     const split = greedyBudgets(forward(m.candidate.weights, m.candidate.encoder.encode(input.features)), agents, input.totalTokens);
-    const mixed = withCandidate(dec, split, m.candidate.share ?? CANDIDATE_SHARE, rng);
+    const mixed = withCandidate(dec, split, safeStartCandidateShare(m.candidate.share ?? CANDIDATE_SHARE, scale), rng);
     dec = { ...mixed, candidateSplit: split, candidateDrawn: mixed.drawn };
   }
   return { dec, ...(anchor ? { anchor } : {}), ...(heads ? { heads } : {}) };
