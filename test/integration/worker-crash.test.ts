@@ -21,7 +21,7 @@ function worker(hang: 'before' | 'after' | 'none'): { child: ChildProcess; line:
   children.push(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  const line = (re: RegExp) => eventually(() => out.split('\n').find((l) => re.test(l)), 30_000);
+  const line = (re: RegExp) => eventually(() => out.split('\n').find((l) => re.test(l)), 180_000); // a bound: a cold tsx start can take over 30 s on a busy machine
   return { child, line };
 }
 
@@ -70,7 +70,7 @@ describe('a worker SIGKILLed mid-job', () => {
 
     const w2 = worker('none');
     await w2.line(/^READY/);
-    await eventually(async () => (await stateOf(id)) === 'completed', 30_000);
+    await eventually(async () => (await stateOf(id)) === 'completed', 120_000);
     assert.equal(await count(), 1, 'the redelivered job found the applied-marker and counted nothing');
     await killed(w2.child);
   });
@@ -96,7 +96,7 @@ describe('a worker SIGKILLed mid-job', () => {
 
     const w2 = worker('none');
     await w2.line(/^READY/);
-    for (const id of ids) await eventually(async () => (await stateOf(id)) === 'completed', 30_000);
+    for (const id of ids) await eventually(async () => (await stateOf(id)) === 'completed', 120_000);
     assert.equal(await count(), before + 6, 'the redelivered job applied what was left and counted nothing twice');
     await killed(w2.child);
   });
@@ -111,7 +111,7 @@ describe('a worker SIGKILLed mid-job', () => {
 
     const w2 = worker('none');
     await w2.line(/^READY/);
-    await eventually(async () => (await stateOf(id)) === 'completed', 30_000);
+    await eventually(async () => (await stateOf(id)) === 'completed', 120_000);
     assert.equal(await count(), before + 1);
     await killed(w2.child);
   });
