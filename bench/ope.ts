@@ -1,9 +1,14 @@
 /**
  * Off-policy evaluation coverage: how often the 95 % bootstrap CI of IPS, SNIPS and DR contains the
  * target policy's true (on-policy) value, over repeated logging trials with known ground truth, on logs made
- * by (a) the learner, (b) an A/B experiment, (c) a mix of both.
+ * by (a) the learner, (b) an A/B experiment, (c) a mix of both, (d) an A/B of two nearby static splits.
  *
- *   node --import tsx bench/ope.ts [--trials 100] [--events 1000] [--resamples 200] [--world support-basic] [--setups a,b,c]
+ *   node --import tsx bench/ope.ts [--trials 100] [--events 1000] [--resamples 200] [--world support-basic] [--setups a,b,c,d]
+ *                                  [--tolerances 0.005,0.02] [--near 0.015]
+ *
+ * `--tolerances`: the action-match tolerances compared on the same logs (default: the service's, OPE_TOLERANCE);
+ * each row reports coverage, mean CI width, mean error (bias) and mean support, and whether the service would
+ * withhold IPS and SNIPS for partial support (below IPS_MIN_SUPPORT).
  *
  * A model is first trained in-process (3,000 outcomes), then frozen. Logging policies (each decision is a new
  * unit, so routing draws are independent per decision):
@@ -11,7 +16,11 @@
  *   (b) an A/B experiment at 80 % coverage: static A (the best static split) 50 %, static B (A with its
  *       largest share halved) 50 %; the other 20 % get the pipeline default (uniform);
  *   (c) a 10 % holdout (uniform), then an experiment: the learned strategy (with its control arm) 50 %,
- *       static A 50 %.
+ *       static A 50 %;
+ *   (d) an A/B of static B and a nearby variant of it (`--near` of the total moved between two agents, default
+ *       0.015), 50 % each: what an action-match tolerance wider than their distance merges.
+ * Targets: (a) uniform, static A (never logged exactly: only explored candidates come near it) and the learned greedy
+ * split; (b) both variants and uniform; (c) uniform, static A and the learned greedy split; (d) both variants.
  * Each decision is logged as the service logs it (decision record meta and routing →
  * hooks.ts loggingPolicyOf → the event's C/P/k) and evaluated with the same code as GET /v1/pipelines/:id/ope.
  * Truth: the target's mean expected observed reward (quality + noise, clipped to [0, 1] as the outcomes are)
@@ -25,7 +34,7 @@ import type { LoggedEvent } from '../src/learner/events.js';
 import { loggingPolicyOf } from '../src/learner/hooks.js';
 import type { LearnerMeta } from '../src/learner/kind.js';
 import { forward, predict, type ModelWeights } from '../src/learner/model.js';
-import { importanceWeight } from '../src/learner/ope-service.js';
+import { IPS_MIN_SUPPORT, importanceWeight, OPE_TOLERANCE } from '../src/learner/ope-service.js';
 import { decide, greedyBudgets, signedPerturbation } from '../src/learner/policy.js';
 import { mulberry32 } from '../src/learner/rng.js';
 import { policyAgents, runLoop } from '../src/learner/sim/loop.js';
@@ -39,7 +48,11 @@ const trials = Number(flag('trials', '100'));
 const nEvents = Number(flag('events', '1000'));
 const resamples = Number(flag('resamples', '200'));
 const world = loadWorld(flag('world', 'support-basic'));
-const setups = flag('setups', 'a,b,c').split(',');
+const setups = flag('setups', 'a,b,c,d').split(',');
+const tolerances = flag('tolerances', String(OPE_TOLERANCE)).split(',').map(Number);
+if (tolerances.some((t) => !(t >= 0 && t < 1))) throw new Error('--tolerances: shares of the total in [0, 1), comma-separated');
+/** The probability-1 comparison is computed at the first tolerance only. */
+const naiveTolerance = tolerances[0]!;
 const CONTROL_SHARE = 0.05;
 
 const { tf } = await loadTf();
@@ -64,6 +77,21 @@ type Policy = (x: SimContext) => number[];
 const uniform: Policy = () => uniformBudgets(world, T);
 const staticA: Policy = () => staticBudgets(world, sharesA, T);
 const staticB: Policy = () => staticBudgets(world, sharesB, T);
+/**
+ * Static B with `--near` (default 0.015) of the total moved from its largest budget to its smallest one (within
+ * min/max): a nearby variant, as an A/B of a small tweak is; its half-L1 distance from B is `near`. (Around static A,
+ * the best static split, the reward is flat to first order and a nearby variant earns the same.)
+ */
+const near = Number(flag('near', '0.015'));
+const budgetsNear = (() => {
+  const b = staticB({} as SimContext);
+  const top = b.indexOf(Math.max(...b));
+  const order = b.map((v, i) => [v, i] as const).sort((x, y) => x[0] - y[0]);
+  const low = order.find(([, i]) => i !== top && b[i]! + near * T <= world.agents[i]!.maxTokens)![1];
+  const moved = Math.round(near * T);
+  return b.map((v, i) => (i === top ? v - moved : i === low ? v + moved : v));
+})();
+const staticNear: Policy = () => budgetsNear;
 const greedy: Policy = (x) => greedyBudgets(forward(weights, encoder.encode(contextFeatures(x))), agents, T);
 
 /** The learned strategy's decision as kind.ts logs it (meta.learner with the control arm), and what it serves. */
@@ -83,11 +111,12 @@ interface Setup {
   readonly targets: Readonly<Record<string, Policy>>;
 }
 const SETUPS: Record<string, Setup> = {
-  a: { routes: [{ id: 'learned', q: 1 }], targets: { uniform, 'learned-greedy': greedy } },
+  a: { routes: [{ id: 'learned', q: 1 }], targets: { uniform, 'static-a': staticA, 'learned-greedy': greedy } },
   b: { routes: [{ id: 'static-a', q: 0.4 }, { id: 'static-b', q: 0.4 }, { id: '@uniform', q: 0.2 }], targets: { 'static-a': staticA, 'static-b': staticB, uniform } },
   c: { routes: [{ id: '@uniform', q: 0.1 }, { id: 'learned', q: 0.45 }, { id: 'static-a', q: 0.45 }], targets: { uniform, 'static-a': staticA, 'learned-greedy': greedy } },
+  d: { routes: [{ id: 'static-b', q: 0.5 }, { id: 'static-near', q: 0.5 }], targets: { 'static-b': staticB, 'static-near': staticNear } },
 };
-const deterministic: Record<string, Policy> = { 'static-a': staticA, 'static-b': staticB, '@uniform': uniform };
+const deterministic: Record<string, Policy> = { 'static-a': staticA, 'static-b': staticB, 'static-near': staticNear, '@uniform': uniform };
 
 /** One logged decision: the record the service would write, turned into the event the sink would log. */
 function logOne(setup: Setup, x: SimContext, rng: () => number): { ev: LoggedEvent; naive: LoggedEvent } {
@@ -139,18 +168,22 @@ function expectedObserved(x: SimContext, budgets: readonly number[]): number {
   return mu - over(1) + under;
 }
 const truthOf = (pol: Policy) => truthContexts.reduce((s, x) => s + expectedObserved(x, pol(x)), 0) / truthContexts.length;
-const truth = new Map<Policy, number>([uniform, staticA, staticB, greedy].map((p) => [p, truthOf(p)]));
+const truth = new Map<Policy, number>([uniform, staticA, staticB, staticNear, greedy].map((p) => [p, truthOf(p)]));
 console.log(`bench/ope: ${world.name}, ${trials} trials × ${nEvents} logged events, ${resamples} bootstrap resamples (setup ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-console.log(`true values: uniform ${truth.get(uniform)!.toFixed(4)}, static-a ${truth.get(staticA)!.toFixed(4)}, static-b ${truth.get(staticB)!.toFixed(4)}, learned-greedy ${truth.get(greedy)!.toFixed(4)}`);
+console.log(`true values: uniform ${truth.get(uniform)!.toFixed(4)}, static-a ${truth.get(staticA)!.toFixed(4)}, static-b ${truth.get(staticB)!.toFixed(4)}, static-near ${truth.get(staticNear)!.toFixed(4)}, learned-greedy ${truth.get(greedy)!.toFixed(4)}`);
 
 type Est = 'ips' | 'snips' | 'dr';
 const ESTS: readonly Est[] = ['ips', 'snips', 'dr'];
 for (const name of setups) {
   const setup = SETUPS[name];
-  if (!setup) throw new Error(`unknown setup ${name} (a, b, c)`);
+  if (!setup) throw new Error(`unknown setup ${name} (a, b, c, d)`);
   const t1 = Date.now();
-  const acc = new Map<string, { covered: Record<Est, number>; naive: Record<Est, number>; width: Record<Est, number>; err: Record<Est, number>; nulls: number; ess: number }>();
-  for (const t of Object.keys(setup.targets)) acc.set(t, { covered: { ips: 0, snips: 0, dr: 0 }, naive: { ips: 0, snips: 0, dr: 0 }, width: { ips: 0, snips: 0, dr: 0 }, err: { ips: 0, snips: 0, dr: 0 }, nulls: 0, ess: 0 });
+  type Acc = { covered: Record<Est, number>; naive: Record<Est, number>; width: Record<Est, number>; err: Record<Est, number>; nulls: number; ess: number; support: number; partial: number };
+  const acc = new Map<string, Acc>();
+  const keyOf = (t: string, tol: number) => `${t}@${tol}`;
+  for (const t of Object.keys(setup.targets))
+    for (const tol of tolerances)
+      acc.set(keyOf(t, tol), { covered: { ips: 0, snips: 0, dr: 0 }, naive: { ips: 0, snips: 0, dr: 0 }, width: { ips: 0, snips: 0, dr: 0 }, err: { ips: 0, snips: 0, dr: 0 }, nulls: 0, ess: 0, support: 0, partial: 0 });
   for (let trial = 0; trial < trials; trial++) {
     const rng = mulberry32(1000 + trial + 7919 * name.charCodeAt(0));
     const logs = Array.from({ length: nEvents }, () => {
@@ -159,43 +192,59 @@ for (const name of setups) {
     });
     for (const [tname, pol] of Object.entries(setup.targets)) {
       const truthV = truth.get(pol)!;
-      const a = acc.get(tname)!;
-      const samples = (which: 'ev' | 'naive'): OpeSample[] =>
-        logs.map((l) => {
-          const ev = l[which];
-          const target = pol(l.x);
-          const h = forward(weights, encoder.encode(ev.f));
-          return { r: ev.q, w: importanceWeight(ev, names, target, 0.02).w, dmTarget: predict(h, target), dmLogged: predict(h, names.map((n) => ev.b[n]!)) };
-        });
-      const rep = offPolicyReport(samples('ev'), { resamples, rng: mulberry32(trial * 7 + 1) });
-      a.ess += rep.ess / trials;
-      if (rep.reason) a.nulls++;
-      for (const e of ESTS) {
-        const iv = rep[e];
-        if (!iv) continue;
-        if (iv.lo <= truthV && truthV <= iv.hi) a.covered[e]++;
-        a.width[e] += (iv.hi - iv.lo) / trials;
-        a.err[e] += (iv.value - truthV) / trials;
-      }
-      if (setup.routes.length > 1) {
-        const old = offPolicyReport(samples('naive'), { resamples, rng: mulberry32(trial * 7 + 1) });
+      // The target's action and the direct method per logged decision, shared by every tolerance.
+      const per = logs.map((l) => {
+        const target = pol(l.x);
+        const h = forward(weights, encoder.encode(l.ev.f));
+        return { target, dmTarget: predict(h, target), dmLogged: predict(h, names.map((n) => l.ev.b[n]!)) };
+      });
+      for (const tol of tolerances) {
+        const a = acc.get(keyOf(tname, tol))!;
+        let supported = 0;
+        const samples = (which: 'ev' | 'naive'): OpeSample[] =>
+          logs.map((l, i) => {
+            const ev = l[which];
+            const iw = importanceWeight(ev, names, per[i]!.target, tol);
+            if (which === 'ev' && iw.supported) supported++;
+            return { r: ev.q, w: iw.w, dmTarget: per[i]!.dmTarget, dmLogged: per[i]!.dmLogged };
+          });
+        const rep = offPolicyReport(samples('ev'), { resamples, rng: mulberry32(trial * 7 + 1) });
+        a.ess += rep.ess / trials;
+        a.support += supported / nEvents / trials;
+        if (supported / nEvents < IPS_MIN_SUPPORT) a.partial++;
+        if (rep.reason) a.nulls++;
         for (const e of ESTS) {
-          const iv = old[e];
-          if (iv && iv.lo <= truthV && truthV <= iv.hi) a.naive[e]++;
+          const iv = rep[e];
+          if (!iv) continue;
+          if (iv.lo <= truthV && truthV <= iv.hi) a.covered[e]++;
+          a.width[e] += (iv.hi - iv.lo) / trials;
+          a.err[e] += (iv.value - truthV) / trials;
+        }
+        if (setup.routes.length > 1 && tol === naiveTolerance) {
+          const old = offPolicyReport(samples('naive'), { resamples, rng: mulberry32(trial * 7 + 1) });
+          for (const e of ESTS) {
+            const iv = old[e];
+            if (iv && iv.lo <= truthV && truthV <= iv.hi) a.naive[e]++;
+          }
         }
       }
     }
   }
-  const label = { a: '(a) learner', b: '(b) A/B experiment', c: '(c) mix: holdout + experiment learned vs static' }[name];
+  const label = { a: '(a) learner', b: '(b) A/B experiment', c: '(c) mix: holdout + experiment learned vs static', d: `(d) A/B of two nearby static splits (${near} of the total apart)` }[name];
   console.log(`\n${label}  [${setup.routes.map((r) => `${r.id} ${r.q}`).join(', ')}]  (${((Date.now() - t1) / 1000).toFixed(1)} s)`);
-  for (const [tname, a] of acc) {
-    const pol = setup.targets[tname]!;
-    console.log(`  target ${tname} (true ${truth.get(pol)!.toFixed(4)}, mean ESS ${a.ess.toFixed(0)} of ${nEvents}${a.nulls ? `, null in ${a.nulls} trials` : ''})`);
-    for (const e of ESTS) {
-      const pct = (v: number) => `${((100 * v) / trials).toFixed(0)} %`;
-      console.log(
-        `    ${e.padEnd(5)} CI coverage ${pct(a.covered[e])}  (target ≥ 90 %)  mean CI width ${a.width[e].toFixed(4)}  mean error ${a.err[e] >= 0 ? '+' : ''}${a.err[e].toFixed(4)}${setup.routes.length > 1 ? `  | logged with probability 1: ${pct(a.naive[e])}` : ''}`,
-      );
+  for (const [tname, pol] of Object.entries(setup.targets)) {
+    console.log(`  target ${tname} (true ${truth.get(pol)!.toFixed(4)})`);
+    for (const tol of tolerances) {
+      const a = acc.get(keyOf(tname, tol))!;
+      const withheld = a.partial ? `, IPS/SNIPS withheld (support < ${IPS_MIN_SUPPORT}) in ${a.partial} trials` : '';
+      console.log(`   tolerance ${tol}: mean support ${a.support.toFixed(3)}, mean ESS ${a.ess.toFixed(0)} of ${nEvents}${a.nulls ? `, null in ${a.nulls} trials` : ''}${withheld}`);
+      for (const e of ESTS) {
+        const pct = (v: number) => `${((100 * v) / trials).toFixed(0)} %`;
+        const naive = setup.routes.length > 1 && tol === naiveTolerance ? `  | logged with probability 1: ${pct(a.naive[e])}` : '';
+        console.log(
+          `    ${e.padEnd(5)} CI coverage ${pct(a.covered[e])}  (target ≥ 90 %)  mean CI width ${a.width[e].toFixed(4)}  mean error ${a.err[e] >= 0 ? '+' : ''}${a.err[e].toFixed(4)}${naive}`,
+        );
+      }
     }
   }
 }

@@ -21,7 +21,9 @@ export function logsPipeline(view: ControlView, pipeline: Pipeline): boolean {
 /**
  * The training-buffer sink: one event per applied outcome, pushed (with the learner's ticket, if any) onto
  * the pipeline's incoming list in the same Lua call that applies the outcome, so it is logged exactly once.
- * An outcome received after its decision's wait window is left out (the default reward stands in for it).
+ * An outcome received after its decision's wait window is not logged (the default reward stands in for it): a late
+ * marker (`<ticket>|`, no event) takes its place, which ingest counts as late and drops (learner-ingest.lua),
+ * leaving the ticket pending for its default reward.
  */
 export function trainingSink(deps: { readonly view: () => ControlView; readonly keys: Keys; readonly retentionSeconds: number }): OutcomeSink {
   return {
@@ -35,7 +37,7 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
       if (tk) {
         const params = (view.strategies.get(d.strategy)?.params ?? {}) as LearnedParams;
         const waitMs = waitWindowMs(params, deps.retentionSeconds);
-        if (waitMs > 0 && job.receivedAt > d.ts + waitMs) return undefined;
+        if (waitMs > 0 && job.receivedAt > d.ts + waitMs) return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|` };
       }
       const shadow = d.shadow?.learner as Record<string, { b?: number[]; m?: (string | null)[] }> | undefined;
       let sh: Record<string, number[]> | undefined;

@@ -32,6 +32,16 @@ function tierStage(pipeline: Pipeline, out: AllocationOutput, total: number, max
 export const IPS_MIN_SUPPORT = 0.95;
 
 /**
+ * Default action-match tolerance (share of the total; see OpeOptions.tolerance): 0.5 %. Measured with bench/ope.ts
+ * (docs/learner.md, "OPE measurements"): on logs whose actions coincide exactly or differ by more than 1 % it gives
+ * the same estimates as 0.02 and as 0 (exact match); on an A/B of two static splits 1.5 % of the total apart, 0.02
+ * counted the variant's split as the target's and estimated the mix of the two (off by half their difference, its
+ * interval missing the truth), and on learner logs it gave a static target a DR interval from the few explored
+ * candidates within 2 % of its split. 0.5 % (50 tokens of 10,000) still absorbs rounding-size differences.
+ */
+export const OPE_TOLERANCE = 0.005;
+
+/**
  * Off-policy evaluation of any registered strategy from a pipeline's logged decisions.
  *
  * Actions are budget vectors (on a pipeline with model tiers, budgets on their models: an action matches only on the
@@ -46,7 +56,7 @@ export const IPS_MIN_SUPPORT = 0.95;
 export interface OpeOptions {
   /** Newest events read. Default 20000. */
   readonly limit?: number;
-  /** Default 0.02 (2 % of the total moved). */
+  /** Default OPE_TOLERANCE (0.5 % of the total moved). */
   readonly tolerance?: number;
   /** Bootstrap resamples. Default 500. */
   readonly resamples?: number;
@@ -157,7 +167,7 @@ export function evaluateOffPolicy(
     throw new AppError('INVALID_STRATEGY_PARAMS', `query/strategy: strategy "${def.id}" cannot allocate for this pipeline (${(e as Error).message})`);
   }
   const agents = pipeline.agents.map((a) => a.name);
-  const tolerance = opts.tolerance ?? 0.02;
+  const tolerance = opts.tolerance ?? OPE_TOLERANCE;
   const costWeight = opts.costWeight ?? pipelineCostWeight(view, pipeline);
   // Default-reward events (no outcome within the wait window) are left out: their reward was not observed.
   const usable = events.filter((e) => e.d !== 1 && agents.every((a) => typeof e.b[a] === 'number'));

@@ -10,7 +10,7 @@ import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { DEFAULT_GATE, describeRule } from './gate.js';
-import { evaluateOffPolicy, pipelineCostWeight, tierRewardOf } from './ope-service.js';
+import { evaluateOffPolicy, OPE_TOLERANCE, pipelineCostWeight, tierRewardOf } from './ope-service.js';
 import { modelAgreementOf } from '@apportion/sdk/engine';
 import type { RevertRecord } from './guard.js';
 import type { ModelDoc, ModelSummary } from './registry.js';
@@ -172,7 +172,7 @@ const ModelsResponse = Type.Object({
 const OpeQuery = Type.Object({
   strategy: Type.String({ minLength: 1, maxLength: 128 }),
   limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$', description: 'Newest logged events used. Default 20000.' })),
-  tolerance: Type.Optional(Type.String({ pattern: '^0?\\.[0-9]+$|^0$', description: 'Action match tolerance (share of the total). Default 0.02.' })),
+  tolerance: Type.Optional(Type.String({ pattern: '^0?\\.[0-9]+$|^0$', description: 'Action match tolerance (share of the total). Default 0.005.' })),
   resamples: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$', description: 'Bootstrap resamples. Default 500.' })),
 });
 const OpeResponse = Type.Object({
@@ -371,7 +371,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       await training.ingest(id);
       const events = await training.events(id, Math.min(100_000, Math.max(1, num(q.limit, 20_000))));
       const res = evaluateOffPolicy({ view: core.view(), kinds: core.kinds }, p, q.strategy, events, {
-        tolerance: num(q.tolerance, 0.02),
+        tolerance: num(q.tolerance, OPE_TOLERANCE),
         resamples: Math.min(5000, num(q.resamples, 500)),
       });
       return finite(res);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { Type } from '@sinclair/typebox';
 import { toWire, type ControlKind, type RawControlState, type Versioned, type WireControlState } from '@apportion/sdk/engine';
@@ -45,8 +46,38 @@ export function syncStateFor(raw: RawControlState, view: ControlView, tenant: st
   });
 }
 
-/** The ETag of a state version as seen by a tenant (the filtered document differs per tenant). */
+/** The ETag of the operator's state (every tenant's documents): the global control-plane version. */
 export const etagOf = (version: number, tenant: string | null): string => `"v${version}-${tenant === null ? '*' : tenant}"`;
+
+/** What `GET /v1/sync` answers a caller: the state it sees, its version and ETag. */
+export interface SyncedState {
+  readonly version: number;
+  readonly etag: string;
+  readonly state: WireControlState;
+}
+
+/**
+ * The synced state as the caller sees it, with its version and ETag. An operator (`null`) gets every tenant's documents
+ * under the global control-plane version. A tenant gets only its own, and a version and ETag that depend on them alone,
+ * so they do not move when another tenant changes anything: the version is the sum of the versions of the documents
+ * it sees (each document's version is bumped on every write of it: the sum grows with each change of the tenant's own
+ * state, and drops when one of its documents is deleted), and the ETag is a hash of what it is answered (settings
+ * included). Computed once per snapshot and tenant (the view's memo).
+ */
+export function syncedFor(raw: RawControlState, tenant: string | null, settings: Readonly<Record<string, unknown>>): SyncedState {
+  const view = viewOf(raw);
+  if (tenant === null) {
+    return view.memo('sync:*', () => ({ version: raw.version, etag: etagOf(raw.version, null), state: syncStateFor(raw, view, null) }));
+  }
+  return view.memo(`sync:t:${tenant}`, () => {
+    const own = syncStateFor(raw, view, tenant);
+    let version = 0;
+    for (const docs of Object.values(own.kinds)) for (const v of docs ?? []) version += v.version;
+    const state: WireControlState = { ...own, version };
+    const hash = createHash('sha256').update(JSON.stringify({ settings, state })).digest('base64url').slice(0, 32);
+    return { version, etag: `"t-${hash}"`, state };
+  });
+}
 
 export interface IngestResult {
   readonly accepted: number;
@@ -65,6 +96,7 @@ export interface SyncDeps extends Services<'view' | 'snapshot' | 'metrics', 'rew
 export function syncModule(core: SyncDeps): ModuleParts {
   const { decisions, all } = core;
   const streams = new Set<ServerResponse>();
+  const settings = { rewardWindowSeconds: core.config.rewardWindowSeconds, textTokenizeMaxChars: core.config.textTokenizeMaxChars };
 
   const ingest = async (req: FastifyRequest, items: readonly IngestItem[]): Promise<IngestResult> => {
     const view = core.view();
@@ -124,16 +156,10 @@ export function syncModule(core: SyncDeps): ModuleParts {
           },
         },
         async (req, reply) => {
-          const raw = core.snapshot.current();
-          const tenant = tenantOfCaller(req);
-          const etag = etagOf(raw.version, tenant);
-          void reply.header('etag', etag).header('cache-control', 'no-cache');
-          if (req.headers['if-none-match'] === etag) return reply.code(304).send();
-          return {
-            version: raw.version,
-            settings: { rewardWindowSeconds: core.config.rewardWindowSeconds, textTokenizeMaxChars: core.config.textTokenizeMaxChars },
-            state: syncStateFor(raw, viewOf(raw), tenant),
-          };
+          const synced = syncedFor(core.snapshot.current(), tenantOfCaller(req), settings);
+          void reply.header('etag', synced.etag).header('cache-control', 'no-cache');
+          if (req.headers['if-none-match'] === synced.etag) return reply.code(304).send();
+          return { version: synced.version, settings, state: synced.state };
         },
       );
 
@@ -153,11 +179,13 @@ export function syncModule(core: SyncDeps): ModuleParts {
           reply.hijack();
           const res = reply.raw;
           res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-          let last = -1;
+          // An event only when what the caller sees changed (a tenant's stream stays quiet while other tenants change theirs).
+          let last: string | undefined;
           const send = (s: RawControlState) => {
-            if (s.version === last) return;
-            last = s.version;
-            res.write(`event: version\nid: ${s.version}\ndata: ${JSON.stringify({ version: s.version, etag: etagOf(s.version, tenant) })}\n\n`);
+            const { version, etag } = syncedFor(s, tenant, settings);
+            if (etag === last) return;
+            last = etag;
+            res.write(`event: version\nid: ${version}\ndata: ${JSON.stringify({ version, etag })}\n\n`);
           };
           send(core.snapshot.current());
           if (req.query.once === 'true') {

@@ -300,6 +300,59 @@ describe('reward wait window', () => {
     assert.equal(newest.id, id);
     assert.equal(newest.q, 0.75);
   });
+  it('counts an outcome received after the wait window as late in /metrics, and trains on the default reward only', async () => {
+    const lk = learnerKeys(rt.core.keys, 'wait');
+    /** apportion_learner_events_total{result="late"} as GET /metrics shows it. */
+    const lateMetric = async (): Promise<number> => {
+      const r = await call('GET', '/metrics');
+      assert.equal(r.statusCode, 200);
+      const m = /^apportion_learner_events_total\{result="late"\} (\d+)$/m.exec(r.body);
+      return m ? Number(m[1]) : 0;
+    };
+    /** Reports an outcome for `id` once its wait window (rewardWaitSeconds 1) has passed by the decision's clock. */
+    const reportLate = async (id: string, quality: number) => {
+      const d = await decision(id);
+      const waitMs = waitWindowMs({ rewardWaitSeconds: 1 }, 86_400);
+      while (Date.now() <= d.ts + waitMs + 50) await new Promise((r) => setTimeout(r, 100));
+      assert.equal((await call('POST', '/v1/outcomes', { decisionId: id, quality })).statusCode, 202);
+      await applied('wait', id);
+    };
+    const eventsOf = async (id: string) => (await learner.training.events('wait', 100_000)).filter((e) => e.id === id);
+
+    // (1) Late, before the sweep gave the default reward: counted as late, its ticket still pending, then defaulted once.
+    const id1 = await round('wait', 'wait-learn', false);
+    await learner.pending.flush();
+    await eventually(async () => (await rt.core.redis.zscore(lk.pending, id1)) !== null);
+    const late0 = await lateMetric();
+    await reportLate(id1, 0.9);
+    await learner.training.ingest('wait');
+    await eventually(async () => (await lateMetric()) === late0 + 1);
+    assert.deepEqual(await eventsOf(id1), [], 'the late outcome is not trained on');
+    assert.notEqual(await rt.core.redis.zscore(lk.pending, id1), null, 'still waiting for its default reward');
+    const far = Date.now() + 3_600_000;
+    await learner.training.ingest('wait', far);
+    const got1 = await eventsOf(id1);
+    assert.deepEqual(
+      got1.map((e) => [e.q, e.d]),
+      [[0.25, 1]],
+      'one event: the default reward',
+    );
+
+    // (2) Late, after the sweep gave the default reward: counted as late once, nothing more trained on.
+    const id2 = await round('wait', 'wait-learn', false);
+    await learner.pending.flush();
+    await eventually(async () => (await rt.core.redis.zscore(lk.pending, id2)) !== null);
+    await learner.training.ingest('wait', Date.now() + 3_600_000);
+    assert.deepEqual((await eventsOf(id2)).map((e) => e.q), [0.25]);
+    await reportLate(id2, 0.9);
+    await learner.training.ingest('wait');
+    await eventually(async () => (await lateMetric()) === late0 + 2);
+    await learner.training.ingest('wait', Date.now() + 3_600_000);
+    assert.equal(await lateMetric(), late0 + 2, 'each late outcome counted once');
+    assert.deepEqual((await eventsOf(id2)).map((e) => e.q), [0.25], 'still only the default reward');
+    assert.equal(await rt.core.redis.llen(lk.incoming), 0);
+  });
+
   it('does not default a decision whose outcome overtook its batched registration', async () => {
     const lk = learnerKeys(rt.core.keys, 'wait');
     const id = await round('wait', 'wait-learn', false);

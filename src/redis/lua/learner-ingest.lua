@@ -1,7 +1,9 @@
 -- Moves joined outcomes into a pipeline's training buffer, and finds the learned decisions whose wait window
 -- passed without an outcome (Personalizer's semantics: they get the default reward, a late outcome is dropped).
 -- NUMKEYS: 6
--- KEYS[1]  incoming list (`<ticket>|<event JSON>`, newest first; ticket empty when none was registered)
+-- KEYS[1]  incoming list (`<ticket>|<event JSON>`, newest first; ticket empty when none was registered; no event:
+--          a late marker, an outcome received after its decision's wait window, counted as dropped and
+--          otherwise ignored, so its ticket stays pending for the default reward)
 -- KEYS[2]  training buffer list (event JSON, newest first)
 -- KEYS[3]  pending zset (ticket → deadline, epoch ms; the ticket is the decision id)
 -- KEYS[4]  defaulted zset (ticket → time it was defaulted, epoch ms)
@@ -37,7 +39,7 @@ for i = #items, 1, -1 do
   local bar = string.find(v, '|', 1, true)
   local ticket = string.sub(v, 1, bar - 1)
   local json = string.sub(v, bar + 1)
-  if ticket ~= '' and redis.call('ZSCORE', KEYS[4], ticket) then
+  if json == '' or (ticket ~= '' and redis.call('ZSCORE', KEYS[4], ticket)) then
     dropped = dropped + 1
   else
     if ticket ~= '' then
