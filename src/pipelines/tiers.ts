@@ -49,6 +49,15 @@ function overridePrice(model: string, provider: string | undefined, overrides: r
 }
 
 /**
+ * A model's price in force for a tenant's overrides: the override for it, else the catalog at `at` (epoch ms);
+ * undefined when neither prices it. What pipelines store for their models when written, and what an outcome of a
+ * decision made on an earlier pipeline version is priced at (src/feedback/outcome-cost.ts).
+ */
+export function modelPriceInForce(model: string, provider: string | undefined, overrides: readonly ModelOverride[] | undefined, at = Date.now()) {
+  return overridePrice(model, provider, overrides) ?? catalogPrice(model, provider, at);
+}
+
+/**
  * Checks every agent's `models` and returns the body with their prices filled in (the stored document). `tenant`
  * is the pipeline's owner: its price overrides (else the `*` overrides) apply before the catalog.
  */
@@ -64,7 +73,7 @@ export function resolveModelPrices(body: PipelineBody, view: ControlView, tenant
       const key = m.model.toLowerCase();
       if (seen.has(key)) throw new AppError('DUPLICATE_MODEL', `${field}: model "${m.model}" appears twice for agent "${a.name}" (a model is named by its name alone, whatever its provider)`);
       seen.add(key);
-      const price = overridePrice(m.model, m.provider, overrides) ?? catalogPrice(m.model, m.provider);
+      const price = modelPriceInForce(m.model, m.provider, overrides);
       if (!price) {
         throw new AppError('UNKNOWN_MODEL', `${field}: "${m.model}"${m.provider ? ` (provider ${m.provider})` : ''} is not in the price table and tenant "${tenant}" has no price override for it`);
       }

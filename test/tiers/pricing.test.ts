@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+
+/**
+ * How models are priced and named on pipelines with model tiers: an outcome is priced on the model its decision
+ * served, whatever the pipeline became since; model names are checked when a pipeline is written.
+ */
+const prefix = testPrefix('tiers-pricing');
+let rt: Running;
+
+async function call(method: string, url: string, payload?: unknown): Promise<LightMyRequestResponse> {
+  return rt.app!.inject({ method: method as 'GET', url, ...(payload !== undefined ? { payload: payload as object } : {}) });
+}
+async function ok(method: string, url: string, payload?: unknown): Promise<Record<string, any>> {
+  const r = await call(method, url, payload);
+  assert.ok(r.statusCode < 300, `${method} ${url} → ${r.statusCode} ${r.body}`);
+  return r.body ? (r.json() as Record<string, any>) : {};
+}
+async function statsAfter(strategy: string, count: number): Promise<Record<string, any>> {
+  return eventually(async () => {
+    const s = await ok('GET', `/v1/strategies/${strategy}/stats`);
+    return s.count >= count ? s : undefined;
+  }, 60_000);
+}
+
+before(async () => {
+  rt = await startTest(prefix, { workers: true });
+});
+after(async () => {
+  await rt?.close();
+  await dropPrefix(prefix);
+});
+
+describe('outcome cost after a pipeline update', () => {
+  it('an outcome is priced on the model its decision served, not on the current first model', async () => {
+    const both = [{ model: 'claude-opus-4-1' }, { model: 'claude-haiku-4-5' }];
+    await ok('PUT', '/v1/pipelines/pr-a', { defaultTotalTokens: 10_000, agents: [{ name: 'a', models: both }, { name: 'b', models: both }] });
+    await ok('PUT', '/v1/strategies/pr-a-uni', { pipeline: 'pr-a', kind: 'uniform' });
+    const d = await ok('POST', '/v1/allocations', { pipeline: 'pr-a', strategy: 'pr-a-uni' });
+    assert.equal(d.budgets.a.model, 'claude-opus-4-1');
+    // The update drops opus: the decision's agents ran on opus all the same.
+    await ok('PUT', '/v1/pipelines/pr-a', { defaultTotalTokens: 10_000, agents: [{ name: 'a', models: [{ model: 'claude-haiku-4-5' }] }, { name: 'b', models: [{ model: 'claude-haiku-4-5' }] }] });
+    await ok('POST', '/v1/outcomes', { decisionId: d.decisionId, quality: 0.5, usage: { a: { inputTokens: 1000, outputTokens: 100 }, b: { inputTokens: 2000, outputTokens: 200 } } });
+    const s = await statsAfter('pr-a-uni', 1);
+    const opus = (3000 * 15 + 300 * 75) / 1e6;
+    assert.equal(s.cost.n, 1);
+    assert.ok(Math.abs(s.cost.mean - opus) < 1e-12, `cost ${s.cost.mean}: opus prices ${opus} (haiku would be ${(3000 + 300 * 5) / 1e6})`);
+  });
+
+  it('a served model nothing prices any more leaves the cost unknown: counted, not priced as another model', async () => {
+    await ok('PUT', '/v1/price-overrides/default', { models: [{ model: 'in-house-7b', inputMTok: 0.05, outputMTok: 0.1 }] });
+    await ok('PUT', '/v1/pipelines/pr-b', { defaultTotalTokens: 10_000, agents: [{ name: 'a', models: [{ model: 'in-house-7b' }, { model: 'claude-haiku-4-5' }] }] });
+    await ok('PUT', '/v1/strategies/pr-b-uni', { pipeline: 'pr-b', kind: 'uniform' });
+    const d = await ok('POST', '/v1/allocations', { pipeline: 'pr-b', strategy: 'pr-b-uni' });
+    assert.equal(d.budgets.a.model, 'in-house-7b');
+    await ok('DELETE', '/v1/price-overrides/default');
+    await ok('PUT', '/v1/pipelines/pr-b', { defaultTotalTokens: 10_000, agents: [{ name: 'a', models: [{ model: 'claude-haiku-4-5' }] }] });
+    await ok('POST', '/v1/outcomes', { decisionId: d.decisionId, quality: 0.5, usage: { a: { inputTokens: 1000, outputTokens: 100 } } });
+    const s = await statsAfter('pr-b-uni', 1);
+    assert.equal(s.count, 1);
+    assert.equal(s.cost.n, 0, `unpriced, not priced as haiku: ${JSON.stringify(s.cost)}`);
+  });
+});
