@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
+import { blendedRate, withinCeiling } from '@apportion/sdk/engine';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
 
@@ -62,5 +63,38 @@ describe('outcome cost after a pipeline update', () => {
     const s = await statsAfter('pr-b-uni', 1);
     assert.equal(s.count, 1);
     assert.equal(s.cost.n, 0, `unpriced, not priced as haiku: ${JSON.stringify(s.cost)}`);
+  });
+});
+
+describe('a cost ceiling at the cost of the minimums', () => {
+  it('a ceiling alone, exactly the cost of the minimums, is served at the minimums (not INFEASIBLE_TOTAL)', async () => {
+    const HAIKU = { inputPerMTokUsd: 1, outputPerMTokUsd: 5 };
+    let x = 5;
+    const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    let short = 0;
+    for (let i = 0; i < 30; i++) {
+      const mins = Array.from({ length: 2 + Math.floor(rnd() * 4) }, () => 1 + Math.floor(rnd() * 5000));
+      const agents = mins.map((m, j) => ({ name: `a${j}`, minTokens: m, models: [{ model: 'claude-opus-4-1' }, { model: 'claude-haiku-4-5' }] }));
+      await ok('PUT', `/v1/pipelines/pr-min-${i}`, { defaultTotalTokens: 40_000, agents });
+      const ceiling = mins.reduce((s, m) => s + m * blendedRate(HAIKU), 0);
+      // What the ceiling buys at the cheapest rate, in floating point: some fall a token short of the minimums.
+      if (Math.floor(ceiling / blendedRate(HAIKU)) < mins.reduce((s, m) => s + m, 0)) short++;
+      const r = await call('POST', '/v1/allocations', { pipeline: `pr-min-${i}`, maxCostUsd: ceiling });
+      assert.equal(r.statusCode, 200, `${ceiling}: ${r.body}`);
+      const a = r.json();
+      mins.forEach((m, j) => assert.deepEqual(a.budgets[`a${j}`], { tokens: m, model: 'claude-haiku-4-5' }));
+      const below = await call('POST', '/v1/allocations', { pipeline: `pr-min-${i}`, maxCostUsd: ceiling * (1 - 1e-6) });
+      assert.equal(below.statusCode, 400);
+      assert.equal(below.json().code, 'INFEASIBLE_COST');
+      assert.match(below.json().message, /^body\/maxCostUsd/);
+    }
+    assert.ok(short > 0, 'some ceilings bought a token less than the minimums in floating point');
+  });
+
+  it('the ceiling tolerance is relative: a fraction of a cent is not overspent by an absolute allowance', () => {
+    for (const c of [1e-7, 1e-5, 0.003, 0.5, 1, 40, 12_345]) {
+      assert.ok(withinCeiling(c, c) && withinCeiling(c * (1 + 1e-12), c), `${c}: floating-point hairs are within`);
+      assert.ok(!withinCeiling(c * (1 + 1e-7), c), `${c}: a ten-millionth above is not`);
+    }
   });
 });
