@@ -98,3 +98,20 @@ describe('a cost ceiling at the cost of the minimums', () => {
     }
   });
 });
+
+describe('model names that are object keys', () => {
+  it('a model named `__proto__` has its own per-model statistics', async () => {
+    await ok('PUT', '/v1/price-overrides/default', { models: [{ model: '__proto__', inputMTok: 0.5, outputMTok: 1 }, { model: 'constructor', inputMTok: 0.4, outputMTok: 1 }] });
+    await ok('PUT', '/v1/pipelines/pr-proto', { defaultTotalTokens: 10_000, agents: [{ name: 'a', models: [{ model: '__proto__' }, { model: 'claude-haiku-4-5' }] }, { name: 'b', models: [{ model: 'constructor' }] }] });
+    await ok('PUT', '/v1/strategies/pr-proto-uni', { pipeline: 'pr-proto', kind: 'uniform' });
+    const d = await ok('POST', '/v1/allocations', { pipeline: 'pr-proto', strategy: 'pr-proto-uni' });
+    assert.equal(d.budgets.a.model, '__proto__');
+    await ok('POST', '/v1/outcomes', { decisionId: d.decisionId, quality: 0.5, usage: { a: { inputTokens: 1000, outputTokens: 100 }, b: { inputTokens: 10, outputTokens: 1 } } });
+    const s = await statsAfter('pr-proto-uni', 1);
+    assert.deepEqual(Object.keys(s.models.a), ['__proto__']);
+    assert.equal(s.models.a.__proto__.n, 1);
+    assert.equal(s.models.a.__proto__.meanConsumed, 1100);
+    assert.equal(s.models.b.constructor.n, 1);
+    await ok('DELETE', '/v1/price-overrides/default');
+  });
+});
