@@ -24,10 +24,21 @@ function providerId(name: string | undefined): string | undefined {
   }
 }
 
-/** USD per million tokens from the catalog, or undefined when it does not know the model (for that provider). */
+/**
+ * USD per million tokens from the catalog, or undefined when it does not know the model (for that provider). A routed
+ * model id (`openai/gpt-4o`: AI SDK gateway, OpenRouter and LiteLLM-style ids) the catalog does not know as given is
+ * priced as the cost reports price it (src/costs/pricing.ts): the part after the first `/` at the list price of the
+ * provider before it (a prefix the catalog does not know as a provider leaves the model name to decide).
+ */
 export function catalogPrice(model: string, provider: string | undefined, at = Date.now()): { inputPerMTokUsd: number; outputPerMTokUsd: number } | undefined {
-  const pid = providerId(provider);
-  if (provider && !pid) return undefined;
+  if (provider && !providerId(provider)) return undefined;
+  const direct = catalogPriceAs(model, providerId(provider), at);
+  if (direct) return direct;
+  const slash = model.indexOf('/');
+  return slash > 0 && slash < model.length - 1 ? catalogPriceAs(model.slice(slash + 1), providerId(model.slice(0, slash)), at) : undefined;
+}
+
+function catalogPriceAs(model: string, pid: string | undefined, at: number): { inputPerMTokUsd: number; outputPerMTokUsd: number } | undefined {
   const total = (input: number, output: number): number | undefined => {
     try {
       return calcPrice({ input_tokens: input, output_tokens: output }, model, { timestamp: new Date(at), ...(pid ? { providerId: pid } : {}) })?.total_price;

@@ -115,3 +115,37 @@ describe('model names that are object keys', () => {
     await ok('DELETE', '/v1/price-overrides/default');
   });
 });
+
+describe('model ids on pipelines with models', () => {
+  it('a routed model id (`openai/gpt-4o`) is priced as the cost reports price it: its provider’s list price', async () => {
+    const p = await ok('PUT', '/v1/pipelines/pr-routed', {
+      defaultTotalTokens: 10_000,
+      agents: [{ name: 'a', models: [{ model: 'openai/gpt-4o' }, { model: 'anthropic/claude-haiku-4-5' }, { model: 'gpt-4o-mini', provider: 'openai' }] }],
+    });
+    assert.deepEqual(p.agents[0].models.map((m: any) => [m.model, m.price]), [
+      ['openai/gpt-4o', { inputPerMTokUsd: 2.5, outputPerMTokUsd: 10 }],
+      ['anthropic/claude-haiku-4-5', { inputPerMTokUsd: 1, outputPerMTokUsd: 5 }],
+      ['gpt-4o-mini', { inputPerMTokUsd: 0.15, outputPerMTokUsd: 0.6 }],
+    ]);
+    const a = await ok('POST', '/v1/allocations', { pipeline: 'pr-routed' });
+    assert.equal(a.budgets.a.model, 'openai/gpt-4o');
+    // A routed id neither the table nor its provider prices is still refused.
+    const r = await call('PUT', '/v1/pipelines/pr-routed-x', { defaultTotalTokens: 10_000, agents: [{ name: 'a', models: [{ model: 'openai/no-such-model' }] }] });
+    assert.equal(r.statusCode, 400);
+    assert.equal(r.json().code, 'UNKNOWN_MODEL');
+    assert.match(r.json().message, /^body\/agents\/0\/models\/0\/model/);
+  });
+
+  it('refuses a model id with leading or trailing whitespace, naming the field', async () => {
+    for (const [agents, field] of [
+      [[{ name: 'a', models: [{ model: 'claude-haiku-4-5' }, { model: 'gpt-4o ' }] }], 'body/agents/0/models/1/model'],
+      [[{ name: 'a' }, { name: 'b', models: [{ model: ' claude-haiku-4-5' }] }], 'body/agents/1/models/0/model'],
+      [[{ name: 'a', model: 'gpt-4o\t' }], 'body/agents/0/model'],
+    ] as const) {
+      const r = await call('PUT', '/v1/pipelines/pr-space', { defaultTotalTokens: 10_000, agents });
+      assert.equal(r.statusCode, 400, r.body);
+      assert.equal(r.json().code, 'VALIDATION_FAILED');
+      assert.ok(r.json().message.startsWith(field), r.json().message);
+    }
+  });
+});
