@@ -149,3 +149,18 @@ describe('model ids on pipelines with models', () => {
     }
   });
 });
+
+describe('cost reports by model', () => {
+  it('case variants of one model id are one row (matched case-insensitively, as the price table does), keyed in lower case', async () => {
+    const span = (id: string, model: string) => ({ traceId: 'pr-case', spanId: id, sessionId: 'pr-case', agent: 'a', model, provider: 'openai', usage: { input: 1000, output: 100 }, start: '2025-06-21T11:00:00Z', end: '2025-06-21T11:00:01Z' });
+    const r = await call('POST', '/v1/spans', { spans: [span('1', 'GPT-4o'), span('2', 'gpt-4o'), span('3', 'Gpt-4O'), span('4', 'gpt-4o-mini')] });
+    assert.equal(r.statusCode, 200, r.body);
+    const report = await eventually(async () => {
+      const x = await ok('GET', '/v1/reports/costs?groupBy=model&from=2025-06-21&to=2025-06-21');
+      return x.rows.reduce((s: number, row: any) => s + row.calls, 0) >= 4 ? x : undefined;
+    });
+    assert.deepEqual(report.rows.map((row: any) => [row.key, row.calls]), [['gpt-4o', 3], ['gpt-4o-mini', 1]]);
+    const one = (3 * (1000 * 2.5 + 100 * 10)) / 1e6;
+    assert.ok(Math.abs(report.rows[0].costUsd - one) < 1e-9, JSON.stringify(report.rows[0]));
+  });
+});
