@@ -67,7 +67,8 @@ export function roleEnvelope(agent: string, uses: readonly RoleUse[], ceiling: n
     const sub = uses.filter((u) => u.model === m);
     const t = sub.map((u) => u.tokens).sort((a, b) => a - b);
     const c = sub.map((u) => u.costNano).sort((a, b) => a - b);
-    (models ??= {})[m] = { sessions: sub.length, tokens: p(t, (x) => Math.round(x)), costUsd: p(c, (x) => nanoToUsd(Math.round(x))) };
+    // No prototype: a model named `__proto__` is a key like any other.
+    (models ??= Object.create(null) as NonNullable<RoleEnvelope['models']>)[m] = { sessions: sub.length, tokens: p(t, (x) => Math.round(x)), costUsd: p(c, (x) => nanoToUsd(Math.round(x))) };
   }
   return {
     agent,

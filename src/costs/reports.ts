@@ -51,7 +51,9 @@ export async function costReport(redis: Redis, ck: CostKeys, groupBy: Dimension,
   for (const h of hashes) {
     for (const [f, v] of Object.entries(h)) {
       const cut = f.lastIndexOf(FIELD_SEP);
-      const key = f.slice(0, cut);
+      // Model ids are matched case-insensitively, as the price table and price overrides match them: `GPT-4o` and
+      // `gpt-4o` are one row, keyed in lower case (rollups written before are folded the same way when read).
+      const key = groupBy === 'model' ? f.slice(0, cut).toLowerCase() : f.slice(0, cut);
       const metric = f.slice(cut + 1) as keyof Totals;
       if (!fields.has(metric)) continue;
       let g = groups.get(key);

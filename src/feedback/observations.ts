@@ -1,4 +1,5 @@
 import type { DecisionRecord } from '../allocation/decisions.js';
+import type { TierPrice } from '@apportion/sdk/engine';
 import type { Pipeline } from '../pipelines/schema.js';
 import type { OutcomeBody } from './schema.js';
 
@@ -41,20 +42,41 @@ export function observe(decision: DecisionRecord, outcome: OutcomeBody): AgentOb
   return out;
 }
 
+/** A model's price in force now (the tenant's override, else the price table), or undefined when nothing prices it. */
+export type PriceInForce = (model: string, provider: string | undefined) => TierPrice | undefined;
+
 /**
- * The outcome's cost in USD: as reported, else priced from usage when every agent that reported usage
- * has a price in the pipeline: the price of the model the decision served it on (model tiers), else the agent's
- * `price`. Undefined means unknown — never counted as zero.
+ * The outcome's cost in USD: as reported, else priced from usage when every agent that reported usage has a price.
+ * An agent the decision served on a model (model tiers) is priced at that model's price, never another's:
+ * - the decision's pipeline version is the current one: the price the version stores for that model;
+ * - the pipeline was written again since (models or prices may have changed): `priceInForce` of the recorded model
+ *   (the tenant's price override, else the price table at the decision's time), whether or not the current version
+ *   still lists it.
+ * An agent served without a model is priced by its `price`. An agent nothing prices makes the outcome's cost
+ * unknown (undefined): it is counted in the statistics' `count` but not in their `cost.n`, never as zero and never at
+ * another model's price.
  */
-export function outcomeCost(outcome: OutcomeBody, pipeline: Pipeline | undefined, decision?: Pick<DecisionRecord, 'models'>): number | undefined {
+export function outcomeCost(
+  outcome: OutcomeBody,
+  pipeline: Pipeline | undefined,
+  decision?: Pick<DecisionRecord, 'models' | 'pipelineVersion'>,
+  priceInForce?: PriceInForce,
+): number | undefined {
   if (outcome.costUsd !== undefined) return outcome.costUsd;
   // No reporting agent (`usage: {}`): the cost is unknown, never zero.
   if (!pipeline || !outcome.usage || Object.keys(outcome.usage).length === 0) return undefined;
+  const sameVersion = decision === undefined || decision.pipelineVersion === pipeline.version;
   let usd = 0;
   for (const [agent, u] of Object.entries(outcome.usage)) {
     const a = pipeline.agents.find((x) => x.name === agent);
-    const served = decision?.models?.[agent];
-    const price = (served !== undefined ? a?.models?.find((m) => m.model === served)?.price : undefined) ?? a?.models?.[0]?.price ?? a?.price;
+    const served = decision?.models && Object.hasOwn(decision.models, agent) ? decision.models[agent] : undefined;
+    let price: TierPrice | undefined;
+    if (served !== undefined) {
+      const listed = a?.models?.find((m) => m.model === served);
+      price = sameVersion ? listed?.price : priceInForce?.(served, listed?.provider);
+    } else {
+      price = a?.price;
+    }
     if (!price) return undefined;
     usd += ((u.inputTokens ?? 0) * price.inputPerMTokUsd + (u.outputTokens ?? 0) * price.outputPerMTokUsd) / 1e6;
   }

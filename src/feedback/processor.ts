@@ -5,7 +5,8 @@ import type { Keys } from '../redis/keys.js';
 import { callScript, type ScriptReply } from '../redis/scripts.js';
 import type { ArmResolver, OutcomeSink } from '../kernel/extension-points.js';
 import { pipelineTombstone } from '../pipelines/tombstone.js';
-import { observe, outcomeCost } from './observations.js';
+import { observe } from './observations.js';
+import { outcomeCostIn } from './outcome-cost.js';
 import type { OutcomeJob } from '../kernel/outcome.js';
 
 /** Outcome sinks are an extension point (src/kernel/extension-points.ts). */
@@ -88,8 +89,7 @@ function secondOf(decisionId: string): number {
  */
 export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob): Promise<ApplyResult> {
   const { decision, outcome } = job;
-  const pipeline = deps.view().pipelines.get(decision.pipeline);
-  const cost = outcomeCost(outcome, pipeline, decision);
+  const cost = outcomeCostIn(deps.view(), outcome, decision);
   const arms = deps.arms.flatMap((r) => r(decision));
   const sinkEntries = (deps.sinks ?? []).flatMap((s) => {
     const e = s.entry(job, { costUsd: cost });

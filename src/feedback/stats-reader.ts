@@ -47,13 +47,15 @@ export function parseArmStats(summary: Record<string, string>, agentHash: Record
   const n = f(summary.n);
   const byAgent = new Map<string, Record<string, number>>();
   for (const [agent, packed] of Object.entries(agentHash)) byAgent.set(agent, unpackAgentSums(packed));
-  const agents: Record<string, AgentStats> = {};
+  // Maps keyed by names a client chose (agents, models): no prototype, so `__proto__` or `constructor` is a name like any other.
+  const dict = <T>(): Record<string, T> => Object.create(null) as Record<string, T>;
+  const agents = dict<AgentStats>();
   let models: Record<string, Record<string, AgentStats>> | undefined;
   for (const [agent, m] of [...byAgent.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     const an = m.n ?? 0;
     const hits = m.hits ?? 0;
     const at = agent.indexOf('@');
-    const into = at < 0 ? agents : ((models ??= {})[agent.slice(0, at)] ??= {});
+    const into = at < 0 ? agents : ((models ??= dict())[agent.slice(0, at)] ??= dict());
     into[at < 0 ? agent : agent.slice(at + 1)] = {
       n: an,
       utilization: an ? (m.util ?? 0) / an : 0,

@@ -104,7 +104,7 @@ const ModelVersionSchema = Type.Object({
   weights: Type.Object({ inputDim: Type.Number(), hidden: Type.Number(), agents: Type.Number(), w1: Type.String(), b1: Type.String(), w2: Type.String(), w3: Type.String(), b2: Type.String() }),
   scaling: Type.Optional(Type.Record(Type.String(), Type.Object({ center: Float, scale: Float }))),
   kind: Type.Optional(Type.Union([Type.Literal('tokens'), Type.Literal('tiers')])),
-  tiers: Type.Optional(Type.Object({ u: Type.Array(Type.Array(Type.Number())), theta: Type.Array(Type.Array(Type.Number())), eta: Type.Array(Type.Array(Type.Number())), kappa: Type.Array(Type.Array(Type.Number())) })),
+  tiers: Type.Optional(Type.Object({ u: Type.Array(Type.Array(Type.Number())), theta: Type.Array(Type.Array(Type.Number())), eta: Type.Array(Type.Array(Type.Number())), kappa: Type.Array(Type.Array(Type.Number())), models: Type.Optional(Type.Array(Type.Array(Type.String()))) })),
   gate: Type.Optional(
     Type.Object({
       status: Type.Union([Type.Literal('candidate'), Type.Literal('passed'), Type.Literal('refused')]),

@@ -11,7 +11,8 @@ import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { DEFAULT_GATE, describeRule } from './gate.js';
 import { evaluateOffPolicy, OPE_TOLERANCE, pipelineCostWeight, tierRewardOf } from './ope-service.js';
-import { modelAgreementOf } from '@apportion/sdk/engine';
+import { modelAgreementOf, tierModelIds } from '@apportion/sdk/engine';
+import { fitsTierModels } from './tiers-policy.js';
 import type { RevertRecord } from './guard.js';
 import type { ModelDoc, ModelSummary } from './registry.js';
 import type { TrainingService } from './training.js';
@@ -324,6 +325,9 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const agents = p.agents.map((a) => a.name);
       if (mv.signature !== enc.signature || mv.agents.join(',') !== agents.join(',')) {
         throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${version} was trained for features ${mv.signature} and agents [${mv.agents.join(', ')}]; the pipeline now has ${enc.signature} and [${agents.join(', ')}]`);
+      }
+      if (mv.kind === 'tiers' && mv.tiers && !fitsTierModels(mv.tiers, tierModelIds(p))) {
+        throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${version} was fitted for the candidate models [${(mv.tiers.models ?? []).map((m) => m.join(' | ')).join('; ')}]; the pipeline now declares [${tierModelIds(p).map((m) => m.join(' | ')).join('; ')}]`);
       }
       const doc = await training.registry.activate(mv, { manual: true });
       return { pipeline, active: doc.active, compatible: true, versions: doc.versions.map(versionView), ...guardView(doc) };

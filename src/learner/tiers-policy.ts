@@ -479,6 +479,20 @@ export interface SerializedTierParams {
   readonly theta: number[][];
   readonly eta: number[][];
   readonly kappa: number[][];
+  /**
+   * The candidate models the parameters were fitted for, per agent in pipeline order (`provider/model`, or the model
+   * alone without a provider; empty for an agent without models): a version serves only a pipeline declaring exactly
+   * these (η and κ are per model index). Absent on versions saved before it was recorded: those are matched by the
+   * numbers of models alone.
+   */
+  readonly models?: readonly (readonly string[])[];
+}
+
+/** Whether stored tier parameters were fitted for these candidate models (see SerializedTierParams.models; absent: yes). */
+export function fitsTierModels(s: Pick<SerializedTierParams, 'models'>, models: readonly (readonly string[])[]): boolean {
+  const m = s.models;
+  if (m === undefined) return true;
+  return m.length === models.length && m.every((ms, i) => ms.length === models[i]!.length && ms.every((x, j) => x === models[i]![j]));
 }
 
 export function serializeTierParams(p: TierParams): SerializedTierParams {

@@ -10,7 +10,7 @@ import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict }
 import { controlStrategyDef } from './control-arm.js';
 import type { DriftRetire } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
-import { defaultTierAction, learnsTiers, tierAgentsOf, tierNeedGuess } from '@apportion/sdk/engine';
+import { defaultTierAction, learnsTiers, tierAgentsOf, tierModelIds, tierNeedGuess } from '@apportion/sdk/engine';
 import { tierGateInput, tierResidual, tierStratum } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
 import { pipelineTombstone } from '../pipelines/tombstone.js';
@@ -302,7 +302,8 @@ export class TrainingService {
       // A tier fit weighs by recency only when a half-life was passed (train-tiers.ts): otherwise none is listed.
       metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, ...(input.halfLife !== undefined || !tiered ? { halfLife: change.halfLife } : {}), ...(input.forget ? { preChangeWeight: input.forget.weight } : {}), ...(init.version > 0 ? { warmStart: init.version } : {}) },
       ...(out.scaling ? { scaling: out.scaling } : {}),
-      ...(out.tiers ? { kind: 'tiers' as const, tiers: out.tiers } : { kind: 'tokens' as const }),
+      // A tier version records the candidate models it was fitted for: it serves only a pipeline declaring them.
+      ...(out.tiers ? { kind: 'tiers' as const, tiers: { ...out.tiers, models: tierModelIds(pipeline) } } : { kind: 'tokens' as const }),
     });
     // A new version serves only once it clears the activation gate (at the next retrain): until then it is the
     // candidate, its split mixed into a share of decisions so the gate has support for it.
@@ -412,7 +413,7 @@ export class TrainingService {
     const c = serving.candidate;
     const now = Date.now();
     if (!c || c.version !== pending.version) {
-      await this.registry.recordGate(pipeline.id, pending.version, { status: 'refused', reason: 'trained for another feature declaration or agent list than the pipeline now has', events: 0, comparisons: [], decidedAt: now });
+      await this.registry.recordGate(pipeline.id, pending.version, { status: 'refused', reason: 'trained for another feature declaration, agent list or (model tiers) candidate models than the pipeline now has', events: 0, comparisons: [], decidedAt: now });
       return { waiting: false };
     }
     const rule = { ...DEFAULT_GATE, ...(params.gateDelta !== undefined ? { delta: params.gateDelta } : {}) };

@@ -11,7 +11,8 @@ export type Priority = Static<typeof Priority>;
 
 const Tokens = Type.Integer({ minimum: 0, maximum: 100_000_000 });
 
-const ModelName = Type.String({ minLength: 1, maxLength: 200 });
+/** A model id: no leading or trailing whitespace (it would never match a price, a span's model or a reported one). */
+const ModelName = Type.String({ minLength: 1, maxLength: 200, pattern: '^\\S(.*\\S)?$', description: 'Model id as the price table, price overrides and spans name it; no leading or trailing whitespace.' });
 const ProviderName = Type.String({ minLength: 1, maxLength: 64 });
 const MTokPrice = Type.Object(
   { inputPerMTokUsd: Type.Number({ minimum: 0 }), outputPerMTokUsd: Type.Number({ minimum: 0 }) },
@@ -31,7 +32,7 @@ const Models = Type.Array(ModelEntry, {
 export const AgentSchema = Type.Object(
   {
     name: AgentName,
-    model: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    model: Type.Optional(ModelName),
     priority: Type.Optional(Priority),
     minTokens: Type.Optional(Tokens),
     maxTokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),

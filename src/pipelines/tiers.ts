@@ -24,10 +24,21 @@ function providerId(name: string | undefined): string | undefined {
   }
 }
 
-/** USD per million tokens from the catalog, or undefined when it does not know the model (for that provider). */
+/**
+ * USD per million tokens from the catalog, or undefined when it does not know the model (for that provider). A routed
+ * model id (`openai/gpt-4o`: AI SDK gateway, OpenRouter and LiteLLM-style ids) the catalog does not know as given is
+ * priced as the cost reports price it (src/costs/pricing.ts): the part after the first `/` at the list price of the
+ * provider before it (a prefix the catalog does not know as a provider leaves the model name to decide).
+ */
 export function catalogPrice(model: string, provider: string | undefined, at = Date.now()): { inputPerMTokUsd: number; outputPerMTokUsd: number } | undefined {
-  const pid = providerId(provider);
-  if (provider && !pid) return undefined;
+  if (provider && !providerId(provider)) return undefined;
+  const direct = catalogPriceAs(model, providerId(provider), at);
+  if (direct) return direct;
+  const slash = model.indexOf('/');
+  return slash > 0 && slash < model.length - 1 ? catalogPriceAs(model.slice(slash + 1), providerId(model.slice(0, slash)), at) : undefined;
+}
+
+function catalogPriceAs(model: string, pid: string | undefined, at: number): { inputPerMTokUsd: number; outputPerMTokUsd: number } | undefined {
   const total = (input: number, output: number): number | undefined => {
     try {
       return calcPrice({ input_tokens: input, output_tokens: output }, model, { timestamp: new Date(at), ...(pid ? { providerId: pid } : {}) })?.total_price;
@@ -49,6 +60,15 @@ function overridePrice(model: string, provider: string | undefined, overrides: r
 }
 
 /**
+ * A model's price in force for a tenant's overrides: the override for it, else the catalog at `at` (epoch ms);
+ * undefined when neither prices it. What pipelines store for their models when written, and what an outcome of a
+ * decision made on an earlier pipeline version is priced at (src/feedback/outcome-cost.ts).
+ */
+export function modelPriceInForce(model: string, provider: string | undefined, overrides: readonly ModelOverride[] | undefined, at = Date.now()) {
+  return overridePrice(model, provider, overrides) ?? catalogPrice(model, provider, at);
+}
+
+/**
  * Checks every agent's `models` and returns the body with their prices filled in (the stored document). `tenant`
  * is the pipeline's owner: its price overrides (else the `*` overrides) apply before the catalog.
  */
@@ -64,7 +84,7 @@ export function resolveModelPrices(body: PipelineBody, view: ControlView, tenant
       const key = m.model.toLowerCase();
       if (seen.has(key)) throw new AppError('DUPLICATE_MODEL', `${field}: model "${m.model}" appears twice for agent "${a.name}" (a model is named by its name alone, whatever its provider)`);
       seen.add(key);
-      const price = overridePrice(m.model, m.provider, overrides) ?? catalogPrice(m.model, m.provider);
+      const price = modelPriceInForce(m.model, m.provider, overrides);
       if (!price) {
         throw new AppError('UNKNOWN_MODEL', `${field}: "${m.model}"${m.provider ? ` (provider ${m.provider})` : ''} is not in the price table and tenant "${tenant}" has no price override for it`);
       }

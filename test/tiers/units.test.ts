@@ -114,7 +114,8 @@ describe('the budget controller on model tiers', () => {
     const agents = [
       { name: 'a', model: 'opus', fallbackModel: 'haiku' },
       { name: 'b', model: 'opus', fallbackModel: 'haiku' },
-      { name: 'c', model: 'haiku', fallbackModel: 'haiku-lite' },
+      // c's fallback is cheaper than its own model; the allocation's opus is priced against it by `models`.
+      { name: 'c', model: 'haiku', fallbackModel: 'haiku-lite', models: [{ model: 'opus', price: { inputPerMTokUsd: 15, outputPerMTokUsd: 75 } }, { model: 'haiku-lite', price: { inputPerMTokUsd: 0.5, outputPerMTokUsd: 2 } }] },
     ];
     const c = new BudgetController({ budgets: { a: { tokens: 100, model: 'opus' }, b: { tokens: 100, model: 'haiku' }, c: { tokens: 100, model: 'opus' } } }, { agents, degradeAt: 0.3 });
     assert.equal(c.state('b').model, 'haiku');
@@ -127,5 +128,34 @@ describe('the budget controller on model tiers', () => {
     assert.equal(b.degraded, undefined, 'already on its fallback model: not downgraded again');
     const cc = c.start('c');
     assert.deepEqual([cc.model, cc.degraded, cc.tokens], ['haiku-lite', 'downgrade', 100], "the allocation's opus (not the agent's own haiku) was the model in use: downgraded, same tokens");
+  });
+
+  it('downgrades under pressure only to a cheaper model than the one in use', () => {
+    const OPUS = { inputPerMTokUsd: 15, outputPerMTokUsd: 75 };
+    const SONNET = { inputPerMTokUsd: 3, outputPerMTokUsd: 15 };
+    const HAIKU = { inputPerMTokUsd: 1, outputPerMTokUsd: 5 };
+    const models = [{ model: 'opus', price: OPUS }, { model: 'sonnet', price: SONNET }, { model: 'haiku', price: HAIKU }];
+    const agents = [
+      { name: 'x', model: 'opus', fallbackModel: 'sonnet' },
+      // The allocation put y and z on haiku: sonnet, their fallback from opus, is dearer.
+      { name: 'y', model: 'opus', fallbackModel: 'sonnet', models },
+      { name: 'z', model: 'opus', fallbackModel: 'sonnet' },
+      { name: 'w', model: 'opus', fallbackModel: 'sonnet', models },
+    ];
+    const c = new BudgetController(
+      { budgets: { x: { tokens: 100, model: 'opus' }, y: { tokens: 100, model: 'haiku' }, z: { tokens: 100, model: 'haiku' }, w: { tokens: 100, model: 'opus' } } },
+      { agents, degradeAt: 0.2 },
+    );
+    c.record('x', 100);
+    assert.ok(c.underPressure);
+    const y = c.start('y');
+    assert.deepEqual([y.model, y.degraded], ['haiku', undefined], 'priced: sonnet is dearer than haiku, no downgrade');
+    const z = c.start('z');
+    assert.deepEqual([z.model, z.degraded], ['haiku', undefined], 'unpriced and not on its own model: it cannot be known cheaper, no downgrade');
+    const w = c.start('w');
+    assert.deepEqual([w.model, w.degraded], ['sonnet', 'downgrade'], 'priced and cheaper: downgraded');
+    const dearer = new BudgetController({ budgets: { v: { tokens: 10 } } }, { agents: [{ name: 'v', model: 'haiku', fallbackModel: 'opus', models }], degradeAt: 0 });
+    const v = dearer.start('v');
+    assert.deepEqual([v.model, v.degraded], ['haiku', undefined], 'a fallback priced dearer than the own model is not used');
   });
 });

@@ -24,8 +24,38 @@ export interface ControllerAgent {
   /** Redistribution never raises the agent above this. Default unbounded. */
   readonly maxTokens?: number;
   readonly model?: string;
-  /** Cheaper model to switch to under pressure (degradation). */
+  /**
+   * Cheaper model to switch to under pressure (degradation): cheaper than `model`. Only ever a downgrade: when the
+   * allocation put the agent on another model (model tiers), the fallback is used only if `models` prices both and
+   * the fallback is the cheaper; without both prices the agent stays on the allocation's model.
+   */
   readonly fallbackModel?: string;
+  /**
+   * The agent's models with their prices (USD per million tokens), e.g. the pipeline agent's `models` as
+   * `GET /v1/pipelines/:id` answers them (the fallback model may be listed here too). Used to downgrade only to a
+   * cheaper model.
+   */
+  readonly models?: readonly { readonly model: string; readonly price?: { readonly inputPerMTokUsd: number; readonly outputPerMTokUsd: number } }[];
+}
+
+/** USD per token at the engine's blended mix (70 % input, 30 % output: OUTPUT_SHARE in engine/tiers.ts); undefined when unpriced. */
+function rateOf(agent: ControllerAgent, model: string | undefined): number | undefined {
+  const p = model === undefined ? undefined : agent.models?.find((m) => m.model === model)?.price;
+  return p ? (0.7 * p.inputPerMTokUsd + 0.3 * p.outputPerMTokUsd) / 1e6 : undefined;
+}
+
+/**
+ * The model an agent on `current` is downgraded to under pressure, or undefined: its fallbackModel, when that is
+ * cheaper. Both priced (`models`): strictly cheaper. Otherwise only from the agent's own `model` (or none), which
+ * the fallback is declared cheaper than.
+ */
+function downgradeOf(agent: ControllerAgent, current: string | undefined): string | undefined {
+  const fb = agent.fallbackModel;
+  if (!fb || fb === current) return undefined;
+  const from = rateOf(agent, current);
+  const to = rateOf(agent, fb);
+  if (from !== undefined && to !== undefined) return to < from ? fb : undefined;
+  return current === undefined || current === agent.model ? fb : undefined;
 }
 
 /** What POST /v1/allocations answers (the fields the controller uses). */
@@ -221,7 +251,7 @@ export class BudgetController {
   /**
    * Call before running an agent. Once the request has consumed its ceiling no agent starts (`run: false`,
    * reason `ceiling`): nothing is left to run it on. Under pressure a background agent is skipped (its allocation
-   * goes back to the pool) and an agent with a fallbackModel is downgraded; `onDegrade` says which.
+   * goes back to the pool) and an agent is downgraded to its fallbackModel when that is cheaper (downgradeOf); `onDegrade` says which.
    *
    * A finished agent may start again (an agent handed back to, e.g. triage → billing → triage): finish() gave what
    * it left to the agents still to run or to the pool, so it takes back from the pool what its last finish()
@@ -245,8 +275,9 @@ export class BudgetController {
       s.wrapped = s.consumed >= this.wrapUpAt * s.allocated;
     }
     s.status = 'running';
-    if (this.underPressure && s.agent.fallbackModel && s.model !== s.agent.fallbackModel) {
-      s.model = s.agent.fallbackModel;
+    const fallback = this.underPressure ? downgradeOf(s.agent, s.model) : undefined;
+    if (fallback !== undefined) {
+      s.model = fallback;
       this.o.onDegrade?.({ agent, action: 'downgrade', model: s.model, reason: 'pressure' });
       return { run: true, tokens: this.available(agent), model: s.model, degraded: 'downgrade', reason: 'pressure' };
     }

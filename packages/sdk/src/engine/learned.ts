@@ -1,7 +1,7 @@
 import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
 import { CANDIDATE_SHARE, TIER_CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, safeStartCandidateShare, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
-import { curvesOf, deserializeTierParams, drawIndex, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, withTokenShare, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
+import { curvesOf, deserializeTierParams, drawIndex, fitsTierModels, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, withTokenShare, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
 import type { Curve } from './mirror/learner/tiers-split.js';
 import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
@@ -127,6 +127,14 @@ export function tierAgentsOf(pipeline: Pipeline): TierAgent[] {
   }));
 }
 
+/**
+ * The candidate models of a pipeline's agents as a tier version records them (SerializedTierParams.models): per agent
+ * in pipeline order, `provider/model` (the model alone without a provider).
+ */
+export function tierModelIds(pipeline: Pipeline): string[][] {
+  return pipeline.agents.map((a) => (a.models ?? []).map((m) => (m.provider !== undefined ? `${m.provider}/${m.model}` : m.model)));
+}
+
 /** The tier learner's prior need guess per agent (its fresh fits and the safe start's candidates start there). */
 export const tierNeedGuess = (pipeline: Pipeline) => Math.max(1, pipeline.defaultTotalTokens / Math.max(1, pipeline.agents.length));
 
@@ -143,6 +151,8 @@ export function servingModel(view: ControlView, pipeline: Pipeline): ServingMode
     const tiersOf = (m: { kind?: string; tiers?: SerializedTierParams }, enc: FeatureEncoder): TierParams | undefined => {
       if (m.kind !== 'tiers') return undefined;
       if (!tierAgents || !m.tiers) throw new Error('a tier version on a pipeline without model tiers');
+      // Fitted per model index: models swapped at the same count are other models.
+      if (!fitsTierModels(m.tiers, tierModelIds(pipeline))) throw new Error('a tier version fitted for other candidate models');
       return deserializeTierParams(m.tiers, tierAgents, enc.dim);
     };
     const rawScale = doc?.guard?.safeStart?.scale;

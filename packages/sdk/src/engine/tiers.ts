@@ -100,10 +100,14 @@ export function ratesOf(pipeline: Pipeline, models: readonly (string | undefined
 /**
  * Whether a planned cost is within a ceiling. Planned costs are sums of tokens × per-token rates in floating point,
  * so a ceiling written as exactly the cost of a split (e.g. the minimums' 0.06730577) can sum to a hair above it
- * (0.06730577000000001): a relative 1e-12 (a millionth of a micro-dollar on a $1 ceiling) is accepted as within.
+ * (0.06730577000000001): a relative 1e-9 of the ceiling (a thousandth of a micro-dollar on a $1 ceiling, far above
+ * the rounding of a sum of a few terms) plus 1e-15 USD is accepted as within. Relative at every size: an absolute
+ * allowance would admit real overspend on a ceiling of a fraction of a cent.
  */
+export const CEILING_TOLERANCE = { relative: 1e-9, absoluteUsd: 1e-15 } as const;
+
 export function withinCeiling(cost: number, maxCostUsd: number): boolean {
-  return cost <= maxCostUsd + 1e-12 * Math.max(1, Math.abs(maxCostUsd));
+  return cost <= maxCostUsd + CEILING_TOLERANCE.relative * Math.abs(maxCostUsd) + CEILING_TOLERANCE.absoluteUsd;
 }
 
 /** Checks that every agent can be priced under a ceiling and that the minimums fit it on the cheapest models. */
@@ -119,16 +123,22 @@ export function checkCeiling(pipeline: Pipeline, maxCostUsd: number): void {
   }
 }
 
-/** The token total of a request that carries a cost ceiling but no token total (step 1 above). */
+/**
+ * The token total of a request that carries a cost ceiling but no token total (step 1 above), and at least the sum of
+ * the agents' minimums: checkCeiling has made sure the ceiling pays for those on the cheapest models, while
+ * ⌊C / cheapest rate⌋ of a ceiling written as exactly their cost can fall a token short in floating point.
+ */
 export function totalForCeiling(pipeline: Pipeline, maxCostUsd: number): number {
   let cheapest = Infinity;
   let caps = 0;
+  let mins = 0;
   for (const a of pipeline.agents) {
     for (const o of optionsOf(a)) cheapest = Math.min(cheapest, o.rate);
     caps += a.maxTokens ?? Infinity;
+    mins += a.minTokens;
   }
   const bought = cheapest > 0 ? Math.floor(maxCostUsd / cheapest) : MAX_TOTAL;
-  return Math.max(1, Math.min(MAX_TOTAL, caps, bought));
+  return Math.max(1, mins, Math.min(MAX_TOTAL, caps, bought));
 }
 
 /** What the tier stage made of a strategy's split. */
