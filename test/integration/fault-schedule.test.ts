@@ -72,7 +72,9 @@ async function killClientsAt(urls: readonly string[]): Promise<void> {
 async function single(): Promise<Target> {
   const redis = await PrivateRedis.start({ aof: true });
   return {
-    env: { REDIS_URL: redis.url },
+    // REDIS_CLUSTER_NODES cleared: under the cluster runner (APPORTION_TEST_REDIS=cluster) testConfig carries the
+    // runner's cluster, and the server then ran there, out of reach of this target's faults ("no call was retried").
+    env: { REDIS_URL: redis.url, REDIS_CLUSTER_NODES: '' },
     faults: ['stall', 'stall', 'kill-clients', 'restart'],
     async stall(ms) {
       redis.pause();
