@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { GroupCommitter } from '../redis/group-commit.js';
 import type { Keys } from '../redis/keys.js';
 import { callScript } from '../redis/scripts.js';
-import type { DecisionRecord } from '../kernel/decision.js';
+import type { DecisionRecord, DefaultClaim } from '../kernel/decision.js';
 import { bucketField, decodeRecords, encodeRecord, packBatch, RecordDictionary } from './record-codec.js';
 /**
  * What was decided for one request: joined with its outcome later, and the log off-policy evaluation reads.
@@ -87,8 +87,29 @@ export async function readDecisionJsons(redis: Redis, keys: Keys, ids: readonly 
  * record lives between the reward window and one second more. A bucket holds one second of decisions, so
  * expiring it frees a bounded amount at once.
  */
+/** The field of a decision's outcome receipt in its bucket: the record's field and '!' (no record field ends so). */
+export function receiptField(id: string): Buffer {
+  const f = bucketField(id);
+  return Buffer.concat([typeof f === 'string' ? Buffer.from(f, 'utf8') : f, RECEIPT_SUFFIX]);
+}
+const RECEIPT_SUFFIX = Buffer.from('!');
+
+/**
+ * What outcome intake learned from writing a decision's receipt (outcome-receipt.lua): `new` (this report is the
+ * decision's first; `learner`: whether it is the decision's learner event, false once the default-reward sweep claimed
+ * the decision), `same` (the same report was received before: a retry, answered with the first's receipt), `conflict`
+ * (another report was received first), `gone` (no record).
+ */
+export type OutcomeReceipt =
+  | { readonly kind: 'new' | 'same'; readonly learner: boolean; readonly receivedAt: number; readonly written: string; readonly previous: string }
+  | { readonly kind: 'conflict' }
+  | { readonly kind: 'gone' };
+
 export class DecisionStore {
   private readonly committer: GroupCommitter<DecisionRecord>;
+  /** Records written with `nx` that found their id taken (their write promise then answers `taken`). */
+  private readonly nx = new WeakSet<DecisionRecord>();
+  private readonly taken = new WeakSet<DecisionRecord>();
   private readonly dict: RecordDictionary;
 
   constructor(
@@ -106,9 +127,72 @@ export class DecisionStore {
     });
   }
 
-  /** Resolves once the record is in Redis; rejects when it is not there within the write wait. */
-  write(record: DecisionRecord): Promise<void> {
-    return this.committer.submit(record);
+  /**
+   * Resolves once the record is in Redis (`written`); rejects when it is not there within the write wait. With `nx`
+   * (a decision id the client chose) the record is written only if no record holds the id: `taken` otherwise, and the
+   * recorded decision is left as it was.
+   */
+  async write(record: DecisionRecord, opts: { readonly nx?: boolean } = {}): Promise<'written' | 'taken'> {
+    if (opts.nx) this.nx.add(record);
+    await this.committer.submit(record);
+    return this.taken.has(record) ? 'taken' : 'written';
+  }
+
+  /**
+   * Writes the outcome receipt of a decision (outcome-receipt.lua): first report wins, an identical one is a retry,
+   * a different one a conflict; `fingerprint` names the report (11 characters).
+   */
+  async receipt(id: string, fingerprint: string): Promise<OutcomeReceipt> {
+    const sec = decisionSecond(id);
+    if (sec === undefined) return { kind: 'gone' };
+    const written = fingerprint;
+    const r = await callScript(this.redis, 'outcomeReceipt', [this.keys.decisionBucket(sec, this.keys.shardOf(id))], ['put', bucketField(id), receiptField(id), written]);
+    if (r[0] === 'new' || r[0] === 'same') {
+      const flag = r[1] ?? 'L';
+      const at = r[2] ?? '0';
+      return { kind: r[0], learner: flag === 'L', receivedAt: Number(at), written: `${flag}${fingerprint}${at}`, previous: r[3] ?? '' };
+    }
+    return { kind: r[0] === 'conflict' ? 'conflict' : 'gone' };
+  }
+
+  /** Withdraws a receipt this process wrote (`new`) for an outcome that was certainly not queued; false when it was not there any more. */
+  async dropReceipt(id: string, receipt: { readonly written: string; readonly previous: string }): Promise<boolean> {
+    const sec = decisionSecond(id);
+    if (sec === undefined) return false;
+    const r = await callScript(this.redis, 'outcomeReceipt', [this.keys.decisionBucket(sec, this.keys.shardOf(id))], ['drop', bucketField(id), receiptField(id), receipt.written, receipt.previous]);
+    return r[0] === 'dropped';
+  }
+
+  /**
+   * The default-reward sweep's claim on due decisions (decision-claim.lua), in the order of `ids`: each decision
+   * without an outcome receipt is marked defaulted, so an outcome received later is not logged for the learner
+   * beside its default reward; undefined where the record is gone.
+   */
+  async claimForDefault(ids: readonly string[]): Promise<(DefaultClaim | undefined)[]> {
+    const receipts: string[] = new Array<string>(ids.length).fill('');
+    const buckets = new Map<string, number[]>();
+    ids.forEach((id, i) => {
+      const sec = decisionSecond(id);
+      if (sec === undefined) return;
+      const bucket = this.keys.decisionBucket(sec, this.keys.shardOf(id));
+      let at = buckets.get(bucket);
+      if (!at) buckets.set(bucket, (at = []));
+      at.push(i);
+    });
+    await Promise.all(
+      [...buckets].map(async ([bucket, at]) => {
+        const got = await callScript(this.redis, 'decisionClaim', [bucket], at.flatMap((i) => [bucketField(ids[i]!), receiptField(ids[i]!)]));
+        at.forEach((i, j) => (receipts[i] = got[j] ?? ''));
+      }),
+    );
+    const records = await this.readMany(ids);
+    return ids.map((_, i) => {
+      const record = records[i];
+      const r = receipts[i]!;
+      if (!record || r === '') return undefined;
+      if (r === 'D' || r.length < 13) return { record };
+      return { record, outcome: { learner: r[0] === 'L', receivedAt: Number(r.slice(12)) } };
+    });
   }
 
   read(id: string): Promise<DecisionRecord | undefined> {
@@ -124,15 +208,27 @@ export class DecisionStore {
     await this.dict.register(records);
     // One script call per bucket: per second, and per shard of the second when the layout is sharded.
     const buckets = new Map<string, { sec: number; parts: (string | Buffer)[] }>();
+    const nx = new Map<string, { sec: number; records: DecisionRecord[] }>();
     for (const r of records) {
       const sec = decisionSecond(r.id) ?? Math.floor(r.ts / 1000);
       const key = this.keys.decisionBucket(sec, this.keys.shardOf(r.id));
+      // A decision id the client chose is written only if it is free (decisions-put-nx.lua).
+      if (this.nx.has(r)) {
+        let b = nx.get(key);
+        if (!b) nx.set(key, (b = { sec, records: [] }));
+        b.records.push(r);
+        continue;
+      }
       let b = buckets.get(key);
       if (!b) buckets.set(key, (b = { sec, parts: [] }));
       b.parts.push(bucketField(r.id), encodeRecord(r, this.dict));
     }
-    await Promise.all(
-      [...buckets].map(([key, { sec, parts }]) => callScript(this.redis, 'decisionsPut', [key], [sec + this.ttlSeconds + 1, packBatch(parts)])),
-    );
+    await Promise.all([
+      ...[...buckets].map(([key, { sec, parts }]) => callScript(this.redis, 'decisionsPut', [key], [sec + this.ttlSeconds + 1, packBatch(parts)])),
+      ...[...nx].map(async ([key, { sec, records: rs }]) => {
+        const got = await callScript(this.redis, 'decisionsPutNx', [key], [sec + this.ttlSeconds + 1, packBatch(rs.flatMap((r) => [bucketField(r.id), encodeRecord(r, this.dict)]))]);
+        rs.forEach((r, i) => got[i] === 0 && this.taken.add(r));
+      }),
+    ]);
   }
 }

@@ -89,8 +89,14 @@ export class AllocationService {
     const record = decisionRecordOf(id, d, req.unitKey, Date.now(), shadow);
     let recorded = true;
     try {
-      await this.deps.decisions.write(record);
+      // A decision id the client chose is written only if no decision holds it: two allocations racing for one id
+      // (both past the read above) must not leave the second's record under the first's answer.
+      if ((await this.deps.decisions.write(record, { nx: req.decisionId !== undefined })) === 'taken') {
+        // Not reported as settled: the id's registrations belong to the decision that holds it.
+        throw new AppError('ID_TAKEN', `body/decisionId: "${id}" is already recorded`);
+      }
     } catch (e) {
+      if (e instanceof AppError) throw e;
       recorded = false;
       this.deps.observer?.onRecordError?.(e);
     }

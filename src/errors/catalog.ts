@@ -74,12 +74,14 @@ export const ERROR_CATALOG = {
   INVALID_PROTOBUF: { status: 400, message: 'The application/x-protobuf body is not a valid OTLP ExportTraceServiceRequest.' },
   // --- infrastructure ------------------------------------------------------------------------
   QUEUE_UNAVAILABLE: { status: 503, message: 'The outcome could not be queued; nothing was accepted. Retry.' },
+  OUTCOME_UNCONFIRMED: { status: 503, message: 'The outcome may have been accepted, but it was not confirmed. Retry: a retry of the same report is absorbed.' },
   REDIS_UNAVAILABLE: { status: 503, message: 'The store is unreachable. Retry.' },
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down and took nothing from this request. Retry.' },
   INTERNAL: { status: 500, message: 'Internal error.' },
   // --- tenants, API keys, sessions, rate limits ----------------------------------------------
   KEY_NOT_FOUND: { status: 404, message: 'No API key with this id in your tenant.' },
-  ID_TAKEN: { status: 409, message: 'The id is already used by another tenant; ids are global.' },
+  ID_TAKEN: { status: 409, message: 'The id is already used (by another tenant, or by a recorded decision); ids are global.' },
+  OUTCOME_CONFLICT: { status: 409, message: 'Another outcome was already reported for this decision; the first report stands.' },
   CSRF_HEADER_REQUIRED: { status: 403, message: 'A state-changing request authenticated by the session cookie needs the x-apportion-csrf header or a same-origin Origin.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests for this key; retry after the Retry-After header.' },
 } as const satisfies Record<string, { status: number; message: string }>;

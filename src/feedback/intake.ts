@@ -1,15 +1,37 @@
 import type { Queue } from 'bullmq';
-import { decisionSecond, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
+import { createHash } from 'node:crypto';
+import { decisionSecond, type DecisionRecord, type DecisionStore, type OutcomeReceipt } from '../allocation/decisions.js';
 import { AppError } from '../errors/app-error.js';
 import { withDeadline } from '../redis/deadline.js';
 import { GroupCommitter } from '../redis/group-commit.js';
+import { certainlyUnwritten, NotSentError } from '../redis/unavailable.js';
 import { queuedOutcome, type OutcomeJob, type OutcomeJobData } from './queue.js';
 import type { OutcomeBody } from './schema.js';
 
+/** Canonical JSON: object keys sorted, so two equal reports read the same whatever their key order. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    return `{${Object.keys(v)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** A report's fingerprint (11 characters: 66 bits of SHA-256 over its canonical JSON): equal reports, equal prints. */
+export function outcomeFingerprint(outcome: OutcomeBody): string {
+  return createHash('sha256').update(canonical(outcome)).digest('base64url').slice(0, 11);
+}
+
 /**
- * Outcome intake: checks the decision exists and the usage names its agents, then puts the outcome on the
- * `outcomes` queue. Answers only after BullMQ has the job in Redis, so a 202 is never lost; a failure to
- * enqueue is a 503 and nothing is accepted.
+ * Outcome intake: checks the decision exists and the usage names its agents, writes the decision's outcome receipt
+ * (first report wins: a different report is OUTCOME_CONFLICT, the same one a retry), then puts the outcome on the
+ * `outcomes` queue. Answers only after BullMQ has the job in Redis, so a 202 is never lost; an enqueue that certainly
+ * did not reach Redis is QUEUE_UNAVAILABLE (nothing accepted), one whose fate is unknown OUTCOME_UNCONFIRMED (it may
+ * have been accepted; a retry is absorbed).
  *
  * Outcomes accepted while earlier enqueues are in flight share one job (group commit, up to `batchMax`
  * outcomes a job): a BullMQ add costs far more than the outcome it carries, so under load this is what
@@ -26,6 +48,8 @@ export class OutcomeIntake {
       readonly batchMax: number;
       readonly maxInFlight?: number;
       readonly onBatch?: (size: number) => void;
+      /** The queue connection's status (ioredis `status`): an add is not sent unless it is `ready`. */
+      readonly queueStatus?: () => string;
       /**
        * Longest an outcome waits for its decision record, and then for its job to be queued, in ms; past either it is
        * answered 503 (not accepted). With Redis stalled the add may still land later: a retry by the client is then
@@ -43,6 +67,10 @@ export class OutcomeIntake {
   ) {
     this.committer = new GroupCommitter<OutcomeJob>(
       async (outcomes) => {
+        // A connection that is not ready (closed, reconnecting) would fail the add; refused here, it certainly was not
+        // sent (QUEUE_UNAVAILABLE), where the driver's "Connection is closed" also answers commands lost in flight.
+        const status = opts.queueStatus?.() ?? 'ready';
+        if (status !== 'ready') throw new NotSentError('outcome job', status);
         await queue.add('outcomes', { outcomes: outcomes.map(queuedOutcome) });
         opts.onBatch?.(outcomes.length);
       },
@@ -71,10 +99,32 @@ export class OutcomeIntake {
         throw new AppError('UNKNOWN_AGENT', `body/usage/${agent}: decision's pipeline "${decision.pipeline}" has no agent "${agent}"`);
       }
     }
+    // The receipt (beside the record, outcome-receipt.lua): the first report of a decision wins, an identical one is a
+    // retry (queued again, absorbed by the applied-marker), a different one is refused; and it tells the learner's
+    // default-reward sweep that this decision's reward is on its way.
+    let receipt: OutcomeReceipt;
     try {
-      await this.committer.submit({ decision, outcome, receivedAt: Date.now() });
+      const put = this.decisions.receipt(outcome.decisionId, outcomeFingerprint(outcome));
+      receipt = await (this.opts.enqueueTimeoutMs === undefined ? put : withDeadline(put, this.opts.enqueueTimeoutMs, 'outcome receipt'));
     } catch (e) {
-      throw new AppError('QUEUE_UNAVAILABLE', `outcome queue unreachable: ${(e as Error).message}`);
+      if (certainlyUnwritten(e)) throw new AppError('REDIS_UNAVAILABLE', `decision store unreachable: ${(e as Error).message}`);
+      throw new AppError('OUTCOME_UNCONFIRMED', `the receipt of the outcome for body/decisionId "${outcome.decisionId}" was not confirmed, it may have been accepted; a retry of the same report is absorbed: ${(e as Error).message}`);
+    }
+    if (receipt.kind === 'gone') throw new AppError('DECISION_NOT_FOUND', `body/decisionId: no decision "${outcome.decisionId}" (unknown, or its reward window has passed)`);
+    if (receipt.kind === 'conflict') {
+      throw new AppError('OUTCOME_CONFLICT', `body/decisionId: decision "${outcome.decisionId}" already has a different outcome report; the first one stands`);
+    }
+    try {
+      await this.committer.submit({ decision, outcome, receivedAt: receipt.receivedAt, ...(receipt.learner ? {} : { learner: false }) });
+    } catch (e) {
+      const msg = (e as Error).message;
+      // Certainly not queued: withdraw the receipt this request wrote, so that nothing of the report stays. A retry of
+      // an earlier report (`same`) may have been queued by that earlier request, and a receipt that cannot be
+      // withdrawn keeps the report's place: both are "may have been accepted".
+      if (certainlyUnwritten(e) && receipt.kind === 'new' && (await this.decisions.dropReceipt(outcome.decisionId, receipt).catch(() => false))) {
+        throw new AppError('QUEUE_UNAVAILABLE', `outcome queue unreachable: ${msg}`);
+      }
+      throw new AppError('OUTCOME_UNCONFIRMED', `the outcome for body/decisionId "${outcome.decisionId}" was not confirmed queued, it may have been accepted; a retry of the same report is absorbed: ${msg}`);
     }
     return { decision };
   }

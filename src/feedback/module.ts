@@ -45,6 +45,7 @@ export function feedbackModule(core: FeedbackDeps): ModuleParts {
     // An allocation's record write: the group commit's wait, then the dictionary's and the bucket's commands, each bounded.
     recordInFlightMs: 2 * core.config.redisCommandTimeoutMs + 1000,
     onBatch: (n) => core.metrics.outcomeBatchSize.observe(n),
+    queueStatus: () => core.queueRedis.status,
   });
   return {
     name: 'feedback',

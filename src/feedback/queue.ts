@@ -16,6 +16,8 @@ export interface QueuedOutcome {
   readonly r: string;
   readonly outcome: OutcomeBody;
   readonly receivedAt: number;
+  /** 0 when the outcome is not its decision's learner event (OutcomeJob.learner); absent otherwise. */
+  readonly l?: 0;
 }
 
 /** What an `outcomes` job holds: the outcomes intake accepted together (group commit, see intake.ts). */
@@ -24,7 +26,7 @@ export interface OutcomeJobData {
 }
 
 export function queuedOutcome(job: OutcomeJob): QueuedOutcome {
-  return { r: encodeInline(job.decision).toString('base64'), outcome: job.outcome, receivedAt: job.receivedAt };
+  return { r: encodeInline(job.decision).toString('base64'), outcome: job.outcome, receivedAt: job.receivedAt, ...(job.learner === false ? { l: 0 as const } : {}) };
 }
 
 /** The outcomes of a job; one whose record cannot be decoded is left out (it cannot be applied). */
@@ -32,7 +34,7 @@ export function outcomesOf(data: OutcomeJobData): readonly OutcomeJob[] {
   const out: OutcomeJob[] = [];
   for (const o of data.outcomes) {
     const decision = decodeInline(o.outcome.decisionId, Buffer.from(o.r, 'base64'));
-    if (decision) out.push({ decision, outcome: o.outcome, receivedAt: o.receivedAt });
+    if (decision) out.push({ decision, outcome: o.outcome, receivedAt: o.receivedAt, ...(o.l === 0 ? { learner: false } : {}) });
   }
   return out;
 }

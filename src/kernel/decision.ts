@@ -13,6 +13,23 @@ export type { EngineRecord as DecisionRecord, DecisionRouting, RouteAlternative 
 export interface DecisionReader {
   /** Many records (undefined where gone), in the order of `ids`. */
   readMany(ids: readonly string[]): Promise<(DecisionRecord | undefined)[]>;
+  /**
+   * The default-reward sweep's claim on due decisions, in the order of `ids` (undefined where the record is gone):
+   * a decision without an outcome receipt is marked defaulted at once, so an outcome received afterwards is counted in
+   * the statistics but not logged for the learner; `outcome` when an outcome was received first.
+   */
+  claimForDefault(ids: readonly string[]): Promise<(DefaultClaim | undefined)[]>;
+}
+
+/**
+ * What the default-reward sweep found for a due decision: its record, and `outcome` when an outcome was received
+ * before the claim (`learner`: that outcome is the decision's learner event, unless received after the wait window;
+ * `receivedAt`: when intake received it, epoch ms by Redis's clock). Without `outcome` the decision is claimed for
+ * the default reward.
+ */
+export interface DefaultClaim {
+  readonly record: DecisionRecord;
+  readonly outcome?: { readonly learner: boolean; readonly receivedAt: number };
 }
 
 /** A decision id as the API accepts it (ids made here are `<epoch second, base 36>-<UUID>`, src/allocation/decisions.ts). */

@@ -29,4 +29,10 @@ export interface OutcomeJob {
   readonly decision: DecisionRecord;
   readonly outcome: OutcomeBody;
   readonly receivedAt: number;
+  /**
+   * Whether this outcome is its decision's learner event (its receipt, written at intake): false when the learner's
+   * default-reward sweep claimed the decision first (it got the default reward; this outcome counts in the statistics
+   * only). Absent on jobs queued before receipts existed.
+   */
+  readonly learner?: boolean;
 }

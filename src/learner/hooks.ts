@@ -34,11 +34,9 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
       if (!pipeline || !logsPipeline(view, pipeline)) return undefined;
       const policy = loggingPolicyOf(d, pipeline);
       const tk = pendingTicketOf(d.meta, d.id);
-      if (tk) {
-        const params = (view.strategies.get(d.strategy)?.params ?? {}) as LearnedParams;
-        const waitMs = waitWindowMs(params, deps.retentionSeconds);
-        if (waitMs > 0 && job.receivedAt > d.ts + waitMs) return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|` };
-      }
+      // Not the decision's learner event (received after its wait window, or after the default-reward sweep claimed
+      // it): a late marker, which ingest counts as late and drops (the decision keeps its one default reward).
+      if (tk && !outcomeLogged(view, d, job, deps.retentionSeconds)) return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|` };
       const shadow = d.shadow?.learner as Record<string, { b?: number[]; m?: (string | null)[] }> | undefined;
       let sh: Record<string, number[]> | undefined;
       let sM: Record<string, (string | null)[]> | undefined;
@@ -64,6 +62,20 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
       return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|${JSON.stringify(ev)}` };
     },
   };
+}
+
+/**
+ * Whether an outcome is the learner event of a learned decision (one with a pending ticket): received within the
+ * decision's wait window, and before the default-reward sweep claimed the decision (`learner`, from the outcome's
+ * receipt: false when the sweep came first; absent for jobs queued before receipts, which only the window decides).
+ * The sink logs the outcome exactly when this holds, and the sweep gives no default reward exactly when it holds for
+ * an outcome received before its claim, so a decision gets one learner event.
+ */
+export function outcomeLogged(view: ControlView, d: Pick<DecisionRecord, 'strategy' | 'ts'>, o: { readonly learner?: boolean | undefined; readonly receivedAt: number }, retentionSeconds: number): boolean {
+  if (o.learner === false) return false;
+  const params = (view.strategies.get(d.strategy)?.params ?? {}) as LearnedParams;
+  const waitMs = waitWindowMs(params, retentionSeconds);
+  return !(waitMs > 0 && o.receivedAt > d.ts + waitMs);
 }
 
 /** The logging fields of an event: the logging policy's action distribution, model version and guard arm. */

@@ -17,7 +17,7 @@ import { pipelineTombstone } from '../pipelines/tombstone.js';
 import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, greedyBudgets } from './policy.js';
-import { loggingPolicyOf } from './hooks.js';
+import { loggingPolicyOf, outcomeLogged } from './hooks.js';
 import { pruneModelVersions } from './prune.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
 import { mulberry32 } from './rng.js';
@@ -83,6 +83,9 @@ export function defaultEvent(view: ControlView, pipeline: string, record: Decisi
   return JSON.stringify(ev);
 }
 
+/** learner-default.lua's event for a due decision whose received outcome is its learner event: no default reward. */
+const OUTCOME_STANDS = '~';
+
 /** Buffer ingest, counters and training of one pipeline's model (runs in the worker). */
 export class TrainingService {
   readonly registry: ModelRegistry;
@@ -90,7 +93,7 @@ export class TrainingService {
   drift: DriftRule = DEFAULT_DRIFT;
 
   constructor(
-    private readonly core: Services<'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'kinds' | 'metrics' | 'log', 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes'>,
+    private readonly core: Services<'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'kinds' | 'metrics' | 'log', 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes' | 'rewardWindowSeconds'>,
     /** The decision records behind due default rewards (the allocation domain's DecisionStore). */
     private readonly decisions: DecisionReader,
     private readonly trainOptions: TrainOptions = {},
@@ -144,14 +147,19 @@ export class TrainingService {
     const lk = learnerKeys(this.core.keys, pipeline);
     const view = this.core.view();
     const tomb = pipelineTombstone(this.core.keys, pipeline);
-    const [records, dead] = await Promise.all([this.decisions.readMany(tickets), this.core.redis.get(tomb)]);
+    // The claim marks each decision without an outcome receipt as defaulted (an outcome received from then on is not
+    // logged for the learner); one whose outcome was received first is left to that outcome when the outcome is its
+    // learner event (received within the wait window), even while the outcome's job still waits in the queue.
+    const [claims, dead] = await Promise.all([this.decisions.claimForDefault(tickets), this.core.redis.get(tomb)]);
     // A decision made on a deleted predecessor of this pipeline (registered late, after the id was re-created)
     // gets no default reward here: it would feed the new pipeline's model with the old one's decisions.
     const deleted = Number(dead ?? 0);
     const args: string[] = [];
     tickets.forEach((ticket, i) => {
-      const r = records[i];
-      args.push(ticket, r && r.pipelineVersion <= deleted ? '' : defaultEvent(view, pipeline, r ?? null));
+      const c = claims[i];
+      const r = c?.record;
+      if (c?.outcome && outcomeLogged(view, c.record, c.outcome, this.core.config.rewardWindowSeconds)) args.push(ticket, OUTCOME_STANDS);
+      else args.push(ticket, r && r.pipelineVersion <= deleted ? '' : defaultEvent(view, pipeline, r ?? null));
     });
     const [defaulted, lost] = await callScript(this.core.redis, 'learnerDefault', [lk.pending, lk.buffer, lk.defaulted, tomb], [now, BUFFER_CAP, version, ...args]);
     if (lost > 0) this.core.log.warn({ pipeline, lost }, 'learned decisions past their wait window had no decision record: no default reward');

@@ -22,7 +22,11 @@ export interface GroupCommitOptions {
 
 /** A group-committed item was not acknowledged within `itemTimeoutMs`. */
 export class CommitTimeoutError extends Error {
-  constructor(ms: number) {
+  constructor(
+    ms: number,
+    /** Whether the item's write had been sent: false when it was still waiting for a write slot (it never will be). */
+    readonly sent: boolean = true,
+  ) {
     super(`not written within ${ms} ms`);
     this.name = 'CommitTimeoutError';
   }
@@ -82,7 +86,7 @@ export class GroupCommitter<T> {
             setImmediate(() => {
               const at = this.pending.indexOf(w);
               if (at >= 0) this.pending.splice(at, 1);
-              w.reject(new CommitTimeoutError(ms));
+              w.reject(new CommitTimeoutError(ms, at < 0));
             }),
           ms,
         );

@@ -16,3 +16,26 @@ export function isRedisUnavailable(e: unknown): boolean {
   if (typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)$/.test(code)) return true;
   return /^(Command timed out|Connection is closed|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|All keys in the pipeline should belong to the same slots allocation group)/.test(msg);
 }
+
+/**
+ * Whether a failed write certainly did not reach Redis, so nothing of it was written: it was refused before it was
+ * sent (no connection and no offline queue; a group-committed item still waiting for its write slot when its wait
+ * ran out), or Redis answered it with an error (a refused command or script writes nothing before its error). Any
+ * other failure (a command timeout, a connection closed while the command was in flight) leaves its fate unknown: it
+ * may have been written.
+ */
+export function certainlyUnwritten(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  if (e.name === 'NotSentError') return true;
+  if (e.name === 'CommitTimeoutError') return (e as Error & { sent?: unknown }).sent === false;
+  if (e.name === 'ReplyError') return true;
+  return /enableOfflineQueue options is false/.test(e.message ?? '');
+}
+
+/** A write refused before it was sent, because its connection was not ready: nothing of it reached Redis. */
+export class NotSentError extends Error {
+  constructor(what: string, status: string) {
+    super(`${what} not sent: its connection is ${status}`);
+    this.name = 'NotSentError';
+  }
+}

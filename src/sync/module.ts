@@ -116,22 +116,29 @@ export function syncModule(core: SyncDeps): ModuleParts {
       fresh.push({ index, record: { ...item, ts: Math.min(item.ts, now) } as DecisionRecord });
     });
     // Idempotent: a record already stored (a retried batch after a lost answer or a server restart) is not
-    // written again; one stored under the same id for another pipeline is refused, never overwritten.
+    // written again; one stored under the same id for another pipeline is refused, never overwritten. The read only
+    // spares the writes of a retried batch: each record is written only if its id is free (decisions-put-nx.lua), so of
+    // two batches racing with one id exactly one writes it, and the other finds it below.
     const stored = fresh.length > 0 ? await decisions.readMany(fresh.map((f) => f.record.id)) : [];
     let duplicates = 0;
-    const writes: Promise<void>[] = [];
-    const written: DecisionRecord[] = [];
+    const taken = (index: number, record: DecisionRecord, prev: DecisionRecord | undefined) => {
+      if (prev && prev.pipeline === record.pipeline && prev.strategy === record.strategy) duplicates++;
+      else rejected.push({ index, id: record.id, code: 'ID_TAKEN', message: `body/decisions/${index}/id: "${record.id}" is already recorded for another decision` });
+    };
+    const tries: { index: number; record: DecisionRecord }[] = [];
     fresh.forEach(({ index, record }, i) => {
       const prev = stored[i];
-      if (prev) {
-        if (prev.pipeline === record.pipeline && prev.strategy === record.strategy) duplicates++;
-        else rejected.push({ index, id: record.id, code: 'ID_TAKEN', message: `body/decisions/${index}/id: "${record.id}" is already recorded for another decision` });
-        return;
-      }
-      writes.push(decisions.write(record));
-      written.push(record);
+      if (prev) taken(index, record, prev);
+      else tries.push({ index, record });
     });
-    await Promise.all(writes);
+    const results = await Promise.all(tries.map((t) => decisions.write(t.record, { nx: true })));
+    const written: DecisionRecord[] = [];
+    const lost: { index: number; record: DecisionRecord }[] = [];
+    tries.forEach((t, i) => (results[i] === 'written' ? written.push(t.record) : lost.push(t)));
+    if (lost.length > 0) {
+      const now = await decisions.readMany(lost.map((l) => l.record.id));
+      lost.forEach((l, i) => taken(l.index, l.record, now[i]));
+    }
     for (const record of written) for (const m of all()) m.onDecisionIngested?.(record);
     for (const r of written) core.metrics.allocations.inc({ strategy: r.strategy, reason: r.reason });
     return { accepted: written.length, duplicates, rejected };

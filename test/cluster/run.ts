@@ -27,6 +27,9 @@ export const CLUSTER_SUITES = [
   'test/integration/api.test.ts',
   'test/integration/propagation.test.ts',
   'test/integration/worker-crash.test.ts',
+  // Outcome receipts (first report wins, the learner's default sweep defers to an accepted outcome) and client-chosen
+  // decision ids written only if free: outcome-receipt.lua, decision-claim.lua, decisions-put-nx.lua.
+  'test/integration/outcome-receipts.test.ts',
   'test/budgets/reservations.test.ts',
   'test/budgets/draws.test.ts',
   'test/budgets/concurrency.test.ts',

@@ -12,7 +12,9 @@
  * docs/budgets.md and docs/architecture.md ("When Redis stalls") ask of it.
  *
  * At the end, against what the client was told:
- * - every outcome answered 202 is counted exactly once in the strategy's stats (none lost, none twice);
+ * - every outcome answered 202 is counted exactly once in the strategy's stats (none lost, none twice), with the quality
+ *   of its decision's first accepted report (a different report for a decision already reported is 409
+ *   OUTCOME_CONFLICT; the same report again, as a retry, is 202 and counted once);
  * - the budget's `spent + debt` is the sum of every commit's `charged` and every debit (spend that happened, never
  *   dropped or doubled); `allocated` is the initial allocation plus every fund; `reserved` is what the reservations
  *   still active hold (each what it reserved unless a committed draw took from it); `allocated = remaining +
@@ -70,7 +72,9 @@ async function killClientsAt(urls: readonly string[]): Promise<void> {
 async function single(): Promise<Target> {
   const redis = await PrivateRedis.start({ aof: true });
   return {
-    env: { REDIS_URL: redis.url },
+    // REDIS_CLUSTER_NODES cleared: under the cluster runner (APPORTION_TEST_REDIS=cluster) testConfig carries the
+    // runner's cluster, and the server then ran there, out of reach of this target's faults ("no call was retried").
+    env: { REDIS_URL: redis.url, REDIS_CLUSTER_NODES: '' },
     faults: ['stall', 'stall', 'kill-clients', 'restart'],
     async stall(ms) {
       redis.pause();
@@ -158,6 +162,8 @@ async function runSchedule(seed: number, target: Target, diagnostic: (m: string)
 
   const decisions: string[] = [];
   const acknowledged = new Set<string>();
+  const accepted = new Map<string, number>(); // decision id → quality of its accepted report
+  const conflicts: { id: string; quality: number }[] = []; // reports refused as OUTCOME_CONFLICT
   const active = new Map<string, number>(); // reservation id → amount held
   const madeIn = new Map<string, number>(); // reservation id → the round that reserved it
   let round = 0;
@@ -174,8 +180,19 @@ async function runSchedule(seed: number, target: Target, diagnostic: (m: string)
   const report = async () => {
     if (decisions.length === 0) return allocate();
     const id = pick(decisions);
-    const r = await call({ method: 'POST', url: '/v1/outcomes', payload: { decisionId: id, quality: Math.round(rng() * 100) / 100 } }, `outcome ${id}`);
+    const quality = Math.round(rng() * 100) / 100;
+    const r = await call({ method: 'POST', url: '/v1/outcomes', payload: { decisionId: id, quality } }, `outcome ${id}`);
+    // The first report of a decision stands: another report for it (drawn again, with another quality) is 409
+    // OUTCOME_CONFLICT, the same one again 202. A retry of this call (after a 5xx) carries the same report.
+    if (r.statusCode === 409) {
+      assert.equal(r.json<{ code: string }>().code, 'OUTCOME_CONFLICT', `outcome ${id}: ${r.body}`);
+      conflicts.push({ id, quality });
+      return;
+    }
     assert.equal(r.statusCode, 202, `outcome ${id}: ${r.body}`);
+    const first = accepted.get(id);
+    assert.ok(first === undefined || first === quality, `outcome ${id}: a second, different report (${quality} after ${first}) was accepted`);
+    accepted.set(id, quality);
     acknowledged.add(id);
   };
   const reserve = async () => {
@@ -312,6 +329,15 @@ async function runSchedule(seed: number, target: Target, diagnostic: (m: string)
   }, 180_000, 250).catch(async (e: Error) => assert.fail(`seed ${seed}: ${await counted()} outcomes counted, ${acknowledged.size} accepted (${e.message})\n${log.join('\n')}`));
   await sleep(500);
   assert.equal(await counted(), acknowledged.size, `seed ${seed}: counted once each\n${log.join('\n')}`);
+  // A refused report was refused for a decision that has another accepted report, and the statistics hold the
+  // accepted reports: their mean quality, not one a refused (or a second) report would have made.
+  for (const c of conflicts) {
+    const a = accepted.get(c.id);
+    assert.ok(a !== undefined && a !== c.quality, `seed ${seed}: ${c.id} refused as a conflict (${c.quality}) without another accepted report (${a})`);
+  }
+  const mean = [...accepted.values()].reduce((x, q) => x + q, 0) / Math.max(1, accepted.size);
+  const stats = (await app.inject({ method: 'GET', url: '/v1/strategies/@uniform/stats?pipeline=p' })).json<{ quality: { mean: number } }>();
+  assert.ok(Math.abs(stats.quality.mean - mean) < 1e-9, `seed ${seed}: mean quality ${stats.quality.mean}, accepted reports ${mean}`);
 
   const b = (await ok({ method: 'GET', url: `/v1/balances?scope=${encodeURIComponent(SCOPE)}&unit=TOKENS` }, 'balances')).json<{
     balances: { allocated: number; remaining: number; reserved: number; spent: number; debt: number }[];

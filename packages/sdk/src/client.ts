@@ -7,8 +7,9 @@ export interface ClientOptions {
   /** Per-request timeout in ms. Default 5000. */
   readonly timeoutMs?: number;
   /**
-   * How long `reportOutcome` keeps retrying an outcome the server answers `503 DECISION_PENDING` (a decision seconds
-   * old whose record may still be being written: an allocation answered `recorded: false` on a loaded store), in ms.
+   * How long `reportOutcome` keeps retrying an outcome the server answers `503`: `DECISION_PENDING` (a decision seconds
+   * old whose record may still be being written: an allocation answered `recorded: false` on a loaded store),
+   * `OUTCOME_UNCONFIRMED` (its enqueue was not confirmed: a retry is absorbed), `QUEUE_UNAVAILABLE`, `REDIS_UNAVAILABLE`; in ms.
    * Retries back off from 50 ms to 1 s; once the record lands the outcome is accepted, once the server's window has
    * passed without it the answer is `404 DECISION_NOT_FOUND` (thrown). 0: no retry. Default 10000.
    */
@@ -122,14 +123,19 @@ export class ApportionClient {
     return this.request('POST', '/v1/allocations', params);
   }
 
-  /** Reports an outcome; retries `503 DECISION_PENDING` for up to `pendingRetryMs` (an outcome is applied once, so a retry never counts twice). */
+  /**
+   * Reports an outcome; retries a `503` for up to `pendingRetryMs`: `DECISION_PENDING` (the record is still being
+   * written), `OUTCOME_UNCONFIRMED` (the outcome may have been accepted: the retry is absorbed), `QUEUE_UNAVAILABLE`
+   * and `REDIS_UNAVAILABLE` (nothing was accepted). The same report is absorbed however often it arrives, so a retry
+   * never counts twice; a 4xx is thrown at once.
+   */
   async reportOutcome(report: OutcomeReport): Promise<{ accepted: true; decisionId: string }> {
     const until = Date.now() + (this.opts.pendingRetryMs ?? 10_000);
     for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
       try {
         return await this.request('POST', '/v1/outcomes', report);
       } catch (e) {
-        if (!(e instanceof ApportionHttpError && e.code === 'DECISION_PENDING') || Date.now() + wait > until) throw e;
+        if (!(e instanceof ApportionHttpError && e.statusCode === 503) || Date.now() + wait > until) throw e;
         await new Promise((r) => setTimeout(r, wait));
       }
     }

@@ -11,7 +11,9 @@
 -- ARGV[3]  the pipeline version the caller works for: when the tombstone holds it or a newer one (the pipeline was
 --          deleted meanwhile) nothing is written, so its purged keys do not come back
 -- ARGV[4..] pairs: ticket, default-reward event JSON ('' when the decision record is gone, was not a learned
---           decision, or was made on a deleted pipeline: the ticket is then only taken off the pending set)
+--           decision, or was made on a deleted pipeline: the ticket is then only taken off the pending set; '~' when
+--           an outcome received in time is the decision's learner event, its job not yet applied: the ticket is taken
+--           off the pending set and not marked defaulted, so that outcome's event is taken in when it arrives)
 -- Returns: { defaulted, without a record }
 local dead = redis.call('GET', KEYS[4])
 if dead and tonumber(ARGV[3]) <= tonumber(dead) then
@@ -23,13 +25,15 @@ for i = 4, #ARGV, 2 do
   local ticket = ARGV[i]
   if redis.call('ZREM', KEYS[1], ticket) == 1 then
     local ev = ARGV[i + 1]
-    if ev ~= '' then
+    if ev == '~' then
+      -- Not defaulted: the outcome stands in.
+    elseif ev ~= '' then
       redis.call('LPUSH', KEYS[2], ev)
       defaulted = defaulted + 1
     else
       lost = lost + 1
     end
-    redis.call('ZADD', KEYS[3], now, ticket)
+    if ev ~= '~' then redis.call('ZADD', KEYS[3], now, ticket) end
   end
 end
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)

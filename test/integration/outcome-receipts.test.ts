@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { newDecisionId, readDecision } from '../../src/allocation/decisions.js';
+import type { LearnerModule } from '../../src/learner/module.js';
+import { learnerKeys } from '../../src/learner/keys.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+import { generateWorld } from '../../src/learner/sim/family.js';
+import type { Running } from '../../src/server.js';
+import { declare } from '../helpers/drive-world.js';
+import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
+
+/**
+ * Outcome receipts: what an accepted outcome (202) promises, with the API and the workers in separate processes (the
+ * workers started only when the test says so, as after a kill -9 of every worker or a backlog), real Redis.
+ *
+ * - An outcome accepted within its decision's wait window is the decision's learner event even when the default-reward
+ *   sweep runs before its job is applied: the sweep leaves such a decision alone, and an outcome accepted after the
+ *   sweep claimed a decision counts in the statistics but adds no second learner event. Checked to fail without the
+ *   receipts (the sweep gave every decision the default reward, and the real outcomes were then dropped as late).
+ * - The first report of a decision wins: the same report again is 202 and counted once, a different one is 409
+ *   OUTCOME_CONFLICT naming body/decisionId (before: 202, and whichever job applied first won).
+ * - A client-chosen decision id recorded once: of allocations racing for it, one is 200 and the others 409 ID_TAKEN
+ *   (before: all 200, the last write overwrote the record the first answer described); likewise two local-mode batches
+ *   racing with one id (POST /v1/decisions/batch).
+ *
+ * Nothing is timed: waits are for states, with generous limits.
+ */
+const prefix = testPrefix('outcome-receipts');
+const world = generateWorld(40213);
+let api: Running;
+let workers: Running | undefined;
+
+const inject = async (method: string, url: string, payload?: unknown) => {
+  const r = await api.app!.inject({ method: method as 'GET', url, ...(payload !== undefined ? { payload: payload as object } : {}) });
+  return { status: r.statusCode, json: r.body ? r.json() : undefined, text: r.body };
+};
+const ok = async (method: string, url: string, payload?: unknown) => {
+  const r = await inject(method, url, payload);
+  assert.ok(r.status < 300, `${method} ${url} → ${r.status} ${r.text}`);
+  return r.json;
+};
+const statsN = async (pipeline: string, strategy: string) => {
+  const h = await api.core.redis.hgetall(api.core.keys.pipeline(pipeline, 'stats', 'strategy', strategy));
+  return { n: Number(h.n ?? 0), q: Number(h.q_mean ?? 0) };
+};
+
+before(async () => {
+  api = await startTest(prefix, { workers: false });
+});
+after(async () => {
+  await workers?.close();
+  await api?.close();
+  await dropPrefix(prefix);
+});
+
+describe('outcome receipts', { timeout: 300_000 }, () => {
+  it('an outcome accepted in time is the learner event even when the default sweep runs before it is applied; one decision, one event', async () => {
+    await declare({ world, pipeline: 'rx', strategy: 'rx-learn', admin: ok });
+    const rng = mulberry32(9);
+    const lk = learnerKeys(api.core.keys, 'rx');
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const a = await ok('POST', '/v1/allocations', { pipeline: 'rx', strategy: 'rx-learn', features: world.features(world.sample(rng)) });
+      assert.equal(a.recorded, true);
+      ids.push(a.decisionId);
+    }
+    // Every decision registered for the default reward (the batched registration landed).
+    await eventually(async () => (await api.core.redis.zcard(lk.pending)) === ids.length);
+    // Five get outcomes now, with the workers stopped: accepted, queued, not applied.
+    const early = ids.slice(0, 5);
+    const quality = (i: number) => 0.11 * (i + 1);
+    for (const [i, id] of early.entries()) {
+      const r = await inject('POST', '/v1/outcomes', { decisionId: id, quality: quality(i) });
+      assert.equal(r.status, 202, r.text);
+    }
+    // The sweep runs past every wait window before any of them is applied.
+    const learner = api.modules.find((m) => m.name === 'learner') as LearnerModule;
+    const swept = await learner.training.ingest('rx', Date.now() + 86_400_000);
+    assert.equal(swept.defaulted, 3, 'the three decisions without an outcome get the default reward, the five with one do not');
+    // An outcome for a decision the sweep already defaulted: accepted and counted in the statistics, not logged again.
+    const late = ids[5]!;
+    const lateR = await inject('POST', '/v1/outcomes', { decisionId: late, quality: 0.99 });
+    assert.equal(lateR.status, 202, lateR.text);
+
+    // Now the workers: every queued outcome is applied.
+    workers = await startTest(prefix, { api: false, workers: true });
+    await eventually(async () => (await statsN('rx', 'rx-learn')).n === 6, 120_000);
+    await eventually(async () => {
+      await learner.training.ingest('rx');
+      return (await learner.training.events('rx', 1000)).length >= ids.length;
+    }, 120_000);
+    await learner.training.ingest('rx', Date.now() + 86_400_000);
+    const events = await learner.training.events('rx', 1000);
+    for (const id of ids) {
+      const mine = events.filter((e) => e.id === id);
+      assert.equal(mine.length, 1, `decision ${id}: ${mine.length} learner events`);
+    }
+    for (const [i, id] of early.entries()) {
+      const e = events.find((x) => x.id === id)!;
+      assert.equal(e.d ?? 0, 0, `decision ${i} was given the default reward though its outcome was accepted in time`);
+      assert.equal(e.q, quality(i));
+    }
+    for (const id of ids.slice(5)) assert.equal(events.find((x) => x.id === id)!.d, 1, 'no outcome (or one after the sweep): the default reward');
+  });
+
+  it('the first report wins: the same report again is absorbed, a different one is 409 OUTCOME_CONFLICT', async () => {
+    await ok('PUT', '/v1/pipelines/rc', FIVE_AGENTS);
+    const a = await ok('POST', '/v1/allocations', { pipeline: 'rc' });
+    const first = { decisionId: a.decisionId, quality: 0.3, usage: { orchestrator: { inputTokens: 10, outputTokens: 5 } } };
+    assert.equal((await inject('POST', '/v1/outcomes', first)).status, 202);
+    // The same report, its keys in another order: a retry.
+    const again = await inject('POST', '/v1/outcomes', { usage: { orchestrator: { outputTokens: 5, inputTokens: 10 } }, quality: 0.3, decisionId: a.decisionId });
+    assert.equal(again.status, 202, again.text);
+    const other = await inject('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.9 });
+    assert.equal(other.status, 409, other.text);
+    assert.equal(other.json.code, 'OUTCOME_CONFLICT');
+    assert.match(other.json.message, /body\/decisionId/);
+    // Two different reports at once for a fresh decision: exactly one is accepted.
+    const b = await ok('POST', '/v1/allocations', { pipeline: 'rc' });
+    const raced = await Promise.all([0.2, 0.4, 0.6, 0.8].map((q) => inject('POST', '/v1/outcomes', { decisionId: b.decisionId, quality: q })));
+    assert.deepEqual(raced.map((r) => r.status).sort(), [202, 409, 409, 409]);
+    const won = [0.2, 0.4, 0.6, 0.8][raced.findIndex((r) => r.status === 202)]!;
+    workers ??= await startTest(prefix, { api: false, workers: true });
+    const strategy = a.strategy as string;
+    await eventually(async () => (await statsN('rc', strategy)).n === 2, 120_000);
+    // Let every queued job run (the duplicate's included) before reading the moments.
+    const outcomes = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    await eventually(async () => {
+      const c = await outcomes.getJobCounts('wait', 'active', 'delayed');
+      return (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) === 0;
+    }, 120_000);
+    const s = await statsN('rc', strategy);
+    assert.equal(s.n, 2, 'each decision counted once');
+    assert.ok(Math.abs(s.q - (0.3 + won) / 2) < 1e-9, `mean quality ${s.q}: the first reports, ${0.3} and ${won}`);
+  });
+
+  it('a client-chosen decision id is recorded once: of allocations racing for it, one is 200 and the others 409 ID_TAKEN', async () => {
+    await ok('PUT', '/v1/pipelines/rd', FIVE_AGENTS);
+    await ok('PUT', '/v1/pipelines/rd2', FIVE_AGENTS);
+    for (let round = 0; round < 5; round++) {
+      const id = newDecisionId();
+      const res = await Promise.all(['rd', 'rd2', 'rd', 'rd2'].map((pipeline, i) => inject('POST', '/v1/allocations', { pipeline, decisionId: id, totalTokens: 10_000 + i * 1000 })));
+      const okd = res.filter((r) => r.status === 200);
+      assert.equal(okd.length, 1, `round ${round}: ${res.map((r) => r.status).join(',')}`);
+      for (const r of res.filter((x) => x.status !== 200)) {
+        assert.equal(r.status, 409, r.text);
+        assert.equal(r.json.code, 'ID_TAKEN');
+        assert.match(r.json.message, /body\/decisionId/);
+      }
+      // The record is the one the 200 described.
+      const rec = await readDecision(api.core.redis, api.core.keys, id);
+      assert.equal(rec?.pipeline, okd[0]!.json.pipeline);
+      assert.equal(rec?.totalTokens, okd[0]!.json.totalTokens);
+    }
+  });
+
+  it('two local-mode batches racing with one decision id: it is written once, the other batch counts it a duplicate or refuses it', async () => {
+    await ok('PUT', '/v1/pipelines/rb', FIVE_AGENTS);
+    await ok('PUT', '/v1/pipelines/rb2', FIVE_AGENTS);
+    const local = (pipeline: string, id: string, total: number) => ({
+      id,
+      ts: Date.now(),
+      pipeline,
+      pipelineVersion: 1,
+      strategy: '@uniform',
+      strategyVersion: 0,
+      strategyKind: 'uniform',
+      reason: 'default',
+      features: {},
+      totalTokens: total,
+      budgets: { orchestrator: 2000, retriever: 2000, reasoner: 2000, validator: 2000, formatter: 2000 },
+    });
+    for (let round = 0; round < 5; round++) {
+      const id = newDecisionId();
+      const res = await Promise.all([
+        inject('POST', '/v1/decisions/batch', { decisions: [local('rb', id, 10_000)] }),
+        inject('POST', '/v1/decisions/batch', { decisions: [local('rb2', id, 10_000)] }),
+      ]);
+      for (const r of res) assert.equal(r.status, 200, r.text);
+      const accepted = res.reduce((s, r) => s + (r.json.accepted as number), 0);
+      assert.equal(accepted, 1, `round ${round}: ${res.map((r) => r.text).join(' | ')}`);
+      const loser = res.find((r) => r.json.accepted === 0)!;
+      assert.equal(loser.json.rejected[0]?.code, 'ID_TAKEN', loser.text);
+      const rec = await readDecision(api.core.redis, api.core.keys, id);
+      assert.equal(rec?.pipeline, res.find((r) => r.json.accepted === 1) === res[0] ? 'rb' : 'rb2');
+    }
+  });
+});

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, eventually, FIVE_AGENTS, ON_CLUSTER, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+
+/**
+ * When the outcome's enqueue is sent but not confirmed (the command timed out while Redis was slow to answer, and the
+ * job landed after all), intake must not answer QUEUE_UNAVAILABLE ("nothing was accepted": false) but 503
+ * OUTCOME_UNCONFIRMED, and the client's retry of the same report must be absorbed: counted once. A real socket to
+ * real Redis through a TCP relay in this file that holds, for a while, the bytes of the BullMQ add (the ones that name
+ * the `outcomes` queue's keys), as a stalled connection does; the server's command timeout is 1 s. The relay runs in its own process: in this one, a busy
+ * event loop (the server's start) delayed its forwarding past the bound. Nothing is
+ * timed: the test waits for the late job to be in the queue. Checked to fail: before, the answer was
+ * QUEUE_UNAVAILABLE. And an enqueue refused before it was sent (the queue's connection closed) is still
+ * QUEUE_UNAVAILABLE, and leaves nothing: the decision can then be reported with another report.
+ * One Redis only (the relay forwards to one address; a cluster client would be redirected past it).
+ */
+const prefix = testPrefix('outcome-unconfirmed');
+
+/** The relay (test/fixtures/hold-relay.ts) in its own process: the URL to reach Redis through it, and its delay. */
+class Relay {
+  private child: ChildProcess | undefined;
+  private lines: string[] = [];
+  private waiters: ((line: string) => void)[] = [];
+  private next(): Promise<string> {
+    const l = this.lines.shift();
+    return l !== undefined ? Promise.resolve(l) : new Promise((r) => this.waiters.push(r));
+  }
+  async start(): Promise<string> {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/hold-relay.ts', REDIS_URL, ':outcomes:'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.child = child;
+    let buf = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        const w = this.waiters.shift();
+        if (w) w(line);
+        else this.lines.push(line);
+      }
+    });
+    return `redis://127.0.0.1:${await this.next()}`;
+  }
+  /** Holds the BullMQ adds' bytes `ms` from now on (0: forwards at once). */
+  async hold(ms: number): Promise<void> {
+    this.child!.stdin!.write(`${ms}\n`);
+    assert.equal(await this.next(), 'ok');
+  }
+  close(): void {
+    this.child?.stdin?.end();
+    this.child?.kill();
+  }
+}
+
+const relay = new Relay();
+let api: Running;
+let workers: Running | undefined;
+
+const inject = async (method: string, url: string, payload?: unknown) => {
+  const r = await api.app!.inject({ method: method as 'GET', url, ...(payload !== undefined ? { payload: payload as object } : {}) });
+  return { status: r.statusCode, json: r.body ? r.json() : undefined, text: r.body };
+};
+
+describe('an enqueue whose fate is unknown', { skip: ON_CLUSTER && 'one Redis only (a TCP relay in front of it)', timeout: 240_000 }, () => {
+  before(async () => {
+    const url = await relay.start();
+    api = await startTest(prefix, { workers: false }, { REDIS_URL: url, APPORTION_REDIS_COMMAND_TIMEOUT_MS: '1000' });
+  });
+  after(async () => {
+    await workers?.close();
+    await api?.close();
+    relay.close();
+    await dropPrefix(prefix);
+  });
+
+  it('is answered 503 OUTCOME_UNCONFIRMED, and the retry of the same report is counted once', async () => {
+    // Set-up retried on 503: a busy machine may time some commands out.
+    const retry = async (method: string, url: string, payload?: unknown) =>
+      eventually(async () => {
+        const r = await inject(method, url, payload);
+        return r.status === 503 ? undefined : r;
+      });
+    assert.ok((await retry('PUT', '/v1/pipelines/u', FIVE_AGENTS)).status < 300);
+    const allocate = async () => {
+      const r = await retry('POST', '/v1/allocations', { pipeline: 'u' });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.recorded, true);
+      return r.json as { decisionId: string; strategy: string };
+    };
+    // A first outcome while nothing is held: the queue's connection and scripts are ready.
+    const warm = await allocate();
+    assert.equal((await retry('POST', '/v1/outcomes', { decisionId: warm.decisionId, quality: 0.5 })).status, 202);
+
+    const a = await allocate();
+    const outcomes = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    const queued = async () => {
+      const c = await outcomes.getJobCounts('wait', 'active', 'delayed', 'completed');
+      return (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.completed ?? 0);
+    };
+    const before = await queued();
+    await relay.hold(3000);
+    const r = await inject('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.25 });
+    await relay.hold(0);
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.json.code, 'OUTCOME_UNCONFIRMED', r.text);
+    assert.match(r.json.message, /may have been accepted/);
+    // The add was sent: it lands.
+    await eventually(async () => (await queued()) > before, 60_000);
+    // A different report now is refused: the first one may have been (here: was) accepted.
+    const other = await retry('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.75 });
+    assert.equal(other.status, 409, other.text);
+    assert.equal(other.json.code, 'OUTCOME_CONFLICT');
+    // The client retries the same report: accepted, and counted once.
+    const again = await retry('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.25 });
+    assert.equal(again.status, 202, again.text);
+
+    workers = await startTest(prefix, { api: false, workers: true });
+    const stats = async () => api.core.redis.hgetall(api.core.keys.pipeline('u', 'stats', 'strategy', a.strategy));
+    await eventually(async () => Number((await stats()).n ?? 0) >= 2, 120_000);
+    await eventually(async () => {
+      const c = await outcomes.getJobCounts('wait', 'active', 'delayed');
+      return (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) === 0;
+    }, 120_000);
+    const s = await stats();
+    assert.equal(Number(s.n), 2, 'the warm-up outcome and this one, each once');
+    assert.ok(Math.abs(Number(s.q_mean) - (0.5 + 0.25) / 2) < 1e-9, `mean ${s.q_mean}`);
+  });
+
+  it('an enqueue refused before it was sent is QUEUE_UNAVAILABLE and leaves no receipt', async () => {
+    const a = await eventually(async () => {
+      const r = await inject('POST', '/v1/allocations', { pipeline: 'u' });
+      return r.status === 200 && r.json.recorded ? (r.json as { decisionId: string }) : undefined;
+    });
+    api.core.queueRedis.disconnect();
+    const r = await inject('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.5 });
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.json.code, 'QUEUE_UNAVAILABLE');
+    // Nothing of it stays: the receipt was withdrawn, so another report is not a conflict (it gets the same 503 here).
+    const other = await inject('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.9 });
+    assert.equal(other.json.code, 'QUEUE_UNAVAILABLE', other.text);
+  });
+});
