@@ -9,6 +9,7 @@ import { startOtlpGrpc, type OtlpGrpcServer } from './http/otlp-grpc.js';
 import { closeWorkers } from './kernel/drain.js';
 import { closeCore, createCore } from './runtime.js';
 import { seedExamples } from './seed.js';
+import { queuesReady } from './redis/queues-ready.js';
 
 export interface StartOptions {
   /** Serve the HTTP API. */
@@ -117,6 +118,8 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
     for (const q of modules.flatMap((m) => m.queues ?? [])) {
       q.on('error', (err: Error) => log.warn({ err: { message: err.message }, queue: q.name }, 'queue connection error (Redis unreachable?)'));
     }
+    // A queue whose one start-up check of Redis failed refuses every job for good (redis/queues-ready.ts): stop instead.
+    await queuesReady(modules.flatMap((m) => m.queues ?? []));
     if (opts.workers) {
       for (const m of modules) if (m.startWorkers) workers.push(...(await m.startWorkers()));
       // Redis lost its data: the schedulers (sweeper, rollout, learner ticks) went with it.
