@@ -34,6 +34,18 @@ const inject = async (method: string, url: string, payload?: unknown) => {
   const r = await api.app!.inject({ method: method as 'GET', url, ...(payload !== undefined ? { payload: payload as object } : {}) });
   return { status: r.statusCode, json: r.body ? r.json() : undefined, text: r.body };
 };
+/**
+ * An outcome report as a client sends it (the SDK's reportOutcome): a 503 is retried. On a busy machine an allocation's
+ * record can land after its answer (`recorded: false`), and a report sent at once is then 503 DECISION_PENDING.
+ */
+const report = async (payload: unknown) => {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const r = await inject('POST', '/v1/outcomes', payload);
+    if (r.status !== 503 || Date.now() > deadline) return r;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+};
 const ok = async (method: string, url: string, payload?: unknown) => {
   const r = await inject(method, url, payload);
   assert.ok(r.status < 300, `${method} ${url} → ${r.status} ${r.text}`);
@@ -70,7 +82,7 @@ describe('outcome receipts', { timeout: 300_000 }, () => {
     const early = ids.slice(0, 5);
     const quality = (i: number) => 0.11 * (i + 1);
     for (const [i, id] of early.entries()) {
-      const r = await inject('POST', '/v1/outcomes', { decisionId: id, quality: quality(i) });
+      const r = await report({ decisionId: id, quality: quality(i) });
       assert.equal(r.status, 202, r.text);
     }
     // The sweep runs past every wait window before any of them is applied.
@@ -79,7 +91,7 @@ describe('outcome receipts', { timeout: 300_000 }, () => {
     assert.equal(swept.defaulted, 3, 'the three decisions without an outcome get the default reward, the five with one do not');
     // An outcome for a decision the sweep already defaulted: accepted and counted in the statistics, not logged again.
     const late = ids[5]!;
-    const lateR = await inject('POST', '/v1/outcomes', { decisionId: late, quality: 0.99 });
+    const lateR = await report({ decisionId: late, quality: 0.99 });
     assert.equal(lateR.status, 202, lateR.text);
 
     // Now the workers: every queued outcome is applied.
@@ -107,17 +119,17 @@ describe('outcome receipts', { timeout: 300_000 }, () => {
     await ok('PUT', '/v1/pipelines/rc', FIVE_AGENTS);
     const a = await ok('POST', '/v1/allocations', { pipeline: 'rc' });
     const first = { decisionId: a.decisionId, quality: 0.3, usage: { orchestrator: { inputTokens: 10, outputTokens: 5 } } };
-    assert.equal((await inject('POST', '/v1/outcomes', first)).status, 202);
+    assert.equal((await report(first)).status, 202);
     // The same report, its keys in another order: a retry.
-    const again = await inject('POST', '/v1/outcomes', { usage: { orchestrator: { outputTokens: 5, inputTokens: 10 } }, quality: 0.3, decisionId: a.decisionId });
+    const again = await report({ usage: { orchestrator: { outputTokens: 5, inputTokens: 10 } }, quality: 0.3, decisionId: a.decisionId });
     assert.equal(again.status, 202, again.text);
-    const other = await inject('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.9 });
+    const other = await report({ decisionId: a.decisionId, quality: 0.9 });
     assert.equal(other.status, 409, other.text);
     assert.equal(other.json.code, 'OUTCOME_CONFLICT');
     assert.match(other.json.message, /body\/decisionId/);
     // Two different reports at once for a fresh decision: exactly one is accepted.
     const b = await ok('POST', '/v1/allocations', { pipeline: 'rc' });
-    const raced = await Promise.all([0.2, 0.4, 0.6, 0.8].map((q) => inject('POST', '/v1/outcomes', { decisionId: b.decisionId, quality: q })));
+    const raced = await Promise.all([0.2, 0.4, 0.6, 0.8].map((q) => report({ decisionId: b.decisionId, quality: q })));
     assert.deepEqual(raced.map((r) => r.status).sort(), [202, 409, 409, 409]);
     const won = [0.2, 0.4, 0.6, 0.8][raced.findIndex((r) => r.status === 202)]!;
     workers ??= await startTest(prefix, { api: false, workers: true });
