@@ -29,7 +29,11 @@ export interface BudgetWorkerDeps {
   readonly onDelivery: (ok: boolean) => void;
 }
 
-/** Expires overdue reservations of every tenant (the sweeper); reservations are also expired lazily when touched. */
+/**
+ * Expires overdue reservations of every tenant on budget-tenants (the sweeper); reservations are also expired
+ * lazily when touched. A listed tenant without budgets (a budget PUT whose script never ran) has no deadlines:
+ * visiting it costs one read and changes nothing.
+ */
 export async function sweep(deps: Pick<BudgetWorkerDeps, 'redis' | 'keys' | 'reservations'>): Promise<number> {
   const tenants = await deps.redis.smembers(deps.keys.tenants());
   let n = 0;

@@ -49,8 +49,8 @@ export class BudgetLedger {
 
   /**
    * Takes a tenant whose last budget was deleted off the budget-tenants index (a key of its own slot, so not in the
-   * delete's script). A budget created for the tenant meanwhile puts it back: its PUT adds the tenant after its
-   * script, and this checks the tenant's index after removing it, so whichever order the two run in, a tenant with
+   * delete's script). A budget created for the tenant meanwhile puts it back: its PUT adds the tenant before and
+   * after its script, and this checks the tenant's index after removing it, so whichever order the two run in, a tenant with
    * a budget stays listed (the sweeper visits it).
    */
   private async forgetTenant(t: string): Promise<void> {
@@ -67,12 +67,22 @@ export class BudgetLedger {
     }
     const t = scope.tenant;
     const pk = periodKeys(this.now());
-    const r = await run(
+    // The tenant goes on the budget-tenants index (another slot) BEFORE the script, sent together with it: a put
+    // whose script runs although its caller got no answer (a store stall answered 503, a process that died
+    // right after sending) still leaves its tenant listed, so the sweeper visits its reservations. An entry
+    // without a budget (the script never ran) is harmless: the sweeper finds no reservations there and the
+    // overview skips tenants without budgets.
+    const listed = this.o.redis.sadd(this.o.keys.tenants(), t);
+    const script = run(
       this.o.redis,
       'budgetPut',
       [this.o.keys.budget(t, body.unit, scope.path), this.o.keys.index(t)],
       [`${body.unit}:${scope.path}`, body.allocated, POLICY_CODE[policy], body.overdraftLimit ?? 0, body.period ?? '', pk.day, pk.month],
     );
+    const [added, done] = await Promise.allSettled([listed, script]);
+    if (done.status === 'rejected') throw done.reason;
+    if (added.status === 'rejected') storeFailure(added.reason);
+    const r = done.value;
     if (r[0] === -1) {
       throw new AppError('ALLOCATION_BELOW_USAGE', `body/allocated: ${body.allocated} is below the ${r[1]} already reserved and spent at "${scope.path}"`, {
         scope: scope.path,
@@ -86,6 +96,8 @@ export class BudgetLedger {
         { scope: scope.path, debt: r[1] },
       );
     }
+    // Added again after the script: a concurrent delete of the tenant's last budget may have taken it off between
+    // the first add and the script (see forgetTenant).
     await this.o.redis.sadd(this.o.keys.tenants(), t).catch(storeFailure);
     return {
       created: r[0] === 1,

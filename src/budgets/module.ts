@@ -76,6 +76,10 @@ export function budgetsModule(core: BudgetsDeps): BudgetsModule {
     retentionMs,
     onAlerts,
     onResult: (op, result) => core.metrics.reservations.inc({ op, result }),
+    onClockOffset: (offsetMs, large) => {
+      core.metrics.redisClockOffset.set(offsetMs);
+      if (large) core.log.warn({ offsetMs }, 'API host clock differs from the Redis server clock; reservation deadlines are corrected for it, but sync the clocks (NTP)');
+    },
   });
   const ledger = new BudgetLedger({ redis: core.redis, keys, idempotencyTtlMs: retentionMs, onAlerts });
 

@@ -69,8 +69,18 @@ const pairs = (flat: readonly string[]): Record<string, string> => {
 export async function budgetOverview(redis: Redis, keys: BudgetKeys, limit = 100, only?: string): Promise<BudgetOverview> {
   const every = (await redis.smembers(keys.tenants())).sort();
   const all = only === undefined ? every : every.filter((t) => t === only);
-  const tenants = all.slice(0, limit);
-  let truncated = all.length > limit;
+  // A tenant without budgets may be listed (a budget PUT lists its tenant before its script runs, and the script
+  // may never have run): skipped. Checked in batches, up to one tenant past the limit.
+  const budgeted: string[] = [];
+  for (let i = 0; i < all.length && budgeted.length <= limit; i += limit + 1) {
+    const batch = all.slice(i, i + limit + 1);
+    const sizes = await Promise.all(batch.map((t) => redis.scard(keys.index(t))));
+    batch.forEach((t, j) => {
+      if (sizes[j]! > 0) budgeted.push(t);
+    });
+  }
+  const tenants = budgeted.slice(0, limit);
+  let truncated = budgeted.length > limit;
   const reservations: LiveReservation[] = [];
   const alerts: AlertEntry[] = [];
   const overruns: OverrunEntry[] = [];

@@ -51,9 +51,18 @@ export interface ReservationOptions {
    * Default min(250, timeoutMs / 4) ms.
    */
   readonly deadlineMarginMs?: number;
+  /**
+   * Called with each new estimate of Redis's clock minus the wall clock, ms (positive: this host is behind Redis),
+   * and whether it is larger than the deadline margin (an unsynced host clock).
+   */
+  readonly onClockOffset?: (offsetMs: number, large: boolean) => void;
   /** Called once per operation with its result label (ok, replay, or the denial code). */
   readonly onResult?: (op: 'reserve' | 'draw' | 'commit' | 'release' | 'extend', result: string) => void;
 }
+
+/** Round trips per clock-offset estimate, and how often the estimate is renewed, ms. */
+const CLOCK_SAMPLES = 3;
+const CLOCK_RESYNC_MS = 60_000;
 
 /** Reservations whose related keys (see relatedCall) one process remembers; the oldest are forgotten first. */
 const RELATED_CACHE = 20_000;
@@ -94,6 +103,10 @@ export class ReservationService {
   private readonly wall: () => number;
   private readonly timeoutMs: number;
   private readonly marginMs: number;
+  /** Redis's clock minus the wall clock, ms (estimated by syncClock; deadlines are sent on Redis's clock). */
+  private offsetMs = 0;
+  private syncedAt = Number.NEGATIVE_INFINITY;
+  private syncing: Promise<number> | undefined;
   /**
    * Reservation key → its related keys (budget hashes, parent), immutable once it exists: commit, release, extend
    * and the sweeper declare them in their script call (Redis Cluster), known here from the grant or learnt from
@@ -141,9 +154,60 @@ export class ReservationService {
     }
   }
 
-  /** The instant after which a grant must not happen: the caller is answered 503 at `timeoutMs`. */
+  /** The current estimate of Redis's clock minus this host's wall clock, ms. */
+  get clockOffsetMs(): number {
+    return this.offsetMs;
+  }
+
+  /**
+   * Estimates the offset of Redis's clock (`TIME`) from the wall clock: of a few round trips, the one with the
+   * shortest round trip, its Redis time taken as read at the midpoint (error at most half that round trip). Runs
+   * in the background (never on a request's path): on the first reserve or draw, every CLOCK_RESYNC_MS after, and
+   * at once after a late answer. A failed sample keeps the previous estimate.
+   */
+  syncClock(): Promise<number> {
+    this.syncing ??= (async () => {
+      try {
+        let best: { rtt: number; offset: number } | undefined;
+        for (let i = 0; i < CLOCK_SAMPLES; i++) {
+          const t0 = this.wall();
+          const [sec, usec] = await this.o.redis.time();
+          const t1 = this.wall();
+          const redisMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+          const rtt = t1 - t0;
+          if (!best || rtt < best.rtt) best = { rtt, offset: redisMs - (t0 + t1) / 2 };
+        }
+        // A sample whose best round trip exceeds the margin is too coarse: the previous estimate stays.
+        if (best!.rtt > this.marginMs) return this.offsetMs;
+        this.offsetMs = Math.round(best!.offset);
+        this.syncedAt = this.wall();
+        this.o.onClockOffset?.(this.offsetMs, Math.abs(this.offsetMs) > this.marginMs);
+        return this.offsetMs;
+      } finally {
+        this.syncing = undefined;
+      }
+    })();
+    return this.syncing;
+  }
+
+  private resyncSoon(minAgeMs: number): void {
+    if (this.syncing === undefined && this.wall() - this.syncedAt >= minAgeMs) void this.syncClock().catch(() => undefined);
+  }
+
+  /**
+   * The instant after which a grant must not happen, on Redis's clock (the script compares it with `TIME`): the
+   * caller is answered 503 at `timeoutMs`. The wall clock plus the estimated offset, so a host clock behind or
+   * ahead of Redis's neither refuses every request nor lets a late script grant.
+   */
   private deadline(): number {
-    return this.wall() + this.timeoutMs - this.marginMs;
+    this.resyncSoon(CLOCK_RESYNC_MS);
+    return this.wall() + this.offsetMs + this.timeoutMs - this.marginMs;
+  }
+
+  private late(op: 'reserve' | 'draw'): AppError {
+    // A skew that appeared since the last estimate would refuse every request: estimate again at once.
+    this.resyncSoon(1000);
+    return lateForDeadline(op, this.o.onResult, this.offsetMs, this.marginMs);
   }
 
   async reserve(body: ReserveBody): Promise<Granted | DryRun> {
@@ -170,7 +234,7 @@ export class ReservationService {
       [fp, this.o.retentionMs, id, body.amount, ttl, now, dry ? '1' : '0', pk.day, pk.month, scope.path, body.unit, this.deadline()],
       this.timeoutMs,
     );
-    if (answer === 'T') throw lateForDeadline('reserve', this.o.onResult);
+    if (answer === 'T') throw this.late('reserve');
     const replayed = answer.charCodeAt(0) === 82; /* R */
     const a = replayed ? answer.slice(1) : answer;
     const parts = a.split('|');
@@ -226,7 +290,7 @@ export class ReservationService {
       [`W|${parentId}|${body.amount}|${ttl}`, this.o.retentionMs, id, body.amount, ttl, this.now(), dry ? '1' : '0', this.deadline()],
       this.timeoutMs,
     );
-    if (answer === 'T') throw lateForDeadline('draw', this.o.onResult);
+    if (answer === 'T') throw this.late('draw');
     const replayed = answer.charCodeAt(0) === 82; /* R */
     const parts = (replayed ? answer.slice(1) : answer).split('|');
     switch (parts[0]) {
@@ -441,9 +505,14 @@ function committedView(id: string, parts: readonly string[]): Committed {
 }
 
 /** The script ran after the request's deadline (the store had stalled): it did nothing; the caller may retry. */
-function lateForDeadline(op: 'reserve' | 'draw', onResult: ReservationOptions['onResult']): AppError {
+function lateForDeadline(op: 'reserve' | 'draw', onResult: ReservationOptions['onResult'], offsetMs: number, marginMs: number): AppError {
   onResult?.(op, 'REDIS_UNAVAILABLE');
-  return new AppError('REDIS_UNAVAILABLE', `budget store answered after the request's deadline; nothing was ${op === 'reserve' ? 'reserved' : 'drawn'}; retry with the same idempotency key`);
+  const skew =
+    Math.abs(offsetMs) > marginMs ? ` (this API host's clock is ${Math.abs(offsetMs)} ms ${offsetMs > 0 ? 'behind' : 'ahead of'} the Redis server's; deadlines are corrected for it, but keep the clocks NTP-synced)` : '';
+  return new AppError(
+    'REDIS_UNAVAILABLE',
+    `budget store answered after the request's deadline${skew}; nothing was ${op === 'reserve' ? 'reserved' : 'drawn'}; retry with the same idempotency key`,
+  );
 }
 
 function activeDraws(id: string, drawn: number): AppError {

@@ -13,6 +13,8 @@ export interface Metrics {
   readonly queueDepth: Gauge<'queue' | 'state'>;
   readonly reservations: Counter<'op' | 'result'>;
   readonly reservationsExpired: Counter;
+  /** Redis's clock minus this API host's, ms (the reservation service's latest estimate). */
+  readonly redisClockOffset: Gauge;
   readonly budgetAlerts: Counter<'threshold'>;
   readonly budgetAlertDeliveries: Counter<'result'>;
   /** Spans received by the cost domain, by result (stored, duplicate, rejected). */
@@ -86,6 +88,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'apportion_reservation_ops_total',
       help: 'Reservation operations by op (reserve, commit, release, extend) and result (ok, replay, or the denial code).',
       labelNames: ['op', 'result'],
+      registers: [registry],
+    }),
+    redisClockOffset: new Gauge({
+      name: 'apportion_redis_clock_offset_ms',
+      help: "Redis server clock minus this API host's clock, ms (positive: this host is behind); reservation deadlines are corrected by it.",
       registers: [registry],
     }),
     reservationsExpired: new Counter({

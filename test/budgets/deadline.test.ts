@@ -7,7 +7,7 @@ import { AppError } from '../../src/errors/app-error.js';
 import { connectRedis } from '../../src/redis/connection.js';
 import { ApportionClient } from '@apportion/sdk';
 import { ReservationsClient } from '@apportion/sdk';
-import { dropPrefix, REDIS_URL, testPrefix } from '../helpers/env.js';
+import { dropPrefix, eventually, REDIS_URL, testPrefix } from '../helpers/env.js';
 import { serveDuring } from '../helpers/serve.js';
 import { harness, readLedger, type Harness } from './harness.js';
 
@@ -73,6 +73,75 @@ describe('a reserve or draw that reaches a stalled store after its deadline is n
     await h.ledger.put({ scope: 'tenant:ok', unit: 'TOKENS', allocated: 10 });
     const g = await svc.reserve({ scope: 'tenant:ok', unit: 'TOKENS', amount: 10, idempotencyKey: 'in-time' });
     assert.ok('id' in g);
+  });
+});
+
+describe('an API host whose clock differs from Redis’s', () => {
+  const prefix = testPrefix('budget-deadline-skew');
+  let h: Harness;
+  let conn: Redis;
+  before(async () => {
+    h = await harness(prefix);
+    conn = await connectRedis(REDIS_URL, { name: 'budgets-deadline-skew' });
+  });
+  after(async () => {
+    await conn.quit();
+    await h.close();
+    await dropPrefix(prefix);
+  });
+
+  it('5 s behind Redis: reserves and draws are granted once the offset is estimated', async () => {
+    const offsets: number[] = [];
+    const svc = new ReservationService({
+      redis: conn,
+      keys: h.keys,
+      retentionMs: 3_600_000,
+      now: () => h.clock.now,
+      wallClock: () => Date.now() - 5000,
+      onClockOffset: (ms) => offsets.push(ms),
+    });
+    await h.ledger.put({ scope: 'tenant:behind', unit: 'TOKENS', allocated: 1000 });
+    let n = 0;
+    // The first call may still be refused (its deadline is sent before the first estimate lands); later ones not.
+    const g = await eventually(async () => {
+      try {
+        return await svc.reserve({ scope: 'tenant:behind', unit: 'TOKENS', amount: 100, idempotencyKey: `behind-${n++}` });
+      } catch (e) {
+        if (e instanceof AppError && e.code === 'REDIS_UNAVAILABLE') return undefined;
+        throw e;
+      }
+    }, 30_000);
+    assert.ok('id' in g);
+    assert.ok(Math.abs(svc.clockOffsetMs - 5000) < 1000, `offset estimated near 5000 ms: ${svc.clockOffsetMs}`);
+    assert.ok(offsets.length > 0, 'the estimate was reported');
+    const d = await svc.draw(g.id, { amount: 10, idempotencyKey: 'behind-draw' });
+    assert.ok('id' in d);
+  });
+
+  it('5 s ahead of Redis: a script that runs after the caller’s 503 still does nothing', async () => {
+    const offsets: number[] = [];
+    const svc = new ReservationService({
+      redis: conn,
+      keys: h.keys,
+      retentionMs: 3_600_000,
+      now: () => h.clock.now,
+      timeoutMs: 200,
+      wallClock: () => Date.now() + 5000,
+      onClockOffset: (ms) => offsets.push(ms),
+    });
+    await h.ledger.put({ scope: 'tenant:ahead', unit: 'TOKENS', allocated: 1000 });
+    // A first reserve starts the estimate (a host ahead of Redis is granted either way).
+    assert.ok('id' in (await svc.reserve({ scope: 'tenant:ahead', unit: 'TOKENS', amount: 1, idempotencyKey: 'ahead-0' })));
+    await eventually(() => offsets.length > 0, 10_000).catch(() => undefined);
+    const key = h.keys.budget('ahead', 'TOKENS', 'tenant:ahead');
+    const blocked = stall(conn, 1);
+    await assert.rejects(svc.reserve({ scope: 'tenant:ahead', unit: 'TOKENS', amount: 300, idempotencyKey: 'ahead-1' }), (e: unknown) => e instanceof AppError && e.code === 'REDIS_UNAVAILABLE');
+    await blocked;
+    await eventually(() => conn.ping(), 30_000);
+    const l = await readLedger(h.redis, key);
+    assert.deepEqual([l.r, l.v], [999, 1], 'nothing held by the late script');
+    assert.equal(await h.redis.exists(h.keys.idempotency('ahead', 'ahead-1')), 0);
+    assert.ok(Math.abs(svc.clockOffsetMs + 5000) < 1000, `offset estimated near -5000 ms: ${svc.clockOffsetMs}`);
   });
 });
 
