@@ -1,6 +1,6 @@
-import { get, whoami } from '../api.js';
+import { get, readAll, whoami } from '../api.js';
 import { barChart } from '../charts.js';
-import { card, h, int, pct, pill, table, usd } from '../dom.js';
+import { card, h, int, pct, pill, rateLimitNotice, table, unavailable, usd } from '../dom.js';
 
 interface Totals {
   calls: number;
@@ -111,9 +111,17 @@ export async function costsPage(root: HTMLElement): Promise<void> {
   await show('customer');
 
   root.append(h('h2', null, 'Budget envelopes'));
-  const envs = await Promise.all(pipelines.map((p) => get<Envelopes>(`/v1/pipelines/${encodeURIComponent(p.id)}/envelopes`).catch(() => undefined)));
-  for (const env of envs) {
-    if (!env || env.sessions === 0) continue;
+  // A few at a time; a pipeline whose envelopes could not be read says so in place (it is not left out).
+  const envs = await readAll(pipelines, (p) => get<Envelopes>(`/v1/pipelines/${encodeURIComponent(p.id)}/envelopes`));
+  const notice = rateLimitNotice(envs.rateLimited);
+  if (notice) root.append(notice);
+  for (const [i, read] of envs.results.entries()) {
+    if (!read.ok) {
+      root.append(h('div', { class: 'card', 'data-testid': `envelopes-${pipelines[i]!.id}` }, h('h3', null, pipelines[i]!.id), h('p', null, 'Envelopes ', unavailable(read.error.code))));
+      continue;
+    }
+    const env = read.value;
+    if (env.sessions === 0) continue;
     root.append(
       card(
         h('h3', null, `${env.pipeline} (${int(env.sessions)} sessions)`),

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type Page, type Route } from 'playwright-core';
+import { buildConsole } from '../../src/console/build.js';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { CHROMIUM, CHROMIUM_ARGS } from './harness.js';
+
+/**
+ * The console when reads fail: a real server (auth off, the example pipeline seeded) and Chromium; the failures
+ * (a 429, a 503) are answered in the browser by Playwright's request routing, everything else by the server.
+ */
+const prefix = testPrefix('console-failures');
+let rt: Running;
+let browser: Browser;
+const EXTRA = 30;
+
+before(async () => {
+  await buildConsole();
+  rt = await startTest(prefix, { listen: true }, { APPORTION_SEED_EXAMPLES: 'true', APPORTION_MODELS_DIR: mkdtempSync(path.join(tmpdir(), 'apportion-failures-models-')) });
+  // Many strategies on one pipeline: the Pipelines page reads the stats of each.
+  for (let i = 0; i < EXTRA; i++) {
+    const res = await fetch(`${rt.url}/v1/strategies/bulk-${String(i).padStart(2, '0')}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'support-triage', kind: 'uniform' }) });
+    assert.ok(res.ok, `PUT strategy: ${res.status} ${await res.text()}`);
+  }
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+});
+after(async () => {
+  await browser?.close();
+  await rt?.close();
+  await dropPrefix(prefix);
+});
+
+const rateLimited = (route: Route) =>
+  route.fulfill({ status: 429, headers: { 'content-type': 'application/json', 'retry-after': '37' }, body: JSON.stringify({ code: 'RATE_LIMITED', message: 'too many requests' }) });
+const unavailable503 = (route: Route) => route.fulfill({ status: 503, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: 'REDIS_UNAVAILABLE', message: 'redis is not answering' }) });
+
+async function open(page: Page, hash: string): Promise<string> {
+  await page.goto(`${rt.url}/#/${hash}`);
+  const el = await page.waitForSelector(`#main > [data-ready="true"][data-page="${hash}"]`, { timeout: 120_000 });
+  return el.innerText();
+}
+
+describe('console reads that fail', () => {
+  it('Pipelines: a failed stats read shows "unavailable (<code>)", never 0 outcomes', async () => {
+    const page = await browser.newPage();
+    await page.route('**/v1/strategies/support-static/stats', unavailable503);
+    const text = await open(page, 'pipelines');
+    const row = await page.locator('[data-testid="pipeline-support-triage"] tr', { hasText: 'support-static' }).innerText();
+    assert.match(row, /unavailable \(REDIS_UNAVAILABLE\)/);
+    assert.doesNotMatch(row, /\t0\t/);
+    // The other strategies' figures are shown as read.
+    const other = await page.locator('[data-testid="pipeline-support-triage"] tr', { hasText: 'support-estimate' }).innerText();
+    assert.doesNotMatch(other, /unavailable/);
+    assert.doesNotMatch(text, /Rate limited/);
+    await page.close();
+  });
+
+  it('Pipelines: stats are read a few at a time, and a 429 stops the reads and says when to retry', async () => {
+    const page = await browser.newPage();
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let sent = 0;
+    await page.route('**/v1/strategies/*/stats', async (route) => {
+      sent++;
+      if (sent === 3) return rateLimited(route);
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      try {
+        await route.continue();
+      } finally {
+        inFlight--;
+      }
+    });
+    const text = await open(page, 'pipelines');
+    const total = EXTRA + 4;
+    assert.ok(maxInFlight <= 6, `${maxInFlight} stats reads at once`);
+    // After the 429 no new read starts: at most the ones already in flight (concurrency 6) were sent.
+    assert.ok(sent <= 3 + 5, `${sent} of ${total} stats reads sent after a 429`);
+    assert.match(await page.locator('[data-testid=rate-limited]').innerText(), /RATE_LIMITED.*Retry in 37 s/s);
+    const cells = await page.locator('[data-testid="pipeline-support-triage"] [data-testid=unavailable]').count();
+    assert.ok(cells >= (total - sent) * 3, `${cells} unavailable cells`);
+    assert.match(text, /Rate limited/);
+    await page.close();
+  });
+
+  it('Costs: envelopes that could not be read say so in place of the pipeline', async () => {
+    const page = await browser.newPage();
+    await page.route('**/v1/pipelines/support-triage/envelopes', unavailable503);
+    await open(page, 'costs');
+    assert.match(await page.locator('[data-testid="envelopes-support-triage"]').innerText(), /unavailable \(REDIS_UNAVAILABLE\)/);
+    await page.close();
+  });
+
+  it('Learner: failed OPE and shadow reads are shown as unavailable, the section stays', async () => {
+    const page = await browser.newPage();
+    // A model with one version makes the pipeline a learner section; its OPE reads go to the server, one fails.
+    await page.route('**/v1/models/support-triage', (route) =>
+      route.fulfill({ status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'support-triage', active: null, compatible: true, versions: [{ version: 1, createdAt: Date.now(), metrics: { rows: 10 } }] }) }),
+    );
+    await page.route('**/v1/pipelines/support-triage/ope?strategy=support-static*', unavailable503);
+    await open(page, 'learner');
+    const section = page.locator('[data-testid="learner-support-triage"]');
+    assert.match(await section.locator('[data-testid=ope-unavailable]').innerText(), /support-static: unavailable \(REDIS_UNAVAILABLE\)/);
+    await page.close();
+  });
+});
