@@ -107,4 +107,23 @@ describe('console reads that fail', () => {
     assert.match(await section.locator('[data-testid=ope-unavailable]').innerText(), /support-static: unavailable \(REDIS_UNAVAILABLE\)/);
     await page.close();
   });
+
+  it('a failed start-up call (whoami 503) renders no page on navigation, and Retry starts the console', async () => {
+    const page = await browser.newPage();
+    let failing = true;
+    await page.route('**/v1/whoami', (route) => (failing ? unavailable503(route) : route.continue()));
+    await page.goto(`${rt.url}/#/experiments`);
+    await page.waitForSelector('[data-testid=boot-failed]');
+    assert.match(await page.locator('main').innerText(), /Retry/);
+    // Navigating while start-up failed tries start-up again; it fails again and still no page is rendered.
+    await page.evaluate(() => (location.hash = '#/pipelines'));
+    await page.waitForSelector('[data-testid=boot-failed]');
+    assert.equal(await page.locator('[data-page]').count(), 0);
+    assert.equal((await page.locator('#who').innerText()).trim(), '');
+    failing = false;
+    await page.click('[data-testid=boot-failed] button');
+    await page.waitForSelector('#main > [data-ready="true"][data-page="pipelines"]', { timeout: 120_000 });
+    assert.match(await page.locator('#who').innerText(), /auth off/);
+    await page.close();
+  });
 });
