@@ -26,6 +26,15 @@ before(async () => {
     const res = await fetch(`${rt.url}/v1/strategies/bulk-${String(i).padStart(2, '0')}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pipeline: 'support-triage', kind: 'uniform' }) });
     assert.ok(res.ok, `PUT strategy: ${res.status} ${await res.text()}`);
   }
+  // A session with a priced call and one of a model with no known price.
+  const t0 = Date.now() - 3_600_000;
+  const spans = [
+    { traceId: 'qa-trace', spanId: 'root', sessionId: 'unpriced-session', customer: 'acme', team: 'support', agent: 'coordinator', kind: 'agent', start: t0, end: t0 + 40_000 },
+    { traceId: 'qa-trace', spanId: 'plan', parentSpanId: 'root', agent: 'coordinator', model: 'gpt-4o', provider: 'openai', usage: { input: 2400, output: 600 }, start: t0 + 1000, end: t0 + 4000 },
+    { traceId: 'qa-trace', spanId: 'odd', parentSpanId: 'root', agent: 'writer', model: 'no-such-model-xyz', provider: 'nowhere', usage: { input: 1000, output: 100 }, start: t0 + 5000, end: t0 + 9000 },
+  ];
+  const sp = await fetch(`${rt.url}/v1/spans`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ spans }) });
+  assert.ok(sp.ok, `POST spans: ${sp.status} ${await sp.text()}`);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 });
 after(async () => {
@@ -124,6 +133,38 @@ describe('console reads that fail', () => {
     await page.click('[data-testid=boot-failed] button');
     await page.waitForSelector('#main > [data-ready="true"][data-page="pipelines"]', { timeout: 120_000 });
     assert.match(await page.locator('#who').innerText(), /auth off/);
+    await page.close();
+  });
+
+  it('Costs showback: a slow answer for an earlier tab does not overwrite the tab selected since; a failed one is shown', async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await page.route('**/v1/reports/costs?groupBy=team', async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.route('**/v1/reports/costs?groupBy=model', unavailable503);
+    await open(page, 'costs');
+    const body = page.locator('.tabs + div');
+    await page.click('.tabs button:text-is("team")');
+    await page.click('.tabs button:text-is("agent")');
+    await page.waitForFunction(() => (document as unknown as { querySelector(s: string): { textContent: string } | null }).querySelector('.tabs + div th')?.textContent === 'agent');
+    assert.equal(await body.locator('th').first().textContent(), 'agent');
+    const teamAnswered = page.waitForResponse((r) => r.url().includes('groupBy=team'));
+    release();
+    await (await teamAnswered).finished();
+    // Let the page handle the late answer before looking.
+    await page.evaluate(() => new Promise((r) => setTimeout(r, 0)));
+    await page.evaluate(() => fetch('/healthz'));
+    assert.equal(await body.locator('th').first().textContent(), 'agent');
+    assert.equal(await page.locator('.tabs button.active').innerText(), 'agent');
+    await page.click('.tabs button:text-is("model")');
+    await page.waitForSelector('.tabs + div .error');
+    assert.match(await body.innerText(), /redis is not answering/);
+    assert.deepEqual(errors, []);
     await page.close();
   });
 });

@@ -1,6 +1,6 @@
 import { get, readAll, whoami } from '../api.js';
 import { barChart } from '../charts.js';
-import { card, h, int, pct, pill, rateLimitNotice, table, unavailable, usd } from '../dom.js';
+import { card, errorBox, h, int, pct, pill, rateLimitNotice, table, unavailable, usd } from '../dom.js';
 
 interface Totals {
   calls: number;
@@ -85,9 +85,23 @@ export async function costsPage(root: HTMLElement): Promise<void> {
   root.append(h('h2', null, 'Showback'));
   const body = h('div');
   const tabs = h('div', { class: 'tabs' });
+  // The last tab clicked wins: an earlier answer that arrives later is dropped, and a failed one is shown in place.
+  let showSeq = 0;
   const show = async (dim: string) => {
+    const seq = ++showSeq;
     for (const b of tabs.querySelectorAll('button')) b.classList.toggle('active', b.textContent === dim);
-    const r = await get<Report>(`/v1/reports/costs?groupBy=${dim}`);
+    let r: Report;
+    try {
+      r = await get<Report>(`/v1/reports/costs?groupBy=${dim}`);
+    } catch (e) {
+      if (seq === showSeq) {
+        body.setAttribute('data-dim', dim);
+        body.replaceChildren(errorBox(e));
+      }
+      return;
+    }
+    if (seq !== showSeq) return;
+    body.setAttribute('data-dim', dim);
     const rows = [...r.rows].sort((a, b) => (dim === 'day' ? a.key.localeCompare(b.key) : b.costUsd - a.costUsd));
     body.replaceChildren(
       barChart(rows.map((x) => x.key), [{ label: 'cost (USD)', data: rows.map((x) => x.costUsd) }], { yLabel: 'USD', small: true }),
