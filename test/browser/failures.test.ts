@@ -167,4 +167,12 @@ describe('console reads that fail', () => {
     assert.deepEqual(errors, []);
     await page.close();
   });
+
+  it('Cost tree: a total with an unpriced call says so', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${rt.url}/#/costs/session/unpriced-session`);
+    await page.waitForSelector('#main > [data-ready="true"][data-page="costs"]', { timeout: 120_000 });
+    assert.match(await page.locator('[data-testid=session-total]').innerText(), /over 2 calls .*\(some calls unpriced: 1 of 2\)/);
+    await page.close();
+  });
 });

@@ -174,7 +174,7 @@ export async function sessionPage(root: HTMLElement, id: string): Promise<void> 
     h('h1', null, `Session ${id}`),
     card(
       h('p', { 'data-testid': 'session-total' },
-        `Total ${usd(t.total.costUsd)} over ${int(t.total.calls)} calls and ${int(t.total.tokens.total)} tokens in ${t.traces.length} trace(s). `,
+        `Total ${usd(t.total.costUsd)} over ${int(t.total.calls)} calls and ${int(t.total.tokens.total)} tokens in ${t.traces.length} trace(s)${t.total.complete ? '' : ` (some calls unpriced: ${int(t.total.unpricedCalls)} of ${int(t.total.calls)})`}. `,
         failed ? `Failed attempts: ${int(failed.calls)} calls costing ${usd(failed.costUsd)} (${int(t.attempts?.retriedSpans ?? 0)} retried). ` : '',
         coord ? `Coordinator (${coord.agent}) overhead: ${usd(coord.costUsd)}, ${pct(coord.overhead, 0)} of the session.` : 'No coordinator identified.',
       ),
