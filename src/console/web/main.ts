@@ -102,7 +102,16 @@ async function boot(): Promise<void> {
     who.append(
       `${me.role ?? 'signed in'}${me.tenant ? ` · ${me.tenant}` : ''}${me.keyId ? ` · key ${me.keyId}` : ''}`,
       h('button', { onclick: async () => {
-        await signOut().catch(() => undefined);
+        try {
+          await signOut();
+        } catch (e) {
+          // A 401 has already shown the sign-in page. Otherwise the session may still be valid: say so, stay signed in.
+          if (!(e instanceof ApiError && e.status === 401)) {
+            main.querySelector('[data-testid=signout-failed]')?.remove();
+            main.prepend(h('div', { 'data-testid': 'signout-failed' }, errorBox(`Sign out failed, you are still signed in: ${e instanceof Error ? e.message : String(e)}${e instanceof ApiError ? ` (${e.code})` : ''}`)));
+          }
+          return;
+        }
         showSignIn();
       } }, 'Sign out'),
     );
