@@ -13,6 +13,8 @@ import { CHROMIUM, CHROMIUM_ARGS } from './harness.js';
  * The console when reads fail: a real server (auth off, the example pipeline seeded) and Chromium; the failures
  * (a 429, a 503) are answered in the browser by Playwright's request routing, everything else by the server.
  */
+declare const document: { querySelector(selector: string): { textContent: string | null } | null };
+declare const location: { hash: string };
 const prefix = testPrefix('console-failures');
 let rt: Running;
 let browser: Browser;
@@ -33,6 +35,8 @@ before(async () => {
     { traceId: 'qa-trace', spanId: 'plan', parentSpanId: 'root', agent: 'coordinator', model: 'gpt-4o', provider: 'openai', usage: { input: 2400, output: 600 }, start: t0 + 1000, end: t0 + 4000 },
     { traceId: 'qa-trace', spanId: 'odd', parentSpanId: 'root', agent: 'writer', model: 'no-such-model-xyz', provider: 'nowhere', usage: { input: 1000, output: 100 }, start: t0 + 5000, end: t0 + 9000 },
   ];
+  // More sessions than the Costs page lists (50).
+  for (let i = 0; i < 55; i++) spans.push({ traceId: `many-${i}`, spanId: 'c', sessionId: `many-${String(i).padStart(2, '0')}`, agent: 'writer', model: 'gpt-4o', provider: 'openai', usage: { input: 10, output: 1 }, start: t0, end: t0 + 1000 } as (typeof spans)[number]);
   const sp = await fetch(`${rt.url}/v1/spans`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ spans }) });
   assert.ok(sp.ok, `POST spans: ${sp.status} ${await sp.text()}`);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
@@ -151,7 +155,7 @@ describe('console reads that fail', () => {
     const body = page.locator('.tabs + div');
     await page.click('.tabs button:text-is("team")');
     await page.click('.tabs button:text-is("agent")');
-    await page.waitForFunction(() => (document as unknown as { querySelector(s: string): { textContent: string } | null }).querySelector('.tabs + div th')?.textContent === 'agent');
+    await page.waitForFunction(() => document.querySelector('.tabs + div th')?.textContent === 'agent');
     assert.equal(await body.locator('th').first().textContent(), 'agent');
     const teamAnswered = page.waitForResponse((r) => r.url().includes('groupBy=team'));
     release();
@@ -173,6 +177,13 @@ describe('console reads that fail', () => {
     await page.goto(`${rt.url}/#/costs/session/unpriced-session`);
     await page.waitForSelector('#main > [data-ready="true"][data-page="costs"]', { timeout: 120_000 });
     assert.match(await page.locator('[data-testid=session-total]').innerText(), /over 2 calls .*\(some calls unpriced: 1 of 2\)/);
+    await page.close();
+  });
+
+  it('Costs: a session list cut at its limit says there are more', async () => {
+    const page = await browser.newPage();
+    await open(page, 'costs');
+    assert.match(await page.locator('[data-testid=sessions-truncated]').innerText(), /Only 50 sessions are listed/);
     await page.close();
   });
 });

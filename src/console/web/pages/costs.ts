@@ -47,6 +47,8 @@ interface Envelopes {
   roles: { agent: string; sessions: number; tokens: { p50: number; p95: number; p99: number }; costUsd: { p50: number; p95: number; p99: number }; recommended: { tokens: number; costUsd: number }; utilization: { median: number } | null; exhaustionRate: number; flags: string[] }[];
 }
 
+/** Sessions listed on the Costs page; the listing says when there are more. */
+const SESSION_LIMIT = 50;
 const DIMS = ['customer', 'team', 'agent', 'model', 'day'] as const;
 
 /** Named sessions first; traces that named no session (`trace-…`) only as a short tail. */
@@ -65,7 +67,7 @@ function sessionLinks(sessions: readonly string[]): HTMLElement {
 
 export async function costsPage(root: HTMLElement): Promise<void> {
   root.append(h('h1', null, 'Costs'));
-  const [{ sessions }, { items: pipelines }, me] = await Promise.all([get<{ sessions: string[] }>('/v1/console/sessions?limit=50'), get<{ items: { id: string }[] }>('/v1/pipelines'), whoami()]);
+  const [{ sessions, truncated }, { items: pipelines }, me] = await Promise.all([get<{ sessions: string[]; truncated?: boolean }>(`/v1/console/sessions?limit=${SESSION_LIMIT}`), get<{ items: { id: string }[] }>('/v1/pipelines'), whoami()]);
   // A tenant key reads its own showback row only (by customer: the tenant); the other groupings span tenants.
   const tenant = me !== 'signed-out' && me.tenant ? me.tenant : undefined;
   const dims = tenant ? (['customer'] as const) : DIMS;
@@ -79,6 +81,9 @@ export async function costsPage(root: HTMLElement): Promise<void> {
         if (open.value.trim()) location.hash = `#/costs/session/${encodeURIComponent(open.value.trim())}`;
       } }, open, h('button', { type: 'submit' }, 'Open')),
       sessions.length ? sessionLinks(sessions) : h('p', { class: 'muted' }, 'No sessions with spans yet. Send spans to POST /v1/spans or OTLP to POST /v1/traces.'),
+      truncated
+        ? h('p', { class: 'muted', 'data-testid': 'sessions-truncated' }, `Only ${SESSION_LIMIT} sessions are listed (by id, not by recency: there is no time index of sessions); there are more. Open one by its id above.`)
+        : null,
     ),
   );
 
