@@ -82,7 +82,7 @@ export async function costsPage(root: HTMLElement): Promise<void> {
       } }, open, h('button', { type: 'submit' }, 'Open')),
       sessions.length ? sessionLinks(sessions) : h('p', { class: 'muted' }, 'No sessions with spans yet. Send spans to POST /v1/spans or OTLP to POST /v1/traces.'),
       truncated
-        ? h('p', { class: 'muted', 'data-testid': 'sessions-truncated' }, `Only ${SESSION_LIMIT} sessions are listed (by id, not by recency: there is no time index of sessions); there are more. Open one by its id above.`)
+        ? h('p', { class: 'muted', 'data-testid': 'sessions-truncated' }, `Not every session is listed: the listing stops at ${SESSION_LIMIT} (by id, not by recency: there is no time index of sessions) or at its scan bound. Open one by its id above.`)
         : null,
     ),
   );
