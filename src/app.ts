@@ -153,7 +153,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     allowList: (req) => req.url === '/healthz' || req.url === '/readyz' || !((req.principal?.rateLimit ?? core.config.rateLimitMax) > 0),
     // A store error must not turn every request into a 500; the request's own Redis calls fail closed anyway.
     skipOnError: true,
-    errorResponseBuilder: (_req, ctx) => new AppError('RATE_LIMITED', `too many requests: ${ctx.max} per ${ctx.after} window exceeded; retry after ${Math.ceil(ctx.ttl / 1000)} s`),
+    // ctx.after is the time left until the window resets, not its length: the message names the configured window.
+    errorResponseBuilder: (_req, ctx) =>
+      new AppError('RATE_LIMITED', `too many requests: ${ctx.max} per ${windowText(core.config.rateLimitWindowMs)} window exceeded; retry after ${Math.ceil(ctx.ttl / 1000)} s`),
   });
   await app.register(swagger, {
     openapi: {
@@ -256,4 +258,12 @@ export async function buildWorkerMetricsApp(core: Core, modules: readonly Module
     return reply.type(core.metrics.registry.contentType).send(text);
   });
   return app;
+}
+
+/** A rate-limit window for people: "60 s", "1.5 min", "2 h". */
+function windowText(ms: number): string {
+  const s = ms / 1000;
+  if (s < 120) return `${Number(s.toFixed(3))} s`;
+  if (s < 7200) return `${Number((s / 60).toFixed(2))} min`;
+  return `${Number((s / 3600).toFixed(2))} h`;
 }

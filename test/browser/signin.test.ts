@@ -166,6 +166,30 @@ describe('console links and the signed-in header', () => {
     }
   });
 
+  it('a failed sign-out (DELETE /v1/session 503) says so and keeps the user signed in', async () => {
+    const s = await signedIn(ADMIN);
+    try {
+      await s.page.route('**/v1/session', (route) =>
+        route.request().method() === 'DELETE'
+          ? route.fulfill({ status: 503, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: 'REDIS_UNAVAILABLE', message: 'redis is not answering' }) })
+          : route.continue(),
+      );
+      await s.page.click('#who button');
+      await s.page.waitForSelector('[data-testid=signout-failed]');
+      assert.match(await s.page.locator('[data-testid=signout-failed]').innerText(), /still signed in.*REDIS_UNAVAILABLE/);
+      assert.match(await s.page.locator('#who').innerText(), /Sign out/);
+      assert.equal(await s.page.locator('form input[name=key]').count(), 0);
+      // Once the DELETE goes through, sign-out works.
+      await s.page.unroute('**/v1/session');
+      await s.page.click('#who button');
+      await s.page.waitForSelector('form input[name=key]');
+      assert.equal((await s.page.locator('#who').innerText()).trim(), '');
+      assert.deepEqual(s.errors, []);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('an analyst is offered no experiment actions (they are admin routes); an admin of the tenant is', async () => {
     await apiCall('PUT', '/v1/experiments/console-roles', ADMIN, {
       pipeline: 'support-triage',

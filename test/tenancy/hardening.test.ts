@@ -47,6 +47,8 @@ describe('rate limit (per key, counted in Redis)', () => {
     assert.equal(limited.json().code, 'RATE_LIMITED');
     const retry = Number(limited.headers['retry-after']);
     assert.ok(retry >= 1 && retry <= 60, `Retry-After ${limited.headers['retry-after']}`);
+    // The message names the configured window (60 s), not the time left until it resets.
+    assert.match(limited.json().message, /^too many requests: 4 per 60 s window exceeded; retry after \d+ s$/);
     assert.equal((await who(a, k2.key)).statusCode, 200, 'another key has its own count');
     assert.equal((await who(a, k3.key)).statusCode, 200);
     assert.equal((await who(a, k3.key)).statusCode, 429, 'the key’s own limit (1) applies');
@@ -56,7 +58,7 @@ describe('rate limit (per key, counted in Redis)', () => {
 
 describe('rate limit before authentication', () => {
   it('counts requests with a missing or made-up key per client address, and refuses them 429 past the limit', async () => {
-    const rt = await server({ APPORTION_RATE_LIMIT_MAX: '3', APPORTION_RATE_LIMIT_WINDOW_MS: '60000' });
+    const rt = await server({ APPORTION_RATE_LIMIT_MAX: '3', APPORTION_RATE_LIMIT_WINDOW_MS: '90000' });
     const statuses: number[] = [];
     for (let i = 0; i < 6; i++) {
       const headers = i % 3 === 2 ? {} : bearer(`apk_${'madeup'}${i}_${'x'.repeat(40)}`);
@@ -65,6 +67,7 @@ describe('rate limit before authentication', () => {
     assert.deepEqual(statuses, [401, 401, 401, 429, 429, 429]);
     const limited = await rt.app!.inject({ method: 'GET', url: '/v1/pipelines', headers: bearer('apk_madeup9_xxxxxxxxxxxxxxxx') });
     assert.equal(limited.json().code, 'RATE_LIMITED');
+    assert.match(limited.json().message, / 3 per 90 s window exceeded; retry after \d+ s$/);
     assert.equal((await rt.app!.inject({ method: 'GET', url: '/docs/json' })).statusCode, 429, 'the OpenAPI document is limited too');
     assert.equal((await rt.app!.inject({ method: 'GET', url: '/v1/whoami', headers: bearer(OPERATOR) })).statusCode, 200, 'a valid key has its own count');
     assert.equal((await rt.app!.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);

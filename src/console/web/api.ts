@@ -7,6 +7,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Seconds to wait before retrying (a 429's `retry-after` header), when the server said. */
+    readonly retryAfter?: number,
   ) {
     super(message);
   }
@@ -33,7 +35,8 @@ export async function api<T>(method: string, path: string, body?: unknown, opts:
   if (!res.ok) {
     const e = (parsed ?? {}) as { code?: string; message?: string };
     if (res.status === 401 && !opts.signingIn) onUnauthorized();
-    throw new ApiError(res.status, e.code ?? `HTTP_${res.status}`, e.message ?? (res.statusText || `HTTP ${res.status}`));
+    const retry = Number(res.headers.get('retry-after'));
+    throw new ApiError(res.status, e.code ?? `HTTP_${res.status}`, e.message ?? (res.statusText || `HTTP ${res.status}`), Number.isFinite(retry) && res.headers.has('retry-after') ? retry : undefined);
   }
   return parsed as T;
 }
@@ -48,6 +51,48 @@ export async function getOptional<T>(path: string): Promise<T | undefined> {
     if (e instanceof ApiError && e.status === 404) return undefined;
     throw e;
   }
+}
+
+/** One read of a batch: its answer, or why there is none (never a silent zero). */
+export type Read<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ApiError };
+
+/** What a batch of reads met: a 429 stops it (the reads not yet sent are not sent: `skipped`). */
+export interface Batch<T> {
+  readonly results: Read<T>[];
+  readonly rateLimited?: { readonly retryAfter?: number; readonly skipped: number };
+}
+
+const asApiError = (e: unknown): ApiError => (e instanceof ApiError ? e : new ApiError(0, 'NETWORK', e instanceof Error ? e.message : String(e)));
+
+/**
+ * Runs `read` over `items` at most `concurrency` at a time (a page with many pipelines or strategies must not
+ * send hundreds of requests at once, nor one after another). After a 429 no further read is started: those
+ * answer the same RATE_LIMITED error, and `rateLimited` says how many were skipped and when to retry.
+ */
+export async function readAll<I, T>(items: readonly I[], read: (item: I) => Promise<T>, concurrency = 6): Promise<Batch<T>> {
+  const results: Read<T>[] = new Array(items.length);
+  let next = 0;
+  let limited: ApiError | undefined;
+  let skipped = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      if (limited) {
+        results[i] = { ok: false, error: limited };
+        skipped++;
+        continue;
+      }
+      try {
+        results[i] = { ok: true, value: await read(items[i]!) };
+      } catch (e) {
+        const error = asApiError(e);
+        if (error.status === 429) limited ??= error;
+        results[i] = { ok: false, error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  return { results, ...(limited ? { rateLimited: { ...(limited.retryAfter !== undefined ? { retryAfter: limited.retryAfter } : {}), skipped } } : {}) };
 }
 
 export interface WhoAmI {

@@ -51,3 +51,12 @@ export function amount(v: number, unit: string): string {
 }
 
 export const errorBox = (e: unknown) => h('div', { class: 'error' }, e instanceof Error ? e.message : String(e));
+
+/** In place of a value whose read failed: says so, with the error code (never a zero that looks like data). */
+export const unavailable = (code: string) => h('span', { class: 'unavailable muted', 'data-testid': 'unavailable', title: code }, `unavailable (${code})`);
+
+/** The notice of a page whose reads hit the rate limit: how many were not made and when to retry. */
+export const rateLimitNotice = (r: { retryAfter?: number; skipped: number } | undefined) =>
+  r
+    ? h('div', { class: 'error', 'data-testid': 'rate-limited' }, `Rate limited (RATE_LIMITED): some figures on this page are unavailable${r.skipped ? ` (${r.skipped} reads not made)` : ''}. Retry${r.retryAfter !== undefined ? ` in ${r.retryAfter} s` : ' later'} by reloading.`)
+    : null;

@@ -10,8 +10,12 @@ import { pipelinesPage } from './pages/pipelines.js';
 const main = document.getElementById('main')!;
 const who = document.getElementById('who')!;
 let renderSeq = 0;
+/** Pages render only once start-up (whoami) has succeeded: before that, or after it failed, there is no header. */
+let state: 'booting' | 'failed' | 'signed-out' | 'ready' = 'booting';
 
 function showSignIn(problem?: string): void {
+  state = 'signed-out';
+  renderSeq++;
   destroyCharts();
   // Whoever was signed in is not any more: the header must not keep naming them.
   who.replaceChildren();
@@ -78,11 +82,18 @@ async function render(): Promise<void> {
 }
 
 async function boot(): Promise<void> {
+  state = 'booting';
   let me;
   try {
     me = await whoami();
   } catch (e) {
-    main.replaceChildren(errorBox(e));
+    // No page without knowing who is signed in (the header and Sign out come from it): offer a retry.
+    state = 'failed';
+    destroyCharts();
+    who.replaceChildren();
+    main.replaceChildren(
+      h('div', { class: 'card', 'data-testid': 'boot-failed' }, h('p', null, 'The console could not start: the server did not say who is signed in.'), errorBox(e), h('button', { class: 'primary', onclick: () => void boot() }, 'Retry')),
+    );
     return;
   }
   if (me === 'signed-out') return showSignIn();
@@ -91,14 +102,27 @@ async function boot(): Promise<void> {
     who.append(
       `${me.role ?? 'signed in'}${me.tenant ? ` · ${me.tenant}` : ''}${me.keyId ? ` · key ${me.keyId}` : ''}`,
       h('button', { onclick: async () => {
-        await signOut().catch(() => undefined);
+        try {
+          await signOut();
+        } catch (e) {
+          // A 401 has already shown the sign-in page. Otherwise the session may still be valid: say so, stay signed in.
+          if (!(e instanceof ApiError && e.status === 401)) {
+            main.querySelector('[data-testid=signout-failed]')?.remove();
+            main.prepend(h('div', { 'data-testid': 'signout-failed' }, errorBox(`Sign out failed, you are still signed in: ${e instanceof Error ? e.message : String(e)}${e instanceof ApiError ? ` (${e.code})` : ''}`)));
+          }
+          return;
+        }
         showSignIn();
       } }, 'Sign out'),
     );
   } else who.append('auth off (no keys configured)');
+  state = 'ready';
   await render();
 }
 
 setUnauthorizedHandler(() => showSignIn('Your session has ended: sign in again.'));
-window.addEventListener('hashchange', () => void render());
+window.addEventListener('hashchange', () => {
+  if (state === 'ready') void render();
+  else if (state === 'failed') void boot();
+});
 void boot();

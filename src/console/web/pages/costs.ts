@@ -1,6 +1,6 @@
-import { get, whoami } from '../api.js';
+import { get, readAll, whoami } from '../api.js';
 import { barChart } from '../charts.js';
-import { card, h, int, pct, pill, table, usd } from '../dom.js';
+import { card, errorBox, h, int, pct, pill, rateLimitNotice, table, unavailable, usd } from '../dom.js';
 
 interface Totals {
   calls: number;
@@ -47,6 +47,8 @@ interface Envelopes {
   roles: { agent: string; sessions: number; tokens: { p50: number; p95: number; p99: number }; costUsd: { p50: number; p95: number; p99: number }; recommended: { tokens: number; costUsd: number }; utilization: { median: number } | null; exhaustionRate: number; flags: string[] }[];
 }
 
+/** Sessions listed on the Costs page; the listing says when there are more. */
+const SESSION_LIMIT = 50;
 const DIMS = ['customer', 'team', 'agent', 'model', 'day'] as const;
 
 /** Named sessions first; traces that named no session (`trace-…`) only as a short tail. */
@@ -65,7 +67,7 @@ function sessionLinks(sessions: readonly string[]): HTMLElement {
 
 export async function costsPage(root: HTMLElement): Promise<void> {
   root.append(h('h1', null, 'Costs'));
-  const [{ sessions }, { items: pipelines }, me] = await Promise.all([get<{ sessions: string[] }>('/v1/console/sessions?limit=50'), get<{ items: { id: string }[] }>('/v1/pipelines'), whoami()]);
+  const [{ sessions, truncated }, { items: pipelines }, me] = await Promise.all([get<{ sessions: string[]; truncated?: boolean }>(`/v1/console/sessions?limit=${SESSION_LIMIT}`), get<{ items: { id: string }[] }>('/v1/pipelines'), whoami()]);
   // A tenant key reads its own showback row only (by customer: the tenant); the other groupings span tenants.
   const tenant = me !== 'signed-out' && me.tenant ? me.tenant : undefined;
   const dims = tenant ? (['customer'] as const) : DIMS;
@@ -79,15 +81,32 @@ export async function costsPage(root: HTMLElement): Promise<void> {
         if (open.value.trim()) location.hash = `#/costs/session/${encodeURIComponent(open.value.trim())}`;
       } }, open, h('button', { type: 'submit' }, 'Open')),
       sessions.length ? sessionLinks(sessions) : h('p', { class: 'muted' }, 'No sessions with spans yet. Send spans to POST /v1/spans or OTLP to POST /v1/traces.'),
+      truncated
+        ? h('p', { class: 'muted', 'data-testid': 'sessions-truncated' }, `Not every session is listed: the listing stops at ${SESSION_LIMIT} (by id, not by recency: there is no time index of sessions) or at its scan bound. Open one by its id above.`)
+        : null,
     ),
   );
 
   root.append(h('h2', null, 'Showback'));
   const body = h('div');
   const tabs = h('div', { class: 'tabs' });
+  // The last tab clicked wins: an earlier answer that arrives later is dropped, and a failed one is shown in place.
+  let showSeq = 0;
   const show = async (dim: string) => {
+    const seq = ++showSeq;
     for (const b of tabs.querySelectorAll('button')) b.classList.toggle('active', b.textContent === dim);
-    const r = await get<Report>(`/v1/reports/costs?groupBy=${dim}`);
+    let r: Report;
+    try {
+      r = await get<Report>(`/v1/reports/costs?groupBy=${dim}`);
+    } catch (e) {
+      if (seq === showSeq) {
+        body.setAttribute('data-dim', dim);
+        body.replaceChildren(errorBox(e));
+      }
+      return;
+    }
+    if (seq !== showSeq) return;
+    body.setAttribute('data-dim', dim);
     const rows = [...r.rows].sort((a, b) => (dim === 'day' ? a.key.localeCompare(b.key) : b.costUsd - a.costUsd));
     body.replaceChildren(
       barChart(rows.map((x) => x.key), [{ label: 'cost (USD)', data: rows.map((x) => x.costUsd) }], { yLabel: 'USD', small: true }),
@@ -111,9 +130,17 @@ export async function costsPage(root: HTMLElement): Promise<void> {
   await show('customer');
 
   root.append(h('h2', null, 'Budget envelopes'));
-  const envs = await Promise.all(pipelines.map((p) => get<Envelopes>(`/v1/pipelines/${encodeURIComponent(p.id)}/envelopes`).catch(() => undefined)));
-  for (const env of envs) {
-    if (!env || env.sessions === 0) continue;
+  // A few at a time; a pipeline whose envelopes could not be read says so in place (it is not left out).
+  const envs = await readAll(pipelines, (p) => get<Envelopes>(`/v1/pipelines/${encodeURIComponent(p.id)}/envelopes`));
+  const notice = rateLimitNotice(envs.rateLimited);
+  if (notice) root.append(notice);
+  for (const [i, read] of envs.results.entries()) {
+    if (!read.ok) {
+      root.append(h('div', { class: 'card', 'data-testid': `envelopes-${pipelines[i]!.id}` }, h('h3', null, pipelines[i]!.id), h('p', null, 'Envelopes ', unavailable(read.error.code))));
+      continue;
+    }
+    const env = read.value;
+    if (env.sessions === 0) continue;
     root.append(
       card(
         h('h3', null, `${env.pipeline} (${int(env.sessions)} sessions)`),
@@ -152,7 +179,7 @@ export async function sessionPage(root: HTMLElement, id: string): Promise<void> 
     h('h1', null, `Session ${id}`),
     card(
       h('p', { 'data-testid': 'session-total' },
-        `Total ${usd(t.total.costUsd)} over ${int(t.total.calls)} calls and ${int(t.total.tokens.total)} tokens in ${t.traces.length} trace(s). `,
+        `Total ${usd(t.total.costUsd)} over ${int(t.total.calls)} calls and ${int(t.total.tokens.total)} tokens in ${t.traces.length} trace(s)${t.total.complete ? '' : ` (some calls unpriced: ${int(t.total.unpricedCalls)} of ${int(t.total.calls)})`}. `,
         failed ? `Failed attempts: ${int(failed.calls)} calls costing ${usd(failed.costUsd)} (${int(t.attempts?.retriedSpans ?? 0)} retried). ` : '',
         coord ? `Coordinator (${coord.agent}) overhead: ${usd(coord.costUsd)}, ${pct(coord.overhead, 0)} of the session.` : 'No coordinator identified.',
       ),

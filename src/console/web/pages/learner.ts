@@ -1,6 +1,6 @@
-import { get, getOptional } from '../api.js';
+import { ApiError, get, getOptional, readAll, type Read } from '../api.js';
 import { intervalChart, lineChart } from '../charts.js';
-import { card, h, int, num, pct, pill, table, time } from '../dom.js';
+import { card, h, int, num, pct, pill, rateLimitNotice, table, time, unavailable } from '../dom.js';
 
 interface Version {
   version: number;
@@ -67,9 +67,29 @@ const gateOf = (v: Version): string | null => {
 export async function learnerPage(root: HTMLElement): Promise<void> {
   root.append(h('h1', null, 'Learner'));
   const [{ items: pipelines }, { items: strategies }] = await Promise.all([get<{ items: { id: string }[] }>('/v1/pipelines'), get<{ items: Strategy[] }>('/v1/strategies')]);
-  const models = (await Promise.all(pipelines.map((p) => getOptional<Models>(`/v1/models/${encodeURIComponent(p.id)}`)))).filter((m): m is Models => m !== undefined);
+  // Reads a few at a time (a tenant may have hundreds of pipelines and strategies); a failed one is shown as
+  // unavailable in place, and a 429 stops the rest (the notice says when to retry).
+  const modelReads = await readAll(pipelines, (p) => getOptional<Models>(`/v1/models/${encodeURIComponent(p.id)}`));
+  let limited = modelReads.rateLimited;
+  const failedModels = pipelines.flatMap((p, i) => { const r = modelReads.results[i]!; return r.ok ? [] : [{ pipeline: p.id, code: r.error.code }]; });
+  const models = modelReads.results.flatMap((r) => (r.ok && r.value ? [r.value] : []));
   const withLearner = models.filter((m) => m.versions.length > 0 || strategies.some((s) => s.pipeline === m.pipeline && s.kind === 'learned'));
-  if (withLearner.length === 0) {
+  const ofLearner = (m: Models) => strategies.filter((s) => s.pipeline === m.pipeline);
+  const opeJobs = limited ? [] : withLearner.flatMap((m) => ofLearner(m).map((s) => ({ m, s })));
+  const opeBatch = await readAll(opeJobs, ({ m, s }) => getOptional<Ope>(`/v1/pipelines/${encodeURIComponent(m.pipeline)}/ope?strategy=${encodeURIComponent(s.id)}&resamples=200`));
+  limited ??= opeBatch.rateLimited;
+  const shadowJobs = limited ? [] : withLearner.flatMap((m) => ofLearner(m).filter((s) => s.kind === 'learned' && s.params?.shadow).map((s) => ({ m, s })));
+  const shadowBatch = await readAll(shadowJobs, ({ m, s }) => getOptional<Shadow>(`/v1/pipelines/${encodeURIComponent(m.pipeline)}/shadow?strategy=${encodeURIComponent(s.id)}`));
+  limited ??= shadowBatch.rateLimited;
+  /** A read of a batch that was not run (a 429 came before it) is unavailable with the 429's code. */
+  const readOf = <T>(jobs: readonly { m: Models; s: Strategy }[], results: readonly Read<T>[], m: Models, s: Strategy): Read<T> => {
+    const i = jobs.findIndex((j) => j.m === m && j.s === s);
+    return i >= 0 ? results[i]! : { ok: false, error: new ApiError(429, 'RATE_LIMITED', 'not read: an earlier read was rate limited') };
+  };
+  const notice = rateLimitNotice(limited && { ...(limited.retryAfter !== undefined ? { retryAfter: limited.retryAfter } : {}), skipped: limited.skipped });
+  if (notice) root.append(notice);
+  for (const f of failedModels) root.append(h('section', { 'data-testid': `learner-${f.pipeline}` }, h('h2', null, f.pipeline), card(h('p', null, 'Model versions ', unavailable(f.code)))));
+  if (withLearner.length === 0 && failedModels.length === 0) {
     root.append(card(h('p', { class: 'muted' }, 'No learned strategy yet. Declare features (PUT /v1/pipelines/<id>/features) and add a strategy of kind "learned"; `npm run demo` does both.')));
     return;
   }
@@ -124,10 +144,19 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
       ),
     );
     // Off-policy value of every strategy of the pipeline, from the same logged decisions.
-    const strats = strategies.filter((s) => s.pipeline === m.pipeline);
-    const opes = (
-      await Promise.all(strats.map((s) => getOptional<Ope>(`/v1/pipelines/${encodeURIComponent(m.pipeline)}/ope?strategy=${encodeURIComponent(s.id)}&resamples=200`).catch(() => undefined)))
-    ).filter((o): o is Ope => o !== undefined && o.events > 0);
+    const strats = ofLearner(m);
+    const opeReads = strats.map((s) => ({ s, r: readOf(opeJobs, opeBatch.results, m, s) }));
+    const opes = opeReads.flatMap(({ r }) => (r.ok && r.value && r.value.events > 0 ? [r.value] : []));
+    const opeFailed = opeReads.flatMap(({ s, r }) => (r.ok ? [] : [{ s, code: r.error.code }]));
+    if (opeFailed.length)
+      section.append(
+        h(
+          'div',
+          { class: 'card', 'data-testid': 'ope-unavailable' },
+          h('h3', null, 'Off-policy evaluation'),
+          ...opeFailed.map(({ s, code }) => h('p', null, `${s.id}: `, unavailable(code))),
+        ),
+      );
     if (opes.length) {
       const logged = opes[0]!.logged;
       grid.append(
@@ -157,7 +186,12 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
     }
     const shadows = strats.filter((s) => s.kind === 'learned' && s.params?.shadow);
     for (const s of shadows) {
-      const sh = await getOptional<Shadow>(`/v1/pipelines/${encodeURIComponent(m.pipeline)}/shadow?strategy=${encodeURIComponent(s.id)}`).catch(() => undefined);
+      const r = readOf(shadowJobs, shadowBatch.results, m, s);
+      if (!r.ok) {
+        section.append(card(h('h3', null, `Shadow: ${s.id}`), h('p', { 'data-testid': 'shadow' }, unavailable(r.error.code))));
+        continue;
+      }
+      const sh = r.value;
       if (sh)
         section.append(
           card(

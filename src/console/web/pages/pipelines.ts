@@ -1,6 +1,6 @@
-import { get } from '../api.js';
+import { get, readAll, type Read } from '../api.js';
 import { barChart } from '../charts.js';
-import { card, h, int, num, pill, table } from '../dom.js';
+import { card, h, int, num, pill, rateLimitNotice, table, unavailable } from '../dom.js';
 
 interface Agent {
   name: string;
@@ -36,9 +36,17 @@ export async function pipelinesPage(root: HTMLElement): Promise<void> {
   root.append(h('h1', null, 'Pipelines & strategies'));
   const [{ items: pipelines }, { items: strategies }] = await Promise.all([get<{ items: Pipeline[] }>('/v1/pipelines'), get<{ items: Strategy[] }>('/v1/strategies')]);
   if (!pipelines.length) root.append(card(h('p', { class: 'muted' }, 'No pipelines yet. Register one with PUT /v1/pipelines/<id>.')));
+  // Every strategy's stats, a few at a time; a failed read is shown as unavailable, never as zero outcomes.
+  const shown = strategies.filter((s) => pipelines.some((p) => p.id === s.pipeline));
+  const batch = await readAll(shown, (s) => get<Stats>(`/v1/strategies/${encodeURIComponent(s.id)}/stats`));
+  const statsOf = new Map<string, Read<Stats>>(shown.map((s, i) => [s.id, batch.results[i]!]));
+  const notice = rateLimitNotice(batch.rateLimited);
+  if (notice) root.append(notice);
   for (const p of pipelines) {
     const own = strategies.filter((s) => s.pipeline === p.id);
-    const stats = await Promise.all(own.map((s) => get<Stats>(`/v1/strategies/${encodeURIComponent(s.id)}/stats`).catch(() => undefined)));
+    const reads = own.map((s) => statsOf.get(s.id)!);
+    const stats = reads.map((r) => (r.ok ? r.value : undefined));
+    const failure = (i: number) => { const r = reads[i]!; return r.ok ? undefined : unavailable(r.error.code); };
     const section = h('section', { 'data-testid': `pipeline-${p.id}` });
     section.append(
       h('h2', null, p.id),
@@ -56,13 +64,13 @@ export async function pipelinesPage(root: HTMLElement): Promise<void> {
       card(
         h('h3', null, 'Strategies'),
         table(
-          own.map((s, i) => ({ s, st: stats[i] })),
+          own.map((s, i) => ({ s, st: stats[i], i })),
           [
             { title: 'strategy', cell: ({ s }) => [s.id, s.id === p.defaultStrategy ? pill('default', 'ok') : null] },
             { title: 'kind', cell: ({ s }) => s.kind },
-            { title: 'outcomes', num: true, cell: ({ st }) => int(st?.count ?? 0) },
-            { title: 'quality', num: true, cell: ({ st }) => (st?.count ? num(st.quality.mean) : '–') },
-            { title: 'cost (USD)', num: true, cell: ({ st }) => (st?.cost.n ? num(st.cost.mean, 4) : '–') },
+            { title: 'outcomes', num: true, cell: ({ st, i }) => (st ? int(st.count) : failure(i)) },
+            { title: 'quality', num: true, cell: ({ st, i }) => (st ? (st.count ? num(st.quality.mean) : '–') : failure(i)) },
+            { title: 'cost (USD)', num: true, cell: ({ st, i }) => (st ? (st.cost.n ? num(st.cost.mean, 4) : '–') : failure(i)) },
             { title: 'definition', cell: ({ s }) => h('code', null, JSON.stringify(s.params ?? {}).slice(0, 160)) },
           ],
           'No strategies.',
