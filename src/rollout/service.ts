@@ -71,7 +71,15 @@ function variantWeights(doc: ExperimentDoc, phase = doc.state.phase): Variant[] 
       { name: 'exposed', strategy: exposed, weight: 1 - doc.coverage },
     ];
   }
-  return doc.variants;
+  if (phase === doc.state.phase) return doc.variants;
+  // An earlier phase ran with the assignment recorded when it ended (documents from before it was recorded: the current one).
+  return doc.state.earlierPhases?.find((p) => p.phase === phase)?.variants.map((v) => ({ ...v })) ?? doc.variants;
+}
+
+/** The control of a phase (an earlier phase of an ab experiment may have had another). */
+function phaseControl(doc: ExperimentDoc, phase: number): string {
+  if (phase === doc.state.phase || doc.type === 'holdout') return doc.control;
+  return doc.state.earlierPhases?.find((p) => p.phase === phase)?.control ?? doc.control;
 }
 
 /** A holdout's next phase: the exposed population now gets `exposedDefault` (the held-out units keep theirs). */
@@ -381,7 +389,7 @@ export class ExperimentService {
       this.deps.log.info({ experiment: id, pipeline: d.pipeline, by }, 'experiment deleted');
       const keys: string[] = [];
       for (let phase = 0; phase <= d.state.phase; phase++) {
-        for (const x of variantWeights(d)) {
+        for (const x of variantWeights(d, phase)) {
           const arm = experimentArm(this.deps.keys, d.pipeline, id, d.generation, phase, x.name);
           keys.push(arm.summary, arm.agents, arm.obs);
         }
@@ -396,7 +404,7 @@ export class ExperimentService {
   }
 
   private async readArms(id: string, doc: ExperimentDoc, phase: number, withObs: boolean): Promise<{ arms: Map<string, ArmStats>; obs: Map<string, Observation[]> }> {
-    const variants = variantWeights(doc);
+    const variants = variantWeights(doc, phase);
     const m = this.deps.redis.multi();
     for (const v of variants) {
       const arm = experimentArm(this.deps.keys, doc.pipeline, id, doc.generation, phase, v.name);
@@ -436,7 +444,7 @@ export class ExperimentService {
         current = arms;
         currentObs = obs;
       }
-      phases.push(analyzePhase({ phase, variants: variantWeights(doc, phase), control: doc.control, alpha, arms, obs, ...(opts.winsorize !== undefined ? { winsorize: opts.winsorize } : {}) }));
+      phases.push(analyzePhase({ phase, variants: variantWeights(doc, phase), control: phaseControl(doc, phase), alpha, arms, obs, ...(opts.winsorize !== undefined ? { winsorize: opts.winsorize } : {}) }));
     }
     const arms = current ?? new Map<string, ArmStats>();
     const out: ExperimentResults = {
