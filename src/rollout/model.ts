@@ -90,7 +90,10 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
   checkSettings(put);
 
   const seed = body.seed ?? id;
-  const newPhase = put.started && !sameAssignment(existing!, { variants, seed, control });
+  const coverage = body.coverage ?? 1;
+  // A holdout's coverage is its split (held out : exposed): changing it moves units between the two populations.
+  const coverageMoved = type === 'holdout' && put.started && existing!.coverage !== coverage;
+  const newPhase = put.started && (!sameAssignment(existing!, { variants, seed, control }) || coverageMoved);
   if (newPhase && existing!.state.phase + 1 >= MAX_PHASES) {
     throw new AppError(
       'EXPERIMENT_STATE_CONFLICT',
@@ -106,7 +109,7 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
     ...(body.description !== undefined ? { description: body.description } : {}),
     variants,
     control,
-    coverage: body.coverage ?? 1,
+    coverage,
     ...(body.targeting ? { targeting: body.targeting } : {}),
     ...(body.layer ? { layer: body.layer } : {}),
     seed,
@@ -117,6 +120,10 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
     ...(body.probe ? { probe: body.probe } : {}),
     state: nextState(existing, newPhase, now, body.ramp?.steps.length ?? 0),
   };
+  if (newPhase && type === 'holdout') {
+    const cause = coverageMoved ? `coverage changed from ${existing!.coverage} to ${coverage}` : `seed changed from ${existing!.seed} to ${seed}`;
+    return { doc: nextHoldoutPhaseOnPut(existing!, doc, now, cause), strategies, newPhase };
+  }
   return { doc, strategies, newPhase };
 }
 
@@ -273,6 +280,18 @@ function nextState(existing: ExperimentDoc | undefined, newPhase: boolean, now: 
   }
   const rampStep = state.rampStep;
   return rampStep !== undefined && rampSteps > 0 && rampStep >= rampSteps ? { ...state, rampStep: rampSteps - 1 } : state;
+}
+
+/**
+ * A started holdout's PUT that moves units (coverage or seed): its next phase, with the same held strategy and
+ * exposed default, the new coverage recorded in `holdoutPhases` (and the ending phase's, when its entry lacks it).
+ */
+function nextHoldoutPhaseOnPut(existing: ExperimentDoc, doc: ExperimentDoc, now: number, cause: string): ExperimentDoc {
+  const s = doc.state;
+  const held = heldStrategy(doc);
+  const exposedDefault = s.exposedDefault ?? held;
+  const earlier = (s.holdoutPhases ?? []).map((h) => (h.coverage === undefined ? { ...h, coverage: existing.coverage } : h));
+  return { ...doc, state: { ...s, holdoutPhases: [...earlier, { phase: s.phase, startedAt: now, held, exposedDefault, coverage: doc.coverage, cause }] } };
 }
 
 /** The strategy a holdout's units get: the pipeline default when it started, frozen until it ends. */

@@ -124,6 +124,8 @@ export interface HoldoutPhase {
   /** What the held-out units get (frozen) and what the exposed units' default is in this phase. */
   readonly held: string;
   readonly exposedDefault: string;
+  /** The held-out share in this phase (absent on entries recorded before coverage was: the document's coverage). */
+  readonly coverage?: number;
   readonly cause: string;
 }
 
@@ -236,7 +238,14 @@ export const StoredExperimentDoc = Type.Object({
     ),
     exposedDefault: Type.Optional(Type.String()),
     holdoutPhases: Type.Optional(
-      Type.Array(Type.Object({ phase: Type.Number(), startedAt: Type.Number(), held: Type.String(), exposedDefault: Type.String(), cause: Type.String() })),
+      Type.Array(Type.Object({
+          phase: Type.Number(),
+          startedAt: Type.Number(),
+          held: Type.String(),
+          exposedDefault: Type.String(),
+          coverage: Type.Optional(Type.Number()),
+          cause: Type.String(),
+        })),
     ),
     promoted: Type.Optional(Type.Object({ variant: Type.String(), strategy: Type.String(), at: Type.Number() })),
   }),

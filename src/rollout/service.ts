@@ -66,9 +66,11 @@ function variantWeights(doc: ExperimentDoc, phase = doc.state.phase): Variant[] 
   if (doc.type === 'holdout') {
     const held = heldStrategy(doc);
     const exposed = doc.state.holdoutPhases?.find((h) => h.phase === phase)?.exposedDefault ?? (phase === doc.state.phase ? doc.state.exposedDefault : undefined) ?? held;
+    // The split of that phase: a coverage change starts a new phase (entries recorded before coverage was: the current).
+    const coverage = (phase === doc.state.phase ? undefined : doc.state.holdoutPhases?.find((h) => h.phase === phase)?.coverage) ?? doc.coverage;
     return [
-      { name: 'holdout', strategy: held, weight: doc.coverage },
-      { name: 'exposed', strategy: exposed, weight: 1 - doc.coverage },
+      { name: 'holdout', strategy: held, weight: coverage },
+      { name: 'exposed', strategy: exposed, weight: 1 - coverage },
     ];
   }
   if (phase === doc.state.phase) return doc.variants;
@@ -93,7 +95,7 @@ function nextHoldoutPhase(doc: ExperimentDoc, exposedDefault: string, now: numbe
       phase,
       phaseStartedAt: now,
       exposedDefault,
-      holdoutPhases: [...(s.holdoutPhases ?? []), { phase, startedAt: now, held: heldStrategy(doc), exposedDefault, cause }],
+      holdoutPhases: [...(s.holdoutPhases ?? []), { phase, startedAt: now, held: heldStrategy(doc), exposedDefault, coverage: doc.coverage, cause }],
     },
   };
 }
@@ -260,7 +262,7 @@ export class ExperimentService {
         doc = {
           ...doc,
           variants: v.doc.variants.map((x) => ({ ...x, strategy: d })),
-          state: { ...state, exposedDefault: d, holdoutPhases: [{ phase: state.phase, startedAt: now, held: d, exposedDefault: d, cause: 'start' }] },
+          state: { ...state, exposedDefault: d, holdoutPhases: [{ phase: state.phase, startedAt: now, held: d, exposedDefault: d, coverage: v.doc.coverage, cause: 'start' }] },
         };
       }
       return { docs: [this.expWrite(id, v, doc)], details: { from: s.status, to: rule.to, ...(reason ? { reason } : {}) } };
