@@ -199,8 +199,10 @@ export class ExperimentService {
   }
 
   async put(id: string, body: ExperimentBody, by: string): Promise<Record<string, unknown>> {
-    await this.mutate(id, 'put', by, (st, cur, now) => {
+    let written: ExperimentDoc | undefined;
+    const version = await this.mutate(id, 'put', by, (st, cur, now) => {
       const n = normalizeExperiment(id, body, st, now);
+      written = n.doc;
       const docs: DocWrite[] = [this.expWrite(id, cur, n.doc)];
       for (const s of n.strategies) docs.push({ kind: 'strategies', id: s.id, doc: s.doc, expectedVersion: -1 });
       // The pipeline and the variants' strategies it was validated against must be unchanged when it applies (a
@@ -213,7 +215,10 @@ export class ExperimentService {
       }
       return { docs, details: { body, ...(n.newPhase ? { newPhase: n.doc.state.phase } : {}) } };
     });
-    return this.get(id);
+    // Read-your-writes from the document written, not the snapshot: a refresh that failed (or lost a race with a
+    // concurrent load) must not turn a successful create into a 404.
+    if (version === undefined || !written) return this.get(id);
+    return experimentView({ id, version, doc: written });
   }
 
   get(id: string): Record<string, unknown> {
