@@ -5,10 +5,16 @@ import type { PipelineRef } from '../pipelines/service.js';
 import type { StrategyRef } from '../strategies/service.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
 import { HASH_VERSION } from './bucketing.js';
-import type { ExperimentBody, ExperimentDoc, ExperimentState, Variant } from './schema.js';
+import type { EarlierPhase, ExperimentBody, ExperimentDoc, ExperimentState, Variant } from './schema.js';
 import { targetingProblems } from './targeting.js';
 
 export const DEFAULT_ALPHA = 0.05;
+/**
+ * Phases an experiment may have: each phase's assignment is kept in its document (`state.earlierPhases`) so its
+ * results are read with what it served, and the document every process holds stays small. A change that would start
+ * one more is refused: create a new experiment.
+ */
+export const MAX_PHASES = 50;
 
 /** What validation needs to know about the rest of the control plane (a fresh read, not the snapshot). */
 export interface ModelContext {
@@ -84,7 +90,16 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
   checkSettings(put);
 
   const seed = body.seed ?? id;
-  const newPhase = put.started && !sameAssignment(existing!, { variants, seed, control });
+  const coverage = body.coverage ?? 1;
+  // A holdout's coverage is its split (held out : exposed): changing it moves units between the two populations.
+  const coverageMoved = type === 'holdout' && put.started && existing!.coverage !== coverage;
+  const newPhase = put.started && (!sameAssignment(existing!, { variants, seed, control }) || coverageMoved);
+  if (newPhase && existing!.state.phase + 1 >= MAX_PHASES) {
+    throw new AppError(
+      'EXPERIMENT_STATE_CONFLICT',
+      `body/variants: experiment "${id}" has had ${MAX_PHASES} phases, the most one experiment keeps; stop it and create a new one for this assignment`,
+    );
+  }
   // A new experiment (or an id created again after a delete) is a new generation; a replace keeps the stored one.
   const generation = existing ? existing.generation : ctx.seq + 1;
   const doc: ExperimentDoc = {
@@ -94,7 +109,7 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
     ...(body.description !== undefined ? { description: body.description } : {}),
     variants,
     control,
-    coverage: body.coverage ?? 1,
+    coverage,
     ...(body.targeting ? { targeting: body.targeting } : {}),
     ...(body.layer ? { layer: body.layer } : {}),
     seed,
@@ -103,8 +118,12 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
     ...(body.ramp ? { ramp: body.ramp } : {}),
     alpha: body.alpha ?? DEFAULT_ALPHA,
     ...(body.probe ? { probe: body.probe } : {}),
-    state: nextState(existing?.state, newPhase, now, body.ramp?.steps.length ?? 0),
+    state: nextState(existing, newPhase, now, body.ramp?.steps.length ?? 0),
   };
+  if (newPhase && type === 'holdout') {
+    const cause = coverageMoved ? `coverage changed from ${existing!.coverage} to ${coverage}` : `seed changed from ${existing!.seed} to ${seed}`;
+    return { doc: nextHoldoutPhaseOnPut(existing!, doc, now, cause), strategies, newPhase };
+  }
   return { doc, strategies, newPhase };
 }
 
@@ -242,11 +261,37 @@ function checkSettings({ body, agents }: Put): void {
   });
 }
 
-/** The stored state kept (a new experiment starts as a draft), a new phase begun, the ramp step kept within the ramp. */
-function nextState(prev: ExperimentState | undefined, newPhase: boolean, now: number, rampSteps: number): ExperimentState {
-  const state: ExperimentState = prev ? (newPhase ? { ...prev, phase: prev.phase + 1, phaseStartedAt: now, stepStartSamples: 0 } : prev) : { status: 'draft', phase: 0 };
+/**
+ * The stored state kept (a new experiment starts as a draft), a new phase begun (the ending phase's assignment
+ * recorded, for an ab or probe experiment), the ramp step kept within the ramp.
+ */
+function nextState(existing: ExperimentDoc | undefined, newPhase: boolean, now: number, rampSteps: number): ExperimentState {
+  const prev = existing?.state;
+  let state: ExperimentState = prev ? (newPhase ? { ...prev, phase: prev.phase + 1, phaseStartedAt: now, stepStartSamples: 0 } : prev) : { status: 'draft', phase: 0 };
+  if (existing && prev && newPhase && existing.type !== 'holdout') {
+    const ended: EarlierPhase = {
+      phase: prev.phase,
+      ...(prev.phaseStartedAt !== undefined ? { startedAt: prev.phaseStartedAt } : {}),
+      endedAt: now,
+      variants: existing.variants.map((v) => ({ ...v })),
+      control: existing.control,
+    };
+    state = { ...state, earlierPhases: [...(prev.earlierPhases ?? []), ended] };
+  }
   const rampStep = state.rampStep;
   return rampStep !== undefined && rampSteps > 0 && rampStep >= rampSteps ? { ...state, rampStep: rampSteps - 1 } : state;
+}
+
+/**
+ * A started holdout's PUT that moves units (coverage or seed): its next phase, with the same held strategy and
+ * exposed default, the new coverage recorded in `holdoutPhases` (and the ending phase's, when its entry lacks it).
+ */
+function nextHoldoutPhaseOnPut(existing: ExperimentDoc, doc: ExperimentDoc, now: number, cause: string): ExperimentDoc {
+  const s = doc.state;
+  const held = heldStrategy(doc);
+  const exposedDefault = s.exposedDefault ?? held;
+  const earlier = (s.holdoutPhases ?? []).map((h) => (h.coverage === undefined ? { ...h, coverage: existing.coverage } : h));
+  return { ...doc, state: { ...s, holdoutPhases: [...earlier, { phase: s.phase, startedAt: now, held, exposedDefault, coverage: doc.coverage, cause }] } };
 }
 
 /** The strategy a holdout's units get: the pipeline default when it started, frozen until it ends. */

@@ -124,7 +124,21 @@ export interface HoldoutPhase {
   /** What the held-out units get (frozen) and what the exposed units' default is in this phase. */
   readonly held: string;
   readonly exposedDefault: string;
+  /** The held-out share in this phase (absent on entries recorded before coverage was: the document's coverage). */
+  readonly coverage?: number;
   readonly cause: string;
+}
+
+/**
+ * The assignment an earlier phase ran with (an ab or probe experiment): its variants (names, strategies, weights) and
+ * control, recorded when the next phase began, so that phase is read and analysed with what it served.
+ */
+export interface EarlierPhase {
+  readonly phase: number;
+  readonly startedAt?: number;
+  readonly endedAt: number;
+  readonly variants: readonly Variant[];
+  readonly control: string;
 }
 
 /** Lifecycle state, kept in the document so every process routes from the same snapshot. */
@@ -146,6 +160,11 @@ export interface ExperimentState {
    * reason); the sequential test then starts afresh on the counts after the acknowledgement.
    */
   readonly srm?: SrmFlag;
+  /**
+   * Ab and probe experiments: the assignment of each earlier phase, oldest first (at most MAX_PHASES - 1 entries:
+   * an experiment has at most MAX_PHASES phases). Absent on documents whose phases began before it was recorded.
+   */
+  readonly earlierPhases?: readonly EarlierPhase[];
   /** Holdouts: the pipeline default the exposed population gets in the current phase. */
   readonly exposedDefault?: string;
   /** Holdouts: why each phase began (a promote, a default changed elsewhere), oldest first. */
@@ -206,9 +225,27 @@ export const StoredExperimentDoc = Type.Object({
         acknowledged: Type.Optional(Type.Object({ by: Type.String(), at: Type.Number(), reason: Type.String(), counts: Counts })),
       }),
     ),
+    earlierPhases: Type.Optional(
+      Type.Array(
+        Type.Object({
+          phase: Type.Number(),
+          startedAt: Type.Optional(Type.Number()),
+          endedAt: Type.Number(),
+          variants: Type.Array(Type.Object({ name: Type.String(), strategy: Type.String(), weight: Type.Number() })),
+          control: Type.String(),
+        }),
+      ),
+    ),
     exposedDefault: Type.Optional(Type.String()),
     holdoutPhases: Type.Optional(
-      Type.Array(Type.Object({ phase: Type.Number(), startedAt: Type.Number(), held: Type.String(), exposedDefault: Type.String(), cause: Type.String() })),
+      Type.Array(Type.Object({
+          phase: Type.Number(),
+          startedAt: Type.Number(),
+          held: Type.String(),
+          exposedDefault: Type.String(),
+          coverage: Type.Optional(Type.Number()),
+          cause: Type.String(),
+        })),
     ),
     promoted: Type.Optional(Type.Object({ variant: Type.String(), strategy: Type.String(), at: Type.Number() })),
   }),

@@ -66,12 +66,22 @@ function variantWeights(doc: ExperimentDoc, phase = doc.state.phase): Variant[] 
   if (doc.type === 'holdout') {
     const held = heldStrategy(doc);
     const exposed = doc.state.holdoutPhases?.find((h) => h.phase === phase)?.exposedDefault ?? (phase === doc.state.phase ? doc.state.exposedDefault : undefined) ?? held;
+    // The split of that phase: a coverage change starts a new phase (entries recorded before coverage was: the current).
+    const coverage = (phase === doc.state.phase ? undefined : doc.state.holdoutPhases?.find((h) => h.phase === phase)?.coverage) ?? doc.coverage;
     return [
-      { name: 'holdout', strategy: held, weight: doc.coverage },
-      { name: 'exposed', strategy: exposed, weight: 1 - doc.coverage },
+      { name: 'holdout', strategy: held, weight: coverage },
+      { name: 'exposed', strategy: exposed, weight: 1 - coverage },
     ];
   }
-  return doc.variants;
+  if (phase === doc.state.phase) return doc.variants;
+  // An earlier phase ran with the assignment recorded when it ended (documents from before it was recorded: the current one).
+  return doc.state.earlierPhases?.find((p) => p.phase === phase)?.variants.map((v) => ({ ...v })) ?? doc.variants;
+}
+
+/** The control of a phase (an earlier phase of an ab experiment may have had another). */
+function phaseControl(doc: ExperimentDoc, phase: number): string {
+  if (phase === doc.state.phase || doc.type === 'holdout') return doc.control;
+  return doc.state.earlierPhases?.find((p) => p.phase === phase)?.control ?? doc.control;
 }
 
 /** A holdout's next phase: the exposed population now gets `exposedDefault` (the held-out units keep theirs). */
@@ -85,7 +95,7 @@ function nextHoldoutPhase(doc: ExperimentDoc, exposedDefault: string, now: numbe
       phase,
       phaseStartedAt: now,
       exposedDefault,
-      holdoutPhases: [...(s.holdoutPhases ?? []), { phase, startedAt: now, held: heldStrategy(doc), exposedDefault, cause }],
+      holdoutPhases: [...(s.holdoutPhases ?? []), { phase, startedAt: now, held: heldStrategy(doc), exposedDefault, coverage: doc.coverage, cause }],
     },
   };
 }
@@ -189,8 +199,10 @@ export class ExperimentService {
   }
 
   async put(id: string, body: ExperimentBody, by: string): Promise<Record<string, unknown>> {
-    await this.mutate(id, 'put', by, (st, cur, now) => {
+    let written: ExperimentDoc | undefined;
+    const version = await this.mutate(id, 'put', by, (st, cur, now) => {
       const n = normalizeExperiment(id, body, st, now);
+      written = n.doc;
       const docs: DocWrite[] = [this.expWrite(id, cur, n.doc)];
       for (const s of n.strategies) docs.push({ kind: 'strategies', id: s.id, doc: s.doc, expectedVersion: -1 });
       // The pipeline and the variants' strategies it was validated against must be unchanged when it applies (a
@@ -203,7 +215,10 @@ export class ExperimentService {
       }
       return { docs, details: { body, ...(n.newPhase ? { newPhase: n.doc.state.phase } : {}) } };
     });
-    return this.get(id);
+    // Read-your-writes from the document written, not the snapshot: a refresh that failed (or lost a race with a
+    // concurrent load) must not turn a successful create into a 404.
+    if (version === undefined || !written) return this.get(id);
+    return experimentView({ id, version, doc: written });
   }
 
   get(id: string): Record<string, unknown> {
@@ -252,7 +267,7 @@ export class ExperimentService {
         doc = {
           ...doc,
           variants: v.doc.variants.map((x) => ({ ...x, strategy: d })),
-          state: { ...state, exposedDefault: d, holdoutPhases: [{ phase: state.phase, startedAt: now, held: d, exposedDefault: d, cause: 'start' }] },
+          state: { ...state, exposedDefault: d, holdoutPhases: [{ phase: state.phase, startedAt: now, held: d, exposedDefault: d, coverage: v.doc.coverage, cause: 'start' }] },
         };
       }
       return { docs: [this.expWrite(id, v, doc)], details: { from: s.status, to: rule.to, ...(reason ? { reason } : {}) } };
@@ -381,7 +396,7 @@ export class ExperimentService {
       this.deps.log.info({ experiment: id, pipeline: d.pipeline, by }, 'experiment deleted');
       const keys: string[] = [];
       for (let phase = 0; phase <= d.state.phase; phase++) {
-        for (const x of variantWeights(d)) {
+        for (const x of variantWeights(d, phase)) {
           const arm = experimentArm(this.deps.keys, d.pipeline, id, d.generation, phase, x.name);
           keys.push(arm.summary, arm.agents, arm.obs);
         }
@@ -396,7 +411,7 @@ export class ExperimentService {
   }
 
   private async readArms(id: string, doc: ExperimentDoc, phase: number, withObs: boolean): Promise<{ arms: Map<string, ArmStats>; obs: Map<string, Observation[]> }> {
-    const variants = variantWeights(doc);
+    const variants = variantWeights(doc, phase);
     const m = this.deps.redis.multi();
     for (const v of variants) {
       const arm = experimentArm(this.deps.keys, doc.pipeline, id, doc.generation, phase, v.name);
@@ -436,7 +451,7 @@ export class ExperimentService {
         current = arms;
         currentObs = obs;
       }
-      phases.push(analyzePhase({ phase, variants: variantWeights(doc, phase), control: doc.control, alpha, arms, obs, ...(opts.winsorize !== undefined ? { winsorize: opts.winsorize } : {}) }));
+      phases.push(analyzePhase({ phase, variants: variantWeights(doc, phase), control: phaseControl(doc, phase), alpha, arms, obs, ...(opts.winsorize !== undefined ? { winsorize: opts.winsorize } : {}) }));
     }
     const arms = current ?? new Map<string, ArmStats>();
     const out: ExperimentResults = {

@@ -187,3 +187,50 @@ describe('holdout over a promote, a ramp and a rollback', () => {
     await ok('POST', '/v1/experiments/hold/stop');
   });
 });
+
+describe('a started holdout whose coverage changes', () => {
+  it('starts a new phase: each phase is judged against its own split, and units moved between populations never mix', async () => {
+    await ok('PUT', '/v1/experiments/cov', { pipeline: 'p', type: 'holdout', coverage: 0.1 });
+    await ok('POST', '/v1/experiments/cov/start');
+    const counts = async (): Promise<number[][]> =>
+      (await ok('GET', '/v1/experiments/cov/results')).phases.map((ph: { variants: { n: number }[] }) => ph.variants.map((v) => v.n));
+    const total = (c: number[] | undefined) => (c ?? []).reduce((s, n) => s + n, 0);
+    const first = await sweep();
+    const phase0 = await report(first.all.values(), () => 0.5);
+    await eventually(async () => total((await counts())[0]) >= phase0, 20_000);
+    const held0 = [...first.all.values()].filter((a) => a.reason === 'holdout').length;
+    assert.ok(held0 > 5 && held0 < 45, `≈10 % of 200 held out, got ${held0}`);
+
+    const put = await ok('PUT', '/v1/experiments/cov', { pipeline: 'p', type: 'holdout', coverage: 0.5 });
+    assert.equal(put.state.phase, 1, 'a coverage change moves units between the populations: a new phase');
+    assert.deepEqual(
+      put.state.holdoutPhases.map((h: { phase: number; coverage: number; cause: string }) => [h.phase, h.coverage, h.cause]),
+      [
+        [0, 0.1, 'start'],
+        [1, 0.5, 'coverage changed from 0.1 to 0.5'],
+      ],
+    );
+    // Phase 0's counts are judged against its own 10 : 90 split: no SRM flag, nothing to acknowledge.
+    assert.equal((await ok('POST', '/v1/experiments/cov/evaluate')).action, 'none');
+    let res = await ok('GET', '/v1/experiments/cov/results');
+    assert.deepEqual(res.phases[0].variants.map((v: { n: number }) => v.n), [held0, phase0 - held0]);
+    assert.equal(res.phases[0].srm.mismatch, false, JSON.stringify(res.phases[0].srm));
+    assert.equal(res.phases[1].variants.reduce((s: number, v: { n: number }) => s + v.n, 0), 0, 'the new phase starts empty');
+
+    const second = await sweep();
+    const held1 = [...second.all.values()].filter((a) => a.reason === 'holdout');
+    assert.ok(held1.length > 70 && held1.length < 130, `≈50 % of 200 held out, got ${held1.length}`);
+    assert.ok(held1.every((a) => a.route.experiment === 'cov' && a.route.phase === 1), 'held out in phase 1');
+    const phase1 = await report(second.all.values(), () => 0.6);
+    await eventually(async () => total((await counts())[1]) >= phase1, 20_000);
+    assert.equal((await ok('POST', '/v1/experiments/cov/evaluate')).action, 'none');
+    res = await ok('GET', '/v1/experiments/cov/results');
+    assert.deepEqual(res.phases[1].variants.map((v: { n: number }) => v.n), [held1.length, phase1 - held1.length]);
+    assert.equal(total(res.phases[0].variants.map((v: { n: number }) => v.n)), phase0, 'phase 0 keeps only its own outcomes');
+    assert.equal(res.phases[1].srm.mismatch, false);
+    assert.equal((await ok('GET', '/v1/experiments/cov')).state.srm, undefined);
+    // The same coverage again keeps the phase.
+    assert.equal((await ok('PUT', '/v1/experiments/cov', { pipeline: 'p', type: 'holdout', coverage: 0.5, description: 'same split' })).state.phase, 1);
+    await ok('POST', '/v1/experiments/cov/stop');
+  });
+});

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
+import { MAX_PHASES } from '../../src/rollout/model.js';
 import { client, drive, unitKeys } from './helpers.js';
 
 const prefix = testPrefix('rollout-life');
@@ -199,6 +200,65 @@ describe('phases and promote', () => {
     assert.equal(n(1), 40);
     for (const v of res.phases[1].variants) if (v.n) assert.equal(v.quality.mean, 0.9);
     await ok('POST', '/v1/experiments/phases/stop');
+  });
+
+  it("an earlier phase is read and analysed with its own variants, weights and control; delete removes every phase's statistics", async () => {
+    await ok('PUT', '/v1/strategies/lean', { pipeline: 'p', kind: 'static', params: { shares: { orchestrator: 1, retriever: 1, reasoner: 3, validator: 1, formatter: 1 } } });
+    await ok('PUT', '/v1/experiments/swap', AB);
+    await ok('POST', '/v1/experiments/swap/start');
+    const first = await drive(api, { pipeline: 'p', experiment: 'swap', units: unitKeys(60, 'swap'), outcome: () => ({ quality: 0.5 }) });
+    // Variant heavy is replaced by lean at 1:9, and control renamed: a new assignment, a new phase.
+    const swapped = {
+      pipeline: 'p',
+      variants: [
+        { name: 'base', strategy: 'even', weight: 1 },
+        { name: 'lean', strategy: 'lean', weight: 9 },
+      ],
+      control: 'base',
+    };
+    const moved = await ok('PUT', '/v1/experiments/swap', swapped);
+    assert.equal(moved.state.phase, 1);
+    assert.deepEqual(
+      moved.state.earlierPhases.map((e: { phase: number; control: string; variants: { name: string; strategy: string; weight: number }[] }) => [e.phase, e.control, e.variants.map((v) => `${v.name}=${v.strategy}:${v.weight}`)]),
+      [[0, 'control', ['control=even:1', 'heavy=heavy:1']]],
+    );
+    const second = await drive(api, { pipeline: 'p', experiment: 'swap', units: unitKeys(30, 'swap2'), outcome: () => ({ quality: 0.9 }) });
+    const res = await ok('GET', '/v1/experiments/swap/results');
+    type Arm = { variant: string; strategy: string; n: number };
+    const arms = (p: number) => res.phases[p].variants.map((v: Arm) => [v.variant, v.strategy, v.n]);
+    assert.deepEqual(arms(0), [
+      ['control', 'even', first.byVariant.get('control') ?? 0],
+      ['heavy', 'heavy', first.byVariant.get('heavy') ?? 0],
+    ]);
+    assert.deepEqual(arms(1), [
+      ['base', 'even', second.byVariant.get('base') ?? 0],
+      ['lean', 'lean', second.byVariant.get('lean') ?? 0],
+    ]);
+    // Phase 0 is judged against its own 1:1 split and compares heavy with its own control.
+    assert.equal(res.phases[0].srm.mismatch, false, JSON.stringify(res.phases[0].srm));
+    assert.ok(res.phases[0].comparisons.length > 0 && res.phases[0].comparisons.every((c: { variant: string }) => c.variant === 'heavy'));
+    await ok('POST', '/v1/experiments/swap/stop');
+    const { redis, keys } = rt.core;
+    const pattern = keys.pipeline('p', 'stats', 'exp', 'swap', '*');
+    assert.ok((await redis.keys(pattern)).some((k) => k.endsWith(':0:heavy')));
+    await ok('DELETE', '/v1/experiments/swap');
+    assert.deepEqual(await redis.keys(pattern), [], 'no phase keeps statistics after the delete');
+  });
+
+  it('a change that would start more than MAX_PHASES phases is refused, naming the field', async () => {
+    await ok('PUT', '/v1/experiments/many', AB);
+    await ok('POST', '/v1/experiments/many/start');
+    const weighted = (w: number) => ({ ...AB, variants: [AB.variants[0], { ...AB.variants[1], weight: w }] });
+    for (let i = 1; i < MAX_PHASES; i++) assert.equal((await ok('PUT', '/v1/experiments/many', weighted(i + 1))).state.phase, i);
+    const full = await ok('GET', '/v1/experiments/many');
+    assert.equal(full.state.earlierPhases.length, MAX_PHASES - 1);
+    const refused = await call('PUT', '/v1/experiments/many', weighted(1));
+    assert.equal(refused.statusCode, 409);
+    assert.equal(refused.json().code, 'EXPERIMENT_STATE_CONFLICT');
+    assert.match(refused.json().message, /^body\/variants: /);
+    assert.equal((await ok('PUT', '/v1/experiments/many', { ...weighted(MAX_PHASES), description: 'same assignment' })).state.phase, MAX_PHASES - 1, 'edits that keep the assignment still apply');
+    assert.equal((await ok('GET', '/v1/experiments/many/results')).phases.length, MAX_PHASES);
+    await ok('POST', '/v1/experiments/many/stop');
   });
 
   it('promote makes the variant the pipeline default and ends the experiment in one change', async () => {
