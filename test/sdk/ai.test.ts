@@ -233,6 +233,62 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
     assert.equal(late.total.tokens.input, 300);
   });
 
+  it('parallel calls of one agent share what is left: each claims its cap until it ends, so the ceiling is not overspent', async () => {
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0 });
+    const controller = controllerFor({ a: 1000, b: 1000 });
+    const caps: (number | undefined)[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const mock = new MockLanguageModelV4({
+      provider: 'openai.chat',
+      modelId: 'gpt-4o-mini',
+      doGenerate: async ({ maxOutputTokens }) => {
+        caps.push(maxOutputTokens);
+        await gate; // every call is in flight before any ends
+        return { content: [{ type: 'text', text: 'x' }], finishReason: STOP, usage: usage(10, maxOutputTokens ?? 0), warnings: [] };
+      },
+    });
+    const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'a', recorder }) });
+    controller.start('a');
+    const asks = [300, 300, undefined, 300];
+    const calls = asks.map((maxOutputTokens) => generateText({ model, prompt: 'hi', ...(maxOutputTokens ? { maxOutputTokens } : {}) }));
+    // 300 + 300 + the rest (400) are claimed; the fourth finds nothing unclaimed and is refused before the model.
+    const fourth = await Promise.allSettled([calls[3]!]);
+    assert.equal(fourth[0]!.status, 'rejected');
+    const err = (fourth[0] as PromiseRejectedResult).reason as BudgetExceededError;
+    assert.ok(err instanceof BudgetExceededError, String(err));
+    assert.equal(err.inFlight, 1000);
+    assert.match(err.message, /held by its calls in flight/);
+    assert.deepEqual(caps, [300, 300, 400]);
+    assert.equal(controller.inFlight('a'), 1000);
+    assert.equal(controller.available('a'), 0);
+    release();
+    await Promise.allSettled(calls.slice(0, 3));
+    assert.equal(controller.inFlight('a'), 0);
+    // a's output stayed within its 1000; only the input (30) went past it, drawn from nowhere (pool 0).
+    assert.equal(controller.state('a').consumed, 1030);
+    assert.equal(controller.state('b').consumed, 0);
+    assert.ok(controller.consumed <= controller.ceiling);
+    await recorder.close();
+  });
+
+  it('a failed call gives back the output tokens it claimed', async () => {
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0 });
+    const controller = controllerFor({ a: 500 });
+    const mock = new MockLanguageModelV4({
+      provider: 'openai.chat',
+      modelId: 'gpt-4o-mini',
+      doGenerate: async () => {
+        throw new Error('provider down');
+      },
+    });
+    const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'a', recorder }) });
+    await assert.rejects(generateText({ model, prompt: 'hi', maxRetries: 0 }), /provider down/);
+    assert.equal(controller.inFlight('a'), 0);
+    assert.equal(controller.available('a'), 500);
+    await recorder.close();
+  });
+
   it('for random budgets and usages, every call is capped by what is left and every token is recorded (fast-check, seeded)', async () => {
     const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, batchSize: 1000, timeoutMs: 60_000 });
     await fc.assert(

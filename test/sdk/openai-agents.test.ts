@@ -159,6 +159,27 @@ describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedMod
     await recorder.close();
   });
 
+  it('parallel runs of one agent share what is left: each call claims its cap until it ends (plain and streamed)', async () => {
+    const inner = new ScriptedModel([
+      { output: [assistantMessage('one')], usage: usage(10, 300) },
+      { output: [assistantMessage('two')], usage: usage(10, 300) },
+      { output: [assistantMessage('three')], usage: usage(10, 300) },
+    ]);
+    const controller = controllerFor({ writer: 1000, editor: 1000 });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const model = new ApportionModel(inner, { controller, agent: 'writer', recorder });
+    const writer = new Agent({ name: 'writer', instructions: 'Write.', model, modelSettings: { maxTokens: 400 } });
+    controller.start('writer');
+    const runner = new Runner({ tracingDisabled: true });
+    const runs = await Promise.allSettled([runner.run(writer, 'a'), runToEnd(runner, writer, 'b', true), runner.run(writer, 'c')]);
+    // 400 + 400 + the 200 left: three calls in flight together never hold more than the writer's 1000.
+    assert.deepEqual(inner.calls.map((c) => c.request.modelSettings.maxTokens).sort(), [200, 400, 400]);
+    assert.deepEqual(runs.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled']);
+    assert.equal(controller.inFlight('writer'), 0);
+    assert.equal(controller.available('writer'), 1000 - 930);
+    await recorder.close();
+  });
+
   it('refuses to wrap a graph with an agent the controller does not know, changing nothing', () => {
     const { triage, billing } = graph();
     const before = billing.model;

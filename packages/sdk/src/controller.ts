@@ -128,12 +128,16 @@ export class BudgetExceededError extends Error {
     readonly limit: number,
     /** Scope `agent`: the pool when the error was raised, when known. */
     readonly pool?: number,
+    /** Scope `agent`, a call refused: output tokens the agent's calls in flight hold (claim()). */
+    readonly inFlight?: number,
   ) {
     super(
       scope === 'request'
         ? `request budget exceeded: ${consumed} of ${limit} tokens consumed`
         : scope === 'agent'
-          ? consumed > limit
+          ? inFlight !== undefined && inFlight > 0 && consumed < limit
+            ? `agent "${agent}" has no budget left for another call (${consumed} of ${limit} tokens used, ${inFlight} held by its calls in flight)`
+            : consumed > limit
             ? `agent "${agent}" exceeded its budget (${consumed} of ${limit} tokens) and the pool cannot cover it`
             : `agent "${agent}" has used its whole budget (${consumed} of ${limit} tokens)${
                 pool === undefined ? '' : pool > 0 ? `; the pool's ${pool} tokens are granted only by extend()` : ' and the pool is empty'
@@ -142,6 +146,14 @@ export class BudgetExceededError extends Error {
     );
     this.name = 'BudgetExceededError';
   }
+}
+
+/** Output tokens a model call in flight holds of its agent's budget (BudgetController.claim). */
+export interface Claim {
+  /** The tokens held: the call's output cap. */
+  readonly tokens: number;
+  /** Gives them back (idempotent): call when the call ends, however it ends, after recording its usage. */
+  release(): void;
 }
 
 const RANK: Record<Priority, number> = { critical: 0, standard: 1, background: 2 };
@@ -158,6 +170,8 @@ interface Slot {
   wrapped: boolean;
   /** What its last finish() reclaimed: what it may take back from the pool if it starts again. */
   reclaimed: number;
+  /** Output tokens its calls in flight hold (claim()). */
+  inFlight: number;
 }
 
 export class BudgetController {
@@ -204,6 +218,7 @@ export class BudgetController {
         model: allocation.budgets[agent.name]?.model ?? agent.model,
         wrapped: false,
         reclaimed: 0,
+        inFlight: 0,
       });
       sum += tokens;
     });
@@ -242,10 +257,45 @@ export class BudgetController {
     return { ceiling: this.ceiling, consumed: this.consumedTotal, pool: this.poolTokens, agents: [...this.slots.keys()].map((n) => this.state(n)) };
   }
 
-  /** Tokens the agent may still use (allocation − consumption). */
+  /** Tokens the agent may still use: allocation − consumption − what its calls in flight hold (claim()). */
   available(agent: string): number {
     const s = this.slot(agent);
-    return Math.max(0, s.allocated - s.consumed);
+    return Math.max(0, s.allocated - s.consumed - s.inFlight);
+  }
+
+  /** Output tokens the agent's calls in flight hold (claim()). */
+  inFlight(agent: string): number {
+    return this.slot(agent).inFlight;
+  }
+
+  /**
+   * Holds up to `tokens` (default: all that is available) of the agent's budget for one model call in flight, so
+   * parallel calls of one agent share what is left instead of each being capped at all of it. The claim holds
+   * `min(tokens, available(agent))`, possibly 0; release() it when the call ends (after recording its usage). An
+   * agent finished while calls are in flight keeps what they hold until they release it; what they did not use
+   * then goes to the pool.
+   */
+  claim(agent: string, tokens?: number): Claim {
+    if (tokens !== undefined && (!Number.isInteger(tokens) || tokens < 0)) throw new RangeError(`tokens must be a non-negative integer, got ${tokens}`);
+    const s = this.slot(agent);
+    const held = Math.min(tokens ?? Infinity, this.available(agent));
+    s.inFlight += held;
+    let released = false;
+    return {
+      tokens: held,
+      release: () => {
+        if (released) return;
+        released = true;
+        s.inFlight -= held;
+        if (s.status === 'finished' || s.status === 'skipped') {
+          const left = Math.max(0, s.allocated - s.consumed - s.inFlight);
+          s.allocated -= left;
+          s.reclaimed += left;
+          this.poolTokens += left;
+          this.returnedTokens += left;
+        }
+      },
+    };
   }
 
   /**
@@ -287,7 +337,7 @@ export class BudgetController {
   private skipUnderPressure(s: Slot, reason: DegradeReason): AgentPlan {
     // A finished agent that is not run again stays finished (it ran); it holds nothing beyond its consumption.
     if (s.status !== 'finished') s.status = 'skipped';
-    const left = Math.max(0, s.allocated - s.consumed);
+    const left = Math.max(0, s.allocated - s.consumed - s.inFlight);
     this.poolTokens += left;
     this.returnedTokens += left;
     s.allocated -= left;
@@ -364,7 +414,8 @@ export class BudgetController {
     const s = this.slot(agent);
     if (s.status === 'finished' || s.status === 'skipped') return { reclaimed: 0, redistributed: {} };
     s.status = 'finished';
-    const left = Math.max(0, s.allocated - s.consumed);
+    // What its calls in flight hold stays with it until they release it (claim()).
+    const left = Math.max(0, s.allocated - s.consumed - s.inFlight);
     s.allocated -= left;
     s.reclaimed = left;
     this.poolTokens += left;

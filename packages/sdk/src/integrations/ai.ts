@@ -10,7 +10,8 @@
  * of the agent. `ai` is an optional peer dependency: this module imports only its types.
  */
 import type { LanguageModelMiddleware } from 'ai';
-import { asAgent, callUsage, outputLimit, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
+import type { Claim } from '../controller.js';
+import { asAgent, callUsage, claimOutput, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
 
 export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
 
@@ -61,15 +62,24 @@ function spanOf(o: ApportionMiddlewareOptions, model: ModelInfo, start: number, 
  * model when the agent has nothing left, and after a call that took it past its limit (as `record` does).
  */
 export function apportionMiddleware(o: ApportionMiddlewareOptions): LanguageModelMiddleware {
+  // The claim of each call, by the params transformParams returned (wrapGenerate/wrapStream get that same object).
+  const claims = new WeakMap<object, Claim>();
+  const claimOf = (params: CallOptions): Claim => {
+    const claim = claims.get(params) ?? claimOutput(o.controller, o.agent, params.maxOutputTokens);
+    claims.delete(params);
+    return claim;
+  };
   return {
     specificationVersion: 'v4',
     transformParams: async ({ params }) => {
-      const maxOutputTokens = outputLimit(o.controller, o.agent, params.maxOutputTokens);
+      const claim = claimOutput(o.controller, o.agent, params.maxOutputTokens);
       const wrapUp = wrapUpText(o, o.agent);
-      return { ...params, maxOutputTokens, ...(wrapUp ? { prompt: withWrapUp(params.prompt, wrapUp) } : {}) };
+      const out = { ...params, maxOutputTokens: claim.tokens, ...(wrapUp ? { prompt: withWrapUp(params.prompt, wrapUp) } : {}) };
+      claims.set(out, claim);
+      return out;
     },
-    wrapGenerate: ({ doGenerate, model }) =>
-      asAgent(o, o.agent, async (settle: Settle) => {
+    wrapGenerate: ({ doGenerate, model, params }) =>
+      asAgent(o, o.agent, claimOf(params), async (settle: Settle) => {
         const start = Date.now();
         let result: GenerateResult;
         try {
@@ -82,8 +92,8 @@ export function apportionMiddleware(o: ApportionMiddlewareOptions): LanguageMode
         settle({ ...spanOf(o, model, start, 'ok'), ...(usage ? { usage } : {}) });
         return result;
       }),
-    wrapStream: ({ doStream, model }) =>
-      asAgent(o, o.agent, async (settle: Settle) => {
+    wrapStream: ({ doStream, model, params }) =>
+      asAgent(o, o.agent, claimOf(params), async (settle: Settle) => {
         const start = Date.now();
         let result: StreamResult;
         try {

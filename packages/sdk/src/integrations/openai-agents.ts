@@ -13,8 +13,8 @@
  * `@openai/agents` is an optional peer dependency: this module imports only its types.
  */
 import type { Agent, Model, ModelRequest, ModelResponse, Runner, StreamEvent } from '@openai/agents';
-import type { BudgetController } from '../controller.js';
-import { asAgent, callUsage, outputLimit, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
+import type { BudgetController, Claim } from '../controller.js';
+import { asAgent, callUsage, claimOutput, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
 
 export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
 
@@ -40,14 +40,16 @@ export class ApportionModel implements Model {
     private readonly o: ApportionModelOptions,
   ) {}
 
-  private prepare(request: ModelRequest): ModelRequest {
-    const maxTokens = outputLimit(this.o.controller, this.o.agent, request.modelSettings.maxTokens);
+  /** The request with its output cap, claimed from the agent until the call settles, and the wrap-up. */
+  private prepare(request: ModelRequest): { prepared: ModelRequest; claim: Claim } {
+    const claim = claimOutput(this.o.controller, this.o.agent, request.modelSettings.maxTokens);
     const wrapUp = wrapUpText(this.o, this.o.agent);
-    return {
+    const prepared = {
       ...request,
-      modelSettings: { ...request.modelSettings, maxTokens },
+      modelSettings: { ...request.modelSettings, maxTokens: claim.tokens },
       ...(wrapUp ? { systemInstructions: request.systemInstructions ? `${request.systemInstructions}\n\n${wrapUp}` : wrapUp } : {}),
     };
+    return { prepared, claim };
   }
 
   private span(start: number, status: 'ok' | 'error') {
@@ -55,8 +57,8 @@ export class ApportionModel implements Model {
   }
 
   getResponse(request: ModelRequest): Promise<ModelResponse> {
-    const prepared = this.prepare(request);
-    return asAgent(this.o, this.o.agent, async (settle: Settle) => {
+    const { prepared, claim } = this.prepare(request);
+    return asAgent(this.o, this.o.agent, claim, async (settle: Settle) => {
       const start = Date.now();
       let res: ModelResponse;
       try {
@@ -72,9 +74,9 @@ export class ApportionModel implements Model {
   }
 
   async *getStreamedResponse(request: ModelRequest): AsyncIterable<StreamEvent> {
-    const prepared = this.prepare(request);
+    const { prepared, claim } = this.prepare(request);
     let settle!: Settle;
-    await asAgent(this.o, this.o.agent, async (s: Settle) => {
+    await asAgent(this.o, this.o.agent, claim, async (s: Settle) => {
       settle = s;
     });
     const start = Date.now();

@@ -1,6 +1,6 @@
 import { AsyncResource } from 'node:async_hooks';
 import { defaultSpanRecorder, type CallInfo, type CallUsage, type SpanRecorder } from '../context.js';
-import { BudgetExceededError, type BudgetController } from '../controller.js';
+import { BudgetExceededError, type BudgetController, type Claim } from '../controller.js';
 
 /** Options every framework integration takes. */
 export interface IntegrationOptions {
@@ -21,17 +21,17 @@ export const WRAP_UP_MESSAGE =
   'Your token budget for this task is nearly spent. Finish now: give your best final answer in as few words as possible, without further tool calls or exploration.';
 
 /**
- * The output-token limit of the agent's next call: what is left of its allocation (or less, if the caller asked
- * for less). Throws BudgetExceededError (scope `agent`) when nothing is left, without calling the model: the pool
- * is the reserve the caller grants from with extend(), so a call does not draw on it by itself.
+ * Claims the output-token limit of the agent's next call: what is left of its allocation, less what its other calls
+ * in flight hold (or less, if the caller asked for less). The call holds it until it settles, so parallel calls of
+ * one agent share what is left. Throws BudgetExceededError (scope `agent`) when nothing is left, without calling
+ * the model: the pool is the reserve the caller grants from with extend(), so a call does not draw on it by itself.
  */
-export function outputLimit(controller: BudgetController, agent: string, requested: number | undefined): number {
-  const available = controller.available(agent);
-  if (available <= 0) {
+export function claimOutput(controller: BudgetController, agent: string, requested: number | undefined): Claim {
+  if (controller.available(agent) <= 0) {
     const s = controller.state(agent);
-    throw new BudgetExceededError('agent', agent, s.consumed, s.allocated, controller.pool);
+    throw new BudgetExceededError('agent', agent, s.consumed, s.allocated, controller.pool, controller.inFlight(agent));
   }
-  return requested === undefined || requested <= 0 ? available : Math.min(requested, available);
+  return controller.claim(agent, requested === undefined || requested <= 0 ? undefined : Math.floor(requested));
 }
 
 /** The wrap-up text for the agent's next call, or undefined when it has room (or the option is off). */
@@ -40,7 +40,10 @@ export function wrapUpText(o: IntegrationOptions, agent: string): string | undef
   return o.wrapUpMessage ?? WRAP_UP_MESSAGE;
 }
 
-/** Ends a call: its span (always) and its tokens into the controller (input + output; may throw BudgetExceededError). */
+/**
+ * Ends a call: its span (always), its tokens into the controller (input + output; may throw BudgetExceededError),
+ * and the output tokens it claimed released.
+ */
 export type Settle = (call: CallInfo) => void;
 
 /**
@@ -49,21 +52,32 @@ export type Settle = (call: CallInfo) => void;
  * it, as a `withAgent` around the call would. `settle` is bound to that context, so a span recorded from a stream's
  * last chunk is still the agent's child.
  */
-export function asAgent<T>(o: IntegrationOptions, agent: string, call: (settle: Settle) => Promise<T>): Promise<T> {
+export function asAgent<T>(o: IntegrationOptions, agent: string, claim: Claim, call: (settle: Settle) => Promise<T>): Promise<T> {
   const recorder = o.recorder ?? defaultSpanRecorder();
   const settleIn = (end: (ok: boolean) => void): Settle =>
     AsyncResource.bind((c: CallInfo) => {
-      recorder.recordCall(c);
-      end(c.status !== 'error');
-      if (c.usage) o.controller.record(agent, c.usage.input + c.usage.output);
+      try {
+        recorder.recordCall(c);
+        end(c.status !== 'error');
+        if (c.usage) o.controller.record(agent, c.usage.input + c.usage.output);
+      } finally {
+        claim.release();
+      }
     });
-  if (recorder.current()?.agent === agent) return call(settleIn(() => undefined));
+  if (recorder.current()?.agent === agent) {
+    const p = call(settleIn(() => undefined));
+    p.catch(() => claim.release());
+    return p;
+  }
   let end!: (ok: boolean) => void;
   const ended = new Promise<boolean>((resolve) => (end = resolve));
   let started!: Promise<T>;
   const span = recorder.withAgent(agent, async () => {
     started = call(settleIn(end));
-    started.catch(() => end(false));
+    started.catch(() => {
+      end(false);
+      claim.release(); // a call that failed without settling holds nothing any more
+    });
     if (!(await ended)) throw new Error('model call failed');
   });
   span.catch(() => undefined); // the call's own promise carries the error to the caller
