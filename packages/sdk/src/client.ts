@@ -110,10 +110,24 @@ export class ApportionClient {
     } catch (e) {
       throw connectionError(this.base, method, path, e, timeoutMs);
     }
-    const text = await res.text();
-    const parsed: unknown = text ? JSON.parse(text) : undefined;
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (e) {
+      // The body broke off (connection reset, timeout while reading): as if the server had not been reached.
+      throw connectionError(this.base, method, path, e, timeoutMs);
+    }
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // Not JSON: an error page of a proxy or load balancer in front of the API (say, nginx's 503 text/html). An
+      // error status stays that status (a 503 is retried like the API's own); a success without JSON is not ours.
+      if (res.ok) throw new ApportionHttpError(502, 'INVALID_RESPONSE', `${method} ${path} answered ${res.status} with a body that is not JSON`, text);
+      parsed = text;
+    }
     if (!res.ok) {
-      const e = (parsed ?? {}) as { code?: string; message?: string };
+      const e = (parsed !== null && typeof parsed === 'object' ? parsed : {}) as { code?: string; message?: string };
       throw new ApportionHttpError(res.status, e.code ?? 'HTTP_ERROR', e.message ?? res.statusText, parsed);
     }
     return parsed as T;
