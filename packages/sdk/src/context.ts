@@ -252,13 +252,22 @@ export class SpanRecorder {
     const size = this.opts.batchSize ?? 100;
     const total = { sent: 0, accepted: 0, duplicates: 0, rejected: [] as { index: number; reason: string }[] };
     while (this.buffer.length) {
-      const batch = this.buffer.slice(0, size);
-      const res = await this.client.request<FlushResult>('POST', '/v1/spans', { spans: batch });
-      this.buffer = this.buffer.slice(batch.length);
+      // The batch leaves the buffer while it is sent, so spans recorded meanwhile (and the overflow bound, which drops
+      // the oldest of what is buffered) never touch it; if the send fails it goes back at the head, oldest first.
+      const batch = this.buffer.splice(0, size);
+      let res: FlushResult;
+      try {
+        res = await this.client.request<FlushResult>('POST', '/v1/spans', { spans: batch });
+      } catch (e) {
+        this.buffer = batch.concat(this.buffer);
+        this.bound();
+        throw e;
+      }
+      // A rejected span's index counts from the flush's first span, not its batch's.
+      total.rejected.push(...res.rejected.map((r) => ({ ...r, index: r.index + total.sent })));
       total.sent += batch.length;
       total.accepted += res.accepted;
       total.duplicates += res.duplicates;
-      total.rejected.push(...res.rejected);
     }
     this.watchExit();
     return total;
@@ -287,14 +296,19 @@ export class SpanRecorder {
     };
   }
 
-  private push(span: SpanRecord): void {
-    this.buffer.push(span);
-    this.exitFailed = false;
+  /** At most `maxBuffered` spans wait: beyond it the oldest are dropped (and counted). */
+  private bound(): void {
     const max = this.opts.maxBuffered ?? 10_000;
     if (this.buffer.length > max) {
       this.dropped += this.buffer.length - max;
       this.buffer = this.buffer.slice(this.buffer.length - max);
     }
+  }
+
+  private push(span: SpanRecord): void {
+    this.buffer.push(span);
+    this.exitFailed = false;
+    this.bound();
     this.watchExit();
     if (this.buffer.length >= (this.opts.batchSize ?? 100)) void this.flush().catch(() => undefined);
   }
