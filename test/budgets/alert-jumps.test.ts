@@ -70,4 +70,38 @@ describe('threshold alerts on jumps over several thresholds', () => {
     }
     assert.ok(jumps > 5, `${jumps} scopes crossed several thresholds`);
   });
+  it('places each threshold exactly on budgets too large for used × 100 to be exact (up to 2^53 − 1)', async () => {
+    // ceil(allocated × pct / 100) in exact integers; the scripts' numbers are doubles, exact only below 2^53.
+    const at = (allocated: bigint, pct: bigint) => (allocated * pct + 99n) / 100n;
+    let misjudgedBefore = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const rng = mulberry32(1000 + seed);
+      // Allocations from 1e14 to 2^53 − 1, where allocated × 80 is no longer exact in a double.
+      const span = BigInt(Number.MAX_SAFE_INTEGER) - 100_000_000_000_000n;
+      const allocated = 100_000_000_000_000n + (BigInt(Math.floor(rng() * 2 ** 26)) * BigInt(Math.floor(rng() * 2 ** 26)) + BigInt(Math.floor(rng() * 2 ** 20))) % span;
+      const scope = `tenant:big${seed}`;
+      await ledger.put({ scope, unit: 'TOKENS', allocated: Number(allocated), overagePolicy: 'ALLOW_WITH_OVERDRAFT', overdraftLimit: 1_000_000 });
+      alerts.length = 0;
+      let used = 0n;
+      const steps: [bigint, number[]][] = [];
+      // One unit short of each threshold, then the unit that reaches it.
+      for (const pct of [50n, 80n, 100n]) {
+        const t = at(allocated, pct);
+        steps.push([t - 1n - used, []]);
+        steps.push([1n, [Number(pct)]]);
+        used = t;
+        // What the old comparison (used × 100 >= allocated × pct in doubles) said one unit short.
+        if (pct < 100n && (Number(t - 1n) * 100 >= Number(allocated) * Number(pct))) misjudgedBefore++;
+      }
+      let k = 0;
+      for (const [amount, expected] of steps) {
+        alerts.length = 0;
+        if (amount > 0n) await ledger.op('debit', { scope, unit: 'TOKENS', amount: Number(amount), idempotencyKey: `big${seed}-${k++}` });
+        const got = alerts.filter((a) => a.type === 'budget.threshold' && a.scope === scope).map((a) => (a as { threshold: number }).threshold);
+        assert.deepEqual(got, amount > 0n ? expected : [], `seed ${seed}: allocated ${allocated}, debit ${amount}`);
+      }
+    }
+    // The seeds include budgets the double comparison misjudged one unit short of a threshold.
+    assert.ok(misjudgedBefore > 0, 'no seed reached a budget where the double comparison was off');
+  });
 });

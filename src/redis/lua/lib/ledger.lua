@@ -126,11 +126,22 @@ local function read_budget(k, day, month)
 end
 
 -- The threshold (0, 50, 80 or 100 %) that `used` of `allocated` has reached.
+-- ceil(allocated * num / den) for an integer 0 <= allocated <= LEDGER_MAX, exactly: allocated * 80 passes 2^53 (where
+-- doubles stop holding every integer) from allocated ~ 1.1e14, so `used * 100 >= allocated * 80` misjudged the
+-- threshold by a few units on large budgets. Split allocated = q * den + r (every term stays below 2^53).
+local function share_ceil(allocated, num, den)
+  local q = math.floor(allocated / den)
+  local r = allocated - q * den
+  while r < 0 do q = q - 1; r = r + den end
+  while r >= den do q = q + 1; r = r - den end
+  return q * num + math.floor((r * num + den - 1) / den)
+end
+
 local function alert_level(used, allocated)
   if used <= 0 then return 0 end
   if used >= allocated then return 100 end
-  if used * 100 >= allocated * 80 then return 80 end
-  if used * 100 >= allocated * 50 then return 50 end
+  if used >= share_ceil(allocated, 4, 5) then return 80 end
+  if used >= share_ceil(allocated, 1, 2) then return 50 end
   return 0
 end
 
