@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BudgetController, SpanRecorder } from '@apportion/sdk';
+import { BudgetController, BudgetExceededError, SpanRecorder } from '@apportion/sdk';
 import { ApportionModel, attachBudgetHooks, budgetAgents, WRAP_UP_MESSAGE } from '@apportion/sdk/openai-agents';
 import { Agent, Runner, setTracingDisabled, Usage } from '@openai/agents';
 import { assistantMessage, functionCall, ScriptedModel } from '@openai/agents/testing';
@@ -139,6 +139,57 @@ describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedMod
       await recorder.close();
     });
   }
+
+  for (const stream of [false, true]) {
+    it(`an agent run as a tool that goes over its budget${stream ? ' (streamed)' : ''} is finished all the same: the parent's model gets the tool error, the controller holds nothing open`, async () => {
+      // research's one call uses 450 of its 300 with an empty pool: recording it throws BudgetExceededError inside
+      // the nested run, which the Agents SDK turns into the tool's output for writer (no agent_end for research).
+      const researchModel = new ScriptedModel([{ output: [assistantMessage('too long')], usage: usage(400, 50) }]);
+      const writerModel = new ScriptedModel([
+        { output: [functionCall('research', { input: 'find facts' }, { callId: 't1' })], usage: usage(10, 5) },
+        { output: [functionCall('transfer_to_editor', {}, { callId: 'h1' })], usage: usage(20, 5) },
+      ]);
+      const editorModel = new ScriptedModel([{ output: [assistantMessage('Edited.')], usage: usage(30, 10) }]);
+      const research = new Agent({ name: 'research', instructions: 'Research.', model: researchModel });
+      const editor = new Agent({ name: 'editor', instructions: 'Edit.', model: editorModel });
+      const writer = new Agent({ name: 'writer', instructions: 'Write.', model: writerModel, handoffs: [editor], tools: [research.asTool({ toolName: 'research', toolDescription: 'Finds facts.' })] });
+      const controller = controllerFor({ writer: 1000, research: 300, editor: 500 });
+      const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+      const wrapped = budgetAgents([writer, research], { controller, recorder, modelName: 'gpt-4o-mini', provider: 'openai' });
+      const runner = new Runner({ tracingDisabled: true });
+      const detach = attachBudgetHooks(runner, controller, wrapped);
+      const output = await recorder.withSession({ sessionId: `agents-as-tool-over-${stream ? 'stream' : 'plain'}` }, () => runToEnd(runner, writer, 'Write a note', stream));
+      detach();
+      assert.equal(output, 'Edited.', 'the parent run goes on');
+      assert.equal(researchModel.calls.length, 1);
+      // The SDK's tool error text is what writer's model sees as the research tool's output.
+      const toolOutput = JSON.stringify(writerModel.calls[1]!.request.input);
+      assert.match(toolOutput, /An error occurred while running the tool/);
+      assert.deepEqual(
+        controller.snapshot().agents.map((a) => [a.name, a.consumed, a.status]),
+        [['writer', 40, 'finished'], ['research', 450, 'finished'], ['editor', 40, 'finished']],
+      );
+      assert.equal(controller.inFlight('research'), 0);
+      // writer's 960 left went to editor; research left nothing (it is 150 over, uncovered).
+      assert.equal(editorModel.calls[0]!.request.modelSettings.maxTokens, 500 + 960);
+      await recorder.close();
+    });
+  }
+
+  it('a top-level agent that goes over its budget: runner.run rejects with BudgetExceededError and the hooks finish the agent', async () => {
+    const writerModel = new ScriptedModel([{ output: [assistantMessage('too long')], usage: usage(300, 100) }]);
+    const writer = new Agent({ name: 'writer', instructions: 'Write.', model: writerModel });
+    const controller = controllerFor({ writer: 250, editor: 500 });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    budgetAgents(writer, { controller, recorder });
+    const runner = new Runner({ tracingDisabled: true });
+    const detach = attachBudgetHooks(runner, controller);
+    await assert.rejects(runner.run(writer, 'go'), (e: Error) => e instanceof BudgetExceededError && e.scope === 'agent' && e.agent === 'writer');
+    detach();
+    assert.deepEqual(controller.state('writer'), { name: 'writer', priority: 'standard', criticalPath: false, allocated: 250, consumed: 400, status: 'finished' });
+    assert.equal(controller.inFlight('writer'), 0);
+    await recorder.close();
+  });
 
   it('asks an agent near its limit to wrap up, and refuses a call when it has nothing left', async () => {
     const inner = new ScriptedModel([

@@ -13,7 +13,7 @@
  * `@openai/agents` is an optional peer dependency: this module imports only its types.
  */
 import type { Agent, Model, ModelRequest, ModelResponse, Runner, StreamEvent } from '@openai/agents';
-import type { BudgetController, Claim } from '../controller.js';
+import { BudgetExceededError, type BudgetController, type Claim } from '../controller.js';
 import { asAgent, callUsage, claimOutput, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
 
 export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
@@ -32,6 +32,13 @@ function usageOf(u: { inputTokens: number; outputTokens: number; inputTokensDeta
   if (!u) return undefined;
   return callUsage(u.inputTokens, u.outputTokens, { cacheRead: detail(u.inputTokensDetails, 'cached_tokens'), reasoning: detail(u.outputTokensDetails, 'reasoning_tokens') });
 }
+
+/**
+ * Who hears that an agent's model call raised BudgetExceededError, per controller: the run hooks, which finish the
+ * agent (its run ends there, and an agent run as a tool ends without an `agent_end` event: the Agents SDK turns the
+ * error into the tool's output).
+ */
+const overBudgetListeners = new WeakMap<BudgetController, Set<(agent: string) => void>>();
 
 /** A Model that caps, meters and attributes the calls of one agent, delegating to `inner`. */
 export class ApportionModel implements Model {
@@ -56,7 +63,34 @@ export class ApportionModel implements Model {
     return { model: this.o.modelName ?? 'unknown', ...(this.o.provider ? { provider: this.o.provider } : {}), start, end: Date.now(), status } as const;
   }
 
+  /** Tells the run hooks of this controller that the agent's run ends on a budget error (after its claim is released). */
+  private failed(e: unknown): void {
+    if (!(e instanceof BudgetExceededError)) return;
+    for (const listener of [...(overBudgetListeners.get(this.o.controller) ?? [])]) listener(this.o.agent);
+  }
+
   getResponse(request: ModelRequest): Promise<ModelResponse> {
+    try {
+      return this.response(request).catch((e: unknown) => {
+        this.failed(e);
+        throw e;
+      });
+    } catch (e) {
+      this.failed(e);
+      throw e;
+    }
+  }
+
+  async *getStreamedResponse(request: ModelRequest): AsyncIterable<StreamEvent> {
+    try {
+      yield* this.streamedResponse(request);
+    } catch (e) {
+      this.failed(e);
+      throw e;
+    }
+  }
+
+  private response(request: ModelRequest): Promise<ModelResponse> {
     const { prepared, claim } = this.prepare(request);
     return asAgent(this.o, this.o.agent, claim, async (settle: Settle) => {
       const start = Date.now();
@@ -73,7 +107,7 @@ export class ApportionModel implements Model {
     });
   }
 
-  async *getStreamedResponse(request: ModelRequest): AsyncIterable<StreamEvent> {
+  private async *streamedResponse(request: ModelRequest): AsyncIterable<StreamEvent> {
     const { prepared, claim } = this.prepare(request);
     let settle!: Settle;
     await asAgent(this.o, this.o.agent, claim, async (s: Settle) => {
@@ -147,11 +181,23 @@ export function budgetAgents(root: Agent<any, any> | readonly Agent<any, any>[],
  */
 export function attachBudgetHooks(runner: Pick<Runner, 'on' | 'off'>, controller: BudgetController, agents: readonly Agent<any, any>[] = []): () => void {
   let run: { usage?: unknown } | undefined; // this run's RunContext: its first agent_start on the runner
+  const started = new Set<string>(); // the agents these hooks started (not the ones the caller started itself)
   const begin = (ctx: unknown, agent: Agent<any, any>) => {
     run ??= ctx as { usage?: unknown };
     const status = controller.state(agent.name).status;
-    if (status === 'pending' || status === 'finished') controller.start(agent.name);
+    if (status === 'pending' || status === 'finished') {
+      controller.start(agent.name);
+      started.add(agent.name);
+    }
   };
+  // A budget error ends the agent's run without agent_end (run as a tool, the SDK makes it the tool's output;
+  // at the top, runner.run rejects): finish the agent here, once (finish() of a finished agent does nothing).
+  const overBudget = (agent: string) => {
+    if (started.has(agent) && controller.state(agent).status === 'running') controller.finish(agent);
+  };
+  let listeners = overBudgetListeners.get(controller);
+  if (!listeners) overBudgetListeners.set(controller, (listeners = new Set()));
+  listeners.add(overBudget);
   const handoff = (_ctx: unknown, from: Agent<any, any>) => void controller.finish(from.name);
   const end = (_ctx: unknown, agent: Agent<any, any>) => void controller.finish(agent.name);
   runner.on('agent_start', begin);
@@ -176,6 +222,7 @@ export function attachBudgetHooks(runner: Pick<Runner, 'on' | 'off'>, controller
     };
   });
   return () => {
+    listeners.delete(overBudget);
     runner.off('agent_start', begin);
     runner.off('agent_handoff', handoff);
     runner.off('agent_end', end);
