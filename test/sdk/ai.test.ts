@@ -236,33 +236,46 @@ describe('Vercel AI SDK middleware (wrapLanguageModel + the SDK’s MockLanguage
   it('parallel calls of one agent share what is left: each claims its cap until it ends, so the ceiling is not overspent', async () => {
     const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0 });
     const controller = controllerFor({ a: 1000, b: 1000 });
+    const asks = [300, 300, undefined, 300];
     const caps: (number | undefined)[] = [];
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
+    // Settles when every call reached the model: the fourth was not refused (a broken claim), so the test fails on it
+    // instead of waiting on the gate for ever.
+    let allReached!: () => void;
+    const everyCallReachedTheModel = new Promise<'reached the model'>((r) => (allReached = () => r('reached the model')));
+    // Bounds every call, so nothing outlives the test whatever goes wrong (a safety net, not a timed assertion).
+    const bound = AbortSignal.timeout(120_000);
     const mock = new MockLanguageModelV4({
       provider: 'openai.chat',
       modelId: 'gpt-4o-mini',
-      doGenerate: async ({ maxOutputTokens }) => {
+      doGenerate: async ({ maxOutputTokens, abortSignal }) => {
         caps.push(maxOutputTokens);
-        await gate; // every call is in flight before any ends
+        if (caps.length === asks.length) allReached();
+        // every call is in flight before any ends; an aborted call stops waiting
+        await new Promise<void>((resolve, reject) => {
+          void gate.then(resolve);
+          abortSignal?.addEventListener('abort', () => reject(abortSignal.reason as Error), { once: true });
+        });
         return { content: [{ type: 'text', text: 'x' }], finishReason: STOP, usage: usage(10, maxOutputTokens ?? 0), warnings: [] };
       },
     });
     const model = wrapLanguageModel({ model: mock, middleware: apportionMiddleware({ controller, agent: 'a', recorder }) });
     controller.start('a');
-    const asks = [300, 300, undefined, 300];
-    const calls = asks.map((maxOutputTokens) => generateText({ model, prompt: 'hi', ...(maxOutputTokens ? { maxOutputTokens } : {}) }));
-    // 300 + 300 + the rest (400) are claimed; the fourth finds nothing unclaimed and is refused before the model.
-    const fourth = await Promise.allSettled([calls[3]!]);
-    assert.equal(fourth[0]!.status, 'rejected');
-    const err = (fourth[0] as PromiseRejectedResult).reason as BudgetExceededError;
-    assert.ok(err instanceof BudgetExceededError, String(err));
-    assert.equal(err.inFlight, 1000);
-    assert.match(err.message, /held by its calls in flight/);
-    assert.deepEqual(caps, [300, 300, 400]);
-    assert.equal(controller.inFlight('a'), 1000);
-    assert.equal(controller.available('a'), 0);
-    release();
+    const calls = asks.map((maxOutputTokens) => generateText({ model, prompt: 'hi', maxRetries: 0, abortSignal: bound, ...(maxOutputTokens ? { maxOutputTokens } : {}) }));
+    try {
+      // 300 + 300 + the rest (400) are claimed; the fourth finds nothing unclaimed and is refused before the model.
+      const fourth = await Promise.race([calls[3]!.then(() => 'answered' as const, (e: unknown) => e), everyCallReachedTheModel]);
+      assert.ok(fourth instanceof BudgetExceededError, `the fourth call was not refused: ${String(fourth)} (caps ${JSON.stringify(caps)})`);
+      assert.equal(fourth.inFlight, 1000);
+      assert.match(fourth.message, /held by its calls in flight/);
+      assert.deepEqual(caps, [300, 300, 400]);
+      assert.equal(controller.inFlight('a'), 1000);
+      assert.equal(controller.available('a'), 0);
+    } finally {
+      release(); // whatever failed above, the calls held at the gate end
+    }
+    // The one recorded last takes a past 1000 (its input) and is rejected for it: only their end matters here.
     await Promise.allSettled(calls.slice(0, 3));
     assert.equal(controller.inFlight('a'), 0);
     // a's output stayed within its 1000; only the input (30) went past it, drawn from nowhere (pool 0).
