@@ -16,10 +16,50 @@ import type { ExperimentBody, ExperimentDoc, ExperimentState, SrmFlag, Status, V
 import { WriteConflict, type AuditEntry, type DocWrite, type ExperimentsState, type ExperimentStore } from './store.js';
 
 /**
- * Every experiment write compares one global sequence, so N concurrent writers need up to N rounds: enough
- * attempts for dozens of simultaneous admins and evaluations, with a backoff that spreads them out.
+ * Attempts of one experiment write. A write conflicts only with writes of what it depends on (the same
+ * experiment, the documents it was validated against, a guard it names: see guardsOf), and each of its failed
+ * attempts means one of those writes applied, so a write fails with CONCURRENT_MODIFICATION only when more than
+ * this many writes of the same experiment or layer meet it.
  */
 const MAX_ATTEMPTS = 30;
+
+/** The guard of a pipeline's holdout: bumped by every write of a holdout document, named by a promote. */
+const holdoutGuard = (pipeline: string): string => `holdout:${pipeline}`;
+
+/**
+ * The slot an experiment holds in a layer while it is not stopped (drafts reserve theirs): its guard (layers are
+ * per tenant, LAYER_OVERLAP compares experiments on pipelines of one owner) and its range.
+ */
+function layerSlot(st: ExperimentsState, doc: ExperimentDoc | undefined): { guard: string; range: string } | undefined {
+  if (!doc?.layer || doc.state.status === 'stopped') return undefined;
+  const owner = st.pipelines.get(doc.pipeline)?.owner ?? '';
+  return { guard: `layer:${JSON.stringify([owner, doc.layer.id])}`, range: doc.layer.range.join(' ') };
+}
+
+/**
+ * The guards a write names (checked against what it read, bumped when it applies): those of what its experiment
+ * documents take or give up that other experiments' writes are validated against. A layer's guard when a slot
+ * is taken, moved or freed (so two experiments never take overlapping ranges of one layer on what they read),
+ * a pipeline's holdout guard for any write of a holdout (one holdout per pipeline; a promote reads it), plus
+ * `extra`. Every other write (a start, a pause, a ramp, a replace keeping its slot) names none and meets only
+ * writes of its own documents.
+ */
+function guardsOf(st: ExperimentsState, docs: readonly DocWrite[], extra: readonly string[] = []): string[] {
+  const out = new Set(extra);
+  for (const d of docs) {
+    if (d.kind !== 'experiments' || d.checkOnly) continue;
+    const before = st.experiments.get(d.id)?.doc;
+    const after = (d.doc as ExperimentDoc | null) ?? undefined;
+    const a = layerSlot(st, before);
+    const b = layerSlot(st, after);
+    if (a?.guard !== b?.guard || a?.range !== b?.range) {
+      if (a) out.add(a.guard);
+      if (b) out.add(b.guard);
+    }
+    for (const x of [before, after]) if (x?.type === 'holdout') out.add(holdoutGuard(x.pipeline));
+  }
+  return [...out].sort();
+}
 
 export type Transition = 'start' | 'pause' | 'resume' | 'stop';
 
@@ -168,7 +208,7 @@ export class ExperimentService {
     id: string,
     action: string,
     by: string,
-    fn: (st: ExperimentsState, cur: Versioned<ExperimentDoc> | undefined, now: number) => { docs: DocWrite[]; details?: unknown } | null,
+    fn: (st: ExperimentsState, cur: Versioned<ExperimentDoc> | undefined, now: number) => { docs: DocWrite[]; details?: unknown; guards?: string[] } | null,
   ): Promise<number | undefined> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const st = await this.deps.store.read();
@@ -177,12 +217,12 @@ export class ExperimentService {
       if (!w) return undefined;
       const audit: AuditEntry = { at: now, by, action, ...(w.details !== undefined ? { details: w.details } : {}) };
       try {
-        const v = await this.deps.store.write(st.seq, id, w.docs, audit);
+        const v = await this.deps.store.write(st, id, w.docs, guardsOf(st, w.docs, w.guards), audit);
         await this.deps.refresh();
         return v;
       } catch (e) {
         if (!(e instanceof WriteConflict)) throw e;
-        // Jittered backoff so that writers racing for the same sequence spread out.
+        // Jittered backoff so that writers racing for the same experiment or layer spread out.
         await new Promise((r) => setTimeout(r, Math.random() * Math.min(100, 5 * 2 ** attempt)));
       }
     }
@@ -259,18 +299,21 @@ export class ExperimentService {
       }
       if (t === 'stop') state = { ...state, endedAt: now };
       let doc: ExperimentDoc = { ...v.doc, state };
+      let pipelineCheck: DocWrite | undefined;
       if (t === 'start' && v.doc.type === 'holdout') {
         // What the holdout holds out is the default at start, frozen until it ends.
         const p = st.pipelines.get(v.doc.pipeline);
         if (!p) throw new AppError('PIPELINE_NOT_FOUND', `params/id: pipeline "${v.doc.pipeline}" of experiment "${id}" no longer exists`);
         const d = p.defaultStrategy;
+        // The default it freezes must still be the pipeline's when it applies (a promote writes the pipeline).
+        pipelineCheck = { kind: 'pipelines', id: p.id, doc: null, expectedVersion: p.version, checkOnly: true };
         doc = {
           ...doc,
           variants: v.doc.variants.map((x) => ({ ...x, strategy: d })),
           state: { ...state, exposedDefault: d, holdoutPhases: [{ phase: state.phase, startedAt: now, held: d, exposedDefault: d, coverage: v.doc.coverage, cause: 'start' }] },
         };
       }
-      return { docs: [this.expWrite(id, v, doc)], details: { from: s.status, to: rule.to, ...(reason ? { reason } : {}) } };
+      return { docs: [this.expWrite(id, v, doc), ...(pipelineCheck ? [pipelineCheck] : [])], details: { from: s.status, to: rule.to, ...(reason ? { reason } : {}) } };
     });
     return this.get(id);
   }
@@ -334,6 +377,8 @@ export class ExperimentService {
       }
       return {
         docs,
+        // The holdout found (or not) above: a holdout created, started or ended meanwhile moves this guard.
+        guards: [holdoutGuard(v.doc.pipeline)],
         details: {
           variant,
           strategy: chosen.strategy,

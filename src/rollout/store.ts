@@ -23,7 +23,10 @@ export interface AuditEntry {
 
 /** A fresh, consistent read of what experiment writes depend on. */
 export interface ExperimentsState {
+  /** The experiments write sequence (bumped by every experiment write; a new experiment's generation is seq + 1). */
   readonly seq: number;
+  /** The guards' counters as read (absent: 0); see `ExperimentStore.write`. */
+  readonly guards: ReadonlyMap<string, number>;
   readonly experiments: ReadonlyMap<string, Versioned<ExperimentDoc>>;
   /** Pipelines and strategies as their domains read them (`PipelineRef`, `StrategyRef`), never their raw documents. */
   readonly pipelines: ReadonlyMap<string, PipelineRef>;
@@ -57,8 +60,10 @@ const decodeAudit = jsonDecoder(
 
 /**
  * Experiments in the control plane. Reads go straight to Redis (not the snapshot) so that a lifecycle
- * change is computed from the latest state; writes are optimistic (a sequence over all experiments
- * plus each document's version) so two admins, or an admin and the guardrail job, never interleave.
+ * change is computed from the latest state; writes are optimistic on exactly what the change depends on:
+ * each document's version (two admins, or an admin and the guardrail job, never interleave on one
+ * experiment) and the guards it names (the layer slots or the holdout it was validated against). Writes of
+ * unrelated experiments never conflict.
  */
 export class ExperimentStore {
   constructor(
@@ -68,6 +73,16 @@ export class ExperimentStore {
 
   seqKey(): string {
     return `${this.keys.configKind('experiments')}:seq`;
+  }
+
+  /** Guard name → counter (rollout-write.lua), in the {config} slot with the documents. */
+  guardsKey(): string {
+    return `${this.keys.configKind('experiments')}:guards`;
+  }
+
+  /** Experiment id → the sequence its delete made, until the id is created again (rollout-write.lua). */
+  deletedKey(): string {
+    return `${this.keys.configKind('experiments')}:deleted`;
   }
 
   auditKey(id: string): string {
@@ -83,6 +98,7 @@ export class ExperimentStore {
   async read(): Promise<ExperimentsState> {
     const m = this.redis.multi();
     m.get(this.seqKey());
+    m.hgetall(this.guardsKey());
     for (const kind of ['experiments', 'pipelines', 'strategies'] as const) {
       m.hgetall(this.keys.configKind(kind));
       m.hgetall(this.keys.configVersions(kind));
@@ -104,7 +120,7 @@ export class ExperimentStore {
     };
     const experiments = new Map<string, Versioned<ExperimentDoc>>();
     const unreadable: string[] = [];
-    for (const [id, v] of parse(1, (json) => json)) {
+    for (const [id, v] of parse(2, (json) => json)) {
       const doc = decodeExperiment(v.doc);
       if (doc) experiments.set(id, { ...v, doc });
       else unreadable.push(id);
@@ -116,22 +132,29 @@ export class ExperimentStore {
         `params/id: the stored experiment document ${ids} (hash ${this.keys.configKind('experiments')}) is not a valid experiment; writes to experiments are refused until it is repaired or removed`,
       );
     }
+    const guards = new Map(Object.entries(val(1) as Record<string, string>).map(([k, n]) => [k, Number(n)]));
     return {
       seq: Number(val(0) ?? 0),
+      guards,
       experiments,
-      pipelines: new Map([...parse(3, (json) => JSON.parse(json) as Record<string, unknown>)].map(([id, v]) => [id, pipelineRef(v)])),
-      strategies: new Map([...parse(5, (json) => JSON.parse(json) as Record<string, unknown>)].map(([id, v]) => [id, strategyRef(v)])),
+      pipelines: new Map([...parse(4, (json) => JSON.parse(json) as Record<string, unknown>)].map(([id, v]) => [id, pipelineRef(v)])),
+      strategies: new Map([...parse(6, (json) => JSON.parse(json) as Record<string, unknown>)].map(([id, v]) => [id, strategyRef(v)])),
     };
   }
 
-  /** Writes documents as one change; returns the first document's new version. Throws WriteConflict. */
-  async write(seq: number, experimentId: string, docs: readonly DocWrite[], audit: AuditEntry | undefined): Promise<number> {
-    const keys = [this.keys.configVersion(), this.seqKey(), this.auditKey(experimentId)];
-    const args: (string | number)[] = [this.keys.configChannel(), seq, audit ? JSON.stringify(audit) : '', AUDIT_CAP, docs.length];
+  /**
+   * Writes documents as one change computed from `st`; returns the first document's (the experiment's) new
+   * version. It applies only when every document still has its expected version and every guard in `guards`
+   * still has the counter read in `st` (each is then bumped). Throws WriteConflict.
+   */
+  async write(st: ExperimentsState, experimentId: string, docs: readonly DocWrite[], guards: readonly string[], audit: AuditEntry | undefined): Promise<number> {
+    const keys = [this.keys.configVersion(), this.seqKey(), this.auditKey(experimentId), this.guardsKey(), this.deletedKey()];
+    const args: (string | number)[] = [this.keys.configChannel(), st.seq, audit ? JSON.stringify(audit) : '', AUDIT_CAP, docs.length, guards.length];
     for (const d of docs) {
       keys.push(this.keys.configKind(d.kind), this.keys.configVersions(d.kind));
       args.push(d.id, d.checkOnly ? '-' : d.doc === null ? '' : JSON.stringify(d.doc), d.expectedVersion);
     }
+    for (const g of guards) args.push(g, st.guards.get(g) ?? 0);
     const v = await callScript(this.redis, 'rolloutWrite', keys, args);
     if (v === -1) throw new WriteConflict('experiments');
     if (v < -1) {
