@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { mulberry32 } from '../../src/learner/rng.js';
 import type { Running } from '../../src/server.js';
+import { ExperimentStore, WriteConflict } from '../../src/rollout/store.js';
 import { dropPrefix, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 import { jsonHttp, okHttp, type JsonReply } from '../helpers/http.js';
 
@@ -246,5 +247,22 @@ describe('concurrent experiment writes', () => {
     for (const r of refused) assert.ok(accepted.some((a) => overlaps(a, r)), `seed ${SEED}: [${r}) refused without an overlapping experiment`);
     const stored = (await ok('GET', '/v1/experiments')).items.filter((e: any) => e.layer?.id === 'contested');
     assert.equal(stored.length, accepted.length);
+  });
+
+  it('a create computed from a read older than a delete of the id is refused: one id never takes a generation twice', async () => {
+    const store = new ExperimentStore(rt.core.redis, rt.core.keys);
+    const stale = await store.read();
+    assert.equal(stale.experiments.get('again'), undefined);
+    const first = await ok('PUT', '/v1/experiments/again', ab('cp2'));
+    await ok('DELETE', '/v1/experiments/again');
+    // The write the stale read would make: a create (expected version 0, which matches again after the delete)
+    // with the generation it computed, the deleted experiment's.
+    const doc = { ...first, generation: stale.seq + 1 };
+    for (const k of ['id', 'version', 'effectiveCoverage']) delete doc[k];
+    await assert.rejects(store.write(stale, 'again', [{ kind: 'experiments', id: 'again', doc, expectedVersion: 0 }], [], undefined), WriteConflict);
+    const fresh = await ok('PUT', '/v1/experiments/again', ab('cp2'));
+    assert.ok(fresh.generation > first.generation, `generation ${fresh.generation} after ${first.generation}`);
+    // Created again: the record of the delete is gone.
+    assert.equal(await rt.core.redis.hexists(store.deletedKey(), 'again'), 0);
   });
 });
