@@ -96,6 +96,9 @@ export interface AnalysisInput {
   readonly tuningN?: number;
 }
 
+/** Quality and rates lie in [0, 1]: the range the sequential interval's variance floor assumes for them. */
+const UNIT_RANGE = 1;
+
 const EMPTY: ArmStats = {
   count: 0,
   quality: fromWelford(0, 0, 0),
@@ -198,7 +201,7 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
   for (const v of input.variants) {
     if (v.name === input.control) continue;
     const arm = input.arms.get(v.name) ?? EMPTY;
-    raw.push({ variant: v.name, metric: 'quality', welch: welch(arm.quality, control.quality, alpha), sequential: sequentialDiff(arm.quality, control.quality, alpha, tuningN) });
+    raw.push({ variant: v.name, metric: 'quality', welch: welch(arm.quality, control.quality, alpha), sequential: sequentialDiff(arm.quality, control.quality, alpha, tuningN, UNIT_RANGE) });
     const costs = costsOf(input.obs?.get(v.name));
     const cap = pooledCap([costs, controlCosts], input.winsorize);
     const cost = costMoments(arm, costs, cap) ?? arm.cost;
@@ -224,7 +227,7 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
         agent,
         budgetDiff: a.meanAllocated - c.meanAllocated,
         utilizationDiff: a.utilization - c.utilization,
-        ceilingHit: { welch: welch(mt, mc, alpha), sequential: sequentialDiff(mt, mc, alpha, tuningN) },
+        ceilingHit: { welch: welch(mt, mc, alpha), sequential: sequentialDiff(mt, mc, alpha, tuningN, UNIT_RANGE) },
       });
     }
   }
@@ -246,6 +249,14 @@ export interface GuardrailCheck {
   readonly ci?: readonly [number, number];
   readonly tolerance?: number;
   readonly n?: readonly [number, number];
+}
+
+/**
+ * The width of a guardrail metric's range, for the variance floor of the sequential interval (src/stats/sequential.ts):
+ * quality and a ceiling-hit rate lie in [0, 1]; cost is unbounded (undefined: the floor scales with the arms' means).
+ */
+function metricRange(g: Guardrail): number | undefined {
+  return g.metric === 'cost' ? undefined : UNIT_RANGE;
 }
 
 function metricMoments(arm: ArmStats, g: Guardrail): Moments {
@@ -283,7 +294,7 @@ export function checkGuardrails(
         out.push({ guardrail: g, variant: v.name, judged: false, breached: false, n: [tm.n, cm.n] });
         continue;
       }
-      const s = sequentialDiff(tm, cm, alpha, tuningN);
+      const s = sequentialDiff(tm, cm, alpha, tuningN, metricRange(g));
       if (!s) continue;
       const sign = g.metric === 'quality' ? -1 : 1;
       const lo = sign * (sign > 0 ? s.ci[0] : s.ci[1]);

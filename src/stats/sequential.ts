@@ -42,10 +42,43 @@ export function csPValue(diff: number, s2: number, n: number, alpha: number, tun
   return Math.min(1, Math.exp(logP));
 }
 
-/** Sequential interval for treatment − control from summary moments (null when a side has n < 2). */
-export function sequentialDiff(treatment: Moments, control: Moments, alpha = 0.05, tuningN = DEFAULT_TUNING_N): DiffResult | null {
+/**
+ * Variance floor of one arm of n observations of a metric whose values span at most `range`: the variance that two
+ * pseudo-observations at the worst-case variance range²/4 of a bounded metric carry in a sample of n + 2, i.e.
+ * range² / (2(n + 2)) (for a 0/1 metric about what Agresti–Caffo's one added success and one added failure give an arm
+ * with no failures). A sample with (near) zero variance — every outcome 1.0, every cost identical — says little about
+ * the true variance when it is small: plugging in its sample variance of 0 gives an interval of zero width, which
+ * "detects" any difference after a handful of observations, including in an A/A test. The floor binds only while
+ * an arm has at most about one observation away from its mean, and vanishes as 1/n: a sample with real spread keeps
+ * its own variance.
+ */
+export function varianceFloor(n: number, range: number): number {
+  return (range * range) / (2 * (n + 2));
+}
+
+/** The variance the interval uses for an arm: its sample variance, at least the floor for its size. */
+export function effectiveVariance(m: Moments, range: number): number {
+  return Math.max(m.variance, varianceFloor(m.n, range));
+}
+
+/**
+ * The width of a metric's range for the floor when the caller does not know it (an unbounded metric such as cost):
+ * the largest magnitude of either mean, as if the metric spanned [0, that]. So an arm with every cost 0.01 is treated
+ * as possibly spread over [0, 0.01], never as certain; two arms identically zero have diff 0 and need no width.
+ */
+export function dataRange(treatment: Moments, control: Moments): number {
+  return Math.max(Math.abs(treatment.mean), Math.abs(control.mean));
+}
+
+/**
+ * Sequential interval for treatment − control from summary moments (null when a side has n < 2). Each arm's variance
+ * is at least `varianceFloor(n, range)`: `range` is the width of the metric's range (1 for a quality or a rate in
+ * [0, 1]); without it, `dataRange` of the two means.
+ */
+export function sequentialDiff(treatment: Moments, control: Moments, alpha = 0.05, tuningN = DEFAULT_TUNING_N, range?: number): DiffResult | null {
   if (treatment.n < 2 || control.n < 2) return null;
-  const varDiff = treatment.variance / treatment.n + control.variance / control.n;
+  const r = range ?? dataRange(treatment, control);
+  const varDiff = effectiveVariance(treatment, r) / treatment.n + effectiveVariance(control, r) / control.n;
   return sequentialFromVariance(treatment.mean - control.mean, varDiff, treatment.n + control.n, control.mean, alpha, tuningN);
 }
 
