@@ -16,6 +16,17 @@ export const DEFAULT_ALPHA = 0.05;
  */
 export const MAX_PHASES = 50;
 
+/**
+ * Refuses a change that would start phase MAX_PHASES + 1 of experiment `id` (409 EXPERIMENT_STATE_CONFLICT naming
+ * `field`, with `remedy`). Every path that starts a phase checks it: a PUT that changes the assignment, a promote that
+ * starts the pipeline holdout's next phase, the job's new holdout phase after a default changed another way.
+ */
+export function checkPhaseCap(id: string, state: ExperimentState, field: string, remedy: string): void {
+  if (state.phase + 1 >= MAX_PHASES) {
+    throw new AppError('EXPERIMENT_STATE_CONFLICT', `${field}: experiment "${id}" has had ${MAX_PHASES} phases, the most one experiment keeps; ${remedy}`);
+  }
+}
+
 /** What validation needs to know about the rest of the control plane (a fresh read, not the snapshot). */
 export interface ModelContext {
   /** Pipelines and strategies as their domains read them, never their raw documents. */
@@ -94,12 +105,7 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
   // A holdout's coverage is its split (held out : exposed): changing it moves units between the two populations.
   const coverageMoved = type === 'holdout' && put.started && existing!.coverage !== coverage;
   const newPhase = put.started && (!sameAssignment(existing!, { variants, seed, control }) || coverageMoved);
-  if (newPhase && existing!.state.phase + 1 >= MAX_PHASES) {
-    throw new AppError(
-      'EXPERIMENT_STATE_CONFLICT',
-      `body/variants: experiment "${id}" has had ${MAX_PHASES} phases, the most one experiment keeps; stop it and create a new one for this assignment`,
-    );
-  }
+  if (newPhase) checkPhaseCap(id, existing!.state, 'body/variants', 'stop it and create a new one for this assignment');
   // A new experiment (or an id created again after a delete) is a new generation; a replace keeps the stored one.
   const generation = existing ? existing.generation : ctx.seq + 1;
   const doc: ExperimentDoc = {

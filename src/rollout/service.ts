@@ -10,7 +10,7 @@ import type { Keys } from '../redis/keys.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
 import { analyzePhase, checkGuardrails, elasticities, type Elasticity, type GuardrailCheck, type Observation, type PhaseResult } from './analysis.js';
 import { experimentArm } from './arms.js';
-import { effectiveCoverage, experimentView, heldStrategy, normalizeExperiment, probeVariantName } from './model.js';
+import { checkPhaseCap, effectiveCoverage, experimentView, heldStrategy, normalizeExperiment, probeVariantName } from './model.js';
 import { srmSequential } from '../stats/srm.js';
 import type { ExperimentBody, ExperimentDoc, ExperimentState, SrmFlag, Status, Variant } from './schema.js';
 import { WriteConflict, type AuditEntry, type DocWrite, type ExperimentsState, type ExperimentStore } from './store.js';
@@ -371,6 +371,7 @@ export class ExperimentService {
       );
       let holdoutPhase: { id: string; phase: number } | undefined;
       if (holdout && (holdout.doc.state.exposedDefault ?? previous) !== chosen.strategy) {
+        checkPhaseCap(holdout.id, holdout.doc.state, 'params/id', `promoting "${variant}" would start another phase of holdout "${holdout.id}": stop the holdout (and create a new one) first`);
         const next = nextHoldoutPhase(holdout.doc, chosen.strategy, now, `promote of ${id}/${variant}`);
         docs.push(this.expWrite(holdout.id, holdout, next));
         holdoutPhase = { id: holdout.id, phase: next.state.phase };
@@ -619,6 +620,7 @@ export class ExperimentService {
       const from = doc.state.exposedDefault;
       const written = await this.mutate(id, 'new_phase', 'system:holdout', (_st, cur, now) => {
         if (!cur || cur.version !== v.version || cur.doc.state.status !== 'running') return null;
+        checkPhaseCap(id, cur.doc.state, 'params/id', `the pipeline default changed from ${from} to ${dflt}, which would start another; stop the holdout (and create a new one)`);
         return { docs: [this.expWrite(id, cur, nextHoldoutPhase(cur.doc, dflt, now, `pipeline default changed from ${from} to ${dflt}`))], details: { from, to: dflt, phase: cur.doc.state.phase + 1 } };
       });
       return { experiment: id, action: written !== undefined ? 'new_phase' : 'skipped', detail: `exposed default ${from} → ${dflt}` };

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { formatResults } from '../../src/rollout/format.js';
+import { MAX_PHASES } from '../../src/rollout/model.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 import { unitKeys } from './helpers.js';
@@ -232,5 +233,42 @@ describe('a started holdout whose coverage changes', () => {
     // The same coverage again keeps the phase.
     assert.equal((await ok('PUT', '/v1/experiments/cov', { pipeline: 'p', type: 'holdout', coverage: 0.5, description: 'same split' })).state.phase, 1);
     await ok('POST', '/v1/experiments/cov/stop');
+  });
+});
+
+describe('a holdout at MAX_PHASES phases', () => {
+  it('refuses a promote and a default change that would start another phase, with the PUT cap error, writing nothing', async () => {
+    await ok('PUT', '/v1/pipelines/cap', FIVE_AGENTS);
+    await ok('PUT', '/v1/strategies/cap-even', { pipeline: 'cap', kind: 'uniform' });
+    await ok('PUT', '/v1/strategies/cap-heavy', { pipeline: 'cap', kind: 'static', params: { shares: { orchestrator: 1, retriever: 1, reasoner: 4, validator: 1, formatter: 1 } } });
+    await ok('PUT', '/v1/pipelines/cap', { ...FIVE_AGENTS, defaultStrategy: 'cap-even' });
+    await ok('PUT', '/v1/experiments/cap-hold', { pipeline: 'cap', type: 'holdout', coverage: 0.1 });
+    await ok('POST', '/v1/experiments/cap-hold/start');
+    // Each coverage change starts a phase: 49 of them take the holdout to its last phase (MAX_PHASES − 1).
+    for (let i = 1; i < MAX_PHASES; i++) assert.equal((await ok('PUT', '/v1/experiments/cap-hold', { pipeline: 'cap', type: 'holdout', coverage: 0.1 + i * 0.001 })).state.phase, i);
+    const full = await ok('GET', '/v1/experiments/cap-hold');
+    await ok('PUT', '/v1/experiments/cap-ab', { pipeline: 'cap', variants: [{ name: 'control', strategy: 'cap-even', weight: 1 }, { name: 'heavy', strategy: 'cap-heavy', weight: 1 }] });
+    await ok('POST', '/v1/experiments/cap-ab/start');
+    const pipeline = await ok('GET', '/v1/pipelines/cap');
+
+    const promote = await http('POST', '/v1/experiments/cap-ab/promote', { variant: 'heavy' });
+    assert.equal(promote.status, 409, JSON.stringify(promote.json));
+    assert.equal(promote.json.code, 'EXPERIMENT_STATE_CONFLICT');
+    assert.match(promote.json.message, new RegExp(`experiment "cap-hold" has had ${MAX_PHASES} phases`));
+    assert.equal((await ok('GET', '/v1/experiments/cap-ab')).state.status, 'running', 'the promote wrote nothing');
+    assert.equal((await ok('GET', '/v1/pipelines/cap')).version, pipeline.version, 'nor the pipeline default');
+    assert.equal((await ok('GET', '/v1/experiments/cap-hold')).version, full.version);
+
+    // A default changed another way: the job's new phase is refused the same way.
+    await ok('PUT', '/v1/pipelines/cap', { ...FIVE_AGENTS, defaultStrategy: 'cap-heavy' });
+    const evaluated = await http('POST', '/v1/experiments/cap-hold/evaluate');
+    assert.equal(evaluated.status, 409, JSON.stringify(evaluated.json));
+    assert.equal(evaluated.json.code, 'EXPERIMENT_STATE_CONFLICT');
+    assert.match(evaluated.json.message, new RegExp(`experiment "cap-hold" has had ${MAX_PHASES} phases`));
+    const after = await ok('GET', '/v1/experiments/cap-hold');
+    assert.equal(after.state.phase, MAX_PHASES - 1);
+    assert.equal(after.state.holdoutPhases.length, MAX_PHASES);
+    await ok('POST', '/v1/experiments/cap-hold/stop');
+    await ok('POST', '/v1/experiments/cap-ab/stop');
   });
 });
