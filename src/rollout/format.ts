@@ -26,7 +26,9 @@ export function formatResults(r: ExperimentResults): string {
   const held = new Map((r.state.holdoutPhases ?? []).map((h) => [h.phase, h]));
   for (const ph of r.phases) {
     const h = held.get(ph.phase);
-    if (h) out.push('', `holdout phase ${h.phase} from ${new Date(h.startedAt).toISOString()} (${h.cause}): held out get ${h.held}, exposed default ${h.exposedDefault}`);
+    // The phase's split (held-out share of eligible units) as the results judge it; entries recorded before coverage was kept lack it.
+    const cov = h?.coverage !== undefined ? `, coverage ${Number((h.coverage * 100).toFixed(2))} % held out` : '';
+    if (h) out.push('', `holdout phase ${h.phase} from ${new Date(h.startedAt).toISOString()} (${h.cause}): held out get ${h.held}, exposed default ${h.exposedDefault}${cov}`);
     out.push('', `phase ${ph.phase}${ph.srm ? `  (sequential SRM p = ${p(ph.srm.pValue)}${ph.srm.mismatch ? ' MISMATCH' : ''})` : ''}`);
     out.push(
       table(

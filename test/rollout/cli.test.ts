@@ -129,3 +129,31 @@ describe('results table: empty cells (pure)', () => {
     assert.deepEqual(row('control (control)').slice(1, 4), ['40', '0.8000', '0.020000']);
   });
 });
+
+describe('results table: holdout phases (pure)', () => {
+  it('prints each holdout phase with the coverage (held-out share) the HTTP results return for it', () => {
+    const arms = new Map([['holdout', arm(40, 0.8, 0.02)], ['exposed', arm(400, 0.82, 0.02)]]);
+    const phases = [0, 1].map((phase) =>
+      analyzePhase({ phase, variants: [{ name: 'holdout', strategy: 'even', weight: 0.1 }, { name: 'exposed', strategy: 'heavy', weight: 0.9 }], control: 'holdout', alpha: 0.05, arms }),
+    );
+    const r: ExperimentResults = {
+      ...results(0.05, arms),
+      type: 'holdout',
+      control: 'holdout',
+      phase: 1,
+      phases,
+      state: {
+        status: 'running',
+        phase: 1,
+        holdoutPhases: [
+          { phase: 0, startedAt: 0, held: 'even', exposedDefault: 'even', coverage: 0.1, cause: 'start' },
+          { phase: 1, startedAt: 1000, held: 'even', exposedDefault: 'even', coverage: 0.25, cause: 'coverage changed from 0.1 to 0.25' },
+        ],
+      },
+    };
+    const { criticalPath: _c, ...holdout } = r;
+    const out = formatResults(holdout);
+    assert.match(out, /holdout phase 0 from .* \(start\): held out get even, exposed default even, coverage 10 % held out/, out);
+    assert.match(out, /holdout phase 1 from .* \(coverage changed from 0\.1 to 0\.25\): held out get even, exposed default even, coverage 25 % held out/, out);
+  });
+});
