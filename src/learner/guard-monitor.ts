@@ -33,7 +33,8 @@ import { servingModel, trainEveryOf, type LearnedParams } from './kind.js';
 import { SAFE_START_MIN_SCALE } from './policy.js';
 import { learnsTiers } from '@apportion/sdk/engine';
 import { learnerKeys } from './keys.js';
-import type { ModelRegistry } from './registry.js';
+import { unfitFor, type ModelRegistry, type ModelSummary } from './registry.js';
+import type { Pipeline } from '../pipelines/schema.js';
 import { learnedStrategies } from './learned-strategies.js';
 
 /** Buffer entries read per page, and at most this many per check (the first check of a version reads back this far). */
@@ -259,16 +260,14 @@ export class GuardMonitor {
     await this.save(pipelineId, { since, marker: newest, ...run });
     if (verdict.status !== 'worse') return { pipeline: pipelineId, version: active, verdict };
 
-    // Revert (guard.ts revertTarget): one step back to an earlier version that fits the current features and
-    // agents and did not do worse itself, else (and always on a second revert) to the control strategy.
+    // Revert (guard.ts revertTarget): one step back to an earlier version that can serve the pipeline as it is now
+    // (registry.ts unfitFor: its features, agents, kind and, with model tiers, candidate models — a version fitted
+    // for models the pipeline no longer declares would be refused by serving, leaving the revert ineffective) and
+    // did not do worse itself, else (and always on a second revert) to the control strategy.
     const signature = servingModel(view, pipeline).encoder.signature;
-    const agents = pipeline.agents.map((a) => a.name).join(',');
-    const to = revertTarget(
-      doc.versions.filter((v) => v.signature === signature && v.agents.join(',') === agents),
-      active,
-      evidence,
-      doc.guard?.steppedBack === true,
-    );
+    const steppedBack = doc.guard?.steppedBack === true;
+    const fitting = steppedBack ? [] : await this.servable(pipelineId, pipeline, signature, doc.versions.filter((v) => v.version < active && v.activatedAt !== undefined && v.reverted === undefined));
+    const to = revertTarget(fitting, active, evidence, steppedBack);
     const record: GuardRevert = {
       reason: 'guard',
       from: active,
@@ -286,6 +285,21 @@ export class GuardMonitor {
     this.core.log.warn({ pipeline: pipelineId, ...record }, `learner guard: model ${active} is worse than the control strategy; reverted to ${to > 0 ? `version ${to}` : 'the control strategy'}`);
     await this.core.redis.del(this.key(pipelineId));
     return { pipeline: pipelineId, version: active, verdict, revert: record };
+  }
+
+  /**
+   * The listed versions that can serve the pipeline as it is now (registry.ts unfitFor), read from the registry (the
+   * listing does not carry a tier version's candidate models); a version no longer readable (pruned, its file gone) is
+   * left out, since the revert could not serve it.
+   */
+  private async servable<V extends ModelSummary>(pipelineId: string, pipeline: Pipeline, signature: string, listed: readonly V[]): Promise<V[]> {
+    const out: V[] = [];
+    for (const v of listed) {
+      if (v.signature !== signature) continue;
+      const mv = await this.registry.get(pipelineId, v.version);
+      if (mv && unfitFor(mv, pipeline, signature) === undefined) out.push(v);
+    }
+    return out;
   }
 
   private safeStartKey(pipeline: string): string {

@@ -14,7 +14,9 @@ import { learnerKeys } from './keys.js';
 import { deserializeWeights, serializeWeights, type ModelWeights, type SerializedWeights } from './model.js';
 import type { TrainMetrics } from './trainer.js';
 import type { CandidateRefusal, RevertRecord, SafeStartState } from './guard.js';
-import type { SerializedTierParams } from './tiers-policy.js';
+import { fitsTierModels, type SerializedTierParams } from './tiers-policy.js';
+import { learnsTiers, tierModelIds } from '@apportion/sdk/engine';
+import type { Pipeline } from '../pipelines/schema.js';
 
 /** One model version: its weights and what it was trained on. */
 export interface ModelVersion {
@@ -52,6 +54,31 @@ export interface ModelVersion {
    */
   readonly kind?: 'tokens' | 'tiers';
   readonly tiers?: SerializedTierParams;
+}
+
+/**
+ * Why a saved version cannot serve the pipeline as it is now, or undefined when it can: it must have been trained for
+ * the pipeline's feature declaration (`signature`, the encoder's) and agents, be of the kind the pipeline learns (a
+ * `tiers` version only on a pipeline with model tiers, a token version only on one without), and a tier version must
+ * have been fitted for exactly the candidate models the pipeline declares now (tiers-policy.ts fitsTierModels). The
+ * one rule for everything that picks a version to serve (the runtime guard's revert target, an operator's rollback),
+ * as serving applies it (servingModel serves the safe start instead of a version that breaks it).
+ */
+export function unfitFor(mv: Pick<ModelVersion, 'signature' | 'agents' | 'kind' | 'tiers'>, pipeline: Pipeline, signature: string): string | undefined {
+  const agents = pipeline.agents.map((a) => a.name);
+  if (mv.signature !== signature || mv.agents.join('\u0000') !== agents.join('\u0000')) {
+    return `was trained for features ${mv.signature} and agents [${mv.agents.join(', ')}]; the pipeline now has ${signature} and [${agents.join(', ')}]`;
+  }
+  const tiered = learnsTiers(pipeline);
+  if (mv.kind === 'tiers') {
+    if (!tiered || !mv.tiers) return 'is a joint model-and-tokens (tiers) version; the pipeline now learns token splits only (no model tiers)';
+    const models = tierModelIds(pipeline);
+    if (!fitsTierModels(mv.tiers, models)) {
+      return `was fitted for the candidate models [${(mv.tiers.models ?? []).map((m) => m.join(' | ')).join('; ')}]; the pipeline now declares [${models.map((m) => m.join(' | ')).join('; ')}]`;
+    }
+    return undefined;
+  }
+  return tiered ? 'is a token version; the pipeline now has model tiers (it serves joint model-and-tokens versions only)' : undefined;
 }
 
 /** What the activation gate decided about a version, and why. */
