@@ -11,10 +11,9 @@ import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { DEFAULT_GATE, describeRule } from './gate.js';
 import { evaluateOffPolicy, OPE_TOLERANCE, pipelineCostWeight, tierRewardOf } from './ope-service.js';
-import { modelAgreementOf, tierModelIds } from '@apportion/sdk/engine';
-import { fitsTierModels } from './tiers-policy.js';
+import { modelAgreementOf } from '@apportion/sdk/engine';
 import type { RevertRecord } from './guard.js';
-import type { ModelDoc, ModelSummary } from './registry.js';
+import { unfitFor, type ModelDoc, type ModelSummary } from './registry.js';
 import type { TrainingService } from './training.js';
 import { learnedStrategies } from './learned-strategies.js';
 
@@ -143,7 +142,7 @@ const ModelsGateFields = {
 const ModelsResponse = Type.Object({
   pipeline: Type.String(),
   active: Type.Union([Type.Integer(), Type.Null()]),
-  compatible: Type.Boolean({ description: 'Whether the active model fits the current feature declaration and agents (else the prior serves).' }),
+  compatible: Type.Boolean({ description: 'Whether the active model fits the current feature declaration, agents and (model tiers) candidate models (else the prior serves).' }),
   versions: Type.Array(Summary),
   weights: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   ...ModelsGateFields,
@@ -321,14 +320,9 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const { version } = req.body;
       const p = pipelineOr404(pipeline, 'params/pipeline');
       const mv = await training.registry.load(pipeline, version);
-      const enc = servingModel(core.view(), p).encoder;
-      const agents = p.agents.map((a) => a.name);
-      if (mv.signature !== enc.signature || mv.agents.join(',') !== agents.join(',')) {
-        throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${version} was trained for features ${mv.signature} and agents [${mv.agents.join(', ')}]; the pipeline now has ${enc.signature} and [${agents.join(', ')}]`);
-      }
-      if (mv.kind === 'tiers' && mv.tiers && !fitsTierModels(mv.tiers, tierModelIds(p))) {
-        throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${version} was fitted for the candidate models [${(mv.tiers.models ?? []).map((m) => m.join(' | ')).join('; ')}]; the pipeline now declares [${tierModelIds(p).map((m) => m.join(' | ')).join('; ')}]`);
-      }
+      // The rule every pick of a version follows (registry.ts unfitFor): features, agents, kind and (model tiers) candidate models.
+      const unfit = unfitFor(mv, p, servingModel(core.view(), p).encoder.signature);
+      if (unfit) throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${version} ${unfit}`);
       const doc = await training.registry.activate(mv, { manual: true });
       return { pipeline, active: doc.active, compatible: true, versions: doc.versions.map(versionView), ...guardView(doc) };
     },

@@ -11,7 +11,7 @@ import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
 import { initialParams, serializeTierParams } from '../../src/learner/tiers-policy.js';
 import type { Running } from '../../src/server.js';
-import { okHttp } from '../helpers/http.js';
+import { jsonHttp, okHttp } from '../helpers/http.js';
 import { tierPipelineDoc, tierServerHooks } from '../helpers/tier-server.js';
 import { eventually, testPrefix } from '../helpers/env.js';
 
@@ -29,6 +29,7 @@ let url: string;
 let learner: LearnerModule;
 
 const op = okHttp(() => url);
+const call = jsonHttp(() => url);
 
 tierServerHooks(prefix, (s) => {
   ({ rt, url, learner } = s);
@@ -118,5 +119,32 @@ describe('the runtime guard on a pipeline whose candidate models changed', () =>
     assert.equal(after.active, null, 'no model serves');
     assert.equal(after.serving, 'default-strategy');
     assert.equal(after.versions.find((v: { version: number }) => v.version === 1).reverted, undefined, 'version 1 is untouched');
+  });
+
+  it('refuses a rollback by the same rule: a version fitted for other models, or a token version on a pipeline with model tiers (409)', async () => {
+    const pipeline = rt.core.view().pipelines.get('tg')!;
+    const encoder = compileFeatures(worldFeatures(tw.world).features);
+    // Version 1: fitted for {A, B}; the pipeline declares {A, C}.
+    const old = await call('POST', '/v1/models/tg/rollback', { version: 1 });
+    assert.equal(old.status, 409, old.text);
+    assert.equal(old.json.code, 'MODEL_INCOMPATIBLE');
+    assert.match(old.json.message, /candidate models/);
+    // A token version with the pipeline's features and agents (as saved before the pipeline declared models): serving
+    // would not serve it as a tier version (the safe start's prior would, while the model list named it).
+    const tokens = await learner.training.registry.save('tg', initialWeights(encoder.dim, pipeline.agents.length, pipeline.defaultTotalTokens, mulberry32(2)), {
+      signature: encoder.signature,
+      agents: pipeline.agents.map((a) => a.name),
+      metrics: { rows: 1000, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0.01, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 1000 },
+      kind: 'tokens',
+    });
+    const r = await call('POST', '/v1/models/tg/rollback', { version: tokens.version });
+    assert.equal(r.status, 409, r.text);
+    assert.equal(r.json.code, 'MODEL_INCOMPATIBLE');
+    assert.match(r.json.message, /token version/);
+    assert.equal(learner.training.registry.doc('tg')!.active, 0, 'nothing was activated');
+    // Version 2 fits: the operator may serve it again.
+    const ok = await call('POST', '/v1/models/tg/rollback', { version: 2 });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(ok.json.active, 2);
   });
 });
