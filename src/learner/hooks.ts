@@ -1,6 +1,7 @@
 import type { ShadowHook } from '../allocation/service.js';
 import type { ControlView } from '../control/view.js';
 import type { OutcomeSink } from '../feedback/processor.js';
+import type { OutcomeJob } from '../kernel/outcome.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import type { Keys } from '../redis/keys.js';
 import type { StrategyKinds } from '../kernel/extension-points.js';
@@ -36,7 +37,7 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
       const tk = pendingTicketOf(d.meta, d.id);
       // Not the decision's learner event (received after its wait window, or after the default-reward sweep claimed
       // it): a late marker, which ingest counts as late and drops (the decision keeps its one default reward).
-      if (tk && !outcomeLogged(view, d, job, deps.retentionSeconds)) return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|` };
+      if (!outcomeIsEvent(view, job, deps.retentionSeconds)) return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|` };
       const shadow = d.shadow?.learner as Record<string, { b?: number[]; m?: (string | null)[] }> | undefined;
       let sh: Record<string, number[]> | undefined;
       let sM: Record<string, (string | null)[]> | undefined;
@@ -62,6 +63,17 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
       return { key: learnerKeys(deps.keys, d.pipeline).incoming, value: `${tk}|${JSON.stringify(ev)}` };
     },
   };
+}
+
+/**
+ * Whether the training sink logs this outcome as a learner event (an event for the training buffer) rather than a
+ * late marker: every outcome of a logged pipeline, except one of a learned decision (with a pending ticket) that is
+ * not its decision's learner event (outcomeLogged). The retrain trigger (`trainEvery`, TrainingService.countOutcome)
+ * counts exactly these, so an outcome that adds no training event does not bring a retrain closer.
+ */
+export function outcomeIsEvent(view: ControlView, job: Pick<OutcomeJob, 'decision' | 'learner' | 'receivedAt'>, retentionSeconds: number): boolean {
+  const d = job.decision;
+  return !pendingTicketOf(d.meta, d.id) || outcomeLogged(view, d, job, retentionSeconds);
 }
 
 /**

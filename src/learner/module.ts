@@ -3,7 +3,7 @@ import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Closeable, ModuleParts, Services } from '../kernel/module.js';
 import type { DecisionReader } from '../kernel/decision.js';
 import type { StrategyKind } from '../strategies/types.js';
-import { shadowHook, trainingSink } from './hooks.js';
+import { outcomeIsEvent, shadowHook, trainingSink } from './hooks.js';
 import { defaultSplitOf, learnedKind, registerIngested, trainEveryOf, type LearnedParams } from './kind.js';
 import { loadTf } from './backend.js';
 import { PendingBatcher } from './pending.js';
@@ -108,6 +108,9 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
       if (!p) return;
       const s = learnedStrategies(view, p)[0];
       if (!s) return;
+      // Only outcomes the training sink logged as events count towards a retrain: a late one (after its decision's
+      // wait window, or after the default-reward sweep claimed it) adds nothing to the buffer.
+      if (!outcomeIsEvent(view, job, core.config.rewardWindowSeconds)) return;
       if (await training.countOutcome(p.id, trainEveryOf(s.params as LearnedParams, p))) await enqueueTrain(p.id);
     },
     routes(app: ApiApp) {

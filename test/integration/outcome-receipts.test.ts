@@ -85,6 +85,10 @@ describe('outcome receipts', { timeout: 300_000 }, () => {
       const r = await report({ decisionId: id, quality: quality(i) });
       assert.equal(r.status, 202, r.text);
     }
+    // A client's identical retry of an accepted report: 202, and queued again (a second job for the decision); the
+    // worker's applied-marker absorbs it: no second count in the statistics, the learner events or the retrain trigger.
+    const dup = await report({ decisionId: early[0], quality: quality(0) });
+    assert.equal(dup.status, 202, dup.text);
     // The sweep runs past every wait window before any of them is applied.
     const learner = api.modules.find((m) => m.name === 'learner') as LearnerModule;
     const swept = await learner.training.ingest('rx', Date.now() + 86_400_000);
@@ -97,6 +101,16 @@ describe('outcome receipts', { timeout: 300_000 }, () => {
     // Now the workers: every queued outcome is applied.
     workers = await startTest(prefix, { api: false, workers: true });
     await eventually(async () => (await statsN('rx', 'rx-learn')).n === 6, 120_000);
+    // Every job done (the duplicate's included), so every applied outcome's hooks have run.
+    const outcomeQueue = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    await eventually(async () => {
+      const c = await outcomeQueue.getJobCounts('wait', 'active', 'delayed');
+      return (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) === 0;
+    }, 120_000);
+    assert.equal((await statsN('rx', 'rx-learn')).n, 6, 'six decisions with an outcome, each counted once');
+    // The retrain trigger counts the five outcomes that are learner events: not the late one (it adds no training
+    // event), nor the duplicate. Checked to fail before: 6 (every applied outcome was counted).
+    assert.equal(Number(await api.core.redis.hget(lk.counters, 'outcomes')), 5, 'outcomes counted towards trainEvery');
     await eventually(async () => {
       await learner.training.ingest('rx');
       return (await learner.training.events('rx', 1000)).length >= ids.length;
