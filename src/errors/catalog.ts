@@ -74,7 +74,7 @@ export const ERROR_CATALOG = {
   INVALID_PROTOBUF: { status: 400, message: 'The application/x-protobuf body is not a valid OTLP ExportTraceServiceRequest.' },
   // --- infrastructure ------------------------------------------------------------------------
   QUEUE_UNAVAILABLE: { status: 503, message: 'The outcome could not be queued; nothing was accepted. Retry.' },
-  OUTCOME_UNCONFIRMED: { status: 503, message: 'The outcome may have been accepted, but it was not confirmed. Retry: a retry of the same report is absorbed.' },
+  OUTCOME_UNCONFIRMED: { status: 503, message: 'The outcome may have been accepted, but it was not confirmed. Retry: the same report is queued again and counted once.' },
   REDIS_UNAVAILABLE: { status: 503, message: 'The store is unreachable. Retry.' },
   SHUTTING_DOWN: { status: 503, message: 'The server is shutting down and took nothing from this request. Retry.' },
   INTERNAL: { status: 500, message: 'Internal error.' },

@@ -31,7 +31,8 @@ export function outcomeFingerprint(outcome: OutcomeBody): string {
  * (first report wins: a different report is OUTCOME_CONFLICT, the same one a retry), then puts the outcome on the
  * `outcomes` queue. Answers only after BullMQ has the job in Redis, so a 202 is never lost; an enqueue that certainly
  * did not reach Redis is QUEUE_UNAVAILABLE (nothing accepted), one whose fate is unknown OUTCOME_UNCONFIRMED (it may
- * have been accepted; a retry is absorbed).
+ * have been accepted; a retry of the same report is queued again, and the applied-marker counts it once whether or not
+ * the first add landed).
  *
  * Outcomes accepted while earlier enqueues are in flight share one job (group commit, up to `batchMax`
  * outcomes a job): a BullMQ add costs far more than the outcome it carries, so under load this is what
@@ -108,7 +109,7 @@ export class OutcomeIntake {
       receipt = await (this.opts.enqueueTimeoutMs === undefined ? put : withDeadline(put, this.opts.enqueueTimeoutMs, 'outcome receipt'));
     } catch (e) {
       if (certainlyUnwritten(e)) throw new AppError('REDIS_UNAVAILABLE', `decision store unreachable: ${(e as Error).message}`);
-      throw new AppError('OUTCOME_UNCONFIRMED', `the receipt of the outcome for body/decisionId "${outcome.decisionId}" was not confirmed, it may have been accepted; a retry of the same report is absorbed: ${(e as Error).message}`);
+      throw new AppError('OUTCOME_UNCONFIRMED', `the receipt of the outcome for body/decisionId "${outcome.decisionId}" was not confirmed, it may have been accepted; a retry of the same report is queued again and counted once: ${(e as Error).message}`);
     }
     if (receipt.kind === 'gone') throw new AppError('DECISION_NOT_FOUND', `body/decisionId: no decision "${outcome.decisionId}" (unknown, or its reward window has passed)`);
     if (receipt.kind === 'conflict') {
@@ -124,7 +125,7 @@ export class OutcomeIntake {
       if (certainlyUnwritten(e) && receipt.kind === 'new' && (await this.decisions.dropReceipt(outcome.decisionId, receipt).catch(() => false))) {
         throw new AppError('QUEUE_UNAVAILABLE', `outcome queue unreachable: ${msg}`);
       }
-      throw new AppError('OUTCOME_UNCONFIRMED', `the outcome for body/decisionId "${outcome.decisionId}" was not confirmed queued, it may have been accepted; a retry of the same report is absorbed: ${msg}`);
+      throw new AppError('OUTCOME_UNCONFIRMED', `the outcome for body/decisionId "${outcome.decisionId}" was not confirmed queued, it may have been accepted; a retry of the same report is queued again and counted once: ${msg}`);
     }
     return { decision };
   }

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import type { LearnerModule } from '../../src/learner/module.js';
+import { learnerKeys } from '../../src/learner/keys.js';
+import { mulberry32 } from '../../src/learner/rng.js';
+import { generateWorld } from '../../src/learner/sim/family.js';
 import type { Running } from '../../src/server.js';
+import { declare } from '../helpers/drive-world.js';
 import { dropPrefix, eventually, FIVE_AGENTS, ON_CLUSTER, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
 
 /**
@@ -13,7 +18,10 @@ import { dropPrefix, eventually, FIVE_AGENTS, ON_CLUSTER, REDIS_URL, startTest, 
  * event loop (the server's start) delayed its forwarding past the bound. Nothing is
  * timed: the test waits for the late job to be in the queue. Checked to fail: before, the answer was
  * QUEUE_UNAVAILABLE. And an enqueue refused before it was sent (the queue's connection closed) is still
- * QUEUE_UNAVAILABLE, and leaves nothing: the decision can then be reported with another report.
+ * QUEUE_UNAVAILABLE, and leaves nothing: the decision can then be reported with another report. And when the
+ * unconfirmed add never lands (lost with its connection), the receipt it left does not swallow the retry: the same
+ * report is queued again and is its learned decision's one statistics count and learner event (checked to fail with
+ * an intake that answers a `same` receipt 202 without queueing).
  * One Redis only (the relay forwards to one address; a cluster client would be redirected past it).
  */
 const prefix = testPrefix('outcome-unconfirmed');
@@ -47,6 +55,13 @@ class Relay {
   async hold(ms: number): Promise<void> {
     this.child!.stdin!.write(`${ms}\n`);
     assert.equal(await this.next(), 'ok');
+  }
+  /** How many held chunks were discarded (their connection closed before they were forwarded: they never reached Redis). */
+  async dropped(): Promise<number> {
+    this.child!.stdin!.write('dropped\n');
+    const m = /^dropped (\d+)$/.exec(await this.next());
+    assert.ok(m, 'relay answered drop');
+    return Number(m[1]);
   }
   close(): void {
     this.child?.stdin?.end();
@@ -126,6 +141,75 @@ describe('an enqueue whose fate is unknown', { skip: ON_CLUSTER && 'one Redis on
     const s = await stats();
     assert.equal(Number(s.n), 2, 'the warm-up outcome and this one, each once');
     assert.ok(Math.abs(Number(s.q_mean) - (0.5 + 0.25) / 2) < 1e-9, `mean ${s.q_mean}`);
+  });
+
+  it('an unconfirmed enqueue that never landed: the retry of the same report is queued, one statistics count and one learner event', async () => {
+    // The first 503 left the decision's receipt (its fate was unknown); the job itself never reached Redis. The retry
+    // must not be answered from the receipt alone: it queues the outcome again, so the decision gets its real reward
+    // (not the default one, and not nothing), counted once.
+    const retry = async (method: string, url: string, payload?: unknown) =>
+      eventually(async () => {
+        const r = await inject(method, url, payload);
+        return r.status === 503 ? undefined : r;
+      });
+    const admin = async (method: string, url: string, payload?: unknown) => {
+      const r = await retry(method, url, payload);
+      assert.ok(r.status < 300, `${method} ${url} → ${r.status} ${r.text}`);
+      return r.json;
+    };
+    const world = generateWorld(51877);
+    await declare({ world, pipeline: 'ul', strategy: 'ul-learn', admin });
+    const rng = mulberry32(3);
+    const a = (await admin('POST', '/v1/allocations', { pipeline: 'ul', strategy: 'ul-learn', features: world.features(world.sample(rng)) })) as { decisionId: string; recorded: boolean };
+    assert.equal(a.recorded, true);
+    const lk = learnerKeys(api.core.keys, 'ul');
+    await eventually(async () => (await api.core.redis.zscore(lk.pending, a.decisionId)) !== null);
+    const outcomes = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    // Every job the queue holds, in any state; read again while the queue's connection reconnects after the drop.
+    const queued = async () =>
+      (
+        await eventually(async () => {
+          const c = await outcomes.getJobCounts('wait', 'active', 'delayed', 'completed', 'failed', 'prioritized', 'waiting-children');
+          return { n: Object.values(c).reduce((x, y) => x + (y ?? 0), 0) };
+        }, 60_000)
+      ).n;
+    const before = await queued();
+    // The add is held past the command timeout (503); then the connection that sent it goes away with it (closed by
+    // hand: ioredis resends an unanswered command after a reconnect, but not after a close it was asked for; as when
+    // the process that sent it is gone), and the relay discards its bytes. The job never lands.
+    const dropped0 = await relay.dropped();
+    await relay.hold(600_000);
+    const r = await inject('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.35 });
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.json.code, 'OUTCOME_UNCONFIRMED', r.text);
+    api.core.queueRedis.disconnect();
+    await eventually(async () => (await relay.dropped()) > dropped0, 60_000);
+    await relay.hold(0);
+    await api.core.queueRedis.connect();
+    assert.equal(await queued(), before, 'no job landed');
+    // The client retries the same report: 202, and this time the job is queued.
+    const again = await retry('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.35 });
+    assert.equal(again.status, 202, again.text);
+    assert.ok((await queued()) > before, 'the retry queued a job');
+
+    workers ??= await startTest(prefix, { api: false, workers: true });
+    const stats = async () => api.core.redis.hgetall(api.core.keys.pipeline('ul', 'stats', 'strategy', 'ul-learn'));
+    await eventually(async () => Number((await stats()).n ?? 0) >= 1, 120_000);
+    await eventually(async () => {
+      const c = await outcomes.getJobCounts('wait', 'active', 'delayed');
+      return (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) === 0;
+    }, 120_000);
+    const s = await stats();
+    assert.equal(Number(s.n), 1, 'counted once');
+    assert.ok(Math.abs(Number(s.q_mean) - 0.35) < 1e-9, `mean ${s.q_mean}`);
+    // The sweep past the wait window: the decision's one learner event is its real outcome, not the default reward.
+    const learner = api.modules.find((m) => m.name === 'learner') as LearnerModule;
+    await learner.training.ingest('ul', Date.now() + 86_400_000);
+    const mine = (await learner.training.events('ul', 1000)).filter((e) => e.id === a.decisionId);
+    assert.equal(mine.length, 1, `${mine.length} learner events`);
+    assert.equal(mine[0]!.d ?? 0, 0, 'not the default reward');
+    assert.equal(mine[0]!.q, 0.35);
+    assert.equal(Number(await api.core.redis.hget(lk.counters, 'outcomes')), 1, 'one outcome towards trainEvery');
   });
 
   it('an enqueue refused before it was sent is QUEUE_UNAVAILABLE and leaves no receipt', async () => {
