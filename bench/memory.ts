@@ -10,7 +10,10 @@
  * then `--spans` spans attributed to those decisions (five agents a trace). Each phase's bytes are the
  * `INFO memory` used_memory delta over the phase ÷ its records, so hash/dict overhead and jemalloc size classes
  * are in the number. The outcome's bytes are measured after its completed jobs were cleaned (they are bounded
- * by count, so they do not grow with traffic; their size per kept job is printed apart).
+ * by count, so they do not grow with traffic; their size per kept job is printed apart). The outcome phase also
+ * writes each decision's outcome receipt (a field of the decision's bucket hash, outcome-receipt.lua): its bytes are
+ * the `MEMORY USAGE` growth of the decisions' buckets over the phase ÷ N, printed apart and taken out of the
+ * marker's; the receipt lives as long as the decision record.
  *
  * Baseline, measured in the same run on the same Redis: the same records stored the way earlier versions
  * stored them: the record's JSON under its 43-character id in the same per-second hashes, one `applied:<id>`
@@ -86,6 +89,14 @@ try {
   const perDecision = (m1 - m0) / N;
 
   step('outcomes');
+  // The decisions' bucket hashes, where intake writes each outcome's receipt: their exact size before and after.
+  const buckets = [...new Set(ids.map((id) => rt.core.keys.decisionBucket(decisionSecond(id)!, rt.core.keys.shardOf(id))))];
+  const bucketBytes = async () => {
+    let sum = 0;
+    for (const b of buckets) sum += Number((await raw.call('MEMORY', 'USAGE', b, 'SAMPLES', '0')) ?? 0);
+    return sum;
+  };
+  const r0 = await bucketBytes();
   // Outcomes: intake → queue → worker → statistics; measured once the queue has nothing waiting or active.
   await inBatches(N, async (i) => {
     await inject('/v1/outcomes', {
@@ -104,7 +115,8 @@ try {
   await queue.clean(0, 1_000_000, 'completed');
   await settle();
   const m2b = await used(raw);
-  const perMarker = (m2b - m1) / N;
+  const perReceipt = ((await bucketBytes()) - r0) / N;
+  const perMarker = (m2b - m1) / N - perReceipt;
   const perKeptJob = jobsKept > 0 ? (m2 - m2b) / jobsKept : 0;
   const batch = jobsKept > 0 ? N / jobsKept : 1;
 
@@ -179,10 +191,11 @@ try {
   const window = config.rewardWindowSeconds;
   const markerLife = window + 1 + config.outcomeMarkerGraceSeconds;
   const retention = config.spanRetentionDays * 86_400;
-  const perAllocation = perDecision + perMarker;
+  const perAllocation = perDecision + perReceipt + perMarker;
   const legacyPerAllocation = legacyDecision + legacyOutcome;
   const decisionsGb = (perDecision * RATE * window) / 1e9;
   const markersGb = (perMarker * RATE * markerLife) / 1e9;
+  const receiptsGb = (perReceipt * RATE * window) / 1e9;
   const jobsGb = (perKeptJob * config.jobKeepCompletedCount) / 1e9;
   const legacyDecisionsGb = (legacyDecision * RATE * window) / 1e9;
   const legacyOutcomeGb = (legacyMarker * RATE * (window + 7 * 86_400) + legacyCopies * Math.min(100_000 * batch, RATE * 3600)) / 1e9;
@@ -191,14 +204,16 @@ try {
   console.log(`  (baseline = the same records stored as earlier versions did, measured in this run on the same Redis)`);
   console.log(`  bytes per decision record:              ${perDecision.toFixed(0).padStart(5)}   baseline ${legacyDecision.toFixed(0).padStart(5)}   ratio ${(perDecision / legacyDecision).toFixed(2)}`);
   console.log(`  bytes per applied outcome (marker):     ${perMarker.toFixed(0).padStart(5)}   baseline ${legacyOutcome.toFixed(0).padStart(5)}   ratio ${(perMarker / legacyOutcome).toFixed(2)}   (baseline: marker ${legacyMarker.toFixed(0)} + kept job copies ${legacyCopies.toFixed(0)})`);
+  console.log(`  bytes per outcome receipt:              ${perReceipt.toFixed(0).padStart(5)}   baseline     —   (a field of the decision's bucket, kept as long as the record)`);
   console.log(`  bytes per kept completed job:           ${perKeptJob.toFixed(0).padStart(5)}   (${batch.toFixed(1)} outcomes a job; at most ${config.jobKeepCompletedCount} kept, ${config.jobKeepCompletedSeconds} s)`);
-  console.log(`  decision + outcome per allocation:      ${perAllocation.toFixed(0).padStart(5)}   baseline ${legacyPerAllocation.toFixed(0).padStart(5)}   ratio ${(perAllocation / legacyPerAllocation).toFixed(2)}   target ≤ 250: ${perAllocation <= 250 ? 'met' : 'NOT met'}`);
+  console.log(`  decision + receipt + outcome per allocation: ${perAllocation.toFixed(0).padStart(5)}   baseline ${legacyPerAllocation.toFixed(0).padStart(5)}   ratio ${(perAllocation / legacyPerAllocation).toFixed(2)}   target ≤ 250: ${perAllocation <= 250 ? 'met' : 'NOT met'}`);
   console.log(`  bytes per span (with its indexes):      ${perSpan.toFixed(0).padStart(5)}`);
   console.log(`  a signed decision token instead of the stored record: ${tokenLen.toFixed(0)} bytes in every allocation response and outcome request`);
   console.log(`  projected resident memory at ${RATE.toLocaleString('en')} allocations/s, each with an outcome, default windows:`);
   console.log(`    decision records (reward window ${window} s):       ${decisionsGb.toFixed(1).padStart(6)} GB   baseline ${legacyDecisionsGb.toFixed(1)} GB`);
+  console.log(`    outcome receipts (reward window ${window} s):       ${receiptsGb.toFixed(1).padStart(6)} GB   baseline 0 (none)`);
   console.log(`    outcome markers (${markerLife} s) + kept jobs:         ${(markersGb + jobsGb).toFixed(1).padStart(6)} GB   baseline ${legacyOutcomeGb.toFixed(1)} GB (markers 8 days, job copies an hour)`);
-  console.log(`    decision + outcome state:                          ${(decisionsGb + markersGb + jobsGb).toFixed(1).padStart(6)} GB   baseline ${(legacyDecisionsGb + legacyOutcomeGb).toFixed(1)} GB   ratio ${((decisionsGb + markersGb + jobsGb) / (legacyDecisionsGb + legacyOutcomeGb)).toFixed(2)}`);
+  console.log(`    decision + receipt + outcome state:                ${(decisionsGb + receiptsGb + markersGb + jobsGb).toFixed(1).padStart(6)} GB   baseline ${(legacyDecisionsGb + legacyOutcomeGb).toFixed(1)} GB   ratio ${((decisionsGb + receiptsGb + markersGb + jobsGb) / (legacyDecisionsGb + legacyOutcomeGb)).toFixed(2)}`);
   console.log(`    spans (${AGENTS.length} per allocation):  ${gb(perSpan * RATE * AGENTS.length * 86_400)} GB per day kept; ${gb(perSpan * RATE * AGENTS.length * retention)} GB at the ${config.spanRetentionDays}-day retention`);
 } finally {
   await rt.close();
