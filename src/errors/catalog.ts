@@ -63,7 +63,7 @@ export const ERROR_CATALOG = {
   // --- learner -------------------------------------------------------------------------------
   INVALID_FEATURES: { status: 400, message: 'The feature declaration is not valid.' },
   MODEL_VERSION_NOT_FOUND: { status: 404, message: 'No model version with this number for the pipeline.' },
-  MODEL_INCOMPATIBLE: { status: 409, message: 'The model version was trained for another feature declaration, agent list or (model tiers) candidate models.' },
+  MODEL_INCOMPATIBLE: { status: 409, message: 'The model version was trained for another feature declaration, agent list or (model tiers) candidate models, or is of the other kind (a token version on a pipeline with model tiers, or the reverse).' },
   MODEL_FILE_UNREADABLE: { status: 409, message: 'The model version is only in its model file, which cannot be read or is not that version.' },
   MODEL_DOCUMENT_UNREADABLE: { status: 409, message: "The pipeline's stored model document is not valid; retrains and the model list are refused until a rollback replaces it." },
   // --- costs -----------------------------------------------------------------------------------

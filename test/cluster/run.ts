@@ -39,6 +39,7 @@ export const CLUSTER_SUITES = [
   'test/pipelines/delete-data.test.ts',
   'test/rollout/lifecycle.test.ts',
   'test/rollout/api.test.ts',
+  'test/rollout/concurrency.test.ts',
   'test/rollout/job.test.ts',
   'test/learner/api.test.ts',
   'test/costs/fixtures.test.ts',
