@@ -85,13 +85,41 @@ function longNumber(v: Long64): number {
   return (v.unsigned ? v.high >>> 0 : v.high | 0) * 4_294_967_296 + (v.low >>> 0);
 }
 
+/**
+ * A protobufjs Long (the protobuf path). Another object sent in OTLP JSON where an int64 goes (`null`, `{}`, `[]`,
+ * `{"high":1}`) is not one: it reads as an unreadable value, never as a number. (A JSON object with numeric `high`
+ * and `low` does read as the Long it spells.)
+ */
+function isLong(v: unknown): v is Long64 {
+  return typeof v === 'object' && v !== null && typeof (v as Long64).low === 'number' && typeof (v as Long64).high === 'number';
+}
+
+/**
+ * The attribute as text. OTLP JSON is not checked against the schema below the top level, so each member is read
+ * only with the type OTLP gives it (stringValue a string; intValue an int64: a decimal string, an integer or a Long;
+ * doubleValue a finite number; boolValue a boolean). A member of another type, an arrayValue, kvlistValue or
+ * bytesValue reads as unreadable (undefined), like any other attribute value that cannot be read.
+ */
 function str(v: AnyValue | undefined): string | undefined {
-  if (!v) return undefined;
-  if (v.stringValue !== undefined) return v.stringValue === '' ? undefined : v.stringValue;
-  if (v.intValue !== undefined) return String(typeof v.intValue === 'object' ? longNumber(v.intValue) : v.intValue);
-  if (v.doubleValue !== undefined) return String(v.doubleValue);
-  if (v.boolValue !== undefined) return String(v.boolValue);
+  if (typeof v !== 'object' || v === null) return undefined;
+  const s: unknown = v.stringValue;
+  if (typeof s === 'string') return s === '' ? undefined : s;
+  const i: unknown = v.intValue;
+  if (typeof i === 'string' && /^-?\d{1,20}$/.test(i)) return i;
+  if (typeof i === 'number' && Number.isSafeInteger(i)) return String(i);
+  if (isLong(i)) return String(longNumber(i));
+  const d: unknown = v.doubleValue;
+  if (typeof d === 'number' && Number.isFinite(d)) return String(d);
+  const b: unknown = v.boolValue;
+  if (typeof b === 'boolean') return String(b);
   return undefined;
+}
+
+/** A number from a string or number member (or a Long); anything else is NaN. */
+function numberOf(raw: unknown): number {
+  if (isLong(raw)) return longNumber(raw);
+  if (typeof raw === 'number') return raw;
+  return typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
 }
 
 /**
@@ -99,16 +127,14 @@ function str(v: AnyValue | undefined): string | undefined {
  * above what a span may carry (MAX_TOKENS) rejects the span, it is not dropped (see mapOtlp).
  */
 function int(v: AnyValue | undefined): number | undefined {
-  if (!v) return undefined;
-  const raw = v.intValue ?? v.doubleValue ?? v.stringValue;
-  const n = typeof raw === 'object' ? longNumber(raw) : typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  if (typeof v !== 'object' || v === null) return undefined;
+  const n = numberOf(v.intValue ?? v.doubleValue ?? v.stringValue);
   return Number.isFinite(n) && n >= 0 ? Math.round(n) : undefined;
 }
 
 function num(v: AnyValue | undefined): number | undefined {
-  if (!v) return undefined;
-  const raw = v.doubleValue ?? v.intValue ?? v.stringValue;
-  const n = typeof raw === 'object' ? longNumber(raw) : typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  if (typeof v !== 'object' || v === null) return undefined;
+  const n = numberOf(v.doubleValue ?? v.intValue ?? v.stringValue);
   return Number.isFinite(n) && n >= 0 ? n : undefined;
 }
 
@@ -254,16 +280,19 @@ function hexId(id: string | Uint8Array | undefined, bytes: number): string | und
 
 const isZeroId = (hex: string): boolean => /^0+$/.test(hex);
 
-function nanosToMs(v: string | number | Long64 | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v === 'object') {
+/**
+ * Unix nanoseconds → ms: a Long (protobuf fixed64), a non-negative number, or a decimal string (OTLP JSON uint64).
+ * Anything else (null, a boolean, an object or array in OTLP JSON, a negative Long) is undefined: the span is rejected.
+ */
+function nanosToMs(v: unknown): number | undefined {
+  if (isLong(v)) {
     // Exact: high·2^32 + low = high·4294·10^6 + (high·967296 + low), every term below 2^53.
     if (!v.unsigned && v.high < 0) return undefined;
     const high = v.high >>> 0;
     return high * 4294 + Math.floor((high * 967_296 + (v.low >>> 0)) / 1e6);
   }
-  if (typeof v === 'number') return Math.floor(v / 1e6);
-  if (!/^\d{1,20}$/.test(v)) return undefined;
+  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? Math.floor(v / 1e6) : undefined;
+  if (typeof v !== 'string' || !/^\d{1,20}$/.test(v)) return undefined;
   return v.length <= 6 ? 0 : Number(v.slice(0, -6));
 }
 
@@ -338,8 +367,13 @@ export function mapOtlp(body: { readonly resourceSpans?: readonly unknown[] }): 
         }
         const start = nanosToMs(os.startTimeUnixNano);
         const end = nanosToMs(os.endTimeUnixNano);
-        const startMs = start === undefined ? undefined : parseTime(start);
-        const endMs = end === undefined ? undefined : parseTime(end);
+        if (start === undefined || end === undefined) {
+          const field = start === undefined ? 'startTimeUnixNano' : 'endTimeUnixNano';
+          rejected.push({ traceId, spanId, reason: `span ${spanId}: ${field} is missing or not a uint64 (a decimal string or a non-negative integer)` });
+          continue;
+        }
+        const startMs = parseTime(start);
+        const endMs = parseTime(end);
         if (startMs === undefined || endMs === undefined || endMs < startMs) {
           rejected.push({ traceId, spanId, reason: `span ${spanId}: startTimeUnixNano/endTimeUnixNano missing, out of range or reversed` });
           continue;
