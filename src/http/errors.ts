@@ -7,14 +7,84 @@ import { isRedisUnavailable } from '../redis/unavailable.js';
 
 interface ValidationItem {
   instancePath?: string;
+  schemaPath?: string;
   keyword?: string;
   message?: string;
   params?: Record<string, unknown>;
 }
 
-/** Turns an ajv validation error into a message that names the offending field, e.g. `body/quality must be <= 1`. */
-export function describeValidation(context: string | undefined, items: readonly ValidationItem[]): string {
-  const v = items[0];
+/** What a validation error is read against: the route's schema for that part of the request, and its value. */
+export interface ValidationSource {
+  readonly schema?: unknown;
+  readonly data?: unknown;
+}
+
+/** Follows a JSON pointer (`/a/0/b`, or a schemaPath `#/a/b`) into a parsed document; undefined if it leads nowhere. */
+function at(doc: unknown, pointer: string): unknown {
+  let cur = doc;
+  for (const raw of pointer.replace(/^#/, '').split('/').slice(1)) {
+    if (typeof cur !== 'object' || cur === null) return undefined;
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (!Object.prototype.hasOwnProperty.call(cur, key)) return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return cur;
+}
+
+/** The properties a union branch fixes with `const` (its discriminator, e.g. `type: "categorical"`). */
+function consts(branch: unknown): [string, unknown][] {
+  const props = typeof branch === 'object' && branch !== null ? (branch as { properties?: unknown }).properties : undefined;
+  if (typeof props !== 'object' || props === null) return [];
+  return Object.entries(props as Record<string, unknown>).flatMap(([k, p]) =>
+    typeof p === 'object' && p !== null && 'const' in p ? [[k, (p as { const: unknown }).const] as [string, unknown]] : [],
+  );
+}
+
+/**
+ * The error to report among ajv's. A union (anyOf/oneOf) that no branch matched lists every branch's first error,
+ * then its own: the first is the first branch's, usually not the one the client meant (`hashBuckets is not an
+ * allowed property` from the numeric branch for a categorical feature whose hashBuckets is too large). When the
+ * branches are told apart by a `const` property (`type`) and the value's property matches one branch, that branch's
+ * error is reported (nested unions alike); when it matches none, the message names the property and its allowed
+ * values. Otherwise (no source, no discriminator), the first error, as before.
+ */
+function pick(items: readonly ValidationItem[], source: ValidationSource | undefined): ValidationItem | undefined {
+  let list = items;
+  for (let depth = 0; source && depth < 8; depth++) {
+    // The outermost union among the errors (the shortest schema path).
+    const union = list
+      .filter((v) => (v.keyword === 'anyOf' || v.keyword === 'oneOf') && typeof v.schemaPath === 'string')
+      .sort((x, y) => x.schemaPath!.length - y.schemaPath!.length)[0];
+    if (!union) break;
+    const base = union.schemaPath!;
+    const branches = at(source.schema, base);
+    const data = at(source.data, union.instancePath ?? '');
+    if (!Array.isArray(branches) || typeof data !== 'object' || data === null) break;
+    const fixed = branches.map(consts);
+    if (fixed.some((c) => c.length === 0)) break;
+    const rec = data as Record<string, unknown>;
+    const i = fixed.findIndex((c) => c.every(([k, want]) => rec[k] === want));
+    if (i < 0) {
+      // No branch's discriminator matches: name it, with the values the branches allow.
+      const key = fixed[0]!.find(([k]) => fixed.every((c) => c.some(([k2]) => k2 === k)) && !fixed.some((c) => c.some(([k2, w]) => k2 === k && rec[k] === w)));
+      if (!key) break;
+      const allowed = fixed.map((c) => JSON.stringify(c.find(([k2]) => k2 === key[0])![1])).join(', ');
+      return { instancePath: `${union.instancePath ?? ''}/${key[0]}`, keyword: 'enum', message: `must be one of ${allowed}` };
+    }
+    const inBranch = list.filter((v) => v.schemaPath?.startsWith(`${base}/${i}/`));
+    if (inBranch.length === 0) break;
+    list = inBranch;
+  }
+  return list[0];
+}
+
+/**
+ * Turns an ajv validation error into a message that names the offending field, e.g. `body/quality must be <= 1`.
+ * `source` (the route's schema and the request's value for `context`) lets a union's error come from the branch
+ * the value chose (see pick).
+ */
+export function describeValidation(context: string | undefined, items: readonly ValidationItem[], source?: ValidationSource): string {
+  const v = pick(items, source);
   if (!v) return ERROR_CATALOG.VALIDATION_FAILED.message;
   let field = `${context ?? 'body'}${v.instancePath ?? ''}`;
   const p = v.params ?? {};
@@ -26,6 +96,15 @@ export function describeValidation(context: string | undefined, items: readonly 
   return `${field} ${v.message ?? 'is invalid'}`;
 }
 
+/** The schema and value a validation error of `context` was raised against, from the request. */
+export function validationSource(req: FastifyRequest | undefined, context: string | undefined): ValidationSource | undefined {
+  if (!req) return undefined;
+  const schemas = req.routeOptions?.schema as Record<string, unknown> | undefined;
+  const part = context ?? 'body';
+  const data = part === 'body' ? req.body : part === 'params' ? req.params : part === 'querystring' ? req.query : part === 'headers' ? req.headers : undefined;
+  return { schema: schemas?.[part], data };
+}
+
 /**
  * The router's longest path parameter (app.ts passes it to Fastify, whose default is 100). It is above the longest
  * id a route names: a tenant's stored session id `<tenant>~<sessionId>` is at most 128 + 1 + 256 = 385 characters,
@@ -35,14 +114,14 @@ export function describeValidation(context: string | undefined, items: readonly 
 export const MAX_PARAM_LENGTH = 400;
 
 /** Maps any error to the stable body `{ statusCode, code, error, message }`. */
-export function toErrorBody(err: unknown): { statusCode: number; code: ErrorCode; error: string; message: string; details?: Record<string, unknown> } {
+export function toErrorBody(err: unknown, req?: FastifyRequest): { statusCode: number; code: ErrorCode; error: string; message: string; details?: Record<string, unknown> } {
   const body = (code: ErrorCode, message: string, details?: Readonly<Record<string, unknown>>) => {
     const statusCode = ERROR_CATALOG[code].status;
     return { statusCode, code, error: httpReason(statusCode), message, ...(details ? { details: { ...details } } : {}) };
   };
   if (err instanceof AppError) return body(err.code, err.statusCode >= 500 ? withoutCause(err.message) : err.message, err.details);
   const fe = err as FastifyError & { validation?: ValidationItem[]; validationContext?: string };
-  if (fe.validation) return body('VALIDATION_FAILED', describeValidation(fe.validationContext, fe.validation));
+  if (fe.validation) return body('VALIDATION_FAILED', describeValidation(fe.validationContext, fe.validation, validationSource(req, fe.validationContext)));
   switch (fe.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -100,7 +179,7 @@ export function httpReason(status: number): string {
 }
 
 export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): void {
-  const body = toErrorBody(err);
+  const body = toErrorBody(err, req);
   // Say which limit and how to move it: an OTLP exporter's default batch (512 spans) with captured prompts is
   // often over it, and its whole batch is then refused.
   if (body.code === 'BODY_TOO_LARGE') {

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Running } from '../../src/server.js';
+import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+
+/**
+ * VALIDATION_FAILED on a union-shaped field (a feature declaration is numeric, categorical or tokens, told apart by
+ * `type`): the message comes from the branch the value's `type` chose, not from the first branch.
+ */
+
+const prefix = testPrefix('errors-union');
+let rt: Running;
+
+before(async () => {
+  rt = await startTest(prefix);
+});
+after(async () => {
+  await rt?.close();
+  await dropPrefix(prefix);
+});
+
+async function message(features: unknown[]): Promise<string> {
+  const res = await rt.app!.inject({ method: 'PUT', url: '/v1/pipelines/union-p/features', payload: { features } });
+  const body = res.json();
+  assert.equal(res.statusCode, 400, res.body);
+  assert.equal(body.code, 'VALIDATION_FAILED', res.body);
+  return body.message as string;
+}
+
+describe('VALIDATION_FAILED on a union names the error of the branch the value chose', () => {
+  it('a categorical feature with too many hash buckets names the maximum', async () => {
+    assert.equal(await message([{ name: 'h', type: 'categorical', hashBuckets: 100000 }]), 'body/features/0/hashBuckets must be <= 1024');
+  });
+
+  it('a categorical feature with no values names the minimum', async () => {
+    assert.equal(await message([{ name: 'c', type: 'categorical', values: [] }]), 'body/features/0/values must NOT have fewer than 1 items');
+  });
+
+  it('a tokens feature with a string mean names the mean, not the type', async () => {
+    assert.equal(await message([{ name: 'c', type: 'tokens', mean: 'x' }]), 'body/features/0/mean must be number');
+  });
+
+  it('a property of another branch is not allowed in the chosen one', async () => {
+    assert.equal(await message([{ name: 'c', type: 'tokens', hashBuckets: 4 }]), 'body/features/0/hashBuckets is not an allowed property');
+  });
+
+  it('a type no branch has names the type and the allowed values', async () => {
+    assert.equal(await message([{ name: 'n', type: 'numeric' }, { name: 'c', type: 'bogus', mean: 1 }]), 'body/features/1/type must be one of "numeric", "categorical", "tokens"');
+  });
+
+  it('a field every branch has is reported from the chosen branch', async () => {
+    assert.equal(await message([{ name: 'bad name!', type: 'numeric' }]), 'body/features/0/name must match pattern "^[A-Za-z0-9_.-]{1,128}$"');
+  });
+});
