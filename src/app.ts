@@ -18,6 +18,7 @@ import { tenancyRoutes } from './tenancy/routes.js';
 import { SessionStore } from './tenancy/sessions.js';
 import { Authenticator, checkMetricsAccess } from './tenancy/auth.js';
 import { ErrorBody, type TypeBoxRequestProvider } from './http/common.js';
+import { decodeContentEncoding } from './http/encoding.js';
 import { clientErrorHandler, errorHandler, MAX_PARAM_LENGTH } from './http/errors.js';
 import { tenantGuard } from './tenancy/guard.js';
 
@@ -123,6 +124,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.addHook('preParsing', async (req) => {
     if (req.authFailure) throw req.authFailure;
   });
+  // After the authentication refusal (a refused request's body is never read): Content-Encoding on every route.
+  app.addHook('preParsing', decodeContentEncoding);
   app.addHook('preHandler', tenantGuard(core.view));
   app.addHook('onResponse', async (req, reply) => {
     core.metrics.httpDuration.observe(

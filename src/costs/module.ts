@@ -1,7 +1,5 @@
-import { createGunzip } from 'node:zlib';
 import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
-import { PassThrough, type Readable } from 'node:stream';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { MAX_PARAM_LENGTH } from '../http/errors.js';
@@ -32,26 +30,6 @@ import type { Span } from './span.js';
  * on a pipeline with model tiers: costs/ingest.ts); another shape reads as none.
  */
 const decodeBudgets = jsonDecoder(Type.Record(Type.String(), Type.Union([Type.Number(), Type.Record(Type.String(), Type.String())])));
-
-/** Accepts `Content-Encoding: gzip` (OTLP exporters compress); the body limit applies to the inflated bytes. */
-async function gunzipIfNeeded(req: FastifyRequest, _reply: unknown, payload: Readable): Promise<Readable> {
-  const enc = String(req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
-  if (enc === 'identity' || enc === '') return payload;
-  if (enc !== 'gzip') throw new AppError('UNSUPPORTED_CONTENT_ENCODING', `headers/content-encoding: "${enc}" is not supported (gzip or identity)`);
-  const gunzip = createGunzip();
-  const out = new PassThrough() as PassThrough & { receivedEncodedLength?: number };
-  let encoded = 0;
-  out.receivedEncodedLength = 0;
-  payload.on('data', (c: Buffer) => {
-    encoded += c.length;
-    // Fastify compares Content-Length with the bytes received on the wire, not the inflated ones.
-    out.receivedEncodedLength = encoded;
-  });
-  payload.on('error', (e) => out.destroy(e));
-  gunzip.on('error', (e) => out.destroy(new AppError('INVALID_CONTENT_ENCODING', `body: not valid gzip (${e.message})`)));
-  payload.pipe(gunzip).pipe(out);
-  return out;
-}
 
 // The longest stored session id (MAX_PARAM_LENGTH, http/errors.ts): a tenant's `<tenant>~<sessionId>` for the operator.
 const SessionParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: MAX_PARAM_LENGTH }) });
@@ -172,7 +150,6 @@ export function costsModule(core: CostsDeps): CostsModule {
         '/v1/spans',
         {
           config: { access: 'client' },
-          preParsing: gunzipIfNeeded,
           schema: {
             tags: ['costs'],
             summary: 'Ingest canonical spans (idempotent on traceId + spanId; bad spans rejected one by one)',
@@ -218,7 +195,6 @@ export function costsModule(core: CostsDeps): CostsModule {
         '/v1/traces',
         {
           config: { access: 'client' },
-          preParsing: gunzipIfNeeded,
           schema: {
             tags: ['costs'],
             summary: 'OTLP/HTTP trace export, JSON or protobuf (GenAI semantic conventions); gzip accepted',
