@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BudgetController, BudgetExceededError, SpanRecorder } from '@apportion/sdk';
-import { ApportionModel, attachBudgetHooks, budgetAgents, WRAP_UP_MESSAGE } from '@apportion/sdk/openai-agents';
+import { ApportionModel, attachBudgetHooks, budgetAgents, runWithBudget, WRAP_UP_MESSAGE } from '@apportion/sdk/openai-agents';
 import { Agent, Runner, setTracingDisabled, Usage } from '@openai/agents';
-import { assistantMessage, functionCall, ScriptedModel } from '@openai/agents/testing';
+import { assistantMessage, functionCall, modelResponder, ScriptedModel, type RecordedModelCall } from '@openai/agents/testing';
+import { mulberry32 } from '../../src/learner/rng.js';
 import { testPrefix } from '../helpers/env.js';
 import { serveDuring } from '../helpers/serve.js';
 
@@ -236,5 +237,152 @@ describe('OpenAI Agents SDK: per-agent model wrappers and run hooks (ScriptedMod
     const before = billing.model;
     assert.throws(() => budgetAgents(triage, { controller: controllerFor({ triage: 100 }) }), /unknown agent "billing"/);
     assert.equal(billing.model, before);
+  });
+});
+
+/**
+ * Agents defined once (module level, as apps using the Agents SDK usually do) and run per request, each request with
+ * its own BudgetController: each model call must spend the controller of the run it belongs to.
+ */
+describe('OpenAI Agents SDK: agents shared by requests, each request with its own controller', () => {
+  it('two sequential requests wrapping the same agents with their own controller: each charged only its own run; outside runWithBudget the shared model refuses instead of charging the first request', async () => {
+    const triageModel = new ScriptedModel([
+      { output: [functionCall('transfer_to_billing', {}, { callId: 'h1' })], usage: usage(300, 40) },
+      { output: [functionCall('transfer_to_billing', {}, { callId: 'h2' })], usage: usage(200, 20) },
+    ]);
+    const billingModel = new ScriptedModel([
+      { output: [assistantMessage('Refund issued.')], usage: usage(400, 150) },
+      { output: [assistantMessage('Invoice sent.')], usage: usage(100, 50) },
+    ]);
+    const billing = new Agent({ name: 'billing', instructions: 'Handle billing.', model: billingModel });
+    const triage = new Agent({ name: 'triage', instructions: 'Route the customer.', model: triageModel, handoffs: [billing] });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const request = async (controller: BudgetController, input: string) => {
+      const agents = budgetAgents(triage, { controller, recorder });
+      const runner = new Runner({ tracingDisabled: true });
+      const detach = attachBudgetHooks(runner, controller, agents);
+      try {
+        return (await runWithBudget(controller, () => runner.run(triage, input))).finalOutput;
+      } finally {
+        detach();
+      }
+    };
+    const c1 = controllerFor({ triage: 1000, billing: 2000 });
+    const c2 = controllerFor({ triage: 700, billing: 900 });
+    assert.equal(await request(c1, 'refund'), 'Refund issued.');
+    assert.equal(await request(c2, 'invoice'), 'Invoice sent.');
+    const consumed = (c: BudgetController) => c.snapshot().agents.map((a) => [a.name, a.consumed, a.status]);
+    assert.deepEqual(consumed(c1), [['triage', 340, 'finished'], ['billing', 550, 'finished']]);
+    assert.deepEqual(consumed(c2), [['triage', 220, 'finished'], ['billing', 150, 'finished']]);
+    // Request 2's caps come from its own allocation: triage 700, billing 900 + triage's 480 left.
+    assert.equal(triageModel.calls[1]!.request.modelSettings.maxTokens, 700);
+    assert.equal(billingModel.calls[1]!.request.modelSettings.maxTokens, 900 + 480);
+    // Wrapped by two controllers, the model is shared: a run outside runWithBudget is refused, charging nobody.
+    await assert.rejects(new Runner({ tracingDisabled: true }).run(triage, 'again'), /agent "triage" has no BudgetController for this call: .*runWithBudget/);
+    assert.equal(triageModel.calls.length, 2, 'the model was not called');
+    assert.deepEqual(consumed(c1), [['triage', 340, 'finished'], ['billing', 550, 'finished']]);
+    assert.deepEqual(consumed(c2), [['triage', 220, 'finished'], ['billing', 150, 'finished']]);
+    await recorder.close();
+  });
+
+  it('10 concurrent requests (plain and streamed) on agents wrapped once: each controller gets exactly its run\'s usage and caps, the agent run as a tool included, and an over-budget tool agent is finished per request', async () => {
+    const rng = mulberry32(0x5ca1ab1e);
+    const int = (lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
+    const N = 10;
+    const plan = Array.from({ length: N }, (_, i) => {
+      const u = { writer0: [int(10, 200), int(5, 60)], writer1: [int(10, 200), int(5, 60)], research: [int(50, 400), int(20, 200)], editor: [int(10, 150), int(5, 80)] } as const;
+      const tokens = (k: keyof typeof u) => u[k][0] + u[k][1];
+      // Every third request's research goes over its budget (the pool is empty): the tool error path, per request.
+      const over = i % 3 === 0;
+      const budgets = { writer: 1000 + int(0, 500), research: over ? tokens('research') - int(1, 40) : tokens('research') + int(0, 800), editor: 500 + int(0, 300) };
+      return { u, tokens, over, budgets, stream: i % 2 === 1, delays: Array.from({ length: 4 }, () => int(0, 3)) };
+    });
+    const requestOf = (call: RecordedModelCall) => Number(/req-(\d+)/.exec(JSON.stringify(call.request.input))![1]);
+    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    // One scripted model per agent, shared by the requests: each step answers for the request its input names.
+    const scripted = (respond: (p: (typeof plan)[number], i: number, call: RecordedModelCall) => Promise<{ output: ReturnType<typeof assistantMessage | typeof functionCall>[]; usage: Usage }>, steps: number) =>
+      new ScriptedModel(Array.from({ length: steps }, () => modelResponder((call) => respond(plan[requestOf(call)]!, requestOf(call), call))));
+    const writerModel = scripted(async (p, i, call) => {
+      const second = JSON.stringify(call.request.input).includes('function_call_result');
+      await pause(p.delays[second ? 1 : 0]!);
+      return second
+        ? { output: [functionCall('transfer_to_editor', {}, { callId: `h-${i}` })], usage: usage(p.u.writer1[0], p.u.writer1[1]) }
+        : { output: [functionCall('research', { input: `req-${i}: find facts` }, { callId: `t-${i}` })], usage: usage(p.u.writer0[0], p.u.writer0[1]) };
+    }, 2 * N);
+    const researchModel = scripted(async (p, i) => {
+      await pause(p.delays[2]!);
+      return { output: [assistantMessage(`facts for ${i}`)], usage: usage(p.u.research[0], p.u.research[1]) };
+    }, N);
+    const editorModel = scripted(async (p, i) => {
+      await pause(p.delays[3]!);
+      return { output: [assistantMessage(`Edited ${i}.`)], usage: usage(p.u.editor[0], p.u.editor[1]) };
+    }, N);
+    // Module level: the agents, wrapped once, without a controller.
+    const research = new Agent({ name: 'research', instructions: 'Research.', model: researchModel });
+    const editor = new Agent({ name: 'editor', instructions: 'Edit.', model: editorModel });
+    const writer = new Agent({ name: 'writer', instructions: 'Write.', model: writerModel, handoffs: [editor], tools: [research.asTool({ toolName: 'research', toolDescription: 'Finds facts.' })] });
+    const recorder = new SpanRecorder({ url: server.rt.url!, flushIntervalMs: 0, timeoutMs: 60_000 });
+    const agents = budgetAgents([writer, research], { recorder, modelName: 'gpt-4o-mini', provider: 'openai' });
+    await assert.rejects(new Runner({ tracingDisabled: true }).run(writer, 'req-0'), /agent "writer" has no BudgetController for this call/, 'no scope, no controller: refused');
+
+    const session = (i: number) => `agents-shared-${i}`;
+    const controllers = plan.map((p) => controllerFor(p.budgets));
+    const outputs = await Promise.all(
+      plan.map(async (p, i) => {
+        const controller = controllers[i]!;
+        const runner = new Runner({ tracingDisabled: true });
+        const detach = attachBudgetHooks(runner, controller, agents);
+        try {
+          return await recorder.withSession({ sessionId: session(i) }, () => runWithBudget(controller, () => runToEnd(runner, writer, `req-${i}: write a note`, p.stream)));
+        } finally {
+          detach();
+        }
+      }),
+    );
+    assert.deepEqual(outputs, plan.map((_, i) => `Edited ${i}.`));
+    const callsOf = (m: ScriptedModel, i: number) => m.calls.filter((c) => requestOf(c) === i);
+    for (const [i, p] of plan.entries()) {
+      const c = controllers[i]!;
+      const writerUsed = p.tokens('writer0') + p.tokens('writer1');
+      assert.deepEqual(
+        c.snapshot().agents.map((a) => [a.name, a.consumed, a.status]),
+        [['writer', writerUsed, 'finished'], ['research', p.tokens('research'), 'finished'], ['editor', p.tokens('editor'), 'finished']],
+        `request ${i}: its own usage, nothing of the others`,
+      );
+      for (const name of ['writer', 'research', 'editor']) assert.equal(c.inFlight(name), 0);
+      assert.deepEqual(callsOf(writerModel, i).map((x) => x.request.modelSettings.maxTokens), [p.budgets.writer, p.budgets.writer - p.tokens('writer0')], `request ${i}: writer's caps`);
+      assert.deepEqual(callsOf(researchModel, i).map((x) => x.request.modelSettings.maxTokens), [p.budgets.research], `request ${i}: research's cap`);
+      // What writer and research left (research over budget: nothing) went to editor, still to run.
+      const researchLeft = Math.max(0, p.budgets.research - p.tokens('research'));
+      assert.deepEqual(callsOf(editorModel, i).map((x) => x.request.modelSettings.maxTokens), [p.budgets.editor + (p.budgets.writer - writerUsed) + researchLeft], `request ${i}: editor's cap`);
+      assert.equal(callsOf(writerModel, i)[1]!.streamed, p.stream);
+      assert.equal(/An error occurred while running the tool/.test(JSON.stringify(callsOf(writerModel, i)[1]!.request.input)), p.over, `request ${i}: the tool error only where research went over`);
+    }
+    assert.equal((await recorder.close()).accepted, N * 8, 'per request: an agent span and an llm span per model call');
+    for (const [i, p] of plan.entries()) {
+      const tree = await costTree(session(i));
+      assert.deepEqual(Object.fromEntries(tree.byAgent.map((b) => [b.key, b.tokens.total])), { writer: p.tokens('writer0') + p.tokens('writer1'), research: p.tokens('research'), editor: p.tokens('editor') }, `request ${i}'s spans`);
+    }
+  });
+
+  it('an agent the controller in scope does not know: a clear error, its model not called', async () => {
+    const inner = new ScriptedModel([{ output: [assistantMessage('hi')], usage: usage(1, 1) }]);
+    const writer = new Agent({ name: 'writer', instructions: 'Write.', model: inner });
+    budgetAgents(writer, { controller: controllerFor({ writer: 100 }) });
+    const other = controllerFor({ editor: 100 });
+    await assert.rejects(
+      runWithBudget(other, () => new Runner({ tracingDisabled: true }).run(writer, 'go')),
+      /agent "writer" is unknown to the BudgetController of the runWithBudget scope/,
+    );
+    assert.equal(inner.calls.length, 0);
+  });
+
+  it('wrapping an agent again with other span options is refused, changing nothing', () => {
+    const { triage, billing } = graph();
+    budgetAgents(triage, { controller: controllerFor({ triage: 100, billing: 100 }), provider: 'openai' });
+    const before = [triage.model, billing.model];
+    assert.throws(() => budgetAgents(triage, { controller: controllerFor({ triage: 100, billing: 100 }), provider: 'azure' }), /agent "(triage|billing)" is already wrapped with another provider: .*runWithBudget/);
+    assert.deepEqual([triage.model, billing.model], before);
+    assert.equal((triage.model as ApportionModel).fallbackController !== undefined, true, 'the refused call did not unbind it');
   });
 });

@@ -3,22 +3,52 @@
  * gives every agent of a multi-agent graph (handoffs included) its own wrapper, and run hooks that start and finish
  * agents in the controller, so what an agent leaves when it hands off goes to the agents after it.
  *
- *   budgetAgents(triage, { controller, model: aisdk(openai('gpt-4o')) });   // or each agent's own Model
- *   const detach = attachBudgetHooks(runner, controller);
- *   await runner.run(triage, input);                                     // or { stream: true }
+ *   const agents = budgetAgents(triage, { model: aisdk(openai('gpt-4o')) });  // once, where the agents are defined
+ *   // per request, with that request's controller:
+ *   const detach = attachBudgetHooks(runner, controller, agents);
+ *   await runWithBudget(controller, () => runner.run(triage, input));       // or { stream: true }
  *
- * Per model call: the agent's remaining budget becomes `modelSettings.maxTokens` (lowered, never raised); past the
+ * Per model call: the controller of the current `runWithBudget` scope (else the one the model was built with) is
+ * the one spent; the agent's remaining budget becomes `modelSettings.maxTokens` (lowered, never raised); past the
  * controller's `wrapUpAt` share a wrap-up instruction is appended to the system instructions; the call's usage
  * (streamed: from `response_done`) is recorded into the controller and as an `llm` span of the agent.
  * `@openai/agents` is an optional peer dependency: this module imports only its types.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Agent, Model, ModelRequest, ModelResponse, Runner, StreamEvent } from '@openai/agents';
 import { BudgetExceededError, type BudgetController, type Claim } from '../controller.js';
 import { asAgent, callUsage, claimOutput, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
 
 export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
 
-export interface ApportionModelOptions extends IntegrationOptions {
+/**
+ * The controller of the request being run: the Agents SDK calls a model inside `runner.run`'s async context (the
+ * nested run of an agent used as a tool and a streamed run's background loop included), so a scope entered around
+ * `runner.run` reaches every model call of that run, and only of that run.
+ */
+const budgetScope = new AsyncLocalStorage<BudgetController>();
+
+/**
+ * Runs `fn` (e.g. `() => runner.run(agent, input)`) with `controller` as the request's controller: every
+ * ApportionModel called within it (and within what it starts: streams, agents run as tools) spends `controller`,
+ * whatever controller it was built with. This is how Agent objects shared by requests (defined once, at module
+ * level) charge each request's own controller, concurrent requests included.
+ */
+export function runWithBudget<T>(controller: BudgetController, fn: () => T): T {
+  return budgetScope.run(controller, fn);
+}
+
+/** The controller of the current `runWithBudget` scope, if any. */
+export function currentBudgetController(): BudgetController | undefined {
+  return budgetScope.getStore();
+}
+
+export interface ApportionModelOptions extends Omit<IntegrationOptions, 'controller'> {
+  /**
+   * The controller spent when no `runWithBudget` scope is active (a scope's controller takes precedence). Without
+   * one, every call must run inside `runWithBudget`.
+   */
+  readonly controller?: BudgetController | undefined;
   /** The agent whose budget this model spends (its name in the controller). */
   readonly agent: string;
   /** Model name on the spans (prices them). Default `unknown` (the call is kept as unpriced). */
@@ -42,15 +72,61 @@ const overBudgetListeners = new WeakMap<BudgetController, Set<(agent: string) =>
 
 /** A Model that caps, meters and attributes the calls of one agent, delegating to `inner`. */
 export class ApportionModel implements Model {
+  /** The controller spent outside a `runWithBudget` scope; undefined once the model is shared by controllers. */
+  #fallback: BudgetController | undefined;
+
   constructor(
     readonly inner: Model,
     private readonly o: ApportionModelOptions,
-  ) {}
+  ) {
+    this.#fallback = o.controller;
+  }
+
+  /** The agent whose budget this model spends. */
+  get agent(): string {
+    return this.o.agent;
+  }
+
+  /** The options it was built with. */
+  get options(): ApportionModelOptions {
+    return this.o;
+  }
+
+  /** The controller a call made outside a `runWithBudget` scope spends (undefined: such a call is refused). */
+  get fallbackController(): BudgetController | undefined {
+    return this.#fallback;
+  }
+
+  /**
+   * budgetAgents found this model already wrapping an agent and is given `controller`: a model bound to another
+   * controller is from then on shared by requests, and spends only the controller of the current
+   * `runWithBudget` scope (keeping the first binding would charge the first request for every later one).
+   */
+  share(controller: BudgetController | undefined): void {
+    if (controller !== undefined && this.#fallback !== undefined && controller !== this.#fallback) this.#fallback = undefined;
+  }
+
+  /** The options a call uses: this model's, with the current request's controller. */
+  private current(): IntegrationOptions {
+    const scoped = budgetScope.getStore();
+    const controller = scoped ?? this.#fallback;
+    if (!controller) {
+      throw new Error(
+        `agent "${this.o.agent}" has no BudgetController for this call: its model is shared by requests (or was wrapped without a controller), so run each request inside runWithBudget(controller, () => runner.run(…))`,
+      );
+    }
+    try {
+      controller.state(this.o.agent);
+    } catch {
+      throw new Error(`agent "${this.o.agent}" is unknown to the ${scoped ? 'BudgetController of the runWithBudget scope' : "model's BudgetController"}: give the controller every agent the run can reach`);
+    }
+    return { ...this.o, controller };
+  }
 
   /** The request with its output cap, claimed from the agent until the call settles, and the wrap-up. */
-  private prepare(request: ModelRequest): { prepared: ModelRequest; claim: Claim } {
-    const claim = claimOutput(this.o.controller, this.o.agent, request.modelSettings.maxTokens);
-    const wrapUp = wrapUpText(this.o, this.o.agent);
+  private prepare(o: IntegrationOptions, request: ModelRequest): { prepared: ModelRequest; claim: Claim } {
+    const claim = claimOutput(o.controller, this.o.agent, request.modelSettings.maxTokens);
+    const wrapUp = wrapUpText(o, this.o.agent);
     const prepared = {
       ...request,
       modelSettings: { ...request.modelSettings, maxTokens: claim.tokens },
@@ -64,35 +140,37 @@ export class ApportionModel implements Model {
   }
 
   /** Tells the run hooks of this controller that the agent's run ends on a budget error (after its claim is released). */
-  private failed(e: unknown): void {
+  private failed(controller: BudgetController, e: unknown): void {
     if (!(e instanceof BudgetExceededError)) return;
-    for (const listener of [...(overBudgetListeners.get(this.o.controller) ?? [])]) listener(this.o.agent);
+    for (const listener of [...(overBudgetListeners.get(controller) ?? [])]) listener(this.o.agent);
   }
 
   getResponse(request: ModelRequest): Promise<ModelResponse> {
+    const o = this.current();
     try {
-      return this.response(request).catch((e: unknown) => {
-        this.failed(e);
+      return this.response(o, request).catch((e: unknown) => {
+        this.failed(o.controller, e);
         throw e;
       });
     } catch (e) {
-      this.failed(e);
+      this.failed(o.controller, e);
       throw e;
     }
   }
 
   async *getStreamedResponse(request: ModelRequest): AsyncIterable<StreamEvent> {
+    const o = this.current();
     try {
-      yield* this.streamedResponse(request);
+      yield* this.streamedResponse(o, request);
     } catch (e) {
-      this.failed(e);
+      this.failed(o.controller, e);
       throw e;
     }
   }
 
-  private response(request: ModelRequest): Promise<ModelResponse> {
-    const { prepared, claim } = this.prepare(request);
-    return asAgent(this.o, this.o.agent, claim, async (settle: Settle) => {
+  private response(o: IntegrationOptions, request: ModelRequest): Promise<ModelResponse> {
+    const { prepared, claim } = this.prepare(o, request);
+    return asAgent(o, this.o.agent, claim, async (settle: Settle) => {
       const start = Date.now();
       let res: ModelResponse;
       try {
@@ -107,10 +185,10 @@ export class ApportionModel implements Model {
     });
   }
 
-  private async *streamedResponse(request: ModelRequest): AsyncIterable<StreamEvent> {
-    const { prepared, claim } = this.prepare(request);
+  private async *streamedResponse(o: IntegrationOptions, request: ModelRequest): AsyncIterable<StreamEvent> {
+    const { prepared, claim } = this.prepare(o, request);
     let settle!: Settle;
-    await asAgent(this.o, this.o.agent, claim, async (s: Settle) => {
+    await asAgent(o, this.o.agent, claim, async (s: Settle) => {
       settle = s;
     });
     const start = Date.now();
@@ -130,7 +208,13 @@ export class ApportionModel implements Model {
   getRetryAdvice: NonNullable<Model['getRetryAdvice']> = (args) => this.inner.getRetryAdvice?.(args);
 }
 
-export interface BudgetAgentsOptions extends IntegrationOptions {
+export interface BudgetAgentsOptions extends Omit<IntegrationOptions, 'controller'> {
+  /**
+   * The controller the agents spend outside a `runWithBudget` scope: for agents made for one request. Agents
+   * defined once and shared by requests are wrapped without one, and each request runs inside
+   * `runWithBudget(itsController, …)`. Given, every agent is checked to be known to it.
+   */
+  readonly controller?: BudgetController | undefined;
   /**
    * The Model for agents configured with a model name (or none): one Model, or one per agent. Agents that
    * already hold a Model instance keep it (wrapped). Required when some agent has no Model instance.
@@ -144,8 +228,12 @@ export interface BudgetAgentsOptions extends IntegrationOptions {
  * Gives `root` (one agent, or several: e.g. the top agent and the agents it calls through `agent.asTool()`, which
  * handoffs do not reach) and every agent reachable through handoffs an ApportionModel spending its own budget (by
  * agent name), replacing each agent's `model`. Returns the agents it wrapped: pass them to attachBudgetHooks so
- * agents run as tools are finished too. Throws before changing anything if an agent is unknown to the controller
- * or has no Model to wrap.
+ * agents run as tools are finished too. Throws before changing anything if an agent is unknown to the controller,
+ * has no Model to wrap, or is already wrapped with other span options (recorder, provider, wrap-up, model name).
+ *
+ * An agent already wrapped keeps its ApportionModel: a call made inside `runWithBudget(controller, …)` spends that
+ * controller. Wrapped again with another controller, its model no longer spends either one outside a scope (it is
+ * shared by requests): a call outside `runWithBudget` then throws instead of charging the wrong request.
  */
 export function budgetAgents(root: Agent<any, any> | readonly Agent<any, any>[], o: BudgetAgentsOptions): Agent<any, any>[] {
   const seen = new Set<Agent<any, any>>();
@@ -155,15 +243,28 @@ export function budgetAgents(root: Agent<any, any> | readonly Agent<any, any>[],
     for (const h of a.handoffs) walk('agent' in h ? (h as { agent: Agent<any, any> }).agent : (h as Agent<any, any>));
   };
   for (const r of Array.isArray(root) ? root : [root]) walk(r as Agent<any, any>);
+  const { model: _model, ...options } = o;
   const plans = [...seen].map((agent) => {
-    o.controller.state(agent.name); // throws on an agent the controller does not know
-    if (agent.model instanceof ApportionModel) return { agent, model: agent.model };
+    o.controller?.state(agent.name); // throws on an agent the controller does not know
+    if (agent.model instanceof ApportionModel) {
+      const kept = agent.model;
+      const differs = (['recorder', 'provider', 'wrapUpMessage', 'modelName'] as const).filter((k) => o[k] !== undefined && o[k] !== kept.options[k]);
+      if (kept.agent !== agent.name || differs.length > 0) {
+        throw new Error(
+          `agent "${agent.name}" is already wrapped ${kept.agent !== agent.name ? `for agent "${kept.agent}"` : `with another ${differs.join(', ')}`}: wrap agents shared by requests once, and run each request inside runWithBudget(controller, …)`,
+        );
+      }
+      return { agent, model: kept, keep: true };
+    }
     const inner = typeof agent.model === 'object' ? agent.model : typeof o.model === 'function' ? o.model(agent) : o.model;
     if (!inner) throw new Error(`agent "${agent.name}" has no Model instance to wrap: pass options.model`);
     const modelName = o.modelName ?? (typeof agent.model === 'string' && agent.model !== '' ? agent.model : undefined);
-    return { agent, model: new ApportionModel(inner, { ...o, agent: agent.name, ...(modelName ? { modelName } : {}) }) };
+    return { agent, model: new ApportionModel(inner, { ...options, agent: agent.name, ...(modelName ? { modelName } : {}) }), keep: false };
   });
-  for (const p of plans) p.agent.model = p.model;
+  for (const p of plans) {
+    if (p.keep) p.model.share(o.controller);
+    else p.agent.model = p.model;
+  }
   return plans.map((p) => p.agent);
 }
 
@@ -171,8 +272,9 @@ export function budgetAgents(root: Agent<any, any> | readonly Agent<any, any>[],
  * Run hooks for one request: an agent is started in the controller when it starts, and finished when it hands off
  * or produces the final output, so what it left is redistributed to the agents still to run. An agent handed back
  * to (triage → billing → triage) starts again: it takes back from the pool what it left at its handoff, as far as
- * the pool still holds it (BudgetController.start). Use one Runner per request (hooks are per Runner). Returns a
- * function that detaches the hooks.
+ * the pool still holds it (BudgetController.start). Use one Runner per request (hooks are per Runner), and run it
+ * inside `runWithBudget(controller, …)` when its agents are shared by requests, so their models spend this
+ * controller too. Returns a function that detaches the hooks.
  *
  * An agent run as a tool (`agent.asTool()`) runs in a Runner of its own, whose events `runner` never sees: pass
  * `agents` (what budgetAgents returned) and each one's own events start and finish it too, counted only when they
