@@ -46,6 +46,7 @@ export const CLUSTER_SUITES = [
   'test/costs/otel.test.ts',
   // Out-of-range contributions refused whole, spans taken back (span-unstore.lua), a failed request repaired.
   'test/costs/ingest-safety.test.ts',
+  'test/costs/otlp-malformed.test.ts',
   // Generated bad input against every API operation: no CROSSSLOT refusal (a 5xx) and no half-written state on any route.
   'test/integration/api-fuzz.test.ts',
   // Generated concurrent control-plane writes (two tenants, two instances) and concurrent model-document writes:
