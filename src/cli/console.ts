@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { intArg, seedArg } from './options.js';
+import { intArg, seedArg } from '../config/cli-options.js';
 
 /** `apportion demo`: example data for every console page, sent to a running server through its API. */
 export function registerDemo(program: Command): void {

@@ -18,7 +18,7 @@ import { deserializeWeights, type SerializedWeights } from '../learner/model.js'
 import { mulberry32 } from '../learner/rng.js';
 import { learnedValues, prepareEvaluation, type Evaluation } from '../learner/sim/loop.js';
 import { contextFeatures, loadWorld, phaseAt, sampleContext, simulateOutcome, worldFeatures, worldPipeline, WORLD_NAMES } from '../learner/sim/world.js';
-import { intArg, numberArg, seedArg } from './options.js';
+import { intArg, numberArg, seedArg } from '../config/cli-options.js';
 
 const urlOption = () => new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000');
 const keyOption = () => new Option('--key <key>', 'bearer key (admin)').env('APPORTION_KEY');

@@ -3,7 +3,7 @@ import { ConfigError, loadConfig } from '../config/env.js';
 import { ApportionClient } from '@apportion/sdk';
 import { applyRequests, readApplyFile } from '../seed.js';
 import { registerCommands } from './commands.js';
-import { intArg, jsonObjectArg } from './options.js';
+import { intArg, jsonObjectArg } from '../config/cli-options.js';
 
 function bootConfig() {
   try {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ApportionClient } from '@apportion/sdk';
+import { intArg, numberArg } from '../config/cli-options.js';
 import { formatResults } from './format.js';
 import type { ExperimentResults } from './service.js';
 
@@ -29,6 +30,9 @@ const state = (e: { id: string; version: number; state: { status: string; phase:
   `${e.id} v${e.version}: ${e.state.status}, phase ${e.state.phase}${e.state.rampStep !== undefined ? `, ramp step ${e.state.rampStep}` : ''}, coverage ${(e.effectiveCoverage * 100).toFixed(1)} %`;
 
 type Exp = Parameters<typeof state>[0];
+
+/** The most audit entries the API returns at once (`GET …/audit?limit=1..9999`). */
+const AUDIT_MAX = 9999;
 
 /** `apportion experiments apply|list|get|start|pause|resume|stop|rollback|promote|acknowledge-srm|results|audit`. */
 export function registerExperiments(program: Command): void {
@@ -85,16 +89,29 @@ export function registerExperiments(program: Command): void {
     cmd
       .command('results <id>')
       .description('results per variant and phase as readable tables')
-      .option('--winsorize <q>', 'cap cost at this quantile (e.g. 0.99)')
+      .option('--winsorize <q>', 'cap cost at this quantile, a number from 0.5 to 1, both excluded (e.g. 0.99)', numberArg(0.5, 1, { exclusive: true }))
       .option('--json', 'print the raw JSON'),
-  ).action(async (id: string, o: Conn & { winsorize?: string; json?: boolean }) => {
-    const q = o.winsorize ? `?winsorize=${encodeURIComponent(o.winsorize)}` : '';
+  ).action(async (id: string, o: Conn & { winsorize?: number; json?: boolean }) => {
+    const q = o.winsorize !== undefined ? `?winsorize=${encodeURIComponent(String(o.winsorize))}` : '';
     const r = await clientOf(o).request<ExperimentResults>('GET', `/v1/experiments/${encodeURIComponent(id)}/results${q}`);
     out(o.json ? JSON.stringify(r, null, 2) : formatResults(r));
   });
 
-  withConn(cmd.command('audit <id>').description('the audit trail, newest first')).action(async (id: string, o: Conn) => {
-    const { items } = await clientOf(o).request<{ items: { at: number; by: string; action: string; details?: unknown }[] }>('GET', `/v1/experiments/${encodeURIComponent(id)}/audit`);
-    for (const a of items) out(`${new Date(a.at).toISOString()}  ${a.action.padEnd(12)} ${a.by.padEnd(20)} ${a.details === undefined ? '' : JSON.stringify(a.details)}`);
+  withConn(
+    cmd
+      .command('audit <id>')
+      .description('the audit trail, newest first')
+      .option('--limit <n>', `entries to show, newest first (1 to ${AUDIT_MAX.toLocaleString('en-US')}); a line on stderr says when there are more`, intArg(1, AUDIT_MAX), 100),
+  ).action(async (id: string, o: Conn & { limit: number }) => {
+    // The whole trail (the server keeps the newest 1,000 entries), to say how many the limit leaves out.
+    const { items } = await clientOf(o).request<{ items: { at: number; by: string; action: string; details?: unknown }[] }>(
+      'GET',
+      `/v1/experiments/${encodeURIComponent(id)}/audit?limit=${AUDIT_MAX}`,
+    );
+    for (const a of items.slice(0, o.limit)) out(`${new Date(a.at).toISOString()}  ${a.action.padEnd(12)} ${a.by.padEnd(20)} ${a.details === undefined ? '' : JSON.stringify(a.details)}`);
+    if (items.length > o.limit) {
+      const total = `${items.length >= AUDIT_MAX ? 'at least ' : ''}${items.length.toLocaleString('en-US')}`;
+      process.stderr.write(`showing the newest ${o.limit.toLocaleString('en-US')} of ${total} audit entries; --limit ${Math.min(items.length, AUDIT_MAX)} shows ${items.length >= AUDIT_MAX ? 'the most' : 'them all'}\n`);
+    }
   });
 }

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import fc from 'fast-check';
 import { DOMAINS } from '../../src/cli/commands.js';
-import { intArg, numberArg } from '../../src/cli/options.js';
+import { intArg, numberArg } from '../../src/config/cli-options.js';
 import { checkRedisTarget } from '../../src/cli/preflight.js';
 import { runDemo } from '../../src/console/demo.js';
 import { ConfigError } from '../../src/config/env.js';
@@ -152,8 +152,8 @@ describe('CLI', () => {
   });
 
   describe('numeric options refuse what is not a number in their range', () => {
-    /** Every numeric option of the commands in src/cli/, with its range. */
-    const OPTIONS: readonly { command: readonly string[]; option: string; min: number; max: number; integer: boolean }[] = [
+    /** Every numeric option of every CLI command (src/cli/, src/<domain>/cli.ts), with its range (`exclusive`: both ends out). */
+    const OPTIONS: readonly { command: readonly string[]; option: string; min: number; max: number; integer: boolean; exclusive?: boolean }[] = [
       { command: ['simulate', 'support-basic'], option: 'outcomes', min: 1, max: 10_000_000, integer: true },
       { command: ['simulate', 'support-basic'], option: 'concurrency', min: 1, max: 1024, integer: true },
       { command: ['simulate', 'support-basic'], option: 'checkpoint', min: 1, max: 10_000_000, integer: true },
@@ -165,6 +165,9 @@ describe('CLI', () => {
       { command: ['demo'], option: 'simulate', min: 0, max: 10_000_000, integer: true },
       { command: ['demo'], option: 'seed', min: 0, max: 2 ** 32 - 1, integer: true },
       { command: ['allocate', 'p'], option: 'total', min: 1, max: 100_000_000, integer: true },
+      { command: ['experiments', 'results', 'e'], option: 'winsorize', min: 0.5, max: 1, integer: false, exclusive: true },
+      { command: ['experiments', 'audit', 'e'], option: 'limit', min: 1, max: 9999, integer: true },
+      { command: ['keys', 'create', '--tenant', 't', '--role', 'admin', '--name', 'n'], option: 'rate-limit', min: 1, max: 100_000_000, integer: true },
     ];
     /** Values no option takes whatever its range (`parseInt` read `12abc` as 12 and `abc` as NaN). */
     const junk = fc.oneof(
@@ -178,18 +181,24 @@ describe('CLI', () => {
         fc.integer({ min: 1, max: 1_000_000 }).map((d) => String(o.min - d)),
         fc.integer({ min: 1, max: 1_000_000 }).map((d) => String(o.max + d)),
         ...(o.integer ? [fc.integer({ min: o.min, max: Math.min(o.max, 1000) }).map((n) => `${n}.5`), fc.constant('1e3')] : []),
+        ...(o.exclusive ? [fc.constantFrom(String(o.min), String(o.max))] : []),
       );
+    const parserOf = (o: (typeof OPTIONS)[number]) => (o.integer ? intArg(o.min, o.max) : numberArg(o.min, o.max, { exclusive: o.exclusive === true }));
+    const rangeText = (o: (typeof OPTIONS)[number]) => `from ${o.min.toLocaleString('en-US')} to ${o.max.toLocaleString('en-US')}${o.exclusive ? ', both excluded' : ''}`;
 
     it('the parsers: every value of the range in, generated others out (in process)', () => {
       for (const o of OPTIONS) {
-        const parse = o.integer ? intArg(o.min, o.max) : numberArg(o.min, o.max);
+        const parse = parserOf(o);
+        const good = o.integer
+          ? fc.integer({ min: o.min, max: o.max })
+          : fc.double({ min: o.min, max: o.max, noNaN: true, minExcluded: o.exclusive === true, maxExcluded: o.exclusive === true });
         fc.assert(
-          fc.property(o.integer ? fc.integer({ min: o.min, max: o.max }) : fc.double({ min: o.min, max: o.max, noNaN: true }), (n) => assert.equal(parse(String(n)), n)),
+          fc.property(good, (n) => assert.equal(parse(String(n)), n)),
           { seed: 81, numRuns: 200 },
         );
         fc.assert(
           fc.property(badFor(o), (v) => {
-            assert.throws(() => parse(v), (e: unknown) => e instanceof InvalidArgumentError && e.message.includes(`from ${o.min.toLocaleString('en-US')}`), `--${o.option} ${v}`);
+            assert.throws(() => parse(v), (e: unknown) => e instanceof InvalidArgumentError && e.message.includes(rangeText(o)), `--${o.option} ${v}`);
           }),
           { seed: 82, numRuns: 300 },
         );
@@ -210,9 +219,29 @@ describe('CLI', () => {
         const line = r.stderr.trim();
         assert.ok(line.startsWith(`error: option '--${o.option} <`), what);
         assert.ok(line.includes(`argument '${value}' is invalid.`), what);
-        assert.ok(line.includes(`from ${o.min.toLocaleString('en-US')} to ${o.max.toLocaleString('en-US')}`), what);
+        assert.ok(line.includes(rangeText(o)), what);
         assert.doesNotMatch(r.stderr, /\n\s+at /, what);
         assert.equal(r.stdout, '', what);
+      }
+    });
+
+    it("--help gives each option's range", async () => {
+      const commands = [...new Set(OPTIONS.map((o) => o.command.join('\u0000')))].map((c) => c.split('\u0000'));
+      const helps = new Map<string, string>();
+      for (let i = 0; i < commands.length; i += 2) {
+        await Promise.all(
+          commands.slice(i, i + 2).map(async (c) => {
+            const r = await cli([...c, '--help']);
+            assert.equal(r.code, 0, `${c.join(' ')} --help: ${r.stderr}`);
+            helps.set(c.join(' '), r.stdout.replace(/\s+/g, ' '));
+          }),
+        );
+      }
+      for (const o of OPTIONS) {
+        const help = helps.get(o.command.join(' '))!;
+        // With or without thousands separators (`1 to 1024`, `0 to 4294967295`, `1 to 100,000,000`).
+        const ranges = [o.min, o.min.toLocaleString('en-US')].flatMap((a) => [o.max, o.max.toLocaleString('en-US')].map((b) => `${a} to ${b}${o.exclusive ? ', both excluded' : ''}`));
+        assert.ok(help.includes(`--${o.option} <`) && ranges.some((r) => help.includes(r)), `${o.command.join(' ')} --help names --${o.option} and its range ${ranges[3]}: ${help}`);
       }
     });
 

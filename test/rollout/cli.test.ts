@@ -19,7 +19,8 @@ const prefix = testPrefix('rollout-cli');
 const ADMIN = 'rollout-admin-key-0123456789';
 let rt: Running;
 let env: NodeJS.ProcessEnv;
-const cli = async (...args: string[]) => (await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'experiments', ...args], { cwd: ROOT, env })).stdout;
+const cliOut = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'experiments', ...args], { cwd: ROOT, env });
+const cli = async (...args: string[]) => (await cliOut(...args)).stdout;
 
 before(async () => {
   rt = await startTest(prefix, { listen: true }, { APPORTION_ADMIN_KEY: ADMIN, APPORTION_SEED_EXAMPLES: 'true', APPORTION_ROLLOUT_INTERVAL_MS: '3600000' });
@@ -72,6 +73,43 @@ describe('experiments CLI with the example files', () => {
     assert.equal(hold.variants[0]!.strategy, 'support-estimate');
     const ack = await cli('acknowledge-srm', 'support-holdout-2026q4', '--reason', 'checked').catch((e: { stderr: string }) => e);
     assert.match((ack as { stderr: string }).stderr, /409 EXPERIMENT_STATE_CONFLICT: .*no sample-ratio-mismatch flag in its current phase \(1\)/);
+  });
+});
+
+describe('experiments audit', () => {
+  it('shows the newest --limit entries (default 100) and says on stderr how many of how many when it cut the trail', async () => {
+    const client = new ApportionClient({ url: rt.url!, key: ADMIN });
+    const id = 'cli-audit-long';
+    // More entries than the default shows: put + start + pause/resume pairs (count from a seed) + stop.
+    const [pairs] = fc.sample(fc.integer({ min: 50, max: 70 }), { seed: 97, numRuns: 1 });
+    await client.request('PUT', `/v1/experiments/${id}`, {
+      pipeline: 'support-triage',
+      coverage: 0.01,
+      variants: [{ name: 'control', strategy: 'support-estimate', weight: 1 }, { name: 'static', strategy: 'support-static', weight: 1 }],
+    });
+    await client.request('POST', `/v1/experiments/${id}/start`);
+    for (let i = 0; i < pairs!; i++) {
+      await client.request('POST', `/v1/experiments/${id}/pause`, { reason: `p${i}` });
+      await client.request('POST', `/v1/experiments/${id}/resume`);
+    }
+    await client.request('POST', `/v1/experiments/${id}/stop`);
+    const total = 3 + 2 * pairs!;
+    assert.equal((await client.request<{ items: unknown[] }>('GET', `/v1/experiments/${id}/audit?limit=9999`)).items.length, total);
+    const lines = (s: string) => s.split('\n').filter(Boolean);
+
+    const cut = await cliOut('audit', id);
+    assert.equal(lines(cut.stdout).length, 100);
+    assert.match(lines(cut.stdout)[0]!, /\bstop\b/, 'newest first');
+    assert.equal(cut.stderr.trim(), `showing the newest 100 of ${total} audit entries; --limit ${total} shows them all`);
+
+    const all = await cliOut('audit', id, '--limit', String(total));
+    assert.equal(lines(all.stdout).length, total);
+    assert.match(lines(all.stdout).at(-1)!, /\bput\b|\bcreate\b/, `the oldest entry is the first write: ${lines(all.stdout).at(-1)}`);
+    assert.equal(all.stderr, '', 'nothing was left out');
+
+    const few = await cliOut('audit', id, '--limit', '3');
+    assert.equal(lines(few.stdout).length, 3);
+    assert.match(few.stderr, new RegExp(`showing the newest 3 of ${total} audit entries`));
   });
 });
 

@@ -18,12 +18,16 @@ export function intArg(min: number, max: number): (value: string) => number {
   };
 }
 
-/** A decimal number from `min` to `max` (`0.5`, `12`, `1e-3`; not `Infinity`, hex or an empty string). */
-export function numberArg(min: number, max: number): (value: string) => number {
+/**
+ * A decimal number from `min` to `max` (`0.5`, `12`, `1e-3`; not `Infinity`, hex or an empty string). With
+ * `exclusive`, both ends are out (a quantile in (0.5, 1)): the message then says "from 0.5 to 1, both excluded".
+ */
+export function numberArg(min: number, max: number, { exclusive = false }: { readonly exclusive?: boolean } = {}): (value: string) => number {
   return (value) => {
     const v = value.trim();
     const n = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v) ? Number(v) : Number.NaN;
-    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`It must be a number from ${fmt(min)} to ${fmt(max)}.`);
+    const out = exclusive ? n <= min || n >= max : n < min || n > max;
+    if (!Number.isFinite(n) || out) throw new InvalidArgumentError(`It must be a number from ${fmt(min)} to ${fmt(max)}${exclusive ? ', both excluded' : ''}.`);
     return n;
   };
 }
