@@ -57,7 +57,7 @@ describe('ApportionClient.reportOutcome and DECISION_PENDING', () => {
 
 /**
  * `reportOutcome` retries `503 OUTCOME_UNCONFIRMED` (the outcome may have been accepted; the same report again is
- * absorbed) and the outcome is counted once. A real server over a socket, real Redis, and in front of it an HTTP
+ * queued again and counted once) and the outcome is counted once. A real server over a socket, real Redis, and in front of it an HTTP
  * pass-through in this file that forwards the first report to the server (which accepts it) and answers the client
  * 503 OUTCOME_UNCONFIRMED, as a server does whose enqueue landed after its command timed out. Checked to fail: with
  * reportOutcome retrying DECISION_PENDING only, it throws OUTCOME_UNCONFIRMED.
@@ -86,7 +86,7 @@ describe('ApportionClient.reportOutcome and OUTCOME_UNCONFIRMED', () => {
           if (req.url === '/v1/outcomes' && lost++ === 0) {
             assert.equal(up.status, 202, text);
             res.writeHead(503, { 'content-type': 'application/json' });
-            res.end(JSON.stringify({ statusCode: 503, code: 'OUTCOME_UNCONFIRMED', error: 'Service Unavailable', message: 'the outcome was not confirmed queued, it may have been accepted; a retry of the same report is absorbed' }));
+            res.end(JSON.stringify({ statusCode: 503, code: 'OUTCOME_UNCONFIRMED', error: 'Service Unavailable', message: 'The outcome may have been accepted, but it was not confirmed. Retry: the same report is queued again and counted once.' }));
             return;
           }
           res.writeHead(up.status, { 'content-type': 'application/json' });
