@@ -102,7 +102,8 @@ export class OutcomeIntake {
     }
     // The receipt (beside the record, outcome-receipt.lua): the first report of a decision wins, an identical one is a
     // retry (queued again, absorbed by the applied-marker), a different one is refused; and it tells the learner's
-    // default-reward sweep that this decision's reward is on its way.
+    // default-reward sweep that this decision's reward is on its way (the sweep waits for its job for a bounded
+    // watch, then gives the default reward: a job lost after an OUTCOME_UNCONFIRMED never retried leaves no hole).
     let receipt: OutcomeReceipt;
     try {
       const put = this.decisions.receipt(outcome.decisionId, outcomeFingerprint(outcome));

@@ -7,8 +7,8 @@ import type { Keys } from '../redis/keys.js';
 import type { StrategyKinds } from '../kernel/extension-points.js';
 import { learnedShadow } from '@apportion/sdk/engine';
 import type { LoggedEvent } from './events.js';
-import type { DecisionRecord } from '../allocation/decisions.js';
-import { learnerMetaOf, pendingTicketOf, waitWindowMs, type LearnedParams } from './kind.js';
+import { decisionSecond, type DecisionRecord } from '../allocation/decisions.js';
+import { DEFAULT_GRACE_MS, learnerMetaOf, pendingTicketOf, waitWindowMs, type LearnedParams } from './kind.js';
 import { indexOfAction, mixDistributions, type WeightedDistribution } from './propensity.js';
 import { learnerKeys } from './keys.js';
 import { learnedStrategies } from './learned-strategies.js';
@@ -88,6 +88,22 @@ export function outcomeLogged(view: ControlView, d: Pick<DecisionRecord, 'strate
   const params = (view.strategies.get(d.strategy)?.params ?? {}) as LearnedParams;
   const waitMs = waitWindowMs(params, retentionSeconds);
   return !(waitMs > 0 && o.receivedAt > d.ts + waitMs);
+}
+
+/**
+ * Until when (epoch ms) the default-reward sweep waits for the job of a learned decision's outcome that was received in
+ * time (outcomeLogged) but not applied yet: its due time (the wait window + 30 s after the decision) plus the wait
+ * window again, and no later than 30 s before the decision record expires (the default-reward event is built from the
+ * record). The outcome is the decision's learner event if its job is applied before then; otherwise the decision gets
+ * the default reward, and the outcome, if its job is applied after all, is dropped as late (learner-default.lua). An
+ * outcome whose job was lost (503 OUTCOME_UNCONFIRMED never retried) would else leave its decision with no event.
+ */
+export function outcomeWatchEnd(view: ControlView, d: Pick<DecisionRecord, 'id' | 'strategy' | 'ts'>, retentionSeconds: number): number {
+  const params = (view.strategies.get(d.strategy)?.params ?? {}) as LearnedParams;
+  const waitMs = waitWindowMs(params, retentionSeconds);
+  const due = d.ts + waitMs + DEFAULT_GRACE_MS;
+  const expires = ((decisionSecond(d.id) ?? Math.floor(d.ts / 1000)) + retentionSeconds + 1) * 1000;
+  return Math.max(due, Math.min(due + waitMs, expires - DEFAULT_GRACE_MS));
 }
 
 /** The logging fields of an event: the logging policy's action distribution, model version and guard arm. */

@@ -17,7 +17,8 @@ import { pipelineTombstone } from '../pipelines/tombstone.js';
 import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, greedyBudgets } from './policy.js';
-import { loggingPolicyOf, outcomeLogged } from './hooks.js';
+import { loggingPolicyOf, outcomeLogged, outcomeWatchEnd } from './hooks.js';
+import { appliedMarker } from '../feedback/processor.js';
 import { pruneModelVersions } from './prune.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
 import { mulberry32 } from './rng.js';
@@ -83,9 +84,6 @@ export function defaultEvent(view: ControlView, pipeline: string, record: Decisi
   return JSON.stringify(ev);
 }
 
-/** learner-default.lua's event for a due decision whose received outcome is its learner event: no default reward. */
-const OUTCOME_STANDS = '~';
-
 /** Buffer ingest, counters and training of one pipeline's model (runs in the worker). */
 export class TrainingService {
   readonly registry: ModelRegistry;
@@ -148,20 +146,30 @@ export class TrainingService {
     const view = this.core.view();
     const tomb = pipelineTombstone(this.core.keys, pipeline);
     // The claim marks each decision without an outcome receipt as defaulted (an outcome received from then on is not
-    // logged for the learner); one whose outcome was received first is left to that outcome when the outcome is its
-    // learner event (received within the wait window), even while the outcome's job still waits in the queue.
+    // logged for the learner). One whose outcome was received first, within the wait window, is watched instead
+    // (learner-default.lua): that outcome is its learner event if its job is applied (its applied-marker) before the
+    // watch ends (outcomeWatchEnd), even while the job still waits in the queue; else it gets the default reward.
     const [claims, dead] = await Promise.all([this.decisions.claimForDefault(tickets), this.core.redis.get(tomb)]);
     // A decision made on a deleted predecessor of this pipeline (registered late, after the id was re-created)
     // gets no default reward here: it would feed the new pipeline's model with the old one's decisions.
     const deleted = Number(dead ?? 0);
-    const args: string[] = [];
+    const args: (string | number)[] = [];
+    const markers: string[] = [];
+    const markerIndex = new Map<string, number>();
+    const retention = this.core.config.rewardWindowSeconds;
     tickets.forEach((ticket, i) => {
       const c = claims[i];
       const r = c?.record;
-      if (c?.outcome && outcomeLogged(view, c.record, c.outcome, this.core.config.rewardWindowSeconds)) args.push(ticket, OUTCOME_STANDS);
-      else args.push(ticket, r && r.pipelineVersion <= deleted ? '' : defaultEvent(view, pipeline, r ?? null));
+      const ev = r && r.pipelineVersion <= deleted ? '' : defaultEvent(view, pipeline, r ?? null);
+      // (A record of another pipeline is no decision of this one: its marker is in another slot, and it gets no event.)
+      if (c?.outcome && c.record.pipeline === pipeline && outcomeLogged(view, c.record, c.outcome, retention)) {
+        const m = appliedMarker(this.core.keys, c.record.pipeline, c.record.id);
+        let k = markerIndex.get(m.key);
+        if (k === undefined) markerIndex.set(m.key, (k = markers.push(m.key)));
+        args.push(ticket, ev, outcomeWatchEnd(view, c.record, retention), k, m.member);
+      } else args.push(ticket, ev, '', 0, '');
     });
-    const [defaulted, lost] = await callScript(this.core.redis, 'learnerDefault', [lk.pending, lk.buffer, lk.defaulted, tomb], [now, BUFFER_CAP, version, ...args]);
+    const [defaulted, lost] = await callScript(this.core.redis, 'learnerDefault', [lk.pending, lk.buffer, lk.defaulted, tomb, ...markers], [now, BUFFER_CAP, version, ...args]);
     if (lost > 0) this.core.log.warn({ pipeline, lost }, 'learned decisions past their wait window had no decision record: no default reward');
     return { defaulted, lost };
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { newDecisionId, readDecision } from '../../src/allocation/decisions.js';
+import { DecisionStore, newDecisionId, readDecision } from '../../src/allocation/decisions.js';
+import { isApplied } from '../../src/feedback/processor.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { mulberry32 } from '../../src/learner/rng.js';
@@ -89,16 +90,19 @@ describe('outcome receipts', { timeout: 300_000 }, () => {
     // worker's applied-marker absorbs it: no second count in the statistics, the learner events or the retrain trigger.
     const dup = await report({ decisionId: early[0], quality: quality(0) });
     assert.equal(dup.status, 202, dup.text);
-    // The sweep runs past every wait window before any of them is applied.
+    // The sweep runs past every wait window (600 s + 30 s) before any of them is applied, within the watch that
+    // follows (another wait window: outcomeWatchEnd).
     const learner = api.modules.find((m) => m.name === 'learner') as LearnerModule;
-    const swept = await learner.training.ingest('rx', Date.now() + 86_400_000);
+    const swept = await learner.training.ingest('rx', Date.now() + 700_000);
     assert.equal(swept.defaulted, 3, 'the three decisions without an outcome get the default reward, the five with one do not');
     // An outcome for a decision the sweep already defaulted: accepted and counted in the statistics, not logged again.
     const late = ids[5]!;
     const lateR = await report({ decisionId: late, quality: 0.99 });
     assert.equal(lateR.status, 202, lateR.text);
 
-    // Now the workers: every queued outcome is applied.
+    // The five are still pending: watched for their jobs.
+    for (const id of early) assert.notEqual(await api.core.redis.zscore(lk.pending, id), null, `decision ${id} watched`);
+    // Now the workers, before the watch ends: every queued outcome is applied.
     workers = await startTest(prefix, { api: false, workers: true });
     await eventually(async () => (await statsN('rx', 'rx-learn')).n === 6, 120_000);
     // Every job done (the duplicate's included), so every applied outcome's hooks have run.
@@ -127,6 +131,88 @@ describe('outcome receipts', { timeout: 300_000 }, () => {
       assert.equal(e.q, quality(i));
     }
     for (const id of ids.slice(5)) assert.equal(events.find((x) => x.id === id)!.d, 1, 'no outcome (or one after the sweep): the default reward');
+  });
+
+  it('an outcome received in time is the learner event if its job is applied before the watch ends, else the default reward; seeded interleavings, one event each', async () => {
+    // Three fates per decision, drawn from a seed: its outcome's job applied before the sweep past the watch
+    // (outcomeWatchEnd: the wait window again after it), applied after that sweep (the default reward stands, the
+    // outcome counts in the statistics and its event is dropped as late), or lost (a receipt with no job: a 503
+    // OUTCOME_UNCONFIRMED never retried; the receipt is written here as intake writes it). Whether a sweep also runs
+    // inside the watch, while the 'after' jobs wait, is drawn too (the first test has a sweep inside the watch before
+    // a job is applied). Checked to fail before: a lost job left its
+    // decision with no learner event, and the sweep inside the watch no longer defaults anything.
+    await workers?.close();
+    workers = undefined;
+    await declare({ world, pipeline: 'rw', strategy: 'rw-learn', admin: ok });
+    const learner = api.modules.find((m) => m.name === 'learner') as LearnerModule;
+    const lk = learnerKeys(api.core.keys, 'rw');
+    const store = new DecisionStore(api.core.redis, api.core.keys, api.core.config.rewardWindowSeconds);
+    const outcomeQueue = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    let late = 0;
+    /** Starts the workers, waits until the decisions' outcomes are applied and every job is done, stops them. */
+    const applyAll = async (ids: readonly string[]) => {
+      const w = await startTest(prefix, { api: false, workers: true });
+      try {
+        await eventually(async () => (await Promise.all(ids.map((id) => isApplied(api.core.redis, api.core.keys, 'rw', id)))).every(Boolean), 120_000);
+        await eventually(async () => {
+          const c = await outcomeQueue.getJobCounts('wait', 'active', 'delayed');
+          return (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) === 0;
+        }, 120_000);
+      } finally {
+        late += (await w.core.metrics.learnerEvents.get()).values.find((v) => v.labels.result === 'late')?.value ?? 0;
+        await w.close();
+      }
+    };
+    const lateHere = async () => late + ((await api.core.metrics.learnerEvents.get()).values.find((v) => v.labels.result === 'late')?.value ?? 0);
+    let counted = 0;
+    for (const seed of [11, 12, 13]) {
+      const rng = mulberry32(seed);
+      const n = 6 + Math.floor(rng() * 5);
+      const ids: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const a = await ok('POST', '/v1/allocations', { pipeline: 'rw', strategy: 'rw-learn', features: world.features(world.sample(rng)) });
+        assert.equal(a.recorded, true);
+        ids.push(a.decisionId);
+      }
+      await eventually(async () => (await Promise.all(ids.map((id) => api.core.redis.zscore(lk.pending, id)))).every((s) => s !== null));
+      const fates = ids.map(() => (['before', 'after', 'lost'] as const)[Math.floor(rng() * 3)]!);
+      const quality = ids.map(() => Math.round(rng() * 100) / 100);
+      const sweepInside = rng() < 0.5;
+      const which = (f: string) => ids.filter((_, i) => fates[i] === f);
+      const late0 = await lateHere();
+      for (const [i, id] of ids.entries()) {
+        if (fates[i] === 'before') assert.equal((await report({ decisionId: id, quality: quality[i] })).status, 202);
+        if (fates[i] === 'lost') assert.equal((await store.receipt(id, `lost${String(i).padStart(7, '0')}`)).kind, 'new');
+      }
+      await applyAll(which('before'));
+      for (const [i, id] of ids.entries()) if (fates[i] === 'after') assert.equal((await report({ decisionId: id, quality: quality[i] })).status, 202);
+      if (sweepInside) {
+        // Past every wait window, inside every watch: nothing is defaulted; the decisions whose outcome was applied
+        // are resolved by it, the others stay pending, watched for their jobs.
+        const r = await learner.training.ingest('rw', Date.now() + 700_000);
+        assert.equal(r.defaulted, 0, `seed ${seed}: defaulted inside the watch`);
+        for (const [i, id] of ids.entries()) {
+          const pending = (await api.core.redis.zscore(lk.pending, id)) !== null;
+          assert.equal(pending, fates[i] !== 'before', `seed ${seed}: decision ${i} (${fates[i]}) pending: ${pending}`);
+        }
+      }
+      // The sweep past every watch, before the 'after' jobs are applied.
+      await learner.training.ingest('rw', Date.now() + 86_400_000);
+      await applyAll(which('after'));
+      await learner.training.ingest('rw', Date.now() + 86_400_000);
+      const events = await learner.training.events('rw', 1000);
+      for (const [i, id] of ids.entries()) {
+        const mine = events.filter((e) => e.id === id);
+        assert.equal(mine.length, 1, `seed ${seed}, decision ${i} (${fates[i]}): ${mine.length} learner events`);
+        if (fates[i] === 'before') {
+          assert.equal(mine[0]!.d ?? 0, 0, `seed ${seed}, decision ${i}: applied in time, yet the default reward`);
+          assert.equal(mine[0]!.q, quality[i]);
+        } else assert.equal(mine[0]!.d, 1, `seed ${seed}, decision ${i} (${fates[i]}): the default reward`);
+      }
+      assert.equal((await lateHere()) - late0, which('after').length, `seed ${seed}: the outcomes applied after the watch counted as late`);
+      counted += which('before').length + which('after').length;
+      assert.equal((await statsN('rw', 'rw-learn')).n, counted, `seed ${seed}: every applied outcome counted once in the statistics`);
+    }
   });
 
   it('the first report wins: the same report again is absorbed, a different one is 409 OUTCOME_CONFLICT', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { isApplied } from '../../src/feedback/processor.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { mulberry32 } from '../../src/learner/rng.js';
@@ -210,6 +211,84 @@ describe('an enqueue whose fate is unknown', { skip: ON_CLUSTER && 'one Redis on
     assert.equal(mine[0]!.d ?? 0, 0, 'not the default reward');
     assert.equal(mine[0]!.q, 0.35);
     assert.equal(Number(await api.core.redis.hget(lk.counters, 'outcomes')), 1, 'one outcome towards trainEvery');
+  });
+
+  it('an unconfirmed enqueue that never landed and is never retried: after the watch, the default reward is the decision\'s one learner event', async () => {
+    // The receipt stays (the 503 said "may have been accepted") but no job is behind it. The sweep waits for the
+    // outcome's job past the wait window for a while (outcomeWatchEnd), then gives the decision its default reward:
+    // before, it trusted the receipt for ever and the decision got no learner event at all (it dropped out of learning).
+    // A retry of the report after that is counted in the statistics, and its event dropped as late.
+    const retry = async (method: string, url: string, payload?: unknown) =>
+      eventually(async () => {
+        const r = await inject(method, url, payload);
+        return r.status === 503 ? undefined : r;
+      });
+    const admin = async (method: string, url: string, payload?: unknown) => {
+      const r = await retry(method, url, payload);
+      assert.ok(r.status < 300, `${method} ${url} → ${r.status} ${r.text}`);
+      return r.json;
+    };
+    const world = generateWorld(60331);
+    await declare({ world, pipeline: 'un', strategy: 'un-learn', admin });
+    const rng = mulberry32(5);
+    const a = (await admin('POST', '/v1/allocations', { pipeline: 'un', strategy: 'un-learn', features: world.features(world.sample(rng)) })) as { decisionId: string; recorded: boolean };
+    assert.equal(a.recorded, true);
+    const lk = learnerKeys(api.core.keys, 'un');
+    await eventually(async () => (await api.core.redis.zscore(lk.pending, a.decisionId)) !== null);
+    const outcomes = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
+    const queued = async () =>
+      (
+        await eventually(async () => {
+          const c = await outcomes.getJobCounts('wait', 'active', 'delayed', 'completed', 'failed', 'prioritized', 'waiting-children');
+          return { n: Object.values(c).reduce((x, y) => x + (y ?? 0), 0) };
+        }, 60_000)
+      ).n;
+    const before = await queued();
+    // As in the test before: the add held past the command timeout, then lost with its connection.
+    const dropped0 = await relay.dropped();
+    await relay.hold(600_000);
+    const r = await inject('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.85 });
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.json.code, 'OUTCOME_UNCONFIRMED', r.text);
+    api.core.queueRedis.disconnect();
+    await eventually(async () => (await relay.dropped()) > dropped0, 60_000);
+    await relay.hold(0);
+    await api.core.queueRedis.connect();
+    assert.equal(await queued(), before, 'no job landed');
+
+    // No retry. The sweep past the wait window (default 600 s) but within the watch that follows it: nothing yet.
+    const learner = api.modules.find((m) => m.name === 'learner') as LearnerModule;
+    const mine = async () => (await learner.training.events('un', 1000)).filter((e) => e.id === a.decisionId);
+    await learner.training.ingest('un', Date.now() + 700_000);
+    assert.equal((await mine()).length, 0, 'within the watch: no event yet');
+    assert.notEqual(await api.core.redis.zscore(lk.pending, a.decisionId), null, 'still pending, waiting for the job');
+    // Past the watch: the default reward, once (a second sweep adds nothing).
+    await learner.training.ingest('un', Date.now() + 86_400_000);
+    await learner.training.ingest('un', Date.now() + 86_400_000);
+    const ev = await mine();
+    assert.equal(ev.length, 1, `${ev.length} learner events`);
+    assert.equal(ev[0]!.d, 1, 'the default reward');
+
+    // The client retries after all: 202, counted in the statistics, and its event dropped as late.
+    const lateCount = async () => {
+      let n = 0;
+      for (const rt of [api, workers]) n += (await rt?.core.metrics.learnerEvents.get())?.values.find((v) => v.labels.result === 'late')?.value ?? 0;
+      return n;
+    };
+    const late0 = await lateCount();
+    const again = await retry('POST', '/v1/outcomes', { decisionId: a.decisionId, quality: 0.85 });
+    assert.equal(again.status, 202, again.text);
+    workers ??= await startTest(prefix, { api: false, workers: true });
+    const stats = async () => api.core.redis.hgetall(api.core.keys.pipeline('un', 'stats', 'strategy', 'un-learn'));
+    await eventually(async () => Number((await stats()).n ?? 0) >= 1, 120_000);
+    await eventually(() => isApplied(api.core.redis, api.core.keys, 'un', a.decisionId), 120_000);
+    // Its sink entry went to the incoming list with the marker; this ingest (or the workers' tick) takes it in.
+    await learner.training.ingest('un', Date.now() + 86_400_000);
+    assert.equal((await lateCount()) - late0, 1, 'the late outcome counted as late');
+    const after = await mine();
+    assert.equal(after.length, 1, `${after.length} learner events after the late outcome`);
+    assert.equal(after[0]!.d, 1);
+    assert.equal(Number((await stats()).n), 1, 'the late outcome counted once in the statistics');
   });
 
   it('an enqueue refused before it was sent is QUEUE_UNAVAILABLE and leaves no receipt', async () => {

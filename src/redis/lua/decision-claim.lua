@@ -6,7 +6,9 @@
 -- KEYS[1]  the bucket hash (<p>:{decisions:<second>[:<shard>]})
 -- ARGV     pairs: the record's field, the receipt's field
 -- Returns one string per pair: '' (no record), 'D' (claimed for the default reward, now or before), or the outcome's
--- receipt (flag L/N .. fingerprint .. receivedAt ms).
+-- receipt (flag L/N .. fingerprint .. receivedAt ms). A receipt is not trusted for ever: the caller has
+-- learner-default.lua watch such a decision's applied-marker, and default it when the outcome's job was not applied
+-- before the watch ends (a job lost after a 503 OUTCOME_UNCONFIRMED that was never retried).
 local out = {}
 for i = 1, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then

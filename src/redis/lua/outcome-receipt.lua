@@ -1,8 +1,9 @@
 -- The outcome receipt of one decision, beside its record in the decision's bucket (same hash, so the same slot and
 -- the record's expiry): written by outcome intake before the outcome is queued, and claimed by the learner's
 -- default-reward sweep. Whichever comes first decides which reward is the decision's one learner event: an outcome
--- received before the default claim is the decision's event (flag L), one received after it is counted in the
--- statistics but not logged for the learner (flag N). The receipt also holds the first accepted report's
+-- received before the default claim is the decision's event (flag L) if its job is applied before the sweep's watch
+-- ends (learner-default.lua; else the default reward stands and the outcome is dropped as late), one received after
+-- the claim is counted in the statistics but not logged for the learner (flag N). The receipt also holds the first accepted report's
 -- fingerprint: an identical report is a retry (answered as the first), a different one a conflict.
 -- NUMKEYS: 1
 -- KEYS[1]  the decision's bucket hash (<p>:{decisions:<second>[:<shard>]})
