@@ -61,7 +61,7 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
       ...servicesOf(
         core,
         ['redis', 'bullRedis', 'keys', 'kinds', 'view', 'store', 'snapshot', 'metrics', 'log'],
-        ['rewardWindowSeconds', 'jobLockMs', 'modelsDir', 'modelVersionsKeep', 'redisUrl', 'redisClusterNodes', 'trainEscalateAfterMs'],
+        ['rewardWindowSeconds', 'jobLockMs', 'modelsDir', 'modelVersionsKeep', 'redisUrl', 'redisClusterNodes', 'trainEscalateAfterMs', 'outcomeMarkerGraceSeconds'],
       ),
       decisions: allocation.decisions,
     }),

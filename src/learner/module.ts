@@ -33,7 +33,7 @@ export interface LearnerModule extends ModuleParts {
 /** What the learner module is given (src/modules.ts): the allocation domain's decision records for default rewards. */
 export type LearnerDeps = Services<
   'redis' | 'bullRedis' | 'keys' | 'kinds' | 'view' | 'store' | 'snapshot' | 'metrics' | 'log',
-  'rewardWindowSeconds' | 'jobLockMs' | 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes' | 'trainEscalateAfterMs'
+  'rewardWindowSeconds' | 'jobLockMs' | 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes' | 'trainEscalateAfterMs' | 'outcomeMarkerGraceSeconds'
 > & { readonly decisions: DecisionReader };
 
 /**

@@ -34,6 +34,15 @@ export const BUFFER_CAP = 100_000;
  */
 const INGEST_BATCH = 500;
 const DEFAULTED_MEMORY_MS = 7 * 86_400_000;
+/**
+ * How long defaulted tickets are remembered: at least DEFAULTED_MEMORY_MS, and as long as an outcome of the decision
+ * can still be applied (the applied-marker's deadline, markerDeadline in src/feedback/processor.ts, counted from the
+ * default, which is after the decision): a job applied after its watch must find the ticket defaulted, and its event
+ * dropped as late, never taken in beside the default reward.
+ */
+function defaultedMemoryMs(rewardWindowSeconds: number, markerGraceSeconds: number): number {
+  return Math.max(DEFAULTED_MEMORY_MS, (rewardWindowSeconds + 1 + markerGraceSeconds) * 1000 + DEFAULT_GRACE_MS);
+}
 /** Resolved tickets (an outcome overtook its registration) are kept past the longest wait window. */
 const RESOLVED_MEMORY_MS = 31 * 86_400_000 + DEFAULT_GRACE_MS;
 
@@ -91,7 +100,7 @@ export class TrainingService {
   drift: DriftRule = DEFAULT_DRIFT;
 
   constructor(
-    private readonly core: Services<'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'kinds' | 'metrics' | 'log', 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes' | 'rewardWindowSeconds'>,
+    private readonly core: Services<'redis' | 'keys' | 'store' | 'snapshot' | 'view' | 'kinds' | 'metrics' | 'log', 'modelsDir' | 'modelVersionsKeep' | 'redisUrl' | 'redisClusterNodes' | 'rewardWindowSeconds' | 'outcomeMarkerGraceSeconds'>,
     /** The decision records behind due default rewards (the allocation domain's DecisionStore). */
     private readonly decisions: DecisionReader,
     private readonly trainOptions: TrainOptions = {},
@@ -117,7 +126,7 @@ export class TrainingService {
         this.core.redis,
         'learnerIngest',
         [lk.incoming, lk.buffer, lk.pending, lk.defaulted, lk.resolved, tomb],
-        [now, BUFFER_CAP, INGEST_BATCH, DEFAULTED_MEMORY_MS, RESOLVED_MEMORY_MS, version],
+        [now, BUFFER_CAP, INGEST_BATCH, defaultedMemoryMs(this.core.config.rewardWindowSeconds, this.core.config.outcomeMarkerGraceSeconds), RESOLVED_MEMORY_MS, version],
       );
       const built = due.length > 0 ? await this.defaultDue(pipeline, version, due, now) : { defaulted: 0, lost: 0 };
       total = {
