@@ -148,10 +148,12 @@ describe('outcome receipts', { timeout: 300_000 }, () => {
     const lk = learnerKeys(api.core.keys, 'rw');
     const store = new DecisionStore(api.core.redis, api.core.keys, api.core.config.rewardWindowSeconds);
     const outcomeQueue = api.modules.find((m) => m.name === 'feedback')!.queues![0]!;
-    let late = 0;
+    // Every workers runtime started here: an ingest tick of theirs may be the one that drops a late event, and counts it.
+    const ran: Running[] = [];
     /** Starts the workers, waits until the decisions' outcomes are applied and every job is done, stops them. */
     const applyAll = async (ids: readonly string[]) => {
       const w = await startTest(prefix, { api: false, workers: true });
+      ran.push(w);
       try {
         await eventually(async () => (await Promise.all(ids.map((id) => isApplied(api.core.redis, api.core.keys, 'rw', id)))).every(Boolean), 120_000);
         await eventually(async () => {
@@ -159,11 +161,15 @@ describe('outcome receipts', { timeout: 300_000 }, () => {
           return (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) === 0;
         }, 120_000);
       } finally {
-        late += (await w.core.metrics.learnerEvents.get()).values.find((v) => v.labels.result === 'late')?.value ?? 0;
         await w.close();
       }
     };
-    const lateHere = async () => late + ((await api.core.metrics.learnerEvents.get()).values.find((v) => v.labels.result === 'late')?.value ?? 0);
+    /** apportion_learner_events_total{result="late"} of the API's runtime and every workers runtime started here. */
+    const lateHere = async () => {
+      let n = 0;
+      for (const rt of [api, ...ran]) n += (await rt.core.metrics.learnerEvents.get()).values.find((v) => v.labels.result === 'late')?.value ?? 0;
+      return n;
+    };
     let counted = 0;
     for (const seed of [11, 12, 13]) {
       const rng = mulberry32(seed);
@@ -209,6 +215,8 @@ describe('outcome receipts', { timeout: 300_000 }, () => {
           assert.equal(mine[0]!.q, quality[i]);
         } else assert.equal(mine[0]!.d, 1, `seed ${seed}, decision ${i} (${fates[i]}): the default reward`);
       }
+      // A tick's ingest counts what it dropped when it returns (maybe after its runtime was closed): wait for the count.
+      await eventually(async () => (await lateHere()) - late0 >= which('after').length, 60_000).catch(() => undefined);
       assert.equal((await lateHere()) - late0, which('after').length, `seed ${seed}: the outcomes applied after the watch counted as late`);
       counted += which('before').length + which('after').length;
       assert.equal((await statsN('rw', 'rw-learn')).n, counted, `seed ${seed}: every applied outcome counted once in the statistics`);

@@ -284,6 +284,8 @@ describe('an enqueue whose fate is unknown', { skip: ON_CLUSTER && 'one Redis on
     await eventually(() => isApplied(api.core.redis, api.core.keys, 'un', a.decisionId), 120_000);
     // Its sink entry went to the incoming list with the marker; this ingest (or the workers' tick) takes it in.
     await learner.training.ingest('un', Date.now() + 86_400_000);
+    // The workers' ingest tick may be the one that dropped it, counting it when its ingest returns: wait for the count.
+    await eventually(async () => (await lateCount()) - late0 >= 1, 60_000).catch(() => undefined);
     assert.equal((await lateCount()) - late0, 1, 'the late outcome counted as late');
     const after = await mine();
     assert.equal(after.length, 1, `${after.length} learner events after the late outcome`);
