@@ -23,7 +23,8 @@ export interface DecisionReader {
 
 /**
  * What the default-reward sweep found for a due decision: its record, and `outcome` when an outcome was received
- * before the claim (`learner`: that outcome is the decision's learner event, unless received after the wait window;
+ * before the claim (`learner`: that outcome is the decision's learner event, unless received after the wait window
+or its job has not applied by the end of the grace (learner-default.lua: then the default reward is);
  * `receivedAt`: when intake received it, epoch ms by Redis's clock). Without `outcome` the decision is claimed for
  * the default reward.
  */
