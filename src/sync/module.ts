@@ -46,8 +46,18 @@ export function syncStateFor(raw: RawControlState, view: ControlView, tenant: st
   });
 }
 
-/** The ETag of the operator's state (every tenant's documents): the global control-plane version. */
-export const etagOf = (version: number, tenant: string | null): string => `"v${version}-${tenant === null ? '*' : tenant}"`;
+/**
+ * A hash of what a caller is answered (settings and state). ETags are made of it rather than of versions alone: every
+ * version restarts after Redis loses its data (docs/architecture.md, "When Redis loses its data"), so once the
+ * re-applied configuration climbs back to the version an SDK holds, a version-only ETag would name different content
+ * and the SDK would get 304 (and no refetch from the event stream) for good. A hash of the content cannot repeat for
+ * different content; it also moves when the settings change across a restart.
+ */
+export const contentHash = (settings: Readonly<Record<string, unknown>>, state: WireControlState): string =>
+  createHash('sha256').update(JSON.stringify({ settings, state })).digest('base64url').slice(0, 32);
+
+/** The ETag of the operator's state (every tenant's documents): the global control-plane version (for people) and the content hash. */
+export const operatorEtag = (version: number, hash: string): string => `"v${version}-${hash}"`;
 
 /** What `GET /v1/sync` answers a caller: the state it sees, its version and ETag. */
 export interface SyncedState {
@@ -58,24 +68,27 @@ export interface SyncedState {
 
 /**
  * The synced state as the caller sees it, with its version and ETag. An operator (`null`) gets every tenant's documents
- * under the global control-plane version. A tenant gets only its own, and a version and ETag that depend on them alone,
- * so they do not move when another tenant changes anything: the version is the sum of the versions of the documents
+ * under the global control-plane version. A tenant gets only its own, and a version that depends on them alone,
+ * so it does not move when another tenant changes anything: the sum of the versions of the documents
  * it sees (each document's version is bumped on every write of it: the sum grows with each change of the tenant's own
- * state, and drops when one of its documents is deleted), and the ETag is a hash of what it is answered (settings
- * included). Computed once per snapshot and tenant (the view's memo).
+ * state, and drops when one of its documents is deleted). Either ETag is a hash of what the caller is answered (settings
+ * included; contentHash): versions restart after a Redis data loss, the hash does not repeat. Computed once per
+ * snapshot and tenant (the view's memo).
  */
 export function syncedFor(raw: RawControlState, tenant: string | null, settings: Readonly<Record<string, unknown>>): SyncedState {
   const view = viewOf(raw);
   if (tenant === null) {
-    return view.memo('sync:*', () => ({ version: raw.version, etag: etagOf(raw.version, null), state: syncStateFor(raw, view, null) }));
+    return view.memo('sync:*', () => {
+      const state = syncStateFor(raw, view, null);
+      return { version: raw.version, etag: operatorEtag(raw.version, contentHash(settings, state)), state };
+    });
   }
   return view.memo(`sync:t:${tenant}`, () => {
     const own = syncStateFor(raw, view, tenant);
     let version = 0;
     for (const docs of Object.values(own.kinds)) for (const v of docs ?? []) version += v.version;
     const state: WireControlState = { ...own, version };
-    const hash = createHash('sha256').update(JSON.stringify({ settings, state })).digest('base64url').slice(0, 32);
-    return { version, etag: `"t-${hash}"`, state };
+    return { version, etag: `"t-${contentHash(settings, state)}"`, state };
   });
 }
 
