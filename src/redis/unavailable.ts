@@ -1,7 +1,10 @@
+/** A server reply about the server's (or cluster's) state rather than the command. */
+const SERVER_STATE = /^(LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|BUSY|NOREPLICAS|MISCONF|OOM|MOVED|ASK)\b/;
+
 /**
  * Whether an error means Redis could not be reached or could not serve the command now (a 503 and a retry, not a
  * bug): ioredis's bounded command timing out (connection.ts), a closed connection or one with no offline queue,
- * retries exhausted, a cluster with no reachable node, a socket error, or a server reply that is about the server's
+ * retries exhausted, a cluster with no reachable node or one still redirecting after ioredis's last retry, a socket error, or a server reply that is about the server's
  * state rather than the command (loading its data, a read-only replica, a cluster slot down or migrating, a script
  * busy, persistence or memory refusing writes). A script's own error or a CROSSSLOT refusal is a bug and stays a 500.
  */
@@ -10,11 +13,20 @@ export function isRedisUnavailable(e: unknown): boolean {
   const msg = e.message ?? '';
   // MOVED and ASK are followed by the cluster client; one that still reaches the code (a redirection inside a
   // pipeline or MULTI while slots move) is the cluster's state, like TRYAGAIN.
-  if (e.name === 'ReplyError') return /^(LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|BUSY|NOREPLICAS|MISCONF|OOM|MOVED|ASK)\b/.test(msg);
+  if (e.name === 'ReplyError') return SERVER_STATE.test(msg);
   if (e.name === 'MaxRetriesPerRequestError' || e.name === 'ClusterAllFailedError') return true;
+  // ioredis's Cluster gives up on a command after `maxRedirections` retries (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a
+  // closed connection: a failover in progress) and rejects it with a plain Error wrapping the last one as text. The
+  // retries before it were all the cluster's state; only a last error that is a server reply about the command
+  // itself (a script's error reached after the redirections) stays a 500.
+  const wrapped = /^Too many Cluster redirections\. Last error: (.*)$/s.exec(msg);
+  if (wrapped) {
+    const reply = /^ReplyError: (.*)$/s.exec(wrapped[1]!);
+    return reply ? SERVER_STATE.test(reply[1]!) : true;
+  }
   const code = (e as { code?: unknown }).code;
   if (typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)$/.test(code)) return true;
-  return /^(Command timed out|Connection is closed|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|All keys in the pipeline should belong to the same slots allocation group)/.test(msg);
+  return /^(Command timed out|Connection is closed|Cluster isn't ready and enableOfflineQueue options is false|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache|All keys in the pipeline should belong to the same slots allocation group)/.test(msg);
 }
 
 /**
