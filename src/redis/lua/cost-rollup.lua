@@ -19,6 +19,9 @@
 -- ARGV[4+R+2T..]   the M intent members to remove from KEYS[T+1]
 -- Returns: one status per trace, in order: 1 applied, 0 not applied (an equal or newer contribution is applied),
 --          -1 refused and nothing written for it (a value out of range, or a rollup field that would overflow).
+-- Any other error of a write (OOM: Redis refuses a script's first write when it is over maxmemory with noeviction)
+-- fails the call with that error, nothing of the failing trace written and the intents kept; traces before it in
+-- the call stay applied with their "applied" strings, so a retry or the repair does not apply them twice.
 local T = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local M = tonumber(ARGV[3])
@@ -52,6 +55,16 @@ local function add(s, into)
   return true
 end
 
+-- Takes back the increments made for one trace, last first.
+local function undo(done)
+  for i = #done, 1, -1 do
+    local x = done[i]
+    redis.call('HINCRBY', x[1], x[2], x[3])
+    -- A field this trace created goes again (rather than staying as "0").
+    if x[4] then redis.call('HDEL', x[1], x[2]) end
+  end
+end
+
 local statuses = {}
 for t = 1, T do
   local ver = tonumber(ARGV[2 + R + 2 * t])
@@ -77,7 +90,14 @@ for t = 1, T do
           if d ~= 0 then
             local by = string.format('%.0f', d)
             local r = redis.pcall('HINCRBY', key, field, by)
-            if type(r) == 'table' and r.err then ok = false; break end
+            if type(r) == 'table' and r.err then
+              if string.find(r.err, 'would overflow', 1, true) then ok = false; break end
+              -- Any other error is not the trace's: OOM (refused on a script's first write only, so nothing is
+              -- written yet), or a state this script cannot handle. This trace's increments are taken back and the
+              -- call fails (a 503 for OOM): the intents stay, so a retry or the repair applies the trace.
+              undo(done)
+              return redis.error_reply(r.err)
+            end
             done[#done + 1] = { key, field, string.format('%.0f', -d), r == d }
           end
         end
@@ -88,12 +108,7 @@ for t = 1, T do
       redis.call('SET', KEYS[t], string.format('%.0f', ver) .. '\n' .. new, 'EX', ttl)
       statuses[t] = 1
     else
-      for i = #done, 1, -1 do
-        local x = done[i]
-        redis.call('HINCRBY', x[1], x[2], x[3])
-        -- A field this trace created goes again (rather than staying as "0").
-        if x[4] then redis.call('HDEL', x[1], x[2]) end
-      end
+      undo(done)
       statuses[t] = -1
     end
   else
