@@ -181,8 +181,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       ),
       opts.workersReady ? withDeadline(opts.workersReady(), bound, 'worker check').catch(() => false) : true,
     ]);
-    const ready = redis && workers;
-    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', redis, workers });
+    // An evicting maxmemory-policy (src/redis/eviction.ts): Redis answers, but may drop state silently.
+    const eviction = core.eviction.problem;
+    const ready = redis && workers && eviction === undefined;
+    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', redis, workers, ...(eviction ? { reason: eviction } : {}) });
   });
   if (core.config.benchRoutes) {
     // Baseline for benchmarks: same server, same hooks (auth, metrics), same JSON body parsing, no work.

@@ -6,6 +6,7 @@ import { viewOf } from './control/view.js';
 import type { Core } from './kernel/core.js';
 import { createMetrics } from './observability/metrics.js';
 import { connectRedis, redisTarget } from './redis/connection.js';
+import { EvictionGuard } from './redis/eviction.js';
 import { generationKey, RedisGeneration, type RedisReset } from './redis/generation.js';
 import type { Redis } from 'ioredis';
 import { createKeys } from './redis/keys.js';
@@ -23,6 +24,16 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
   let snapshot: SnapshotSource | undefined;
   try {
     const redis = await open('apportion-api');
+    const metrics = createMetrics(opts);
+    // Before anything reads or writes: a Redis that may evict keys loses budgets, reservations and markers silently.
+    const eviction = new EvictionGuard(redis, {
+      allow: config.allowEviction,
+      pollMs: config.configPollMs,
+      log,
+      onPolicy: () => metrics.redisEvictionPolicy.inc(),
+      onEvicted: (n) => metrics.redisEvictedKeys.inc(n),
+    });
+    await eviction.checkAtStart();
     // Before anything reads or writes: a process whose key layout differs from the deployment's refuses to start.
     await checkKeyLayout(redis, config.keyPrefix, config.redisShards);
     const bullRedis = await open('apportion-bull', { forBullmq: true });
@@ -30,7 +41,6 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
     const subscriber = await open('apportion-sub', { forBullmq: true });
     const keys = createKeys(config.keyPrefix, { cluster: config.redisClusterNodes !== undefined, shards: config.redisShards });
     const store = new ControlStore(redis, keys);
-    const metrics = createMetrics(opts);
     snapshot = new SnapshotSource(store, subscriber, keys, {
       pollMs: config.configPollMs,
       onError: (e) => log.warn({ err: e }, 'control-plane refresh failed; serving the last good state'),
@@ -61,6 +71,7 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
       },
     });
     await generation.start();
+    eviction.start();
     return {
       config,
       log,
@@ -75,6 +86,7 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
       kinds: new StrategyKinds(),
       metrics,
       generation,
+      eviction,
       onRedisReset: (fn) => void resetHandlers.push(fn),
     };
   } catch (e) {
@@ -87,6 +99,7 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
 
 export async function closeCore(core: Core): Promise<void> {
   core.generation.stop();
+  core.eviction.stop();
   await core.snapshot.stop();
   const conns = [core.redis, core.bullRedis, core.queueRedis];
   await Promise.allSettled(conns.map((c) => c.quit()));

@@ -53,6 +53,11 @@ export interface Config {
   readonly modelsDir: string;
   /** Safety-net poll of the control-plane version in ms (changes normally arrive by pub/sub). Default 1000. */
   readonly configPollMs: number;
+  /**
+   * Start and report ready although Redis may evict keys (`maxmemory-policy` other than `noeviction`): budgets,
+   * reservations, idempotency records and applied-markers can then vanish silently (src/redis/eviction.ts). Default false.
+   */
+  readonly allowEviction: boolean;
   /** Expose the hidden `POST /bench/noop` and `POST /bench/redis` routes that benchmarks use as baselines. Default false. */
   readonly benchRoutes: boolean;
   /**
@@ -296,6 +301,7 @@ export function loadConfig(env: Env = process.env): Config {
     seedExamples: boolVar(env, 'APPORTION_SEED_EXAMPLES', true),
     modelsDir: env.APPORTION_MODELS_DIR?.trim() || 'models',
     configPollMs: intVar(env, 'APPORTION_CONFIG_POLL_MS', 1000, 50, 3_600_000),
+    allowEviction: boolVar(env, 'APPORTION_ALLOW_EVICTION', false),
     benchRoutes: boolVar(env, 'APPORTION_BENCH_ROUTES', false),
     otlpGrpcPort: env.APPORTION_OTLP_GRPC_PORT?.trim() ? intVar(env, 'APPORTION_OTLP_GRPC_PORT', 0, 0, 65535) : undefined,
     workerMetricsPort: env.APPORTION_WORKER_METRICS_PORT?.trim() ? intVar(env, 'APPORTION_WORKER_METRICS_PORT', 0, 0, 65535) : undefined,

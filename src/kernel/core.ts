@@ -5,6 +5,7 @@ import type { ControlStore } from '../control/store.js';
 import type { SnapshotSource } from '../control/snapshot.js';
 import type { ControlView } from '../control/view.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { EvictionGuard } from '../redis/eviction.js';
 import type { RedisGeneration, RedisReset } from '../redis/generation.js';
 import type { Keys } from '../redis/keys.js';
 import type { StrategyKinds } from './extension-points.js';
@@ -34,6 +35,8 @@ export interface Core {
   readonly metrics: Metrics;
   /** Detects that Redis lost its data (src/redis/generation.ts). */
   readonly generation: RedisGeneration;
+  /** Watches Redis's maxmemory-policy and evicted keys (src/redis/eviction.ts); its `problem` makes /readyz 503. */
+  readonly eviction: EvictionGuard;
   /**
    * Adds work to run after Redis lost its data, once the control plane has been reloaded (re-create job
    * schedulers, re-seed). Handlers run in the order added; a failing one is logged and the rest still run.

@@ -24,6 +24,8 @@ export interface Metrics {
   readonly learnerEvents: Counter<'result'>;
   /** Times this process found that Redis had lost its data (generation marker gone or changed). */
   readonly redisDataLoss: Counter;
+  readonly redisEvictionPolicy: Counter;
+  readonly redisEvictedKeys: Counter;
   /** Learner retrains by result: trained, skipped (not enough data), failed (the trainer threw or died). */
   readonly learnerRetrains: Counter<'result'>;
   /** Model versions the learner's runtime guard took out of service, by what serves instead (version, control). */
@@ -127,6 +129,16 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     redisDataLoss: new Counter({
       name: 'apportion_redis_data_loss_total',
       help: 'Times this process found Redis had lost its data (generation marker missing or changed) and reloaded state and job schedulers.',
+      registers: [registry],
+    }),
+    redisEvictionPolicy: new Counter({
+      name: 'apportion_redis_eviction_policy_errors_total',
+      help: 'Times this process found a Redis master running with a maxmemory-policy other than noeviction (counted once per change; /readyz answers 503 meanwhile unless APPORTION_ALLOW_EVICTION is set).',
+      registers: [registry],
+    }),
+    redisEvictedKeys: new Counter({
+      name: 'apportion_redis_evicted_keys_total',
+      help: 'Keys Redis evicted while this process ran (growth of INFO stats evicted_keys over all masters, server-wide: any key prefix). Anything above 0 means state may be lost.',
       registers: [registry],
     }),
     learnerRetrains: new Counter({
