@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { compileProbeCut } from '@apportion/sdk/engine';
 import { AppError } from '../errors/app-error.js';
 import type { StrategyKinds } from '../kernel/extension-points.js';
 import type { StrategyKind } from '../strategies/types.js';
@@ -15,11 +16,10 @@ export const ProbeCutParams = Type.Object(
 export type ProbeCutParams = Static<typeof ProbeCutParams>;
 
 /**
- * The critical-path probe's arm: the base strategy's allocation with one agent cut to `fraction` of
- * its budget (never below its minTokens). The freed tokens stay unallocated, so only that one agent's
- * budget differs from control and the quality change is attributable to it. The base strategy's kind
- * and params are frozen into the arm when the probe is created, so a later change of the pipeline
- * default does not change what the arm measures.
+ * The critical-path probe's arm: the base strategy's allocation with one agent cut to `fraction` of its budget
+ * (compileProbeCut in `@apportion/sdk/engine`, which the SDK's local mode serves too). The base strategy's kind
+ * and params are frozen into the arm when the probe is created, so a later change of the pipeline default does
+ * not change what the arm measures.
  */
 export function probeCutKind(kinds: StrategyKinds): StrategyKind<ProbeCutParams> {
   return {
@@ -35,22 +35,6 @@ export function probeCutKind(kinds: StrategyKinds): StrategyKind<ProbeCutParams>
       if (err) throw new AppError('INVALID_STRATEGY_PARAMS', `body/params/base/params${err.path}: ${err.message}`);
       base.check?.(params.base.params, pipeline);
     },
-    compile(params, ctx) {
-      const base = kinds.get(params.base.kind);
-      if (!base) throw new Error(`strategy kind ${params.base.kind} is not registered in this process`);
-      const inner = base.compile(params.base.params, { pipeline: ctx.pipeline, strategyId: params.base.id });
-      const min = ctx.pipeline.agents.find((a) => a.name === params.agent)?.minTokens ?? 0;
-      return {
-        allocate(input) {
-          const out = inner.allocate(input);
-          const b = out.budgets[params.agent] ?? 0;
-          const cut = Math.max(min, Math.min(b, Math.floor(b * params.fraction)));
-          return {
-            budgets: { ...out.budgets, [params.agent]: cut },
-            meta: { ...out.meta, probe: { agent: params.agent, fraction: params.fraction, baseTokens: b } },
-          };
-        },
-      };
-    },
+    compile: (params, ctx) => compileProbeCut(params, ctx.pipeline, kinds),
   };
 }

@@ -199,6 +199,18 @@ export interface EngineKind {
   compile(params: never, ctx: { readonly pipeline: Pipeline; readonly strategyId: string }): CompiledStrategy;
 }
 
+/**
+ * A strategy of a kind this process does not implement (e.g. a kind only a server module registers). The engine
+ * falls back past it like past any failing strategy; the SDK's local mode refuses to serve such a decision
+ * rather than log it under a route it did not serve (see local.ts).
+ */
+export class UnknownKindError extends Error {
+  constructor(readonly kind: string) {
+    super(`strategy kind ${kind} is not registered in this process`);
+    this.name = 'UnknownKindError';
+  }
+}
+
 /** Strategy kinds by name (the server's StrategyKinds registry is one). */
 export interface KindLookup {
   get(kind: string): { check?(params: unknown, pipeline: Pipeline): void; compile(params: unknown, ctx: { readonly pipeline: Pipeline; readonly strategyId: string }): CompiledStrategy } | undefined;
@@ -216,7 +228,7 @@ export function compiledStrategy(kinds: KindLookup, view: ControlView, def: Stra
   // Keyed by pipeline too: the built-in uniform strategy has the same id and version on every pipeline.
   const compiled = view.memo(`strategy:${pipeline.id}:${def.id}:${def.version}:${pipeline.version}`, () => {
     const kind = kinds.get(def.kind);
-    if (!kind) throw new Error(`strategy kind ${def.kind} is not registered in this process`);
+    if (!kind) throw new UnknownKindError(def.kind);
     kind.check?.(def.params, pipeline);
     return kind.compile(def.params, { pipeline, strategyId: def.id });
   });
@@ -266,3 +278,47 @@ export const BUILTIN_ENGINE_KINDS: Readonly<Record<string, { check?(params: unkn
     compile: (params, { pipeline }) => compilePriorityPool(params as PriorityPoolParams, pipeline),
   },
 };
+
+export interface ProbeCutParams {
+  readonly agent: string;
+  readonly fraction: number;
+  readonly base: { readonly id: string; readonly kind: string; readonly params: Readonly<Record<string, unknown>> };
+}
+
+/**
+ * The critical-path probe's arm (kind `probe-cut`, made by the server's rollout module): the base strategy's
+ * allocation with one agent cut to `fraction` of its budget (never below its minTokens). The freed tokens stay
+ * unallocated, so only that one agent's budget differs from control. The base strategy's kind and params are
+ * frozen into the arm. The server's kind (src/rollout/probe.ts) and the SDK's local mode compile with this.
+ */
+export function compileProbeCut(params: ProbeCutParams, pipeline: Pipeline, kinds: KindLookup): CompiledStrategy {
+  const base = params.base.kind === 'probe-cut' ? undefined : kinds.get(params.base.kind);
+  if (!base) throw new UnknownKindError(params.base.kind);
+  const inner = base.compile(params.base.params, { pipeline, strategyId: params.base.id });
+  const min = pipeline.agents.find((a) => a.name === params.agent)?.minTokens ?? 0;
+  return {
+    allocate(input) {
+      const out = inner.allocate(input);
+      const b = out.budgets[params.agent] ?? 0;
+      const cut = Math.max(min, Math.min(b, Math.floor(b * params.fraction)));
+      return {
+        budgets: { ...out.budgets, [params.agent]: cut },
+        meta: { ...out.meta, probe: { agent: params.agent, fraction: params.fraction, baseTokens: b } },
+      };
+    },
+  };
+}
+
+/** The `probe-cut` kind for a process without the server's schemas (the checks the server applies when compiling). */
+export function probeCutEngineKind(kinds: () => KindLookup): NonNullable<ReturnType<KindLookup['get']>> {
+  return {
+    check(params, pipeline) {
+      const p = params as ProbeCutParams;
+      if (!pipeline.agents.some((a) => a.name === p.agent)) throw new Error(`body/params/agent: pipeline "${pipeline.id}" has no agent "${p.agent}"`);
+      const base = p.base.kind === 'probe-cut' ? undefined : kinds().get(p.base.kind);
+      if (!base) throw new UnknownKindError(p.base.kind);
+      base.check?.(p.base.params, pipeline);
+    },
+    compile: (params, { pipeline }) => compileProbeCut(params as ProbeCutParams, pipeline, kinds()),
+  };
+}
