@@ -32,6 +32,13 @@ export interface LocalStats {
   readonly duplicates: number;
   readonly rejected: number;
   readonly dropped: number;
+  /**
+   * Records dropped because they can never be shipped: one record whose encoding is over the batch byte limit, or
+   * that the server refuses with 413 or keeps cutting off (a connection error) on its own while the records after it ship.
+   */
+  readonly oversized: number;
+  /** Allocations local mode refused to serve (a strategy kind it does not implement) and asked the server for. */
+  readonly served: number;
   readonly lastSyncAt: number | undefined;
 }
 
