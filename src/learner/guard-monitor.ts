@@ -12,6 +12,7 @@ import {
   shrunkScale,
   type SafeStartEvidence,
   type SafeStartState,
+  backoffUnit,
   candidateAfter,
   candidateArmOf,
   candidateVerdict,
@@ -204,8 +205,10 @@ export class GuardMonitor {
     });
     // The next candidate waits (training.ts candidateBackoff): trainEvery × 2^k outcomes after the k-th refusal in a row.
     const lk = learnerKeys(this.core.keys, pipelineId);
-    const [k, outcomes] = ((await this.core.redis.multi().hincrby(lk.counters, 'guardRefusals', 1).hget(lk.counters, 'outcomes').exec()) ?? []).map((r) => Number(r?.[1] ?? 0));
-    await this.core.redis.hset(lk.counters, 'candidateAfter', candidateAfter(outcomes!, k!, trainEveryOf(params, pipeline)));
+    const [k, outcomes, gap] = ((await this.core.redis.multi().hincrby(lk.counters, 'guardRefusals', 1).hget(lk.counters, 'outcomes').hget(lk.counters, 'trainGap').exec()) ?? []).map((r) => Number(r?.[1] ?? 0));
+    // In retrain intervals as retrains really run: trainEvery, or fewer outcomes when retrains come by time or on request
+    // (a pipeline retrained every hour with trainEvery 1,000,000 would otherwise never train again after one refusal).
+    await this.core.redis.hset(lk.counters, 'candidateAfter', candidateAfter(outcomes!, k!, backoffUnit(trainEveryOf(params, pipeline), gap!)));
     this.core.metrics.learnerGuardReverts.inc({ reason: 'candidate', to: 'refused' });
     this.core.log.warn({ pipeline: pipelineId, version: pending.version, ...refusal }, `learner guard: candidate version ${pending.version} is worse than ${ref}; refused (no longer mixed in)`);
     await this.core.redis.del(this.candidateKey(pipelineId));

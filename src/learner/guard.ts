@@ -294,6 +294,15 @@ export function candidateVerdict(e: CandidateEvidence, opts: GuardOptions = {}):
  * once, warm-started from the refused one, so a bad candidate was mixed into a share of decisions almost all the time.
  */
 export const CANDIDATE_BACKOFF_MAX = 5;
+/**
+ * The retrain interval the backoff counts in: `trainEvery`, or the outcomes between the last two retrains when fewer
+ * (`trainGap`: retrains by time, `trainIntervalSeconds`, or on request). Counted in trainEvery alone, a pipeline
+ * retrained hourly with trainEvery 1,000,000 never trained again after one refused candidate.
+ */
+export function backoffUnit(trainEvery: number, trainGap: number): number {
+  return trainGap > 0 ? Math.min(trainEvery, trainGap) : trainEvery;
+}
+
 export function candidateAfter(outcomes: number, k: number, trainEvery: number): number {
   return outcomes + trainEvery * 2 ** Math.min(Math.max(1, k), CANDIDATE_BACKOFF_MAX);
 }

@@ -25,7 +25,7 @@ export function learnerKeys(keys: Keys, pipeline: string) {
     dataset: k('dataset'),
     /** string: the retrain lock (a random token, with a time to live renewed while the retrain runs): one retrain of the pipeline at a time across processes. */
     trainLock: k('train-lock'),
-    /** hash: outcomes (applied count), trainedAt (count at the last training start), trainedTs (epoch ms). */
+    /** hash: outcomes (applied count), trainedAt (count at the last training start), trainedTs (epoch ms), trainGap (outcomes between the last two starts). */
     counters: k('counters'),
   };
 }

@@ -118,7 +118,7 @@ export const LearnedParams = Type.Object(
       Type.Boolean({ description: 'While no trained version serves, the guard judges the learned traffic as a whole (the safe start’s exploration and the candidate) against the control arm and halves the safe start’s exploration (down to 1/8) each time it is worse. Default true (off with controlShare 0).' }),
     ),
     candidateBackoff: Type.Optional(
-      Type.Boolean({ description: 'After the runtime guard refuses candidates in a row, the next candidate waits: trainEvery × 2^k outcomes after the k-th consecutive refusal (k ≤ 5), reset when a candidate passes the gate. Default true.' }),
+      Type.Boolean({ description: 'After the runtime guard refuses candidates in a row, the next candidate waits: I × 2^k outcomes after the k-th consecutive refusal (k ≤ 5; I = trainEvery, or the outcomes between the last two retrains when fewer), reset when a candidate passes the gate. Default true.' }),
     ),
     guardSegmentOutcomes: Type.Optional(
       Type.Integer({ minimum: 200, maximum: 10_000_000, description: 'The guard pools evidence over at most this many decisions, then restarts its test (at a smaller level). Default 2000.' }),

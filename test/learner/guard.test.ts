@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { accumulate, addEvidence, addReward, EMPTY_ARM, EMPTY_EVIDENCE, GUARD_DEFAULTS, guardVerdict, judge, NEW_RUN, realisedMean, revertTarget, subSegmentAlpha, type ArmSums, type GuardRun } from '../../src/learner/guard.js';
+import { accumulate, addEvidence, addReward, backoffUnit, candidateAfter, EMPTY_ARM, EMPTY_EVIDENCE, GUARD_DEFAULTS, guardVerdict, judge, NEW_RUN, realisedMean, revertTarget, subSegmentAlpha, type ArmSums, type GuardRun } from '../../src/learner/guard.js';
 import { mulberry32, normal } from '../../src/learner/rng.js';
 
 const arm = (rewards: readonly number[]): ArmSums => rewards.reduce((a, r) => ({ n: a.n + 1, sum: a.sum + r, sumSq: a.sumSq + r * r }), EMPTY_ARM);
@@ -154,5 +154,18 @@ describe('revert target', () => {
     assert.equal(revertTarget(versions, 5, ev, false), 2, '4 did worse than control, 3 was reverted');
     assert.equal(revertTarget(versions, 2, EMPTY_EVIDENCE, false), 0, 'version 1 never served: the control strategy');
     assert.equal(revertTarget(versions, 5, EMPTY_EVIDENCE, true), 0, 'a second revert in a segment goes to the control strategy');
+  });
+});
+
+describe('backoff after refused candidates', () => {
+  it('counts in the interval retrains really run at: trainEvery, or the outcomes between the last two retrains when fewer', () => {
+    // Retrains by count: the unit is trainEvery.
+    assert.equal(backoffUnit(250, 0), 250);
+    assert.equal(backoffUnit(250, 400), 250);
+    // Retrains by time or on request with a large trainEvery: the observed gap, so one refusal waits two retrains,
+    // not 2,000,000 outcomes.
+    assert.equal(backoffUnit(1_000_000, 500), 500);
+    assert.equal(candidateAfter(3_000, 1, backoffUnit(1_000_000, 500)), 4_000);
+    assert.equal(candidateAfter(3_000, 9, backoffUnit(1_000_000, 500)), 3_000 + 500 * 32);
   });
 });

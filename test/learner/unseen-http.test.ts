@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TRAIN_QUEUE, type LearnerModule } from '../../src/learner/module.js';
+import { learnerKeys } from '../../src/learner/keys.js';
 import { generateWorld } from '../../src/learner/sim/family.js';
 import type { Running } from '../../src/server.js';
 import { declare, drive, longestWorse, pairedDiff, servedMeta, summarise, valueRun, windows, type Call } from '../helpers/drive-world.js';
@@ -99,8 +100,13 @@ describe('the learned strategy on an unseen generated world over HTTP', () => {
     const table = rows.map((r) => `${r.from}–${r.to} v${r.version} trained ${(r.trained * 100).toFixed(0)} % served ${r.served.toFixed(3)} default ${r.defaultR.toFixed(3)} arm−default ${r.armVsDefault.diff.toFixed(4)} [${r.armVsDefault.lo.toFixed(4)}, ${r.armVsDefault.hi.toFixed(4)}]`).join('\n');
     const gates = list.versions.map((x: { version: number; gate?: { status: string } }) => `v${x.version} ${x.gate?.status ?? '—'}`).join(', ');
     console.log(`${world.name} (${world.summary}) over HTTP, ${N} requests (${run.unrecorded} answered recorded: false); versions: ${gates}; serving at the end: ${list.active ?? 'default strategy'}\n${table}`);
-    // The run must have exercised the learner: versions were trained and put to the gate.
-    assert.ok(list.versions.length >= RETRAINS - 1, `${list.versions.length} versions trained`);
+    // The run must have exercised the learner: versions were trained and put to the gate. Not one per retrain: a
+    // candidate the runtime guard refuses (which a loaded machine's timing can bring about) backs the next retrains
+    // off by two retrain intervals or more (docs/learner.md, "backoff after refused candidates").
+    assert.ok(list.versions.length >= 2, `${list.versions.length} versions trained`);
+    // The backoff counts in the cadence retrains really ran at (every STEP outcomes here), not in trainEvery (1,000,000).
+    const gap = Number(await rt.core.redis.hget(learnerKeys(rt.core.keys, 'unseen').counters, 'trainGap'));
+    assert.ok(gap > 0 && gap <= 2 * STEP, `outcomes between the last two retrains recorded: ${gap}`);
     assert.ok(list.versions.some((x: { gate?: { status: string } }) => x.gate && x.gate.status !== 'candidate'), 'the gate judged a version');
 
     const worse = longestWorse(rows, MARGIN, false);
