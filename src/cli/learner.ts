@@ -195,23 +195,34 @@ async function retrainFailures(baseUrl: string, key: string | undefined): Promis
   }
 }
 
-/** Writes a pipeline's logged decisions (newest first) as DSJSON lines. */
-async function exportLogs(pipeline: string, o: { url: string; key?: string; out?: string; limit: number; costWeight: number }): Promise<void> {
+/**
+ * Writes a pipeline's logged decisions as DSJSON lines, oldest first: the newest `limit` lines buffered when the
+ * export starts, then those that arrive while it runs, paged by the route's cursor (each line exactly once; a line
+ * trimmed from the buffer before it was read is reported on stderr). λ: the pipeline's (as OPE uses) unless given.
+ */
+async function exportLogs(pipeline: string, o: { url: string; key?: string; out?: string; limit: number; costWeight?: number }): Promise<void> {
   const client = new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}), timeoutMs: 60_000 });
   const sink = o.out ? createWriteStream(o.out) : process.stdout;
-  let offset = 0;
+  const base = `/v1/pipelines/${encodeURIComponent(pipeline)}/logs`;
+  let cursor = `start&newest=${o.limit}`;
   let written = 0;
+  let gaps = 0;
+  let lambda: number | undefined;
   while (written < o.limit) {
     const page = Math.min(10_000, o.limit - written);
-    const res = await client.request<{ agents: string[]; items: LoggedEvent[] }>('GET', `/v1/pipelines/${encodeURIComponent(pipeline)}/logs?limit=${page}&offset=${offset}`);
-    for (const e of res.items) sink.write(`${toDsjson(e, res.agents, o.costWeight)}\n`);
+    const res = await client.request<{ agents: string[]; costWeight?: number; items: LoggedEvent[]; next: string; gap?: boolean }>('GET', `${base}?limit=${page}&cursor=${cursor}`);
+    // One λ for the whole file: the first page's (the pipeline's when the export started).
+    lambda ??= o.costWeight ?? res.costWeight ?? 0;
+    if (res.gap) gaps++;
+    for (const e of res.items) sink.write(`${toDsjson(e, res.agents, lambda)}\n`);
     written += res.items.length;
-    offset += res.items.length;
+    cursor = encodeURIComponent(res.next);
     if (res.items.length < page) break;
   }
+  if (gaps > 0) process.stderr.write(`warning: ${gaps} time(s) lines were trimmed from the buffer (it keeps the newest 100,000) before the export read them\n`);
   if (o.out) {
     await new Promise<void>((r) => (sink as NodeJS.WritableStream).end(r));
-    process.stderr.write(`${written} decisions written to ${o.out} (DSJSON)\n`);
+    process.stderr.write(`${written} decisions written to ${o.out} (DSJSON, oldest first, λ ${lambda ?? 0})\n`);
   }
 }
 
@@ -241,7 +252,7 @@ export function registerLearnerCommands(program: Command): void {
     .addOption(urlOption())
     .addOption(keyOption())
     .option('--out <file>', 'output file (default stdout)')
-    .option('--limit <n>', 'most decisions, newest first (1 to 100,000,000)', intArg(1, 100_000_000), 100_000)
-    .option('--cost-weight <λ>', 'λ in reward = quality − λ·cost (cost = −reward), a number from 0 to 1,000,000', numberArg(0, 1_000_000), 0)
-    .action((pipeline: string, o: { url: string; key?: string; out?: string; limit: number; costWeight: number }) => exportLogs(pipeline, o));
+    .option('--limit <n>', 'most decisions: the newest n buffered at the start, then those arriving meanwhile, written oldest first (1 to 100,000,000)', intArg(1, 100_000_000), 100_000)
+    .option('--cost-weight <λ>', "λ in reward = quality − λ·cost (cost = −reward), a number from 0 to 1,000,000; default the pipeline's (its learned strategy's costWeight, as OPE uses)", numberArg(0, 1_000_000))
+    .action((pipeline: string, o: { url: string; key?: string; out?: string; limit: number; costWeight?: number }) => exportLogs(pipeline, o));
 }

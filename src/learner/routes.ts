@@ -459,10 +459,27 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
     {
       schema: {
         tags: ['learner'],
-        summary: 'Logged decisions with outcomes (newest first): the training buffer, for export-logs',
+        summary: 'Logged decisions with outcomes: the training buffer, for export-logs (page it with `cursor`)',
+        description:
+          'With `cursor` (`start`, or the `next` of the previous page): oldest first, each line exactly once while new outcomes arrive; a line trimmed from the buffer (the newest 100,000 are kept) before it was read is reported by `gap`, not silently lost. Without `cursor`: the legacy newest-first page at `offset`, which shifts under traffic (lines repeat or are skipped between pages).',
         params: PipelineParams,
-        querystring: Type.Object({ limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })), offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })) }),
-        response: { 200: Type.Object({ pipeline: Type.String(), agents: Type.Array(Type.String()), items: Type.Array(Type.Unknown()) }), ...errorResponses },
+        querystring: Type.Object({
+          limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })),
+          offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })),
+          cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: '`start` for the first page, then the previous page\'s `next`.' })),
+          newest: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$', description: 'With `cursor=start`: begin at the n-th newest line instead of the oldest (an export of the newest n).' })),
+        }),
+        response: {
+          200: Type.Object({
+            pipeline: Type.String(),
+            agents: Type.Array(Type.String()),
+            costWeight: Type.Number({ description: "λ of the reward quality − λ·cost that OPE and training use for this pipeline (ope-service.ts pipelineCostWeight)." }),
+            items: Type.Array(Type.Unknown()),
+            next: Type.Optional(Type.String({ description: 'Cursor mode: the cursor of the page after this one (the last line returned; the same cursor when nothing new).' })),
+            gap: Type.Optional(Type.Boolean({ description: 'Cursor mode: true when the line the cursor names was trimmed from the buffer before this page, so lines between it and the oldest still buffered may have been lost; this page starts at the oldest.' })),
+          }),
+          ...errorResponses,
+        },
       },
     },
     async (req) => {
@@ -470,10 +487,89 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const q = req.query;
       const p = pipelineOr404(id, 'params/id');
       await training.ingest(id);
-      const offset = num(q.offset, 0);
       const limit = Math.min(10_000, Math.max(1, num(q.limit, 1000)));
-      const raw = await core.redis.lrange(learnerKeys(core.keys, id).buffer, offset, offset + limit - 1);
-      return { pipeline: id, agents: p.agents.map((a) => a.name), items: raw.map((r) => JSON.parse(r) as unknown) };
+      const head = { pipeline: id, agents: p.agents.map((a) => a.name), costWeight: pipelineCostWeight(core.view(), p) };
+      const buffer = learnerKeys(core.keys, id).buffer;
+      if (q.cursor === undefined) {
+        const offset = num(q.offset, 0);
+        const raw = await core.redis.lrange(buffer, offset, offset + limit - 1);
+        return { ...head, items: raw.map((r) => JSON.parse(r) as unknown) };
+      }
+      if (q.offset !== undefined) throw new AppError('VALIDATION_FAILED', 'query/offset: not with cursor (the cursor names where the page starts)');
+      const page = await logsPage(core.redis, buffer, q.cursor === 'start' ? { newest: q.newest === undefined ? undefined : num(q.newest, 0) } : decodeCursor(q.cursor), limit);
+      return { ...head, ...page };
     },
   );
+}
+
+/**
+ * Where a page of the logs continues: the id of the last line returned and its position counted from the tail
+ * (0 = the oldest line). The buffer grows only at its head (LPUSH) and is trimmed only at its tail (LTRIM keeps the
+ * newest), so a line's position from the tail never grows: the cursor's line is at `pos` or below, or was trimmed.
+ */
+interface LogsCursor {
+  readonly id: string;
+  readonly pos: number;
+}
+
+const encodeCursor = (c: LogsCursor): string => Buffer.from(JSON.stringify([c.id, c.pos])).toString('base64url');
+
+function decodeCursor(s: string): LogsCursor {
+  try {
+    const v = JSON.parse(Buffer.from(s, 'base64url').toString()) as unknown;
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && Number.isSafeInteger(v[1]) && (v[1] as number) >= 0) return { id: v[0], pos: v[1] as number };
+  } catch {
+    // answered below
+  }
+  throw new AppError('VALIDATION_FAILED', 'query/cursor: not a logs cursor (use `start`, or the `next` of the previous page)');
+}
+
+/** Lines of the buffer after the cursor's, oldest first. Each read is one LRANGE (atomic), counted from the tail. */
+async function logsPage(
+  redis: Services<'redis'>['redis'],
+  buffer: string,
+  from: LogsCursor | { readonly newest: number | undefined },
+  limit: number,
+): Promise<{ items: unknown[]; next: string; gap?: true }> {
+  // Entries at positions lo..hi from the tail, newest first as LRANGE returns them; positions of the returned slice.
+  const read = async (lo: number, hi: number) => {
+    const raw = await redis.lrange(buffer, -(hi + 1), -(lo + 1));
+    return { raw, posOf: (j: number) => lo + (raw.length - 1 - j) };
+  };
+  const take = (raw: string[], posOf: (j: number) => number, startJ: number, gap: boolean, fallback: string) => {
+    const items: unknown[] = [];
+    let next = fallback;
+    for (let j = startJ; j >= 0 && items.length < limit; j--) {
+      const e = JSON.parse(raw[j]!) as { id?: unknown };
+      items.push(e);
+      next = encodeCursor({ id: String(e.id), pos: posOf(j) });
+    }
+    return { items, next, ...(gap ? { gap: true as const } : {}) };
+  };
+  if (!('id' in from)) {
+    let lo = 0;
+    if (from.newest !== undefined) lo = Math.max(0, (await redis.llen(buffer)) - from.newest);
+    const { raw, posOf } = await read(lo, lo + limit - 1);
+    return take(raw, posOf, raw.length - 1, false, encodeCursor({ id: '', pos: 0 }));
+  }
+  // The cursor's line is at from.pos or below (trims move it towards the tail): search a window below it, wider
+  // each time, until the window reaches the tail. Not found there: it was trimmed, and the page starts at the oldest.
+  for (let slack = 1024; ; slack *= 8) {
+    const lo = Math.max(0, from.pos - slack);
+    const { raw, posOf } = await read(lo, from.pos + limit);
+    // From the cursor's old position down: the first line with its id is the cursor's.
+    let at = -1;
+    for (let j = 0; j < raw.length; j++) {
+      if (posOf(j) > from.pos) continue;
+      if ((JSON.parse(raw[j]!) as { id?: unknown }).id === from.id) {
+        at = j;
+        break;
+      }
+    }
+    if (at >= 0) return take(raw, posOf, at - 1, false, encodeCursor(from));
+    if (lo === 0) {
+      // An empty-id cursor (an empty first page) has no line: start at the oldest, no gap.
+      return take(raw, posOf, raw.length - 1, from.id !== '', encodeCursor(from));
+    }
+  }
 }
