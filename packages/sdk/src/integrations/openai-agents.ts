@@ -25,8 +25,21 @@ export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
  * The controller of the request being run: the Agents SDK calls a model inside `runner.run`'s async context (the
  * nested run of an agent used as a tool and a streamed run's background loop included), so a scope entered around
  * `runner.run` reaches every model call of that run, and only of that run.
+ *
+ * One per process, not one per copy of this module: the package ships an ES module and a CommonJS build, and a
+ * process may load both (the app imports the ESM build, a dependency requires the CJS one). Each copy would have
+ * its own AsyncLocalStorage, and a scope opened through one would be invisible to models of the other. So the
+ * instance lives on `globalThis` under a registered symbol, created by the first copy loaded and taken by the rest.
  */
-const budgetScope = new AsyncLocalStorage<BudgetController>();
+const BUDGET_SCOPE = Symbol.for('apportion.sdk.budgetScope');
+const budgetScope: AsyncLocalStorage<BudgetController> = (() => {
+  const g = globalThis as { [BUDGET_SCOPE]?: AsyncLocalStorage<BudgetController> };
+  const existing = g[BUDGET_SCOPE];
+  if (existing instanceof AsyncLocalStorage) return existing;
+  const created = new AsyncLocalStorage<BudgetController>();
+  Object.defineProperty(g, BUDGET_SCOPE, { value: created, enumerable: false, writable: false, configurable: false });
+  return created;
+})();
 
 /**
  * Runs `fn` (e.g. `() => runner.run(agent, input)`) with `controller` as the request's controller: every
