@@ -11,22 +11,28 @@ export const CLI_UNITS: readonly CliUnit[] = ['USD', 'USD_MICROCENTS', 'TOKENS']
 /** The server's unit for a CLI unit. */
 export const serverUnit = (u: CliUnit): 'USD_MICROCENTS' | 'TOKENS' => (u === 'TOKENS' ? 'TOKENS' : 'USD_MICROCENTS');
 
-/** Parses an amount in the CLI unit into the server's integer: dollars to micro-cents, others as integers. */
+/**
+ * Parses an amount in the CLI unit into the server's integer: dollars to micro-cents, others as integers. A value
+ * it refuses throws an Error whose message says what the value must be, in the words of the CLI's other range
+ * checks (`It must be …`, src/config/cli-options.ts); the CLI puts the option or argument and the value before it.
+ */
 export function parseAmount(text: string, unit: CliUnit): number {
   const t = text.trim().replace(/_/g, '').replace(/,/g, '');
+  if (/^-\$?\d*\.?\d/.test(t)) throw new Error('It must not be negative.');
   if (unit !== 'USD') {
-    if (!/^\d+$/.test(t)) throw new Error(`"${text}" is not a non-negative integer (${unit === 'TOKENS' ? 'tokens' : 'micro-cents'})`);
-    return checkSafe(BigInt(t), text);
+    if (!/^\d+$/.test(t)) throw new Error(`It must be a non-negative integer (${unit === 'TOKENS' ? 'tokens' : 'micro-cents'}).`);
+    return checkSafe(BigInt(t), unit);
   }
   const m = /^\$?(\d+)(?:\.(\d*))?$/.exec(t);
-  if (!m || (m[1] === '' && !m[2])) throw new Error(`"${text}" is not a dollar amount (e.g. 50, $12.50, 0.0004)`);
+  if (!m || (m[1] === '' && !m[2])) throw new Error('It must be a dollar amount (e.g. 50, $12.50, 0.0004).');
   const frac = m[2] ?? '';
-  if (frac.length > 8) throw new Error(`"${text}": at most 8 decimals ($0.00000001 is one micro-cent)`);
-  return checkSafe(BigInt(m[1]!) * MICROCENTS_PER_USD + BigInt(frac.padEnd(8, '0') || '0'), text);
+  if (frac.length > 8) throw new Error('It must have at most 8 decimals ($0.00000001 is one micro-cent).');
+  return checkSafe(BigInt(m[1]!) * MICROCENTS_PER_USD + BigInt(frac.padEnd(8, '0') || '0'), unit);
 }
 
-function checkSafe(v: bigint, text: string): number {
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`"${text}" is too large`);
+function checkSafe(v: bigint, unit: CliUnit): number {
+  const max = Number.MAX_SAFE_INTEGER;
+  if (v > BigInt(max)) throw new Error(`It must be at most ${unit === 'USD' ? formatUsd(max) : `${max.toLocaleString('en-US')} (${unit === 'TOKENS' ? 'tokens' : 'micro-cents'})`}.`);
   return Number(v);
 }
 

@@ -23,12 +23,33 @@ const client = (o: Conn) => new ApportionClient({ url: o.url, ...(o.key ? { key:
 /** Server answers, with money in dollars unless raw micro-cents were asked for (or given). */
 const out = (v: unknown, o: UnitOpts) => process.stdout.write(`${JSON.stringify(o.microCents || o.unit === 'USD_MICROCENTS' ? v : inDollars(v), null, 2)}\n`);
 
+/** `--overdraft`: kept as an object so a refused value names it by its flags, as commander names its options. */
+const overdraftOption = () => new Option('--overdraft <amount>', 'overdraft limit (ALLOW_WITH_OVERDRAFT), in the same unit');
+
+/**
+ * An amount given on the command line as `where` (an option or a command argument), in `unit`. A value refused
+ * ends the command through commander's `error()` with commander's own wording for a bad value, naming the option
+ * or argument and the value, then why (`error: option '--overdraft <amount>' argument '-5' is invalid. It must not
+ * be negative.`; `error: command-argument value 'ten' is invalid for argument 'amount'. It must be a dollar amount
+ * …`), exit status 1, no stack trace, like the range checks of src/config/cli-options.ts. Parsed in the action,
+ * not by an option parser, because the unit is another option, known only once every option is parsed.
+ */
+function amountOf(cmd: Command, text: string, unit: CliUnit, where: { readonly option: Option } | { readonly argument: string }): number {
+  try {
+    return parseAmount(text, unit);
+  } catch (e) {
+    const head = 'option' in where ? `error: option '${where.option.flags}' argument '${text}' is invalid.` : `error: command-argument value '${text}' is invalid for argument '${where.argument}'.`;
+    return cmd.error(`${head} ${(e as Error).message}`, { exitCode: 1, code: 'commander.invalidArgument' });
+  }
+}
+
 /**
  * `apportion budgets set|balances|fund|debit|reset|freeze|unfreeze|delete`: the budget ledger from the shell.
  * Money is given and shown in dollars (`--unit USD`, the default); `--unit USD_MICROCENTS` takes raw micro-cents.
  */
 export function registerBudgets(program: Command): void {
   const budgets = program.command('budgets').description('scoped budgets (tenant/workspace/workflow/agent)');
+  const overdraft = overdraftOption();
   conn(
     budgets
       .command('set <scope> <allocated>')
@@ -36,16 +57,18 @@ export function registerBudgets(program: Command): void {
       .addOption(unitOption())
       .addOption(rawOption())
       .addOption(new Option('--policy <policy>', 'overage policy at commit').choices(['REJECT', 'ALLOW_IF_AVAILABLE', 'ALLOW_WITH_OVERDRAFT']))
-      .option('--overdraft <amount>', 'overdraft limit (ALLOW_WITH_OVERDRAFT), in the same unit')
+      .addOption(overdraft)
       .addOption(new Option('--period <period>', 'calendar reset').choices(['day', 'month'])),
-  ).action(async (scope: string, allocated: string, o: Conn & UnitOpts & { policy?: string; overdraft?: string; period?: string }) => {
+  ).action(async (scope: string, allocatedText: string, o: Conn & UnitOpts & { policy?: string; overdraft?: string; period?: string }, cmd: Command) => {
+    const allocated = amountOf(cmd, allocatedText, o.unit, { argument: 'allocated' });
+    const overdraftLimit = o.overdraft !== undefined ? amountOf(cmd, o.overdraft, o.unit, { option: overdraft }) : undefined;
     out(
       await client(o).request('PUT', '/v1/budgets', {
         scope,
         unit: serverUnit(o.unit),
-        allocated: parseAmount(allocated, o.unit),
+        allocated,
         ...(o.policy ? { overagePolicy: o.policy } : {}),
-        ...(o.overdraft !== undefined ? { overdraftLimit: parseAmount(o.overdraft, o.unit) } : {}),
+        ...(overdraftLimit !== undefined ? { overdraftLimit } : {}),
         ...(o.period ? { period: o.period } : {}),
       }),
       o,
@@ -88,7 +111,8 @@ export function registerBudgets(program: Command): void {
         .option('--idempotency-key <key>', 'reuse to make a retry safe (default: a fresh UUID)'),
     ).action(async (scope: string, ...rest: unknown[]) => {
       const o = rest[withAmount ? 1 : 0] as Conn & UnitOpts & { idempotencyKey?: string };
-      const amount = withAmount ? parseAmount(rest[0] as string, o.unit) : undefined;
+      const cmd = rest[withAmount ? 2 : 1] as Command;
+      const amount = withAmount ? amountOf(cmd, rest[0] as string, o.unit, { argument: 'amount' }) : undefined;
       out(
         await client(o).request('POST', `/v1/budgets/${op}`, {
           scope,

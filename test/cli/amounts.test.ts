@@ -21,8 +21,9 @@ describe('CLI amounts', () => {
     assert.equal(parseAmount('1,000.25', 'USD'), 100_025_000_000);
     assert.equal(parseAmount('300000000', 'USD_MICROCENTS'), 300_000_000);
     assert.equal(parseAmount('1500', 'TOKENS'), 1500);
-    for (const bad of ['', '-1', '1e3', 'ten', '$', '0.000000001', '1.5.2'])
+    for (const bad of ['', '1e3', 'ten', '$', '0.000000001', '1.5.2'])
       assert.throws(() => parseAmount(bad, 'USD'), /dollar amount|at most 8 decimals/, bad);
+    for (const [bad, unit] of [['-1', 'USD'], ['-$0.5', 'USD'], ['-3', 'TOKENS'], ['-3', 'USD_MICROCENTS']] as const) assert.throws(() => parseAmount(bad, unit), /^Error: It must not be negative\.$/, bad);
     assert.throws(() => parseAmount('2.5', 'TOKENS'), /non-negative integer \(tokens\)/);
     assert.throws(() => parseAmount('2.5', 'USD_MICROCENTS'), /micro-cents/);
   });
