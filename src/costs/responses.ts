@@ -46,6 +46,7 @@ export const CostNode = Type.Object({
   orphan: Type.Boolean(),
   failed: Type.Boolean(),
   usage: Type.Optional(Tokens),
+  unbilledReason: Type.Optional(Type.String({ description: 'Why the call billed nothing (zero tokens, $0; e.g. `http 503`).' })),
   priceSource: Type.String(),
   selfCostUsd: Type.Union([Type.Number(), Type.Null()]),
   selfCostNano: Type.Union([Type.Integer(), Type.Null()]),

@@ -49,6 +49,14 @@ export const SpanInput = Type.Object(
     start: Time,
     end: Time,
     decisionId: Type.Optional(Type.String({ pattern: DECISION_ID_PATTERN })),
+    unbilledReason: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 256,
+        description:
+          'Why the call billed nothing (e.g. `http 503`: the provider answered with an HTTP error status, no usage). Counted as a call of zero tokens and $0, not as an unmetered one. Its usage, if given, must be zero, and its costUsd 0.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -110,7 +118,13 @@ export function checkSpan(raw: unknown, index: number): Checked {
     if (cr + cw > u.input) return { ok: false, reason: `${at}/usage/cacheRead + cacheWrite (${cr + cw}) exceed input (${u.input}): input counts every input token, cached ones included` };
     if ((u.reasoning ?? 0) > u.output) return { ok: false, reason: `${at}/usage/reasoning exceeds output: output counts reasoning tokens` };
   }
-  const kind: SpanKind = s.kind ?? (u || s.model ? 'llm' : 'agent');
+  if (s.unbilledReason !== undefined) {
+    if (u && (u.input > 0 || u.output > 0)) return { ok: false, reason: `${at}/usage must be zero (or absent) with unbilledReason: a call that billed nothing used no tokens` };
+    if (s.costUsd !== undefined && s.costUsd > 0) return { ok: false, reason: `${at}/costUsd must be 0 (or absent) with unbilledReason: a call that billed nothing cost nothing` };
+  }
+  // A call that billed nothing carries zero usage, so it is counted (a call of $0) and never unmetered.
+  const usage = u ?? (s.unbilledReason !== undefined ? { input: 0, output: 0 } : undefined);
+  const kind: SpanKind = s.kind ?? (usage || s.model ? 'llm' : 'agent');
   const status: SpanStatus = s.status ?? 'ok';
   const span: Span = {
     traceId: s.traceId,
@@ -130,8 +144,9 @@ export function checkSpan(raw: unknown, index: number): Checked {
     ...(s.name !== undefined ? { name: clean(s.name) } : {}),
     ...(s.attempt !== undefined ? { attempt: s.attempt } : {}),
     ...(s.decisionId !== undefined ? { decisionId: s.decisionId } : {}),
-    ...(u ? { usage: { input: u.input, output: u.output, cacheRead: u.cacheRead ?? 0, cacheWrite: u.cacheWrite ?? 0, reasoning: u.reasoning ?? 0 } } : {}),
+    ...(usage ? { usage: { input: usage.input, output: usage.output, cacheRead: usage.cacheRead ?? 0, cacheWrite: usage.cacheWrite ?? 0, reasoning: usage.reasoning ?? 0 } } : {}),
     ...(s.costUsd !== undefined ? { providedNano: usdToNano(s.costUsd) } : {}),
+    ...(s.unbilledReason !== undefined ? { unbilledReason: clean(s.unbilledReason) } : {}),
   };
   return { ok: true, span };
 }

@@ -142,6 +142,7 @@ export function sessionCosts(sessionId: string, traces: readonly ResolvedTrace[]
         orphan: n.orphan,
         failed: n.failed,
         ...(s.usage ? { usage: { ...s.usage } } : {}),
+        ...(s.unbilledReason !== undefined ? { unbilledReason: s.unbilledReason } : {}),
         priceSource: n.source,
         selfCostUsd: own === null ? null : nanoToUsd(own),
         selfCostNano: own,

@@ -39,6 +39,11 @@ export interface Span {
   readonly usage?: Usage;
   /** Cost the caller provided (nano-USD); kept apart from the computed one. */
   readonly providedNano?: number;
+  /**
+   * Why the call billed nothing (e.g. `http 503`: the provider answered with an error status): its usage is zero
+   * and it costs $0 whatever its model's price, a known cost rather than an unmetered call.
+   */
+  readonly unbilledReason?: string;
 }
 
 const SEP = '\x1f';
@@ -76,6 +81,7 @@ export function encodeSpan(s: Span): string {
     opt(s.decisionId),
     u ? `${u.input},${u.output},${u.cacheRead},${u.cacheWrite},${u.reasoning}` : '',
     s.providedNano === undefined ? '' : String(s.providedNano),
+    opt(s.unbilledReason),
   ].join(SEP);
 }
 
@@ -104,6 +110,7 @@ export function decodeSpan(traceId: string, line: string): Span {
     ...(back(f[15]) !== undefined ? { decisionId: f[15] } : {}),
     ...(u ? { usage: { input: u[0]!, output: u[1]!, cacheRead: u[2]!, cacheWrite: u[3]!, reasoning: u[4]! } } : {}),
     ...(provided !== undefined ? { providedNano: Number(provided) } : {}),
+    ...(back(f[18]) !== undefined ? { unbilledReason: f[18] } : {}),
   };
   return s;
 }

@@ -60,7 +60,8 @@ export function costNano(t: Totals): number {
  * How a span counts. `leaf`: its usage is counted. `claimed`: it carries aggregate usage but descendants carry
  * their own, so its numbers are reconciled against theirs and never added on top; only the part of the aggregate
  * its descendants have not reported (yet) counts as its own (`self`), so a partial set of children never makes the
- * total smaller than the aggregate. `unmetered`: an LLM call without usage. `structural`: nothing to count (an
+ * total smaller than the aggregate (a call that billed nothing, `unbilledReason`, is a leaf of zero tokens and $0).
+ * `unmetered`: an LLM call without usage. `structural`: nothing to count (an
  * agent or tool span without usage).
  */
 export type Role = 'leaf' | 'claimed' | 'unmetered' | 'structural';
@@ -190,7 +191,8 @@ export function resolveTrace(traceId: string, spans: readonly Span[], opts: Reso
     const s = n.span;
     const priced = opts.pricer.price(s, opts.overridesFor?.(n.customer));
     n.source = priced.source;
-    n.ownNano = s.providedNano ?? priced.computedNano;
+    // A call that billed nothing costs $0 whatever its model's price (an unknown model included).
+    n.ownNano = s.providedNano ?? priced.computedNano ?? (s.unbilledReason !== undefined ? 0 : undefined);
     if (carries(s)) {
       if (carryingBelow[i]) {
         n.role = 'claimed';
@@ -215,7 +217,7 @@ export function resolveTrace(traceId: string, spans: readonly Span[], opts: Reso
           t.reasoning = s.usage.reasoning;
         }
         if (s.providedNano !== undefined) t.providedNano = s.providedNano;
-        else if (priced.computedNano !== undefined) t.computedNano = priced.computedNano;
+        else if (n.ownNano !== undefined) t.computedNano = n.ownNano;
         else {
           t.unpricedCalls = 1;
           t.unpricedTokens = t.input + t.output;

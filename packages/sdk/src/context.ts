@@ -40,6 +40,8 @@ export interface SpanRecord {
   readonly start: number;
   readonly end: number;
   readonly decisionId?: string;
+  /** Why the call billed nothing (its usage is zero): e.g. `http 503`, the provider answered with an error status. */
+  readonly unbilledReason?: string;
 }
 
 export interface SessionInfo {
@@ -63,8 +65,17 @@ export interface DecisionAgents {
 export interface CallInfo {
   readonly model: string;
   readonly provider?: string;
-  /** Omit for a streamed call that reported no usage (it is kept as an unmetered call, never $0). */
+  /**
+   * Omit for a call whose usage is unknown (a stream that reported none, a call cut off after it was sent): it is
+   * kept as an unmetered call, never $0.
+   */
   readonly usage?: CallUsage;
+  /**
+   * Why the call billed nothing, when it is known to have billed nothing (the provider answered with an HTTP error
+   * status, e.g. `http 503`): the span carries zero usage and this reason, and counts as a call of $0 instead of
+   * an unmetered one. Usage given with it must be zero.
+   */
+  readonly unbilledReason?: string;
   readonly costUsd?: number;
   readonly status?: 'ok' | 'error';
   readonly name?: string;
@@ -191,15 +202,17 @@ export class SpanRecorder {
       kind: 'llm',
       model: call.model,
       ...(call.provider !== undefined ? { provider: call.provider } : {}),
-      ...(call.usage !== undefined ? { usage: call.usage } : {}),
+      ...(call.usage !== undefined ? { usage: call.usage } : call.unbilledReason !== undefined ? { usage: { input: 0, output: 0 } } : {}),
       ...(call.costUsd !== undefined ? { costUsd: call.costUsd } : {}),
       ...(call.attempt !== undefined ? { attempt: call.attempt } : {}),
+      ...(call.unbilledReason !== undefined ? { unbilledReason: call.unbilledReason } : {}),
       name: call.name ?? `chat ${call.model}`,
       status: call.status ?? 'ok',
       start: call.start ?? end,
       end,
     };
-    if (span.decisionId && call.usage) {
+    // A call that billed nothing adds nothing to the outcome's usage (an agent whose only call failed so is absent).
+    if (span.decisionId && call.usage && call.unbilledReason === undefined) {
       let m = this.usage.get(span.decisionId);
       if (!m) this.usage.set(span.decisionId, (m = new Map()));
       const u = m.get(span.agent) ?? { inputTokens: 0, outputTokens: 0 };

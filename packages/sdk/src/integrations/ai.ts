@@ -11,7 +11,7 @@
  */
 import type { LanguageModelMiddleware } from 'ai';
 import type { Claim } from '../controller.js';
-import { asAgent, callUsage, claimOutput, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
+import { asAgent, callUsage, claimOutput, failedCall, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
 
 export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
 
@@ -85,7 +85,7 @@ export function apportionMiddleware(o: ApportionMiddlewareOptions): LanguageMode
         try {
           result = await doGenerate();
         } catch (e) {
-          settle(spanOf(o, model, start, 'error'));
+          settle({ ...spanOf(o, model, start, 'error'), ...failedCall(e) });
           throw e;
         }
         const usage = usageOf(result.usage);
@@ -99,7 +99,8 @@ export function apportionMiddleware(o: ApportionMiddlewareOptions): LanguageMode
         try {
           result = await doStream();
         } catch (e) {
-          settle(spanOf(o, model, start, 'error'));
+          // Before the stream began: the provider's HTTP error status, if it answered one, says it billed nothing.
+          settle({ ...spanOf(o, model, start, 'error'), ...failedCall(e) });
           throw e;
         }
         // Settled exactly once, however the stream ends: its last part read (status ok unless it carried an error

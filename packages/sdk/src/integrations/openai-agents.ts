@@ -17,7 +17,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Agent, Model, ModelRequest, ModelResponse, Runner, StreamEvent } from '@openai/agents';
 import { BudgetExceededError, type BudgetController, type Claim } from '../controller.js';
-import { asAgent, callUsage, claimOutput, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
+import { asAgent, callUsage, claimOutput, failedCall, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
 
 export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
 
@@ -189,7 +189,7 @@ export class ApportionModel implements Model {
       try {
         res = await this.inner.getResponse(prepared);
       } catch (e) {
-        settle(this.span(start, 'error'));
+        settle({ ...this.span(start, 'error'), ...failedCall(e) });
         throw e;
       }
       const usage = usageOf(res.usage);
@@ -207,14 +207,21 @@ export class ApportionModel implements Model {
     const start = Date.now();
     let usage: ReturnType<typeof usageOf>;
     let ok = false;
+    let events = 0;
+    // Failed before its first event (the provider's HTTP error status comes before any): perhaps billed nothing.
+    let failedEarly: ReturnType<typeof failedCall> = {};
     try {
       for await (const event of this.inner.getStreamedResponse(prepared)) {
+        events++;
         if (event.type === 'response_done') usage = usageOf(event.response.usage);
         yield event;
       }
       ok = true;
+    } catch (e) {
+      if (events === 0) failedEarly = failedCall(e);
+      throw e;
     } finally {
-      settle({ ...this.span(start, ok ? 'ok' : 'error'), ...(usage ? { usage } : {}) });
+      settle({ ...this.span(start, ok ? 'ok' : 'error'), ...(usage ? { usage } : failedEarly) });
     }
   }
 

@@ -59,7 +59,7 @@ export function asAgent<T>(o: IntegrationOptions, agent: string, claim: Claim, c
       try {
         recorder.recordCall(c);
         end(c.status !== 'error');
-        if (c.usage) o.controller.record(agent, c.usage.input + c.usage.output);
+        if (c.usage && c.unbilledReason === undefined) o.controller.record(agent, c.usage.input + c.usage.output);
       } finally {
         claim.release();
       }
@@ -82,6 +82,28 @@ export function asAgent<T>(o: IntegrationOptions, agent: string, claim: Claim, c
   });
   span.catch(() => undefined); // the call's own promise carries the error to the caller
   return started;
+}
+
+/**
+ * HTTP statuses that do not tell whether the provider ran (and billed) the call: a timeout after the request was
+ * sent (408, 504) or a proxy or CDN that lost the upstream's answer (502; Cloudflare's 520–527, 524 "a timeout
+ * occurred" among them). A call failing so stays unmetered.
+ */
+const OUTCOME_UNKNOWN = new Set([408, 502, 504, 520, 521, 522, 523, 524, 525, 526, 527]);
+
+/**
+ * The span fields of a model call that failed with `e`, before any response: when the provider answered with an
+ * HTTP error status (4xx/5xx: `status` of the OpenAI client's APIError, `statusCode` of the AI SDK's APICallError)
+ * it billed nothing, so the call is recorded with zero usage and `unbilledReason: 'http <status>'` and counts as
+ * a call of $0. Anything else (no status: a network error, a timeout, an abort; or a status that does not tell, see
+ * OUTCOME_UNKNOWN) leaves the usage unknown: no fields, and the call is kept as unmetered.
+ */
+export function failedCall(e: unknown): Pick<CallInfo, 'usage' | 'unbilledReason'> {
+  if (typeof e !== 'object' || e === null) return {};
+  const { status, statusCode } = e as { status?: unknown; statusCode?: unknown };
+  const code = typeof status === 'number' ? status : typeof statusCode === 'number' ? statusCode : undefined;
+  if (code === undefined || !Number.isInteger(code) || code < 400 || code > 599 || OUTCOME_UNKNOWN.has(code)) return {};
+  return { usage: { input: 0, output: 0 }, unbilledReason: `http ${code}` };
 }
 
 /** Usage as spans take it, from a framework's token counts (undefined when the framework reported none). */
