@@ -39,7 +39,14 @@ export function allocationModule(core: AllocationDeps): AllocationModule {
         core.metrics.strategyErrors.inc({ strategy: id });
         core.log.warn({ err, strategy: id }, 'strategy failed; falling back');
       },
-      onRecordError: (err) => core.log.error({ err }, 'decision record not written'),
+      // A write not confirmed in time is the documented `recorded: false` of a loaded Redis (counted, a warning); any
+      // other failure of the write stays an error.
+      onRecordError: (err) => {
+        const timeout = err instanceof Error && err.name === 'CommitTimeoutError';
+        core.metrics.recordsUnconfirmed.inc({ reason: timeout ? 'timeout' : 'error' });
+        if (timeout) core.log.warn({ err }, 'decision record not confirmed in time: answered recorded: false');
+        else core.log.error({ err }, 'decision record not written: answered recorded: false');
+      },
       onRecorded: (id, recorded) => {
         for (const hook of (recordedHooks ??= all().flatMap((m) => (m.onDecisionRecorded ? [m.onDecisionRecorded] : [])))) hook(id, recorded);
       },

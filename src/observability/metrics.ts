@@ -5,6 +5,9 @@ export interface Metrics {
   readonly registry: Registry;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   readonly allocations: Counter<'strategy' | 'reason'>;
+  /** Allocations answered `recorded: false`: the decision record's write was not confirmed in time (reason
+   * `timeout`: it may still land) or failed (`error`). */
+  readonly recordsUnconfirmed: Counter<'reason'>;
   readonly strategyErrors: Counter<'strategy'>;
   readonly outcomesAccepted: Counter;
   readonly outcomesProcessed: Counter<'result'>;
@@ -50,6 +53,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'apportion_allocations_total',
       help: 'Allocations served, by strategy and reason.',
       labelNames: ['strategy', 'reason'],
+      registers: [registry],
+    }),
+    recordsUnconfirmed: new Counter({
+      name: 'apportion_decision_records_unconfirmed_total',
+      help: 'Allocations answered recorded: false, by reason: timeout (the record write was not confirmed within the write wait; it may still land) or error (the write failed).',
+      labelNames: ['reason'],
       registers: [registry],
     }),
     strategyErrors: new Counter({

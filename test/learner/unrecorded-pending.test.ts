@@ -115,6 +115,10 @@ describe('learner: a decision answered recorded: false gets no default reward', 
     const late = await allocate();
     relay.delayMs = 0;
     assert.equal(late.recorded, false, 'precondition: the allocation answered recorded: false');
+    // Counted on /metrics as a write not confirmed in time (a warning in the log, not an error).
+    const metrics = await raw('GET', '/metrics');
+    const timeouts = /^apportion_decision_records_unconfirmed_total\{reason="timeout"\} (\d+)/m.exec(metrics.text);
+    assert.ok(timeouts && Number(timeouts[1]) >= 1, `no unconfirmed-record timeout counted:\n${metrics.text.split('\n').filter((l) => l.includes('unconfirmed')).join('\n')}`);
     await eventually(async () => (await readDecision(redis, keys, late.decisionId)) !== undefined);
 
     // A later recorded decision's registration, sent after any registration of the first on the same connection.
