@@ -155,7 +155,14 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
       }
       if (opts.listen !== false) {
         url = await listenNamed(() => built.listen({ port: config.port, host: config.host }), config.host, config.port, 'PORT');
-        if (!config.authEnabled) log.warn({ host: config.host }, 'auth is OFF (no APPORTION_ADMIN_KEY / APPORTION_CLIENT_KEY): listening on loopback only');
+        if (!config.authEnabled) {
+          log.warn(
+            { host: config.host, ...(config.hostIgnored !== undefined ? { hostIgnored: config.hostIgnored } : {}) },
+            config.hostIgnored !== undefined
+              ? `auth is OFF (no APPORTION_ADMIN_KEY / APPORTION_CLIENT_KEY): HOST "${config.hostIgnored}" ignored (not resolved), listening on loopback only`
+              : 'auth is OFF (no APPORTION_ADMIN_KEY / APPORTION_CLIENT_KEY): listening on loopback only',
+          );
+        }
         const grpcPort = config.otlpGrpcPort;
         if (grpcPort !== undefined) grpc = await listenNamed(() => startOtlpGrpc(built, config.host, grpcPort, config.bodyLimitBytes, log), config.host, grpcPort, 'APPORTION_OTLP_GRPC_PORT');
       }

@@ -12,6 +12,8 @@ export interface Config {
   readonly port: number;
   /** Interface to bind. Default 127.0.0.1; forced to loopback when no API keys are configured. */
   readonly host: string;
+  /** The HOST asked for when it was replaced by 127.0.0.1 (no API key set and not a loopback address; not resolved). */
+  readonly hostIgnored?: string;
   /** Redis connection URL. Default redis://127.0.0.1:6379. */
   readonly redisUrl: string;
   /**
@@ -280,11 +282,16 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const authEnabled = adminKey !== undefined || clientKey !== undefined;
   let host = hostVar(env) ?? '127.0.0.1';
-  if (!authEnabled && !isLoopback(host)) host = '127.0.0.1';
+  let hostIgnored: string | undefined;
+  if (!authEnabled && !isLoopback(host)) {
+    hostIgnored = host;
+    host = '127.0.0.1';
+  }
 
   return Object.freeze({
     port: intVar(env, 'PORT', 3000, 0, 65535),
     host,
+    ...(hostIgnored !== undefined ? { hostIgnored } : {}),
     redisUrl,
     redisClusterNodes,
     redisShards: intVar(env, 'APPORTION_REDIS_SHARDS', redisClusterNodes ? 16 : 1, 1, 1024),

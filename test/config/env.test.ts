@@ -139,6 +139,10 @@ describe('config', () => {
   it('binds loopback only while auth is off', () => {
     assert.equal(loadConfig({ HOST: '0.0.0.0' }).host, '127.0.0.1');
     assert.equal(loadConfig({ HOST: '0.0.0.0', APPORTION_ADMIN_KEY: 'a'.repeat(20) }).host, '0.0.0.0');
+    // The HOST asked for is kept for the start-up warning (a name is not resolved when it is not used).
+    assert.equal(loadConfig({ HOST: 'no-such-host.invalid' }).hostIgnored, 'no-such-host.invalid');
+    assert.equal(loadConfig({ HOST: 'localhost' }).hostIgnored, undefined);
+    assert.equal(loadConfig({ HOST: '0.0.0.0', APPORTION_ADMIN_KEY: 'a'.repeat(20) }).hostIgnored, undefined);
   });
 
   it('has no OTLP/gRPC listener unless APPORTION_OTLP_GRPC_PORT is set', () => {
