@@ -19,6 +19,7 @@ import {
   EMPTY_CANDIDATE_EVIDENCE,
   EMPTY_EVIDENCE,
   GUARD_DEFAULTS,
+  guardVerdict,
   judge,
   NEW_RUN,
   revertTarget,
@@ -108,6 +109,38 @@ const decodeSafeStartState: (text: string) => SafeStoredState | undefined = json
 const decodeState: (text: string) => (Omit<State, 'total'> & { readonly total?: GuardEvidence }) | undefined = jsonDecoder(
   Type.Object({ since: Type.Number(), marker: Type.String(), j: Type.Number(), evidence: Evidence, total: Type.Optional(Evidence) }),
 );
+
+/** The serving version's guard test as it stands (GET /v1/models/:pipeline `runtimeGuard`). */
+export interface ServingGuardStatus {
+  /** The version the guard's evidence is of (the serving one when the evidence is current). */
+  readonly version: number;
+  /** Start of the guard's segment (epoch ms): its start, its last revert or a manual activation. */
+  readonly since: number;
+  /** The cumulative test over the segment (what a persistent shortfall shows in): status, learned − control, its always-valid interval. */
+  readonly verdict: GuardVerdict;
+  /** Its level (α/2 of guardAlpha: the other half is the sub-segment tests'). */
+  readonly alpha: number;
+}
+
+/**
+ * The serving version's runtime-guard test as the worker's last tick left it (read-only; any process). Undefined
+ * while no trained version serves or before the guard's first tick of this segment.
+ */
+export async function readServingGuard(
+  core: Services<'redis' | 'keys'>,
+  pipelineId: string,
+  active: number,
+  since: number,
+  params: Pick<LearnedParams, 'guardAlpha' | 'guardMargin'>,
+): Promise<ServingGuardStatus | undefined> {
+  if (active <= 0) return undefined;
+  const json = await core.redis.get(core.keys.pipeline(pipelineId, 'learner', 'guard'));
+  const s = json ? decodeState(json) : undefined;
+  if (!s || s.since !== since) return undefined;
+  const alpha = (params.guardAlpha ?? GUARD_DEFAULTS.alpha) / 2;
+  const total = s.total ?? EMPTY_EVIDENCE;
+  return { version: active, since, alpha, verdict: guardVerdict(total.learned, total.control, { alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin }) };
+}
 
 /**
  * The runtime guard's loop (runs in the worker's learner tick, after ingest): sums the realised rewards of

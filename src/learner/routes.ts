@@ -4,7 +4,10 @@ import { writeFresh } from '../control/write.js';
 import { recheckTenant } from '../tenancy/guard.js';
 import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
-import { Id } from '../pipelines/schema.js';
+import { Id, type Pipeline } from '../pipelines/schema.js';
+import type { ControlView } from '../control/view.js';
+import { controlStrategyDef } from './control-arm.js';
+import { readServingGuard } from './guard-monitor.js';
 import type { Services } from '../kernel/module.js';
 import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
@@ -147,6 +150,29 @@ const ModelsResponse = Type.Object({
   weights: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   ...ModelsGateFields,
   guard: Type.Optional(GuardResponse),
+  runtimeGuard: Type.Optional(
+    Type.Object(
+      {
+        version: Type.Integer({ description: 'The serving version the test is of.' }),
+        since: Type.Number({ description: 'Start of the guard’s segment (epoch ms): its start, its last revert or a manual activation.' }),
+        status: Type.Union([Type.Literal('insufficient'), Type.Literal('ok'), Type.Literal('worse')], {
+          description: 'insufficient: fewer than 30 outcomes in an arm; ok: not shown worse (the interval reaches 0 or above); worse: shown worse (the guard reverts at its next tick).',
+        }),
+        diff: Type.Union([Type.Number(), Type.Null()], { description: 'Mean realised reward of the learned arm − the control arm over the segment.' }),
+        ci: Type.Union([Type.Array(Type.Number()), Type.Null()], { description: 'Its always-valid confidence interval at level 1 − alpha.' }),
+        alpha: Type.Number(),
+        detectable: Type.Union([Type.Number(), Type.Null()], {
+          description: 'Half the interval’s width: a shortfall much smaller than this cannot be shown yet (it shrinks about as 1/√(control outcomes)).',
+        }),
+        learned: Type.Object({ n: Type.Integer(), mean: Type.Number() }),
+        control: Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.String() }),
+      },
+      {
+        description:
+          'The runtime guard’s cumulative test of the serving version against the control arm as the worker’s last tick left it: what the guard can and cannot yet see. Absent while no trained version serves (the safe start) or before the first tick.',
+      },
+    ),
+  ),
   drift: Type.Optional(Type.Object({ changes: Type.Array(DriftChangeSchema, { description: 'Changes drift recovery detected, newest first (at most 20).' }) })),
   trainer: Type.Optional(
     Type.Object(
@@ -192,6 +218,30 @@ const OpeResponse = Type.Object({
   costWeight: Type.Number({ description: "λ of the reward, the same for every target: the costWeight of the learned strategy the pipeline's model is trained with (its default strategy when learned, else the first learned strategy by id); 0 without one." }),
   modelVersion: Type.Integer(),
 });
+
+/** The serving version's runtime-guard test (guard-monitor.ts readServingGuard), when a trained version serves. */
+async function runtimeGuardView(core: Services<'redis' | 'keys'>, view: ControlView, p: Pipeline, doc: ModelDoc | undefined) {
+  const active = doc?.active ?? 0;
+  if (!doc || active <= 0 || servingModel(view, p).version !== active) return {};
+  const params = (learnedStrategies(view, p)[0]?.params ?? {}) as LearnedParams;
+  if (params.controlShare === 0) return {};
+  const st = await readServingGuard(core, p.id, active, doc.guard?.since ?? 0, params);
+  if (!st) return {};
+  const v = st.verdict;
+  return {
+    runtimeGuard: {
+      version: st.version,
+      since: st.since,
+      status: v.status,
+      diff: v.diff,
+      ci: v.ci ? [...v.ci] : null,
+      alpha: st.alpha,
+      detectable: v.ci ? (v.ci[1] - v.ci[0]) / 2 : null,
+      learned: { ...v.learned },
+      control: { ...v.control, strategy: controlStrategyDef(view, p).id },
+    },
+  };
+}
 
 /** A revert as listed: records written before the reason was kept are the guard's. */
 const revertView = (r: RevertRecord) => ({ ...r, reason: r.reason ?? 'guard' });
@@ -299,6 +349,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
         ...(withWeights && doc?.weights ? { weights: { ...doc.weights } } : {}),
         ...gateFields(doc, serving.version, (learnedStrategies(view, p)[0]?.params as LearnedParams | undefined)?.gateDelta),
         ...guardView(doc),
+        ...(await runtimeGuardView(core, view, p, doc)),
         trainer: await training.escalations(pipeline),
       };
     },

@@ -96,6 +96,16 @@ describe('runtime guard', () => {
     assert.equal((await http('GET', '/v1/models/sim')).json.active, 2);
     const before = await learner.guard.check('sim');
     assert.notEqual(before?.verdict.status, 'worse', 'no revert before the degradation');
+    // The model list shows the guard's test as that check left it: what it can and cannot see yet.
+    const shown = (await http('GET', '/v1/models/sim')).json.runtimeGuard;
+    assert.ok(shown, 'runtimeGuard is listed while a trained version serves');
+    assert.equal(shown.version, 2);
+    assert.equal(shown.status, before!.verdict.status);
+    assert.deepEqual([shown.learned.n, shown.control.n], [before!.verdict.learned.n, before!.verdict.control.n]);
+    assert.ok(shown.learned.n > 0 && shown.control.n > 0, JSON.stringify(shown));
+    assert.equal(shown.diff, before!.verdict.diff);
+    assert.equal(shown.control.strategy, '@uniform');
+    if (shown.ci) assert.ok(shown.ci[0] <= shown.diff && shown.diff <= shown.ci[1] && shown.detectable === (shown.ci[1] - shown.ci[0]) / 2, JSON.stringify(shown));
 
     // Degrade the world where the serving model starves an agent: that agent becomes critical and needs more
     // tokens, more until the model's split is worse than uniform by 0.1 (a precondition, checked on the truth).
@@ -145,6 +155,7 @@ describe('runtime guard', () => {
     const models = (await http('GET', '/v1/models/sim')).json;
     assert.equal(models.active, null, "no model serves: the control strategy does");
     assert.equal(models.guard.toControl, true);
+    assert.equal(models.runtimeGuard, undefined, 'no serving version, no serving test listed');
     assert.equal(models.guard.reverts.length, done.length);
     const listed = models.guard.reverts[0];
     assert.ok(listed.reason === 'guard' && listed.ci[1] < 0 && listed.diff < 0 && listed.control.strategy === '@uniform', JSON.stringify(listed));
