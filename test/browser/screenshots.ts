@@ -1,12 +1,17 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { testPrefix } from '../helpers/env.js';
-import { openPage, stage } from './harness.js';
+import { CHROMIUM, openPage, stage } from './harness.js';
 
 /**
  * `npm run screenshots`: a fresh server filled by the demo, then a full-page PNG of each console page in
- * docs/screenshots/ (linked from the README).
+ * docs/screenshots/ (linked from the README). Without the browser it says which and how to install it, exit 1, no
+ * stack (test/browser/screenshots.test.ts).
  */
+if (!existsSync(CHROMIUM)) {
+  process.stderr.write(`${CHROMIUM} not found: npm run screenshots needs Debian's chromium (apt-get install -y chromium), or APPORTION_CHROMIUM set to another Chromium's path\n`);
+  process.exit(1);
+}
 const out = fileURLToPath(new URL('../../docs/screenshots/', import.meta.url));
 mkdirSync(out, { recursive: true });
 const s = await stage(testPrefix('screenshots'), {}, 600);
