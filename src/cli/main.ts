@@ -1,9 +1,11 @@
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config/env.js';
 import { ApportionClient } from '@apportion/sdk';
-import { applyRequests, readApplyFile } from '../seed.js';
+import { applyRequests, type ApplyFile } from '../seed.js';
 import { registerCommands } from './commands.js';
 import { intArg, jsonObjectArg } from '../config/cli-options.js';
+import { EntryError, readJsonFile } from '../config/cli-files.js';
+import { failureMessage } from './errors.js';
 
 function bootConfig() {
   try {
@@ -57,15 +59,22 @@ program.command('api').description('run the HTTP API only').action(() => run(tru
 program.command('worker').description('run the BullMQ workers only').action(() => run(false, true));
 
 async function apply(file: string, only: 'pipelines' | 'strategies', opts: { url: string; key?: string }): Promise<void> {
-  const doc = readApplyFile(file) as unknown;
+  const doc = readJsonFile(file);
   const list = typeof doc === 'object' && doc !== null ? (doc as Record<string, unknown>)[only] : undefined;
   // A file without the list is the wrong file (or a typo), not an empty one: say so rather than apply nothing.
   if (!Array.isArray(list)) throw new Error(`${file}: no "${only}" list, nothing applied (expected { "${only}": [{ "id": …, … }] })`);
   if (list.length === 0) process.stderr.write(`${file}: the "${only}" list is empty, nothing applied\n`);
+  list.forEach((e: unknown, i) => {
+    if (typeof e !== 'object' || e === null || typeof (e as { id?: unknown }).id !== 'string' || (e as { id: string }).id === '') throw new Error(`${file}: ${only}/${i}/id is missing, nothing applied`);
+  });
   const client = clientFrom(opts);
-  const subset = only === 'pipelines' ? { pipelines: (doc as ReturnType<typeof readApplyFile>).pipelines ?? [] } : { strategies: (doc as ReturnType<typeof readApplyFile>).strategies ?? [] };
+  const subset: ApplyFile = only === 'pipelines' ? { pipelines: list as NonNullable<ApplyFile['pipelines']> } : { strategies: list as NonNullable<ApplyFile['strategies']> };
   for (const r of applyRequests(subset)) {
-    const res = await client.request<{ id: string; version: number }>(r.method, r.url, r.body);
+    // The entry by its kind and id (`pipelines/research`), as the request's path names it.
+    const entry = decodeURIComponent(r.url.replace(/^\/v1\//, ''));
+    const res = await client.request<{ id: string; version: number }>(r.method, r.url, r.body).catch((e: unknown) => {
+      throw new EntryError(file, entry, e);
+    });
     process.stdout.write(`${r.method} ${r.url} → version ${res.version}\n`);
   }
 }
@@ -121,6 +130,6 @@ program
 registerCommands(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
-  process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(`${failureMessage(e, process.argv.slice(2), process.env)}\n`);
   process.exit(1);
 });

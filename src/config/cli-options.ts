@@ -46,3 +46,19 @@ export function jsonObjectArg(value: string): Record<string, unknown> {
 
 /** Seeds: any 32-bit unsigned integer (the simulations' PRNG takes 32 bits). */
 export const seedArg = intArg(0, 2 ** 32 - 1);
+
+/**
+ * An ISO 8601 date-time with a time zone, as the API takes it (`2027-01-31T00:00:00Z`, `2027-01-31T09:30:00.5+02:00`),
+ * naming a real calendar day and time, in the future (`keys create --expires-at`).
+ */
+export function futureDateTimeArg(value: string): string {
+  const v = value.trim();
+  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.exec(v);
+  const example = 'It must be an ISO 8601 date-time with a time zone, e.g. 2027-01-31T00:00:00Z.';
+  if (!m) throw new InvalidArgumentError(example);
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) throw new InvalidArgumentError(`There is no such date or time. ${example}`);
+  if (!(Date.parse(v.replace(' ', 'T')) > Date.now())) throw new InvalidArgumentError('It must be in the future.');
+  return v;
+}

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ApportionClient } from '@apportion/sdk';
 import { intArg, numberArg } from '../config/cli-options.js';
+import { EntryError, readJsonFile } from '../config/cli-files.js';
 import { formatResults } from './format.js';
 import type { ExperimentResults } from './service.js';
 
@@ -16,13 +16,14 @@ const clientOf = (o: Conn) => new ApportionClient({ url: o.url, ...(o.key ? { ke
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
 /** An experiments file: `{ "experiments": [{ "id": "…", …PUT body }] }` (see experiments/rollouts/). */
-export function readExperimentsFile(file: string): { id: string; body: Record<string, unknown> }[] {
-  const doc = JSON.parse(readFileSync(file, 'utf8')) as { experiments?: unknown };
-  if (!Array.isArray(doc.experiments)) throw new Error(`${file}: expected { "experiments": [ … ] }`);
-  return doc.experiments.map((e: unknown, i: number) => {
+export function readExperimentsFile(file: string): { file: string; id: string; body: Record<string, unknown> }[] {
+  const doc = readJsonFile(file);
+  const list = typeof doc === 'object' && doc !== null ? (doc as { experiments?: unknown }).experiments : undefined;
+  if (!Array.isArray(list)) throw new Error(`${file}: expected { "experiments": [ … ] }`);
+  return list.map((e: unknown, i: number) => {
     if (typeof e !== 'object' || e === null || typeof (e as { id?: unknown }).id !== 'string') throw new Error(`${file}: experiments/${i}/id is missing`);
     const { id, ...body } = e as { id: string } & Record<string, unknown>;
-    return { id, body };
+    return { file, id, body };
   });
 }
 
@@ -42,9 +43,13 @@ export function registerExperiments(program: Command): void {
   withConn(cmd.command('apply <files...>').description('create or replace the experiments of JSON files').option('--start', 'start drafts after applying'))
     .action(async (files: string[], o: Conn & { start?: boolean }) => {
       const c = clientOf(o);
-      for (const { id, body } of files.flatMap(readExperimentsFile)) {
-        let e = await c.request<Exp>('PUT', `/v1/experiments/${encodeURIComponent(id)}`, body);
-        if (o.start && e.state.status === 'draft') e = await c.request<Exp>('POST', `/v1/experiments/${encodeURIComponent(id)}/start`);
+      for (const { file, id, body } of files.flatMap(readExperimentsFile)) {
+        // A refusal names the file and the entry (`x.json: experiments/canary: 400 VALIDATION_FAILED: …`).
+        const named = (e: unknown) => {
+          throw new EntryError(file, `experiments/${id}`, e);
+        };
+        let e = await c.request<Exp>('PUT', `/v1/experiments/${encodeURIComponent(id)}`, body).catch(named);
+        if (o.start && e.state.status === 'draft') e = await c.request<Exp>('POST', `/v1/experiments/${encodeURIComponent(id)}/start`).catch(named);
         out(state(e));
       }
     });

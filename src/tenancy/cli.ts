@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { ApportionClient } from '@apportion/sdk';
-import { intArg } from '../config/cli-options.js';
+import { futureDateTimeArg, intArg } from '../config/cli-options.js';
 
 interface Conn {
   url: string;
@@ -26,7 +26,7 @@ export function registerKeys(program: Command): void {
       .requiredOption('--tenant <tenant>', 'the tenant the key belongs to')
       .addOption(new Option('--role <role>', 'client = data plane, analyst = read, admin = everything of the tenant').choices(['admin', 'analyst', 'client']).makeOptionMandatory())
       .requiredOption('--name <name>', 'what the key is for')
-      .option('--expires-at <iso>', 'ISO 8601 date-time after which the key stops working')
+      .option('--expires-at <iso>', 'ISO 8601 date-time with a time zone, in the future, after which the key stops working (e.g. 2027-01-31T00:00:00Z)', futureDateTimeArg)
       .option('--rate-limit <n>', 'requests per rate-limit window for this key (1 to 100,000,000, the range of APPORTION_RATE_LIMIT_MAX)', intArg(1, 100_000_000)),
   ).action(async (o: Conn & { tenant: string; role: string; name: string; expiresAt?: string; rateLimit?: number }) => {
     out(
