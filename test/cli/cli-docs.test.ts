@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { fullProgram } from '../../src/cli/program.js';
+import { renderCliReference } from '../../src/cli/reference.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const read = (f: string) => readFileSync(`${ROOT}${f}`, 'utf8');
+
+/** Every command that runs something, with its full name (`budgets set`). */
+function leaves(cmd: Command, parents: string[] = []): { name: string; cmd: Command }[] {
+  return cmd.commands.flatMap((c) => (c.commands.length > 0 ? leaves(c, [...parents, c.name()]) : [{ name: [...parents, c.name()].join(' '), cmd: c }]));
+}
+
+describe('docs/cli.md', () => {
+  it('is what npm run docs:cli writes from the CLI as it is now', async () => {
+    const expected = renderCliReference(await fullProgram());
+    assert.ok(read('docs/cli.md') === expected, 'docs/cli.md is out of date with the CLI: run npm run docs:cli and commit docs/cli.md');
+  });
+
+  it('names every command, argument and option of the CLI (and a change to one changes the reference)', async () => {
+    const program = await fullProgram();
+    const doc = renderCliReference(program);
+    const all = leaves(program);
+    assert.ok(all.length >= 30, `${all.length} commands`);
+    for (const { name, cmd } of all) {
+      const at = doc.indexOf(`### \`apportion ${name}\``);
+      assert.ok(at >= 0, `no section for ${name}`);
+      const section = doc.slice(at, doc.indexOf('\n### ', at + 1) >>> 0 || undefined);
+      for (const o of cmd.options) assert.ok(section.includes(`| \`${o.flags}\` |`), `${name}: ${o.flags}`);
+      for (const a of cmd.registeredArguments) assert.ok(section.includes(a.name()), `${name}: <${a.name()}>`);
+    }
+    // The options the QA found undocumented.
+    for (const [name, flag] of [
+      ['allocate', '--strategy <id>'], ['allocate', '--unit <key>'], ['stats', '--pipeline <id>'], ['simulate', '--concurrency <n>'], ['simulate', '--quiet'], ['simulate', '--seed <n>'],
+      ['simulate', '--train-every <n>'], ['simulate', '--out <file>'], ['report costs', '--from <day>'], ['report costs', '--to <day>'], ['keys create', '--expires-at <iso>'], ['budgets delete', '--micro-cents'], ['budgets balances', '--micro-cents'],
+    ] as const) {
+      const at = doc.indexOf(`### \`apportion ${name}\``);
+      assert.ok(at >= 0 && doc.indexOf(`| \`${flag}\` |`, at) > at && doc.indexOf(`| \`${flag}\` |`, at) < (doc.indexOf('\n### ', at + 1) >>> 0), `${name} ${flag}`);
+    }
+    const stats = all.find((l) => l.name === 'stats')!.cmd;
+    stats.option('--brand-new <x>', 'an option added after the reference was written');
+    assert.notEqual(renderCliReference(program), doc);
+  });
+
+  it('is linked from the README, and docs/budgets.md lists every budgets subcommand', () => {
+    assert.match(read('README.md'), /\]\(docs\/cli\.md\)/);
+    const budgets = read('docs/budgets.md');
+    for (const sub of ['set', 'balances', 'fund', 'debit', 'reset', 'freeze', 'unfreeze', 'delete']) assert.match(budgets, new RegExp(`apportion budgets (?:[a-z|]+\\|)?${sub}\\b`), sub);
+    assert.match(budgets, /--micro-cents/);
+  });
+});
