@@ -38,6 +38,8 @@ function walk(cmd: Command, parents: readonly string[]): { cmd: Command; path: s
 }
 
 const anchor = (path: readonly string[]) => `apportion-${path.join('-')}`.toLowerCase().replace(/[^a-z0-9-]/g, '');
+/** A default as the user would type it (`{}` for an object, not `[object Object]`). */
+const shown = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
 /** Text for a Markdown table cell: `<x>` outside code spans would be read as an HTML tag, `|` as a column. */
 const cell = (s: string) =>
   s
@@ -55,7 +57,7 @@ function section(cmd: Command, path: readonly string[]): string[] {
   if (args.length > 0) {
     lines.push('| argument | |', '| --- | --- |');
     for (const a of args) {
-      const extra = [a.argChoices ? `one of ${a.argChoices.map((c) => `\`${c}\``).join(', ')}` : '', a.defaultValue !== undefined ? `default \`${String(a.defaultValue)}\`` : ''].filter(Boolean).join('; ');
+      const extra = [a.argChoices ? `one of ${a.argChoices.map((c) => `\`${c}\``).join(', ')}` : '', a.defaultValue !== undefined ? `default \`${shown(a.defaultValue)}\`` : ''].filter(Boolean).join('; ');
       lines.push(`| \`${argUsage(a)}\` | ${cell([a.description, extra].filter(Boolean).join(' — '))} |`);
     }
     lines.push('');
@@ -73,7 +75,7 @@ function optionText(o: Option): string {
   if (o.mandatory) notes.push('required');
   if (o.argChoices) notes.push(`one of ${o.argChoices.map((c) => `\`${c}\``).join(', ')}`);
   // A negated flag's `true` default and a boolean flag's `false` are how commander models "off unless given".
-  if (o.defaultValue !== undefined && typeof o.defaultValue !== 'boolean') notes.push(`default \`${String(o.defaultValue)}\``);
+  if (o.defaultValue !== undefined && typeof o.defaultValue !== 'boolean') notes.push(`default \`${shown(o.defaultValue)}\``);
   if (o.envVar) notes.push(`env \`${o.envVar}\``);
   return [o.description, notes.join('; ')].filter(Boolean).join(' — ');
 }

@@ -40,6 +40,7 @@ describe('docs/cli.md', () => {
       const at = doc.indexOf(`### \`apportion ${name}\``);
       assert.ok(at >= 0 && doc.indexOf(`| \`${flag}\` |`, at) > at && doc.indexOf(`| \`${flag}\` |`, at) < (doc.indexOf('\n### ', at + 1) >>> 0), `${name} ${flag}`);
     }
+    assert.doesNotMatch(doc, /\[object Object\]/, 'a default is shown as typed (`--features` defaults to {})');
     const stats = all.find((l) => l.name === 'stats')!.cmd;
     stats.option('--brand-new <x>', 'an option added after the reference was written');
     assert.notEqual(renderCliReference(program), doc);
