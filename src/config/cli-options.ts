@@ -48,12 +48,12 @@ export function jsonObjectArg(value: string): Record<string, unknown> {
 export const seedArg = intArg(0, 2 ** 32 - 1);
 
 /**
- * An ISO 8601 date-time with a time zone, as the API takes it (`2027-01-31T00:00:00Z`, `2027-01-31T09:30:00.5+02:00`),
+ * An ISO 8601 date-time with a time zone, as the API takes it (`2027-01-31T00:00:00Z`, `2027-01-31T09:30:00.5+02:00`, `+0200` too; `+02` alone is refused: the API could not read it as a time),
  * naming a real calendar day and time, in the future (`keys create --expires-at`).
  */
 export function futureDateTimeArg(value: string): string {
   const v = value.trim();
-  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.exec(v);
+  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})$/.exec(v);
   const example = 'It must be an ISO 8601 date-time with a time zone, e.g. 2027-01-31T00:00:00Z.';
   if (!m) throw new InvalidArgumentError(example);
   const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];

@@ -115,7 +115,7 @@ describe('CLI errors', () => {
 
   it('keys create --expires-at: a value that is not a future ISO 8601 date-time is refused naming the option, nothing sent', async () => {
     const create = ['keys', 'create', '--tenant', 'acme', '--role', 'client', '--name', 'n'];
-    for (const bad of ['notadate', '2027-01-31', '2027-02-30T00:00:00Z', '2027-01-31T25:00:00Z', '2027-01-31T00:00:00', '2001-01-01T00:00:00Z']) {
+    for (const bad of ['notadate', '2027-01-31', '2027-02-30T00:00:00Z', '2027-01-31T25:00:00Z', '2027-01-31T00:00:00', '2027-01-31T00:00:00+02', '2001-01-01T00:00:00Z']) {
       const r = await cli([...create, '--expires-at', bad], { APPORTION_KEY: ADMIN });
       const what = `${bad}: ${r.stderr}`;
       assert.equal(r.code, 1, what);
@@ -126,7 +126,7 @@ describe('CLI errors', () => {
     }
     const list = await cli(['keys', 'list', '--tenant', 'acme'], { APPORTION_KEY: ADMIN });
     assert.deepEqual(JSON.parse(list.stdout).items ?? JSON.parse(list.stdout), [], 'nothing was created');
-    for (const good of ['2099-01-31T00:00:00Z', '2099-01-31T09:30:00.5+02:00']) {
+    for (const good of ['2099-01-31T00:00:00Z', '2099-01-31T09:30:00.5+02:00', '2099-01-31T09:30:00+0200']) {
       const r = await cli([...create, '--expires-at', good], { APPORTION_KEY: ADMIN });
       assert.equal(r.code, 0, `${good}: ${r.stderr}`);
       assert.match(JSON.parse(r.stdout).key, /^apk_/);
