@@ -11,6 +11,7 @@ import type { Core } from './kernel/core.js';
 import { servicesOf, type ModuleParts } from './kernel/module.js';
 import { strategiesModule } from './strategies/routes.js';
 import { syncModule } from './sync/module.js';
+import { RedisClock } from './redis/clock.js';
 
 /**
  * Wires every domain module in one place. Each module is given only the shared services and settings it declares
@@ -21,6 +22,14 @@ import { syncModule } from './sync/module.js';
 export async function createModules(core: Core): Promise<ModuleParts[]> {
   const modules: ModuleParts[] = [];
   const all = () => modules;
+  // One estimate of Redis's clock per process: reservation deadlines are on it.
+  const clock = new RedisClock({
+    redis: core.redis,
+    onOffset: (offsetMs, large) => {
+      core.metrics.redisClockOffset.set(offsetMs);
+      if (large) core.log.warn({ offsetMs }, 'API host clock differs from the Redis server clock; reservation deadlines are corrected for it, but sync the clocks (NTP)');
+    },
+  });
   const allocation = allocationModule({
     ...servicesOf(core, ['redis', 'keys', 'view', 'kinds', 'metrics', 'log', 'store', 'snapshot'], ['rewardWindowSeconds', 'redisCommandTimeoutMs']),
     all,
@@ -51,7 +60,7 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
       all,
     }),
   );
-  const budgets = budgetsModule(servicesOf(core, ['redis', 'bullRedis', 'keys', 'metrics', 'log'], ['idempotencyTtlSeconds', 'budgetAlertWebhook', 'reservationSweepMs']));
+  const budgets = budgetsModule({ ...servicesOf(core, ['redis', 'bullRedis', 'keys', 'metrics', 'log'], ['idempotencyTtlSeconds', 'budgetAlertWebhook', 'reservationSweepMs']), clock });
   modules.push(budgets);
   modules.push(rolloutModule(servicesOf(core, ['redis', 'bullRedis', 'keys', 'kinds', 'view', 'snapshot', 'log'], ['rolloutIntervalMs'])));
   const costs = costsModule(servicesOf(core, ['redis', 'keys', 'view', 'store', 'snapshot', 'metrics', 'log'], ['spanRetentionDays', 'maxSpansPerTrace']));

@@ -7,6 +7,7 @@ import { budgetKeys } from './keys.js';
 import { BudgetLedger } from './ledger.js';
 import { budgetOverview, type BudgetOverview } from './overview.js';
 import { ReservationService } from './reservations.js';
+import type { RedisClock } from '../redis/clock.js';
 import {
   Balance,
   BalancesQuery,
@@ -44,7 +45,10 @@ export interface BudgetsModule extends ModuleParts {
 }
 
 /** What the budgets module is given (src/modules.ts). */
-export type BudgetsDeps = Services<'redis' | 'bullRedis' | 'keys' | 'metrics' | 'log', 'idempotencyTtlSeconds' | 'budgetAlertWebhook' | 'reservationSweepMs'>;
+export interface BudgetsDeps extends Services<'redis' | 'bullRedis' | 'keys' | 'metrics' | 'log', 'idempotencyTtlSeconds' | 'budgetAlertWebhook' | 'reservationSweepMs'> {
+  /** The process's estimate of Redis's clock (reservation deadlines are on it); without it the service keeps its own. */
+  readonly clock?: RedisClock;
+}
 
 const conflict = { 409: ErrorBody, 503: ErrorBody } as const;
 
@@ -76,6 +80,7 @@ export function budgetsModule(core: BudgetsDeps): BudgetsModule {
     retentionMs,
     onAlerts,
     onResult: (op, result) => core.metrics.reservations.inc({ op, result }),
+    ...(core.clock ? { clock: core.clock } : {}),
     onClockOffset: (offsetMs, large) => {
       core.metrics.redisClockOffset.set(offsetMs);
       if (large) core.log.warn({ offsetMs }, 'API host clock differs from the Redis server clock; reservation deadlines are corrected for it, but sync the clocks (NTP)');

@@ -24,6 +24,7 @@ import { parseScope, scopeOf, ScopeError, type Scope } from './scope.js';
 import type { ScriptReply } from '../redis/scripts.js';
 import { run, STORE_TIMEOUT_MS, storeFailure } from './store.js';
 import { namespaced, splitNamespace } from '../http/namespace.js';
+import { RedisClock } from '../redis/clock.js';
 
 /** Options of the reservation service. */
 export interface ReservationOptions {
@@ -56,13 +57,14 @@ export interface ReservationOptions {
    * and whether it is larger than the deadline margin (an unsynced host clock).
    */
   readonly onClockOffset?: (offsetMs: number, large: boolean) => void;
+  /**
+   * The process's estimate of Redis's clock (shared with the decision store and outcome intake); when given,
+   * `onClockOffset` is its own business. Default: one of this service's own (maxRttMs = the deadline margin).
+   */
+  readonly clock?: RedisClock;
   /** Called once per operation with its result label (ok, replay, or the denial code). */
   readonly onResult?: (op: 'reserve' | 'draw' | 'commit' | 'release' | 'extend', result: string) => void;
 }
-
-/** Round trips per clock-offset estimate, and how often the estimate is renewed, ms. */
-const CLOCK_SAMPLES = 3;
-const CLOCK_RESYNC_MS = 60_000;
 
 /** Reservations whose related keys (see relatedCall) one process remembers; the oldest are forgotten first. */
 const RELATED_CACHE = 20_000;
@@ -103,10 +105,8 @@ export class ReservationService {
   private readonly wall: () => number;
   private readonly timeoutMs: number;
   private readonly marginMs: number;
-  /** Redis's clock minus the wall clock, ms (estimated by syncClock; deadlines are sent on Redis's clock). */
-  private offsetMs = 0;
-  private syncedAt = Number.NEGATIVE_INFINITY;
-  private syncing: Promise<number> | undefined;
+  /** Redis's clock as this host estimates it (deadlines are sent on Redis's clock). */
+  private readonly clock: RedisClock;
   /**
    * Reservation key → its related keys (budget hashes, parent), immutable once it exists: commit, release, extend
    * and the sweeper declare them in their script call (Redis Cluster), known here from the grant or learnt from
@@ -121,6 +121,7 @@ export class ReservationService {
     this.wall = o.wallClock ?? Date.now;
     this.timeoutMs = o.timeoutMs ?? STORE_TIMEOUT_MS;
     this.marginMs = o.deadlineMarginMs ?? Math.min(250, Math.floor(this.timeoutMs / 4));
+    this.clock = o.clock ?? new RedisClock({ redis: o.redis, wall: this.wall, maxRttMs: this.marginMs, ...(o.onClockOffset ? { onOffset: o.onClockOffset } : {}) });
   }
 
   private remember(rk: string, keys: readonly string[]): void {
@@ -156,42 +157,12 @@ export class ReservationService {
 
   /** The current estimate of Redis's clock minus this host's wall clock, ms. */
   get clockOffsetMs(): number {
-    return this.offsetMs;
+    return this.clock.offsetMs;
   }
 
-  /**
-   * Estimates the offset of Redis's clock (`TIME`) from the wall clock: of a few round trips, the one with the
-   * shortest round trip, its Redis time taken as read at the midpoint (error at most half that round trip). Runs
-   * in the background (never on a request's path): on the first reserve or draw, every CLOCK_RESYNC_MS after, and
-   * at once after a late answer. A failed sample keeps the previous estimate.
-   */
+  /** Estimates the offset of Redis's clock (`TIME`) from the wall clock again (RedisClock.sync). */
   syncClock(): Promise<number> {
-    this.syncing ??= (async () => {
-      try {
-        let best: { rtt: number; offset: number } | undefined;
-        for (let i = 0; i < CLOCK_SAMPLES; i++) {
-          const t0 = this.wall();
-          const [sec, usec] = await this.o.redis.time();
-          const t1 = this.wall();
-          const redisMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
-          const rtt = t1 - t0;
-          if (!best || rtt < best.rtt) best = { rtt, offset: redisMs - (t0 + t1) / 2 };
-        }
-        // A sample whose best round trip exceeds the margin is too coarse: the previous estimate stays.
-        if (best!.rtt > this.marginMs) return this.offsetMs;
-        this.offsetMs = Math.round(best!.offset);
-        this.syncedAt = this.wall();
-        this.o.onClockOffset?.(this.offsetMs, Math.abs(this.offsetMs) > this.marginMs);
-        return this.offsetMs;
-      } finally {
-        this.syncing = undefined;
-      }
-    })();
-    return this.syncing;
-  }
-
-  private resyncSoon(minAgeMs: number): void {
-    if (this.syncing === undefined && this.wall() - this.syncedAt >= minAgeMs) void this.syncClock().catch(() => undefined);
+    return this.clock.sync();
   }
 
   /**
@@ -200,14 +171,13 @@ export class ReservationService {
    * ahead of Redis's neither refuses every request nor lets a late script grant.
    */
   private deadline(): number {
-    this.resyncSoon(CLOCK_RESYNC_MS);
-    return this.wall() + this.offsetMs + this.timeoutMs - this.marginMs;
+    return this.clock.now() + this.timeoutMs - this.marginMs;
   }
 
   private late(op: 'reserve' | 'draw'): AppError {
     // A skew that appeared since the last estimate would refuse every request: estimate again at once.
-    this.resyncSoon(1000);
-    return lateForDeadline(op, this.o.onResult, this.offsetMs, this.marginMs);
+    this.clock.resyncSoon(1000);
+    return lateForDeadline(op, this.o.onResult, this.clock.offsetMs, this.marginMs);
   }
 
   async reserve(body: ReserveBody): Promise<Granted | DryRun> {
