@@ -7,24 +7,37 @@
  *
  * A failed write rejects every item of its batch; nothing of it is acknowledged.
  */
-export interface GroupCommitOptions {
+export interface GroupCommitOptions<T = unknown> {
   /** Most items one write carries. */
   readonly maxBatch: number;
   /** Most writes in flight at once. */
   readonly maxInFlight: number;
   /**
    * Longest a caller waits for its item, in ms: then its promise rejects with CommitTimeoutError. An item still
-   * waiting for a write slot is dropped (never written); one already sent may still be written — callers must treat
-   * a timeout as "not acknowledged", never as "not written". Default: no bound (the write function's own).
+   * waiting for a write slot is dropped (never written) unless `keepUntil` keeps it queued; one already sent may
+   * still be written — callers must treat a timeout as "not acknowledged", never as "not written". Default: no bound
+   * (the write function's own).
    */
   readonly itemTimeoutMs?: number;
+  /**
+   * With `itemTimeoutMs`: until when (on `clock`) an item whose caller stopped waiting before it was sent stays
+   * queued, to be sent with the next batch once a write slot frees; at or after it the item is dropped unsent. The
+   * write function must itself refuse to write an item past this instant (a write sent just before it may reach the
+   * store after it). Default: such an item is dropped at once.
+   */
+  readonly keepUntil?: (item: T) => number;
+  /** The clock of `keepUntil`. Default Date.now. */
+  readonly clock?: () => number;
 }
 
 /** A group-committed item was not acknowledged within `itemTimeoutMs`. */
 export class CommitTimeoutError extends Error {
   constructor(
     ms: number,
-    /** Whether the item's write had been sent: false when it was still waiting for a write slot (it never will be). */
+    /**
+     * Whether the item's write may have been or may still be sent: false when it was still waiting for a write slot
+     * and was dropped (it never will be).
+     */
     readonly sent: boolean = true,
   ) {
     super(`not written within ${ms} ms`);
@@ -36,6 +49,8 @@ interface Waiting<T> {
   readonly item: T;
   readonly resolve: () => void;
   readonly reject: (e: unknown) => void;
+  /** Set when its caller stopped waiting but the item stays queued (`keepUntil`): dropped unsent from then on. */
+  keptUntil?: number;
 }
 
 const settledOnce = <T>(w: Waiting<T>, onSettle: () => void): Waiting<T> => {
@@ -64,10 +79,12 @@ export class GroupCommitter<T> {
   /** Writes done and items written (how well batching works; callers report batch sizes through their write function). */
   writes = 0;
   items = 0;
+  /** Items dropped unsent: their wait ran out while they waited for a write slot (and, with `keepUntil`, so did that). */
+  dropped = 0;
 
   constructor(
     private readonly write: (items: readonly T[]) => Promise<void>,
-    private readonly opts: GroupCommitOptions,
+    private readonly opts: GroupCommitOptions<T>,
   ) {
     if (!(opts.maxBatch >= 1) || !(opts.maxInFlight >= 1)) throw new RangeError('maxBatch and maxInFlight must be ≥ 1');
   }
@@ -85,7 +102,17 @@ export class GroupCommitter<T> {
           () =>
             setImmediate(() => {
               const at = this.pending.indexOf(w);
-              if (at >= 0) this.pending.splice(at, 1);
+              if (at >= 0) {
+                const until = this.opts.keepUntil?.(item);
+                if (until !== undefined && this.now() < until) {
+                  // Stays queued: sent when a slot frees, unless `until` has passed by then.
+                  w.keptUntil = until;
+                  w.reject(new CommitTimeoutError(ms, true));
+                  return;
+                }
+                this.pending.splice(at, 1);
+                this.dropped++;
+              }
               w.reject(new CommitTimeoutError(ms, at < 0));
             }),
           ms,
@@ -108,9 +135,28 @@ export class GroupCommitter<T> {
     return this.pending.length;
   }
 
+  private now(): number {
+    return (this.opts.clock ?? Date.now)();
+  }
+
+  /** The next batch: up to `maxBatch` items from the front of the queue, those kept past their `keepUntil` dropped. */
+  private take(): Waiting<T>[] {
+    const batch: Waiting<T>[] = [];
+    const now = this.opts.keepUntil ? this.now() : 0;
+    let i = 0;
+    for (; i < this.pending.length && batch.length < this.opts.maxBatch; i++) {
+      const w = this.pending[i]!;
+      if (w.keptUntil !== undefined && now >= w.keptUntil) this.dropped++;
+      else batch.push(w);
+    }
+    this.pending.splice(0, i);
+    return batch;
+  }
+
   private pump(): void {
     while (this.inFlight < this.opts.maxInFlight && this.pending.length > 0) {
-      const batch = this.pending.splice(0, this.opts.maxBatch);
+      const batch = this.take();
+      if (batch.length === 0) continue;
       this.inFlight++;
       this.writes++;
       this.items += batch.length;
