@@ -22,8 +22,8 @@ const KEY = `bench-scripts-${process.pid}:{d}`;
 const defined = new Redis(REDIS_URL, { enableAutoPipelining: true });
 const plain = new Redis(REDIS_URL, { enableAutoPipelining: true });
 for (const [name, { lua, numberOfKeys }] of luaScripts()) defined.defineCommand(name, numberOfKeys >= 0 ? { lua, numberOfKeys } : { lua });
-const viaDefine = (i: number) => (defined as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>).decisionsPut!.call(defined, KEY, 2e9, `x${i % 1000}\x1f{}`);
-const viaRunScript = (i: number) => runScript(plain, 'decisionsPut', [KEY], [2e9, `x${i % 1000}\x1f{}`]);
+const viaDefine = (i: number) => (defined as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>).decisionsPut!.call(defined, KEY, 2e9, `x${i % 1000}\x1f{}`, 4e12);
+const viaRunScript = (i: number) => runScript(plain, 'decisionsPut', [KEY], [2e9, `x${i % 1000}\x1f{}`, 4e12]);
 
 let scavenges = 0;
 new PerformanceObserver((list) => {

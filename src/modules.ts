@@ -22,17 +22,18 @@ import { RedisClock } from './redis/clock.js';
 export async function createModules(core: Core): Promise<ModuleParts[]> {
   const modules: ModuleParts[] = [];
   const all = () => modules;
-  // One estimate of Redis's clock per process: reservation deadlines are on it.
+  // One estimate of Redis's clock per process: reservation deadlines and decision records' pending deadlines are on it.
   const clock = new RedisClock({
     redis: core.redis,
     onOffset: (offsetMs, large) => {
       core.metrics.redisClockOffset.set(offsetMs);
-      if (large) core.log.warn({ offsetMs }, 'API host clock differs from the Redis server clock; reservation deadlines are corrected for it, but sync the clocks (NTP)');
+      if (large) core.log.warn({ offsetMs }, 'API host clock differs from the Redis server clock; reservation and decision-record deadlines are corrected for it, but sync the clocks (NTP)');
     },
   });
   const allocation = allocationModule({
     ...servicesOf(core, ['redis', 'keys', 'view', 'kinds', 'metrics', 'log', 'store', 'snapshot'], ['rewardWindowSeconds', 'redisCommandTimeoutMs']),
     all,
+    clock,
   });
   const stats = outcomeStats(servicesOf(core, ['redis', 'keys'], ['rewardWindowSeconds', 'outcomeMarkerGraceSeconds']));
   modules.push(

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { RedisClock } from '../redis/clock.js';
 import { GroupCommitter } from '../redis/group-commit.js';
 import type { Keys } from '../redis/keys.js';
 import { callScript } from '../redis/scripts.js';
@@ -105,36 +106,117 @@ export type OutcomeReceipt =
   | { readonly kind: 'conflict' }
   | { readonly kind: 'gone' };
 
+/**
+ * How long after the end of its second (its id's time prefix) a decision's record may still be written, ms, for a given
+ * `APPORTION_REDIS_COMMAND_TIMEOUT_MS`: 7 s, or 2 × the command timeout + 1 s when that is longer (see "pending
+ * deadline" below).
+ */
+export const decisionPendingMs = (commandTimeoutMs: number): number => Math.max(7000, 2 * commandTimeoutMs + 1000);
+
+/**
+ * How long after a decision's pending deadline outcome intake still answers DECISION_PENDING, ms: more than the error
+ * of this host's estimate of Redis's clock (RedisClock: at most half of a 250 ms round trip).
+ */
+export const PENDING_MARGIN_MS = 500;
+
+/** A decision record refused by Redis because its deadline had passed when its write ran: nothing of it was written. */
+export class RecordDeadlineError extends Error {
+  constructor(id: string) {
+    super(`decision record ${id} not written: its write reached Redis after the record's deadline`);
+    this.name = 'RecordDeadlineError';
+  }
+}
+
+/**
+ * Options of the decision store.
+ *
+ * **Pending deadline.** A decision's record is written only before its deadline, on Redis's clock (the write script
+ * compares it with `TIME` and writes nothing past it): the end of the decision's second plus `pendingMs`, or, for an id
+ * the client chose whose second is older than that, the moment its writer's answer is due (the write wait, less the
+ * error of the clock estimate). A record whose write is not confirmed within the write wait (`recorded: false`) stays
+ * queued for a write slot until its deadline, and is sent when one frees. Outcome intake answers DECISION_PENDING for
+ * an unreadable record until `PENDING_MARGIN_MS` after the same deadline (`mayStillLand`) and DECISION_NOT_FOUND after
+ * it, when the record can no longer appear.
+ */
+export interface DecisionStoreOptions {
+  /** How long after the end of a decision's second its record may still be written, ms. Default decisionPendingMs(1000). */
+  readonly pendingMs?: number;
+  /** This process's estimate of Redis's clock. Default: one of the store's own. */
+  readonly clock?: RedisClock;
+}
+
 export class DecisionStore {
   private readonly committer: GroupCommitter<DecisionRecord>;
   /** Records written with `nx` that found their id taken (their write promise then answers `taken`). */
   private readonly nx = new WeakSet<DecisionRecord>();
   private readonly taken = new WeakSet<DecisionRecord>();
+  /** Records Redis refused because their deadline had passed (their write promise then rejects with RecordDeadlineError). */
+  private readonly late = new WeakSet<DecisionRecord>();
+  /** Each queued record's deadline, epoch ms on Redis's clock. */
+  private readonly deadlines = new WeakMap<DecisionRecord, number>();
   private readonly dict: RecordDictionary;
+  private readonly pendingMs: number;
+  private readonly clock: RedisClock;
 
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly ttlSeconds: number,
     /** Longest an allocation waits for its record, in ms (then it answers `recorded: false`). Default: no bound of its own. */
-    writeWaitMs?: number,
+    private readonly writeWaitMs?: number,
+    opts: DecisionStoreOptions = {},
   ) {
     this.dict = RecordDictionary.for(redis, keys);
+    this.pendingMs = opts.pendingMs ?? decisionPendingMs(1000);
+    this.clock = opts.clock ?? new RedisClock({ redis });
     this.committer = new GroupCommitter<DecisionRecord>((records) => this.flush(records), {
       maxBatch: 400,
       maxInFlight: 4,
-      ...(writeWaitMs !== undefined ? { itemTimeoutMs: writeWaitMs } : {}),
+      // A record whose writer stopped waiting stays queued until its deadline: it may still land until then.
+      ...(writeWaitMs !== undefined ? { itemTimeoutMs: writeWaitMs, keepUntil: (r: DecisionRecord) => this.deadlineOf(r), clock: () => this.clock.now() } : {}),
     });
   }
 
+  /** The pending deadline of a decision made in epoch second `sec`, epoch ms on Redis's clock. */
+  private pendingDeadline(sec: number): number {
+    return (sec + 1) * 1000 + this.pendingMs;
+  }
+
+  private deadlineOf(record: DecisionRecord): number {
+    return this.deadlines.get(record) ?? this.pendingDeadline(decisionSecond(record.id) ?? Math.floor(record.ts / 1000));
+  }
+
+  /** This process's estimate of Redis's clock now, epoch ms (what `mayStillLand` is given). */
+  redisNow(): number {
+    return this.clock.now();
+  }
+
   /**
-   * Resolves once the record is in Redis (`written`); rejects when it is not there within the write wait. With `nx`
-   * (a decision id the client chose) the record is written only if no record holds the id: `taken` otherwise, and the
-   * recorded decision is left as it was.
+   * Whether the record of decision `id`, not readable by a read sent at `readAt` (Redis's clock, `redisNow()` taken
+   * before the read), may still be written: its pending deadline (plus PENDING_MARGIN_MS) had not passed. False for
+   * an id without a time prefix (none is ever stored).
+   */
+  mayStillLand(id: string, readAt: number): boolean {
+    const sec = decisionSecond(id);
+    return sec !== undefined && readAt < this.pendingDeadline(sec) + PENDING_MARGIN_MS;
+  }
+
+  /**
+   * Resolves once the record is in Redis (`written`); rejects when it is not there within the write wait (it may
+   * still land until its deadline, see DecisionStoreOptions), or with RecordDeadlineError when Redis refused it as
+   * past its deadline. With `nx` (a decision id the client chose) the record is written only if no record holds the
+   * id: `taken` otherwise, and the recorded decision is left as it was.
    */
   async write(record: DecisionRecord, opts: { readonly nx?: boolean } = {}): Promise<'written' | 'taken'> {
     if (opts.nx) this.nx.add(record);
+    // The decision's pending deadline; for an id whose second is older than that (a client's), the writer's answer:
+    // a record not confirmed by then must not land after its writer was answered (less the clock estimate's error, at
+    // most half its largest round trip).
+    const wait = this.writeWaitMs ?? this.pendingMs;
+    const answerDue = this.clock.now() + wait - Math.min(this.clock.maxRttMs / 2, wait / 2);
+    this.deadlines.set(record, Math.max(this.deadlineOf(record), answerDue));
     await this.committer.submit(record);
+    if (this.late.has(record)) throw new RecordDeadlineError(record.id);
     return this.taken.has(record) ? 'taken' : 'written';
   }
 
@@ -207,28 +289,31 @@ export class DecisionStore {
   private async flush(records: readonly DecisionRecord[]): Promise<void> {
     await this.dict.register(records);
     // One script call per bucket: per second, and per shard of the second when the layout is sharded.
-    const buckets = new Map<string, { sec: number; parts: (string | Buffer)[] }>();
-    const nx = new Map<string, { sec: number; records: DecisionRecord[] }>();
+    // One call per bucket and deadline: the records of one second share their deadline, but for ids a client chose
+    // with an older second (see `write`).
+    const calls = new Map<string, { key: string; sec: number; deadline: number; nx: boolean; records: DecisionRecord[] }>();
     for (const r of records) {
       const sec = decisionSecond(r.id) ?? Math.floor(r.ts / 1000);
       const key = this.keys.decisionBucket(sec, this.keys.shardOf(r.id));
+      const deadline = this.deadlineOf(r);
       // A decision id the client chose is written only if it is free (decisions-put-nx.lua).
-      if (this.nx.has(r)) {
-        let b = nx.get(key);
-        if (!b) nx.set(key, (b = { sec, records: [] }));
-        b.records.push(r);
-        continue;
-      }
-      let b = buckets.get(key);
-      if (!b) buckets.set(key, (b = { sec, parts: [] }));
-      b.parts.push(bucketField(r.id), encodeRecord(r, this.dict));
+      const nx = this.nx.has(r);
+      const at = `${nx ? 'n' : 'p'}${deadline} ${key}`;
+      let c = calls.get(at);
+      if (!c) calls.set(at, (c = { key, sec, deadline, nx, records: [] }));
+      c.records.push(r);
     }
-    await Promise.all([
-      ...[...buckets].map(([key, { sec, parts }]) => callScript(this.redis, 'decisionsPut', [key], [sec + this.ttlSeconds + 1, packBatch(parts)])),
-      ...[...nx].map(async ([key, { sec, records: rs }]) => {
-        const got = await callScript(this.redis, 'decisionsPutNx', [key], [sec + this.ttlSeconds + 1, packBatch(rs.flatMap((r) => [bucketField(r.id), encodeRecord(r, this.dict)]))]);
-        rs.forEach((r, i) => got[i] === 0 && this.taken.add(r));
+    await Promise.all(
+      [...calls.values()].map(async ({ key, sec, deadline, nx, records: rs }) => {
+        const args = [sec + this.ttlSeconds + 1, packBatch(rs.flatMap((r) => [bucketField(r.id), encodeRecord(r, this.dict)])), deadline] as const;
+        if (!nx) {
+          if ((await callScript(this.redis, 'decisionsPut', [key], args)) === -1) for (const r of rs) this.late.add(r);
+          return;
+        }
+        const got = await callScript(this.redis, 'decisionsPutNx', [key], args);
+        if (got[0] === -1) for (const r of rs) this.late.add(r);
+        else rs.forEach((r, i) => got[i] === 0 && this.taken.add(r));
       }),
-    ]);
+    );
   }
 }

@@ -3,7 +3,8 @@ import { errorResponses, type ApiApp } from '../http/common.js';
 import { reloadIfBehind } from '../control/write.js';
 import { recheckTenant } from '../tenancy/guard.js';
 import type { ModuleParts, Services } from '../kernel/module.js';
-import { DecisionStore } from './decisions.js';
+import type { RedisClock } from '../redis/clock.js';
+import { DecisionStore, decisionPendingMs } from './decisions.js';
 import { AllocationBody, AllocationResponse } from './schema.js';
 import { AllocationService, type Router, type ShadowHook } from './service.js';
 
@@ -16,14 +17,20 @@ export interface AllocationModule extends ModuleParts {
 export interface AllocationDeps extends Services<'redis' | 'keys' | 'view' | 'kinds' | 'metrics' | 'log' | 'store' | 'snapshot', 'rewardWindowSeconds' | 'redisCommandTimeoutMs'> {
   /** Every module, for their routers and shadow hooks (read once, on the first allocation). */
   readonly all: () => readonly ModuleParts[];
+  /** The process's estimate of Redis's clock (records' pending deadlines are on it). */
+  readonly clock?: RedisClock;
 }
 
 /** The data plane's hot path: POST /v1/allocations. */
 export function allocationModule(core: AllocationDeps): AllocationModule {
   const { all } = core;
   // Half the command bound: with Redis stalled, an allocation still answers (from the in-memory control plane,
-  // `recorded: false`) well within a second; the record's write may still land when Redis answers again.
-  const decisions = new DecisionStore(core.redis, core.keys, core.config.rewardWindowSeconds, Math.ceil(core.config.redisCommandTimeoutMs / 2));
+  // `recorded: false`) well within a second; the record's write may still land when Redis answers again, if it does
+  // before the decision's pending deadline (decisions.ts).
+  const decisions = new DecisionStore(core.redis, core.keys, core.config.rewardWindowSeconds, Math.ceil(core.config.redisCommandTimeoutMs / 2), {
+    pendingMs: decisionPendingMs(core.config.redisCommandTimeoutMs),
+    ...(core.clock ? { clock: core.clock } : {}),
+  });
   let routers: readonly Router[] | undefined;
   let shadows: readonly ShadowHook[] | undefined;
   let recordedHooks: readonly ((id: string, recorded: boolean) => void)[] | undefined;
@@ -42,7 +49,8 @@ export function allocationModule(core: AllocationDeps): AllocationModule {
       // A write not confirmed in time is the documented `recorded: false` of a loaded Redis (counted, a warning); any
       // other failure of the write stays an error.
       onRecordError: (err) => {
-        const timeout = err instanceof Error && err.name === 'CommitTimeoutError';
+        // Past the write wait, or refused by Redis as past the record's deadline (a stalled store either way).
+        const timeout = err instanceof Error && (err.name === 'CommitTimeoutError' || err.name === 'RecordDeadlineError');
         core.metrics.recordsUnconfirmed.inc({ reason: timeout ? 'timeout' : 'error' });
         if (timeout) core.log.warn({ err }, 'decision record not confirmed in time: answered recorded: false');
         else core.log.error({ err }, 'decision record not written: answered recorded: false');

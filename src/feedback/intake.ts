@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import { createHash } from 'node:crypto';
-import { decisionSecond, type DecisionRecord, type DecisionStore, type OutcomeReceipt } from '../allocation/decisions.js';
+import { type DecisionRecord, type DecisionStore, type OutcomeReceipt } from '../allocation/decisions.js';
 import { AppError } from '../errors/app-error.js';
 import { withDeadline } from '../redis/deadline.js';
 import { GroupCommitter } from '../redis/group-commit.js';
@@ -57,13 +57,6 @@ export class OutcomeIntake {
        * absorbed by the decision's applied-marker. Default: no bound of its own (the connections' command timeout).
        */
       readonly enqueueTimeoutMs?: number;
-      /**
-       * How long after its second a decision's record may still be in flight, in ms: an outcome for a time-prefixed id
-       * this recent whose record is not readable is answered DECISION_PENDING (503, retry), not DECISION_NOT_FOUND. An
-       * allocation answers `recorded: false` when its write is not confirmed within the write wait, but the write may
-       * still land: its client can then report the outcome by retrying. Default: none (DECISION_NOT_FOUND at once).
-       */
-      readonly recordInFlightMs?: number;
     },
   ) {
     this.committer = new GroupCommitter<OutcomeJob>(
@@ -82,17 +75,19 @@ export class OutcomeIntake {
   /** `visible`: whether the caller may see the decision's pipeline (another tenant's decision answers as unknown). */
   async accept(outcome: OutcomeBody, visible: (pipeline: string) => boolean = () => true): Promise<{ decision: DecisionRecord }> {
     let decision: DecisionRecord | undefined;
+    // Redis's time when the read is sent (this host's estimate): a record the read does not find was not written
+    // before then.
+    const readAt = this.decisions.redisNow();
     try {
       const read = this.decisions.read(outcome.decisionId);
       decision = await (this.opts.enqueueTimeoutMs === undefined ? read : withDeadline(read, this.opts.enqueueTimeoutMs, 'decision read'));
     } catch (e) {
       throw new AppError('REDIS_UNAVAILABLE', `decision store unreachable: ${(e as Error).message}`);
     }
-    if (!decision) {
-      const sec = decisionSecond(outcome.decisionId);
-      if (sec !== undefined && this.opts.recordInFlightMs !== undefined && Date.now() < (sec + 1) * 1000 + this.opts.recordInFlightMs) {
-        throw new AppError('DECISION_PENDING', `body/decisionId: no decision "${outcome.decisionId}" yet; it is seconds old and its record may still be being written: retry`);
-      }
+    // A record answered `recorded: false` may still be written until its pending deadline (decisions.ts): until
+    // then the answer is DECISION_PENDING (retry); after it, no write of it can land, and DECISION_NOT_FOUND is final.
+    if (!decision && this.decisions.mayStillLand(outcome.decisionId, readAt)) {
+      throw new AppError('DECISION_PENDING', `body/decisionId: no decision "${outcome.decisionId}" yet; it is seconds old and its record may still be written until its pending deadline: retry`);
     }
     if (!decision || !visible(decision.pipeline)) throw new AppError('DECISION_NOT_FOUND', `body/decisionId: no decision "${outcome.decisionId}" (unknown, or its reward window has passed)`);
     for (const agent of Object.keys(outcome.usage ?? {})) {

@@ -42,8 +42,6 @@ export function feedbackModule(core: FeedbackDeps): ModuleParts {
   const intake = new OutcomeIntake(core.decisions, queue, {
     batchMax: core.config.outcomeBatchMax,
     enqueueTimeoutMs: core.config.redisCommandTimeoutMs,
-    // An allocation's record write: the group commit's wait, then the dictionary's and the bucket's commands, each bounded.
-    recordInFlightMs: 2 * core.config.redisCommandTimeoutMs + 1000,
     onBatch: (n) => core.metrics.outcomeBatchSize.observe(n),
     queueStatus: () => core.queueRedis.status,
   });

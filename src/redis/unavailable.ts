@@ -38,7 +38,7 @@ export function isRedisUnavailable(e: unknown): boolean {
  */
 export function certainlyUnwritten(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
-  if (e.name === 'NotSentError') return true;
+  if (e.name === 'NotSentError' || e.name === 'RecordDeadlineError') return true;
   if (e.name === 'CommitTimeoutError') return (e as Error & { sent?: unknown }).sent === false;
   if (e.name === 'ReplyError') return true;
   return /enableOfflineQueue options is false/.test(e.message ?? '');

@@ -30,6 +30,9 @@ export const CLUSTER_SUITES = [
   // Outcome receipts (first report wins, the learner's default sweep defers to an accepted outcome) and client-chosen
   // decision ids written only if free: outcome-receipt.lua, decision-claim.lua, decisions-put-nx.lua.
   'test/integration/outcome-receipts.test.ts',
+  // Decision records written only before their pending deadline (decisions-put.lua against TIME), queued behind held
+  // writes until it, and outcome intake's DECISION_PENDING → DECISION_NOT_FOUND on the same deadline.
+  'test/allocation/record-deadline.test.ts',
   'test/budgets/reservations.test.ts',
   'test/budgets/draws.test.ts',
   'test/budgets/concurrency.test.ts',

@@ -6,35 +6,37 @@ import { testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('scripts');
 const redis = testRedis(prefix, { enableAutoPipelining: true });
+/** A decision-record deadline (ARGV[3], epoch ms on Redis's clock) far ahead: the writes below are never late. */
+const FAR = 4_000_000_000_000;
 
 describe('runScript', () => {
   it('runs a script after Redis lost its script cache (NOSCRIPT → EVAL), and by EVALSHA once it is cached again', async () => {
     const bucket = `${prefix}:{decisions:1}`;
     // What a Redis restart or failover does to every cached script (other test files then fall back the same way).
     await redis.script('FLUSH');
-    assert.equal(await runScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['a', '{"n":1}', 'b', '{"n":2}'])]), 2);
+    assert.equal(await runScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['a', '{"n":1}', 'b', '{"n":2}']), FAR]), 2);
     assert.deepEqual(await redis.hgetall(bucket), { a: '{"n":1}', b: '{"n":2}' });
     // EVAL cached it: concurrent auto-pipelined calls now go through EVALSHA, each answered on its own.
-    const n = await Promise.all(Array.from({ length: 20 }, (_, i) => runScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch([`c${i}`, '{}'])])));
+    const n = await Promise.all(Array.from({ length: 20 }, (_, i) => runScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch([`c${i}`, '{}']), FAR])));
     assert.deepEqual(n, Array.from({ length: 20 }, () => 1));
     assert.equal(await redis.hlen(bucket), 22);
   });
 
   it('refuses an unknown script and a key count other than the header declares', async () => {
     await assert.rejects(runScript(redis, 'noSuchScript', [], []), /noSuchScript is not defined/);
-    await assert.rejects(runScript(redis, 'decisionsPut', [`${prefix}:a`, `${prefix}:b`], [1, 'x\x1f{}']), /takes 1 keys, called with 2/);
-    await assert.rejects(runScript(redis, 'decisionsPut', [`${prefix}:a`], [1, 'x\x1f{}'], true), /takes 1 keys/);
+    await assert.rejects(runScript(redis, 'decisionsPut', [`${prefix}:a`, `${prefix}:b`], [1, 'x\x1f{}', FAR]), /takes 1 keys, called with 2/);
+    await assert.rejects(runScript(redis, 'decisionsPut', [`${prefix}:a`], [1, 'x\x1f{}', FAR], true), /takes 1 keys/);
   });
 });
 
 describe('callScript', () => {
   it('answers a reply decoded by the script\'s entry in SCRIPT_REPLIES, typed by it', async () => {
     const bucket = `${prefix}:{decisions:2}`;
-    const n: number = await callScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['a', '{}'])]);
+    const n: number = await callScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['a', '{}']), FAR]);
     assert.equal(n, 1);
     // The reply's type is the decoder's: using it as another type does not compile (tsc checks this file).
     // @ts-expect-error decisionsPut answers a number
-    const s: string = await callScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['b', '{}'])]);
+    const s: string = await callScript(redis, 'decisionsPut', [bucket], [2_000_000_000, packBatch(['b', '{}']), FAR]);
     assert.equal(typeof s, 'number');
     // @ts-expect-error a script not in SCRIPT_REPLIES cannot be called
     await assert.rejects(callScript(redis, 'noSuchScript', [], []), /noSuchScript is not defined/);
