@@ -6,7 +6,7 @@ const SERVER_STATE = /^(LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|BUSY|NO
  * bug): ioredis's bounded command timing out (connection.ts), a closed connection or one with no offline queue,
  * retries exhausted, a cluster with no reachable node or one still redirecting after ioredis's last retry, a socket error, or a server reply that is about the server's
  * state rather than the command (loading its data, a read-only replica, a cluster slot down or migrating, a script
- * busy, persistence or memory refusing writes). A script's own error or a CROSSSLOT refusal is a bug and stays a 500.
+ * busy, persistence or memory refusing writes), a group-committed write not confirmed in time. A script's own error or a CROSSSLOT refusal is a bug and stays a 500.
  */
 export function isRedisUnavailable(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
@@ -15,6 +15,10 @@ export function isRedisUnavailable(e: unknown): boolean {
   // pipeline or MULTI while slots move) is the cluster's state, like TRYAGAIN.
   if (e.name === 'ReplyError') return SERVER_STATE.test(msg);
   if (e.name === 'MaxRetriesPerRequestError' || e.name === 'ClusterAllFailedError') return true;
+  // A group-committed write not confirmed within its caller's wait, or a decision record that reached Redis after its
+  // pending deadline (written nothing): Redis was slow, not wrong; the callers that surface these retry idempotently
+  // (POST /v1/decisions/batch writes each record only if its id is free).
+  if (e.name === 'CommitTimeoutError' || e.name === 'RecordDeadlineError') return true;
   // ioredis's Cluster gives up on a command after `maxRedirections` retries (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, a
   // closed connection: a failover in progress) and rejects it with a plain Error wrapping the last one as text. The
   // retries before it were all the cluster's state; only a last error that is a server reply about the command

@@ -1,3 +1,5 @@
+import { CommitTimeoutError } from '../../src/redis/group-commit.js';
+import { RecordDeadlineError } from '../../src/allocation/decisions.js';
 /**
  * Which errors are a Redis outage (a 503 and a retry) rather than a bug (a 500), with the error objects ioredis
  * itself makes. QA report n, bug 3: during a Redis Cluster failover ioredis gave up on commands with a plain
@@ -67,6 +69,12 @@ describe('isRedisUnavailable', () => {
     const notReady = await cluster.get('k').catch((e: unknown) => e);
     assert.ok(notReady instanceof Error);
     assert.equal(isRedisUnavailable(notReady), true, (notReady as Error).message);
+  });
+
+  it('a group-committed write not confirmed in time, or a decision record past its deadline, is unavailable (503: POST /v1/decisions/batch answered 500 for it)', () => {
+    assert.equal(isRedisUnavailable(new CommitTimeoutError(50, true)), true);
+    assert.equal(isRedisUnavailable(new CommitTimeoutError(50, false)), true);
+    assert.equal(isRedisUnavailable(new RecordDeadlineError('x')), true);
   });
 
   it('a script error or CROSSSLOT on its own stays a bug', () => {
