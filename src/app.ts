@@ -86,20 +86,34 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   // Draining: requests in flight finish and every answer says `Connection: close`. For APPORTION_DRAIN_GRACE_MS the
   // listener and the kept-alive connections stay open, so a request a client wrote on an idle connection as the drain
-  // began gets 503 SHUTTING_DOWN (the hook below) rather than a reset — closing idle sockets at once raced the clients'
-  // next write, and a client could not tell whether its POST was taken. The grace ends early once no connection is
-  // left; then the listener closes and idle connections are closed as soon as they go idle (without this, close()
-  // would wait out the keep-alive timeout of every client connection).
+  // began gets 503 SHUTTING_DOWN (the hook below) rather than a reset. The grace ends early once no connection is
+  // left; then the listener closes.
+  // No connection is then closed while a request may be on its way: Node's server.close() (and closeIdleConnections)
+  // destroys every connection whose next request it has not parsed yet — an idle kept-alive connection a client is
+  // writing on, or one accepted a moment ago whose request is still unread — and the client got a reset or "other
+  // side closed" with no answer (seen under load as the grace ended). Instead an idle kept-alive connection is closed
+  // by Node's keep-alive timeout (the one its last answer advertised in `Keep-Alive: timeout=`, which clients honour),
+  // and a request written on it until then gets 503 SHUTTING_DOWN; a connection that never sent a whole request is
+  // closed after APPORTION_HEADERS_TIMEOUT_MS (Node stops enforcing its own timeouts once the listener is closed).
   let closing = false;
   const connections = new Set<Socket>();
+  const opened = new WeakMap<Socket, number>();
+  const used = new WeakSet<Socket>();
   app.server.on('connection', (socket: Socket) => {
     connections.add(socket);
+    opened.set(socket, Date.now());
     socket.once('close', () => connections.delete(socket));
   });
+  app.server.on('request', (req: { socket: Socket }) => used.add(req.socket));
   app.addHook('preClose', async () => {
     closing = true;
     if (app.server.listening) await drainGrace(connections, core.config.drainGraceMs);
-    const timer = setInterval(() => app.server.closeIdleConnections(), 50);
+    app.server.closeIdleConnections = () => undefined;
+    const headersTimeoutMs = app.server.headersTimeout;
+    const timer = setInterval(() => {
+      const now = Date.now();
+      for (const s of connections) if (!used.has(s) && now - (opened.get(s) ?? now) >= headersTimeoutMs) s.destroy();
+    }, 50);
     app.server.once('close', () => clearInterval(timer));
   });
   // First hook: while draining, a request that arrives on a kept-alive connection is refused before any work, with
