@@ -15,6 +15,7 @@
  *                                      (wide safe-start exploration, its events' training weight floor; the agents' initial weight)
  *                                      [--guard on|off] [--guard-hold N] (the runtime guard's serving-version test and reverts, as the service runs them; off: the candidate arm only)
  *                                      [--candidate-backoff on|off] [--guard-safe-start on|off] (the backoff after refused candidates; the safe start's test and shrink)
+ *                                      [--backoff-gate on|off] (the gate's refusals that show harm count in that backoff, as the guard's; off: the guard's only, the rule before 2026-12-04)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
@@ -32,7 +33,7 @@ import { readFileSync } from 'node:fs';
 import { loadTf } from '../src/learner/backend.js';
 import { DEFAULT_HIDDEN, forward } from '../src/learner/model.js';
 import { EXPLORE_DEFAULTS, greedyBudgets } from '../src/learner/policy.js';
-import { GUARD_DEFAULTS } from '../src/learner/guard.js';
+import { CANDIDATE_BACKOFF_GATE_DEFAULT, GUARD_DEFAULTS } from '../src/learner/guard.js';
 import { DEFAULT_GATE, GATE_RULES, NORMAL_GATE } from '../src/learner/gate.js';
 import { DEFAULT_DRIFT } from '../src/learner/drift.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
@@ -93,6 +94,9 @@ const guardHold = flag('guard-hold', '');
 // The guard's backoff after refused candidates and its safe-start check (guard.ts candidateAfter, safeStartVerdict): on, off.
 const backoffOn = flag('candidate-backoff', 'on') !== 'off';
 const safeStartGuardOn = flag('guard-safe-start', 'on') !== 'off';
+// Whether the gate's refusals that show harm count in that backoff (loop.ts candidateBackoffGate; default: the service's).
+const backoffGateArg = flag('backoff-gate', '');
+const backoffGate = backoffGateArg === '' ? CANDIDATE_BACKOFF_GATE_DEFAULT : backoffGateArg !== 'off';
 // Cheaper runs for tuning: evaluate every `--eval-stride`-th request of the last quarter (default 2), skip tokens-to-match.
 const evalStride = Number(flag('eval-stride', '2'));
 const withTtm = flag('tokens-to-match', 'true') !== 'false';
@@ -167,6 +171,11 @@ interface Row {
   /** Served ÷ oracle over the outcomes before the first version served (the safe start), and how many. */
   readonly start?: number;
   readonly startN?: number;
+  /** Served − the default strategy's split (true values, same requests), over the whole run and over the safe start. */
+  readonly vsDefault?: number;
+  readonly startVsDefault?: number;
+  /** Gate refusals that showed harm and counted in the candidate backoff (`--backoff-gate on`). */
+  readonly gateBackoffs?: number;
 }
 
 const merge = flag('merge', '');
@@ -183,7 +192,7 @@ const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number,
 const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; global head ${globalHead ? 'on' : 'off'}; importance ${importanceArg || 'none'}; weight penalty ${weightPenalty}; l2 ${l2Arg || 'default'}; guard offset ${guardOffsetOn ? 'on' : 'off'}; serving guard ${guardOn ? 'on' : 'off'}${guardHold ? ` (hold ${guardHold})` : ''}; candidate backoff ${backoffOn ? 'on' : 'off'}; safe-start guard ${safeStartGuardOn ? 'on' : 'off'}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}${Object.keys(driftRule).length ? ` ${JSON.stringify(driftRule)}` : ''}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; global head ${globalHead ? 'on' : 'off'}; importance ${importanceArg || 'none'}; weight penalty ${weightPenalty}; l2 ${l2Arg || 'default'}; guard offset ${guardOffsetOn ? 'on' : 'off'}; serving guard ${guardOn ? 'on' : 'off'}${guardHold ? ` (hold ${guardHold})` : ''}; candidate backoff ${backoffOn ? `on (gate refusals with harm ${backoffGate ? 'count' : 'do not count'})` : 'off'}; safe-start guard ${safeStartGuardOn ? 'on' : 'off'}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}${Object.keys(driftRule).length ? ` ${JSON.stringify(driftRule)}` : ''}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {
@@ -205,7 +214,7 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   const gate = gateArg === 'none' ? null : gateArg === 'normal' ? NORMAL_GATE : gateArg === 'bootstrap' ? DEFAULT_GATE : GATE_RULES[gateArg] ? GATE_RULES[gateArg] : { ...DEFAULT_GATE, interval: gateArg.split(':')[0] as 'bootstrap-t' | 'percentile' | 'normal', looks: Number(gateArg.split(':')[1] ?? 1) };
   const judged: { t: number; version: number; pass: boolean; reason: string }[] = [];
   const onJudge = driftTrace && world.driftAt !== undefined ? (j: { t: number; candidate: { version: number }; verdict: { pass: boolean; reason: string } }) => void judged.push({ t: j.t, version: j.candidate.version, pass: j.verdict.pass, reason: j.verdict.reason }) : undefined;
-  const res = await runLoop(tf, { ...(onJudge ? { onJudge } : {}), ...(guardOffsetOn ? {} : { guardOffset: false }), ...(guardOn ? {} : { guard: false }), ...(backoffOn ? {} : { candidateBackoff: false }), ...(safeStartGuardOn ? {} : { guardSafeStart: false }), ...(guardHold ? { guardHold: Number(guardHold) } : {}), world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, ...(wideKeep ? { wideKeep: Number(wideKeep) } : {}), ...(weightPrior ? { weightPrior: Number(weightPrior) } : {}), ...(startHold ? { startHold: Number(startHold) } : {}), ...(wideUntil ? { wideUntil: Number(wideUntil) } : {}), train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}), ...(l2Arg ? { l2: Number(l2Arg) } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(candShareRefusals ? { candidateShareAfterRefusals: { after: Number(candShareRefusals.split(':')[0]), share: Number(candShareRefusals.split(':')[1]) } } : {}), ...(candShareDrift ? { candidateShareAfterChange: candShareDrift === 'off' ? null : Number(candShareDrift) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : { driftRecovery: { ...DEFAULT_DRIFT, ...driftRule, ...(driftArg === 'window' ? { mode: 'window' as const } : {}) } }) });
+  const res = await runLoop(tf, { ...(onJudge ? { onJudge } : {}), ...(guardOffsetOn ? {} : { guardOffset: false }), ...(guardOn ? {} : { guard: false }), ...(backoffOn ? { candidateBackoffGate: backoffGate } : { candidateBackoff: false }), ...(safeStartGuardOn ? {} : { guardSafeStart: false }), ...(guardHold ? { guardHold: Number(guardHold) } : {}), world, outcomes: N, seed, explore, evalContexts: 0, checkpointEvery: N, scalingMethod: scaling, hidden, globalHead, ...(importance ? { importance } : {}), controlShare, halfLife, window, ...(wideKeep ? { wideKeep: Number(wideKeep) } : {}), ...(weightPrior ? { weightPrior: Number(weightPrior) } : {}), ...(startHold ? { startHold: Number(startHold) } : {}), ...(wideUntil ? { wideUntil: Number(wideUntil) } : {}), train: { epochs, ...(minSteps ? { minSteps: Number(minSteps) } : {}), ...(weightPenalty > 0 ? { weightPenalty } : {}), ...(l2Arg ? { l2: Number(l2Arg) } : {}) }, ...(candShare ? { candidateShare: Number(candShare) } : {}), ...(candShareRefusals ? { candidateShareAfterRefusals: { after: Number(candShareRefusals.split(':')[0]), share: Number(candShareRefusals.split(':')[1]) } } : {}), ...(candShareDrift ? { candidateShareAfterChange: candShareDrift === 'off' ? null : Number(candShareDrift) } : {}), ...(trainEvery ? { trainEvery: Number(trainEvery) } : {}), ...(gateTol ? { gateTolerance: Number(gateTol) } : {}), gate, costModel, ...(driftArg === 'off' ? { driftRecovery: null } : { driftRecovery: { ...DEFAULT_DRIFT, ...driftRule, ...(driftArg === 'window' ? { mode: 'window' as const } : {}) } }) });
   const from = Math.floor(N * 0.75);
   const phase = phaseOf(world, from);
   // Every second request of the last quarter (the oracle is a numerical search on generated worlds).
@@ -278,13 +287,20 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   const startIdx = Array.from({ length: Math.ceil(startN / evalStride) }, (_, i) => i * evalStride);
   const start = mean(startIdx.map((i) => res.served[i]!)) / mean(startIdx.map((i) => world.expected(phaseOf(world, i), res.contexts[i], world.oracle(phaseOf(world, i), res.contexts[i], world.totalTokens))));
   const refused = res.versions.filter((v) => !v.active).length;
-  const row: Row = { name: costModels.length > 1 ? `${world.name}[${costModel}]` : world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length, worseStretch, worseTotal, worseGap, reverts: res.guardReverts.length, start, startN };
+  // Served − the default strategy's split (uniform in the loop) on the same requests, every evalStride-th outcome:
+  // over the whole run, and over the safe start (before the first version served).
+  const allIdx = Array.from({ length: Math.ceil(N / evalStride) }, (_, i) => i * evalStride);
+  const gapAt = (i: number) => res.served[i]! - world.expected(phaseOf(world, i), res.contexts[i], uni);
+  const vsDefault = mean(allIdx.map(gapAt));
+  const startVsDefault = mean(startIdx.map(gapAt));
+  const row: Row = { name: costModels.length > 1 ? `${world.name}[${costModel}]` : world.name, ratio, greedy: mean(greedy) / mean(oracle), arm, diff, oracleNeed, learnedNeed, ...(recovery !== undefined ? { recovery, ...(recoveryPre !== undefined ? { recoveryPre } : {}), ...(pre !== undefined ? { pre } : {}) } : {}), firstActive, refused, versions: res.versions.length, worseStretch, worseTotal, worseGap, reverts: res.guardReverts.length, start, startN, vsDefault, startVsDefault, gateBackoffs: res.gateBackoffs.length };
   console.log(
     `${row.name.padEnd(14)} served/oracle ${ratio.toFixed(3)} (learned arm ${arm.toFixed(3)}, greedy ${row.greedy.toFixed(3)}, uniform ${(mean(uniV) / mean(oracle)).toFixed(3)}, static ${(mean(stat) / mean(oracle)).toFixed(3)})` +
       `  served−static ${diff.diff >= 0 ? '+' : ''}${diff.diff.toFixed(4)} [${diff.lo.toFixed(4)}, ${diff.hi.toFixed(4)}]` +
       `  tokens-to-match ${learnedNeed.toFixed(2)} (oracle ${oracleNeed.toFixed(2)})` +
       (recovery !== undefined ? `  drift→≥0.95 after ${recovery ?? 'never'} (→ pre-change level ${pre!.toFixed(3)} − 0.02 after ${recoveryPre ?? 'never'})` : '') +
-      `  safe start ${start.toFixed(3)} (${startN})  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}, ${res.guardReverts.length ? `guard reverted ${res.guardReverts.map((g) => `v${g.from}→${g.to ? `v${g.to}` : 'safe start'}@${g.at}`).join(',')}, ` : ''}${res.guardRefused.length ? `guard refused ${res.guardRefused.length} candidates, ` : ''}${res.safeStartShrinks.length ? `safe start shrunk ${res.safeStartShrinks.map((x) => `→${x.scale}@${x.at}`).join(',')}, ` : ''}worse than default ${worseStretch} in a row${worseStretch ? ` (shortfall ${worseGap.toFixed(4)})` : ''} (${worseTotal} in all)  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
+      `  served−default ${vsDefault >= 0 ? '+' : ''}${vsDefault.toFixed(4)} (safe start ${startVsDefault >= 0 ? '+' : ''}${startVsDefault.toFixed(4)})` +
+      `  safe start ${start.toFixed(3)} (${startN})  first served v@${firstActive ?? '—'}, ${refused}/${res.versions.length} refused${res.changes.length ? `, change detected at ${res.changes.join(',')}` : ''}${res.retired.length ? `, serving version retired at ${res.retired.join(',')}` : ''}, ${res.guardReverts.length ? `guard reverted ${res.guardReverts.map((g) => `v${g.from}→${g.to ? `v${g.to}` : 'safe start'}@${g.at}`).join(',')}, ` : ''}${res.guardRefused.length ? `guard refused ${res.guardRefused.length} candidates, ` : ''}${res.gateBackoffs.length ? `gate refusals with harm backed off ${res.gateBackoffs.map((g) => `v${g.version}@${g.at}→${g.until}`).join(',')}, ` : ''}${res.safeStartShrinks.length ? `safe start shrunk ${res.safeStartShrinks.map((x) => `→${x.scale}@${x.at}`).join(',')}, ` : ''}worse than default ${worseStretch} in a row${worseStretch ? ` (shortfall ${worseGap.toFixed(4)})` : ''} (${worseTotal} in all)  ${((Date.now() - w0) / 1000).toFixed(0)}s  | ${world.summary}`,
   );
   return row;
 }
@@ -322,7 +338,7 @@ function summarise(label: string, rows: readonly Row[]): void {
   const d = rows.map((x) => x.diff.diff);
   const below = rows.filter((x) => x.diff.hi < 0);
   console.log(`\n${label}: ${rows.length} worlds`);
-  console.log(`  served ÷ oracle   median ${quantile(r, 0.5).toFixed(3)}  p10 ${quantile(r, 0.1).toFixed(3)}  min ${Math.min(...r).toFixed(3)}   (targets: median ≥ 0.97, p10 ≥ 0.93)`);
+  console.log(`  served ÷ oracle   mean ${mean(r).toFixed(4)}  median ${quantile(r, 0.5).toFixed(3)}  p10 ${quantile(r, 0.1).toFixed(3)}  min ${Math.min(...r).toFixed(3)}   (targets: median ≥ 0.97, p10 ≥ 0.93)`);
   const arms = rows.filter((x) => x.arm !== undefined).map((x) => x.arm!);
   if (arms.length) console.log(`  learned arm ÷ oracle (served without the guard's control decisions)   median ${quantile(arms, 0.5).toFixed(3)}  p10 ${quantile(arms, 0.1).toFixed(3)}  min ${Math.min(...arms).toFixed(3)}`);
   console.log(`  greedy ÷ oracle   median ${quantile(rows.map((x) => x.greedy), 0.5).toFixed(3)}  p10 ${quantile(rows.map((x) => x.greedy), 0.1).toFixed(3)}`);
@@ -340,6 +356,8 @@ function summarise(label: string, rows: readonly Row[]): void {
   console.log(`  runtime guard     reverted a serving version on ${rv.length} of ${rows.length} worlds (${rv.map((x) => `${x.name}: ${x.reverts}`).join(', ') || 'none'})`);
   const st = rows.filter((x) => x.start !== undefined);
   if (st.length) console.log(`  safe start        served ÷ oracle before the first version served: median ${quantile(st.map((x) => x.start!), 0.5).toFixed(3)}, mean ${mean(st.map((x) => x.start!)).toFixed(3)}; outcomes in it: median ${quantile(st.map((x) => x.startN!), 0.5)}`);
+  const vd = rows.filter((x) => x.vsDefault !== undefined);
+  if (vd.length) console.log(`  vs the default    served − default split, whole run: mean ${mean(vd.map((x) => x.vsDefault!)).toFixed(4)} (below on ${vd.filter((x) => x.vsDefault! < 0).length} of ${vd.length}); over the safe start: mean ${mean(vd.map((x) => x.startVsDefault!)).toFixed(4)}; gate refusals that backed off: ${vd.reduce((s, x) => s + (x.gateBackoffs ?? 0), 0)}`);
   const fa = rows.map((x) => x.firstActive);
   console.log(`  gate              first version served at outcome median ${quantile(fa.map((v) => v ?? Infinity), 0.5)}; never on ${fa.filter((v) => v === null).length}; refused ${rows.reduce((s, x) => s + x.refused, 0)} of ${rows.reduce((s, x) => s + x.versions, 0)} versions`);
 }

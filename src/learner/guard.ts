@@ -307,6 +307,22 @@ export function candidateAfter(outcomes: number, k: number, trainEvery: number):
   return outcomes + trainEvery * 2 ** Math.min(Math.max(1, k), CANDIDATE_BACKOFF_MAX);
 }
 
+/**
+ * Whether the activation gate's refusals that show harm count in the backoff after refused candidates, beside the
+ * runtime guard's (the strategy's `candidateBackoffGate`; the in-process loop's `candidateBackoffGate`).
+ */
+export const CANDIDATE_BACKOFF_GATE_DEFAULT = true;
+
+/**
+ * A gate verdict that counts in the backoff like a guard refusal (pure): refused (not passed, not waiting for another
+ * look) with the point estimate against some reference (the default strategy or the serving version) below −δ. A
+ * refusal for too few decisions or too little support has no comparisons and does not count; nor does a refusal whose
+ * estimates are all within δ (only its bound fell short).
+ */
+export function gateShowsHarm(verdict: { readonly pass: boolean; readonly wait?: boolean; readonly comparisons: readonly { readonly diff: number }[] }, delta: number): boolean {
+  return !verdict.pass && !verdict.wait && verdict.comparisons.some((c) => c.diff < -delta);
+}
+
 /** What the guard records (in the version's gate record) on a candidate it refused. */
 export interface CandidateRefusal {
   readonly reason: 'guard';

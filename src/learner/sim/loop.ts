@@ -6,7 +6,7 @@ import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
-import { accumulate, addCandidateEvidence, addReward, candidateAfter, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
+import { accumulate, addCandidateEvidence, addReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateShowsHarm, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
 import { checkedVersions, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
@@ -97,6 +97,12 @@ export interface LoopOptions {
   readonly guardCandidate?: boolean;
   /** After candidates the guard refused in a row, the next waits (guard.ts candidateAfter), and a refused one is no warm start. Default true, as in the service. */
   readonly candidateBackoff?: boolean;
+  /**
+   * The activation gate's refusals that show harm (guard.ts gateShowsHarm: an estimate below −δ against the default or
+   * the serving version) count in that backoff like the guard's. Default CANDIDATE_BACKOFF_GATE_DEFAULT, as in the
+   * service; false: only the guard's refusals count (the rule before 2026-12-04). Needs `candidateBackoff`.
+   */
+  readonly candidateBackoffGate?: boolean;
   /** The safe start's learned traffic judged against the control arm, its exploration halved when worse (guard.ts safeStartVerdict). Default true, as in the service. */
   readonly guardSafeStart?: boolean;
   /**
@@ -285,6 +291,8 @@ export interface LoopResult {
   readonly detected: readonly number[];
   /** Candidate versions the runtime guard refused (guardCandidate). */
   readonly guardRefused: readonly number[];
+  /** Gate refusals that showed harm and counted in the backoff (candidateBackoffGate): outcome, version, k in a row, next candidate at. */
+  readonly gateBackoffs: readonly { readonly at: number; readonly version: number; readonly k: number; readonly until: number }[];
   /** Where the guard shrank the safe start's exploration (guardSafeStart): outcome, the new scale, learned − control. */
   readonly safeStartShrinks: readonly { readonly at: number; readonly scale: number; readonly diff: number }[];
   /** The serving-version guard's reverts (`guard`): at which outcome, from which version to which (0: the safe start), and learned − control. */
@@ -334,6 +342,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   // The guard's backoff after candidates it refused in a row (guard.ts candidateAfter): how many, and until when.
   let guardInRow = 0;
   let candidateAfterT = 0;
+  // The gate's refusals that showed harm (guard.ts gateShowsHarm) and counted in that backoff.
+  const gateBackoffs: { at: number; version: number; k: number; until: number }[] = [];
   // The safe start's exploration scale and its evidence (guard.ts safeStartVerdict), and every shrink.
   let safeScale = 1;
   let safeShrinks = 0;
@@ -555,7 +565,15 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
           guardInRow = 0;
           candidateAfterT = 0;
           resetSafeStart();
-        } else if (!(gate.wait && !changed)) refusals++;
+        } else if (!(gate.wait && !changed)) {
+          refusals++;
+          // A refusal that shows harm counts in the backoff like the guard's (the service's gateCandidate).
+          if (opts.candidateBackoff !== false && (opts.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT) && gateShowsHarm(gate, gateRule.delta)) {
+            guardInRow++;
+            candidateAfterT = candidateAfter(t + 1, guardInRow, every);
+            gateBackoffs.push({ at: t + 1, version: c.version, k: guardInRow, until: candidateAfterT });
+          }
+        }
         // Inconclusive with looks left: it stays the candidate and nothing is trained over it (as the service does).
         if (gate.wait && !changed) {
           if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
@@ -605,5 +623,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, guardReverts, wideServed, safeStartShrinks };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, gateBackoffs, guardReverts, wideServed, safeStartShrinks };
 }
