@@ -236,12 +236,14 @@ export class GuardMonitor {
       decidedAt: refusal.at,
       guard: refusal,
     });
-    // The next candidate waits (training.ts candidateBackoff): trainEvery × 2^k outcomes after the k-th refusal in a row.
+    // The next candidate waits (training.ts candidateBackoff): trainEvery × 2^k outcomes after the k-th refusal in a row
+    // (the guard's, and the gate's that showed harm: training.ts gateCandidate).
     const lk = learnerKeys(this.core.keys, pipelineId);
-    const [k, outcomes, gap] = ((await this.core.redis.multi().hincrby(lk.counters, 'guardRefusals', 1).hget(lk.counters, 'outcomes').hget(lk.counters, 'trainGap').exec()) ?? []).map((r) => Number(r?.[1] ?? 0));
+    const [guardK, gateK, outcomes, gap] = ((await this.core.redis.multi().hincrby(lk.counters, 'guardRefusals', 1).hget(lk.counters, 'gateRefusals').hget(lk.counters, 'outcomes').hget(lk.counters, 'trainGap').exec()) ?? []).map((r) => Number(r?.[1] ?? 0));
+    const k = guardK! + gateK!;
     // In retrain intervals as retrains really run: trainEvery, or fewer outcomes when retrains come by time or on request
     // (a pipeline retrained every hour with trainEvery 1,000,000 would otherwise never train again after one refusal).
-    await this.core.redis.hset(lk.counters, 'candidateAfter', candidateAfter(outcomes!, k!, backoffUnit(trainEveryOf(params, pipeline), gap!)));
+    await this.core.redis.hset(lk.counters, 'candidateAfter', candidateAfter(outcomes!, k, backoffUnit(trainEveryOf(params, pipeline), gap!)));
     this.core.metrics.learnerGuardReverts.inc({ reason: 'candidate', to: 'refused' });
     this.core.log.warn({ pipeline: pipelineId, version: pending.version, ...refusal }, `learner guard: candidate version ${pending.version} is worse than ${ref}; refused (no longer mixed in)`);
     await this.core.redis.del(this.candidateKey(pipelineId));

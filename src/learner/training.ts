@@ -8,8 +8,8 @@ import { compileFeatures, type FeaturesBody } from './features.js';
 import { DEFAULT_DRIFT, forgetSpan, forgetWeight, keysGreedy, residualCheck, residualTest, windowAfterChange, type DriftRule, type ForgetSpan } from './drift.js';
 import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
-import type { DriftRetire } from './guard.js';
-import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, type LearnedParams, type LearnerMeta } from './kind.js';
+import { backoffUnit, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, gateShowsHarm, type DriftRetire } from './guard.js';
+import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, trainEveryOf, type LearnedParams, type LearnerMeta } from './kind.js';
 import { defaultTierAction, learnsTiers, tierAgentsOf, tierModelIds, tierNeedGuess } from '@apportion/sdk/engine';
 import { tierGateInput, tierResidual, tierStratum } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
@@ -256,11 +256,13 @@ export class TrainingService {
       const gate = await this.gateCandidate(pipeline, params, change.changed, change.changeTs);
       if (gate.waiting) return { trained: false, ...(gate.reason !== undefined ? { reason: gate.reason } : {}) };
     }
-    // After candidates the runtime guard refused in a row, the next one waits (guard.ts candidateAfter).
+    // After candidates refused in a row (by the runtime guard, or by the gate with an estimate below −δ), the next one
+    // waits (guard.ts candidateAfter).
     if (params.candidateBackoff !== false) {
-      const [k, after] = (await this.core.redis.hmget(lk.counters, 'guardRefusals', 'candidateAfter')).map((v) => Number(v ?? 0));
+      const [guardK, gateK, after] = (await this.core.redis.hmget(lk.counters, 'guardRefusals', 'gateRefusals', 'candidateAfter')).map((v) => Number(v ?? 0));
       if (outcomes < after!) {
-        const reason = `backing off: the runtime guard refused ${k} candidate${k === 1 ? '' : 's'} in a row; the next is trained at outcome ${after} (now ${outcomes})`;
+        const k = guardK! + gateK!;
+        const reason = `backing off: ${k} candidate${k === 1 ? ' was' : 's in a row were'} refused (gate: ${gateK}, guard: ${guardK}); the next is trained at outcome ${after} (now ${outcomes})`;
         this.core.log.info({ pipeline: pipelineId, reason }, 'learner retrain skipped');
         return { trained: false, reason };
       }
@@ -492,11 +494,20 @@ export class TrainingService {
     const record = { status: verdict.pass ? ('passed' as const) : ('refused' as const), reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now, look };
     await this.registry.recordGate(pipeline.id, c.version, record);
     this.core.log.info({ pipeline: pipeline.id, version: c.version, pass: verdict.pass, reason }, 'learner activation gate');
+    if (!verdict.pass && params.candidateBackoff !== false && (params.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT) && gateShowsHarm({ pass: false, comparisons: verdict.comparisons }, rule.delta)) {
+      // Refused with an estimate below −δ (not for support): it counts in the backoff after refused candidates like a
+      // runtime guard's refusal (guard.ts candidateAfter), so the next candidate waits I × 2^min(k, 5) outcomes.
+      const lk = learnerKeys(this.core.keys, pipeline.id);
+      const [gateK, guardK, outcomes, gap] = ((await this.core.redis.multi().hincrby(lk.counters, 'gateRefusals', 1).hget(lk.counters, 'guardRefusals').hget(lk.counters, 'outcomes').hget(lk.counters, 'trainGap').exec()) ?? []).map((r) => Number(r?.[1] ?? 0));
+      const after = candidateAfter(outcomes!, gateK! + guardK!, backoffUnit(trainEveryOf(params, pipeline), gap!));
+      await this.core.redis.hset(lk.counters, 'candidateAfter', after);
+      this.core.log.info({ pipeline: pipeline.id, version: c.version, gateRefusals: gateK, guardRefusals: guardK, candidateAfter: after }, 'learner activation gate: refused with an estimate below −δ; the next candidate backs off');
+    }
     if (verdict.pass) {
       const mv = await this.registry.get(pipeline.id, c.version);
       if (mv) await this.registry.activate({ ...mv, gate: record });
-      // A candidate passed: the guard's backoff after refused candidates ends.
-      await this.core.redis.hdel(learnerKeys(this.core.keys, pipeline.id).counters, 'guardRefusals', 'candidateAfter');
+      // A candidate passed: the backoff after refused candidates (the guard's and the gate's) ends.
+      await this.core.redis.hdel(learnerKeys(this.core.keys, pipeline.id).counters, 'guardRefusals', 'gateRefusals', 'candidateAfter');
       // Where the first trained version cleared the gate (drift recovery's forgetting keeps the events before it: DriftRule.forgetKeepStart).
       await this.core.redis.hsetnx(learnerKeys(this.core.keys, pipeline.id).counters, 'firstServedTs', now);
     }

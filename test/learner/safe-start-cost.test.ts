@@ -108,7 +108,7 @@ describe('the safe start’s cost where the default strategy is optimal', () => 
     assert.ok(afterOutcome! >= TRAIN_EVERY * 2, `the next candidate waits two retrain intervals (${afterOutcome})`);
     const retrain = await learner.training.train('p');
     assert.equal(retrain.trained, false);
-    assert.match(retrain.reason!, /backing off: the runtime guard refused 1 candidate in a row/);
+    assert.match(retrain.reason!, /backing off: 1 candidate was refused \(gate: 0, guard: 1\)/);
 
     // (b) The safe start's learned traffic was found worse than the control and its exploration shrank: listed and counted.
     const ss = list.guard?.safeStart;
