@@ -8,6 +8,7 @@ import {
   addCandidateEvidence,
   addReward,
   EMPTY_SAFE_START,
+  safeStartAlpha,
   safeStartVerdict,
   shrunkScale,
   type SafeStartEvidence,
@@ -68,6 +69,24 @@ export interface SafeStartCheck {
   readonly shrunk?: SafeStartState;
 }
 
+/**
+ * The safe start's test as of its latest tick (listed as `guard.safeStart.current` in GET /v1/models/:pipeline while
+ * no trained version serves, before any shrink too): the learned traffic's and the control arm's realised rewards since
+ * `since` (epoch ms) at the current scale, their difference and its always-valid interval (at the level `alpha` this
+ * test runs at: safeStartAlpha), and the verdict.
+ */
+export interface SafeStartComparison {
+  readonly at: number;
+  readonly since: number;
+  readonly scale: number;
+  readonly status: 'insufficient' | 'ok' | 'worse';
+  readonly learned: { readonly n: number; readonly mean: number };
+  readonly control: { readonly n: number; readonly mean: number; readonly strategy: string };
+  readonly diff: number | null;
+  readonly ci: readonly [number, number] | null;
+  readonly alpha: number;
+}
+
 /** The safe start's running evidence, for the scale (and shrink count, and guard segment) it was gathered at, from `since` (epoch ms). */
 interface SafeStoredState {
   readonly scale: number;
@@ -76,6 +95,8 @@ interface SafeStoredState {
   readonly since: number;
   readonly marker: string;
   readonly evidence: SafeStartEvidence;
+  /** The comparison at the latest tick (absent in states written before it was kept). */
+  readonly latest?: SafeStartComparison;
 }
 
 interface CandidateState {
@@ -103,9 +124,48 @@ const Evidence = Type.Object({ learned: ArmSums, control: ArmSums, byVersion: Ty
 const decodeCandidateState: (text: string) => CandidateState | undefined = jsonDecoder(
   Type.Object({ version: Type.Number(), marker: Type.String(), evidence: Type.Object({ candidate: ArmSums, control: ArmSums, serving: ArmSums }) }),
 );
+const Arm = Type.Object({ n: Type.Number(), mean: Type.Number() });
+const SafeStartComparisonSchema = Type.Object({
+  at: Type.Number(),
+  since: Type.Number(),
+  scale: Type.Number(),
+  status: Type.Union([Type.Literal('insufficient'), Type.Literal('ok'), Type.Literal('worse')]),
+  learned: Arm,
+  control: Type.Object({ n: Type.Number(), mean: Type.Number(), strategy: Type.String() }),
+  diff: Type.Union([Type.Number(), Type.Null()]),
+  ci: Type.Union([Type.Tuple([Type.Number(), Type.Number()]), Type.Null()]),
+  alpha: Type.Number(),
+});
 const decodeSafeStartState: (text: string) => SafeStoredState | undefined = jsonDecoder(
-  Type.Object({ scale: Type.Number(), shrinks: Type.Number(), segment: Type.Number(), since: Type.Number(), marker: Type.String(), evidence: Type.Object({ learned: ArmSums, control: ArmSums }) }),
+  Type.Object({
+    scale: Type.Number(),
+    shrinks: Type.Number(),
+    segment: Type.Number(),
+    since: Type.Number(),
+    marker: Type.String(),
+    evidence: Type.Object({ learned: ArmSums, control: ArmSums }),
+    latest: Type.Optional(SafeStartComparisonSchema),
+  }),
 );
+
+/** Where the guard keeps the safe start's running evidence (one key per pipeline). */
+export function safeStartKey(keys: Services<'keys'>['keys'], pipeline: string): string {
+  return keys.pipeline(pipeline, 'learner', 'guard-safe-start');
+}
+
+/**
+ * The safe start's running comparison as of the guard's latest tick, if it is of the safe start the models document
+ * describes now (the same scale, shrink count and guard segment; a stale one — before a shrink, a revert or an
+ * activation — is not listed).
+ */
+export async function safeStartComparison(core: Services<'redis' | 'keys'>, pipeline: string, doc: { readonly guard?: { readonly since?: number; readonly safeStart?: { readonly scale: number; readonly shrinks: number } } } | undefined): Promise<SafeStartComparison | undefined> {
+  const json = await core.redis.get(safeStartKey(core.keys, pipeline));
+  const st = json ? decodeSafeStartState(json) : undefined;
+  if (!st?.latest) return undefined;
+  const current = doc?.guard?.safeStart ?? { scale: 1, shrinks: 0 };
+  if (st.scale !== current.scale || st.shrinks !== current.shrinks || st.segment !== (doc?.guard?.since ?? 0)) return undefined;
+  return st.latest;
+}
 const decodeState: (text: string) => (Omit<State, 'total'> & { readonly total?: GuardEvidence }) | undefined = jsonDecoder(
   Type.Object({ since: Type.Number(), marker: Type.String(), j: Type.Number(), evidence: Evidence, total: Type.Optional(Evidence) }),
 );
@@ -341,7 +401,7 @@ export class GuardMonitor {
   }
 
   private safeStartKey(pipeline: string): string {
-    return this.core.keys.pipeline(pipeline, 'learner', 'guard-safe-start');
+    return safeStartKey(this.core.keys, pipeline);
   }
 
   /**
@@ -382,14 +442,26 @@ export class GuardMonitor {
     }
     const opts = { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin };
     const verdict = safeStartVerdict(evidence, current.shrinks, opts);
-    const next: SafeStoredState = { ...st, marker: fresh[0]?.id ?? st.marker, evidence };
+    const strategy = controlStrategyDef(view, pipeline).id;
+    // The running comparison, as listed in the model list (guard.safeStart.current) until the next tick.
+    const comparison = (v: GuardVerdict, shrinks: number, scale: number, since: number): SafeStartComparison => ({
+      at: Date.now(),
+      since,
+      scale,
+      status: v.status,
+      learned: { n: v.learned.n, mean: v.learned.mean },
+      control: { n: v.control.n, mean: v.control.mean, strategy },
+      diff: v.diff,
+      ci: v.ci ? [v.ci[0], v.ci[1]] : null,
+      alpha: safeStartAlpha(opts.alpha, shrinks),
+    });
+    const next: SafeStoredState = { ...st, marker: fresh[0]?.id ?? st.marker, evidence, latest: comparison(verdict, current.shrinks, current.scale, st.since) };
     if (verdict.status !== 'worse' || current.scale <= SAFE_START_MIN_SCALE) {
       await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify(next));
       return { pipeline: pipelineId, scale: current.scale, verdict };
     }
     const scale = shrunkScale(current.scale, SAFE_START_MIN_SCALE);
     const fmt = (x: number) => x.toFixed(4);
-    const strategy = controlStrategyDef(view, pipeline).id;
     const state: SafeStartState = {
       scale,
       shrinks: current.shrinks + 1,
@@ -404,7 +476,9 @@ export class GuardMonitor {
     if (!(await this.registry.setSafeStart(pipelineId, state, { signature: enc.signature, agents: pipeline.agents.map((a) => a.name) }))) return { pipeline: pipelineId, scale: current.scale, verdict };
     this.core.metrics.learnerGuardReverts.inc({ reason: 'safe-start', to: 'shrunk' });
     this.core.log.warn({ pipeline: pipelineId, ...state }, `learner guard: ${state.reason}`);
-    await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify({ ...next, scale, shrinks: state.shrinks, since: state.at!, evidence: EMPTY_SAFE_START }));
+    // The evidence restarts at the new scale (its comparison, listed until the next tick, is empty).
+    const restarted = safeStartVerdict(EMPTY_SAFE_START, state.shrinks, opts);
+    await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify({ ...next, scale, shrinks: state.shrinks, since: state.at!, evidence: EMPTY_SAFE_START, latest: comparison(restarted, state.shrinks, scale, state.at!) }));
     return { pipeline: pipelineId, scale, verdict, shrunk: state };
   }
 

@@ -14,7 +14,8 @@ import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { DEFAULT_GATE, describeRule } from './gate.js';
 import { evaluateOffPolicy, OPE_TOLERANCE, pipelineCostWeight, tierRewardOf } from './ope-service.js';
-import { modelAgreementOf } from '@apportion/sdk/engine';
+import { learnsTiers, modelAgreementOf } from '@apportion/sdk/engine';
+import { safeStartComparison, type SafeStartComparison } from './guard-monitor.js';
 import type { RevertRecord } from './guard.js';
 import { unfitFor, type ModelDoc, type ModelSummary } from './registry.js';
 import type { TrainingService } from './training.js';
@@ -107,8 +108,27 @@ const GuardResponse = Type.Object({
         ci: Type.Optional(Type.Array(Type.Number())),
         learned: Type.Optional(Type.Object({ n: Type.Integer(), mean: Type.Number() })),
         control: Type.Optional(Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.Optional(Type.String()) })),
+        current: Type.Optional(
+          Type.Object(
+            {
+              at: Type.Number({ description: 'The guard tick that computed it (epoch ms).' }),
+              since: Type.Number({ description: 'The evidence is of the decisions since then (epoch ms): the start of this safe start, or its last shrink.' }),
+              scale: Type.Number(),
+              status: Type.String({ description: 'insufficient (under 30 outcomes in an arm), ok (not shown worse), worse (the test fired: the scale is being halved).' }),
+              learned: Type.Object({ n: Type.Integer(), mean: Type.Number({ description: 'Mean realised reward of the learned traffic (the default strategy explored around, the candidate mixed in).' }) }),
+              control: Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.String() }),
+              diff: Type.Union([Type.Number(), Type.Null()], { description: 'learned − control (null before each arm has 2 outcomes).' }),
+              ci: Type.Union([Type.Array(Type.Number()), Type.Null()], { description: 'Always-valid confidence interval of diff at `alpha`.' }),
+              alpha: Type.Number({ description: 'The level this test runs at (α/(j(j+1)) for the j-th).' }),
+            },
+            { description: 'The safe-start test’s running comparison as of the guard’s latest tick, listed while no trained version serves, before any shrink too.' },
+          ),
+        ),
       },
-      { description: 'Set when the runtime guard found the safe start’s learned traffic (no version serving: the default strategy explored around, the candidate mixed in) worse than its control arm and shrank its exploration; dropped when a version activates or a revert starts a new safe start.' },
+      {
+        description:
+          'While no trained version serves (the safe start) and the guard judges it: `current`, the running comparison of the learned traffic with the control arm (scale 1 and shrinks 0 before any shrink). The other fields are set when the runtime guard found the safe start’s learned traffic (the default strategy explored around, the candidate mixed in) worse than its control arm and shrank its exploration, and dropped when a version activates or a revert starts a new safe start.',
+      },
     ),
   ),
 });
@@ -246,9 +266,24 @@ async function runtimeGuardView(core: Services<'redis' | 'keys'>, view: ControlV
 /** A revert as listed: records written before the reason was kept are the guard's. */
 const revertView = (r: RevertRecord) => ({ ...r, reason: r.reason ?? 'guard' });
 const versionView = (v: ModelSummary) => ({ ...v, agents: [...v.agents], metrics: { ...v.metrics }, ...(v.reverted ? { reverted: revertView(v.reverted) } : {}) });
-const guardView = (doc: ModelDoc | undefined) => ({
-  ...(doc?.guard
-    ? { guard: { toControl: doc.guard.toControl === true, holdUntil: doc.guard.holdUntil ?? null, reverts: doc.guard.reverts.map(revertView), ...(doc.guard.safeStart ? { safeStart: { ...doc.guard.safeStart, ...(doc.guard.safeStart.ci ? { ci: [...doc.guard.safeStart.ci] } : {}) } } : {}) } }
+const guardView = (doc: ModelDoc | undefined, current?: SafeStartComparison) => ({
+  ...(doc?.guard || current
+    ? {
+        guard: {
+          toControl: doc?.guard?.toControl === true,
+          holdUntil: doc?.guard?.holdUntil ?? null,
+          reverts: (doc?.guard?.reverts ?? []).map(revertView),
+          ...(doc?.guard?.safeStart || current
+            ? {
+                safeStart: {
+                  ...(doc?.guard?.safeStart ?? { scale: 1, shrinks: 0 }),
+                  ...(doc?.guard?.safeStart?.ci ? { ci: [...doc.guard.safeStart.ci] } : {}),
+                  ...(current ? { current: { ...current, ci: current.ci ? [...current.ci] : null } } : {}),
+                },
+              }
+            : {}),
+        },
+      }
     : {}),
   ...(doc?.drift ? { drift: { changes: [...doc.drift.changes] } } : {}),
 });
@@ -341,14 +376,17 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const doc = view.raw.kinds.models.get(pipeline)?.doc as ModelDoc | undefined;
       const serving = servingModel(view, p);
       const withWeights = req.query.weights === 'true';
+      // While the safe start serves and the guard judges it: its running comparison (guard-monitor checkSafeStart).
+      const params = learnedStrategies(view, p)[0]?.params as LearnedParams | undefined;
+      const current = serving.version === 0 && params && params.controlShare !== 0 && params.guardSafeStart !== false && !learnsTiers(p) ? await safeStartComparison(core, pipeline, doc) : undefined;
       return {
         pipeline,
         active: doc?.active || null,
         compatible: doc !== undefined && serving.version === doc.active,
         versions: (doc?.versions ?? []).map(versionView),
         ...(withWeights && doc?.weights ? { weights: { ...doc.weights } } : {}),
-        ...gateFields(doc, serving.version, (learnedStrategies(view, p)[0]?.params as LearnedParams | undefined)?.gateDelta),
-        ...guardView(doc),
+        ...gateFields(doc, serving.version, params?.gateDelta),
+        ...guardView(doc, current),
         ...(await runtimeGuardView(core, view, p, doc)),
         trainer: await training.escalations(pipeline),
       };
