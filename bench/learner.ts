@@ -15,7 +15,7 @@
  *                                      (wide safe-start exploration, its events' training weight floor; the agents' initial weight)
  *                                      [--guard on|off] [--guard-hold N] (the runtime guard's serving-version test and reverts, as the service runs them; off: the candidate arm only)
  *                                      [--candidate-backoff on|off] [--guard-safe-start on|off] (the backoff after refused candidates; the safe start's test and shrink)
- *                                      [--backoff-gate on|off] (the gate's refusals that show harm count in that backoff, as the guard's; off: the guard's only, the rule before 2026-12-04)
+ *                                      [--backoff-gate on|off|safe-start] (the gate's refusals that show harm count in that backoff, as the guard's; off: the guard's only, the rule before 2026-12-04; safe-start: only while no version serves)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
@@ -96,7 +96,7 @@ const backoffOn = flag('candidate-backoff', 'on') !== 'off';
 const safeStartGuardOn = flag('guard-safe-start', 'on') !== 'off';
 // Whether the gate's refusals that show harm count in that backoff (loop.ts candidateBackoffGate; default: the service's).
 const backoffGateArg = flag('backoff-gate', '');
-const backoffGate = backoffGateArg === '' ? CANDIDATE_BACKOFF_GATE_DEFAULT : backoffGateArg !== 'off';
+const backoffGate: boolean | 'safe-start' = backoffGateArg === '' ? CANDIDATE_BACKOFF_GATE_DEFAULT : backoffGateArg === 'safe-start' ? 'safe-start' : backoffGateArg !== 'off';
 // Cheaper runs for tuning: evaluate every `--eval-stride`-th request of the last quarter (default 2), skip tokens-to-match.
 const evalStride = Number(flag('eval-stride', '2'));
 const withTtm = flag('tokens-to-match', 'true') !== 'false';
@@ -192,7 +192,7 @@ const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number,
 const skip = new Set(flag('skip', '').split(',').filter(Boolean));
 const { tf, backend } = await loadTf();
 const t0 = Date.now();
-console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; global head ${globalHead ? 'on' : 'off'}; importance ${importanceArg || 'none'}; weight penalty ${weightPenalty}; l2 ${l2Arg || 'default'}; guard offset ${guardOffsetOn ? 'on' : 'off'}; serving guard ${guardOn ? 'on' : 'off'}${guardHold ? ` (hold ${guardHold})` : ''}; candidate backoff ${backoffOn ? `on (gate refusals with harm ${backoffGate ? 'count' : 'do not count'})` : 'off'}; safe-start guard ${safeStartGuardOn ? 'on' : 'off'}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}${Object.keys(driftRule).length ? ` ${JSON.stringify(driftRule)}` : ''}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
+console.log(`bench/learner: backend ${backend}; ${seeds.length} family seeds (${seedArg}) + ${named.length} named worlds; ${outcomes} outcomes per world (${driftOutcomes} with drift); explorer ${explorer} ${JSON.stringify(explore)}; control share ${controlShare}; hidden ${hidden}; global head ${globalHead ? 'on' : 'off'}; importance ${importanceArg || 'none'}; weight penalty ${weightPenalty}; l2 ${l2Arg || 'default'}; guard offset ${guardOffsetOn ? 'on' : 'off'}; serving guard ${guardOn ? 'on' : 'off'}${guardHold ? ` (hold ${guardHold})` : ''}; candidate backoff ${backoffOn ? `on (gate refusals with harm ${backoffGate === 'safe-start' ? 'count during the safe start' : backoffGate ? 'count' : 'do not count'})` : 'off'}; safe-start guard ${safeStartGuardOn ? 'on' : 'off'}; half-life ${halfLife}; window ${window}; epochs ${epochs}; min steps ${minSteps}; scaling ${scaling}; gate ${gateArg}; drift recovery ${driftArg}${Object.keys(driftRule).length ? ` ${JSON.stringify(driftRule)}` : ''}; cost model ${costModels.join(', ')}; every declaration without mean/std`);
 
 /** Smallest share f of the total at which `value(f)` reaches `goal` (bisection; value grows with the total). */
 function tokensToMatch(value: (total: number) => number, total: number, goal: number): number {

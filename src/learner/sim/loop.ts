@@ -100,9 +100,10 @@ export interface LoopOptions {
   /**
    * The activation gate's refusals that show harm (guard.ts gateShowsHarm: an estimate below −δ against the default or
    * the serving version) count in that backoff like the guard's. Default CANDIDATE_BACKOFF_GATE_DEFAULT, as in the
-   * service; false: only the guard's refusals count (the rule before 2026-12-04). Needs `candidateBackoff`.
+   * service; false: only the guard's refusals count (the rule before 2026-12-04); 'safe-start': only those judged
+   * while no trained version serves (measured, not in the service). Needs `candidateBackoff`.
    */
-  readonly candidateBackoffGate?: boolean;
+  readonly candidateBackoffGate?: boolean | 'safe-start';
   /** The safe start's learned traffic judged against the control arm, its exploration halved when worse (guard.ts safeStartVerdict). Default true, as in the service. */
   readonly guardSafeStart?: boolean;
   /**
@@ -568,7 +569,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         } else if (!(gate.wait && !changed)) {
           refusals++;
           // A refusal that shows harm counts in the backoff like the guard's (the service's gateCandidate).
-          if (opts.candidateBackoff !== false && (opts.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT) && gateShowsHarm(gate, gateRule.delta)) {
+          const gateRuleOn = opts.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT;
+          if (opts.candidateBackoff !== false && gateRuleOn !== false && (gateRuleOn !== 'safe-start' || !s) && gateShowsHarm(gate, gateRule.delta)) {
             guardInRow++;
             candidateAfterT = candidateAfter(t + 1, guardInRow, every);
             gateBackoffs.push({ at: t + 1, version: c.version, k: guardInRow, until: candidateAfterT });
