@@ -33,7 +33,7 @@ import { readFileSync } from 'node:fs';
 import { loadTf } from '../src/learner/backend.js';
 import { DEFAULT_HIDDEN, forward } from '../src/learner/model.js';
 import { EXPLORE_DEFAULTS, greedyBudgets } from '../src/learner/policy.js';
-import { CANDIDATE_BACKOFF_GATE_DEFAULT, GUARD_DEFAULTS } from '../src/learner/guard.js';
+import { CANDIDATE_BACKOFF_GATE_DEFAULT, GUARD_DEFAULTS, type CandidateBackoffGate } from '../src/learner/guard.js';
 import { DEFAULT_GATE, GATE_RULES, NORMAL_GATE } from '../src/learner/gate.js';
 import { DEFAULT_DRIFT } from '../src/learner/drift.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
@@ -96,7 +96,7 @@ const backoffOn = flag('candidate-backoff', 'on') !== 'off';
 const safeStartGuardOn = flag('guard-safe-start', 'on') !== 'off';
 // Whether the gate's refusals that show harm count in that backoff (loop.ts candidateBackoffGate; default: the service's).
 const backoffGateArg = flag('backoff-gate', '');
-const backoffGate: boolean | 'safe-start' = backoffGateArg === '' ? CANDIDATE_BACKOFF_GATE_DEFAULT : backoffGateArg === 'safe-start' ? 'safe-start' : backoffGateArg !== 'off';
+const backoffGate: CandidateBackoffGate = backoffGateArg === '' ? CANDIDATE_BACKOFF_GATE_DEFAULT : backoffGateArg === 'safe-start' ? 'safe-start' : backoffGateArg !== 'off';
 // Cheaper runs for tuning: evaluate every `--eval-stride`-th request of the last quarter (default 2), skip tokens-to-match.
 const evalStride = Number(flag('eval-stride', '2'));
 const withTtm = flag('tokens-to-match', 'true') !== 'false';

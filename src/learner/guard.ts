@@ -309,9 +309,16 @@ export function candidateAfter(outcomes: number, k: number, trainEvery: number):
 
 /**
  * Whether the activation gate's refusals that show harm count in the backoff after refused candidates, beside the
- * runtime guard's (the strategy's `candidateBackoffGate`; the in-process loop's `candidateBackoffGate`).
+ * runtime guard's (the strategy's `candidateBackoffGate`; the in-process loop's `candidateBackoffGate`): always,
+ * never, or only while no trained version serves ('safe-start').
  */
-export const CANDIDATE_BACKOFF_GATE_DEFAULT = true;
+export type CandidateBackoffGate = boolean | 'safe-start';
+export const CANDIDATE_BACKOFF_GATE_DEFAULT: CandidateBackoffGate = true;
+
+/** Whether a gate refusal judged with `servingVersion` serving (0: the safe start) is one the rule counts. */
+export function gateBackoffApplies(rule: CandidateBackoffGate, servingVersion: number): boolean {
+  return rule === true || (rule === 'safe-start' && servingVersion === 0);
+}
 
 /**
  * A gate verdict that counts in the backoff like a guard refusal (pure): refused (not passed, not waiting for another

@@ -121,7 +121,10 @@ export const LearnedParams = Type.Object(
       Type.Boolean({ description: 'After the runtime guard refuses candidates in a row, the next candidate waits: I × 2^k outcomes after the k-th consecutive refusal (k ≤ 5; I = trainEvery, or the outcomes between the last two retrains when fewer), reset when a candidate passes the gate. Default true.' }),
     ),
     candidateBackoffGate: Type.Optional(
-      Type.Boolean({ description: 'The activation gate’s refusals whose estimate against the default strategy or the serving version is below −gateDelta count in the candidate backoff like the runtime guard’s (not a refusal for too little support). Default true; needs candidateBackoff.' }),
+      Type.Union([Type.Boolean(), Type.Literal('safe-start')], {
+        description:
+          'The activation gate’s refusals whose estimate against the default strategy or the serving version is below −gateDelta count in the candidate backoff like the runtime guard’s (not a refusal for too little support): true, false, or "safe-start" (only those judged while no trained version serves). Default true; needs candidateBackoff.',
+      }),
     ),
     guardSegmentOutcomes: Type.Optional(
       Type.Integer({ minimum: 200, maximum: 10_000_000, description: 'The guard pools evidence over at most this many decisions, then restarts its test (at a smaller level). Default 2000.' }),

@@ -8,7 +8,7 @@ import { compileFeatures, type FeaturesBody } from './features.js';
 import { DEFAULT_DRIFT, forgetSpan, forgetWeight, keysGreedy, residualCheck, residualTest, windowAfterChange, type DriftRule, type ForgetSpan } from './drift.js';
 import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
-import { backoffUnit, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, gateShowsHarm, type DriftRetire } from './guard.js';
+import { backoffUnit, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, gateBackoffApplies, gateShowsHarm, type DriftRetire } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, trainEveryOf, type LearnedParams, type LearnerMeta } from './kind.js';
 import { defaultTierAction, learnsTiers, tierAgentsOf, tierModelIds, tierNeedGuess } from '@apportion/sdk/engine';
 import { tierGateInput, tierResidual, tierStratum } from './tier-gate.js';
@@ -494,7 +494,7 @@ export class TrainingService {
     const record = { status: verdict.pass ? ('passed' as const) : ('refused' as const), reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now, look };
     await this.registry.recordGate(pipeline.id, c.version, record);
     this.core.log.info({ pipeline: pipeline.id, version: c.version, pass: verdict.pass, reason }, 'learner activation gate');
-    if (!verdict.pass && params.candidateBackoff !== false && (params.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT) && gateShowsHarm({ pass: false, comparisons: verdict.comparisons }, rule.delta)) {
+    if (!verdict.pass && params.candidateBackoff !== false && gateBackoffApplies(params.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT, serving.version) && gateShowsHarm({ pass: false, comparisons: verdict.comparisons }, rule.delta)) {
       // Refused with an estimate below −δ (not for support): it counts in the backoff after refused candidates like a
       // runtime guard's refusal (guard.ts candidateAfter), so the next candidate waits I × 2^min(k, 5) outcomes.
       const lk = learnerKeys(this.core.keys, pipeline.id);

@@ -6,7 +6,7 @@ import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
-import { accumulate, addCandidateEvidence, addReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateShowsHarm, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
+import { accumulate, addCandidateEvidence, addReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
 import { checkedVersions, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
@@ -103,7 +103,7 @@ export interface LoopOptions {
    * service; false: only the guard's refusals count (the rule before 2026-12-04); 'safe-start': only those judged
    * while no trained version serves (measured, not in the service). Needs `candidateBackoff`.
    */
-  readonly candidateBackoffGate?: boolean | 'safe-start';
+  readonly candidateBackoffGate?: CandidateBackoffGate;
   /** The safe start's learned traffic judged against the control arm, its exploration halved when worse (guard.ts safeStartVerdict). Default true, as in the service. */
   readonly guardSafeStart?: boolean;
   /**
@@ -569,8 +569,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         } else if (!(gate.wait && !changed)) {
           refusals++;
           // A refusal that shows harm counts in the backoff like the guard's (the service's gateCandidate).
-          const gateRuleOn = opts.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT;
-          if (opts.candidateBackoff !== false && gateRuleOn !== false && (gateRuleOn !== 'safe-start' || !s) && gateShowsHarm(gate, gateRule.delta)) {
+          if (opts.candidateBackoff !== false && gateBackoffApplies(opts.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT, s?.version ?? 0) && gateShowsHarm(gate, gateRule.delta)) {
             guardInRow++;
             candidateAfterT = candidateAfter(t + 1, guardInRow, every);
             gateBackoffs.push({ at: t + 1, version: c.version, k: guardInRow, until: candidateAfterT });
