@@ -313,7 +313,7 @@ export function candidateAfter(outcomes: number, k: number, trainEvery: number):
  * never, or only while no trained version serves ('safe-start').
  */
 export type CandidateBackoffGate = boolean | 'safe-start';
-export const CANDIDATE_BACKOFF_GATE_DEFAULT: CandidateBackoffGate = true;
+export const CANDIDATE_BACKOFF_GATE_DEFAULT: CandidateBackoffGate = 'safe-start';
 
 /** Whether a gate refusal judged with `servingVersion` serving (0: the safe start) is one the rule counts. */
 export function gateBackoffApplies(rule: CandidateBackoffGate, servingVersion: number): boolean {

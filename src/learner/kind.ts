@@ -123,7 +123,7 @@ export const LearnedParams = Type.Object(
     candidateBackoffGate: Type.Optional(
       Type.Union([Type.Boolean(), Type.Literal('safe-start')], {
         description:
-          'The activation gate’s refusals whose estimate against the default strategy or the serving version is below −gateDelta count in the candidate backoff like the runtime guard’s (not a refusal for too little support): true, false, or "safe-start" (only those judged while no trained version serves). Default true; needs candidateBackoff.',
+          'The activation gate’s refusals whose estimate against the default strategy or the serving version is below −gateDelta count in the candidate backoff like the runtime guard’s (not a refusal for too little support): true, false, or "safe-start" (only those judged while no trained version serves). Default "safe-start"; needs candidateBackoff.',
       }),
     ),
     guardSegmentOutcomes: Type.Optional(

@@ -117,6 +117,27 @@ describe('gate refusals in the candidate backoff', () => {
     assert.equal(list.candidate ?? null, null, 'a refused candidate is no longer mixed in');
   });
 
+  it('by default (safe-start) a refusal with harm while a trained version serves does not count: the retrain trains the next candidate', async () => {
+    await setup('r');
+    const enc = compileFeatures(FEATURES);
+    const metrics = { rows: 0, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 0 };
+    const served = await learner.training.registry.save('r', initialWeights(enc.dim, AGENTS.length, TOTAL, mulberry32(5)), { signature: enc.signature, agents: AGENTS, metrics });
+    await learner.training.registry.activate(served, { manual: true });
+    const bad = await proposeBad('r');
+    await run('r', 400);
+    const retrain = await learner.training.train('r');
+    const list = (await inject('GET', '/v1/models/r')).json();
+    assert.equal(list.active, served.version, 'the trained version still serves');
+    const v = list.versions.find((x: { version: number }) => x.version === bad);
+    assert.equal(v.gate.status, 'refused', JSON.stringify(v.gate));
+    assert.ok(v.gate.comparisons.some((c: { diff: number }) => c.diff < -0.02), `refused with an estimate below −δ: ${v.gate.reason}`);
+    assert.doesNotMatch(retrain.reason ?? '', /backing off/);
+    assert.equal(retrain.trained, true, `the next candidate is trained at once: ${retrain.reason}`);
+    const [gateK, afterOutcome] = (await rt.core.redis.hmget(learnerKeys(rt.core.keys, 'r').counters, 'gateRefusals', 'candidateAfter')).map((x) => Number(x ?? 0));
+    assert.equal(gateK, 0);
+    assert.equal(afterOutcome, 0);
+  });
+
   it('a refusal for too little support does not count in the backoff', async () => {
     await setup('q');
     // At a 1 % share the candidate's split is played on a handful of the 300 decisions: the gate refuses for support.

@@ -100,8 +100,8 @@ export interface LoopOptions {
   /**
    * The activation gate's refusals that show harm (guard.ts gateShowsHarm: an estimate below −δ against the default or
    * the serving version) count in that backoff like the guard's. Default CANDIDATE_BACKOFF_GATE_DEFAULT, as in the
-   * service; false: only the guard's refusals count (the rule before 2026-12-04); 'safe-start': only those judged
-   * while no trained version serves (measured, not in the service). Needs `candidateBackoff`.
+   * service ('safe-start': only those judged while no trained version serves); true: all of them; false: only the
+   * guard's refusals count (the rule before 2026-12-04). Needs `candidateBackoff`.
    */
   readonly candidateBackoffGate?: CandidateBackoffGate;
   /** The safe start's learned traffic judged against the control arm, its exploration halved when worse (guard.ts safeStartVerdict). Default true, as in the service. */
