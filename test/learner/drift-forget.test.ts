@@ -92,7 +92,9 @@ describe('forgetting in the simulation loop', () => {
     const { tf } = await loadTf();
     const rule: DriftRule = { ...DEFAULT_DRIFT, forgetAfter: 250, forgetTo: 0.25, forgetRamp: 500 };
     // Generated world 4 (a dev seed) changing at outcome 1,500: the change is detected at the retrain of outcome 1,750.
-    const res = await runLoop(tf, { world: generateWorld(4, { driftAt: 1500 }), outcomes: 2500, seed: 4, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, evalContexts: 0, checkpointEvery: 2500, driftRecovery: rule });
+    // A version at every retrain: the gate's refusals do not back the next one off here (candidateBackoffGate, which
+    // skips the retrain of outcome 2,500 on this world), so each retrain after the detection shows its span.
+    const res = await runLoop(tf, { world: generateWorld(4, { driftAt: 1500 }), outcomes: 2500, seed: 4, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5 }, evalContexts: 0, checkpointEvery: 2500, driftRecovery: rule, candidateBackoffGate: false });
     assert.deepEqual(res.detected, [1750]);
     for (const v of res.versions) {
       // A version is trained at outcome v.at, after that retrain's check: the detection at 1,750 counts from then.
