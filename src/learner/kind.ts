@@ -118,7 +118,7 @@ export const LearnedParams = Type.Object(
       Type.Boolean({ description: 'While no trained version serves, the guard judges the learned traffic as a whole (the safe start’s exploration and the candidate) against the control arm and halves the safe start’s exploration (down to 1/8) each time it is worse. Default true (off with controlShare 0).' }),
     ),
     candidateBackoff: Type.Optional(
-      Type.Boolean({ description: 'After the runtime guard refuses candidates in a row, the next candidate waits: I × 2^k outcomes after the k-th consecutive refusal (k ≤ 5; I = trainEvery, or the outcomes between the last two retrains when fewer), reset when a candidate passes the gate. Default true.' }),
+      Type.Boolean({ description: 'After the runtime guard (and, per candidateBackoffGate, the activation gate with an estimate below −gateDelta) refuses candidates in a row, the next candidate waits: I × 2^k outcomes after the k-th consecutive refusal (k ≤ 5; I = trainEvery, or the outcomes between the last two retrains when fewer), reset when a candidate passes the gate. Default true.' }),
     ),
     candidateBackoffGate: Type.Optional(
       Type.Union([Type.Boolean(), Type.Literal('safe-start')], {
