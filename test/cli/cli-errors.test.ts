@@ -1,34 +1,28 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { runCli } from '../helpers/cli.js';
 
 /**
  * The CLI's errors, run as a child process against a server with keys configured: a 401 without a key says how to
  * give one; an applied file that is not JSON, or an entry of it the server refuses, is named; `keys create
  * --expires-at` is checked before anything is sent.
  */
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const prefix = testPrefix('cli-errors');
 const ADMIN = 'cli-errors-admin-key-0123456789';
 let rt: Running;
 let dir: string;
 
 /** The CLI with an environment of its own: no APPORTION_KEY / APPORTION_ADMIN_KEY unless given. */
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(args: string[], env: Record<string, string> = {}) {
   const base = { ...process.env };
   delete base.APPORTION_KEY;
   delete base.APPORTION_ADMIN_KEY;
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['bin/apportion.mjs', ...args], { cwd: ROOT, env: { ...base, APPORTION_URL: rt.url!, ...env }, timeout: 120_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+  return runCli(args, { ...base, APPORTION_URL: rt.url!, ...env }, 120_000);
 }
 const noStack = (r: { stdout: string; stderr: string }) => {
   for (const out of [r.stdout, r.stderr]) assert.doesNotMatch(out, /\n\s+at |Node\.js v/, 'no stack trace');

@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import fc from 'fast-check';
 import { DOMAINS } from '../../src/cli/commands.js';
@@ -15,27 +13,12 @@ import { runDemo } from '../../src/console/demo.js';
 import { ConfigError } from '../../src/config/env.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { closedPort, runCli } from '../helpers/cli.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const prefix = testPrefix('cli');
 let rt: Running;
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['bin/apportion.mjs', ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 300_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
-/** A loopback port nothing listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+const cli = (args: string[], env: Record<string, string> = {}) => runCli(args, { ...process.env, ...env });
 
 before(async () => {
   rt = await startTest(prefix, { listen: true });

@@ -1,28 +1,20 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { learnerKeys } from '../../src/learner/keys.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { runCli } from '../helpers/cli.js';
 
 // export-logs over a socket: it follows the logs cursor (each line once), and its λ is the pipeline's (qa-r bug 3:
 // --cost-weight defaulted to 0, so _label_cost was −quality while OPE and training used quality − λ·cost).
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const prefix = testPrefix('cli-export-logs');
 const dir = mkdtempSync(path.join(tmpdir(), 'apportion-export-'));
 let rt: Running;
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['bin/apportion.mjs', ...args], { cwd: ROOT, env: { ...process.env, APPORTION_FROM_SOURCE: '1' }, timeout: 300_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const cli = (args: string[]) => runCli(args, { ...process.env, APPORTION_FROM_SOURCE: '1' });
 
 before(async () => {
   rt = await startTest(prefix, { listen: true });
