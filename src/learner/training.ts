@@ -494,7 +494,9 @@ export class TrainingService {
     const record = { status: verdict.pass ? ('passed' as const) : ('refused' as const), reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now, look };
     await this.registry.recordGate(pipeline.id, c.version, record);
     this.core.log.info({ pipeline: pipeline.id, version: c.version, pass: verdict.pass, reason }, 'learner activation gate');
-    if (!verdict.pass && params.candidateBackoff !== false && gateBackoffApplies(params.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT, serving.version) && gateShowsHarm({ pass: false, comparisons: verdict.comparisons }, rule.delta)) {
+    if (!verdict.pass && !changed && params.candidateBackoff !== false && gateBackoffApplies(params.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT, serving.version) && gateShowsHarm({ pass: false, comparisons: verdict.comparisons }, rule.delta)) {
+      // Not when drift recovery detected a change at this retrain: the candidate was trained before it, so its refusal
+      // says the world moved, not that the fits do harm, and the retrain that follows is the recovery's.
       // Refused with an estimate below −δ (not for support): it counts in the backoff after refused candidates like a
       // runtime guard's refusal (guard.ts candidateAfter), so the next candidate waits I × 2^min(k, 5) outcomes.
       const lk = learnerKeys(this.core.keys, pipeline.id);

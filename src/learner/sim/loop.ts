@@ -568,8 +568,9 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
           resetSafeStart();
         } else if (!(gate.wait && !changed)) {
           refusals++;
-          // A refusal that shows harm counts in the backoff like the guard's (the service's gateCandidate).
-          if (opts.candidateBackoff !== false && gateBackoffApplies(opts.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT, s?.version ?? 0) && gateShowsHarm(gate, gateRule.delta)) {
+          // A refusal that shows harm counts in the backoff like the guard's (the service's gateCandidate), unless a change
+          // was detected at this retrain (the candidate predates it; the next fit is drift recovery's).
+          if (!changed && opts.candidateBackoff !== false && gateBackoffApplies(opts.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT, s?.version ?? 0) && gateShowsHarm(gate, gateRule.delta)) {
             guardInRow++;
             candidateAfterT = candidateAfter(t + 1, guardInRow, every);
             gateBackoffs.push({ at: t + 1, version: c.version, k: guardInRow, until: candidateAfterT });
