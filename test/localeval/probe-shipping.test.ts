@@ -222,7 +222,10 @@ describe('local evaluation (QA report q)', () => {
       return local.stats().buffered === 0;
     }, 120_000);
     const s = local.stats();
-    assert.equal(s.shipped, 259);
+    // Each record stored once: a batch whose write timed out under load is answered 503 and shipped again, and the
+    // records of it that had landed then count as duplicates (one CI run: 149 shipped + 110 duplicates); every one of
+    // the 259 is checked to be stored below (its outcome is accepted).
+    assert.equal(s.shipped + s.duplicates, 259, JSON.stringify(s));
     assert.equal(s.rejected, 0);
     assert.equal(s.oversized, 1);
     assert.equal(errors.length, 1);
