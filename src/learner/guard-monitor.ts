@@ -148,6 +148,11 @@ const decodeSafeStartState: (text: string) => SafeStoredState | undefined = json
   }),
 );
 
+/** Where the guard keeps the serving version's running evidence (one key per pipeline). */
+export function guardKey(keys: Services<'keys'>['keys'], pipeline: string): string {
+  return keys.pipeline(pipeline, 'learner', 'guard');
+}
+
 /** Where the guard keeps the safe start's running evidence (one key per pipeline). */
 export function safeStartKey(keys: Services<'keys'>['keys'], pipeline: string): string {
   return keys.pipeline(pipeline, 'learner', 'guard-safe-start');
@@ -194,7 +199,7 @@ export async function readServingGuard(
   params: Pick<LearnedParams, 'guardAlpha' | 'guardMargin'>,
 ): Promise<ServingGuardStatus | undefined> {
   if (active <= 0) return undefined;
-  const json = await core.redis.get(core.keys.pipeline(pipelineId, 'learner', 'guard'));
+  const json = await core.redis.get(guardKey(core.keys, pipelineId));
   const s = json ? decodeState(json) : undefined;
   if (!s || s.since !== since) return undefined;
   const alpha = (params.guardAlpha ?? GUARD_DEFAULTS.alpha) / 2;
@@ -216,7 +221,7 @@ export class GuardMonitor {
   ) {}
 
   private key(pipeline: string): string {
-    return this.core.keys.pipeline(pipeline, 'learner', 'guard');
+    return guardKey(this.core.keys, pipeline);
   }
 
   private candidateKey(pipeline: string): string {

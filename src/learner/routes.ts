@@ -7,7 +7,6 @@ import { errorResponses, type ApiApp } from '../http/common.js';
 import { Id, type Pipeline } from '../pipelines/schema.js';
 import type { ControlView } from '../control/view.js';
 import { controlStrategyDef } from './control-arm.js';
-import { readServingGuard } from './guard-monitor.js';
 import type { Services } from '../kernel/module.js';
 import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
@@ -15,7 +14,7 @@ import { learnerKeys } from './keys.js';
 import { DEFAULT_GATE, describeRule } from './gate.js';
 import { evaluateOffPolicy, OPE_TOLERANCE, pipelineCostWeight, tierRewardOf } from './ope-service.js';
 import { learnsTiers, modelAgreementOf } from '@apportion/sdk/engine';
-import { safeStartComparison, type SafeStartComparison } from './guard-monitor.js';
+import { readServingGuard, safeStartComparison, type SafeStartComparison } from './guard-monitor.js';
 import type { RevertRecord } from './guard.js';
 import { unfitFor, type ModelDoc, type ModelSummary } from './registry.js';
 import type { TrainingService } from './training.js';
@@ -240,11 +239,9 @@ const OpeResponse = Type.Object({
 });
 
 /** The serving version's runtime-guard test (guard-monitor.ts readServingGuard), when a trained version serves. */
-async function runtimeGuardView(core: Services<'redis' | 'keys'>, view: ControlView, p: Pipeline, doc: ModelDoc | undefined) {
+async function runtimeGuardView(core: Services<'redis' | 'keys'>, view: ControlView, p: Pipeline, doc: ModelDoc | undefined, servingVersion: number, params: LearnedParams | undefined) {
   const active = doc?.active ?? 0;
-  if (!doc || active <= 0 || servingModel(view, p).version !== active) return {};
-  const params = (learnedStrategies(view, p)[0]?.params ?? {}) as LearnedParams;
-  if (params.controlShare === 0) return {};
+  if (!doc || !params || active <= 0 || servingVersion !== active || params.controlShare === 0) return {};
   const st = await readServingGuard(core, p.id, active, doc.guard?.since ?? 0, params);
   if (!st) return {};
   const v = st.verdict;
@@ -387,7 +384,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
         ...(withWeights && doc?.weights ? { weights: { ...doc.weights } } : {}),
         ...gateFields(doc, serving.version, params?.gateDelta),
         ...guardView(doc, current),
-        ...(await runtimeGuardView(core, view, p, doc)),
+        ...(await runtimeGuardView(core, view, p, doc, serving.version, params)),
         trainer: await training.escalations(pipeline),
       };
     },
