@@ -52,6 +52,9 @@ describe('the safe start’s running comparison in the model list', () => {
     const N = 400;
     // Realised rewards, with the arm the decisions logged (meta.learner.x.a: the control arm served) and their time.
     const decided: { ts: number; control: boolean; q: number }[] = [];
+    // The test's evidence begins at its first check: made here, before any decision, so that a slow machine (the
+    // worker's first tick falling mid-run) cannot start it part-way through (one run: 192 of 400 decisions after it).
+    await learner.guard.checkSafeStart('p');
     for (let i = 0; i < N; i++) {
       const a = await inject('POST', '/v1/allocations', { pipeline: 'p', strategy: 'learn', features: { n: i % 5 }, totalTokens: TOTAL });
       assert.equal(a.statusCode, 200, a.body);
