@@ -143,6 +143,11 @@ export interface DecisionStoreOptions {
   readonly pendingMs?: number;
   /** This process's estimate of Redis's clock. Default: one of the store's own. */
   readonly clock?: RedisClock;
+  /**
+   * Called for each record dropped unsent: its writer had stopped waiting (`recorded: false`) and its pending deadline
+   * passed while it still waited for a write slot, so it was never sent and will never be written.
+   */
+  readonly onDropped?: (record: DecisionRecord) => void;
 }
 
 export class DecisionStore {
@@ -174,6 +179,7 @@ export class DecisionStore {
       maxInFlight: 4,
       // A record whose writer stopped waiting stays queued until its deadline: it may still land until then.
       ...(writeWaitMs !== undefined ? { itemTimeoutMs: writeWaitMs, keepUntil: (r: DecisionRecord) => this.deadlineOf(r), clock: () => this.clock.now() } : {}),
+      ...(opts.onDropped ? { onDrop: opts.onDropped } : {}),
     });
   }
 

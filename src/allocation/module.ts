@@ -30,6 +30,8 @@ export function allocationModule(core: AllocationDeps): AllocationModule {
   const decisions = new DecisionStore(core.redis, core.keys, core.config.rewardWindowSeconds, Math.ceil(core.config.redisCommandTimeoutMs / 2), {
     pendingMs: decisionPendingMs(core.config.redisCommandTimeoutMs),
     ...(core.clock ? { clock: core.clock } : {}),
+    // Every dropped record was answered `recorded: false` (counted as unconfirmed, reason timeout) and is now lost.
+    onDropped: () => core.metrics.recordsDropped.inc(),
   });
   let routers: readonly Router[] | undefined;
   let shadows: readonly ShadowHook[] | undefined;

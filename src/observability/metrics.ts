@@ -8,6 +8,9 @@ export interface Metrics {
   /** Allocations answered `recorded: false`: the decision record's write was not confirmed in time (reason
    * `timeout`: it may still land) or failed (`error`). */
   readonly recordsUnconfirmed: Counter<'reason'>;
+  /** Decision records dropped unsent: answered `recorded: false`, then still waiting for a write slot when their
+   * pending deadline passed (never written). */
+  readonly recordsDropped: Counter;
   readonly strategyErrors: Counter<'strategy'>;
   readonly outcomesAccepted: Counter;
   readonly outcomesProcessed: Counter<'result'>;
@@ -59,6 +62,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'apportion_decision_records_unconfirmed_total',
       help: 'Allocations answered recorded: false, by reason: timeout (the record write was not confirmed within the write wait; it may still land) or error (the write failed).',
       labelNames: ['reason'],
+      registers: [registry],
+    }),
+    recordsDropped: new Counter({
+      name: 'apportion_decision_records_dropped_total',
+      help: 'Decision records dropped unsent: answered recorded: false (counted in apportion_decision_records_unconfirmed_total, reason timeout), then still waiting for a write slot when their pending deadline passed; they are never written and their outcomes are refused (DECISION_NOT_FOUND).',
       registers: [registry],
     }),
     strategyErrors: new Counter({

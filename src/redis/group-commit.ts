@@ -28,6 +28,8 @@ export interface GroupCommitOptions<T = unknown> {
   readonly keepUntil?: (item: T) => number;
   /** The clock of `keepUntil`. Default Date.now. */
   readonly clock?: () => number;
+  /** Called for each item dropped unsent (counted in `dropped` too), e.g. to count it in a metric. */
+  readonly onDrop?: (item: T) => void;
 }
 
 /** A group-committed item was not acknowledged within `itemTimeoutMs`. */
@@ -111,7 +113,7 @@ export class GroupCommitter<T> {
                   return;
                 }
                 this.pending.splice(at, 1);
-                this.dropped++;
+                this.drop(item);
               }
               w.reject(new CommitTimeoutError(ms, at < 0));
             }),
@@ -139,6 +141,11 @@ export class GroupCommitter<T> {
     return (this.opts.clock ?? Date.now)();
   }
 
+  private drop(item: T): void {
+    this.dropped++;
+    this.opts.onDrop?.(item);
+  }
+
   /** The next batch: up to `maxBatch` items from the front of the queue, those kept past their `keepUntil` dropped. */
   private take(): Waiting<T>[] {
     const batch: Waiting<T>[] = [];
@@ -146,7 +153,7 @@ export class GroupCommitter<T> {
     let i = 0;
     for (; i < this.pending.length && batch.length < this.opts.maxBatch; i++) {
       const w = this.pending[i]!;
-      if (w.keptUntil !== undefined && now >= w.keptUntil) this.dropped++;
+      if (w.keptUntil !== undefined && now >= w.keptUntil) this.drop(w.item);
       else batch.push(w);
     }
     this.pending.splice(0, i);

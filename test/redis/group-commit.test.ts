@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { GroupCommitter } from '../../src/redis/group-commit.js';
+import { CommitTimeoutError, GroupCommitter } from '../../src/redis/group-commit.js';
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
@@ -64,6 +64,36 @@ describe('GroupCommitter', () => {
     await assert.rejects(g.submit(1), /sync/);
     await g.submit(2);
     assert.equal(calls, 2);
+  });
+
+  it('reports each item dropped unsent to onDrop, whether dropped when its wait ran out or when kept until its keepUntil', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const written: number[] = [];
+    const onDrop: number[] = [];
+    let now = 0;
+    const g = new GroupCommitter<number>(
+      async (xs) => {
+        written.push(...xs);
+        if (xs.includes(0)) await gate;
+      },
+      // Items 10+ stay queued until t = 100 on the test's clock; the others are dropped as soon as their wait runs out.
+      { maxBatch: 10, maxInFlight: 1, itemTimeoutMs: 1, keepUntil: (x) => (x >= 10 ? 100 : 0), clock: () => now, onDrop: (x) => onDrop.push(x) },
+    );
+    const first = g.submit(0).catch((e: unknown) => e);
+    await tick();
+    assert.deepEqual(written, [0], 'the only write slot is busy');
+    const waits = await Promise.allSettled([1, 2, 10, 11].map((x) => g.submit(x)));
+    assert.ok(waits.every((w) => w.status === 'rejected' && w.reason instanceof CommitTimeoutError));
+    assert.deepEqual(onDrop, [1, 2], 'dropped when their wait ran out');
+    assert.equal(g.backlog, 2, '10 and 11 stay queued');
+    now = 100; // past their keepUntil before the slot frees
+    release();
+    await first;
+    await tick();
+    assert.deepEqual(onDrop, [1, 2, 10, 11]);
+    assert.equal(g.dropped, 4);
+    assert.deepEqual(written, [0], 'nothing dropped was written');
   });
 
   it('rejects nonsensical options', () => {
