@@ -116,11 +116,26 @@ export interface AgentPlan {
 }
 
 /**
+ * What marks a BudgetExceededError of any copy of this module. The package ships an ES module and a CommonJS build,
+ * and a process may load both (the app imports the ESM build, a dependency requires the CJS one): two classes, and a
+ * controller made through one copy throws errors of its class into models, hooks and catch blocks of the other. A
+ * registered symbol is the same in every copy, so `instanceof BudgetExceededError` holds for an error of either.
+ */
+const BUDGET_EXCEEDED = Symbol.for('apportion.sdk.BudgetExceededError');
+
+/**
  * A limit was reached. Scope `agent`: past its allocation with a pool that could not cover the overage
  * (`consumed > limit`), or refused a call at its limit (`consumed >= limit`, e.g. by the framework integrations,
  * which do not draw from the pool on their own; `pool` then says what extend() could still grant).
+ * `instanceof BudgetExceededError` is true for one thrown by either build of the package (see BUDGET_EXCEEDED).
  */
 export class BudgetExceededError extends Error {
+  /** Any copy's BudgetExceededError (by its mark); for a subclass, the usual prototype check. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== BudgetExceededError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as { [BUDGET_EXCEEDED]?: unknown })[BUDGET_EXCEEDED] === true;
+  }
+
   constructor(
     readonly scope: 'request' | 'agent' | 'server',
     readonly agent: string | undefined,
@@ -147,6 +162,7 @@ export class BudgetExceededError extends Error {
     this.name = 'BudgetExceededError';
   }
 }
+Object.defineProperty(BudgetExceededError.prototype, BUDGET_EXCEEDED, { value: true });
 
 /** Output tokens a model call in flight holds of its agent's budget (BudgetController.claim). */
 export interface Claim {

@@ -22,24 +22,29 @@ import { asAgent, callUsage, claimOutput, failedCall, wrapUpText, type Integrati
 export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
 
 /**
+ * One `name` per process, not one per copy of this module: the package ships an ES module and a CommonJS build, and
+ * a process may load both (the app imports the ESM build, a dependency requires the CJS one). Each copy would have
+ * its own, and what one copy registers there would be invisible to the other. So the instance lives on `globalThis`
+ * under a registered symbol (`Symbol.for('apportion.sdk.<name>')`), created by the first copy loaded and taken by the
+ * rest.
+ */
+function processWide<T>(name: string, isOne: (v: unknown) => v is T, create: () => T): T {
+  const key = Symbol.for(`apportion.sdk.${name}`);
+  const g = globalThis as { [key: symbol]: unknown };
+  const existing = g[key];
+  if (isOne(existing)) return existing;
+  const created = create();
+  Object.defineProperty(g, key, { value: created, enumerable: false, writable: false, configurable: false });
+  return created;
+}
+
+/**
  * The controller of the request being run: the Agents SDK calls a model inside `runner.run`'s async context (the
  * nested run of an agent used as a tool and a streamed run's background loop included), so a scope entered around
- * `runner.run` reaches every model call of that run, and only of that run.
- *
- * One per process, not one per copy of this module: the package ships an ES module and a CommonJS build, and a
- * process may load both (the app imports the ESM build, a dependency requires the CJS one). Each copy would have
- * its own AsyncLocalStorage, and a scope opened through one would be invisible to models of the other. So the
- * instance lives on `globalThis` under a registered symbol, created by the first copy loaded and taken by the rest.
+ * `runner.run` reaches every model call of that run, and only of that run. One per process (processWide): a scope
+ * opened through either build is the one models of both read.
  */
-const BUDGET_SCOPE = Symbol.for('apportion.sdk.budgetScope');
-const budgetScope: AsyncLocalStorage<BudgetController> = (() => {
-  const g = globalThis as { [BUDGET_SCOPE]?: AsyncLocalStorage<BudgetController> };
-  const existing = g[BUDGET_SCOPE];
-  if (existing instanceof AsyncLocalStorage) return existing;
-  const created = new AsyncLocalStorage<BudgetController>();
-  Object.defineProperty(g, BUDGET_SCOPE, { value: created, enumerable: false, writable: false, configurable: false });
-  return created;
-})();
+const budgetScope = processWide('budgetScope', (v): v is AsyncLocalStorage<BudgetController> => v instanceof AsyncLocalStorage, () => new AsyncLocalStorage<BudgetController>());
 
 /**
  * Runs `fn` (e.g. `() => runner.run(agent, input)`) with `controller` as the request's controller: every
@@ -79,12 +84,30 @@ function usageOf(u: { inputTokens: number; outputTokens: number; inputTokensDeta
 /**
  * Who hears that an agent's model call raised BudgetExceededError, per controller: the run hooks, which finish the
  * agent (its run ends there, and an agent run as a tool ends without an `agent_end` event: the Agents SDK turns the
- * error into the tool's output).
+ * error into the tool's output). One per process (processWide), so hooks attached through one build hear models
+ * wrapped by the other.
  */
-const overBudgetListeners = new WeakMap<BudgetController, Set<(agent: string) => void>>();
+const overBudgetListeners = processWide(
+  'overBudgetListeners',
+  (v): v is WeakMap<BudgetController, Set<(agent: string) => void>> => v instanceof WeakMap,
+  () => new WeakMap<BudgetController, Set<(agent: string) => void>>(),
+);
 
-/** A Model that caps, meters and attributes the calls of one agent, delegating to `inner`. */
+/** What marks an ApportionModel of any copy of this module (a registered symbol: the same in both builds). */
+const APPORTION_MODEL = Symbol.for('apportion.sdk.ApportionModel');
+
+/**
+ * A Model that caps, meters and attributes the calls of one agent, delegating to `inner`. `instanceof
+ * ApportionModel` is true for one made by either build of the package (see APPORTION_MODEL), so budgetAgents of
+ * one build recognises an agent the other already wrapped.
+ */
 export class ApportionModel implements Model {
+  /** Any copy's ApportionModel (by its mark); for a subclass, the usual prototype check. */
+  static [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== ApportionModel) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as { [APPORTION_MODEL]?: unknown })[APPORTION_MODEL] === true;
+  }
+
   /** The controller spent outside a `runWithBudget` scope; undefined once the model is shared by controllers. */
   #fallback: BudgetController | undefined;
 
@@ -227,6 +250,7 @@ export class ApportionModel implements Model {
 
   getRetryAdvice: NonNullable<Model['getRetryAdvice']> = (args) => this.inner.getRetryAdvice?.(args);
 }
+Object.defineProperty(ApportionModel.prototype, APPORTION_MODEL, { value: true });
 
 export interface BudgetAgentsOptions extends Omit<IntegrationOptions, 'controller'> {
   /**
