@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import * as esmRoot from '@apportion/sdk';
 import { BudgetController } from '@apportion/sdk';
@@ -14,7 +15,8 @@ import { assistantMessage, ScriptedModel } from '@openai/agents/testing';
  * scope opened through the other (and refuse every call, or charge the controller they were built with).
  * The same for what identifies the SDK's objects: a model wrapped by one copy is recognised as wrapped by the other's
  * budgetAgents, the over-budget finish of one copy's attachBudgetHooks hears the other copy's models, and a
- * BudgetExceededError of either copy is one of both (`instanceof`), whichever copy made the controller.
+ * BudgetExceededError of either copy is one of both (`instanceof`), whichever copy made the controller; and the
+ * process-wide span recorder configured through one copy is the one the other copy's models record into.
  * Runs against the built package (packages/sdk/dist: `npm run build -w @apportion/sdk`), both of its builds.
  */
 setTracingDisabled(true);
@@ -128,6 +130,27 @@ describe('SDK loaded as ES module and as CommonJS in one process: one runWithBud
       await assert.rejects(new Runner({ tracingDisabled: true }).run(writer, 'go'), /has no BudgetController for this call/);
       assert.equal(model.calls.length, 0);
       assert.equal(c1.state('writer').consumed + c2.state('writer').consumed, 0);
+    });
+  }
+
+  for (const [configurer, user] of pairs) {
+    it(`the process-wide span recorder is one: configured through the ${configurer.toUpperCase()} build, models of the ${user.toUpperCase()} build record into it, in its sessions`, async () => {
+      // A port nothing listens on: the spans stay buffered (nothing here flushes them but the exit flush, which fails).
+      const s = createServer();
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+      const { port } = s.address() as { port: number };
+      await new Promise((r) => s.close(r));
+      const recorder = builds[configurer].root.configureSpans({ url: `http://127.0.0.1:${port}`, flushIntervalMs: 0 });
+      assert.equal(builds[user].root.defaultSpanRecorder(), recorder, 'both builds hand out the recorder configured');
+      const model = new ScriptedModel([{ output: [assistantMessage('one')], usage: usage(100, 20) }]);
+      const writer = new Agent({ name: 'writer', instructions: 'Write.', model });
+      builds[user].agents.budgetAgents(writer, {});
+      const c = controllerFor(1000);
+      const decisionId = `dual-${configurer}`;
+      await builds[configurer].root.withSession({ sessionId: `s-${configurer}`, decisionId }, () =>
+        builds[configurer].agents.runWithBudget(c, () => new Runner({ tracingDisabled: true }).run(writer, 'go')),
+      );
+      assert.deepEqual(recorder.usageFor(decisionId), { writer: { inputTokens: 100, outputTokens: 20 } }, "the call's span is in the configured recorder, in the session opened through the other build");
     });
   }
 });

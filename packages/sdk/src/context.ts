@@ -327,16 +327,31 @@ export class SpanRecorder {
   }
 }
 
-let defaultRecorder: SpanRecorder | undefined;
+/**
+ * Where the process-wide recorder is kept: one place per process, not one per copy of this module. The package ships
+ * an ES module and a CommonJS build, and a process may load both (the app imports the ESM build, a dependency
+ * requires the CJS one); with one recorder per copy, `configureSpans` through one copy would not reach what the other
+ * records (an integration's model calls included), nor would its `withSession` / `withAgent` context. So the holder
+ * lives on `globalThis` under a registered symbol, created by the first copy loaded and taken by the rest.
+ */
+const DEFAULT_RECORDER = Symbol.for('apportion.sdk.defaultSpanRecorder');
+const defaults: { recorder: SpanRecorder | undefined } = (() => {
+  const g = globalThis as { [DEFAULT_RECORDER]?: { recorder: SpanRecorder | undefined } };
+  const existing = g[DEFAULT_RECORDER];
+  if (typeof existing === 'object' && existing !== null && 'recorder' in existing) return existing;
+  const created = { recorder: undefined };
+  Object.defineProperty(g, DEFAULT_RECORDER, { value: created, enumerable: false, writable: false, configurable: false });
+  return created;
+})();
 
-/** Sets up the process-wide recorder the free functions below use. */
+/** Sets up the process-wide recorder the free functions below use (for both builds of the package, see `defaults`). */
 export function configureSpans(opts: SpanRecorderOptions = {}): SpanRecorder {
-  defaultRecorder = new SpanRecorder(opts);
-  return defaultRecorder;
+  defaults.recorder = new SpanRecorder(opts);
+  return defaults.recorder;
 }
 
 function recorder(): SpanRecorder {
-  return (defaultRecorder ??= new SpanRecorder());
+  return (defaults.recorder ??= new SpanRecorder());
 }
 
 /** The process-wide recorder the free functions use (created with defaults on first use). */
