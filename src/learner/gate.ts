@@ -65,6 +65,15 @@ export interface GateRule {
    */
   readonly lineage?: boolean;
   /**
+   * Whether the lineage is checked for a change first (default true): the serving version's standing against the
+   * default strategy, Δ(serving, default), on the candidate's decisions (the recent ones) against the same on its
+   * older held-out decisions. When the recent estimate is below the older one by more than δ and significantly
+   * (the upper z bound of recent − older below 0), the older record no longer describes the world — a change drift
+   * detection did not catch — and the comparison with the default strategy is the direct one, on the candidate's
+   * decisions only, as without a lineage. false: the chain is used whatever the record shows (the rule before).
+   */
+  readonly lineageCheck?: boolean;
+  /**
    * A control variate on every DR term (default 'none'). `offset`: DR_i(π) − β_π·(w_i(π) − 1), β_π the mean residual
    * r − q̂ over the decisions that played π, weighted by w (the reward model's offset at π's split), cross-fitted:
    * each half of the decisions (alternate ones) takes β from the other half. E[w_i(π) − 1 | x_i] = 0 for every
@@ -77,7 +86,7 @@ export interface GateRule {
   readonly controlVariate?: 'none' | 'offset';
 }
 
-export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'bootstrap-t', looks: 1, resamples: 2000, lineage: true };
+export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'bootstrap-t', looks: 1, resamples: 2000, lineage: true, lineageCheck: true };
 
 /** The rule before the bootstrap-t bound, the looks and the lineage (one verdict per candidate, normal bound), for comparison. */
 export const NORMAL_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'normal', looks: 1, lineage: false };
@@ -92,7 +101,7 @@ export function describeRule(rule: GateRule): string {
   const level = (100 * (1 - (1 - normalCdf(rule.z)) / looks)).toFixed(looks > 1 ? 1 : 0);
   const how = rule.interval ?? 'bootstrap-t';
   const lineage = rule.lineage
-    ? `; while a version serves, DR(candidate) − DR(default) is estimated along the lineage: Δ(candidate, serving) on the candidate's decisions + Δ(serving, default) on every decision since the serving version was trained (since the last detected change, if later), its lower ${level} % ${how} bound ≥ −${rule.delta}`
+    ? `; while a version serves, DR(candidate) − DR(default) is estimated along the lineage: Δ(candidate, serving) on the candidate's decisions + Δ(serving, default) on every decision since the serving version was trained (since the last detected change, if later), its lower ${level} % ${how} bound ≥ −${rule.delta}${rule.lineageCheck === false ? '' : `, unless Δ(serving, default) on the candidate's decisions is below the same on the older ones by more than ${rule.delta} and significantly (a change: then the direct comparison)`}`
     : '';
   const cv = rule.controlVariate === 'offset' ? `; each DR term with a cross-fitted offset control variate (− β̂·(w − 1), β̂ the weighted mean residual at that split on the other half of the decisions)` : '';
   return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained (≥ ${rule.minSupport ?? 0} of them playing each compared split), the lower ${level} % ${how} bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy${lineage}${looks > 1 ? `; judged at up to ${looks} retrains on all decisions since it was proposed (waits while its estimate is not below −${rule.delta}), each look at α/${looks}` : ''}${cv}`;
@@ -102,6 +111,11 @@ export interface GateComparison {
   readonly against: 'serving' | 'default';
   /** For `default` along the lineage: the serving version's held-out decisions the chain used (the candidate's are `events`). */
   readonly lineage?: { readonly version: number; readonly events: number };
+  /**
+   * For `default`, when the lineage was not used because the serving version's record shows a change (`GateRule.lineageCheck`):
+   * Δ(serving, default) on its older held-out decisions and on the candidate's, and how many of each.
+   */
+  readonly lineageChanged?: { readonly version: number; readonly older: number; readonly recent: number; readonly olderEvents: number; readonly recentEvents: number };
   /** Mean paired DR difference (candidate − reference) and its one-sided lower bound. */
   readonly diff: number;
   readonly lo: number;
@@ -215,8 +229,10 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
   const si = refs.findIndex((R) => R.against === 'serving');
   const ev = input.serving?.evidence;
   const chain = rule.lineage && si >= 0 && ev && (ev.value || ev.model) ? chainedDiff(usable, cand!, ref[si]!, ev, input.serving!.split, input.defaultSplit, agents, input.costWeight, tol, rule.controlVariate ?? 'none') : undefined;
+  // A record that shows a change is not chained through (lineageCheck): the comparison with the default is the direct one.
+  const changed = !!chain && rule.lineageCheck !== false && lineageShifted(chain.shift, rule);
   // Along the lineage the default's split is compared on M (the serving version's record), so its support is counted there.
-  const lineageOk = !!chain && chain.played.every((p) => p >= minSupport);
+  const lineageOk = !!chain && !changed && chain.played.every((p) => p >= minSupport);
   const thin = [{ against: 'candidate', n: played[0]! }, ...refs.map((R, j) => ({ against: R.against, n: R.against === 'default' && lineageOk ? chain!.played[1]! : played[j + 1]! }))].filter((x) => x.n < minSupport);
   if (thin.length > 0) {
     return {
@@ -244,11 +260,15 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
       mr += ref[j]![i]! / n;
     }
     const { mean: m, lo } = lowerBound(d, alpha, rule.interval ?? 'bootstrap-t', rule.resamples ?? 2000, j);
+    if (R.against === 'default' && changed) {
+      const { older, recent, olderEvents, recentEvents } = chain.shift;
+      return { against: R.against, diff: m, lo, reference: mr, candidate: mc, lineageChanged: { version: input.serving!.version, older, recent, olderEvents, recentEvents } };
+    }
     return { against: R.against, diff: m, lo, reference: mr, candidate: mc };
   });
   const failed = comparisons.filter((c) => !(c.lo >= -rule.delta));
   const fmt = (c: GateComparison) =>
-    `${c.against}${c.against === 'serving' && input.serving ? ` version ${input.serving.version}` : ''}: Δ ${c.diff.toFixed(4)}, lower bound ${c.lo.toFixed(4)}${c.lineage ? ` (along the lineage of version ${c.lineage.version}, on its ${c.lineage.events} held-out decisions)` : ''}`;
+    `${c.against}${c.against === 'serving' && input.serving ? ` version ${input.serving.version}` : ''}: Δ ${c.diff.toFixed(4)}, lower bound ${c.lo.toFixed(4)}${c.lineage ? ` (along the lineage of version ${c.lineage.version}, on its ${c.lineage.events} held-out decisions)` : ''}${c.lineageChanged ? ` (direct, not along the lineage of version ${c.lineageChanged.version}: its record shows a change, Δ(serving, default) ${c.lineageChanged.recent.toFixed(4)} on the candidate's ${c.lineageChanged.recentEvents} decisions against ${c.lineageChanged.older.toFixed(4)} on its ${c.lineageChanged.olderEvents} older ones)` : ''}`;
   const tail = `(δ ${rule.delta}, ${n} decisions, look ${look} of ${looks}, ${(100 * (1 - alpha)).toFixed(1)} % ${rule.interval ?? 'bootstrap-t'} bound${unsupported ? `, ${unsupported} target actions without support` : ''})`;
   if (failed.length === 0) return { pass: true, look, reason: `not worse than ${comparisons.map(fmt).join('; ')} ${tail}`, events: n, comparisons };
   const wait = look < looks && failed.every((c) => c.diff >= -rule.delta);
@@ -282,7 +302,7 @@ function chainedDiff(
   costWeight: number,
   tol: number,
   cv: 'none' | 'offset' = 'none',
-): { u: Float64Array; m: number; played: number[] } {
+): { u: Float64Array; m: number; played: number[]; shift: { older: number; recent: number; olderEvents: number; recentEvents: number; se: number } } {
   const n = usable.length;
   const inN = new Map(usable.map((e, i) => [e.id, i]));
   const extra = ev.events.filter((e) => !inN.has(e.id) && e.d !== 1 && agents.every((a) => typeof e.b[a] === 'number'));
@@ -312,11 +332,38 @@ function chainedDiff(
     dr(defaultSplit(e), 1);
   });
   const [sv, df] = cols.map((c) => drOf(c, cv));
+  // Δ(serving, default) per decision, on the older part of the record (extra) and on the candidate's decisions (recent).
+  const part = [
+    { s: 0, s2: 0, k: 0 },
+    { s: 0, s2: 0, k: 0 },
+  ];
   for (let i = 0; i < m; i++) {
     const j = i - extra.length;
-    u[i] = sv![i]! - df![i]! + (j >= 0 ? (m / n) * (cand[j]! - serv[j]!) : 0);
+    const b = sv![i]! - df![i]!;
+    u[i] = b + (j >= 0 ? (m / n) * (cand[j]! - serv[j]!) : 0);
+    const p = part[j >= 0 ? 1 : 0]!;
+    p.s += b;
+    p.s2 += b * b;
+    p.k++;
   }
-  return { u, m, played };
+  const [older, recent] = part.map((p) => {
+    const mean = p.k > 0 ? p.s / p.k : 0;
+    const v = p.k > 1 ? Math.max(0, (p.s2 - p.k * mean * mean) / (p.k - 1)) : 0;
+    return { mean, v, k: p.k };
+  }) as [{ mean: number; v: number; k: number }, { mean: number; v: number; k: number }];
+  const shift = { older: older.mean, recent: recent.mean, olderEvents: older.k, recentEvents: recent.k, se: older.k > 1 && recent.k > 1 ? Math.sqrt(older.v / older.k + recent.v / recent.k) : Infinity };
+  return { u, m, played, shift };
+}
+
+/**
+ * Whether the serving version's record shows a change (GateRule.lineageCheck): its Δ(serving, default) on the
+ * candidate's decisions below the same on its older held-out decisions by more than δ, and significantly (the upper
+ * z bound of the difference below 0). Pure.
+ */
+export function lineageShifted(shift: { readonly older: number; readonly recent: number; readonly olderEvents: number; readonly se: number }, rule: GateRule): boolean {
+  if (shift.olderEvents < 1 || !Number.isFinite(shift.se)) return false;
+  const d = shift.recent - shift.older;
+  return d < -rule.delta && d + rule.z * shift.se < 0;
 }
 
 /**
@@ -511,5 +558,6 @@ export const GATE_RULES: Readonly<Record<string, GateRule>> = {
   default: DEFAULT_GATE,
   normal: NORMAL_GATE,
   direct: { ...DEFAULT_GATE, lineage: false },
+  'lineage-unchecked': { ...DEFAULT_GATE, lineageCheck: false },
   offset: { ...DEFAULT_GATE, controlVariate: 'offset' },
 };

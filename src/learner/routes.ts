@@ -30,6 +30,13 @@ const GateComparisonSchema = Type.Object({
   lo: Type.Number({ description: 'Its one-sided lower confidence bound.' }),
   reference: Type.Number(),
   candidate: Type.Number(),
+  lineage: Type.Optional(Type.Object({ version: Type.Integer(), events: Type.Integer() }, { description: 'For default: judged along the serving version\'s record (that version, and the decisions of the chain).' })),
+  lineageChanged: Type.Optional(
+    Type.Object(
+      { version: Type.Integer(), older: Type.Number(), recent: Type.Number(), olderEvents: Type.Integer(), recentEvents: Type.Integer() },
+      { description: 'For default: not judged along the serving version\'s record because it shows a change: Δ(serving, default) on its older decisions and on the candidate\'s (recent) ones.' },
+    ),
+  ),
 });
 const GateSchema = Type.Object({
   status: Type.String({ description: 'candidate (awaiting the gate, or judged inconclusively and waiting for more decisions), passed or refused' }),

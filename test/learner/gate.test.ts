@@ -209,8 +209,14 @@ describe('activation gate under skewed, bimodal rewards', () => {
  * is Δ(candidate, S) on the candidate's decisions + Δ(S, default) on every decision S never saw.
  */
 describe('activation gate along a lineage', () => {
+  /** Budgets as they act after a change of roles: agent k's budget acts as agent roles[k]'s did. */
+  const permute = (b: readonly number[], roles: readonly number[]) => {
+    const out = b.map(() => 0);
+    b.forEach((v, k) => (out[roles[k]!] = v));
+    return out;
+  };
   /** Decisions served by `serving` (its exploring policy), a 5 % control arm (the default, uniform) and `candidate`'s split mixed in. */
-  function served(n: number, seed: number, serving: Model, candidate?: Model, from = 0): LoggedEvent[] {
+  function served(n: number, seed: number, serving: Model, candidate?: Model, from = 0, roles?: readonly number[]): LoggedEvent[] {
     const rng = mulberry32(seed);
     return Array.from({ length: n }, (_, i) => {
       const t = from + i;
@@ -219,7 +225,9 @@ describe('activation gate along a lineage', () => {
       let dec = decide(forward(serving.weights, serving.encoder.encode(f)), agents, T, explore, rng, uniform);
       if (candidate) dec = withCandidate(dec, split(candidate, f), CANDIDATE_SHARE, rng);
       dec = withCandidate(dec, uniform, 0.05, rng);
-      const q = world.outcome(0, x, dec.budgets, rng).quality;
+      // `roles`: the agents have changed roles (agent k's budget acts as agent roles[k]'s did).
+      const acting = roles ? permute(dec.budgets, roles) : dec.budgets;
+      const q = world.outcome(0, x, acting, rng).quality;
       return { id: `${seed}-${t}`, t, s: 'learn', f, T, b: Object.fromEntries(names.map((a, i) => [a, dec.budgets[i]!])), q, c: null, C: dec.candidates, P: dec.probs, k: dec.chosen };
     });
   }
@@ -279,6 +287,46 @@ describe('activation gate along a lineage', () => {
     const w = judge(after, bad, good, [...served(3000, 27, good), ...after]);
     assert.equal(w.pass, false, w.reason);
     assert.ok(w.comparisons.find((x) => x.against === 'default')!.lo < -DEFAULT_GATE.delta);
+  });
+
+  it('does not chain through a record that shows a change: the agents change roles after 3,000 decisions, drift detection silent', () => {
+    // The agents change roles in reverse order of the serving version's mean budgets (the one it gives the most acts
+    // as the one it gives the fewest, and so on): its split, good before, is now worse than the default's; the
+    // candidate, a small step from it, is as bad.
+    const mean = agents.map((_, k) => served(200, 30, good).reduce((s, e) => s + e.b[names[k]!]! / 200, 0));
+    const rank = mean.map((_, k) => k).sort((a, b) => mean[b]! - mean[a]!);
+    const roles = mean.map(() => 0);
+    rank.forEach((k, r) => (roles[k] = rank[rank.length - 1 - r]!));
+    const c = step(good);
+    const before = served(3000, 31, good);
+    const now = served(600, 32, good, c, 3000, roles);
+    const truth = (b: (f: LoggedEvent['f']) => readonly number[]) => {
+      const rng = mulberry32(33);
+      let s = 0;
+      for (let i = 0; i < 400; i++) {
+        const x = world.sample(rng);
+        const bb = b(world.features(x));
+        s += world.expected(0, x, permute(bb, roles)) / 400;
+      }
+      return s;
+    };
+    const gap = truth((f) => split(c, f)) - truth(() => uniform);
+    assert.ok(gap < -3 * DEFAULT_GATE.delta, `after the swap the candidate is worse than the default by ${gap}`);
+    // The chain through the whole record averages the good past with the bad present and lets the candidate through.
+    const unchecked = judge(now, c, good, [...before, ...now], { ...DEFAULT_GATE, lineageCheck: false });
+    assert.equal(unchecked.pass, true, unchecked.reason);
+    assert.ok(unchecked.comparisons.find((x) => x.against === 'default')!.lineage);
+    // Checked (the default): the record's recent part is below its older part, so the comparison is the direct one.
+    const v = judge(now, c, good, [...before, ...now]);
+    assert.equal(v.pass, false, v.reason);
+    const d = v.comparisons.find((x) => x.against === 'default')!;
+    assert.equal(d.lineage, undefined);
+    assert.ok(d.lineageChanged, v.reason);
+    assert.equal(d.lineageChanged.olderEvents, 3000);
+    assert.equal(d.lineageChanged.recentEvents, 600);
+    assert.ok(d.lineageChanged.recent < d.lineageChanged.older - DEFAULT_GATE.delta, JSON.stringify(d.lineageChanged));
+    assert.match(v.reason, /not along the lineage of version 4: its record shows a change/);
+    assert.ok(d.diff < -DEFAULT_GATE.delta, `direct Δ ${d.diff}`);
   });
 });
 
