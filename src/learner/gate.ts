@@ -15,7 +15,8 @@ import { mulberry32 } from './rng.js';
  *     lower bound L = mean(Δ) − q · sd(Δ)/√n, q the (1 − α/looks) quantile of the bootstrap-t distribution
  *     pass iff  n ≥ minEvents  and  L ≥ −δ  for every R
  *   not passed at look j < looks, and mean(Δ) ≥ −δ for every R: it waits (stays the candidate) for more decisions;
- *   otherwise it is refused.
+ *   a compared split played on fewer than minSupport (but at least one) of them at look j ≤ supportWaits: no
+ *   estimate, it waits likewise; otherwise it is refused.
  *
  * Why a bootstrap-t bound: Δ_i is a few large terms (importance weight ~10 × a reward residual, on the decisions
  * that played a compared split) among many small ones, and with hard failures the residuals are bimodal, so the
@@ -43,10 +44,20 @@ export interface GateRule {
   readonly minEvents: number;
   /**
    * Fewest of those decisions that played each compared split (the candidate's, the serving version's, the
-   * default strategy's); fewer refuses. Default 20. Without it, a split the logs rarely played is valued almost
-   * only by the candidate's own reward model, and the normal interval understates how wrong that can be.
+   * default strategy's); fewer: no estimate (the candidate waits, see `supportWaits`, else it is refused). Default 20.
+   * Without it, a split the logs rarely played is valued almost only by the candidate's own reward model, and the
+   * normal interval understates how wrong that can be.
    */
   readonly minSupport?: number;
+  /**
+   * Looks at which a candidate with too little support *waits* (stays the candidate, nothing is trained over it, and
+   * is judged again at the next retrain on all the decisions since it was proposed) instead of being refused: at
+   * looks 1 … supportWaits, when every split short of `minSupport` was played at least once (a split played on none
+   * — a strategy in shadow — gets no plays from more decisions, so it is refused at once). Default 2 (0: refused, the
+   * rule before). No estimate is made at such a look, so it spends none of the level α; it counts as a look
+   * (`GateVerdict.look`), so a later estimate has that many fewer looks left to wait in (`looks`).
+   */
+  readonly supportWaits?: number;
   /**
    * How the lower bound is computed: `bootstrap-t` (default; skew-robust, see above) or `normal` (mean − z·sd/√n,
    * the rule before; kept for comparison).
@@ -86,7 +97,7 @@ export interface GateRule {
   readonly controlVariate?: 'none' | 'offset';
 }
 
-export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'bootstrap-t', looks: 1, resamples: 2000, lineage: true, lineageCheck: true };
+export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, supportWaits: 2, interval: 'bootstrap-t', looks: 1, resamples: 2000, lineage: true, lineageCheck: true };
 
 /** The rule before the bootstrap-t bound, the looks and the lineage (one verdict per candidate, normal bound), for comparison. */
 export const NORMAL_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'normal', looks: 1, lineage: false };
@@ -104,7 +115,7 @@ export function describeRule(rule: GateRule): string {
     ? `; while a version serves, DR(candidate) − DR(default) is estimated along the lineage: Δ(candidate, serving) on the candidate's decisions + Δ(serving, default) on every decision since the serving version was trained (since the last detected change, if later), its lower ${level} % ${how} bound ≥ −${rule.delta}${rule.lineageCheck === false ? '' : `, unless Δ(serving, default) on the candidate's decisions is below the same on the older ones by more than ${rule.delta} and significantly (a change: then the direct comparison)`}`
     : '';
   const cv = rule.controlVariate === 'offset' ? `; each DR term with a cross-fitted offset control variate (− β̂·(w − 1), β̂ the weighted mean residual at that split on the other half of the decisions)` : '';
-  return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained (≥ ${rule.minSupport ?? 0} of them playing each compared split), the lower ${level} % ${how} bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy${lineage}${looks > 1 ? `; judged at up to ${looks} retrains on all decisions since it was proposed (waits while its estimate is not below −${rule.delta}), each look at α/${looks}` : ''}${cv}`;
+  return `serve iff, on ≥ ${rule.minEvents} decisions logged since the candidate was trained (≥ ${rule.minSupport ?? 0} of them playing each compared split${(rule.supportWaits ?? 0) > 0 ? `; with fewer, it waits and is judged again at the next retrain on all decisions since it was proposed, at up to ${rule.supportWaits} looks` : ''}), the lower ${level} % ${how} bound of DR(candidate) − DR(reference) ≥ −${rule.delta} for the serving version and the default strategy${lineage}${looks > 1 ? `; judged at up to ${looks} retrains on all decisions since it was proposed (waits while its estimate is not below −${rule.delta}), each look at α/${looks}` : ''}${cv}`;
 }
 
 export interface GateComparison {
@@ -126,7 +137,10 @@ export interface GateComparison {
 
 export interface GateVerdict {
   readonly pass: boolean;
-  /** Not passed, but looks remain and no estimate is below −δ: the candidate stays and is judged again on more decisions. */
+  /**
+   * Not passed, but looks remain and no estimate is below −δ, or too little support at a look within
+   * `GateRule.supportWaits`: the candidate stays and is judged again on more decisions.
+   */
   readonly wait?: boolean;
   /** Which look this was (1-based). */
   readonly look?: number;
@@ -235,12 +249,13 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
   const lineageOk = !!chain && !changed && chain.played.every((p) => p >= minSupport);
   const thin = [{ against: 'candidate', n: played[0]! }, ...refs.map((R, j) => ({ against: R.against, n: R.against === 'default' && lineageOk ? chain!.played[1]! : played[j + 1]! }))].filter((x) => x.n < minSupport);
   if (thin.length > 0) {
-    return {
-      pass: false,
-      reason: `too little support: ${thin.map((x) => `the ${x.against === 'default' ? 'default strategy' : x.against === 'serving' ? 'serving version' : 'candidate'}'s split was played on ${x.n}`).join(', ')} of ${n} decisions; the gate needs ${minSupport} each`,
-      events: n,
-      comparisons: [],
-    };
+    const reason = `too little support: ${thin.map((x) => `the ${x.against === 'default' ? 'default strategy' : x.against === 'serving' ? 'serving version' : 'candidate'}'s split was played on ${x.n}`).join(', ')} of ${n} decisions; the gate needs ${minSupport} each`;
+    // No estimate: a candidate whose thin splits were all played waits for more decisions (GateRule.supportWaits),
+    // on token and tier pipelines alike; one with a split played on none is refused (more decisions bring it none).
+    const wait = look <= (rule.supportWaits ?? 0) && thin.every((x) => x.n > 0);
+    return wait
+      ? { pass: false, wait, look, reason: `${reason} (look ${look}; waits for support at up to ${rule.supportWaits} looks); judged again on more decisions`, events: n, comparisons: [] }
+      : { pass: false, reason, events: n, comparisons: [] };
   }
   const looks = Math.max(1, rule.looks ?? 1);
   const alpha = (1 - normalCdf(rule.z)) / looks;
@@ -269,7 +284,7 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
   const failed = comparisons.filter((c) => !(c.lo >= -rule.delta));
   const fmt = (c: GateComparison) =>
     `${c.against}${c.against === 'serving' && input.serving ? ` version ${input.serving.version}` : ''}: Δ ${c.diff.toFixed(4)}, lower bound ${c.lo.toFixed(4)}${c.lineage ? ` (along the lineage of version ${c.lineage.version}, on its ${c.lineage.events} held-out decisions)` : ''}${c.lineageChanged ? ` (direct, not along the lineage of version ${c.lineageChanged.version}: its record shows a change, Δ(serving, default) ${c.lineageChanged.recent.toFixed(4)} on the candidate's ${c.lineageChanged.recentEvents} decisions against ${c.lineageChanged.older.toFixed(4)} on its ${c.lineageChanged.olderEvents} older ones)` : ''}`;
-  const tail = `(δ ${rule.delta}, ${n} decisions, look ${look} of ${looks}, ${(100 * (1 - alpha)).toFixed(1)} % ${rule.interval ?? 'bootstrap-t'} bound${unsupported ? `, ${unsupported} target actions without support` : ''})`;
+  const tail = `(δ ${rule.delta}, ${n} decisions, look ${look}${look <= looks ? ` of ${looks}` : ''}, ${(100 * (1 - alpha)).toFixed(1)} % ${rule.interval ?? 'bootstrap-t'} bound${unsupported ? `, ${unsupported} target actions without support` : ''})`;
   if (failed.length === 0) return { pass: true, look, reason: `not worse than ${comparisons.map(fmt).join('; ')} ${tail}`, events: n, comparisons };
   const wait = look < looks && failed.every((c) => c.diff >= -rule.delta);
   return wait
@@ -492,7 +507,7 @@ function drOf(c: DrColumn, cv: 'none' | 'offset'): Float64Array {
  * at 0.65 of the oracle, below uniform's 0.81, for 2,500 outcomes).
  */
 export function retireVerdict(input: Omit<GateInput, 'serving'>, rule: GateRule = DEFAULT_GATE): { retire: boolean; verdict: GateVerdict } {
-  const verdict = gateVerdict(input, { ...rule, looks: 1 });
+  const verdict = gateVerdict(input, { ...rule, looks: 1, supportWaits: 0 });
   const d = verdict.comparisons.find((c) => c.against === 'default');
   return { retire: !verdict.pass && d !== undefined && d.diff < -rule.delta, verdict };
 }

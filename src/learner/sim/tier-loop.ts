@@ -211,7 +211,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
   const versions: Version[] = [];
   let seq = 0;
   let active: Version | undefined;
-  let candidate: (Version & { proposedAt: number }) | undefined;
+  let candidate: (Version & { proposedAt: number; look?: number }) | undefined;
   if (o.initial) {
     seq = o.initial.version ?? 1;
     active = { version: seq, tiers: o.initial.tiers, ...(o.initial.scaling ? { scaling: o.initial.scaling } : {}), at: 0, holdoutMse: o.initial.holdoutMse, rows: o.initial.rows, ...(o.initial.holdoutStrata ? { holdoutStrata: o.initial.holdoutStrata } : {}), activatedAt: 0 };
@@ -314,6 +314,8 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     // whatever the gate says, else the serving one); drift recovery, then the gate on the pending candidate.
     const warm = candidate ?? active;
     const latest = candidate ?? (servingTiers ? active : undefined);
+    // A change detected at this retrain (the gate then refuses a waiting candidate, as TrainingService.gateCandidate does).
+    let changedNow = false;
     if (drift && latest && params.driftRecovery !== false) {
       const m = servingModel(view, pipeline);
       const tiers = latest === candidate ? m.candidate?.tiers : m.tiers;
@@ -328,6 +330,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
           tierStratum(pipeline, latest.holdoutStrata && keysGreedy(latest.holdoutStrata) ? { encoder, tiers, costWeight } : undefined),
         );
         if (check.changed) {
+          changedNow = true;
           changeAt = Math.max(0, t + 1 - check.n);
           changeTs = since;
           out.changes.push({ at: t + 1, changeAt: since, version: latest.version, mse: check.mse, holdoutMse: check.holdoutMse, n: check.n });
@@ -354,9 +357,15 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       const verdict = gateVerdict(
         tierGateInput(pipeline, params, since, { weights: c0!.weights, encoder: c0!.encoder, tiers: c0!.tiers! }, m.tiers ? { version: m.version, tiers: m.tiers, encoder: m.encoder, ...(evidence ? { evidence } : {}) } : undefined, defaultAction),
         rule,
-        1,
+        (candidate.look ?? 0) + 1,
       );
       if (verdict.events < rule.minEvents) continue; // it keeps waiting; nothing is trained over it
+      // Too little support (or not yet shown, with looks left): it stays the candidate, judged again at the next retrain.
+      if (verdict.wait && !changedNow) {
+        candidate.look = (candidate.look ?? 0) + 1;
+        out.gates.push({ at: t + 1, version: candidate.version, status: 'waiting', reason: verdict.reason });
+        continue;
+      }
       // The guard holds automatic activations after a revert (registry.activate: the version is listed, not activated).
       const held = verdict.pass && t + 1 < holdUntil;
       out.gates.push({ at: t + 1, version: candidate.version, status: verdict.pass ? (held ? 'held' : 'passed') : 'refused', reason: verdict.reason });
