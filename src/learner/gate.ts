@@ -574,5 +574,8 @@ export const GATE_RULES: Readonly<Record<string, GateRule>> = {
   normal: NORMAL_GATE,
   direct: { ...DEFAULT_GATE, lineage: false },
   'lineage-unchecked': { ...DEFAULT_GATE, lineageCheck: false },
+  'support-refuses': { ...DEFAULT_GATE, supportWaits: 0 },
+  /** The rule before 2026-12-04: no lineage check, too little support refuses. */
+  before: { ...DEFAULT_GATE, lineageCheck: false, supportWaits: 0 },
   offset: { ...DEFAULT_GATE, controlVariate: 'offset' },
 };
