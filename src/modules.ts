@@ -10,6 +10,7 @@ import { rolloutModule } from './rollout/module.js';
 import type { Core } from './kernel/core.js';
 import { servicesOf, type ModuleParts } from './kernel/module.js';
 import { strategiesModule } from './strategies/routes.js';
+import { tokenizerFor } from './strategies/tokens.js';
 import { syncModule } from './sync/module.js';
 import { RedisClock } from './redis/clock.js';
 
@@ -34,6 +35,7 @@ export async function createModules(core: Core): Promise<ModuleParts[]> {
     ...servicesOf(core, ['redis', 'keys', 'view', 'kinds', 'metrics', 'log', 'store', 'snapshot'], ['rewardWindowSeconds', 'redisCommandTimeoutMs']),
     all,
     clock,
+    tokenizer: tokenizerFor,
   });
   const stats = outcomeStats(servicesOf(core, ['redis', 'keys'], ['rewardWindowSeconds', 'outcomeMarkerGraceSeconds']));
   modules.push(

@@ -4,6 +4,7 @@ import { reloadIfBehind } from '../control/write.js';
 import { recheckTenant } from '../tenancy/guard.js';
 import type { ModuleParts, Services } from '../kernel/module.js';
 import type { RedisClock } from '../redis/clock.js';
+import type { Features } from '../kernel/extension-points.js';
 import { DecisionStore, decisionPendingMs } from './decisions.js';
 import { AllocationBody, AllocationResponse } from './schema.js';
 import { AllocationService, type Router, type ShadowHook } from './service.js';
@@ -19,6 +20,8 @@ export interface AllocationDeps extends Services<'redis' | 'keys' | 'view' | 'ki
   readonly all: () => readonly ModuleParts[];
   /** The process's estimate of Redis's clock (records' pending deadlines are on it). */
   readonly clock?: RedisClock;
+  /** Loads the token encoder before a request with a `<x>Text` feature is decided (the strategies domain's tokenizerFor). */
+  readonly tokenizer?: (features: Features | undefined) => Promise<void> | undefined;
 }
 
 /** The data plane's hot path: POST /v1/allocations. */
@@ -42,6 +45,7 @@ export function allocationModule(core: AllocationDeps): AllocationModule {
     decisions,
     routers: () => (routers ??= all().flatMap((m) => m.routers ?? [])),
     shadows: () => (shadows ??= all().flatMap((m) => m.shadows ?? [])),
+    ...(core.tokenizer ? { tokenizer: core.tokenizer } : {}),
     observer: {
       onAllocation: (r) => core.metrics.allocations.inc({ strategy: r.strategy, reason: r.reason }),
       onStrategyError: (id, err) => {

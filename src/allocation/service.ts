@@ -1,4 +1,4 @@
-import { allocationResultOf, decide, decisionRecordOf, EngineError, type AllocationRequest as EngineRequest, type EngineDecision, type EngineResult as AllocationResult, type Router } from '@apportion/sdk/engine';
+import { allocationResultOf, decide, type Features, decisionRecordOf, EngineError, type AllocationRequest as EngineRequest, type EngineDecision, type EngineResult as AllocationResult, type Router } from '@apportion/sdk/engine';
 import { AppError } from '../errors/app-error.js';
 import type { ControlView } from '../control/view.js';
 import type { ShadowHook, StrategyKinds } from '../kernel/extension-points.js';
@@ -44,10 +44,18 @@ export class AllocationService {
       readonly routers?: () => readonly Router[];
       readonly shadows?: () => readonly ShadowHook[];
       readonly observer?: AllocationObserver;
+      /**
+       * Resolves once a request's `<x>Text` features can be tokenized (undefined when they can be at once): the
+       * strategies domain's tokenizerFor, which loads the encoder on the first request that needs it.
+       */
+      readonly tokenizer?: (features: Features | undefined) => Promise<void> | undefined;
     },
   ) {}
 
   async allocate(req: AllocationRequest): Promise<AllocationResult> {
+    // A `<x>Text` feature is tokenized by the engine: the encoder loads on the first such request (src/strategies/tokens.ts).
+    const tokenizer = this.deps.tokenizer?.(req.features);
+    if (tokenizer) await tokenizer;
     const view = this.deps.view();
     const id = req.decisionId ?? newDecisionId();
     if (req.decisionId !== undefined) {

@@ -1,22 +1,39 @@
-import { setTokenEncoder, setTokenizeMaxChars } from '@apportion/sdk/engine';
-import { Tiktoken } from 'js-tiktoken/lite';
-import o200kBase from 'js-tiktoken/ranks/o200k_base';
+import { hasTextFeature, hasTokenEncoder, setTokenEncoder, setTokenizeMaxChars, type Features } from '@apportion/sdk/engine';
 
 /**
  * Token counts of `<x>Text` features: the engine's code (`@apportion/sdk/engine`, shared with the SDK's local
- * mode) with the o200k_base encoder installed here. The encoder is built on first use, or at start by
- * configureTokenizer.
+ * mode) with the o200k_base encoder installed here. The encoder is loaded on first use (loadTokenizer, awaited by
+ * the allocation service before it decides a request with a text feature), not at start: reading js-tiktoken's
+ * ranks and building the encoder from them took seconds of a start-up on a busy machine, and a deployment that
+ * never sends `<x>Text` never needs them.
  */
 export { countTokens, DEFAULT_TOKENIZE_MAX_CHARS, deriveTokenFeatures, MAX_RUN } from '@apportion/sdk/engine';
 
-let encoder: Tiktoken | undefined;
-setTokenEncoder((text) => (encoder ??= new Tiktoken(o200kBase)).encode(text).length, o200kBase.pat_str);
+let loading: Promise<void> | undefined;
 
 /**
- * Sets the exact-tokenization bound once at start (APPORTION_TEXT_TOKENIZE_MAX_CHARS) and builds the encoder
- * then, so the first request with a text feature does not pay for loading the ranks (seconds on a busy machine).
+ * Loads js-tiktoken's o200k_base ranks, builds the encoder and installs it (with the encoding's pre-tokenization
+ * pattern) for countTokens; once per process (concurrent callers share one load). A load that fails is tried again
+ * by the next caller.
  */
+export function loadTokenizer(): Promise<void> {
+  loading ??= (async () => {
+    const [{ Tiktoken }, ranks] = await Promise.all([import('js-tiktoken/lite'), import('js-tiktoken/ranks/o200k_base')]);
+    const encoder = new Tiktoken(ranks.default);
+    setTokenEncoder((text) => encoder.encode(text).length, ranks.default.pat_str);
+  })().catch((e: unknown) => {
+    loading = undefined;
+    throw e;
+  });
+  return loading;
+}
+
+/** Resolves once `features` can be tokenized: at once when they have no `<x>Text` feature or the encoder is loaded. */
+export function tokenizerFor(features: Features | undefined): Promise<void> | undefined {
+  return features && hasTextFeature(features) && !hasTokenEncoder() ? loadTokenizer() : undefined;
+}
+
+/** Sets the exact-tokenization bound once at start (APPORTION_TEXT_TOKENIZE_MAX_CHARS); the encoder loads on first use. */
 export function configureTokenizer(opts: { maxChars: number }): void {
   setTokenizeMaxChars(opts.maxChars);
-  encoder ??= new Tiktoken(o200kBase);
 }

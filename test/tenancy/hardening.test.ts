@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isLoopback, loadConfig } from '../../src/config/env.js';
 import { AppError } from '../../src/errors/app-error.js';
@@ -9,7 +9,7 @@ import type { Running } from '../../src/server.js';
 import { Tiktoken } from 'js-tiktoken/lite';
 import o200kBase from 'js-tiktoken/ranks/o200k_base';
 import { mulberry32 } from '../../src/learner/rng.js';
-import { countTokens, MAX_RUN } from '../../src/strategies/tokens.js';
+import { countTokens, loadTokenizer, MAX_RUN } from '../../src/strategies/tokens.js';
 import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../helpers/env.js';
 
 const OPERATOR = 'hardening-operator-key-0123456789';
@@ -118,6 +118,8 @@ describe('slow clients', () => {
 });
 
 describe('text features', () => {
+  // The encoder (and the pre-tokenization pattern countTokens cuts by) loads on first use; these tests count directly.
+  before(() => loadTokenizer());
   const words = (n: number, seed: number) => {
     const vocab = ['refund', 'invoice', 'the', 'customer', 'asked', 'about', 'a', 'billing', 'error', 'internationalization', 'on', 'order', '42', 'please', 'help'];
     let x = seed;
