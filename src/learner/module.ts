@@ -5,7 +5,6 @@ import type { DecisionReader } from '../kernel/decision.js';
 import type { StrategyKind } from '../strategies/types.js';
 import { outcomeIsEvent, shadowHook, trainingSink } from './hooks.js';
 import { defaultSplitOf, learnedKind, registerIngested, trainEveryOf, type LearnedParams } from './kind.js';
-import { loadTf } from './backend.js';
 import { PendingBatcher } from './pending.js';
 import { stopTrainer } from './train-process.js';
 import { learnerRoutes } from './routes.js';
@@ -117,12 +116,11 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
       learnerRoutes(app, core, training, enqueueTrain);
     },
     async startWorkers(): Promise<readonly Closeable[]> {
-      // Say at start-up which TensorFlow.js backend this worker trains with (tfjs-node, wasm or cpu).
-      // Loaded in the background: a worker that never trains pays nothing on its critical path.
-      void loadTf().then(
-        ({ backend }) => core.log.info({ backend }, `learner: TensorFlow.js backend "${backend}"`),
-        (err: unknown) => core.log.warn({ err }, 'learner: TensorFlow.js could not be loaded; training will fail'),
-      );
+      // TensorFlow.js is not loaded here at start: a retrain runs in the trainer child, which loads it on its first
+      // job (train-process.ts); this process needs it only if it trains in-process (no child could start). Loading it
+      // anyway took seconds of a start-up on a busy machine. The backend is said at the first trained retrain (and
+      // every model version's metrics name it).
+      let backendSaid = false;
       const trainWorker = new Worker<{ pipeline: string }>(
         TRAIN_QUEUE,
         async (job: Job<{ pipeline: string }>, token?: string) => {
@@ -151,6 +149,11 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
             await lock.release().catch((err: unknown) => core.log.warn({ err, pipeline }, 'learner retrain lock not released (it expires on its own)'));
           }
           core.metrics.learnerRetrains.inc({ result: res.trained ? 'trained' : 'skipped' });
+          const backend = res.model?.metrics.backend;
+          if (backend !== undefined && backend !== 'tiers' && !backendSaid) {
+            backendSaid = true;
+            core.log.info({ backend }, `learner: TensorFlow.js backend "${backend}"`);
+          }
           if (!res.trained) core.log.info({ pipeline, reason: res.reason }, 'learner retrain skipped');
           return { trained: res.trained, reason: res.reason, version: res.model?.version };
         },
