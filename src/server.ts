@@ -5,7 +5,7 @@ import { buildApp, buildWorkerMetricsApp } from './app.js';
 import { createModules } from './modules.js';
 import type { Core } from './kernel/core.js';
 import type { Closeable, ModuleParts } from './kernel/module.js';
-import { startOtlpGrpc, type OtlpGrpcServer } from './http/otlp-grpc.js';
+import type { OtlpGrpcServer } from './http/otlp-grpc.js';
 import { closeWorkers } from './kernel/drain.js';
 import { closeCore, createCore } from './runtime.js';
 import { seedExamples } from './seed.js';
@@ -164,7 +164,11 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
           );
         }
         const grpcPort = config.otlpGrpcPort;
-        if (grpcPort !== undefined) grpc = await listenNamed(() => startOtlpGrpc(built, config.host, grpcPort, config.bodyLimitBytes, log), config.host, grpcPort, 'APPORTION_OTLP_GRPC_PORT');
+        if (grpcPort !== undefined) {
+          // Imported only when it listens: @grpc/grpc-js is a second or more of a start-up on a busy machine.
+          const { startOtlpGrpc } = await import('./http/otlp-grpc.js');
+          grpc = await listenNamed(() => startOtlpGrpc(built, config.host, grpcPort, config.bodyLimitBytes, log), config.host, grpcPort, 'APPORTION_OTLP_GRPC_PORT');
+        }
       }
     }
   } catch (e) {
