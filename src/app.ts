@@ -19,6 +19,7 @@ import { SessionStore } from './tenancy/sessions.js';
 import { Authenticator, checkMetricsAccess } from './tenancy/auth.js';
 import { ErrorBody, type TypeBoxRequestProvider } from './http/common.js';
 import { decodeContentEncoding } from './http/encoding.js';
+import { lazySchemaCompilers } from './http/lazy-schemas.js';
 import { clientErrorHandler, errorHandler, MAX_PARAM_LENGTH } from './http/errors.js';
 import { tenantGuard } from './tenancy/guard.js';
 
@@ -67,7 +68,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     }),
     // No type coercion: a number feature must stay a number, and "40" must not pass as 40.
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: true } },
+    // Fastify's own compilers, each route's schemas compiled on the route's first call rather than all at start.
+    schemaController: { compilersFactory: lazySchemaCompilers() },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // With compilers given as above, fastify no longer lower-cases a header schema's names: no route may declare one.
+  app.addHook('onRoute', (route) => {
+    if (route.schema?.headers !== undefined) throw new Error(`${route.method} ${route.url}: a headers schema is not supported (src/http/lazy-schemas.ts)`);
+  });
   app.server.headersTimeout = Math.min(core.config.headersTimeoutMs, core.config.requestTimeoutMs);
 
   // API keys as data, browser sessions, and the authenticator that resolves every request's caller.
