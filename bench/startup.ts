@@ -102,7 +102,8 @@ function tree(name: string, root: string): Tree {
 }
 
 function serve(t: Tree, port: number): ChildProcess {
-  return spawn(process.execPath, ['bin/apportion.mjs', 'serve'], {
+  if (interrupted) throw new Error('interrupted');
+  const child = spawn(process.execPath, ['bin/apportion.mjs', 'serve'], {
     cwd: t.root,
     env: {
       ...process.env,
@@ -117,6 +118,9 @@ function serve(t: Tree, port: number): ChildProcess {
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
 }
 
 async function call(t: Tree, port: number, method: string, p: string, body?: unknown): Promise<Response> {
@@ -210,12 +214,23 @@ async function baselines(helloFile: string, fastify: number[], bare: number[]): 
   const port = await freePort();
   t0 = performance.now();
   const hello = spawn(process.execPath, [helloFile], { cwd: ROOT, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.add(hello);
   try {
     await until(hello, 'fastify hello-world', () => accepts(port));
     fastify.push(performance.now() - t0);
   } finally {
     await stop(hello);
   }
+}
+
+const children = new Set<ChildProcess>();
+// Stopped with Ctrl-C or a SIGTERM: the servers it started are stopped and their keys dropped (the finally below).
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    interrupted = true;
+    for (const c of children) c.kill('SIGTERM');
+  });
 }
 
 const trees = [tree('this', ROOT), ...(compare ? [tree('compare', path.resolve(compare))] : [])];
