@@ -2,8 +2,8 @@ import type { Features } from './types.js';
 
 /**
  * Token counts of `<x>Text` features (pure but for the encoder). The encoder (o200k_base byte-pair encoding) is
- * installed by the caller: the server loads js-tiktoken's ranks at start; the SDK's local mode loads them on the
- * first request with a text feature (js-tiktoken is an optional peer dependency: ~2 MB of ranks).
+ * installed by the caller: the server and the SDK's local mode both load js-tiktoken's ranks on the
+ * first request with a text feature (~2 MB of ranks; for the SDK js-tiktoken is an optional peer dependency).
  */
 let encodeLength: ((text: string) => number) | undefined;
 let preTokens: RegExp | undefined;
