@@ -6,7 +6,11 @@
  * with its older part and falls back to the direct comparison when it shows a change. This bench runs the same
  * worlds with the same seeds under both rules, in one process:
  *
- *   node --import tsx bench/learner-lineage.ts [--worlds named,1,2,3,5,6,7,9,10,11] [--change-at 2500] [--after 5000] [--shard k/n]
+ *   node --import tsx bench/learner-lineage.ts [--compare lineage|cold] [--worlds named,1,2,3,5,6,7,9,10,11] [--change-at 2500] [--after 5000] [--shard k/n]
+ *
+ * `--compare cold` runs drift recovery's cold retrains (drift.ts COLD_AFTER_CHANGE_DEFAULT) off and on instead, both
+ * with the default gate, and adds per world the served − default over the last 1,000 outcomes and the outcome at
+ * which the first version trained after the change served.
  *
  * Per world (the four non-drift named worlds and the non-drift dev seeds of the generated family): at outcome
  * `change-at` the agents change roles, in reverse order of the oracle's mean budgets over 300 requests (the agent the
@@ -37,10 +41,19 @@ const changeAt = Number(flag('change-at', '2500'));
 const after = Number(flag('after', '5000'));
 const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number, number];
 const explore = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5, ...EXPLORE_DEFAULTS };
-const RULES: readonly { readonly name: string; readonly rule: GateRule }[] = [
-  { name: 'unchecked', rule: { ...DEFAULT_GATE, lineageCheck: false } },
-  { name: 'checked', rule: DEFAULT_GATE },
-];
+// `--compare lineage` (default): the gate's lineage check off (baseline) and on. `--compare cold`: drift recovery's
+// retrains from the untrained prior while no version serves after a change (drift.ts COLD_AFTER_CHANGE_DEFAULT) off and on.
+const compare = flag('compare', 'lineage');
+const RULES: readonly { readonly name: string; readonly rule: GateRule; readonly cold?: boolean }[] =
+  compare === 'cold'
+    ? [
+        { name: 'warm', rule: DEFAULT_GATE, cold: false },
+        { name: 'cold', rule: DEFAULT_GATE, cold: true },
+      ]
+    : [
+        { name: 'unchecked', rule: { ...DEFAULT_GATE, lineageCheck: false } },
+        { name: 'checked', rule: DEFAULT_GATE },
+      ];
 const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / Math.max(1, xs.length);
 
 /** Budgets as they act after the change: agent k's budget acts as agent roles[k]'s did. */
@@ -73,7 +86,7 @@ function changeRoles(world: SimWorld, at: number): SimWorld & { roles: number[] 
 
 const { tf, backend } = await loadTf();
 console.log(`bench/learner-lineage: backend ${backend}; change of roles at ${changeAt}, ${after} outcomes after; rules ${RULES.map((r) => r.name).join(' vs ')}; δ ${DEFAULT_GATE.delta}`);
-const rows: { world: string; rule: string; worseServed: number; worseAdmitted: number; admitted: number; vsDefault: number; detected: boolean }[] = [];
+const rows: { world: string; rule: string; worseServed: number; worseAdmitted: number; admitted: number; vsDefault: number; lastVsDefault: number; firstNew: number | null; detected: boolean }[] = [];
 const mine = worldArg.filter((_, i) => i % shardN === shardK - 1);
 for (const w of mine) {
   const base = NAMED.includes(w) ? namedWorld(loadWorld(w)) : generateWorld(Number(w));
@@ -84,9 +97,9 @@ for (const w of mine) {
   const erng = mulberry32(11);
   const evalCtx = Array.from({ length: 150 }, () => world.sample(erng));
   const dflt1 = mean(evalCtx.map((x) => world.expected(1, x, uni)));
-  for (const { name: rn, rule } of RULES) {
+  for (const { name: rn, rule, cold } of RULES) {
     const t0 = Date.now();
-    const res = await runLoop(tf, { world, outcomes: changeAt + after, seed: 1, explore, evalContexts: 0, checkpointEvery: changeAt + after, gate: rule });
+    const res = await runLoop(tf, { world, outcomes: changeAt + after, seed: 1, explore, evalContexts: 0, checkpointEvery: changeAt + after, gate: rule, ...(cold !== undefined ? { coldAfterChange: cold } : {}) });
     const gap = new Map<number, number>();
     const gapOf = (v: number) => {
       if (!gap.has(v)) {
@@ -109,19 +122,26 @@ for (const w of mine) {
     const admitted = [...servedAfter].filter((v) => res.versions[v - 1]!.at > changeAt);
     const worseAdmitted = admitted.filter((v) => gapOf(v) < -rule.delta).length;
     const detected = res.detected.some((d) => d > changeAt);
-    const row = { world: name, rule: rn, worseServed, worseAdmitted, admitted: admitted.length, vsDefault: mean(dv), detected };
+    const lastDv = dv.slice(-250);
+    let firstNew: number | null = null;
+    for (let t = changeAt; t < res.served.length && firstNew === null; t++) {
+      const v = res.servingVersion[t]!;
+      if (v > 0 && res.versions[v - 1]!.at > changeAt) firstNew = t - changeAt;
+    }
+    const row = { world: name, rule: rn, worseServed, worseAdmitted, admitted: admitted.length, vsDefault: mean(dv), lastVsDefault: mean(lastDv), firstNew, detected };
     rows.push(row);
     console.log(`ROW ${JSON.stringify(row)}`);
     console.log(
-      `${name.padEnd(14)} ${rn.padEnd(10)} worse-served ${String(worseServed).padStart(5)} of ${after} · worse-admitted ${worseAdmitted} of ${admitted.length} admitted after the change · served − default ${mean(dv).toFixed(4)} · change detected ${detected ? 'yes' : 'no'} · versions ${res.versions.length}, refused ${res.versions.filter((v) => v.gate && !v.gate.pass).length} (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
+      `${name.padEnd(14)} ${rn.padEnd(10)} worse-served ${String(worseServed).padStart(5)} of ${after} · worse-admitted ${worseAdmitted} of ${admitted.length} admitted after the change · served − default ${mean(dv).toFixed(4)} (last 1,000: ${mean(lastDv).toFixed(4)}) · a version trained after the change served from ${firstNew === null ? 'never' : `+${firstNew}`} · change detected ${detected ? 'yes' : 'no'} · versions ${res.versions.length}, refused ${res.versions.filter((v) => v.gate && !v.gate.pass).length} (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
     );
   }
 }
 
-const pairs = mine.map((w) => (NAMED.includes(w) ? w : `gen-${w}`)).map((n) => ({ n, u: rows.find((r) => r.world === n && r.rule === 'unchecked')!, c: rows.find((r) => r.world === n && r.rule === 'checked')! }));
+const pairs = mine.map((w) => (NAMED.includes(w) ? w : `gen-${w}`)).map((n) => ({ n, u: rows.find((r) => r.world === n && r.rule === RULES[0]!.name)!, c: rows.find((r) => r.world === n && r.rule === RULES[1]!.name)! }));
 const sum = (k: 'worseServed' | 'worseAdmitted' | 'admitted', rule: 'u' | 'c') => pairs.reduce((s, p) => s + p[rule][k], 0);
 console.log(
-  `\n${pairs.length} worlds: worse-served outcomes ${sum('worseServed', 'c')} checked vs ${sum('worseServed', 'u')} unchecked (ratio ${(sum('worseServed', 'c') / Math.max(1, sum('worseServed', 'u'))).toFixed(2)}); ` +
+  `\n${pairs.length} worlds: worse-served outcomes ${sum('worseServed', 'c')} ${RULES[1]!.name} vs ${sum('worseServed', 'u')} ${RULES[0]!.name} (ratio ${(sum('worseServed', 'c') / Math.max(1, sum('worseServed', 'u'))).toFixed(2)}); ` +
     `worse versions admitted after the change ${sum('worseAdmitted', 'c')} of ${sum('admitted', 'c')} vs ${sum('worseAdmitted', 'u')} of ${sum('admitted', 'u')}; ` +
-    `served − default after the change, mean ${mean(pairs.map((p) => p.c.vsDefault)).toFixed(4)} vs ${mean(pairs.map((p) => p.u.vsDefault)).toFixed(4)} (paired Δ ${mean(pairs.map((p) => p.c.vsDefault - p.u.vsDefault)).toFixed(4)}; better on ${pairs.filter((p) => p.c.vsDefault - p.u.vsDefault > 0.002).length}, worse on ${pairs.filter((p) => p.c.vsDefault - p.u.vsDefault < -0.002).length})`,
+    `served − default after the change, mean ${mean(pairs.map((p) => p.c.vsDefault)).toFixed(4)} vs ${mean(pairs.map((p) => p.u.vsDefault)).toFixed(4)} (paired Δ ${mean(pairs.map((p) => p.c.vsDefault - p.u.vsDefault)).toFixed(4)}; better on ${pairs.filter((p) => p.c.vsDefault - p.u.vsDefault > 0.002).length}, worse on ${pairs.filter((p) => p.c.vsDefault - p.u.vsDefault < -0.002).length}); ` +
+    `over the last 1,000 outcomes ${mean(pairs.map((p) => p.c.lastVsDefault)).toFixed(4)} vs ${mean(pairs.map((p) => p.u.lastVsDefault)).toFixed(4)}; a version trained after the change served on ${pairs.filter((p) => p.c.firstNew !== null).length} vs ${pairs.filter((p) => p.u.firstNew !== null).length} worlds`,
 );

@@ -125,6 +125,14 @@ export function stratumErrors(keys: readonly string[], squaredErrors: readonly n
   return out;
 }
 
+/**
+ * After a detected change (within the training window), while no trained version serves — drift recovery retired the
+ * serving one, or the runtime guard reverted to the safe start — a retrain starts from the untrained prior, not from
+ * the newest fit: that fit learned the world before the change, and the decisions since (the safe start's, around the
+ * default strategy) do not show enough to move it (docs/learner.md, "Drift recovery").
+ */
+export const COLD_AFTER_CHANGE_DEFAULT = true;
+
 export const DEFAULT_DRIFT: DriftRule = { ratio: 1.25, z: 3, minEvents: 200, minRows: 1000, minWindow: 500, minHalfLife: 250, mode: 'halfLife', halfLifeShare: 0.25 };
 
 /**

@@ -5,7 +5,7 @@ import type { Services } from '../kernel/module.js';
 import { decodeDecisionRecord, type DecisionReader, type DecisionRecord } from '../kernel/decision.js';
 import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
 import { compileFeatures, type FeaturesBody } from './features.js';
-import { DEFAULT_DRIFT, forgetSpan, forgetWeight, keysGreedy, residualCheck, residualTest, windowAfterChange, type DriftRule, type ForgetSpan } from './drift.js';
+import { COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, keysGreedy, residualCheck, residualTest, windowAfterChange, type DriftRule, type ForgetSpan } from './drift.js';
 import { DEFAULT_GATE, gateLevel, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
 import { backoffUnit, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, gateBackoffApplies, gateShowsHarm, type DriftRetire } from './guard.js';
@@ -280,11 +280,16 @@ export class TrainingService {
     // refused the candidate during the safe start or after a revert to the control) the newest saved version that fits
     // the features and agents — as the in-process loop warm-starts from its newest trained version — and only with
     // none of those the untrained prior, so a refusal does not throw away what was learned.
-    const newest = !tiered && !warm && serving.version === 0 ? await this.newestUnrefused(pipelineId, signature, agents) : undefined;
+    // After a detected change within the window, while no version serves (drift recovery retired it, or the guard
+    // reverted to the control): the untrained prior, not a fit of the world before the change (COLD_AFTER_CHANGE_DEFAULT).
+    const cold = !tiered && COLD_AFTER_CHANGE_DEFAULT && params.driftRecovery !== false && serving.version === 0 && change.changeTs !== undefined && change.sinceChange < (params.window ?? 8000);
+    const newest = !tiered && !cold && !warm && serving.version === 0 ? await this.newestUnrefused(pipelineId, signature, agents) : undefined;
     // A pipeline with model tiers trains the joint model (its token weights are the prior, never served).
     const init = tiered
       ? { weights: prior.weights, scaling: tierWarm?.scaling, version: 0 }
-      : warm
+      : cold
+        ? prior
+        : warm
         ? { weights: warm.weights, scaling: warm.scaling, version: warm.version }
         : serving.version > 0
           ? { weights: serving.weights, scaling: doc?.scaling, version: serving.version }

@@ -155,6 +155,9 @@ describe('drift recovery (HTTP)', () => {
     const newest = list.versions.find((v: { version: number }) => v.version === after.model!.version);
     assert.ok(newest.metrics.halfLife < 1000, `the retrain after the change used a shorter half-life (${newest.metrics.halfLife})`);
     assert.equal(newest.metrics.halfLife, 250, 'a quarter of the ~600 events since the change, at least 250');
+    // The serving version was retired at this retrain, so it starts from the untrained prior, not from the pending
+    // candidate (a fit of the world before the change): drift.ts COLD_AFTER_CHANGE_DEFAULT.
+    assert.equal(newest.metrics.warmStart, undefined, `trained from the prior, not warm-started from version ${newest.metrics.warmStart}`);
     // Trained while the change is recent: it is the candidate at the strategy's driftCandidateShare (policy.ts candidateShareFor).
     const pending = servingModel(rt.core.view(), rt.core.view().pipelines.get('drift')!).candidate;
     assert.deepEqual([pending?.version, pending?.share], [after.model!.version, 0.1]);

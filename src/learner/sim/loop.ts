@@ -7,7 +7,7 @@ import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } fr
 import { guardOffset } from '../control-arm.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
 import { accumulate, addCandidateEvidence, addReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
-import { checkedVersions, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
+import { checkedVersions, COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
 import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
@@ -91,6 +91,12 @@ export interface LoopOptions {
    * until then; a candidate that passes the gate earlier is refused as held). Default 0: as the service.
    */
   readonly startHold?: number;
+  /**
+   * After a detected change, while no trained version serves (drift recovery retired it, or the guard reverted to the
+   * safe start) and the change is within the training window: retrains start from the untrained prior instead of the
+   * newest fit. Default: the service's (COLD_AFTER_CHANGE_DEFAULT).
+   */
+  readonly coldAfterChange?: boolean;
   /** Every agent's initial saturating weight (model.ts initialWeights `weightPrior`). Default: the service's (0.5). */
   readonly weightPrior?: number;
   /** The runtime guard's candidate arm (guard.ts candidateVerdict; needs the control arm), checked every 25 outcomes as the service's tick would. Default true. */
@@ -594,7 +600,11 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const recent = events.slice(-win.window).reverse();
       const scaling = autoScale ? fitScaling(specs, recent.map((e) => e.f), opts.scalingMethod) : undefined;
       encoder = compileFeatures(specs, scaling);
-      const init = rescaleInputs(latest.weights, latest.encoder.numeric, encoder.numeric);
+      // After a detected change, while no version serves (the serving one was retired or reverted): the untrained prior
+      // is the warm start, not the newest fit, which learned the world before the change (coldAfterChange).
+      const cold = (opts.coldAfterChange ?? COLD_AFTER_CHANGE_DEFAULT) && !serving && changes.length > 0 && t + 1 - changes.at(-1)! < (opts.window ?? 8000);
+      const from = cold ? prior : latest;
+      const init = rescaleInputs(from.weights, from.encoder.numeric, encoder.numeric);
       const costOpts = { costWeight: world.costWeight, ...(costModel === 'declared' && world.prices ? { prices: world.prices } : {}) };
       const usesCost = costModel !== 'off' && canFitCost(recent, names, costOpts);
       // After a detection: events from before it forgotten (forgetSpan).
