@@ -53,8 +53,8 @@ export interface GateRule {
    * Looks at which a candidate with too little support *waits* (stays the candidate, nothing is trained over it, and
    * is judged again at the next retrain on all the decisions since it was proposed) instead of being refused: at
    * looks 1 … supportWaits, when every split short of `minSupport` was played at least once (a split played on none
-   * — a strategy in shadow — gets no plays from more decisions, so it is refused at once). Default 2 (0: refused, the
-   * rule before). No estimate is made at such a look, so it spends none of the level α; it counts as a look
+   * — a strategy in shadow — gets no plays from more decisions, so it is refused at once). Default 0 (refused; token
+   * pipelines); 2 on pipelines with model tiers (TIER_GATE). No estimate is made at such a look, so it spends none of the level α; it counts as a look
    * (`GateVerdict.look`), so a later estimate has that many fewer looks left to wait in (`looks`).
    */
   readonly supportWaits?: number;
@@ -97,7 +97,16 @@ export interface GateRule {
   readonly controlVariate?: 'none' | 'offset';
 }
 
-export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, supportWaits: 2, interval: 'bootstrap-t', looks: 1, resamples: 2000, lineage: true, lineageCheck: true };
+export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, supportWaits: 0, interval: 'bootstrap-t', looks: 1, resamples: 2000, lineage: true, lineageCheck: true };
+
+/**
+ * The rule on a pipeline with model tiers: a candidate with too little support waits up to two looks. A tier
+ * candidate is played on ~9.5 % of decisions (TIER_CANDIDATE_SHARE after the control arm), ~19–24 plays at a
+ * `trainEvery` of 200–250 against the 20 the rule needs, so refusing for support refused good candidates. Token
+ * pipelines keep refusing (a fresher candidate is trained at once): waiting cost the dev seeds 0.006 of the oracle on
+ * average, 0.074 on the hard-floor drift world gen-8 (docs/learner.md, "Too little support").
+ */
+export const TIER_GATE: GateRule = { ...DEFAULT_GATE, supportWaits: 2 };
 
 /** The rule before the bootstrap-t bound, the looks and the lineage (one verdict per candidate, normal bound), for comparison. */
 export const NORMAL_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'normal', looks: 1, lineage: false };
@@ -574,7 +583,7 @@ export const GATE_RULES: Readonly<Record<string, GateRule>> = {
   normal: NORMAL_GATE,
   direct: { ...DEFAULT_GATE, lineage: false },
   'lineage-unchecked': { ...DEFAULT_GATE, lineageCheck: false },
-  'support-refuses': { ...DEFAULT_GATE, supportWaits: 0 },
+  'support-waits': { ...DEFAULT_GATE, supportWaits: 2 },
   /** The rule before 2026-12-04: no lineage check, too little support refuses. */
   before: { ...DEFAULT_GATE, lineageCheck: false, supportWaits: 0 },
   offset: { ...DEFAULT_GATE, controlVariate: 'offset' },

@@ -11,7 +11,7 @@ import type { Services } from '../kernel/module.js';
 import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
-import { DEFAULT_GATE, describeRule } from './gate.js';
+import { DEFAULT_GATE, describeRule, TIER_GATE } from './gate.js';
 import { evaluateOffPolicy, OPE_TOLERANCE, pipelineCostWeight, tierRewardOf } from './ope-service.js';
 import { learnsTiers, modelAgreementOf } from '@apportion/sdk/engine';
 import { readServingGuard, safeStartComparison, type SafeStartComparison } from './guard-monitor.js';
@@ -297,12 +297,12 @@ const num = (s: string | undefined, def: number) => (s === undefined ? def : Num
 const finite = <T>(o: T): T => JSON.parse(JSON.stringify(o, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? 0 : v))) as T;
 
 /** Safe start, candidate, gate rule and fitted scaling for the models listing. */
-function gateFields(doc: ModelDoc | undefined, servingVersion: number, gateDelta: number | undefined) {
+function gateFields(doc: ModelDoc | undefined, servingVersion: number, gateDelta: number | undefined, tiers: boolean) {
   return {
     serving: servingVersion > 0 ? 'model' : 'default-strategy',
     ...(servingVersion > 0 ? { kind: doc?.kind ?? 'tokens' } : {}),
     candidate: doc?.candidate?.version ?? null,
-    gateRule: describeRule({ ...DEFAULT_GATE, ...(gateDelta !== undefined ? { delta: gateDelta } : {}) }),
+    gateRule: describeRule({ ...(tiers ? TIER_GATE : DEFAULT_GATE), ...(gateDelta !== undefined ? { delta: gateDelta } : {}) }),
     ...(servingVersion > 0 && doc?.scaling ? { scaling: doc.scaling } : {}),
   };
 }
@@ -389,7 +389,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
         compatible: doc !== undefined && serving.version === doc.active,
         versions: (doc?.versions ?? []).map(versionView),
         ...(withWeights && doc?.weights ? { weights: { ...doc.weights } } : {}),
-        ...gateFields(doc, serving.version, params?.gateDelta),
+        ...gateFields(doc, serving.version, params?.gateDelta, learnsTiers(p)),
         ...guardView(doc, current),
         ...(await runtimeGuardView(core, view, p, doc, serving.version, params)),
         trainer: await training.escalations(pipeline),

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { tierAgentsOf, tierModelsOut } from '@apportion/sdk/engine';
 import type { LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures } from '../../src/learner/features.js';
-import { DEFAULT_GATE, gateVerdict, type GateVerdict } from '../../src/learner/gate.js';
+import { TIER_GATE, gateVerdict, type GateVerdict } from '../../src/learner/gate.js';
 import type { LearnedParams } from '../../src/learner/kind.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
@@ -69,7 +69,7 @@ function decisions(n: number, seed: number, candidate: TierParams, playsCandidat
 }
 
 const judge = (events: readonly LoggedEvent[], candidate: TierParams, look: number): GateVerdict =>
-  gateVerdict(tierGateInput(pipeline, params, events, { weights: undefined as never, encoder, tiers: candidate }, undefined, defaultAction), DEFAULT_GATE, look);
+  gateVerdict(tierGateInput(pipeline, params, events, { weights: undefined as never, encoder, tiers: candidate }, undefined, defaultAction), TIER_GATE, look);
 
 const candidatePlays = (v: GateVerdict): number => Number(/the candidate's split was played on (\d+) of/.exec(v.reason)?.[1] ?? NaN);
 
@@ -83,7 +83,7 @@ describe('the activation gate for a tier candidate with too little support', () 
   it('waits (judged again at the next retrain) instead of being refused', () => {
     const v = judge(first, good, 1);
     const plays = candidatePlays(v);
-    assert.ok(plays > 0 && plays < (DEFAULT_GATE.minSupport ?? 0), v.reason);
+    assert.ok(plays > 0 && plays < (TIER_GATE.minSupport ?? 0), v.reason);
     assert.equal(v.pass, false);
     assert.equal(v.wait, true, v.reason);
     assert.equal(v.look, 1);
@@ -101,7 +101,7 @@ describe('the activation gate for a tier candidate with too little support', () 
   });
 
   it('is refused for support after supportWaits looks, and at once when its action was never played', () => {
-    const waits = DEFAULT_GATE.supportWaits ?? 0;
+    const waits = TIER_GATE.supportWaits ?? 0;
     assert.ok(waits >= 1);
     const late = judge(first, good, waits + 1);
     assert.equal(late.pass, false);
@@ -122,6 +122,6 @@ describe('the activation gate for a tier candidate with too little support', () 
     assert.equal(judged.pass, false);
     assert.notEqual(judged.wait, true, judged.reason);
     const d = judged.comparisons.find((c) => c.against === 'default');
-    assert.ok(d && d.diff < -DEFAULT_GATE.delta, judged.reason);
+    assert.ok(d && d.diff < -TIER_GATE.delta, judged.reason);
   });
 });
