@@ -2,15 +2,16 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { decisionSecond, DecisionStore, newDecisionId, PENDING_MARGIN_MS, readDecision, type DecisionRecord } from '../../src/allocation/decisions.js';
+import { decisionSecond, DecisionStore, newDecisionId, PENDING_MARGIN_MS, readDecision } from '../../src/allocation/decisions.js';
 import { AppError } from '../../src/errors/app-error.js';
 import { OutcomeIntake } from '../../src/feedback/intake.js';
 import { createOutcomesQueue, type OutcomeJobData } from '../../src/feedback/queue.js';
 import { RedisClock } from '../../src/redis/clock.js';
-import { createRedisClient, masters } from '../../src/redis/connection.js';
+import { createRedisClient } from '../../src/redis/connection.js';
 import { CommitTimeoutError } from '../../src/redis/group-commit.js';
 import { createKeys } from '../../src/redis/keys.js';
 import { dropPrefix, eventually, ON_CLUSTER, REDIS_TARGET, testPrefix } from '../helpers/env.js';
+import { fillWriteSlots, holdConnection, sampleRecord } from '../helpers/write-slots.js';
 
 /**
  * The pending deadline of a decision record (docs/architecture.md, "The hot path"; docs/errors.md DECISION_PENDING):
@@ -26,19 +27,7 @@ import { dropPrefix, eventually, ON_CLUSTER, REDIS_TARGET, testPrefix } from '..
 const prefix = testPrefix('record-deadline');
 const keys = createKeys(prefix, { cluster: ON_CLUSTER });
 
-const record = (id: string): DecisionRecord => ({
-  id,
-  pipeline: 'p',
-  pipelineVersion: 1,
-  strategy: 's',
-  strategyVersion: 1,
-  strategyKind: 'uniform',
-  reason: 'default',
-  budgets: { a: 100, b: 200 },
-  totalTokens: 300,
-  features: {},
-  ts: Date.now(),
-});
+const record = sampleRecord;
 
 let writer: Redis;
 let reader: Redis;
@@ -46,15 +35,7 @@ let queue: Queue<OutcomeJobData>;
 let clock: RedisClock;
 
 /** Holds every command the writer's connection sends until the returned function is called (in order). */
-async function hold(conn: Redis): Promise<() => void> {
-  const nodes = masters(conn);
-  await Promise.all(nodes.map((n) => n.ping()));
-  const streams = nodes.map((n) => (n as unknown as { stream: { cork(): void; uncork(): void } }).stream);
-  for (const s of streams) s.cork();
-  return () => {
-    for (const s of streams) s.uncork();
-  };
-}
+const hold = holdConnection;
 
 /** The writer's store: waits 50 ms for a record (then the allocation would answer `recorded: false`). */
 const writerStore = (pendingMs: number) => new DecisionStore(writer, keys, 3600, 50, { pendingMs, clock });
@@ -173,26 +154,16 @@ describe('decision records: the pending deadline', { timeout: 120_000 }, () => {
     const pendingMs = 20_000;
     const store = writerStore(pendingMs);
     const release = await hold(writer);
-    const inFlight: string[] = [];
-    const queued: string[] = [];
-    const writes: Promise<unknown>[] = [];
+    let filled: Awaited<ReturnType<typeof fillWriteSlots>>;
     try {
-      // Four writes in flight (the store's write slots), one record each: each is sent in a turn of its own.
-      for (let i = 0; i < 4; i++) {
-        const id = newDecisionId();
-        inFlight.push(id);
-        writes.push(store.write(record(id)).catch((e: unknown) => e));
-        await new Promise((r) => setImmediate(r));
-        await new Promise((r) => setImmediate(r));
-      }
-      // Ten more wait for a slot; their writers stop waiting.
-      for (let i = 0; i < 10; i++) queued.push(newDecisionId());
-      const waits = await Promise.allSettled(queued.map((id) => store.write(record(id))));
-      for (const w of waits) assert.ok(w.status === 'rejected' && w.reason instanceof CommitTimeoutError, 'the writer stops waiting: recorded: false');
-      assert.ok(queued.every((id) => clock.now() < deadlineOf(id, pendingMs)), 'precondition: Redis resumes before the deadline');
+      // Four writes in flight (the store's write slots); ten more wait for a slot and their writers stop waiting.
+      filled = await fillWriteSlots((r) => store.write(r));
+      for (const w of filled.waits) assert.ok(w.status === 'rejected' && w.reason instanceof CommitTimeoutError, 'the writer stops waiting: recorded: false');
+      assert.ok(filled.queued.every((id) => clock.now() < deadlineOf(id, pendingMs)), 'precondition: Redis resumes before the deadline');
     } finally {
       release();
     }
+    const { inFlight, queued, writes } = filled;
     await Promise.allSettled(writes);
     for (const id of [...inFlight, ...queued]) {
       await eventually(async () => (await readDecision(reader, keys, id)) !== undefined, 30_000);

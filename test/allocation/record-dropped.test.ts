@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { decisionSecond, newDecisionId, readDecision, type DecisionRecord } from '../../src/allocation/decisions.js';
+import { decisionSecond, newDecisionId, readDecision } from '../../src/allocation/decisions.js';
 import { allocationModule } from '../../src/allocation/module.js';
 import { servicesOf } from '../../src/kernel/module.js';
 import { RedisClock } from '../../src/redis/clock.js';
-import { createRedisClient, masters } from '../../src/redis/connection.js';
+import { createRedisClient } from '../../src/redis/connection.js';
 import { CommitTimeoutError } from '../../src/redis/group-commit.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, REDIS_TARGET, startTest, testPrefix } from '../helpers/env.js';
+import { fillWriteSlots, holdConnection, sampleRecord } from '../helpers/write-slots.js';
 
 /**
  * Decision records dropped unsent are counted on /metrics (`apportion_decision_records_dropped_total`): a record
@@ -23,35 +24,14 @@ import { dropPrefix, eventually, REDIS_TARGET, startTest, testPrefix } from '../
  */
 const prefix = testPrefix('record-dropped');
 
-const record = (id: string): DecisionRecord => ({
-  id,
-  pipeline: 'p',
-  pipelineVersion: 1,
-  strategy: 's',
-  strategyVersion: 1,
-  strategyKind: 'uniform',
-  reason: 'default',
-  budgets: { a: 100, b: 200 },
-  totalTokens: 300,
-  features: {},
-  ts: Date.now(),
-});
+const record = sampleRecord;
 
 let rt: Running;
 let writer: Redis;
 let reader: Redis;
 let clock: RedisClock;
 
-/** Holds every command the connection sends until the returned function is called (in order). */
-async function hold(conn: Redis): Promise<() => void> {
-  const nodes = masters(conn);
-  await Promise.all(nodes.map((n) => n.ping()));
-  const streams = nodes.map((n) => (n as unknown as { stream: { cork(): void; uncork(): void } }).stream);
-  for (const s of streams) s.cork();
-  return () => {
-    for (const s of streams) s.uncork();
-  };
-}
+const hold = holdConnection;
 
 const dropped = async (): Promise<number | undefined> => {
   const text = (await rt.app!.inject({ method: 'GET', url: '/metrics' })).body;
@@ -88,23 +68,16 @@ describe('decision records dropped unsent are counted on /metrics', { timeout: 1
     assert.equal(await decisions.write(record(control)), 'written');
     assert.ok(await readDecision(reader, rt.core.keys, control));
     const release = await hold(writer);
-    const inFlight: string[] = [];
-    const queued: string[] = [];
-    const writes: Promise<unknown>[] = [];
+    let inFlight: string[] = [];
+    let queued: string[] = [];
+    let writes: Promise<unknown>[] = [];
     let deadline = 0;
     try {
-      // Four writes in flight (the store's write slots), one record each: each is sent in a turn of its own.
-      for (let i = 0; i < 4; i++) {
-        const id = newDecisionId();
-        inFlight.push(id);
-        writes.push(decisions.write(record(id)).catch((e: unknown) => e));
-        await new Promise((r) => setImmediate(r));
-        await new Promise((r) => setImmediate(r));
-      }
-      // Ten more wait for a slot; their writers stop waiting (recorded: false) and they stay queued.
-      for (let i = 0; i < 10; i++) queued.push(newDecisionId());
-      const waits = await Promise.allSettled(queued.map((id) => decisions.write(record(id))));
-      for (const w of waits) assert.ok(w.status === 'rejected' && w.reason instanceof CommitTimeoutError, 'the writer stops waiting: recorded: false');
+      // Four writes in flight (the store's write slots); ten more wait for a slot, their writers stop waiting
+      // (recorded: false) and they stay queued.
+      const filled = await fillWriteSlots((r) => decisions.write(r));
+      ({ inFlight, queued, writes } = filled);
+      for (const w of filled.waits) assert.ok(w.status === 'rejected' && w.reason instanceof CommitTimeoutError, 'the writer stops waiting: recorded: false');
       assert.equal(await dropped(), 0, 'kept queued until their deadline: not dropped yet');
       // The pending deadline (decisions.ts): the end of the decision's second plus decisionPendingMs of the command
       // bound (at least 7 s), on Redis's clock. Redis "resumes" only once every one has passed.

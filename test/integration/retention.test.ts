@@ -16,6 +16,7 @@ import { createKeys } from '../../src/redis/keys.js';
 import { readObservations } from '../../src/rollout/service.js';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, FIVE_AGENTS, REDIS_URL, startTest, testPrefix, testRedis } from '../helpers/env.js';
+import { sampleRecord } from '../helpers/write-slots.js';
 
 const prefix = testPrefix('retention');
 const keys = createKeys(prefix);
@@ -24,19 +25,7 @@ const redis = testRedis(prefix, { maxRetriesPerRequest: null });
 const redisNow = async () => Number((await redis.time())[0]);
 
 function decisionAt(sec: number): DecisionRecord {
-  return {
-    id: newDecisionId(sec * 1000),
-    pipeline: 'p',
-    pipelineVersion: 1,
-    strategy: 's',
-    strategyVersion: 1,
-    strategyKind: 'uniform',
-    reason: 'default',
-    budgets: { a: 100, b: 200 },
-    totalTokens: 300,
-    features: {},
-    ts: sec * 1000 + 5,
-  };
+  return { ...sampleRecord(newDecisionId(sec * 1000)), ts: sec * 1000 + 5 };
 }
 
 describe('applied-markers live as long as the reward window needs', () => {

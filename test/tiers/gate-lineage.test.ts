@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { tierAgentsOf, tierModelsOut } from '@apportion/sdk/engine';
+import { tierModelsOut } from '@apportion/sdk/engine';
 import type { LoggedEvent } from '../../src/learner/events.js';
-import { compileFeatures } from '../../src/learner/features.js';
 import { DEFAULT_GATE, gateVerdict } from '../../src/learner/gate.js';
-import type { LearnedParams } from '../../src/learner/kind.js';
 import { mulberry32 } from '../../src/learner/rng.js';
-import { loadTierWorld } from '../../src/learner/sim/tiers.js';
-import { worldFeatures } from '../../src/learner/sim/world.js';
 import { tierGateInput } from '../../src/learner/tier-gate.js';
-import { fitTier, initialParams, tierGreedy, type TierAction, type TierParams } from '../../src/learner/tiers-policy.js';
-import { randomTierRows } from '../helpers/tier-server.js';
+import { tierGreedy, type TierAction, type TierParams } from '../../src/learner/tiers-policy.js';
+import { cheapSufficesGate } from '../helpers/tier-gate-fixture.js';
 
 /**
  * The activation gate's lineage evidence for joint (model-and-tokens) versions: while a tier version serves, a
@@ -19,19 +15,7 @@ import { randomTierRows } from '../helpers/tier-server.js';
  * default's action is played on a few percent of decisions: every candidate was refused for too little support and
  * the learner stayed on its first version.
  */
-const tw = loadTierWorld('cheap-suffices');
-const pipeline = tw.pipeline;
-const agents = tierAgentsOf(pipeline);
-const encoder = compileFeatures(worldFeatures(tw.world).features);
-const params = { costWeight: 0 } as LearnedParams;
-const names = tw.agents.map((a) => a.name);
-const T = tw.totalTokens;
-const opts = { epsilon: 0, perturbation: 0.5, costWeight: 0 };
-
-function fitted(seed: number): TierParams {
-  const rows = randomTierRows(tw, encoder, 1500, mulberry32(seed));
-  return fitTier(initialParams(agents, encoder.dim, 10_000), agents, rows, { steps: 200, lr: 0.03 }).params;
-}
+const { tw, pipeline, agents, encoder, params, names, T, opts, fitted } = cheapSufficesGate();
 
 /** The default strategy's action: the first model for every agent, an even split of the total. */
 const defaultAction = (): TierAction => ({ assign: tw.agents.map(() => 0), budgets: tw.agents.map(() => Math.floor(T / tw.agents.length)) });

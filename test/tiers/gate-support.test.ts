@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { tierAgentsOf, tierModelsOut } from '@apportion/sdk/engine';
+import { tierModelsOut } from '@apportion/sdk/engine';
 import type { LoggedEvent } from '../../src/learner/events.js';
-import { compileFeatures } from '../../src/learner/features.js';
 import { TIER_GATE, gateVerdict, type GateVerdict } from '../../src/learner/gate.js';
-import type { LearnedParams } from '../../src/learner/kind.js';
 import { mulberry32 } from '../../src/learner/rng.js';
-import { loadTierWorld } from '../../src/learner/sim/tiers.js';
-import { worldFeatures } from '../../src/learner/sim/world.js';
 import { tierGateInput } from '../../src/learner/tier-gate.js';
-import { fitTier, initialParams, tierGreedy, type TierAction, type TierParams } from '../../src/learner/tiers-policy.js';
-import { randomTierRows } from '../helpers/tier-server.js';
+import { initialParams, tierGreedy, type TierAction, type TierParams } from '../../src/learner/tiers-policy.js';
+import { cheapSufficesGate } from '../helpers/tier-gate-fixture.js';
 
 /**
  * The activation gate on a pipeline with model tiers when the candidate's action has too little support. A tier
@@ -19,20 +15,7 @@ import { randomTierRows } from '../helpers/tier-server.js';
  * candidate waits (GateRule.supportWaits: it stays the candidate and is judged again at the next retrain on all the
  * decisions since it was proposed), as a token candidate does; one whose estimate shows harm is still refused.
  */
-const tw = loadTierWorld('cheap-suffices');
-const pipeline = tw.pipeline;
-const agents = tierAgentsOf(pipeline);
-const encoder = compileFeatures(worldFeatures(tw.world).features);
-const params = { costWeight: 0 } as LearnedParams;
-const names = tw.agents.map((a) => a.name);
-const T = tw.totalTokens;
-const opts = { epsilon: 0, perturbation: 0.5, costWeight: 0 };
-
-/** A joint version fitted on random joint actions of the world (a reasonable candidate). */
-function fitted(seed: number): TierParams {
-  const rows = randomTierRows(tw, encoder, 1500, mulberry32(seed));
-  return fitTier(initialParams(agents, encoder.dim, 10_000), agents, rows, { steps: 200, lr: 0.03 }).params;
-}
+const { tw, pipeline, agents, encoder, params, names, T, opts, fitted } = cheapSufficesGate();
 
 /** A joint version that puts every agent on the cheap model (as in learned.test.ts: worse than the default). */
 function allCheap(): TierParams {
