@@ -4,23 +4,17 @@ import { describe, it } from 'node:test';
 import { decisionSecond, DecisionStore, newDecisionId, readDecisionJsons, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { createKeys } from '../../src/redis/keys.js';
 import { testPrefix, testRedis } from '../helpers/env.js';
+import { sampleRecord } from '../helpers/write-slots.js';
 
 const prefix = testPrefix('decisions');
 const keys = createKeys(prefix);
 const redis = testRedis(prefix, { enableAutoPipelining: true });
 
 const record = (id: string, i = 0): DecisionRecord => ({
-  id,
-  pipeline: 'p',
-  pipelineVersion: 1,
-  strategy: 's',
-  strategyVersion: 1,
-  strategyKind: 'uniform',
-  reason: 'default',
+  ...sampleRecord(id),
   budgets: { a: 100 + i, b: 200 },
   totalTokens: 300 + i,
   features: { note: 'quotes " and raw \u001e\u001f control characters survive', i },
-  ts: Date.now(),
 });
 
 describe('decision records', () => {

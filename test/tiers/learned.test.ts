@@ -7,16 +7,16 @@ import { loggingPolicyOf } from '../../src/learner/hooks.js';
 import { learnerMetaOf, servingModel } from '../../src/learner/kind.js';
 import { TRAIN_QUEUE, type LearnerModule } from '../../src/learner/module.js';
 import { compileFeatures } from '../../src/learner/features.js';
-import { initialWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import type { SimContext } from '../../src/learner/sim/world.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
-import { curvesOf, initialParams, perturbAround, predictQuality, serializeTierParams } from '../../src/learner/tiers-policy.js';
+import { curvesOf, initialParams, perturbAround, predictQuality } from '../../src/learner/tiers-policy.js';
 import type { Running } from '../../src/server.js';
 import { okHttp } from '../helpers/http.js';
 import { tierPipelineDoc, tierServerHooks } from '../helpers/tier-server.js';
 import { eventually, testPrefix } from '../helpers/env.js';
+import { saveTierVersion } from '../helpers/tier-gate-fixture.js';
 
 /**
  * The learned strategy on a pipeline with model tiers, end to end over a real HTTP socket: it chooses each agent's
@@ -213,13 +213,7 @@ describe('the learned strategy on a pipeline with model tiers', () => {
       bad.kappa[i]![1] = -2;
     });
     const reg = learner.training.registry;
-    const saved = await reg.save('tb', initialWeights(enc.dim, agents.length, pipelineDoc.defaultTotalTokens, mulberry32(1)), {
-      signature: enc.signature,
-      agents: pipeline.agents.map((a) => a.name),
-      metrics: { rows: 0, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'tiers', costWeight: 0, buffer: 0 },
-      kind: 'tiers',
-      tiers: serializeTierParams(bad),
-    });
+    const saved = await saveTierVersion(reg, 'tb', enc, pipeline.agents.map((a) => a.name), pipelineDoc.defaultTotalTokens, bad);
     await reg.propose(saved);
     const rng = mulberry32(11);
     const noise = mulberry32(12);

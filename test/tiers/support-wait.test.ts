@@ -4,14 +4,14 @@ import { tierAgentsOf } from '@apportion/sdk/engine';
 import { compileFeatures } from '../../src/learner/features.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import { TRAIN_QUEUE, type LearnerModule } from '../../src/learner/module.js';
-import { initialWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
-import { fitTier, initialParams, serializeTierParams } from '../../src/learner/tiers-policy.js';
+import { fitTier, initialParams } from '../../src/learner/tiers-policy.js';
 import type { Running } from '../../src/server.js';
 import { eventually, testPrefix } from '../helpers/env.js';
 import { randomTierRows, tierPipelineDoc, tierServerHooks } from '../helpers/tier-server.js';
+import { saveTierVersion } from '../helpers/tier-gate-fixture.js';
 
 /**
  * End to end (the service's retrains, the real Redis): a pipeline with model tiers and a user-set `trainEvery` of
@@ -51,13 +51,7 @@ describe('a tier candidate short of support at trainEvery 200', () => {
     const enc = compileFeatures(worldFeatures(tw.world).features);
     const tiers = fitTier(initialParams(agents, enc.dim, 10_000), agents, randomTierRows(tw, enc, 1500, mulberry32(2)), { steps: 200, lr: 0.03 }).params;
     const reg = learner.training.registry;
-    const saved = await reg.save('sw', initialWeights(enc.dim, agents.length, doc.defaultTotalTokens, mulberry32(1)), {
-      signature: enc.signature,
-      agents: pipeline.agents.map((a) => a.name),
-      metrics: { rows: 0, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'tiers', costWeight: 0, buffer: 0 },
-      kind: 'tiers',
-      tiers: serializeTierParams(tiers),
-    });
+    const saved = await saveTierVersion(reg, 'sw', enc, pipeline.agents.map((a) => a.name), doc.defaultTotalTokens, tiers);
     await reg.propose(saved);
     const trainQueue = learner.queues!.find((q) => q.name === TRAIN_QUEUE)!;
     const idle = () => eventually(async () => Object.values(await trainQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).every((n) => n === 0), 120_000, 100);
