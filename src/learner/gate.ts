@@ -108,6 +108,11 @@ export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, m
  */
 export const TIER_GATE: GateRule = { ...DEFAULT_GATE, supportWaits: 2 };
 
+/** The activation gate's rule for a pipeline: TIER_GATE with model tiers, else DEFAULT_GATE; `delta` the strategy's gateDelta. */
+export function gateRuleFor(tiers: boolean, delta?: number): GateRule {
+  return { ...(tiers ? TIER_GATE : DEFAULT_GATE), ...(delta !== undefined ? { delta } : {}) };
+}
+
 /** The rule before the bootstrap-t bound, the looks and the lineage (one verdict per candidate, normal bound), for comparison. */
 export const NORMAL_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, interval: 'normal', looks: 1, lineage: false };
 

@@ -11,7 +11,7 @@ import type { Services } from '../kernel/module.js';
 import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
-import { DEFAULT_GATE, describeRule, TIER_GATE } from './gate.js';
+import { describeRule, gateRuleFor } from './gate.js';
 import { evaluateOffPolicy, OPE_TOLERANCE, pipelineCostWeight, tierRewardOf } from './ope-service.js';
 import { learnsTiers, modelAgreementOf } from '@apportion/sdk/engine';
 import { readServingGuard, safeStartComparison, type SafeStartComparison } from './guard-monitor.js';
@@ -302,7 +302,7 @@ function gateFields(doc: ModelDoc | undefined, servingVersion: number, gateDelta
     serving: servingVersion > 0 ? 'model' : 'default-strategy',
     ...(servingVersion > 0 ? { kind: doc?.kind ?? 'tokens' } : {}),
     candidate: doc?.candidate?.version ?? null,
-    gateRule: describeRule({ ...(tiers ? TIER_GATE : DEFAULT_GATE), ...(gateDelta !== undefined ? { delta: gateDelta } : {}) }),
+    gateRule: describeRule(gateRuleFor(tiers, gateDelta)),
     ...(servingVersion > 0 && doc?.scaling ? { scaling: doc.scaling } : {}),
   };
 }

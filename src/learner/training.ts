@@ -6,7 +6,7 @@ import { decodeDecisionRecord, type DecisionReader, type DecisionRecord } from '
 import { decodeEvent, decodeEvents, type LoggedEvent } from './events.js';
 import { compileFeatures, type FeaturesBody } from './features.js';
 import { COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, keysGreedy, residualCheck, residualTest, windowAfterChange, type DriftRule, type ForgetSpan } from './drift.js';
-import { DEFAULT_GATE, gateLevel, TIER_GATE, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
+import { DEFAULT_GATE, gateLevel, gateRuleFor, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
 import { backoffUnit, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, gateBackoffApplies, gateShowsHarm, type DriftRetire } from './guard.js';
 import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, trainEveryOf, type LearnedParams, type LearnerMeta } from './kind.js';
@@ -453,7 +453,7 @@ export class TrainingService {
       await this.registry.recordGate(pipeline.id, pending.version, { status: 'refused', reason: 'trained for another feature declaration, agent list or (model tiers) candidate models than the pipeline now has', events: 0, comparisons: [], decidedAt: now });
       return { waiting: false };
     }
-    const rule = { ...(c.tiers ? TIER_GATE : DEFAULT_GATE), ...(params.gateDelta !== undefined ? { delta: params.gateDelta } : {}) };
+    const rule = gateRuleFor(!!c.tiers, params.gateDelta);
     const events = await this.eventsSince(pipeline.id, pending.proposedAt ?? pending.createdAt, Math.max(params.window ?? 8000, rule.minEvents));
     const pa = policyAgentsOf(pipeline);
     const dflt = defaultSplitOf(this.core);

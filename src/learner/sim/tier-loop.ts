@@ -20,7 +20,7 @@ import {
 import { DEFAULT_DRIFT, keysGreedy, residualTest, windowAfterChange, type DriftRule, type StratumError } from '../drift.js';
 import { rewardOf, type LoggedEvent } from '../events.js';
 import { compileFeatures, type FeatureScaling } from '../features.js';
-import { gateVerdict, retireVerdict, TIER_GATE } from '../gate.js';
+import { gateRuleFor, gateVerdict, retireVerdict } from '../gate.js';
 import { accumulate, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
 import { loggingPolicyOf } from '../hooks.js';
 import type { LearnedParams } from '../kind.js';
@@ -173,7 +173,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
   const tierAgents = tierAgentsOf(pipeline);
   const trainEvery = params.trainEvery ?? 500;
   const window = params.window ?? 8000;
-  const rule = { ...TIER_GATE, ...(params.gateDelta !== undefined ? { delta: params.gateDelta } : {}) };
+  const rule = gateRuleFor(true, params.gateDelta);
   const prior = serializeWeights(initialWeights(compileFeatures(decl.features).dim, agentNames.length, pipeline.defaultTotalTokens, mulberry32(1)));
   const rng = mulberry32(o.seed);
   const noise = mulberry32(o.seed + 13);
