@@ -76,10 +76,14 @@ describe('safe start and activation gate (HTTP)', () => {
       assert.equal(m.m, 0, 'no model version decides');
       const fixed = await http('POST', '/v1/allocations', { pipeline: 'safe', strategy: 'fixed', features });
       assert.deepEqual(m.g, names.map((a) => fixed.json.budgets[a].tokens), 'candidate 0 is the default strategy’s split');
+      // The logged propensity of the default split: 1 − ε + ε/K with the safe start's ε = 0.2 (no candidate yet).
+      assert.ok(m.P[0]! >= 0.8 && m.P[0]! < 1, `the default split's logged probability ${m.P[0]} (P ${JSON.stringify(m.P)})`);
       if (m.k === 0) greedyServed++;
       assert.ok(learnerMetaOf(d, rt.core.view().pipelines.get('safe')), 'the candidate set is reproducible from the log');
     }
-    assert.ok(greedyServed >= 25, `the default split served ${greedyServed} of 40 times (80 % expected)`);
+    // The draws follow those probabilities: Binomial(40, ≥ 0.8) is under 20 with probability < 1e-5 (the bar was 25, at
+    // 0.1–0.3 % a run: one CI run drew 22).
+    assert.ok(greedyServed >= 20, `the default split served ${greedyServed} of 40 times (80 % expected)`);
   });
 
   it('trains a candidate (mixed into decisions), then the gate decides and the models listing says why', async () => {
