@@ -15,6 +15,7 @@
  *                                      (wide safe-start exploration, its events' training weight floor; the agents' initial weight)
  *                                      [--guard on|off] [--guard-hold N] (the runtime guard's serving-version test and reverts, as the service runs them; off: the candidate arm only)
  *                                      [--candidate-backoff on|off] [--guard-safe-start on|off] (the backoff after refused candidates; the safe start's test and shrink)
+ *                                      [--marginal on] (diagnostic: the static split that maximises the serving version's mean prediction, valued by the truth)
  *                                      [--cold-after-change on|off] (after a detected change, while no version serves: retrains from the untrained prior; default on)
  *                                      [--backoff-gate on|off|safe-start] (the gate's refusals that show harm count in that backoff, as the guard's; off: the guard's only, the rule before 2026-12-04; safe-start: only while no version serves)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
@@ -32,14 +33,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { loadTf } from '../src/learner/backend.js';
-import { DEFAULT_HIDDEN, forward } from '../src/learner/model.js';
+import { DEFAULT_HIDDEN, forward, predict } from '../src/learner/model.js';
 import { EXPLORE_DEFAULTS, greedyBudgets } from '../src/learner/policy.js';
 import { CANDIDATE_BACKOFF_GATE_DEFAULT, GUARD_DEFAULTS, type CandidateBackoffGate } from '../src/learner/guard.js';
 import { DEFAULT_GATE, GATE_RULES, NORMAL_GATE } from '../src/learner/gate.js';
 import { DEFAULT_DRIFT } from '../src/learner/drift.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
 import { armWindows, greedyValues, policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
-import { loadWorld, WORLD_NAMES } from '../src/learner/sim/world.js';
+import { loadWorld, polishShares, WORLD_NAMES } from '../src/learner/sim/world.js';
 import { DEFAULT_MIN_STEPS } from '../src/learner/trainer.js';
 import { flag } from './lib.js';
 import { fitReport } from './_fit-lib.js';
@@ -190,6 +191,7 @@ if (merge) {
   summarise('named worlds', rows.filter((r) => r.kind === 'named'));
   process.exit(0);
 }
+const marginalDiag = flag('marginal', 'off') === 'on';
 const [shardK, shardN] = flag('shard', '1/1').split('/').map(Number) as [number, number];
 // Worlds already measured by an earlier (stopped) run of the same shard: `--skip gen-1,drift`.
 const skip = new Set(flag('skip', '').split(',').filter(Boolean));
@@ -233,6 +235,22 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   const agents = policyAgents(world);
   const model = res.serving;
   const greedy = ctx.map((x) => world.expected(phase, x, model ? greedyBudgets(forward(model.weights, model.encoder.encode(world.features(x))), agents, world.totalTokens) : uni));
+  if (marginalDiag && model) {
+    // Diagnostic: the static split that maximises the final model's mean prediction over these requests, valued truly.
+    const sample = ctx.filter((_, i) => i % Math.ceil(ctx.length / 300) === 0);
+    const hs = sample.map((x) => forward(model.weights, model.encoder.encode(world.features(x))));
+    const mv = (s: readonly number[]) => {
+      const b = staticSplit(world, s, world.totalTokens);
+      let v = 0;
+      for (const h of hs) v += predict(h, b);
+      return v / hs.length;
+    };
+    const m0 = new Array<number>(world.agents.length).fill(0);
+    for (const h of hs) greedyBudgets(h, agents, world.totalTokens).forEach((b, i) => (m0[i]! += b / world.totalTokens / hs.length));
+    const msp = staticSplit(world, polishShares(m0, mv, world.agents.length), world.totalTokens);
+    const mval = ctx.map((x) => world.expected(phase, x, msp));
+    console.log(`  ${world.name}: the model's static split ÷ oracle ${(mean(mval) / mean(oracle)).toFixed(4)} (greedy ${(mean(greedy) / mean(oracle)).toFixed(4)}, best static ${(mean(stat) / mean(oracle)).toFixed(4)}, served ${(mean(served) / mean(oracle)).toFixed(4)})`);
+  }
   const ratio = mean(served) / mean(oracle);
   // The learned arm alone: the same requests without those the guard's control arm served (exploration included).
   const ctl = Array.from(res.controlServed.subarray(from)).filter(keep);
