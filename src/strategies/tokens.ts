@@ -20,7 +20,9 @@ export function loadTokenizer(): Promise<void> {
   loading ??= (async () => {
     const [{ Tiktoken }, ranks] = await Promise.all([import('js-tiktoken/lite'), import('js-tiktoken/ranks/o200k_base')]);
     const encoder = new Tiktoken(ranks.default);
-    setTokenEncoder((text) => encoder.encode(text).length, ranks.default.pat_str);
+    // User text is counted as text: a special token's spelling in it (`<|endoftext|>`) is ordinary characters, not
+    // the control token (js-tiktoken throws on it by default).
+    setTokenEncoder((text) => encoder.encode(text, [], []).length, ranks.default.pat_str);
   })().catch((e: unknown) => {
     loading = undefined;
     throw e;

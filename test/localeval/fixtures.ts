@@ -163,7 +163,8 @@ export async function setUp(op: (method: string, url: string, body?: unknown) =>
   });
 }
 
-const WORDS = ['budget', 'agent', 'token', 'split', 'pipeline', 'ünïcode', '数据', 'x'.repeat(40), 'http://example.com/a/b?c=d'];
+// Special tokens' spellings too: user documents about LLMs contain them, and they are counted as text.
+const WORDS = ['budget', 'agent', 'token', 'split', 'pipeline', 'ünïcode', '数据', 'x'.repeat(40), 'http://example.com/a/b?c=d', '<|endoftext|>', '<|im_start|>user', '<|fim_middle|>'];
 
 /** One random allocation request (seeded): pipeline, unit, features, total, sometimes a forced strategy. */
 export function randomRequest(rng: () => number): { pipeline: string; unitKey?: string; features?: Record<string, string | number | boolean | null>; totalTokens?: number; strategy?: string } {

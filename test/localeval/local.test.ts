@@ -212,4 +212,16 @@ console.log(JSON.stringify(ids));`;
     const decisions = (rt.modules.find((m) => m.name === 'allocation') as AllocationModule).decisions;
     for (const id of ids) assert.ok(await decisions.read(id), `shipped on exit: ${id}`);
   });
+
+  it('counts a text feature in a process of its own as the server does, a special token’s spelling included', async () => {
+    // A fresh process: the SDK loads its own encoder (in this one the server's is already installed).
+    const documentText = `${'refund order '.repeat(30)}<|endoftext|> and <|endofprompt|>`;
+    const script = `import { Apportion } from '@apportion/sdk';
+const sdk = new Apportion({ url: process.argv[1], mode: 'local', flushIntervalMs: 3600000 });
+const a = await sdk.allocate({ pipeline: 'lv-five', strategy: 'five-estimate', features: { documentText: process.argv[2] } });
+console.log(JSON.stringify(a.budgets));`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script, url, documentText], { cwd: ROOT, timeout: 120_000 });
+    const server = (await op('POST', '/v1/allocations', { pipeline: 'lv-five', strategy: 'five-estimate', features: { documentText } })) as { budgets: unknown };
+    assert.deepEqual(JSON.parse(stdout.trim().split('\n').at(-1)!), server.budgets);
+  });
 });

@@ -53,4 +53,14 @@ describe('the token encoder loads on first use', () => {
     assert.notDeepEqual(first.budgets, (await allocate({ documentTokens: exact + 1 })).budgets);
     assert.deepEqual(second.budgets, (await allocate({ documentTokens: new Tiktoken(o200kBase).encode(`${documentText}Thanks.`).length })).budgets);
   });
+
+  it('counts a special token’s spelling in the text as text (it answered 500 before)', async () => {
+    // Documents about LLMs contain these; the provider sees them as text, and so does the count.
+    for (const documentText of ['see <|endoftext|> here', '<|endofprompt|><|endoftext|>', `${'word '.repeat(80)}<|endoftext|>`]) {
+      const literal = new Tiktoken(o200kBase).encode(documentText, [], []).length;
+      const got = await allocate({ documentText });
+      assert.deepEqual(got.budgets, (await allocate({ documentTokens: literal })).budgets, documentText);
+      assert.notDeepEqual(got.budgets, (await allocate({ documentTokens: literal + 1 })).budgets);
+    }
+  });
 });

@@ -549,7 +549,7 @@ export class LocalEvaluator implements LocalEvaluatorApi {
 
 /** Loads js-tiktoken's o200k_base encoder (an optional peer dependency) for `<x>Text` features. */
 async function loadTokenizer(): Promise<void> {
-  let lite: { Tiktoken: new (ranks: unknown) => { encode(text: string): number[] } };
+  let lite: { Tiktoken: new (ranks: unknown) => { encode(text: string, allowedSpecial?: string[], disallowedSpecial?: string[]): number[] } };
   let ranks: { default: { pat_str: string } };
   try {
     lite = (await import('js-tiktoken/lite' as string)) as typeof lite;
@@ -558,5 +558,6 @@ async function loadTokenizer(): Promise<void> {
     throw new Error('a `<x>Text` feature in local mode needs the optional dependency js-tiktoken (npm install js-tiktoken), or send `<x>Tokens` instead', { cause: e });
   }
   const enc = new lite.Tiktoken(ranks.default);
-  setTokenEncoder((text) => enc.encode(text).length, ranks.default.pat_str);
+  // A special token's spelling in user text (`<|endoftext|>`) is counted as text, as the server counts it.
+  setTokenEncoder((text) => enc.encode(text, [], []).length, ranks.default.pat_str);
 }
