@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
-import { ApportionClient, type ClientOptions } from './client.js';
+import { ApportionClient, ApportionHttpError, type ClientOptions } from './client.js';
 
 /**
  * Span context for orchestrators: `withAgent("researcher", fn)` opens an agent span and every `recordCall`
@@ -92,7 +92,10 @@ export interface AgentOptions {
 }
 
 export interface SpanRecorderOptions extends ClientOptions {
-  /** Spans buffered before an automatic flush. Default 100. */
+  /**
+   * Spans buffered before an automatic flush, and the most one request carries. Default 100; at most 10,000 (what
+   * `POST /v1/spans` takes). A batch the API refuses as over its body limit (413) is halved until it fits.
+   */
   readonly batchSize?: number;
   /**
    * Automatic flush interval in ms (0: only on batchSize, flush() and at exit). Default 1000. The timer does not
@@ -112,6 +115,9 @@ interface Frame {
 }
 
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+
+/** The most spans one POST /v1/spans takes (its schema's `maxItems`). */
+const MAX_SPANS_PER_REQUEST = 10_000;
 
 export interface FlushResult {
   readonly sent: number;
@@ -140,6 +146,11 @@ export class SpanRecorder {
   private inflight: Promise<unknown> = Promise.resolve();
   /** Spans dropped because the buffer overflowed while the API was unreachable. */
   dropped = 0;
+  /**
+   * Spans dropped because the API refused one alone as over its body limit (413): such a span can never be sent
+   * (each is also in its flush's `rejected`, with the reason).
+   */
+  oversized = 0;
   /** The exit flush failed and nothing was recorded since: it is not tried again (see `buffering`). */
   private exitFailed = false;
   private readonly flushBeforeExit = () => {
@@ -262,7 +273,7 @@ export class SpanRecorder {
   }
 
   private async send(): Promise<FlushResult> {
-    const size = this.opts.batchSize ?? 100;
+    let size = this.batchSize();
     const total = { sent: 0, accepted: 0, duplicates: 0, rejected: [] as { index: number; reason: string }[] };
     while (this.buffer.length) {
       // The batch leaves the buffer while it is sent, so spans recorded meanwhile (and the overflow bound, which drops
@@ -272,6 +283,22 @@ export class SpanRecorder {
       try {
         res = await this.client.request<FlushResult>('POST', '/v1/spans', { spans: batch });
       } catch (e) {
+        if (e instanceof ApportionHttpError && e.statusCode === 413) {
+          // Over the API's body limit: sent again in halves (the size that fits is kept for the rest of this flush),
+          // down to one span; a span refused alone can never be sent, so it is dropped, reported and counted instead
+          // of blocking the rest, and the spans after it start again at the configured size.
+          if (batch.length > 1) {
+            this.buffer = batch.concat(this.buffer);
+            size = Math.ceil(batch.length / 2);
+            continue;
+          }
+          const span = batch[0]!;
+          this.oversized++;
+          total.rejected.push({ index: total.sent, reason: `span ${span.traceId}/${span.spanId}: ${e.message}` });
+          total.sent++;
+          size = this.batchSize();
+          continue;
+        }
         this.buffer = batch.concat(this.buffer);
         this.bound();
         throw e;
@@ -323,7 +350,13 @@ export class SpanRecorder {
     this.exitFailed = false;
     this.bound();
     this.watchExit();
-    if (this.buffer.length >= (this.opts.batchSize ?? 100)) void this.flush().catch(() => undefined);
+    if (this.buffer.length >= this.batchSize()) void this.flush().catch(() => undefined);
+  }
+
+  /** The configured batch size, within what one POST /v1/spans takes (at least 1, at most 10,000 spans). */
+  private batchSize(): number {
+    const n = Math.floor(this.opts.batchSize ?? 100);
+    return Number.isFinite(n) ? Math.min(Math.max(n, 1), MAX_SPANS_PER_REQUEST) : 100;
   }
 }
 
