@@ -18,6 +18,14 @@ export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
 export interface ApportionMiddlewareOptions extends IntegrationOptions {
   /** The agent whose budget this model spends (its name in the controller). */
   readonly agent: string;
+  /**
+   * Models by name the controller may move the agent to: when the controller has the agent on another model than
+   * the wrapped one (its `fallbackModel` after a downgrade under pressure, once `controller.start(agent)` made it; the
+   * allocation's model on a pipeline with model tiers) and that name is a key here, the call goes to that model
+   * (a language model object of the same specification version, e.g. `openai('gpt-4o-mini')`), with the same
+   * parameters, and its span names it. A name not found here leaves the call on the wrapped model.
+   */
+  readonly modelsByName?: Readonly<Record<string, ModelInfo>>;
 }
 
 type Middleware = LanguageModelMiddleware;
@@ -53,6 +61,13 @@ function withWrapUp(prompt: CallOptions['prompt'], text: string): CallOptions['p
   return [...prompt.slice(0, lead), { role: 'system', content: text }, ...prompt.slice(lead)] as CallOptions['prompt'];
 }
 
+/** The model a call goes to: the one the controller has the agent on, when `modelsByName` names it; else the wrapped one. */
+function targetOf(o: ApportionMiddlewareOptions, wrapped: ModelInfo): ModelInfo | undefined {
+  const on = o.controller.state(o.agent).model;
+  if (on === undefined || on === wrapped.modelId || !Object.hasOwn(o.modelsByName ?? {}, on)) return undefined;
+  return o.modelsByName![on];
+}
+
 function spanOf(o: ApportionMiddlewareOptions, model: ModelInfo, start: number, status: 'ok' | 'error') {
   return { model: model.modelId, provider: o.provider ?? model.provider.split('.')[0]!, start, end: Date.now(), status } as const;
 }
@@ -78,12 +93,14 @@ export function apportionMiddleware(o: ApportionMiddlewareOptions): LanguageMode
       claims.set(out, claim);
       return out;
     },
-    wrapGenerate: ({ doGenerate, model, params }) =>
+    wrapGenerate: ({ doGenerate, model: wrapped, params }) =>
       asAgent(o, o.agent, claimOf(params), async (settle: Settle) => {
         const start = Date.now();
+        const other = targetOf(o, wrapped);
+        const model = other ?? wrapped;
         let result: GenerateResult;
         try {
-          result = await doGenerate();
+          result = other ? await other.doGenerate(params) : await doGenerate();
         } catch (e) {
           settle({ ...spanOf(o, model, start, 'error'), ...failedCall(e) });
           throw e;
@@ -92,12 +109,14 @@ export function apportionMiddleware(o: ApportionMiddlewareOptions): LanguageMode
         settle({ ...spanOf(o, model, start, 'ok'), ...(usage ? { usage } : {}) });
         return result;
       }),
-    wrapStream: ({ doStream, model, params }) =>
+    wrapStream: ({ doStream, model: wrapped, params }) =>
       asAgent(o, o.agent, claimOf(params), async (settle: Settle) => {
         const start = Date.now();
+        const other = targetOf(o, wrapped);
+        const model = other ?? wrapped;
         let result: StreamResult;
         try {
-          result = await doStream();
+          result = other ? await other.doStream(params) : await doStream();
         } catch (e) {
           // Before the stream began: the provider's HTTP error status, if it answered one, says it billed nothing.
           settle({ ...spanOf(o, model, start, 'error'), ...failedCall(e) });

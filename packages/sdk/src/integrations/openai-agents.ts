@@ -71,6 +71,13 @@ export interface ApportionModelOptions extends Omit<IntegrationOptions, 'control
   readonly agent: string;
   /** Model name on the spans (prices them). Default `unknown` (the call is kept as unpriced). */
   readonly modelName?: string;
+  /**
+   * Models by name the controller may move the agent to: when the request's controller has the agent on another
+   * model than `modelName` (its `fallbackModel` after a downgrade under pressure; the allocation's model on a pipeline
+   * with model tiers) and that name is a key here, the call goes to that Model, and its span names it. A model name
+   * not found here leaves the call on `inner`.
+   */
+  readonly modelsByName?: Readonly<Record<string, Model>>;
 }
 
 type Details = Record<string, number> | Record<string, number>[] | undefined;
@@ -171,8 +178,15 @@ export class ApportionModel implements Model {
     return { prepared, claim };
   }
 
-  private span(start: number, status: 'ok' | 'error') {
-    return { model: this.o.modelName ?? 'unknown', ...(this.o.provider ? { provider: this.o.provider } : {}), start, end: Date.now(), status } as const;
+  /** The Model a call of the agent goes to, and its name: the one the controller has the agent on, when given. */
+  private target(o: IntegrationOptions): { model: Model; name: string } {
+    const on = o.controller.state(this.o.agent).model;
+    const other = on !== undefined && on !== this.o.modelName && Object.hasOwn(this.o.modelsByName ?? {}, on) ? this.o.modelsByName![on] : undefined;
+    return other && on !== undefined ? { model: other, name: on } : { model: this.inner, name: this.o.modelName ?? 'unknown' };
+  }
+
+  private span(model: string, start: number, status: 'ok' | 'error') {
+    return { model, ...(this.o.provider ? { provider: this.o.provider } : {}), start, end: Date.now(), status } as const;
   }
 
   /** Tells the run hooks of this controller that the agent's run ends on a budget error (after its claim is released). */
@@ -206,23 +220,25 @@ export class ApportionModel implements Model {
 
   private response(o: IntegrationOptions, request: ModelRequest): Promise<ModelResponse> {
     const { prepared, claim } = this.prepare(o, request);
+    const target = this.target(o);
     return asAgent(o, this.o.agent, claim, async (settle: Settle) => {
       const start = Date.now();
       let res: ModelResponse;
       try {
-        res = await this.inner.getResponse(prepared);
+        res = await target.model.getResponse(prepared);
       } catch (e) {
-        settle({ ...this.span(start, 'error'), ...failedCall(e) });
+        settle({ ...this.span(target.name, start, 'error'), ...failedCall(e) });
         throw e;
       }
       const usage = usageOf(res.usage);
-      settle({ ...this.span(start, 'ok'), ...(usage ? { usage } : {}) });
+      settle({ ...this.span(target.name, start, 'ok'), ...(usage ? { usage } : {}) });
       return res;
     });
   }
 
   private async *streamedResponse(o: IntegrationOptions, request: ModelRequest): AsyncIterable<StreamEvent> {
     const { prepared, claim } = this.prepare(o, request);
+    const target = this.target(o);
     let settle!: Settle;
     await asAgent(o, this.o.agent, claim, async (s: Settle) => {
       settle = s;
@@ -234,7 +250,7 @@ export class ApportionModel implements Model {
     // Failed before its first event (the provider's HTTP error status comes before any): perhaps billed nothing.
     let failedEarly: ReturnType<typeof failedCall> = {};
     try {
-      for await (const event of this.inner.getStreamedResponse(prepared)) {
+      for await (const event of target.model.getStreamedResponse(prepared)) {
         events++;
         if (event.type === 'response_done') usage = usageOf(event.response.usage);
         yield event;
@@ -244,7 +260,7 @@ export class ApportionModel implements Model {
       if (events === 0) failedEarly = failedCall(e);
       throw e;
     } finally {
-      settle({ ...this.span(start, ok ? 'ok' : 'error'), ...(usage ? { usage } : failedEarly) });
+      settle({ ...this.span(target.name, start, ok ? 'ok' : 'error'), ...(usage ? { usage } : failedEarly) });
     }
   }
 
@@ -266,6 +282,8 @@ export interface BudgetAgentsOptions extends Omit<IntegrationOptions, 'controlle
   readonly model?: Model | ((agent: Agent<any, any>) => Model);
   /** Model name on the spans; default: the agent's model name when it is a string, else `unknown`. */
   readonly modelName?: string;
+  /** Models by name the controller may move an agent to (see ApportionModelOptions.modelsByName). */
+  readonly modelsByName?: Readonly<Record<string, Model>>;
 }
 
 /**
@@ -292,7 +310,7 @@ export function budgetAgents(root: Agent<any, any> | readonly Agent<any, any>[],
     o.controller?.state(agent.name); // throws on an agent the controller does not know
     if (agent.model instanceof ApportionModel) {
       const kept = agent.model;
-      const differs = (['recorder', 'provider', 'wrapUpMessage', 'modelName'] as const).filter((k) => o[k] !== undefined && o[k] !== kept.options[k]);
+      const differs = (['recorder', 'provider', 'wrapUpMessage', 'modelName', 'modelsByName'] as const).filter((k) => o[k] !== undefined && o[k] !== kept.options[k]);
       if (kept.agent !== agent.name || differs.length > 0) {
         throw new Error(
           `agent "${agent.name}" is already wrapped ${kept.agent !== agent.name ? `for agent "${kept.agent}"` : `with another ${differs.join(', ')}`}: wrap agents shared by requests once, and run each request inside runWithBudget(controller, …)`,
