@@ -330,6 +330,38 @@ export function budgetAgents(root: Agent<any, any> | readonly Agent<any, any>[],
   return plans.map((p) => p.agent);
 }
 
+type AgentEvent = 'agent_start' | 'agent_handoff' | 'agent_end';
+
+/**
+ * The handlers of the requests whose hooks listen to a shared agent's events, per agent and event. An agent gets one
+ * listener per event, added the first time and calling the handlers present then, instead of one per request:
+ * agents defined once and run by many concurrent requests would otherwise collect three listeners per request in
+ * flight (Node warns of a likely leak past ten). One per process (processWide), so hooks of either build share it.
+ */
+const agentHandlers = processWide(
+  'agentHookHandlers',
+  (v): v is WeakMap<object, Map<AgentEvent, Set<(ctx: unknown) => void>>> => v instanceof WeakMap,
+  () => new WeakMap<object, Map<AgentEvent, Set<(ctx: unknown) => void>>>(),
+);
+
+/** Adds `handler` to the agent's handlers of `event`; returns what removes it. */
+function listen(agent: Agent<any, any>, event: AgentEvent, handler: (ctx: unknown) => void): () => void {
+  let events = agentHandlers.get(agent);
+  if (!events) agentHandlers.set(agent, (events = new Map()));
+  let handlers = events.get(event);
+  if (!handlers) {
+    const added = new Set<(ctx: unknown) => void>();
+    events.set(event, (handlers = added));
+    // Every one of these events passes the run's context first, which is all the handlers read.
+    (agent as unknown as { on(e: AgentEvent, listener: (ctx: unknown) => void): unknown }).on(event, (ctx: unknown) => {
+      for (const h of [...added]) h(ctx);
+    });
+  }
+  handlers.add(handler);
+  const own = handlers;
+  return () => void own.delete(handler);
+}
+
 /**
  * Run hooks for one request: an agent is started in the controller when it starts, and finished when it hands off
  * or produces the final output, so what it left is redistributed to the agents still to run. An agent handed back
@@ -376,13 +408,9 @@ export function attachBudgetHooks(runner: Pick<Runner, 'on' | 'off'>, controller
     const onEnd = (ctx: unknown) => {
       if (ours(ctx)) controller.finish(agent.name);
     };
-    agent.on('agent_start', onStart);
-    agent.on('agent_handoff', onEnd);
-    agent.on('agent_end', onEnd);
+    const offs = [listen(agent, 'agent_start', onStart), listen(agent, 'agent_handoff', onEnd), listen(agent, 'agent_end', onEnd)];
     return () => {
-      agent.off('agent_start', onStart);
-      agent.off('agent_handoff', onEnd);
-      agent.off('agent_end', onEnd);
+      for (const off of offs) off();
     };
   });
   return () => {
