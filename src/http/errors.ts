@@ -46,7 +46,8 @@ function consts(branch: unknown): [string, unknown][] {
  * allowed property` from the numeric branch for a categorical feature whose hashBuckets is too large). When the
  * branches are told apart by a `const` property (`type`) and the value's property matches one branch, that branch's
  * error is reported (nested unions alike); when it matches none, the message names the property and its allowed
- * values. Otherwise (no source, no discriminator), the first error, as before.
+ * values. A union of constants (a string enum) names its allowed values. Otherwise (no source, no discriminator),
+ * the first error, as before.
  */
 function pick(items: readonly ValidationItem[], source: ValidationSource | undefined): ValidationItem | undefined {
   let list = items;
@@ -58,8 +59,15 @@ function pick(items: readonly ValidationItem[], source: ValidationSource | undef
     if (!union) break;
     const base = union.schemaPath!;
     const branches = at(source.schema, base);
+    if (!Array.isArray(branches)) break;
+    // A union of constants (`"REJECT" | "ALLOW_IF_AVAILABLE" | …`): ajv says each branch's "must be equal to
+    // constant", which names no value; name the allowed ones.
+    if (branches.length > 0 && branches.every((b) => typeof b === 'object' && b !== null && 'const' in b)) {
+      const allowed = branches.map((b) => JSON.stringify((b as { const: unknown }).const)).join(', ');
+      return { instancePath: union.instancePath ?? '', keyword: 'enum', message: `must be one of ${allowed}` };
+    }
     const data = at(source.data, union.instancePath ?? '');
-    if (!Array.isArray(branches) || typeof data !== 'object' || data === null) break;
+    if (typeof data !== 'object' || data === null) break;
     const fixed = branches.map(consts);
     if (fixed.some((c) => c.length === 0)) break;
     const rec = data as Record<string, unknown>;

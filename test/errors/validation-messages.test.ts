@@ -52,3 +52,29 @@ describe('VALIDATION_FAILED on a union names the error of the branch the value c
     assert.equal(await message([{ name: 'bad name!', type: 'numeric' }]), 'body/features/0/name must match pattern "^[A-Za-z0-9_.-]{1,128}$"');
   });
 });
+
+describe('VALIDATION_FAILED on a field of fixed values names the values', () => {
+  async function refused(method: 'PUT' | 'GET', url: string, payload?: unknown): Promise<string> {
+    const res = await rt.app!.inject({ method, url, ...(payload === undefined ? {} : { payload: payload as object }) });
+    assert.equal(res.statusCode, 400, res.body);
+    assert.equal(res.json().code, 'VALIDATION_FAILED', res.body);
+    return res.json().message as string;
+  }
+
+  it('a budget unit, an overage policy and a cost report grouping: "must be one of", never "must be equal to constant"', async () => {
+    assert.equal(await refused('PUT', '/v1/budgets', { scope: 'tenant:acme', unit: 'EUR', allocated: 5 }), 'body/unit must be one of "TOKENS", "USD_MICROCENTS"');
+    assert.match(await refused('PUT', '/v1/budgets', { scope: 'tenant:acme', unit: 'TOKENS', allocated: 5, overagePolicy: 'nope' }), /^body\/overagePolicy must be one of "REJECT", /);
+    assert.equal(await refused('GET', '/v1/reports/costs?groupBy=planet'), 'querystring/groupBy must be one of "customer", "team", "agent", "model", "day"');
+  });
+
+  it('inside a branch a discriminator chose (a numeric feature\'s transform)', async () => {
+    assert.match(await message([{ name: 'x', type: 'numeric', transform: 'sqrt' }]), /^body\/features\/0\/transform must be one of "/);
+  });
+
+  it('an agent priority in a pipeline', async () => {
+    assert.equal(
+      await refused('PUT', '/v1/pipelines/enum-p', { defaultTotalTokens: 100, agents: [{ name: 'a', priority: 'urgent' }] }),
+      'body/agents/0/priority must be one of "critical", "standard", "background"',
+    );
+  });
+});
