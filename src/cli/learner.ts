@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
@@ -199,10 +199,38 @@ async function retrainFailures(baseUrl: string, key: string | undefined): Promis
  * Writes a pipeline's logged decisions as DSJSON lines, oldest first: the newest `limit` lines buffered when the
  * export starts, then those that arrive while it runs, paged by the route's cursor (each line exactly once; a line
  * trimmed from the buffer before it was read is reported on stderr). λ: the pipeline's (as OPE uses) unless given.
+ * With `--out` the lines go to a file beside it, renamed over `--out` once the export is complete: a failed export
+ * (an unknown pipeline, a server that went away) leaves a file already at that path as it was, and no partial one.
  */
 async function exportLogs(pipeline: string, o: { url: string; key?: string; out?: string; limit: number; costWeight?: number }): Promise<void> {
   const client = new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}), timeoutMs: 60_000 });
-  const sink = o.out ? createWriteStream(o.out) : process.stdout;
+  if (!o.out) {
+    await exportPages(client, pipeline, o, process.stdout);
+    return;
+  }
+  const partial = `${o.out}.${process.pid}.partial`;
+  let fd: number;
+  try {
+    // Opened here, not by the stream: a path that cannot be written is a one-line error, not an unhandled 'error' event.
+    fd = openSync(partial, 'w');
+  } catch (e) {
+    throw new Error(`--out ${o.out}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const sink = createWriteStream(partial, { fd });
+  try {
+    const written = await exportPages(client, pipeline, o, sink);
+    await new Promise<void>((r, reject) => sink.on('error', reject).end(r));
+    renameSync(partial, o.out);
+    process.stderr.write(`${written.count} decisions written to ${o.out} (DSJSON, oldest first, λ ${written.lambda})\n`);
+  } catch (e) {
+    sink.destroy();
+    rmSync(partial, { force: true });
+    throw e;
+  }
+}
+
+/** Writes the pages to `sink`; how many lines, and the λ they were written with. */
+async function exportPages(client: ApportionClient, pipeline: string, o: { limit: number; costWeight?: number }, sink: NodeJS.WritableStream): Promise<{ count: number; lambda: number }> {
   const base = `/v1/pipelines/${encodeURIComponent(pipeline)}/logs`;
   let cursor = `start&newest=${o.limit}`;
   let written = 0;
@@ -220,10 +248,7 @@ async function exportLogs(pipeline: string, o: { url: string; key?: string; out?
     if (res.items.length < page) break;
   }
   if (gaps > 0) process.stderr.write(`warning: ${gaps} time(s) lines were trimmed from the buffer (it keeps the newest 100,000) before the export read them\n`);
-  if (o.out) {
-    await new Promise<void>((r) => (sink as NodeJS.WritableStream).end(r));
-    process.stderr.write(`${written} decisions written to ${o.out} (DSJSON, oldest first, λ ${lambda ?? 0})\n`);
-  }
+  return { count: written, lambda: lambda ?? 0 };
 }
 
 export function registerLearnerCommands(program: Command): void {
@@ -251,7 +276,7 @@ export function registerLearnerCommands(program: Command): void {
     .description("write a pipeline's logged decisions with outcomes as Vowpal Wabbit DSJSON lines")
     .addOption(urlOption())
     .addOption(keyOption())
-    .option('--out <file>', 'output file (default stdout)')
+    .option('--out <file>', 'output file (default stdout); replaced only once the export is complete')
     .option('--limit <n>', 'most decisions: the newest n buffered at the start, then those arriving meanwhile, written oldest first (1 to 100,000,000)', intArg(1, 100_000_000), 100_000)
     .option('--cost-weight <λ>', "λ in reward = quality − λ·cost (cost = −reward), a number from 0 to 1,000,000; default the pipeline's (its learned strategy's costWeight, as OPE uses)", numberArg(0, 1_000_000))
     .action((pipeline: string, o: { url: string; key?: string; out?: string; limit: number; costWeight?: number }) => exportLogs(pipeline, o));

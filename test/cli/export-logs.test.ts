@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -44,5 +44,18 @@ describe('export-logs', () => {
     const l0 = r0.stdout.trim().split('\n').map((l) => JSON.parse(l) as { EventId: string; _label_cost: number });
     assert.deepEqual(l0.map((l) => l.EventId), ['d-23', 'd-24', 'd-25'], 'the newest 3, oldest first');
     for (const l of l0) assert.ok(Math.abs(l._label_cost - -0.8) < 1e-12);
+  });
+
+  it('a failed export leaves the file at --out as it was, and an --out it cannot write is one line, not a stack trace', async () => {
+    const out = path.join(dir, 'kept.dsjson');
+    writeFileSync(out, 'an earlier export\n');
+    const r = await cli(['export-logs', 'no-such-pipeline', '--url', rt.url!, '--out', out]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /PIPELINE_NOT_FOUND/);
+    assert.equal(readFileSync(out, 'utf8'), 'an earlier export\n', 'the earlier file is not truncated');
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('kept.')), ['kept.dsjson'], 'no partial file is left');
+    const bad = await cli(['export-logs', 'lam', '--url', rt.url!, '--out', path.join(dir, 'no-such-dir', 'x.dsjson')]);
+    assert.equal(bad.code, 1, bad.stderr);
+    assert.equal(bad.stderr.trim(), `--out ${path.join(dir, 'no-such-dir', 'x.dsjson')}: cannot write there (ENOENT)`);
   });
 });
