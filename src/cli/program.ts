@@ -135,6 +135,29 @@ export function buildProgram(): Command {
   const program = new Command(NAME).description(DESCRIPTION);
   registerCore(program);
   registerCommands(program);
+  // commander's own `help <command>` would print a domain placeholder's help (`budgets [args...]`, no subcommands):
+  // this one loads the domain first, so `help budgets` and `help budgets set` say what `budgets --help` and
+  // `budgets set --help` say.
+  program.helpCommand(false);
+  program
+    .command('help')
+    .description('display help for command')
+    .argument('[command...]')
+    .action(async (names: string[]) => {
+      if (names.length === 0) program.help();
+      const domain = DOMAINS.find((d) => d.commands.some(([n]) => n === names[0]));
+      let cmd = program;
+      if (domain) {
+        cmd = new Command(NAME).description(DESCRIPTION);
+        (await domain.load())(cmd);
+      }
+      for (const name of names) {
+        const next = cmd.commands.find((c) => c.name() === name);
+        if (!next) cmd.error(`error: unknown command '${name}'`);
+        cmd = next!;
+      }
+      cmd.help();
+    });
   return program;
 }
 

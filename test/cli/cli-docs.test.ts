@@ -3,8 +3,10 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { DOMAINS } from '../../src/cli/commands.js';
 import { fullProgram } from '../../src/cli/program.js';
 import { renderCliReference } from '../../src/cli/reference.js';
+import { runCli } from '../helpers/cli.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const read = (f: string) => readFileSync(`${ROOT}${f}`, 'utf8');
@@ -51,5 +53,21 @@ describe('docs/cli.md', () => {
     const budgets = read('docs/budgets.md');
     for (const sub of ['set', 'balances', 'fund', 'debit', 'reset', 'freeze', 'unfreeze', 'delete']) assert.match(budgets, new RegExp(`apportion budgets (?:[a-z|]+\\|)?${sub}\\b`), sub);
     assert.match(budgets, /--micro-cents/);
+  });
+});
+
+describe('apportion help <command>', () => {
+  it('says what <command> --help says, for the commands loaded on use too (help budgets lists its subcommands)', async () => {
+    const cases = [...DOMAINS.flatMap((d) => d.commands.map(([n]) => [n])), ['budgets', 'set'], ['experiments', 'audit'], ['allocate']];
+    for (const c of cases) {
+      const [viaHelp, viaFlag] = await Promise.all([runCli(['help', ...c], process.env), runCli([...c, '--help'], process.env)]);
+      assert.equal(viaFlag.code, 0, `${c.join(' ')} --help: ${viaFlag.stderr}`);
+      assert.equal(viaHelp.code, 0, `help ${c.join(' ')}: ${viaHelp.stderr}`);
+      assert.equal(viaHelp.stdout, viaFlag.stdout, `help ${c.join(' ')}`);
+      assert.doesNotMatch(viaHelp.stdout, /\[args\.\.\.\]/, `help ${c.join(' ')} shows the real command, not its placeholder`);
+    }
+    const unknown = await runCli(['help', 'budgets', 'nope'], process.env);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /unknown command 'nope'/);
   });
 });
