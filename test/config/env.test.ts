@@ -166,5 +166,12 @@ describe('config', () => {
   it('documents every variable in the README configuration table', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     for (const v of CONFIG_VARIABLES) assert.match(readme, new RegExp(`\\| \`${v}\` \\|`), `README lacks ${v}`);
+    // And the other way: the list holds every variable loadConfig reads, and the table documents no other.
+    const source = readFileSync(new URL('../../src/config/env.ts', import.meta.url), 'utf8').split('export const CONFIG_VARIABLES')[0]!;
+    const read = new Set([...source.matchAll(/env\.([A-Z][A-Z0-9_]+)|Var\(env, '([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1] ?? m[2]!));
+    assert.ok(read.has('PORT') && read.has('APPORTION_ALLOW_EVICTION'), [...read].join(' '));
+    assert.deepEqual([...read].filter((v) => !(CONFIG_VARIABLES as readonly string[]).includes(v)), [], 'read by loadConfig but not in CONFIG_VARIABLES');
+    const table = [...readme.matchAll(/^\| `([A-Z][A-Z0-9_]+)` \|/gm)].map((m) => m[1]!);
+    assert.deepEqual(table.filter((v) => !(CONFIG_VARIABLES as readonly string[]).includes(v)), [], 'in the README table but not read');
   });
 });
