@@ -1,11 +1,14 @@
-import { Command } from 'commander';
+import { Command, Help } from 'commander';
 
 type Register = (program: Command) => void;
 
 /** A domain's top-level commands, registered for real only when one of them runs. */
 interface LazyDomain {
-  /** Top-level command names the domain's `register…` adds, with their one-line descriptions for `--help`. */
-  readonly commands: readonly (readonly [name: string, description: string])[];
+  /**
+   * Top-level command names the domain's `register…` adds, with their one-line descriptions and their arguments as
+   * `--help` lists them (`[options] <world>`: what commander shows for the real command; '' for none).
+   */
+  readonly commands: readonly (readonly [name: string, description: string, usage: string])[];
   readonly load: () => Promise<Register>;
 }
 
@@ -15,18 +18,18 @@ interface LazyDomain {
  * alone pulls in TensorFlow.js, which would make `apportion --help` take seconds.
  */
 export const DOMAINS: readonly LazyDomain[] = [
-  { commands: [['experiments', 'rollout experiments: define, start, watch, roll back, promote']], load: async () => (await import('../rollout/cli.js')).registerExperiments },
-  { commands: [['report', 'reports']], load: async () => (await import('../costs/cli.js')).registerCosts },
+  { commands: [['experiments', 'rollout experiments: define, start, watch, roll back, promote', '']], load: async () => (await import('../rollout/cli.js')).registerExperiments },
+  { commands: [['report', 'reports', '']], load: async () => (await import('../costs/cli.js')).registerCosts },
   {
     commands: [
-      ['simulate', 'drive the API with a simulated world (`apportion simulate --help` lists the worlds) and compare learned vs uniform vs best static vs oracle'],
-      ['export-logs', "write a pipeline's logged decisions with outcomes as Vowpal Wabbit DSJSON lines"],
+      ['simulate', 'drive the API with a simulated world (`apportion simulate --help` lists the worlds) and compare learned vs uniform vs best static vs oracle', '[options] <world>'],
+      ['export-logs', "write a pipeline's logged decisions with outcomes as Vowpal Wabbit DSJSON lines", '[options] <pipeline>'],
     ],
     load: async () => (await import('./learner.js')).registerLearnerCommands,
   },
-  { commands: [['budgets', 'scoped budgets (tenant/workspace/workflow/agent)']], load: async () => (await import('../budgets/cli.js')).registerBudgets },
-  { commands: [['keys', 'API keys: each bound to a tenant and a role (admin, analyst, client)']], load: async () => (await import('../tenancy/cli.js')).registerKeys },
-  { commands: [['demo', 'fill a running server with example traffic, experiments, budgets and cost traces for the console']], load: async () => (await import('./console.js')).registerDemo },
+  { commands: [['budgets', 'scoped budgets (tenant/workspace/workflow/agent)', '']], load: async () => (await import('../budgets/cli.js')).registerBudgets },
+  { commands: [['keys', 'API keys: each bound to a tenant and a role (admin, analyst, client)', '']], load: async () => (await import('../tenancy/cli.js')).registerKeys },
+  { commands: [['demo', 'fill a running server with example traffic, experiments, budgets and cost traces for the console', '[options]']], load: async () => (await import('./console.js')).registerDemo },
 ];
 
 /**
@@ -35,9 +38,16 @@ export const DOMAINS: readonly LazyDomain[] = [
  * balances --help` shows the real options).
  */
 export function registerCommands(program: Command): void {
+  // `--help` lists a placeholder as its real command reads (`simulate [options] <world>`), not as `simulate [args...]`.
+  const terms = new Map<Command, string>();
+  program.configureHelp({
+    subcommandTerm(this: Help, cmd: Command): string {
+      return terms.get(cmd) ?? Help.prototype.subcommandTerm.call(this, cmd);
+    },
+  });
   for (const domain of DOMAINS) {
-    for (const [name, description] of domain.commands) {
-      program
+    for (const [name, description, usage] of domain.commands) {
+      const placeholder = program
         .command(name)
         .description(description)
         .helpOption(false)
@@ -49,6 +59,7 @@ export function registerCommands(program: Command): void {
           (await domain.load())(real);
           await real.parseAsync(process.argv);
         });
+      terms.set(placeholder, usage ? `${name} ${usage}` : name);
     }
   }
 }

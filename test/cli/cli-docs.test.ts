@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Command } from 'commander';
+import { Command, Help } from 'commander';
 import { DOMAINS } from '../../src/cli/commands.js';
 import { fullProgram } from '../../src/cli/program.js';
 import { renderCliReference } from '../../src/cli/reference.js';
@@ -57,6 +57,14 @@ describe('docs/cli.md', () => {
 });
 
 describe('apportion help <command>', () => {
+  it('apportion --help lists every command as the reference does (simulate [options] <world>, not simulate [args...])', async () => {
+    const [help, program] = await Promise.all([runCli(['--help'], process.env), fullProgram()]);
+    assert.equal(help.code, 0, help.stderr);
+    const listed = help.stdout.replace(/\s+/g, ' ');
+    for (const c of program.commands) assert.ok(listed.includes(` ${new Help().subcommandTerm(c)} `), `${new Help().subcommandTerm(c)} in: ${help.stdout}`);
+    assert.doesNotMatch(help.stdout, /\[args\.\.\.\]/);
+  });
+
   it('says what <command> --help says, for the commands loaded on use too (help budgets lists its subcommands)', async () => {
     const cases = [...DOMAINS.flatMap((d) => d.commands.map(([n]) => [n])), ['budgets', 'set'], ['experiments', 'audit'], ['allocate']];
     for (const c of cases) {
