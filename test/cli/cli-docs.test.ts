@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Command, Help } from 'commander';
@@ -53,6 +53,62 @@ describe('docs/cli.md', () => {
     const budgets = read('docs/budgets.md');
     for (const sub of ['set', 'balances', 'fund', 'debit', 'reset', 'freeze', 'unfreeze', 'delete']) assert.match(budgets, new RegExp(`apportion budgets (?:[a-z|]+\\|)?${sub}\\b`), sub);
     assert.match(budgets, /--micro-cents/);
+  });
+});
+
+/**
+ * `apportion …` as the README and docs/*.md write it (in a code span, or a line of a code block), except docs/cli.md,
+ * which is generated: the command path (`budgets set|balances` names each) and the options written after it.
+ */
+function namedCommands(file: string, text: string): { where: string; path: string[][]; options: string[]; text: string }[] {
+  const out: { where: string; path: string[][]; options: string[]; text: string }[] = [];
+  let block = false;
+  text.split('\n').forEach((line, i) => {
+    if (/^\s*```/.test(line)) {
+      block = !block;
+      return;
+    }
+    const spans = block ? [line] : [...line.matchAll(/`([^`]*)`/g)].map((m) => m[1]!);
+    for (const span of spans) {
+      for (const m of span.matchAll(/(?:^|[\s(])(?:npx )?apportion((?: [a-z][a-z|-]*)*)([^#]*)/g)) {
+        const words = m[1]!.trim().split(' ').filter((w) => w !== '');
+        out.push({ where: `${file}:${i + 1}`, path: words.map((w) => w.split('|')), options: [...m[2]!.matchAll(/(?:^|[\s[])(--[a-z][a-z-]*)/g)].map((o) => o[1]!), text: m[0]!.trim() });
+      }
+    }
+  });
+  return out;
+}
+
+describe('commands named in the docs', () => {
+  it('every `apportion …` the README and docs/*.md write is a command of the CLI, with options it has', async () => {
+    const program = await fullProgram();
+    const files = ['README.md', ...readdirSync(`${ROOT}docs`).filter((f) => f.endsWith('.md') && f !== 'cli.md').map((f) => `docs/${f}`)];
+    const wrong: string[] = [];
+    let checked = 0;
+    for (const file of files) {
+      for (const n of namedCommands(file, read(file))) {
+        checked++;
+        // `apportion help <command…>` is the entry point's own (buildProgram), not a command of the reference.
+        if (n.path[0]?.[0] === 'help') continue;
+        let cmds: Command[] = [program];
+        for (const alternatives of n.path) {
+          const next = alternatives.map((w) => cmds[0]!.commands.find((c) => c.name() === w));
+          // A word that is no subcommand ends the path: it is an argument (`apportion stats research-estimate`).
+          if (next.every((c) => c === undefined)) break;
+          if (next.some((c) => c === undefined) || cmds.length > 1) {
+            wrong.push(`${n.where}: ${n.text}: ${alternatives.join('|')}`);
+            break;
+          }
+          cmds = next as Command[];
+        }
+        if (cmds[0] === program && n.path.length > 0) wrong.push(`${n.where}: ${n.text}: no such command`);
+        for (const o of n.options) {
+          for (const c of cmds) if (o !== '--help' && !c.options.some((x) => x.long === o)) wrong.push(`${n.where}: ${n.text}: ${c.name()} has no ${o}`);
+        }
+      }
+    }
+    assert.ok(checked > 40, `${checked} commands`);
+    assert.deepEqual(wrong, []);
   });
 });
 
