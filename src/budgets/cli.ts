@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Option, type Command } from 'commander';
-import { CLI_UNITS, formatAmount, inDollars, parseAmount, serverUnit, type CliUnit } from './amounts.js';
-import { ApportionClient, ReservationsClient } from '@apportion/sdk';
+import { CLI_UNITS, formatAmount, formatUsd, inDollars, parseAmount, serverUnit, type CliUnit } from './amounts.js';
+import { ApportionClient, ApportionHttpError, ReservationsClient } from '@apportion/sdk';
 
 interface Conn {
   url: string;
@@ -22,6 +22,28 @@ const rawOption = () => new Option('--micro-cents', 'print money as raw micro-ce
 const client = (o: Conn) => new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}) });
 /** Server answers, with money in dollars unless raw micro-cents were asked for (or given). */
 const out = (v: unknown, o: UnitOpts) => process.stdout.write(`${JSON.stringify(o.microCents || o.unit === 'USD_MICROCENTS' ? v : inDollars(v), null, 2)}\n`);
+
+/** The amounts a refusal's `details` carries (BUDGET_EXCEEDED, OVERDRAFT_LIMIT_EXCEEDED, ALLOCATION_BELOW_USAGE, …). */
+const DETAIL_AMOUNTS = ['requested', 'remaining', 'available', 'used', 'reserved', 'debt'] as const;
+
+/**
+ * `call`, with a refusal in dollars when the command works in dollars: the server's message counts micro-cents
+ * (`100000000000 exceeds the remaining 1000000000`), so the line adds its amounts as dollars
+ * (`(in dollars: requested $1,000.00, remaining $10.00)`).
+ */
+async function inDollarsOnError<T>(o: UnitOpts, call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (e) {
+    if (!(e instanceof ApportionHttpError) || o.unit !== 'USD' || o.microCents) throw e;
+    const details = typeof e.body === 'object' && e.body !== null ? (e.body as { details?: unknown }).details : undefined;
+    if (typeof details !== 'object' || details === null) throw e;
+    const d = details as Record<string, unknown>;
+    const amounts = DETAIL_AMOUNTS.flatMap((k) => (typeof d[k] === 'number' ? [`${k} ${formatUsd(d[k])}`] : []));
+    if (amounts.length === 0) throw e;
+    throw new Error(`${e.message} (in dollars: ${amounts.join(', ')})`, { cause: e });
+  }
+}
 
 /** `--overdraft`: kept as an object so a refused value names it by its flags, as commander names its options. */
 const overdraftOption = () => new Option('--overdraft <amount>', 'overdraft limit (ALLOW_WITH_OVERDRAFT), in the same unit');
@@ -63,14 +85,17 @@ export function registerBudgets(program: Command): void {
     const allocated = amountOf(cmd, allocatedText, o.unit, { argument: 'allocated' });
     const overdraftLimit = o.overdraft !== undefined ? amountOf(cmd, o.overdraft, o.unit, { option: overdraft }) : undefined;
     out(
-      await client(o).request('PUT', '/v1/budgets', {
-        scope,
-        unit: serverUnit(o.unit),
-        allocated,
-        ...(o.policy ? { overagePolicy: o.policy } : {}),
-        ...(overdraftLimit !== undefined ? { overdraftLimit } : {}),
-        ...(o.period ? { period: o.period } : {}),
-      }),
+      await inDollarsOnError(
+        o,
+        client(o).request('PUT', '/v1/budgets', {
+          scope,
+          unit: serverUnit(o.unit),
+          allocated,
+          ...(o.policy ? { overagePolicy: o.policy } : {}),
+          ...(overdraftLimit !== undefined ? { overdraftLimit } : {}),
+          ...(o.period ? { period: o.period } : {}),
+        }),
+      ),
       o,
     );
   });
@@ -97,7 +122,7 @@ export function registerBudgets(program: Command): void {
   });
   conn(budgets.command('delete <scope>').description('delete a scope’s budget (refused while reservations hold amounts at it)').addOption(unitOption()).addOption(rawOption())).action(
     async (scope: string, o: Conn & UnitOpts) => {
-      out(await client(o).request('DELETE', `/v1/budgets?scope=${encodeURIComponent(scope)}&unit=${serverUnit(o.unit)}`), o);
+      out(await inDollarsOnError(o, client(o).request('DELETE', `/v1/budgets?scope=${encodeURIComponent(scope)}&unit=${serverUnit(o.unit)}`)), o);
     },
   );
   for (const op of ['fund', 'debit', 'reset', 'freeze', 'unfreeze'] as const) {
@@ -114,12 +139,15 @@ export function registerBudgets(program: Command): void {
       const cmd = rest[withAmount ? 2 : 1] as Command;
       const amount = withAmount ? amountOf(cmd, rest[0] as string, o.unit, { argument: 'amount' }) : undefined;
       out(
-        await client(o).request('POST', `/v1/budgets/${op}`, {
-          scope,
-          unit: serverUnit(o.unit),
-          idempotencyKey: o.idempotencyKey ?? randomUUID(),
-          ...(amount !== undefined ? { amount } : {}),
-        }),
+        await inDollarsOnError(
+          o,
+          client(o).request('POST', `/v1/budgets/${op}`, {
+            scope,
+            unit: serverUnit(o.unit),
+            idempotencyKey: o.idempotencyKey ?? randomUUID(),
+            ...(amount !== undefined ? { amount } : {}),
+          }),
+        ),
         o,
       );
     });

@@ -82,4 +82,20 @@ describe('budgets CLI: a refused amount names its option or argument', () => {
     assert.match(b.stdout, /tenant:bc\s+USD\s+\$14\.75/);
     assert.match(b.stdout, /tenant:bc\/workflow:w\s+tokens\s+1,000/);
   });
+
+  it('a refusal counted in micro-cents also says its amounts in dollars, unless the command works in micro-cents', async () => {
+    const url = rt.url!;
+    assert.equal((await cli(['budgets', 'set', 'tenant:rf', '10', '--url', url])).code, 0);
+    const r = await cli(['budgets', 'debit', 'tenant:rf', '1000', '--url', url]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr.trim(), /^409 BUDGET_EXCEEDED: .*100000000000.*\(in dollars: requested \$1,000\.00, remaining \$10\.00\)$/);
+    const raw = await cli(['budgets', 'debit', 'tenant:rf', '1000', '--micro-cents', '--url', url]);
+    assert.equal(raw.code, 1, raw.stderr);
+    assert.doesNotMatch(raw.stderr, /in dollars/);
+    assert.equal((await cli(['budgets', 'debit', 'tenant:rf', '5', '--url', url])).code, 0);
+    const used = await cli(['budgets', 'set', 'tenant:rf', '1', '--url', url]);
+    assert.equal(used.code, 1, used.stderr);
+    assert.match(used.stderr, /ALLOCATION_BELOW_USAGE: .*\(in dollars: used \$5\.00\)/);
+  });
 });
+
