@@ -101,6 +101,13 @@ export function describeValidation(context: string | undefined, items: readonly 
     return `${field}/${p.additionalProperty} is not an allowed property`;
   }
   if (v.keyword === 'required') return `${field} is required`;
+  // A pattern names no range or meaning ("must match pattern \"^[1-9][0-9]{0,3}$\""): the field's own description says
+  // what it takes ("Entries to return, newest first: 1 to 9999."), so it follows.
+  if (v.keyword === 'pattern' && source && v.schemaPath) {
+    const node = at(source.schema, v.schemaPath.replace(/\/pattern$/, ''));
+    const description = typeof node === 'object' && node !== null ? (node as { description?: unknown }).description : undefined;
+    if (typeof description === 'string' && description !== '') return `${field} ${v.message ?? 'is invalid'} (${description})`;
+  }
   return `${field} ${v.message ?? 'is invalid'}`;
 }
 

@@ -78,3 +78,18 @@ describe('VALIDATION_FAILED on a field of fixed values names the values', () => 
     );
   });
 });
+
+describe('VALIDATION_FAILED on a pattern says what the field takes', () => {
+  it('a numeric query parameter written as a pattern names its range from the field’s description', async () => {
+    for (const [url, field] of [
+      ['/v1/experiments/any/audit?limit=0', 'querystring/limit'],
+      ['/v1/experiments/any/audit?limit=abc', 'querystring/limit'],
+    ] as const) {
+      const res = await rt.app!.inject({ method: 'GET', url });
+      assert.equal(res.statusCode, 400, res.body);
+      assert.equal(res.json().code, 'VALIDATION_FAILED');
+      assert.match(res.json().message as string, new RegExp(`^${field} must match pattern ".*" \\(Entries to return, newest first: 1 to 9999\\. Default 100\\.\\)$`), res.body);
+    }
+  });
+});
+
