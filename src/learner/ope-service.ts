@@ -158,13 +158,13 @@ export function evaluateOffPolicy(
 ): OpeResult {
   const { view } = deps;
   const def = strategyId === BUILTIN_UNIFORM_ID ? builtinUniform(pipeline) : view.strategies.get(strategyId);
-  if (!def) throw new AppError('STRATEGY_NOT_FOUND', `query/strategy: no strategy "${strategyId}"`);
-  if (def.pipeline !== pipeline.id) throw new AppError('STRATEGY_PIPELINE_MISMATCH', `query/strategy: strategy "${def.id}" belongs to pipeline "${def.pipeline}"`);
+  if (!def) throw new AppError('STRATEGY_NOT_FOUND', `querystring/strategy: no strategy "${strategyId}"`);
+  if (def.pipeline !== pipeline.id) throw new AppError('STRATEGY_PIPELINE_MISMATCH', `querystring/strategy: strategy "${def.id}" belongs to pipeline "${def.pipeline}"`);
   let target: CompiledStrategy;
   try {
     target = compiledStrategy(deps.kinds, view, def, pipeline);
   } catch (e) {
-    throw new AppError('INVALID_STRATEGY_PARAMS', `query/strategy: strategy "${def.id}" cannot allocate for this pipeline (${(e as Error).message})`);
+    throw new AppError('INVALID_STRATEGY_PARAMS', `querystring/strategy: strategy "${def.id}" cannot allocate for this pipeline (${(e as Error).message})`);
   }
   const agents = pipeline.agents.map((a) => a.name);
   const tolerance = opts.tolerance ?? OPE_TOLERANCE;

@@ -502,7 +502,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const p = pipelineOr404(id, 'params/id');
       const def = core.view().strategies.get(strategy);
       if (!def || def.pipeline !== id || def.kind !== 'learned') {
-        throw new AppError('STRATEGY_NOT_FOUND', `query/strategy: pipeline "${id}" has no learned strategy "${strategy}"`);
+        throw new AppError('STRATEGY_NOT_FOUND', `querystring/strategy: pipeline "${id}" has no learned strategy "${strategy}"`);
       }
       await training.ingest(id);
       const events = await training.events(id, 20_000);
@@ -557,8 +557,8 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
           'With `cursor` (`start`, or the `next` of the previous page): oldest first, each line exactly once while new outcomes arrive; a line trimmed from the buffer (the newest 100,000 are kept) before it was read is reported by `gap`, not silently lost. Without `cursor`: the legacy newest-first page at `offset`, which shifts under traffic (lines repeat or are skipped between pages).',
         params: PipelineParams,
         querystring: Type.Object({
-          limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })),
-          offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })),
+          limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,5}$', description: 'Lines to return: 1 to 999999, at most 10,000 are returned. Default 1,000.' })),
+          offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$', description: 'Without cursor: the newest-first line to start at, 0 to 999999. Default 0.' })),
           cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 2048, description: '`start` for the first page, then the previous page\'s `next`.' })),
           newest: Type.Optional(Type.String({ pattern: '^[0-9]{1,9}$', description: 'With `cursor=start`: begin at the n-th newest line instead of the oldest (an export of the newest n).' })),
         }),
@@ -588,7 +588,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
         const raw = await core.redis.lrange(buffer, offset, offset + limit - 1);
         return { ...head, items: raw.map((r) => JSON.parse(r) as unknown) };
       }
-      if (q.offset !== undefined) throw new AppError('VALIDATION_FAILED', 'query/offset: not with cursor (the cursor names where the page starts)');
+      if (q.offset !== undefined) throw new AppError('VALIDATION_FAILED', 'querystring/offset: not with cursor (the cursor names where the page starts)');
       const page = await logsPage(core.redis, buffer, q.cursor === 'start' ? { newest: q.newest === undefined ? undefined : num(q.newest, 0) } : decodeCursor(q.cursor), limit);
       return { ...head, ...page };
     },
@@ -614,7 +614,7 @@ function decodeCursor(s: string): LogsCursor {
   } catch {
     // answered below
   }
-  throw new AppError('VALIDATION_FAILED', 'query/cursor: not a logs cursor (use `start`, or the `next` of the previous page)');
+  throw new AppError('VALIDATION_FAILED', 'querystring/cursor: not a logs cursor (use `start`, or the `next` of the previous page)');
 }
 
 /** Lines of the buffer after the cursor's, oldest first. Each read is one LRANGE (atomic), counted from the tail. */

@@ -143,7 +143,7 @@ export const TENANT_RULES: Readonly<Record<string, Guard | 'route' | 'none'>> = 
   'POST /v1/reservations/:id/extend': reservationParam,
   'PUT /v1/experiments/:id': all(pipelineField((r) => body(r).pipeline, 'body/pipeline'), idNotTaken('experiments'), variantStrategies),
   'GET /v1/experiments': 'route',
-  'GET /v1/pipelines/:id/ope': all(pipelineParam('id'), strategyField((r) => query(r).strategy, 'query/strategy')),
+  'GET /v1/pipelines/:id/ope': all(pipelineParam('id'), strategyField((r) => query(r).strategy, 'querystring/strategy')),
   'POST /v1/spans': 'route',
   'POST /v1/traces': 'route',
   'GET /v1/sessions/:id/cost-tree': 'route',

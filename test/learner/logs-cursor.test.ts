@@ -135,4 +135,18 @@ describe('logs cursor', () => {
     assert.equal((await page('pg-trim', 'start', 1)).costWeight, 0.5);
     assert.equal((await call('GET', '/v1/pipelines/pg-trim/logs?cursor=nonsense')).statusCode, 400);
   });
+
+  it('refuses a bad page request naming the query field as every route does (querystring/…)', async () => {
+    const refused = async (qs: string) => {
+      const r = await call('GET', `/v1/pipelines/pg-trim/logs?${qs}`);
+      assert.equal(r.statusCode, 400, r.body);
+      assert.equal(r.json().code, 'VALIDATION_FAILED');
+      return r.json().message as string;
+    };
+    // limit=0 was answered with one line.
+    assert.match(await refused('limit=0'), /^querystring\/limit must match pattern .* \(Lines to return: 1 to 999999/);
+    assert.match(await refused('offset=-1'), /^querystring\/offset must match pattern .* \(Without cursor: the newest-first line to start at/);
+    assert.match(await refused('cursor=nonsense'), /^querystring\/cursor: not a logs cursor/);
+    assert.match(await refused('cursor=start&offset=3'), /^querystring\/offset: not with cursor/);
+  });
 });
