@@ -26,8 +26,17 @@ export interface ReserveParams {
 export interface RetryOptions {
   /** Attempts in all, the first included. Default 4. */
   readonly attempts?: number;
-  /** Delay before the first retry, doubled each time (with ±50 % jitter). Default 100 ms. */
+  /** Delay before the first retry, doubled each time (with ±50 % jitter), at most `maxDelayMs`. Default 100 ms. */
   readonly baseDelayMs?: number;
+  /** Longest delay between two retries (before jitter). Default 2000 ms. */
+  readonly maxDelayMs?: number;
+  /**
+   * How long a commit keeps retrying after its `attempts` are used up, counted from its first attempt. A commit
+   * reports spend that already happened and the server charges it even after the reservation expired (late spend),
+   * so a commit that gives up leaves that spend uncharged: it outlasts a Redis restart or failover, which answers
+   * 503 at once for seconds. 0: `attempts` only. Default 30000 ms.
+   */
+  readonly commitRetryMs?: number;
 }
 
 /**
@@ -53,6 +62,8 @@ export function retryable(e: unknown): boolean {
 export class ReservationsClient {
   private readonly attempts: number;
   private readonly baseDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly commitRetryMs: number;
 
   constructor(
     private readonly client: ApportionClient,
@@ -60,16 +71,21 @@ export class ReservationsClient {
   ) {
     this.attempts = Math.max(1, retry.attempts ?? 4);
     this.baseDelayMs = retry.baseDelayMs ?? 100;
+    this.maxDelayMs = retry.maxDelayMs ?? 2000;
+    this.commitRetryMs = Math.max(0, retry.commitRetryMs ?? 30_000);
   }
 
-  private async send<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** Sends, retrying what `retryable` allows: `attempts` times, and beyond them until `retryForMs` after the first. */
+  private async send<T>(method: string, path: string, body?: unknown, retryForMs = 0): Promise<T> {
+    const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.client.request<T>(method, path, body);
       } catch (e) {
-        if (attempt >= this.attempts || !retryable(e)) throw e;
-        const delay = this.baseDelayMs * 2 ** (attempt - 1);
-        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
+        if (!retryable(e)) throw e;
+        const delay = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** Math.min(attempt - 1, 30)) * (0.5 + Math.random());
+        if (attempt >= this.attempts && Date.now() + delay - started > retryForMs) throw e;
+        await new Promise((r) => setTimeout(r, delay));
       }
     }
   }
@@ -95,9 +111,12 @@ export class ReservationsClient {
     });
   }
 
-  /** Charges what was used: always recorded (an overage as `overrun`, after expiry as `late`), exactly once. */
+  /**
+   * Charges what was used: always recorded (an overage as `overrun`, after expiry as `late`), exactly once. Retried
+   * for `commitRetryMs` (default 30 s) when the server cannot answer, not just `attempts` times: see RetryOptions.
+   */
   commit(id: string, amount: number, idempotencyKey?: string): Promise<Commit> {
-    return this.send('POST', `/v1/reservations/${encodeURIComponent(id)}/commit`, { amount, ...(idempotencyKey ? { idempotencyKey } : {}) });
+    return this.send('POST', `/v1/reservations/${encodeURIComponent(id)}/commit`, { amount, ...(idempotencyKey ? { idempotencyKey } : {}) }, this.commitRetryMs);
   }
 
   release(id: string): Promise<{ id: string; state: 'RELEASED'; released: number }> {
