@@ -86,8 +86,10 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
   let app: FastifyInstance | undefined;
   let grpc: OtlpGrpcServer | undefined;
   let metricsApp: FastifyInstance | undefined;
+  let schedulerRefresh: NodeJS.Timeout | undefined;
   const shutdown = async () => {
     const t0 = Date.now();
+    clearInterval(schedulerRefresh);
     // Scraped until the workers stop would be nicer, but a closing process's counters are not worth a later exit.
     if (metricsApp) await metricsApp.close().catch((err: unknown) => log.warn({ err }, 'worker metrics listener did not close cleanly'));
     // gRPC first: its calls go through the app, which must still be open for the ones in flight.
@@ -127,6 +129,7 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
         for (const m of modules) await m.schedulers?.();
         log.warn({ modules: modules.filter((m) => m.schedulers).map((m) => m.name) }, 'job schedulers re-created');
       });
+      schedulerRefresh = keepSchedulers(modules, config.schedulerRefreshMs, log);
       // A worker-only process has no API to carry its counters: it serves them itself when asked to.
       if (!opts.api && opts.listen !== false) {
         if (config.workerMetricsPort !== undefined) {
@@ -202,3 +205,35 @@ export function closeOnSignals(running: Pick<Running, 'close'>, log: Logger): vo
   process.on('SIGTERM', handler);
   process.on('SIGINT', handler);
 }
+
+/**
+ * Upserts every module's job schedulers again every `everyMs` (idempotent: an existing scheduler keeps its next run's
+ * time). BullMQ schedules a scheduler's next iteration from the worker, after it takes the current one; when that
+ * write fails with anything but a refused connection (a command timeout while Redis stalls, LOADING after a restart)
+ * it logs "the next repeatable job will not be scheduled" and the scheduler never runs again: the sweeper would stop
+ * returning expired holds, rollouts would stop being evaluated, the learner would stop ticking, until a restart. The
+ * upsert re-creates the missing iteration. A failed refresh is logged once until one succeeds again.
+ */
+export function keepSchedulers(modules: readonly ModuleParts[], everyMs: number, log: Logger): NodeJS.Timeout {
+  let failing = false;
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    void (async () => {
+      try {
+        for (const m of modules) await m.schedulers?.();
+        if (failing) log.info('job schedulers refreshed again');
+        failing = false;
+      } catch (err) {
+        if (!failing) log.warn({ err: { message: (err as Error).message } }, 'job scheduler refresh failed (Redis unreachable?); retried every interval');
+        failing = true;
+      } finally {
+        running = false;
+      }
+    })();
+  }, everyMs);
+  timer.unref();
+  return timer;
+}
+

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { BudgetAlert } from './alerts.js';
 import type { BudgetKeys } from './keys.js';
 import type { ReservationService } from './reservations.js';
+import { WORKER_RUN_RETRY_MS } from '../redis/workers.js';
 
 export const BUDGETS_QUEUE = 'budgets';
 
@@ -71,7 +72,7 @@ export function startBudgetWorker(deps: BudgetWorkerDeps): Worker<BudgetJob> {
       }
       return 'delivered';
     },
-    { connection: deps.connection, prefix: deps.prefix, concurrency: 4 },
+    { connection: deps.connection, prefix: deps.prefix, concurrency: 4, runRetryDelay: WORKER_RUN_RETRY_MS },
   );
   worker.on('error', (err) => deps.log.error({ err }, 'budgets worker error'));
   return worker;

@@ -75,6 +75,11 @@ export interface Config {
   readonly idempotencyTtlSeconds: number;
   /** How often the sweeper expires overdue reservations, in ms. Default 1000. */
   readonly reservationSweepMs: number;
+  /**
+   * How often a worker process upserts its job schedulers again (sweeper, rollout, learner ticks, purge), in ms: an
+   * iteration BullMQ failed to schedule (an error while Redis stalled or restarted) is then re-created. Default 10000.
+   */
+  readonly schedulerRefreshMs: number;
   /** How long spans are kept after a trace's last write, in days. Default 30. */
   readonly spanRetentionDays: number;
   /** Most spans one trace may hold; further spans are rejected. Default 20000. */
@@ -315,6 +320,7 @@ export function loadConfig(env: Env = process.env): Config {
     budgetAlertWebhook: urlVar(env, 'APPORTION_BUDGET_ALERT_WEBHOOK'),
     idempotencyTtlSeconds: intVar(env, 'APPORTION_IDEMPOTENCY_TTL_SECONDS', 3600, 1, 30 * 86_400),
     reservationSweepMs: intVar(env, 'APPORTION_RESERVATION_SWEEP_MS', 1000, 50, 3_600_000),
+    schedulerRefreshMs: intVar(env, 'APPORTION_SCHEDULER_REFRESH_MS', 10_000, 100, 3_600_000),
     spanRetentionDays: intVar(env, 'APPORTION_SPAN_RETENTION_DAYS', 30, 1, 3650),
     maxSpansPerTrace: intVar(env, 'APPORTION_MAX_SPANS_PER_TRACE', 20_000, 10, 1_000_000),
     rolloutIntervalMs: intVar(env, 'APPORTION_ROLLOUT_INTERVAL_MS', 10_000, 100, 3_600_000),
@@ -368,6 +374,7 @@ export const CONFIG_VARIABLES = [
   'APPORTION_BUDGET_ALERT_WEBHOOK',
   'APPORTION_IDEMPOTENCY_TTL_SECONDS',
   'APPORTION_RESERVATION_SWEEP_MS',
+  'APPORTION_SCHEDULER_REFRESH_MS',
   'APPORTION_SPAN_RETENTION_DAYS',
   'APPORTION_MAX_SPANS_PER_TRACE',
   'APPORTION_REDIS_COMMAND_TIMEOUT_MS',

@@ -8,6 +8,7 @@ import { OutcomeIntake } from './intake.js';
 import { applyOutcome } from './processor.js';
 import { createOutcomesQueue, OUTCOMES_QUEUE, outcomesOf, outcomeWorkerSettings, type OutcomeJob, type OutcomeJobData } from './queue.js';
 import { OutcomeAccepted, OutcomeBody } from './schema.js';
+import { WORKER_RUN_RETRY_MS } from '../redis/workers.js';
 
 /** What the feedback module is given (src/modules.ts). */
 export interface FeedbackDeps
@@ -110,6 +111,7 @@ export function feedbackModule(core: FeedbackDeps): ModuleParts {
           stalledInterval: core.config.jobLockMs,
           maxStalledCount: 5,
           settings: outcomeWorkerSettings(),
+          runRetryDelay: WORKER_RUN_RETRY_MS,
         },
       );
       worker.on('failed', (job, err) => {

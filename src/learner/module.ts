@@ -13,6 +13,7 @@ import { TrainingService } from './training.js';
 import { GuardMonitor } from './guard-monitor.js';
 import { learnerKeys } from './keys.js';
 import { TrainLock } from './train-lock.js';
+import { WORKER_RUN_RETRY_MS } from '../redis/workers.js';
 
 export const TRAIN_QUEUE = 'learner-train';
 export const TICK_QUEUE = 'learner-tick';
@@ -158,9 +159,9 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
           return { trained: res.trained, reason: res.reason, version: res.model?.version };
         },
         // Training is CPU-bound: one at a time per process; the lock outlives a long retrain.
-        { connection: core.bullRedis, prefix, concurrency: 1, lockDuration: Math.max(core.config.jobLockMs, 120_000) },
+        { connection: core.bullRedis, prefix, concurrency: 1, lockDuration: Math.max(core.config.jobLockMs, 120_000), runRetryDelay: WORKER_RUN_RETRY_MS },
       );
-      const tickWorker = new Worker(TICK_QUEUE, tick, { connection: core.bullRedis, prefix, concurrency: 1 });
+      const tickWorker = new Worker(TICK_QUEUE, tick, { connection: core.bullRedis, prefix, concurrency: 1, runRetryDelay: WORKER_RUN_RETRY_MS });
       for (const [w, what] of [
         [trainWorker, 'train'],
         [tickWorker, 'tick'],

@@ -12,6 +12,7 @@ import { IdOwnedError, versionIn, withDoc } from '../control/store.js';
 import { viewOf } from '../control/view.js';
 import { writeFresh } from '../control/write.js';
 import { recheckTenant } from '../tenancy/guard.js';
+import { WORKER_RUN_RETRY_MS } from '../redis/workers.js';
 
 /** What the pipelines module is given (src/modules.ts). */
 export type PipelinesDeps = Services<'view' | 'store' | 'snapshot' | 'redis' | 'bullRedis' | 'keys' | 'log', 'rewardWindowSeconds' | 'outcomeMarkerGraceSeconds'>;
@@ -46,7 +47,7 @@ export function pipelinesModule(core: PipelinesDeps): PipelinesModule {
     purger,
     queues: [queue],
     async startWorkers(): Promise<readonly Closeable[]> {
-      const worker = new Worker(PIPELINES_QUEUE, async () => purger.sweep(), { connection: core.bullRedis, prefix: core.keys.bullPrefix(), concurrency: 1 });
+      const worker = new Worker(PIPELINES_QUEUE, async () => purger.sweep(), { connection: core.bullRedis, prefix: core.keys.bullPrefix(), concurrency: 1, runRetryDelay: WORKER_RUN_RETRY_MS });
       worker.on('error', (err) => core.log.error({ err }, 'pipelines worker error'));
       await schedulers();
       await worker.waitUntilReady();

@@ -8,6 +8,7 @@ import { experimentRouter } from './router.js';
 import { experimentRoutes } from './routes.js';
 import { ExperimentService } from './service.js';
 import { ExperimentStore } from './store.js';
+import { WORKER_RUN_RETRY_MS } from '../redis/workers.js';
 
 export const ROLLOUT_QUEUE = 'rollout';
 
@@ -60,7 +61,7 @@ export function rolloutModule(core: RolloutDeps): RolloutModule {
           const out = await service.evaluateAll();
           return out.filter((o) => o.action !== 'none' && o.action !== 'skipped');
         },
-        { connection: core.bullRedis, prefix: core.keys.bullPrefix(), concurrency: 1 },
+        { connection: core.bullRedis, prefix: core.keys.bullPrefix(), concurrency: 1, runRetryDelay: WORKER_RUN_RETRY_MS },
       );
       worker.on('error', (err) => core.log.error({ err }, 'rollout worker error'));
       await schedulers();
