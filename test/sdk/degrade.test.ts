@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { BudgetController, SpanRecorder } from '@apportion/sdk';
 import { apportionMiddleware } from '@apportion/sdk/ai';
 import { attachBudgetHooks, budgetAgents } from '@apportion/sdk/openai-agents';
-import { Agent, Runner, setTracingDisabled, Usage } from '@openai/agents';
+import { Agent, Runner, setTracingDisabled, Usage, type Model } from '@openai/agents';
 import { assistantMessage, functionCall, ScriptedModel } from '@openai/agents/testing';
 import { generateText, streamText, wrapLanguageModel } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
@@ -61,6 +61,10 @@ describe('the controller’s downgrade to an agent’s fallbackModel, through th
       assert.deepEqual(degrades, [{ agent: 'billing', action: 'downgrade', model: 'gpt-4o-mini', reason: 'pressure' }]);
       assert.equal(output, 'from gpt-4o-mini');
       assert.deepEqual([own.calls.length, fallback.calls.length], [0, 1], 'the fallback Model answered, not the agent’s own');
+      // Retry advice comes from the Model the calls go to now, not the wrapped one.
+      own.getRetryAdvice = async () => ({ suggested: false, reason: 'own' });
+      fallback.getRetryAdvice = async () => ({ suggested: true, reason: 'fallback' });
+      assert.deepEqual(await (billing.model as Model).getRetryAdvice!({} as never), { suggested: true, reason: 'fallback' });
       assert.equal(controller.state('billing').consumed, 60);
       await recorder.close();
       assert.equal(fallback.calls[0]!.streamed, stream);

@@ -264,7 +264,16 @@ export class ApportionModel implements Model {
     }
   }
 
-  getRetryAdvice: NonNullable<Model['getRetryAdvice']> = (args) => this.inner.getRetryAdvice?.(args);
+  /** The advice of the Model the agent's calls go to now (its fallback after a downgrade; see `target`). */
+  getRetryAdvice: NonNullable<Model['getRetryAdvice']> = (args) => {
+    let model = this.inner;
+    try {
+      model = this.target(this.current()).model;
+    } catch {
+      // No controller for this call (a shared model outside runWithBudget): the wrapped Model's advice.
+    }
+    return model.getRetryAdvice?.(args);
+  };
 }
 Object.defineProperty(ApportionModel.prototype, APPORTION_MODEL, { value: true });
 
