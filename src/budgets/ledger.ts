@@ -153,6 +153,19 @@ export class BudgetLedger {
       });
     }
     const remaining = Number(parts[3]);
+    if (code === 'OVERDRAFT_LIMIT_EXCEEDED' && parts.length >= 6) {
+      // What the scope could still take is the remaining plus the overdraft not yet used as debt.
+      const overdraft = Number(parts[4]);
+      const debt = Number(parts[5]);
+      const left = Math.max(0, overdraft - debt);
+      throw new AppError(code, `body/amount: ${body.amount} exceeds the remaining ${remaining} plus the ${left} of overdraft left (limit ${overdraft}, debt ${debt}) at scope "${at}"`, {
+        scope: at,
+        requested: body.amount,
+        remaining,
+        overdraftLimit: overdraft,
+        debt,
+      });
+    }
     throw new AppError(code, code === 'BUDGET_FROZEN' ? `body/scope: scope "${at}" is frozen` : `body/amount: ${body.amount} exceeds the remaining ${remaining} at scope "${at}"`, {
       scope: at,
       requested: body.amount,

@@ -175,6 +175,9 @@ describe('reservations over HTTP', () => {
     assert.equal((await call('POST', '/v1/reservations', { scope: 'tenant:t5/workspace:od', unit: 'TOKENS', amount: 1, idempotencyKey: key() })).statusCode, 409, 'in debt: nothing left to reserve');
     const debit = await call('POST', '/v1/budgets/debit', { scope: 'tenant:t5/workspace:od', unit: 'TOKENS', amount: 16, idempotencyKey: key() });
     assert.equal(debit.json().code, 'OVERDRAFT_LIMIT_EXCEEDED');
+    // The message says what the scope could still take: the remaining plus the overdraft not yet used.
+    assert.match(debit.json().message, /^body\/amount: 16 exceeds the remaining 0 plus the 15 of overdraft left \(limit 20, debt 5\) at scope "tenant:t5\/workspace:od"$/);
+    assert.deepEqual([debit.json().details.overdraftLimit, debit.json().details.debt], [20, 5]);
     assert.equal((await call('POST', '/v1/budgets/fund', { scope: 'tenant:t5/workspace:od', unit: 'TOKENS', amount: 50, idempotencyKey: key() })).statusCode, 200);
     b = await balance('tenant:t5/workspace:od');
     assert.deepEqual([b.allocated, b.remaining, b.spent, b.debt], [150, 45, 105, 0], 'funding repays the debt first');

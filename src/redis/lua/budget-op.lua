@@ -10,7 +10,7 @@
 -- ARGV[5]      day key   ARGV[6] month key   ARGV[7] now ms
 -- Returns { answer, alerts... }: answer "OK|<mask>" applied (prefixed "R" on replay), "M" key reused for
 --   another payload, "D|<code>|<index>|<remaining>" denied (BUDGET_NOT_FOUND, BUDGET_FROZEN,
---   BUDGET_EXCEEDED, OVERDRAFT_LIMIT_EXCEEDED), or "D|LEDGER_LIMIT_EXCEEDED|<index>|<allocated (fund) or
+--   BUDGET_EXCEEDED; OVERDRAFT_LIMIT_EXCEEDED adds "|<overdraft limit>|<debt>"), or "D|LEDGER_LIMIT_EXCEEDED|<index>|<allocated (fund) or
 --   spent + debt (debit)>" when the result would pass LEDGER_MAX; alerts as in reservation-commit.lua.
 --   A denial writes nothing (the idempotency key included).
 local prior = idem_prior(KEYS[1], ARGV[2])
@@ -34,7 +34,7 @@ for j = 3, #KEYS do
       if row.f == '1' then return { 'D|BUDGET_FROZEN|' .. (j - 3) .. '|' .. i(row.r) } end
       if row.r < amount then
         if row.p ~= 'O' then return { 'D|BUDGET_EXCEEDED|' .. (j - 3) .. '|' .. i(row.r) } end
-        if row.d + amount - row.r > row.o then return { 'D|OVERDRAFT_LIMIT_EXCEEDED|' .. (j - 3) .. '|' .. i(row.r) } end
+        if row.d + amount - row.r > row.o then return { 'D|OVERDRAFT_LIMIT_EXCEEDED|' .. (j - 3) .. '|' .. i(row.r) .. '|' .. i(row.o) .. '|' .. i(row.d) } end
       end
     end
   else
