@@ -125,11 +125,14 @@ export async function start(config: Config, log: Logger, opts: StartOptions): Pr
     if (opts.workers) {
       for (const m of modules) if (m.startWorkers) workers.push(...(await m.startWorkers()));
       // Redis lost its data: the schedulers (sweeper, rollout, learner ticks) went with it.
-      core.onRedisReset(async () => {
+      const upsertSchedulers = async () => {
         for (const m of modules) await m.schedulers?.();
+      };
+      core.onRedisReset(async () => {
+        await upsertSchedulers();
         log.warn({ modules: modules.filter((m) => m.schedulers).map((m) => m.name) }, 'job schedulers re-created');
       });
-      schedulerRefresh = keepSchedulers(modules, config.schedulerRefreshMs, log);
+      schedulerRefresh = keepSchedulers(upsertSchedulers, config.schedulerRefreshMs, log);
       // A worker-only process has no API to carry its counters: it serves them itself when asked to.
       if (!opts.api && opts.listen !== false) {
         if (config.workerMetricsPort !== undefined) {
@@ -207,14 +210,14 @@ export function closeOnSignals(running: Pick<Running, 'close'>, log: Logger): vo
 }
 
 /**
- * Upserts every module's job schedulers again every `everyMs` (idempotent: an existing scheduler keeps its next run's
+ * Upserts every module's job schedulers (`upsert`) again every `everyMs` (idempotent: an existing scheduler keeps its next run's
  * time). BullMQ schedules a scheduler's next iteration from the worker, after it takes the current one; when that
  * write fails with anything but a refused connection (a command timeout while Redis stalls, LOADING after a restart)
  * it logs "the next repeatable job will not be scheduled" and the scheduler never runs again: the sweeper would stop
  * returning expired holds, rollouts would stop being evaluated, the learner would stop ticking, until a restart. The
  * upsert re-creates the missing iteration. A failed refresh is logged once until one succeeds again.
  */
-export function keepSchedulers(modules: readonly ModuleParts[], everyMs: number, log: Logger): NodeJS.Timeout {
+export function keepSchedulers(upsert: () => Promise<void>, everyMs: number, log: Logger): NodeJS.Timeout {
   let failing = false;
   let running = false;
   const timer = setInterval(() => {
@@ -222,7 +225,7 @@ export function keepSchedulers(modules: readonly ModuleParts[], everyMs: number,
     running = true;
     void (async () => {
       try {
-        for (const m of modules) await m.schedulers?.();
+        await upsert();
         if (failing) log.info('job schedulers refreshed again');
         failing = false;
       } catch (err) {

@@ -11,7 +11,7 @@
  */
 import type { LanguageModelMiddleware } from 'ai';
 import type { Claim } from '../controller.js';
-import { asAgent, callUsage, claimOutput, failedCall, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
+import { asAgent, callUsage, claimOutput, failedCall, movedTo, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
 
 export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
 
@@ -63,9 +63,7 @@ function withWrapUp(prompt: CallOptions['prompt'], text: string): CallOptions['p
 
 /** The model a call goes to: the one the controller has the agent on, when `modelsByName` names it; else the wrapped one. */
 function targetOf(o: ApportionMiddlewareOptions, wrapped: ModelInfo): ModelInfo | undefined {
-  const on = o.controller.state(o.agent).model;
-  if (on === undefined || on === wrapped.modelId || !Object.hasOwn(o.modelsByName ?? {}, on)) return undefined;
-  return o.modelsByName![on];
+  return movedTo(o.controller, o.agent, wrapped.modelId, o.modelsByName)?.model;
 }
 
 function spanOf(o: ApportionMiddlewareOptions, model: ModelInfo, start: number, status: 'ok' | 'error') {

@@ -17,7 +17,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Agent, Model, ModelRequest, ModelResponse, Runner, StreamEvent } from '@openai/agents';
 import { BudgetExceededError, type BudgetController, type Claim } from '../controller.js';
-import { asAgent, callUsage, claimOutput, failedCall, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
+import { asAgent, callUsage, claimOutput, failedCall, movedTo, wrapUpText, type IntegrationOptions, type Settle } from './spans.js';
 
 export { WRAP_UP_MESSAGE, type IntegrationOptions } from './spans.js';
 
@@ -179,10 +179,8 @@ export class ApportionModel implements Model {
   }
 
   /** The Model a call of the agent goes to, and its name: the one the controller has the agent on, when given. */
-  private target(o: IntegrationOptions): { model: Model; name: string } {
-    const on = o.controller.state(this.o.agent).model;
-    const other = on !== undefined && on !== this.o.modelName && Object.hasOwn(this.o.modelsByName ?? {}, on) ? this.o.modelsByName![on] : undefined;
-    return other && on !== undefined ? { model: other, name: on } : { model: this.inner, name: this.o.modelName ?? 'unknown' };
+  private target(controller: BudgetController): { model: Model; name: string } {
+    return movedTo(controller, this.o.agent, this.o.modelName, this.o.modelsByName) ?? { model: this.inner, name: this.o.modelName ?? 'unknown' };
   }
 
   private span(model: string, start: number, status: 'ok' | 'error') {
@@ -220,7 +218,7 @@ export class ApportionModel implements Model {
 
   private response(o: IntegrationOptions, request: ModelRequest): Promise<ModelResponse> {
     const { prepared, claim } = this.prepare(o, request);
-    const target = this.target(o);
+    const target = this.target(o.controller);
     return asAgent(o, this.o.agent, claim, async (settle: Settle) => {
       const start = Date.now();
       let res: ModelResponse;
@@ -238,7 +236,7 @@ export class ApportionModel implements Model {
 
   private async *streamedResponse(o: IntegrationOptions, request: ModelRequest): AsyncIterable<StreamEvent> {
     const { prepared, claim } = this.prepare(o, request);
-    const target = this.target(o);
+    const target = this.target(o.controller);
     let settle!: Settle;
     await asAgent(o, this.o.agent, claim, async (s: Settle) => {
       settle = s;
@@ -268,9 +266,9 @@ export class ApportionModel implements Model {
   getRetryAdvice: NonNullable<Model['getRetryAdvice']> = (args) => {
     let model = this.inner;
     try {
-      model = this.target(this.current()).model;
+      model = this.target(this.current().controller).model;
     } catch {
-      // No controller for this call (a shared model outside runWithBudget): the wrapped Model's advice.
+      // No controller for this call (a shared model outside runWithBudget), or one without the agent: the wrapped Model's advice.
     }
     return model.getRetryAdvice?.(args);
   };

@@ -34,6 +34,17 @@ export function claimOutput(controller: BudgetController, agent: string, request
   return controller.claim(agent, requested === undefined || requested <= 0 ? undefined : Math.floor(requested));
 }
 
+/**
+ * The model the controller moved the agent to, by name, when `models` has it: its `fallbackModel` after a downgrade
+ * under pressure, or the allocation's model on a pipeline with model tiers. Undefined when the agent is on `wrapped`
+ * (the model the integration wraps), on no model, or on one `models` does not name: the call stays on the wrapped one.
+ */
+export function movedTo<M>(controller: BudgetController, agent: string, wrapped: string | undefined, models: Readonly<Record<string, M>> | undefined): { readonly name: string; readonly model: M } | undefined {
+  const on = controller.state(agent).model;
+  if (on === undefined || on === wrapped || !models || !Object.hasOwn(models, on)) return undefined;
+  return { name: on, model: models[on]! };
+}
+
 /** The wrap-up text for the agent's next call, or undefined when it has room (or the option is off). */
 export function wrapUpText(o: IntegrationOptions, agent: string): string | undefined {
   if (o.wrapUpMessage === false || !o.controller.shouldWrapUp(agent)) return undefined;
