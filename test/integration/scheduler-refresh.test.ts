@@ -18,7 +18,7 @@ let rt: Running;
 let queue: Queue;
 
 before(async () => {
-  rt = await startTest(prefix, {}, { APPORTION_RESERVATION_SWEEP_MS: '200', APPORTION_SCHEDULER_REFRESH_MS: '500' });
+  rt = await startTest(prefix, {}, { APPORTION_RESERVATION_SWEEP_MS: '200', APPORTION_SCHEDULER_REFRESH_MS: '2000' });
   queue = rt.modules.find((m) => m.name === 'budgets')!.queues![0]!;
 });
 after(async () => {
@@ -34,21 +34,24 @@ const call = async (method: 'PUT' | 'POST' | 'GET', url: string, payload?: objec
 
 /**
  * Removes the sweeper's pending iteration while none runs: the state a failed next-iteration write leaves (the
- * scheduler's record stays; its delayed job is gone). Straight from Redis: BullMQ refuses to remove a scheduler's job.
+ * scheduler's record stays; its delayed job is gone). The queue is paused first, so no worker takes an iteration (and
+ * writes the next) meanwhile; the job is removed straight from Redis, as BullMQ refuses to remove a scheduler's job.
  */
 async function dropIteration(): Promise<void> {
   const ours = (ids: string[]) => ids.filter((id) => id.startsWith('repeat:sweep-reservations:'));
-  for (let tries = 0; tries < 200; tries++) {
-    for (const id of ours(await rt.core.redis.zrange(queue.toKey('delayed'), '0', '-1'))) {
+  const pending = async () => ours([...(await rt.core.redis.lrange(queue.toKey('wait'), '0', '-1')), ...(await rt.core.redis.lrange(queue.toKey('paused'), '0', '-1')), ...(await rt.core.redis.zrange(queue.toKey('delayed'), '0', '-1'))]);
+  await queue.pause();
+  await eventually(async () => (await queue.getActiveCount()) === 0, 30_000, 20);
+  // The refresh may write the iteration again between two reads: removed until none is left.
+  for (let tries = 0; tries < 20 && (await pending()).length > 0; tries++) {
+    for (const id of await pending()) {
+      for (const list of ['wait', 'paused']) await rt.core.redis.lrem(queue.toKey(list), 0, id);
       await rt.core.redis.zrem(queue.toKey('delayed'), id);
       await rt.core.redis.del(queue.toKey(id));
     }
-    const waiting = ours([...(await rt.core.redis.lrange(queue.toKey('wait'), '0', '-1')), ...(await rt.core.redis.lrange(queue.toKey('active'), '0', '-1'))]);
-    const delayed = ours(await rt.core.redis.zrange(queue.toKey('delayed'), '0', '-1'));
-    if (waiting.length === 0 && delayed.length === 0) return;
-    await new Promise((r) => setTimeout(r, 20));
   }
-  assert.fail('the sweeper always had an iteration pending or running');
+  assert.deepEqual(await pending(), [], 'no iteration pending');
+  await queue.resume();
 }
 
 describe('job schedulers are upserted again while the workers run', () => {
