@@ -1,5 +1,5 @@
 /**
- * The token encoder (js-tiktoken's o200k_base ranks) is not loaded at start: the first allocation with a `<x>Text`
+ * The token encoder (gpt-tokenizer's o200k_base; js-tiktoken's is the reference count here) is not loaded at start: the first allocation with a `<x>Text`
  * feature loads it and waits for it, and is answered as if it had been loaded all along (the same count, so the same
  * budgets, as the exact token count sent as `<x>Tokens`). Requests racing the load share it.
  */

@@ -2,8 +2,8 @@ import type { Features } from './types.js';
 
 /**
  * Token counts of `<x>Text` features (pure but for the encoder). The encoder (o200k_base byte-pair encoding) is
- * installed by the caller: the server and the SDK's local mode both load js-tiktoken's ranks on the
- * first request with a text feature (~2 MB of ranks; for the SDK js-tiktoken is an optional peer dependency).
+ * installed by the caller on the first request with a text feature: the server loads gpt-tokenizer's, the SDK's local
+ * mode js-tiktoken's (an optional peer dependency); both count the same.
  */
 let encodeLength: ((text: string) => number) | undefined;
 let preTokens: RegExp | undefined;
