@@ -104,8 +104,10 @@ describe('ReservationsClient.commit outlasts a Redis restart (a real redis-serve
   // and 400 ms apart were used up within about a second, far less than a restart or a failover takes. The
   // reservation then expired with nobody to commit it, and the 700 tokens used were never charged (found by a seeded
   // fault run over HTTP: a commit gave up after 752 ms of a 2 s restart). A commit now keeps retrying for
-  // `commitRetryMs` (30 s); reserve, draw, release and extend still give up after `attempts`.
-  it('the use is charged exactly once after Redis comes back, with the default retry options', async () => {
+  // `commitRetryMs` (30 s). A release gave up the same way and left its hold taken from the scope until the
+  // reservation expired (here a minute); it now retries as long. Reserve, draw and extend still give up after
+  // `attempts` (the caller is waiting to start work, and is told).
+  it('the use is charged exactly once and the released hold returned after Redis comes back, with the default retry options', async () => {
     const redis = await PrivateRedis.start({ aof: true });
     const prefix = testPrefix('sdk-commit-outlasts-restart');
     const rt = await startTest(prefix, { listen: true }, { REDIS_URL: redis.url, REDIS_CLUSTER_NODES: '', APPORTION_RESERVATION_SWEEP_MS: '200' });
@@ -114,15 +116,18 @@ describe('ReservationsClient.commit outlasts a Redis restart (a real redis-serve
       const scope = 'tenant:restart';
       await new ApportionClient({ url: rt.url! }).request('PUT', '/v1/budgets', { scope, unit: 'TOKENS', allocated: 10_000 });
       const r = await res.reserve({ scope, amount: 1000, ttlMs: 1000 });
+      const unused = await res.reserve({ scope, amount: 2000, ttlMs: 60_000 }); // only a release returns it within the test
       await redis.kill();
       // Down for 3 s: the reservation's deadline passes meanwhile, so the commit lands as late spend.
       const back = new Promise<void>((resolve, reject) => setTimeout(() => redis.restart({ empty: false }).then(resolve, reject), 3000));
-      const c = await res.commit(r.id, 700);
+      const [c, released] = await Promise.all([res.commit(r.id, 700), res.release(unused.id)]);
       await back;
       assert.equal(c.charged, 700);
+      assert.equal(released.released, 2000);
       const b = (await res.balances(scope, 'TOKENS'))[0]!;
       assert.equal(b.spent + b.debt, 700, 'the use was charged once');
       assert.equal(b.reserved, 0, 'nothing stays held');
+      assert.equal(b.remaining, 10_000 - 700, 'the released hold is back in the scope');
     } finally {
       await rt.close();
       await redis.stop();

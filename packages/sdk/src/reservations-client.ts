@@ -31,10 +31,11 @@ export interface RetryOptions {
   /** Longest delay between two retries (before jitter). Default 2000 ms. */
   readonly maxDelayMs?: number;
   /**
-   * How long a commit keeps retrying after its `attempts` are used up, counted from its first attempt. A commit
-   * reports spend that already happened and the server charges it even after the reservation expired (late spend),
-   * so a commit that gives up leaves that spend uncharged: it outlasts a Redis restart or failover, which answers
-   * 503 at once for seconds. 0: `attempts` only. Default 30000 ms.
+   * How long a commit or a release keeps retrying after its `attempts` are used up, counted from its first attempt.
+   * A commit reports spend that already happened and the server charges it even after the reservation expired (late
+   * spend), so a commit that gives up leaves that spend uncharged; a release that gives up leaves its tokens held
+   * from everyone under the scope until the reservation expires. Both outlast a Redis restart or failover, which
+   * answers 503 at once for seconds. 0: `attempts` only. Default 30000 ms.
    */
   readonly commitRetryMs?: number;
 }
@@ -119,8 +120,9 @@ export class ReservationsClient {
     return this.send('POST', `/v1/reservations/${encodeURIComponent(id)}/commit`, { amount, ...(idempotencyKey ? { idempotencyKey } : {}) }, this.commitRetryMs);
   }
 
+  /** Returns the unused hold. Retried like commit (`commitRetryMs`): a release is idempotent by the reservation's state. */
   release(id: string): Promise<{ id: string; state: 'RELEASED'; released: number }> {
-    return this.send('POST', `/v1/reservations/${encodeURIComponent(id)}/release`, {});
+    return this.send('POST', `/v1/reservations/${encodeURIComponent(id)}/release`, {}, this.commitRetryMs);
   }
 
   extend(id: string, ttlMs?: number, idempotencyKey: string = randomUUID()): Promise<{ id: string; state: 'ACTIVE'; expiresAt: number; extensions: number }> {
