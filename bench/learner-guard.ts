@@ -15,12 +15,15 @@
  * degradation, where the model is better than the control throughout.
  * The model is frozen: the worst case (in the service it keeps retraining, and every retrain can follow the
  * change; the guard's evidence pools the versions).
- * Each world prints two lines from the same runs: the guard on realised rewards (as before the offset), and
- * `offset`, the guard as the service runs it now: each reward less the serving model's predicted reward of the
- * control's split for the request (ControlMeta `z`); then the paired ratio of their detection times.
+ * Each world prints two lines, the guard as the service runs it (each reward less the serving model's predicted reward
+ * of the control's split for the request, ControlMeta `z`) with two control arms, on runs of the same seeds: `fixed`,
+ * the control arm at `--share` throughout (the rule until 2026-12-04), and `lowered`, the share the guard sets at each
+ * tick while the learned arm leads the control clearly (guard.ts adaptiveControlShare, the service's default: floor
+ * `--min` 0.01, margin 0.05); then the paired ratio of their detection times and the control decisions each served
+ * before the degradation (what the control arm cost the user: its share × the gap).
  */
 import { loadTf } from '../src/learner/backend.js';
-import { accumulate, GUARD_DEFAULTS, judge, NEW_RUN, type GuardRun } from '../src/learner/guard.js';
+import { accumulate, adaptiveControlShare, CONTROL_SHARE_DEFAULTS, GUARD_DEFAULTS, judge, NEW_RUN, type GuardRun } from '../src/learner/guard.js';
 import { forward, predict, type ModelWeights } from '../src/learner/model.js';
 import { decide, EXPLORE_DEFAULTS, optionsFor, type ExploreOptions } from '../src/learner/policy.js';
 import { mulberry32 } from '../src/learner/rng.js';
@@ -38,6 +41,7 @@ const maxAfter = Number(flag('max', '40000'));
 const nullOutcomes = Number(flag('null-outcomes', '20000'));
 const TICK_S = 5;
 const SHARE = Number(flag('share', String(GUARD_DEFAULTS.controlShare)));
+const MIN = Number(flag('min', String(CONTROL_SHARE_DEFAULTS.min)));
 // The service's exploration defaults (budget and its decay by version), as a learned strategy without params serves.
 const explore0 = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5, ...EXPLORE_DEFAULTS };
 let explore: ExploreOptions = explore0;
@@ -50,37 +54,35 @@ interface Served {
 }
 
 /**
- * Serves one run; returns the outcome index (from 0) of the first revert, or undefined. Two guards watch the same
- * decisions: the service's (realised rewards) and the offset one (each reward less the serving model's predicted
- * reward of the control's split for that request, z = r̂(x, control): a function of the request and the model
- * only, drawn before and independently of the arm, so the difference of the arms' means is unchanged in
- * expectation and its variance is that of r − z). Each stops at its own first revert; the run ends at the later.
+ * Serves one run with the service's guard (each reward less the serving model's predicted reward of the control's split
+ * for that request, z = r̂(x, control)); returns the outcome index (from 0) of the first revert, or undefined, and the
+ * control decisions before the degradation. `lowered`: the control share is the one the guard's tick sets
+ * (adaptiveControlShare on the run's evidence), else `SHARE` throughout.
  */
-function serve(world: World, degraded: World | undefined, m: Served, outcomes: number, seed: number): { revertAt?: number; offsetAt?: number } {
+function serve(world: World, degraded: World | undefined, m: Served, outcomes: number, seed: number, lowered: boolean): { revertAt?: number; controls: number } {
   const rng = mulberry32(seed);
   const agents = policyAgents(world);
   const T = world.totalTokens;
   const uniform = uniformBudgets(world, T);
   const perTick = Math.max(1, Math.round(rps * TICK_S));
   let run: GuardRun = NEW_RUN;
-  let off: GuardRun = NEW_RUN;
-  let revertAt: number | undefined;
-  let offsetAt: number | undefined;
-  for (let t = 0; t < outcomes && (revertAt === undefined || offsetAt === undefined); t++) {
+  let share = SHARE;
+  let controls = 0;
+  for (let t = 0; t < outcomes; t++) {
     const w = degraded && t >= before ? degraded : world;
     const x = sampleContext(w, rng);
     const heads = forward(m.weights, m.encoder.encode(contextFeatures(x)));
     const dec = decide(heads, agents, T, explore, rng);
-    const arm: 0 | 1 = rng() < SHARE ? 1 : 0;
+    const arm: 0 | 1 = rng() < share ? 1 : 0;
+    if (arm === 1 && t < before) controls++;
     const q = simulateOutcome(w, 0, x, arm === 1 ? uniform : dec.budgets, rng).quality;
-    run = accumulate(run, 1, arm, q);
-    off = accumulate(off, 1, arm, q - predict(heads, uniform));
+    run = accumulate(run, 1, arm, q, GUARD_DEFAULTS.segmentOutcomes, predict(heads, uniform));
     if ((t + 1) % perTick === 0) {
-      if (revertAt === undefined && judge(run).status === 'worse') revertAt = t + 1;
-      if (offsetAt === undefined && judge(off).status === 'worse') offsetAt = t + 1;
+      if (judge(run).status === 'worse') return { revertAt: t + 1, controls };
+      if (lowered) share = adaptiveControlShare(SHARE, run.total, { min: MIN });
     }
   }
-  return { ...(revertAt !== undefined ? { revertAt } : {}), ...(offsetAt !== undefined ? { offsetAt } : {}) };
+  return { controls };
 }
 
 /** True values (noise-free) of the served learned arm and of the control on 4,000 contexts. */
@@ -104,14 +106,15 @@ const pct = (xs: readonly number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))]!;
 };
 
-console.log(`bench/learner-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s, control share ${SHARE}, α ${GUARD_DEFAULTS.alpha} (cumulative test α/2, sub-segments of ${GUARD_DEFAULTS.segmentOutcomes} decisions at (α/2)/(j(j+1)))`);
+console.log(`bench/learner-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s, control share ${SHARE} (lowered: floor ${MIN}, margin ${CONTROL_SHARE_DEFAULTS.margin}), α ${GUARD_DEFAULTS.alpha} (cumulative test α/2, sub-segments of ${GUARD_DEFAULTS.segmentOutcomes} decisions at (α/2)/(j(j+1)))`);
 console.log(`degradation after ${before} outcomes (detection runs) · ${nullOutcomes} outcomes without degradation (false-revert runs)\n`);
-console.log('world           | learned vs control before → after (true values) | detected | detection outcomes median [max] | seconds median [max] | false reverts');
-// [the service's guard, the offset guard]
+console.log('world           | learned vs control before → after (true values) | detected | detection outcomes median [max] | seconds median [max] | false reverts | control decisions before');
+// [fixed share, lowered share]
 const falseTotal = [0, 0];
 let nullRuns = 0;
 const allDetect: number[][] = [[], []];
 const ratios: number[] = [];
+const controlTotals = [0, 0];
 for (const name of worldNames) {
   const world0 = loadWorld(name);
   const world: World = { ...world0, drift: undefined };
@@ -137,46 +140,49 @@ for (const name of worldNames) {
     v1 = values(degraded, m, 11);
   }
   const v0 = values(world, m, 11);
-  const runsOut = [] as ReturnType<typeof serve>[];
-  const nullOut = [] as ReturnType<typeof serve>[];
-  for (let r = 0; r < runs; r++) runsOut.push(serve(world, degraded, m, before + maxAfter, 1000 + r));
-  for (let r = 0; r < runs; r++) nullOut.push(serve(world, undefined, m, nullOutcomes, 5000 + r));
+  const runsOut: ReturnType<typeof serve>[][] = [[], []];
+  const nullOut: ReturnType<typeof serve>[][] = [[], []];
+  for (const k of [0, 1] as const) {
+    for (let r = 0; r < runs; r++) runsOut[k]!.push(serve(world, degraded, m, before + maxAfter, 1000 + r, k === 1));
+    for (let r = 0; r < runs; r++) nullOut[k]!.push(serve(world, undefined, m, nullOutcomes, 5000 + r, k === 1));
+  }
   nullRuns += runs;
   const line = (label: string, k: 0 | 1) => {
     const { detect, missed, early, falseReverts } = tallyOf(k);
+    const controls = runsOut[k]!.reduce((a, r) => a + r.controls, 0);
+    controlTotals[k] = controlTotals[k]! + controls;
     falseTotal[k] = falseTotal[k]! + falseReverts + early;
     allDetect[k]!.push(...detect);
     const secs = detect.map((d) => Math.ceil(d / rps / TICK_S) * TICK_S);
     console.log(
-      `${label.padEnd(15)} | ${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)} → ${v1.learned.toFixed(3)} vs ${v1.control.toFixed(3)} (${starved} critical, need × ${factor}) | ${detect.length}/${runs}${missed ? ` (${missed} not within ${maxAfter})` : ''}${early ? ` (${early} reverted before the degradation)` : ''} | ${detect.length ? `${pct(detect, 0.5)} [${Math.max(...detect)}]` : '—'} | ${secs.length ? `${pct(secs, 0.5)} s [${Math.max(...secs)} s]` : '—'} | ${falseReverts}/${runs}   (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
+      `${label.padEnd(15)} | ${v0.learned.toFixed(3)} vs ${v0.control.toFixed(3)} → ${v1.learned.toFixed(3)} vs ${v1.control.toFixed(3)} (${starved} critical, need × ${factor}) | ${detect.length}/${runs}${missed ? ` (${missed} not within ${maxAfter})` : ''}${early ? ` (${early} reverted before the degradation)` : ''} | ${detect.length ? `${pct(detect, 0.5)} [${Math.max(...detect)}]` : '—'} | ${secs.length ? `${pct(secs, 0.5)} s [${Math.max(...secs)} s]` : '—'} | ${falseReverts}/${runs} | ${controls}   (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
     );
     return detect;
   };
   const tallyOf = (k: 0 | 1) => {
-    const key = k === 0 ? 'revertAt' : 'offsetAt';
     const detect: number[] = [];
     let missed = 0;
     let early = 0;
-    for (const res of runsOut) {
-      const at = res[key];
+    for (const res of runsOut[k]!) {
+      const at = res.revertAt;
       if (at === undefined) missed++;
       else if (at <= before) early++;
       else detect.push(at - before);
     }
-    return { detect, missed, early, falseReverts: nullOut.filter((res) => res[key] !== undefined).length };
+    return { detect, missed, early, falseReverts: nullOut[k]!.filter((res) => res.revertAt !== undefined).length };
   };
-  line(name, 0);
-  line('  offset', 1);
-  // Paired per run: offset detection ÷ the service's, where both detected.
+  line(`${name} fixed`, 0);
+  line('  lowered', 1);
+  // Paired per run: lowered-share detection ÷ fixed-share, where both detected.
   for (let r = 0; r < runs; r++) {
-    const a = runsOut[r]!.revertAt;
-    const b = runsOut[r]!.offsetAt;
+    const a = runsOut[0]![r]!.revertAt;
+    const b = runsOut[1]![r]!.revertAt;
     if (a !== undefined && b !== undefined && a > before && b > before) ratios.push((b - before) / (a - before));
   }
 }
-for (const [k, label] of [[0, 'realised rewards (the service)'], [1, 'offset r − r̂(x, control)']] as const) {
+for (const [k, label] of [[0, `fixed control share ${SHARE}`], [1, 'lowered while the learned arm leads (the service)']] as const) {
   console.log(
-    `\nall worlds, ${label}: detection median ${allDetect[k]!.length ? pct(allDetect[k]!, 0.5) : '—'} outcomes, max ${allDetect[k]!.length ? Math.max(...allDetect[k]!) : '—'}; false reverts ${falseTotal[k]} of ${nullRuns} runs without degradation (+ pre-degradation stretches) = ${((100 * falseTotal[k]!) / Math.max(1, nullRuns)).toFixed(1)} % (bound α = ${GUARD_DEFAULTS.alpha * 100} % per run)`,
+    `\nall worlds, ${label}: detection median ${allDetect[k]!.length ? pct(allDetect[k]!, 0.5) : '—'} outcomes, max ${allDetect[k]!.length ? Math.max(...allDetect[k]!) : '—'}; false reverts ${falseTotal[k]} of ${nullRuns} runs without degradation (+ pre-degradation stretches) = ${((100 * falseTotal[k]!) / Math.max(1, nullRuns)).toFixed(1)} % (bound α = ${GUARD_DEFAULTS.alpha * 100} % per run); control decisions before the degradation ${controlTotals[k]}`,
   );
 }
-console.log(`offset ÷ service detection time, paired per run where both detected (${ratios.length} runs): median ${ratios.length ? pct(ratios, 0.5).toFixed(2) : '—'}, min ${ratios.length ? Math.min(...ratios).toFixed(2) : '—'}, max ${ratios.length ? Math.max(...ratios).toFixed(2) : '—'}`);
+console.log(`lowered ÷ fixed detection time, paired per run where both detected (${ratios.length} runs): median ${ratios.length ? pct(ratios, 0.5).toFixed(2) : '—'}, min ${ratios.length ? Math.min(...ratios).toFixed(2) : '—'}, max ${ratios.length ? Math.max(...ratios).toFixed(2) : '—'}; control decisions before the degradation, lowered ÷ fixed: ${(controlTotals[1]! / Math.max(1, controlTotals[0]!)).toFixed(2)}`);

@@ -1,10 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import type { Services } from '../kernel/module.js';
 import { jsonDecoder } from '../redis/decode.js';
-import { controlStrategyDef } from './control-arm.js';
+import { controlShareOf, controlStrategyDef } from './control-arm.js';
 import { decodeEvent, rewardOf, type LoggedEvent } from './events.js';
 import {
   accumulate,
+  adaptiveControlShare,
   addCandidateEvidence,
   addReward,
   EMPTY_SAFE_START,
@@ -361,7 +362,18 @@ export class GuardMonitor {
     const evidence = run.total;
     const verdict = judge(run, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });
     await this.save(pipelineId, { since, marker: newest, ...run });
-    if (verdict.status !== 'worse') return { pipeline: pipelineId, version: active, verdict };
+    if (verdict.status !== 'worse') {
+      // The control arm's share for the next decisions (guard.ts adaptiveControlShare): lower while the serving
+      // version leads the control clearly, the strategy's own otherwise. Written to the models document (synced to
+      // every process and SDK) only when its level changes.
+      const base = controlShareOf(params.controlShare);
+      const share = adaptiveControlShare(base, run.total, { min: params.controlShareMin, margin: params.controlShareMargin });
+      const next = share < base ? share : undefined;
+      if (next !== doc.guard?.controlShare && (await this.registry.setControlShare(pipelineId, active, since, next))) {
+        this.core.log.info({ pipeline: pipelineId, version: active, controlShare: next ?? base, diff: verdict.diff, learned: verdict.learned.n, control: verdict.control.n }, `learner guard: control share ${next ?? base} (version ${active} against the control strategy: diff ${verdict.diff?.toFixed(4)})`);
+      }
+      return { pipeline: pipelineId, version: active, verdict };
+    }
 
     // Revert (guard.ts revertTarget): one step back to an earlier version that can serve the pipeline as it is now
     // (registry.ts unfitFor: its features, agents, kind and, with model tiers, candidate models — a version fitted

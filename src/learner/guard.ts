@@ -100,6 +100,34 @@ export function guardVerdict(learned: ArmSums, control: ArmSums, opts: GuardOpti
   return { status, diff: d.diff, ci: d.ci, pValue: d.pValue, ...arms };
 }
 
+/**
+ * The control arm's share while a trained version serves and leads it clearly (docs/learner.md, "A smaller control arm
+ * while the learned arm leads"). Every control decision costs the difference between the arms; when the learned arm's
+ * realised reward exceeds the control's by far more than any shortfall the guard exists to catch, that cost buys
+ * little: for the serving version to fall below the control the world must take away the whole lead, and a change that
+ * large is seen on fewer control outcomes. So with L the lower bound of learned − control (the segment's offset
+ * rewards, mean difference − 2 standard errors, both arms ≥ minPerArm), the share is `base` while L ≤ margin and
+ * base · margin / L beyond (halved when the lead doubles), rounded up to a level base · 2^(−k/2) so it changes in few
+ * steps, and never below `min`. `min` ≥ base turns it off.
+ */
+export const CONTROL_SHARE_DEFAULTS = { min: 0.01, margin: 0.05 } as const;
+
+export function adaptiveControlShare(base: number, total: GuardEvidence, opts: { readonly min?: number | undefined; readonly margin?: number | undefined; readonly minPerArm?: number | undefined } = {}): number {
+  const min = opts.min ?? CONTROL_SHARE_DEFAULTS.min;
+  const margin = opts.margin ?? CONTROL_SHARE_DEFAULTS.margin;
+  if (!(base > 0) || min >= base) return base;
+  const l = momentsOf(total.learned);
+  const c = momentsOf(total.control);
+  const minPerArm = Math.max(2, opts.minPerArm ?? GUARD_DEFAULTS.minPerArm);
+  if (l.n < minPerArm || c.n < minPerArm) return base;
+  const lower = l.mean - c.mean - 2 * Math.sqrt(l.variance / l.n + c.variance / c.n);
+  if (!(lower > margin)) return base;
+  const raw = (base * margin) / lower;
+  // The smallest level base · 2^(−k/2) at or above raw (a little tolerance for rounding).
+  const k = Math.floor(2 * Math.log2(base / raw) + 1e-9);
+  return Math.max(min, base * 2 ** (-k / 2));
+}
+
 /** What the guard records on a version it took out of service. */
 export interface GuardRevert {
   /** Absent on records written before the reason was kept: a guard revert too. */

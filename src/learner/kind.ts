@@ -109,6 +109,17 @@ export const LearnedParams = Type.Object(
     controlShare: Type.Optional(
       Type.Number({ minimum: 0, maximum: 0.5, description: "Share of decisions served by the pipeline's default strategy as the guard's control. Default 0.05; 0 turns the guard off." }),
     ),
+    controlShareMin: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 0.5,
+        description:
+          'Floor of the control share while a trained version leads the control arm clearly: the guard lowers the share to controlShare · controlShareMargin / lead (the lead’s lower bound), not below this. Default 0.01; at or above controlShare the share stays fixed (docs/learner.md, "A smaller control arm while the learned arm leads").',
+      }),
+    ),
+    controlShareMargin: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Lead (lower bound of learned − control reward) up to which the control arm keeps its full share. Default 0.05.' }),
+    ),
     guardAlpha: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 0.2, description: 'Level of the guard’s always-valid test. Default 0.05.' })),
     guardMargin: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Reward the learned arm may fall short of control before the guard reverts. Default 0.' })),
     guardCandidate: Type.Optional(

@@ -206,6 +206,12 @@ export interface GuardState {
   readonly steppedBack?: boolean;
   /** The safe start's exploration scale, set by the guard when it found the safe start's learned traffic worse than the control (guard.ts SafeStartState). */
   readonly safeStart?: SafeStartState;
+  /**
+   * The control arm's share while a trained version serves, when the guard lowered it below the strategy's
+   * `controlShare` (guard.ts adaptiveControlShare); absent: that share. Kept across automatic activations (the
+   * guard's segment goes on), dropped by a revert or a manual activation (a new segment).
+   */
+  readonly controlShare?: number;
 }
 
 /**
@@ -273,7 +279,15 @@ function guardAfterActivation(g: GuardState | undefined, manual: boolean): { gua
   const reverts = g?.reverts ?? [];
   const hold = g?.holdUntil !== undefined ? { holdUntil: g.holdUntil } : {};
   if (manual) return { guard: { reverts, ...hold, since: Date.now() } };
-  return { guard: { reverts, ...hold, ...(g?.since !== undefined ? { since: g.since } : {}), ...(g?.steppedBack ? { steppedBack: true } : {}) } };
+  return {
+    guard: {
+      reverts,
+      ...hold,
+      ...(g?.since !== undefined ? { since: g.since } : {}),
+      ...(g?.steppedBack ? { steppedBack: true } : {}),
+      ...(g?.controlShare !== undefined ? { controlShare: g.controlShare } : {}),
+    },
+  };
 }
 
 // The listed metrics leave out a tier version's held-out errors per kind of action (holdoutStrata: drift recovery reads
@@ -613,6 +627,24 @@ export class ModelRegistry {
       return { ...base, guard: { ...(base.guard ?? { reverts: [] }), safeStart: state } };
     });
     return doc?.active === 0 && doc.guard?.safeStart === state;
+  }
+
+  /**
+   * The control arm's share the guard set (guard-monitor.ts check; undefined: the strategy's own), only while
+   * `version` serves and the guard's segment is still `since`. False when that no longer holds (a revert or another
+   * activation won) or nothing changed.
+   */
+  async setControlShare(pipeline: string, version: number, since: number, share: number | undefined): Promise<boolean> {
+    let changed = false;
+    await this.update(pipeline, (prev) => {
+      changed = false;
+      if (!prev || prev.active !== version || prev.active === 0 || (prev.guard?.since ?? 0) !== since || prev.guard?.controlShare === share) return undefined;
+      const guard: GuardState = { ...(prev.guard ?? { reverts: [] }) };
+      delete (guard as { controlShare?: number }).controlShare;
+      changed = true;
+      return { ...prev, guard: share !== undefined ? { ...guard, controlShare: share } : guard };
+    });
+    return changed;
   }
 
   /** Records a change drift recovery detected (newest first, at most 20) in the model document. */

@@ -6,7 +6,7 @@ import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { Id, type Pipeline } from '../pipelines/schema.js';
 import type { ControlView } from '../control/view.js';
-import { controlStrategyDef } from './control-arm.js';
+import { controlStrategyDef, servingControlShare } from './control-arm.js';
 import type { Services } from '../kernel/module.js';
 import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
@@ -192,6 +192,10 @@ const ModelsResponse = Type.Object({
         }),
         learned: Type.Object({ n: Type.Integer(), mean: Type.Number() }),
         control: Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.String() }),
+        controlShare: Type.Number({
+          description:
+            'Share of the serving version’s decisions the control arm gets now: the strategy’s controlShare, lowered by the guard while the version leads the control clearly (controlShareMin, controlShareMargin; docs/learner.md, "A smaller control arm while the learned arm leads").',
+        }),
       },
       {
         description:
@@ -263,6 +267,7 @@ async function runtimeGuardView(core: Services<'redis' | 'keys'>, view: ControlV
       detectable: v.ci ? (v.ci[1] - v.ci[0]) / 2 : null,
       learned: { ...v.learned },
       control: { ...v.control, strategy: controlStrategyDef(view, p).id },
+      controlShare: servingControlShare(view, p, params.controlShare, active),
     },
   };
 }

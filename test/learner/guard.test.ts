@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { accumulate, addEvidence, addReward, backoffUnit, candidateAfter, EMPTY_ARM, EMPTY_EVIDENCE, GUARD_DEFAULTS, guardVerdict, judge, NEW_RUN, realisedMean, revertTarget, subSegmentAlpha, type ArmSums, type GuardRun } from '../../src/learner/guard.js';
+import { accumulate, adaptiveControlShare, addEvidence, addReward, backoffUnit, candidateAfter, EMPTY_ARM, EMPTY_EVIDENCE, GUARD_DEFAULTS, guardVerdict, judge, NEW_RUN, realisedMean, revertTarget, subSegmentAlpha, type ArmSums, type GuardRun } from '../../src/learner/guard.js';
 import { mulberry32, normal } from '../../src/learner/rng.js';
 
 const arm = (rewards: readonly number[]): ArmSums => rewards.reduce((a, r) => ({ n: a.n + 1, sum: a.sum + r, sumSq: a.sumSq + r * r }), EMPTY_ARM);
@@ -167,5 +167,44 @@ describe('backoff after refused candidates', () => {
     assert.equal(backoffUnit(1_000_000, 500), 500);
     assert.equal(candidateAfter(3_000, 1, backoffUnit(1_000_000, 500)), 4_000);
     assert.equal(candidateAfter(3_000, 9, backoffUnit(1_000_000, 500)), 3_000 + 500 * 32);
+  });
+});
+
+describe('the control share while the learned arm leads (adaptiveControlShare)', () => {
+  /** Segment evidence: n learned and m control rewards around the means (sd 0.1). */
+  const evidence = (n: number, learned: number, m: number, control: number, seed: number) => {
+    let e = EMPTY_EVIDENCE;
+    for (const r of draws(n, learned, seed)) e = addEvidence(e, 1, 0, r);
+    for (const r of draws(m, control, seed + 1)) e = addEvidence(e, 1, 1, r);
+    return e;
+  };
+
+  it('keeps the full share without enough outcomes, while the lead is within the margin, and when it is off', () => {
+    assert.equal(adaptiveControlShare(0.05, evidence(500, 0.9, 20, 0.2, 1)), 0.05, 'fewer than 30 control outcomes');
+    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.62, 200, 0.6, 2)), 0.05, 'a lead of 0.02 < margin 0.05');
+    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.4, 200, 0.6, 3)), 0.05, 'learned behind');
+    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.9, 200, 0.2, 4), { min: 0.05 }), 0.05, 'min = base: fixed');
+    assert.equal(adaptiveControlShare(0, evidence(2000, 0.9, 200, 0.2, 4)), 0, 'no control arm');
+  });
+
+  it('lowers the share to base · margin / lead on levels base · 2^(−k/2), rounded up, not below min', () => {
+    const e = evidence(4000, 0.9, 400, 0.2, 5); // lead ≈ 0.7, its lower bound ≈ 0.69
+    const share = adaptiveControlShare(0.05, e, { min: 0.001 });
+    const raw = (0.05 * 0.05) / 0.69;
+    assert.ok(share >= raw * 0.97 && share <= raw * Math.SQRT2 * 1.03, `share ${share} against base · margin / lead ${raw}`);
+    const k = 2 * Math.log2(0.05 / share);
+    assert.ok(Math.abs(k - Math.round(k)) < 1e-9, `${share} is a level`);
+    assert.equal(adaptiveControlShare(0.05, e), 0.01, 'the default floor');
+    assert.equal(adaptiveControlShare(0.05, e, { min: 0.02 }), 0.02);
+    // A larger lead never gives a larger share; a larger margin never a smaller one.
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1e6 }), fc.double({ min: 0, max: 0.6, noNaN: true }), fc.double({ min: 0, max: 0.2, noNaN: true }), (seed, lead, more) => {
+        const a = adaptiveControlShare(0.05, evidence(1500, 0.3 + lead, 150, 0.3, seed), { min: 0.001 });
+        const b = adaptiveControlShare(0.05, evidence(1500, 0.3 + lead + more, 150, 0.3, seed), { min: 0.001 });
+        assert.ok(b <= a + 1e-12, `lead ${lead} → ${a}, lead ${lead + more} → ${b}`);
+        assert.ok(adaptiveControlShare(0.05, evidence(1500, 0.3 + lead, 150, 0.3, seed), { min: 0.001, margin: 0.1 }) >= a - 1e-12);
+      }),
+      { numRuns: 100 },
+    );
   });
 });

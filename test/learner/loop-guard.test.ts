@@ -38,7 +38,9 @@ const world: SimWorld<SimContext> = {
 describe('the in-process loop runs the serving-version guard', () => {
   it('reverts a version the change made worse than the default, holds activations, and serves better than without it', async () => {
     const { tf } = await loadTf();
-    const common = { world, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5, ...EXPLORE_DEFAULTS }, outcomes: N, seed: 11, evalContexts: 0, checkpointEvery: N, trainEvery: 500, controlShare: 0.2, driftRecovery: null, guardHold: 1000 } as const;
+    // A fixed control share (controlShareMin = controlShare), so that before the change the runs with and without the
+    // guard are one run; the guard's lowered share while the learned arm leads is checked last.
+    const common = { world, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5, ...EXPLORE_DEFAULTS }, outcomes: N, seed: 11, evalContexts: 0, checkpointEvery: N, trainEvery: 500, controlShare: 0.2, controlShareMin: 0.2, driftRecovery: null, guardHold: 1000 } as const;
     const on = await runLoop(tf, common);
     const off = await runLoop(tf, { ...common, guard: false });
     // The change makes what the learner serves worse than the default split (the fixture's precondition).
@@ -63,5 +65,15 @@ describe('the in-process loop runs the serving-version guard', () => {
     assert.ok(gap(on, first.at, end) > gap(off, first.at, end), `after the revert: with the guard ${gap(on, first.at, end)}, without ${gap(off, first.at, end)}`);
     // Before the change both runs are the same run, draw for draw (the guard draws nothing).
     assert.deepEqual(Array.from(on.served.subarray(0, CHANGE)), Array.from(off.served.subarray(0, CHANGE)));
+
+    // With the guard lowering the control share while the learned arm leads (the default floor 0.01): fewer control
+    // decisions before the change, and the change is still caught and reverted, to the user's gain.
+    const { controlShareMin: _fixed, ...adaptive } = common;
+    const lowered = await runLoop(tf, adaptive);
+    const controls = (r: typeof on) => r.controlServed.subarray(0, CHANGE).reduce((a, b) => a + b, 0);
+    assert.ok(controls(lowered) < controls(on), `control decisions before the change: ${controls(lowered)} against ${controls(on)} at the fixed share`);
+    assert.ok(lowered.guardReverts.length >= 1 && lowered.guardReverts[0]!.at > CHANGE, JSON.stringify(lowered.guardReverts));
+    const lEnd = Math.min(N, lowered.guardReverts[0]!.at + 1000);
+    assert.ok(gap(lowered, lowered.guardReverts[0]!.at, lEnd) > gap(off, lowered.guardReverts[0]!.at, lEnd));
   });
 });

@@ -6,7 +6,7 @@ import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
-import { accumulate, addCandidateEvidence, addReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
+import { accumulate, adaptiveControlShare, addCandidateEvidence, addReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
 import { checkedVersions, COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
@@ -70,6 +70,9 @@ export interface LoopOptions {
   readonly gateTolerance?: number;
   /** Share of decisions the runtime guard's control arm serves the default strategy (uniform here). Default: the service's (GUARD_DEFAULTS). */
   readonly controlShare?: number;
+  /** The control share's floor and margin while a trained version leads the control (guard.ts adaptiveControlShare); min ≥ controlShare: a fixed share. */
+  readonly controlShareMin?: number;
+  readonly controlShareMargin?: number;
   /** Drift recovery (drift.ts): shorten the window after a detected change. Default: the service's (DEFAULT_DRIFT); null: off. */
   readonly driftRecovery?: DriftRule | null;
   /**
@@ -365,6 +368,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   // segment began (the start, or the last revert or retirement), whether the segment began with a step back, the
   // outcome until which activations are held, and the versions that served and were reverted.
   const guardOn = opts.guard !== false && controlShare > 0;
+  let share = controlShare;
   let guardRun: GuardRun = NEW_RUN;
   let steppedBack = false;
   let holdUntil = -1;
@@ -424,10 +428,12 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       dec = mixed;
     }
     // The guard's control arm: the default strategy serves this share, logged as part of the mixture.
-    if (controlShare > 0) {
+    // While a trained version serves, at the share the guard's last tick set (adaptiveControlShare); else at controlShare.
+    const sh = serving && serving.version > 0 ? share : controlShare;
+    if (sh > 0) {
       const u = rng();
-      dec = withCandidate(dec, uniform, controlShare, () => u);
-      controlServed[t] = u < controlShare ? 1 : 0;
+      dec = withCandidate(dec, uniform, sh, () => u);
+      controlServed[t] = u < sh ? 1 : 0;
     }
     if (wide && !drawn && !controlServed[t]) wideServed[t] = 1;
     const out = world.outcome(phase, x, dec.budgets, rng);
@@ -467,6 +473,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       guardRun = accumulate(guardRun, serving.version, controlServed[t] ? 1 : 0, out.quality - world.costWeight * (out.cost ?? 0), GUARD_DEFAULTS.segmentOutcomes, z);
       if ((t + 1) % 25 === 0) {
         const verdict = judge(guardRun);
+        // The guard-monitor's tick sets the share the next decisions log (registry.setControlShare).
+        share = verdict.status === 'worse' ? controlShare : adaptiveControlShare(controlShare, guardRun.total, { min: opts.controlShareMin, margin: opts.controlShareMargin });
         if (verdict.status === 'worse') {
           const from = serving.version;
           const listed = versions.filter((x) => x !== undefined).map((x) => ({ version: x.version, ...(activatedAt.has(x.version) ? { activatedAt: activatedAt.get(x.version)! } : {}), ...(reverted.has(x.version) ? { reverted: true } : {}) }));
@@ -478,6 +486,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
           steppedBack = to > 0;
           holdUntil = t + 1 + (opts.guardHold ?? GUARD_DEFAULTS.holdOutcomes);
           guardRun = NEW_RUN;
+          share = controlShare;
           resetSafeStart();
         }
       }
@@ -525,6 +534,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
           resetSafeStart();
           steppedBack = false;
           guardRun = NEW_RUN;
+          share = controlShare;
         }
       }
       if (candidate && gateRule) {

@@ -21,7 +21,8 @@ import { DEFAULT_DRIFT, keysGreedy, residualTest, windowAfterChange, type DriftR
 import { rewardOf, type LoggedEvent } from '../events.js';
 import { compileFeatures, type FeatureScaling } from '../features.js';
 import { gateRuleFor, gateVerdict, retireVerdict } from '../gate.js';
-import { accumulate, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
+import { accumulate, adaptiveControlShare, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
+import { controlShareOf } from '../control-arm.js';
 import { loggingPolicyOf } from '../hooks.js';
 import type { LearnedParams } from '../kind.js';
 import { initialWeights, serializeWeights } from '../model.js';
@@ -226,6 +227,8 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
   let toControl = false;
   let holdUntil = -1;
   let run: GuardRun = NEW_RUN;
+  // The control share the guard lowered while the serving version leads the control (absent: the strategy's own).
+  let loweredShare: number | undefined;
   let changeAt: number | undefined;
   let changeTs: number | undefined;
   const revert = (at: number, reason: 'guard' | 'drift', to: number, diff: number, hold: number) => {
@@ -243,9 +246,10 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       toControl = true;
     }
     holdUntil = hold;
-    // A new segment of the guard's evidence (registry.revert sets `since`; the monitor then starts a new run).
+    // A new segment of the guard's evidence (registry.revert sets `since`; the monitor then starts a new run) at the full control share.
     guardSince = at;
     run = NEW_RUN;
+    loweredShare = undefined;
     writeDoc();
   };
   const writeDoc = () => {
@@ -260,7 +264,9 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       activatedAt: 0,
       ...(candidate ? { candidate: { version: candidate.version, createdAt: 0, proposedAt: candidate.proposedAt, signature: sig, agents, weights: prior, kind: 'tiers', tiers: candidate.tiers, ...(candidate.scaling ? { scaling: candidate.scaling } : {}) } } : {}),
       versions: [],
-      ...(toControl || holdUntil >= 0 ? { guard: { reverts: [], since: guardSince, holdUntil, ...(toControl ? { toControl: true } : {}), ...(steppedBack ? { steppedBack: true } : {}) } } : {}),
+      ...(toControl || holdUntil >= 0 || loweredShare !== undefined
+        ? { guard: { reverts: [], since: guardSince, holdUntil, ...(toControl ? { toControl: true } : {}), ...(steppedBack ? { steppedBack: true } : {}), ...(loweredShare !== undefined ? { controlShare: loweredShare } : {}) } }
+        : {}),
     };
     refresh();
   };
@@ -307,6 +313,15 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       if (verdict.status === 'worse') {
         const to = revertTarget(versions, active.version, run.total, steppedBack);
         revert(t + 1, 'guard', to, verdict.diff!, t + 1 + (params.guardHoldOutcomes ?? GUARD_DEFAULTS.holdOutcomes));
+      } else {
+        // The monitor's control share (guard-monitor.ts check → registry.setControlShare).
+        const base = controlShareOf(params.controlShare);
+        const share = adaptiveControlShare(base, run.total, { min: params.controlShareMin, margin: params.controlShareMargin });
+        const next = share < base ? share : undefined;
+        if (next !== loweredShare) {
+          loweredShare = next;
+          writeDoc();
+        }
       }
     }
     if (!retrain || (t + 1) % trainEvery !== 0) continue;

@@ -67,6 +67,8 @@ export interface ServedModelDoc {
     readonly toControl?: boolean;
     /** The safe start's exploration scale after the runtime guard found its learned traffic worse than the control (policy.ts SAFE_START_MIN_SCALE). */
     readonly safeStart?: { readonly scale: number };
+    /** The control arm's share the runtime guard set while the serving version leads the control clearly (absent: `controlShare`). */
+    readonly controlShare?: number;
   };
 }
 
@@ -264,6 +266,19 @@ export function controlShareOf(controlShare: number | undefined): number {
 }
 
 /**
+ * The control arm's share of a decision made by `version`: the share the runtime guard set in the models document
+ * while a trained version serves and leads the control clearly (the server's guard.ts adaptiveControlShare, never
+ * above `controlShare`), else `controlShare` (controlShareOf). The safe start (version 0) always uses the full share.
+ */
+export function servingControlShare(view: ControlView, pipeline: Pipeline, controlShare: number | undefined, version: number): number {
+  const base = controlShareOf(controlShare);
+  if (version <= 0) return base;
+  const doc = view.raw.kinds.models.get(pipeline.id)?.doc as ServedModelDoc | undefined;
+  const set = doc?.guard?.controlShare;
+  return set !== undefined && doc!.active === version && doc!.guard?.toControl !== true && set >= 0 && set < base ? set : base;
+}
+
+/**
  * The control's part of one decision: its split and whether it serves (u uniform in [0, 1)). Undefined when
  * the share is 0 or the control cannot allocate this request (the learned arm then serves it).
  */
@@ -408,7 +423,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
       const registered = waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + waitMs + DEFAULT_GRACE_MS);
       const arm = deps.kinds
-        ? controlArm(deps.kinds(), deps.view(), pipeline, input, controlShareOf(params.controlShare), decisionRng(input.decisionId ?? input.drawSeed, 'control')())
+        ? controlArm(deps.kinds(), deps.view(), pipeline, input, servingControlShare(deps.view(), pipeline, params.controlShare, m.version), decisionRng(input.decisionId ?? input.drawSeed, 'control')())
         : undefined;
       const z = arm && servedHeads ? guardOffset(predict(servedHeads, arm.b)) : undefined;
       const x = arm && z !== undefined ? { ...arm, z } : arm;
@@ -689,7 +704,7 @@ function compileTierLearned(
       const registered = c.waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + c.waitMs + DEFAULT_GRACE_MS);
       const view = deps.view();
-      const share = deps.kinds ? controlShareOf(params.controlShare) : 0;
+      const share = deps.kinds ? servingControlShare(view, pipeline, params.controlShare, dec.version) : 0;
       const z = share > 0 && dec.curves ? guardOffset(predictQuality(dec.curves, anchor) - costWeight * plannedCostOf(agents, anchor)) : undefined;
       const x: ControlMeta | undefined =
         share > 0
