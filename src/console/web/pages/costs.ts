@@ -49,6 +49,8 @@ interface Envelopes {
 
 /** Sessions listed on the Costs page; the listing says when there are more. */
 const SESSION_LIMIT = 50;
+/** Tree levels the cost tree indents; deeper nodes are drawn at this indent with their depth written out. */
+const MAX_INDENT = 12;
 const DIMS = ['customer', 'team', 'agent', 'model', 'day'] as const;
 
 /** Named sessions first; traces that named no session (`trace-…`) only as a short tail. */
@@ -189,7 +191,19 @@ export async function sessionPage(root: HTMLElement, id: string): Promise<void> 
       table(
         ordered,
         [
-          { title: 'span', cell: (n) => h('span', { style: `padding-left:${n.depth * 18}px`, class: n.failed ? 'failed' : '' }, n.depth ? '└ ' : '', `${n.agent} · ${n.kind}`, n.model ? ` · ${n.model}` : '') },
+          {
+            title: 'span',
+            // Indented by depth up to MAX_INDENT levels; deeper nodes say their depth instead, so a deep tree does not
+            // push the figures out of view.
+            cell: (n) =>
+              h(
+                'span',
+                { style: `display:block;padding-left:${Math.min(n.depth, MAX_INDENT) * 18}px`, class: n.failed ? 'failed' : '', title: `depth ${n.depth}` },
+                n.depth > MAX_INDENT ? `└ (depth ${n.depth}) ` : n.depth ? '└ ' : '',
+                `${n.agent} · ${n.kind}`,
+                n.model ? ` · ${n.model}` : '',
+              ),
+          },
           { title: 'attempt', cell: (n) => [n.attempt ? String(n.attempt) : '', n.failed ? pill('failed', 'bad') : null] },
           { title: 'self cost', num: true, cell: (n) => usd(n.selfCostUsd) },
           { title: 'subtree cost', num: true, cell: (n) => usd(n.subtree.costUsd) },
