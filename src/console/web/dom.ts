@@ -40,13 +40,29 @@ export const int = (v: number | null | undefined) => (v === null || v === undefi
 export const usd = (v: number | null | undefined) => {
   if (v === null || v === undefined || !Number.isFinite(v)) return '–';
   const digits = Math.abs(v) >= 100 ? 2 : Math.abs(v) >= 1 ? 2 : Math.abs(v) >= 0.01 ? 4 : 6;
-  return `$${v.toLocaleString('en-US', { minimumFractionDigits: digits === 2 ? 2 : 0, maximumFractionDigits: digits })}`;
+  const text = v.toLocaleString('en-US', { minimumFractionDigits: digits === 2 ? 2 : 0, maximumFractionDigits: digits });
+  // A cost under a millionth of a dollar is not $0: it is shown to three significant digits.
+  if (v !== 0 && Number(text.replace(/,/g, '')) === 0) return `$${v.toLocaleString('en-US', { maximumSignificantDigits: 3 })}`;
+  return `$${text}`;
 };
 export const time = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString().replace('T', ' ').slice(0, 19) : '–');
 
-/** An amount in a budget's unit: dollars for USD_MICROCENTS ($1 = 100,000,000), a token count for TOKENS. */
+/** Exact dollars of an integer microcent amount (integer arithmetic: the ledgers' amounts go up to 2^53 − 1). */
+function dollarsOfMicrocents(v: number): string {
+  if (!Number.isSafeInteger(v)) return `$${(v / 1e8).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 8 })}`;
+  const per = BigInt(100_000_000);
+  const m = BigInt(Math.abs(v));
+  const fraction = (m % per).toString().padStart(8, '0').replace(/0+$/, '').padEnd(2, '0');
+  return `${v < 0 ? '-' : ''}$${(m / per).toLocaleString('en-US')}.${fraction}`;
+}
+
+/**
+ * An amount in a budget's unit: dollars for USD_MICROCENTS ($1 = 100,000,000), a token count for TOKENS. Dollars
+ * are exact, to the microcent (cents at least): a budget's figures are what the API holds, never rounded to a cent
+ * (a $0.004 reservation is not "$0.00").
+ */
 export function amount(v: number, unit: string): string {
-  if (unit === 'USD_MICROCENTS') return `$${(v / 1e8).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  if (unit === 'USD_MICROCENTS') return dollarsOfMicrocents(v);
   return `${int(v)} tokens`;
 }
 
