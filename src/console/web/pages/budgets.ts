@@ -1,5 +1,5 @@
-import { get } from '../api.js';
-import { amount, card, h, pct, pill, table, time } from '../dom.js';
+import { get, readAll } from '../api.js';
+import { amount, card, h, pct, pill, rateLimitNotice, table, time, unavailable } from '../dom.js';
 
 interface Balance {
   scope: string;
@@ -29,6 +29,9 @@ function usageBar(b: Balance): HTMLElement {
   return h('div', { class: 'bar' }, seg(b.spent + b.debt, b.debt > 0 ? '#b91c1c' : '#2563eb', 'spent'), seg(b.reserved, '#f59e0b', 'reserved'));
 }
 
+/** Entries of each listing (`GET /v1/console/budgets`'s default limit). */
+const LIMIT = 100;
+
 export async function budgetsPage(root: HTMLElement): Promise<void> {
   root.append(h('h1', null, 'Budgets'));
   const ov = await get<Overview>('/v1/console/budgets');
@@ -36,9 +39,18 @@ export async function budgetsPage(root: HTMLElement): Promise<void> {
     root.append(card(h('p', { class: 'muted' }, 'No budgets yet. Create one with PUT /v1/budgets or `apportion budgets set`.')));
     return;
   }
-  const trees = await Promise.all(ov.tenants.map((t) => get<{ balances: Balance[] }>(`/v1/balances?scope=${encodeURIComponent(`tenant:${t}`)}`)));
+  if (ov.truncated) root.append(h('p', { class: 'muted', 'data-testid': 'budgets-truncated' }, `Not everything is listed: tenants, live reservations, alerts and overruns are each cut at ${LIMIT} entries.`));
+  // A few tenants at a time; a tenant whose balances could not be read says so in place (the others are shown).
+  const trees = await readAll(ov.tenants, (t) => get<{ balances: Balance[] }>(`/v1/balances?scope=${encodeURIComponent(`tenant:${t}`)}`));
+  const notice = rateLimitNotice(trees.rateLimited);
+  if (notice) root.append(notice);
   for (const [i, tenant] of ov.tenants.entries()) {
-    const rows = [...trees[i]!.balances].sort((a, b) => b.unit.localeCompare(a.unit) || a.scope.localeCompare(b.scope));
+    const read = trees.results[i]!;
+    if (!read.ok) {
+      root.append(h('h2', null, `tenant:${tenant}`), h('div', { class: 'card', 'data-testid': `budget-tree-${tenant}` }, h('p', null, 'Balances ', unavailable(read.error.code))));
+      continue;
+    }
+    const rows = [...read.value.balances].sort((a, b) => b.unit.localeCompare(a.unit) || a.scope.localeCompare(b.scope));
     root.append(
       h('h2', null, `tenant:${tenant}`),
       card(
@@ -49,7 +61,7 @@ export async function budgetsPage(root: HTMLElement): Promise<void> {
               title: 'scope',
               cell: (b) => {
                 const parts = b.scope.split('/');
-                return h('span', { style: `padding-left:${(parts.length - 1) * 18}px` }, parts.length > 1 ? '└ ' : '', parts.at(-1)!);
+                return h('span', { style: `display:block;padding-left:${(parts.length - 1) * 18}px` }, parts.length > 1 ? '└ ' : '', parts.at(-1)!);
               },
             },
             { title: 'unit', cell: (b) => (b.unit === 'USD_MICROCENTS' ? 'USD' : 'tokens') },
@@ -113,7 +125,6 @@ export async function budgetsPage(root: HTMLElement): Promise<void> {
         'No overruns.',
         { 'data-testid': 'overruns' },
       ),
-      ov.truncated ? h('p', { class: 'muted' }, 'Lists cut at 100 entries.') : null,
     ),
   );
 }
