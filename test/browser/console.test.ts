@@ -115,10 +115,38 @@ describe('console (auth off)', () => {
     // the versions are listed with the gate's verdict.
     assert.match(t, /serving v\d+|default strategy serves/);
     assert.match(t, /VERSION\tTRAINED[^\n]*\tGATE\nv\d+\t/);
+    // The gate column gives the gate's status and its reason, as GET /v1/models reports them.
+    const models = await (await fetch(`${s.url}/v1/models/support-triage`)).json() as { versions: { version: number; gate?: { status: string; reason: string } }[] };
+    const newest = models.versions.reduce((a, b) => (b.version > a.version ? b : a));
+    assert.ok(newest.gate, 'the model API reports the gate');
+    assert.ok(t.includes(`${newest.gate.status}: ${newest.gate.reason}`), `gate "${newest.gate.status}: ${newest.gate.reason}" in:\n${t}`);
     assert.match(t, /Off-policy evaluation/);
     assert.match(t, /support-estimate/);
     assert.match(await text('[data-testid=shadow]'), /Agreement with the served split: [\d.]+ %/);
     assert.ok((await section.locator('canvas').count()) >= 2);
+  });
+
+  it("lists the runtime guard's reverts of serving versions as guard events", async () => {
+    // A revert needs a version that served and then did worse than the control arm for long enough: the model
+    // API's answer is given one (the rest is the server's own answer).
+    const at = Date.UTC(2026, 11, 3, 10, 0, 0);
+    await page.route(
+      (u) => u.pathname === '/v1/models/support-triage',
+      async (route) => {
+        const res = await route.fetch();
+        const body = (await res.json()) as { guard?: { reverts: unknown[] } };
+        body.guard = { ...(body.guard ?? {}), reverts: [{ reason: 'guard', from: 2, to: 1, at, diff: -0.0412, ci: [-0.07, -0.012] }] };
+        await route.fulfill({ response: res, json: body });
+      },
+    );
+    try {
+      await page.goto('about:blank');
+      await openPage(page, s.url, 'learner');
+      const events = await text('[data-testid=learner-support-triage] [data-testid=guard-events]');
+      assert.match(events, /2026-12-03 10:00:00\trevert \(guard\)\tv2\tv2 → v1; reward difference -0\.0412 \[-0\.0700, -0\.0120\]/);
+    } finally {
+      await page.unrouteAll();
+    }
   });
 
   it('shows the budget tree in dollars, live reservations and alerts', async () => {

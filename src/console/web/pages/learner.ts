@@ -17,7 +17,16 @@ interface Models {
   compatible: boolean;
   versions: Version[];
   /** Present when the server reports guard events (rollbacks, refusals) for the pipeline's model. */
-  guardEvents?: { at?: number; kind?: string; version?: number; reason?: string; [k: string]: unknown }[];
+  guardEvents?: GuardEvent[];
+  /** The runtime guard's and drift recovery's reverts of serving versions, newest first (`GET /v1/models`). */
+  guard?: { reverts?: { reason: string; from: number; to: number; at: number; diff: number; ci?: number[] }[]; [k: string]: unknown };
+  [k: string]: unknown;
+}
+interface GuardEvent {
+  at?: number;
+  kind?: string;
+  version?: number;
+  reason?: string;
   [k: string]: unknown;
 }
 interface Est {
@@ -61,8 +70,17 @@ const gateOf = (v: Version): string | null => {
   if (g === undefined || g === null) return null;
   if (typeof g === 'string' || typeof g === 'boolean') return String(g);
   const o = g as Record<string, unknown>;
-  return [o.decision ?? o.result ?? o.accepted, o.reason].filter((x) => x !== undefined).join(': ') || JSON.stringify(g);
+  return [o.status ?? o.decision ?? o.result ?? o.accepted, o.reason].filter((x) => x !== undefined).join(': ') || JSON.stringify(g);
 };
+/** Guard events: the model API's reverts (a serving version retired by the runtime guard or drift recovery). */
+const guardEventsOf = (m: Models): GuardEvent[] | undefined =>
+  m.guardEvents ??
+  m.guard?.reverts?.map((r) => ({
+    at: r.at,
+    kind: `revert (${r.reason})`,
+    version: r.from,
+    reason: `v${r.from} → ${r.to === 0 ? 'the control strategy' : `v${r.to}`}; reward difference ${num(r.diff, 4)}${r.ci ? ` [${num(r.ci[0], 4)}, ${num(r.ci[1], 4)}]` : ''}`,
+  }));
 
 export async function learnerPage(root: HTMLElement): Promise<void> {
   root.append(h('h1', null, 'Learner'));
@@ -133,13 +151,13 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
           ],
           'No versions.',
         ),
-        m.guardEvents
-          ? [h('h3', null, 'Guard events'), table(m.guardEvents, [
+        guardEventsOf(m)
+          ? [h('h3', null, 'Guard events'), table(guardEventsOf(m)!, [
               { title: 'when', cell: (g) => time(g.at) },
               { title: 'event', cell: (g) => String(g.kind ?? '–') },
               { title: 'version', cell: (g) => (g.version !== undefined ? `v${g.version}` : '–') },
               { title: 'reason', cell: (g) => String(g.reason ?? '') },
-            ], 'No guard events.')]
+            ], 'No guard events.', { 'data-testid': 'guard-events' })]
           : null,
       ),
     );
