@@ -121,6 +121,21 @@ describe('console signed in with a tenant key', () => {
     });
   }
 
+  it('a tenant named with 128 characters: the header wraps its name and keeps every link and Sign out in view', async () => {
+    const tenant = `t${'x'.repeat(127)}`;
+    const { key } = await call<{ key: string }>('POST', '/v1/keys', OPERATOR, { tenant, role: 'admin', name: 'long' });
+    const { page, errors } = await signedIn(key);
+    assert.ok((await page.locator('#who').innerText()).includes(tenant));
+    const r = await page.evaluate(() => {
+      const w = globalThis as unknown as { innerWidth: number; document: { documentElement: { scrollWidth: number }; querySelectorAll(s: string): ArrayLike<{ getBoundingClientRect(): { left: number; right: number } }> } };
+      return { width: w.document.documentElement.scrollWidth, inner: w.innerWidth, out: Array.from(w.document.querySelectorAll('header a, header button')).filter((e) => e.getBoundingClientRect().right > w.innerWidth).length };
+    });
+    assert.ok(r.width <= r.inner, `the page is ${r.width} px wide in a ${r.inner} px window`);
+    assert.equal(r.out, 0, 'header links and Sign out in view');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   it('the operator key still sees every tenant on both pages', async () => {
     const { page, errors } = await signedIn(OPERATOR);
     assert.equal(await page.locator('[data-testid=budget-tree-acme]').count(), 1);
