@@ -135,7 +135,7 @@ describe('console (auth off)', () => {
       async (route) => {
         const res = await route.fetch();
         const body = (await res.json()) as { guard?: { reverts: unknown[] } };
-        body.guard = { ...(body.guard ?? {}), reverts: [{ reason: 'guard', from: 2, to: 1, at, diff: -0.0412, ci: [-0.07, -0.012] }] };
+        body.guard = { ...body.guard, reverts: [{ reason: 'guard', from: 2, to: 1, at, diff: -0.0412, ci: [-0.07, -0.012] }] };
         await route.fulfill({ response: res, json: body });
       },
     );
