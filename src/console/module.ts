@@ -62,7 +62,7 @@ export interface ConsoleDeps extends Services<'log'> {
   /** The budgets domain's overview (BudgetsModule.overview). */
   readonly budgets: { overview(limit: number, tenant?: string): Promise<BudgetOverview> };
   /** The costs domain's session listing (CostsModule.sessions). */
-  readonly costs: { sessions(limit: number, scanBudget: number, tenant?: string): Promise<SessionList> };
+  readonly costs: { sessions(limit: number, tenant?: string): Promise<SessionList> };
 }
 
 /** The web console at `/` (static, public: it holds no data) and the read-only listings it uses. */
@@ -112,7 +112,7 @@ export function consoleModule(core: ConsoleDeps): ModuleParts {
             querystring: LimitQuery,
           },
         },
-        async (req) => core.costs.sessions(limitOf(req.query, 200), 20_000, tenantOfCaller(req) ?? undefined),
+        async (req) => core.costs.sessions(limitOf(req.query, 200), tenantOfCaller(req) ?? undefined),
       );
     },
   };

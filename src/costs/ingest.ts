@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { readDecision } from '../allocation/decisions.js';
 import type { ControlView } from '../control/view.js';
-import { pipelineTenants } from '../http/tenancy.js';
+import { pipelineTenants, TENANT_PATTERN } from '../http/tenancy.js';
 import { overridesOf } from '../kernel/price-overrides.js';
 import type { Keys } from '../redis/keys.js';
 import { callScript } from '../redis/scripts.js';
@@ -60,12 +60,13 @@ class Memo<V> {
 export { overridesOf };
 
 const TRIM_EVERY_MS = 60_000;
+const TENANT = new RegExp(TENANT_PATTERN);
 /** A repair intent younger than this may belong to a request still in flight: the repair leaves it alone. */
 export const REPAIR_GRACE_MS = 60_000;
 /** Intents one repair pass reads per shard. */
 const REPAIR_BATCH = 200;
 
-/** Removes the entries of a pipeline's trace index first seen more than `retentionSeconds` before `now`; returns how many. */
+/** Removes the entries of a trace or session index (pipeline cost-traces, session listing) scored (epoch ms) more than `retentionSeconds` before `now`; returns how many. */
 export function trimTraceIndex(redis: Redis, key: string, retentionSeconds: number, now = Date.now()): Promise<number> {
   return redis.zremrangebyscore(key, '-inf', `(${now - retentionSeconds * 1000}`);
 }
@@ -274,6 +275,7 @@ export class SpanStore {
     const r = this.d.redis;
     const ck = this.d.costKeys;
     const ttl = this.d.retentionSeconds;
+    const now = Date.now();
     const writes: Promise<unknown>[] = [];
     for (const { traceId, trace } of traces) {
       const sessions = new Set<string>();
@@ -282,7 +284,15 @@ export class SpanStore {
         sessions.add(n.sessionId);
         if (n.decisionId) decisions.add(n.decisionId);
       }
-      for (const s of sessions) writes.push(r.sadd(ck.sessionTraces(s), traceId), r.expire(ck.sessionTraces(s), ttl));
+      for (const s of sessions) {
+        writes.push(r.sadd(ck.sessionTraces(s), traceId), r.expire(ck.sessionTraces(s), ttl));
+        // The session listing's indexes (by last write, so the console lists the newest first): every session's,
+        // and its tenant's when the id is namespaced.
+        const { tenant, local } = splitNamespace(s);
+        const bare = local.startsWith('trace-');
+        const indexes = [ck.sessionIndex(ck.shardOf(s), bare), ...(tenant !== null && TENANT.test(tenant) ? [ck.tenantSessionIndex(tenant, bare)] : [])];
+        for (const z of indexes) writes.push(r.zadd(z, now, s), r.expire(z, ttl), this.trim(z, now));
+      }
       for (const d of decisions) {
         writes.push(
           this.decision(d).then(async (info) => {
@@ -308,8 +318,7 @@ export class SpanStore {
   }
 
   /**
-   * Drops index entries older than the retention (the index's own TTL only helps a pipeline that stops sending
-   * spans): at most once a minute per index and process, so a busy pipeline's index holds one retention's worth.
+   * Drops index entries older than the retention (the index's own TTL only helps an index no longer written to): at most once a minute per index and process, so a busy pipeline's index holds one retention's worth.
    */
   private async trim(z: string, now = Date.now()): Promise<void> {
     const last = this.trimmed.get(z) ?? 0;

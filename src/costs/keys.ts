@@ -8,6 +8,10 @@ import type { Keys } from '../redis/keys.js';
  *   <p>:{trace:<t>}:spans               hash  spanId → compact span line (see line.ts), first write wins
  *   <p>:{trace:<t>}:ver                 string version of the trace, bumped when a span is newly stored
  *   <p>:{session:<s>}:traces            set   traceIds whose spans belong to the session
+ *   <p>:{session-index}:named|bare      zset  stored session ids by last write ms (every session; `bare`: the
+ *                                             `trace-…` ids of traces that named none); with `shards` > 1 one pair
+ *                                             per shard, `{session-index:<shard>}` (shard = shardOf(session id))
+ *   <p>:{session-index~<t>}:named|bare  zset  the same, of tenant t's sessions only (`<t>~<id>`)
  *   <p>:{pipeline:<id>}:cost-traces     zset  "<decisionId>/<traceId>" by first-seen ms (envelope sample)
  *   <p>:{pipeline:<id>}:cost-budget:<d> string budgets JSON of decision d, copied before the record expires
  *   <p>:{costs}:rollup:<dim>:<day>      hash  "<value>\x1f<metric>" → integer (dim: customer|team|agent|model|day)
@@ -23,6 +27,10 @@ export interface CostKeys {
   traceSpans(traceId: string): string;
   traceVersion(traceId: string): string;
   sessionTraces(sessionId: string): string;
+  /** The index of every session (one shard of it), named sessions or bare traces' ids. */
+  sessionIndex(shard: number, bare: boolean): string;
+  /** The index of one tenant's sessions. */
+  tenantSessionIndex(tenant: string, bare: boolean): string;
   pipelineTraces(pipelineId: string): string;
   pipelineBudget(pipelineId: string, decisionId: string): string;
   /** Rollup hash `name` of one shard (0 ≤ shard < shards). */
@@ -42,6 +50,8 @@ export function costKeys(keys: Keys): CostKeys {
     traceSpans: (t) => `${p}:{trace:${t}}:spans`,
     traceVersion: (t) => `${p}:{trace:${t}}:ver`,
     sessionTraces: (s) => `${p}:{session:${s}}:traces`,
+    sessionIndex: (shard, bare) => `${p}:${keys.shards === 1 ? '{session-index}' : `{session-index:${shard}}`}:${bare ? 'bare' : 'named'}`,
+    tenantSessionIndex: (t, bare) => `${p}:{session-index~${t}}:${bare ? 'bare' : 'named'}`,
     pipelineTraces: (id) => keys.pipeline(id, 'cost-traces'),
     pipelineBudget: (id, d) => keys.pipeline(id, 'cost-budget', d),
     rollup: (name, shard = 0) => `${p}:${slot(shard)}:rollup:${name}`,

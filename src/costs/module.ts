@@ -86,10 +86,10 @@ function tenantReport(req: FastifyRequest, report: CostReport): CostReport {
 export interface CostsModule extends ModuleParts {
   readonly spans: SpanStore;
   /**
-   * Session ids with cost traces (bounded keyspace walk, see listSessions); `tenant`: only that tenant's sessions.
-   * What the console lists.
+   * Session ids with cost traces, newest first (the session indexes, see listSessions); `tenant`: only that
+   * tenant's sessions. What the console lists.
    */
-  sessions(limit: number, scanBudget: number, tenant?: string): Promise<SessionList>;
+  sessions(limit: number, tenant?: string): Promise<SessionList>;
 }
 
 /** What the costs module is given (src/modules.ts). */
@@ -138,7 +138,7 @@ export function costsModule(core: CostsDeps): CostsModule {
   return {
     name: 'costs',
     spans,
-    sessions: (limit, scanBudget, tenant) => listSessions(core.redis, core.keys.prefix, limit, scanBudget, tenant),
+    sessions: (limit, tenant) => listSessions(core.redis, ck, retentionSeconds, limit, tenant),
     async close() {
       clearInterval(repairTimer);
       await repairing;

@@ -78,9 +78,9 @@ try {
         ...process.env,
         APPORTION_TEST_REDIS: 'cluster',
         REDIS_CLUSTER_NODES: cluster.nodes,
-        // Two files at once unless set: every file here shares the one cluster, and the console's session listing is
-        // a bounded SCAN of it (src/costs/session-list.ts): with four files writing at once, scale-out.test.ts's
-        // listing was cut at its budget (4 of its 7 sessions) in one run.
+        // Two files at once unless set: every file here shares the one cluster. (The console's session listing was a
+        // bounded SCAN of it until 2026-12-04, and with four files writing at once scale-out.test.ts's listing was cut
+        // at its budget, 4 of its 7 sessions, in one run; it now reads the session indexes, src/costs/session-list.ts.)
         APPORTION_TEST_CONCURRENCY: process.env.APPORTION_TEST_CONCURRENCY ?? '2',
       },
     });

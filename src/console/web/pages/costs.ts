@@ -53,7 +53,7 @@ const SESSION_LIMIT = 50;
 const MAX_INDENT = 12;
 const DIMS = ['customer', 'team', 'agent', 'model', 'day'] as const;
 
-/** Named sessions first; traces that named no session (`trace-…`) only as a short tail. */
+/** Named sessions first; traces that named no session (`trace-…`) only as a short tail; each newest first, as listed. */
 function sessionLinks(sessions: readonly string[]): HTMLElement {
   const link = (s: string, i: number) => [i ? ' · ' : '', h('a', { href: `#/costs/session/${encodeURIComponent(s)}` }, s)];
   const named = sessions.filter((s) => !s.startsWith('trace-'));
@@ -84,7 +84,7 @@ export async function costsPage(root: HTMLElement): Promise<void> {
       } }, open, h('button', { type: 'submit' }, 'Open')),
       sessions.length ? sessionLinks(sessions) : h('p', { class: 'muted' }, 'No sessions with spans yet. Send spans to POST /v1/spans or OTLP to POST /v1/traces.'),
       truncated
-        ? h('p', { class: 'muted', 'data-testid': 'sessions-truncated' }, `Not every session is listed: the listing stops at ${SESSION_LIMIT} (by id, not by recency: there is no time index of sessions) or at its scan bound. Open one by its id above.`)
+        ? h('p', { class: 'muted', 'data-testid': 'sessions-truncated' }, `Not every session is listed: the listing stops at ${SESSION_LIMIT}, the most recently written (named sessions before traces without one). Open another by its id above.`)
         : null,
     ),
   );
