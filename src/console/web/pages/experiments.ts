@@ -104,17 +104,22 @@ export async function experimentPage(root: HTMLElement, id: string, rerender: ()
         onclick: async () => {
           if (confirmText && !window.confirm(confirmText)) return;
           message.replaceChildren();
+          // One action at a time: a second click (or another button) while one is on its way would send it twice.
+          const all = [...actions.querySelectorAll('button')];
+          for (const b of all) b.disabled = true;
           try {
             await api('POST', `${path}/${op}`, body);
             rerender();
           } catch (err) {
             message.append(errorBox(err));
+            for (const b of all) b.disabled = false;
           }
         },
       },
       label,
     );
   const buttons: HTMLElement[] = [];
+  const actions = h('div', { class: 'actions' });
   if (mayAct) {
     if (status === 'draft') buttons.push(act('Start', 'start', {}, 'primary'));
     if (status === 'running') buttons.push(act('Evaluate ramp now', 'evaluate', undefined), act('Pause', 'pause', {}));
@@ -130,6 +135,7 @@ export async function experimentPage(root: HTMLElement, id: string, rerender: ()
             ? act(`Promote ${v.name} anyway`, 'promote', { variant: v.name, force: true }, 'danger', `A guardrail rolled ${id} back (${e.state.rollback?.reason ?? 'no reason given'}). Make ${v.strategy} the default of ${e.pipeline} anyway?`)
             : act(`Promote ${v.name}`, 'promote', { variant: v.name }, '', `Make ${v.strategy} the default of ${e.pipeline} and end ${id}?`),
         );
+    actions.append(...buttons);
   }
 
   root.append(
@@ -150,7 +156,7 @@ export async function experimentPage(root: HTMLElement, id: string, rerender: ()
         ...(e.state.promoted ? ([['promoted', `${e.state.promoted.variant} → ${e.state.promoted.strategy}`]] as [string, string][]) : []),
       ]),
       mayAct
-        ? h('div', { class: 'actions' }, ...buttons)
+        ? actions
         : h('p', { class: 'muted', 'data-testid': 'read-only' }, `Starting, evaluating, pausing, rolling back and promoting need an admin key (signed in as ${me === 'signed-out' ? 'nobody' : (me.role ?? 'unknown')}).`),
       message,
     ),
