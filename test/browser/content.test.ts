@@ -122,6 +122,39 @@ describe('console with generated names, long strings and small amounts', () => {
     await assertContained('experiment');
   });
 
+  it('an experiment action is sent once however often it is clicked while on its way', async () => {
+    await openPage(page, rt.url!, `experiments/${encodeURIComponent(EXP)}`);
+    const sent: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    await page.route(
+      (u) => u.pathname.endsWith('/pause'),
+      async (route) => {
+        sent.push(route.request().url());
+        await held;
+        await route.continue();
+      },
+    );
+    await page.click('button[data-action=pause]');
+    await page.waitForFunction(() => (globalThis as unknown as { document: { querySelector(s: string): { disabled: boolean } | null } }).document.querySelector('button[data-action=pause]')?.disabled === true);
+    await page.click('button[data-action=pause]', { force: true });
+    await page.keyboard.press('Enter');
+    release();
+    await page.waitForSelector('[data-ready="true"] button[data-action=resume]');
+    await page.unrouteAll();
+    assert.equal(sent.length, 1, sent.join('\n'));
+    await page.click('button[data-action=resume]');
+    await page.waitForSelector('[data-ready="true"] button[data-action=pause]');
+  });
+
+  it('Costs: opening an empty session id says which field needs what', async () => {
+    await openPage(page, rt.url!, 'costs');
+    await page.fill('input[aria-label="session id"]', '   ');
+    await page.keyboard.press('Enter');
+    assert.match(await page.locator('[data-testid=open-problem]').innerText(), /^session id: enter the id of a session/);
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { activeElement: { getAttribute(n: string): string | null } | null } }).document.activeElement?.getAttribute('aria-label')), 'session id');
+  });
+
   it('Pipelines: a 2,000-character description and the longest ids stay within the page', async () => {
     await openPage(page, rt.url!, 'pipelines');
     const section = await page.locator(`[data-testid="pipeline-${PIPE}"]`).innerText();

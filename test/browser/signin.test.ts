@@ -40,6 +40,18 @@ describe('console sign-in (keys configured)', () => {
     assert.equal((await fetch(`${rt.url}/v1/console/budgets`)).status, 401);
   });
 
+  it('starts keyboard users in the key field, and an empty key is refused naming the field', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${rt.url}/#/budgets`);
+    await page.waitForSelector('form input[name=key]');
+    const focused = () => page.evaluate(() => (globalThis as unknown as { document: { activeElement: { getAttribute(n: string): string | null } | null } }).document.activeElement?.getAttribute('name'));
+    assert.equal(await focused(), 'key');
+    await page.keyboard.press('Enter');
+    assert.match(await page.locator('.signin .error').innerText(), /^API key: paste a key/);
+    assert.equal(await focused(), 'key');
+    await page.close();
+  });
+
   it('asks for a key, and shows the pages once the session is accepted', async () => {
     const page = await browser.newPage();
     const sent: { url: string; headers: Record<string, string> }[] = [];

@@ -19,7 +19,7 @@ function showSignIn(problem?: string): void {
   destroyCharts();
   // Whoever was signed in is not any more: the header must not keep naming them.
   who.replaceChildren();
-  const key = h('input', { type: 'password', name: 'key', placeholder: 'API key', autocomplete: 'current-password', 'aria-label': 'API key' });
+  const key = h('input', { type: 'password', name: 'key', id: 'signin-key', placeholder: 'API key', autocomplete: 'current-password', 'aria-label': 'API key' });
   const msg = h('div', null, problem ? errorBox(problem) : null);
   main.replaceChildren(
     h(
@@ -33,6 +33,12 @@ function showSignIn(problem?: string): void {
           onsubmit: async (e: Event) => {
             e.preventDefault();
             msg.replaceChildren();
+            // Checked here, naming the field (the API would answer "body/key", a name the user never sees).
+            if (!key.value.trim()) {
+              msg.append(errorBox('API key: paste a key to sign in.'));
+              key.focus();
+              return;
+            }
             try {
               await signIn(key.value.trim());
               await boot();
@@ -47,6 +53,8 @@ function showSignIn(problem?: string): void {
       msg,
     ),
   );
+  // Keyboard users start in the key field, not at the top of the navigation.
+  key.focus();
 }
 
 /** The decoded segments of a console link, or undefined when one is not valid percent-encoding (`%`, `%zz`, a cut UTF-8 sequence). */

@@ -75,13 +75,21 @@ export async function costsPage(root: HTMLElement): Promise<void> {
   const dims = tenant ? (['customer'] as const) : DIMS;
 
   const open = h('input', { placeholder: 'session id', 'aria-label': 'session id' });
+  const openProblem = h('div', { 'data-testid': 'open-problem' });
   root.append(
     h('h2', null, 'Session cost trees'),
     card(
       h('form', { class: 'actions', onsubmit: (e: Event) => {
         e.preventDefault();
+        openProblem.replaceChildren();
         if (open.value.trim()) location.hash = `#/costs/session/${encodeURIComponent(open.value.trim())}`;
+        else {
+          // An empty id was a silent no-op: say which field needs what.
+          openProblem.append(errorBox('session id: enter the id of a session to open its cost tree.'));
+          open.focus();
+        }
       } }, open, h('button', { type: 'submit' }, 'Open')),
+      openProblem,
       sessions.length ? sessionLinks(sessions) : h('p', { class: 'muted' }, 'No sessions with spans yet. Send spans to POST /v1/spans or OTLP to POST /v1/traces.'),
       truncated
         ? h('p', { class: 'muted', 'data-testid': 'sessions-truncated' }, `Not every session is listed: the listing stops at ${SESSION_LIMIT}, the most recently written (named sessions before traces without one). Open another by its id above.`)
