@@ -209,6 +209,17 @@ describe('console (auth off)', () => {
     assert.equal(await page.locator('[data-testid=pipeline-support-triage] canvas').count(), 2);
   });
 
+  it('every page fits the window (no table, figure or reason text widens it)', async () => {
+    for (const hash of ['experiments', 'experiments/demo-static-vs-estimate', 'learner', 'budgets', 'costs', 'costs/session/demo-session-1', 'pipelines']) {
+      await openPage(page, s.url, hash);
+      const r = await page.evaluate(() => {
+        const w = globalThis as unknown as { innerWidth: number; document: { documentElement: { scrollWidth: number } } };
+        return { width: w.document.documentElement.scrollWidth, inner: w.innerWidth };
+      });
+      assert.ok(r.width <= r.inner, `#/${hash} is ${r.width} px wide in a ${r.inner} px window`);
+    }
+  });
+
   it('rendered every page without a script error or a failed request', () => {
     assert.deepEqual(errors, []);
   });
