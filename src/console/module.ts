@@ -108,7 +108,7 @@ export function consoleModule(core: ConsoleDeps): ModuleParts {
           config: { access: 'read' },
           schema: {
             ...Listing,
-            summary: 'Console listing: session ids that have cost trees (a tenant key: its own; named sessions first; bounded keyspace scan)',
+            summary: 'Console listing: session ids that have cost trees (a tenant key: its own; named sessions first, each newest first)',
             querystring: LimitQuery,
           },
         },
