@@ -168,8 +168,14 @@ describe('console with generated names, long strings and small amounts', () => {
     await assertContained('costs');
     const showback = await page.locator('[data-testid=showback]').innerText();
     assert.match(showback, /tiny-customer\t1\t1\t\$0\.00000015\t/);
-    await page.click('.tabs button:text-is("agent")');
+    assert.equal(await page.locator('.tabs button[aria-pressed=true]').innerText(), 'customer');
+    // Keyboard: Tab from the customer tab reaches the next one, Enter selects it.
+    await page.focus('.tabs button:text-is("customer")');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
     await page.waitForSelector('[data-dim=agent]');
+    assert.equal(await page.locator('.tabs button[aria-pressed=true]').innerText(), 'agent');
     assert.ok((await page.locator('[data-testid=showback]').innerText()).includes(HOSTILE[4]!));
     await assertContained('costs by agent');
 

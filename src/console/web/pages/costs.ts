@@ -104,7 +104,11 @@ export async function costsPage(root: HTMLElement): Promise<void> {
   let showSeq = 0;
   const show = async (dim: string) => {
     const seq = ++showSeq;
-    for (const b of tabs.querySelectorAll('button')) b.classList.toggle('active', b.textContent === dim);
+    for (const b of tabs.querySelectorAll('button')) {
+      b.classList.toggle('active', b.textContent === dim);
+      // The selected tab is said, not only drawn (screen readers, keyboard users).
+      b.setAttribute('aria-pressed', String(b.textContent === dim));
+    }
     let r: Report;
     try {
       r = await get<Report>(`/v1/reports/costs?groupBy=${dim}`);
