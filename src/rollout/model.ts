@@ -191,6 +191,9 @@ function probeArms({ id, body, ctx, existing, started, agents, dflt }: Put): Arm
   const cut = probe.agents ?? agents;
   cut.forEach((a, i) => {
     if (!agents.includes(a)) throw new AppError('UNKNOWN_AGENT', `body/probe/agents/${i}: pipeline "${body.pipeline}" has no agent "${a}"`);
+    // One arm per agent: a repeated agent would make two variants of one name, which share one arm's statistics (its
+    // outcomes counted for both, the SRM test flagging the doubled count).
+    if (cut.indexOf(a) !== i) throw bad(`body/probe/agents/${i}: agent "${a}" appears twice (at ${cut.indexOf(a)} and ${i}); name each agent once`);
   });
   const base = dflt === BUILTIN_UNIFORM_ID ? { kind: 'uniform', params: {} } : ctx.strategies.get(dflt);
   if (!base) throw new AppError('STRATEGY_NOT_FOUND', `body/pipeline: the default strategy "${dflt}" of pipeline "${body.pipeline}" is missing`);

@@ -35,6 +35,15 @@ describe('critical-path probe', () => {
     assert.equal((await call('DELETE', `/v1/experiments/${fits}`)).statusCode, 204);
   });
 
+  it('refuses an agent named twice in probe.agents (two variants of one name would share one arm), and writes nothing', async () => {
+    const r = await call('PUT', '/v1/experiments/twice', { pipeline: 'p', type: 'probe', probe: { fraction: 0.5, agents: ['reasoner', 'retriever', 'reasoner'] } });
+    assert.equal(r.statusCode, 400, r.body);
+    assert.equal(r.json().code, 'INVALID_EXPERIMENT');
+    assert.match(r.json().message, /^body\/probe\/agents\/2: agent "reasoner" appears twice/);
+    assert.equal((await call('GET', '/v1/experiments/twice')).statusCode, 404, 'nothing written');
+    assert.equal((await call('GET', '/v1/strategies/probe.twice.reasoner')).statusCode, 404, 'no strategy generated');
+  });
+
   it('cuts one agent at a time and ranks agents by quality elasticity', async () => {
     const bad = await call('PUT', '/v1/experiments/probe', { pipeline: 'p', type: 'probe', probe: { fraction: 0.5, agents: ['ghost'] } });
     assert.equal(bad.json().code, 'UNKNOWN_AGENT');
