@@ -47,7 +47,7 @@ const bad = (msg: string): AppError => new AppError('INVALID_EXPERIMENT', msg);
 
 /** Share of the coverage exposed now: the current ramp step, or everything without a ramp. */
 export { effectiveCoverage, rampShare } from '@apportion/sdk/engine';
-import { effectiveCoverage } from '@apportion/sdk/engine';
+import { effectiveCoverage, rampShare } from '@apportion/sdk/engine';
 
 function sameAssignment(a: ExperimentDoc, b: { variants: readonly Variant[]; seed: string; control: string }): boolean {
   if (a.seed !== b.seed || a.control !== b.control || a.variants.length !== b.variants.length) return false;
@@ -126,11 +126,33 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
     ...(body.probe ? { probe: body.probe } : {}),
     state: nextState(existing, newPhase, now, body.ramp?.steps.length ?? 0),
   };
+  if (put.started) checkExposureKept(id, existing!, doc);
   if (newPhase && type === 'holdout') {
     const cause = coverageMoved ? `coverage changed from ${existing!.coverage} to ${coverage}` : `seed changed from ${existing!.seed} to ${seed}`;
     return { doc: nextHoldoutPhaseOnPut(existing!, doc, now, cause), strategies, newPhase };
   }
   return { doc, strategies, newPhase };
+}
+
+const percent = (x: number): string => `${Number((x * 100).toPrecision(4))} %`;
+
+/**
+ * A replace of a started experiment may lower the share of eligible units it exposes (coverage × the current ramp
+ * step's share) only by lowering `coverage`, the explicit way to ramp down: a ramp added to a running experiment, or
+ * one whose current step now shares less, would otherwise move most of its units out of their variants at once (and
+ * back in when the job ramps again).
+ */
+function checkExposureKept(id: string, before: ExperimentDoc, after: ExperimentDoc): void {
+  if (after.coverage < before.coverage) return;
+  const was = before.coverage * rampShare(before);
+  const now = after.coverage * rampShare(after);
+  if (now >= was) return;
+  const step = Math.min(after.state.rampStep ?? 0, (after.ramp?.steps.length ?? 1) - 1);
+  throw new AppError(
+    'EXPERIMENT_STATE_CONFLICT',
+    `body/ramp/steps/${step}/share: experiment "${id}" exposes ${percent(was)} of its eligible units now; this ramp would expose ${percent(now)} at its step ${step}, ` +
+      `moving units out of their variants. A started experiment keeps its exposure: give that step a share of at least ${Number((was / after.coverage).toPrecision(6))}, or lower coverage to ramp down`,
+  );
 }
 
 /** A replace keeps the experiment's pipeline and type, and an ended experiment stays ended. */
@@ -287,6 +309,8 @@ function nextState(existing: ExperimentDoc | undefined, newPhase: boolean, now: 
     };
     state = { ...state, earlierPhases: [...(prev.earlierPhases ?? []), ended] };
   }
+  // A ramp added to a started experiment begins at its first step now (its minDurationSec counts from the change).
+  if (prev && prev.status !== 'draft' && rampSteps > 0 && state.rampStep === undefined) state = { ...state, rampStep: 0, stepStartedAt: now };
   const rampStep = state.rampStep;
   return rampStep !== undefined && rampSteps > 0 && rampStep >= rampSteps ? { ...state, rampStep: rampSteps - 1 } : state;
 }

@@ -75,6 +75,44 @@ describe('ramps', () => {
   });
 });
 
+describe('ramp edits of a started experiment', () => {
+  it('never lower its exposure (a ramp added to a running experiment would send most of its units back to the default); lowering coverage still does', async () => {
+    await ok('PUT', '/v1/experiments/late-ramp', { ...AB, coverage: 0.6 });
+    await ok('POST', '/v1/experiments/late-ramp/start');
+    const units = unitKeys(200, 'late-ramp');
+    const before = new Map<string, string>();
+    for (const u of units) {
+      const a = await ok('POST', '/v1/allocations', { pipeline: 'p', unitKey: u });
+      if (a.experiment === 'late-ramp') before.set(u, a.variant);
+    }
+    assert.ok(before.size > 80, `≈60 % of 200 included, got ${before.size}`);
+
+    // Adding a ramp whose first step shares 5 % of the coverage would expose 3 % instead of 60 %.
+    const added = await call('PUT', '/v1/experiments/late-ramp', { ...AB, coverage: 0.6, ramp: { steps: [{ share: 0.05, minDurationSec: 3600 }, { share: 1 }] } });
+    assert.equal(added.statusCode, 409, added.body);
+    assert.equal(added.json().code, 'EXPERIMENT_STATE_CONFLICT');
+    assert.match(added.json().message, /^body\/ramp\/steps\/0\/share: experiment "late-ramp" exposes 60 % of its eligible units now; this ramp would expose 3 % /);
+    const kept = await ok('GET', '/v1/experiments/late-ramp');
+    assert.equal(kept.effectiveCoverage, 0.6, 'nothing written');
+    assert.equal(kept.ramp, undefined);
+    for (const u of units) {
+      const a = await ok('POST', '/v1/allocations', { pipeline: 'p', unitKey: u });
+      if (before.has(u)) assert.equal(a.variant, before.get(u), `unit ${u} kept its variant`);
+    }
+
+    // A ramp that keeps the exposure is taken, from its first step, timed from the change; so is a lower coverage.
+    const raised = await ok('PUT', '/v1/experiments/late-ramp', { ...AB, coverage: 1, ramp: { steps: [{ share: 0.6, minDurationSec: 3600 }, { share: 1 }] } });
+    assert.equal(raised.effectiveCoverage, 0.6);
+    assert.equal(raised.state.rampStep, 0);
+    assert.ok(raised.state.stepStartedAt > raised.state.startedAt, 'the step is timed from the change');
+    assert.equal((await ok('POST', '/v1/experiments/late-ramp/evaluate')).action, 'none', 'its minDurationSec counts from the change');
+    const lower = await call('PUT', '/v1/experiments/late-ramp', { ...AB, coverage: 1, ramp: { steps: [{ share: 0.3 }, { share: 1 }] } });
+    assert.equal(lower.statusCode, 409, 'a step edited down is refused too');
+    assert.equal((await ok('PUT', '/v1/experiments/late-ramp', { ...AB, coverage: 0.2, ramp: { steps: [{ share: 0.6, minDurationSec: 3600 }, { share: 1 }] } })).effectiveCoverage, 0.12);
+    await ok('POST', '/v1/experiments/late-ramp/stop');
+  });
+});
+
 describe('guardrails', () => {
   it('a breached guardrail rolls the experiment back in one evaluation and records why', async () => {
     await ok('PUT', '/v1/experiments/guard', {
