@@ -35,6 +35,19 @@ export function srm(counts: readonly number[], weights: readonly number[], thres
   return { chiSquare: chi, df: live - 1, pValue, mismatch: pValue < threshold };
 }
 
+/** Euler–Mascheroni constant. */
+const EULER_GAMMA = 0.5772156649015329;
+
+/**
+ * ln Γ(x) for x > 0. simple-statistics' `gammaln` answers Infinity below about 1e-15 (and drifts from 1e-10 down),
+ * which a variant's prior mass Kθ reaches when its weight is that small a share of the others' (a weight of 1e-20
+ * beside 1): the Bayes factor then came out −Infinity or NaN and never flagged, whatever the counts. Near 0,
+ * ln Γ(x) = −ln x − γx + O(x²) (the remainder is below 1e-10 at x = 1e-5).
+ */
+export function lnGamma(x: number): number {
+  return x < 1e-5 ? -Math.log(x) - EULER_GAMMA * x : gammaln(x);
+}
+
 /** Level of the sequential SRM test: P(any false flag over the experiment's whole life) ≤ this. */
 export const SRM_SEQUENTIAL_ALPHA = 0.02;
 /**
@@ -90,9 +103,9 @@ export function srmSequential(
     const theta = w / wsum;
     const a = concentration * theta;
     n += x;
-    logBf += gammaln(a + x) - gammaln(a) - x * Math.log(theta);
+    if (x > 0) logBf += lnGamma(a + x) - lnGamma(a) - x * Math.log(theta);
   }
-  logBf += gammaln(concentration) - gammaln(concentration + n);
+  logBf += lnGamma(concentration) - lnGamma(concentration + n);
   return {
     pValue: Math.min(1, Math.exp(-logBf)),
     logBayesFactor: logBf,

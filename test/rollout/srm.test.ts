@@ -20,6 +20,24 @@ describe('sequential SRM test (Lindon & Malek, pure)', () => {
     assert.equal(srmSequential([5, 5], [1, 1])!.alpha, SRM_SEQUENTIAL_ALPHA);
   });
 
+  it('stays finite for a variant whose weight is a tiny share of the others (its prior mass underflowed ln Γ), and flags traffic that lands there', () => {
+    const k = SRM_CONCENTRATION;
+    for (const tiny of [1e-20, 1e-100, 1e-300, 5e-324]) {
+      const none = srmSequential([1000, 0], [1, tiny])!;
+      assert.ok(Number.isFinite(none.logBayesFactor) && !none.mismatch, `no outcome in the tiny arm (weight ${tiny}): ${none.logBayesFactor}`);
+      const one = srmSequential([1000, 1], [1, tiny])!;
+      // One outcome: ln K − ln(K + 1000) under the Dirichlet prior (it puts mass Kθ on the arm), no flag.
+      assert.ok(Math.abs(one.logBayesFactor - (Math.log(k) - Math.log(k + 1000))) < 1e-6, `one outcome (weight ${tiny}): ${one.logBayesFactor}`);
+      // Two: about ln K − ln θ − ln((K + 1000)(K + 1001)), overwhelming evidence.
+      const two = srmSequential([1000, 2], [1, tiny])!;
+      const theta = tiny / (1 + tiny);
+      const expected = Math.log(k) - Math.log(theta) - Math.log((k + 1000) * (k + 1001));
+      assert.ok(Math.abs(two.logBayesFactor - expected) < 1e-6 * expected, `two outcomes (weight ${tiny}): ${two.logBayesFactor} vs ${expected}`);
+      assert.equal(two.mismatch, true);
+      assert.equal(srmSequential([1_000_000_000, 1000], [1, tiny])!.mismatch, true, `1,000 outcomes where a share ${tiny} should go`);
+    }
+  });
+
   it('is a martingale under correct assignment: E[BF_n] = 1 exactly, for any weights and n', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 60 }), fc.double({ min: 0.05, max: 0.95, noNaN: true }), fc.constantFrom(1, 10, SRM_CONCENTRATION, 300), (n, theta, k) => {
