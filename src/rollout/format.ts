@@ -22,6 +22,8 @@ export function formatResults(r: ExperimentResults): string {
   if (r.state.promoted) out.push(`promoted variant ${r.state.promoted.variant} (${r.state.promoted.strategy})`);
   const f = r.state.srm;
   if (f && f.acknowledged) out.push(`sample-ratio mismatch flagged in phase ${f.phase} (p = ${p(f.pValue)}), acknowledged by ${f.acknowledged.by}: ${f.acknowledged.reason}`);
+  // A flag of an earlier phase holds nothing (the current phase is tested afresh) and cannot be acknowledged (409).
+  else if (f && f.phase !== r.phase) out.push(`⚠ sample-ratio mismatch flagged in phase ${f.phase} (p = ${p(f.pValue)}): do not trust that phase's results; phase ${r.phase} is tested afresh`);
   else if (f) out.push(`⚠ sample-ratio mismatch flagged in phase ${f.phase} (p = ${p(f.pValue)}): do not trust these results; the ramp holds until acknowledged (experiments acknowledge-srm)`);
   const held = new Map((r.state.holdoutPhases ?? []).map((h) => [h.phase, h]));
   for (const ph of r.phases) {

@@ -168,6 +168,18 @@ describe('results table: empty cells (pure)', () => {
   });
 });
 
+describe('results table: SRM flags (pure)', () => {
+  it("says a flag of the current phase holds the ramp until acknowledged, and one of an earlier phase holds nothing (acknowledging it answers 409)", () => {
+    const arms = new Map([['control', arm(40, 0.8, 0.02)], ['cut.reasoner', arm(40, 0.7, 0.01)]]);
+    const flag = { phase: 0, pValue: 1e-5, flaggedAt: 0, counts: [10, 40] };
+    const now = formatResults({ ...results(0.05, arms), state: { status: 'running', phase: 0, srm: flag } });
+    assert.match(now, /⚠ sample-ratio mismatch flagged in phase 0 .*the ramp holds until acknowledged \(experiments acknowledge-srm\)/, now);
+    const later = formatResults({ ...results(0.05, arms), phase: 1, state: { status: 'running', phase: 1, srm: flag } });
+    assert.match(later, /⚠ sample-ratio mismatch flagged in phase 0 \(p = 1\.0e-5\): do not trust that phase's results; phase 1 is tested afresh/, later);
+    assert.doesNotMatch(later, /ramp holds|acknowledge-srm/, later);
+  });
+});
+
 describe('results table: holdout phases (pure)', () => {
   it('prints each holdout phase with the coverage (held-out share) the HTTP results return for it', () => {
     const arms = new Map([['holdout', arm(40, 0.8, 0.02)], ['exposed', arm(400, 0.82, 0.02)]]);
