@@ -1,0 +1,225 @@
+/**
+ * Error rates of the rollout statistics under continuous monitoring, on generated traffic (seeded): A/A experiments
+ * (both arms the same distribution) watched by a guardrail with `maxRegression: 0` at the rollout job's cadence, the
+ * sequential SRM test on the same counts, and the coverage of the reported intervals on A/B experiments with a known
+ * true effect. Every number goes through the production functions (`checkGuardrails`, `analyzePhase`,
+ * `srmSequential`), fed Welford moments as the outcome script keeps them.
+ *
+ *   node --import tsx bench/rollout-aa.ts [--sims 300] [--outcomes 10000] [--look 20] [--alpha 0.05] [--seed 1] [--only name]
+ *
+ * Each simulated experiment receives `outcomes` outcomes; a unit is assigned by a fair coin (as the variant hash does),
+ * and the job looks after every `look` outcomes (10 s at 2 outcomes/s), from the guardrail's default minSamples (50
+ * per arm) on. Scenarios draw quality, cost or an agent's ceiling hit from skewed, heavy-tailed, binary, zero-heavy and
+ * default-reward distributions; `clustered` scenarios let each unit report several outcomes (a unit effect shared by
+ * them), which the intervals and the SRM test, built for independent outcomes, do not model.
+ *
+ * Printed per scenario: the share of A/A experiments a guardrail ever rolled back (breach: the whole always-valid
+ * interval above the tolerance 0; nominal ≤ α/2, one side of a two-sided 1 − α interval) and the share whose
+ * sequential interval ever excluded 0 (either side; nominal ≤ α), each with its ratio to the nominal level; the share
+ * of experiments the SRM test ever flagged (nominal ≤ 0.02); and on the A/B runs the coverage of the true effect by
+ * the final fixed-horizon Welch interval (nominal 1 − α) and by the sequential interval at every look at once (≥ 1 − α).
+ */
+import { mulberry32 } from '../src/learner/rng.js';
+import type { ArmStats } from '../src/feedback/stats-reader.js';
+import { analyzePhase, checkGuardrails } from '../src/rollout/analysis.js';
+import type { Guardrail } from '../src/rollout/schema.js';
+import { fromWelford } from '../src/stats/moments.js';
+import { SRM_SEQUENTIAL_ALPHA, srmSequential } from '../src/stats/srm.js';
+import { flag } from './lib.js';
+
+const sims = Number(flag('sims', '300'));
+const outcomes = Number(flag('outcomes', '10000'));
+const look = Number(flag('look', '20'));
+const alpha = Number(flag('alpha', '0.05'));
+const seed = Number(flag('seed', '1'));
+const only = flag('only', '');
+
+type Rand = () => number;
+const normal = (u: Rand): number => {
+  let x = 0;
+  while (x === 0) x = u();
+  return Math.sqrt(-2 * Math.log(x)) * Math.cos(2 * Math.PI * u());
+};
+
+/** One outcome of one unit: quality in [0, 1], cost ≥ 0, whether the watched agent hit its ceiling. */
+interface Draw {
+  quality: number;
+  cost: number;
+  hit: boolean;
+}
+
+interface Scenario {
+  readonly name: string;
+  readonly metric: Guardrail['metric'];
+  /** Draws one outcome; `unit` is a per-unit effect in [−1, 1] shared by a unit's outcomes (0 when unclustered). */
+  readonly draw: (u: Rand, unit: number) => Draw;
+  /** Outcomes per unit (1: every outcome its own unit). */
+  readonly perUnit?: (u: Rand) => number;
+  /** For the A/B coverage runs: the treatment's shift of the metric (added to quality or cost). */
+  readonly effect: number;
+}
+
+const clip = (x: number): number => Math.min(1, Math.max(0, x));
+const base = (q: number, c: number, hit = false): Draw => ({ quality: q, cost: c, hit });
+const geometric = (mean: number) => (u: Rand): number => 1 + Math.floor(Math.log(1 - u()) / Math.log(1 - 1 / mean));
+
+const SCENARIOS: Scenario[] = [
+  { name: 'quality normal (clipped)', metric: 'quality', draw: (u) => base(clip(0.7 + 0.15 * normal(u)), 0.01), effect: 0.02 },
+  { name: 'quality binary p=0.3', metric: 'quality', draw: (u) => base(u() < 0.3 ? 1 : 0, 0.01), effect: 0.03 },
+  { name: 'quality binary p=0.98', metric: 'quality', draw: (u) => base(u() < 0.98 ? 1 : 0, 0.01), effect: -0.02 },
+  { name: 'quality skewed u^8', metric: 'quality', draw: (u) => base(u() ** 8, 0.01), effect: 0.02 },
+  { name: 'quality 90 % zeros', metric: 'quality', draw: (u) => base(u() < 0.9 ? 0 : u(), 0.01), effect: 0.01 },
+  { name: 'quality 80 % default reward 0.5', metric: 'quality', draw: (u) => base(u() < 0.8 ? 0.5 : u(), 0.01), effect: 0.01 },
+  { name: 'cost lognormal σ=1', metric: 'cost', draw: (u) => base(0.7, 0.01 * Math.exp(normal(u))), effect: 0.002 },
+  { name: 'cost lognormal σ=2', metric: 'cost', draw: (u) => base(0.7, 0.01 * Math.exp(2 * normal(u))), effect: 0.01 },
+  { name: 'cost Pareto α=1.5', metric: 'cost', draw: (u) => base(0.7, 0.01 * (1 - u()) ** (-1 / 1.5)), effect: 0.005 },
+  { name: 'cost 95 % zeros', metric: 'cost', draw: (u) => base(0.7, u() < 0.95 ? 0 : 0.2 * Math.exp(normal(u))), effect: 0.002 },
+  { name: 'ceiling hits p=0.01', metric: 'ceilingHitRate', draw: (u) => base(0.7, 0.01, u() < 0.01), effect: 0 },
+  { name: 'ceiling hits p=0.2', metric: 'ceilingHitRate', draw: (u) => base(0.7, 0.01, u() < 0.2), effect: 0 },
+  {
+    name: 'clustered: 2 outcomes per unit, independent quality',
+    metric: 'quality',
+    draw: (u) => base(clip(0.7 + 0.15 * normal(u)), 0.01),
+    perUnit: () => 2,
+    effect: 0.02,
+  },
+  {
+    name: 'clustered quality (5 per unit, unit sd 0.15)',
+    metric: 'quality',
+    draw: (u, unit) => base(clip(0.7 + 0.15 * unit + 0.1 * normal(u)), 0.01),
+    perUnit: geometric(5),
+    effect: 0.02,
+  },
+  {
+    name: 'clustered cost (20 per unit)',
+    metric: 'cost',
+    draw: (u, unit) => base(0.7, 0.01 * Math.exp(unit + 0.5 * normal(u))),
+    perUnit: geometric(20),
+    effect: 0.002,
+  },
+];
+
+/** Welford moments of one arm and metric. */
+class Acc {
+  n = 0;
+  mean = 0;
+  m2 = 0;
+  add(x: number): void {
+    this.n++;
+    const d = x - this.mean;
+    this.mean += d / this.n;
+    this.m2 += d * (x - this.mean);
+  }
+}
+
+interface Arm {
+  q: Acc;
+  c: Acc;
+  hits: number;
+}
+const newArm = (): Arm => ({ q: new Acc(), c: new Acc(), hits: 0 });
+const armStats = (a: Arm): ArmStats => ({
+  count: a.q.n,
+  quality: fromWelford(a.q.n, a.q.mean, a.q.m2),
+  cost: { ...fromWelford(a.c.n, a.c.mean, a.c.m2), total: a.c.mean * a.c.n },
+  agents: {
+    reasoner: {
+      n: a.q.n,
+      utilization: 0.5,
+      ceilingHitRate: a.q.n ? a.hits / a.q.n : 0,
+      truncationRate: 0,
+      qualityWhenHit: null,
+      meanConsumed: 0,
+      meanAllocated: 1000,
+    },
+  },
+});
+
+interface Run {
+  breached: boolean;
+  excluded: boolean;
+  srm: boolean;
+  welchCovers: boolean | null;
+  seqCoversAll: boolean;
+}
+
+/** One experiment of `outcomes` outcomes; `effect` shifts the treatment's metric (0: A/A). */
+function runOne(s: Scenario, u: Rand, effect: number): Run {
+  const arms = [newArm(), newArm()];
+  const g: Guardrail = { metric: s.metric, maxRegression: 0, ...(s.metric === 'ceilingHitRate' ? { agent: 'reasoner' } : {}) };
+  const variants = [
+    { name: 'control', strategy: 'a', weight: 1 },
+    { name: 'treatment', strategy: 'b', weight: 1 },
+  ];
+  const out: Run = { breached: false, excluded: false, srm: false, welchCovers: null, seqCoversAll: true };
+  let left = 0;
+  let arm = 0;
+  let unit = 0;
+  const goal = s.metric === 'cost' ? 'cost' : 'quality';
+  let last: ReturnType<typeof analyzePhase> | undefined;
+  for (let k = 1; k <= outcomes; k++) {
+    if (left === 0) {
+      left = s.perUnit ? s.perUnit(u) : 1;
+      arm = u() < 0.5 ? 0 : 1;
+      unit = s.perUnit ? Math.max(-1, Math.min(1, normal(u))) : 0;
+    }
+    left--;
+    const d = s.draw(u, unit);
+    const a = arms[arm]!;
+    a.q.add(arm === 1 && s.metric === 'quality' ? d.quality + effect : d.quality);
+    a.c.add(arm === 1 && s.metric === 'cost' ? d.cost + effect : d.cost);
+    if (d.hit) a.hits++;
+    if (k % look !== 0) continue;
+    const stats = new Map([
+      ['control', armStats(arms[0]!)],
+      ['treatment', armStats(arms[1]!)],
+    ]);
+    if (effect === 0) {
+      if (!out.breached && checkGuardrails([g], variants, 'control', stats, alpha).some((c) => c.breached)) out.breached = true;
+      if (!out.srm && srmSequential([arms[0]!.q.n, arms[1]!.q.n], [1, 1])?.mismatch) out.srm = true;
+    }
+    if (s.metric === 'ceilingHitRate') continue;
+    if (arms[0]!.q.n < 50 || arms[1]!.q.n < 50) continue;
+    last = analyzePhase({ phase: 0, variants, control: 'control', alpha, arms: stats });
+    const cmp = last.comparisons.find((c) => c.metric === goal)!;
+    const ci = cmp.sequential?.ci;
+    if (ci) {
+      if (ci[0] > 0 || ci[1] < 0) out.excluded = true;
+      if (!(ci[0] <= effect && effect <= ci[1])) out.seqCoversAll = false;
+    }
+  }
+  const w = last?.comparisons.find((c) => c.metric === goal)?.welch?.ci;
+  out.welchCovers = w ? w[0] <= effect && effect <= w[1] : null;
+  return out;
+}
+
+const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;
+const r = mulberry32(seed);
+console.log(`rollout statistics on generated traffic: ${sims} experiments × ${outcomes} outcomes per scenario, a look every ${look} outcomes, α = ${alpha}, seed ${seed}`);
+console.log('scenario | A/A guardrail rollbacks (ratio to α/2) | A/A sequential CI excluding 0 (ratio to α) | A/A SRM flags (ratio to 0.02) | A/B Welch coverage | A/B sequential coverage at every look');
+for (const s of SCENARIOS) {
+  if (only && !s.name.includes(only)) continue;
+  let breached = 0;
+  let excluded = 0;
+  let srm = 0;
+  let welchCovered = 0;
+  let welchJudged = 0;
+  let seqCovered = 0;
+  for (let i = 0; i < sims; i++) {
+    const aa = runOne(s, r, 0);
+    if (aa.breached) breached++;
+    if (aa.excluded) excluded++;
+    if (aa.srm) srm++;
+    if (s.metric === 'ceilingHitRate') continue;
+    const ab = runOne(s, r, s.effect);
+    if (ab.welchCovers !== null) {
+      welchJudged++;
+      if (ab.welchCovers) welchCovered++;
+    }
+    if (ab.seqCoversAll) seqCovered++;
+  }
+  const cov = s.metric === 'ceilingHitRate' ? 'n/a | n/a' : `${pct(welchCovered / Math.max(1, welchJudged))} | ${pct(seqCovered / sims)}`;
+  console.log(
+    `${s.name} | ${pct(breached / sims)} (${(breached / sims / (alpha / 2)).toFixed(2)}) | ${s.metric === 'ceilingHitRate' ? 'n/a' : `${pct(excluded / sims)} (${(excluded / sims / alpha).toFixed(2)})`} | ${pct(srm / sims)} (${(srm / sims / SRM_SEQUENTIAL_ALPHA).toFixed(2)}) | ${cov}`,
+  );
+}
