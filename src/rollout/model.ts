@@ -229,11 +229,18 @@ function probeArms({ id, body, ctx, existing, started, agents, dflt }: Put): Arm
   }
   const variants: Variant[] = [{ name: 'control', strategy: dflt, weight: 1 }];
   const strategies: { id: string; doc: Record<string, unknown> }[] = [];
+  // The strategies this probe generated before (a draft replaced): the only existing ones it may write over.
+  const own = new Set(existing?.type === 'probe' ? existing.variants.slice(1).map((v) => v.strategy) : []);
   for (const a of cut) {
     const sid = probeStrategyId(id, a);
     // A generated strategy must be a valid strategy id, readable back (GET /v1/strategies/:id takes ids of up to MAX_ID_LENGTH).
     if (sid.length > MAX_ID_LENGTH) {
       throw bad(`params/id: a probe's strategies are named probe.<experiment>.<agent>; "${sid}" would be ${sid.length} characters, over ${MAX_ID_LENGTH}: use a shorter experiment id`);
+    }
+    // Strategy ids are global: a strategy someone created under the generated id (maybe another tenant's, maybe a
+    // variant of a running experiment) is never overwritten, nor deleted with the probe.
+    if (ctx.strategies.has(sid) && !own.has(sid)) {
+      throw new AppError('ID_TAKEN', `params/id: a probe's strategies are named probe.<experiment>.<agent>, and strategy "${sid}" already exists: use another experiment id (or delete that strategy)`);
     }
     variants.push({ name: probeVariantName(a), strategy: sid, weight: 1 });
     strategies.push({

@@ -140,6 +140,16 @@ function nextHoldoutPhase(doc: ExperimentDoc, exposedDefault: string, now: numbe
   };
 }
 
+/**
+ * The delete of a strategy a probe generated, at the version read: only while it still is the probe's cut (kind
+ * probe-cut on the probe's pipeline); one replaced since (PUT /v1/strategies) is someone else's and stays.
+ */
+function ownProbeStrategy(st: ExperimentsState, probe: ExperimentDoc, id: string): DocWrite[] {
+  const s = st.strategies.get(id);
+  if (!s || s.kind !== 'probe-cut' || s.pipeline !== probe.pipeline) return [];
+  return [{ kind: 'strategies', id, doc: null, expectedVersion: s.version }];
+}
+
 /** The current phase's SRM flag when it still holds the ramp (not acknowledged). */
 export function pendingSrm(s: ExperimentState): SrmFlag | undefined {
   return s.srm && s.srm.phase === s.phase && !s.srm.acknowledged ? s.srm : undefined;
@@ -244,7 +254,14 @@ export class ExperimentService {
       const n = normalizeExperiment(id, body, st, now);
       written = n.doc;
       const docs: DocWrite[] = [this.expWrite(id, cur, n.doc)];
-      for (const s of n.strategies) docs.push({ kind: 'strategies', id: s.id, doc: s.doc, expectedVersion: -1 });
+      // A probe's generated strategies: created (none may exist by then) or rewritten at the version read.
+      for (const s of n.strategies) docs.push({ kind: 'strategies', id: s.id, doc: s.doc, expectedVersion: st.strategies.get(s.id)?.version ?? 0 });
+      // A draft probe replaced with fewer agents leaves no generated strategy behind (a started one keeps its cuts).
+      if (cur?.doc.type === 'probe') {
+        for (const x of cur.doc.variants.slice(1)) {
+          if (!n.doc.variants.some((y) => y.strategy === x.strategy)) docs.push(...ownProbeStrategy(st, cur.doc, x.strategy));
+        }
+      }
       // The pipeline and the variants' strategies it was validated against must be unchanged when it applies (a
       // strategy deleted meanwhile would leave a variant serving the fallback).
       const pipeline = st.pipelines.get(n.doc.pipeline);
@@ -426,14 +443,14 @@ export class ExperimentService {
    */
   async delete(id: string, by: string): Promise<void> {
     let deleted: ExperimentDoc | undefined;
-    await this.mutate(id, 'delete', by, (_st, cur) => {
+    await this.mutate(id, 'delete', by, (st, cur) => {
       const v = this.found(id, cur);
       deleted = v.doc;
       if (v.doc.state.status === 'running' || v.doc.state.status === 'paused' || v.doc.state.status === 'rolled_back') {
         throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: stop experiment "${id}" before deleting it`);
       }
       const docs: DocWrite[] = [this.expWrite(id, v, null)];
-      if (v.doc.type === 'probe') for (const x of v.doc.variants.slice(1)) docs.push({ kind: 'strategies', id: x.strategy, doc: null, expectedVersion: -1 });
+      if (v.doc.type === 'probe') for (const x of v.doc.variants.slice(1)) docs.push(...ownProbeStrategy(st, v.doc, x.strategy));
       return { docs };
     });
     if (deleted) {

@@ -44,6 +44,37 @@ describe('critical-path probe', () => {
     assert.equal((await call('GET', '/v1/strategies/probe.twice.reasoner')).statusCode, 404, 'no strategy generated');
   });
 
+  it('never writes over a strategy that holds a generated id (a variant of a running experiment here), nor deletes it; a draft replaced with fewer agents leaves no strategy behind', async () => {
+    await ok('PUT', '/v1/strategies/probe.taken.reasoner', { pipeline: 'p', kind: 'static', params: { shares: { reasoner: 3, orchestrator: 1 } } });
+    await ok('PUT', '/v1/experiments/uses-it', { pipeline: 'p', variants: [{ name: 'control', strategy: 'even', weight: 1 }, { name: 'mine', strategy: 'probe.taken.reasoner', weight: 1 }] });
+    await ok('POST', '/v1/experiments/uses-it/start');
+    const r = await call('PUT', '/v1/experiments/taken', { pipeline: 'p', type: 'probe', probe: { fraction: 0.5, agents: ['retriever', 'reasoner'] } });
+    assert.equal(r.statusCode, 409, r.body);
+    assert.equal(r.json().code, 'ID_TAKEN');
+    assert.match(r.json().message, /^params\/id: .*strategy "probe\.taken\.reasoner" already exists/);
+    assert.equal((await call('GET', '/v1/experiments/taken')).statusCode, 404, 'nothing written');
+    assert.equal((await call('GET', '/v1/strategies/probe.taken.retriever')).statusCode, 404, 'no strategy generated');
+    const kept = await ok('GET', '/v1/strategies/probe.taken.reasoner');
+    assert.equal(kept.kind, 'static', 'the strategy is unchanged');
+    assert.equal(kept.version, 1);
+    await ok('POST', '/v1/experiments/uses-it/stop');
+
+    // A draft probe may be replaced (its own strategies rewritten); agents it no longer cuts lose their strategy.
+    await ok('PUT', '/v1/experiments/redo', { pipeline: 'p', type: 'probe', probe: { fraction: 0.5, agents: ['retriever', 'formatter'] } });
+    await ok('PUT', '/v1/experiments/redo', { pipeline: 'p', type: 'probe', probe: { fraction: 0.4, agents: ['retriever'] } });
+    assert.equal((await ok('GET', '/v1/strategies/probe.redo.retriever')).params.fraction, 0.4);
+    assert.equal((await call('GET', '/v1/strategies/probe.redo.formatter')).statusCode, 404, 'the dropped cut is deleted with the change');
+    // A started probe's PUT keeps its cuts and their strategies.
+    await ok('POST', '/v1/experiments/redo/start');
+    await ok('PUT', '/v1/experiments/redo', { pipeline: 'p', type: 'probe', coverage: 0.5, probe: { fraction: 0.4, agents: ['retriever'] } });
+    assert.equal((await ok('GET', '/v1/strategies/probe.redo.retriever')).kind, 'probe-cut', 'a started probe keeps its strategy');
+    await ok('POST', '/v1/experiments/redo/stop');
+    // A generated strategy replaced by hand since is not the probe's any more: deleting the probe leaves it.
+    await ok('PUT', '/v1/strategies/probe.redo.retriever', { pipeline: 'p', kind: 'uniform' });
+    assert.equal((await call('DELETE', '/v1/experiments/redo')).statusCode, 204);
+    assert.equal((await ok('GET', '/v1/strategies/probe.redo.retriever')).kind, 'uniform');
+  });
+
   it('cuts one agent at a time and ranks agents by quality elasticity', async () => {
     const bad = await call('PUT', '/v1/experiments/probe', { pipeline: 'p', type: 'probe', probe: { fraction: 0.5, agents: ['ghost'] } });
     assert.equal(bad.json().code, 'UNKNOWN_AGENT');
