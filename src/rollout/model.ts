@@ -181,6 +181,12 @@ function abArms({ body, ctx }: Put): Arms {
   if (!variants.some((v) => v.weight > 0)) throw bad('body/variants: at least one weight must be positive');
   const control = body.control ?? variants[0]!.name;
   if (!names.has(control)) throw bad(`body/control: no variant named "${control}"`);
+  // A guardrail compares each variant with control: with no traffic in control it never judges, so the experiment
+  // would ramp and run unguarded while its guardrails show "waiting" forever.
+  const c = variants.findIndex((v) => v.name === control);
+  if ((body.guardrails?.length ?? 0) > 0 && !(variants[c]!.weight > 0)) {
+    throw bad(`body/variants/${c}/weight: control "${control}" has weight 0, so no guardrail could ever compare against it; give it a positive weight (or drop the guardrails)`);
+  }
   return { variants, control, strategies: [] };
 }
 

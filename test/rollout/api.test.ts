@@ -44,6 +44,11 @@ describe('experiment lifecycle', () => {
     assert.equal(strat.statusCode, 404);
     const num = await call('PUT', '/v1/experiments/bad', { ...AB, targeting: { all: [{ attribute: 'tier', op: 'gt', value: 'x' }] } });
     assert.match(num.json().message, /body\/targeting\/all\/0\/value/);
+    // Guardrails against a control that gets no traffic would never judge: the experiment would run unguarded.
+    const idle = await call('PUT', '/v1/experiments/bad', { ...AB, variants: [{ ...AB.variants[0], weight: 0 }, AB.variants[1]], guardrails: [{ metric: 'quality' }] });
+    assert.equal(idle.statusCode, 400, idle.body);
+    assert.equal(idle.json().code, 'INVALID_EXPERIMENT');
+    assert.match(idle.json().message, /^body\/variants\/0\/weight: control ".*" has weight 0, so no guardrail could ever compare against it/);
     assert.equal((await call('GET', '/v1/experiments/bad')).statusCode, 404);
   });
 
