@@ -97,6 +97,10 @@ export function normalizeExperiment(id: string, body: ExperimentBody, ctx: Model
   if (existing) checkReplace(id, body, existing, type);
   const put: Put = { id, body, ctx, existing, started: !!existing && existing.state.status !== 'draft', agents: pipeline.agents, dflt: pipeline.defaultStrategy };
   const { variants, control, strategies } = type === 'ab' ? abArms(put) : type === 'holdout' ? holdoutArms(put) : probeArms(put);
+  // A holdout's and a probe's control is the arm they generate: another name in the body would be silently ignored.
+  if (type !== 'ab' && body.control !== undefined && body.control !== control) {
+    throw bad(`body/control: a ${type}'s control is its "${control}" arm; leave control out (or set it to "${control}")`);
+  }
   checkLayer(put);
   checkSettings(put);
 

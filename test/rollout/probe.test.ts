@@ -42,6 +42,11 @@ describe('critical-path probe', () => {
     assert.match(r.json().message, /^body\/probe\/agents\/2: agent "reasoner" appears twice/);
     assert.equal((await call('GET', '/v1/experiments/twice')).statusCode, 404, 'nothing written');
     assert.equal((await call('GET', '/v1/strategies/probe.twice.reasoner')).statusCode, 404, 'no strategy generated');
+    // Its control is the generated `control` arm: another control is refused, not ignored.
+    const ctl = await call('PUT', '/v1/experiments/twice', { pipeline: 'p', type: 'probe', control: 'cut.reasoner', probe: { fraction: 0.5, agents: ['reasoner'] } });
+    assert.equal(ctl.statusCode, 400, ctl.body);
+    assert.match(ctl.json().message, /^body\/control: a probe's control is its "control" arm/);
+    assert.equal((await call('GET', '/v1/experiments/twice')).statusCode, 404, 'nothing written');
   });
 
   it('never writes over a strategy that holds a generated id (a variant of a running experiment here), nor deletes it; a draft replaced with fewer agents leaves no strategy behind', async () => {
