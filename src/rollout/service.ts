@@ -250,8 +250,16 @@ export class ExperimentService {
 
   async put(id: string, body: ExperimentBody, by: string): Promise<Record<string, unknown>> {
     let written: ExperimentDoc | undefined;
+    // A ramp added to a started experiment begins at its first step now: its minSamples count the outcomes from here,
+    // so the phase's outcomes so far are read first (the write applies only on the version they were read for).
+    const snap = this.deps.view().raw.kinds.experiments.get(id) as Versioned<ExperimentDoc> | undefined;
+    const rampAdded = !!body.ramp && !!snap && snap.doc.state.status !== 'draft' && !snap.doc.ramp && snap.doc.state.rampStep === undefined;
+    const before = rampAdded ? await this.phaseTotal(id, snap!.doc) : undefined;
     const version = await this.mutate(id, 'put', by, (st, cur, now) => {
-      const n = normalizeExperiment(id, body, st, now);
+      let n = normalizeExperiment(id, body, st, now);
+      if (before !== undefined && cur?.version === snap!.version && !n.newPhase && n.doc.state.rampStep === 0 && n.doc.state.stepStartSamples === undefined) {
+        n = { ...n, doc: { ...n.doc, state: { ...n.doc.state, stepStartSamples: before } } };
+      }
       written = n.doc;
       const docs: DocWrite[] = [this.expWrite(id, cur, n.doc)];
       // A probe's generated strategies: created (none may exist by then) or rewritten at the version read.
@@ -471,6 +479,12 @@ export class ExperimentService {
   audit(id: string, limit?: number): Promise<AuditEntry[]> {
     this.doc(id);
     return this.deps.store.auditTrail(id, limit);
+  }
+
+  /** Outcomes of the experiment's current phase, every arm together. */
+  private async phaseTotal(id: string, doc: ExperimentDoc): Promise<number> {
+    const { arms } = await this.readArms(id, doc, doc.state.phase, false);
+    return [...arms.values()].reduce((t, a) => t + a.count, 0);
   }
 
   private async readArms(id: string, doc: ExperimentDoc, phase: number, withObs: boolean): Promise<{ arms: Map<string, ArmStats>; obs: Map<string, Observation[]> }> {

@@ -100,15 +100,18 @@ describe('ramp edits of a started experiment', () => {
       if (before.has(u)) assert.equal(a.variant, before.get(u), `unit ${u} kept its variant`);
     }
 
-    // A ramp that keeps the exposure is taken, from its first step, timed from the change; so is a lower coverage.
-    const raised = await ok('PUT', '/v1/experiments/late-ramp', { ...AB, coverage: 1, ramp: { steps: [{ share: 0.6, minDurationSec: 3600 }, { share: 1 }] } });
+    // A ramp that keeps the exposure is taken, from its first step, timed and counted from the change; so is a lower
+    // coverage.
+    const { reported } = await drive(api, { pipeline: 'p', experiment: 'late-ramp', units: [...before.keys()], outcome: () => ({ quality: 0.8, costUsd: 0.01 }) });
+    const raised = await ok('PUT', '/v1/experiments/late-ramp', { ...AB, coverage: 1, ramp: { steps: [{ share: 0.6, minSamples: 20 }, { share: 1 }] } });
     assert.equal(raised.effectiveCoverage, 0.6);
     assert.equal(raised.state.rampStep, 0);
     assert.ok(raised.state.stepStartedAt > raised.state.startedAt, 'the step is timed from the change');
-    assert.equal((await ok('POST', '/v1/experiments/late-ramp/evaluate')).action, 'none', 'its minDurationSec counts from the change');
+    assert.equal(raised.state.stepStartSamples, reported, 'and counts its samples from it');
+    assert.equal((await ok('POST', '/v1/experiments/late-ramp/evaluate')).action, 'none', `its minSamples count from the change (${reported} outcomes before it)`);
     const lower = await call('PUT', '/v1/experiments/late-ramp', { ...AB, coverage: 1, ramp: { steps: [{ share: 0.3 }, { share: 1 }] } });
     assert.equal(lower.statusCode, 409, 'a step edited down is refused too');
-    assert.equal((await ok('PUT', '/v1/experiments/late-ramp', { ...AB, coverage: 0.2, ramp: { steps: [{ share: 0.6, minDurationSec: 3600 }, { share: 1 }] } })).effectiveCoverage, 0.12);
+    assert.equal((await ok('PUT', '/v1/experiments/late-ramp', { ...AB, coverage: 0.2, ramp: { steps: [{ share: 0.6, minSamples: 20 }, { share: 1 }] } })).effectiveCoverage, 0.12);
     await ok('POST', '/v1/experiments/late-ramp/stop');
   });
 });
