@@ -8,7 +8,7 @@ import { Id, type Pipeline } from '../pipelines/schema.js';
 import type { ControlView } from '../control/view.js';
 import { controlStrategyDef, servingControlShare } from './control-arm.js';
 import type { Services } from '../kernel/module.js';
-import { compileFeatures, FeaturesBody, validateFeatures } from './features.js';
+import { compileFeatures, FeaturesBody, validateFeatures, type FeatureSpec } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { describeRule, gateRuleFor } from './gate.js';
@@ -172,6 +172,9 @@ const ModelsResponse = Type.Object({
   pipeline: Type.String(),
   active: Type.Union([Type.Integer(), Type.Null()]),
   compatible: Type.Boolean({ description: 'Whether the active model fits the current feature declaration, agents and (model tiers) candidate models (else the prior serves).' }),
+  incompatible: Type.Optional(
+    Type.String({ description: 'Why the active version does not serve (set when `active` is a version and `compatible` is false): what it was trained for and what the pipeline has now; the safe start serves until a version trained for the pipeline as it is clears the gate, or a rollback to a version that fits.' }),
+  ),
   versions: Type.Array(Summary),
   weights: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   ...ModelsGateFields,
@@ -297,6 +300,26 @@ const guardView = (doc: ModelDoc | undefined, current?: SafeStartComparison) => 
   ...(doc?.drift ? { drift: { changes: [...doc.drift.changes] } } : {}),
 });
 
+/** Field order of a stored feature spec (the schema's); fields not named here follow in their own order. */
+const SPEC_FIELDS = ['name', 'type', 'transform', 'mean', 'std', 'values', 'hashBuckets'];
+
+/** A feature spec with its fields in the canonical order (values and their order are kept: they are the encoding). */
+function canonicalSpec(f: FeatureSpec): FeatureSpec {
+  const rec = f as unknown as Record<string, unknown>;
+  const keys = [...SPEC_FIELDS.filter((k) => k in rec), ...Object.keys(rec).filter((k) => !SPEC_FIELDS.includes(k))];
+  return Object.fromEntries(keys.map((k) => [k, rec[k]])) as unknown as FeatureSpec;
+}
+
+/**
+ * The declaration to store for `body`: the one in place when it is `body` up to the order of the specs' fields (so
+ * its spelling, hence its encoder signature, is kept), else `body` with each spec's fields in the canonical order.
+ */
+export function storedDeclaration(body: FeaturesBody, current: FeaturesBody | undefined): FeaturesBody {
+  const canonical = { features: body.features.map(canonicalSpec) };
+  if (current && Array.isArray(current.features) && JSON.stringify(current.features.map(canonicalSpec)) === JSON.stringify(canonical.features)) return { features: current.features };
+  return canonical;
+}
+
 const num = (s: string | undefined, def: number) => (s === undefined ? def : Number(s));
 /** JSON cannot carry NaN: intervals without data come back as null-free zeros with events = 0. */
 const finite = <T>(o: T): T => JSON.parse(JSON.stringify(o, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? 0 : v))) as T;
@@ -334,21 +357,27 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const { id } = req.params;
       const body = req.body;
       validateFeatures(body);
+      let stored: FeaturesBody = body;
       const version = await writeFresh(core, `params/id: pipeline "${id}"`, async () => {
         const view = core.view();
         recheckTenant(req, view);
         if (!view.pipelines.has(id)) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
+        // The encoder's signature hashes the declaration as stored, so one that differs only in the order of its
+        // fields must be stored alike: else re-applying it (another tool, another language's map) would make the
+        // serving model incompatible. Stored in the canonical order, or as the declaration in place when it is that
+        // one up to field order (declarations stored before keep their spelling, and their models).
+        stored = storedDeclaration(body, view.raw.kinds.features.get(id)?.doc as FeaturesBody | undefined);
         try {
           // Applies only to the pipeline (and owner) as read: not to one deleted and re-created meanwhile.
-          return await core.store.put('features', id, body, { requires: { kind: 'pipelines', id }, expect: { docs: [versionIn(view.raw, 'pipelines', id)] } });
+          return await core.store.put('features', id, stored, { requires: { kind: 'pipelines', id }, expect: { docs: [versionIn(view.raw, 'pipelines', id)] } });
         } catch (e) {
           if (e instanceof RequirementMissingError) throw new AppError('PIPELINE_NOT_FOUND', `params/id: no pipeline "${id}"`);
           throw e;
         }
       });
       await core.snapshot.refresh();
-      const enc = compileFeatures(body.features);
-      return { pipeline: id, version, inputDim: enc.dim, signature: enc.signature, features: body.features };
+      const enc = compileFeatures(stored.features);
+      return { pipeline: id, version, inputDim: enc.dim, signature: enc.signature, features: stored.features };
     },
   );
 
@@ -388,10 +417,14 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       // While the safe start serves and the guard judges it: its running comparison (guard-monitor checkSafeStart).
       const params = learnedStrategies(view, p)[0]?.params as LearnedParams | undefined;
       const current = serving.version === 0 && params && params.controlShare !== 0 && params.guardSafeStart !== false && !learnsTiers(p) ? await safeStartComparison(core, pipeline, doc) : undefined;
+      const compatible = doc !== undefined && serving.version === doc.active;
       return {
         pipeline,
         active: doc?.active || null,
-        compatible: doc !== undefined && serving.version === doc.active,
+        compatible,
+        ...(doc && doc.active > 0 && !compatible
+          ? { incompatible: `model ${doc.active} ${unfitFor(doc, p, serving.encoder.signature) ?? 'could not be read (its weights do not fit its own layout)'}` }
+          : {}),
         versions: (doc?.versions ?? []).map(versionView),
         ...(withWeights && doc?.weights ? { weights: { ...doc.weights } } : {}),
         ...gateFields(doc, serving.version, params?.gateDelta, learnsTiers(p)),
