@@ -273,6 +273,8 @@ export interface DriftChange {
 }
 
 const MAX_LISTED = 100;
+/** How many version numbers below a newly saved one listAbandoned looks at. */
+const ABANDONED_SCAN = 20;
 
 function guardAfterActivation(g: GuardState | undefined, manual: boolean): { guard?: GuardState } {
   if (!g && !manual) return {};
@@ -593,6 +595,45 @@ export class ModelRegistry {
       if (old) await this.core.redis.hset(learnerKeys(this.core.keys, mv.pipeline).models, String(old.version), JSON.stringify({ ...old, gate: superseded.gate }));
     }
     return doc;
+  }
+
+  /**
+   * Versions saved but never proposed nor activated: the process that trained them stopped (was killed, lost Redis)
+   * between the save and the listing. Found among the numbers between the newest listed version and `below` (the
+   * version a retrain just saved; at most ABANDONED_SCAN of them) that have a Redis copy of this pipeline's dataset,
+   * they are listed `refused` with an `abandoned` reason (listing and Redis copy), so the list has no hole and no
+   * version is left unexplained. Returns their numbers. Never throws for a missing document.
+   */
+  async listAbandoned(pipeline: string, below: number): Promise<number[]> {
+    const doc = this.doc(pipeline);
+    const newest = Math.max(0, ...(doc?.versions ?? []).map((v) => v.version));
+    const lk = learnerKeys(this.core.keys, pipeline);
+    const found: ModelVersion[] = [];
+    for (let v = below - 1; v > newest && v >= below - ABANDONED_SCAN; v--) {
+      const json = await this.core.redis.hget(lk.models, String(v));
+      const mv = json ? decodeModelVersion(json) : undefined;
+      if (mv && mv.pipeline === pipeline && mv.version === v && mv.gate?.status !== 'refused') found.push(mv);
+    }
+    if (found.length === 0) return [];
+    const gate: GateRecord = {
+      status: 'refused',
+      reason: 'abandoned: the retrain that saved it stopped before it was proposed (its process ended or lost Redis); it never served',
+      events: 0,
+      comparisons: [],
+      decidedAt: Date.now(),
+    };
+    for (const mv of found) await this.core.redis.hset(lk.models, String(mv.version), JSON.stringify({ ...mv, gate }));
+    await this.update(pipeline, (prev) => {
+      const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
+      const add = found.filter((mv) => !listed.has(mv.version));
+      if (add.length === 0) return undefined;
+      for (const mv of add) listed.set(mv.version, summary({ ...mv, gate }));
+      const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
+      const first = add[0]!;
+      return prev ? { ...prev, versions } : { pipeline, active: 0, signature: first.signature, agents: first.agents, activatedAt: 0, versions };
+    });
+    this.core.log.warn({ pipeline, versions: found.map((mv) => mv.version) }, 'learner model versions listed as abandoned: saved, never proposed (the retrain that saved them stopped)');
+    return found.map((mv) => mv.version);
   }
 
   /** Whether the runtime guard's hold after a revert is still on (the pipeline has fewer outcomes than holdUntil). */

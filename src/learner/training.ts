@@ -342,6 +342,12 @@ export class TrainingService {
       // A tier version records the candidate models it was fitted for: it serves only a pipeline declaring them.
       ...(out.tiers ? { kind: 'tiers' as const, tiers: { ...out.tiers, models: tierModelIds(pipeline) } } : { kind: 'tokens' as const }),
     });
+    // Versions an earlier retrain saved but never proposed (its process stopped in between) are listed as such.
+    try {
+      await this.registry.listAbandoned(pipelineId, saved.version);
+    } catch (err) {
+      this.core.log.warn({ err, pipeline: pipelineId }, 'abandoned model versions not listed (they stay unlisted; a rollback still finds them)');
+    }
     // A new version serves only once it clears the activation gate (at the next retrain): until then it is the
     // candidate, its split mixed into a share of decisions so the gate has support for it.
     if (params.gate === false) {
