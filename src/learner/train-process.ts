@@ -314,7 +314,8 @@ function trainerProcess(level = 0): NonNullable<typeof trainer> {
     t.waiting.clear();
   };
   child.on('error', fail);
-  child.on('exit', (code) => fail(new Error(`training process exited with code ${code}`)));
+  // A child killed by a signal (an operator's or the OOM killer's SIGKILL) has no exit code: say which signal.
+  child.on('exit', (code, signal) => fail(new Error(`training process ${signal ? `was killed by signal ${signal}` : `exited with code ${code}`} (the retrain failed; the next one starts a new trainer)`)));
   trainer = t;
   return t;
 }
