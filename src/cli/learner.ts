@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdtempSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, openSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
@@ -44,8 +44,26 @@ interface SimulateOptions {
   lockstep: boolean;
 }
 
+/**
+ * `--out` checked before anything runs: a directory, or a path whose directory does not exist, would otherwise fail
+ * only when the file is written, after the whole run (simulate) or export.
+ */
+function checkOutPath(out: string): void {
+  const isDir = (p: string) => {
+    try {
+      return statSync(p).isDirectory();
+    } catch {
+      return undefined;
+    }
+  };
+  if (isDir(out)) throw new Error(`--out ${out}: is a directory (name a file)`);
+  const dir = path.dirname(path.resolve(out));
+  if (isDir(dir) !== true) throw new Error(`--out ${out}: cannot write there (its directory ${dir} does not exist)`);
+}
+
 /** Drives the real API with a simulated world: allocate → simulated outcome → report, then compares. */
 export async function simulate(worldName: string, o: SimulateOptions): Promise<{ learned: number; oracle: number; uniform: number; bestStatic: number; chart: string }> {
+  if (o.out !== undefined) checkOutPath(o.out);
   const world = loadWorld(worldName);
   let client = new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}), timeoutMs: 30_000 });
   let stopLocal: (() => Promise<void>) | undefined;
@@ -208,6 +226,7 @@ async function exportLogs(pipeline: string, o: { url: string; key?: string; out?
     await exportPages(client, pipeline, o, process.stdout);
     return;
   }
+  if (existsSync(o.out) && statSync(o.out).isDirectory()) throw new Error(`--out ${o.out}: is a directory (name a file)`);
   const partial = `${o.out}.${process.pid}.partial`;
   let fd: number;
   try {

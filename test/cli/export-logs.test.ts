@@ -57,5 +57,10 @@ describe('export-logs', () => {
     const bad = await cli(['export-logs', 'lam', '--url', rt.url!, '--out', path.join(dir, 'no-such-dir', 'x.dsjson')]);
     assert.equal(bad.code, 1, bad.stderr);
     assert.equal(bad.stderr.trim(), `--out ${path.join(dir, 'no-such-dir', 'x.dsjson')}: cannot write there (ENOENT)`);
+    // A directory: refused before the export (it failed at the end, with the rename's raw EISDIR).
+    const asDir = await cli(['export-logs', 'lam', '--url', rt.url!, '--out', dir]);
+    assert.equal(asDir.code, 1, asDir.stderr);
+    assert.equal(asDir.stderr.trim(), `--out ${dir}: is a directory (name a file)`);
+    assert.deepEqual(readdirSync(path.dirname(dir)).filter((f) => f.startsWith(`${path.basename(dir)}.`) && f.endsWith('.partial')), [], 'no partial file beside it');
   });
 });

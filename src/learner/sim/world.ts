@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { fileURLToPath } from 'node:url';
 import { waterFill } from '../../strategies/fit.js';
 import type { FeaturesBody } from '../features.js';
@@ -49,9 +51,51 @@ export interface SimContext {
 export const WORLDS_DIR = fileURLToPath(new URL('../../../experiments/worlds/', import.meta.url));
 export const WORLD_NAMES = ['support-basic', 'doc-heavy', 'drift', 'generous-caps', 'uneven-needs'] as const;
 
+const Num = Type.Number();
+const NonNeg = Type.Number({ minimum: 0 });
+const Multipliers = Type.Record(Type.String(), NonNeg);
+const AgentTruthSchema = Type.Object({
+  base: NonNeg,
+  perMessage: Type.Optional(NonNeg),
+  perDocToken: Type.Optional(NonNeg),
+  task: Type.Optional(Multipliers),
+  weight: Type.Number({ minimum: 0, maximum: 1 }),
+  weightByTask: Type.Optional(Type.Record(Type.String(), Type.Number({ minimum: 0, maximum: 1 }))),
+});
+/** A world document's shape (checked when a world file is loaded: a user's file names its wrong field, not a TypeError later). */
+const WorldSchema = Type.Object({
+  name: Type.String({ minLength: 1 }),
+  description: Type.String(),
+  totalTokens: Type.Integer({ minimum: 1 }),
+  curve: Type.Union([Type.Literal('exp'), Type.Literal('hill')]),
+  noise: NonNeg,
+  agents: Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), minTokens: Type.Integer({ minimum: 0 }), maxTokens: Type.Integer({ minimum: 1 }) }), { minItems: 1 }),
+  tasks: Type.Record(Type.String(), NonNeg, { minProperties: 1 }),
+  messages: Type.Object({ min: Type.Integer({ minimum: 0 }), max: Type.Integer({ minimum: 0 }) }),
+  documents: Type.Object({ xm: Type.Number({ exclusiveMinimum: 0 }), alpha: Type.Number({ exclusiveMinimum: 0 }), cap: NonNeg, pNone: Type.Number({ minimum: 0, maximum: 1 }) }),
+  truth: Type.Record(Type.String(), AgentTruthSchema),
+  drift: Type.Optional(Type.Object({ at: Num, truth: Type.Record(Type.String(), AgentTruthSchema) })),
+});
+
+/**
+ * A world by name (experiments/worlds/) or from a JSON file. A file that is not a world is refused with an error
+ * naming the file and the first wrong field (its path in the document), before anything is simulated.
+ */
 export function loadWorld(nameOrPath: string): World {
   const file = nameOrPath.endsWith('.json') ? nameOrPath : `${WORLDS_DIR}${nameOrPath}.json`;
-  return JSON.parse(readFileSync(file, 'utf8')) as World;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`world ${file}: ${e instanceof SyntaxError ? 'not JSON' : 'cannot be read'} (${(e as Error).message})`);
+  }
+  const err = Value.Errors(WorldSchema, raw).First();
+  if (err) throw new Error(`world ${file}: ${err.path || '/'} ${err.message}`);
+  const world = raw as World;
+  const missing = world.agents.find((a) => world.truth[a.name] === undefined);
+  if (missing) throw new Error(`world ${file}: /truth has no entry for agent "${missing.name}" (every agent needs its truth)`);
+  if (world.messages.min > world.messages.max) throw new Error(`world ${file}: /messages/min (${world.messages.min}) is above /messages/max (${world.messages.max})`);
+  return world;
 }
 
 /** Phase 0 before the drift point, 1 after it. */
