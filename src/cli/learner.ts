@@ -71,13 +71,16 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
   if (o.local) {
     // A private in-process server under a fresh key prefix (dropped afterwards) and a temporary models dir.
     const prefix = `sim-${randomBytes(4).toString('hex')}`;
-    const config = loadConfig({ ...process.env, APPORTION_KEY_PREFIX: prefix, PORT: '0', APPORTION_SEED_EXAMPLES: 'false', LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', APPORTION_ADMIN_KEY: '', APPORTION_CLIENT_KEY: '', APPORTION_MODELS_DIR: process.env.APPORTION_MODELS_DIR ?? mkdtempSync(path.join(tmpdir(), 'apportion-sim-models-')) });
+    // A models directory of its own unless APPORTION_MODELS_DIR names one: removed with the prefix afterwards.
+    const ownModels = process.env.APPORTION_MODELS_DIR ? undefined : mkdtempSync(path.join(tmpdir(), 'apportion-sim-models-'));
+    const config = loadConfig({ ...process.env, APPORTION_KEY_PREFIX: prefix, PORT: '0', APPORTION_SEED_EXAMPLES: 'false', LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', APPORTION_ADMIN_KEY: '', APPORTION_CLIENT_KEY: '', APPORTION_MODELS_DIR: ownModels ?? process.env.APPORTION_MODELS_DIR! });
     const running = await start(config, createLogger(config), { api: true, workers: true });
     client = new ApportionClient({ url: running.url!, timeoutMs: 30_000 });
     baseUrl = running.url!;
     stopLocal = async () => {
       await running.close();
       await dropPrefix(redisTarget(config), prefix);
+      if (ownModels) rmSync(ownModels, { recursive: true, force: true });
     };
   }
   try {
@@ -283,7 +286,7 @@ export function registerLearnerCommands(program: Command): void {
     .option('--train-every <n>', 'learned strategy retrains after n outcomes (10 to 1,000,000)', intArg(10, 1_000_000), 250)
     .option('--seed <n>', 'random seed (0 to 4294967295)', seedArg, 7)
     .option('--out <file>', 'learning-curve chart (HTML); default <tmpdir>/apportion-sim-<world>.html')
-    .option('--local', 'start a private in-process server (own key prefix, dropped afterwards) instead of using --url', false)
+    .option('--local', 'start a private in-process server (own key prefix and, unless APPORTION_MODELS_DIR is set, own models directory; both dropped afterwards) instead of using --url', false)
     .option('--quiet', 'no progress bar', false)
     .option('--no-lockstep', 'do not wait for a retrain at each checkpoint (outcomes then outpace training on a fast loop)')
     .action(async (world: string, o: SimulateOptions) => {

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { before, test } from 'node:test';
@@ -104,11 +104,21 @@ test(`apportion serve through the bin from ${way.name}: a retrain runs in the tr
 });
 
 test('simulate through the bin is loud when no model was trained', async () => {
-  // Ten outcomes: fewer than a retrain needs, so every retrain is skipped and the model stays v0.
-  const res = await runBin(['simulate', 'support-basic', '--local', '--outcomes', '10', '--checkpoint', '10', '--quiet', '--no-lockstep'], { LOG_LEVEL: 'silent' });
-  assert.equal(res.code, 1, `${res.stdout}\n${res.stderr}`);
-  assert.match(res.stdout, /model v0/);
-  assert.match(res.stderr, /WARNING: no model was trained after 10 outcomes/);
+  // Ten outcomes: fewer than a retrain needs, so every retrain is skipped and the model stays v0. Its own temporary
+  // directory (APPORTION_MODELS_DIR unset): --local's models directory must be gone afterwards (it was left behind by
+  // every run), the chart stays.
+  const tmp = mkdtempSync(path.join(tmpdir(), 'apportion-bin-sim-'));
+  try {
+    const res = await runBin(['simulate', 'support-basic', '--local', '--outcomes', '10', '--checkpoint', '10', '--quiet', '--no-lockstep'], { LOG_LEVEL: 'silent', TMPDIR: tmp, APPORTION_MODELS_DIR: undefined as unknown as string });
+    assert.equal(res.code, 1, `${res.stdout}\n${res.stderr}`);
+    assert.match(res.stdout, /model v0/);
+    assert.match(res.stderr, /WARNING: no model was trained after 10 outcomes/);
+    const left = readdirSync(tmp);
+    assert.ok(left.includes('apportion-sim-support-basic.html'), left.join(', '));
+    assert.deepEqual(left.filter((f) => f.startsWith('apportion-sim-models-')), [], 'no models directory left behind');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 test('the bin answers --help from dist/ and from src/', async () => {
