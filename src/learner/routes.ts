@@ -127,7 +127,7 @@ const GuardResponse = Type.Object({
               ci: Type.Union([Type.Array(Type.Number()), Type.Null()], { description: 'Always-valid confidence interval of diff at `alpha`.' }),
               alpha: Type.Number({ description: 'The level this test runs at (α/(j(j+1)) for the j-th).' }),
             },
-            { description: 'The safe-start test’s running comparison as of the guard’s latest tick, listed while no trained version serves, before any shrink too.' },
+            { description: 'The safe-start test’s running comparison as of the guard’s latest tick, listed while no version is active (not while an active version that no longer fits the pipeline is replaced by the safe start: the guard does not judge that one), before any shrink too.' },
           ),
         ),
       },
@@ -415,8 +415,10 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const serving = servingModel(view, p);
       const withWeights = req.query.weights === 'true';
       // While the safe start serves and the guard judges it: its running comparison (guard-monitor checkSafeStart).
+      // Not while a version is active that no longer fits (a changed declaration or agent list): the guard does not
+      // judge that safe start, and the stored comparison is of the safe start before the version served.
       const params = learnedStrategies(view, p)[0]?.params as LearnedParams | undefined;
-      const current = serving.version === 0 && params && params.controlShare !== 0 && params.guardSafeStart !== false && !learnsTiers(p) ? await safeStartComparison(core, pipeline, doc) : undefined;
+      const current = serving.version === 0 && (doc?.active ?? 0) === 0 && params && params.controlShare !== 0 && params.guardSafeStart !== false && !learnsTiers(p) ? await safeStartComparison(core, pipeline, doc) : undefined;
       const compatible = doc !== undefined && serving.version === doc.active;
       return {
         pipeline,

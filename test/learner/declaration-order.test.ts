@@ -2,11 +2,13 @@
  * Re-applying a feature declaration that differs only in the order of its specs' fields (another tool, another
  * language's map) keeps the encoder signature, so the serving model keeps serving; a declaration stored before in
  * another order keeps its spelling when it is applied again. A real change of the declaration makes the active
- * version incompatible, and the model list says why (`incompatible`).
+ * version incompatible, and the model list says why (`incompatible`) and shows no safe-start comparison of before (the
+ * guard does not judge that safe start).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { compileFeatures, type FeatureSpec } from '../../src/learner/features.js';
+import { safeStartKey } from '../../src/learner/guard-monitor.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { initialWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
@@ -98,12 +100,18 @@ describe('a feature declaration applied again', () => {
 
   it('changed for real: the model list says why the active version does not serve', async () => {
     const active = (await call('GET', '/v1/models/p')).json().active as number;
+    // The safe start's comparison as the guard left it before a version served (the monitor keeps it in Redis).
+    const latest = { at: 1, since: 0, scale: 1, status: 'insufficient', learned: { n: 4, mean: 0.5 }, control: { n: 2, mean: 0.5, strategy: '@uniform' }, diff: 0, ci: null, alpha: 0.05 };
+    const sums = { n: 0, sum: 0, sumSq: 0 };
+    const segment = learnerOf().training.registry.doc('p')?.guard?.since ?? 0;
+    await rt.core.redis.set(safeStartKey(rt.core.keys, 'p'), JSON.stringify({ scale: 1, shrinks: 0, segment, since: 0, marker: '', evidence: { learned: sums, control: sums }, latest }));
     const added = await call('PUT', '/v1/pipelines/p/features', { features: [...FEATURES, { name: 'extra', type: 'numeric' }] });
     assert.equal(added.statusCode, 200, added.body);
     const list = (await call('GET', '/v1/models/p')).json();
     assert.equal(list.active, active);
     assert.equal(list.compatible, false);
     assert.equal(list.serving, 'default-strategy');
+    assert.equal(list.guard?.safeStart?.current, undefined, 'no stale safe-start comparison: the guard does not judge this safe start');
     assert.match(list.incompatible, new RegExp(`^model ${active} was trained for features \\S+ and agents \\[a, b, c\\]; the pipeline now has ${added.json().signature} and \\[a, b, c\\]`));
 
     const agents = await call('PUT', '/v1/pipelines/p', { defaultTotalTokens: 3000, agents: ['a', 'c', 'b'].map((name) => ({ name })) });
