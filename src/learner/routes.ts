@@ -357,6 +357,10 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
       const { id } = req.params;
       const body = req.body;
       validateFeatures(body);
+      // A request cannot carry it: the JSON parser refuses a body with a "__proto__" key (prototype poisoning), so
+      // the feature would be missing on every request.
+      const proto = body.features.findIndex((f) => f.type !== 'tokens' && f.name === '__proto__');
+      if (proto >= 0) throw new AppError('INVALID_FEATURES', `body/features/${proto}/name: "${body.features[proto]!.name}" cannot be sent (a request body with a "__proto__" key is refused); choose another name`);
       let stored: FeaturesBody = body;
       const version = await writeFresh(core, `params/id: pipeline "${id}"`, async () => {
         const view = core.view();

@@ -119,4 +119,24 @@ describe('a feature declaration applied again', () => {
     const after = (await call('GET', '/v1/models/p')).json();
     assert.match(after.incompatible, /the pipeline now has \S+ and \[a, c, b\]/);
   });
+
+  it('refuses a feature a request cannot carry ("__proto__"), storing nothing', async () => {
+    const before = (await call('GET', '/v1/pipelines/p/features')).json();
+    for (const type of ['numeric', 'categorical'] as const) {
+      const spec = type === 'numeric' ? { name: '__proto__', type } : { name: '__proto__', type, hashBuckets: 4 };
+      const r = await call('PUT', '/v1/pipelines/p/features', { features: [{ name: 'n', type: 'numeric' }, spec] });
+      assert.equal(r.statusCode, 400, r.body);
+      assert.equal(r.json().code, 'INVALID_FEATURES');
+      assert.match(r.json().message, /^body\/features\/1\/name: "__proto__" cannot be sent/);
+    }
+    assert.deepEqual((await call('GET', '/v1/pipelines/p/features')).json(), before, 'nothing stored');
+    // What it guards against: such a key makes the whole allocation body unparseable.
+    const alloc = await call('POST', '/v1/allocations', { pipeline: 'p' });
+    assert.equal(alloc.statusCode, 200, alloc.body);
+    const poisoned = await rt.app!.inject({ method: 'POST', url: '/v1/allocations', headers: { 'content-type': 'application/json' }, payload: '{"pipeline":"p","features":{"__proto__":5}}' });
+    assert.equal(poisoned.statusCode, 400);
+    // A tokens feature named so reads "__proto__Tokens" / "__proto__Text": it can be sent.
+    const tokens = await call('PUT', '/v1/pipelines/p/features', { features: [{ name: '__proto__', type: 'tokens' }] });
+    assert.equal(tokens.statusCode, 200, tokens.body);
+  });
 });
