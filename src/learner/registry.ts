@@ -273,8 +273,6 @@ export interface DriftChange {
 }
 
 const MAX_LISTED = 100;
-/** How many version numbers below a newly saved one listAbandoned looks at. */
-const ABANDONED_SCAN = 20;
 
 function guardAfterActivation(g: GuardState | undefined, manual: boolean): { guard?: GuardState } {
   if (!g && !manual) return {};
@@ -599,36 +597,41 @@ export class ModelRegistry {
 
   /**
    * Versions saved but never proposed nor activated: the process that trained them stopped (was killed, lost Redis)
-   * between the save and the listing. Found among the numbers between the newest listed version and `below` (the
-   * version a retrain just saved; at most ABANDONED_SCAN of them) that have a Redis copy of this pipeline's dataset,
-   * they are listed `refused` with an `abandoned` reason (listing and Redis copy), so the list has no hole and no
-   * version is left unexplained. Returns their numbers. Never throws for a missing document.
+   * between the save and the listing. Found among the Redis copies numbered below `below` (the version a retrain just
+   * saved) and above the oldest listed version (older ones may have left the listing of MAX_LISTED) that the listing
+   * does not name, they are listed `refused` with an `abandoned` reason (listing and Redis copy; one already refused
+   * keeps its verdict), so the list has no hole and no version is left unexplained. Returns their numbers.
    */
   async listAbandoned(pipeline: string, below: number): Promise<number[]> {
     const doc = this.doc(pipeline);
-    const newest = Math.max(0, ...(doc?.versions ?? []).map((v) => v.version));
+    const listed = new Set((doc?.versions ?? []).map((v) => v.version));
+    const oldest = listed.size > 0 ? Math.min(...listed) : 0;
     const lk = learnerKeys(this.core.keys, pipeline);
-    const found: ModelVersion[] = [];
-    for (let v = below - 1; v > newest && v >= below - ABANDONED_SCAN; v--) {
-      const json = await this.core.redis.hget(lk.models, String(v));
-      const mv = json ? decodeModelVersion(json) : undefined;
-      if (mv && mv.pipeline === pipeline && mv.version === v && mv.gate?.status !== 'refused') found.push(mv);
-    }
-    if (found.length === 0) return [];
-    const gate: GateRecord = {
+    const numbers = (await this.core.redis.hkeys(lk.models)).map(Number).filter((v) => Number.isSafeInteger(v) && v > oldest && v < below && !listed.has(v));
+    if (numbers.length === 0) return [];
+    const abandoned: GateRecord = {
       status: 'refused',
       reason: 'abandoned: the retrain that saved it stopped before it was proposed (its process ended or lost Redis); it never served',
       events: 0,
       comparisons: [],
       decidedAt: Date.now(),
     };
-    for (const mv of found) await this.core.redis.hset(lk.models, String(mv.version), JSON.stringify({ ...mv, gate }));
+    const found: ModelVersion[] = [];
+    for (const v of numbers.sort((a, b) => b - a)) {
+      const json = await this.core.redis.hget(lk.models, String(v));
+      const mv = json ? decodeModelVersion(json) : undefined;
+      if (!mv || mv.pipeline !== pipeline || mv.version !== v) continue;
+      const gate = mv.gate?.status === 'refused' ? mv.gate : abandoned;
+      if (gate === abandoned) await this.core.redis.hset(lk.models, String(v), JSON.stringify({ ...mv, gate }));
+      found.push({ ...mv, gate });
+    }
+    if (found.length === 0) return [];
     await this.update(pipeline, (prev) => {
-      const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
-      const add = found.filter((mv) => !listed.has(mv.version));
+      const current = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
+      const add = found.filter((mv) => !current.has(mv.version));
       if (add.length === 0) return undefined;
-      for (const mv of add) listed.set(mv.version, summary({ ...mv, gate }));
-      const versions = [...listed.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
+      for (const mv of add) current.set(mv.version, summary(mv));
+      const versions = [...current.values()].sort((a, b) => b.version - a.version).slice(0, MAX_LISTED);
       const first = add[0]!;
       return prev ? { ...prev, versions } : { pipeline, active: 0, signature: first.signature, agents: first.agents, activatedAt: 0, versions };
     });

@@ -81,5 +81,18 @@ describe('a version saved by a retrain that stopped before proposing it', () => 
     const rb = await inject('POST', '/v1/models/p/rollback', { version: 2 });
     assert.equal(rb.statusCode, 200, rb.body);
     assert.equal(rb.json().active, 2);
+
+    // An orphan below the newest listed version (left by a release that did not list them: a later retrain proposed
+    // over it): version 4 saved and never listed, version 5 proposed as before; the next retrain lists 4.
+    const four = await training.registry.save('p', initialWeights(enc.dim, AGENTS.length, 6000, mulberry32(4)), { signature: enc.signature, agents: AGENTS, metrics });
+    const five = await training.registry.save('p', initialWeights(enc.dim, AGENTS.length, 6000, mulberry32(5)), { signature: enc.signature, agents: AGENTS, metrics });
+    await training.registry.propose(five);
+    assert.deepEqual(((await inject('GET', '/v1/models/p')).json() as { versions: Listed[] }).versions.map((v) => v.version), [5, 3, 2, 1]);
+    const again = await training.train('p');
+    assert.equal(again.trained, true, again.reason);
+    const after = (await inject('GET', '/v1/models/p')).json() as { versions: Listed[] };
+    assert.deepEqual(after.versions.map((v) => v.version), [6, 5, four.version, 3, 2, 1]);
+    assert.match(after.versions.find((v) => v.version === four.version)?.gate?.reason ?? '', /^abandoned/);
+    assert.equal(after.versions.find((v) => v.version === 5)?.gate?.status, 'candidate', 'a listed version keeps its own verdict');
   });
 });
