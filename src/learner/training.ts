@@ -351,6 +351,21 @@ export class TrainingService {
     // A new version serves only once it clears the activation gate (at the next retrain): until then it is the
     // candidate, its split mixed into a share of decisions so the gate has support for it.
     if (params.gate === false) {
+      // A candidate proposed while the gate was on would never be judged now, and would stay mixed into decisions:
+      // superseded by this version, as a newer candidate supersedes it (registry.ts propose).
+      const pending = this.registry.doc(pipelineId)?.candidate;
+      if (pending && pending.version !== saved.version) {
+        const prior = (await this.registry.get(pipelineId, pending.version))?.gate;
+        await this.registry.recordGate(pipelineId, pending.version, {
+          status: 'refused',
+          reason: `superseded: version ${saved.version} was trained with the activation gate off (gate: false) before the gate decided on this one`,
+          events: prior?.events ?? 0,
+          comparisons: prior?.comparisons ?? [],
+          decidedAt: Date.now(),
+          ...(prior?.look !== undefined ? { look: prior.look } : {}),
+        });
+        this.core.log.warn({ pipeline: pipelineId, superseded: pending.version, version: saved.version }, 'learner candidate superseded: the gate is off');
+      }
       const gate = { status: 'passed' as const, reason: 'the activation gate is off for this strategy (gate: false)', events: 0, comparisons: [], decidedAt: Date.now() };
       await this.registry.recordGate(pipelineId, saved.version, gate);
       await this.registry.activate({ ...saved, gate });

@@ -2,7 +2,9 @@
  * A version a retrain saved but never proposed or activated (its process was killed, or lost Redis, between the save
  * and the listing: seen with two servers on one prefix, one killed while it trained) is listed by the next retrain as
  * `refused` with an `abandoned` reason, in the model list and in its Redis copy: the list has no hole, and the serving
- * version and the candidate are the ones the retrains proposed.
+ * version and the candidate are the ones the retrains proposed. And a candidate still pending when the strategy's gate is
+ * turned off is superseded by the next (activated) version: it stayed the candidate, awaiting a gate that never ran,
+ * its split mixed into decisions for ever.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,9 +27,9 @@ let rt: Running;
 const inject = (method: 'GET' | 'PUT' | 'POST', url: string, payload?: object) => rt.app!.inject({ method, url, ...(payload ? { payload } : {}) });
 
 const rng = mulberry32(5);
-async function traffic(n: number): Promise<void> {
+async function traffic(n: number, pipeline = 'p', strategy = 'learn'): Promise<void> {
   for (let i = 0; i < n; i++) {
-    const r = await inject('POST', '/v1/allocations', { pipeline: 'p', strategy: 'learn', features: { len: Math.round(1000 * Math.exp(rng() * 2 - 1)) }, totalTokens: 6000 });
+    const r = await inject('POST', '/v1/allocations', { pipeline, strategy, features: { len: Math.round(1000 * Math.exp(rng() * 2 - 1)) }, totalTokens: 6000 });
     assert.equal(r.statusCode, 200, r.body);
     assert.equal((await inject('POST', '/v1/outcomes', { decisionId: r.json().decisionId, quality: rng() })).statusCode, 202);
   }
@@ -93,6 +95,35 @@ describe('a version saved by a retrain that stopped before proposing it', () => 
     const after = (await inject('GET', '/v1/models/p')).json() as { versions: Listed[] };
     assert.deepEqual(after.versions.map((v) => v.version), [6, 5, four.version, 3, 2, 1]);
     assert.match(after.versions.find((v) => v.version === four.version)?.gate?.reason ?? '', /^abandoned/);
-    assert.equal(after.versions.find((v) => v.version === 5)?.gate?.status, 'candidate', 'a listed version keeps its own verdict');
+    assert.match(after.versions.find((v) => v.version === 5)?.gate?.reason ?? '', /^superseded: version 6/, 'a listed version keeps its own verdict (not abandoned)');
+  });
+
+  it('a candidate pending when the gate is turned off is superseded by the next version, not mixed in for ever', async () => {
+    const training = new TrainingService(rt.core, decisionsOf(rt), { minSteps: 20 }, false);
+    assert.equal((await inject('PUT', '/v1/pipelines/q', { defaultTotalTokens: 6000, agents: AGENTS.map((name) => ({ name, minTokens: 100 })) })).statusCode, 200);
+    assert.equal((await inject('PUT', '/v1/pipelines/q/features', { features: FEATURES })).statusCode, 200);
+    const set = async (gate: boolean) => {
+      const s = await inject('PUT', '/v1/strategies/learnq', { pipeline: 'q', kind: 'learned', params: { trainEvery: 1_000_000, trainIntervalSeconds: 86_400, gate } });
+      assert.equal(s.statusCode, 200, s.body);
+      await rt.core.snapshot.refresh();
+    };
+    await set(true);
+    await traffic(30, 'q', 'learnq');
+    await eventually(async () => (await training.ingest('q')) && (await training.events('q', 1000)).length >= 30, 60_000, 100);
+    const proposed = await training.train('q');
+    assert.equal(proposed.trained, true, proposed.reason);
+    const pending = proposed.model!.version;
+    assert.equal((await inject('GET', '/v1/models/q')).json().candidate, pending);
+
+    await set(false);
+    const next = await training.train('q');
+    assert.equal(next.trained, true, next.reason);
+    const list = (await inject('GET', '/v1/models/q')).json() as { active: number; candidate: number | null; versions: Listed[] };
+    assert.equal(list.active, next.model!.version);
+    assert.equal(list.candidate, null, 'no candidate left awaiting a gate that is off');
+    const old = list.versions.find((v) => v.version === pending)!;
+    assert.equal(old.gate?.status, 'refused');
+    assert.match(old.gate?.reason ?? '', new RegExp(`^superseded: version ${next.model!.version} was trained with the activation gate off`));
+    assert.equal((await training.registry.get('q', pending))?.gate?.status, 'refused');
   });
 });
