@@ -523,13 +523,19 @@ export class ModelRegistry {
    * activation (a retrain; not `manual`, as a rollback is) during the runtime guard's hold only lists the
    * version, `held`.
    */
-  async activate(mv: ModelVersion, opts: { readonly manual?: boolean } = {}): Promise<ModelDoc> {
+  async activate(target: ModelVersion, opts: { readonly manual?: boolean } = {}): Promise<ModelDoc> {
     try {
-      deserializeWeights(mv.weights);
+      deserializeWeights(target.weights);
     } catch (e) {
-      throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${mv.version} has unusable weights (${(e as Error).message})`);
+      throw new AppError('MODEL_INCOMPATIBLE', `body/version: model ${target.version} has unusable weights (${(e as Error).message})`);
     }
-    return (await this.update(mv.pipeline, async (prev) => {
+    // An operator serving the pending candidate (a rollback to it) ends its wait: it is listed as served without the
+    // gate's verdict, not left "awaiting the activation gate" once no candidate is pending.
+    const mv: ModelVersion =
+      opts.manual && target.gate?.status === 'candidate'
+        ? { ...target, gate: { ...target.gate, status: 'passed', reason: 'not judged: an operator activated it (rollback) while it awaited the activation gate', decidedAt: Date.now() } }
+        : target;
+    const doc = (await this.update(mv.pipeline, async (prev) => {
       if (!opts.manual && prev && (await this.guardHolds(prev))) return heldListing(prev, mv);
       const listed = new Map<number, ModelSummary>((prev?.versions ?? []).map((v) => [v.version, v]));
       // A manual activation of a reverted version clears its mark: the operator decided.
@@ -550,6 +556,8 @@ export class ModelRegistry {
       };
       return doc;
     }, { replaceUnreadable: opts.manual === true }))!;
+    if (mv !== target) await this.core.redis.hset(learnerKeys(this.core.keys, mv.pipeline).models, String(mv.version), JSON.stringify(mv));
+    return doc;
   }
 
   /**

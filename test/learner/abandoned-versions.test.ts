@@ -126,4 +126,28 @@ describe('a version saved by a retrain that stopped before proposing it', () => 
     assert.match(old.gate?.reason ?? '', new RegExp(`^superseded: version ${next.model!.version} was trained with the activation gate off`));
     assert.equal((await training.registry.get('q', pending))?.gate?.status, 'refused');
   });
+
+  it('the pending candidate activated by a rollback is listed as served, not left awaiting the gate', async () => {
+    const training = new TrainingService(rt.core, decisionsOf(rt), { minSteps: 20 }, false);
+    assert.equal((await inject('PUT', '/v1/pipelines/r', { defaultTotalTokens: 6000, agents: AGENTS.map((name) => ({ name, minTokens: 100 })) })).statusCode, 200);
+    assert.equal((await inject('PUT', '/v1/pipelines/r/features', { features: FEATURES })).statusCode, 200);
+    const s = await inject('PUT', '/v1/strategies/learnr', { pipeline: 'r', kind: 'learned', params: { trainEvery: 1_000_000, trainIntervalSeconds: 86_400 } });
+    assert.equal(s.statusCode, 200, s.body);
+    await traffic(30, 'r', 'learnr');
+    await eventually(async () => (await training.ingest('r')) && (await training.events('r', 1000)).length >= 30, 60_000, 100);
+    const proposed = await training.train('r');
+    assert.equal(proposed.trained, true, proposed.reason);
+    const v = proposed.model!.version;
+    assert.equal((await inject('GET', '/v1/models/r')).json().candidate, v);
+
+    const rb = await inject('POST', '/v1/models/r/rollback', { version: v });
+    assert.equal(rb.statusCode, 200, rb.body);
+    const list = (await inject('GET', '/v1/models/r')).json() as { active: number; candidate: number | null; versions: Listed[] };
+    assert.equal(list.active, v);
+    assert.equal(list.candidate, null);
+    const listed = list.versions.find((x) => x.version === v)!;
+    assert.equal(listed.gate?.status, 'passed', 'no version listed as awaiting the gate while none is pending');
+    assert.match(listed.gate?.reason ?? '', /^not judged: an operator activated it/);
+    assert.equal((await training.registry.get('r', v))?.gate?.status, 'passed', 'its Redis copy too');
+  });
 });
