@@ -1,4 +1,4 @@
-import { Cluster, Redis, type ClusterOptions, type Command, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterNode, type ClusterOptions, type Command, type RedisOptions } from 'ioredis';
 
 /** Default bound on one request-path Redis command, in ms (`APPORTION_REDIS_COMMAND_TIMEOUT_MS`). */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 1000;
@@ -78,7 +78,63 @@ export function createRedisClient(target: RedisTargetLike, options: ClientOption
     const cut = n.lastIndexOf(':');
     return { host: n.slice(0, cut).replace(/^\[|\]$/g, ''), port: Number(n.slice(cut + 1)) };
   });
-  return new Cluster(nodes, clusterOptions) as unknown as Redis;
+  return new SettlingCluster(nodes, clusterOptions) as unknown as Redis;
+}
+
+/**
+ * An ioredis `Cluster` whose `connect()` always settles. ioredis's own can hang for good: after the slot refresh it
+ * runs a ready check (`CLUSTER INFO`), and when that fails — `cluster_state:fail` or a node that refuses, as during a
+ * failover — the cluster disconnects and connects again by itself, and the first `connect()`'s promise is never
+ * resolved nor rejected. BullMQ reconnects a worker's blocking connection with `connect()` after a fetch was cut
+ * (`reconnectBlocking`) and awaits it, so a worker that hit this during a failover never fetched a job again (the
+ * reservation sweeper and the learner tick stopped until the process restarted; bench/cluster-failover.ts). Here a
+ * `connect()` also settles on the cluster's next `ready` (resolved) or `end` (rejected). `duplicate()` (how BullMQ
+ * makes a worker's blocking connection) returns one of these too.
+ */
+type SettlingOptions = NonNullable<ConstructorParameters<typeof Cluster<'legacy'>>[1]>;
+
+class SettlingCluster extends Cluster {
+  private readonly waiting = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
+
+  constructor(startupNodes: ClusterNode[], options: SettlingOptions) {
+    super(startupNodes, options);
+    this.on('ready', () => this.settle());
+    this.on('end', () => this.settle(new Error('Connection is closed.')));
+    // Cluster's duplicate() with the same merge of options, but a SettlingCluster (generic in ioredis's types: assigned).
+    const duplicate = (nodes: ClusterNode[] = [], override: SettlingOptions = {}): Cluster => {
+      const merged: SettlingOptions = { ...options, ...override };
+      if (options.redisOptions && override.redisOptions) merged.redisOptions = { ...options.redisOptions, ...override.redisOptions };
+      return new SettlingCluster(nodes.length > 0 ? nodes : startupNodes.slice(0), merged);
+    };
+    (this as unknown as { duplicate: typeof duplicate }).duplicate = duplicate;
+  }
+
+  private settle(err?: Error): void {
+    const all = [...this.waiting];
+    this.waiting.clear();
+    for (const w of all) {
+      if (err) w.reject(err);
+      else w.resolve();
+    }
+  }
+
+  override connect(): Promise<void> {
+    const first = super.connect();
+    return new Promise<void>((resolve, reject) => {
+      const w = { resolve, reject };
+      this.waiting.add(w);
+      first.then(
+        () => {
+          this.waiting.delete(w);
+          resolve();
+        },
+        (e: unknown) => {
+          this.waiting.delete(w);
+          reject(e instanceof Error ? e : new Error(String(e)));
+        },
+      );
+    });
+  }
 }
 
 /** Whether a client is a Redis Cluster client. */

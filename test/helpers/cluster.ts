@@ -40,12 +40,14 @@ export class LocalCluster {
     return this.ports.map((p) => `127.0.0.1:${p}`).join(',');
   }
 
+  private spawnNode(port: number): ChildProcess {
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', this.dir, '--cluster-enabled', 'yes',
+      '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '5000', '--save', '', '--appendonly', 'no'];
+    return spawn('redis-server', args, { stdio: 'ignore' });
+  }
+
   private async boot(): Promise<void> {
-    for (const port of this.ports) {
-      const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', this.dir, '--cluster-enabled', 'yes',
-        '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '5000', '--save', '', '--appendonly', 'no'];
-      this.procs.push(spawn('redis-server', args, { stdio: 'ignore' }));
-    }
+    for (const port of this.ports) this.procs.push(this.spawnNode(port));
     for (const port of this.ports) await this.waitFor(port, async (r) => (await r.ping()) === 'PONG', 'PONG');
     const create = spawnSync('redis-cli', ['--cluster', 'create', ...this.ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
       encoding: 'utf8',
@@ -140,6 +142,24 @@ export class LocalCluster {
       p.once('error', reject);
       p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-cli --cluster reshard exited ${code}: ${err}`))));
     });
+  }
+
+  /** SIGKILL the i-th master (no replica takes over: once the others mark it failed, every node says cluster_state:fail). */
+  kill(i: number): void {
+    this.procs[i]?.kill('SIGKILL');
+  }
+
+  /** Starts the i-th master again on its cluster config (its slots, without its data); resolves once it answers PING. */
+  async restart(i: number): Promise<void> {
+    const port = this.ports[i]!;
+    this.procs[i] = this.spawnNode(port);
+    await this.waitFor(port, async (r) => (await r.ping()) === 'PONG', 'PONG');
+  }
+
+  /** Waits until the i-th node's CLUSTER INFO says `cluster_state:<state>`. */
+  async state(i: number, state: 'ok' | 'fail'): Promise<void> {
+    const re = new RegExp(`cluster_state:${state}`);
+    await this.waitFor(this.ports[i]!, async (r) => re.test(String(await r.call('CLUSTER', 'INFO'))), `cluster_state:${state}`);
   }
 
   /** SIGSTOP the i-th master: its slots stall, the other shards answer (a stalled shard). */
