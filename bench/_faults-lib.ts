@@ -72,7 +72,11 @@ export async function startServer(redisUrl: string, env: Record<string, string> 
     urlP,
     new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`server exited early with code ${code}`)))),
     sleep(120_000).then(() => Promise.reject(new Error('server did not start within 120 s'))),
-  ]);
+  ]).catch((e: unknown) => {
+    // A server that did not say it started (or exited) is not left running behind the bench.
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    throw e;
+  });
   return {
     url,
     adminKey,
