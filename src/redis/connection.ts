@@ -81,6 +81,9 @@ export function createRedisClient(target: RedisTargetLike, options: ClientOption
   return new SettlingCluster(nodes, clusterOptions) as unknown as Redis;
 }
 
+/** Options of a cluster client (ioredis's generic constructor, at its default reply mapping). */
+type SettlingOptions = NonNullable<ConstructorParameters<typeof Cluster<'legacy'>>[1]>;
+
 /**
  * An ioredis `Cluster` whose `connect()` always settles. ioredis's own can hang for good: after the slot refresh it
  * runs a ready check (`CLUSTER INFO`), and when that fails — `cluster_state:fail` or a node that refuses, as during a
@@ -91,8 +94,6 @@ export function createRedisClient(target: RedisTargetLike, options: ClientOption
  * `connect()` also settles on the cluster's next `ready` (resolved) or `end` (rejected). `duplicate()` (how BullMQ
  * makes a worker's blocking connection) returns one of these too.
  */
-type SettlingOptions = NonNullable<ConstructorParameters<typeof Cluster<'legacy'>>[1]>;
-
 class SettlingCluster extends Cluster {
   private readonly waiting = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
 
