@@ -34,13 +34,14 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
 import { mulberry32 } from '../src/learner/rng.js';
 import { call, metric, quantile, startServer, type Answer, type Server } from './_faults-lib.js';
+import { untilNode } from '../test/helpers/cluster.js';
+import { freePort } from '../test/helpers/private-redis.js';
 import { flag } from './lib.js';
 
 const seed = Number(flag('seed', '1'));
@@ -65,17 +66,6 @@ const line = (what: string, value: string, ok: boolean, target: string) => {
 const log = (s: string) => process.stdout.write(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${s}\n`);
 const t0 = Date.now();
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 /** A Redis Cluster of 3 masters + 3 replicas, each node a redis-server of this process with its own dir. */
 class ReplicaCluster {
   readonly procs = new Map<number, ChildProcess>();
@@ -96,7 +86,7 @@ class ReplicaCluster {
 
   async boot(): Promise<void> {
     for (const p of this.ports) this.startNode(p);
-    for (const p of this.ports) await this.until(p, async (r) => (await r.ping()) === 'PONG');
+    for (const p of this.ports) await untilNode(p, async (r) => (await r.ping()) === 'PONG', 'PONG');
     const create = spawnSync('redis-cli', ['--cluster', 'create', ...this.ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'], {
       encoding: 'utf8',
       timeout: 60_000,
@@ -135,21 +125,6 @@ class ReplicaCluster {
     }
   }
 
-  private async until(port: number, check: (r: Redis) => Promise<boolean>): Promise<void> {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-      r.on('error', () => undefined);
-      const ok = await r
-        .connect()
-        .then(() => check(r))
-        .catch(() => false);
-      r.disconnect();
-      if (ok) return;
-      if (Date.now() > deadline) throw new Error(`node ${port}: not up within 60 s`);
-      await sleep(100);
-    }
-  }
 
   /** Roles as a live node sees them: port → { master: bool, failed: bool }. */
   async topology(): Promise<Map<number, { master: boolean; failed: boolean; masterOf?: number }>> {

@@ -27,7 +27,9 @@
  * perturbations around the greedy action"); default the service's. `--epsilon-decay p` and `--gap-weight γ` set the
  * learned strategy's `tierEpsilonDecay` (the exploration rate budget·(from/v)^p) and `tierGapWeight` (the inverse-gap
  * weighting's γ) in the service's loop and the family runs (docs/tiers.md, "How fast the exploration rate decays");
- * `--epsilon-decay` also sets the bench loop's schedule, 0.3·(500/t)^p.
+ * `--epsilon-decay` also sets the bench loop's schedule, 0.3·(500/t)^p. `--control-min m` sets `controlShareMin`, the
+ * guard's control share floor while the serving version leads the control (0.05: the fixed share; docs/learner.md,
+ * "A smaller control arm while the learned arm leads").
  *
  * `--family dev|test` (optionally `--seeds a,b`) runs the service's loop on generated tier worlds
  * (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json): see familyLoop below.
@@ -67,9 +69,15 @@ const tokenSpread = flag('token-spread', '');
 // exponent, budget·(from/v)^p) and `tierGapWeight` (γ of the inverse-gap weighting); default the service's.
 const epsilonDecay = flag('epsilon-decay', '');
 const gapWeight = flag('gap-weight', '');
-const rateParams = { ...(epsilonDecay !== '' ? { tierEpsilonDecay: Number(epsilonDecay) } : {}), ...(gapWeight !== '' ? { tierGapWeight: Number(gapWeight) } : {}) };
+// `--control-min m`: the guard's control share floor while the serving version leads (controlShareMin; 0.05 = a fixed share).
+const controlMin = flag('control-min', '');
+const rateParams = {
+  ...(epsilonDecay !== '' ? { tierEpsilonDecay: Number(epsilonDecay) } : {}),
+  ...(gapWeight !== '' ? { tierGapWeight: Number(gapWeight) } : {}),
+  ...(controlMin !== '' ? { controlShareMin: Number(controlMin) } : {}),
+};
 const tokenParams = { ...rateParams, ...(tokenShare !== '' ? { tierTokenShare: Number(tokenShare) } : {}), ...(tokenSpread !== '' ? { tierTokenSpread: Number(tokenSpread) } : {}) };
-const tokenLabel = `token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}; exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}`;
+const tokenLabel = `token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}; exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}; control share floor ${controlMin || 'default'}`;
 
 /** The tier world with every agent on its first model, as the product's token-only learner sees it. */
 function firstModelWorld(tw: TierWorld, ceiling: number): SimWorld<SimContext> {

@@ -59,20 +59,8 @@ export class LocalCluster {
     }
   }
 
-  private async waitFor(port: number, check: (r: Redis) => Promise<boolean>, what: string): Promise<void> {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-      r.on('error', () => undefined);
-      const ok = await r
-        .connect()
-        .then(() => check(r))
-        .catch(() => false);
-      r.disconnect();
-      if (ok) return;
-      if (Date.now() > deadline) throw new Error(`cluster node 127.0.0.1:${port}: no ${what} within 60 s`);
-      await sleep(100);
-    }
+  private waitFor(port: number, check: (r: Redis) => Promise<boolean>, what: string): Promise<void> {
+    return untilNode(port, check, what);
   }
 
   /** Per node, how many commands it refused with CROSSSLOT since it started (INFO errorstats). */
@@ -175,5 +163,25 @@ export class LocalCluster {
   stop(): void {
     for (const p of this.procs) if (p.exitCode === null) p.kill('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Waits until a fresh connection to the redis-server on `port` passes `check` (a refused or failing connection counts
+ * as not yet), polling every 100 ms for at most `timeoutMs`; then throws naming `what`.
+ */
+export async function untilNode(port: number, check: (r: Redis) => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    r.on('error', () => undefined);
+    const ok = await r
+      .connect()
+      .then(() => check(r))
+      .catch(() => false);
+    r.disconnect();
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`redis node 127.0.0.1:${port}: no ${what} within ${timeoutMs / 1000} s`);
+    await sleep(100);
   }
 }
