@@ -7,6 +7,7 @@ import type { ArmResolver, OutcomeSink } from '../kernel/extension-points.js';
 import { pipelineTombstone } from '../pipelines/tombstone.js';
 import { observe } from './observations.js';
 import { outcomeCostIn } from './outcome-cost.js';
+import { unitArg, unitSpec } from './units.js';
 import type { OutcomeJob } from '../kernel/outcome.js';
 
 /** Outcome sinks are an extension point (src/kernel/extension-points.ts). */
@@ -96,10 +97,12 @@ export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob):
     return e ? [e] : [];
   });
   const marker = appliedMarker(deps.keys, decision.pipeline, decision.id);
+  // Unit statistics need the decision's unit key (experiments route only decisions that have one).
+  const unit = decision.unitKey !== undefined && arms.some((a) => a.units) ? unitArg(unitSpec(decision.unitKey)) : '';
   const keys = [
     marker.key,
     pipelineTombstone(deps.keys, decision.pipeline),
-    ...arms.flatMap((a) => [a.summary, a.agents, a.retired?.key ?? a.summary]),
+    ...arms.flatMap((a) => [a.summary, a.agents, a.retired?.key ?? a.summary, a.units?.bitmap ?? a.summary, a.units?.buckets ?? a.summary]),
     ...sinkEntries.map((e) => e.key),
   ];
   const args: (string | number | Buffer)[] = [
@@ -112,6 +115,8 @@ export async function applyOutcome(deps: OutcomeProcessorDeps, job: OutcomeJob):
     deps.sinkCap ?? 100_000,
     decision.pipelineVersion,
     ...arms.map((a) => a.retired?.version ?? ''),
+    ...arms.map((a) => (a.units ? '1' : '')),
+    unit,
     ...sinkEntries.map((e) => e.value),
   ];
   const res = await callScript(deps.redis, 'applyOutcome', keys, args);

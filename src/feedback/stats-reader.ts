@@ -6,6 +6,7 @@ import type { Config } from '../config/env.js';
 import { tombstoneTtlMs } from '../pipelines/tombstone.js';
 import { callScript } from '../redis/scripts.js';
 import { strategyArm, strategyTombstone, type Arm } from './arms.js';
+import { addCluster, clusteredVariance, emptyClusterSums } from './units.js';
 
 export interface AgentStats {
   readonly n: number;
@@ -27,6 +28,18 @@ export interface ArmStats {
   readonly agents: Record<string, AgentStats>;
   /** On a pipeline with model tiers: the same statistics per agent and served model (`models.<agent>.<model>`). */
   readonly models?: Record<string, Record<string, AgentStats>>;
+  /**
+   * An experiment arm: units counted for the SRM test (absent on statistics written before units were counted; see
+   * src/feedback/units.ts).
+   */
+  readonly units?: number;
+  /**
+   * An experiment arm whose unit buckets cover every outcome: the cluster-robust variance of the mean of quality and
+   * of cost, as an effective per-outcome variance (N·V, so that `variance / n` is the variance of the mean), and the
+   * number of non-empty buckets. Absent when the arm has outcomes written before buckets were kept (the intervals then
+   * use the per-outcome variance).
+   */
+  readonly clustered?: { readonly quality?: number; readonly cost?: number; readonly clusters: number };
 }
 
 const f = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
@@ -43,7 +56,25 @@ export function unpackAgentSums(packed: Buffer): Record<(typeof AGENT_SUM_FIELDS
   return out;
 }
 
-export function parseArmStats(summary: Record<string, string>, agentHash: Record<string, Buffer>): ArmStats {
+/** Decodes an arm's unit-bucket hash (MessagePack [n, Σ quality, c_n, Σ cost] per bucket) into cluster sums (pure). */
+export function clusteredOf(n: number, costN: number, buckets: Record<string, Buffer>): ArmStats['clustered'] {
+  let q = emptyClusterSums();
+  let c = emptyClusterSums();
+  for (const packed of Object.values(buckets)) {
+    const raw: unknown = unpack(packed);
+    const v = Array.isArray(raw) ? (raw as unknown[]).map(Number) : [];
+    q = addCluster(q, v[0] ?? 0, v[1] ?? 0);
+    c = addCluster(c, v[2] ?? 0, v[3] ?? 0);
+  }
+  // Only buckets that hold every outcome of the arm describe its mean: an arm with outcomes from before buckets were
+  // kept falls back to the per-outcome variance.
+  if (n === 0 || q.n !== n) return undefined;
+  const quality = clusteredVariance(q);
+  const cost = costN > 0 && c.n === costN ? clusteredVariance(c) : undefined;
+  return { ...(quality !== undefined ? { quality } : {}), ...(cost !== undefined ? { cost } : {}), clusters: q.g };
+}
+
+export function parseArmStats(summary: Record<string, string>, agentHash: Record<string, Buffer>, buckets?: Record<string, Buffer>): ArmStats {
   const n = f(summary.n);
   const byAgent = new Map<string, Record<string, number>>();
   for (const [agent, packed] of Object.entries(agentHash)) byAgent.set(agent, unpackAgentSums(packed));
@@ -72,6 +103,11 @@ export function parseArmStats(summary: Record<string, string>, agentHash: Record
     cost: { ...fromWelford(f(summary.c_n), f(summary.c_mean), f(summary.c_m2)), total: f(summary.c_sum) },
     agents,
     ...(models ? { models } : {}),
+    ...(summary.units !== undefined ? { units: f(summary.units) } : {}),
+    ...(() => {
+      const c = buckets ? clusteredOf(n, f(summary.c_n), buckets) : undefined;
+      return c ? { clustered: c } : {};
+    })(),
   };
 }
 

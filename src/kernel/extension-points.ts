@@ -40,6 +40,11 @@ export interface Arm {
    * object re-created under the id.
    */
   readonly retired?: { readonly key: string; readonly version: number };
+  /**
+   * Unit statistics (an experiment arm; src/feedback/units.ts): the phase's unit bitmap (shared by the phase's arms)
+   * and the arm's unit-bucket hash, both in the decision's pipeline slot. Written only for a decision with a unit key.
+   */
+  readonly units?: { readonly bitmap: string; readonly buckets: string };
 }
 
 export type ArmResolver = (decision: DecisionRecord) => readonly Arm[];

@@ -77,8 +77,18 @@ export interface PhaseResult {
   readonly variants: VariantResult[];
   readonly comparisons: Comparison[];
   readonly agentComparisons: AgentComparison[];
-  /** The sequential SRM test on the phase's outcome counts (always valid; see src/stats/srm.ts). */
+  /**
+   * The sequential SRM test on the phase's unit counts (always valid; see src/stats/srm.ts); on a phase whose
+   * statistics were written before units were counted, on its outcome counts (`basis.srm`).
+   */
   readonly srm: SequentialSrmResult | null;
+  /**
+   * What the phase's tests count and how their variances are estimated: `srm` units (each unit once per phase) or
+   * outcomes (statistics written before units were counted); `variance` units (cluster-robust, units as clusters,
+   * for quality and cost), or outcomes (the per-outcome variance: statistics without unit buckets, or some arm with
+   * outcomes written before them). Winsorized cost comparisons and ceiling-hit rates always use per-outcome variances.
+   */
+  readonly basis: { readonly srm: 'units' | 'outcomes'; readonly variance: 'units' | 'outcomes' };
 }
 
 export interface AnalysisInput {
@@ -94,6 +104,29 @@ export interface AnalysisInput {
    */
   readonly winsorize?: number;
   readonly tuningN?: number;
+}
+
+/**
+ * The moments the intervals use for an arm's metric (pure): the per-outcome mean and n, with the variance replaced by
+ * the cluster-robust one when the arm keeps unit buckets (`effective` = N·V, see src/feedback/units.ts), and the number
+ * of clusters for the Welch degrees of freedom.
+ */
+export function testMoments(m: Moments, effective: number | undefined, clusters: number | undefined): Moments {
+  if (effective === undefined || m.n < 2) return m;
+  const sd = Math.sqrt(effective);
+  return { ...m, variance: effective, stddev: sd, stderr: sd / Math.sqrt(m.n), ...(clusters !== undefined ? { clusters } : {}) };
+}
+
+const qualityForTest = (arm: ArmStats): Moments => testMoments(arm.quality, arm.clustered?.quality, arm.clustered?.clusters);
+const costForTest = (arm: ArmStats): Moments => testMoments(arm.cost, arm.clustered?.cost, arm.clustered?.clusters);
+
+/**
+ * The SRM counts of a phase (pure): units per variant when the phase's statistics count units (any arm has a `units`
+ * field: every outcome since then counted its unit at its first), else outcomes (statistics written before).
+ */
+export function srmCounts(variants: readonly { readonly name: string }[], arms: ReadonlyMap<string, ArmStats>): { counts: number[]; basis: 'units' | 'outcomes' } {
+  const byUnits = variants.some((v) => arms.get(v.name)?.units !== undefined);
+  return { counts: variants.map((v) => { const a = arms.get(v.name); return byUnits ? (a?.units ?? 0) : (a?.count ?? 0); }), basis: byUnits ? 'units' : 'outcomes' };
 }
 
 /** Quality and rates lie in [0, 1]: the range the sequential interval's variance floor assumes for them. */
@@ -201,11 +234,14 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
   for (const v of input.variants) {
     if (v.name === input.control) continue;
     const arm = input.arms.get(v.name) ?? EMPTY;
-    raw.push({ variant: v.name, metric: 'quality', welch: welch(arm.quality, control.quality, alpha), sequential: sequentialDiff(arm.quality, control.quality, alpha, tuningN, UNIT_RANGE) });
+    const q = qualityForTest(arm);
+    const qc = qualityForTest(control);
+    raw.push({ variant: v.name, metric: 'quality', welch: welch(q, qc, alpha), sequential: sequentialDiff(q, qc, alpha, tuningN, UNIT_RANGE) });
     const costs = costsOf(input.obs?.get(v.name));
     const cap = pooledCap([costs, controlCosts], input.winsorize);
-    const cost = costMoments(arm, costs, cap) ?? arm.cost;
-    const controlCost = costMoments(control, controlCosts, cap) ?? control.cost;
+    // Winsorized costs come from the raw observations, which carry no unit: their variance is per outcome.
+    const cost = costMoments(arm, costs, cap) ?? costForTest(arm);
+    const controlCost = costMoments(control, controlCosts, cap) ?? costForTest(control);
     raw.push({ variant: v.name, metric: 'cost', welch: welch(cost, controlCost, alpha), sequential: sequentialDiff(cost, controlCost, alpha, tuningN) });
   }
   const tested = raw.map((c, i) => ({ i, p: c.welch?.pValue })).filter((x): x is { i: number; p: number } => x.p !== undefined);
@@ -232,8 +268,17 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
     }
   }
 
-  const counts = input.variants.map((v) => (input.arms.get(v.name) ?? EMPTY).count);
-  return { phase: input.phase, variants, comparisons, agentComparisons, srm: srmSequential(counts, input.variants.map((v) => v.weight)) };
+  const { counts, basis } = srmCounts(input.variants, input.arms);
+  const withData = input.variants.map((v) => input.arms.get(v.name)).filter((a): a is ArmStats => a !== undefined && a.count > 0);
+  const clustered = withData.length > 0 && withData.every((a) => a.clustered !== undefined);
+  return {
+    phase: input.phase,
+    variants,
+    comparisons,
+    agentComparisons,
+    srm: srmSequential(counts, input.variants.map((v) => v.weight)),
+    basis: { srm: basis, variance: clustered ? 'units' : 'outcomes' },
+  };
 }
 
 /** Default per-arm sample size before a guardrail is judged. */
@@ -260,8 +305,8 @@ function metricRange(g: Guardrail): number | undefined {
 }
 
 function metricMoments(arm: ArmStats, g: Guardrail): Moments {
-  if (g.metric === 'quality') return arm.quality;
-  if (g.metric === 'cost') return arm.cost;
+  if (g.metric === 'quality') return qualityForTest(arm);
+  if (g.metric === 'cost') return costForTest(arm);
   const a = arm.agents[g.agent ?? ''];
   if (!a) return fromWelford(0, 0, 0);
   return bernoulliMoments(Math.round(a.ceilingHitRate * a.n), a.n);

@@ -13,16 +13,27 @@ import type { ExperimentDoc } from './schema.js';
  *   <p>:{pipeline:<id>}:stats:exp:<experiment>:g<generation>:<phase>:<variant>         summary (Welford moments)
  *   <p>:{pipeline:<id>}:stats:exp:<experiment>:g<generation>:<phase>:<variant>:agents  per-agent counters
  *   <p>:{pipeline:<id>}:stats:exp:<experiment>:g<generation>:<phase>:<variant>:obs     capped list of observations
+ *   <p>:{pipeline:<id>}:stats:exp:<experiment>:g<generation>:<phase>:<variant>:buckets unit-bucket sums (cluster-robust variance)
+ *   <p>:{pipeline:<id>}:stats:exp:<experiment>:g<generation>:<phase>:_units             the phase's unit bitmap (SRM unit counts),
+ *                                                                                       shared by its arms (`_`: no variant name starts so)
  * The generation (which creation of the experiment id, ExperimentDoc.generation) keeps an experiment deleted and
  * created again from counting the late outcomes of its predecessor. A document without one (created before
  * generations existed) keeps the layout without the `g<generation>` segment.
  */
-export function experimentArm(keys: Keys, pipeline: string, experiment: string, generation: number | undefined, phase: number, variant: string): Arm & { obs: string } {
-  const base =
+export function experimentArm(
+  keys: Keys,
+  pipeline: string,
+  experiment: string,
+  generation: number | undefined,
+  phase: number,
+  variant: string,
+): Arm & { obs: string; units: { bitmap: string; buckets: string } } {
+  const phaseBase =
     generation === undefined
-      ? keys.pipeline(pipeline, 'stats', 'exp', experiment, String(phase), variant)
-      : keys.pipeline(pipeline, 'stats', 'exp', experiment, `g${generation}`, String(phase), variant);
-  return { summary: base, agents: `${base}:agents`, obs: `${base}:obs` };
+      ? keys.pipeline(pipeline, 'stats', 'exp', experiment, String(phase))
+      : keys.pipeline(pipeline, 'stats', 'exp', experiment, `g${generation}`, String(phase));
+  const base = `${phaseBase}:${variant}`;
+  return { summary: base, agents: `${base}:agents`, obs: `${base}:obs`, units: { bitmap: `${phaseBase}:_units`, buckets: `${base}:buckets` } };
 }
 
 interface ArmRef {

@@ -113,9 +113,11 @@ export interface SrmFlag {
   /** Always-valid p-value of the sequential test when it flagged. */
   readonly pValue: number;
   readonly flaggedAt: number;
-  /** Outcome counts per variant (in `variants` order) when it flagged. */
+  /** Counts per variant (in `variants` order) when it flagged: units, or outcomes when `basis` is absent or `outcomes`. */
   readonly counts?: readonly number[];
-  readonly acknowledged?: { readonly by: string; readonly at: number; readonly reason: string; readonly counts: readonly number[] };
+  readonly basis?: 'units' | 'outcomes';
+  /** `counts` (of `basis`: absent means outcomes) at the acknowledgement, from which the test restarts. */
+  readonly acknowledged?: { readonly by: string; readonly at: number; readonly reason: string; readonly counts: readonly number[]; readonly basis?: 'units' | 'outcomes' };
 }
 
 export interface HoldoutPhase {
@@ -222,7 +224,10 @@ export const StoredExperimentDoc = Type.Object({
         pValue: Type.Number(),
         flaggedAt: Type.Number(),
         counts: Type.Optional(Counts),
-        acknowledged: Type.Optional(Type.Object({ by: Type.String(), at: Type.Number(), reason: Type.String(), counts: Counts })),
+        basis: Type.Optional(Type.Union([Type.Literal('units'), Type.Literal('outcomes')])),
+        acknowledged: Type.Optional(
+          Type.Object({ by: Type.String(), at: Type.Number(), reason: Type.String(), counts: Counts, basis: Type.Optional(Type.Union([Type.Literal('units'), Type.Literal('outcomes')])) }),
+        ),
       }),
     ),
     earlierPhases: Type.Optional(

@@ -8,7 +8,7 @@ import { parseArmStats, type ArmStats } from '../feedback/stats-reader.js';
 import { jsonDecoder } from '../redis/decode.js';
 import type { Keys } from '../redis/keys.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
-import { analyzePhase, checkGuardrails, elasticities, type Elasticity, type GuardrailCheck, type Observation, type PhaseResult } from './analysis.js';
+import { analyzePhase, checkGuardrails, srmCounts, elasticities, type Elasticity, type GuardrailCheck, type Observation, type PhaseResult } from './analysis.js';
 import { experimentArm } from './arms.js';
 import { checkPhaseCap, effectiveCoverage, experimentView, heldStrategy, normalizeExperiment, probeVariantName } from './model.js';
 import { srmSequential } from '../stats/srm.js';
@@ -438,9 +438,9 @@ export class ExperimentService {
         throw new AppError('EXPERIMENT_STATE_CONFLICT', `params/id: the SRM flag of experiment "${id}" was already acknowledged by ${s.srm.acknowledged.by} at ${new Date(s.srm.acknowledged.at).toISOString()}`);
       }
       // Counts were read for the snapshot's phase; a phase change since then fails the check above.
-      const counts = variantWeights(v.doc).map((x) => arms.get(x.name)?.count ?? 0);
-      const srm: SrmFlag = { ...s.srm, acknowledged: { by, at: now, reason, counts } };
-      return { docs: [this.expWrite(id, v, { ...v.doc, state: { ...s, srm } })], details: { reason, phase: s.phase, pValue: s.srm.pValue, flaggedCounts: s.srm.counts, counts } };
+      const { counts, basis } = srmCounts(variantWeights(v.doc), arms);
+      const srm: SrmFlag = { ...s.srm, acknowledged: { by, at: now, reason, counts, basis } };
+      return { docs: [this.expWrite(id, v, { ...v.doc, state: { ...s, srm } })], details: { reason, phase: s.phase, pValue: s.srm.pValue, flaggedCounts: s.srm.counts, counts, basis } };
     });
     return this.get(id);
   }
@@ -469,7 +469,7 @@ export class ExperimentService {
       for (let phase = 0; phase <= d.state.phase; phase++) {
         for (const x of variantWeights(d, phase)) {
           const arm = experimentArm(this.deps.keys, d.pipeline, id, d.generation, phase, x.name);
-          keys.push(arm.summary, arm.agents, arm.obs);
+          keys.push(arm.summary, arm.agents, arm.obs, arm.units.bitmap, arm.units.buckets);
         }
       }
       await this.deps.redis.del(...keys); // all in the pipeline's slot
@@ -494,17 +494,18 @@ export class ExperimentService {
       const arm = experimentArm(this.deps.keys, doc.pipeline, id, doc.generation, phase, v.name);
       m.hgetall(arm.summary);
       m.hgetallBuffer(arm.agents);
+      m.hgetallBuffer(arm.units.buckets);
     }
     const res = (await m.exec()) ?? [];
     const arms = new Map<string, ArmStats>();
     const obs = new Map<string, Observation[]>();
     variants.forEach((v, i) => {
       const get = (k: number): unknown => {
-        const r = res[i * 2 + k];
+        const r = res[i * 3 + k];
         if (!r || r[0]) throw r?.[0] ?? new Error('stats read: missing reply');
         return r[1];
       };
-      arms.set(v.name, parseArmStats(get(0) as Record<string, string>, get(1) as Record<string, Buffer>));
+      arms.set(v.name, parseArmStats(get(0) as Record<string, string>, get(1) as Record<string, Buffer>, get(2) as Record<string, Buffer>));
     });
     if (withObs) {
       await Promise.all(
@@ -590,9 +591,9 @@ export class ExperimentService {
       this.deps.log.warn({ experiment: id, reason }, 'experiment rolled back by a guardrail');
       return { experiment: id, action: 'rolled_back', detail: reason };
     }
-    const counts = variants.map((x) => arms.get(x.name)?.count ?? 0);
-    const phaseTotal = counts.reduce((s, c) => s + c, 0);
-    const flagged = await this.checkSrm(v, variants, counts);
+    // Ramp steps count outcomes; the SRM test counts units (srmCounts).
+    const phaseTotal = variants.reduce((t, x) => t + (arms.get(x.name)?.count ?? 0), 0);
+    const flagged = await this.checkSrm(v, variants, srmCounts(variants, arms));
     if (flagged) return flagged;
     const steps = doc.ramp?.steps;
     const step = doc.state.rampStep ?? 0;
@@ -621,15 +622,19 @@ export class ExperimentService {
    * current phase's outcome counts — since the last acknowledgement, when the flag was acknowledged. An
    * unacknowledged flag is not re-tested: it holds until an operator acknowledges it.
    */
-  private async checkSrm(v: Versioned<ExperimentDoc>, variants: readonly Variant[], counts: readonly number[]): Promise<EvaluationOutcome | undefined> {
+  private async checkSrm(v: Versioned<ExperimentDoc>, variants: readonly Variant[], { counts, basis }: { counts: readonly number[]; basis: 'units' | 'outcomes' }): Promise<EvaluationOutcome | undefined> {
     const s = v.doc.state;
     if (pendingSrm(s)) return undefined;
-    const base = s.srm && s.srm.phase === s.phase ? s.srm.acknowledged?.counts : undefined;
+    // Counts acknowledged on another basis (outcomes, before units were counted) say nothing of the unit counts: the
+    // test then runs on every unit counted in the phase.
+    const ack = s.srm && s.srm.phase === s.phase ? s.srm.acknowledged : undefined;
+    const base = ack && (ack.basis ?? 'outcomes') === basis ? ack.counts : undefined;
     const since = counts.map((c, i) => Math.max(0, c - (base?.[i] ?? 0)));
     const r = srmSequential(since, variants.map((x) => x.weight));
     if (!r?.mismatch) return undefined;
-    const written = await this.patchState(v.id, v.version, 'system:srm', 'srm_flagged', (st, now) => ({ ...st, srm: { phase: st.phase, pValue: r.pValue, flaggedAt: now, counts } }), {
+    const written = await this.patchState(v.id, v.version, 'system:srm', 'srm_flagged', (st, now) => ({ ...st, srm: { phase: st.phase, pValue: r.pValue, flaggedAt: now, counts, basis } }), {
       counts,
+      basis,
       ...(base ? { sinceAcknowledged: since } : {}),
       pValue: r.pValue,
       logBayesFactor: r.logBayesFactor,
@@ -658,8 +663,7 @@ export class ExperimentService {
     }
     const variants = variantWeights(doc);
     const { arms } = await this.readArms(id, doc, doc.state.phase, false);
-    const counts = variants.map((x) => arms.get(x.name)?.count ?? 0);
-    return (await this.checkSrm(v, variants, counts)) ?? { experiment: id, action: 'none' };
+    return (await this.checkSrm(v, variants, srmCounts(variants, arms))) ?? { experiment: id, action: 'none' };
   }
 
   private async patchState(id: string, version: number, by: string, action: string, f: (s: ExperimentState, now: number) => ExperimentState, details: unknown): Promise<boolean> {

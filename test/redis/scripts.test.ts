@@ -57,7 +57,7 @@ describe('apply-outcome.lua', () => {
   const tombstone = (tag: string) => `${prefix}:{o-${tag}}:deleted`;
   const apply = (tag: string, observations: string, quality = '0.5', cost = '', pipelineVersion = 1) => {
     const [marker, sum, agents, buffer] = keys(tag);
-    return callScript(redis, 'applyOutcome', [marker!, tombstone(tag), sum!, agents!, sum!, buffer!], [Math.floor(Date.now() / 1000) + 600, 'd1', quality, cost, observations, 1, 10, pipelineVersion, '', 'entry']);
+    return callScript(redis, 'applyOutcome', [marker!, tombstone(tag), sum!, agents!, sum!, sum!, sum!, buffer!], [Math.floor(Date.now() / 1000) + 600, 'd1', quality, cost, observations, 1, 10, pipelineVersion, '', '', '', 'entry']);
   };
   const written = async (tag: string) => (await Promise.all(keys(tag).map((k) => redis.exists(k)))).reduce((a, b) => a + b, 0);
 

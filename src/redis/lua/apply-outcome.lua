@@ -10,10 +10,15 @@
 -- KEYS[1]       applied-marker key of the decision (in the pipeline's slot): a set of decisions of one second
 --               (member ARGV[2], see appliedMarker in src/feedback/processor.ts)
 -- KEYS[2]       the pipeline's tombstone (string: highest deleted version of the pipeline; absent when never deleted)
--- KEYS[3k]      (k = 1..A) arm summary hash: n, q_mean, q_m2, c_n, c_mean, c_m2, c_sum (Welford moments)
--- KEYS[3k+1]    (k = 1..A) arm per-agent hash: <agent> → MessagePack [n, util, consumed, allocated, trunc, hits, hit_q] (sums)
--- KEYS[3k+2]    (k = 1..A) the arm's tombstone (highest deleted version of its object), or any key when ARGV[8+k] is ""
--- KEYS[2+3A+j]  (j = 1..L) lists that receive one entry each (e.g. the learner's training buffer), capped
+-- KEYS[5k-2]    (k = 1..A) arm summary hash: n, q_mean, q_m2, c_n, c_mean, c_m2, c_sum (Welford moments), and on an
+--               arm that keeps unit statistics `units` (units counted for the SRM test)
+-- KEYS[5k-1]    (k = 1..A) arm per-agent hash: <agent> → MessagePack [n, util, consumed, allocated, trunc, hits, hit_q] (sums)
+-- KEYS[5k]      (k = 1..A) the arm's tombstone (highest deleted version of its object), or any key when ARGV[8+k] is ""
+-- KEYS[5k+1]    (k = 1..A) the arm's phase unit bitmap (Bloom-style, shared by the phase's arms), or any key when
+--               ARGV[8+A+k] is ""
+-- KEYS[5k+2]    (k = 1..A) the arm's unit-bucket hash: <bucket> → MessagePack [n, Σ quality, c_n, Σ cost], or any key
+--               when ARGV[8+A+k] is ""
+-- KEYS[2+5A+j]  (j = 1..L) lists that receive one entry each (e.g. the learner's training buffer), capped
 -- ARGV[1]       marker deadline, epoch seconds: the marker expires then, and an outcome applied at or after it is refused
 -- ARGV[2]       the decision's member in the marker set
 -- ARGV[3]       quality (0..1)
@@ -24,7 +29,10 @@
 -- ARGV[7]       cap of every list (LTRIM keeps the newest entries)
 -- ARGV[8]       the pipeline version the decision was made with
 -- ARGV[8+k]     the version of the k-th arm's object the decision was made with, or "" (the arm is never retired)
--- ARGV[8+A+j]   entry pushed to the j-th list
+-- ARGV[8+A+k]   "1" when the k-th arm keeps unit statistics (bitmap and buckets), else ""
+-- ARGV[9+2A]    the decision's unit: "<bucket> <bit> <bit> ..." (its cluster bucket and its bitmap bits, see
+--               src/feedback/units.ts), or "" (no unit key: no unit statistics are written)
+-- ARGV[9+2A+j]  entry pushed to the j-th list
 -- Returns: 1 when applied, 0 when this decision's outcome was already applied, 2 when its marker deadline passed,
 -- 3 when the decision's pipeline was deleted since.
 local deadline = tonumber(ARGV[1])
@@ -48,6 +56,21 @@ for _, o in ipairs(agents) do
 end
 
 local arms = tonumber(ARGV[6])
+local unit = ARGV[9 + 2 * arms]
+local bucket = nil
+local bits = {}
+if unit ~= nil and unit ~= '' then
+  for w in string.gmatch(unit, '%S+') do
+    local v = tonumber(w)
+    if not v or v < 0 or v ~= math.floor(v) then
+      return redis.error_reply('BAD_OUTCOME unit spec unreadable')
+    end
+    if bucket == nil then bucket = w else bits[#bits + 1] = v end
+  end
+  if bucket == nil or #bits == 0 then
+    return redis.error_reply('BAD_OUTCOME unit spec unreadable')
+  end
+end
 local function retired(key, version)
   if version == '' then return false end
   local dead = redis.call('GET', key)
@@ -66,9 +89,9 @@ local function num(v) if v then return tonumber(v) end return 0 end
 local function fmt(x) return string.format('%.17g', x) end
 
 for k = 1, arms do
-  local summary = KEYS[3 * k]
-  local per_agent = KEYS[3 * k + 1]
-  if not retired(KEYS[3 * k + 2], ARGV[8 + k]) then
+  local summary = KEYS[5 * k - 2]
+  local per_agent = KEYS[5 * k - 1]
+  if not retired(KEYS[5 * k], ARGV[8 + k]) then
     local s = redis.call('HMGET', summary, 'n', 'q_mean', 'q_m2', 'c_n', 'c_mean', 'c_m2', 'c_sum')
     local n = num(s[1]) + 1
     local mean = num(s[2])
@@ -107,12 +130,37 @@ for k = 1, arms do
       end
       redis.call('HSET', per_agent, unpack(out))
     end
+    -- Unit statistics (docs/rollout.md, "Outcomes per unit"): the unit counts once per phase, when none of its bitmap
+    -- bits was set before (SETBIT answers the old bit), and its outcome joins its bucket's sums, the clusters of the
+    -- cluster-robust variance. Same atomic step as the moments, behind the same applied-marker: exactly once.
+    if bucket ~= nil and ARGV[8 + arms + k] == '1' then
+      local bitmap = KEYS[5 * k + 1]
+      local buckets = KEYS[5 * k + 2]
+      local fresh = false
+      for _, b in ipairs(bits) do
+        if redis.call('SETBIT', bitmap, b, 1) == 0 then fresh = true end
+      end
+      if fresh then
+        redis.call('HINCRBY', summary, 'units', 1)
+      else
+        redis.call('HINCRBY', summary, 'units', 0)
+      end
+      local cur = redis.call('HGET', buckets, bucket)
+      local v = cur and cmsgpack.unpack(cur) or { 0, 0, 0, 0 }
+      v[1] = v[1] + 1
+      v[2] = v[2] + q
+      if cost ~= '' then
+        v[3] = v[3] + 1
+        v[4] = v[4] + tonumber(cost)
+      end
+      redis.call('HSET', buckets, bucket, cmsgpack.pack(v))
+    end
   end
 end
 local cap = tonumber(ARGV[7])
-for j = 1, #KEYS - 2 - 3 * arms do
-  local key = KEYS[2 + 3 * arms + j]
-  redis.call('LPUSH', key, ARGV[8 + arms + j])
+for j = 1, #KEYS - 2 - 5 * arms do
+  local key = KEYS[2 + 5 * arms + j]
+  redis.call('LPUSH', key, ARGV[9 + 2 * arms + j])
   redis.call('LTRIM', key, 0, cap - 1)
 end
 return 1
