@@ -13,6 +13,12 @@
  * default-reward distributions; `clustered` scenarios let each unit report several outcomes (a unit effect shared by
  * them), which the intervals and the SRM test, built for independent outcomes, do not model.
  *
+ * Every number is printed twice, from the same runs: under the per-outcome rule (outcome counts for SRM, per-outcome
+ * variances: the statistics as kept before units were) and under the unit rule (each unit counted once per phase for
+ * SRM, and the cluster-robust variance with units hashed into UNIT_BUCKETS buckets per arm as clusters, as
+ * apply-outcome.lua keeps them and `parseArmStats` reads them; the Bloom bitmap's thinning is not simulated: it drops
+ * units independently of their arm). Ceiling-hit guardrails use per-outcome variances under both rules.
+ *
  * Printed per scenario: the share of A/A experiments a guardrail ever rolled back (breach: the whole always-valid
  * interval above the tolerance 0; nominal ≤ α/2, one side of a two-sided 1 − α interval) and the share whose
  * sequential interval ever excluded 0 (either side; nominal ≤ α), each with its ratio to the nominal level; the share
@@ -23,6 +29,7 @@ import { mulberry32 } from '../src/learner/rng.js';
 import type { ArmStats } from '../src/feedback/stats-reader.js';
 import { analyzePhase, checkGuardrails } from '../src/rollout/analysis.js';
 import type { Guardrail } from '../src/rollout/schema.js';
+import { addCluster, clusteredVariance, emptyClusterSums, UNIT_BUCKETS, type ClusterSums } from '../src/feedback/units.js';
 import { fromWelford } from '../src/stats/moments.js';
 import { SRM_SEQUENTIAL_ALPHA, srmSequential } from '../src/stats/srm.js';
 import { flag } from './lib.js';
@@ -112,12 +119,42 @@ class Acc {
   }
 }
 
+/** Per-bucket sums of one arm and metric, and their cluster sums kept incrementally (as the reader computes them). */
+class Buckets {
+  n = new Float64Array(UNIT_BUCKETS);
+  s = new Float64Array(UNIT_BUCKETS);
+  sums: ClusterSums = emptyClusterSums();
+  add(b: number, y: number): void {
+    const n = this.n[b]!;
+    const s = this.s[b]!;
+    const c = this.sums;
+    // Replace cluster b's contribution (n, s) by (n + 1, s + y).
+    const without = n > 0 ? { g: c.g - 1, n: c.n - n, s: c.s - s, ss: c.ss - s * s, ns: c.ns - n * s, nn: c.nn - n * n } : c;
+    this.sums = addCluster(without, n + 1, s + y);
+    this.n[b] = n + 1;
+    this.s[b] = s + y;
+  }
+}
+
 interface Arm {
   q: Acc;
   c: Acc;
   hits: number;
+  units: number;
+  bq: Buckets;
+  bc: Buckets;
 }
-const newArm = (): Arm => ({ q: new Acc(), c: new Acc(), hits: 0 });
+const newArm = (): Arm => ({ q: new Acc(), c: new Acc(), hits: 0, units: 0, bq: new Buckets(), bc: new Buckets() });
+/** The arm's statistics under the unit rule: unit count and cluster-robust variances. */
+const unitStats = (a: Arm): ArmStats => {
+  const quality = clusteredVariance(a.bq.sums);
+  const cost = clusteredVariance(a.bc.sums);
+  return {
+    ...armStats(a),
+    units: a.units,
+    clustered: { ...(quality !== undefined ? { quality } : {}), ...(cost !== undefined ? { cost } : {}), clusters: a.bq.sums.g },
+  };
+};
 const armStats = (a: Arm): ArmStats => ({
   count: a.q.n,
   quality: fromWelford(a.q.n, a.q.mean, a.q.m2),
@@ -135,13 +172,16 @@ const armStats = (a: Arm): ArmStats => ({
   },
 });
 
-interface Run {
+interface Rule {
   breached: boolean;
   excluded: boolean;
   srm: boolean;
   welchCovers: boolean | null;
   seqCoversAll: boolean;
 }
+/** One run under the per-outcome rule and under the unit rule. */
+type Run = [Rule, Rule];
+const RULES = ['per-outcome', 'units'] as const;
 
 /** One experiment of `outcomes` outcomes; `effect` shifts the treatment's metric (0: A/A). */
 function runOne(s: Scenario, u: Rand, effect: number): Run {
@@ -151,45 +191,59 @@ function runOne(s: Scenario, u: Rand, effect: number): Run {
     { name: 'control', strategy: 'a', weight: 1 },
     { name: 'treatment', strategy: 'b', weight: 1 },
   ];
-  const out: Run = { breached: false, excluded: false, srm: false, welchCovers: null, seqCoversAll: true };
+  const out: Run = [0, 1].map(() => ({ breached: false, excluded: false, srm: false, welchCovers: null, seqCoversAll: true })) as Run;
   let left = 0;
   let arm = 0;
   let unit = 0;
+  let bucket = 0;
   const goal = s.metric === 'cost' ? 'cost' : 'quality';
-  let last: ReturnType<typeof analyzePhase> | undefined;
+  const last: (ReturnType<typeof analyzePhase> | undefined)[] = [undefined, undefined];
   for (let k = 1; k <= outcomes; k++) {
     if (left === 0) {
       left = s.perUnit ? s.perUnit(u) : 1;
       arm = u() < 0.5 ? 0 : 1;
       unit = s.perUnit ? Math.max(-1, Math.min(1, normal(u))) : 0;
+      bucket = Math.floor(u() * UNIT_BUCKETS);
+      arms[arm]!.units++;
     }
     left--;
     const d = s.draw(u, unit);
     const a = arms[arm]!;
-    a.q.add(arm === 1 && s.metric === 'quality' ? d.quality + effect : d.quality);
-    a.c.add(arm === 1 && s.metric === 'cost' ? d.cost + effect : d.cost);
+    const q = arm === 1 && s.metric === 'quality' ? d.quality + effect : d.quality;
+    const c = arm === 1 && s.metric === 'cost' ? d.cost + effect : d.cost;
+    a.q.add(q);
+    a.c.add(c);
+    a.bq.add(bucket, q);
+    a.bc.add(bucket, c);
     if (d.hit) a.hits++;
     if (k % look !== 0) continue;
-    const stats = new Map([
-      ['control', armStats(arms[0]!)],
-      ['treatment', armStats(arms[1]!)],
-    ]);
-    if (effect === 0) {
-      if (!out.breached && checkGuardrails([g], variants, 'control', stats, alpha).some((c) => c.breached)) out.breached = true;
-      if (!out.srm && srmSequential([arms[0]!.q.n, arms[1]!.q.n], [1, 1])?.mismatch) out.srm = true;
-    }
-    if (s.metric === 'ceilingHitRate') continue;
-    if (arms[0]!.q.n < 50 || arms[1]!.q.n < 50) continue;
-    last = analyzePhase({ phase: 0, variants, control: 'control', alpha, arms: stats });
-    const cmp = last.comparisons.find((c) => c.metric === goal)!;
-    const ci = cmp.sequential?.ci;
-    if (ci) {
-      if (ci[0] > 0 || ci[1] < 0) out.excluded = true;
-      if (!(ci[0] <= effect && effect <= ci[1])) out.seqCoversAll = false;
+    for (const r of [0, 1] as const) {
+      const o = out[r];
+      const of = r === 0 ? armStats : unitStats;
+      const stats = new Map([
+        ['control', of(arms[0]!)],
+        ['treatment', of(arms[1]!)],
+      ]);
+      if (effect === 0) {
+        if (!o.breached && checkGuardrails([g], variants, 'control', stats, alpha).some((x) => x.breached)) o.breached = true;
+        const counts = r === 0 ? [arms[0]!.q.n, arms[1]!.q.n] : [arms[0]!.units, arms[1]!.units];
+        if (!o.srm && srmSequential(counts, [1, 1])?.mismatch) o.srm = true;
+      }
+      if (s.metric === 'ceilingHitRate') continue;
+      if (arms[0]!.q.n < 50 || arms[1]!.q.n < 50) continue;
+      last[r] = analyzePhase({ phase: 0, variants, control: 'control', alpha, arms: stats });
+      const cmp = last[r]!.comparisons.find((x) => x.metric === goal)!;
+      const ci = cmp.sequential?.ci;
+      if (ci) {
+        if (ci[0] > 0 || ci[1] < 0) o.excluded = true;
+        if (!(ci[0] <= effect && effect <= ci[1])) o.seqCoversAll = false;
+      }
     }
   }
-  const w = last?.comparisons.find((c) => c.metric === goal)?.welch?.ci;
-  out.welchCovers = w ? w[0] <= effect && effect <= w[1] : null;
+  for (const r of [0, 1] as const) {
+    const w = last[r]?.comparisons.find((x) => x.metric === goal)?.welch?.ci;
+    out[r].welchCovers = w ? w[0] <= effect && effect <= w[1] : null;
+  }
   return out;
 }
 
@@ -199,27 +253,28 @@ console.log(`rollout statistics on generated traffic: ${sims} experiments × ${o
 console.log('scenario | A/A guardrail rollbacks (ratio to α/2) | A/A sequential CI excluding 0 (ratio to α) | A/A SRM flags (ratio to 0.02) | A/B Welch coverage | A/B sequential coverage at every look');
 for (const s of SCENARIOS) {
   if (only && !s.name.includes(only)) continue;
-  let breached = 0;
-  let excluded = 0;
-  let srm = 0;
-  let welchCovered = 0;
-  let welchJudged = 0;
-  let seqCovered = 0;
+  const tally = RULES.map(() => ({ breached: 0, excluded: 0, srm: 0, welchCovered: 0, welchJudged: 0, seqCovered: 0 }));
   for (let i = 0; i < sims; i++) {
     const aa = runOne(s, r, 0);
-    if (aa.breached) breached++;
-    if (aa.excluded) excluded++;
-    if (aa.srm) srm++;
-    if (s.metric === 'ceilingHitRate') continue;
-    const ab = runOne(s, r, s.effect);
-    if (ab.welchCovers !== null) {
-      welchJudged++;
-      if (ab.welchCovers) welchCovered++;
-    }
-    if (ab.seqCoversAll) seqCovered++;
+    const ab = s.metric === 'ceilingHitRate' ? undefined : runOne(s, r, s.effect);
+    RULES.forEach((_, j) => {
+      const t = tally[j]!;
+      if (aa[j]!.breached) t.breached++;
+      if (aa[j]!.excluded) t.excluded++;
+      if (aa[j]!.srm) t.srm++;
+      if (!ab) return;
+      if (ab[j]!.welchCovers !== null) {
+        t.welchJudged++;
+        if (ab[j]!.welchCovers) t.welchCovered++;
+      }
+      if (ab[j]!.seqCoversAll) t.seqCovered++;
+    });
   }
-  const cov = s.metric === 'ceilingHitRate' ? 'n/a | n/a' : `${pct(welchCovered / Math.max(1, welchJudged))} | ${pct(seqCovered / sims)}`;
-  console.log(
-    `${s.name} | ${pct(breached / sims)} (${(breached / sims / (alpha / 2)).toFixed(2)}) | ${s.metric === 'ceilingHitRate' ? 'n/a' : `${pct(excluded / sims)} (${(excluded / sims / alpha).toFixed(2)})`} | ${pct(srm / sims)} (${(srm / sims / SRM_SEQUENTIAL_ALPHA).toFixed(2)}) | ${cov}`,
-  );
+  RULES.forEach((rule, j) => {
+    const t = tally[j]!;
+    const cov = s.metric === 'ceilingHitRate' ? 'n/a | n/a' : `${pct(t.welchCovered / Math.max(1, t.welchJudged))} | ${pct(t.seqCovered / sims)}`;
+    console.log(
+      `${s.name} [${rule}] | ${pct(t.breached / sims)} (${(t.breached / sims / (alpha / 2)).toFixed(2)}) | ${s.metric === 'ceilingHitRate' ? 'n/a' : `${pct(t.excluded / sims)} (${(t.excluded / sims / alpha).toFixed(2)})`} | ${pct(t.srm / sims)} (${(t.srm / sims / SRM_SEQUENTIAL_ALPHA).toFixed(2)}) | ${cov}`,
+    );
+  });
 }

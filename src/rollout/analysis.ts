@@ -1,4 +1,5 @@
 import type { ArmStats } from '../feedback/stats-reader.js';
+import { UNIT_MIN_CLUSTERS } from '../feedback/units.js';
 import { fromWelford, type Moments } from '../stats/moments.js';
 import { holm } from '../stats/multiple.js';
 import { DEFAULT_TUNING_N, sequentialDiff } from '../stats/sequential.js';
@@ -117,6 +118,9 @@ export function testMoments(m: Moments, effective: number | undefined, clusters:
   return { ...m, variance: effective, stddev: sd, stderr: sd / Math.sqrt(m.n), ...(clusters !== undefined ? { clusters } : {}) };
 }
 
+/** An arm that keeps unit buckets but has fewer than UNIT_MIN_CLUSTERS clusters yet: no interval, no guardrail judgement. */
+export const tooFewUnits = (arm: ArmStats): boolean => arm.clustered !== undefined && arm.clustered.clusters < UNIT_MIN_CLUSTERS;
+
 const qualityForTest = (arm: ArmStats): Moments => testMoments(arm.quality, arm.clustered?.quality, arm.clustered?.clusters);
 const costForTest = (arm: ArmStats): Moments => testMoments(arm.cost, arm.clustered?.cost, arm.clustered?.clusters);
 
@@ -234,15 +238,16 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
   for (const v of input.variants) {
     if (v.name === input.control) continue;
     const arm = input.arms.get(v.name) ?? EMPTY;
+    const few = tooFewUnits(arm) || tooFewUnits(control);
     const q = qualityForTest(arm);
     const qc = qualityForTest(control);
-    raw.push({ variant: v.name, metric: 'quality', welch: welch(q, qc, alpha), sequential: sequentialDiff(q, qc, alpha, tuningN, UNIT_RANGE) });
+    raw.push({ variant: v.name, metric: 'quality', welch: few ? null : welch(q, qc, alpha), sequential: few ? null : sequentialDiff(q, qc, alpha, tuningN, UNIT_RANGE) });
     const costs = costsOf(input.obs?.get(v.name));
     const cap = pooledCap([costs, controlCosts], input.winsorize);
     // Winsorized costs come from the raw observations, which carry no unit: their variance is per outcome.
     const cost = costMoments(arm, costs, cap) ?? costForTest(arm);
     const controlCost = costMoments(control, controlCosts, cap) ?? costForTest(control);
-    raw.push({ variant: v.name, metric: 'cost', welch: welch(cost, controlCost, alpha), sequential: sequentialDiff(cost, controlCost, alpha, tuningN) });
+    raw.push({ variant: v.name, metric: 'cost', welch: few ? null : welch(cost, controlCost, alpha), sequential: few ? null : sequentialDiff(cost, controlCost, alpha, tuningN) });
   }
   const tested = raw.map((c, i) => ({ i, p: c.welch?.pValue })).filter((x): x is { i: number; p: number } => x.p !== undefined);
   const adj = holm(tested.map((x) => x.p));
@@ -333,9 +338,12 @@ export function checkGuardrails(
     const cm = metricMoments(c, g);
     for (const v of variants) {
       if (v.name === control) continue;
-      const tm = metricMoments(arms.get(v.name) ?? EMPTY, g);
+      const t = arms.get(v.name) ?? EMPTY;
+      const tm = metricMoments(t, g);
       const min = g.minSamples ?? GUARDRAIL_MIN_SAMPLES;
-      if (tm.n < min || cm.n < min) {
+      // A quality or cost guardrail on unit statistics also waits for UNIT_MIN_CLUSTERS units per arm.
+      const few = g.metric !== 'ceilingHitRate' && (tooFewUnits(t) || tooFewUnits(c));
+      if (tm.n < min || cm.n < min || few) {
         out.push({ guardrail: g, variant: v.name, judged: false, breached: false, n: [tm.n, cm.n] });
         continue;
       }

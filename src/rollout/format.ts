@@ -1,4 +1,5 @@
 import type { ExperimentResults } from './service.js';
+import type { PhaseResult } from './analysis.js';
 
 /** Plain-text tables for `apportion experiments results` (pure). */
 
@@ -32,6 +33,11 @@ export function formatResults(r: ExperimentResults): string {
     const cov = h?.coverage !== undefined ? `, coverage ${Number((h.coverage * 100).toFixed(2))} % held out` : '';
     if (h) out.push('', `holdout phase ${h.phase} from ${new Date(h.startedAt).toISOString()} (${h.cause}): held out get ${h.held}, exposed default ${h.exposedDefault}${cov}`);
     out.push('', `phase ${ph.phase}${ph.srm ? `  (sequential SRM p = ${p(ph.srm.pValue)}${ph.srm.mismatch ? ' MISMATCH' : ''})` : ''}`);
+    // Results of a phase written (in part) before unit statistics were kept (older results lack `basis`).
+    const basis = (ph as { basis?: PhaseResult['basis'] }).basis;
+    if (basis && (basis.srm === 'outcomes' || basis.variance === 'outcomes') && ph.variants.some((v) => v.n > 0)) {
+      out.push(`  statistics kept before units were: ${basis.srm === 'outcomes' ? 'SRM on outcome counts' : 'SRM on units'}, ${basis.variance === 'outcomes' ? 'per-outcome variances' : 'unit (cluster-robust) variances'}`);
+    }
     out.push(
       table(
         ['variant', 'n', 'quality', 'cost $', 'cost (winsorized)', 'quality/$'],
