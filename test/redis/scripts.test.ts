@@ -79,6 +79,16 @@ describe('apply-outcome.lua', () => {
     assert.equal(await apply('bad', JSON.stringify([{ a: 'x', u: 0.5, h: 0, t: 0, c: 50, b: 100 }])), 'applied');
   });
 
+  it('refuses an unreadable unit argument before writing anything', async () => {
+    const [marker, sum, agents, buffer] = keys('unit');
+    const call = (unit: string) =>
+      callScript(redis, 'applyOutcome', [marker!, tombstone('unit'), sum!, agents!, sum!, `${sum}:units`, `${sum}:buckets`, buffer!], [Math.floor(Date.now() / 1000) + 600, 'd1', '0.5', '', '[]', 1, 10, 1, '', '1', unit, 'entry']);
+    for (const bad of ['x 1 2', '3', '3 -1', '3 1.5']) await assert.rejects(call(bad), /BAD_OUTCOME unit/, bad);
+    assert.equal(await written('unit'), 0);
+    assert.equal(await call('3 1 2 3 4'), 'applied');
+    assert.equal(await redis.hget(sum!, 'units'), '1');
+  });
+
   it('writes nothing for a decision of a pipeline deleted since (its tombstone holds that version or a newer one)', async () => {
     const obs = JSON.stringify([{ a: 'x', u: 0.5, h: 0, t: 0, c: 50, b: 100 }]);
     await redis.set(tombstone('gone'), '3', 'PX', 60_000);

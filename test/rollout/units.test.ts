@@ -145,6 +145,9 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
     assert.equal(await apply(decision('once', 'control', 'user-1'), 0.7), 'applied');
     const [units] = await snap();
     assert.equal(units, '1');
+    // The bitmap lives as long as an outcome of the phase can still be applied (the marker deadline: window + 1 s + grace).
+    const ttl = await redis.ttl(arm.units.bitmap);
+    assert.ok(ttl > 3600 && ttl <= 3600 + 1 + 60 + 1, `bitmap TTL ${ttl}`);
     const a = (await readArms('once')).get('control')!;
     assert.equal(a.count, 2);
     assert.equal(a.clustered?.clusters, 1);

@@ -14,8 +14,8 @@
 --               arm that keeps unit statistics `units` (units counted for the SRM test)
 -- KEYS[5k-1]    (k = 1..A) arm per-agent hash: <agent> → MessagePack [n, util, consumed, allocated, trunc, hits, hit_q] (sums)
 -- KEYS[5k]      (k = 1..A) the arm's tombstone (highest deleted version of its object), or any key when ARGV[8+k] is ""
--- KEYS[5k+1]    (k = 1..A) the arm's phase unit bitmap (Bloom-style, shared by the phase's arms), or any key when
---               ARGV[8+A+k] is ""
+-- KEYS[5k+1]    (k = 1..A) the arm's phase unit bitmap (Bloom-style, shared by the phase's arms; expires at the
+--               latest marker deadline of the outcomes applied to it), or any key when ARGV[8+A+k] is ""
 -- KEYS[5k+2]    (k = 1..A) the arm's unit-bucket hash: <bucket> → MessagePack [n, Σ quality, c_n, Σ cost], or any key
 --               when ARGV[8+A+k] is ""
 -- KEYS[2+5A+j]  (j = 1..L) lists that receive one entry each (e.g. the learner's training buffer), capped
@@ -36,7 +36,8 @@
 -- Returns: 1 when applied, 0 when this decision's outcome was already applied, 2 when its marker deadline passed,
 -- 3 when the decision's pipeline was deleted since.
 local deadline = tonumber(ARGV[1])
-if tonumber(redis.call('TIME')[1]) >= deadline then
+local now = tonumber(redis.call('TIME')[1])
+if now >= deadline then
   return 2
 end
 
@@ -140,6 +141,10 @@ for k = 1, arms do
       for _, b in ipairs(bits) do
         if redis.call('SETBIT', bitmap, b, 1) == 0 then fresh = true end
       end
+      -- The bitmap is needed only while outcomes of the phase can still be applied: it expires at the latest
+      -- applied-marker deadline of the outcomes that touched it (the unit counts stay in the summary).
+      local ttl = redis.call('TTL', bitmap)
+      if ttl < 0 or now + ttl < deadline then redis.call('EXPIREAT', bitmap, deadline) end
       if fresh then
         redis.call('HINCRBY', summary, 'units', 1)
       else
