@@ -27,7 +27,8 @@ export const UNIT_BUCKETS = 1024;
  * Clusters (non-empty buckets) an arm needs before its cluster-robust variance is used for an interval or a guardrail:
  * with a handful of clusters the variance is itself too uncertain (the interval would be a t with a few degrees of
  * freedom, which the always-valid interval's normal mixture does not allow for). Until then the comparison has no
- * interval and the guardrail is not judged.
+ * always-valid interval (its Welch interval takes the few clusters into its degrees of freedom) and the guardrail is
+ * not judged.
  */
 export const UNIT_MIN_CLUSTERS = 30;
 

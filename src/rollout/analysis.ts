@@ -118,7 +118,10 @@ export function testMoments(m: Moments, effective: number | undefined, clusters:
   return { ...m, variance: effective, stddev: sd, stderr: sd / Math.sqrt(m.n), ...(clusters !== undefined ? { clusters } : {}) };
 }
 
-/** An arm that keeps unit buckets but has fewer than UNIT_MIN_CLUSTERS clusters yet: no interval, no guardrail judgement. */
+/**
+ * An arm that keeps unit buckets but has fewer than UNIT_MIN_CLUSTERS clusters yet: no always-valid interval and no
+ * guardrail judgement (the fixed-horizon Welch interval is given, on min(n, clusters) − 1 degrees of freedom).
+ */
 export const tooFewUnits = (arm: ArmStats): boolean => arm.clustered !== undefined && arm.clustered.clusters < UNIT_MIN_CLUSTERS;
 
 const qualityForTest = (arm: ArmStats): Moments => testMoments(arm.quality, arm.clustered?.quality, arm.clustered?.clusters);
@@ -241,13 +244,13 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
     const few = tooFewUnits(arm) || tooFewUnits(control);
     const q = qualityForTest(arm);
     const qc = qualityForTest(control);
-    raw.push({ variant: v.name, metric: 'quality', welch: few ? null : welch(q, qc, alpha), sequential: few ? null : sequentialDiff(q, qc, alpha, tuningN, UNIT_RANGE) });
+    raw.push({ variant: v.name, metric: 'quality', welch: welch(q, qc, alpha), sequential: few ? null : sequentialDiff(q, qc, alpha, tuningN, UNIT_RANGE) });
     const costs = costsOf(input.obs?.get(v.name));
     const cap = pooledCap([costs, controlCosts], input.winsorize);
     // Winsorized costs come from the raw observations, which carry no unit: their variance is per outcome.
     const cost = costMoments(arm, costs, cap) ?? costForTest(arm);
     const controlCost = costMoments(control, controlCosts, cap) ?? costForTest(control);
-    raw.push({ variant: v.name, metric: 'cost', welch: few ? null : welch(cost, controlCost, alpha), sequential: few ? null : sequentialDiff(cost, controlCost, alpha, tuningN) });
+    raw.push({ variant: v.name, metric: 'cost', welch: welch(cost, controlCost, alpha), sequential: few ? null : sequentialDiff(cost, controlCost, alpha, tuningN) });
   }
   const tested = raw.map((c, i) => ({ i, p: c.welch?.pValue })).filter((x): x is { i: number; p: number } => x.p !== undefined);
   const adj = holm(tested.map((x) => x.p));
