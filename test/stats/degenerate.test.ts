@@ -6,6 +6,7 @@ import type { Guardrail } from '../../src/rollout/schema.js';
 import { momentsOf } from '../../src/stats/winsorize.js';
 import { sequentialDiff } from '../../src/stats/sequential.js';
 import { rng } from './rng.js';
+import { binomialBound } from '../helpers/binomial.js';
 
 /**
  * Zero-variance arms: a sample whose outcomes are all equal (every quality 1.0, every cost identical) has sample
@@ -20,24 +21,6 @@ function armOf(quality: readonly number[], cost: readonly number[]): ArmStats {
 }
 
 const variants = [{ name: 'control' }, { name: 'b' }];
-
-/** P(X ≥ k) for X ~ Binomial(n, p), summed exactly (in logs). */
-function binomialTail(n: number, p: number, k: number): number {
-  let logC = 0; // log C(n, 0)
-  let tail = 0;
-  for (let i = 0; i <= n; i++) {
-    if (i > 0) logC += Math.log(n - i + 1) - Math.log(i);
-    if (i >= k) tail += Math.exp(logC + i * Math.log(p) + (n - i) * Math.log(1 - p));
-  }
-  return tail;
-}
-
-/** Smallest k with P(Binomial(n, p) ≥ k) ≤ tail: a count above it is evidence the rate exceeds p, not chance. */
-function binomialBound(n: number, p: number, tail: number): number {
-  let k = 0;
-  while (binomialTail(n, p, k) > tail) k++;
-  return k;
-}
 
 /**
  * A/A experiments: both arms draw from `draw`, one observation each per step; the guardrail is judged after every step

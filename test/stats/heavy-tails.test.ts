@@ -6,6 +6,7 @@ import type { Guardrail } from '../../src/rollout/schema.js';
 import { fromWelford } from '../../src/stats/moments.js';
 import { sequentialDiff } from '../../src/stats/sequential.js';
 import { rng } from './rng.js';
+import { binomialBound } from '../helpers/binomial.js';
 
 /**
  * A/A experiments on skewed, heavy-tailed, binary and zero-heavy outcomes, monitored the way the rollout job does it:
@@ -16,24 +17,6 @@ import { rng } from './rng.js';
  * Counts are held under a binomial bound with tail 10⁻⁶, which a correct implementation exceeds with probability
  * below 10⁻⁶ per check. (Measured at 300 × 10,000 outcomes in bench/rollout-aa.ts.)
  */
-
-/** P(X ≥ k) for X ~ Binomial(n, p), summed exactly (in logs). */
-function binomialTail(n: number, p: number, k: number): number {
-  let logC = 0;
-  let tail = 0;
-  for (let i = 0; i <= n; i++) {
-    if (i > 0) logC += Math.log(n - i + 1) - Math.log(i);
-    if (i >= k) tail += Math.exp(logC + i * Math.log(p) + (n - i) * Math.log(1 - p));
-  }
-  return tail;
-}
-
-/** Smallest k with P(Binomial(n, p) ≥ k) ≤ tail. */
-function binomialBound(n: number, p: number, tail: number): number {
-  let k = 0;
-  while (binomialTail(n, p, k) > tail) k++;
-  return k;
-}
 
 type R = ReturnType<typeof rng>;
 
