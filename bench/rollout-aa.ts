@@ -31,6 +31,7 @@ import { analyzePhase, checkGuardrails } from '../src/rollout/analysis.js';
 import type { Guardrail } from '../src/rollout/schema.js';
 import { addCluster, clusteredVariance, emptyClusterSums, UNIT_BUCKETS, type ClusterSums } from '../src/feedback/units.js';
 import { fromWelford } from '../src/stats/moments.js';
+import { Welford } from '../test/helpers/welford.js';
 import { SRM_SEQUENTIAL_ALPHA, srmSequential } from '../src/stats/srm.js';
 import { flag } from './lib.js';
 
@@ -106,19 +107,6 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
-/** Welford moments of one arm and metric. */
-class Acc {
-  n = 0;
-  mean = 0;
-  m2 = 0;
-  add(x: number): void {
-    this.n++;
-    const d = x - this.mean;
-    this.mean += d / this.n;
-    this.m2 += d * (x - this.mean);
-  }
-}
-
 /** Per-bucket sums of one arm and metric, and their cluster sums kept incrementally (as the reader computes them). */
 class Buckets {
   n = new Float64Array(UNIT_BUCKETS);
@@ -137,14 +125,14 @@ class Buckets {
 }
 
 interface Arm {
-  q: Acc;
-  c: Acc;
+  q: Welford;
+  c: Welford;
   hits: number;
   units: number;
   bq: Buckets;
   bc: Buckets;
 }
-const newArm = (): Arm => ({ q: new Acc(), c: new Acc(), hits: 0, units: 0, bq: new Buckets(), bc: new Buckets() });
+const newArm = (): Arm => ({ q: new Welford(), c: new Welford(), hits: 0, units: 0, bq: new Buckets(), bc: new Buckets() });
 /** The arm's statistics under the unit rule: unit count and cluster-robust variances. */
 const unitStats = (a: Arm): ArmStats => {
   const quality = clusteredVariance(a.bq.sums);

@@ -7,6 +7,7 @@ import { fromWelford } from '../../src/stats/moments.js';
 import { sequentialDiff } from '../../src/stats/sequential.js';
 import { rng } from './rng.js';
 import { binomialBound } from '../helpers/binomial.js';
+import { Welford } from '../helpers/welford.js';
 
 /**
  * A/A experiments on skewed, heavy-tailed, binary and zero-heavy outcomes, monitored the way the rollout job does it:
@@ -19,18 +20,6 @@ import { binomialBound } from '../helpers/binomial.js';
  */
 
 type R = ReturnType<typeof rng>;
-
-class Welford {
-  n = 0;
-  mean = 0;
-  m2 = 0;
-  add(x: number): void {
-    this.n++;
-    const d = x - this.mean;
-    this.mean += d / this.n;
-    this.m2 += d * (x - this.mean);
-  }
-}
 
 const armOf = (w: Welford, metric: Guardrail['metric']): ArmStats => {
   const m = fromWelford(w.n, w.mean, w.m2);
