@@ -17,10 +17,20 @@ export type DrainResult = 'drained' | 'forced';
  */
 export async function closeBounded(w: Closeable, ms: number): Promise<DrainResult> {
   if (w instanceof Worker) {
-    // pause() stops fetching at once and resolves when the active jobs have finished. Not close(): it would wait
-    // for them unboundedly, and a later close(true) returns that same pending promise. pause() leaves the worker
-    // open, so past the bound close(true) still takes the path that does not wait.
-    const drained = await within(w.pause(), ms);
+    // Not close(): it would wait for the active jobs unboundedly, and a later close(true) returns that same pending
+    // promise. Not pause() either: it waits for them too, and when they end it reconnects the worker's blocking
+    // client — also after a close(true) in the meantime, which left a Redis socket open for good and the process
+    // unable to exit (test/integration/worker-drain.test.ts). So: pause without waiting (stops fetching at once),
+    // then wait for the active jobs without reconnecting (BullMQ's own whenCurrentJobsFinished(false), what close()
+    // runs), bounded; past the bound close(true) takes the path that does not wait.
+    const wait = (w as unknown as { whenCurrentJobsFinished?: (reconnect?: boolean) => Promise<void> }).whenCurrentJobsFinished;
+    let drained: boolean;
+    if (typeof wait === 'function') {
+      await w.pause(true);
+      drained = await within(wait.call(w, false), ms);
+    } else {
+      drained = await within(w.pause(), ms);
+    }
     await w.close(!drained);
     return drained ? 'drained' : 'forced';
   }

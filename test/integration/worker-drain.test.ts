@@ -80,6 +80,35 @@ describe('bounded worker shutdown', () => {
     assert.equal(firstRuns, 1, 'the closed worker took no job after it was stopped');
   });
 
+  it('a job that ends after a forced close opens no connection again (the process can exit)', async () => {
+    const q = queue('late');
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let started = false;
+    let ended = false;
+    const w = worker('late', async () => {
+      started = true;
+      await released;
+      ended = true;
+      return 'late';
+    });
+    await q.add('j', {});
+    await eventually(() => started);
+    assert.equal(await closeBounded(w, 200), 'forced');
+    // BullMQ names its connections <prefix>:<base64 of the queue name>.
+    const name = `${prefix}:${Buffer.from('late').toString('base64')}`;
+    const open = async () => ((await conn.client('LIST')) as string).split('\n').filter((l) => l.includes(` name=${name} `)).length;
+    assert.equal(await open(), 0, 'closed: none of its connections is open');
+    release();
+    await eventually(() => ended);
+    // BullMQ's pause() reconnected the worker's blocking client when its active job ended, even after the close: that
+    // socket kept the process alive (a test file then hung until its time limit). Watched for 2 s after the job ended.
+    for (let i = 0; i < 40; i++) {
+      assert.equal(await open(), 0, `a connection of the closed worker was opened again ${i * 50} ms after its job ended`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
   it('a closed worker takes no new job while its active one is still running', async () => {
     const q = queue('no-new');
     let runs = 0;
