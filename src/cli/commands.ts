@@ -27,6 +27,13 @@ export const DOMAINS: readonly LazyDomain[] = [
     ],
     load: async () => (await import('./learner.js')).registerLearnerCommands,
   },
+  {
+    commands: [
+      ['features', "a pipeline's feature declaration (what the learned strategy reads from a request)", ''],
+      ['models', "a pipeline's learned model versions: list, retrain, roll back, evaluate", ''],
+    ],
+    load: async () => (await import('../learner/cli.js')).registerLearnerOps,
+  },
   { commands: [['budgets', 'scoped budgets (tenant/workspace/workflow/agent)', '']], load: async () => (await import('../budgets/cli.js')).registerBudgets },
   { commands: [['keys', 'API keys: each bound to a tenant and a role (admin, analyst, client)', '']], load: async () => (await import('../tenancy/cli.js')).registerKeys },
   { commands: [['demo', 'fill a running server with example traffic, experiments, budgets and cost traces for the console', '[options]']], load: async () => (await import('./console.js')).registerDemo },
