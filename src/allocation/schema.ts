@@ -3,13 +3,17 @@ import { Id } from '../pipelines/schema.js';
 
 export const FeatureValue = Type.Union([Type.String({ maxLength: 1_000_000 }), Type.Number(), Type.Boolean(), Type.Null()]);
 
+/** Most features one request (or one SDK decision record) may carry: every decision record stores them. */
+export const MAX_FEATURES = 256;
+
 export const AllocationBody = Type.Object(
   {
     pipeline: Id,
     unitKey: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Sticky bucketing key (user, tenant, conversation…).' })),
     features: Type.Optional(
       Type.Record(Type.String({ maxLength: 128 }), FeatureValue, {
-        description: 'Request features. A string feature named <x>Text is tokenized (o200k_base) into <x>Tokens.',
+        maxProperties: MAX_FEATURES,
+        description: `Request features (at most ${MAX_FEATURES}). A string feature named <x>Text is tokenized (o200k_base) into <x>Tokens.`,
       }),
     ),
     totalTokens: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000_000 })),

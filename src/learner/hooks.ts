@@ -5,6 +5,7 @@ import type { OutcomeJob } from '../kernel/outcome.js';
 import type { Pipeline } from '../pipelines/schema.js';
 import type { Keys } from '../redis/keys.js';
 import type { StrategyKinds } from '../kernel/extension-points.js';
+import type { Features } from '../strategies/types.js';
 import { learnedShadow } from '@apportion/sdk/engine';
 import type { LoggedEvent } from './events.js';
 import { decisionSecond, type DecisionRecord } from '../allocation/decisions.js';
@@ -17,6 +18,39 @@ import { keyed, modelKey, servedModels, unkey } from './tiers.js';
 /** Pipelines whose outcomes are logged for learning and evaluation: those with a learned strategy or a feature declaration. */
 export function logsPipeline(view: ControlView, pipeline: Pipeline): boolean {
   return view.raw.kinds.features.has(pipeline.id) || learnedStrategies(view, pipeline).length > 0;
+}
+
+/** Most undeclared features a logged event keeps (see loggedFeatures). */
+export const LOGGED_UNDECLARED_MAX = 32;
+/** Longest string value (characters) a logged event keeps; a longer one is left out (it reads as missing). */
+export const LOGGED_STRING_MAX = 256;
+
+/**
+ * The features a training event keeps of a decision's: the training buffer holds 100,000 events per pipeline, so what
+ * one request can put there is bounded. Every declared feature (the name the encoder reads: `<name>Tokens` for a
+ * `tokens` feature) is kept, and beside them at most LOGGED_UNDECLARED_MAX undeclared ones, in the request's order,
+ * so a feature declared later has history to learn from and off-policy evaluation can replay a default strategy
+ * that reads features of its own. A string value longer than LOGGED_STRING_MAX characters is not kept, declared or
+ * not: no categorical value of a declaration is that long, so it encodes as the unknown value it would have served as
+ * (a hashed categorical excepted, which then reads as missing). Numbers, booleans and null are kept.
+ */
+export function loggedFeatures(view: ControlView, pipeline: string, features: Features): Features {
+  const declared = view.memo(`learner:declared:${pipeline}`, () => {
+    const decl = view.raw.kinds.features.get(pipeline)?.doc as { features?: readonly { name: string; type: string }[] } | undefined;
+    return new Set((decl?.features ?? []).map((f) => (f.type === 'tokens' ? `${f.name}Tokens` : f.name)));
+  });
+  const out: Record<string, string | number | boolean | null> = {};
+  let undeclared = 0;
+  for (const name of Object.keys(features)) {
+    const v = features[name];
+    if (v === undefined || (typeof v === 'string' && v.length > LOGGED_STRING_MAX)) continue;
+    if (!declared.has(name)) {
+      if (undeclared >= LOGGED_UNDECLARED_MAX) continue;
+      undeclared++;
+    }
+    out[name] = v;
+  }
+  return out;
 }
 
 /**
@@ -50,7 +84,7 @@ export function trainingSink(deps: { readonly view: () => ControlView; readonly 
         id: d.id,
         t: d.ts,
         s: d.strategy,
-        f: d.features,
+        f: loggedFeatures(view, d.pipeline, d.features),
         T: d.totalTokens,
         b: d.budgets,
         q: job.outcome.quality,

@@ -17,7 +17,7 @@ import { pipelineTombstone } from '../pipelines/tombstone.js';
 import { trainingParams } from './learned-strategies.js';
 import { deserializeWeights, forward, initialWeights, serializeWeights } from './model.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, greedyBudgets } from './policy.js';
-import { loggingPolicyOf, outcomeLogged, outcomeWatchEnd } from './hooks.js';
+import { loggedFeatures, loggingPolicyOf, outcomeLogged, outcomeWatchEnd } from './hooks.js';
 import { appliedMarker } from '../feedback/processor.js';
 import { pruneModelVersions } from './prune.js';
 import { ModelRegistry, type ModelVersion } from './registry.js';
@@ -89,7 +89,7 @@ export function defaultEvent(view: ControlView, pipeline: string, record: Decisi
   const params = view.strategies.get(d.strategy)?.params as LearnedParams | undefined;
   const p = view.pipelines.get(pipeline);
   // The decision's true propensity rides along (the DSJSON export keeps it; OPE leaves default rewards out).
-  const ev: LoggedEvent = { id: d.id, t: d.ts, s: d.strategy, f: d.features, T: d.totalTokens, b: d.budgets, q: params?.defaultReward ?? 0, c: null, m: m.m, ...(p ? loggingPolicyOf(d, p) : {}), d: 1 };
+  const ev: LoggedEvent = { id: d.id, t: d.ts, s: d.strategy, f: loggedFeatures(view, pipeline, d.features), T: d.totalTokens, b: d.budgets, q: params?.defaultReward ?? 0, c: null, m: m.m, ...(p ? loggingPolicyOf(d, p) : {}), d: 1 };
   return JSON.stringify(ev);
 }
 
