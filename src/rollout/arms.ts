@@ -20,6 +20,13 @@ import type { ExperimentDoc } from './schema.js';
  * created again from counting the late outcomes of its predecessor. A document without one (created before
  * generations existed) keeps the layout without the `g<generation>` segment.
  */
+/**
+ * The suffixes an arm's keys add to its base (`<phase base>:<variant>`). Variant names may contain ':' (names stored
+ * before this rule kept), so a variant named `<another variant>:<suffix>` would share that one's key: experiment writes
+ * refuse such a set of names (`src/rollout/model.ts`, `checkArmKeys`). A new per-arm key takes a suffix from here.
+ */
+export const ARM_KEY_SUFFIXES = ['agents', 'obs', 'buckets'] as const;
+
 export function experimentArm(
   keys: Keys,
   pipeline: string,
@@ -33,7 +40,8 @@ export function experimentArm(
       ? keys.pipeline(pipeline, 'stats', 'exp', experiment, String(phase))
       : keys.pipeline(pipeline, 'stats', 'exp', experiment, `g${generation}`, String(phase));
   const base = `${phaseBase}:${variant}`;
-  return { summary: base, agents: `${base}:agents`, obs: `${base}:obs`, units: { bitmap: `${phaseBase}:_units`, buckets: `${base}:buckets` } };
+  const [agents, obs, buckets] = ARM_KEY_SUFFIXES.map((s) => `${base}:${s}`) as [string, string, string];
+  return { summary: base, agents, obs, units: { bitmap: `${phaseBase}:_units`, buckets } };
 }
 
 interface ArmRef {
@@ -71,12 +79,24 @@ function superseded(view: ControlView, ref: ArmRef): boolean {
   return (cur.doc.generation ?? -1) > (ref.generation ?? -1);
 }
 
+/**
+ * Whether the control plane shows that the experiment never had the arm's variant in that phase (a record an SDK
+ * shipped with a route of its own making): its keys could be another arm's (`x:agents` is `x`'s per-agent key), so
+ * nothing is written. Unknown when the experiment or that phase's variants are not in the snapshot: then it is written.
+ */
+function unknownVariant(view: ControlView, ref: ArmRef): boolean {
+  const cur = (view.raw.kinds.experiments as ReadonlyMap<string, Versioned<ExperimentDoc>>).get(ref.experiment)?.doc;
+  if (!cur || cur.generation !== ref.generation) return false;
+  const variants = ref.phase === cur.state.phase ? cur.variants : cur.state.earlierPhases?.find((p) => p.phase === ref.phase)?.variants;
+  return variants !== undefined && !variants.some((x) => x.name === ref.variant);
+}
+
 /** The arms (and observation lists) an outcome of this decision counts toward, in the experiment creation that served it. */
 function liveArmRefs(view: () => ControlView, d: DecisionRecord): ArmRef[] {
   const refs = armRefs(d);
   if (refs.length === 0) return refs;
   const v = view();
-  return refs.filter((a) => !superseded(v, a));
+  return refs.filter((a) => !superseded(v, a) && !unknownVariant(v, a));
 }
 
 export const experimentArms =

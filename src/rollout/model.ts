@@ -4,6 +4,7 @@ import { MAX_ID_LENGTH } from '../pipelines/schema.js';
 import type { PipelineRef } from '../pipelines/service.js';
 import type { StrategyRef } from '../strategies/service.js';
 import { BUILTIN_UNIFORM_ID } from '../strategies/schema.js';
+import { ARM_KEY_SUFFIXES } from './arms.js';
 import { HASH_VERSION } from './bucketing.js';
 import type { EarlierPhase, ExperimentBody, ExperimentDoc, ExperimentState, Variant } from './schema.js';
 import { targetingProblems } from './targeting.js';
@@ -182,6 +183,7 @@ function abArms({ body, ctx }: Put): Arms {
       }
     }
   });
+  checkArmKeys(variants);
   if (!variants.some((v) => v.weight > 0)) throw bad('body/variants: at least one weight must be positive');
   const control = body.control ?? variants[0]!.name;
   if (!names.has(control)) throw bad(`body/control: no variant named "${control}"`);
@@ -192,6 +194,28 @@ function abArms({ body, ctx }: Put): Arms {
     throw bad(`body/variants/${c}/weight: control "${control}" has weight 0, so no guardrail could ever compare against it; give it a positive weight (or drop the guardrails)`);
   }
   return { variants, control, strategies: [] };
+}
+
+/**
+ * An arm's keys are its variant's name followed by a fixed suffix (`src/rollout/arms.ts`), and names may contain ':'
+ * (stored experiments use it). So `x` and `x:agents` would share one key, the per-agent sums of `x` and the summary
+ * of `x:agents`, each arm's statistics corrupted by the other's: such a set of names is refused, naming the
+ * variant that would take the other's key. (Holdouts and probes generate their names, which never clash.)
+ */
+function checkArmKeys(variants: readonly Variant[]): void {
+  const index = new Map(variants.map((v, i) => [v.name, i]));
+  variants.forEach((v, i) => {
+    for (const suffix of ARM_KEY_SUFFIXES) {
+      if (!v.name.endsWith(`:${suffix}`)) continue;
+      const other = v.name.slice(0, -suffix.length - 1);
+      const j = index.get(other);
+      if (j === undefined) continue;
+      throw bad(
+        `body/variants/${i}/name: variant "${v.name}" would share a statistics key with variant "${other}" (body/variants/${j}/name), whose ` +
+          `"${suffix}" key is named "…:${other}:${suffix}"; a variant may not be named after another one followed by ${ARM_KEY_SUFFIXES.map((x) => `":${x}"`).join(', ')}: rename one of them`,
+      );
+    }
+  });
 }
 
 function holdoutArms({ id, body, ctx, existing, started, dflt }: Put): Arms {

@@ -4,10 +4,12 @@ import { Type } from '@sinclair/typebox';
 import { toWire, type ControlKind, type RawControlState, type Versioned, type WireControlState } from '@apportion/sdk/engine';
 import type { FastifyRequest } from 'fastify';
 import { decisionSecond, type DecisionRecord, type DecisionStore } from '../allocation/decisions.js';
+import { MAX_FEATURES } from '../allocation/schema.js';
 import { viewOf, type ControlView } from '../control/view.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { pipelineTenants, tenantOfCaller } from '../http/tenancy.js';
 import type { ModuleParts, Services } from '../kernel/module.js';
+import { ID_PATTERN } from '../pipelines/schema.js';
 import { IngestBody, type IngestItem } from './schema.js';
 
 /**
@@ -92,6 +94,28 @@ export function syncedFor(raw: RawControlState, tenant: string | null, settings:
   });
 }
 
+/** A strategy id (ID_PATTERN) or a built-in one (`@uniform`). */
+const STRATEGY_ID = new RegExp(ID_PATTERN.replace('^', '^@?'));
+/** A variant name as experiments declare it (src/rollout/schema.ts). */
+const VARIANT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
+
+/**
+ * What is wrong with an SDK record's route (the field and why), or undefined. The route names the experiment arms
+ * its outcome counts toward, whose keys are built from its experiment ids and variant name: ids must be ids, and a
+ * variant a variant name (the rollout domain's arms leave out a variant its experiment does not have).
+ */
+function badRoute(route: Record<string, unknown> | undefined): string | undefined {
+  if (!route) return undefined;
+  const id = new RegExp(ID_PATTERN);
+  for (const f of ['experiment', 'holdout'] as const) {
+    const v = route[f];
+    if (v !== undefined && (typeof v !== 'string' || !id.test(v))) return `${f}: not an experiment id`;
+  }
+  const v = route.variant;
+  if (v !== undefined && (typeof v !== 'string' || !VARIANT_NAME.test(v))) return 'variant: not a variant name';
+  return undefined;
+}
+
 export interface IngestResult {
   readonly accepted: number;
   readonly duplicates: number;
@@ -124,6 +148,13 @@ export function syncModule(core: SyncDeps): ModuleParts {
       const sec = decisionSecond(item.id);
       if (sec === undefined) return reject('VALIDATION_FAILED', `${at}/id: "${item.id}" is not a decision id made by an SDK (<epoch second base 36>-<uuid>)`);
       if (sec * 1000 < now - core.config.rewardWindowSeconds * 1000) return reject('DECISION_NOT_FOUND', `${at}/id: made more than the reward window (${core.config.rewardWindowSeconds} s) ago`);
+      const nf = Object.keys(item.features).length;
+      if (nf > MAX_FEATURES) return reject('VALIDATION_FAILED', `${at}/features: ${nf} features, more than ${MAX_FEATURES} (POST /v1/allocations refuses such a request)`);
+      // Statistics keys are built from these names (`…:stats:strategy:<strategy>`, `…:<variant>:agents`): only names the
+      // server itself gives, so that no record names a key of another strategy or arm.
+      if (!STRATEGY_ID.test(item.strategy)) return reject('VALIDATION_FAILED', `${at}/strategy: "${item.strategy}" is not a strategy id (letters, digits, _ . -, or a built-in @id)`);
+      const bad = badRoute(item.route);
+      if (bad) return reject('VALIDATION_FAILED', `${at}/route/${bad}`);
       const owner = owners.get(item.pipeline);
       if (owner === undefined || (tenant !== null && owner !== tenant)) return reject('PIPELINE_NOT_FOUND', `${at}/pipeline: no pipeline "${item.pipeline}"`);
       fresh.push({ index, record: { ...item, ts: Math.min(item.ts, now) } as DecisionRecord });
