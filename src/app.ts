@@ -202,10 +202,15 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       ),
       opts.workersReady ? withDeadline(opts.workersReady(), bound, 'worker check').catch(() => false) : true,
     ]);
-    // An evicting maxmemory-policy (src/redis/eviction.ts): Redis answers, but may drop state silently.
+    // An evicting maxmemory-policy (src/redis/eviction.ts): Redis answers, but may drop state silently. Writes refused
+    // (src/redis/write-probe.ts: the last probe's answer, written every few seconds, never by this route): Redis
+    // answers PING and reads, but every route that writes would answer 503.
     const eviction = core.eviction.problem;
-    const ready = redis && workers && eviction === undefined;
-    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', redis, workers, ...(eviction ? { reason: eviction } : {}) });
+    const refused = core.writes.problem;
+    const writable = refused === undefined;
+    const reason = [eviction, refused].filter((r) => r !== undefined).join('; ');
+    const ready = redis && workers && writable && eviction === undefined;
+    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', redis, writable, workers, ...(reason ? { reason } : {}) });
   });
   if (core.config.benchRoutes) {
     // Baseline for benchmarks: same server, same hooks (auth, metrics), same JSON body parsing, no work.

@@ -11,6 +11,7 @@ import { generationKey, RedisGeneration, type RedisReset } from './redis/generat
 import type { Redis } from 'ioredis';
 import { createKeys } from './redis/keys.js';
 import { checkKeyLayout } from './redis/layout.js';
+import { WriteProbe } from './redis/write-probe.js';
 import { StrategyKinds } from './kernel/extension-points.js';
 
 /** Creates the shared services (Core); their types, and what a module contributes, are the kernel's (src/kernel/core.ts). */
@@ -72,6 +73,8 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
     });
     await generation.start();
     eviction.start();
+    const writes = new WriteProbe(redis, { prefix: config.keyPrefix, timeoutMs: config.redisCommandTimeoutMs, log, onRefused: () => metrics.redisWritesRefused.inc() });
+    writes.start();
     return {
       config,
       log,
@@ -87,6 +90,7 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
       metrics,
       generation,
       eviction,
+      writes,
       onRedisReset: (fn) => void resetHandlers.push(fn),
     };
   } catch (e) {
@@ -100,6 +104,7 @@ export async function createCore(config: Config, log: Logger, opts: { defaultMet
 export async function closeCore(core: Core): Promise<void> {
   core.generation.stop();
   core.eviction.stop();
+  core.writes.stop();
   await core.snapshot.stop();
   const conns = [core.redis, core.bullRedis, core.queueRedis];
   await Promise.allSettled(conns.map((c) => c.quit()));

@@ -8,6 +8,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { EvictionGuard } from '../redis/eviction.js';
 import type { RedisGeneration, RedisReset } from '../redis/generation.js';
 import type { Keys } from '../redis/keys.js';
+import type { WriteProbe } from '../redis/write-probe.js';
 import type { StrategyKinds } from './extension-points.js';
 
 /**
@@ -37,6 +38,8 @@ export interface Core {
   readonly generation: RedisGeneration;
   /** Watches Redis's maxmemory-policy and evicted keys (src/redis/eviction.ts); its `problem` makes /readyz 503. */
   readonly eviction: EvictionGuard;
+  /** Whether Redis takes writes, probed every few seconds (src/redis/write-probe.ts); its `problem` makes /readyz 503. */
+  readonly writes: WriteProbe;
   /**
    * Adds work to run after Redis lost its data, once the control plane has been reloaded (re-create job
    * schedulers, re-seed). Handlers run in the order added; a failing one is logged and the rest still run.

@@ -32,6 +32,8 @@ export interface Metrics {
   readonly redisDataLoss: Counter;
   readonly redisEvictionPolicy: Counter;
   readonly redisEvictedKeys: Counter;
+  /** Times Redis went from accepting writes to refusing them (the readiness write probe, src/redis/write-probe.ts). */
+  readonly redisWritesRefused: Counter;
   /** Learner retrains by result: trained, skipped (not enough data), failed (the trainer threw or died). */
   readonly learnerRetrains: Counter<'result'>;
   /** Model versions the learner's runtime guard took out of service, by what serves instead (version, control). */
@@ -151,6 +153,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     redisEvictionPolicy: new Counter({
       name: 'apportion_redis_eviction_policy_errors_total',
       help: 'Times this process found a Redis master running with a maxmemory-policy other than noeviction (counted once per change; /readyz answers 503 meanwhile unless APPORTION_ALLOW_EVICTION is set).',
+      registers: [registry],
+    }),
+    redisWritesRefused: new Counter({
+      name: 'apportion_redis_writes_refused_total',
+      help: 'Times this process found Redis refusing writes (READONLY, OOM, NOREPLICAS, MISCONF, …) after accepting them: /readyz answers 503 until a write is accepted again.',
       registers: [registry],
     }),
     redisEvictedKeys: new Counter({
