@@ -8,6 +8,7 @@ import {
   isLearned,
   learnedDecision,
   policyAgentsOf,
+  servingControlShare,
   servingModel,
   waitWindowMs,
   type LearnedCompiled,
@@ -21,6 +22,7 @@ import type { Keys } from '../redis/keys.js';
 import type { AllocationInput, StrategyKind } from '../strategies/types.js';
 import type { StrategyKinds } from '../kernel/extension-points.js';
 import { learnerKeys } from './keys.js';
+import { controlFailure } from './control-drops.js';
 import { candidatesAround, candidatesWith } from './policy.js';
 import type { PendingBatcher } from './pending.js';
 import { pipelineTombstone } from '../pipelines/tombstone.js';
@@ -167,13 +169,18 @@ export function learnedKind(deps: {
   readonly retentionSeconds: number;
   /** The strategy kinds (for the guard's control arm); without them no control arm is served. */
   readonly kinds?: () => StrategyKinds;
+  /**
+   * Called for a decision the guard's control arm should have had a share of (a positive serving share) and did not:
+   * the control strategy could not allocate the request (control-drops.ts). `reason` says why, computed on demand.
+   */
+  readonly onControlUnavailable?: (pipeline: Pipeline, version: number, reason: () => string) => void;
 }): StrategyKind<LearnedParams> {
   return {
     kind: 'learned',
     paramsSchema: LearnedParams,
     compile(params, { pipeline }): LearnedCompiled {
       const lk = learnerKeys(deps.keys, pipeline.id);
-      return compileLearned(params, pipeline, {
+      const compiled = compileLearned(params, pipeline, {
         view: deps.view,
         retentionSeconds: deps.retentionSeconds,
         ...(deps.defaultSplit ? { defaultSplit: deps.defaultSplit } : {}),
@@ -181,6 +188,21 @@ export function learnedKind(deps: {
         // Registered once the allocation's record is written (pending.ts): the allocation module settles it.
         register: (id, deadline) => deps.pending.hold(lk.pending, id, deadline, { tombstone: pipelineTombstone(deps.keys, pipeline.id), version: pipeline.version }),
       });
+      const dropped = deps.onControlUnavailable;
+      const kinds = deps.kinds;
+      if (!dropped || !kinds) return compiled;
+      return {
+        ...compiled,
+        allocate(input) {
+          const out = compiled.allocate(input);
+          const meta = (out.meta as { learner?: LearnerMeta } | undefined)?.learner;
+          // Served decisions only (they carry their id; a routing alternative is drawn with a seed of its own).
+          if (input.decisionId !== undefined && meta && meta.x === undefined && servingControlShare(deps.view(), pipeline, params.controlShare, meta.m) > 0) {
+            dropped(pipeline, meta.m, () => controlFailure(kinds(), deps.view(), pipeline, input));
+          }
+          return out;
+        },
+      };
     },
   };
 }

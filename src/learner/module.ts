@@ -6,6 +6,7 @@ import type { StrategyKind } from '../strategies/types.js';
 import { outcomeIsEvent, shadowHook, trainingSink } from './hooks.js';
 import { defaultSplitOf, learnedKind, registerIngested, trainEveryOf, type LearnedParams } from './kind.js';
 import { PendingBatcher } from './pending.js';
+import { ControlDrops } from './control-drops.js';
 import { stopTrainer } from './train-process.js';
 import { learnerRoutes } from './routes.js';
 import { learnedStrategies, trainingParams } from './learned-strategies.js';
@@ -46,6 +47,7 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
   // A retrain that runs past APPORTION_TRAIN_ESCALATE_AFTER_MS at the trainer's idle priority is raised (train-process.ts).
   const training = new TrainingService(core, core.decisions, {}, true, { afterMs: core.config.trainEscalateAfterMs });
   const guard = new GuardMonitor(core, training.registry);
+  const controlDrops = new ControlDrops({ redis: core.redis, keys: core.keys, log: core.log, counter: core.metrics.learnerControlUnavailable });
   const pending = new PendingBatcher(core.redis, { onError: (err) => core.log.warn({ err }, 'pending learned decisions not registered') });
   const prefix = core.keys.bullPrefix();
   const trainQueue = new Queue<{ pipeline: string }>(TRAIN_QUEUE, {
@@ -96,7 +98,15 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
     enqueueTrain,
     queues: [trainQueue, tickQueue],
     strategyKinds: [
-      learnedKind({ view: core.view, pending, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds, defaultSplit: defaultSplitOf(core), kinds: () => core.kinds }) as unknown as StrategyKind<never>,
+      learnedKind({
+        view: core.view,
+        pending,
+        keys: core.keys,
+        retentionSeconds: core.config.rewardWindowSeconds,
+        defaultSplit: defaultSplitOf(core),
+        kinds: () => core.kinds,
+        onControlUnavailable: (p, version, reason) => controlDrops.record(p, version, reason),
+      }) as unknown as StrategyKind<never>,
     ],
     sinks: [trainingSink({ view: core.view, keys: core.keys, retentionSeconds: core.config.rewardWindowSeconds })],
     shadows: [shadowHook({ kinds: core.kinds })],
@@ -175,7 +185,7 @@ export function learnerModule(core: LearnerDeps): LearnerModule {
     },
     schedulers,
     async close() {
-      await pending.flush();
+      await Promise.all([pending.flush(), controlDrops.flush()]);
       stopTrainer();
       await Promise.allSettled([trainQueue.close(), tickQueue.close()]);
     },

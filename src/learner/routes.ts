@@ -11,6 +11,7 @@ import type { Services } from '../kernel/module.js';
 import { compileFeatures, FeaturesBody, validateFeatures, type FeatureSpec } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
+import { jsonDecoder } from '../redis/decode.js';
 import { describeRule, gateRuleFor } from './gate.js';
 import { evaluateOffPolicy, OPE_TOLERANCE, pipelineCostWeight, tierRewardOf } from './ope-service.js';
 import { learnsTiers, modelAgreementOf } from '@apportion/sdk/engine';
@@ -199,6 +200,23 @@ const ModelsResponse = Type.Object({
           description:
             'Share of the serving version’s decisions the control arm gets now: the strategy’s controlShare, lowered by the guard while the version leads the control clearly (controlShareMin, controlShareMargin; docs/learner.md, "A smaller control arm while the learned arm leads").',
         }),
+        controlUnavailable: Type.Object(
+          {
+            decisions: Type.Integer({ description: 'Learned decisions made with a control share whose control arm was dropped, since the pipeline was created.' }),
+            last: Type.Union([
+              Type.Object({
+                at: Type.Number({ description: 'When (epoch ms).' }),
+                version: Type.Integer({ description: 'The model version that decided.' }),
+                reason: Type.Optional(Type.String({ description: 'Why the control strategy could not allocate (as last logged).' })),
+              }),
+              Type.Null(),
+            ]),
+          },
+          {
+            description:
+              "Decisions the control arm could not take: the control strategy (the pipeline's default) failed for the request or gave no whole budgets, so the learned arm served it alone and the guard's control has no such requests (docs/learner.md, \"Runtime guard\").",
+          },
+        ),
       },
       {
         description:
@@ -256,7 +274,10 @@ const OpeResponse = Type.Object({
 async function runtimeGuardView(core: Services<'redis' | 'keys'>, view: ControlView, p: Pipeline, doc: ModelDoc | undefined, servingVersion: number, params: LearnedParams | undefined) {
   const active = doc?.active ?? 0;
   if (!doc || !params || active <= 0 || servingVersion !== active || params.controlShare === 0) return {};
-  const st = await readServingGuard(core, p.id, active, doc.guard?.since ?? 0, params);
+  const [st, [dropped, droppedLast]] = await Promise.all([
+    readServingGuard(core, p.id, active, doc.guard?.since ?? 0, params),
+    core.redis.hmget(learnerKeys(core.keys, p.id).counters, 'controlUnavailable', 'controlUnavailableLast'),
+  ]);
   if (!st) return {};
   const v = st.verdict;
   return {
@@ -271,9 +292,13 @@ async function runtimeGuardView(core: Services<'redis' | 'keys'>, view: ControlV
       learned: { ...v.learned },
       control: { ...v.control, strategy: controlStrategyDef(view, p).id },
       controlShare: servingControlShare(view, p, params.controlShare, active),
+      controlUnavailable: { decisions: Number(dropped ?? 0), last: (droppedLast ? decodeDropped(droppedLast) : undefined) ?? null },
     },
   };
 }
+
+/** The last dropped control arm as ControlDrops stored it (control-drops.ts); another shape reads as absent. */
+const decodeDropped = jsonDecoder(Type.Object({ at: Type.Number(), version: Type.Integer(), reason: Type.Optional(Type.String()) }));
 
 /** A revert as listed: records written before the reason was kept are the guard's. */
 const revertView = (r: RevertRecord) => ({ ...r, reason: r.reason ?? 'guard' });

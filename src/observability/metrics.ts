@@ -38,6 +38,8 @@ export interface Metrics {
   readonly learnerRetrains: Counter<'result'>;
   /** Model versions the learner's runtime guard took out of service, by what serves instead (version, control). */
   readonly learnerGuardReverts: Counter<'reason' | 'to'>;
+  /** Learned decisions the runtime guard's control arm should have had a share of and did not: the control strategy could not allocate the request. */
+  readonly learnerControlUnavailable: Counter;
   /** Retrains whose trainer CPU priority was raised because they ran past APPORTION_TRAIN_ESCALATE_AFTER_MS, by priority reached and how. */
   readonly learnerTrainerEscalations: Counter<'to' | 'how'>;
 }
@@ -169,6 +171,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'apportion_learner_retrains_total',
       help: 'Learner retrains by result: trained, skipped (not enough data), failed (the trainer threw or its process died).',
       labelNames: ['result'],
+      registers: [registry],
+    }),
+    learnerControlUnavailable: new Counter({
+      name: 'apportion_learner_control_unavailable_total',
+      help: "Learned decisions made with a control share whose control arm was dropped because the control strategy (the pipeline's default) could not allocate the request (it failed, or its split was not whole budgets): the learned arm served them alone, and the runtime guard's control has no such requests.",
       registers: [registry],
     }),
     learnerGuardReverts: new Counter({
