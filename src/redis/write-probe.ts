@@ -8,7 +8,7 @@ import { nodeName } from './eviction.js';
 export const WRITE_PROBE_INTERVAL_MS = 2000;
 
 export interface WriteProbeOptions {
-  /** Key prefix (APPORTION_KEY_PREFIX): the probe writes `<p>:{ready:<n>}`, expiring after a few intervals. */
+  /** Key prefix (APPORTION_KEY_PREFIX): the probe writes `<p>:{ready:<n>}` = 1, expiring a minute after its last write. */
   readonly prefix: string;
   readonly intervalMs?: number;
   /** Bound of one write (the request path's command timeout). */
@@ -71,13 +71,15 @@ export class WriteProbe {
   private async probe(): Promise<void> {
     const keys = await this.keys();
     if (keys.length === 0) return;
-    const ttl = String(this.intervalMs * 3);
+    // Long past the next probe (a busy event loop delays it): the key stays, and so nothing under the prefix moves.
+    const ttl = String(Math.max(60_000, this.intervalMs * 30));
     const refused: string[] = [];
     let answered = 0;
     await Promise.all(
       keys.map(async ([name, key]) => {
         try {
-          await withDeadline(this.redis.set(key, String(Date.now()), 'PX', ttl), this.opts.timeoutMs, 'write probe');
+          // The same value each time (only its expiry moves): nothing under the prefix changes while writes pass.
+          await withDeadline(this.redis.set(key, '1', 'PX', ttl), this.opts.timeoutMs, 'write probe');
           answered++;
         } catch (e) {
           // An error reply (ioredis ReplyError): Redis is there and refuses the write.

@@ -173,7 +173,7 @@ describe('operations', () => {
     assert.equal((await call('GET', '/healthz')).statusCode, 200);
     const ready = await call('GET', '/readyz');
     assert.equal(ready.statusCode, 200, ready.body);
-    assert.deepEqual(ready.json(), { status: 'ready', redis: true, workers: true });
+    assert.deepEqual(ready.json(), { status: 'ready', redis: true, writable: true, workers: true });
     const metrics = await call('GET', '/metrics');
     assert.match(metrics.body, /apportion_allocations_total\{strategy="est",reason="requested"\}/);
     assert.match(metrics.body, /apportion_queue_jobs\{queue="outcomes",state="completed"\}/);
