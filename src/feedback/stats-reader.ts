@@ -6,7 +6,7 @@ import type { Config } from '../config/env.js';
 import { tombstoneTtlMs } from '../pipelines/tombstone.js';
 import { callScript } from '../redis/scripts.js';
 import { strategyArm, strategyTombstone, type Arm } from './arms.js';
-import { addCluster, clusteredVariance, emptyClusterSums } from './units.js';
+import { addCluster, clusteredVariance, emptyClusterSums, type ClusterSums } from './units.js';
 
 export interface AgentStats {
   readonly n: number;
@@ -37,9 +37,16 @@ export interface ArmStats {
    * An experiment arm whose unit buckets cover every outcome: the cluster-robust variance of the mean of quality and
    * of cost, as an effective per-outcome variance (N·V, so that `variance / n` is the variance of the mean), and the
    * number of non-empty buckets. Absent when the arm has outcomes written before buckets were kept (the intervals then
-   * use the per-outcome variance).
+   * use the per-outcome variance). `agents`: the same for each agent's ceiling-hit rate (over the outcomes that
+   * reported the agent, and its own non-empty buckets), for the agents whose bucket sums hold all of its outcomes
+   * (an agent absent here has outcomes written before the buckets kept ceiling hits: per-outcome variance).
    */
-  readonly clustered?: { readonly quality?: number; readonly cost?: number; readonly clusters: number };
+  readonly clustered?: {
+    readonly quality?: number;
+    readonly cost?: number;
+    readonly clusters: number;
+    readonly agents?: Readonly<Record<string, { readonly ceilingHit?: number; readonly clusters: number }>>;
+  };
 }
 
 const f = (v: string | undefined): number => (v === undefined ? 0 : Number(v));
@@ -56,22 +63,40 @@ export function unpackAgentSums(packed: Buffer): Record<(typeof AGENT_SUM_FIELDS
   return out;
 }
 
-/** Decodes an arm's unit-bucket hash (MessagePack [n, Σ quality, c_n, Σ cost] per bucket) into cluster sums (pure). */
-export function clusteredOf(n: number, costN: number, buckets: Record<string, Buffer>): ArmStats['clustered'] {
+/**
+ * Decodes an arm's unit-bucket hash into cluster sums (pure). Each bucket is a MessagePack array [n, Σ quality, c_n,
+ * Σ cost, agents?], `agents` a flat array [name, n, hits, name, n, hits, …] of the agents (without `@model`) reported in
+ * the bucket's outcomes: how many reported each and how many of those hit its ceiling (absent in buckets written
+ * before ceiling hits were kept). `agentN`: each agent's outcome count from the per-agent sums.
+ */
+export function clusteredOf(n: number, costN: number, buckets: Record<string, Buffer>, agentN: Readonly<Record<string, number>> = {}): ArmStats['clustered'] {
   let q = emptyClusterSums();
   let c = emptyClusterSums();
+  const hits = new Map<string, ClusterSums>();
   for (const packed of Object.values(buckets)) {
     const raw: unknown = unpack(packed);
-    const v = Array.isArray(raw) ? (raw as unknown[]).map(Number) : [];
-    q = addCluster(q, v[0] ?? 0, v[1] ?? 0);
-    c = addCluster(c, v[2] ?? 0, v[3] ?? 0);
+    const v = Array.isArray(raw) ? (raw as unknown[]) : [];
+    q = addCluster(q, Number(v[0] ?? 0), Number(v[1] ?? 0));
+    c = addCluster(c, Number(v[2] ?? 0), Number(v[3] ?? 0));
+    const ag = Array.isArray(v[4]) ? (v[4] as unknown[]) : [];
+    for (let i = 0; i + 2 < ag.length; i += 3) {
+      const name = String(ag[i]);
+      hits.set(name, addCluster(hits.get(name) ?? emptyClusterSums(), Number(ag[i + 1]), Number(ag[i + 2])));
+    }
   }
   // Only buckets that hold every outcome of the arm describe its mean: an arm with outcomes from before buckets were
-  // kept falls back to the per-outcome variance.
+  // kept falls back to the per-outcome variance. The same per agent, against its count in the per-agent sums.
   if (n === 0 || q.n !== n) return undefined;
   const quality = clusteredVariance(q);
   const cost = costN > 0 && c.n === costN ? clusteredVariance(c) : undefined;
-  return { ...(quality !== undefined ? { quality } : {}), ...(cost !== undefined ? { cost } : {}), clusters: q.g };
+  const agents: Record<string, { ceilingHit?: number; clusters: number }> = Object.create(null) as Record<string, { ceilingHit?: number; clusters: number }>;
+  for (const [name, an] of Object.entries(agentN)) {
+    const h = hits.get(name);
+    if (!h || an === 0 || h.n !== an) continue;
+    const ceilingHit = clusteredVariance(h);
+    agents[name] = { ...(ceilingHit !== undefined ? { ceilingHit } : {}), clusters: h.g };
+  }
+  return { ...(quality !== undefined ? { quality } : {}), ...(cost !== undefined ? { cost } : {}), clusters: q.g, agents };
 }
 
 export function parseArmStats(summary: Record<string, string>, agentHash: Record<string, Buffer>, buckets?: Record<string, Buffer>): ArmStats {
@@ -105,7 +130,7 @@ export function parseArmStats(summary: Record<string, string>, agentHash: Record
     ...(models ? { models } : {}),
     ...(summary.units !== undefined ? { units: f(summary.units) } : {}),
     ...(() => {
-      const c = buckets ? clusteredOf(n, f(summary.c_n), buckets) : undefined;
+      const c = buckets ? clusteredOf(n, f(summary.c_n), buckets, Object.fromEntries(Object.entries(agents).map(([k, a]) => [k, a.n]))) : undefined;
       return c ? { clustered: c } : {};
     })(),
   };

@@ -84,3 +84,66 @@ export function clusteredVariance(c: ClusterSums): number | undefined {
   const ss = Math.max(0, c.ss - 2 * m * c.ns + m * m * c.nn);
   return (c.g / (c.g - 1)) * ss / c.n;
 }
+
+/** Cluster sums of (cluster, value) pairs (pure): the values of one cluster summed, each cluster counted once. */
+export function clusterSumsOf(pairs: Iterable<readonly [number, number]>): ClusterSums {
+  const byCluster = new Map<number, [number, number]>();
+  for (const [c, y] of pairs) {
+    const cur = byCluster.get(c);
+    if (cur) {
+      cur[0] += 1;
+      cur[1] += y;
+    } else byCluster.set(c, [1, y]);
+  }
+  let acc = emptyClusterSums();
+  for (const [n, s] of byCluster.values()) acc = addCluster(acc, n, s);
+  return acc;
+}
+
+/**
+ * The cluster-robust variance of a difference of two means m_a − m_b whose outcomes fall into the same clusters (pure):
+ * two groups of one arm's outcomes (e.g. those where an agent hit its budget and those where it did not), so a unit's
+ * outcomes may be in both and the two means are correlated. With e_g,c = (S_g,c − m_g·n_g,c)/N_g the cluster c's
+ * deviation in group g and f_g = G_g/(G_g − 1) (G_g the clusters holding group g):
+ *   V = Σ_c (√f_a·e_a,c − √f_b·e_b,c)²
+ * which is f_a·Σ e_a² + f_b·Σ e_b² (each group's own cluster-robust variance, `clusteredVariance` ÷ N) minus twice the
+ * covariance over the clusters shared; never negative. When no cluster holds both groups the covariance is 0 and V is
+ * the sum of the two variances; with one outcome per cluster that is s_a²/N_a + s_b²/N_b, the per-outcome (Welch)
+ * variance of the difference. Returns V and each group's part (f_g·Σ e_g², for the degrees of freedom), or undefined
+ * when a group has fewer than 2 clusters.
+ */
+export function clusteredDiffVariance(pairs: Iterable<readonly [cluster: number, group: 0 | 1, y: number]>): { v: number; va: number; vb: number; ga: number; gb: number } | undefined {
+  const by = new Map<number, [number, number, number, number]>();
+  const tot = [0, 0, 0, 0];
+  for (const [c, g, y] of pairs) {
+    let cur = by.get(c);
+    if (!cur) by.set(c, (cur = [0, 0, 0, 0]));
+    cur[2 * g]! += 1;
+    cur[2 * g + 1]! += y;
+    tot[2 * g]! += 1;
+    tot[2 * g + 1]! += y;
+  }
+  let ga = 0;
+  let gb = 0;
+  for (const c of by.values()) {
+    if (c[0] > 0) ga++;
+    if (c[2] > 0) gb++;
+  }
+  if (ga < 2 || gb < 2) return undefined;
+  const [na, sa, nb, sb] = tot as [number, number, number, number];
+  const ma = sa / na;
+  const mb = sb / nb;
+  const fa = Math.sqrt(ga / (ga - 1));
+  const fb = Math.sqrt(gb / (gb - 1));
+  let v = 0;
+  let va = 0;
+  let vb = 0;
+  for (const c of by.values()) {
+    const ea = (fa * (c[1] - ma * c[0])) / na;
+    const eb = (fb * (c[3] - mb * c[2])) / nb;
+    v += (ea - eb) ** 2;
+    va += ea * ea;
+    vb += eb * eb;
+  }
+  return { v, va, vb, ga, gb };
+}

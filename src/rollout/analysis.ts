@@ -1,5 +1,5 @@
 import type { ArmStats } from '../feedback/stats-reader.js';
-import { UNIT_MIN_CLUSTERS } from '../feedback/units.js';
+import { clusterSumsOf, clusteredDiffVariance, clusteredVariance, UNIT_MIN_CLUSTERS } from '../feedback/units.js';
 import { fromWelford, type Moments } from '../stats/moments.js';
 import { holm } from '../stats/multiple.js';
 import { DEFAULT_TUNING_N, sequentialDiff } from '../stats/sequential.js';
@@ -10,11 +10,19 @@ import type { Guardrail } from './schema.js';
 
 /**
  * One raw observation: [quality, cost or null, truncated agents, ceiling-hit agents, for a probe's cut arm the cut
- * agent's budget and the base strategy's budget for it from the decision record (else null), and the agents the
- * outcome reported usage for]. Observations written before the last field existed lack it (and the fifth, when not
- * a probe's).
+ * agent's budget and the base strategy's budget for it from the decision record (else null), the agents the outcome
+ * reported usage for, and the unit's bucket (src/feedback/units.ts; null without a unit key)]. Observations written
+ * before the last fields existed lack them (and the fifth, when not a probe's).
  */
-export type Observation = readonly [number, number | null, readonly string[], readonly string[], (readonly [number, number] | null)?, (readonly string[])?];
+export type Observation = readonly [
+  number,
+  number | null,
+  readonly string[],
+  readonly string[],
+  (readonly [number, number] | null)?,
+  (readonly string[])?,
+  (number | null)?,
+];
 
 export interface AgentResult {
   readonly n: number;
@@ -36,7 +44,10 @@ export interface QualityDrop {
   readonly qualityNotHit: number | null;
   /** qualityNotHit − qualityHit: how much quality is lost when the agent runs out of budget. */
   readonly drop: number | null;
-  /** Welch CI of the drop. */
+  /**
+   * Welch CI of the drop: on the cluster-robust variance with units (their buckets) as clusters when every observation
+   * of the split carries its unit's bucket (`PhaseResult.basis.observations`), else on per-outcome variances.
+   */
   readonly ci: readonly [number, number] | null;
 }
 
@@ -69,7 +80,11 @@ export interface AgentComparison {
   /** Difference in mean allocated budget (tokens) and in mean utilization (consumed ÷ allocated). */
   readonly budgetDiff: number;
   readonly utilizationDiff: number;
-  /** Difference in ceiling-hit rate with fixed-horizon and always-valid intervals (Bernoulli moments). */
+  /**
+   * Difference in ceiling-hit rate with fixed-horizon and always-valid intervals: on the cluster-robust variance with
+   * units as clusters (`PhaseResult.basis.ceilingHit`; the always-valid interval from UNIT_MIN_CLUSTERS units per arm
+   * on), else on Bernoulli (per-outcome) moments.
+   */
   readonly ceilingHit: { readonly welch: WelchResult | null; readonly sequential: DiffResult | null };
 }
 
@@ -87,9 +102,17 @@ export interface PhaseResult {
    * What the phase's tests count and how their variances are estimated: `srm` units (each unit once per phase) or
    * outcomes (statistics written before units were counted); `variance` units (cluster-robust, units as clusters,
    * for quality and cost), or outcomes (the per-outcome variance: statistics without unit buckets, or some arm with
-   * outcomes written before them). Winsorized cost comparisons and ceiling-hit rates always use per-outcome variances.
+   * outcomes written before them); `ceilingHit` the same for the agents' ceiling-hit rates (guardrails and agent
+   * comparisons: units when every arm's buckets hold every agent's outcomes); `observations` the same for what is
+   * computed from raw observations (winsorized cost comparisons, quality drops: units when every observation read
+   * carries its unit's bucket).
    */
-  readonly basis: { readonly srm: 'units' | 'outcomes'; readonly variance: 'units' | 'outcomes' };
+  readonly basis: {
+    readonly srm: 'units' | 'outcomes';
+    readonly variance: 'units' | 'outcomes';
+    readonly ceilingHit: 'units' | 'outcomes';
+    readonly observations: 'units' | 'outcomes';
+  };
 }
 
 export interface AnalysisInput {
@@ -128,6 +151,29 @@ const qualityForTest = (arm: ArmStats): Moments => testMoments(arm.quality, arm.
 const costForTest = (arm: ArmStats): Moments => testMoments(arm.cost, arm.clustered?.cost, arm.clustered?.clusters);
 
 /**
+ * An agent's ceiling-hit rate for the tests (pure): Bernoulli moments over the outcomes that reported the agent, with
+ * the variance replaced by the cluster-robust one when the arm's buckets hold all of them (`clustered.agents`).
+ */
+export function ceilingHitForTest(arm: ArmStats, agent: string): Moments {
+  const a = Object.hasOwn(arm.agents, agent) ? arm.agents[agent] : undefined;
+  if (!a) return fromWelford(0, 0, 0);
+  const c = arm.clustered?.agents && Object.hasOwn(arm.clustered.agents, agent) ? arm.clustered.agents[agent] : undefined;
+  return testMoments(bernoulliMoments(Math.round(a.ceilingHitRate * a.n), a.n), c?.ceilingHit, c?.clusters);
+}
+
+/** An agent's ceiling hits are on unit buckets with fewer than UNIT_MIN_CLUSTERS clusters yet (see tooFewUnits). */
+const tooFewAgentUnits = (arm: ArmStats, agent: string): boolean => {
+  const c = arm.clustered?.agents && Object.hasOwn(arm.clustered.agents, agent) ? arm.clustered.agents[agent] : undefined;
+  return c !== undefined && c.clusters < UNIT_MIN_CLUSTERS;
+};
+
+/** Every agent of every arm with outcomes has its ceiling hits in unit buckets (else a per-outcome fallback). */
+function ceilingHitOnUnits(arms: readonly ArmStats[]): boolean {
+  const withData = arms.filter((a) => a.count > 0);
+  return withData.length > 0 && withData.every((a) => a.clustered !== undefined && Object.entries(a.agents).every(([name, s]) => s.n === 0 || (a.clustered!.agents !== undefined && Object.hasOwn(a.clustered!.agents, name))));
+}
+
+/**
  * The SRM counts of a phase (pure): units per variant when the phase's statistics count units (any arm has a `units`
  * field: every outcome since then counted its unit at its first), else outcomes (statistics written before).
  */
@@ -146,19 +192,28 @@ const EMPTY: ArmStats = {
   agents: {},
 };
 
+/** The unit bucket an observation carries (undefined: written before buckets were, or no unit key). */
+const bucketOf = (o: Observation): number | undefined => (typeof o[6] === 'number' ? o[6] : undefined);
+
 function qualityDrop(agent: string, obs: readonly Observation[], field: 2 | 3, alpha: number): QualityDrop {
   const hit: number[] = [];
   const not: number[] = [];
+  // (bucket, group: 0 not hit, 1 hit, quality) while every observation carries a bucket.
+  let clusters: [number, 0 | 1, number][] | undefined = [];
   for (const o of obs) {
     // Only outcomes that reported this agent's usage: one where it did not run says nothing about its budget. (An
     // observation from before the reported agents were recorded counts as it did then.)
     const reported = o[5];
     if (reported && !reported.includes(agent)) continue;
-    (o[field].includes(agent) ? hit : not).push(o[0]);
+    const isHit = o[field].includes(agent);
+    (isHit ? hit : not).push(o[0]);
+    const b = bucketOf(o);
+    if (b === undefined) clusters = undefined;
+    else clusters?.push([b, isHit ? 1 : 0, o[0]]);
   }
   const mh = momentsOf(hit);
   const mn = momentsOf(not);
-  const w = welch(mn, mh, alpha);
+  const w = clusters ? clusteredDropCi(mn, mh, clusters, alpha) : welch(mn, mh, alpha);
   return {
     nHit: hit.length,
     qualityHit: hit.length ? mh.mean : null,
@@ -168,7 +223,28 @@ function qualityDrop(agent: string, obs: readonly Observation[], field: 2 | 3, a
   };
 }
 
-const costsOf = (obs: readonly Observation[] | undefined): number[] => (obs ?? []).flatMap((o) => (o[1] === null ? [] : [o[1]]));
+/**
+ * The Welch interval of quality when not hit − when hit, both groups from one arm, with units as clusters (pure): a
+ * unit's outcomes fall in both groups, so the variance is `clusteredDiffVariance`'s (each group's cluster-robust
+ * variance less twice their covariance over shared buckets), and each group counts min(n, clusters) − 1 degrees of
+ * freedom in the Welch–Satterthwaite formula. With one outcome per bucket it is the per-outcome Welch interval.
+ */
+function clusteredDropCi(not: Moments, hit: Moments, pairs: readonly (readonly [number, 0 | 1, number])[], alpha: number): { ci: readonly [number, number] } | null {
+  if (not.n < 2 || hit.n < 2) return null;
+  const d = clusteredDiffVariance(pairs);
+  if (!d) return null;
+  // Each group's part as a moment (effective per-outcome variance n·v) for the degrees of freedom; then the interval's
+  // standard error from the whole variance, covariance included.
+  const w = welch(testMoments(not, not.n * d.va, d.ga), testMoments(hit, hit.n * d.vb, d.gb), alpha);
+  if (!w) return null;
+  if (w.se === 0) return w; // no variance in either group (then none in the difference either)
+  const half = ((w.ci[1] - w.ci[0]) / 2 / w.se) * Math.sqrt(d.v);
+  return { ci: [w.diff - half, w.diff + half] };
+}
+
+/** Costs of an arm's observations, each with its unit's bucket (undefined when the observation carries none). */
+const costsOf = (obs: readonly Observation[] | undefined): [number, number | undefined][] => (obs ?? []).flatMap((o) => (o[1] === null ? [] : [[o[1], bucketOf(o)] as [number, number | undefined]]));
+const values = (costs: readonly (readonly [number, number | undefined])[]): number[] => costs.map((c) => c[0]);
 
 /** The q-quantile of the pooled costs of some arms: the one cap they are all winsorized at (undefined: off, or no cost). */
 function pooledCap(samples: readonly (readonly number[])[], q: number | undefined): number | undefined {
@@ -177,10 +253,18 @@ function pooledCap(samples: readonly (readonly number[])[], q: number | undefine
   return all.length ? winsorizedMoments(all, q).cap : undefined;
 }
 
-/** An arm's cost moments with every cost above `cap` set to it (undefined: no cap, or no cost to cap). */
-function costMoments(arm: ArmStats, costs: readonly number[], cap: number | undefined): (Moments & { cap?: number }) | undefined {
+/**
+ * An arm's cost moments with every cost above `cap` set to it (undefined: no cap, or no cost to cap). When every cost
+ * carries its unit's bucket, the variance is the cluster-robust one (units as clusters, with `clusters`); else per
+ * outcome.
+ */
+function costMoments(arm: ArmStats, costs: readonly (readonly [number, number | undefined])[], cap: number | undefined): (Moments & { cap?: number; clusters?: number }) | undefined {
   if (cap === undefined || costs.length === 0 || arm.cost.n === 0) return undefined;
-  return { ...momentsOf(costs.map((c) => Math.min(c, cap))), cap };
+  const capped = costs.map(([c, b]) => [Math.min(c, cap), b] as const);
+  const m = momentsOf(capped.map((c) => c[0]));
+  if (capped.some((c) => c[1] === undefined)) return { ...m, cap };
+  const sums = clusterSumsOf(capped.map(([c, b]) => [b!, c] as const));
+  return { ...testMoments(m, clusteredVariance(sums), sums.g), cap, clusters: sums.g };
 }
 
 /**
@@ -194,7 +278,7 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
   const tuningN = input.tuningN ?? DEFAULT_TUNING_N;
   // Winsorizing caps every arm at the same cost: capping each at its own quantile would compare arms cut at different
   // heights (a heavier tail cut lower), which is a difference of the caps, not of the strategies.
-  const phaseCap = pooledCap(input.variants.map((v) => costsOf(input.obs?.get(v.name))), input.winsorize);
+  const phaseCap = pooledCap(input.variants.map((v) => values(costsOf(input.obs?.get(v.name)))), input.winsorize);
   const variants: VariantResult[] = input.variants.map((v) => {
     const arm = input.arms.get(v.name) ?? EMPTY;
     const obs = input.obs?.get(v.name);
@@ -246,11 +330,14 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
     const qc = qualityForTest(control);
     raw.push({ variant: v.name, metric: 'quality', welch: welch(q, qc, alpha), sequential: few ? null : sequentialDiff(q, qc, alpha, tuningN, UNIT_RANGE) });
     const costs = costsOf(input.obs?.get(v.name));
-    const cap = pooledCap([costs, controlCosts], input.winsorize);
-    // Winsorized costs come from the raw observations, which carry no unit: their variance is per outcome.
-    const cost = costMoments(arm, costs, cap) ?? costForTest(arm);
-    const controlCost = costMoments(control, controlCosts, cap) ?? costForTest(control);
-    raw.push({ variant: v.name, metric: 'cost', welch: welch(cost, controlCost, alpha), sequential: few ? null : sequentialDiff(cost, controlCost, alpha, tuningN) });
+    const cap = pooledCap([values(costs), values(controlCosts)], input.winsorize);
+    // Winsorized costs come from the raw observations, which carry their unit's bucket: the same clusters as above.
+    const wt = costMoments(arm, costs, cap);
+    const wc = costMoments(control, controlCosts, cap);
+    const cost = wt ?? costForTest(arm);
+    const controlCost = wc ?? costForTest(control);
+    const fewW = [wt, wc].some((m) => m?.clusters !== undefined && m.clusters < UNIT_MIN_CLUSTERS);
+    raw.push({ variant: v.name, metric: 'cost', welch: welch(cost, controlCost, alpha), sequential: few || fewW ? null : sequentialDiff(cost, controlCost, alpha, tuningN) });
   }
   const tested = raw.map((c, i) => ({ i, p: c.welch?.pValue })).filter((x): x is { i: number; p: number } => x.p !== undefined);
   const adj = holm(tested.map((x) => x.p));
@@ -264,14 +351,15 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
     for (const [agent, a] of Object.entries(arm.agents)) {
       const c = control.agents[agent];
       if (!c) continue;
-      const mt = bernoulliMoments(Math.round(a.ceilingHitRate * a.n), a.n);
-      const mc = bernoulliMoments(Math.round(c.ceilingHitRate * c.n), c.n);
+      const mt = ceilingHitForTest(arm, agent);
+      const mc = ceilingHitForTest(control, agent);
+      const few = tooFewAgentUnits(arm, agent) || tooFewAgentUnits(control, agent);
       agentComparisons.push({
         variant: v.name,
         agent,
         budgetDiff: a.meanAllocated - c.meanAllocated,
         utilizationDiff: a.utilization - c.utilization,
-        ceilingHit: { welch: welch(mt, mc, alpha), sequential: sequentialDiff(mt, mc, alpha, tuningN, UNIT_RANGE) },
+        ceilingHit: { welch: welch(mt, mc, alpha), sequential: few ? null : sequentialDiff(mt, mc, alpha, tuningN, UNIT_RANGE) },
       });
     }
   }
@@ -285,8 +373,19 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
     comparisons,
     agentComparisons,
     srm: srmSequential(counts, input.variants.map((v) => v.weight)),
-    basis: { srm: basis, variance: clustered ? 'units' : 'outcomes' },
+    basis: {
+      srm: basis,
+      variance: clustered ? 'units' : 'outcomes',
+      ceilingHit: ceilingHitOnUnits(withData) ? 'units' : 'outcomes',
+      observations: observationsOnUnits(input.variants.map((v) => input.obs?.get(v.name))) ? 'units' : 'outcomes',
+    },
   };
+}
+
+/** Every observation read carries its unit's bucket (and there is at least one). */
+function observationsOnUnits(lists: readonly (readonly Observation[] | undefined)[]): boolean {
+  const all = lists.flatMap((l) => l ?? []);
+  return all.length > 0 && all.every((o) => bucketOf(o) !== undefined);
 }
 
 /** Default per-arm sample size before a guardrail is judged. */
@@ -315,9 +414,7 @@ function metricRange(g: Guardrail): number | undefined {
 function metricMoments(arm: ArmStats, g: Guardrail): Moments {
   if (g.metric === 'quality') return qualityForTest(arm);
   if (g.metric === 'cost') return costForTest(arm);
-  const a = arm.agents[g.agent ?? ''];
-  if (!a) return fromWelford(0, 0, 0);
-  return bernoulliMoments(Math.round(a.ceilingHitRate * a.n), a.n);
+  return ceilingHitForTest(arm, g.agent ?? '');
 }
 
 /**
@@ -344,8 +441,9 @@ export function checkGuardrails(
       const t = arms.get(v.name) ?? EMPTY;
       const tm = metricMoments(t, g);
       const min = g.minSamples ?? GUARDRAIL_MIN_SAMPLES;
-      // A quality or cost guardrail on unit statistics also waits for UNIT_MIN_CLUSTERS units per arm.
-      const few = g.metric !== 'ceilingHitRate' && (tooFewUnits(t) || tooFewUnits(c));
+      // A guardrail on unit statistics also waits for UNIT_MIN_CLUSTERS units per arm (for a ceiling-hit rate, units
+      // whose outcomes reported the agent).
+      const few = g.metric === 'ceilingHitRate' ? tooFewAgentUnits(t, g.agent ?? '') || tooFewAgentUnits(c, g.agent ?? '') : tooFewUnits(t) || tooFewUnits(c);
       if (tm.n < min || cm.n < min || few) {
         out.push({ guardrail: g, variant: v.name, judged: false, breached: false, n: [tm.n, cm.n] });
         continue;

@@ -4,6 +4,7 @@ import type { Versioned } from '../control/store.js';
 import type { Arm, ArmResolver } from '../feedback/arms.js';
 import { CEILING_HIT_SHARE } from '../feedback/observations.js';
 import type { OutcomeSink } from '../feedback/processor.js';
+import { unitSpec } from '../feedback/units.js';
 import type { Keys } from '../redis/keys.js';
 import type { ExperimentDoc } from './schema.js';
 
@@ -106,8 +107,8 @@ export const experimentArms =
 
 /**
  * One compact observation per outcome and experiment arm: [quality, cost|null, truncated agents, ceiling-hit agents,
- * on a probe's cut arm [cut budget, base budget] (else null), agents the outcome reported usage for]. Written in the
- * same atomic step as the moments.
+ * on a probe's cut arm [cut budget, base budget] (else null), agents the outcome reported usage for, the unit's bucket
+ * (src/feedback/units.ts) or null]. Written in the same atomic step as the moments.
  */
 export function experimentSinks(keys: Keys, view: () => ControlView): OutcomeSink[] {
   // The processor asks each sink for one entry; an outcome can count toward two arms (variant and
@@ -133,7 +134,9 @@ export function experimentSinks(keys: Keys, view: () => ControlView): OutcomeSin
         // critical-path analysis reads the cut from here, so it needs no usage reports.
         const probe = job.decision.meta?.probe as { agent?: unknown; baseTokens?: unknown } | undefined;
         const cut = probe && typeof probe.agent === 'string' && typeof probe.baseTokens === 'number' ? job.decision.budgets[probe.agent] : undefined;
-        const entry: unknown[] = [job.outcome.quality, ctx.costUsd ?? null, trunc, hits, cut !== undefined ? [cut, probe!.baseTokens] : null, reported];
+        // The unit's bucket (the cluster of the variances computed from observations), or null without a unit key.
+        const bucket = job.decision.unitKey !== undefined ? unitSpec(job.decision.unitKey).bucket : null;
+        const entry: unknown[] = [job.outcome.quality, ctx.costUsd ?? null, trunc, hits, cut !== undefined ? [cut, probe!.baseTokens] : null, reported, bucket];
         const value = JSON.stringify(entry);
         return { key: experimentArm(keys, job.decision.pipeline, ref.experiment, ref.generation, ref.phase, ref.variant).obs, value };
       },

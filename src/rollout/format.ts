@@ -35,8 +35,14 @@ export function formatResults(r: ExperimentResults): string {
     out.push('', `phase ${ph.phase}${ph.srm ? `  (sequential SRM p = ${p(ph.srm.pValue)}${ph.srm.mismatch ? ' MISMATCH' : ''})` : ''}`);
     // Results of a phase written (in part) before unit statistics were kept (older results lack `basis`).
     const basis = (ph as { basis?: PhaseResult['basis'] }).basis;
-    if (basis && (basis.srm === 'outcomes' || basis.variance === 'outcomes') && ph.variants.some((v) => v.n > 0)) {
-      out.push(`  statistics kept before units were: ${basis.srm === 'outcomes' ? 'SRM on outcome counts' : 'SRM on units'}, ${basis.variance === 'outcomes' ? 'per-outcome variances' : 'unit (cluster-robust) variances'}`);
+    // Results from before the ceiling-hit and observation bases were reported lack them (then on outcomes).
+    const ceilingHit = basis?.ceilingHit ?? 'outcomes';
+    const observations = basis?.observations ?? 'outcomes';
+    if (basis && [basis.srm, basis.variance, ceilingHit, observations].includes('outcomes') && ph.variants.some((v) => v.n > 0)) {
+      out.push(
+        `  statistics kept before units were: ${basis.srm === 'outcomes' ? 'SRM on outcome counts' : 'SRM on units'}, ${basis.variance === 'outcomes' ? 'per-outcome variances' : 'unit (cluster-robust) variances'}` +
+          `, ceiling hits ${ceilingHit === 'outcomes' ? 'per outcome' : 'on units'}, winsorized cost and quality drops ${observations === 'outcomes' ? 'per outcome' : 'on units'}`,
+      );
     }
     out.push(
       table(

@@ -168,14 +168,15 @@ const ObservationHead = [Type.Number(), Type.Union([Type.Number(), Type.Null()])
 const Cut = Type.Tuple([Type.Number(), Type.Number()]);
 /**
  * One observation as the experiment arm's sink writes it (src/rollout/arms.ts): quality, cost, truncated, hit, a
- * probe's cut or null, the agents that reported usage; and the shorter forms written before (without the reported
- * agents; the cut only on a probe's arm).
+ * probe's cut or null, the agents that reported usage, the unit's bucket or null; and the shorter forms written before
+ * (without the bucket; without the reported agents; the cut only on a probe's arm).
  */
 const decodeObservation = jsonDecoder(
   Type.Union([
     Type.Tuple([...ObservationHead]),
     Type.Tuple([...ObservationHead, Cut]),
     Type.Tuple([...ObservationHead, Type.Union([Cut, Type.Null()]), Type.Array(Type.String())]),
+    Type.Tuple([...ObservationHead, Type.Union([Cut, Type.Null()]), Type.Array(Type.String()), Type.Union([Type.Integer({ minimum: 0 }), Type.Null()])]),
   ]),
 );
 

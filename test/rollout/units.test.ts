@@ -2,13 +2,15 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { newDecisionId, type DecisionRecord } from '../../src/allocation/decisions.js';
 import type { ControlView } from '../../src/control/view.js';
+import { pack, unpack } from 'msgpackr';
 import { parseArmStats, type ArmStats } from '../../src/feedback/stats-reader.js';
 import { applyOutcome } from '../../src/feedback/processor.js';
 import { UNIT_BUCKETS, unitSpec } from '../../src/feedback/units.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { createKeys } from '../../src/redis/keys.js';
-import { analyzePhase, checkGuardrails } from '../../src/rollout/analysis.js';
-import { experimentArm, experimentArms } from '../../src/rollout/arms.js';
+import { analyzePhase, checkGuardrails, type Observation, type PhaseResult } from '../../src/rollout/analysis.js';
+import { experimentArm, experimentArms, experimentSinks } from '../../src/rollout/arms.js';
+import { readObservations } from '../../src/rollout/service.js';
 import { srmSequential } from '../../src/stats/srm.js';
 import { dropPrefix, testPrefix, testRedis } from '../helpers/env.js';
 import { sampleRecord } from '../helpers/write-slots.js';
@@ -19,7 +21,7 @@ const redis = testRedis(prefix, { maxRetriesPerRequest: null });
 after(() => dropPrefix(prefix));
 
 const view = () => ({ pipelines: new Map(), raw: { kinds: { experiments: new Map() } } }) as unknown as ControlView;
-const deps = { redis, keys, view, arms: [experimentArms(keys, view)], rewardWindowSeconds: 3600, markerGraceSeconds: 60 };
+const deps = { redis, keys, view, arms: [experimentArms(keys, view)], sinks: experimentSinks(keys, view), rewardWindowSeconds: 3600, markerGraceSeconds: 60 };
 const VARIANTS = [
   { name: 'control', strategy: 'a', weight: 1 },
   { name: 'treatment', strategy: 'b', weight: 1 },
@@ -33,8 +35,29 @@ function decision(experiment: string, variant: string, unitKey: string | undefin
   } as DecisionRecord;
 }
 
-async function apply(d: DecisionRecord, quality: number, costUsd?: number): Promise<string> {
-  return applyOutcome(deps, { decision: d, outcome: { decisionId: d.id, quality, ...(costUsd !== undefined ? { costUsd } : {}) }, receivedAt: Date.now() });
+/** Agent `a` (budget 100 in the sample record) at its ceiling (98 tokens, truncated or not) or not (50 tokens). */
+type Usage = 'hit' | 'truncated' | 'free';
+const usageOf = (x: Usage) => ({ a: { outputTokens: x === 'free' ? 50 : 98, ...(x === 'truncated' ? { truncated: true } : {}) } });
+
+async function apply(d: DecisionRecord, quality: number, costUsd?: number, usage?: Usage): Promise<string> {
+  return applyOutcome(deps, { decision: d, outcome: { decisionId: d.id, quality, ...(costUsd !== undefined ? { costUsd } : {}), ...(usage ? { usage: usageOf(usage) } : {}) }, receivedAt: Date.now() });
+}
+
+async function readObs(experiment: string): Promise<Map<string, Observation[]>> {
+  return new Map(await Promise.all(VARIANTS.map(async (v) => [v.name, await readObservations(redis, experimentArm(keys, 'p', experiment, 1, 0, v.name).obs)] as const)));
+}
+
+/** Observations as written before they carried the unit's bucket. */
+const obsPerOutcome = (obs: ReadonlyMap<string, readonly Observation[]>): Map<string, Observation[]> =>
+  new Map([...obs].map(([k, list]) => [k, list.map((o): Observation => [o[0], o[1], o[2], o[3], o[4] ?? null, o[5] ?? []])]));
+
+const covers = (ci: readonly [number, number] | null | undefined): boolean => ci !== null && ci !== undefined && ci[0] <= 0 && 0 <= ci[1];
+/** The intervals of the three statistics kept per outcome before: ceiling hits, winsorized cost, quality drops. */
+function perUnitStatistics(r: PhaseResult, guard: ReturnType<typeof checkGuardrails>) {
+  const drops = r.variants.flatMap((v) => [v.agents.a?.truncation?.ci ?? null, v.agents.a?.atCeiling?.ci ?? null]);
+  const hit = r.agentComparisons.find((c) => c.agent === 'a')!.ceilingHit;
+  const cost = r.comparisons.find((c) => c.metric === 'cost')!;
+  return { guard: guard[0]!, hitWelch: hit.welch?.ci, hitSeq: hit.sequential?.ci, costWelch: cost.welch?.ci, costSeq: cost.sequential?.ci, drops };
 }
 
 async function readArms(experiment: string): Promise<Map<string, ArmStats>> {
@@ -53,6 +76,9 @@ const perOutcome = (arms: ReadonlyMap<string, ArmStats>): Map<string, ArmStats> 
     const { units: _u, clustered: _c, ...rest } = a;
     return [k, rest];
   }));
+
+/** The seed of the many-outcomes ceiling-hit case (a seed on which the per-outcome statistics fail, see there). */
+const SEED = Number(process.env.UNIT_HITS_SEED ?? 1);
 
 const normal = (u: () => number): number => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
 const clip = (x: number): number => Math.min(1, Math.max(0, x));
@@ -82,7 +108,7 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
     assert.equal(VARIANTS.reduce((t, v) => t + arms.get(v.name)!.count, 0), jobs.length);
 
     const now = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha, arms });
-    assert.deepEqual(now.basis, { srm: 'units', variance: 'units' });
+    assert.deepEqual({ srm: now.basis.srm, variance: now.basis.variance }, { srm: 'units', variance: 'units' });
     assert.equal(now.srm?.mismatch, false);
     assert.equal(srmSequential(unitsPer, [1, 1], alpha)!.mismatch, false, 'no SRM flag at α = 1e-5 on unit counts');
     for (const metric of ['quality', 'cost'] as const) {
@@ -95,10 +121,54 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
     // The same data read as independent outcomes (what the statistics did before): the SRM test and the intervals
     // are fooled. This is what makes the test fail without unit statistics.
     const old = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha, arms: perOutcome(arms) });
-    assert.deepEqual(old.basis, { srm: 'outcomes', variance: 'outcomes' });
+    assert.deepEqual({ srm: old.basis.srm, variance: old.basis.variance }, { srm: 'outcomes', variance: 'outcomes' });
     const oldFlag = srmSequential(VARIANTS.map((v) => arms.get(v.name)!.count), [1, 1], alpha)!.mismatch;
     const oldExcludes = old.comparisons.some((c) => { const ci = c.sequential!.ci; return ci[0] > 0 || ci[1] < 0; });
     assert.ok(oldFlag && oldExcludes, `per-outcome statistics on this seed: SRM flag ${oldFlag}, an interval excluding 0 ${oldExcludes}`);
+  });
+
+  it('many outcomes per unit with a unit effect on ceiling hits, quality and cost: ceiling-hit, winsorized-cost and quality-drop intervals hold their level on units, not per outcome', async () => {
+    // 300 units, each reporting 1 + geometric(mean 20) outcomes. Each unit hits agent a's ceiling often (90 %) or
+    // rarely (5 %), half of its hits truncated, and has its own quality and cost level, all independent and the same
+    // in both arms (A/A), so no interval below should exclude 0; quality does not depend on hits, so no drop either.
+    // At α = 1e-5 a correct interval excludes 0 with probability ≤ 1e-5 (always valid: the sequential ones).
+    const u = mulberry32(SEED);
+    const alpha = 1e-5;
+    const jobs: { d: DecisionRecord; q: number; c: number; use: Usage }[] = [];
+    for (let i = 0; i < 300; i++) {
+      const key = `hits-${i}`;
+      const variant = u() < 0.5 ? 'control' : 'treatment';
+      const hitP = u() < 0.5 ? 0.9 : 0.05;
+      const qEffect = 0.2 * normal(u);
+      const cEffect = Math.exp(1.5 * normal(u));
+      const n = 1 + Math.floor(Math.log(1 - u()) / Math.log(1 - 1 / 20));
+      for (let k = 0; k < n; k++) {
+        const use: Usage = u() < hitP ? (u() < 0.5 ? 'truncated' : 'hit') : 'free';
+        jobs.push({ d: decision('hits', variant, key), q: clip(0.5 + qEffect + 0.02 * normal(u)), c: 0.01 * cEffect * Math.exp(0.2 * normal(u)), use });
+      }
+    }
+    for (let i = 0; i < jobs.length; i += 200) await Promise.all(jobs.slice(i, i + 200).map((j) => apply(j.d, j.q, j.c, j.use)));
+    const arms = await readArms('hits');
+    const obs = await readObs('hits');
+    assert.equal(VARIANTS.reduce((t, v) => t + (obs.get(v.name)?.length ?? 0), 0), jobs.length);
+    const guardrails = [{ metric: 'ceilingHitRate' as const, agent: 'a' }];
+
+    const now = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha, arms, obs, winsorize: 0.99 });
+    assert.deepEqual(now.basis, { srm: 'units', variance: 'units', ceilingHit: 'units', observations: 'units' });
+    const n = perUnitStatistics(now, checkGuardrails(guardrails, VARIANTS, 'control', arms, alpha));
+    assert.ok(n.guard.judged && !n.guard.breached && covers(n.guard.ci), `ceiling-hit guardrail on units: ${JSON.stringify(n.guard)}`);
+    for (const [k, ci] of Object.entries({ hitWelch: n.hitWelch, hitSeq: n.hitSeq, costWelch: n.costWelch, costSeq: n.costSeq })) assert.ok(covers(ci), `${k} on units: [${ci}] covers 0`);
+    n.drops.forEach((ci, i) => assert.ok(covers(ci), `quality drop ${i} on units: [${ci}] covers 0`));
+
+    // The same data read as before (ceiling hits from the per-agent counts, observations without their unit): each of
+    // the three statistics excludes 0, which is what makes this test fail without them on units.
+    const oldArms = perOutcome(arms);
+    const old = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha, arms: oldArms, obs: obsPerOutcome(obs), winsorize: 0.99 });
+    assert.deepEqual(old.basis, { srm: 'outcomes', variance: 'outcomes', ceilingHit: 'outcomes', observations: 'outcomes' });
+    const o = perUnitStatistics(old, checkGuardrails(guardrails, VARIANTS, 'control', oldArms, alpha));
+    assert.ok(!covers(o.guard.ci) && !covers(o.hitSeq), `per outcome, the ceiling-hit guardrail's interval [${o.guard.ci}] and the comparison's [${o.hitSeq}] exclude 0`);
+    assert.ok(!covers(o.costSeq), `per outcome, the winsorized cost interval [${o.costSeq}] excludes 0`);
+    assert.ok(o.drops.some((ci) => !covers(ci)), `per outcome, a quality drop interval excludes 0: ${JSON.stringify(o.drops)}`);
   });
 
   it('one outcome per unit, one unit per bucket: the cluster-robust variance equals the per-outcome one, and so do the intervals', async () => {
@@ -113,8 +183,9 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
     }
     assert.ok(taken.size <= UNIT_BUCKETS);
     const u = mulberry32(7);
-    await Promise.all(keysIn.map((k, i) => apply(decision('eq', i % 2 ? 'treatment' : 'control', k), u() ** 3, 0.01 * Math.exp(normal(u)))));
+    await Promise.all(keysIn.map((k, i) => apply(decision('eq', i % 2 ? 'treatment' : 'control', k), u() ** 3, 0.01 * Math.exp(normal(u)), ((x) => (x < 0.15 ? 'truncated' : x < 0.3 ? 'hit' : 'free'))(u()))));
     const arms = await readArms('eq');
+    const obs = await readObs('eq');
     for (const v of VARIANTS) {
       const a = arms.get(v.name)!;
       assert.equal(a.units, 150);
@@ -125,13 +196,30 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
     const now = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms });
     const old = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms: perOutcome(arms) });
     assert.equal(now.basis.variance, 'units');
+    const same = (a: readonly number[] | null | undefined, b: readonly number[] | null | undefined, what: string): void => {
+      assert.ok(a && b, `${what}: both computed`);
+      a.forEach((x, j) => assert.ok(Math.abs(x - b[j]!) <= 1e-9 * Math.max(1, Math.abs(x)), `${what}: ${a} vs ${b}`));
+    };
     now.comparisons.forEach((c, i) => {
       const o = old.comparisons[i]!;
-      for (const k of ['welch', 'sequential'] as const) {
-        c[k]!.ci.forEach((x, j) => assert.ok(Math.abs(x - o[k]!.ci[j]!) <= 1e-9 * Math.max(1, Math.abs(x)), `${c.metric} ${k}: ${c[k]!.ci} vs ${o[k]!.ci}`));
-      }
+      for (const k of ['welch', 'sequential'] as const) same(c[k]?.ci, o[k]?.ci, `${c.metric} ${k}`);
     });
     assert.deepEqual(now.srm, old.srm, 'one outcome per unit: unit counts are the outcome counts');
+
+    // The ceiling-hit rate, the winsorized cost and the quality drops give the same intervals as per outcome.
+    for (const v of VARIANTS) assert.equal(arms.get(v.name)!.clustered?.agents?.a?.clusters, 150);
+    const guardrails = [{ metric: 'ceilingHitRate' as const, agent: 'a' }];
+    const nowAll = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms, obs, winsorize: 0.9 });
+    const oldAll = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms: perOutcome(arms), obs: obsPerOutcome(obs), winsorize: 0.9 });
+    assert.deepEqual(nowAll.basis, { srm: 'units', variance: 'units', ceilingHit: 'units', observations: 'units' });
+    assert.deepEqual(oldAll.basis, { srm: 'outcomes', variance: 'outcomes', ceilingHit: 'outcomes', observations: 'outcomes' });
+    const a = perUnitStatistics(nowAll, checkGuardrails(guardrails, VARIANTS, 'control', arms, 0.05));
+    const b = perUnitStatistics(oldAll, checkGuardrails(guardrails, VARIANTS, 'control', perOutcome(arms), 0.05));
+    assert.equal(a.guard.judged, b.guard.judged);
+    assert.equal(a.guard.breached, b.guard.breached);
+    same(a.guard.ci, b.guard.ci, 'ceiling-hit guardrail');
+    for (const k of ['hitWelch', 'hitSeq', 'costWelch', 'costSeq'] as const) same(a[k], b[k], k);
+    a.drops.forEach((ci, i) => same(ci, b.drops[i], `quality drop ${i}`));
   });
 
   it('an outcome applied twice changes neither the unit count nor the bucket sums; a unit is counted once however many outcomes it reports', async () => {
@@ -164,12 +252,40 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
       await redis.hdel(arm.summary, 'units');
     }
     const before = await readArms('legacy');
-    assert.deepEqual(analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms: before }).basis, { srm: 'outcomes', variance: 'outcomes' });
+    assert.deepEqual(analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms: before }).basis, { srm: 'outcomes', variance: 'outcomes', ceilingHit: 'outcomes', observations: 'outcomes' });
     for (let i = 0; i < 40; i++) await apply(decision('legacy', i % 2 ? 'treatment' : 'control', `legacy-${i}`), u());
     const arms = await readArms('legacy');
     assert.equal(arms.get('control')!.count, 40);
     assert.equal(arms.get('control')!.units, 20, 'units are counted from the upgrade on');
     assert.equal(arms.get('control')!.clustered, undefined, 'buckets that miss outcomes are not used');
-    assert.deepEqual(analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms }).basis, { srm: 'units', variance: 'outcomes' });
+    assert.deepEqual(analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms }).basis, { srm: 'units', variance: 'outcomes', ceilingHit: 'outcomes', observations: 'outcomes' });
+  });
+
+  it('buckets and observations written before they kept ceiling hits and units: those statistics fall back to per-outcome, and the results say so', async () => {
+    const u = mulberry32(5);
+    const use = (): Usage => (u() < 0.3 ? 'hit' : 'free');
+    for (let i = 0; i < 80; i++) await apply(decision('older', i % 2 ? 'treatment' : 'control', `older-${i}`), u(), 0.01, use());
+    // As written before: buckets [n, Σ quality, c_n, Σ cost] without the agents' hits, observations without the bucket.
+    for (const v of VARIANTS) {
+      const arm = experimentArm(keys, 'p', 'older', 1, 0, v.name);
+      for (const [b, packed] of Object.entries(await redis.hgetallBuffer(arm.units.buckets))) {
+        await redis.hset(arm.units.buckets, b, pack((unpack(packed) as unknown[]).slice(0, 4)));
+      }
+      const list = await redis.lrange(arm.obs, 0, -1);
+      await redis.del(arm.obs);
+      await redis.rpush(arm.obs, ...list.map((l) => JSON.stringify((JSON.parse(l) as unknown[]).slice(0, 6))));
+    }
+    for (let i = 0; i < 80; i++) await apply(decision('older', i % 2 ? 'treatment' : 'control', `older-${i}`), u(), 0.01, use());
+    const arms = await readArms('older');
+    const obs = await readObs('older');
+    assert.equal(arms.get('control')!.agents.a!.n, 80);
+    assert.deepEqual({ ...arms.get('control')!.clustered?.agents }, {}, 'bucket sums that miss some of the agent\'s outcomes are not used');
+    const now = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms, obs, winsorize: 0.9 });
+    assert.deepEqual(now.basis, { srm: 'units', variance: 'units', ceilingHit: 'outcomes', observations: 'outcomes' });
+    const old = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms: perOutcome(arms), obs: obsPerOutcome(obs), winsorize: 0.9 });
+    const guardrails = [{ metric: 'ceilingHitRate' as const, agent: 'a' }];
+    const a = perUnitStatistics(now, checkGuardrails(guardrails, VARIANTS, 'control', arms, 0.05));
+    const b = perUnitStatistics(old, checkGuardrails(guardrails, VARIANTS, 'control', perOutcome(arms), 0.05));
+    assert.deepEqual([a.guard.ci, a.hitWelch, a.hitSeq, a.costWelch, a.costSeq, a.drops], [b.guard.ci, b.hitWelch, b.hitSeq, b.costWelch, b.costSeq, b.drops], 'the per-outcome intervals');
   });
 });

@@ -16,8 +16,9 @@
 -- KEYS[5k]      (k = 1..A) the arm's tombstone (highest deleted version of its object), or any key when ARGV[8+k] is ""
 -- KEYS[5k+1]    (k = 1..A) the arm's phase unit bitmap (Bloom-style, shared by the phase's arms; expires at the
 --               latest marker deadline of the outcomes applied to it), or any key when ARGV[8+A+k] is ""
--- KEYS[5k+2]    (k = 1..A) the arm's unit-bucket hash: <bucket> → MessagePack [n, Σ quality, c_n, Σ cost], or any key
---               when ARGV[8+A+k] is ""
+-- KEYS[5k+2]    (k = 1..A) the arm's unit-bucket hash: <bucket> → MessagePack [n, Σ quality, c_n, Σ cost, agents],
+--               agents a flat list [name, n, hits, ...] (outcomes reporting the agent, ceiling hits among them; absent
+--               in buckets written before it was kept), or any key when ARGV[8+A+k] is ""
 -- KEYS[2+5A+j]  (j = 1..L) lists that receive one entry each (e.g. the learner's training buffer), capped
 -- ARGV[1]       marker deadline, epoch seconds: the marker expires then, and an outcome applied at or after it is refused
 -- ARGV[2]       the decision's member in the marker set
@@ -157,6 +158,26 @@ for k = 1, arms do
       if cost ~= '' then
         v[3] = v[3] + 1
         v[4] = v[4] + tonumber(cost)
+      end
+      -- Ceiling hits per agent in the same bucket (the clusters of the ceiling-hit rate's variance): a flat list
+      -- [name, n, hits, ...] of the agents the bucket's outcomes reported (not the `<agent>@<model>` entries).
+      if #agents > 0 then
+        local ag = v[5] or {}
+        for _, o in ipairs(agents) do
+          local name = o['a']
+          if not string.find(name, '@', 1, true) then
+            local i = 1
+            while i <= #ag and ag[i] ~= name do i = i + 3 end
+            if i > #ag then
+              ag[i] = name
+              ag[i + 1] = 0
+              ag[i + 2] = 0
+            end
+            ag[i + 1] = ag[i + 1] + 1
+            ag[i + 2] = ag[i + 2] + o['h']
+          end
+        end
+        if #ag > 0 then v[5] = ag end
       end
       redis.call('HSET', buckets, bucket, cmsgpack.pack(v))
     end
