@@ -17,7 +17,8 @@
  * variances: the statistics as kept before units were) and under the unit rule (each unit counted once per phase for
  * SRM, and the cluster-robust variance with units hashed into UNIT_BUCKETS buckets per arm as clusters, as
  * apply-outcome.lua keeps them and `parseArmStats` reads them; the Bloom bitmap's thinning is not simulated: it drops
- * units independently of their arm). Ceiling-hit guardrails use per-outcome variances under both rules.
+ * units independently of their arm). Ceiling-hit guardrails use per-outcome variances under both rules here
+ * (bench/unit-guardrails.ts measures them, the winsorized cost and the quality drops, on units).
  *
  * Printed per scenario: the share of A/A experiments a guardrail ever rolled back (breach: the whole always-valid
  * interval above the tolerance 0; nominal ≤ α/2, one side of a two-sided 1 − α interval) and the share whose
@@ -29,8 +30,9 @@ import { mulberry32 } from '../src/learner/rng.js';
 import type { ArmStats } from '../src/feedback/stats-reader.js';
 import { analyzePhase, checkGuardrails } from '../src/rollout/analysis.js';
 import type { Guardrail } from '../src/rollout/schema.js';
-import { addCluster, clusteredVariance, emptyClusterSums, UNIT_BUCKETS, type ClusterSums } from '../src/feedback/units.js';
+import { clusteredVariance, UNIT_BUCKETS } from '../src/feedback/units.js';
 import { fromWelford } from '../src/stats/moments.js';
+import { ClusterBuckets } from '../test/helpers/cluster-buckets.js';
 import { Welford } from '../test/helpers/welford.js';
 import { SRM_SEQUENTIAL_ALPHA, srmSequential } from '../src/stats/srm.js';
 import { flag } from './lib.js';
@@ -107,32 +109,15 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
-/** Per-bucket sums of one arm and metric, and their cluster sums kept incrementally (as the reader computes them). */
-class Buckets {
-  n = new Float64Array(UNIT_BUCKETS);
-  s = new Float64Array(UNIT_BUCKETS);
-  sums: ClusterSums = emptyClusterSums();
-  add(b: number, y: number): void {
-    const n = this.n[b]!;
-    const s = this.s[b]!;
-    const c = this.sums;
-    // Replace cluster b's contribution (n, s) by (n + 1, s + y).
-    const without = n > 0 ? { g: c.g - 1, n: c.n - n, s: c.s - s, ss: c.ss - s * s, ns: c.ns - n * s, nn: c.nn - n * n } : c;
-    this.sums = addCluster(without, n + 1, s + y);
-    this.n[b] = n + 1;
-    this.s[b] = s + y;
-  }
-}
-
 interface Arm {
   q: Welford;
   c: Welford;
   hits: number;
   units: number;
-  bq: Buckets;
-  bc: Buckets;
+  bq: ClusterBuckets;
+  bc: ClusterBuckets;
 }
-const newArm = (): Arm => ({ q: new Welford(), c: new Welford(), hits: 0, units: 0, bq: new Buckets(), bc: new Buckets() });
+const newArm = (): Arm => ({ q: new Welford(), c: new Welford(), hits: 0, units: 0, bq: new ClusterBuckets(), bc: new ClusterBuckets() });
 /** The arm's statistics under the unit rule: unit count and cluster-robust variances. */
 const unitStats = (a: Arm): ArmStats => {
   const quality = clusteredVariance(a.bq.sums);
