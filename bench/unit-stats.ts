@@ -2,7 +2,8 @@
  * Redis CPU of `apply-outcome.lua` for an experiment decision with unit statistics (the phase's unit bitmap and the
  * arm's unit buckets, docs/rollout.md "Outcomes per unit") against the same outcomes without them (no unit key: the
  * moments, per-agent sums and observation list only), measured in the same run on a private redis-server
- * (`INFO commandstats`: µs per EVALSHA, so nothing else's traffic is counted).
+ * (`INFO commandstats`: µs per EVALSHA, so nothing else's traffic is counted; and the server's CPU time per outcome,
+ * which a loaded machine inflates less).
  *
  *   node --import tsx bench/unit-stats.ts [--n 20000] [--units 2000] [--port 6440]
  *
@@ -50,12 +51,16 @@ try {
     ...(withUnit ? { unitKey: `user-${i % units}` } : {}),
     route: { experiment: exp, generation: 1, phase: 0, variant: i % 2 ? 'treatment' : 'control' },
   });
-  const usPerCall = async (): Promise<{ calls: number; usec: number }> => {
-    const info = await redis.info('commandstats');
+  // usec: time inside EVALSHA (wall clock, so a loaded machine inflates it); cpu: the server process's CPU time
+  // (user + sys, INFO cpu), which also counts reading and answering the calls but not time the process waited.
+  const usPerCall = async (): Promise<{ calls: number; usec: number; cpu: number }> => {
+    const info = (await redis.info('commandstats')) + (await redis.info('cpu'));
     const m = /cmdstat_evalsha:calls=(\d+),usec=(\d+)/.exec(info);
-    return { calls: Number(m?.[1] ?? 0), usec: Number(m?.[2] ?? 0) };
+    const cpu = (k: string): number => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+    return { calls: Number(m?.[1] ?? 0), usec: Number(m?.[2] ?? 0), cpu: 1e6 * (cpu('used_cpu_user') + cpu('used_cpu_sys')) };
   };
-  const run = async (withUnit: boolean, exp: string): Promise<number> => {
+  const cpuPerCall: Record<string, number[]> = { base: [], unit: [] };
+  const run = async (withUnit: boolean, exp: string, record = true): Promise<number> => {
     const before = await usPerCall();
     for (let i = 0; i < n; i += 200) {
       await Promise.all(
@@ -66,10 +71,11 @@ try {
       );
     }
     const after = await usPerCall();
+    if (record) cpuPerCall[withUnit ? 'unit' : 'base']!.push((after.cpu - before.cpu) / n);
     return (after.usec - before.usec) / (after.calls - before.calls);
   };
   // Warm-up (script load), then alternate so drift does not favour either side.
-  await run(false, 'warm');
+  await run(false, 'warm', false);
   const base: number[] = [];
   const unit: number[] = [];
   for (let r = 0; r < 3; r++) {
@@ -81,6 +87,9 @@ try {
   console.log(`without unit statistics: ${med(base).toFixed(1)} µs per call (rounds ${base.map((x) => x.toFixed(1)).join(', ')})`);
   console.log(`with unit statistics:    ${med(unit).toFixed(1)} µs per call (rounds ${unit.map((x) => x.toFixed(1)).join(', ')})`);
   console.log(`ratio: ${(med(unit) / med(base)).toFixed(2)}`);
+  const cb = cpuPerCall.base!;
+  const cu = cpuPerCall.unit!;
+  console.log(`server CPU per outcome (user + sys): without ${med(cb).toFixed(1)} µs, with ${med(cu).toFixed(1)} µs, ratio ${(med(cu) / med(cb)).toFixed(2)} (rounds ${cb.map((x) => x.toFixed(1)).join(', ')} / ${cu.map((x) => x.toFixed(1)).join(', ')})`);
 } finally {
   redis.disconnect();
   server.kill();
