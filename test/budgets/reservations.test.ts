@@ -117,7 +117,9 @@ describe('reservations over HTTP', () => {
   it('lets exactly one of a racing commit and release win', async () => {
     await put('tenant:t4', 1_000_000);
     for (let i = 0; i < 40; i++) {
-      const g = (await call('POST', '/v1/reservations', { scope: 'tenant:t4', unit: 'TOKENS', amount: 10, idempotencyKey: key() })).json();
+      const res = await call('POST', '/v1/reservations', { scope: 'tenant:t4', unit: 'TOKENS', amount: 10, idempotencyKey: key() });
+      assert.equal(res.statusCode, 201, res.body);
+      const g = res.json();
       const [c, r] = await Promise.all([call('POST', `/v1/reservations/${g.id}/commit`, { amount: 7 }), call('POST', `/v1/reservations/${g.id}/release`, {})]);
       const wins = [c.statusCode, r.statusCode].filter((s) => s === 200).length;
       assert.equal(wins, 1, `${c.body} / ${r.body}`);
