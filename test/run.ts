@@ -12,11 +12,25 @@
  * commands, passed its first 18 and was cut at 300 s at load average 20). So it defaults to the file's limit less
  * 30 s: Node then names the test it cut, and the runner's kill at the file's limit stops what is left.
  *
- * Usage: node --import tsx test/run.ts [file …]      (default: every test/**\/*.test.ts, sorted, then the cluster
- *   stage: test/cluster/run.ts runs the suites that touch Redis again on a local 3-master Redis Cluster)
- *   APPORTION_TEST_CONCURRENCY   files at once (default: twice the CPUs, 2 to 8; most of a file's time is spent
- *                                waiting on its server, Redis and child processes: on 2 CPUs the whole suite took
- *                                9.9 min with 4 at once against about 15 min with 2, both passing)
+ * Order: longest first. A file's expected time is its entry in EXPECTED_S below (seconds on 2 CPUs with the suite
+ * around it; files not listed count as UNLISTED_S), and files start in that order, longest first, the cluster files
+ * among them: run alphabetically, the longest files (the console's browser tests, the README walk-through) started
+ * minutes in and the run ended with one of them alone on the machine. A checked-in list, not a timing cache: a CI
+ * run is a fresh clone, and the order is the same on every machine. The summary names files that took over
+ * LIST_HINT_S without a list entry, so the list can be kept up to date; its figures need only be roughly right.
+ *
+ * The cluster files (CLUSTER_SUITES of test/cluster/run.ts: the suites that touch Redis, again on a local 3-master
+ * Redis Cluster, test/helpers/cluster.ts) run in the same pool as the rest, not after it: the cluster has loopback
+ * ports of its own and every file its own key prefix, so they share nothing with the files on the local Redis. At
+ * most two of them run at once (they share the one cluster); the cluster's CROSSSLOT and every-script checks
+ * (checkCluster) run when all of them have finished.
+ *
+ * Usage: node --import tsx test/run.ts [file …]      (default: every test/**\/*.test.ts and the cluster files; with
+ *   files named, just those, on the local Redis, and no cluster)
+ *   APPORTION_TEST_CONCURRENCY   files at once, the cluster files included (default: twice the CPUs, 2 to 8; most of
+ *                                a file's time is spent waiting on its server, Redis and child processes: on 2 CPUs
+ *                                the whole suite took 9.9 min with 4 at once against about 15 min with 2, both
+ *                                passing); when set, also the most cluster files at once (default 2)
  *   APPORTION_TEST_FILE_TIMEOUT_MS   limit per file (default 900000: 15 min)
  *   APPORTION_TEST_TIMEOUT_MS    passed as --test-timeout, which bounds the file's run as a whole (default: the
  *                                file's limit less 30 s)
@@ -26,6 +40,8 @@ import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { LocalCluster } from './helpers/cluster.js';
+import { checkCluster, CLUSTER_CONCURRENCY, CLUSTER_SUITES, clusterEnv } from './cluster/run.js';
 
 const intEnv = (name: string, def: number): number => {
   const raw = process.env[name];
@@ -39,6 +55,69 @@ const concurrency = intEnv('APPORTION_TEST_CONCURRENCY', Math.min(8, Math.max(2,
 const fileTimeoutMs = intEnv('APPORTION_TEST_FILE_TIMEOUT_MS', 900_000);
 const testTimeoutMs = Math.min(intEnv('APPORTION_TEST_TIMEOUT_MS', Math.max(fileTimeoutMs - 30_000, 1)), fileTimeoutMs);
 const KILL_GRACE_MS = 5000;
+
+/**
+ * The files that took 75 s or more in a whole run on a busy 2-CPU machine (load average about 40: the figures are
+ * long, their order is what counts), rounded to 5 s: the order files start in, longest first. A cluster file's entry
+ * is `<file> [cluster]`. Unlisted files count as UNLISTED_S.
+ */
+const EXPECTED_S: Record<string, number> = {
+  'test/integration/readme.test.ts': 640,
+  'test/browser/console.test.ts': 385,
+  'test/learner/guard-api.test.ts': 380,
+  'test/learner/unseen-http.test.ts': 350,
+  'test/learner/drift-api.test.ts': 330,
+  'test/cli/cli.test.ts': 295,
+  'test/learner/revert-recovery.test.ts': 280,
+  'test/integration/bin.test.ts': 280,
+  'test/cli/simulate-input.test.ts': 255,
+  'test/learner/safe-start-cost.test.ts': 225,
+  'test/learner/gate-backoff.test.ts': 210,
+  'test/learner/control-share.test.ts': 195,
+  'test/browser/failures.test.ts': 190,
+  'test/integration/worker-crash.test.ts': 185,
+  'test/learner/trainer-priority.test.ts': 180,
+  'test/browser/signin.test.ts': 175,
+  'test/integration/fault-schedule.test.ts': 170,
+  'test/sdk/package.test.ts': 170,
+  'test/rollout/cli.test.ts': 165,
+  'test/localeval/vectors.test.ts': 165,
+  'test/learner/propensity-api.test.ts': 165,
+  'test/cli/export-logs.test.ts': 165,
+  'test/learner/loop-guard.test.ts': 165,
+  'test/integration/api-fuzz.test.ts': 160,
+  'test/learner/api.test.ts': 155,
+  'test/rollout/lifecycle.test.ts': 145,
+  'test/learner/safe-start.test.ts': 140,
+  'test/learner/guard.test.ts': 135,
+  'test/learner/drift-forget.test.ts': 130,
+  'test/learner/gate.test.ts': 130,
+  'test/browser/tenant.test.ts': 130,
+  'test/cli/cli-errors.test.ts': 125,
+  'test/learner/train.test.ts': 115,
+  'test/budgets/concurrency.test.ts': 115,
+  'test/cli/cli-docs.test.ts': 115,
+  'test/cli/budgets-cli.test.ts': 110,
+  'test/browser/content.test.ts': 105,
+  'test/localeval/local.test.ts': 100,
+  'test/localeval/probe-shipping.test.ts': 95,
+  'test/rollout/routing.test.ts': 95,
+  'test/rollout/holdout.test.ts': 95,
+  'test/browser/learning-curve.test.ts': 85,
+  'test/budgets/property.test.ts': 80,
+  'test/budgets/cli.test.ts': 75,
+  'test/cluster/scale-out.test.ts [cluster]': 150,
+  'test/cluster/reshard.test.ts [cluster]': 150,
+  'test/integration/worker-crash.test.ts [cluster]': 185,
+  'test/budgets/concurrency.test.ts [cluster]': 115,
+  'test/pipelines/delete-data.test.ts [cluster]': 150,
+  'test/rollout/lifecycle.test.ts [cluster]': 145,
+  'test/learner/api.test.ts [cluster]': 155,
+  'test/integration/api-fuzz.test.ts [cluster]': 160,
+};
+const UNLISTED_S = 10;
+/** A file that took longer than this without an entry in EXPECTED_S is named in the summary. */
+const LIST_HINT_S = 75;
 
 function findTests(dir: string): string[] {
   const out: string[] = [];
@@ -54,10 +133,14 @@ function findTests(dir: string): string[] {
   return out;
 }
 
-type Result = { file: string; status: 'passed' | 'failed' | 'timed out'; ms: number; tests: { pass: number; fail: number } };
+/** One file to run: on the local Redis, or (`env` set) on the cluster. `label` names it in the output. */
+type Job = { file: string; label: string; cluster: boolean; env: NodeJS.ProcessEnv; expectedS: number };
+type Result = { label: string; cluster: boolean; listed: boolean; status: 'passed' | 'failed' | 'timed out'; ms: number; tests: { pass: number; fail: number } };
 
 /** Process groups of the files running now: interrupting the runner stops them (detached, they miss the terminal's ^C). */
 const running = new Set<number>();
+/** Stops the local Redis Cluster of the cluster files, once started (also on an interrupt). */
+let stopCluster = (): void => undefined;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     for (const pid of running) {
@@ -67,18 +150,20 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
         // Already gone.
       }
     }
+    stopCluster();
     process.exit(130);
   });
 }
 
-function runFile(file: string): Promise<Result> {
+function runFile(job: Job): Promise<Result> {
+  const { file, label } = job;
   const t0 = Date.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', '--test', `--test-timeout=${testTimeoutMs}`, '--test-reporter=spec', file], {
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group, so a timeout kills the file's children too.
       detached: true,
-      env: process.env,
+      env: job.env,
     });
     if (child.pid !== undefined) running.add(child.pid);
     const chunks: Buffer[] = [];
@@ -104,40 +189,93 @@ function runFile(file: string): Promise<Result> {
       killGroup('SIGKILL');
       const ms = Date.now() - t0;
       const status = timedOut ? 'timed out' : code === 0 ? 'passed' : 'failed';
-      process.stdout.write(`\n━━ ${file} (${(ms / 1000).toFixed(1)} s) ━━\n${Buffer.concat(chunks).toString('utf8')}`);
-      if (timedOut) process.stdout.write(`✖ ${file}: TIMED OUT after ${fileTimeoutMs / 1000} s (APPORTION_TEST_FILE_TIMEOUT_MS); killed with its process group\n`);
+      process.stdout.write(`\n━━ ${label} (${(ms / 1000).toFixed(1)} s) ━━\n${Buffer.concat(chunks).toString('utf8')}`);
+      if (timedOut) process.stdout.write(`✖ ${label}: TIMED OUT after ${fileTimeoutMs / 1000} s (APPORTION_TEST_FILE_TIMEOUT_MS); killed with its process group\n`);
       // The file's own summary lines (node's reporter ends with `ℹ pass N` and `ℹ fail N`; TAP with `# pass N`).
       const text = Buffer.concat(chunks).toString('utf8');
       const count = (label: string) => Number(new RegExp(`^(?:#|ℹ) ${label} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
-      resolve({ file, status, ms, tests: { pass: count('pass'), fail: count('fail') } });
+      resolve({ label, cluster: job.cluster, listed: EXPECTED_S[label] !== undefined, status, ms, tests: { pass: count('pass'), fail: count('fail') } });
     });
   });
 }
 
-const files = process.argv.length > 2 ? process.argv.slice(2) : findTests('test').sort();
+const whole = process.argv.length <= 2;
+const files = whole ? findTests('test').sort() : process.argv.slice(2);
+const job = (file: string, env?: NodeJS.ProcessEnv): Job => {
+  const label = env ? `${file} [cluster]` : file;
+  return { file, label, cluster: env !== undefined, env: env ?? process.env, expectedS: EXPECTED_S[label] ?? UNLISTED_S };
+};
+const jobs = files.map((f) => job(f));
+
+// The whole suite: the cluster files too, on a cluster started now (a cluster that does not start fails the run, the
+// other files still run).
+let cluster: LocalCluster | undefined;
+let clusterError: string | undefined;
+if (whole) {
+  try {
+    cluster = await LocalCluster.start(3);
+    const env = { ...process.env, ...clusterEnv(cluster.nodes) };
+    jobs.push(...CLUSTER_SUITES.map((f) => job(f, env)));
+    process.stdout.write(`━━ Redis Cluster of 3 masters on ${cluster.nodes}: ${CLUSTER_SUITES.length} test files run on it ([cluster]) ━━\n`);
+  } catch (e) {
+    clusterError = `the local Redis Cluster did not start: ${String(e)}`;
+    process.stdout.write(`✖ ${clusterError}\n`);
+  }
+}
+stopCluster = () => cluster?.stop();
+
+// Longest first (stable: alphabetical among equals). The cluster files have a lane of their own, `clusterConcurrency`
+// wide: it is kept full while any are left (a cluster file goes before the other files whenever the lane has room), so
+// the narrow lane is not what the run waits for at the end.
+jobs.sort((a, b) => b.expectedS - a.expectedS);
+const clusterConcurrency = Math.min(concurrency, process.env.APPORTION_TEST_CONCURRENCY ? concurrency : CLUSTER_CONCURRENCY);
 const results: Result[] = [];
-let next = 0;
-await Promise.all(
-  Array.from({ length: Math.min(concurrency, files.length) }, async () => {
-    for (let i = next++; i < files.length; i = next++) results.push(await runFile(files[i]!));
-  }),
-);
+await new Promise<void>((done) => {
+  let active = 0;
+  let clusterActive = 0;
+  const pump = () => {
+    while (active < concurrency) {
+      const c = clusterActive < clusterConcurrency ? jobs.findIndex((j) => j.cluster) : -1;
+      const i = c >= 0 ? c : jobs.findIndex((j) => !j.cluster);
+      if (i < 0) break;
+      const [j] = jobs.splice(i, 1) as [Job];
+      active++;
+      if (j.cluster) clusterActive++;
+      void runFile(j).then((r) => {
+        results.push(r);
+        active--;
+        if (j.cluster) clusterActive--;
+        pump();
+      });
+    }
+    if (active === 0 && jobs.length === 0) done();
+  };
+  pump();
+});
 
 const bad = results.filter((r) => r.status !== 'passed');
 process.stdout.write(`\n━━ ${results.length} test files: ${results.length - bad.length} passed, ${bad.filter((r) => r.status === 'failed').length} failed, ${bad.filter((r) => r.status === 'timed out').length} timed out ━━\n`);
-for (const r of bad) process.stdout.write(`  ${r.status.toUpperCase()}: ${r.file} (${(r.ms / 1000).toFixed(1)} s)\n`);
+for (const r of bad) process.stdout.write(`  ${r.status.toUpperCase()}: ${r.label} (${(r.ms / 1000).toFixed(1)} s)\n`);
 const passed = results.reduce((n, r) => n + r.tests.pass, 0);
 // A file that failed or timed out without reporting a failing test still counts as one failure.
 const failed = results.reduce((n, r) => n + (r.status === 'passed' ? r.tests.fail : Math.max(1, r.tests.fail)), 0);
 process.stdout.write(`tests: ${passed} passed, ${failed} failed\n`);
 const slowest = [...results].sort((a, b) => b.ms - a.ms).slice(0, 5);
-process.stdout.write(`  slowest: ${slowest.map((r) => `${r.file} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
-let clusterFailed = false;
-if (process.argv.length <= 2) {
-  // The whole suite: the cluster stage follows (it reports its own files and CROSSSLOT check).
-  clusterFailed = await new Promise<boolean>((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/cluster/run.ts'], { stdio: 'inherit', env: process.env });
-    child.on('close', (code) => resolve(code !== 0));
-  });
+process.stdout.write(`  slowest: ${slowest.map((r) => `${r.label} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
+const unlisted = results.filter((r) => !r.listed && r.ms > LIST_HINT_S * 1000);
+if (whole && unlisted.length) process.stdout.write(`  over ${LIST_HINT_S} s with no entry in test/run.ts's EXPECTED_S (they start late): ${unlisted.map((r) => `${r.label} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
+
+let clusterFailed = clusterError !== undefined;
+if (cluster) {
+  try {
+    const checks = await checkCluster(cluster, true);
+    process.stdout.write(`${checks.lines.join('\n')}\n`);
+    if (!checks.ok) clusterFailed = true;
+  } catch (e) {
+    process.stdout.write(`✖ the cluster's checks could not run: ${String(e)}\n`);
+    clusterFailed = true;
+  } finally {
+    stopCluster();
+  }
 }
 process.exitCode = bad.length > 0 || clusterFailed ? 1 : 0;

@@ -1,14 +1,18 @@
 /**
- * `npm run test:cluster` (and the last stage of `npm test`): starts a local Redis Cluster of three masters
- * (test/helpers/cluster.ts), runs the integration suites that touch Redis against it through test/run.ts with
- * `APPORTION_TEST_REDIS=cluster` and `REDIS_CLUSTER_NODES` (test/helpers/env.ts points every helper at the
- * cluster), then fails the run if any node refused any command with CROSSSLOT (INFO errorstats), whether or not
- * a test noticed, or (for the default file list) if a Lua script of the product never ran on it. The cluster is
- * torn down at the end, also when a suite fails.
+ * `npm run test:cluster`: starts a local Redis Cluster of three masters (test/helpers/cluster.ts), runs the
+ * integration suites that touch Redis against it through test/run.ts with `APPORTION_TEST_REDIS=cluster` and
+ * `REDIS_CLUSTER_NODES` (test/helpers/env.ts points every helper at the cluster), then fails the run if any node
+ * refused any command with CROSSSLOT (INFO errorstats), whether or not a test noticed, or (for the default file list)
+ * if a Lua script of the product never ran on it. The cluster is torn down at the end, also when a suite fails.
+ *
+ * `npm test` runs the same files on a cluster of its own alongside the rest of the suite (test/run.ts, which imports
+ * CLUSTER_SUITES, clusterEnv and checkCluster from here); this file's own run is for the cluster stage alone.
  *
  * Usage: node --import tsx test/cluster/run.ts [file …]   (default: CLUSTER_SUITES)
  */
 import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { luaScripts } from '../../src/redis/scripts.js';
 import { LocalCluster } from '../helpers/cluster.js';
 
@@ -59,54 +63,75 @@ export const CLUSTER_SUITES = [
   'test/integration/stale-snapshot.test.ts',
 ];
 
-const files = process.argv.length > 2 ? process.argv.slice(2) : CLUSTER_SUITES;
-const cluster = await LocalCluster.start(3);
-process.stdout.write(`\n━━ Redis Cluster of 3 masters on ${cluster.nodes}: ${files.length} test files ━━\n`);
-let code = 1;
-const stop = () => cluster.stop();
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    stop();
-    process.exit(130);
-  });
+/**
+ * The environment of a test file run on the cluster at `nodes`. Files on one cluster run two at once by default: they
+ * all share it. (The console's session listing was a bounded SCAN of it until 2026-12-04, and with four files writing
+ * at once scale-out.test.ts's listing was cut at its budget, 4 of its 7 sessions, in one run; it now reads the session
+ * indexes, src/costs/session-list.ts.)
+ */
+export function clusterEnv(nodes: string): Record<string, string> {
+  return { APPORTION_TEST_REDIS: 'cluster', REDIS_CLUSTER_NODES: nodes };
 }
-try {
-  code = await new Promise<number>((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/run.ts', ...files], {
-      stdio: 'inherit',
-      env: {
-        ...process.env,
-        APPORTION_TEST_REDIS: 'cluster',
-        REDIS_CLUSTER_NODES: cluster.nodes,
-        // Two files at once unless set: every file here shares the one cluster. (The console's session listing was a
-        // bounded SCAN of it until 2026-12-04, and with four files writing at once scale-out.test.ts's listing was cut
-        // at its budget, 4 of its 7 sessions, in one run; it now reads the session indexes, src/costs/session-list.ts.)
-        APPORTION_TEST_CONCURRENCY: process.env.APPORTION_TEST_CONCURRENCY ?? '2',
-      },
-    });
-    child.on('close', (c) => resolve(c ?? 1));
-  });
+
+/** Files at once on the one cluster unless APPORTION_TEST_CONCURRENCY is set (then that many). */
+export const CLUSTER_CONCURRENCY = 2;
+
+/**
+ * After the files ran on the cluster: one line per check, and whether every check passed. No node refused a command
+ * with CROSSSLOT; with `everyScript` (the whole CLUSTER_SUITES list ran), every Lua script of the product ran on it.
+ */
+export async function checkCluster(cluster: LocalCluster, everyScript: boolean): Promise<{ ok: boolean; lines: string[] }> {
+  const lines: string[] = [];
+  let ok = true;
   const crossSlot = await cluster.crossSlotErrors();
   const total = crossSlot.reduce((s, n) => s + n, 0);
   if (total > 0) {
-    process.stdout.write(`✖ CROSSSLOT: the cluster's nodes refused ${total} command(s) with CROSSSLOT (per node: ${crossSlot.join(', ')})\n`);
-    code = 1;
+    lines.push(`✖ CROSSSLOT: the cluster's nodes refused ${total} command(s) with CROSSSLOT (per node: ${crossSlot.join(', ')})`);
+    ok = false;
   } else {
-    process.stdout.write('✔ no CROSSSLOT error on any node of the cluster\n');
+    lines.push('✔ no CROSSSLOT error on any node of the cluster');
   }
-  if (process.argv.length <= 2) {
+  if (everyScript) {
     // The whole cluster stage must have run every script on the cluster (a script cached on no node never ran).
     const scripts = allScripts();
     const ran = await cluster.scriptsRun(scripts.map((s) => s.sha));
     const never = scripts.filter((_, i) => !ran[i]).map((s) => s.name);
     if (never.length) {
-      process.stdout.write(`✖ scripts never run on the cluster: ${never.join(', ')}\n`);
-      code = 1;
+      lines.push(`✖ scripts never run on the cluster: ${never.join(', ')}`);
+      ok = false;
     } else {
-      process.stdout.write(`✔ all ${scripts.length} Lua scripts ran on the cluster\n`);
+      lines.push(`✔ all ${scripts.length} Lua scripts ran on the cluster`);
     }
   }
-} finally {
-  stop();
+  return { ok, lines };
 }
-process.exitCode = code;
+
+const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (isMain) {
+  const files = process.argv.length > 2 ? process.argv.slice(2) : CLUSTER_SUITES;
+  const cluster = await LocalCluster.start(3);
+  process.stdout.write(`\n━━ Redis Cluster of 3 masters on ${cluster.nodes}: ${files.length} test files ━━\n`);
+  let code = 1;
+  const stop = () => cluster.stop();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      stop();
+      process.exit(130);
+    });
+  }
+  try {
+    code = await new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'test/run.ts', ...files], {
+        stdio: 'inherit',
+        env: { ...process.env, ...clusterEnv(cluster.nodes), APPORTION_TEST_CONCURRENCY: process.env.APPORTION_TEST_CONCURRENCY ?? String(CLUSTER_CONCURRENCY) },
+      });
+      child.on('close', (c) => resolve(c ?? 1));
+    });
+    const checks = await checkCluster(cluster, process.argv.length <= 2);
+    process.stdout.write(`${checks.lines.join('\n')}\n`);
+    if (!checks.ok) code = 1;
+  } finally {
+    stop();
+  }
+  process.exitCode = code;
+}
