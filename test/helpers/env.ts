@@ -12,7 +12,7 @@ import { start, type Running, type StartOptions } from '../../src/server.js';
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 /**
- * `APPORTION_TEST_REDIS=cluster` (set by `npm run test:cluster`, with REDIS_CLUSTER_NODES naming a local cluster):
+ * `APPORTION_TEST_REDIS=cluster` (set for the cluster files by `npm test` and `npm run test:cluster`, with REDIS_CLUSTER_NODES naming a local cluster):
  * the suites that go through these helpers run against the cluster instead of the Redis at REDIS_URL.
  */
 export const ON_CLUSTER = process.env.APPORTION_TEST_REDIS === 'cluster';
