@@ -55,10 +55,18 @@ const MODEL: Record<string, string> = {
  * to be trained. A new version is first a candidate of the activation gate (it serves only once it has cleared it),
  * so this waits for the newest trained version, not for the serving one. Returns it, or undefined if none
  * appeared in time (the demo goes on without it).
+ *
+ * While the newest version is the gate's pending candidate, a retrain first waits for the gate to judge it (a
+ * candidate needs decisions that played its split; a shadow learner's candidate gets none), so no newer version can
+ * appear: that case returns at once instead of waiting out the bound (it used to cost every round after the first
+ * the whole `waitMs`).
  */
 async function trainAndWait(client: ApportionClient, pipeline: string, waitMs: number): Promise<number | undefined> {
-  const active = async () => Math.max(0, ...(await client.request<{ versions: { version: number }[] }>('GET', `/v1/models/${pipeline}`)).versions.map((v) => v.version));
-  const before = await active();
+  const models = async () => {
+    const doc = await client.request<{ versions: { version: number }[]; candidate?: number | null }>('GET', `/v1/models/${pipeline}`);
+    return { newest: Math.max(0, ...doc.versions.map((v) => v.version)), candidate: doc.candidate ?? null };
+  };
+  const before = (await models()).newest;
   const deadline = Date.now() + waitMs;
   let asked = 0;
   while (Date.now() < deadline) {
@@ -69,8 +77,9 @@ async function trainAndWait(client: ApportionClient, pipeline: string, waitMs: n
       });
       asked = Date.now();
     }
-    const now = await active();
-    if (now > before) return now;
+    const now = await models();
+    if (now.newest > before) return now.newest;
+    if (before > 0 && now.candidate === before) return before;
     await new Promise((r) => setTimeout(r, 250));
   }
   return before || undefined;
