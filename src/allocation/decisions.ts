@@ -294,6 +294,8 @@ export class DecisionStore {
 
   private async flush(records: readonly DecisionRecord[]): Promise<void> {
     await this.dict.register(records);
+    // Dictionary entries no record can refer to any more go (at most once a minute; a failure is retried then).
+    void this.dict.prune(this.ttlSeconds).catch(() => undefined);
     // One script call per bucket: per second, and per shard of the second when the layout is sharded.
     // One call per bucket and deadline: the records of one second share their deadline, but for ids a client chose
     // with an older second (see `write`).

@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { jsonDecoder } from '../redis/decode.js';
 import type { Keys } from '../redis/keys.js';
+import { callScript } from '../redis/scripts.js';
 import type { DecisionRecord } from '../kernel/decision.js';
 
 /**
@@ -27,8 +28,18 @@ const WITH_REF = 1;
 const INLINE = 2;
 /** How often a process re-asserts a dictionary entry it writes records with (HSETNX, so a no-op unless Redis lost it). */
 const RECONFIRM_MS = 10_000;
-/** Most distinct names tuples one process gives a dictionary ref to; past it records carry their names. */
+/** Most distinct names tuples one process gives a dictionary ref to at once; past it records carry their names. */
 export const DICTIONARY_CAP = 4096;
+/** A tuple a process has not written a record with for this long is forgotten when it reaches DICTIONARY_CAP. */
+const IDLE_MS = 10 * 60_000;
+/** How long a process uses the names it read for a ref before reading them again. */
+const NAMES_CACHE_MS = 10 * 60_000;
+/**
+ * An entry is dropped this long after the last record that may refer to it expired. More than NAMES_CACHE_MS: a
+ * process that read a ref's names before the drop has let them go before another tuple can claim the ref.
+ */
+export const PRUNE_MARGIN_MS = 15 * 60_000;
+const PRUNE_EVERY_MS = 60_000;
 
 type Names = [string, number, string, number, string, string, string[], string[]];
 /** A dictionary entry as stored (see Names); an entry of another shape reads as missing. */
@@ -174,23 +185,32 @@ export async function decodeRecords(ids: readonly string[], raws: readonly (Buff
 
 /**
  * The record dictionary: names tuple ↔ 32-bit ref (the first 4 bytes of the tuple's SHA-1), stored in
- * `<p>:{decision-dict}` with HSETNX so every process agrees. A ref already taken by another tuple (a hash
- * collision) is never reused: records with that tuple carry their names. Entries are small (one per distinct
- * pipeline version × strategy version × reason × feature-name set) and are kept: records that refer to them may
- * live a whole reward window.
+ * `<p>:{decision-dict}` only if the ref is free, so every process agrees (decision-dict-claim.lua). A ref taken by
+ * another tuple (a hash collision) is not reused while that tuple's entry is kept: records with the second tuple
+ * carry their names. Entries are small (one per distinct pipeline version × strategy version × reason ×
+ * feature-name set) and each is kept while records may refer to it: every claim and confirmation (a writer confirms
+ * the entries it writes records with every RECONFIRM_MS) stamps the ref in `<p>:{decision-dict}:seen`, and `prune`
+ * (the decision store's, at most once a minute) drops the entries not stamped for the records' lifetime plus
+ * PRUNE_MARGIN_MS. Before 2026-12-05 entries were kept for ever: each new pipeline or strategy version and each new
+ * set of feature names a client sent added one for good.
  */
 export class RecordDictionary {
   private static readonly all = new WeakMap<Redis, Map<string, RecordDictionary>>();
   private readonly refs = new Map<string, number | null>();
   /** When each names tuple's entry was last confirmed in Redis (epoch ms). */
   private readonly confirmed = new Map<string, number>();
-  private readonly names = new Map<number, Names>();
+  /** ref → names, and when they were read (a cached tuple is read again after NAMES_CACHE_MS: a pruned ref may be reused). */
+  private readonly names = new Map<number, { names: Names; at: number }>();
   private readonly pending = new Map<string, Promise<void>>();
+  private lastPrune = 0;
+  readonly seenKey: string;
 
   private constructor(
     private readonly redis: Redis,
     readonly key: string,
-  ) {}
+  ) {
+    this.seenKey = `${key}:seen`;
+  }
 
   /** One dictionary cache per connection and prefix. */
   static for(redis: Redis, keys: Keys): RecordDictionary {
@@ -206,7 +226,8 @@ export class RecordDictionary {
   }
 
   namesOf(ref: number): Names | undefined {
-    return this.names.get(ref);
+    const e = this.names.get(ref);
+    return e && Date.now() - e.at < NAMES_CACHE_MS ? e.names : undefined;
   }
 
   /** Makes sure every record's names have a ref (or are known to go inline) before the records are encoded. */
@@ -215,7 +236,7 @@ export class RecordDictionary {
     for (const r of records) {
       const json = JSON.stringify(namesOf(r));
       // A known entry is confirmed again now and then, so a Redis that lost its data gets it back before
-      // records referring to it are read elsewhere.
+      // records referring to it are read elsewhere, and the prune sees it in use.
       if (this.refs.has(json) && (this.refs.get(json) === null || Date.now() - (this.confirmed.get(json) ?? 0) < RECONFIRM_MS)) continue;
       let p = this.pending.get(json);
       if (!p) {
@@ -228,14 +249,33 @@ export class RecordDictionary {
   }
 
   private async claim(json: string): Promise<void> {
+    if (!this.refs.has(json) && this.refs.size >= DICTIONARY_CAP) this.forgetIdle();
     if (!this.refs.has(json) && this.refs.size >= DICTIONARY_CAP) return; // past the cap: inline, and nothing more cached
     const ref = createHash('sha1').update(json).digest().readUInt32BE(0);
-    const created = await this.redis.hsetnx(this.key, String(ref), json);
-    const ok = created === 1 || (await this.redis.hget(this.key, String(ref))) === json;
+    const ok = (await callScript(this.redis, 'decisionDictClaim', [this.key, this.seenKey], [String(ref), json])) === 1;
     this.refs.set(json, ok ? ref : null);
     this.confirmed.set(json, Date.now());
     const names = ok ? decodeNames(json) : undefined;
-    if (names) this.names.set(ref, names);
+    if (names) this.remember(ref, names);
+  }
+
+  /** Forgets the tuples this process has not written a record with for IDLE_MS (a later record claims its ref again). */
+  private forgetIdle(): void {
+    const before = Date.now() - IDLE_MS;
+    for (const [json, at] of this.confirmed) {
+      if (at >= before) continue;
+      this.confirmed.delete(json);
+      this.refs.delete(json);
+    }
+  }
+
+  private remember(ref: number, names: Names): void {
+    if (this.names.size >= DICTIONARY_CAP && !this.names.has(ref)) {
+      const stale = Date.now() - NAMES_CACHE_MS;
+      for (const [k, e] of this.names) if (e.at < stale) this.names.delete(k);
+      if (this.names.size >= DICTIONARY_CAP) this.names.clear();
+    }
+    this.names.set(ref, { names, at: Date.now() });
   }
 
   async fetch(refs: readonly number[]): Promise<void> {
@@ -245,9 +285,25 @@ export class RecordDictionary {
       if (!json) return;
       const names = decodeNames(json);
       if (!names) return; // unreadable entry: its records read as gone
-      this.names.set(ref, names);
-      if (this.refs.size < DICTIONARY_CAP) this.refs.set(json, ref);
+      this.remember(ref, names);
     });
+  }
+
+  /**
+   * Drops the entries no record can refer to any more: not claimed or confirmed by any writer for `recordTtlSeconds`
+   * (the longest a decision record lives) plus PRUNE_MARGIN_MS. Runs at most once a minute per process (`force`:
+   * now); returns the number of entries dropped.
+   */
+  async prune(recordTtlSeconds: number, force = false): Promise<number> {
+    const now = Date.now();
+    if (!force && now - this.lastPrune < PRUNE_EVERY_MS) return 0;
+    this.lastPrune = now;
+    let dropped = 0;
+    for (;;) {
+      const n = await callScript(this.redis, 'decisionDictPrune', [this.key, this.seenKey], [(recordTtlSeconds + 1) * 1000 + PRUNE_MARGIN_MS, 500]);
+      dropped += n;
+      if (n < 500) return dropped;
+    }
   }
 }
 

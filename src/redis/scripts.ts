@@ -93,6 +93,8 @@ export const SCRIPT_REPLIES = {
   configPut: replies.integer,
   costRollup: replies.integers,
   decisionClaim: replies.strings,
+  decisionDictClaim: replies.integer,
+  decisionDictPrune: replies.integer,
   decisionsPut: replies.integer,
   decisionsPutNx: replies.integers,
   hashCas: replies.integer,

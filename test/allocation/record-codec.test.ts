@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { DecisionStore, newDecisionId, readDecisionJson, readDecisions, type DecisionRecord } from '../../src/allocation/decisions.js';
-import { bucketField, decodeInline, encodeInline, RecordDictionary } from '../../src/allocation/record-codec.js';
+import { bucketField, decodeInline, encodeInline, PRUNE_MARGIN_MS, RecordDictionary } from '../../src/allocation/record-codec.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { createKeys } from '../../src/redis/keys.js';
 import { REDIS_URL, testPrefix, testRedis } from '../helpers/env.js';
@@ -130,6 +130,35 @@ describe('compact decision records', () => {
     assert.equal(raw[1], 2, 'the stored record is the self-contained form');
     assert.equal(JSON.stringify(decodeInline(r.id, raw)), JSON.stringify(r));
     assert.equal(await redis.hget(dictKey, String(ref)), JSON.stringify(['someone', 1, 'else', 1, 'uniform', 'default', ['a'], []]), 'the other entry is untouched');
+  });
+
+  it('drops dictionary entries no record can refer to any more, keeps those in use (and adopts entries without a stamp)', async () => {
+    const own = createKeys(`${prefix}-prune`);
+    const ttl = 60;
+    const store = new DecisionStore(redis, own, ttl);
+    const dict = RecordDictionary.for(redis, own);
+    const idle = { ...generated(7), pipeline: 'idle-pipeline' };
+    const busy = { ...generated(8), pipeline: 'busy-pipeline' };
+    await store.write(idle);
+    await store.write(busy);
+    const refOf = (r: DecisionRecord) => String(createHash('sha1').update(JSON.stringify([r.pipeline, r.pipelineVersion, r.strategy, r.strategyVersion, r.strategyKind, r.reason, Object.keys(r.budgets), Object.keys(r.features)])).digest().readUInt32BE(0));
+    assert.deepEqual((await redis.hkeys(dict.key)).sort(), [refOf(idle), refOf(busy)].sort());
+    // The idle tuple was last confirmed longer ago than a record lives plus the margin; an entry written before stamps existed has none.
+    const [s, us] = await redis.time();
+    const nowMs = Number(s) * 1000 + Math.floor(Number(us) / 1000);
+    await redis.zadd(dict.seenKey, nowMs - (ttl + 1) * 1000 - PRUNE_MARGIN_MS - 1000, refOf(idle));
+    await redis.hset(dict.key, '7', JSON.stringify(['legacy', 1, 'x', 1, 'uniform', 'default', ['a'], []]));
+    assert.equal(await dict.prune(ttl, true), 1);
+    assert.deepEqual((await redis.hkeys(dict.key)).sort(), [refOf(busy), '7'].sort());
+    assert.notEqual(await redis.zscore(dict.seenKey, '7'), null, 'the entry without a stamp is stamped, to be dropped one period later');
+    assert.equal(await redis.zscore(dict.seenKey, refOf(idle)), null);
+    assert.equal(JSON.stringify((await readDecisions(redis, own, [busy.id]))[0]), JSON.stringify(busy), 'a record whose entry is in use still reads');
+    await redis.zadd(dict.seenKey, nowMs - (ttl + 1) * 1000 - PRUNE_MARGIN_MS - 1000, '7');
+    assert.equal(await dict.prune(ttl, true), 1);
+    assert.deepEqual(await redis.hkeys(dict.key), [refOf(busy)]);
+    // Within its records' lifetime an entry stays, however often the prune runs.
+    assert.equal(await dict.prune(ttl, true), 0);
+    assert.deepEqual(await redis.hkeys(dict.key), [refOf(busy)]);
   });
 
   it('an unreadable value reads as gone, not as an error', async () => {
