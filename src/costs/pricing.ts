@@ -58,6 +58,11 @@ export class Pricer {
     this.maxEntries = opts.maxEntries ?? 10_000;
   }
 
+  /** Entries held by the price cache and the provider-name cache (each at most `maxEntries`). */
+  cacheSizes(): { readonly prices: number; readonly providers: number } {
+    return { prices: this.cache.size, providers: this.providers.size };
+  }
+
   price(span: PriceInput, overrides?: readonly ModelOverride[]): Priced {
     const computed = span.usage && span.model ? this.compute(span.model, span.provider, span.usage, span.start, overrides) : undefined;
     if (span.providedNano !== undefined) return { computedNano: computed?.nano, source: 'provided' };
@@ -125,6 +130,8 @@ export class Pricer {
   private providerId(name: string | undefined): string | undefined {
     if (!name) return undefined;
     if (!this.providers.has(name)) {
+      // Provider names come from spans (any string a client sends): bounded like the price cache.
+      if (this.providers.size >= this.maxEntries) this.providers.clear();
       let id: string | undefined;
       try {
         id = findProvider({ providerId: name === 'x_ai' ? 'x-ai' : name })?.id;

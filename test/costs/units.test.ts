@@ -35,6 +35,16 @@ describe('pricing', () => {
     }
   });
 
+  it('keeps its caches bounded however many distinct provider and model names spans carry', () => {
+    const p = new Pricer({ maxEntries: 50 });
+    const u = { input: 100, output: 10, cacheRead: 0, cacheWrite: 0, reasoning: 0 };
+    for (let i = 0; i < 2_000; i++) p.price({ model: i % 2 ? 'gpt-4o' : `model-${i}`, provider: `provider-${i}`, usage: u, start: T0 });
+    const sizes = p.cacheSizes();
+    assert.ok(sizes.providers <= 50, `provider names cached: ${sizes.providers}`);
+    assert.ok(sizes.prices <= 50, `prices cached: ${sizes.prices}`);
+    assert.equal(p.price({ model: 'gpt-4o', provider: 'openai', usage: u, start: T0 }).source, 'catalog', 'still prices after the caches were emptied');
+  });
+
   it('an unknown model is unpriced, never $0; a provided cost wins and the computed one is kept apart', () => {
     const p = new Pricer();
     const u = { input: 100, output: 10, cacheRead: 0, cacheWrite: 0, reasoning: 0 };
