@@ -3,6 +3,7 @@
  *
  *   node --import tsx bench/soak.ts [--minutes 4] [--seed 1] [--sample-sec 20] [--concurrency 6]
  *                                   [--redis-port 0] [--port 0] [--reward-window 120] [--out FILE.json]
+ *   node --import tsx bench/soak.ts --report FILE.json      # the report of a saved run
  *
  * Starts a redis-server of its own (no persistence; `--redis-port`, default any free port) and the real server on
  * it as the README does (`node bin/apportion.mjs serve`: API + workers, and the learner's trainer child), with auth
@@ -27,10 +28,12 @@
  * Every `--sample-sec` it samples the server's RSS, heap and event-loop lag (its `/metrics`), the trainer child's
  * RSS (/proc), Redis `used_memory`, and every key under the run's prefix (SCAN): keys, keys without a TTL, elements
  * (HLEN/SCARD/ZCARD/LLEN/XLEN) and bytes (MEMORY USAGE), grouped by pattern (ids replaced with `*`). At the end it
- * prints, per pattern and per process figure, the growth per 10,000 requests in the second half of the run and in
- * the first, and their ratio: a bounded structure stops growing (ratio near 0), a leak keeps growing (ratio near 1
- * or more). A pattern that keeps growing in keys or elements that have no TTL is flagged `GROWS`. The baseline of
- * each ratio is the same run's first half.
+ * prints (bench/_soak-report.ts), per process figure and per key pattern, the growth per 10,000 requests in each
+ * half of the run (least-squares slope over that half's samples) and the ratio of the second half's to the first's:
+ * a bounded structure stops growing (ratio near 0), a leak keeps growing (near 1 or more). The baseline of each
+ * ratio is the same run's first half. A pattern whose keys or elements without a TTL kept growing through the second
+ * half is flagged `GROWS`, with the documented bound when it has one (docs/architecture.md, "What Redis keeps, and
+ * for how long"); the last line names those without one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -40,6 +43,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { SpanRecorder } from '../packages/sdk/src/context.js';
 import { freePort } from '../test/helpers/private-redis.js';
+import { soakReport, type PatternStat, type RunInfo, type Sample } from './_soak-report.js';
 import { flag, ROOT } from './lib.js';
 
 const MINUTES = Number(flag('minutes', '4'));
@@ -48,6 +52,13 @@ const SAMPLE_SEC = Number(flag('sample-sec', '20'));
 const CONCURRENCY = Number(flag('concurrency', '6'));
 const REWARD_WINDOW = Number(flag('reward-window', '120'));
 const OUT = flag('out', '');
+const REPORT = flag('report', '');
+if (REPORT) {
+  // Only the report, from a saved run (`--out`).
+  const saved = JSON.parse(readFileSync(REPORT, 'utf8')) as { run: RunInfo; samples: Sample[] };
+  for (const l of soakReport(saved.samples, saved.run)) console.log(l);
+  process.exit(0);
+}
 const PREFIX = 'soak';
 const log = (s: string) => process.stderr.write(`  … ${s}\n`);
 
@@ -581,25 +592,6 @@ function pickOp(): () => Promise<void> {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Sampling.
-interface PatternStat {
-  keys: number;
-  noTtl: number;
-  elems: number;
-  elemsNoTtl: number;
-  bytes: number;
-}
-interface Sample {
-  t: number;
-  requests: number;
-  rss: number;
-  heap: number;
-  lagP99: number;
-  trainerRss: number;
-  usedMemory: number;
-  keys: number;
-  noTtl: number;
-  patterns: Record<string, PatternStat>;
-}
 const samples: Sample[] = [];
 
 export function patternOf(key: string): string {
@@ -733,72 +725,10 @@ await recorder?.close().catch(() => undefined);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Report.
-const first = samples[0]!;
-const last = samples.at(-1)!;
-const mid = samples.reduce((best, s) => (Math.abs(s.requests - (first.requests + last.requests) / 2) < Math.abs(best.requests - (first.requests + last.requests) / 2) ? s : best), first);
-const per10k = (a: number, b: number, ra: number, rb: number) => (rb > ra ? ((b - a) / (rb - ra)) * 10_000 : 0);
-const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '—');
-const ratio = (h1: number, h2: number) => (Math.abs(h1) < 1e-9 ? (Math.abs(h2) < 1e-9 ? '—' : '∞') : (h2 / h1).toFixed(2));
-const lines: string[] = [];
-const out = (s: string) => {
-  lines.push(s);
-  console.log(s);
-};
-out(`bench/soak: seed ${SEED}, ${MINUTES} min, ${CONCURRENCY} loops, ${requests} requests (${(requests / ((last.t - first.t) / 1000)).toFixed(0)}/s), reward window ${REWARD_WINDOW} s; ${samples.length} samples`);
-out(`  halves: first ${first.requests}→${mid.requests} requests, second ${mid.requests}→${last.requests}; growth per 10,000 requests, second half ÷ first half (baseline: the same run's first half)`);
-const proc: [string, (s: Sample) => number, (x: number) => string][] = [
-  ['server RSS', (s) => s.rss, mb],
-  ['server heap used', (s) => s.heap, mb],
-  ['trainer child RSS', (s) => s.trainerRss, mb],
-  ['Redis used_memory', (s) => s.usedMemory, mb],
-  ['Redis keys', (s) => s.keys, (x) => fmt(x, 0)],
-  ['Redis keys without TTL', (s) => s.noTtl, (x) => fmt(x, 0)],
-];
-out(`  ${'figure'.padEnd(26)} ${'start'.padStart(10)} ${'mid'.padStart(10)} ${'end'.padStart(10)} ${'1st half/10k'.padStart(13)} ${'2nd half/10k'.padStart(13)} ratio`);
-for (const [name, f, show] of proc) {
-  const h1 = per10k(f(first), f(mid), first.requests, mid.requests);
-  const h2 = per10k(f(mid), f(last), mid.requests, last.requests);
-  out(`  ${name.padEnd(26)} ${show(f(first)).padStart(10)} ${show(f(mid)).padStart(10)} ${show(f(last)).padStart(10)} ${show(h1).padStart(13)} ${show(h2).padStart(13)} ${ratio(h1, h2)}`);
-}
-const lags = samples.map((s) => s.lagP99 * 1000).filter(Number.isFinite);
-out(`  event-loop lag p99 (ms): median of samples ${fmt(lags.sort((a, b) => a - b)[Math.floor(lags.length / 2)] ?? NaN)}, max ${fmt(Math.max(...lags))}`);
-
-const names = [...new Set(samples.flatMap((s) => Object.keys(s.patterns)))].sort();
-const zero: PatternStat = { keys: 0, noTtl: 0, elems: 0, elemsNoTtl: 0, bytes: 0 };
-interface Row {
-  pattern: string;
-  end: PatternStat;
-  keys: [number, number];
-  elems: [number, number];
-  noTtlElems: [number, number];
-  noTtlKeys: [number, number];
-  bytes: [number, number];
-  flag: string;
-}
-const rows: Row[] = names.map((pattern) => {
-  const [a, b, c] = [first, mid, last].map((s) => s.patterns[pattern] ?? zero) as [PatternStat, PatternStat, PatternStat];
-  const g = (f: (p: PatternStat) => number): [number, number] => [per10k(f(a), f(b), first.requests, mid.requests), per10k(f(b), f(c), mid.requests, last.requests)];
-  const keys = g((p) => p.keys);
-  const elems = g((p) => p.elems);
-  const noTtlElems = g((p) => p.elemsNoTtl);
-  const noTtlKeys = g((p) => p.noTtl);
-  const bytes = g((p) => p.bytes);
-  // Keeps growing without a TTL: the no-TTL keys or their elements grew in the second half at least half as fast as in the first.
-  const keeps = (h: [number, number]) => h[1] > 0.5 && h[1] >= 0.5 * Math.max(h[0], 0);
-  const flag = keeps(noTtlKeys) || keeps(noTtlElems) ? 'GROWS' : keeps(keys) || keeps(elems) ? 'ttl' : '';
-  return { pattern, end: c, keys, elems, noTtlElems, noTtlKeys, bytes, flag };
-});
-out('');
-out(`  per key pattern (end of run; growth per 10,000 requests in the 1st → 2nd half, ratio; GROWS = keeps growing in keys/elements without a TTL, ttl = keeps growing but every growing key has a TTL)`);
-out(`  ${'pattern'.padEnd(62)} ${'keys'.padStart(7)} ${'noTTL'.padStart(6)} ${'elems'.padStart(8)} ${'KB'.padStart(8)}  ${'keys/10k'.padEnd(22)} ${'noTTL elems/10k'.padEnd(22)} ${'KB/10k'.padEnd(20)} flag`);
-for (const r of rows.sort((x, y) => (y.flag === 'GROWS' ? 1 : 0) - (x.flag === 'GROWS' ? 1 : 0) || y.end.bytes - x.end.bytes)) {
-  const h = (v: [number, number], d = 1) => `${fmt(v[0], d)}→${fmt(v[1], d)} (${ratio(v[0], v[1])})`;
-  out(`  ${r.pattern.slice(0, 62).padEnd(62)} ${String(r.end.keys).padStart(7)} ${String(r.end.noTtl).padStart(6)} ${String(r.end.elems).padStart(8)} ${(r.end.bytes / 1024).toFixed(0).padStart(8)}  ${h(r.keys).padEnd(22)} ${h(r.noTtlElems).padEnd(22)} ${h([r.bytes[0] / 1024, r.bytes[1] / 1024]).padEnd(20)} ${r.flag}`);
-}
-out('');
-out(`  answers by operation and status: ${[...statuses.entries()].sort().map(([k, v]) => `${k}: ${v}`).join(', ')}`);
-if (fivexx.length) out(`  first 5xx answers:\n    ${fivexx.join('\n    ')}`);
-if (OUT) writeFileSync(OUT, JSON.stringify({ seed: SEED, minutes: MINUTES, requests, samples, statuses: Object.fromEntries(statuses), report: lines }, null, 1));
+const run: RunInfo = { seed: SEED, minutes: MINUTES, concurrency: CONCURRENCY, rewardWindow: REWARD_WINDOW, requests, statuses: Object.fromEntries(statuses), fivexx };
+const lines = soakReport(samples, run);
+for (const l of lines) console.log(l);
+if (OUT) writeFileSync(OUT, JSON.stringify({ run, samples, report: lines }, null, 1));
 
 // ---------------------------------------------------------------------------------------------------------------
 server.kill('SIGTERM');
