@@ -2,7 +2,7 @@
  * Soak test of the whole service for leaks and unbounded growth.
  *
  *   node --import tsx bench/soak.ts [--minutes 4] [--seed 1] [--sample-sec 20] [--concurrency 6]
- *                                   [--redis-port 0] [--port 0] [--reward-window 120] [--out FILE.json]
+ *                                   [--redis-port 0] [--port 0] [--reward-window 120] [--rate 0] [--out FILE.json]
  *   node --import tsx bench/soak.ts --report FILE.json      # the report of a saved run
  *
  * Starts a redis-server of its own (no persistence; `--redis-port`, default any free port) and the real server on
@@ -51,6 +51,8 @@ const SEED = Number(flag('seed', '1'));
 const SAMPLE_SEC = Number(flag('sample-sec', '20'));
 const CONCURRENCY = Number(flag('concurrency', '6'));
 const REWARD_WINDOW = Number(flag('reward-window', '120'));
+/** Most requests a second over all loops (0: as fast as the server answers). A fixed rate keeps runs comparable. */
+const RATE = Number(flag('rate', '0'));
 const OUT = flag('out', '');
 const REPORT = flag('report', '');
 if (REPORT) {
@@ -705,6 +707,11 @@ await sample();
 let stop = false;
 const loops = Array.from({ length: CONCURRENCY }, async () => {
   while (!stop && Date.now() < end) {
+    // Paced: the requests sent so far may not run ahead of RATE × the time elapsed.
+    if (RATE > 0) {
+      const ahead = requests / RATE - (Date.now() - t0) / 1000;
+      if (ahead > 0) await sleep(ahead * 1000);
+    }
     try {
       await pickOp()();
     } catch (e) {
