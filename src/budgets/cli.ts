@@ -1,25 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { Option, type Command } from 'commander';
 import { CLI_UNITS, formatAmount, formatUsd, inDollars, parseAmount, serverUnit, type CliUnit } from './amounts.js';
-import { ApportionClient, ApportionHttpError, ReservationsClient } from '@apportion/sdk';
+import { ApportionHttpError, ReservationsClient } from '@apportion/sdk';
+import { apiClient as client, withConnection, type ApiConn as Conn } from '../config/cli-api.js';
 
-interface Conn {
-  url: string;
-  key?: string;
-}
 interface UnitOpts {
   unit: CliUnit;
   microCents?: boolean;
 }
 
-const conn = (c: Command) =>
-  c
-    .addOption(new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000'))
-    .addOption(new Option('--key <key>', 'admin bearer key').env('APPORTION_KEY'));
+const conn = (c: Command) => withConnection(c);
 const unitOption = () =>
   new Option('--unit <unit>', 'USD: amounts in dollars (stored as micro-cents); USD_MICROCENTS: raw micro-cents ($1 = 100,000,000); TOKENS').choices([...CLI_UNITS]).default('USD');
 const rawOption = () => new Option('--micro-cents', 'print money as raw micro-cents instead of dollars');
-const client = (o: Conn) => new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}) });
 /** Server answers, with money in dollars unless raw micro-cents were asked for (or given). */
 const out = (v: unknown, o: UnitOpts) => process.stdout.write(`${JSON.stringify(o.microCents || o.unit === 'USD_MICROCENTS' ? v : inDollars(v), null, 2)}\n`);
 

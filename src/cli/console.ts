@@ -1,4 +1,5 @@
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
+import { keyOption, urlOption } from '../config/cli-api.js';
 import { intArg, seedArg } from '../config/cli-options.js';
 
 /** `apportion demo`: example data for every console page, sent to a running server through its API. */
@@ -6,8 +7,8 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description('fill a running server with example traffic, experiments, budgets and cost traces for the console')
-    .addOption(new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000'))
-    .addOption(new Option('--key <key>', 'admin bearer key').env('APPORTION_KEY'))
+    .addOption(urlOption())
+    .addOption(keyOption())
     .option('--requests <n>', 'allocations and outcomes sent through the demo experiment (1 to 1,000,000)', intArg(1, 1_000_000), 600)
     .option('--simulate <n>', 'outcomes of the learner simulation (support-basic world, with its learning-curve chart), 0 to 10,000,000; 0 skips it', intArg(0, 10_000_000), 1000)
     .option('--seed <n>', 'random seed (0 to 4294967295)', seedArg, 7)

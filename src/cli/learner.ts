@@ -3,7 +3,7 @@ import { createWriteStream, existsSync, mkdtempSync, openSync, renameSync, rmSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig } from '../config/env.js';
 import { createLogger } from '../logger.js';
 import { redisTarget } from '../redis/connection.js';
@@ -19,9 +19,9 @@ import { mulberry32 } from '../learner/rng.js';
 import { learnedValues, prepareEvaluation, type Evaluation } from '../learner/sim/loop.js';
 import { contextFeatures, loadWorld, phaseAt, sampleContext, simulateOutcome, worldFeatures, worldPipeline, WORLD_NAMES } from '../learner/sim/world.js';
 import { intArg, numberArg, seedArg } from '../config/cli-options.js';
+import { keyOption as keyOptionOf, urlOption } from '../config/cli-api.js';
 
-const urlOption = () => new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000');
-const keyOption = () => new Option('--key <key>', 'bearer key (admin)').env('APPORTION_KEY');
+const keyOption = () => keyOptionOf('bearer key (admin)');
 
 /** `simulate <world>`: a known world's name, or the path of a world JSON file that exists. */
 function worldArg(value: string): string {

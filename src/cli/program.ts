@@ -1,6 +1,6 @@
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/env.js';
-import { ApportionClient } from '@apportion/sdk';
+import { apiClient as clientFrom, keyOption as keyOptionOf, printJson as print, urlOption } from '../config/cli-api.js';
 import { applyRequests, type ApplyFile } from '../seed.js';
 import { DOMAINS, registerCommands } from './commands.js';
 import { intArg, jsonObjectArg } from '../config/cli-options.js';
@@ -40,16 +40,7 @@ async function run(api: boolean, workers: boolean): Promise<void> {
   log.info({ url: running.url, api, workers, prefix: config.keyPrefix }, 'apportion started');
 }
 
-export function clientFrom(opts: { url: string; key?: string }): ApportionClient {
-  return new ApportionClient({ url: opts.url, ...(opts.key ? { key: opts.key } : {}) });
-}
-
-export const urlOption = () => new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000');
-export const keyOption = () => new Option('--key <key>', 'bearer key').env('APPORTION_KEY');
-
-export function print(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
+const keyOption = () => keyOptionOf('bearer key');
 
 async function apply(file: string, only: 'pipelines' | 'strategies', opts: { url: string; key?: string }): Promise<void> {
   const doc = readJsonFile(file);

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { ApportionClient } from '@apportion/sdk';
+import { apiClient, keyOption, urlOption } from '../config/cli-api.js';
 import { reportCsv, type CostReport } from './reports.js';
 import { DIMENSIONS } from './rollup-vector.js';
 
@@ -31,10 +31,10 @@ export function registerCosts(program: Command): void {
     .option('--from <day>', 'first day (YYYY-MM-DD, UTC); default 29 days before --to')
     .option('--to <day>', 'last day (YYYY-MM-DD, UTC); default today')
     .option('--csv', 'print CSV (exact nano-USD amounts as USD with 9 decimals)')
-    .addOption(new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000'))
-    .addOption(new Option('--key <key>', 'admin bearer key').env('APPORTION_KEY'))
+    .addOption(urlOption())
+    .addOption(keyOption())
     .action(async (o: Opts) => {
-      const client = new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}) });
+      const client = apiClient(o);
       const q = new URLSearchParams({ groupBy: o.by, ...(o.from ? { from: o.from } : {}), ...(o.to ? { to: o.to } : {}) });
       const r = await client.request<CostReport>('GET', `/v1/reports/costs?${q}`);
       process.stdout.write(o.csv ? reportCsv(r) : `${table(r)}\n`);

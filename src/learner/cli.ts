@@ -1,5 +1,5 @@
-import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ApportionClient } from '@apportion/sdk';
+import { InvalidArgumentError, type Command } from 'commander';
+import { apiClient as client, printJson as out, withConnection, type ApiConn as Conn } from '../config/cli-api.js';
 import { intArg } from '../config/cli-options.js';
 import { readJsonFile } from '../config/cli-files.js';
 
@@ -9,19 +9,7 @@ import { readJsonFile } from '../config/cli-files.js';
  * /v1/pipelines/:id/ope). Imports no TensorFlow.js: these only talk to a running server.
  */
 
-interface Conn {
-  url: string;
-  key?: string;
-}
-
-const conn = (c: Command) =>
-  c
-    .addOption(new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000'))
-    .addOption(new Option('--key <key>', 'bearer key (admin to change, analyst to read)').env('APPORTION_KEY'));
-const client = (o: Conn) => new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}) });
-const out = (v: unknown): void => {
-  process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
-};
+const conn = (c: Command) => withConnection(c, 'bearer key (admin to change, analyst to read)');
 const seg = (s: string) => encodeURIComponent(s);
 
 /** A share of the total, at least 0 and below 1, as `--tolerance` takes it. */

@@ -1,18 +1,10 @@
-import { Command, Option } from 'commander';
-import { ApportionClient } from '@apportion/sdk';
+import { Command } from 'commander';
+import { apiClient as clientOf, keyOption, urlOption, type ApiConn as Conn } from '../config/cli-api.js';
 import { intArg, numberArg } from '../config/cli-options.js';
 import { EntryError, readJsonFile } from '../config/cli-files.js';
 import { formatResults } from './format.js';
 import type { ExperimentResults } from './service.js';
 
-interface Conn {
-  url: string;
-  key?: string;
-}
-
-const urlOption = () => new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000');
-const keyOption = () => new Option('--key <key>', 'admin bearer key').env('APPORTION_KEY');
-const clientOf = (o: Conn) => new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}) });
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
 /** An experiments file: `{ "experiments": [{ "id": "…", …PUT body }] }` (see experiments/rollouts/). */

@@ -1,20 +1,8 @@
 import { Option, type Command } from 'commander';
-import { ApportionClient } from '@apportion/sdk';
+import { apiClient as client, printJson as out, withConnection, type ApiConn as Conn } from '../config/cli-api.js';
 import { futureDateTimeArg, intArg } from '../config/cli-options.js';
 
-interface Conn {
-  url: string;
-  key?: string;
-}
-
-const conn = (c: Command) =>
-  c
-    .addOption(new Option('--url <url>', 'API base URL').env('APPORTION_URL').default('http://127.0.0.1:3000'))
-    .addOption(new Option('--key <key>', 'admin bearer key (the env admin key, or an admin key of the tenant)').env('APPORTION_KEY'));
-const client = (o: Conn) => new ApportionClient({ url: o.url, ...(o.key ? { key: o.key } : {}) });
-const out = (v: unknown): void => {
-  process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
-};
+const conn = (c: Command) => withConnection(c, 'admin bearer key (the env admin key, or an admin key of the tenant)');
 
 /** `apportion keys create|list|revoke`: API keys of tenants, over the API. */
 export function registerKeys(program: Command): void {
