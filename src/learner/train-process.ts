@@ -89,6 +89,34 @@ function trainingFields(raw: string): LoggedEvent | undefined {
 const windows = new Map<string, { readonly window: number; readonly newest: string; readonly events: readonly LoggedEvent[] }>();
 
 /**
+ * At most this many events are kept over all buffers (least recently read dropped first): without a bound the child
+ * held the window of every pipeline it ever trained, deleted ones included, until it restarted. 200,000 parsed events
+ * are some hundreds of MB at most; 25 pipelines at the default window of 8,000, or two of 100,000. A buffer whose
+ * read was dropped is read whole at its next retrain, as after a restart.
+ */
+export const KEPT_EVENTS_MAX = 200_000;
+
+function keep(cacheKey: string, entry: { readonly window: number; readonly newest: string; readonly events: readonly LoggedEvent[] }, max: number): void {
+  windows.delete(cacheKey);
+  windows.set(cacheKey, entry);
+  let total = 0;
+  for (const w of windows.values()) total += w.events.length;
+  // Oldest first (a Map iterates in insertion order, and every read re-inserts its own); the newest read always stays.
+  for (const [k, w] of windows) {
+    if (total <= max || k === cacheKey) break;
+    windows.delete(k);
+    total -= w.events.length;
+  }
+}
+
+/** Buffers whose last read is kept and the events kept over all of them (tests). */
+export function keptWindows(): { buffers: number; events: number } {
+  let events = 0;
+  for (const w of windows.values()) events += w.events.length;
+  return { buffers: windows.size, events };
+}
+
+/**
  * The newest `window` events of a buffer. Pages from the head (500 entries a page: one LRANGE of 100k entries,
  * ~50 MB, would hold Redis, and so every allocation, for tens of milliseconds) until it meets the newest entry of
  * the previous read, then reuses the rest of that read. A full read when there is no previous read of the same
@@ -99,7 +127,7 @@ const windows = new Map<string, { readonly window: number; readonly newest: stri
  * priority (the trainer child's low priority does not reach it). With a 100k window that raised serving latency
  * while retraining (bench/learner-serving at a fixed load: p50 × 1.5 before, × 1.04 and × 1.23 in two runs after).
  */
-export async function readWindow(redis: Redis, redisUrl: string, key: string, window: number): Promise<{ events: LoggedEvent[]; fetched: number }> {
+export async function readWindow(redis: Redis, redisUrl: string, key: string, window: number, keptMax = KEPT_EVENTS_MAX): Promise<{ events: LoggedEvent[]; fetched: number }> {
   const cacheKey = `${redisUrl}\n${key}`;
   const prev = windows.get(cacheKey);
   const marker = prev && prev.window === window ? prev.newest : undefined;
@@ -118,7 +146,7 @@ export async function readWindow(redis: Redis, redisUrl: string, key: string, wi
   // After the marker the previous read's events must still be there: a shorter buffer was deleted or rewritten.
   if (found && (await redis.llen(key)) < Math.min(window, fresh.length + prev!.events.length)) {
     windows.delete(cacheKey);
-    return readWindow(redis, redisUrl, key, window);
+    return readWindow(redis, redisUrl, key, window, keptMax);
   }
   const parsed: LoggedEvent[] = [];
   for (const raw of fresh) {
@@ -127,7 +155,7 @@ export async function readWindow(redis: Redis, redisUrl: string, key: string, wi
   }
   const events = found ? parsed.concat(prev!.events.slice(0, window - fresh.length)) : parsed;
   const newest = fresh[0] ?? (found ? marker : undefined);
-  if (newest !== undefined) windows.set(cacheKey, { window, newest, events });
+  if (newest !== undefined) keep(cacheKey, { window, newest, events }, keptMax);
   else windows.delete(cacheKey);
   return { events, fetched: fresh.length };
 }

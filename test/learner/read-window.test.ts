@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { LoggedEvent } from '../../src/learner/events.js';
-import { readWindow } from '../../src/learner/train-process.js';
+import { keptWindows, readWindow } from '../../src/learner/train-process.js';
 import { REDIS_URL, testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('read-window');
@@ -75,5 +75,23 @@ describe('trainer buffer reads (readWindow)', () => {
     await redis.del(key);
     const empty = await readWindow(redis, REDIS_URL, key, 400);
     assert.deepEqual(empty, { events: [], fetched: 0 });
+  });
+  it('keeps the reads of at most keptMax events over all buffers, the least recently read dropped first, and reads a dropped buffer whole again', async () => {
+    const keys = [0, 1, 2, 3].map((i) => `${prefix}:{pipeline:lru${i}}:buffer`);
+    for (const k of keys) await push(k, 300);
+    // 250 events a read, at most 600 kept (the earlier tests' reads are older still, so they go first): two reads
+    // fit, a third drops the oldest.
+    for (const k of keys.slice(0, 3)) await readWindow(redis, REDIS_URL, k, 250, 600);
+    assert.deepEqual(keptWindows(), { buffers: 2, events: 500 });
+    // lru0 was read first: dropped, so its next read fetches the whole window; lru2 (the newest) is kept.
+    assert.equal((await readWindow(redis, REDIS_URL, keys[2]!, 250, 600)).fetched, 0);
+    const again = await readWindow(redis, REDIS_URL, keys[0]!, 250, 600);
+    assert.equal(again.fetched, 250);
+    assert.deepEqual(ids(again.events), await truth(keys[0]!, 250));
+    // A single read larger than the bound is still kept (the newest read always stays).
+    await readWindow(redis, REDIS_URL, keys[3]!, 300, 1);
+    assert.equal((await readWindow(redis, REDIS_URL, keys[3]!, 300, 1)).fetched, 0);
+    assert.equal(keptWindows().buffers, 1);
+    await redis.del(...keys);
   });
 });
