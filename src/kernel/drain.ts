@@ -22,16 +22,19 @@ export async function closeBounded(w: Closeable, ms: number): Promise<DrainResul
     // client — also after a close(true) in the meantime, which left a Redis socket open for good and the process
     // unable to exit (test/integration/worker-drain.test.ts). So: pause without waiting (stops fetching at once),
     // then wait for the active jobs without reconnecting (BullMQ's own whenCurrentJobsFinished(false), what close()
-    // runs), bounded; past the bound close(true) takes the path that does not wait.
+    // runs), bounded. Then close(true) either way: the jobs have ended or been given up, and close(false) would run
+    // that wait again — disconnecting the blocking client a second time, which on a Redis Cluster waits for an 'end'
+    // event that never comes (a workers runtime closed after its jobs ended hung for good there).
     const wait = (w as unknown as { whenCurrentJobsFinished?: (reconnect?: boolean) => Promise<void> }).whenCurrentJobsFinished;
     let drained: boolean;
     if (typeof wait === 'function') {
       await w.pause(true);
       drained = await within(wait.call(w, false), ms);
+      await w.close(true);
     } else {
       drained = await within(w.pause(), ms);
+      await w.close(!drained);
     }
-    await w.close(!drained);
     return drained ? 'drained' : 'forced';
   }
   return (await within(w.close(), ms)) ? 'drained' : 'forced';
