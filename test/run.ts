@@ -36,8 +36,8 @@
  *                                file's limit less 30 s)
  * Each file's output is printed whole when it ends; the exit status is 1 if any file failed or timed out.
  */
-import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { LocalCluster } from './helpers/cluster.js';
@@ -145,7 +145,32 @@ function findTests(dir: string): string[] {
 
 /** One file to run: on the local Redis, or (`env` set) on the cluster. `label` names it in the output. */
 type Job = { file: string; label: string; cluster: boolean; env: NodeJS.ProcessEnv; expectedS: number };
-type Result = { label: string; cluster: boolean; listed: boolean; status: 'passed' | 'failed' | 'timed out'; ms: number; tests: { pass: number; fail: number } };
+type Result = { label: string; cluster: boolean; listed: boolean; status: 'passed' | 'failed' | 'timed out'; ms: number; cpuS: number | undefined; tests: { pass: number; fail: number } };
+
+/**
+ * CPU seconds of this runner's reaped children so far (Linux: cutime + cstime of /proc/self/stat), undefined elsewhere.
+ * A child's own CPU and that of every process it waited for (a file's servers, CLI runs, browsers) are added here
+ * when the runner reaps it, so the increase seen in a file's exit handler is that file's CPU. Two files that end in
+ * the same instant may be reaped together and one of them then carries both (the total stays right).
+ */
+const clockTicks = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+function childrenCpuS(): number | undefined {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    // Fields after the command name (in parentheses, which may hold spaces): cutime and cstime are the 16th and 17th.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[13]) + Number(rest[14])) / clockTicks;
+  } catch {
+    return undefined;
+  }
+}
+let cpuSeen = childrenCpuS();
 
 /** Process groups of the files running now: interrupting the runner stops them (detached, they miss the terminal's ^C). */
 const running = new Set<number>();
@@ -192,6 +217,13 @@ function runFile(job: Job): Promise<Result> {
       killGroup('SIGTERM');
       setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS).unref();
     }, fileTimeoutMs);
+    // 'exit' comes when the child is reaped (its CPU is in ours from then); 'close' may come later, once its pipes end.
+    let cpuS: number | undefined;
+    child.on('exit', () => {
+      const now = childrenCpuS();
+      if (now !== undefined && cpuSeen !== undefined) cpuS = now - cpuSeen;
+      cpuSeen = now;
+    });
     child.on('close', (code) => {
       clearTimeout(timer);
       if (child.pid !== undefined) running.delete(child.pid);
@@ -199,12 +231,13 @@ function runFile(job: Job): Promise<Result> {
       killGroup('SIGKILL');
       const ms = Date.now() - t0;
       const status = timedOut ? 'timed out' : code === 0 ? 'passed' : 'failed';
-      process.stdout.write(`\n━━ ${label} (${(ms / 1000).toFixed(1)} s) ━━\n${Buffer.concat(chunks).toString('utf8')}`);
+      const cpu = cpuS === undefined ? '' : `, CPU ${cpuS.toFixed(1)} s`;
+      process.stdout.write(`\n━━ ${label} (${(ms / 1000).toFixed(1)} s${cpu}) ━━\n${Buffer.concat(chunks).toString('utf8')}`);
       if (timedOut) process.stdout.write(`✖ ${label}: TIMED OUT after ${fileTimeoutMs / 1000} s (APPORTION_TEST_FILE_TIMEOUT_MS); killed with its process group\n`);
       // The file's own summary lines (node's reporter ends with `ℹ pass N` and `ℹ fail N`; TAP with `# pass N`).
       const text = Buffer.concat(chunks).toString('utf8');
       const count = (label: string) => Number(new RegExp(`^(?:#|ℹ) ${label} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
-      resolve({ label, cluster: job.cluster, listed: EXPECTED_S[label] !== undefined, status, ms, tests: { pass: count('pass'), fail: count('fail') } });
+      resolve({ label, cluster: job.cluster, listed: EXPECTED_S[label] !== undefined, status, ms, cpuS, tests: { pass: count('pass'), fail: count('fail') } });
     });
   });
 }
@@ -272,6 +305,12 @@ const failed = results.reduce((n, r) => n + (r.status === 'passed' ? r.tests.fai
 process.stdout.write(`tests: ${passed} passed, ${failed} failed\n`);
 const slowest = [...results].sort((a, b) => b.ms - a.ms).slice(0, 5);
 process.stdout.write(`  slowest: ${slowest.map((r) => `${r.label} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
+const cpuResults = results.filter((r) => r.cpuS !== undefined);
+if (cpuResults.length > 0) {
+  const total = cpuResults.reduce((n, r) => n + r.cpuS!, 0);
+  const heaviest = [...cpuResults].sort((a, b) => b.cpuS! - a.cpuS!).slice(0, 8);
+  process.stdout.write(`  CPU of the files (with the processes they waited for): ${total.toFixed(0)} s; most: ${heaviest.map((r) => `${r.label} ${r.cpuS!.toFixed(0)} s`).join(', ')}\n`);
+}
 const unlisted = results.filter((r) => !r.listed && r.ms > LIST_HINT_S * 1000);
 if (whole && unlisted.length) process.stdout.write(`  over ${LIST_HINT_S} s with no entry in test/run.ts's EXPECTED_S (they start late): ${unlisted.map((r) => `${r.label} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
 
