@@ -53,7 +53,7 @@ export async function startLearnerWorld(prefix: string, world: World, params: Re
     },
     async settle() {
       const counters = learnerKeys(rt.core.keys, 'sim').counters;
-      await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 60_000);
+      await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 300_000);
       await learner.training.ingest('sim');
     },
     async close() {

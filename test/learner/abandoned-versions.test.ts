@@ -109,7 +109,7 @@ describe('a version saved by a retrain that stopped before proposing it', () => 
     };
     await set(true);
     await traffic(30, 'q', 'learnq');
-    await eventually(async () => (await training.ingest('q')) && (await training.events('q', 1000)).length >= 30, 60_000, 100);
+    await eventually(async () => (await training.ingest('q')) && (await training.events('q', 1000)).length >= 30, 300_000, 100);
     const proposed = await training.train('q');
     assert.equal(proposed.trained, true, proposed.reason);
     const pending = proposed.model!.version;
@@ -134,7 +134,7 @@ describe('a version saved by a retrain that stopped before proposing it', () => 
     const s = await inject('PUT', '/v1/strategies/learnr', { pipeline: 'r', kind: 'learned', params: { trainEvery: 1_000_000, trainIntervalSeconds: 86_400 } });
     assert.equal(s.statusCode, 200, s.body);
     await traffic(30, 'r', 'learnr');
-    await eventually(async () => (await training.ingest('r')) && (await training.events('r', 1000)).length >= 30, 60_000, 100);
+    await eventually(async () => (await training.ingest('r')) && (await training.events('r', 1000)).length >= 30, 300_000, 100);
     const proposed = await training.train('r');
     assert.equal(proposed.trained, true, proposed.reason);
     const v = proposed.model!.version;

@@ -44,7 +44,7 @@ async function round(learned: number, control: number): Promise<{ id: string; me
 
 async function settle(): Promise<void> {
   const counters = learnerKeys(rt.core.keys, 'sim').counters;
-  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 60_000);
+  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 300_000);
   await learner.training.ingest('sim');
 }
 

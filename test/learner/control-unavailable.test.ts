@@ -93,7 +93,7 @@ describe('the runtime guard’s control arm when the control cannot allocate', (
     assert.equal(await dropped(), 1);
     // A trained version serving: the runtime guard's view says how many decisions had no control arm, and why.
     for (let i = 0; i < 150; i++) await round(false);
-    await eventually(async () => (await learner.training.events('cu', 1000)).length >= 150 || (await learner.training.ingest('cu'), false), 60_000, 200);
+    await eventually(async () => (await learner.training.events('cu', 1000)).length >= 150 || (await learner.training.ingest('cu'), false), 300_000, 200);
     assert.equal((await call('POST', '/v1/models/cu/train')).statusCode, 202);
     await eventually(async () => ((await call('GET', '/v1/models/cu')).json().active as number) >= 1, 180_000, 200);
     for (let i = 0; i < 40; i++) await round(false);

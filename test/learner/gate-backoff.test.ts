@@ -68,7 +68,7 @@ async function run(p: string, n: number): Promise<void> {
     reported.set(p, (reported.get(p) ?? 0) + 1);
   }
   const counters = learnerKeys(rt.core.keys, p).counters;
-  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported.get(p)!, 60_000);
+  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported.get(p)!, 300_000);
   await learner.training.ingest(p);
 }
 

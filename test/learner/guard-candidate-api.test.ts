@@ -55,7 +55,7 @@ async function round(): Promise<LearnerMeta> {
 
 async function settle(): Promise<void> {
   const counters = learnerKeys(rt.core.keys, 'cand').counters;
-  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 60_000);
+  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 300_000);
   await learner.training.ingest('cand');
 }
 

@@ -65,7 +65,7 @@ describe('the safe start’s running comparison in the model list', () => {
       assert.equal((await inject('POST', '/v1/outcomes', { decisionId: a.json().decisionId, quality: q })).statusCode, 202);
     }
     const counters = learnerKeys(rt.core.keys, 'p').counters;
-    await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= N, 60_000);
+    await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= N, 300_000);
     await learner.training.ingest('p');
     // The worker's tick runs the same check every 5 s; this one sees every decision.
     const check = await learner.guard.checkSafeStart('p');
