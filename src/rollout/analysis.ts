@@ -480,7 +480,18 @@ export interface Elasticity {
   readonly qualityDiff: number | null;
   /** (Δq / q_control) ÷ (Δb / b_control): 1 means quality falls in proportion to the cut. */
   readonly elasticity: number | null;
+  /**
+   * The quality difference's Welch interval scaled by the cut (the quality comparison's interval of the same arms): on
+   * the cluster-robust variance with units as clusters when both arms' unit buckets hold all their outcomes, else on
+   * per-outcome variances (`basis`).
+   */
   readonly ci: readonly [number, number] | null;
+  /**
+   * How the interval's variance is estimated: `units` (cluster-robust, units as clusters: both arms' unit buckets hold
+   * every outcome), or `outcomes` (per-outcome variances: an arm has outcomes written before unit buckets were kept).
+   * Absent in results computed before it was reported (then per outcome).
+   */
+  readonly basis?: 'units' | 'outcomes';
   /** null when the elasticity cannot be measured yet: `unavailable` says why. Never "not critical" by default. */
   readonly critical: boolean | null;
   readonly unavailable?: string;
@@ -506,7 +517,11 @@ function decisionBudgetRatio(obs: readonly Observation[] | undefined): number | 
 /**
  * Critical-path estimate from a probe (pure): for each cut agent, quality elasticity with a Welch
  * interval scaled by the (fixed) relative budget cut; agents ranked by elasticity; an agent is critical
- * when its interval's lower bound exceeds CRITICAL_ELASTICITY. The budget cut is read from the decision
+ * when its interval's lower bound exceeds CRITICAL_ELASTICITY. The Welch interval is the quality comparison's: a unit
+ * is in one arm only, so the two arms are independent and each arm's variance of its mean is its cluster-robust one
+ * (units as clusters, `qualityForTest`) when its unit buckets hold all of its outcomes, else per outcome; `basis` says
+ * `units` when both arms are on units. An arm on units with a single cluster has no variance estimate: unavailable.
+ * The budget cut is read from the decision
  * records (each cut decision records the agent's budget and what the base strategy would have given it),
  * so it needs no usage reports; usage-reported budgets are the fallback for observations without it.
  * When a measure is missing the agent is `critical: null` with the reason, not "not critical".
@@ -527,9 +542,13 @@ export function elasticities(
     const fromUsage = bc && bt !== undefined ? bt / bc : null;
     const ratio = fromDecisions ?? fromUsage;
     const source = fromDecisions !== null ? { budgetSource: 'decisions' as const } : fromUsage !== null ? { budgetSource: 'usage' as const } : {};
-    const w = welch(t.quality, c.quality, alpha);
-    const none = (why: string): Elasticity => ({ agent, variant, budgetRatio: ratio, ...source, qualityDiff: w ? w.diff : null, elasticity: null, ci: null, critical: null, unavailable: why });
+    const basis = t.clustered !== undefined && c.clustered !== undefined ? ('units' as const) : ('outcomes' as const);
+    const w = welch(qualityForTest(t), qualityForTest(c), alpha);
+    const none = (why: string): Elasticity => ({ agent, variant, budgetRatio: ratio, ...source, qualityDiff: w ? w.diff : null, elasticity: null, ci: null, basis, critical: null, unavailable: why });
     if (t.count < 2 || c.count < 2) return none(`needs at least 2 outcomes in ${control} and in ${variant} (has ${c.count} and ${t.count})`);
+    // One unit's outcomes (one cluster) say nothing of the variance between units: the per-outcome one would be far too small.
+    const oneUnit = (a: ArmStats): boolean => a.clustered !== undefined && a.clustered.quality === undefined;
+    if (oneUnit(t) || oneUnit(c)) return none(`needs outcomes from at least 2 units (unit buckets) in ${control} and in ${variant} (has ${c.clustered?.clusters ?? 'n/a'} and ${t.clustered?.clusters ?? 'n/a'})`);
     if (ratio === null) return none(`no budget for ${agent} in ${variant}'s decision records or usage reports`);
     if (ratio >= 1) return none(`the cut did not reduce ${agent}'s budget (budget ratio ${ratio.toFixed(3)}: already at its minTokens?)`);
     if (!w) return none(`quality of ${control} and ${variant} has no variance yet`);
@@ -539,7 +558,7 @@ export function elasticities(
     const a = w.ci[0] / scale;
     const b = w.ci[1] / scale;
     const ci: [number, number] = [Math.min(a, b), Math.max(a, b)];
-    return { agent, variant, budgetRatio: ratio, ...source, qualityDiff: w.diff, elasticity: e, ci, critical: ci[0] > CRITICAL_ELASTICITY };
+    return { agent, variant, budgetRatio: ratio, ...source, qualityDiff: w.diff, elasticity: e, ci, basis, critical: ci[0] > CRITICAL_ELASTICITY };
   });
   const ranked = out.filter((e) => e.elasticity !== null).sort((x, y) => y.elasticity! - x.elasticity!);
   return out.map((e) => ({ ...e, ...(e.elasticity !== null ? { rank: ranked.indexOf(e) + 1 } : {}) }));

@@ -142,6 +142,9 @@ export function formatResults(r: ExperimentResults): string {
       ),
     );
     for (const e of r.criticalPath) if (e.unavailable) out.push(`  ${e.agent}: not measured yet: ${e.unavailable}`);
+    // Results from before the basis was reported lack it: those intervals were per outcome too.
+    const perOutcome = r.criticalPath.filter((e) => e.ci !== null && e.basis !== 'units').map((e) => e.agent);
+    if (perOutcome.length) out.push(`  per-outcome variances (statistics kept before unit buckets were) for ${perOutcome.join(', ')}: intervals too narrow when units report several outcomes`);
   }
   return out.join('\n');
 }

@@ -107,6 +107,25 @@ describe('phase analysis (pure)', () => {
     assert.equal(e[0]!.critical, true);
     assert.equal(e[1]!.critical, false);
     assert.ok(e[1]!.ci![0] < 0 && e[1]!.ci![1] > 0);
+    assert.deepEqual(e.map((x) => x.basis), ['outcomes', 'outcomes'], 'arms without unit buckets: per-outcome variances, and it says so');
+  });
+  it('elasticity on units: the cluster-robust variance widens the interval; an arm whose outcomes all come from one unit is not measured', () => {
+    const base = arm(4000, 0.8, 0.1, 0.01, 0.001, { reasoner: { hits: 0, allocated: 4000 } });
+    const cut = arm(4000, 0.77, 0.1, 0.01, 0.001, { reasoner: { hits: 0, allocated: 2000 } });
+    const cuts = [{ agent: 'reasoner', variant: 'cut.reasoner' }];
+    const perOutcome = elasticities(cuts, 'control', new Map([['control', base], ['cut.reasoner', cut]]), 0.05)[0]!;
+    // Units with 20 outcomes each and a unit effect: the effective per-outcome variance 20× the per-outcome one.
+    const units = (a: ArmStats, clusters: number, v?: number): ArmStats => ({ ...a, clustered: { ...(v !== undefined ? { quality: v } : {}), clusters } });
+    const onUnits = elasticities(cuts, 'control', new Map([['control', units(base, 200, 0.2)], ['cut.reasoner', units(cut, 200, 0.2)]]), 0.05)[0]!;
+    assert.equal(perOutcome.elasticity, onUnits.elasticity);
+    assert.deepEqual([perOutcome.basis, onUnits.basis], ['outcomes', 'units']);
+    assert.equal(perOutcome.critical, true, `per outcome: [${perOutcome.ci}]`);
+    assert.equal(onUnits.critical, false, `on units: [${onUnits.ci}]`);
+    assert.ok(onUnits.ci![1] - onUnits.ci![0] > 4 * (perOutcome.ci![1] - perOutcome.ci![0]));
+    const one = elasticities(cuts, 'control', new Map([['control', units(base, 200, 0.2)], ['cut.reasoner', units(cut, 1)]]), 0.05)[0]!;
+    assert.equal(one.critical, null);
+    assert.equal(one.ci, null);
+    assert.match(one.unavailable!, /needs outcomes from at least 2 units \(unit buckets\) in control and in cut\.reasoner \(has 200 and 1\)/);
   });
 });
 

@@ -180,6 +180,18 @@ describe('results table: SRM flags (pure)', () => {
   });
 });
 
+describe('results table: critical path basis (pure)', () => {
+  it('says when the elasticity intervals are on per-outcome variances (arms without unit buckets), and not when on units', () => {
+    // The cut arm's usage reports give half the control's budget (500 of 1,000 tokens).
+    const arms = new Map([['control', arm(400, 0.8, undefined)], ['cut.reasoner', arm(400, 0.7, 0.01)]]);
+    const old = formatResults(results(0.05, arms));
+    assert.match(old, /per-outcome variances \(statistics kept before unit buckets were\) for reasoner: intervals too narrow when units report several outcomes/, old);
+    const onUnits = new Map([...arms].map(([k, a]) => [k, { ...a, units: 100, clustered: { quality: 4 * a.quality.variance, clusters: 100 } }]));
+    const now = formatResults(results(0.05, onUnits));
+    assert.doesNotMatch(now, /per-outcome variances \(statistics kept before unit buckets/, now);
+  });
+});
+
 describe('results table: holdout phases (pure)', () => {
   it('prints each holdout phase with the coverage (held-out share) the HTTP results return for it', () => {
     const arms = new Map([['holdout', arm(40, 0.8, 0.02)], ['exposed', arm(400, 0.82, 0.02)]]);

@@ -8,7 +8,7 @@ import { applyOutcome } from '../../src/feedback/processor.js';
 import { UNIT_BUCKETS, unitSpec } from '../../src/feedback/units.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { createKeys } from '../../src/redis/keys.js';
-import { analyzePhase, checkGuardrails, type Observation, type PhaseResult } from '../../src/rollout/analysis.js';
+import { analyzePhase, checkGuardrails, elasticities, type Observation, type PhaseResult } from '../../src/rollout/analysis.js';
 import { experimentArm, experimentArms, experimentSinks } from '../../src/rollout/arms.js';
 import { readObservations } from '../../src/rollout/service.js';
 import { srmSequential } from '../../src/stats/srm.js';
@@ -43,8 +43,8 @@ async function apply(d: DecisionRecord, quality: number, costUsd?: number, usage
   return applyOutcome(deps, { decision: d, outcome: { decisionId: d.id, quality, ...(costUsd !== undefined ? { costUsd } : {}), ...(usage ? { usage: usageOf(usage) } : {}) }, receivedAt: Date.now() });
 }
 
-async function readObs(experiment: string): Promise<Map<string, Observation[]>> {
-  return new Map(await Promise.all(VARIANTS.map(async (v) => [v.name, await readObservations(redis, experimentArm(keys, 'p', experiment, 1, 0, v.name).obs)] as const)));
+async function readObs(experiment: string, variants: readonly { name: string }[] = VARIANTS): Promise<Map<string, Observation[]>> {
+  return new Map(await Promise.all(variants.map(async (v) => [v.name, await readObservations(redis, experimentArm(keys, 'p', experiment, 1, 0, v.name).obs)] as const)));
 }
 
 /** Observations as written before they carried the unit's bucket. */
@@ -60,9 +60,9 @@ function perUnitStatistics(r: PhaseResult, guard: ReturnType<typeof checkGuardra
   return { guard: guard[0]!, hitWelch: hit.welch?.ci, hitSeq: hit.sequential?.ci, costWelch: cost.welch?.ci, costSeq: cost.sequential?.ci, drops };
 }
 
-async function readArms(experiment: string): Promise<Map<string, ArmStats>> {
+async function readArms(experiment: string, variants: readonly { name: string }[] = VARIANTS): Promise<Map<string, ArmStats>> {
   const out = new Map<string, ArmStats>();
-  for (const v of VARIANTS) {
+  for (const v of variants) {
     const arm = experimentArm(keys, 'p', experiment, 1, 0, v.name);
     const [summary, agents, buckets] = await Promise.all([redis.hgetall(arm.summary), redis.hgetallBuffer(arm.agents), redis.hgetallBuffer(arm.units.buckets)]);
     out.set(v.name, parseArmStats(summary, agents, buckets));
@@ -79,6 +79,8 @@ const perOutcome = (arms: ReadonlyMap<string, ArmStats>): Map<string, ArmStats> 
 
 /** The seed of the many-outcomes ceiling-hit case (a seed on which the per-outcome statistics fail, see there). */
 const SEED = Number(process.env.UNIT_HITS_SEED ?? 1);
+/** The seed of the probe case (one on which the per-outcome elasticity interval excludes 0, see there). */
+const PROBE_SEED = Number(process.env.UNIT_PROBE_SEED ?? 1);
 
 const normal = (u: () => number): number => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
 const clip = (x: number): number => Math.min(1, Math.max(0, x));
@@ -171,6 +173,48 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
     assert.ok(o.drops.some((ci) => !covers(ci)), `per outcome, a quality drop interval excludes 0: ${JSON.stringify(o.drops)}`);
   });
 
+  it("a probe's elasticity interval and its critical verdict on units: A/A with many outcomes per unit covers 0 (per outcome it excludes 0 and marks the agent critical)", async () => {
+    // A probe cutting agent a to half its budget (the decision records say 100 of 200 tokens) whose cut does nothing to
+    // quality (A/A): 300 units, each reporting 1 + geometric(mean 20) outcomes around its own quality level (unit sd
+    // 0.2, outcome noise 0.05). At α = 1e-5 the elasticity's Welch interval excludes 0 with probability about 1e-5.
+    const u = mulberry32(PROBE_SEED);
+    const alpha = 1e-5;
+    const variants = [{ name: 'control' }, { name: 'cut.a' }];
+    const jobs: { d: DecisionRecord; q: number }[] = [];
+    for (let i = 0; i < 300; i++) {
+      const key = `probe-${i}`;
+      const variant = u() < 0.5 ? 'control' : 'cut.a';
+      const effect = 0.2 * normal(u);
+      const n = 1 + Math.floor(Math.log(1 - u()) / Math.log(1 - 1 / 20));
+      for (let k = 0; k < n; k++) {
+        const d = decision('probe-aa', variant, key);
+        jobs.push({ d: variant === 'control' ? d : { ...d, meta: { probe: { agent: 'a', baseTokens: 200 } } }, q: clip(0.6 + effect + 0.05 * normal(u)) });
+      }
+    }
+    for (let i = 0; i < jobs.length; i += 200) await Promise.all(jobs.slice(i, i + 200).map((j) => apply(j.d, j.q)));
+    const arms = await readArms('probe-aa', variants);
+    const obs = await readObs('probe-aa', variants);
+    assert.equal(variants.reduce((t, v) => t + arms.get(v.name)!.count, 0), jobs.length);
+    const cuts = [{ agent: 'a', variant: 'cut.a' }];
+
+    const [now] = elasticities(cuts, 'control', arms, alpha, obs);
+    assert.equal(now!.basis, 'units');
+    assert.equal(now!.budgetSource, 'decisions');
+    assert.ok(Math.abs(now!.budgetRatio! - 0.5) < 1e-12);
+    assert.ok(covers(now!.ci) && now!.critical === false, `on units the A/A elasticity interval [${now!.ci}] covers 0 and the agent is not critical`);
+    // It is the quality comparison's Welch interval of the same arms, scaled by the cut.
+    const cmp = analyzePhase({ phase: 0, variants: variants.map((v) => ({ ...v, strategy: v.name, weight: 1 })), control: 'control', alpha, arms }).comparisons.find((c) => c.metric === 'quality')!;
+    const scale = arms.get('control')!.quality.mean * (now!.budgetRatio! - 1);
+    assert.ok(Math.abs(now!.ci![0] - cmp.welch!.ci[1] / scale) < 1e-12 && Math.abs(now!.ci![1] - cmp.welch!.ci[0] / scale) < 1e-12, `${now!.ci} vs ${cmp.welch!.ci} / ${scale}`);
+
+    // The same data read per outcome (statistics kept before unit buckets, and the rule before): the interval excludes
+    // 0 and the agent is marked critical, which is what makes this test fail without the unit variance.
+    const [old] = elasticities(cuts, 'control', perOutcome(arms), alpha, obs);
+    assert.equal(old!.basis, 'outcomes');
+    assert.equal(old!.elasticity, now!.elasticity);
+    assert.ok(!covers(old!.ci) && old!.critical === true, `per outcome the A/A elasticity interval [${old!.ci}] excludes 0 and marks the agent critical`);
+  });
+
   it('one outcome per unit, one unit per bucket: the cluster-robust variance equals the per-outcome one, and so do the intervals', async () => {
     // Units whose buckets differ, 150 per arm, each reporting once.
     const taken = new Set<number>();
@@ -205,6 +249,13 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
       for (const k of ['welch', 'sequential'] as const) same(c[k]?.ci, o[k]?.ci, `${c.metric} ${k}`);
     });
     assert.deepEqual(now.srm, old.srm, 'one outcome per unit: unit counts are the outcome counts');
+    // A probe's elasticity (treatment as agent a's cut arm, its decisions giving a half of its base budget) too.
+    const cut = new Map<string, Observation[]>([['treatment', [[0, null, [], [], [50, 100]]]]]);
+    const [en] = elasticities([{ agent: 'a', variant: 'treatment' }], 'control', arms, 0.05, cut);
+    const [eo] = elasticities([{ agent: 'a', variant: 'treatment' }], 'control', perOutcome(arms), 0.05, cut);
+    assert.deepEqual([en!.basis, eo!.basis], ['units', 'outcomes']);
+    same(en!.ci, eo!.ci, 'elasticity');
+    assert.equal(en!.critical, eo!.critical);
 
     // The ceiling-hit rate, the winsorized cost and the quality drops give the same intervals as per outcome.
     for (const v of VARIANTS) assert.equal(arms.get(v.name)!.clustered?.agents?.a?.clusters, 150);
@@ -259,6 +310,13 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
     assert.equal(arms.get('control')!.units, 20, 'units are counted from the upgrade on');
     assert.equal(arms.get('control')!.clustered, undefined, 'buckets that miss outcomes are not used');
     assert.deepEqual(analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms }).basis, { srm: 'units', variance: 'outcomes', ceilingHit: 'outcomes', observations: 'outcomes' });
+    // A probe's elasticity on these arms (treatment as agent a's cut arm): per outcome, and it says so.
+    const cut = new Map<string, Observation[]>([['treatment', [[0, null, [], [], [50, 100]]]]]);
+    for (const a of [before, arms]) {
+      const [e] = elasticities([{ agent: 'a', variant: 'treatment' }], 'control', a, 0.05, cut);
+      assert.equal(e!.basis, 'outcomes');
+      assert.deepEqual(e!.ci, elasticities([{ agent: 'a', variant: 'treatment' }], 'control', perOutcome(a), 0.05, cut)[0]!.ci);
+    }
   });
 
   it('buckets and observations written before they kept ceiling hits and units: those statistics fall back to per-outcome, and the results say so', async () => {
