@@ -107,8 +107,9 @@ describe('critical-path probe', () => {
     assert.equal(seen.size, 4);
     const res = await ok('GET', '/v1/experiments/probe/results');
     const cp = new Map(res.criticalPath.map((x: { agent: string }) => [x.agent, x]));
-    const r = cp.get('reasoner') as { elasticity: number; critical: boolean; rank: number; budgetRatio: number };
+    const r = cp.get('reasoner') as { elasticity: number; critical: boolean; rank: number; budgetRatio: number; basis: string };
     assert.ok(Math.abs(r.budgetRatio - 0.5) < 0.01);
+    assert.equal(r.basis, 'units', 'the interval on the arms\' unit buckets');
     assert.ok(r.elasticity > 0.5, `reasoner elasticity ${r.elasticity}`);
     assert.equal(r.critical, true);
     assert.equal(r.rank, 1);
