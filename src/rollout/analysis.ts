@@ -548,7 +548,7 @@ export function elasticities(
     if (t.count < 2 || c.count < 2) return none(`needs at least 2 outcomes in ${control} and in ${variant} (has ${c.count} and ${t.count})`);
     // One unit's outcomes (one cluster) say nothing of the variance between units: the per-outcome one would be far too small.
     const oneUnit = (a: ArmStats): boolean => a.clustered !== undefined && a.clustered.quality === undefined;
-    if (oneUnit(t) || oneUnit(c)) return none(`needs outcomes from at least 2 units (unit buckets) in ${control} and in ${variant} (has ${c.clustered?.clusters ?? 'n/a'} and ${t.clustered?.clusters ?? 'n/a'})`);
+    if (oneUnit(t) || oneUnit(c)) return none(`needs outcomes from at least 2 units (unit buckets) in ${control} and in ${variant} (has ${c.clustered?.clusters ?? 'no buckets'} and ${t.clustered?.clusters ?? 'no buckets'})`);
     if (ratio === null) return none(`no budget for ${agent} in ${variant}'s decision records or usage reports`);
     if (ratio >= 1) return none(`the cut did not reduce ${agent}'s budget (budget ratio ${ratio.toFixed(3)}: already at its minTokens?)`);
     if (!w) return none(`quality of ${control} and ${variant} has no variance yet`);
