@@ -438,3 +438,18 @@ export async function serverLoopDelay(server: BenchServer): Promise<{ max: numbe
 }
 
 export const fmtLoop = (d: { max: number; p99: number }) => `server loop delay p99 ${d.p99.toFixed(1)} ms, max ${d.max.toFixed(1)} ms`;
+
+/** A uniform draw in [0, 1): the simulations' seeded generators (mulberry32 and the like). */
+export type Rand = () => number;
+/** A standard normal draw (Box–Muller). */
+export const normal = (u: Rand): number => {
+  let x = 0;
+  while (x === 0) x = u();
+  return Math.sqrt(-2 * Math.log(x)) * Math.cos(2 * Math.PI * u());
+};
+/** A unit's own effect: a standard normal draw cut to [−1, 1]. */
+export const effect = (u: Rand): number => Math.max(-1, Math.min(1, normal(u)));
+/** x cut to [0, 1]. */
+export const clip = (x: number): number => Math.min(1, Math.max(0, x));
+/** Draws of a geometric count ≥ 1 with the given mean (outcomes per unit). */
+export const geometric = (mean: number) => (u: Rand): number => 1 + Math.floor(Math.log(1 - u()) / Math.log(1 - 1 / mean));

@@ -35,7 +35,7 @@ import { fromWelford } from '../src/stats/moments.js';
 import { ClusterBuckets } from '../test/helpers/cluster-buckets.js';
 import { Welford } from '../test/helpers/welford.js';
 import { SRM_SEQUENTIAL_ALPHA, srmSequential } from '../src/stats/srm.js';
-import { flag } from './lib.js';
+import { clip, flag, geometric, normal, type Rand } from './lib.js';
 
 const sims = Number(flag('sims', '300'));
 const outcomes = Number(flag('outcomes', '10000'));
@@ -44,12 +44,6 @@ const alpha = Number(flag('alpha', '0.05'));
 const seed = Number(flag('seed', '1'));
 const only = flag('only', '');
 
-type Rand = () => number;
-const normal = (u: Rand): number => {
-  let x = 0;
-  while (x === 0) x = u();
-  return Math.sqrt(-2 * Math.log(x)) * Math.cos(2 * Math.PI * u());
-};
 
 /** One outcome of one unit: quality in [0, 1], cost ≥ 0, whether the watched agent hit its ceiling. */
 interface Draw {
@@ -69,9 +63,7 @@ interface Scenario {
   readonly effect: number;
 }
 
-const clip = (x: number): number => Math.min(1, Math.max(0, x));
 const base = (q: number, c: number, hit = false): Draw => ({ quality: q, cost: c, hit });
-const geometric = (mean: number) => (u: Rand): number => 1 + Math.floor(Math.log(1 - u()) / Math.log(1 - 1 / mean));
 
 const SCENARIOS: Scenario[] = [
   { name: 'quality normal (clipped)', metric: 'quality', draw: (u) => base(clip(0.7 + 0.15 * normal(u)), 0.01), effect: 0.02 },

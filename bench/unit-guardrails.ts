@@ -31,7 +31,7 @@ import type { Guardrail } from '../src/rollout/schema.js';
 import { fromWelford } from '../src/stats/moments.js';
 import { ClusterBuckets } from '../test/helpers/cluster-buckets.js';
 import { Welford } from '../test/helpers/welford.js';
-import { flag } from './lib.js';
+import { clip, effect, flag, geometric, normal, type Rand } from './lib.js';
 
 const sims = Number(flag('sims', '300'));
 const outcomes = Number(flag('outcomes', '10000'));
@@ -42,15 +42,6 @@ const seed = Number(flag('seed', '1'));
 const only = flag('only', '');
 const progress = Number(flag('progress', '0'));
 
-type Rand = () => number;
-const normal = (u: Rand): number => {
-  let x = 0;
-  while (x === 0) x = u();
-  return Math.sqrt(-2 * Math.log(x)) * Math.cos(2 * Math.PI * u());
-};
-const effect = (u: Rand): number => Math.max(-1, Math.min(1, normal(u)));
-const clip = (x: number): number => Math.min(1, Math.max(0, x));
-const geometric = (mean: number) => (u: Rand): number => 1 + Math.floor(Math.log(1 - u()) / Math.log(1 - 1 / mean));
 const logit = (p: number): number => Math.log(p / (1 - p));
 
 const SCENARIOS: { name: string; perUnit: (u: Rand) => number }[] = [
