@@ -147,6 +147,13 @@ export function testMoments(m: Moments, effective: number | undefined, clusters:
  */
 export const tooFewUnits = (arm: ArmStats): boolean => arm.clustered !== undefined && arm.clustered.clusters < UNIT_MIN_CLUSTERS;
 
+/**
+ * An arm on unit buckets whose outcomes all come from one unit (pure): there is no variance between units to estimate,
+ * and the per-outcome variance (what `testMoments` falls back to) would treat one unit's outcomes as independent, so
+ * its comparisons give no interval at all (`welch: null`), as a probe's elasticity does.
+ */
+export const oneUnit = (arm: ArmStats): boolean => arm.count > 0 && arm.clustered !== undefined && arm.clustered.clusters < 2;
+
 const qualityForTest = (arm: ArmStats): Moments => testMoments(arm.quality, arm.clustered?.quality, arm.clustered?.clusters);
 const costForTest = (arm: ArmStats): Moments => testMoments(arm.cost, arm.clustered?.cost, arm.clustered?.clusters);
 
@@ -165,6 +172,12 @@ export function ceilingHitForTest(arm: ArmStats, agent: string): Moments {
 const tooFewAgentUnits = (arm: ArmStats, agent: string): boolean => {
   const c = arm.clustered?.agents && Object.hasOwn(arm.clustered.agents, agent) ? arm.clustered.agents[agent] : undefined;
   return c !== undefined && c.clusters < UNIT_MIN_CLUSTERS;
+};
+
+/** An agent's ceiling hits are on unit buckets of one unit only: no interval (see oneUnit). */
+const oneAgentUnit = (arm: ArmStats, agent: string): boolean => {
+  const c = arm.clustered?.agents && Object.hasOwn(arm.clustered.agents, agent) ? arm.clustered.agents[agent] : undefined;
+  return c !== undefined && c.clusters < 2;
 };
 
 /** Every agent of every arm with outcomes has its ceiling hits in unit buckets (else a per-outcome fallback). */
@@ -326,9 +339,10 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
     if (v.name === input.control) continue;
     const arm = input.arms.get(v.name) ?? EMPTY;
     const few = tooFewUnits(arm) || tooFewUnits(control);
+    const single = oneUnit(arm) || oneUnit(control);
     const q = qualityForTest(arm);
     const qc = qualityForTest(control);
-    raw.push({ variant: v.name, metric: 'quality', welch: welch(q, qc, alpha), sequential: few ? null : sequentialDiff(q, qc, alpha, tuningN, UNIT_RANGE) });
+    raw.push({ variant: v.name, metric: 'quality', welch: single ? null : welch(q, qc, alpha), sequential: few ? null : sequentialDiff(q, qc, alpha, tuningN, UNIT_RANGE) });
     const costs = costsOf(input.obs?.get(v.name));
     const cap = pooledCap([values(costs), values(controlCosts)], input.winsorize);
     // Winsorized costs come from the raw observations, which carry their unit's bucket: the same clusters as above.
@@ -337,7 +351,7 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
     const cost = wt ?? costForTest(arm);
     const controlCost = wc ?? costForTest(control);
     const fewW = [wt, wc].some((m) => m?.clusters !== undefined && m.clusters < UNIT_MIN_CLUSTERS);
-    raw.push({ variant: v.name, metric: 'cost', welch: welch(cost, controlCost, alpha), sequential: few || fewW ? null : sequentialDiff(cost, controlCost, alpha, tuningN) });
+    raw.push({ variant: v.name, metric: 'cost', welch: single ? null : welch(cost, controlCost, alpha), sequential: few || fewW ? null : sequentialDiff(cost, controlCost, alpha, tuningN) });
   }
   const tested = raw.map((c, i) => ({ i, p: c.welch?.pValue })).filter((x): x is { i: number; p: number } => x.p !== undefined);
   const adj = holm(tested.map((x) => x.p));
@@ -354,12 +368,13 @@ export function analyzePhase(input: AnalysisInput): PhaseResult {
       const mt = ceilingHitForTest(arm, agent);
       const mc = ceilingHitForTest(control, agent);
       const few = tooFewAgentUnits(arm, agent) || tooFewAgentUnits(control, agent);
+      const single = oneAgentUnit(arm, agent) || oneAgentUnit(control, agent);
       agentComparisons.push({
         variant: v.name,
         agent,
         budgetDiff: a.meanAllocated - c.meanAllocated,
         utilizationDiff: a.utilization - c.utilization,
-        ceilingHit: { welch: welch(mt, mc, alpha), sequential: few ? null : sequentialDiff(mt, mc, alpha, tuningN, UNIT_RANGE) },
+        ceilingHit: { welch: single ? null : welch(mt, mc, alpha), sequential: few ? null : sequentialDiff(mt, mc, alpha, tuningN, UNIT_RANGE) },
       });
     }
   }
@@ -547,7 +562,6 @@ export function elasticities(
     const none = (why: string): Elasticity => ({ agent, variant, budgetRatio: ratio, ...source, qualityDiff: w ? w.diff : null, elasticity: null, ci: null, basis, critical: null, unavailable: why });
     if (t.count < 2 || c.count < 2) return none(`needs at least 2 outcomes in ${control} and in ${variant} (has ${c.count} and ${t.count})`);
     // One unit's outcomes (one cluster) say nothing of the variance between units: the per-outcome one would be far too small.
-    const oneUnit = (a: ArmStats): boolean => a.clustered !== undefined && a.clustered.quality === undefined;
     if (oneUnit(t) || oneUnit(c)) return none(`needs outcomes from at least 2 units (unit buckets) in ${control} and in ${variant} (has ${c.clustered?.clusters ?? 'no buckets'} and ${t.clustered?.clusters ?? 'no buckets'})`);
     if (ratio === null) return none(`no budget for ${agent} in ${variant}'s decision records or usage reports`);
     if (ratio >= 1) return none(`the cut did not reduce ${agent}'s budget (budget ratio ${ratio.toFixed(3)}: already at its minTokens?)`);

@@ -129,6 +129,30 @@ describe('phase analysis (pure)', () => {
   });
 });
 
+describe('an arm whose outcomes all come from one unit (pure)', () => {
+  it('gives no interval for its quality, cost or ceiling-hit comparisons; two units or more do', () => {
+    const agents = { reasoner: { hits: 100, allocated: 1000 } };
+    const control = arm(400, 0.8, 0.1, 0.01, 0.001, agents);
+    const b = arm(400, 0.78, 0.1, 0.012, 0.001, agents);
+    const units = (a: ArmStats, clusters: number, v?: number): ArmStats => ({
+      ...a,
+      clustered: { ...(v !== undefined ? { quality: v, cost: v / 100 } : {}), clusters, agents: { reasoner: { ...(v !== undefined ? { ceilingHit: 0.2 } : {}), clusters } } },
+    });
+    const run = (bArm: ArmStats) => analyzePhase({ phase: 0, variants, control: 'control', alpha: 0.05, arms: new Map([['control', units(control, 200, 0.05)], ['b', bArm]]) });
+    // One unit: the per-outcome variance would make 400 outcomes of one user look like 400 users.
+    const one = run(units(b, 1));
+    assert.deepEqual(one.comparisons.map((c) => [c.metric, c.welch, c.sequential, c.pHolm]), [['quality', null, null, null], ['cost', null, null, null]]);
+    assert.equal(one.agentComparisons[0]!.ceilingHit.welch, null);
+    // Two units: an interval (wide, on 1 degree of freedom), not none.
+    const two = run(units(b, 2, 0.05));
+    assert.ok(two.comparisons.every((c) => c.welch !== null), 'two units give an interval');
+    assert.notEqual(two.agentComparisons[0]!.ceilingHit.welch, null);
+    // Without unit buckets (a phase written before they were kept) the per-outcome interval is still given.
+    const legacy = analyzePhase({ phase: 0, variants, control: 'control', alpha: 0.05, arms: new Map([['control', control], ['b', b]]) });
+    assert.ok(legacy.comparisons.every((c) => c.welch !== null));
+  });
+});
+
 describe('guardrails watched continuously (simulation through checkGuardrails)', () => {
   /** Bernoulli-ish quality around 0.7 for control and 0.7 − shift for the variant; checks every 10 outcomes per arm. */
   function falseRollbacks(shift: number, tolerance: number, seed: number): number {
