@@ -36,9 +36,10 @@
  *                                file's limit less 30 s)
  * Each file's output is printed whole when it ends, under a heading with its wall time and CPU time (with the
  * processes it waited for); the summary adds the files' CPU total and the heaviest files. The CPU total is the
- * suite's floor on a given machine: 1,650 s on 2 CPUs (2026-12-05, a quiet machine; 1,910 s beside other work) is
- * ~14 min however the files are scheduled (3 at once measured 16 min 58 s end to end against 17 min 33 s with 4), so
- * a shorter suite needs cheaper files, not another order. The exit status is 1 if any file failed or timed out.
+ * suite's floor on a given machine: 1,650–1,890 s on 2 CPUs (2026-12-05, fresh clones on a quiet machine) is 14–16 min
+ * however the files are scheduled. Four such runs, two at each: 3 files at once 16 min 58 s and 19 min 15 s end to
+ * end, 4 at once 17 min 33 s and 18 min 52 s — no difference the machine's noise does not cover. So a shorter suite
+ * needs cheaper files, not another order. The exit status is 1 if any file failed or timed out.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
