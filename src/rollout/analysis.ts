@@ -157,6 +157,9 @@ export const oneUnit = (arm: ArmStats): boolean => arm.count > 0 && arm.clustere
 const qualityForTest = (arm: ArmStats): Moments => testMoments(arm.quality, arm.clustered?.quality, arm.clustered?.clusters);
 const costForTest = (arm: ArmStats): Moments => testMoments(arm.cost, arm.clustered?.cost, arm.clustered?.clusters);
 
+/** An agent's ceiling hits in the arm's unit buckets (its cluster-robust variance and clusters), if they hold all of them. */
+const agentUnits = (arm: ArmStats, agent: string) => (arm.clustered?.agents && Object.hasOwn(arm.clustered.agents, agent) ? arm.clustered.agents[agent] : undefined);
+
 /**
  * An agent's ceiling-hit rate for the tests (pure): Bernoulli moments over the outcomes that reported the agent, with
  * the variance replaced by the cluster-robust one when the arm's buckets hold all of them (`clustered.agents`).
@@ -164,19 +167,19 @@ const costForTest = (arm: ArmStats): Moments => testMoments(arm.cost, arm.cluste
 export function ceilingHitForTest(arm: ArmStats, agent: string): Moments {
   const a = Object.hasOwn(arm.agents, agent) ? arm.agents[agent] : undefined;
   if (!a) return fromWelford(0, 0, 0);
-  const c = arm.clustered?.agents && Object.hasOwn(arm.clustered.agents, agent) ? arm.clustered.agents[agent] : undefined;
+  const c = agentUnits(arm, agent);
   return testMoments(bernoulliMoments(Math.round(a.ceilingHitRate * a.n), a.n), c?.ceilingHit, c?.clusters);
 }
 
 /** An agent's ceiling hits are on unit buckets with fewer than UNIT_MIN_CLUSTERS clusters yet (see tooFewUnits). */
 const tooFewAgentUnits = (arm: ArmStats, agent: string): boolean => {
-  const c = arm.clustered?.agents && Object.hasOwn(arm.clustered.agents, agent) ? arm.clustered.agents[agent] : undefined;
+  const c = agentUnits(arm, agent);
   return c !== undefined && c.clusters < UNIT_MIN_CLUSTERS;
 };
 
 /** An agent's ceiling hits are on unit buckets of one unit only: no interval (see oneUnit). */
 const oneAgentUnit = (arm: ArmStats, agent: string): boolean => {
-  const c = arm.clustered?.agents && Object.hasOwn(arm.clustered.agents, agent) ? arm.clustered.agents[agent] : undefined;
+  const c = agentUnits(arm, agent);
   return c !== undefined && c.clusters < 2;
 };
 
