@@ -13,12 +13,14 @@
  * default-reward distributions; `clustered` scenarios let each unit report several outcomes (a unit effect shared by
  * them), which the intervals and the SRM test, built for independent outcomes, do not model.
  *
- * Every number is printed twice, from the same runs: under the per-outcome rule (outcome counts for SRM, per-outcome
- * variances: the statistics as kept before units were) and under the unit rule (each unit counted once per phase for
- * SRM, and the cluster-robust variance with units hashed into UNIT_BUCKETS buckets per arm as clusters, as
+ * Every number is printed three times, from the same runs: under the per-outcome rule (outcome counts for SRM,
+ * per-outcome variances: the statistics as kept before units were) and under two unit rules (each unit counted once per
+ * phase for SRM, and the cluster-robust variance with units hashed into UNIT_BUCKETS buckets per arm as clusters, as
  * apply-outcome.lua keeps them and `parseArmStats` reads them; the Bloom bitmap's thinning is not simulated: it drops
- * units independently of their arm). Ceiling-hit guardrails use per-outcome variances under both rules here
- * (bench/unit-guardrails.ts measures them, the winsorized cost and the quality drops, on units).
+ * units independently of their arm): `units CR1`, the variance before CR2 (G/(G − 1) · Σ_b (S_b − m·n_b)² / N², with
+ * min(N, G) − 1 degrees of freedom), and `units CR2`, the reader's (src/feedback/units.ts). Ceiling-hit guardrails use
+ * per-outcome variances under every rule here (bench/unit-guardrails.ts measures them, the winsorized cost and the
+ * quality drops, on units).
  *
  * Printed per scenario: the share of A/A experiments a guardrail ever rolled back (breach: the whole always-valid
  * interval above the tolerance 0; nominal ≤ α/2, one side of a two-sided 1 − α interval) and the share whose
@@ -30,7 +32,7 @@ import { mulberry32 } from '../src/learner/rng.js';
 import type { ArmStats } from '../src/feedback/stats-reader.js';
 import { analyzePhase, checkGuardrails } from '../src/rollout/analysis.js';
 import type { Guardrail } from '../src/rollout/schema.js';
-import { clusteredVariance, UNIT_BUCKETS } from '../src/feedback/units.js';
+import { UNIT_BUCKETS } from '../src/feedback/units.js';
 import { fromWelford } from '../src/stats/moments.js';
 import { ClusterBuckets } from '../test/helpers/cluster-buckets.js';
 import { Welford } from '../test/helpers/welford.js';
@@ -110,14 +112,17 @@ interface Arm {
   bc: ClusterBuckets;
 }
 const newArm = (): Arm => ({ q: new Welford(), c: new Welford(), hits: 0, units: 0, bq: new ClusterBuckets(), bc: new ClusterBuckets() });
-/** The arm's statistics under the unit rule: unit count and cluster-robust variances. */
-const unitStats = (a: Arm): ArmStats => {
-  const quality = clusteredVariance(a.bq.sums);
-  const cost = clusteredVariance(a.bc.sums);
+/**
+ * The arm's statistics under a unit rule: unit count and cluster-robust variances, CR1 with min(N, G) − 1 degrees of
+ * freedom (`cr1`: before) or CR2 with its small-sample degrees of freedom (the reader's).
+ */
+const unitStats = (a: Arm, cr1: boolean): ArmStats => {
+  const quality = cr1 ? a.bq.cr1() : a.bq.cr2();
+  const cost = cr1 ? a.bc.cr1() : a.bc.cr2();
   return {
     ...armStats(a),
     units: a.units,
-    clustered: { ...(quality !== undefined ? { quality } : {}), ...(cost !== undefined ? { cost } : {}), clusters: a.bq.sums.g },
+    clustered: { ...(quality !== undefined ? { quality } : {}), ...(cost !== undefined ? { cost } : {}), clusters: a.bq.g },
   };
 };
 const armStats = (a: Arm): ArmStats => ({
@@ -144,9 +149,9 @@ interface Rule {
   welchCovers: boolean | null;
   seqCoversAll: boolean;
 }
-/** One run under the per-outcome rule and under the unit rule. */
-type Run = [Rule, Rule];
-const RULES = ['per-outcome', 'units'] as const;
+/** One run under the per-outcome rule and under the unit rules (CR1, CR2). */
+type Run = Rule[];
+const RULES = ['per-outcome', 'units CR1', 'units CR2'] as const;
 
 /** One experiment of `outcomes` outcomes; `effect` shifts the treatment's metric (0: A/A). */
 function runOne(s: Scenario, u: Rand, effect: number): Run {
@@ -156,13 +161,13 @@ function runOne(s: Scenario, u: Rand, effect: number): Run {
     { name: 'control', strategy: 'a', weight: 1 },
     { name: 'treatment', strategy: 'b', weight: 1 },
   ];
-  const out: Run = [0, 1].map(() => ({ breached: false, excluded: false, srm: false, welchCovers: null, seqCoversAll: true })) as Run;
+  const out: Run = RULES.map(() => ({ breached: false, excluded: false, srm: false, welchCovers: null, seqCoversAll: true }));
   let left = 0;
   let arm = 0;
   let unit = 0;
   let bucket = 0;
   const goal = s.metric === 'cost' ? 'cost' : 'quality';
-  const last: (ReturnType<typeof analyzePhase> | undefined)[] = [undefined, undefined];
+  const last: (ReturnType<typeof analyzePhase> | undefined)[] = RULES.map(() => undefined);
   for (let k = 1; k <= outcomes; k++) {
     if (left === 0) {
       left = s.perUnit ? s.perUnit(u) : 1;
@@ -182,16 +187,16 @@ function runOne(s: Scenario, u: Rand, effect: number): Run {
     a.bc.add(bucket, c);
     if (d.hit) a.hits++;
     if (k % look !== 0) continue;
-    for (const r of [0, 1] as const) {
-      const o = out[r];
-      const of = r === 0 ? armStats : unitStats;
+    for (const [r, rule] of RULES.entries()) {
+      const o = out[r]!;
+      const of = (a: Arm): ArmStats => (rule === 'per-outcome' ? armStats(a) : unitStats(a, rule === 'units CR1'));
       const stats = new Map([
         ['control', of(arms[0]!)],
         ['treatment', of(arms[1]!)],
       ]);
       if (effect === 0) {
         if (!o.breached && checkGuardrails([g], variants, 'control', stats, alpha).some((x) => x.breached)) o.breached = true;
-        const counts = r === 0 ? [arms[0]!.q.n, arms[1]!.q.n] : [arms[0]!.units, arms[1]!.units];
+        const counts = rule === 'per-outcome' ? [arms[0]!.q.n, arms[1]!.q.n] : [arms[0]!.units, arms[1]!.units];
         if (!o.srm && srmSequential(counts, [1, 1])?.mismatch) o.srm = true;
       }
       if (s.metric === 'ceilingHitRate') continue;
@@ -205,9 +210,9 @@ function runOne(s: Scenario, u: Rand, effect: number): Run {
       }
     }
   }
-  for (const r of [0, 1] as const) {
+  for (const r of RULES.keys()) {
     const w = last[r]?.comparisons.find((x) => x.metric === goal)?.welch?.ci;
-    out[r].welchCovers = w ? w[0] <= effect && effect <= w[1] : null;
+    out[r]!.welchCovers = w ? w[0] <= effect && effect <= w[1] : null;
   }
   return out;
 }

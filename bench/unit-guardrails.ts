@@ -3,9 +3,13 @@
  * the ceiling-hit rate (its guardrail and the agent comparison), the winsorized cost comparison and the truncation /
  * at-ceiling quality drops, on seeded A/A experiments whose units report several outcomes with a per-unit effect on
  * the ceiling hit, on quality and on cost. Every number goes through the production functions (`checkGuardrails`,
- * `analyzePhase`) and is printed under the per-outcome rule (Bernoulli moments for the ceiling-hit rate, observations
- * without their unit: what the statistics did before) and under the unit rule (the agent's ceiling hits in the unit
- * buckets, observations carrying their unit's bucket: the cluster-robust variance) from the same runs.
+ * `analyzePhase`) and is printed from the same runs under the per-outcome rule (Bernoulli moments for the ceiling-hit
+ * rate, observations without their unit: what the statistics did before units) and under two unit rules (the agent's
+ * ceiling hits in the unit buckets, observations carrying their unit's bucket): `units CR1`, the cluster-robust variance
+ * before CR2 (G/(G − 1) · Σ_b (S_b − m·n_b)² / N², min(N, G) − 1 degrees of freedom), and `units CR2`, the reader's
+ * (src/feedback/units.ts). The winsorized cost and the quality drops compute their variance inside `analyzePhase`
+ * from the observations' buckets, which is CR2 only: the CR1 row leaves them out (n/a); a run of the code before CR2
+ * with the same flags and seed draws the same data, for their before numbers.
  *
  *   node --import tsx bench/unit-guardrails.ts [--sims 300] [--outcomes 10000] [--look 20] [--obs-look 1000] [--alpha 0.05] [--seed 1] [--only name] [--progress 25]
  *
@@ -24,7 +28,7 @@
  */
 import { mulberry32 } from '../src/learner/rng.js';
 import type { ArmStats } from '../src/feedback/stats-reader.js';
-import { clusteredVariance, UNIT_BUCKETS, UNIT_MIN_CLUSTERS } from '../src/feedback/units.js';
+import { UNIT_BUCKETS, UNIT_MIN_CLUSTERS } from '../src/feedback/units.js';
 import { analyzePhase, ceilingHitForTest, checkGuardrails, type Observation } from '../src/rollout/analysis.js';
 import { DEFAULT_TUNING_N, sequentialDiff } from '../src/stats/sequential.js';
 import type { Guardrail } from '../src/rollout/schema.js';
@@ -65,8 +69,14 @@ interface Arm {
 }
 const newArm = (): Arm => ({ q: new Welford(), c: new Welford(), hits: 0, trunc: 0, bq: new ClusterBuckets(), bc: new ClusterBuckets(), bh: new ClusterBuckets(), obs: [] });
 
-/** The arm as the reader returns it; `units`: with its unit buckets (the new rule), else as kept per outcome. */
-function armStats(a: Arm, units: boolean): ArmStats {
+const RULES = ['per-outcome', 'units CR1', 'units CR2'] as const;
+type Rule = (typeof RULES)[number];
+
+/**
+ * The arm as the reader returns it under a rule: per outcome, or with its unit buckets and their variance: CR1 with
+ * min(N, G) − 1 degrees of freedom (before), or CR2 with its small-sample degrees of freedom (the reader's).
+ */
+function armStats(a: Arm, rule: Rule): ArmStats {
   const n = a.q.n;
   const base: ArmStats = {
     count: n,
@@ -74,17 +84,18 @@ function armStats(a: Arm, units: boolean): ArmStats {
     cost: { ...fromWelford(a.c.n, a.c.mean, a.c.m2), total: a.c.mean * a.c.n },
     agents: { [AGENT]: { n, utilization: 0.5, ceilingHitRate: n ? a.hits / n : 0, truncationRate: n ? a.trunc / n : 0, qualityWhenHit: null, meanConsumed: 0, meanAllocated: 1000 } },
   };
-  if (!units) return base;
-  const quality = clusteredVariance(a.bq.sums);
-  const cost = clusteredVariance(a.bc.sums);
-  const hit = clusteredVariance(a.bh.sums);
+  if (rule === 'per-outcome') return base;
+  const of = (b: ClusterBuckets) => (rule === 'units CR1' ? b.cr1() : b.cr2());
+  const quality = of(a.bq);
+  const cost = of(a.bc);
+  const hit = of(a.bh);
   return {
     ...base,
     clustered: {
       ...(quality !== undefined ? { quality } : {}),
       ...(cost !== undefined ? { cost } : {}),
-      clusters: a.bq.sums.g,
-      agents: { [AGENT]: { ...(hit !== undefined ? { ceilingHit: hit } : {}), clusters: a.bh.sums.g } },
+      clusters: a.bq.g,
+      agents: { [AGENT]: { ...(hit !== undefined ? { ceilingHit: hit } : {}), clusters: a.bh.g } },
     },
   };
 }
@@ -100,16 +111,15 @@ interface Flags {
   drops: number;
   dropsJudged: number;
 }
-const RULES = ['per-outcome', 'units'] as const;
 const VARIANTS = [
   { name: 'control', strategy: 'a', weight: 1 },
   { name: 'treatment', strategy: 'b', weight: 1 },
 ];
 const GUARD: Guardrail = { metric: 'ceilingHitRate', agent: AGENT, maxRegression: 0 };
 
-function runOne(perUnit: (u: Rand) => number, u: Rand): [Flags, Flags] {
+function runOne(perUnit: (u: Rand) => number, u: Rand): Flags[] {
   const arms = [newArm(), newArm()];
-  const out = RULES.map((): Flags => ({ guardrail: false, hitSeq: false, winsorSeq: false, winsorWelch: false, drops: 0, dropsJudged: 0 })) as [Flags, Flags];
+  const out = RULES.map((): Flags => ({ guardrail: false, hitSeq: false, winsorSeq: false, winsorWelch: false, drops: 0, dropsJudged: 0 }));
   let left = 0;
   let arm = 0;
   let bucket = 0;
@@ -141,23 +151,25 @@ function runOne(perUnit: (u: Rand) => number, u: Rand): [Flags, Flags] {
     a.obs.push([q, c, truncated ? [AGENT] : [], hit ? [AGENT] : [], null, [AGENT], bucket]);
     const obsTurn = k % obsLook === 0 || k === outcomes;
     if (k % look !== 0 && !obsTurn) continue;
-    for (const r of [0, 1] as const) {
-      const o = out[r];
+    for (const [r, rule] of RULES.entries()) {
+      const o = out[r]!;
       const stats = new Map([
-        ['control', armStats(arms[0]!, r === 1)],
-        ['treatment', armStats(arms[1]!, r === 1)],
+        ['control', armStats(arms[0]!, rule)],
+        ['treatment', armStats(arms[1]!, rule)],
       ]);
       if (k % look === 0) {
         if (!o.guardrail && checkGuardrails([GUARD], VARIANTS, 'control', stats, alpha).some((x) => x.breached)) o.guardrail = true;
         // The agent comparison's always-valid interval, as analyzePhase computes it (without its other statistics).
-        const few = r === 1 && arms.some((x) => x.bh.sums.g < UNIT_MIN_CLUSTERS);
+        const few = rule !== 'per-outcome' && arms.some((x) => x.bh.g < UNIT_MIN_CLUSTERS);
         if (!o.hitSeq && !few && arms[0]!.q.n >= 50 && arms[1]!.q.n >= 50) {
           const ci = sequentialDiff(ceilingHitForTest(stats.get('treatment')!, AGENT), ceilingHitForTest(stats.get('control')!, AGENT), alpha, DEFAULT_TUNING_N, 1)?.ci;
           if (ci && (ci[0] > 0 || ci[1] < 0)) o.hitSeq = true;
         }
       }
-      if (!obsTurn || arms[0]!.q.n < 50 || arms[1]!.q.n < 50) continue;
-      const obs = new Map(VARIANTS.map((v, i) => [v.name, r === 1 ? arms[i]!.obs : withoutBucket(arms[i]!.obs)]));
+      // The observation-based statistics (winsorized cost, quality drops) compute their variance in analyzePhase, from the
+      // observations' buckets: CR2 only (the CR1 row leaves them out).
+      if (!obsTurn || rule === 'units CR1' || arms[0]!.q.n < 50 || arms[1]!.q.n < 50) continue;
+      const obs = new Map(VARIANTS.map((v, i) => [v.name, rule !== 'per-outcome' ? arms[i]!.obs : withoutBucket(arms[i]!.obs)]));
       const res = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha, arms: stats, obs, winsorize: 0.99 });
       const cmp = res.comparisons.find((x) => x.metric === 'cost')!;
       const ci = cmp.sequential?.ci;
@@ -201,8 +213,7 @@ for (const s of SCENARIOS) {
   RULES.forEach((rule, j) => {
     const x = t[j]!;
     const rate = (k: number, of: number, nominal: number): string => `${pct(k / Math.max(1, of))} (${(k / Math.max(1, of) / nominal).toFixed(2)})`;
-    console.log(
-      `${s.name} [${rule}] | ${rate(x.guardrail, sims, alpha / 2)} | ${rate(x.hitSeq, sims, alpha)} | ${rate(x.winsorSeq, sims, alpha)} | ${rate(x.winsorWelch, sims, alpha)} | ${rate(x.drops, x.dropsJudged, alpha)} of ${x.dropsJudged}`,
-    );
+    const obsCols = rule === 'units CR1' ? 'n/a | n/a | n/a' : `${rate(x.winsorSeq, sims, alpha)} | ${rate(x.winsorWelch, sims, alpha)} | ${rate(x.drops, x.dropsJudged, alpha)} of ${x.dropsJudged}`;
+    console.log(`${s.name} [${rule}] | ${rate(x.guardrail, sims, alpha / 2)} | ${rate(x.hitSeq, sims, alpha)} | ${obsCols}`);
   });
 }

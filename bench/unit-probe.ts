@@ -1,8 +1,11 @@
 /**
  * False "critical" verdicts of the critical-path probe under A/A (no cut changes quality), with units that report
  * several outcomes and a per-unit quality effect. Every number goes through the production `elasticities()` and is
- * printed under the per-outcome rule (arms without unit buckets: what the elasticity interval did before) and under the
- * unit rule (arms with their unit buckets: the cluster-robust variance) from the same runs.
+ * printed under five rules from the same runs: per outcome (arms without unit buckets: what the elasticity interval did
+ * before units), and on the arms' unit buckets with the cluster-robust variance CR1 (G/(G − 1) · Σ_b (S_b − m·n_b)² /
+ * N², min(N, G) − 1 degrees of freedom per arm: before CR2), CR2 with those degrees of freedom (the variance's share of
+ * the correction), CR2 with Bell–McCaffrey's degrees of freedom, and CR2 with Imbens–Kolesár's (what the reader gives:
+ * src/feedback/units.ts).
  *
  *   node --import tsx bench/unit-probe.ts [--sims 1000] [--outcomes 10000] [--agents 3] [--fraction 0.5] [--looks 1] [--alpha 0.05] [--seed 1] [--only name]
  *
@@ -17,11 +20,11 @@
  * ≤ α/2, the one-sided error at a bound of 0), the lower bound above 0 (the verdict without the 0.05 margin: nominal
  * α/2) and the interval excluding 0 (nominal α). The margin hides most false verdicts when the interval is narrow
  * against it (many outcomes), so the two other columns show the interval's own error. The Welch interval is
- * fixed-horizon: with more than one look either rate may exceed its nominal level under both rules.
+ * fixed-horizon: with more than one look either rate may exceed its nominal level under every rule.
  */
 import { mulberry32 } from '../src/learner/rng.js';
 import type { ArmStats } from '../src/feedback/stats-reader.js';
-import { clusteredVariance, UNIT_BUCKETS } from '../src/feedback/units.js';
+import { UNIT_BUCKETS, type ClusteredVariance } from '../src/feedback/units.js';
 import { elasticities, type Observation } from '../src/rollout/analysis.js';
 import { fromWelford } from '../src/stats/moments.js';
 import { ClusterBuckets } from '../test/helpers/cluster-buckets.js';
@@ -55,15 +58,23 @@ interface Arm {
   b: ClusterBuckets;
 }
 
-/** The arm as the reader returns it; `units`: with its unit buckets (the new rule), else as kept per outcome. */
-function armStats(a: Arm, units: boolean): ArmStats {
+const RULES = ['per-outcome', 'units CR1', 'units CR2 old df', 'units CR2 BM df', 'units CR2 IK df'] as const;
+type Rule = (typeof RULES)[number];
+
+/**
+ * The arm as the reader returns it under a rule: per outcome (no unit buckets), or with its unit buckets and their
+ * variance: CR1 with min(N, G) − 1 degrees of freedom (before); CR2 with those degrees of freedom, with
+ * Bell–McCaffrey's, or with Imbens–Kolesár's (the reader's).
+ */
+function armStats(a: Arm, rule: Rule): ArmStats {
   const base: ArmStats = { count: a.q.n, quality: fromWelford(a.q.n, a.q.mean, a.q.m2), cost: { ...fromWelford(0, 0, 0), total: 0 }, agents: {} };
-  if (!units) return base;
-  const quality = clusteredVariance(a.b.sums);
-  return { ...base, clustered: { ...(quality !== undefined ? { quality } : {}), clusters: a.b.sums.g } };
+  if (rule === 'per-outcome') return base;
+  const cr2 = a.b.cr2(rule === 'units CR2 BM df');
+  const quality: ClusteredVariance | undefined =
+    rule === 'units CR1' ? a.b.cr1() : rule === 'units CR2 old df' && cr2 ? { ...cr2, df: Math.min(a.q.n, cr2.clusters) - 1 } : cr2;
+  return { ...base, clustered: { ...(quality !== undefined ? { quality } : {}), clusters: a.b.g } };
 }
 
-const RULES = ['per-outcome', 'units'] as const;
 interface Flags {
   critical: number;
   above0: number;
@@ -72,7 +83,7 @@ interface Flags {
   measured: number;
 }
 
-function runOne(perUnit: (u: Rand) => number, u: Rand): [Flags, Flags] {
+function runOne(perUnit: (u: Rand) => number, u: Rand): Flags[] {
   const arms: Arm[] = ARMS.map(() => ({ q: new Welford(), b: new ClusterBuckets() }));
   // Per rule and cut: flagged critical / excluding 0 at some look.
   const crit = RULES.map(() => CUTS.map(() => false));
@@ -96,8 +107,8 @@ function runOne(perUnit: (u: Rand) => number, u: Rand): [Flags, Flags] {
     arms[arm]!.q.add(q);
     arms[arm]!.b.add(bucket, q);
     if (!at.has(k)) continue;
-    RULES.forEach((_, r) => {
-      const stats = new Map(ARMS.map((name, i) => [name, armStats(arms[i]!, r === 1)]));
+    RULES.forEach((rule, r) => {
+      const stats = new Map(ARMS.map((name, i) => [name, armStats(arms[i]!, rule)]));
       elasticities(CUTS, 'control', stats, alpha, BUDGETS).forEach((x, j) => {
         if (x.ci === null) return;
         measured[r]![j] = true;
@@ -108,7 +119,7 @@ function runOne(perUnit: (u: Rand) => number, u: Rand): [Flags, Flags] {
     });
   }
   const count = (xs: boolean[]): number => xs.filter(Boolean).length;
-  return RULES.map((_, r) => ({ critical: count(crit[r]!), above0: count(above0[r]!), excludes: count(excl[r]!), anyCritical: crit[r]!.some(Boolean), measured: count(measured[r]!) })) as [Flags, Flags];
+  return RULES.map((_, r) => ({ critical: count(crit[r]!), above0: count(above0[r]!), excludes: count(excl[r]!), anyCritical: crit[r]!.some(Boolean), measured: count(measured[r]!) }));
 }
 
 const pct = (x: number): string => `${(100 * x).toFixed(2)} %`;

@@ -6,7 +6,7 @@ import type { Config } from '../config/env.js';
 import { tombstoneTtlMs } from '../pipelines/tombstone.js';
 import { callScript } from '../redis/scripts.js';
 import { strategyArm, strategyTombstone, type Arm } from './arms.js';
-import { addCluster, clusteredVariance, emptyClusterSums, type ClusterSums } from './units.js';
+import { clusteredVariance, type ClusteredVariance } from './units.js';
 
 export interface AgentStats {
   readonly n: number;
@@ -34,18 +34,19 @@ export interface ArmStats {
    */
   readonly units?: number;
   /**
-   * An experiment arm whose unit buckets cover every outcome: the cluster-robust variance of the mean of quality and
-   * of cost, as an effective per-outcome variance (N·V, so that `variance / n` is the variance of the mean), and the
-   * number of non-empty buckets. Absent when the arm has outcomes written before buckets were kept (the intervals then
+   * An experiment arm whose unit buckets cover every outcome: the cluster-robust (CR2) variance of the mean of quality
+   * and of cost, each as an effective per-outcome variance (N·V, so that `variance / n` is the variance of the mean)
+   * with its small-sample degrees of freedom and its non-empty buckets (`ClusteredVariance`), and the number of
+   * non-empty buckets of quality. Absent when the arm has outcomes written before buckets were kept (the intervals then
    * use the per-outcome variance). `agents`: the same for each agent's ceiling-hit rate (over the outcomes that
    * reported the agent, and its own non-empty buckets), for the agents whose bucket sums hold all of its outcomes
    * (an agent absent here has outcomes written before the buckets kept ceiling hits: per-outcome variance).
    */
   readonly clustered?: {
-    readonly quality?: number;
-    readonly cost?: number;
+    readonly quality?: ClusteredVariance;
+    readonly cost?: ClusteredVariance;
     readonly clusters: number;
-    readonly agents?: Readonly<Record<string, { readonly ceilingHit?: number; readonly clusters: number }>>;
+    readonly agents?: Readonly<Record<string, { readonly ceilingHit?: ClusteredVariance; readonly clusters: number }>>;
   };
 }
 
@@ -64,39 +65,55 @@ export function unpackAgentSums(packed: Buffer): Record<(typeof AGENT_SUM_FIELDS
 }
 
 /**
- * Decodes an arm's unit-bucket hash into cluster sums (pure). Each bucket is a MessagePack array [n, Σ quality, c_n,
- * Σ cost, agents?], `agents` a flat array [name, n, hits, name, n, hits, …] of the agents (without `@model`) reported in
- * the bucket's outcomes: how many reported each and how many of those hit its ceiling (absent in buckets written
- * before ceiling hits were kept). `agentN`: each agent's outcome count from the per-agent sums.
+ * Decodes an arm's unit-bucket hash into its clusters and their variances (pure). Each bucket is a MessagePack array
+ * [n, Σ quality, c_n, Σ cost, agents?], `agents` a flat array [name, n, hits, name, n, hits, …] of the agents (without
+ * `@model`) reported in the bucket's outcomes: how many reported each and how many of those hit its ceiling (absent in
+ * buckets written before ceiling hits were kept). `quality`, `cost`: the arm's count and Σ (y − m)² of each from its
+ * moments; `agentHits`: each agent's outcome count and ceiling hits from the per-agent sums. The variances need every
+ * bucket's own n_b and S_b (CR2 weighs each by its share of the outcomes), so they are computed here from the decoded
+ * buckets, not from running sums.
  */
-export function clusteredOf(n: number, costN: number, buckets: Record<string, Buffer>, agentN: Readonly<Record<string, number>> = {}): ArmStats['clustered'] {
-  let q = emptyClusterSums();
-  let c = emptyClusterSums();
-  const hits = new Map<string, ClusterSums>();
+export function clusteredOf(
+  quality: { readonly n: number; readonly ss: number },
+  cost: { readonly n: number; readonly ss: number },
+  buckets: Record<string, Buffer>,
+  agentHits: Readonly<Record<string, { readonly n: number; readonly hits: number }>> = {},
+): ArmStats['clustered'] {
+  const q = { n: [] as number[], s: [] as number[] };
+  const c = { n: [] as number[], s: [] as number[] };
+  const hits = new Map<string, { n: number[]; s: number[] }>();
   for (const packed of Object.values(buckets)) {
     const raw: unknown = unpack(packed);
     const v = Array.isArray(raw) ? (raw as unknown[]) : [];
-    q = addCluster(q, Number(v[0] ?? 0), Number(v[1] ?? 0));
-    c = addCluster(c, Number(v[2] ?? 0), Number(v[3] ?? 0));
+    q.n.push(Number(v[0] ?? 0));
+    q.s.push(Number(v[1] ?? 0));
+    c.n.push(Number(v[2] ?? 0));
+    c.s.push(Number(v[3] ?? 0));
     const ag = Array.isArray(v[4]) ? (v[4] as unknown[]) : [];
     for (let i = 0; i + 2 < ag.length; i += 3) {
       const name = String(ag[i]);
-      hits.set(name, addCluster(hits.get(name) ?? emptyClusterSums(), Number(ag[i + 1]), Number(ag[i + 2])));
+      let h = hits.get(name);
+      if (!h) hits.set(name, (h = { n: [], s: [] }));
+      h.n.push(Number(ag[i + 1]));
+      h.s.push(Number(ag[i + 2]));
     }
   }
+  const count = (x: { n: readonly number[] }): number => x.n.reduce((t, k) => t + (k > 0 ? k : 0), 0);
+  const nonEmpty = (x: { n: readonly number[] }): number => x.n.filter((k) => k > 0).length;
   // Only buckets that hold every outcome of the arm describe its mean: an arm with outcomes from before buckets were
   // kept falls back to the per-outcome variance. The same per agent, against its count in the per-agent sums.
-  if (n === 0 || q.n !== n) return undefined;
-  const quality = clusteredVariance(q);
-  const cost = costN > 0 && c.n === costN ? clusteredVariance(c) : undefined;
-  const agents: Record<string, { ceilingHit?: number; clusters: number }> = Object.create(null) as Record<string, { ceilingHit?: number; clusters: number }>;
-  for (const [name, an] of Object.entries(agentN)) {
+  if (quality.n === 0 || count(q) !== quality.n) return undefined;
+  const qv = clusteredVariance(q, quality.ss);
+  const cv = cost.n > 0 && count(c) === cost.n ? clusteredVariance(c, cost.ss) : undefined;
+  const agents: Record<string, { ceilingHit?: ClusteredVariance; clusters: number }> = Object.create(null) as Record<string, { ceilingHit?: ClusteredVariance; clusters: number }>;
+  for (const [name, a] of Object.entries(agentHits)) {
     const h = hits.get(name);
-    if (!h || an === 0 || h.n !== an) continue;
-    const ceilingHit = clusteredVariance(h);
-    agents[name] = { ...(ceilingHit !== undefined ? { ceilingHit } : {}), clusters: h.g };
+    if (!h || a.n === 0 || count(h) !== a.n) continue;
+    // A 0/1 metric's Σ (y − m)² from its count and hits.
+    const ceilingHit = clusteredVariance(h, a.hits - (a.hits * a.hits) / a.n);
+    agents[name] = { ...(ceilingHit !== undefined ? { ceilingHit } : {}), clusters: nonEmpty(h) };
   }
-  return { ...(quality !== undefined ? { quality } : {}), ...(cost !== undefined ? { cost } : {}), clusters: q.g, agents };
+  return { ...(qv !== undefined ? { quality: qv } : {}), ...(cv !== undefined ? { cost: cv } : {}), clusters: nonEmpty(q), agents };
 }
 
 export function parseArmStats(summary: Record<string, string>, agentHash: Record<string, Buffer>, buckets?: Record<string, Buffer>): ArmStats {
@@ -130,7 +147,14 @@ export function parseArmStats(summary: Record<string, string>, agentHash: Record
     ...(models ? { models } : {}),
     ...(summary.units !== undefined ? { units: f(summary.units) } : {}),
     ...(() => {
-      const c = buckets ? clusteredOf(n, f(summary.c_n), buckets, Object.fromEntries(Object.entries(agents).map(([k, a]) => [k, a.n]))) : undefined;
+      const c = buckets
+        ? clusteredOf(
+            { n, ss: f(summary.q_m2) },
+            { n: f(summary.c_n), ss: f(summary.c_m2) },
+            buckets,
+            Object.fromEntries([...byAgent].filter(([k]) => !k.includes('@')).map(([k, m]) => [k, { n: m.n ?? 0, hits: m.hits ?? 0 }])),
+          )
+        : undefined;
       return c ? { clustered: c } : {};
     })(),
   };

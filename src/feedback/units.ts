@@ -52,41 +52,26 @@ export function unitSpec(unitKey: string): UnitSpec {
 export const unitArg = (s: UnitSpec): string => [s.bucket, ...s.bits].join(' ');
 
 /**
- * Sums over the clusters of one arm and metric: G non-empty clusters, N outcomes, S = Σ S_b, SS = Σ S_b², NS = Σ n_b S_b,
- * NN = Σ n_b² (n_b outcomes and S_b the metric's sum in cluster b).
+ * One arm's (or group's) clusters for one metric: for each cluster b its outcome count n_b and the metric's sum S_b
+ * (index-aligned; a cluster with n_b ≤ 0 is empty and skipped, so a fixed array of every bucket can be passed as is).
  */
-export interface ClusterSums {
-  readonly g: number;
-  readonly n: number;
-  readonly s: number;
-  readonly ss: number;
-  readonly ns: number;
-  readonly nn: number;
+export interface Clusters {
+  readonly n: ArrayLike<number>;
+  readonly s: ArrayLike<number>;
 }
 
-export const emptyClusterSums = (): ClusterSums => ({ g: 0, n: 0, s: 0, ss: 0, ns: 0, nn: 0 });
-
-export function addCluster(acc: ClusterSums, n: number, s: number): ClusterSums {
-  if (n <= 0) return acc;
-  return { g: acc.g + 1, n: acc.n + n, s: acc.s + s, ss: acc.ss + s * s, ns: acc.ns + n * s, nn: acc.nn + n * n };
+/** A cluster-robust variance of a mean: the effective per-outcome variance N·V, its degrees of freedom, the clusters. */
+export interface ClusteredVariance {
+  /** N·V (what `variance / n` of the intervals expects). */
+  readonly variance: number;
+  /** Small-sample degrees of freedom of V (`clusterDf`). */
+  readonly df: number;
+  /** Non-empty clusters. */
+  readonly clusters: number;
 }
 
-/**
- * The cluster-robust (delta-method) variance of the arm's mean m = S/N (pure):
- *   V = G/(G − 1) · Σ_b (S_b − m·n_b)² / N²
- * With one outcome per cluster (n_b = 1, G = N) this is Σ (y − m)² / (N (N − 1)) = s²/N, the per-outcome variance of
- * the mean. Returned as the effective per-outcome variance N·V (what `variance / n` of the intervals expects), or
- * undefined with fewer than 2 clusters.
- */
-export function clusteredVariance(c: ClusterSums): number | undefined {
-  if (c.g < 2 || c.n <= 0) return undefined;
-  const m = c.s / c.n;
-  const ss = Math.max(0, c.ss - 2 * m * c.ns + m * m * c.nn);
-  return (c.g / (c.g - 1)) * ss / c.n;
-}
-
-/** Cluster sums of (cluster, value) pairs (pure): the values of one cluster summed, each cluster counted once. */
-export function clusterSumsOf(pairs: Iterable<readonly [number, number]>): ClusterSums {
+/** Clusters of (cluster, value) pairs (pure): the values of one cluster summed, each cluster once. */
+export function clustersOf(pairs: Iterable<readonly [number, number]>): Clusters {
   const byCluster = new Map<number, [number, number]>();
   for (const [c, y] of pairs) {
     const cur = byCluster.get(c);
@@ -95,24 +80,138 @@ export function clusterSumsOf(pairs: Iterable<readonly [number, number]>): Clust
       cur[1] += y;
     } else byCluster.set(c, [1, y]);
   }
-  let acc = emptyClusterSums();
-  for (const [n, s] of byCluster.values()) acc = addCluster(acc, n, s);
-  return acc;
+  const n: number[] = [];
+  const s: number[] = [];
+  for (const [cn, cs] of byCluster.values()) {
+    n.push(cn);
+    s.push(cs);
+  }
+  return { n, s };
+}
+
+/**
+ * The cluster-robust variance of the mean m = S/N with the CR2 (Bell–McCaffrey) leverage adjustment (pure). For a mean
+ * (a regression on a constant) cluster b's leverage is n_b/N and its adjustment (1 − n_b/N)^(−1/2) on its residual sum:
+ *   V = Σ_b (S_b − m·n_b)² / (1 − n_b/N) / N²,   so N·V = Σ_b (S_b − m·n_b)² / (N − n_b)
+ * which is unbiased when the outcomes are independent with one variance, whatever the clusters' sizes (CR1's
+ * G/(G − 1) · Σ_b (S_b − m·n_b)² / N² is so only when they are equal, and runs low when a few clusters hold most
+ * outcomes). With clusters of equal size the two are the same; with one outcome per cluster both are Σ (y − m)² /
+ * (N (N − 1)) = s²/N, the per-outcome variance of the mean. `ss`: the outcomes' sum of squared deviations from m
+ * (Σ (y − m)²), for the degrees of freedom (`clusterDf`). Undefined with fewer than 2 clusters.
+ */
+export function clusteredVariance(c: Clusters, ss?: number): ClusteredVariance | undefined {
+  let g = 0;
+  let total = 0;
+  let sum = 0;
+  for (let i = 0; i < c.n.length; i++) {
+    const n = c.n[i]!;
+    if (n <= 0) continue;
+    g++;
+    total += n;
+    sum += c.s[i]!;
+  }
+  if (g < 2 || total <= 0) return undefined;
+  const m = sum / total;
+  let v = 0;
+  for (let i = 0; i < c.n.length; i++) {
+    const n = c.n[i]!;
+    if (n <= 0) continue;
+    const e = c.s[i]! - m * n;
+    v += (e * e) / (total - n);
+  }
+  return { variance: v, df: clusterDf(c, ss), clusters: g };
+}
+
+/**
+ * Small-sample degrees of freedom of the CR2 variance of a mean (pure): Bell & McCaffrey's (2002) f = tr(G'ΩG)² /
+ * tr((G'ΩG)²), G the N × G matrix whose column b is (I − H)'_b a_b (a_b = (1 − p_b)^(−1/2) · 1/N on cluster b's
+ * outcomes, p_b = n_b/N, H the hat matrix of the constant), as Imbens & Kolesár (2016) and their `dfadjust` package
+ * compute it. For a mean, with w_b = 1/(1 − p_b):
+ *   G'ΩG_bc = √(w_b w_c) · [σ²/N · (δ_bc p_b − p_b p_c) + ρ · p_b p_c (δ_bc − p_b − p_c + Σ p²)]
+ * under the working model Ω of independent outcomes with variance σ² plus a covariance ρ between two outcomes of one
+ * cluster (Moulton's). Without `ss` the working model is Bell–McCaffrey's, ρ = 0 (σ² cancels): f depends only on the
+ * clusters' sizes, is G − 1 when they are equal (so N − 1 with one outcome per cluster) and falls towards 1 as one
+ * cluster holds most outcomes. With `ss` (Σ (y − m)² over the outcomes) it is Imbens–Kolesár's: ρ and σ² are
+ * estimated as dfadjust does, ρ = (Σ_b e_b² − ss)/(Σ_b n_b² − N) (e_b = S_b − m·n_b; taken as 0 when negative or when
+ * every cluster holds one outcome) and σ² = ss/N − ρ. Computed in O(G) from the closed form of both traces.
+ */
+export function clusterDf(c: Clusters, ss?: number): number {
+  let total = 0;
+  let sum = 0;
+  let g = 0;
+  for (let i = 0; i < c.n.length; i++) {
+    if (c.n[i]! <= 0) continue;
+    g++;
+    total += c.n[i]!;
+    sum += c.s[i]!;
+  }
+  if (g < 2) return 1;
+  let a = 1;
+  let b = 0;
+  if (ss !== undefined) {
+    const m = sum / total;
+    let ee = 0;
+    let nn = 0;
+    for (let i = 0; i < c.n.length; i++) {
+      const n = c.n[i]!;
+      if (n <= 0) continue;
+      const e = c.s[i]! - m * n;
+      ee += e * e;
+      nn += n * n;
+    }
+    const rho = nn > total ? Math.max(0, (ee - ss) / (nn - total)) : 0;
+    a = Math.max(0, ss / total - rho) / total;
+    b = rho;
+  }
+  // G'ΩG = W^(1/2) K W^(1/2) with K_bc = L_bc + δ_bc d_b, L_bc = p_b p_c (k − b p_b − b p_c), k = b Σp² − a, and
+  // d_b = a p_b + b p_b². tr = Σ w_b K_bb; tr of the square = Σ_bc w_b w_c L_bc² + Σ_b w_b² (2 L_bb d_b + d_b²), the
+  // first sum from T_j = Σ_b w_b p_b^(2+j): k² T0² − 4 k b T0 T1 + 2 b² (T0 T2 + T1²).
+  let p2 = 0;
+  for (let i = 0; i < c.n.length; i++) if (c.n[i]! > 0) p2 += (c.n[i]! / total) ** 2;
+  const k = b * p2 - a;
+  let t0 = 0;
+  let t1 = 0;
+  let t2 = 0;
+  let tr = 0;
+  let diag = 0;
+  for (let i = 0; i < c.n.length; i++) {
+    const n = c.n[i]!;
+    if (n <= 0) continue;
+    const p = n / total;
+    const w = total / (total - n);
+    const wp2 = w * p * p;
+    t0 += wp2;
+    t1 += wp2 * p;
+    t2 += wp2 * p * p;
+    const l = p * p * (k - 2 * b * p);
+    const d = a * p + b * p * p;
+    tr += w * (l + d);
+    diag += w * w * (2 * l * d + d * d);
+  }
+  const tr2 = k * k * t0 * t0 - 4 * k * b * t0 * t1 + 2 * b * b * (t0 * t2 + t1 * t1) + diag;
+  if (!(tr > 0) || !(tr2 > 0)) return g - 1;
+  return Math.max(1, (tr * tr) / tr2);
 }
 
 /**
  * The cluster-robust variance of a difference of two means m_a − m_b whose outcomes fall into the same clusters (pure):
  * two groups of one arm's outcomes (e.g. those where an agent hit its budget and those where it did not), so a unit's
- * outcomes may be in both and the two means are correlated. With e_g,c = (S_g,c − m_g·n_g,c)/N_g the cluster c's
- * deviation in group g and f_g = G_g/(G_g − 1) (G_g the clusters holding group g):
- *   V = Σ_c (√f_a·e_a,c − √f_b·e_b,c)²
- * which is f_a·Σ e_a² + f_b·Σ e_b² (each group's own cluster-robust variance, `clusteredVariance` ÷ N) minus twice the
- * covariance over the clusters shared; never negative. When no cluster holds both groups the covariance is 0 and V is
- * the sum of the two variances; with one outcome per cluster that is s_a²/N_a + s_b²/N_b, the per-outcome (Welch)
- * variance of the difference. Returns V and each group's part (f_g·Σ e_g², for the degrees of freedom), or undefined
- * when a group has fewer than 2 clusters.
+ * outcomes may be in both and the two means are correlated. This is the CR2 variance of the contrast in the regression
+ * of y on the two groups' indicators with these clusters: the hat matrix is block-diagonal by group, so cluster c's
+ * leverage adjustment is (1 − n_g,c/N_g)^(−1/2) on each group's residual sum in it. With e_g,c = (S_g,c − m_g·n_g,c)/N_g
+ * and h_g,c = N_g/(N_g − n_g,c):
+ *   V = Σ_c (√h_a,c·e_a,c − √h_b,c·e_b,c)²
+ * which is each group's own CR2 variance (`clusteredVariance` ÷ N_g) plus the other's minus twice their covariance over
+ * the clusters shared; never negative. When no cluster holds both groups the covariance is 0 and V is the sum of the two
+ * variances; with one outcome per cluster that is s_a²/N_a + s_b²/N_b, the per-outcome (Welch) variance of the
+ * difference. Returns V, each group's part (Σ h_g,c·e_g,c²) with its clusters and degrees of freedom (`clusterDf` over the
+ * group's clusters; `ssA`, `ssB` its Σ (y − m_g)², as for `clusterDf`), or undefined when a group has fewer than 2
+ * clusters.
  */
-export function clusteredDiffVariance(pairs: Iterable<readonly [cluster: number, group: 0 | 1, y: number]>): { v: number; va: number; vb: number; ga: number; gb: number } | undefined {
+export function clusteredDiffVariance(
+  pairs: Iterable<readonly [cluster: number, group: 0 | 1, y: number]>,
+  ss?: readonly [number, number],
+): { v: number; va: number; vb: number; ga: number; gb: number; dfa: number; dfb: number } | undefined {
   const by = new Map<number, [number, number, number, number]>();
   const tot = [0, 0, 0, 0];
   for (const [c, g, y] of pairs) {
@@ -123,27 +222,23 @@ export function clusteredDiffVariance(pairs: Iterable<readonly [cluster: number,
     tot[2 * g]! += 1;
     tot[2 * g + 1]! += y;
   }
-  let ga = 0;
-  let gb = 0;
-  for (const c of by.values()) {
-    if (c[0] > 0) ga++;
-    if (c[2] > 0) gb++;
-  }
+  const cells = [...by.values()];
+  const group = (g: 0 | 1): Clusters => ({ n: cells.map((c) => c[2 * g]!), s: cells.map((c) => c[2 * g + 1]!) });
+  const ga = cells.filter((c) => c[0] > 0).length;
+  const gb = cells.filter((c) => c[2] > 0).length;
   if (ga < 2 || gb < 2) return undefined;
   const [na, sa, nb, sb] = tot as [number, number, number, number];
   const ma = sa / na;
   const mb = sb / nb;
-  const fa = Math.sqrt(ga / (ga - 1));
-  const fb = Math.sqrt(gb / (gb - 1));
   let v = 0;
   let va = 0;
   let vb = 0;
-  for (const c of by.values()) {
-    const ea = (fa * (c[1] - ma * c[0])) / na;
-    const eb = (fb * (c[3] - mb * c[2])) / nb;
+  for (const c of cells) {
+    const ea = (Math.sqrt(na / (na - c[0])) * (c[1] - ma * c[0])) / na;
+    const eb = (Math.sqrt(nb / (nb - c[2])) * (c[3] - mb * c[2])) / nb;
     v += (ea - eb) ** 2;
     va += ea * ea;
     vb += eb * eb;
   }
-  return { v, va, vb, ga, gb };
+  return { v, va, vb, ga, gb, dfa: clusterDf(group(0), ss?.[0]), dfb: clusterDf(group(1), ss?.[1]) };
 }

@@ -1,5 +1,5 @@
 import type { ArmStats } from '../feedback/stats-reader.js';
-import { clusterSumsOf, clusteredDiffVariance, clusteredVariance, UNIT_MIN_CLUSTERS } from '../feedback/units.js';
+import { clustersOf, clusteredDiffVariance, clusteredVariance, UNIT_MIN_CLUSTERS, type ClusteredVariance } from '../feedback/units.js';
 import { fromWelford, type Moments } from '../stats/moments.js';
 import { holm } from '../stats/multiple.js';
 import { DEFAULT_TUNING_N, sequentialDiff } from '../stats/sequential.js';
@@ -132,18 +132,18 @@ export interface AnalysisInput {
 
 /**
  * The moments the intervals use for an arm's metric (pure): the per-outcome mean and n, with the variance replaced by
- * the cluster-robust one when the arm keeps unit buckets (`effective` = N·V, see src/feedback/units.ts), and the number
- * of clusters for the Welch degrees of freedom.
+ * the cluster-robust one when the arm keeps unit buckets (its effective per-outcome variance N·V, see
+ * src/feedback/units.ts), with its small-sample degrees of freedom for the Welch interval and its clusters.
  */
-export function testMoments(m: Moments, effective: number | undefined, clusters: number | undefined): Moments {
-  if (effective === undefined || m.n < 2) return m;
-  const sd = Math.sqrt(effective);
-  return { ...m, variance: effective, stddev: sd, stderr: sd / Math.sqrt(m.n), ...(clusters !== undefined ? { clusters } : {}) };
+export function testMoments(m: Moments, c: ClusteredVariance | undefined): Moments & { df?: number; clusters?: number } {
+  if (c === undefined || m.n < 2) return m;
+  const sd = Math.sqrt(c.variance);
+  return { ...m, variance: c.variance, stddev: sd, stderr: sd / Math.sqrt(m.n), df: c.df, clusters: c.clusters };
 }
 
 /**
  * An arm that keeps unit buckets but has fewer than UNIT_MIN_CLUSTERS clusters yet: no always-valid interval and no
- * guardrail judgement (the fixed-horizon Welch interval is given, on min(n, clusters) − 1 degrees of freedom).
+ * guardrail judgement (the fixed-horizon Welch interval is given, on the variance's small-sample degrees of freedom).
  */
 export const tooFewUnits = (arm: ArmStats): boolean => arm.clustered !== undefined && arm.clustered.clusters < UNIT_MIN_CLUSTERS;
 
@@ -154,8 +154,8 @@ export const tooFewUnits = (arm: ArmStats): boolean => arm.clustered !== undefin
  */
 export const oneUnit = (arm: ArmStats): boolean => arm.count > 0 && arm.clustered !== undefined && arm.clustered.clusters < 2;
 
-const qualityForTest = (arm: ArmStats): Moments => testMoments(arm.quality, arm.clustered?.quality, arm.clustered?.clusters);
-const costForTest = (arm: ArmStats): Moments => testMoments(arm.cost, arm.clustered?.cost, arm.clustered?.clusters);
+const qualityForTest = (arm: ArmStats): Moments => testMoments(arm.quality, arm.clustered?.quality);
+const costForTest = (arm: ArmStats): Moments => testMoments(arm.cost, arm.clustered?.cost);
 
 /** An agent's ceiling hits in the arm's unit buckets (its cluster-robust variance and clusters), if they hold all of them. */
 const agentUnits = (arm: ArmStats, agent: string) => (arm.clustered?.agents && Object.hasOwn(arm.clustered.agents, agent) ? arm.clustered.agents[agent] : undefined);
@@ -168,7 +168,7 @@ export function ceilingHitForTest(arm: ArmStats, agent: string): Moments {
   const a = Object.hasOwn(arm.agents, agent) ? arm.agents[agent] : undefined;
   if (!a) return fromWelford(0, 0, 0);
   const c = agentUnits(arm, agent);
-  return testMoments(bernoulliMoments(Math.round(a.ceilingHitRate * a.n), a.n), c?.ceilingHit, c?.clusters);
+  return testMoments(bernoulliMoments(Math.round(a.ceilingHitRate * a.n), a.n), c?.ceilingHit);
 }
 
 /** An agent's ceiling hits are on unit buckets with fewer than UNIT_MIN_CLUSTERS clusters yet (see tooFewUnits). */
@@ -229,7 +229,7 @@ function qualityDrop(agent: string, obs: readonly Observation[], field: 2 | 3, a
   }
   const mh = momentsOf(hit);
   const mn = momentsOf(not);
-  const w = clusters ? clusteredDropCi(mn, mh, clusters, alpha) : welch(mn, mh, alpha);
+  const w = clusters ? clusteredDropCi(mn, mh, clusters, alpha, [sumSq(not), sumSq(hit)]) : welch(mn, mh, alpha);
   return {
     nHit: hit.length,
     qualityHit: hit.length ? mh.mean : null,
@@ -239,19 +239,27 @@ function qualityDrop(agent: string, obs: readonly Observation[], field: 2 | 3, a
   };
 }
 
+/** Σ (y − mean)² of some values (two passes). */
+function sumSq(ys: readonly number[]): number {
+  if (ys.length === 0) return 0;
+  const m = ys.reduce((t, y) => t + y, 0) / ys.length;
+  return ys.reduce((t, y) => t + (y - m) ** 2, 0);
+}
+
 /**
  * The Welch interval of quality when not hit − when hit, both groups from one arm, with units as clusters (pure): a
- * unit's outcomes fall in both groups, so the variance is `clusteredDiffVariance`'s (each group's cluster-robust
- * variance less twice their covariance over shared buckets), and each group counts min(n, clusters) − 1 degrees of
- * freedom in the Welch–Satterthwaite formula. With one outcome per bucket it is the per-outcome Welch interval.
+ * unit's outcomes fall in both groups, so the variance is `clusteredDiffVariance`'s (the CR2 variance of the
+ * difference: each group's CR2 variance less twice their covariance over shared buckets), and each group counts its
+ * own small-sample degrees of freedom (`clusterDf` over its buckets) in the Welch–Satterthwaite formula. With one
+ * outcome per bucket it is the per-outcome Welch interval.
  */
-function clusteredDropCi(not: Moments, hit: Moments, pairs: readonly (readonly [number, 0 | 1, number])[], alpha: number): { ci: readonly [number, number] } | null {
+function clusteredDropCi(not: Moments, hit: Moments, pairs: readonly (readonly [number, 0 | 1, number])[], alpha: number, ss: readonly [number, number]): { ci: readonly [number, number] } | null {
   if (not.n < 2 || hit.n < 2) return null;
-  const d = clusteredDiffVariance(pairs);
+  const d = clusteredDiffVariance(pairs, ss);
   if (!d) return null;
   // Each group's part as a moment (effective per-outcome variance n·v) for the degrees of freedom; then the interval's
   // standard error from the whole variance, covariance included.
-  const w = welch(testMoments(not, not.n * d.va, d.ga), testMoments(hit, hit.n * d.vb, d.gb), alpha);
+  const w = welch(testMoments(not, { variance: not.n * d.va, df: d.dfa, clusters: d.ga }), testMoments(hit, { variance: hit.n * d.vb, df: d.dfb, clusters: d.gb }), alpha);
   if (!w) return null;
   if (w.se === 0) return w; // no variance in either group (then none in the difference either)
   const half = ((w.ci[1] - w.ci[0]) / 2 / w.se) * Math.sqrt(d.v);
@@ -279,8 +287,8 @@ function costMoments(arm: ArmStats, costs: readonly (readonly [number, number | 
   const capped = costs.map(([c, b]) => [Math.min(c, cap), b] as const);
   const m = momentsOf(capped.map((c) => c[0]));
   if (capped.some((c) => c[1] === undefined)) return { ...m, cap };
-  const sums = clusterSumsOf(capped.map(([c, b]) => [b!, c] as const));
-  return { ...testMoments(m, clusteredVariance(sums), sums.g), cap, clusters: sums.g };
+  const cl = clustersOf(capped.map(([c, b]) => [b!, c] as const));
+  return { ...testMoments(m, clusteredVariance(cl, sumSq(capped.map((c) => c[0])))), cap, clusters: cl.n.length };
 }
 
 /**

@@ -21,9 +21,9 @@ export interface WelchResult extends DiffResult {
 /**
  * Fixed-horizon Welch t-test for treatment − control from summary moments (pure). Valid only when
  * looked at once, at a sample size chosen in advance; use `sequentialDiff` to watch continuously.
- * Returns null when either side has fewer than 2 observations. A side whose variance is cluster-robust (it carries
- * `clusters`, the number of clusters) counts min(n, clusters) − 1 degrees of freedom in the Welch–Satterthwaite
- * formula instead of n − 1.
+ * Returns null when either side has fewer than 2 observations. A side whose variance carries its own degrees of
+ * freedom (`df`: a cluster-robust variance's small-sample ones, see src/feedback/units.ts) counts them in the
+ * Welch–Satterthwaite formula instead of n − 1.
  */
 export function welch(treatment: Moments, control: Moments, alpha = 0.05): WelchResult | null {
   if (treatment.n < 2 || control.n < 2) return null;
@@ -36,7 +36,7 @@ export function welch(treatment: Moments, control: Moments, alpha = 0.05): Welch
     const p = diff === 0 ? 1 : 0;
     return { diff, relative, se: 0, t: diff === 0 ? 0 : Math.sign(diff) * Infinity, df: treatment.n + control.n - 2, ci: [diff, diff], pValue: p };
   }
-  const dof = (m: Moments & { clusters?: number }): number => Math.max(1, Math.min(m.n, m.clusters ?? m.n) - 1);
+  const dof = (m: Moments & { df?: number }): number => Math.max(1, m.df ?? m.n - 1);
   const df = (vt + vc) ** 2 / (vt ** 2 / dof(treatment) + vc ** 2 / dof(control));
   const t = diff / se;
   const q = tQuantile(1 - alpha / 2, df);

@@ -115,7 +115,7 @@ describe('phase analysis (pure)', () => {
     const cuts = [{ agent: 'reasoner', variant: 'cut.reasoner' }];
     const perOutcome = elasticities(cuts, 'control', new Map([['control', base], ['cut.reasoner', cut]]), 0.05)[0]!;
     // Units with 20 outcomes each and a unit effect: the effective per-outcome variance 20× the per-outcome one.
-    const units = (a: ArmStats, clusters: number, v?: number): ArmStats => ({ ...a, clustered: { ...(v !== undefined ? { quality: v } : {}), clusters } });
+    const units = (a: ArmStats, clusters: number, v?: number): ArmStats => ({ ...a, clustered: { ...(v !== undefined ? { quality: { variance: v, df: clusters - 1, clusters } } : {}), clusters } });
     const onUnits = elasticities(cuts, 'control', new Map([['control', units(base, 200, 0.2)], ['cut.reasoner', units(cut, 200, 0.2)]]), 0.05)[0]!;
     assert.equal(perOutcome.elasticity, onUnits.elasticity);
     assert.deepEqual([perOutcome.basis, onUnits.basis], ['outcomes', 'units']);
@@ -136,7 +136,11 @@ describe('an arm whose outcomes all come from one unit (pure)', () => {
     const b = arm(400, 0.78, 0.1, 0.012, 0.001, agents);
     const units = (a: ArmStats, clusters: number, v?: number): ArmStats => ({
       ...a,
-      clustered: { ...(v !== undefined ? { quality: v, cost: v / 100 } : {}), clusters, agents: { reasoner: { ...(v !== undefined ? { ceilingHit: 0.2 } : {}), clusters } } },
+      clustered: {
+        ...(v !== undefined ? { quality: { variance: v, df: clusters - 1, clusters }, cost: { variance: v / 100, df: clusters - 1, clusters } } : {}),
+        clusters,
+        agents: { reasoner: { ...(v !== undefined ? { ceilingHit: { variance: 0.2, df: clusters - 1, clusters } } : {}), clusters } },
+      },
     });
     const run = (bArm: ArmStats) => analyzePhase({ phase: 0, variants, control: 'control', alpha: 0.05, arms: new Map([['control', units(control, 200, 0.05)], ['b', bArm]]) });
     // One unit: the per-outcome variance would make 400 outcomes of one user look like 400 users.

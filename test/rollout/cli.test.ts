@@ -186,7 +186,7 @@ describe('results table: critical path basis (pure)', () => {
     const arms = new Map([['control', arm(400, 0.8, undefined)], ['cut.reasoner', arm(400, 0.7, 0.01)]]);
     const old = formatResults(results(0.05, arms));
     assert.match(old, /per-outcome variances \(statistics kept before unit buckets were\) for reasoner: intervals too narrow when units report several outcomes/, old);
-    const onUnits = new Map([...arms].map(([k, a]) => [k, { ...a, units: 100, clustered: { quality: 4 * a.quality.variance, clusters: 100 } }]));
+    const onUnits = new Map([...arms].map(([k, a]) => [k, { ...a, units: 100, clustered: { quality: { variance: 4 * a.quality.variance, df: 99, clusters: 100 }, clusters: 100 } }]));
     const now = formatResults(results(0.05, onUnits));
     assert.doesNotMatch(now, /per-outcome variances \(statistics kept before unit buckets/, now);
   });

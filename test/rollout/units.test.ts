@@ -5,7 +5,7 @@ import type { ControlView } from '../../src/control/view.js';
 import { pack, unpack } from 'msgpackr';
 import { parseArmStats, type ArmStats } from '../../src/feedback/stats-reader.js';
 import { applyOutcome } from '../../src/feedback/processor.js';
-import { UNIT_BUCKETS, unitSpec } from '../../src/feedback/units.js';
+import { clusterDf, UNIT_BUCKETS, unitSpec } from '../../src/feedback/units.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { createKeys } from '../../src/redis/keys.js';
 import { analyzePhase, checkGuardrails, elasticities, type Observation, type PhaseResult } from '../../src/rollout/analysis.js';
@@ -234,8 +234,10 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
       const a = arms.get(v.name)!;
       assert.equal(a.units, 150);
       assert.equal(a.clustered?.clusters, 150);
-      assert.ok(Math.abs(a.clustered!.quality! / a.quality.variance - 1) < 1e-9, `${v.name} quality: ${a.clustered!.quality} vs ${a.quality.variance}`);
-      assert.ok(Math.abs(a.clustered!.cost! / a.cost.variance - 1) < 1e-9, `${v.name} cost: ${a.clustered!.cost} vs ${a.cost.variance}`);
+      assert.ok(Math.abs(a.clustered!.quality!.variance / a.quality.variance - 1) < 1e-9, `${v.name} quality: ${a.clustered!.quality!.variance} vs ${a.quality.variance}`);
+      assert.ok(Math.abs(a.clustered!.cost!.variance / a.cost.variance - 1) < 1e-9, `${v.name} cost: ${a.clustered!.cost!.variance} vs ${a.cost.variance}`);
+      // And the degrees of freedom are the per-outcome ones, N − 1.
+      for (const m of [a.clustered!.quality!, a.clustered!.cost!, a.clustered!.agents!.a!.ceilingHit!]) assert.ok(Math.abs(m.df - 149) < 1e-9, `${v.name}: df ${m.df}`);
     }
     const now = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms });
     const old = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms: perOutcome(arms) });
@@ -271,6 +273,77 @@ describe('unit statistics of experiment arms (real Redis path)', () => {
     same(a.guard.ci, b.guard.ci, 'ceiling-hit guardrail');
     for (const k of ['hitWelch', 'hitSeq', 'costWelch', 'costSeq'] as const) same(a[k], b[k], k);
     a.drops.forEach((ci, i) => same(ci, b.drops[i], `quality drop ${i}`));
+  });
+
+  it('few units of very unequal sizes: the reader gives the CR2 variance and its small-sample degrees of freedom, and the interval is wider than CR1\'s', async () => {
+    // 12 units per arm in 12 distinct buckets, one of them reporting 40 outcomes and the others 1–3, each unit around
+    // its own quality level. CR1 (G/(G − 1) · Σ e_b² / N², on G − 1 degrees of freedom) runs low here: the big unit's
+    // residual sum is shrunk by its leverage n_b/N, which CR2 undoes, and G − 1 overstates what 12 so unequal
+    // clusters can tell about the variance.
+    const sizes = [40, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1];
+    const taken = new Set<number>();
+    const unitKeys: string[] = [];
+    for (let i = 0; unitKeys.length < 2 * sizes.length; i++) {
+      const b = unitSpec(`cr2-${i}`).bucket;
+      if (taken.has(b)) continue;
+      taken.add(b);
+      unitKeys.push(`cr2-${i}`);
+    }
+    const u = mulberry32(21);
+    const raw = new Map<string, { q: number[][]; c: number[][] }>(VARIANTS.map((v) => [v.name, { q: [], c: [] }]));
+    const jobs: Promise<string>[] = [];
+    VARIANTS.forEach((v, vi) => {
+      sizes.forEach((size, j) => {
+        const key = unitKeys[vi * sizes.length + j]!;
+        const level = 0.5 + 0.2 * normal(u);
+        const cost = 0.01 * Math.exp(normal(u));
+        const qs = Array.from({ length: size }, () => clip(level + 0.05 * normal(u)));
+        const cs = qs.map(() => cost * Math.exp(0.1 * normal(u)));
+        raw.get(v.name)!.q.push(qs);
+        raw.get(v.name)!.c.push(cs);
+        qs.forEach((q, k) => jobs.push(apply(decision('cr2', v.name, key), q, cs[k]!)));
+      });
+    });
+    await Promise.all(jobs);
+    const arms = await readArms('cr2');
+    /** The CR2 variance (as N·V), CR1's, and the outcomes' Σ (y − m)², from the values applied (per unit). */
+    const byHand = (units: readonly (readonly number[])[]) => {
+      const ys = units.flat();
+      const n = ys.length;
+      const m = ys.reduce((t, y) => t + y, 0) / n;
+      const e = units.map((us) => us.reduce((t, y) => t + y, 0) - m * us.length);
+      return {
+        cr2: e.reduce((t, x, b) => t + (x * x) / (n - units[b]!.length), 0),
+        cr1: ((units.length / (units.length - 1)) * e.reduce((t, x) => t + x * x, 0)) / n,
+        ss: ys.reduce((t, y) => t + (y - m) ** 2, 0),
+      };
+    };
+    const before = new Map<string, ArmStats>();
+    for (const v of VARIANTS) {
+      const a = arms.get(v.name)!;
+      const r = raw.get(v.name)!;
+      assert.equal(a.clustered?.clusters, sizes.length);
+      for (const [metric, units] of [['quality', r.q], ['cost', r.c]] as const) {
+        const h = byHand(units);
+        const got = a.clustered![metric]!;
+        assert.ok(Math.abs(got.variance / h.cr2 - 1) < 1e-9, `${v.name} ${metric}: N·V ${got.variance}, by hand ${h.cr2}`);
+        assert.ok(got.variance > 1.5 * h.cr1, `${v.name} ${metric}: CR2 ${got.variance} well above CR1 ${h.cr1}`);
+        const df = clusterDf({ n: units.map((x) => x.length), s: units.map((x) => x.reduce((t, y) => t + y, 0)) }, h.ss);
+        assert.ok(Math.abs(got.df - df) < 1e-9 && got.df < sizes.length - 2, `${v.name} ${metric}: df ${got.df} (Imbens–Kolesár ${df}; CR1 counted ${sizes.length - 1})`);
+      }
+      // The same arm as the reader gave it before: CR1 on min(N, G) − 1 degrees of freedom.
+      const cr1 = (units: readonly (readonly number[])[]) => ({ variance: byHand(units).cr1, df: sizes.length - 1, clusters: sizes.length });
+      before.set(v.name, { ...a, clustered: { ...a.clustered!, quality: cr1(r.q), cost: cr1(r.c) } });
+    }
+    const now = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms });
+    const old = analyzePhase({ phase: 0, variants: VARIANTS, control: 'control', alpha: 0.05, arms: before });
+    for (const metric of ['quality', 'cost'] as const) {
+      const w = now.comparisons.find((c) => c.metric === metric)!.welch!;
+      const o = old.comparisons.find((c) => c.metric === metric)!.welch!;
+      assert.equal(w.diff, o.diff);
+      assert.ok(w.df < o.df, `${metric}: df ${w.df} < ${o.df}`);
+      assert.ok(w.ci[1] - w.ci[0] > 1.3 * (o.ci[1] - o.ci[0]), `${metric}: the interval [${w.ci}] is wider than CR1's [${o.ci}]`);
+    }
   });
 
   it('an outcome applied twice changes neither the unit count nor the bucket sums; a unit is counted once however many outcomes it reports', async () => {
