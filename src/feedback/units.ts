@@ -123,17 +123,18 @@ export function clusteredVariance(c: Clusters, ss?: number): ClusteredVariance |
 }
 
 /**
- * Small-sample degrees of freedom of the CR2 variance of a mean (pure): Bell & McCaffrey's (2002) f = tr(G'ΩG)² /
- * tr((G'ΩG)²), G the N × G matrix whose column b is (I − H)'_b a_b (a_b = (1 − p_b)^(−1/2) · 1/N on cluster b's
+ * Small-sample degrees of freedom of the CR2 variance of a mean (pure): Bell & McCaffrey's (2002) f = tr(M'ΩM)² /
+ * tr((M'ΩM)²), M the N × G matrix whose column b is (I − H)'_b a_b (a_b = (1 − p_b)^(−1/2) · 1/N on cluster b's
  * outcomes, p_b = n_b/N, H the hat matrix of the constant), as Imbens & Kolesár (2016) and their `dfadjust` package
  * compute it. For a mean, with w_b = 1/(1 − p_b):
- *   G'ΩG_bc = √(w_b w_c) · [σ²/N · (δ_bc p_b − p_b p_c) + ρ · p_b p_c (δ_bc − p_b − p_c + Σ p²)]
+ *   M'ΩM_bc = √(w_b w_c) · [σ²/N · (δ_bc p_b − p_b p_c) + ρ · p_b p_c (δ_bc − p_b − p_c + Σ p²)]
  * under the working model Ω of independent outcomes with variance σ² plus a covariance ρ between two outcomes of one
  * cluster (Moulton's). Without `ss` the working model is Bell–McCaffrey's, ρ = 0 (σ² cancels): f depends only on the
  * clusters' sizes, is G − 1 when they are equal (so N − 1 with one outcome per cluster) and falls towards 1 as one
  * cluster holds most outcomes. With `ss` (Σ (y − m)² over the outcomes) it is Imbens–Kolesár's: ρ and σ² are
- * estimated as dfadjust does, ρ = (Σ_b e_b² − ss)/(Σ_b n_b² − N) (e_b = S_b − m·n_b; taken as 0 when negative or when
- * every cluster holds one outcome) and σ² = ss/N − ρ. Computed in O(G) from the closed form of both traces.
+ * estimated as dfadjust does, ρ = (Σ_b e_b² − ss)/(Σ_b n_b² − N) (e_b = S_b − m·n_b; taken as 0 when negative, as
+ * dfadjust's `rho0` option does, or when every cluster holds one outcome) and σ² = ss/N − ρ; it too is G − 1 with
+ * clusters of equal size. Computed in O(G) from the closed form of both traces.
  */
 export function clusterDf(c: Clusters, ss?: number): number {
   let total = 0;
@@ -163,7 +164,7 @@ export function clusterDf(c: Clusters, ss?: number): number {
     a = Math.max(0, ss / total - rho) / total;
     b = rho;
   }
-  // G'ΩG = W^(1/2) K W^(1/2) with K_bc = L_bc + δ_bc d_b, L_bc = p_b p_c (k − b p_b − b p_c), k = b Σp² − a, and
+  // M'ΩM = W^(1/2) K W^(1/2) with K_bc = L_bc + δ_bc d_b, L_bc = p_b p_c (k − b p_b − b p_c), k = b Σp² − a, and
   // d_b = a p_b + b p_b². tr = Σ w_b K_bb; tr of the square = Σ_bc w_b w_c L_bc² + Σ_b w_b² (2 L_bb d_b + d_b²), the
   // first sum from T_j = Σ_b w_b p_b^(2+j): k² T0² − 4 k b T0 T1 + 2 b² (T0 T2 + T1²).
   let p2 = 0;

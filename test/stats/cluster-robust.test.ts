@@ -99,6 +99,7 @@ describe('CR2 variance of a mean with units as clusters (pure)', () => {
     const cr1 = ((4 / 3) * e.reduce((t, x) => t + x * x, 0)) / 12;
     close(clusteredVariance(c)!.variance, cr1, 1e-12, 'CR2 = CR1');
     close(clusterDf(c), 3, 1e-12, 'BM df');
+    close(clusterDf(c, sumSq(clusters.flat())), 3, 1e-12, 'IK df');
   });
 
   it('one outcome per cluster: the per-outcome variance s² and N − 1 degrees of freedom, under both working models', () => {
