@@ -21,7 +21,8 @@
  * `--product true`, the product's token learner of src/learner/sim/loop.ts); `--ceilings 0.3,0.4,0.5` lists the
  * fractions of the ceiling tried for equal quality.
  *
- * `--ridge decoupled` fits the tier retrain with decoupled weight decay (docs/tiers.md, "The fit's ridge").
+ * `--ridge adam|decoupled` sets how the tier retrain's fit regularises (default the service's TIER_RIDGE, `decoupled`;
+ * docs/tiers.md, "The fit's ridge").
  * `--token-share 0.05 [--token-spread 0.7]` serves that share of a serving version's decisions as token perturbations
  * around its greedy action (the learned strategy's `tierTokenShare` / `tierTokenSpread`; docs/tiers.md, "Token
  * perturbations around the greedy action"); default the service's. `--epsilon-decay p` and `--gap-weight γ` set the
@@ -38,7 +39,7 @@ import { compileFeatures } from '../src/learner/features.js';
 import { mulberry32 } from '../src/learner/rng.js';
 import { bestStaticTier, loadTierWorld, servedStatic, type TierWorld } from '../src/learner/sim/tiers.js';
 import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
-import { decideTier, initialParams, retrainTier, type TierAgent, type TierEvent, type TierParams, type TierPolicyOptions } from '../src/learner/tiers-policy.js';
+import { decideTier, initialParams, retrainTier, TIER_RIDGE, type TierAgent, type TierEvent, type TierParams, type TierPolicyOptions } from '../src/learner/tiers-policy.js';
 import { flag } from './lib.js';
 import { loadTf } from '../src/learner/backend.js';
 import { EXPLORE_DEFAULTS } from '../src/learner/policy.js';
@@ -57,8 +58,8 @@ const equalQuality = flag('equal-quality', 'true') !== 'false';
 // Also the product's learned strategy (src/learner/sim/loop.ts: tfjs reward model, gate, safe start, guard) as the
 // token-only baseline: every agent on the first model, where a ceiling C is exactly a token total of C / rate.
 const product = flag('product', 'true') !== 'false';
-// `--ridge decoupled`: the tier retrain's fit with decoupled weight decay (tiers-policy.ts TierRidge) in the service's
-// loop and the family runs; default the service's (`adam`).
+// `--ridge adam|decoupled`: how the tier retrain's fit regularises (tiers-policy.ts TierRidge) in the service's
+// loop and the family runs; default the service's (TIER_RIDGE).
 const ridge = flag('ridge', '');
 if (ridge !== '' && ridge !== 'adam' && ridge !== 'decoupled') throw new Error(`--ridge ${ridge}: adam or decoupled`);
 const ridgeOpt = ridge === '' ? {} : { ridge: ridge as 'adam' | 'decoupled' };
@@ -234,7 +235,7 @@ async function serviceLoop(): Promise<void> {
   const guard = flag('guard', 'true') !== 'false';
   const drift = flag('drift', 'true') !== 'false';
   const loopOpts = { ...(guard ? {} : { guard: false }), ...(drift ? {} : { driftRecovery: null }), ...ridgeOpt };
-  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || 'adam'}; ${tokenLabel}; the service's loop (engine decisions, safe start, control arm ${cs !== '' ? `${Number(cs) * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
+  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || TIER_RIDGE}; ${tokenLabel}; the service's loop (engine decisions, safe start, control arm ${cs !== '' ? `${Number(cs) * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
   for (const name of worlds) {
     const tw = loadTierWorld(name);
     const C = tw.maxCostUsd;
@@ -314,7 +315,7 @@ async function familyLoop(which: string): Promise<void> {
   const list = flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which];
   if (!list) throw new Error(`--family ${which}: no such seed list (dev, test)`);
   const loopSeed = Number(flag('loop-seed', '1'));
-  console.log(`bench/learner-tiers --family ${which}: ${list.length} generated tier worlds, ${outcomes} outcomes each through the service's loop (loop seed ${loopSeed}, fit ridge ${ridge || 'adam'}, ${tokenLabel}); last quarter of the served decisions (exploration, control arm and candidate mixing included)`);
+  console.log(`bench/learner-tiers --family ${which}: ${list.length} generated tier worlds, ${outcomes} outcomes each through the service's loop (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, ${tokenLabel}); last quarter of the served decisions (exploration, control arm and candidate mixing included)`);
   const rows: { seed: number; ratio: number; staticRatio: number; diff: ReturnType<typeof pairedCi>; served: number }[] = [];
   for (const seed of list) {
     const fw = generateTierWorld(seed);

@@ -27,7 +27,7 @@ import { generateTierWorld } from '../src/learner/sim/tier-family.js';
 import { runTierLoop } from '../src/learner/sim/tier-loop.js';
 import { bestStaticTier, loadTierWorld, servedStatic, type TierWorld } from '../src/learner/sim/tiers.js';
 import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
-import { deserializeTierParams, tierGreedy } from '../src/learner/tiers-policy.js';
+import { deserializeTierParams, TIER_RIDGE, tierGreedy } from '../src/learner/tiers-policy.js';
 import { bestSplit, floorSplit } from '../src/learner/tiers-split.js';
 import { flag } from './lib.js';
 
@@ -69,7 +69,7 @@ const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds
 const named = flag('worlds', '') !== '' ? flag('worlds', '').split(',') : [];
 const list: (number | string)[] = named.length ? named : flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which]!;
 const t0 = Date.now();
-console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || 'adam'}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}, exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}); last quarter, by true expected reward, as fractions of the oracle's`);
+console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}, exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}); last quarter, by true expected reward, as fractions of the oracle's`);
 const sums: Record<string, number[]> = {};
 for (const seed of list) {
   const fw = typeof seed === 'string' ? { world: loadTierWorld(seed), doc: { description: seed } } : generateTierWorld(seed);

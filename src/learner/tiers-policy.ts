@@ -278,14 +278,17 @@ export function decideTier(p: TierParams, agents: readonly TierAgent[], x: Float
 }
 
 /**
- * How the tier fit regularises its parameters. `adam` (the default): a ridge of 1e-4 toward 0 added to the gradient
- * inside Adam's normalised step. `decoupled`: weight decay outside that step (AdamW), TIER_DECAY per unit of step
- * size, toward the retrain's prior centred on the log (a direct fitTier call: toward where the fit starts). Along
- * directions the log leaves flat (an agent's weight against its need at the budgets it was served, a cheaper model's
- * reach against its pace) the first takes full-size steps on the ridge alone and ends at need 1 token, weight ½,
- * reach ½; the second leaves the fit where the data put it (docs/tiers.md, "The fit's ridge").
+ * How the tier fit regularises its parameters. `decoupled` (the default, TIER_RIDGE): weight decay outside Adam's
+ * normalised step (AdamW), TIER_DECAY per unit of step size, toward the retrain's prior centred on the log (a direct
+ * fitTier call: toward where the fit starts). `adam`: a ridge of 1e-4 toward 0 added to the gradient inside the step
+ * (the default until 2026-12-05). Along directions the log leaves flat (an agent's weight against its need at the
+ * budgets it was served, a cheaper model's reach against its pace) `adam` takes full-size steps on the ridge alone and
+ * ends at need 1 token, weight ½, reach ½; `decoupled` leaves the fit where the data put it (docs/tiers.md, "The fit's
+ * ridge").
  */
 export type TierRidge = 'adam' | 'decoupled';
+/** The fit's regularisation when none is named: what the service's retrains use. */
+export const TIER_RIDGE: TierRidge = 'decoupled';
 export const TIER_DECAY = 1e-2;
 
 /**
@@ -296,7 +299,7 @@ export const TIER_DECAY = 1e-2;
 export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], opts: { steps?: number; lr?: number; l2?: number; centre?: TierParams; ridge?: TierRidge } = {}): { params: TierParams; loss: number } {
   const steps = opts.steps ?? 150;
   const lr = opts.lr ?? 0.03;
-  const decoupled = opts.ridge === 'decoupled';
+  const decoupled = (opts.ridge ?? TIER_RIDGE) === 'decoupled';
   const l2 = opts.l2 ?? (decoupled ? TIER_DECAY : 1e-4);
   const n = agents.length;
   const dim = p0.u[0]!.length;
@@ -425,7 +428,7 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
  */
 export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean; prior?: TierParams; ridge?: TierRidge } = {}): TierParams {
   const centre = opts.prior ?? initialParams(agents, dim, opts.needGuess ?? 1000);
-  const reg = { centre, ridge: opts.ridge ?? 'adam' } as const;
+  const reg = { centre, ridge: opts.ridge ?? TIER_RIDGE } as const;
   const warm = fitTier(p, agents, events, opts.early ? { steps: 300, lr: 0.03, ...reg } : { steps: 150, lr: 0.01, ...reg });
   let next = warm.params;
   if (!opts.early && opts.restart) {

@@ -17,7 +17,7 @@ export interface TierJobInput {
   /** The newest tier version's parameters (warm start), absent for the first fit. */
   readonly init?: SerializedTierParams;
   readonly needGuess: number;
-  /** How the fit regularises (tiers-policy.ts TierRidge); default `adam`. */
+  /** How the fit regularises (tiers-policy.ts TierRidge); default TIER_RIDGE (`decoupled`). */
   readonly ridge?: TierRidge;
 }
 

@@ -208,8 +208,13 @@ describe('the fit where the log leaves a direction flat', () => {
     assert.ok(decoupled.loss < 1.15 * floor, `decoupled: training loss ${decoupled.loss} vs noise variance ${floor}`);
     const r = needRatio(decoupled.params);
     assert.ok(r > 0.7 && r < 1.4, `decoupled: fitted need ÷ true need (geometric mean) ${r}`);
-    const inside = fitTier(prior, ag, events, { steps: 400, lr: 0.03 });
+    const inside = fitTier(prior, ag, events, { steps: 400, lr: 0.03, ridge: 'adam' });
     assert.ok(inside.loss > 1.2 * floor && needRatio(inside.params) < 0.6, `adam: loss ${inside.loss}, need ratio ${needRatio(inside.params)}`);
+    // The service's retrains (trainTiers → retrainTier) name no ridge: they fit with the decoupled decay (TIER_RIDGE).
+    const retrain = (ridge?: 'adam' | 'decoupled') => retrainTier(prior, ag, events, enc.dim, { restart: true, prior, ...(ridge ? { ridge } : {}) });
+    const byDefault = retrain();
+    assert.deepEqual(byDefault, retrain('decoupled'));
+    assert.notDeepEqual(byDefault, retrain('adam'));
   });
 });
 

@@ -76,7 +76,7 @@ export interface TierLoopOptions {
   /** From this outcome on, the world is `degraded` (outcomes and the quality reported). */
   readonly degradeAt?: number;
   readonly degraded?: TierWorld;
-  /** How the tier retrain's fit regularises (tiers-policy.ts TierRidge); default the service's (`adam`). */
+  /** How the tier retrain's fit regularises (tiers-policy.ts TierRidge); default the service's (TIER_RIDGE: `decoupled`). */
   readonly ridge?: TierRidge;
 }
 
