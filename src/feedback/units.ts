@@ -89,6 +89,21 @@ export function clustersOf(pairs: Iterable<readonly [number, number]>): Clusters
   return { n, s };
 }
 
+/** Non-empty clusters G, outcomes N = Σ n_b and the metric's total Σ S_b of one arm's clusters (pure). */
+function clusterTotals(c: Clusters): { g: number; total: number; sum: number } {
+  let g = 0;
+  let total = 0;
+  let sum = 0;
+  for (let i = 0; i < c.n.length; i++) {
+    const n = c.n[i]!;
+    if (n <= 0) continue;
+    g++;
+    total += n;
+    sum += c.s[i]!;
+  }
+  return { g, total, sum };
+}
+
 /**
  * The cluster-robust variance of the mean m = S/N with the CR2 (Bell–McCaffrey) leverage adjustment (pure). For a mean
  * (a regression on a constant) cluster b's leverage is n_b/N and its adjustment (1 − n_b/N)^(−1/2) on its residual sum:
@@ -100,16 +115,7 @@ export function clustersOf(pairs: Iterable<readonly [number, number]>): Clusters
  * (Σ (y − m)²), for the degrees of freedom (`clusterDf`). Undefined with fewer than 2 clusters.
  */
 export function clusteredVariance(c: Clusters, ss?: number): ClusteredVariance | undefined {
-  let g = 0;
-  let total = 0;
-  let sum = 0;
-  for (let i = 0; i < c.n.length; i++) {
-    const n = c.n[i]!;
-    if (n <= 0) continue;
-    g++;
-    total += n;
-    sum += c.s[i]!;
-  }
+  const { g, total, sum } = clusterTotals(c);
   if (g < 2 || total <= 0) return undefined;
   const m = sum / total;
   let v = 0;
@@ -137,15 +143,7 @@ export function clusteredVariance(c: Clusters, ss?: number): ClusteredVariance |
  * clusters of equal size. Computed in O(G) from the closed form of both traces.
  */
 export function clusterDf(c: Clusters, ss?: number): number {
-  let total = 0;
-  let sum = 0;
-  let g = 0;
-  for (let i = 0; i < c.n.length; i++) {
-    if (c.n[i]! <= 0) continue;
-    g++;
-    total += c.n[i]!;
-    sum += c.s[i]!;
-  }
+  const { g, total, sum } = clusterTotals(c);
   if (g < 2) return 1;
   let a = 1;
   let b = 0;
