@@ -6,7 +6,7 @@ import type { Config } from '../config/env.js';
 import { tombstoneTtlMs } from '../pipelines/tombstone.js';
 import { callScript } from '../redis/scripts.js';
 import { strategyArm, strategyTombstone, type Arm } from './arms.js';
-import { clusteredVariance, type ClusteredVariance } from './units.js';
+import { clusterTotals, clusteredVariance, type Clusters, type ClusteredVariance } from './units.js';
 
 export interface AgentStats {
   readonly n: number;
@@ -98,8 +98,8 @@ export function clusteredOf(
       h.s.push(Number(ag[i + 2]));
     }
   }
-  const count = (x: { n: readonly number[] }): number => x.n.reduce((t, k) => t + (k > 0 ? k : 0), 0);
-  const nonEmpty = (x: { n: readonly number[] }): number => x.n.filter((k) => k > 0).length;
+  const count = (x: Clusters): number => clusterTotals(x).total;
+  const nonEmpty = (x: Clusters): number => clusterTotals(x).g;
   // Only buckets that hold every outcome of the arm describe its mean: an arm with outcomes from before buckets were
   // kept falls back to the per-outcome variance. The same per agent, against its count in the per-agent sums.
   if (quality.n === 0 || count(q) !== quality.n) return undefined;

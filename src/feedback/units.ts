@@ -90,7 +90,7 @@ export function clustersOf(pairs: Iterable<readonly [number, number]>): Clusters
 }
 
 /** Non-empty clusters G, outcomes N = Σ n_b and the metric's total Σ S_b of one arm's clusters (pure). */
-function clusterTotals(c: Clusters): { g: number; total: number; sum: number } {
+export function clusterTotals(c: Clusters): { g: number; total: number; sum: number } {
   let g = 0;
   let total = 0;
   let sum = 0;

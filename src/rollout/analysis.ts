@@ -229,7 +229,7 @@ function qualityDrop(agent: string, obs: readonly Observation[], field: 2 | 3, a
   }
   const mh = momentsOf(hit);
   const mn = momentsOf(not);
-  const w = clusters ? clusteredDropCi(mn, mh, clusters, alpha, [sumSq(not), sumSq(hit)]) : welch(mn, mh, alpha);
+  const w = clusters ? clusteredDropCi(mn, mh, clusters, alpha, [sumSq(mn), sumSq(mh)]) : welch(mn, mh, alpha);
   return {
     nHit: hit.length,
     qualityHit: hit.length ? mh.mean : null,
@@ -239,12 +239,8 @@ function qualityDrop(agent: string, obs: readonly Observation[], field: 2 | 3, a
   };
 }
 
-/** Σ (y − mean)² of some values (two passes). */
-function sumSq(ys: readonly number[]): number {
-  if (ys.length === 0) return 0;
-  const m = ys.reduce((t, y) => t + y, 0) / ys.length;
-  return ys.reduce((t, y) => t + (y - m) ** 2, 0);
-}
+/** Σ (y − mean)² of a sample, from its moments (the sample variance times n − 1). */
+const sumSq = (m: Moments): number => m.variance * Math.max(0, m.n - 1);
 
 /**
  * The Welch interval of quality when not hit − when hit, both groups from one arm, with units as clusters (pure): a
@@ -288,7 +284,7 @@ function costMoments(arm: ArmStats, costs: readonly (readonly [number, number | 
   const m = momentsOf(capped.map((c) => c[0]));
   if (capped.some((c) => c[1] === undefined)) return { ...m, cap };
   const cl = clustersOf(capped.map(([c, b]) => [b!, c] as const));
-  return { ...testMoments(m, clusteredVariance(cl, sumSq(capped.map((c) => c[0])))), cap, clusters: cl.n.length };
+  return { ...testMoments(m, clusteredVariance(cl, sumSq(m))), cap, clusters: cl.n.length };
 }
 
 /**
