@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { nodeEntry } from '../helpers/cli.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -9,7 +10,7 @@ describe('npm run screenshots', () => {
   it('without Chromium: one line naming the path and how to install it, exit 1, no stack', async () => {
     const missing = '/nonexistent/apportion-test-chromium';
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, ['--import', 'tsx', 'test/browser/screenshots.ts'], { cwd: ROOT, env: { ...process.env, APPORTION_CHROMIUM: missing }, timeout: 120_000 }, (err, stdout, stderr) =>
+      execFile(process.execPath, nodeEntry('test/browser/screenshots.ts'), { cwd: ROOT, env: { ...process.env, APPORTION_CHROMIUM: missing }, timeout: 120_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
     });

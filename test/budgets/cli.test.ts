@@ -4,13 +4,14 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { testPrefix } from '../helpers/env.js';
 import { serveDuring } from '../helpers/serve.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 const run = promisify(execFile);
 const prefix = testPrefix('budget-cli');
 const server = serveDuring(prefix, { APPORTION_RESERVATION_SWEEP_MS: '3600000' });
 
 const cli = async (...args: string[]) =>
-  (await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args, '--url', server.rt.url!], { cwd: new URL('../..', import.meta.url).pathname })).stdout;
+  (await run(process.execPath, [...nodeEntry('src/cli/main.ts'), ...args, '--url', server.rt.url!], { cwd: new URL('../..', import.meta.url).pathname })).stdout;
 
 describe('apportion budgets', () => {
   it('sets, debits and lists budgets from the shell', async () => {

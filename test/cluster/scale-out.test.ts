@@ -6,6 +6,7 @@ import { mulberry32 } from '../../src/learner/rng.js';
 import { LocalCluster } from '../helpers/cluster.js';
 import { dropPrefix, eventually, FIVE_AGENTS, ON_CLUSTER, REDIS_URL, testPrefix } from '../helpers/env.js';
 import { freePort } from '../helpers/private-redis.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 /**
  * Apportion scaled out on a Redis Cluster of three masters: two API processes and two worker processes (real
@@ -41,7 +42,7 @@ function launch(name: string, command: 'api' | 'worker', port?: number): { child
     APPORTION_ADMIN_KEY: '',
     APPORTION_CLIENT_KEY: '',
   };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', command], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeEntry('src/cli/main.ts'), command], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { ApportionClient, SpanRecorder } from '@apportion/sdk';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, startTest, testPrefix } from '../helpers/env.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 const prefix = testPrefix('costs-sdk');
 let rt: Running;
@@ -127,7 +128,7 @@ describe('SDK span context and envelopes', () => {
 
   it('apportion report costs --by customer --csv prints the showback from the same rollups', async () => {
     const root = fileURLToPath(new URL('../..', import.meta.url));
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'report', 'costs', '--by', 'customer', '--csv', '--url', rt.url!], { cwd: root });
+    const { stdout } = await promisify(execFile)(process.execPath, [...nodeEntry('src/cli/main.ts'), 'report', 'costs', '--by', 'customer', '--csv', '--url', rt.url!], { cwd: root });
     const lines = stdout.trim().split('\n');
     assert.match(lines[0]!, /^key,calls,input_tokens/);
     const row = lines.find((l) => l.startsWith('sdk-customer,'))!.split(',');

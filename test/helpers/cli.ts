@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The repository's root: the CLI runs from it as `node bin/apportion.mjs …`. */
@@ -35,4 +37,14 @@ export async function closedPort(): Promise<number> {
   const port = (srv.address() as { port: number }).port;
   await new Promise((r) => srv.close(r));
   return port;
+}
+
+/**
+ * How to run the repository's TypeScript entry point `file` (relative to ROOT) in a child process: its compiled
+ * form (an absolute path) when this file runs from the test runner's compiled mirror (scripts/build-tests.mjs puts x.js beside x.ts),
+ * else through tsx. The child does what it would in the repository; it only skips the TypeScript loader.
+ */
+export function nodeEntry(file: string): string[] {
+  const js = file.replace(/\.ts$/, '.js');
+  return js !== file && existsSync(path.join(ROOT, js)) ? [path.join(ROOT, js)] : ['--import', 'tsx', file];
 }

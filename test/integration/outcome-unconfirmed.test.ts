@@ -9,6 +9,7 @@ import { generateWorld } from '../../src/learner/sim/family.js';
 import type { Running } from '../../src/server.js';
 import { declare } from '../helpers/drive-world.js';
 import { dropPrefix, eventually, FIVE_AGENTS, ON_CLUSTER, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 /**
  * When the outcome's enqueue is sent but not confirmed (the command timed out while Redis was slow to answer, and the
@@ -37,7 +38,7 @@ class Relay {
     return l !== undefined ? Promise.resolve(l) : new Promise((r) => this.waiters.push(r));
   }
   async start(): Promise<string> {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/hold-relay.ts', REDIS_URL, ':outcomes:'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...nodeEntry('test/fixtures/hold-relay.ts'), REDIS_URL, ':outcomes:'], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.child = child;
     let buf = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {

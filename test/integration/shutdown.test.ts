@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { ApportionClient } from '@apportion/sdk';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, FIVE_AGENTS, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const prefix = testPrefix('shutdown');
@@ -18,7 +19,7 @@ after(async () => {
 
 describe('graceful shutdown', () => {
   it('SIGTERM during a burst of outcomes: exits 0, and every accepted outcome is applied (after restart if need be)', async (t) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve'], {
+    const child = spawn(process.execPath, [...nodeEntry('src/cli/main.ts'), 'serve'], {
       cwd: ROOT,
       env: { ...process.env, PORT: '0', REDIS_URL, APPORTION_KEY_PREFIX: prefix, APPORTION_SEED_EXAMPLES: 'false', LOG_LEVEL: 'info', APPORTION_OUTCOME_CONCURRENCY: '2' },
       stdio: ['ignore', 'pipe', 'inherit'],

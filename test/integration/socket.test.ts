@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { ApportionClient, ApportionHttpError } from '@apportion/sdk';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -47,11 +48,11 @@ describe('over a real socket', () => {
 
   it('the CLI talks to it: allocate and stats', async () => {
     const env = { ...process.env, APPORTION_URL: rt.url!, APPORTION_KEY: ADMIN };
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'allocate', 'support-triage', '--features', '{"messageCount":3}', '--total', '8000'], { cwd: ROOT, env });
+    const { stdout } = await run(process.execPath, [...nodeEntry('src/cli/main.ts'), 'allocate', 'support-triage', '--features', '{"messageCount":3}', '--total', '8000'], { cwd: ROOT, env });
     const a = JSON.parse(stdout) as { totalTokens: number; budgets: Record<string, { tokens: number }> };
     assert.equal(a.totalTokens, 8000);
     assert.deepEqual(Object.keys(a.budgets).sort(), ['formatter', 'orchestrator', 'reasoner', 'retriever', 'validator']);
-    const bad = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'allocate', 'nope'], { cwd: ROOT, env }).catch((e: { code: number; stderr: string }) => e);
+    const bad = await run(process.execPath, [...nodeEntry('src/cli/main.ts'), 'allocate', 'nope'], { cwd: ROOT, env }).catch((e: { code: number; stderr: string }) => e);
     assert.equal((bad as { code: number }).code, 1);
     assert.match((bad as { stderr: string }).stderr, /404 PIPELINE_NOT_FOUND/);
   });

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, FIVE_AGENTS, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const prefix = testPrefix('crash');
@@ -13,7 +14,7 @@ let api: Running;
 const children: ChildProcess[] = [];
 
 function worker(hang: 'before' | 'after' | 'none'): { child: ChildProcess; line: (re: RegExp) => Promise<string> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/outcome-worker.ts'], {
+  const child = spawn(process.execPath, nodeEntry('test/fixtures/outcome-worker.ts'), {
     cwd: ROOT,
     env: { ...process.env, ...ENV, FIXTURE_HANG: hang },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -12,6 +12,7 @@ import type { ExperimentResults } from '../../src/rollout/service.js';
 import { ApportionClient } from '@apportion/sdk';
 import type { Running } from '../../src/server.js';
 import { dropPrefix, eventually, startTest, testPrefix } from '../helpers/env.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -19,7 +20,7 @@ const prefix = testPrefix('rollout-cli');
 const ADMIN = 'rollout-admin-key-0123456789';
 let rt: Running;
 let env: NodeJS.ProcessEnv;
-const cliOut = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'experiments', ...args], { cwd: ROOT, env });
+const cliOut = (...args: string[]) => run(process.execPath, [...nodeEntry('src/cli/main.ts'), 'experiments', ...args], { cwd: ROOT, env });
 const cli = async (...args: string[]) => (await cliOut(...args)).stdout;
 
 before(async () => {

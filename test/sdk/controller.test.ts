@@ -5,13 +5,14 @@ import { fileURLToPath } from 'node:url';
 import { ApportionClient, BudgetController, BudgetExceededError, type ControllerAgent, ReservationsClient } from '@apportion/sdk';
 import { FIVE_AGENTS, testPrefix } from '../helpers/env.js';
 import { serveDuring } from '../helpers/serve.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Runs test/fixtures/sub-agent.ts in a process of its own; resolves with the JSON line it prints. */
 const sub = (args: (string | number)[]) =>
   new Promise<{ ok: boolean; server?: boolean; draw?: string; error?: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/sub-agent.ts', ...args.map(String)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...nodeEntry('test/fixtures/sub-agent.ts'), ...args.map(String)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!)) : reject(new Error(`sub-agent exited ${code}`))));

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { ApportionClient } from '@apportion/sdk';
 import { testPrefix } from '../helpers/env.js';
 import { serveDuring } from '../helpers/serve.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 /**
  * The SDK examples against a server, as `APPORTION_URL=… node --import tsx examples/<file>.ts` runs them: the server
@@ -19,7 +20,7 @@ const run = promisify(execFile);
 
 /** Runs an example; a failure (or a process still running after 60 s: a hang, not a timing) fails the test. */
 const example = (file: string, env: Record<string, string>) =>
-  run(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, env: { ...process.env, APPORTION_URL: server.rt.url!, ...env }, timeout: 60_000 }).then((r) => r.stdout);
+  run(process.execPath, nodeEntry(file), { cwd: ROOT, env: { ...process.env, APPORTION_URL: server.rt.url!, ...env }, timeout: 60_000 }).then((r) => r.stdout);
 
 const line = (stdout: string, label: string) => {
   const found = stdout.split('\n').find((l) => l.startsWith(`${label}: `));

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import type { Running } from '../../src/server.js';
 import { keyStoreKeys } from '../../src/tenancy/keys.js';
 import { dropPrefix, FIVE_AGENTS, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -106,7 +107,7 @@ describe('API keys as data', () => {
 
   it('apportion keys create | list | revoke (the CLI, over the API)', async () => {
     const env = { ...process.env, APPORTION_URL: url, APPORTION_KEY: OPERATOR };
-    const cli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'keys', ...args], { cwd: ROOT, env });
+    const cli = (...args: string[]) => run(process.execPath, [...nodeEntry('src/cli/main.ts'), 'keys', ...args], { cwd: ROOT, env });
     const created = JSON.parse((await cli('create', '--tenant', 'cli-co', '--role', 'client', '--name', 'from the shell')).stdout) as { id: string; key: string };
     assert.match(created.key, /^apk_/);
     assert.equal((await http('GET', '/v1/whoami', { key: created.key })).json.tenant, 'cli-co');

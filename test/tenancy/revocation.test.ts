@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { dropPrefix, eventually, REDIS_URL, testPrefix } from '../helpers/env.js';
+import { nodeEntry } from '../helpers/cli.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const prefix = testPrefix('revocation');
@@ -11,7 +12,7 @@ const children: ChildProcess[] = [];
 
 /** One `apportion api` process over a real socket, under this file's prefix. */
 async function apiProcess(): Promise<string> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'api'], {
+  const child = spawn(process.execPath, [...nodeEntry('src/cli/main.ts'), 'api'], {
     cwd: ROOT,
     env: { ...process.env, PORT: '0', REDIS_URL, APPORTION_KEY_PREFIX: prefix, APPORTION_SEED_EXAMPLES: 'false', LOG_LEVEL: 'info', APPORTION_ADMIN_KEY: OPERATOR },
     stdio: ['ignore', 'pipe', 'inherit'],
