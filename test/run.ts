@@ -41,10 +41,9 @@
  * end, 4 at once 17 min 33 s and 18 min 52 s — no difference the machine's noise does not cover. So a shorter suite
  * needs cheaper files, not another order. The exit status is 1 if any file failed or timed out.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import path from 'node:path';
+import { buildMirror, childrenCpuS, findTests, mirrorPath } from './helpers/runner.js';
 import { LocalCluster } from './helpers/cluster.js';
 import { checkCluster, CLUSTER_CONCURRENCY, CLUSTER_SUITES, clusterEnv } from './cluster/run.js';
 
@@ -134,47 +133,12 @@ const UNLISTED_S = 10;
 /** A file that took longer than this without an entry in EXPECTED_S is named in the summary. */
 const LIST_HINT_S = 75;
 
-function findTests(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = path.join(dir, name);
-    // test/cluster/ runs in the cluster stage (test/cluster/run.ts), against a cluster of its own.
-    // node_modules: a test workspace's own packages (test/compat/otel3).
-    if (statSync(p).isDirectory()) {
-      if (p !== path.join('test', 'cluster') && name !== 'node_modules') out.push(...findTests(p));
-    }
-    else if (name.endsWith('.test.ts')) out.push(p);
-  }
-  return out;
-}
-
 /** One file to run: on the local Redis, or (`env` set) on the cluster. `label` names it in the output. */
 type Job = { file: string; label: string; cluster: boolean; env: NodeJS.ProcessEnv; expectedS: number };
 type Result = { label: string; cluster: boolean; listed: boolean; status: 'passed' | 'failed' | 'timed out'; ms: number; cpuS: number | undefined; tests: { pass: number; fail: number } };
 
-/**
- * CPU seconds of this runner's reaped children so far (Linux: cutime + cstime of /proc/self/stat), undefined elsewhere.
- * A child's own CPU and that of every process it waited for (a file's servers, CLI runs, browsers) are added here
- * when the runner reaps it, so the increase seen in a file's exit handler is that file's CPU. Two files that end in
- * the same instant may be reaped together and one of them then carries both (the total stays right).
- */
-const clockTicks = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-function childrenCpuS(): number | undefined {
-  try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
-    // Fields after the command name (in parentheses, which may hold spaces): cutime and cstime are the 16th and 17th.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[13]) + Number(rest[14])) / clockTicks;
-  } catch {
-    return undefined;
-  }
-}
+// CPU of the files: the increase of childrenCpuS (test/helpers/runner.ts) seen in a file's exit handler. Two
+// files that end in the same instant may be reaped together and one of them then carries both (the total stays right).
 let cpuSeen = childrenCpuS();
 
 /** Process groups of the files running now: interrupting the runner stops them (detached, they miss the terminal's ^C). */
@@ -254,33 +218,12 @@ function runFile(job: Job): Promise<Result> {
  * each), a quarter of the suite's CPU. APPORTION_TEST_COMPILED=0 runs them through tsx instead. A file outside the
  * repository always runs through tsx.
  */
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const compiled = process.env.APPORTION_TEST_COMPILED !== '0';
-const mirror = path.join(ROOT, '.test-build', `run-${process.pid}`);
+const mirror = compiled ? buildMirror() : undefined;
+cpuSeen = childrenCpuS(); // the build's CPU is no file's
 function runWith(file: string, flags: string[]): string[] {
-  const rel = path.relative(ROOT, path.resolve(file));
-  if (!compiled || rel.startsWith('..') || !rel.endsWith('.ts')) return ['--import', 'tsx', ...flags, file];
-  return [...flags, path.join(mirror, rel.replace(/\.ts$/, '.js'))];
-}
-if (compiled) {
-  // Mirrors left by runs that were killed (their process is gone) go first.
-  const dir = path.join(ROOT, '.test-build');
-  for (const name of existsSync(dir) ? readdirSync(dir) : []) {
-    const pid = Number(/^run-(\d+)$/.exec(name)?.[1]);
-    if (!Number.isInteger(pid) || pidAlive(pid)) continue;
-    rmSync(path.join(dir, name), { recursive: true, force: true });
-  }
-  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build-tests.mjs'), mirror], { stdio: 'inherit' });
-  cpuSeen = childrenCpuS(); // the build's CPU is no file's
-  process.on('exit', () => rmSync(mirror, { recursive: true, force: true }));
-}
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  const js = mirror === undefined ? undefined : mirrorPath(mirror, file);
+  return js === undefined ? ['--import', 'tsx', ...flags, file] : [...flags, js];
 }
 
 const whole = process.argv.length <= 2;
