@@ -7,7 +7,7 @@
  *
  * Layout: the mirror has the repository's layout, so every `new URL('…', import.meta.url)` resolves as it does in
  * the repository: tracked TypeScript files are copied and compiled; every other tracked file, and the untracked
- * outputs a test may read (dist/, packages/<name>/dist, a nested node_modules), are symbolic links to the
+ * outputs a test may read (dist/, node_modules, packages/<name>/dist, a nested node_modules), are symbolic links to the
  * repository's. Packages resolve through the repository's node_modules (the mirror sits inside the repository).
  * Each run of the suite builds its own mirror (test/run.ts: .test-build/run-<pid>, removed when it ends), so two
  * runs in one checkout never share one. Takes a few seconds.
@@ -54,7 +54,7 @@ function repoFiles() {
 
 /** Untracked directories a test may read through the mirror: build outputs and nested installs. */
 function untrackedDirs(files) {
-  const dirs = new Set(['dist']);
+  const dirs = new Set(['dist', 'node_modules']);
   for (const f of files) {
     const m = /^(packages\/[^/]+)\/package\.json$/.exec(f);
     if (m) dirs.add(`${m[1]}/dist`);

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { before, test } from 'node:test';
@@ -17,7 +17,9 @@ import { mulberry32 } from '../../src/learner/rng.js';
 import { contextFeatures, loadWorld, sampleContext, simulateOutcome, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
 import { dropPrefix, eventually, REDIS_URL } from '../helpers/env.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+// The repository itself (not the test runner's compiled mirror, whose package.json links to it): what the bin picks
+// between, dist/ or src/, is the repository's.
+const ROOT = path.dirname(realpathSync(fileURLToPath(new URL('../../package.json', import.meta.url))));
 
 function runBin(args: readonly string[], env: Record<string, string> = {}, root = ROOT): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

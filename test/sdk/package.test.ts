@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -16,7 +16,9 @@ import { dirSize } from '../../bench/sdk-size.js';
  * over a socket; then type-check a TypeScript consumer of each flavour against the installed declarations.
  */
 const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+// The repository itself (not the test runner's compiled mirror, whose package.json links to it): npm packs the real
+// package directory.
+const ROOT = dirname(realpathSync(fileURLToPath(new URL('../../package.json', import.meta.url))));
 const PKG = join(ROOT, 'packages/sdk');
 const prefix = testPrefix('sdk-package');
 let rt: Running;
