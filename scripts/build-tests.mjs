@@ -32,11 +32,13 @@ if (relative(root, mirror).startsWith('..') || mirror === root) {
 const quiet = process.argv.includes('--quiet');
 const say = (m) => quiet || process.stdout.write(`${m}\n`);
 
-/** The repository's files: git's list when this is a checkout, else a walk (without node_modules, dist, .git). */
+/** The repository's files: git's list when this is a checkout (with generated sources under packages/<name>/src), else a walk (without node_modules, dist, .git). */
 function repoFiles() {
   try {
-    const out = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    return out.split('\0').filter((f) => f !== '' && existsSync(join(root, f)));
+    const git = (...args) => execFileSync('git', ['ls-files', '-z', ...args], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\0');
+    // Sources a package's build generates beside its own (ignored by git, e.g. the SDK's copies of learner files) too.
+    const files = [...git('--cached', '--others', '--exclude-standard'), ...git('--others', '--ignored', '--exclude-standard', '--', ':(glob)packages/*/src/**')];
+    return [...new Set(files)].filter((f) => f !== '' && existsSync(join(root, f)));
   } catch {
     const out = [];
     const walk = (dir) => {
