@@ -40,6 +40,11 @@
  * however the files are scheduled. Four such runs, two at each: 3 files at once 16 min 58 s and 19 min 15 s end to
  * end, 4 at once 17 min 33 s and 18 min 52 s — no difference the machine's noise does not cover. So a shorter suite
  * needs cheaper files, not another order. The exit status is 1 if any file failed or timed out.
+ *
+ * Cheaper files: each runs compiled (below: `compiled`, the mirror). `node --import tsx bench/test-runner-cpu.ts
+ * --files 24 --seed 1` (2026-12-05, 23 files that passed both ways, each run both ways back to back, load average
+ * 10–20): CPU compiled ÷ through tsx 0.835 (188.6 s against 225.9 s), median per file 0.72×, mean saving 1.62 s a file,
+ * about 345 s of the suite's CPU (380 s with the cluster stage's reruns): a floor of about 12 min on 2 CPUs, not 15.
  */
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
@@ -213,10 +218,11 @@ function runFile(job: Job): Promise<Result> {
 
 /**
  * The files run compiled, from a mirror of the repository this run builds (scripts/build-tests.mjs: every TypeScript
- * file compiled beside itself, everything else linked), with plain `node`: through tsx's loader each file's process
- * paid about 2 s more CPU (the loader thread and its round trip per import; measured 2026-12-05 on 8 files, 0.5–3.7 s
- * each), a quarter of the suite's CPU. APPORTION_TEST_COMPILED=0 runs them through tsx instead. A file outside the
- * repository always runs through tsx.
+ * file compiled beside itself, everything else linked; test/helpers/runner.ts), with plain `node`: through tsx's
+ * loader each file's process paid about 1.6 s more CPU (the loader thread and its round trip per import; see the
+ * header). A file's child processes of the repository's TypeScript entry points run compiled too (nodeEntry,
+ * test/helpers/cli.ts). APPORTION_TEST_COMPILED=0 runs them through tsx instead. A file outside the repository
+ * always runs through tsx.
  */
 const compiled = process.env.APPORTION_TEST_COMPILED !== '0';
 const mirror = compiled ? buildMirror() : undefined;
