@@ -22,7 +22,7 @@
  * fractions of the ceiling tried for equal quality.
  *
  * `--ridge adam|decoupled` sets how the tier retrain's fit regularises (default the service's TIER_RIDGE, `decoupled`;
- * docs/tiers.md, "The fit's ridge").
+ * docs/tiers.md, "The fit's ridge"); `--decay x` its strength (the fit's `l2`; default TIER_DECAY for `decoupled`).
  * `--token-share 0.05 [--token-spread 0.7]` serves that share of a serving version's decisions as token perturbations
  * around its greedy action (the learned strategy's `tierTokenShare` / `tierTokenSpread`; docs/tiers.md, "Token
  * perturbations around the greedy action"); default the service's. `--epsilon-decay p` and `--gap-weight γ` set the
@@ -62,7 +62,10 @@ const product = flag('product', 'true') !== 'false';
 // loop and the family runs; default the service's (TIER_RIDGE).
 const ridge = flag('ridge', '');
 if (ridge !== '' && ridge !== 'adam' && ridge !== 'decoupled') throw new Error(`--ridge ${ridge}: adam or decoupled`);
-const ridgeOpt = ridge === '' ? {} : { ridge: ridge as 'adam' | 'decoupled' };
+// `--decay x`: the tier fit's regularisation strength (fitTier's `l2`; default the ridge's, TIER_DECAY for `decoupled`).
+const decay = flag('decay', '');
+if (decay !== '' && !(Number(decay) >= 0)) throw new Error(`--decay ${decay}: a number ≥ 0`);
+const ridgeOpt = { ...(ridge === '' ? {} : { ridge: ridge as 'adam' | 'decoupled' }), ...(decay === '' ? {} : { decay: Number(decay) }) };
 // `--token-share s [--token-spread δ]`: the learned strategy's guaranteed token perturbations around the greedy action.
 const tokenShare = flag('token-share', '');
 const tokenSpread = flag('token-spread', '');
@@ -235,7 +238,7 @@ async function serviceLoop(): Promise<void> {
   const guard = flag('guard', 'true') !== 'false';
   const drift = flag('drift', 'true') !== 'false';
   const loopOpts = { ...(guard ? {} : { guard: false }), ...(drift ? {} : { driftRecovery: null }), ...ridgeOpt };
-  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || TIER_RIDGE}; ${tokenLabel}; the service's loop (engine decisions, safe start, control arm ${cs !== '' ? `${Number(cs) * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
+  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}; ${tokenLabel}; the service's loop (engine decisions, safe start, control arm ${cs !== '' ? `${Number(cs) * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
   for (const name of worlds) {
     const tw = loadTierWorld(name);
     const C = tw.maxCostUsd;
@@ -315,7 +318,7 @@ async function familyLoop(which: string): Promise<void> {
   const list = flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which];
   if (!list) throw new Error(`--family ${which}: no such seed list (dev, test)`);
   const loopSeed = Number(flag('loop-seed', '1'));
-  console.log(`bench/learner-tiers --family ${which}: ${list.length} generated tier worlds, ${outcomes} outcomes each through the service's loop (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, ${tokenLabel}); last quarter of the served decisions (exploration, control arm and candidate mixing included)`);
+  console.log(`bench/learner-tiers --family ${which}: ${list.length} generated tier worlds, ${outcomes} outcomes each through the service's loop (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, ${tokenLabel}); last quarter of the served decisions (exploration, control arm and candidate mixing included)`);
   const rows: { seed: number; ratio: number; staticRatio: number; diff: ReturnType<typeof pairedCi>; served: number }[] = [];
   for (const seed of list) {
     const fw = generateTierWorld(seed);

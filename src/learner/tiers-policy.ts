@@ -426,9 +426,9 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
  * poor optimum is replaced as soon as a fresh fit explains the data better. The first `early` outcomes use longer,
  * faster fits.
  */
-export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean; prior?: TierParams; ridge?: TierRidge } = {}): TierParams {
+export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean; prior?: TierParams; ridge?: TierRidge; decay?: number } = {}): TierParams {
   const centre = opts.prior ?? initialParams(agents, dim, opts.needGuess ?? 1000);
-  const reg = { centre, ridge: opts.ridge ?? TIER_RIDGE } as const;
+  const reg = { centre, ridge: opts.ridge ?? TIER_RIDGE, ...(opts.decay !== undefined ? { l2: opts.decay } : {}) } as const;
   const warm = fitTier(p, agents, events, opts.early ? { steps: 300, lr: 0.03, ...reg } : { steps: 150, lr: 0.01, ...reg });
   let next = warm.params;
   if (!opts.early && opts.restart) {

@@ -19,6 +19,8 @@ export interface TierJobInput {
   readonly needGuess: number;
   /** How the fit regularises (tiers-policy.ts TierRidge); default TIER_RIDGE (`decoupled`). */
   readonly ridge?: TierRidge;
+  /** The fit's regularisation strength (fitTier's `l2`); default the ridge's (TIER_DECAY for `decoupled`). */
+  readonly decay?: number;
 }
 
 /** What a tier retrain reads of the job (TrainJobInput) and answers (TrainJobOutput). */
@@ -78,7 +80,7 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
   const early = t.init === undefined;
   const prior = loggedPrior(t.agents, dim, t.needGuess, train);
   const p0 = t.init ? deserializeTierParams(t.init, t.agents, dim) : prior;
-  const next = retrainTier(p0, t.agents, train, dim, { early, needGuess: t.needGuess, restart: true, prior, ...(t.ridge ? { ridge: t.ridge } : {}) });
+  const next = retrainTier(p0, t.agents, train, dim, { early, needGuess: t.needGuess, restart: true, prior, ...(t.ridge ? { ridge: t.ridge } : {}), ...(t.decay !== undefined ? { decay: t.decay } : {}) });
   if (next === p0) {
     return { trained: false, reason: 'no refit explains the logged decisions significantly better than the newest tier version (it stays)', events: events.length, fetched };
   }

@@ -78,6 +78,8 @@ export interface TierLoopOptions {
   readonly degraded?: TierWorld;
   /** How the tier retrain's fit regularises (tiers-policy.ts TierRidge); default the service's (TIER_RIDGE: `decoupled`). */
   readonly ridge?: TierRidge;
+  /** The tier fit's regularisation strength (TierJobInput.decay); default the service's (TIER_DECAY for `decoupled`). */
+  readonly decay?: number;
 }
 
 /** A trained tier version: its parameters, feature scaling, held-out error and rows (what drift recovery checks it with). */
@@ -405,7 +407,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
         costWeight,
         ...(params.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {}),
       },
-      { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}), ...(o.ridge ? { ridge: o.ridge } : {}) },
+      { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}), ...(o.ridge ? { ridge: o.ridge } : {}), ...(o.decay !== undefined ? { decay: o.decay } : {}) },
       recent,
       recent.length,
     );
