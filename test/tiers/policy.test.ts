@@ -5,7 +5,7 @@ import { mulberry32 } from '../../src/learner/rng.js';
 import { loadTierWorld } from '../../src/learner/sim/tiers.js';
 import { worldFeatures } from '../../src/learner/sim/world.js';
 import { randomTierParams } from '../helpers/tier-params.js';
-import { curvesOf, decideTier, fitsBetter, fitTier, gapProbs, initialParams, loggedPrior, perturbAround, plannedCostOf, retrainTier, tierCandidates, tierGreedy, type TierAgent, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
+import { curvesOf, decideTier, fitsBetter, fitTier, gapProbs, initialParams, loggedPrior, perturbAround, plannedCostOf, retrainTier, TIER_DECAY, tierCandidates, tierGreedy, type TierAgent, type TierEvent, type TierParams } from '../../src/learner/tiers-policy.js';
 import { assignments, bestSplit, floorSplit, response } from '../../src/learner/tiers-split.js';
 import { generateTierWorld } from '../../src/learner/sim/tier-family.js';
 
@@ -215,6 +215,9 @@ describe('the fit where the log leaves a direction flat', () => {
     const byDefault = retrain();
     assert.deepEqual(byDefault, retrain('decoupled'));
     assert.notDeepEqual(byDefault, retrain('adam'));
+    // `decay` sets the strength: TIER_DECAY named fits as the default, another strength does not.
+    assert.deepEqual(byDefault, retrainTier(prior, ag, events, enc.dim, { restart: true, prior, decay: TIER_DECAY }));
+    assert.notDeepEqual(byDefault, retrainTier(prior, ag, events, enc.dim, { restart: true, prior, decay: 3e-3 }));
   });
 });
 
