@@ -1,5 +1,5 @@
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
@@ -390,6 +390,21 @@ function send(t: NonNullable<typeof trainer>, id: number, input: TrainJobInput, 
   });
 }
 
+/** Whether process `pid` runs this Node binary (its wrappers have exec'd it). True where /proc cannot say (not Linux). */
+export function execDone(pid: number): boolean {
+  let exe: string;
+  try {
+    exe = readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return true;
+  }
+  try {
+    return exe === realpathSync(process.execPath);
+  } catch {
+    return true;
+  }
+}
+
 /**
  * One escalation step of job `id`, if the trainer still runs it: the running child is raised in place when this
  * process may; otherwise the job is taken from it (its answer, should it still come, finds no waiter and is
@@ -400,6 +415,10 @@ function escalate(id: number, input: TrainJobInput, opts: EscalationOptions, sen
   const t = trainer;
   const ladder = trainerLadder();
   if (!t || !t.waiting.has(id) || t.level + 1 >= ladder.length || t.child.pid === undefined) return false;
+  // A child still in its wrappers (`nice`, then `chrt -i 0`, before they exec node) is not at its level yet: raised
+  // in place now, the wrapper still to run would put it back (a step counted, the job still at the lowest level).
+  // The step waits for the next bound instead.
+  if (!execDone(t.child.pid)) return true;
   const from = ladder[t.level]!;
   const to = ladder[t.level + 1]!;
   const afterMs = Date.now() - sentAt;

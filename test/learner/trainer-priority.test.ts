@@ -10,7 +10,7 @@ import { learnerKeys } from '../../src/learner/keys.js';
 import { initialWeights, serializeWeights } from '../../src/learner/model.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { loadWorld, worldFeatures, worldPipeline } from '../../src/learner/sim/world.js';
-import { schedOf, trainerLadder, trainerStatus, type TrainJobInput } from '../../src/learner/train-process.js';
+import { execDone, schedOf, trainerLadder, trainerStatus, type TrainJobInput } from '../../src/learner/train-process.js';
 import { TrainingService } from '../../src/learner/training.js';
 import type { Running } from '../../src/server.js';
 import { decisionsOf, dropPrefix, REDIS_URL, startTest, testPrefix } from '../helpers/env.js';
@@ -83,6 +83,18 @@ describe('trainer priority escalation', { timeout: 240_000 }, () => {
     assert.equal(ladder.at(-2)!.nice, 19);
     assert.ok(top.nice < 19 && top.nice > (schedOf(process.pid)?.nice ?? 0), `top level nice ${top.nice}`);
     if (process.platform === 'linux') assert.equal(ladder[0]!.policy, 'idle', 'chrt -i 0 works on this Linux host');
+  });
+
+  it('a child still in its wrappers (before they exec node) is not raised in place: execDone tells it apart', async () => {
+    // What the trainer's wrappers are before they exec node: another program under the same pid.
+    const wrapper = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => wrapper.once('spawn', resolve));
+      assert.equal(execDone(wrapper.pid!), process.platform !== 'linux', 'a process running another program');
+    } finally {
+      wrapper.kill('SIGKILL');
+    }
+    assert.equal(execDone(process.pid), true, 'a process running node');
   });
 
   it('a job that cannot progress at low priority restarts in a new child per step and finishes at the top level; trained and saved once', async () => {
