@@ -6,7 +6,7 @@ import type { Config } from '../config/env.js';
 import { tombstoneTtlMs } from '../pipelines/tombstone.js';
 import { callScript } from '../redis/scripts.js';
 import { strategyArm, strategyTombstone, type Arm } from './arms.js';
-import { clusterTotals, clusteredVariance, type Clusters, type ClusteredVariance } from './units.js';
+import { clusterTotals, clusteredVariance, type ClusteredVariance } from './units.js';
 
 export interface AgentStats {
   readonly n: number;
@@ -98,22 +98,23 @@ export function clusteredOf(
       h.s.push(Number(ag[i + 2]));
     }
   }
-  const count = (x: Clusters): number => clusterTotals(x).total;
-  const nonEmpty = (x: Clusters): number => clusterTotals(x).g;
   // Only buckets that hold every outcome of the arm describe its mean: an arm with outcomes from before buckets were
   // kept falls back to the per-outcome variance. The same per agent, against its count in the per-agent sums.
-  if (quality.n === 0 || count(q) !== quality.n) return undefined;
+  const qt = clusterTotals(q);
+  if (quality.n === 0 || qt.total !== quality.n) return undefined;
   const qv = clusteredVariance(q, quality.ss);
-  const cv = cost.n > 0 && count(c) === cost.n ? clusteredVariance(c, cost.ss) : undefined;
+  const cv = cost.n > 0 && clusterTotals(c).total === cost.n ? clusteredVariance(c, cost.ss) : undefined;
   const agents: Record<string, { ceilingHit?: ClusteredVariance; clusters: number }> = Object.create(null) as Record<string, { ceilingHit?: ClusteredVariance; clusters: number }>;
   for (const [name, a] of Object.entries(agentHits)) {
     const h = hits.get(name);
-    if (!h || a.n === 0 || count(h) !== a.n) continue;
+    if (!h || a.n === 0) continue;
+    const ht = clusterTotals(h);
+    if (ht.total !== a.n) continue;
     // A 0/1 metric's Σ (y − m)² from its count and hits.
     const ceilingHit = clusteredVariance(h, a.hits - (a.hits * a.hits) / a.n);
-    agents[name] = { ...(ceilingHit !== undefined ? { ceilingHit } : {}), clusters: nonEmpty(h) };
+    agents[name] = { ...(ceilingHit !== undefined ? { ceilingHit } : {}), clusters: ht.g };
   }
-  return { ...(qv !== undefined ? { quality: qv } : {}), ...(cv !== undefined ? { cost: cv } : {}), clusters: nonEmpty(q), agents };
+  return { ...(qv !== undefined ? { quality: qv } : {}), ...(cv !== undefined ? { cost: cv } : {}), clusters: qt.g, agents };
 }
 
 export function parseArmStats(summary: Record<string, string>, agentHash: Record<string, Buffer>, buckets?: Record<string, Buffer>): ArmStats {
