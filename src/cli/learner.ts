@@ -5,11 +5,7 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig } from '../config/env.js';
-import { createLogger } from '../logger.js';
-import { redisTarget } from '../redis/connection.js';
-import { dropPrefix } from '../redis/prefix.js';
 import { ApportionClient } from '@apportion/sdk';
-import { start } from '../server.js';
 import { renderChart } from '../learner/chart.js';
 import { toDsjson } from '../learner/dsjson.js';
 import type { LoggedEvent } from '../learner/events.js';
@@ -74,6 +70,9 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
     // A models directory of its own unless APPORTION_MODELS_DIR names one: removed with the prefix afterwards.
     const ownModels = process.env.APPORTION_MODELS_DIR ? undefined : mkdtempSync(path.join(tmpdir(), 'apportion-sim-models-'));
     const config = loadConfig({ ...process.env, APPORTION_KEY_PREFIX: prefix, PORT: '0', APPORTION_SEED_EXAMPLES: 'false', LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', APPORTION_ADMIN_KEY: '', APPORTION_CLIENT_KEY: '', APPORTION_MODELS_DIR: ownModels ?? process.env.APPORTION_MODELS_DIR! });
+    // The server's modules (fastify, BullMQ, the workers: about a second of CPU to load) only for --local: a run
+    // against --url, and every refusal of bad input before it, does without them.
+    const [{ start }, { createLogger }, { redisTarget }, { dropPrefix }] = await Promise.all([import('../server.js'), import('../logger.js'), import('../redis/connection.js'), import('../redis/prefix.js')]);
     const running = await start(config, createLogger(config), { api: true, workers: true });
     client = new ApportionClient({ url: running.url!, timeoutMs: 30_000 });
     baseUrl = running.url!;

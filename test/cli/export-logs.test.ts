@@ -14,7 +14,7 @@ const prefix = testPrefix('cli-export-logs');
 const dir = mkdtempSync(path.join(tmpdir(), 'apportion-export-'));
 let rt: Running;
 
-const cli = (args: string[]) => runCli(args, { ...process.env, APPORTION_FROM_SOURCE: '1' });
+const cli = (args: string[]) => runCli(args, process.env);
 
 before(async () => {
   rt = await startTest(prefix, { listen: true });

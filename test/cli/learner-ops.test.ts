@@ -13,7 +13,7 @@ const prefix = testPrefix('cli-learner-ops');
 const dir = mkdtempSync(path.join(tmpdir(), 'apportion-learner-ops-'));
 let rt: Running;
 
-const cli = (args: string[]) => runCli(args, { ...process.env, APPORTION_FROM_SOURCE: '1' });
+const cli = (args: string[]) => runCli(args, process.env);
 const file = (name: string, body: unknown) => {
   const p = path.join(dir, name);
   writeFileSync(p, typeof body === 'string' ? body : JSON.stringify(body));

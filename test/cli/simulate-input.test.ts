@@ -12,7 +12,7 @@ import { closedPort, runCli } from '../helpers/cli.js';
 // with "Cannot read properties of undefined (reading 'map')"), and an --out that is a directory is refused before the
 // run (it failed with a raw EISDIR after the whole run). The server's port is closed: nothing may be sent.
 const dir = mkdtempSync(path.join(tmpdir(), 'apportion-sim-input-'));
-const cli = (args: string[]) => runCli(args, { ...process.env, APPORTION_FROM_SOURCE: '1' }, 120_000);
+const cli = (args: string[]) => runCli(args, process.env, 120_000);
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
