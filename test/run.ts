@@ -45,10 +45,13 @@
  * --files 24 --seed 1` (2026-12-05, 23 files that passed both ways, each run both ways back to back, load average
  * 10–20): CPU compiled ÷ through tsx 0.835 (188.6 s against 225.9 s), median per file 0.72×, mean saving 1.62 s a file,
  * about 345 s of the suite's CPU (380 s with the cluster stage's reruns): a floor of about 12 min on 2 CPUs, not 15.
+ * And the short files share processes, eight to one (below, "Short files share a process"): `node --import tsx
+ * bench/test-groups.ts --groups 3 --size 8 --seed 1` (2026-12-05, beside a whole run of the suite): CPU grouped ÷
+ * alone 0.540 (40.4 s against 74.8 s), 1.43 s a file, about 225 s over the 157 files grouped.
  */
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { buildMirror, childrenCpuS, findTests, mirrorPath } from './helpers/runner.js';
+import { ALONE, buildMirror, childrenCpuS, EXPECTED_S, findTests, mirrorPath, UNLISTED_S, writeGroup } from './helpers/runner.js';
 import { LocalCluster } from './helpers/cluster.js';
 import { checkCluster, CLUSTER_CONCURRENCY, CLUSTER_SUITES, clusterEnv } from './cluster/run.js';
 
@@ -65,82 +68,23 @@ const fileTimeoutMs = intEnv('APPORTION_TEST_FILE_TIMEOUT_MS', 900_000);
 const testTimeoutMs = Math.min(intEnv('APPORTION_TEST_TIMEOUT_MS', Math.max(fileTimeoutMs - 30_000, 1)), fileTimeoutMs);
 const KILL_GRACE_MS = 5000;
 
-/**
- * The files that took 75 s or more in whole runs on a busy 2-CPU machine (load average 20 to 40: the figures are
- * long, their order is what counts), rounded to 5 s: the order files start in, longest first. A cluster file's entry
- * is `<file> [cluster]`. Unlisted files count as UNLISTED_S.
- */
-const EXPECTED_S: Record<string, number> = {
-  'test/integration/readme.test.ts': 640,
-  'test/browser/console.test.ts': 385,
-  'test/learner/guard-api.test.ts': 380,
-  'test/learner/drift-api.test.ts': 365,
-  'test/learner/unseen-http.test.ts': 350,
-  'test/cli/cli.test.ts': 295,
-  'test/tiers/learned.test.ts': 290,
-  'test/learner/revert-recovery.test.ts': 280,
-  'test/integration/bin.test.ts': 280,
-  'test/cli/simulate-input.test.ts': 255,
-  'test/learner/safe-start-cost.test.ts': 225,
-  'test/learner/gate-backoff.test.ts': 220,
-  'test/learner/control-share.test.ts': 195,
-  'test/browser/failures.test.ts': 190,
-  'test/integration/worker-crash.test.ts': 185,
-  'test/learner/trainer-priority.test.ts': 180,
-  'test/browser/signin.test.ts': 175,
-  'test/integration/fault-schedule.test.ts': 170,
-  'test/sdk/package.test.ts': 170,
-  'test/rollout/cli.test.ts': 165,
-  'test/localeval/vectors.test.ts': 165,
-  'test/learner/propensity-api.test.ts': 165,
-  'test/cli/export-logs.test.ts': 165,
-  'test/learner/loop-guard.test.ts': 165,
-  'test/integration/api-fuzz.test.ts': 160,
-  'test/learner/api.test.ts': 155,
-  'test/tiers/localeval.test.ts': 150,
-  'test/tiers/drift.test.ts': 150,
-  'test/rollout/lifecycle.test.ts': 145,
-  'test/learner/safe-start.test.ts': 140,
-  'test/learner/guard.test.ts': 135,
-  'test/learner/drift-forget.test.ts': 130,
-  'test/learner/gate.test.ts': 130,
-  'test/browser/tenant.test.ts': 130,
-  'test/cli/cli-errors.test.ts': 125,
-  'test/learner/train.test.ts': 115,
-  'test/budgets/concurrency.test.ts': 115,
-  'test/cli/cli-docs.test.ts': 115,
-  'test/cli/budgets-cli.test.ts': 110,
-  'test/browser/content.test.ts': 105,
-  'test/localeval/local.test.ts': 100,
-  'test/tiers/support-wait.test.ts': 100,
-  'test/tiers/tier-loop-guard.test.ts': 100,
-  'test/localeval/probe-shipping.test.ts': 95,
-  'test/rollout/routing.test.ts': 95,
-  'test/rollout/holdout.test.ts': 95,
-  'test/strategies/tokenizer-lazy.test.ts': 95,
-  'test/strategies/tokenizer-equal.test.ts': 90,
-  'test/browser/learning-curve.test.ts': 85,
-  'test/tiers/policy.test.ts': 80,
-  'test/tenancy/hardening.test.ts': 80,
-  'test/budgets/property.test.ts': 80,
-  'test/tenancy/revocation.test.ts': 80,
-  'test/tenancy/keys.test.ts': 80,
-  'test/budgets/cli.test.ts': 75,
-  'test/integration/api-fuzz.test.ts [cluster]': 385,
-  'test/cluster/scale-out.test.ts [cluster]': 315,
-  'test/integration/worker-crash.test.ts [cluster]': 150,
-  'test/rollout/lifecycle.test.ts [cluster]': 110,
-  'test/integration/outcome-receipts.test.ts [cluster]': 100,
-  'test/learner/api.test.ts [cluster]': 100,
-  'test/budgets/concurrency.test.ts [cluster]': 75,
-};
-const UNLISTED_S = 10;
 /** A file that took longer than this without an entry in EXPECTED_S is named in the summary. */
 const LIST_HINT_S = 75;
 
 /** One file to run: on the local Redis, or (`env` set) on the cluster. `label` names it in the output. */
-type Job = { file: string; label: string; cluster: boolean; env: NodeJS.ProcessEnv; expectedS: number };
-type Result = { label: string; cluster: boolean; listed: boolean; status: 'passed' | 'failed' | 'timed out'; ms: number; cpuS: number | undefined; tests: { pass: number; fail: number } };
+/** `members`: the test files a group runs in its one process (`file` is then the generated module that imports them). */
+type Job = { file: string; label: string; cluster: boolean; env: NodeJS.ProcessEnv; expectedS: number; members?: readonly string[] };
+type Result = {
+  label: string;
+  cluster: boolean;
+  listed: boolean;
+  status: 'passed' | 'failed' | 'timed out';
+  ms: number;
+  cpuS: number | undefined;
+  tests: { pass: number; fail: number };
+  /** A group's files, each with its wall time and whether it passed, read from the reporter's line for it. */
+  members?: { file: string; ms: number | undefined; passed: boolean | undefined }[];
+};
 
 // CPU of the files: the increase of childrenCpuS (test/helpers/runner.ts) seen in a file's exit handler. Two
 // files that end in the same instant may be reaped together and one of them then carries both (the total stays right).
@@ -168,7 +112,7 @@ function runFile(job: Job): Promise<Result> {
   const { file, label } = job;
   const t0 = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, runWith(file, ['--test', `--test-timeout=${testTimeoutMs}`, '--test-reporter=spec']), {
+    const child = spawn(process.execPath, runWith(job, ['--test', `--test-timeout=${testTimeoutMs}`, '--test-reporter=spec']), {
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group, so a timeout kills the file's children too.
       detached: true,
@@ -211,7 +155,12 @@ function runFile(job: Job): Promise<Result> {
       // The file's own summary lines (node's reporter ends with `ℹ pass N` and `ℹ fail N`; TAP with `# pass N`).
       const text = Buffer.concat(chunks).toString('utf8');
       const count = (label: string) => Number(new RegExp(`^(?:#|ℹ) ${label} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
-      resolve({ label, cluster: job.cluster, listed: EXPECTED_S[label] !== undefined, status, ms, cpuS, tests: { pass: count('pass'), fail: count('fail') } });
+      // A group's files are its top-level suites: the spec reporter's `✔ <file> (<ms>ms)` or `✖ <file> (<ms>ms)` line.
+      const members = job.members?.map((m) => {
+        const line = new RegExp(`^([✔✖]) ${m.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(([\\d.]+)ms\\)$`, 'm').exec(text);
+        return { file: m, ms: line ? Number(line[2]) : undefined, passed: line ? line[1] === '✔' : undefined };
+      });
+      resolve({ label, cluster: job.cluster, listed: job.members !== undefined || EXPECTED_S[label] !== undefined, status, ms, cpuS, tests: { pass: count('pass'), fail: count('fail') }, ...(members ? { members } : {}) });
     });
   });
 }
@@ -227,9 +176,10 @@ function runFile(job: Job): Promise<Result> {
 const compiled = process.env.APPORTION_TEST_COMPILED !== '0';
 const mirror = compiled ? buildMirror() : undefined;
 cpuSeen = childrenCpuS(); // the build's CPU is no file's
-function runWith(file: string, flags: string[]): string[] {
-  const js = mirror === undefined ? undefined : mirrorPath(mirror, file);
-  return js === undefined ? ['--import', 'tsx', ...flags, file] : [...flags, js];
+function runWith(job: Job, flags: string[]): string[] {
+  if (job.members) return [...flags, job.file]; // a group's module, written into the mirror: already JavaScript
+  const js = mirror === undefined ? undefined : mirrorPath(mirror, job.file);
+  return js === undefined ? ['--import', 'tsx', ...flags, job.file] : [...flags, js];
 }
 
 const whole = process.argv.length <= 2;
@@ -239,6 +189,29 @@ const job = (file: string, env?: NodeJS.ProcessEnv): Job => {
   return { file, label, cluster: env !== undefined, env: env ?? process.env, expectedS: EXPECTED_S[label] ?? UNLISTED_S };
 };
 const jobs = files.map((f) => job(f));
+
+/**
+ * Short files share a process, `groupSize` at a time (APPORTION_TEST_GROUP, default 8; 1: every file alone). Most of
+ * a short file's CPU was its start: Node, the test runner, and the modules of the server it builds (fastify, BullMQ,
+ * ioredis, the product's own: about 1.2 s), paid again by each of some 170 files. In a group the modules load once:
+ * `node --import tsx bench/test-groups.ts` measures the saving against the same files run alone, in the same run.
+ * A group is a generated module in the mirror that imports each file inside a suite named after it
+ * (`describe('<file>', async () => { await import(<file>) })`): the file's hooks and tests are that suite's, so a
+ * file's `before`/`after`/`beforeEach` apply to its own tests only, and its tests run after the previous file's
+ * `after` hooks. Its output carries a line per file (`✔ <file> (<ms>ms)`) read for the summary; a failing test is
+ * named under its file. Grouped: the whole suite's files run compiled, not in EXPECTED_S (short) and not in ALONE.
+ */
+const groupSize = intEnv('APPORTION_TEST_GROUP', 8);
+if (whole && mirror !== undefined && groupSize > 1) {
+  const short = jobs.filter((j) => EXPECTED_S[j.label] === undefined && !ALONE.has(j.file));
+  for (const j of short) jobs.splice(jobs.indexOf(j), 1);
+  for (let i = 0; i < short.length; i += groupSize) {
+    const members = short.slice(i, i + groupSize).map((j) => j.file);
+    const k = i / groupSize + 1;
+    const entry = writeGroup(mirror, `group-${k}`, members);
+    jobs.push({ file: entry, label: `group ${k} (${members.length} files: ${members.map((m) => m.replace(/^test\//, '')).join(', ')})`, cluster: false, env: process.env, expectedS: UNLISTED_S * members.length, members });
+  }
+}
 
 // The whole suite: the cluster files too, on a cluster started now (a cluster that does not start fails the run, the
 // other files still run).
@@ -287,22 +260,40 @@ await new Promise<void>((done) => {
 });
 
 const bad = results.filter((r) => r.status !== 'passed');
-process.stdout.write(`\n━━ ${results.length} test files: ${results.length - bad.length} passed, ${bad.filter((r) => r.status === 'failed').length} failed, ${bad.filter((r) => r.status === 'timed out').length} timed out ━━\n`);
-for (const r of bad) process.stdout.write(`  ${r.status.toUpperCase()}: ${r.label} (${(r.ms / 1000).toFixed(1)} s)\n`);
+// A group counts as its files, each by its own line (a file without one counts as the group: cut by its time limit, or
+// its process died first). A group that failed with every file passed (an error outside the files' suites) is a failure.
+const statuses = results.flatMap((r): Result['status'][] => {
+  if (!r.members) return [r.status];
+  const own = r.members.map((m): Result['status'] => (m.passed === true ? 'passed' : m.passed === false ? 'failed' : r.status));
+  return r.status !== 'passed' && own.every((x) => x === 'passed') ? [...own.slice(1), 'failed'] : own;
+});
+const groups = results.filter((r) => r.members);
+const grouped = groups.length ? ` (${groups.reduce((n, r) => n + r.members!.length, 0)} of them ${groupSize} to a process, in ${groups.length})` : '';
+const tally = (s: Result['status']) => statuses.filter((x) => x === s).length;
+process.stdout.write(`\n━━ ${statuses.length} test files${grouped}: ${tally('passed')} passed, ${tally('failed')} failed, ${tally('timed out')} timed out ━━\n`);
+for (const r of bad) {
+  process.stdout.write(`  ${r.status.toUpperCase()}: ${r.label} (${(r.ms / 1000).toFixed(1)} s)\n`);
+  // In a group, the files that failed (or never reported: cut by the time limit, or a crash of the process).
+  for (const m of r.members?.filter((m) => m.passed !== true) ?? []) process.stdout.write(`    ${m.passed === false ? 'FAILED' : 'NO RESULT'}: ${m.file}\n`);
+}
 const passed = results.reduce((n, r) => n + r.tests.pass, 0);
 // A file that failed or timed out without reporting a failing test still counts as one failure.
 const failed = results.reduce((n, r) => n + (r.status === 'passed' ? r.tests.fail : Math.max(1, r.tests.fail)), 0);
 process.stdout.write(`tests: ${passed} passed, ${failed} failed\n`);
 const slowest = [...results].sort((a, b) => b.ms - a.ms).slice(0, 5);
-process.stdout.write(`  slowest: ${slowest.map((r) => `${r.label} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
+process.stdout.write(`  slowest: ${slowest.map((r) => `${r.members ? `group of ${r.members.length}` : r.label} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
 const cpuResults = results.filter((r) => r.cpuS !== undefined);
 if (cpuResults.length > 0) {
   const total = cpuResults.reduce((n, r) => n + r.cpuS!, 0);
-  const heaviest = [...cpuResults].sort((a, b) => b.cpuS! - a.cpuS!).slice(0, 8);
-  process.stdout.write(`  CPU of the files (with the processes they waited for): ${total.toFixed(0)} s; most: ${heaviest.map((r) => `${r.label} ${r.cpuS!.toFixed(0)} s`).join(', ')}\n`);
+  const heaviest = [...cpuResults].filter((r) => !r.members).sort((a, b) => b.cpuS! - a.cpuS!).slice(0, 8);
+  process.stdout.write(`  CPU of the files (with the processes they waited for): ${total.toFixed(0)} s; most (of the files with a process of their own): ${heaviest.map((r) => `${r.label} ${r.cpuS!.toFixed(0)} s`).join(', ')}\n`);
 }
-const unlisted = results.filter((r) => !r.listed && r.ms > LIST_HINT_S * 1000);
-if (whole && unlisted.length) process.stdout.write(`  over ${LIST_HINT_S} s with no entry in test/run.ts's EXPECTED_S (they start late): ${unlisted.map((r) => `${r.label} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
+// A grouped file's own time is its suite's (its share of the group's process).
+const unlisted = [
+  ...results.filter((r) => !r.listed && r.ms > LIST_HINT_S * 1000).map((r) => ({ label: r.label, ms: r.ms })),
+  ...results.flatMap((r) => r.members ?? []).filter((m) => m.ms !== undefined && m.ms > LIST_HINT_S * 1000).map((m) => ({ label: m.file, ms: m.ms! })),
+];
+if (whole && unlisted.length) process.stdout.write(`  over ${LIST_HINT_S} s with no entry in test/run.ts's EXPECTED_S (they start late, or share a process): ${unlisted.map((r) => `${r.label} ${(r.ms / 1000).toFixed(0)} s`).join(', ')}\n`);
 
 let clusterFailed = clusterError !== undefined;
 if (cluster) {

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /**
  * CPU seconds of this process's reaped children so far (Linux: cutime + cstime of /proc/self/stat), undefined
@@ -80,4 +80,94 @@ function pidAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * The files that took 75 s or more in whole runs on a busy 2-CPU machine (load average 20 to 40: the figures are
+ * long, their order is what counts), rounded to 5 s: the order files start in, longest first. A cluster file's entry
+ * is `<file> [cluster]`. Unlisted files count as UNLISTED_S.
+ */
+export const EXPECTED_S: Record<string, number> = {
+  'test/integration/readme.test.ts': 640,
+  'test/browser/console.test.ts': 385,
+  'test/learner/guard-api.test.ts': 380,
+  'test/learner/drift-api.test.ts': 365,
+  'test/learner/unseen-http.test.ts': 350,
+  'test/cli/cli.test.ts': 295,
+  'test/tiers/learned.test.ts': 290,
+  'test/learner/revert-recovery.test.ts': 280,
+  'test/integration/bin.test.ts': 280,
+  'test/cli/simulate-input.test.ts': 255,
+  'test/learner/safe-start-cost.test.ts': 225,
+  'test/learner/gate-backoff.test.ts': 220,
+  'test/learner/control-share.test.ts': 195,
+  'test/browser/failures.test.ts': 190,
+  'test/integration/worker-crash.test.ts': 185,
+  'test/learner/trainer-priority.test.ts': 180,
+  'test/browser/signin.test.ts': 175,
+  'test/integration/fault-schedule.test.ts': 170,
+  'test/sdk/package.test.ts': 170,
+  'test/rollout/cli.test.ts': 165,
+  'test/localeval/vectors.test.ts': 165,
+  'test/learner/propensity-api.test.ts': 165,
+  'test/cli/export-logs.test.ts': 165,
+  'test/learner/loop-guard.test.ts': 165,
+  'test/integration/api-fuzz.test.ts': 160,
+  'test/learner/api.test.ts': 155,
+  'test/tiers/localeval.test.ts': 150,
+  'test/tiers/drift.test.ts': 150,
+  'test/rollout/lifecycle.test.ts': 145,
+  'test/learner/safe-start.test.ts': 140,
+  'test/learner/guard.test.ts': 135,
+  'test/learner/drift-forget.test.ts': 130,
+  'test/learner/gate.test.ts': 130,
+  'test/browser/tenant.test.ts': 130,
+  'test/cli/cli-errors.test.ts': 125,
+  'test/learner/train.test.ts': 115,
+  'test/budgets/concurrency.test.ts': 115,
+  'test/cli/cli-docs.test.ts': 115,
+  'test/cli/budgets-cli.test.ts': 110,
+  'test/browser/content.test.ts': 105,
+  'test/localeval/local.test.ts': 100,
+  'test/tiers/support-wait.test.ts': 100,
+  'test/tiers/tier-loop-guard.test.ts': 100,
+  'test/localeval/probe-shipping.test.ts': 95,
+  'test/rollout/routing.test.ts': 95,
+  'test/rollout/holdout.test.ts': 95,
+  'test/strategies/tokenizer-lazy.test.ts': 95,
+  'test/strategies/tokenizer-equal.test.ts': 90,
+  'test/browser/learning-curve.test.ts': 85,
+  'test/tiers/policy.test.ts': 80,
+  'test/tenancy/hardening.test.ts': 80,
+  'test/budgets/property.test.ts': 80,
+  'test/tenancy/revocation.test.ts': 80,
+  'test/tenancy/keys.test.ts': 80,
+  'test/budgets/cli.test.ts': 75,
+  'test/integration/api-fuzz.test.ts [cluster]': 385,
+  'test/cluster/scale-out.test.ts [cluster]': 315,
+  'test/integration/worker-crash.test.ts [cluster]': 150,
+  'test/rollout/lifecycle.test.ts [cluster]': 110,
+  'test/integration/outcome-receipts.test.ts [cluster]': 100,
+  'test/learner/api.test.ts [cluster]': 100,
+  'test/budgets/concurrency.test.ts [cluster]': 75,
+};
+export const UNLISTED_S = 10;
+
+/** Files that keep a process of their own in a whole run: they add a process-wide listener (process.on) the next file of a group would inherit. */
+export const ALONE: ReadonlySet<string> = new Set(['test/sdk/agents-hooks-listeners.test.ts']);
+
+/**
+ * Writes a group's module into the mirror (`<mirror>/.<name>.test.mjs`) and returns its path: it imports each of
+ * `members` (test files, relative to the repository) compiled, inside a suite named after the file, one after another
+ * (test/run.ts, "Short files share a process").
+ */
+export function writeGroup(mirror: string, name: string, members: readonly string[]): string {
+  const entry = path.join(mirror, `.${name}.test.mjs`);
+  const body = members.map((m) => {
+    const js = mirrorPath(mirror, m);
+    if (js === undefined) throw new Error(`${m} is not a TypeScript file of the repository`);
+    return `describe(${JSON.stringify(m)}, async () => { await import(${JSON.stringify(pathToFileURL(js).href)}); });`;
+  });
+  writeFileSync(entry, `import { describe } from 'node:test';\n${body.join('\n')}\n`);
+  return entry;
 }
