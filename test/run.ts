@@ -109,7 +109,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 function runFile(job: Job): Promise<Result> {
-  const { file, label } = job;
+  const { label } = job;
   const t0 = Date.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, runWith(job, ['--test', `--test-timeout=${testTimeoutMs}`, '--test-reporter=spec']), {
