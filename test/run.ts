@@ -188,7 +188,6 @@ const job = (file: string, env?: NodeJS.ProcessEnv): Job => {
   const label = env ? `${file} [cluster]` : file;
   return { file, label, cluster: env !== undefined, env: env ?? process.env, expectedS: EXPECTED_S[label] ?? UNLISTED_S };
 };
-const jobs = files.map((f) => job(f));
 
 /**
  * Short files share a process, `groupSize` at a time (APPORTION_TEST_GROUP, default 8; 1: every file alone). Most of
@@ -199,19 +198,25 @@ const jobs = files.map((f) => job(f));
  * (`describe('<file>', async () => { await import(<file>) })`): the file's hooks and tests are that suite's, so a
  * file's `before`/`after`/`beforeEach` apply to its own tests only, and its tests run after the previous file's
  * `after` hooks. Its output carries a line per file (`✔ <file> (<ms>ms)`) read for the summary; a failing test is
- * named under its file. Grouped: the whole suite's files run compiled, not in EXPECTED_S (short) and not in ALONE.
+ * named under its file. Grouped: the whole suite's files run compiled, not in EXPECTED_S (short) and not in ALONE; the
+ * cluster stage's short files likewise, in groups of their own on the cluster.
  */
 const groupSize = intEnv('APPORTION_TEST_GROUP', 8);
-if (whole && mirror !== undefined && groupSize > 1) {
-  const short = jobs.filter((j) => EXPECTED_S[j.label] === undefined && !ALONE.has(j.file));
-  for (const j of short) jobs.splice(jobs.indexOf(j), 1);
+/** Takes the short files out of `list` (those on the local Redis, or the cluster's) and returns their groups. */
+function groupShort(list: Job[], tag: string): Job[] {
+  if (!whole || mirror === undefined || groupSize <= 1) return list;
+  const short = list.filter((j) => EXPECTED_S[j.label] === undefined && !ALONE.has(j.file));
+  const out = list.filter((j) => !short.includes(j));
   for (let i = 0; i < short.length; i += groupSize) {
     const members = short.slice(i, i + groupSize).map((j) => j.file);
     const k = i / groupSize + 1;
-    const entry = writeGroup(mirror, `group-${k}`, members);
-    jobs.push({ file: entry, label: `group ${k} (${members.length} files: ${members.map((m) => m.replace(/^test\//, '')).join(', ')})`, cluster: false, env: process.env, expectedS: UNLISTED_S * members.length, members });
+    const entry = writeGroup(mirror, `${tag.replace(/\W+/g, '-')}-${k}`, members);
+    const { cluster, env } = short[i]!;
+    out.push({ file: entry, label: `${tag} ${k} (${members.length} files: ${members.map((m) => m.replace(/^test\//, '')).join(', ')})`, cluster, env, expectedS: UNLISTED_S * members.length, members });
   }
+  return out;
 }
+const jobs = groupShort(files.map((f) => job(f)), 'group');
 
 // The whole suite: the cluster files too, on a cluster started now (a cluster that does not start fails the run, the
 // other files still run).
@@ -221,7 +226,7 @@ if (whole) {
   try {
     cluster = await LocalCluster.start(3);
     const env = { ...process.env, ...clusterEnv(cluster.nodes) };
-    jobs.push(...CLUSTER_SUITES.map((f) => job(f, env)));
+    jobs.push(...groupShort(CLUSTER_SUITES.map((f) => job(f, env)), 'cluster group'));
     process.stdout.write(`━━ Redis Cluster of 3 masters on ${cluster.nodes}: ${CLUSTER_SUITES.length} test files run on it ([cluster]) ━━\n`);
   } catch (e) {
     clusterError = `the local Redis Cluster did not start: ${String(e)}`;
