@@ -1,7 +1,8 @@
 /**
- * `npm test`: runs every test file in a child process of its own (`node --import tsx --test <file>`), a few at a
- * time, each under a time limit. A file that outlives its limit is killed with everything it started (its own
- * process group: servers, workers, redis-servers) and reported as TIMED OUT — the suite never hangs.
+ * `npm test`: runs the test files in child processes (`node --test <file>`; the short files eight to a process, see
+ * "Short files share a process" below), a few at a time, each process under a time limit. A process that outlives its
+ * limit is killed with everything it started (its own process group: servers, workers, redis-servers) and reported
+ * as TIMED OUT — the suite never hangs.
  *
  * Why not `node --test <all files>`: a file whose hooks or open handles never finish (a BullMQ worker left running
  * by a failed start, a connection nobody closes) kept the whole run waiting for half an hour on a busy machine.
@@ -36,8 +37,8 @@
  *                                file's limit less 30 s)
  * Each file's output is printed whole when it ends, under a heading with its wall time and CPU time (with the
  * processes it waited for); the summary adds the files' CPU total and the heaviest files. The CPU total is the
- * suite's floor on a given machine: 1,650–1,890 s on 2 CPUs (2026-12-05, fresh clones on a quiet machine) is 14–16 min
- * however the files are scheduled. Four such runs, two at each: 3 files at once 16 min 58 s and 19 min 15 s end to
+ * suite's floor on a given machine: 1,650–1,890 s on 2 CPUs (2026-12-05, fresh clones on a quiet machine, each file
+ * alone and through tsx) is 14–16 min however the files are scheduled. Four such runs, two at each: 3 files at once 16 min 58 s and 19 min 15 s end to
  * end, 4 at once 17 min 33 s and 18 min 52 s — no difference the machine's noise does not cover. So a shorter suite
  * needs cheaper files, not another order. The exit status is 1 if any file failed or timed out.
  *
