@@ -38,9 +38,10 @@
  * Each file's output is printed whole when it ends, under a heading with its wall time and CPU time (with the
  * processes it waited for); the summary adds the files' CPU total and the heaviest files. The CPU total is the
  * suite's floor on a given machine: 1,650–1,890 s on 2 CPUs (2026-12-05, fresh clones on a quiet machine, each file
- * alone and through tsx) is 14–16 min however the files are scheduled. Four such runs, two at each: 3 files at once 16 min 58 s and 19 min 15 s end to
- * end, 4 at once 17 min 33 s and 18 min 52 s — no difference the machine's noise does not cover. So a shorter suite
- * needs cheaper files, not another order. The exit status is 1 if any file failed or timed out.
+ * alone and through tsx) is 14–16 min however the files are scheduled. Four such runs, two at each: 3 files at once
+ * 16 min 58 s and 19 min 15 s end to end, 4 at once 17 min 33 s and 18 min 52 s — no difference the machine's noise
+ * does not cover. So a shorter suite needs cheaper files, not another order. The exit status is 1 if any file failed
+ * or timed out.
  *
  * Cheaper files: each runs compiled (below: `compiled`, the mirror). `node --import tsx bench/test-runner-cpu.ts
  * --files 24 --seed 1` (2026-12-05, 23 files that passed both ways, each run both ways back to back, load average
@@ -72,8 +73,10 @@ const KILL_GRACE_MS = 5000;
 /** A file that took longer than this without an entry in EXPECTED_S is named in the summary. */
 const LIST_HINT_S = 75;
 
-/** One file to run: on the local Redis, or (`env` set) on the cluster. `label` names it in the output. */
-/** `members`: the test files a group runs in its one process (`file` is then the generated module that imports them). */
+/**
+ * One file to run: on the local Redis, or (`env` set) on the cluster. `label` names it in the output. `members`: the
+ * test files a group runs in its one process (`file` is then the generated module that imports them).
+ */
 type Job = { file: string; label: string; cluster: boolean; env: NodeJS.ProcessEnv; expectedS: number; members?: readonly string[] };
 type Result = {
   label: string;

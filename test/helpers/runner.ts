@@ -85,7 +85,8 @@ function pidAlive(pid: number): boolean {
 /**
  * The files that took 75 s or more in whole runs on a busy 2-CPU machine (load average 20 to 40: the figures are
  * long, their order is what counts), rounded to 5 s: the order files start in, longest first. A cluster file's entry
- * is `<file> [cluster]`. Unlisted files count as UNLISTED_S.
+ * is `<file> [cluster]`. Unlisted files count as UNLISTED_S and, in a whole run, share a process with other short
+ * files (test/run.ts, "Short files share a process").
  */
 export const EXPECTED_S: Record<string, number> = {
   'test/integration/readme.test.ts': 640,
