@@ -9,9 +9,8 @@
  * CPU is the processes' own and every process they waited for (servers, CLI runs), as test/run.ts counts it. Both
  * ways run `node --test --test-reporter=spec`; a group that fails either way is reported and left out of the totals.
  */
-import { spawn } from 'node:child_process';
 import { mulberry32 } from '../src/learner/rng.js';
-import { ALONE, buildMirror, childrenCpuS, EXPECTED_S, findTests, mirrorPath, writeGroup } from '../test/helpers/runner.js';
+import { ALONE, buildMirror, cpuOfRun, EXPECTED_S, findTests, mirrorPath, writeGroup } from '../test/helpers/runner.js';
 import { flag } from './lib.js';
 
 const all = findTests('test').sort();
@@ -25,14 +24,8 @@ const picked: string[][] = [];
 for (let g = 0; g < groups && pool.length >= size; g++) picked.push(Array.from({ length: size }, () => pool.splice(Math.floor(rng() * pool.length), 1)[0]!));
 
 const mirror = buildMirror();
-/** Runs one process to its end; its CPU seconds (with what it waited for) and whether it passed. */
-function run(args: string[]): Promise<{ cpu: number; ok: boolean }> {
-  const before = childrenCpuS() ?? 0;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--test', '--test-reporter=spec', ...args], { stdio: 'ignore' });
-    child.on('exit', (code) => resolve({ cpu: (childrenCpuS() ?? 0) - before, ok: code === 0 }));
-  });
-}
+/** One `node --test` process to its end; its CPU seconds (with what it waited for) and whether it passed. */
+const run = (args: string[]) => cpuOfRun(['--test', '--test-reporter=spec', ...args]);
 async function alone(files: string[]): Promise<{ cpu: number; ok: boolean }> {
   let cpu = 0;
   let ok = true;

@@ -9,9 +9,8 @@
  * CPU is a file's process and every process it waited for (its servers, CLI runs), as test/run.ts counts it. Both ways
  * run `node --test --test-reporter=spec <file>`; a file that fails either way is reported and left out of the totals.
  */
-import { spawn } from 'node:child_process';
 import { mulberry32 } from '../src/learner/rng.js';
-import { buildMirror, childrenCpuS, findTests, mirrorPath } from '../test/helpers/runner.js';
+import { buildMirror, cpuOfRun, findTests, mirrorPath } from '../test/helpers/runner.js';
 import { flag } from './lib.js';
 
 const all = findTests('test').sort();
@@ -28,14 +27,6 @@ else {
 }
 
 const mirror = buildMirror();
-/** Runs one file once; its CPU seconds and whether it passed. */
-function run(args: string[]): Promise<{ cpu: number; ok: boolean }> {
-  const before = childrenCpuS() ?? 0;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { stdio: 'ignore' });
-    child.on('exit', (code) => resolve({ cpu: (childrenCpuS() ?? 0) - before, ok: code === 0 }));
-  });
-}
 
 const flags = ['--test', '--test-reporter=spec'];
 const rows: { file: string; tsx: number; compiled: number }[] = [];
@@ -47,7 +38,7 @@ for (const [i, file] of files.entries()) {
   ] as const;
   const order = i % 2 === 0 ? ways : [ways[1], ways[0]];
   const got: Record<string, { cpu: number; ok: boolean }> = {};
-  for (const [way, args] of order) got[way] = await run([...args]);
+  for (const [way, args] of order) got[way] = await cpuOfRun(args);
   const t = got.tsx!;
   const c = got.compiled!;
   if (!t.ok || !c.ok) {

@@ -392,14 +392,8 @@ function send(t: NonNullable<typeof trainer>, id: number, input: TrainJobInput, 
 
 /** Whether process `pid` runs this Node binary (its wrappers have exec'd it). True where /proc cannot say (not Linux). */
 export function execDone(pid: number): boolean {
-  let exe: string;
   try {
-    exe = readlinkSync(`/proc/${pid}/exe`);
-  } catch {
-    return true;
-  }
-  try {
-    return exe === realpathSync(process.execPath);
+    return readlinkSync(`/proc/${pid}/exe`) === realpathSync(process.execPath);
   } catch {
     return true;
   }

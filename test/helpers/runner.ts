@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -169,4 +169,13 @@ export function writeGroup(mirror: string, name: string, members: readonly strin
   });
   writeFileSync(entry, `import { describe } from 'node:test';\n${body.join('\n')}\n`);
   return entry;
+}
+
+/** Runs `node <args>` to its end (output ignored): its CPU seconds with every process it waited for, and whether it passed. */
+export function cpuOfRun(args: readonly string[]): Promise<{ cpu: number; ok: boolean }> {
+  const before = childrenCpuS() ?? 0;
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: 'ignore' });
+    child.on('exit', (code) => resolve({ cpu: (childrenCpuS() ?? 0) - before, ok: code === 0 }));
+  });
 }
