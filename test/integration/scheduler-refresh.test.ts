@@ -42,15 +42,18 @@ async function dropIteration(): Promise<void> {
   const pending = async () => ours([...(await rt.core.redis.lrange(queue.toKey('wait'), '0', '-1')), ...(await rt.core.redis.lrange(queue.toKey('paused'), '0', '-1')), ...(await rt.core.redis.zrange(queue.toKey('delayed'), '0', '-1'))]);
   await queue.pause();
   await eventually(async () => (await queue.getActiveCount()) === 0, 30_000, 20);
-  // The refresh may write the iteration again between two reads: removed until none is left.
-  for (let tries = 0; tries < 20 && (await pending()).length > 0; tries++) {
-    for (const id of await pending()) {
+  // The refresh may write the iteration again between two reads: removed until a read finds none (that read is the
+  // one checked: a refresh right after it, before the check, once failed a run that checked with a read of its own).
+  let left = await pending();
+  for (let tries = 0; tries < 20 && left.length > 0; tries++) {
+    for (const id of left) {
       for (const list of ['wait', 'paused']) await rt.core.redis.lrem(queue.toKey(list), 0, id);
       await rt.core.redis.zrem(queue.toKey('delayed'), id);
       await rt.core.redis.del(queue.toKey(id));
     }
+    left = await pending();
   }
-  assert.deepEqual(await pending(), [], 'no iteration pending');
+  assert.deepEqual(left, [], 'no iteration pending');
   await queue.resume();
 }
 
