@@ -1,17 +1,22 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { DecisionStore, newDecisionId, readDecisionJson, readDecisions, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { bucketField, decodeInline, encodeInline, PRUNE_MARGIN_MS, RecordDictionary } from '../../src/allocation/record-codec.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { createKeys } from '../../src/redis/keys.js';
-import { REDIS_URL, testPrefix, testRedis } from '../helpers/env.js';
+import { dropPrefix, REDIS_URL, testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('record-codec');
 const keys = createKeys(prefix);
 const redis = testRedis(prefix, { enableAutoPipelining: true });
+// Two tests write under prefixes of their own (`<prefix>-collide`, `<prefix>-prune`), which dropping `<prefix>` leaves.
+after(async () => {
+  await dropPrefix(`${prefix}-collide`);
+  await dropPrefix(`${prefix}-prune`);
+});
 
 /** A decision record drawn from a seed: every optional field present or not, odd feature values and names. */
 function generated(seed: number, id = newDecisionId(Date.now() - Math.floor(mulberry32(seed)() * 60_000))): DecisionRecord {
