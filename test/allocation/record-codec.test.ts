@@ -1,22 +1,17 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { DecisionStore, newDecisionId, readDecisionJson, readDecisions, type DecisionRecord } from '../../src/allocation/decisions.js';
 import { bucketField, decodeInline, encodeInline, PRUNE_MARGIN_MS, RecordDictionary } from '../../src/allocation/record-codec.js';
 import { mulberry32 } from '../../src/learner/rng.js';
 import { createKeys } from '../../src/redis/keys.js';
-import { dropPrefix, REDIS_URL, testPrefix, testRedis } from '../helpers/env.js';
+import { REDIS_URL, testPrefix, testRedis } from '../helpers/env.js';
 
 const prefix = testPrefix('record-codec');
 const keys = createKeys(prefix);
 const redis = testRedis(prefix, { enableAutoPipelining: true });
-// Two tests write under prefixes of their own (`<prefix>-collide`, `<prefix>-prune`), which dropping `<prefix>` leaves.
-after(async () => {
-  await dropPrefix(`${prefix}-collide`);
-  await dropPrefix(`${prefix}-prune`);
-});
 
 /** A decision record drawn from a seed: every optional field present or not, odd feature values and names. */
 function generated(seed: number, id = newDecisionId(Date.now() - Math.floor(mulberry32(seed)() * 60_000))): DecisionRecord {
@@ -121,7 +116,7 @@ describe('compact decision records', () => {
   });
 
   it('a dictionary ref taken by other names (a hash collision) is not reused: those records carry their names', async () => {
-    const own = createKeys(`${prefix}-collide`);
+    const own = createKeys(`${prefix}:collide`);
     const r = generated(42);
     const names = JSON.stringify([r.pipeline, r.pipelineVersion, r.strategy, r.strategyVersion, r.strategyKind, r.reason, Object.keys(r.budgets), Object.keys(r.features)]);
     const ref = createHash('sha1').update(names).digest().readUInt32BE(0);
@@ -138,7 +133,7 @@ describe('compact decision records', () => {
   });
 
   it('drops dictionary entries no record can refer to any more, keeps those in use (and adopts entries without a stamp)', async () => {
-    const own = createKeys(`${prefix}-prune`);
+    const own = createKeys(`${prefix}:prune`);
     const ttl = 60;
     const store = new DecisionStore(redis, own, ttl);
     const dict = RecordDictionary.for(redis, own);
