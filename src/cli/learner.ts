@@ -117,7 +117,12 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
       done++;
       bar?.increment(1);
     };
-    let lastModel = 0;
+    /** The newest version trained so far, served or not (0: none): a retrain has finished when it grows. */
+    const newestVersion = async () => {
+      const m = await client.request<{ versions?: { version: number }[] }>('GET', `/v1/models/${pipeline}`);
+      return Math.max(0, ...(m.versions ?? []).map((v) => v.version));
+    };
+    let lastTrained = await newestVersion();
     for (let from = 0; from < o.outcomes; from += o.checkpoint) {
       const to = Math.min(o.outcomes, from + o.checkpoint);
       let next = from;
@@ -128,27 +133,35 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
       );
       if (o.lockstep) {
         // Outcomes arrive faster here than in production: give the trainer the chance to catch up, so the
-        // curve shows learning per outcome rather than this machine's training latency (bounded wait).
+        // curve shows learning per outcome rather than this machine's training latency (bounded wait). The wait
+        // ends when a retrain has finished (a new version exists), whether the activation gate passed it, refused
+        // it or holds it as a candidate: waiting for a new *serving* version waited out the whole bound after
+        // every refusal.
         const deadline = Date.now() + 15_000;
         for (;;) {
-          const m = await client.request<{ active: number | null }>('GET', `/v1/models/${pipeline}`);
-          if ((m.active ?? 0) > lastModel || Date.now() > deadline) break;
+          const newest = await newestVersion();
+          if (newest > lastTrained || Date.now() > deadline) {
+            lastTrained = Math.max(lastTrained, newest);
+            break;
+          }
           await new Promise((r) => setTimeout(r, 100));
         }
       }
       await measure(done);
       const c = curve.at(-1)!;
-      lastModel = c.model;
       bar?.update(done, { ratio: (c.learned / c.oracle).toFixed(3), model: c.model });
     }
     bar?.stop();
     // Let the last outcomes reach the buffer and train once more, so the report reflects all of them.
     await new Promise((r) => setTimeout(r, 1500));
+    // Waits (30 s at most) for that retrain to finish, not for a new version to serve: a new version is a candidate
+    // until the gate has judged it on traffic, and no more traffic comes; and while one awaits the gate a retrain
+    // only judges it (no new version). Finished: the server's count of finished retrains grew (/metrics, every
+    // result), or, where /metrics does not say, the newest version or its gate record changed.
+    const before = await retrainState(client, pipeline, baseUrl, o.local ? undefined : o.key);
     await client.request('POST', `/v1/models/${pipeline}/train`);
-    const before = curve.at(-1)!.model;
     for (let t = 0; t < 150; t++) {
-      const m = await client.request<{ active: number | null }>('GET', `/v1/models/${pipeline}`);
-      if ((m.active ?? 0) > before) break;
+      if ((await retrainState(client, pipeline, baseUrl, o.local ? undefined : o.key)) !== before) break;
       await new Promise((r) => setTimeout(r, 200));
     }
     await measure(o.outcomes);
@@ -204,15 +217,30 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
 
 /** Failed retrain attempts the server counted (`apportion_learner_retrains_total{result="failed"}`), if it reports them. */
 async function retrainFailures(baseUrl: string, key: string | undefined): Promise<number | undefined> {
+  return (await retrainCounts(baseUrl, key))?.failed;
+}
+
+/** The server's apportion_learner_retrains_total by result (0 for a result not yet counted); undefined when /metrics does not answer it. */
+async function retrainCounts(baseUrl: string, key: string | undefined): Promise<{ trained: number; skipped: number; failed: number } | undefined> {
   try {
     // The admin key opens /metrics when APPORTION_METRICS_KEY guards it.
     const res = await fetch(`${baseUrl.replace(/\/$/, '')}/metrics`, { signal: AbortSignal.timeout(10_000), ...(key ? { headers: { authorization: `Bearer ${key}` } } : {}) });
     const text = await res.text();
-    const m = /^apportion_learner_retrains_total\{result="failed"\} (\d+)/m.exec(text);
-    return m ? Number(m[1]) : /^# TYPE apportion_learner_retrains_total /m.test(text) ? 0 : undefined;
+    if (!/^# TYPE apportion_learner_retrains_total /m.test(text)) return undefined;
+    const count = (result: string) => Number(new RegExp(`^apportion_learner_retrains_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    return { trained: count('trained'), skipped: count('skipped'), failed: count('failed') };
   } catch {
     return undefined;
   }
+}
+
+/** What changes when a retrain of `pipeline` finishes: the finished retrains' count, else the newest version and its gate record. */
+async function retrainState(client: ApportionClient, pipeline: string, baseUrl: string, key: string | undefined): Promise<string> {
+  const c = await retrainCounts(baseUrl, key);
+  if (c) return `retrains ${c.trained + c.skipped + c.failed}`;
+  const m = await client.request<{ versions?: { version: number; gate?: { status?: string; events?: number; decidedAt?: number } }[] }>('GET', `/v1/models/${pipeline}`);
+  const newest = [...(m.versions ?? [])].sort((a, b) => b.version - a.version)[0];
+  return newest ? `v${newest.version} ${newest.gate?.status ?? ''} ${newest.gate?.events ?? ''} ${newest.gate?.decidedAt ?? ''}` : 'none';
 }
 
 /**
