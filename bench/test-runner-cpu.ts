@@ -1,13 +1,18 @@
 /**
- * The CPU a test file costs run compiled (from the runner's mirror, plain node) against the same file run through
- * tsx's loader (the runner before the mirror), on a seeded random sample of the suite's files, each file run both
- * ways back to back (which way first alternates), in the same window: the ratio of the two CPU totals, the median
- * per-file ratio and difference, and the suite-wide difference the mean implies.
+ * The CPU a test file costs run one way against another, on a seeded random sample of the suite's files, each file
+ * run both ways back to back (which way first alternates), in the same window: the ratio of the two CPU totals, the
+ * median per-file ratio and difference, and the suite-wide difference the mean implies.
  *
- *   node --import tsx bench/test-runner-cpu.ts [--files 24] [--seed 1] [--list a.test.ts,b.test.ts]
+ *   node --import tsx bench/test-runner-cpu.ts [--ways tsx,compiled] [--files 24] [--seed 1] [--list a.test.ts,b.test.ts]
  *
- * CPU is a file's process and every process it waited for (its servers, CLI runs), as test/run.ts counts it. Both ways
- * run `node --test --test-reporter=spec <file>`; a file that fails either way is reported and left out of the totals.
+ * A way: `tsx` (through tsx's loader, the runner before its mirror), `compiled` (from the runner's mirror with plain
+ * node, test/run.ts), or `compiled+semi=<MB>` (compiled, with NODE_OPTIONS=--max-semi-space-size=<MB> for the file and
+ * every Node process it starts: V8's young generation, test/run.ts APPORTION_TEST_SEMI_SPACE_MB). The second way is
+ * reported against the first.
+ *
+ * CPU is a file's process and every process it waited for (its servers, CLI runs), as test/run.ts counts it. Every
+ * way runs `node --test --test-reporter=spec <file>`; a file that fails either way is reported and left out of the
+ * totals.
  */
 import { mulberry32 } from '../src/learner/rng.js';
 import { buildMirror, cpuOfRun, findTests, mirrorPath } from '../test/helpers/runner.js';
@@ -16,6 +21,9 @@ import { flag } from './lib.js';
 const all = findTests('test').sort();
 const seed = Number(flag('seed', '1'));
 const listed = flag('list', '');
+const wayNames = flag('ways', 'tsx,compiled').split(',');
+if (wayNames.length !== 2) throw new Error(`--ways: two ways, comma-separated (e.g. tsx,compiled), got "${wayNames.join(',')}"`);
+for (const name of wayNames) if (!/^(tsx|compiled|compiled\+semi=\d+)$/.test(name)) throw new Error(`--ways: "${name}" is not tsx, compiled or compiled+semi=<MB>`);
 let files: string[];
 if (listed !== '') files = listed.split(',');
 else {
@@ -29,35 +37,42 @@ else {
 const mirror = buildMirror();
 
 const flags = ['--test', '--test-reporter=spec'];
-const rows: { file: string; tsx: number; compiled: number }[] = [];
-console.log(`bench/test-runner-cpu: ${files.length} of the suite's ${all.length} files (seed ${seed}), each run through tsx and compiled, back to back`);
+/** How one way runs `file`: node's arguments and its environment. */
+function way(name: string, file: string): { args: string[]; env: NodeJS.ProcessEnv } {
+  if (name === 'tsx') return { args: ['--import', 'tsx', ...flags, file], env: process.env };
+  const semi = /^compiled\+semi=(\d+)$/.exec(name);
+  const env = semi ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=${semi[1]}`.trim() } : process.env;
+  return { args: [...flags, mirrorPath(mirror, file)!], env };
+}
+const [first, second] = wayNames as [string, string];
+const rows: { file: string; a: number; b: number }[] = [];
+console.log(`bench/test-runner-cpu: ${files.length} of the suite's ${all.length} files (seed ${seed}), each run ${first} and ${second}, back to back`);
 for (const [i, file] of files.entries()) {
-  const ways = [
-    ['tsx', ['--import', 'tsx', ...flags, file]],
-    ['compiled', [...flags, mirrorPath(mirror, file)!]],
-  ] as const;
-  const order = i % 2 === 0 ? ways : [ways[1], ways[0]];
+  const order = i % 2 === 0 ? [first, second] : [second, first];
   const got: Record<string, { cpu: number; ok: boolean }> = {};
-  for (const [way, args] of order) got[way] = await cpuOfRun(args);
-  const t = got.tsx!;
-  const c = got.compiled!;
-  if (!t.ok || !c.ok) {
-    console.log(`  ${file}: failed ${!t.ok ? 'through tsx' : ''}${!t.ok && !c.ok ? ' and ' : ''}${!c.ok ? 'compiled' : ''}; left out`);
+  for (const name of order) {
+    const w = way(name, file);
+    got[name] = await cpuOfRun(w.args, w.env);
+  }
+  const a = got[first]!;
+  const b = got[second]!;
+  if (!a.ok || !b.ok) {
+    console.log(`  ${file}: failed ${[!a.ok ? first : '', !b.ok ? second : ''].filter(Boolean).join(' and ')}; left out`);
     continue;
   }
-  rows.push({ file, tsx: t.cpu, compiled: c.cpu });
-  console.log(`  ${file}: tsx ${t.cpu.toFixed(2)} s, compiled ${c.cpu.toFixed(2)} s (${(c.cpu / t.cpu).toFixed(2)}×)`);
+  rows.push({ file, a: a.cpu, b: b.cpu });
+  console.log(`  ${file}: ${first} ${a.cpu.toFixed(2)} s, ${second} ${b.cpu.toFixed(2)} s (${(b.cpu / a.cpu).toFixed(2)}×)`);
 }
 
 const sum = (f: (r: (typeof rows)[number]) => number) => rows.reduce((n, r) => n + f(r), 0);
 const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
+  const s = [...xs].sort((x, y) => x - y);
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-const tsx = sum((r) => r.tsx);
-const compiled = sum((r) => r.compiled);
-const meanSaved = (tsx - compiled) / rows.length;
+const totalA = sum((r) => r.a);
+const totalB = sum((r) => r.b);
+const meanSaved = (totalA - totalB) / rows.length;
 console.log(`files measured: ${rows.length}`);
-console.log(`CPU, compiled ÷ tsx: ${(compiled / tsx).toFixed(3)} (${compiled.toFixed(1)} s against ${tsx.toFixed(1)} s)`);
-console.log(`per file: median ratio ${median(rows.map((r) => r.compiled / r.tsx)).toFixed(3)}, median saving ${median(rows.map((r) => r.tsx - r.compiled)).toFixed(2)} s, mean saving ${meanSaved.toFixed(2)} s`);
+console.log(`CPU, ${second} ÷ ${first}: ${(totalB / totalA).toFixed(3)} (${totalB.toFixed(1)} s against ${totalA.toFixed(1)} s)`);
+console.log(`per file: median ratio ${median(rows.map((r) => r.b / r.a)).toFixed(3)}, median saving ${median(rows.map((r) => r.a - r.b)).toFixed(2)} s, mean saving ${meanSaved.toFixed(2)} s`);
 console.log(`the suite's ${all.length} files (the cluster stage's reruns not counted) at the mean saving: ${(meanSaved * all.length).toFixed(0)} s of CPU less`);

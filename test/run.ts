@@ -50,6 +50,14 @@
  * And the short files share processes, eight to one (below, "Short files share a process"): `node --import tsx
  * bench/test-groups.ts --groups 3 --size 8 --seed 1` (2026-12-05, beside a whole run of the suite): CPU grouped ÷
  * alone 0.540 (40.4 s against 74.8 s), 1.43 s a file, about 225 s over the 157 files grouped.
+ *
+ * Not adopted: a larger young generation for every Node process of the run (NODE_OPTIONS=--max-semi-space-size=64,
+ * fewer scavenges). `node --import tsx bench/test-runner-cpu.ts --ways compiled,compiled+semi=64 --files 24 --seed 2`
+ * (2026-12-05, load average 7, stopped after 10 files): dearer on 8 of 10 (1.06–1.25×; revert-recovery 0.98×,
+ * control-share 1.17×). Also not adopted: dropping the async hook node:test installs in every test process (init and
+ * destroy for every promise: 25× the CPU of a bare promise chain, and ~7 % of a learner file's CPU in a profile). Its
+ * init maps each async resource to its test, and `it`/`before`/`after` find their suite through it (a file's
+ * top-level `after` never ran without it); keeping init and dropping destroy did not measurably change a file's CPU.
  */
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';

@@ -171,11 +171,11 @@ export function writeGroup(mirror: string, name: string, members: readonly strin
   return entry;
 }
 
-/** Runs `node <args>` to its end (output ignored): its CPU seconds with every process it waited for, and whether it passed. */
-export function cpuOfRun(args: readonly string[]): Promise<{ cpu: number; ok: boolean }> {
+/** Runs `node <args>` (in `env`, default this process's) to its end (output ignored): its CPU seconds with every process it waited for, and whether it passed. */
+export function cpuOfRun(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<{ cpu: number; ok: boolean }> {
   const before = childrenCpuS() ?? 0;
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { stdio: 'ignore' });
+    const child = spawn(process.execPath, args, { stdio: 'ignore', env });
     child.on('exit', (code) => resolve({ cpu: (childrenCpuS() ?? 0) - before, ok: code === 0 }));
   });
 }
