@@ -14,9 +14,10 @@
  *   at 0.8, 0.64, … 0.1× of it, as the oracle tries);
  * - oracle: the tier-aware oracle; best static: the best static single-model-per-agent choice (fitted on a fifth).
  *
- * The loss oracle − served splits into exploration (greedy − served; of which the control arm's and the candidate
- * share's decisions), model choice (oracle − right models/best tokens) and token split (right models/best tokens −
- * greedy), the last with its cost overspend λ·(greedy's planned cost − the best split's on those models) apart.
+ * The loss oracle − served splits into exploration (greedy − served; of which the control arm's decisions, with the
+ * share of the decisions the control arm served), model choice (oracle − right models/best tokens) and token split
+ * (right models/best tokens − greedy), the last with its cost overspend λ·(greedy's planned cost − the best split's on
+ * those models) apart.
  * Printed as fractions of the oracle's mean reward. `--detail true` adds per agent the fitted need ÷ the true one, the
  * fitted and true weights and the mean budgets (greedy, and the true best split on the same models).
  */
@@ -100,6 +101,7 @@ for (const seed of list) {
   const O = mean(oracle.map((o) => o.reward));
   const n = ctx.length;
   const explCtl = ctx.reduce((s, _, k) => s + (r.control[from + k] ? greedyR[k]! - served[k]! : 0), 0) / n;
+  const controlN = ctx.reduce((s, _, k) => s + (r.control[from + k] ? 1 : 0), 0);
   const expl = mean(greedyR) - mean(served);
   const modelLoss = O - mean(right.map((x) => x.reward));
   const tokenLoss = mean(right.map((x) => x.reward)) - mean(greedyR);
@@ -112,6 +114,7 @@ for (const seed of list) {
     staticR: mean(staticR) / O,
     exploration: expl / O,
     explControl: explCtl / O,
+    controlShare: controlN / n,
     model: modelLoss / O,
     tokens: tokenLoss / O,
     overspend: mean(overspend) / O,
@@ -120,7 +123,7 @@ for (const seed of list) {
   console.log(
     `seed ${seed}: ${fw.doc.description}; λ ${lam}; serving at the end v${r.version[outcomes - 1]} (final v${fin.version}): ` +
       `served ${row.served.toFixed(4)}, greedy ${row.greedy.toFixed(4)}, best static ${row.staticR.toFixed(4)} [${st.assign.map((m) => tw.models[m]).join(', ')}] of the oracle; ` +
-      `loss: exploration ${row.exploration.toFixed(4)} (control arm ${row.explControl.toFixed(4)}), model choice ${row.model.toFixed(4)}, token split ${row.tokens.toFixed(4)} (cost overspend ${row.overspend.toFixed(4)}); ` +
+      `loss: exploration ${row.exploration.toFixed(4)} (control arm ${row.explControl.toFixed(4)}, on ${(100 * row.controlShare).toFixed(1)} % of the decisions), model choice ${row.model.toFixed(4)}, token split ${row.tokens.toFixed(4)} (cost overspend ${row.overspend.toFixed(4)}); ` +
       `agents per request on another model than the oracle's ${wrongModels.toFixed(2)}, on a cheaper model: greedy ${cheapG.toFixed(2)}, oracle ${cheapO.toFixed(2)}`,
   );
   console.log(`ROW ${JSON.stringify({ family: which, seed, ...row })}`);
