@@ -389,6 +389,21 @@ export function withProbes(candidates: readonly number[][], probs: readonly numb
   return { candidates: C, probs: P };
 }
 
+/**
+ * Thompson-style exploration from a randomized-prior ensemble (bench option, off by default; docs/learner.md "A
+ * randomized-prior ensemble"): with probability `share` the decision plays the greedy split of one of the K members
+ * (each share/K), else what the policy drew. The members' splits join the candidate set as probes do (withProbes: a
+ * split equal to a candidate adds to it), so the logged probabilities stay exact and the policy's are scaled by
+ * 1 − share. Draws once from `rng`.
+ */
+export function withMembers(dec: Decision, splits: readonly number[][], share: number, rng: () => number): Decision {
+  if (splits.length === 0 || share <= 0) return dec;
+  const { candidates, probs } = withProbes(dec.candidates, dec.probs, splits, share, splits.length);
+  const u = rng();
+  const chosen = u < share ? indexOf(candidates, splits[Math.min(splits.length - 1, Math.floor((u / share) * splits.length))]!) : dec.chosen;
+  return { budgets: candidates[chosen]!, candidates, probs, chosen, greedy: 0 };
+}
+
 /** A split drawn uniformly over the simplex (Dirichlet(1) shares), fitted to the bounds (n draws of rng). */
 export function randomSplit(agents: readonly PolicyAgent[], total: number, rng: () => number): number[] {
   return waterFill(agents.map((a) => ({ min: a.min, cap: a.cap, weight: -Math.log(Math.max(rng(), 1e-12)) })), total);
