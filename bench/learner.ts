@@ -22,6 +22,7 @@
  *                                      [--ensemble K[:share[:sigma[:steps]]]] (randomized-prior ensemble exploration, loop.ts LoopOptions.ensemble: K members, a member's greedy split
  *                                      played with probability share (default 0.1), prior scale sigma (default 1), refit steps per member (default 100); off by default)
  *                                      [--ensemble-joint mu[:tau]] (with --ensemble: each member's agents' weight logits also move by one common shift N(mu, tau²))
+ *                                      [--ensemble-keep-greedy on] (with --ensemble: the members take their share from the exploring candidates only, at most half of it; the greedy split keeps its probability)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
  * Every figure is of the splits actually served (exploration included) over the last quarter of each run, on the
@@ -143,7 +144,9 @@ const ensembleArg = flag('ensemble', '');
 // `--ensemble-joint mu[:tau]`: every agent's weight logit of a member also moves by one shift common to the member, N(mu, tau²).
 const jointArg = flag('ensemble-joint', '');
 const joint = jointArg ? (([mu, tau]) => ({ mu: Number(mu), tau: Number(tau ?? 0) }))(jointArg.split(':')) : undefined;
-const ensemble = ensembleArg ? (([k, share, sigma, steps]) => ({ k: Number(k), share: Number(share ?? 0.1), sigma: Number(sigma ?? 1), steps: Number(steps ?? 100), ...(joint ? { joint } : {}) }))(ensembleArg.split(':')) : undefined;
+// `--ensemble-keep-greedy on`: the members' share comes from the exploring candidates only (the greedy split keeps its probability).
+const keepGreedy = flag('ensemble-keep-greedy', 'off') === 'on';
+const ensemble = ensembleArg ? (([k, share, sigma, steps]) => ({ k: Number(k), share: Number(share ?? 0.1), sigma: Number(sigma ?? 1), steps: Number(steps ?? 100), ...(joint ? { joint } : {}), ...(keepGreedy ? { keepGreedy } : {}) }))(ensembleArg.split(':')) : undefined;
 
 const mean = (xs: ArrayLike<number>) => {
   let s = 0;

@@ -69,11 +69,48 @@ describe('ensemble members: logged probabilities', () => {
     }
   });
 
+  it('keepGreedy: the greedy split keeps its probability, members take min(share, (1 − p0)/2) from the exploring candidates', () => {
+    const dec = decide(heads, agents, total, explore, mulberry32(5));
+    const p0 = dec.probs[0]!;
+    const far1 = [50, 50, 2900];
+    const far2 = [2900, 50, 50];
+    for (const share of [0.05, 0.9]) {
+      const s = Math.min(share, (1 - p0) / 2);
+      const out = withMembers(dec, [far1, far2], share, mulberry32(9), true);
+      assert.equal(out.probs[0], p0, 'the greedy split keeps its probability');
+      for (let k = 1; k < dec.candidates.length; k++) assert.equal(out.probs[k], dec.probs[k]! * (1 - s / (1 - p0)), `candidate ${k}`);
+      assert.deepEqual(out.candidates.slice(dec.candidates.length), [far1, far2]);
+      assert.equal(out.probs[dec.candidates.length], s / 2);
+      assert.equal(out.probs[dec.candidates.length + 1], s / 2);
+      assert.ok(Math.abs(out.probs.reduce((a, p) => a + p, 0) - 1) < 1e-12);
+    }
+    // A member equal to an exploring candidate adds to it.
+    const merged = withMembers(dec, [dec.candidates[1]!.slice(), far1], 0.05, mulberry32(9), true);
+    assert.equal(merged.probs[1], dec.probs[1]! * (1 - 0.05 / (1 - p0)) + 0.025);
+    // Frequencies over 20,000 decisions.
+    const rng = mulberry32(17);
+    const counts = new Map<string, number>();
+    let out = dec;
+    const N = 20000;
+    for (let t = 0; t < N; t++) {
+      out = withMembers(decide(heads, agents, total, explore, rng), [far1, far2], 0.3, rng, true);
+      const key = out.budgets.join(',');
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    for (let k = 0; k < out.candidates.length; k++) {
+      const f = (counts.get(out.candidates[k]!.join(',')) ?? 0) / N;
+      const se = Math.sqrt((out.probs[k]! * (1 - out.probs[k]!)) / N);
+      assert.ok(Math.abs(f - out.probs[k]!) < 4 * se + 1e-9, `candidate ${k}: frequency ${f} against ${out.probs[k]}`);
+    }
+  });
+
   it('with no members or share 0 the decision is the policy\u2019s own, untouched, and no draw is taken', () => {
     const dec = decide(heads, agents, total, explore, mulberry32(5));
     const rng = mulberry32(3);
     assert.equal(withMembers(dec, [], 0.1, rng), dec);
     assert.equal(withMembers(dec, [[50, 50, 2900]], 0, rng), dec);
+    assert.equal(withMembers(dec, [], 0.1, rng, true), dec);
+    assert.equal(withMembers(dec, [[50, 50, 2900]], 0, rng, true), dec);
     assert.equal(rng(), mulberry32(3)(), 'the stream was not advanced');
   });
 });

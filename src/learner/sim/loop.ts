@@ -144,9 +144,11 @@ export interface LoopOptions {
    * row's weight times an Exp(1) draw (a Bayesian bootstrap). A decision of that version plays a random member's greedy
    * split with probability `share` (policy.ts withMembers: exact logged probabilities). `joint` (docs/learner.md
    * "Ensemble members that disagree about several agents at once"): every agent's weight logit of a member also moves by
-   * one shift common to all its agents, drawn N(mu, tau²) per member (memberPrior). Default: off.
+   * one shift common to all its agents, drawn N(mu, tau²) per member (memberPrior). `keepGreedy`: the members take their
+   * share from the exploring candidates only, never from the serving version's greedy split (policy.ts
+   * withMembers), so the gate's support for that split is what it would be without them. Default: off.
    */
-  readonly ensemble?: { readonly k: number; readonly share: number; readonly sigma: number; readonly steps: number; readonly joint?: MemberJoint };
+  readonly ensemble?: { readonly k: number; readonly share: number; readonly sigma: number; readonly steps: number; readonly joint?: MemberJoint; readonly keepGreedy?: boolean };
   /** Called with every gate verdict in the loop and the exact input it was judged on (benches: diagnosis, rules judged in shadow). */
   readonly onJudge?: (j: { readonly t: number; readonly phase: 0 | 1; readonly look: number; readonly candidate: LoopVersion; readonly serving: LoopVersion | undefined; readonly input: GateInput; readonly verdict: GateVerdict }) => GateVerdict | void;
 }
@@ -494,7 +496,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       let moved = 0;
       for (const s of splits) for (let i = 0; i < s.length; i++) moved += Math.abs(s[i]! - g[i]!) / 2 / world.totalTokens / splits.length;
       for (const s of splits) for (let i = 0; i < s.length; i++) if (s[i]! < 0.25 * g[i]!) ensStats.starved += 1 / splits.length;
-      dec = withMembers(dec, splits, ens!.share, rng);
+      dec = withMembers(dec, splits, ens!.share, rng, ens!.keepGreedy === true);
       ensStats.decisions++;
       ensStats.moved += moved;
       if (dec.budgets.some((v, i) => v !== g[i]) && splits.some((s) => s.every((v, i) => v === dec.budgets[i]))) ensStats.played++;
