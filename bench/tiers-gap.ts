@@ -1,7 +1,7 @@
 /**
  * Where the tier learner loses against the tier-aware oracle and the best static choice, by the world's truth:
  *
- *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--token-share 0.05] [--token-spread 0.7] [--epsilon-decay 1] [--gap-weight 20] [--worlds cheap-suffices --seed 1]
+ *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--decay 0.01] [--token-share 0.05] [--token-spread 0.7] [--epsilon-decay 1] [--gap-weight 20] [--worlds cheap-suffices --seed 1]
  *
  * Per generated tier world (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json), the
  * service's loop (tier-loop.ts) runs as `bench/learner-tiers.ts --family` runs it. On the requests of the last quarter
@@ -54,6 +54,9 @@ const detail = flag('detail', 'false') === 'true';
 const dump = flag('dump', '');
 // `--ridge adam|decoupled`: how the tier retrain's fit regularises (tiers-policy.ts TierRidge); default the service's.
 const ridge = flag('ridge', '') as '' | 'adam' | 'decoupled';
+// `--decay x`: the tier fit's regularisation strength (fitTier's `l2`; default the ridge's, TIER_DECAY for `decoupled`).
+const decay = flag('decay', '');
+if (decay !== '' && !(Number(decay) >= 0)) throw new Error(`--decay ${decay}: a number ≥ 0`);
 // `--token-share s [--token-spread δ]`: the learned strategy's guaranteed token perturbations around the greedy action.
 const tokenShare = flag('token-share', '');
 const tokenSpread = flag('token-spread', '');
@@ -70,7 +73,7 @@ const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds
 const named = flag('worlds', '') !== '' ? flag('worlds', '').split(',') : [];
 const list: (number | string)[] = named.length ? named : flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which]!;
 const t0 = Date.now();
-console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}, exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}); last quarter, by true expected reward, as fractions of the oracle's`);
+console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}, exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}); last quarter, by true expected reward, as fractions of the oracle's`);
 const sums: Record<string, number[]> = {};
 for (const seed of list) {
   const fw = typeof seed === 'string' ? { world: loadTierWorld(seed), doc: { description: seed } } : generateTierWorld(seed);
@@ -78,7 +81,7 @@ for (const seed of list) {
   const C = tw.maxCostUsd;
   const T = tw.totalTokens;
   const lam = tw.costWeight;
-  const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, params: { ...(lam > 0 ? { costWeight: lam } : {}), ...tokenParams }, ...(ridge ? { ridge } : {}) });
+  const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, params: { ...(lam > 0 ? { costWeight: lam } : {}), ...tokenParams }, ...(ridge ? { ridge } : {}), ...(decay !== '' ? { decay: Number(decay) } : {}) });
   const from = Math.floor(outcomes * 0.75);
   const ctx = r.contexts.slice(from);
   const served = ctx.map((_, k) => r.quality[from + k]! - lam * r.cost[from + k]!);
