@@ -7,8 +7,7 @@
  *
  * A way: `tsx` (through tsx's loader, the runner before its mirror), `compiled` (from the runner's mirror with plain
  * node, test/run.ts), or `compiled+semi=<MB>` (compiled, with NODE_OPTIONS=--max-semi-space-size=<MB> for the file and
- * every Node process it starts: V8's young generation, test/run.ts APPORTION_TEST_SEMI_SPACE_MB). The second way is
- * reported against the first.
+ * every Node process it starts: V8's young generation). The second way is reported against the first.
  *
  * CPU is a file's process and every process it waited for (its servers, CLI runs), as test/run.ts counts it. Every
  * way runs `node --test --test-reporter=spec <file>`; a file that fails either way is reported and left out of the
@@ -23,7 +22,13 @@ const seed = Number(flag('seed', '1'));
 const listed = flag('list', '');
 const wayNames = flag('ways', 'tsx,compiled').split(',');
 if (wayNames.length !== 2) throw new Error(`--ways: two ways, comma-separated (e.g. tsx,compiled), got "${wayNames.join(',')}"`);
-for (const name of wayNames) if (!/^(tsx|compiled|compiled\+semi=\d+)$/.test(name)) throw new Error(`--ways: "${name}" is not tsx, compiled or compiled+semi=<MB>`);
+/** A way by its name: through tsx, or compiled with a young generation of `semiMb` (undefined: node's default). */
+function parseWay(name: string): { tsx: boolean; semiMb?: string } {
+  const m = /^(tsx|compiled)(?:\+semi=(\d+))?$/.exec(name);
+  if (!m || (m[1] === 'tsx' && m[2] !== undefined)) throw new Error(`--ways: "${name}" is not tsx, compiled or compiled+semi=<MB>`);
+  return { tsx: m[1] === 'tsx', ...(m[2] !== undefined ? { semiMb: m[2] } : {}) };
+}
+const parsed = new Map(wayNames.map((n) => [n, parseWay(n)]));
 let files: string[];
 if (listed !== '') files = listed.split(',');
 else {
@@ -39,9 +44,9 @@ const mirror = buildMirror();
 const flags = ['--test', '--test-reporter=spec'];
 /** How one way runs `file`: node's arguments and its environment. */
 function way(name: string, file: string): { args: string[]; env: NodeJS.ProcessEnv } {
-  if (name === 'tsx') return { args: ['--import', 'tsx', ...flags, file], env: process.env };
-  const semi = /^compiled\+semi=(\d+)$/.exec(name);
-  const env = semi ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=${semi[1]}`.trim() } : process.env;
+  const w = parsed.get(name)!;
+  if (w.tsx) return { args: ['--import', 'tsx', ...flags, file], env: process.env };
+  const env = w.semiMb !== undefined ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=${w.semiMb}`.trim() } : process.env;
   return { args: [...flags, mirrorPath(mirror, file)!], env };
 }
 const [first, second] = wayNames as [string, string];

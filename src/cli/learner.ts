@@ -118,10 +118,7 @@ export async function simulate(worldName: string, o: SimulateOptions): Promise<{
       bar?.increment(1);
     };
     /** The newest version trained so far, served or not (0: none): a retrain has finished when it grows. */
-    const newestVersion = async () => {
-      const m = await client.request<{ versions?: { version: number }[] }>('GET', `/v1/models/${pipeline}`);
-      return Math.max(0, ...(m.versions ?? []).map((v) => v.version));
-    };
+    const newestVersion = async () => (await newestModel(client, pipeline))?.version ?? 0;
     let lastTrained = await newestVersion();
     for (let from = 0; from < o.outcomes; from += o.checkpoint) {
       const to = Math.min(o.outcomes, from + o.checkpoint);
@@ -238,9 +235,16 @@ async function retrainCounts(baseUrl: string, key: string | undefined): Promise<
 async function retrainState(client: ApportionClient, pipeline: string, baseUrl: string, key: string | undefined): Promise<string> {
   const c = await retrainCounts(baseUrl, key);
   if (c) return `retrains ${c.trained + c.skipped + c.failed}`;
-  const m = await client.request<{ versions?: { version: number; gate?: { status?: string; events?: number; decidedAt?: number } }[] }>('GET', `/v1/models/${pipeline}`);
-  const newest = [...(m.versions ?? [])].sort((a, b) => b.version - a.version)[0];
+  const newest = await newestModel(client, pipeline);
   return newest ? `v${newest.version} ${newest.gate?.status ?? ''} ${newest.gate?.events ?? ''} ${newest.gate?.decidedAt ?? ''}` : 'none';
+}
+
+type VersionSummary = { version: number; gate?: { status?: string; events?: number; decidedAt?: number } };
+
+/** The newest version of `pipeline`'s model list (served or not) with its gate record; undefined before the first. */
+async function newestModel(client: ApportionClient, pipeline: string): Promise<VersionSummary | undefined> {
+  const m = await client.request<{ versions?: VersionSummary[] }>('GET', `/v1/models/${pipeline}`);
+  return (m.versions ?? []).reduce<VersionSummary | undefined>((best, v) => (best === undefined || v.version > best.version ? v : best), undefined);
 }
 
 /**
