@@ -330,9 +330,50 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
   const m1 = new Float64Array(size);
   const m2 = new Float64Array(size);
   const g = new Float64Array(size);
+  // Per agent, the current event's c and the parts of its partials (scratch: no allocation per event and step).
   const cs = new Float64Array(n);
+  const wvs = new Float64Array(n);
+  const reaches = new Float64Array(n);
+  const es = new Float64Array(n);
+  const ratios = new Float64Array(n);
+  const ms = new Int32Array(n);
+  // reach and pace per agent and model: one number each per step, not per event.
+  const reachOf = layout.map((l) => new Float64Array(l.M));
+  const paceOf = layout.map((l) => new Float64Array(l.M));
+  // The events as flat arrays, once: each one's nonzero features (index and value; φ is mostly a one-hot encoding,
+  // and a zero feature adds ±0 to a sum that is never −0, so skipping it changes no bit), models, budgets, weights.
+  const E = events.length;
+  const nzStart = new Int32Array(E + 1);
+  let nnz = 0;
+  for (let k = 0; k < E; k++) {
+    const x = events[k]!.x;
+    for (let j = 0; j < dim; j++) if (x[j] !== 0) nnz++;
+    nzStart[k + 1] = nnz;
+  }
+  const nzIdx = new Int32Array(nnz);
+  const nzVal = new Float64Array(nnz);
+  const assign = new Int32Array(E * n);
+  const budget = new Float64Array(E * n);
+  const quality = new Float64Array(E);
+  const weight = new Float64Array(E);
+  for (let k = 0, z = 0; k < E; k++) {
+    const ev = events[k]!;
+    for (let j = 0; j < dim; j++) {
+      const v = ev.x[j]!;
+      if (v !== 0) {
+        nzIdx[z] = j;
+        nzVal[z++] = v;
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      assign[k * n + i] = ev.action.assign[i]!;
+      budget[k * n + i] = ev.action.budgets[i]!;
+    }
+    quality[k] = ev.quality;
+    weight[k] = ev.weight ?? 1;
+  }
   let W = 0;
-  for (const ev of events) W += ev.weight ?? 1;
+  for (let k = 0; k < E; k++) W += weight[k]!;
   if (!(W > 0)) W = 1;
   let loss = 0;
   // The parameters with the lowest loss seen (each step's loss is of the parameters before its update, the warm
@@ -342,54 +383,72 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
   for (let t = 1; t <= steps + 1; t++) {
     g.fill(0);
     loss = 0;
-    for (const ev of events) {
-      const x = ev.x;
+    for (let i = 0; i < n; i++) {
+      const base = offs[i]!;
+      const M = layout[i]!.M;
+      for (let m = 1; m < M; m++) {
+        reachOf[i]![m] = sigmoid(w[base + 2 * dim + m]!);
+        paceOf[i]![m] = Math.exp(w[base + 2 * dim + M + m]!);
+      }
+    }
+    for (let k = 0; k < E; k++) {
+      const z0 = nzStart[k]!;
+      const z1 = nzStart[k + 1]!;
       let q = 1;
       // Per agent: c and its partials.
-      const parts: { wv: number; reach: number; e: number; ratio: number; m: number }[] = [];
       for (let i = 0; i < n; i++) {
         const base = offs[i]!;
         let zu = 0;
         let zt = 0;
-        for (let j = 0; j < dim; j++) {
-          zu += w[base + j]! * x[j]!;
-          zt += w[base + dim + j]! * x[j]!;
+        for (let z = z0; z < z1; z++) {
+          const j = nzIdx[z]!;
+          const v = nzVal[z]!;
+          zu += w[base + j]! * v;
+          zt += w[base + dim + j]! * v;
         }
         const wv = sigmoid(zu);
         const clamped = zt < -5 || zt > 14;
         const N = Math.exp(Math.max(-5, Math.min(14, zt)));
-        const m = ev.action.assign[i]!;
-        const M = layout[i]!.M;
-        const reach = m === 0 ? 1 : sigmoid(w[base + 2 * dim + m]!);
-        const pace = m === 0 ? 1 : Math.exp(w[base + 2 * dim + M + m]!);
-        const b = ev.action.budgets[i]!;
+        const m = assign[k * n + i]!;
+        const reach = m === 0 ? 1 : reachOf[i]![m]!;
+        const pace = m === 0 ? 1 : paceOf[i]![m]!;
+        const b = budget[k * n + i]!;
         const ratio = b / (N * pace);
         const e = Math.exp(-ratio);
         const c = Math.max(1e-6, 1 - wv * (1 - reach + reach * e));
         cs[i] = c;
         q *= c;
-        parts.push({ wv, reach, e, ratio: clamped ? 0 : ratio, m });
+        wvs[i] = wv;
+        reaches[i] = reach;
+        es[i] = e;
+        ratios[i] = clamped ? 0 : ratio;
+        ms[i] = m;
       }
-      const r = q - ev.quality;
-      const ew = ev.weight ?? 1;
+      const r = q - quality[k]!;
+      const ew = weight[k]!;
       loss += ew * r * r;
-      const k = (2 * ew * r * q) / W;
+      const kq = (2 * ew * r * q) / W;
       for (let i = 0; i < n; i++) {
-        const { wv, reach, e, ratio, m } = parts[i]!;
+        const wv = wvs[i]!;
+        const reach = reaches[i]!;
+        const e = es[i]!;
+        const m = ms[i]!;
         const base = offs[i]!;
         const M = layout[i]!.M;
-        const inv = k / cs[i]!;
+        const inv = kq / cs[i]!;
         // ∂c/∂zu = −(1 − reach + reach·e)·w(1−w); ∂c/∂zt = −w·reach·e·ratio (N grows with zt: e grows).
         const dzu = -(1 - reach + reach * e) * wv * (1 - wv) * inv;
-        const dzt = -wv * reach * e * ratio * inv;
-        for (let j = 0; j < dim; j++) {
-          g[base + j]! += dzu * x[j]!;
-          g[base + dim + j]! += dzt * x[j]!;
+        const dzt = -wv * reach * e * ratios[i]! * inv;
+        for (let z = z0; z < z1; z++) {
+          const j = nzIdx[z]!;
+          const v = nzVal[z]!;
+          g[base + j]! += dzu * v;
+          g[base + dim + j]! += dzt * v;
         }
         if (m > 0) {
           // ∂c/∂η = w·(1 − e)·reach(1 − reach); ∂c/∂κ = −w·reach·e·ratio.
           g[base + 2 * dim + m]! += wv * (1 - e) * reach * (1 - reach) * inv;
-          g[base + 2 * dim + M + m]! += -wv * reach * e * parts[i]!.ratio * inv;
+          g[base + 2 * dim + M + m]! += -wv * reach * e * ratios[i]! * inv;
         }
       }
     }
@@ -399,13 +458,15 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
       best = w.slice();
     }
     if (t > steps) break;
+    const c1 = 1 - 0.9 ** t;
+    const c2 = 1 - 0.999 ** t;
     for (let j = 0; j < size; j++) {
       // `adam`: the ridge inside the normalised step; `decoupled`: outside it, toward the centre (TierRidge).
       const gj = decoupled ? g[j]! : g[j]! + l2 * w[j]!;
       m1[j] = 0.9 * m1[j]! + 0.1 * gj;
       m2[j] = 0.999 * m2[j]! + 0.001 * gj * gj;
-      const mh = m1[j]! / (1 - 0.9 ** t);
-      const vh = m2[j]! / (1 - 0.999 ** t);
+      const mh = m1[j]! / c1;
+      const vh = m2[j]! / c2;
       w[j]! -= (lr * mh) / (Math.sqrt(vh) + 1e-8) + (decoupled ? lr * l2 * (w[j]! - c0[j]!) : 0);
     }
   }
