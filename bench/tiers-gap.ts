@@ -56,9 +56,6 @@ const dump = flag('dump', '');
 const ridge = flag('ridge', '') as '' | 'adam' | 'decoupled';
 // `--decay x`: the tier fit's regularisation strength (fitTier's `l2`; default the ridge's, TIER_DECAY for `decoupled`).
 const decay = flag('decay', '');
-// `--usage-prior centre|shape`: the retrain's prior needs from the agents' reported usage (TierJobInput.usagePrior; default off).
-const usagePrior = flag('usage-prior', '') as '' | 'centre' | 'shape';
-if (usagePrior !== '' && usagePrior !== 'centre' && usagePrior !== 'shape') throw new Error(`--usage-prior ${usagePrior}: centre or shape`);
 if (decay !== '' && !(Number(decay) >= 0)) throw new Error(`--decay ${decay}: a number ≥ 0`);
 // `--token-share s [--token-spread δ]`: the learned strategy's guaranteed token perturbations around the greedy action.
 const tokenShare = flag('token-share', '');
@@ -76,7 +73,7 @@ const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds
 const named = flag('worlds', '') !== '' ? flag('worlds', '').split(',') : [];
 const list: (number | string)[] = named.length ? named : flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which]!;
 const t0 = Date.now();
-console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, usage prior ${usagePrior || 'off'}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}, exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}); last quarter, by true expected reward, as fractions of the oracle's`);
+console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}, exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}); last quarter, by true expected reward, as fractions of the oracle's`);
 const sums: Record<string, number[]> = {};
 for (const seed of list) {
   const fw = typeof seed === 'string' ? { world: loadTierWorld(seed), doc: { description: seed } } : generateTierWorld(seed);
@@ -84,7 +81,7 @@ for (const seed of list) {
   const C = tw.maxCostUsd;
   const T = tw.totalTokens;
   const lam = tw.costWeight;
-  const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, params: { ...(lam > 0 ? { costWeight: lam } : {}), ...tokenParams }, ...(ridge ? { ridge } : {}), ...(decay !== '' ? { decay: Number(decay) } : {}), ...(usagePrior ? { usagePrior } : {}) });
+  const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, params: { ...(lam > 0 ? { costWeight: lam } : {}), ...tokenParams }, ...(ridge ? { ridge } : {}), ...(decay !== '' ? { decay: Number(decay) } : {}) });
   const from = Math.floor(outcomes * 0.75);
   const ctx = r.contexts.slice(from);
   const served = ctx.map((_, k) => r.quality[from + k]! - lam * r.cost[from + k]!);

@@ -55,8 +55,6 @@ export interface TierEvent {
   readonly cost: number;
   /** Weight in the fit (recency; default 1): the loss is the weighted mean of the squared errors. */
   readonly weight?: number;
-  /** Tokens each agent used (pipeline order) as the outcome reported them; absent when not reported. */
-  readonly usage?: readonly (number | undefined)[];
 }
 
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
@@ -84,12 +82,8 @@ const dot = (a: Float64Array, x: Float32Array) => {
  * The prior a fit starts from when there is no warm start, centred on the log: every agent's need starts at the
  * geometric mean of the budgets it was logged with (`needGuess` for an agent without any), so the first steps of
  * the fit sit where the curves have slope instead of far out on a flat tail.
- *
- * With `usage` (an option; see usageNeeds), an agent whose reported usage fits gets its need's coefficients (and
- * its cheaper models' paces) from what it used instead: the prior's need then moves with the request as the
- * agent's usage does, and the fit's decay pulls the directions the quality log leaves flat toward it.
  */
-export function loggedPrior(agents: readonly TierAgent[], dim: number, needGuess: number, events: readonly TierEvent[], opts: { usage?: boolean; fromUsage?: boolean[] } = {}): TierParams {
+export function loggedPrior(agents: readonly TierAgent[], dim: number, needGuess: number, events: readonly TierEvent[]): TierParams {
   const p = initialParams(agents, dim, needGuess);
   agents.forEach((_, i) => {
     let s = 0;
@@ -103,82 +97,7 @@ export function loggedPrior(agents: readonly TierAgent[], dim: number, needGuess
     }
     if (k > 0) p.theta[i]![0] = s / k;
   });
-  if (opts.usage) {
-    usageNeeds(agents, dim, events).forEach((fit, i) => {
-      if (!fit) return;
-      p.theta[i]!.set(fit.theta);
-      p.kappa[i]!.set(fit.kappa);
-      if (opts.fromUsage) opts.fromUsage[i] = true;
-    });
-  }
   return p;
-}
-
-/**
- * Per agent, log usage regressed on the encoded features and the served model (an indicator per cheaper model) over
- * the events where it used less than its budget (it stopped on its own, so what it used is what it wanted), with a
- * small ridge and the events' recency weights: the need's coefficients (θ) and the cheaper models' log paces (κ)
- * that usage implies. Undefined for an agent with fewer than max(30, 3 × the coefficients) such events.
- */
-export function usageNeeds(agents: readonly TierAgent[], dim: number, events: readonly TierEvent[]): ({ theta: Float64Array; kappa: Float64Array } | undefined)[] {
-  return agents.map((a, i) => {
-    const M = a.rates.length;
-    const p = dim + Math.max(0, M - 1);
-    const rows = events.filter((e) => {
-      const u = e.usage?.[i];
-      return u !== undefined && u > 0 && u < e.action.budgets[i]!;
-    });
-    if (rows.length < Math.max(30, 3 * p)) return undefined;
-    const A = new Float64Array(p * p);
-    const rhs = new Float64Array(p);
-    const z = new Float64Array(p);
-    let W = 0;
-    for (const e of rows) {
-      z.fill(0);
-      for (let j = 0; j < dim; j++) z[j] = e.x[j]!;
-      const m = e.action.assign[i]!;
-      if (m > 0) z[dim + m - 1] = 1;
-      const w = e.weight ?? 1;
-      const y = Math.log(e.usage![i]!);
-      W += w;
-      for (let r = 0; r < p; r++) {
-        if (z[r] === 0) continue;
-        rhs[r]! += w * z[r]! * y;
-        for (let c = 0; c < p; c++) A[r * p + c]! += w * z[r]! * z[c]!;
-      }
-    }
-    for (let r = 0; r < p; r++) A[r * p + r]! += 1e-3 * W;
-    const beta = solveSymmetric(A, rhs, p);
-    if (!beta.every(Number.isFinite)) return undefined;
-    const kappa = new Float64Array(M);
-    for (let m = 1; m < M; m++) kappa[m] = beta[dim + m - 1]!;
-    return { theta: beta.slice(0, dim), kappa };
-  });
-}
-
-/** Solves A·x = b for a symmetric positive definite A (p × p, row-major) by Cholesky. */
-function solveSymmetric(A: Float64Array, b: Float64Array, p: number): Float64Array {
-  const L = new Float64Array(p * p);
-  for (let r = 0; r < p; r++) {
-    for (let c = 0; c <= r; c++) {
-      let s = A[r * p + c]!;
-      for (let k = 0; k < c; k++) s -= L[r * p + k]! * L[c * p + k]!;
-      L[r * p + c] = r === c ? Math.sqrt(Math.max(s, 1e-12)) : s / L[c * p + c]!;
-    }
-  }
-  const t = new Float64Array(p);
-  for (let r = 0; r < p; r++) {
-    let s = b[r]!;
-    for (let k = 0; k < r; k++) s -= L[r * p + k]! * t[k]!;
-    t[r] = s / L[r * p + r]!;
-  }
-  const x = new Float64Array(p);
-  for (let r = p - 1; r >= 0; r--) {
-    let s = t[r]!;
-    for (let k = r + 1; k < p; k++) s -= L[k * p + r]! * x[k]!;
-    x[r] = s / L[r * p + r]!;
-  }
-  return x;
 }
 
 /** The fitted curve of every agent on every model for a request. */
@@ -377,7 +296,7 @@ export const TIER_DECAY = 1e-2;
  * (weighted by the events' `weight`, default 1), starting from `p` (warm start). Returns the new parameters and the
  * final training loss.
  */
-export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], opts: { steps?: number; lr?: number; l2?: number; centre?: TierParams; ridge?: TierRidge; fixedNeedSlopes?: readonly boolean[] } = {}): { params: TierParams; loss: number } {
+export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], opts: { steps?: number; lr?: number; l2?: number; centre?: TierParams; ridge?: TierRidge } = {}): { params: TierParams; loss: number } {
   const steps = opts.steps ?? 150;
   const lr = opts.lr ?? 0.03;
   const decoupled = (opts.ridge ?? TIER_RIDGE) === 'decoupled';
@@ -408,11 +327,6 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
       c0.set(opts.centre.kappa[i]!, offs[i]! + 2 * dim + layout[i]!.M);
     }
   }
-  // Parameters the fit leaves where they start (an agent's need coefficients but the intercept, fixedNeedSlopes).
-  const fixed = new Uint8Array(size);
-  opts.fixedNeedSlopes?.forEach((f, i) => {
-    if (f) fixed.fill(1, offs[i]! + dim + 1, offs[i]! + 2 * dim);
-  });
   const m1 = new Float64Array(size);
   const m2 = new Float64Array(size);
   const g = new Float64Array(size);
@@ -547,7 +461,6 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
     const c1 = 1 - 0.9 ** t;
     const c2 = 1 - 0.999 ** t;
     for (let j = 0; j < size; j++) {
-      if (fixed[j] === 1) continue;
       // `adam`: the ridge inside the normalised step; `decoupled`: outside it, toward the centre (TierRidge).
       const gj = decoupled ? g[j]! : g[j]! + l2 * w[j]!;
       m1[j] = 0.9 * m1[j]! + 0.1 * gj;
@@ -574,9 +487,9 @@ export function fitTier(p0: TierParams, agents: readonly TierAgent[], events: re
  * poor optimum is replaced as soon as a fresh fit explains the data better. The first `early` outcomes use longer,
  * faster fits.
  */
-export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean; prior?: TierParams; ridge?: TierRidge; decay?: number; fixedNeedSlopes?: readonly boolean[] } = {}): TierParams {
+export function retrainTier(p: TierParams, agents: readonly TierAgent[], events: readonly TierEvent[], dim: number, opts: { early?: boolean; needGuess?: number; restart?: boolean; prior?: TierParams; ridge?: TierRidge; decay?: number } = {}): TierParams {
   const centre = opts.prior ?? initialParams(agents, dim, opts.needGuess ?? 1000);
-  const reg = { centre, ridge: opts.ridge ?? TIER_RIDGE, ...(opts.decay !== undefined ? { l2: opts.decay } : {}), ...(opts.fixedNeedSlopes ? { fixedNeedSlopes: opts.fixedNeedSlopes } : {}) } as const;
+  const reg = { centre, ridge: opts.ridge ?? TIER_RIDGE, ...(opts.decay !== undefined ? { l2: opts.decay } : {}) } as const;
   const warm = fitTier(p, agents, events, opts.early ? { steps: 300, lr: 0.03, ...reg } : { steps: 150, lr: 0.01, ...reg });
   let next = warm.params;
   if (!opts.early && opts.restart) {

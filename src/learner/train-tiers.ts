@@ -21,12 +21,6 @@ export interface TierJobInput {
   readonly ridge?: TierRidge;
   /** The fit's regularisation strength (fitTier's `l2`); default the ridge's (TIER_DECAY for `decoupled`). */
   readonly decay?: number;
-  /**
-   * The prior's needs from the agents' reported usage (tiers-policy.ts loggedPrior, usageNeeds): `centre` centres
-   * the prior there; `shape` also keeps each such agent's need coefficients but the intercept at usage's (the fit
-   * learns the level, the weights, reaches and paces). Default off.
-   */
-  readonly usagePrior?: 'centre' | 'shape';
 }
 
 /** What a tier retrain reads of the job (TrainJobInput) and answers (TrainJobOutput). */
@@ -70,7 +64,7 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
     if (assign.some((m) => m < 0)) continue;
     const action: TierAction = { assign, budgets: budgets as number[] };
     strata.push({ assign, e });
-    rows.push({ x: encoder.encode(e.f), action, quality: e.q, cost: e.c ?? plannedCostOf(t.agents, action), ...(decay > 0 ? { weight: Math.exp(-decay * rows.length) } : {}), ...(t.usagePrior !== undefined && e.u ? { usage: input.agents.map((a) => e.u![a]) } : {}) });
+    rows.push({ x: encoder.encode(e.f), action, quality: e.q, cost: e.c ?? plannedCostOf(t.agents, action), ...(decay > 0 ? { weight: Math.exp(-decay * rows.length) } : {}) });
   }
   if (rows.length < 20) return { trained: false, reason: `only ${rows.length} events name every agent's budget and one of its candidate models`, events: events.length, fetched };
   const rng = mulberry32(input.seed || 1);
@@ -84,14 +78,9 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
   const train = order.slice(nHold).map((i) => rows[i]!);
   const dim = encoder.dim;
   const early = t.init === undefined;
-  const fromUsage = t.agents.map(() => false);
-  const prior = loggedPrior(t.agents, dim, t.needGuess, train, { usage: t.usagePrior !== undefined, fromUsage });
+  const prior = loggedPrior(t.agents, dim, t.needGuess, train);
   const p0 = t.init ? deserializeTierParams(t.init, t.agents, dim) : prior;
-  const shape = t.usagePrior === 'shape' && fromUsage.some(Boolean);
-  // `shape`: the warm start takes usage's need coefficients (its own intercept kept), and the fit leaves them.
-  const start = shape && t.init ? { ...p0, theta: p0.theta.map((th, i) => (fromUsage[i] ? Float64Array.from(prior.theta[i]!, (v, j) => (j === 0 ? th[0]! : v)) : th)) } : p0;
-  const next0 = retrainTier(start, t.agents, train, dim, { early, needGuess: t.needGuess, restart: true, prior, ...(t.ridge ? { ridge: t.ridge } : {}), ...(t.decay !== undefined ? { decay: t.decay } : {}), ...(shape ? { fixedNeedSlopes: fromUsage } : {}) });
-  const next = next0 === start ? p0 : next0;
+  const next = retrainTier(p0, t.agents, train, dim, { early, needGuess: t.needGuess, restart: true, prior, ...(t.ridge ? { ridge: t.ridge } : {}), ...(t.decay !== undefined ? { decay: t.decay } : {}) });
   if (next === p0) {
     return { trained: false, reason: 'no refit explains the logged decisions significantly better than the newest tier version (it stays)', events: events.length, fetched };
   }

@@ -80,8 +80,6 @@ export interface TierLoopOptions {
   readonly ridge?: TierRidge;
   /** The tier fit's regularisation strength (TierJobInput.decay); default the service's (TIER_DECAY for `decoupled`). */
   readonly decay?: number;
-  /** The retrain's prior needs from the reported usage (TierJobInput.usagePrior); default off. */
-  readonly usagePrior?: 'centre' | 'shape';
 }
 
 /** A trained tier version: its parameters, feature scaling, held-out error and rows (what drift recovery checks it with). */
@@ -299,7 +297,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     const res = w.outcome(c, assign, budgets, noise);
     const record = { ...(d.meta ? { meta: d.meta } : {}), budgets: d.budgets, totalTokens: d.totalTokens, ...(d.tiers?.models ? { models: d.tiers.models } : {}) };
     const policy = loggingPolicyOf(record, pipeline);
-    const ev: LoggedEvent = { id, t, s: 'learn', f: d.features, T: d.totalTokens, b: d.budgets, q: res.quality, c: res.cost, ...(o.usagePrior ? { u: Object.fromEntries(agentNames.map((a, i) => [a, res.usage[i]!])) } : {}), ...policy, X: C };
+    const ev: LoggedEvent = { id, t, s: 'learn', f: d.features, T: d.totalTokens, b: d.budgets, q: res.quality, c: res.cost, ...policy, X: C };
     events.unshift(ev);
     if (events.length > window) events.length = window;
     out.contexts.push(c);
@@ -409,7 +407,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
         costWeight,
         ...(params.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {}),
       },
-      { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}), ...(o.ridge ? { ridge: o.ridge } : {}), ...(o.decay !== undefined ? { decay: o.decay } : {}), ...(o.usagePrior ? { usagePrior: o.usagePrior } : {}) },
+      { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}), ...(o.ridge ? { ridge: o.ridge } : {}), ...(o.decay !== undefined ? { decay: o.decay } : {}) },
       recent,
       recent.length,
     );

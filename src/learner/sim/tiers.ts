@@ -59,8 +59,8 @@ export interface TierWorld {
   reward(c: SimContext, assign: readonly number[], budgets: readonly number[]): number;
   /** Planned cost: every budget priced in full at its model's rate (what the engine holds against a ceiling). */
   plannedCost(assign: readonly number[], budgets: readonly number[]): number;
-  /** One noisy outcome: quality, the tokens each agent used (up to 1.3 × its need on its model, cut at its budget) and their cost. */
-  outcome(c: SimContext, assign: readonly number[], budgets: readonly number[], rng: () => number): { quality: number; cost: number; usage: number[] };
+  /** One noisy outcome: quality, and the cost of the tokens used (an agent uses up to 1.3 × its need on its model). */
+  outcome(c: SimContext, assign: readonly number[], budgets: readonly number[], rng: () => number): { quality: number; cost: number };
   /**
    * The best (models, integer budgets) for a request under the total and the ceiling, by expected reward (`quality`
    * is its expected quality, `reward` its reward). With λ = 0 it is exact; with λ > 0 spending less than the ceiling
@@ -137,12 +137,8 @@ export function tierWorld(doc: TierWorldDoc, at = Date.UTC(2026, 0, 1)): TierWor
     outcome(c, assign, budgets, rng) {
       const cv = curves(c);
       let cost = 0;
-      const usage: number[] = [];
-      for (let i = 0; i < budgets.length; i++) {
-        usage.push(Math.min(budgets[i]!, Math.round(1.3 * cv[i]![assign[i]!]!.N)));
-        cost += usage[i]! * rates[assign[i]!]!;
-      }
-      return { quality: Math.min(1, Math.max(0, quality(c, assign, budgets) + w.noise * normal(rng))), cost, usage };
+      for (let i = 0; i < budgets.length; i++) cost += Math.min(budgets[i]!, Math.round(1.3 * cv[i]![assign[i]!]!.N)) * rates[assign[i]!]!;
+      return { quality: Math.min(1, Math.max(0, quality(c, assign, budgets) + w.noise * normal(rng))), cost };
     },
     oracle(c, total, ceiling) {
       const cv = curves(c);
