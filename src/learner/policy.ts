@@ -389,6 +389,53 @@ export function withProbes(candidates: readonly number[][], probs: readonly numb
   return { candidates: C, probs: P };
 }
 
+/**
+ * Thompson-style exploration from a randomized-prior ensemble (bench option, off by default; docs/learner.md "A
+ * randomized-prior ensemble"): with probability `share` the decision plays the greedy split of one of the K members
+ * (each share/K), else what the policy drew. The members' splits join the candidate set as probes do (withProbes: a
+ * split equal to a candidate adds to it), so the logged probabilities stay exact and the policy's are scaled by
+ * 1 − share. Draws once from `rng`.
+ */
+export function withMembers(dec: Decision, splits: readonly number[][], share: number, rng: () => number, keepGreedy = false): Decision {
+  if (splits.length === 0 || share <= 0) return dec;
+  if (keepGreedy) return withMembersKeepingGreedy(dec, splits, share, rng);
+  const { candidates, probs } = withProbes(dec.candidates, dec.probs, splits, share, splits.length);
+  const u = rng();
+  const chosen = u < share ? indexOf(candidates, splits[Math.min(splits.length - 1, Math.floor((u / share) * splits.length))]!) : dec.chosen;
+  return { budgets: candidates[chosen]!, candidates, probs, chosen, greedy: 0 };
+}
+
+/**
+ * withMembers with `keepGreedy` (bench option, docs/learner.md "Ensemble members that disagree about several agents
+ * at once"): the members take their share from the policy's exploring candidates only, so the greedy split (candidate
+ * 0, the serving version's split the gate needs support for) keeps its probability p0. The members get
+ * s = min(share, (1 − p0)/2) in all (each s/K), every other candidate k keeps p_k·(1 − s/(1 − p0)); a member equal to a
+ * candidate adds to it. A decision the policy drew on its greedy split keeps it; any other is replaced by a member with
+ * probability s/(1 − p0). Draws once from `rng`.
+ */
+function withMembersKeepingGreedy(dec: Decision, splits: readonly number[][], share: number, rng: () => number): Decision {
+  const p0 = dec.probs[0]!;
+  const rest = 1 - p0;
+  const s = Math.min(share, rest / 2);
+  const u = rng();
+  if (s <= 0) return dec;
+  const each = s / splits.length;
+  const keep = 1 - s / rest;
+  const C = dec.candidates.slice();
+  const P = dec.probs.map((p, k) => (k === 0 ? p : p * keep));
+  for (const b of splits) {
+    const at = indexOf(C, b);
+    if (at >= 0) P[at] = P[at]! + each;
+    else {
+      C.push(b);
+      P.push(each);
+    }
+  }
+  const cut = s / rest;
+  const chosen = dec.chosen !== 0 && u < cut ? indexOf(C, splits[Math.min(splits.length - 1, Math.floor((u / cut) * splits.length))]!) : dec.chosen;
+  return { budgets: C[chosen]!, candidates: C, probs: P, chosen, greedy: 0 };
+}
+
 /** A split drawn uniformly over the simplex (Dirichlet(1) shares), fitted to the bounds (n draws of rng). */
 export function randomSplit(agents: readonly PolicyAgent[], total: number, rng: () => number): number[] {
   return waterFill(agents.map((a) => ({ min: a.min, cap: a.cap, weight: -Math.log(Math.max(rng(), 1e-12)) })), total);
