@@ -436,6 +436,95 @@ function withMembersKeepingGreedy(dec: Decision, splits: readonly number[][], sh
   return { budgets: C[chosen]!, candidates: C, probs: P, chosen, greedy: 0 };
 }
 
+/**
+ * The probes' stop rule applied to an ensemble member's split (bench option `--ensemble-stop x`, docs/learner.md
+ * "Ensemble members under the probes' stop rule"): an agent i the member `m` gives less than the greedy split `g` is
+ * held at g_i when the serving version (`heads`) predicts that cutting i alone to the member's budget (g with i moved
+ * to m_i, the others taking the difference in proportion to their room: a probe's cut, probesFor) loses more than
+ * `stop` (relative) of r̂(g). The held agents get exactly their greedy budgets, the others give (or take) the
+ * difference in proportion to their room above their minimum (below their cap), as `shifted` moves one agent; then
+ * the others are checked again at their new budgets, until no agent is newly held (the held set only grows: at most n
+ * rounds). A pure function of (heads, g, m, bounds): the member's split is still one split per request, so every
+ * logged probability stays exact. Returns `m` itself when no agent is held.
+ */
+export function memberWithinStop(heads: Heads, g: readonly number[], m: readonly number[], agents: readonly PolicyAgent[], stop: number): { readonly split: readonly number[]; readonly held: number } {
+  const n = g.length;
+  const yg = predict(heads, g);
+  const den = Math.max(1e-9, Math.abs(yg));
+  const held = new Array<boolean>(n).fill(false);
+  let count = 0;
+  let out: readonly number[] = m;
+  for (let round = 0; round <= n; round++) {
+    let grew = false;
+    for (let i = 0; i < n; i++) {
+      if (held[i] || out[i]! >= g[i]!) continue;
+      if ((yg - predict(heads, shifted(g, agents, i, out[i]!))) / den > stop) {
+        held[i] = true;
+        count++;
+        grew = true;
+      }
+    }
+    if (!grew) break;
+    out = heldAtGreedy(m, g, agents, held);
+  }
+  return { split: out, held: count };
+}
+
+/** `m` with the held agents at their greedy budgets, the difference from (or to) the others in proportion to their room (integer). */
+function heldAtGreedy(m: readonly number[], g: readonly number[], agents: readonly PolicyAgent[], held: readonly boolean[]): number[] {
+  const n = m.length;
+  const out = m.slice();
+  let want = 0; // > 0: the others give
+  for (let i = 0; i < n; i++) if (held[i]) {
+    want += g[i]! - m[i]!;
+    out[i] = g[i]!;
+  }
+  if (want === 0) return out;
+  const sign = want > 0 ? 1 : -1;
+  const room = (j: number, at: readonly number[]) => (sign > 0 ? at[j]! - agents[j]!.min : agents[j]!.cap - at[j]!);
+  let roomSum = 0;
+  let unbounded = 0;
+  for (let j = 0; j < n; j++) {
+    if (held[j]) continue;
+    const r = room(j, m);
+    if (Number.isFinite(r)) roomSum += Math.max(0, r);
+    else unbounded++;
+  }
+  const budget = unbounded > 0 ? Math.abs(want) : Math.min(Math.abs(want), roomSum);
+  let moved = 0;
+  for (let j = 0; j < n; j++) {
+    if (held[j]) continue;
+    const r = room(j, m);
+    if (r <= 0) continue;
+    const share = unbounded > 0 ? (Number.isFinite(r) ? 0 : 1 / unbounded) : r / roomSum;
+    const d = Math.min(r, Math.floor(budget * share));
+    out[j] = m[j]! - sign * d;
+    moved += d;
+  }
+  for (let j = 0, left = budget - moved; left > 0 && j < n * 2; j++) {
+    const a = j % n;
+    if (held[a]) continue;
+    const d = Math.min(room(a, out), left);
+    if (d > 0) {
+      out[a] = out[a]! - sign * d;
+      left -= d;
+    }
+  }
+  return out;
+}
+
+/**
+ * Whether every member's split lies within the policy's own candidate tolerance of the greedy split `g`: each agent's
+ * budget within a factor e^{±δ} of its greedy budget (δ = the perturbation of the policy's candidates, which move one
+ * agent by e^{±δ}), rounded outward to whole tokens. Bench option `--ensemble-agree on`: on such a request the members'
+ * share is 0 (they would explore no farther than the policy's candidates already do). Pure in (g, splits, δ).
+ */
+export function membersAgree(g: readonly number[], splits: readonly (readonly number[])[], delta: number): boolean {
+  const lo = Math.exp(-Math.abs(delta));
+  const hi = Math.exp(Math.abs(delta));
+  return splits.every((m) => m.every((v, i) => v >= Math.floor(g[i]! * lo) && v <= Math.ceil(g[i]! * hi)));
+}
+
 /** A split drawn uniformly over the simplex (Dirichlet(1) shares), fitted to the bounds (n draws of rng). */
 export function randomSplit(agents: readonly PolicyAgent[], total: number, rng: () => number): number[] {
   return waterFill(agents.map((a) => ({ min: a.min, cap: a.cap, weight: -Math.log(Math.max(rng(), 1e-12)) })), total);

@@ -5,7 +5,7 @@ import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } 
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
-import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, withMembers, type ExploreOptions } from '../policy.js';
+import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, withMembers, memberWithinStop, membersAgree, type ExploreOptions } from '../policy.js';
 import { accumulate, adaptiveControlShare, addCandidateEvidence, addReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
 import { checkedVersions, COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
@@ -146,9 +146,15 @@ export interface LoopOptions {
    * "Ensemble members that disagree about several agents at once"): every agent's weight logit of a member also moves by
    * one shift common to all its agents, drawn N(mu, tau²) per member (memberPrior). `keepGreedy`: the members take their
    * share from the exploring candidates only, never from the serving version's greedy split (policy.ts
-   * withMembers), so the gate's support for that split is what it would be without them. Default: off.
+   * withMembers), so the gate's support for that split is what it would be without them. `stop` (docs/learner.md
+   * "Ensemble members under the probes' stop rule"): a member's split keeps at its greedy budget every agent the serving
+   * version predicts loses more than `stop` (relative) when cut alone to the member's budget, the probes' `probeStop`
+   * criterion (policy.ts memberWithinStop). `agree`: on a request where every member's split (after `stop`) lies within
+   * the policy's own candidate tolerance of the greedy split (each agent within e^{±δ}, policy.ts membersAgree), the
+   * members' share is 0 (one draw of the loop's stream is still taken, so the requests stay those without it).
+   * Default: off.
    */
-  readonly ensemble?: { readonly k: number; readonly share: number; readonly sigma: number; readonly steps: number; readonly joint?: MemberJoint; readonly keepGreedy?: boolean };
+  readonly ensemble?: { readonly k: number; readonly share: number; readonly sigma: number; readonly steps: number; readonly joint?: MemberJoint; readonly keepGreedy?: boolean; readonly stop?: number; readonly agree?: boolean };
   /** Called with every gate verdict in the loop and the exact input it was judged on (benches: diagnosis, rules judged in shadow). */
   readonly onJudge?: (j: { readonly t: number; readonly phase: 0 | 1; readonly look: number; readonly candidate: LoopVersion; readonly serving: LoopVersion | undefined; readonly input: GateInput; readonly verdict: GateVerdict }) => GateVerdict | void;
 }
@@ -326,9 +332,10 @@ export interface LoopResult {
    * The ensemble (LoopOptions.ensemble): decisions that had members, the mean over them of the members' mean distance
    * from the greedy split (half the L1 distance ÷ the total), how many played a member's split that is not the greedy
    * split, and member fits; `starved`: per decision, the members' mean count of agents given under a quarter of their
-   * greedy budget.
+   * greedy budget (after `stop`). `held` (with `stop`): per decision, the members' mean count of agents held at their
+   * greedy budget; `agreed` (with `agree`): decisions on which the members agreed with the greedy split and took no share.
    */
-  readonly ensembleStats?: { readonly decisions: number; readonly moved: number; readonly played: number; readonly fits: number; readonly starved: number };
+  readonly ensembleStats?: { readonly decisions: number; readonly moved: number; readonly played: number; readonly fits: number; readonly starved: number; readonly held: number; readonly agreed: number };
 }
 
 /**
@@ -429,7 +436,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const ens = opts.ensemble && opts.ensemble.k > 0 && opts.ensemble.share > 0 ? opts.ensemble : undefined;
   const membersOf = new Map<number, ModelWeights[]>();
   const rowsOf = new Map<number, TrainingData>();
-  const ensStats = { decisions: 0, moved: 0, played: 0, fits: 0, starved: 0 };
+  const ensStats = { decisions: 0, moved: 0, played: 0, fits: 0, starved: 0, held: 0, agreed: 0 };
   const fitMembers = async (v: LoopVersion) => {
     const data = rowsOf.get(v.version);
     rowsOf.clear();
@@ -492,11 +499,22 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     const members = ens && serving ? membersOf.get(serving.version) : undefined;
     if (members && members.length > 0) {
       const g = dec.candidates[0]!;
-      const splits = members.map((m) => greedyBudgets(forward(m, serving!.encoder.encode(f)), agents, world.totalTokens));
+      let splits = members.map((m) => greedyBudgets(forward(m, serving!.encoder.encode(f)), agents, world.totalTokens));
+      if (ens!.stop !== undefined) {
+        const stop = ens!.stop;
+        splits = splits.map((m) => {
+          const r = memberWithinStop(heads!, g, m, agents, stop);
+          ensStats.held += r.held / members.length;
+          return r.split as number[];
+        });
+      }
       let moved = 0;
       for (const s of splits) for (let i = 0; i < s.length; i++) moved += Math.abs(s[i]! - g[i]!) / 2 / world.totalTokens / splits.length;
       for (const s of splits) for (let i = 0; i < s.length; i++) if (s[i]! < 0.25 * g[i]!) ensStats.starved += 1 / splits.length;
-      dec = withMembers(dec, splits, ens!.share, rng, ens!.keepGreedy === true);
+      if (ens!.agree === true && membersAgree(g, splits, signedPerturbation(opts.explore))) {
+        rng();
+        ensStats.agreed++;
+      } else dec = withMembers(dec, splits, ens!.share, rng, ens!.keepGreedy === true);
       ensStats.decisions++;
       ensStats.moved += moved;
       if (dec.budgets.some((v, i) => v !== g[i]) && splits.some((s) => s.every((v, i) => v === dec.budgets[i]))) ensStats.played++;
@@ -734,5 +752,5 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, gateBackoffs, guardReverts, wideServed, safeStartShrinks, ...(ens ? { ensembleStats: { ...ensStats, moved: ensStats.decisions ? ensStats.moved / ensStats.decisions : 0, starved: ensStats.decisions ? ensStats.starved / ensStats.decisions : 0 } } : {}) };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, gateBackoffs, guardReverts, wideServed, safeStartShrinks, ...(ens ? { ensembleStats: { ...ensStats, moved: ensStats.decisions ? ensStats.moved / ensStats.decisions : 0, starved: ensStats.decisions ? ensStats.starved / ensStats.decisions : 0, held: ensStats.decisions ? ensStats.held / ensStats.decisions : 0 } } : {}) };
 }
