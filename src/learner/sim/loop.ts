@@ -5,12 +5,12 @@ import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } 
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
-import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, withMembers, memberWithinStop, membersAgree, type ExploreOptions } from '../policy.js';
+import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
 import { accumulate, adaptiveControlShare, addCandidateEvidence, addReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
 import { checkedVersions, COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
-import { trainModel, type TrainingData, type TrainMetrics, type TrainOptions } from '../trainer.js';
+import { trainModel, type TrainMetrics, type TrainOptions } from '../trainer.js';
 import { bestStatic, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from './family.js';
 import { bestStaticShares, contextFeatures, expectedQuality, oracleBudgets, staticBudgets, uniformBudgets, type SimContext, type World } from './world.js';
 
@@ -136,25 +136,6 @@ export interface LoopOptions {
    * the rest of the run is what it would have been. Default: none.
    */
   readonly flipReward?: (version: number) => boolean;
-  /**
-   * Randomized-prior ensemble exploration (benches only; docs/learner.md "A randomized-prior ensemble"). When a version
-   * starts serving, `k` members are fitted from it: each its weights with every agent's saturating-weight logit moved by
-   * N(0, sigma²) and its need's log by N(0, (sigma/2)²) (a random prior: where the log has support the refit pulls it
-   * back, where it has none it stands), refitted for `steps` gradient steps on the version's own training rows, each
-   * row's weight times an Exp(1) draw (a Bayesian bootstrap). A decision of that version plays a random member's greedy
-   * split with probability `share` (policy.ts withMembers: exact logged probabilities). `joint` (docs/learner.md
-   * "Ensemble members that disagree about several agents at once"): every agent's weight logit of a member also moves by
-   * one shift common to all its agents, drawn N(mu, tau²) per member (memberPrior). `keepGreedy`: the members take their
-   * share from the exploring candidates only, never from the serving version's greedy split (policy.ts
-   * withMembers), so the gate's support for that split is what it would be without them. `stop` (docs/learner.md
-   * "Ensemble members under the probes' stop rule"): a member's split keeps at its greedy budget every agent the serving
-   * version predicts loses more than `stop` (relative) when cut alone to the member's budget, the probes' `probeStop`
-   * criterion (policy.ts memberWithinStop). `agree`: on a request where every member's split (after `stop`) lies within
-   * the policy's own candidate tolerance of the greedy split (each agent within e^{±δ}, policy.ts membersAgree), the
-   * members' share is 0 (one draw of the loop's stream is still taken, so the requests stay those without it).
-   * Default: off.
-   */
-  readonly ensemble?: { readonly k: number; readonly share: number; readonly sigma: number; readonly steps: number; readonly joint?: MemberJoint; readonly keepGreedy?: boolean; readonly stop?: number; readonly agree?: boolean };
   /** Called with every gate verdict in the loop and the exact input it was judged on (benches: diagnosis, rules judged in shadow). */
   readonly onJudge?: (j: { readonly t: number; readonly phase: 0 | 1; readonly look: number; readonly candidate: LoopVersion; readonly serving: LoopVersion | undefined; readonly input: GateInput; readonly verdict: GateVerdict }) => GateVerdict | void;
 }
@@ -328,42 +309,6 @@ export interface LoopResult {
   readonly guardReverts: readonly { readonly at: number; readonly from: number; readonly to: number; readonly diff: number }[];
   /** Per outcome: 1 when a wide safe-start split (ExploreOptions.wideStart) served it. */
   readonly wideServed: Uint8Array;
-  /**
-   * The ensemble (LoopOptions.ensemble): decisions that had members, the mean over them of the members' mean distance
-   * from the greedy split (half the L1 distance ÷ the total), how many played a member's split that is not the greedy
-   * split, and member fits; `starved`: per decision, the members' mean count of agents given under a quarter of their
-   * greedy budget (after `stop`). `held` (with `stop`): per decision, the members' mean count of agents held at their
-   * greedy budget; `agreed` (with `agree`): decisions on which the members agreed with the greedy split and took no share.
-   */
-  readonly ensembleStats?: { readonly decisions: number; readonly moved: number; readonly played: number; readonly fits: number; readonly starved: number; readonly held: number; readonly agreed: number };
-}
-
-/**
- * The joint part of an ensemble member's random prior (LoopOptions.ensemble.joint): one shift of every agent's
- * weight logit, common to the member's agents, drawn N(mu, tau²). With mu < 0 the member's weights sit in the
- * sigmoid's exponential regime, where the independent per-agent draws become ratios of weights (a logit apart by
- * 2 is a weight ratio near e² instead of 0.88 : 0.12), so a member's greedy split starves several agents at once.
- */
-export interface MemberJoint {
-  readonly mu: number;
-  readonly tau: number;
-}
-
-/**
- * A member's output biases: `b2` with every agent's saturating-weight logit (b2[n + i]) moved by sigma·z_i (+ the
- * joint shift, drawn first, when `joint` is given) and its need's log (b2[i]) by (sigma/2)·z'_i, z standard normal
- * from `r` (Box–Muller, two draws of r per normal). Without `joint` it draws exactly what the independent ensemble
- * drew (commit c840154), draw for draw.
- */
-export function memberPrior(b2: Float32Array, n: number, sigma: number, joint: MemberJoint | undefined, r: () => number): Float32Array {
-  const gauss = () => Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r());
-  const out = Float32Array.from(b2);
-  const common = joint ? joint.mu + joint.tau * gauss() : 0;
-  for (let i = 0; i < n; i++) {
-    out[n + i] = out[n + i]! + common + sigma * gauss();
-    out[i] = out[i]! + (sigma / 2) * gauss();
-  }
-  return out;
 }
 
 export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Checkpoint) => void): Promise<LoopResult> {
@@ -432,27 +377,6 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const guardReverts: { at: number; from: number; to: number; diff: number }[] = [];
   const greedyOf = (m: { readonly weights: ModelWeights; readonly encoder: FeatureEncoder }, f: LoggedEvent['f'], total: number) =>
     greedyBudgets(forward(m.weights, m.encoder.encode(f)), agents, total);
-  // The ensemble: each version's members once it served, and the candidate's training rows until then.
-  const ens = opts.ensemble && opts.ensemble.k > 0 && opts.ensemble.share > 0 ? opts.ensemble : undefined;
-  const membersOf = new Map<number, ModelWeights[]>();
-  const rowsOf = new Map<number, TrainingData>();
-  const ensStats = { decisions: 0, moved: 0, played: 0, fits: 0, starved: 0, held: 0, agreed: 0 };
-  const fitMembers = async (v: LoopVersion) => {
-    const data = rowsOf.get(v.version);
-    rowsOf.clear();
-    if (!ens || membersOf.has(v.version) || !data) return;
-    const n = names.length;
-    const out: ModelWeights[] = [];
-    for (let k = 0; k < ens.k; k++) {
-      const r = mulberry32((opts.seed * 7919 + v.version * 104729 + k * 1299709) >>> 0);
-      const b2 = memberPrior(v.weights.b2, n, ens.sigma, ens.joint, r);
-      const w = Float32Array.from(data.w, (x) => x * -Math.log(Math.max(r(), 1e-12)));
-      const fit = await trainModel(tf, { ...data, w }, { ...v.weights, b2 }, { ...opts.train, seed: opts.seed + v.at * 13 + k, yieldToEventLoop: false, epochs: 1, minSteps: ens.steps, maxSteps: ens.steps });
-      out.push(fit.weights);
-      ensStats.fits++;
-    }
-    membersOf.set(v.version, out);
-  };
   const versions: LoopVersion[] = [];
   const events: LoggedEvent[] = [];
   const checkpoints: Checkpoint[] = [];
@@ -496,29 +420,6 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     let dec = heads
       ? decide(heads, agents, world.totalTokens, optionsFor(opts.explore, serving!.version), rng, uniform)
       : decideAround(uniform, agents, world.totalTokens, opts.wideUntil !== undefined && t >= opts.wideUntil ? { ...opts.explore, wideStart: 0 } : opts.explore, rng, uniform, SAFE_START_EPSILON * safeScale);
-    const members = ens && serving ? membersOf.get(serving.version) : undefined;
-    if (members && members.length > 0) {
-      const g = dec.candidates[0]!;
-      let splits = members.map((m) => greedyBudgets(forward(m, serving!.encoder.encode(f)), agents, world.totalTokens));
-      if (ens!.stop !== undefined) {
-        const stop = ens!.stop;
-        splits = splits.map((m) => {
-          const r = memberWithinStop(heads!, g, m, agents, stop);
-          ensStats.held += r.held / members.length;
-          return r.split as number[];
-        });
-      }
-      let moved = 0;
-      for (const s of splits) for (let i = 0; i < s.length; i++) moved += Math.abs(s[i]! - g[i]!) / 2 / world.totalTokens / splits.length;
-      for (const s of splits) for (let i = 0; i < s.length; i++) if (s[i]! < 0.25 * g[i]!) ensStats.starved += 1 / splits.length;
-      if (ens!.agree === true && membersAgree(g, splits, signedPerturbation(opts.explore))) {
-        rng();
-        ensStats.agreed++;
-      } else dec = withMembers(dec, splits, ens!.share, rng, ens!.keepGreedy === true);
-      ensStats.decisions++;
-      ensStats.moved += moved;
-      if (dec.budgets.some((v, i) => v !== g[i]) && splits.some((s) => s.every((v, i) => v === dec.budgets[i]))) ensStats.played++;
-    }
     const wide = !serving && dec.chosen >= safeK;
     let drawn = false;
     if (candidate) {
@@ -674,7 +575,6 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         if (gate.pass) {
           serving = judged;
           activatedAt.set(judged.version, t + 1);
-          await fitMembers(judged);
         }
         if (gate.pass && firstServedAt === undefined) firstServedAt = t + 1;
         if (gate.pass) {
@@ -739,18 +639,11 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
         latest = mv;
         trained.push(mv);
       }
-      if (ens) {
-        rowsOf.clear();
-        rowsOf.set(mv.version, data);
-      }
       if (gateRule) candidate = mv;
-      else {
-        serving = mv;
-        await fitMembers(mv);
-      }
+      else serving = mv;
     }
     if ((t + 1) % cpEvery === 0) checkpoint(t + 1);
   }
   const final = serving ?? latest;
-  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, gateBackoffs, guardReverts, wideServed, safeStartShrinks, ...(ens ? { ensembleStats: { ...ensStats, moved: ensStats.decisions ? ensStats.moved / ensStats.decisions : 0, starved: ensStats.decisions ? ensStats.starved / ensStats.decisions : 0, held: ensStats.decisions ? ensStats.held / ensStats.decisions : 0 } } : {}) };
+  return { checkpoints, serving, weights: final.weights, encoder: final.encoder, events, evaluations, trainMs, versions, contexts: seen, served: servedAll, servingVersion, controlServed, changes, retired, detected, guardRefused, gateBackoffs, guardReverts, wideServed, safeStartShrinks };
 }
