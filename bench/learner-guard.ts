@@ -2,7 +2,7 @@
  * The learner's runtime guard: how long a model that has become worse than the control strategy keeps serving
  * (detection time), and how often the guard reverts a model that is not worse (false reverts).
  *
- *   node --import tsx bench/learner-guard.ts [--worlds all] [--runs 10] [--rps 50] [--before 3000] [--max 40000] [--null-outcomes 20000] [--share 0.05]
+ *   node --import tsx bench/learner-guard.ts [--worlds all] [--runs 10] [--rps 50] [--before 3000] [--max 40000] [--null-outcomes 20000] [--share 0.05] [--min 0.01] [--margin 0.05]
  *
  * Per named world (experiments/worlds/): a model is trained in-process (4,000 outcomes, the service's trainer
  * and policy), then frozen and served as the service serves it (SquareCB exploration; a 5 % control arm with the
@@ -42,6 +42,7 @@ const nullOutcomes = Number(flag('null-outcomes', '20000'));
 const TICK_S = 5;
 const SHARE = Number(flag('share', String(GUARD_DEFAULTS.controlShare)));
 const MIN = Number(flag('min', String(CONTROL_SHARE_DEFAULTS.min)));
+const MARGIN = Number(flag('margin', String(CONTROL_SHARE_DEFAULTS.margin)));
 // The service's exploration defaults (budget and its decay by version), as a learned strategy without params serves.
 const explore0 = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5, ...EXPLORE_DEFAULTS };
 let explore: ExploreOptions = explore0;
@@ -79,7 +80,7 @@ function serve(world: World, degraded: World | undefined, m: Served, outcomes: n
     run = accumulate(run, 1, arm, q, GUARD_DEFAULTS.segmentOutcomes, predict(heads, uniform));
     if ((t + 1) % perTick === 0) {
       if (judge(run).status === 'worse') return { revertAt: t + 1, controls };
-      if (lowered) share = adaptiveControlShare(SHARE, run.total, { min: MIN });
+      if (lowered) share = adaptiveControlShare(SHARE, run.total, { min: MIN, margin: MARGIN });
     }
   }
   return { controls };
@@ -106,7 +107,7 @@ const pct = (xs: readonly number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))]!;
 };
 
-console.log(`bench/learner-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s, control share ${SHARE} (lowered: floor ${MIN}, margin ${CONTROL_SHARE_DEFAULTS.margin}), α ${GUARD_DEFAULTS.alpha} (cumulative test α/2, sub-segments of ${GUARD_DEFAULTS.segmentOutcomes} decisions at (α/2)/(j(j+1)))`);
+console.log(`bench/learner-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s, control share ${SHARE} (lowered: floor ${MIN}, margin ${MARGIN}), α ${GUARD_DEFAULTS.alpha} (cumulative test α/2, sub-segments of ${GUARD_DEFAULTS.segmentOutcomes} decisions at (α/2)/(j(j+1)))`);
 console.log(`degradation after ${before} outcomes (detection runs) · ${nullOutcomes} outcomes without degradation (false-revert runs)\n`);
 console.log('world           | learned vs control before → after (true values) | detected | detection outcomes median [max] | seconds median [max] | false reverts | control decisions before');
 // [fixed share, lowered share]

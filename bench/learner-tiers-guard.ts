@@ -4,7 +4,7 @@
  * often the guard reverts one that is not worse (false reverts). Like bench/learner-guard.ts for token splits.
  *
  *   node --import tsx bench/learner-tiers-guard.ts [--worlds cheap-suffices,strong-needed] [--runs 10] [--train 4000]
- *        [--before 2000] [--max 20000] [--null-outcomes 10000] [--rps 50] [--seed 1]
+ *        [--before 2000] [--max 20000] [--null-outcomes 10000] [--rps 50] [--seed 1] [--control-margin 0.05]
  *
  * Per tier world: a joint version is trained by the service's loop (`train` outcomes; the version serving at the end,
  * else the newest trained), then frozen and served as the service serves it (its exploration at its version number,
@@ -34,6 +34,9 @@ const maxAfter = Number(flag('max', '20000'));
 const nullOutcomes = Number(flag('null-outcomes', '10000'));
 const rps = Number(flag('rps', '50'));
 const seed = Number(flag('seed', '1'));
+// `--control-margin x`: the lead beyond which the guard lowers its control share (controlShareMargin; default the service's).
+const controlMargin = flag('control-margin', '');
+const params = controlMargin !== '' ? { controlShareMargin: Number(controlMargin) } : {};
 const TICK_S = 5;
 const guardEvery = Math.max(1, Math.round(rps * TICK_S));
 
@@ -64,7 +67,7 @@ const pct = (xs: readonly number[], p: number) => {
 };
 
 console.log(
-  `bench/learner-tiers-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s (${guardEvery} outcomes), control share ${GUARD_DEFAULTS.controlShare}, α ${GUARD_DEFAULTS.alpha}; a version trained over ${trainOutcomes} outcomes of the service's tier loop (seed ${seed}), then frozen`,
+  `bench/learner-tiers-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s (${guardEvery} outcomes), control share ${GUARD_DEFAULTS.controlShare} (lowered while the version leads: margin ${controlMargin || 'default'}), α ${GUARD_DEFAULTS.alpha}; a version trained over ${trainOutcomes} outcomes of the service's tier loop (seed ${seed}), then frozen`,
 );
 console.log(`degradation after ${before} outcomes (detection runs, at most ${maxAfter} after) · ${nullOutcomes} outcomes without degradation (false-revert runs)\n`);
 let falseTotal = 0;
@@ -73,13 +76,13 @@ const allDetect: number[] = [];
 for (const name of worlds) {
   const t0 = Date.now();
   const tw = loadTierWorld(name);
-  const trained = runTierLoop({ world: tw, outcomes: trainOutcomes, seed });
+  const trained = runTierLoop({ world: tw, outcomes: trainOutcomes, seed, params });
   const version: TierLoopVersion | undefined = trained.final;
   if (!version) {
     console.log(`${name}: no version trained in ${trainOutcomes} outcomes`);
     continue;
   }
-  const frozen = { world: tw, seed, initial: version, retrain: false, guardEvery } as const;
+  const frozen = { world: tw, seed, initial: version, retrain: false, guardEvery, params } as const;
   // True values with the guard off: the control arm serves its 5 %, so both arms are measured on the same requests.
   const probe = (w: TierWorld | undefined) => runTierLoop({ ...frozen, outcomes: 8000, seed: seed + 101, guard: false, ...(w ? { degradeAt: 0, degraded: w } : {}) });
   const p0 = probe(undefined);

@@ -28,7 +28,7 @@
  * perturbations around the greedy action"); default the service's. `--epsilon-decay p` and `--gap-weight γ` set the
  * learned strategy's `tierEpsilonDecay` (the exploration rate budget·(from/v)^p) and `tierGapWeight` (the inverse-gap
  * weighting's γ) in the service's loop and the family runs (docs/tiers.md, "How fast the exploration rate decays");
- * `--epsilon-decay` also sets the bench loop's schedule, 0.3·(500/t)^p. `--control-min m` sets `controlShareMin`, the
+ * `--epsilon-decay` also sets the bench loop's schedule, 0.3·(500/t)^p. `--control-margin x` sets `controlShareMargin`. `--control-min m` sets `controlShareMin`, the
  * guard's control share floor while the serving version leads the control (0.05: the fixed share; docs/learner.md,
  * "A smaller control arm while the learned arm leads").
  *
@@ -75,13 +75,16 @@ const epsilonDecay = flag('epsilon-decay', '');
 const gapWeight = flag('gap-weight', '');
 // `--control-min m`: the guard's control share floor while the serving version leads (controlShareMin; 0.05 = a fixed share).
 const controlMin = flag('control-min', '');
+// `--control-margin x`: the lead (lower bound of learned − control, reward) beyond which that share falls (controlShareMargin).
+const controlMargin = flag('control-margin', '');
 const rateParams = {
   ...(epsilonDecay !== '' ? { tierEpsilonDecay: Number(epsilonDecay) } : {}),
   ...(gapWeight !== '' ? { tierGapWeight: Number(gapWeight) } : {}),
   ...(controlMin !== '' ? { controlShareMin: Number(controlMin) } : {}),
+  ...(controlMargin !== '' ? { controlShareMargin: Number(controlMargin) } : {}),
 };
 const tokenParams = { ...rateParams, ...(tokenShare !== '' ? { tierTokenShare: Number(tokenShare) } : {}), ...(tokenSpread !== '' ? { tierTokenSpread: Number(tokenSpread) } : {}) };
-const tokenLabel = `token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}; exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}; control share floor ${controlMin || 'default'}`;
+const tokenLabel = `token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}; exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}; control share floor ${controlMin || 'default'}, margin ${controlMargin || 'default'}`;
 
 /** The tier world with every agent on its first model, as the product's token-only learner sees it. */
 function firstModelWorld(tw: TierWorld, ceiling: number): SimWorld<SimContext> {

@@ -1,7 +1,7 @@
 /**
  * Where the tier learner loses against the tier-aware oracle and the best static choice, by the world's truth:
  *
- *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--decay 0.01] [--token-share 0.05] [--token-spread 0.7] [--epsilon-decay 1] [--gap-weight 20] [--worlds cheap-suffices --seed 1]
+ *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--decay 0.01] [--token-share 0.05] [--token-spread 0.7] [--epsilon-decay 1] [--gap-weight 20] [--control-min 0.01] [--control-margin 0.05] [--worlds cheap-suffices --seed 1]
  *
  * Per generated tier world (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json), the
  * service's loop (tier-loop.ts) runs as `bench/learner-tiers.ts --family` runs it. On the requests of the last quarter
@@ -64,7 +64,15 @@ const tokenSpread = flag('token-spread', '');
 // exponent, budget·(from/v)^p) and `tierGapWeight` (γ of the inverse-gap weighting); default the service's.
 const epsilonDecay = flag('epsilon-decay', '');
 const gapWeight = flag('gap-weight', '');
-const rateParams = { ...(epsilonDecay !== '' ? { tierEpsilonDecay: Number(epsilonDecay) } : {}), ...(gapWeight !== '' ? { tierGapWeight: Number(gapWeight) } : {}) };
+// `--control-min m` / `--control-margin x`: the guard's control share floor and the lead beyond which the share falls (controlShareMin, controlShareMargin).
+const controlMin = flag('control-min', '');
+const controlMargin = flag('control-margin', '');
+const rateParams = {
+  ...(epsilonDecay !== '' ? { tierEpsilonDecay: Number(epsilonDecay) } : {}),
+  ...(gapWeight !== '' ? { tierGapWeight: Number(gapWeight) } : {}),
+  ...(controlMin !== '' ? { controlShareMin: Number(controlMin) } : {}),
+  ...(controlMargin !== '' ? { controlShareMargin: Number(controlMargin) } : {}),
+};
 const tokenParams = { ...rateParams, ...(tokenShare !== '' ? { tierTokenShare: Number(tokenShare) } : {}), ...(tokenSpread !== '' ? { tierTokenSpread: Number(tokenSpread) } : {}) };
 const loopSeed = Number(flag('loop-seed', flag('seed', '1')));
 const which = flag('family', 'dev');
@@ -73,7 +81,7 @@ const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds
 const named = flag('worlds', '') !== '' ? flag('worlds', '').split(',') : [];
 const list: (number | string)[] = named.length ? named : flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which]!;
 const t0 = Date.now();
-console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}, exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}); last quarter, by true expected reward, as fractions of the oracle's`);
+console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}, exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}, control share floor ${controlMin || 'default'}, margin ${controlMargin || 'default'}); last quarter, by true expected reward, as fractions of the oracle's`);
 const sums: Record<string, number[]> = {};
 for (const seed of list) {
   const fw = typeof seed === 'string' ? { world: loadTierWorld(seed), doc: { description: seed } } : generateTierWorld(seed);
