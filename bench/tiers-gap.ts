@@ -152,6 +152,17 @@ for (const seed of list) {
       return `v${v.version}@${v.at}${v.activated ? '*' : ''} ${(val / O5).toFixed(3)}`;
     });
     console.log(`  greedy ÷ oracle per trained version (* activated): ${vs.join(', ')}`);
+    // Which version served which decisions (0: the safe start or the control), the gate's verdicts and the reverts.
+    const segs: string[] = [];
+    for (let t = 1, start = 0; t <= outcomes; t++) {
+      if (t === outcomes || r.version[t] !== r.version[start]) {
+        segs.push(`v${r.version[start]} ${start}–${t - 1}`);
+        start = t;
+      }
+    }
+    console.log(`  serving: ${segs.join(', ')}`);
+    console.log(`  gates: ${r.gates.map((g) => `v${g.version}@${g.at} ${g.status}${g.reason ? ` (${g.reason})` : ''}`).join('; ') || 'none'}`);
+    if (r.reverts.length) console.log(`  reverts: ${r.reverts.map((x) => `@${x.at} ${x.reason} v${x.from} → v${x.to} (${x.diff.toFixed(4)})`).join('; ')}`);
     // Per agent: the fitted curve on the greedy's model against the truth (geometric mean ratio of the need, mean
     // weight), and the mean budgets of the greedy and of the true best split on the same models.
     const { curvesOf } = await import('../src/learner/tiers-policy.js');
