@@ -19,7 +19,8 @@
  * (right models/best tokens − greedy), the last with its cost overspend λ·(greedy's planned cost − the best split's on
  * those models) apart.
  * Printed as fractions of the oracle's mean reward. `--detail true` adds per agent the fitted need ÷ the true one, the
- * fitted and true weights and the mean budgets (greedy, and the true best split on the same models).
+ * fitted and true weights and the mean budgets (greedy, and the true best split on the same models), and which version
+ * served which decisions, the gate's verdicts and the reverts.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { tierAgentsOf } from '@apportion/sdk/engine';
