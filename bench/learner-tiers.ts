@@ -40,7 +40,7 @@ import { mulberry32 } from '../src/learner/rng.js';
 import { bestStaticTier, loadTierWorld, servedStatic, type TierWorld } from '../src/learner/sim/tiers.js';
 import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
 import { decideTier, initialParams, retrainTier, TIER_RIDGE, type TierAgent, type TierEvent, type TierParams, type TierPolicyOptions } from '../src/learner/tiers-policy.js';
-import { flag } from './lib.js';
+import { flag, tierPolicyFlags } from './lib.js';
 import { loadTf } from '../src/learner/backend.js';
 import { EXPLORE_DEFAULTS } from '../src/learner/policy.js';
 import { plainDeclaration, type SimWorld } from '../src/learner/sim/family.js';
@@ -66,25 +66,11 @@ if (ridge !== '' && ridge !== 'adam' && ridge !== 'decoupled') throw new Error(`
 const decay = flag('decay', '');
 if (decay !== '' && !(Number(decay) >= 0)) throw new Error(`--decay ${decay}: a number ≥ 0`);
 const ridgeOpt = { ...(ridge === '' ? {} : { ridge: ridge as 'adam' | 'decoupled' }), ...(decay === '' ? {} : { decay: Number(decay) }) };
-// `--token-share s [--token-spread δ]`: the learned strategy's guaranteed token perturbations around the greedy action.
-const tokenShare = flag('token-share', '');
-const tokenSpread = flag('token-spread', '');
-// `--epsilon-decay p` / `--gap-weight γ`: the learned strategy's `tierEpsilonDecay` (the exploration rate's decay
-// exponent, budget·(from/v)^p) and `tierGapWeight` (γ of the inverse-gap weighting); default the service's.
-const epsilonDecay = flag('epsilon-decay', '');
-const gapWeight = flag('gap-weight', '');
-// `--control-min m`: the guard's control share floor while the serving version leads (controlShareMin; 0.05 = a fixed share).
-const controlMin = flag('control-min', '');
-// `--control-margin x`: the lead (lower bound of learned − control, reward) beyond which that share falls (controlShareMargin).
-const controlMargin = flag('control-margin', '');
-const rateParams = {
-  ...(epsilonDecay !== '' ? { tierEpsilonDecay: Number(epsilonDecay) } : {}),
-  ...(gapWeight !== '' ? { tierGapWeight: Number(gapWeight) } : {}),
-  ...(controlMin !== '' ? { controlShareMin: Number(controlMin) } : {}),
-  ...(controlMargin !== '' ? { controlShareMargin: Number(controlMargin) } : {}),
-};
-const tokenParams = { ...rateParams, ...(tokenShare !== '' ? { tierTokenShare: Number(tokenShare) } : {}), ...(tokenSpread !== '' ? { tierTokenSpread: Number(tokenSpread) } : {}) };
-const tokenLabel = `token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}; exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}; control share floor ${controlMin || 'default'}, margin ${controlMargin || 'default'}`;
+// `--token-share`, `--token-spread`, `--epsilon-decay`, `--gap-weight`, `--control-min`, `--control-margin`: bench/lib.ts tierPolicyFlags.
+const policy = tierPolicyFlags();
+const { epsilonDecay } = policy;
+const tokenParams = policy.params;
+const tokenLabel = policy.label;
 
 /** The tier world with every agent on its first model, as the product's token-only learner sees it. */
 function firstModelWorld(tw: TierWorld, ceiling: number): SimWorld<SimContext> {

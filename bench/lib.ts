@@ -156,6 +156,39 @@ export function flag(name: string, def: string): string {
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : def;
 }
 
+/**
+ * The tier benches' flags for the learned strategy's parameters (default the service's): `--token-share s
+ * [--token-spread δ]` (guaranteed token perturbations around the greedy action), `--epsilon-decay p` / `--gap-weight γ`
+ * (`tierEpsilonDecay`, the exploration rate's decay exponent budget·(from/v)^p; `tierGapWeight`, γ of the
+ * inverse-gap weighting), `--control-min m` / `--control-margin x` (the guard's control share floor while the serving
+ * version leads, 0.05 = a fixed share, and the lead beyond which the share falls: controlShareMin, controlShareMargin).
+ */
+export function tierPolicyFlags() {
+  const f = {
+    tokenShare: flag('token-share', ''),
+    tokenSpread: flag('token-spread', ''),
+    epsilonDecay: flag('epsilon-decay', ''),
+    gapWeight: flag('gap-weight', ''),
+    controlMin: flag('control-min', ''),
+    controlMargin: flag('control-margin', ''),
+  };
+  const num = (v: string) => (v === '' ? undefined : Number(v));
+  const params = Object.fromEntries(
+    (
+      [
+        ['tierEpsilonDecay', num(f.epsilonDecay)],
+        ['tierGapWeight', num(f.gapWeight)],
+        ['controlShareMin', num(f.controlMin)],
+        ['controlShareMargin', num(f.controlMargin)],
+        ['tierTokenShare', num(f.tokenShare)],
+        ['tierTokenSpread', num(f.tokenSpread)],
+      ] as const
+    ).filter(([, v]) => v !== undefined),
+  ) as { tierEpsilonDecay?: number; tierGapWeight?: number; controlShareMin?: number; controlShareMargin?: number; tierTokenShare?: number; tierTokenSpread?: number };
+  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}`;
+  return { ...f, params, label };
+}
+
 /** CPU seconds used by the load generator (this process), the server process and Redis while `fn` runs. */
 export interface Cpu {
   gen: number;

@@ -31,7 +31,7 @@ import { bestStaticTier, loadTierWorld, servedStatic, type TierWorld } from '../
 import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
 import { deserializeTierParams, TIER_RIDGE, tierGreedy } from '../src/learner/tiers-policy.js';
 import { bestSplit, floorSplit } from '../src/learner/tiers-split.js';
-import { flag } from './lib.js';
+import { flag, tierPolicyFlags } from './lib.js';
 
 const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / Math.max(1, xs.length);
 
@@ -58,23 +58,9 @@ const ridge = flag('ridge', '') as '' | 'adam' | 'decoupled';
 // `--decay x`: the tier fit's regularisation strength (fitTier's `l2`; default the ridge's, TIER_DECAY for `decoupled`).
 const decay = flag('decay', '');
 if (decay !== '' && !(Number(decay) >= 0)) throw new Error(`--decay ${decay}: a number ≥ 0`);
-// `--token-share s [--token-spread δ]`: the learned strategy's guaranteed token perturbations around the greedy action.
-const tokenShare = flag('token-share', '');
-const tokenSpread = flag('token-spread', '');
-// `--epsilon-decay p` / `--gap-weight γ`: the learned strategy's `tierEpsilonDecay` (the exploration rate's decay
-// exponent, budget·(from/v)^p) and `tierGapWeight` (γ of the inverse-gap weighting); default the service's.
-const epsilonDecay = flag('epsilon-decay', '');
-const gapWeight = flag('gap-weight', '');
-// `--control-min m` / `--control-margin x`: the guard's control share floor and the lead beyond which the share falls (controlShareMin, controlShareMargin).
-const controlMin = flag('control-min', '');
-const controlMargin = flag('control-margin', '');
-const rateParams = {
-  ...(epsilonDecay !== '' ? { tierEpsilonDecay: Number(epsilonDecay) } : {}),
-  ...(gapWeight !== '' ? { tierGapWeight: Number(gapWeight) } : {}),
-  ...(controlMin !== '' ? { controlShareMin: Number(controlMin) } : {}),
-  ...(controlMargin !== '' ? { controlShareMargin: Number(controlMargin) } : {}),
-};
-const tokenParams = { ...rateParams, ...(tokenShare !== '' ? { tierTokenShare: Number(tokenShare) } : {}), ...(tokenSpread !== '' ? { tierTokenSpread: Number(tokenSpread) } : {}) };
+// `--token-share`, `--token-spread`, `--epsilon-decay`, `--gap-weight`, `--control-min`, `--control-margin`: bench/lib.ts tierPolicyFlags.
+const policy = tierPolicyFlags();
+const tokenParams = policy.params;
 const loopSeed = Number(flag('loop-seed', flag('seed', '1')));
 const which = flag('family', 'dev');
 const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds.json', import.meta.url), 'utf8')) as Record<string, number[]>;
@@ -82,7 +68,7 @@ const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds
 const named = flag('worlds', '') !== '' ? flag('worlds', '').split(',') : [];
 const list: (number | string)[] = named.length ? named : flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which]!;
 const t0 = Date.now();
-console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, token share ${tokenShare || 'default'}${tokenSpread ? `, spread ${tokenSpread}` : ''}, exploration decay p ${epsilonDecay || 'default'}, gap weight γ ${gapWeight || 'default'}, control share floor ${controlMin || 'default'}, margin ${controlMargin || 'default'}); last quarter, by true expected reward, as fractions of the oracle's`);
+console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, ${policy.label}); last quarter, by true expected reward, as fractions of the oracle's`);
 const sums: Record<string, number[]> = {};
 for (const seed of list) {
   const fw = typeof seed === 'string' ? { world: loadTierWorld(seed), doc: { description: seed } } : generateTierWorld(seed);
