@@ -5,8 +5,9 @@
  *
  * Per generated tier world (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json), the
  * service's loop (tier-loop.ts) runs as `bench/learner-tiers.ts --family` runs it. On the requests of the last quarter
- * and by expected reward (quality − λ·planned cost, the world's λ), with the version serving at the end (else the
- * newest trained one):
+ * and by expected reward (quality − λ·planned cost, the world's λ), with the run's final active version (the loop's
+ * `final`: after its last retrain, so possibly activated after the last decision; a second line gives the same split
+ * on the version serving at the end when that is another one):
  *
  * - served: what the loop served (exploration, control arm and candidate share included);
  * - greedy: that version's greedy joint action (models and tokens);
@@ -90,11 +91,14 @@ for (const seed of list) {
     continue;
   }
   const agents = tierAgentsOf(tw.pipeline);
-  const encoder = compileFeatures(worldFeatures(tw.world).features, fin.scaling);
-  const params = deserializeTierParams(fin.tiers, agents, encoder.dim);
-  const greedy = ctx.map((c) => tierGreedy(params, agents, encoder.encode(tw.features(c)), T, C, { epsilon: 0, perturbation: 0.5, costWeight: lam })!);
-  const greedyR = greedy.map((g, k) => tw.reward(ctx[k]!, g.assign, g.budgets));
-  const right = greedy.map((g, k) => bestOnModels(tw, ctx[k]!, g.assign, T, C));
+  /** A version's greedy action on the last quarter's requests, and the true best split on its models. */
+  const splitOf = (v: { readonly tiers: typeof fin.tiers; readonly scaling?: typeof fin.scaling }) => {
+    const enc = compileFeatures(worldFeatures(tw.world).features, v.scaling);
+    const p = deserializeTierParams(v.tiers, agents, enc.dim);
+    const g = ctx.map((c) => tierGreedy(p, agents, enc.encode(tw.features(c)), T, C, { epsilon: 0, perturbation: 0.5, costWeight: lam })!);
+    return { encoder: enc, params: p, greedy: g, greedyR: g.map((a, k) => tw.reward(ctx[k]!, a.assign, a.budgets)), right: g.map((a, k) => bestOnModels(tw, ctx[k]!, a.assign, T, C)) };
+  };
+  const { encoder, params, greedy, greedyR, right } = splitOf(fin);
   const overspend = greedy.map((g, k) => lam * (tw.plannedCost(g.assign, g.budgets) - tw.plannedCost(g.assign, right[k]!.budgets)));
   const O = mean(oracle.map((o) => o.reward));
   const n = ctx.length;
@@ -125,6 +129,16 @@ for (const seed of list) {
       `agents per request on another model than the oracle's ${wrongModels.toFixed(2)}, on a cheaper model: greedy ${cheapG.toFixed(2)}, oracle ${cheapO.toFixed(2)}`,
   );
   console.log(`ROW ${JSON.stringify({ family: which, seed, ...row })}`);
+  // The split above is of the newest version; when another one served the end of the run, the same split on it.
+  const servingAtEnd = r.trainedVersions.find((v) => v.version === r.version[outcomes - 1]);
+  if (servingAtEnd && servingAtEnd.version !== fin.version) {
+    const sv = splitOf(servingAtEnd);
+    const svR = mean(sv.greedyR);
+    const svRight = mean(sv.right.map((x) => x.reward));
+    console.log(
+      `  on v${servingAtEnd.version}, the version serving at the end: greedy ${(svR / O).toFixed(4)}; loss: exploration ${((svR - mean(served)) / O).toFixed(4)}, model choice ${((O - svRight) / O).toFixed(4)}, token split ${((svRight - svR) / O).toFixed(4)}`,
+    );
+  }
   if (detail) {
     // Every trained version's greedy action, by the truth, on a fifth of the last quarter's requests.
     const some = ctx.filter((_, i) => i % 5 === 0);
