@@ -172,19 +172,14 @@ export function tierPolicyFlags() {
     controlMin: flag('control-min', ''),
     controlMargin: flag('control-margin', ''),
   };
-  const num = (v: string) => (v === '' ? undefined : Number(v));
-  const params = Object.fromEntries(
-    (
-      [
-        ['tierEpsilonDecay', num(f.epsilonDecay)],
-        ['tierGapWeight', num(f.gapWeight)],
-        ['controlShareMin', num(f.controlMin)],
-        ['controlShareMargin', num(f.controlMargin)],
-        ['tierTokenShare', num(f.tokenShare)],
-        ['tierTokenSpread', num(f.tokenSpread)],
-      ] as const
-    ).filter(([, v]) => v !== undefined),
-  ) as { tierEpsilonDecay?: number; tierGapWeight?: number; controlShareMin?: number; controlShareMargin?: number; tierTokenShare?: number; tierTokenSpread?: number };
+  const params = {
+    ...(f.epsilonDecay !== '' ? { tierEpsilonDecay: Number(f.epsilonDecay) } : {}),
+    ...(f.gapWeight !== '' ? { tierGapWeight: Number(f.gapWeight) } : {}),
+    ...(f.controlMin !== '' ? { controlShareMin: Number(f.controlMin) } : {}),
+    ...(f.controlMargin !== '' ? { controlShareMargin: Number(f.controlMargin) } : {}),
+    ...(f.tokenShare !== '' ? { tierTokenShare: Number(f.tokenShare) } : {}),
+    ...(f.tokenSpread !== '' ? { tierTokenSpread: Number(f.tokenSpread) } : {}),
+  };
   const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}`;
   return { ...f, params, label };
 }

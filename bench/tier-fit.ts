@@ -13,7 +13,7 @@
  * The two implementations alternate `--rounds` times; the figure is the median of the rounds' CPU per fit.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { tierAgentsOf } from '@apportion/sdk/engine';
@@ -51,7 +51,13 @@ try {
   }
   baseline = ((await import(pathToFileURL(path.join(scratch, 'src', 'learner', 'tiers-policy.ts')).href)) as { fitTier: Fit }).fitTier;
 } finally {
-  rmSync(path.join(repo, '.bench-tier-fit'), { recursive: true, force: true });
+  rmSync(scratch, { recursive: true, force: true });
+  // The parent folder too once no other run of the bench uses it.
+  try {
+    rmdirSync(path.dirname(scratch));
+  } catch {
+    // another run's scratch is still there
+  }
 }
 
 interface Case {

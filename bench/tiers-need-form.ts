@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { compileFeatures, fitScaling } from '../src/learner/features.js';
 import { mulberry32 } from '../src/learner/rng.js';
+import { ridgeFactor, solveWith } from '../src/learner/usage.js';
 import { generateTierWorld } from '../src/learner/sim/tier-family.js';
 import { worldFeatures } from '../src/learner/sim/world.js';
 import { bestSplit } from '../src/learner/tiers-split.js';
@@ -26,30 +27,6 @@ if (!seeds || seeds.some((s) => !Number.isInteger(s)) || !(Number.isInteger(nReq
   process.exit(2);
 }
 
-/** Least squares y ≈ X·β (normal equations, a 1e-6 ridge for collinear one-hot columns; Gauss–Jordan with pivoting). */
-function leastSquares(X: readonly (readonly number[])[], y: readonly number[]): number[] {
-  const d = X[0]!.length;
-  const M = Array.from({ length: d }, () => new Array<number>(d + 1).fill(0));
-  X.forEach((x, k) => {
-    for (let a = 0; a < d; a++) {
-      M[a]![d]! += x[a]! * y[k]!;
-      for (let b = 0; b < d; b++) M[a]![b]! += x[a]! * x[b]!;
-    }
-  });
-  for (let a = 0; a < d; a++) M[a]![a]! += 1e-6 * X.length;
-  for (let c = 0; c < d; c++) {
-    let p = c;
-    for (let r = c + 1; r < d; r++) if (Math.abs(M[r]![c]!) > Math.abs(M[p]![c]!)) p = r;
-    [M[c], M[p]] = [M[p]!, M[c]!];
-    for (let r = 0; r < d; r++) {
-      if (r === c) continue;
-      const f = M[r]![c]! / M[c]![c]!;
-      for (let k = c; k <= d; k++) M[r]![k]! -= f * M[c]![k]!;
-    }
-  }
-  return M.map((r, a) => r[d]! / r[a]!);
-}
-
 console.log(`bench/tiers-need-form: ${seeds.length} generated tier worlds (${flag('seeds', '') || which}), ${nReq} sampled requests each`);
 const losses: number[] = [];
 for (const seed of seeds) {
@@ -61,9 +38,14 @@ for (const seed of seeds) {
   const X = ctx.map((c) => Array.from(enc.encode(tw.features(c))));
   const curves = ctx.map((c) => tw.curves(c));
   const n = tw.agents.length;
+  // Least squares of log N_true on φ (φ_0 = 1, the intercept), a ridge of 1e-6 for the collinear one-hot columns.
+  const d = X[0]!.length;
+  const Z = Float64Array.from(X.flat());
+  const wt = new Float64Array(nReq).fill(1);
+  const L = ridgeFactor(Z, wt, d, nReq, 1e-6);
   const fits = Array.from({ length: n }, (_, i) => {
     const y = curves.map((cv) => Math.log(cv[i]![0]!.N));
-    const theta = leastSquares(X, y);
+    const theta = solveWith(L, d, Z, wt, Float64Array.from(y), nReq);
     const pred = X.map((x) => x.reduce((s, v, j) => s + v * theta[j]!, 0));
     const my = y.reduce((s, v) => s + v, 0) / y.length;
     const ssr = y.reduce((s, v, k) => s + (v - pred[k]!) ** 2, 0);

@@ -71,22 +71,7 @@ export function fitCost(events: readonly LoggedEvent[], encoder: FeatureEncoder,
   // ZᵀWZ + ridge, shared by every agent and iteration; its Cholesky factor once.
   let wsum = 0;
   for (let r = 0; r < N; r++) wsum += wt[r]!;
-  const A = new Float64Array(p * p);
-  for (let r = 0; r < N; r++) {
-    const o = r * p;
-    const w = wt[r]!;
-    for (let a = 0; a < p; a++) {
-      const za = Z[o + a]!;
-      if (za === 0) continue;
-      for (let b = a; b < p; b++) A[a * p + b] = A[a * p + b]! + w * za * Z[o + b]!;
-    }
-  }
-  const ridge = (opts.ridge ?? 1e-3) * wsum;
-  for (let a = 0; a < p; a++) {
-    for (let b = 0; b < a; b++) A[a * p + b] = A[b * p + a]!;
-    A[a * p + a] = A[a * p + a]! + (a === 0 ? 1e-9 * wsum : ridge);
-  }
-  const L = cholesky(A, p);
+  const L = ridgeFactor(Z, wt, p, N, opts.ridge ?? 1e-3);
   const m0 = new Float64Array(n);
   const mx = new Float64Array(n * d);
   const mh = new Float64Array(n * h);
@@ -166,7 +151,33 @@ function predictRows(Z: Float64Array, beta: Float64Array, p: number, N: number, 
   }
 }
 
-function solveWith(L: Float64Array, p: number, Z: Float64Array, wt: Float64Array, y: Float64Array, N: number): Float64Array {
+/**
+ * The Cholesky factor of ZᵀWZ + ridge·Σw·I (Z: N rows of p, row-major; W: the rows' weights; the first column, the
+ * intercept, gets a ridge of 1e-9·Σw only): what solveWith solves against, for any number of right-hand sides.
+ */
+export function ridgeFactor(Z: Float64Array, wt: Float64Array, p: number, N: number, ridgePerWeight: number): Float64Array {
+  let wsum = 0;
+  for (let r = 0; r < N; r++) wsum += wt[r]!;
+  const A = new Float64Array(p * p);
+  for (let r = 0; r < N; r++) {
+    const o = r * p;
+    const w = wt[r]!;
+    for (let a = 0; a < p; a++) {
+      const za = Z[o + a]!;
+      if (za === 0) continue;
+      for (let b = a; b < p; b++) A[a * p + b] = A[a * p + b]! + w * za * Z[o + b]!;
+    }
+  }
+  const ridge = ridgePerWeight * wsum;
+  for (let a = 0; a < p; a++) {
+    for (let b = 0; b < a; b++) A[a * p + b] = A[b * p + a]!;
+    A[a * p + a] = A[a * p + a]! + (a === 0 ? 1e-9 * wsum : ridge);
+  }
+  return cholesky(A, p);
+}
+
+/** β of the weighted ridge regression of y on Z, given ridgeFactor's L for the same Z and weights. */
+export function solveWith(L: Float64Array, p: number, Z: Float64Array, wt: Float64Array, y: Float64Array, N: number): Float64Array {
   const rhs = new Float64Array(p);
   for (let r = 0; r < N; r++) {
     const o = r * p;
