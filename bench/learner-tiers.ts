@@ -14,7 +14,7 @@
  *
  * `--loop service` takes the same numbers through the service's own loop for a pipeline with model tiers
  * (src/learner/sim/tier-loop.ts: the engine's decisions of the served learned strategy, safe start, control arm,
- * candidate mixing, the training job's tier retrain every 500 outcomes, the activation gate, the runtime guard's
+ * candidate mixing, the training job's tier retrain every `trainEvery` outcomes, the activation gate, the runtime guard's
  * reverts and drift recovery, whose reverts and retirements it prints; `--guard false` / `--drift false` leave them
  * out). The token-only
  * reference is then the same loop on the pipeline declaring only the first model per agent (and, with
@@ -30,7 +30,8 @@
  * weighting's γ) in the service's loop and the family runs (docs/tiers.md, "How fast the exploration rate decays");
  * `--epsilon-decay` also sets the bench loop's schedule, 0.3·(500/t)^p. `--control-margin x` sets `controlShareMargin`. `--control-min m` sets `controlShareMin`, the
  * guard's control share floor while the serving version leads the control (0.05: the fixed share; docs/learner.md,
- * "A smaller control arm while the learned arm leads").
+ * "A smaller control arm while the learned arm leads"). `--train-every n` sets `trainEvery`, the outcomes between
+ * the service's tier retrains (default TIER_TRAIN_EVERY; the bench loop's own interval is `--retrain-every`).
  *
  * `--family dev|test` (optionally `--seeds a,b`) runs the service's loop on generated tier worlds
  * (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json): see familyLoop below.
@@ -66,7 +67,7 @@ if (ridge !== '' && ridge !== 'adam' && ridge !== 'decoupled') throw new Error(`
 const decay = flag('decay', '');
 if (decay !== '' && !(Number(decay) >= 0)) throw new Error(`--decay ${decay}: a number ≥ 0`);
 const ridgeOpt = { ...(ridge === '' ? {} : { ridge: ridge as 'adam' | 'decoupled' }), ...(decay === '' ? {} : { decay: Number(decay) }) };
-// `--token-share`, `--token-spread`, `--epsilon-decay`, `--gap-weight`, `--control-min`, `--control-margin`: bench/lib.ts tierPolicyFlags.
+// `--token-share`, `--token-spread`, `--epsilon-decay`, `--gap-weight`, `--control-min`, `--control-margin`, `--train-every`: bench/lib.ts tierPolicyFlags.
 const policy = tierPolicyFlags();
 const { epsilonDecay } = policy;
 const tokenParams = policy.params;

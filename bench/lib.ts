@@ -161,7 +161,8 @@ export function flag(name: string, def: string): string {
  * [--token-spread δ]` (guaranteed token perturbations around the greedy action), `--epsilon-decay p` / `--gap-weight γ`
  * (`tierEpsilonDecay`, the exploration rate's decay exponent budget·(from/v)^p; `tierGapWeight`, γ of the
  * inverse-gap weighting), `--control-min m` / `--control-margin x` (the guard's control share floor while the serving
- * version leads, 0.05 = a fixed share, and the lead beyond which the share falls: controlShareMin, controlShareMargin).
+ * version leads, 0.05 = a fixed share, and the lead beyond which the share falls: controlShareMin, controlShareMargin),
+ * `--train-every n` (outcomes between retrains, `trainEvery`; the tier default TIER_TRAIN_EVERY).
  */
 export function tierPolicyFlags() {
   const f = {
@@ -171,6 +172,7 @@ export function tierPolicyFlags() {
     gapWeight: flag('gap-weight', ''),
     controlMin: flag('control-min', ''),
     controlMargin: flag('control-margin', ''),
+    trainEvery: flag('train-every', ''),
   };
   const params = {
     ...(f.epsilonDecay !== '' ? { tierEpsilonDecay: Number(f.epsilonDecay) } : {}),
@@ -179,8 +181,9 @@ export function tierPolicyFlags() {
     ...(f.controlMargin !== '' ? { controlShareMargin: Number(f.controlMargin) } : {}),
     ...(f.tokenShare !== '' ? { tierTokenShare: Number(f.tokenShare) } : {}),
     ...(f.tokenSpread !== '' ? { tierTokenSpread: Number(f.tokenSpread) } : {}),
+    ...(f.trainEvery !== '' ? { trainEvery: Number(f.trainEvery) } : {}),
   };
-  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}`;
+  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes`;
   return { ...f, params, label };
 }
 

@@ -1,7 +1,7 @@
 /**
  * Where the tier learner loses against the tier-aware oracle and the best static choice, by the world's truth:
  *
- *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--decay 0.01] [--token-share 0.05] [--token-spread 0.7] [--epsilon-decay 1] [--gap-weight 20] [--control-min 0.01] [--control-margin 0.05] [--worlds cheap-suffices --seed 1]
+ *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--decay 0.01] [--token-share 0.05] [--token-spread 0.7] [--epsilon-decay 1] [--gap-weight 20] [--control-min 0.01] [--control-margin 0.05] [--train-every 500] [--gate-truth 0] [--worlds cheap-suffices --seed 1]
  *
  * Per generated tier world (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json), the
  * service's loop (tier-loop.ts) runs as `bench/learner-tiers.ts --family` runs it. On the requests of the last quarter
@@ -32,6 +32,7 @@ import { bestStaticTier, loadTierWorld, servedStatic, type TierWorld } from '../
 import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
 import { deserializeTierParams, TIER_RIDGE, tierGreedy } from '../src/learner/tiers-policy.js';
 import { bestSplit, floorSplit } from '../src/learner/tiers-split.js';
+import { mulberry32 } from '../src/learner/rng.js';
 import { flag, tierPolicyFlags } from './lib.js';
 
 const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / Math.max(1, xs.length);
@@ -51,6 +52,36 @@ export function bestOnModels(tw: TierWorld, c: SimContext, assign: readonly numb
   return best;
 }
 
+/** The `--gate-truth` verdict: true values of the versions' greedy actions (cached per version) and of the default's. */
+function truthGate(tw: TierWorld, T: number, C: number, lam: number, delta: number): NonNullable<Parameters<typeof runTierLoop>[0]['gateOverride']> {
+  const rng = mulberry32(9_131);
+  const ctxs = Array.from({ length: 200 }, () => tw.sample(rng));
+  const agents = tierAgentsOf(tw.pipeline);
+  const cache = new Map<number, number>();
+  let dflt: number | undefined;
+  const valueOf = (v: { readonly version?: number; readonly tiers: TierWorldVersion['tiers']; readonly scaling?: TierWorldVersion['scaling'] }) => {
+    const hit = cache.get(v.version ?? 0);
+    if (hit !== undefined) return hit;
+    const enc = compileFeatures(worldFeatures(tw.world).features, v.scaling);
+    const p = deserializeTierParams(v.tiers, agents, enc.dim);
+    const val = mean(ctxs.map((c) => {
+      const g = tierGreedy(p, agents, enc.encode(tw.features(c)), T, C, { epsilon: 0, perturbation: 0.5, costWeight: lam })!;
+      return tw.reward(c, g.assign, g.budgets);
+    }));
+    cache.set(v.version ?? 0, val);
+    return val;
+  };
+  return (cand, serving, defaultAction) => {
+    dflt ??= mean(ctxs.map((c) => {
+      const a = defaultAction(tw.features(c), T, C);
+      return tw.reward(c, a.assign, a.budgets);
+    }));
+    const vc = valueOf(cand);
+    return vc >= dflt - delta && (!serving || vc >= valueOf(serving) - delta);
+  };
+}
+type TierWorldVersion = NonNullable<ReturnType<typeof runTierLoop>['final']>;
+
 const outcomes = Number(flag('outcomes', '5000'));
 const detail = flag('detail', 'false') === 'true';
 const dump = flag('dump', '');
@@ -59,17 +90,22 @@ const ridge = flag('ridge', '') as '' | 'adam' | 'decoupled';
 // `--decay x`: the tier fit's regularisation strength (fitTier's `l2`; default the ridge's, TIER_DECAY for `decoupled`).
 const decay = flag('decay', '');
 if (decay !== '' && !(Number(decay) >= 0)) throw new Error(`--decay ${decay}: a number ≥ 0`);
-// `--token-share`, `--token-spread`, `--epsilon-decay`, `--gap-weight`, `--control-min`, `--control-margin`: bench/lib.ts tierPolicyFlags.
+// `--token-share`, `--token-spread`, `--epsilon-decay`, `--gap-weight`, `--control-min`, `--control-margin`, `--train-every`: bench/lib.ts tierPolicyFlags.
 const policy = tierPolicyFlags();
 const tokenParams = policy.params;
 const loopSeed = Number(flag('loop-seed', flag('seed', '1')));
+// `--gate-truth δ` (diagnostic): the activation gate's verdict replaced by the world's truth — a candidate serves iff its
+// greedy action's true mean reward on 200 fixed requests is at least the serving version's and the default strategy's
+// minus δ (reward units) — to measure what the gate's estimates cost.
+const gateTruth = flag('gate-truth', '');
+if (gateTruth !== '' && !(Number(gateTruth) >= 0)) throw new Error(`--gate-truth ${gateTruth}: a number ≥ 0`);
 const which = flag('family', 'dev');
 const seeds = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds.json', import.meta.url), 'utf8')) as Record<string, number[]>;
 // `--worlds cheap-suffices,strong-needed`: the named tier worlds instead of the family (`--seed` the loop seed).
 const named = flag('worlds', '') !== '' ? flag('worlds', '').split(',') : [];
 const list: (number | string)[] = named.length ? named : flag('seeds', '') !== '' ? flag('seeds', '').split(',').map(Number) : seeds[which]!;
 const t0 = Date.now();
-console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, ${policy.label}); last quarter, by true expected reward, as fractions of the oracle's`);
+console.log(`bench/tiers-gap --family ${which}: ${list.length} worlds, ${outcomes} outcomes each (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, ${policy.label}${gateTruth !== '' ? `, gate replaced by the truth (δ ${gateTruth})` : ''}); last quarter, by true expected reward, as fractions of the oracle's`);
 const sums: Record<string, number[]> = {};
 for (const seed of list) {
   const fw = typeof seed === 'string' ? { world: loadTierWorld(seed), doc: { description: seed } } : generateTierWorld(seed);
@@ -77,7 +113,15 @@ for (const seed of list) {
   const C = tw.maxCostUsd;
   const T = tw.totalTokens;
   const lam = tw.costWeight;
-  const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, params: { ...(lam > 0 ? { costWeight: lam } : {}), ...tokenParams }, ...(ridge ? { ridge } : {}), ...(decay !== '' ? { decay: Number(decay) } : {}) });
+  const r = runTierLoop({
+    world: tw,
+    outcomes,
+    seed: loopSeed,
+    params: { ...(lam > 0 ? { costWeight: lam } : {}), ...tokenParams },
+    ...(ridge ? { ridge } : {}),
+    ...(decay !== '' ? { decay: Number(decay) } : {}),
+    ...(gateTruth !== '' ? { gateOverride: truthGate(tw, T, C, lam, Number(gateTruth)) } : {}),
+  });
   const from = Math.floor(outcomes * 0.75);
   const ctx = r.contexts.slice(from);
   const served = ctx.map((_, k) => r.quality[from + k]! - lam * r.cost[from + k]!);

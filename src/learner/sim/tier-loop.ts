@@ -28,7 +28,7 @@ import type { LearnedParams } from '../kind.js';
 import { initialWeights, serializeWeights } from '../model.js';
 import { mulberry32 } from '../rng.js';
 import { tierGateInput, tierResidual, tierStratum } from '../tier-gate.js';
-import type { SerializedTierParams, TierRidge } from '../tiers-policy.js';
+import type { SerializedTierParams, TierAction, TierRidge } from '../tiers-policy.js';
 import { trainTiers } from '../train-tiers.js';
 import { worldFeatures, type SimContext } from './world.js';
 import type { TierWorld } from './tiers.js';
@@ -80,6 +80,12 @@ export interface TierLoopOptions {
   readonly ridge?: TierRidge;
   /** The tier fit's regularisation strength (TierJobInput.decay); default the service's (TIER_DECAY for `decoupled`). */
   readonly decay?: number;
+  /**
+   * Diagnostic (benches only): decides a candidate's activation instead of the gate's verdict (true: it serves), when
+   * the gate would judge it (its minimum of decisions logged); the serving tier version, if any, and the default
+   * strategy's action for a request (its encoded features as logged, token total and ceiling) are passed beside it.
+   */
+  readonly gateOverride?: (candidate: TierLoopVersion, serving: TierLoopVersion | undefined, defaultAction: (f: LoggedEvent['f'], total: number, ceiling: number) => TierAction) => boolean;
 }
 
 /** A trained tier version: its parameters, feature scaling, held-out error and rows (what drift recovery checks it with). */
@@ -378,15 +384,16 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       );
       if (verdict.events < rule.minEvents) continue; // it keeps waiting; nothing is trained over it
       // Too little support (or not yet shown, with looks left): it stays the candidate, judged again at the next retrain.
-      if (verdict.wait && !changedNow) {
+      if (verdict.wait && !changedNow && !o.gateOverride) {
         candidate.look = (candidate.look ?? 0) + 1;
         out.gates.push({ at: t + 1, version: candidate.version, status: 'waiting', reason: verdict.reason });
         continue;
       }
       // The guard holds automatic activations after a revert (registry.activate: the version is listed, not activated).
-      const held = verdict.pass && t + 1 < holdUntil;
-      out.gates.push({ at: t + 1, version: candidate.version, status: verdict.pass ? (held ? 'held' : 'passed') : 'refused', reason: verdict.reason });
-      if (verdict.pass && !held) {
+      const pass = o.gateOverride ? o.gateOverride(candidate, servingTiers ? active : undefined, (f, total, ceiling) => defaultAction({ f, T: total, X: ceiling } as LoggedEvent)) : verdict.pass;
+      const held = pass && t + 1 < holdUntil;
+      out.gates.push({ at: t + 1, version: candidate.version, status: pass ? (held ? 'held' : 'passed') : 'refused', reason: o.gateOverride ? 'override' : verdict.reason });
+      if (pass && !held) {
         const cv = candidate.version;
         active = versions.find((x) => x.version === cv)!;
         active.activatedAt = t + 1;
