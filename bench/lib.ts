@@ -162,8 +162,7 @@ export function flag(name: string, def: string): string {
  * (`tierEpsilonDecay`, the exploration rate's decay exponent budget·(from/v)^p; `tierGapWeight`, γ of the
  * inverse-gap weighting), `--control-min m` / `--control-margin x` (the guard's control share floor while the serving
  * version leads, 0.05 = a fixed share, and the lead beyond which the share falls: controlShareMin, controlShareMargin),
- * `--train-every n` (outcomes between retrains, `trainEvery`; the tier default TIER_TRAIN_EVERY), `--candidate-share s`
- * (the pending candidate's share of the decisions, `tierCandidateShare`; default TIER_CANDIDATE_SHARE).
+ * `--train-every n` (outcomes between retrains, `trainEvery`; the tier default TIER_TRAIN_EVERY).
  */
 export function tierPolicyFlags() {
   const f = {
@@ -174,7 +173,6 @@ export function tierPolicyFlags() {
     controlMin: flag('control-min', ''),
     controlMargin: flag('control-margin', ''),
     trainEvery: flag('train-every', ''),
-    candidateShare: flag('candidate-share', ''),
   };
   const params = {
     ...(f.epsilonDecay !== '' ? { tierEpsilonDecay: Number(f.epsilonDecay) } : {}),
@@ -184,9 +182,8 @@ export function tierPolicyFlags() {
     ...(f.tokenShare !== '' ? { tierTokenShare: Number(f.tokenShare) } : {}),
     ...(f.tokenSpread !== '' ? { tierTokenSpread: Number(f.tokenSpread) } : {}),
     ...(f.trainEvery !== '' ? { trainEvery: Number(f.trainEvery) } : {}),
-    ...(f.candidateShare !== '' ? { tierCandidateShare: Number(f.candidateShare) } : {}),
   };
-  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes, candidate share ${f.candidateShare || 'default'}`;
+  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes`;
   return { ...f, params, label };
 }
 

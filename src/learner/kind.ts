@@ -71,9 +71,6 @@ export const LearnedParams = Type.Object(
       Type.Number({ minimum: 0, maximum: 0.5, description: 'Pipelines with model tiers: share of a serving version’s decisions guaranteed to token perturbations around its greedy action (docs/tiers.md). Default 0 (off).' }),
     ),
     tierTokenSpread: Type.Optional(Type.Number({ minimum: 0.05, maximum: 3, description: 'Log-scale δ of those perturbations. Default 0.7.' })),
-    tierCandidateShare: Type.Optional(
-      Type.Number({ minimum: 0.02, maximum: 0.5, description: 'Pipelines with model tiers: share of decisions that play the pending candidate version’s greedy action, so that the activation gate has support for it (docs/tiers.md). Default 0.1.' }),
-    ),
     tierEpsilonDecay: Type.Optional(
       Type.Number({
         minimum: 0,

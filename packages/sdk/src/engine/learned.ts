@@ -40,8 +40,6 @@ export interface LearnedServingParams {
   readonly tierEpsilonDecay?: number;
   /** Pipelines with model tiers: γ of the exploration's inverse-gap weighting (TIER_GAP_WEIGHT). */
   readonly tierGapWeight?: number;
-  /** Pipelines with model tiers: share of decisions that play the pending candidate version's greedy action (TIER_CANDIDATE_SHARE). */
-  readonly tierCandidateShare?: number;
 }
 
 /** What serving reads of the pipeline's `models` control document (the server's ModelDoc has more). */
@@ -601,8 +599,8 @@ export interface TierLearnedDecision {
  * the greedy action's token perturbations (perturbAround at `tokens.spread`, withTokenShare). `rate` sets the
  * exploration rate's decay exponent (tierEpsilon, default TIER_EPSILON_DECAY) and the inverse-gap weight γ (default
  * TIER_GAP_WEIGHT). The pending candidate
- * version's greedy action is mixed in at `candidateShare` (default TIER_CANDIDATE_SHARE). Every candidate satisfies
- * the token total and the ceiling.
+ * version's greedy action is mixed in at TIER_CANDIDATE_SHARE. Every candidate satisfies the token total and the
+ * ceiling.
  */
 export function tierLearnedDecision(
   m: ServingModel,
@@ -616,7 +614,6 @@ export function tierLearnedDecision(
   decayFrom?: number,
   tokens: { readonly share: number; readonly spread: number } = { share: TIER_TOKEN_SHARE, spread: TIER_TOKEN_SPREAD },
   rate: { readonly decay?: number; readonly gapWeight?: number } = {},
-  candidateShare: number = TIER_CANDIDATE_SHARE,
 ): TierLearnedDecision {
   const T = input.totalTokens;
   const C = input.maxCostUsd ?? Infinity;
@@ -653,8 +650,8 @@ export function tierLearnedDecision(
     if (cg) {
       ck = pushTierAction(candidates, cg);
       const at = ck;
-      probs = candidates.map((_, k) => (probs[k] ?? 0) * (1 - candidateShare) + (k === at ? candidateShare : 0));
-      if (rng() < candidateShare) {
+      probs = candidates.map((_, k) => (probs[k] ?? 0) * (1 - TIER_CANDIDATE_SHARE) + (k === at ? TIER_CANDIDATE_SHARE : 0));
+      if (rng() < TIER_CANDIDATE_SHARE) {
         chosen = at;
         cw = true;
       }
@@ -674,7 +671,6 @@ function compileTierLearned(
   const costWeight = params.costWeight ?? 0;
   const tokens = { share: params.tierTokenShare ?? TIER_TOKEN_SHARE, spread: params.tierTokenSpread ?? TIER_TOKEN_SPREAD };
   const rate = { decay: params.tierEpsilonDecay ?? TIER_EPSILON_DECAY, gapWeight: params.tierGapWeight ?? TIER_GAP_WEIGHT };
-  const candidateShare = params.tierCandidateShare ?? TIER_CANDIDATE_SHARE;
   const greedyTier = (input: AllocationInput) => {
     const m = c.model();
     const anchor = () => defaultTierAction(deps, pipeline, input);
@@ -703,7 +699,7 @@ function compileTierLearned(
       const m = c.model();
       const rng = decisionRng(input.decisionId ?? input.drawSeed, 'learner');
       const anchor = defaultTierAction(deps, pipeline, input);
-      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng, params.exploreDecayFrom, tokens, rate, candidateShare);
+      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng, params.exploreDecayFrom, tokens, rate);
       const probs = loggedProbs(dec.probs);
       const registered = c.waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + c.waitMs + DEFAULT_GRACE_MS);
