@@ -33,7 +33,7 @@ import { learnsTiers } from '@apportion/sdk/engine';
 
 /** Outcomes between retrains when a learned strategy does not set `trainEvery` (docs/learner.md, "The gate's power against the world's truth"). */
 export const DEFAULT_TRAIN_EVERY = 250;
-/** The same on a pipeline with model tiers (measured at 500 only: docs/tiers.md). */
+/** The same on a pipeline with model tiers (250 was measured worse there: docs/tiers.md, "What the gate and the retrain cadence cost"). */
 export const TIER_TRAIN_EVERY = 500;
 
 /** A learned strategy's retrain interval in outcomes on a pipeline. */

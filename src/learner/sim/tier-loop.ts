@@ -24,7 +24,7 @@ import { gateRuleFor, gateVerdict, retireVerdict } from '../gate.js';
 import { accumulate, adaptiveControlShare, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
 import { controlShareOf } from '../control-arm.js';
 import { loggingPolicyOf } from '../hooks.js';
-import type { LearnedParams } from '../kind.js';
+import { TIER_TRAIN_EVERY, type LearnedParams } from '../kind.js';
 import { initialWeights, serializeWeights } from '../model.js';
 import { mulberry32 } from '../rng.js';
 import { tierGateInput, tierResidual, tierStratum } from '../tier-gate.js';
@@ -180,7 +180,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
   const pipeline = view.pipelines.get(PIPELINE)!;
   const agentNames = pipeline.agents.map((a) => a.name);
   const tierAgents = tierAgentsOf(pipeline);
-  const trainEvery = params.trainEvery ?? 500;
+  const trainEvery = params.trainEvery ?? TIER_TRAIN_EVERY;
   const window = params.window ?? 8000;
   const rule = gateRuleFor(true, params.gateDelta);
   const prior = serializeWeights(initialWeights(compileFeatures(decl.features).dim, agentNames.length, pipeline.defaultTotalTokens, mulberry32(1)));
