@@ -94,3 +94,37 @@ describe('the tier loop simulates drift recovery', () => {
     assert.deepEqual(off.changes, []);
   });
 });
+
+describe('the tier loop’s gate override (a bench diagnostic)', () => {
+  it('decides activation instead of the gate, given the candidate, the serving version and the default action', () => {
+    const initial = fitted();
+    const run = (decide: (c: TierLoopVersion, s: TierLoopVersion | undefined) => boolean) => {
+      const seen: { candidate: number; serving: number | undefined; defaultOk: boolean }[] = [];
+      const r = runTierLoop({
+        world: tw,
+        outcomes: 1500,
+        seed: 5,
+        initial,
+        guard: false,
+        driftRecovery: null,
+        gateOverride: (c, s, defaultAction) => {
+          const a = defaultAction({ task: 'qa' }, tw.totalTokens, tw.maxCostUsd);
+          seen.push({ candidate: c.version ?? 0, serving: s?.version, defaultOk: a.budgets.length === tw.agents.length && a.assign.every((m) => m === 0) });
+          return decide(c, s);
+        },
+      });
+      return { r, seen };
+    };
+    // Retrains at 500, 1000 and 1500: the candidates of 500 and 1000 are judged at 1000 and 1500.
+    const never = run(() => false);
+    assert.deepEqual(never.seen.map((x) => [x.candidate, x.serving]), [[7, 6], [8, 6]]);
+    assert.ok(never.seen.every((x) => x.defaultOk), 'the default action: every agent on the first model');
+    assert.deepEqual(never.r.gates.map((g) => [g.version, g.status, g.reason]), [[7, 'refused', 'override'], [8, 'refused', 'override']]);
+    assert.ok(never.r.version.every((v) => v === 6), 'the initial version serves throughout');
+    const always = run(() => true);
+    assert.deepEqual(always.r.gates.map((g) => [g.version, g.status]), [[7, 'passed'], [8, 'passed']]);
+    assert.deepEqual(always.seen.map((x) => [x.candidate, x.serving]), [[7, 6], [8, 7]]);
+    assert.equal(always.r.version[999], 6);
+    assert.equal(always.r.version[1000], 7, 'the passed candidate serves from the next decision');
+  });
+});
