@@ -31,7 +31,8 @@
  * `--epsilon-decay` also sets the bench loop's schedule, 0.3·(500/t)^p. `--control-margin x` sets `controlShareMargin`. `--control-min m` sets `controlShareMin`, the
  * guard's control share floor while the serving version leads the control (0.05: the fixed share; docs/learner.md,
  * "A smaller control arm while the learned arm leads"). `--train-every n` sets `trainEvery`, the outcomes between
- * the service's tier retrains (default TIER_TRAIN_EVERY; the bench loop's own interval is `--retrain-every`).
+ * the service's tier retrains (default TIER_TRAIN_EVERY; the bench loop's own interval is `--retrain-every`);
+ * `--serving-floor x` the tier loop's gate rule (GateRule.servingFloor) in the family runs.
  *
  * `--family dev|test` (optionally `--seeds a,b`) runs the service's loop on generated tier worlds
  * (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json): see familyLoop below.
@@ -67,7 +68,7 @@ if (ridge !== '' && ridge !== 'adam' && ridge !== 'decoupled') throw new Error(`
 const decay = flag('decay', '');
 if (decay !== '' && !(Number(decay) >= 0)) throw new Error(`--decay ${decay}: a number ≥ 0`);
 const ridgeOpt = { ...(ridge === '' ? {} : { ridge: ridge as 'adam' | 'decoupled' }), ...(decay === '' ? {} : { decay: Number(decay) }) };
-// `--token-share`, `--token-spread`, `--epsilon-decay`, `--gap-weight`, `--control-min`, `--control-margin`, `--train-every`: bench/lib.ts tierPolicyFlags.
+// `--token-share`, `--token-spread`, `--epsilon-decay`, `--gap-weight`, `--control-min`, `--control-margin`, `--train-every`, `--serving-floor`: bench/lib.ts tierPolicyFlags.
 const policy = tierPolicyFlags();
 const { epsilonDecay } = policy;
 const tokenParams = policy.params;
@@ -227,7 +228,7 @@ async function serviceLoop(): Promise<void> {
   // `--guard false` / `--drift false`: without the runtime guard's reverts / drift recovery (the service runs both).
   const guard = flag('guard', 'true') !== 'false';
   const drift = flag('drift', 'true') !== 'false';
-  const loopOpts = { ...(guard ? {} : { guard: false }), ...(drift ? {} : { driftRecovery: null }), ...ridgeOpt };
+  const loopOpts = { ...(guard ? {} : { guard: false }), ...(drift ? {} : { driftRecovery: null }), ...ridgeOpt, ...policy.loop };
   console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}; ${tokenLabel}; the service's loop (engine decisions, safe start, control arm ${cs !== '' ? `${Number(cs) * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
   for (const name of worlds) {
     const tw = loadTierWorld(name);
@@ -315,7 +316,7 @@ async function familyLoop(which: string): Promise<void> {
     const tw = fw.world;
     const C = tw.maxCostUsd;
     const T = tw.totalTokens;
-    const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, params: { ...(tw.costWeight > 0 ? { costWeight: tw.costWeight } : {}), ...tokenParams }, ...ridgeOpt });
+    const r = runTierLoop({ world: tw, outcomes, seed: loopSeed, params: { ...(tw.costWeight > 0 ? { costWeight: tw.costWeight } : {}), ...tokenParams }, ...ridgeOpt, ...policy.loop });
     const from = Math.floor(outcomes * 0.75);
     const ctx = r.contexts.slice(from);
     const served = ctx.map((_, k) => r.quality[from + k]! - tw.costWeight * r.cost[from + k]!);

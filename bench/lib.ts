@@ -162,7 +162,8 @@ export function flag(name: string, def: string): string {
  * (`tierEpsilonDecay`, the exploration rate's decay exponent budget·(from/v)^p; `tierGapWeight`, γ of the
  * inverse-gap weighting), `--control-min m` / `--control-margin x` (the guard's control share floor while the serving
  * version leads, 0.05 = a fixed share, and the lead beyond which the share falls: controlShareMin, controlShareMargin),
- * `--train-every n` (outcomes between retrains, `trainEvery`; the tier default TIER_TRAIN_EVERY).
+ * `--train-every n` (outcomes between retrains, `trainEvery`; the tier default TIER_TRAIN_EVERY); `--serving-floor x`
+ * (the tier loop's gate: GateRule.servingFloor, the least estimate against the serving version; default none).
  */
 export function tierPolicyFlags() {
   const f = {
@@ -173,6 +174,7 @@ export function tierPolicyFlags() {
     controlMin: flag('control-min', ''),
     controlMargin: flag('control-margin', ''),
     trainEvery: flag('train-every', ''),
+    servingFloor: flag('serving-floor', ''),
   };
   const params = {
     ...(f.epsilonDecay !== '' ? { tierEpsilonDecay: Number(f.epsilonDecay) } : {}),
@@ -184,7 +186,9 @@ export function tierPolicyFlags() {
     ...(f.trainEvery !== '' ? { trainEvery: Number(f.trainEvery) } : {}),
   };
   const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes`;
-  return { ...f, params, label };
+  // The tier loop's gate rule (TierLoopOptions.gate): `--serving-floor x`, GateRule.servingFloor.
+  const loop = f.servingFloor !== '' ? { gate: { servingFloor: Number(f.servingFloor) } } : {};
+  return { ...f, params, loop, label: `${label}${f.servingFloor !== '' ? `, gate serving floor ${f.servingFloor}` : ''}` };
 }
 
 /** CPU seconds used by the load generator (this process), the server process and Redis while `fn` runs. */

@@ -1,7 +1,7 @@
 /**
  * Where the tier learner loses against the tier-aware oracle and the best static choice, by the world's truth:
  *
- *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--decay 0.01] [--token-share 0.05] [--token-spread 0.7] [--epsilon-decay 1] [--gap-weight 20] [--control-min 0.01] [--control-margin 0.05] [--train-every 500] [--gate-truth 0] [--worlds cheap-suffices --seed 1]
+ *   nice -n 10 node --import tsx bench/tiers-gap.ts --family dev [--seeds 1,2] [--outcomes 5000] [--loop-seed 1] [--detail true] [--dump DIR] [--ridge decoupled] [--decay 0.01] [--token-share 0.05] [--token-spread 0.7] [--epsilon-decay 1] [--gap-weight 20] [--control-min 0.01] [--control-margin 0.05] [--train-every 500] [--serving-floor 0] [--gate-truth 0] [--worlds cheap-suffices --seed 1]
  *
  * Per generated tier world (src/learner/sim/tier-family.ts, seeds in experiments/tiers/family-seeds.json), the
  * service's loop (tier-loop.ts) runs as `bench/learner-tiers.ts --family` runs it. On the requests of the last quarter
@@ -90,7 +90,7 @@ const ridge = flag('ridge', '') as '' | 'adam' | 'decoupled';
 // `--decay x`: the tier fit's regularisation strength (fitTier's `l2`; default the ridge's, TIER_DECAY for `decoupled`).
 const decay = flag('decay', '');
 if (decay !== '' && !(Number(decay) >= 0)) throw new Error(`--decay ${decay}: a number ≥ 0`);
-// `--token-share`, `--token-spread`, `--epsilon-decay`, `--gap-weight`, `--control-min`, `--control-margin`, `--train-every`: bench/lib.ts tierPolicyFlags.
+// `--token-share`, `--token-spread`, `--epsilon-decay`, `--gap-weight`, `--control-min`, `--control-margin`, `--train-every`, `--serving-floor`: bench/lib.ts tierPolicyFlags.
 const policy = tierPolicyFlags();
 const tokenParams = policy.params;
 const loopSeed = Number(flag('loop-seed', flag('seed', '1')));
@@ -121,6 +121,7 @@ for (const seed of list) {
     ...(ridge ? { ridge } : {}),
     ...(decay !== '' ? { decay: Number(decay) } : {}),
     ...(gateTruth !== '' ? { gateOverride: truthGate(tw, T, C, lam, Number(gateTruth)) } : {}),
+    ...policy.loop,
   });
   const from = Math.floor(outcomes * 0.75);
   const ctx = r.contexts.slice(from);

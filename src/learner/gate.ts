@@ -95,6 +95,12 @@ export interface GateRule {
    * versions, so it is off by default.
    */
   readonly controlVariate?: 'none' | 'offset';
+  /**
+   * Least point estimate of DR(candidate) − DR(serving) (default none: the bound alone decides). With a value, a
+   * candidate estimated below it against the serving version is refused even when its bound clears −δ, so versions
+   * estimated worse cannot replace the serving one a tolerated step at a time.
+   */
+  readonly servingFloor?: number;
 }
 
 export const DEFAULT_GATE: GateRule = { delta: 0.02, z: 1.645, minEvents: 200, minSupport: 20, supportWaits: 0, interval: 'bootstrap-t', looks: 1, resamples: 2000, lineage: true, lineageCheck: true };
@@ -295,9 +301,10 @@ export function gateVerdict(input: GateInput, rule: GateRule = DEFAULT_GATE, loo
     }
     return { against: R.against, diff: m, lo, reference: mr, candidate: mc };
   });
-  const failed = comparisons.filter((c) => !(c.lo >= -rule.delta));
+  const belowFloor = (c: GateComparison) => rule.servingFloor !== undefined && c.against === 'serving' && !(c.diff >= rule.servingFloor);
+  const failed = comparisons.filter((c) => !(c.lo >= -rule.delta) || belowFloor(c));
   const fmt = (c: GateComparison) =>
-    `${c.against}${c.against === 'serving' && input.serving ? ` version ${input.serving.version}` : ''}: Δ ${c.diff.toFixed(4)}, lower bound ${c.lo.toFixed(4)}${c.lineage ? ` (along the lineage of version ${c.lineage.version}, on its ${c.lineage.events} held-out decisions)` : ''}${c.lineageChanged ? ` (direct, not along the lineage of version ${c.lineageChanged.version}: its record shows a change, Δ(serving, default) ${c.lineageChanged.recent.toFixed(4)} on the candidate's ${c.lineageChanged.recentEvents} decisions against ${c.lineageChanged.older.toFixed(4)} on its ${c.lineageChanged.olderEvents} older ones)` : ''}`;
+    `${c.against}${c.against === 'serving' && input.serving ? ` version ${input.serving.version}` : ''}: Δ ${c.diff.toFixed(4)}, lower bound ${c.lo.toFixed(4)}${c.lineage ? ` (along the lineage of version ${c.lineage.version}, on its ${c.lineage.events} held-out decisions)` : ''}${c.lineageChanged ? ` (direct, not along the lineage of version ${c.lineageChanged.version}: its record shows a change, Δ(serving, default) ${c.lineageChanged.recent.toFixed(4)} on the candidate's ${c.lineageChanged.recentEvents} decisions against ${c.lineageChanged.older.toFixed(4)} on its ${c.lineageChanged.olderEvents} older ones)` : ''}${belowFloor(c) ? ` (the estimate below the floor ${rule.servingFloor})` : ''}`;
   const tail = `(δ ${rule.delta}, ${n} decisions, look ${look}${look <= looks ? ` of ${looks}` : ''}, ${(100 * (1 - alpha)).toFixed(1)} % ${rule.interval ?? 'bootstrap-t'} bound${unsupported ? `, ${unsupported} target actions without support` : ''})`;
   if (failed.length === 0) return { pass: true, look, reason: `not worse than ${comparisons.map(fmt).join('; ')} ${tail}`, events: n, comparisons };
   const wait = look < looks && failed.every((c) => c.diff >= -rule.delta);

@@ -20,7 +20,7 @@ import {
 import { DEFAULT_DRIFT, keysGreedy, residualTest, windowAfterChange, type DriftRule, type StratumError } from '../drift.js';
 import { rewardOf, type LoggedEvent } from '../events.js';
 import { compileFeatures, type FeatureScaling } from '../features.js';
-import { gateRuleFor, gateVerdict, retireVerdict } from '../gate.js';
+import { gateRuleFor, gateVerdict, retireVerdict, type GateRule } from '../gate.js';
 import { accumulate, adaptiveControlShare, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
 import { controlShareOf } from '../control-arm.js';
 import { loggingPolicyOf } from '../hooks.js';
@@ -80,6 +80,8 @@ export interface TierLoopOptions {
   readonly ridge?: TierRidge;
   /** The tier fit's regularisation strength (TierJobInput.decay); default the service's (TIER_DECAY for `decoupled`). */
   readonly decay?: number;
+  /** The activation gate's rule changed from the service's (gate.ts gateRuleFor) in these fields; benches only. */
+  readonly gate?: Partial<GateRule>;
   /**
    * Diagnostic (benches only): decides a candidate's activation instead of the gate's verdict (true: it serves), when
    * the gate would judge it (its minimum of decisions logged); the serving tier version, if any, and the default
@@ -182,7 +184,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
   const tierAgents = tierAgentsOf(pipeline);
   const trainEvery = params.trainEvery ?? TIER_TRAIN_EVERY;
   const window = params.window ?? 8000;
-  const rule = gateRuleFor(true, params.gateDelta);
+  const rule: GateRule = { ...gateRuleFor(true, params.gateDelta), ...o.gate };
   const prior = serializeWeights(initialWeights(compileFeatures(decl.features).dim, agentNames.length, pipeline.defaultTotalTokens, mulberry32(1)));
   const rng = mulberry32(o.seed);
   const noise = mulberry32(o.seed + 13);
