@@ -387,3 +387,49 @@ describe('activation gate with the offset control variate', () => {
     assert.ok(passed / trials <= 0.05, `passed ${passed} of ${trials}`);
   });
 });
+
+describe('activation gate with a floor on the estimate against the serving version (GateRule.servingFloor)', () => {
+  const two = ['a', 'b'];
+  const serving = [60, 40];
+  const cand = [80, 20];
+  const uni = [50, 50];
+  const enc = compileFeatures([]);
+  const model = { weights: initialWeights(enc.dim, 2, 100, mulberry32(1)), encoder: enc };
+  /**
+   * 600 decisions played in exact proportion to their logged probabilities (the serving version's split 0.8, the
+   * candidate's 0.1, the default's 0.1), rewards fixed per split and a direct part of 0.9 everywhere, so DR
+   * estimates each split's value exactly: the serving version 0.9, the default 0.85, the candidate `v`.
+   */
+  const input = (v: number) => ({
+    events: Array.from({ length: 600 }, (_, t): LoggedEvent => {
+      const k = t % 10 === 0 ? 1 : t % 10 === 5 ? 2 : 0;
+      return { id: String(t), t, s: 'l', f: {}, T: 100, b: { a: [serving, cand, uni][k]![0]!, b: [serving, cand, uni][k]![1]! }, q: [0.9, v, 0.85][k]!, c: null, C: [serving, cand, uni], P: [0.8, 0.1, 0.1], k };
+    }),
+    agents: two,
+    costWeight: 0,
+    candidate: model,
+    candidateSplit: () => cand,
+    serving: { version: 3, split: () => serving },
+    defaultSplit: () => uni,
+    value: () => 0.9,
+  });
+  const rule = { ...DEFAULT_GATE, lineage: false, resamples: 500 };
+
+  it('without a floor, a candidate estimated 0.005 below the serving version passes within δ; with floor 0 it is refused, saying why', () => {
+    const loose = gateVerdict(input(0.895), rule);
+    const vs = loose.comparisons.find((c) => c.against === 'serving')!;
+    assert.ok(Math.abs(vs.diff + 0.005) < 1e-9 && vs.lo > -0.02, JSON.stringify(vs));
+    assert.equal(loose.pass, true, loose.reason);
+    const floored = gateVerdict(input(0.895), { ...rule, servingFloor: 0 });
+    assert.equal(floored.pass, false);
+    assert.match(floored.reason, /possibly worse than serving version 3: Δ -0\.0050, lower bound -0\.\d+ \(the estimate below the floor 0\)/);
+    assert.doesNotMatch(floored.reason, /default/, 'the default comparison passed');
+  });
+
+  it('with floor 0, a candidate estimated above the serving version passes; the floor does not apply to the default comparison', () => {
+    assert.equal(gateVerdict(input(0.905), { ...rule, servingFloor: 0 }).pass, true);
+    // No serving version: only the default comparison, which the floor leaves alone.
+    const { serving: _s, ...first } = input(0.895);
+    assert.equal(gateVerdict(first, { ...rule, servingFloor: 0 }).pass, true);
+  });
+});
