@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { loadTf } from '../../src/learner/backend.js';
 import { buildTrainingData, type LoggedEvent } from '../../src/learner/events.js';
 import { compileFeatures, fitScaling } from '../../src/learner/features.js';
-import { DEFAULT_GATE, gateVerdict, lowerBound, NORMAL_GATE, retireVerdict, type GateRule } from '../../src/learner/gate.js';
+import { DEFAULT_GATE, describeRule, gateVerdict, lowerBound, NORMAL_GATE, retireVerdict, type GateRule } from '../../src/learner/gate.js';
 import { forward, initialWeights, OUTPUTS, predict, type ModelWeights } from '../../src/learner/model.js';
 import { importanceWeight } from '../../src/learner/ope-service.js';
 import { CANDIDATE_SHARE, decide, decideAround, greedyBudgets, withCandidate } from '../../src/learner/policy.js';
@@ -424,6 +424,8 @@ describe('activation gate with a floor on the estimate against the serving versi
     assert.equal(floored.pass, false);
     assert.match(floored.reason, /possibly worse than serving version 3: Δ -0\.0050, lower bound -0\.\d+ \(the estimate below the floor 0\)/);
     assert.doesNotMatch(floored.reason, /default/, 'the default comparison passed');
+    assert.match(describeRule({ ...rule, servingFloor: 0 }), /and the estimate of DR\(candidate\) − DR\(serving\) itself ≥ 0/);
+    assert.doesNotMatch(describeRule(rule), /itself/);
   });
 
   it('with floor 0, a candidate estimated above the serving version passes; the floor does not apply to the default comparison', () => {

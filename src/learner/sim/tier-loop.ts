@@ -85,7 +85,7 @@ export interface TierLoopOptions {
   /**
    * Diagnostic (benches only): decides a candidate's activation instead of the gate's verdict (true: it serves), when
    * the gate would judge it (its minimum of decisions logged); the serving tier version, if any, and the default
-   * strategy's action for a request (its encoded features as logged, token total and ceiling) are passed beside it.
+   * strategy's action for a request (its features as logged, token total and ceiling) are passed beside it.
    */
   readonly gateOverride?: (candidate: TierLoopVersion, serving: TierLoopVersion | undefined, defaultAction: (f: LoggedEvent['f'], total: number, ceiling: number) => TierAction) => boolean;
 }
