@@ -45,6 +45,7 @@ import { decideTier, initialParams, retrainTier, TIER_RIDGE, type TierAgent, typ
 import { flag, tierPolicyFlags } from './lib.js';
 import { loadTf } from '../src/learner/backend.js';
 import { EXPLORE_DEFAULTS } from '../src/learner/policy.js';
+import { TIER_TRAIN_EVERY } from '../src/learner/kind.js';
 import { plainDeclaration, type SimWorld } from '../src/learner/sim/family.js';
 import { runLoop } from '../src/learner/sim/loop.js';
 import { normal } from '../src/learner/rng.js';
@@ -229,7 +230,7 @@ async function serviceLoop(): Promise<void> {
   const guard = flag('guard', 'true') !== 'false';
   const drift = flag('drift', 'true') !== 'false';
   const loopOpts = { ...(guard ? {} : { guard: false }), ...(drift ? {} : { driftRecovery: null }), ...ridgeOpt, ...policy.loop };
-  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}; ${tokenLabel}; the service's loop (engine decisions, safe start, control arm ${cs !== '' ? `${Number(cs) * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every 500, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
+  console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}; ${tokenLabel}; the service's loop (engine decisions, safe start, control arm ${cs !== '' ? `${Number(cs) * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every ${policy.trainEvery || TIER_TRAIN_EVERY}, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
   for (const name of worlds) {
     const tw = loadTierWorld(name);
     const C = tw.maxCostUsd;

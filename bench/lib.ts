@@ -185,10 +185,10 @@ export function tierPolicyFlags() {
     ...(f.tokenSpread !== '' ? { tierTokenSpread: Number(f.tokenSpread) } : {}),
     ...(f.trainEvery !== '' ? { trainEvery: Number(f.trainEvery) } : {}),
   };
-  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes`;
   // The tier loop's gate rule (TierLoopOptions.gate): `--serving-floor x`, GateRule.servingFloor.
   const loop = f.servingFloor !== '' ? { gate: { servingFloor: Number(f.servingFloor) } } : {};
-  return { ...f, params, loop, label: `${label}${f.servingFloor !== '' ? `, gate serving floor ${f.servingFloor}` : ''}` };
+  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes${f.servingFloor !== '' ? `, gate serving floor ${f.servingFloor}` : ''}`;
+  return { ...f, params, loop, label };
 }
 
 /** CPU seconds used by the load generator (this process), the server process and Redis while `fn` runs. */

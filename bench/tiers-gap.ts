@@ -27,7 +27,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { tierAgentsOf } from '@apportion/sdk/engine';
 import { compileFeatures } from '../src/learner/features.js';
 import { generateTierWorld } from '../src/learner/sim/tier-family.js';
-import { runTierLoop } from '../src/learner/sim/tier-loop.js';
+import { runTierLoop, type TierLoopVersion } from '../src/learner/sim/tier-loop.js';
 import { bestStaticTier, loadTierWorld, servedStatic, type TierWorld } from '../src/learner/sim/tiers.js';
 import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
 import { deserializeTierParams, TIER_RIDGE, tierGreedy } from '../src/learner/tiers-policy.js';
@@ -52,24 +52,35 @@ export function bestOnModels(tw: TierWorld, c: SimContext, assign: readonly numb
   return best;
 }
 
+type TierWorldVersion = NonNullable<ReturnType<typeof runTierLoop>['final']>;
+
+/** A version's greedy joint action for a request of the world (its encoder and parameters built once). */
+function greedyOf(tw: TierWorld, v: Pick<TierWorldVersion, 'tiers' | 'scaling'>, T: number, C: number, lam: number) {
+  const agents = tierAgentsOf(tw.pipeline);
+  const encoder = compileFeatures(worldFeatures(tw.world).features, v.scaling);
+  const params = deserializeTierParams(v.tiers, agents, encoder.dim);
+  return { encoder, params, act: (c: SimContext) => tierGreedy(params, agents, encoder.encode(tw.features(c)), T, C, { epsilon: 0, perturbation: 0.5, costWeight: lam })! };
+}
+
+/** The mean true reward of a version's greedy action over requests. */
+function greedyValue(tw: TierWorld, v: Pick<TierWorldVersion, 'tiers' | 'scaling'>, ctxs: readonly SimContext[], T: number, C: number, lam: number): number {
+  const { act } = greedyOf(tw, v, T, C, lam);
+  return mean(ctxs.map((c) => {
+    const g = act(c);
+    return tw.reward(c, g.assign, g.budgets);
+  }));
+}
+
 /** The `--gate-truth` verdict: true values of the versions' greedy actions (cached per version) and of the default's. */
 function truthGate(tw: TierWorld, T: number, C: number, lam: number, delta: number): NonNullable<Parameters<typeof runTierLoop>[0]['gateOverride']> {
   const rng = mulberry32(9_131);
   const ctxs = Array.from({ length: 200 }, () => tw.sample(rng));
-  const agents = tierAgentsOf(tw.pipeline);
   const cache = new Map<number, number>();
   let dflt: number | undefined;
-  const valueOf = (v: { readonly version?: number; readonly tiers: TierWorldVersion['tiers']; readonly scaling?: TierWorldVersion['scaling'] }) => {
-    const hit = cache.get(v.version ?? 0);
-    if (hit !== undefined) return hit;
-    const enc = compileFeatures(worldFeatures(tw.world).features, v.scaling);
-    const p = deserializeTierParams(v.tiers, agents, enc.dim);
-    const val = mean(ctxs.map((c) => {
-      const g = tierGreedy(p, agents, enc.encode(tw.features(c)), T, C, { epsilon: 0, perturbation: 0.5, costWeight: lam })!;
-      return tw.reward(c, g.assign, g.budgets);
-    }));
-    cache.set(v.version ?? 0, val);
-    return val;
+  const valueOf = (v: TierLoopVersion) => {
+    const key = v.version ?? 0;
+    if (!cache.has(key)) cache.set(key, greedyValue(tw, v, ctxs, T, C, lam));
+    return cache.get(key)!;
   };
   return (cand, serving, defaultAction) => {
     dflt ??= mean(ctxs.map((c) => {
@@ -80,7 +91,6 @@ function truthGate(tw: TierWorld, T: number, C: number, lam: number, delta: numb
     return vc >= dflt - delta && (!serving || vc >= valueOf(serving) - delta);
   };
 }
-type TierWorldVersion = NonNullable<ReturnType<typeof runTierLoop>['final']>;
 
 const outcomes = Number(flag('outcomes', '5000'));
 const detail = flag('detail', 'false') === 'true';
@@ -137,10 +147,9 @@ for (const seed of list) {
   }
   const agents = tierAgentsOf(tw.pipeline);
   /** A version's greedy action on the last quarter's requests, and the true best split on its models. */
-  const splitOf = (v: { readonly tiers: typeof fin.tiers; readonly scaling?: typeof fin.scaling }) => {
-    const enc = compileFeatures(worldFeatures(tw.world).features, v.scaling);
-    const p = deserializeTierParams(v.tiers, agents, enc.dim);
-    const g = ctx.map((c) => tierGreedy(p, agents, enc.encode(tw.features(c)), T, C, { epsilon: 0, perturbation: 0.5, costWeight: lam })!);
+  const splitOf = (v: Pick<TierWorldVersion, 'tiers' | 'scaling'>) => {
+    const { encoder: enc, params: p, act } = greedyOf(tw, v, T, C, lam);
+    const g = ctx.map(act);
     return { encoder: enc, params: p, greedy: g, greedyR: g.map((a, k) => tw.reward(ctx[k]!, a.assign, a.budgets)), right: g.map((a, k) => bestOnModels(tw, ctx[k]!, a.assign, T, C)) };
   };
   const { encoder, params, greedy, greedyR, right } = splitOf(fin);
@@ -188,15 +197,7 @@ for (const seed of list) {
     // Every trained version's greedy action, by the truth, on a fifth of the last quarter's requests.
     const some = ctx.filter((_, i) => i % 5 === 0);
     const O5 = mean(some.map((c) => tw.oracle(c, T, C).reward));
-    const vs = r.trainedVersions.map((v) => {
-      const enc = compileFeatures(worldFeatures(tw.world).features, v.scaling);
-      const p = deserializeTierParams(v.tiers, agents, enc.dim);
-      const val = mean(some.map((c) => {
-        const g = tierGreedy(p, agents, enc.encode(tw.features(c)), T, C, { epsilon: 0, perturbation: 0.5, costWeight: lam })!;
-        return tw.reward(c, g.assign, g.budgets);
-      }));
-      return `v${v.version}@${v.at}${v.activated ? '*' : ''} ${(val / O5).toFixed(3)}`;
-    });
+    const vs = r.trainedVersions.map((v) => `v${v.version}@${v.at}${v.activated ? '*' : ''} ${(greedyValue(tw, v, some, T, C, lam) / O5).toFixed(3)}`);
     console.log(`  greedy ÷ oracle per trained version (* activated): ${vs.join(', ')}`);
     // Which version served which decisions (0: the safe start or the control), the gate's verdicts and the reverts.
     const segs: string[] = [];

@@ -282,7 +282,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
   };
   if (active) writeDoc();
 
-  const defaultAction = (e: LoggedEvent) =>
+  const defaultAction = (e: Pick<LoggedEvent, 'f' | 'T' | 'X'>) =>
     defaultTierAction({ view: () => view, kinds: () => kinds }, pipeline, { features: e.f, totalTokens: e.T, ...(e.X !== undefined ? { maxCostUsd: e.X } : {}) });
   // Events logged at or after outcome `since` (newest first), at most `limit`.
   const eventsSince = (since: number, limit: number) => {
@@ -392,7 +392,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
         continue;
       }
       // The guard holds automatic activations after a revert (registry.activate: the version is listed, not activated).
-      const pass = o.gateOverride ? o.gateOverride(candidate, servingTiers ? active : undefined, (f, total, ceiling) => defaultAction({ f, T: total, X: ceiling } as LoggedEvent)) : verdict.pass;
+      const pass = o.gateOverride ? o.gateOverride(candidate, servingTiers ? active : undefined, (f, total, ceiling) => defaultAction({ f, T: total, X: ceiling })) : verdict.pass;
       const held = pass && t + 1 < holdUntil;
       out.gates.push({ at: t + 1, version: candidate.version, status: pass ? (held ? 'held' : 'passed') : 'refused', reason: o.gateOverride ? 'override' : verdict.reason });
       if (pass && !held) {
