@@ -220,6 +220,7 @@ for (const seed of list) {
       let gb = 0;
       let bb = 0;
       let reachF = 0;
+      let reachT = 0;
       ctx.forEach((c, k) => {
         const m = greedy[k]!.assign[i]!;
         const f = curvesOf(params, agents, encoder.encode(tw.features(c)))[i]![m]!;
@@ -228,10 +229,11 @@ for (const seed of list) {
         fw += (f.A + f.B) / n;
         tw0 += (t.A + t.B) / n;
         reachF += f.B / (f.A + f.B) / n;
+        reachT += t.B / (t.A + t.B) / n;
         gb += greedy[k]!.budgets[i]! / n;
         bb += right[k]!.budgets[i]! / n;
       });
-      console.log(`  ${a.name}: fitted need ÷ true ×${Math.exp(lr).toFixed(2)} (geometric mean), weight fitted ${fw.toFixed(3)} true ${tw0.toFixed(3)}, reach on the greedy's model fitted ${reachF.toFixed(2)}; mean budget greedy ${gb.toFixed(0)}, best on those models ${bb.toFixed(0)}`);
+      console.log(`  ${a.name}: fitted need ÷ true ×${Math.exp(lr).toFixed(2)} (geometric mean), weight fitted ${fw.toFixed(3)} true ${tw0.toFixed(3)}, reach on the greedy's model fitted ${reachF.toFixed(2)} true ${reachT.toFixed(2)}; mean budget greedy ${gb.toFixed(0)}, best on those models ${bb.toFixed(0)}`);
     });
   }
   // `--dump DIR`: the final version and the logged events, to refit offline.
