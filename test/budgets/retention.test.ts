@@ -1,5 +1,5 @@
 /**
- * Deleting a tenant's last budget deletes what was kept for it. Before: its overruns stream (XLEN 232 in the QA
+ * Deleting a tenant's last budget deletes what was kept for it. Before: its overruns stream (XLEN 232 in an external evaluation's
  * run) and threshold alerts stayed without expiry, and `budget-tenants` kept listing the tenant, for every tenant
  * that ever had budgets.
  */

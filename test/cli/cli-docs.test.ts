@@ -34,7 +34,7 @@ describe('docs/cli.md', () => {
       for (const o of cmd.options) assert.ok(section.includes(`| \`${o.flags}\` |`), `${name}: ${o.flags}`);
       for (const a of cmd.registeredArguments) assert.ok(section.includes(a.name()), `${name}: <${a.name()}>`);
     }
-    // The options the QA found undocumented.
+    // The options an external evaluation found undocumented.
     for (const [name, flag] of [
       ['allocate', '--strategy <id>'], ['allocate', '--unit <key>'], ['stats', '--pipeline <id>'], ['simulate', '--concurrency <n>'], ['simulate', '--quiet'], ['simulate', '--seed <n>'],
       ['simulate', '--train-every <n>'], ['simulate', '--out <file>'], ['report costs', '--from <day>'], ['report costs', '--to <day>'], ['keys create', '--expires-at <iso>'], ['budgets delete', '--micro-cents'], ['budgets balances', '--micro-cents'],

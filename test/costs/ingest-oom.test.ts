@@ -1,5 +1,5 @@
 /**
- * QA report n, bug 2: a span batch whose rollup script hit Redis's OOM refusal (maxmemory reached, noeviction) was
+ * Found by an external evaluation: a span batch whose rollup script hit Redis's OOM refusal (maxmemory reached, noeviction) was
  * answered 200 with its spans taken back and rejected as "out of range": the script took any error of HINCRBY for
  * an overflow. Now only an overflow is refused per trace; OOM fails the request with a 503 (retryable), nothing
  * half-applied, and the retry (or the repair) stores and counts the span exactly once. On a Redis of its own: the

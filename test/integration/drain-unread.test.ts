@@ -3,7 +3,7 @@
  * has accepted is not closed while a request may be on its way. A kept-alive connection left idle through the grace,
  * and a connection accepted but not yet written on, each still get an HTTP answer (503 SHUTTING_DOWN with
  * `Connection: close`) for a request written after the listener closed. Node's server.close() destroyed both at once:
- * the client's request met "other side closed" (or a reset) with no answer (QA-W finding 3: three POSTs, among them a
+ * the client's request met "other side closed" (or a reset) with no answer (an external evaluation's finding: three POSTs, among them a
  * reservation, ~4 s after a SIGTERM under load). Connections nobody writes on still close by themselves: a kept-alive
  * one at its keep-alive timeout, one that never sent a request after APPORTION_HEADERS_TIMEOUT_MS.
  */

@@ -1,6 +1,6 @@
 /**
  * The activation gate's refusals that show harm feed the candidate backoff (docs/learner.md, "The safe start's
- * cost"). An outside QA (25 worlds over HTTP) found the learned strategy's traffic 0.007–0.024 below the default for
+ * cost"). An external evaluation (25 worlds over HTTP) found the learned strategy's traffic 0.007–0.024 below the default for
  * whole 3,000-outcome runs during the safe start, ~90 % of it from candidate plays: the gate refused every bad
  * candidate, but the backoff counted only the runtime guard's refusals, so each retrain proposed another at once.
  * Now a gate refusal whose estimate against the default (or the serving version) is below −gateDelta counts like a

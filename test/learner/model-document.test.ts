@@ -41,7 +41,7 @@ describe('an unreadable model document', () => {
     const enc = compileFeatures(FEATURES);
     const metrics = { rows: 100, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 100 };
     const saved = await registry.save('p', initialWeights(enc.dim, AGENTS.length, 3000, mulberry32(1)), { signature: enc.signature, agents: AGENTS, metrics });
-    // The document QA found: no listing, weights of the wrong shape.
+    // The document an external evaluation found: no listing, weights of the wrong shape.
     await rt.core.store.put('models', 'p', { pipeline: 'p', active: 12, weights: { inputDim: 'x' } });
     await rt.core.snapshot.refresh();
 

@@ -1,6 +1,6 @@
 /**
  * GET /v1/models/:pipeline lists the safe-start test's running comparison while no trained version serves
- * (`guard.safeStart.current`), before any shrink too. An outside QA saw the learned strategy's traffic 0.007–0.024
+ * (`guard.safeStart.current`), before any shrink too. An external evaluation saw the learned strategy's traffic 0.007–0.024
  * below the default for whole 3,000-outcome runs while the model list said `guard.safeStart: null`: the test had
  * not fired (too few control outcomes to resolve such gaps), and nothing showed the comparison it was running.
  */

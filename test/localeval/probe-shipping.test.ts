@@ -14,7 +14,7 @@ import { dropPrefix, eventually, FIVE_AGENTS, startTest, testPrefix } from '../h
 import { jsonHttp, okHttp } from '../helpers/http.js';
 
 /**
- * Local evaluation against a real server over a socket (QA report q): probe experiments are served as the server
+ * Local evaluation against a real server over a socket (found by an external evaluation): probe experiments are served as the server
  * serves them; a strategy kind local mode does not implement is never served under the experiment's label; decision
  * batches are cut by size (huge records neither take normal ones down with them nor block them); a slow sync answer
  * never replaces a newer one; bad sync answers are the SDK's own errors and keep the last good state.
@@ -134,7 +134,7 @@ after(async () => {
   await dropPrefix(prefix);
 });
 
-describe('local evaluation (QA report q)', () => {
+describe('local evaluation against a real server', () => {
   it('serves a probe experiment as the server does: the same answers and records for the same decision ids (seeded)', async () => {
     const sdk = new Apportion({ url, mode: 'local', maxBuffer: 10_000, stream: false, flushIntervalMs: 3_600_000 });
     await sdk.ready();

@@ -1,6 +1,6 @@
 /**
  * Apportion relies on Redis keeping every key it writes (budget ledgers, reservations, idempotency records,
- * applied-markers), so it needs `maxmemory-policy noeviction` (QA report n, bug 1: under allkeys-lru a workspace's
+ * applied-markers), so it needs `maxmemory-policy noeviction` (found by an external evaluation: under allkeys-lru a workspace's
  * ledger was evicted, its limit was skipped, a live reservation could not be committed, and nothing noticed).
  * At start-up an evicting policy refuses the start (ConfigError, exit code 2 from the CLI) unless
  * APPORTION_ALLOW_EVICTION is set; while running, a policy changed to an evicting one makes /readyz 503 with the

@@ -2,7 +2,7 @@ import { CommitTimeoutError } from '../../src/redis/group-commit.js';
 import { RecordDeadlineError } from '../../src/allocation/decisions.js';
 /**
  * Which errors are a Redis outage (a 503 and a retry) rather than a bug (a 500), with the error objects ioredis
- * itself makes. QA report n, bug 3: during a Redis Cluster failover ioredis gave up on commands with a plain
+ * itself makes. Found by an external evaluation: during a Redis Cluster failover ioredis gave up on commands with a plain
  * `Error("Too many Cluster redirections. Last error: …")` wrapping the last redirection or connection error, and
  * POST /v1/spans answered 500 INTERNAL.
  */
