@@ -163,8 +163,7 @@ export function flag(name: string, def: string): string {
  * inverse-gap weighting), `--control-min m` / `--control-margin x` (the guard's control share floor while the serving
  * version leads, 0.05 = a fixed share, and the lead beyond which the share falls: controlShareMin, controlShareMargin),
  * `--train-every n` (outcomes between retrains, `trainEvery`; the tier default TIER_TRAIN_EVERY); `--serving-floor x`
- * (the tier loop's gate: GateRule.servingFloor, the least estimate against the serving version; default none);
- * `--reach-share s [--reach-plateau k]` (reach probes: `tierReachShare`, `tierReachPlateau`).
+ * (the tier loop's gate: GateRule.servingFloor, the least estimate against the serving version; default none).
  */
 export function tierPolicyFlags() {
   const f = {
@@ -176,8 +175,6 @@ export function tierPolicyFlags() {
     controlMargin: flag('control-margin', ''),
     trainEvery: flag('train-every', ''),
     servingFloor: flag('serving-floor', ''),
-    reachShare: flag('reach-share', ''),
-    reachPlateau: flag('reach-plateau', ''),
   };
   const params = {
     ...(f.epsilonDecay !== '' ? { tierEpsilonDecay: Number(f.epsilonDecay) } : {}),
@@ -187,12 +184,10 @@ export function tierPolicyFlags() {
     ...(f.tokenShare !== '' ? { tierTokenShare: Number(f.tokenShare) } : {}),
     ...(f.tokenSpread !== '' ? { tierTokenSpread: Number(f.tokenSpread) } : {}),
     ...(f.trainEvery !== '' ? { trainEvery: Number(f.trainEvery) } : {}),
-    ...(f.reachShare !== '' ? { tierReachShare: Number(f.reachShare) } : {}),
-    ...(f.reachPlateau !== '' ? { tierReachPlateau: Number(f.reachPlateau) } : {}),
   };
   // The tier loop's gate rule (TierLoopOptions.gate): `--serving-floor x`, GateRule.servingFloor.
   const loop = f.servingFloor !== '' ? { gate: { servingFloor: Number(f.servingFloor) } } : {};
-  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes${f.servingFloor !== '' ? `, gate serving floor ${f.servingFloor}` : ''}${f.reachShare !== '' ? `, reach share ${f.reachShare} at ${f.reachPlateau || 'default'}× the need` : ''}`;
+  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes${f.servingFloor !== '' ? `, gate serving floor ${f.servingFloor}` : ''}`;
   return { ...f, params, loop, label };
 }
 

@@ -71,15 +71,6 @@ export const LearnedParams = Type.Object(
       Type.Number({ minimum: 0, maximum: 0.5, description: 'Pipelines with model tiers: share of a serving version’s decisions guaranteed to token perturbations around its greedy action (docs/tiers.md). Default 0 (off).' }),
     ),
     tierTokenSpread: Type.Optional(Type.Number({ minimum: 0.05, maximum: 3, description: 'Log-scale δ of those perturbations. Default 0.7.' })),
-    tierReachShare: Type.Optional(
-      Type.Number({
-        minimum: 0,
-        maximum: 2,
-        description:
-          'Pipelines with model tiers: reach probes (one agent on a cheaper model with ample tokens) get this multiple of a serving version’s exploration rate as their share of its decisions, at most ½ (docs/tiers.md). Default 0 (off).',
-      }),
-    ),
-    tierReachPlateau: Type.Optional(Type.Number({ minimum: 0.5, maximum: 20, description: 'The reach probes’ budget in units of the larger of the probed model’s fitted need and the agent’s greedy budget. Default 3.' })),
     tierEpsilonDecay: Type.Optional(
       Type.Number({
         minimum: 0,

@@ -243,55 +243,6 @@ export function perturbAround(base: TierAction, agents: readonly TierAgent[], to
 }
 
 /**
- * Reach probes of a serving tier version around its greedy action: for every agent i and every model m after its
- * first (whose reach and pace the fit learns relative to the first), the greedy action's models with agent i on m and
- * agent i's budget fixed at `plateau` × the larger of its fitted need on that model (pace·N) and its greedy budget
- * (a fit that underrates the need would otherwise probe where it already has data), within its bounds and what the
- * other agents' minimums leave of the token total and the ceiling — and the other agents' budgets the best split of
- * the rest on their fitted curves. Served at a small rate, they log what a cheaper model
- * reaches with ample tokens: the one observation that tells a reach below 1 from a slow pace, which budgets near the
- * served split leave flat (docs/tiers.md, "Reach probes"). Each differs from `greedy` (identical ones are dropped).
- */
-export function reachProbes(p: TierParams, agents: readonly TierAgent[], x: Float32Array, greedy: TierAction, total: number, ceiling: number, plateau: number): TierAction[] {
-  const curves = curvesOf(p, agents, x);
-  const out: TierAction[] = [];
-  const n = agents.length;
-  for (let i = 0; i < n; i++) {
-    const a = agents[i]!;
-    for (let m = 1; m < a.rates.length; m++) {
-      const assign = greedy.assign.slice();
-      assign[i] = m;
-      const rate = (j: number) => agents[j]!.rates[assign[j]!]!;
-      let restTokens = total;
-      let restCost = ceiling;
-      for (let j = 0; j < n; j++) {
-        if (j === i) continue;
-        restTokens -= agents[j]!.min;
-        restCost -= agents[j]!.min * rate(j);
-      }
-      const want = Math.ceil(plateau * Math.max(curves[i]![m]!.N, greedy.budgets[i]!));
-      const byCost = rate(i) > 0 ? Math.floor(restCost / rate(i)) : Infinity;
-      const bi = Math.min(a.cap, want, restTokens, byCost);
-      if (!(bi >= a.min)) continue;
-      const mins = agents.map((g, j) => (j === i ? bi : g.min));
-      const caps = agents.map((g, j) => (j === i ? bi : g.cap));
-      const s = bestSplit(
-        curves.map((row, j) => row[assign[j]!]!),
-        agents.map((_, j) => rate(j)),
-        mins,
-        caps,
-        total,
-        ceiling,
-      );
-      if (!s) continue;
-      const probe = { assign, budgets: floorSplit(s, mins) };
-      if (!sameTierAction(probe, greedy)) pushTierAction(out, probe);
-    }
-  }
-  return out;
-}
-
-/**
  * A guaranteed share of token exploration mixed into a decision's distribution (a serving tier version's token
  * perturbations around its greedy action, perturbAround): every probability is scaled by 1 − share and share /
  * |perturbations| is added at each perturbation's index — appended to `candidates` (in place) when new, merged with

@@ -1,7 +1,7 @@
 import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
 import { CANDIDATE_SHARE, TIER_CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, safeStartCandidateShare, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
-import { curvesOf, deserializeTierParams, drawIndex, fitsTierModels, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, reachProbes, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, withTokenShare, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
+import { curvesOf, deserializeTierParams, drawIndex, fitsTierModels, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, withTokenShare, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
 import type { Curve } from './mirror/learner/tiers-split.js';
 import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
@@ -36,10 +36,6 @@ export interface LearnedServingParams {
   readonly tierTokenShare?: number;
   /** Their log-scale δ (TIER_TOKEN_SPREAD). */
   readonly tierTokenSpread?: number;
-  /** Pipelines with model tiers: reach probes' share of a serving version's decisions, in units of its exploration rate (TIER_REACH_SHARE). */
-  readonly tierReachShare?: number;
-  /** The reach probes' budget in units of the probed model's fitted need (TIER_REACH_PLATEAU). */
-  readonly tierReachPlateau?: number;
   /** Pipelines with model tiers: exponent p of the exploration rate's decay budget·(from/v)^p (TIER_EPSILON_DECAY). */
   readonly tierEpsilonDecay?: number;
   /** Pipelines with model tiers: γ of the exploration's inverse-gap weighting (TIER_GAP_WEIGHT). */
@@ -509,17 +505,6 @@ export const TIER_TOKEN_SHARE = 0;
 /** δ of those perturbations (the strategy's `tierTokenSpread`): the safe start's. */
 export const TIER_TOKEN_SPREAD = SAFE_START_TOKEN_SPREAD;
 
-/**
- * Reach probes of a serving tier version (docs/tiers.md, "Reach probes"): this multiple of the version's exploration
- * rate (tierEpsilon, at most ½) is the share of its decisions that goes, spread evenly, to its greedy action with one
- * agent moved to a cheaper model at `TIER_REACH_PLATEAU` × the larger of that model's fitted need and the agent's
- * greedy budget (reachProbes), the other agents re-split; mixed in after the token perturbations, so the probes decay
- * with the exploration. 0: off (the strategy's `tierReachShare` sets it).
- */
-export const TIER_REACH_SHARE = 0;
-/** The probed agent's budget in units of the larger of its fitted need on the cheaper model and its greedy budget (the strategy's `tierReachPlateau`). */
-export const TIER_REACH_PLATEAU = 3;
-
 /** Least exploration rate of the tier learner under the default explorer (docs/tiers.md). */
 export const TIER_MIN_EPSILON = 0.04;
 
@@ -627,7 +612,7 @@ export function tierLearnedDecision(
   anchor: TierAction,
   rng: () => number,
   decayFrom?: number,
-  tokens: { readonly share: number; readonly spread: number; readonly reachShare?: number; readonly reachPlateau?: number } = { share: TIER_TOKEN_SHARE, spread: TIER_TOKEN_SPREAD },
+  tokens: { readonly share: number; readonly spread: number } = { share: TIER_TOKEN_SHARE, spread: TIER_TOKEN_SPREAD },
   rate: { readonly decay?: number; readonly gapWeight?: number } = {},
 ): TierLearnedDecision {
   const T = input.totalTokens;
@@ -649,18 +634,13 @@ export function tierLearnedDecision(
     // Inverse-gap weighted: the exploration budget goes less to actions the serving version predicts to be far worse.
     const cv = curvesOf(m.tiers, agents, x);
     curves = cv;
-    const eps = tierEpsilon(explore, m.version, decayFrom, rate.decay ?? TIER_EPSILON_DECAY);
     probs = gapProbs(
       candidates.map((a) => predictQuality(cv, a) - costWeight * plannedCostOf(agents, a)),
-      eps,
+      tierEpsilon(explore, m.version, decayFrom, rate.decay ?? TIER_EPSILON_DECAY),
       rate.gapWeight ?? TIER_GAP_WEIGHT,
     );
     // A guaranteed share of token exploration around the greedy action (off at share 0: the candidates and draws as without it).
     if (tokens.share > 0) probs = withTokenShare(candidates, probs, perturbAround(candidates[0]!, agents, T, C, tokens.spread), tokens.share);
-    // Reach probes (off at share 0): a cheaper model with ample tokens for one agent, the rest re-split.
-    // Their share is `reachShare` × the exploration rate, so it decays with it.
-    const reach = Math.min(0.5, (tokens.reachShare ?? TIER_REACH_SHARE) * eps);
-    if (reach > 0) probs = withTokenShare(candidates, probs, reachProbes(m.tiers, agents, x, candidates[0]!, T, C, tokens.reachPlateau ?? TIER_REACH_PLATEAU), reach);
   }
   let chosen = drawIndex(probs, rng());
   let ck: number | undefined;
@@ -689,12 +669,7 @@ function compileTierLearned(
 ): LearnedCompiled {
   const agents = tierAgentsOf(pipeline);
   const costWeight = params.costWeight ?? 0;
-  const tokens = {
-    share: params.tierTokenShare ?? TIER_TOKEN_SHARE,
-    spread: params.tierTokenSpread ?? TIER_TOKEN_SPREAD,
-    reachShare: params.tierReachShare ?? TIER_REACH_SHARE,
-    reachPlateau: params.tierReachPlateau ?? TIER_REACH_PLATEAU,
-  };
+  const tokens = { share: params.tierTokenShare ?? TIER_TOKEN_SHARE, spread: params.tierTokenSpread ?? TIER_TOKEN_SPREAD };
   const rate = { decay: params.tierEpsilonDecay ?? TIER_EPSILON_DECAY, gapWeight: params.tierGapWeight ?? TIER_GAP_WEIGHT };
   const greedyTier = (input: AllocationInput) => {
     const m = c.model();
