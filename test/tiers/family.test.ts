@@ -117,10 +117,12 @@ describe('tier family', () => {
     }
   });
 
-  it('the seed lists: dev seeds for choosing, at least 20 held-out test seeds, disjoint', () => {
-    const s = JSON.parse(readFileSync(new URL('../../experiments/tiers/family-seeds.json', import.meta.url), 'utf8')) as { dev: number[]; test: number[]; how: string };
+  it('the seed lists: dev seeds and a wide list for choosing, at least 20 held-out test seeds, disjoint', () => {
+    const s = JSON.parse(readFileSync(new URL('../../experiments/tiers/family-seeds.json', import.meta.url), 'utf8')) as { dev: number[]; wide: number[]; test: number[]; how: string };
     assert.ok(s.dev.length >= 4 && s.test.length >= 20 && s.how.length > 0);
-    assert.equal(new Set(s.test).size, s.test.length);
-    assert.ok(s.test.every((t) => !s.dev.includes(t)));
+    // The wide list: enough worlds to choose a setting on paired runs (docs/tiers.md, "Reach probes").
+    assert.ok(s.wide.length >= 36);
+    for (const list of [s.test, s.wide]) assert.equal(new Set(list).size, list.length);
+    assert.ok(s.test.every((t) => !s.dev.includes(t) && !s.wide.includes(t)));
   });
 });
