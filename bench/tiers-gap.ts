@@ -30,7 +30,7 @@ import { generateTierWorld } from '../src/learner/sim/tier-family.js';
 import { runTierLoop, type TierLoopVersion } from '../src/learner/sim/tier-loop.js';
 import { bestStaticTier, loadTierWorld, servedStatic, type TierWorld } from '../src/learner/sim/tiers.js';
 import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
-import { deserializeTierParams, TIER_RIDGE, tierGreedy } from '../src/learner/tiers-policy.js';
+import { curvesOf, deserializeTierParams, TIER_RIDGE, tierGreedy } from '../src/learner/tiers-policy.js';
 import { bestSplit, floorSplit } from '../src/learner/tiers-split.js';
 import { mulberry32 } from '../src/learner/rng.js';
 import { flag, tierPolicyFlags } from './lib.js';
@@ -212,7 +212,9 @@ for (const seed of list) {
     if (r.reverts.length) console.log(`  reverts: ${r.reverts.map((x) => `@${x.at} ${x.reason} v${x.from} → v${x.to} (${x.diff.toFixed(4)})`).join('; ')}`);
     // Per agent: the fitted curve on the greedy's model against the truth (geometric mean ratio of the need, mean
     // weight), and the mean budgets of the greedy and of the true best split on the same models.
-    const { curvesOf } = await import('../src/learner/tiers-policy.js');
+    // The fitted and the true curves of every request, once for all agents.
+    const fitted = ctx.map((c) => curvesOf(params, agents, encoder.encode(tw.features(c))));
+    const truth = ctx.map((c) => tw.curves(c));
     tw.agents.forEach((a, i) => {
       let lr = 0;
       let fw = 0;
@@ -221,10 +223,10 @@ for (const seed of list) {
       let bb = 0;
       let reachF = 0;
       let reachT = 0;
-      ctx.forEach((c, k) => {
+      ctx.forEach((_, k) => {
         const m = greedy[k]!.assign[i]!;
-        const f = curvesOf(params, agents, encoder.encode(tw.features(c)))[i]![m]!;
-        const t = tw.curves(c)[i]![m]!;
+        const f = fitted[k]![i]![m]!;
+        const t = truth[k]![i]![m]!;
         lr += Math.log(f.N / t.N) / n;
         fw += (f.A + f.B) / n;
         tw0 += (t.A + t.B) / n;
