@@ -108,7 +108,11 @@ describe('console (auth off)', () => {
   });
 
   it('shows the learner: model versions, learning curve, OPE with CIs, shadow agreement', async () => {
+    // The page is compared with the model API's answer it rendered from: the learner keeps training and the gate
+    // keeps judging while the test runs, so a second read can report a newer version or a later verdict.
+    const served = page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/models/support-triage' && r.request().method() === 'GET');
     await openPage(page, s.url, 'learner');
+    const models = (await (await served).json()) as { versions: { version: number; gate?: { status: string; reason: string } }[] };
     const section = page.locator('[data-testid=learner-support-triage]');
     const t = await section.innerText();
     // A version serves once it clears the activation gate; until then the default strategy serves. Either way
@@ -116,7 +120,6 @@ describe('console (auth off)', () => {
     assert.match(t, /serving v\d+|default strategy serves/);
     assert.match(t, /VERSION\tTRAINED[^\n]*\tGATE\nv\d+\t/);
     // The gate column gives the gate's status and its reason, as GET /v1/models reports them.
-    const models = await (await fetch(`${s.url}/v1/models/support-triage`)).json() as { versions: { version: number; gate?: { status: string; reason: string } }[] };
     const newest = models.versions.reduce((a, b) => (b.version > a.version ? b : a));
     assert.ok(newest.gate, 'the model API reports the gate');
     assert.ok(t.includes(`${newest.gate.status}: ${newest.gate.reason}`), `gate "${newest.gate.status}: ${newest.gate.reason}" in:\n${t}`);
