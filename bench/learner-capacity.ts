@@ -7,12 +7,13 @@
  * (d) fitted on (b)'s data with every feature set to 0: a context-free fit, i.e. a static split learned from the log.
  *
  *   node --import tsx bench/learner-capacity.ts [--seeds 3,5,7,11] [--rows 8000] [--steps 1000] [--contexts 150] [--global-head on] [--wide off]
- *     [--loop off] [--ideal on] [--hidden 16] [--l2 1e-5] [--family dev|test]
+ *     [--loop off] [--ideal on] [--ideal-random 0.5] [--hidden 16] [--l2 1e-5] [--family dev|test]
  *
  * `--wide off` skips (c). `--loop off` skips the loop run and so (a), (b) and (d): (c) alone is the model class's
  * reach on broad data, seconds per world. `--ideal on` adds (e): the model fitted on an ideal log, half of it splits at
  * random over the simplex and half the oracle's split with every agent scaled by e^{u}, u uniform in [−0.5, 0.5]
  * (what a learner that explored perfectly around the optimum would have logged): the model class's ceiling.
+ * `--ideal-random s` sets the share of random splits in it (default 0.5; 0: the oracle's neighbourhood only).
  * `--hidden n` sets the hidden layer's width for every fit (the service's is DEFAULT_HIDDEN), `--l2` the trainer's L2. `--family test` takes
  * the seeds from experiments/family/seeds.json's test list (a diagnostic of the ceiling; choose nothing by it).
  *
@@ -41,6 +42,8 @@ const loop = flag('loop', 'on') === 'on';
 const ideal = flag('ideal', 'off') === 'on';
 const hidden = Number(flag('hidden', String(DEFAULT_HIDDEN)));
 const l2 = flag('l2', '');
+// The ideal log's share of random splits (the rest near the oracle's split).
+const idealRandom = Number(flag('ideal-random', '0.5'));
 const rows = Number(flag('rows', '8000'));
 const steps = Number(flag('steps', '1000'));
 const nCtx = Number(flag('contexts', '150'));
@@ -99,7 +102,7 @@ for (const seed of seeds) {
     return out;
   };
   const wide = wideFit ? await fit(logOf(0xb40ad, () => false)) : { g: NaN, mse: NaN, v: NaN, own: NaN };
-  const best = ideal ? await fit(logOf(0x1dea1, (t) => t % 2 === 1)) : { g: NaN, mse: NaN, v: NaN, own: NaN };
+  const best = ideal ? await fit(logOf(0x1dea1, (t) => Math.floor((t + 1) * (1 - idealRandom)) > Math.floor(t * (1 - idealRandom)))) : { g: NaN, mse: NaN, v: NaN, own: NaN };
   rowsOut.push({ seed, agents: names.length, stat: stat / oracle, uniform, c: wide.g, e: best.g });
   const tailC = `(c) random splits, ${steps} steps ${wide.g.toFixed(3)} (MSE ${wide.mse.toFixed(4)} of ${wide.v.toFixed(4)})${ideal ? `  (e) ideal log ${best.g.toFixed(3)} (MSE ${best.mse.toFixed(4)} of ${best.v.toFixed(4)}; r̂(greedy) − r̂(oracle) ${best.own.toFixed(4)})` : ''}`;
   if (!res) {
