@@ -7,7 +7,7 @@
  * (d) fitted on (b)'s data with every feature set to 0: a context-free fit, i.e. a static split learned from the log.
  *
  *   node --import tsx bench/learner-capacity.ts [--seeds 3,5,7,11] [--rows 8000] [--steps 1000] [--contexts 150] [--global-head on] [--wide off]
- *     [--loop off] [--ideal on] [--ideal-random 0.5] [--hidden 16] [--l2 1e-5] [--family dev|test]
+ *     [--loop off] [--ideal on] [--ideal-random 0.5] [--hidden 16] [--l2 1e-5] [--family dev|test [--count 50]]
  *
  * `--wide off` skips (c). `--loop off` skips the loop run and so (a), (b) and (d): (c) alone is the model class's
  * reach on broad data, seconds per world. `--ideal on` adds (e): the model fitted on an ideal log, half of it splits at
@@ -15,7 +15,8 @@
  * (what a learner that explored perfectly around the optimum would have logged): the model class's ceiling.
  * `--ideal-random s` sets the share of random splits in it (default 0.5; 0: the oracle's neighbourhood only).
  * `--hidden n` sets the hidden layer's width for every fit (the service's is DEFAULT_HIDDEN), `--l2` the trainer's L2. `--family test` takes
- * the seeds from experiments/family/seeds.json's test list (a diagnostic of the ceiling; choose nothing by it).
+ * the first `--count` seeds of experiments/family/seeds.json's test list (a diagnostic of the ceiling; choose nothing
+ * by it); `--family dev` dev seeds 1–12.
  *
  * Choose by the dev seeds only (docs/learner.md); `--family test` measures the ceiling on the held-out list as a diagnostic.
  */
@@ -53,7 +54,7 @@ const explore = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, pertu
 const { tf } = await loadTf();
 const mean = (xs: readonly number[]) => xs.reduce((s, v) => s + v, 0) / xs.length;
 console.log(`bench/learner-capacity: seeds ${seeds.join(',')}; ${rows} rows; ${steps} steps; ${nCtx} held-out contexts; hidden ${hidden}; l2 ${l2 || 'default'}; global head ${globalHead ? 'on' : 'off'}; loop ${loop ? 'on' : 'off'}`);
-const rowsOut: { seed: number; agents: number; stat: number; uniform: number; c: number; e: number }[] = [];
+const rowsOut: { stat: number; uniform: number; c: number; e: number }[] = [];
 for (const seed of seeds) {
   const world = generateWorld(seed);
   const names = world.agents.map((a) => a.name);
@@ -103,7 +104,7 @@ for (const seed of seeds) {
   };
   const wide = wideFit ? await fit(logOf(0xb40ad, () => false)) : { g: NaN, mse: NaN, v: NaN, own: NaN };
   const best = ideal ? await fit(logOf(0x1dea1, (t) => Math.floor((t + 1) * (1 - idealRandom)) > Math.floor(t * (1 - idealRandom)))) : { g: NaN, mse: NaN, v: NaN, own: NaN };
-  rowsOut.push({ seed, agents: names.length, stat: stat / oracle, uniform, c: wide.g, e: best.g });
+  rowsOut.push({ stat: stat / oracle, uniform, c: wide.g, e: best.g });
   const tailC = `(c) random splits, ${steps} steps ${wide.g.toFixed(3)} (MSE ${wide.mse.toFixed(4)} of ${wide.v.toFixed(4)})${ideal ? `  (e) ideal log ${best.g.toFixed(3)} (MSE ${best.mse.toFixed(4)} of ${best.v.toFixed(4)}; r̂(greedy) − r̂(oracle) ${best.own.toFixed(4)})` : ''}`;
   if (!res) {
     console.log(`${world.name.padEnd(7)} static ${(stat / oracle).toFixed(3)} uniform ${uniform.toFixed(3)}  greedy ÷ oracle: ${tailC}  | ${world.summary}`);
