@@ -31,7 +31,7 @@ import { policyAgents, runLoop } from '../src/learner/sim/loop.js';
 import { mulberry32 } from '../src/learner/rng.js';
 import { trainModel } from '../src/learner/trainer.js';
 import { waterFill } from '../src/strategies/fit.js';
-import { flag } from './lib.js';
+import { flag, rankQuantile as q } from './lib.js';
 
 const family = flag('family', '');
 const seeds = family === 'test'
@@ -116,10 +116,6 @@ for (const seed of seeds) {
   console.log(`${world.name.padEnd(7)} (d) context-free fit of the logged data: ${free.g.toFixed(3)} (MSE ${free.mse.toFixed(4)} of ${free.v.toFixed(4)}); uniform ${uniform.toFixed(3)}`);
   console.log(`${world.name.padEnd(7)} static ${(stat / oracle).toFixed(3)}  greedy ÷ oracle: (a) serving ${served.toFixed(3)}  (b) logged data, ${steps} steps ${logged.g.toFixed(3)} (held-out MSE ${logged.mse.toFixed(4)} of variance ${logged.v.toFixed(4)})  ${tailC}  | ${world.summary}`);
 }
-const q = (xs: number[], p: number) => {
-  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  return v.length ? v[Math.min(v.length - 1, Math.max(0, Math.ceil(p * v.length) - 1))]! : NaN;
-};
 const summary = (name: string, xs: number[]) => console.log(`  ${name.padEnd(28)} median ${q(xs, 0.5).toFixed(3)}  p10 ${q(xs, 0.1).toFixed(3)}  min ${q(xs, 0).toFixed(3)}`);
 console.log(`summary over ${rowsOut.length} worlds (greedy ÷ oracle on held-out contexts):`);
 summary('best static', rowsOut.map((r) => r.stat));

@@ -411,6 +411,12 @@ export class LatencyHistogram {
   }
 }
 
+/** The nearest-rank p-quantile of the finite values (the lower middle for the median of an even count); NaN when there are none. */
+export function rankQuantile(xs: readonly number[], p: number): number {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return v.length ? v[Math.min(v.length - 1, Math.max(0, Math.ceil(p * v.length) - 1))]! : NaN;
+}
+
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((x, y) => x - y);
   const m = s.length >> 1;

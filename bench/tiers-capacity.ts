@@ -27,7 +27,7 @@ import { worldFeatures, type SimContext } from '../src/learner/sim/world.js';
 import { deserializeTierParams, tierGreedy, type SerializedTierParams } from '../src/learner/tiers-policy.js';
 import { trainTiers } from '../src/learner/train-tiers.js';
 import { waterFill } from '../src/strategies/fit.js';
-import { flag } from './lib.js';
+import { flag, rankQuantile as q } from './lib.js';
 
 const which = flag('family', 'dev');
 const seedLists = JSON.parse(readFileSync(new URL('../experiments/tiers/family-seeds.json', import.meta.url), 'utf8')) as Record<string, number[]>;
@@ -126,10 +126,6 @@ for (const seed of seeds) {
   table.push({ stat, uni, random, ideal, near });
   console.log(`seed ${String(seed).padEnd(7)} ${tw.agents.length} agents, ${tw.models.length} models${lam > 0 ? `, λ ${lam.toFixed(2)}` : ''}: uniform ${uni.toFixed(3)}  best static ${stat.toFixed(3)}  | random ${random.toFixed(3)}  ideal ${ideal.toFixed(3)}  near ${near.toFixed(3)}`);
 }
-const q = (xs: number[], p: number) => {
-  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  return v.length ? v[Math.min(v.length - 1, Math.max(0, Math.ceil(p * v.length) - 1))]! : NaN;
-};
 console.log(`summary over ${table.length} worlds: median / p10 / min`);
 for (const k of ['uni', 'stat', 'random', 'ideal', 'near'] as const) {
   const xs = table.map((r) => r[k]);
