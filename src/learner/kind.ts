@@ -36,6 +36,11 @@ export const DEFAULT_TRAIN_EVERY = 250;
 /** The same on a pipeline with model tiers (250 was measured worse there: docs/tiers.md, "What the gate and the retrain cadence cost"). */
 export const TIER_TRAIN_EVERY = 500;
 
+/** A learned strategy's explore-first length in outcomes on a pipeline (0: off; pipelines with model tiers do not explore first). */
+export function exploreFirstOf(params: { readonly exploreFirst?: number | undefined }, pipeline: Pipeline): number {
+  return learnsTiers(pipeline) ? 0 : (params.exploreFirst ?? 0);
+}
+
 /** A learned strategy's retrain interval in outcomes on a pipeline. */
 export function trainEveryOf(params: { readonly trainEvery?: number | undefined }, pipeline: Pipeline): number {
   return params.trainEvery ?? (learnsTiers(pipeline) ? TIER_TRAIN_EVERY : DEFAULT_TRAIN_EVERY);
@@ -54,6 +59,17 @@ export type { LearnedCompiled, LearnerMeta, ServingModel };
 export const LearnedParams = Type.Object(
   {
     explorer: Type.Optional(Type.Union([Type.Literal('squarecb'), Type.Literal('epsilon')], { description: 'Default squarecb.' })),
+    exploreFirst: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 10_000_000,
+        description:
+          'Explore-first: until the pipeline has this many outcomes, a share exploreFirstShare of the safe start’s decisions serves a split drawn at random over the simplex, and no trained version is activated (the gate’s passing verdicts are held); then the safe start goes on as usual until a version clears the gate. Pipelines without model tiers. Default 0 (off; docs/learner.md, "Explore-first").',
+      }),
+    ),
+    exploreFirstShare: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 0.9, description: 'Share of the safe start’s decisions explore-first serves at random. Default 0.5.' }),
+    ),
     epsilon: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Epsilon-greedy exploration rate. Default 0.1.' })),
     gamma: Type.Optional(Type.Number({ minimum: 0, maximum: 1e6, description: 'SquareCB learning-rate γ. Default 200.' })),
     perturbation: Type.Optional(Type.Number({ minimum: 0.05, maximum: 3, description: 'Log-scale δ of the explored per-agent perturbations. Default 0.5.' })),
@@ -246,7 +262,9 @@ export function learnerMetaOf(
   if (!m || !Array.isArray(m.g) || !Array.isArray(m.P) || !pipeline || m.g.length !== pipeline.agents.length) return undefined;
   if (Array.isArray(m.TC) || Array.isArray(m.TM)) return tierMetaOf(m, decision, pipeline);
   const around = candidatesAround(m.g, policyAgentsOf(pipeline), decision.totalTokens, m.d, Array.isArray(m.a) ? m.a : undefined);
-  const C = Array.isArray(m.c) ? candidatesWith(around, m.c) : around;
+  // Explore-first's random split, then the candidate version's: appended in the order the decision added them.
+  const withRandom = Array.isArray(m.r) && m.r.length === m.g.length ? candidatesWith(around, m.r) : around;
+  const C = Array.isArray(m.c) ? candidatesWith(withRandom, m.c) : withRandom;
   const served = pipeline.agents.map((a) => decision.budgets[a.name]);
   if (C.length !== m.P.length || !C[m.k]) return undefined;
   if (m.x) return withControlArm({ ...m, x: m.x }, C, served);

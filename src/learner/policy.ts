@@ -305,21 +305,25 @@ export function safeStartCandidateShare(share: number, scale: number): number {
  * model's greedy split (index 0 = base, its per-agent perturbations, the anchor). `epsilon`: the exploration rate
  * (SAFE_START_EPSILON unless the runtime guard shrank it).
  */
-export function decideAround(base: number[], agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, anchor?: number[], epsilon: number = SAFE_START_EPSILON): Decision {
+export function decideAround(base: number[], agents: readonly PolicyAgent[], total: number, opts: ExploreOptions, rng: () => number, anchor?: number[], epsilon: number = SAFE_START_EPSILON): Decision & { readonly random?: number[] } {
   let candidates = candidatesAround(base, agents, total, signedPerturbation(opts), anchor);
   const K = candidates.length;
   const e = K === 1 ? 0 : epsilon;
   let probs = candidates.map((_, k) => e / K + (k === 0 ? 1 - e : 0));
   const wide = opts.wideStart ?? 0;
+  // The random split (wideKind 'random') is not a function of the logged greedy split and bounds: the log must carry it.
+  let random: number[] | undefined;
   if (wide > 0) {
-    if (opts.wideKind === 'random') ({ candidates, probs } = withProbes(candidates, probs, [randomSplit(agents, total, rng)], wide, 1));
-    else {
+    if (opts.wideKind === 'random') {
+      random = randomSplit(agents, total, rng);
+      ({ candidates, probs } = withProbes(candidates, probs, [random], wide, 1));
+    } else {
       const cuts = wideCuts(base, agents, opts.wideDepth ?? WIDE_DEFAULTS.wideDepth);
       if (cuts.length > 0) ({ candidates, probs } = withProbes(candidates, probs, cuts, wide, cuts.length));
     }
   }
   const chosen = pickIndex(probs, rng());
-  return { budgets: candidates[chosen]!, candidates, probs, chosen, greedy: 0 };
+  return { budgets: candidates[chosen]!, candidates, probs, chosen, greedy: 0, ...(random ? { random } : {}) };
 }
 
 /**

@@ -252,6 +252,8 @@ export interface ModelDoc {
   /** Newest first, at most MAX_LISTED. */
   readonly versions: readonly ModelSummary[];
   readonly guard?: GuardState;
+  /** Set by the trainer once the pipeline had the strategy's `exploreFirst` outcomes: the safe start's random splits and the hold on activations end. */
+  readonly exploreFirst?: { readonly endedAt: number; readonly outcomes: number };
   /** Changes of the world drift recovery detected (training.ts checkDrift), newest first (at most 20). */
   readonly drift?: { readonly changes: readonly DriftChange[] };
 }
@@ -553,6 +555,7 @@ export class ModelRegistry {
         // rollback) starts a new segment of the guard's evidence.
         ...guardAfterActivation(prev?.guard, opts.manual === true),
         ...(prev?.drift ? { drift: prev.drift } : {}),
+        ...(prev?.exploreFirst ? { exploreFirst: prev.exploreFirst } : {}),
       };
       return doc;
     }, { replaceUnreadable: opts.manual === true }))!;
@@ -679,6 +682,19 @@ export class ModelRegistry {
       return { ...base, guard: { ...(base.guard ?? { reverts: [] }), safeStart: state } };
     });
     return doc?.active === 0 && doc.guard?.safeStart === state;
+  }
+
+  /**
+   * Ends explore-first (the strategy's `exploreFirst` outcomes were reached): serving stops drawing random splits. Kept
+   * from then on (a later safe start, after a revert, does not explore first again). A document is created for a
+   * pipeline that has none yet.
+   */
+  async endExploreFirst(pipeline: string, outcomes: number, fresh: { readonly signature: string; readonly agents: readonly string[] }): Promise<void> {
+    await this.update(pipeline, (prev) => {
+      if (prev?.exploreFirst) return undefined;
+      const base: ModelDoc = prev ?? { pipeline, active: 0, signature: fresh.signature, agents: fresh.agents, activatedAt: 0, versions: [] };
+      return { ...base, exploreFirst: { endedAt: Date.now(), outcomes } };
+    });
   }
 
   /**

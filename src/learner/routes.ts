@@ -9,12 +9,12 @@ import type { ControlView } from '../control/view.js';
 import { controlStrategyDef, servingControlShare } from './control-arm.js';
 import type { Services } from '../kernel/module.js';
 import { compileFeatures, FeaturesBody, validateFeatures, type FeatureSpec } from './features.js';
-import { servingModel, type LearnedParams } from './kind.js';
+import { exploreFirstOf, servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { jsonDecoder } from '../redis/decode.js';
 import { describeRule, gateRuleFor } from './gate.js';
 import { evaluateOffPolicy, OPE_TOLERANCE, pipelineCostWeight, tierRewardOf } from './ope-service.js';
-import { learnsTiers, modelAgreementOf } from '@apportion/sdk/engine';
+import { EXPLORE_FIRST_SHARE, learnsTiers, modelAgreementOf } from '@apportion/sdk/engine';
 import { readServingGuard, safeStartComparison, type SafeStartComparison } from './guard-monitor.js';
 import type { RevertRecord } from './guard.js';
 import { unfitFor, type ModelDoc, type ModelSummary } from './registry.js';
@@ -166,6 +166,18 @@ const ModelsGateFields = {
   ),
   candidate: Type.Optional(Type.Union([Type.Integer(), Type.Null()], { description: 'The version awaiting the activation gate (its split is mixed into 10 % of decisions).' })),
   gateRule: Type.Optional(Type.String()),
+  exploreFirst: Type.Optional(
+    Type.Object(
+      {
+        until: Type.Integer({ description: 'The strategy’s exploreFirst: outcomes before which the safe start serves random splits and no version is activated.' }),
+        share: Type.Number({ description: 'Share of the safe start’s decisions served at random meanwhile.' }),
+        status: Type.Union([Type.Literal('exploring'), Type.Literal('ended')], { description: 'ended: the trainer found the pipeline had `until` outcomes (at a retrain).' }),
+        endedAt: Type.Optional(Type.Number({ description: 'When it ended (epoch ms).' })),
+        endedAtOutcomes: Type.Optional(Type.Integer({ description: 'The pipeline’s outcome count then.' })),
+      },
+      { description: 'Explore-first, when the learned strategy sets `exploreFirst` (docs/learner.md, "Explore-first").' },
+    ),
+  ),
   scaling: Type.Optional(Type.Record(Type.String(), Type.Object({ center: Type.Number(), scale: Type.Number() }), { description: 'The serving version’s fitted feature scaling.' })),
 };
 
@@ -350,12 +362,24 @@ const num = (s: string | undefined, def: number) => (s === undefined ? def : Num
 const finite = <T>(o: T): T => JSON.parse(JSON.stringify(o, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? 0 : v))) as T;
 
 /** Safe start, candidate, gate rule and fitted scaling for the models listing. */
-function gateFields(doc: ModelDoc | undefined, servingVersion: number, gateDelta: number | undefined, tiers: boolean) {
+function gateFields(doc: ModelDoc | undefined, servingVersion: number, params: LearnedParams | undefined, pipeline: Pipeline) {
+  const tiers = learnsTiers(pipeline);
+  const until = params ? exploreFirstOf(params, pipeline) : 0;
   return {
     serving: servingVersion > 0 ? 'model' : 'default-strategy',
     ...(servingVersion > 0 ? { kind: doc?.kind ?? 'tokens' } : {}),
     candidate: doc?.candidate?.version ?? null,
-    gateRule: describeRule(gateRuleFor(tiers, gateDelta)),
+    gateRule: describeRule(gateRuleFor(tiers, params?.gateDelta)),
+    ...(until > 0
+      ? {
+          exploreFirst: {
+            until,
+            share: params?.exploreFirstShare ?? EXPLORE_FIRST_SHARE,
+            status: doc?.exploreFirst ? ('ended' as const) : ('exploring' as const),
+            ...(doc?.exploreFirst ? { endedAt: doc.exploreFirst.endedAt, endedAtOutcomes: doc.exploreFirst.outcomes } : {}),
+          },
+        }
+      : {}),
     ...(servingVersion > 0 && doc?.scaling ? { scaling: doc.scaling } : {}),
   };
 }
@@ -458,7 +482,7 @@ export function learnerRoutes(app: ApiApp, core: Services<'redis' | 'keys' | 'ki
           : {}),
         versions: (doc?.versions ?? []).map(versionView),
         ...(withWeights && doc?.weights ? { weights: { ...doc.weights } } : {}),
-        ...gateFields(doc, serving.version, params?.gateDelta, learnsTiers(p)),
+        ...gateFields(doc, serving.version, params, p),
         ...guardView(doc, current),
         ...(await runtimeGuardView(core, view, p, doc, serving.version, params)),
         trainer: await training.escalations(pipeline),

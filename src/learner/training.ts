@@ -9,7 +9,7 @@ import { COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, key
 import { DEFAULT_GATE, gateLevel, gateRuleFor, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
 import { backoffUnit, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, gateBackoffApplies, gateShowsHarm, type DriftRetire } from './guard.js';
-import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, trainEveryOf, type LearnedParams, type LearnerMeta } from './kind.js';
+import { DEFAULT_GRACE_MS, defaultSplitOf, exploreFirstOf, policyAgentsOf, servingModel, trainEveryOf, type LearnedParams, type LearnerMeta } from './kind.js';
 import { defaultTierAction, learnsTiers, tierAgentsOf, tierModelIds, tierNeedGuess } from '@apportion/sdk/engine';
 import { tierGateInput, tierResidual, tierStratum } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
@@ -249,11 +249,17 @@ export class TrainingService {
         : docBefore?.kind === 'tiers' && docBefore.tiers && before.tiers
           ? { tiers: docBefore.tiers, scaling: docBefore.scaling }
           : undefined;
+    // Explore-first (kind.ts `exploreFirst`): once the pipeline has that many outcomes, the safe start's random splits end.
+    const exploreFirst = exploreFirstOf(params, pipeline);
+    if (exploreFirst > 0 && outcomes >= exploreFirst && !this.registry.doc(pipelineId)?.exploreFirst) {
+      await this.registry.endExploreFirst(pipelineId, outcomes, { signature, agents: pipeline.agents.map((a) => a.name) });
+      this.core.log.info({ pipeline: pipelineId, outcomes, exploreFirst }, 'learner explore-first ended: the safe start serves no more random splits');
+    }
     // Drift recovery (drift.ts): the newest trained version on the decisions since it was trained.
     const change = await this.checkDrift(pipeline, params, outcomes);
     if (params.gate !== false && change.changeTs !== undefined && change.sinceChange < (params.window ?? 8000)) await this.retireIfWorse(pipeline, params, change.changeTs, outcomes);
     if (params.gate !== false) {
-      const gate = await this.gateCandidate(pipeline, params, change.changed, change.changeTs);
+      const gate = await this.gateCandidate(pipeline, params, change.changed, change.changeTs, outcomes);
       if (gate.waiting) return { trained: false, ...(gate.reason !== undefined ? { reason: gate.reason } : {}) };
     }
     // After candidates refused in a row (by the runtime guard, or by the gate with an estimate below −δ), the next one
@@ -463,7 +469,7 @@ export class TrainingService {
    * proposed. Too few of them: it keeps waiting (and no new version is trained over it). Otherwise the verdict is
    * recorded on the version and, if it passed, the version serves.
    */
-  async gateCandidate(pipeline: Pipeline, params: LearnedParams, changed = false, changeTs?: number): Promise<{ waiting: boolean; reason?: string; verdict?: GateVerdict }> {
+  async gateCandidate(pipeline: Pipeline, params: LearnedParams, changed = false, changeTs?: number, outcomes?: number): Promise<{ waiting: boolean; reason?: string; verdict?: GateVerdict }> {
     const doc = this.registry.doc(pipeline.id);
     const pending = doc?.candidate;
     if (!pending) return { waiting: false };
@@ -516,10 +522,20 @@ export class TrainingService {
       this.core.log.info({ pipeline: pipeline.id, version: c.version, look, reason: verdict.reason }, 'learner activation gate: waiting for more decisions');
       return { waiting: true, reason: `candidate version ${c.version} awaits the gate's next look: ${verdict.reason}`, verdict };
     }
-    const reason = verdict.wait ? `${verdict.reason}; refused instead of waiting: the world changed since it was trained (drift recovery)` : verdict.reason;
-    const record = { status: verdict.pass ? ('passed' as const) : ('refused' as const), reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now, look };
+    // Explore-first holds the safe start: a version that passes before the pipeline has `exploreFirst` outcomes is
+    // refused with that reason (not counted in the backoff: its estimate showed no harm), and the next retrain proposes another.
+    const exploreFirst = exploreFirstOf(params, pipeline);
+    const count = outcomes ?? Number((await this.core.redis.hget(learnerKeys(this.core.keys, pipeline.id).counters, 'outcomes')) ?? 0);
+    const held = verdict.pass && serving.version === 0 && exploreFirst > 0 && count < exploreFirst;
+    const reason = held
+      ? `held: explore-first holds the safe start until outcome ${exploreFirst} (now ${count}); the gate passed it: ${verdict.reason}`
+      : verdict.wait
+        ? `${verdict.reason}; refused instead of waiting: the world changed since it was trained (drift recovery)`
+        : verdict.reason;
+    const pass = verdict.pass && !held;
+    const record = { status: pass ? ('passed' as const) : ('refused' as const), reason, events: verdict.events, comparisons: verdict.comparisons, decidedAt: now, look };
     await this.registry.recordGate(pipeline.id, c.version, record);
-    this.core.log.info({ pipeline: pipeline.id, version: c.version, pass: verdict.pass, reason }, 'learner activation gate');
+    this.core.log.info({ pipeline: pipeline.id, version: c.version, pass, reason }, 'learner activation gate');
     if (!verdict.pass && !changed && params.candidateBackoff !== false && gateBackoffApplies(params.candidateBackoffGate ?? CANDIDATE_BACKOFF_GATE_DEFAULT, serving.version) && gateShowsHarm({ pass: false, comparisons: verdict.comparisons }, rule.delta)) {
       // Not when drift recovery detected a change at this retrain: the candidate was trained before it, so its refusal
       // says the world moved, not that the fits do harm, and the retrain that follows is the recovery's.
@@ -531,7 +547,7 @@ export class TrainingService {
       await this.core.redis.hset(lk.counters, 'candidateAfter', after);
       this.core.log.info({ pipeline: pipeline.id, version: c.version, gateRefusals: gateK, guardRefusals: guardK, candidateAfter: after }, 'learner activation gate: refused with an estimate below −δ; the next candidate backs off');
     }
-    if (verdict.pass) {
+    if (pass) {
       const mv = await this.registry.get(pipeline.id, c.version);
       if (mv) await this.registry.activate({ ...mv, gate: record });
       // A candidate passed: the backoff after refused candidates (the guard's and the gate's) ends.
@@ -539,7 +555,7 @@ export class TrainingService {
       // Where the first trained version cleared the gate (drift recovery's forgetting keeps the events before it: DriftRule.forgetKeepStart).
       await this.core.redis.hsetnx(learnerKeys(this.core.keys, pipeline.id).counters, 'firstServedTs', now);
     }
-    return { waiting: false, verdict };
+    return { waiting: false, verdict: held ? { ...verdict, pass: false, reason } : verdict };
   }
 
   /**

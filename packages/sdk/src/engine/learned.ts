@@ -28,6 +28,13 @@ export interface LearnedServingParams {
   readonly upOnly?: boolean;
   readonly exploreBudget?: number;
   readonly exploreDecayFrom?: number;
+  /**
+   * Explore-first (off unless set): until the pipeline has this many outcomes, a share `exploreFirstShare` of the
+   * safe start's decisions serves a split drawn at random over the simplex, and no trained version is activated.
+   */
+  readonly exploreFirst?: number;
+  /** That share (EXPLORE_FIRST_SHARE unless set). */
+  readonly exploreFirstShare?: number;
   readonly rewardWaitSeconds?: number;
   readonly controlShare?: number;
   /** λ of reward = quality − λ·cost: the tier learner weighs an action's planned cost with it. */
@@ -63,6 +70,8 @@ export interface ServedModelDoc {
     /** Its share of decisions when not CANDIDATE_SHARE (policy.ts candidateShareFor: trained while a detected change was recent). */
     readonly share?: number;
   };
+  /** Set by the trainer once the pipeline had the strategy's `exploreFirst` outcomes: the safe start's random splits end. */
+  readonly exploreFirst?: { readonly endedAt: number; readonly outcomes: number };
   readonly guard?: {
     readonly toControl?: boolean;
     /** The safe start's exploration scale after the runtime guard found its learned traffic worse than the control (policy.ts SAFE_START_MIN_SCALE). */
@@ -71,6 +80,9 @@ export interface ServedModelDoc {
     readonly controlShare?: number;
   };
 }
+
+/** Share of the safe start's decisions that explore-first serves at random (docs/learner.md, "Explore-first"). */
+export const EXPLORE_FIRST_SHARE = 0.5;
 
 /** Grace beyond the wait window before a pending decision is defaulted (outcome jobs in flight). */
 export const DEFAULT_GRACE_MS = 30_000;
@@ -115,6 +127,8 @@ export interface ServingModel {
    * serves, the exploration rate is SAFE_START_EPSILON × scale and the candidate's share safeStartCandidateShare.
    */
   readonly safeStartScale?: number;
+  /** The trainer ended explore-first (the pipeline had the strategy's `exploreFirst` outcomes): the safe start serves no random splits. */
+  readonly exploreFirstEnded?: true;
 }
 
 /**
@@ -158,7 +172,10 @@ export function servingModel(view: ControlView, pipeline: Pipeline): ServingMode
       return deserializeTierParams(m.tiers, tierAgents, enc.dim);
     };
     const rawScale = doc?.guard?.safeStart?.scale;
-    const scale = typeof rawScale === 'number' && rawScale > 0 && rawScale < 1 ? { safeStartScale: rawScale } : {};
+    const scale = {
+      ...(typeof rawScale === 'number' && rawScale > 0 && rawScale < 1 ? { safeStartScale: rawScale } : {}),
+      ...(doc?.exploreFirst ? { exploreFirstEnded: true as const } : {}),
+    };
     let candidate: ServingModel['candidate'];
     if (doc?.candidate && fits(doc.candidate)) {
       try {
@@ -175,7 +192,7 @@ export function servingModel(view: ControlView, pipeline: Pipeline): ServingMode
         // The version's fitted scaling: serving encodes exactly as its training did.
         const enc = compileFeatures(specs, doc.scaling);
         const t = tiersOf(doc, enc);
-        return { encoder: enc, weights: deserializeWeights(doc.weights), version: doc.active, ...(t ? { tiers: t } : {}), ...(candidate ? { candidate } : {}) };
+        return { encoder: enc, weights: deserializeWeights(doc.weights), version: doc.active, ...(t ? { tiers: t } : {}), ...(candidate ? { candidate } : {}), ...(doc.exploreFirst ? { exploreFirstEnded: true as const } : {}) };
       } catch {
         // Corrupt weights: the safe start serves rather than fail (the registry refuses to activate such a model).
       }
@@ -337,6 +354,11 @@ export interface LearnerMeta {
   readonly x?: ControlMeta;
   /** The anchor candidate when it is not the uniform split (the default strategy's split while a model serves). */
   readonly a?: number[];
+  /**
+   * Explore-first's random split (the safe start's decisions while the pipeline has fewer outcomes than the strategy's
+   * `exploreFirst`): a candidate after the safe start's own (unless it is one of them), before the candidate version's.
+   */
+  readonly r?: number[];
   /** The candidate version's split mixed into the decision, and that version. */
   readonly c?: number[];
   readonly cv?: number;
@@ -413,7 +435,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
     allocate(input) {
       const m = model();
       const rng = decisionRng(input.decisionId ?? input.drawSeed, 'learner');
-      const { dec, anchor, heads: servedHeads } = learnedDecision(m, agents, input, explore, uniformFor(input.totalTokens), deps.defaultSplit ? (i) => deps.defaultSplit!(pipeline, i) : undefined, rng);
+      const { dec, anchor, heads: servedHeads } = learnedDecision(m, agents, input, safeStartExplore(explore, params, m), uniformFor(input.totalTokens), deps.defaultSplit ? (i) => deps.defaultSplit!(pipeline, i) : undefined, rng);
       const budgets = toBudgets(pipeline, dec.budgets);
       // Logged probabilities are rounded to 1e-7 (the record stays small); the logged values are the
       // ones off-policy evaluation uses; the largest absorbs the rounding so they sum to 1.
@@ -436,6 +458,7 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
         P: probs,
         ...(registered ? { w: 1 as const } : {}),
         ...(anchor ? { a: anchor } : {}),
+        ...(dec.random ? { r: dec.random } : {}),
         ...(dec.candidateSplit ? { c: dec.candidateSplit, cv: m.candidate!.version, ...(dec.candidateDrawn ? { cw: 1 as const } : {}) } : {}),
         ...(x ? { x } : {}),
       };
@@ -446,6 +469,15 @@ export function compileLearned(params: LearnedServingParams, pipeline: Pipeline,
       };
     },
   };
+}
+
+/**
+ * The exploration options of a decision: during the safe start of a strategy with `exploreFirst`, until the trainer
+ * ends it, a share of the decisions serves a random split (ExploreOptions.wideStart, kind 'random').
+ */
+export function safeStartExplore(explore: ExploreOptions, params: LearnedServingParams, m: ServingModel): ExploreOptions {
+  if (m.version !== 0 || !((params.exploreFirst ?? 0) > 0) || m.exploreFirstEnded) return explore;
+  return { ...explore, wideStart: params.exploreFirstShare ?? EXPLORE_FIRST_SHARE, wideKind: 'random' };
 }
 
 /**
@@ -462,10 +494,10 @@ export function learnedDecision(
   uniform: number[],
   defaultSplit?: (input: AllocationInput) => number[],
   rng: () => number = Math.random,
-): { dec: ReturnType<typeof decide> & { candidateSplit?: number[]; candidateDrawn?: boolean }; anchor?: number[]; heads?: Heads } {
+): { dec: ReturnType<typeof decide> & { random?: number[]; candidateSplit?: number[]; candidateDrawn?: boolean }; anchor?: number[]; heads?: Heads } {
   const dflt = defaultSplit?.(input) ?? uniform;
   const isUniform = dflt.length === uniform.length && dflt.every((v, i) => v === uniform[i]);
-  let dec: ReturnType<typeof decide> & { candidateSplit?: number[]; candidateDrawn?: boolean };
+  let dec: ReturnType<typeof decide> & { random?: number[]; candidateSplit?: number[]; candidateDrawn?: boolean };
   let anchor: number[] | undefined;
   let heads: Heads | undefined;
   const scale = m.version === 0 ? (m.safeStartScale ?? 1) : 1;
@@ -478,7 +510,7 @@ export function learnedDecision(
   if (m.candidate) {
     const split = greedyBudgets(forward(m.candidate.weights, m.candidate.encoder.encode(input.features)), agents, input.totalTokens);
     const mixed = withCandidate(dec, split, safeStartCandidateShare(m.candidate.share ?? CANDIDATE_SHARE, scale), rng);
-    dec = { ...mixed, candidateSplit: split, candidateDrawn: mixed.drawn };
+    dec = { ...mixed, ...(dec.random ? { random: dec.random } : {}), candidateSplit: split, candidateDrawn: mixed.drawn };
   }
   return { dec, ...(anchor ? { anchor } : {}), ...(heads ? { heads } : {}) };
 }
