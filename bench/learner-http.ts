@@ -9,7 +9,11 @@
  *
  *   nice -n 10 node --import tsx bench/learner-http.ts [--seeds 243931,…] [--drift 193092] [--outcomes 5000]
  *        [--drift-at 2500] [--rps 40] [--concurrency 12] [--window 500] [--stride 4] [--loop true] [--http true]
- *        [--guard-candidate true]
+ *        [--guard-candidate true] [--variant '{"exploreFirst":1500}']
+ *
+ * `--variant JSON`: each world is served twice over HTTP, first with the defaults (the baseline), then with these
+ * learned-strategy parameters added, on the same requests (contexts drawn from the world's seed); the bench prints the
+ * paired difference variant − baseline of the served split's value per world and its mean over the worlds.
  *
  * Seeds: test seeds of experiments/family/seeds.json spread over 2–12 agents (with cost, hard floors, one with
  * drift), plus 742712, a seed drawn once for this bench (node: crypto.randomInt(100000, 1000000) on 2026-12-02,
@@ -48,6 +52,8 @@ const withHttp = flag('http', 'true') !== 'false';
 // `--guard-candidate false`: the runtime guard leaves the pending candidate's arm unjudged (the rule before), to
 // measure the candidate arm's guard against it.
 const guardCandidate = flag('guard-candidate', 'true') !== 'false';
+const variantArg = flag('variant', '');
+const variant = variantArg ? (JSON.parse(variantArg) as Record<string, unknown>) : undefined;
 
 const f3 = (x: number) => x.toFixed(3);
 const sg = (x: number, d = 3) => `${x >= 0 ? '+' : ''}${x.toFixed(d)}`;
@@ -61,6 +67,8 @@ interface Summary {
   readonly worse: { outcomes: number; windows: number; total: number };
   readonly firstServed: number | null;
   readonly extra: string;
+  /** Per request: the served split's expected value ÷ … (valueRun), for paired comparisons. */
+  readonly valued: Valued;
 }
 
 function report(label: string, world: SimWorld, v: Valued, meta: { version: Int32Array; control: Uint8Array }, extra: string): Summary {
@@ -90,7 +98,7 @@ function report(label: string, world: SimWorld, v: Valued, meta: { version: Int3
       `first trained version served at request ${firstServed ?? 'never'}; worst window ${worst.from}–${worst.to}: learned arm − default ${sg(worst.armVsDefault.diff, 4)} [${sg(worst.armVsDefault.lo, 4)}, ${sg(worst.armVsDefault.hi, 4)}] (served ${f3(worst.served)} vs default ${f3(worst.defaultR)} of the oracle); ` +
       `significantly worse than the default: longest ${worse.outcomes} outcomes, ${worse.total} in all${extra ? `; ${extra}` : ''}`,
   );
-  return { name: world.name, summary: world.summary, last, lastVsStatic, worst, worse, firstServed, extra };
+  return { name: world.name, summary: world.summary, last, lastVsStatic, worst, worse, firstServed, extra, valued: v };
 }
 
 async function metricsOf(url: string): Promise<string[]> {
@@ -102,7 +110,7 @@ async function metricsOf(url: string): Promise<string[]> {
 let current: { child: { kill: (s: NodeJS.Signals) => boolean } } | undefined;
 process.on('exit', () => current?.child.kill('SIGKILL'));
 
-async function overHttp(world: SimWorld, N: number, seed: number): Promise<Summary> {
+async function overHttp(world: SimWorld, N: number, seed: number, params: Record<string, unknown> = {}, label = 'http'): Promise<Summary> {
   const modelsDir = mkdtempSync(path.join(tmpdir(), 'apportion-bench-http-models-'));
   // LOG_LEVEL info (spawnServer's): it waits for the "apportion started" line; the log is discarded after it.
   const server = await spawnServer({ APPORTION_MODELS_DIR: modelsDir });
@@ -115,7 +123,7 @@ async function overHttp(world: SimWorld, N: number, seed: number): Promise<Summa
     const user: Call = (m, p, b) => userC.request(m, p, b);
     const pipeline = `w${seed}`;
     const strategy = `learn-${seed}`;
-    await declare({ world, pipeline, strategy, admin, ...(guardCandidate ? {} : { params: { guardCandidate: false } }) });
+    await declare({ world, pipeline, strategy, admin, params: { ...(guardCandidate ? {} : { guardCandidate: false }), ...params } });
     const models = () => admin('GET', `/v1/models/${pipeline}`);
     const run = await drive({
       world,
@@ -152,7 +160,7 @@ async function overHttp(world: SimWorld, N: number, seed: number): Promise<Summa
     console.log(`  http: fits ${[...versions].reverse().map((x) => `v${x.version} ${x.metrics.rows}r/${x.metrics.steps}s ${x.metrics.holdoutMse.toFixed(4)}/${x.metrics.holdoutVariance.toFixed(4)} ${x.metrics.ms}ms ${x.gate?.status ?? ''}`).join('; ')}`);
     console.log(`  http: /metrics ${mets.join('; ')}`);
     const v = valueRun(world, run.contexts, run.budgets, stride);
-    return report('http', world, v, meta, `${versions.length} versions (${refused} refused), guard reverts ${reverts.filter((r) => r.reason === 'guard').length}, drift retirements ${reverts.filter((r) => r.reason === 'drift').length}, ${(N / (run.ms / 1000)).toFixed(0)} outcomes/s`);
+    return report(label, world, v, meta, `${versions.length} versions (${refused} refused), guard reverts ${reverts.filter((r) => r.reason === 'guard').length}, drift retirements ${reverts.filter((r) => r.reason === 'drift').length}, ${(N / (run.ms / 1000)).toFixed(0)} outcomes/s`);
   } finally {
     redis.disconnect();
     await server.close();
@@ -180,7 +188,7 @@ async function inProcess(world: SimWorld, N: number, seed: number): Promise<Summ
 let t0w = Date.now();
 const t0 = Date.now();
 console.log(`bench/learner-http: ${seeds.length} worlds (${seeds.join(', ')}; drift at ${driftAt}: ${[...driftSeeds].join(', ') || 'none'}), ${outcomes} outcomes each (${driftAt + 5000} with drift), ${rps > 0 ? `${rps} requests/s, ` : 'as fast as answered, '}at most ${concurrency} in flight, windows of ${winSize}, oracle on every ${stride}th request; in-process loop ${withLoop ? 'too' : 'not run'}`);
-const rows: { http?: Summary; loop?: Summary }[] = [];
+const rows: { http?: Summary; loop?: Summary; variant?: Summary }[] = [];
 for (const seed of seeds) {
   const drift = driftSeeds.has(seed);
   const world = generateWorld(seed, drift ? { driftAt } : {});
@@ -189,7 +197,8 @@ for (const seed of seeds) {
   t0w = Date.now();
   const http = withHttp ? await overHttp(world, N, seed) : undefined;
   const loop = withLoop ? await inProcess(world, N, seed) : undefined;
-  rows.push({ ...(http ? { http } : {}), ...(loop ? { loop } : {}) });
+  const varied = variant ? await overHttp(world, N, seed, variant, 'variant') : undefined;
+  rows.push({ ...(http ? { http } : {}), ...(loop ? { loop } : {}), ...(varied ? { variant: varied } : {}) });
   console.log(`  ${((Date.now() - t0w) / 1000).toFixed(0)} s`);
 }
 
@@ -206,4 +215,30 @@ for (const { http: h, loop: l } of rows) {
   );
 }
 for (const { http: h } of rows) if (h) console.log(`${h.name}: ${h.extra}`);
+if (variant) {
+  console.log(`\nVariant ${JSON.stringify(variant)} against the defaults, same requests, last quarter (served ÷ oracle; paired difference with its 95 % CI over the requests) and the whole run:`);
+  console.log('| world | baseline | variant | variant − baseline [95 % CI] | whole run: baseline | variant | difference | first version served (baseline / variant) |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  const diffs: number[] = [];
+  for (const { http: h, variant: x } of rows) {
+    if (!h || !x) continue;
+    const N = h.valued.served.length;
+    const from = Math.floor(N * 0.75);
+    // Requests the oracle was computed on (every `--stride`-th), as the summaries use.
+    const valuedAt = (i: number) => Number.isFinite(h.valued.oracle[i]!) && Number.isFinite(h.valued.served[i]!) && Number.isFinite(x.valued.served[i]!);
+    const idx = Array.from({ length: N - from }, (_, i) => from + i).filter(valuedAt);
+    const all = Array.from({ length: N }, (_, i) => i).filter(valuedAt);
+    const d = pairedDiff(x.valued.served, h.valued.served, idx);
+    const w = pairedDiff(x.valued.served, h.valued.served, all);
+    const mean = (a: ArrayLike<number>, ix: readonly number[]) => ix.reduce((s, i) => s + a[i]!, 0) / Math.max(1, ix.length);
+    const oracle = (ix: readonly number[]) => mean(h.valued.oracle, ix);
+    diffs.push(x.last.served - h.last.served);
+    console.log(
+      `| ${h.name} | ${f3(h.last.served)} | ${f3(x.last.served)} | ${sg(d.diff / oracle(idx), 4)} [${sg(d.lo / oracle(idx), 4)}, ${sg(d.hi / oracle(idx), 4)}] | ${f3(mean(h.valued.served, all) / oracle(all))} | ${f3(mean(x.valued.served, all) / oracle(all))} | ${sg(w.diff / oracle(all), 4)} | ${h.firstServed ?? 'never'} / ${x.firstServed ?? 'never'} |`,
+    );
+  }
+  const m = diffs.reduce((a, b) => a + b, 0) / Math.max(1, diffs.length);
+  const sd = diffs.length > 1 ? Math.sqrt(diffs.reduce((a, b) => a + (b - m) ** 2, 0) / (diffs.length - 1)) : 0;
+  console.log(`variant − baseline, last quarter, mean over ${diffs.length} worlds: ${sg(m, 4)} (SE ${(sd / Math.sqrt(Math.max(1, diffs.length))).toFixed(4)}; better on ${diffs.filter((d) => d > 0).length}, worse on ${diffs.filter((d) => d < 0).length})`);
+}
 console.log(`\nbench/learner-http took ${((Date.now() - t0) / 60000).toFixed(1)} min`);
