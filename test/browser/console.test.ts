@@ -152,6 +152,19 @@ describe('console (auth off)', () => {
     }
   });
 
+  it('says when a learned strategy explores first, and until which outcome', async () => {
+    const api = new ApportionClient({ url: s.url });
+    await api.request('PUT', '/v1/pipelines/explorer', { defaultTotalTokens: 4000, agents: [{ name: 'a' }, { name: 'b' }, { name: 'c' }] });
+    await api.request('PUT', '/v1/pipelines/explorer/features', { features: [{ name: 'task', type: 'categorical', values: ['x', 'y'] }] });
+    await api.request('PUT', '/v1/strategies/explorer-learn', { pipeline: 'explorer', kind: 'learned', params: { exploreFirst: 2500, exploreFirstShare: 0.4 } });
+    await page.goto('about:blank');
+    await openPage(page, s.url, 'learner');
+    const line = await text('[data-testid=learner-explorer] [data-testid=explore-first]');
+    assert.match(line, /exploring first.*random splits on 40 % of its decisions, and no version is activated, until outcome 2,500/s);
+    // A learned strategy without it shows no such line.
+    assert.equal(await page.locator('[data-testid=learner-support-triage] [data-testid=explore-first]').count(), 0);
+  });
+
   it('shows the budget tree in dollars, live reservations and alerts', async () => {
     await openPage(page, s.url, 'budgets');
     const tree = await text('[data-testid=budget-tree-acme]');

@@ -20,7 +20,16 @@ interface Models {
   guardEvents?: GuardEvent[];
   /** The runtime guard's and drift recovery's reverts of serving versions, newest first (`GET /v1/models`). */
   guard?: { reverts?: { reason: string; from: number; to: number; at: number; diff: number; ci?: number[] }[]; [k: string]: unknown };
+  /** Explore-first, when the learned strategy sets it (`GET /v1/models`). */
+  exploreFirst?: { until: number; share: number; status: 'exploring' | 'ended'; endedAt?: number; endedAtOutcomes?: number };
   [k: string]: unknown;
+}
+
+/** Explore-first's state in a line: random splits on a share of the safe start until an outcome count, or when it ended. */
+function exploreFirstLine(e: NonNullable<Models['exploreFirst']>) {
+  return e.status === 'exploring'
+    ? h('p', { 'data-testid': 'explore-first' }, pill('exploring first', 'warn'), ` the safe start serves random splits on ${pct(e.share, 0)} of its decisions, and no version is activated, until outcome ${int(e.until)}`)
+    : h('p', { 'data-testid': 'explore-first', class: 'muted' }, `Explore-first ended at outcome ${int(e.endedAtOutcomes ?? e.until)}${e.endedAt !== undefined ? ` (${time(e.endedAt)})` : ''}.`);
 }
 interface GuardEvent {
   at?: number;
@@ -118,6 +127,7 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
     section.append(
       h('h2', null, `${m.pipeline} `, m.active !== null ? pill(`serving v${m.active}${m.compatible ? '' : ' (incompatible: default served)'}`, m.compatible ? 'ok' : 'warn') : pill('default strategy serves: no version has cleared the activation gate', 'draft')),
     );
+    if (m.exploreFirst) section.append(exploreFirstLine(m.exploreFirst));
     const curve = versions.filter((v) => metric(v, 'holdoutMse') !== null);
     const grid = h('div', { class: 'grid' });
     grid.append(
