@@ -175,6 +175,8 @@ export function tierPolicyFlags() {
     controlMargin: flag('control-margin', ''),
     trainEvery: flag('train-every', ''),
     servingFloor: flag('serving-floor', ''),
+    exploreFirst: flag('explore-first', ''),
+    exploreFirstShare: flag('explore-first-share', ''),
   };
   const params = {
     ...(f.epsilonDecay !== '' ? { tierEpsilonDecay: Number(f.epsilonDecay) } : {}),
@@ -184,10 +186,12 @@ export function tierPolicyFlags() {
     ...(f.tokenShare !== '' ? { tierTokenShare: Number(f.tokenShare) } : {}),
     ...(f.tokenSpread !== '' ? { tierTokenSpread: Number(f.tokenSpread) } : {}),
     ...(f.trainEvery !== '' ? { trainEvery: Number(f.trainEvery) } : {}),
+    ...(f.exploreFirst !== '' ? { exploreFirst: Number(f.exploreFirst) } : {}),
+    ...(f.exploreFirstShare !== '' ? { exploreFirstShare: Number(f.exploreFirstShare) } : {}),
   };
   // The tier loop's gate rule (TierLoopOptions.gate): `--serving-floor x`, GateRule.servingFloor.
   const loop = f.servingFloor !== '' ? { gate: { servingFloor: Number(f.servingFloor) } } : {};
-  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes${f.servingFloor !== '' ? `, gate serving floor ${f.servingFloor}` : ''}`;
+  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes${f.servingFloor !== '' ? `, gate serving floor ${f.servingFloor}` : ''}${f.exploreFirst !== '' ? `, explore-first ${f.exploreFirst} at share ${f.exploreFirstShare || 'default'}` : ''}`;
   return { ...f, params, loop, label };
 }
 

@@ -36,9 +36,9 @@ export const DEFAULT_TRAIN_EVERY = 250;
 /** The same on a pipeline with model tiers (250 was measured worse there: docs/tiers.md, "What the gate and the retrain cadence cost"). */
 export const TIER_TRAIN_EVERY = 500;
 
-/** A learned strategy's explore-first length in outcomes on a pipeline (0: off; pipelines with model tiers do not explore first). */
-export function exploreFirstOf(params: { readonly exploreFirst?: number | undefined }, pipeline: Pipeline): number {
-  return learnsTiers(pipeline) ? 0 : (params.exploreFirst ?? 0);
+/** A learned strategy's explore-first length in outcomes (0: off). */
+export function exploreFirstOf(params: { readonly exploreFirst?: number | undefined }): number {
+  return params.exploreFirst ?? 0;
 }
 
 /** A learned strategy's retrain interval in outcomes on a pipeline. */
@@ -64,7 +64,7 @@ export const LearnedParams = Type.Object(
         minimum: 0,
         maximum: 10_000_000,
         description:
-          'Explore-first: until the pipeline has this many outcomes, a share exploreFirstShare of the safe start’s decisions serves a split drawn at random over the simplex, and no trained version is activated (the gate’s passing verdicts are held); then the safe start goes on as usual until a version clears the gate. Pipelines without model tiers. Default 0 (off; docs/learner.md, "Explore-first").',
+          'Explore-first: until the pipeline has this many outcomes, a share exploreFirstShare of the safe start’s decisions serves a split drawn at random over the simplex, and no trained version is activated (the gate’s passing verdicts are held); then the safe start goes on as usual until a version clears the gate. On a pipeline with model tiers the random action draws each agent’s model too. Default 0 (off; docs/learner.md, "Explore-first").',
       }),
     ),
     exploreFirstShare: Type.Optional(

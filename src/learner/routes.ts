@@ -364,7 +364,7 @@ const finite = <T>(o: T): T => JSON.parse(JSON.stringify(o, (_k, v: unknown) => 
 /** Safe start, candidate, gate rule and fitted scaling for the models listing. */
 function gateFields(doc: ModelDoc | undefined, servingVersion: number, params: LearnedParams | undefined, pipeline: Pipeline) {
   const tiers = learnsTiers(pipeline);
-  const until = params ? exploreFirstOf(params, pipeline) : 0;
+  const until = params ? exploreFirstOf(params) : 0;
   return {
     serving: servingVersion > 0 ? 'model' : 'default-strategy',
     ...(servingVersion > 0 ? { kind: doc?.kind ?? 'tokens' } : {}),

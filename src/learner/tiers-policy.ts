@@ -1,4 +1,5 @@
 import { assignments, bestSplit, floorSplit, response, type Curve } from './tiers-split.js';
+import { randomSplit } from './policy.js';
 
 /**
  * Joint choice of model and tokens per agent (pure; no tfjs). A structured reward model over (model, budget) per
@@ -586,6 +587,30 @@ export function pushTierAction(out: TierAction[], c: TierAction): number {
   if (at >= 0) return at;
   out.push(c);
   return out.length - 1;
+}
+
+/**
+ * A joint action drawn at random (explore-first's, docs/tiers.md): each agent's model uniformly among its candidates,
+ * the split uniformly over the simplex (Dirichlet(1) shares fitted to the bounds, integer budgets), scaled toward the
+ * agents' minimums until its planned cost is within the ceiling (bisection). Undefined when the minimums alone are
+ * over the ceiling on the drawn models. Draws 2n values of `rng` (n agents).
+ */
+export function randomTierAction(agents: readonly TierAgent[], total: number, ceiling: number, rng: () => number): TierAction | undefined {
+  const assign = agents.map((a) => Math.min(a.rates.length - 1, Math.floor(rng() * a.rates.length)));
+  const split = randomSplit(agents, total, rng).map((v, i) => Math.max(agents[i]!.min, Math.floor(v)));
+  const action = { assign, budgets: split };
+  if (plannedCostOf(agents, action) <= ceiling) return action;
+  const mins = agents.map((a) => a.min);
+  if (plannedCostOf(agents, { assign, budgets: mins }) > ceiling) return undefined;
+  const scaled = (f: number) => split.map((v, i) => Math.floor(mins[i]! + (v - mins[i]!) * f));
+  let lo = 0;
+  let hi = 1;
+  for (let k = 0; k < 40; k++) {
+    const mid = (lo + hi) / 2;
+    if (plannedCostOf(agents, { assign, budgets: scaled(mid) }) <= ceiling) lo = mid;
+    else hi = mid;
+  }
+  return { assign, budgets: scaled(lo) };
 }
 
 /** Epsilon-greedy probabilities over K candidates, index `greedy` the greedy one. */

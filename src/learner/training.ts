@@ -250,7 +250,7 @@ export class TrainingService {
           ? { tiers: docBefore.tiers, scaling: docBefore.scaling }
           : undefined;
     // Explore-first (kind.ts `exploreFirst`): once the pipeline has that many outcomes, the safe start's random splits end.
-    const exploreFirst = exploreFirstOf(params, pipeline);
+    const exploreFirst = exploreFirstOf(params);
     if (exploreFirst > 0 && outcomes >= exploreFirst && !this.registry.doc(pipelineId)?.exploreFirst) {
       await this.registry.endExploreFirst(pipelineId, outcomes, { signature, agents: pipeline.agents.map((a) => a.name) });
       this.core.log.info({ pipeline: pipelineId, outcomes, exploreFirst }, 'learner explore-first ended: the safe start serves no more random splits');
@@ -524,7 +524,7 @@ export class TrainingService {
     }
     // Explore-first holds the safe start: a version that passes before the pipeline has `exploreFirst` outcomes is
     // refused with that reason (not counted in the backoff: its estimate showed no harm), and the next retrain proposes another.
-    const exploreFirst = exploreFirstOf(params, pipeline);
+    const exploreFirst = exploreFirstOf(params);
     const count = outcomes ?? Number((await this.core.redis.hget(learnerKeys(this.core.keys, pipeline.id).counters, 'outcomes')) ?? 0);
     const held = verdict.pass && serving.version === 0 && exploreFirst > 0 && count < exploreFirst;
     const reason = held

@@ -241,6 +241,9 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
   let loweredShare: number | undefined;
   let changeAt: number | undefined;
   let changeTs: number | undefined;
+  // Explore-first (the strategy's `exploreFirst`): ended at the first retrain with that many outcomes (TrainingService.train).
+  const exploreFirst = params.exploreFirst ?? 0;
+  let exploreFirstEnded: number | undefined;
   const revert = (at: number, reason: 'guard' | 'drift', to: number, diff: number, hold: number) => {
     const from = active!;
     from.reverted = true;
@@ -274,6 +277,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       activatedAt: 0,
       ...(candidate ? { candidate: { version: candidate.version, createdAt: 0, proposedAt: candidate.proposedAt, signature: sig, agents, weights: prior, kind: 'tiers', tiers: candidate.tiers, ...(candidate.scaling ? { scaling: candidate.scaling } : {}) } } : {}),
       versions: [],
+      ...(exploreFirstEnded !== undefined ? { exploreFirst: { endedAt: 0, outcomes: exploreFirstEnded } } : {}),
       ...(toControl || holdUntil >= 0 || loweredShare !== undefined
         ? { guard: { reverts: [], since: guardSince, holdUntil, ...(toControl ? { toControl: true } : {}), ...(steppedBack ? { steppedBack: true } : {}), ...(loweredShare !== undefined ? { controlShare: loweredShare } : {}) } }
         : {}),
@@ -337,6 +341,10 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     if (!retrain || (t + 1) % trainEvery !== 0) continue;
     // A retrain, as TrainingService.train runs it: the warm start is the newest trained version (the pending candidate
     // whatever the gate says, else the serving one); drift recovery, then the gate on the pending candidate.
+    if (exploreFirst > 0 && exploreFirstEnded === undefined && t + 1 >= exploreFirst) {
+      exploreFirstEnded = t + 1;
+      writeDoc();
+    }
     const warm = candidate ?? active;
     const latest = candidate ?? (servingTiers ? active : undefined);
     // A change detected at this retrain (the gate then refuses a waiting candidate, as TrainingService.gateCandidate does).
@@ -393,7 +401,8 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       }
       // The guard holds automatic activations after a revert (registry.activate: the version is listed, not activated).
       const pass = o.gateOverride ? o.gateOverride(candidate, servingTiers ? active : undefined, (f, total, ceiling) => defaultAction({ f, T: total, X: ceiling })) : verdict.pass;
-      const held = pass && t + 1 < holdUntil;
+      // Explore-first holds the safe start until its outcome count (TrainingService.gateCandidate: listed refused, "held").
+      const held = pass && (t + 1 < holdUntil || (!servingTiers && exploreFirst > 0 && t + 1 < exploreFirst));
       out.gates.push({ at: t + 1, version: candidate.version, status: pass ? (held ? 'held' : 'passed') : 'refused', reason: o.gateOverride ? 'override' : verdict.reason });
       if (pass && !held) {
         const cv = candidate.version;

@@ -1,7 +1,7 @@
 import { compileFeatures, type FeatureEncoder, type FeatureScaling, type FeaturesBody } from './mirror/learner/features.js';
 import { deserializeWeights, forward, initialWeights, predict, type Heads, type ModelWeights, type SerializedWeights } from './mirror/learner/model.js';
 import { CANDIDATE_SHARE, TIER_CANDIDATE_SHARE, decide, decideAround, EXPLORE_DEFAULTS, greedyBudgets, optionsFor, safeStartCandidateShare, SAFE_START_EPSILON, signedPerturbation, uniformSplit, withCandidate, type ExploreOptions } from './mirror/learner/policy.js';
-import { curvesOf, deserializeTierParams, drawIndex, fitsTierModels, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, withTokenShare, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
+import { curvesOf, deserializeTierParams, drawIndex, fitsTierModels, epsilonProbs, gapProbs, initialParams, perturbAround, pushTierAction, plannedCostOf, randomTierAction, predictQuality, SAFE_START_TOKEN_SPREAD, TIER_GAP_WEIGHT, tierCandidates, tierGreedy, withTokenShare, type SerializedTierParams, type TierAction, type TierAgent, type TierParams } from './mirror/learner/tiers-policy.js';
 import type { Curve } from './mirror/learner/tiers-split.js';
 import { checkBudgets } from './allocate.js';
 import { decisionRng, mulberry32 } from './rng.js';
@@ -646,6 +646,7 @@ export function tierLearnedDecision(
   decayFrom?: number,
   tokens: { readonly share: number; readonly spread: number } = { share: TIER_TOKEN_SHARE, spread: TIER_TOKEN_SPREAD },
   rate: { readonly decay?: number; readonly gapWeight?: number } = {},
+  wide = 0,
 ): TierLearnedDecision {
   const T = input.totalTokens;
   const C = input.maxCostUsd ?? Infinity;
@@ -660,6 +661,14 @@ export function tierLearnedDecision(
     const prior = initialParams(agents, m.encoder.dim, tierNeedGuess(pipeline));
     for (const c of tierCandidates(prior, agents, x, T, C, opts) ?? []) pushTierAction(candidates, c);
     probs = epsilonProbs(candidates.length, SAFE_START_EPSILON);
+    // Explore-first: a joint action drawn at random (models and split) gets the share `wide` (logged whole, as every candidate).
+    if (wide > 0) {
+      const r = randomTierAction(agents, T, C, rng);
+      if (r) {
+        const at = pushTierAction(candidates, r);
+        probs = candidates.map((_, k) => (probs[k] ?? 0) * (1 - wide) + (k === at ? wide : 0));
+      }
+    }
   } else {
     for (const c of tierCandidates(m.tiers, agents, x, T, C, opts) ?? [anchor]) pushTierAction(candidates, c);
     pushTierAction(candidates, anchor);
@@ -731,7 +740,8 @@ function compileTierLearned(
       const m = c.model();
       const rng = decisionRng(input.decisionId ?? input.drawSeed, 'learner');
       const anchor = defaultTierAction(deps, pipeline, input);
-      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng, params.exploreDecayFrom, tokens, rate);
+      const wide = safeStartExplore(c.explore, params, m).wideStart ?? 0;
+      const dec = tierLearnedDecision(m, pipeline, agents, input, c.explore, costWeight, anchor, rng, params.exploreDecayFrom, tokens, rate, m.tiers ? 0 : wide);
       const probs = loggedProbs(dec.probs);
       const registered = c.waitMs > 0 && input.decisionId !== undefined;
       if (registered) deps.register?.(input.decisionId!, Date.now() + c.waitMs + DEFAULT_GRACE_MS);
