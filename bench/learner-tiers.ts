@@ -311,7 +311,7 @@ async function familyLoop(which: string): Promise<void> {
   if (!list) throw new Error(`--family ${which}: no such seed list (dev, test)`);
   const loopSeed = Number(flag('loop-seed', '1'));
   console.log(`bench/learner-tiers --family ${which}: ${list.length} generated tier worlds, ${outcomes} outcomes each through the service's loop (loop seed ${loopSeed}, fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}, ${tokenLabel}); last quarter of the served decisions (exploration, control arm and candidate mixing included)`);
-  const rows: { seed: number; ratio: number; staticRatio: number; diff: ReturnType<typeof pairedCi>; served: number }[] = [];
+  const rows: { seed: number; ratio: number; staticRatio: number; diff: ReturnType<typeof pairedCi>; served: number; start: { ratio: number; outcomes: number } }[] = [];
   for (const seed of list) {
     const fw = generateTierWorld(seed);
     const tw = fw.world;
@@ -329,15 +329,19 @@ async function familyLoop(which: string): Promise<void> {
     const staticRatio = mean(staticR) / mean(oracle);
     const ci = pairedCi(served, staticR);
     const firstServed = r.version.findIndex((v) => v > 0);
-    rows.push({ seed, ratio, staticRatio, diff: ci, served: firstServed });
+    // What the safe start served (before the first trained version served; the whole run when none did), on every 4th request.
+    const startEnd = firstServed < 0 ? outcomes : firstServed;
+    const startIdx = Array.from({ length: Math.ceil(startEnd / 4) }, (_, k) => 4 * k);
+    const startRatio = mean(startIdx.map((t) => r.quality[t]! - tw.costWeight * r.cost[t]!)) / mean(startIdx.map((t) => tw.oracle(r.contexts[t]!, T, C).reward));
+    rows.push({ seed, ratio, staticRatio, diff: ci, served: firstServed, start: { ratio: startRatio, outcomes: startEnd } });
     const cheap = r.assign.slice(from).map((a) => a.filter((m) => m > 0).length);
     const ocheap = ctx.map((c) => tw.oracle(c, T, C).assign.filter((m) => m > 0).length);
     console.log(
       `seed ${seed}: ${fw.doc.description}; ceiling ${C} USD, ${T} tokens, λ ${tw.costWeight}: served ÷ tier oracle ${ratio.toFixed(4)} (served ${mean(served).toFixed(4)}, oracle ${mean(oracle).toFixed(4)}); ` +
         `best static [${st.assign.map((m) => tw.models[m]).join(', ')}] ÷ oracle ${staticRatio.toFixed(4)}; served − best static ${ci.diff.toFixed(4)} (95 % CI ${ci.lo.toFixed(4)} … ${ci.hi.toFixed(4)}); ` +
-        `agents on a cheaper model per request ${mean(cheap).toFixed(2)} (oracle ${mean(ocheap).toFixed(2)}); versions trained ${r.trained}, first served at ${firstServed}, serving at the end ${r.version[outcomes - 1]}`,
+        `agents on a cheaper model per request ${mean(cheap).toFixed(2)} (oracle ${mean(ocheap).toFixed(2)}); versions trained ${r.trained}, first served at ${firstServed}, serving at the end ${r.version[outcomes - 1]}; the safe start served ${startRatio.toFixed(4)} of the oracle over ${startEnd} outcomes`,
     );
-    console.log(`ROW ${JSON.stringify({ family: which, seed, ratio, staticRatio, diff: ci, firstServed })}`);
+    console.log(`ROW ${JSON.stringify({ family: which, seed, ratio, staticRatio, diff: ci, firstServed, startRatio })}`);
   }
   const q = (xs: number[], p: number) => {
     const s = xs.slice().sort((a, b) => a - b);
@@ -348,6 +352,6 @@ async function familyLoop(which: string): Promise<void> {
   console.log(
     `family ${which} (${rows.length} worlds): served ÷ tier oracle median ${q(ratios, 0.5).toFixed(4)}, p10 ${q(ratios, 0.1).toFixed(4)}, min ${Math.min(...ratios).toFixed(4)}; ≥ 0.95 on ${ratios.filter((v) => v >= 0.95).length}; ` +
       `served − best static median ${q(diffs, 0.5).toFixed(4)}; CI above 0 on ${rows.filter((x) => x.diff.lo > 0).length}, below 0 on ${rows.filter((x) => x.diff.hi < 0).length}; ` +
-      `best static ÷ oracle median ${q(rows.map((x) => x.staticRatio), 0.5).toFixed(4)}; no version served on ${rows.filter((x) => x.served < 0).length}`,
+      `best static ÷ oracle median ${q(rows.map((x) => x.staticRatio), 0.5).toFixed(4)}; no version served on ${rows.filter((x) => x.served < 0).length}; the safe start served ${mean(rows.map((x) => x.start.ratio)).toFixed(4)} of the oracle over ${mean(rows.map((x) => x.start.outcomes)).toFixed(0)} outcomes (means over worlds)`,
   );
 }
