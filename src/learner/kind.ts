@@ -36,11 +36,6 @@ export const DEFAULT_TRAIN_EVERY = 250;
 /** The same on a pipeline with model tiers (250 was measured worse there: docs/tiers.md, "What the gate and the retrain cadence cost"). */
 export const TIER_TRAIN_EVERY = 500;
 
-/** A learned strategy's explore-first length in outcomes (0: off). */
-export function exploreFirstOf(params: { readonly exploreFirst?: number | undefined }): number {
-  return params.exploreFirst ?? 0;
-}
-
 /** A learned strategy's retrain interval in outcomes on a pipeline. */
 export function trainEveryOf(params: { readonly trainEvery?: number | undefined }, pipeline: Pipeline): number {
   return params.trainEvery ?? (learnsTiers(pipeline) ? TIER_TRAIN_EVERY : DEFAULT_TRAIN_EVERY);

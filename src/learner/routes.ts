@@ -9,7 +9,7 @@ import type { ControlView } from '../control/view.js';
 import { controlStrategyDef, servingControlShare } from './control-arm.js';
 import type { Services } from '../kernel/module.js';
 import { compileFeatures, FeaturesBody, validateFeatures, type FeatureSpec } from './features.js';
-import { exploreFirstOf, servingModel, type LearnedParams } from './kind.js';
+import { servingModel, type LearnedParams } from './kind.js';
 import { learnerKeys } from './keys.js';
 import { jsonDecoder } from '../redis/decode.js';
 import { describeRule, gateRuleFor } from './gate.js';
@@ -364,7 +364,7 @@ const finite = <T>(o: T): T => JSON.parse(JSON.stringify(o, (_k, v: unknown) => 
 /** Safe start, candidate, gate rule and fitted scaling for the models listing. */
 function gateFields(doc: ModelDoc | undefined, servingVersion: number, params: LearnedParams | undefined, pipeline: Pipeline) {
   const tiers = learnsTiers(pipeline);
-  const until = params ? exploreFirstOf(params) : 0;
+  const until = params?.exploreFirst ?? 0;
   return {
     serving: servingVersion > 0 ? 'model' : 'default-strategy',
     ...(servingVersion > 0 ? { kind: doc?.kind ?? 'tokens' } : {}),

@@ -9,7 +9,7 @@ import { COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, key
 import { DEFAULT_GATE, gateLevel, gateRuleFor, gateVerdict, retireVerdict, type GateVerdict } from './gate.js';
 import { controlStrategyDef } from './control-arm.js';
 import { backoffUnit, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, gateBackoffApplies, gateShowsHarm, type DriftRetire } from './guard.js';
-import { DEFAULT_GRACE_MS, defaultSplitOf, exploreFirstOf, policyAgentsOf, servingModel, trainEveryOf, type LearnedParams, type LearnerMeta } from './kind.js';
+import { DEFAULT_GRACE_MS, defaultSplitOf, policyAgentsOf, servingModel, trainEveryOf, type LearnedParams, type LearnerMeta } from './kind.js';
 import { defaultTierAction, learnsTiers, tierAgentsOf, tierModelIds, tierNeedGuess } from '@apportion/sdk/engine';
 import { tierGateInput, tierResidual, tierStratum } from './tier-gate.js';
 import { learnerKeys } from './keys.js';
@@ -250,7 +250,7 @@ export class TrainingService {
           ? { tiers: docBefore.tiers, scaling: docBefore.scaling }
           : undefined;
     // Explore-first (kind.ts `exploreFirst`): once the pipeline has that many outcomes, the safe start's random splits end.
-    const exploreFirst = exploreFirstOf(params);
+    const exploreFirst = params.exploreFirst ?? 0;
     if (exploreFirst > 0 && outcomes >= exploreFirst && !this.registry.doc(pipelineId)?.exploreFirst) {
       await this.registry.endExploreFirst(pipelineId, outcomes, { signature, agents: pipeline.agents.map((a) => a.name) });
       this.core.log.info({ pipeline: pipelineId, outcomes, exploreFirst }, 'learner explore-first ended: the safe start serves no more random splits');
@@ -524,7 +524,7 @@ export class TrainingService {
     }
     // Explore-first holds the safe start: a version that passes before the pipeline has `exploreFirst` outcomes is
     // refused with that reason (not counted in the backoff: its estimate showed no harm), and the next retrain proposes another.
-    const exploreFirst = exploreFirstOf(params);
+    const exploreFirst = params.exploreFirst ?? 0;
     const count = outcomes ?? Number((await this.core.redis.hget(learnerKeys(this.core.keys, pipeline.id).counters, 'outcomes')) ?? 0);
     const held = verdict.pass && serving.version === 0 && exploreFirst > 0 && count < exploreFirst;
     const reason = held

@@ -30,7 +30,8 @@ export interface LearnedServingParams {
   readonly exploreDecayFrom?: number;
   /**
    * Explore-first (off unless set): until the pipeline has this many outcomes, a share `exploreFirstShare` of the
-   * safe start's decisions serves a split drawn at random over the simplex, and no trained version is activated.
+   * safe start's decisions serves a split drawn at random over the simplex (with model tiers, a random joint action),
+   * and no trained version is activated.
    */
   readonly exploreFirst?: number;
   /** That share (EXPLORE_FIRST_SHARE unless set). */
@@ -664,10 +665,7 @@ export function tierLearnedDecision(
     // Explore-first: a joint action drawn at random (models and split) gets the share `wide` (logged whole, as every candidate).
     if (wide > 0) {
       const r = randomTierAction(agents, T, C, rng);
-      if (r) {
-        const at = pushTierAction(candidates, r);
-        probs = candidates.map((_, k) => (probs[k] ?? 0) * (1 - wide) + (k === at ? wide : 0));
-      }
+      if (r) probs = withTokenShare(candidates, probs, [r], wide);
     }
   } else {
     for (const c of tierCandidates(m.tiers, agents, x, T, C, opts) ?? [anchor]) pushTierAction(candidates, c);
