@@ -7,11 +7,14 @@ import {
   accumulate,
   adaptiveControlShare,
   addCandidateEvidence,
-  addReward,
+  addSafeStartReward,
   EMPTY_SAFE_START,
+  SAFE_START_MARGIN_DEFAULT,
   safeStartAlpha,
-  safeStartVerdict,
+  safeStartCheck,
   shrunkScale,
+  type SafeStartCheckVerdict,
+  type SafeStartCostVerdict,
   type SafeStartEvidence,
   type SafeStartState,
   backoffUnit,
@@ -66,7 +69,10 @@ export interface CandidateCheck {
 export interface SafeStartCheck {
   readonly pipeline: string;
   readonly scale: number;
+  /** The control test's verdict (learned traffic − control arm). */
   readonly verdict: GuardVerdict;
+  /** The cost test's verdict (guard.ts safeStartCostVerdict), when the strategy runs it. */
+  readonly cost?: SafeStartCostVerdict;
   readonly shrunk?: SafeStartState;
 }
 
@@ -86,6 +92,21 @@ export interface SafeStartComparison {
   readonly diff: number | null;
   readonly ci: readonly [number, number] | null;
   readonly alpha: number;
+  /**
+   * The cost test (guard.ts safeStartCostVerdict; absent when the strategy runs none, or while explore-first explores):
+   * the learned traffic's shortfall per decision against the default split (`cost`, its interval `ci`), the share of
+   * learned decisions that served another split, the margin, and the two groups it compares. `alpha` above is then
+   * each test's level (half the safe start's).
+   */
+  readonly cost?: {
+    readonly status: 'insufficient' | 'ok' | 'worse';
+    readonly cost: number | null;
+    readonly ci: readonly [number, number] | null;
+    readonly share: number;
+    readonly margin: number;
+    readonly away: { readonly n: number; readonly mean: number };
+    readonly atDefault: { readonly n: number; readonly mean: number };
+  };
 }
 
 /** The safe start's running evidence, for the scale (and shrink count, and guard segment) it was gathered at, from `since` (epoch ms). */
@@ -136,6 +157,17 @@ const SafeStartComparisonSchema = Type.Object({
   diff: Type.Union([Type.Number(), Type.Null()]),
   ci: Type.Union([Type.Tuple([Type.Number(), Type.Number()]), Type.Null()]),
   alpha: Type.Number(),
+  cost: Type.Optional(
+    Type.Object({
+      status: Type.Union([Type.Literal('insufficient'), Type.Literal('ok'), Type.Literal('worse')]),
+      cost: Type.Union([Type.Number(), Type.Null()]),
+      ci: Type.Union([Type.Tuple([Type.Number(), Type.Number()]), Type.Null()]),
+      share: Type.Number(),
+      margin: Type.Number(),
+      away: Arm,
+      atDefault: Arm,
+    }),
+  ),
 });
 const decodeSafeStartState: (text: string) => SafeStoredState | undefined = jsonDecoder(
   Type.Object({
@@ -144,7 +176,7 @@ const decodeSafeStartState: (text: string) => SafeStoredState | undefined = json
     segment: Type.Number(),
     since: Type.Number(),
     marker: Type.String(),
-    evidence: Type.Object({ learned: ArmSums, control: ArmSums }),
+    evidence: Type.Object({ learned: ArmSums, control: ArmSums, cost: Type.Optional(Type.Object({ atDefault: ArmSums, away: ArmSums, learnedN: Type.Number() })) }),
     latest: Type.Optional(SafeStartComparisonSchema),
   }),
 );
@@ -451,52 +483,80 @@ export class GuardMonitor {
     const fresh = await this.freshEvents(pipelineId, st.marker);
     const learnedIds = new Set(strategies.map((s) => s.id));
     const costWeight = params.costWeight ?? 0;
+    // The cost test (guard.ts safeStartCheck): off with safeStartMargin null; decisions made while explore-first
+    // explored are left out of it (their random splits are the cost the strategy's owner chose).
+    const margin = params.safeStartMargin === undefined ? SAFE_START_MARGIN_DEFAULT : params.safeStartMargin;
+    const exploreFirstUntil = (params.exploreFirst ?? 0) > 0 ? (doc?.exploreFirst?.endedAt ?? Infinity) : -Infinity;
     let evidence = st.evidence;
     for (let i = fresh.length - 1; i >= 0; i--) {
       const e = fresh[i]!;
       if ((e.m ?? 0) !== 0 || e.a === undefined || e.t < st.since || !learnedIds.has(e.s)) continue;
-      evidence = e.a === 1 ? { ...evidence, control: addReward(evidence.control, rewardOf(e, costWeight)) } : { ...evidence, learned: addReward(evidence.learned, rewardOf(e, costWeight)) };
+      // During the safe start the default split is every decision's first action (policy.ts decideAround; the control
+      // arm's split merges into it): k = 0, or no logged distribution at all (the decision was certain).
+      const atDefault = e.C === undefined || e.k === 0;
+      evidence = addSafeStartReward(evidence, rewardOf(e, costWeight), e.a === 1, atDefault, margin !== null && e.t >= exploreFirstUntil);
     }
     const opts = { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin };
-    const verdict = safeStartVerdict(evidence, current.shrinks, opts);
+    const check = safeStartCheck(evidence, current.shrinks, opts, margin ?? undefined);
+    const verdict = check.control;
     const strategy = controlStrategyDef(view, pipeline).id;
+    const judgesCost = margin !== null && Date.now() >= exploreFirstUntil;
     // The running comparison, as listed in the model list (guard.safeStart.current) until the next tick.
-    const comparison = (v: GuardVerdict, shrinks: number, scale: number, since: number): SafeStartComparison => ({
+    const comparison = (c: SafeStartCheckVerdict, shrinks: number, scale: number, since: number): SafeStartComparison => ({
       at: Date.now(),
       since,
       scale,
-      status: v.status,
-      learned: { n: v.learned.n, mean: v.learned.mean },
-      control: { n: v.control.n, mean: v.control.mean, strategy },
-      diff: v.diff,
-      ci: v.ci ? [v.ci[0], v.ci[1]] : null,
-      alpha: safeStartAlpha(opts.alpha, shrinks),
+      status: c.control.status,
+      learned: { n: c.control.learned.n, mean: c.control.learned.mean },
+      control: { n: c.control.control.n, mean: c.control.control.mean, strategy },
+      diff: c.control.diff,
+      ci: c.control.ci ? [c.control.ci[0], c.control.ci[1]] : null,
+      alpha: safeStartAlpha(opts.alpha, shrinks) / (c.cost ? 2 : 1),
+      ...(c.cost && judgesCost
+        ? { cost: { status: c.cost.status, cost: c.cost.cost, ci: c.cost.ci ? [c.cost.ci[0], c.cost.ci[1]] : null, share: c.cost.share, margin: c.cost.margin, away: c.cost.away, atDefault: c.cost.atDefault } }
+        : {}),
     });
-    const next: SafeStoredState = { ...st, marker: fresh[0]?.id ?? st.marker, evidence, latest: comparison(verdict, current.shrinks, current.scale, st.since) };
-    if (verdict.status !== 'worse' || current.scale <= SAFE_START_MIN_SCALE) {
+    const next: SafeStoredState = { ...st, marker: fresh[0]?.id ?? st.marker, evidence, latest: comparison(check, current.shrinks, current.scale, st.since) };
+    if (check.status !== 'worse' || current.scale <= SAFE_START_MIN_SCALE) {
       await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify(next));
-      return { pipeline: pipelineId, scale: current.scale, verdict };
+      return { pipeline: pipelineId, scale: current.scale, verdict, ...(check.cost ? { cost: check.cost } : {}) };
     }
     const scale = shrunkScale(current.scale, SAFE_START_MIN_SCALE);
     const fmt = (x: number) => x.toFixed(4);
-    const state: SafeStartState = {
-      scale,
-      shrinks: current.shrinks + 1,
-      at: Date.now(),
-      reason: `the safe start's learned traffic (the default strategy explored around${doc?.candidate ? ', the candidate mixed in' : ''}) is below the control strategy ${strategy}'s (diff ${fmt(verdict.diff!)}, always-valid interval [${fmt(verdict.ci![0])}, ${fmt(verdict.ci![1])}], ${verdict.learned.n} vs ${verdict.control.n} outcomes): exploration scale ${current.scale} → ${scale}`,
-      diff: verdict.diff!,
-      ci: verdict.ci!,
-      learned: verdict.learned,
-      control: { ...verdict.control, strategy },
-    };
+    const traffic = `the safe start's learned traffic (the default strategy explored around${doc?.candidate ? ', the candidate mixed in' : ''})`;
+    const c = check.cost;
+    const state: SafeStartState =
+      check.by === 'cost' && c
+        ? {
+            scale,
+            shrinks: current.shrinks + 1,
+            at: Date.now(),
+            by: 'cost',
+            reason: `${traffic} costs more than safeStartMargin ${c.margin} per decision against the control strategy ${strategy}'s split (shortfall ${fmt(c.cost!)}, always-valid interval [${fmt(c.ci![0])}, ${fmt(c.ci![1])}]; ${c.away.n} decisions away from the default split, mean ${fmt(c.away.mean)}, against ${c.atDefault.n} at it, mean ${fmt(c.atDefault.mean)}): exploration scale ${current.scale} → ${scale}`,
+            diff: c.cost!,
+            ci: c.ci!,
+            learned: verdict.learned,
+            control: { ...verdict.control, strategy },
+          }
+        : {
+            scale,
+            shrinks: current.shrinks + 1,
+            at: Date.now(),
+            by: 'control',
+            reason: `${traffic} is below the control strategy ${strategy}'s (diff ${fmt(verdict.diff!)}, always-valid interval [${fmt(verdict.ci![0])}, ${fmt(verdict.ci![1])}], ${verdict.learned.n} vs ${verdict.control.n} outcomes): exploration scale ${current.scale} → ${scale}`,
+            diff: verdict.diff!,
+            ci: verdict.ci!,
+            learned: verdict.learned,
+            control: { ...verdict.control, strategy },
+          };
     const enc = servingModel(view, pipeline).encoder;
     if (!(await this.registry.setSafeStart(pipelineId, state, { signature: enc.signature, agents: pipeline.agents.map((a) => a.name) }))) return { pipeline: pipelineId, scale: current.scale, verdict };
     this.core.metrics.learnerGuardReverts.inc({ reason: 'safe-start', to: 'shrunk' });
     this.core.log.warn({ pipeline: pipelineId, ...state }, `learner guard: ${state.reason}`);
     // The evidence restarts at the new scale (its comparison, listed until the next tick, is empty).
-    const restarted = safeStartVerdict(EMPTY_SAFE_START, state.shrinks, opts);
+    const restarted = safeStartCheck(EMPTY_SAFE_START, state.shrinks, opts, margin ?? undefined);
     await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify({ ...next, scale, shrinks: state.shrinks, since: state.at!, evidence: EMPTY_SAFE_START, latest: comparison(restarted, state.shrinks, scale, state.at!) }));
-    return { pipeline: pipelineId, scale, verdict, shrunk: state };
+    return { pipeline: pipelineId, scale, verdict, ...(c ? { cost: c } : {}), shrunk: state };
   }
 
   private async load(pipeline: string): Promise<State> {

@@ -389,7 +389,12 @@ export interface SafeStartState {
   readonly scale: number;
   /** How many times the guard shrank it. */
   readonly shrinks: number;
-  /** The latest shrink: when, why, the test's difference (learned − control), its interval and the arms. */
+  /**
+   * The latest shrink: when, which test (`control`: learned − control; `cost`: the learned traffic's shortfall per
+   * decision against the default split, safeStartCostVerdict; absent in states written before the cost test), why, that
+   * test's difference and interval, and the control test's arms.
+   */
+  readonly by?: 'control' | 'cost';
   readonly at?: number;
   readonly reason?: string;
   readonly diff?: number;
@@ -402,9 +407,38 @@ export interface SafeStartState {
 export interface SafeStartEvidence {
   readonly learned: ArmSums;
   readonly control: ArmSums;
+  /** The cost test's evidence (safeStartCostVerdict). Absent in evidence stored before the test existed: empty. */
+  readonly cost?: SafeStartCostEvidence;
 }
 
+/**
+ * The cost test's arms: every decision that served the default strategy's split (the control arm's, and the learned
+ * arm's that drew it), the learned arm's other decisions (its exploration and the pending candidate's plays), and how
+ * many learned-arm decisions it counted. Kept apart from the control test's arms: decisions the cost test does not
+ * judge (explore-first's, whose cost the strategy's owner chose) are left out of all three.
+ */
+export interface SafeStartCostEvidence {
+  readonly atDefault: ArmSums;
+  readonly away: ArmSums;
+  readonly learnedN: number;
+}
+
+export const EMPTY_SAFE_START_COST: SafeStartCostEvidence = { atDefault: EMPTY_ARM, away: EMPTY_ARM, learnedN: 0 };
+
 export const EMPTY_SAFE_START: SafeStartEvidence = { learned: EMPTY_ARM, control: EMPTY_ARM };
+
+/**
+ * Adds one safe-start decision's realised reward: `control` (the guard's control arm served it), else the learned arm's;
+ * `atDefault` whether the split served was the default strategy's (the control arm's always is).
+ */
+export function addSafeStartReward(e: SafeStartEvidence, r: number, control: boolean, atDefault: boolean, judgeCost = true): SafeStartEvidence {
+  const arms = control ? { control: addReward(e.control, r) } : { learned: addReward(e.learned, r) };
+  if (!judgeCost) return { ...e, ...arms };
+  const c = e.cost ?? EMPTY_SAFE_START_COST;
+  const learnedN = c.learnedN + (control ? 0 : 1);
+  const cost = atDefault || control ? { ...c, atDefault: addReward(c.atDefault, r), learnedN } : { ...c, away: addReward(c.away, r), learnedN };
+  return { ...e, ...arms, cost };
+}
 
 /** Level of the safe start's test after `shrinks` shrinks. */
 export function safeStartAlpha(alpha: number, shrinks: number): number {
@@ -415,6 +449,80 @@ export function safeStartAlpha(alpha: number, shrinks: number): number {
 /** The verdict on the safe start's learned traffic (guardVerdict at safeStartAlpha). */
 export function safeStartVerdict(e: SafeStartEvidence, shrinks: number, opts: GuardOptions = {}): GuardVerdict {
   return guardVerdict(e.learned, e.control, { ...opts, alpha: safeStartAlpha(opts.alpha ?? GUARD_DEFAULTS.alpha, shrinks) });
+}
+
+/**
+ * The cost test's verdict: what the safe start's learned traffic loses per decision against the default strategy's
+ * split, estimated from the randomisation inside the learned arm rather than from the small control arm alone.
+ *
+ * During the safe start the learned arm serves the default split with probability 1 − ε·scale − (the candidate's
+ * share) per decision, drawn independently of the request, and something else (a perturbation, the candidate's split)
+ * otherwise; every control decision serves the default split too. With p = the share of the learned arm's decisions
+ * that served another split, the learned arm's shortfall against the default is p × (mean of those decisions − mean
+ * of the decisions at the default split). The interval is the always-valid one of that difference of means, scaled by
+ * p (p is read from the counts; at a few hundred decisions its own error is small beside the difference's). Against
+ * the control arm alone (safeStartVerdict) the interval is about seven times wider at the same traffic: the control
+ * arm has 5 % of the decisions, the default split here about 80 %.
+ *
+ * Worse: the whole interval lies below −margin (the shortfall per decision the safe start may spend on exploring:
+ * strategy parameter `safeStartMargin`). The estimate assumes the chance of serving the default split does not depend
+ * on the request, which holds for the safe start's own draws; it does not when requests carry very different totals
+ * (the number of distinct perturbations then varies) or when the candidate's split equals the default's for some
+ * requests only.
+ */
+export interface SafeStartCostVerdict {
+  readonly status: 'insufficient' | 'ok' | 'worse';
+  /** Learned-arm shortfall per decision against the default split (negative: below it), and its interval. */
+  readonly cost: number | null;
+  readonly ci: readonly [number, number] | null;
+  /** Share of the learned arm's decisions that served another split than the default's. */
+  readonly share: number;
+  readonly margin: number;
+  readonly away: { readonly n: number; readonly mean: number };
+  readonly atDefault: { readonly n: number; readonly mean: number };
+}
+
+/**
+ * The shortfall per decision against the default split the safe start's learned traffic may show before the cost test
+ * shrinks its exploration (the strategy's `safeStartMargin`); null: no cost test (the control test alone).
+ */
+export const SAFE_START_MARGIN_DEFAULT: number | null = null;
+
+export function safeStartCostVerdict(e: SafeStartEvidence, opts: GuardOptions & { readonly margin: number }): SafeStartCostVerdict {
+  const { away, atDefault: at, learnedN } = e.cost ?? EMPTY_SAFE_START_COST;
+  const share = learnedN > 0 ? away.n / learnedN : 0;
+  const v = guardVerdict(away, at, { ...opts, margin: 0 });
+  const arms = { share, margin: opts.margin, away: v.learned, atDefault: v.control };
+  if (v.diff === null || v.ci === null || share === 0) return { status: 'insufficient', cost: null, ci: null, ...arms };
+  const ci = [share * v.ci[0], share * v.ci[1]] as const;
+  const status = v.status === 'insufficient' ? 'insufficient' : ci[1] < -opts.margin ? 'worse' : 'ok';
+  return { status, cost: share * v.diff, ci, ...arms };
+}
+
+/**
+ * The safe start's check: the control test (safeStartVerdict) and, when `costMargin` is set, the cost test beside it,
+ * each at half of safeStartAlpha so that the chance of a shrink while the learned traffic is neither worse than the
+ * control nor short of the default split by more than the margin stays ≤ α. Worse when either says so.
+ */
+export interface SafeStartCheckVerdict {
+  readonly status: 'insufficient' | 'ok' | 'worse';
+  /** Which test found it worse. */
+  readonly by?: 'control' | 'cost';
+  readonly control: GuardVerdict;
+  readonly cost?: SafeStartCostVerdict;
+}
+
+export function safeStartCheck(e: SafeStartEvidence, shrinks: number, opts: GuardOptions = {}, costMargin?: number): SafeStartCheckVerdict {
+  if (costMargin === undefined) {
+    const control = safeStartVerdict(e, shrinks, opts);
+    return { status: control.status, ...(control.status === 'worse' ? { by: 'control' as const } : {}), control };
+  }
+  const alpha = safeStartAlpha(opts.alpha ?? GUARD_DEFAULTS.alpha, shrinks) / 2;
+  const control = guardVerdict(e.learned, e.control, { ...opts, alpha });
+  const cost = safeStartCostVerdict(e, { ...opts, alpha, margin: costMargin });
+  if (control.status === 'worse') return { status: 'worse', by: 'control', control, cost };
+  if (cost.status === 'worse') return { status: 'worse', by: 'cost', control, cost };
+  return { status: control.status === 'ok' || cost.status === 'ok' ? 'ok' : 'insufficient', control, cost };
 }
 
 /** The next scale after a `worse` verdict (halved, at least `min`). */

@@ -141,6 +141,12 @@ export const LearnedParams = Type.Object(
     guardSafeStart: Type.Optional(
       Type.Boolean({ description: 'While no trained version serves, the guard judges the learned traffic as a whole (the safe start’s exploration and the candidate) against the control arm and halves the safe start’s exploration (down to 1/8) each time it is worse. Default true (off with controlShare 0).' }),
     ),
+    safeStartMargin: Type.Optional(
+      Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()], {
+        description:
+          'The safe start’s cost test beside its control test (needs guardSafeStart): the learned traffic’s shortfall per decision against the default strategy’s split, estimated from the decisions that drew the default split and those that did not (a far tighter interval than the control arm alone gives); when its always-valid interval lies wholly below −safeStartMargin the safe start’s exploration is halved, as by the control test. null: no cost test. Default null (docs/learner.md, "The safe start’s cost test").',
+      }),
+    ),
     candidateBackoff: Type.Optional(
       Type.Boolean({ description: 'After the runtime guard (and, per candidateBackoffGate, the activation gate with an estimate below −gateDelta) refuses candidates in a row, the next candidate waits: I × 2^k outcomes after the k-th consecutive refusal (k ≤ 5; I = trainEvery, or the outcomes between the last two retrains when fewer), reset when a candidate passes the gate. Default true.' }),
     ),

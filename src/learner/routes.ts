@@ -110,8 +110,9 @@ const GuardResponse = Type.Object({
         scale: Type.Number({ description: 'Exploration scale of the safe start: its exploration rate is 0.2 × scale, the pending candidate’s share 0.2 × max(scale, 0.5).' }),
         shrinks: Type.Integer({ description: 'How many times the guard halved it.' }),
         at: Type.Optional(Type.Number()),
-        reason: Type.Optional(Type.String({ description: 'Why it was last shrunk: the learned traffic against the control arm, with the always-valid interval.' })),
-        diff: Type.Optional(Type.Number({ description: 'Mean reward of the safe start’s learned traffic − the control arm’s.' })),
+        by: Type.Optional(Type.Union([Type.Literal('control'), Type.Literal('cost')], { description: 'Which test last shrank it: control (the learned traffic against the control arm) or cost (its shortfall per decision against the default split beyond safeStartMargin).' })),
+        reason: Type.Optional(Type.String({ description: 'Why it was last shrunk, with the test’s always-valid interval.' })),
+        diff: Type.Optional(Type.Number({ description: 'The test that shrank it: mean reward of the safe start’s learned traffic − the control arm’s (by control), or its shortfall per decision against the default split (by cost).' })),
         ci: Type.Optional(Type.Array(Type.Number())),
         learned: Type.Optional(Type.Object({ n: Type.Integer(), mean: Type.Number() })),
         control: Type.Optional(Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.Optional(Type.String()) })),
@@ -126,7 +127,21 @@ const GuardResponse = Type.Object({
               control: Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.String() }),
               diff: Type.Union([Type.Number(), Type.Null()], { description: 'learned − control (null before each arm has 2 outcomes).' }),
               ci: Type.Union([Type.Array(Type.Number()), Type.Null()], { description: 'Always-valid confidence interval of diff at `alpha`.' }),
-              alpha: Type.Number({ description: 'The level this test runs at (α/(j(j+1)) for the j-th).' }),
+              alpha: Type.Number({ description: 'The level this test runs at (α/(j(j+1)) for the j-th; half that for each test when the cost test runs beside it).' }),
+              cost: Type.Optional(
+                Type.Object(
+                  {
+                    status: Type.String({ description: 'insufficient, ok, or worse (the shortfall’s interval lies wholly below −margin: the scale is being halved).' }),
+                    cost: Type.Union([Type.Number(), Type.Null()], { description: 'The learned traffic’s mean reward − the default split’s, per learned decision: share × (away.mean − atDefault.mean).' }),
+                    ci: Type.Union([Type.Array(Type.Number()), Type.Null()], { description: 'Its always-valid interval at `alpha`.' }),
+                    share: Type.Number({ description: 'Share of the learned traffic’s decisions that served another split than the default’s.' }),
+                    margin: Type.Number({ description: 'The strategy’s safeStartMargin.' }),
+                    away: Type.Object({ n: Type.Integer(), mean: Type.Number() }, { description: 'The learned traffic’s decisions away from the default split (its exploration, the candidate’s plays).' }),
+                    atDefault: Type.Object({ n: Type.Integer(), mean: Type.Number() }, { description: 'Decisions that served the default split (the learned traffic’s and the control arm’s).' }),
+                  },
+                  { description: 'The cost test (docs/learner.md, "The safe start’s cost test"); absent when the strategy runs none (safeStartMargin null) or while explore-first explores.' },
+                ),
+              ),
             },
             { description: 'The safe-start test’s running comparison as of the guard’s latest tick, listed while no version is active (not while an active version that no longer fits the pipeline is replaced by the safe start: the guard does not judge that one), before any shrink too.' },
           ),
@@ -327,7 +342,7 @@ const guardView = (doc: ModelDoc | undefined, current?: SafeStartComparison) => 
                 safeStart: {
                   ...(doc?.guard?.safeStart ?? { scale: 1, shrinks: 0 }),
                   ...(doc?.guard?.safeStart?.ci ? { ci: [...doc.guard.safeStart.ci] } : {}),
-                  ...(current ? { current: { ...current, ci: current.ci ? [...current.ci] : null } } : {}),
+                  ...(current ? { current: { ...current, ci: current.ci ? [...current.ci] : null, ...(current.cost ? { cost: { ...current.cost, ci: current.cost.ci ? [...current.cost.ci] : null } } : {}) } } : {}),
                 },
               }
             : {}),

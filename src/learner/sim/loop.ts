@@ -6,7 +6,7 @@ import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
-import { accumulate, adaptiveControlShare, addCandidateEvidence, addReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, safeStartVerdict, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
+import { accumulate, adaptiveControlShare, addCandidateEvidence, addSafeStartReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, SAFE_START_MARGIN_DEFAULT, safeStartCheck, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
 import { checkedVersions, COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
@@ -115,6 +115,13 @@ export interface LoopOptions {
   readonly candidateBackoffGate?: CandidateBackoffGate;
   /** The safe start's learned traffic judged against the control arm, its exploration halved when worse (guard.ts safeStartVerdict). Default true, as in the service. */
   readonly guardSafeStart?: boolean;
+  /**
+   * The safe start's cost test beside it (guard.ts safeStartCheck, the strategy's `safeStartMargin`): the learned
+   * traffic's shortfall per decision against the default split, from the randomisation inside the learned arm; worse
+   * than −margin halves the exploration too. null: off (the control test alone, at its full level). Default: the
+   * service's (SAFE_START_MARGIN_DEFAULT).
+   */
+  readonly safeStartMargin?: number | null;
   /**
    * The runtime guard's test of the serving versions against the control arm (guard.ts accumulate/judge, the
    * service's guard-monitor `check`), every 25 outcomes as the service's tick would. Worse: a revert as the service's
@@ -304,7 +311,7 @@ export interface LoopResult {
   /** Gate refusals that showed harm and counted in the backoff (candidateBackoffGate): outcome, version, k in a row, next candidate at. */
   readonly gateBackoffs: readonly { readonly at: number; readonly version: number; readonly k: number; readonly until: number }[];
   /** Where the guard shrank the safe start's exploration (guardSafeStart): outcome, the new scale, learned − control. */
-  readonly safeStartShrinks: readonly { readonly at: number; readonly scale: number; readonly diff: number }[];
+  readonly safeStartShrinks: readonly { readonly at: number; readonly scale: number; readonly diff: number; readonly by: 'control' | 'cost' }[];
   /** The serving-version guard's reverts (`guard`): at which outcome, from which version to which (0: the safe start), and learned − control. */
   readonly guardReverts: readonly { readonly at: number; readonly from: number; readonly to: number; readonly diff: number }[];
   /** Per outcome: 1 when a wide safe-start split (ExploreOptions.wideStart) served it. */
@@ -358,7 +365,8 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   let safeScale = 1;
   let safeShrinks = 0;
   let safeEv: SafeStartEvidence = EMPTY_SAFE_START;
-  const safeStartShrinks: { at: number; scale: number; diff: number }[] = [];
+  const safeStartShrinks: { at: number; scale: number; diff: number; by: 'control' | 'cost' }[] = [];
+  const safeMargin = (opts.safeStartMargin === undefined ? SAFE_START_MARGIN_DEFAULT : opts.safeStartMargin) ?? undefined;
   const resetSafeStart = () => {
     safeScale = 1;
     safeShrinks = 0;
@@ -457,14 +465,17 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     // The safe start's learned traffic against the control arm (the service's guard-monitor checkSafeStart).
     if (!serving && controlShare > 0 && opts.guardSafeStart !== false) {
       const r = out.quality - world.costWeight * (out.cost ?? 0);
-      safeEv = controlServed[t] ? { ...safeEv, control: addReward(safeEv.control, r) } : { ...safeEv, learned: addReward(safeEv.learned, r) };
+      // The cost test leaves explore-first's stretch out (its random splits are the cost its owner chose).
+      const exploringFirst = (opts.explore.wideStart ?? 0) > 0 && (opts.wideUntil === undefined || t < opts.wideUntil);
+      const atDefault = dec.budgets.every((b, i) => b === uniform[i]);
+      safeEv = addSafeStartReward(safeEv, r, controlServed[t] === 1, atDefault, !exploringFirst);
       if ((t + 1) % 25 === 0 && safeScale > SAFE_START_MIN_SCALE) {
-        const v = safeStartVerdict(safeEv, safeShrinks);
+        const v = safeStartCheck(safeEv, safeShrinks, {}, safeMargin);
         if (v.status === 'worse') {
           safeScale = shrunkScale(safeScale, SAFE_START_MIN_SCALE);
           safeShrinks++;
           safeEv = EMPTY_SAFE_START;
-          safeStartShrinks.push({ at: t + 1, scale: safeScale, diff: v.diff! });
+          safeStartShrinks.push({ at: t + 1, scale: safeScale, diff: v.by === 'cost' ? v.cost!.cost! : v.control.diff!, by: v.by! });
         }
       }
     }
