@@ -165,6 +165,73 @@ describe('console (auth off)', () => {
     assert.equal(await page.locator('[data-testid=learner-support-triage] [data-testid=explore-first]').count(), 0);
   });
 
+  it("says what the safe start's learned traffic costs against the default split, and why its exploration shrank", async () => {
+    // A shrink needs thousands of decisions of a safe start: the model API's answer is given one (as GET /v1/models
+    // lists it; the rest is the server's own answer).
+    await page.route(
+      (u) => u.pathname === '/v1/models/support-triage',
+      async (route) => {
+        const res = await route.fetch();
+        const body = (await res.json()) as Record<string, unknown> & { guard?: Record<string, unknown> };
+        body.active = null;
+        body.guard = {
+          ...(body.guard ?? { toControl: false, holdUntil: null, reverts: [] }),
+          safeStart: {
+            scale: 0.5,
+            shrinks: 1,
+            by: 'cost',
+            at: Date.UTC(2026, 11, 6, 9, 0, 0),
+            reason: 'the safe start costs more than safeStartMargin 0.005 per decision',
+            diff: -0.0101,
+            ci: [-0.0139, -0.0063],
+            current: {
+              at: Date.UTC(2026, 11, 6, 9, 5, 0),
+              since: Date.UTC(2026, 11, 6, 9, 0, 0),
+              scale: 0.5,
+              status: 'ok',
+              learned: { n: 950, mean: 0.795 },
+              control: { n: 50, mean: 0.801, strategy: 'fixed' },
+              diff: -0.006,
+              ci: [-0.04, 0.028],
+              alpha: 0.00417,
+              cost: { status: 'ok', cost: -0.0042, ci: [-0.0061, -0.0023], share: 0.1, margin: 0.005, away: { n: 95, mean: 0.75 }, atDefault: { n: 905, mean: 0.8 } },
+            },
+          },
+        };
+        await route.fulfill({ response: res, json: body });
+      },
+    );
+    try {
+      await page.goto('about:blank');
+      await openPage(page, s.url, 'learner');
+      const lines = await text('[data-testid=learner-support-triage] [data-testid=safe-start]');
+      assert.match(lines, /learned traffic against the default split: -0\.0042 reward per decision \[-0\.0061, -0\.0023\] \(95 decisions away from it, 905 at it; margin 0\.005\)/);
+      assert.match(lines, /Against the control arm \(fixed\): -0\.0060 \[-0\.0400, 0\.0280\] over 950 and 50 decisions/);
+      assert.match(lines, /exploration at 0\.5\s*shrunk 1 time by the cost test: the safe start costs more than safeStartMargin 0\.005 per decision/);
+    } finally {
+      await page.unrouteAll();
+    }
+    // Where a version serves, no safe-start lines.
+    await page.route(
+      (u) => u.pathname === '/v1/models/support-triage',
+      async (route) => {
+        const res = await route.fetch();
+        const body = (await res.json()) as Record<string, unknown> & { guard?: Record<string, unknown> };
+        body.active = 3;
+        body.guard = { ...(body.guard ?? { toControl: false, holdUntil: null, reverts: [] }), safeStart: { scale: 0.5, shrinks: 1, by: 'cost', reason: 'x' } };
+        await route.fulfill({ response: res, json: body });
+      },
+    );
+    try {
+      await page.goto('about:blank');
+      await openPage(page, s.url, 'learner');
+      await page.locator('[data-testid=learner-support-triage]').waitFor();
+      assert.equal(await page.locator('[data-testid=learner-support-triage] [data-testid=safe-start]').count(), 0);
+    } finally {
+      await page.unrouteAll();
+    }
+  });
+
   it('shows the budget tree in dollars, live reservations and alerts', async () => {
     await openPage(page, s.url, 'budgets');
     const tree = await text('[data-testid=budget-tree-acme]');

@@ -31,6 +31,48 @@ function exploreFirstLine(e: NonNullable<Models['exploreFirst']>) {
     ? h('p', { 'data-testid': 'explore-first' }, pill('exploring first', 'warn'), ` the safe start serves random splits on ${pct(e.share, 0)} of its decisions, and no version is activated, until outcome ${int(e.until)}`)
     : h('p', { 'data-testid': 'explore-first', class: 'muted' }, `Explore-first ended at outcome ${int(e.endedAtOutcomes ?? e.until)}${e.endedAt !== undefined ? ` (${time(e.endedAt)})` : ''}.`);
 }
+/** The safe start's guard state (`GET /v1/models` guard.safeStart): its exploration scale, the last shrink, the running tests. */
+interface SafeStartView {
+  scale: number;
+  shrinks: number;
+  by?: 'control' | 'cost';
+  reason?: string;
+  current?: {
+    status: string;
+    learned: { n: number; mean: number };
+    control: { n: number; mean: number; strategy: string };
+    diff: number | null;
+    ci: number[] | null;
+    cost?: { status: string; cost: number | null; ci: number[] | null; share: number; margin: number; away: { n: number }; atDefault: { n: number } };
+  };
+}
+
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
+const interval = (ci: number[] | null | undefined) => (ci && ci.length === 2 ? ` [${ci[0]!.toFixed(4)}, ${ci[1]!.toFixed(4)}]` : '');
+
+/**
+ * The safe start in a few lines: what its learned traffic costs per decision against the default split (the cost
+ * test), how it compares with the control arm, and whether the guard shrank its exploration and why.
+ */
+function safeStartLines(ss: SafeStartView) {
+  const c = ss.current;
+  const cost = c?.cost;
+  return h(
+    'div',
+    { 'data-testid': 'safe-start' },
+    cost && cost.cost !== null
+      ? h(
+          'p',
+          null,
+          pill(cost.status === 'worse' ? 'exploration over its margin' : 'safe start', cost.status === 'worse' ? 'warn' : 'draft'),
+          ` The safe start's learned traffic against the default split: ${signed(cost.cost)} reward per decision${interval(cost.ci)} (${int(cost.away.n)} decisions away from it, ${int(cost.atDefault.n)} at it; margin ${cost.margin}).`,
+        )
+      : null,
+    c && c.diff !== null ? h('p', { class: 'muted' }, `Against the control arm (${c.control.strategy}): ${signed(c.diff)}${interval(c.ci)} over ${int(c.learned.n)} and ${int(c.control.n)} decisions.`) : null,
+    ss.shrinks > 0 ? h('p', null, pill(`exploration at ${ss.scale}`, 'warn'), ` shrunk ${ss.shrinks} time${ss.shrinks === 1 ? '' : 's'}${ss.by ? ` by the ${ss.by} test` : ''}: ${ss.reason ?? ''}`) : null,
+  );
+}
+
 interface GuardEvent {
   at?: number;
   kind?: string;
@@ -128,6 +170,8 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
       h('h2', null, `${m.pipeline} `, m.active !== null ? pill(`serving v${m.active}${m.compatible ? '' : ' (incompatible: default served)'}`, m.compatible ? 'ok' : 'warn') : pill('default strategy serves: no version has cleared the activation gate', 'draft')),
     );
     if (m.exploreFirst) section.append(exploreFirstLine(m.exploreFirst));
+    const safeStart = m.guard?.safeStart as SafeStartView | undefined;
+    if (safeStart && m.active === null) section.append(safeStartLines(safeStart));
     const curve = versions.filter((v) => metric(v, 'holdoutMse') !== null);
     const grid = h('div', { class: 'grid' });
     grid.append(
