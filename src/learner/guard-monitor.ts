@@ -494,13 +494,19 @@ export class GuardMonitor {
       // During the safe start the default split is every decision's first action (policy.ts decideAround; the control
       // arm's split merges into it): k = 0, or no logged distribution at all (the decision was certain).
       const atDefault = e.C === undefined || e.k === 0;
-      evidence = addSafeStartReward(evidence, rewardOf(e, costWeight), e.a === 1, atDefault, margin !== null && e.t >= exploreFirstUntil);
+      // The candidate's plays (`v`) are its own arm's to judge (checkCandidate): not the cost test's.
+      evidence = addSafeStartReward(evidence, rewardOf(e, costWeight), e.a === 1, atDefault, margin !== null && e.t >= exploreFirstUntil && e.v === undefined);
     }
     const opts = { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin };
-    const check = safeStartCheck(evidence, current.shrinks, opts, margin ?? undefined);
+    // Each test acts on its own factor (guard.ts SafeStartState): the control test halves `scale` (the exploration
+    // and the candidate's share), the cost test `exploration` (the exploration rate alone), each down to the floor.
+    const exploration = current.exploration ?? 1;
+    const scaleCan = current.scale > SAFE_START_MIN_SCALE;
+    const costCan = margin !== null && exploration > SAFE_START_MIN_SCALE;
+    const check = safeStartCheck(evidence, current.shrinks, opts, costCan ? margin : undefined);
     const verdict = check.control;
     const strategy = controlStrategyDef(view, pipeline).id;
-    const judgesCost = margin !== null && Date.now() >= exploreFirstUntil;
+    const judgesCost = costCan && Date.now() >= exploreFirstUntil;
     // The running comparison, as listed in the model list (guard.safeStart.current) until the next tick.
     const comparison = (c: SafeStartCheckVerdict, shrinks: number, scale: number, since: number): SafeStartComparison => ({
       at: Date.now(),
@@ -517,44 +523,47 @@ export class GuardMonitor {
         : {}),
     });
     const next: SafeStoredState = { ...st, marker: fresh[0]?.id ?? st.marker, evidence, latest: comparison(check, current.shrinks, current.scale, st.since) };
-    if (check.status !== 'worse' || current.scale <= SAFE_START_MIN_SCALE) {
+    const acts = (check.by === 'control' && scaleCan) || (check.by === 'cost' && costCan);
+    if (!acts) {
       await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify(next));
       return { pipeline: pipelineId, scale: current.scale, verdict, ...(check.cost ? { cost: check.cost } : {}) };
     }
-    const scale = shrunkScale(current.scale, SAFE_START_MIN_SCALE);
     const fmt = (x: number) => x.toFixed(4);
-    const traffic = `the safe start's learned traffic (the default strategy explored around${doc?.candidate ? ', the candidate mixed in' : ''})`;
     const c = check.cost;
+    const kept = exploration < 1 ? { exploration } : {};
     const state: SafeStartState =
       check.by === 'cost' && c
         ? {
-            scale,
+            scale: current.scale,
+            exploration: shrunkScale(exploration, SAFE_START_MIN_SCALE),
             shrinks: current.shrinks + 1,
             at: Date.now(),
             by: 'cost',
-            reason: `${traffic} costs more than safeStartMargin ${c.margin} per decision against the control strategy ${strategy}'s split (shortfall ${fmt(c.cost!)}, always-valid interval [${fmt(c.ci![0])}, ${fmt(c.ci![1])}]; ${c.away.n} decisions away from the default split, mean ${fmt(c.away.mean)}, against ${c.atDefault.n} at it, mean ${fmt(c.atDefault.mean)}): exploration scale ${current.scale} → ${scale}`,
+            reason: `the safe start's exploration (the default strategy's split perturbed) costs more than safeStartMargin ${c.margin} per decision against the control strategy ${strategy}'s split (shortfall ${fmt(c.cost!)}, always-valid interval [${fmt(c.ci![0])}, ${fmt(c.ci![1])}]; ${c.away.n} perturbed decisions, mean ${fmt(c.away.mean)}, against ${c.atDefault.n} at the default split, mean ${fmt(c.atDefault.mean)}): exploration rate factor ${exploration} → ${shrunkScale(exploration, SAFE_START_MIN_SCALE)}`,
             diff: c.cost!,
             ci: c.ci!,
             learned: verdict.learned,
             control: { ...verdict.control, strategy },
           }
         : {
-            scale,
+            scale: shrunkScale(current.scale, SAFE_START_MIN_SCALE),
+            ...kept,
             shrinks: current.shrinks + 1,
             at: Date.now(),
             by: 'control',
-            reason: `${traffic} is below the control strategy ${strategy}'s (diff ${fmt(verdict.diff!)}, always-valid interval [${fmt(verdict.ci![0])}, ${fmt(verdict.ci![1])}], ${verdict.learned.n} vs ${verdict.control.n} outcomes): exploration scale ${current.scale} → ${scale}`,
+            reason: `the safe start's learned traffic (the default strategy explored around${doc?.candidate ? ', the candidate mixed in' : ''}) is below the control strategy ${strategy}'s (diff ${fmt(verdict.diff!)}, always-valid interval [${fmt(verdict.ci![0])}, ${fmt(verdict.ci![1])}], ${verdict.learned.n} vs ${verdict.control.n} outcomes): exploration scale ${current.scale} → ${shrunkScale(current.scale, SAFE_START_MIN_SCALE)}`,
             diff: verdict.diff!,
             ci: verdict.ci!,
             learned: verdict.learned,
             control: { ...verdict.control, strategy },
           };
+    const scale = state.scale;
     const enc = servingModel(view, pipeline).encoder;
     if (!(await this.registry.setSafeStart(pipelineId, state, { signature: enc.signature, agents: pipeline.agents.map((a) => a.name) }))) return { pipeline: pipelineId, scale: current.scale, verdict };
     this.core.metrics.learnerGuardReverts.inc({ reason: 'safe-start', to: 'shrunk' });
     this.core.log.warn({ pipeline: pipelineId, ...state }, `learner guard: ${state.reason}`);
     // The evidence restarts at the new scale (its comparison, listed until the next tick, is empty).
-    const restarted = safeStartCheck(EMPTY_SAFE_START, state.shrinks, opts, margin ?? undefined);
+    const restarted = safeStartCheck(EMPTY_SAFE_START, state.shrinks, opts, margin !== null && (state.exploration ?? 1) > SAFE_START_MIN_SCALE ? margin : undefined);
     await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify({ ...next, scale, shrinks: state.shrinks, since: state.at!, evidence: EMPTY_SAFE_START, latest: comparison(restarted, state.shrinks, scale, state.at!) }));
     return { pipeline: pipelineId, scale, verdict, ...(c ? { cost: c } : {}), shrunk: state };
   }

@@ -395,6 +395,11 @@ export interface SafeStartState {
    * test's difference and interval, and the control test's arms.
    */
   readonly by?: 'control' | 'cost';
+  /**
+   * The exploration rate's own factor in (0, 1] that the cost test halves (absent: 1): the safe start explores at
+   * SAFE_START_EPSILON × scale × exploration; the candidate's share follows `scale` alone.
+   */
+  readonly exploration?: number;
   readonly at?: number;
   readonly reason?: string;
   readonly diff?: number;
@@ -413,9 +418,10 @@ export interface SafeStartEvidence {
 
 /**
  * The cost test's arms: every decision that served the default strategy's split (the control arm's, and the learned
- * arm's that drew it), the learned arm's other decisions (its exploration and the pending candidate's plays), and how
- * many learned-arm decisions it counted. Kept apart from the control test's arms: decisions the cost test does not
- * judge (explore-first's, whose cost the strategy's owner chose) are left out of all three.
+ * arm's that drew it), the learned arm's other decisions (its exploration: the perturbations of the default split), and
+ * how many learned-arm decisions it counted. Kept apart from the control test's arms: decisions the cost test does not
+ * judge are left out of all three — the pending candidate's plays (the runtime guard's candidate arm judges those) and
+ * explore-first's (whose cost the strategy's owner chose).
  */
 export interface SafeStartCostEvidence {
   readonly atDefault: ArmSums;
@@ -452,23 +458,24 @@ export function safeStartVerdict(e: SafeStartEvidence, shrinks: number, opts: Gu
 }
 
 /**
- * The cost test's verdict: what the safe start's learned traffic loses per decision against the default strategy's
- * split, estimated from the randomisation inside the learned arm rather than from the small control arm alone.
+ * The cost test's verdict: what the safe start's exploration loses per decision against the default strategy's split,
+ * estimated from the randomisation inside the learned arm rather than from the small control arm alone.
  *
- * During the safe start the learned arm serves the default split with probability 1 − ε·scale − (the candidate's
- * share) per decision, drawn independently of the request, and something else (a perturbation, the candidate's split)
- * otherwise; every control decision serves the default split too. With p = the share of the learned arm's decisions
- * that served another split, the learned arm's shortfall against the default is p × (mean of those decisions − mean
- * of the decisions at the default split). The interval is the always-valid one of that difference of means, scaled by
- * p (p is read from the counts; at a few hundred decisions its own error is small beside the difference's). Against
- * the control arm alone (safeStartVerdict) the interval is about seven times wider at the same traffic: the control
- * arm has 5 % of the decisions, the default split here about 80 %.
+ * During the safe start each learned decision that is not the candidate's play serves the default split with
+ * probability 1 − ε (ε = SAFE_START_EPSILON × scale × exploration), drawn independently of the request, and a
+ * perturbation of it otherwise; every control decision serves the default split too. With p = the share of those
+ * learned decisions that served a perturbation, the exploration's shortfall against the default is p × (mean of those
+ * decisions − mean of the decisions at the default split) per decision. The interval is the always-valid one of that
+ * difference of means, scaled by p (p is read from the counts; at a few hundred decisions its own error is small beside
+ * the difference's). Against the control arm alone (safeStartVerdict) the interval is about seven times wider at the
+ * same traffic: the control arm has 5 % of the decisions, the default split here about 80 %.
  *
  * Worse: the whole interval lies below −margin (the shortfall per decision the safe start may spend on exploring:
- * strategy parameter `safeStartMargin`). The estimate assumes the chance of serving the default split does not depend
- * on the request, which holds for the safe start's own draws; it does not when requests carry very different totals
- * (the number of distinct perturbations then varies) or when the candidate's split equals the default's for some
- * requests only.
+ * strategy parameter `safeStartMargin`); the guard then halves the exploration rate alone (SafeStartState
+ * `exploration`), not the candidate's share. The estimate assumes the chance of a perturbation does not depend on the
+ * request, which holds for the safe start's own draws; it does not when requests carry very different totals or bounds
+ * (the number of distinct perturbations then varies, and a request whose perturbations all coincide with the default
+ * split always serves it).
  */
 export interface SafeStartCostVerdict {
   readonly status: 'insufficient' | 'ok' | 'worse';

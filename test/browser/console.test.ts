@@ -165,7 +165,7 @@ describe('console (auth off)', () => {
     assert.equal(await page.locator('[data-testid=learner-support-triage] [data-testid=explore-first]').count(), 0);
   });
 
-  it("says what the safe start's learned traffic costs against the default split, and why its exploration shrank", async () => {
+  it("says what the safe start's exploration costs against the default split, and why it shrank", async () => {
     // A shrink needs thousands of decisions of a safe start: the model API's answer is given one (as GET /v1/models
     // lists it; the rest is the server's own answer).
     await page.route(
@@ -177,11 +177,12 @@ describe('console (auth off)', () => {
         body.guard = {
           ...(body.guard ?? { toControl: false, holdUntil: null, reverts: [] }),
           safeStart: {
-            scale: 0.5,
+            scale: 1,
+            exploration: 0.5,
             shrinks: 1,
             by: 'cost',
             at: Date.UTC(2026, 11, 6, 9, 0, 0),
-            reason: 'the safe start costs more than safeStartMargin 0.005 per decision',
+            reason: 'the safe start’s exploration costs more than safeStartMargin 0.005 per decision',
             diff: -0.0101,
             ci: [-0.0139, -0.0063],
             current: {
@@ -205,9 +206,9 @@ describe('console (auth off)', () => {
       await page.goto('about:blank');
       await openPage(page, s.url, 'learner');
       const lines = await text('[data-testid=learner-support-triage] [data-testid=safe-start]');
-      assert.match(lines, /learned traffic against the default split: -0\.0042 reward per decision \[-0\.0061, -0\.0023\] \(95 decisions away from it, 905 at it; margin 0\.005\)/);
+      assert.match(lines, /exploration against the default split: -0\.0042 reward per decision \[-0\.0061, -0\.0023\] \(95 perturbed decisions, 905 at the default split; margin 0\.005\)/);
       assert.match(lines, /Against the control arm \(fixed\): -0\.0060 \[-0\.0400, 0\.0280\] over 950 and 50 decisions/);
-      assert.match(lines, /exploration at 0\.5\s*shrunk 1 time by the cost test: the safe start costs more than safeStartMargin 0\.005 per decision/);
+      assert.match(lines, /exploration at 0\.5\s*shrunk 1 time, last by the cost test: the safe start’s exploration costs more than safeStartMargin 0\.005 per decision/);
     } finally {
       await page.unrouteAll();
     }

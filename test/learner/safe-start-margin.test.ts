@@ -1,13 +1,14 @@
 /**
- * The safe start's cost test (guard.ts safeStartCostVerdict, the learned strategy's `safeStartMargin`): the learned
- * traffic's shortfall per decision against the default strategy's split, estimated from the decisions that drew the
- * default split and those that did not. An external evaluation saw the safe start's traffic 0.007–0.024 below the
+ * The safe start's cost test (guard.ts safeStartCostVerdict, the learned strategy's `safeStartMargin`): what its
+ * exploration costs per decision against the default strategy's split, estimated from the decisions that drew the
+ * default split and those that drew a perturbation of it. An external evaluation saw the safe start's traffic 0.007–0.024 below the
  * default for whole 3,000-outcome runs while the control test (learned against the 5 % control arm) never fired.
  *
  * Pure: the estimate from known rewards, the rule (worse only when the interval lies below −margin), false shrinks
  * when the exploration costs exactly the margin, and the power the control test lacks on the same decisions.
- * Over a real socket (real Redis): a safe start whose exploration costs twice the margin is shrunk by the cost test,
- * listed and counted; the same traffic on a pipeline with `safeStartMargin: null` is not; bad values are 400s.
+ * Over a real socket (real Redis): a safe start whose exploration costs twice the margin has its exploration rate (not
+ * the candidate's share) halved by the cost test, listed and counted, and serves at that rate; the same traffic on a
+ * pipeline with `safeStartMargin: null` is not shrunk; bad values are 400s.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,7 +25,12 @@ import {
   safeStartCostVerdict,
   type SafeStartEvidence,
 } from '../../src/learner/guard.js';
+import { readDecisionJson, type DecisionRecord } from '../../src/allocation/decisions.js';
+import type { LearnerMeta } from '../../src/learner/kind.js';
+import { compileFeatures } from '../../src/learner/features.js';
 import { learnerKeys } from '../../src/learner/keys.js';
+import { initialWeights } from '../../src/learner/model.js';
+import { SAFE_START_EPSILON } from '../../src/learner/policy.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { mulberry32, normal } from '../../src/learner/rng.js';
 import type { Running } from '../../src/server.js';
@@ -201,10 +207,17 @@ describe('the safe start’s cost test over HTTP', () => {
     const ss = list.guard?.safeStart;
     assert.ok(ss && (ss.shrinks as number) >= 1, `shrunk: ${JSON.stringify(list.guard)}`);
     assert.equal(ss.by, 'cost');
-    assert.match(ss.reason as string, /costs more than safeStartMargin 0\.005 per decision against the control strategy fixed-p's split/);
+    assert.match(ss.reason as string, /the safe start's exploration \(the default strategy's split perturbed\) costs more than safeStartMargin 0\.005 per decision against the control strategy fixed-p's split/);
     const ci = ss.ci as number[];
     assert.ok(ci[1]! < -MARGIN && (ss.diff as number) < -MARGIN, JSON.stringify(ss));
-    assert.ok((ss.scale as number) < 1);
+    // The exploration rate alone was halved (as often as the test fired); the candidate's share (scale) was not.
+    assert.equal(ss.scale, 1);
+    assert.equal(ss.exploration, 0.5 ** (ss.shrinks as number));
+    // Serving explores at the smaller rate: the default split's logged probability rose to ≥ 1 − 0.2 × exploration.
+    const a = await http('POST', '/v1/allocations', { pipeline: 'p', strategy: 'learn-p', features: { n: 1 }, totalTokens: TOTAL });
+    const rec = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, (a.json as { decisionId: string }).decisionId))!) as DecisionRecord;
+    const P0 = (rec.meta!.learner as LearnerMeta).P[0]!;
+    assert.ok(P0 >= 1 - SAFE_START_EPSILON * (ss.exploration as number) - 1e-6 && P0 < 1 - SAFE_START_EPSILON * 0.125 + 1e-6, `P(default split) ${P0} at exploration ${ss.exploration}`);
     assert.match((await http('GET', '/metrics')).text, /apportion_learner_guard_reverts_total\{reason="safe-start",to="shrunk"\} [1-9]/);
     // The running comparison lists the cost test beside the control test; every safe-start decision is in one of its groups.
     const cur = ss.current as { learned: { n: number }; control: { n: number }; alpha: number; cost: { away: { n: number; mean: number }; atDefault: { n: number; mean: number }; share: number; margin: number } };
@@ -222,5 +235,44 @@ describe('the safe start’s cost test over HTTP', () => {
     assert.equal(qs.current.cost, undefined);
     const qc = qs.current as { status: string; learned: { mean: number }; control: { mean: number } };
     assert.notEqual(qc.status, 'worse');
+  });
+
+  it("leaves the pending candidate's plays out of the cost test (its own arm judges them)", async () => {
+    const agents = AGENTS.map((name) => ({ name, minTokens: 100 }));
+    assert.equal((await http('PUT', '/v1/pipelines/r', { defaultTotalTokens: TOTAL, agents })).status, 200);
+    assert.equal((await http('PUT', '/v1/pipelines/r/features', { features: [{ name: 'n', type: 'numeric' }] })).status, 200);
+    // A candidate that is never refused here: the runtime guard's candidate arm is off, so its plays go on.
+    const put = await http('PUT', '/v1/strategies/learn-r', { pipeline: 'r', kind: 'learned', params: { trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0, guardCandidate: false, safeStartMargin: MARGIN } });
+    assert.equal(put.status, 200, put.text);
+    const enc = compileFeatures([{ name: 'n', type: 'numeric' }]);
+    const metrics = { rows: 0, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 0 };
+    const cand = await learner.training.registry.save('r', initialWeights(enc.dim, AGENTS.length, TOTAL, mulberry32(3)), { signature: enc.signature, agents: AGENTS, metrics });
+    await learner.training.registry.propose(cand);
+    await learner.guard.checkSafeStart('r');
+    const rng = mulberry32(12);
+    const N = 600;
+    let plays = 0;
+    let all = 0;
+    for (let i = 0; i < N; i++) {
+      const a = await http('POST', '/v1/allocations', { pipeline: 'r', strategy: 'learn-r', features: { n: i % 5 }, totalTokens: TOTAL });
+      assert.equal(a.status, 200, a.text);
+      const id = (a.json as { decisionId: string }).decisionId;
+      const m = (JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord).meta!.learner as LearnerMeta;
+      all++;
+      if (m.cw === 1 && m.x?.a !== 1) plays++;
+      assert.equal((await http('POST', '/v1/outcomes', { decisionId: id, quality: 0.7 + 0.05 * normal(rng) })).status, 202);
+    }
+    const counters = learnerKeys(rt.core.keys, 'r').counters;
+    await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= N, 300_000);
+    await learner.training.ingest('r');
+    const check = await learner.guard.checkSafeStart('r');
+    assert.ok(check?.cost, 'the cost test ran');
+    assert.ok(plays > 10, `${plays} candidate plays`);
+    // Every decision since the test's first check is in the control test's arms; the cost test has all but the plays.
+    const list = (await http('GET', '/v1/models/r')).json as { guard: { safeStart: { shrinks: number; current: { learned: { n: number }; control: { n: number }; cost: { away: { n: number }; atDefault: { n: number } } } } } };
+    const cur = list.guard.safeStart.current;
+    assert.equal(list.guard.safeStart.shrinks, 0);
+    assert.equal(cur.learned.n + cur.control.n, all);
+    assert.equal(cur.cost.away.n + cur.cost.atDefault.n, all - plays);
   });
 });

@@ -363,12 +363,15 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   const gateBackoffs: { at: number; version: number; k: number; until: number }[] = [];
   // The safe start's exploration scale and its evidence (guard.ts safeStartVerdict), and every shrink.
   let safeScale = 1;
+  // The exploration rate's own factor, which the cost test halves (guard.ts SafeStartState `exploration`).
+  let safeExplore = 1;
   let safeShrinks = 0;
   let safeEv: SafeStartEvidence = EMPTY_SAFE_START;
   const safeStartShrinks: { at: number; scale: number; diff: number; by: 'control' | 'cost' }[] = [];
   const safeMargin = (opts.safeStartMargin === undefined ? SAFE_START_MARGIN_DEFAULT : opts.safeStartMargin) ?? undefined;
   const resetSafeStart = () => {
     safeScale = 1;
+    safeExplore = 1;
     safeShrinks = 0;
     safeEv = EMPTY_SAFE_START;
   };
@@ -427,7 +430,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     const heads = serving ? forward(serving.weights, serving.encoder.encode(f)) : undefined;
     let dec = heads
       ? decide(heads, agents, world.totalTokens, optionsFor(opts.explore, serving!.version), rng, uniform)
-      : decideAround(uniform, agents, world.totalTokens, opts.wideUntil !== undefined && t >= opts.wideUntil ? { ...opts.explore, wideStart: 0 } : opts.explore, rng, uniform, SAFE_START_EPSILON * safeScale);
+      : decideAround(uniform, agents, world.totalTokens, opts.wideUntil !== undefined && t >= opts.wideUntil ? { ...opts.explore, wideStart: 0 } : opts.explore, rng, uniform, SAFE_START_EPSILON * safeScale * safeExplore);
     const wide = !serving && dec.chosen >= safeK;
     let drawn = false;
     if (candidate) {
@@ -465,17 +468,21 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
     // The safe start's learned traffic against the control arm (the service's guard-monitor checkSafeStart).
     if (!serving && controlShare > 0 && opts.guardSafeStart !== false) {
       const r = out.quality - world.costWeight * (out.cost ?? 0);
-      // The cost test leaves explore-first's stretch out (its random splits are the cost its owner chose).
+      // The cost test leaves out the candidate's plays (its own arm judges them) and explore-first's stretch (its
+      // random splits are the cost its owner chose).
       const exploringFirst = (opts.explore.wideStart ?? 0) > 0 && (opts.wideUntil === undefined || t < opts.wideUntil);
       const atDefault = dec.budgets.every((b, i) => b === uniform[i]);
-      safeEv = addSafeStartReward(safeEv, r, controlServed[t] === 1, atDefault, !exploringFirst);
-      if ((t + 1) % 25 === 0 && safeScale > SAFE_START_MIN_SCALE) {
-        const v = safeStartCheck(safeEv, safeShrinks, {}, safeMargin);
-        if (v.status === 'worse') {
-          safeScale = shrunkScale(safeScale, SAFE_START_MIN_SCALE);
+      safeEv = addSafeStartReward(safeEv, r, controlServed[t] === 1, atDefault, !exploringFirst && !(drawn && !controlServed[t]));
+      const scaleCan = safeScale > SAFE_START_MIN_SCALE;
+      const exploreCan = safeMargin !== undefined && safeExplore > SAFE_START_MIN_SCALE;
+      if ((t + 1) % 25 === 0 && (scaleCan || exploreCan)) {
+        const v = safeStartCheck(safeEv, safeShrinks, {}, exploreCan ? safeMargin : undefined);
+        if ((v.by === 'control' && scaleCan) || v.by === 'cost') {
+          if (v.by === 'control') safeScale = shrunkScale(safeScale, SAFE_START_MIN_SCALE);
+          else safeExplore = shrunkScale(safeExplore, SAFE_START_MIN_SCALE);
           safeShrinks++;
           safeEv = EMPTY_SAFE_START;
-          safeStartShrinks.push({ at: t + 1, scale: safeScale, diff: v.by === 'cost' ? v.cost!.cost! : v.control.diff!, by: v.by! });
+          safeStartShrinks.push({ at: t + 1, scale: v.by === 'control' ? safeScale : safeExplore, diff: v.by === 'cost' ? v.cost!.cost! : v.control.diff!, by: v.by });
         }
       }
     }

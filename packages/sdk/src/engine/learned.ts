@@ -76,7 +76,7 @@ export interface ServedModelDoc {
   readonly guard?: {
     readonly toControl?: boolean;
     /** The safe start's exploration scale after the runtime guard found its learned traffic worse than the control (policy.ts SAFE_START_MIN_SCALE). */
-    readonly safeStart?: { readonly scale: number };
+    readonly safeStart?: { readonly scale: number; readonly exploration?: number };
     /** The control arm's share the runtime guard set while the serving version leads the control clearly (absent: `controlShare`). */
     readonly controlShare?: number;
   };
@@ -128,6 +128,11 @@ export interface ServingModel {
    * serves, the exploration rate is SAFE_START_EPSILON × scale and the candidate's share safeStartCandidateShare.
    */
   readonly safeStartScale?: number;
+  /**
+   * The safe start's exploration rate alone, in (0, 1), when the runtime guard's cost test shrank it (absent: 1): the
+   * rate is SAFE_START_EPSILON × scale × this; the candidate's share does not change with it.
+   */
+  readonly safeStartExploration?: number;
   /** The trainer ended explore-first (the pipeline had the strategy's `exploreFirst` outcomes): the safe start serves no random splits. */
   readonly exploreFirstEnded?: true;
 }
@@ -173,8 +178,10 @@ export function servingModel(view: ControlView, pipeline: Pipeline): ServingMode
       return deserializeTierParams(m.tiers, tierAgents, enc.dim);
     };
     const rawScale = doc?.guard?.safeStart?.scale;
+    const rawExploration = doc?.guard?.safeStart?.exploration;
     const scale = {
       ...(typeof rawScale === 'number' && rawScale > 0 && rawScale < 1 ? { safeStartScale: rawScale } : {}),
+      ...(typeof rawExploration === 'number' && rawExploration > 0 && rawExploration < 1 ? { safeStartExploration: rawExploration } : {}),
       ...(doc?.exploreFirst ? { exploreFirstEnded: true as const } : {}),
     };
     let candidate: ServingModel['candidate'];
@@ -502,7 +509,7 @@ export function learnedDecision(
   let anchor: number[] | undefined;
   let heads: Heads | undefined;
   const scale = m.version === 0 ? (m.safeStartScale ?? 1) : 1;
-  if (m.version === 0) dec = decideAround(dflt, agents, input.totalTokens, explore, rng, uniform, SAFE_START_EPSILON * scale);
+  if (m.version === 0) dec = decideAround(dflt, agents, input.totalTokens, explore, rng, uniform, SAFE_START_EPSILON * scale * (m.safeStartExploration ?? 1));
   else {
     heads = forward(m.weights, m.encoder.encode(input.features));
     dec = decide(heads, agents, input.totalTokens, optionsFor(explore, m.version), rng, dflt);

@@ -34,6 +34,8 @@ function exploreFirstLine(e: NonNullable<Models['exploreFirst']>) {
 /** The safe start's guard state (`GET /v1/models` guard.safeStart): its exploration scale, the last shrink, the running tests. */
 interface SafeStartView {
   scale: number;
+  /** The exploration rate's own factor, halved by the cost test (absent: 1). */
+  exploration?: number;
   shrinks: number;
   by?: 'control' | 'cost';
   reason?: string;
@@ -51,8 +53,8 @@ const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
 const interval = (ci: number[] | null | undefined) => (ci && ci.length === 2 ? ` [${ci[0]!.toFixed(4)}, ${ci[1]!.toFixed(4)}]` : '');
 
 /**
- * The safe start in a few lines: what its learned traffic costs per decision against the default split (the cost
- * test), how it compares with the control arm, and whether the guard shrank its exploration and why.
+ * The safe start in a few lines: what its exploration costs per decision against the default split (the cost test),
+ * how its learned traffic compares with the control arm, and whether the guard shrank its exploration and why.
  */
 function safeStartLines(ss: SafeStartView) {
   const c = ss.current;
@@ -65,11 +67,13 @@ function safeStartLines(ss: SafeStartView) {
           'p',
           null,
           pill(cost.status === 'worse' ? 'exploration over its margin' : 'safe start', cost.status === 'worse' ? 'warn' : 'draft'),
-          ` The safe start's learned traffic against the default split: ${signed(cost.cost)} reward per decision${interval(cost.ci)} (${int(cost.away.n)} decisions away from it, ${int(cost.atDefault.n)} at it; margin ${cost.margin}).`,
+          ` The safe start's exploration against the default split: ${signed(cost.cost)} reward per decision${interval(cost.ci)} (${int(cost.away.n)} perturbed decisions, ${int(cost.atDefault.n)} at the default split; margin ${cost.margin}).`,
         )
       : null,
     c && c.diff !== null ? h('p', { class: 'muted' }, `Against the control arm (${c.control.strategy}): ${signed(c.diff)}${interval(c.ci)} over ${int(c.learned.n)} and ${int(c.control.n)} decisions.`) : null,
-    ss.shrinks > 0 ? h('p', null, pill(`exploration at ${ss.scale}`, 'warn'), ` shrunk ${ss.shrinks} time${ss.shrinks === 1 ? '' : 's'}${ss.by ? ` by the ${ss.by} test` : ''}: ${ss.reason ?? ''}`) : null,
+    ss.shrinks > 0
+      ? h('p', null, pill(`exploration at ${ss.scale * (ss.exploration ?? 1)}`, 'warn'), ` shrunk ${ss.shrinks} time${ss.shrinks === 1 ? '' : 's'}${ss.by ? `, last by the ${ss.by} test` : ''}: ${ss.reason ?? ''}`)
+      : null,
   );
 }
 
