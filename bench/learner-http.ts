@@ -138,7 +138,9 @@ async function overHttp(world: SimWorld, N: number, seed: number, params: Record
       progressEvery: 1000,
       onProgress: async (done) => {
         const m = await models();
-        process.stdout.write(`  http: ${done} outcomes, ${((Date.now() - t0w) / 1000).toFixed(0)} s, versions ${m.versions.length}, serving ${m.active ?? 'default'}, candidate ${m.candidate ?? '—'}\n`);
+        const ss = m.guard?.safeStart as { scale: number; exploration?: number; shrinks: number; by?: string } | undefined;
+        const safe = ss ? `, safe start scale ${ss.scale} exploration ${ss.exploration ?? 1} (${ss.shrinks} shrinks${ss.by ? `, last by ${ss.by}` : ''})` : '';
+        process.stdout.write(`  http: ${done} outcomes, ${((Date.now() - t0w) / 1000).toFixed(0)} s, versions ${m.versions.length}, serving ${m.active ?? 'default'}, candidate ${m.candidate ?? '—'}${safe}\n`);
       },
     });
     // Let the service apply the last outcomes (the worker) before reading its model list and counters.
@@ -156,6 +158,7 @@ async function overHttp(world: SimWorld, N: number, seed: number, params: Record
     console.log(`  http: ${N} requests in ${(run.ms / 1000).toFixed(0)} s (${(N / (run.ms / 1000)).toFixed(0)}/s, at most ${concurrency} in flight); ${run.unrecorded} answered recorded: false (${run.unreported} of their outcomes not accepted: the record never landed), ${run.retries} calls retried after a 5xx or a dropped connection; ${meta.missing} decision records missing`);
     console.log(`  http: ${versions.length} versions trained, at outcomes ${trainedAt.join(', ')}; gate passed ${passed}, refused ${refused}; guard reverts ${reverts.filter((r) => r.reason === 'guard').length}, drift retirements ${reverts.filter((r) => r.reason === 'drift').length}, changes detected ${changes.length}; serving at the end ${list.active ?? 'default strategy'}`);
     for (const x of versions.filter((v) => v.gate?.status === 'refused').slice(0, 3)) console.log(`  http: v${x.version} refused: ${x.gate!.reason}`);
+    for (const x of versions.filter((v) => v.gate?.status === 'passed').slice(-2)) console.log(`  http: v${x.version} passed: ${x.gate!.reason}`);
     // Each version's own fit (rows, steps, held-out MSE against the held-out rewards' variance, training ms): tells a bad fit from a bad evaluation.
     console.log(`  http: fits ${[...versions].reverse().map((x) => `v${x.version} ${x.metrics.rows}r/${x.metrics.steps}s ${x.metrics.holdoutMse.toFixed(4)}/${x.metrics.holdoutVariance.toFixed(4)} ${x.metrics.ms}ms ${x.gate?.status ?? ''}`).join('; ')}`);
     console.log(`  http: /metrics ${mets.join('; ')}`);

@@ -12,6 +12,7 @@ import {
   SAFE_START_MARGIN_DEFAULT,
   safeStartAlpha,
   safeStartCheck,
+  safeStartCostVerdict,
   shrunkScale,
   type SafeStartCheckVerdict,
   type SafeStartCostVerdict,
@@ -93,17 +94,19 @@ export interface SafeStartComparison {
   readonly ci: readonly [number, number] | null;
   readonly alpha: number;
   /**
-   * The cost test (guard.ts safeStartCostVerdict; absent when the strategy runs none, or while explore-first explores):
-   * the learned traffic's shortfall per decision against the default split (`cost`, its interval `ci`), the share of
-   * learned decisions that served another split, the margin, and the two groups it compares. `alpha` above is then
-   * each test's level (half the safe start's).
+   * The cost test (guard.ts safeStartCostVerdict; absent while explore-first explores): the exploration's shortfall per
+   * decision against the default split (`cost`, its interval `ci`), the share of learned decisions that served a
+   * perturbation, the margin (null: reported only, the test does not act; its interval is then at the safe start's
+   * level against 0), and the two groups it compares. While the test acts, `alpha` above is each test's level (half the
+   * safe start's).
    */
   readonly cost?: {
     readonly status: 'insufficient' | 'ok' | 'worse';
     readonly cost: number | null;
     readonly ci: readonly [number, number] | null;
     readonly share: number;
-    readonly margin: number;
+    /** The strategy's safeStartMargin; null: the estimate is reported only (against 0), the test does not act. */
+    readonly margin: number | null;
     readonly away: { readonly n: number; readonly mean: number };
     readonly atDefault: { readonly n: number; readonly mean: number };
   };
@@ -163,7 +166,7 @@ const SafeStartComparisonSchema = Type.Object({
       cost: Type.Union([Type.Number(), Type.Null()]),
       ci: Type.Union([Type.Tuple([Type.Number(), Type.Number()]), Type.Null()]),
       share: Type.Number(),
-      margin: Type.Number(),
+      margin: Type.Union([Type.Number(), Type.Null()]),
       away: Arm,
       atDefault: Arm,
     }),
@@ -483,8 +486,8 @@ export class GuardMonitor {
     const fresh = await this.freshEvents(pipelineId, st.marker);
     const learnedIds = new Set(strategies.map((s) => s.id));
     const costWeight = params.costWeight ?? 0;
-    // The cost test (guard.ts safeStartCheck): off with safeStartMargin null; decisions made while explore-first
-    // explored are left out of it (their random splits are the cost the strategy's owner chose).
+    // The cost test (guard.ts safeStartCheck): it acts only with a safeStartMargin, and is listed in any case; decisions
+    // made while explore-first explored are left out of it (their random splits are the cost the strategy's owner chose).
     const margin = params.safeStartMargin === undefined ? SAFE_START_MARGIN_DEFAULT : params.safeStartMargin;
     const exploreFirstUntil = (params.exploreFirst ?? 0) > 0 ? (doc?.exploreFirst?.endedAt ?? Infinity) : -Infinity;
     let evidence = st.evidence;
@@ -495,7 +498,7 @@ export class GuardMonitor {
       // arm's split merges into it): k = 0, or no logged distribution at all (the decision was certain).
       const atDefault = e.C === undefined || e.k === 0;
       // The candidate's plays (`v`) are its own arm's to judge (checkCandidate): not the cost test's.
-      evidence = addSafeStartReward(evidence, rewardOf(e, costWeight), e.a === 1, atDefault, margin !== null && e.t >= exploreFirstUntil && e.v === undefined);
+      evidence = addSafeStartReward(evidence, rewardOf(e, costWeight), e.a === 1, atDefault, e.t >= exploreFirstUntil && e.v === undefined);
     }
     const opts = { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin };
     // Each test acts on its own factor (guard.ts SafeStartState): the control test halves `scale` (the exploration
@@ -506,9 +509,16 @@ export class GuardMonitor {
     const check = safeStartCheck(evidence, current.shrinks, opts, costCan ? margin : undefined);
     const verdict = check.control;
     const strategy = controlStrategyDef(view, pipeline).id;
-    const judgesCost = costCan && Date.now() >= exploreFirstUntil;
+    const listsCost = Date.now() >= exploreFirstUntil;
+    // The cost test as listed: the acting test's verdict, or (no margin, or the exploration at its floor) the same
+    // estimate against a margin of 0 at the safe start's level, reported only (`margin` null).
+    const costOf = (c: SafeStartCheckVerdict, e: SafeStartEvidence, shrinks: number): NonNullable<SafeStartComparison['cost']> | undefined => {
+      if (!listsCost) return undefined;
+      const v = c.cost ?? safeStartCostVerdict(e, { ...opts, alpha: safeStartAlpha(opts.alpha, shrinks), margin: 0 });
+      return { status: v.status, cost: v.cost, ci: v.ci ? [v.ci[0], v.ci[1]] : null, share: v.share, margin: c.cost ? v.margin : null, away: v.away, atDefault: v.atDefault };
+    };
     // The running comparison, as listed in the model list (guard.safeStart.current) until the next tick.
-    const comparison = (c: SafeStartCheckVerdict, shrinks: number, scale: number, since: number): SafeStartComparison => ({
+    const comparison = (c: SafeStartCheckVerdict, e: SafeStartEvidence, shrinks: number, scale: number, since: number): SafeStartComparison => ({
       at: Date.now(),
       since,
       scale,
@@ -518,11 +528,9 @@ export class GuardMonitor {
       diff: c.control.diff,
       ci: c.control.ci ? [c.control.ci[0], c.control.ci[1]] : null,
       alpha: safeStartAlpha(opts.alpha, shrinks) / (c.cost ? 2 : 1),
-      ...(c.cost && judgesCost
-        ? { cost: { status: c.cost.status, cost: c.cost.cost, ci: c.cost.ci ? [c.cost.ci[0], c.cost.ci[1]] : null, share: c.cost.share, margin: c.cost.margin, away: c.cost.away, atDefault: c.cost.atDefault } }
-        : {}),
+      ...(costOf(c, e, shrinks) ? { cost: costOf(c, e, shrinks)! } : {}),
     });
-    const next: SafeStoredState = { ...st, marker: fresh[0]?.id ?? st.marker, evidence, latest: comparison(check, current.shrinks, current.scale, st.since) };
+    const next: SafeStoredState = { ...st, marker: fresh[0]?.id ?? st.marker, evidence, latest: comparison(check, evidence, current.shrinks, current.scale, st.since) };
     const acts = (check.by === 'control' && scaleCan) || (check.by === 'cost' && costCan);
     if (!acts) {
       await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify(next));
@@ -564,7 +572,7 @@ export class GuardMonitor {
     this.core.log.warn({ pipeline: pipelineId, ...state }, `learner guard: ${state.reason}`);
     // The evidence restarts at the new scale (its comparison, listed until the next tick, is empty).
     const restarted = safeStartCheck(EMPTY_SAFE_START, state.shrinks, opts, margin !== null && (state.exploration ?? 1) > SAFE_START_MIN_SCALE ? margin : undefined);
-    await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify({ ...next, scale, shrinks: state.shrinks, since: state.at!, evidence: EMPTY_SAFE_START, latest: comparison(restarted, state.shrinks, scale, state.at!) }));
+    await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify({ ...next, scale, shrinks: state.shrinks, since: state.at!, evidence: EMPTY_SAFE_START, latest: comparison(restarted, EMPTY_SAFE_START, state.shrinks, scale, state.at!) }));
     return { pipeline: pipelineId, scale, verdict, ...(c ? { cost: c } : {}), shrunk: state };
   }
 

@@ -144,7 +144,7 @@ export const LearnedParams = Type.Object(
     safeStartMargin: Type.Optional(
       Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()], {
         description:
-          'The safe start’s cost test beside its control test (needs guardSafeStart): its exploration’s shortfall per decision against the default strategy’s split, estimated from the decisions that drew the default split and those that drew a perturbation of it (a far tighter interval than the control arm alone gives); when its always-valid interval lies wholly below −safeStartMargin the safe start’s exploration rate alone is halved (down to 1/8; the candidate’s share is the control test’s to shrink). The candidate’s plays are left out of it (the guard’s candidate arm judges them), as are explore-first’s random splits. null: no cost test. Default null (docs/learner.md, "The safe start’s cost test").',
+          'The safe start’s cost test beside its control test (needs guardSafeStart): its exploration’s shortfall per decision against the default strategy’s split, estimated from the decisions that drew the default split and those that drew a perturbation of it (a far tighter interval than the control arm alone gives); when its always-valid interval lies wholly below −safeStartMargin the safe start’s exploration rate alone is halved (down to 1/8; the candidate’s share is the control test’s to shrink). The candidate’s plays are left out of it (the guard’s candidate arm judges them), as are explore-first’s random splits. null (the default): the test does not act, and its estimate is still listed in GET /v1/models (guard.safeStart.current.cost) (docs/learner.md, "The safe start’s cost test").',
       }),
     ),
     candidateBackoff: Type.Optional(

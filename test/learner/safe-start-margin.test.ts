@@ -227,12 +227,19 @@ describe('the safe start’s cost test over HTTP', () => {
     if (cur.learned.n > 0) assert.ok(Math.abs(cur.cost.share - cur.cost.away.n / cur.learned.n) < 1e-12);
     assert.equal(cur.alpha, safeStartAlpha(GUARD_DEFAULTS.alpha, ss.shrinks as number) / 2);
 
-    // Without it (safeStartMargin null): the same traffic, no cost listed, and the control test has not fired.
+    // Without a margin (safeStartMargin null): the same traffic is not shrunk (the control test alone did not resolve
+    // it), and the cost estimate is listed all the same, reported only (margin null), at the safe start's full level.
     const q = (await http('GET', '/v1/models/q')).json as { guard?: { safeStart?: { shrinks: number; current?: Record<string, unknown> } } };
     const qs = q.guard?.safeStart;
     assert.ok(qs?.current, JSON.stringify(q.guard));
     assert.equal(qs.shrinks, 0, `the control test alone did not resolve it: ${JSON.stringify(qs)}`);
-    assert.equal(qs.current.cost, undefined);
+    const qcost = qs.current.cost as { margin: number | null; cost: number; ci: number[]; status: string; away: { n: number; mean: number }; atDefault: { n: number; mean: number } };
+    assert.ok(qcost, JSON.stringify(qs.current));
+    assert.equal(qcost.margin, null);
+    assert.equal(qs.current.alpha, safeStartAlpha(GUARD_DEFAULTS.alpha, 0), 'the control test at the full level: the cost test does not act');
+    // Perturbed decisions earned 0.75, the default split 0.8: what the product lists is what was served.
+    assert.ok(Math.abs(qcost.away.mean - 0.75) < 0.02 && Math.abs(qcost.atDefault.mean - 0.8) < 0.01, JSON.stringify(qcost));
+    assert.ok(qcost.ci[1]! < 0 && qcost.status === 'worse', `the exploration is resolved below the default: ${JSON.stringify(qcost)}`);
     const qc = qs.current as { status: string; learned: { mean: number }; control: { mean: number } };
     assert.notEqual(qc.status, 'worse');
   });

@@ -45,7 +45,7 @@ interface SafeStartView {
     control: { n: number; mean: number; strategy: string };
     diff: number | null;
     ci: number[] | null;
-    cost?: { status: string; cost: number | null; ci: number[] | null; share: number; margin: number; away: { n: number }; atDefault: { n: number } };
+    cost?: { status: string; cost: number | null; ci: number[] | null; share: number; margin: number | null; away: { n: number }; atDefault: { n: number } };
   };
 }
 
@@ -66,8 +66,8 @@ function safeStartLines(ss: SafeStartView) {
       ? h(
           'p',
           null,
-          pill(cost.status === 'worse' ? 'exploration over its margin' : 'safe start', cost.status === 'worse' ? 'warn' : 'draft'),
-          ` The safe start's exploration against the default split: ${signed(cost.cost)} reward per decision${interval(cost.ci)} (${int(cost.away.n)} perturbed decisions, ${int(cost.atDefault.n)} at the default split; margin ${cost.margin}).`,
+          pill(cost.status !== 'worse' ? 'safe start' : cost.margin !== null ? 'exploration over its margin' : 'exploration below the default', cost.status === 'worse' ? 'warn' : 'draft'),
+          ` The safe start's exploration against the default split: ${signed(cost.cost)} reward per decision${interval(cost.ci)} (${int(cost.away.n)} perturbed decisions, ${int(cost.atDefault.n)} at the default split; ${cost.margin !== null ? `margin ${cost.margin}` : 'reported only: no safeStartMargin'}).`,
         )
       : null,
     c && c.diff !== null ? h('p', { class: 'muted' }, `Against the control arm (${c.control.strategy}): ${signed(c.diff)}${interval(c.ci)} over ${int(c.learned.n)} and ${int(c.control.n)} decisions.`) : null,
