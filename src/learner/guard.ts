@@ -390,9 +390,9 @@ export interface SafeStartState {
   /** How many times the guard shrank it. */
   readonly shrinks: number;
   /**
-   * The latest shrink: when, which test (`control`: learned − control; `cost`: the learned traffic's shortfall per
-   * decision against the default split, safeStartCostVerdict; absent in states written before the cost test), why, that
-   * test's difference and interval, and the control test's arms.
+   * The latest shrink: when, which test (`control`: learned − control; `cost`: the exploration's shortfall per decision
+   * against the default split, safeStartCostVerdict; absent in states written before the cost test), why, that test's
+   * difference and interval, and the control test's arms.
    */
   readonly by?: 'control' | 'cost';
   /**
@@ -480,10 +480,10 @@ export function safeStartVerdict(e: SafeStartEvidence, shrinks: number, opts: Gu
  */
 export interface SafeStartCostVerdict {
   readonly status: 'insufficient' | 'ok' | 'worse';
-  /** Learned-arm shortfall per decision against the default split (negative: below it), and its interval. */
+  /** The exploration's shortfall per learned decision against the default split (negative: below it), and its interval. */
   readonly cost: number | null;
   readonly ci: readonly [number, number] | null;
-  /** Share of the learned arm's decisions that served another split than the default's. */
+  /** Share of the learned decisions it counted (the candidate's plays left out) that served a perturbation. */
   readonly share: number;
   readonly margin: number;
   readonly away: { readonly n: number; readonly mean: number };
@@ -491,8 +491,9 @@ export interface SafeStartCostVerdict {
 }
 
 /**
- * The shortfall per decision against the default split the safe start's learned traffic may show before the cost test
- * shrinks its exploration (the strategy's `safeStartMargin`); null: no cost test (the control test alone).
+ * The shortfall per decision against the default split the safe start's exploration may show before the cost test
+ * halves its rate (the strategy's `safeStartMargin`); null: the test does not act (the control test alone decides, at
+ * its full level), and the guard still lists its estimate. Not on by default: docs/learner.md, "The safe start's cost test".
  */
 export const SAFE_START_MARGIN_DEFAULT: number | null = null;
 

@@ -116,10 +116,10 @@ export interface LoopOptions {
   /** The safe start's learned traffic judged against the control arm, its exploration halved when worse (guard.ts safeStartVerdict). Default true, as in the service. */
   readonly guardSafeStart?: boolean;
   /**
-   * The safe start's cost test beside it (guard.ts safeStartCheck, the strategy's `safeStartMargin`): the learned
-   * traffic's shortfall per decision against the default split, from the randomisation inside the learned arm; worse
-   * than −margin halves the exploration too. null: off (the control test alone, at its full level). Default: the
-   * service's (SAFE_START_MARGIN_DEFAULT).
+   * The safe start's cost test beside it (guard.ts safeStartCheck, the strategy's `safeStartMargin`): the exploration's
+   * shortfall per decision against the default split, from the randomisation inside the learned arm (the candidate's
+   * plays left out); worse than −margin halves the exploration rate alone. null: the test does not act (the control
+   * test alone, at its full level). Default: the service's (SAFE_START_MARGIN_DEFAULT).
    */
   readonly safeStartMargin?: number | null;
   /**
@@ -310,7 +310,7 @@ export interface LoopResult {
   readonly guardRefused: readonly number[];
   /** Gate refusals that showed harm and counted in the backoff (candidateBackoffGate): outcome, version, k in a row, next candidate at. */
   readonly gateBackoffs: readonly { readonly at: number; readonly version: number; readonly k: number; readonly until: number }[];
-  /** Where the guard shrank the safe start's exploration (guardSafeStart): outcome, the new scale, learned − control. */
+  /** Where the guard shrank the safe start's exploration (guardSafeStart): outcome, the factor it set (by control: the scale; by cost: the exploration rate's), and the test's difference (learned − control; the exploration's cost). */
   readonly safeStartShrinks: readonly { readonly at: number; readonly scale: number; readonly diff: number; readonly by: 'control' | 'cost' }[];
   /** The serving-version guard's reverts (`guard`): at which outcome, from which version to which (0: the safe start), and learned − control. */
   readonly guardReverts: readonly { readonly at: number; readonly from: number; readonly to: number; readonly diff: number }[];

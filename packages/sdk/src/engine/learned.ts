@@ -75,7 +75,10 @@ export interface ServedModelDoc {
   readonly exploreFirst?: { readonly endedAt: number; readonly outcomes: number };
   readonly guard?: {
     readonly toControl?: boolean;
-    /** The safe start's exploration scale after the runtime guard found its learned traffic worse than the control (policy.ts SAFE_START_MIN_SCALE). */
+    /**
+     * The safe start's exploration scale after the runtime guard found its learned traffic worse than the control, and the
+     * exploration rate's own factor after its cost test found the exploration too costly (policy.ts SAFE_START_MIN_SCALE).
+     */
     readonly safeStart?: { readonly scale: number; readonly exploration?: number };
     /** The control arm's share the runtime guard set while the serving version leads the control clearly (absent: `controlShare`). */
     readonly controlShare?: number;
