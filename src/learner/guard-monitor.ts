@@ -11,9 +11,8 @@ import {
   EMPTY_SAFE_START,
   SAFE_START_MARGIN_DEFAULT,
   safeStartAlpha,
-  safeStartCheck,
   safeStartCostVerdict,
-  shrunkScale,
+  safeStartStep,
   type SafeStartCheckVerdict,
   type SafeStartCostVerdict,
   type SafeStartEvidence,
@@ -501,12 +500,10 @@ export class GuardMonitor {
       evidence = addSafeStartReward(evidence, rewardOf(e, costWeight), e.a === 1, atDefault, e.t >= exploreFirstUntil && e.v === undefined);
     }
     const opts = { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin };
-    // Each test acts on its own factor (guard.ts SafeStartState): the control test halves `scale` (the exploration
-    // and the candidate's share), the cost test `exploration` (the exploration rate alone), each down to the floor.
+    // Each test acts on its own factor (guard.ts safeStartStep): the control test halves `scale` (the exploration and
+    // the candidate's share), the cost test `exploration` (the exploration rate alone), each down to the floor.
     const exploration = current.exploration ?? 1;
-    const scaleCan = current.scale > SAFE_START_MIN_SCALE;
-    const costCan = margin !== null && exploration > SAFE_START_MIN_SCALE;
-    const check = safeStartCheck(evidence, current.shrinks, opts, costCan ? margin : undefined);
+    const { check, next: factors } = safeStartStep(evidence, current.shrinks, current, margin, opts, SAFE_START_MIN_SCALE);
     const verdict = check.control;
     const strategy = controlStrategyDef(view, pipeline).id;
     const listsCost = Date.now() >= exploreFirstUntil;
@@ -528,52 +525,38 @@ export class GuardMonitor {
       diff: c.control.diff,
       ci: c.control.ci ? [c.control.ci[0], c.control.ci[1]] : null,
       alpha: safeStartAlpha(opts.alpha, shrinks) / (c.cost ? 2 : 1),
-      ...(costOf(c, e, shrinks) ? { cost: costOf(c, e, shrinks)! } : {}),
+      ...((cost) => (cost ? { cost } : {}))(costOf(c, e, shrinks)),
     });
     const next: SafeStoredState = { ...st, marker: fresh[0]?.id ?? st.marker, evidence, latest: comparison(check, evidence, current.shrinks, current.scale, st.since) };
-    const acts = (check.by === 'control' && scaleCan) || (check.by === 'cost' && costCan);
-    if (!acts) {
+    if (!factors) {
       await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify(next));
       return { pipeline: pipelineId, scale: current.scale, verdict, ...(check.cost ? { cost: check.cost } : {}) };
     }
     const fmt = (x: number) => x.toFixed(4);
-    const c = check.cost;
-    const kept = exploration < 1 ? { exploration } : {};
-    const state: SafeStartState =
-      check.by === 'cost' && c
-        ? {
-            scale: current.scale,
-            exploration: shrunkScale(exploration, SAFE_START_MIN_SCALE),
-            shrinks: current.shrinks + 1,
-            at: Date.now(),
-            by: 'cost',
-            reason: `the safe start's exploration (the default strategy's split perturbed) costs more than safeStartMargin ${c.margin} per decision against the control strategy ${strategy}'s split (shortfall ${fmt(c.cost!)}, always-valid interval [${fmt(c.ci![0])}, ${fmt(c.ci![1])}]; ${c.away.n} perturbed decisions, mean ${fmt(c.away.mean)}, against ${c.atDefault.n} at the default split, mean ${fmt(c.atDefault.mean)}): exploration rate factor ${exploration} → ${shrunkScale(exploration, SAFE_START_MIN_SCALE)}`,
-            diff: c.cost!,
-            ci: c.ci!,
-            learned: verdict.learned,
-            control: { ...verdict.control, strategy },
-          }
-        : {
-            scale: shrunkScale(current.scale, SAFE_START_MIN_SCALE),
-            ...kept,
-            shrinks: current.shrinks + 1,
-            at: Date.now(),
-            by: 'control',
-            reason: `the safe start's learned traffic (the default strategy explored around${doc?.candidate ? ', the candidate mixed in' : ''}) is below the control strategy ${strategy}'s (diff ${fmt(verdict.diff!)}, always-valid interval [${fmt(verdict.ci![0])}, ${fmt(verdict.ci![1])}], ${verdict.learned.n} vs ${verdict.control.n} outcomes): exploration scale ${current.scale} → ${shrunkScale(current.scale, SAFE_START_MIN_SCALE)}`,
-            diff: verdict.diff!,
-            ci: verdict.ci!,
-            learned: verdict.learned,
-            control: { ...verdict.control, strategy },
-          };
+    const c = check.by === 'cost' ? check.cost! : undefined;
+    const state: SafeStartState = {
+      scale: factors.scale,
+      ...(factors.exploration < 1 ? { exploration: factors.exploration } : {}),
+      shrinks: current.shrinks + 1,
+      at: Date.now(),
+      by: check.by!,
+      reason: c
+        ? `the safe start's exploration (the default strategy's split perturbed) costs more than safeStartMargin ${c.margin} per decision against the control strategy ${strategy}'s split (shortfall ${fmt(c.cost!)}, always-valid interval [${fmt(c.ci![0])}, ${fmt(c.ci![1])}]; ${c.away.n} perturbed decisions, mean ${fmt(c.away.mean)}, against ${c.atDefault.n} at the default split, mean ${fmt(c.atDefault.mean)}): exploration rate factor ${exploration} → ${factors.exploration}`
+        : `the safe start's learned traffic (the default strategy explored around${doc?.candidate ? ', the candidate mixed in' : ''}) is below the control strategy ${strategy}'s (diff ${fmt(verdict.diff!)}, always-valid interval [${fmt(verdict.ci![0])}, ${fmt(verdict.ci![1])}], ${verdict.learned.n} vs ${verdict.control.n} outcomes): exploration scale ${current.scale} → ${factors.scale}`,
+      diff: c ? c.cost! : verdict.diff!,
+      ci: c ? c.ci! : verdict.ci!,
+      learned: verdict.learned,
+      control: { ...verdict.control, strategy },
+    };
     const scale = state.scale;
     const enc = servingModel(view, pipeline).encoder;
     if (!(await this.registry.setSafeStart(pipelineId, state, { signature: enc.signature, agents: pipeline.agents.map((a) => a.name) }))) return { pipeline: pipelineId, scale: current.scale, verdict };
     this.core.metrics.learnerGuardReverts.inc({ reason: 'safe-start', to: 'shrunk' });
     this.core.log.warn({ pipeline: pipelineId, ...state }, `learner guard: ${state.reason}`);
     // The evidence restarts at the new scale (its comparison, listed until the next tick, is empty).
-    const restarted = safeStartCheck(EMPTY_SAFE_START, state.shrinks, opts, margin !== null && (state.exploration ?? 1) > SAFE_START_MIN_SCALE ? margin : undefined);
+    const restarted = safeStartStep(EMPTY_SAFE_START, state.shrinks, state, margin, opts, SAFE_START_MIN_SCALE).check;
     await this.core.redis.set(this.safeStartKey(pipelineId), JSON.stringify({ ...next, scale, shrinks: state.shrinks, since: state.at!, evidence: EMPTY_SAFE_START, latest: comparison(restarted, EMPTY_SAFE_START, state.shrinks, scale, state.at!) }));
-    return { pipeline: pipelineId, scale, verdict, ...(c ? { cost: c } : {}), shrunk: state };
+    return { pipeline: pipelineId, scale, verdict, ...(check.cost ? { cost: check.cost } : {}), shrunk: state };
   }
 
   private async load(pipeline: string): Promise<State> {

@@ -534,6 +534,34 @@ export function safeStartCheck(e: SafeStartEvidence, shrinks: number, opts: Guar
   return { status: control.status === 'ok' || cost.status === 'ok' ? 'ok' : 'insufficient', control, cost };
 }
 
+/** The safe start's two factors (SafeStartState): `scale` (the control test's), `exploration` (the cost test's; absent: 1). */
+export interface SafeStartFactors {
+  readonly scale: number;
+  readonly exploration?: number;
+}
+
+/**
+ * One safe-start check and what it changes, for the service's guard and the in-process loop alike: the cost test runs
+ * with `margin` only while the exploration factor is above `min` (null or undefined: the control test alone);
+ * `next` is the factors after a shrink — `scale` halved when the control test found it worse and can still fall,
+ * `exploration` halved when the cost test did — and absent when nothing shrinks.
+ */
+export function safeStartStep(
+  e: SafeStartEvidence,
+  shrinks: number,
+  f: SafeStartFactors,
+  margin: number | null | undefined,
+  opts: GuardOptions,
+  min: number,
+): { readonly check: SafeStartCheckVerdict; readonly next?: { readonly scale: number; readonly exploration: number } } {
+  const exploration = f.exploration ?? 1;
+  const costCan = margin !== null && margin !== undefined && exploration > min;
+  const check = safeStartCheck(e, shrinks, opts, costCan ? margin : undefined);
+  if (check.by === 'control' && f.scale > min) return { check, next: { scale: shrunkScale(f.scale, min), exploration } };
+  if (check.by === 'cost') return { check, next: { scale: f.scale, exploration: shrunkScale(exploration, min) } };
+  return { check };
+}
+
 /** The next scale after a `worse` verdict (halved, at least `min`). */
 export function shrunkScale(scale: number, min: number): number {
   return Math.max(min, scale / 2);

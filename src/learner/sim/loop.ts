@@ -6,7 +6,7 @@ import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
 import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
-import { accumulate, adaptiveControlShare, addCandidateEvidence, addSafeStartReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, SAFE_START_MARGIN_DEFAULT, safeStartCheck, shrunkScale, type GuardRun, type SafeStartEvidence } from '../guard.js';
+import { accumulate, adaptiveControlShare, addCandidateEvidence, addSafeStartReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, SAFE_START_MARGIN_DEFAULT, safeStartStep, type GuardRun, type SafeStartEvidence } from '../guard.js';
 import { checkedVersions, COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
 import { canFitCost, fitCost } from '../usage.js';
@@ -368,7 +368,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
   let safeShrinks = 0;
   let safeEv: SafeStartEvidence = EMPTY_SAFE_START;
   const safeStartShrinks: { at: number; scale: number; diff: number; by: 'control' | 'cost' }[] = [];
-  const safeMargin = (opts.safeStartMargin === undefined ? SAFE_START_MARGIN_DEFAULT : opts.safeStartMargin) ?? undefined;
+  const safeMargin = opts.safeStartMargin === undefined ? SAFE_START_MARGIN_DEFAULT : opts.safeStartMargin;
   const resetSafeStart = () => {
     safeScale = 1;
     safeExplore = 1;
@@ -473,16 +473,14 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       const exploringFirst = (opts.explore.wideStart ?? 0) > 0 && (opts.wideUntil === undefined || t < opts.wideUntil);
       const atDefault = dec.budgets.every((b, i) => b === uniform[i]);
       safeEv = addSafeStartReward(safeEv, r, controlServed[t] === 1, atDefault, !exploringFirst && !(drawn && !controlServed[t]));
-      const scaleCan = safeScale > SAFE_START_MIN_SCALE;
-      const exploreCan = safeMargin !== undefined && safeExplore > SAFE_START_MIN_SCALE;
-      if ((t + 1) % 25 === 0 && (scaleCan || exploreCan)) {
-        const v = safeStartCheck(safeEv, safeShrinks, {}, exploreCan ? safeMargin : undefined);
-        if ((v.by === 'control' && scaleCan) || v.by === 'cost') {
-          if (v.by === 'control') safeScale = shrunkScale(safeScale, SAFE_START_MIN_SCALE);
-          else safeExplore = shrunkScale(safeExplore, SAFE_START_MIN_SCALE);
+      if ((t + 1) % 25 === 0) {
+        const { check: v, next } = safeStartStep(safeEv, safeShrinks, { scale: safeScale, exploration: safeExplore }, safeMargin, {}, SAFE_START_MIN_SCALE);
+        if (next) {
+          safeScale = next.scale;
+          safeExplore = next.exploration;
           safeShrinks++;
           safeEv = EMPTY_SAFE_START;
-          safeStartShrinks.push({ at: t + 1, scale: v.by === 'control' ? safeScale : safeExplore, diff: v.by === 'cost' ? v.cost!.cost! : v.control.diff!, by: v.by });
+          safeStartShrinks.push({ at: t + 1, scale: v.by === 'control' ? safeScale : safeExplore, diff: v.by === 'cost' ? v.cost!.cost! : v.control.diff!, by: v.by! });
         }
       }
     }

@@ -49,8 +49,9 @@ interface SafeStartView {
   };
 }
 
-const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
-const interval = (ci: number[] | null | undefined) => (ci && ci.length === 2 ? ` [${ci[0]!.toFixed(4)}, ${ci[1]!.toFixed(4)}]` : '');
+/** A reward difference with its sign, and its interval, as the guard's lines print them. */
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${num(x, 4)}`;
+const interval = (ci: readonly number[] | null | undefined) => (ci && ci.length === 2 ? ` [${num(ci[0], 4)}, ${num(ci[1], 4)}]` : '');
 
 /**
  * The safe start in a few lines: what its exploration costs per decision against the default split (the cost test),
@@ -134,7 +135,7 @@ const guardEventsOf = (m: Models): GuardEvent[] | undefined =>
     at: r.at,
     kind: `revert (${r.reason})`,
     version: r.from,
-    reason: `v${r.from} → ${r.to === 0 ? 'the control strategy' : `v${r.to}`}; reward difference ${num(r.diff, 4)}${r.ci ? ` [${num(r.ci[0], 4)}, ${num(r.ci[1], 4)}]` : ''}`,
+    reason: `v${r.from} → ${r.to === 0 ? 'the control strategy' : `v${r.to}`}; reward difference ${num(r.diff, 4)}${interval(r.ci)}`,
   }));
 
 export async function learnerPage(root: HTMLElement): Promise<void> {
