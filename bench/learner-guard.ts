@@ -3,6 +3,7 @@
  * (detection time), and how often the guard reverts a model that is not worse (false reverts).
  *
  *   node --import tsx bench/learner-guard.ts [--worlds all] [--runs 10] [--rps 50] [--before 3000] [--max 40000] [--null-outcomes 20000] [--share 0.05] [--min 0.01] [--margin 0.05]
+ *                                           [--raised 0.2] [--probation 0.02]
  *
  * Per named world (experiments/worlds/): a model is trained in-process (4,000 outcomes, the service's trainer
  * and policy), then frozen and served as the service serves it (SquareCB exploration; a 5 % control arm with the
@@ -15,12 +16,15 @@
  * degradation, where the model is better than the control throughout.
  * The model is frozen: the worst case (in the service it keeps retraining, and every retrain can follow the
  * change; the guard's evidence pools the versions).
- * Each world prints two lines, the guard as the service runs it (each reward less the serving model's predicted reward
- * of the control's split for the request, ControlMeta `z`) with two control arms, on runs of the same seeds: `fixed`,
- * the control arm at `--share` throughout (the rule until 2026-12-04), and `lowered`, the share the guard sets at each
- * tick while the learned arm leads the control clearly (guard.ts adaptiveControlShare, the service's default: floor
- * `--min` 0.01, margin 0.05); then the paired ratio of their detection times and the control decisions each served
- * before the degradation (what the control arm cost the user: its share × the gap).
+ * Each world prints three lines, the guard as the service runs it (each reward less the serving model's predicted reward
+ * of the control's split for the request, ControlMeta `z`) with three control arms, on runs of the same seeds: `fixed`,
+ * the control arm at `--share` throughout (the rule until 2026-12-04); `lowered`, the share the guard sets at each
+ * tick while the learned arm leads the control clearly (guard.ts adaptiveControlShare: floor `--min` 0.01, margin
+ * 0.05; the rule until 2026-12-06); and `probation`, the same and, while the serving version has not shown that it is
+ * no worse than the control by more than `--probation` (the lead's lower bound above −0.02; fewer than 30 outcomes in
+ * an arm count as not shown), the share raised to `--raised`; then the paired ratios of their detection times and the
+ * control decisions each served before the degradation (what the control arm cost the user: its share × the gap).
+ * `--before 0`: the model is worse than the control from its first decision (a bad version that passed the gate).
  */
 import { loadTf } from '../src/learner/backend.js';
 import { accumulate, adaptiveControlShare, CONTROL_SHARE_DEFAULTS, GUARD_DEFAULTS, judge, NEW_RUN, type GuardRun } from '../src/learner/guard.js';
@@ -43,6 +47,10 @@ const TICK_S = 5;
 const SHARE = Number(flag('share', String(GUARD_DEFAULTS.controlShare)));
 const MIN = Number(flag('min', String(CONTROL_SHARE_DEFAULTS.min)));
 const MARGIN = Number(flag('margin', String(CONTROL_SHARE_DEFAULTS.margin)));
+const RAISED = Number(flag('raised', String(CONTROL_SHARE_DEFAULTS.max)));
+const PROBATION = Number(flag('probation', String(CONTROL_SHARE_DEFAULTS.probation)));
+/** The control arms compared: 0 the share fixed, 1 lowered while the learned arm leads, 2 lowered or raised (probation). */
+type Mode = 0 | 1 | 2;
 // The service's exploration defaults (budget and its decay by version), as a learned strategy without params serves.
 const explore0 = { explorer: 'squarecb' as const, epsilon: 0.1, gamma: 200, perturbation: 0.5, ...EXPLORE_DEFAULTS };
 let explore: ExploreOptions = explore0;
@@ -60,7 +68,7 @@ interface Served {
  * control decisions before the degradation. `lowered`: the control share is the one the guard's tick sets
  * (adaptiveControlShare on the run's evidence), else `SHARE` throughout.
  */
-function serve(world: World, degraded: World | undefined, m: Served, outcomes: number, seed: number, lowered: boolean): { revertAt?: number; controls: number } {
+function serve(world: World, degraded: World | undefined, m: Served, outcomes: number, seed: number, mode: Mode): { revertAt?: number; controls: number } {
   const rng = mulberry32(seed);
   const agents = policyAgents(world);
   const T = world.totalTokens;
@@ -75,12 +83,12 @@ function serve(world: World, degraded: World | undefined, m: Served, outcomes: n
     const heads = forward(m.weights, m.encoder.encode(contextFeatures(x)));
     const dec = decide(heads, agents, T, explore, rng);
     const arm: 0 | 1 = rng() < share ? 1 : 0;
-    if (arm === 1 && t < before) controls++;
+    if (arm === 1 && (!degraded || t < before)) controls++;
     const q = simulateOutcome(w, 0, x, arm === 1 ? uniform : dec.budgets, rng).quality;
     run = accumulate(run, 1, arm, q, GUARD_DEFAULTS.segmentOutcomes, predict(heads, uniform));
     if ((t + 1) % perTick === 0) {
       if (judge(run).status === 'worse') return { revertAt: t + 1, controls };
-      if (lowered) share = adaptiveControlShare(SHARE, run.total, { min: MIN, margin: MARGIN });
+      if (mode > 0) share = adaptiveControlShare(SHARE, run.total, { min: MIN, margin: MARGIN, max: mode === 2 ? RAISED : 0, probation: PROBATION });
     }
   }
   return { controls };
@@ -107,15 +115,18 @@ const pct = (xs: readonly number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))]!;
 };
 
-console.log(`bench/learner-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s, control share ${SHARE} (lowered: floor ${MIN}, margin ${MARGIN}), α ${GUARD_DEFAULTS.alpha} (cumulative test α/2, sub-segments of ${GUARD_DEFAULTS.segmentOutcomes} decisions at (α/2)/(j(j+1)))`);
+console.log(`bench/learner-guard: ${runs} runs per world, ${rps} requests/s, guard tick ${TICK_S} s, control share ${SHARE} (lowered: floor ${MIN}, margin ${MARGIN}; probation: raised to ${RAISED} while the lead's lower bound ≤ −${PROBATION}), α ${GUARD_DEFAULTS.alpha} (cumulative test α/2, sub-segments of ${GUARD_DEFAULTS.segmentOutcomes} decisions at (α/2)/(j(j+1)))`);
 console.log(`degradation after ${before} outcomes (detection runs) · ${nullOutcomes} outcomes without degradation (false-revert runs)\n`);
 console.log('world           | learned vs control before → after (true values) | detected | detection outcomes median [max] | seconds median [max] | false reverts | control decisions before');
-// [fixed share, lowered share]
-const falseTotal = [0, 0];
+// By mode: fixed, lowered, probation.
+const falseTotal = [0, 0, 0];
 let nullRuns = 0;
-const allDetect: number[][] = [[], []];
-const ratios: number[] = [];
-const controlTotals = [0, 0];
+const allDetect: number[][] = [[], [], []];
+// Paired per run, where both detected: lowered ÷ fixed, probation ÷ lowered.
+const ratios: number[][] = [[], []];
+const controlTotals = [0, 0, 0];
+// Control decisions in the runs without degradation (what each arm costs a version that is not worse).
+const nullControlTotals = [0, 0, 0];
 for (const name of worldNames) {
   const world0 = loadWorld(name);
   const world: World = { ...world0, drift: undefined };
@@ -141,15 +152,16 @@ for (const name of worldNames) {
     v1 = values(degraded, m, 11);
   }
   const v0 = values(world, m, 11);
-  const runsOut: ReturnType<typeof serve>[][] = [[], []];
-  const nullOut: ReturnType<typeof serve>[][] = [[], []];
-  for (const k of [0, 1] as const) {
-    for (let r = 0; r < runs; r++) runsOut[k]!.push(serve(world, degraded, m, before + maxAfter, 1000 + r, k === 1));
-    for (let r = 0; r < runs; r++) nullOut[k]!.push(serve(world, undefined, m, nullOutcomes, 5000 + r, k === 1));
+  const runsOut: ReturnType<typeof serve>[][] = [[], [], []];
+  const nullOut: ReturnType<typeof serve>[][] = [[], [], []];
+  for (const k of [0, 1, 2] as const) {
+    for (let r = 0; r < runs; r++) runsOut[k]!.push(serve(world, degraded, m, before + maxAfter, 1000 + r, k));
+    for (let r = 0; r < runs; r++) nullOut[k]!.push(serve(world, undefined, m, nullOutcomes, 5000 + r, k));
   }
   nullRuns += runs;
-  const line = (label: string, k: 0 | 1) => {
-    const { detect, missed, early, falseReverts } = tallyOf(k);
+  const line = (label: string, k: Mode) => {
+    const { detect, missed, early, falseReverts, nullControls } = tallyOf(k);
+    nullControlTotals[k] = nullControlTotals[k]! + nullControls;
     const controls = runsOut[k]!.reduce((a, r) => a + r.controls, 0);
     controlTotals[k] = controlTotals[k]! + controls;
     falseTotal[k] = falseTotal[k]! + falseReverts + early;
@@ -160,7 +172,7 @@ for (const name of worldNames) {
     );
     return detect;
   };
-  const tallyOf = (k: 0 | 1) => {
+  const tallyOf = (k: Mode) => {
     const detect: number[] = [];
     let missed = 0;
     let early = 0;
@@ -170,20 +182,25 @@ for (const name of worldNames) {
       else if (at <= before) early++;
       else detect.push(at - before);
     }
-    return { detect, missed, early, falseReverts: nullOut[k]!.filter((res) => res.revertAt !== undefined).length };
+    return { detect, missed, early, falseReverts: nullOut[k]!.filter((res) => res.revertAt !== undefined).length, nullControls: nullOut[k]!.reduce((n, res) => n + res.controls, 0) };
   };
   line(`${name} fixed`, 0);
   line('  lowered', 1);
-  // Paired per run: lowered-share detection ÷ fixed-share, where both detected.
-  for (let r = 0; r < runs; r++) {
-    const a = runsOut[0]![r]!.revertAt;
-    const b = runsOut[1]![r]!.revertAt;
-    if (a !== undefined && b !== undefined && a > before && b > before) ratios.push((b - before) / (a - before));
+  line('  probation', 2);
+  // Paired per run, where both detected: lowered ÷ fixed, probation ÷ lowered.
+  for (const [i, num, den] of [[0, 1, 0], [1, 2, 1]] as const) {
+    for (let r = 0; r < runs; r++) {
+      const a = runsOut[den]![r]!.revertAt;
+      const b = runsOut[num]![r]!.revertAt;
+      if (a !== undefined && b !== undefined && a > before && b > before) ratios[i]!.push((b - before) / (a - before));
+    }
   }
 }
-for (const [k, label] of [[0, `fixed control share ${SHARE}`], [1, 'lowered while the learned arm leads (the service)']] as const) {
+for (const [k, label] of [[0, `fixed control share ${SHARE}`], [1, 'lowered while the learned arm leads'], [2, `lowered while it leads, ${RAISED} on probation`]] as const) {
   console.log(
     `\nall worlds, ${label}: detection median ${allDetect[k]!.length ? pct(allDetect[k]!, 0.5) : '—'} outcomes, max ${allDetect[k]!.length ? Math.max(...allDetect[k]!) : '—'}; false reverts ${falseTotal[k]} of ${nullRuns} runs without degradation (+ pre-degradation stretches) = ${((100 * falseTotal[k]!) / Math.max(1, nullRuns)).toFixed(1)} % (bound α = ${GUARD_DEFAULTS.alpha * 100} % per run); control decisions before the degradation ${controlTotals[k]}`,
   );
 }
-console.log(`lowered ÷ fixed detection time, paired per run where both detected (${ratios.length} runs): median ${ratios.length ? pct(ratios, 0.5).toFixed(2) : '—'}, min ${ratios.length ? Math.min(...ratios).toFixed(2) : '—'}, max ${ratios.length ? Math.max(...ratios).toFixed(2) : '—'}; control decisions before the degradation, lowered ÷ fixed: ${(controlTotals[1]! / Math.max(1, controlTotals[0]!)).toFixed(2)}`);
+const ratioLine = (xs: readonly number[]) => `(${xs.length} runs): median ${xs.length ? pct(xs, 0.5).toFixed(2) : '—'}, min ${xs.length ? Math.min(...xs).toFixed(2) : '—'}, max ${xs.length ? Math.max(...xs).toFixed(2) : '—'}`;
+console.log(`lowered ÷ fixed detection time, paired per run where both detected ${ratioLine(ratios[0]!)}; control decisions before the degradation, lowered ÷ fixed: ${(controlTotals[1]! / Math.max(1, controlTotals[0]!)).toFixed(2)}`);
+console.log(`probation ÷ lowered detection time, paired per run where both detected ${ratioLine(ratios[1]!)}; control decisions before the degradation, probation ÷ lowered: ${(controlTotals[2]! / Math.max(1, controlTotals[1]!)).toFixed(2)}; in the runs without degradation ${(nullControlTotals[2]! / Math.max(1, nullControlTotals[1]!)).toFixed(2)} (${nullControlTotals.join(' / ')} fixed / lowered / probation)`);

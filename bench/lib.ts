@@ -177,6 +177,8 @@ export function tierPolicyFlags() {
     servingFloor: flag('serving-floor', ''),
     exploreFirst: flag('explore-first', ''),
     exploreFirstShare: flag('explore-first-share', ''),
+    probationShare: flag('probation-share', ''),
+    probationMargin: flag('probation-margin', ''),
   };
   const params = {
     ...(f.epsilonDecay !== '' ? { tierEpsilonDecay: Number(f.epsilonDecay) } : {}),
@@ -188,10 +190,12 @@ export function tierPolicyFlags() {
     ...(f.trainEvery !== '' ? { trainEvery: Number(f.trainEvery) } : {}),
     ...(f.exploreFirst !== '' ? { exploreFirst: Number(f.exploreFirst) } : {}),
     ...(f.exploreFirstShare !== '' ? { exploreFirstShare: Number(f.exploreFirstShare) } : {}),
+    ...(f.probationShare !== '' ? { probationShare: Number(f.probationShare) } : {}),
+    ...(f.probationMargin !== '' ? { probationMargin: Number(f.probationMargin) } : {}),
   };
   // The tier loop's gate rule (TierLoopOptions.gate): `--serving-floor x`, GateRule.servingFloor.
   const loop = f.servingFloor !== '' ? { gate: { servingFloor: Number(f.servingFloor) } } : {};
-  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes${f.servingFloor !== '' ? `, gate serving floor ${f.servingFloor}` : ''}${f.exploreFirst !== '' ? `, explore-first ${f.exploreFirst} at share ${f.exploreFirstShare || 'default'}` : ''}`;
+  const label = `token share ${f.tokenShare || 'default'}${f.tokenSpread ? `, spread ${f.tokenSpread}` : ''}, exploration decay p ${f.epsilonDecay || 'default'}, gap weight γ ${f.gapWeight || 'default'}, control share floor ${f.controlMin || 'default'}, margin ${f.controlMargin || 'default'}, retrain every ${f.trainEvery || 'default'} outcomes${f.servingFloor !== '' ? `, gate serving floor ${f.servingFloor}` : ''}${f.exploreFirst !== '' ? `, explore-first ${f.exploreFirst} at share ${f.exploreFirstShare || 'default'}` : ''}, probation share ${f.probationShare || 'default'}, margin ${f.probationMargin || 'default'}`;
   return { ...f, params, loop, label };
 }
 

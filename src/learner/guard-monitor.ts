@@ -6,6 +6,7 @@ import { decodeEvent, rewardOf, type LoggedEvent } from './events.js';
 import {
   accumulate,
   adaptiveControlShare,
+  probationShareOf,
   addCandidateEvidence,
   addSafeStartReward,
   EMPTY_SAFE_START,
@@ -397,12 +398,13 @@ export class GuardMonitor {
     const verdict = judge(run, { alpha: params.guardAlpha ?? GUARD_DEFAULTS.alpha, margin: params.guardMargin ?? GUARD_DEFAULTS.margin });
     await this.save(pipelineId, { since, marker: newest, ...run });
     if (verdict.status !== 'worse') {
-      // The control arm's share for the next decisions (guard.ts adaptiveControlShare): lower while the serving
-      // version leads the control clearly, the strategy's own otherwise. Written to the models document (synced to
-      // every process and SDK) only when its level changes.
+      // The control arm's share for the next decisions (guard.ts adaptiveControlShare): raised while the serving
+      // version is on probation (it has not yet shown it is no worse than the control by more than probationMargin),
+      // lower while it leads the control clearly, the strategy's own otherwise. Written to the models document (synced
+      // to every process and SDK) only when its level changes.
       const base = controlShareOf(params.controlShare);
-      const share = adaptiveControlShare(base, run.total, { min: params.controlShareMin, margin: params.controlShareMargin });
-      const next = share < base ? share : undefined;
+      const share = adaptiveControlShare(base, run.total, { min: params.controlShareMin, margin: params.controlShareMargin, max: probationShareOf(params.probationShare, learnsTiers(pipeline)), probation: params.probationMargin });
+      const next = share !== base ? share : undefined;
       if (next !== doc.guard?.controlShare && (await this.registry.setControlShare(pipelineId, active, since, next))) {
         this.core.log.info({ pipeline: pipelineId, version: active, controlShare: next ?? base, diff: verdict.diff, learned: verdict.learned.n, control: verdict.control.n }, `learner guard: control share ${next ?? base} (version ${active} against the control strategy: diff ${verdict.diff?.toFixed(4)})`);
       }

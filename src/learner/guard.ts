@@ -109,18 +109,40 @@ export function guardVerdict(learned: ArmSums, control: ArmSums, opts: GuardOpti
  * rewards, mean difference − 2 standard errors, both arms ≥ minPerArm), the share is `base` while L ≤ margin and
  * base · margin / L beyond (halved when the lead doubles), rounded up to a level base · 2^(−k/2) so it changes in few
  * steps, and never below `min`. `min` ≥ base turns it off.
+ *
+ * The other way, a **probation** (docs/learner.md, "Probation: a larger control arm until the serving version has
+ * shown it is not worse"): the guard's power is set by the control arm's outcomes, and a version that passed the gate
+ * by chance while truly worse than the control would serve for as long as a 5 % arm needs to show it (time ∝
+ * 1/(share · shortfall²)). So until the serving version has shown that it is no worse than the control by more than
+ * `probation` (L > −probation, both arms ≥ minPerArm) the share is `max` (when above base). A version that is not
+ * worse leaves probation quickly where it leads (the time falls as 1/(lead + probation)²), and where it does not lead,
+ * a control decision costs nearly nothing; a version that is worse stays on probation until the guard reverts it.
+ * `max` ≤ base turns it off.
  */
-export const CONTROL_SHARE_DEFAULTS = { min: 0.01, margin: 0.05 } as const;
+export const CONTROL_SHARE_DEFAULTS = { min: 0.01, margin: 0.05, max: 0.2, probation: 0.02 } as const;
 
-export function adaptiveControlShare(base: number, total: GuardEvidence, opts: { readonly min?: number | undefined; readonly margin?: number | undefined; readonly minPerArm?: number | undefined } = {}): number {
+/**
+ * The probation share a learned strategy runs with: its `probationShare`, else 0.2 — except on a pipeline with model
+ * tiers, where probation is opt-in (not measured on the held-out tier worlds: docs/learner.md, "Probation").
+ */
+export function probationShareOf(probationShare: number | undefined, tiers: boolean): number {
+  return probationShare ?? (tiers ? 0 : CONTROL_SHARE_DEFAULTS.max);
+}
+
+export function adaptiveControlShare(base: number, total: GuardEvidence, opts: { readonly min?: number | undefined; readonly margin?: number | undefined; readonly minPerArm?: number | undefined; readonly max?: number | undefined; readonly probation?: number | undefined } = {}): number {
   const min = opts.min ?? CONTROL_SHARE_DEFAULTS.min;
   const margin = opts.margin ?? CONTROL_SHARE_DEFAULTS.margin;
-  if (!(base > 0) || min >= base) return base;
+  const max = opts.max ?? CONTROL_SHARE_DEFAULTS.max;
+  const probation = opts.probation ?? CONTROL_SHARE_DEFAULTS.probation;
+  if (!(base > 0)) return base;
+  const raised = max > base ? max : base;
   const l = momentsOf(total.learned);
   const c = momentsOf(total.control);
   const minPerArm = Math.max(2, opts.minPerArm ?? GUARD_DEFAULTS.minPerArm);
-  if (l.n < minPerArm || c.n < minPerArm) return base;
+  if (l.n < minPerArm || c.n < minPerArm) return raised;
   const lower = l.mean - c.mean - 2 * Math.sqrt(l.variance / l.n + c.variance / c.n);
+  if (!(lower > -probation)) return raised;
+  if (min >= base) return base;
   if (!(lower > margin)) return base;
   const raw = (base * margin) / lower;
   // The smallest level base · 2^(−k/2) at or above raw (a little tolerance for rounding).

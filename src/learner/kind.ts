@@ -133,6 +133,17 @@ export const LearnedParams = Type.Object(
     controlShareMargin: Type.Optional(
       Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Lead (lower bound of learned − control reward) up to which the control arm keeps its full share. Default 0.05.' }),
     ),
+    probationShare: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 0.5,
+        description:
+          'Control share while a serving version is on probation: from the start of the guard’s segment until the version has shown that it is no worse than the control by more than probationMargin (the lower bound of learned − control above −probationMargin, both arms with 30 outcomes), and again whenever that stops holding. Default 0.2 (on a pipeline with model tiers 0: opt-in); at or below controlShare there is no probation (docs/learner.md, "Probation").',
+      }),
+    ),
+    probationMargin: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 1, description: 'Shortfall against the control (reward per decision) a serving version must rule out to leave probation. Default 0.02.' }),
+    ),
     guardAlpha: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 0.2, description: 'Level of the guard’s always-valid test. Default 0.05.' })),
     guardMargin: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Reward the learned arm may fall short of control before the guard reverts. Default 0.' })),
     guardCandidate: Type.Optional(

@@ -207,9 +207,10 @@ export interface GuardState {
   /** The safe start's exploration scale, set by the guard when it found the safe start's learned traffic worse than the control (guard.ts SafeStartState). */
   readonly safeStart?: SafeStartState;
   /**
-   * The control arm's share while a trained version serves, when the guard lowered it below the strategy's
-   * `controlShare` (guard.ts adaptiveControlShare); absent: that share. Kept across automatic activations (the
-   * guard's segment goes on), dropped by a revert or a manual activation (a new segment).
+   * The control arm's share while a trained version serves, when the guard set it apart from the strategy's
+   * `controlShare` (guard.ts adaptiveControlShare: raised on probation, lowered while the version leads clearly);
+   * absent: that share. Kept across automatic activations (the guard's segment goes on), dropped by a revert or a
+   * manual activation (a new segment).
    */
   readonly controlShare?: number;
 }

@@ -6,7 +6,7 @@ import { AppError } from '../errors/app-error.js';
 import { errorResponses, type ApiApp } from '../http/common.js';
 import { Id, type Pipeline } from '../pipelines/schema.js';
 import type { ControlView } from '../control/view.js';
-import { controlStrategyDef, servingControlShare } from './control-arm.js';
+import { controlShareOf, controlStrategyDef, servingControlShare } from './control-arm.js';
 import type { Services } from '../kernel/module.js';
 import { compileFeatures, FeaturesBody, validateFeatures, type FeatureSpec } from './features.js';
 import { servingModel, type LearnedParams } from './kind.js';
@@ -16,7 +16,7 @@ import { describeRule, gateRuleFor } from './gate.js';
 import { evaluateOffPolicy, OPE_TOLERANCE, pipelineCostWeight, tierRewardOf } from './ope-service.js';
 import { EXPLORE_FIRST_SHARE, learnsTiers, modelAgreementOf } from '@apportion/sdk/engine';
 import { readServingGuard, safeStartComparison, type SafeStartComparison } from './guard-monitor.js';
-import type { RevertRecord } from './guard.js';
+import { CONTROL_SHARE_DEFAULTS, probationShareOf, type RevertRecord } from './guard.js';
 import { unfitFor, type ModelDoc, type ModelSummary } from './registry.js';
 import type { TrainingService } from './training.js';
 import { learnedStrategies } from './learned-strategies.js';
@@ -226,8 +226,16 @@ const ModelsResponse = Type.Object({
         control: Type.Object({ n: Type.Integer(), mean: Type.Number(), strategy: Type.String() }),
         controlShare: Type.Number({
           description:
-            'Share of the serving version’s decisions the control arm gets now: the strategy’s controlShare, lowered by the guard while the version leads the control clearly (controlShareMin, controlShareMargin; docs/learner.md, "A smaller control arm while the learned arm leads").',
+            'Share of the serving version’s decisions the control arm gets now: the strategy’s controlShare, raised to probationShare while the version is on probation (it has not shown it is no worse than the control by more than probationMargin; docs/learner.md, "Probation"), lowered while it leads the control clearly (controlShareMin, controlShareMargin; "A smaller control arm while the learned arm leads").',
         }),
+        probation: Type.Object(
+          {
+            on: Type.Boolean({ description: 'The serving version is on probation now: its control share is raised to probationShare.' }),
+            share: Type.Union([Type.Number(), Type.Null()], { description: 'The strategy’s probationShare (null: at or below controlShare, so no probation).' }),
+            margin: Type.Number({ description: 'The shortfall against the control (reward per decision) the version must rule out to leave probation (probationMargin).' }),
+          },
+          { description: 'Probation (docs/learner.md, "Probation"): the control arm at probationShare from the start of the guard’s segment until the version has shown it is no worse than the control by more than probationMargin, and whenever that stops holding.' },
+        ),
         controlUnavailable: Type.Object(
           {
             decisions: Type.Integer({ description: 'Learned decisions made with a control share whose control arm was dropped, since the pipeline was created.' }),
@@ -308,6 +316,9 @@ async function runtimeGuardView(core: Services<'redis' | 'keys'>, view: ControlV
   ]);
   if (!st) return {};
   const v = st.verdict;
+  const base = controlShareOf(params.controlShare);
+  const share = servingControlShare(view, p, params.controlShare, active);
+  const probationShare = probationShareOf(params.probationShare, learnsTiers(p));
   return {
     runtimeGuard: {
       version: st.version,
@@ -319,7 +330,8 @@ async function runtimeGuardView(core: Services<'redis' | 'keys'>, view: ControlV
       detectable: v.ci ? (v.ci[1] - v.ci[0]) / 2 : null,
       learned: { ...v.learned },
       control: { ...v.control, strategy: controlStrategyDef(view, p).id },
-      controlShare: servingControlShare(view, p, params.controlShare, active),
+      controlShare: share,
+      probation: { on: share > base, share: probationShare > base ? probationShare : null, margin: params.probationMargin ?? CONTROL_SHARE_DEFAULTS.probation },
       controlUnavailable: { decisions: Number(dropped ?? 0), last: (droppedLast ? decodeDropped(droppedLast) : undefined) ?? null },
     },
   };

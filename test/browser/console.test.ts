@@ -220,6 +220,8 @@ describe('console (auth off)', () => {
         const body = (await res.json()) as Record<string, unknown> & { guard?: Record<string, unknown> };
         body.active = 3;
         body.guard = { ...(body.guard ?? { toControl: false, holdUntil: null, reverts: [] }), safeStart: { scale: 0.5, shrinks: 1, by: 'cost', reason: 'x' } };
+        // The runtime guard's test of the serving version, on probation (GET /v1/models runtimeGuard).
+        body.runtimeGuard = { version: 3, since: 1, status: 'ok', diff: -0.0125, ci: [-0.061, 0.036], alpha: 0.025, detectable: 0.0485, learned: { n: 640, mean: 0.71 }, control: { n: 160, mean: 0.7225, strategy: 'fixed' }, controlShare: 0.2, probation: { on: true, share: 0.2, margin: 0.02 }, controlUnavailable: { decisions: 0, last: null } };
         await route.fulfill({ response: res, json: body });
       },
     );
@@ -228,6 +230,11 @@ describe('console (auth off)', () => {
       await openPage(page, s.url, 'learner');
       await page.locator('[data-testid=learner-support-triage]').waitFor();
       assert.equal(await page.locator('[data-testid=learner-support-triage] [data-testid=safe-start]').count(), 0);
+      // The serving version's guard line: against the control arm, and the control's share on probation, with why.
+      const guardLine = await text('[data-testid=learner-support-triage] [data-testid=runtime-guard]');
+      assert.match(guardLine, /on probation: control 20 %/);
+      assert.match(guardLine, /v3 against the control arm \(fixed\): -0\.0125 \[-0\.0610, 0\.0360\] reward per decision over 640 and 160 decisions/);
+      assert.match(guardLine, /keeps 20 % of the decisions until the version has shown it is no worse than the control by more than 0\.02/);
     } finally {
       await page.unrouteAll();
     }

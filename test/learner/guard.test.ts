@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { accumulate, adaptiveControlShare, addEvidence, addReward, backoffUnit, candidateAfter, EMPTY_ARM, EMPTY_EVIDENCE, GUARD_DEFAULTS, guardVerdict, judge, NEW_RUN, realisedMean, revertTarget, subSegmentAlpha, type ArmSums, type GuardRun } from '../../src/learner/guard.js';
+import { accumulate, adaptiveControlShare, addEvidence, CONTROL_SHARE_DEFAULTS, addReward, backoffUnit, candidateAfter, EMPTY_ARM, EMPTY_EVIDENCE, GUARD_DEFAULTS, guardVerdict, judge, NEW_RUN, realisedMean, revertTarget, subSegmentAlpha, type ArmSums, type GuardRun } from '../../src/learner/guard.js';
 import { mulberry32, normal } from '../../src/learner/rng.js';
 
 const arm = (rewards: readonly number[]): ArmSums => rewards.reduce((a, r) => ({ n: a.n + 1, sum: a.sum + r, sumSq: a.sumSq + r * r }), EMPTY_ARM);
@@ -179,12 +179,15 @@ describe('the control share while the learned arm leads (adaptiveControlShare)',
     return e;
   };
 
-  it('keeps the full share without enough outcomes, while the lead is within the margin, and when it is off', () => {
-    assert.equal(adaptiveControlShare(0.05, evidence(500, 0.9, 20, 0.2, 1)), 0.05, 'fewer than 30 control outcomes');
-    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.62, 200, 0.6, 2)), 0.05, 'a lead of 0.02 < margin 0.05');
-    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.4, 200, 0.6, 3)), 0.05, 'learned behind');
+  it('keeps the full share without enough outcomes, while the lead is within the margin, and when it is off (no probation)', () => {
+    const off = { max: 0 };
+    assert.equal(adaptiveControlShare(0.05, evidence(500, 0.9, 20, 0.2, 1), off), 0.05, 'fewer than 30 control outcomes');
+    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.62, 200, 0.6, 2), off), 0.05, 'a lead of 0.02 < margin 0.05');
+    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.62, 200, 0.6, 2)), 0.05, 'a lead of 0.02, shown: no probation either');
+    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.4, 200, 0.6, 3), off), 0.05, 'learned behind');
     assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.9, 200, 0.2, 4), { min: 0.05 }), 0.05, 'min = base: fixed');
     assert.equal(adaptiveControlShare(0, evidence(2000, 0.9, 200, 0.2, 4)), 0, 'no control arm');
+    assert.equal(adaptiveControlShare(0, evidence(500, 0.4, 20, 0.6, 4), { max: 0.2 }), 0, 'no control arm: no probation either');
   });
 
   it('lowers the share to base · margin / lead on levels base · 2^(−k/2), rounded up, not below min', () => {
@@ -205,6 +208,47 @@ describe('the control share while the learned arm leads (adaptiveControlShare)',
         assert.ok(adaptiveControlShare(0.05, evidence(1500, 0.3 + lead, 150, 0.3, seed), { min: 0.001, margin: 0.1 }) >= a - 1e-12);
       }),
       { numRuns: 100 },
+    );
+  });
+});
+
+describe('probation: the raised control share until the serving version has shown it is not worse (adaptiveControlShare)', () => {
+  const evidence = (n: number, learned: number, m: number, control: number, seed: number) => {
+    let e = EMPTY_EVIDENCE;
+    for (const r of draws(n, learned, seed)) e = addEvidence(e, 1, 0, r);
+    for (const r of draws(m, control, seed + 1)) e = addEvidence(e, 1, 1, r);
+    return e;
+  };
+
+  it('raises the share to probationShare before either arm has 30 outcomes and while the lower bound is at or below −margin', () => {
+    assert.equal(CONTROL_SHARE_DEFAULTS.max, 0.2);
+    assert.equal(CONTROL_SHARE_DEFAULTS.probation, 0.02);
+    assert.equal(adaptiveControlShare(0.05, EMPTY_EVIDENCE), 0.2, 'a new segment starts on probation');
+    assert.equal(adaptiveControlShare(0.05, evidence(500, 0.9, 20, 0.2, 1)), 0.2, 'fewer than 30 control outcomes');
+    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.4, 200, 0.6, 3)), 0.2, 'learned behind');
+    // Equal arms: on probation while the interval still allows a shortfall of 0.02, off once it does not.
+    assert.equal(adaptiveControlShare(0.05, evidence(100, 0.6, 30, 0.6, 6)), 0.2, 'equal, 30 control outcomes: 2 SE ≈ 0.04');
+    assert.equal(adaptiveControlShare(0.05, evidence(4000, 0.6, 800, 0.6, 6)), 0.05, 'equal, 800 control outcomes: 2 SE ≈ 0.008');
+    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.4, 200, 0.6, 3), { max: 0.1 }), 0.1, 'its own share');
+    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.4, 200, 0.6, 3), { max: 0.05 }), 0.05, 'max ≤ base: off');
+    assert.equal(adaptiveControlShare(0.05, evidence(2000, 0.4, 200, 0.6, 3), { probation: 0.5 }), 0.05, 'a margin that tolerates the shortfall: off probation');
+    assert.equal(adaptiveControlShare(0.3, evidence(2000, 0.4, 200, 0.6, 3)), 0.3, 'a base above the probation share stays');
+  });
+
+  it('is exactly the rule: raised iff the lower bound (mean difference − 2 SE) is at or below −margin, and never lower than without probation', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1e6 }), fc.double({ min: -0.2, max: 0.2, noNaN: true }), fc.integer({ min: 30, max: 600 }), (seed, gap, m) => {
+        const e = evidence(m * 10, 0.6 + gap, m, 0.6, seed);
+        const share = adaptiveControlShare(0.05, e);
+        const l = e.learned;
+        const c = e.control;
+        const mean = (a: typeof l) => a.sum / a.n;
+        const variance = (a: typeof l) => (a.sumSq - a.n * mean(a) ** 2) / (a.n - 1);
+        const lower = mean(l) - mean(c) - 2 * Math.sqrt(variance(l) / l.n + variance(c) / c.n);
+        if (Math.abs(lower + 0.02) > 1e-9) assert.equal(share === 0.2, lower <= -0.02, `lower ${lower} → ${share}`);
+        assert.ok(share >= adaptiveControlShare(0.05, e, { max: 0 }));
+      }),
+      { numRuns: 200 },
     );
   });
 });

@@ -73,6 +73,9 @@ export interface LoopOptions {
   /** The control share's floor and margin while a trained version leads the control (guard.ts adaptiveControlShare); min ≥ controlShare: a fixed share. */
   readonly controlShareMin?: number;
   readonly controlShareMargin?: number;
+  /** The control share, and the shortfall it rules out, while a serving version is on probation (guard.ts adaptiveControlShare; strategy params probationShare, probationMargin). */
+  readonly probationShare?: number;
+  readonly probationMargin?: number;
   /** Drift recovery (drift.ts): shorten the window after a detected change. Default: the service's (DEFAULT_DRIFT); null: off. */
   readonly driftRecovery?: DriftRule | null;
   /**
@@ -490,7 +493,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       if ((t + 1) % 25 === 0) {
         const verdict = judge(guardRun);
         // The guard-monitor's tick sets the share the next decisions log (registry.setControlShare).
-        share = verdict.status === 'worse' ? controlShare : adaptiveControlShare(controlShare, guardRun.total, { min: opts.controlShareMin, margin: opts.controlShareMargin });
+        share = verdict.status === 'worse' ? controlShare : adaptiveControlShare(controlShare, guardRun.total, { min: opts.controlShareMin, margin: opts.controlShareMargin, max: opts.probationShare, probation: opts.probationMargin });
         if (verdict.status === 'worse') {
           const from = serving.version;
           const listed = versions.filter((x) => x !== undefined).map((x) => ({ version: x.version, ...(activatedAt.has(x.version) ? { activatedAt: activatedAt.get(x.version)! } : {}), ...(reverted.has(x.version) ? { reverted: true } : {}) }));

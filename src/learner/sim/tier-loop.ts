@@ -21,7 +21,7 @@ import { DEFAULT_DRIFT, keysGreedy, residualTest, windowAfterChange, type DriftR
 import { rewardOf, type LoggedEvent } from '../events.js';
 import { compileFeatures, type FeatureScaling } from '../features.js';
 import { gateRuleFor, gateVerdict, retireVerdict, type GateRule } from '../gate.js';
-import { accumulate, adaptiveControlShare, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
+import { accumulate, adaptiveControlShare, GUARD_DEFAULTS, probationShareOf, judge, NEW_RUN, revertTarget, type GuardRun } from '../guard.js';
 import { controlShareOf } from '../control-arm.js';
 import { loggingPolicyOf } from '../hooks.js';
 import { TIER_TRAIN_EVERY, type LearnedParams } from '../kind.js';
@@ -330,8 +330,8 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       } else {
         // The monitor's control share (guard-monitor.ts check → registry.setControlShare).
         const base = controlShareOf(params.controlShare);
-        const share = adaptiveControlShare(base, run.total, { min: params.controlShareMin, margin: params.controlShareMargin });
-        const next = share < base ? share : undefined;
+        const share = adaptiveControlShare(base, run.total, { min: params.controlShareMin, margin: params.controlShareMargin, max: probationShareOf(params.probationShare, true), probation: params.probationMargin });
+        const next = share !== base ? share : undefined;
         if (next !== loweredShare) {
           loweredShare = next;
           writeDoc();

@@ -80,7 +80,7 @@ export interface ServedModelDoc {
      * exploration rate's own factor after its cost test found the exploration too costly (policy.ts SAFE_START_MIN_SCALE).
      */
     readonly safeStart?: { readonly scale: number; readonly exploration?: number };
-    /** The control arm's share the runtime guard set while the serving version leads the control clearly (absent: `controlShare`). */
+    /** The control arm's share the runtime guard set for the serving version: raised on probation, lowered while it leads the control clearly (absent: `controlShare`). */
     readonly controlShare?: number;
   };
 }
@@ -295,16 +295,20 @@ export function controlShareOf(controlShare: number | undefined): number {
 
 /**
  * The control arm's share of a decision made by `version`: the share the runtime guard set in the models document
- * while a trained version serves and leads the control clearly (the server's guard.ts adaptiveControlShare, never
- * above `controlShare`), else `controlShare` (controlShareOf). The safe start (version 0) always uses the full share.
+ * for the serving version (the server's guard.ts adaptiveControlShare: raised to `probationShare` while the version is
+ * on probation, lowered while it leads the control clearly), else `controlShare` (controlShareOf). The safe start
+ * (version 0) always uses `controlShare`, and `controlShare: 0` (the guard off) always 0.
  */
 export function servingControlShare(view: ControlView, pipeline: Pipeline, controlShare: number | undefined, version: number): number {
   const base = controlShareOf(controlShare);
-  if (version <= 0) return base;
+  if (version <= 0 || !(base > 0)) return base;
   const doc = view.raw.kinds.models.get(pipeline.id)?.doc as ServedModelDoc | undefined;
   const set = doc?.guard?.controlShare;
-  return set !== undefined && doc!.active === version && doc!.guard?.toControl !== true && set >= 0 && set < base ? set : base;
+  return set !== undefined && doc!.active === version && doc!.guard?.toControl !== true && set >= 0 && set <= MAX_CONTROL_SHARE ? set : base;
 }
+
+/** The largest control share a strategy may set (`controlShare`, `probationShare`: 0–0.5). */
+export const MAX_CONTROL_SHARE = 0.5;
 
 /**
  * The control's part of one decision: its split and whether it serves (u uniform in [0, 1)). Undefined when

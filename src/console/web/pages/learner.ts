@@ -20,6 +20,8 @@ interface Models {
   guardEvents?: GuardEvent[];
   /** The runtime guard's and drift recovery's reverts of serving versions, newest first (`GET /v1/models`). */
   guard?: { reverts?: { reason: string; from: number; to: number; at: number; diff: number; ci?: number[] }[]; [k: string]: unknown };
+  /** The serving version's runtime-guard test, while a trained version serves (`GET /v1/models`). */
+  runtimeGuard?: RuntimeGuardView;
   /** Explore-first, when the learned strategy sets it (`GET /v1/models`). */
   exploreFirst?: { until: number; share: number; status: 'exploring' | 'ended'; endedAt?: number; endedAtOutcomes?: number };
   [k: string]: unknown;
@@ -31,6 +33,33 @@ function exploreFirstLine(e: NonNullable<Models['exploreFirst']>) {
     ? h('p', { 'data-testid': 'explore-first' }, pill('exploring first', 'warn'), ` the safe start serves random splits on ${pct(e.share, 0)} of its decisions, and no version is activated, until outcome ${int(e.until)}`)
     : h('p', { 'data-testid': 'explore-first', class: 'muted' }, `Explore-first ended at outcome ${int(e.endedAtOutcomes ?? e.until)}${e.endedAt !== undefined ? ` (${time(e.endedAt)})` : ''}.`);
 }
+/** The serving version against the control arm (`GET /v1/models` runtimeGuard). */
+interface RuntimeGuardView {
+  version: number;
+  status: string;
+  diff: number | null;
+  ci: number[] | null;
+  learned: { n: number };
+  control: { n: number; strategy: string };
+  controlShare: number;
+  probation?: { on: boolean; share: number | null; margin: number };
+}
+
+/**
+ * The runtime guard in a line: the serving version's realised reward against the control arm's, and the control's
+ * share now, with why (on probation until the version has shown it is not worse; lowered while it leads clearly).
+ */
+function runtimeGuardLine(g: RuntimeGuardView) {
+  const p = g.probation;
+  return h(
+    'p',
+    { 'data-testid': 'runtime-guard' },
+    p?.on ? pill(`on probation: control ${pct(g.controlShare, 0)}`, 'warn') : pill(`control ${pct(g.controlShare, g.controlShare < 0.01 ? 1 : 0)}`, 'draft'),
+    ` v${g.version} against the control arm (${g.control.strategy}): ${g.diff !== null ? `${signed(g.diff)}${interval(g.ci)} reward per decision` : 'no difference yet'} over ${int(g.learned.n)} and ${int(g.control.n)} decisions.`,
+    p?.on ? ` The control arm keeps ${pct(g.controlShare, 0)} of the decisions until the version has shown it is no worse than the control by more than ${p.margin}.` : '',
+  );
+}
+
 /** The safe start's guard state (`GET /v1/models` guard.safeStart): its exploration scale, the last shrink, the running tests. */
 interface SafeStartView {
   scale: number;
@@ -175,6 +204,7 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
       h('h2', null, `${m.pipeline} `, m.active !== null ? pill(`serving v${m.active}${m.compatible ? '' : ' (incompatible: default served)'}`, m.compatible ? 'ok' : 'warn') : pill('default strategy serves: no version has cleared the activation gate', 'draft')),
     );
     if (m.exploreFirst) section.append(exploreFirstLine(m.exploreFirst));
+    if (m.runtimeGuard && m.active !== null) section.append(runtimeGuardLine(m.runtimeGuard));
     const safeStart = m.guard?.safeStart as SafeStartView | undefined;
     if (safeStart && m.active === null) section.append(safeStartLines(safeStart));
     const curve = versions.filter((v) => metric(v, 'holdoutMse') !== null);
