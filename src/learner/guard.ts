@@ -346,8 +346,9 @@ export function candidateVerdict(e: CandidateEvidence, opts: GuardOptions = {}):
 export const CANDIDATE_BACKOFF_MAX = 5;
 /**
  * The retrain interval the backoff counts in: `trainEvery`, or the outcomes between the last two retrains when fewer
- * (`trainGap`: retrains by time, `trainIntervalSeconds`, or on request). Counted in trainEvery alone, a pipeline
- * retrained hourly with trainEvery 1,000,000 never trained again after one refused candidate.
+ * (`trainGap`: retrains by time, `trainIntervalSeconds`, or on request; after the first retrain, the outcomes before
+ * it). Counted in trainEvery alone, a pipeline retrained hourly with trainEvery 1,000,000 never trained again after
+ * one refused candidate.
  */
 export function backoffUnit(trainEvery: number, trainGap: number): number {
   return trainGap > 0 ? Math.min(trainEvery, trainGap) : trainEvery;

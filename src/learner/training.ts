@@ -234,10 +234,12 @@ export class TrainingService {
     const counts = await this.core.redis.hmget(lk.counters, 'outcomes', 'trainedAt');
     const outcomes = Number(counts[0] ?? 0);
     const lastTrainedAt = Number(counts[1] ?? 0);
-    // `trainGap`: outcomes between the last two retrains, the cadence retrains really run at (by count, by time or on
-    // request); the backoff after refused candidates counts in it (guard.ts backoffUnit).
+    // `trainGap`: outcomes between the last two retrains (at the first, the outcomes before it), the cadence retrains
+    // really run at (by count, by time or on request); the backoff after refused candidates counts in it (guard.ts
+    // backoffUnit). Unset until a second retrain, a first candidate refused before it waited 2 × trainEvery: forever
+    // with trainEvery 1,000,000 and retrains by time or on request.
     const gap = outcomes - lastTrainedAt;
-    await this.core.redis.hset(lk.counters, 'trainedAt', outcomes, 'trainedTs', Date.now(), ...(lastTrainedAt > 0 && gap > 0 ? ['trainGap', gap] : []));
+    await this.core.redis.hset(lk.counters, 'trainedAt', outcomes, 'trainedTs', Date.now(), ...(gap > 0 ? ['trainGap', gap] : []));
     // The newest trained version (the pending candidate) is the warm start, whatever the gate says about it.
     const before = servingModel(this.core.view(), pipeline);
     const warm = before.candidate ? { ...before.candidate, scaling: this.registry.doc(pipelineId)?.candidate?.scaling } : undefined;

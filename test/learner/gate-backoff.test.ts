@@ -108,7 +108,10 @@ describe('gate refusals in the candidate backoff', () => {
     const [gateK, guardK, afterOutcome, outcomes] = (await rt.core.redis.hmget(counters, 'gateRefusals', 'guardRefusals', 'candidateAfter', 'outcomes')).map((x) => Number(x ?? 0));
     assert.equal(gateK, 1);
     assert.equal(guardK, 0);
-    assert.equal(afterOutcome, outcomes! + 2 * TRAIN_EVERY, 'k = 1: two retrain intervals');
+    // k = 1: two retrain intervals. Retrains come on request here (trainEvery 1,000,000): the interval is the outcomes
+    // before this first retrain (trainGap), not trainEvery, or the pipeline would not train again for 2,000,000 outcomes.
+    assert.equal(Number(await rt.core.redis.hget(counters, 'trainGap')), 400, 'the first retrain’s interval: the outcomes before it');
+    assert.equal(afterOutcome, outcomes! + 2 * 400, 'k = 1: two retrain intervals as retrains run');
     // And so does the next due retrain.
     await run('p', 20);
     const next = await learner.training.train('p');
