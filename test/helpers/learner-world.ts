@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { DecisionRecord } from '../../src/allocation/decisions.js';
+import { readDecisionJson } from '../../src/allocation/decisions.js';
+import { servingModel, type LearnerMeta } from '../../src/learner/kind.js';
 import { learnerKeys } from '../../src/learner/keys.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { plainDeclaration } from '../../src/learner/sim/family.js';
@@ -21,6 +24,13 @@ export interface LearnerWorldServer {
   readonly learner: LearnerModule;
   readonly http: (method: string, path: string, body?: unknown) => Promise<JsonReply>;
   round(w?: World): Promise<{ readonly id: string; readonly budgets: number[] }>;
+  /**
+   * One decision whose outcome's quality depends on the arm that served it, not on the split: the learned arm's
+   * `learned`, the control's `control` (±0.05); returns the decision's logged learner meta.
+   */
+  armRound(learned: number, control: number): Promise<LearnerMeta>;
+  /** Saves the pipeline's current (untrained) model as a version and activates it (manual: a new guard segment). */
+  serveVersion(manual: boolean): Promise<number>;
   settle(): Promise<void>;
   close(): Promise<void>;
 }
@@ -50,6 +60,26 @@ export async function startLearnerWorld(prefix: string, world: World, params: Re
       assert.equal(o.status, 202, o.text);
       reported++;
       return { id: a.json.decisionId as string, budgets };
+    },
+    async armRound(learned, control) {
+      const a = await http('POST', '/v1/allocations', { pipeline: 'sim', features: contextFeatures(sampleContext(world, rng)) });
+      assert.equal(a.status, 200, a.text);
+      const id = a.json.decisionId as string;
+      const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
+      const meta = d.meta!.learner as LearnerMeta;
+      const q = (meta.x!.a === 1 ? control : learned) + 0.1 * (rng() - 0.5);
+      const o = await http('POST', '/v1/outcomes', { decisionId: id, quality: Math.min(1, Math.max(0, q)) });
+      assert.equal(o.status, 202, o.text);
+      reported++;
+      return meta;
+    },
+    async serveVersion(manual) {
+      const view = rt.core.view();
+      const model = servingModel(view, view.pipelines.get('sim')!);
+      const metrics = { rows: 0, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 0 };
+      const saved = await learner.training.registry.save('sim', model.weights, { signature: model.encoder.signature, agents: world.agents.map((ag) => ag.name), metrics });
+      await learner.training.registry.activate(saved, { manual });
+      return saved.version;
     },
     async settle() {
       const counters = learnerKeys(rt.core.keys, 'sim').counters;

@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { DecisionRecord } from '../../src/allocation/decisions.js';
-import { readDecisionJson } from '../../src/allocation/decisions.js';
 import { adaptiveControlShare } from '../../src/learner/guard.js';
-import { servingModel, type LearnerMeta } from '../../src/learner/kind.js';
-import { learnerKeys } from '../../src/learner/keys.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { mulberry32 } from '../../src/learner/rng.js';
-import { contextFeatures, loadWorld, sampleContext } from '../../src/learner/sim/world.js';
+import { loadWorld } from '../../src/learner/sim/world.js';
 import type { Running } from '../../src/server.js';
-import { eventually, testPrefix } from '../helpers/env.js';
+import { testPrefix } from '../helpers/env.js';
 import { startLearnerWorld, type LearnerWorldServer } from '../helpers/learner-world.js';
 
 /**
@@ -24,39 +20,12 @@ let sv: LearnerWorldServer;
 let rt: Running;
 let learner: LearnerModule;
 let http: LearnerWorldServer['http'];
-let reported = 0;
 const BASE = 0.3;
 
-/** One decision; its outcome's quality by arm: the learned arm's `learned`, the control's `control` (±0.05). */
-async function round(learned: number, control: number): Promise<{ id: string; meta: LearnerMeta }> {
-  const x = sampleContext(world, rng);
-  const a = await http('POST', '/v1/allocations', { pipeline: 'sim', features: contextFeatures(x) });
-  assert.equal(a.status, 200, a.text);
-  const id = a.json.decisionId as string;
-  const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
-  const meta = d.meta!.learner as LearnerMeta;
-  const q = (meta.x!.a === 1 ? control : learned) + 0.1 * (rng() - 0.5);
-  const o = await http('POST', '/v1/outcomes', { decisionId: id, quality: Math.min(1, Math.max(0, q)) });
-  assert.equal(o.status, 202, o.text);
-  reported++;
-  return { id, meta };
-}
-
-async function settle(): Promise<void> {
-  const counters = learnerKeys(rt.core.keys, 'sim').counters;
-  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 300_000);
-  await learner.training.ingest('sim');
-}
-
-/** Saves the pipeline's current (untrained) model as a version and activates it: the arms' rewards are the test's. */
-async function serveVersion(manual: boolean): Promise<number> {
-  const view = rt.core.view();
-  const model = servingModel(view, view.pipelines.get('sim')!);
-  const metrics = { rows: 0, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 0 };
-  const saved = await learner.training.registry.save('sim', model.weights, { signature: model.encoder.signature, agents: world.agents.map((a) => a.name), metrics });
-  await learner.training.registry.activate(saved, { manual });
-  return saved.version;
-}
+/** One decision (the helper's armRound), with its id left out. */
+const round = async (learned: number, control: number) => ({ meta: await sv.armRound(learned, control) });
+const settle = () => sv.settle();
+const serveVersion = (manual: boolean) => sv.serveVersion(manual);
 
 before(async () => {
   sv = await startLearnerWorld(testPrefix('learner-control-share'), world, { controlShare: BASE, gate: false, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 }, rng);

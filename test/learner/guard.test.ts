@@ -170,14 +170,16 @@ describe('backoff after refused candidates', () => {
   });
 });
 
+/** Segment evidence: n learned and m control rewards around the means (sd 0.1). */
+const evidence = (n: number, learned: number, m: number, control: number, seed: number) => {
+  let e = EMPTY_EVIDENCE;
+  for (const r of draws(n, learned, seed)) e = addEvidence(e, 1, 0, r);
+  for (const r of draws(m, control, seed + 1)) e = addEvidence(e, 1, 1, r);
+  return e;
+};
+
 describe('the control share while the learned arm leads (adaptiveControlShare)', () => {
-  /** Segment evidence: n learned and m control rewards around the means (sd 0.1). */
-  const evidence = (n: number, learned: number, m: number, control: number, seed: number) => {
-    let e = EMPTY_EVIDENCE;
-    for (const r of draws(n, learned, seed)) e = addEvidence(e, 1, 0, r);
-    for (const r of draws(m, control, seed + 1)) e = addEvidence(e, 1, 1, r);
-    return e;
-  };
+
 
   it('keeps the full share without enough outcomes, while the lead is within the margin, and when it is off (no probation)', () => {
     const off = { max: 0 };
@@ -213,12 +215,6 @@ describe('the control share while the learned arm leads (adaptiveControlShare)',
 });
 
 describe('probation: the raised control share until the serving version has shown it is not worse (adaptiveControlShare)', () => {
-  const evidence = (n: number, learned: number, m: number, control: number, seed: number) => {
-    let e = EMPTY_EVIDENCE;
-    for (const r of draws(n, learned, seed)) e = addEvidence(e, 1, 0, r);
-    for (const r of draws(m, control, seed + 1)) e = addEvidence(e, 1, 1, r);
-    return e;
-  };
 
   it('raises the share to probationShare before either arm has 30 outcomes and while the lower bound is at or below −margin', () => {
     assert.equal(CONTROL_SHARE_DEFAULTS.max, 0.2);

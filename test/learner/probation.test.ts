@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { DecisionRecord } from '../../src/allocation/decisions.js';
-import { readDecisionJson } from '../../src/allocation/decisions.js';
 import { CONTROL_SHARE_DEFAULTS, GUARD_DEFAULTS } from '../../src/learner/guard.js';
-import { servingModel, type LearnerMeta } from '../../src/learner/kind.js';
-import { learnerKeys } from '../../src/learner/keys.js';
 import type { LearnerModule } from '../../src/learner/module.js';
 import { mulberry32 } from '../../src/learner/rng.js';
-import { contextFeatures, loadWorld, sampleContext } from '../../src/learner/sim/world.js';
-import type { Running } from '../../src/server.js';
-import { eventually, testPrefix } from '../helpers/env.js';
+import { loadWorld } from '../../src/learner/sim/world.js';
+import { testPrefix } from '../helpers/env.js';
 import { startLearnerWorld, type LearnerWorldServer } from '../helpers/learner-world.js';
 
 /**
@@ -23,50 +18,21 @@ import { startLearnerWorld, type LearnerWorldServer } from '../helpers/learner-w
 const world = loadWorld('support-basic');
 const rng = mulberry32(91);
 let sv: LearnerWorldServer;
-let rt: Running;
 let learner: LearnerModule;
 let http: LearnerWorldServer['http'];
-let reported = 0;
 const BASE = GUARD_DEFAULTS.controlShare;
 const RAISED = CONTROL_SHARE_DEFAULTS.max;
 
-/** One decision; its outcome's quality by arm: the learned arm's `learned`, the control's `control` (±0.05). */
-async function round(learned: number, control: number): Promise<LearnerMeta> {
-  const x = sampleContext(world, rng);
-  const a = await http('POST', '/v1/allocations', { pipeline: 'sim', features: contextFeatures(x) });
-  assert.equal(a.status, 200, a.text);
-  const id = a.json.decisionId as string;
-  const d = JSON.parse((await readDecisionJson(rt.core.redis, rt.core.keys, id))!) as DecisionRecord;
-  const meta = d.meta!.learner as LearnerMeta;
-  const q = (meta.x!.a === 1 ? control : learned) + 0.1 * (rng() - 0.5);
-  const o = await http('POST', '/v1/outcomes', { decisionId: id, quality: Math.min(1, Math.max(0, q)) });
-  assert.equal(o.status, 202, o.text);
-  reported++;
-  return meta;
-}
-
 /** What the service's tick does, now: every reported outcome applied, moved to the buffer, and the guard's check. */
 async function tick(): Promise<void> {
-  const counters = learnerKeys(rt.core.keys, 'sim').counters;
-  await eventually(async () => Number((await rt.core.redis.hget(counters, 'outcomes')) ?? 0) >= reported, 300_000);
-  await learner.training.ingest('sim');
+  await sv.settle();
   await learner.guard.check('sim');
-}
-
-/** Saves the pipeline's current (untrained) model as a version and activates it by hand (a new guard segment). */
-async function serveVersion(): Promise<number> {
-  const view = rt.core.view();
-  const model = servingModel(view, view.pipelines.get('sim')!);
-  const metrics = { rows: 0, steps: 0, ms: 0, trainMse: 0, holdoutMse: 0, holdoutVariance: 0, backend: 'test', costWeight: 0, buffer: 0 };
-  const saved = await learner.training.registry.save('sim', model.weights, { signature: model.encoder.signature, agents: world.agents.map((a) => a.name), metrics });
-  await learner.training.registry.activate(saved, { manual: true });
-  return saved.version;
 }
 
 before(async () => {
   // The strategy's control share and probation are the defaults: nothing about them is set.
   sv = await startLearnerWorld(testPrefix('learner-probation'), world, { gate: false, trainEvery: 1_000_000, trainIntervalSeconds: 86_400, rewardWaitSeconds: 0 }, rng);
-  ({ rt, learner, http } = sv);
+  ({ learner, http } = sv);
 });
 after(async () => {
   await sv?.close();
@@ -83,7 +49,7 @@ describe('probation: a larger control arm until the serving version has shown it
   });
 
   it('serves a new version with the raised control share, keeps it while the version is worse, and the guard reverts it within the decisions a 5 % arm could not', async () => {
-    const v1 = await serveVersion();
+    const v1 = await sv.serveVersion(true);
     await tick();
     assert.equal(learner.training.registry.doc('sim')!.guard?.controlShare, RAISED, 'a new segment starts on probation');
     assert.equal((await http('GET', '/v1/models/sim')).json.runtimeGuard.controlShare, RAISED, 'listed');
@@ -91,7 +57,7 @@ describe('probation: a larger control arm until the serving version has shown it
     let served = 0;
     let control = 0;
     for (; served < 1200; served++) {
-      const meta = await round(0.5, 0.7);
+      const meta = await sv.armRound(0.5, 0.7);
       if (meta.m !== v1) break;
       assert.equal(meta.x!.s, RAISED, 'drawn and logged at the probation share');
       control += meta.x!.a;
@@ -103,17 +69,17 @@ describe('probation: a larger control arm until the serving version has shown it
     // The guard needs 30 control outcomes: at 5 % that is about 600 decisions; on probation about 150.
     assert.ok(served < 450, `version ${v1} served ${served} decisions (${control} control) before the revert`);
     assert.ok(control >= GUARD_DEFAULTS.minPerArm, `${control} control outcomes`);
-    const safe = await round(0.5, 0.7);
+    const safe = await sv.armRound(0.5, 0.7);
     assert.deepEqual([safe.m, safe.x!.s], [0, BASE], 'the safe start at the strategy’s share');
   });
 
   it('lets a version that leads leave probation: its share falls to the usual level and below', async () => {
-    const v2 = await serveVersion();
+    const v2 = await sv.serveVersion(true);
     await tick();
     assert.equal(learner.training.registry.doc('sim')!.guard?.controlShare, RAISED);
     let control = 0;
     for (let i = 0; i < 400 && control < 2 * GUARD_DEFAULTS.minPerArm; i++) {
-      const meta = await round(0.9, 0.2);
+      const meta = await sv.armRound(0.9, 0.2);
       assert.equal(meta.m, v2);
       control += meta.x!.a;
     }
@@ -122,7 +88,7 @@ describe('probation: a larger control arm until the serving version has shown it
     // A lead of 0.7: off probation, and lowered (guard.ts adaptiveControlShare) to the floor.
     assert.ok(share !== undefined && share < BASE, `share ${share} after ${control} control outcomes`);
     assert.equal((await http('GET', '/v1/models/sim')).json.runtimeGuard.controlShare, share);
-    const next = await round(0.9, 0.2);
+    const next = await sv.armRound(0.9, 0.2);
     assert.equal(next.x!.s, share, 'the next decisions are drawn at it');
   });
 });
