@@ -127,7 +127,7 @@ export const LearnedParams = Type.Object(
         minimum: 0,
         maximum: 0.5,
         description:
-          'Floor of the control share while a trained version leads the control arm clearly: the guard lowers the share to controlShare · controlShareMargin / lead (the lead’s lower bound), not below this. Default 0.01; at or above controlShare the share stays fixed (docs/learner.md, "A smaller control arm while the learned arm leads").',
+          'Floor of the control share while a trained version leads the control arm clearly: the guard lowers the share to controlShare · controlShareMargin / lead (the lead’s lower bound), not below this. Default 0.01; at or above controlShare the share is never lowered (probation may still raise it: probationShare) (docs/learner.md, "A smaller control arm while the learned arm leads").',
       }),
     ),
     controlShareMargin: Type.Optional(
