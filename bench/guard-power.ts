@@ -6,7 +6,7 @@
  * model cannot remove Bernoulli noise). Seeded; the ratio column is against the default share (5 %) in the same run.
  *
  *   node --import tsx bench/guard-power.ts [--trials 40] [--max 200000] [--every 250] [--shares 0.05,0.1,0.2] [--gaps 0.01,0.03,0.05,0.1]
- *                                          [--probation-share 0.2] [--probation-margin 0.02] [--leads 0,0.01,0.02,0.05,0.1] [--run 5000]
+ *                                          [--probation-share 0.2] [--probation-margin 0.02] [--leads 0,0.01,0.02,0.05,0.1] [--run 5000] [--fixed false]
  *
  * Prints, per share and gap, the median and 90th percentile of decisions to detection (trials not detected by
  * `--max` count as > max), the share of trials detected, and `GET /v1/models/:pipeline`'s `runtimeGuard.detectable`
@@ -67,23 +67,26 @@ const q = (xs: number[], p: number) => {
 };
 const fmt = (x: number) => (Number.isFinite(x) ? String(x) : `>${max}`);
 
-console.log(`guard power: 0/1 outcomes at mean ${BASE} (control) and ${BASE} − gap (learned); ${trials} seeded trials each; looks every ${every} decisions`);
-console.log('share  gap    median decisions  p90 decisions  detected  median ÷ at 5 %');
-const baseMedian = new Map<number, number>();
-for (const share of shares) {
-  for (const gap of gaps) {
-    const ds = Array.from({ length: trials }, (_, t) => detect(1000 * t + Math.round(gap * 1000) + Math.round(share * 1e6), share, gap));
-    const med = q(ds, 0.5);
-    if (share === 0.05) baseMedian.set(gap, med);
-    const base = baseMedian.get(gap);
-    const ratio = base !== undefined && Number.isFinite(base) && Number.isFinite(med) ? (med / base).toFixed(2) : '—';
-    console.log(`${share.toFixed(2).padEnd(6)} ${gap.toFixed(2).padEnd(6)} ${fmt(med).padEnd(17)} ${fmt(q(ds, 0.9)).padEnd(14)} ${((ds.filter(Number.isFinite).length / trials) * 100).toFixed(0).padStart(4)} %   ${ratio}`);
+// `--fixed false`: only the probation tables (the fixed-share table and runtimeGuard.detectable take most of the time).
+if (arg('fixed', 'true') !== 'false') {
+  console.log(`guard power: 0/1 outcomes at mean ${BASE} (control) and ${BASE} − gap (learned); ${trials} seeded trials each; looks every ${every} decisions`);
+  console.log('share  gap    median decisions  p90 decisions  detected  median ÷ at 5 %');
+  const baseMedian = new Map<number, number>();
+  for (const share of shares) {
+    for (const gap of gaps) {
+      const ds = Array.from({ length: trials }, (_, t) => detect(1000 * t + Math.round(gap * 1000) + Math.round(share * 1e6), share, gap));
+      const med = q(ds, 0.5);
+      if (share === 0.05) baseMedian.set(gap, med);
+      const base = baseMedian.get(gap);
+      const ratio = base !== undefined && Number.isFinite(base) && Number.isFinite(med) ? (med / base).toFixed(2) : '—';
+      console.log(`${share.toFixed(2).padEnd(6)} ${gap.toFixed(2).padEnd(6)} ${fmt(med).padEnd(17)} ${fmt(q(ds, 0.9)).padEnd(14)} ${((ds.filter(Number.isFinite).length / trials) * 100).toFixed(0).padStart(4)} %   ${ratio}`);
+    }
   }
-}
-console.log('\nruntimeGuard.detectable (half-width of the always-valid interval) at no shortfall, median of the trials:');
-for (const share of shares) {
-  const at = (n: number) => q(Array.from({ length: Math.min(trials, 20) }, (_, t) => halfWidth(77 + t, share, n)), 0.5).toFixed(3);
-  console.log(`share ${share.toFixed(2)}: after 10,000 decisions ±${at(10_000)}, after 40,000 ±${at(40_000)}`);
+  console.log('\nruntimeGuard.detectable (half-width of the always-valid interval) at no shortfall, median of the trials:');
+  for (const share of shares) {
+    const at = (n: number) => q(Array.from({ length: Math.min(trials, 20) }, (_, t) => halfWidth(77 + t, share, n)), 0.5).toFixed(3);
+    console.log(`share ${share.toFixed(2)}: after 10,000 decisions ±${at(10_000)}, after 40,000 ±${at(40_000)}`);
+  }
 }
 
 /**
@@ -91,23 +94,27 @@ for (const share of shares) {
  * it, false = the same without probation (its share never above 5 %). `diff` = learned − control (true means).
  * Returns the decision of the revert (Infinity: none by n) and the control decisions served.
  */
-function adaptive(seed: number, probation: boolean, diff: number, n: number): { at: number; controls: number } {
+function adaptive(seed: number, probation: boolean, diff: number, n: number): { at: number; controls: number; changes: number } {
   const rng = mulberry32(seed);
   let run: GuardRun = { ...NEW_RUN };
   const base: number = GUARD_DEFAULTS.controlShare;
   let share = base;
   let controls = 0;
+  // Level changes of the share: each is one write of the models document, synced to every process.
+  let changes = 0;
   for (let i = 1; i <= n; i++) {
     const control = rng() < share ? 1 : 0;
     controls += control;
     const p = control ? BASE : BASE + diff;
     run = accumulate(run, 1, control as 0 | 1, rng() < p ? 1 : 0, GUARD_DEFAULTS.segmentOutcomes, 0);
     if (i % every === 0) {
-      if (judge(run, { alpha: GUARD_DEFAULTS.alpha, margin: 0 }).status === 'worse') return { at: i, controls };
-      share = adaptiveControlShare(base, run.total, { max: probation ? probationShare : 0, probation: probationMargin });
+      if (judge(run, { alpha: GUARD_DEFAULTS.alpha, margin: 0 }).status === 'worse') return { at: i, controls, changes };
+      const next = adaptiveControlShare(base, run.total, { max: probation ? probationShare : 0, probation: probationMargin });
+      if (next !== share) changes++;
+      share = next;
     }
   }
-  return { at: Infinity, controls };
+  return { at: Infinity, controls, changes };
 }
 
 console.log(`\nprobation: control share ${probationShare} until the lead's lower bound clears −${probationMargin}, then the usual rule (5 %, lower while the learned arm leads by > ${CONTROL_SHARE_DEFAULTS.margin}); paired seeds`);
@@ -118,11 +125,11 @@ for (const gap of gaps) {
   const ratio = Number.isFinite(q(a, 0.5)) && Number.isFinite(q(b, 0.5)) ? (q(b, 0.5) / q(a, 0.5)).toFixed(2) : '—';
   console.log(`${gap.toFixed(2).padEnd(10)} ${`${fmt(q(a, 0.5))} (${fmt(q(a, 0.9))})`.padEnd(30)} ${`${fmt(q(b, 0.5))} (${fmt(q(b, 0.9))})`.padEnd(30)} ${ratio}`);
 }
-console.log(`lead      control decisions in ${runLength} without / with probation   cost per decision (extra controls × lead ÷ ${runLength})   false reverts without / with`);
+console.log(`lead      control decisions in ${runLength} without / with probation   cost per decision (extra controls × lead ÷ ${runLength})   false reverts without / with   share changes per run, median / max, without / with`);
 for (const lead of leads) {
   const a = Array.from({ length: trials }, (_, t) => adaptive(37 * t + 11, false, lead, runLength));
   const b = Array.from({ length: trials }, (_, t) => adaptive(37 * t + 11, true, lead, runLength));
   const ca = a.reduce((s, x) => s + x.controls, 0) / trials;
   const cb = b.reduce((s, x) => s + x.controls, 0) / trials;
-  console.log(`${lead.toFixed(2).padEnd(9)} ${`${ca.toFixed(0)} / ${cb.toFixed(0)}`.padEnd(52)} ${(((cb - ca) * lead) / runLength).toFixed(5).padEnd(58)} ${a.filter((x) => Number.isFinite(x.at)).length} / ${b.filter((x) => Number.isFinite(x.at)).length} of ${trials}`);
+  console.log(`${lead.toFixed(2).padEnd(9)} ${`${ca.toFixed(0)} / ${cb.toFixed(0)}`.padEnd(52)} ${(((cb - ca) * lead) / runLength).toFixed(5).padEnd(58)} ${`${a.filter((x) => Number.isFinite(x.at)).length} / ${b.filter((x) => Number.isFinite(x.at)).length} of ${trials}`.padEnd(30)} ${q(a.map((x) => x.changes), 0.5)} / ${Math.max(...a.map((x) => x.changes))}, ${q(b.map((x) => x.changes), 0.5)} / ${Math.max(...b.map((x) => x.changes))}`);
 }
