@@ -123,7 +123,7 @@ export const CONTROL_SHARE_DEFAULTS = { min: 0.01, margin: 0.05, max: 0.2, proba
 
 /**
  * The probation share a learned strategy runs with: its `probationShare`, else 0.2 — except on a pipeline with model
- * tiers, where probation is opt-in (not measured on the held-out tier worlds: docs/learner.md, "Probation").
+ * tiers, where probation is opt-in (no gain on the held-out tier worlds: docs/learner.md, "Probation").
  */
 export function probationShareOf(probationShare: number | undefined, tiers: boolean): number {
   return probationShare ?? (tiers ? 0 : CONTROL_SHARE_DEFAULTS.max);
