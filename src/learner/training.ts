@@ -236,8 +236,8 @@ export class TrainingService {
     const lastTrainedAt = Number(counts[1] ?? 0);
     // `trainGap`: outcomes between the last two retrains (at the first, the outcomes before it), the cadence retrains
     // really run at (by count, by time or on request); the backoff after refused candidates counts in it (guard.ts
-    // backoffUnit). Unset until a second retrain, a first candidate refused before it waited 2 × trainEvery: forever
-    // with trainEvery 1,000,000 and retrains by time or on request.
+    // backoffUnit). Left unset at the first retrain, a first candidate refused before the second waited 2 × trainEvery:
+    // forever with trainEvery 1,000,000 and retrains by time or on request.
     const gap = outcomes - lastTrainedAt;
     await this.core.redis.hset(lk.counters, 'trainedAt', outcomes, 'trainedTs', Date.now(), ...(gap > 0 ? ['trainGap', gap] : []));
     // The newest trained version (the pending candidate) is the warm start, whatever the gate says about it.

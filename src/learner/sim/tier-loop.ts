@@ -237,8 +237,8 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
   let toControl = false;
   let holdUntil = -1;
   let run: GuardRun = NEW_RUN;
-  // The control share the guard lowered while the serving version leads the control (absent: the strategy's own).
-  let loweredShare: number | undefined;
+  // The control share the guard set for the serving version: raised on probation, lowered while it leads the control (absent: the strategy's own).
+  let guardShare: number | undefined;
   let changeAt: number | undefined;
   let changeTs: number | undefined;
   // Explore-first (the strategy's `exploreFirst`): ended at the first retrain with that many outcomes (TrainingService.train).
@@ -262,7 +262,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     // A new segment of the guard's evidence (registry.revert sets `since`; the monitor then starts a new run) at the full control share.
     guardSince = at;
     run = NEW_RUN;
-    loweredShare = undefined;
+    guardShare = undefined;
     writeDoc();
   };
   const writeDoc = () => {
@@ -278,8 +278,8 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
       ...(candidate ? { candidate: { version: candidate.version, createdAt: 0, proposedAt: candidate.proposedAt, signature: sig, agents, weights: prior, kind: 'tiers', tiers: candidate.tiers, ...(candidate.scaling ? { scaling: candidate.scaling } : {}) } } : {}),
       versions: [],
       ...(exploreFirstEnded !== undefined ? { exploreFirst: { endedAt: 0, outcomes: exploreFirstEnded } } : {}),
-      ...(toControl || holdUntil >= 0 || loweredShare !== undefined
-        ? { guard: { reverts: [], since: guardSince, holdUntil, ...(toControl ? { toControl: true } : {}), ...(steppedBack ? { steppedBack: true } : {}), ...(loweredShare !== undefined ? { controlShare: loweredShare } : {}) } }
+      ...(toControl || holdUntil >= 0 || guardShare !== undefined
+        ? { guard: { reverts: [], since: guardSince, holdUntil, ...(toControl ? { toControl: true } : {}), ...(steppedBack ? { steppedBack: true } : {}), ...(guardShare !== undefined ? { controlShare: guardShare } : {}) } }
         : {}),
     };
     refresh();
@@ -332,8 +332,8 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
         const base = controlShareOf(params.controlShare);
         const share = adaptiveControlShare(base, run.total, { min: params.controlShareMin, margin: params.controlShareMargin, max: probationShareOf(params.probationShare, true), probation: params.probationMargin });
         const next = share !== base ? share : undefined;
-        if (next !== loweredShare) {
-          loweredShare = next;
+        if (next !== guardShare) {
+          guardShare = next;
           writeDoc();
         }
       }
