@@ -42,6 +42,7 @@ import { DEFAULT_DRIFT } from '../src/learner/drift.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
 import { armWindows, greedyValues, policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
 import { loadWorld, polishShares, WORLD_NAMES } from '../src/learner/sim/world.js';
+import { foreignWorld, type ForeignKind } from '../src/learner/sim/foreign.js';
 import { DEFAULT_MIN_STEPS } from '../src/learner/trainer.js';
 import { flag } from './lib.js';
 import { fitReport } from './_fit-lib.js';
@@ -51,6 +52,11 @@ const seedsFile = JSON.parse(readFileSync(new URL('../experiments/family/seeds.j
 const seedArg = flag('seeds', 'test');
 let seeds = seedArg === 'test' ? seedsFile.test : seedArg === 'dev' ? seedsFile.dev : seedArg === 'none' ? [] : seedArg.split(',').map(Number);
 if (quick && seedArg === 'test') seeds = seeds.slice(0, 10);
+// Worlds outside the model's class (sim/foreign.ts): `--foreign all` (the 20 seeds of experiments/family/foreign-seeds.json,
+// seed i with composition kinds[i % 4]), `--foreign i,j,…` (those entries of the list), `none` (default).
+const foreignFile = JSON.parse(readFileSync(new URL('../experiments/family/foreign-seeds.json', import.meta.url), 'utf8')) as { kinds: ForeignKind[]; seeds: number[] };
+const foreignArg = flag('foreign', 'none');
+const foreignIdx = foreignArg === 'none' ? [] : foreignArg === 'all' ? foreignFile.seeds.map((_, i) => i) : foreignArg.split(',').map(Number);
 const namedArg = flag('named', quick ? 'none' : 'all');
 const named = namedArg === 'none' ? [] : namedArg === 'all' ? [...WORLD_NAMES] : namedArg.split(',');
 const outcomes = Number(flag('outcomes', quick ? '4000' : '5000'));
@@ -198,6 +204,7 @@ if (merge) {
   const rows = all.filter((r, i) => all.findIndex((x) => x.name === r.name) === i);
   summarise('generated family', rows.filter((r) => r.kind === 'family'));
   summarise('named worlds', rows.filter((r) => r.kind === 'named'));
+  summarise("worlds outside the model's class", rows.filter((r) => r.kind === 'foreign'));
   process.exit(0);
 }
 const marginalDiag = flag('marginal', 'off') === 'on';
@@ -394,6 +401,7 @@ function summarise(label: string, rows: readonly Row[]): void {
 
 const family = new Map<string, Row[]>(costModels.map((c) => [c, []]));
 const namedRows = new Map<string, Row[]>(costModels.map((c) => [c, []]));
+const foreignRows: Row[] = [];
 const jobs: (() => Promise<void>)[] = [
   ...seeds.map((seed, i) => async () => {
     if (skip.has(`gen-${seed}`)) return;
@@ -416,6 +424,13 @@ const jobs: (() => Promise<void>)[] = [
       console.log(`ROW ${JSON.stringify({ ...row, kind: 'named' })}`);
     }
   }),
+  ...foreignIdx.map((i) => async () => {
+    const world = foreignWorld(foreignFile.seeds[i]!, foreignFile.kinds[i % foreignFile.kinds.length]!);
+    if (skip.has(world.name)) return;
+    const row = await runWorld(world as SimWorld, foreignFile.seeds[i]!, 'off');
+    foreignRows.push(row);
+    console.log(`ROW ${JSON.stringify({ ...row, kind: 'foreign' })}`);
+  }),
 ];
 for (const [i, job] of jobs.entries()) if (i % shardN === shardK - 1) await job();
 for (const cm of costModels) {
@@ -423,4 +438,5 @@ for (const cm of costModels) {
   summarise(`generated family${tag}`, family.get(cm)!);
   summarise(`named worlds${tag}`, namedRows.get(cm)!);
 }
+summarise("worlds outside the model's class", foreignRows);
 console.log(`\nbench/learner took ${((Date.now() - t0) / 60000).toFixed(1)} min`);
