@@ -5,7 +5,7 @@ import { compileFeatures, fitScaling, type FeatureEncoder, type ScalingMethod } 
 import { DEFAULT_GATE, gateVerdict, retireVerdict, type GateInput, type GateRule, type GateVerdict } from '../gate.js';
 import { forward, initialWeights, predict, rescaleInputs, type ModelWeights } from '../model.js';
 import { guardOffset } from '../control-arm.js';
-import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, randomSplit, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
+import { CANDIDATE_SHARE, candidateShareFor, DRIFT_CANDIDATE_SHARE, candidatesAround, decide, decideAround, greedyBudgets, optionsFor, SAFE_START_EPSILON, SAFE_START_MIN_SCALE, safeStartCandidateShare, signedPerturbation, withCandidate, type ExploreOptions } from '../policy.js';
 import { accumulate, adaptiveControlShare, addCandidateEvidence, addSafeStartReward, candidateAfter, CANDIDATE_BACKOFF_GATE_DEFAULT, candidateVerdict, EMPTY_CANDIDATE_EVIDENCE, gateBackoffApplies, gateShowsHarm, type CandidateBackoffGate, EMPTY_SAFE_START, GUARD_DEFAULTS, judge, NEW_RUN, revertTarget, SAFE_START_MARGIN_DEFAULT, safeStartStep, type GuardRun, type SafeStartEvidence } from '../guard.js';
 import { checkedVersions, COLD_AFTER_CHANGE_DEFAULT, DEFAULT_DRIFT, forgetSpan, forgetWeight, residualCheck, windowAfterChange, type DriftRule, type ForgetSpan } from '../drift.js';
 import { mulberry32 } from '../rng.js';
@@ -92,14 +92,6 @@ export interface LoopOptions {
   readonly wideKeep?: number;
   /** The safe start explores wide (ExploreOptions.wideStart) only before this outcome (a safe start after it, e.g. after a retirement, does not). Default: always. */
   readonly wideUntil?: number;
-  /**
-   * Breadth alongside whatever serves (bench/learner.ts `--breadth-share ρ --breadth-until N`; measured, not in the
-   * service): before outcome N, a share ρ of every decision serves a split drawn uniformly over the simplex (policy.ts
-   * randomSplit), mixed in with its exact probability like a candidate, whether a trained version serves or the safe
-   * start does; no hold on the gate. Those plays are left out of the guard's arms and of the safe start's cost test (the
-   * cost its owner chose), as explore-first's are.
-   */
-  readonly breadth?: { readonly share: number; readonly until: number };
   /**
    * The first version may serve only after this many outcomes (the safe start, with its wide exploration, serves
    * until then; a candidate that passes the gate earlier is refused as held). Default 0: as the service.
@@ -443,12 +435,6 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       ? decide(heads, agents, world.totalTokens, optionsFor(opts.explore, serving!.version), rng, uniform)
       : decideAround(uniform, agents, world.totalTokens, opts.wideUntil !== undefined && t >= opts.wideUntil ? { ...opts.explore, wideStart: 0 } : opts.explore, rng, uniform, SAFE_START_EPSILON * safeScale * safeExplore);
     const wide = !serving && dec.chosen >= safeK;
-    let breadthDrawn = false;
-    if (opts.breadth && t < opts.breadth.until) {
-      const mixed = withCandidate(dec, randomSplit(agents, world.totalTokens, rng), opts.breadth.share, rng);
-      breadthDrawn = mixed.drawn;
-      dec = mixed;
-    }
     let drawn = false;
     if (candidate) {
       const mixed = withCandidate(dec, greedyOf(candidate, f, world.totalTokens), safeStartCandidateShare(candidate.share ?? opts.candidateShare ?? CANDIDATE_SHARE, serving ? 1 : safeScale), rng);
@@ -464,11 +450,10 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       controlServed[t] = u < sh ? 1 : 0;
     }
     if (wide && !drawn && !controlServed[t]) wideServed[t] = 1;
-    const randomServed = breadthDrawn && !drawn && !controlServed[t];
     const out = world.outcome(phase, x, dec.budgets, rng);
     // The guard's offset, as the decision logs it (ControlMeta `z`): both of the guard's tests take it.
     const z = heads && opts.guardOffset !== false ? (guardOffset(predict(heads, uniform)) ?? 0) : 0;
-    if (candidate && controlShare > 0 && opts.guardCandidate !== false && !randomServed) {
+    if (candidate && controlShare > 0 && opts.guardCandidate !== false) {
       if (candEv.version !== candidate.version) candEv = { version: candidate.version, e: EMPTY_CANDIDATE_EVIDENCE };
       candEv = { version: candidate.version, e: addCandidateEvidence(candEv.e, controlServed[t] ? 'control' : drawn ? 'candidate' : 'serving', out.quality - world.costWeight * (out.cost ?? 0), z) };
       if ((t + 1) % 25 === 0 && candidateVerdict(candEv.e).status === 'worse') {
@@ -490,7 +475,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       // random splits are the cost its owner chose).
       const exploringFirst = (opts.explore.wideStart ?? 0) > 0 && (opts.wideUntil === undefined || t < opts.wideUntil);
       const atDefault = dec.budgets.every((b, i) => b === uniform[i]);
-      safeEv = addSafeStartReward(safeEv, r, controlServed[t] === 1, atDefault, !exploringFirst && !randomServed && !(drawn && !controlServed[t]));
+      safeEv = addSafeStartReward(safeEv, r, controlServed[t] === 1, atDefault, !exploringFirst && !(drawn && !controlServed[t]));
       if ((t + 1) % 25 === 0) {
         const { check: v, next } = safeStartStep(safeEv, safeShrinks, { scale: safeScale, exploration: safeExplore }, safeMargin, {}, SAFE_START_MIN_SCALE);
         if (next) {
@@ -503,7 +488,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       }
     }
     // The serving-version guard: every decision of a trained version, by arm, its reward less the logged offset.
-    if (guardOn && serving && serving.version > 0 && !randomServed) {
+    if (guardOn && serving && serving.version > 0) {
       guardRun = accumulate(guardRun, serving.version, controlServed[t] ? 1 : 0, out.quality - world.costWeight * (out.cost ?? 0), GUARD_DEFAULTS.segmentOutcomes, z);
       if ((t + 1) % 25 === 0) {
         const verdict = judge(guardRun);
