@@ -319,8 +319,11 @@ async function runWorld(world: SimWorld, seed: number, costModel: 'off' | 'fitte
   if (onJudge && world.driftAt !== undefined) traceDrift(world, res, judged);
   if (fitContexts > 0 && 'spec' in world) fitReport(world as Parameters<typeof fitReport>[0], res.serving, phaseOf(world, N - 1), seed, fitContexts);
   const firstActive = res.versions.find((v) => v.active)?.at ?? null;
-  // The safe start's own served quality (the last-quarter figures do not see it).
-  const startN = firstActive ?? N;
+  // The safe start's own served quality (the last-quarter figures do not see it): the outcomes before a trained version
+  // first served one (the first active version serves from the retrain after the one that trained it; before
+  // 2026-12-06 this window ended at the outcome that version was trained at, a retrain interval short).
+  const firstServing = res.servingVersion.findIndex((v) => v > 0);
+  const startN = firstServing >= 0 ? firstServing : N;
   const startIdx = Array.from({ length: Math.ceil(startN / evalStride) }, (_, i) => i * evalStride);
   const start = mean(startIdx.map((i) => res.served[i]!)) / mean(startIdx.map((i) => world.expected(phaseOf(world, i), res.contexts[i], world.oracle(phaseOf(world, i), res.contexts[i], world.totalTokens))));
   const refused = res.versions.filter((v) => !v.active).length;
