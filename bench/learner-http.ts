@@ -9,7 +9,7 @@
  *
  *   nice -n 10 node --import tsx bench/learner-http.ts [--seeds 243931,…] [--drift 193092] [--outcomes 5000]
  *        [--drift-at 2500] [--rps 40] [--concurrency 12] [--window 500] [--stride 4] [--loop true] [--http true]
- *        [--guard-candidate true] [--variant '{"exploreFirst":1500}']
+ *        [--guard-candidate true] [--variant '{"exploreFirst":1500}'] [--foreign i,j]
  *
  * `--variant JSON`: each world is served twice over HTTP, first with the defaults (the baseline), then with these
  * learned-strategy parameters added, on the same requests (contexts drawn from the world's seed); the bench prints the

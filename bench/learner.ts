@@ -18,6 +18,7 @@
  *                                      [--control-min m] [--control-margin x] (the guard's control share floor and margin while the learned arm leads; --control-min 0.05: a fixed share) [--loop-seed k] (another run of the same worlds)
  *                                      [--marginal on] (diagnostic: the static split that maximises the serving version's mean prediction, valued by the truth)
  *                                      [--cold-after-change on|off] (after a detected change, while no version serves: retrains from the untrained prior; default on)
+ *                                      [--foreign all|i,j,…] (worlds outside the model's class, sim/foreign.ts: entries of experiments/family/foreign-seeds.json)
  *                                      [--backoff-gate on|off|safe-start] (the gate's refusals that show harm count in that backoff, as the guard's; off: the guard's only, the rule before 2026-12-04; safe-start: only while no version serves)
  *   (the cost model of src/learner/usage.ts, several in one run for a same-run comparison; only worlds with a cost weight)
  *
