@@ -135,6 +135,39 @@ function transformed(f: Exclude<FeatureSpec, { type: 'categorical' }>, x: Featur
   return f.type === 'tokens' || f.transform === 'log' ? Math.log1p(Math.max(v, 0)) : v;
 }
 
+/**
+ * What the logged requests carried for one declared feature (a retrain counts it over its window: docs/learner.md,
+ * "Features"). `present`: requests with a value (not absent, not null). `unusable`: of those, values the encoder
+ * cannot read, so they count as missing (numeric and tokens) or unknown (categorical with `values`): for a numeric or
+ * tokens feature anything but a finite number or a boolean, a number spelled as a string (`"12"`) included; for a
+ * categorical feature with `values`, a value that is none of them; never for a hashed categorical. `example`: the
+ * first unusable value, as JSON, cut to 40 characters.
+ */
+export interface FeatureUse {
+  readonly present: number;
+  readonly unusable: number;
+  readonly example?: string;
+}
+
+/** Counts, per declared feature, the values `rows` carried and those the encoder cannot read (pure). */
+export function featureUse(specs: readonly FeatureSpec[], rows: Iterable<Features>): Record<string, FeatureUse> {
+  const acc = specs.map(() => ({ present: 0, unusable: 0, example: undefined as string | undefined }));
+  const values = specs.map((f) => (f.type === 'categorical' && f.values ? new Set(f.values) : undefined));
+  for (const x of rows) {
+    specs.forEach((f, i) => {
+      const raw = x[f.type === 'tokens' ? `${f.name}Tokens` : f.name];
+      if (raw === undefined || raw === null) return;
+      const a = acc[i]!;
+      a.present++;
+      const readable = f.type === 'categorical' ? (values[i] ? values[i].has(String(raw)) : true) : typeof raw === 'boolean' || (typeof raw === 'number' && Number.isFinite(raw));
+      if (readable) return;
+      a.unusable++;
+      if (a.example === undefined) a.example = (JSON.stringify(raw) ?? String(raw)).slice(0, 40);
+    });
+  }
+  return Object.fromEntries(specs.map((f, i) => [f.name, { present: acc[i]!.present, unusable: acc[i]!.unusable, ...(acc[i]!.example !== undefined ? { example: acc[i]!.example } : {}) }]));
+}
+
 /** Scaling statistic: `robust` = median and IQR/1.349 (MAD, then std as fallbacks); `meanstd` = mean and std of the values clipped to their 1st–99th percentiles. */
 export type ScalingMethod = 'robust' | 'meanstd';
 

@@ -8,7 +8,7 @@ import { ControlConflict, versionIn } from '../control/store.js';
 import { writeFresh } from '../control/write.js';
 import { jsonDecoder } from '../redis/decode.js';
 import type { Services } from '../kernel/module.js';
-import type { FeatureScaling } from './features.js';
+import type { FeatureScaling, FeatureUse } from './features.js';
 import type { GateComparison } from './gate.js';
 import { learnerKeys } from './keys.js';
 import { deserializeWeights, serializeWeights, type ModelWeights, type SerializedWeights } from './model.js';
@@ -45,6 +45,8 @@ export interface ModelVersion {
   readonly weights: SerializedWeights;
   /** Numeric feature scaling fitted on the version's training window (applied identically when it serves). */
   readonly scaling?: FeatureScaling;
+  /** Per declared feature, what the training window's requests carried and what the encoder could not read (features.ts featureUse). */
+  readonly features?: Readonly<Record<string, FeatureUse>>;
   /** The activation gate's verdict, once the version was put to it (see gate.ts). */
   readonly gate?: GateRecord;
   /**
@@ -130,6 +132,7 @@ const ModelVersionSchema = Type.Object({
   }),
   weights: Type.Object({ inputDim: Type.Number(), hidden: Type.Number(), agents: Type.Number(), w1: Type.String(), b1: Type.String(), w2: Type.String(), w3: Type.String(), b2: Type.String() }),
   scaling: Type.Optional(Type.Record(Type.String(), Type.Object({ center: Float, scale: Float }))),
+  features: Type.Optional(Type.Record(Type.String(), Type.Object({ present: Type.Number(), unusable: Type.Number(), example: Type.Optional(Type.String()) }))),
   kind: Type.Optional(Type.Union([Type.Literal('tokens'), Type.Literal('tiers')])),
   tiers: Type.Optional(Type.Object({ u: Type.Array(Type.Array(Type.Number())), theta: Type.Array(Type.Array(Type.Number())), eta: Type.Array(Type.Array(Type.Number())), kappa: Type.Array(Type.Array(Type.Number())), models: Type.Optional(Type.Array(Type.Array(Type.String()))) })),
   gate: Type.Optional(
@@ -183,7 +186,9 @@ const ModelDocCheck = TypeCompiler.Compile(
   }),
 );
 
-export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline' | 'scaling' | 'tiers'> & {
+export type ModelSummary = Omit<ModelVersion, 'weights' | 'pipeline' | 'scaling' | 'tiers' | 'features'> & {
+  /** The declared features whose values in the training window the encoder could not read (counted as missing or unknown), if any. */
+  readonly unusableFeatures?: Readonly<Record<string, FeatureUse>>;
   /** When this version last became the serving one (absent: it never served). */
   readonly activatedAt?: number;
   /** Set when the runtime guard or drift recovery took this version out of service (guard.ts; `reason` says which). */
@@ -296,7 +301,12 @@ function guardAfterActivation(g: GuardState | undefined, manual: boolean): { gua
 // The listed metrics leave out a tier version's held-out errors per kind of action (holdoutStrata: drift recovery reads
 // them from the version itself), so the models document and the model list stay small and scalar.
 const listedMetrics = ({ holdoutStrata: _strata, ...m }: ModelVersion['metrics']): ModelVersion['metrics'] => m;
-const summary = (v: ModelVersion): ModelSummary => ({ version: v.version, createdAt: v.createdAt, signature: v.signature, agents: v.agents, metrics: listedMetrics(v.metrics), ...(v.kind ? { kind: v.kind } : {}), ...(v.gate ? { gate: v.gate } : {}) });
+// Only the features with unusable values are listed (none on a healthy pipeline), so the list stays small.
+const unusableOf = (features: ModelVersion['features']) => {
+  const bad = Object.entries(features ?? {}).filter(([, u]) => u.unusable > 0);
+  return bad.length > 0 ? { unusableFeatures: Object.fromEntries(bad) } : {};
+};
+const summary = (v: ModelVersion): ModelSummary => ({ version: v.version, createdAt: v.createdAt, signature: v.signature, agents: v.agents, metrics: listedMetrics(v.metrics), ...(v.kind ? { kind: v.kind } : {}), ...(v.gate ? { gate: v.gate } : {}), ...unusableOf(v.features) });
 
 /** What serving reads of a version, as the `models` document carries it (kind and tier parameters only when it has them). */
 function servingFields(v: ModelVersion): Pick<ModelDoc, 'signature' | 'agents' | 'weights' | 'scaling' | 'kind' | 'tiers'> {

@@ -165,6 +165,17 @@ const Summary = Type.Object({
     Type.Union([Type.Literal('tokens'), Type.Literal('tiers')], { description: 'tokens: a token-split reward model; tiers: a joint model-and-tokens reward model (a pipeline with model tiers). Absent: written before model tiers (tokens).' }),
   ),
   gate: Type.Optional(GateSchema),
+  unusableFeatures: Type.Optional(
+    Type.Record(
+      Type.String(),
+      Type.Object({
+        present: Type.Integer({ description: 'Requests of the training window that carried a value of the feature.' }),
+        unusable: Type.Integer({ description: 'Of those, values the declaration cannot read: for a numeric or tokens feature anything but a number or boolean (a number spelled as a string, "12", included), for a categorical feature with values one not among them. They count as missing (unknown).' }),
+        example: Type.Optional(Type.String({ description: 'The first such value, as JSON, cut to 40 characters.' })),
+      }),
+      { description: 'The declared features whose values in this version’s training window could not be read, if any (docs/learner.md, "Features").' },
+    ),
+  ),
   ...GuardSummaryFields,
 });
 const FeaturesResponse = Type.Object({

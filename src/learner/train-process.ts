@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import { createRedisClient } from '../redis/connection.js';
 import { loadTf } from './backend.js';
 import { buildTrainingData, decodeEvent, type LoggedEvent } from './events.js';
-import { compileFeatures, fitScaling, type FeatureScaling, type FeatureSpec } from './features.js';
+import { compileFeatures, featureUse, fitScaling, type FeatureScaling, type FeatureSpec } from './features.js';
 import { deserializeWeights, rescaleInputs, serializeWeights, type SerializedWeights } from './model.js';
 import { trainModel, type TrainJobOutput, type TrainOptions } from './trainer.js';
 import { trainTiers, type TierJobInput } from './train-tiers.js';
@@ -57,7 +57,12 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
   }
   const { events, fetched } = read;
   if (events.length < 20) return { trained: false, reason: `only ${events.length} logged events`, events: events.length, fetched };
-  if (input.tiers) return trainTiers(input, input.tiers, events, fetched);
+  // What the window's requests carried per declared feature (values the encoder cannot read count as missing).
+  const use = featureUse(input.features, events.map((e) => e.f));
+  if (input.tiers) {
+    const out = await trainTiers(input, input.tiers, events, fetched);
+    return out.trained ? { ...out, featureUse: use } : out;
+  }
   // Scaling refitted on this window at every retrain; the warm start's inputs are re-expressed in it.
   const scaling = fitScaling(input.features, events.map((e) => e.f));
   const encoder = compileFeatures(input.features, scaling);
@@ -66,7 +71,7 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
   const { tf } = await loadTf();
   const init = rescaleInputs(deserializeWeights(input.init), compileFeatures(input.features, input.initScaling).numeric, encoder.numeric);
   const { weights, metrics } = await trainModel(tf, data, init, { seed: input.seed, yieldToEventLoop: false, ...input.train });
-  return { trained: true, events: events.length, fetched, weights: serializeWeights(weights), metrics, scaling };
+  return { trained: true, events: events.length, fetched, weights: serializeWeights(weights), metrics, scaling, featureUse: use };
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { Tf } from './backend.js';
-import type { FeatureScaling } from './features.js';
+import type { FeatureScaling, FeatureUse } from './features.js';
 import { forward, GLOBAL_MAX, GLOBAL_MIN, NEED_SCALE, OUTPUTS, predict, upgradeLegacy, type ModelWeights, type SerializedWeights } from './model.js';
 import type { SerializedTierParams } from './tiers-policy.js';
 import { mulberry32 } from './rng.js';
@@ -263,4 +263,6 @@ export interface TrainJobOutput {
   readonly scaling?: FeatureScaling;
   /** A tier job's fitted parameters (TrainJobInput.tiers). */
   readonly tiers?: SerializedTierParams;
+  /** Per declared feature, what the window's requests carried and what the encoder could not read (features.ts featureUse). */
+  readonly featureUse?: Record<string, FeatureUse>;
 }

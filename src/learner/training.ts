@@ -347,6 +347,7 @@ export class TrainingService {
       // A tier fit weighs by recency only when a half-life was passed (train-tiers.ts): otherwise none is listed.
       metrics: { ...metrics, costWeight, buffer: out.events, window: change.window, ...(input.halfLife !== undefined || !tiered ? { halfLife: change.halfLife } : {}), ...(input.forget ? { preChangeWeight: input.forget.weight } : {}), ...(init.version > 0 ? { warmStart: init.version } : {}) },
       ...(out.scaling ? { scaling: out.scaling } : {}),
+      ...(out.featureUse ? { features: out.featureUse } : {}),
       // A tier version records the candidate models it was fitted for: it serves only a pipeline declaring them.
       ...(out.tiers ? { kind: 'tiers' as const, tiers: { ...out.tiers, models: tierModelIds(pipeline) } } : { kind: 'tokens' as const }),
     });
@@ -391,6 +392,11 @@ export class TrainingService {
       this.core.log.warn({ err, pipeline: pipelineId }, 'model versions not pruned (retried after the next training)');
     }
     this.core.log.info({ pipeline: pipelineId, version: saved.version, rows: metrics.rows, fetched: out.fetched, ms: metrics.ms, holdoutMse: metrics.holdoutMse }, 'learner model trained (candidate)');
+    // Values the encoder cannot read count as missing (or unknown): a user sending "12" for a numeric feature learns
+    // nothing from it, so say so where they look (the log, and the version's `unusableFeatures` in GET /v1/models).
+    for (const [feature, use] of Object.entries(out.featureUse ?? {}))
+      if (use.unusable > 0)
+        this.core.log.warn({ pipeline: pipelineId, version: saved.version, feature, present: use.present, unusable: use.unusable, example: use.example }, `learner: ${use.unusable} of ${out.events} logged requests carried a value of feature "${feature}" that its declaration cannot read (e.g. ${use.example}); they count as missing`);
     return { trained: true, model: saved };
   }
 
