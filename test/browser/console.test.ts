@@ -222,6 +222,10 @@ describe('console (auth off)', () => {
         body.guard = { ...(body.guard ?? { toControl: false, holdUntil: null, reverts: [] }), safeStart: { scale: 0.5, shrinks: 1, by: 'cost', reason: 'x' } };
         // The runtime guard's test of the serving version, on probation (GET /v1/models runtimeGuard).
         body.runtimeGuard = { version: 3, since: 1, status: 'ok', diff: -0.0125, ci: [-0.061, 0.036], alpha: 0.025, detectable: 0.0485, learned: { n: 640, mean: 0.71 }, control: { n: 160, mean: 0.7225, strategy: 'fixed' }, controlShare: 0.2, probation: { on: true, share: 0.2, margin: 0.02 }, controlUnavailable: { decisions: 0, last: null } };
+        // The newest version's unreadable feature values (GET /v1/models versions[].unusableFeatures).
+        const versions = body.versions as { version: number; unusableFeatures?: unknown }[];
+        const newest = versions.reduce((a, v) => (v.version > a.version ? v : a), versions[0]!);
+        newest.unusableFeatures = { messageCount: { present: 120, unusable: 40, example: '"12"' } };
         await route.fulfill({ response: res, json: body });
       },
     );
@@ -235,6 +239,9 @@ describe('console (auth off)', () => {
       assert.match(guardLine, /on probation: control 20 %/);
       assert.match(guardLine, /v3 against the control arm \(fixed\): -0\.0125 \[-0\.0610, 0\.0360\] reward per decision over 640 and 160 decisions/);
       assert.match(guardLine, /keeps 20 % of the decisions until the version has shown it is no worse than the control by more than 0\.02/);
+      const unusable = await text('[data-testid=learner-support-triage] [data-testid=unusable-features]');
+      assert.match(unusable, /unreadable feature values/);
+      assert.match(unusable, /messageCount: 40 of 120 values \(e\.g\. "12"\) could not be read by the declaration and count as missing/);
     } finally {
       await page.unrouteAll();
     }

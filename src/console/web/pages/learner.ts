@@ -33,6 +33,16 @@ function exploreFirstLine(e: NonNullable<Models['exploreFirst']>) {
     ? h('p', { 'data-testid': 'explore-first' }, pill('exploring first', 'warn'), ` the safe start serves random splits on ${pct(e.share, 0)} of its decisions, and no version is activated, until outcome ${int(e.until)}`)
     : h('p', { 'data-testid': 'explore-first', class: 'muted' }, `Explore-first ended at outcome ${int(e.endedAtOutcomes ?? e.until)}${e.endedAt !== undefined ? ` (${time(e.endedAt)})` : ''}.`);
 }
+/**
+ * The newest version's declared features whose values its training window could not read (`unusableFeatures` in
+ * `GET /v1/models`: a number sent as a string, a category not among the declared values), which count as missing.
+ */
+function unusableFeaturesLine(v: Version) {
+  const bad = v.unusableFeatures as Record<string, { present: number; unusable: number; example?: string }> | undefined;
+  if (!bad || Object.keys(bad).length === 0) return null;
+  const parts = Object.entries(bad).map(([name, u]) => `${name}: ${int(u.unusable)} of ${int(u.present)} values${u.example !== undefined ? ` (e.g. ${u.example})` : ''}`);
+  return h('p', { 'data-testid': 'unusable-features' }, pill('unreadable feature values', 'warn'), ` v${v.version}'s training window: ${parts.join('; ')} could not be read by the declaration and count as missing.`);
+}
 /** The serving version against the control arm (`GET /v1/models` runtimeGuard). */
 interface RuntimeGuardView {
   version: number;
@@ -205,6 +215,11 @@ export async function learnerPage(root: HTMLElement): Promise<void> {
     );
     if (m.exploreFirst) section.append(exploreFirstLine(m.exploreFirst));
     if (m.runtimeGuard && m.active !== null) section.append(runtimeGuardLine(m.runtimeGuard));
+    const newest = versions.at(-1);
+    if (newest) {
+      const line = unusableFeaturesLine(newest);
+      if (line) section.append(line);
+    }
     const safeStart = m.guard?.safeStart as SafeStartView | undefined;
     if (safeStart && m.active === null) section.append(safeStartLines(safeStart));
     const curve = versions.filter((v) => metric(v, 'holdoutMse') !== null);
