@@ -136,9 +136,12 @@ describe('drift recovery (HTTP)', () => {
     // events may favour its agents only mildly (largest ratio to uniform 1.55 in one run, best change −0.057).
     assert.ok(truth <= -0.05, `the changed world makes version ${serving} worse than the default (gap ${truth}: ${how}; ratios ${ratios.map((r) => r.toFixed(2))}, gaps ${gaps.map((g) => g.toFixed(3))})`);
     const swapAt = Date.now();
-    // 600 decisions after the change: with 400 the retirement's DR bound on a −0.05 change missed −δ in about one run of
-    // four on a busy machine (the change was detected, the version kept serving).
-    await rounds(changed, 600);
+    // 800 decisions after the change: with 400 the retirement's DR bound on a −0.05 change missed −δ in about one run
+    // of four on a busy machine (the change was detected, the version kept serving), and with 600 in one fresh-clone CI
+    // run of four on 2026-12-06 (the exploration draws follow the decision ids, so runs differ). The guard cannot beat
+    // it to the revert (guardMargin 1), so more decisions only tighten the bound; not more than 800, so that a quarter
+    // of the events since the change stays under the half-life's floor of 250 asserted below.
+    await rounds(changed, 800);
 
     // The next retrain: the change is detected on the candidate (trained before it), the serving version is retired,
     // and the new version is trained with the half-life shortened to the events since the change.
@@ -154,7 +157,7 @@ describe('drift recovery (HTTP)', () => {
     assert.match(c.reason, /squared error on \d+ new decisions/);
     const newest = list.versions.find((v: { version: number }) => v.version === after.model!.version);
     assert.ok(newest.metrics.halfLife < 1000, `the retrain after the change used a shorter half-life (${newest.metrics.halfLife})`);
-    assert.equal(newest.metrics.halfLife, 250, 'a quarter of the ~600 events since the change, at least 250');
+    assert.equal(newest.metrics.halfLife, 250, 'a quarter of the ~800 events since the change, at least 250');
     // The serving version was retired at this retrain, so it starts from the untrained prior, not from the pending
     // candidate (a fit of the world before the change): drift.ts COLD_AFTER_CHANGE_DEFAULT.
     assert.equal(newest.metrics.warmStart, undefined, `trained from the prior, not warm-started from version ${newest.metrics.warmStart}`);
@@ -171,7 +174,7 @@ describe('drift recovery (HTTP)', () => {
     assert.equal(revert.ci, undefined, 'no guard interval is made up');
     assert.equal(revert.learned, undefined);
     const e = revert.estimate;
-    assert.ok(e.events >= 200 && e.events <= 600, `${e.events} post-change decisions`);
+    assert.ok(e.events >= 200 && e.events <= 800, `${e.events} post-change decisions`);
     assert.ok(e.since >= c.changeTs && e.since <= swapAt, 'judged on the decisions since the change');
     assert.ok(Math.abs(revert.diff - (e.serving - e.default)) < 1e-9);
     assert.ok(revert.diff < -e.delta && e.lower <= revert.diff && e.delta === 0.02 && Math.abs(e.level - 0.95) < 1e-3, JSON.stringify(revert));
