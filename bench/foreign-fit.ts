@@ -7,21 +7,18 @@
  *
  *   node --import tsx bench/foreign-fit.ts [--index 15] [--outcomes 5000]   (--index: entry of experiments/family/foreign-seeds.json)
  */
-import { readFileSync } from 'node:fs';
 import { loadTf } from '../src/learner/backend.js';
 import { forward, predict } from '../src/learner/model.js';
 import { EXPLORE_DEFAULTS, greedyBudgets } from '../src/learner/policy.js';
 import { mulberry32 } from '../src/learner/rng.js';
 import { bestStatic, staticSplit, uniformSplitOf } from '../src/learner/sim/family.js';
-import { foreignWorld, type ForeignContext, type ForeignKind } from '../src/learner/sim/foreign.js';
+import type { ForeignContext } from '../src/learner/sim/foreign.js';
 import { policyAgents, runLoop } from '../src/learner/sim/loop.js';
-import { flag } from './lib.js';
+import { flag, foreignWorlds } from './lib.js';
 
-const file = JSON.parse(readFileSync(new URL('../experiments/family/foreign-seeds.json', import.meta.url), 'utf8')) as { kinds: ForeignKind[]; seeds: number[] };
 const index = Number(flag('index', '15'));
 const outcomes = Number(flag('outcomes', '5000'));
-const seed = file.seeds[index]!;
-const world = foreignWorld(seed, file.kinds[index % file.kinds.length]!);
+const { seed, world } = foreignWorlds([index])[0]!;
 console.log(`${world.name}: ${world.summary}`);
 const { tf } = await loadTf();
 const res = await runLoop(tf, { world, outcomes, seed, explore: { explorer: 'squarecb', epsilon: 0.1, gamma: 200, perturbation: 0.5, ...EXPLORE_DEFAULTS }, evalContexts: 0, checkpointEvery: outcomes });

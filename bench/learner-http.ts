@@ -32,18 +32,15 @@ import { Redis } from 'ioredis';
 import { ApportionClient } from '@apportion/sdk';
 import { learnerKeys } from '../src/learner/keys.js';
 import { generateWorld, type SimWorld } from '../src/learner/sim/family.js';
-import { foreignWorld, type ForeignKind } from '../src/learner/sim/foreign.js';
-import { readFileSync } from 'node:fs';
 import { createKeys } from '../src/redis/keys.js';
 import { declare, drive, longestWorse, outcomesBy, pairedDiff, servedMeta, summarise, valueRun, windows, type Call, type Valued, type WindowRow } from '../test/helpers/drive-world.js';
-import { flag, REDIS_URL, spawnServer } from './lib.js';
+import { flag, foreignWorlds, REDIS_URL, spawnServer } from './lib.js';
 
 // `--foreign i,j`: entries i, j of experiments/family/foreign-seeds.json (worlds outside the model's class, sim/foreign.ts)
 // instead of the generated family's seeds.
 const foreignArg = flag('foreign', '');
-const foreignFile = JSON.parse(readFileSync(new URL('../experiments/family/foreign-seeds.json', import.meta.url), 'utf8')) as { kinds: ForeignKind[]; seeds: number[] };
-const foreignIdx = foreignArg ? foreignArg.split(',').map(Number) : [];
-const seeds = foreignArg ? foreignIdx.map((i) => foreignFile.seeds[i]!) : flag('seeds', '243931,812414,793218,910934,193092,590657,742712').split(',').map(Number);
+const foreign = foreignArg ? new Map(foreignWorlds(foreignArg.split(',').map(Number)).map(({ seed, world }) => [seed, world as SimWorld])) : undefined;
+const seeds = foreign ? [...foreign.keys()] : flag('seeds', '243931,812414,793218,910934,193092,590657,742712').split(',').map(Number);
 const driftSeeds = new Set(flag('drift', '193092').split(',').filter(Boolean).map(Number));
 const outcomes = Number(flag('outcomes', '5000'));
 const driftAt = Number(flag('drift-at', '2500'));
@@ -201,8 +198,7 @@ console.log(`bench/learner-http: ${seeds.length} worlds (${seeds.join(', ')}; dr
 const rows: { http?: Summary; loop?: Summary; variant?: Summary }[] = [];
 for (const seed of seeds) {
   const drift = driftSeeds.has(seed);
-  const fi = foreignFile.seeds.indexOf(seed);
-  const world: SimWorld = foreignArg ? (foreignWorld(seed, foreignFile.kinds[fi % foreignFile.kinds.length]!) as SimWorld) : generateWorld(seed, drift ? { driftAt } : {});
+  const world: SimWorld = foreign?.get(seed) ?? generateWorld(seed, drift ? { driftAt } : {});
   const N = drift ? Math.max(outcomes, driftAt + 5000) : outcomes;
   console.log(`\n${world.name}: ${world.summary}; total ${world.totalTokens}, ${N} outcomes`);
   t0w = Date.now();

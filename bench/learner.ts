@@ -43,9 +43,8 @@ import { DEFAULT_DRIFT } from '../src/learner/drift.js';
 import { bestStatic, generateWorld, namedWorld, phaseOf, staticSplit, uniformSplitOf, type SimWorld } from '../src/learner/sim/family.js';
 import { armWindows, greedyValues, policyAgents, runLoop, servedValues } from '../src/learner/sim/loop.js';
 import { loadWorld, polishShares, WORLD_NAMES } from '../src/learner/sim/world.js';
-import { foreignWorld, type ForeignKind } from '../src/learner/sim/foreign.js';
 import { DEFAULT_MIN_STEPS } from '../src/learner/trainer.js';
-import { flag } from './lib.js';
+import { flag, foreignWorlds } from './lib.js';
 import { fitReport } from './_fit-lib.js';
 
 const quick = process.argv.includes('--quick');
@@ -55,9 +54,8 @@ let seeds = seedArg === 'test' ? seedsFile.test : seedArg === 'dev' ? seedsFile.
 if (quick && seedArg === 'test') seeds = seeds.slice(0, 10);
 // Worlds outside the model's class (sim/foreign.ts): `--foreign all` (the 20 seeds of experiments/family/foreign-seeds.json,
 // seed i with composition kinds[i % 4]), `--foreign i,j,…` (those entries of the list), `none` (default).
-const foreignFile = JSON.parse(readFileSync(new URL('../experiments/family/foreign-seeds.json', import.meta.url), 'utf8')) as { kinds: ForeignKind[]; seeds: number[] };
 const foreignArg = flag('foreign', 'none');
-const foreignIdx = foreignArg === 'none' ? [] : foreignArg === 'all' ? foreignFile.seeds.map((_, i) => i) : foreignArg.split(',').map(Number);
+const foreign = foreignArg === 'none' ? [] : foreignWorlds(foreignArg === 'all' ? 'all' : foreignArg.split(',').map(Number));
 const namedArg = flag('named', quick ? 'none' : 'all');
 const named = namedArg === 'none' ? [] : namedArg === 'all' ? [...WORLD_NAMES] : namedArg.split(',');
 const outcomes = Number(flag('outcomes', quick ? '4000' : '5000'));
@@ -428,10 +426,9 @@ const jobs: (() => Promise<void>)[] = [
       console.log(`ROW ${JSON.stringify({ ...row, kind: 'named' })}`);
     }
   }),
-  ...foreignIdx.map((i) => async () => {
-    const world = foreignWorld(foreignFile.seeds[i]!, foreignFile.kinds[i % foreignFile.kinds.length]!);
+  ...foreign.map(({ seed, world }) => async () => {
     if (skip.has(world.name)) return;
-    const row = await runWorld(world as SimWorld, foreignFile.seeds[i]!, 'off');
+    const row = await runWorld(world as SimWorld, seed, 'off');
     foreignRows.push(row);
     console.log(`ROW ${JSON.stringify({ ...row, kind: 'foreign' })}`);
   }),

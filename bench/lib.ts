@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import type { Redis } from 'ioredis';
 import { dropPrefix as dropPrefixAt } from '../src/redis/prefix.js';
+import { foreignWorld } from '../src/learner/sim/foreign.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -151,6 +152,20 @@ export function fmt(r: CannonResult): string {
 }
 
 /** Parses `--name value` flags. */
+/**
+ * The worlds outside the model's class (src/learner/sim/foreign.ts) at entries `indexes` of
+ * experiments/family/foreign-seeds.json: entry i is seed i with composition kinds[i % kinds.length]. `'all'`: every entry.
+ */
+export function foreignWorlds(indexes: readonly number[] | 'all'): { readonly seed: number; readonly world: ReturnType<typeof foreignWorld> }[] {
+  const file = JSON.parse(readFileSync(new URL('../experiments/family/foreign-seeds.json', import.meta.url), 'utf8')) as { kinds: Parameters<typeof foreignWorld>[1][]; seeds: number[] };
+  const at = indexes === 'all' ? file.seeds.map((_, i) => i) : indexes;
+  return at.map((i) => {
+    const seed = file.seeds[i];
+    if (seed === undefined) throw new Error(`experiments/family/foreign-seeds.json has no entry ${i} (0–${file.seeds.length - 1})`);
+    return { seed, world: foreignWorld(seed, file.kinds[i % file.kinds.length]!) };
+  });
+}
+
 export function flag(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : def;

@@ -159,7 +159,8 @@ export function featureUse(specs: readonly FeatureSpec[], rows: Iterable<Feature
       if (raw === undefined || raw === null) return;
       const a = acc[i]!;
       a.present++;
-      const readable = f.type === 'categorical' ? (values[i] ? values[i].has(String(raw)) : true) : typeof raw === 'boolean' || (typeof raw === 'number' && Number.isFinite(raw));
+      // The encoder's own rules: transformed() for numeric and tokens, the values' index (as strings) for categorical.
+      const readable = f.type === 'categorical' ? (values[i] ? values[i].has(String(raw)) : true) : transformed(f, x) !== undefined;
       if (readable) return;
       a.unusable++;
       if (a.example === undefined) a.example = (JSON.stringify(raw) ?? String(raw)).slice(0, 40);

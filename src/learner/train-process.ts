@@ -58,13 +58,14 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobOutput> {
   const { events, fetched } = read;
   if (events.length < 20) return { trained: false, reason: `only ${events.length} logged events`, events: events.length, fetched };
   // What the window's requests carried per declared feature (values the encoder cannot read count as missing).
-  const use = featureUse(input.features, events.map((e) => e.f));
+  const rows = events.map((e) => e.f);
+  const use = featureUse(input.features, rows);
   if (input.tiers) {
     const out = await trainTiers(input, input.tiers, events, fetched);
     return out.trained ? { ...out, featureUse: use } : out;
   }
   // Scaling refitted on this window at every retrain; the warm start's inputs are re-expressed in it.
-  const scaling = fitScaling(input.features, events.map((e) => e.f));
+  const scaling = fitScaling(input.features, rows);
   const encoder = compileFeatures(input.features, scaling);
   const data = buildTrainingData(events, encoder, input.agents, { costWeight: input.costWeight, ...(input.halfLife !== undefined ? { halfLife: input.halfLife } : {}), ...(input.forget ? { forget: input.forget } : {}) });
   if (data.rows < 20) return { trained: false, reason: `only ${data.rows} events match the pipeline's agents`, events: events.length, fetched };

@@ -2,19 +2,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { loadTf } from '../../src/learner/backend.js';
-import { EXPLORE_DEFAULTS } from '../../src/learner/policy.js';
+import { EXPLORE_DEFAULTS, randomSplit } from '../../src/learner/policy.js';
 import { mulberry32 } from '../../src/learner/rng.js';
-import { staticSplit, uniformSplitOf } from '../../src/learner/sim/family.js';
+import { uniformSplitOf } from '../../src/learner/sim/family.js';
 import { FOREIGN_KINDS, foreignQuality, foreignSpec, foreignWorld, type ForeignKind } from '../../src/learner/sim/foreign.js';
-import { runLoop } from '../../src/learner/sim/loop.js';
+import { policyAgents, runLoop } from '../../src/learner/sim/loop.js';
 
 const file = JSON.parse(readFileSync(new URL('../../experiments/family/foreign-seeds.json', import.meta.url), 'utf8')) as { kinds: ForeignKind[]; seeds: number[] };
-
-/** A split drawn uniformly over the simplex, fitted to the world's bounds. */
-function randomSplit(world: ReturnType<typeof foreignWorld>, rng: () => number): number[] {
-  const e = world.agents.map(() => -Math.log(Math.max(rng(), 1e-12)));
-  return staticSplit(world, e, world.totalTokens);
-}
 
 describe('worlds outside the model class (sim/foreign.ts)', () => {
   it('the seed list: 20 distinct seeds, every composition kind on five of them', () => {
@@ -47,7 +41,7 @@ describe('worlds outside the model class (sim/foreign.ts)', () => {
         const qo = world.expected(0, c, o);
         assert.ok(qo >= 0 && qo <= 1);
         assert.ok(qo >= world.expected(0, c, uni) - 1e-9, 'oracle ≥ uniform');
-        for (let r = 0; r < 5; r++) assert.ok(qo >= world.expected(0, c, randomSplit(world, rng)) - 1e-9, 'oracle ≥ a random split');
+        for (let r = 0; r < 5; r++) assert.ok(qo >= world.expected(0, c, randomSplit(policyAgents(world), world.totalTokens, rng)) - 1e-9, 'oracle ≥ a random split');
       }
     });
   }
