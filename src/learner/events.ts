@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import murmurhash from 'murmurhash';
 import { jsonDecoder } from '../redis/decode.js';
 import type { Features } from '../strategies/types.js';
 import type { FeatureEncoder } from './features.js';
@@ -115,7 +116,34 @@ export interface DatasetOptions {
   readonly importance?: { readonly cap: number; readonly power: number };
   /** Drift recovery's forgetting (drift.ts forgetSpan): events with `from` ≤ t < `before` weigh `weight` × their recency weight. */
   readonly forget?: { readonly from: number; readonly before: number; readonly weight: number };
+  /**
+   * How the trainer's held-out tenth is chosen: `draw` (default: a seeded draw at each retrain) or `id` (isHeldOut, the
+   * same decisions at every retrain, as the tier retrain does; a bench option: measured on the token learner and not
+   * adopted, docs/learner.md "The held-out tenth").
+   */
+  readonly holdout?: 'id' | 'draw';
 }
+
+/**
+ * Whether a logged decision is in the tier retrain's held-out tenth (murmur3 of its id, mod 10; the token trainer's too
+ * with DatasetOptions.holdout `id`, a bench option). Decided by the id, not
+ * drawn at each retrain: a version is warm-started from the fits before it, and a fresh draw would hold out decisions
+ * those fits trained on, so the version's held-out error would be too low for what it never saw — and drift recovery
+ * compares new decisions' errors with it (a stationary world was taken for changed). Only among the newest
+ * HOLDOUT_SPAN events of a window (`isHeldOut`): older ones are trained on, so no decision is withheld from every fit.
+ */
+export const heldOutId = (id: string): boolean => murmurhash.v3(id) % 10 === 0;
+
+/**
+ * How many of a window's newest events the held-out tenth is drawn from (isHeldOut). A decision is held out while it is
+ * among the newest HOLDOUT_SPAN events and trained on once it is older. So a decision a version holds out was either
+ * held out by every earlier fit that saw it (it was newer still then) or not yet logged: no fit the version descends
+ * from trained on it. And no decision is withheld from every fit for good.
+ */
+export const HOLDOUT_SPAN = 4000;
+
+/** Whether the event `age` positions from the newest of a window (0: the newest) is held out (heldOutId within HOLDOUT_SPAN). */
+export const isHeldOut = (id: string, age: number): boolean => age < HOLDOUT_SPAN && heldOutId(id);
 
 /**
  * Turns events (newest first, as LRANGE returns the buffer) into training rows for a pipeline's agents.
@@ -144,5 +172,11 @@ export function buildTrainingData(events: readonly LoggedEvent[], encoder: Featu
     const fg = opts.forget;
     if (fg && e.t >= fg.from && e.t < fg.before) w[i] = w[i]! * fg.weight;
   });
-  return { rows, x, b, r, w };
+  if (opts.holdout !== 'id') return { rows, x, b, r, w };
+  const held = new Uint8Array(rows);
+  let i = 0;
+  events.forEach((e, age) => {
+    if (agents.every((a) => typeof e.b[a] === 'number')) held[i++] = isHeldOut(e.id, age) ? 1 : 0;
+  });
+  return { rows, x, b, r, w, held };
 }

@@ -1,5 +1,5 @@
 import { stratumErrors, tierStratumOf } from './drift.js';
-import type { LoggedEvent } from './events.js';
+import { isHeldOut, type LoggedEvent } from './events.js';
 import { compileFeatures, fitScaling } from './features.js';
 import { mulberry32 } from './rng.js';
 import { deserializeTierParams, loggedPrior, plannedCostOf, retrainTier, serializeTierParams, tierErrors, tierGreedy, type TierAction, type TierEvent } from './tiers-policy.js';
@@ -7,6 +7,7 @@ import type { FeatureScaling, FeatureSpec } from './features.js';
 import type { SerializedWeights } from './model.js';
 import type { TrainJobOutput } from './trainer.js';
 import type { SerializedTierParams, TierAgent, TierRidge } from './tiers-policy.js';
+
 
 /** The tier learner's part of a training job (TrainJobInput.tiers). */
 export interface TierJobInput {
@@ -21,6 +22,11 @@ export interface TierJobInput {
   readonly ridge?: TierRidge;
   /** The fit's regularisation strength (fitTier's `l2`); default the ridge's (TIER_DECAY for `decoupled`). */
   readonly decay?: number;
+  /**
+   * How the held-out tenth is chosen: `id` (default: events.ts isHeldOut, the same decisions at every retrain) or `draw` (a
+   * seeded draw at each retrain, the rule before 2026-12-06; kept for bench/tiers-holdout.ts's comparison).
+   */
+  readonly holdout?: 'id' | 'draw';
 }
 
 /** What a tier retrain reads of the job (TrainJobInput) and answers (TrainJobOutput). */
@@ -45,8 +51,9 @@ interface JobPart {
  * fitted from the prior (need guess: the default total over the agents); later ones refit the newest tier version
  * warm and from the prior (retrainTier), and a refit replaces it only if it explains the window significantly
  * better (fitsBetter): otherwise no version is trained (the newest stays). The feature scaling of the first tier
- * version is kept by the later ones, so the warm start's parameters keep their meaning. A tenth of the rows
- * (seeded) is held out for the metrics only.
+ * version is kept by the later ones, so the warm start's parameters keep their meaning. A tenth of the rows is
+ * held out for the metrics only, chosen by decision id among the newest (events.ts isHeldOut): the same decisions
+ * at every retrain.
  */
 export function trainTiers(input: JobPart, t: TierJobInput, events: readonly LoggedEvent[], fetched: number): TrainJobOutput {
   const t0 = Date.now();
@@ -54,16 +61,16 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
   const encoder = compileFeatures(input.features, scaling);
   const rows: TierEvent[] = [];
   // Each row's kind of action, for the held-out errors per stratum (drift recovery's stratified residual test).
-  const strata: { assign: number[]; e: LoggedEvent }[] = [];
+  const strata: { assign: number[]; e: LoggedEvent; age: number }[] = [];
   // Recency as for the token model (events.ts buildTrainingData): the newest usable event weighs 1, one half-life older ½.
   const decay = input.halfLife !== undefined ? Math.LN2 / input.halfLife : 0;
-  for (const e of events) {
+  for (const [age, e] of events.entries()) {
     const budgets = input.agents.map((a) => e.b[a]);
     if (budgets.some((b) => typeof b !== 'number')) continue;
     const assign = t.models.map((ms, i) => (ms.length === 0 ? 0 : ms.indexOf(e.M?.[i] ?? '')));
     if (assign.some((m) => m < 0)) continue;
     const action: TierAction = { assign, budgets: budgets as number[] };
-    strata.push({ assign, e });
+    strata.push({ assign, e, age });
     rows.push({ x: encoder.encode(e.f), action, quality: e.q, cost: e.c ?? plannedCostOf(t.agents, action), ...(decay > 0 ? { weight: Math.exp(-decay * rows.length) } : {}) });
   }
   if (rows.length < 20) return { trained: false, reason: `only ${rows.length} events name every agent's budget and one of its candidate models`, events: events.length, fetched };
@@ -73,9 +80,14 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
     const j = Math.floor(rng() * (i + 1));
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
-  const nHold = rows.length >= 50 ? Math.floor(rows.length * 0.1) : 0;
-  const hold = order.slice(0, nHold).map((i) => rows[i]!);
-  const train = order.slice(nHold).map((i) => rows[i]!);
+  // The held-out tenth is chosen by decision id among the newest events (events.ts isHeldOut), the same rows at every
+  // retrain: a version is warm-started from earlier fits, so rows drawn afresh each time would include rows its
+  // ancestors trained on, and its held-out error (what drift recovery compares new decisions with) would be too low.
+  const drawn = new Set(t.holdout === 'draw' ? order.slice(0, Math.floor(rows.length * 0.1)) : []);
+  const isHeld = rows.length < 50 ? strata.map(() => false) : t.holdout === 'draw' ? strata.map((_, i) => drawn.has(i)) : strata.map(({ e, age }) => isHeldOut(e.id, age));
+  const holdIdx = order.filter((i) => isHeld[i]);
+  const hold = holdIdx.map((i) => rows[i]!);
+  const train = order.filter((i) => !isHeld[i]).map((i) => rows[i]!);
   const dim = encoder.dim;
   const early = t.init === undefined;
   const prior = loggedPrior(t.agents, dim, t.needGuess, train);
@@ -92,7 +104,7 @@ export function trainTiers(input: JobPart, t: TierJobInput, events: readonly Log
     const g = tierGreedy(next, t.agents, encoder.encode(e.f), e.T, e.X ?? Infinity, opts)?.assign;
     return tierStratumOf(assign, e, !!g && g.every((v, i) => v === assign[i]));
   };
-  const holdoutStrata = stratumErrors(order.slice(0, nHold).map((i) => keyOf(strata[i]!)), tierErrors(next, t.agents, hold));
+  const holdoutStrata = stratumErrors(holdIdx.map((i) => keyOf(strata[i]!)), tierErrors(next, t.agents, hold));
   const mean = hold.reduce((s, e) => s + e.quality, 0) / Math.max(1, hold.length);
   const holdoutVariance = hold.reduce((s, e) => s + (e.quality - mean) ** 2, 0) / Math.max(1, hold.length);
   return {

@@ -12,6 +12,11 @@ export interface TrainingData {
   readonly r: Float32Array;
   /** Per-row weight (recency). */
   readonly w: Float32Array;
+  /**
+   * Per row, 1 when it is held out (DatasetOptions.holdout `id`, events.ts isHeldOut: by decision id among the newest, the same decisions at every retrain; a bench option). Absent:
+   * the trainer draws its held-out tenth (`TrainOptions.holdout`) with its seed.
+   */
+  readonly held?: Uint8Array;
 }
 
 export interface TrainOptions {
@@ -159,8 +164,9 @@ export async function trainModel(tf: Tf, data: TrainingData, initWeights: ModelW
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
   const nHold = N >= 50 ? Math.floor(N * (opts.holdout ?? 0.1)) : 0;
-  const hold = order.slice(0, nHold);
-  const trainIdx = order.slice(nHold);
+  const byId = data.held && N >= 50 ? data.held : undefined;
+  const hold = byId ? order.filter((i) => byId[i] === 1) : order.slice(0, nHold);
+  const trainIdx = byId ? order.filter((i) => byId[i] !== 1) : order.slice(nHold);
 
   const P = tensorsOf(tf, init, true);
   const { w1, b1, w2, w3, b2, bk, w2s, w3s, b2s, bl, bt, glob } = P;

@@ -54,6 +54,8 @@ export interface LoopOptions {
   readonly globalHead?: boolean;
   /** Importance weighting of the training rows (events.ts DatasetOptions.importance). Default none. */
   readonly importance?: { readonly cap: number; readonly power: number };
+  /** How a retrain holds out its tenth (events.ts DatasetOptions.holdout); default the service's (`draw`). Benches only. */
+  readonly holdout?: 'id' | 'draw';
   /** Share of decisions that serve the pending candidate's split. Default: the service's (CANDIDATE_SHARE). */
   readonly candidateShare?: number;
   /**
@@ -644,7 +646,7 @@ export async function runLoop(tf: Tf, opts: LoopOptions, onCheckpoint?: (c: Chec
       }
       const forget = drift ? forgetSpan({ detectedAt: det, since: det === undefined ? 0 : t + 1 - det, firstServedAt: gateRule ? firstServedAt : 0, confirmed: confirmed === true, retired: det !== undefined && retired.some((r) => r >= changes.at(-1)!) }, drift) : undefined;
       const flip = opts.flipReward?.(versions.length + 1) ?? false;
-      const data = buildTrainingData(flip ? recent.map((e) => ({ ...e, q: 1 - e.q })) : recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl, ...(opts.importance ? { importance: opts.importance } : {}), ...(forget ? { forget } : {}) });
+      const data = buildTrainingData(flip ? recent.map((e) => ({ ...e, q: 1 - e.q })) : recent, encoder, names, { costWeight: usesCost ? 0 : world.costWeight, ...hl, ...(opts.importance ? { importance: opts.importance } : {}), ...(forget ? { forget } : {}), ...(opts.holdout ? { holdout: opts.holdout } : {}) });
       const keep = opts.wideKeep;
       if (keep !== undefined) recent.forEach((e, i) => {
         if (wideServed[e.t]) data.w[i] = Math.max(data.w[i]!, keep);

@@ -80,6 +80,8 @@ export interface TierLoopOptions {
   readonly ridge?: TierRidge;
   /** The tier fit's regularisation strength (TierJobInput.decay); default the service's (TIER_DECAY for `decoupled`). */
   readonly decay?: number;
+  /** How the tier retrain holds out its tenth (TierJobInput.holdout); default the service's (`id`). Benches only. */
+  readonly holdout?: 'id' | 'draw';
   /** The activation gate's rule changed from the service's (gate.ts gateRuleFor) in these fields; benches only. */
   readonly gate?: Partial<GateRule>;
   /**
@@ -125,6 +127,8 @@ export interface TierLoopResult {
   readonly reverts: TierLoopRevert[];
   /** Detected changes: the retrain (outcomes) that detected it and where it was placed (the version's training). */
   readonly changes: { readonly at: number; readonly changeAt: number; readonly version: number; readonly mse: number; readonly holdoutMse: number; readonly n: number }[];
+  /** Every drift check run (a change or not): the retrain, the version checked, the test's statistic and decisions compared. */
+  readonly checks: { readonly at: number; readonly version: number; readonly z: number; readonly n: number }[];
   /** Per decision: 1 when the control strategy served it (the guard's control arm, or all decisions while reverted to it). */
   readonly control: Uint8Array;
   /** Per decision: the served budgets (agent order). */
@@ -202,6 +206,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
     trained: 0,
     reverts: [],
     changes: [],
+    checks: [],
     control: new Uint8Array(o.outcomes),
     budgets: [],
     events: [],
@@ -362,6 +367,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
           drift,
           tierStratum(pipeline, latest.holdoutStrata && keysGreedy(latest.holdoutStrata) ? { encoder, tiers, costWeight } : undefined),
         );
+        out.checks.push({ at: t + 1, version: latest.version, z: check.z, n: check.n });
         if (check.changed) {
           changedNow = true;
           changeAt = Math.max(0, t + 1 - check.n);
@@ -425,7 +431,7 @@ export function runTierLoop(o: TierLoopOptions): TierLoopResult {
         costWeight,
         ...(params.halfLife !== undefined || win.shortened ? { halfLife: win.halfLife } : {}),
       },
-      { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}), ...(o.ridge ? { ridge: o.ridge } : {}), ...(o.decay !== undefined ? { decay: o.decay } : {}) },
+      { agents: tierAgents, models: pipeline.agents.map((a) => (a.models ?? []).map((m) => m.model)), needGuess: tierNeedGuess(pipeline), ...(warm ? { init: warm.tiers } : {}), ...(o.ridge ? { ridge: o.ridge } : {}), ...(o.decay !== undefined ? { decay: o.decay } : {}), ...(o.holdout ? { holdout: o.holdout } : {}) },
       recent,
       recent.length,
     );
