@@ -12,7 +12,7 @@
  * the ceiling, and the tier learner at lower ceilings: the smallest whose quality reaches the token-only one, and
  * its mean planned cost ÷ the token-only one's (at equal quality).
  *
- * `--loop service` takes the same numbers through the service's own loop for a pipeline with model tiers
+ * `--loop service` (with `--loop-seeds 1,2,…`: each world at every loop seed, then a summary per world) takes the same numbers through the service's own loop for a pipeline with model tiers
  * (src/learner/sim/tier-loop.ts: the engine's decisions of the served learned strategy, safe start, control arm,
  * candidate mixing, the training job's tier retrain every `trainEvery` outcomes, the activation gate, the runtime guard's
  * reverts and drift recovery, whose reverts and retirements it prints; `--guard false` / `--drift false` leave them
@@ -231,7 +231,11 @@ async function serviceLoop(): Promise<void> {
   const drift = flag('drift', 'true') !== 'false';
   const loopOpts = { ...(guard ? {} : { guard: false }), ...(drift ? {} : { driftRecovery: null }), ...ridgeOpt, ...policy.loop };
   console.log(`bench/learner-tiers --loop service: ${outcomes} outcomes per run, seed ${seed}; fit ridge ${ridge || TIER_RIDGE}, decay ${decay || 'default'}; ${tokenLabel}; the service's loop (engine decisions, safe start, control arm ${cs !== '' ? `${Number(cs) * 100} %` : '5 % (default)'}, candidate mixing 10 %, tier retrain every ${policy.trainEvery || TIER_TRAIN_EVERY}, activation gate, runtime guard ${guard ? 'on' : 'off'}, drift recovery ${drift ? 'on' : 'off'}); last quarter of the served decisions (exploration included) measured`);
-  for (const name of worlds) {
+  // `--loop-seeds 1,2,…`: every world at each loop seed (the requests, outcome noise and every draw), then a summary per world.
+  const loopSeeds = flag('loop-seeds', '') !== '' ? flag('loop-seeds', '').split(',').map(Number) : [seed];
+  const summary: { name: string; seed: number; ratio: number; lo: number; hi: number }[] = [];
+  for (const seed of loopSeeds) for (const name of worlds) {
+    if (loopSeeds.length > 1) console.log(`loop seed ${seed}`);
     const tw = loadTierWorld(name);
     const C = tw.maxCostUsd;
     const r = runTierLoop({ world: tw, outcomes, seed, ...(params ? { params } : {}), ...loopOpts });
@@ -260,7 +264,8 @@ async function serviceLoop(): Promise<void> {
     );
     for (const x of r.reverts) console.log(`  ${x.reason === 'guard' ? 'guard revert' : 'drift retirement'} at outcome ${x.at}: version ${x.from} → ${x.to > 0 ? `version ${x.to}` : 'the control strategy'} (learned − control ${x.diff.toFixed(4)})`);
     for (const x of r.changes) console.log(`  drift: change detected at the retrain at outcome ${x.at} on version ${x.version} (placed at ${x.changeAt}): squared error ${x.mse.toFixed(4)} on ${x.n} decisions vs held-out ${x.holdoutMse.toFixed(4)}`);
-    console.log(`ROW ${JSON.stringify({ loop: 'service', world: name, ceiling: C, ratio, diff: ci, reverts: r.reverts, changes: r.changes })}`);
+    console.log(`ROW ${JSON.stringify({ loop: 'service', world: name, seed, ceiling: C, ratio, diff: ci, reverts: r.reverts, changes: r.changes })}`);
+    summary.push({ name, seed, ratio, lo: ci.lo, hi: ci.hi });
     if (name !== 'cheap-suffices' || !equalQuality) continue;
     // Token-only: the service's learned strategy on the pipeline declaring only the expensive first model.
     const tok = runTierLoop({ world: tw, outcomes, seed, models: [0], ...(params ? { params } : {}), ...loopOpts });
@@ -292,6 +297,15 @@ async function serviceLoop(): Promise<void> {
     }
     if (found) console.log(`${name}: at equal quality (${found.q.toFixed(4)} ≥ ${q0.toFixed(4)}) the tier learner's mean planned cost ÷ the token-only one's: ${(found.c / c0).toFixed(3)}`);
     else console.log(`${name}: the tier learner did not reach the token-only quality at the ceilings tried`);
+  }
+  if (loopSeeds.length < 2) return;
+  for (const name of worlds) {
+    const xs = summary.filter((x) => x.name === name);
+    const rs = xs.map((x) => x.ratio);
+    console.log(
+      `${name} over loop seeds ${loopSeeds.join(',')}: served ÷ tier oracle mean ${mean(rs).toFixed(4)}, min ${Math.min(...rs).toFixed(4)}, ≥ 0.95 on ${rs.filter((r) => r >= 0.95).length} of ${rs.length}; ` +
+        `served − best static: CI above 0 on ${xs.filter((x) => x.lo > 0).length}, below 0 on ${xs.filter((x) => x.hi < 0).length}`,
+    );
   }
 }
 
