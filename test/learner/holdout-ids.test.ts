@@ -12,6 +12,7 @@ import { buildTrainingData, heldOutId, HOLDOUT_SPAN, isHeldOut, type LoggedEvent
 import { trainTiers } from '../../src/learner/train-tiers.js';
 import { deserializeTierParams, plannedCostOf, tierErrors } from '../../src/learner/tiers-policy.js';
 import { tierAgentsOf } from '@apportion/sdk/engine';
+import { tierDecisions } from '../helpers/tier-logged.js';
 
 /**
  * The tier retrain holds out the same decisions at every retrain (events.ts isHeldOut; the token trainer with the bench
@@ -24,18 +25,8 @@ const tw = loadTierWorld('cheap-suffices');
 const features = worldFeatures(tw.world).features;
 const agents = tierAgentsOf(tw.pipeline);
 
-function decisions(n: number, seed: number, ids: (t: number) => string): LoggedEvent[] {
-  const rng = mulberry32(seed);
-  return Array.from({ length: n }, (_, t) => {
-    const c = tw.sample(rng);
-    const assign = tw.assignments[Math.floor(rng() * tw.assignments.length)]!;
-    const shares = tw.agents.map(() => 0.2 + rng());
-    const sum = shares.reduce((s, v) => s + v, 0);
-    const budgets = tw.agents.map((a, i) => Math.min(a.maxTokens, a.minTokens + Math.floor((shares[i]! / sum) * tw.totalTokens)));
-    const o = tw.outcome(c, [...assign], budgets, rng);
-    return { id: ids(t), t, s: 'l', f: tw.features(c), T: tw.totalTokens, b: Object.fromEntries(tw.agents.map((a, i) => [a.name, budgets[i]!])), q: o.quality, c: null, M: assign.map((k) => tw.models[k]!), m: 0 };
-  });
-}
+/** Decisions on model assignments drawn uniformly (all by the safe start, version 0), ids `d${seed}-${t}`. */
+const decisions = (n: number, seed: number): LoggedEvent[] => tierDecisions(tw, n, seed, { pick: (rng) => ({ assign: tw.assignments[Math.floor(rng() * tw.assignments.length)]!, m: 0 }) });
 
 const train = (window: readonly LoggedEvent[], init?: ReturnType<typeof trainTiers>['tiers'], seed = 7) =>
   trainTiers(
@@ -68,7 +59,7 @@ describe('every retrain holds out the same decisions (by decision id)', () => {
   });
 
   it('the tier retrain: a warm-started retrain on a longer window holds out exactly the window decisions whose id is held out, whatever the seed: none that the earlier fit trained on', () => {
-    const all = decisions(3000, 5, (t) => `d-${t}`);
+    const all = decisions(3000, 5);
     const first = train(all.slice(0, 1500));
     assert.equal(first.trained, true, first.reason);
     assert.equal(heldRows(first), all.slice(0, 1500).filter((e) => heldOutId(e.id)).length);

@@ -14,6 +14,7 @@ import { isHeldOut } from '../../src/learner/events.js';
 import { trainTiers } from '../../src/learner/train-tiers.js';
 import { compileFeatures } from '../../src/learner/features.js';
 import { tierAgentsOf } from '@apportion/sdk/engine';
+import { tierDecisions, type TierPick } from '../helpers/tier-logged.js';
 
 /**
  * Drift recovery on a tier version compares like with like: in one stationary world (cheap-suffices), a version is
@@ -30,18 +31,7 @@ const allFirst = tw.agents.map(() => 0);
 const cheaper = tw.assignments.filter((a) => a.some((m) => m !== 0));
 
 /** Decisions of the world; each takes `pick(rng)`'s assignment and who chose it, and a random split of the total. */
-function decisions(n: number, seed: number, pick: (rng: () => number) => { readonly assign: readonly number[]; readonly m: number; readonly a?: 0 | 1 }): LoggedEvent[] {
-  const rng = mulberry32(seed);
-  return Array.from({ length: n }, (_, t) => {
-    const c = tw.sample(rng);
-    const { assign, m, a } = pick(rng);
-    const shares = tw.agents.map(() => 0.2 + rng());
-    const sum = shares.reduce((s, v) => s + v, 0);
-    const budgets = tw.agents.map((a, i) => Math.min(a.maxTokens, a.minTokens + Math.floor((shares[i]! / sum) * tw.totalTokens)));
-    const o = tw.outcome(c, [...assign], budgets, rng);
-    return { id: `a${seed}-${t}`, t, s: 'l', f: tw.features(c), T: tw.totalTokens, b: Object.fromEntries(tw.agents.map((a, i) => [a.name, budgets[i]!])), q: o.quality, c: null, M: assign.map((k) => tw.models[k]!), m, ...(a !== undefined ? { a } : {}) };
-  });
-}
+const decisions = (n: number, seed: number, pick: (rng: () => number) => TierPick): LoggedEvent[] => tierDecisions(tw, n, seed, { prefix: 'a', pick });
 
 describe('drift recovery on a tier version: a shift of the served actions is not a change', () => {
   it('a version trained mostly on the default action is not detected on decisions mostly on cheaper assignments of the same world; the pooled test detects it', () => {

@@ -18,6 +18,7 @@ import type { Running } from '../../src/server.js';
 import { okHttp } from '../helpers/http.js';
 import { tierPipelineDoc, tierServerHooks } from '../helpers/tier-server.js';
 import { eventually, testPrefix } from '../helpers/env.js';
+import { tierDecisions } from '../helpers/tier-logged.js';
 
 /**
  * Drift recovery on a pipeline with model tiers: a joint (`tiers`) version fitted in a world where the cheap model
@@ -32,29 +33,8 @@ const encoder = compileFeatures(worldFeatures(after_.world).features);
 const agents = tierAgentsOf(after_.pipeline);
 const params = { costWeight: 0 } as LearnedParams;
 
-/** Decisions of world `tw` on random model assignments and random splits of the total (cost: the planned one). */
-function decisions(tw: TierWorld, n: number, seed: number, t0 = 0): LoggedEvent[] {
-  const rng = mulberry32(seed);
-  return Array.from({ length: n }, (_, t) => {
-    const c = tw.sample(rng);
-    const assign = tw.assignments[Math.floor(rng() * tw.assignments.length)]!;
-    const shares = tw.agents.map(() => 0.2 + rng());
-    const sum = shares.reduce((s, v) => s + v, 0);
-    const budgets = tw.agents.map((a, i) => Math.min(a.maxTokens, a.minTokens + Math.floor((shares[i]! / sum) * 5000)));
-    const o = tw.outcome(c, assign, budgets, rng);
-    return {
-      id: `d${seed}-${t}`,
-      t: t0 + t,
-      s: 'l',
-      f: tw.features(c),
-      T: tw.totalTokens,
-      b: Object.fromEntries(tw.agents.map((a, i) => [a.name, budgets[i]!])),
-      q: o.quality,
-      c: null,
-      M: assign.map((m) => tw.models[m]!),
-    };
-  });
-}
+/** Decisions of world `tw` on random model assignments and random splits of 5,000 tokens (cost: the planned one). */
+const decisions = (tw: TierWorld, n: number, seed: number, t0 = 0): LoggedEvent[] => tierDecisions(tw, n, seed, { t0, total: 5000 });
 
 const rowsOf = (events: readonly LoggedEvent[]): TierEvent[] =>
   events.map((e) => {
