@@ -125,12 +125,12 @@ export interface DatasetOptions {
 }
 
 /**
- * Whether a logged decision is in the tier retrain's held-out tenth (murmur3 of its id, mod 10; the token trainer's too
- * with DatasetOptions.holdout `id`, a bench option). Decided by the id, not
- * drawn at each retrain: a version is warm-started from the fits before it, and a fresh draw would hold out decisions
- * those fits trained on, so the version's held-out error would be too low for what it never saw — and drift recovery
- * compares new decisions' errors with it (a stationary world was taken for changed). Only among the newest
- * HOLDOUT_SPAN events of a window (`isHeldOut`): older ones are trained on, so no decision is withheld from every fit.
+ * Whether a logged decision is in the tier retrain's held-out tenth (murmur3 of its id, mod 10; the token trainer's
+ * too with DatasetOptions.holdout `id`, a bench option). Decided by the id, not drawn at each retrain: a version is
+ * warm-started from the fits before it, and a fresh draw would hold out decisions those fits trained on, so the
+ * version's held-out error would be too low for what it never saw — and drift recovery compares new decisions' errors
+ * with it (a stationary world was taken for changed). Only among the newest HOLDOUT_SPAN events of a window
+ * (`isHeldOut`): older ones are trained on, so no decision is withheld from every fit.
  */
 export const heldOutId = (id: string): boolean => murmurhash.v3(id) % 10 === 0;
 

@@ -8,7 +8,6 @@ import type { SerializedWeights } from './model.js';
 import type { TrainJobOutput } from './trainer.js';
 import type { SerializedTierParams, TierAgent, TierRidge } from './tiers-policy.js';
 
-
 /** The tier learner's part of a training job (TrainJobInput.tiers). */
 export interface TierJobInput {
   /** Bounds and per-model rates (pipeline agent order). */
@@ -23,8 +22,8 @@ export interface TierJobInput {
   /** The fit's regularisation strength (fitTier's `l2`); default the ridge's (TIER_DECAY for `decoupled`). */
   readonly decay?: number;
   /**
-   * How the held-out tenth is chosen: `id` (default: events.ts isHeldOut, the same decisions at every retrain) or `draw` (a
-   * seeded draw at each retrain, the rule before 2026-12-06; kept for bench/tiers-holdout.ts's comparison).
+   * How the held-out tenth is chosen: `id` (default: events.ts isHeldOut, the same decisions at every retrain) or
+   * `draw` (a seeded draw at each retrain, the rule before 2026-12-06; kept for bench/tiers-holdout.ts's comparison).
    */
   readonly holdout?: 'id' | 'draw';
 }

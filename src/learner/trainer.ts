@@ -13,8 +13,9 @@ export interface TrainingData {
   /** Per-row weight (recency). */
   readonly w: Float32Array;
   /**
-   * Per row, 1 when it is held out (DatasetOptions.holdout `id`, events.ts isHeldOut: by decision id among the newest, the same decisions at every retrain; a bench option). Absent:
-   * the trainer draws its held-out tenth (`TrainOptions.holdout`) with its seed.
+   * Per row, 1 when it is held out (DatasetOptions.holdout `id`, a bench option; events.ts isHeldOut: by decision id
+   * among the newest, the same decisions at every retrain). Absent: the trainer draws its held-out tenth
+   * (`TrainOptions.holdout`) with its seed.
    */
   readonly held?: Uint8Array;
 }
